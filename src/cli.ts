@@ -1,0 +1,108 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { createLogger } from './log.ts';
+import { SetupError, UsageError } from './errors.ts';
+
+/** Entry point: parses the command line, runs one command, maps failures to exit codes. */
+
+const say = (line: string) => process.stdout.write(`${line}\n`);
+const logger = createLogger();
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a whole number above 0');
+  return n;
+}
+
+async function exitWith(run: () => Promise<number>): Promise<void> {
+  try {
+    process.exitCode = await run();
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`switchyard: ${error.message}\n`);
+      process.exitCode = 2;
+    } else if (error instanceof SetupError) {
+      process.stderr.write(`switchyard: ${error.message}\n`);
+      process.exitCode = 3;
+    } else {
+      process.stderr.write(`switchyard: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      process.exitCode = 4;
+    }
+  }
+  // Lingering sockets (SDK keep-alive, Redis) must not keep a finished command alive.
+  setTimeout(() => process.exit(), 200).unref();
+}
+
+const program = new Command('switchyard')
+  .description('Run batches of LLM prompts across OpenAI-compatible models, through BullMQ workers on Redis.')
+  .showHelpAfterError()
+  .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
+
+program
+  .command('run')
+  .description('run a CSV or JSONL batch: validate, enqueue, process with workers in this process, write results and a report')
+  .argument('[file]', 'input .csv or .jsonl (optional with --resume)')
+  .option('-c, --config <file>', 'switchyard.yaml or .json (default: built-in models on the simulator)')
+  .option('-o, --out <dir>', 'output folder (default: out/<batch id>)')
+  .option('--concurrency <n>', 'rows in flight in this process', positiveInt)
+  .option('-m, --model <name>', 'model for rows that do not name one')
+  .option('--batch-id <id>', 'name the batch; running the same id again resumes it')
+  .option('--resume <id>', 'resume a batch: rows that succeeded are kept, the rest run')
+  .option('--prompt-column <name>', 'CSV column holding the prompt', 'prompt')
+  .option('--detach', 'only enqueue; workers elsewhere process the rows ("switchyard collect" writes outputs)')
+  .action((file: string | undefined, opts: Record<string, unknown>) =>
+    exitWith(async () => {
+      const { runBatch } = await import('./commands/run.ts');
+      const outcome = await runBatch({ ...opts, file } as Parameters<typeof runBatch>[0], logger, say);
+      return outcome.exitCode;
+    }),
+  );
+
+program
+  .command('worker')
+  .description('process rows from the queue (any batch) until stopped; run as many as you like, anywhere that reaches Redis')
+  .option('--concurrency <n>', 'rows in flight in this process', positiveInt, 64)
+  .option('--lock-ms <ms>', 'how long a claimed row stays claimed without renewal', positiveInt, 30_000)
+  .action((opts: { concurrency: number; lockMs: number }) =>
+    exitWith(async () => (await import('./commands/worker.ts')).runWorkerCommand(opts, logger, say)),
+  );
+
+program
+  .command('status')
+  .description("show a batch's state, or the most recent batches")
+  .argument('[batch-id]')
+  .action((batchId: string | undefined) => exitWith(async () => (await import('./commands/status.ts')).runStatusCommand(batchId, logger, say)));
+
+program
+  .command('collect')
+  .description('write the outputs of a batch run with --detach, waiting for its rows to finish')
+  .argument('<batch-id>')
+  .action((batchId: string) => exitWith(async () => (await import('./commands/collect.ts')).runCollectCommand(batchId, logger, say)));
+
+program
+  .command('sim')
+  .description('start the built-in OpenAI-compatible simulator')
+  .option('--port <n>', 'port', (v) => Number(v), 8787)
+  .option('--host <host>', 'address to listen on', '127.0.0.1')
+  .option('--latency-ms <ms>', 'mean answer latency', (v) => Number(v), 0)
+  .option('--latency-jitter-ms <ms>', 'latency varies by up to this much either way', (v) => Number(v), 0)
+  .option('--failure-rate <p>', 'share of calls answered 500', (v) => Number(v), 0)
+  .option('--rpm <n>', 'requests per minute per model (429 beyond)', (v) => Number(v))
+  .option('--tpm <n>', 'tokens per minute per model (429 beyond)', (v) => Number(v))
+  .option('--seed <n>', 'seed for failures and jitter', (v) => Number(v))
+  .option('--model-limits <json>', 'per-model overrides, e.g. {"m":{"rpm":60,"fail_status":500}}')
+  .addOption(new Option('--api-key <key>', 'require this bearer key').env('SIM_API_KEY'))
+  .action((opts: Record<string, unknown>) =>
+    exitWith(async () => {
+      const { runSimulatorFromCli } = await import('./sim/cli-options.ts');
+      await runSimulatorFromCli(opts);
+      return 0;
+    }),
+  );
+
+program
+  .command('demo')
+  .description('run examples/prompts.csv end to end on the built-in models and simulator')
+  .action(() => exitWith(async () => (await import('./commands/demo.ts')).runDemoCommand(logger, say)));
+
+await program.parseAsync(process.argv);

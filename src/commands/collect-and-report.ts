@@ -1,0 +1,51 @@
+import { collectBatch } from '../output/collector.ts';
+import { finalizeBatch } from '../output/finalize-batch.ts';
+import { outputPaths } from '../output/paths.ts';
+import { renderSummaryLines } from '../output/report-markdown.ts';
+import type { Report } from '../output/report.ts';
+import { createProgressDisplay } from '../progress/progress-display.ts';
+import type { Session } from './session.ts';
+
+export interface CollectAndReportOptions {
+  session: Session;
+  batchId: string;
+  startedAt: Date;
+  say: (line: string) => void;
+  signal?: AbortSignal;
+  progressStream?: NodeJS.WriteStream;
+}
+
+/**
+ * Runs a batch's collector with a progress display until every row has a result, then writes the
+ * final files and prints the summary. Returns null when interrupted.
+ */
+export async function collectAndReport(options: CollectAndReportOptions): Promise<Report | null> {
+  const { session, batchId, say } = options;
+  const meta = await session.store.load(batchId);
+  if (!meta) throw new Error(`batch ${batchId} has no state in Redis`);
+  const paths = outputPaths(meta.out_dir);
+  const display = createProgressDisplay(options.progressStream ?? process.stderr);
+  const poll = setInterval(() => {
+    session.store.progress(batchId).then((progress) => progress && display.update(progress), () => undefined);
+  }, 250);
+  let collected: boolean;
+  try {
+    collected = await collectBatch({ redis: session.redis, store: session.store, batchId, paths, ...(options.signal ? { signal: options.signal } : {}) });
+  } finally {
+    clearInterval(poll);
+    const last = await session.store.progress(batchId).catch(() => null);
+    if (last) display.update(last);
+    display.stop();
+  }
+  if (!collected) return null;
+  const report = await finalizeBatch({ store: session.store, meta: (await session.store.load(batchId)) ?? meta, paths, outDir: meta.out_dir, startedAt: options.startedAt });
+  say('');
+  for (const line of renderSummaryLines(report)) say(line);
+  say('');
+  say(`Results  ${paths.results}`);
+  say(`         ${paths.resultsCsv}`);
+  say(`Costs    ${paths.costs}`);
+  if (report.totals.rows > 0 || meta.invalid_rows > 0) say(`Errors   ${paths.errors}`);
+  say(`Report   ${paths.reportMd}`);
+  return report;
+}

@@ -1,0 +1,22 @@
+import type { Logger } from 'pino';
+import { UsageError } from '../errors.ts';
+import { collectAndReport } from './collect-and-report.ts';
+import { openSession } from './session.ts';
+
+/** `switchyard collect <batch id>`: writes a detached batch's outputs once its workers finish it. */
+export async function runCollectCommand(batchId: string, logger: Logger, say: (line: string) => void): Promise<number> {
+  const session = await openSession(logger, say);
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  process.once('SIGINT', onSignal);
+  try {
+    const meta = await session.store.load(batchId);
+    if (!meta) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel}`);
+    const report = await collectAndReport({ session, batchId, startedAt: new Date(meta.started_at ?? meta.created_at), say, signal: stop.signal });
+    if (!report) return 130;
+    return report.totals.failed > 0 ? 1 : 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    await session.close();
+  }
+}

@@ -1,0 +1,14 @@
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { runBatch } from './run.ts';
+
+const EXAMPLE = fileURLToPath(new URL('../../examples/prompts.csv', import.meta.url));
+
+/** `npm run demo`: the example batch on the built-in models and simulator, into out/demo. */
+export async function runDemoCommand(logger: Logger, say: (line: string) => void): Promise<number> {
+  const batchId = `demo-${Date.now().toString(36)}`;
+  const outcome = await runBatch({ file: EXAMPLE, batchId, out: `out/${batchId}` }, logger, say);
+  say('');
+  say(`Demo finished. Open ${outcome.outDir}/report.md for the report.`);
+  return outcome.exitCode;
+}

@@ -1,0 +1,169 @@
+import { mkdir } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { Queue } from 'bullmq';
+import type { Logger } from 'pino';
+import { builtInConfig } from '../config/defaults.ts';
+import { loadConfigFile } from '../config/load.ts';
+import { configSchema, type SwitchyardConfig } from '../config/schema.ts';
+import { UsageError } from '../errors.ts';
+import { readRows } from '../input/read-rows.ts';
+import type { ReadItem } from '../input/row.ts';
+import { missingApiKeys } from '../models/provider-clients.ts';
+import type { BatchMeta } from '../queue/batch-state.ts';
+import { isValidBatchId, newBatchId, PROMPT_QUEUE } from '../queue/keys.ts';
+import { enqueueBatch } from '../queue/producer.ts';
+import { startSimulator, type Simulator } from '../sim/server.ts';
+import { openSession, type Session } from './session.ts';
+import { collectAndReport } from './collect-and-report.ts';
+import { startPromptWorker } from '../../workers/prompt-worker.ts';
+import { createBatchContexts } from '../queue/batch-context.ts';
+
+export interface RunOptions {
+  file?: string;
+  config?: string;
+  out?: string;
+  concurrency?: number;
+  model?: string;
+  batchId?: string;
+  resume?: string;
+  promptColumn?: string;
+  detach?: boolean;
+}
+
+export interface RunOutcome {
+  exitCode: number;
+  batchId: string;
+  outDir: string;
+}
+
+interface ResolvedConfig {
+  config: SwitchyardConfig;
+  builtIn: boolean;
+  simulator: Simulator | null;
+}
+
+/** No config file: the built-in models on a simulator inside this process (the demo path). */
+async function resolveConfig(options: RunOptions, existing: BatchMeta | null, storedConfig: string | null, say: (line: string) => void): Promise<ResolvedConfig> {
+  if (options.config) return { config: await loadConfigFile(options.config), builtIn: false, simulator: null };
+  if (existing && storedConfig && !existing.builtin_config) {
+    return { config: configSchema.parse(JSON.parse(storedConfig)), builtIn: false, simulator: null };
+  }
+  const simulator = await startSimulator({ port: 0, latency_ms: 40, latency_jitter_ms: 30, seed: 7 });
+  say(`No --config given: using the built-in models on the simulator at ${simulator.url} (no API key needed).`);
+  return { config: builtInConfig(simulator.url), builtIn: true, simulator };
+}
+
+/** Pulls the first record now, so a bad file (no prompt column, empty) stops before anything is enqueued. */
+async function checkedRows(path: string, promptColumn: string, config: SwitchyardConfig): Promise<AsyncIterable<ReadItem>> {
+  const iterator = readRows(path, { promptColumn, knownModels: new Set(Object.keys(config.models)) })[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  return {
+    async *[Symbol.asyncIterator]() {
+      if (first.done) return;
+      yield first.value;
+      for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+    },
+  };
+}
+
+export async function runBatch(options: RunOptions, logger: Logger, say: (line: string) => void): Promise<RunOutcome> {
+  const batchId = options.resume ?? options.batchId ?? newBatchId();
+  if (!isValidBatchId(batchId)) throw new UsageError(`batch id "${batchId}" may only use letters, digits, '.', '_' and '-' (at most 64 characters)`);
+  say(`Batch ${batchId}`);
+
+  const session = await openSession(logger, say);
+  let simulator: Simulator | null = null;
+  try {
+    const existing = await session.store.load(batchId);
+    if (options.resume && !existing) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel}; check the id with "switchyard status"`);
+    const storedConfig = existing ? await session.store.loadConfigJson(batchId) : null;
+    const resolved = await resolveConfig(options, existing, storedConfig, say);
+    simulator = resolved.simulator;
+    const config = resolved.config;
+    warnAboutConfig(config, say);
+
+    const file = options.file ?? existing?.input;
+    if (!file) throw new UsageError('no input file: give one, e.g. "switchyard run prompts.csv"');
+    const inputPath = resolve(file);
+    const promptColumn = options.promptColumn ?? existing?.prompt_column ?? 'prompt';
+    const model = options.model ?? existing?.model_override;
+    if (model && !(model in config.models)) throw new UsageError(`--model "${model}" is not in the config; models: ${Object.keys(config.models).join(', ')}`);
+    const items = await checkedRows(inputPath, promptColumn, config);
+
+    const outDir = resolve(options.out ?? existing?.out_dir ?? `out/${batchId}`);
+    await mkdir(outDir, { recursive: true });
+    const startedAt = new Date();
+    const meta: Omit<BatchMeta, 'cost_nanos'> = {
+      batch_id: batchId,
+      status: 'enqueuing',
+      input: inputPath,
+      input_kind: existing?.input_kind ?? 'rows',
+      out_dir: outDir,
+      created_at: existing?.created_at ?? startedAt.toISOString(),
+      invalid_rows: 0,
+      prompt_column: promptColumn,
+      started_at: startedAt.toISOString(),
+      builtin_config: resolved.builtIn,
+      ...(model ? { model_override: model } : {}),
+    };
+    await session.store.save(meta, config);
+    if (existing) say(`Resuming: rows that already succeeded are kept and not run again.`);
+
+    const queue = new Queue(PROMPT_QUEUE, { connection: session.redis, prefix: session.space.prefix });
+    const concurrency = options.concurrency ?? config.concurrency;
+    const worker = options.detach
+      ? null
+      : startPromptWorker({
+          connection: session.connectWorker(),
+          redis: session.redis,
+          space: session.space,
+          batches: createBatchContexts(session.store),
+          logger,
+          concurrency,
+          lockMs: config.queue.lock_ms,
+        });
+    const collecting = options.detach ? null : collectAndReport({ session, batchId, startedAt, say });
+    // Keep the collector's rejection observed while enqueueing; it is awaited below.
+    collecting?.catch(() => undefined);
+
+    const counts = await enqueueBatch({
+      queue,
+      store: session.store,
+      batchId,
+      items,
+      errorsPath: `${outDir}/errors.jsonl`,
+      chunkSize: config.queue.enqueue_chunk,
+      resume: existing !== null,
+    });
+    await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
+    say(
+      `Read ${counts.total + counts.invalid} rows: ${counts.total} valid, ${counts.invalid} invalid (see errors.jsonl)` +
+        (counts.alreadySucceeded > 0 ? `, ${counts.alreadySucceeded} already done` : '') +
+        `; ${counts.enqueued} queued, ${worker ? `${concurrency} workers in this process` : 'no workers here (--detach)'}.`,
+    );
+    await queue.close();
+
+    if (!collecting || !worker) {
+      say(`Detached. Start workers with "switchyard worker" and write the outputs with "switchyard collect ${batchId}".`);
+      return { exitCode: 0, batchId, outDir };
+    }
+    try {
+      const report = await collecting;
+      return { exitCode: report === null ? 130 : report.totals.failed > 0 ? 1 : 0, batchId, outDir };
+    } finally {
+      await worker.close();
+    }
+  } finally {
+    await session.close();
+    await simulator?.close();
+  }
+}
+
+function warnAboutConfig(config: SwitchyardConfig, say: (line: string) => void): void {
+  const unpriced = Object.entries(config.models).filter(([, model]) => !model.price).map(([name]) => name);
+  if (unpriced.length > 0) say(`Warning: no price for ${unpriced.join(', ')}: their calls get cost_usd null in costs.jsonl and the report.`);
+  const missing = missingApiKeys(config);
+  if (missing.length > 0) say(`Warning: ${missing.map((name) => `$${name}`).join(', ')} not set: calls to those providers will fail with missing_api_key.`);
+}
+
+export type { Session };

@@ -1,0 +1,35 @@
+import type { Logger } from 'pino';
+import { createBatchContexts } from '../queue/batch-context.ts';
+import { startPromptWorker } from '../../workers/prompt-worker.ts';
+import { openSession } from './session.ts';
+
+export interface WorkerCommandOptions {
+  concurrency: number;
+  lockMs: number;
+}
+
+/**
+ * `switchyard worker`: processes rows of every batch in the queue, on any machine that reaches the
+ * same Redis. Each batch's config comes from Redis; API keys from this process's environment.
+ */
+export async function runWorkerCommand(options: WorkerCommandOptions, logger: Logger, say: (line: string) => void): Promise<number> {
+  const session = await openSession(logger, say);
+  const host = startPromptWorker({
+    connection: session.connectWorker(),
+    redis: session.redis,
+    space: session.space,
+    batches: createBatchContexts(session.store),
+    logger,
+    concurrency: options.concurrency,
+    lockMs: options.lockMs,
+  });
+  say(`Worker running: concurrency ${options.concurrency}, Redis ${session.redisLabel}, prefix "${session.space.prefix}". Ctrl-C stops it after the rows in hand.`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  say('Stopping: finishing the rows in hand...');
+  await host.close();
+  await session.close();
+  return 0;
+}

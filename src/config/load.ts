@@ -1,0 +1,42 @@
+import { readFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { configSchema, type SwitchyardConfig } from './schema.ts';
+import { UsageError } from '../errors.ts';
+
+/** Formats zod issues as "key.path: what was expected" lines a person can act on. */
+export function describeIssues(error: z.ZodError, root = ''): string {
+  return error.issues
+    .map((issue) => {
+      const path = [root, ...issue.path.map(String)].filter(Boolean).join('.') || '(top level)';
+      let message = issue.message;
+      if (issue.code === 'unrecognized_keys') message = `unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+      return `  ${path}: ${message}`;
+    })
+    .join('\n');
+}
+
+export function parseConfig(raw: unknown, source: string): SwitchyardConfig {
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    throw new UsageError(`Config ${source} is not valid:\n${describeIssues(result.error)}\nSee docs/config.md for every key.`);
+  }
+  return result.data;
+}
+
+export async function loadConfigFile(path: string): Promise<SwitchyardConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new UsageError(`Cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
+  let raw: unknown;
+  try {
+    raw = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text);
+  } catch (error) {
+    throw new UsageError(`Config file ${path} is not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${(error as Error).message}`);
+  }
+  return parseConfig(raw, path);
+}

@@ -1,0 +1,148 @@
+import { pipeline } from 'node:stream';
+import { CsvError, parse, type Info } from 'csv-parse';
+import { UsageError } from '../errors.ts';
+import { openInputFile } from './input-file.ts';
+import { buildRow, type RawFields, type RecordPosition } from './row-fields.ts';
+import type { ReadItem, RowRules } from './row.ts';
+
+/** Guards against a runaway unclosed quote while still allowing long prompts (csv-parse's default is 128k). */
+const MAX_RECORD_CHARS = 8 * 1024 * 1024;
+
+interface ParsedRecord {
+  record: string[];
+  info: Info;
+}
+
+interface Header {
+  names: string[];
+  promptColumn: string;
+}
+
+/**
+ * Streams a CSV file with a header row. The prompt column is `rules.promptColumn`; `id`, `model`,
+ * `system`, `temperature` and `max_tokens` are optional; every other column goes into metadata as text.
+ * A record with the wrong number of fields becomes a `bad_csv` item; an unclosed quote stops the file.
+ */
+export async function* readCsvRows(path: string, rules: RowRules): AsyncGenerator<ReadItem> {
+  const handle = await openInputFile(path);
+  const parser = parse({
+    bom: true,
+    info: true,
+    relax_column_count: true, // checked per record below, so one bad record does not stop the file
+    relax_quotes: true, // a stray quote inside an unquoted field is kept as text
+    skip_empty_lines: true,
+    record_delimiter: ['\r\n', '\n'], // also copes with files whose line endings are mixed
+    max_record_size: MAX_RECORD_CHARS,
+  });
+  // Errors from either stream surface through the parser's iteration below.
+  pipeline(handle.createReadStream(), parser, () => {});
+  const lines = lineCounter();
+  let header: Header | undefined;
+  let row = 0;
+  try {
+    for await (const { record, info } of parser as AsyncIterable<ParsedRecord>) {
+      const line = lines.start(record, info.empty_lines);
+      if (header === undefined) {
+        header = readHeader(record, rules.promptColumn || 'prompt', path);
+      } else if (!isBlank(record)) {
+        row += 1;
+        yield toItem(record, header, { row, line }, rules);
+      }
+    }
+  } catch (error) {
+    throw describeAbort(error, path, lines);
+  } finally {
+    parser.destroy();
+  }
+  if (header === undefined) throw new UsageError(`input file is empty (no header row): ${path}`);
+  if (row === 0) throw new UsageError(`input file has a header but no data rows: ${path}`);
+}
+
+function readHeader(record: string[], promptColumn: string, path: string): Header {
+  const names = record.map((name, i) => name.trim() || `column_${i + 1}`);
+  const duplicate = names.find((name, i) => names.indexOf(name) !== i);
+  if (duplicate !== undefined) {
+    throw new UsageError(`input file ${path}: column "${duplicate}" appears twice in the header`);
+  }
+  if (!names.includes(promptColumn)) {
+    const near = names.find((name) => name.toLowerCase() === promptColumn.toLowerCase());
+    const hint = near === undefined ? '' : ` (did you mean "${near}"?)`;
+    throw new UsageError(
+      `input file ${path} has no "${promptColumn}" column${hint}; its columns are: ${names.join(', ')}. ` +
+        'Choose the prompt column with --prompt-column <name>.',
+    );
+  }
+  return { names, promptColumn };
+}
+
+function toItem(record: string[], header: Header, pos: RecordPosition, rules: RowRules): ReadItem {
+  if (record.length !== header.names.length) {
+    const message = `line ${pos.line}: expected ${header.names.length} fields as in the header, got ${record.length}`;
+    return { kind: 'error', value: { ...pos, code: 'bad_csv', message } };
+  }
+  const fields: RawFields = { metadata: {} };
+  header.names.forEach((name, i) => {
+    const value = record[i] ?? '';
+    if (name === header.promptColumn) fields.prompt = value;
+    else if (name === 'id') fields.id = value;
+    else if (name === 'model') fields.model = value;
+    else if (name === 'system') fields.system = value;
+    else if (name === 'temperature') fields.temperature = value;
+    else if (name === 'max_tokens') fields.max_tokens = value;
+    else fields.metadata[name] = value;
+  });
+  return buildRow(fields, pos, rules);
+}
+
+/** A line holding only spaces reads as one blank field: skip it like an empty line. */
+function isBlank(record: string[]): boolean {
+  return record.length === 1 && (record[0] ?? '').trim() === '';
+}
+
+/**
+ * Start lines of records. csv-parse's `info.lines` is the line where a record ends and counts a CRLF
+ * inside a quoted field twice, so lines are counted here: the next record starts after the previous
+ * one's last line plus any empty lines the parser skipped (`info.empty_lines`); a record spans one
+ * line plus one per "\n" inside its (quoted) fields.
+ */
+interface LineCounter {
+  /** The start line of a record just parsed; `emptyLines` is the parser's running count. */
+  start(record: string[], emptyLines: number): number;
+  /** Where the record being parsed now starts. */
+  peek(emptyLines: number): number;
+}
+
+function lineCounter(): LineCounter {
+  let next = 1;
+  let emptySeen = 0;
+  const peek = (emptyLines: number): number => next + (emptyLines - emptySeen);
+  const start = (record: string[], emptyLines: number): number => {
+    const line = peek(emptyLines);
+    emptySeen = emptyLines;
+    next = line + 1 + record.reduce((sum, field) => sum + countNewlines(field), 0);
+    return line;
+  };
+  return { start, peek };
+}
+
+function countNewlines(text: string): number {
+  let count = 0;
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) count += 1;
+  return count;
+}
+
+function describeAbort(error: unknown, path: string, lines: LineCounter): unknown {
+  if (!(error instanceof CsvError)) return error;
+  const emptyLines = typeof error['empty_lines'] === 'number' ? error['empty_lines'] : 0;
+  const line = lines.peek(emptyLines);
+  if (error.code === 'CSV_QUOTE_NOT_CLOSED') {
+    return new UsageError(`input file ${path}: the quoted field in the record at line ${line} is never closed`);
+  }
+  if (error.code === 'CSV_MAX_RECORD_SIZE') {
+    return new UsageError(
+      `input file ${path}: the record at line ${line} is longer than ${MAX_RECORD_CHARS} characters ` +
+        '(often an unclosed quote)',
+    );
+  }
+  return new UsageError(`input file ${path}: unreadable CSV at line ${line}: ${error.message}`);
+}

@@ -1,0 +1,121 @@
+import { z } from 'zod';
+import { UsageError } from '../errors.ts';
+import { openInputFile } from './input-file.ts';
+import { looksLikeOpenAiBatchLine, openAiBatchLineFields, openAiBatchLineSchema } from './openai-batch-line.ts';
+import { buildRow, type RawFields, type RecordPosition } from './row-fields.ts';
+import { chatMessageSchema, type ReadItem, type RowError, type RowRules } from './row.ts';
+
+/**
+ * A prompt line: exactly one of `prompt` or `messages`. Keys not listed here are carried
+ * into `metadata` (as CSV columns are), beside the line's own `metadata` object, which wins.
+ */
+const promptLineSchema = z.looseObject({
+  id: z.union([z.string(), z.number()]).optional(),
+  prompt: z.string().optional(),
+  messages: z.array(chatMessageSchema).min(1).optional(),
+  model: z.string().optional(),
+  system: z.string().optional(),
+  // Checked by the shared field rules (row-fields.ts).
+  temperature: z.unknown().optional(),
+  max_tokens: z.unknown().optional(),
+  metadata: z.record(z.string(), z.unknown()).optional(),
+});
+
+const EXPECTED =
+  'expected {"prompt": "..."} or {"messages": [{"role", "content"}, ...]}, ' +
+  'or an OpenAI Batch request line {"custom_id", "method", "url", "body"}';
+
+/** Streams a JSONL file: one record per non-blank line; `row` and `line` are the 1-based line number. */
+export async function* readJsonlRows(path: string, rules: RowRules): AsyncGenerator<ReadItem> {
+  const handle = await openInputFile(path);
+  const source = handle.createReadStream({ encoding: 'utf8' }) as AsyncIterable<string>;
+  let line = 0;
+  let records = 0;
+  for await (const raw of splitLines(source)) {
+    line += 1;
+    const text = line === 1 ? raw.replace(/^\uFEFF/, '') : raw;
+    if (text.trim() === '') continue;
+    records += 1;
+    yield parseLine(text, { row: line, line }, rules);
+  }
+  if (records === 0) throw new UsageError(`input file has no records (only blank lines): ${path}`);
+}
+
+function parseLine(text: string, pos: RecordPosition, rules: RowRules): ReadItem {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    return rowError(pos, 'bad_json', `invalid JSON: ${(error as Error).message}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return rowError(pos, 'bad_field', `a line must be a JSON object; ${EXPECTED}`);
+  }
+  const object = value as Record<string, unknown>;
+  const id = idOf(object);
+  const fields = looksLikeOpenAiBatchLine(object) ? batchFields(object) : promptFields(object);
+  if ('code' in fields) return rowError(pos, fields.code, fields.message, id);
+  return buildRow(fields, pos, rules);
+}
+
+type FieldsOrProblem = RawFields | Pick<RowError, 'code' | 'message'>;
+
+function batchFields(object: Record<string, unknown>): FieldsOrProblem {
+  const parsed = openAiBatchLineSchema.safeParse(object);
+  if (!parsed.success) {
+    return { code: 'bad_field', message: `OpenAI Batch request line: ${describeIssues(parsed.error)}` };
+  }
+  return openAiBatchLineFields(parsed.data);
+}
+
+function promptFields(object: Record<string, unknown>): FieldsOrProblem {
+  const parsed = promptLineSchema.safeParse(object);
+  if (!parsed.success) return { code: 'bad_field', message: `${describeIssues(parsed.error)}; ${EXPECTED}` };
+  const { id, prompt, messages, model, system, temperature, max_tokens, metadata, ...extra } = parsed.data;
+  if (prompt !== undefined && messages !== undefined) {
+    return { code: 'bad_field', message: 'set either "prompt" or "messages", not both' };
+  }
+  if (prompt === undefined && messages === undefined) return { code: 'missing_prompt', message: EXPECTED };
+  const common = { id: id === undefined ? undefined : String(id), model, system, temperature, max_tokens };
+  return { ...common, prompt, messages, metadata: { ...extra, ...metadata } };
+}
+
+function idOf(object: Record<string, unknown>): string | undefined {
+  const id = object['custom_id'] ?? object['id'];
+  return typeof id === 'string' || typeof id === 'number' ? String(id) : undefined;
+}
+
+function rowError(pos: RecordPosition, code: RowError['code'], message: string, id?: string): ReadItem {
+  return { kind: 'error', value: { ...pos, ...(id !== undefined && { id }), code, message } };
+}
+
+/** Zod issues on one line: `messages[0].role: Invalid option ...; temperature: ...` (first three). */
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 3)
+    .map((issue) => {
+      const path = issue.path.map((key) => (typeof key === 'number' ? `[${key}]` : `.${String(key)}`)).join('');
+      return path === '' ? issue.message : `${path.replace(/^\./, '')}: ${issue.message}`;
+    })
+    .join('; ');
+}
+
+/** Splits a text stream on "\n", dropping a "\r" before it; a last line without "\n" is kept. */
+async function* splitLines(source: AsyncIterable<string>): AsyncGenerator<string> {
+  let pending: string[] = [];
+  const finish = (): string => {
+    const text = pending.join('');
+    pending = [];
+    return text.endsWith('\r') ? text.slice(0, -1) : text;
+  };
+  for await (const chunk of source) {
+    let start = 0;
+    for (let nl = chunk.indexOf('\n'); nl !== -1; nl = chunk.indexOf('\n', start)) {
+      pending.push(chunk.slice(start, nl));
+      start = nl + 1;
+      yield finish();
+    }
+    if (start < chunk.length) pending.push(chunk.slice(start));
+  }
+  if (pending.length > 0) yield finish();
+}

@@ -1,0 +1,47 @@
+import { z } from 'zod';
+import { chatMessageSchema } from './row.ts';
+import type { RawFields } from './row-fields.ts';
+
+/**
+ * One request line of an OpenAI Batch API input file (chat completions only):
+ * `{"custom_id": "...", "method": "POST", "url": "/v1/chat/completions", "body": {"model": ..., "messages": [...]}}`.
+ * Keys of the line other than these four are ignored.
+ */
+export const openAiBatchLineSchema = z.object({
+  custom_id: z.string().min(1),
+  method: z.literal('POST'),
+  url: z.literal('/v1/chat/completions', { error: 'only "/v1/chat/completions" requests are supported' }),
+  body: z.looseObject({
+    model: z.string().min(1),
+    messages: z.array(chatMessageSchema).min(1),
+    // Checked by the shared field rules (row-fields.ts) so the messages match the other inputs.
+    temperature: z.unknown().optional(),
+    max_tokens: z.unknown().optional(),
+    max_completion_tokens: z.unknown().optional(),
+  }),
+});
+export type OpenAiBatchLine = z.infer<typeof openAiBatchLineSchema>;
+
+/** A JSON object is read as a Batch API line when it has any of the keys only that shape uses. */
+export function looksLikeOpenAiBatchLine(value: Record<string, unknown>): boolean {
+  return 'custom_id' in value || 'body' in value || 'url' in value;
+}
+
+/**
+ * The line's fields for the shared row rules. `id` and `custom_id` are the line's custom_id;
+ * `max_completion_tokens` wins over `max_tokens` when both are set. Every other body field
+ * (top_p, stop, response_format, ...) is kept as `metadata.body_extra` so nothing the user
+ * wrote is lost; the reader does not send those fields to the model itself.
+ */
+export function openAiBatchLineFields(line: OpenAiBatchLine): RawFields {
+  const { model, messages, temperature, max_tokens, max_completion_tokens, ...extra } = line.body;
+  return {
+    id: line.custom_id,
+    custom_id: line.custom_id,
+    model,
+    messages,
+    temperature,
+    max_tokens: max_completion_tokens ?? max_tokens,
+    metadata: Object.keys(extra).length > 0 ? { body_extra: extra } : {},
+  };
+}

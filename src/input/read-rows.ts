@@ -1,0 +1,34 @@
+import { extname } from 'node:path';
+import { UsageError } from '../errors.ts';
+import { readCsvRows } from './csv-reader.ts';
+import { openInputFile } from './input-file.ts';
+import { readJsonlRows } from './jsonl-reader.ts';
+import type { ReadItem, RowRules } from './row.ts';
+
+type Reader = (path: string, rules: RowRules) => AsyncGenerator<ReadItem>;
+
+/** Readers by file extension (lower case); `.json` files are read as JSON Lines. */
+const READERS: Record<string, Reader> = {
+  '.csv': readCsvRows,
+  '.jsonl': readJsonlRows,
+  '.ndjson': readJsonlRows,
+  '.json': readJsonlRows,
+};
+
+/** Streams an input file's rows and row errors with the reader its extension calls for. */
+export function readRows(path: string, rules: RowRules): AsyncGenerator<ReadItem> {
+  const extension = extname(path).toLowerCase();
+  const reader = READERS[extension];
+  if (reader === undefined) {
+    const supported = Object.keys(READERS).join(', ');
+    const shown = extension === '' ? 'no extension' : `"${extension}"`;
+    throw new UsageError(`cannot read ${path}: ${shown} is not a supported input type; use one of ${supported}`);
+  }
+  return reader(path, rules);
+}
+
+/** Throws a UsageError at once if the file is missing, a directory, empty or unreadable. */
+export async function checkInputFile(path: string): Promise<void> {
+  const handle = await openInputFile(path);
+  await handle.close();
+}

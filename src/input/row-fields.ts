@@ -1,0 +1,114 @@
+import type { ChatMessage, ReadItem, RowError, RowRules } from './row.ts';
+
+/** What a reader found in one record, before the checks every reader shares. */
+export interface RawFields {
+  /** Id from the record itself; empty or missing means "use the row number". */
+  id?: string | undefined;
+  /** Set when the record gives a single prompt (CSV, JSONL `prompt`). */
+  prompt?: string | undefined;
+  /** Set when the record gives a whole conversation (JSONL `messages`, OpenAI Batch body). */
+  messages?: ChatMessage[] | undefined;
+  system?: string | undefined;
+  model?: string | undefined;
+  /** A number or numeric text; empty text, null and undefined mean "not set". */
+  temperature?: unknown;
+  max_tokens?: unknown;
+  metadata: Record<string, unknown>;
+  custom_id?: string | undefined;
+}
+
+export interface RecordPosition {
+  row: number;
+  line: number;
+}
+
+/** How many known model names an `unknown_model` message lists before "and N more". */
+const MAX_LISTED_MODELS = 10;
+
+type Problem = Pick<RowError, 'code' | 'message'>;
+
+/** Builds the row or the row's error from a record's fields: one place for every reader's field rules. */
+export function buildRow(fields: RawFields, pos: RecordPosition, rules: RowRules): ReadItem {
+  const id = emptyToUndefined(fields.id)?.trim() ?? String(pos.row);
+  const fail = (problem: Problem): ReadItem => ({ kind: 'error', value: { ...pos, id, ...problem } });
+
+  const messages = buildMessages(fields);
+  if (messages === undefined) {
+    return fail({ code: 'missing_prompt', message: 'the prompt is empty' });
+  }
+  const temperature = parseTemperature(fields.temperature);
+  if (typeof temperature === 'object') return fail(temperature);
+  const maxTokens = parseMaxTokens(fields.max_tokens);
+  if (typeof maxTokens === 'object') return fail(maxTokens);
+  const model = emptyToUndefined(fields.model)?.trim();
+  if (model !== undefined && !rules.knownModels.has(model)) {
+    return fail(unknownModel(model, rules.knownModels));
+  }
+
+  return {
+    kind: 'row',
+    value: {
+      ...pos,
+      id,
+      messages,
+      ...(model !== undefined && { model }),
+      ...(temperature !== undefined && { temperature }),
+      ...(maxTokens !== undefined && { max_tokens: maxTokens }),
+      metadata: fields.metadata,
+      ...(fields.custom_id !== undefined && { custom_id: fields.custom_id }),
+    },
+  };
+}
+
+/** The optional system message, then the prompt as the user's message; undefined when there is no prompt. */
+function buildMessages(fields: RawFields): ChatMessage[] | undefined {
+  const system = emptyToUndefined(fields.system);
+  const head: ChatMessage[] = system === undefined ? [] : [{ role: 'system', content: system }];
+  if (fields.messages !== undefined) {
+    return fields.messages.length === 0 ? undefined : [...head, ...fields.messages];
+  }
+  if (fields.prompt === undefined || fields.prompt.trim() === '') return undefined;
+  return [...head, { role: 'user', content: fields.prompt }];
+}
+
+function parseTemperature(value: unknown): number | undefined | Problem {
+  const n = toNumber(value);
+  if (n === undefined) return undefined;
+  if (Number.isFinite(n) && n >= 0 && n <= 2) return n;
+  return badField('temperature', 'a number from 0 to 2', value);
+}
+
+function parseMaxTokens(value: unknown): number | undefined | Problem {
+  const n = toNumber(value);
+  if (n === undefined) return undefined;
+  if (Number.isSafeInteger(n) && n > 0) return n;
+  return badField('max_tokens', 'a positive integer', value);
+}
+
+/** undefined for "not set"; NaN for anything that is not a number, so the range check rejects it. */
+function toNumber(value: unknown): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'number') return value;
+  if (typeof value === 'string') {
+    const text = value.trim();
+    return text === '' ? undefined : Number(text);
+  }
+  return Number.NaN;
+}
+
+function badField(column: string, expected: string, value: unknown): Problem {
+  const shown = typeof value === 'number' ? String(value) : JSON.stringify(value);
+  return { code: 'bad_field', message: `${column} must be ${expected}, got ${shown}` };
+}
+
+export function unknownModel(model: string, known: ReadonlySet<string>): Problem {
+  const names = [...known];
+  const listed = names.slice(0, MAX_LISTED_MODELS).join(', ');
+  const more = names.length > MAX_LISTED_MODELS ? ` and ${names.length - MAX_LISTED_MODELS} more` : '';
+  const list = names.length === 0 ? '(none configured)' : listed + more;
+  return { code: 'unknown_model', message: `unknown model "${model}"; known models: ${list}` };
+}
+
+function emptyToUndefined(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value;
+}

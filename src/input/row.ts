@@ -1,0 +1,42 @@
+import { z } from 'zod';
+
+export const chatMessageSchema = z.strictObject({
+  role: z.enum(['system', 'user', 'assistant', 'developer']),
+  content: z.string(),
+});
+export type ChatMessage = z.infer<typeof chatMessageSchema>;
+
+/** One valid prompt read from an input file, before it becomes a job. */
+export interface InputRow {
+  /** 1-based position among the file's records (CSV data rows, JSONL lines); the job id is built from it. */
+  row: number;
+  /** 1-based line in the file where the record starts, for messages. */
+  line: number;
+  /** The row's own id column / custom_id, else the row number as text. */
+  id: string;
+  messages: ChatMessage[];
+  model?: string;
+  temperature?: number;
+  max_tokens?: number;
+  metadata: Record<string, unknown>;
+  /** Set for OpenAI Batch API input lines, so the batch output files can be written. */
+  custom_id?: string;
+}
+
+/** A record that could not become a job; it is written to errors.jsonl and the batch goes on. */
+export interface RowError {
+  row: number;
+  line: number;
+  id?: string;
+  code: 'missing_prompt' | 'bad_json' | 'bad_field' | 'unknown_model' | 'bad_csv';
+  message: string;
+}
+
+export type ReadItem = { kind: 'row'; value: InputRow } | { kind: 'error'; value: RowError };
+
+/** Fields every reader understands besides the prompt itself. */
+export interface RowRules {
+  promptColumn: string;
+  /** Models a row may name; any other value becomes an `unknown_model` error. */
+  knownModels: ReadonlySet<string>;
+}

@@ -1,0 +1,19 @@
+import pino, { type Logger } from 'pino';
+
+/**
+ * Structured logs go to stderr, so stdout stays for the summary. API keys never reach a log line:
+ * anything that looks like a key or an auth header is redacted wherever it is nested.
+ */
+export function createLogger(level = process.env.LOG_LEVEL ?? 'warn'): Logger {
+  return pino(
+    {
+      level,
+      base: undefined,
+      redact: {
+        paths: ['apiKey', '*.apiKey', 'api_key', '*.api_key', 'authorization', '*.authorization', 'headers.authorization', '*.headers.authorization', 'config.providers.*.api_key'],
+        censor: '[redacted]',
+      },
+    },
+    pino.destination(2),
+  );
+}

@@ -1,0 +1,53 @@
+import type { ChatMessage } from '../input/row.ts';
+import type { Usage } from '../output/records.ts';
+import { classifyModelError, ModelCallError } from './model-error.ts';
+import type { ProviderClient } from './provider-clients.ts';
+
+export interface ModelRequest {
+  /** The model's key in config (what results report). */
+  model: string;
+  /** The name sent to the endpoint. */
+  upstream: string;
+  messages: ChatMessage[];
+  temperature: number;
+  maxTokens: number;
+}
+
+export interface ModelAnswer {
+  output: string;
+  usage: Usage;
+  finishReason: string | null;
+  requestId: string | null;
+  httpStatus: number;
+}
+
+/** One chat completion through the `openai` SDK; throws ModelCallError on any failure. */
+export async function callModel(provider: ProviderClient, request: ModelRequest, signal?: AbortSignal): Promise<ModelAnswer> {
+  const ctx = { model: request.model, provider: provider.name, baseUrl: provider.config.base_url, apiKeyEnv: provider.config.api_key_env };
+  if (provider.missingKeyEnv) {
+    throw new ModelCallError({
+      code: 'missing_api_key',
+      model: request.model,
+      message: `provider "${provider.name}" needs an API key in $${provider.missingKeyEnv}, which is not set in this worker's environment`,
+    });
+  }
+  try {
+    const { data, response, request_id } = await provider.client.chat.completions
+      .create(
+        { model: request.upstream, messages: request.messages, temperature: request.temperature, max_tokens: request.maxTokens },
+        signal ? { signal } : undefined,
+      )
+      .withResponse();
+    const choice = data.choices[0];
+    if (!choice) throw new ModelCallError({ code: 'empty_response', model: request.model, status: response.status, message: `model "${request.model}" answered with no choices` });
+    return {
+      output: choice.message.content ?? '',
+      usage: { input_tokens: data.usage?.prompt_tokens ?? 0, output_tokens: data.usage?.completion_tokens ?? 0 },
+      finishReason: choice.finish_reason ?? null,
+      requestId: request_id ?? null,
+      httpStatus: response.status,
+    };
+  } catch (error) {
+    throw classifyModelError(error, ctx);
+  }
+}

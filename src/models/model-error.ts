@@ -1,0 +1,91 @@
+import { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
+
+export type ModelErrorCode =
+  | 'rate_limited'
+  | 'server_error'
+  | 'timeout'
+  | 'connection_error'
+  | 'bad_request'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'model_not_found'
+  | 'missing_api_key'
+  | 'empty_response'
+  | 'unexpected_error';
+
+/**
+ * A failed model call, typed so the caller's policy can decide: retry (`retryable`), wait
+ * (`retryAfterMs`), or give up. The SDK's own retries are off; this is the one owner.
+ */
+export class ModelCallError extends Error {
+  override name = 'ModelCallError';
+  readonly code: ModelErrorCode;
+  readonly status: number | null;
+  readonly retryable: boolean;
+  readonly retryAfterMs: number | null;
+  readonly model: string;
+
+  constructor(init: { code: ModelErrorCode; message: string; model: string; status?: number | null; retryable?: boolean; retryAfterMs?: number | null }) {
+    super(init.message);
+    this.code = init.code;
+    this.model = init.model;
+    this.status = init.status ?? null;
+    this.retryable = init.retryable ?? false;
+    this.retryAfterMs = init.retryAfterMs ?? null;
+  }
+}
+
+/** Reads `retry-after-ms`, else `retry-after` (seconds or an HTTP date), as milliseconds. */
+export function retryAfterFromHeaders(headers: Headers | undefined, now = Date.now()): number | null {
+  if (!headers) return null;
+  const ms = Number.parseFloat(headers.get('retry-after-ms') ?? '');
+  if (Number.isFinite(ms) && ms >= 0) return Math.ceil(ms);
+  const value = headers.get('retry-after');
+  if (!value) return null;
+  const seconds = Number.parseFloat(value);
+  if (Number.isFinite(seconds) && seconds >= 0) return Math.ceil(seconds * 1000);
+  const date = Date.parse(value);
+  return Number.isFinite(date) ? Math.max(0, date - now) : null;
+}
+
+interface ErrorContext {
+  model: string;
+  provider: string;
+  baseUrl: string;
+  apiKeyEnv: string | undefined;
+}
+
+/** Turns whatever the SDK threw into a ModelCallError with a message that says what to do. */
+export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCallError {
+  if (error instanceof ModelCallError) return error;
+  const where = `model "${ctx.model}" at ${ctx.baseUrl}`;
+  if (error instanceof APIConnectionTimeoutError) {
+    return new ModelCallError({ code: 'timeout', model: ctx.model, retryable: true, message: `${where} did not answer within the provider's timeout_ms` });
+  }
+  if (error instanceof APIConnectionError) {
+    const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
+    return new ModelCallError({ code: 'connection_error', model: ctx.model, retryable: true, message: `cannot reach provider "${ctx.provider}" at ${ctx.baseUrl}${cause}` });
+  }
+  if (error instanceof APIError && typeof error.status === 'number') {
+    const status = error.status;
+    const detail = error.message;
+    const base = { model: ctx.model, status };
+    if (status === 429) {
+      return new ModelCallError({ ...base, code: 'rate_limited', retryable: true, retryAfterMs: retryAfterFromHeaders(error.headers), message: `${where} is rate limited (429): ${detail}` });
+    }
+    if (status === 401) {
+      const keyHint = ctx.apiKeyEnv ? `check the key in $${ctx.apiKeyEnv}` : `set providers.${ctx.provider}.api_key_env to the variable holding its key`;
+      return new ModelCallError({ ...base, code: 'unauthorized', message: `${where} rejected the API key (401): ${keyHint}` });
+    }
+    if (status === 403) return new ModelCallError({ ...base, code: 'forbidden', message: `${where} refused access (403): ${detail}` });
+    if (status === 404) {
+      return new ModelCallError({ ...base, code: 'model_not_found', message: `${where} does not exist there (404): check models.${ctx.model}.upstream` });
+    }
+    if (status === 408 || status === 409 || status >= 500) {
+      return new ModelCallError({ ...base, code: 'server_error', retryable: true, retryAfterMs: retryAfterFromHeaders(error.headers), message: `${where} failed with ${status}: ${detail}` });
+    }
+    return new ModelCallError({ ...base, code: 'bad_request', message: `${where} rejected the request (${status}): ${detail}` });
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new ModelCallError({ code: 'unexpected_error', model: ctx.model, message: `${where}: ${message}` });
+}

@@ -1,0 +1,41 @@
+import type { ModelConfig } from '../config/schema.ts';
+import type { Usage } from '../output/records.ts';
+
+/**
+ * Money is kept as whole nano-dollars (1e-9 USD) so that sums are exact integers: the report's
+ * total then equals the sum of costs.jsonl whatever order the records are added in.
+ */
+const NANOS_PER_USD = 1e9;
+
+/** Cost of one call in nano-dollars, or null when the model has no configured price (never a guess). */
+export function callCostNanos(price: ModelConfig['price'], usage: Usage): number | null {
+  if (!price) return null;
+  // price is USD per 1e6 tokens, so one token costs price * 1e3 nano-dollars.
+  return Math.round(usage.input_tokens * price.input_per_mtok * 1e3 + usage.output_tokens * price.output_per_mtok * 1e3);
+}
+
+export function nanosToUsd(nanos: number): number {
+  return nanos / NANOS_PER_USD;
+}
+
+export function usdToNanos(usd: number): number {
+  return Math.round(usd * NANOS_PER_USD);
+}
+
+/** Adds USD amounts exactly (through nano-dollars); any null makes the sum null. */
+export function sumUsd(amounts: Iterable<number | null>): number | null {
+  let total = 0;
+  for (const amount of amounts) {
+    if (amount === null) return null;
+    total += usdToNanos(amount);
+  }
+  return nanosToUsd(total);
+}
+
+/** "$0.001234" with enough digits to be useful for the tiny per-row amounts LLM calls cost. */
+export function formatUsd(usd: number | null): string {
+  if (usd === null) return 'n/a (no price configured)';
+  if (usd === 0) return '$0';
+  if (usd >= 1) return `$${usd.toFixed(2)}`;
+  return `$${usd.toPrecision(3)}`;
+}

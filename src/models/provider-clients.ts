@@ -1,0 +1,37 @@
+import OpenAI from 'openai';
+import type { ProviderConfig, SwitchyardConfig } from '../config/schema.ts';
+
+/**
+ * One `openai` SDK client per provider. SDK retries are off (`maxRetries: 0`): the retry policy
+ * in jobs/prompt-attempts.ts owns every retry. Keys come from the environment only.
+ */
+export interface ProviderClient {
+  name: string;
+  config: ProviderConfig;
+  client: OpenAI;
+  /** Set when the configured key variable is missing, so calls fail with that message. */
+  missingKeyEnv: string | null;
+}
+
+export function createProviderClients(config: SwitchyardConfig, env: NodeJS.ProcessEnv = process.env): Map<string, ProviderClient> {
+  const clients = new Map<string, ProviderClient>();
+  for (const [name, provider] of Object.entries(config.providers)) {
+    const keyEnv = provider.api_key_env;
+    const apiKey = keyEnv ? env[keyEnv] : undefined;
+    clients.set(name, {
+      name,
+      config: provider,
+      missingKeyEnv: keyEnv && !apiKey ? keyEnv : null,
+      // Local endpoints (the simulator, vLLM, Ollama) accept any key; the SDK insists on one.
+      client: new OpenAI({ apiKey: apiKey ?? 'no-key', baseURL: provider.base_url, maxRetries: 0, timeout: provider.timeout_ms }),
+    });
+  }
+  return clients;
+}
+
+/** Names of key variables that the config mentions but the environment lacks. */
+export function missingApiKeys(config: SwitchyardConfig, env: NodeJS.ProcessEnv = process.env): string[] {
+  return Object.values(config.providers)
+    .map((provider) => provider.api_key_env)
+    .filter((name): name is string => Boolean(name) && !env[name as string]);
+}

@@ -1,0 +1,33 @@
+import type { BatchMeta, BatchStore } from '../queue/batch-state.ts';
+import { writeOpenAiBatchFiles } from './openai-batch-output.ts';
+import { writeOrderedResults } from './ordered-results.ts';
+import type { OutputPaths } from './paths.ts';
+import { buildReport, type Report } from './report.ts';
+import { writeResultsCsv } from './results-csv.ts';
+import { writeReport } from './write-report.ts';
+
+export interface FinalizeOptions {
+  store: BatchStore;
+  meta: BatchMeta;
+  paths: OutputPaths;
+  outDir: string;
+  /** When this round of the batch started (the report's elapsed time). */
+  startedAt: Date;
+}
+
+/** Turns the collected journal into the batch's final files and report, and closes the batch. */
+export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
+  const { store, meta, paths } = options;
+  await store.update(meta.batch_id, { status: 'finalizing' });
+  writeOrderedResults(paths.journal, paths.results);
+  await writeResultsCsv(paths.results, paths.resultsCsv);
+  if (meta.input_kind === 'openai-batch') await writeOpenAiBatchFiles(paths.results, options.outDir, meta.batch_id);
+  const finishedAt = new Date();
+  const report = await buildReport({ resultsPath: paths.results, costsPath: paths.costs, batchId: meta.batch_id, startedAt: options.startedAt, finishedAt });
+  await writeReport(report, options.outDir);
+  await store.update(meta.batch_id, {
+    status: report.totals.failed > 0 ? 'completed_with_failures' : 'completed',
+    finished_at: finishedAt.toISOString(),
+  });
+  return report;
+}

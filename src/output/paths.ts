@@ -1,0 +1,19 @@
+import { join } from 'node:path';
+
+/** Where each output file of a batch lives inside its --out folder. */
+export function outputPaths(outDir: string) {
+  return {
+    results: join(outDir, 'results.jsonl'),
+    resultsCsv: join(outDir, 'results.csv'),
+    costs: join(outDir, 'costs.jsonl'),
+    errors: join(outDir, 'errors.jsonl'),
+    reportJson: join(outDir, 'report.json'),
+    reportMd: join(outDir, 'report.md'),
+    batchOutput: join(outDir, 'batch_output.jsonl'),
+    batchErrors: join(outDir, 'batch_errors.jsonl'),
+    /** Every result in arrival order, re-runs included; results.jsonl is made from it. */
+    journal: join(outDir, '.results-journal.jsonl'),
+  };
+}
+
+export type OutputPaths = ReturnType<typeof outputPaths>;

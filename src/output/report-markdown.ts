@@ -1,0 +1,155 @@
+import { formatUsd } from '../models/pricing.ts';
+import type { ModelReport, Report } from './report.ts';
+
+const count = (n: number): string => n.toLocaleString('en-US');
+
+/** "850 ms", "4.1 s", "3 min 12 s", "2 h 05 min". */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  const totalSeconds = Math.round(ms / 1000);
+  if (totalSeconds < 3600) return `${Math.floor(totalSeconds / 60)} min ${totalSeconds % 60} s`;
+  const totalMinutes = Math.round(ms / 60_000);
+  return `${Math.floor(totalMinutes / 60)} h ${String(totalMinutes % 60).padStart(2, '0')} min`;
+}
+
+/** A latency: "4.2 ms", "820 ms", "1.92 s", "—" when unknown. */
+export function formatLatency(ms: number | null): string {
+  if (ms === null) return '—';
+  if (ms < 10) return `${ms.toFixed(1)} ms`;
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+}
+
+function formatRate(rowsPerSecond: number | null): string {
+  if (rowsPerSecond === null) return 'n/a rows/s';
+  const digits = rowsPerSecond >= 100 ? 0 : 1;
+  return `${rowsPerSecond.toLocaleString('en-US', { maximumFractionDigits: digits })} rows/s`;
+}
+
+/** Cost with a note for calls that had no price (and are therefore not in the sum). */
+function formatCost(costUsd: number, unpricedCalls: number, calls: number): string {
+  if (calls > 0 && unpricedCalls === calls) return formatUsd(null);
+  const cost = formatUsd(costUsd);
+  return unpricedCalls > 0 ? `${cost} + ${count(unpricedCalls)} unpriced` : cost;
+}
+
+/** "1,998 of 2,000 rows succeeded in 4.1 s (487 rows/s), 2,013 calls, $0.0123". */
+export function renderHeadline(report: Report): string {
+  const { totals } = report;
+  const calls = `${count(totals.calls)} call${totals.calls === 1 ? '' : 's'}`;
+  return (
+    `${count(totals.succeeded)} of ${count(totals.rows)} rows succeeded in ${formatDuration(totals.elapsed_ms)} ` +
+    `(${formatRate(totals.rows_per_second)}), ${calls}, ${formatCost(totals.cost_usd, totals.unpriced_calls, totals.calls)}`
+  );
+}
+
+function cell(text: string): string {
+  return text.replace(/\|/g, '\\|').replace(/\r?\n|\r/g, ' ');
+}
+
+function table(headers: string[], align: Array<'l' | 'r'>, rows: string[][]): string[] {
+  const line = (cells: string[]): string => `| ${cells.map(cell).join(' | ')} |`;
+  const rule = `| ${align.map((a) => (a === 'r' ? '--:' : ':--')).join(' | ')} |`;
+  return [line(headers), rule, ...rows.map(line)];
+}
+
+function modelRow(name: string, m: ModelReport): string[] {
+  return [
+    name,
+    count(m.rows),
+    count(m.succeeded),
+    count(m.failed),
+    m.failed_calls > 0 ? `${count(m.calls)} (${count(m.failed_calls)} failed)` : count(m.calls),
+    count(m.input_tokens),
+    count(m.output_tokens),
+    formatCost(m.cost_usd, m.unpriced_calls, m.calls),
+    formatLatency(m.latency_p50_ms),
+    formatLatency(m.latency_p95_ms),
+  ];
+}
+
+function countTable(label: string, counts: Record<string, number>): string[] {
+  return table(['Code', label], ['l', 'r'], Object.entries(counts).map(([code, n]) => [code, count(n)]));
+}
+
+/** report.md: headline, totals, a table per model, errors by code. */
+export function renderReportMarkdown(report: Report): string {
+  const { totals } = report;
+  const lines: string[] = [
+    `# Batch report: ${report.batch_id}`,
+    '',
+    `**${renderHeadline(report)}**`,
+    '',
+    `- Started ${report.started_at}, finished ${report.finished_at}`,
+    `- Rows: ${count(totals.rows)} (${count(totals.succeeded)} succeeded, ${count(totals.failed)} failed)`,
+    `- Calls: ${count(totals.calls)} (${count(totals.failed_calls)} failed), retries and fallbacks included`,
+    `- Tokens: ${count(totals.input_tokens)} in, ${count(totals.output_tokens)} out`,
+    `- Cost: ${formatUsd(totals.cost_usd)}, the sum of costs.jsonl`,
+  ];
+  if (totals.unpriced_calls > 0) {
+    lines.push(`- ${count(totals.unpriced_calls)} calls used a model with no configured price: not in the cost`);
+  }
+
+  lines.push('', '## Models', '');
+  const models = Object.entries(report.models);
+  if (models.length === 0) lines.push('No model was called.');
+  else {
+    lines.push(
+      ...table(
+        ['Model', 'Rows', 'OK', 'Failed', 'Calls', 'Tokens in', 'Tokens out', 'Cost', 'p50', 'p95'],
+        ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+        models.map(([name, m]) => modelRow(name, m)),
+      ),
+      '',
+      'Rows are counted under the model that gave their final result; calls, tokens, cost and latency (of succeeded calls) under the model called.',
+    );
+  }
+
+  lines.push('', '## Errors by code', '');
+  if (Object.keys(report.errors).length === 0) lines.push('No rows failed.');
+  else lines.push(...countTable('Rows', report.errors));
+
+  if (Object.keys(report.call_errors).length > 0) {
+    lines.push('', '### Failed calls by code', '', ...countTable('Calls', report.call_errors));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** A short terminal summary: aligned label/value lines, then one aligned line per model. */
+export function renderSummaryLines(report: Report): string[] {
+  const { totals } = report;
+  const pairs: Array<[string, string]> = [
+    ['Rows', `${count(totals.succeeded)} of ${count(totals.rows)} succeeded, ${count(totals.failed)} failed`],
+    ['Time', `${formatDuration(totals.elapsed_ms)}, ${formatRate(totals.rows_per_second)}`],
+    ['Calls', `${count(totals.calls)}, ${count(totals.failed_calls)} failed`],
+    ['Tokens', `${count(totals.input_tokens)} in, ${count(totals.output_tokens)} out`],
+    ['Cost', formatCost(totals.cost_usd, totals.unpriced_calls, totals.calls)],
+  ];
+  const errors = Object.entries(report.errors);
+  if (errors.length > 0) {
+    const shown = errors.slice(0, 4).map(([code, n]) => `${code} ${count(n)}`);
+    if (errors.length > 4) shown.push(`+${errors.length - 4} more`);
+    pairs.push(['Errors', shown.join(', ')]);
+  }
+  const labelWidth = Math.max(...pairs.map(([label]) => label.length)) + 2;
+  const lines = pairs.map(([label, value]) => `${label.padEnd(labelWidth)}${value}`);
+
+  const models = Object.entries(report.models).map(([name, m]) => [
+    name,
+    `${count(m.rows)} rows`,
+    `${count(m.calls)} calls`,
+    formatCost(m.cost_usd, m.unpriced_calls, m.calls),
+    `p50 ${formatLatency(m.latency_p50_ms)}`,
+    `p95 ${formatLatency(m.latency_p95_ms)}`,
+  ]);
+  if (models.length > 0) {
+    const widths = models[0]!.map((_, i) => Math.max(...models.map((row) => row[i]!.length)));
+    lines.push('Models');
+    for (const row of models) {
+      const cells = row.map((text, i) => (i === 0 ? text.padEnd(widths[i]!) : text.padStart(widths[i]!)));
+      lines.push(`  ${cells.join('  ')}`);
+    }
+  }
+  return lines;
+}

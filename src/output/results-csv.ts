@@ -1,0 +1,95 @@
+import { createWriteStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { stringify } from 'csv-stringify';
+import { usdToNanos } from '../models/pricing.ts';
+import { csvSafeCast } from './csv-safe.ts';
+import { readJsonl } from './read-jsonl.ts';
+import type { RowResult } from './records.ts';
+
+/** The fixed columns of results.csv; one column per metadata key follows them. */
+export const RESULTS_CSV_COLUMNS = [
+  'id',
+  'row',
+  'status',
+  'model',
+  'output',
+  'input_tokens',
+  'output_tokens',
+  'cost_usd',
+  'latency_ms',
+  'attempts',
+  'error_code',
+  'error_message',
+] as const;
+
+type Cell = string | number | boolean | null | object;
+
+/**
+ * Streams results.jsonl into results.csv in two passes: the first collects the union of metadata
+ * keys (in first-seen order), the second writes the rows. Only the key set is held in memory.
+ * Text cells are guarded against formula injection (see csv-safe.ts), the header row included.
+ * A metadata key that repeats a fixed column name is written as `metadata.<key>`.
+ */
+export async function writeResultsCsv(resultsJsonlPath: string, csvPath: string): Promise<void> {
+  const metadataKeys = await collectMetadataKeys(resultsJsonlPath);
+  const header = [...RESULTS_CSV_COLUMNS, ...metadataHeaders(metadataKeys)];
+
+  async function* records(): AsyncGenerator<Cell[]> {
+    for await (const result of readJsonl<RowResult>(resultsJsonlPath)) {
+      const metadata = result.metadata ?? {};
+      yield [
+        result.id,
+        result.row,
+        result.status,
+        result.model,
+        result.output,
+        result.usage.input_tokens,
+        result.usage.output_tokens,
+        formatUsdDecimal(result.cost_usd),
+        result.latency_ms,
+        result.attempts,
+        result.error?.code ?? null,
+        result.error?.message ?? null,
+        ...metadataKeys.map((key) => (metadata[key] ?? null) as Cell),
+      ];
+    }
+  }
+
+  await pipeline(
+    Readable.from(records()),
+    stringify({ header: true, columns: header, cast: csvSafeCast() }),
+    createWriteStream(csvPath),
+  );
+}
+
+async function collectMetadataKeys(resultsJsonlPath: string): Promise<string[]> {
+  const keys = new Set<string>();
+  for await (const result of readJsonl<RowResult>(resultsJsonlPath)) {
+    for (const key of Object.keys(result.metadata ?? {})) keys.add(key);
+  }
+  return [...keys];
+}
+
+function metadataHeaders(keys: readonly string[]): string[] {
+  const taken = new Set<string>(RESULTS_CSV_COLUMNS);
+  for (const key of keys) taken.add(key);
+  return keys.map((key) => {
+    if (!(RESULTS_CSV_COLUMNS as readonly string[]).includes(key)) return key;
+    let name = `metadata.${key}`;
+    for (let n = 2; taken.has(name); n += 1) name = `metadata.${key}.${n}`;
+    taken.add(name);
+    return name;
+  });
+}
+
+/** USD as a plain decimal with up to 9 places (exact nano-dollars), never in exponent form. */
+function formatUsdDecimal(usd: number | null): string | null {
+  if (usd === null) return null;
+  const nanos = usdToNanos(usd);
+  const sign = nanos < 0 ? '-' : '';
+  const abs = Math.abs(nanos);
+  const whole = Math.floor(abs / 1e9);
+  const fraction = String(abs % 1e9).padStart(9, '0').replace(/0+$/, '');
+  return fraction === '' ? `${sign}${whole}` : `${sign}${whole}.${fraction}`;
+}

@@ -1,0 +1,71 @@
+import { SingleBar, Presets } from 'cli-progress';
+import type { BatchProgress } from '../queue/batch-state.ts';
+import { formatUsd } from '../models/pricing.ts';
+
+/**
+ * Shows a running batch: a bar on a terminal, a plain line every few seconds otherwise (CI logs,
+ * pipes). Rates and ETA come from rows finished since the display started.
+ */
+export interface ProgressDisplay {
+  update(progress: BatchProgress): void;
+  stop(): void;
+}
+
+function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return '?';
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+function rateAndEta(progress: BatchProgress, startedAt: number, firstFinished: number) {
+  const elapsed = Date.now() - startedAt;
+  const doneHere = progress.finished - firstFinished;
+  const rate = elapsed > 0 ? (doneHere * 1000) / elapsed : 0;
+  const remaining = progress.total === null ? NaN : progress.total - progress.finished;
+  return { rate, eta: rate > 0 ? (remaining / rate) * 1000 : NaN };
+}
+
+export function createProgressDisplay(stream: NodeJS.WriteStream, plainEveryMs = 5000): ProgressDisplay {
+  const startedAt = Date.now();
+  let firstFinished: number | null = null;
+  if (stream.isTTY) {
+    const bar = new SingleBar(
+      { format: ' {bar} {value}/{total} rows | {failed} failed | {rate} rows/s | ETA {eta_text} | {cost}', hideCursor: true, stream, fps: 5 },
+      Presets.shades_classic,
+    );
+    let started = false;
+    return {
+      update(progress) {
+        firstFinished ??= progress.finished;
+        const { rate, eta } = rateAndEta(progress, startedAt, firstFinished);
+        const payload = { failed: progress.failed, rate: rate.toFixed(0), eta_text: formatDuration(eta), cost: formatUsd(progress.costUsd) };
+        const total = progress.total ?? Math.max(progress.finished, 1);
+        if (!started) {
+          bar.start(total, progress.finished, payload);
+          started = true;
+        } else {
+          bar.setTotal(total);
+          bar.update(progress.finished, payload);
+        }
+      },
+      stop() {
+        if (started) bar.stop();
+      },
+    };
+  }
+  let lastLine = 0;
+  return {
+    update(progress) {
+      firstFinished ??= progress.finished;
+      const now = Date.now();
+      if (now - lastLine < plainEveryMs) return;
+      lastLine = now;
+      const { rate, eta } = rateAndEta(progress, startedAt, firstFinished);
+      const total = progress.total === null ? '?' : String(progress.total);
+      stream.write(`progress: ${progress.finished}/${total} rows, ${progress.failed} failed, ${rate.toFixed(0)} rows/s, ETA ${formatDuration(eta)}, cost ${formatUsd(progress.costUsd)}\n`);
+    },
+    stop() {},
+  };
+}

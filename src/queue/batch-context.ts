@@ -1,0 +1,44 @@
+import { configSchema, type SwitchyardConfig } from '../config/schema.ts';
+import { createProviderClients, type ProviderClient } from '../models/provider-clients.ts';
+import type { BatchMeta } from './batch-state.ts';
+import type { BatchStore } from './batch-state.ts';
+
+/** What a worker needs to run one batch's rows: its config (from Redis) and SDK clients. */
+export interface BatchContext {
+  meta: BatchMeta;
+  config: SwitchyardConfig;
+  providers: Map<string, ProviderClient>;
+}
+
+/**
+ * Loads each batch's context once per worker process. A worker on another machine needs no local
+ * config file: the batch's config travels in Redis (without keys, which each worker reads from its env).
+ */
+export function createBatchContexts(store: BatchStore, maxCached = 32) {
+  const cache = new Map<string, Promise<BatchContext>>();
+
+  async function load(batchId: string): Promise<BatchContext> {
+    const [meta, configJson] = await Promise.all([store.load(batchId), store.loadConfigJson(batchId)]);
+    if (!meta || !configJson) throw new Error(`batch ${batchId} has no state in Redis (was it deleted?)`);
+    const config = configSchema.parse(JSON.parse(configJson));
+    return { meta, config, providers: createProviderClients(config) };
+  }
+
+  return {
+    get(batchId: string): Promise<BatchContext> {
+      let entry = cache.get(batchId);
+      if (!entry) {
+        entry = load(batchId);
+        entry.catch(() => cache.delete(batchId));
+        if (cache.size >= maxCached) cache.delete(cache.keys().next().value as string);
+        cache.set(batchId, entry);
+      }
+      return entry;
+    },
+    forget(batchId: string): void {
+      cache.delete(batchId);
+    },
+  };
+}
+
+export type BatchContexts = ReturnType<typeof createBatchContexts>;

@@ -1,0 +1,119 @@
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import type { SwitchyardConfig } from '../config/schema.ts';
+import { batchIndexKey, batchKeys, type KeySpace } from './keys.ts';
+
+export const batchStatusSchema = z.enum(['enqueuing', 'running', 'finalizing', 'completed', 'completed_with_failures']);
+export type BatchStatus = z.infer<typeof batchStatusSchema>;
+
+/** What Redis remembers about a batch, so any process can resume, collect or report on it. */
+export const batchMetaSchema = z.object({
+  batch_id: z.string(),
+  status: batchStatusSchema,
+  input: z.string(),
+  /** 'openai-batch' when the rows came from OpenAI Batch API lines (custom_id), for batch_output.jsonl. */
+  input_kind: z.enum(['rows', 'openai-batch']).default('rows'),
+  /** The batch runs on the built-in models and simulator, which a resume starts again. */
+  builtin_config: z.stringbool().default(false),
+  out_dir: z.string(),
+  created_at: z.string(),
+  /** Valid rows; unset until the producer has read the whole file. */
+  total: z.coerce.number().int().nonnegative().optional(),
+  invalid_rows: z.coerce.number().int().nonnegative().default(0),
+  model_override: z.string().optional(),
+  prompt_column: z.string().default('prompt'),
+  /** Added to by workers only (HINCRBY), so save() never writes it. */
+  cost_nanos: z.coerce.number().int().default(0),
+  started_at: z.string().optional(),
+  finished_at: z.string().optional(),
+});
+export type BatchMeta = z.infer<typeof batchMetaSchema>;
+
+export interface BatchProgress {
+  total: number | null;
+  finished: number;
+  succeeded: number;
+  failed: number;
+  costUsd: number;
+  status: BatchStatus;
+}
+
+export class BatchStore {
+  readonly redis: Redis;
+  readonly space: KeySpace;
+
+  constructor(redis: Redis, space: KeySpace) {
+    this.redis = redis;
+    this.space = space;
+  }
+
+  keys(batchId: string) {
+    return batchKeys(this.space, batchId);
+  }
+
+  async load(batchId: string): Promise<BatchMeta | null> {
+    const raw = await this.redis.hgetall(this.keys(batchId).meta);
+    if (Object.keys(raw).length === 0) return null;
+    return batchMetaSchema.parse(raw);
+  }
+
+  async save(meta: Omit<BatchMeta, 'cost_nanos'>, config: SwitchyardConfig): Promise<void> {
+    const keys = this.keys(meta.batch_id);
+    const fields = Object.fromEntries(Object.entries(meta).filter(([key, value]) => value !== undefined && key !== 'cost_nanos').map(([k, v]) => [k, String(v)]));
+    await this.redis
+      .multi()
+      .hset(keys.meta, fields)
+      .set(keys.config, JSON.stringify(config))
+      .zadd(batchIndexKey(this.space), Date.parse(meta.created_at), meta.batch_id)
+      .exec();
+  }
+
+  async update(batchId: string, fields: Partial<Pick<BatchMeta, 'status' | 'total' | 'invalid_rows' | 'input_kind' | 'started_at' | 'finished_at'>>): Promise<void> {
+    const entries = Object.entries(fields).filter(([, value]) => value !== undefined).map(([k, v]) => [k, String(v)]);
+    if (entries.length > 0) await this.redis.hset(this.keys(batchId).meta, Object.fromEntries(entries));
+  }
+
+  async loadConfigJson(batchId: string): Promise<string | null> {
+    return this.redis.get(this.keys(batchId).config);
+  }
+
+  async progress(batchId: string): Promise<BatchProgress | null> {
+    const keys = this.keys(batchId);
+    const [meta, finished, succeeded] = await Promise.all([
+      this.load(batchId),
+      this.redis.bitcount(keys.finished),
+      this.redis.bitcount(keys.succeeded),
+    ]);
+    if (!meta) return null;
+    return {
+      total: meta.total ?? null,
+      finished,
+      succeeded,
+      failed: finished - succeeded,
+      costUsd: meta.cost_nanos / 1e9,
+      status: meta.status,
+    };
+  }
+
+  /** Row numbers (from `fromRow`, `count` of them) whose succeeded bit is set, read in one call. */
+  async succeededRows(batchId: string, fromRow: number, count: number): Promise<Set<number>> {
+    const key = this.keys(batchId).succeeded;
+    const firstByte = Math.floor(fromRow / 8);
+    const lastByte = Math.floor((fromRow + count - 1) / 8);
+    const bytes = await this.redis.getrangeBuffer(key, firstByte, lastByte);
+    const rows = new Set<number>();
+    for (let i = 0; i < bytes.length; i++) {
+      const byte = bytes[i] ?? 0;
+      if (byte === 0) continue;
+      for (let bit = 0; bit < 8; bit++) {
+        // Redis bitmaps number bits from the most significant bit of each byte.
+        if (byte & (0x80 >> bit)) rows.add((firstByte + i) * 8 + bit);
+      }
+    }
+    return rows;
+  }
+
+  async recentBatchIds(limit: number): Promise<string[]> {
+    return this.redis.zrevrange(batchIndexKey(this.space), 0, limit - 1);
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * Every Redis key and BullMQ name Switchyard uses, in one place. Batch keys share a `{batchId}`
+ * hash tag so a Redis Cluster keeps one batch's keys on one slot (MULTI and Lua need that).
+ */
+export const PROMPT_QUEUE = 'prompts';
+
+export interface KeySpace {
+  /** Prefix for BullMQ's own keys and ours; tests use a unique one each. */
+  prefix: string;
+}
+
+export function batchKeys(space: KeySpace, batchId: string) {
+  const base = `${space.prefix}:batch:{${batchId}}`;
+  return {
+    /** Hash: status, total, created_at, input, out_dir, cost_nanos, ... */
+    meta: base,
+    /** String: the batch's config as JSON, so workers anywhere run it without a local file. */
+    config: `${base}:config`,
+    /** Bitmap by row: 1 once the row succeeded (resume skips it). */
+    succeeded: `${base}:succeeded`,
+    /** Bitmap by row: 1 once the row has a final result, succeeded or failed, in this round. */
+    finished: `${base}:finished`,
+    /** Stream of RowEvent JSON, drained by the batch's collector. */
+    events: `${base}:events`,
+    /** Hash: the collector's checkpoint (stream id and output file sizes). */
+    checkpoint: `${base}:checkpoint`,
+  };
+}
+
+export type BatchKeys = ReturnType<typeof batchKeys>;
+
+export function batchIndexKey(space: KeySpace): string {
+  return `${space.prefix}:batches`;
+}
+
+/** BullMQ rejects ':' in custom ids, so batch and row are joined with '_'. */
+export function promptJobId(batchId: string, row: number): string {
+  return `${batchId}_${row}`;
+}
+
+const BATCH_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export function isValidBatchId(id: string): boolean {
+  return BATCH_ID_PATTERN.test(id);
+}
+
+export function newBatchId(now = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
+  return `b${stamp}-${Math.random().toString(36).slice(2, 6)}`;
+}

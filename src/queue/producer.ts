@@ -1,0 +1,99 @@
+import { createWriteStream } from 'node:fs';
+import { once } from 'node:events';
+import type { Queue } from 'bullmq';
+import type { InputRow, ReadItem } from '../input/row.ts';
+import type { PromptJob } from '../../jobs/prompt.ts';
+import type { BatchStore } from './batch-state.ts';
+import { promptJobId } from './keys.ts';
+
+export interface EnqueueOptions {
+  queue: Queue;
+  store: BatchStore;
+  batchId: string;
+  items: AsyncIterable<ReadItem>;
+  /** errors.jsonl: one line per row that could not become a job. */
+  errorsPath: string;
+  chunkSize: number;
+  /** Re-running a batch: skip rows that already succeeded, re-open the others. */
+  resume: boolean;
+  onProgress?: (counts: EnqueueCounts) => void;
+}
+
+export interface EnqueueCounts {
+  /** Valid rows in the file. */
+  total: number;
+  /** Rows handed to the queue this time (already queued ones are ignored by BullMQ's job ids). */
+  enqueued: number;
+  /** Rows skipped because they succeeded in an earlier run of this batch. */
+  alreadySucceeded: number;
+  invalid: number;
+  /** Rows that came from OpenAI Batch API lines (they carry a custom_id). */
+  openAiBatchRows: number;
+}
+
+/** BullMQ attempts cover crashed workers only; model errors are retried by the prompt job itself. */
+const JOB_OPTIONS = { removeOnComplete: true, removeOnFail: true, attempts: 3, backoff: { type: 'exponential', delay: 1000 } } as const;
+
+function toJob(batchId: string, row: InputRow): PromptJob {
+  const job: PromptJob = { batchId, row: row.row, id: row.id, messages: row.messages, metadata: row.metadata };
+  if (row.model !== undefined) job.model = row.model;
+  if (row.temperature !== undefined) job.temperature = row.temperature;
+  if (row.max_tokens !== undefined) job.max_tokens = row.max_tokens;
+  if (row.custom_id !== undefined) job.custom_id = row.custom_id;
+  return job;
+}
+
+/**
+ * Streams rows into the queue in chunks (addBulk). Job ids are batch id + row, so running the same
+ * batch again never duplicates a queued row, and succeeded rows are skipped through Redis' bitmap.
+ */
+export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCounts> {
+  const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, invalid: 0, openAiBatchRows: 0 };
+  const errors = createWriteStream(options.errorsPath, { flags: 'w' });
+  let chunk: InputRow[] = [];
+
+  const flush = async () => {
+    if (chunk.length === 0) return;
+    let rows = chunk;
+    chunk = [];
+    if (options.resume) rows = await dropSucceeded(options, rows, counts);
+    if (rows.length > 0) {
+      await options.queue.addBulk(rows.map((row) => ({ name: 'prompt', data: toJob(options.batchId, row), opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row) } })));
+      counts.enqueued += rows.length;
+    }
+    options.onProgress?.(counts);
+  };
+
+  try {
+    for await (const item of options.items) {
+      if (item.kind === 'error') {
+        counts.invalid++;
+        if (!errors.write(`${JSON.stringify(item.value)}\n`)) await once(errors, 'drain');
+        continue;
+      }
+      counts.total++;
+      if (item.value.custom_id !== undefined) counts.openAiBatchRows++;
+      chunk.push(item.value);
+      if (chunk.length >= options.chunkSize) await flush();
+    }
+    await flush();
+  } finally {
+    errors.end();
+    await once(errors, 'close');
+  }
+  return counts;
+}
+
+async function dropSucceeded(options: EnqueueOptions, rows: InputRow[], counts: EnqueueCounts): Promise<InputRow[]> {
+  const first = rows[0]!.row;
+  const last = rows.at(-1)!.row;
+  const succeeded = await options.store.succeededRows(options.batchId, first, last - first + 1);
+  const open = rows.filter((row) => !succeeded.has(row.row));
+  counts.alreadySucceeded += rows.length - open.length;
+  // Rows that failed before get another round: clear their "finished" bit before they re-run.
+  const finishedKey = options.store.keys(options.batchId).finished;
+  const tx = options.store.redis.pipeline();
+  for (const row of open) tx.setbit(finishedKey, row.row, 0);
+  await tx.exec();
+  return open;
+}

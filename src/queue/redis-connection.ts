@@ -1,0 +1,161 @@
+/**
+ * Where Redis is and how to talk to it: the URL from the environment, ioredis clients set up for
+ * BullMQ, a PING that never hangs, and `ensureRedis`, which falls back to a private, persistent
+ * redis-server when nothing was configured and the default Redis does not answer.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Redis, type RedisOptions } from 'ioredis';
+import { SetupError } from '../errors.ts';
+import { findRedisServerBinary, isPortFree, startRedisServer } from './redis-server-process.ts';
+
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+/** Where a private redis-server listens by default (next free port after it if taken). */
+export const PRIVATE_REDIS_PORT = 6390;
+
+type Env = Record<string, string | undefined>;
+
+export function redisUrlFromEnv(env: Env = process.env): string {
+  const url = env.REDIS_URL?.trim();
+  return url ? url : DEFAULT_REDIS_URL;
+}
+
+export interface ConnectOptions {
+  /**
+   * 'worker' for BullMQ workers and anything that blocks (BullMQ requires
+   * `maxRetriesPerRequest: null` there); 'client' (default) for queues, producers and plain commands.
+   */
+  role?: 'worker' | 'client';
+}
+
+export function connectRedis(url: string, options: ConnectOptions = {}): Redis {
+  const redisOptions: RedisOptions = options.role === 'worker' ? { maxRetriesPerRequest: null } : {};
+  return new Redis(url, redisOptions);
+}
+
+/** True if Redis at `url` answers PING within `timeoutMs`; never throws, never leaves a connection open. */
+export async function pingRedis(url: string, timeoutMs: number): Promise<boolean> {
+  let redis: Redis | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    redis = new Redis(url, {
+      lazyConnect: true,
+      retryStrategy: () => null,
+      connectTimeout: timeoutMs,
+      commandTimeout: timeoutMs,
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+    });
+    redis.on('error', () => undefined);
+    const client = redis;
+    const ping = client.connect().then(() => client.ping());
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('timed out')), timeoutMs);
+    });
+    return (await Promise.race([ping, timeout])) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+    redis?.disconnect();
+  }
+}
+
+export interface EnsureRedisOptions {
+  /** An explicit URL; like REDIS_URL, it is used or fails, never replaced by a private server. */
+  url?: string;
+  /** The private server keeps its data in `<dataDir>/redis`. */
+  dataDir: string;
+  log: (msg: string) => void;
+  /** Default: process.env (only REDIS_URL is read). */
+  env?: Env;
+  /** The URL tried when neither `url` nor REDIS_URL is given; default redis://127.0.0.1:6379. */
+  defaultUrl?: string;
+  /** First port tried for a private server; default 6390. */
+  privatePort?: number;
+  /** PING timeout for each URL tried; default 1500 ms. */
+  pingTimeoutMs?: number;
+}
+
+export interface EnsuredRedis {
+  url: string;
+  /** Stops the private server if this call started one; otherwise does nothing. */
+  stop: () => Promise<void>;
+  /** True when this call started a private redis-server. */
+  started: boolean;
+}
+
+export async function ensureRedis(options: EnsureRedisOptions): Promise<EnsuredRedis> {
+  const env = options.env ?? process.env;
+  const explicit = options.url ?? (env.REDIS_URL?.trim() || undefined);
+  const url = explicit ?? options.defaultUrl ?? DEFAULT_REDIS_URL;
+  const timeoutMs = options.pingTimeoutMs ?? 1500;
+  const noop = async () => undefined;
+
+  if (await pingRedis(url, timeoutMs)) return { url, stop: noop, started: false };
+  const binary = explicit === undefined ? findRedisServerBinary() : null;
+  if (binary === null) throw new SetupError(redisUnreachableMessage(url, explicit !== undefined));
+
+  const dir = path.join(options.dataDir, 'redis');
+  mkdirSync(dir, { recursive: true });
+  const portFile = path.join(dir, 'port');
+  const recorded = readPort(portFile);
+  if (recorded !== null) {
+    const running = `redis://127.0.0.1:${recorded}`;
+    if (await pingRedis(running, timeoutMs)) {
+      options.log(`Redis at ${redactUrl(url)} did not answer; using the private redis-server already running at ${running} (data in ${dir})`);
+      return { url: running, stop: noop, started: false };
+    }
+  }
+  const port = await firstFreePort(recorded ?? options.privatePort ?? PRIVATE_REDIS_PORT);
+  const server = await startRedisServer({
+    binary,
+    port,
+    dir,
+    persist: true,
+    logFile: path.join(dir, 'redis-server.log'),
+  });
+  writeFileSync(portFile, `${server.port}\n`);
+  options.log(`Redis at ${redactUrl(url)} did not answer; started a private redis-server at ${server.url} (data in ${dir})`);
+  return { url: server.url, stop: server.stop, started: true };
+}
+
+/** The message for an unreachable Redis: the URL tried and the three ways to get one. */
+export function redisUnreachableMessage(url: string, explicit: boolean): string {
+  const source = explicit ? ' (set explicitly, so no private redis-server is started in its place)' : '';
+  return [
+    `Cannot reach Redis at ${redactUrl(url)}${source}. Switchyard needs a Redis server; any one of these gives it one:`,
+    '  1. Docker: `docker compose up -d redis` in the project folder (see docker-compose.yml)',
+    '  2. a package: `apt-get install redis-server` (Debian/Ubuntu) or `brew install redis` (macOS);',
+    '     with redis-server on PATH and REDIS_URL unset, Switchyard starts a private one itself',
+    '  3. an existing Redis: set REDIS_URL, e.g. REDIS_URL=redis://host:6379',
+  ].join('\n');
+}
+
+/** The URL with any password replaced, for messages and logs. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password === '') return url;
+    parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return url.replace(/\/\/[^@/]*@/, '//***@');
+  }
+}
+
+function readPort(file: string): number | null {
+  try {
+    const port = Number.parseInt(readFileSync(file, 'utf8').trim(), 10);
+    return port > 0 && port < 65536 ? port : null;
+  } catch {
+    return null;
+  }
+}
+
+async function firstFreePort(from: number): Promise<number> {
+  for (let port = from; port < from + 50 && port < 65536; port++) {
+    if (await isPortFree(port)) return port;
+  }
+  throw new SetupError(`No free port for a private redis-server in ${from}-${from + 49}`);
+}

@@ -1,0 +1,85 @@
+import { composeAnswer, type Answer } from './answer.ts';
+import { invalidRequest, retryHeaders, statusError, errorAnswer, type ErrorAnswer } from './openai-error.ts';
+import { effectiveModel, type SimOptions } from './options.ts';
+import type { RateLimiter } from './rate-limit.ts';
+import { chatRequestSchema, describeRequestError, messageText, requestedMaxTokens } from './request.ts';
+import type { StatsCollector } from './stats.ts';
+import { promptTokens as countPromptTokens } from './tokens.ts';
+
+/**
+ * Decides what one chat-completions request gets, in this order: bad body 400, unknown model 404
+ * (strict_models only), forced fail_status, context window 400, rate limit 429, random 500, answer.
+ * Rejections before the rate limit are immediate; a random 500 and an answer wait the latency.
+ */
+
+export interface ChatEnv {
+  options: SimOptions;
+  limiter: RateLimiter;
+  stats: StatsCollector;
+  random: () => number;
+  now: number;
+}
+
+export type ChatPlan =
+  | { kind: 'error'; model: string | undefined; answer: ErrorAnswer; delayMs: number }
+  | {
+      kind: 'answer';
+      model: string;
+      answer: Answer;
+      promptTokens: number;
+      stream: boolean;
+      includeUsage: boolean;
+      headers: Record<string, string>;
+      delayMs: number;
+    };
+
+function rejection(model: string | undefined, answer: ErrorAnswer, delayMs = 0): ChatPlan {
+  return { kind: 'error', model, answer, delayMs };
+}
+
+export function planChat(env: ChatEnv, body: unknown): ChatPlan {
+  const parsed = chatRequestSchema.safeParse(body);
+  if (!parsed.success) {
+    const { message, param } = describeRequestError(parsed.error);
+    return rejection(undefined, invalidRequest(message, 'invalid_request_body', param));
+  }
+  const request = parsed.data;
+  const { model } = request;
+  const messages = request.messages.map((message) => ({ role: message.role, text: messageText(message) }));
+  const prompt = countPromptTokens(messages.map((message) => message.text));
+  const maxTokens = requestedMaxTokens(request);
+  const answer = composeAnswer({ model, messages, maxTokens, outputTokens: env.options.output_tokens });
+  const limitTokens = prompt + (maxTokens ?? answer.completionTokens);
+  env.stats.received(model, limitTokens, env.now);
+
+  if (env.options.strict_models && !Object.hasOwn(env.options.models, model)) return rejection(model, statusError(404, model));
+  const settings = effectiveModel(env.options, model);
+  if (settings.fail_status !== undefined) return rejection(model, statusError(settings.fail_status, model));
+  if (settings.context_window !== undefined && prompt + (maxTokens ?? 0) > settings.context_window) {
+    const message = `This model's maximum context length is ${settings.context_window} tokens. However, you requested ${prompt + (maxTokens ?? 0)} tokens (${prompt} in the messages, ${maxTokens ?? 0} in the completion). Please reduce the length of the messages or completion.`;
+    return rejection(model, invalidRequest(message, 'context_length_exceeded', 'messages'));
+  }
+
+  const decision = env.limiter.take(model, settings, limitTokens, env.now);
+  if (!decision.ok) {
+    const headers = decision.retryAfterMs === undefined ? decision.headers : { ...decision.headers, ...retryHeaders(decision.retryAfterMs) };
+    return rejection(model, errorAnswer(429, { message: decision.message, type: decision.kind, code: 'rate_limit_exceeded' }, headers));
+  }
+
+  const jitter = settings.latency_jitter_ms > 0 ? (env.random() * 2 - 1) * settings.latency_jitter_ms : 0;
+  const delayMs = Math.max(0, settings.latency_ms + jitter);
+  if (settings.failure_rate > 0 && env.random() < settings.failure_rate) {
+    const failure = statusError(500, model);
+    return rejection(model, { ...failure, headers: { ...failure.headers, ...decision.headers } }, delayMs);
+  }
+  return {
+    kind: 'answer',
+    model,
+    answer,
+    promptTokens: prompt,
+    stream: request.stream === true,
+    includeUsage: request.stream_options?.include_usage === true,
+    headers: decision.headers,
+    delayMs,
+  };
+}

@@ -1,0 +1,93 @@
+import { z } from 'zod';
+import { describeIssues } from '../config/load.ts';
+import { UsageError } from '../errors.ts';
+import { parseSimOptions, simModelSchema } from './options.ts';
+import { startSimulator, type SimulatorOptions } from './server.ts';
+
+/**
+ * `switchyard sim` options as commander hands them over (camelCase, values as strings unless the
+ * command parses them), turned into simulator options.
+ */
+export interface SimCliOptions {
+  port?: string | number;
+  host?: string;
+  latencyMs?: string | number;
+  latencyJitterMs?: string | number;
+  failureRate?: string | number;
+  /** Default limits for every model without its own. */
+  rpm?: string | number;
+  tpm?: string | number;
+  seed?: string | number;
+  /** JSON: model name -> { rpm, tpm, latency_ms, failure_rate, fail_status, context_window }. */
+  modelLimits?: string;
+  strictModels?: boolean;
+}
+
+export const DEFAULT_SIM_PORT = 8787;
+
+function numberOption(flag: string, value: string | number | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const number = typeof value === 'number' ? value : Number(value.trim());
+  if (!Number.isFinite(number) || (typeof value === 'string' && value.trim() === '')) {
+    throw new UsageError(`${flag} expects a number, got "${value}"`);
+  }
+  return number;
+}
+
+function modelLimits(json: string | undefined): SimulatorOptions['models'] {
+  if (json === undefined) return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (error) {
+    throw new UsageError(`--model-limits expects JSON such as '{"deepseek-v4-flash":{"rpm":60}}': ${(error as Error).message}`);
+  }
+  const result = z.record(z.string().min(1), simModelSchema).safeParse(raw);
+  if (!result.success) throw new UsageError(`--model-limits is not valid:\n${describeIssues(result.error)}`);
+  return result.data;
+}
+
+export function simOptionsFromCli(cli: SimCliOptions): SimulatorOptions & { port: number; host: string } {
+  const port = numberOption('--port', cli.port) ?? DEFAULT_SIM_PORT;
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new UsageError(`--port expects 0..65535, got "${cli.port}"`);
+  const input: SimulatorOptions = {
+    latency_ms: numberOption('--latency-ms', cli.latencyMs),
+    latency_jitter_ms: numberOption('--latency-jitter-ms', cli.latencyJitterMs),
+    failure_rate: numberOption('--failure-rate', cli.failureRate),
+    rpm: numberOption('--rpm', cli.rpm),
+    tpm: numberOption('--tpm', cli.tpm),
+    seed: numberOption('--seed', cli.seed),
+    models: modelLimits(cli.modelLimits),
+    strict_models: cli.strictModels,
+  };
+  // Validate here so a bad flag is a usage error before anything listens (unset flags are undefined: defaults).
+  parseSimOptions(input, 'simulator options from the command line');
+  return { ...input, port, host: cli.host ?? '127.0.0.1' };
+}
+
+export interface RunSimulatorIo {
+  log?: (line: string) => void;
+  /** Stops the simulator like SIGINT does (for tests and embedding). */
+  signal?: AbortSignal;
+}
+
+/** Starts the simulator, prints where it listens, and serves until SIGINT/SIGTERM (or `signal`). */
+export async function runSimulatorFromCli(cli: SimCliOptions, io: RunSimulatorIo = {}): Promise<void> {
+  const log = io.log ?? ((line: string) => console.log(line));
+  const sim = await startSimulator(simOptionsFromCli(cli));
+  log(`Simulator listening on ${sim.url}`);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      io.signal?.removeEventListener('abort', stop);
+      resolve();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    if (io.signal?.aborted) stop();
+    else io.signal?.addEventListener('abort', stop, { once: true });
+  });
+  await sim.close();
+  log('Simulator stopped');
+}

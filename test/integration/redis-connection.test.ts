@@ -1,0 +1,242 @@
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { SetupError } from '../../src/errors.ts';
+import { connectRedis, ensureRedis, pingRedis, redisUrlFromEnv } from '../../src/queue/redis-connection.ts';
+import { pickFreePort, startRedisServer, type RedisServerHandle } from '../../src/queue/redis-server-process.ts';
+import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'switchyard-redis-test-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A URL whose port was free a moment ago, so nothing answers there. */
+async function closedUrl(): Promise<string> {
+  return `redis://127.0.0.1:${await pickFreePort()}`;
+}
+
+function track(server: RedisServerHandle): RedisServerHandle {
+  cleanups.push(() => server.stop());
+  return server;
+}
+
+async function getKey(url: string, key: string): Promise<string | null> {
+  const redis = connectRedis(url);
+  try {
+    return await redis.get(key);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function setKey(url: string, key: string, value: string): Promise<void> {
+  const redis = connectRedis(url);
+  try {
+    await redis.set(key, value);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+describe('redisUrlFromEnv', () => {
+  it('reads REDIS_URL and defaults to 127.0.0.1:6379', () => {
+    expect(redisUrlFromEnv({ REDIS_URL: 'redis://example:1234' })).toBe('redis://example:1234');
+    expect(redisUrlFromEnv({})).toBe('redis://127.0.0.1:6379');
+    expect(redisUrlFromEnv({ REDIS_URL: '  ' })).toBe('redis://127.0.0.1:6379');
+  });
+});
+
+describe('pingRedis', () => {
+  it('answers true for the test Redis', async () => {
+    expect(await pingRedis(testRedisUrl(), 2000)).toBe(true);
+  });
+
+  it('answers false on a closed port, within the timeout', async () => {
+    const started = Date.now();
+    expect(await pingRedis(await closedUrl(), 500)).toBe(false);
+    expect(Date.now() - started).toBeLessThan(1500);
+  });
+
+  it('answers false within the timeout when the peer accepts but never replies, and closes its socket', async () => {
+    let open = 0;
+    const silent: Server = createServer((socket) => {
+      open += 1;
+      socket.on('close', () => (open -= 1));
+      socket.resume(); // read, so the client's FIN is seen
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => silent.close(() => resolve())));
+    const address = silent.address();
+    const port = typeof address === 'object' && address !== null ? address.port : 0;
+    const started = Date.now();
+    expect(await pingRedis(`redis://127.0.0.1:${port}`, 300)).toBe(false);
+    expect(Date.now() - started).toBeLessThan(1500);
+    await expect.poll(() => open, { timeout: 2000 }).toBe(0);
+  });
+
+  it('answers false for a malformed URL instead of throwing', async () => {
+    expect(await pingRedis('not a url at all', 300)).toBe(false);
+  });
+});
+
+describe('startRedisServer', () => {
+  it('keeps data across a restart in the same dir when persisting', async () => {
+    const dir = tempDir();
+    const key = `${uniquePrefix('persist')}:k`;
+    const first = track(await startRedisServer({ port: 0, dir, persist: true }));
+    await setKey(first.url, key, 'kept');
+    await first.stop();
+    expect(await pingRedis(first.url, 300)).toBe(false);
+
+    const second = track(await startRedisServer({ port: 0, dir, persist: true }));
+    expect(await getKey(second.url, key)).toBe('kept');
+  });
+
+  it('keeps nothing when not persisting', async () => {
+    const dir = tempDir();
+    const first = track(await startRedisServer({ port: 0, dir, persist: false }));
+    await setKey(first.url, 'gone', 'x');
+    await first.stop();
+    const second = track(await startRedisServer({ port: 0, dir, persist: false }));
+    expect(await getKey(second.url, 'gone')).toBeNull();
+  });
+
+  it('refuses a port that is already taken', async () => {
+    const taken = track(await startRedisServer({ port: 0, dir: tempDir(), persist: false }));
+    await expect(startRedisServer({ port: taken.port, dir: tempDir(), persist: false })).rejects.toThrow(
+      /address already in use/,
+    );
+  });
+
+  it('reports the server output when redis-server exits at startup', async () => {
+    const dir = tempDir();
+    const error = await startRedisServer({ port: 0, dir, persist: false, binary: '/bin/false' }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(String(error)).toMatch(/exited with code 1/);
+  });
+
+  it('includes the tail of the output in the error', async () => {
+    const dir = tempDir();
+    // Stands in for a redis-server that prints why it cannot start and exits.
+    const script = path.join(dir, 'fake-redis.sh');
+    writeFileSync(script, '#!/bin/sh\necho "FATAL: pretend config error" >&2\nexit 1\n');
+    chmodSync(script, 0o755);
+    const error = await startRedisServer({ port: 0, dir, persist: false, binary: script }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(String(error)).toContain('FATAL: pretend config error');
+  });
+});
+
+describe('ensureRedis', () => {
+  it('fails fast with the ways to get Redis when an explicit URL does not answer', async () => {
+    const dataDir = tempDir();
+    const url = await closedUrl();
+    const logs: string[] = [];
+    const started = Date.now();
+    const error = await ensureRedis({ url, dataDir, log: (m) => logs.push(m), pingTimeoutMs: 1000 }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(error).toBeInstanceOf(SetupError);
+    const message = (error as SetupError).message;
+    expect(message).toContain(url);
+    expect(message).toContain('docker compose up -d redis');
+    expect(message).toContain('apt-get install redis-server');
+    expect(message).toContain('brew install redis');
+    expect(message).toContain('REDIS_URL');
+    expect(logs).toEqual([]);
+    expect(existsSync(path.join(dataDir, 'redis'))).toBe(false);
+  });
+
+  it('treats REDIS_URL like an explicit URL: no private server in its place', async () => {
+    const dataDir = tempDir();
+    const url = await closedUrl();
+    await expect(ensureRedis({ dataDir, log: () => undefined, env: { REDIS_URL: url } })).rejects.toThrow(SetupError);
+    expect(existsSync(path.join(dataDir, 'redis'))).toBe(false);
+  });
+
+  it('hides a password in the message', async () => {
+    const url = (await closedUrl()).replace('//', '//user:s3cret@');
+    const error = await ensureRedis({ url, dataDir: tempDir(), log: () => undefined }).catch((e: unknown) => e);
+    expect(String(error)).not.toContain('s3cret');
+    expect(String(error)).toContain('***');
+  });
+
+  it('uses a URL that answers without starting anything', async () => {
+    const logs: string[] = [];
+    const redis = await ensureRedis({ url: testRedisUrl(), dataDir: tempDir(), log: (m) => logs.push(m) });
+    expect(redis).toMatchObject({ url: testRedisUrl(), started: false });
+    expect(logs).toEqual([]);
+  });
+
+  it('starts a persistent private redis-server when the default URL does not answer', async () => {
+    const dataDir = tempDir();
+    const defaultUrl = await closedUrl();
+    const privatePort = await pickFreePort();
+    const logs: string[] = [];
+    const options = { dataDir, log: (m: string) => logs.push(m), env: {}, defaultUrl, privatePort };
+
+    const first = await ensureRedis(options);
+    cleanups.push(first.stop);
+    expect(first.started).toBe(true);
+    expect(first.url).toBe(`redis://127.0.0.1:${privatePort}`);
+    expect(readFileSync(path.join(dataDir, 'redis', 'port'), 'utf8').trim()).toBe(String(privatePort));
+    expect(logs).toHaveLength(1);
+    expect(logs[0]).toContain('private redis-server');
+    expect(logs[0]).toContain(first.url);
+
+    // A second process finds the running server through the port file and starts nothing.
+    const again = await ensureRedis(options);
+    expect(again).toMatchObject({ url: first.url, started: false });
+
+    await setKey(first.url, 'survives', 'yes');
+    await first.stop();
+    expect(await pingRedis(first.url, 300)).toBe(false);
+
+    const second = await ensureRedis(options);
+    cleanups.push(second.stop);
+    expect(second.started).toBe(true);
+    expect(second.url).toBe(first.url);
+    expect(await getKey(second.url, 'survives')).toBe('yes');
+  });
+});
+
+describe('test helpers', () => {
+  let prefix = '';
+  let other = '';
+  const redis = connectRedis(testRedisUrl());
+  beforeAll(() => {
+    prefix = uniquePrefix('helpers');
+    other = uniquePrefix('helpers');
+  });
+  afterAll(async () => {
+    await cleanupPrefix(redis, other);
+    redis.disconnect();
+  });
+
+  it('gives a different prefix each call', () => {
+    expect(prefix).not.toBe(other);
+    expect(prefix).toMatch(/^t-helpers-\d+-\d+-[0-9a-f]{6}$/);
+  });
+
+  it('cleanupPrefix deletes only keys under the prefix', async () => {
+    await redis.mset(`${prefix}:a`, '1', `${prefix}:b:c`, '2', `${other}:a`, '3');
+    expect(await cleanupPrefix(redis, prefix)).toBe(2);
+    expect(await redis.exists(`${prefix}:a`, `${prefix}:b:c`)).toBe(0);
+    expect(await redis.get(`${other}:a`)).toBe('3');
+  });
+});

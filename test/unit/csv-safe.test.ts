@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { stringify } from 'csv-stringify/sync';
+import { csvSafe, csvSafeCast, looksLikeFormula } from '../../src/output/csv-safe.ts';
+
+describe('csvSafe', () => {
+  it.each([
+    ['=1+2', "'=1+2"],
+    ['+SUM(A1)', "'+SUM(A1)"],
+    ['-2+3+cmd|" /C calc"!A0', `'-2+3+cmd|" /C calc"!A0`],
+    ['@SUM(A1:A9)', "'@SUM(A1:A9)"],
+    ['\t=1', "'\t=1"],
+    ['\r=1', "'\r=1"],
+    ['\uFF1D1+1', "'\uFF1D1+1"],
+    ['=HYPERLINK("http://evil","x")', `'=HYPERLINK("http://evil","x")`],
+  ])('prefixes %j', (input, expected) => {
+    expect(csvSafe(input)).toBe(expected);
+    expect(looksLikeFormula(input)).toBe(true);
+  });
+
+  it.each(['hello', '', 'a=b', ' =1', "'=1", '你好=世界', '-5', '+1.5', '-2e-3', '-.5', '1-2'])('leaves %j alone', (input) => {
+    expect(csvSafe(input)).toBe(input);
+  });
+
+  it('still guards text that only starts like a number', () => {
+    expect(csvSafe('-5+A1')).toBe("'-5+A1");
+    expect(csvSafe('-')).toBe("'-");
+  });
+});
+
+describe('csvSafeCast with csv-stringify', () => {
+  it('guards text, keeps numbers (negative ones too) as numbers', () => {
+    const csv = stringify(
+      [
+        ['=cmd', -3, 1.5, true, { a: 1 }, null],
+        ['-x', 0, -0.25, false, ['=x'], '@y'],
+      ],
+      { cast: csvSafeCast() },
+    );
+    expect(csv).toBe(`'=cmd,-3,1.5,true,"{""a"":1}",\n'-x,0,-0.25,false,"[""=x""]",'@y\n`);
+  });
+
+  it('guards the header row too', () => {
+    const csv = stringify([[1]], { header: true, columns: ['=evil'], cast: csvSafeCast() });
+    expect(csv).toBe(`'=evil\n1\n`);
+  });
+});

@@ -1,0 +1,286 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callCostNanos, nanosToUsd, usdToNanos } from '../../src/models/pricing.ts';
+import type { CallRecord, RowResult } from '../../src/output/records.ts';
+import { buildReport, type Report } from '../../src/output/report.ts';
+import { renderHeadline, renderReportMarkdown, renderSummaryLines } from '../../src/output/report-markdown.ts';
+import { writeReport } from '../../src/output/write-report.ts';
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const random = rng(42);
+const int = (min: number, max: number): number => min + Math.floor(random() * (max - min + 1));
+const MODELS = ['alpha', 'beta', 'gamma', 'no-price'] as const;
+const PRICES = new Map(
+  MODELS.filter((m) => m !== 'no-price').map((m) => [
+    m,
+    { input_per_mtok: Math.round(random() * 5000) / 1000, output_per_mtok: Math.round(random() * 20000) / 1000 },
+  ]),
+);
+
+interface Expected {
+  rows: number;
+  succeeded: number;
+  calls: number;
+  failedCalls: number;
+  inputTokens: number;
+  outputTokens: number;
+  costNanos: number;
+  unpriced: number;
+  perModel: Map<string, { rows: number; succeeded: number; failed: number; calls: number; failedCalls: number; inputTokens: number; outputTokens: number; costNanos: number; unpriced: number; latencies: number[] }>;
+  rowErrors: Record<string, number>;
+  callErrors: Record<string, number>;
+}
+
+/** 10,000 results and 12,000 calls: every 5th row's first call fails (429) and falls back; every 50th row fails for good (timeout). */
+function generate(): { results: string; costs: string; expected: Expected } {
+  const expected: Expected = {
+    rows: 0, succeeded: 0, calls: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costNanos: 0, unpriced: 0,
+    perModel: new Map(), rowErrors: {}, callErrors: {},
+  };
+  const model = (name: string) => {
+    let m = expected.perModel.get(name);
+    if (!m) {
+      m = { rows: 0, succeeded: 0, failed: 0, calls: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costNanos: 0, unpriced: 0, latencies: [] };
+      expected.perModel.set(name, m);
+    }
+    return m;
+  };
+  const resultLines: string[] = [];
+  const costLines: string[] = [];
+
+  for (let row = 1; row <= 10_000; row += 1) {
+    const first = MODELS[int(0, MODELS.length - 1)]!;
+    const chain = row % 5 === 0 ? [first, MODELS[(MODELS.indexOf(first) + 1) % MODELS.length]!] : [first];
+    let finalStatus: 'succeeded' | 'failed' = 'succeeded';
+    let errorCode: string | undefined;
+    chain.forEach((name, index) => {
+      const last = index === chain.length - 1;
+      const failed = !last || row % 50 === 0;
+      const code = !last ? 'rate_limited' : 'timeout';
+      const usage = failed ? { input_tokens: last ? 0 : int(5, 50), output_tokens: 0 } : { input_tokens: int(5, 2000), output_tokens: int(1, 800) };
+      const nanos = callCostNanos(PRICES.get(name), usage);
+      const latency = failed ? (last ? 30_000 : int(1, 20)) : Math.round(Math.exp(5 + random() * 3 + random()) * 10) / 10;
+      const call: CallRecord = {
+        batch_id: 'b1', row, id: String(row), model: name, attempt: 1, purpose: 'answer',
+        status: failed ? 'failed' : 'succeeded', http_status: failed ? (last ? null : 429) : 200,
+        ...usage, cost_usd: nanos === null ? null : nanosToUsd(nanos), latency_ms: latency,
+        started_at: '2026-11-02T10:00:00.000Z', ...(failed ? { error_code: code } : {}),
+      };
+      costLines.push(JSON.stringify(call));
+      const m = model(name);
+      expected.calls += 1;
+      m.calls += 1;
+      expected.inputTokens += usage.input_tokens;
+      expected.outputTokens += usage.output_tokens;
+      m.inputTokens += usage.input_tokens;
+      m.outputTokens += usage.output_tokens;
+      if (call.cost_usd === null) {
+        expected.unpriced += 1;
+        m.unpriced += 1;
+      } else {
+        expected.costNanos += usdToNanos(call.cost_usd);
+        m.costNanos += usdToNanos(call.cost_usd);
+      }
+      if (failed) {
+        expected.failedCalls += 1;
+        m.failedCalls += 1;
+        expected.callErrors[code] = (expected.callErrors[code] ?? 0) + 1;
+      } else {
+        m.latencies.push(latency);
+      }
+      if (last && failed) {
+        finalStatus = 'failed';
+        errorCode = code;
+      }
+    });
+    const finalModel = chain[chain.length - 1]!;
+    const result: RowResult = {
+      id: String(row), row, status: finalStatus, model: finalModel, output: finalStatus === 'succeeded' ? `answer ${row}` : null,
+      usage: { input_tokens: 1, output_tokens: 1 }, cost_usd: null, latency_ms: 1, attempts: chain.length,
+      metadata: {}, completed_at: '2026-11-02T10:00:00.000Z',
+      ...(errorCode ? { error: { code: errorCode, message: 'no answer', http_status: null } } : {}),
+    };
+    resultLines.push(JSON.stringify(result));
+    const m = model(finalModel);
+    expected.rows += 1;
+    m.rows += 1;
+    if (finalStatus === 'succeeded') {
+      expected.succeeded += 1;
+      m.succeeded += 1;
+    } else {
+      m.failed += 1;
+      expected.rowErrors[errorCode!] = (expected.rowErrors[errorCode!] ?? 0) + 1;
+    }
+  }
+  return { results: resultLines.join('\n') + '\n', costs: costLines.join('\n') + '\n', expected };
+}
+
+function nearestRank(values: number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)]!;
+}
+
+describe('buildReport', () => {
+  let dir: string;
+  let report: Report;
+  let expected: Expected;
+  let costsText: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'switchyard-report-'));
+    const fixture = generate();
+    expected = fixture.expected;
+    costsText = fixture.costs;
+    await writeFile(join(dir, 'results.jsonl'), fixture.results);
+    await writeFile(join(dir, 'costs.jsonl'), fixture.costs);
+    report = await buildReport({
+      resultsPath: join(dir, 'results.jsonl'),
+      costsPath: join(dir, 'costs.jsonl'),
+      batchId: 'b1',
+      startedAt: new Date('2026-11-02T10:00:00.000Z'),
+      finishedAt: '2026-11-02T10:00:04.100Z',
+    });
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('has the fixture sizes', () => {
+    expect(expected.rows).toBe(10_000);
+    expect(expected.calls).toBe(12_000);
+  });
+
+  it('totals rows from results.jsonl and calls, tokens, cost from costs.jsonl', () => {
+    expect(report.batch_id).toBe('b1');
+    expect(report.started_at).toBe('2026-11-02T10:00:00.000Z');
+    expect(report.finished_at).toBe('2026-11-02T10:00:04.100Z');
+    expect(report.totals).toEqual({
+      rows: 10_000,
+      succeeded: expected.succeeded,
+      failed: 10_000 - expected.succeeded,
+      calls: 12_000,
+      failed_calls: expected.failedCalls,
+      input_tokens: expected.inputTokens,
+      output_tokens: expected.outputTokens,
+      cost_usd: nanosToUsd(expected.costNanos),
+      unpriced_calls: expected.unpriced,
+      elapsed_ms: 4100,
+      rows_per_second: 2439,
+    });
+    expect(report.totals.failed).toBe(200);
+    expect(report.totals.unpriced_calls).toBeGreaterThan(0);
+  });
+
+  it('cost_usd is exactly the nano-dollar sum of costs.jsonl, read back independently', () => {
+    let nanos = 0;
+    for (const line of costsText.split('\n')) {
+      if (line === '') continue;
+      const cost = (JSON.parse(line) as CallRecord).cost_usd;
+      if (cost !== null) nanos += usdToNanos(cost);
+    }
+    expect(Number.isSafeInteger(nanos)).toBe(true);
+    expect(report.totals.cost_usd).toBe(nanosToUsd(nanos));
+    expect(usdToNanos(report.totals.cost_usd)).toBe(nanos);
+    // per-model costs add up to the total, exactly, in nanos
+    const perModel = Object.values(report.models).reduce((sum, m) => sum + usdToNanos(m.cost_usd), 0);
+    expect(perModel).toBe(nanos);
+  });
+
+  it('per-model numbers match', () => {
+    expect(Object.keys(report.models).sort()).toEqual([...MODELS].sort());
+    for (const [name, m] of expected.perModel) {
+      const got = report.models[name]!;
+      expect(got).toMatchObject({
+        rows: m.rows,
+        succeeded: m.succeeded,
+        failed: m.failed,
+        calls: m.calls,
+        failed_calls: m.failedCalls,
+        input_tokens: m.inputTokens,
+        output_tokens: m.outputTokens,
+        cost_usd: nanosToUsd(m.costNanos),
+        unpriced_calls: m.unpriced,
+      });
+      const p50 = nearestRank(m.latencies, 0.5);
+      const p95 = nearestRank(m.latencies, 0.95);
+      expect(Math.abs(got.latency_p50_ms! - p50) / p50).toBeLessThan(0.02);
+      expect(Math.abs(got.latency_p95_ms! - p95) / p95).toBeLessThan(0.02);
+    }
+    expect(report.models['no-price']!.cost_usd).toBe(0);
+    // most rows first
+    const rows = Object.values(report.models).map((m) => m.rows);
+    expect(rows).toEqual([...rows].sort((a, b) => b - a));
+  });
+
+  it('counts errors by code: failed rows and failed calls', () => {
+    expect(report.errors).toEqual({ timeout: 200 });
+    expect(report.call_errors).toEqual(expected.callErrors);
+    expect(report.call_errors).toEqual({ rate_limited: 2000, timeout: 200 });
+  });
+
+  it('renders markdown with the headline, model table and errors', () => {
+    const md = renderReportMarkdown(report);
+    const headline = renderHeadline(report);
+    expect(headline).toMatch(/^9,800 of 10,000 rows succeeded in 4\.1 s \(2,439 rows\/s\), 12,000 calls, \$[\d.]+ \+ [\d,]+ unpriced$/);
+    expect(md).toContain(`**${headline}**`);
+    expect(md).toContain('| Model | Rows | OK | Failed | Calls | Tokens in | Tokens out | Cost | p50 | p95 |');
+    for (const name of MODELS) expect(md).toMatch(new RegExp(`^\\| ${name} \\| [\\d,]+ \\|`, 'm'));
+    expect(md).toContain('| no-price |');
+    expect(md).toContain('n/a (no price configured)');
+    expect(md).toContain('## Errors by code');
+    expect(md).toContain('| timeout | 200 |');
+    expect(md).toContain('| rate_limited | 2,000 |');
+  });
+
+  it('renders aligned summary lines', () => {
+    const lines = renderSummaryLines(report);
+    expect(lines[0]).toBe('Rows    9,800 of 10,000 succeeded, 200 failed');
+    expect(lines.some((line) => line.startsWith('Errors  timeout 200'))).toBe(true);
+    const modelLines = lines.slice(lines.indexOf('Models') + 1);
+    expect(modelLines).toHaveLength(4);
+    // columns line up: every model line has the same length
+    expect(new Set(modelLines.map((line) => line.length)).size).toBe(1);
+  });
+
+  it('writes report.json and report.md', async () => {
+    const paths = await writeReport(report, dir);
+    expect(paths).toEqual({ jsonPath: join(dir, 'report.json'), markdownPath: join(dir, 'report.md') });
+    expect(JSON.parse(await readFile(paths.jsonPath, 'utf8'))).toEqual(report);
+    expect(await readFile(paths.markdownPath, 'utf8')).toBe(renderReportMarkdown(report));
+  });
+});
+
+describe('buildReport on an empty batch', () => {
+  it('gives zeros, nulls and no models', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'switchyard-report-empty-'));
+    try {
+      await writeFile(join(dir, 'results.jsonl'), '');
+      await writeFile(join(dir, 'costs.jsonl'), '');
+      const report = await buildReport({
+        resultsPath: join(dir, 'results.jsonl'),
+        costsPath: join(dir, 'costs.jsonl'),
+        batchId: 'empty',
+        startedAt: '2026-11-02T10:00:00.000Z',
+        finishedAt: '2026-11-02T10:00:00.000Z',
+      });
+      expect(report.totals).toMatchObject({ rows: 0, calls: 0, cost_usd: 0, elapsed_ms: 0, rows_per_second: null });
+      expect(report.models).toEqual({});
+      expect(renderHeadline(report)).toBe('0 of 0 rows succeeded in 0 ms (n/a rows/s), 0 calls, $0');
+      expect(renderReportMarkdown(report)).toContain('No rows failed.');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,104 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse } from 'csv-parse/sync';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { RESULTS_CSV_COLUMNS, writeResultsCsv } from '../../src/output/results-csv.ts';
+import type { RowResult } from '../../src/output/records.ts';
+
+function result(overrides: Partial<RowResult>): RowResult {
+  return {
+    id: '1',
+    row: 1,
+    status: 'succeeded',
+    model: 'model-a',
+    output: 'ok',
+    usage: { input_tokens: 10, output_tokens: 5 },
+    cost_usd: 0.000012,
+    latency_ms: 120,
+    attempts: 1,
+    metadata: {},
+    completed_at: '2026-11-02T10:00:00.000Z',
+    ...overrides,
+  };
+}
+
+describe('writeResultsCsv', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'switchyard-csv-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('writes every row with guarded text, metadata columns and intact CJK', async () => {
+    const results: RowResult[] = [
+      result({ id: 'a', row: 1, output: '=HYPERLINK("http://evil","click")', metadata: { lang: 'en', score: -3 } }),
+      result({ id: 'b', row: 2, output: '你好，世界。「引号」, "quoted"\nsecond line', metadata: { topic: '@home', lang: 'zh' } }),
+      result({
+        id: 'c',
+        row: 3,
+        status: 'failed',
+        output: null,
+        cost_usd: null,
+        usage: { input_tokens: 0, output_tokens: 0 },
+        attempts: 3,
+        error: { code: 'timeout', message: '-no answer after 30 s', http_status: null },
+        metadata: { model: 'shadowing', tags: ['x', 'y'], flag: true },
+      }),
+      result({ id: 'd', row: 4, cost_usd: 1.2e-7, metadata: { delta: '-5' } }),
+    ];
+    const jsonl = join(dir, 'results.jsonl');
+    const csvPath = join(dir, 'results.csv');
+    await writeFile(jsonl, results.map((r) => JSON.stringify(r)).join('\n') + '\n');
+
+    await writeResultsCsv(jsonl, csvPath);
+    const text = await readFile(csvPath, 'utf8');
+    const rows = parse(text, { columns: true }) as Array<Record<string, string>>;
+
+    expect(Object.keys(rows[0]!)).toEqual([
+      ...RESULTS_CSV_COLUMNS,
+      'lang',
+      'score',
+      'topic',
+      'metadata.model',
+      'tags',
+      'flag',
+      'delta',
+    ]);
+    expect(rows).toHaveLength(4);
+    const [a, b, c, d] = rows as [Record<string, string>, Record<string, string>, Record<string, string>, Record<string, string>];
+
+    expect(a.output).toBe(`'=HYPERLINK("http://evil","click")`);
+    expect(a.score).toBe('-3'); // a number, not prefixed
+    expect(a.cost_usd).toBe('0.000012');
+    expect(a.topic).toBe('');
+
+    expect(b.output).toBe('你好，世界。「引号」, "quoted"\nsecond line');
+    expect(b.topic).toBe("'@home");
+    expect(b.lang).toBe('zh');
+
+    expect(c.status).toBe('failed');
+    expect(c.output).toBe('');
+    expect(c.cost_usd).toBe('');
+    expect(c.error_code).toBe('timeout');
+    expect(c.error_message).toBe("'-no answer after 30 s");
+    expect(c.attempts).toBe('3');
+    expect(c['metadata.model']).toBe('shadowing');
+    expect(c.model).toBe('model-a');
+    expect(c.tags).toBe('["x","y"]');
+    expect(c.flag).toBe('true');
+
+    expect(d.cost_usd).toBe('0.00000012'); // no exponent form
+    expect(d.delta).toBe('-5'); // numeric text is not a formula
+  });
+
+  it('writes only the header for an empty results file', async () => {
+    const jsonl = join(dir, 'results.jsonl');
+    const csvPath = join(dir, 'results.csv');
+    await writeFile(jsonl, '');
+    await writeResultsCsv(jsonl, csvPath);
+    expect(await readFile(csvPath, 'utf8')).toBe(`${RESULTS_CSV_COLUMNS.join(',')}\n`);
+  });
+});
