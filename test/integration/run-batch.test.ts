@@ -1,0 +1,117 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { usdToNanos } from '../../src/models/pricing.ts';
+import type { CallRecord, RowResult } from '../../src/output/records.ts';
+import type { Report } from '../../src/output/report.ts';
+import { startSimulator, type Simulator } from '../../src/sim/server.ts';
+import { runCli } from '../helpers/cli.ts';
+import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
+import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+
+describe('switchyard run, end to end through Redis, BullMQ and the simulator over HTTP', () => {
+  let sim: Simulator;
+  let redis: Redis;
+  const prefix = uniquePrefix('run-batch');
+
+  beforeAll(async () => {
+    // 15% of calls fail with 500; the model "broken" always answers 400 (not retryable).
+    sim = await startSimulator({ failure_rate: 0.15, latency_ms: 2, seed: 42, models: { broken: { fail_status: 400 } } });
+    redis = new Redis(testRedisUrl());
+  });
+  afterAll(async () => {
+    await cleanupPrefix(redis, prefix);
+    redis.disconnect();
+    await sim.close();
+  });
+
+  it('runs 500 rows with injected failures: every row once, in order, costs adding up to the report', async () => {
+    const dir = await tempDir('e2e');
+    const config = await writeSimConfig(dir, sim.url, {}, ['fast', 'slow', 'broken']);
+    const input = await writePromptsCsv(dir, 500, { model: (row) => (row % 100 === 0 ? 'broken' : row % 3 === 0 ? 'slow' : undefined) });
+    const out = join(dir, 'out');
+    const result = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'e2e-500', '--concurrency', '32'], {
+      REDIS_URL: testRedisUrl(),
+      SWITCHYARD_PREFIX: prefix,
+    });
+    expect(result.stdout.split('\n')[0]).toBe('Batch e2e-500');
+    expect(result.code, result.stderr).toBe(1); // the five "broken" rows fail
+
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => r.row)).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
+    for (const r of results) {
+      expect(r.id).toBe(`r${r.row}`);
+      expect(r.metadata).toEqual({ topic: `topic-${r.row % 7}` });
+      if (r.row % 100 === 0) {
+        expect(r).toMatchObject({ status: 'failed', model: 'broken', attempts: 1, error: { code: 'bad_request', http_status: 400 } });
+      } else {
+        expect(r.status).toBe('succeeded');
+        expect(r.model).toBe(r.row % 3 === 0 ? 'slow' : 'fast');
+        expect(r.output).toContain(`Question ${r.row}`);
+      }
+    }
+
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    const failedCalls = calls.filter((c) => c.status === 'failed');
+    expect(failedCalls.length).toBeGreaterThan(20); // the injected 500s are recorded, not hidden
+    expect(failedCalls.filter((c) => c.http_status === 500).length).toBeGreaterThan(0);
+    // Each row's attempts equal its cost records; a retried row has one record per call.
+    const callsByRow = new Map<number, CallRecord[]>();
+    for (const call of calls) callsByRow.set(call.row, [...(callsByRow.get(call.row) ?? []), call]);
+    for (const r of results) {
+      const rowCalls = callsByRow.get(r.row) ?? [];
+      expect(rowCalls.length).toBe(r.attempts);
+      expect(rowCalls.map((c) => c.attempt)).toEqual(rowCalls.map((_, i) => i + 1));
+      expect(usdToNanos(r.cost_usd ?? 0)).toBe(rowCalls.reduce((sum, c) => sum + usdToNanos(c.cost_usd ?? 0), 0));
+    }
+
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.totals).toMatchObject({ rows: 500, succeeded: 495, failed: 5, calls: calls.length, failed_calls: failedCalls.length });
+    const costSum = calls.reduce((sum, c) => sum + usdToNanos(c.cost_usd ?? 0), 0);
+    expect(usdToNanos(report.totals.cost_usd)).toBe(costSum);
+    expect(report.totals.input_tokens).toBe(calls.reduce((sum, c) => sum + c.input_tokens, 0));
+    expect(Object.keys(report.models).sort()).toEqual(['broken', 'fast', 'slow']);
+    expect(report.models.broken).toMatchObject({ rows: 5, failed: 5, calls: 5 });
+    expect(report.errors).toEqual({ bad_request: 5 });
+
+    const csv = await readFile(join(out, 'results.csv'), 'utf8');
+    expect(csv.split('\n')[0]).toBe('id,row,status,model,output,input_tokens,output_tokens,cost_usd,latency_ms,attempts,error_code,error_message,topic');
+    expect(await readFile(join(out, 'report.md'), 'utf8')).toContain('495 of 500 rows succeeded');
+
+    // Running the same batch id again is a no-op for rows that succeeded: only the 5 failed rows are retried.
+    const before = sim.stats();
+    const again = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'e2e-500'], { REDIS_URL: testRedisUrl(), SWITCHYARD_PREFIX: prefix });
+    expect(again.code).toBe(1);
+    expect(again.stdout).toContain('495 already done');
+    const after = sim.stats();
+    expect(after.models.broken!.requests - before.models.broken!.requests).toBe(5);
+    expect((after.models.fast?.requests ?? 0) - (before.models.fast?.requests ?? 0)).toBe(0);
+    const rerun = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(rerun.map((r) => r.row)).toEqual(results.map((r) => r.row));
+  });
+
+  it('stops with exit code 2 and the key path on a bad config, before enqueuing anything', async () => {
+    const dir = await tempDir('badcfg');
+    const config = join(dir, 'bad.yaml');
+    await import('node:fs/promises').then((fs) => fs.writeFile(config, 'providers: {sim: {base_url: http://127.0.0.1:1/v1}}\nmodels: {m: {provider: sim, pricee: 1}}\ndefault_model: m\n'));
+    const input = await writePromptsCsv(dir, 3);
+    const result = await runCli(['run', input, '--config', config, '--batch-id', 'badcfg'], { REDIS_URL: testRedisUrl(), SWITCHYARD_PREFIX: prefix });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('models.m');
+    expect(result.stderr).toContain('"pricee"');
+    expect(await redis.exists(`${prefix}:batch:{badcfg}`)).toBe(0);
+  });
+
+  it('stops with exit code 2 when the CSV has no prompt column, naming the columns it has', async () => {
+    const dir = await tempDir('nocol');
+    const input = join(dir, 'in.csv');
+    await import('node:fs/promises').then((fs) => fs.writeFile(input, 'question,answer\nhello,world\n'));
+    const config = await writeSimConfig(dir, sim.url);
+    const result = await runCli(['run', input, '--config', config, '--batch-id', 'nocol'], { REDIS_URL: testRedisUrl(), SWITCHYARD_PREFIX: prefix });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/prompt/);
+    expect(result.stderr).toContain('question');
+    expect(await redis.exists(`${prefix}:batch:{nocol}`)).toBe(0);
+  });
+});

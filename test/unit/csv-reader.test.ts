@@ -1,0 +1,270 @@
+import { createWriteStream, existsSync, readdirSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UsageError } from '../../src/errors.ts';
+import { readCsvRows } from '../../src/input/csv-reader.ts';
+import { checkInputFile, readRows } from '../../src/input/read-rows.ts';
+import type { ReadItem, RowRules } from '../../src/input/row.ts';
+
+const fixture = (name: string): string => new URL(`../fixtures/${name}`, import.meta.url).pathname;
+const rules: RowRules = { promptColumn: 'prompt', knownModels: new Set(['gpt-a', 'gpt-b']) };
+
+async function collect(items: AsyncIterable<ReadItem>): Promise<ReadItem[]> {
+  const out: ReadItem[] = [];
+  for await (const item of items) out.push(item);
+  return out;
+}
+
+let dir = '';
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'switchyard-csv-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function csvFile(name: string, content: string): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, content);
+  return path;
+}
+
+describe('readCsvRows on nasty.csv (BOM, CRLF, quotes, newlines, CJK, emoji)', () => {
+  it('reads every record in order with row, start line, id, messages and metadata', async () => {
+    const items = await collect(readCsvRows(fixture('nasty.csv'), rules));
+    expect(items).toEqual([
+      {
+        kind: 'row',
+        value: {
+          row: 1,
+          line: 2,
+          id: 'r1',
+          messages: [{ role: 'user', content: 'Hello, world' }],
+          model: 'gpt-a',
+          temperature: 0.5,
+          max_tokens: 100,
+          metadata: { category: 'greeting', note: 'plain' },
+        },
+      },
+      {
+        kind: 'row',
+        value: {
+          row: 2,
+          line: 3,
+          id: 'r2',
+          messages: [
+            { role: 'system', content: 'Be brief.' },
+            { role: 'user', content: 'Line one\r\nLine two, still r2' },
+          ],
+          metadata: { category: 'multi', note: 'has "quotes"' },
+        },
+      },
+      {
+        kind: 'row',
+        value: {
+          row: 3,
+          line: 5,
+          id: 'r3',
+          messages: [{ role: 'user', content: '你好，世界 🌍' }],
+          metadata: { category: 'cjk', note: 'emoji 🎉' },
+        },
+      },
+      {
+        kind: 'error',
+        value: {
+          row: 4,
+          line: 6,
+          id: 'r4',
+          code: 'bad_field',
+          message: 'temperature must be a number from 0 to 2, got "hot"',
+        },
+      },
+      {
+        kind: 'error',
+        value: {
+          row: 5,
+          line: 7,
+          id: 'r5',
+          code: 'unknown_model',
+          message: 'unknown model "gpt-9"; known models: gpt-a, gpt-b',
+        },
+      },
+      { kind: 'error', value: { row: 6, line: 8, id: 'r6', code: 'missing_prompt', message: 'the prompt is empty' } },
+      {
+        kind: 'error',
+        value: {
+          row: 7,
+          line: 10,
+          id: 'r7',
+          code: 'bad_field',
+          message: 'max_tokens must be a positive integer, got "0"',
+        },
+      },
+      {
+        kind: 'error',
+        value: { row: 8, line: 11, code: 'bad_csv', message: 'line 11: expected 8 fields as in the header, got 2' },
+      },
+      {
+        kind: 'row',
+        value: {
+          row: 9,
+          line: 12,
+          id: '9',
+          messages: [{ role: 'user', content: 'no id, so the row number' }],
+          temperature: 2,
+          max_tokens: 42,
+          metadata: { category: 'ok', note: '' },
+        },
+      },
+    ]);
+  });
+});
+
+describe('readCsvRows line numbers and options', () => {
+  it('gives the start line of multi-line records with LF, CRLF and mixed line endings', async () => {
+    const lf = await csvFile('lf.csv', 'prompt\n"a\nb\nc"\n\n"d"\n"e\n\nf"\ng\n');
+    const crlf = await csvFile('crlf.csv', 'prompt\r\n"a\r\nb\r\nc"\r\n\r\n"d"\r\n"e\r\n\r\nf"\r\ng\r\n');
+    const mixed = await csvFile('mixed.csv', 'prompt\r\n"a\r\nb\nc"\n\r\n"d"\n"e\r\n\nf"\r\ng');
+    for (const path of [lf, crlf, mixed]) {
+      const items = await collect(readCsvRows(path, rules));
+      expect(items.map((item) => [item.value.row, item.value.line])).toEqual([
+        [1, 2],
+        [2, 6],
+        [3, 7],
+        [4, 10],
+      ]);
+    }
+  });
+
+  it('uses rules.promptColumn and keeps whitespace-only lines out of the rows', async () => {
+    const path = await csvFile('question.csv', 'question,answer\nWhy?,because\n   \nHow?,so\n');
+    const items = await collect(readCsvRows(path, { ...rules, promptColumn: 'question' }));
+    expect(items).toEqual([
+      { kind: 'row', value: { row: 1, line: 2, id: '1', messages: [{ role: 'user', content: 'Why?' }], metadata: { answer: 'because' } } },
+      { kind: 'row', value: { row: 2, line: 4, id: '2', messages: [{ role: 'user', content: 'How?' }], metadata: { answer: 'so' } } },
+    ]);
+  });
+
+  it('keeps a stray quote inside an unquoted field as text instead of stopping the file', async () => {
+    const path = await csvFile('quotes.csv', 'prompt,note\nsay "hi" now,x\nnext,y\n');
+    const items = await collect(readCsvRows(path, rules));
+    expect(items.map((item) => item.kind === 'row' && item.value.messages[0]?.content)).toEqual(['say "hi" now', 'next']);
+  });
+
+  it('lists only the first ten known models', async () => {
+    const many = new Set(Array.from({ length: 13 }, (_, i) => `m${i}`));
+    const path = await csvFile('model.csv', 'prompt,model\nhi,nope\n');
+    const [item] = await collect(readCsvRows(path, { ...rules, knownModels: many }));
+    expect(item?.value).toMatchObject({
+      code: 'unknown_model',
+      message: 'unknown model "nope"; known models: m0, m1, m2, m3, m4, m5, m6, m7, m8, m9 and 3 more',
+    });
+  });
+
+  it('stops with the start line when a quote is never closed, after yielding the rows before it', async () => {
+    const path = await csvFile('unclosed.csv', 'id,prompt\n1,ok\n\n2,"never closed\n3,more\n');
+    const seen: ReadItem[] = [];
+    const read = async (): Promise<void> => {
+      for await (const item of readCsvRows(path, rules)) seen.push(item);
+    };
+    await expect(read()).rejects.toThrow(new UsageError(`input file ${path}: the quoted field in the record at line 4 is never closed`));
+    expect(seen).toHaveLength(1);
+  });
+
+  it('closes the file when the consumer stops early', async () => {
+    if (!existsSync('/proc/self/fd')) return;
+    const before = readdirSync('/proc/self/fd').length;
+    for await (const item of readCsvRows(fixture('nasty.csv'), rules)) {
+      expect(item.value.row).toBe(1);
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(readdirSync('/proc/self/fd').length).toBe(before);
+  });
+});
+
+describe('whole-file problems throw a UsageError before any item', () => {
+  it('missing file', async () => {
+    const path = join(dir, 'missing.csv');
+    await expect(collect(readRows(path, rules))).rejects.toThrow(new UsageError(`input file not found: ${path}`));
+    await expect(checkInputFile(path)).rejects.toThrow(UsageError);
+  });
+
+  it('empty file, BOM-only file, header without data rows', async () => {
+    const empty = await csvFile('empty.csv', '');
+    await expect(collect(readRows(empty, rules))).rejects.toThrow(new UsageError(`input file is empty: ${empty}`));
+    await expect(checkInputFile(empty)).rejects.toThrow(new UsageError(`input file is empty: ${empty}`));
+    const bom = await csvFile('bom.csv', '\uFEFF\r\n\r\n');
+    await expect(collect(readRows(bom, rules))).rejects.toThrow(new UsageError(`input file is empty (no header row): ${bom}`));
+    const header = await csvFile('header.csv', 'id,prompt\r\n');
+    await expect(collect(readRows(header, rules))).rejects.toThrow(
+      new UsageError(`input file has a header but no data rows: ${header}`),
+    );
+  });
+
+  it('a directory', async () => {
+    const path = join(dir, 'folder.csv');
+    await mkdir(path);
+    await expect(checkInputFile(path)).rejects.toThrow(new UsageError(`input path is a directory, not a file: ${path}`));
+    await expect(collect(readRows(path, rules))).rejects.toThrow(UsageError);
+  });
+
+  it('a header without the prompt column lists the columns and mentions --prompt-column', async () => {
+    const path = await csvFile('noprompt.csv', 'id,Prompt,notes\n1,hi,x\n');
+    await expect(collect(readRows(path, rules))).rejects.toThrow(
+      new UsageError(
+        `input file ${path} has no "prompt" column (did you mean "Prompt"?); its columns are: id, Prompt, notes. ` +
+          'Choose the prompt column with --prompt-column <name>.',
+      ),
+    );
+  });
+
+  it('a header naming a column twice', async () => {
+    const path = await csvFile('dup.csv', 'prompt,a,a\nhi,1,2\n');
+    await expect(collect(readRows(path, rules))).rejects.toThrow(/column "a" appears twice/);
+  });
+
+  it('an unsupported extension names the supported ones', async () => {
+    const path = await csvFile('input.txt', 'prompt\nhi\n');
+    expect(() => readRows(path, rules)).toThrow(
+      new UsageError(`cannot read ${path}: ".txt" is not a supported input type; use one of .csv, .jsonl, .ndjson, .json`),
+    );
+    expect(() => readRows(join(dir, 'noext'), rules)).toThrow(/no extension is not a supported input type/);
+  });
+
+  it('checkInputFile accepts a readable non-empty file', async () => {
+    await expect(checkInputFile(fixture('nasty.csv'))).resolves.toBeUndefined();
+  });
+});
+
+describe('streaming', () => {
+  it('reads a 200,000-row CSV through without loading it whole', { timeout: 120_000 }, async () => {
+    const total = 200_000;
+    const path = join(dir, 'big.csv');
+    const out = createWriteStream(path);
+    out.write('id,prompt,model,temperature,category\n');
+    for (let start = 0; start < total; start += 1000) {
+      let chunk = '';
+      for (let i = start; i < start + 1000; i++) chunk += `id-${i},"Prompt ${i}, with a comma and 日本語 🚀",gpt-a,0.${i % 10},cat-${i % 7}\n`;
+      if (!out.write(chunk)) await once(out, 'drain');
+    }
+    out.end();
+    await once(out, 'finish');
+
+    const began = performance.now();
+    let rows = 0;
+    let last: ReadItem | undefined;
+    for await (const item of readRows(path, rules)) {
+      if (item.kind === 'row') rows += 1;
+      last = item;
+    }
+    const seconds = (performance.now() - began) / 1000;
+    console.log(`read ${rows} CSV rows in ${seconds.toFixed(2)} s (${Math.round(rows / seconds)} rows/s)`);
+    expect(rows).toBe(total);
+    expect(last).toMatchObject({ kind: 'row', value: { row: total, line: total + 1, id: `id-${total - 1}` } });
+    expect(seconds).toBeLessThan(100);
+  });
+});

@@ -1,0 +1,247 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UsageError } from '../../src/errors.ts';
+import { readJsonlRows } from '../../src/input/jsonl-reader.ts';
+import { readRows } from '../../src/input/read-rows.ts';
+import type { ReadItem, RowRules } from '../../src/input/row.ts';
+
+const fixture = (name: string): string => new URL(`../fixtures/${name}`, import.meta.url).pathname;
+const rules: RowRules = { promptColumn: 'prompt', knownModels: new Set(['gpt-a', 'gpt-b']) };
+const EXPECTED =
+  'expected {"prompt": "..."} or {"messages": [{"role", "content"}, ...]}, ' +
+  'or an OpenAI Batch request line {"custom_id", "method", "url", "body"}';
+
+async function collect(items: AsyncIterable<ReadItem>): Promise<ReadItem[]> {
+  const out: ReadItem[] = [];
+  for await (const item of items) out.push(item);
+  return out;
+}
+
+let dir = '';
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'switchyard-jsonl-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function file(name: string, content: string): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, content);
+  return path;
+}
+
+describe('readJsonlRows on nasty.jsonl (BOM, CRLF, blank lines, both shapes, bad lines)', () => {
+  it('reads every line with row = line number', async () => {
+    const items = await collect(readJsonlRows(fixture('nasty.jsonl'), rules));
+    expect(items).toEqual([
+      {
+        kind: 'row',
+        value: {
+          row: 1,
+          line: 1,
+          id: '1',
+          messages: [{ role: 'user', content: 'Hello' }],
+          model: 'gpt-a',
+          temperature: 0.2,
+          metadata: { category: 'greet' },
+        },
+      },
+      {
+        kind: 'row',
+        value: {
+          row: 3,
+          line: 3,
+          id: 'req-1',
+          custom_id: 'req-1',
+          messages: [
+            { role: 'system', content: 'Be terse.' },
+            { role: 'user', content: '你好 🌍' },
+          ],
+          model: 'gpt-b',
+          max_tokens: 50,
+          metadata: { body_extra: { top_p: 0.9 } },
+        },
+      },
+      {
+        kind: 'error',
+        value: {
+          row: 4,
+          line: 4,
+          code: 'bad_json',
+          message: 'invalid JSON: Expected double-quoted property name in JSON at position 18 (line 1 column 19)',
+        },
+      },
+      { kind: 'error', value: { row: 5, line: 5, code: 'missing_prompt', message: EXPECTED } },
+      {
+        kind: 'row',
+        value: {
+          row: 6,
+          line: 6,
+          id: 'm1',
+          messages: [
+            { role: 'system', content: 'sys' },
+            { role: 'user', content: 'hi' },
+          ],
+          metadata: { k: 'v' },
+        },
+      },
+      {
+        kind: 'error',
+        value: { row: 8, line: 8, id: 'both', code: 'bad_field', message: 'set either "prompt" or "messages", not both' },
+      },
+      {
+        kind: 'error',
+        value: { row: 9, line: 9, id: '9', code: 'bad_field', message: 'temperature must be a number from 0 to 2, got 3' },
+      },
+      {
+        kind: 'error',
+        value: {
+          row: 10,
+          line: 10,
+          id: 'req-2',
+          code: 'unknown_model',
+          message: 'unknown model "gpt-9"; known models: gpt-a, gpt-b',
+        },
+      },
+      {
+        kind: 'error',
+        value: { row: 11, line: 11, code: 'bad_field', message: `a line must be a JSON object; ${EXPECTED}` },
+      },
+      {
+        kind: 'row',
+        value: {
+          row: 12,
+          line: 12,
+          id: '12',
+          messages: [{ role: 'user', content: 'last line, no newline' }],
+          max_tokens: 7,
+          metadata: {},
+        },
+      },
+    ]);
+  });
+});
+
+describe('OpenAI Batch request lines (openai-batch.jsonl)', () => {
+  it('converts chat requests, keeps extra body fields, rejects other endpoints', async () => {
+    const items = await collect(readRows(fixture('openai-batch.jsonl'), rules));
+    expect(items).toEqual([
+      {
+        kind: 'row',
+        value: {
+          row: 1,
+          line: 1,
+          id: 'task-0',
+          custom_id: 'task-0',
+          messages: [
+            { role: 'system', content: 'You are a helpful assistant.' },
+            { role: 'user', content: 'Hello world!' },
+          ],
+          model: 'gpt-a',
+          max_tokens: 1000,
+          metadata: {},
+        },
+      },
+      {
+        kind: 'row',
+        value: {
+          row: 2,
+          line: 2,
+          id: 'task-1',
+          custom_id: 'task-1',
+          messages: [{ role: 'user', content: 'Summarize: 東京は日本の首都です。' }],
+          model: 'gpt-b',
+          temperature: 0,
+          metadata: { body_extra: { response_format: { type: 'json_object' } } },
+        },
+      },
+      {
+        kind: 'error',
+        value: {
+          row: 3,
+          line: 3,
+          id: 'task-2',
+          code: 'bad_field',
+          message:
+            'OpenAI Batch request line: url: only "/v1/chat/completions" requests are supported; ' +
+            'body.messages: Invalid input: expected array, received undefined',
+        },
+      },
+      {
+        kind: 'row',
+        value: {
+          row: 4,
+          line: 4,
+          id: 'task-3',
+          custom_id: 'task-3',
+          messages: [{ role: 'user', content: 'Count to 3' }],
+          model: 'gpt-a',
+          max_tokens: 20, // max_completion_tokens wins over max_tokens
+          metadata: {},
+        },
+      },
+    ]);
+  });
+
+  it('names the bad message field by its path', async () => {
+    const line = { custom_id: 'c', method: 'POST', url: '/v1/chat/completions', body: { model: 'gpt-a', messages: [{ role: 'bot', content: 'x' }] } };
+    const path = await file('role.jsonl', `${JSON.stringify(line)}\n`);
+    const [item] = await collect(readJsonlRows(path, rules));
+    expect(item).toEqual({
+      kind: 'error',
+      value: {
+        row: 1,
+        line: 1,
+        id: 'c',
+        code: 'bad_field',
+        message: expect.stringMatching(/^OpenAI Batch request line: body\.messages\[0\]\.role: /),
+      },
+    });
+  });
+});
+
+describe('readJsonlRows details', () => {
+  it('accepts .ndjson and .json, and handles lines longer than a read chunk with multi-byte text', async () => {
+    const long = '長い🚀'.repeat(40_000); // ~440 KB per line: spans several stream chunks
+    const content = [long, 'short', long].map((prompt) => JSON.stringify({ prompt })).join('\n');
+    for (const name of ['long.ndjson', 'long.json']) {
+      const items = await collect(readRows(await file(name, content), rules));
+      expect(items.map((item) => item.kind === 'row' && item.value.messages[0]?.content)).toEqual([long, 'short', long]);
+    }
+  });
+
+  it('reports a prompt that is not a string as bad_field', async () => {
+    const path = await file('num.jsonl', '{"prompt": 42}\n');
+    const [item] = await collect(readJsonlRows(path, rules));
+    expect(item?.value).toMatchObject({ code: 'bad_field', message: expect.stringMatching(/^prompt: .*; expected \{"prompt"/) });
+  });
+
+  it('reports an empty prompt as missing_prompt', async () => {
+    const path = await file('blank-prompt.jsonl', '{"id": "e", "prompt": "  "}\n');
+    const [item] = await collect(readJsonlRows(path, rules));
+    expect(item).toEqual({ kind: 'error', value: { row: 1, line: 1, id: 'e', code: 'missing_prompt', message: 'the prompt is empty' } });
+  });
+});
+
+describe('whole-file problems throw a UsageError', () => {
+  it('missing file', async () => {
+    const path = join(dir, 'missing.jsonl');
+    await expect(collect(readJsonlRows(path, rules))).rejects.toThrow(new UsageError(`input file not found: ${path}`));
+  });
+
+  it('empty file and a file of blank lines only', async () => {
+    const empty = await file('empty.jsonl', '');
+    await expect(collect(readRows(empty, rules))).rejects.toThrow(new UsageError(`input file is empty: ${empty}`));
+    const blank = await file('blank.jsonl', '\uFEFF\r\n\n   \n');
+    await expect(collect(readRows(blank, rules))).rejects.toThrow(
+      new UsageError(`input file has no records (only blank lines): ${blank}`),
+    );
+  });
+
+  it('unsupported extension', () => {
+    expect(() => readRows(join(dir, 'rows.yaml'), rules)).toThrow(UsageError);
+  });
+});
