@@ -97,11 +97,20 @@ export function buildRowEvent(job: PromptJob, model: string, attempts: CallAttem
   return { event: { result, calls }, costNanos };
 }
 
+/** How BullMQ is delivering this job: a re-delivery may follow a run whose result was already published. */
+export interface Delivery {
+  jobId: string | undefined;
+  redelivered: boolean;
+}
+
 export function createPromptProcessor(deps: PromptJobDeps) {
-  return async function processPromptJob(data: unknown, jobId: string | undefined): Promise<void> {
+  return async function processPromptJob(data: unknown, delivery: Delivery): Promise<void> {
     const job = promptJobSchema.parse(data);
+    const keys = batchKeys(deps.space, job.batchId);
+    // A worker can die after publishing a row but before BullMQ marks the job done; never pay twice.
+    if (delivery.redelivered && (await deps.redis.getbit(keys.succeeded, job.row)) === 1) return;
     const ctx = await deps.batches.get(job.batchId);
-    const log = deps.logger.child({ batch: job.batchId, row: job.row, job: jobId });
+    const log = deps.logger.child({ batch: job.batchId, row: job.row, job: delivery.jobId });
     const model = chooseModel(job, ctx);
     const modelConfig = ctx.config.models[model];
     const provider = modelConfig ? ctx.providers.get(modelConfig.provider) : undefined;
@@ -122,6 +131,6 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     }
     if (outcome.error) log.warn({ code: outcome.error.code, attempts: outcome.attempts.length }, outcome.error.message);
     const { event, costNanos } = buildRowEvent(job, model, outcome.attempts, ctx, outcome.error);
-    await publishRowEvent(deps.redis, batchKeys(deps.space, job.batchId), event, costNanos);
+    await publishRowEvent(deps.redis, keys, event, costNanos);
   };
 }

@@ -28,7 +28,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 export function startPromptWorker(options: PromptWorkerOptions): { worker: Worker; close: () => Promise<void> } {
   const { logger } = options;
   const processJob = createPromptProcessor({ redis: options.redis, space: options.space, batches: options.batches, logger, sleep });
-  const worker = new Worker(PROMPT_QUEUE, (job: Job) => processJob(job.data, job.id), {
+  const worker = new Worker(PROMPT_QUEUE, (job: Job) => processJob(job.data, { jobId: job.id, redelivered: job.stalledCounter > 0 || job.attemptsStarted > 1 }), {
     connection: options.connection,
     prefix: options.space.prefix,
     concurrency: options.concurrency,

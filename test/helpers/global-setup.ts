@@ -55,7 +55,11 @@ async function startContainer(): Promise<TestRedis> {
   const starting = new GenericContainer('redis:7-alpine').withExposedPorts(6379).start();
   let gaveUp = false;
   // A container that comes up after the timeout is stopped rather than left running.
-  starting.then((late) => gaveUp && late.stop(), () => undefined);
+  starting
+    .then(async (late) => {
+      if (gaveUp) await late.stop();
+    })
+    .catch(() => undefined);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {

@@ -22,7 +22,7 @@ function rng(seed: number): () => number {
 const random = rng(42);
 const int = (min: number, max: number): number => min + Math.floor(random() * (max - min + 1));
 const MODELS = ['alpha', 'beta', 'gamma', 'no-price'] as const;
-const PRICES = new Map(
+const PRICES = new Map<string, { input_per_mtok: number; output_per_mtok: number }>(
   MODELS.filter((m) => m !== 'no-price').map((m) => [
     m,
     { input_per_mtok: Math.round(random() * 5000) / 1000, output_per_mtok: Math.round(random() * 20000) / 1000 },

@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest';
+import { UsageError } from '../../src/errors.ts';
+import { simOptionsFromCli } from '../../src/sim/cli-options.ts';
+import { effectiveModel, parseSimOptions } from '../../src/sim/options.ts';
+
+describe('simulator options', () => {
+  it('fills defaults from an empty object', () => {
+    expect(parseSimOptions({})).toEqual({
+      latency_ms: 0,
+      latency_jitter_ms: 0,
+      failure_rate: 0,
+      seed: 1,
+      models: {},
+      strict_models: false,
+      output_tokens: { min: 20, max: 120 },
+    });
+  });
+
+  it('rejects bad values with the key path', () => {
+    expect(() => parseSimOptions({ failure_rate: 2 })).toThrow(UsageError);
+    expect(() => parseSimOptions({ failure_rate: 2 })).toThrow(/failure_rate/);
+    expect(() => parseSimOptions({ models: { m: { fail_status: 200 } } })).toThrow(/models\.m\.fail_status/);
+    expect(() => parseSimOptions({ output_tokens: { min: 50, max: 10 } })).toThrow(/min must not exceed max/);
+    expect(() => parseSimOptions({ latency: 5 })).toThrow(/unknown key/);
+  });
+
+  it('resolves per-model overrides over top-level values', () => {
+    const options = parseSimOptions({ latency_ms: 100, failure_rate: 0.1, rpm: 10, models: { fast: { latency_ms: 5, tpm: 999, fail_status: 503 } } });
+    expect(effectiveModel(options, 'fast')).toEqual({
+      rpm: 10,
+      tpm: 999,
+      latency_ms: 5,
+      latency_jitter_ms: 0,
+      failure_rate: 0.1,
+      fail_status: 503,
+      context_window: undefined,
+    });
+    expect(effectiveModel(options, 'anything')).toMatchObject({ latency_ms: 100, rpm: 10, tpm: undefined, fail_status: undefined });
+    expect(effectiveModel(options, 'toString').latency_ms).toBe(100); // not fooled by prototype names
+  });
+});
+
+describe('simulator command-line options', () => {
+  it('turns flags into simulator options', () => {
+    const options = simOptionsFromCli({
+      port: '0',
+      latencyMs: '250',
+      failureRate: '0.05',
+      rpm: '60',
+      tpm: 100000,
+      seed: '7',
+      modelLimits: '{"deepseek-v4-flash":{"rpm":30,"fail_status":503}}',
+      strictModels: true,
+    });
+    expect(options).toMatchObject({
+      port: 0,
+      host: '127.0.0.1',
+      latency_ms: 250,
+      failure_rate: 0.05,
+      rpm: 60,
+      tpm: 100_000,
+      seed: 7,
+      strict_models: true,
+      models: { 'deepseek-v4-flash': { rpm: 30, fail_status: 503 } },
+    });
+  });
+
+  it('defaults the port to 8787 and leaves unset flags to the defaults', () => {
+    const options = simOptionsFromCli({});
+    expect(options.port).toBe(8787);
+    const { port: _port, host: _host, ...simOnly } = options;
+    expect(parseSimOptions(simOnly)).toMatchObject({ latency_ms: 0, failure_rate: 0, models: {} });
+    expect(options.latency_ms).toBeUndefined();
+  });
+
+  it('reports bad flags as usage errors', () => {
+    expect(() => simOptionsFromCli({ latencyMs: 'slow' })).toThrow(/--latency-ms expects a number, got "slow"/);
+    expect(() => simOptionsFromCli({ port: '70000' })).toThrow(/--port/);
+    expect(() => simOptionsFromCli({ failureRate: '1.5' })).toThrow(UsageError);
+    expect(() => simOptionsFromCli({ modelLimits: '{nope' })).toThrow(/--model-limits expects JSON/);
+    expect(() => simOptionsFromCli({ modelLimits: '{"m":{"rpm":-1}}' })).toThrow(/m\.rpm/);
+  });
+});
