@@ -1,0 +1,16 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root and bench/.tmp (gitignored), where benchmarks keep their inputs and outputs. */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const TMP = path.join(ROOT, 'bench', '.tmp');
+export const CLI = path.join(ROOT, 'src', 'cli.ts');
+export const USAGE_PROBE = path.join(ROOT, 'bench', 'lib', 'usage-probe.ts');
+
+/** A fresh folder under bench/.tmp for one benchmark run. */
+export function tmpDir(name: string): string {
+  const dir = path.join(TMP, `${name}-${process.pid}-${Date.now().toString(36)}`);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
