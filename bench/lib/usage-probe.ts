@@ -1,6 +1,7 @@
 /**
  * Preloaded with `node --import ./bench/lib/usage-probe.ts ...`: when the process exits (also via
- * process.exit()), writes its own CPU time and peak RSS as JSON to $SWITCHYARD_USAGE_FILE.
+ * process.exit(), or SIGTERM from a benchmark's time limit), writes its own CPU time and peak RSS
+ * as JSON to $SWITCHYARD_USAGE_FILE.
  */
 import { writeFileSync } from 'node:fs';
 
@@ -20,4 +21,6 @@ if (target) {
     const record: UsageRecord = { userCPUTime: usage.userCPUTime, systemCPUTime: usage.systemCPUTime, maxRSS: usage.maxRSS, exitCode: code };
     writeFileSync(target, `${JSON.stringify(record)}\n`);
   });
+  // A benchmark's time limit stops the run with SIGTERM: exit through 'exit' so the figures are still written.
+  process.once('SIGTERM', () => process.exit(143));
 }

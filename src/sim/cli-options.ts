@@ -21,6 +21,8 @@ export interface SimCliOptions {
   /** JSON: model name -> { rpm, tpm, latency_ms, failure_rate, fail_status, context_window }. */
   modelLimits?: string;
   strictModels?: boolean;
+  /** When set (commander may read it from SIM_API_KEY), calls need `Authorization: Bearer <key>`. */
+  apiKey?: string;
 }
 
 export const DEFAULT_SIM_PORT = 8787;
@@ -59,6 +61,7 @@ export function simOptionsFromCli(cli: SimCliOptions): SimulatorOptions & { port
     seed: numberOption('--seed', cli.seed),
     models: modelLimits(cli.modelLimits),
     strict_models: cli.strictModels,
+    api_key: cli.apiKey === '' ? undefined : cli.apiKey,
   };
   // Validate here so a bad flag is a usage error before anything listens (unset flags are undefined: defaults).
   parseSimOptions(input, 'simulator options from the command line');

@@ -51,6 +51,7 @@ describe('simulator command-line options', () => {
       seed: '7',
       modelLimits: '{"deepseek-v4-flash":{"rpm":30,"fail_status":503}}',
       strictModels: true,
+      apiKey: 'sim-key',
     });
     expect(options).toMatchObject({
       port: 0,
@@ -61,6 +62,7 @@ describe('simulator command-line options', () => {
       tpm: 100_000,
       seed: 7,
       strict_models: true,
+      api_key: 'sim-key',
       models: { 'deepseek-v4-flash': { rpm: 30, fail_status: 503 } },
     });
   });
@@ -71,6 +73,7 @@ describe('simulator command-line options', () => {
     const { port: _port, host: _host, ...simOnly } = options;
     expect(parseSimOptions(simOnly)).toMatchObject({ latency_ms: 0, failure_rate: 0, models: {} });
     expect(options.latency_ms).toBeUndefined();
+    expect(simOptionsFromCli({ apiKey: '' }).api_key).toBeUndefined(); // an empty SIM_API_KEY means no key
   });
 
   it('reports bad flags as usage errors', () => {
