@@ -27,6 +27,10 @@ export const modelSchema = z.strictObject({
   /** Requests and tokens per minute, shared by every worker through Redis. */
   rpm: positiveInt.optional(),
   tpm: positiveInt.optional(),
+  /** What to do when this model's limit would make a row wait: overrides `limits.on_limit`. */
+  on_limit: z.enum(['wait', 'fallback']).optional(),
+  /** Models to try next when a row pinned to this model (row `model`, --model) fails over. */
+  fallbacks: z.array(z.string().min(1)).optional(),
 });
 
 export const retrySchema = z.strictObject({
@@ -43,6 +47,63 @@ export const queueSchema = z.strictObject({
   enqueue_chunk: positiveInt.default(500),
 });
 
+const taskTypeSchema = z.strictObject({
+  /** Whole words; a trailing * matches a word prefix ("strateg*" matches "strategy", "strategic"). */
+  keywords: z.array(z.string().min(1)).default([]),
+  /** Each distinct keyword found adds this much to the type's score. */
+  weight: z.number().positive().default(1),
+  /** The score a prompt needs for this type to be a candidate; the highest candidate wins, ties go to the earlier type. */
+  min_score: z.number().positive().default(1),
+  /** A prompt at least this long is a candidate whatever its keywords (scored min_score). */
+  min_chars: positiveInt.optional(),
+});
+
+export const routingSchema = z.strictObject({
+  /** `rules`: keywords and length; `llm`: a cheap model labels the prompt, rules decide when it cannot. */
+  classifier: z.enum(['rules', 'llm']).default('rules'),
+  llm_classifier: z
+    .strictObject({
+      model: z.string().min(1),
+      max_tokens: positiveInt.default(8),
+    })
+    .optional(),
+  /** Task types in priority order (for ties). Replaces the built-in set when given. */
+  task_types: z.record(z.string().min(1), taskTypeSchema).optional(),
+  /** The type of a prompt no rule matches. */
+  default_task_type: z.string().min(1).default('simple'),
+  /** Task type -> ordered model chain: first choice, then fallbacks. A type without a route uses default_model. */
+  routes: z.record(z.string().min(1), z.array(z.string().min(1)).min(1)).default({}),
+});
+
+export const limitsSchema = z.strictObject({
+  /** `wait`: a limited model makes rows wait for it; `fallback`: rows that would wait longer than max_wait_ms go to the next model. */
+  on_limit: z.enum(['wait', 'fallback']).default('wait'),
+  max_wait_ms: z.number().int().nonnegative().default(10_000),
+  /** Waits up to this long happen inside the worker; longer ones park the job (delayed) so it holds no worker slot. */
+  inline_wait_ms: z.number().int().nonnegative().default(200),
+  /** Share of each rpm/tpm actually used, leaving room for clock skew and other clients. */
+  headroom: z.number().min(0.5).max(1).default(0.98),
+});
+
+export const breakerSchema = z.strictObject({
+  /** Consecutive failed calls (5xx, timeouts, connection errors) that open a model's circuit. */
+  failure_threshold: positiveInt.default(5),
+  /** How long an open circuit skips the model before one probe call is let through. */
+  cooldown_ms: positiveInt.default(30_000),
+});
+
+export const budgetSchema = z.strictObject({
+  /** Cap per batch in USD (`--budget` overrides). */
+  batch_usd: z.number().positive().optional(),
+  /** Cap per calendar month (UTC) across all batches sharing this Redis, in USD. */
+  monthly_usd: z.number().positive().optional(),
+});
+
+export const reportSchema = z.strictObject({
+  /** The report compares the batch's cost with what every answer would have cost on this model. */
+  baseline_model: z.string().min(1).optional(),
+});
+
 export const configSchema = z
   .strictObject({
     providers: z.record(z.string().min(1), providerSchema),
@@ -53,6 +114,11 @@ export const configSchema = z
     temperature: z.number().min(0).max(2).default(0.7),
     retry: retrySchema.default(retrySchema.parse({})),
     queue: queueSchema.default(queueSchema.parse({})),
+    routing: routingSchema.optional(),
+    limits: limitsSchema.default(limitsSchema.parse({})),
+    breaker: breakerSchema.default(breakerSchema.parse({})),
+    budget: budgetSchema.default({}),
+    report: reportSchema.default({}),
   })
   .superRefine((config, ctx) => {
     for (const [name, model] of Object.entries(config.models)) {
@@ -64,6 +130,16 @@ export const configSchema = z
         });
       }
     }
+    const checkModel = (name: string, path: (string | number)[]) => {
+      if (!(name in config.models)) ctx.addIssue({ code: 'custom', path, message: `unknown model "${name}"; models: ${Object.keys(config.models).join(', ')}` });
+    };
+    for (const [name, model] of Object.entries(config.models)) model.fallbacks?.forEach((f, i) => checkModel(f, ['models', name, 'fallbacks', i]));
+    for (const [type, chain] of Object.entries(config.routing?.routes ?? {})) chain.forEach((m, i) => checkModel(m, ['routing', 'routes', type, i]));
+    if (config.routing?.llm_classifier) checkModel(config.routing.llm_classifier.model, ['routing', 'llm_classifier', 'model']);
+    if (config.routing?.classifier === 'llm' && !config.routing.llm_classifier) {
+      ctx.addIssue({ code: 'custom', path: ['routing', 'llm_classifier'], message: 'classifier "llm" needs llm_classifier: { model: <a cheap model> }' });
+    }
+    if (config.report.baseline_model) checkModel(config.report.baseline_model, ['report', 'baseline_model']);
     if (!(config.default_model in config.models)) {
       ctx.addIssue({
         code: 'custom',
@@ -77,3 +153,8 @@ export type SwitchyardConfig = z.infer<typeof configSchema>;
 export type ModelConfig = z.infer<typeof modelSchema>;
 export type ProviderConfig = z.infer<typeof providerSchema>;
 export type RetryConfig = z.infer<typeof retrySchema>;
+export type RoutingConfig = z.infer<typeof routingSchema>;
+export type TaskTypeRule = z.infer<typeof taskTypeSchema>;
+export type LimitsConfig = z.infer<typeof limitsSchema>;
+export type BreakerConfig = z.infer<typeof breakerSchema>;
+export type BudgetConfig = z.infer<typeof budgetSchema>;

@@ -1,0 +1,96 @@
+/**
+ * Summarises a V8 .cpuprofile (from `node --cpu-prof`): self time by function and by where the
+ * code lives (a package in node_modules, node internals, the project's own folders).
+ * Usage: node bench/lib/cpu-profile-summary.ts <file.cpuprofile> [top=25]
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+}
+
+interface Profile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+  startTime: number;
+  endTime: number;
+}
+
+export interface ProfileSummary {
+  totalMs: number;
+  byFunction: Array<{ name: string; where: string; ms: number }>;
+  byOrigin: Array<{ origin: string; ms: number }>;
+}
+
+function origin(url: string, functionName: string): string {
+  if (url === '') return functionName.startsWith('(') ? functionName : '(native)';
+  const nm = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
+  if (nm?.[1]) return nm[1];
+  if (url.startsWith('node:')) return 'node: internals';
+  const own = /\/(src|jobs|workers|bench)\/([^/]+)/.exec(url);
+  if (own) return own[1] === 'src' ? `src/${own[2]}` : own[1] ?? url;
+  return url;
+}
+
+function shortUrl(url: string): string {
+  const nm = url.lastIndexOf('node_modules/');
+  if (nm >= 0) return url.slice(nm + 'node_modules/'.length);
+  const root = /\/(src|jobs|workers|bench)\//.exec(url);
+  return root ? url.slice(root.index + 1) : url;
+}
+
+export function summariseProfile(file: string, top = 25): ProfileSummary {
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const selfUs = new Map<number, number>();
+  // Each sample's time is the delta to the next sample (V8 convention: timeDeltas[i] precedes samples[i]).
+  for (let i = 0; i < profile.samples.length; i++) {
+    const id = profile.samples[i] as number;
+    const delta = profile.timeDeltas[i + 1] ?? 0;
+    selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
+  }
+  const fnMs = new Map<string, { name: string; where: string; ms: number }>();
+  const originMs = new Map<string, number>();
+  let total = 0;
+  for (const [id, us] of selfUs) {
+    const node = byId.get(id);
+    if (!node) continue;
+    const { functionName, url, lineNumber } = node.callFrame;
+    const name = functionName || '(anonymous)';
+    const where = url ? `${shortUrl(url)}:${lineNumber + 1}` : '';
+    const key = `${name} ${where}`;
+    const entry = fnMs.get(key) ?? { name, where, ms: 0 };
+    entry.ms += us / 1000;
+    fnMs.set(key, entry);
+    const o = origin(url, name);
+    originMs.set(o, (originMs.get(o) ?? 0) + us / 1000);
+    total += us / 1000;
+  }
+  return {
+    totalMs: total,
+    byFunction: [...fnMs.values()].sort((a, b) => b.ms - a.ms).slice(0, top),
+    byOrigin: [...originMs.entries()].map(([o, ms]) => ({ origin: o, ms })).sort((a, b) => b.ms - a.ms).slice(0, top),
+  };
+}
+
+export function printProfileSummary(summary: ProfileSummary, log: (line: string) => void = console.log): void {
+  const pct = (ms: number) => `${((ms / summary.totalMs) * 100).toFixed(1).padStart(5)}%`;
+  log(`  profile: ${summary.totalMs.toFixed(0)} ms sampled`);
+  log('  self time by origin:');
+  for (const { origin: o, ms } of summary.byOrigin) log(`    ${pct(ms)} ${ms.toFixed(0).padStart(7)} ms  ${o}`);
+  log('  top functions by self time:');
+  for (const { name, where, ms } of summary.byFunction) log(`    ${pct(ms)} ${ms.toFixed(0).padStart(7)} ms  ${name}  ${where}`);
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const file = process.argv[2];
+  if (!file) {
+    console.error('usage: node bench/lib/cpu-profile-summary.ts <file.cpuprofile> [top]');
+    process.exit(2);
+  }
+  printProfileSummary(summariseProfile(file, Number(process.argv[3] ?? 25)));
+}
