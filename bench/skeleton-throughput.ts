@@ -38,6 +38,7 @@ await withBenchEnv('throughput', 0, async (env) => {
   const innerRps: number[] = [];
   const cpuPerRow: number[] = [];
   const rss: number[] = [];
+  const heap: number[] = [];
   const baseRps: number[] = [];
   const baseCpuPerRow: number[] = [];
   for (let rep = 1; rep <= repetitions; rep++) {
@@ -50,6 +51,7 @@ await withBenchEnv('throughput', 0, async (env) => {
     innerRps.push(run.report?.totals.rows_per_second ?? Number.NaN);
     cpuPerRow.push(cpuMs(run.usage) / ROWS);
     rss.push(run.usage?.maxRSS ?? Number.NaN);
+    heap.push((run.usage?.peakHeapTotal ?? Number.NaN) / 1024);
     baseRps.push(ROWS / (plain.wallMs / 1000));
     baseCpuPerRow.push(cpuMs(plain.usage) / ROWS);
     console.log(
@@ -60,7 +62,7 @@ await withBenchEnv('throughput', 0, async (env) => {
   }
 
   const m = median(rps);
-  console.log(`  median: switchyard ${m.toFixed(0)} rows/s end to end (report's own figure ${median(innerRps).toFixed(0)} rows/s), ${median(cpuPerRow).toFixed(2)} CPU ms/row, maxRSS ${megabytes(median(rss))}`);
+  console.log(`  median: switchyard ${m.toFixed(0)} rows/s end to end (report's own figure ${median(innerRps).toFixed(0)} rows/s), ${median(cpuPerRow).toFixed(2)} CPU ms/row, maxRSS ${megabytes(median(rss))} (peak V8 heapTotal ${megabytes(median(heap))})`);
   console.log(`  median: baseline   ${median(baseRps).toFixed(0)} rows/s, ${median(baseCpuPerRow).toFixed(2)} CPU ms/row; switchyard / baseline rows/s = ${(m / median(baseRps)).toFixed(2)}`);
   console.log(`  switchyard rows/s / target ${TARGET_RPS} = ${(m / TARGET_RPS).toFixed(2)}  target >= 1.00  ${passFail(m >= TARGET_RPS)}`);
 });

@@ -14,6 +14,12 @@ function positiveInt(value: string): number {
   return n;
 }
 
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a number above 0');
+  return n;
+}
+
 async function exitWith(run: () => Promise<number>): Promise<void> {
   try {
     process.exitCode = await run();
@@ -45,13 +51,20 @@ program
   .option('-c, --config <file>', 'switchyard.yaml or .json (default: built-in models on the simulator)')
   .option('-o, --out <dir>', 'output folder (default: out/<batch id>)')
   .option('--concurrency <n>', 'rows in flight in this process', positiveInt)
-  .option('-m, --model <name>', 'model for rows that do not name one')
+  .option('-m, --model <name>', 'model for rows that do not name one (skips routing)')
+  .option('--route <auto|model>', 'auto: route each row by task type (the default with routing in config); or a model name, as --model')
+  .option('--budget <usd>', 'stop spending at this many USD for the batch; --resume with a higher one finishes it', positiveNumber)
+  .option('--dry-run', 'read and route the whole file, call no model, print estimated tokens and cost')
   .option('--batch-id <id>', 'name the batch; running the same id again resumes it')
   .option('--resume <id>', 'resume a batch: rows that succeeded are kept, the rest run')
   .option('--prompt-column <name>', 'CSV column holding the prompt', 'prompt')
   .option('--detach', 'only enqueue; workers elsewhere process the rows ("switchyard collect" writes outputs)')
   .action((file: string | undefined, opts: Record<string, unknown>) =>
     exitWith(async () => {
+      if (opts.dryRun) {
+        const { runDryRun } = await import('./commands/dry-run.ts');
+        return runDryRun({ ...opts, file } as Parameters<typeof runDryRun>[0], say);
+      }
       const { runBatch } = await import('./commands/run.ts');
       const outcome = await runBatch({ ...opts, file } as Parameters<typeof runBatch>[0], logger, say);
       return outcome.exitCode;

@@ -16,6 +16,9 @@ export interface BenchEnv {
  * folder for one benchmark; everything is undone afterwards, the prefix's keys included.
  * Set BENCH_KEEP=1 to keep the temp folder.
  */
+// Stopped from outside (run-all's time limit, Ctrl-C): exit through 'exit' so child processes are killed.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+
 export async function withBenchEnv<T>(name: string, latencyMs: number, body: (env: BenchEnv) => Promise<T>): Promise<T> {
   const dir = tmpDir(name);
   const redis = await selectRedis();
@@ -31,7 +34,7 @@ export async function withBenchEnv<T>(name: string, latencyMs: number, body: (en
       console.error(`  could not delete keys under ${prefix}: ${String(error)}`);
       return 0;
     });
-    console.log(`  cleanup: deleted ${deleted} keys under ${prefix}:*`);
+    console.log(`  cleanup: deleted ${deleted} leftover keys under ${prefix}:*`);
     await redis.stop();
     if (process.env.BENCH_KEEP !== '1') await rm(dir, { recursive: true, force: true });
   }

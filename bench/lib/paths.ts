@@ -5,7 +5,12 @@ import { fileURLToPath } from 'node:url';
 /** The repository root and bench/.tmp (gitignored), where benchmarks keep their inputs and outputs. */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const TMP = path.join(ROOT, 'bench', '.tmp');
-export const CLI = path.join(ROOT, 'src', 'cli.ts');
+/**
+ * The product under test: this working tree, or a snapshot named by $BENCH_PRODUCT_ROOT (see
+ * `node bench/run-all.ts --snapshot`, which measures the committed HEAD while the tree is being edited).
+ */
+export const PRODUCT_ROOT = process.env.BENCH_PRODUCT_ROOT ? path.resolve(process.env.BENCH_PRODUCT_ROOT) : ROOT;
+export const CLI = path.join(PRODUCT_ROOT, 'src', 'cli.ts');
 export const USAGE_PROBE = path.join(ROOT, 'bench', 'lib', 'usage-probe.ts');
 
 /** A fresh folder under bench/.tmp for one benchmark run. */

@@ -1,8 +1,7 @@
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
-import { pingRedis } from '../../src/queue/redis-connection.ts';
-import { startRedisServer } from '../../src/queue/redis-server-process.ts';
-import { TMP } from './paths.ts';
+import { PRODUCT_ROOT, TMP } from './paths.ts';
 
 export interface BenchRedis {
   url: string;
@@ -12,15 +11,31 @@ export interface BenchRedis {
   stop(): Promise<void>;
 }
 
+/** True if Redis at `url` answers PING within `timeoutMs`; never throws, leaves no connection open. */
+export async function pings(url: string, timeoutMs: number): Promise<boolean> {
+  const redis = new Redis(url, { lazyConnect: true, retryStrategy: () => null, connectTimeout: timeoutMs, commandTimeout: timeoutMs, maxRetriesPerRequest: 0, enableOfflineQueue: false });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    return (await redis.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    redis.disconnect();
+  }
+}
+
 /** $REDIS_URL if set (it must answer), else 127.0.0.1:6379 if it answers, else a private redis-server. */
 export async function selectRedis(): Promise<BenchRedis> {
   const explicit = process.env.REDIS_URL?.trim();
   if (explicit) {
-    if (!(await pingRedis(explicit, 2000))) throw new Error(`REDIS_URL=${explicit} does not answer PING`);
+    if (!(await pings(explicit, 2000))) throw new Error(`REDIS_URL=${explicit} does not answer PING`);
     return { url: explicit, label: `REDIS_URL ${explicit}`, stop: async () => undefined };
   }
   const local = 'redis://127.0.0.1:6379';
-  if (await pingRedis(local, 1500)) return { url: local, label: `shared ${local}`, stop: async () => undefined };
+  if (await pings(local, 1500)) return { url: local, label: `shared ${local}`, stop: async () => undefined };
+  const module = pathToFileURL(path.join(PRODUCT_ROOT, 'src', 'queue', 'redis-server-process.ts')).href;
+  const { startRedisServer } = (await import(module)) as typeof import('../../src/queue/redis-server-process.ts');
   const server = await startRedisServer({ dir: path.join(TMP, `redis-${process.pid}`), persist: false });
   return { url: server.url, label: `private redis-server ${server.url}`, stop: server.stop };
 }

@@ -8,6 +8,8 @@ export interface CommandResult {
   timedOut: boolean;
   stdout: string;
   stderr: string;
+  /** When each stdout line arrived, in ms since spawn (the first 200 lines). */
+  lines: Array<{ ms: number; text: string }>;
 }
 
 export interface RunCommandOptions {
@@ -26,7 +28,15 @@ export function runCommand(command: string, args: string[], options: RunCommandO
     const child = spawn(command, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout = (stdout + chunk).slice(-KEEP_CHARS)));
+    const lines: CommandResult['lines'] = [];
+    let partial = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout = (stdout + chunk).slice(-KEEP_CHARS);
+      const parts = (partial + chunk).split('\n');
+      partial = parts.pop() ?? '';
+      const ms = performance.now() - started;
+      for (const text of parts) if (lines.length < 200) lines.push({ ms, text });
+    });
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-KEEP_CHARS)));
     let timedOut = false;
     let killTimer: NodeJS.Timeout | undefined;
@@ -35,16 +45,21 @@ export function runCommand(command: string, args: string[], options: RunCommandO
       killGroup(child.pid, 'SIGTERM');
       killTimer = setTimeout(() => killGroup(child.pid, 'SIGKILL'), 5000);
     }, options.timeoutMs);
+    // If this benchmark process is stopped, take the command's process group with it.
+    const killOnExit = () => killGroup(child.pid, 'SIGKILL');
+    process.once('exit', killOnExit);
     let wallMs = 0;
     child.once('exit', () => (wallMs = performance.now() - started));
     child.once('error', (error) => {
+      process.removeListener('exit', killOnExit);
       clearTimeout(limit);
       reject(error);
     });
     child.once('close', (exitCode, signal) => {
+      process.removeListener('exit', killOnExit);
       clearTimeout(limit);
       clearTimeout(killTimer);
-      resolve({ wallMs, exitCode, signal, timedOut, stdout, stderr });
+      resolve({ wallMs, exitCode, signal, timedOut, stdout, stderr, lines });
     });
   });
 }

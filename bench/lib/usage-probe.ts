@@ -11,14 +11,38 @@ export interface UsageRecord {
   systemCPUTime: number;
   /** Kilobytes. */
   maxRSS: number;
+  /** Peaks of process.memoryUsage() sampled every 200 ms, in bytes: where the RSS goes. */
+  peakHeapTotal: number;
+  peakHeapUsed: number;
+  peakExternal: number;
+  peakArrayBuffers: number;
   exitCode: number;
 }
 
 const target = process.env.SWITCHYARD_USAGE_FILE;
 if (target) {
+  const peaks = { heapTotal: 0, heapUsed: 0, external: 0, arrayBuffers: 0 };
+  const sample = () => {
+    const m = process.memoryUsage();
+    peaks.heapTotal = Math.max(peaks.heapTotal, m.heapTotal);
+    peaks.heapUsed = Math.max(peaks.heapUsed, m.heapUsed);
+    peaks.external = Math.max(peaks.external, m.external);
+    peaks.arrayBuffers = Math.max(peaks.arrayBuffers, m.arrayBuffers);
+  };
+  setInterval(sample, 200).unref();
   process.on('exit', (code) => {
+    sample();
     const usage = process.resourceUsage();
-    const record: UsageRecord = { userCPUTime: usage.userCPUTime, systemCPUTime: usage.systemCPUTime, maxRSS: usage.maxRSS, exitCode: code };
+    const record: UsageRecord = {
+      userCPUTime: usage.userCPUTime,
+      systemCPUTime: usage.systemCPUTime,
+      maxRSS: usage.maxRSS,
+      peakHeapTotal: peaks.heapTotal,
+      peakHeapUsed: peaks.heapUsed,
+      peakExternal: peaks.external,
+      peakArrayBuffers: peaks.arrayBuffers,
+      exitCode: code,
+    };
     writeFileSync(target, `${JSON.stringify(record)}\n`);
   });
   // A benchmark's time limit stops the run with SIGTERM: exit through 'exit' so the figures are still written.

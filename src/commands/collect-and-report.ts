@@ -1,3 +1,4 @@
+import { configSchema } from '../config/schema.ts';
 import { collectBatch } from '../output/collector.ts';
 import { finalizeBatch } from '../output/finalize-batch.ts';
 import { outputPaths } from '../output/paths.ts';
@@ -38,7 +39,18 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     display.stop();
   }
   if (!collected) return null;
-  const report = await finalizeBatch({ store: session.store, meta: (await session.store.load(batchId)) ?? meta, paths, outDir: meta.out_dir, startedAt: options.startedAt });
+  const configJson = await session.store.loadConfigJson(batchId);
+  const config = configJson ? configSchema.parse(JSON.parse(configJson)) : null;
+  const baselineModel = config?.report.baseline_model;
+  const baselinePrice = baselineModel ? config?.models[baselineModel]?.price : undefined;
+  const report = await finalizeBatch({
+    store: session.store,
+    meta: (await session.store.load(batchId)) ?? meta,
+    paths,
+    outDir: meta.out_dir,
+    startedAt: options.startedAt,
+    baseline: baselineModel && baselinePrice ? { model: baselineModel, price: baselinePrice } : undefined,
+  });
   say('');
   for (const line of renderSummaryLines(report)) say(line);
   say('');

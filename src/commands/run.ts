@@ -24,6 +24,10 @@ export interface RunOptions {
   out?: string;
   concurrency?: number;
   model?: string;
+  /** `auto` (route by task type) or a model name (every row that names none goes to it). */
+  route?: string;
+  /** USD cap for this batch (config budget.batch_usd otherwise). */
+  budget?: number;
   batchId?: string;
   resume?: string;
   promptColumn?: string;
@@ -48,7 +52,8 @@ async function resolveConfig(options: RunOptions, existing: BatchMeta | null, st
   if (existing && storedConfig && !existing.builtin_config) {
     return { config: configSchema.parse(JSON.parse(storedConfig)), builtIn: false, simulator: null };
   }
-  const simulator = await startSimulator({ port: 0, latency_ms: 40, latency_jitter_ms: 30, seed: 7 });
+  // A few injected 500s show retries in the demo's report; the seed keeps them the same every run.
+  const simulator = await startSimulator({ port: 0, latency_ms: 40, latency_jitter_ms: 30, failure_rate: 0.05, seed: 7 });
   say(`No --config given: using the built-in models on the simulator at ${simulator.url} (no API key needed).`);
   return { config: builtInConfig(simulator.url), builtIn: true, simulator };
 }
@@ -86,8 +91,9 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     if (!file) throw new UsageError('no input file: give one, e.g. "switchyard run prompts.csv"');
     const inputPath = resolve(file);
     const promptColumn = options.promptColumn ?? existing?.prompt_column ?? 'prompt';
-    const model = options.model ?? existing?.model_override;
-    if (model && !(model in config.models)) throw new UsageError(`--model "${model}" is not in the config; models: ${Object.keys(config.models).join(', ')}`);
+    const model = pinnedModel(options) ?? (options.route === 'auto' ? undefined : existing?.model_override);
+    if (model && !(model in config.models)) throw new UsageError(`--model/--route "${model}" is not in the config; models: ${Object.keys(config.models).join(', ')}`);
+    const budgetUsd = options.budget ?? existing?.budget_usd ?? config.budget.batch_usd;
     const items = await checkedRows(inputPath, promptColumn, config);
 
     const outDir = resolve(options.out ?? existing?.out_dir ?? `out/${batchId}`);
@@ -105,6 +111,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       started_at: startedAt.toISOString(),
       builtin_config: resolved.builtIn,
       ...(model ? { model_override: model } : {}),
+      ...(budgetUsd !== undefined ? { budget_usd: budgetUsd } : {}),
     };
     await session.store.save(meta, config);
     if (existing) say(`Resuming: rows that already succeeded are kept and not run again.`);
@@ -157,6 +164,12 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     await session.close();
     await simulator?.close();
   }
+}
+
+function pinnedModel(options: RunOptions): string | undefined {
+  if (options.model && options.route && options.route !== options.model) throw new UsageError('give either --model or --route, not both');
+  if (options.route && options.route !== 'auto') return options.route;
+  return options.model;
 }
 
 function warnAboutConfig(config: SwitchyardConfig, say: (line: string) => void): void {

@@ -2,8 +2,8 @@ import { parseConfig } from './load.ts';
 import type { SwitchyardConfig } from './schema.ts';
 
 /**
- * The built-in configuration: the simulator stands in for three providers' models, priced as the
- * design source lists them, so a batch runs end to end with no API key.
+ * The built-in configuration: the simulator stands in for three providers' models, priced and
+ * routed as the design source lists them, so a batch runs end to end with no API key.
  */
 export function builtInConfig(simulatorBaseUrl: string): SwitchyardConfig {
   return parseConfig(
@@ -36,6 +36,17 @@ export function builtInConfig(simulatorBaseUrl: string): SwitchyardConfig {
         },
       },
       default_model: 'deepseek-v4-flash',
+      // The design source's routing table, each route with a fallback on another provider's model.
+      routing: {
+        routes: {
+          simple: ['deepseek-v4-flash', 'glm-4'],
+          moderate: ['deepseek-v4-flash', 'glm-4'],
+          coding: ['deepseek-v4-flash', 'glm-4'],
+          complex: ['deepseek-v4-pro', 'qwen2.5-72b-instruct'],
+          creative: ['qwen2.5-72b-instruct', 'deepseek-v4-flash'],
+        },
+      },
+      report: { baseline_model: 'deepseek-v4-pro' },
     },
     'built-in defaults',
   );

@@ -11,6 +11,8 @@ export type ModelErrorCode =
   | 'model_not_found'
   | 'missing_api_key'
   | 'empty_response'
+  | 'budget_exceeded'
+  | 'no_model_available'
   | 'unexpected_error';
 
 /**

@@ -13,6 +13,7 @@ export interface FinalizeOptions {
   outDir: string;
   /** When this round of the batch started (the report's elapsed time). */
   startedAt: Date;
+  baseline?: { model: string; price: { input_per_mtok: number; output_per_mtok: number } } | undefined;
 }
 
 /** Turns the collected journal into the batch's final files and report, and closes the batch. */
@@ -23,10 +24,10 @@ export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
   await writeResultsCsv(paths.results, paths.resultsCsv);
   if (meta.input_kind === 'openai-batch') await writeOpenAiBatchFiles(paths.results, options.outDir, meta.batch_id);
   const finishedAt = new Date();
-  const report = await buildReport({ resultsPath: paths.results, costsPath: paths.costs, batchId: meta.batch_id, startedAt: options.startedAt, finishedAt });
+  const report = await buildReport({ resultsPath: paths.results, costsPath: paths.costs, batchId: meta.batch_id, startedAt: options.startedAt, finishedAt, baseline: options.baseline });
   await writeReport(report, options.outDir);
   await store.update(meta.batch_id, {
-    status: report.totals.failed > 0 ? 'completed_with_failures' : 'completed',
+    status: (report.errors.budget_exceeded ?? 0) > 0 ? 'budget_exceeded' : report.totals.failed > 0 ? 'completed_with_failures' : 'completed',
     finished_at: finishedAt.toISOString(),
   });
   return report;

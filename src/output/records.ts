@@ -12,8 +12,12 @@ export interface CallRecord {
   model: string;
   /** 1-based count of calls made for this row to this model. */
   attempt: number;
-  /** Why the call was made: the row's answer (later: classifier, ensemble member, synthesis, judge). */
-  purpose: 'answer';
+  /** Why the call was made: the row's answer, or labelling its task type (later: ensemble member, synthesis, judge). */
+  purpose: 'answer' | 'classify';
+  /** The row's task type when known (null for the classifier call that decides it). */
+  task_type: string | null;
+  /** Position of `model` in the row's chain: 0 first choice, 1+ a fallback; null for classifier calls. */
+  chain_position: number | null;
   status: 'succeeded' | 'failed';
   /** null when no HTTP answer arrived (timeout, connection refused). */
   http_status: number | null;
@@ -46,6 +50,13 @@ export interface RowResult {
   error?: RowFailure;
   metadata: Record<string, unknown>;
   custom_id?: string;
+  /** Routing: the task type, why this chain, every model called or skipped, the one that answered. */
+  task_type: string | null;
+  route_reason: string;
+  models_tried: string[];
+  final_model: string | null;
+  /** Why the row left its first-choice model(s), e.g. "deepseek-v4-pro: server_error after 4 attempts"; null when it did not. */
+  fallback_reason: string | null;
   finish_reason?: string | null;
   request_id?: string | null;
   completed_at: string;

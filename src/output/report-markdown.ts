@@ -90,6 +90,13 @@ export function renderReportMarkdown(report: Report): string {
   if (totals.unpriced_calls > 0) {
     lines.push(`- ${count(totals.unpriced_calls)} calls used a model with no configured price: not in the cost`);
   }
+  const savings = renderSavings(report);
+  if (savings) lines.push(`- ${savings}`);
+  const extra = report.extra_calls;
+  lines.push(
+    `- Retries: ${count(extra.retry_calls)} calls, ${formatUsd(extra.retry_cost_usd)}; fallbacks: ${count(extra.fallback_calls)} calls, ${formatUsd(extra.fallback_cost_usd)}, ${count(extra.rows_on_fallback)} rows answered by a fallback model`,
+  );
+  if (extra.classifier_calls > 0) lines.push(`- Task classifier: ${count(extra.classifier_calls)} calls, ${formatUsd(extra.classifier_cost_usd)}`);
 
   lines.push('', '## Models', '');
   const models = Object.entries(report.models);
@@ -106,6 +113,20 @@ export function renderReportMarkdown(report: Report): string {
     );
   }
 
+  const taskTypes = Object.entries(report.task_types);
+  if (taskTypes.length > 0) {
+    lines.push(
+      '',
+      '## Task types',
+      '',
+      ...table(
+        ['Task type', 'Rows', 'OK', 'Failed', 'Calls', 'Cost'],
+        ['l', 'r', 'r', 'r', 'r', 'r'],
+        taskTypes.map(([type, t]) => [type, count(t.rows), count(t.succeeded), count(t.failed), count(t.calls), formatUsd(t.cost_usd)]),
+      ),
+    );
+  }
+
   lines.push('', '## Errors by code', '');
   if (Object.keys(report.errors).length === 0) lines.push('No rows failed.');
   else lines.push(...countTable('Rows', report.errors));
@@ -114,6 +135,14 @@ export function renderReportMarkdown(report: Report): string {
     lines.push('', '### Failed calls by code', '', ...countTable('Calls', report.call_errors));
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** "This batch cost $X; on <baseline> it would have cost $Y (-Z%)", or null without a baseline. */
+export function renderSavings(report: Report): string | null {
+  const baseline = report.baseline;
+  if (!baseline) return null;
+  const pct = baseline.savings_percent === null ? '' : ` (${baseline.savings_percent >= 0 ? '-' : '+'}${Math.abs(baseline.savings_percent)}%)`;
+  return `This batch cost ${formatUsd(baseline.batch_cost_usd)}; on ${baseline.model} it would have cost ${formatUsd(baseline.baseline_cost_usd)}${pct}`;
 }
 
 /** A short terminal summary: aligned label/value lines, then one aligned line per model. */
@@ -126,6 +155,11 @@ export function renderSummaryLines(report: Report): string[] {
     ['Tokens', `${count(totals.input_tokens)} in, ${count(totals.output_tokens)} out`],
     ['Cost', formatCost(totals.cost_usd, totals.unpriced_calls, totals.calls)],
   ];
+  const savings = renderSavings(report);
+  if (savings) pairs.push(['Savings', savings]);
+  if (report.extra_calls.fallback_calls > 0 || report.extra_calls.retry_calls > 0) {
+    pairs.push(['Retries', `${count(report.extra_calls.retry_calls)} calls (${formatUsd(report.extra_calls.retry_cost_usd)}); fallbacks ${count(report.extra_calls.fallback_calls)} calls (${formatUsd(report.extra_calls.fallback_cost_usd)})`]);
+  }
   const errors = Object.entries(report.errors);
   if (errors.length > 0) {
     const shown = errors.slice(0, 4).map(([code, n]) => `${code} ${count(n)}`);

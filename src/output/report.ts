@@ -1,4 +1,4 @@
-import { nanosToUsd, usdToNanos } from '../models/pricing.ts';
+import { callCostNanos, nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import { LatencyHistogram } from './latency-histogram.ts';
 import { readJsonl } from './read-jsonl.ts';
 import type { CallRecord, RowResult } from './records.ts';
@@ -39,6 +39,40 @@ export interface ModelReport {
   latency_p95_ms: number | null;
 }
 
+export interface TaskTypeReport {
+  rows: number;
+  succeeded: number;
+  failed: number;
+  /** Calls made for rows of this type (answers, retries, fallbacks), and what they cost. */
+  calls: number;
+  cost_usd: number;
+}
+
+/** Calls that were not a row's first try on its first-choice model, and what they cost. */
+export interface ExtraCallsReport {
+  /** Calls after the first to the same model (attempt > 1). */
+  retry_calls: number;
+  retry_cost_usd: number;
+  /** Calls to a model later in the row's chain. */
+  fallback_calls: number;
+  fallback_cost_usd: number;
+  /** Rows answered by a model other than their first choice. */
+  rows_on_fallback: number;
+  /** Task-type classifier calls (routing.classifier: llm). */
+  classifier_calls: number;
+  classifier_cost_usd: number;
+}
+
+export interface BaselineReport {
+  model: string;
+  /** What the succeeded answers' tokens would have cost at the baseline model's price. */
+  baseline_cost_usd: number;
+  batch_cost_usd: number;
+  savings_usd: number;
+  /** Percent saved against the baseline (negative: the batch cost more). */
+  savings_percent: number | null;
+}
+
 export interface Report {
   batch_id: string;
   /** ISO 8601. */
@@ -51,6 +85,11 @@ export interface Report {
   errors: Record<string, number>;
   /** Failed calls (retried ones included) by error code, most frequent first. */
   call_errors: Record<string, number>;
+  /** Per task type (rows without one are under "unclassified"). */
+  task_types: Record<string, TaskTypeReport>;
+  extra_calls: ExtraCallsReport;
+  /** Present when report.baseline_model is configured with a price. */
+  baseline: BaselineReport | null;
 }
 
 export interface BuildReportOptions {
@@ -59,8 +98,8 @@ export interface BuildReportOptions {
   batchId: string;
   startedAt: Date | string;
   finishedAt: Date | string;
-  /** Reserved for A/B comparisons against a baseline model; not used yet. */
-  baselineModel?: undefined;
+  /** Compare the batch's cost with what its answers would have cost on this model. */
+  baseline?: { model: string; price: { input_per_mtok: number; output_per_mtok: number } } | undefined;
 }
 
 interface ModelTally {
@@ -104,29 +143,68 @@ export async function buildReport(options: BuildReportOptions): Promise<Report> 
   };
 
   const rowErrors = new Map<string, number>();
+  const taskTypes = new Map<string, { rows: number; succeeded: number; failed: number; calls: number; costNanos: number }>();
+  const taskTally = (type: string | null | undefined) => {
+    const key = type || 'unclassified';
+    let entry = taskTypes.get(key);
+    if (!entry) {
+      entry = { rows: 0, succeeded: 0, failed: 0, calls: 0, costNanos: 0 };
+      taskTypes.set(key, entry);
+    }
+    return entry;
+  };
   let rows = 0;
   let succeeded = 0;
+  let rowsOnFallback = 0;
   for await (const result of readJsonl<RowResult>(options.resultsPath)) {
     const entry = tally(result.model);
+    const task = taskTally(result.task_type);
     rows += 1;
     entry.rows += 1;
+    task.rows += 1;
     if (result.status === 'succeeded') {
       succeeded += 1;
       entry.succeeded += 1;
+      task.succeeded += 1;
+      if ((result.models_tried?.length ?? 1) > 1 || (result.fallback_reason ?? null) !== null) rowsOnFallback += 1;
     } else {
       entry.failed += 1;
+      task.failed += 1;
       increment(rowErrors, result.error?.code ?? 'unknown');
     }
   }
 
+  const extra = { retryCalls: 0, retryNanos: 0, fallbackCalls: 0, fallbackNanos: 0, classifierCalls: 0, classifierNanos: 0 };
+  let baselineNanos = 0;
+
   const callErrors = new Map<string, number>();
   for await (const call of readJsonl<CallRecord>(options.costsPath)) {
     const entry = tally(call.model);
+    const nanos = call.cost_usd === null || call.cost_usd === undefined ? null : usdToNanos(call.cost_usd);
     entry.calls += 1;
     entry.inputTokens += call.input_tokens;
     entry.outputTokens += call.output_tokens;
-    if (call.cost_usd === null || call.cost_usd === undefined) entry.unpricedCalls += 1;
-    else entry.costNanos += usdToNanos(call.cost_usd);
+    if (nanos === null) entry.unpricedCalls += 1;
+    else entry.costNanos += nanos;
+    const task = taskTally(call.task_type);
+    task.calls += 1;
+    task.costNanos += nanos ?? 0;
+    if (call.purpose === 'classify') {
+      extra.classifierCalls += 1;
+      extra.classifierNanos += nanos ?? 0;
+    } else {
+      if (call.attempt > 1) {
+        extra.retryCalls += 1;
+        extra.retryNanos += nanos ?? 0;
+      }
+      if ((call.chain_position ?? 0) > 0) {
+        extra.fallbackCalls += 1;
+        extra.fallbackNanos += nanos ?? 0;
+      }
+      if (options.baseline && call.status === 'succeeded') {
+        baselineNanos += callCostNanos(options.baseline.price, { input_tokens: call.input_tokens, output_tokens: call.output_tokens }) ?? 0;
+      }
+    }
     if (call.status === 'succeeded') {
       entry.latency.record(call.latency_ms);
     } else {
@@ -191,6 +269,29 @@ export async function buildReport(options: BuildReportOptions): Promise<Report> 
     models: Object.fromEntries(modelReports),
     errors: byCountDescending(rowErrors),
     call_errors: byCountDescending(callErrors),
+    task_types: Object.fromEntries(
+      [...taskTypes.entries()]
+        .sort(([a, x], [b, y]) => y.rows - x.rows || a.localeCompare(b))
+        .map(([type, t]) => [type, { rows: t.rows, succeeded: t.succeeded, failed: t.failed, calls: t.calls, cost_usd: nanosToUsd(t.costNanos) }]),
+    ),
+    extra_calls: {
+      retry_calls: extra.retryCalls,
+      retry_cost_usd: nanosToUsd(extra.retryNanos),
+      fallback_calls: extra.fallbackCalls,
+      fallback_cost_usd: nanosToUsd(extra.fallbackNanos),
+      rows_on_fallback: rowsOnFallback,
+      classifier_calls: extra.classifierCalls,
+      classifier_cost_usd: nanosToUsd(extra.classifierNanos),
+    },
+    baseline: options.baseline
+      ? {
+          model: options.baseline.model,
+          baseline_cost_usd: nanosToUsd(baselineNanos),
+          batch_cost_usd: nanosToUsd(costNanos),
+          savings_usd: nanosToUsd(baselineNanos - costNanos),
+          savings_percent: baselineNanos > 0 ? Math.round(((baselineNanos - costNanos) / baselineNanos) * 1000) / 10 : null,
+        }
+      : null,
   };
 }
 

@@ -1,14 +1,18 @@
 import { configSchema, type SwitchyardConfig } from '../config/schema.ts';
-import { createProviderClients, type ProviderClient } from '../models/provider-clients.ts';
-import type { BatchMeta } from './batch-state.ts';
-import type { BatchStore } from './batch-state.ts';
+import { createRedisRowGate } from '../execution/redis-row-gate.ts';
+import { createRowPlanner } from '../execution/row-planner.ts';
+import type { RowRunnerDeps } from '../execution/row-runner.ts';
+import { createProviderClients } from '../models/provider-clients.ts';
+import type { BatchMeta, BatchStore } from './batch-state.ts';
 
-/** What a worker needs to run one batch's rows: its config (from Redis) and SDK clients. */
+/** What a worker needs to run one batch's rows: its config (from Redis), SDK clients, gate and planner. */
 export interface BatchContext {
   meta: BatchMeta;
   config: SwitchyardConfig;
-  providers: Map<string, ProviderClient>;
+  runner: RowRunnerDeps;
 }
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
  * Loads each batch's context once per worker process. A worker on another machine needs no local
@@ -21,7 +25,18 @@ export function createBatchContexts(store: BatchStore, maxCached = 32) {
     const [meta, configJson] = await Promise.all([store.load(batchId), store.loadConfigJson(batchId)]);
     if (!meta || !configJson) throw new Error(`batch ${batchId} has no state in Redis (was it deleted?)`);
     const config = configSchema.parse(JSON.parse(configJson));
-    return { meta, config, providers: createProviderClients(config) };
+    const providers = createProviderClients(config);
+    return {
+      meta,
+      config,
+      runner: {
+        config,
+        providers,
+        gate: createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config }),
+        plan: createRowPlanner(config, providers, meta.model_override),
+        sleep,
+      },
+    };
   }
 
   return {
@@ -34,9 +49,6 @@ export function createBatchContexts(store: BatchStore, maxCached = 32) {
         cache.set(batchId, entry);
       }
       return entry;
-    },
-    forget(batchId: string): void {
-      cache.delete(batchId);
     },
   };
 }

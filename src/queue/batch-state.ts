@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { SwitchyardConfig } from '../config/schema.ts';
 import { batchIndexKey, batchKeys, type KeySpace } from './keys.ts';
 
-export const batchStatusSchema = z.enum(['enqueuing', 'running', 'finalizing', 'completed', 'completed_with_failures']);
+export const batchStatusSchema = z.enum(['enqueuing', 'running', 'finalizing', 'completed', 'completed_with_failures', 'budget_exceeded']);
 export type BatchStatus = z.infer<typeof batchStatusSchema>;
 
 /** What Redis remembers about a batch, so any process can resume, collect or report on it. */
@@ -20,7 +20,10 @@ export const batchMetaSchema = z.object({
   /** Valid rows; unset until the producer has read the whole file. */
   total: z.coerce.number().int().nonnegative().optional(),
   invalid_rows: z.coerce.number().int().nonnegative().default(0),
+  /** --model / --route <model>: rows that name no model go to this one instead of being routed. */
   model_override: z.string().optional(),
+  /** --budget: USD cap for the batch; rows that would pass it end as budget_exceeded. */
+  budget_usd: z.coerce.number().positive().optional(),
   prompt_column: z.string().default('prompt'),
   /** Added to by workers only (HINCRBY), so save() never writes it. */
   cost_nanos: z.coerce.number().int().default(0),

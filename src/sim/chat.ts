@@ -1,6 +1,6 @@
 import { composeAnswer, type Answer } from './answer.ts';
 import { invalidRequest, retryHeaders, statusError, errorAnswer, type ErrorAnswer } from './openai-error.ts';
-import { effectiveModel, type SimOptions } from './options.ts';
+import { effectiveModel, tpmCounting, type SimOptions } from './options.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import { chatRequestSchema, describeRequestError, messageText, requestedMaxTokens } from './request.ts';
 import type { StatsCollector } from './stats.ts';
@@ -49,7 +49,8 @@ export function planChat(env: ChatEnv, body: unknown): ChatPlan {
   const prompt = countPromptTokens(messages.map((message) => message.text));
   const maxTokens = requestedMaxTokens(request);
   const answer = composeAnswer({ model, messages, maxTokens, outputTokens: env.options.output_tokens });
-  const limitTokens = prompt + (maxTokens ?? answer.completionTokens);
+  // The answer is deterministic, so its actual length is known at admission ('usage' counting).
+  const limitTokens = prompt + (tpmCounting(env.options, model) === 'usage' ? answer.completionTokens : (maxTokens ?? answer.completionTokens));
   env.stats.received(model, limitTokens, env.now);
 
   if (env.options.strict_models && !Object.hasOwn(env.options.models, model)) return rejection(model, statusError(404, model));

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { describeIssues } from '../config/load.ts';
 import { UsageError } from '../errors.ts';
-import { parseSimOptions, simModelSchema } from './options.ts';
+import { parseSimOptions, simModelSchema, type TpmCounts } from './options.ts';
 import { startSimulator, type SimulatorOptions } from './server.ts';
 
 /**
@@ -18,7 +18,9 @@ export interface SimCliOptions {
   rpm?: string | number;
   tpm?: string | number;
   seed?: string | number;
-  /** JSON: model name -> { rpm, tpm, latency_ms, failure_rate, fail_status, context_window }. */
+  /** What tpm counts: `requested` (prompt + max_tokens, the default) or `usage` (prompt + actual answer). */
+  tpmCounts?: string;
+  /** JSON: model name -> { rpm, tpm, tpm_counts, latency_ms, failure_rate, fail_status, context_window }. */
   modelLimits?: string;
   strictModels?: boolean;
   /** When set (commander may read it from SIM_API_KEY), calls need `Authorization: Bearer <key>`. */
@@ -34,6 +36,12 @@ function numberOption(flag: string, value: string | number | undefined): number 
     throw new UsageError(`${flag} expects a number, got "${value}"`);
   }
   return number;
+}
+
+function tpmCountsOption(value: string | undefined): TpmCounts | undefined {
+  if (value === undefined) return undefined;
+  if (value === 'requested' || value === 'usage') return value;
+  throw new UsageError(`--tpm-counts expects "requested" or "usage", got "${value}"`);
 }
 
 function modelLimits(json: string | undefined): SimulatorOptions['models'] {
@@ -58,6 +66,7 @@ export function simOptionsFromCli(cli: SimCliOptions): SimulatorOptions & { port
     failure_rate: numberOption('--failure-rate', cli.failureRate),
     rpm: numberOption('--rpm', cli.rpm),
     tpm: numberOption('--tpm', cli.tpm),
+    tpm_counts: tpmCountsOption(cli.tpmCounts),
     seed: numberOption('--seed', cli.seed),
     models: modelLimits(cli.modelLimits),
     strict_models: cli.strictModels,

@@ -8,12 +8,22 @@ const nonNegative = z.number().nonnegative();
 const probability = z.number().min(0).max(1);
 const positiveInt = z.number().int().positive();
 
+/**
+ * What a request costs against tpm at admission: `requested` = prompt tokens + the max_tokens it
+ * asked for (OpenAI-like: the reservation, whatever the answer uses); `usage` = prompt tokens + the
+ * answer's actual completion tokens (providers that meter usage). Either way a request without
+ * max_tokens counts its answer's tokens. Unset means `requested`.
+ */
+const tpmCountsSchema = z.enum(['requested', 'usage']);
+export type TpmCounts = z.infer<typeof tpmCountsSchema>;
+
 /** Per-model settings; anything unset falls back to the top-level value. */
 export const simModelSchema = z.strictObject({
   /** Requests per minute, over a rolling 60 s window (see rate-limit.ts). */
   rpm: positiveInt.optional(),
-  /** Tokens per minute: prompt tokens + max_tokens requested (or the answer's tokens when none). */
+  /** Tokens per minute: prompt tokens + max_tokens requested (or the answer's tokens when none); see tpm_counts. */
   tpm: positiveInt.optional(),
+  tpm_counts: tpmCountsSchema.optional(),
   latency_ms: nonNegative.optional(),
   latency_jitter_ms: nonNegative.optional(),
   failure_rate: probability.optional(),
@@ -41,6 +51,8 @@ export const simOptionsSchema = z.strictObject({
   /** Default per-model limits for every model that sets none of its own. */
   rpm: positiveInt.optional(),
   tpm: positiveInt.optional(),
+  /** How tpm counts a request (see TpmCounts); a model's own setting wins. Default `requested`. */
+  tpm_counts: tpmCountsSchema.optional(),
   models: z.record(z.string().min(1), simModelSchema).default({}),
   /** When true, a model not in `models` gets a 404 `model_not_found`; by default any name is served. */
   strict_models: z.boolean().default(false),
@@ -75,6 +87,12 @@ export function effectiveModel(options: SimOptions, model: string): EffectiveMod
     fail_status: own?.fail_status,
     context_window: own?.context_window,
   };
+}
+
+/** How tpm counts a request for `model`: its own setting, else the top-level one, else `requested`. */
+export function tpmCounting(options: SimOptions, model: string): TpmCounts {
+  const own = Object.hasOwn(options.models, model) ? options.models[model] : undefined;
+  return own?.tpm_counts ?? options.tpm_counts ?? 'requested';
 }
 
 /** Validates simulator options; a mistake names the key path, as config errors do. */

@@ -2,8 +2,9 @@ import { SlidingWindow } from './sliding-window.ts';
 
 /**
  * Per-model requests-per-minute and tokens-per-minute limits over a rolling 60 s window kept in
- * 100 ms buckets (see sliding-window.ts). A request's tokens are its prompt tokens plus the
- * max_tokens it asked for (as OpenAI reserves them), or plus its answer's tokens when it set none.
+ * 100 ms buckets (see sliding-window.ts). The caller says what a request's tokens are: by default
+ * its prompt tokens plus the max_tokens it asked for (as OpenAI reserves them), or plus its answer's
+ * tokens when it set none or when the model meters usage (`tpm_counts: usage`, see options.ts).
  * Only accepted requests use capacity; a 429 costs nothing.
  */
 

@@ -12,7 +12,7 @@ export interface ModelStats {
   completion_tokens: number;
   /** Most requests received in any rolling 60 s window (100 ms resolution), 429s included. */
   peak_rpm: number;
-  /** Most rate-limit tokens (prompt + max_tokens) received in any rolling 60 s window. */
+  /** Most rate-limit tokens (as tpm counts them: prompt + max_tokens, or + usage) received in any rolling 60 s window. */
   peak_tpm: number;
   first_request_at: number | null;
   last_request_at: number | null;

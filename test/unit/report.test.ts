@@ -73,7 +73,7 @@ function generate(): { results: string; costs: string; expected: Expected } {
       const nanos = callCostNanos(PRICES.get(name), usage);
       const latency = failed ? (last ? 30_000 : int(1, 20)) : Math.round(Math.exp(5 + random() * 3 + random()) * 10) / 10;
       const call: CallRecord = {
-        batch_id: 'b1', row, id: String(row), model: name, attempt: 1, purpose: 'answer',
+        batch_id: 'b1', row, id: String(row), model: name, attempt: 1, purpose: 'answer', task_type: row % 2 ? 'simple' : 'coding', chain_position: index,
         status: failed ? 'failed' : 'succeeded', http_status: failed ? (last ? null : 429) : 200,
         ...usage, cost_usd: nanos === null ? null : nanosToUsd(nanos), latency_ms: latency,
         started_at: '2026-11-02T10:00:00.000Z', ...(failed ? { error_code: code } : {}),
@@ -110,6 +110,8 @@ function generate(): { results: string; costs: string; expected: Expected } {
       id: String(row), row, status: finalStatus, model: finalModel, output: finalStatus === 'succeeded' ? `answer ${row}` : null,
       usage: { input_tokens: 1, output_tokens: 1 }, cost_usd: null, latency_ms: 1, attempts: chain.length,
       metadata: {}, completed_at: '2026-11-02T10:00:00.000Z',
+      task_type: row % 2 ? 'simple' : 'coding', route_reason: 'rules', models_tried: chain, final_model: finalStatus === 'succeeded' ? finalModel : null,
+      fallback_reason: chain.length > 1 ? 'rate limited' : null,
       ...(errorCode ? { error: { code: errorCode, message: 'no answer', http_status: null } } : {}),
     };
     resultLines.push(JSON.stringify(result));
@@ -246,12 +248,23 @@ describe('buildReport', () => {
 
   it('renders aligned summary lines', () => {
     const lines = renderSummaryLines(report);
-    expect(lines[0]).toBe('Rows    9,800 of 10,000 succeeded, 200 failed');
-    expect(lines.some((line) => line.startsWith('Errors  timeout 200'))).toBe(true);
+    expect(lines[0]).toBe('Rows     9,800 of 10,000 succeeded, 200 failed');
+    expect(lines.some((line) => line.startsWith('Errors   timeout 200'))).toBe(true);
+    expect(lines.some((line) => /^Retries  0 calls \(\$0\); fallbacks 2,000 calls/.test(line))).toBe(true);
     const modelLines = lines.slice(lines.indexOf('Models') + 1);
     expect(modelLines).toHaveLength(4);
     // columns line up: every model line has the same length
     expect(new Set(modelLines.map((line) => line.length)).size).toBe(1);
+  });
+
+  it('splits rows and cost by task type and counts fallback calls', () => {
+    expect(Object.keys(report.task_types).sort()).toEqual(['coding', 'simple']);
+    const taskRows = Object.values(report.task_types).reduce((sum, t) => sum + t.rows, 0);
+    expect(taskRows).toBe(10_000);
+    const taskCost = Object.values(report.task_types).reduce((sum, t) => sum + usdToNanos(t.cost_usd), 0);
+    expect(taskCost).toBe(usdToNanos(report.totals.cost_usd));
+    expect(report.extra_calls.fallback_calls).toBe(2000);
+    expect(report.baseline).toBeNull();
   });
 
   it('writes report.json and report.md', async () => {

@@ -18,6 +18,11 @@ function result(overrides: Partial<RowResult>): RowResult {
     latency_ms: 120,
     attempts: 1,
     metadata: {},
+    task_type: 'simple',
+    route_reason: 'rules: simple',
+    models_tried: ['model-a'],
+    final_model: 'model-a',
+    fallback_reason: null,
     completed_at: '2026-11-02T10:00:00.000Z',
     ...overrides,
   };

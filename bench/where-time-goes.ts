@@ -1,0 +1,133 @@
+/**
+ * Diagnostics behind the skeleton benchmarks (no targets): where a `switchyard run` spends its
+ * time and memory.
+ *  1. Start-up alone: `node -e 0`, `node src/cli.ts --help`, and importing src/commands/run.ts.
+ *  2. Fixed cost of a 1-row run (wall, CPU, peak RSS).
+ *  3. Phases of the latency benchmark's run (2,000 rows, 100 ms, concurrency 50), from stdout line
+ *     arrival times and the first job's key appearing in Redis.
+ *  4. A `node --cpu-prof` profile of a 5,000-row run at 0 ms: self time by origin and by function.
+ * Usage: node bench/where-time-goes.ts [repetitions=3]
+ */
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { machineLine, withBenchEnv, type BenchEnv } from './lib/bench-env.ts';
+import { printProfileSummary, summariseProfile } from './lib/cpu-profile-summary.ts';
+import { CLI, PRODUCT_ROOT, ROOT } from './lib/paths.ts';
+import { writePromptsCsv } from './lib/prompts-csv.ts';
+import { deletePrefix } from './lib/redis.ts';
+import { runCommand } from './lib/run-command.ts';
+import { median, megabytes } from './lib/stats.ts';
+import { checkRun, runSwitchyard, writeBenchConfig, type SwitchyardRunResult } from './lib/switchyard-run.ts';
+import { readdirSync } from 'node:fs';
+
+const repetitions = Number(process.argv[2] ?? 3);
+const ms = (value: number) => `${value.toFixed(0)} ms`;
+const cpuMs = (run: SwitchyardRunResult) => (run.usage ? (run.usage.userCPUTime + run.usage.systemCPUTime) / 1000 : Number.NaN);
+
+console.log(`where-time-goes: ${machineLine()}`);
+
+// 1. Start-up alone.
+async function wallOf(args: string[]): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) times.push((await runCommand(process.execPath, args, { cwd: ROOT, timeoutMs: 30_000 })).wallMs);
+  return median(times);
+}
+const bare = await wallOf(['-e', '0']);
+const help = await wallOf([CLI, '--help']);
+const importRun = await wallOf(['--input-type=module', '-e', `await import(${JSON.stringify(path.join(PRODUCT_ROOT, 'src/commands/run.ts'))})`]);
+console.log('1. start-up (median of 5, wall from spawn to exit)');
+console.log(`  node -e 0                        ${ms(bare)}`);
+console.log(`  node src/cli.ts --help           ${ms(help)}`);
+console.log(`  node -e "import(commands/run.ts)" ${ms(importRun)}  (bullmq, ioredis, openai, zod, pino, csv ... loaded)`);
+
+/** Polls Redis for the first job's hash; resolves with ms since `t0` (or NaN after the limit). */
+function firstJobSeen(url: string, key: string, t0: number, limitMs: number): { promise: Promise<number>; stop: () => void } {
+  const redis = new Redis(url, { maxRetriesPerRequest: 1 });
+  let stopped = false;
+  const promise = (async () => {
+    try {
+      while (!stopped && performance.now() - t0 < limitMs) {
+        if ((await redis.exists(key)) === 1) return performance.now() - t0;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      return Number.NaN;
+    } finally {
+      redis.disconnect();
+    }
+  })();
+  return { promise, stop: () => (stopped = true) };
+}
+
+function lineAt(run: SwitchyardRunResult, pattern: RegExp): number {
+  return run.lines.find((line) => pattern.test(line.text))?.ms ?? Number.NaN;
+}
+
+async function fixedCost(env: BenchEnv): Promise<void> {
+  const csv = await writePromptsCsv(env.dir, 1);
+  const config = await writeBenchConfig(env.dir, env.sim.url, 64);
+  const runs: SwitchyardRunResult[] = [];
+  for (let rep = 1; rep <= repetitions; rep++) {
+    const run = await runSwitchyard({ csv, config, outDir: path.join(env.dir, `one-${rep}`), batchId: `one-${rep}`, concurrency: 64, redisUrl: env.redis.url, prefix: env.prefix, timeoutMs: 60_000 });
+    checkRun('1-row run', run, 1);
+    runs.push(run);
+  }
+  await deletePrefix(env.redis.url, env.prefix);
+  console.log(`2. a 1-row run (median of ${repetitions}): wall ${ms(median(runs.map((r) => r.wallMs)))}, CPU ${ms(median(runs.map(cpuMs)))}, maxRSS ${megabytes(median(runs.map((r) => r.usage?.maxRSS ?? Number.NaN)))}`);
+  console.log(`  "Batch" line at ${ms(median(runs.map((r) => lineAt(r, /^Batch /))))}, "Read ... rows" line at ${ms(median(runs.map((r) => lineAt(r, /^Read \d+ rows/))))}, summary at ${ms(median(runs.map((r) => lineAt(r, /^Rows /))))}, exit at ${ms(median(runs.map((r) => r.wallMs)))}`);
+}
+
+async function phases(env: BenchEnv): Promise<void> {
+  const rows = 2000;
+  const csv = await writePromptsCsv(env.dir, rows);
+  const config = await writeBenchConfig(env.dir, env.sim.url, 50);
+  const table: Array<Record<string, number>> = [];
+  for (let rep = 1; rep <= repetitions; rep++) {
+    const batchId = `phases-${rep}`;
+    const t0 = performance.now();
+    const watch = firstJobSeen(env.redis.url, `${env.prefix}:prompts:${batchId}_1`, t0, 120_000);
+    const run = await runSwitchyard({ csv, config, outDir: path.join(env.dir, `phases-${rep}`), batchId, concurrency: 50, redisUrl: env.redis.url, prefix: env.prefix, timeoutMs: 120_000 });
+    watch.stop();
+    checkRun('phases run', run, rows);
+    const report = run.report as unknown as { totals: { elapsed_ms: number }; models: Record<string, { latency_p50_ms: number; latency_p95_ms: number }> };
+    table.push({
+      batchLine: lineAt(run, /^Batch /),
+      firstJob: await watch.promise,
+      readLine: lineAt(run, /^Read \d+ rows/),
+      summary: lineAt(run, /^Rows /),
+      exit: run.wallMs,
+      reportElapsed: report.totals.elapsed_ms,
+      p50: report.models.fast?.latency_p50_ms ?? Number.NaN,
+      p95: report.models.fast?.latency_p95_ms ?? Number.NaN,
+      cpu: cpuMs(run),
+    });
+    await deletePrefix(env.redis.url, env.prefix);
+  }
+  const m = (key: string) => median(table.map((row) => row[key] as number));
+  console.log(`3. phases of a ${rows}-row run at 100 ms, concurrency 50 (ms since spawn, median of ${repetitions}; bound for the calls alone 4000 ms)`);
+  console.log(`  "Batch" line printed (modules loaded)    ${ms(m('batchLine'))}`);
+  console.log(`  first job in Redis                        ${ms(m('firstJob'))}`);
+  console.log(`  "Read ... rows" printed (all enqueued)    ${ms(m('readLine'))}`);
+  console.log(`  summary printed (collector + report done) ${ms(m('summary'))}`);
+  console.log(`  process exit                              ${ms(m('exit'))}`);
+  console.log(`  report elapsed_ms ${ms(m('reportElapsed'))}; call latency p50 ${ms(m('p50'))}, p95 ${ms(m('p95'))} (simulator: 100 ms); run CPU ${ms(m('cpu'))}`);
+}
+
+async function profile(env: BenchEnv): Promise<void> {
+  const rows = 5000;
+  const csv = await writePromptsCsv(env.dir, rows);
+  const config = await writeBenchConfig(env.dir, env.sim.url, 64);
+  const profDir = path.join(env.dir, 'cpuprof');
+  const run = await runSwitchyard({ csv, config, outDir: path.join(env.dir, 'prof-out'), batchId: 'profile', concurrency: 64, redisUrl: env.redis.url, prefix: env.prefix, timeoutMs: 300_000, nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] });
+  checkRun('profiled run', run, rows);
+  await deletePrefix(env.redis.url, env.prefix);
+  const u = run.usage;
+  console.log(`4. CPU profile of a ${rows}-row run at 0 ms, concurrency 64 (main thread; profiling slows it): wall ${ms(run.wallMs)}, CPU ${ms(cpuMs(run))} (${(cpuMs(run) / rows).toFixed(2)} ms/row)`);
+  if (u) console.log(`  memory peaks: maxRSS ${megabytes(u.maxRSS)}, heapTotal ${megabytes(u.peakHeapTotal / 1024)}, heapUsed ${megabytes(u.peakHeapUsed / 1024)}, external ${megabytes(u.peakExternal / 1024)}, arrayBuffers ${megabytes(u.peakArrayBuffers / 1024)}`);
+  const file = readdirSync(profDir).find((name) => name.endsWith('.cpuprofile'));
+  if (!file) throw new Error('no .cpuprofile written');
+  printProfileSummary(summariseProfile(path.join(profDir, file), 25));
+}
+
+await withBenchEnv('fixed', 0, fixedCost);
+await withBenchEnv('phases', 100, phases);
+await withBenchEnv('profile', 0, profile);

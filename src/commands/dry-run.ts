@@ -1,0 +1,95 @@
+import { resolve } from 'node:path';
+import { builtInConfig } from '../config/defaults.ts';
+import { loadConfigFile } from '../config/load.ts';
+import { UsageError } from '../errors.ts';
+import { readRows } from '../input/read-rows.ts';
+import { callCostNanos, formatUsd, nanosToUsd } from '../models/pricing.ts';
+import { planRoute } from '../routing/route-plan.ts';
+import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
+import { countMessageTokens } from '../routing/token-count.ts';
+
+export interface DryRunOptions {
+  file?: string;
+  config?: string;
+  model?: string;
+  route?: string;
+  promptColumn?: string;
+}
+
+interface Tally {
+  rows: number;
+  inputTokens: number;
+  maxOutputTokens: number;
+  costNanos: number;
+  unpriced: number;
+}
+
+const emptyTally = (): Tally => ({ rows: 0, inputTokens: 0, maxOutputTokens: 0, costNanos: 0, unpriced: 0 });
+
+/**
+ * `switchyard run --dry-run`: reads and routes every row (with the rules classifier: a dry run
+ * calls no model), counts input tokens with the tokenizer, and prices each row on its first-choice
+ * model with max_tokens as the output, an upper bound on what the batch can cost.
+ */
+export async function runDryRun(options: DryRunOptions, say: (line: string) => void): Promise<number> {
+  if (!options.file) throw new UsageError('--dry-run needs an input file');
+  const config = options.config ? await loadConfigFile(options.config) : builtInConfig('http://127.0.0.1:8787/v1');
+  const pinned = options.route && options.route !== 'auto' ? options.route : options.model;
+  if (pinned && !(pinned in config.models)) throw new UsageError(`--model/--route "${pinned}" is not in the config; models: ${Object.keys(config.models).join(', ')}`);
+  const rules = compileTaskRules(config.routing);
+  const byModel = new Map<string, Tally>();
+  const byTask = new Map<string, Tally>();
+  const total = emptyTally();
+  let invalid = 0;
+  let unroutable = 0;
+  const add = (map: Map<string, Tally>, key: string, rowTally: Tally) => {
+    const tally = map.get(key) ?? emptyTally();
+    for (const field of Object.keys(tally) as (keyof Tally)[]) tally[field] += rowTally[field];
+    map.set(key, tally);
+  };
+
+  for await (const item of readRows(resolve(options.file), { promptColumn: options.promptColumn ?? 'prompt', knownModels: new Set(Object.keys(config.models)) })) {
+    if (item.kind === 'error') {
+      invalid++;
+      continue;
+    }
+    const row = item.value;
+    const { text, chars } = classificationInput(row.messages);
+    const { taskType, reason } = classifyByRules(text, rules, chars);
+    const maxTokens = row.max_tokens ?? config.max_tokens;
+    const plan = planRoute({ messages: row.messages, rowModel: row.model, pinnedModel: pinned, maxTokens, taskType, routeReason: reason }, config, countMessageTokens);
+    const model = plan.chain[0];
+    if (!model) {
+      unroutable++;
+      continue;
+    }
+    const inputTokens = plan.promptTokensCounted ? plan.promptTokens : countMessageTokens(row.messages);
+    const outputTokens = Math.min(maxTokens, config.models[model]?.max_output_tokens ?? maxTokens);
+    const nanos = callCostNanos(config.models[model]?.price, { input_tokens: inputTokens, output_tokens: outputTokens });
+    const rowTally: Tally = { rows: 1, inputTokens, maxOutputTokens: outputTokens, costNanos: nanos ?? 0, unpriced: nanos === null ? 1 : 0 };
+    add(byModel, model, rowTally);
+    add(byTask, plan.taskType, rowTally);
+    for (const field of Object.keys(total) as (keyof Tally)[]) total[field] += rowTally[field];
+  }
+
+  say(`Dry run of ${options.file}: no model was called.`);
+  say(`${total.rows} rows routed, ${invalid} invalid (they would go to errors.jsonl), ${unroutable} with no model that fits.`);
+  say('');
+  printTable('Model', byModel, say);
+  say('');
+  printTable('Task type', byTask, say);
+  say('');
+  say(`Estimated cost: at most ${formatUsd(nanosToUsd(total.costNanos))} (input tokens counted, output at max_tokens; retries and fallbacks not included)` + (total.unpriced > 0 ? `; ${total.unpriced} rows on unpriced models` : ''));
+  if (config.routing?.classifier === 'llm') say('Note: routing uses the rules here; the LLM classifier would add one cheap call per row.');
+  return 0;
+}
+
+function printTable(label: string, tallies: Map<string, Tally>, say: (line: string) => void): void {
+  const rows = [...tallies.entries()].sort(([, a], [, b]) => b.rows - a.rows);
+  const header = [label, 'Rows', 'Input tokens', 'Max output tokens', 'Est. cost (max)'];
+  const body = rows.map(([name, t]) => [name, String(t.rows), t.inputTokens.toLocaleString('en-US'), t.maxOutputTokens.toLocaleString('en-US'), formatUsd(nanosToUsd(t.costNanos))]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  say(line(header));
+  for (const r of body) say(line(r));
+}

@@ -1,0 +1,109 @@
+import type { Redis } from 'ioredis';
+import type { SwitchyardConfig } from '../config/schema.ts';
+import { Budget, batchBudgetKey, monthKey } from '../limits/budget.ts';
+import { CircuitBreaker } from '../limits/circuit-breaker.ts';
+import { ModelLimiter } from '../limits/model-limiter.ts';
+import { formatUsd, nanosToUsd, usdToNanos } from '../models/pricing.ts';
+import type { BatchStore } from '../queue/batch-state.ts';
+import type { KeySpace } from '../queue/keys.ts';
+import type { BudgetDecision, CallSettlement, CapacityDecision, RowGate } from './row-gate.ts';
+
+export interface RedisRowGateOptions {
+  redis: Redis;
+  space: KeySpace;
+  store: BatchStore;
+  batchId: string;
+  config: SwitchyardConfig;
+}
+
+/** How long a worker trusts its copy of the batch's budget before reading it again (resume may raise it). */
+const BUDGET_REFRESH_MS = 2000;
+
+/**
+ * The row gate over Redis, shared by every worker: breaker, rpm/tpm limiter and budgets. Pieces a
+ * config does not use cost no round trip (no limits, no budget).
+ */
+export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
+  const { redis, space, config, batchId } = options;
+  const limiter = new ModelLimiter(redis, { prefix: space.prefix });
+  const breaker = new CircuitBreaker(redis, { prefix: space.prefix, breaker: config.breaker });
+  const budget = new Budget(redis);
+  const batchKey = batchBudgetKey(space.prefix, batchId);
+  const monthLimitNanos = config.budget.monthly_usd === undefined ? undefined : usdToNanos(config.budget.monthly_usd);
+  let batchLimit: { nanos: number | undefined; readAt: number } = { nanos: undefined, readAt: 0 };
+  /** Models whose circuit was not closed when last seen here; only their successes need recording. */
+  const failing = new Set<string>();
+
+  async function batchLimitNanos(): Promise<number | undefined> {
+    if (Date.now() - batchLimit.readAt > BUDGET_REFRESH_MS) {
+      const meta = await options.store.load(batchId);
+      batchLimit = { nanos: meta?.budget_usd === undefined ? undefined : usdToNanos(meta.budget_usd), readAt: Date.now() };
+    }
+    return batchLimit.nanos;
+  }
+
+  const tracksBudget = async () => monthLimitNanos !== undefined || (await batchLimitNanos()) !== undefined;
+
+  return {
+    async breaker(model) {
+      const check = await breaker.check(model);
+      if (check.state !== 'closed') failing.add(model);
+      return { allowed: check.allowed, retryInMs: check.retryInMs };
+    },
+
+    async reserveCapacity(model, tokens, maxWaitMs): Promise<CapacityDecision> {
+      const limits = config.models[model];
+      const reservation = await limiter.reserve({
+        model,
+        rpm: limits?.rpm,
+        tpm: limits?.tpm,
+        tokens,
+        maxWaitMs: Number.isFinite(maxWaitMs) ? maxWaitMs : Number.MAX_SAFE_INTEGER,
+        headroom: config.limits.headroom,
+      });
+      if (reservation.reserved) return { reserved: true, waitMs: reservation.waitMs, slotAt: reservation.slotAt };
+      return { reserved: false, waitMs: reservation.waitMs, limitedBy: reservation.limitedBy };
+    },
+
+    async reserveBudget(estimateNanos): Promise<BudgetDecision> {
+      if (!(await tracksBudget())) return { ok: true };
+      const result = await budget.reserve({
+        batchKey,
+        monthKey: monthLimitNanos === undefined ? undefined : monthKey(space.prefix, new Date()),
+        batchLimitNanos: await batchLimitNanos(),
+        monthLimitNanos,
+        estimateNanos,
+      });
+      if (result.ok) return result;
+      const what = result.scope === 'batch' ? `the batch budget of ${formatUsd(nanosToUsd(result.limitNanos))}` : `the monthly budget of ${formatUsd(nanosToUsd(result.limitNanos))}`;
+      return {
+        ok: false,
+        message:
+          `not run: it could cost up to ${formatUsd(nanosToUsd(estimateNanos))} and ${formatUsd(nanosToUsd(result.spentNanos))} of ${what} is spent ` +
+          `(${formatUsd(nanosToUsd(result.reservedNanos))} more held by calls in flight); ` +
+          (result.scope === 'batch' ? 'resume with a higher --budget to finish' : 'raise budget.monthly_usd or wait for next month'),
+      };
+    },
+
+    async settle(settlement: CallSettlement): Promise<void> {
+      const { model } = settlement;
+      const limits = config.models[model];
+      const work: Promise<unknown>[] = [];
+      if (limits?.tpm !== undefined) {
+        work.push(limiter.settle({ model, tpm: limits.tpm, headroom: config.limits.headroom, slotAt: settlement.slotAt, estimatedTokens: settlement.estimatedTokens, actualTokens: settlement.actualTokens }));
+      }
+      if (settlement.coolDownMs !== null && settlement.coolDownMs > 0) work.push(limiter.coolDown({ model, forMs: settlement.coolDownMs }));
+      if (await tracksBudget()) {
+        work.push(budget.settle({ batchKey, monthKey: monthLimitNanos === undefined ? undefined : monthKey(space.prefix, new Date()), estimateNanos: settlement.estimateNanos, actualNanos: settlement.actualNanos }));
+      }
+      if (settlement.health === 'failure') {
+        failing.add(model);
+        work.push(breaker.recordFailure(model));
+      } else if (settlement.health === 'success' && failing.has(model)) {
+        failing.delete(model);
+        work.push(breaker.recordSuccess(model));
+      }
+      await Promise.all(work);
+    },
+  };
+}

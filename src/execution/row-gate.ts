@@ -1,0 +1,32 @@
+/**
+ * What a row must pass before and report after each model call: the model's circuit breaker, its
+ * shared rate limits, and the budgets. Implemented over Redis in redis-row-gate.ts; the row runner
+ * only sees this interface.
+ */
+export type CapacityDecision =
+  /** slotAt: the reserved start on Redis' clock, needed to settle the call's tokens later. */
+  | { reserved: true; waitMs: number; slotAt: number }
+  | { reserved: false; waitMs: number; limitedBy: 'requests' | 'tokens' | 'cooldown' };
+
+export type BudgetDecision = { ok: true } | { ok: false; message: string };
+
+export interface CallSettlement {
+  model: string;
+  slotAt: number;
+  estimatedTokens: number;
+  actualTokens: number;
+  estimateNanos: number;
+  actualNanos: number;
+  /** 'success' closes the breaker; 'failure' counts toward opening it; 'neutral' (400, 401, 429) does neither. */
+  health: 'success' | 'failure' | 'neutral';
+  /** A 429 asked everyone to wait this long. */
+  coolDownMs: number | null;
+}
+
+export interface RowGate {
+  breaker(model: string): Promise<{ allowed: boolean; retryInMs: number }>;
+  /** Books the model's next free slot for this call, unless that is more than maxWaitMs away. */
+  reserveCapacity(model: string, tokens: number, maxWaitMs: number): Promise<CapacityDecision>;
+  reserveBudget(estimateNanos: number): Promise<BudgetDecision>;
+  settle(settlement: CallSettlement): Promise<void>;
+}

@@ -1,0 +1,70 @@
+import type { SwitchyardConfig } from '../config/schema.ts';
+import { callModel } from '../models/call-model.ts';
+import { callCostNanos, nanosToUsd } from '../models/pricing.ts';
+import type { ProviderClient } from '../models/provider-clients.ts';
+import type { CallRecord } from '../output/records.ts';
+import { DEFAULT_TASK_TYPE_DESCRIPTIONS } from '../routing/default-task-types.ts';
+import { classifyWithLlm } from '../routing/llm-classifier.ts';
+import { planRoute } from '../routing/route-plan.ts';
+import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
+import { countMessageTokens } from '../routing/token-count.ts';
+import type { RoutePlan } from './row-progress.ts';
+import type { RowInput } from './row-runner.ts';
+
+/**
+ * Decides a row's task type (rules, or a cheap model with the rules as fallback) and its model
+ * chain. A row's own model or the batch's pinned model skips the classifier call.
+ */
+export function createRowPlanner(config: SwitchyardConfig, providers: Map<string, ProviderClient>, pinnedModel: string | undefined) {
+  const rules = compileTaskRules(config.routing);
+  const llm = config.routing?.classifier === 'llm' ? config.routing.llm_classifier : undefined;
+  const descriptions = config.routing?.task_types ? undefined : DEFAULT_TASK_TYPE_DESCRIPTIONS;
+
+  return async function planRow(row: RowInput): Promise<{ plan: RoutePlan; calls: CallRecord[] }> {
+    const { text, chars } = classificationInput(row.messages);
+    const byRules = classifyByRules(text, rules, chars);
+    let taskType = byRules.taskType;
+    let reason = byRules.reason;
+    const calls: CallRecord[] = [];
+    const classifierModel = llm ? config.models[llm.model] : undefined;
+    const classifierProvider = classifierModel ? providers.get(classifierModel.provider) : undefined;
+    if (llm && classifierModel && classifierProvider && !row.model && !pinnedModel) {
+      const verdict = await classifyWithLlm(
+        { call: (request) => callModel(classifierProvider, request) },
+        { text, taskTypes: rules.labels, model: llm.model, upstream: classifierModel.upstream ?? llm.model, maxTokens: llm.max_tokens, descriptions },
+      );
+      if (verdict.taskType) {
+        taskType = verdict.taskType;
+        reason = verdict.reason;
+      } else {
+        reason = `${verdict.reason}; ${byRules.reason}`;
+      }
+      const usage = verdict.answer?.usage ?? { input_tokens: 0, output_tokens: 0 };
+      const nanos = callCostNanos(classifierModel.price, usage);
+      calls.push({
+        batch_id: row.batchId,
+        row: row.row,
+        id: row.id,
+        model: llm.model,
+        attempt: 1,
+        purpose: 'classify',
+        task_type: null,
+        chain_position: null,
+        status: verdict.answer ? 'succeeded' : 'failed',
+        http_status: verdict.httpStatus,
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        cost_usd: nanos === null ? null : nanosToUsd(nanos),
+        latency_ms: verdict.latencyMs,
+        started_at: verdict.startedAt,
+        ...(verdict.error ? { error_code: 'classifier_failed' } : {}),
+      });
+    }
+    const plan = planRoute(
+      { messages: row.messages, rowModel: row.model, pinnedModel, maxTokens: row.max_tokens ?? config.max_tokens, taskType, routeReason: reason },
+      config,
+      countMessageTokens,
+    );
+    return { plan, calls };
+  };
+}

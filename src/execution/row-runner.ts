@@ -1,0 +1,249 @@
+import type { SwitchyardConfig } from '../config/schema.ts';
+import type { ChatMessage } from '../input/row.ts';
+import { callModel, type ModelAnswer, type ModelRequest } from '../models/call-model.ts';
+import { ModelCallError } from '../models/model-error.ts';
+import { callCostNanos, nanosToUsd, usdToNanos } from '../models/pricing.ts';
+import type { ProviderClient } from '../models/provider-clients.ts';
+import { retryDelayMs } from '../models/retry-policy.ts';
+import type { CallRecord, RowEvent, RowResult } from '../output/records.ts';
+import type { RowGate } from './row-gate.ts';
+import type { RoutePlan, RowProgress } from './row-progress.ts';
+
+/** The row as the runner needs it (the prompt job's payload). */
+export interface RowInput {
+  batchId: string;
+  row: number;
+  id: string;
+  messages: ChatMessage[];
+  model?: string | undefined;
+  temperature?: number | undefined;
+  max_tokens?: number | undefined;
+  metadata: Record<string, unknown>;
+  custom_id?: string | undefined;
+}
+
+export interface RowRunnerDeps {
+  config: SwitchyardConfig;
+  providers: Map<string, ProviderClient>;
+  gate: RowGate;
+  /** Decides the row's task type and model chain (may call a classifier model: its calls are returned). */
+  plan: (row: RowInput) => Promise<{ plan: RoutePlan; calls: CallRecord[] }>;
+  sleep: (ms: number) => Promise<void>;
+  now?: () => number;
+}
+
+export type RowStep =
+  | { kind: 'finished'; event: RowEvent; costNanos: number }
+  /** Wait `waitMs` without holding a worker slot, then call advanceRow again with `progress`. */
+  | { kind: 'park'; waitMs: number; progress: RowProgress };
+
+function requestFor(row: RowInput, model: string, config: SwitchyardConfig): ModelRequest {
+  const modelConfig = config.models[model]!;
+  return {
+    model,
+    upstream: modelConfig.upstream ?? model,
+    messages: row.messages,
+    temperature: row.temperature ?? config.temperature,
+    maxTokens: Math.min(row.max_tokens ?? config.max_tokens, modelConfig.max_output_tokens ?? Number.MAX_SAFE_INTEGER),
+  };
+}
+
+/** Which failures should count toward opening a model's circuit. */
+function health(error: ModelCallError): 'failure' | 'neutral' {
+  return ['server_error', 'timeout', 'connection_error', 'model_not_found', 'empty_response'].includes(error.code) ? 'failure' : 'neutral';
+}
+
+/**
+ * Moves a row forward: route it, then call its chain's models in order, each behind the breaker,
+ * the shared rate limits and the budget, retrying what is worth retrying and falling back when a
+ * model is dead, missing, limited for too long or out of attempts. Waits longer than
+ * `limits.inline_wait_ms` return a `park` step instead of sleeping in the worker.
+ */
+export async function advanceRow(row: RowInput, progress: RowProgress, deps: RowRunnerDeps): Promise<RowStep> {
+  const { config, gate } = deps;
+  const now = deps.now ?? Date.now;
+  if (!progress.plan) {
+    const planned = await deps.plan(row);
+    progress.plan = planned.plan;
+    progress.calls.push(...planned.calls);
+  }
+  const plan = progress.plan;
+
+  while (progress.chainIndex < plan.chain.length) {
+    const model = plan.chain[progress.chainIndex]!;
+    const modelConfig = config.models[model];
+    const provider = modelConfig ? deps.providers.get(modelConfig.provider) : undefined;
+    if (!modelConfig || !provider) {
+      fallBack(progress, `${model}: not in this batch's config`);
+      continue;
+    }
+    const request = requestFor(row, model, config);
+    const estimatedTokens = plan.promptTokens + request.maxTokens;
+    const onLimit = modelConfig.on_limit ?? config.limits.on_limit;
+
+    if (progress.reservedModel !== model) {
+      const breaker = await gate.breaker(model);
+      if (!breaker.allowed) {
+        fallBack(progress, `${model}: circuit open after repeated failures (next probe in ${seconds(breaker.retryInMs)})`);
+        continue;
+      }
+      const maxWait = onLimit === 'fallback' ? config.limits.max_wait_ms : Number.POSITIVE_INFINITY;
+      const capacity = await gate.reserveCapacity(model, estimatedTokens, maxWait);
+      if (!capacity.reserved) {
+        fallBack(progress, `${model}: rate limited (${capacity.limitedBy}) for ${seconds(capacity.waitMs)}, over limits.max_wait_ms`);
+        continue;
+      }
+      progress.slotAt = capacity.slotAt;
+      if (capacity.waitMs > config.limits.inline_wait_ms) {
+        progress.reservedModel = model;
+        return { kind: 'park', waitMs: capacity.waitMs, progress };
+      }
+      if (capacity.waitMs > 0) await deps.sleep(capacity.waitMs);
+    }
+    progress.reservedModel = undefined;
+
+    const estimateNanos = callCostNanos(modelConfig.price, { input_tokens: plan.promptTokens, output_tokens: request.maxTokens }) ?? 0;
+    const budget = await gate.reserveBudget(estimateNanos);
+    if (!budget.ok) {
+      const error = new ModelCallError({ code: 'budget_exceeded', model, message: budget.message });
+      return finish(row, progress, model, null, error);
+    }
+
+    progress.attempt++;
+    const started = now();
+    let answer: ModelAnswer | null = null;
+    let error: ModelCallError | null = null;
+    try {
+      answer = await callModel(provider, request);
+    } catch (thrown) {
+      error = thrown instanceof ModelCallError ? thrown : new ModelCallError({ code: 'unexpected_error', model, message: String(thrown) });
+    }
+    const usage = answer?.usage ?? { input_tokens: 0, output_tokens: 0 };
+    const actualNanos = callCostNanos(modelConfig.price, usage);
+    progress.calls.push({
+      batch_id: row.batchId,
+      row: row.row,
+      id: row.id,
+      model,
+      attempt: progress.attempt,
+      purpose: 'answer',
+      task_type: plan.taskType,
+      chain_position: progress.chainIndex,
+      status: answer ? 'succeeded' : 'failed',
+      http_status: answer?.httpStatus ?? error?.status ?? null,
+      input_tokens: usage.input_tokens,
+      output_tokens: usage.output_tokens,
+      cost_usd: actualNanos === null ? null : nanosToUsd(actualNanos),
+      latency_ms: now() - started,
+      started_at: new Date(started).toISOString(),
+      ...(error ? { error_code: error.code } : {}),
+    });
+    const coolDownMs = error?.code === 'rate_limited' ? (error.retryAfterMs ?? null) : null;
+    await gate.settle({
+      model,
+      slotAt: progress.slotAt,
+      estimatedTokens,
+      actualTokens: usage.input_tokens + usage.output_tokens,
+      estimateNanos,
+      actualNanos: actualNanos ?? 0,
+      health: answer ? 'success' : health(error!),
+      coolDownMs,
+    });
+    if (answer) return finish(row, progress, model, answer, null);
+
+    const failure = error!;
+    progress.lastError = { code: failure.code, message: failure.message, status: failure.status };
+    if (failure.code === 'model_not_found') {
+      fallBack(progress, `${model}: not found at its provider (404)`);
+      continue;
+    }
+    if (!failure.retryable) return finish(row, progress, model, null, failure);
+    if (progress.attempt >= config.retry.max_attempts) {
+      fallBack(progress, `${model}: ${failure.code} after ${progress.attempt} attempts`);
+      continue;
+    }
+    const delay = retryDelayMs(progress.attempt, config.retry, failure.retryAfterMs);
+    if (failure.code === 'rate_limited' && onLimit === 'fallback' && delay > config.limits.max_wait_ms) {
+      fallBack(progress, `${model}: rate limited for ${seconds(delay)}, over limits.max_wait_ms`);
+      continue;
+    }
+    if (delay > config.limits.inline_wait_ms) return { kind: 'park', waitMs: delay, progress };
+    await deps.sleep(delay);
+  }
+
+  const last = progress.lastError;
+  const error = last
+    ? new ModelCallError({ code: last.code as ModelCallError['code'], model: plan.chain.at(-1) ?? '', status: last.status, message: `every model in the chain failed: ${progress.fallbackReasons.join('; ')}` })
+    : new ModelCallError({
+        code: 'no_model_available',
+        model: '',
+        message: noModelMessage(plan, progress),
+      });
+  return finish(row, progress, plan.chain.at(-1) ?? plan.skipped[0]?.model ?? '', null, error);
+}
+
+function noModelMessage(plan: RoutePlan, progress: RowProgress): string {
+  const reasons = [...plan.skipped.map((s) => `${s.model}: ${s.reason}`), ...progress.fallbackReasons];
+  return reasons.length > 0 ? `no model could take this row: ${reasons.join('; ')}` : 'the route for this row names no model';
+}
+
+function fallBack(progress: RowProgress, reason: string): void {
+  progress.fallbackReasons.push(reason);
+  progress.chainIndex++;
+  progress.attempt = 0;
+  progress.reservedModel = undefined;
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+}
+
+/** The failed result of a row whose job crashed more often than BullMQ retries it. */
+export function crashedRowStep(row: RowInput, progress: RowProgress, error: Error): RowStep {
+  const failure = new ModelCallError({ code: 'unexpected_error', model: '', message: `worker failed on this row: ${error.message}` });
+  return finish(row, progress, progress.plan?.chain[progress.chainIndex] ?? row.model ?? '', null, failure);
+}
+
+function finish(row: RowInput, progress: RowProgress, model: string, answer: ModelAnswer | null, error: ModelCallError | null): RowStep {
+  const plan = progress.plan ?? { taskType: '', routeReason: 'not routed', chain: [], skipped: [], promptTokens: 0 };
+  let costNanos = 0;
+  let unpriced = false;
+  let inputTokens = 0;
+  let outputTokens = 0;
+  let latency = 0;
+  let answerCalls = 0;
+  for (const call of progress.calls) {
+    if (call.cost_usd === null) unpriced = true;
+    else costNanos += usdToNanos(call.cost_usd);
+    inputTokens += call.input_tokens;
+    outputTokens += call.output_tokens;
+    latency += call.latency_ms;
+    if (call.purpose === 'answer') answerCalls++;
+  }
+  const tried = [...new Set(progress.calls.filter((c) => c.purpose === 'answer').map((c) => c.model))];
+  const result: RowResult = {
+    id: row.id,
+    row: row.row,
+    status: answer ? 'succeeded' : 'failed',
+    model,
+    output: answer?.output ?? null,
+    usage: { input_tokens: inputTokens, output_tokens: outputTokens },
+    cost_usd: unpriced ? null : nanosToUsd(costNanos),
+    latency_ms: latency,
+    attempts: answerCalls,
+    metadata: row.metadata,
+    task_type: plan.taskType || null,
+    route_reason: plan.routeReason,
+    models_tried: tried,
+    final_model: answer ? model : null,
+    fallback_reason: progress.fallbackReasons.length > 0 || plan.skipped.length > 0 ? [...plan.skipped.map((s) => `${s.model}: skipped, ${s.reason}`), ...progress.fallbackReasons].join('; ') : null,
+    completed_at: new Date().toISOString(),
+  };
+  if (row.custom_id !== undefined) result.custom_id = row.custom_id;
+  if (answer) {
+    result.finish_reason = answer.finishReason;
+    result.request_id = answer.requestId;
+  }
+  if (error) result.error = { code: error.code, message: error.message, http_status: error.status };
+  return { kind: 'finished', event: { result, calls: progress.calls }, costNanos };
+}

@@ -1,0 +1,124 @@
+import type { BreakerConfig } from '../config/schema.ts';
+import { integers, LUA_PRELUDE, runScript, type LuaScript, type RedisClient } from './lua-script.ts';
+
+/**
+ * A circuit breaker per model, shared by every worker through Redis. Closed: calls go. After
+ * `failure_threshold` consecutive failures it opens: calls are skipped (the caller falls back or
+ * waits) for `cooldown_ms`. Then it is half-open: exactly one caller across all workers gets a
+ * probe; its success closes the circuit, its failure opens it again for another cooldown. The probe
+ * holds a lock that expires (default: after one cooldown), so a prober that died does not keep the
+ * model shut forever. Which errors count is the caller's decision: 5xx, timeouts and connection
+ * errors, never 400/401/429.
+ *
+ * One hash per model, `<prefix>:breaker:{<model>}`: `fails` (consecutive failures), `opened`
+ * (when it opened, us; present only while open), `probe` (when the probe lock expires, us).
+ * Absent means closed with no failures. Times are Redis' clock. Every operation is one round trip.
+ */
+
+export type BreakerState = 'closed' | 'open' | 'half_open';
+
+export interface BreakerCheck {
+  allowed: boolean;
+  state: BreakerState;
+  /** When not allowed: how long until the circuit may let a call (a probe) through. */
+  retryInMs: number;
+}
+
+export interface CircuitBreakerOptions {
+  prefix: string;
+  breaker: BreakerConfig;
+  /** How long a probe may run before another caller may probe; default `cooldown_ms`. */
+  probeLockMs?: number;
+}
+
+const STATES: readonly BreakerState[] = ['closed', 'open', 'half_open'];
+
+export function breakerKey(prefix: string, model: string): string {
+  return `${prefix}:breaker:{${model}}`;
+}
+
+/** ARGV: cooldown us, probe lock us, ttl ms. Returns {allowed 0/1, state code, retry in us}. */
+const CHECK: LuaScript = {
+  name: 'breaker_check',
+  numberOfKeys: 1,
+  lua: `${LUA_PRELUDE}
+local key = KEYS[1]
+local f = redis.call('HMGET', key, 'opened', 'probe')
+local opened = tonumber(f[1])
+if not opened then return {1, 0, 0} end
+local now = now_us()
+local reopen_at = opened + tonumber(ARGV[1])
+if now < reopen_at then return {0, 1, reopen_at - now} end
+local probe = tonumber(f[2])
+if probe and probe > now then return {0, 2, probe - now} end
+redis.call('HSET', key, 'probe', int_str(now + tonumber(ARGV[2])))
+redis.call('PEXPIRE', key, ARGV[3])
+return {1, 2, 0}
+`,
+};
+
+/**
+ * ARGV: failure threshold, ttl ms. A failure while closed counts, and opens the circuit at the
+ * threshold; a failure after a probe was let through re-opens it now; a failure while open and
+ * before any probe (a call that started before it opened) changes nothing. Returns {state code}.
+ */
+const FAILURE: LuaScript = {
+  name: 'breaker_failure',
+  numberOfKeys: 1,
+  lua: `${LUA_PRELUDE}
+local key = KEYS[1]
+local f = redis.call('HMGET', key, 'opened', 'probe')
+if f[1] then
+  if not f[2] then return {1} end
+  redis.call('HSET', key, 'opened', int_str(now_us()))
+  redis.call('HDEL', key, 'probe')
+  redis.call('PEXPIRE', key, ARGV[2])
+  return {1}
+end
+local fails = redis.call('HINCRBY', key, 'fails', 1)
+redis.call('PEXPIRE', key, ARGV[2])
+if fails >= tonumber(ARGV[1]) then
+  redis.call('HSET', key, 'opened', int_str(now_us()))
+  return {1}
+end
+return {0}
+`,
+};
+
+export class CircuitBreaker {
+  readonly #redis: RedisClient;
+  readonly #prefix: string;
+  readonly #threshold: number;
+  readonly #cooldownMs: number;
+  readonly #probeLockMs: number;
+  /** Idle keys go: long enough to outlive an open circuit and its probe, and a while of failures. */
+  readonly #ttlMs: number;
+
+  constructor(redis: RedisClient, options: CircuitBreakerOptions) {
+    this.#redis = redis;
+    this.#prefix = options.prefix;
+    this.#threshold = options.breaker.failure_threshold;
+    this.#cooldownMs = options.breaker.cooldown_ms;
+    this.#probeLockMs = options.probeLockMs ?? options.breaker.cooldown_ms;
+    this.#ttlMs = Math.max(600_000, 2 * (this.#cooldownMs + this.#probeLockMs));
+  }
+
+  /** May a call to `model` go now? In half-open state only one caller, anywhere, gets `allowed`. */
+  async check(model: string): Promise<BreakerCheck> {
+    const reply = await runScript(this.#redis, CHECK, [breakerKey(this.#prefix, model)], [this.#cooldownMs * 1000, this.#probeLockMs * 1000, this.#ttlMs]);
+    const [allowed, state, retryInUs] = integers(reply, 3, CHECK.name) as [number, number, number];
+    return { allowed: allowed === 1, state: STATES[state] ?? 'closed', retryInMs: Math.ceil(retryInUs / 1000) };
+  }
+
+  /** A call to `model` succeeded: the circuit closes and the failure count starts again. */
+  async recordSuccess(model: string): Promise<void> {
+    await this.#redis.del(breakerKey(this.#prefix, model));
+  }
+
+  /** A call to `model` failed in a way that counts; returns the state it leaves the circuit in. */
+  async recordFailure(model: string): Promise<'closed' | 'open'> {
+    const reply = await runScript(this.#redis, FAILURE, [breakerKey(this.#prefix, model)], [this.#threshold, this.#ttlMs]);
+    const [open] = integers(reply, 1, FAILURE.name) as [number];
+    return open === 1 ? 'open' : 'closed';
+  }
+}

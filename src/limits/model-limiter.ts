@@ -1,0 +1,179 @@
+import { COOL_DOWN, COOLDOWN_LEFT, OBSERVE, RESERVE, SETTLE } from './limiter-scripts.ts';
+import { integers, runScript, type RedisClient } from './lua-script.ts';
+import { requestIntervalUs, tokenCapacity, tokenSpanUs, windowTokens } from './pacing.ts';
+
+/**
+ * Per-model requests and tokens per minute, shared by every worker through Redis (DESIGN
+ * principle 5). Instead of yes/no it hands out reserved start times, so a row that must wait can
+ * park its job until its slot instead of sleeping in a worker slot. See pacing.ts for why the
+ * pacing keeps a provider that counts over a rolling 60 s window within its limits.
+ *
+ * Each operation is one Redis round trip (one Lua script, atomic, on Redis' clock). A model with
+ * neither rpm nor tpm costs no round trip, except at most one per `cooldownPollMs` to learn about
+ * a cooldown another worker set (a 429 from a model with no configured limits).
+ */
+
+export type LimitKind = 'requests' | 'tokens' | 'cooldown';
+
+export interface ReserveInput {
+  model: string;
+  rpm?: number | undefined;
+  tpm?: number | undefined;
+  /** The call's tokens as the provider will count them before it runs: prompt + max_tokens. */
+  tokens: number;
+  /** Reserve nothing when the start would be further away than this. */
+  maxWaitMs: number;
+  /** Share of rpm/tpm to use, in (0, 1] (`limits.headroom`). */
+  headroom: number;
+}
+
+export type Reservation =
+  /** Start the call at `slotAt` (Redis clock, epoch ms), i.e. in `waitMs`; `limitedBy` says what made it wait. */
+  | { reserved: true; slotAt: number; waitMs: number; limitedBy: LimitKind | null }
+  /** Nothing reserved: the earliest start is `waitMs` away, held back by `limitedBy`. */
+  | { reserved: false; waitMs: number; limitedBy: LimitKind };
+
+export interface SettleInput {
+  model: string;
+  tpm?: number | undefined;
+  headroom: number;
+  /** The reservation's `slotAt`: the tokens are corrected in the window where they were reserved. */
+  slotAt: number;
+  estimatedTokens: number;
+  /** What the call used (prompt + completion); 0 for a call that never reached the provider. */
+  actualTokens: number;
+}
+
+export interface CoolDownInput {
+  model: string;
+  /** How long no call may start, from now on Redis' clock (a 429's retry-after). Relative, so skewed clocks agree. */
+  forMs: number;
+}
+
+export interface ObservedLimits {
+  model: string;
+  /** x-ratelimit-remaining-requests / -tokens and the matching x-ratelimit-reset-* in ms (see parseResetDuration). */
+  remainingRequests?: number | undefined;
+  resetRequestsMs?: number | undefined;
+  remainingTokens?: number | undefined;
+  resetTokensMs?: number | undefined;
+}
+
+export interface ModelLimiterOptions {
+  /** Key prefix (the KeySpace prefix). */
+  prefix: string;
+  /** How often a model without rpm/tpm checks Redis for a cooldown; default 1000 ms, Infinity: never. */
+  cooldownPollMs?: number;
+}
+
+const LIMITED_BY: readonly (LimitKind | null)[] = [null, 'requests', 'tokens', 'cooldown'];
+
+/** The one hash holding a model's limiter state; the model is the hash tag, so it has one Cluster slot. */
+export function limiterKey(prefix: string, model: string): string {
+  return `${prefix}:limit:{${model}}`;
+}
+
+interface KnownCooldown {
+  checkedAt: number;
+  /** Local clock; a relative wait from Redis turned into a local deadline. */
+  untilLocal: number;
+}
+
+export class ModelLimiter {
+  readonly #redis: RedisClient;
+  readonly #prefix: string;
+  readonly #pollMs: number;
+  readonly #cooldowns = new Map<string, KnownCooldown>();
+
+  constructor(redis: RedisClient, options: ModelLimiterOptions) {
+    this.#redis = redis;
+    this.#prefix = options.prefix;
+    this.#pollMs = options.cooldownPollMs ?? 1000;
+  }
+
+  async reserve(input: ReserveInput): Promise<Reservation> {
+    const { rpm, tpm, headroom } = input;
+    if (!(input.maxWaitMs >= 0)) throw new RangeError(`maxWaitMs must be >= 0, got ${input.maxWaitMs}`);
+    if (rpm === undefined && tpm === undefined) return this.#reserveUnlimited(input.model, input.maxWaitMs);
+    const intervalUs = rpm === undefined ? 0 : requestIntervalUs(rpm, headroom);
+    const capacity = tpm === undefined ? 0 : tokenCapacity(tpm, headroom);
+    const charged = tpm === undefined ? 0 : windowTokens(input.tokens, capacity);
+    const spanUs = tpm === undefined ? 0 : tokenSpanUs(charged, capacity);
+    const reply = await runScript(this.#redis, RESERVE, [this.#key(input.model)], [intervalUs, capacity, charged, spanUs, Math.floor(input.maxWaitMs * 1000)]);
+    const [reserved, startUs, nowUs, code] = integers(reply, 4, RESERVE.name) as [number, number, number, number];
+    const waitMs = Math.max(0, Math.ceil((startUs - nowUs) / 1000));
+    const limitedBy = LIMITED_BY[code] ?? null;
+    if (reserved === 1) return { reserved: true, slotAt: Math.floor(startUs / 1000), waitMs, limitedBy: waitMs > 0 ? limitedBy : null };
+    return { reserved: false, waitMs, limitedBy: limitedBy ?? 'requests' };
+  }
+
+  /**
+   * Corrects a reservation's tokens to what the call used: unused tokens come back (the next
+   * reservations may start sooner, never before now), extra ones push them later. No round trip
+   * when the model has no tpm or the estimate was exact.
+   */
+  async settle(input: SettleInput): Promise<void> {
+    if (input.tpm === undefined) return;
+    const capacity = tokenCapacity(input.tpm, input.headroom);
+    const estimated = windowTokens(input.estimatedTokens, capacity);
+    const actual = windowTokens(input.actualTokens, capacity);
+    if (estimated === actual) return;
+    const spanDelta = tokenSpanUs(actual, capacity) - tokenSpanUs(estimated, capacity);
+    await runScript(this.#redis, SETTLE, [this.#key(input.model)], [spanDelta, actual - estimated, Math.floor(input.slotAt) * 1000]);
+  }
+
+  /**
+   * After a 429: no worker starts a call to the model for `forMs`. Reservations made before it
+   * are not revoked: a caller holding one checks `cooldownRemainingMs` before its call and
+   * reserves again when it is not 0. Returns the end of the cooldown (Redis clock, epoch ms).
+   */
+  async coolDown(input: CoolDownInput): Promise<{ untilMs: number }> {
+    if (!(input.forMs >= 0)) throw new RangeError(`forMs must be >= 0, got ${input.forMs}`);
+    const reply = await runScript(this.#redis, COOL_DOWN, [this.#key(input.model)], [Math.ceil(input.forMs * 1000)]);
+    const [untilUs, nowUs] = integers(reply, 2, COOL_DOWN.name) as [number, number];
+    this.#remember(input.model, untilUs - nowUs);
+    return { untilMs: Math.ceil(untilUs / 1000) };
+  }
+
+  /** Milliseconds left of the model's cooldown (0: none): check it before starting a call reserved earlier. */
+  async cooldownRemainingMs(model: string): Promise<number> {
+    const reply = await runScript(this.#redis, COOLDOWN_LEFT, [this.#key(model)], []);
+    const [untilUs, nowUs] = integers(reply, 2, COOLDOWN_LEFT.name) as [number, number];
+    const leftUs = Math.max(0, untilUs - nowUs);
+    this.#remember(model, leftUs);
+    return Math.ceil(leftUs / 1000);
+  }
+
+  /**
+   * Slows down before a 429: when a response says a limit has nothing left, no reservation for that
+   * limit starts before its reset. Only for models with that limit configured; it never revokes a
+   * call already made, and nothing in a response is ever discarded because of it.
+   */
+  async observeHeaders(input: ObservedLimits): Promise<void> {
+    const requestsReset = input.remainingRequests === 0 && input.resetRequestsMs !== undefined ? input.resetRequestsMs : -1;
+    const tokensReset = input.remainingTokens === 0 && input.resetTokensMs !== undefined ? input.resetTokensMs : -1;
+    if (requestsReset < 0 && tokensReset < 0) return;
+    const toUs = (ms: number) => (ms < 0 ? -1 : Math.ceil(ms * 1000));
+    await runScript(this.#redis, OBSERVE, [this.#key(input.model)], [toUs(requestsReset), toUs(tokensReset)]);
+  }
+
+  #key(model: string): string {
+    return limiterKey(this.#prefix, model);
+  }
+
+  #remember(model: string, leftUs: number): void {
+    const now = Date.now();
+    this.#cooldowns.set(model, { checkedAt: now, untilLocal: now + Math.max(0, leftUs) / 1000 });
+  }
+
+  async #reserveUnlimited(model: string, maxWaitMs: number): Promise<Reservation> {
+    const known = this.#cooldowns.get(model);
+    const stale = !known || Date.now() - known.checkedAt >= this.#pollMs;
+    if (stale && this.#pollMs !== Number.POSITIVE_INFINITY) await this.cooldownRemainingMs(model);
+    const now = Date.now();
+    const waitMs = Math.max(0, Math.ceil((this.#cooldowns.get(model)?.untilLocal ?? 0) - now));
+    if (waitMs > maxWaitMs) return { reserved: false, waitMs, limitedBy: 'cooldown' };
+    // No Redis time here: the slot is on this machine's clock (only waitMs matters to the caller).
+    return { reserved: true, slotAt: now + waitMs, waitMs, limitedBy: waitMs > 0 ? 'cooldown' : null };
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * The arithmetic behind the model limiter (model-limiter.ts), in whole microseconds so the Lua side
+ * adds exact integers and never drifts. Pure functions, unit-tested on their own.
+ *
+ * Why this pacing keeps a provider that counts over a rolling 60 s window happy:
+ *
+ * - Requests: strict GCRA spacing, no burst. Reserved starts are at least
+ *   T = 60 s / (rpm x headroom) apart (rounded up to a microsecond), so any 60 s window holds at
+ *   most ceil(rpm x headroom) of them, which is at most rpm. A burst (letting B requests go at once
+ *   when idle) would let B - 1 extra starts into some window unless the pace were slowed to pay for
+ *   them; it only helps the first few calls after an idle spell, and a batch runner is throughput
+ *   bound with many calls in flight, so the first call goes at once and the rest follow at the pace.
+ *   The unused (1 - headroom) share then absorbs jitter between a reserved start and the request's
+ *   arrival at the provider (delayed jobs waking late, network): at rpm 600 and headroom 0.98 that
+ *   is 12 requests, about 1.2 s of slack.
+ *
+ * - Tokens: GCRA pacing alone is not enough. Spacing each request by its own tokens' share of the
+ *   minute bounds a 60 s window to capacity + the last request's tokens (a window opens just after
+ *   one request and closes just after another ~60 s later, catching both): 2 requests of 900 tokens
+ *   at tpm 1000 would be 55 s apart and both in one window. So token reservations also keep a
+ *   window of what was reserved, in 1 s buckets by reserved start, and a request starts only where
+ *   the 60 s window before it (each bucket counted until 61 s after the bucket opened, so every
+ *   request is counted for at least its full 60 s) plus its own tokens fits in
+ *   capacity = floor(tpm x headroom). Pacing still spreads the calls out, which keeps a window's
+ *   edges from seeing bursts; the bucket window makes the bound exact.
+ *
+ * - A request above the whole capacity would wait forever; it is charged as the whole capacity
+ *   instead, so it gets a window to itself (a provider takes it if it is within tpm, and answers
+ *   "request too large" otherwise, which no waiting would fix).
+ */
+
+export const WINDOW_MS = 60_000;
+export const WINDOW_US = WINDOW_MS * 1000;
+/** Width of one bucket of the tokens window. */
+export const BUCKET_US = 1_000_000;
+
+export function checkHeadroom(headroom: number): void {
+  if (!(headroom > 0 && headroom <= 1)) throw new RangeError(`headroom must be in (0, 1], got ${headroom}`);
+}
+
+function checkPositive(name: string, value: number): void {
+  if (!(Number.isFinite(value) && value > 0)) throw new RangeError(`${name} must be a positive number, got ${value}`);
+}
+
+/** Microseconds between two reserved request starts: 60 s / (rpm x headroom), rounded up. */
+export function requestIntervalUs(rpm: number, headroom: number): number {
+  checkPositive('rpm', rpm);
+  checkHeadroom(headroom);
+  return Math.ceil(WINDOW_US / (rpm * headroom));
+}
+
+/** Tokens the limiter hands out per 60 s window: floor(tpm x headroom), at least 1. */
+export function tokenCapacity(tpm: number, headroom: number): number {
+  checkPositive('tpm', tpm);
+  checkHeadroom(headroom);
+  return Math.max(1, Math.floor(tpm * headroom));
+}
+
+/** What a request of `tokens` is charged in the window: its tokens, at most the whole capacity. */
+export function windowTokens(tokens: number, capacity: number): number {
+  if (!(Number.isFinite(tokens) && tokens >= 0)) throw new RangeError(`tokens must be a number >= 0, got ${tokens}`);
+  return Math.min(Math.ceil(tokens), capacity);
+}
+
+/** Microseconds of the minute a request's (window) tokens take at the paced rate, rounded up. */
+export function tokenSpanUs(charged: number, capacity: number): number {
+  return Math.ceil((charged * WINDOW_US) / capacity);
+}
+
+/**
+ * Milliseconds from an x-ratelimit-reset-* header: OpenAI-style durations ("1s", "6m0s", "20ms",
+ * "1h2m3.5s") or plain seconds ("0.5"). Null when it is neither.
+ */
+export function parseResetDuration(value: string): number | null {
+  const text = value.trim();
+  if (text === '') return null;
+  if (/^\d+(\.\d+)?$/.test(text)) return Math.ceil(Number(text) * 1000);
+  const unitMs: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1 };
+  const part = /(\d+(?:\.\d+)?)(ms|h|m|s)/gy;
+  let total = 0;
+  let consumed = 0;
+  for (let match = part.exec(text); match !== null; match = part.exec(text)) {
+    total += Number(match[1]) * (unitMs[match[2] ?? ''] ?? Number.NaN);
+    consumed = part.lastIndex;
+  }
+  return consumed === text.length && Number.isFinite(total) ? Math.ceil(total) : null;
+}

@@ -1,0 +1,106 @@
+import type { ModelConfig, SwitchyardConfig } from '../config/schema.ts';
+import type { ChatMessage } from '../input/row.ts';
+import { estimateMessageTokens, maxMessageTokens } from './token-count.ts';
+
+/**
+ * Which models a row may go to, in order: the row's chain.
+ *
+ * - A row that names its own model, else a batch pinned with `--model`/`--route <model>` (the row's
+ *   own model wins, as it always has): `[model, ...models[model].fallbacks]`.
+ * - Otherwise the row's task type picks `routing.routes[taskType]`, or `[default_model]` when that
+ *   type has no route.
+ *
+ * Then every model whose `context_window` cannot hold the prompt plus its answer is dropped (and
+ * listed in `skipped`): prompt tokens + min(max_tokens, the model's max_output_tokens). When every
+ * model is dropped the chain is empty and the caller fails the row with `noModelMessage(plan)`.
+ *
+ * Counting tokens costs CPU (and loading the tokenizer, once), so it is done only when needed: not
+ * when no model in the chain has a context_window, and not when even an upper bound of the prompt's
+ * tokens (its UTF-8 bytes) fits every window. `promptTokens` is then a chars/4 estimate and
+ * `promptTokensCounted` is false.
+ */
+
+export interface RouteInput {
+  messages: readonly ChatMessage[];
+  /** The row's own `model` field. */
+  rowModel?: string | undefined;
+  /** A model the whole batch is pinned to (`--model`, `--route <model>`). */
+  pinnedModel?: string | undefined;
+  /** The max_tokens the call will request. */
+  maxTokens: number;
+  taskType: string;
+  /** Why the row got its task type (the classifier's reason). */
+  routeReason: string;
+}
+
+export interface SkippedModel {
+  model: string;
+  reason: string;
+}
+
+export interface RoutePlan {
+  taskType: string;
+  /** The classifier's reason, or why the chain was pinned (`row model "x"`, `pinned model "x"`). */
+  routeReason: string;
+  /** Models to try in order; empty when none can take the prompt. */
+  chain: string[];
+  skipped: SkippedModel[];
+  promptTokens: number;
+  /** True when promptTokens came from the tokenizer, false when it is the chars/4 estimate. */
+  promptTokensCounted: boolean;
+}
+
+export type CountTokens = (messages: readonly ChatMessage[]) => number;
+
+function unique(models: readonly string[]): string[] {
+  return [...new Set(models)];
+}
+
+function candidateChain(input: RouteInput, config: SwitchyardConfig): { models: string[]; reason: string } {
+  const pinned = input.rowModel ?? input.pinnedModel;
+  if (pinned !== undefined) {
+    const reason = input.rowModel !== undefined ? `row model "${pinned}"` : `pinned model "${pinned}"`;
+    return { models: unique([pinned, ...(config.models[pinned]?.fallbacks ?? [])]), reason };
+  }
+  const route = config.routing?.routes[input.taskType];
+  return { models: unique(route ?? [config.default_model]), reason: input.routeReason };
+}
+
+/** Tokens a call reserves for its answer on this model. */
+function outputTokens(model: ModelConfig, maxTokens: number): number {
+  return Math.min(maxTokens, model.max_output_tokens ?? maxTokens);
+}
+
+function fitsAll(models: readonly ModelConfig[], promptTokens: number, maxTokens: number): boolean {
+  return models.every((model) => model.context_window === undefined || promptTokens + outputTokens(model, maxTokens) <= model.context_window);
+}
+
+export function planRoute(input: RouteInput, config: SwitchyardConfig, countTokens: CountTokens): RoutePlan {
+  const { models, reason } = candidateChain(input, config);
+  const windowed = models.map((name) => config.models[name]).filter((model): model is ModelConfig => model?.context_window !== undefined);
+  const needsCount = windowed.length > 0 && !fitsAll(windowed, maxMessageTokens(input.messages), input.maxTokens);
+  const promptTokens = needsCount ? countTokens(input.messages) : estimateMessageTokens(input.messages);
+
+  const chain: string[] = [];
+  const skipped: SkippedModel[] = [];
+  for (const name of models) {
+    const model = config.models[name];
+    if (!model) {
+      skipped.push({ model: name, reason: 'not a configured model' });
+      continue;
+    }
+    const output = outputTokens(model, input.maxTokens);
+    if (needsCount && model.context_window !== undefined && promptTokens + output > model.context_window) {
+      skipped.push({ model: name, reason: `context window ${model.context_window} < ${promptTokens} prompt + ${output} output tokens` });
+    } else {
+      chain.push(name);
+    }
+  }
+  return { taskType: input.taskType, routeReason: reason, chain, skipped, promptTokens, promptTokensCounted: needsCount };
+}
+
+/** The row error for an empty chain: every model tried and why it could not take the prompt. */
+export function noModelMessage(plan: RoutePlan): string {
+  const why = plan.skipped.map((skip) => `${skip.model}: ${skip.reason}`).join('; ');
+  return `no model can take this prompt (${plan.promptTokens} tokens): ${why || 'the chain is empty'}`;
+}

@@ -1,0 +1,108 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.ts';
+import type { SwitchyardConfig } from '../../src/config/schema.ts';
+import { callModel, type ModelRequest } from '../../src/models/call-model.ts';
+import { callCostNanos, nanosToUsd } from '../../src/models/pricing.ts';
+import { createProviderClients, type ProviderClient } from '../../src/models/provider-clients.ts';
+import { DEFAULT_TASK_TYPE_DESCRIPTIONS } from '../../src/routing/default-task-types.ts';
+import { classifyWithLlm } from '../../src/routing/llm-classifier.ts';
+import { classificationInput, classifyByRules, compileTaskRules } from '../../src/routing/rule-classifier.ts';
+import { startSimulator, type Simulator } from '../../src/sim/server.ts';
+
+/**
+ * The LLM classifier through the real `openai` SDK against the built-in simulator. The simulator
+ * answers with the model name, the start of the user message and lorem words, so a plain question
+ * gets an answer that names no label (the rules decide), while a prompt that starts with a label
+ * gets that label echoed back.
+ */
+
+let sim: Simulator;
+let config: SwitchyardConfig;
+let provider: ProviderClient;
+
+beforeAll(async () => {
+  sim = await startSimulator({ output_tokens: { min: 20, max: 40 } });
+  config = parseConfig(
+    {
+      providers: { sim: { base_url: sim.url } },
+      models: {
+        'deepseek-v4-flash': { provider: 'sim', price: { input_per_mtok: 0.14, output_per_mtok: 0.28 } },
+        classifier: { provider: 'sim', upstream: 'tiny-labeler', price: { input_per_mtok: 0.1, output_per_mtok: 0.2 } },
+      },
+      default_model: 'deepseek-v4-flash',
+      routing: { classifier: 'llm', llm_classifier: { model: 'classifier' } },
+    },
+    'test',
+  );
+  const client = createProviderClients(config).get('sim');
+  if (!client) throw new Error('no sim provider client');
+  provider = client;
+});
+
+afterAll(async () => {
+  await sim?.close();
+});
+
+const rules = () => compileTaskRules(config.routing);
+const deps = () => ({ call: (request: ModelRequest) => callModel(provider, request) });
+
+function classifierInput(text: string, maxTokens: number) {
+  const llm = config.routing?.llm_classifier;
+  if (!llm) throw new Error('llm_classifier missing');
+  return { text, taskTypes: rules().labels, model: llm.model, upstream: config.models[llm.model]?.upstream ?? llm.model, maxTokens, descriptions: DEFAULT_TASK_TYPE_DESCRIPTIONS };
+}
+
+describe('LLM classifier against the simulator', () => {
+  it('falls back to the rules when the answer names no label, with usage and cost for the classify record', async () => {
+    const { text, chars } = classificationInput([{ role: 'user', content: "What's the capital of France?" }]);
+    const maxTokens = config.routing?.llm_classifier?.max_tokens ?? 0;
+    expect(maxTokens).toBe(8); // the schema's default
+
+    const result = await classifyWithLlm(deps(), classifierInput(text, maxTokens));
+    expect(result.error).toBeNull();
+    expect(result.taskType).toBeNull();
+    expect(result.reason).toMatch(/^llm answer ".*" names no task type$/);
+    expect(result.httpStatus).toBe(200);
+    expect(result.latencyMs).toBeGreaterThanOrEqual(0);
+    expect(Date.parse(result.startedAt)).toBeLessThanOrEqual(Date.now());
+
+    const answer = result.answer;
+    expect(answer?.output).toMatch(/^\[tiny-labeler\]/); // the upstream name went to the endpoint
+    expect(answer?.usage.input_tokens).toBeGreaterThan(0);
+    expect(answer?.usage.output_tokens).toBeGreaterThan(0);
+    expect(answer?.usage.output_tokens).toBeLessThanOrEqual(8); // max_tokens was sent
+    expect(answer?.finishReason).toBe('length');
+    expect(answer?.requestId).toMatch(/^req_/);
+
+    // What the caller writes as the 'classify' cost record: the call's tokens at the classifier's price.
+    const cost = callCostNanos(config.models.classifier?.price, answer?.usage ?? { input_tokens: 0, output_tokens: 0 });
+    expect(cost).not.toBeNull();
+    expect(nanosToUsd(cost ?? 0)).toBeCloseTo(((answer?.usage.input_tokens ?? 0) * 0.1 + (answer?.usage.output_tokens ?? 0) * 0.2) / 1e6, 12);
+
+    // The simulator saw exactly this call, at temperature 0 through the SDK.
+    expect(sim.stats().models['tiny-labeler']).toMatchObject({ requests: 1, prompt_tokens: answer?.usage.input_tokens, completion_tokens: answer?.usage.output_tokens });
+
+    // The caller then uses the rules.
+    expect(classifyByRules(text, rules(), chars)).toEqual({ taskType: 'simple', reason: 'rules: no keyword matched -> simple' });
+  });
+
+  it('takes the label when the answer names one', async () => {
+    // The simulator echoes the prompt's start, so this answer contains "Coding".
+    const result = await classifyWithLlm(deps(), classifierInput('Coding question: how do I reverse a list?', 64));
+    expect(result).toMatchObject({ taskType: 'coding', reason: 'llm: coding', error: null, httpStatus: 200 });
+  });
+
+  it('returns the error and its status when the classifier model fails', async () => {
+    sim.setOptions({ models: { 'tiny-labeler': { fail_status: 503 } } });
+    try {
+      const result = await classifyWithLlm(deps(), classifierInput('Anything at all', 8));
+      expect(result.taskType).toBeNull();
+      expect(result.answer).toBeNull();
+      expect(result.httpStatus).toBe(503);
+      expect(result.error?.message).toMatch(/failed with 503/);
+      expect(result.reason).toMatch(/^llm call failed: /);
+    } finally {
+      sim.setOptions({ models: {} });
+    }
+  });
+});

@@ -1,0 +1,179 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.ts';
+import type { ChatMessage } from '../../src/input/row.ts';
+import { noModelMessage, planRoute, type RouteInput } from '../../src/routing/route-plan.ts';
+import {
+  countMessageTokens,
+  countTextTokens,
+  estimateMessageTokens,
+  maxMessageTokens,
+  MESSAGE_OVERHEAD_TOKENS,
+  REPLY_PRIMING_TOKENS,
+  tokenizerStatus,
+} from '../../src/routing/token-count.ts';
+
+const config = parseConfig(
+  {
+    providers: { sim: { base_url: 'http://127.0.0.1:9/v1' } },
+    models: {
+      flash: { provider: 'sim', context_window: 128_000, max_output_tokens: 8192 },
+      pro: { provider: 'sim', context_window: 128_000 },
+      qwen: { provider: 'sim', context_window: 32_000, max_output_tokens: 8192, fallbacks: ['glm'] },
+      glm: { provider: 'sim' },
+      small: { provider: 'sim', context_window: 4096, fallbacks: ['qwen', 'flash', 'qwen'] },
+    },
+    default_model: 'flash',
+    routing: { routes: { complex: ['pro', 'flash'], creative: ['qwen', 'glm'] } },
+  },
+  'test',
+);
+
+const ask = (content: string): ChatMessage[] => [{ role: 'user', content }];
+
+/** A countTokens that records its calls and answers a fixed number. */
+function fixedCount(tokens: number) {
+  const calls: number[] = [];
+  return {
+    calls,
+    count: (messages: readonly ChatMessage[]) => {
+      calls.push(messages.length);
+      return tokens;
+    },
+  };
+}
+
+function plan(input: Partial<RouteInput>, tokens = 10) {
+  const counter = fixedCount(tokens);
+  const result = planRoute({ messages: ask('hi'), maxTokens: 1024, taskType: 'simple', routeReason: 'rules: no keyword matched -> simple', ...input }, config, counter.count);
+  return { result, countCalls: counter.calls.length };
+}
+
+describe('planRoute: where the chain comes from', () => {
+  it('follows routing.routes for the task type, keeping the classifier reason', () => {
+    const { result } = plan({ taskType: 'complex', routeReason: 'rules: complex (analyze, strategy; score 2)' });
+    expect(result).toMatchObject({ taskType: 'complex', routeReason: 'rules: complex (analyze, strategy; score 2)', chain: ['pro', 'flash'], skipped: [] });
+  });
+
+  it('uses [default_model] for a type without a route', () => {
+    expect(plan({ taskType: 'coding' }).result.chain).toEqual(['flash']);
+    expect(plan({ taskType: 'simple' }).result.chain).toEqual(['flash']);
+  });
+
+  it("uses a row's own model with its fallbacks, ahead of a pinned model", () => {
+    expect(plan({ rowModel: 'qwen', pinnedModel: 'pro', taskType: 'complex' }).result).toMatchObject({ chain: ['qwen', 'glm'], routeReason: 'row model "qwen"', taskType: 'complex' });
+  });
+
+  it('uses a pinned model (--model / --route) with its fallbacks, without duplicates', () => {
+    expect(plan({ pinnedModel: 'pro', taskType: 'creative' }).result).toMatchObject({ chain: ['pro'], routeReason: 'pinned model "pro"' });
+    expect(plan({ pinnedModel: 'small' }).result.chain).toEqual(['small', 'qwen', 'flash']);
+  });
+
+  it('skips a model that is not configured', () => {
+    expect(plan({ rowModel: 'nope' }).result).toMatchObject({ chain: [], skipped: [{ model: 'nope', reason: 'not a configured model' }] });
+  });
+});
+
+describe('planRoute: context windows', () => {
+  it('does not count tokens when no model in the chain has a context window', () => {
+    const { result, countCalls } = plan({ pinnedModel: 'glm', messages: ask('x'.repeat(1_000_000)) });
+    expect(countCalls).toBe(0);
+    expect(result).toMatchObject({ chain: ['glm'], promptTokensCounted: false, promptTokens: estimateMessageTokens(ask('x'.repeat(1_000_000))) });
+  });
+
+  it('does not count tokens when even the byte bound fits every window', () => {
+    const { result, countCalls } = plan({ taskType: 'creative', messages: ask('A short poem, please.') });
+    expect(countCalls).toBe(0);
+    expect(result).toMatchObject({ chain: ['qwen', 'glm'], promptTokensCounted: false });
+  });
+
+  it('drops one model whose window is too small and keeps the rest', () => {
+    const { result, countCalls } = plan({ taskType: 'creative', maxTokens: 2048, messages: ask('x'.repeat(40_000)) }, 31_000);
+    expect(countCalls).toBe(1);
+    expect(result).toMatchObject({
+      chain: ['glm'],
+      skipped: [{ model: 'qwen', reason: 'context window 32000 < 31000 prompt + 2048 output tokens' }],
+      promptTokens: 31_000,
+      promptTokensCounted: true,
+    });
+  });
+
+  it("reserves min(max_tokens, the model's max_output_tokens) for the answer", () => {
+    const long = ask('x'.repeat(40_000));
+    expect(plan({ taskType: 'creative', maxTokens: 20_000, messages: long }, 23_000).result.chain).toEqual(['qwen', 'glm']); // 23000 + 8192 <= 32000
+    expect(plan({ taskType: 'creative', maxTokens: 20_000, messages: long }, 24_000).result.skipped).toEqual([
+      { model: 'qwen', reason: 'context window 32000 < 24000 prompt + 8192 output tokens' },
+    ]);
+    // pro has no max_output_tokens: the whole max_tokens is reserved.
+    expect(plan({ pinnedModel: 'pro', maxTokens: 20_000, messages: ask('y'.repeat(200_000)) }, 110_000).result.skipped).toEqual([
+      { model: 'pro', reason: 'context window 128000 < 110000 prompt + 20000 output tokens' },
+    ]);
+  });
+
+  it('leaves an empty chain when every model is skipped, with a message naming each', () => {
+    const { result } = plan({ pinnedModel: 'small', maxTokens: 1000, messages: ask('z'.repeat(600_000)) }, 200_000);
+    expect(result.chain).toEqual([]);
+    expect(result.skipped.map((skip) => skip.model)).toEqual(['small', 'qwen', 'flash']);
+    expect(noModelMessage(result)).toBe(
+      'no model can take this prompt (200000 tokens): small: context window 4096 < 200000 prompt + 1000 output tokens; ' +
+        'qwen: context window 32000 < 200000 prompt + 1000 output tokens; flash: context window 128000 < 200000 prompt + 1000 output tokens',
+    );
+  });
+
+  it('has not loaded the tokenizer so far: nothing above needed a real count', () => {
+    expect(tokenizerStatus()).toEqual({ encoding: 'o200k_base', loaded: false, loadMs: null });
+  });
+
+  it('works with the real tokenizer, loading it on first use', () => {
+    const result = planRoute(
+      { messages: ask('hello world '.repeat(3000)), pinnedModel: 'small', maxTokens: 512, taskType: 'simple', routeReason: 'x' },
+      config,
+      countMessageTokens,
+    );
+    expect(result.promptTokensCounted).toBe(true);
+    expect(result.promptTokens).toBeGreaterThan(5000);
+    expect(result.promptTokens).toBeLessThan(7000);
+    expect(result.chain).toEqual(['qwen', 'flash']);
+    expect(result.skipped[0]?.model).toBe('small');
+    expect(tokenizerStatus().loaded).toBe(true);
+    expect(tokenizerStatus().loadMs).toBeGreaterThan(0);
+  });
+});
+
+describe('token counting', () => {
+  it('gives plausible counts for English', () => {
+    expect(countTextTokens('The quick brown fox jumps over the lazy dog.')).toBe(10);
+    const text = 'Analyze the competitive landscape of AI API providers in 2026 and recommend a strategy for a startup. ';
+    const tokens = countTextTokens(text.repeat(50));
+    expect(tokens).toBeGreaterThan((text.length * 50) / 6);
+    expect(tokens).toBeLessThan((text.length * 50) / 3);
+  });
+
+  it('gives plausible counts for Chinese and Japanese (about one token per one or two characters)', () => {
+    const chinese = '请分析人工智能服务提供商的竞争格局，并为希望进入市场的初创公司推荐一种战略。';
+    const japanese = '東京は日本の首都で、世界で最も人口の多い都市圏の一つです。';
+    for (const text of [chinese, japanese]) {
+      const tokens = countTextTokens(text);
+      expect(tokens).toBeGreaterThan(text.length * 0.3);
+      expect(tokens).toBeLessThanOrEqual(text.length * 1.5);
+    }
+    // Far more tokens per character than English, which the chars/4 estimate misses.
+    expect(countTextTokens(chinese)).toBeGreaterThan(Math.ceil(chinese.length / 4));
+  });
+
+  it('adds per-message and reply overheads, and treats special-token text as text', () => {
+    const messages: ChatMessage[] = [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'hello <|endoftext|>' },
+    ];
+    const expected = countTextTokens('Be brief.') + countTextTokens('hello <|endoftext|>') + 2 * MESSAGE_OVERHEAD_TOKENS + REPLY_PRIMING_TOKENS;
+    expect(countMessageTokens(messages)).toBe(expected);
+    expect(countMessageTokens([])).toBe(REPLY_PRIMING_TOKENS);
+    expect(countTextTokens('')).toBe(0);
+  });
+
+  it('never counts more than the UTF-8 byte bound', () => {
+    for (const text of ['plain English text', '中文文本测试', 'emoji 🎉🎉 mixed 混合', 'x'.repeat(5000)]) {
+      expect(countMessageTokens(ask(text))).toBeLessThanOrEqual(maxMessageTokens(ask(text)));
+    }
+  });
+});
