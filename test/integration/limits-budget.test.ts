@@ -1,0 +1,105 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Budget, batchBudgetKey, monthKey, monthKeyExpiresAt, type BudgetReservation } from '../../src/limits/budget.ts';
+import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+
+const prefix = uniquePrefix('limits-budget');
+const clients: Redis[] = [];
+let budgets: Budget[] = [];
+
+beforeAll(() => {
+  for (let i = 0; i < 5; i++) clients.push(new Redis(testRedisUrl()));
+  budgets = clients.map((redis) => new Budget(redis));
+});
+
+afterAll(async () => {
+  const first = clients[0];
+  if (first) await cleanupPrefix(first, prefix);
+  await Promise.all(clients.map((redis) => redis.quit()));
+});
+
+function budget(i = 0): Budget {
+  const found = budgets[i % budgets.length];
+  if (!found) throw new Error('no budget');
+  return found;
+}
+
+const admitted = (results: BudgetReservation[]) => results.filter((result) => result.ok).length;
+
+describe('Budget', () => {
+  it('admits exactly the concurrent reservations that fit a batch cap', async () => {
+    const batchKey = batchBudgetKey(prefix, 'fifty');
+    expect(batchKey).toBe(`${prefix}:batch:{fifty}:budget`);
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => budget(i).reserve({ batchKey, batchLimitNanos: 2550, estimateNanos: 100 })));
+    expect(admitted(results)).toBe(25);
+    expect(results.find((result) => !result.ok)).toEqual({ ok: false, scope: 'batch', limitNanos: 2550, spentNanos: 0, reservedNanos: 2500 });
+    expect(await budget().usage(batchKey)).toEqual({ spentNanos: 0, reservedNanos: 2500 });
+  });
+
+  it('settle moves the estimate out of reserved and the actual cost into spent', async () => {
+    const batchKey = batchBudgetKey(prefix, 'settle');
+    const reserve = (i: number) => budget(i).reserve({ batchKey, batchLimitNanos: 1000, estimateNanos: 100 });
+    expect(admitted(await Promise.all(Array.from({ length: 12 }, (_, i) => reserve(i))))).toBe(10);
+    await Promise.all(Array.from({ length: 10 }, (_, i) => budget(i).settle({ batchKey, estimateNanos: 100, actualNanos: 70 })));
+    expect(await budget().usage(batchKey)).toEqual({ spentNanos: 700, reservedNanos: 0 });
+    expect(await budget().spent(batchKey)).toBe(700);
+    // 300 left: three more fit.
+    expect(admitted(await Promise.all(Array.from({ length: 5 }, (_, i) => reserve(i))))).toBe(3);
+    // A call that cost more than its estimate may take spent past the cap; later reservations are refused.
+    for (let i = 0; i < 3; i++) await budget(i).settle({ batchKey, estimateNanos: 100, actualNanos: 150 });
+    expect(await budget().usage(batchKey)).toEqual({ spentNanos: 1150, reservedNanos: 0 });
+    expect(await reserve(0)).toMatchObject({ ok: false, scope: 'batch', spentNanos: 1150 });
+    // Releasing a reservation whose call never ran.
+    const other = batchBudgetKey(prefix, 'release');
+    await budget().reserve({ batchKey: other, estimateNanos: 500 });
+    await budget().settle({ batchKey: other, estimateNanos: 500, actualNanos: 0 });
+    expect(await budget().usage(other)).toEqual({ spentNanos: 0, reservedNanos: 0 });
+  });
+
+  it('holds a month cap across two batches, and releases the batch hold when the month refuses', async () => {
+    const month = monthKey(prefix, new Date());
+    const batches = [batchBudgetKey(prefix, 'month-a'), batchBudgetKey(prefix, 'month-b')];
+    const results = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => budget(i).reserve({ batchKey: batches[i % 2] ?? '', monthKey: month, monthLimitNanos: 1000, estimateNanos: 100 })),
+    );
+    expect(admitted(results)).toBe(10);
+    expect(results.find((result) => !result.ok)).toMatchObject({ ok: false, scope: 'month', limitNanos: 1000 });
+    expect(await budget().usage(month)).toEqual({ spentNanos: 0, reservedNanos: 1000 });
+    const [a, b] = await Promise.all(batches.map((key) => budget().usage(key)));
+    expect((a?.reservedNanos ?? 0) + (b?.reservedNanos ?? 0)).toBe(1000); // refused ones left nothing behind
+    // Both caps set: the batch cap refuses first here, and the month keeps nothing of it.
+    const tight = batchBudgetKey(prefix, 'month-tight');
+    const both = { batchKey: tight, monthKey: monthKey(prefix, new Date(Date.UTC(2030, 0, 15))), batchLimitNanos: 150, monthLimitNanos: 10_000, estimateNanos: 100 };
+    expect(await budget().reserve(both)).toEqual({ ok: true });
+    expect(await budget().reserve(both)).toMatchObject({ ok: false, scope: 'batch', limitNanos: 150, reservedNanos: 100 });
+    expect(await budget().usage(both.monthKey)).toEqual({ spentNanos: 0, reservedNanos: 100 });
+    await budget().settle({ batchKey: tight, monthKey: both.monthKey, estimateNanos: 100, actualNanos: 90 });
+    expect(await budget().usage(both.monthKey)).toEqual({ spentNanos: 90, reservedNanos: 0 });
+    expect(await budget().usage(tight)).toEqual({ spentNanos: 90, reservedNanos: 0 });
+  });
+
+  it('names months in UTC and expires keys: months 40 days after they end, batches after 30 idle days', async () => {
+    expect(monthKey('p', new Date('2026-11-30T23:59:59Z'))).toBe('p:budget:month:2026-11');
+    expect(monthKey('p', new Date('2026-12-01T00:00:00Z'))).toBe('p:budget:month:2026-12');
+    expect(monthKeyExpiresAt('p:budget:month:2026-11')).toBe(Date.UTC(2026, 11, 1) + 40 * 86_400_000);
+    expect(monthKeyExpiresAt('p:budget:month:2026-12')).toBe(Date.UTC(2027, 0, 1) + 40 * 86_400_000);
+    expect(monthKeyExpiresAt('p:whatever')).toBeNull();
+
+    const now = new Date();
+    const month = monthKey(prefix, now);
+    const batchKey = batchBudgetKey(prefix, 'ttl');
+    await budget().reserve({ batchKey, monthKey: month, estimateNanos: 1 });
+    const redis = clients[0] as Redis;
+    const monthTtl = await redis.pttl(month);
+    expect(monthTtl).toBeGreaterThan(40 * 86_400_000 - 60_000);
+    expect(monthTtl).toBeLessThanOrEqual(72 * 86_400_000);
+    const batchTtl = await redis.pttl(batchKey);
+    expect(batchTtl).toBeGreaterThan(29 * 86_400_000);
+    expect(batchTtl).toBeLessThanOrEqual(30 * 86_400_000);
+  });
+
+  it('rejects amounts that are not whole nano-dollars', async () => {
+    await expect(budget().reserve({ batchKey: batchBudgetKey(prefix, 'bad'), estimateNanos: 1.5 })).rejects.toThrow(RangeError);
+    await expect(budget().settle({ batchKey: batchBudgetKey(prefix, 'bad'), estimateNanos: 1, actualNanos: -1 })).rejects.toThrow(RangeError);
+  });
+});

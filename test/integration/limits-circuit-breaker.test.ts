@@ -1,0 +1,109 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { breakerKey, CircuitBreaker } from '../../src/limits/circuit-breaker.ts';
+import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+
+const prefix = uniquePrefix('limits-circuit-breaker');
+const clients: Redis[] = [];
+const COOLDOWN_MS = 300;
+let breakers: CircuitBreaker[] = [];
+
+beforeAll(() => {
+  for (let i = 0; i < 5; i++) clients.push(new Redis(testRedisUrl()));
+  breakers = clients.map((redis) => new CircuitBreaker(redis, { prefix, breaker: { failure_threshold: 3, cooldown_ms: COOLDOWN_MS } }));
+});
+
+afterAll(async () => {
+  const first = clients[0];
+  if (first) await cleanupPrefix(first, prefix);
+  await Promise.all(clients.map((redis) => redis.quit()));
+});
+
+function breaker(i = 0): CircuitBreaker {
+  const found = breakers[i % breakers.length];
+  if (!found) throw new Error('no breaker');
+  return found;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function openCircuit(model: string): Promise<void> {
+  for (let i = 0; i < 3; i++) await breaker(i).recordFailure(model);
+  expect((await breaker().check(model)).state).toBe('open');
+}
+
+describe('CircuitBreaker', () => {
+  it('opens after failure_threshold consecutive failures and rejects while open', async () => {
+    const model = 'opens';
+    expect(await breaker(0).check(model)).toEqual({ allowed: true, state: 'closed', retryInMs: 0 });
+    expect(await breaker(1).recordFailure(model)).toBe('closed');
+    expect(await breaker(2).recordFailure(model)).toBe('closed');
+    expect(await breaker(3).check(model)).toMatchObject({ allowed: true, state: 'closed' });
+    expect(await breaker(4).recordFailure(model)).toBe('open');
+    const rejected = await breaker(0).check(model);
+    expect(rejected).toMatchObject({ allowed: false, state: 'open' });
+    expect(rejected.retryInMs).toBeGreaterThan(0);
+    expect(rejected.retryInMs).toBeLessThanOrEqual(COOLDOWN_MS);
+    // A failure of a call that started before it opened does not extend the cooldown.
+    await breaker(1).recordFailure(model);
+    expect((await breaker(2).check(model)).retryInMs).toBeLessThanOrEqual(rejected.retryInMs);
+  });
+
+  it('counts consecutive failures only: a success starts the count again', async () => {
+    const model = 'resets';
+    await breaker(0).recordFailure(model);
+    await breaker(1).recordFailure(model);
+    await breaker(2).recordSuccess(model);
+    expect(await breaker(3).recordFailure(model)).toBe('closed');
+    expect(await breaker(4).recordFailure(model)).toBe('closed');
+    expect(await breaker(0).recordFailure(model)).toBe('open');
+  });
+
+  it('lets exactly one of 20 concurrent callers probe after the cooldown; its success closes the circuit', async () => {
+    const model = 'probe-ok';
+    await openCircuit(model);
+    await sleep(COOLDOWN_MS + 20);
+    const checks = await Promise.all(Array.from({ length: 20 }, (_, i) => breaker(i).check(model)));
+    expect(checks.filter((check) => check.allowed)).toHaveLength(1);
+    expect(checks.every((check) => check.state === 'half_open')).toBe(true);
+    for (const check of checks.filter((c) => !c.allowed)) expect(check.retryInMs).toBeGreaterThan(0); // until the probe lock expires
+    await breaker(3).recordSuccess(model);
+    expect(await breaker(4).check(model)).toEqual({ allowed: true, state: 'closed', retryInMs: 0 });
+    // Closed again with a fresh count.
+    expect(await breaker(0).recordFailure(model)).toBe('closed');
+  });
+
+  it('re-opens at once when the probe fails', async () => {
+    const model = 'probe-fails';
+    await openCircuit(model);
+    await sleep(COOLDOWN_MS + 20);
+    expect(await breaker(0).check(model)).toMatchObject({ allowed: true, state: 'half_open' });
+    expect(await breaker(0).recordFailure(model)).toBe('open');
+    const reopened = await breaker(1).check(model);
+    expect(reopened).toMatchObject({ allowed: false, state: 'open' });
+    expect(reopened.retryInMs).toBeGreaterThan(COOLDOWN_MS - 50);
+  });
+
+  it('lets another caller probe once a probe lock expires (the prober died)', async () => {
+    const model = 'probe-dies';
+    const quick = new CircuitBreaker(clients[0] as Redis, { prefix, breaker: { failure_threshold: 1, cooldown_ms: 100 }, probeLockMs: 150 });
+    await quick.recordFailure(model);
+    await sleep(120);
+    expect((await quick.check(model)).allowed).toBe(true); // this prober never reports back
+    expect((await quick.check(model)).allowed).toBe(false);
+    await sleep(170);
+    expect(await quick.check(model)).toMatchObject({ allowed: true, state: 'half_open' });
+  });
+
+  it('keeps an expiring hash per model', async () => {
+    const model = 'ttl';
+    await breaker(0).recordFailure(model);
+    const key = breakerKey(prefix, model);
+    expect(key).toBe(`${prefix}:breaker:{ttl}`);
+    const ttl = await (clients[0] as Redis).pttl(key);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(600_000);
+    await breaker(0).recordSuccess(model);
+    expect(await (clients[0] as Redis).exists(key)).toBe(0);
+  });
+});

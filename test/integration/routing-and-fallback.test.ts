@@ -1,0 +1,138 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CallRecord, RowResult } from '../../src/output/records.ts';
+import { startSimulator, type Simulator } from '../../src/sim/server.ts';
+import { runCli } from '../helpers/cli.ts';
+import { readJsonLines, tempDir, writePromptsCsv } from '../helpers/files.ts';
+import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+
+const price = { input_per_mtok: 0.2, output_per_mtok: 0.4 };
+
+describe('routing, context windows, fallback, circuit breaker and auth errors, end to end', () => {
+  let sim: Simulator;
+  let redis: Redis;
+  const prefix = uniquePrefix('routing');
+  const env = (extra: Record<string, string> = {}) => ({ REDIS_URL: testRedisUrl(), SWITCHYARD_PREFIX: prefix, ...extra });
+
+  beforeAll(async () => {
+    sim = await startSimulator({ api_key: 'right-key', latency_ms: 1, models: { dead: { fail_status: 500 } } });
+    redis = new Redis(testRedisUrl());
+  });
+  afterAll(async () => {
+    await cleanupPrefix(redis, prefix);
+    redis.disconnect();
+    await sim.close();
+  });
+
+  async function config(dir: string, body: Record<string, unknown>): Promise<string> {
+    const path = join(dir, 'switchyard.yaml');
+    await writeFile(path, stringify({ providers: { sim: { base_url: sim.url, api_key_env: 'SIM_KEY' } }, retry: { max_attempts: 2, base_delay_ms: 5, max_delay_ms: 20 }, ...body }));
+    return path;
+  }
+
+  it("routes the design source's three examples as its comments say", async () => {
+    const dir = await tempDir('route3');
+    const cfg = await config(dir, {
+      models: { flash: { provider: 'sim', price }, pro: { provider: 'sim', price }, writer: { provider: 'sim', price } },
+      default_model: 'flash',
+      routing: { routes: { simple: ['flash'], coding: ['flash'], complex: ['pro'], creative: ['writer'] } },
+    });
+    const input = join(dir, 'in.csv');
+    await writeFile(
+      input,
+      [
+        'id,prompt',
+        `capital,What's the capital of France?`,
+        'bst,"Write a Python function to implement a binary search tree with insertion, deletion, and traversal methods."',
+        'landscape,"Analyze the competitive landscape of AI API providers in 2026 and recommend a strategy for a startup looking to enter the market. Consider pricing, model capabilities, and go-to-market approaches."',
+        'read,Can you read this paragraph and tell me what it says?',
+      ].join('\n'),
+    );
+    const out = join(dir, 'out');
+    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'route3'], env({ SIM_KEY: 'right-key' }));
+    expect(run.code, run.stderr).toBe(0);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    const byId = Object.fromEntries(results.map((r) => [r.id, r]));
+    expect(byId.capital).toMatchObject({ task_type: 'simple', final_model: 'flash', models_tried: ['flash'], fallback_reason: null });
+    expect(byId.bst).toMatchObject({ task_type: 'coding', final_model: 'flash' });
+    expect(byId.landscape).toMatchObject({ task_type: 'complex', final_model: 'pro' });
+    expect(byId.landscape!.route_reason).toContain('complex');
+    expect(byId.read!.task_type).toBe('simple'); // "read" contains "ad", but only whole words count
+
+    const pinned = await runCli(['run', input, '--config', cfg, '--out', join(dir, 'pinned'), '--batch-id', 'route3-pinned', '--route', 'writer'], env({ SIM_KEY: 'right-key' }));
+    expect(pinned.code, pinned.stderr).toBe(0);
+    const pinnedResults = await readJsonLines<RowResult>(join(dir, 'pinned', 'results.jsonl'));
+    expect(pinnedResults.every((r) => r.final_model === 'writer' && r.route_reason.includes('writer'))).toBe(true);
+  });
+
+  it('skips a model whose context window cannot hold the prompt, and says so', async () => {
+    const dir = await tempDir('ctx');
+    const cfg = await config(dir, {
+      models: { small: { provider: 'sim', price, context_window: 400 }, big: { provider: 'sim', price, context_window: 100_000 } },
+      default_model: 'small',
+      max_tokens: 100,
+      routing: { routes: { simple: ['small', 'big'], moderate: ['small', 'big'], complex: ['small'] } },
+    });
+    const input = join(dir, 'in.jsonl');
+    const long = 'Tell me about lighthouses. '.repeat(60);
+    const huge = `Analyze and compare these: ${'lighthouse keepers and ships '.repeat(300)}`;
+    await writeFile(input, [JSON.stringify({ id: 'short', prompt: 'Hello there' }), JSON.stringify({ id: 'long', prompt: long }), JSON.stringify({ id: 'huge', prompt: huge })].join('\n'));
+    const out = join(dir, 'out');
+    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'ctx'], env({ SIM_KEY: 'right-key' }));
+    expect(run.code).toBe(1);
+    const byId = Object.fromEntries((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => [r.id, r]));
+    expect(byId.short).toMatchObject({ final_model: 'small', fallback_reason: null });
+    expect(byId.long).toMatchObject({ status: 'succeeded', final_model: 'big', models_tried: ['big'] });
+    expect(byId.long!.fallback_reason).toMatch(/small: skipped, context window 400/);
+    expect(byId.huge).toMatchObject({ status: 'failed', error: { code: 'no_model_available' } });
+    expect(byId.huge!.error!.message).toMatch(/context window/);
+  });
+
+  it('a model answering only 500s: every row finishes on its fallback, and the breaker stops calling the dead model', async () => {
+    const dir = await tempDir('dead');
+    const cfg = await config(dir, {
+      models: { dead: { provider: 'sim', price }, backup: { provider: 'sim', price } },
+      default_model: 'dead',
+      routing: { routes: { simple: ['dead', 'backup'], moderate: ['dead', 'backup'], complex: ['dead', 'backup'], coding: ['dead', 'backup'] } },
+      breaker: { failure_threshold: 3, cooldown_ms: 60_000 },
+    });
+    const input = await writePromptsCsv(dir, 200);
+    const out = join(dir, 'out');
+    const before = sim.stats().models.dead?.requests ?? 0;
+    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'dead', '--concurrency', '8'], env({ SIM_KEY: 'right-key' }));
+    expect(run.code, run.stderr).toBe(0);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results).toHaveLength(200);
+    expect(results.every((r) => r.status === 'succeeded' && r.final_model === 'backup')).toBe(true);
+    const deadCalls = (sim.stats().models.dead?.requests ?? 0) - before;
+    // Without the breaker: 200 rows x 2 attempts = 400 calls. With it: the first few rows in flight.
+    expect(deadCalls).toBeLessThan(40);
+    expect(results.filter((r) => r.fallback_reason?.includes('circuit open')).length).toBeGreaterThan(150);
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    expect(calls.filter((c) => c.model === 'dead')).toHaveLength(deadCalls);
+    expect(calls.filter((c) => c.model === 'backup').every((c) => c.chain_position === 1)).toBe(true);
+  });
+
+  it('a 401 fails the row at once, naming the key variable, with no retries or fallback', async () => {
+    const dir = await tempDir('auth');
+    const cfg = await config(dir, {
+      models: { flash: { provider: 'sim', price }, other: { provider: 'sim', price } },
+      default_model: 'flash',
+      routing: { routes: { simple: ['flash', 'other'], moderate: ['flash', 'other'] } },
+    });
+    const input = await writePromptsCsv(dir, 5);
+    const out = join(dir, 'out');
+    const started = Date.now();
+    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'auth'], env({ SIM_KEY: 'wrong-key' }));
+    expect(run.code).toBe(1);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    for (const r of results) {
+      expect(r).toMatchObject({ status: 'failed', attempts: 1, models_tried: ['flash'], error: { code: 'unauthorized', http_status: 401 } });
+      expect(r.error!.message).toContain('$SIM_KEY');
+    }
+  });
+});
