@@ -59,5 +59,10 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   say(`Costs    ${paths.costs}`);
   if (report.totals.rows > 0 || meta.invalid_rows > 0) say(`Errors   ${paths.errors}`);
   say(`Report   ${paths.reportMd}`);
+  const overBudget = report.errors.budget_exceeded ?? 0;
+  if (overBudget > 0) {
+    say('');
+    say(`Budget reached: ${overBudget} rows were not run. Finish them with: switchyard run --resume ${batchId} --budget <higher USD>`);
+  }
   return report;
 }
