@@ -1,9 +1,9 @@
 /**
  * How many ModelLimiter.reserve() calls per second one process makes with 64 callers in flight on
  * one ioredis connection, next to PING on the same connection (the round-trip bound: a reserve is
- * one EVALSHA). Scenarios: limits that never bind (the common case); tpm binding with maxWaitMs 0,
- * so almost every call is a refusal that walks the 60 s window's buckets (the worst case); a model
- * with no limits (no round trip). Usage: node bench/limiter-reserve.ts [calls=50000] [concurrency=64]
+ * one EVALSHA). Scenarios: limits that never bind (the common case); tpm binding with maxWaitMs 0
+ * (almost every call a refusal, which writes nothing); a model with no limits (no round trip).
+ * Usage: node bench/limiter-reserve.ts [calls=50000] [concurrency=64]
  */
 import { Redis } from 'ioredis';
 import { ModelLimiter, type ReserveInput } from '../src/limits/model-limiter.ts';
@@ -30,7 +30,7 @@ async function rate(label: string, once: () => Promise<unknown>): Promise<number
   const started = performance.now();
   await Promise.all(Array.from({ length: concurrency }, lane));
   const perS = calls / ((performance.now() - started) / 1000);
-  console.log(`  ${label.padEnd(48)} ${perS.toFixed(0).padStart(8)} /s   ratio to bound ${BOUND_PER_S}/s: ${(perS / BOUND_PER_S).toFixed(2)}`);
+  console.log(`  ${label.padEnd(50)} ${perS.toFixed(0).padStart(8)} /s   ratio to bound ${BOUND_PER_S}/s: ${(perS / BOUND_PER_S).toFixed(2)}`);
   return perS;
 }
 
@@ -41,7 +41,7 @@ try {
   console.log(`limiter reserve() throughput: ${calls} calls, ${concurrency} in flight, one connection to ${server.label}; node ${process.version}`);
   const ping = await rate('PING (round-trip reference)', () => redis.ping());
   const free = await rate('reserve, limits never bind', () => limiter.reserve(loose));
-  const refused = await rate('reserve, tpm binds (refusals walk the window)', () => limiter.reserve(bound));
+  const refused = await rate('reserve, tpm binds (maxWaitMs 0: mostly refusals)', () => limiter.reserve(bound));
   await rate('reserve, model without limits (no round trip)', () => limiter.reserve({ ...loose, model: 'free', rpm: undefined, tpm: undefined }));
   console.log(`  reserve vs PING: ${(free / ping).toFixed(2)} (limits never bind), ${(refused / ping).toFixed(2)} (tpm binds)`);
 } finally {

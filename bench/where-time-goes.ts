@@ -6,6 +6,9 @@
  *  3. Phases of the latency benchmark's run (2,000 rows, 100 ms, concurrency 50), from stdout line
  *     arrival times and the first job's key appearing in Redis.
  *  4. A `node --cpu-prof` profile of a 5,000-row run at 0 ms: self time by origin and by function.
+ *  5. Redis commands per row (INFO commandstats of a private redis-server, 2,000 rows at 0 ms).
+ *  6. Memory: peak RSS and V8 heap of a 20,000-row run with default heap settings and with a small
+ *     heap (--max-old-space-size=96 --max-semi-space-size=4), to separate live data from V8 headroom.
  * Usage: node bench/where-time-goes.ts [repetitions=3]
  */
 import path from 'node:path';
@@ -19,6 +22,8 @@ import { runCommand } from './lib/run-command.ts';
 import { median, megabytes } from './lib/stats.ts';
 import { checkRun, runSwitchyard, writeBenchConfig, type SwitchyardRunResult } from './lib/switchyard-run.ts';
 import { readdirSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { PRODUCT_ROOT as PRODUCT } from './lib/paths.ts';
 
 const repetitions = Number(process.argv[2] ?? 3);
 const ms = (value: number) => `${value.toFixed(0)} ms`;
@@ -128,6 +133,63 @@ async function profile(env: BenchEnv): Promise<void> {
   printProfileSummary(summariseProfile(path.join(profDir, file), 25));
 }
 
+async function redisCommands(env: BenchEnv): Promise<void> {
+  const rows = 2000;
+  const module = pathToFileURL(path.join(PRODUCT, 'src', 'queue', 'redis-server-process.ts')).href;
+  const { startRedisServer } = (await import(module)) as typeof import('../src/queue/redis-server-process.ts');
+  const server = await startRedisServer({ dir: path.join(env.dir, 'redis'), persist: false });
+  const redis = new Redis(server.url);
+  try {
+    const csv = await writePromptsCsv(env.dir, rows);
+    const config = await writeBenchConfig(env.dir, env.sim.url, 64);
+    await redis.config('RESETSTAT');
+    const run = await runSwitchyard({ csv, config, outDir: path.join(env.dir, 'cmd-out'), batchId: 'commands', concurrency: 64, redisUrl: server.url, prefix: env.prefix, timeoutMs: 120_000 });
+    checkRun('commands run', run, rows);
+    const stats = await redis.info('commandstats');
+    const entries = [...stats.matchAll(/^cmdstat_(\S+?):calls=(\d+),usec=(\d+)/gm)].map((m) => ({ name: m[1] ?? '?', calls: Number(m[2]), usec: Number(m[3]) }));
+    entries.sort((a, b) => b.usec - a.usec);
+    const calls = entries.reduce((sum, e) => sum + e.calls, 0);
+    const usec = entries.reduce((sum, e) => sum + e.usec, 0);
+    console.log(`5. Redis commands of a ${rows}-row run at 0 ms, concurrency 64 (private redis-server ${server.url}; INFO commandstats, Lua scripts' inner calls included)`);
+    console.log(`  ${calls} commands = ${(calls / rows).toFixed(1)} per row; Redis busy ${(usec / 1000).toFixed(0)} ms = ${(usec / rows).toFixed(0)} us per row; run wall ${ms(run.wallMs)}`);
+    for (const e of entries.slice(0, 14)) console.log(`    ${e.name.padEnd(18)} ${String(e.calls).padStart(7)} calls  ${(e.calls / rows).toFixed(2).padStart(6)}/row  ${(e.usec / 1000).toFixed(0).padStart(6)} ms`);
+  } finally {
+    redis.disconnect();
+    await server.stop();
+  }
+}
+
+async function memory(env: BenchEnv): Promise<void> {
+  const rows = 20_000;
+  const csv = await writePromptsCsv(env.dir, rows);
+  const config = await writeBenchConfig(env.dir, env.sim.url, 64);
+  console.log(`6. memory of a ${rows}-row run at 0 ms, concurrency 64: default V8 heap vs a small one`);
+  for (const nodeFlags of [[], ['--max-old-space-size=96', '--max-semi-space-size=4']]) {
+    const run = await runSwitchyard({ csv, config, outDir: path.join(env.dir, `mem-${nodeFlags.length}`), batchId: `mem-${nodeFlags.length}`, concurrency: 64, redisUrl: env.redis.url, prefix: env.prefix, timeoutMs: 300_000, nodeFlags });
+    await deletePrefix(env.redis.url, env.prefix);
+    const u = run.usage;
+    const done = `${run.report?.totals.succeeded ?? 0} of ${rows} succeeded${run.timedOut ? ', TIMED OUT' : ''}`;
+    console.log(`  ${(nodeFlags.join(' ') || 'default heap').padEnd(50)} maxRSS ${megabytes(u?.maxRSS ?? Number.NaN)}, heapTotal ${megabytes((u?.peakHeapTotal ?? Number.NaN) / 1024)}, heapUsed ${megabytes((u?.peakHeapUsed ?? Number.NaN) / 1024)}; ${done}; ${(rows / (run.wallMs / 1000)).toFixed(0)} rows/s, CPU ${(cpuMs(run) / rows).toFixed(2)} ms/row`);
+  }
+}
+
+async function latencyProfile(env: BenchEnv): Promise<void> {
+  const rows = 2000;
+  const csv = await writePromptsCsv(env.dir, rows);
+  const config = await writeBenchConfig(env.dir, env.sim.url, 50);
+  const profDir = path.join(env.dir, 'cpuprof');
+  const run = await runSwitchyard({ csv, config, outDir: path.join(env.dir, 'lat-prof'), batchId: 'lat-profile', concurrency: 50, redisUrl: env.redis.url, prefix: env.prefix, timeoutMs: 120_000, nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] });
+  checkRun('profiled latency run', run, rows);
+  await deletePrefix(env.redis.url, env.prefix);
+  console.log(`3b. CPU profile of the ${rows}-row run at 100 ms, concurrency 50: wall ${ms(run.wallMs)}, CPU ${ms(cpuMs(run))}`);
+  const file = readdirSync(profDir).find((name) => name.endsWith('.cpuprofile'));
+  if (!file) throw new Error('no .cpuprofile written');
+  printProfileSummary(summariseProfile(path.join(profDir, file), 15));
+}
+
 await withBenchEnv('fixed', 0, fixedCost);
 await withBenchEnv('phases', 100, phases);
+await withBenchEnv('latprof', 100, latencyProfile);
 await withBenchEnv('profile', 0, profile);
+await withBenchEnv('commands', 0, redisCommands);
+await withBenchEnv('heap', 0, memory);

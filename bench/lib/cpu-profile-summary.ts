@@ -10,6 +10,7 @@ interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
   hitCount?: number;
+  children?: number[];
 }
 
 interface Profile {
@@ -24,6 +25,17 @@ export interface ProfileSummary {
   totalMs: number;
   byFunction: Array<{ name: string; where: string; ms: number }>;
   byOrigin: Array<{ origin: string; ms: number }>;
+  /** Time with the function anywhere on the stack, for the project's own code (src, jobs, workers). */
+  ownInclusive: Array<{ name: string; where: string; ms: number }>;
+}
+
+/** Project code, also inside a bench/.tmp/snapshot-* copy. */
+const OWN = /^(?:.*\/)?(src|jobs|workers|bench)\/(.+)$/;
+
+function ownPath(url: string): string | null {
+  if (url.includes('node_modules/')) return null;
+  const match = OWN.exec(url.replace(/^.*\/bench\/\.tmp\/snapshot-[^/]+\//, '/'));
+  return match ? `${match[1]}/${match[2]}` : null;
 }
 
 function origin(url: string, functionName: string): string {
@@ -31,16 +43,15 @@ function origin(url: string, functionName: string): string {
   const nm = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (nm?.[1]) return nm[1];
   if (url.startsWith('node:')) return 'node: internals';
-  const own = /\/(src|jobs|workers|bench)\/([^/]+)/.exec(url);
-  if (own) return own[1] === 'src' ? `src/${own[2]}` : own[1] ?? url;
+  const own = ownPath(url);
+  if (own) return own.startsWith('src/') ? own.split('/').slice(0, 2).join('/') : (own.split('/')[0] ?? own);
   return url;
 }
 
 function shortUrl(url: string): string {
   const nm = url.lastIndexOf('node_modules/');
   if (nm >= 0) return url.slice(nm + 'node_modules/'.length);
-  const root = /\/(src|jobs|workers|bench)\//.exec(url);
-  return root ? url.slice(root.index + 1) : url;
+  return ownPath(url) ?? url;
 }
 
 export function summariseProfile(file: string, top = 25): ProfileSummary {
@@ -70,7 +81,27 @@ export function summariseProfile(file: string, top = 25): ProfileSummary {
     originMs.set(o, (originMs.get(o) ?? 0) + us / 1000);
     total += us / 1000;
   }
+  // Inclusive time of the project's functions: each sample counts once for every distinct one on its stack.
+  const parent = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const inclusive = new Map<string, { name: string; where: string; ms: number }>();
+  for (const [id, us] of selfUs) {
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const frame = byId.get(at)?.callFrame;
+      if (!frame || ownPath(frame.url) === null) continue;
+      const name = frame.functionName || '(anonymous)';
+      const where = `${shortUrl(frame.url)}:${frame.lineNumber + 1}`;
+      const key = `${name} ${where}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const entry = inclusive.get(key) ?? { name, where, ms: 0 };
+      entry.ms += us / 1000;
+      inclusive.set(key, entry);
+    }
+  }
   return {
+    ownInclusive: [...inclusive.values()].sort((a, b) => b.ms - a.ms).slice(0, top),
     totalMs: total,
     byFunction: [...fnMs.values()].sort((a, b) => b.ms - a.ms).slice(0, top),
     byOrigin: [...originMs.entries()].map(([o, ms]) => ({ origin: o, ms })).sort((a, b) => b.ms - a.ms).slice(0, top),
@@ -84,6 +115,8 @@ export function printProfileSummary(summary: ProfileSummary, log: (line: string)
   for (const { origin: o, ms } of summary.byOrigin) log(`    ${pct(ms)} ${ms.toFixed(0).padStart(7)} ms  ${o}`);
   log('  top functions by self time:');
   for (const { name, where, ms } of summary.byFunction) log(`    ${pct(ms)} ${ms.toFixed(0).padStart(7)} ms  ${name}  ${where}`);
+  log("  the project's own functions by inclusive time (callees included):");
+  for (const { name, where, ms } of summary.ownInclusive) log(`    ${pct(ms)} ${ms.toFixed(0).padStart(7)} ms  ${name}  ${where}`);
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

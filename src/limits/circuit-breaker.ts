@@ -22,6 +22,11 @@ export interface BreakerCheck {
   state: BreakerState;
   /** When not allowed: how long until the circuit may let a call (a probe) through. */
   retryInMs: number;
+  /**
+   * Consecutive failures counted so far (any worker's). A caller that records successes only for
+   * models it knows are failing (to save the round trip) should treat failures > 0 as failing.
+   */
+  failures: number;
 }
 
 export interface CircuitBreakerOptions {
@@ -37,23 +42,24 @@ export function breakerKey(prefix: string, model: string): string {
   return `${prefix}:breaker:{${model}}`;
 }
 
-/** ARGV: cooldown us, probe lock us, ttl ms. Returns {allowed 0/1, state code, retry in us}. */
+/** ARGV: cooldown us, probe lock us, ttl ms. Returns {allowed 0/1, state code, retry in us, failures}. */
 const CHECK: LuaScript = {
   name: 'breaker_check',
   numberOfKeys: 1,
   lua: `${LUA_PRELUDE}
 local key = KEYS[1]
-local f = redis.call('HMGET', key, 'opened', 'probe')
+local f = redis.call('HMGET', key, 'opened', 'probe', 'fails')
+local fails = tonumber(f[3]) or 0
 local opened = tonumber(f[1])
-if not opened then return {1, 0, 0} end
+if not opened then return {1, 0, 0, fails} end
 local now = now_us()
 local reopen_at = opened + tonumber(ARGV[1])
-if now < reopen_at then return {0, 1, reopen_at - now} end
+if now < reopen_at then return {0, 1, reopen_at - now, fails} end
 local probe = tonumber(f[2])
-if probe and probe > now then return {0, 2, probe - now} end
+if probe and probe > now then return {0, 2, probe - now, fails} end
 redis.call('HSET', key, 'probe', int_str(now + tonumber(ARGV[2])))
 redis.call('PEXPIRE', key, ARGV[3])
-return {1, 2, 0}
+return {1, 2, 0, fails}
 `,
 };
 
@@ -106,8 +112,8 @@ export class CircuitBreaker {
   /** May a call to `model` go now? In half-open state only one caller, anywhere, gets `allowed`. */
   async check(model: string): Promise<BreakerCheck> {
     const reply = await runScript(this.#redis, CHECK, [breakerKey(this.#prefix, model)], [this.#cooldownMs * 1000, this.#probeLockMs * 1000, this.#ttlMs]);
-    const [allowed, state, retryInUs] = integers(reply, 3, CHECK.name) as [number, number, number];
-    return { allowed: allowed === 1, state: STATES[state] ?? 'closed', retryInMs: Math.ceil(retryInUs / 1000) };
+    const [allowed, state, retryInUs, failures] = integers(reply, 4, CHECK.name) as [number, number, number, number];
+    return { allowed: allowed === 1, state: STATES[state] ?? 'closed', retryInMs: Math.ceil(retryInUs / 1000), failures };
   }
 
   /** A call to `model` succeeded: the circuit closes and the failure count starts again. */

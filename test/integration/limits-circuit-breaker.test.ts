@@ -35,10 +35,10 @@ async function openCircuit(model: string): Promise<void> {
 describe('CircuitBreaker', () => {
   it('opens after failure_threshold consecutive failures and rejects while open', async () => {
     const model = 'opens';
-    expect(await breaker(0).check(model)).toEqual({ allowed: true, state: 'closed', retryInMs: 0 });
+    expect(await breaker(0).check(model)).toEqual({ allowed: true, state: 'closed', retryInMs: 0, failures: 0 });
     expect(await breaker(1).recordFailure(model)).toBe('closed');
     expect(await breaker(2).recordFailure(model)).toBe('closed');
-    expect(await breaker(3).check(model)).toMatchObject({ allowed: true, state: 'closed' });
+    expect(await breaker(3).check(model)).toEqual({ allowed: true, state: 'closed', retryInMs: 0, failures: 2 });
     expect(await breaker(4).recordFailure(model)).toBe('open');
     const rejected = await breaker(0).check(model);
     expect(rejected).toMatchObject({ allowed: false, state: 'open' });
@@ -68,7 +68,7 @@ describe('CircuitBreaker', () => {
     expect(checks.every((check) => check.state === 'half_open')).toBe(true);
     for (const check of checks.filter((c) => !c.allowed)) expect(check.retryInMs).toBeGreaterThan(0); // until the probe lock expires
     await breaker(3).recordSuccess(model);
-    expect(await breaker(4).check(model)).toEqual({ allowed: true, state: 'closed', retryInMs: 0 });
+    expect(await breaker(4).check(model)).toEqual({ allowed: true, state: 'closed', retryInMs: 0, failures: 0 });
     // Closed again with a fresh count.
     expect(await breaker(0).recordFailure(model)).toBe('closed');
   });

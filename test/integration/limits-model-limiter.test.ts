@@ -162,6 +162,16 @@ describe('ModelLimiter tokens per minute', () => {
     expect(slotOf(fourth) - first).toBeGreaterThanOrEqual(60_000);
   });
 
+  it('keeps about one window of buckets however far ahead reservations reach', async () => {
+    // 400 calls at rpm 60: the last starts ~400 s ahead (a 'wait' policy with no max wait does this).
+    const input: ReserveInput = { model: 'far-ahead', rpm: 60, tpm: 1_000_000, tokens: 100, maxWaitMs: Number.MAX_SAFE_INTEGER, headroom: 1 };
+    const slots = (await Promise.all(Array.from({ length: 400 }, (_, i) => limiter(i).reserve(input)))).map(slotOf).sort((a, b) => a - b);
+    expect((slots.at(-1) ?? 0) - (slots[0] ?? 0)).toBe(399_000);
+    expect(await (clients[0] as Redis).hlen(limiterKey(prefix, 'far-ahead'))).toBeLessThanOrEqual(6 + 62);
+    const ttl = await (clients[0] as Redis).pttl(limiterKey(prefix, 'far-ahead'));
+    expect(ttl).toBeGreaterThan(399_000 + 60_000);
+  });
+
   it('charges a request larger than the whole capacity as the whole capacity', async () => {
     const input = { model: 'huge', tpm: 1000, headroom: 1, maxWaitMs: 200_000, tokens: 5000 };
     const first = slotOf(await limiter(0).reserve(input));
