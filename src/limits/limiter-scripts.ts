@@ -9,8 +9,9 @@ import { BUCKET_US, WINDOW_US } from './pacing.ts';
  *   cool  cooldown_until: no start before this (a 429's retry-after, for every worker)
  *   last  the latest reserved start; starts never go backwards (FIFO, and the window needs it)
  *   b<k>  tokens reserved to start in bucket k = floor(start / BUCKET_US), for the 60 s window
- *   lo, hi  the lowest and highest k present; buckets older than the window before `last` go, so
- *         there are about 61 of them however far ahead reservations reach, and every loop is short
+ *   sum, lo, hi  the total of the b<k> fields and the lowest and highest k present
+ * Buckets older than the window before `last` are dropped, so there are about 61 of them however
+ * far ahead reservations reach, and every loop over them is short.
  * Limited-by codes: 0 none, 1 requests, 2 tokens, 3 cooldown.
  */
 
@@ -41,26 +42,33 @@ local charged = tonumber(ARGV[3])
 local span = tonumber(ARGV[4])
 local max_wait = tonumber(ARGV[5])
 local now = now_us()
-local f = redis.call('HMGET', key, 'req', 'tok', 'cool', 'last', 'lo', 'hi')
+local f = redis.call('HMGET', key, 'req', 'tok', 'cool', 'last', 'sum', 'lo', 'hi')
 local req = tonumber(f[1]) or 0
 local tok = tonumber(f[2]) or 0
 local cool = tonumber(f[3]) or 0
 local last = tonumber(f[4]) or 0
-local lo = tonumber(f[5])
-local hi = tonumber(f[6])
+local sum = tonumber(f[5]) or 0
+local lo = tonumber(f[6])
+local hi = tonumber(f[7])
 
 -- Buckets out of the window of every start still possible (none is before now, last or cool) go.
 if lo then
   local keep_from = math.floor((math.max(now, last, cool) - WINDOW) / BUCKET)
   if keep_from > lo then
-    for k = lo, math.min(hi, keep_from - 1) do redis.call('HDEL', key, bucket_field(k)) end
+    for k = lo, math.min(hi, keep_from - 1) do
+      local field = bucket_field(k)
+      sum = sum - (tonumber(redis.call('HGET', key, field)) or 0)
+      redis.call('HDEL', key, field)
+    end
     if keep_from > hi then
       lo = nil
       hi = nil
+      sum = 0
       redis.call('HDEL', key, 'lo', 'hi')
+      redis.call('HSET', key, 'sum', 0)
     else
       lo = keep_from
-      redis.call('HSET', key, 'lo', int_str(lo))
+      redis.call('HSET', key, 'lo', int_str(lo), 'sum', int_str(sum))
     end
   end
 end
@@ -77,18 +85,16 @@ if req_iv > 0 then at_least(req, 1) end
 if cap > 0 then
   at_least(tok, 2)
   at_least(last, 2)
-  -- The window before start holds the buckets from floor((start - WINDOW) / BUCKET) to hi (all
-  -- present buckets are at or before start: at most 61). Drop the oldest until this request fits.
+  -- The window before start holds the buckets k >= floor((start - WINDOW) / BUCKET); all present
+  -- buckets are at or before start. Drop the oldest ones until this request fits.
   if lo then
-    local from = math.max(lo, math.floor((start - WINDOW) / BUCKET))
-    local held, excess = {}, charged - cap
-    for k = from, hi do
-      held[k - from + 1] = bucket_value(k)
-      excess = excess + held[k - from + 1]
-    end
+    local from = math.floor((start - WINDOW) / BUCKET)
+    local held = sum
+    for k = lo, math.min(hi, from - 1) do held = held - bucket_value(k) end
+    local excess = held + charged - cap
     if excess > 0 then
-      for k = from, hi do
-        excess = excess - held[k - from + 1]
+      for k = math.max(lo, from), hi do
+        excess = excess - bucket_value(k)
         if excess <= 0 then
           at_least((k + 1) * BUCKET + WINDOW, 2)
           break
@@ -113,9 +119,10 @@ if cap > 0 then
   local k = math.floor(start / BUCKET)
   if charged > 0 then
     redis.call('HINCRBY', key, bucket_field(k), charged)
+    sum = sum + charged
     if not lo then lo = k end
     if not hi or k > hi then hi = k end
-    redis.call('HSET', key, 'lo', int_str(lo), 'hi', int_str(hi))
+    redis.call('HSET', key, 'lo', int_str(lo), 'hi', int_str(hi), 'sum', int_str(sum))
   end
   redis.call('HSET', key, 'tok', int_str(tok))
 end
@@ -138,16 +145,20 @@ local span_delta = tonumber(ARGV[1])
 local tokens_delta = tonumber(ARGV[2])
 local start = tonumber(ARGV[3])
 local now = now_us()
-local f = redis.call('HMGET', key, 'req', 'tok', 'cool', 'last')
+local f = redis.call('HMGET', key, 'req', 'tok', 'cool', 'last', 'sum')
 local req = tonumber(f[1]) or 0
 local tok = tonumber(f[2]) or 0
 local cool = tonumber(f[3]) or 0
 local last = tonumber(f[4]) or 0
+local sum = tonumber(f[5]) or 0
 tok = math.max(tok + span_delta, now)
 redis.call('HSET', key, 'tok', int_str(tok))
 local field = bucket_field(math.floor(start / BUCKET))
 local held = tonumber(redis.call('HGET', key, field))
-if held then redis.call('HSET', key, field, int_str(math.max(0, held + tokens_delta))) end
+if held then
+  local corrected = math.max(0, held + tokens_delta)
+  redis.call('HSET', key, field, int_str(corrected), 'sum', int_str(sum + corrected - held))
+end
 expire(now, req, tok, cool, last)
 return 1
 `,
