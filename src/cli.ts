@@ -103,6 +103,7 @@ program
   .option('--rpm <n>', 'requests per minute per model (429 beyond)', (v) => Number(v))
   .option('--tpm <n>', 'tokens per minute per model (429 beyond)', (v) => Number(v))
   .option('--seed <n>', 'seed for failures and jitter', (v) => Number(v))
+  .option('--tpm-counts <requested|usage>', 'count tokens per minute as prompt + max_tokens (OpenAI-like) or as actual usage')
   .option('--model-limits <json>', 'per-model overrides, e.g. {"m":{"rpm":60,"fail_status":500}}')
   .addOption(new Option('--api-key <key>', 'require this bearer key').env('SIM_API_KEY'))
   .action((opts: Record<string, unknown>) =>

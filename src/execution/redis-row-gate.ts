@@ -47,8 +47,12 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
   return {
     async breaker(model) {
       const check = await breaker.check(model);
-      if (check.state !== 'closed') failing.add(model);
+      if (check.state !== 'closed' || check.failures > 0) failing.add(model);
       return { allowed: check.allowed, retryInMs: check.retryInMs };
+    },
+
+    async coolingDownMs(model) {
+      return limiter.cooldownRemainingMs(model);
     },
 
     async reserveCapacity(model, tokens, maxWaitMs): Promise<CapacityDecision> {

@@ -27,6 +27,8 @@ export interface RowGate {
   breaker(model: string): Promise<{ allowed: boolean; retryInMs: number }>;
   /** Books the model's next free slot for this call, unless that is more than maxWaitMs away. */
   reserveCapacity(model: string, tokens: number, maxWaitMs: number): Promise<CapacityDecision>;
+  /** Time left on a cooldown set (by any worker) after a 429; 0 when none. */
+  coolingDownMs(model: string): Promise<number>;
   reserveBudget(estimateNanos: number): Promise<BudgetDecision>;
   settle(settlement: CallSettlement): Promise<void>;
 }

@@ -81,6 +81,8 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     const estimatedTokens = plan.promptTokens + request.maxTokens;
     const onLimit = modelConfig.on_limit ?? config.limits.on_limit;
 
+    // A parked row holds a slot booked before it slept; a 429 meanwhile means booking again after the cooldown.
+    if (progress.reservedModel === model && (await gate.coolingDownMs(model)) > 0) progress.reservedModel = undefined;
     if (progress.reservedModel !== model) {
       const breaker = await gate.breaker(model);
       if (!breaker.allowed) {
