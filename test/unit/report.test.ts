@@ -2,22 +2,15 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mulberry32 } from '../../src/sim/prng.ts';
 import { callCostNanos, nanosToUsd, usdToNanos } from '../../src/models/pricing.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import { buildReport, type Report } from '../../src/output/report.ts';
 import { renderHeadline, renderReportMarkdown, renderSummaryLines } from '../../src/output/report-markdown.ts';
 import { writeReport } from '../../src/output/write-report.ts';
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic, so failures are reproducible. */
+const rng = mulberry32;
 
 const random = rng(42);
 const int = (min: number, max: number): number => min + Math.floor(random() * (max - min + 1));
