@@ -1,9 +1,17 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=8 --heap-growing-percent=30
+import { enableCompileCache } from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from './log.ts';
 import { SetupError, UsageError } from './errors.ts';
 
-/** Entry point: parses the command line, runs one command, maps failures to exit codes. */
+/**
+ * Entry point: parses the command line, runs one command, maps failures to exit codes. The V8
+ * flags above keep the heap close to what is live (a batch allocates fast and V8 would otherwise
+ * let garbage grow the heap to several times that), so memory stays flat and small.
+ */
+
+// Commands are imported on demand; V8's code cache (in the OS temp folder) makes the next start faster.
+enableCompileCache?.();
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const logger = createLogger();

@@ -1,8 +1,9 @@
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { packageRoot } from '../package-root.ts';
 import { runBatch } from './run.ts';
 
-const EXAMPLE = fileURLToPath(new URL('../../examples/prompts.csv', import.meta.url));
+const EXAMPLE = join(packageRoot(), 'examples', 'prompts.csv');
 
 /** `npm run demo`: the example batch on the built-in models and simulator, into out/demo. */
 export async function runDemoCommand(logger: Logger, say: (line: string) => void): Promise<number> {

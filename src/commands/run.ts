@@ -12,7 +12,7 @@ import { missingApiKeys } from '../models/provider-clients.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
 import { isValidBatchId, newBatchId, PROMPT_QUEUE } from '../queue/keys.ts';
 import { enqueueBatch } from '../queue/producer.ts';
-import { startSimulator, type Simulator } from '../sim/server.ts';
+import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from './session.ts';
 import { collectAndReport } from './collect-and-report.ts';
 import { startPromptWorker } from '../../workers/prompt-worker.ts';
@@ -53,6 +53,7 @@ async function resolveConfig(options: RunOptions, existing: BatchMeta | null, st
     return { config: configSchema.parse(JSON.parse(storedConfig)), builtIn: false, simulator: null };
   }
   // A few injected 500s show retries in the demo's report; the seed keeps them the same every run.
+  const { startSimulator } = await import('../sim/server.ts');
   const simulator = await startSimulator({ port: 0, latency_ms: 40, latency_jitter_ms: 30, failure_rate: 0.05, seed: 7 });
   say(`No --config given: using the built-in models on the simulator at ${simulator.url} (no API key needed).`);
   return { config: builtInConfig(simulator.url), builtIn: true, simulator };
@@ -116,7 +117,9 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     await session.store.save(meta, config);
     if (existing) say(`Resuming: rows that already succeeded are kept and not run again.`);
 
-    const queue = new Queue(PROMPT_QUEUE, { connection: session.redis, prefix: session.space.prefix });
+    // BullMQ loads its Lua scripts onto the Queue's connection (and ioredis copies them into every
+    // pipeline made there), so the queue gets a connection of its own, apart from ours.
+    const queue = new Queue(PROMPT_QUEUE, { connection: session.connectWorker(), prefix: session.space.prefix });
     const concurrency = options.concurrency ?? config.concurrency;
     const worker = options.detach
       ? null
@@ -141,6 +144,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       errorsPath: `${outDir}/errors.jsonl`,
       chunkSize: config.queue.enqueue_chunk,
       resume: existing !== null,
+      maxPending: options.detach ? undefined : config.queue.max_pending,
     });
     await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
     say(

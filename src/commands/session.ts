@@ -10,7 +10,7 @@ export interface Session {
   store: BatchStore;
   space: KeySpace;
   redisLabel: string;
-  /** A connection set up for BullMQ's blocking reads; closed with the session. */
+  /** A connection of its own for a BullMQ Queue or Worker (blocking reads allowed); closed with the session. */
   connectWorker(): Redis;
   close(): Promise<void>;
 }

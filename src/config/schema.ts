@@ -45,6 +45,11 @@ export const queueSchema = z.strictObject({
   lock_ms: positiveInt.default(30_000),
   /** Rows per addBulk call. */
   enqueue_chunk: positiveInt.default(500),
+  /**
+   * How many rows `run` keeps queued ahead of the finished ones: the rest of the file waits on
+   * disk, so Redis and the process stay small however long the batch (not with --detach).
+   */
+  max_pending: positiveInt.default(5000),
 });
 
 const taskTypeSchema = z.strictObject({

@@ -18,6 +18,12 @@ export interface RedisRowGateOptions {
 
 /** How long a worker trusts its copy of the batch's budget before reading it again (resume may raise it). */
 const BUDGET_REFRESH_MS = 2000;
+/**
+ * How long a "closed, no failures" breaker answer is trusted before asking Redis again. A circuit
+ * opened by another worker is seen this much later, at the cost of a few calls; in exchange a
+ * healthy model costs one breaker round trip per this interval instead of one per call.
+ */
+const HEALTHY_BREAKER_TRUST_MS = 250;
 
 /**
  * The row gate over Redis, shared by every worker: breaker, rpm/tpm limiter and budgets. Pieces a
@@ -33,6 +39,8 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
   let batchLimit: { nanos: number | undefined; readAt: number } = { nanos: undefined, readAt: 0 };
   /** Models whose circuit was not closed when last seen here; only their successes need recording. */
   const failing = new Set<string>();
+  /** When each model was last seen closed with no failures. */
+  const healthySince = new Map<string, number>();
 
   async function batchLimitNanos(): Promise<number | undefined> {
     if (Date.now() - batchLimit.readAt > BUDGET_REFRESH_MS) {
@@ -46,8 +54,11 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
 
   return {
     async breaker(model) {
+      const seenHealthy = healthySince.get(model);
+      if (seenHealthy !== undefined && Date.now() - seenHealthy < HEALTHY_BREAKER_TRUST_MS && !failing.has(model)) return { allowed: true, retryInMs: 0 };
       const check = await breaker.check(model);
       if (check.state !== 'closed' || check.failures > 0) failing.add(model);
+      else healthySince.set(model, Date.now());
       return { allowed: check.allowed, retryInMs: check.retryInMs };
     },
 
@@ -102,6 +113,7 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       }
       if (settlement.health === 'failure') {
         failing.add(model);
+        healthySince.delete(model);
         work.push(breaker.recordFailure(model));
       } else if (settlement.health === 'success' && failing.has(model)) {
         failing.delete(model);

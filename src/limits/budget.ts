@@ -1,4 +1,4 @@
-import { integers, runScript, type LuaScript, type RedisClient } from './lua-script.ts';
+import { integers, runScript, type LuaScript, type RedisClient } from '../queue/lua-script.ts';
 
 /**
  * Spending caps per batch and per calendar month (UTC), shared by every worker through Redis.

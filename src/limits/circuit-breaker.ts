@@ -1,5 +1,5 @@
 import type { BreakerConfig } from '../config/schema.ts';
-import { integers, LUA_PRELUDE, runScript, type LuaScript, type RedisClient } from './lua-script.ts';
+import { integers, LUA_PRELUDE, runScript, type LuaScript, type RedisClient } from '../queue/lua-script.ts';
 
 /**
  * A circuit breaker per model, shared by every worker through Redis. Closed: calls go. After

@@ -1,4 +1,4 @@
-import { LUA_PRELUDE, type LuaScript } from './lua-script.ts';
+import { LUA_PRELUDE, type LuaScript } from '../queue/lua-script.ts';
 import { BUCKET_US, WINDOW_US } from './pacing.ts';
 
 /**

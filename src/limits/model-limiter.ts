@@ -1,5 +1,5 @@
 import { COOL_DOWN, COOLDOWN_LEFT, OBSERVE, RESERVE, SETTLE } from './limiter-scripts.ts';
-import { integers, runScript, type RedisClient } from './lua-script.ts';
+import { integers, runScript, type RedisClient } from '../queue/lua-script.ts';
 import { requestIntervalUs, tokenCapacity, tokenSpanUs, windowTokens } from './pacing.ts';
 
 /**

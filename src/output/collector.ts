@@ -20,6 +20,11 @@ export interface CollectOptions {
   signal?: AbortSignal;
   readCount?: number;
   blockMs?: number;
+  /**
+   * After a read that did not fill `readCount`, wait this long before the next one, so events are
+   * written (and checkpointed) in batches rather than one round of file writes and MULTI per row.
+   */
+  batchWindowMs?: number;
 }
 
 interface OpenOutput {
@@ -50,6 +55,7 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
   const keys = options.store.keys(options.batchId);
   const readCount = options.readCount ?? 1000;
   const blockMs = options.blockMs ?? 500;
+  const batchWindowMs = options.batchWindowMs ?? 100;
   const checkpoint = await options.redis.hgetall(keys.checkpoint);
   const resumed = checkpoint.last_id !== undefined;
   let lastId = checkpoint.last_id ?? '0-0';
@@ -64,11 +70,14 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
       if (entries.length > 0) {
         lastId = await writeEntries(options, journal, costs, entries);
       }
-      if (entries.length < readCount && (await allRowsFinished(options))) {
-        // Every row's event was added with its "finished" bit, so one more read drains the rest.
-        const rest = await readRowEvents(reader, keys, lastId, 1_000_000, 0);
-        if (rest.length > 0) lastId = await writeEntries(options, journal, costs, rest);
-        return true;
+      if (entries.length < readCount) {
+        if (await allRowsFinished(options)) {
+          // Every row's event was added with its "finished" bit, so one more read drains the rest.
+          const rest = await readRowEvents(reader, keys, lastId, 1_000_000, 0);
+          if (rest.length > 0) lastId = await writeEntries(options, journal, costs, rest);
+          return true;
+        }
+        if (entries.length > 0) await new Promise((resolve) => setTimeout(resolve, batchWindowMs));
       }
     }
   } finally {

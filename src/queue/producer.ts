@@ -16,6 +16,8 @@ export interface EnqueueOptions {
   chunkSize: number;
   /** Re-running a batch: skip rows that already succeeded, re-open the others. */
   resume: boolean;
+  /** Wait while more than this many enqueued rows are unfinished (undefined: enqueue everything now). */
+  maxPending?: number | undefined;
   onProgress?: (counts: EnqueueCounts) => void;
 }
 
@@ -58,6 +60,7 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
     chunk = [];
     if (options.resume) rows = await dropSucceeded(options, rows, counts);
     if (rows.length > 0) {
+      if (options.maxPending !== undefined) await waitForRoom(options, counts.enqueued);
       await options.queue.addBulk(rows.map((row) => ({ name: 'prompt', data: toJob(options.batchId, row), opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row) } })));
       counts.enqueued += rows.length;
     }
@@ -82,6 +85,16 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
     await once(errors, 'close');
   }
   return counts;
+}
+
+/** Rows enqueued before this run (resume) are not counted, so this is a soft bound; it only needs to be flat. */
+async function waitForRoom(options: EnqueueOptions, enqueued: number): Promise<void> {
+  const finishedKey = options.store.keys(options.batchId).finished;
+  for (;;) {
+    const finished = await options.store.redis.bitcount(finishedKey);
+    if (enqueued - finished < options.maxPending!) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 async function dropSucceeded(options: EnqueueOptions, rows: InputRow[], counts: EnqueueCounts): Promise<InputRow[]> {

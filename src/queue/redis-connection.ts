@@ -29,7 +29,9 @@ export interface ConnectOptions {
 }
 
 export function connectRedis(url: string, options: ConnectOptions = {}): Redis {
-  const redisOptions: RedisOptions = options.role === 'worker' ? { maxRetriesPerRequest: null } : {};
+  // Clients batch the commands of one event-loop tick into one socket write (64 rows in flight each
+  // publish, check and settle): fewer system calls per row. Blocking connections must not.
+  const redisOptions: RedisOptions = options.role === 'worker' ? { maxRetriesPerRequest: null } : { enableAutoPipelining: true };
   return new Redis(url, redisOptions);
 }
 

@@ -1,23 +1,31 @@
+import { createHash } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 
 /**
- * A Lua script run through ioredis' `defineCommand`: EVALSHA, falling back to EVAL once per
- * connection when the server does not know the script (NOSCRIPT), so each call is one round trip
- * and only the first on a connection carries the script's text.
+ * A Lua script run by EVALSHA, falling back to EVAL when the server does not know it yet
+ * (NOSCRIPT): one round trip per call, and only the first call carries the script's text. Plain
+ * EVALSHA (not ioredis' defineCommand) so it batches with auto-pipelining like any other command.
  */
 
 export type RedisClient = Redis | Cluster;
 
 export interface LuaScript {
-  /** A name unique among Switchyard's scripts; it becomes a method on the client. */
+  /** A name for messages. */
   name: string;
   numberOfKeys: number;
   lua: string;
 }
 
-type ScriptMethod = (...keysAndArgs: (string | number)[]) => Promise<unknown>;
+const shas = new WeakMap<LuaScript, string>();
 
-const defined = new WeakMap<RedisClient, Set<string>>();
+function shaOf(script: LuaScript): string {
+  let sha = shas.get(script);
+  if (!sha) {
+    sha = createHash('sha1').update(script.lua).digest('hex');
+    shas.set(script, sha);
+  }
+  return sha;
+}
 
 /**
  * Lua prelude for every script that reads the clock. Redis 7 replicates a script's effects, so
@@ -35,19 +43,12 @@ local function int_str(x) return string.format('%.0f', x) end
 
 export async function runScript(redis: RedisClient, script: LuaScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
   if (keys.length !== script.numberOfKeys) throw new Error(`${script.name} takes ${script.numberOfKeys} keys, got ${keys.length}`);
-  const method = `switchyard_${script.name}`;
-  let names = defined.get(redis);
-  if (!names) {
-    names = new Set();
-    defined.set(redis, names);
+  try {
+    return await redis.evalsha(shaOf(script), keys.length, ...keys, ...args);
+  } catch (error) {
+    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+    return redis.eval(script.lua, keys.length, ...keys, ...args);
   }
-  if (!names.has(method)) {
-    redis.defineCommand(method, { numberOfKeys: script.numberOfKeys, lua: script.lua });
-    names.add(method);
-  }
-  const call = (redis as unknown as Record<string, ScriptMethod>)[method];
-  if (call === undefined) throw new Error(`ioredis did not define ${method}`);
-  return call.call(redis, ...keys, ...args);
 }
 
 /** The reply of a script that returns an array of integers. */
