@@ -82,3 +82,39 @@ describe('budgets and rate limits shared through Redis', () => {
     expect(spanMs).toBeLessThan(99 * 51 * 1.6);
   });
 });
+
+describe('waiting for a rate-limit slot parks the row instead of holding a worker slot', () => {
+  let sim: Simulator;
+  let redis: Redis;
+  const prefix = uniquePrefix('parking');
+
+  beforeAll(async () => {
+    sim = await startSimulator({ latency_ms: 2 });
+    redis = new Redis(testRedisUrl());
+  });
+  afterAll(async () => {
+    await cleanupPrefix(redis, prefix);
+    redis.disconnect();
+    await sim.close();
+  });
+
+  it('with one worker slot, rows of an unlimited model finish while rows of a limited one wait their turn', async () => {
+    const dir = await tempDir('parking');
+    const cfg = join(dir, 'switchyard.yaml');
+    // "slow" allows one call a second; "free" has no limit. One worker slot in all.
+    await writeFile(cfg, stringify({ providers: { sim: { base_url: sim.url } }, models: { slow: { provider: 'sim', rpm: 60 }, free: { provider: 'sim' } }, default_model: 'free', limits: { headroom: 1 } }));
+    const input = await writePromptsCsv(dir, 10, { model: (row) => (row <= 5 ? 'slow' : 'free') });
+    const out = join(dir, 'out');
+    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'parking', '--concurrency', '1'], { REDIS_URL: testRedisUrl(), SWITCHYARD_PREFIX: prefix });
+    expect(run.code, run.stderr).toBe(0);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    const done = (r: RowResult) => Date.parse(r.completed_at);
+    const slow = results.filter((r) => r.model === 'slow');
+    const free = results.filter((r) => r.model === 'free');
+    // The five paced calls span about four seconds; the free rows did not queue behind them.
+    expect(Math.max(...slow.map(done)) - Math.min(...slow.map(done))).toBeGreaterThan(3500);
+    expect(Math.max(...free.map(done))).toBeLessThan(Math.max(...slow.map(done)) - 2000);
+    // Waiting used no attempts: every row made exactly one call.
+    expect(results.every((r) => r.status === 'succeeded' && r.attempts === 1)).toBe(true);
+  });
+});
