@@ -1,0 +1,105 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.ts';
+import type { RowGate } from '../../src/execution/row-gate.ts';
+import { freshProgress, type RoutePlan } from '../../src/execution/row-progress.ts';
+import { advanceRow, type RowInput, type RowRunnerDeps } from '../../src/execution/row-runner.ts';
+import { createProviderClients } from '../../src/models/provider-clients.ts';
+import { startSimulator, type Simulator } from '../../src/sim/server.ts';
+
+/** The row runner's decisions, against the simulator over HTTP, with an in-memory gate. */
+describe('advanceRow', () => {
+  let sim: Simulator;
+  beforeAll(async () => {
+    sim = await startSimulator({ models: { broken: { fail_status: 500 }, invalid: { fail_status: 400 }, missing: { fail_status: 404 } } });
+  });
+  afterAll(() => sim.close());
+
+  const row: RowInput = { batchId: 'b', row: 1, id: 'r1', messages: [{ role: 'user', content: 'Hello' }], metadata: {} };
+
+  function setup(chain: string[], gate: Partial<RowGate> = {}, extra: Record<string, unknown> = {}) {
+    const models = Object.fromEntries(['ok', 'broken', 'invalid', 'missing', 'limited'].map((m) => [m, { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 2 } }]));
+    const config = parseConfig({ providers: { sim: { base_url: sim.url } }, models, default_model: 'ok', retry: { max_attempts: 3, base_delay_ms: 1, max_delay_ms: 5 }, ...extra }, 'test');
+    const plan: RoutePlan = { taskType: 'simple', routeReason: 'test', chain, skipped: [], promptTokens: 5, promptTokensCounted: false };
+    const settled: string[] = [];
+    const fullGate: RowGate = {
+      breaker: async () => ({ allowed: true, retryInMs: 0 }),
+      coolingDownMs: async () => 0,
+      reserveCapacity: async () => ({ reserved: true, waitMs: 0, slotAt: 0 }),
+      reserveBudget: async () => ({ ok: true }),
+      settle: async (s) => void settled.push(`${s.model}:${s.health}`),
+      ...gate,
+    };
+    const deps: RowRunnerDeps = { config, providers: createProviderClients(config), gate: fullGate, plan: async () => ({ plan, calls: [] }), sleep: async () => undefined };
+    return { deps, settled };
+  }
+
+  it('answers on the first model and records one call', async () => {
+    const { deps, settled } = setup(['ok']);
+    const step = await advanceRow(row, freshProgress(), deps);
+    expect(step.kind).toBe('finished');
+    if (step.kind !== 'finished') return;
+    expect(step.event.result).toMatchObject({ status: 'succeeded', final_model: 'ok', attempts: 1, fallback_reason: null });
+    expect(step.event.calls).toHaveLength(1);
+    expect(settled).toEqual(['ok:success']);
+  });
+
+  it('retries a 500 up to max_attempts, then falls back, with a cost record per call', async () => {
+    const { deps, settled } = setup(['broken', 'ok']);
+    const step = await advanceRow(row, freshProgress(), deps);
+    if (step.kind !== 'finished') throw new Error('expected finished');
+    expect(step.event.result).toMatchObject({ status: 'succeeded', final_model: 'ok', models_tried: ['broken', 'ok'] });
+    expect(step.event.result.fallback_reason).toContain('broken: server_error after 3 attempts');
+    expect(step.event.calls.map((c) => `${c.model}#${c.attempt}@${c.chain_position}`)).toEqual(['broken#1@0', 'broken#2@0', 'broken#3@0', 'ok#1@1']);
+    expect(settled.filter((s) => s === 'broken:failure')).toHaveLength(3);
+  });
+
+  it('fails at once on a 400 (no retry, no fallback) and goes on after a 404', async () => {
+    const bad = setup(['invalid', 'ok']);
+    const badStep = await advanceRow(row, freshProgress(), bad.deps);
+    if (badStep.kind !== 'finished') throw new Error('expected finished');
+    expect(badStep.event.result).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'bad_request', http_status: 400 } });
+
+    const missing = setup(['missing', 'ok']);
+    const missingStep = await advanceRow(row, freshProgress(), missing.deps);
+    if (missingStep.kind !== 'finished') throw new Error('expected finished');
+    expect(missingStep.event.result).toMatchObject({ status: 'succeeded', final_model: 'ok' });
+    expect(missingStep.event.result.fallback_reason).toContain('not found');
+  });
+
+  it('parks the row when its slot is further away than inline_wait_ms, and calls without re-booking when it wakes', async () => {
+    let reservations = 0;
+    const { deps } = setup(['limited'], { reserveCapacity: async () => ({ reserved: true, waitMs: 5_000, slotAt: 123 + reservations++ }) });
+    const progress = freshProgress();
+    const first = await advanceRow(row, progress, deps);
+    expect(first).toMatchObject({ kind: 'park', waitMs: 5_000 });
+    if (first.kind !== 'park') return;
+    expect(first.progress).toMatchObject({ reservedModel: 'limited', slotAt: 123, attempt: 0 });
+    // The job comes back with its progress (as BullMQ hands back the updated data).
+    const second = await advanceRow(row, JSON.parse(JSON.stringify(first.progress)), deps);
+    expect(second.kind).toBe('finished');
+    expect(reservations).toBe(1);
+  });
+
+  it('with on_limit fallback, a model limited for longer than max_wait_ms sends the row to the next model', async () => {
+    const { deps } = setup(['limited', 'ok'], {
+      reserveCapacity: async (model, _tokens, maxWaitMs) => (model === 'limited' ? { reserved: false, waitMs: maxWaitMs + 1, limitedBy: 'requests' } : { reserved: true, waitMs: 0, slotAt: 0 }),
+    }, { limits: { on_limit: 'fallback', max_wait_ms: 1000 } });
+    const step = await advanceRow(row, freshProgress(), deps);
+    if (step.kind !== 'finished') throw new Error('expected finished');
+    expect(step.event.result).toMatchObject({ final_model: 'ok', models_tried: ['ok'] });
+    expect(step.event.result.fallback_reason).toMatch(/limited: rate limited \(requests\)/);
+  });
+
+  it('skips a model whose circuit is open, and stops with budget_exceeded when the budget refuses', async () => {
+    const open = setup(['broken', 'ok'], { breaker: async (model) => ({ allowed: model !== 'broken', retryInMs: 9_000 }) });
+    const openStep = await advanceRow(row, freshProgress(), open.deps);
+    if (openStep.kind !== 'finished') throw new Error('expected finished');
+    expect(openStep.event.result.fallback_reason).toContain('circuit open');
+    expect(openStep.event.calls.map((c) => c.model)).toEqual(['ok']);
+
+    const broke = setup(['ok'], { reserveBudget: async () => ({ ok: false, message: 'over budget' }) });
+    const brokeStep = await advanceRow(row, freshProgress(), broke.deps);
+    if (brokeStep.kind !== 'finished') throw new Error('expected finished');
+    expect(brokeStep.event.result).toMatchObject({ status: 'failed', error: { code: 'budget_exceeded' }, attempts: 0 });
+  });
+});
