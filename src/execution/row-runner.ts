@@ -140,7 +140,8 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
       started_at: new Date(started).toISOString(),
       ...(error ? { error_code: error.code } : {}),
     });
-    const coolDownMs = error?.code === 'rate_limited' ? (error.retryAfterMs ?? null) : null;
+    // A 429's retry-after, or a 200 saying the limit is used up: all workers hold off that long.
+    const coolDownMs = error?.code === 'rate_limited' ? (error.retryAfterMs ?? null) : (answer?.limitExhaustedForMs ?? null);
     await gate.settle({
       model,
       slotAt: progress.slotAt,

@@ -1,5 +1,6 @@
 import type { ChatMessage } from '../input/row.ts';
 import type { Usage } from '../output/records.ts';
+import { parseResetDuration } from '../limits/pacing.ts';
 import { classifyModelError, ModelCallError } from './model-error.ts';
 import type { ProviderClient } from './provider-clients.ts';
 
@@ -19,6 +20,22 @@ export interface ModelAnswer {
   finishReason: string | null;
   requestId: string | null;
   httpStatus: number;
+  /** Set when the answer's x-ratelimit-* headers say a limit is used up: how long until it resets. */
+  limitExhaustedForMs?: number | null;
+}
+
+/**
+ * A 200 whose x-ratelimit-remaining-requests (or -tokens) is 0 means the next call would get a
+ * 429: returns the matching reset time, so every worker can hold off. The answer itself is kept.
+ */
+export function exhaustedLimitResetMs(headers: Headers): number | null {
+  let wait: number | null = null;
+  for (const kind of ['requests', 'tokens']) {
+    if (headers.get(`x-ratelimit-remaining-${kind}`)?.trim() !== '0') continue;
+    const reset = parseResetDuration(headers.get(`x-ratelimit-reset-${kind}`) ?? '');
+    if (reset !== null) wait = Math.max(wait ?? 0, reset);
+  }
+  return wait;
 }
 
 /** One chat completion through the `openai` SDK; throws ModelCallError on any failure. */
@@ -46,6 +63,7 @@ export async function callModel(provider: ProviderClient, request: ModelRequest,
       finishReason: choice.finish_reason ?? null,
       requestId: request_id ?? null,
       httpStatus: response.status,
+      limitExhaustedForMs: exhaustedLimitResetMs(response.headers),
     };
   } catch (error) {
     throw classifyModelError(error, ctx);

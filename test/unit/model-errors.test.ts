@@ -1,0 +1,49 @@
+import { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
+import { describe, expect, it } from 'vitest';
+import { exhaustedLimitResetMs } from '../../src/models/call-model.ts';
+import { classifyModelError, retryAfterFromHeaders } from '../../src/models/model-error.ts';
+import { retryDelayMs } from '../../src/models/retry-policy.ts';
+
+const ctx = { model: 'm', provider: 'p', baseUrl: 'http://x/v1', apiKeyEnv: 'P_KEY' };
+const apiError = (status: number, headers: Record<string, string> = {}) => APIError.generate(status, { error: { message: 'nope' } }, undefined, new Headers(headers));
+
+describe('classifyModelError', () => {
+  it('types each failure with retryable, status and retry-after', () => {
+    expect(classifyModelError(apiError(429, { 'retry-after-ms': '1500' }), ctx)).toMatchObject({ code: 'rate_limited', retryable: true, status: 429, retryAfterMs: 1500 });
+    expect(classifyModelError(apiError(503), ctx)).toMatchObject({ code: 'server_error', retryable: true, status: 503 });
+    expect(classifyModelError(apiError(400), ctx)).toMatchObject({ code: 'bad_request', retryable: false });
+    expect(classifyModelError(apiError(404), ctx)).toMatchObject({ code: 'model_not_found', retryable: false });
+    expect(classifyModelError(new APIConnectionTimeoutError(), ctx)).toMatchObject({ code: 'timeout', retryable: true, status: null });
+    expect(classifyModelError(new APIConnectionError({ message: 'refused' }), ctx)).toMatchObject({ code: 'connection_error', retryable: true });
+  });
+
+  it('names the key variable on a 401', () => {
+    const error = classifyModelError(apiError(401), ctx);
+    expect(error).toMatchObject({ code: 'unauthorized', retryable: false });
+    expect(error.message).toContain('$P_KEY');
+  });
+});
+
+describe('retry-after and backoff', () => {
+  it('reads retry-after-ms, retry-after seconds and dates', () => {
+    expect(retryAfterFromHeaders(new Headers({ 'retry-after-ms': '250.5' }))).toBe(251);
+    expect(retryAfterFromHeaders(new Headers({ 'retry-after': '2' }))).toBe(2000);
+    expect(retryAfterFromHeaders(new Headers({ 'retry-after': new Date(10_000).toUTCString() }), 4_000)).toBe(6000);
+    expect(retryAfterFromHeaders(new Headers())).toBeNull();
+  });
+
+  it('backs off exponentially with full jitter, capped, and never sooner than retry-after', () => {
+    const retry = { max_attempts: 5, base_delay_ms: 100, max_delay_ms: 1000 };
+    expect(retryDelayMs(1, retry, null, () => 1)).toBe(100);
+    expect(retryDelayMs(3, retry, null, () => 1)).toBe(400);
+    expect(retryDelayMs(10, retry, null, () => 1)).toBe(1000);
+    expect(retryDelayMs(3, retry, null, () => 0)).toBe(0);
+    expect(retryDelayMs(1, retry, 5000, () => 0)).toBe(5000);
+    expect(retryDelayMs(1, retry, 5000, () => 1)).toBeGreaterThan(5000);
+  });
+
+  it("sees a used-up limit in a successful answer's x-ratelimit headers", () => {
+    expect(exhaustedLimitResetMs(new Headers({ 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '1.5s' }))).toBe(1500);
+    expect(exhaustedLimitResetMs(new Headers({ 'x-ratelimit-remaining-requests': '3', 'x-ratelimit-reset-requests': '1s' }))).toBeNull();
+  });
+});
