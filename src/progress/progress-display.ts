@@ -55,17 +55,26 @@ export function createProgressDisplay(stream: NodeJS.WriteStream, plainEveryMs =
       },
     };
   }
-  let lastLine = 0;
+  // The first line comes after one interval, when the rate means something; the last at stop().
+  let lastLine = startedAt;
+  let latest: BatchProgress | null = null;
+  const print = (progress: BatchProgress) => {
+    const { rate, eta } = rateAndEta(progress, startedAt, firstFinished ?? 0);
+    const total = progress.total === null ? '?' : String(progress.total);
+    const done = progress.total !== null && progress.finished >= progress.total;
+    stream.write(`progress: ${progress.finished}/${total} rows, ${progress.failed} failed, ${rate.toFixed(0)} rows/s, ${done ? 'done' : `ETA ${formatDuration(eta)}`}, cost ${formatUsd(progress.costUsd)}\n`);
+  };
   return {
     update(progress) {
       firstFinished ??= progress.finished;
+      latest = progress;
       const now = Date.now();
       if (now - lastLine < plainEveryMs) return;
       lastLine = now;
-      const { rate, eta } = rateAndEta(progress, startedAt, firstFinished);
-      const total = progress.total === null ? '?' : String(progress.total);
-      stream.write(`progress: ${progress.finished}/${total} rows, ${progress.failed} failed, ${rate.toFixed(0)} rows/s, ETA ${formatDuration(eta)}, cost ${formatUsd(progress.costUsd)}\n`);
+      print(progress);
     },
-    stop() {},
+    stop() {
+      if (latest) print(latest);
+    },
   };
 }
