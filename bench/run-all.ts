@@ -1,9 +1,12 @@
 /**
  * Runs the skeleton benchmarks in sequence: latency, throughput, memory (and, with --diagnose,
  * bench/where-time-goes.ts). Each runs as its own process with a time limit.
- *   --snapshot   measure the committed HEAD (extracted with `git archive` into bench/.tmp/),
- *                not the working tree, e.g. while the tree is being edited.
- * Usage: node bench/run-all.ts [--snapshot] [--diagnose]   (npm run bench -- --snapshot)
+ *   --snapshot     measure the committed HEAD (extracted with `git archive` into bench/.tmp/),
+ *                  not the working tree, e.g. while the tree is being edited.
+ *   --limits       also the rate-limit benchmarks (issue 3): limits-rpm, limits-tpm, limits-overhead
+ *                  (about 20 more minutes: the first two run at a provider's limit for 2-3.5 min a run).
+ *   --limits-only  only those.
+ * Usage: node bench/run-all.ts [--snapshot] [--diagnose] [--limits | --limits-only]   (npm run bench -- --snapshot)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -22,6 +25,10 @@ function snapshotHead(): string {
     // node_modules is found by walking up from bench/.tmp/snapshot-*/ to the repository's own.
     execFileSync('sh', ['-c', `git archive --format=tar HEAD | tar -x -C '${dir}'`], { cwd: ROOT, stdio: 'inherit' });
   }
+  // Measure the built command, as users run it.
+  if (!existsSync(path.join(dir, 'dist', 'src', 'cli.js'))) {
+    execFileSync(path.join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json'], { cwd: dir, stdio: 'inherit' });
+  }
   return dir;
 }
 
@@ -30,11 +37,23 @@ const redis = await selectRedis();
 for (const line of await describeMachine({ redisUrl: redis.url, productRoot, repoRoot: ROOT })) console.log(line);
 await redis.stop();
 
+const limitsOnly = flags.has('--limits-only');
 const scripts: Array<{ file: string; limitMs: number }> = [
-  { file: 'skeleton-latency.ts', limitMs: 15 * 60_000 },
-  { file: 'skeleton-throughput.ts', limitMs: 15 * 60_000 },
-  { file: 'skeleton-memory.ts', limitMs: 40 * 60_000 },
-  ...(flags.has('--diagnose') ? [{ file: 'where-time-goes.ts', limitMs: 20 * 60_000 }] : []),
+  ...(limitsOnly
+    ? []
+    : [
+        { file: 'skeleton-latency.ts', limitMs: 15 * 60_000 },
+        { file: 'skeleton-throughput.ts', limitMs: 15 * 60_000 },
+        { file: 'skeleton-memory.ts', limitMs: 40 * 60_000 },
+      ]),
+  ...(flags.has('--diagnose') && !limitsOnly ? [{ file: 'where-time-goes.ts', limitMs: 20 * 60_000 }] : []),
+  ...(flags.has('--limits') || limitsOnly
+    ? [
+        { file: 'limits-rpm.ts', limitMs: 15 * 60_000 },
+        { file: 'limits-tpm.ts', limitMs: 25 * 60_000 },
+        { file: 'limits-overhead.ts', limitMs: 10 * 60_000 },
+      ]
+    : []),
 ];
 
 let failures = 0;

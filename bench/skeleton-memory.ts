@@ -13,6 +13,11 @@ import { deletePrefix } from './lib/redis.ts';
 import { megabytes, passFail, seconds } from './lib/stats.ts';
 import { runSwitchyard, writeBenchConfig, type SwitchyardRunResult } from './lib/switchyard-run.ts';
 
+/** When a stdout line arrived, in ms since spawn (about the same clock as the probe's, which starts a few ms later). */
+function lineAt(run: SwitchyardRunResult, pattern: RegExp): number {
+  return run.lines.find((line) => pattern.test(line.text))?.ms ?? Number.NaN;
+}
+
 const sizes = [Number(process.argv[2] ?? 20_000), Number(process.argv[3] ?? 200_000)];
 const CONCURRENCY = 64;
 const TARGET_MB = 200;
@@ -44,6 +49,7 @@ await withBenchEnv('memory', 0, async (env) => {
     console.log(`  ${rows} rows: maxRSS ${megabytes(run.usage?.maxRSS ?? Number.NaN)}; ${status}; wall ${seconds(run.wallMs)} = ${(rows / (run.wallMs / 1000)).toFixed(0)} rows/s, CPU ${(cpu / rows).toFixed(2)} ms/row`);
     const u = run.usage;
     if (u) console.log(`    peaks of process.memoryUsage(): heapTotal ${megabytes(u.peakHeapTotal / 1024)}, heapUsed ${megabytes(u.peakHeapUsed / 1024)}, external ${megabytes(u.peakExternal / 1024)}, arrayBuffers ${megabytes(u.peakArrayBuffers / 1024)}`);
+    if (u) console.log(`    (heapUsed peak at ${seconds(u.peakHeapUsedAtMs)}, arrayBuffers peak at ${seconds(u.peakArrayBuffersAtMs)}; all enqueued at ${seconds(lineAt(run, /^Read \d+ rows/))}, summary at ${seconds(lineAt(run, /^Rows /))}, exit at ${seconds(u.exitAtMs)}; times since the run process started)`);
     if (!run.timedOut && run.exitCode !== 0) console.log(`    stderr tail: ${run.stderr.slice(-1500)}`);
     results.push({ rows, run });
   }

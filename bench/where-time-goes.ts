@@ -9,9 +9,13 @@
  *  5. Redis commands per row (INFO commandstats of a private redis-server, 2,000 rows at 0 ms).
  *  6. Memory: peak RSS and V8 heap of a 20,000-row run with default heap settings and with a small
  *     heap (--max-old-space-size=96 --max-semi-space-size=4), to separate live data from V8 headroom.
+ *  7. Rows finished per second over a 30,000-row run at 0 ms (from results.jsonl's completed_at):
+ *     start-up, the enqueue phase and the steady state, one by one.
  * Usage: node bench/where-time-goes.ts [repetitions=3]
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import { machineLine, withBenchEnv, type BenchEnv } from './lib/bench-env.ts';
 import { printProfileSummary, summariseProfile } from './lib/cpu-profile-summary.ts';
@@ -21,9 +25,6 @@ import { deletePrefix } from './lib/redis.ts';
 import { runCommand } from './lib/run-command.ts';
 import { median, megabytes } from './lib/stats.ts';
 import { checkRun, runSwitchyard, writeBenchConfig, type SwitchyardRunResult } from './lib/switchyard-run.ts';
-import { readdirSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
-import { PRODUCT_ROOT as PRODUCT } from './lib/paths.ts';
 
 const repetitions = Number(process.argv[2] ?? 3);
 const ms = (value: number) => `${value.toFixed(0)} ms`;
@@ -135,7 +136,7 @@ async function profile(env: BenchEnv): Promise<void> {
 
 async function redisCommands(env: BenchEnv): Promise<void> {
   const rows = 2000;
-  const module = pathToFileURL(path.join(PRODUCT, 'src', 'queue', 'redis-server-process.ts')).href;
+  const module = pathToFileURL(path.join(PRODUCT_ROOT, 'src', 'queue', 'redis-server-process.ts')).href;
   const { startRedisServer } = (await import(module)) as typeof import('../src/queue/redis-server-process.ts');
   const server = await startRedisServer({ dir: path.join(env.dir, 'redis'), persist: false });
   const redis = new Redis(server.url);
@@ -187,9 +188,33 @@ async function latencyProfile(env: BenchEnv): Promise<void> {
   printProfileSummary(summariseProfile(path.join(profDir, file), 15));
 }
 
+async function timeline(env: BenchEnv): Promise<void> {
+  const rows = 30_000;
+  const csv = await writePromptsCsv(env.dir, rows);
+  const config = await writeBenchConfig(env.dir, env.sim.url, 64);
+  const outDir = path.join(env.dir, 'timeline');
+  const run = await runSwitchyard({ csv, config, outDir, batchId: 'timeline', concurrency: 64, redisUrl: env.redis.url, prefix: env.prefix, timeoutMs: 300_000 });
+  checkRun('timeline run', run, rows);
+  await deletePrefix(env.redis.url, env.prefix);
+  const done = readFileSync(path.join(outDir, 'results.jsonl'), 'utf8').trim().split('\n').map((line) => Date.parse((JSON.parse(line) as { completed_at: string }).completed_at));
+  const first = Math.min(...done);
+  const perSecond: number[] = [];
+  for (const t of done) {
+    const second = Math.floor((t - first) / 1000);
+    perSecond[second] = (perSecond[second] ?? 0) + 1;
+  }
+  const batchLine = lineAt(run, /^Batch /);
+  console.log(`7. rows finished per second, ${rows}-row run at 0 ms, concurrency 64: wall ${ms(run.wallMs)}; "Batch" at ${ms(batchLine)}, all enqueued at ${ms(lineAt(run, /^Read \d+ rows/))}, summary at ${ms(lineAt(run, /^Rows /))} (since spawn)`);
+  console.log(`  second after the first row finished: rows finished in it`);
+  console.log(`  ${Array.from(perSecond, (n, s) => `${s}s:${n ?? 0}`).join(' ')}`);
+  const full = perSecond.slice(3, -1).filter((n): n is number => n !== undefined);
+  console.log(`  median of the full seconds after the first 3: ${median(full).toFixed(0)} rows/s`);
+}
+
 await withBenchEnv('fixed', 0, fixedCost);
 await withBenchEnv('phases', 100, phases);
 await withBenchEnv('latprof', 100, latencyProfile);
 await withBenchEnv('profile', 0, profile);
 await withBenchEnv('commands', 0, redisCommands);
 await withBenchEnv('heap', 0, memory);
+await withBenchEnv('timeline', 0, timeline);

@@ -119,11 +119,37 @@ export function printProfileSummary(summary: ProfileSummary, log: (line: string)
   for (const { name, where, ms } of summary.ownInclusive) log(`    ${pct(ms)} ${ms.toFixed(0).padStart(7)} ms  ${name}  ${where}`);
 }
 
+/** Self time of the functions named `name`, split by their nearest `depth` callers outside Node's internals. */
+export function callersOf(file: string, name: string, depth = 4, top = 10): Array<{ stack: string; ms: number }> {
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const parent = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const stacks = new Map<string, number>();
+  for (let i = 0; i < profile.samples.length; i++) {
+    const id = profile.samples[i] as number;
+    if (byId.get(id)?.callFrame.functionName !== name) continue;
+    const frames: string[] = [];
+    for (let at = parent.get(id); at !== undefined && frames.length < depth; at = parent.get(at)) {
+      const frame = byId.get(at)?.callFrame;
+      if (frame && frame.url !== '' && !frame.url.startsWith('node:')) frames.push(`${frame.functionName || '(anonymous)'} ${shortUrl(frame.url)}:${frame.lineNumber + 1}`);
+    }
+    const key = frames.join(' < ');
+    stacks.set(key, (stacks.get(key) ?? 0) + (profile.timeDeltas[i + 1] ?? 0) / 1000);
+  }
+  return [...stacks.entries()].map(([stack, ms]) => ({ stack, ms })).sort((a, b) => b.ms - a.ms).slice(0, top);
+}
+
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const file = process.argv[2];
+  const [file, second, third] = process.argv.slice(2);
   if (!file) {
-    console.error('usage: node bench/lib/cpu-profile-summary.ts <file.cpuprofile> [top]');
+    console.error('usage: node bench/lib/cpu-profile-summary.ts <file.cpuprofile> [top=25]');
+    console.error('       node bench/lib/cpu-profile-summary.ts <file.cpuprofile> --callers <functionName>');
     process.exit(2);
   }
-  printProfileSummary(summariseProfile(file, Number(process.argv[3] ?? 25)));
+  if (second === '--callers' && third) {
+    for (const { stack, ms } of callersOf(file, third)) console.log(`${ms.toFixed(0).padStart(7)} ms  ${third} < ${stack}`);
+  } else {
+    printProfileSummary(summariseProfile(file, Number(second ?? 25)));
+  }
 }

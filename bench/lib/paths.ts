@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -10,7 +10,19 @@ export const TMP = path.join(ROOT, 'bench', '.tmp');
  * `node bench/run-all.ts --snapshot`, which measures the committed HEAD while the tree is being edited).
  */
 export const PRODUCT_ROOT = process.env.BENCH_PRODUCT_ROOT ? path.resolve(process.env.BENCH_PRODUCT_ROOT) : ROOT;
-export const CLI = path.join(PRODUCT_ROOT, 'src', 'cli.ts');
+/**
+ * The command a user runs: the built dist/src/cli.js (`npm install` / `npm run build` make it),
+ * else the sources, with the node flags its shebang names, so the benchmark measures what ships.
+ */
+const BUILT_CLI = path.join(PRODUCT_ROOT, 'dist', 'src', 'cli.js');
+export const CLI = existsSync(BUILT_CLI) ? BUILT_CLI : path.join(PRODUCT_ROOT, 'src', 'cli.ts');
+export const CLI_NODE_FLAGS = shebangNodeFlags(CLI);
+
+function shebangNodeFlags(file: string): string[] {
+  const first = readFileSync(file, 'utf8').split('\n', 1)[0] ?? '';
+  const match = /^#!.*\bnode\b(.*)$/.exec(first);
+  return match ? (match[1] ?? '').trim().split(/\s+/).filter(Boolean) : [];
+}
 export const USAGE_PROBE = path.join(ROOT, 'bench', 'lib', 'usage-probe.ts');
 
 /** A fresh folder under bench/.tmp for one benchmark run. */

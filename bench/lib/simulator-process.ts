@@ -9,10 +9,11 @@ export interface SimulatorProcess {
 
 /**
  * Starts `switchyard sim` as its own process on a free 127.0.0.1 port and resolves once it prints
- * its URL. Rejects after `startTimeoutMs` (the process is killed then).
+ * its URL. Rejects after `startTimeoutMs` (the process is killed then). `extraArgs` go to
+ * `switchyard sim` as they are (e.g. `--model-limits <json>`, `--tpm-counts usage`).
  */
-export function startSimulatorProcess(options: { latencyMs: number; startTimeoutMs?: number }): Promise<SimulatorProcess> {
-  const args = [CLI, 'sim', '--host', '127.0.0.1', '--port', '0', '--latency-ms', String(options.latencyMs)];
+export function startSimulatorProcess(options: { latencyMs: number; startTimeoutMs?: number; extraArgs?: string[] }): Promise<SimulatorProcess> {
+  const args = [CLI, 'sim', '--host', '127.0.0.1', '--port', '0', '--latency-ms', String(options.latencyMs), ...(options.extraArgs ?? [])];
   const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   const killOnExit = () => child.kill('SIGKILL');

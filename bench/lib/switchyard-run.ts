@@ -1,6 +1,6 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { CLI, ROOT, USAGE_PROBE } from './paths.ts';
+import { CLI, CLI_NODE_FLAGS, ROOT, USAGE_PROBE } from './paths.ts';
 import { runCommand, type CommandResult } from './run-command.ts';
 import type { UsageRecord } from './usage-probe.ts';
 
@@ -44,6 +44,7 @@ export async function runSwitchyard(options: SwitchyardRunOptions): Promise<Swit
   await rm(options.outDir, { recursive: true, force: true });
   await rm(usageFile, { force: true });
   const args = [
+    ...CLI_NODE_FLAGS,
     ...(options.nodeFlags ?? []),
     '--import', USAGE_PROBE,
     CLI, 'run', options.csv,

@@ -16,18 +16,24 @@ export interface UsageRecord {
   peakHeapUsed: number;
   peakExternal: number;
   peakArrayBuffers: number;
+  /** When the heapUsed and arrayBuffers peaks were seen, in ms since the process started. */
+  peakHeapUsedAtMs: number;
+  peakArrayBuffersAtMs: number;
+  /** When the process exited, in ms since it started. */
+  exitAtMs: number;
   exitCode: number;
 }
 
 const target = process.env.SWITCHYARD_USAGE_FILE;
 if (target) {
-  const peaks = { heapTotal: 0, heapUsed: 0, external: 0, arrayBuffers: 0 };
+  const peaks = { heapTotal: 0, heapUsed: 0, external: 0, arrayBuffers: 0, heapUsedAt: 0, arrayBuffersAt: 0 };
   const sample = () => {
     const m = process.memoryUsage();
+    const now = performance.now();
     peaks.heapTotal = Math.max(peaks.heapTotal, m.heapTotal);
-    peaks.heapUsed = Math.max(peaks.heapUsed, m.heapUsed);
+    if (m.heapUsed > peaks.heapUsed) [peaks.heapUsed, peaks.heapUsedAt] = [m.heapUsed, now];
     peaks.external = Math.max(peaks.external, m.external);
-    peaks.arrayBuffers = Math.max(peaks.arrayBuffers, m.arrayBuffers);
+    if (m.arrayBuffers > peaks.arrayBuffers) [peaks.arrayBuffers, peaks.arrayBuffersAt] = [m.arrayBuffers, now];
   };
   setInterval(sample, 200).unref();
   process.on('exit', (code) => {
@@ -41,6 +47,9 @@ if (target) {
       peakHeapUsed: peaks.heapUsed,
       peakExternal: peaks.external,
       peakArrayBuffers: peaks.arrayBuffers,
+      peakHeapUsedAtMs: Math.round(peaks.heapUsedAt),
+      peakArrayBuffersAtMs: Math.round(peaks.arrayBuffersAt),
+      exitAtMs: Math.round(performance.now()),
       exitCode: code,
     };
     writeFileSync(target, `${JSON.stringify(record)}\n`);
