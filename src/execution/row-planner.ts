@@ -8,17 +8,36 @@ import { classifyWithLlm } from '../routing/llm-classifier.ts';
 import { planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { countMessageTokens } from '../routing/token-count.ts';
+import type { RowGate } from './row-gate.ts';
 import type { RoutePlan } from './row-progress.ts';
 import type { RowInput } from './row-runner.ts';
 
 /**
  * Decides a row's task type (rules, or a cheap model with the rules as fallback) and its model
- * chain. A row's own model or the batch's pinned model skips the classifier call.
+ * chain. A row's own model or the batch's pinned model skips the classifier call. The classifier
+ * call goes through the same gate as answers (breaker, shared limits, budget) but never waits
+ * longer than limits.inline_wait_ms for it: when its model is busy, the rules decide.
  */
-export function createRowPlanner(config: SwitchyardConfig, providers: Map<string, ProviderClient>, pinnedModel: string | undefined) {
+/** The classifier prompt's tokens, roughly (instructions + the text), plus its max_tokens. */
+function estimateTokens(text: string, maxTokens: number): number {
+  return Math.ceil(Math.min(text.length, 4000) / 4) + 150 + maxTokens;
+}
+
+export function createRowPlanner(config: SwitchyardConfig, providers: Map<string, ProviderClient>, pinnedModel: string | undefined, gate: RowGate) {
   const rules = compileTaskRules(config.routing);
   const llm = config.routing?.classifier === 'llm' ? config.routing.llm_classifier : undefined;
   const descriptions = config.routing?.task_types ? undefined : DEFAULT_TASK_TYPE_DESCRIPTIONS;
+
+  /** Passes the classifier call through breaker, limiter and budget: its slot, or why it cannot run. */
+  async function admitClassifierCall(model: string, maxTokens: number, text: string): Promise<{ slotAt: number } | { skipped: string }> {
+    if (!(await gate.breaker(model)).allowed) return { skipped: `circuit open on ${model}` };
+    const capacity = await gate.reserveCapacity(model, estimateTokens(text, maxTokens), config.limits.inline_wait_ms);
+    if (!capacity.reserved) return { skipped: `${model} rate limited` };
+    const estimateNanos = callCostNanos(config.models[model]?.price, { input_tokens: estimateTokens(text, 0), output_tokens: maxTokens }) ?? 0;
+    if (!(await gate.reserveBudget(estimateNanos)).ok) return { skipped: 'budget' };
+    if (capacity.waitMs > 0) await new Promise((resolve) => setTimeout(resolve, capacity.waitMs));
+    return { slotAt: capacity.slotAt };
+  }
 
   return async function planRow(row: RowInput): Promise<{ plan: RoutePlan; calls: CallRecord[] }> {
     const { text, chars } = classificationInput(row.messages);
@@ -28,7 +47,9 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
     const calls: CallRecord[] = [];
     const classifierModel = llm ? config.models[llm.model] : undefined;
     const classifierProvider = classifierModel ? providers.get(classifierModel.provider) : undefined;
-    if (llm && classifierModel && classifierProvider && !row.model && !pinnedModel) {
+    const admitted = llm && classifierModel && classifierProvider && !row.model && !pinnedModel ? await admitClassifierCall(llm.model, llm.max_tokens, text) : null;
+    if (admitted && 'skipped' in admitted) reason = `llm classifier skipped (${admitted.skipped}); ${byRules.reason}`;
+    if (admitted && 'slotAt' in admitted && llm && classifierModel && classifierProvider) {
       const verdict = await classifyWithLlm(
         { call: (request) => callModel(classifierProvider, request) },
         { text, taskTypes: rules.labels, model: llm.model, upstream: classifierModel.upstream ?? llm.model, maxTokens: llm.max_tokens, descriptions },
@@ -41,6 +62,16 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
       }
       const usage = verdict.answer?.usage ?? { input_tokens: 0, output_tokens: 0 };
       const nanos = callCostNanos(classifierModel.price, usage);
+      await gate.settle({
+        model: llm.model,
+        slotAt: admitted.slotAt,
+        estimatedTokens: estimateTokens(text, llm.max_tokens),
+        actualTokens: usage.input_tokens + usage.output_tokens,
+        estimateNanos: callCostNanos(classifierModel.price, { input_tokens: estimateTokens(text, 0), output_tokens: llm.max_tokens }) ?? 0,
+        actualNanos: nanos ?? 0,
+        health: verdict.answer ? 'success' : 'neutral',
+        coolDownMs: null,
+      });
       calls.push({
         batch_id: row.batchId,
         row: row.row,

@@ -26,16 +26,11 @@ export function createBatchContexts(store: BatchStore, maxCached = 32) {
     if (!meta || !configJson) throw new Error(`batch ${batchId} has no state in Redis (was it deleted?)`);
     const config = configSchema.parse(JSON.parse(configJson));
     const providers = createProviderClients(config);
+    const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config });
     return {
       meta,
       config,
-      runner: {
-        config,
-        providers,
-        gate: createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config }),
-        plan: createRowPlanner(config, providers, meta.model_override),
-        sleep,
-      },
+      runner: { config, providers, gate, plan: createRowPlanner(config, providers, meta.model_override, gate), sleep },
     };
   }
 

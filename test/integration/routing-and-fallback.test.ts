@@ -68,6 +68,29 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(pinnedResults.every((r) => r.final_model === 'writer' && r.route_reason.includes('writer'))).toBe(true);
   });
 
+  it('an LLM classifier labels rows (its calls are cost records); when its answer names no type, the rules decide', async () => {
+    const dir = await tempDir('llmclass');
+    const cfg = await config(dir, {
+      models: { cheap: { provider: 'sim', price }, flash: { provider: 'sim', price }, writer: { provider: 'sim', price } },
+      default_model: 'flash',
+      routing: { classifier: 'llm', llm_classifier: { model: 'cheap' }, routes: { creative: ['writer'], simple: ['flash'] } },
+    });
+    const input = join(dir, 'in.csv');
+    // The simulator's answer echoes the prompt's start, so "Creative ..." comes back labelled creative.
+    await writeFile(input, ['id,prompt', 'a,Creative task: a limerick about queues', 'b,What is the capital of Peru?'].join('\n'));
+    const out = join(dir, 'out');
+    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'llmclass'], env({ SIM_KEY: 'right-key' }));
+    expect(run.code, run.stderr).toBe(0);
+    const byId = Object.fromEntries((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => [r.id, r]));
+    expect(byId.a).toMatchObject({ task_type: 'creative', final_model: 'writer' });
+    expect(byId.a!.route_reason).toMatch(/^llm/);
+    expect(byId.b).toMatchObject({ task_type: 'simple', final_model: 'flash' });
+    expect(byId.b!.route_reason).toContain('rules');
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    expect(calls.filter((c) => c.purpose === 'classify').map((c) => c.model)).toEqual(['cheap', 'cheap']);
+    expect(calls.filter((c) => c.purpose === 'classify').every((c) => (c.cost_usd ?? 0) > 0)).toBe(true);
+  });
+
   it('skips a model whose context window cannot hold the prompt, and says so', async () => {
     const dir = await tempDir('ctx');
     const cfg = await config(dir, {
