@@ -90,9 +90,9 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
 async function writeEntries(options: CollectOptions, journal: OpenOutput, costs: OpenOutput, entries: StreamEntry[]): Promise<string> {
   let journalText = '';
   let costsText = '';
-  for (const { event } of entries) {
-    journalText += formatJournalLine(event.result.row, JSON.stringify(event.result));
-    for (const call of event.calls) costsText += `${JSON.stringify(call)}\n`;
+  for (const entry of entries) {
+    journalText += formatJournalLine(entry.row, entry.resultJson);
+    costsText += entry.callsJsonl;
   }
   await append(journal, journalText);
   await append(costs, costsText);

@@ -3,12 +3,12 @@ import type { BatchKeys } from '../queue/keys.ts';
 import { runScript, type LuaScript } from '../queue/lua-script.ts';
 import type { RowEvent } from './records.ts';
 
-/** KEYS: events, finished, succeeded, meta. ARGV: event JSON, row, succeeded (0/1), cost nanos. */
+/** KEYS: events, finished, succeeded, meta. ARGV: result JSON, row, succeeded (0/1), cost nanos, calls as JSON lines. */
 const PUBLISH: LuaScript = {
   name: 'publish_row',
   numberOfKeys: 4,
   lua: `
-redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
+redis.call('XADD', KEYS[1], '*', 'row', ARGV[2], 'result', ARGV[1], 'calls', ARGV[5])
 redis.call('SETBIT', KEYS[2], ARGV[2], 1)
 if ARGV[3] == '1' then redis.call('SETBIT', KEYS[3], ARGV[2], 1) end
 if ARGV[4] ~= '0' then redis.call('HINCRBY', KEYS[4], 'cost_nanos', ARGV[4]) end
@@ -23,12 +23,17 @@ return 1
  */
 export async function publishRowEvent(redis: Redis, keys: BatchKeys, event: RowEvent, costNanos: number): Promise<void> {
   const succeeded = event.result.status === 'succeeded' ? 1 : 0;
-  await runScript(redis, PUBLISH, [keys.events, keys.finished, keys.succeeded, keys.meta], [JSON.stringify(event), event.result.row, succeeded, costNanos]);
+  const calls = event.calls.map((call) => `${JSON.stringify(call)}\n`).join('');
+  await runScript(redis, PUBLISH, [keys.events, keys.finished, keys.succeeded, keys.meta], [JSON.stringify(event.result), event.result.row, succeeded, costNanos, calls]);
 }
 
+/** A row's event as stored: already serialized, so the collector writes it without re-encoding. */
 export interface StreamEntry {
   id: string;
-  event: RowEvent;
+  row: number;
+  resultJson: string;
+  /** One JSON line per call, each ending in a newline. */
+  callsJsonl: string;
 }
 
 /** Reads up to `count` events after `afterId`, waiting up to `blockMs` when there are none. */
@@ -37,5 +42,8 @@ export async function readRowEvents(redis: Redis, keys: BatchKeys, afterId: stri
     ? await redis.xread('COUNT', count, 'BLOCK', blockMs, 'STREAMS', keys.events, afterId)
     : await redis.xread('COUNT', count, 'STREAMS', keys.events, afterId);
   const entries = reply?.[0]?.[1] ?? [];
-  return entries.map(([id, fields]) => ({ id, event: JSON.parse(fields[1] ?? 'null') as RowEvent }));
+  return entries.map(([id, fields]) => {
+    const field = (name: string) => fields[fields.indexOf(name) + 1] ?? '';
+    return { id, row: Number(field('row')), resultJson: field('result'), callsJsonl: field('calls') };
+  });
 }
