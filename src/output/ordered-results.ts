@@ -31,15 +31,12 @@ function indexJournal(fd: number): JournalIndex {
   let lengths = new Uint32Array(1024);
   let maxRow = 0;
   let rows = 0;
-  const buffer = Buffer.allocUnsafe(CHUNK);
+  let buffer = Buffer.allocUnsafe(CHUNK);
   let fileOffset = 0;
-  let carry = Buffer.alloc(0);
-  let carryStart = 0;
   for (;;) {
-    const read = readSync(fd, buffer, 0, CHUNK, fileOffset);
+    const read = readSync(fd, buffer, 0, buffer.length, fileOffset);
     if (read === 0) break;
-    const data = carry.length > 0 ? Buffer.concat([carry, buffer.subarray(0, read)]) : buffer.subarray(0, read);
-    const dataStart = carry.length > 0 ? carryStart : fileOffset;
+    const data = buffer.subarray(0, read);
     let lineStart = 0;
     for (let nl = data.indexOf(10, lineStart); nl !== -1; nl = data.indexOf(10, lineStart)) {
       const tab = data.indexOf(9, lineStart);
@@ -53,14 +50,17 @@ function indexJournal(fd: number): JournalIndex {
           lengths = grow(lengths, row);
         }
         if (offsets[row] === -1) rows++;
-        offsets[row] = dataStart + tab + 1;
+        offsets[row] = fileOffset + tab + 1;
         lengths[row] = nl - tab;
       }
       lineStart = nl + 1;
     }
-    carry = Buffer.from(data.subarray(lineStart));
-    carryStart = dataStart + lineStart;
-    fileOffset += read;
+    // The next read starts at the unfinished line (no copying); a line longer than the buffer grows it.
+    if (lineStart === 0) {
+      if (read < buffer.length) break; // a last line without a newline: not a complete record
+      buffer = Buffer.allocUnsafe(buffer.length * 2);
+    }
+    fileOffset += lineStart;
   }
   return { offsets, lengths, maxRow, rows };
 }
@@ -88,22 +88,22 @@ export function writeOrderedResults(journalPath: string, resultsPath: string): n
   try {
     const index = indexJournal(input);
     const readAt = windowedReader(input, fstatSync(input).size);
-    const pending: Buffer[] = [];
-    let pendingBytes = 0;
+    // Lines are copied into one reused output buffer: no allocation per row, so memory stays flat.
+    let out = Buffer.allocUnsafe(CHUNK);
+    let used = 0;
     for (let row = 0; row <= index.maxRow; row++) {
       const offset = index.offsets[row] ?? -1;
       if (offset < 0) continue;
-      // Copy: the window buffer is reused by the next read.
-      const line = Buffer.from(readAt(offset, index.lengths[row] ?? 0));
-      pending.push(line);
-      pendingBytes += line.length;
-      if (pendingBytes >= CHUNK) {
-        writeSync(output, Buffer.concat(pending));
-        pending.length = 0;
-        pendingBytes = 0;
+      const line = readAt(offset, index.lengths[row] ?? 0);
+      if (used + line.length > out.length) {
+        writeSync(output, out, 0, used);
+        used = 0;
+        if (line.length > out.length) out = Buffer.allocUnsafe(line.length);
       }
+      line.copy(out, used);
+      used += line.length;
     }
-    if (pending.length > 0) writeSync(output, Buffer.concat(pending));
+    if (used > 0) writeSync(output, out, 0, used);
     return index.rows;
   } finally {
     closeSync(input);
