@@ -1,39 +1,24 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { usdToNanos } from '../../src/models/pricing.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
-import { startSimulator, type Simulator } from '../../src/sim/server.ts';
 import { runCli, spawnCli } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv } from '../helpers/files.ts';
-import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
 describe('budgets and rate limits shared through Redis', () => {
-  let sim: Simulator;
-  let redis: Redis;
-  const prefix = uniquePrefix('budget-limits');
-  const env = () => ({ REDIS_URL: testRedisUrl(), SWITCHYARD_PREFIX: prefix });
-
-  beforeAll(async () => {
-    sim = await startSimulator({ latency_ms: 2 });
-    redis = new Redis(testRedisUrl());
-  });
-  afterAll(async () => {
-    await cleanupPrefix(redis, prefix);
-    redis.disconnect();
-    await sim.close();
-  });
+  const h = useSimulatorAndRedis('budget-limits', { latency_ms: 2 });
 
   it('--budget stops spending, marks the rest budget_exceeded, and --resume with a higher budget finishes them', async () => {
     const dir = await tempDir('budget');
     const cfg = join(dir, 'switchyard.yaml');
     // An absurd price makes each call cost about $0.1, so a $1 budget runs out after a handful of rows.
-    await writeFile(cfg, stringify({ providers: { sim: { base_url: sim.url } }, models: { pricey: { provider: 'sim', price: { input_per_mtok: 1000, output_per_mtok: 1000 } } }, default_model: 'pricey', max_tokens: 100 }));
+    await writeFile(cfg, stringify({ providers: { sim: { base_url: h.sim.url } }, models: { pricey: { provider: 'sim', price: { input_per_mtok: 1000, output_per_mtok: 1000 } } }, default_model: 'pricey', max_tokens: 100 }));
     const input = await writePromptsCsv(dir, 40);
     const out = join(dir, 'out');
-    const first = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'budget', '--budget', '1', '--concurrency', '4'], env());
+    const first = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'budget', '--budget', '1', '--concurrency', '4'], h.env());
     expect(first.code).toBe(1);
     expect(first.stdout).toMatch(/budget/i);
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
@@ -45,9 +30,9 @@ describe('budgets and rate limits shared through Redis', () => {
     expect(stopped[0]!.error!.message).toMatch(/--budget/);
     const spent = (await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).reduce((sum, c) => sum + usdToNanos(c.cost_usd ?? 0), 0);
     expect(spent).toBeLessThanOrEqual(usdToNanos(1));
-    expect(await redis.hget(`${prefix}:batch:{budget}`, 'status')).toBe('budget_exceeded');
+    expect(await h.redis.hget(`${h.prefix}:batch:{budget}`, 'status')).toBe('budget_exceeded');
 
-    const resumed = await runCli(['run', '--resume', 'budget', '--budget', '100'], env());
+    const resumed = await runCli(['run', '--resume', 'budget', '--budget', '100'], h.env());
     expect(resumed.code, resumed.stderr).toBe(0);
     const final = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(final.map((r) => r.row)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
@@ -58,22 +43,22 @@ describe('budgets and rate limits shared through Redis', () => {
   });
 
   it('two worker processes share one requests-per-minute limit', async () => {
-    sim.reset();
+    h.sim.reset();
     const dir = await tempDir('shared');
     const cfg = join(dir, 'switchyard.yaml');
     // 1,200 rpm at 98% headroom: one call every ~51 ms across ALL workers, whatever their number.
-    await writeFile(cfg, stringify({ providers: { sim: { base_url: sim.url } }, models: { limited: { provider: 'sim', rpm: 1200 } }, default_model: 'limited', limits: { headroom: 0.98 } }));
+    await writeFile(cfg, stringify({ providers: { sim: { base_url: h.sim.url } }, models: { limited: { provider: 'sim', rpm: 1200 } }, default_model: 'limited', limits: { headroom: 0.98 } }));
     const input = await writePromptsCsv(dir, 100);
     const out = join(dir, 'out');
-    const worker = spawnCli(['worker', '--concurrency', '16'], env());
+    const worker = spawnCli(['worker', '--concurrency', '16'], h.env());
     try {
-      const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'shared', '--concurrency', '16'], env());
+      const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'shared', '--concurrency', '16'], h.env());
       expect(run.code, run.stderr).toBe(0);
     } finally {
       worker.kill('SIGTERM');
       await worker.done;
     }
-    const stats = sim.stats().models.limited!;
+    const stats = h.sim.stats().models.limited!;
     expect(stats.requests).toBe(100);
     expect(stats.by_status[429] ?? 0).toBe(0);
     // 100 calls paced for 1,200 rpm take >= 99 intervals of ~51 ms (two unshared limiters would take half that).
@@ -84,28 +69,16 @@ describe('budgets and rate limits shared through Redis', () => {
 });
 
 describe('waiting for a rate-limit slot parks the row instead of holding a worker slot', () => {
-  let sim: Simulator;
-  let redis: Redis;
-  const prefix = uniquePrefix('parking');
-
-  beforeAll(async () => {
-    sim = await startSimulator({ latency_ms: 2 });
-    redis = new Redis(testRedisUrl());
-  });
-  afterAll(async () => {
-    await cleanupPrefix(redis, prefix);
-    redis.disconnect();
-    await sim.close();
-  });
+  const h = useSimulatorAndRedis('parking', { latency_ms: 2 });
 
   it('with one worker slot, rows of an unlimited model finish while rows of a limited one wait their turn', async () => {
     const dir = await tempDir('parking');
     const cfg = join(dir, 'switchyard.yaml');
     // "slow" allows one call a second; "free" has no limit. One worker slot in all.
-    await writeFile(cfg, stringify({ providers: { sim: { base_url: sim.url } }, models: { slow: { provider: 'sim', rpm: 60 }, free: { provider: 'sim' } }, default_model: 'free', limits: { headroom: 1 } }));
+    await writeFile(cfg, stringify({ providers: { sim: { base_url: h.sim.url } }, models: { slow: { provider: 'sim', rpm: 60 }, free: { provider: 'sim' } }, default_model: 'free', limits: { headroom: 1 } }));
     const input = await writePromptsCsv(dir, 10, { model: (row) => (row <= 5 ? 'slow' : 'free') });
     const out = join(dir, 'out');
-    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'parking', '--concurrency', '1'], { REDIS_URL: testRedisUrl(), SWITCHYARD_PREFIX: prefix });
+    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'parking', '--concurrency', '1'], h.env());
     expect(run.code, run.stderr).toBe(0);
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     const done = (r: RowResult) => Date.parse(r.completed_at);

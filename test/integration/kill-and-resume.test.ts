@@ -1,11 +1,9 @@
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
-import { startSimulator, type Simulator } from '../../src/sim/server.ts';
 import { runCli, spawnCli } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
-import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -21,36 +19,23 @@ function expectEachRowOnce(results: RowResult[], rows: number): void {
 }
 
 describe('crash safety: killed processes lose no row and double none', () => {
-  let sim: Simulator;
-  let redis: Redis;
-  const prefix = uniquePrefix('kill-resume');
-  const env = () => ({ REDIS_URL: testRedisUrl(), SWITCHYARD_PREFIX: prefix });
-
-  beforeAll(async () => {
-    sim = await startSimulator({ latency_ms: 25, latency_jitter_ms: 10, seed: 3 });
-    redis = new Redis(testRedisUrl());
-  });
-  afterAll(async () => {
-    await cleanupPrefix(redis, prefix);
-    redis.disconnect();
-    await sim.close();
-  });
+  const h = useSimulatorAndRedis('kill-resume', { latency_ms: 25, latency_jitter_ms: 10, seed: 3 });
 
   it('kill -9 of the run process (workers and collector) mid-batch, then --resume: every row exactly once', async () => {
     const dir = await tempDir('kill');
-    const config = await writeSimConfig(dir, sim.url, { queue: { lock_ms: 1500 } });
+    const config = await writeSimConfig(dir, h.sim.url, { queue: { lock_ms: 1500 } });
     const input = await writePromptsCsv(dir, 600);
     const out = join(dir, 'out');
-    const finishedKey = `${prefix}:batch:{killed}:finished`;
+    const finishedKey = `${h.prefix}:batch:{killed}:finished`;
 
-    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'killed', '--concurrency', '16'], env());
-    await waitFor(async () => (await redis.bitcount(finishedKey)) >= 150, 30_000);
+    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'killed', '--concurrency', '16'], h.env());
+    await waitFor(async () => (await h.redis.bitcount(finishedKey)) >= 150, 30_000);
     first.kill('SIGKILL');
     await first.done;
-    const finishedAtKill = await redis.bitcount(finishedKey);
+    const finishedAtKill = await h.redis.bitcount(finishedKey);
     expect(finishedAtKill).toBeLessThan(600);
 
-    const resumed = await runCli(['run', '--resume', 'killed', '--config', config], env());
+    const resumed = await runCli(['run', '--resume', 'killed', '--config', config], h.env());
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stdout).toMatch(/already done/);
 
@@ -64,20 +49,20 @@ describe('crash safety: killed processes lose no row and double none', () => {
     expect([...succeededPerRow.values()].every((n) => n === 1)).toBe(true);
     expect(succeededPerRow.size).toBe(600);
     // The simulator answered at most the rows plus those in flight at the kill.
-    expect(sim.stats().models.fast!.requests).toBeLessThanOrEqual(600 + 16);
+    expect(h.sim.stats().models.fast!.requests).toBeLessThanOrEqual(600 + 16);
   });
 
   it('kill -9 of a separate worker process mid-batch: its rows re-run elsewhere and the run completes by itself', async () => {
-    sim.reset();
+    h.sim.reset();
     const dir = await tempDir('killworker');
-    const config = await writeSimConfig(dir, sim.url, { queue: { lock_ms: 1500 } });
+    const config = await writeSimConfig(dir, h.sim.url, { queue: { lock_ms: 1500 } });
     const input = await writePromptsCsv(dir, 400);
     const out = join(dir, 'out');
-    const finishedKey = `${prefix}:batch:{kw}:finished`;
+    const finishedKey = `${h.prefix}:batch:{kw}:finished`;
 
-    const extraWorker = spawnCli(['worker', '--concurrency', '24', '--lock-ms', '1500'], env());
-    const run = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'kw', '--concurrency', '4'], env());
-    await waitFor(async () => (await redis.bitcount(finishedKey)) >= 100, 30_000);
+    const extraWorker = spawnCli(['worker', '--concurrency', '24', '--lock-ms', '1500'], h.env());
+    const run = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'kw', '--concurrency', '4'], h.env());
+    await waitFor(async () => (await h.redis.bitcount(finishedKey)) >= 100, 30_000);
     extraWorker.kill('SIGKILL');
     await extraWorker.done;
     const result = await run.done;

@@ -1,35 +1,21 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/sim/server.ts';
+import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writeSimConfig } from '../helpers/files.ts';
-import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
 describe('OpenAI Batch API input, end to end', () => {
-  let sim: Simulator;
-  let redis: Redis;
-  const prefix = uniquePrefix('openai-batch');
-
-  beforeAll(async () => {
-    sim = await startSimulator({ models: { refuses: { fail_status: 400 } } });
-    redis = new Redis(testRedisUrl());
-  });
-  afterAll(async () => {
-    await cleanupPrefix(redis, prefix);
-    redis.disconnect();
-    await sim.close();
-  });
+  const h = useSimulatorAndRedis('openai-batch', { models: { refuses: { fail_status: 400 } } });
 
   it('writes batch_output.jsonl and batch_errors.jsonl in the OpenAI batch output format, and errors.jsonl for bad lines', async () => {
     const dir = await tempDir('oaibatch');
-    const config = await writeSimConfig(dir, sim.url, {}, ['fast', 'refuses']);
+    const config = await writeSimConfig(dir, h.sim.url, {}, ['fast', 'refuses']);
     const line = (id: string, model: string) => JSON.stringify({ custom_id: id, method: 'POST', url: '/v1/chat/completions', body: { model, messages: [{ role: 'user', content: `Say hi to ${id}` }], max_tokens: 50 } });
     const input = join(dir, 'batch.jsonl');
     await writeFile(input, [line('a', 'fast'), line('b', 'refuses'), '{not json', line('c', 'fast'), line('d', 'nope')].join('\n'));
     const out = join(dir, 'out');
-    const run = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'oai'], { REDIS_URL: testRedisUrl(), SWITCHYARD_PREFIX: prefix });
+    const run = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'oai'], h.env());
     expect(run.code).toBe(1);
 
     const ok = await readJsonLines<{ custom_id: string; response: { status_code: number; body: { choices: { message: { content: string } }[]; usage: { total_tokens: number } } }; error: null }>(join(out, 'batch_output.jsonl'));

@@ -1,35 +1,20 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
-import { startSimulator, type Simulator } from '../../src/sim/server.ts';
 import { runCli } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv } from '../helpers/files.ts';
-import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
 const price = { input_per_mtok: 0.2, output_per_mtok: 0.4 };
 
 describe('routing, context windows, fallback, circuit breaker and auth errors, end to end', () => {
-  let sim: Simulator;
-  let redis: Redis;
-  const prefix = uniquePrefix('routing');
-  const env = (extra: Record<string, string> = {}) => ({ REDIS_URL: testRedisUrl(), SWITCHYARD_PREFIX: prefix, ...extra });
-
-  beforeAll(async () => {
-    sim = await startSimulator({ api_key: 'right-key', latency_ms: 1, models: { dead: { fail_status: 500 } } });
-    redis = new Redis(testRedisUrl());
-  });
-  afterAll(async () => {
-    await cleanupPrefix(redis, prefix);
-    redis.disconnect();
-    await sim.close();
-  });
+  const h = useSimulatorAndRedis('routing', { api_key: 'right-key', latency_ms: 1, models: { dead: { fail_status: 500 } } });
 
   async function config(dir: string, body: Record<string, unknown>): Promise<string> {
     const path = join(dir, 'switchyard.yaml');
-    await writeFile(path, stringify({ providers: { sim: { base_url: sim.url, api_key_env: 'SIM_KEY' } }, retry: { max_attempts: 2, base_delay_ms: 5, max_delay_ms: 20 }, ...body }));
+    await writeFile(path, stringify({ providers: { sim: { base_url: h.sim.url, api_key_env: 'SIM_KEY' } }, retry: { max_attempts: 2, base_delay_ms: 5, max_delay_ms: 20 }, ...body }));
     return path;
   }
 
@@ -52,7 +37,7 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
       ].join('\n'),
     );
     const out = join(dir, 'out');
-    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'route3'], env({ SIM_KEY: 'right-key' }));
+    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'route3'], h.env({ SIM_KEY: 'right-key' }));
     expect(run.code, run.stderr).toBe(0);
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     const byId = Object.fromEntries(results.map((r) => [r.id, r]));
@@ -62,7 +47,7 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(byId.landscape!.route_reason).toContain('complex');
     expect(byId.read!.task_type).toBe('simple'); // "read" contains "ad", but only whole words count
 
-    const pinned = await runCli(['run', input, '--config', cfg, '--out', join(dir, 'pinned'), '--batch-id', 'route3-pinned', '--route', 'writer'], env({ SIM_KEY: 'right-key' }));
+    const pinned = await runCli(['run', input, '--config', cfg, '--out', join(dir, 'pinned'), '--batch-id', 'route3-pinned', '--route', 'writer'], h.env({ SIM_KEY: 'right-key' }));
     expect(pinned.code, pinned.stderr).toBe(0);
     const pinnedResults = await readJsonLines<RowResult>(join(dir, 'pinned', 'results.jsonl'));
     expect(pinnedResults.every((r) => r.final_model === 'writer' && r.route_reason.includes('writer'))).toBe(true);
@@ -79,7 +64,7 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     // The simulator's answer echoes the prompt's start, so "Creative ..." comes back labelled creative.
     await writeFile(input, ['id,prompt', 'a,Creative task: a limerick about queues', 'b,What is the capital of Peru?'].join('\n'));
     const out = join(dir, 'out');
-    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'llmclass'], env({ SIM_KEY: 'right-key' }));
+    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'llmclass'], h.env({ SIM_KEY: 'right-key' }));
     expect(run.code, run.stderr).toBe(0);
     const byId = Object.fromEntries((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => [r.id, r]));
     expect(byId.a).toMatchObject({ task_type: 'creative', final_model: 'writer' });
@@ -104,7 +89,7 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     const huge = `Analyze and compare these: ${'lighthouse keepers and ships '.repeat(300)}`;
     await writeFile(input, [JSON.stringify({ id: 'short', prompt: 'Hello there' }), JSON.stringify({ id: 'long', prompt: long }), JSON.stringify({ id: 'huge', prompt: huge })].join('\n'));
     const out = join(dir, 'out');
-    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'ctx'], env({ SIM_KEY: 'right-key' }));
+    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'ctx'], h.env({ SIM_KEY: 'right-key' }));
     expect(run.code).toBe(1);
     const byId = Object.fromEntries((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => [r.id, r]));
     expect(byId.short).toMatchObject({ final_model: 'small', fallback_reason: null });
@@ -124,13 +109,13 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     });
     const input = await writePromptsCsv(dir, 200);
     const out = join(dir, 'out');
-    const before = sim.stats().models.dead?.requests ?? 0;
-    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'dead', '--concurrency', '8'], env({ SIM_KEY: 'right-key' }));
+    const before = h.sim.stats().models.dead?.requests ?? 0;
+    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'dead', '--concurrency', '8'], h.env({ SIM_KEY: 'right-key' }));
     expect(run.code, run.stderr).toBe(0);
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(results).toHaveLength(200);
     expect(results.every((r) => r.status === 'succeeded' && r.final_model === 'backup')).toBe(true);
-    const deadCalls = (sim.stats().models.dead?.requests ?? 0) - before;
+    const deadCalls = (h.sim.stats().models.dead?.requests ?? 0) - before;
     // Without the breaker: 200 rows x 2 attempts = 400 calls. With it: the first few rows in flight.
     expect(deadCalls).toBeLessThan(40);
     expect(results.filter((r) => r.fallback_reason?.includes('circuit open')).length).toBeGreaterThan(150);
@@ -149,7 +134,7 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     const input = await writePromptsCsv(dir, 5);
     const out = join(dir, 'out');
     const started = Date.now();
-    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'auth'], env({ SIM_KEY: 'wrong-key' }));
+    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'auth'], h.env({ SIM_KEY: 'wrong-key' }));
     expect(run.code).toBe(1);
     expect(Date.now() - started).toBeLessThan(15_000);
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));

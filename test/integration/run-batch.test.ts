@@ -1,39 +1,25 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { usdToNanos } from '../../src/models/pricing.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report.ts';
-import { startSimulator, type Simulator } from '../../src/sim/server.ts';
 import { runCli } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
-import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+import { useSimulatorAndRedis } from '../helpers/harness.ts';
+import { testRedisUrl } from '../helpers/redis.ts';
 
 describe('switchyard run, end to end through Redis, BullMQ and the simulator over HTTP', () => {
-  let sim: Simulator;
-  let redis: Redis;
-  const prefix = uniquePrefix('run-batch');
-
-  beforeAll(async () => {
-    // 15% of calls fail with 500; the model "broken" always answers 400 (not retryable).
-    sim = await startSimulator({ failure_rate: 0.15, latency_ms: 2, seed: 42, models: { broken: { fail_status: 400 } } });
-    redis = new Redis(testRedisUrl());
-  });
-  afterAll(async () => {
-    await cleanupPrefix(redis, prefix);
-    redis.disconnect();
-    await sim.close();
-  });
+  const h = useSimulatorAndRedis('run-batch', { failure_rate: 0.15, latency_ms: 2, seed: 42, models: { broken: { fail_status: 400 } } });
 
   it('runs 500 rows with injected failures: every row once, in order, costs adding up to the report', async () => {
     const dir = await tempDir('e2e');
-    const config = await writeSimConfig(dir, sim.url, {}, ['fast', 'slow', 'broken']);
+    const config = await writeSimConfig(dir, h.sim.url, {}, ['fast', 'slow', 'broken']);
     const input = await writePromptsCsv(dir, 500, { model: (row) => (row % 100 === 0 ? 'broken' : row % 3 === 0 ? 'slow' : undefined) });
     const out = join(dir, 'out');
     const result = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'e2e-500', '--concurrency', '32'], {
       REDIS_URL: testRedisUrl(),
-      SWITCHYARD_PREFIX: prefix,
+      SWITCHYARD_PREFIX: h.prefix,
     });
     expect(result.stdout.split('\n')[0]).toBe('Batch e2e-500');
     expect(result.code, result.stderr).toBe(1); // the five "broken" rows fail
@@ -80,11 +66,11 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(await readFile(join(out, 'report.md'), 'utf8')).toContain('495 of 500 rows succeeded');
 
     // Running the same batch id again is a no-op for rows that succeeded: only the 5 failed rows are retried.
-    const before = sim.stats();
-    const again = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'e2e-500'], { REDIS_URL: testRedisUrl(), SWITCHYARD_PREFIX: prefix });
+    const before = h.sim.stats();
+    const again = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'e2e-500'], h.env());
     expect(again.code).toBe(1);
     expect(again.stdout).toContain('495 already done');
-    const after = sim.stats();
+    const after = h.sim.stats();
     expect(after.models.broken!.requests - before.models.broken!.requests).toBe(5);
     expect((after.models.fast?.requests ?? 0) - (before.models.fast?.requests ?? 0)).toBe(0);
     const rerun = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
@@ -96,22 +82,22 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     const config = join(dir, 'bad.yaml');
     await import('node:fs/promises').then((fs) => fs.writeFile(config, 'providers: {sim: {base_url: http://127.0.0.1:1/v1}}\nmodels: {m: {provider: sim, pricee: 1}}\ndefault_model: m\n'));
     const input = await writePromptsCsv(dir, 3);
-    const result = await runCli(['run', input, '--config', config, '--batch-id', 'badcfg'], { REDIS_URL: testRedisUrl(), SWITCHYARD_PREFIX: prefix });
+    const result = await runCli(['run', input, '--config', config, '--batch-id', 'badcfg'], h.env());
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('models.m');
     expect(result.stderr).toContain('"pricee"');
-    expect(await redis.exists(`${prefix}:batch:{badcfg}`)).toBe(0);
+    expect(await h.redis.exists(`${h.prefix}:batch:{badcfg}`)).toBe(0);
   });
 
   it('stops with exit code 2 when the CSV has no prompt column, naming the columns it has', async () => {
     const dir = await tempDir('nocol');
     const input = join(dir, 'in.csv');
     await import('node:fs/promises').then((fs) => fs.writeFile(input, 'question,answer\nhello,world\n'));
-    const config = await writeSimConfig(dir, sim.url);
-    const result = await runCli(['run', input, '--config', config, '--batch-id', 'nocol'], { REDIS_URL: testRedisUrl(), SWITCHYARD_PREFIX: prefix });
+    const config = await writeSimConfig(dir, h.sim.url);
+    const result = await runCli(['run', input, '--config', config, '--batch-id', 'nocol'], h.env());
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/prompt/);
     expect(result.stderr).toContain('question');
-    expect(await redis.exists(`${prefix}:batch:{nocol}`)).toBe(0);
+    expect(await h.redis.exists(`${h.prefix}:batch:{nocol}`)).toBe(0);
   });
 });
