@@ -7,7 +7,6 @@ import type { Report } from '../../src/output/report.ts';
 import { runCli } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
-import { testRedisUrl } from '../helpers/redis.ts';
 
 describe('switchyard run, end to end through Redis, BullMQ and the simulator over HTTP', () => {
   const h = useSimulatorAndRedis('run-batch', { failure_rate: 0.15, latency_ms: 2, seed: 42, models: { broken: { fail_status: 400 } } });
@@ -17,10 +16,7 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     const config = await writeSimConfig(dir, h.sim.url, {}, ['fast', 'slow', 'broken']);
     const input = await writePromptsCsv(dir, 500, { model: (row) => (row % 100 === 0 ? 'broken' : row % 3 === 0 ? 'slow' : undefined) });
     const out = join(dir, 'out');
-    const result = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'e2e-500', '--concurrency', '32'], {
-      REDIS_URL: testRedisUrl(),
-      SWITCHYARD_PREFIX: h.prefix,
-    });
+    const result = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'e2e-500', '--concurrency', '32'], h.env());
     expect(result.stdout.split('\n')[0]).toBe('Batch e2e-500');
     expect(result.code, result.stderr).toBe(1); // the five "broken" rows fail
 
