@@ -17,15 +17,15 @@
  * Measured from costs.jsonl: tokens per minute as the provider counts them (accepted calls only)
  * over the span from the first to the last accepted start, as a share of tpm (target >= 97%);
  * share of calls answered 429 (target <= 1%); rows succeeded (target: all). One repetition each.
- * Usage: node bench/limits-tpm.ts [rows=5000] [target_rpm=2500] [runs=requested,usage,requested-steady,usage-steady,requested-two]
+ * Usage: node bench/limits-tpm.ts [rows=5000] [target_rpm=2500] [runs=requested,usage,requested-two,requested-c4,usage-c4]
  *   runs: comma-separated; each is a counting mode (requested | usage) with optional flags:
  *   -two    two processes (run --concurrency 100 + worker --concurrency 100);
  *   -c<N>   concurrency N instead of 200 (e.g. -c4: so few rows in flight that each books its slot
  *           just before its call, after the previous calls settled);
- *   -steady queue.max_pending 500 (enqueue_chunk 100), so rows book their slots only ~15 s ahead,
- *           after earlier calls have settled, as every row past the first 5,000 of a larger batch does
- *           (by default every row of a 5,000-row batch books its slot in the first seconds).
- * Five runs of ~2-3.5 min: about 13 min in all.
+ *   -steady queue.max_pending 500 (enqueue_chunk 100): rows book their slots a chunk at a time,
+ *           ~15 s ahead, as every row past the first 5,000 of a larger batch does (by default every
+ *           row of a 5,000-row batch books its slot in the first seconds).
+ * The five default runs take 2-3.5 min each: about 12 min in all.
  */
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
@@ -55,7 +55,7 @@ const LATENCY_MS = 50;
 const CONCURRENCY = 200;
 const ROWS = Number(process.argv[2] ?? 5000);
 const TARGET_RPM = Number(process.argv[3] ?? 2500);
-const SCENARIOS: Scenario[] = (process.argv[4] ?? 'requested,usage,requested-steady,usage-steady,requested-two').split(',').map((text) => {
+const SCENARIOS: Scenario[] = (process.argv[4] ?? 'requested,usage,requested-two,requested-c4,usage-c4').split(',').map((text) => {
   const name = text.trim();
   const [mode, ...flags] = name.split('-');
   if ((mode !== 'requested' && mode !== 'usage') || flags.some((flag) => flag !== 'two' && flag !== 'steady' && !/^c\d+$/.test(flag))) throw new Error(`unknown run "${name}"`);

@@ -27,6 +27,12 @@ export const modelSchema = z.strictObject({
   /** Requests and tokens per minute, shared by every worker through Redis. */
   rpm: positiveInt.optional(),
   tpm: positiveInt.optional(),
+  /**
+   * How the provider counts tokens per minute: `usage` (actual prompt + completion tokens: a call's
+   * booking of prompt + max_tokens is settled down to its usage) or `requested` (prompt +
+   * max_tokens at admission, as OpenAI does: unused tokens are not given back).
+   */
+  tpm_counts: z.enum(['usage', 'requested']).default('usage'),
   /** What to do when this model's limit would make a row wait: overrides `limits.on_limit`. */
   on_limit: z.enum(['wait', 'fallback']).optional(),
   /** Models to try next when a row pinned to this model (row `model`, --model) fails over. */

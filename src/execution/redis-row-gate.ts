@@ -104,7 +104,9 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       const { model } = settlement;
       const limits = config.models[model];
       const work: Promise<unknown>[] = [];
-      if (limits?.tpm !== undefined) {
+      // A provider that counts requested tokens keeps counting them: only extra usage is booked.
+      const settlesDown = limits?.tpm_counts !== 'requested';
+      if (limits?.tpm !== undefined && (settlesDown || settlement.actualTokens > settlement.estimatedTokens)) {
         work.push(limiter.settle({ model, tpm: limits.tpm, headroom: config.limits.headroom, slotAt: settlement.slotAt, estimatedTokens: settlement.estimatedTokens, actualTokens: settlement.actualTokens }));
       }
       if (settlement.coolDownMs !== null && settlement.coolDownMs > 0) work.push(limiter.coolDown({ model, forMs: settlement.coolDownMs }));

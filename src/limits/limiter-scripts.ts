@@ -10,7 +10,7 @@ import { BUCKET_US, WINDOW_US } from './pacing.ts';
  *   last  the latest reserved start; starts never go backwards (FIFO, and the window needs it)
  *   b<k>  tokens reserved to start in bucket k = floor(start / BUCKET_US), for the 60 s window
  *   sum, lo, hi  the total of the b<k> fields and the lowest and highest k present
- * Buckets older than the window before `last` are dropped, so there are about 61 of them however
+ * Buckets older than the window before `last` are dropped, so there are about 241 of them however
  * far ahead reservations reach, and every loop over them is short.
  * Limited-by codes: 0 none, 1 requests, 2 tokens, 3 cooldown.
  */

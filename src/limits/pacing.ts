@@ -18,8 +18,8 @@
  *   minute bounds a 60 s window to capacity + the last request's tokens (a window opens just after
  *   one request and closes just after another ~60 s later, catching both): 2 requests of 900 tokens
  *   at tpm 1000 would be 55 s apart and both in one window. So token reservations also keep a
- *   window of what was reserved, in 1 s buckets by reserved start, and a request starts only where
- *   the 60 s window before it (each bucket counted until 61 s after the bucket opened, so every
+ *   window of what was reserved, in 250 ms buckets by reserved start, and a request starts only where
+ *   the 60 s window before it (each bucket counted until 60.25 s after the bucket opened, so every
  *   request is counted for at least its full 60 s) plus its own tokens fits in
  *   capacity = floor(tpm x headroom). Pacing still spreads the calls out, which keeps a window's
  *   edges from seeing bursts; the bucket window makes the bound exact.
@@ -31,8 +31,12 @@
 
 export const WINDOW_MS = 60_000;
 export const WINDOW_US = WINDOW_MS * 1000;
-/** Width of one bucket of the tokens window. */
-export const BUCKET_US = 1_000_000;
+/**
+ * Width of one bucket of the tokens window. A bucket is held one bucket longer than the window, so
+ * the usable share of tpm is headroom x 60 / (60 + width): 1 s buckets capped a binding tpm at 96.4%
+ * of the limit (at headroom 0.98); 250 ms buckets allow 97.6%, at up to 241 buckets per model.
+ */
+export const BUCKET_US = 250_000;
 
 export function checkHeadroom(headroom: number): void {
   if (!(headroom > 0 && headroom <= 1)) throw new RangeError(`headroom must be in (0, 1], got ${headroom}`);
