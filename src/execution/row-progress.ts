@@ -30,10 +30,12 @@ export const rowProgressSchema = z.object({
   reservedModel: z.string().optional(),
   /** That slot's start (Redis clock); the call's tokens are settled against it. */
   slotAt: z.number().default(0),
+  /** The same start on the parking worker's clock (epoch ms), for the last stretch of the wait. */
+  wakeAt: z.number().default(0),
   lastError: z.object({ code: z.string(), message: z.string(), status: z.number().nullable() }).optional(),
 });
 export type RowProgress = z.infer<typeof rowProgressSchema>;
 
 export function freshProgress(): RowProgress {
-  return { chainIndex: 0, attempt: 0, calls: [], fallbackReasons: [], slotAt: 0 };
+  return { chainIndex: 0, attempt: 0, calls: [], fallbackReasons: [], slotAt: 0, wakeAt: 0 };
 }

@@ -37,6 +37,13 @@ export type RowStep =
   /** Wait `waitMs` without holding a worker slot, then call advanceRow again with `progress`. */
   | { kind: 'park'; waitMs: number; progress: RowProgress };
 
+/**
+ * A parked row is woken this long before its slot and sleeps the rest in the worker: BullMQ puts a
+ * delayed job that comes due behind the jobs already waiting, so a row woken exactly on time would
+ * start late, and late starts bunch up (a burst a rolling-window provider can answer with 429s).
+ */
+const WAKE_LEAD_MS = 1000;
+
 function requestFor(row: RowInput, model: string, config: SwitchyardConfig): ModelRequest {
   const modelConfig = config.models[model]!;
   return {
@@ -83,6 +90,11 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
 
     // A parked row holds a slot booked before it slept; a 429 meanwhile means booking again after the cooldown.
     if (progress.reservedModel === model && (await gate.coolingDownMs(model)) > 0) progress.reservedModel = undefined;
+    if (progress.reservedModel === model) {
+      const untilSlot = progress.wakeAt - now();
+      if (untilSlot > WAKE_LEAD_MS + config.limits.inline_wait_ms) return { kind: 'park', waitMs: untilSlot - WAKE_LEAD_MS, progress };
+      if (untilSlot > 0) await deps.sleep(untilSlot);
+    }
     if (progress.reservedModel !== model) {
       const breaker = await gate.breaker(model);
       if (!breaker.allowed) {
@@ -98,7 +110,8 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
       progress.slotAt = capacity.slotAt;
       if (capacity.waitMs > config.limits.inline_wait_ms) {
         progress.reservedModel = model;
-        return { kind: 'park', waitMs: capacity.waitMs, progress };
+        progress.wakeAt = now() + capacity.waitMs;
+        return { kind: 'park', waitMs: Math.max(config.limits.inline_wait_ms, capacity.waitMs - WAKE_LEAD_MS), progress };
       }
       if (capacity.waitMs > 0) await deps.sleep(capacity.waitMs);
     }

@@ -66,17 +66,23 @@ describe('advanceRow', () => {
     expect(missingStep.event.result.fallback_reason).toContain('not found');
   });
 
-  it('parks the row when its slot is further away than inline_wait_ms, and calls without re-booking when it wakes', async () => {
+  it('parks the row until shortly before its slot, then sleeps the rest and calls without re-booking', async () => {
     let reservations = 0;
+    let clock = 1_000_000;
+    const slept: number[] = [];
     const { deps } = setup(['limited'], { reserveCapacity: async () => ({ reserved: true, waitMs: 5_000, slotAt: 123 + reservations++ }) });
-    const progress = freshProgress();
-    const first = await advanceRow(row, progress, deps);
-    expect(first).toMatchObject({ kind: 'park', waitMs: 5_000 });
+    deps.now = () => clock;
+    deps.sleep = async (ms) => void slept.push(ms);
+    const first = await advanceRow(row, freshProgress(), deps);
+    // Woken one second early: BullMQ queues a due delayed job behind the waiting ones.
+    expect(first).toMatchObject({ kind: 'park', waitMs: 4_000 });
     if (first.kind !== 'park') return;
-    expect(first.progress).toMatchObject({ reservedModel: 'limited', slotAt: 123, attempt: 0 });
+    expect(first.progress).toMatchObject({ reservedModel: 'limited', slotAt: 123, wakeAt: 1_005_000, attempt: 0 });
+    clock += 4_100;
     // The job comes back with its progress (as BullMQ hands back the updated data).
     const second = await advanceRow(row, JSON.parse(JSON.stringify(first.progress)), deps);
     expect(second.kind).toBe('finished');
+    expect(slept).toEqual([900]);
     expect(reservations).toBe(1);
   });
 
