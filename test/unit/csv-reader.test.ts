@@ -1,36 +1,16 @@
 import { createWriteStream, existsSync, readdirSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { once } from 'node:events';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.ts';
 import { readCsvRows } from '../../src/input/csv-reader.ts';
 import { checkInputFile, readRows } from '../../src/input/read-rows.ts';
-import type { ReadItem, RowRules } from '../../src/input/row.ts';
+import type { ReadItem } from '../../src/input/row.ts';
+import { collect, fixture, rules, useTempFiles } from '../helpers/reader-fixtures.ts';
 
-const fixture = (name: string): string => new URL(`../fixtures/${name}`, import.meta.url).pathname;
-const rules: RowRules = { promptColumn: 'prompt', knownModels: new Set(['gpt-a', 'gpt-b']) };
-
-async function collect(items: AsyncIterable<ReadItem>): Promise<ReadItem[]> {
-  const out: ReadItem[] = [];
-  for await (const item of items) out.push(item);
-  return out;
-}
-
-let dir = '';
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'switchyard-csv-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-async function csvFile(name: string, content: string): Promise<string> {
-  const path = join(dir, name);
-  await writeFile(path, content);
-  return path;
-}
+const temp = useTempFiles('csv');
+const csvFile = temp.file;
 
 describe('readCsvRows on nasty.csv (BOM, CRLF, quotes, newlines, CJK, emoji)', () => {
   it('reads every record in order with row, start line, id, messages and metadata', async () => {
@@ -188,7 +168,7 @@ describe('readCsvRows line numbers and options', () => {
 
 describe('whole-file problems throw a UsageError before any item', () => {
   it('missing file', async () => {
-    const path = join(dir, 'missing.csv');
+    const path = join(temp.dir(), 'missing.csv');
     await expect(collect(readRows(path, rules))).rejects.toThrow(new UsageError(`input file not found: ${path}`));
     await expect(checkInputFile(path)).rejects.toThrow(UsageError);
   });
@@ -206,7 +186,7 @@ describe('whole-file problems throw a UsageError before any item', () => {
   });
 
   it('a directory', async () => {
-    const path = join(dir, 'folder.csv');
+    const path = join(temp.dir(), 'folder.csv');
     await mkdir(path);
     await expect(checkInputFile(path)).rejects.toThrow(new UsageError(`input path is a directory, not a file: ${path}`));
     await expect(collect(readRows(path, rules))).rejects.toThrow(UsageError);
@@ -232,7 +212,7 @@ describe('whole-file problems throw a UsageError before any item', () => {
     expect(() => readRows(path, rules)).toThrow(
       new UsageError(`cannot read ${path}: ".txt" is not a supported input type; use one of .csv, .jsonl, .ndjson, .json`),
     );
-    expect(() => readRows(join(dir, 'noext'), rules)).toThrow(/no extension is not a supported input type/);
+    expect(() => readRows(join(temp.dir(), 'noext'), rules)).toThrow(/no extension is not a supported input type/);
   });
 
   it('checkInputFile accepts a readable non-empty file', async () => {
@@ -243,7 +223,7 @@ describe('whole-file problems throw a UsageError before any item', () => {
 describe('streaming', () => {
   it('reads a 200,000-row CSV through without loading it whole', { timeout: 120_000 }, async () => {
     const total = 200_000;
-    const path = join(dir, 'big.csv');
+    const path = join(temp.dir(), 'big.csv');
     const out = createWriteStream(path);
     out.write('id,prompt,model,temperature,category\n');
     for (let start = 0; start < total; start += 1000) {

@@ -1,37 +1,16 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.ts';
 import { readJsonlRows } from '../../src/input/jsonl-reader.ts';
 import { readRows } from '../../src/input/read-rows.ts';
-import type { ReadItem, RowRules } from '../../src/input/row.ts';
+import { collect, fixture, rules, useTempFiles } from '../helpers/reader-fixtures.ts';
 
-const fixture = (name: string): string => new URL(`../fixtures/${name}`, import.meta.url).pathname;
-const rules: RowRules = { promptColumn: 'prompt', knownModels: new Set(['gpt-a', 'gpt-b']) };
 const EXPECTED =
   'expected {"prompt": "..."} or {"messages": [{"role", "content"}, ...]}, ' +
   'or an OpenAI Batch request line {"custom_id", "method", "url", "body"}';
 
-async function collect(items: AsyncIterable<ReadItem>): Promise<ReadItem[]> {
-  const out: ReadItem[] = [];
-  for await (const item of items) out.push(item);
-  return out;
-}
-
-let dir = '';
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'switchyard-jsonl-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-async function file(name: string, content: string): Promise<string> {
-  const path = join(dir, name);
-  await writeFile(path, content);
-  return path;
-}
+const temp = useTempFiles('jsonl');
+const file = temp.file;
 
 describe('readJsonlRows on nasty.jsonl (BOM, CRLF, blank lines, both shapes, bad lines)', () => {
   it('reads every line with row = line number', async () => {
@@ -228,7 +207,7 @@ describe('readJsonlRows details', () => {
 
 describe('whole-file problems throw a UsageError', () => {
   it('missing file', async () => {
-    const path = join(dir, 'missing.jsonl');
+    const path = join(temp.dir(), 'missing.jsonl');
     await expect(collect(readJsonlRows(path, rules))).rejects.toThrow(new UsageError(`input file not found: ${path}`));
   });
 
@@ -242,6 +221,6 @@ describe('whole-file problems throw a UsageError', () => {
   });
 
   it('unsupported extension', () => {
-    expect(() => readRows(join(dir, 'rows.yaml'), rules)).toThrow(UsageError);
+    expect(() => readRows(join(temp.dir(), 'rows.yaml'), rules)).toThrow(UsageError);
   });
 });
