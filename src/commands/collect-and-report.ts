@@ -57,7 +57,8 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   say(`Results  ${paths.results}`);
   say(`         ${paths.resultsCsv}`);
   say(`Costs    ${paths.costs}`);
-  if (report.totals.rows > 0 || meta.invalid_rows > 0) say(`Errors   ${paths.errors}`);
+  const invalid = (await session.store.load(batchId))?.invalid_rows ?? meta.invalid_rows;
+  say(`Errors   ${paths.errors}${invalid > 0 ? ` (${invalid} invalid rows, not run)` : ''}`);
   say(`Report   ${paths.reportMd}`);
   const overBudget = report.errors.budget_exceeded ?? 0;
   if (overBudget > 0) {

@@ -14,7 +14,7 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
     if (!meta) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel}`);
     const report = await collectAndReport({ session, batchId, startedAt: new Date(meta.started_at ?? meta.created_at), say, signal: stop.signal });
     if (!report) return 130;
-    return report.totals.failed > 0 ? 1 : 0;
+    return report.totals.failed > 0 || meta.invalid_rows > 0 ? 1 : 0;
   } finally {
     process.off('SIGINT', onSignal);
     await session.close();

@@ -160,7 +160,8 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     }
     try {
       const report = await collecting;
-      return { exitCode: report === null ? 130 : report.totals.failed > 0 ? 1 : 0, batchId, outDir };
+      // Invalid rows did not succeed either: a script checking the exit code must see them.
+      return { exitCode: report === null ? 130 : report.totals.failed > 0 || counts.invalid > 0 ? 1 : 0, batchId, outDir };
     } finally {
       await worker.close();
     }

@@ -85,6 +85,21 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(await h.redis.exists(`${h.prefix}:batch:{badcfg}`)).toBe(0);
   });
 
+  it('runs the valid rows of a file with bad ones, lists the bad ones with their lines, and exits 1', async () => {
+    const dir = await tempDir('badrows');
+    const input = join(dir, 'in.csv');
+    await import('node:fs/promises').then((fs) => fs.writeFile(input, 'id,prompt,temperature\na,hello,9\nb,,\nc,"fine, thanks",0.1\n'));
+    const config = await writeSimConfig(dir, h.sim.url);
+    const out = join(dir, 'out');
+    const result = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'badrows'], h.env());
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain('2 invalid rows, not run');
+    const errors = await readJsonLines<{ line: number; code: string }>(join(out, 'errors.jsonl'));
+    expect(errors.map((e) => [e.line, e.code])).toEqual([[2, 'bad_field'], [3, 'missing_prompt']]);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => [r.id, r.status])).toEqual([['c', 'succeeded']]);
+  });
+
   it('stops with exit code 2 when the CSV has no prompt column, naming the columns it has', async () => {
     const dir = await tempDir('nocol');
     const input = join(dir, 'in.csv');
