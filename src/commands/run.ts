@@ -132,20 +132,35 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
           concurrency,
           lockMs: config.queue.lock_ms,
         });
-    const collecting = options.detach ? null : collectAndReport({ session, batchId, startedAt, say });
+    const stopCollecting = new AbortController();
+    const collecting = options.detach ? null : collectAndReport({ session, batchId, startedAt, say, signal: stopCollecting.signal });
     // Keep the collector's rejection observed while enqueueing; it is awaited below.
     collecting?.catch(() => undefined);
 
-    const counts = await enqueueBatch({
-      queue,
-      store: session.store,
-      batchId,
-      items,
-      errorsPath: `${outDir}/errors.jsonl`,
-      chunkSize: config.queue.enqueue_chunk,
-      resume: existing !== null,
-      maxPending: options.detach ? undefined : config.queue.max_pending,
-    });
+    let counts: Awaited<ReturnType<typeof enqueueBatch>>;
+    try {
+      counts = await enqueueBatch({
+        queue,
+        store: session.store,
+        batchId,
+        items,
+        errorsPath: `${outDir}/errors.jsonl`,
+        chunkSize: config.queue.enqueue_chunk,
+        resume: existing !== null,
+        maxPending: options.detach ? undefined : config.queue.max_pending,
+      });
+    } catch (error) {
+      // A file that turns unreadable part-way (an unclosed quote near the end): the rows before it
+      // may already be queued. Stop this process's workers cleanly and say how to go on.
+      stopCollecting.abort();
+      await worker?.close();
+      await queue.close();
+      await collecting?.catch(() => null);
+      if (error instanceof UsageError) {
+        throw new UsageError(`${error.message}\nRows before it may already be queued or done; fix the file and run the same command again (--batch-id ${batchId}) to finish without repeating them.`);
+      }
+      throw error;
+    }
     await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
     say(
       `Read ${counts.total + counts.invalid} rows: ${counts.total} valid, ${counts.invalid} invalid (see errors.jsonl)` +

@@ -110,19 +110,29 @@ interface LineCounter {
   start(record: string[], emptyLines: number): number;
   /** Where the record being parsed now starts. */
   peek(emptyLines: number): number;
+  /** Records started so far, the header included. */
+  readonly records: number;
 }
 
 function lineCounter(): LineCounter {
   let next = 1;
   let emptySeen = 0;
   const peek = (emptyLines: number): number => next + (emptyLines - emptySeen);
+  let records = 0;
   const start = (record: string[], emptyLines: number): number => {
+    records += 1;
     const line = peek(emptyLines);
     emptySeen = emptyLines;
     next = line + 1 + record.reduce((sum, field) => sum + countNewlines(field), 0);
     return line;
   };
-  return { start, peek };
+  return {
+    start,
+    peek,
+    get records() {
+      return records;
+    },
+  };
 }
 
 function countNewlines(text: string): number {
@@ -134,15 +144,20 @@ function countNewlines(text: string): number {
 function describeAbort(error: unknown, path: string, lines: LineCounter): unknown {
   if (!(error instanceof CsvError)) return error;
   const emptyLines = typeof error['empty_lines'] === 'number' ? error['empty_lines'] : 0;
-  const line = lines.peek(emptyLines);
+  // The parser runs ahead of the rows consumed so far, so its own record count places the failure;
+  // the line is known exactly only when it has not run ahead.
+  const parsed = typeof error['records'] === 'number' ? error['records'] : null;
+  const line = parsed === null || parsed === lines.records ? lines.peek(emptyLines) : null;
+  // The parser counts the header as a record, so `parsed` records put the failure in data row `parsed`.
+  const where = line !== null ? `at line ${line}` : `in data row ${parsed ?? 1}`;
   if (error.code === 'CSV_QUOTE_NOT_CLOSED') {
-    return new UsageError(`input file ${path}: the quoted field in the record at line ${line} is never closed`);
+    return new UsageError(`input file ${path}: the quoted field in the record ${where} is never closed`);
   }
   if (error.code === 'CSV_MAX_RECORD_SIZE') {
     return new UsageError(
-      `input file ${path}: the record at line ${line} is longer than ${MAX_RECORD_CHARS} characters ` +
+      `input file ${path}: the record ${where} is longer than ${MAX_RECORD_CHARS} characters ` +
         '(often an unclosed quote)',
     );
   }
-  return new UsageError(`input file ${path}: unreadable CSV at line ${line}: ${error.message}`);
+  return new UsageError(`input file ${path}: unreadable CSV ${where}: ${error.message}`);
 }
