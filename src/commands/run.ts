@@ -133,6 +133,12 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
           lockMs: config.queue.lock_ms,
         });
     const stopCollecting = new AbortController();
+    // Ctrl-C: stop collecting, let the rows in hand finish, and say how to go on (nothing is lost either way).
+    const onInterrupt = () => {
+      say(`\nInterrupted. Finishing the rows in hand; resume with: switchyard run --resume ${batchId}`);
+      stopCollecting.abort();
+    };
+    process.once('SIGINT', onInterrupt);
     const collecting = options.detach ? null : collectAndReport({ session, batchId, startedAt, say, signal: stopCollecting.signal });
     // Keep the collector's rejection observed while enqueueing; it is awaited below.
     collecting?.catch(() => undefined);
@@ -178,6 +184,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       // Invalid rows did not succeed either: a script checking the exit code must see them.
       return { exitCode: report === null ? 130 : report.totals.failed > 0 || counts.invalid > 0 ? 1 : 0, batchId, outDir };
     } finally {
+      process.off('SIGINT', onInterrupt);
       await worker.close();
     }
   } finally {
