@@ -30,17 +30,22 @@ export async function withBenchEnv<T>(name: string, latencyMs: number, body: (en
     return await body({ name, dir, redis, prefix, sim });
   } finally {
     await sim?.stop();
-    const deleted = await deletePrefix(redis.url, prefix).catch((error: unknown) => {
-      console.error(`  could not delete keys under ${prefix}: ${String(error)}`);
-      return 0;
-    });
-    console.log(`  cleanup: deleted ${deleted} leftover keys under ${prefix}:*`);
-    await redis.stop();
-    if (process.env.BENCH_KEEP !== '1') await rm(dir, { recursive: true, force: true });
+    await cleanUpBenchRun(redis, prefix, dir);
   }
 }
 
 /** Header lines every benchmark prints, so a pasted output carries its machine. */
+/** After a run: delete its keys (never FLUSHALL), stop a private Redis, remove its files unless BENCH_KEEP=1. */
+export async function cleanUpBenchRun(redis: BenchRedis, prefix: string, dir: string): Promise<void> {
+  const deleted = await deletePrefix(redis.url, prefix).catch((error: unknown) => {
+    console.error(`  could not delete keys under ${prefix}: ${String(error)}`);
+    return 0;
+  });
+  console.log(`  cleanup: deleted ${deleted} leftover keys under ${prefix}:*`);
+  await redis.stop();
+  if (process.env.BENCH_KEEP !== '1') await rm(dir, { recursive: true, force: true });
+}
+
 export function machineLine(): string {
   return `node ${process.version}, ${process.platform}/${process.arch}`;
 }

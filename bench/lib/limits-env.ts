@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { cleanUpBenchRun } from './bench-env.ts';
 import { CLI, CLI_NODE_FLAGS, ROOT, USAGE_PROBE, tmpDir } from './paths.ts';
 import { deletePrefix, selectRedis, uniquePrefix, type BenchRedis } from './redis.ts';
 import { startSimulatorProcess, type SimulatorProcess } from './simulator-process.ts';
@@ -46,13 +47,7 @@ export async function withLimitsEnv<T>(name: string, body: (env: LimitsEnv) => P
     });
   } finally {
     await sim?.stop();
-    const deleted = await deletePrefix(redis.url, prefix).catch((error: unknown) => {
-      console.error(`  could not delete keys under ${prefix}: ${String(error)}`);
-      return 0;
-    });
-    console.log(`  cleanup: deleted ${deleted} leftover keys under ${prefix}:*`);
-    await redis.stop();
-    if (process.env.BENCH_KEEP !== '1') await rm(dir, { recursive: true, force: true });
+    await cleanUpBenchRun(redis, prefix, dir);
   }
 }
 

@@ -6,6 +6,7 @@ import { callCostNanos, nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import type { ProviderClient } from '../models/provider-clients.ts';
 import { retryDelayMs } from '../models/retry-policy.ts';
 import type { CallRecord, RowEvent, RowResult } from '../output/records.ts';
+import { noModelMessage as noModelMessageForPlan } from '../routing/route-plan.ts';
 import type { RowGate } from './row-gate.ts';
 import type { RoutePlan, RowProgress } from './row-progress.ts';
 
@@ -198,9 +199,10 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
   return finish(row, progress, plan.chain.at(-1) ?? plan.skipped[0]?.model ?? '', null, error);
 }
 
+/** Why no model answered: the route's skipped models (route-plan.ts words them), then the fallbacks. */
 function noModelMessage(plan: RoutePlan, progress: RowProgress): string {
-  const reasons = [...plan.skipped.map((s) => `${s.model}: ${s.reason}`), ...progress.fallbackReasons];
-  return reasons.length > 0 ? `no model could take this row: ${reasons.join('; ')}` : 'the route for this row names no model';
+  const skipped = noModelMessageForPlan(plan);
+  return progress.fallbackReasons.length > 0 ? `${skipped}; ${progress.fallbackReasons.join('; ')}` : skipped;
 }
 
 function fallBack(progress: RowProgress, reason: string): void {

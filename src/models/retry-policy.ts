@@ -12,6 +12,3 @@ export function retryDelayMs(attempt: number, retry: RetryConfig, retryAfterMs: 
   return retryAfterMs + Math.round(Math.min(backoff, retryAfterMs * 0.2 + 50) * random());
 }
 
-export function canRetry(attempt: number, retry: RetryConfig): boolean {
-  return attempt < retry.max_attempts;
-}

@@ -1,6 +1,7 @@
 import { SingleBar, Presets } from 'cli-progress';
 import type { BatchProgress } from '../queue/batch-state.ts';
 import { formatUsd } from '../models/pricing.ts';
+import { formatDuration } from '../output/report-markdown.ts';
 
 /**
  * Shows a running batch: a bar on a terminal, a plain line every few seconds otherwise (CI logs,
@@ -11,12 +12,9 @@ export interface ProgressDisplay {
   stop(): void;
 }
 
-function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms) || ms < 0) return '?';
-  const s = Math.round(ms / 1000);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+/** An ETA: '?' until there is a rate to go by. */
+function formatEta(ms: number): string {
+  return Number.isFinite(ms) && ms >= 0 ? formatDuration(ms) : '?';
 }
 
 function rateAndEta(progress: BatchProgress, startedAt: number, firstFinished: number) {
@@ -40,7 +38,7 @@ export function createProgressDisplay(stream: NodeJS.WriteStream, plainEveryMs =
       update(progress) {
         firstFinished ??= progress.finished;
         const { rate, eta } = rateAndEta(progress, startedAt, firstFinished);
-        const payload = { failed: progress.failed, rate: rate.toFixed(0), eta_text: formatDuration(eta), cost: formatUsd(progress.costUsd) };
+        const payload = { failed: progress.failed, rate: rate.toFixed(0), eta_text: formatEta(eta), cost: formatUsd(progress.costUsd) };
         const total = progress.total ?? Math.max(progress.finished, 1);
         if (!started) {
           bar.start(total, progress.finished, payload);
@@ -62,7 +60,7 @@ export function createProgressDisplay(stream: NodeJS.WriteStream, plainEveryMs =
     const { rate, eta } = rateAndEta(progress, startedAt, firstFinished ?? 0);
     const total = progress.total === null ? '?' : String(progress.total);
     const done = progress.total !== null && progress.finished >= progress.total;
-    stream.write(`progress: ${progress.finished}/${total} rows, ${progress.failed} failed, ${rate.toFixed(0)} rows/s, ${done ? 'done' : `ETA ${formatDuration(eta)}`}, cost ${formatUsd(progress.costUsd)}\n`);
+    stream.write(`progress: ${progress.finished}/${total} rows, ${progress.failed} failed, ${rate.toFixed(0)} rows/s, ${done ? 'done' : `ETA ${formatEta(eta)}`}, cost ${formatUsd(progress.costUsd)}\n`);
   };
   return {
     update(progress) {
