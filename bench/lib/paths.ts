@@ -11,10 +11,10 @@ export const TMP = path.join(ROOT, 'bench', '.tmp');
  */
 export const PRODUCT_ROOT = process.env.BENCH_PRODUCT_ROOT ? path.resolve(process.env.BENCH_PRODUCT_ROOT) : ROOT;
 /**
- * The command a user runs: the built dist/src/cli.js (`npm install` / `npm run build` make it),
+ * The command a user runs: the built dist/cli.js (`npm install` / `npm run build` make it),
  * else the sources, with the node flags its shebang names, so the benchmark measures what ships.
  */
-const BUILT_CLI = path.join(PRODUCT_ROOT, 'dist', 'src', 'cli.js');
+const BUILT_CLI = path.join(PRODUCT_ROOT, 'dist', 'cli.js');
 export const CLI = existsSync(BUILT_CLI) ? BUILT_CLI : path.join(PRODUCT_ROOT, 'src', 'cli.ts');
 export const CLI_NODE_FLAGS = shebangNodeFlags(CLI);
 

@@ -72,6 +72,9 @@ async function checkedRows(path: string, promptColumn: string, config: Switchyar
   };
 }
 
+/** How long the rest of the file waits for this process's workers to start on the first rows. */
+const FIRST_JOB_WAIT_MS = 1000;
+
 export async function runBatch(options: RunOptions, logger: Logger, say: (line: string) => void): Promise<RunOutcome> {
   const batchId = options.resume ?? options.batchId ?? newBatchId();
   if (!isValidBatchId(batchId)) throw new UsageError(`batch id "${batchId}" may only use letters, digits, '.', '_' and '-' (at most 64 characters)`);
@@ -121,13 +124,16 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     // pipeline made there), so the queue gets a connection of its own, apart from ours.
     const queue = new Queue(PROMPT_QUEUE, { connection: session.connectWorker(), prefix: session.space.prefix });
     const concurrency = options.concurrency ?? config.concurrency;
+    const batches = createBatchContexts(session.store);
+    // Built while the worker connects; a failure here surfaces again on the first row.
+    if (!options.detach) batches.get(batchId).catch(() => undefined);
     const worker = options.detach
       ? null
       : startPromptWorker({
           connection: session.connectWorker(),
           redis: session.redis,
           space: session.space,
-          batches: createBatchContexts(session.store),
+          batches,
           logger,
           concurrency,
           lockMs: config.queue.lock_ms,
@@ -154,6 +160,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
         chunkSize: config.queue.enqueue_chunk,
         resume: existing !== null,
         maxPending: options.detach ? undefined : config.queue.max_pending,
+        localWorkers: worker ? { firstChunk: concurrency, untilStarted: () => worker.firstJobStarted(FIRST_JOB_WAIT_MS) } : undefined,
       });
     } catch (error) {
       // A file that turns unreadable part-way (an unclosed quote near the end): the rows before it

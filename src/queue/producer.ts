@@ -19,6 +19,12 @@ export interface EnqueueOptions {
   /** Wait while more than this many enqueued rows are unfinished (undefined: enqueue everything now). */
   maxPending?: number | undefined;
   onProgress?: (counts: EnqueueCounts) => void;
+  /**
+   * Workers in this process: the first chunk holds this many rows, and the rest waits for
+   * `untilStarted` (the workers picking those rows up), so the first calls are not queued behind
+   * the enqueueing of the whole file.
+   */
+  localWorkers?: { firstChunk: number; untilStarted: () => Promise<void> } | undefined;
 }
 
 export interface EnqueueCounts {
@@ -53,6 +59,7 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
   const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, invalid: 0, openAiBatchRows: 0 };
   const errors = createWriteStream(options.errorsPath, { flags: 'w' });
   let chunk: InputRow[] = [];
+  let chunkSize = options.localWorkers ? Math.min(options.localWorkers.firstChunk, options.chunkSize) : options.chunkSize;
 
   const flush = async () => {
     if (chunk.length === 0) return;
@@ -77,7 +84,13 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
       counts.total++;
       if (item.value.custom_id !== undefined) counts.openAiBatchRows++;
       chunk.push(item.value);
-      if (chunk.length >= options.chunkSize) await flush();
+      if (chunk.length >= chunkSize) {
+        await flush();
+        if (chunkSize !== options.chunkSize) {
+          await options.localWorkers?.untilStarted();
+          chunkSize = options.chunkSize;
+        }
+      }
     }
     await flush();
   } finally {

@@ -1,0 +1,23 @@
+import { defineConfig } from 'rolldown';
+
+/**
+ * `npm run build` (and `npm install`, through `prepare`): bundles the CLI and its dependencies into
+ * a few files in dist/. One bundle starts about 0.2 s faster than Node resolving and loading the
+ * ~400 module files of bullmq, ioredis, openai, zod and pino one by one, and start-up is part of
+ * every batch's wall time. Commands stay lazily loaded (each `import()` becomes its own chunk).
+ * gpt-tokenizer stays outside: its rank table is loaded on the first token count only.
+ */
+export default defineConfig({
+  input: { cli: 'src/cli.ts' },
+  platform: 'node',
+  external: [/^gpt-tokenizer(\/|$)/],
+  // Prefer a package's ES module build (bullmq has one) so unused code can be left out.
+  resolve: { mainFields: ['module', 'main'] },
+  output: {
+    dir: 'dist',
+    cleanDir: true,
+    format: 'esm',
+    sourcemap: true,
+    chunkFileNames: 'chunks/[name]-[hash].js',
+  },
+});
