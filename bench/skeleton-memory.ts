@@ -1,5 +1,5 @@
 /**
- * Flat memory: peak RSS (maxRSS from process.resourceUsage(), via bench/lib/usage-probe.ts) of
+ * Flat memory: peak RSS (maxRSS from process.resourceUsage(), via bench/lib/usage-probe.mjs) of
  * one `switchyard run` process for 20,000 rows and for 200,000 rows at 0 ms simulated latency,
  * concurrency 64, each run once. Targets: both < 200 MB, and about the same (200k / 20k <= 1.25).
  * Each run is bounded by a time limit (SIGTERM; the probe still records the peak RSS so far).

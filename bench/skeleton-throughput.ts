@@ -2,7 +2,7 @@
  * CPU-bound batch: 5,000 rows at 0 ms simulated latency, concurrency 64, one `switchyard run`
  * process (the simulator in its own process). Measures rows/s end to end (rows / wall time of the
  * whole command) and CPU ms per row of the run process (user + sys from process.resourceUsage(),
- * via bench/lib/usage-probe.ts). Median of 3. Target: >= 1,500 rows/s. The plain-SDK baseline is
+ * via bench/lib/usage-probe.mjs). Median of 3. Target: >= 1,500 rows/s. The plain-SDK baseline is
  * run alongside for reference (no target). Prints PASS/FAIL, exits 0.
  * Usage: node bench/skeleton-throughput.ts [repetitions=3] [rows=5000]
  */
@@ -13,7 +13,7 @@ import { writePromptsCsv } from './lib/prompts-csv.ts';
 import { deletePrefix } from './lib/redis.ts';
 import { median, megabytes, passFail, seconds } from './lib/stats.ts';
 import { checkRun, runSwitchyard, writeBenchConfig } from './lib/switchyard-run.ts';
-import type { UsageRecord } from './lib/usage-probe.ts';
+import type { UsageRecord } from './lib/usage-record.ts';
 
 const repetitions = Number(process.argv[2] ?? 3);
 const ROWS = Number(process.argv[3] ?? 5000);

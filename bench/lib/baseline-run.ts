@@ -2,7 +2,7 @@ import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ROOT, USAGE_PROBE } from './paths.ts';
 import { runCommand, type CommandResult } from './run-command.ts';
-import type { UsageRecord } from './usage-probe.ts';
+import type { UsageRecord } from './usage-record.ts';
 
 const BASELINE = path.join(ROOT, 'bench', 'baseline-plain-sdk.ts');
 

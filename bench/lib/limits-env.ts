@@ -4,7 +4,7 @@ import { cleanUpBenchRun } from './bench-env.ts';
 import { CLI, CLI_NODE_FLAGS, ROOT, USAGE_PROBE, tmpDir } from './paths.ts';
 import { deletePrefix, selectRedis, uniquePrefix, type BenchRedis } from './redis.ts';
 import { startSimulatorProcess, type SimulatorProcess } from './simulator-process.ts';
-import type { UsageRecord } from './usage-probe.ts';
+import type { UsageRecord } from './usage-record.ts';
 
 /**
  * The setting of the rate-limit benchmarks: Redis, a key prefix, a temp folder, and simulators

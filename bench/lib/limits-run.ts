@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PRODUCT_ROOT, ROOT } from './paths.ts';
-import type { UsageRecord } from './usage-probe.ts';
+import type { UsageRecord } from './usage-record.ts';
 
 /** Small pieces shared by the rate-limit benchmarks (limits-rpm, limits-tpm, limits-overhead). */
 

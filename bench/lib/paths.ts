@@ -23,7 +23,7 @@ function shebangNodeFlags(file: string): string[] {
   const match = /^#!.*\bnode\b(.*)$/.exec(first);
   return match ? (match[1] ?? '').trim().split(/\s+/).filter(Boolean) : [];
 }
-export const USAGE_PROBE = path.join(ROOT, 'bench', 'lib', 'usage-probe.ts');
+export const USAGE_PROBE = path.join(ROOT, 'bench', 'lib', 'usage-probe.mjs');
 
 /** A fresh folder under bench/.tmp for one benchmark run. */
 export function tmpDir(name: string): string {

@@ -2,7 +2,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CLI, CLI_NODE_FLAGS, ROOT, USAGE_PROBE } from './paths.ts';
 import { runCommand, type CommandResult } from './run-command.ts';
-import type { UsageRecord } from './usage-probe.ts';
+import type { UsageRecord } from './usage-record.ts';
 
 /** A switchyard.yaml with one model, "fast", on the given simulator. */
 export async function writeBenchConfig(dir: string, simUrl: string, concurrency: number): Promise<string> {
@@ -38,7 +38,7 @@ export interface SwitchyardRunResult extends CommandResult {
   usage: UsageRecord | null;
 }
 
-/** `node --import usage-probe.ts src/cli.ts run ...` as its own process, timed from spawn to exit. */
+/** `node --import usage-probe.mjs dist/cli.js run ...` as its own process, timed from spawn to exit. */
 export async function runSwitchyard(options: SwitchyardRunOptions): Promise<SwitchyardRunResult> {
   const usageFile = path.join(options.outDir, '..', `${path.basename(options.outDir)}.usage.json`);
   await rm(options.outDir, { recursive: true, force: true });

@@ -1,28 +1,12 @@
 /**
- * Preloaded with `node --import ./bench/lib/usage-probe.ts ...`: when the process exits (also via
+ * Preloaded with `node --import ./bench/lib/usage-probe.mjs ...`: when the process exits (also via
  * process.exit(), or SIGTERM from a benchmark's time limit), writes its own CPU time and peak RSS
- * as JSON to $SWITCHYARD_USAGE_FILE.
+ * as JSON (a UsageRecord, see usage-record.ts) to $SWITCHYARD_USAGE_FILE.
+ *
+ * Plain JavaScript on purpose: a .ts probe makes Node load its type stripper into the measured
+ * process, which alone added 18 MB to the peak RSS of every run.
  */
 import { writeFileSync } from 'node:fs';
-
-export interface UsageRecord {
-  /** Microseconds, as process.resourceUsage() reports them. */
-  userCPUTime: number;
-  systemCPUTime: number;
-  /** Kilobytes. */
-  maxRSS: number;
-  /** Peaks of process.memoryUsage() sampled every 200 ms, in bytes: where the RSS goes. */
-  peakHeapTotal: number;
-  peakHeapUsed: number;
-  peakExternal: number;
-  peakArrayBuffers: number;
-  /** When the heapUsed and arrayBuffers peaks were seen, in ms since the process started. */
-  peakHeapUsedAtMs: number;
-  peakArrayBuffersAtMs: number;
-  /** When the process exited, in ms since it started. */
-  exitAtMs: number;
-  exitCode: number;
-}
 
 const target = process.env.SWITCHYARD_USAGE_FILE;
 if (target) {
@@ -39,7 +23,7 @@ if (target) {
   process.on('exit', (code) => {
     sample();
     const usage = process.resourceUsage();
-    const record: UsageRecord = {
+    const record = {
       userCPUTime: usage.userCPUTime,
       systemCPUTime: usage.systemCPUTime,
       maxRSS: usage.maxRSS,
