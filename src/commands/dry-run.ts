@@ -7,6 +7,7 @@ import { callCostNanos, formatUsd, nanosToUsd } from '../models/pricing.ts';
 import { planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { countMessageTokens } from '../routing/token-count.ts';
+import { formatCount } from '../output/report-markdown.ts';
 
 export interface DryRunOptions {
   file?: string;
@@ -87,7 +88,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
 function printTable(label: string, tallies: Map<string, Tally>, say: (line: string) => void): void {
   const rows = [...tallies.entries()].sort(([, a], [, b]) => b.rows - a.rows);
   const header = [label, 'Rows', 'Input tokens', 'Max output tokens', 'Est. cost (max)'];
-  const body = rows.map(([name, t]) => [name, String(t.rows), t.inputTokens.toLocaleString('en-US'), t.maxOutputTokens.toLocaleString('en-US'), formatUsd(nanosToUsd(t.costNanos))]);
+  const body = rows.map(([name, t]) => [name, String(t.rows), formatCount(t.inputTokens), formatCount(t.maxOutputTokens), formatUsd(nanosToUsd(t.costNanos))]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   say(line(header));

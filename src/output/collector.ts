@@ -32,6 +32,9 @@ interface OpenOutput {
   bytes: number;
 }
 
+/** The batching window once the rows left are fewer than one read returned. */
+const TAIL_WINDOW_MS = 10;
+
 async function openAt(path: string, bytes: number | null): Promise<OpenOutput> {
   if (bytes === null) return { handle: await open(path, 'w'), bytes: 0 };
   const size = await stat(path).then((s) => s.size, () => -1);
@@ -71,13 +74,16 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
         lastId = await writeEntries(options, journal, costs, entries);
       }
       if (entries.length < readCount) {
-        if (await allRowsFinished(options)) {
+        const rowsLeft = await unfinishedRows(options);
+        if (rowsLeft === 0) {
           // Every row's event was added with its "finished" bit, so one more read drains the rest.
           const rest = await readRowEvents(reader, keys, lastId, 1_000_000, 0);
           if (rest.length > 0) lastId = await writeEntries(options, journal, costs, rest);
           return true;
         }
-        if (entries.length > 0) await new Promise((resolve) => setTimeout(resolve, batchWindowMs));
+        // Near the end a full window would only delay the summary: the last rows are few.
+        const windowMs = rowsLeft <= entries.length ? Math.min(batchWindowMs, TAIL_WINDOW_MS) : batchWindowMs;
+        if (entries.length > 0) await new Promise((resolve) => setTimeout(resolve, windowMs));
       }
     }
   } finally {
@@ -106,7 +112,9 @@ async function writeEntries(options: CollectOptions, journal: OpenOutput, costs:
   return lastId;
 }
 
-async function allRowsFinished(options: CollectOptions): Promise<boolean> {
+/** Rows without a result yet; unknown (Infinity) while the file is still being enqueued. */
+async function unfinishedRows(options: CollectOptions): Promise<number> {
   const progress = await options.store.progress(options.batchId);
-  return progress !== null && progress.total !== null && progress.status !== 'enqueuing' && progress.finished >= progress.total;
+  if (progress === null || progress.total === null || progress.status === 'enqueuing') return Number.POSITIVE_INFINITY;
+  return Math.max(0, progress.total - progress.finished);
 }

@@ -214,7 +214,7 @@ export async function buildReport(options: BuildReportOptions): Promise<Report> 
   }
 
   const ordered = [...models.entries()].sort(
-    ([nameA, a], [nameB, b]) => b.rows - a.rows || b.calls - a.calls || nameA.localeCompare(nameB),
+    ([nameA, a], [nameB, b]) => b.rows - a.rows || b.calls - a.calls || byCodePoint(nameA, nameB),
   );
   const modelReports: Array<[string, ModelReport]> = [];
   let calls = 0;
@@ -271,7 +271,7 @@ export async function buildReport(options: BuildReportOptions): Promise<Report> 
     call_errors: byCountDescending(callErrors),
     task_types: Object.fromEntries(
       [...taskTypes.entries()]
-        .sort(([a, x], [b, y]) => y.rows - x.rows || a.localeCompare(b))
+        .sort(([a, x], [b, y]) => y.rows - x.rows || byCodePoint(a, b))
         .map(([type, t]) => [type, { rows: t.rows, succeeded: t.succeeded, failed: t.failed, calls: t.calls, cost_usd: nanosToUsd(t.costNanos) }]),
     ),
     extra_calls: {
@@ -300,8 +300,13 @@ function increment(counts: Map<string, number>, key: string): void {
 }
 
 function byCountDescending(counts: Map<string, number>): Record<string, number> {
-  const sorted = [...counts.entries()].sort(([a, x], [b, y]) => y - x || a.localeCompare(b));
+  const sorted = [...counts.entries()].sort(([a, x], [b, y]) => y - x || byCodePoint(a, b));
   return Object.fromEntries(sorted);
+}
+
+/** Plain string order (no locale collation, which would load ICU for a tie-break). */
+function byCodePoint(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function roundTenth(value: number | null): number | null {

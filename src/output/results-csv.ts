@@ -1,7 +1,5 @@
-import { createWriteStream } from 'node:fs';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { stringify } from 'csv-stringify';
+import { open } from 'node:fs/promises';
+import { stringify } from 'csv-stringify/sync';
 import { usdToNanos } from '../models/pricing.ts';
 import { csvSafeCast } from './csv-safe.ts';
 import { readJsonl } from './read-jsonl.ts';
@@ -23,6 +21,8 @@ export const RESULTS_CSV_COLUMNS = [
   'error_message',
 ] as const;
 
+const CSV_BLOCK_ROWS = 512;
+
 type Cell = string | number | boolean | null | object;
 
 /**
@@ -33,12 +33,21 @@ type Cell = string | number | boolean | null | object;
  */
 export async function writeResultsCsv(resultsJsonlPath: string, csvPath: string): Promise<void> {
   const metadataKeys = await collectMetadataKeys(resultsJsonlPath);
-  const header = [...RESULTS_CSV_COLUMNS, ...metadataHeaders(metadataKeys)];
-
-  async function* records(): AsyncGenerator<Cell[]> {
+  const columns = [...RESULTS_CSV_COLUMNS, ...metadataHeaders(metadataKeys)];
+  const output = await open(csvPath, 'w');
+  try {
+    // csv-stringify's synchronous API over blocks of rows: several times faster than its stream
+    // fed one row at a time, with the same output (header first, even for no rows).
+    let block: Cell[][] = [];
+    let header = true;
+    const flush = async () => {
+      await output.write(stringify(block, { header, columns, cast: csvSafeCast() }));
+      header = false;
+      block = [];
+    };
     for await (const result of readJsonl<RowResult>(resultsJsonlPath)) {
       const metadata = result.metadata ?? {};
-      yield [
+      block.push([
         result.id,
         result.row,
         result.status,
@@ -52,15 +61,13 @@ export async function writeResultsCsv(resultsJsonlPath: string, csvPath: string)
         result.error?.code ?? null,
         result.error?.message ?? null,
         ...metadataKeys.map((key) => (metadata[key] ?? null) as Cell),
-      ];
+      ]);
+      if (block.length >= CSV_BLOCK_ROWS) await flush();
     }
+    if (block.length > 0 || header) await flush();
+  } finally {
+    await output.close();
   }
-
-  await pipeline(
-    Readable.from(records()),
-    stringify({ header: true, columns: header, cast: csvSafeCast() }),
-    createWriteStream(csvPath),
-  );
 }
 
 async function collectMetadataKeys(resultsJsonlPath: string): Promise<string[]> {
