@@ -20,9 +20,9 @@ export interface EnqueueOptions {
   maxPending?: number | undefined;
   onProgress?: (counts: EnqueueCounts) => void;
   /**
-   * Workers in this process: the first chunk holds this many rows, and the rest waits for
-   * `untilStarted` (the workers picking those rows up), so the first calls are not queued behind
-   * the enqueueing of the whole file.
+   * Workers in this process: the first chunk holds this many rows and the rest waits for
+   * `untilStarted` (the workers picking those rows up), then chunks double up to `chunkSize`, so
+   * the first calls are not queued behind the enqueueing of the whole file.
    */
   localWorkers?: { firstChunk: number; untilStarted: () => Promise<void> } | undefined;
 }
@@ -59,6 +59,7 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
   const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, invalid: 0, openAiBatchRows: 0 };
   const errors = createWriteStream(options.errorsPath, { flags: 'w' });
   let chunk: InputRow[] = [];
+  let workersStarted = false;
   let chunkSize = options.localWorkers ? Math.min(options.localWorkers.firstChunk, options.chunkSize) : options.chunkSize;
 
   const flush = async () => {
@@ -86,10 +87,12 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
       chunk.push(item.value);
       if (chunk.length >= chunkSize) {
         await flush();
-        if (chunkSize !== options.chunkSize) {
+        if (!workersStarted && counts.enqueued > 0) {
+          workersStarted = true;
           await options.localWorkers?.untilStarted();
-          chunkSize = options.chunkSize;
         }
+        // Growing from a small first chunk: early chunks are short pauses while the first calls start.
+        chunkSize = Math.min(chunkSize * 2, options.chunkSize);
       }
     }
     await flush();
