@@ -33,7 +33,7 @@ async function ask(row: { id: string; prompt: string }): Promise<void> {
       max_tokens: 1024,
     });
     const usage = completion.usage;
-    out.write(`${JSON.stringify({ id: row.id, output: completion.choices[0]?.message.content ?? '', input_tokens: usage?.prompt_tokens, output_tokens: usage?.completion_tokens, latency_ms: Date.now() - started })}\n`);
+    out.write(`${JSON.stringify({ id: row.id, output: completion.choices[0]?.message.content ?? '', input_tokens: usage?.prompt_tokens, output_tokens: usage?.completion_tokens, latency_ms: Date.now() - started, started_at: new Date(started).toISOString() })}\n`);
   } catch (error) {
     failed++;
     out.write(`${JSON.stringify({ id: row.id, error: (error as Error).message })}\n`);

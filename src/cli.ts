@@ -58,7 +58,7 @@ program
   .argument('[file]', 'input .csv or .jsonl (optional with --resume)')
   .option('-c, --config <file>', 'switchyard.yaml or .json (default: built-in models on the simulator)')
   .option('-o, --out <dir>', 'output folder (default: out/<batch id>)')
-  .option('--concurrency <n>', 'rows in flight in this process', positiveInt)
+  .option('--concurrency <n>', 'model calls in flight in this process', positiveInt)
   .option('-m, --model <name>', 'model for rows that do not name one (skips routing)')
   .option('--route <auto|model>', 'auto: route each row by task type (the default with routing in config); or a model name, as --model')
   .option('--budget <usd>', 'stop spending at this many USD for the batch; --resume with a higher one finishes it', positiveNumber)
@@ -82,7 +82,7 @@ program
 program
   .command('worker')
   .description('process rows from the queue (any batch) until stopped; run as many as you like, anywhere that reaches Redis')
-  .option('--concurrency <n>', 'rows in flight in this process', positiveInt, 64)
+  .option('--concurrency <n>', 'model calls in flight in this process', positiveInt, 64)
   .option('--lock-ms <ms>', 'how long a claimed row stays claimed without renewal', positiveInt, 30_000)
   .action((opts: { concurrency: number; lockMs: number }) =>
     exitWith(async () => (await import('./commands/worker.ts')).runWorkerCommand(opts, logger, say)),

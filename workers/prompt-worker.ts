@@ -3,6 +3,7 @@ import { DelayedError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createPromptProcessor, promptJobSchema } from '../jobs/prompt.ts';
+import { rowsHeldFor } from '../src/execution/call-slots.ts';
 import { crashedRowStep } from '../src/execution/row-runner.ts';
 import { freshProgress } from '../src/execution/row-progress.ts';
 import { publishRowEvent } from '../src/output/row-events.ts';
@@ -17,6 +18,7 @@ export interface PromptWorkerOptions {
   space: KeySpace;
   batches: BatchContexts;
   logger: Logger;
+  /** Model calls in flight at once; BullMQ holds a few more rows (see execution/call-slots.ts). */
   concurrency: number;
   lockMs: number;
 }
@@ -51,7 +53,7 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
     {
       connection: options.connection,
       prefix: options.space.prefix,
-      concurrency: options.concurrency,
+      concurrency: rowsHeldFor(options.concurrency),
       lockDuration: options.lockMs,
       stalledInterval: Math.max(1000, Math.floor(options.lockMs / 2)),
       maxStalledCount: 3,

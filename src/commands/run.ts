@@ -17,6 +17,7 @@ import { openSession, type Session } from './session.ts';
 import { collectAndReport } from './collect-and-report.ts';
 import { startPromptWorker } from '../../workers/prompt-worker.ts';
 import { createBatchContexts } from '../queue/batch-context.ts';
+import { createCallSlots } from '../execution/call-slots.ts';
 
 export interface RunOptions {
   file?: string;
@@ -124,7 +125,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     // pipeline made there), so the queue gets a connection of its own, apart from ours.
     const queue = new Queue(PROMPT_QUEUE, { connection: session.connectWorker(), prefix: session.space.prefix });
     const concurrency = options.concurrency ?? config.concurrency;
-    const batches = createBatchContexts(session.store);
+    const batches = createBatchContexts(session.store, { callSlot: createCallSlots(concurrency) });
     // Built while the worker connects; a failure here surfaces again on the first row.
     if (!options.detach) batches.get(batchId).catch(() => undefined);
     const worker = options.detach

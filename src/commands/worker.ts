@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { createCallSlots } from '../execution/call-slots.ts';
 import { createBatchContexts } from '../queue/batch-context.ts';
 import { startPromptWorker } from '../../workers/prompt-worker.ts';
 import { openSession } from './session.ts';
@@ -18,7 +19,7 @@ export async function runWorkerCommand(options: WorkerCommandOptions, logger: Lo
     connection: session.connectWorker(),
     redis: session.redis,
     space: session.space,
-    batches: createBatchContexts(session.store),
+    batches: createBatchContexts(session.store, { callSlot: createCallSlots(options.concurrency) }),
     logger,
     concurrency: options.concurrency,
     lockMs: options.lockMs,

@@ -8,6 +8,7 @@ import { classifyWithLlm } from '../routing/llm-classifier.ts';
 import { planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { countMessageTokens } from '../routing/token-count.ts';
+import { unlimitedCallSlot, type CallSlot } from './call-slots.ts';
 import type { RowGate } from './row-gate.ts';
 import type { RoutePlan } from './row-progress.ts';
 import type { RowInput } from './row-runner.ts';
@@ -23,7 +24,7 @@ function estimateTokens(text: string, maxTokens: number): number {
   return Math.ceil(Math.min(text.length, 4000) / 4) + 150 + maxTokens;
 }
 
-export function createRowPlanner(config: SwitchyardConfig, providers: Map<string, ProviderClient>, pinnedModel: string | undefined, gate: RowGate) {
+export function createRowPlanner(config: SwitchyardConfig, providers: Map<string, ProviderClient>, pinnedModel: string | undefined, gate: RowGate, callSlot: CallSlot = unlimitedCallSlot) {
   const rules = compileTaskRules(config.routing);
   const llm = config.routing?.classifier === 'llm' ? config.routing.llm_classifier : undefined;
   const descriptions = config.routing?.task_types ? undefined : DEFAULT_TASK_TYPE_DESCRIPTIONS;
@@ -51,7 +52,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
     if (admitted && 'skipped' in admitted) reason = `llm classifier skipped (${admitted.skipped}); ${byRules.reason}`;
     if (admitted && 'slotAt' in admitted && llm && classifierModel && classifierProvider) {
       const verdict = await classifyWithLlm(
-        { call: (request) => callModel(classifierProvider, request) },
+        { call: (request) => callSlot(() => callModel(classifierProvider, request)) },
         { text, taskTypes: rules.labels, model: llm.model, upstream: classifierModel.upstream ?? llm.model, maxTokens: llm.max_tokens, descriptions },
       );
       if (verdict.taskType) {

@@ -7,6 +7,7 @@ import type { ProviderClient } from '../models/provider-clients.ts';
 import { retryDelayMs } from '../models/retry-policy.ts';
 import type { CallRecord, RowEvent, RowResult } from '../output/records.ts';
 import { noModelMessage as noModelMessageForPlan } from '../routing/route-plan.ts';
+import { unlimitedCallSlot, type CallSlot } from './call-slots.ts';
 import type { RowGate } from './row-gate.ts';
 import type { RoutePlan, RowProgress } from './row-progress.ts';
 
@@ -30,6 +31,8 @@ export interface RowRunnerDeps {
   /** Decides the row's task type and model chain (may call a classifier model: its calls are returned). */
   plan: (row: RowInput) => Promise<{ plan: RoutePlan; calls: CallRecord[] }>;
   sleep: (ms: number) => Promise<void>;
+  /** Waits for one of the process's model-call slots around each call (none: no limit). */
+  callSlot?: CallSlot;
   now?: () => number;
 }
 
@@ -126,11 +129,14 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     }
 
     progress.attempt++;
-    const started = now();
+    let started = now();
     let answer: ModelAnswer | null = null;
     let error: ModelCallError | null = null;
     try {
-      answer = await callModel(provider, request);
+      answer = await (deps.callSlot ?? unlimitedCallSlot)(() => {
+        started = now();
+        return callModel(provider, request);
+      });
     } catch (thrown) {
       error = thrown instanceof ModelCallError ? thrown : new ModelCallError({ code: 'unexpected_error', model, message: String(thrown) });
     }

@@ -2,8 +2,9 @@ import OpenAI from 'openai';
 import type { ProviderConfig, SwitchyardConfig } from '../config/schema.ts';
 
 /**
- * One `openai` SDK client per provider. SDK retries are off (`maxRetries: 0`): the retry policy
- * in jobs/prompt-attempts.ts owns every retry. Keys come from the environment only.
+ * One `openai` SDK client per provider. SDK retries are off (`maxRetries: 0`): the row runner
+ * (src/execution/row-runner.ts, with models/retry-policy.ts) owns every retry. Keys come from the
+ * environment only.
  */
 export interface ProviderClient {
   name: string;

@@ -1,5 +1,6 @@
 import { configSchema, type SwitchyardConfig } from '../config/schema.ts';
 import { createRedisRowGate } from '../execution/redis-row-gate.ts';
+import { unlimitedCallSlot, type CallSlot } from '../execution/call-slots.ts';
 import { createRowPlanner } from '../execution/row-planner.ts';
 import type { RowRunnerDeps } from '../execution/row-runner.ts';
 import { createProviderClients } from '../models/provider-clients.ts';
@@ -15,10 +16,12 @@ export interface BatchContext {
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
- * Loads each batch's context once per worker process. A worker on another machine needs no local
+ * Loads each batch's context once per worker process. `callSlot` is the process's model-call limit,
+ * shared by every batch. A worker on another machine needs no local
  * config file: the batch's config travels in Redis (without keys, which each worker reads from its env).
  */
-export function createBatchContexts(store: BatchStore, maxCached = 32) {
+export function createBatchContexts(store: BatchStore, options: { callSlot?: CallSlot; maxCached?: number } = {}) {
+  const { callSlot = unlimitedCallSlot, maxCached = 32 } = options;
   const cache = new Map<string, Promise<BatchContext>>();
 
   async function load(batchId: string): Promise<BatchContext> {
@@ -30,7 +33,7 @@ export function createBatchContexts(store: BatchStore, maxCached = 32) {
     return {
       meta,
       config,
-      runner: { config, providers, gate, plan: createRowPlanner(config, providers, meta.model_override, gate), sleep },
+      runner: { config, providers, gate, plan: createRowPlanner(config, providers, meta.model_override, gate, callSlot), sleep, callSlot },
     };
   }
 

@@ -133,7 +133,11 @@ export async function startSimulator(input: SimulatorOptions = {}): Promise<Simu
         const message = req.headers.authorization ? 'Incorrect API key provided.' : "You didn't provide an API key. Provide it as a Bearer token in the Authorization header.";
         return sendError(res, requestId, invalidRequest(message, 'invalid_api_key', null, 401));
       }
-      if (route === 'POST /v1/chat/completions') return onChat(res, requestId, text);
+      if (route === 'POST /v1/chat/completions') {
+        stats.inFlight(1);
+        res.once('close', () => stats.inFlight(-1));
+        return onChat(res, requestId, text);
+      }
       if (route === 'GET /v1/models') {
         stats.answered(200);
         const data = Object.keys(options.models).map((id) => ({ id, object: 'model', created: 0, owned_by: 'switchyard-sim' }));

@@ -22,6 +22,8 @@ export interface SimStats {
   /** Every request, including bad bodies, unknown routes and 401s that name no model. */
   requests: number;
   by_status: Record<string, number>;
+  /** Most chat-completion requests in flight at once (received, answer not yet sent): a client's real concurrency. */
+  peak_in_flight: number;
   models: Record<string, ModelStats>;
 }
 
@@ -38,6 +40,8 @@ function bump(counts: Record<string, number>, status: number): void {
 export class StatsCollector {
   #requests = 0;
   #byStatus: Record<string, number> = {};
+  #inFlight = 0;
+  #peakInFlight = 0;
   readonly #models = new Map<string, ModelCounters>();
 
   #model(model: string): ModelCounters {
@@ -60,6 +64,12 @@ export class StatsCollector {
       this.#models.set(model, counters);
     }
     return counters;
+  }
+
+  /** A chat request arrived (+1) or its answer left (-1); keeps the peak of requests in flight. */
+  inFlight(change: 1 | -1): void {
+    this.#inFlight += change;
+    this.#peakInFlight = Math.max(this.#peakInFlight, this.#inFlight);
   }
 
   /** A valid request for `model` arrived, worth `limitTokens` rate-limit tokens. */
@@ -90,12 +100,13 @@ export class StatsCollector {
   snapshot(): SimStats {
     const models: Record<string, ModelStats> = {};
     for (const [name, { stats }] of this.#models) models[name] = { ...stats, by_status: { ...stats.by_status } };
-    return { requests: this.#requests, by_status: { ...this.#byStatus }, models };
+    return { requests: this.#requests, by_status: { ...this.#byStatus }, peak_in_flight: this.#peakInFlight, models };
   }
 
   reset(): void {
     this.#requests = 0;
     this.#byStatus = {};
+    this.#peakInFlight = this.#inFlight;
     this.#models.clear();
   }
 }

@@ -112,3 +112,19 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(await h.redis.exists(`${h.prefix}:batch:{nocol}`)).toBe(0);
   });
 });
+
+describe('--concurrency bounds the calls in flight, not just the rows', () => {
+  const h = useSimulatorAndRedis('concurrency', { latency_ms: 40 });
+
+  it('keeps exactly --concurrency calls in flight at the provider while the worker holds a few rows more', async () => {
+    const dir = await tempDir('conc');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 48);
+    h.sim.reset();
+    const result = await runCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--batch-id', 'conc-4', '--concurrency', '4'], h.env());
+    expect(result.code, result.stderr).toBe(0);
+    const stats = h.sim.stats();
+    expect(stats.requests).toBe(48);
+    expect(stats.peak_in_flight).toBe(4);
+  });
+});

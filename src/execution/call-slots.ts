@@ -1,0 +1,23 @@
+import pLimit from 'p-limit';
+
+/**
+ * A process's model-call slots: `concurrency` is how many calls to providers may be in flight at
+ * once, across every row and batch the process is working on. The queue worker holds a few more
+ * rows than that (`rowsHeldFor`), so that when a call ends, another row is already waiting for the
+ * slot while the finished row publishes its result and BullMQ hands over the next job; without
+ * them every slot sat idle for those round trips (3-6 ms per row at 100 ms latency).
+ */
+export type CallSlot = <T>(call: () => Promise<T>) => Promise<T>;
+
+export function createCallSlots(concurrency: number): CallSlot {
+  const limit = pLimit(concurrency);
+  return (call) => limit(call);
+}
+
+/** Rows a worker holds for `concurrency` call slots: one eighth more, at least two. */
+export function rowsHeldFor(concurrency: number): number {
+  return concurrency + Math.max(2, Math.ceil(concurrency / 8));
+}
+
+/** No limit (tests, and rows run outside a worker). */
+export const unlimitedCallSlot: CallSlot = (call) => call();
