@@ -1,4 +1,3 @@
-import { setTimeout as delay } from 'node:timers/promises';
 import { DelayedError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -30,19 +29,15 @@ export interface PromptWorkerOptions {
  */
 export interface PromptWorkerHandle {
   worker: Worker;
-  /** Resolves once this worker has started a job, or after `timeoutMs`, whichever comes first. */
-  firstJobStarted(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
 export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHandle {
   const { logger } = options;
-  const started = Promise.withResolvers<void>();
   const processJob = createPromptProcessor({ redis: options.redis, space: options.space, batches: options.batches, logger });
   const worker = new Worker(
     PROMPT_QUEUE,
     async (job: Job, token?: string) => {
-      started.resolve();
       const outcome = await processJob(job.data, { jobId: job.id, redelivered: job.stalledCounter > 0 || job.attemptsMade > 0 });
       if (outcome.kind === 'park') {
         await job.updateData(outcome.data);
@@ -71,11 +66,7 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
   });
   worker.on('error', (error) => logger.error({ err: error }, 'worker error'));
 
-  return {
-    worker,
-    firstJobStarted: (timeoutMs) => Promise.race([started.promise, delay(timeoutMs, undefined, { ref: false })]),
-    close: () => worker.close(),
-  };
+  return { worker, close: () => worker.close() };
 }
 
 async function publishCrashedRow(options: PromptWorkerOptions, job: Job, error: Error): Promise<void> {

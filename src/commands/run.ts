@@ -1,4 +1,5 @@
 import { mkdir } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import { resolve } from 'node:path';
 import { Queue } from 'bullmq';
 import type { Logger } from 'pino';
@@ -73,8 +74,8 @@ async function checkedRows(path: string, promptColumn: string, config: Switchyar
   };
 }
 
-/** How long the rest of the file waits for this process's workers to start on the first rows. */
-const FIRST_JOB_WAIT_MS = 1000;
+/** How long the rest of the file waits for this process's first model call to start. */
+const FIRST_CALL_WAIT_MS = 1000;
 
 export async function runBatch(options: RunOptions, logger: Logger, say: (line: string) => void): Promise<RunOutcome> {
   const batchId = options.resume ?? options.batchId ?? newBatchId();
@@ -125,7 +126,8 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     // pipeline made there), so the queue gets a connection of its own, apart from ours.
     const queue = new Queue(PROMPT_QUEUE, { connection: session.connectWorker(), prefix: session.space.prefix });
     const concurrency = options.concurrency ?? config.concurrency;
-    const batches = createBatchContexts(session.store, { callSlot: createCallSlots(concurrency) });
+    const callSlots = createCallSlots(concurrency);
+    const batches = createBatchContexts(session.store, { callSlot: callSlots.slot });
     // Built while the worker connects; a failure here surfaces again on the first row.
     if (!options.detach) batches.get(batchId).catch(() => undefined);
     const worker = options.detach
@@ -161,7 +163,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
         chunkSize: config.queue.enqueue_chunk,
         resume: existing !== null,
         maxPending: options.detach ? undefined : config.queue.max_pending,
-        localWorkers: worker ? { firstChunk: concurrency, untilStarted: () => worker.firstJobStarted(FIRST_JOB_WAIT_MS) } : undefined,
+        localWorkers: worker ? { firstChunk: concurrency, untilStarted: () => Promise.race([callSlots.firstCallStarted, delay(FIRST_CALL_WAIT_MS, undefined, { ref: false })]) } : undefined,
       });
     } catch (error) {
       // A file that turns unreadable part-way (an unclosed quote near the end): the rows before it

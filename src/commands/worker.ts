@@ -19,7 +19,7 @@ export async function runWorkerCommand(options: WorkerCommandOptions, logger: Lo
     connection: session.connectWorker(),
     redis: session.redis,
     space: session.space,
-    batches: createBatchContexts(session.store, { callSlot: createCallSlots(options.concurrency) }),
+    batches: createBatchContexts(session.store, { callSlot: createCallSlots(options.concurrency).slot }),
     logger,
     concurrency: options.concurrency,
     lockMs: options.lockMs,

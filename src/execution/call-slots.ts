@@ -9,9 +9,23 @@ import pLimit from 'p-limit';
  */
 export type CallSlot = <T>(call: () => Promise<T>) => Promise<T>;
 
-export function createCallSlots(concurrency: number): CallSlot {
+export interface CallSlots {
+  slot: CallSlot;
+  /** Resolves when the first call through these slots starts. */
+  firstCallStarted: Promise<void>;
+}
+
+export function createCallSlots(concurrency: number): CallSlots {
   const limit = pLimit(concurrency);
-  return (call) => limit(call);
+  const first = Promise.withResolvers<void>();
+  return {
+    slot: (call) =>
+      limit(() => {
+        first.resolve();
+        return call();
+      }),
+    firstCallStarted: first.promise,
+  };
 }
 
 /** Rows a worker holds for `concurrency` call slots: one eighth more, at least two. */

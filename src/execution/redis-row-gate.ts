@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { SwitchyardConfig } from '../config/schema.ts';
 import { Budget, batchBudgetKey, monthKey } from '../limits/budget.ts';
-import { CircuitBreaker } from '../limits/circuit-breaker.ts';
+import { CircuitBreaker, type BreakerCheck } from '../limits/circuit-breaker.ts';
 import { ModelLimiter } from '../limits/model-limiter.ts';
 import { formatUsd, nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import type { BatchStore } from '../queue/batch-state.ts';
@@ -42,12 +42,33 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
   /** When each model was last seen closed with no failures. */
   const healthySince = new Map<string, number>();
 
+  // Rows that find a cached answer stale at the same moment share one read (no stampede of 64 reads).
+  let budgetRead: Promise<void> | null = null;
+  const breakerReads = new Map<string, Promise<BreakerCheck>>();
+
   async function batchLimitNanos(): Promise<number | undefined> {
     if (Date.now() - batchLimit.readAt > BUDGET_REFRESH_MS) {
-      const meta = await options.store.load(batchId);
-      batchLimit = { nanos: meta?.budget_usd === undefined ? undefined : usdToNanos(meta.budget_usd), readAt: Date.now() };
+      budgetRead ??= options.store
+        .load(batchId)
+        .then((meta) => {
+          batchLimit = { nanos: meta?.budget_usd === undefined ? undefined : usdToNanos(meta.budget_usd), readAt: Date.now() };
+        })
+        .finally(() => (budgetRead = null));
+      await budgetRead;
     }
     return batchLimit.nanos;
+  }
+
+  async function checkBreaker(model: string): Promise<BreakerCheck> {
+    const pending = breakerReads.get(model);
+    if (pending) {
+      const shared = await pending;
+      // A half-open circuit admits one probe: an "allowed" there was the first caller's alone.
+      return shared.state === 'half_open' && shared.allowed ? breaker.check(model) : shared;
+    }
+    const own = breaker.check(model).finally(() => breakerReads.delete(model));
+    breakerReads.set(model, own);
+    return own;
   }
 
   const tracksBudget = async () => monthLimitNanos !== undefined || (await batchLimitNanos()) !== undefined;
@@ -56,7 +77,7 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
     async breaker(model) {
       const seenHealthy = healthySince.get(model);
       if (seenHealthy !== undefined && Date.now() - seenHealthy < HEALTHY_BREAKER_TRUST_MS && !failing.has(model)) return { allowed: true, retryInMs: 0 };
-      const check = await breaker.check(model);
+      const check = await checkBreaker(model);
       if (check.state !== 'closed' || check.failures > 0) failing.add(model);
       else healthySince.set(model, Date.now());
       return { allowed: check.allowed, retryInMs: check.retryInMs };

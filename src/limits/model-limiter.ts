@@ -84,6 +84,7 @@ export class ModelLimiter {
   readonly #prefix: string;
   readonly #pollMs: number;
   readonly #cooldowns = new Map<string, KnownCooldown>();
+  readonly #cooldownReads = new Map<string, Promise<number>>();
 
   constructor(redis: RedisClient, options: ModelLimiterOptions) {
     this.#redis = redis;
@@ -166,10 +167,20 @@ export class ModelLimiter {
     this.#cooldowns.set(model, { checkedAt: now, untilLocal: now + Math.max(0, leftUs) / 1000 });
   }
 
+  /** One read for all the rows that find the cooldown stale at the same moment. */
+  #refreshCooldown(model: string): Promise<number> {
+    let pending = this.#cooldownReads.get(model);
+    if (!pending) {
+      pending = this.cooldownRemainingMs(model).finally(() => this.#cooldownReads.delete(model));
+      this.#cooldownReads.set(model, pending);
+    }
+    return pending;
+  }
+
   async #reserveUnlimited(model: string, maxWaitMs: number): Promise<Reservation> {
     const known = this.#cooldowns.get(model);
     const stale = !known || Date.now() - known.checkedAt >= this.#pollMs;
-    if (stale && this.#pollMs !== Number.POSITIVE_INFINITY) await this.cooldownRemainingMs(model);
+    if (stale && this.#pollMs !== Number.POSITIVE_INFINITY) await this.#refreshCooldown(model);
     const now = Date.now();
     const waitMs = Math.max(0, Math.ceil((this.#cooldowns.get(model)?.untilLocal ?? 0) - now));
     if (waitMs > maxWaitMs) return { reserved: false, waitMs, limitedBy: 'cooldown' };

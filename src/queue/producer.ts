@@ -21,8 +21,8 @@ export interface EnqueueOptions {
   onProgress?: (counts: EnqueueCounts) => void;
   /**
    * Workers in this process: the first chunk holds this many rows and the rest waits for
-   * `untilStarted` (the workers picking those rows up), then chunks double up to `chunkSize`, so
-   * the first calls are not queued behind the enqueueing of the whole file.
+   * `untilStarted` (their first model call), then chunks double up to `chunkSize`, so the first
+   * calls are not queued behind the enqueueing of the whole file.
    */
   localWorkers?: { firstChunk: number; untilStarted: () => Promise<void> } | undefined;
 }

@@ -1,6 +1,9 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { breakerKey, CircuitBreaker } from '../../src/limits/circuit-breaker.ts';
+import { configSchema } from '../../src/config/schema.ts';
+import { createRedisRowGate } from '../../src/execution/redis-row-gate.ts';
+import { BatchStore } from '../../src/queue/batch-state.ts';
 import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 
 const prefix = uniquePrefix('limits-circuit-breaker');
@@ -71,6 +74,24 @@ describe('CircuitBreaker', () => {
     expect(await breaker(4).check(model)).toEqual({ allowed: true, state: 'closed', retryInMs: 0, failures: 0 });
     // Closed again with a fresh count.
     expect(await breaker(0).recordFailure(model)).toBe('closed');
+  });
+
+  it('lets one probe through a worker whose rows all ask at once (the row gate shares closed answers only)', async () => {
+    const model = 'gate-probe';
+    const config = configSchema.parse({
+      providers: { p: { base_url: 'http://127.0.0.1:1/v1' } },
+      models: { [model]: { provider: 'p' } },
+      default_model: model,
+      breaker: { failure_threshold: 3, cooldown_ms: COOLDOWN_MS },
+    });
+    const redis = clients[0] as Redis;
+    const gate = createRedisRowGate({ redis, space: { prefix }, store: new BatchStore(redis, { prefix }), batchId: 'gate-probe', config });
+    // Closed: 20 rows asking together get one shared answer, all allowed.
+    expect((await Promise.all(Array.from({ length: 20 }, () => gate.breaker(model)))).every((answer) => answer.allowed)).toBe(true);
+    await openCircuit(model);
+    await sleep(COOLDOWN_MS + 20);
+    const answers = await Promise.all(Array.from({ length: 20 }, () => gate.breaker(model)));
+    expect(answers.filter((answer) => answer.allowed)).toHaveLength(1);
   });
 
   it('re-opens at once when the probe fails', async () => {

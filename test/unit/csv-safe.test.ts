@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'csv-stringify/sync';
-import { csvSafe, csvSafeCast, looksLikeFormula } from '../../src/output/csv-safe.ts';
+import { csvRecord, csvSafe, looksLikeFormula } from '../../src/output/csv-safe.ts';
 
 describe('csvSafe', () => {
   it.each([
@@ -27,20 +27,18 @@ describe('csvSafe', () => {
   });
 });
 
-describe('csvSafeCast with csv-stringify', () => {
-  it('guards text, keeps numbers (negative ones too) as numbers', () => {
-    const csv = stringify(
-      [
-        ['=cmd', -3, 1.5, true, { a: 1 }, null],
-        ['-x', 0, -0.25, false, ['=x'], '@y'],
-      ],
-      { cast: csvSafeCast() },
-    );
+describe('csvRecord', () => {
+  it('guards text, keeps numbers (negative ones too) as numbers, writes objects as JSON', () => {
+    const csv = csvRecord(['=cmd', -3, 1.5, true, { a: 1 }, null]) + csvRecord(['-x', 0, -0.25, false, ['=x'], '@y']);
     expect(csv).toBe(`'=cmd,-3,1.5,true,"{""a"":1}",\n'-x,0,-0.25,false,"[""=x""]",'@y\n`);
   });
 
-  it('guards the header row too', () => {
-    const csv = stringify([[1]], { header: true, columns: ['=evil'], cast: csvSafeCast() });
-    expect(csv).toBe(`'=evil\n1\n`);
+  it('writes the same bytes as csv-stringify with the guard as its cast', () => {
+    const oracleCast = { string: (value: string) => csvSafe(value), boolean: (value: boolean) => String(value), object: (value: object) => csvSafe(JSON.stringify(value)) };
+    const rows = [
+      ['plain', 'a,b', 'say "hi"', 'line 1\nline 2', 'cr\rlf', '', null, undefined, 0, -1e-7, 12345678901234, true],
+      ['=1+2', '+SUM(A1)', '-5', '\t=1', '你好, 世界 🎉', ' lead', 'trail ', '"', ',', '\n', { k: ['v', 1] }, false],
+    ];
+    expect(rows.map((row) => csvRecord(row)).join('')).toBe(stringify(rows, { cast: oracleCast }));
   });
 });
