@@ -2,7 +2,9 @@ import type { BatchMeta, BatchStore } from '../queue/batch-state.ts';
 import { writeOpenAiBatchFiles } from './openai-batch-output.ts';
 import { writeOrderedResults } from './ordered-results.ts';
 import type { OutputPaths } from './paths.ts';
-import { buildReport, type Report } from './report.ts';
+import { readJsonl } from './read-jsonl.ts';
+import type { CallRecord } from './records.ts';
+import { ReportTally, type Report } from './report.ts';
 import { writeResultsCsv } from './results-csv.ts';
 import { writeReport } from './write-report.ts';
 
@@ -21,10 +23,12 @@ export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
   const { store, meta, paths } = options;
   await store.update(meta.batch_id, { status: 'finalizing' });
   writeOrderedResults(paths.journal, paths.results);
-  await writeResultsCsv(paths.results, paths.resultsCsv);
+  const tally = new ReportTally(options.baseline);
+  await writeResultsCsv(paths.results, paths.resultsCsv, (result) => tally.addResult(result));
   if (meta.input_kind === 'openai-batch') await writeOpenAiBatchFiles(paths.results, options.outDir, meta.batch_id);
+  for await (const call of readJsonl<CallRecord>(paths.costs)) tally.addCall(call);
   const finishedAt = new Date();
-  const report = await buildReport({ resultsPath: paths.results, costsPath: paths.costs, batchId: meta.batch_id, startedAt: options.startedAt, finishedAt, baseline: options.baseline });
+  const report = tally.build({ batchId: meta.batch_id, startedAt: options.startedAt, finishedAt });
   await writeReport(report, options.outDir);
   await store.update(meta.batch_id, {
     status: (report.errors.budget_exceeded ?? 0) > 0 ? 'budget_exceeded' : report.totals.failed > 0 ? 'completed_with_failures' : 'completed',

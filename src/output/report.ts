@@ -92,12 +92,9 @@ export interface Report {
   baseline: BaselineReport | null;
 }
 
-export interface BuildReportOptions {
+export interface BuildReportOptions extends ReportSpan {
   resultsPath: string;
   costsPath: string;
-  batchId: string;
-  startedAt: Date | string;
-  finishedAt: Date | string;
   /** Compare the batch's cost with what its answers would have cost on this model. */
   baseline?: { model: string; price: { input_per_mtok: number; output_per_mtok: number } } | undefined;
 }
@@ -115,78 +112,100 @@ interface ModelTally {
   latency: LatencyHistogram;
 }
 
+/** What a report is about, beside the figures: the batch and its time span. */
+export interface ReportSpan {
+  batchId: string;
+  startedAt: Date | string;
+  finishedAt: Date | string;
+}
+
 /**
- * Builds the batch report, streaming results.jsonl and costs.jsonl once each. Memory holds one
- * tally per model (with a bounded latency histogram) and one counter per error code.
- * Nano-dollar sums are exact while below 2^53 nanos (about $9 million).
+ * Builds the batch report, streaming results.jsonl and costs.jsonl once each (see ReportTally).
  */
 export async function buildReport(options: BuildReportOptions): Promise<Report> {
-  const models = new Map<string, ModelTally>();
-  const tally = (model: string): ModelTally => {
-    let entry = models.get(model);
+  const tally = new ReportTally(options.baseline);
+  for await (const result of readJsonl<RowResult>(options.resultsPath)) tally.addResult(result);
+  for await (const call of readJsonl<CallRecord>(options.costsPath)) tally.addCall(call);
+  return tally.build(options);
+}
+
+interface TaskTally {
+  rows: number;
+  succeeded: number;
+  failed: number;
+  calls: number;
+  costNanos: number;
+}
+
+/**
+ * The report's figures, fed one result (results.jsonl) and one call (costs.jsonl) at a time, so a
+ * pass that reads the results for another reason (results.csv) can fill it on the way. Memory holds
+ * one tally per model (with a bounded latency histogram), per task type and per error code.
+ * Nano-dollar sums are exact while below 2^53 nanos (about $9 million).
+ */
+export class ReportTally {
+  readonly #baseline: BuildReportOptions['baseline'];
+  readonly #models = new Map<string, ModelTally>();
+  readonly #taskTypes = new Map<string, TaskTally>();
+  readonly #rowErrors = new Map<string, number>();
+  readonly #callErrors = new Map<string, number>();
+  readonly #extra = { retryCalls: 0, retryNanos: 0, fallbackCalls: 0, fallbackNanos: 0, classifierCalls: 0, classifierNanos: 0 };
+  #rows = 0;
+  #succeeded = 0;
+  #rowsOnFallback = 0;
+  #baselineNanos = 0;
+
+  constructor(baseline?: BuildReportOptions['baseline']) {
+    this.#baseline = baseline;
+  }
+
+  #model(model: string): ModelTally {
+    let entry = this.#models.get(model);
     if (!entry) {
-      entry = {
-        rows: 0,
-        succeeded: 0,
-        failed: 0,
-        calls: 0,
-        failedCalls: 0,
-        inputTokens: 0,
-        outputTokens: 0,
-        costNanos: 0,
-        unpricedCalls: 0,
-        latency: new LatencyHistogram(),
-      };
-      models.set(model, entry);
+      entry = { rows: 0, succeeded: 0, failed: 0, calls: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costNanos: 0, unpricedCalls: 0, latency: new LatencyHistogram() };
+      this.#models.set(model, entry);
     }
     return entry;
-  };
+  }
 
-  const rowErrors = new Map<string, number>();
-  const taskTypes = new Map<string, { rows: number; succeeded: number; failed: number; calls: number; costNanos: number }>();
-  const taskTally = (type: string | null | undefined) => {
+  #task(type: string | null | undefined): TaskTally {
     const key = type || 'unclassified';
-    let entry = taskTypes.get(key);
+    let entry = this.#taskTypes.get(key);
     if (!entry) {
       entry = { rows: 0, succeeded: 0, failed: 0, calls: 0, costNanos: 0 };
-      taskTypes.set(key, entry);
+      this.#taskTypes.set(key, entry);
     }
     return entry;
-  };
-  let rows = 0;
-  let succeeded = 0;
-  let rowsOnFallback = 0;
-  for await (const result of readJsonl<RowResult>(options.resultsPath)) {
-    const entry = tally(result.model);
-    const task = taskTally(result.task_type);
-    rows += 1;
+  }
+
+  addResult(result: RowResult): void {
+    const entry = this.#model(result.model);
+    const task = this.#task(result.task_type);
+    this.#rows += 1;
     entry.rows += 1;
     task.rows += 1;
     if (result.status === 'succeeded') {
-      succeeded += 1;
+      this.#succeeded += 1;
       entry.succeeded += 1;
       task.succeeded += 1;
-      if ((result.models_tried?.length ?? 1) > 1 || (result.fallback_reason ?? null) !== null) rowsOnFallback += 1;
+      if ((result.models_tried?.length ?? 1) > 1 || (result.fallback_reason ?? null) !== null) this.#rowsOnFallback += 1;
     } else {
       entry.failed += 1;
       task.failed += 1;
-      increment(rowErrors, result.error?.code ?? 'unknown');
+      increment(this.#rowErrors, result.error?.code ?? 'unknown');
     }
   }
 
-  const extra = { retryCalls: 0, retryNanos: 0, fallbackCalls: 0, fallbackNanos: 0, classifierCalls: 0, classifierNanos: 0 };
-  let baselineNanos = 0;
-
-  const callErrors = new Map<string, number>();
-  for await (const call of readJsonl<CallRecord>(options.costsPath)) {
-    const entry = tally(call.model);
+  addCall(call: CallRecord): void {
+    const extra = this.#extra;
+    const entry = this.#model(call.model);
     const nanos = call.cost_usd === null || call.cost_usd === undefined ? null : usdToNanos(call.cost_usd);
     entry.calls += 1;
     entry.inputTokens += call.input_tokens;
     entry.outputTokens += call.output_tokens;
     if (nanos === null) entry.unpricedCalls += 1;
     else entry.costNanos += nanos;
-    const task = taskTally(call.task_type);
+    const task = this.#task(call.task_type);
     task.calls += 1;
     task.costNanos += nanos ?? 0;
     if (call.purpose === 'classify') {
@@ -201,98 +220,103 @@ export async function buildReport(options: BuildReportOptions): Promise<Report> 
         extra.fallbackCalls += 1;
         extra.fallbackNanos += nanos ?? 0;
       }
-      if (options.baseline && call.status === 'succeeded') {
-        baselineNanos += callCostNanos(options.baseline.price, { input_tokens: call.input_tokens, output_tokens: call.output_tokens }) ?? 0;
+      if (this.#baseline && call.status === 'succeeded') {
+        this.#baselineNanos += callCostNanos(this.#baseline.price, { input_tokens: call.input_tokens, output_tokens: call.output_tokens }) ?? 0;
       }
     }
     if (call.status === 'succeeded') {
       entry.latency.record(call.latency_ms);
     } else {
       entry.failedCalls += 1;
-      increment(callErrors, call.error_code ?? (call.http_status === null ? 'unknown' : `http_${call.http_status}`));
+      increment(this.#callErrors, call.error_code ?? (call.http_status === null ? 'unknown' : `http_${call.http_status}`));
     }
   }
 
-  const ordered = [...models.entries()].sort(
-    ([nameA, a], [nameB, b]) => b.rows - a.rows || b.calls - a.calls || byCodePoint(nameA, nameB),
-  );
-  const modelReports: Array<[string, ModelReport]> = [];
-  let calls = 0;
-  let failedCalls = 0;
-  let inputTokens = 0;
-  let outputTokens = 0;
-  let costNanos = 0;
-  let unpricedCalls = 0;
-  for (const [name, entry] of ordered) {
-    calls += entry.calls;
-    failedCalls += entry.failedCalls;
-    inputTokens += entry.inputTokens;
-    outputTokens += entry.outputTokens;
-    costNanos += entry.costNanos;
-    unpricedCalls += entry.unpricedCalls;
-    modelReports.push([name, {
-      rows: entry.rows,
-      succeeded: entry.succeeded,
-      failed: entry.failed,
-      calls: entry.calls,
-      failed_calls: entry.failedCalls,
-      input_tokens: entry.inputTokens,
-      output_tokens: entry.outputTokens,
-      cost_usd: nanosToUsd(entry.costNanos),
-      unpriced_calls: entry.unpricedCalls,
-      latency_p50_ms: roundTenth(entry.latency.quantile(0.5)),
-      latency_p95_ms: roundTenth(entry.latency.quantile(0.95)),
-    }]);
-  }
+  build(span: ReportSpan): Report {
+    const extra = this.#extra;
+    const baselineNanos = this.#baselineNanos;
+    const ordered = [...this.#models.entries()].sort(
+      ([nameA, a], [nameB, b]) => b.rows - a.rows || b.calls - a.calls || byCodePoint(nameA, nameB),
+    );
+    const modelReports: Array<[string, ModelReport]> = [];
+    let calls = 0;
+    let failedCalls = 0;
+    let inputTokens = 0;
+    let outputTokens = 0;
+    let costNanos = 0;
+    let unpricedCalls = 0;
+    for (const [name, entry] of ordered) {
+      calls += entry.calls;
+      failedCalls += entry.failedCalls;
+      inputTokens += entry.inputTokens;
+      outputTokens += entry.outputTokens;
+      costNanos += entry.costNanos;
+      unpricedCalls += entry.unpricedCalls;
+      modelReports.push([name, {
+        rows: entry.rows,
+        succeeded: entry.succeeded,
+        failed: entry.failed,
+        calls: entry.calls,
+        failed_calls: entry.failedCalls,
+        input_tokens: entry.inputTokens,
+        output_tokens: entry.outputTokens,
+        cost_usd: nanosToUsd(entry.costNanos),
+        unpriced_calls: entry.unpricedCalls,
+        latency_p50_ms: roundTenth(entry.latency.quantile(0.5)),
+        latency_p95_ms: roundTenth(entry.latency.quantile(0.95)),
+      }]);
+    }
 
-  const startedAt = new Date(options.startedAt);
-  const finishedAt = new Date(options.finishedAt);
-  const elapsedMs = Math.max(0, finishedAt.getTime() - startedAt.getTime());
-  return {
-    batch_id: options.batchId,
-    started_at: startedAt.toISOString(),
-    finished_at: finishedAt.toISOString(),
-    totals: {
-      rows,
-      succeeded,
-      failed: rows - succeeded,
-      calls,
-      failed_calls: failedCalls,
-      input_tokens: inputTokens,
-      output_tokens: outputTokens,
-      cost_usd: nanosToUsd(costNanos),
-      unpriced_calls: unpricedCalls,
-      elapsed_ms: elapsedMs,
-      rows_per_second: elapsedMs > 0 ? roundTenth((rows * 1000) / elapsedMs) : null,
-    },
-    // fromEntries defines own properties, so a model named "__proto__" stays a plain key.
-    models: Object.fromEntries(modelReports),
-    errors: byCountDescending(rowErrors),
-    call_errors: byCountDescending(callErrors),
-    task_types: Object.fromEntries(
-      [...taskTypes.entries()]
-        .sort(([a, x], [b, y]) => y.rows - x.rows || byCodePoint(a, b))
-        .map(([type, t]) => [type, { rows: t.rows, succeeded: t.succeeded, failed: t.failed, calls: t.calls, cost_usd: nanosToUsd(t.costNanos) }]),
-    ),
-    extra_calls: {
-      retry_calls: extra.retryCalls,
-      retry_cost_usd: nanosToUsd(extra.retryNanos),
-      fallback_calls: extra.fallbackCalls,
-      fallback_cost_usd: nanosToUsd(extra.fallbackNanos),
-      rows_on_fallback: rowsOnFallback,
-      classifier_calls: extra.classifierCalls,
-      classifier_cost_usd: nanosToUsd(extra.classifierNanos),
-    },
-    baseline: options.baseline
-      ? {
-          model: options.baseline.model,
-          baseline_cost_usd: nanosToUsd(baselineNanos),
-          batch_cost_usd: nanosToUsd(costNanos),
-          savings_usd: nanosToUsd(baselineNanos - costNanos),
-          savings_percent: baselineNanos > 0 ? Math.round(((baselineNanos - costNanos) / baselineNanos) * 1000) / 10 : null,
-        }
-      : null,
-  };
+    const rows = this.#rows;
+    const startedAt = new Date(span.startedAt);
+    const finishedAt = new Date(span.finishedAt);
+    const elapsedMs = Math.max(0, finishedAt.getTime() - startedAt.getTime());
+    return {
+      batch_id: span.batchId,
+      started_at: startedAt.toISOString(),
+      finished_at: finishedAt.toISOString(),
+      totals: {
+        rows,
+        succeeded: this.#succeeded,
+        failed: rows - this.#succeeded,
+        calls,
+        failed_calls: failedCalls,
+        input_tokens: inputTokens,
+        output_tokens: outputTokens,
+        cost_usd: nanosToUsd(costNanos),
+        unpriced_calls: unpricedCalls,
+        elapsed_ms: elapsedMs,
+        rows_per_second: elapsedMs > 0 ? roundTenth((rows * 1000) / elapsedMs) : null,
+      },
+      // fromEntries defines own properties, so a model named "__proto__" stays a plain key.
+      models: Object.fromEntries(modelReports),
+      errors: byCountDescending(this.#rowErrors),
+      call_errors: byCountDescending(this.#callErrors),
+      task_types: Object.fromEntries(
+        [...this.#taskTypes.entries()]
+          .sort(([a, x], [b, y]) => y.rows - x.rows || byCodePoint(a, b))
+          .map(([type, t]) => [type, { rows: t.rows, succeeded: t.succeeded, failed: t.failed, calls: t.calls, cost_usd: nanosToUsd(t.costNanos) }]),
+      ),
+      extra_calls: {
+        retry_calls: extra.retryCalls,
+        retry_cost_usd: nanosToUsd(extra.retryNanos),
+        fallback_calls: extra.fallbackCalls,
+        fallback_cost_usd: nanosToUsd(extra.fallbackNanos),
+        rows_on_fallback: this.#rowsOnFallback,
+        classifier_calls: extra.classifierCalls,
+        classifier_cost_usd: nanosToUsd(extra.classifierNanos),
+      },
+      baseline: this.#baseline
+        ? {
+            model: this.#baseline.model,
+            baseline_cost_usd: nanosToUsd(baselineNanos),
+            batch_cost_usd: nanosToUsd(costNanos),
+            savings_usd: nanosToUsd(baselineNanos - costNanos),
+            savings_percent: baselineNanos > 0 ? Math.round(((baselineNanos - costNanos) / baselineNanos) * 1000) / 10 : null,
+          }
+        : null,
+    };
+  }
 }
 
 function increment(counts: Map<string, number>, key: string): void {

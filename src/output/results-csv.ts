@@ -25,16 +25,18 @@ const WRITE_BLOCK_CHARS = 1 << 20;
 
 /**
  * Streams results.jsonl into results.csv in two passes: the first collects the union of metadata
- * keys (in first-seen order), the second writes the rows. Only the key set is held in memory.
+ * keys (in first-seen order), the second writes the rows and hands each result to `onResult` (the
+ * report is tallied on the way). Only the key set is held in memory.
  * Text cells are guarded against formula injection (see csv-safe.ts), the header row included.
  * A metadata key that repeats a fixed column name is written as `metadata.<key>`.
  */
-export async function writeResultsCsv(resultsJsonlPath: string, csvPath: string): Promise<void> {
+export async function writeResultsCsv(resultsJsonlPath: string, csvPath: string, onResult?: (result: RowResult) => void): Promise<void> {
   const metadataKeys = await collectMetadataKeys(resultsJsonlPath);
   const output = await open(csvPath, 'w');
   try {
     let block = csvRecord([...RESULTS_CSV_COLUMNS, ...metadataHeaders(metadataKeys)]);
     for await (const result of readJsonl<RowResult>(resultsJsonlPath)) {
+      onResult?.(result);
       const metadata = result.metadata ?? {};
       block += csvRecord([
         result.id,
