@@ -26,8 +26,8 @@ function snapshotHead(): string {
     execFileSync('sh', ['-c', `git archive --format=tar HEAD | tar -x -C '${dir}'`], { cwd: ROOT, stdio: 'inherit' });
   }
   // Measure the built command, as users run it.
-  if (!existsSync(path.join(dir, 'dist', 'src', 'cli.js'))) {
-    execFileSync(path.join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json'], { cwd: dir, stdio: 'inherit' });
+  if (!existsSync(path.join(dir, 'dist', 'cli.js'))) {
+    execFileSync(path.join(ROOT, 'node_modules', '.bin', 'rolldown'), ['-c'], { cwd: dir, stdio: 'inherit' });
   }
   return dir;
 }
