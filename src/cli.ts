@@ -3,6 +3,7 @@ import { enableCompileCache } from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from './log.ts';
 import { SetupError, UsageError } from './errors.ts';
+import packageJson from '../package.json' with { type: 'json' };
 
 /**
  * Entry point: parses the command line, runs one command, maps failures to exit codes. The V8
@@ -49,6 +50,7 @@ async function exitWith(run: () => Promise<number>): Promise<void> {
 
 const program = new Command('switchyard')
   .description('Run batches of LLM prompts across OpenAI-compatible models, through BullMQ workers on Redis.')
+  .version(packageJson.version, '-V, --version')
   .showHelpAfterError()
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
 
