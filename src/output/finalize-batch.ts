@@ -24,7 +24,8 @@ export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
   await store.update(meta.batch_id, { status: 'finalizing' });
   writeOrderedResults(paths.journal, paths.results);
   const tally = new ReportTally(options.baseline);
-  await writeResultsCsv(paths.results, paths.resultsCsv, (result) => tally.addResult(result));
+  const metadataKeys = await store.metadataKeys(meta.batch_id);
+  await writeResultsCsv(paths.results, paths.resultsCsv, metadataKeys, (result) => tally.addResult(result));
   if (meta.input_kind === 'openai-batch') await writeOpenAiBatchFiles(paths.results, options.outDir, meta.batch_id);
   for await (const call of readJsonl<CallRecord>(paths.costs)) tally.addCall(call);
   const finishedAt = new Date();

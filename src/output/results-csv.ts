@@ -24,14 +24,13 @@ export const RESULTS_CSV_COLUMNS = [
 const WRITE_BLOCK_CHARS = 1 << 20;
 
 /**
- * Streams results.jsonl into results.csv in two passes: the first collects the union of metadata
- * keys (in first-seen order), the second writes the rows and hands each result to `onResult` (the
- * report is tallied on the way). Only the key set is held in memory.
+ * Streams results.jsonl into results.csv in one pass, with a column per metadata key
+ * (`metadataKeys`: the producer records them, in first-seen order), and hands each result to
+ * `onResult` (the report is tallied on the way).
  * Text cells are guarded against formula injection (see csv-safe.ts), the header row included.
  * A metadata key that repeats a fixed column name is written as `metadata.<key>`.
  */
-export async function writeResultsCsv(resultsJsonlPath: string, csvPath: string, onResult?: (result: RowResult) => void): Promise<void> {
-  const metadataKeys = await collectMetadataKeys(resultsJsonlPath);
+export async function writeResultsCsv(resultsJsonlPath: string, csvPath: string, metadataKeys: readonly string[], onResult?: (result: RowResult) => void): Promise<void> {
   const output = await open(csvPath, 'w');
   try {
     let block = csvRecord([...RESULTS_CSV_COLUMNS, ...metadataHeaders(metadataKeys)]);
@@ -62,14 +61,6 @@ export async function writeResultsCsv(resultsJsonlPath: string, csvPath: string,
   } finally {
     await output.close();
   }
-}
-
-async function collectMetadataKeys(resultsJsonlPath: string): Promise<string[]> {
-  const keys = new Set<string>();
-  for await (const result of readJsonl<RowResult>(resultsJsonlPath)) {
-    for (const key of Object.keys(result.metadata ?? {})) keys.add(key);
-  }
-  return [...keys];
 }
 
 function metadataHeaders(keys: readonly string[]): string[] {

@@ -116,6 +116,15 @@ export class BatchStore {
     return rows;
   }
 
+  /** The metadata keys of the batch's rows, in the order the producer first saw them. */
+  async metadataKeys(batchId: string): Promise<string[]> {
+    return this.redis.lrange(this.keys(batchId).metadataKeys, 0, -1);
+  }
+
+  async addMetadataKeys(batchId: string, keys: readonly string[]): Promise<void> {
+    if (keys.length > 0) await this.redis.rpush(this.keys(batchId).metadataKeys, ...keys);
+  }
+
   async recentBatchIds(limit: number): Promise<string[]> {
     return this.redis.zrevrange(batchIndexKey(this.space), 0, limit - 1);
   }

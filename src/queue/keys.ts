@@ -24,6 +24,8 @@ export function batchKeys(space: KeySpace, batchId: string) {
     events: `${base}:events`,
     /** Hash: the collector's checkpoint (stream id and output file sizes). */
     checkpoint: `${base}:checkpoint`,
+    /** List: the rows' metadata keys in first-seen order (results.csv's extra columns), added by the producer. */
+    metadataKeys: `${base}:metadata_keys`,
   };
 }
 

@@ -62,10 +62,14 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
   let workersStarted = false;
   let chunkSize = options.localWorkers ? Math.min(options.localWorkers.firstChunk, options.chunkSize) : options.chunkSize;
 
+  // results.csv gets a column per metadata key; recording them here spares the writer a pass over the results.
+  const metadataKeys = new Set(await options.store.metadataKeys(options.batchId));
+
   const flush = async () => {
     if (chunk.length === 0) return;
     let rows = chunk;
     chunk = [];
+    await options.store.addMetadataKeys(options.batchId, newMetadataKeys(rows, metadataKeys));
     if (options.resume) rows = await dropSucceeded(options, rows, counts);
     if (rows.length > 0) {
       if (options.maxPending !== undefined) await waitForRoom(options, counts.enqueued);
@@ -101,6 +105,19 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
     await once(errors, 'close');
   }
   return counts;
+}
+
+/** Keys of these rows' metadata not in `known` yet, in first-seen order; adds them to `known`. */
+function newMetadataKeys(rows: readonly InputRow[], known: Set<string>): string[] {
+  const added: string[] = [];
+  for (const row of rows) {
+    for (const key of Object.keys(row.metadata)) {
+      if (known.has(key)) continue;
+      known.add(key);
+      added.push(key);
+    }
+  }
+  return added;
 }
 
 /** Rows enqueued before this run (resume) are not counted, so this is a soft bound; it only needs to be flat. */

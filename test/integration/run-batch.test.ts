@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { usdToNanos } from '../../src/models/pricing.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report.ts';
+import { RESULTS_CSV_COLUMNS } from '../../src/output/results-csv.ts';
 import { runCli } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
@@ -83,6 +84,25 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(result.stderr).toContain('models.m');
     expect(result.stderr).toContain('"pricee"');
     expect(await h.redis.exists(`${h.prefix}:batch:{badcfg}`)).toBe(0);
+  });
+
+  it('gives results.csv a column per metadata key, in first-seen order, also across a re-run', async () => {
+    const dir = await tempDir('metacols');
+    const input = join(dir, 'in.jsonl');
+    const lines = [
+      { id: 'a', prompt: 'one', metadata: { lang: 'en' } },
+      { id: 'b', prompt: 'two' },
+      { id: 'c', prompt: 'three', metadata: { topic: 'maths', lang: 'de' } },
+      { id: 'd', prompt: 'four', metadata: { score: 3 } },
+    ];
+    await import('node:fs/promises').then((fs) => fs.writeFile(input, lines.map((line) => JSON.stringify(line)).join('\n')));
+    const config = await writeSimConfig(dir, h.sim.url);
+    const out = join(dir, 'out');
+    const header = `${RESULTS_CSV_COLUMNS.join(',')},lang,topic,score`;
+    await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'metacols'], h.env());
+    expect((await readFile(join(out, 'results.csv'), 'utf8')).split('\n')[0]).toBe(header);
+    await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'metacols'], h.env());
+    expect((await readFile(join(out, 'results.csv'), 'utf8')).split('\n')[0]).toBe(header);
   });
 
   it('runs the valid rows of a file with bad ones, lists the bad ones with their lines, and exits 1', async () => {

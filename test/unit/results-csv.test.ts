@@ -58,7 +58,7 @@ describe('writeResultsCsv', () => {
     const csvPath = join(dir, 'results.csv');
     await writeFile(jsonl, results.map((r) => JSON.stringify(r)).join('\n') + '\n');
 
-    await writeResultsCsv(jsonl, csvPath);
+    await writeResultsCsv(jsonl, csvPath, ['lang', 'score', 'topic', 'model', 'tags', 'flag', 'delta']);
     const text = await readFile(csvPath, 'utf8');
     const rows = parse(text, { columns: true }) as Array<Record<string, string>>;
 
@@ -103,7 +103,7 @@ describe('writeResultsCsv', () => {
     const jsonl = join(dir, 'results.jsonl');
     const csvPath = join(dir, 'results.csv');
     await writeFile(jsonl, '');
-    await writeResultsCsv(jsonl, csvPath);
+    await writeResultsCsv(jsonl, csvPath, []);
     expect(await readFile(csvPath, 'utf8')).toBe(`${RESULTS_CSV_COLUMNS.join(',')}\n`);
   });
 });
