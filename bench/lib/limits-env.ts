@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { cleanUpBenchRun } from './bench-env.ts';
-import { CLI, CLI_NODE_FLAGS, ROOT, USAGE_PROBE, tmpDir } from './paths.ts';
+import { CLI, CLI_ENV, CLI_NODE_FLAGS, ROOT, USAGE_PROBE, tmpDir } from './paths.ts';
 import { deletePrefix, selectRedis, uniquePrefix, type BenchRedis } from './redis.ts';
 import { startSimulatorProcess, type SimulatorProcess } from './simulator-process.ts';
 import type { UsageRecord } from './usage-record.ts';
@@ -62,7 +62,7 @@ export interface WorkerProcess {
  * the usage probe), resolved once it says it is running.
  */
 export function startWorkerProcess(options: { redisUrl: string; prefix: string; concurrency: number; usageFile: string; startTimeoutMs?: number }): Promise<WorkerProcess> {
-  const env = { ...process.env, REDIS_URL: options.redisUrl, SWITCHYARD_PREFIX: options.prefix, SWITCHYARD_USAGE_FILE: options.usageFile };
+  const env = { ...process.env, ...CLI_ENV, REDIS_URL: options.redisUrl, SWITCHYARD_PREFIX: options.prefix, SWITCHYARD_USAGE_FILE: options.usageFile };
   const child = spawn(process.execPath, [...CLI_NODE_FLAGS, '--import', USAGE_PROBE, CLI, 'worker', '--concurrency', String(options.concurrency)], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const closed = new Promise<{ exitCode: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('close', (exitCode, signal) => resolve({ exitCode, signal })));
   const killOnExit = () => child.kill('SIGKILL');

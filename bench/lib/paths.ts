@@ -16,13 +16,25 @@ export const PRODUCT_ROOT = process.env.BENCH_PRODUCT_ROOT ? path.resolve(proces
  */
 const BUILT_CLI = path.join(PRODUCT_ROOT, 'dist', 'cli.js');
 export const CLI = existsSync(BUILT_CLI) ? BUILT_CLI : path.join(PRODUCT_ROOT, 'src', 'cli.ts');
-export const CLI_NODE_FLAGS = shebangNodeFlags(CLI);
+const SHEBANG = parseShebang(CLI);
+export const CLI_NODE_FLAGS = SHEBANG.nodeFlags;
+/** Variables the shebang sets before `node` (`env -S NAME=value node ...`), e.g. MALLOC_ARENA_MAX. */
+export const CLI_ENV: Record<string, string> = SHEBANG.env;
 
-function shebangNodeFlags(file: string): string[] {
+function parseShebang(file: string): { env: Record<string, string>; nodeFlags: string[] } {
   const first = readFileSync(file, 'utf8').split('\n', 1)[0] ?? '';
-  const match = /^#!.*\bnode\b(.*)$/.exec(first);
-  return match ? (match[1] ?? '').trim().split(/\s+/).filter(Boolean) : [];
+  if (!first.startsWith('#!')) return { env: {}, nodeFlags: [] };
+  const words = first.slice(2).trim().split(/\s+/);
+  const nodeAt = words.findIndex((word) => word === 'node' || word.endsWith('/node'));
+  if (nodeAt < 0) return { env: {}, nodeFlags: [] };
+  const env: Record<string, string> = {};
+  for (const word of words.slice(0, nodeAt)) {
+    const assignment = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(word);
+    if (assignment?.[1]) env[assignment[1]] = assignment[2] ?? '';
+  }
+  return { env, nodeFlags: words.slice(nodeAt + 1) };
 }
+
 export const USAGE_PROBE = path.join(ROOT, 'bench', 'lib', 'usage-probe.mjs');
 
 /** A fresh folder under bench/.tmp for one benchmark run. */

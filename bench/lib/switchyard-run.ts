@@ -1,6 +1,6 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { CLI, CLI_NODE_FLAGS, ROOT, USAGE_PROBE } from './paths.ts';
+import { CLI, CLI_ENV, CLI_NODE_FLAGS, ROOT, USAGE_PROBE } from './paths.ts';
 import { runCommand, type CommandResult } from './run-command.ts';
 import type { UsageRecord } from './usage-record.ts';
 
@@ -53,7 +53,7 @@ export async function runSwitchyard(options: SwitchyardRunOptions): Promise<Swit
     '--batch-id', options.batchId,
     '--concurrency', String(options.concurrency),
   ];
-  const env = { ...process.env, REDIS_URL: options.redisUrl, SWITCHYARD_PREFIX: options.prefix, SWITCHYARD_USAGE_FILE: usageFile };
+  const env = { ...process.env, ...CLI_ENV, REDIS_URL: options.redisUrl, SWITCHYARD_PREFIX: options.prefix, SWITCHYARD_USAGE_FILE: usageFile };
   const result = await runCommand(process.execPath, args, { cwd: ROOT, env, timeoutMs: options.timeoutMs });
   const report = await readJson<SwitchyardRunResult['report']>(path.join(options.outDir, 'report.json'));
   const usage = await readJson<UsageRecord>(usageFile);
