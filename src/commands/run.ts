@@ -74,8 +74,8 @@ async function checkedRows(path: string, promptColumn: string, config: Switchyar
   };
 }
 
-/** How long the rest of the file waits for this process's first model call to start. */
-const FIRST_CALL_WAIT_MS = 1000;
+/** How long the rest of the file waits for this process's first calls to start (rows may park instead). */
+const FIRST_CALLS_WAIT_MS = 1000;
 
 export async function runBatch(options: RunOptions, logger: Logger, say: (line: string) => void): Promise<RunOutcome> {
   const batchId = options.resume ?? options.batchId ?? newBatchId();
@@ -163,7 +163,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
         chunkSize: config.queue.enqueue_chunk,
         resume: existing !== null,
         maxPending: options.detach ? undefined : config.queue.max_pending,
-        localWorkers: worker ? { firstChunk: concurrency, untilStarted: () => Promise.race([callSlots.firstCallStarted, delay(FIRST_CALL_WAIT_MS, undefined, { ref: false })]) } : undefined,
+        localWorkers: worker ? { firstChunk: concurrency, untilStarted: (rows) => Promise.race([callSlots.started(rows), delay(FIRST_CALLS_WAIT_MS, undefined, { ref: false })]) } : undefined,
       });
     } catch (error) {
       // A file that turns unreadable part-way (an unclosed quote near the end): the rows before it

@@ -11,20 +11,30 @@ export type CallSlot = <T>(call: () => Promise<T>) => Promise<T>;
 
 export interface CallSlots {
   slot: CallSlot;
-  /** Resolves when the first call through these slots starts. */
-  firstCallStarted: Promise<void>;
+  /** Resolves once `count` calls have started through these slots. */
+  started(count: number): Promise<void>;
 }
 
 export function createCallSlots(concurrency: number): CallSlots {
   const limit = pLimit(concurrency);
-  const first = Promise.withResolvers<void>();
+  let startedCalls = 0;
+  const waiting: Array<{ count: number; resolve: () => void }> = [];
   return {
     slot: (call) =>
       limit(() => {
-        first.resolve();
+        startedCalls++;
+        for (const waiter of waiting.filter((w) => w.count <= startedCalls)) {
+          waiting.splice(waiting.indexOf(waiter), 1);
+          waiter.resolve();
+        }
         return call();
       }),
-    firstCallStarted: first.promise,
+    started(count) {
+      if (startedCalls >= count) return Promise.resolve();
+      const { promise, resolve } = Promise.withResolvers<void>();
+      waiting.push({ count, resolve });
+      return promise;
+    },
   };
 }
 

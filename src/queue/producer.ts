@@ -21,10 +21,11 @@ export interface EnqueueOptions {
   onProgress?: (counts: EnqueueCounts) => void;
   /**
    * Workers in this process: the first chunk holds this many rows and the rest waits for
-   * `untilStarted` (their first model call), then chunks double up to `chunkSize`, so the first
-   * calls are not queued behind the enqueueing of the whole file.
+   * `untilStarted(rows)` (the calls of those rows started), then chunks double up to `chunkSize`,
+   * so the first calls are not queued behind the enqueueing of the whole file. (BullMQ's worker
+   * fetches every job it can before it starts the next one, so a bigger queue would hold them back.)
    */
-  localWorkers?: { firstChunk: number; untilStarted: () => Promise<void> } | undefined;
+  localWorkers?: { firstChunk: number; untilStarted: (rows: number) => Promise<void> } | undefined;
 }
 
 export interface EnqueueCounts {
@@ -93,7 +94,7 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
         await flush();
         if (!workersStarted && counts.enqueued > 0) {
           workersStarted = true;
-          await options.localWorkers?.untilStarted();
+          await options.localWorkers?.untilStarted(counts.enqueued);
         }
         // Growing from a small first chunk: early chunks are short pauses while the first calls start.
         chunkSize = Math.min(chunkSize * 2, options.chunkSize);
