@@ -1,3 +1,5 @@
+import { chmod } from 'node:fs/promises';
+import { join } from 'node:path';
 import { defineConfig } from 'rolldown';
 
 /**
@@ -20,4 +22,13 @@ export default defineConfig({
     sourcemap: true,
     chunkFileNames: 'chunks/[name]-[hash].js',
   },
+  plugins: [
+    {
+      // The bin runs through its shebang (`./dist/cli.js`, `npx switchyard`): make it executable.
+      name: 'executable-bin',
+      async writeBundle(options) {
+        await chmod(join(options.dir ?? 'dist', 'cli.js'), 0o755);
+      },
+    },
+  ],
 });
