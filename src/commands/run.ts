@@ -181,7 +181,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     say(
       `Read ${counts.total + counts.invalid} rows: ${counts.total} valid, ${counts.invalid} invalid (see errors.jsonl)` +
         (counts.alreadySucceeded > 0 ? `, ${counts.alreadySucceeded} already done` : '') +
-        `; ${counts.enqueued} queued, ${worker ? `${concurrency} workers in this process` : 'no workers here (--detach)'}.`,
+        `; ${counts.enqueued} queued, ${worker ? `workers here making up to ${concurrency} calls at a time` : 'no workers here (--detach)'}.`,
     );
     await queue.close();
 
