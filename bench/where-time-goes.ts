@@ -119,20 +119,26 @@ async function phases(env: BenchEnv): Promise<void> {
   console.log(`  report elapsed_ms ${ms(m('reportElapsed'))}; call latency p50 ${ms(m('p50'))}, p95 ${ms(m('p95'))} (simulator: 100 ms); run CPU ${ms(m('cpu'))}`);
 }
 
+/** A `switchyard run` under `node --cpu-prof` (each in a folder of its own); returns the run and its profile. */
+async function profiledRun(env: BenchEnv, options: { name: string; rows: number; concurrency: number; timeoutMs: number }): Promise<{ run: SwitchyardRunResult; profileFile: string }> {
+  const csv = await writePromptsCsv(env.dir, options.rows);
+  const config = await writeBenchConfig(env.dir, env.sim.url, options.concurrency);
+  const profDir = path.join(env.dir, `cpuprof-${options.name}`);
+  const run = await runSwitchyard({ csv, config, outDir: path.join(env.dir, `${options.name}-out`), batchId: options.name, concurrency: options.concurrency, redisUrl: env.redis.url, prefix: env.prefix, timeoutMs: options.timeoutMs, nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] });
+  checkRun(`profiled run ${options.name}`, run, options.rows);
+  await deletePrefix(env.redis.url, env.prefix);
+  const file = readdirSync(profDir).find((name) => name.endsWith('.cpuprofile'));
+  if (!file) throw new Error(`no .cpuprofile written for ${options.name}`);
+  return { run, profileFile: path.join(profDir, file) };
+}
+
 async function profile(env: BenchEnv): Promise<void> {
   const rows = 5000;
-  const csv = await writePromptsCsv(env.dir, rows);
-  const config = await writeBenchConfig(env.dir, env.sim.url, 64);
-  const profDir = path.join(env.dir, 'cpuprof');
-  const run = await runSwitchyard({ csv, config, outDir: path.join(env.dir, 'prof-out'), batchId: 'profile', concurrency: 64, redisUrl: env.redis.url, prefix: env.prefix, timeoutMs: 300_000, nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] });
-  checkRun('profiled run', run, rows);
-  await deletePrefix(env.redis.url, env.prefix);
+  const { run, profileFile } = await profiledRun(env, { name: 'profile', rows, concurrency: 64, timeoutMs: 300_000 });
   const u = run.usage;
   console.log(`4. CPU profile of a ${rows}-row run at 0 ms, concurrency 64 (main thread; profiling slows it): wall ${ms(run.wallMs)}, CPU ${ms(cpuMs(run))} (${(cpuMs(run) / rows).toFixed(2)} ms/row)`);
   if (u) console.log(`  memory peaks: maxRSS ${megabytes(u.maxRSS)}, heapTotal ${megabytes(u.peakHeapTotal / 1024)}, heapUsed ${megabytes(u.peakHeapUsed / 1024)}, external ${megabytes(u.peakExternal / 1024)}, arrayBuffers ${megabytes(u.peakArrayBuffers / 1024)}`);
-  const file = readdirSync(profDir).find((name) => name.endsWith('.cpuprofile'));
-  if (!file) throw new Error('no .cpuprofile written');
-  printProfileSummary(summariseProfile(path.join(profDir, file), 25));
+  printProfileSummary(summariseProfile(profileFile, 25));
 }
 
 async function redisCommands(env: BenchEnv): Promise<void> {
@@ -177,16 +183,9 @@ async function memory(env: BenchEnv): Promise<void> {
 
 async function latencyProfile(env: BenchEnv): Promise<void> {
   const rows = 2000;
-  const csv = await writePromptsCsv(env.dir, rows);
-  const config = await writeBenchConfig(env.dir, env.sim.url, 50);
-  const profDir = path.join(env.dir, 'cpuprof');
-  const run = await runSwitchyard({ csv, config, outDir: path.join(env.dir, 'lat-prof'), batchId: 'lat-profile', concurrency: 50, redisUrl: env.redis.url, prefix: env.prefix, timeoutMs: 120_000, nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] });
-  checkRun('profiled latency run', run, rows);
-  await deletePrefix(env.redis.url, env.prefix);
+  const { run, profileFile } = await profiledRun(env, { name: 'lat-profile', rows, concurrency: 50, timeoutMs: 120_000 });
   console.log(`3b. CPU profile of the ${rows}-row run at 100 ms, concurrency 50: wall ${ms(run.wallMs)}, CPU ${ms(cpuMs(run))}`);
-  const file = readdirSync(profDir).find((name) => name.endsWith('.cpuprofile'));
-  if (!file) throw new Error('no .cpuprofile written');
-  printProfileSummary(summariseProfile(path.join(profDir, file), 15));
+  printProfileSummary(summariseProfile(profileFile, 15));
 }
 
 async function timeline(env: BenchEnv): Promise<void> {

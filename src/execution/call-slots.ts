@@ -23,8 +23,11 @@ export function createCallSlots(concurrency: number): CallSlots {
     slot: (call) =>
       limit(() => {
         startedCalls++;
-        for (const waiter of waiting.filter((w) => w.count <= startedCalls)) {
-          waiting.splice(waiting.indexOf(waiter), 1);
+        // Usually empty: only `run` waits, once, for its first rows' calls.
+        for (let i = waiting.length - 1; i >= 0; i--) {
+          const waiter = waiting[i]!;
+          if (waiter.count > startedCalls) continue;
+          waiting.splice(i, 1);
           waiter.resolve();
         }
         return call();

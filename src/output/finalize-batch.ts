@@ -4,7 +4,7 @@ import { writeOrderedResults } from './ordered-results.ts';
 import type { OutputPaths } from './paths.ts';
 import { readJsonl } from './read-jsonl.ts';
 import type { CallRecord } from './records.ts';
-import { ReportTally, type Report } from './report.ts';
+import { ReportTally, type Report, type ReportBaseline } from './report.ts';
 import { writeResultsCsv } from './results-csv.ts';
 import { writeReport } from './write-report.ts';
 
@@ -15,7 +15,7 @@ export interface FinalizeOptions {
   outDir: string;
   /** When this round of the batch started (the report's elapsed time). */
   startedAt: Date;
-  baseline?: { model: string; price: { input_per_mtok: number; output_per_mtok: number } } | undefined;
+  baseline?: ReportBaseline | undefined;
 }
 
 /** Turns the collected journal into the batch's final files and report, and closes the batch. */

@@ -1,6 +1,5 @@
 import { callCostNanos, nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import { LatencyHistogram } from './latency-histogram.ts';
-import { readJsonl } from './read-jsonl.ts';
 import type { CallRecord, RowResult } from './records.ts';
 
 /** Batch-wide figures. Row counts come from results.jsonl; calls, tokens and cost from costs.jsonl. */
@@ -92,11 +91,10 @@ export interface Report {
   baseline: BaselineReport | null;
 }
 
-export interface BuildReportOptions extends ReportSpan {
-  resultsPath: string;
-  costsPath: string;
-  /** Compare the batch's cost with what its answers would have cost on this model. */
-  baseline?: { model: string; price: { input_per_mtok: number; output_per_mtok: number } } | undefined;
+/** Compare the batch's cost with what its answers would have cost on this model. */
+export interface ReportBaseline {
+  model: string;
+  price: { input_per_mtok: number; output_per_mtok: number };
 }
 
 interface ModelTally {
@@ -119,16 +117,6 @@ export interface ReportSpan {
   finishedAt: Date | string;
 }
 
-/**
- * Builds the batch report, streaming results.jsonl and costs.jsonl once each (see ReportTally).
- */
-export async function buildReport(options: BuildReportOptions): Promise<Report> {
-  const tally = new ReportTally(options.baseline);
-  for await (const result of readJsonl<RowResult>(options.resultsPath)) tally.addResult(result);
-  for await (const call of readJsonl<CallRecord>(options.costsPath)) tally.addCall(call);
-  return tally.build(options);
-}
-
 interface TaskTally {
   rows: number;
   succeeded: number;
@@ -144,7 +132,7 @@ interface TaskTally {
  * Nano-dollar sums are exact while below 2^53 nanos (about $9 million).
  */
 export class ReportTally {
-  readonly #baseline: BuildReportOptions['baseline'];
+  readonly #baseline: ReportBaseline | undefined;
   readonly #models = new Map<string, ModelTally>();
   readonly #taskTypes = new Map<string, TaskTally>();
   readonly #rowErrors = new Map<string, number>();
@@ -155,7 +143,7 @@ export class ReportTally {
   #rowsOnFallback = 0;
   #baselineNanos = 0;
 
-  constructor(baseline?: BuildReportOptions['baseline']) {
+  constructor(baseline?: ReportBaseline) {
     this.#baseline = baseline;
   }
 

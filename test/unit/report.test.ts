@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../src/sim/prng.ts';
 import { callCostNanos, nanosToUsd, usdToNanos } from '../../src/models/pricing.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
-import { buildReport, type Report } from '../../src/output/report.ts';
+import { readJsonl } from '../../src/output/read-jsonl.ts';
+import { ReportTally, type Report, type ReportSpan } from '../../src/output/report.ts';
 import { renderHeadline, renderReportMarkdown, renderSummaryLines } from '../../src/output/report-markdown.ts';
 import { writeReport } from '../../src/output/write-report.ts';
 
@@ -125,6 +126,14 @@ function generate(): { results: string; costs: string; expected: Expected } {
 function nearestRank(values: number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)]!;
+}
+
+/** A report from a results.jsonl and a costs.jsonl, tallied as finalizing a batch does. */
+async function buildReport(options: ReportSpan & { resultsPath: string; costsPath: string }): Promise<Report> {
+  const tally = new ReportTally();
+  for await (const result of readJsonl<RowResult>(options.resultsPath)) tally.addResult(result);
+  for await (const call of readJsonl<CallRecord>(options.costsPath)) tally.addCall(call);
+  return tally.build(options);
 }
 
 describe('buildReport', () => {
