@@ -12,7 +12,7 @@
  *     heap (--max-old-space-size=96 --max-semi-space-size=4), to separate live data from V8 headroom.
  *  7. Rows finished per second over a 30,000-row run at 0 ms (from results.jsonl's completed_at):
  *     start-up, the enqueue phase and the steady state, one by one.
- * Usage: node bench/where-time-goes.ts [repetitions=3]
+ * Usage: node bench/where-time-goes.ts [repetitions=3] [sections, e.g. profile,commands; default all]
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -211,10 +211,19 @@ async function timeline(env: BenchEnv): Promise<void> {
   console.log(`  median of the full seconds after the first 3: ${median(full).toFixed(0)} rows/s`);
 }
 
-await withBenchEnv('fixed', 0, fixedCost);
-await withBenchEnv('phases', 100, phases);
-await withBenchEnv('latprof', 100, latencyProfile);
-await withBenchEnv('profile', 0, profile);
-await withBenchEnv('commands', 0, redisCommands);
-await withBenchEnv('heap', 0, memory);
-await withBenchEnv('timeline', 0, timeline);
+// Sections run in this order; a comma-separated list as the second argument picks some of them.
+const sections: Array<[name: string, latencyMs: number, run: (env: BenchEnv) => Promise<void>]> = [
+  ['fixed', 0, fixedCost],
+  ['phases', 100, phases],
+  ['latprof', 100, latencyProfile],
+  ['profile', 0, profile],
+  ['commands', 0, redisCommands],
+  ['heap', 0, memory],
+  ['timeline', 0, timeline],
+];
+const picked = process.argv[3]?.split(',');
+const unknown = picked?.filter((name) => !sections.some(([known]) => known === name)) ?? [];
+if (unknown.length > 0) throw new Error(`unknown section(s) ${unknown.join(', ')}; known: ${sections.map(([name]) => name).join(', ')}`);
+for (const [name, latencyMs, run] of sections) {
+  if (!picked || picked.includes(name)) await withBenchEnv(name, latencyMs, run);
+}

@@ -1,0 +1,86 @@
+import http from 'node:http';
+import { Readable } from 'node:stream';
+
+/**
+ * The `fetch` the openai SDK uses for model calls: Node's own `http` client on a keep-alive agent,
+ * answering with a standard `Response`. Node's global fetch costs about a third more CPU per call
+ * (its WHATWG stream and controller machinery), which made it the largest cost of a busy worker
+ * (docs/benchmarks.md). Requests this adapter does not cover (a `Request` object, a streamed or
+ * multipart body, a redirect to follow) go to the global fetch unchanged.
+ */
+export type FetchFunction = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+
+const NULL_BODY_STATUSES = new Set([204, 205, 304]);
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+
+type HttpModule = Pick<typeof http, 'request'>;
+interface Transport {
+  module: HttpModule;
+  agent: http.Agent;
+}
+
+export function createHttpFetch(fallback: FetchFunction = globalThis.fetch): FetchFunction {
+  // LIFO reuses the most recently used sockets, so idle ones age out instead of all staying warm.
+  const plain: Transport = { module: http, agent: new http.Agent({ keepAlive: true, scheduling: 'lifo' }) };
+  // node:https loads TLS; only pay for it when a provider is actually https.
+  let secure: Promise<Transport> | undefined;
+  const transportFor = (protocol: string): Transport | Promise<Transport> | null => {
+    if (protocol === 'http:') return plain;
+    if (protocol !== 'https:') return null;
+    secure ??= import('node:https').then((https) => ({ module: https, agent: new https.Agent({ keepAlive: true, scheduling: 'lifo' }) }));
+    return secure;
+  };
+
+  return async function httpFetch(input, init = {}) {
+    const body = init.body ?? undefined;
+    if (input instanceof Request || (body !== undefined && typeof body !== 'string' && !(body instanceof Uint8Array))) return fallback(input, init);
+    const url = typeof input === 'string' ? new URL(input) : input;
+    const transport = transportFor(url.protocol);
+    if (!transport) return fallback(input, init);
+    const response = await send(await transport, url, init, body);
+    // fetch follows redirects; a provider behind one is rare enough to hand back to it.
+    if (REDIRECT_STATUSES.has(response.status) && response.headers.has('location')) return fallback(input, init);
+    return response;
+  };
+}
+
+function send(transport: Transport, url: URL, init: RequestInit, body: string | Uint8Array | undefined): Promise<Response> {
+  const headers = headerRecord(init.headers);
+  if (body !== undefined) headers['content-length'] = String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+  return new Promise<Response>((resolve, reject) => {
+    const request = transport.module.request(url, { method: init.method ?? 'GET', headers, agent: transport.agent, signal: init.signal ?? undefined }, (incoming) => {
+      const status = incoming.statusCode ?? 0;
+      const responseHeaders = new Headers();
+      const raw = incoming.rawHeaders;
+      for (let i = 0; i + 1 < raw.length; i += 2) responseHeaders.append(raw[i] as string, raw[i + 1] as string);
+      if (responseHeaders.get('content-type')?.startsWith('text/event-stream')) {
+        // Server-sent events are read as they arrive, not buffered.
+        resolve(new Response(Readable.toWeb(incoming) as ReadableStream<Uint8Array>, { status, headers: responseHeaders }));
+        return;
+      }
+      const chunks: Buffer[] = [];
+      incoming.on('data', (chunk: Buffer) => chunks.push(chunk));
+      incoming.on('error', reject);
+      incoming.on('end', () => {
+        if (!incoming.complete) {
+          reject(new Error(`the connection to ${url.host} closed before the whole answer arrived`));
+          return;
+        }
+        resolve(new Response(NULL_BODY_STATUSES.has(status) ? null : Buffer.concat(chunks), { status, headers: responseHeaders }));
+      });
+    });
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+function headerRecord(headers: RequestInit['headers']): Record<string, string> {
+  const record: Record<string, string> = {};
+  if (!headers) return record;
+  if (headers instanceof Headers || Array.isArray(headers)) {
+    for (const [name, value] of headers) record[name.toLowerCase()] = value;
+    return record;
+  }
+  for (const [name, value] of Object.entries(headers as Record<string, string>)) record[name.toLowerCase()] = value;
+  return record;
+}

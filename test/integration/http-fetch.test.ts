@@ -1,0 +1,131 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import OpenAI, { APIConnectionError, APIConnectionTimeoutError, AuthenticationError, RateLimitError } from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHttpFetch, type FetchFunction } from '../../src/models/http-fetch.ts';
+import { classifyModelError } from '../../src/models/model-error.ts';
+import { startSimulator, type Simulator } from '../../src/sim/server.ts';
+
+/** The SDK's fetch adapter: what the SDK sees must not differ from what Node's global fetch gives it. */
+describe('createHttpFetch', () => {
+  let sim: Simulator;
+  let raw: Server;
+  let rawUrl: string;
+  const seen: Array<{ method: string | undefined; url: string | undefined; headers: IncomingMessage['headers']; body: string }> = [];
+
+  const routes: Record<string, (res: ServerResponse) => void> = {
+    '/multi': (res) => {
+      res.setHeader('set-cookie', ['a=1', 'b=2']);
+      res.setHeader('x-twice', ['one', 'two']);
+      res.setHeader('content-type', 'application/json');
+      res.end('{"ok":true}');
+    },
+    '/empty': (res) => {
+      res.statusCode = 204;
+      res.end();
+    },
+    '/moved': (res) => {
+      res.statusCode = 307;
+      res.setHeader('location', '/multi');
+      res.end();
+    },
+    '/cut': (res) => {
+      res.setHeader('content-length', '100');
+      res.write('{"partial":');
+      setTimeout(() => res.socket?.destroy(), 20);
+    },
+    '/never': () => undefined,
+  };
+
+  beforeAll(async () => {
+    sim = await startSimulator({ api_key: 'sk-test', models: { limited: { rpm: 1 } } });
+    raw = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      req.on('end', () => {
+        seen.push({ method: req.method, url: req.url, headers: req.headers, body });
+        const route = Object.entries(routes).find(([prefix]) => req.url?.startsWith(prefix))?.[1];
+        (route ?? ((r: ServerResponse) => r.writeHead(404).end()))(res);
+      });
+    });
+    await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+    rawUrl = `http://127.0.0.1:${(raw.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    raw.closeAllConnections();
+    await new Promise((resolve) => raw.close(resolve));
+    await sim.close();
+  });
+
+  const sdk = (fetch: FetchFunction, options: { apiKey?: string; timeout?: number } = {}) =>
+    new OpenAI({ baseURL: sim.url, apiKey: options.apiKey ?? 'sk-test', maxRetries: 0, timeout: options.timeout ?? 10_000, fetch });
+  const question = [{ role: 'user' as const, content: 'Name three rivers.' }];
+
+  it('gives the SDK the same answer, usage and headers as the global fetch', async () => {
+    const ours = await sdk(createHttpFetch()).chat.completions.create({ model: 'm', messages: question }).withResponse();
+    const global = await sdk(globalThis.fetch).chat.completions.create({ model: 'm', messages: question }).withResponse();
+    expect(ours.data.choices).toEqual(global.data.choices);
+    expect(ours.data.usage).toEqual(global.data.usage);
+    expect(ours.response.status).toBe(200);
+    expect(ours.request_id).toMatch(/^req_/);
+    expect(ours.response.headers.get('content-type')).toBe(global.response.headers.get('content-type'));
+  });
+
+  it('streams server-sent events as they come', async () => {
+    const stream = await sdk(createHttpFetch()).chat.completions.create({ model: 'm', messages: question, stream: true });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    const whole = await sdk(createHttpFetch()).chat.completions.create({ model: 'm', messages: question });
+    expect(text).toBe(whole.choices[0]?.message.content);
+  });
+
+  it('lets the SDK type 401 and 429 answers, with their headers', async () => {
+    await expect(sdk(createHttpFetch(), { apiKey: 'wrong' }).chat.completions.create({ model: 'm', messages: question })).rejects.toBeInstanceOf(AuthenticationError);
+    const client = sdk(createHttpFetch());
+    await client.chat.completions.create({ model: 'limited', messages: question });
+    const limited = await client.chat.completions.create({ model: 'limited', messages: question }).catch((error: unknown) => error);
+    expect(limited).toBeInstanceOf(RateLimitError);
+    expect(Number((limited as RateLimitError).headers?.get('retry-after-ms'))).toBeGreaterThan(0);
+  });
+
+  it('sends method, headers and body; keeps repeated response headers; gives 204 no body', async () => {
+    const fetch = createHttpFetch();
+    seen.length = 0;
+    const response = await fetch(`${rawUrl}/multi`, { method: 'POST', headers: new Headers({ 'X-Custom': 'yes', 'content-type': 'application/json' }), body: '{"é":1}' });
+    expect(seen[0]).toMatchObject({ method: 'POST', url: '/multi', body: '{"é":1}' });
+    expect(seen[0]?.headers).toMatchObject({ 'x-custom': 'yes', 'content-length': String(Buffer.byteLength('{"é":1}')) });
+    expect(await response.json()).toEqual({ ok: true });
+    expect(response.headers.get('x-twice')).toBe('one, two');
+    expect(response.headers.getSetCookie()).toEqual(['a=1', 'b=2']);
+    const empty = await fetch(`${rawUrl}/empty`, { headers: [['accept', 'text/plain']] });
+    expect(empty.status).toBe(204);
+    expect(empty.body).toBeNull();
+  });
+
+  it('hands redirects, Request objects and streamed bodies to the fallback fetch', async () => {
+    const handed: string[] = [];
+    const fallback: FetchFunction = async (input, init) => {
+      handed.push(input instanceof Request ? `request ${input.url}` : `${String(input)} ${typeof init?.body}`);
+      return new Response('{}', { status: 200 });
+    };
+    const fetch = createHttpFetch(fallback);
+    await fetch(`${rawUrl}/moved`);
+    await fetch(new Request(`${rawUrl}/multi`));
+    await fetch(`${rawUrl}/multi`, { method: 'POST', body: new ReadableStream(), duplex: 'half' } as RequestInit);
+    expect(handed).toEqual([`${rawUrl}/moved undefined`, `request ${rawUrl}/multi`, `${rawUrl}/multi object`]);
+  });
+
+  it('turns a refused connection, a timeout and a cut answer into errors the SDK and the row runner understand', async () => {
+    const ctx = { model: 'm', provider: 'p', baseUrl: 'http://127.0.0.1:9/v1', apiKeyEnv: undefined };
+    const refused = await new OpenAI({ baseURL: 'http://127.0.0.1:9/v1', apiKey: 'x', maxRetries: 0, fetch: createHttpFetch() }).models.list().catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(APIConnectionError);
+    expect(classifyModelError(refused, ctx)).toMatchObject({ code: 'connection_error', retryable: true, message: expect.stringContaining('ECONNREFUSED') });
+
+    const slow = new OpenAI({ baseURL: `${rawUrl}/never`, apiKey: 'x', maxRetries: 0, timeout: 100, fetch: createHttpFetch() });
+    const timedOut = await slow.models.list().catch((error: unknown) => error);
+    expect(timedOut).toBeInstanceOf(APIConnectionTimeoutError);
+    expect(classifyModelError(timedOut, ctx).code).toBe('timeout');
+
+    await expect(createHttpFetch()(`${rawUrl}/cut`)).rejects.toThrow();
+  });
+});
