@@ -32,7 +32,7 @@ interface OpenOutput {
   bytes: number;
 }
 
-/** The batching window once the rows left are fewer than one read returned. */
+/** The batching window once the rows left fit in one read: the end is near, and the summary waits on it. */
 const TAIL_WINDOW_MS = 10;
 
 async function openAt(path: string, bytes: number | null): Promise<OpenOutput> {
@@ -81,9 +81,10 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
           if (rest.length > 0) lastId = await writeEntries(options, journal, costs, rest);
           return true;
         }
-        // Near the end a full window would only delay the summary: the last rows are few.
-        const windowMs = rowsLeft <= entries.length ? Math.min(batchWindowMs, TAIL_WINDOW_MS) : batchWindowMs;
-        if (entries.length > 0) await new Promise((resolve) => setTimeout(resolve, windowMs));
+        // Near the end a full window would only delay the summary. When the last read held at least
+        // as many rows as are left, the next event may well be the last: read it as soon as it lands.
+        const windowMs = rowsLeft <= entries.length ? 0 : rowsLeft <= readCount ? Math.min(batchWindowMs, TAIL_WINDOW_MS) : batchWindowMs;
+        if (entries.length > 0 && windowMs > 0) await new Promise((resolve) => setTimeout(resolve, windowMs));
       }
     }
   } finally {
