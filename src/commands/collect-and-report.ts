@@ -1,4 +1,5 @@
 import { configSchema } from '../config/schema.ts';
+import { CollectionTally } from '../output/collection-tally.ts';
 import { collectBatch } from '../output/collector.ts';
 import { finalizeBatch } from '../output/finalize-batch.ts';
 import { outputPaths } from '../output/paths.ts';
@@ -25,13 +26,19 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const meta = await session.store.load(batchId);
   if (!meta) throw new Error(`batch ${batchId} has no state in Redis`);
   const paths = outputPaths(meta.out_dir);
+  const configJson = await session.store.loadConfigJson(batchId);
+  const config = configJson ? configSchema.parse(JSON.parse(configJson)) : null;
+  const baselineModel = config?.report.baseline_model;
+  const baselinePrice = baselineModel ? config?.models[baselineModel]?.price : undefined;
+  const baseline = baselineModel && baselinePrice ? { model: baselineModel, price: baselinePrice } : undefined;
+  const tally = new CollectionTally(baseline);
   const display = createProgressDisplay(options.progressStream ?? process.stderr);
   const poll = setInterval(() => {
     session.store.progress(batchId).then((progress) => progress && display.update(progress), () => undefined);
   }, 250);
   let collected: boolean;
   try {
-    collected = await collectBatch({ redis: session.redis, store: session.store, batchId, paths, ...(options.signal ? { signal: options.signal } : {}) });
+    collected = await collectBatch({ redis: session.redis, store: session.store, batchId, paths, tally, ...(options.signal ? { signal: options.signal } : {}) });
   } finally {
     clearInterval(poll);
     const last = await session.store.progress(batchId).catch(() => null);
@@ -39,17 +46,14 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     display.stop();
   }
   if (!collected) return null;
-  const configJson = await session.store.loadConfigJson(batchId);
-  const config = configJson ? configSchema.parse(JSON.parse(configJson)) : null;
-  const baselineModel = config?.report.baseline_model;
-  const baselinePrice = baselineModel ? config?.models[baselineModel]?.price : undefined;
   const report = await finalizeBatch({
     store: session.store,
     meta: (await session.store.load(batchId)) ?? meta,
     paths,
     outDir: meta.out_dir,
     startedAt: options.startedAt,
-    baseline: baselineModel && baselinePrice ? { model: baselineModel, price: baselinePrice } : undefined,
+    baseline,
+    collectedTally: tally.complete,
   });
   say('');
   for (const line of renderSummaryLines(report)) say(line);

@@ -1,15 +1,20 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import type { Redis } from 'ioredis';
 import type { BatchStore } from '../queue/batch-state.ts';
-import { formatJournalLine } from './ordered-results.ts';
+import type { CollectionTally } from './collection-tally.ts';
+import { formatCsvJournalEntry, formatJournalLine } from './ordered-results.ts';
 import type { OutputPaths } from './paths.ts';
+import type { RowResult } from './records.ts';
+import { resultCsvRecord } from './results-csv.ts';
 import { readRowEvents, type StreamEntry } from './row-events.ts';
 
 /**
  * The one writer of a batch's files (DESIGN principle 2). It drains the batch's event stream into
- * the journal and costs.jsonl, then checkpoints in Redis, in one MULTI, the stream position and the
- * files' sizes, and trims what it wrote from the stream. After a crash it cuts the files back to the
- * checkpoint and re-reads from there: no line is lost and none is written twice.
+ * the results journal, the CSV journal (each result already as a results.csv record) and
+ * costs.jsonl, then checkpoints in Redis, in one MULTI, the stream position and the files' sizes,
+ * and trims what it wrote from the stream. After a crash it cuts the files back to the checkpoint
+ * and re-reads from there: no line is lost and none is written twice. Making the CSV records and
+ * the report's tally as rows come in leaves little to do once the last row is in.
  */
 export interface CollectOptions {
   redis: Redis;
@@ -25,6 +30,8 @@ export interface CollectOptions {
    * written (and checkpointed) in batches rather than one round of file writes and MULTI per row.
    */
   batchWindowMs?: number;
+  /** Fed every row as it is written; given up when this collection resumes from a checkpoint. */
+  tally?: CollectionTally | undefined;
 }
 
 interface OpenOutput {
@@ -64,6 +71,9 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
   let lastId = checkpoint.last_id ?? '0-0';
   const journal = await openAt(options.paths.journal, resumed ? Number(checkpoint.journal_bytes) : null);
   const costs = await openAt(options.paths.costs, resumed ? Number(checkpoint.costs_bytes) : null);
+  const csv = await openAt(options.paths.csvJournal, resumed ? Number(checkpoint.csv_journal_bytes ?? 0) : null);
+  if (resumed) options.tally?.giveUp();
+  const files: CollectedFiles = { journal, costs, csv, metadataKeys: await options.store.metadataKeys(options.batchId) };
   // XREAD BLOCK holds its connection, so the collector reads on a connection of its own.
   const reader = options.redis.duplicate();
   try {
@@ -71,14 +81,14 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
       if (options.signal?.aborted) return false;
       const entries = await readRowEvents(reader, keys, lastId, readCount, blockMs);
       if (entries.length > 0) {
-        lastId = await writeEntries(options, journal, costs, entries);
+        lastId = await writeEntries(options, files, entries);
       }
       if (entries.length < readCount) {
         const rowsLeft = await unfinishedRows(options);
         if (rowsLeft === 0) {
           // Every row's event was added with its "finished" bit, so one more read drains the rest.
           const rest = await readRowEvents(reader, keys, lastId, 1_000_000, 0);
-          if (rest.length > 0) lastId = await writeEntries(options, journal, costs, rest);
+          if (rest.length > 0) lastId = await writeEntries(options, files, rest);
           return true;
         }
         // Near the end a full window would only delay the summary. When the last read held at least
@@ -91,26 +101,48 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
     reader.disconnect();
     await journal.handle.close();
     await costs.handle.close();
+    await csv.handle.close();
   }
 }
 
-async function writeEntries(options: CollectOptions, journal: OpenOutput, costs: OpenOutput, entries: StreamEntry[]): Promise<string> {
+interface CollectedFiles {
+  journal: OpenOutput;
+  costs: OpenOutput;
+  csv: OpenOutput;
+  /** results.csv's metadata columns as known so far (the producer adds them before it queues a row). */
+  metadataKeys: string[];
+}
+
+async function writeEntries(options: CollectOptions, files: CollectedFiles, entries: StreamEntry[]): Promise<string> {
+  const results = entries.map((entry) => JSON.parse(entry.resultJson) as RowResult);
+  if (results.some((result) => hasUnknownKey(result, files.metadataKeys))) files.metadataKeys = await options.store.metadataKeys(options.batchId);
   let journalText = '';
   let costsText = '';
-  for (const entry of entries) {
+  let csvText = '';
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i] as StreamEntry;
+    const result = results[i] as RowResult;
     journalText += formatJournalLine(entry.row, entry.resultJson);
     costsText += entry.callsJsonl;
+    csvText += formatCsvJournalEntry(entry.row, files.metadataKeys.length, resultCsvRecord(result, files.metadataKeys));
+    options.tally?.add(entry.row, result, entry.callsJsonl);
   }
-  await append(journal, journalText);
-  await append(costs, costsText);
+  await append(files.journal, journalText);
+  await append(files.costs, costsText);
+  await append(files.csv, csvText);
   const lastId = entries.at(-1)!.id;
   const keys = options.store.keys(options.batchId);
   await options.redis
     .multi()
-    .hset(keys.checkpoint, { last_id: lastId, journal_bytes: journal.bytes, costs_bytes: costs.bytes })
+    .hset(keys.checkpoint, { last_id: lastId, journal_bytes: files.journal.bytes, costs_bytes: files.costs.bytes, csv_journal_bytes: files.csv.bytes })
     .xtrim(keys.events, 'MINID', lastId)
     .exec();
   return lastId;
+}
+
+function hasUnknownKey(result: RowResult, known: readonly string[]): boolean {
+  for (const key in result.metadata) if (!known.includes(key)) return true;
+  return false;
 }
 
 /** Rows without a result yet; unknown (Infinity) while the file is still being enqueued. */

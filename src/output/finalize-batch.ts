@@ -3,7 +3,7 @@ import { writeOpenAiBatchFiles } from './openai-batch-output.ts';
 import { writeOrderedResults } from './ordered-results.ts';
 import type { OutputPaths } from './paths.ts';
 import { readJsonl } from './read-jsonl.ts';
-import type { CallRecord } from './records.ts';
+import type { CallRecord, RowResult } from './records.ts';
 import { ReportTally, type Report, type ReportBaseline } from './report.ts';
 import { writeResultsCsv } from './results-csv.ts';
 import { writeReport } from './write-report.ts';
@@ -16,18 +16,18 @@ export interface FinalizeOptions {
   /** When this round of the batch started (the report's elapsed time). */
   startedAt: Date;
   baseline?: ReportBaseline | undefined;
+  /** The report as tallied while collecting, when that collection saw every row exactly once. */
+  collectedTally?: ReportTally | null | undefined;
 }
 
-/** Turns the collected journal into the batch's final files and report, and closes the batch. */
+/** Turns the collected journals into the batch's final files and report, and closes the batch. */
 export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
   const { store, meta, paths } = options;
   await store.update(meta.batch_id, { status: 'finalizing' });
   writeOrderedResults(paths.journal, paths.results);
-  const tally = new ReportTally(options.baseline);
-  const metadataKeys = await store.metadataKeys(meta.batch_id);
-  await writeResultsCsv(paths.results, paths.resultsCsv, metadataKeys, (result) => tally.addResult(result));
+  writeResultsCsv(paths.csvJournal, paths.resultsCsv, await store.metadataKeys(meta.batch_id));
   if (meta.input_kind === 'openai-batch') await writeOpenAiBatchFiles(paths.results, options.outDir, meta.batch_id);
-  for await (const call of readJsonl<CallRecord>(paths.costs)) tally.addCall(call);
+  const tally = options.collectedTally ?? (await tallyFromFiles(paths, options.baseline));
   const finishedAt = new Date();
   const report = tally.build({ batchId: meta.batch_id, startedAt: options.startedAt, finishedAt });
   await writeReport(report, options.outDir);
@@ -36,4 +36,12 @@ export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
     finished_at: finishedAt.toISOString(),
   });
   return report;
+}
+
+/** The report from the final files: the results (newest of each row) and every call. */
+async function tallyFromFiles(paths: OutputPaths, baseline: ReportBaseline | undefined): Promise<ReportTally> {
+  const tally = new ReportTally(baseline);
+  for await (const result of readJsonl<RowResult>(paths.results)) tally.addResult(result);
+  for await (const call of readJsonl<CallRecord>(paths.costs)) tally.addCall(call);
+  return tally;
 }

@@ -1,36 +1,75 @@
-import { closeSync, openSync, readSync, writeSync, fstatSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 
 /**
- * Journal lines are `<row>\t<result JSON>\n`, appended in arrival order; a row may appear more than
- * once when it was re-run (stalled worker, resumed failure). results.jsonl keeps the newest line of
- * each row, in row order. Memory: 12 bytes per row for the index, plus fixed-size buffers.
+ * The collector appends each finished row to two journals, in arrival order; a row may appear more
+ * than once when it was re-run (stalled worker, resumed failure). The final files keep the newest
+ * entry of each row, in row order:
+ * - results journal -> results.jsonl. Lines `<row>\t<result JSON>\n` (JSON holds no raw newline).
+ * - CSV journal -> results.csv. Entries `<row>\t<metadata columns>\t<bytes>\t<CSV record>`: the
+ *   record may hold line breaks inside quoted cells, so its length is written before it. The
+ *   metadata column count is how many metadata keys were known when the record was made; a key
+ *   first seen later becomes an empty cell at the end of the earlier records.
+ * Memory: 12-16 bytes per row for the index, plus fixed-size buffers.
  */
 export function formatJournalLine(row: number, resultJson: string): string {
   return `${row}\t${resultJson}\n`;
 }
 
+export function formatCsvJournalEntry(row: number, metadataColumns: number, record: string): string {
+  return `${row}\t${metadataColumns}\t${Buffer.byteLength(record)}\t${record}`;
+}
+
 interface JournalIndex {
+  /** File offset of each row's newest payload (-1: no entry), its length, and a number per entry. */
   offsets: Float64Array;
   lengths: Uint32Array;
+  tags: Uint32Array;
   maxRow: number;
   rows: number;
 }
 
 const CHUNK = 1 << 20;
+const TAB = 9;
+const NEWLINE = 10;
+const COMMA = 0x2c;
 
-function grow<T extends Float64Array | Uint32Array>(array: T, minLength: number): T {
-  if (array.length > minLength) return array;
-  const bigger = new (array.constructor as new (n: number) => T)(Math.max(minLength + 1, array.length * 2));
-  bigger.set(array);
-  return bigger;
+function emptyIndex(): JournalIndex {
+  return { offsets: new Float64Array(1024).fill(-1), lengths: new Uint32Array(1024), tags: new Uint32Array(1024), maxRow: 0, rows: 0 };
 }
 
-/** One sequential pass: where the newest line of every row starts (the JSON part) and its length. */
-function indexJournal(fd: number): JournalIndex {
-  let offsets = new Float64Array(1024).fill(-1);
-  let lengths = new Uint32Array(1024);
-  let maxRow = 0;
-  let rows = 0;
+function record(index: JournalIndex, row: number, offset: number, length: number, tag: number): void {
+  if (index.offsets.length <= row) {
+    const size = Math.max(row + 1, index.offsets.length * 2);
+    const offsets = new Float64Array(size).fill(-1);
+    offsets.set(index.offsets);
+    const lengths = new Uint32Array(size);
+    lengths.set(index.lengths);
+    const tags = new Uint32Array(size);
+    tags.set(index.tags);
+    Object.assign(index, { offsets, lengths, tags });
+  }
+  if (row > index.maxRow) index.maxRow = row;
+  if (index.offsets[row] === -1) index.rows++;
+  index.offsets[row] = offset;
+  index.lengths[row] = length;
+  index.tags[row] = tag;
+}
+
+/** A non-negative decimal at `start`, ended by a tab; null when the bytes there are not that. */
+function decimalBefore(data: Buffer, start: number, end: number): { value: number; next: number } | null {
+  let value = 0;
+  for (let i = start; i < end; i++) {
+    const byte = data[i] as number;
+    if (byte === TAB) return i > start ? { value, next: i + 1 } : null;
+    if (byte < 48 || byte > 57) return null;
+    value = value * 10 + (byte - 48);
+  }
+  return null;
+}
+
+/** One sequential pass over a results journal (lines). */
+function indexLineJournal(fd: number): JournalIndex {
+  const index = emptyIndex();
   let buffer = Buffer.allocUnsafe(CHUNK);
   let fileOffset = 0;
   for (;;) {
@@ -38,21 +77,9 @@ function indexJournal(fd: number): JournalIndex {
     if (read === 0) break;
     const data = buffer.subarray(0, read);
     let lineStart = 0;
-    for (let nl = data.indexOf(10, lineStart); nl !== -1; nl = data.indexOf(10, lineStart)) {
-      const tab = data.indexOf(9, lineStart);
-      if (tab > lineStart && tab < nl) {
-        const row = Number(data.toString('latin1', lineStart, tab));
-        if (row > maxRow) maxRow = row;
-        if (offsets.length <= row) {
-          const before = offsets.length;
-          offsets = grow(offsets, row);
-          offsets.fill(-1, before);
-          lengths = grow(lengths, row);
-        }
-        if (offsets[row] === -1) rows++;
-        offsets[row] = fileOffset + tab + 1;
-        lengths[row] = nl - tab;
-      }
+    for (let nl = data.indexOf(NEWLINE, lineStart); nl !== -1; nl = data.indexOf(NEWLINE, lineStart)) {
+      const row = decimalBefore(data, lineStart, nl);
+      if (row) record(index, row.value, fileOffset + row.next, nl + 1 - row.next, 0);
       lineStart = nl + 1;
     }
     // The next read starts at the unfinished line (no copying); a line longer than the buffer grows it.
@@ -62,7 +89,35 @@ function indexJournal(fd: number): JournalIndex {
     }
     fileOffset += lineStart;
   }
-  return { offsets, lengths, maxRow, rows };
+  return index;
+}
+
+/** One sequential pass over a CSV journal (sized entries); only the entries' heads are read. */
+function indexSizedJournal(fd: number): JournalIndex {
+  const index = emptyIndex();
+  const size = fstatSync(fd).size;
+  const buffer = Buffer.allocUnsafe(CHUNK);
+  let bufferStart = 0;
+  let bufferEnd = 0;
+  // A head is three numbers and three tabs: 64 bytes is more than enough.
+  const HEAD_MAX = 64;
+  for (let offset = 0; offset < size; ) {
+    if (offset < bufferStart || offset + HEAD_MAX > bufferEnd) {
+      bufferStart = offset;
+      bufferEnd = offset + readSync(fd, buffer, 0, buffer.length, offset);
+    }
+    const at = offset - bufferStart;
+    const end = Math.min(at + HEAD_MAX, bufferEnd - bufferStart);
+    const row = decimalBefore(buffer, at, end);
+    const columns = row && decimalBefore(buffer, row.next, end);
+    const bytes = columns && decimalBefore(buffer, columns.next, end);
+    if (!row || !columns || !bytes) break; // not an entry: the rest cannot be trusted
+    const payload = bufferStart + bytes.next;
+    if (payload + bytes.value > size) break; // the last entry is incomplete
+    record(index, row.value, payload, bytes.value, columns.value);
+    offset = payload + bytes.value;
+  }
+  return index;
 }
 
 /** Reads byte ranges through a 1 MiB window, so mostly-ascending offsets cost few system calls. */
@@ -81,32 +136,76 @@ function windowedReader(fd: number, fileSize: number) {
   };
 }
 
-/** Writes results.jsonl from the journal; returns how many rows it holds. */
-export function writeOrderedResults(journalPath: string, resultsPath: string): number {
+/** Appends bytes to a file through one reused buffer: no allocation per row, so memory stays flat. */
+function bufferedWriter(fd: number) {
+  let out = Buffer.allocUnsafe(CHUNK);
+  let used = 0;
+  const flush = () => {
+    if (used > 0) writeSync(fd, out, 0, used);
+    used = 0;
+  };
+  const room = (length: number) => {
+    if (used + length <= out.length) return;
+    flush();
+    if (length > out.length) out = Buffer.allocUnsafe(length);
+  };
+  return {
+    bytes(bytes: Buffer): void {
+      room(bytes.length);
+      bytes.copy(out, used);
+      used += bytes.length;
+    },
+    repeat(byte: number, count: number): void {
+      room(count);
+      out.fill(byte, used, used + count);
+      used += count;
+    },
+    flush,
+  };
+}
+
+/** Calls `write` with each row's newest payload, in row order. */
+function inRowOrder(journalPath: string, outputPath: string, indexer: (fd: number) => JournalIndex, write: (payload: Buffer, tag: number, out: ReturnType<typeof bufferedWriter>) => void, head = ''): number {
   const input = openSync(journalPath, 'r');
-  const output = openSync(resultsPath, 'w');
+  const output = openSync(outputPath, 'w');
   try {
-    const index = indexJournal(input);
+    const index = indexer(input);
     const readAt = windowedReader(input, fstatSync(input).size);
-    // Lines are copied into one reused output buffer: no allocation per row, so memory stays flat.
-    let out = Buffer.allocUnsafe(CHUNK);
-    let used = 0;
+    const out = bufferedWriter(output);
+    if (head) out.bytes(Buffer.from(head));
     for (let row = 0; row <= index.maxRow; row++) {
       const offset = index.offsets[row] ?? -1;
-      if (offset < 0) continue;
-      const line = readAt(offset, index.lengths[row] ?? 0);
-      if (used + line.length > out.length) {
-        writeSync(output, out, 0, used);
-        used = 0;
-        if (line.length > out.length) out = Buffer.allocUnsafe(line.length);
-      }
-      line.copy(out, used);
-      used += line.length;
+      if (offset >= 0) write(readAt(offset, index.lengths[row] ?? 0), index.tags[row] ?? 0, out);
     }
-    if (used > 0) writeSync(output, out, 0, used);
+    out.flush();
     return index.rows;
   } finally {
     closeSync(input);
     closeSync(output);
   }
+}
+
+/** Writes results.jsonl from the results journal; returns how many rows it holds. */
+export function writeOrderedResults(journalPath: string, resultsPath: string): number {
+  return inRowOrder(journalPath, resultsPath, indexLineJournal, (line, _tag, out) => out.bytes(line));
+}
+
+/**
+ * Writes results.csv from the CSV journal under `header`, padding each record to `metadataColumns`
+ * metadata cells; returns how many rows it holds.
+ */
+export function writeOrderedCsv(journalPath: string, csvPath: string, header: string, metadataColumns: number): number {
+  return inRowOrder(
+    journalPath,
+    csvPath,
+    indexSizedJournal,
+    (csvRecord, columnsThen, out) => {
+      const missing = metadataColumns - columnsThen;
+      if (missing <= 0) return out.bytes(csvRecord);
+      out.bytes(csvRecord.subarray(0, csvRecord.length - 1)); // before its "\n"
+      out.repeat(COMMA, missing);
+      out.repeat(NEWLINE, 1);
+    },
+    header,
+  );
 }

@@ -13,6 +13,8 @@ export function outputPaths(outDir: string) {
     batchErrors: join(outDir, 'batch_errors.jsonl'),
     /** Every result in arrival order, re-runs included; results.jsonl is made from it. */
     journal: join(outDir, '.results-journal.jsonl'),
+    /** Every result as a results.csv record, in arrival order; results.csv is made from it. */
+    csvJournal: join(outDir, '.results-csv-journal'),
   };
 }
 

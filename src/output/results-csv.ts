@@ -1,7 +1,6 @@
-import { open } from 'node:fs/promises';
 import { usdToNanos } from '../models/pricing.ts';
 import { csvRecord, type CsvCell } from './csv-safe.ts';
-import { readJsonl } from './read-jsonl.ts';
+import { writeOrderedCsv } from './ordered-results.ts';
 import type { RowResult } from './records.ts';
 
 /** The fixed columns of results.csv; one column per metadata key follows them. */
@@ -20,47 +19,36 @@ export const RESULTS_CSV_COLUMNS = [
   'error_message',
 ] as const;
 
-/** results.csv is written in blocks of about this many characters. */
-const WRITE_BLOCK_CHARS = 1 << 20;
+/** One result as a results.csv record: the fixed columns, then a cell per key of `metadataKeys`. */
+export function resultCsvRecord(result: RowResult, metadataKeys: readonly string[]): string {
+  const metadata = result.metadata ?? {};
+  return csvRecord([
+    result.id,
+    result.row,
+    result.status,
+    result.model,
+    result.output,
+    result.usage.input_tokens,
+    result.usage.output_tokens,
+    formatUsdDecimal(result.cost_usd),
+    result.latency_ms,
+    result.attempts,
+    result.error?.code ?? null,
+    result.error?.message ?? null,
+    ...metadataKeys.map((key) => metadata[key] as CsvCell),
+  ]);
+}
 
 /**
- * Streams results.jsonl into results.csv in one pass, with a column per metadata key
- * (`metadataKeys`: the producer records them, in first-seen order), and hands each result to
- * `onResult` (the report is tallied on the way).
- * Text cells are guarded against formula injection (see csv-safe.ts), the header row included.
- * A metadata key that repeats a fixed column name is written as `metadata.<key>`.
+ * Writes results.csv from the collector's CSV journal (records made as the rows came in, see
+ * ordered-results.ts), with a column per metadata key (`metadataKeys`: the producer records them,
+ * in first-seen order). Text cells are guarded against formula injection (see csv-safe.ts), the
+ * header row included. A metadata key that repeats a fixed column name is written as
+ * `metadata.<key>`. Returns how many rows it holds.
  */
-export async function writeResultsCsv(resultsJsonlPath: string, csvPath: string, metadataKeys: readonly string[], onResult?: (result: RowResult) => void): Promise<void> {
-  const output = await open(csvPath, 'w');
-  try {
-    let block = csvRecord([...RESULTS_CSV_COLUMNS, ...metadataHeaders(metadataKeys)]);
-    for await (const result of readJsonl<RowResult>(resultsJsonlPath)) {
-      onResult?.(result);
-      const metadata = result.metadata ?? {};
-      block += csvRecord([
-        result.id,
-        result.row,
-        result.status,
-        result.model,
-        result.output,
-        result.usage.input_tokens,
-        result.usage.output_tokens,
-        formatUsdDecimal(result.cost_usd),
-        result.latency_ms,
-        result.attempts,
-        result.error?.code ?? null,
-        result.error?.message ?? null,
-        ...metadataKeys.map((key) => metadata[key] as CsvCell),
-      ]);
-      if (block.length >= WRITE_BLOCK_CHARS) {
-        await output.write(block);
-        block = '';
-      }
-    }
-    await output.write(block);
-  } finally {
-    await output.close();
-  }
+export function writeResultsCsv(csvJournalPath: string, csvPath: string, metadataKeys: readonly string[]): number {
+  const header = csvRecord([...RESULTS_CSV_COLUMNS, ...metadataHeaders(metadataKeys)]);
+  return writeOrderedCsv(csvJournalPath, csvPath, header, metadataKeys.length);
 }
 
 function metadataHeaders(keys: readonly string[]): string[] {

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parse } from 'csv-parse/sync';
 import { describe, expect, it } from 'vitest';
 import { usdToNanos } from '../../src/models/pricing.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
@@ -8,6 +9,14 @@ import { RESULTS_CSV_COLUMNS } from '../../src/output/results-csv.ts';
 import { runCli } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
+
+/** results.csv holds the same rows as results.jsonl, in the same order. */
+function expectCsvMatchesResults(csv: string, results: RowResult[]): void {
+  const rows = parse(csv, { columns: true }) as Array<Record<string, string>>;
+  expect(rows.map((r) => [r.id, Number(r.row), r.status, r.model, r.output, r.attempts, r.topic])).toEqual(
+    results.map((r) => [r.id, r.row, r.status, r.model, r.output ?? '', String(r.attempts), String(r.metadata.topic)]),
+  );
+}
 
 describe('switchyard run, end to end through Redis, BullMQ and the simulator over HTTP', () => {
   const h = useSimulatorAndRedis('run-batch', { failure_rate: 0.15, latency_ms: 2, seed: 42, models: { broken: { fail_status: 400 } } });
@@ -60,6 +69,7 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
 
     const csv = await readFile(join(out, 'results.csv'), 'utf8');
     expect(csv.split('\n')[0]).toBe('id,row,status,model,output,input_tokens,output_tokens,cost_usd,latency_ms,attempts,error_code,error_message,topic');
+    expectCsvMatchesResults(csv, results);
     expect(await readFile(join(out, 'report.md'), 'utf8')).toContain('495 of 500 rows succeeded');
 
     // Running the same batch id again is a no-op for rows that succeeded: only the 5 failed rows are retried.
@@ -72,6 +82,13 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect((after.models.fast?.requests ?? 0) - (before.models.fast?.requests ?? 0)).toBe(0);
     const rerun = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(rerun.map((r) => r.row)).toEqual(results.map((r) => r.row));
+    // The re-run's collector resumed from its checkpoint: the CSV keeps each row's newest result,
+    // and the report (tallied from the files then) still adds up to every call on record.
+    expectCsvMatchesResults(await readFile(join(out, 'results.csv'), 'utf8'), rerun);
+    const allCalls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    const rerunReport = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(rerunReport.totals).toMatchObject({ rows: 500, succeeded: 495, failed: 5, calls: allCalls.length });
+    expect(usdToNanos(rerunReport.totals.cost_usd)).toBe(allCalls.reduce((sum, c) => sum + usdToNanos(c.cost_usd ?? 0), 0));
   });
 
   it('stops with exit code 2 and the key path on a bad config, before enqueuing anything', async () => {

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { RESULTS_CSV_COLUMNS, writeResultsCsv } from '../../src/output/results-csv.ts';
+import { formatCsvJournalEntry } from '../../src/output/ordered-results.ts';
+import { RESULTS_CSV_COLUMNS, resultCsvRecord, writeResultsCsv } from '../../src/output/results-csv.ts';
 import type { RowResult } from '../../src/output/records.ts';
 
 function result(overrides: Partial<RowResult>): RowResult {
@@ -37,7 +38,7 @@ describe('writeResultsCsv', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('writes every row with guarded text, metadata columns and intact CJK', async () => {
+  it('writes each row once, in row order, with guarded text, metadata columns (padded for keys seen later) and intact CJK', async () => {
     const results: RowResult[] = [
       result({ id: 'a', row: 1, output: '=HYPERLINK("http://evil","click")', metadata: { lang: 'en', score: -3 } }),
       result({ id: 'b', row: 2, output: '你好，世界。「引号」, "quoted"\nsecond line', metadata: { topic: '@home', lang: 'zh' } }),
@@ -54,11 +55,16 @@ describe('writeResultsCsv', () => {
       }),
       result({ id: 'd', row: 4, cost_usd: 1.2e-7, metadata: { delta: '-5' } }),
     ];
-    const jsonl = join(dir, 'results.jsonl');
+    const journal = join(dir, 'csv-journal');
     const csvPath = join(dir, 'results.csv');
-    await writeFile(jsonl, results.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    // As the collector writes them: in arrival order, each with the metadata keys known by then
+    // (row 4's "delta" was first seen after rows 1-3 were written), and row 2 run twice.
+    const keys = ['lang', 'score', 'topic', 'model', 'tags', 'flag', 'delta'];
+    const entry = (r: RowResult, known: number) => formatCsvJournalEntry(r.row, known, resultCsvRecord(r, keys.slice(0, known)));
+    const [r1, r2, r3, r4] = results as [RowResult, RowResult, RowResult, RowResult];
+    await writeFile(journal, entry(r4, 7) + entry({ ...r2, output: 'first try' }, 6) + entry(r3, 6) + entry(r1, 6) + entry(r2, 6));
 
-    await writeResultsCsv(jsonl, csvPath, ['lang', 'score', 'topic', 'model', 'tags', 'flag', 'delta']);
+    expect(writeResultsCsv(journal, csvPath, keys)).toBe(4);
     const text = await readFile(csvPath, 'utf8');
     const rows = parse(text, { columns: true }) as Array<Record<string, string>>;
 
@@ -99,11 +105,11 @@ describe('writeResultsCsv', () => {
     expect(d.delta).toBe('-5'); // numeric text is not a formula
   });
 
-  it('writes only the header for an empty results file', async () => {
-    const jsonl = join(dir, 'results.jsonl');
+  it('writes only the header for an empty journal', async () => {
+    const journal = join(dir, 'csv-journal');
     const csvPath = join(dir, 'results.csv');
-    await writeFile(jsonl, '');
-    await writeResultsCsv(jsonl, csvPath, []);
+    await writeFile(journal, '');
+    expect(writeResultsCsv(journal, csvPath, [])).toBe(0);
     expect(await readFile(csvPath, 'utf8')).toBe(`${RESULTS_CSV_COLUMNS.join(',')}\n`);
   });
 });
