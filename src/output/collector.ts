@@ -127,9 +127,7 @@ async function writeEntries(options: CollectOptions, files: CollectedFiles, entr
     csvText += formatCsvJournalEntry(entry.row, files.metadataKeys.length, resultCsvRecord(result, files.metadataKeys));
     options.tally?.add(entry.row, result, entry.callsJsonl);
   }
-  await append(files.journal, journalText);
-  await append(files.costs, costsText);
-  await append(files.csv, csvText);
+  await Promise.all([append(files.journal, journalText), append(files.costs, costsText), append(files.csv, csvText)]);
   const lastId = entries.at(-1)!.id;
   const keys = options.store.keys(options.batchId);
   await options.redis

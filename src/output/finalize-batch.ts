@@ -30,7 +30,7 @@ export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
   const tally = options.collectedTally ?? (await tallyFromFiles(paths, options.baseline));
   const finishedAt = new Date();
   const report = tally.build({ batchId: meta.batch_id, startedAt: options.startedAt, finishedAt });
-  await writeReport(report, options.outDir);
+  writeReport(report, options.outDir);
   await store.update(meta.batch_id, {
     status: (report.errors.budget_exceeded ?? 0) > 0 ? 'budget_exceeded' : report.totals.failed > 0 ? 'completed_with_failures' : 'completed',
     finished_at: finishedAt.toISOString(),

@@ -270,7 +270,7 @@ describe('buildReport', () => {
   });
 
   it('writes report.json and report.md', async () => {
-    const paths = await writeReport(report, dir);
+    const paths = writeReport(report, dir);
     expect(paths).toEqual({ jsonPath: join(dir, 'report.json'), markdownPath: join(dir, 'report.md') });
     expect(JSON.parse(await readFile(paths.jsonPath, 'utf8'))).toEqual(report);
     expect(await readFile(paths.markdownPath, 'utf8')).toBe(renderReportMarkdown(report));
