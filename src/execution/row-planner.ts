@@ -26,9 +26,6 @@ function estimateTokens(text: string, maxTokens: number): number {
 
 export function createRowPlanner(config: SwitchyardConfig, providers: Map<string, ProviderClient>, pinnedModel: string | undefined, gate: RowGate, callSlot: CallSlot = unlimitedCallSlot) {
   const rules = compileTaskRules(config.routing);
-  // V8 compiles a RegExp on its first use (about 15 ms for the keyword matcher): do it while the
-  // batch context is being built, not on the first row's way to its call.
-  classifyByRules('warm-up', rules);
   const llm = config.routing?.classifier === 'llm' ? config.routing.llm_classifier : undefined;
   const descriptions = config.routing?.task_types ? undefined : DEFAULT_TASK_TYPE_DESCRIPTIONS;
 

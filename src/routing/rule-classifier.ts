@@ -16,12 +16,15 @@ import { DEFAULT_TASK_TYPES } from './default-task-types.ts';
  * starts or ends in a script written without spaces (Chinese, Japanese, Thai) needs no word
  * boundary on that side, so "代码" is found inside "写一段代码".
  *
- * Every keyword of every type goes into one RegExp, so a prompt is scanned once whatever the
- * number of types; classification runs for every row and must stay cheap.
+ * A prompt is scanned once whatever the number of types (classification runs for every row): at
+ * each position only the keywords that start with that character are tried, longest first. (One
+ * RegExp of every keyword did the same, but V8 took 20-40 ms to compile its Unicode classes, on the
+ * way to a batch's first model call.)
  */
 
-const WORD_CHAR = '[\\p{L}\\p{N}\\p{M}_]';
-const IS_WORD_CHAR = /[\p{L}\p{N}\p{M}_]/u;
+/** A word character exactly at `lastIndex` (sticky, so no substring is made to test one). */
+const WORD_CHAR_AT = /[\p{L}\p{N}\p{M}_]/uy;
+const SPACE = /\s/;
 const NO_SPACE_SCRIPT = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Thai}\p{Script=Lao}\p{Script=Khmer}\p{Script=Myanmar}]/u;
 /** How many matched words a reason lists before it says "+N more". */
 const REASON_WORDS = 4;
@@ -34,11 +37,50 @@ interface CompiledType {
 }
 
 interface Keyword {
-  /** As written in config, lowercased, without the `*`. */
+  /** As written in config, lowercased, without the `*`, inner spaces single. */
   text: string;
   prefix: boolean;
   /** Indexes into CompiledRules.types of the types that list this keyword. */
   types: number[];
+}
+
+/**
+ * First character code -> the keywords starting with it, in the order they are tried: `all`, and
+ * `midWord` for a position right after a word character (only keywords that need no word start).
+ */
+interface KeywordMatchers {
+  all: CandidateTable;
+  midWord: CandidateTable;
+}
+
+/** Candidates by character code: an array for ASCII (the common case), a Map for the rest. */
+interface CandidateTable {
+  ascii: Array<KeywordMatcher[] | undefined>;
+  other: Map<number, KeywordMatcher[]>;
+}
+
+function candidateTable(): CandidateTable {
+  return { ascii: new Array<KeywordMatcher[] | undefined>(128).fill(undefined), other: new Map() };
+}
+
+function addCandidate(table: CandidateTable, code: number, matcher: KeywordMatcher): void {
+  if (code < 128) (table.ascii[code] ??= []).push(matcher);
+  else table.other.set(code, [...(table.other.get(code) ?? []), matcher]);
+}
+
+function candidates(table: CandidateTable, code: number): KeywordMatcher[] | undefined {
+  return code < 128 ? table.ascii[code] : table.other.get(code);
+}
+
+/** How a keyword is found in a prompt. */
+interface KeywordMatcher {
+  text: string;
+  /** Matches a word beginning with `text`, up to the word's end. */
+  prefix: boolean;
+  /** It may not start right after a word character (it begins with one, in a script with spaces). */
+  wordStart: boolean;
+  /** It may not end right before a word character (likewise; a prefix runs to the word's end anyway). */
+  wordEnd: boolean;
 }
 
 export interface CompiledRules {
@@ -48,8 +90,7 @@ export interface CompiledRules {
   /** Every label a prompt can get: the types, then the default type when it is not one of them. */
   readonly labels: readonly string[];
   readonly keywords: readonly Keyword[];
-  /** One alternation of every keyword; null when no type has keywords. */
-  readonly matcher: RegExp | null;
+  readonly matchers: KeywordMatchers;
   /** Lowercased exact keyword (spaces collapsed) -> keyword index. */
   readonly exact: ReadonlyMap<string, number>;
   /** Indexes of the prefix keywords. */
@@ -63,10 +104,6 @@ export interface RuleClassification {
   reason: string;
 }
 
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-}
-
 function parseKeyword(raw: string, typeName: string): { text: string; prefix: boolean } {
   const trimmed = raw.trim().toLowerCase();
   const prefix = trimmed.endsWith('*');
@@ -77,35 +114,114 @@ function parseKeyword(raw: string, typeName: string): { text: string; prefix: bo
   return { text, prefix };
 }
 
+/** ASCII letters, digits and `_`: the common case of a word character, without a RegExp. */
+const ASCII_WORD = new Uint8Array(128).map((_, code) => Number(/[A-Za-z0-9_]/.test(String.fromCharCode(code))));
+
+/** Whether a word character (a whole code point) starts at `index`. */
+function isWordCharAt(text: string, index: number): boolean {
+  if (index < 0 || index >= text.length) return false;
+  const code = text.charCodeAt(index);
+  if (code < 128) return ASCII_WORD[code] === 1;
+  WORD_CHAR_AT.lastIndex = index;
+  return WORD_CHAR_AT.test(text);
+}
+
+/** Where the code point starting at `index` ends. */
+function nextCodePoint(text: string, index: number): number {
+  const code = text.charCodeAt(index);
+  return code >= 0xd800 && code <= 0xdbff && index + 1 < text.length ? index + 2 : index + 1;
+}
+
+/** The index of the code point that ends right before `index` (a surrogate pair counts as one). */
+function previousCodePoint(text: string, index: number): number {
+  const low = text.charCodeAt(index - 1);
+  return low >= 0xdc00 && low <= 0xdfff && index >= 2 ? index - 2 : index - 1;
+}
+
 /**
- * The regex source for one keyword. Most keywords are plain words bounded on both sides: they share
- * one `(?<!w)(?:a|b|...)(?!w)` group (three times faster than bounding each alternative). The rest
- * (a start or end in punctuation or in a script without spaces) carry their own boundaries.
+ * Plain words (bounded by word characters on both sides) are tried before keywords that start or
+ * end in punctuation or in a script written without spaces; within each, the longest first, so
+ * "stack trace" is tried before "stack" at the same position.
  */
-function keywordPattern(keyword: { text: string; prefix: boolean }): { source: string; shared: boolean } {
-  const first = keyword.text.charAt(0);
-  const last = keyword.text.at(-1) ?? '';
-  const boundedStart = IS_WORD_CHAR.test(first) && !NO_SPACE_SCRIPT.test(first);
-  const boundedEnd = IS_WORD_CHAR.test(last) && !NO_SPACE_SCRIPT.test(last);
-  let source = escapeRegExp(keyword.text).replace(/ /g, '\\s+');
-  if (keyword.prefix) source += `${WORD_CHAR}*`;
-  if (boundedStart && (boundedEnd || keyword.prefix)) return { source, shared: true };
-  if (boundedStart) source = `(?<!${WORD_CHAR})${source}`;
-  if (boundedEnd && !keyword.prefix) source += `(?!${WORD_CHAR})`;
-  return { source, shared: false };
+function buildMatchers(keywords: readonly Keyword[]): KeywordMatchers {
+  // Word characters and scripts are judged by whole code points (an emoji or a CJK Extension B
+  // character is one, though it takes two UTF-16 units).
+  const bounded = (text: string, index: number) => isWordCharAt(text, index) && !NO_SPACE_SCRIPT.test(String.fromCodePoint(text.codePointAt(index) ?? 0));
+  const entries = keywords.map((keyword) => {
+    const boundedStart = bounded(keyword.text, 0);
+    const boundedEnd = bounded(keyword.text, previousCodePoint(keyword.text, keyword.text.length));
+    const matcher: KeywordMatcher = { text: keyword.text, prefix: keyword.prefix, wordStart: boundedStart, wordEnd: boundedEnd && !keyword.prefix };
+    return { matcher, plain: boundedStart && (boundedEnd || keyword.prefix) };
+  });
+  entries.sort((a, b) => Number(b.plain) - Number(a.plain) || b.matcher.text.length - a.matcher.text.length);
+  const all = candidateTable();
+  const midWord = candidateTable();
+  for (const { matcher } of entries) {
+    const first = matcher.text.charCodeAt(0);
+    addCandidate(all, first, matcher);
+    if (!matcher.wordStart) addCandidate(midWord, first, matcher);
+  }
+  return { all, midWord };
 }
 
-function buildMatcher(keywords: readonly Keyword[]): RegExp | null {
-  const patterns = keywords.map(keywordPattern);
-  // Longest first, so "stack trace" is tried before "stack" at the same position.
-  const byLength = (a: string, b: string) => b.length - a.length;
-  const shared = [...new Set(patterns.filter((p) => p.shared).map((p) => p.source))].sort(byLength);
-  const alternatives = [...new Set(patterns.filter((p) => !p.shared).map((p) => p.source))].sort(byLength);
-  if (shared.length > 0) alternatives.unshift(`(?<!${WORD_CHAR})(?:${shared.join('|')})(?!${WORD_CHAR})`);
-  return alternatives.length > 0 ? new RegExp(alternatives.join('|'), 'giu') : null;
+
+/** Where `matcher` ends when it matches `text` (lowercased) at `start`, else -1. */
+function matchEnd(text: string, start: number, matcher: KeywordMatcher, atWordStart: boolean): number {
+  if (matcher.wordStart && !atWordStart) return -1;
+  const keyword = matcher.text;
+  let at = start;
+  for (let i = 0; i < keyword.length; i++) {
+    const code = keyword.charCodeAt(i);
+    if (code === 32) {
+      // A space in a keyword matches any run of whitespace ("stack\n trace").
+      if (!SPACE.test(text.charAt(at))) return -1;
+      do at++;
+      while (at < text.length && SPACE.test(text.charAt(at)));
+    } else if (text.charCodeAt(at) === code) {
+      at++;
+    } else {
+      return -1;
+    }
+  }
+  if (matcher.prefix) {
+    while (isWordCharAt(text, at)) at = nextCodePoint(text, at);
+  } else if (matcher.wordEnd && isWordCharAt(text, at)) {
+    return -1;
+  }
+  return at;
 }
 
-/** Compiles the configured task types (or the built-in ones) into a matcher; do it once per config. */
+/** Each keyword match in the prompt, left to right, as the matched text (lowercased). */
+function keywordMatches(text: string, matchers: KeywordMatchers): string[] {
+  const matches: string[] = [];
+  const lower = text.toLowerCase();
+  // Inside an ASCII word only keywords that need no word start can begin; elsewhere, every
+  // candidate is tried and matchEnd checks the boundary itself.
+  let afterAsciiWordChar = false;
+  for (let at = 0; at < lower.length; ) {
+    const code = lower.charCodeAt(at);
+    let end = -1;
+    const tried = candidates(afterAsciiWordChar ? matchers.midWord : matchers.all, code);
+    if (tried) {
+      const atWordStart = at === 0 || !isWordCharAt(lower, previousCodePoint(lower, at));
+      for (const matcher of tried) {
+        end = matchEnd(lower, at, matcher, atWordStart);
+        if (end > at) break;
+      }
+    }
+    if (end > at) {
+      matches.push(lower.slice(at, end));
+      const last = lower.charCodeAt(end - 1);
+      afterAsciiWordChar = last < 128 && ASCII_WORD[last] === 1;
+      at = end;
+    } else {
+      afterAsciiWordChar = code < 128 && ASCII_WORD[code] === 1;
+      at++;
+    }
+  }
+  return matches;
+}
+
 export function compileTaskRules(routing: RoutingConfig | undefined): CompiledRules {
   const source: Readonly<Record<string, TaskTypeRule>> = routing?.task_types ?? DEFAULT_TASK_TYPES;
   const defaultTaskType = routing?.default_task_type ?? 'simple';
@@ -131,11 +247,11 @@ export function compileTaskRules(routing: RoutingConfig | undefined): CompiledRu
   const exact = new Map<string, number>();
   const prefixes: number[] = [];
   keywords.forEach((keyword, index) => (keyword.prefix ? prefixes.push(index) : exact.set(keyword.text, index)));
-  const matcher = buildMatcher(keywords);
+  const matchers = buildMatchers(keywords);
   const labels = types.map((type) => type.name);
   if (!labels.includes(defaultTaskType)) labels.push(defaultTaskType);
 
-  return { types, defaultTaskType, labels, keywords, matcher, exact, prefixes, multiWord: keywords.some((k) => k.text.includes(' ')) };
+  return { types, defaultTaskType, labels, keywords, matchers, exact, prefixes, multiWord: keywords.some((k) => k.text.includes(' ')) };
 }
 
 /**
@@ -161,21 +277,17 @@ function formatScore(score: number): string {
 
 /** Classifies one prompt. `chars` (default: the text's length) is what `min_chars` is compared with. */
 export function classifyByRules(text: string, rules: CompiledRules, chars: number = text.length): RuleClassification {
-  const { types, keywords, matcher } = rules;
+  const { types, keywords } = rules;
   const scores = new Array<number>(types.length).fill(0);
   // Keyword index -> the first word in the prompt that matched it (for the reason).
   const found = new Map<number, string>();
 
-  if (matcher) {
-    matcher.lastIndex = 0;
-    for (let match = matcher.exec(text); match !== null; match = matcher.exec(text)) {
-      let word = match[0].toLowerCase();
-      if (rules.multiWord) word = word.replace(/\s+/g, ' ');
-      const exact = rules.exact.get(word);
-      if (exact !== undefined && !found.has(exact)) found.set(exact, word);
-      for (const index of rules.prefixes) {
-        if (!found.has(index) && word.startsWith((keywords[index] as Keyword).text)) found.set(index, word);
-      }
+  for (let word of keywordMatches(text, rules.matchers)) {
+    if (rules.multiWord) word = word.replace(/\s+/g, ' ');
+    const exact = rules.exact.get(word);
+    if (exact !== undefined && !found.has(exact)) found.set(exact, word);
+    for (const index of rules.prefixes) {
+      if (!found.has(index) && word.startsWith((keywords[index] as Keyword).text)) found.set(index, word);
     }
   }
   for (const index of found.keys()) {

@@ -81,6 +81,17 @@ describe('built-in rules: the design source examples', () => {
 });
 
 describe('configured task types', () => {
+  it('judges word boundaries by whole code points, also outside the Basic Multilingual Plane', () => {
+    const rules = compileTaskRules(routing({ task_types: { maths: { keywords: ['𝒜lgebra*'] }, rare: { keywords: ['𠀀字'] }, tags: { keywords: ['#urgent', 'c#'] } } }));
+    expect(classifyByRules('Explain 𝒜lgebraic tricks', rules).reason).toBe('rules: maths (𝒜lgebraic; score 1)');
+    expect(classifyByRules('x𝒜lgebra', rules).taskType).toBe('simple'); // inside a word
+    expect(classifyByRules('𝒜𝒜lgebra', rules).taskType).toBe('simple'); // after a letter that takes two UTF-16 units
+    expect(classifyByRules('请看𠀀字这里', rules).taskType).toBe('rare'); // no word boundaries in Chinese
+    expect(classifyByRules('Mark it #urgent please', rules).taskType).toBe('tags');
+    expect(classifyByRules('Is C# like Java?', rules).reason).toBe('rules: tags (c#; score 1)');
+    expect(classifyByRules('abc# is not C#-like', rules).reason).toBe('rules: tags (c#; score 1)');
+  });
+
   it('replaces the built-in set, keeps config order for ties and uses the configured default', () => {
     const rules = compileTaskRules(
       routing({
