@@ -35,6 +35,10 @@ describe('createHttpFetch', () => {
       setTimeout(() => res.socket?.destroy(), 20);
     },
     '/never': () => undefined,
+    '/bom': (res) => {
+      res.setHeader('content-type', 'application/json; charset=utf-8');
+      res.end('\uFEFF{"bom":true}');
+    },
   };
 
   beforeAll(async () => {
@@ -100,6 +104,22 @@ describe('createHttpFetch', () => {
     const empty = await fetch(`${rawUrl}/empty`, { headers: [['accept', 'text/plain']] });
     expect(empty.status).toBe(204);
     expect(empty.body).toBeNull();
+  });
+
+  it('answers with a Response that reads like fetch: once, as text, JSON, bytes, a stream or a clone', async () => {
+    const fetch = createHttpFetch();
+    const response = await fetch(`${rawUrl}/multi`);
+    expect(response).toBeInstanceOf(Response);
+    expect(response.ok).toBe(true);
+    const copy = response.clone();
+    expect(response.bodyUsed).toBe(false);
+    expect(await response.json()).toEqual({ ok: true });
+    expect(response.bodyUsed).toBe(true);
+    await expect(response.text()).rejects.toThrow(TypeError);
+    expect(new TextDecoder().decode(await copy.arrayBuffer())).toBe('{"ok":true}');
+    expect(await new Response((await fetch(`${rawUrl}/multi`)).body).text()).toBe('{"ok":true}');
+    expect(await (await fetch(`${rawUrl}/bom`)).text()).toBe('{"bom":true}');
+    expect((await (await fetch(`${rawUrl}/bom`)).bytes()).length).toBe(Buffer.byteLength('\uFEFF{"bom":true}'));
   });
 
   it('hands redirects, Request objects and streamed bodies to the fallback fetch', async () => {
