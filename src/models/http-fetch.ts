@@ -31,24 +31,54 @@ export function createHttpFetch(fallback: FetchFunction = globalThis.fetch): Fet
     return secure;
   };
 
+  // The SDK calls a handful of URLs over and over: parse each once (bounded, in case query strings vary).
+  const targets = new Map<string, Target>();
+  const targetOf = (input: string | URL): Target => {
+    if (input instanceof URL) return toTarget(input);
+    let target = targets.get(input);
+    if (!target) {
+      if (targets.size >= 256) targets.clear();
+      target = toTarget(new URL(input));
+      targets.set(input, target);
+    }
+    return target;
+  };
+
   return async function httpFetch(input, init = {}) {
     const body = init.body ?? undefined;
     if (input instanceof Request || (body !== undefined && typeof body !== 'string' && !(body instanceof Uint8Array))) return fallback(input, init);
-    const url = typeof input === 'string' ? new URL(input) : input;
-    const transport = transportFor(url.protocol);
+    const target = targetOf(input);
+    const transport = transportFor(target.protocol);
     if (!transport) return fallback(input, init);
-    const response = await send(await transport, url, init, body);
+    const response = await send(await transport, target, init, body);
     // fetch follows redirects; a provider behind one is rare enough to hand back to it.
     if (REDIRECT_STATUSES.has(response.status) && response.headers.has('location')) return fallback(input, init);
     return response;
   };
 }
 
-function send(transport: Transport, url: URL, init: RequestInit, body: string | Uint8Array | undefined): Promise<Response> {
-  const headers = headerRecord(init.headers);
-  if (body !== undefined) headers['content-length'] = String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+/** What http.request needs of a URL. */
+interface Target {
+  protocol: string;
+  hostname: string;
+  port: string;
+  path: string;
+  host: string;
+}
+
+function toTarget(url: URL): Target {
+  // http.request wants an IPv6 address without the URL's brackets.
+  const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  return { protocol: url.protocol, hostname, port: url.port, path: `${url.pathname}${url.search}`, host: url.host };
+}
+
+function send(transport: Transport, target: Target, init: RequestInit, body: string | Uint8Array | undefined): Promise<Response> {
+  // Given headers as an array, http.request adds no Host header of its own.
+  const headers = rawHeaders(init.headers, target.host);
+  if (body !== undefined) headers.push('content-length', String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength));
+  const options = { protocol: target.protocol, hostname: target.hostname, port: target.port, path: target.path, method: init.method ?? 'GET', headers, agent: transport.agent, signal: init.signal ?? undefined };
   return new Promise<Response>((resolve, reject) => {
-    const request = transport.module.request(url, { method: init.method ?? 'GET', headers, agent: transport.agent, signal: init.signal ?? undefined }, (incoming) => {
+    const request = transport.module.request(options, (incoming) => {
       const status = incoming.statusCode ?? 0;
       const responseHeaders = new Headers();
       const raw = incoming.rawHeaders;
@@ -63,7 +93,7 @@ function send(transport: Transport, url: URL, init: RequestInit, body: string | 
       incoming.on('error', reject);
       incoming.on('end', () => {
         if (!incoming.complete) {
-          reject(new Error(`the connection to ${url.host} closed before the whole answer arrived`));
+          reject(new Error(`the connection to ${target.host} closed before the whole answer arrived`));
           return;
         }
         const init = { status, headers: responseHeaders };
@@ -75,15 +105,19 @@ function send(transport: Transport, url: URL, init: RequestInit, body: string | 
   });
 }
 
-function headerRecord(headers: RequestInit['headers']): Record<string, string> {
-  const record: Record<string, string> = {};
-  if (!headers) return record;
-  if (headers instanceof Headers || Array.isArray(headers)) {
-    for (const [name, value] of headers) record[name.toLowerCase()] = value;
-    return record;
+/** Request headers as http.request takes them fastest: [name, value, name, value, ...]. */
+function rawHeaders(headers: RequestInit['headers'], host: string): string[] {
+  const raw: string[] = [];
+  let hasHost = false;
+  if (headers) {
+    const pairs = headers instanceof Headers || Array.isArray(headers) ? headers : Object.entries(headers as Record<string, string>);
+    for (const [name, value] of pairs) {
+      raw.push(name, value);
+      hasHost ||= name.toLowerCase() === 'host';
+    }
   }
-  for (const [name, value] of Object.entries(headers as Record<string, string>)) record[name.toLowerCase()] = value;
-  return record;
+  if (!hasHost) raw.push('host', host);
+  return raw;
 }
 
 /**

@@ -97,7 +97,7 @@ describe('createHttpFetch', () => {
     seen.length = 0;
     const response = await fetch(`${rawUrl}/multi`, { method: 'POST', headers: new Headers({ 'X-Custom': 'yes', 'content-type': 'application/json' }), body: '{"é":1}' });
     expect(seen[0]).toMatchObject({ method: 'POST', url: '/multi', body: '{"é":1}' });
-    expect(seen[0]?.headers).toMatchObject({ 'x-custom': 'yes', 'content-length': String(Buffer.byteLength('{"é":1}')) });
+    expect(seen[0]?.headers).toMatchObject({ 'x-custom': 'yes', 'content-length': String(Buffer.byteLength('{"é":1}')), host: new URL(rawUrl).host });
     expect(await response.json()).toEqual({ ok: true });
     expect(response.headers.get('x-twice')).toBe('one, two');
     expect(response.headers.getSetCookie()).toEqual(['a=1', 'b=2']);
