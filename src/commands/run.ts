@@ -122,11 +122,9 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     await session.store.save(meta, config);
     if (existing) say(`Resuming: rows that already succeeded are kept and not run again.`);
 
-    // BullMQ loads its Lua scripts onto the connection it is given (and ioredis copies them into
-    // every pipeline made there), so the queue and this process's worker share a connection of
-    // their own, apart from ours. (BullMQ does not close a connection it was given; the session does.)
-    const bullmqConnection = session.connectWorker();
-    const queue = new Queue(PROMPT_QUEUE, { connection: bullmqConnection, prefix: session.space.prefix });
+    // BullMQ loads its Lua scripts onto the Queue's connection (and ioredis copies them into every
+    // pipeline made there), so the queue gets a connection of its own, apart from ours.
+    const queue = new Queue(PROMPT_QUEUE, { connection: session.connectWorker(), prefix: session.space.prefix });
     const concurrency = options.concurrency ?? config.concurrency;
     const callSlots = createCallSlots(concurrency);
     const batches = createBatchContexts(session.store, { callSlot: callSlots.slot });
@@ -135,7 +133,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     const worker = options.detach
       ? null
       : startPromptWorker({
-          connection: bullmqConnection,
+          connection: session.connectWorker(),
           redis: session.redis,
           space: session.space,
           batches,
