@@ -111,6 +111,7 @@ describe('createHttpFetch', () => {
     const response = await fetch(`${rawUrl}/multi`);
     expect(response).toBeInstanceOf(Response);
     expect(response.ok).toBe(true);
+    expect(response.statusText).toBe('OK');
     const copy = response.clone();
     expect(response.bodyUsed).toBe(false);
     expect(await response.json()).toEqual({ ok: true });
