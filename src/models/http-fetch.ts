@@ -21,6 +21,15 @@ interface Transport {
   agent: http.Agent;
 }
 
+/**
+ * Whether Node was told to send requests through the proxy in HTTP(S)_PROXY (NODE_USE_ENV_PROXY=1
+ * or --use-env-proxy). Node's global fetch honours that; this adapter's agents would not, so the
+ * SDK then keeps the global fetch.
+ */
+export function nodeUsesEnvProxy(env: NodeJS.ProcessEnv = process.env, execArgv: readonly string[] = process.execArgv): boolean {
+  return env.NODE_USE_ENV_PROXY === '1' || execArgv.includes('--use-env-proxy') || /(^|\s)--use-env-proxy(\s|$)/.test(env.NODE_OPTIONS ?? '');
+}
+
 export function createHttpFetch(fallback: FetchFunction = globalThis.fetch): FetchFunction {
   // LIFO reuses the most recently used sockets, so idle ones age out instead of all staying warm.
   const plain: Transport = { module: http, agent: new http.Agent({ keepAlive: true, scheduling: 'lifo' }) };

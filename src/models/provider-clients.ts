@@ -1,12 +1,13 @@
 import OpenAI from 'openai';
 import type { ProviderConfig, SwitchyardConfig } from '../config/schema.ts';
-import { createHttpFetch } from './http-fetch.ts';
+import { createHttpFetch, nodeUsesEnvProxy } from './http-fetch.ts';
 
 /**
  * One `openai` SDK client per provider. SDK retries are off (`maxRetries: 0`): the row runner
  * (src/execution/row-runner.ts, with models/retry-policy.ts) owns every retry. Keys come from the
  * environment only. Requests go out through Node's http client (models/http-fetch.ts), which costs
- * less CPU per call than the global fetch.
+ * less CPU per call than the global fetch; with Node's environment proxy on, through the global
+ * fetch, which honours it.
  */
 export interface ProviderClient {
   name: string;
@@ -18,7 +19,7 @@ export interface ProviderClient {
 
 export function createProviderClients(config: SwitchyardConfig, env: NodeJS.ProcessEnv = process.env): Map<string, ProviderClient> {
   const clients = new Map<string, ProviderClient>();
-  const fetch = createHttpFetch();
+  const fetch = nodeUsesEnvProxy(env) ? undefined : createHttpFetch();
   for (const [name, provider] of Object.entries(config.providers)) {
     const keyEnv = provider.api_key_env;
     const apiKey = keyEnv ? env[keyEnv] : undefined;
@@ -27,7 +28,7 @@ export function createProviderClients(config: SwitchyardConfig, env: NodeJS.Proc
       config: provider,
       missingKeyEnv: keyEnv && !apiKey ? keyEnv : null,
       // Local endpoints (the simulator, vLLM, Ollama) accept any key; the SDK insists on one.
-      client: new OpenAI({ apiKey: apiKey ?? 'no-key', baseURL: provider.base_url, maxRetries: 0, timeout: provider.timeout_ms, fetch }),
+      client: new OpenAI({ apiKey: apiKey ?? 'no-key', baseURL: provider.base_url, maxRetries: 0, timeout: provider.timeout_ms, ...(fetch ? { fetch } : {}) }),
     });
   }
   return clients;

@@ -1,8 +1,12 @@
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, AuthenticationError, RateLimitError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHttpFetch, type FetchFunction } from '../../src/models/http-fetch.ts';
+import { createHttpFetch, nodeUsesEnvProxy, type FetchFunction } from '../../src/models/http-fetch.ts';
+import { createProviderClients } from '../../src/models/provider-clients.ts';
+import { parseConfig } from '../../src/config/load.ts';
 import { classifyModelError } from '../../src/models/model-error.ts';
 import { startSimulator, type Simulator } from '../../src/sim/server.ts';
 
@@ -134,6 +138,48 @@ describe('createHttpFetch', () => {
     await fetch(new Request(`${rawUrl}/multi`));
     await fetch(`${rawUrl}/multi`, { method: 'POST', body: new ReadableStream(), duplex: 'half' } as RequestInit);
     expect(handed).toEqual([`${rawUrl}/moved undefined`, `request ${rawUrl}/multi`, `${rawUrl}/multi object`]);
+  });
+
+  it("leaves requests to Node's fetch when Node is told to use the environment's proxy", () => {
+    expect(nodeUsesEnvProxy({}, [])).toBe(false);
+    expect(nodeUsesEnvProxy({ NODE_USE_ENV_PROXY: '1' }, [])).toBe(true);
+    expect(nodeUsesEnvProxy({}, ['--use-env-proxy'])).toBe(true);
+    expect(nodeUsesEnvProxy({ NODE_OPTIONS: '--max-old-space-size=512 --use-env-proxy' }, [])).toBe(true);
+  });
+
+  it('gives the SDK clients the adapter, or the global fetch when the environment proxy is on', async () => {
+    const config = parseConfig({ providers: { p: { base_url: sim.url, api_key_env: 'SIM_KEY' } }, models: { m: { provider: 'p' } }, default_model: 'm' }, 'test');
+    const global = globalThis.fetch;
+    let globalCalls = 0;
+    globalThis.fetch = (input, init) => {
+      globalCalls += 1;
+      return global(input, init);
+    };
+    try {
+      const viaProxyEnv = createProviderClients(config, { NODE_USE_ENV_PROXY: '1', SIM_KEY: 'sk-test' }).get('p')!.client;
+      await viaProxyEnv.chat.completions.create({ model: 'm', messages: question });
+      expect(globalCalls).toBe(1);
+      const direct = createProviderClients(config, { SIM_KEY: 'sk-test' }).get('p')!.client;
+      await direct.chat.completions.create({ model: 'm', messages: question });
+      expect(globalCalls).toBe(1);
+    } finally {
+      globalThis.fetch = global;
+    }
+  });
+
+  it('speaks TLS to https providers itself, checking their certificates', async () => {
+    // A throwaway self-signed certificate for 127.0.0.1 (test/fixtures/tls): the client must refuse it.
+    const tls = createTlsServer({ cert: readFileSync(new URL('../fixtures/tls/self-signed-cert.pem', import.meta.url)), key: readFileSync(new URL('../fixtures/tls/self-signed-key.pem', import.meta.url)) }, (_req, res) => res.end('{}'));
+    await new Promise<void>((resolve) => tls.listen(0, '127.0.0.1', resolve));
+    try {
+      const baseUrl = `https://127.0.0.1:${(tls.address() as AddressInfo).port}/v1`;
+      const refused = await new OpenAI({ baseURL: baseUrl, apiKey: 'x', maxRetries: 0, fetch: createHttpFetch() }).models.list().catch((error: unknown) => error);
+      expect(refused).toBeInstanceOf(APIConnectionError);
+      expect(classifyModelError(refused, { model: 'm', provider: 'p', baseUrl, apiKeyEnv: undefined }).message).toMatch(/cannot reach provider "p" at https:.*self-signed certificate/);
+    } finally {
+      tls.closeAllConnections();
+      await new Promise((resolve) => tls.close(resolve));
+    }
   });
 
   it('turns a refused connection, a timeout and a cut answer into errors the SDK and the row runner understand', async () => {
