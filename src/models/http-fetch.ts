@@ -1,13 +1,14 @@
 import http from 'node:http';
-import { Readable } from 'node:stream';
+import { Readable, type Transform } from 'node:stream';
+import zlib from 'node:zlib';
 
 /**
  * The `fetch` the openai SDK uses for model calls: Node's own `http` client on a keep-alive agent,
  * answering with a `Response` that holds the body as bytes (see BufferedResponse below). Through
  * the SDK a call costs about 0.35 ms of CPU this way against 0.75-0.8 ms with Node's global fetch
  * (its WHATWG request, controller and stream machinery), which was the largest cost of a busy
- * worker (docs/benchmarks.md). Server-sent events are streamed as they come. Requests this adapter
- * does not cover (a `Request` object, a streamed or multipart body, a redirect to follow) go to the
+ * worker (docs/benchmarks.md). Server-sent events are streamed as they come; like fetch, it asks
+ * for compressed answers and decodes them. Requests this adapter does not cover (a `Request` object, a streamed or multipart body, a redirect to follow) go to the
  * global fetch unchanged.
  */
 export type FetchFunction = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
@@ -95,9 +96,11 @@ function send(transport: Transport, target: Target, init: RequestInit, body: str
       const responseHeaders = new Headers();
       const raw = incoming.rawHeaders;
       for (let i = 0; i + 1 < raw.length; i += 2) responseHeaders.append(raw[i] as string, raw[i + 1] as string);
+      const codings = contentCodings(responseHeaders.get('content-encoding'));
       if (responseHeaders.get('content-type')?.startsWith('text/event-stream')) {
         // Server-sent events are read as they arrive, not buffered.
-        resolve(new Response(Readable.toWeb(incoming) as ReadableStream<Uint8Array>, { status, statusText, headers: responseHeaders }));
+        const decoded = codings.reduce<Readable>((stream, coding) => stream.pipe(decoderStream(coding)), incoming);
+        resolve(new Response(Readable.toWeb(decoded) as ReadableStream<Uint8Array>, { status, statusText, headers: responseHeaders }));
         return;
       }
       const chunks: Buffer[] = [];
@@ -109,7 +112,14 @@ function send(transport: Transport, target: Target, init: RequestInit, body: str
           return;
         }
         const init = { status, statusText, headers: responseHeaders };
-        resolve(NULL_BODY_STATUSES.has(status) ? new Response(null, init) : new BufferedResponse(Buffer.concat(chunks), init));
+        if (NULL_BODY_STATUSES.has(status)) return resolve(new Response(null, init));
+        let bytes: Buffer = Buffer.concat(chunks);
+        try {
+          for (const coding of codings) if (bytes.length > 0) bytes = decodeBytes(bytes, coding);
+        } catch (error) {
+          return reject(new Error(`the answer from ${target.host} is not valid ${codings.join(', ')} data: ${(error as Error).message}`));
+        }
+        resolve(new BufferedResponse(bytes, init));
       });
     });
     request.on('error', reject);
@@ -121,15 +131,60 @@ function send(transport: Transport, target: Target, init: RequestInit, body: str
 function rawHeaders(headers: RequestInit['headers'], host: string): string[] {
   const raw: string[] = [];
   let hasHost = false;
+  let hasAcceptEncoding = false;
   if (headers) {
     const pairs = headers instanceof Headers || Array.isArray(headers) ? headers : Object.entries(headers as Record<string, string>);
     for (const [name, value] of pairs) {
       raw.push(name, value);
-      hasHost ||= name.toLowerCase() === 'host';
+      const lower = name.toLowerCase();
+      hasHost ||= lower === 'host';
+      hasAcceptEncoding ||= lower === 'accept-encoding';
     }
   }
   if (!hasHost) raw.push('host', host);
+  if (!hasAcceptEncoding) raw.push('accept-encoding', 'gzip, deflate, br');
   return raw;
+}
+
+type ContentCoding = 'gzip' | 'deflate' | 'br' | 'zstd';
+
+/** The codings to undo, last applied first; `identity` and unknown ones are left as they are (as fetch does). */
+function contentCodings(header: string | null): ContentCoding[] {
+  if (!header) return [];
+  const known = new Set<string>(['gzip', 'deflate', 'br', 'zstd']);
+  return header
+    .split(',')
+    .map((coding) => coding.trim().toLowerCase().replace(/^x-gzip$/, 'gzip'))
+    .filter((coding): coding is ContentCoding => known.has(coding))
+    .reverse();
+}
+
+function decodeBytes(bytes: Buffer, coding: ContentCoding): Buffer {
+  switch (coding) {
+    case 'gzip':
+      return zlib.gunzipSync(bytes, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+    case 'deflate':
+      // Servers send "deflate" both with the zlib wrapper (the standard) and without it.
+      return (bytes[0]! & 0x0f) === 0x08 ? zlib.inflateSync(bytes, { finishFlush: zlib.constants.Z_SYNC_FLUSH }) : zlib.inflateRawSync(bytes, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+    case 'br':
+      return zlib.brotliDecompressSync(bytes);
+    case 'zstd':
+      return zlib.zstdDecompressSync(bytes);
+  }
+}
+
+function decoderStream(coding: ContentCoding): Transform {
+  const flush = { finishFlush: zlib.constants.Z_SYNC_FLUSH };
+  switch (coding) {
+    case 'gzip':
+      return zlib.createGunzip(flush);
+    case 'deflate':
+      return zlib.createInflate(flush);
+    case 'br':
+      return zlib.createBrotliDecompress();
+    case 'zstd':
+      return zlib.createZstdDecompress();
+  }
 }
 
 /**

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
+import { brotliCompressSync, createGzip, deflateRawSync, gzipSync } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, AuthenticationError, RateLimitError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -39,6 +40,33 @@ describe('createHttpFetch', () => {
       setTimeout(() => res.socket?.destroy(), 20);
     },
     '/never': () => undefined,
+    '/gz': (res) => {
+      res.setHeader('content-type', 'application/json');
+      res.setHeader('content-encoding', 'gzip');
+      res.end(gzipSync('{"packed":"gzip"}'));
+    },
+    '/br': (res) => {
+      res.setHeader('content-type', 'application/json');
+      res.setHeader('content-encoding', 'br');
+      res.end(brotliCompressSync('{"packed":"br"}'));
+    },
+    '/raw-deflate': (res) => {
+      res.setHeader('content-type', 'application/json');
+      res.setHeader('content-encoding', 'deflate');
+      res.end(deflateRawSync('{"packed":"deflate"}'));
+    },
+    '/not-gzip': (res) => {
+      res.setHeader('content-encoding', 'gzip');
+      res.end('plain text, not gzip');
+    },
+    '/sse-gz': (res) => {
+      res.setHeader('content-type', 'text/event-stream');
+      res.setHeader('content-encoding', 'gzip');
+      const gzip = createGzip();
+      gzip.pipe(res);
+      gzip.write('data: one\n\n');
+      gzip.flush(() => setTimeout(() => gzip.end('data: two\n\n'), 20));
+    },
     '/bom': (res) => {
       res.setHeader('content-type', 'application/json; charset=utf-8');
       res.end('\uFEFF{"bom":true}');
@@ -125,6 +153,17 @@ describe('createHttpFetch', () => {
     expect(await new Response((await fetch(`${rawUrl}/multi`)).body).text()).toBe('{"ok":true}');
     expect(await (await fetch(`${rawUrl}/bom`)).text()).toBe('{"bom":true}');
     expect((await (await fetch(`${rawUrl}/bom`)).bytes()).length).toBe(Buffer.byteLength('\uFEFF{"bom":true}'));
+  });
+
+  it('asks for compressed answers and decodes gzip, brotli and deflate, streamed or not, as fetch does', async () => {
+    const fetch = createHttpFetch();
+    seen.length = 0;
+    expect(await (await fetch(`${rawUrl}/gz`)).json()).toEqual({ packed: 'gzip' });
+    expect(seen[0]?.headers['accept-encoding']).toBe('gzip, deflate, br');
+    expect(await (await fetch(`${rawUrl}/br`)).json()).toEqual({ packed: 'br' });
+    expect(await (await fetch(`${rawUrl}/raw-deflate`)).json()).toEqual({ packed: 'deflate' });
+    expect(await (await fetch(`${rawUrl}/sse-gz`)).text()).toBe('data: one\n\ndata: two\n\n');
+    await expect(fetch(`${rawUrl}/not-gzip`)).rejects.toThrow(/is not valid gzip data/);
   });
 
   it('hands redirects, Request objects and streamed bodies to the fallback fetch', async () => {
