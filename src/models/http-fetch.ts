@@ -1,14 +1,15 @@
 import http from 'node:http';
-import { Readable, type Transform } from 'node:stream';
-import zlib from 'node:zlib';
+import { Readable } from 'node:stream';
+import { BufferedResponse } from './buffered-response.ts';
+import { contentCodings, decodeBytes, decoderStream } from './content-coding.ts';
 
 /**
  * The `fetch` the openai SDK uses for model calls: Node's own `http` client on a keep-alive agent,
- * answering with a `Response` that holds the body as bytes (see BufferedResponse below). Through
+ * answering with a `Response` that holds the body as bytes (buffered-response.ts). Through
  * the SDK a call costs about 0.35 ms of CPU this way against 0.75-0.8 ms with Node's global fetch
  * (its WHATWG request, controller and stream machinery), which was the largest cost of a busy
  * worker (docs/benchmarks.md). Server-sent events are streamed as they come; like fetch, it asks
- * for compressed answers and decodes them. Requests this adapter does not cover (a `Request` object, a streamed or multipart body, a redirect to follow) go to the
+ * for compressed answers and decodes them (content-coding.ts). Requests this adapter does not cover (a `Request` object, a streamed or multipart body, a redirect to follow) go to the
  * global fetch unchanged.
  */
 export type FetchFunction = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
@@ -144,108 +145,4 @@ function rawHeaders(headers: RequestInit['headers'], host: string): string[] {
   if (!hasHost) raw.push('host', host);
   if (!hasAcceptEncoding) raw.push('accept-encoding', 'gzip, deflate, br');
   return raw;
-}
-
-type ContentCoding = 'gzip' | 'deflate' | 'br' | 'zstd';
-
-/** The codings to undo, last applied first; `identity` and unknown ones are left as they are (as fetch does). */
-function contentCodings(header: string | null): ContentCoding[] {
-  if (!header) return [];
-  const known = new Set<string>(['gzip', 'deflate', 'br', 'zstd']);
-  return header
-    .split(',')
-    .map((coding) => coding.trim().toLowerCase().replace(/^x-gzip$/, 'gzip'))
-    .filter((coding): coding is ContentCoding => known.has(coding))
-    .reverse();
-}
-
-function decodeBytes(bytes: Buffer, coding: ContentCoding): Buffer {
-  switch (coding) {
-    case 'gzip':
-      return zlib.gunzipSync(bytes, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
-    case 'deflate':
-      // Servers send "deflate" both with the zlib wrapper (the standard) and without it.
-      return (bytes[0]! & 0x0f) === 0x08 ? zlib.inflateSync(bytes, { finishFlush: zlib.constants.Z_SYNC_FLUSH }) : zlib.inflateRawSync(bytes, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
-    case 'br':
-      return zlib.brotliDecompressSync(bytes);
-    case 'zstd':
-      return zlib.zstdDecompressSync(bytes);
-  }
-}
-
-function decoderStream(coding: ContentCoding): Transform {
-  const flush = { finishFlush: zlib.constants.Z_SYNC_FLUSH };
-  switch (coding) {
-    case 'gzip':
-      return zlib.createGunzip(flush);
-    case 'deflate':
-      return zlib.createInflate(flush);
-    case 'br':
-      return zlib.createBrotliDecompress();
-    case 'zstd':
-      return zlib.createZstdDecompress();
-  }
-}
-
-/**
- * A Response whose whole body is already in memory. A standard Response wraps its body in a web
- * stream and reads it back through it: about 10 µs and a dozen objects per call, 5% of a busy
- * worker's CPU. This one hands the bytes over directly. `body` (a stream over the same bytes) is
- * made only if asked for; reading it does not mark the body used.
- */
-// TypeScript's Response type declares its methods as properties, which a subclass may not redefine
-// as methods or accessors; at run time they are ordinary prototype members. So the class extends
-// Response through a narrower constructor type, and the interface below gives it Response's type.
-const ResponseBase: new (body: null, init: ResponseInit) => Pick<Response, 'status' | 'statusText' | 'headers'> = Response;
-interface BufferedResponse extends Response {}
-class BufferedResponse extends ResponseBase {
-  readonly #bytes: Buffer;
-  #stream: ReadableStream<Uint8Array> | null = null;
-  #used = false;
-
-  constructor(bytes: Buffer, init: ResponseInit) {
-    super(null, init);
-    this.#bytes = bytes;
-  }
-
-  get body(): ReadableStream<Uint8Array> {
-    this.#stream ??= new Blob([this.#bytes]).stream();
-    return this.#stream;
-  }
-
-  get bodyUsed(): boolean {
-    return this.#used;
-  }
-
-  #take(): Buffer {
-    if (this.#used) throw new TypeError('Body is unusable: Body has already been read');
-    this.#used = true;
-    return this.#bytes;
-  }
-
-  async text(): Promise<string> {
-    const text = this.#take().toString('utf8');
-    return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text; // as fetch: a UTF-8 BOM is not text
-  }
-
-  async json(): Promise<unknown> {
-    return JSON.parse(await this.text());
-  }
-
-  async arrayBuffer(): Promise<ArrayBuffer> {
-    return new Uint8Array(this.#take()).buffer;
-  }
-
-  async bytes(): Promise<Uint8Array<ArrayBuffer>> {
-    return new Uint8Array(this.#take());
-  }
-
-  async blob(): Promise<Blob> {
-    return new Blob([this.#take()], { type: this.headers.get('content-type') ?? '' });
-  }
-
-  clone(): Response {
-    if (this.#used) throw new TypeError('Response.clone: Body has already been consumed.');
-    return new BufferedResponse(this.#bytes, { status: this.status, statusText: this.statusText, headers: this.headers });
-  }
 }
