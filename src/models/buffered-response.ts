@@ -1,13 +1,14 @@
+// TypeScript's Response type declares its methods as properties, which a subclass may not redefine
+// as methods or accessors; at run time they are ordinary prototype members. So the class extends
+// Response through a narrower constructor type, and the interface below gives it Response's type.
+const ResponseBase: new (body: null, init: ResponseInit) => Pick<Response, 'status' | 'statusText' | 'headers'> = Response;
+
 /**
  * A Response whose whole body is already in memory. A standard Response wraps its body in a web
  * stream and reads it back through it: about 10 µs and a dozen objects per call, 5% of a busy
  * worker's CPU. This one hands the bytes over directly. `body` (a stream over the same bytes) is
  * made only if asked for; reading it does not mark the body used.
  */
-// TypeScript's Response type declares its methods as properties, which a subclass may not redefine
-// as methods or accessors; at run time they are ordinary prototype members. So the class extends
-// Response through a narrower constructor type, and the interface below gives it Response's type.
-const ResponseBase: new (body: null, init: ResponseInit) => Pick<Response, 'status' | 'statusText' | 'headers'> = Response;
 export interface BufferedResponse extends Response {}
 export class BufferedResponse extends ResponseBase {
   readonly #bytes: Buffer;
