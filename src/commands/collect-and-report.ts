@@ -1,4 +1,4 @@
-import { configSchema } from '../config/schema.ts';
+import { configSchema, type SwitchyardConfig } from '../config/schema.ts';
 import { CollectionTally } from '../output/collection-tally.ts';
 import { collectBatch } from '../output/collector.ts';
 import { finalizeBatch } from '../output/finalize-batch.ts';
@@ -15,6 +15,8 @@ export interface CollectAndReportOptions {
   say: (line: string) => void;
   signal?: AbortSignal;
   progressStream?: NodeJS.WriteStream;
+  /** The batch's config when the caller has it (`run`); otherwise it is read from Redis. */
+  config?: SwitchyardConfig;
 }
 
 /**
@@ -26,8 +28,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const meta = await session.store.load(batchId);
   if (!meta) throw new Error(`batch ${batchId} has no state in Redis`);
   const paths = outputPaths(meta.out_dir);
-  const configJson = await session.store.loadConfigJson(batchId);
-  const config = configJson ? configSchema.parse(JSON.parse(configJson)) : null;
+  const config = options.config ?? (await storedConfig(session, batchId));
   const baselineModel = config?.report.baseline_model;
   const baselinePrice = baselineModel ? config?.models[baselineModel]?.price : undefined;
   const baseline = baselineModel && baselinePrice ? { model: baselineModel, price: baselinePrice } : undefined;
@@ -70,4 +71,9 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     say(`Budget reached: ${overBudget} rows were not run. Finish them with: switchyard run --resume ${batchId} --budget <higher USD>`);
   }
   return report;
+}
+
+async function storedConfig(session: Session, batchId: string): Promise<SwitchyardConfig | null> {
+  const json = await session.store.loadConfigJson(batchId);
+  return json ? configSchema.parse(JSON.parse(json)) : null;
 }

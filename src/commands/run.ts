@@ -148,7 +148,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       stopCollecting.abort();
     };
     process.once('SIGINT', onInterrupt);
-    const collecting = options.detach ? null : collectAndReport({ session, batchId, startedAt, say, signal: stopCollecting.signal });
+    const collecting = options.detach ? null : collectAndReport({ session, batchId, startedAt, say, signal: stopCollecting.signal, config });
     // Keep the collector's rejection observed while enqueueing; it is awaited below.
     collecting?.catch(() => undefined);
 
