@@ -128,8 +128,8 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     const concurrency = options.concurrency ?? config.concurrency;
     const callSlots = createCallSlots(concurrency);
     const batches = createBatchContexts(session.store, { callSlot: callSlots.slot });
-    // Built while the worker connects; a failure here surfaces again on the first row.
-    if (!options.detach) batches.get(batchId).catch(() => undefined);
+    // Built now, from the config in hand, while the worker connects.
+    if (!options.detach) batches.prime(batchId, config, model);
     const worker = options.detach
       ? null
       : startPromptWorker({

@@ -4,11 +4,10 @@ import { unlimitedCallSlot, type CallSlot } from '../execution/call-slots.ts';
 import { createRowPlanner } from '../execution/row-planner.ts';
 import type { RowRunnerDeps } from '../execution/row-runner.ts';
 import { createProviderClients } from '../models/provider-clients.ts';
-import type { BatchMeta, BatchStore } from './batch-state.ts';
+import type { BatchStore } from './batch-state.ts';
 
 /** What a worker needs to run one batch's rows: its config (from Redis), SDK clients, gate and planner. */
 export interface BatchContext {
-  meta: BatchMeta;
   config: SwitchyardConfig;
   runner: RowRunnerDeps;
 }
@@ -24,29 +23,32 @@ export function createBatchContexts(store: BatchStore, options: { callSlot?: Cal
   const { callSlot = unlimitedCallSlot, maxCached = 32 } = options;
   const cache = new Map<string, Promise<BatchContext>>();
 
+  function build(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined): BatchContext {
+    const providers = createProviderClients(config);
+    const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config });
+    return { config, runner: { config, providers, gate, plan: createRowPlanner(config, providers, modelOverride, gate, callSlot), sleep, callSlot } };
+  }
+
   async function load(batchId: string): Promise<BatchContext> {
     const [meta, configJson] = await Promise.all([store.load(batchId), store.loadConfigJson(batchId)]);
     if (!meta || !configJson) throw new Error(`batch ${batchId} has no state in Redis (was it deleted?)`);
-    const config = configSchema.parse(JSON.parse(configJson));
-    const providers = createProviderClients(config);
-    const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config });
-    return {
-      meta,
-      config,
-      runner: { config, providers, gate, plan: createRowPlanner(config, providers, meta.model_override, gate, callSlot), sleep, callSlot },
-    };
+    return build(batchId, configSchema.parse(JSON.parse(configJson)), meta.model_override);
+  }
+
+  function remember(batchId: string, entry: Promise<BatchContext>): Promise<BatchContext> {
+    entry.catch(() => cache.delete(batchId));
+    if (cache.size >= maxCached) cache.delete(cache.keys().next().value as string);
+    cache.set(batchId, entry);
+    return entry;
   }
 
   return {
     get(batchId: string): Promise<BatchContext> {
-      let entry = cache.get(batchId);
-      if (!entry) {
-        entry = load(batchId);
-        entry.catch(() => cache.delete(batchId));
-        if (cache.size >= maxCached) cache.delete(cache.keys().next().value as string);
-        cache.set(batchId, entry);
-      }
-      return entry;
+      return cache.get(batchId) ?? remember(batchId, load(batchId));
+    },
+    /** The process that saved the batch already holds its config: build the context from it now. */
+    prime(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined): void {
+      remember(batchId, Promise.resolve(build(batchId, config, modelOverride)));
     },
   };
 }
