@@ -19,6 +19,9 @@ export async function writeSimConfig(dir: string, simUrl: string, extra: Record<
     models: Object.fromEntries(models.map((name, i) => [name, { provider: 'sim', price: { input_per_mtok: 0.14 * (i + 1), output_per_mtok: 0.28 * (i + 1) } }])),
     default_model: models[0],
     retry: { max_attempts: 6, base_delay_ms: 5, max_delay_ms: 50 },
+    // Injected failures are random: five in a row (about 1 run in 20 at a 15% rate) would open a
+    // circuit for 30 s and fail the rows pinned to that model. Circuits have tests of their own.
+    breaker: { failure_threshold: 1000 },
     ...extra,
   };
   const path = join(dir, 'switchyard.yaml');
