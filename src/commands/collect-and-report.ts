@@ -47,9 +47,11 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     display.stop();
   }
   if (!collected) return null;
+  // Read again once: the producer has since recorded the row counts (invalid rows among them).
+  const finalMeta = (await session.store.load(batchId)) ?? meta;
   const report = await finalizeBatch({
     store: session.store,
-    meta: (await session.store.load(batchId)) ?? meta,
+    meta: finalMeta,
     paths,
     outDir: meta.out_dir,
     startedAt: options.startedAt,
@@ -62,7 +64,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   say(`Results  ${paths.results}`);
   say(`         ${paths.resultsCsv}`);
   say(`Costs    ${paths.costs}`);
-  const invalid = (await session.store.load(batchId))?.invalid_rows ?? meta.invalid_rows;
+  const invalid = finalMeta.invalid_rows;
   say(`Errors   ${paths.errors}${invalid > 0 ? ` (${invalid} invalid rows, not run)` : ''}`);
   say(`Report   ${paths.reportMd}`);
   const overBudget = report.errors.budget_exceeded ?? 0;

@@ -126,9 +126,9 @@ interface TaskTally {
 }
 
 /**
- * The report's figures, fed one result (results.jsonl) and one call (costs.jsonl) at a time, so a
- * pass that reads the results for another reason (results.csv) can fill it on the way. Memory holds
- * one tally per model (with a bounded latency histogram), per task type and per error code.
+ * The report's figures, fed one result and one call at a time: by the collector as rows come in
+ * (collection-tally.ts), or from results.jsonl and costs.jsonl when that tally was given up. Memory
+ * holds one tally per model (with a bounded latency histogram), per task type and per error code.
  * Nano-dollar sums are exact while below 2^53 nanos (about $9 million).
  */
 export class ReportTally {
