@@ -1,10 +1,12 @@
 /**
  * Latency-bound batch: 2,000 rows at 100 ms simulated latency, concurrency 50. The bound is
  * 2,000 x 0.1 s / 50 = 4 s. Times the whole `switchyard run` command (start-up, enqueue, workers,
- * collector, report) from spawn to exit, 3 repetitions alternating with the plain-SDK baseline
- * (bench/baseline-plain-sdk.ts) against the same simulator process.
- * Targets: Switchyard / bound <= 1.10 and Switchyard / baseline <= 1.0. Prints PASS/FAIL, exits 0.
- * Usage: node bench/skeleton-latency.ts [repetitions=3]
+ * collector, report) from spawn to exit, 5 repetitions alternating with the plain-SDK baseline
+ * (bench/baseline-plain-sdk.ts) against the same simulator process. Five, because the two are
+ * within 1% of each other and one repetition moves by more than that on a shared machine; it also
+ * counts the repetitions Switchyard won. Targets: Switchyard / bound <= 1.10 and Switchyard /
+ * baseline <= 1.0 (medians). Prints PASS/FAIL, exits 0.
+ * Usage: node bench/skeleton-latency.ts [repetitions=5]
  */
 import path from 'node:path';
 import { checkBaseline, runBaseline } from './lib/baseline-run.ts';
@@ -19,7 +21,7 @@ const LATENCY_MS = 100;
 const CONCURRENCY = 50;
 const BOUND_MS = (ROWS * LATENCY_MS) / CONCURRENCY;
 const TIMEOUT_MS = 120_000;
-const repetitions = Number(process.argv[2] ?? 3);
+const repetitions = Number(process.argv[2] ?? 5);
 
 console.log(`skeleton-latency: ${ROWS} rows, ${LATENCY_MS} ms latency, concurrency ${CONCURRENCY}, bound ${seconds(BOUND_MS)}; ${machineLine()}`);
 
@@ -52,7 +54,8 @@ await withBenchEnv('latency', LATENCY_MS, async (env) => {
   const baseMedian = median(base);
   const toBound = syMedian / BOUND_MS;
   const toBaseline = syMedian / baseMedian;
+  const won = sy.filter((ms, i) => ms < (base[i] ?? Number.NaN)).length;
   console.log(`  median wall: switchyard ${seconds(syMedian)} (report elapsed ${seconds(median(syInner))}), baseline ${seconds(baseMedian)} (baseline / bound ${(baseMedian / BOUND_MS).toFixed(2)})`);
   console.log(`  switchyard / bound    = ${toBound.toFixed(2)}  target <= 1.10  ${passFail(toBound <= 1.1)}`);
-  console.log(`  switchyard / baseline = ${toBaseline.toFixed(2)}  target <= 1.00  ${passFail(toBaseline <= 1.0)}`);
+  console.log(`  switchyard / baseline = ${toBaseline.toFixed(3)}  target <= 1.00  ${passFail(toBaseline <= 1.0)}  (switchyard faster in ${won} of ${repetitions} repetitions)`);
 });
