@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=8 --heap-growing-percent=50
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=8
 import { enableCompileCache } from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from './log.ts';
@@ -6,9 +6,9 @@ import { SetupError, UsageError } from './errors.ts';
 import packageJson from '../package.json' with { type: 'json' };
 
 /**
- * Entry point: parses the command line, runs one command, maps failures to exit codes. The V8
- * flags above keep the heap close to what is live (a batch allocates fast and V8 would otherwise
- * let garbage grow the heap to several times that), so memory stays flat and small.
+ * Entry point: parses the command line, runs one command, maps failures to exit codes. The
+ * semi-space cap above keeps V8's young generation small (a batch allocates fast); the rest of the
+ * heap tuning is set when a long command starts (heap-growth.ts says why not here).
  * MALLOC_ARENA_MAX=2 keeps glibc from giving each of Node's threads (V8's compiler and GC helpers,
  * libuv) a malloc arena of its own whose freed memory stays resident: 10-20 MB less peak RSS in a
  * 20,000-row run, no CPU cost measured. Other C libraries ignore it.

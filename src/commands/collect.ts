@@ -2,9 +2,11 @@ import type { Logger } from 'pino';
 import { UsageError } from '../errors.ts';
 import { collectAndReport } from './collect-and-report.ts';
 import { openSession } from './session.ts';
+import { limitHeapGrowth } from '../heap-growth.ts';
 
 /** `switchyard collect <batch id>`: writes a detached batch's outputs once its workers finish it. */
 export async function runCollectCommand(batchId: string, logger: Logger, say: (line: string) => void): Promise<number> {
+  limitHeapGrowth();
   const session = await openSession(logger, say);
   const stop = new AbortController();
   const onSignal = () => stop.abort();

@@ -19,6 +19,7 @@ import { collectAndReport } from './collect-and-report.ts';
 import { startPromptWorker } from '../../workers/prompt-worker.ts';
 import { createBatchContexts } from '../queue/batch-context.ts';
 import { createCallSlots } from '../execution/call-slots.ts';
+import { limitHeapGrowth } from '../heap-growth.ts';
 
 export interface RunOptions {
   file?: string;
@@ -78,6 +79,7 @@ async function checkedRows(path: string, promptColumn: string, config: Switchyar
 const FIRST_CALLS_WAIT_MS = 1000;
 
 export async function runBatch(options: RunOptions, logger: Logger, say: (line: string) => void): Promise<RunOutcome> {
+  limitHeapGrowth();
   const batchId = options.resume ?? options.batchId ?? newBatchId();
   if (!isValidBatchId(batchId)) throw new UsageError(`batch id "${batchId}" may only use letters, digits, '.', '_' and '-' (at most 64 characters)`);
   say(`Batch ${batchId}`);

@@ -3,6 +3,7 @@ import { createCallSlots } from '../execution/call-slots.ts';
 import { createBatchContexts } from '../queue/batch-context.ts';
 import { startPromptWorker } from '../../workers/prompt-worker.ts';
 import { openSession } from './session.ts';
+import { limitHeapGrowth } from '../heap-growth.ts';
 
 export interface WorkerCommandOptions {
   concurrency: number;
@@ -14,6 +15,7 @@ export interface WorkerCommandOptions {
  * same Redis. Each batch's config comes from Redis; API keys from this process's environment.
  */
 export async function runWorkerCommand(options: WorkerCommandOptions, logger: Logger, say: (line: string) => void): Promise<number> {
+  limitHeapGrowth();
   const session = await openSession(logger, say);
   const host = startPromptWorker({
     connection: session.connectWorker(),
