@@ -1,4 +1,4 @@
-import { createWriteStream, existsSync, readdirSync } from 'node:fs';
+import { createWriteStream, existsSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -156,13 +156,24 @@ describe('readCsvRows line numbers and options', () => {
 
   it('closes the file when the consumer stops early', async () => {
     if (!existsSync('/proc/self/fd')) return;
-    const before = readdirSync('/proc/self/fd').length;
-    for await (const item of readCsvRows(fixture('nasty.csv'), rules)) {
+    // Far larger than one read, so the file is still open when the consumer stops.
+    const path = realpathSync(await csvFile('long.csv', `id,prompt\n${'r,"a prompt, long enough to take room"\n'.repeat(50_000)}`));
+    // Which descriptors point at the file, not how many there are: the test worker opens and closes others meanwhile.
+    const openOnFile = () =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === path;
+        } catch {
+          return false; // closed between the listing and the read
+        }
+      });
+    for await (const item of readCsvRows(path, rules)) {
       expect(item.value.row).toBe(1);
+      expect(openOnFile()).toHaveLength(1);
       break;
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(readdirSync('/proc/self/fd').length).toBe(before);
+    expect(openOnFile()).toEqual([]);
   });
 });
 
