@@ -34,6 +34,9 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const baseline = baselineModel && baselinePrice ? { model: baselineModel, price: baselinePrice } : undefined;
   const tally = new CollectionTally(baseline);
   const display = createProgressDisplay(options.progressStream ?? process.stderr);
+  // The display's first update is its baseline for rows/s and the ETA: give it now, not at the first poll.
+  const initial = await session.store.progress(batchId);
+  if (initial) display.update(initial);
   const poll = setInterval(() => {
     session.store.progress(batchId).then((progress) => progress && display.update(progress), () => undefined);
   }, 250);

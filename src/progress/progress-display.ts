@@ -5,7 +5,8 @@ import { formatDuration } from '../output/report-markdown.ts';
 
 /**
  * Shows a running batch: a bar on a terminal, a plain line every few seconds otherwise (CI logs,
- * pipes). Rates and ETA come from rows finished since the display started.
+ * pipes). Rates and ETA count the rows finished since the first update, so the caller gives the
+ * first one as the display starts (rows a resumed batch finished before then do not count).
  */
 export interface ProgressDisplay {
   update(progress: BatchProgress): void;
@@ -17,16 +18,23 @@ function formatEta(ms: number): string {
   return Number.isFinite(ms) && ms >= 0 ? formatDuration(ms) : '?';
 }
 
-function rateAndEta(progress: BatchProgress, startedAt: number, firstFinished: number) {
-  const elapsed = Date.now() - startedAt;
-  const doneHere = progress.finished - firstFinished;
+export interface ProgressDisplayOptions {
+  /** Plain output: at most one line per this many ms (and one at stop). */
+  plainEveryMs?: number;
+  now?: () => number;
+}
+
+function rateAndEta(progress: BatchProgress, elapsed: number, firstFinished: number) {
+  // Never below 0: a resumed batch clears the finished bits of the failed rows it runs again.
+  const doneHere = Math.max(0, progress.finished - firstFinished);
   const rate = elapsed > 0 ? (doneHere * 1000) / elapsed : 0;
   const remaining = progress.total === null ? NaN : progress.total - progress.finished;
   return { rate, eta: rate > 0 ? (remaining / rate) * 1000 : NaN };
 }
 
-export function createProgressDisplay(stream: NodeJS.WriteStream, plainEveryMs = 5000): ProgressDisplay {
-  const startedAt = Date.now();
+export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: boolean }, options: ProgressDisplayOptions = {}): ProgressDisplay {
+  const { plainEveryMs = 5000, now = Date.now } = options;
+  const startedAt = now();
   let firstFinished: number | null = null;
   if (stream.isTTY) {
     const bar = new SingleBar(
@@ -37,7 +45,7 @@ export function createProgressDisplay(stream: NodeJS.WriteStream, plainEveryMs =
     return {
       update(progress) {
         firstFinished ??= progress.finished;
-        const { rate, eta } = rateAndEta(progress, startedAt, firstFinished);
+        const { rate, eta } = rateAndEta(progress, now() - startedAt, firstFinished);
         const payload = { failed: progress.failed, rate: rate.toFixed(0), eta_text: formatEta(eta), cost: formatUsd(progress.costUsd) };
         const total = progress.total ?? Math.max(progress.finished, 1);
         if (!started) {
@@ -57,7 +65,7 @@ export function createProgressDisplay(stream: NodeJS.WriteStream, plainEveryMs =
   let lastLine = startedAt;
   let latest: BatchProgress | null = null;
   const print = (progress: BatchProgress) => {
-    const { rate, eta } = rateAndEta(progress, startedAt, firstFinished ?? 0);
+    const { rate, eta } = rateAndEta(progress, now() - startedAt, firstFinished ?? 0);
     const total = progress.total === null ? '?' : String(progress.total);
     const done = progress.total !== null && progress.finished >= progress.total;
     stream.write(`progress: ${progress.finished}/${total} rows, ${progress.failed} failed, ${rate.toFixed(0)} rows/s, ${done ? 'done' : `ETA ${formatEta(eta)}`}, cost ${formatUsd(progress.costUsd)}\n`);
@@ -66,9 +74,9 @@ export function createProgressDisplay(stream: NodeJS.WriteStream, plainEveryMs =
     update(progress) {
       firstFinished ??= progress.finished;
       latest = progress;
-      const now = Date.now();
-      if (now - lastLine < plainEveryMs) return;
-      lastLine = now;
+      const at = now();
+      if (at - lastLine < plainEveryMs) return;
+      lastLine = at;
       print(progress);
     },
     stop() {

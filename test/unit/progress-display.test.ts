@@ -1,0 +1,59 @@
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { createProgressDisplay } from '../../src/progress/progress-display.ts';
+import type { BatchProgress } from '../../src/queue/batch-state.ts';
+
+/** A non-terminal stream that keeps what was written, and a clock the test moves. */
+function plainOutput() {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(...chunk.toString().split('\n').filter(Boolean));
+      done();
+    },
+  });
+  let time = 1_000_000;
+  return { stream, lines, now: () => time, advance: (ms: number) => (time += ms) };
+}
+
+function progress(finished: number, total: number | null, failed = 0): BatchProgress {
+  return { total, finished, succeeded: finished - failed, failed, costUsd: finished * 0.0001, status: 'running' };
+}
+
+describe('progress display (plain lines)', () => {
+  it('rates count the rows finished since the first update, which is the start', () => {
+    const out = plainOutput();
+    const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 5000 });
+    display.update(progress(0, 24));
+    out.advance(250);
+    display.update(progress(22, 24));
+    out.advance(406);
+    display.update(progress(24, 24));
+    display.stop();
+    // 24 rows in 656 ms, not the 2 rows after the first poll.
+    expect(out.lines).toEqual(['progress: 24/24 rows, 0 failed, 37 rows/s, done, cost $0.00240']);
+  });
+
+  it('prints at most one line per interval, with an ETA from the rate so far', () => {
+    const out = plainOutput();
+    const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 5000 });
+    display.update(progress(0, null));
+    out.advance(4000);
+    display.update(progress(400, null));
+    expect(out.lines).toEqual([]);
+    out.advance(1000);
+    display.update(progress(500, 2000, 3));
+    out.advance(1000);
+    display.update(progress(600, 2000, 3));
+    expect(out.lines).toEqual(['progress: 500/2000 rows, 3 failed, 100 rows/s, ETA 15.0 s, cost $0.0500']);
+  });
+
+  it('does not count rows a resumed batch had finished before, and shows ? while the total is unknown', () => {
+    const out = plainOutput();
+    const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 1000 });
+    display.update(progress(900, null));
+    out.advance(1000);
+    display.update(progress(950, null));
+    expect(out.lines).toEqual(['progress: 950/? rows, 0 failed, 50 rows/s, ETA ?, cost $0.0950']);
+  });
+});
