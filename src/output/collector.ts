@@ -41,6 +41,11 @@ interface OpenOutput {
 
 /** The batching window once the rows left fit in one read: the end is near, and the summary waits on it. */
 const TAIL_WINDOW_MS = 10;
+/**
+ * The longest blocking read while the producer has not recorded how many rows there are: when the
+ * rows are all done by then (a file of invalid rows, a tiny batch), no event will end a long block.
+ */
+const UNKNOWN_TOTAL_BLOCK_MS = 25;
 
 async function openAt(path: string, bytes: number | null): Promise<OpenOutput> {
   if (bytes === null) return { handle: await open(path, 'w'), bytes: 0 };
@@ -76,10 +81,11 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
   const files: CollectedFiles = { journal, costs, csv, metadataKeys: await options.store.metadataKeys(options.batchId) };
   // XREAD BLOCK holds its connection, so the collector reads on a connection of its own.
   const reader = options.redis.duplicate();
+  let totalKnown = false;
   try {
     for (;;) {
       if (options.signal?.aborted) return false;
-      const entries = await readRowEvents(reader, keys, lastId, readCount, blockMs);
+      const entries = await readRowEvents(reader, keys, lastId, readCount, totalKnown ? blockMs : Math.min(blockMs, UNKNOWN_TOTAL_BLOCK_MS));
       // The rows-left count is read while the entries are written, not after: one round trip less
       // per read, and the last row's summary comes sooner. It is read after the XREAD above, so when
       // it says none are left, the drain below still sees every event.
@@ -88,6 +94,7 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
       if (entries.length > 0) lastId = await writeEntries(options, files, entries);
       if (counting) {
         const rowsLeft = await counting;
+        totalKnown = Number.isFinite(rowsLeft);
         if (rowsLeft === 0) {
           // Every row's event was added with its "finished" bit, so one more read drains the rest.
           const rest = await readRowEvents(reader, keys, lastId, 1_000_000, 0);
