@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { advanceRow, type RowStep } from '../src/execution/row-runner.ts';
 import { freshProgress, rowProgressSchema } from '../src/execution/row-progress.ts';
+import { createRowFailureLog } from '../src/execution/row-failure-log.ts';
 import { chatMessageSchema } from '../src/input/row.ts';
 import { publishRowEvent } from '../src/output/row-events.ts';
 import type { BatchContexts } from '../src/queue/batch-context.ts';
@@ -41,6 +42,7 @@ export interface Delivery {
 export type PromptJobOutcome = { kind: 'done' } | { kind: 'park'; waitMs: number; data: PromptJob };
 
 export function createPromptProcessor(deps: PromptJobDeps) {
+  const logFailure = createRowFailureLog(deps.logger);
   return async function processPromptJob(data: unknown, delivery: Delivery): Promise<PromptJobOutcome> {
     const job = promptJobSchema.parse(data);
     const keys = batchKeys(deps.space, job.batchId);
@@ -58,7 +60,7 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     }
     if (step.kind === 'park') return { kind: 'park', waitMs: step.waitMs, data: { ...job, progress: step.progress } };
     const failure = step.event.result.error;
-    if (failure) deps.logger.warn({ batch: job.batchId, row: job.row, code: failure.code, attempts: step.event.result.attempts }, failure.message);
+    if (failure) logFailure({ batchId: job.batchId, row: job.row, code: failure.code, attempts: step.event.result.attempts, message: failure.message });
     await publishRowEvent(deps.redis, keys, step.event, step.costNanos);
     return { kind: 'done' };
   };

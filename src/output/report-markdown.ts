@@ -56,6 +56,12 @@ export function renderHeadline(report: Report): string {
   );
 }
 
+/** One line of at most `max` characters: whitespace runs become one space, the rest is cut with "…". */
+function shorten(text: string, max: number): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length <= max ? line : `${line.slice(0, max - 1)}…`;
+}
+
 function cell(text: string): string {
   return text.replace(/\|/g, '\\|').replace(/\r?\n|\r/g, ' ');
 }
@@ -141,7 +147,10 @@ export function renderReportMarkdown(report: Report): string {
 
   lines.push('', '## Errors by code', '');
   if (Object.keys(report.errors).length === 0) lines.push('No rows failed.');
-  else lines.push(...countTable('Rows', report.errors));
+  else {
+    const examples = report.error_examples;
+    lines.push(...table(['Code', 'Rows', 'Example'], ['l', 'r', 'l'], Object.entries(report.errors).map(([code, n]) => [code, count(n), shorten(examples[code] ?? '', 300)])));
+  }
 
   if (Object.keys(report.call_errors).length > 0) {
     lines.push('', '### Failed calls by code', '', ...countTable('Calls', report.call_errors));
@@ -177,6 +186,11 @@ export function renderSummaryLines(report: Report): string[] {
     const shown = errors.slice(0, 4).map(([code, n]) => `${code} ${count(n)}`);
     if (errors.length > 4) shown.push(`+${errors.length - 4} more`);
     pairs.push(['Errors', shown.join(', ')]);
+    // The most frequent codes' messages say what to do (a key to check, a budget to raise).
+    for (const [code] of errors.slice(0, 3)) {
+      const example = report.error_examples[code];
+      if (example) pairs.push(['', `${code}: ${shorten(example, 200)}`]);
+    }
   }
   const labelWidth = Math.max(...pairs.map(([label]) => label.length)) + 2;
   const lines = pairs.map(([label, value]) => `${label.padEnd(labelWidth)}${value}`);

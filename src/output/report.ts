@@ -82,6 +82,8 @@ export interface Report {
   models: Record<string, ModelReport>;
   /** Failed rows by final error code, most frequent first. */
   errors: Record<string, number>;
+  /** One failed row's message for each code in `errors` (the first seen), so the fix is in view. */
+  error_examples: Record<string, string>;
   /** Failed calls (retried ones included) by error code, most frequent first. */
   call_errors: Record<string, number>;
   /** Per task type (rows without one are under "unclassified"). */
@@ -136,6 +138,7 @@ export class ReportTally {
   readonly #models = new Map<string, ModelTally>();
   readonly #taskTypes = new Map<string, TaskTally>();
   readonly #rowErrors = new Map<string, number>();
+  readonly #errorExamples = new Map<string, string>();
   readonly #callErrors = new Map<string, number>();
   readonly #extra = { retryCalls: 0, retryNanos: 0, fallbackCalls: 0, fallbackNanos: 0, classifierCalls: 0, classifierNanos: 0 };
   #rows = 0;
@@ -180,7 +183,9 @@ export class ReportTally {
     } else {
       entry.failed += 1;
       task.failed += 1;
-      increment(this.#rowErrors, result.error?.code ?? 'unknown');
+      const code = result.error?.code ?? 'unknown';
+      increment(this.#rowErrors, code);
+      if (result.error?.message && !this.#errorExamples.has(code)) this.#errorExamples.set(code, result.error.message);
     }
   }
 
@@ -279,6 +284,10 @@ export class ReportTally {
       // fromEntries defines own properties, so a model named "__proto__" stays a plain key.
       models: Object.fromEntries(modelReports),
       errors: byCountDescending(this.#rowErrors),
+      error_examples: Object.fromEntries(Object.keys(byCountDescending(this.#rowErrors)).flatMap((code) => {
+        const example = this.#errorExamples.get(code);
+        return example === undefined ? [] : [[code, example]];
+      })),
       call_errors: byCountDescending(this.#callErrors),
       task_types: Object.fromEntries(
         [...this.#taskTypes.entries()]

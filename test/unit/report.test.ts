@@ -232,6 +232,7 @@ describe('buildReport', () => {
     expect(report.errors).toEqual({ timeout: 200 });
     expect(report.call_errors).toEqual(expected.callErrors);
     expect(report.call_errors).toEqual({ rate_limited: 2000, timeout: 200 });
+    expect(report.error_examples).toEqual({ timeout: 'no answer' });
   });
 
   it('renders markdown with the headline, model table and errors', () => {
@@ -244,19 +245,31 @@ describe('buildReport', () => {
     expect(md).toContain('| no-price |');
     expect(md).toContain('n/a (no price configured)');
     expect(md).toContain('## Errors by code');
-    expect(md).toContain('| timeout | 200 |');
+    expect(md).toContain('| Code | Rows | Example |');
+    expect(md).toContain('| timeout | 200 | no answer |');
     expect(md).toContain('| rate_limited | 2,000 |');
   });
 
   it('renders aligned summary lines', () => {
     const lines = renderSummaryLines(report);
     expect(lines[0]).toBe('Rows     9,800 of 10,000 succeeded, 200 failed');
-    expect(lines.some((line) => line.startsWith('Errors   timeout 200'))).toBe(true);
+    const errorsAt = lines.findIndex((line) => line.startsWith('Errors   timeout 200'));
+    expect(errorsAt).toBeGreaterThan(0);
+    expect(lines[errorsAt + 1]).toBe('         timeout: no answer');
     expect(lines.some((line) => /^Retries  0 calls \(\$0\); fallbacks 2,000 calls/.test(line))).toBe(true);
     const modelLines = lines.slice(lines.indexOf('Models') + 1);
     expect(modelLines).toHaveLength(4);
     // columns line up: every model line has the same length
     expect(new Set(modelLines.map((line) => line.length)).size).toBe(1);
+  });
+
+  it('shows each of the top error codes with one message, on one line and cut to length', () => {
+    const long = `model "m" rejected the API key (401):\n  check $KEY ${'x'.repeat(400)}`;
+    const lines = renderSummaryLines({ ...report, errors: { unauthorized: 3, timeout: 2, server_error: 1, budget_exceeded: 1 }, error_examples: { unauthorized: long, timeout: 'slow', budget_exceeded: 'over budget' } });
+    const examples = lines.filter((line) => line.startsWith('         ') && line.includes(': '));
+    expect(examples.map((line) => line.trim().split(':')[0])).toEqual(['unauthorized', 'timeout']);
+    expect(examples[0]).toMatch(/^ {9}unauthorized: model "m" rejected the API key \(401\): check \$KEY x+…$/);
+    expect(examples[0]!.length).toBe(9 + 'unauthorized: '.length + 200);
   });
 
   it('splits rows and cost by task type and counts fallback calls', () => {
