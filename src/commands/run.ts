@@ -8,7 +8,7 @@ import { loadConfigFile } from '../config/load.ts';
 import { configSchema, type SwitchyardConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
 import { readRows } from '../input/read-rows.ts';
-import type { ReadItem } from '../input/row.ts';
+import type { ReadItem, ReadPosition } from '../input/row.ts';
 import { missingApiKeys } from '../models/provider-clients.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
 import { isValidBatchId, newBatchId, PROMPT_QUEUE } from '../queue/keys.ts';
@@ -63,8 +63,8 @@ async function resolveConfig(options: RunOptions, existing: BatchMeta | null, st
 }
 
 /** Pulls the first record now, so a bad file (no prompt column, empty) stops before anything is enqueued. */
-async function checkedRows(path: string, promptColumn: string, config: SwitchyardConfig): Promise<AsyncIterable<ReadItem>> {
-  const iterator = readRows(path, { promptColumn, knownModels: new Set(Object.keys(config.models)) })[Symbol.asyncIterator]();
+async function checkedRows(path: string, promptColumn: string, config: SwitchyardConfig, position: ReadPosition): Promise<AsyncIterable<ReadItem>> {
+  const iterator = readRows(path, { promptColumn, knownModels: new Set(Object.keys(config.models)) }, position)[Symbol.asyncIterator]();
   const first = await iterator.next();
   return {
     async *[Symbol.asyncIterator]() {
@@ -102,7 +102,8 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     const model = pinnedModel(options) ?? (options.route === 'auto' ? undefined : existing?.model_override);
     if (model && !(model in config.models)) throw new UsageError(`--model/--route "${model}" is not in the config; models: ${Object.keys(config.models).join(', ')}`);
     const budgetUsd = options.budget ?? existing?.budget_usd ?? config.budget.batch_usd;
-    const items = await checkedRows(inputPath, promptColumn, config);
+    const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
+    const items = await checkedRows(inputPath, promptColumn, config, position);
 
     const outDir = resolve(options.out ?? existing?.out_dir ?? `out/${batchId}`);
     await mkdir(outDir, { recursive: true });
@@ -164,6 +165,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
         errorsPath: `${outDir}/errors.jsonl`,
         chunkSize: config.queue.enqueue_chunk,
         resume: existing !== null,
+        position,
         maxPending: options.detach ? undefined : config.queue.max_pending,
         localWorkers: worker ? { firstChunk: concurrency, untilStarted: (rows) => Promise.race([callSlots.started(rows), delay(FIRST_CALLS_WAIT_MS, undefined, { ref: false })]) } : undefined,
       });

@@ -12,7 +12,7 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
     for (const id of ids) {
       const [meta, progress] = await Promise.all([session.store.load(id), session.store.progress(id)]);
       if (!meta || !progress) throw new UsageError(`no batch "${id}" in Redis at ${session.redisLabel}`);
-      const total = progress.total ?? '?';
+      const total = progress.total ?? (progress.estimatedTotal === null ? '?' : `~${progress.estimatedTotal}`);
       say(`${id}  ${meta.status}`);
       say(`  rows      ${progress.finished}/${total} finished: ${progress.succeeded} succeeded, ${progress.failed} failed; ${meta.invalid_rows} invalid`);
       say(`  cost      ${formatUsd(progress.costUsd)}`);

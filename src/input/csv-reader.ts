@@ -3,7 +3,7 @@ import { CsvError, parse, type Info } from 'csv-parse';
 import { UsageError } from '../errors.ts';
 import { openInputFile } from './input-file.ts';
 import { buildRow, type RawFields, type RecordPosition } from './row-fields.ts';
-import type { ReadItem, RowRules } from './row.ts';
+import type { ReadItem, ReadPosition, RowRules } from './row.ts';
 
 /** Guards against a runaway unclosed quote while still allowing long prompts (csv-parse's default is 128k). */
 const MAX_RECORD_CHARS = 8 * 1024 * 1024;
@@ -23,8 +23,9 @@ interface Header {
  * `system`, `temperature` and `max_tokens` are optional; every other column goes into metadata as text.
  * A record with the wrong number of fields becomes a `bad_csv` item; an unclosed quote stops the file.
  */
-export async function* readCsvRows(path: string, rules: RowRules): AsyncGenerator<ReadItem> {
+export async function* readCsvRows(path: string, rules: RowRules, position?: ReadPosition): AsyncGenerator<ReadItem> {
   const handle = await openInputFile(path);
+  if (position) position.fileBytes = (await handle.stat()).size;
   const parser = parse({
     bom: true,
     info: true,
@@ -44,6 +45,7 @@ export async function* readCsvRows(path: string, rules: RowRules): AsyncGenerato
   try {
     for await (const { record, info } of parser as AsyncIterable<ParsedRecord>) {
       const line = lines.start(record, info.empty_lines);
+      if (position) position.bytesRead = info.bytes;
       if (header === undefined) {
         header = readHeader(record, rules.promptColumn || 'prompt', path);
       } else if (!isBlank(record)) {

@@ -3,7 +3,7 @@ import { UsageError } from '../errors.ts';
 import { openInputFile } from './input-file.ts';
 import { looksLikeOpenAiBatchLine, openAiBatchLineFields, openAiBatchLineSchema } from './openai-batch-line.ts';
 import { buildRow, type RawFields, type RecordPosition } from './row-fields.ts';
-import { chatMessageSchema, type ReadItem, type RowError, type RowRules } from './row.ts';
+import { chatMessageSchema, type ReadItem, type ReadPosition, type RowError, type RowRules } from './row.ts';
 
 /**
  * A prompt line: exactly one of `prompt` or `messages`. Keys not listed here are carried
@@ -26,13 +26,15 @@ const EXPECTED =
   'or an OpenAI Batch request line {"custom_id", "method", "url", "body"}';
 
 /** Streams a JSONL file: one record per non-blank line; `row` and `line` are the 1-based line number. */
-export async function* readJsonlRows(path: string, rules: RowRules): AsyncGenerator<ReadItem> {
+export async function* readJsonlRows(path: string, rules: RowRules, position?: ReadPosition): AsyncGenerator<ReadItem> {
   const handle = await openInputFile(path);
+  if (position) position.fileBytes = (await handle.stat()).size;
   const source = handle.createReadStream({ encoding: 'utf8' }) as AsyncIterable<string>;
   let line = 0;
   let records = 0;
   for await (const raw of splitLines(source)) {
     line += 1;
+    if (position) position.bytesRead += Buffer.byteLength(raw) + 1; // + its newline (a CRLF line counts one short: fine for an estimate)
     const text = line === 1 ? raw.replace(/^\uFEFF/, '') : raw;
     if (text.trim() === '') continue;
     records += 1;

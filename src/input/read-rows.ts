@@ -3,9 +3,9 @@ import { UsageError } from '../errors.ts';
 import { readCsvRows } from './csv-reader.ts';
 import { openInputFile } from './input-file.ts';
 import { readJsonlRows } from './jsonl-reader.ts';
-import type { ReadItem, RowRules } from './row.ts';
+import type { ReadItem, ReadPosition, RowRules } from './row.ts';
 
-type Reader = (path: string, rules: RowRules) => AsyncGenerator<ReadItem>;
+type Reader = (path: string, rules: RowRules, position?: ReadPosition) => AsyncGenerator<ReadItem>;
 
 /** Readers by file extension (lower case); `.json` files are read as JSON Lines. */
 const READERS: Record<string, Reader> = {
@@ -15,8 +15,11 @@ const READERS: Record<string, Reader> = {
   '.json': readJsonlRows,
 };
 
-/** Streams an input file's rows and row errors with the reader its extension calls for. */
-export function readRows(path: string, rules: RowRules): AsyncGenerator<ReadItem> {
+/**
+ * Streams an input file's rows and row errors with the reader its extension calls for; `position`,
+ * when given, follows how far into the file the reader is.
+ */
+export function readRows(path: string, rules: RowRules, position?: ReadPosition): AsyncGenerator<ReadItem> {
   const extension = extname(path).toLowerCase();
   const reader = READERS[extension];
   if (reader === undefined) {
@@ -24,7 +27,7 @@ export function readRows(path: string, rules: RowRules): AsyncGenerator<ReadItem
     const shown = extension === '' ? 'no extension' : `"${extension}"`;
     throw new UsageError(`cannot read ${path}: ${shown} is not a supported input type; use one of ${supported}`);
   }
-  return reader(path, rules);
+  return reader(path, rules, position);
 }
 
 /** Throws a UsageError at once if the file is missing, a directory, empty or unreadable. */

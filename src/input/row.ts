@@ -34,6 +34,14 @@ export interface RowError {
 
 export type ReadItem = { kind: 'row'; value: InputRow } | { kind: 'error'; value: RowError };
 
+/** How far a reader is into its file, so the row count can be estimated before the end. */
+export interface ReadPosition {
+  /** Bytes up to the end of the last record handed out. */
+  bytesRead: number;
+  /** The file's size when it was opened (0 when unknown, e.g. a pipe). */
+  fileBytes: number;
+}
+
 /** Fields every reader understands besides the prompt itself. */
 export interface RowRules {
   promptColumn: string;

@@ -24,11 +24,22 @@ export interface ProgressDisplayOptions {
   now?: () => number;
 }
 
+/** The row count, or the producer's estimate of it ("~") while the file is still being read. */
+function totalOf(progress: BatchProgress): { rows: number | null; text: string } {
+  if (progress.total !== null) return { rows: progress.total, text: String(progress.total) };
+  if (progress.estimatedTotal !== null) {
+    const rows = Math.max(progress.estimatedTotal, progress.finished);
+    return { rows, text: `~${rows}` };
+  }
+  return { rows: null, text: '?' };
+}
+
 function rateAndEta(progress: BatchProgress, elapsed: number, firstFinished: number) {
   // Never below 0: a resumed batch clears the finished bits of the failed rows it runs again.
   const doneHere = Math.max(0, progress.finished - firstFinished);
   const rate = elapsed > 0 ? (doneHere * 1000) / elapsed : 0;
-  const remaining = progress.total === null ? NaN : progress.total - progress.finished;
+  const total = totalOf(progress).rows;
+  const remaining = total === null ? NaN : total - progress.finished;
   return { rate, eta: rate > 0 ? (remaining / rate) * 1000 : NaN };
 }
 
@@ -38,7 +49,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
   let firstFinished: number | null = null;
   if (stream.isTTY) {
     const bar = new SingleBar(
-      { format: ' {bar} {value}/{total} rows | {failed} failed | {rate} rows/s | ETA {eta_text} | {cost}', hideCursor: true, stream, fps: 5 },
+      { format: ' {bar} {value}/{total_text} rows | {failed} failed | {rate} rows/s | ETA {eta_text} | {cost}', hideCursor: true, stream, fps: 5 },
       Presets.shades_classic,
     );
     let started = false;
@@ -46,8 +57,9 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
       update(progress) {
         firstFinished ??= progress.finished;
         const { rate, eta } = rateAndEta(progress, now() - startedAt, firstFinished);
-        const payload = { failed: progress.failed, rate: rate.toFixed(0), eta_text: formatEta(eta), cost: formatUsd(progress.costUsd) };
-        const total = progress.total ?? Math.max(progress.finished, 1);
+        const { rows, text } = totalOf(progress);
+        const payload = { failed: progress.failed, rate: rate.toFixed(0), eta_text: formatEta(eta), cost: formatUsd(progress.costUsd), total_text: text };
+        const total = rows ?? Math.max(progress.finished, 1);
         if (!started) {
           bar.start(total, progress.finished, payload);
           started = true;
@@ -66,7 +78,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
   let latest: BatchProgress | null = null;
   const print = (progress: BatchProgress) => {
     const { rate, eta } = rateAndEta(progress, now() - startedAt, firstFinished ?? 0);
-    const total = progress.total === null ? '?' : String(progress.total);
+    const total = totalOf(progress).text;
     const done = progress.total !== null && progress.finished >= progress.total;
     stream.write(`progress: ${progress.finished}/${total} rows, ${progress.failed} failed, ${rate.toFixed(0)} rows/s, ${done ? 'done' : `ETA ${formatEta(eta)}`}, cost ${formatUsd(progress.costUsd)}\n`);
   };

@@ -19,6 +19,8 @@ export const batchMetaSchema = z.object({
   created_at: z.string(),
   /** Valid rows; unset until the producer has read the whole file. */
   total: z.coerce.number().int().nonnegative().optional(),
+  /** Until then, the producer's estimate from the rows and bytes read so far (for progress and ETA). */
+  estimated_total: z.coerce.number().int().nonnegative().optional(),
   invalid_rows: z.coerce.number().int().nonnegative().default(0),
   /** --model / --route <model>: rows that name no model go to this one instead of being routed. */
   model_override: z.string().optional(),
@@ -34,6 +36,8 @@ export type BatchMeta = z.infer<typeof batchMetaSchema>;
 
 export interface BatchProgress {
   total: number | null;
+  /** While `total` is unknown: the producer's estimate of it, when it has one. */
+  estimatedTotal: number | null;
   finished: number;
   succeeded: number;
   failed: number;
@@ -71,7 +75,7 @@ export class BatchStore {
       .exec();
   }
 
-  async update(batchId: string, fields: Partial<Pick<BatchMeta, 'status' | 'total' | 'invalid_rows' | 'input_kind' | 'started_at' | 'finished_at'>>): Promise<void> {
+  async update(batchId: string, fields: Partial<Pick<BatchMeta, 'status' | 'total' | 'estimated_total' | 'invalid_rows' | 'input_kind' | 'started_at' | 'finished_at'>>): Promise<void> {
     const entries = Object.entries(fields).filter(([, value]) => value !== undefined).map(([k, v]) => [k, String(v)]);
     if (entries.length > 0) await this.redis.hset(this.keys(batchId).meta, Object.fromEntries(entries));
   }
@@ -90,6 +94,7 @@ export class BatchStore {
     if (!meta) return null;
     return {
       total: meta.total ?? null,
+      estimatedTotal: meta.estimated_total ?? null,
       finished,
       succeeded,
       failed: finished - succeeded,

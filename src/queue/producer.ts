@@ -1,7 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Queue } from 'bullmq';
-import type { InputRow, ReadItem } from '../input/row.ts';
+import type { InputRow, ReadItem, ReadPosition } from '../input/row.ts';
 import type { PromptJob } from '../../jobs/prompt.ts';
 import type { BatchStore } from './batch-state.ts';
 import { promptJobId } from './keys.ts';
@@ -16,6 +16,8 @@ export interface EnqueueOptions {
   chunkSize: number;
   /** Re-running a batch: skip rows that already succeeded, re-open the others. */
   resume: boolean;
+  /** How far the reader is into the file: each chunk then records an estimate of the row count. */
+  position?: ReadPosition | undefined;
   /** Wait while more than this many enqueued rows are unfinished (undefined: enqueue everything now). */
   maxPending?: number | undefined;
   onProgress?: (counts: EnqueueCounts) => void;
@@ -77,6 +79,8 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
       await options.queue.addBulk(rows.map((row) => ({ name: 'prompt', data: toJob(options.batchId, row), opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row) } })));
       counts.enqueued += rows.length;
     }
+    const estimate = estimatedTotal(counts.total, options.position);
+    if (estimate !== null) await options.store.update(options.batchId, { estimated_total: estimate });
     options.onProgress?.(counts);
   };
 
@@ -106,6 +110,12 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
     await once(errors, 'close');
   }
   return counts;
+}
+
+/** Valid rows in the whole file, from those read so far and how much of the file they took. */
+export function estimatedTotal(rowsSoFar: number, position: ReadPosition | undefined): number | null {
+  if (!position || position.fileBytes <= 0 || position.bytesRead <= 0 || rowsSoFar === 0) return null;
+  return Math.max(rowsSoFar, Math.round((rowsSoFar * position.fileBytes) / Math.min(position.bytesRead, position.fileBytes)));
 }
 
 /** Keys of these rows' metadata not in `known` yet, in first-seen order; adds them to `known`. */

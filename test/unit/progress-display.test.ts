@@ -16,8 +16,8 @@ function plainOutput() {
   return { stream, lines, now: () => time, advance: (ms: number) => (time += ms) };
 }
 
-function progress(finished: number, total: number | null, failed = 0): BatchProgress {
-  return { total, finished, succeeded: finished - failed, failed, costUsd: finished * 0.0001, status: 'running' };
+function progress(finished: number, total: number | null, failed = 0, estimatedTotal: number | null = null): BatchProgress {
+  return { total, estimatedTotal, finished, succeeded: finished - failed, failed, costUsd: finished * 0.0001, status: 'running' };
 }
 
 describe('progress display (plain lines)', () => {
@@ -55,5 +55,16 @@ describe('progress display (plain lines)', () => {
     out.advance(1000);
     display.update(progress(950, null));
     expect(out.lines).toEqual(['progress: 950/? rows, 0 failed, 50 rows/s, ETA ?, cost $0.0950']);
+  });
+});
+
+describe('progress display while the file is still being read', () => {
+  it('shows the estimated row count with "~" and an ETA from it', () => {
+    const out = plainOutput();
+    const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 1000 });
+    display.update(progress(0, null, 0, 20_000));
+    out.advance(1000);
+    display.update(progress(500, null, 0, 20_000));
+    expect(out.lines).toEqual(['progress: 500/~20000 rows, 0 failed, 500 rows/s, ETA 39.0 s, cost $0.0500']);
   });
 });
