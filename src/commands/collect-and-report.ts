@@ -25,7 +25,7 @@ export interface CollectAndReportOptions {
  */
 export async function collectAndReport(options: CollectAndReportOptions): Promise<Report | null> {
   const { session, batchId, say } = options;
-  const meta = await session.store.load(batchId);
+  const [meta, initial] = await Promise.all([session.store.load(batchId), session.store.progress(batchId)]);
   if (!meta) throw new Error(`batch ${batchId} has no state in Redis`);
   const paths = outputPaths(meta.out_dir);
   const config = options.config ?? (await storedConfig(session, batchId));
@@ -35,7 +35,6 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const tally = new CollectionTally(baseline);
   const display = createProgressDisplay(options.progressStream ?? process.stderr);
   // The display's first update is its baseline for rows/s and the ETA: give it now, not at the first poll.
-  const initial = await session.store.progress(batchId);
   if (initial) display.update(initial);
   const poll = setInterval(() => {
     session.store.progress(batchId).then((progress) => progress && display.update(progress), () => undefined);

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { formatUsd } from '../models/pricing.ts';
 import { UsageError } from '../errors.ts';
 import { openSession } from './session.ts';
+import { totalOf } from '../progress/progress-display.ts';
 
 /** `switchyard status [batch id]`: one batch's state, or the most recent batches. */
 export async function runStatusCommand(batchId: string | undefined, logger: Logger, say: (line: string) => void): Promise<number> {
@@ -12,7 +13,7 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
     for (const id of ids) {
       const [meta, progress] = await Promise.all([session.store.load(id), session.store.progress(id)]);
       if (!meta || !progress) throw new UsageError(`no batch "${id}" in Redis at ${session.redisLabel}`);
-      const total = progress.total ?? (progress.estimatedTotal === null ? '?' : `~${progress.estimatedTotal}`);
+      const total = totalOf(progress).text;
       say(`${id}  ${meta.status}`);
       say(`  rows      ${progress.finished}/${total} finished: ${progress.succeeded} succeeded, ${progress.failed} failed; ${meta.invalid_rows} invalid`);
       say(`  cost      ${formatUsd(progress.costUsd)}`);

@@ -24,8 +24,8 @@ interface Header {
  * A record with the wrong number of fields becomes a `bad_csv` item; an unclosed quote stops the file.
  */
 export async function* readCsvRows(path: string, rules: RowRules, position?: ReadPosition): AsyncGenerator<ReadItem> {
-  const handle = await openInputFile(path);
-  if (position) position.fileBytes = (await handle.stat()).size;
+  const { handle, bytes } = await openInputFile(path);
+  if (position) position.fileBytes = bytes;
   const parser = parse({
     bom: true,
     info: true,

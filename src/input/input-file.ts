@@ -3,9 +3,10 @@ import { UsageError } from '../errors.ts';
 
 /**
  * Opens an input file for streaming, or throws a UsageError saying why it cannot be used:
- * missing, unreadable, a directory, or an empty regular file. The caller owns the handle.
+ * missing, unreadable, a directory, or an empty regular file. The caller owns the handle. `bytes`
+ * is the file's size (0 for a pipe or device).
  */
-export async function openInputFile(path: string): Promise<FileHandle> {
+export async function openInputFile(path: string): Promise<{ handle: FileHandle; bytes: number }> {
   let handle: FileHandle;
   try {
     handle = await open(path, 'r');
@@ -17,7 +18,7 @@ export async function openInputFile(path: string): Promise<FileHandle> {
     if (stats.isDirectory()) throw new UsageError(`input path is a directory, not a file: ${path}`);
     // Only regular files: a pipe or /dev/stdin reports size 0 yet may hold data.
     if (stats.isFile() && stats.size === 0) throw new UsageError(`input file is empty: ${path}`);
-    return handle;
+    return { handle, bytes: stats.isFile() ? stats.size : 0 };
   } catch (error) {
     await handle.close();
     throw error;

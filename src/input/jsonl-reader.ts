@@ -27,8 +27,8 @@ const EXPECTED =
 
 /** Streams a JSONL file: one record per non-blank line; `row` and `line` are the 1-based line number. */
 export async function* readJsonlRows(path: string, rules: RowRules, position?: ReadPosition): AsyncGenerator<ReadItem> {
-  const handle = await openInputFile(path);
-  if (position) position.fileBytes = (await handle.stat()).size;
+  const { handle, bytes } = await openInputFile(path);
+  if (position) position.fileBytes = bytes;
   const source = handle.createReadStream({ encoding: 'utf8' }) as AsyncIterable<string>;
   let line = 0;
   let records = 0;

@@ -32,6 +32,6 @@ export function readRows(path: string, rules: RowRules, position?: ReadPosition)
 
 /** Throws a UsageError at once if the file is missing, a directory, empty or unreadable. */
 export async function checkInputFile(path: string): Promise<void> {
-  const handle = await openInputFile(path);
+  const { handle } = await openInputFile(path);
   await handle.close();
 }

@@ -232,6 +232,7 @@ export class ReportTally {
       ([nameA, a], [nameB, b]) => b.rows - a.rows || b.calls - a.calls || byCodePoint(nameA, nameB),
     );
     const modelReports: Array<[string, ModelReport]> = [];
+    const errors = byCountDescending(this.#rowErrors);
     let calls = 0;
     let failedCalls = 0;
     let inputTokens = 0;
@@ -283,8 +284,8 @@ export class ReportTally {
       },
       // fromEntries defines own properties, so a model named "__proto__" stays a plain key.
       models: Object.fromEntries(modelReports),
-      errors: byCountDescending(this.#rowErrors),
-      error_examples: Object.fromEntries(Object.keys(byCountDescending(this.#rowErrors)).flatMap((code) => {
+      errors,
+      error_examples: Object.fromEntries(Object.keys(errors).flatMap((code) => {
         const example = this.#errorExamples.get(code);
         return example === undefined ? [] : [[code, example]];
       })),

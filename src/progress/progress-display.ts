@@ -25,7 +25,7 @@ export interface ProgressDisplayOptions {
 }
 
 /** The row count, or the producer's estimate of it ("~") while the file is still being read. */
-function totalOf(progress: BatchProgress): { rows: number | null; text: string } {
+export function totalOf(progress: BatchProgress): { rows: number | null; text: string } {
   if (progress.total !== null) return { rows: progress.total, text: String(progress.total) };
   if (progress.estimatedTotal !== null) {
     const rows = Math.max(progress.estimatedTotal, progress.finished);
@@ -34,11 +34,10 @@ function totalOf(progress: BatchProgress): { rows: number | null; text: string }
   return { rows: null, text: '?' };
 }
 
-function rateAndEta(progress: BatchProgress, elapsed: number, firstFinished: number) {
+function rateAndEta(progress: BatchProgress, total: number | null, elapsed: number, firstFinished: number) {
   // Never below 0: a resumed batch clears the finished bits of the failed rows it runs again.
   const doneHere = Math.max(0, progress.finished - firstFinished);
   const rate = elapsed > 0 ? (doneHere * 1000) / elapsed : 0;
-  const total = totalOf(progress).rows;
   const remaining = total === null ? NaN : total - progress.finished;
   return { rate, eta: rate > 0 ? (remaining / rate) * 1000 : NaN };
 }
@@ -56,8 +55,8 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
     return {
       update(progress) {
         firstFinished ??= progress.finished;
-        const { rate, eta } = rateAndEta(progress, now() - startedAt, firstFinished);
         const { rows, text } = totalOf(progress);
+        const { rate, eta } = rateAndEta(progress, rows, now() - startedAt, firstFinished);
         const payload = { failed: progress.failed, rate: rate.toFixed(0), eta_text: formatEta(eta), cost: formatUsd(progress.costUsd), total_text: text };
         const total = rows ?? Math.max(progress.finished, 1);
         if (!started) {
@@ -77,10 +76,10 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
   let lastLine = startedAt;
   let latest: BatchProgress | null = null;
   const print = (progress: BatchProgress) => {
-    const { rate, eta } = rateAndEta(progress, now() - startedAt, firstFinished ?? 0);
-    const total = totalOf(progress).text;
+    const total = totalOf(progress);
+    const { rate, eta } = rateAndEta(progress, total.rows, now() - startedAt, firstFinished ?? 0);
     const done = progress.total !== null && progress.finished >= progress.total;
-    stream.write(`progress: ${progress.finished}/${total} rows, ${progress.failed} failed, ${rate.toFixed(0)} rows/s, ${done ? 'done' : `ETA ${formatEta(eta)}`}, cost ${formatUsd(progress.costUsd)}\n`);
+    stream.write(`progress: ${progress.finished}/${total.text} rows, ${progress.failed} failed, ${rate.toFixed(0)} rows/s, ${done ? 'done' : `ETA ${formatEta(eta)}`}, cost ${formatUsd(progress.costUsd)}\n`);
   };
   return {
     update(progress) {

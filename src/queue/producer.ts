@@ -74,13 +74,16 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
     chunk = [];
     await options.store.addMetadataKeys(options.batchId, newMetadataKeys(rows, metadataKeys));
     if (options.resume) rows = await dropSucceeded(options, rows, counts);
+    const estimate = estimatedTotal(counts.total, options.position);
+    const recordEstimate = () => (estimate === null ? undefined : options.store.update(options.batchId, { estimated_total: estimate }));
     if (rows.length > 0) {
       if (options.maxPending !== undefined) await waitForRoom(options, counts.enqueued);
-      await options.queue.addBulk(rows.map((row) => ({ name: 'prompt', data: toJob(options.batchId, row), opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row) } })));
+      // The estimate goes out beside the chunk (on another connection), not one round trip after it.
+      await Promise.all([options.queue.addBulk(rows.map((row) => ({ name: 'prompt', data: toJob(options.batchId, row), opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row) } }))), recordEstimate()]);
       counts.enqueued += rows.length;
+    } else {
+      await recordEstimate();
     }
-    const estimate = estimatedTotal(counts.total, options.position);
-    if (estimate !== null) await options.store.update(options.batchId, { estimated_total: estimate });
     options.onProgress?.(counts);
   };
 

@@ -164,7 +164,6 @@ function buildMatchers(keywords: readonly Keyword[]): KeywordMatchers {
   return { all, midWord };
 }
 
-
 /** Where `matcher` ends when it matches `text` (lowercased) at `start`, else -1. */
 function matchEnd(text: string, start: number, matcher: KeywordMatcher, atWordStart: boolean): number {
   if (matcher.wordStart && !atWordStart) return -1;
