@@ -27,7 +27,7 @@ function snapshotHead(): string {
   }
   // Measure the built command, as users run it.
   if (!existsSync(path.join(dir, 'dist', 'cli.js'))) {
-    execFileSync(path.join(ROOT, 'node_modules', '.bin', 'rolldown'), ['-c'], { cwd: dir, stdio: 'inherit' });
+    execFileSync(process.execPath, ['scripts/build.ts'], { cwd: dir, stdio: 'inherit' });
   }
   return dir;
 }
