@@ -30,3 +30,11 @@ export function checkBaseline(label: string, result: BaselineRunResult): void {
   if (!result.timedOut && result.exitCode === 0) return;
   throw new Error(`${label}: ${result.timedOut ? 'timed out' : `exit ${result.exitCode ?? result.signal}`}\n${result.stdout.slice(-2000)}\n${result.stderr.slice(-2000)}`);
 }
+
+const FLOOR = path.join(ROOT, 'bench', 'floor-bare-http.mjs');
+
+/** bench/floor-bare-http.mjs as its own process, timed from spawn to exit. */
+export async function runFloor(options: { simUrl: string; requests: number; concurrency: number; timeoutMs: number }): Promise<CommandResult> {
+  const args = [FLOOR, options.simUrl, String(options.requests), String(options.concurrency)];
+  return runCommand(process.execPath, args, { cwd: ROOT, timeoutMs: options.timeoutMs });
+}
