@@ -1,28 +1,94 @@
 import type { Logger } from 'pino';
 import { formatUsd } from '../models/pricing.ts';
 import { UsageError } from '../errors.ts';
+import type { BatchMeta, BatchProgress, BatchStatus } from '../queue/batch-state.ts';
 import { openSession } from './session.ts';
 import { totalOf } from '../progress/progress-display.ts';
 
-/** `switchyard status [batch id]`: one batch's state, or the most recent batches. */
+const RECENT = 10;
+
+interface BatchState {
+  meta: BatchMeta;
+  progress: BatchProgress;
+}
+
+/** `switchyard status [batch id]`: one batch in detail, or a table of the most recent ones. */
 export async function runStatusCommand(batchId: string | undefined, logger: Logger, say: (line: string) => void): Promise<number> {
   const session = await openSession(logger, say);
   try {
-    const ids = batchId ? [batchId] : await session.store.recentBatchIds(10);
-    if (ids.length === 0) say('No batches yet.');
-    for (const id of ids) {
+    const read = async (id: string): Promise<BatchState | null> => {
       const [meta, progress] = await Promise.all([session.store.load(id), session.store.progress(id)]);
-      if (!meta || !progress) throw new UsageError(`no batch "${id}" in Redis at ${session.redisLabel}`);
-      const total = totalOf(progress).text;
-      say(`${id}  ${meta.status}`);
-      say(`  rows      ${progress.finished}/${total} finished: ${progress.succeeded} succeeded, ${progress.failed} failed; ${meta.invalid_rows} invalid`);
-      say(`  cost      ${formatUsd(progress.costUsd)}`);
-      say(`  input     ${meta.input}`);
-      say(`  output    ${meta.out_dir}`);
-      say(`  started   ${meta.started_at ?? meta.created_at}${meta.finished_at ? `, finished ${meta.finished_at}` : ''}`);
+      return meta && progress ? { meta, progress } : null;
+    };
+    if (batchId) {
+      const state = await read(batchId);
+      if (!state) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel} (with key prefix "${session.space.prefix}"); \`switchyard status\` lists the recent ones`);
+      for (const line of describeBatch(state)) say(line);
+      return 0;
     }
+    const [ids, count] = await Promise.all([session.store.recentBatchIds(RECENT), session.store.batchCount()]);
+    // An id whose keys were deleted by hand is left out rather than failing the whole list.
+    const states = (await Promise.all(ids.map(read))).filter((state): state is BatchState => state !== null);
+    if (states.length === 0) {
+      say(`No batches in Redis at ${session.redisLabel} (key prefix "${session.space.prefix}").`);
+      return 0;
+    }
+    for (const line of batchTable(states, count)) say(line);
     return 0;
   } finally {
     await session.close();
   }
+}
+
+/** The lines `status <batch id>` prints. */
+export function describeBatch({ meta, progress }: BatchState): string[] {
+  const lines = [
+    `${meta.batch_id}  ${meta.status}`,
+    `  rows      ${progress.finished}/${totalOf(progress).text} finished: ${progress.succeeded} succeeded, ${progress.failed} failed; ${meta.invalid_rows} invalid`,
+    `  cost      ${formatUsd(progress.costUsd)}${meta.budget_usd === undefined ? '' : ` of a ${formatUsd(meta.budget_usd)} budget`}`,
+    `  input     ${meta.input}`,
+    `  output    ${meta.out_dir}`,
+    `  started   ${timestamp(meta.started_at ?? meta.created_at)}${meta.finished_at ? `, finished ${timestamp(meta.finished_at)}` : ''}`,
+  ];
+  const next = nextStep(meta.batch_id, meta.status);
+  if (next) lines.push(`  next      ${next}`);
+  return lines;
+}
+
+/** The lines `status` prints: one row per batch, newest first. */
+export function batchTable(states: BatchState[], count: number): string[] {
+  const header = ['BATCH', 'STATUS', 'ROWS', 'FAILED', 'COST', 'STARTED (UTC)'];
+  const rows = states.map(({ meta, progress }) => [
+    meta.batch_id,
+    meta.status,
+    `${progress.finished}/${totalOf(progress).text}`,
+    String(progress.failed + meta.invalid_rows),
+    formatUsd(progress.costUsd),
+    timestamp(meta.started_at ?? meta.created_at),
+  ]);
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]?.length ?? 0)));
+  const line = (cells: string[]) => `  ${cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd()}`;
+  const shown = count > states.length ? `the ${states.length} most recent of ${count}` : `${states.length}`;
+  return [`Batches: ${shown}, newest first (FAILED counts invalid rows too; \`switchyard status <batch id>\` for one).`, line(header), ...rows.map(line)];
+}
+
+function nextStep(batchId: string, status: BatchStatus): string | null {
+  switch (status) {
+    case 'enqueuing':
+    case 'running':
+      return `in progress; if its run process has stopped, finish it with \`switchyard run --resume ${batchId}\``;
+    case 'finalizing':
+      return `writing its outputs; if that process has stopped, \`switchyard collect ${batchId}\` writes them`;
+    case 'completed_with_failures':
+      return `\`switchyard run --resume ${batchId}\` runs the failed rows again (the succeeded ones are kept)`;
+    case 'budget_exceeded':
+      return `\`switchyard run --resume ${batchId} --budget <more USD>\` finishes it`;
+    case 'completed':
+      return null;
+  }
+}
+
+/** 2026-12-01T22:23:05.305Z -> 2026-12-01 22:23:05 (UTC, to the second). */
+function timestamp(iso: string): string {
+  return iso.replace('T', ' ').replace(/\.\d+Z$|Z$/, '');
 }

@@ -133,4 +133,8 @@ export class BatchStore {
   async recentBatchIds(limit: number): Promise<string[]> {
     return this.redis.zrevrange(batchIndexKey(this.space), 0, limit - 1);
   }
+
+  async batchCount(): Promise<number> {
+    return this.redis.zcard(batchIndexKey(this.space));
+  }
 }

@@ -1,0 +1,56 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.ts';
+import { tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
+import { useSimulatorAndRedis } from '../helpers/harness.ts';
+
+describe('switchyard status', () => {
+  const h = useSimulatorAndRedis('status', { latency_ms: 1, models: { broken: { fail_status: 400 } } });
+
+  it('says so when there are no batches yet', async () => {
+    const result = await runCli(['status'], h.env());
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain(`No batches in Redis at`);
+    expect(result.stdout).toContain(`key prefix "${h.prefix}"`);
+  });
+
+  it('lists the batches, newest first, one line each, and shows one in detail with what to do next', async () => {
+    const dir = await tempDir('status');
+    const config = await writeSimConfig(dir, h.sim.url, {}, ['fast', 'broken']);
+    const withBrokenRow = await writePromptsCsv(dir, 6, { model: (row) => (row === 6 ? 'broken' : undefined) });
+    const first = await runCli(['run', withBrokenRow, '--config', config, '--out', join(dir, 'a'), '--batch-id', 'status-a'], h.env());
+    expect(first.code, first.stderr).toBe(1);
+    const allGood = await writePromptsCsv(await tempDir('status-good'), 6);
+    const second = await runCli(['run', allGood, '--config', config, '--out', join(dir, 'b'), '--batch-id', 'status-b'], h.env());
+    expect(second.code, second.stderr).toBe(0);
+
+    const list = await runCli(['status'], h.env());
+    expect(list.code, list.stderr).toBe(0);
+    const lines = list.stdout.trimEnd().split('\n');
+    expect(lines[0]).toContain('Batches: 2, newest first');
+    expect(lines[1]).toMatch(/^ {2}BATCH +STATUS +ROWS +FAILED +COST +STARTED \(UTC\)$/);
+    expect(lines[2]).toMatch(/^ {2}status-b +completed +6\/6 +0 +\$\S+ +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
+    expect(lines[3]).toMatch(/^ {2}status-a +completed_with_failures +6\/6 +1 +\$\S+ +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
+    // The columns line up: every row's STATUS starts where the header's does.
+    const statusColumn = lines[1]!.indexOf('STATUS');
+    expect(lines.slice(2).map((line) => line.indexOf('complete'))).toEqual([statusColumn, statusColumn]);
+
+    const one = await runCli(['status', 'status-a'], h.env());
+    expect(one.code, one.stderr).toBe(0);
+    expect(one.stdout).toContain('status-a  completed_with_failures');
+    expect(one.stdout).toContain('rows      6/6 finished: 5 succeeded, 1 failed; 0 invalid');
+    expect(one.stdout).toContain(`output    ${join(dir, 'a')}`);
+    expect(one.stdout).toContain('next      `switchyard run --resume status-a` runs the failed rows again');
+
+    const done = await runCli(['status', 'status-b'], h.env());
+    expect(done.stdout).not.toContain('next');
+  });
+
+  it('exits 2 with a message that says where it looked for an unknown batch', async () => {
+    const result = await runCli(['status', 'no-such-batch'], h.env());
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('no batch "no-such-batch" in Redis at');
+    expect(result.stderr).toContain(`key prefix "${h.prefix}"`);
+    expect(result.stderr).toContain('`switchyard status` lists the recent ones');
+  });
+});
