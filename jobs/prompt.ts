@@ -38,8 +38,13 @@ export interface Delivery {
   redelivered: boolean;
 }
 
-/** What the host must do with the job after a step: nothing (row finished) or park it. */
-export type PromptJobOutcome = { kind: 'done' } | { kind: 'park'; waitMs: number; data: PromptJob };
+/**
+ * What the host must do with the job after a step: nothing (the row finished, or had already
+ * succeeded before a re-delivery) or park it.
+ */
+export type PromptJobOutcome =
+  | { kind: 'done'; batchId: string; row: 'succeeded' | 'failed' | 'already-succeeded'; costNanos: number }
+  | { kind: 'park'; waitMs: number; data: PromptJob };
 
 export function createPromptProcessor(deps: PromptJobDeps) {
   const logFailure = createRowFailureLog(deps.logger);
@@ -47,7 +52,7 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     const job = promptJobSchema.parse(data);
     const keys = batchKeys(deps.space, job.batchId);
     // A worker can die after publishing a row but before BullMQ marks the job done; never pay twice.
-    if (delivery.redelivered && (await deps.redis.getbit(keys.succeeded, job.row)) === 1) return { kind: 'done' };
+    if (delivery.redelivered && (await deps.redis.getbit(keys.succeeded, job.row)) === 1) return { kind: 'done', batchId: job.batchId, row: 'already-succeeded', costNanos: 0 };
     const ctx = await deps.batches.get(job.batchId);
     const progress = job.progress ?? freshProgress();
     let step: RowStep;
@@ -62,6 +67,6 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     const failure = step.event.result.error;
     if (failure) logFailure({ batchId: job.batchId, row: job.row, code: failure.code, attempts: step.event.result.attempts, message: failure.message });
     await publishRowEvent(deps.redis, keys, step.event, step.costNanos);
-    return { kind: 'done' };
+    return { kind: 'done', batchId: job.batchId, row: failure ? 'failed' : 'succeeded', costNanos: step.costNanos };
   };
 }

@@ -6,6 +6,7 @@ import { rowsHeldFor } from '../src/execution/call-slots.ts';
 import { crashedRowStep } from '../src/execution/row-runner.ts';
 import { freshProgress } from '../src/execution/row-progress.ts';
 import { publishRowEvent } from '../src/output/row-events.ts';
+import type { FinishedRow } from '../src/progress/worker-activity.ts';
 import { batchKeys, PROMPT_QUEUE, type KeySpace } from '../src/queue/keys.ts';
 import type { BatchContexts } from '../src/queue/batch-context.ts';
 
@@ -20,6 +21,8 @@ export interface PromptWorkerOptions {
   /** Model calls in flight at once; BullMQ holds a few more rows (see execution/call-slots.ts). */
   concurrency: number;
   lockMs: number;
+  /** Called for each row this worker finishes (for a progress tally). */
+  onRowFinished?: (finished: FinishedRow) => void;
 }
 
 /**
@@ -44,6 +47,7 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
         await job.moveToDelayed(Date.now() + outcome.waitMs, token);
         throw new DelayedError();
       }
+      options.onRowFinished?.(outcome);
     },
     {
       connection: options.connection,

@@ -4,6 +4,10 @@ import { createBatchContexts } from '../queue/batch-context.ts';
 import { startPromptWorker } from '../../workers/prompt-worker.ts';
 import { openSession } from './session.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
+import { createWorkerActivity } from '../progress/worker-activity.ts';
+
+/** How often a running worker says what it has done (only when it has done something). */
+const ACTIVITY_EVERY_MS = 30_000;
 
 export interface WorkerCommandOptions {
   concurrency: number;
@@ -17,6 +21,7 @@ export interface WorkerCommandOptions {
 export async function runWorkerCommand(options: WorkerCommandOptions, logger: Logger, say: (line: string) => void): Promise<number> {
   limitHeapGrowth();
   const session = await openSession(logger, say);
+  const activity = createWorkerActivity();
   const host = startPromptWorker({
     connection: session.connectWorker(),
     redis: session.redis,
@@ -25,14 +30,21 @@ export async function runWorkerCommand(options: WorkerCommandOptions, logger: Lo
     logger,
     concurrency: options.concurrency,
     lockMs: options.lockMs,
+    onRowFinished: activity.rowFinished,
   });
   say(`Worker running: concurrency ${options.concurrency}, Redis ${session.redisLabel}, prefix "${session.space.prefix}". Ctrl-C stops it after the rows in hand.`);
+  const reporting = setInterval(() => {
+    const line = activity.periodLine();
+    if (line) say(line);
+  }, ACTIVITY_EVERY_MS);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
   say('Stopping: finishing the rows in hand...');
+  clearInterval(reporting);
   await host.close();
   await session.close();
+  say(activity.summaryLine());
   return 0;
 }

@@ -1,0 +1,64 @@
+import { formatUsd, nanosToUsd } from '../models/pricing.ts';
+
+/** What one finished row tells the tally (see jobs/prompt.ts). */
+export interface FinishedRow {
+  batchId: string;
+  row: 'succeeded' | 'failed' | 'already-succeeded';
+  costNanos: number;
+}
+
+interface Counts {
+  rows: number;
+  failed: number;
+  costNanos: number;
+  batches: Set<string>;
+}
+
+const emptyCounts = (): Counts => ({ rows: 0, failed: 0, costNanos: 0, batches: new Set() });
+
+/**
+ * What a standalone `switchyard worker` has done: a line per reporting period while rows come
+ * (a worker can run for hours with nothing else on its terminal), and a summary when it stops.
+ * Rows that had already succeeded before a re-delivery are not counted: nothing was done for them.
+ */
+export function createWorkerActivity(now: () => number = Date.now) {
+  const startedAt = now();
+  let periodStartedAt = startedAt;
+  let period = emptyCounts();
+  const total = emptyCounts();
+
+  const describe = (counts: Counts, ms: number) => {
+    const rate = ms > 0 ? (counts.rows * 1000) / ms : 0;
+    const batches = counts.batches.size === 1 ? '1 batch' : `${counts.batches.size} batches`;
+    return `${counts.rows} ${counts.rows === 1 ? 'row' : 'rows'} (${counts.failed} failed) of ${batches}, ${rate.toFixed(1)} rows/s, ${formatUsd(nanosToUsd(counts.costNanos))}`;
+  };
+
+  return {
+    rowFinished(finished: FinishedRow): void {
+      if (finished.row === 'already-succeeded') return;
+      for (const counts of [period, total]) {
+        counts.rows++;
+        if (finished.row === 'failed') counts.failed++;
+        counts.costNanos += finished.costNanos;
+        counts.batches.add(finished.batchId);
+      }
+    },
+    /** The line for the period since the last call, or null when no row finished in it. */
+    periodLine(): string | null {
+      const at = now();
+      const line = period.rows === 0 ? null : `worker: ${describe(period, at - periodStartedAt)} in the last ${seconds(at - periodStartedAt)}`;
+      period = emptyCounts();
+      periodStartedAt = at;
+      return line;
+    },
+    summaryLine(): string {
+      const ms = now() - startedAt;
+      return total.rows === 0 ? `Worker stopped after ${seconds(ms)}; it finished no rows.` : `Worker stopped after ${seconds(ms)}: ${describe(total, ms)}.`;
+    },
+  };
+}
+
+function seconds(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return s < 120 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`;
+}

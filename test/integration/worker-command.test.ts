@@ -1,0 +1,41 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runCli, spawnCli } from '../helpers/cli.ts';
+import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
+import { useSimulatorAndRedis } from '../helpers/harness.ts';
+
+async function waitForOutput(read: () => string, text: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!read().includes(text)) {
+    if (Date.now() > deadline) throw new Error(`no "${text}" within ${timeoutMs} ms; output so far:\n${read()}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+describe('switchyard worker, on its own beside a detached run', () => {
+  const h = useSimulatorAndRedis('worker-command', { latency_ms: 2, models: { broken: { fail_status: 400 } } });
+
+  it('processes a detached batch, and says what it did when stopped', async () => {
+    const dir = await tempDir('worker-command');
+    const config = await writeSimConfig(dir, h.sim.url, {}, ['fast', 'broken']);
+    const input = await writePromptsCsv(dir, 20, { model: (row) => (row === 20 ? 'broken' : undefined) });
+    const out = join(dir, 'out');
+    const worker = spawnCli(['worker', '--concurrency', '8'], h.env());
+    try {
+      await waitForOutput(() => worker.output().stdout, 'Worker running', 20_000);
+      const detached = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'standalone', '--detach'], h.env());
+      expect(detached.code, detached.stderr).toBe(0);
+      expect(detached.stdout).toContain('switchyard collect standalone');
+      const collected = await runCli(['collect', 'standalone'], h.env());
+      expect(collected.code, collected.stderr).toBe(1); // the "broken" row failed
+    } finally {
+      worker.kill('SIGTERM');
+    }
+    const stopped = await worker.done;
+    expect(stopped.code, stopped.stderr).toBe(0);
+    expect(stopped.stdout).toMatch(/Worker stopped after \d+ s: 20 rows \(1 failed\) of 1 batch, [\d.]+ rows\/s, \$\S+\./);
+    const results = await readJsonLines<{ row: number; status: string }>(join(out, 'results.jsonl'));
+    expect(results.map((r) => r.row)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect(results.filter((r) => r.status === 'failed').map((r) => r.row)).toEqual([20]);
+  });
+});
