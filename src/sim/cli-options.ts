@@ -3,6 +3,7 @@ import { describeIssues } from '../config/load.ts';
 import { UsageError } from '../errors.ts';
 import { parseSimOptions, simModelSchema, type TpmCounts } from './options.ts';
 import { startSimulator, type SimulatorOptions } from './server.ts';
+import { simStatsSummary } from './stats-summary.ts';
 
 /**
  * `switchyard sim` options as commander hands them over (camelCase, values as strings unless the
@@ -100,6 +101,7 @@ export async function runSimulatorFromCli(cli: SimCliOptions, io: RunSimulatorIo
     if (io.signal?.aborted) stop();
     else io.signal?.addEventListener('abort', stop, { once: true });
   });
+  const stats = sim.stats();
   await sim.close();
-  log('Simulator stopped');
+  for (const line of simStatsSummary(stats)) log(line);
 }

@@ -267,7 +267,10 @@ describe('simulator over HTTP with the openai SDK', () => {
     await expectError(client.chat.completions.create({ model: 'm', messages: question }), RateLimitError);
     controller.abort();
     await running;
-    expect(lines.at(-1)).toBe('Simulator stopped');
+    expect(lines.slice(1)).toEqual([
+      'Simulator stopped after 2 requests (1 x 200, 1 x 429); at most 1 chat requests in flight at once.',
+      expect.stringMatching(/^ {2}m: 2 requests \(1 x 200, 1 x 429\), \d+ prompt \+ \d+ completion tokens served, peak 2 requests\/min$/),
+    ]);
     await expect(fetch(`${url}/models`)).rejects.toThrow();
   });
 });

@@ -1,0 +1,18 @@
+import type { SimStats } from './stats.ts';
+
+const count = (n: number) => n.toLocaleString('en-US');
+const byStatus = (counts: Record<string, number>) =>
+  Object.entries(counts)
+    .sort(([a], [b]) => Number(a) - Number(b))
+    .map(([status, n]) => `${count(n)} x ${status}`)
+    .join(', ');
+
+/** What `switchyard sim` prints when it stops: what it served, so a client's behaviour shows at a glance. */
+export function simStatsSummary(stats: SimStats): string[] {
+  if (stats.requests === 0) return ['Simulator stopped; it served no requests.'];
+  const lines = [`Simulator stopped after ${count(stats.requests)} requests (${byStatus(stats.by_status)}); at most ${count(stats.peak_in_flight)} chat requests in flight at once.`];
+  for (const [model, m] of Object.entries(stats.models).sort(([a], [b]) => a.localeCompare(b))) {
+    lines.push(`  ${model}: ${count(m.requests)} requests (${byStatus(m.by_status)}), ${count(m.prompt_tokens)} prompt + ${count(m.completion_tokens)} completion tokens served, peak ${count(m.peak_rpm)} requests/min`);
+  }
+  return lines;
+}
