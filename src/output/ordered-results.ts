@@ -28,7 +28,10 @@ interface JournalIndex {
   rows: number;
 }
 
-const CHUNK = 1 << 20;
+// Read and write buffers: 64 KiB, not more. Buffers this large come fresh from the OS each time,
+// and first-touching a page cost ~12 µs on the VMs measured: three 1 MiB buffers per file made
+// finalizing 2,000 rows take 17-22 ms per file instead of 3-6. The extra system calls cost less.
+const CHUNK = 1 << 16;
 const TAB = 9;
 const NEWLINE = 10;
 const COMMA = 0x2c;
@@ -120,7 +123,7 @@ function indexSizedJournal(fd: number): JournalIndex {
   return index;
 }
 
-/** Reads byte ranges through a 1 MiB window, so mostly-ascending offsets cost few system calls. */
+/** Reads byte ranges through a window, so mostly-ascending offsets cost few system calls. */
 function windowedReader(fd: number, fileSize: number) {
   let window = Buffer.allocUnsafe(CHUNK);
   let windowStart = 0;

@@ -14,7 +14,7 @@ describe('writeOrderedResults', () => {
     let journal = '';
     for (const row of order) journal += formatJournalLine(row, JSON.stringify({ row, text: '日本'.repeat(row % 500), round: 1 }));
     for (let row = 3; row <= rows; row += 11) journal += formatJournalLine(row, JSON.stringify({ row, round: 2 }));
-    // A line longer than the reader's 1 MiB buffer.
+    // A line longer than any of the reader's buffers.
     journal += formatJournalLine(rows + 1, JSON.stringify({ row: rows + 1, text: 'x'.repeat(2_500_000), round: 1 }));
     await writeFile(join(dir, 'journal'), journal);
 
