@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=8
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 GLIBC_TUNABLES=glibc.malloc.hugetlb=1 node --max-semi-space-size=8
 import { enableCompileCache } from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from './log.ts';
@@ -11,7 +11,11 @@ import packageJson from '../package.json' with { type: 'json' };
  * heap tuning is set when a long command starts (heap-growth.ts says why not here).
  * MALLOC_ARENA_MAX=2 keeps glibc from giving each of Node's threads (V8's compiler and GC helpers,
  * libuv) a malloc arena of its own whose freed memory stays resident: 10-20 MB less peak RSS in a
- * 20,000-row run, no CPU cost measured. Other C libraries ignore it.
+ * 20,000-row run, no CPU cost measured. glibc.malloc.hugetlb=1 lets malloc'd memory (buffers, the
+ * compilers' zones) use transparent huge pages where the kernel offers them on request: first
+ * touching a 4 KiB page cost ~12 us on the VMs measured, and a 1-row run takes ~13,000 such faults.
+ * A 1-row run: 0.45 s against 0.49 (medians of 8); 2,000 rows at 100 ms: 4.99 s against 5.07, with
+ * 4,500 fewer faults. Other C libraries, and glibc before 2.35, ignore both.
  */
 
 // Commands are imported on demand; V8's code cache (in the OS temp folder) makes the next start faster.
