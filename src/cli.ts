@@ -58,7 +58,7 @@ async function exitWith(run: () => Promise<number>): Promise<void> {
 const program = new Command('switchyard')
   .description('Run batches of LLM prompts across OpenAI-compatible models, through BullMQ workers on Redis.')
   .version(packageJson.version, '-V, --version')
-  .showHelpAfterError()
+  .showHelpAfterError('(add --help for the options)')
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
 
 program

@@ -1,4 +1,3 @@
-import { mkdir } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { resolve } from 'node:path';
 import { Queue } from 'bullmq';
@@ -13,6 +12,7 @@ import { missingApiKeys } from '../models/provider-clients.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
 import { isValidBatchId, newBatchId, PROMPT_QUEUE } from '../queue/keys.ts';
 import { enqueueBatch } from '../queue/producer.ts';
+import { createOutputDir } from '../output/output-dir.ts';
 import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from './session.ts';
 import { collectAndReport } from './collect-and-report.ts';
@@ -106,7 +106,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     const items = await checkedRows(inputPath, promptColumn, config, position);
 
     const outDir = resolve(options.out ?? existing?.out_dir ?? `out/${batchId}`);
-    await mkdir(outDir, { recursive: true });
+    await createOutputDir(outDir);
     const startedAt = new Date();
     const meta: Omit<BatchMeta, 'cost_nanos'> = {
       batch_id: batchId,
