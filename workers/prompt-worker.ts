@@ -23,6 +23,8 @@ export interface PromptWorkerOptions {
   lockMs: number;
   /** Called for each row this worker finishes (for a progress tally). */
   onRowFinished?: (finished: FinishedRow) => void;
+  /** Where the Worker's own errors go (a lost Redis among them); logged when not given. */
+  onWorkerError?: (source: string, error: Error) => void;
 }
 
 /**
@@ -68,7 +70,7 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
     if (attemptsLeft) return;
     void publishCrashedRow(options, job, error).catch((publishError: unknown) => logger.error({ err: publishError, job: job.id }, 'could not record crashed row'));
   });
-  worker.on('error', (error) => logger.error({ err: error }, 'worker error'));
+  worker.on('error', (error) => (options.onWorkerError ? options.onWorkerError('worker', error) : logger.error({ err: error }, 'worker error')));
 
   return { worker, close: () => worker.close() };
 }

@@ -143,6 +143,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
           logger,
           concurrency,
           lockMs: config.queue.lock_ms,
+          onWorkerError: session.outages.failed,
         });
     const stopCollecting = new AbortController();
     // Ctrl-C: stop collecting, let the rows in hand finish, and say how to go on (nothing is lost either way).

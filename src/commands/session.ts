@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { BatchStore } from '../queue/batch-state.ts';
 import type { KeySpace } from '../queue/keys.ts';
 import { connectRedis, ensureRedis, redactUrl } from '../queue/redis-connection.ts';
+import { watchRedisOutages, type RedisOutageWatch } from '../queue/redis-outage.ts';
 
 /** A command's link to Redis: the connection, the batch store and the key prefix in use. */
 export interface Session {
@@ -12,6 +13,8 @@ export interface Session {
   redisLabel: string;
   /** A connection of its own for a BullMQ Queue or Worker (blocking reads allowed); closed with the session. */
   connectWorker(): Redis;
+  /** Where connection errors go: a lost Redis is said once, not logged at every reconnect attempt. */
+  outages: RedisOutageWatch;
   close(): Promise<void>;
 }
 
@@ -21,18 +24,21 @@ export function keySpaceFromEnv(env: NodeJS.ProcessEnv = process.env): KeySpace 
 
 export async function openSession(logger: Logger, say: (line: string) => void): Promise<Session> {
   const ensured = await ensureRedis({ dataDir: '.switchyard', log: say });
+  const redisLabel = redactUrl(ensured.url);
+  const outages = watchRedisOutages({ label: redisLabel, logger, say });
   const redis = connectRedis(ensured.url);
-  redis.on('error', (error) => logger.error({ err: error }, 'redis connection error'));
+  outages.watch(redis, 'redis connection');
   const space = keySpaceFromEnv();
   const extra: Redis[] = [];
   return {
     redis,
     store: new BatchStore(redis, space),
     space,
-    redisLabel: redactUrl(ensured.url),
+    redisLabel,
+    outages,
     connectWorker() {
       const connection = connectRedis(ensured.url, { role: 'worker' });
-      connection.on('error', (error) => logger.error({ err: error }, 'redis worker connection error'));
+      outages.watch(connection, 'redis worker connection');
       extra.push(connection);
       return connection;
     },

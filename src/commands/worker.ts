@@ -31,6 +31,7 @@ export async function runWorkerCommand(options: WorkerCommandOptions, logger: Lo
     concurrency: options.concurrency,
     lockMs: options.lockMs,
     onRowFinished: activity.rowFinished,
+    onWorkerError: session.outages.failed,
   });
   say(`Worker running: concurrency ${options.concurrency}, Redis ${session.redisLabel}, prefix "${session.space.prefix}". Ctrl-C stops it after the rows in hand.`);
   const reporting = setInterval(() => {

@@ -1,0 +1,58 @@
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { findRedisServerBinary, startRedisServer, type RedisServerHandle } from '../../src/queue/redis-server-process.ts';
+import type { CallRecord, RowResult } from '../../src/output/records.ts';
+import type { Report } from '../../src/output/report.ts';
+import { usdToNanos } from '../../src/models/pricing.ts';
+import { spawnCli } from '../helpers/cli.ts';
+import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
+import { useSimulatorAndRedis } from '../helpers/harness.ts';
+import { readFile } from 'node:fs/promises';
+
+async function waitForOutput(read: () => string, text: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!read().includes(text)) {
+    if (Date.now() > deadline) throw new Error(`no "${text}" within ${timeoutMs} ms; output so far:\n${read()}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+// Needs a Redis it can stop and start again, with its data on disk: a private redis-server.
+describe.runIf(findRedisServerBinary() !== null)('Redis restarting in the middle of a run', () => {
+  const h = useSimulatorAndRedis('redis-restart', { latency_ms: 10 });
+  const servers: RedisServerHandle[] = [];
+  afterAll(async () => {
+    for (const server of servers) await server.stop().catch(() => undefined);
+  });
+
+  it('says so once, waits for it, and finishes with every row written once', async () => {
+    const dir = await tempDir('redis-restart');
+    const data = join(dir, 'redis');
+    const first = await startRedisServer({ port: 0, dir: data, persist: true });
+    servers.push(first);
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 600);
+    const out = join(dir, 'out');
+    const run = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'restart', '--concurrency', '8'], h.env({ REDIS_URL: first.url }));
+
+    await waitForOutput(() => run.output().stdout, 'Read 600 rows', 20_000);
+    await first.stop();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    servers.push(await startRedisServer({ port: first.port, dir: data, persist: true }));
+    const result = await run.done;
+
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(new RegExp(`Redis at redis://127\\.0\\.0\\.1:${first.port} is not answering \\(\\w+\\); waiting for it to come back`));
+    expect(result.stdout).toMatch(/Redis is answering again after [\d.]+ s; going on\./);
+    expect(result.stdout.match(/is not answering/g)).toHaveLength(1);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => r.row)).toEqual(Array.from({ length: 600 }, (_, i) => i + 1));
+    expect(results.every((r) => r.status === 'succeeded')).toBe(true);
+    // Commands wait in the client through a short outage, so each row is normally called once; a
+    // longer one (past the client's ~10 s of retries) would run a row again. The report adds up.
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    expect(calls.length).toBeGreaterThanOrEqual(600);
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(usdToNanos(report.totals.cost_usd ?? 0)).toBe(calls.reduce((sum, call) => sum + usdToNanos(call.cost_usd ?? 0), 0));
+  });
+});

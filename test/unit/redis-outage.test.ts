@@ -1,0 +1,52 @@
+import { EventEmitter } from 'node:events';
+import type { Redis } from 'ioredis';
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { isConnectionError, watchRedisOutages } from '../../src/queue/redis-outage.ts';
+
+const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' });
+
+describe('watchRedisOutages', () => {
+  it('says once that Redis is gone and once that it is back, whatever the number of connections and retries', () => {
+    const said: string[] = [];
+    const watch = watchRedisOutages({ label: 'redis://127.0.0.1:6379', logger: pino({ level: 'silent' }), say: (line) => said.push(line) });
+    const client = new EventEmitter();
+    const worker = new EventEmitter();
+    watch.watch(client as unknown as Redis, 'client');
+    watch.watch(worker as unknown as Redis, 'worker');
+
+    client.emit('ready'); // connected at start: nothing to say
+    client.emit('error', refused());
+    worker.emit('error', refused());
+    watch.failed('worker', Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
+    client.emit('error', refused());
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(/^Redis at redis:\/\/127\.0\.0\.1:6379 is not answering \(ECONNREFUSED\); waiting for it to come back/);
+
+    worker.emit('ready');
+    client.emit('ready');
+    expect(said).toHaveLength(2);
+    expect(said[1]).toMatch(/^Redis is answering again after \d+\.\d s; going on\.$/);
+
+    client.emit('error', refused());
+    expect(said).toHaveLength(3);
+  });
+
+  it('leaves other errors to the log', () => {
+    const said: string[] = [];
+    const logged: string[] = [];
+    const logger = pino({ level: 'error' }, { write: (line: string) => logged.push(line) });
+    const watch = watchRedisOutages({ label: 'redis://x', logger, say: (line) => said.push(line) });
+    watch.failed('worker', new Error('ERR unknown command'));
+    expect(said).toEqual([]);
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toContain('ERR unknown command');
+  });
+
+  it('tells connection errors from command errors', () => {
+    expect(isConnectionError(refused())).toBe(true);
+    expect(isConnectionError(new Error('Connection is closed.'))).toBe(true);
+    expect(isConnectionError(new Error('ERR wrong number of arguments'))).toBe(false);
+    expect(isConnectionError(null)).toBe(false);
+  });
+});
