@@ -2,7 +2,7 @@
 import { enableCompileCache } from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from './log.ts';
-import { SetupError, UsageError } from './errors.ts';
+import { describeRedisTrouble, SetupError, UsageError } from './errors.ts';
 import packageJson from '../package.json' with { type: 'json' };
 
 /**
@@ -45,6 +45,9 @@ async function exitWith(run: () => Promise<number>): Promise<void> {
       process.exitCode = 2;
     } else if (error instanceof SetupError) {
       process.stderr.write(`switchyard: ${error.message}\n`);
+      process.exitCode = 3;
+    } else if (describeRedisTrouble(error)) {
+      process.stderr.write(`switchyard: ${describeRedisTrouble(error)}\n`);
       process.exitCode = 3;
     } else {
       process.stderr.write(`switchyard: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);

@@ -7,3 +7,19 @@ export class UsageError extends Error {
 export class SetupError extends Error {
   override name = 'SetupError';
 }
+
+/**
+ * What to tell a person when Redis, not Switchyard, stopped a command: it refused a command
+ * (MISCONF: cannot save; OOM: maxmemory; READONLY: a replica), or stayed away past the client's
+ * retries. ioredis's errors are told by name, so that the CLI does not load ioredis to check them
+ * (the bundler may suffix a class name, hence the prefix match). Null for any other error.
+ */
+export function describeRedisTrouble(error: unknown): string | null {
+  if (!(error instanceof Error)) return null;
+  const again = 'run the same command again: it goes on from where it stopped.';
+  if (/^ReplyError/.test(error.name)) {
+    return `Redis refused a command: ${error.message.split('\n', 1)[0]}\nCheck the Redis server (its log, free disk, maxmemory, that it is not a read-only replica), then ${again}`;
+  }
+  if (/^MaxRetriesPerRequestError/.test(error.name)) return `Redis did not answer for too long (${error.message})\nOnce it is back, ${again}`;
+  return null;
+}

@@ -41,7 +41,15 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   }, 250);
   let collected: boolean;
   try {
-    collected = await collectBatch({ redis: session.redis, store: session.store, batchId, paths, tally, ...(options.signal ? { signal: options.signal } : {}) });
+    collected = await collectBatch({
+      redis: session.redis,
+      store: session.store,
+      batchId,
+      paths,
+      tally,
+      onConnectionError: session.outages.failed,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
   } finally {
     clearInterval(poll);
     const last = await session.store.progress(batchId).catch(() => null);

@@ -32,6 +32,8 @@ export interface CollectOptions {
   batchWindowMs?: number;
   /** Fed every row as it is written; given up when this collection resumes from a checkpoint. */
   tally?: CollectionTally | undefined;
+  /** Reports the errors of the collector's own connection (a lost Redis is said once there). */
+  onConnectionError?: (source: string, error: Error) => void;
 }
 
 interface OpenOutput {
@@ -81,6 +83,8 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
   const files: CollectedFiles = { journal, costs, csv, metadataKeys: await options.store.metadataKeys(options.batchId) };
   // XREAD BLOCK holds its connection, so the collector reads on a connection of its own.
   const reader = options.redis.duplicate();
+  // Without a listener ioredis prints every reconnect failure to stderr as an "unhandled error event".
+  reader.on('error', (error: Error) => options.onConnectionError?.('redis collector connection', error));
   let totalKnown = false;
   try {
     for (;;) {
