@@ -2,7 +2,7 @@
 import { enableCompileCache } from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from './log.ts';
-import { describeRedisTrouble, SetupError, UsageError } from './errors.ts';
+import { describeFileTrouble, describeRedisTrouble, SetupError, UsageError } from './errors.ts';
 import packageJson from '../package.json' with { type: 'json' };
 
 /**
@@ -49,6 +49,9 @@ async function exitWith(run: () => Promise<number>): Promise<void> {
     } else if (describeRedisTrouble(error)) {
       process.stderr.write(`switchyard: ${describeRedisTrouble(error)}\n`);
       process.exitCode = 3;
+    } else if (describeFileTrouble(error)) {
+      process.stderr.write(`switchyard: ${describeFileTrouble(error)}\n`);
+      process.exitCode = 4;
     } else {
       process.stderr.write(`switchyard: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
       process.exitCode = 4;

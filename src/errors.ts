@@ -23,3 +23,22 @@ export function describeRedisTrouble(error: unknown): string | null {
   if (/^MaxRetriesPerRequestError/.test(error.name)) return `Redis did not answer for too long (${error.message})\nOnce it is back, ${again}`;
   return null;
 }
+
+const FILE_TROUBLE: Record<string, string> = {
+  ENOSPC: 'the disk is full',
+  EDQUOT: 'the disk quota is used up',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EROFS: 'the file system is read-only',
+  EIO: 'the disk reported an I/O error',
+};
+
+/** What to tell a person when a file system error (disk full, permissions) stopped a command mid-way; null otherwise. */
+export function describeFileTrouble(error: unknown): string | null {
+  const { code, path, syscall } = error as NodeJS.ErrnoException;
+  const reason = code === undefined ? undefined : FILE_TROUBLE[code];
+  if (!(error instanceof Error) || !reason) return null;
+  // Writes through an open file handle carry no path; the outputs folder is then the likely one.
+  const what = path ? `cannot use ${path}` : `a file ${syscall ?? 'operation'} failed (in the outputs folder, most likely)`;
+  return `${what}: ${reason} [${code}]. Fix that, then run the same command again: it goes on from where it stopped.`;
+}
