@@ -7,6 +7,7 @@ import { crashedRowStep } from '../src/execution/row-runner.ts';
 import { freshProgress } from '../src/execution/row-progress.ts';
 import { publishRowEvent } from '../src/output/row-events.ts';
 import type { FinishedRow } from '../src/progress/worker-activity.ts';
+import { isRedisRefusal } from '../src/queue/redis-outage.ts';
 import { batchKeys, PROMPT_QUEUE, type KeySpace } from '../src/queue/keys.ts';
 import type { BatchContexts } from '../src/queue/batch-context.ts';
 
@@ -61,14 +62,23 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
     },
   );
 
+  // A Redis refusing writes (out of memory, say) fails every row alike: that goes to the outage
+  // watch, which says it once, rather than a log line per row.
+  const reportFailure = (message: string, error: unknown, fields: Record<string, unknown>) => {
+    if (options.onWorkerError && isRedisRefusal(error)) {
+      logger.debug({ ...fields, err: error }, message);
+      options.onWorkerError(message, error as Error);
+    } else logger.error({ ...fields, err: error }, message);
+  };
+
   // Model failures never throw (they become failed results); only infrastructure errors reach
   // here. Once BullMQ gives up on such a job, the row still gets a failed result, so the batch ends.
   worker.on('failed', (job, error) => {
     if (!job) return;
     const attemptsLeft = (job.opts.attempts ?? 1) > job.attemptsMade;
-    logger.error({ job: job.id, err: error, attemptsLeft }, 'prompt job crashed');
+    reportFailure('prompt job crashed', error, { job: job.id, attemptsLeft });
     if (attemptsLeft) return;
-    void publishCrashedRow(options, job, error).catch((publishError: unknown) => logger.error({ err: publishError, job: job.id }, 'could not record crashed row'));
+    void publishCrashedRow(options, job, error).catch((publishError: unknown) => reportFailure('could not record crashed row', publishError, { job: job.id }));
   });
   worker.on('error', (error) => (options.onWorkerError ? options.onWorkerError('worker', error) : logger.error({ err: error }, 'worker error')));
 

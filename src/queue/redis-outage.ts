@@ -4,6 +4,16 @@ import type { Logger } from 'pino';
 /** Error codes of a lost or refused connection (as opposed to a command that failed). */
 const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
 
+/** Redis answering "no" to writes for a while (out of memory, cannot save, a replica, loading its data). */
+const REFUSAL = /^(OOM|MISCONF|READONLY|NOREPLICAS|MASTERDOWN|LOADING|BUSY)\b/;
+
+export function isRedisRefusal(error: unknown): boolean {
+  return error instanceof Error && /^ReplyError/.test(error.name) && REFUSAL.test(error.message);
+}
+
+/** How often a refusal that goes on is said again. */
+const REFUSAL_REPEAT_MS = 60_000;
+
 export function isConnectionError(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException | null)?.code;
   return (code !== undefined && CONNECTION_CODES.has(code)) || (error instanceof Error && error.message === 'Connection is closed.');
@@ -12,12 +22,29 @@ export function isConnectionError(error: unknown): boolean {
 /**
  * Tells a person once that Redis stopped answering, and once that it is back, instead of a JSON
  * error line from every connection at every reconnect attempt (ioredis retries forever, which is
- * right: the batch's state lives in Redis, and a restarted Redis carries on from its data).
+ * right: the batch's state lives in Redis, and a restarted Redis carries on from its data). A Redis
+ * that answers but refuses writes (out of memory, say) is told once a minute, not once per row.
  */
-export function watchRedisOutages(options: { label: string; logger: Logger; say: (line: string) => void }) {
+export function watchRedisOutages(options: { label: string; logger: Logger; say: (line: string) => void; now?: () => number }) {
+  const now = options.now ?? Date.now;
   let outage: { since: number } | null = null;
+  let refusalSaidAt = -Infinity;
+
+  function refused(source: string, error: Error): void {
+    if (now() - refusalSaidAt < REFUSAL_REPEAT_MS) {
+      options.logger.debug({ err: error }, `${source}: Redis still refuses`);
+      return;
+    }
+    refusalSaidAt = now();
+    options.logger.error({ err: error }, `${source}: Redis refuses`);
+    options.say(
+      `Redis at ${options.label} refuses writes: ${error.message.split('\n', 1)[0]}\n` +
+        'Rows wait and are tried again. Free Redis memory or disk (see its log), or stop with Ctrl-C and run the same command again later.',
+    );
+  }
 
   function failed(source: string, error: unknown): void {
+    if (isRedisRefusal(error)) return refused(source, error as Error);
     if (!isConnectionError(error)) {
       options.logger.error({ err: error }, `${source} error`);
       return;
@@ -26,7 +53,7 @@ export function watchRedisOutages(options: { label: string; logger: Logger; say:
       options.logger.debug({ err: error }, `${source} still cannot reach Redis`);
       return;
     }
-    outage = { since: Date.now() };
+    outage = { since: now() };
     options.logger.error({ err: error }, `${source} lost Redis`);
     const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
     options.say(`Redis at ${options.label} is not answering (${code}); waiting for it to come back: the batch's state lives there. Ctrl-C stops; running the same command again later goes on from where it stopped.`);
@@ -34,7 +61,7 @@ export function watchRedisOutages(options: { label: string; logger: Logger; say:
 
   function answering(): void {
     if (!outage) return;
-    options.say(`Redis is answering again after ${((Date.now() - outage.since) / 1000).toFixed(1)} s; going on.`);
+    options.say(`Redis is answering again after ${((now() - outage.since) / 1000).toFixed(1)} s; going on.`);
     outage = null;
   }
 

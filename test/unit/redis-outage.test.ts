@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
-import type { Redis } from 'ioredis';
+import { ReplyError, type Redis } from 'ioredis';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { isConnectionError, watchRedisOutages } from '../../src/queue/redis-outage.ts';
+import { isConnectionError, isRedisRefusal, watchRedisOutages } from '../../src/queue/redis-outage.ts';
 
 const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' });
 
@@ -48,5 +48,23 @@ describe('watchRedisOutages', () => {
     expect(isConnectionError(new Error('Connection is closed.'))).toBe(true);
     expect(isConnectionError(new Error('ERR wrong number of arguments'))).toBe(false);
     expect(isConnectionError(null)).toBe(false);
+  });
+});
+
+describe('a Redis that refuses writes', () => {
+  it('is said once a minute, not once per row', () => {
+    const said: string[] = [];
+    let clock = 0;
+    const watch = watchRedisOutages({ label: 'redis://r', logger: pino({ level: 'silent' }), say: (line) => said.push(line), now: () => clock });
+    const oom = () => new ReplyError("OOM command not allowed when used memory > 'maxmemory'.");
+    for (let row = 0; row < 50; row++) watch.failed('prompt job crashed', oom());
+    expect(said).toEqual([
+      "Redis at redis://r refuses writes: OOM command not allowed when used memory > 'maxmemory'.\nRows wait and are tried again. Free Redis memory or disk (see its log), or stop with Ctrl-C and run the same command again later.",
+    ]);
+    clock += 61_000;
+    watch.failed('prompt job crashed', oom());
+    expect(said).toHaveLength(2);
+    expect(isRedisRefusal(oom())).toBe(true);
+    expect(isRedisRefusal(new ReplyError('ERR unknown command'))).toBe(false);
   });
 });
