@@ -24,3 +24,12 @@ export function spawnCli(args: string[], env: Record<string, string>): ChildProc
 export function runCli(args: string[], env: Record<string, string>): Promise<CliResult> {
   return spawnCli(args, env).done;
 }
+
+/** Resolves once `read()` contains `text`; throws with the output so far after `timeoutMs`. */
+export async function waitForOutput(read: () => string, text: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!read().includes(text)) {
+    if (Date.now() > deadline) throw new Error(`no "${text}" within ${timeoutMs} ms; output so far:\n${read()}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

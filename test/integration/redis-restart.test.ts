@@ -4,18 +4,11 @@ import { findRedisServerBinary, startRedisServer, type RedisServerHandle } from 
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report.ts';
 import { usdToNanos } from '../../src/models/pricing.ts';
-import { spawnCli } from '../helpers/cli.ts';
+import { spawnCli, waitForOutput } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 import { readFile } from 'node:fs/promises';
 
-async function waitForOutput(read: () => string, text: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!read().includes(text)) {
-    if (Date.now() > deadline) throw new Error(`no "${text}" within ${timeoutMs} ms; output so far:\n${read()}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 // Needs a Redis it can stop and start again, with its data on disk: a private redis-server.
 describe.runIf(findRedisServerBinary() !== null)('Redis restarting in the middle of a run', () => {

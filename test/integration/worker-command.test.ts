@@ -1,16 +1,9 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCli, spawnCli } from '../helpers/cli.ts';
+import { runCli, spawnCli, waitForOutput } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
-async function waitForOutput(read: () => string, text: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!read().includes(text)) {
-    if (Date.now() > deadline) throw new Error(`no "${text}" within ${timeoutMs} ms; output so far:\n${read()}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 describe('switchyard worker, on its own beside a detached run', () => {
   const h = useSimulatorAndRedis('worker-command', { latency_ms: 2, models: { broken: { fail_status: 400 } } });
