@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { findRedisServerBinary, startRedisServer, type RedisServerHandle } from '../../src/queue/redis-server-process.ts';
@@ -7,8 +8,6 @@ import { usdToNanos } from '../../src/models/pricing.ts';
 import { spawnCli, waitForOutput } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
-import { readFile } from 'node:fs/promises';
-
 
 // Needs a Redis it can stop and start again, with its data on disk: a private redis-server.
 describe.runIf(findRedisServerBinary() !== null)('Redis restarting in the middle of a run', () => {
