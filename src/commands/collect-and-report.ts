@@ -32,7 +32,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const baselineModel = config?.report.baseline_model;
   const baselinePrice = baselineModel ? config?.models[baselineModel]?.price : undefined;
   const baseline = baselineModel && baselinePrice ? { model: baselineModel, price: baselinePrice } : undefined;
-  const tally = new CollectionTally(baseline);
+  const tally = new CollectionTally(baseline, options.startedAt);
   const display = createProgressDisplay(options.progressStream ?? process.stderr);
   // The display's first update is its baseline for rows/s and the ETA: give it now, not at the first poll.
   if (initial) display.update(initial);

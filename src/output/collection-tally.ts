@@ -12,8 +12,8 @@ export class CollectionTally {
   #tally: ReportTally | null;
   #seen = new Uint8Array(1024);
 
-  constructor(baseline?: ReportBaseline) {
-    this.#tally = new ReportTally(baseline);
+  constructor(baseline?: ReportBaseline, runStartedAt?: Date) {
+    this.#tally = new ReportTally(baseline, runStartedAt);
   }
 
   giveUp(): void {

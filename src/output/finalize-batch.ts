@@ -27,7 +27,7 @@ export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
   writeOrderedResults(paths.journal, paths.results);
   writeResultsCsv(paths.csvJournal, paths.resultsCsv, await store.metadataKeys(meta.batch_id));
   if (meta.input_kind === 'openai-batch') await writeOpenAiBatchFiles(paths.results, options.outDir, meta.batch_id);
-  const tally = options.collectedTally ?? (await tallyFromFiles(paths, options.baseline));
+  const tally = options.collectedTally ?? (await tallyFromFiles(paths, options.baseline, options.startedAt));
   const finishedAt = new Date();
   const report = tally.build({ batchId: meta.batch_id, startedAt: options.startedAt, finishedAt });
   writeReport(report, options.outDir);
@@ -39,8 +39,8 @@ export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
 }
 
 /** The report from the final files: the results (newest of each row) and every call. */
-async function tallyFromFiles(paths: OutputPaths, baseline: ReportBaseline | undefined): Promise<ReportTally> {
-  const tally = new ReportTally(baseline);
+async function tallyFromFiles(paths: OutputPaths, baseline: ReportBaseline | undefined, runStartedAt: Date): Promise<ReportTally> {
+  const tally = new ReportTally(baseline, runStartedAt);
   for await (const result of readJsonl<RowResult>(paths.results)) tally.addResult(result);
   for await (const call of readJsonl<CallRecord>(paths.costs)) tally.addCall(call);
   return tally;

@@ -16,8 +16,11 @@ export interface ReportTotals {
   cost_usd: number;
   /** Calls whose model has no configured price (cost null): left out of `cost_usd`. */
   unpriced_calls: number;
+  /** This run's time: from its start (a resume starts a new run) to the report. */
   elapsed_ms: number;
-  /** null when no time elapsed. */
+  /** Rows finished during this run; fewer than `rows` when a resumed batch had rows done before. */
+  rows_this_run: number;
+  /** rows_this_run per second of elapsed_ms; null when no time elapsed. */
   rows_per_second: number | null;
 }
 
@@ -141,13 +144,17 @@ export class ReportTally {
   readonly #errorExamples = new Map<string, string>();
   readonly #callErrors = new Map<string, number>();
   readonly #extra = { retryCalls: 0, retryNanos: 0, fallbackCalls: 0, fallbackNanos: 0, classifierCalls: 0, classifierNanos: 0 };
+  readonly #runStartedAt: number;
   #rows = 0;
+  #rowsThisRun = 0;
   #succeeded = 0;
   #rowsOnFallback = 0;
   #baselineNanos = 0;
 
-  constructor(baseline?: ReportBaseline) {
+  /** `runStartedAt`: when this run began; rows completed before it were done by an earlier run. */
+  constructor(baseline?: ReportBaseline, runStartedAt?: Date) {
     this.#baseline = baseline;
+    this.#runStartedAt = runStartedAt?.getTime() ?? -Infinity;
   }
 
   #model(model: string): ModelTally {
@@ -173,6 +180,8 @@ export class ReportTally {
     const entry = this.#model(result.model);
     const task = this.#task(result.task_type);
     this.#rows += 1;
+    // Not `>=` on a missing or bad stamp (NaN): such a row counts as this run's.
+    if (!(Date.parse(result.completed_at) < this.#runStartedAt)) this.#rowsThisRun += 1;
     entry.rows += 1;
     task.rows += 1;
     if (result.status === 'succeeded') {
@@ -280,7 +289,8 @@ export class ReportTally {
         cost_usd: nanosToUsd(costNanos),
         unpriced_calls: unpricedCalls,
         elapsed_ms: elapsedMs,
-        rows_per_second: elapsedMs > 0 ? roundTenth((rows * 1000) / elapsedMs) : null,
+        rows_this_run: this.#rowsThisRun,
+        rows_per_second: elapsedMs > 0 ? roundTenth((this.#rowsThisRun * 1000) / elapsedMs) : null,
       },
       // fromEntries defines own properties, so a model named "__proto__" stays a plain key.
       models: Object.fromEntries(modelReports),

@@ -181,6 +181,7 @@ describe('buildReport', () => {
       cost_usd: nanosToUsd(expected.costNanos),
       unpriced_calls: expected.unpriced,
       elapsed_ms: 4100,
+      rows_this_run: 10_000,
       rows_per_second: 2439,
     });
     expect(report.totals.failed).toBe(200);
@@ -310,5 +311,22 @@ describe('buildReport on an empty batch', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('a resumed batch', () => {
+  it('rates only the rows this run finished, and says how many they were', () => {
+    const runStartedAt = new Date('2026-11-02T10:00:00.000Z');
+    const tally = new ReportTally(undefined, runStartedAt);
+    const result = (row: number, completedAt: string): RowResult => ({
+      id: String(row), row, status: 'succeeded', model: 'm', output: 'ok', usage: { input_tokens: 1, output_tokens: 1 },
+      cost_usd: 0, latency_ms: 1, attempts: 1, metadata: {}, completed_at: completedAt,
+    });
+    for (let row = 1; row <= 600; row++) tally.addResult(result(row, '2026-11-01T09:00:00.000Z')); // the earlier run
+    for (let row = 601; row <= 1000; row++) tally.addResult(result(row, '2026-11-02T10:00:01.000Z'));
+    const report = tally.build({ batchId: 'resumed', startedAt: runStartedAt, finishedAt: '2026-11-02T10:00:02.000Z' });
+    expect(report.totals).toMatchObject({ rows: 1000, rows_this_run: 400, elapsed_ms: 2000, rows_per_second: 200 });
+    expect(renderHeadline(report)).toBe('1,000 of 1,000 rows succeeded in 2.0 s (400 rows this run, 200 rows/s), 0 calls, $0');
+    expect(renderSummaryLines(report)).toContain('Time    2.0 s (400 rows this run, 200 rows/s)');
   });
 });
