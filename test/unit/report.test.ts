@@ -321,6 +321,7 @@ describe('a resumed batch', () => {
     const result = (row: number, completedAt: string): RowResult => ({
       id: String(row), row, status: 'succeeded', model: 'm', output: 'ok', usage: { input_tokens: 1, output_tokens: 1 },
       cost_usd: 0, latency_ms: 1, attempts: 1, metadata: {}, completed_at: completedAt,
+      task_type: null, route_reason: 'pinned', models_tried: ['m'], final_model: 'm', fallback_reason: null,
     });
     for (let row = 1; row <= 600; row++) tally.addResult(result(row, '2026-11-01T09:00:00.000Z')); // the earlier run
     for (let row = 601; row <= 1000; row++) tally.addResult(result(row, '2026-11-02T10:00:01.000Z'));
