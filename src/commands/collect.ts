@@ -12,10 +12,18 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
   const onSignal = () => stop.abort();
   process.once('SIGINT', onSignal);
   try {
-    const meta = await session.store.load(batchId);
-    if (!meta) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel}`);
+    const [meta, progress] = await Promise.all([session.store.load(batchId), session.store.progress(batchId)]);
+    if (!meta || !progress) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel}; \`switchyard status\` lists the recent ones`);
+    const rowsLeft = progress.total === null ? null : progress.total - progress.finished;
+    if (rowsLeft !== 0) {
+      const left = rowsLeft === null ? 'its rows are still being enqueued' : `${rowsLeft} of its ${progress.total} rows are not done yet`;
+      say(`Collecting ${batchId}: ${left}. The outputs are written once workers ("switchyard worker", here or elsewhere) have finished them.`);
+    }
     const report = await collectAndReport({ session, batchId, startedAt: new Date(meta.started_at ?? meta.created_at), say, signal: stop.signal });
-    if (!report) return 130;
+    if (!report) {
+      say(`\nStopped. Nothing is lost: "switchyard collect ${batchId}" goes on from here.`);
+      return 130;
+    }
     return report.totals.failed > 0 || meta.invalid_rows > 0 ? 1 : 0;
   } finally {
     process.off('SIGINT', onSignal);

@@ -30,4 +30,18 @@ describe('switchyard worker, on its own beside a detached run', () => {
     expect(results.map((r) => r.row)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     expect(results.filter((r) => r.status === 'failed').map((r) => r.row)).toEqual([20]);
   });
+
+  it('collect says it waits for workers, and how to go on when stopped before they finish', async () => {
+    const dir = await tempDir('collect-waits');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 3);
+    const detached = await runCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--batch-id', 'nobody-works', '--detach'], h.env());
+    expect(detached.code, detached.stderr).toBe(0);
+    const collect = spawnCli(['collect', 'nobody-works'], h.env());
+    await waitForOutput(() => collect.output().stdout, 'Collecting nobody-works: 3 of its 3 rows are not done yet.', 20_000);
+    collect.kill('SIGINT');
+    const stopped = await collect.done;
+    expect(stopped.code).toBe(130);
+    expect(stopped.stdout).toContain('Stopped. Nothing is lost: "switchyard collect nobody-works" goes on from here.');
+  });
 });
