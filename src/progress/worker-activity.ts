@@ -30,7 +30,7 @@ export function createWorkerActivity(now: () => number = Date.now) {
   const describe = (counts: Counts, ms: number) => {
     const rate = ms > 0 ? (counts.rows * 1000) / ms : 0;
     const batches = counts.batches.size === 1 ? '1 batch' : `${counts.batches.size} batches`;
-    return `${counts.rows} ${counts.rows === 1 ? 'row' : 'rows'} (${counts.failed} failed) of ${batches}, ${rate.toFixed(1)} rows/s, ${formatUsd(nanosToUsd(counts.costNanos))}`;
+    return `${counts.rows.toLocaleString('en-US')} ${counts.rows === 1 ? 'row' : 'rows'} (${counts.failed.toLocaleString('en-US')} failed) of ${batches}, ${rate.toFixed(1)} rows/s, ${formatUsd(nanosToUsd(counts.costNanos))}`;
   };
 
   return {

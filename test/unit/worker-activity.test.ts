@@ -23,6 +23,14 @@ describe('worker activity tally', () => {
     expect(activity.summaryLine()).toBe('Worker stopped after 2 min 30 s: 4 rows (1 failed) of 2 batches, 0.0 rows/s, $0.00400.');
   });
 
+  it('groups thousands', () => {
+    let clock = 0;
+    const activity = createWorkerActivity(() => clock);
+    for (let row = 0; row < 14_321; row++) activity.rowFinished({ batchId: 'a', row: 'succeeded', costNanos: 0 });
+    clock += 30_000;
+    expect(activity.periodLine()).toBe('worker: 14,321 rows (0 failed) of 1 batch, 477.4 rows/s, $0 in the last 30 s');
+  });
+
   it('says so when it stopped without finishing a row', () => {
     let clock = 0;
     const activity = createWorkerActivity(() => clock);
