@@ -7,16 +7,16 @@ const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMED
 /** Redis answering "no" to writes for a while (out of memory, cannot save, a replica, loading its data). */
 const REFUSAL = /^(OOM|MISCONF|READONLY|NOREPLICAS|MASTERDOWN|LOADING|BUSY)\b/;
 
-export function isRedisRefusal(error: unknown): boolean {
-  return error instanceof Error && /^ReplyError/.test(error.name) && REFUSAL.test(error.message);
-}
-
 /** How often a refusal that goes on is said again. */
 const REFUSAL_REPEAT_MS = 60_000;
 
 export function isConnectionError(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException | null)?.code;
   return (code !== undefined && CONNECTION_CODES.has(code)) || (error instanceof Error && error.message === 'Connection is closed.');
+}
+
+export function isRedisRefusal(error: unknown): boolean {
+  return error instanceof Error && /^ReplyError/.test(error.name) && REFUSAL.test(error.message);
 }
 
 /**
