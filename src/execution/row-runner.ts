@@ -196,7 +196,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
 
   const last = progress.lastError;
   const error = last
-    ? new ModelCallError({ code: last.code as ModelCallError['code'], model: plan.chain.at(-1) ?? '', status: last.status, message: `every model in the chain failed: ${progress.fallbackReasons.join('; ')}` })
+    ? new ModelCallError({ code: last.code as ModelCallError['code'], model: plan.chain.at(-1) ?? '', status: last.status, message: chainFailedMessage(progress, last.message) })
     : new ModelCallError({
         code: 'no_model_available',
         model: '',
@@ -205,10 +205,24 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
   return finish(row, progress, plan.chain.at(-1) ?? plan.skipped[0]?.model ?? '', null, error);
 }
 
-/** Why no model answered: the route's skipped models (route-plan.ts words them), then the fallbacks. */
+/**
+ * Why the whole chain failed: each model's reason, then what the last call itself said, which is
+ * what to fix ("connect ECONNREFUSED ...") when the reasons only say a circuit opened or retries ran out.
+ */
+function chainFailedMessage(progress: RowProgress, lastMessage: string): string {
+  const reasons = progress.fallbackReasons.join('; ');
+  return reasons.includes(lastMessage) ? `every model in the chain failed: ${reasons}` : `every model in the chain failed: ${reasons}. The last call's error: ${lastMessage}`;
+}
+
+/**
+ * Why no model answered without a call being made: the route's skipped models (route-plan.ts words
+ * them), then the models passed over (an open circuit, a rate limit past max_wait_ms).
+ */
 function noModelMessage(plan: RoutePlan, progress: RowProgress): string {
+  const passedOver = progress.fallbackReasons.join('; ');
+  if (plan.skipped.length === 0 && passedOver) return `no model was available: ${passedOver}`;
   const skipped = noModelMessageForPlan(plan);
-  return progress.fallbackReasons.length > 0 ? `${skipped}; ${progress.fallbackReasons.join('; ')}` : skipped;
+  return passedOver ? `${skipped}; ${passedOver}` : skipped;
 }
 
 function fallBack(progress: RowProgress, reason: string): void {

@@ -96,6 +96,23 @@ describe('advanceRow', () => {
     expect(step.event.result.fallback_reason).toMatch(/limited: rate limited \(requests\)/);
   });
 
+  it("says what the last call said when the whole chain failed, and that no model was available when none could be called", async () => {
+    // The circuit opens after broken's three 500s: the next model's reason alone would hide the cause.
+    const failing = setup(['broken', 'limited'], { breaker: async (model) => ({ allowed: model === 'broken', retryInMs: 30_000 }) });
+    const failed = await advanceRow(row, freshProgress(), failing.deps);
+    if (failed.kind !== 'finished') throw new Error('expected finished');
+    expect(failed.event.result.error?.code).toBe('server_error');
+    expect(failed.event.result.error?.message).toMatch(/^every model in the chain failed: broken: server_error after 3 attempts; limited: circuit open after repeated failures \(next probe in 30 s\)\. The last call's error: .+/);
+
+    const closed = setup(['broken', 'limited'], { breaker: async () => ({ allowed: false, retryInMs: 30_000 }) });
+    const none = await advanceRow(row, freshProgress(), closed.deps);
+    if (none.kind !== 'finished') throw new Error('expected finished');
+    expect(none.event.result.error).toMatchObject({
+      code: 'no_model_available',
+      message: 'no model was available: broken: circuit open after repeated failures (next probe in 30 s); limited: circuit open after repeated failures (next probe in 30 s)',
+    });
+  });
+
   it('skips a model whose circuit is open, and stops with budget_exceeded when the budget refuses', async () => {
     const open = setup(['broken', 'ok'], { breaker: async (model) => ({ allowed: model !== 'broken', retryInMs: 9_000 }) });
     const openStep = await advanceRow(row, freshProgress(), open.deps);
