@@ -1,6 +1,6 @@
+import { formatCount as count } from '../output/report-markdown.ts';
 import type { SimStats } from './stats.ts';
 
-const count = (n: number) => n.toLocaleString('en-US');
 const byStatus = (counts: Record<string, number>) =>
   Object.entries(counts)
     .sort(([a], [b]) => Number(a) - Number(b))
