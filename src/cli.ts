@@ -46,15 +46,12 @@ async function exitWith(run: () => Promise<number>): Promise<void> {
     } else if (error instanceof SetupError) {
       process.stderr.write(`switchyard: ${error.message}\n`);
       process.exitCode = 3;
-    } else if (describeRedisTrouble(error)) {
-      process.stderr.write(`switchyard: ${describeRedisTrouble(error)}\n`);
-      process.exitCode = 3;
-    } else if (describeFileTrouble(error)) {
-      process.stderr.write(`switchyard: ${describeFileTrouble(error)}\n`);
-      process.exitCode = 4;
     } else {
-      process.stderr.write(`switchyard: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-      process.exitCode = 4;
+      // Redis trouble is the environment's (3); a full disk names itself, anything else is a bug (4).
+      const redis = describeRedisTrouble(error);
+      const told = redis ?? describeFileTrouble(error) ?? `unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`;
+      process.stderr.write(`switchyard: ${told}\n`);
+      process.exitCode = redis ? 3 : 4;
     }
   }
   // Lingering sockets (SDK keep-alive, Redis) must not keep a finished command alive.

@@ -24,7 +24,8 @@ export function describeRedisTrouble(error: unknown): string | null {
   return null;
 }
 
-const FILE_TROUBLE: Record<string, string> = {
+/** A file system error code in words a person acts on; the outputs folder's checks add their own. */
+export const FILE_TROUBLE: Readonly<Record<string, string>> = {
   ENOSPC: 'the disk is full',
   EDQUOT: 'the disk quota is used up',
   EACCES: 'permission denied',

@@ -1,16 +1,12 @@
 import { constants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { UsageError } from '../errors.ts';
+import { FILE_TROUBLE, UsageError } from '../errors.ts';
 
 const REASONS: Record<string, string> = {
+  ...FILE_TROUBLE,
   ENOTDIR: 'part of that path is a file, not a folder',
   EEXIST: 'a file of that name is in the way',
-  EACCES: 'permission denied',
-  EPERM: 'permission denied',
-  EROFS: 'the file system is read-only',
-  ENOSPC: 'the disk is full',
-  EDQUOT: 'the disk quota is used up',
   ENAMETOOLONG: 'the path is too long',
   ENOENT: 'the file system does not allow a folder there',
 };
