@@ -25,8 +25,9 @@ export interface CollectAndReportOptions {
  */
 export async function collectAndReport(options: CollectAndReportOptions): Promise<Report | null> {
   const { session, batchId, say } = options;
-  const [meta, initial] = await Promise.all([session.store.load(batchId), session.store.progress(batchId)]);
-  if (!meta) throw new Error(`batch ${batchId} has no state in Redis`);
+  const state = await session.store.loadWithProgress(batchId);
+  if (!state) throw new Error(`batch ${batchId} has no state in Redis`);
+  const { meta, progress: initial } = state;
   const paths = outputPaths(meta.out_dir);
   const config = options.config ?? (await storedConfig(session, batchId));
   const baselineModel = config?.report.baseline_model;
@@ -35,7 +36,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const tally = new CollectionTally(baseline, options.startedAt);
   const display = createProgressDisplay(options.progressStream ?? process.stderr);
   // The display's first update is its baseline for rows/s and the ETA: give it now, not at the first poll.
-  if (initial) display.update(initial);
+  display.update(initial);
   const poll = setInterval(() => {
     session.store.progress(batchId).then((progress) => progress && display.update(progress), () => undefined);
   }, 250);

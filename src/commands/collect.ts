@@ -12,8 +12,9 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
   const onSignal = () => stop.abort();
   process.once('SIGINT', onSignal);
   try {
-    const [meta, progress] = await Promise.all([session.store.load(batchId), session.store.progress(batchId)]);
-    if (!meta || !progress) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel}; \`switchyard status\` lists the recent ones`);
+    const state = await session.store.loadWithProgress(batchId);
+    if (!state) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel}; \`switchyard status\` lists the recent ones`);
+    const { meta, progress } = state;
     const rowsLeft = progress.total === null ? null : progress.total - progress.finished;
     if (rowsLeft !== 0) {
       const left = rowsLeft === null ? 'its rows are still being enqueued' : `${rowsLeft} of its ${progress.total} rows are not done yet`;

@@ -16,10 +16,7 @@ interface BatchState {
 export async function runStatusCommand(batchId: string | undefined, logger: Logger, say: (line: string) => void): Promise<number> {
   const session = await openSession(logger, say);
   try {
-    const read = async (id: string): Promise<BatchState | null> => {
-      const [meta, progress] = await Promise.all([session.store.load(id), session.store.progress(id)]);
-      return meta && progress ? { meta, progress } : null;
-    };
+    const read = (id: string): Promise<BatchState | null> => session.store.loadWithProgress(id);
     if (batchId) {
       const state = await read(batchId);
       if (!state) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel} (with key prefix "${session.space.prefix}"); \`switchyard status\` lists the recent ones`);

@@ -85,6 +85,11 @@ export class BatchStore {
   }
 
   async progress(batchId: string): Promise<BatchProgress | null> {
+    return (await this.loadWithProgress(batchId))?.progress ?? null;
+  }
+
+  /** The meta and the progress from one read of the meta hash (progress needs it too). */
+  async loadWithProgress(batchId: string): Promise<{ meta: BatchMeta; progress: BatchProgress } | null> {
     const keys = this.keys(batchId);
     const [meta, finished, succeeded] = await Promise.all([
       this.load(batchId),
@@ -92,7 +97,7 @@ export class BatchStore {
       this.redis.bitcount(keys.succeeded),
     ]);
     if (!meta) return null;
-    return {
+    const progress: BatchProgress = {
       total: meta.total ?? null,
       estimatedTotal: meta.estimated_total ?? null,
       finished,
@@ -101,6 +106,7 @@ export class BatchStore {
       costUsd: meta.cost_nanos / 1e9,
       status: meta.status,
     };
+    return { meta, progress };
   }
 
   /** Row numbers (from `fromRow`, `count` of them) whose succeeded bit is set, read in one call. */
