@@ -16,16 +16,15 @@ interface BatchState {
 export async function runStatusCommand(batchId: string | undefined, logger: Logger, say: (line: string) => void): Promise<number> {
   const session = await openSession(logger, say);
   try {
-    const read = (id: string): Promise<BatchState | null> => session.store.loadWithProgress(id);
     if (batchId) {
-      const state = await read(batchId);
+      const state = await session.store.loadWithProgress(batchId);
       if (!state) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel} (with key prefix "${session.space.prefix}"); \`switchyard status\` lists the recent ones`);
       for (const line of describeBatch(state)) say(line);
       return 0;
     }
     const [ids, count] = await Promise.all([session.store.recentBatchIds(RECENT), session.store.batchCount()]);
     // An id whose keys were deleted by hand is left out rather than failing the whole list.
-    const states = (await Promise.all(ids.map(read))).filter((state): state is BatchState => state !== null);
+    const states = (await Promise.all(ids.map((id) => session.store.loadWithProgress(id)))).filter((state): state is BatchState => state !== null);
     if (states.length === 0) {
       say(`No batches in Redis at ${session.redisLabel} (key prefix "${session.space.prefix}").`);
       return 0;
