@@ -75,8 +75,8 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   say(`Results  ${paths.results}`);
   say(`         ${paths.resultsCsv}`);
   say(`Costs    ${paths.costs}`);
-  const invalid = finalMeta.invalid_rows;
-  say(`Errors   ${paths.errors}${invalid > 0 ? ` (${invalid} invalid rows, not run)` : ''}`);
+  const invalid = report.totals.invalid_rows;
+  say(`Errors   ${paths.errors}${invalid > 0 ? ` (${invalid} invalid ${invalid === 1 ? 'row' : 'rows'}, not run)` : ''}`);
   say(`Report   ${paths.reportMd}`);
   const overBudget = report.errors.budget_exceeded ?? 0;
   if (overBudget > 0) {

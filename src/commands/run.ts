@@ -182,9 +182,9 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       }
       throw error;
     }
-    await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
+    await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
     say(
-      `Read ${counts.total + counts.invalid} ${counts.total + counts.invalid === 1 ? 'row' : 'rows'}: ${counts.total} valid, ${counts.invalid} invalid (see errors.jsonl)` +
+      `Read ${counts.total + counts.invalid} ${counts.total + counts.invalid === 1 ? 'row' : 'rows'}: ${counts.total} valid, ${counts.invalid} invalid${counts.invalid > 0 ? ' (see errors.jsonl)' : ''}` +
         (counts.alreadySucceeded > 0 ? `, ${counts.alreadySucceeded} already done` : '') +
         `; ${counts.enqueued} queued, ${worker ? `workers here making up to ${concurrency} calls at a time` : 'no workers here (--detach)'}.`,
     );

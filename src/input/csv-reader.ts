@@ -2,7 +2,7 @@ import { pipeline } from 'node:stream';
 import { CsvError, parse, type Info } from 'csv-parse';
 import { UsageError } from '../errors.ts';
 import { openInputFile } from './input-file.ts';
-import { buildRow, type RawFields, type RecordPosition } from './row-fields.ts';
+import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosition } from './row-fields.ts';
 import type { ReadItem, ReadPosition, RowRules } from './row.ts';
 
 /** Guards against a runaway unclosed quote while still allowing long prompts (csv-parse's default is 128k). */
@@ -84,6 +84,7 @@ function toItem(record: string[], header: Header, pos: RecordPosition, rules: Ro
     const message = `line ${pos.line}: expected ${header.names.length} fields as in the header, got ${record.length}`;
     return { kind: 'error', value: { ...pos, code: 'bad_csv', message } };
   }
+  if (record.some(hasReplacementChar)) return { kind: 'error', value: { ...pos, ...notUtf8(pos.line) } };
   const fields: RawFields = { metadata: {} };
   header.names.forEach((name, i) => {
     const value = record[i] ?? '';

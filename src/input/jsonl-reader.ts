@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { UsageError } from '../errors.ts';
 import { openInputFile } from './input-file.ts';
 import { looksLikeOpenAiBatchLine, openAiBatchLineFields, openAiBatchLineSchema } from './openai-batch-line.ts';
-import { buildRow, type RawFields, type RecordPosition } from './row-fields.ts';
+import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosition } from './row-fields.ts';
 import { chatMessageSchema, type ReadItem, type ReadPosition, type RowError, type RowRules } from './row.ts';
 
 /**
@@ -44,6 +44,8 @@ export async function* readJsonlRows(path: string, rules: RowRules, position?: R
 }
 
 function parseLine(text: string, pos: RecordPosition, rules: RowRules): ReadItem {
+  // Checked on the raw line, so a "\ufffd" escape written on purpose is not mistaken for bad bytes.
+  if (hasReplacementChar(text)) return { kind: 'error', value: { ...pos, ...notUtf8(pos.line) } };
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { extname } from 'node:path';
 import { UsageError } from '../errors.ts';
 import { readCsvRows } from './csv-reader.ts';
@@ -23,11 +24,16 @@ export function readRows(path: string, rules: RowRules, position?: ReadPosition)
   const extension = extname(path).toLowerCase();
   const reader = READERS[extension];
   if (reader === undefined) {
+    if (isDirectory(path)) throw new UsageError(`input path is a directory, not a file: ${path}`);
     const supported = Object.keys(READERS).join(', ');
     const shown = extension === '' ? 'no extension' : `"${extension}"`;
     throw new UsageError(`cannot read ${path}: ${shown} is not a supported input type; use one of ${supported}`);
   }
   return reader(path, rules, position);
+}
+
+function isDirectory(path: string): boolean {
+  return statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
 }
 
 /** Throws a UsageError at once if the file is missing, a directory, empty or unreadable. */

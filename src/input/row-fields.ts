@@ -109,6 +109,20 @@ export function unknownModel(model: string, known: ReadonlySet<string>): Problem
   return { code: 'unknown_model', message: `unknown model "${model}"; known models: ${list}` };
 }
 
+/**
+ * Readers decode files as UTF-8, which turns bytes that are not UTF-8 (a Windows-1252 or Latin-1
+ * export from Excel, say) into U+FFFD. Such a row is refused rather than sent: the model would be
+ * paid to answer mangled text. A file that really holds U+FFFD has lost those characters already.
+ */
+export function notUtf8(line: number): Pick<RowError, 'code' | 'message'> {
+  return {
+    code: 'bad_encoding',
+    message: `line ${line} is not UTF-8 text (some bytes cannot be decoded); save the file as UTF-8 (in Excel: "CSV UTF-8") and run it again`,
+  };
+}
+
+export const hasReplacementChar = (text: string): boolean => text.includes('\uFFFD');
+
 function emptyToUndefined(value: string | undefined): string | undefined {
   return value === undefined || value.trim() === '' ? undefined : value;
 }

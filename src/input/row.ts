@@ -28,8 +28,18 @@ export interface RowError {
   row: number;
   line: number;
   id?: string;
-  code: 'missing_prompt' | 'bad_json' | 'bad_field' | 'unknown_model' | 'bad_csv';
+  code: 'missing_prompt' | 'bad_json' | 'bad_field' | 'unknown_model' | 'bad_csv' | 'bad_encoding';
   message: string;
+}
+
+/** Invalid rows by reason code: how many, and the first one's message with its line (for reports). */
+export type InvalidRowCounts = Partial<Record<RowError['code'], { rows: number; example: string }>>;
+
+/** Counts a row error into `counts` (the first of each code becomes its example). */
+export function countInvalidRow(counts: InvalidRowCounts, error: RowError): void {
+  const entry = counts[error.code];
+  if (entry) entry.rows += 1;
+  else counts[error.code] = { rows: 1, example: error.message.startsWith('line ') ? error.message : `line ${error.line}: ${error.message}` };
 }
 
 export type ReadItem = { kind: 'row'; value: InputRow } | { kind: 'error'; value: RowError };

@@ -29,7 +29,7 @@ export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
   if (meta.input_kind === 'openai-batch') await writeOpenAiBatchFiles(paths.results, options.outDir, meta.batch_id);
   const tally = options.collectedTally ?? (await tallyFromFiles(paths, options.baseline, options.startedAt));
   const finishedAt = new Date();
-  const report = tally.build({ batchId: meta.batch_id, startedAt: options.startedAt, finishedAt });
+  const report = tally.build({ batchId: meta.batch_id, startedAt: options.startedAt, finishedAt }, meta.invalid_codes);
   writeReport(report, options.outDir);
   await store.update(meta.batch_id, {
     status: (report.errors.budget_exceeded ?? 0) > 0 ? 'budget_exceeded' : report.totals.failed > 0 ? 'completed_with_failures' : 'completed',

@@ -14,6 +14,8 @@ export function formatCount(n: number, maxFractionDigits = 0): string {
 }
 
 const count = (n: number): string => formatCount(n);
+/** "1 row", "2,000 rows". */
+const counted = (n: number, noun: string): string => `${count(n)} ${noun}${n === 1 ? '' : 's'}`;
 
 /** "850 ms", "4.1 s", "3 min 12 s", "2 h 05 min". */
 export function formatDuration(ms: number): string {
@@ -48,15 +50,15 @@ function formatCost(costUsd: number, unpricedCalls: number, calls: number): stri
 
 /** "4.1 s (487 rows/s)", or for a resumed batch "4.1 s (1,365 rows this run, 333 rows/s)". */
 function timeAndRate(totals: Report['totals']): string {
-  const resumed = totals.rows_this_run < totals.rows ? `${count(totals.rows_this_run)} rows this run, ` : '';
+  const resumed = totals.rows_this_run < totals.rows ? `${counted(totals.rows_this_run, 'row')} this run, ` : '';
   return `${formatDuration(totals.elapsed_ms)} (${resumed}${formatRate(totals.rows_per_second)})`;
 }
 
-/** "1,998 of 2,000 rows succeeded in 4.1 s (487 rows/s), 2,013 calls, $0.0123". */
+/** "1,998 of 2,000 rows succeeded in 4.1 s (487 rows/s), 2,013 calls, $0.0123", then any invalid rows. */
 export function renderHeadline(report: Report): string {
   const { totals } = report;
-  const calls = `${count(totals.calls)} call${totals.calls === 1 ? '' : 's'}`;
-  return `${count(totals.succeeded)} of ${count(totals.rows)} rows succeeded in ${timeAndRate(totals)}, ${calls}, ${formatCost(totals.cost_usd, totals.unpriced_calls, totals.calls)}`;
+  const invalid = totals.invalid_rows > 0 ? `; ${counted(totals.invalid_rows, 'invalid row')} not run` : '';
+  return `${count(totals.succeeded)} of ${counted(totals.rows, 'row')} succeeded in ${timeAndRate(totals)}, ${counted(totals.calls, 'call')}, ${formatCost(totals.cost_usd, totals.unpriced_calls, totals.calls)}${invalid}`;
 }
 
 /** One line of at most `max` characters: whitespace runs become one space, the rest is cut with "…". */
@@ -103,7 +105,8 @@ export function renderReportMarkdown(report: Report): string {
     `**${renderHeadline(report)}**`,
     '',
     `- Started ${report.started_at}, finished ${report.finished_at}`,
-    `- Rows: ${count(totals.rows)} (${count(totals.succeeded)} succeeded, ${count(totals.failed)} failed)`,
+    `- Rows: ${count(totals.rows)} (${count(totals.succeeded)} succeeded, ${count(totals.failed)} failed)` +
+      (totals.invalid_rows > 0 ? `; ${counted(totals.invalid_rows, 'invalid input row')} not run (errors.jsonl)` : ''),
     `- Calls: ${count(totals.calls)} (${count(totals.failed_calls)} failed), retries and fallbacks included`,
     `- Tokens: ${count(totals.input_tokens)} in, ${count(totals.output_tokens)} out`,
     `- Cost: ${formatUsd(totals.cost_usd)}, the sum of costs.jsonl`,
@@ -158,6 +161,18 @@ export function renderReportMarkdown(report: Report): string {
   if (Object.keys(report.call_errors).length > 0) {
     lines.push('', '### Failed calls by code', '', ...countTable('Calls', report.call_errors));
   }
+
+  if (totals.invalid_rows > 0) {
+    const examples = report.invalid_input_examples;
+    lines.push(
+      '',
+      '## Invalid input rows',
+      '',
+      `Not run; each is in errors.jsonl with its line and reason. Fix them in place (the other rows keep their lines) and \`switchyard run --resume ${report.batch_id}\` runs them; rows that succeeded are not run again.`,
+      '',
+      ...table(['Code', 'Rows', 'First'], ['l', 'r', 'l'], Object.entries(report.invalid_input).map(([code, n]) => [code, count(n), shorten(examples[code] ?? '', 300)])),
+    );
+  }
   return `${lines.join('\n')}\n`;
 }
 
@@ -167,6 +182,23 @@ export function renderSavings(report: Report): string | null {
   if (!baseline) return null;
   const pct = baseline.savings_percent === null ? '' : ` (${baseline.savings_percent >= 0 ? '-' : '+'}${Math.abs(baseline.savings_percent)}%)`;
   return `This batch cost ${formatUsd(baseline.batch_cost_usd)}; on ${baseline.model} it would have cost ${formatUsd(baseline.baseline_cost_usd)}${pct}`;
+}
+
+/**
+ * A summary line of counts by code ("bad_json 3, bad_field 1"), then the messages of the three most
+ * frequent codes: they say what to do (a key to check, a budget to raise, a file to re-save).
+ */
+function codePairs(label: string, lead: string, counts: Record<string, number>, examples: Record<string, string>): Array<[string, string]> {
+  const codes = Object.entries(counts);
+  if (codes.length === 0) return [];
+  const shown = codes.slice(0, 4).map(([code, n]) => `${code} ${count(n)}`);
+  if (codes.length > 4) shown.push(`+${codes.length - 4} more`);
+  const pairs: Array<[string, string]> = [[label, lead + shown.join(', ')]];
+  for (const [code] of codes.slice(0, 3)) {
+    const example = examples[code];
+    if (example) pairs.push(['', `${code}: ${shorten(example, 200)}`]);
+  }
+  return pairs;
 }
 
 /** A short terminal summary: aligned label/value lines, then one aligned line per model. */
@@ -184,24 +216,15 @@ export function renderSummaryLines(report: Report): string[] {
   if (report.extra_calls.fallback_calls > 0 || report.extra_calls.retry_calls > 0) {
     pairs.push(['Retries', `${count(report.extra_calls.retry_calls)} calls (${formatUsd(report.extra_calls.retry_cost_usd)}); fallbacks ${count(report.extra_calls.fallback_calls)} calls (${formatUsd(report.extra_calls.fallback_cost_usd)})`]);
   }
-  const errors = Object.entries(report.errors);
-  if (errors.length > 0) {
-    const shown = errors.slice(0, 4).map(([code, n]) => `${code} ${count(n)}`);
-    if (errors.length > 4) shown.push(`+${errors.length - 4} more`);
-    pairs.push(['Errors', shown.join(', ')]);
-    // The most frequent codes' messages say what to do (a key to check, a budget to raise).
-    for (const [code] of errors.slice(0, 3)) {
-      const example = report.error_examples[code];
-      if (example) pairs.push(['', `${code}: ${shorten(example, 200)}`]);
-    }
-  }
+  pairs.push(...codePairs('Errors', '', report.errors, report.error_examples));
+  pairs.push(...codePairs('Invalid', `${counted(totals.invalid_rows, 'row')} not run (errors.jsonl): `, report.invalid_input, report.invalid_input_examples));
   const labelWidth = Math.max(...pairs.map(([label]) => label.length)) + 2;
   const lines = pairs.map(([label, value]) => `${label.padEnd(labelWidth)}${value}`);
 
   const models = Object.entries(report.models).map(([name, m]) => [
     name,
-    `${count(m.rows)} rows`,
-    `${count(m.calls)} calls`,
+    counted(m.rows, 'row'),
+    counted(m.calls, 'call'),
     formatCost(m.cost_usd, m.unpriced_calls, m.calls),
     `p50 ${formatLatency(m.latency_p50_ms)}`,
     `p95 ${formatLatency(m.latency_p95_ms)}`,

@@ -1,9 +1,11 @@
 import { callCostNanos, nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import { LatencyHistogram } from './latency-histogram.ts';
 import type { CallRecord, RowResult } from './records.ts';
+import type { InvalidRowCounts } from '../input/row.ts';
 
 /** Batch-wide figures. Row counts come from results.jsonl; calls, tokens and cost from costs.jsonl. */
 export interface ReportTotals {
+  /** Valid input rows (one line each in results.jsonl). */
   rows: number;
   succeeded: number;
   failed: number;
@@ -22,6 +24,8 @@ export interface ReportTotals {
   rows_this_run: number;
   /** rows_this_run per second of elapsed_ms; null when no time elapsed. */
   rows_per_second: number | null;
+  /** Input rows that could not be run (errors.jsonl); not among `rows`. */
+  invalid_rows: number;
 }
 
 export interface ModelReport {
@@ -89,6 +93,10 @@ export interface Report {
   error_examples: Record<string, string>;
   /** Failed calls (retried ones included) by error code, most frequent first. */
   call_errors: Record<string, number>;
+  /** Invalid input rows (errors.jsonl) by reason code, most frequent first. */
+  invalid_input: Record<string, number>;
+  /** The first invalid row's message for each code in `invalid_input`, with its line. */
+  invalid_input_examples: Record<string, string>;
   /** Per task type (rows without one are under "unclassified"). */
   task_types: Record<string, TaskTypeReport>;
   extra_calls: ExtraCallsReport;
@@ -234,7 +242,9 @@ export class ReportTally {
     }
   }
 
-  build(span: ReportSpan): Report {
+  /** The report; `invalid` is what the producer counted of rows that could not be run. */
+  build(span: ReportSpan, invalid: InvalidRowCounts = {}): Report {
+    const invalidEntries = Object.entries(invalid).sort(([a, x], [b, y]) => y.rows - x.rows || byCodePoint(a, b));
     const extra = this.#extra;
     const baselineNanos = this.#baselineNanos;
     const ordered = [...this.#models.entries()].sort(
@@ -291,6 +301,7 @@ export class ReportTally {
         elapsed_ms: elapsedMs,
         rows_this_run: this.#rowsThisRun,
         rows_per_second: elapsedMs > 0 ? roundTenth((this.#rowsThisRun * 1000) / elapsedMs) : null,
+        invalid_rows: invalidEntries.reduce((sum, [, entry]) => sum + entry.rows, 0),
       },
       // fromEntries defines own properties, so a model named "__proto__" stays a plain key.
       models: Object.fromEntries(modelReports),
@@ -300,6 +311,8 @@ export class ReportTally {
         return example === undefined ? [] : [[code, example]];
       })),
       call_errors: byCountDescending(this.#callErrors),
+      invalid_input: Object.fromEntries(invalidEntries.map(([code, entry]) => [code, entry.rows])),
+      invalid_input_examples: Object.fromEntries(invalidEntries.map(([code, entry]) => [code, entry.example])),
       task_types: Object.fromEntries(
         [...this.#taskTypes.entries()]
           .sort(([a, x], [b, y]) => y.rows - x.rows || byCodePoint(a, b))

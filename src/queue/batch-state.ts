@@ -22,6 +22,8 @@ export const batchMetaSchema = z.object({
   /** Until then, the producer's estimate from the rows and bytes read so far (for progress and ETA). */
   estimated_total: z.coerce.number().int().nonnegative().optional(),
   invalid_rows: z.coerce.number().int().nonnegative().default(0),
+  /** The invalid rows by reason code, each with the first one's message (JSON in the hash). */
+  invalid_codes: z.preprocess(parseJsonText, z.record(z.string(), z.object({ rows: z.number().int().nonnegative(), example: z.string() }))).optional(),
   /** --model / --route <model>: rows that name no model go to this one instead of being routed. */
   model_override: z.string().optional(),
   /** --budget: USD cap for the batch; rows that would pass it end as budget_exceeded. */
@@ -33,6 +35,19 @@ export const batchMetaSchema = z.object({
   finished_at: z.string().optional(),
 });
 export type BatchMeta = z.infer<typeof batchMetaSchema>;
+
+/** A hash field holding JSON; text that is not JSON is passed on for the schema to reject. */
+function parseJsonText(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  try {
+    return JSON.parse(value);
+  } catch {
+    return value;
+  }
+}
+
+/** Hash fields are text: objects go in as JSON. */
+const fieldText = (value: unknown): string => (typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value));
 
 export interface BatchProgress {
   total: number | null;
@@ -66,7 +81,7 @@ export class BatchStore {
 
   async save(meta: Omit<BatchMeta, 'cost_nanos'>, config: SwitchyardConfig): Promise<void> {
     const keys = this.keys(meta.batch_id);
-    const fields = Object.fromEntries(Object.entries(meta).filter(([key, value]) => value !== undefined && key !== 'cost_nanos').map(([k, v]) => [k, String(v)]));
+    const fields = Object.fromEntries(Object.entries(meta).filter(([key, value]) => value !== undefined && key !== 'cost_nanos').map(([k, v]) => [k, fieldText(v)]));
     await this.redis
       .multi()
       .hset(keys.meta, fields)
@@ -75,8 +90,8 @@ export class BatchStore {
       .exec();
   }
 
-  async update(batchId: string, fields: Partial<Pick<BatchMeta, 'status' | 'total' | 'estimated_total' | 'invalid_rows' | 'input_kind' | 'started_at' | 'finished_at'>>): Promise<void> {
-    const entries = Object.entries(fields).filter(([, value]) => value !== undefined).map(([k, v]) => [k, String(v)]);
+  async update(batchId: string, fields: Partial<Pick<BatchMeta, 'status' | 'total' | 'estimated_total' | 'invalid_rows' | 'invalid_codes' | 'input_kind' | 'started_at' | 'finished_at'>>): Promise<void> {
+    const entries = Object.entries(fields).filter(([, value]) => value !== undefined).map(([k, v]) => [k, fieldText(v)]);
     if (entries.length > 0) await this.redis.hset(this.keys(batchId).meta, Object.fromEntries(entries));
   }
 

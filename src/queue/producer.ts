@@ -1,7 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Queue } from 'bullmq';
-import type { InputRow, ReadItem, ReadPosition } from '../input/row.ts';
+import { countInvalidRow, type InputRow, type InvalidRowCounts, type ReadItem, type ReadPosition } from '../input/row.ts';
 import type { PromptJob } from '../../jobs/prompt.ts';
 import type { BatchStore } from './batch-state.ts';
 import { promptJobId } from './keys.ts';
@@ -38,6 +38,8 @@ export interface EnqueueCounts {
   /** Rows skipped because they succeeded in an earlier run of this batch. */
   alreadySucceeded: number;
   invalid: number;
+  /** The invalid rows by reason, each with an example. */
+  invalidByCode: InvalidRowCounts;
   /** Rows that came from OpenAI Batch API lines (they carry a custom_id). */
   openAiBatchRows: number;
 }
@@ -59,7 +61,7 @@ function toJob(batchId: string, row: InputRow): PromptJob {
  * batch again never duplicates a queued row, and succeeded rows are skipped through Redis' bitmap.
  */
 export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCounts> {
-  const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, invalid: 0, openAiBatchRows: 0 };
+  const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0 };
   const errors = createWriteStream(options.errorsPath, { flags: 'w' });
   let chunk: InputRow[] = [];
   let workersStarted = false;
@@ -91,6 +93,7 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
     for await (const item of options.items) {
       if (item.kind === 'error') {
         counts.invalid++;
+        countInvalidRow(counts.invalidByCode, item.value);
         if (!errors.write(`${JSON.stringify(item.value)}\n`)) await once(errors, 'drain');
         continue;
       }

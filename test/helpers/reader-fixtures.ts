@@ -15,7 +15,7 @@ export async function collect(items: AsyncIterable<ReadItem>): Promise<ReadItem[
 }
 
 /** A temp folder for this file's tests (removed afterwards) and a way to write a file into it. */
-export function useTempFiles(name: string): { file(fileName: string, content: string): Promise<string>; dir(): string } {
+export function useTempFiles(name: string): { file(fileName: string, content: string | Uint8Array): Promise<string>; dir(): string } {
   let dir = '';
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), `switchyard-${name}-`));

@@ -135,6 +135,24 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(errors.map((e) => [e.line, e.code])).toEqual([[2, 'bad_field'], [3, 'missing_prompt']]);
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(results.map((r) => [r.id, r.status])).toEqual([['c', 'succeeded']]);
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.totals).toMatchObject({ rows: 1, succeeded: 1, invalid_rows: 2 });
+    expect(report.invalid_input).toEqual({ bad_field: 1, missing_prompt: 1 });
+    expect(report.invalid_input_examples).toEqual({ bad_field: 'line 2: temperature must be a number from 0 to 2, got "9"', missing_prompt: 'line 3: the prompt is empty' });
+    const markdown = await readFile(join(out, 'report.md'), 'utf8');
+    expect(markdown).toContain('2 invalid rows not run**');
+    expect(markdown).toContain('`switchyard run --resume badrows` runs them');
+
+    // As report.md advises: fix the rows in place and resume; only they run, and nothing is invalid now.
+    await import('node:fs/promises').then((fs) => fs.writeFile(input, 'id,prompt,temperature\na,hello,0.9\nb,bye,\nc,"fine, thanks",0.1\n'));
+    const resumed = await runCli(['run', '--resume', 'badrows'], h.env());
+    expect(resumed.code).toBe(0);
+    expect(resumed.stdout).toContain('1 already done; 2 queued');
+    expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => [r.id, r.status])).toEqual([['a', 'succeeded'], ['b', 'succeeded'], ['c', 'succeeded']]);
+    const fixed = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(fixed.totals).toMatchObject({ rows: 3, succeeded: 3, invalid_rows: 0 });
+    expect(fixed.invalid_input).toEqual({});
+    expect(await readFile(join(out, 'errors.jsonl'), 'utf8')).toBe('');
   });
 
   it('stops with exit code 2 when the CSV has no prompt column, naming the columns it has', async () => {

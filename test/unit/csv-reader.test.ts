@@ -201,6 +201,25 @@ describe('whole-file problems throw a UsageError before any item', () => {
     await mkdir(path);
     await expect(checkInputFile(path)).rejects.toThrow(new UsageError(`input path is a directory, not a file: ${path}`));
     await expect(collect(readRows(path, rules))).rejects.toThrow(UsageError);
+    // Without a file extension the folder is still named for what it is.
+    expect(() => readRows(temp.dir(), rules)).toThrow(new UsageError(`input path is a directory, not a file: ${temp.dir()}`));
+  });
+
+  it('refuses rows that are not UTF-8 (a Latin-1 export) with their line, and reads the rest', async () => {
+    const latin1 = Buffer.concat([Buffer.from('prompt,id\n"caf'), Buffer.from([0xe9]), Buffer.from(' au lait",a\nplain,b\n')]);
+    const items = await collect(readCsvRows(await csvFile('latin1.csv', latin1), rules));
+    expect(items).toEqual([
+      { kind: 'error', value: { row: 1, line: 2, code: 'bad_encoding', message: expect.stringMatching(/^line 2 is not UTF-8 text .*save the file as UTF-8/) } },
+      { kind: 'row', value: expect.objectContaining({ id: 'b' }) },
+    ]);
+  });
+
+  it('decodes multi-byte characters that straddle read chunks (no false encoding errors)', async () => {
+    // 3- and 4-byte characters in rows that are not a multiple of the 16 KiB chunk size.
+    const prompts = Array.from({ length: 3000 }, (_, i) => `行${i} 🚀 «ünïcödé» ${'語'.repeat(i % 7)}`);
+    const items = await collect(readCsvRows(await csvFile('wide.csv', `prompt\n${prompts.join('\n')}\n`), rules));
+    expect(items.filter((item) => item.kind === 'error')).toEqual([]);
+    expect(items.map((item) => item.kind === 'row' && item.value.messages[0]?.content)).toEqual(prompts);
   });
 
   it('a header without the prompt column lists the columns and mentions --prompt-column', async () => {

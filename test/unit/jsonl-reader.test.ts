@@ -192,6 +192,15 @@ describe('readJsonlRows details', () => {
     }
   });
 
+  it('refuses a line that is not UTF-8 but keeps an escaped \\ufffd written on purpose', async () => {
+    const bad = Buffer.concat([Buffer.from('{"prompt": "caf'), Buffer.from([0xe9]), Buffer.from('"}\n{"prompt": "kept \\ufffd"}\n')]);
+    const items = await collect(readJsonlRows(await file('latin1.jsonl', bad), rules));
+    expect(items).toEqual([
+      { kind: 'error', value: { row: 1, line: 1, code: 'bad_encoding', message: expect.stringMatching(/^line 1 is not UTF-8 text/) } },
+      { kind: 'row', value: expect.objectContaining({ messages: [{ role: 'user', content: 'kept \ufffd' }] }) },
+    ]);
+  });
+
   it('reports a prompt that is not a string as bad_field', async () => {
     const path = await file('num.jsonl', '{"prompt": 42}\n');
     const [item] = await collect(readJsonlRows(path, rules));

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../src/sim/prng.ts';
 import { callCostNanos, nanosToUsd, usdToNanos } from '../../src/models/pricing.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
+import { countInvalidRow, type InvalidRowCounts, type RowError } from '../../src/input/row.ts';
 import { readJsonl } from '../../src/output/read-jsonl.ts';
 import { ReportTally, type Report, type ReportSpan } from '../../src/output/report.ts';
 import { renderHeadline, renderReportMarkdown, renderSummaryLines } from '../../src/output/report-markdown.ts';
@@ -183,6 +184,7 @@ describe('buildReport', () => {
       elapsed_ms: 4100,
       rows_this_run: 10_000,
       rows_per_second: 2439,
+      invalid_rows: 0,
     });
     expect(report.totals.failed).toBe(200);
     expect(report.totals.unpriced_calls).toBeGreaterThan(0);
@@ -311,6 +313,36 @@ describe('buildReport on an empty batch', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('invalid input rows', () => {
+  it('are counted by code beside the rows, with their first message, in report.md and the summary', () => {
+    const invalid: InvalidRowCounts = {};
+    const rowError = (line: number, code: RowError['code'], message: string): RowError => ({ row: line, line, code, message });
+    countInvalidRow(invalid, rowError(2, 'bad_json', 'invalid JSON: Unexpected token'));
+    countInvalidRow(invalid, rowError(3, 'bad_encoding', 'line 3 is not UTF-8 text (some bytes cannot be decoded); save the file as UTF-8'));
+    countInvalidRow(invalid, rowError(5, 'bad_encoding', 'line 5 is not UTF-8 text'));
+    const report = new ReportTally().build({ batchId: 'b1', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:01.000Z' }, invalid);
+    expect(report.totals.invalid_rows).toBe(3);
+    expect(report.invalid_input).toEqual({ bad_encoding: 2, bad_json: 1 });
+    expect(report.invalid_input_examples).toEqual({ bad_encoding: 'line 3 is not UTF-8 text (some bytes cannot be decoded); save the file as UTF-8', bad_json: 'line 2: invalid JSON: Unexpected token' });
+    expect(renderHeadline(report)).toBe('0 of 0 rows succeeded in 1.0 s (0 rows/s), 0 calls, $0; 3 invalid rows not run');
+    const md = renderReportMarkdown(report);
+    expect(md).toContain('- Rows: 0 (0 succeeded, 0 failed); 3 invalid input rows not run (errors.jsonl)');
+    expect(md).toContain('`switchyard run --resume b1` runs them');
+    expect(md).toContain('| bad_encoding | 2 | line 3 is not UTF-8 text (some bytes cannot be decoded); save the file as UTF-8 |');
+    const lines = renderSummaryLines(report);
+    expect(lines).toContain('Invalid  3 rows not run (errors.jsonl): bad_encoding 2, bad_json 1');
+    expect(lines).toContain('         bad_json: line 2: invalid JSON: Unexpected token');
+  });
+
+  it('leave the report as it was when there are none', () => {
+    const report = new ReportTally().build({ batchId: 'b2', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:01.000Z' });
+    expect(report.totals.invalid_rows).toBe(0);
+    expect(report.invalid_input).toEqual({});
+    expect(renderReportMarkdown(report)).not.toContain('Invalid input rows');
+    expect(renderSummaryLines(report).some((line) => line.startsWith('Invalid'))).toBe(false);
   });
 });
 
