@@ -8,7 +8,7 @@ import { configSchema, type SwitchyardConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
 import { readRows } from '../input/read-rows.ts';
 import type { ReadItem, ReadPosition } from '../input/row.ts';
-import { missingApiKeys } from '../models/provider-clients.ts';
+import { missingApiKeys, missingKeyFor } from '../models/provider-clients.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
 import { isValidBatchId, newBatchId, PROMPT_QUEUE } from '../queue/keys.ts';
 import { enqueueBatch } from '../queue/producer.ts';
@@ -101,6 +101,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     const promptColumn = options.promptColumn ?? existing?.prompt_column ?? 'prompt';
     const model = pinnedModel(options) ?? (options.route === 'auto' ? undefined : existing?.model_override);
     if (model && !(model in config.models)) throw new UsageError(`--model/--route "${model}" is not in the config; models: ${Object.keys(config.models).join(', ')}`);
+    if (!options.detach) refuseWithoutKeys(config, model);
     const budgetUsd = options.budget ?? existing?.budget_usd ?? config.budget.batch_usd;
     const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
     const items = await checkedRows(inputPath, promptColumn, config, position);
@@ -212,6 +213,21 @@ function pinnedModel(options: RunOptions): string | undefined {
   if (options.model && options.route && options.route !== options.model) throw new UsageError('give either --model or --route, not both');
   if (options.route && options.route !== 'auto') return options.route;
   return options.model;
+}
+
+/**
+ * With workers in this process and no API key for any model the rows could use, every row would
+ * fail with missing_api_key: stop before enqueueing instead. (Some keys missing is only a warning.)
+ */
+function refuseWithoutKeys(config: SwitchyardConfig, pinned: string | undefined): void {
+  const models = pinned ? [pinned] : Object.keys(config.models);
+  const missing = models.map((model) => missingKeyFor(config, model));
+  if (missing.some((name) => name === null)) return;
+  const names = [...new Set(missing)].map((name) => `$${name}`);
+  throw new UsageError(
+    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set, and ${pinned ? `model "${pinned}" needs it` : 'every model in the config needs one'}: no call could succeed. ` +
+      `Set ${names.length === 1 ? 'it' : 'them'} (e.g. export ${names[0]!.slice(1)}=...) and run again, or use --detach and start "switchyard worker" where ${names.length === 1 ? 'it is' : 'they are'} set.`,
+  );
 }
 
 function warnAboutConfig(config: SwitchyardConfig, say: (line: string) => void): void {

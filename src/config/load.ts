@@ -3,7 +3,7 @@ import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { configSchema, type SwitchyardConfig } from './schema.ts';
-import { UsageError } from '../errors.ts';
+import { FILE_TROUBLE, UsageError } from '../errors.ts';
 
 /** Formats zod issues as "key.path: what was expected" lines a person can act on. */
 export function describeIssues(error: z.ZodError, root = ''): string {
@@ -30,7 +30,10 @@ export async function loadConfigFile(path: string): Promise<SwitchyardConfig> {
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
-    throw new UsageError(`Cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new UsageError(`Config file not found: ${path} (give the path of a switchyard.yaml or .json; without --config the built-in models run on the simulator)`);
+    if (code === 'EISDIR') throw new UsageError(`Config path is a directory, not a file: ${path}`);
+    throw new UsageError(`Cannot read config file ${path}: ${(code && FILE_TROUBLE[code]) ?? (error as Error).message}`);
   }
   let raw: unknown;
   try {

@@ -34,6 +34,13 @@ export function createProviderClients(config: SwitchyardConfig, env: NodeJS.Proc
   return clients;
 }
 
+/** The key variable a model's provider names but the environment lacks; null when it can be called. */
+export function missingKeyFor(config: SwitchyardConfig, model: string, env: NodeJS.ProcessEnv = process.env): string | null {
+  const provider = config.models[model] && config.providers[config.models[model].provider];
+  const name = provider?.api_key_env;
+  return name && !env[name] ? name : null;
+}
+
 /** Names of key variables that the config mentions but the environment lacks. */
 export function missingApiKeys(config: SwitchyardConfig, env: NodeJS.ProcessEnv = process.env): string[] {
   return Object.values(config.providers)

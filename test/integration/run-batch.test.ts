@@ -103,6 +103,23 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(await h.redis.exists(`${h.prefix}:batch:{badcfg}`)).toBe(0);
   });
 
+  it('stops before enqueueing when no model the rows could use has its API key here', async () => {
+    const dir = await tempDir('nokey');
+    const config = join(dir, 'keyed.yaml');
+    await import('node:fs/promises').then((fs) =>
+      fs.writeFile(config, `providers: {sim: {base_url: "${h.sim.url}", api_key_env: SY_TEST_NO_SUCH_KEY}, open: {base_url: "${h.sim.url}"}}\nmodels: {keyed: {provider: sim}, free: {provider: open}}\ndefault_model: keyed\n`),
+    );
+    const input = await writePromptsCsv(dir, 3);
+    const pinned = await runCli(['run', input, '--config', config, '--batch-id', 'nokey', '--model', 'keyed'], h.env());
+    expect(pinned.code).toBe(2);
+    expect(pinned.stderr).toContain('$SY_TEST_NO_SUCH_KEY is not set, and model "keyed" needs it: no call could succeed. Set it (e.g. export SY_TEST_NO_SUCH_KEY=...)');
+    expect(await h.redis.exists(`${h.prefix}:batch:{nokey}`)).toBe(0);
+    // With a model that needs no key, the missing one is only a warning.
+    const routed = await runCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--batch-id', 'nokey-free', '--model', 'free'], h.env());
+    expect(routed.code).toBe(0);
+    expect(routed.stdout).toContain('Warning: $SY_TEST_NO_SUCH_KEY not set');
+  });
+
   it('gives results.csv a column per metadata key, in first-seen order, also across a re-run', async () => {
     const dir = await tempDir('metacols');
     const input = join(dir, 'in.jsonl');

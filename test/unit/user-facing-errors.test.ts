@@ -1,6 +1,12 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis, ReplyError } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { describeFileTrouble, describeRedisTrouble } from '../../src/errors.ts';
+import { loadConfigFile } from '../../src/config/load.ts';
+import { describeFileTrouble, describeRedisTrouble, UsageError } from '../../src/errors.ts';
+import { runSimulatorFromCli } from '../../src/sim/cli-options.ts';
 
 describe('describeRedisTrouble', () => {
   it("tells a Redis refusal from a bug, with Redis' own first line and what to check", () => {
@@ -31,5 +37,33 @@ describe('describeFileTrouble', () => {
       'a file write failed (in the outputs folder, most likely): the disk is full [ENOSPC]. Fix that, then run the same command again: it goes on from where it stopped.',
     );
     expect(describeFileTrouble(Object.assign(new Error('x'), { code: 'EBADF', path: '/x' }))).toBeNull();
+  });
+});
+
+describe('a config file that cannot be read', () => {
+  it('says it is missing or a folder, and what to give instead', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'switchyard-cfg-'));
+    try {
+      const missing = join(dir, 'nope.yaml');
+      await expect(loadConfigFile(missing)).rejects.toThrow(new UsageError(`Config file not found: ${missing} (give the path of a switchyard.yaml or .json; without --config the built-in models run on the simulator)`));
+      await expect(loadConfigFile(dir)).rejects.toThrow(new UsageError(`Config path is a directory, not a file: ${dir}`));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('switchyard sim on a port it cannot have', () => {
+  it('names the taken port and the flag to choose another, instead of a stack trace', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      await expect(runSimulatorFromCli({ port }, { log: () => undefined })).rejects.toThrow(
+        new UsageError(`port ${port} on 127.0.0.1 is already in use (another simulator, or another server); choose a free one with --port <n>`),
+      );
+    } finally {
+      taken.close();
+    }
   });
 });
