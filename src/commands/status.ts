@@ -40,13 +40,13 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
 export function describeBatch({ meta, progress }: BatchState): string[] {
   const lines = [
     `${meta.batch_id}  ${meta.status}`,
-    `  rows      ${progress.finished}/${totalOf(progress).text} finished: ${progress.succeeded} succeeded, ${progress.failed} failed; ${meta.invalid_rows} invalid`,
+    `  rows      ${progress.finished}/${totalOf(progress).text} finished: ${progress.succeeded} succeeded, ${progress.failed} failed; ${meta.invalid_rows} invalid${invalidReasons(meta)}`,
     `  cost      ${formatUsd(progress.costUsd)}${meta.budget_usd === undefined ? '' : ` of a ${formatUsd(meta.budget_usd)} budget`}`,
     `  input     ${meta.input}`,
     `  output    ${meta.out_dir}`,
     `  started   ${timestamp(meta.started_at ?? meta.created_at)}${meta.finished_at ? `, finished ${timestamp(meta.finished_at)}` : ''}`,
   ];
-  const next = nextStep(meta.batch_id, meta.status);
+  const next = nextStep(meta.batch_id, meta.status, meta.invalid_rows);
   if (next) lines.push(`  next      ${next}`);
   return lines;
 }
@@ -68,7 +68,13 @@ export function batchTable(states: BatchState[], count: number): string[] {
   return [`Batches: ${shown}, newest first (FAILED counts invalid rows too; \`switchyard status <batch id>\` for one).`, line(header), ...rows.map(line)];
 }
 
-function nextStep(batchId: string, status: BatchStatus): string | null {
+/** " (bad_json 3, bad_encoding 1; see errors.jsonl)" when the producer recorded why rows were invalid. */
+function invalidReasons(meta: BatchMeta): string {
+  const codes = Object.entries(meta.invalid_codes ?? {}).sort(([, a], [, b]) => b.rows - a.rows);
+  return codes.length === 0 ? '' : ` (${codes.map(([code, entry]) => `${code} ${entry.rows}`).join(', ')}; see errors.jsonl)`;
+}
+
+function nextStep(batchId: string, status: BatchStatus, invalidRows: number): string | null {
   switch (status) {
     case 'enqueuing':
     case 'running':
@@ -80,7 +86,7 @@ function nextStep(batchId: string, status: BatchStatus): string | null {
     case 'budget_exceeded':
       return `\`switchyard run --resume ${batchId} --budget <more USD>\` finishes it`;
     case 'completed':
-      return null;
+      return invalidRows > 0 ? `fix the invalid rows in place in its input, then \`switchyard run --resume ${batchId}\` runs them` : null;
   }
 }
 

@@ -15,7 +15,7 @@ export function formatCount(n: number, maxFractionDigits = 0): string {
 
 const count = (n: number): string => formatCount(n);
 /** "1 row", "2,000 rows". */
-const counted = (n: number, noun: string): string => `${count(n)} ${noun}${n === 1 ? '' : 's'}`;
+export const counted = (n: number, noun: string): string => `${count(n)} ${noun}${n === 1 ? '' : 's'}`;
 
 /** "850 ms", "4.1 s", "3 min 12 s", "2 h 05 min". */
 export function formatDuration(ms: number): string {

@@ -1,4 +1,4 @@
-import { formatCount as count } from '../output/report-markdown.ts';
+import { counted, formatCount as count } from '../output/report-markdown.ts';
 import type { SimStats } from './stats.ts';
 
 const byStatus = (counts: Record<string, number>) =>
@@ -10,9 +10,9 @@ const byStatus = (counts: Record<string, number>) =>
 /** What `switchyard sim` prints when it stops: what it served, so a client's behaviour shows at a glance. */
 export function simStatsSummary(stats: SimStats): string[] {
   if (stats.requests === 0) return ['Simulator stopped; it served no requests.'];
-  const lines = [`Simulator stopped after ${count(stats.requests)} requests (${byStatus(stats.by_status)}); at most ${count(stats.peak_in_flight)} chat requests in flight at once.`];
+  const lines = [`Simulator stopped after ${counted(stats.requests, 'request')} (${byStatus(stats.by_status)}); at most ${count(stats.peak_in_flight)} chat requests in flight at once.`];
   for (const [model, m] of Object.entries(stats.models).sort(([a], [b]) => a.localeCompare(b))) {
-    lines.push(`  ${model}: ${count(m.requests)} requests (${byStatus(m.by_status)}), ${count(m.prompt_tokens)} prompt + ${count(m.completion_tokens)} completion tokens served, peak ${count(m.peak_rpm)} requests/min`);
+    lines.push(`  ${model}: ${counted(m.requests, 'request')} (${byStatus(m.by_status)}), ${count(m.prompt_tokens)} prompt + ${count(m.completion_tokens)} completion tokens served, peak ${count(m.peak_rpm)} requests/min`);
   }
   return lines;
 }

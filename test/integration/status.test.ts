@@ -1,3 +1,4 @@
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.ts';
@@ -52,5 +53,17 @@ describe('switchyard status', () => {
     expect(result.stderr).toContain('no batch "no-such-batch" in Redis at');
     expect(result.stderr).toContain(`key prefix "${h.prefix}"`);
     expect(result.stderr).toContain('`switchyard status` lists the recent ones');
+  });
+
+  it('gives the reasons for invalid rows and says how to run them once fixed', async () => {
+    const dir = await tempDir('status-invalid');
+    const input = join(dir, 'in.csv');
+    await writeFile(input, 'prompt,temperature\nfine,0.5\nhot,9\n,\n');
+    const run = await runCli(['run', input, '--config', await writeSimConfig(dir, h.sim.url), '--out', join(dir, 'out'), '--batch-id', 'status-invalid'], h.env());
+    expect(run.code, run.stderr).toBe(1);
+    const one = await runCli(['status', 'status-invalid'], h.env());
+    expect(one.stdout).toContain('status-invalid  completed');
+    expect(one.stdout).toContain('rows      1/1 finished: 1 succeeded, 0 failed; 2 invalid (bad_field 1, missing_prompt 1; see errors.jsonl)');
+    expect(one.stdout).toContain('next      fix the invalid rows in place in its input, then `switchyard run --resume status-invalid` runs them');
   });
 });
