@@ -1,6 +1,6 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import type { ChatMessage } from '../input/row.ts';
-import { callModel, type ModelAnswer, type ModelRequest } from '../models/call-model.ts';
+import { callModel, whyNotSendable, type ModelAnswer, type ModelRequest } from '../models/call-model.ts';
 import { ModelCallError } from '../models/model-error.ts';
 import { callCostNanos, nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import type { ProviderClient } from '../models/provider-clients.ts';
@@ -88,6 +88,9 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
       fallBack(progress, `${model}: not in this batch's config`);
       continue;
     }
+    // Nothing is reserved or recorded for a request that would not be sent: no call, no cost record.
+    const unsendable = whyNotSendable(provider, model);
+    if (unsendable) return finish(row, progress, model, null, unsendable);
     const request = requestFor(row, model, config);
     const estimatedTokens = plan.promptTokens + request.maxTokens;
     const onLimit = modelConfig.on_limit ?? config.limits.on_limit;

@@ -38,16 +38,27 @@ export function exhaustedLimitResetMs(headers: Headers): number | null {
   return wait;
 }
 
-/** One chat completion through the `openai` SDK; throws ModelCallError on any failure. */
-export async function callModel(provider: ProviderClient, request: ModelRequest, signal?: AbortSignal): Promise<ModelAnswer> {
-  const ctx = { model: request.model, provider: provider.name, baseUrl: provider.config.base_url, apiKeyEnv: provider.config.api_key_env };
+/**
+ * Why a request to this provider would be pointless, so it is not sent: no key in this process's
+ * environment, or the key was rejected (401) moments ago (key-rejection.ts). Null when it may go.
+ */
+export function whyNotSendable(provider: ProviderClient, model: string): ModelCallError | null {
   if (provider.missingKeyEnv) {
-    throw new ModelCallError({
+    return new ModelCallError({
       code: 'missing_api_key',
-      model: request.model,
+      model,
       message: `provider "${provider.name}" needs an API key in $${provider.missingKeyEnv}, which is not set in this worker's environment`,
     });
   }
+  const rejected = provider.keyRejection.current();
+  return rejected ? new ModelCallError({ code: 'unauthorized', model, message: `not sent, the key was just rejected: ${rejected}` }) : null;
+}
+
+/** One chat completion through the `openai` SDK; throws ModelCallError on any failure. */
+export async function callModel(provider: ProviderClient, request: ModelRequest, signal?: AbortSignal): Promise<ModelAnswer> {
+  const ctx = { model: request.model, provider: provider.name, baseUrl: provider.config.base_url, apiKeyEnv: provider.config.api_key_env };
+  const unsendable = whyNotSendable(provider, request.model);
+  if (unsendable) throw unsendable;
   try {
     const { data, response, request_id } = await provider.client.chat.completions
       .create(
@@ -66,6 +77,8 @@ export async function callModel(provider: ProviderClient, request: ModelRequest,
       limitExhaustedForMs: exhaustedLimitResetMs(response.headers),
     };
   } catch (error) {
-    throw classifyModelError(error, ctx);
+    const failure = classifyModelError(error, ctx);
+    if (failure.code === 'unauthorized') provider.keyRejection.record(failure.message);
+    throw failure;
   }
 }

@@ -1,6 +1,7 @@
 import OpenAI from 'openai';
 import type { ProviderConfig, SwitchyardConfig } from '../config/schema.ts';
 import { createHttpFetch, nodeUsesEnvProxy } from './http-fetch.ts';
+import { KeyRejection } from './key-rejection.ts';
 
 /**
  * One `openai` SDK client per provider. SDK retries are off (`maxRetries: 0`): the row runner
@@ -15,6 +16,8 @@ export interface ProviderClient {
   client: OpenAI;
   /** Set when the configured key variable is missing, so calls fail with that message. */
   missingKeyEnv: string | null;
+  /** A 401 from this provider, remembered for a short while so other rows do not send the same key. */
+  keyRejection: KeyRejection;
 }
 
 export function createProviderClients(config: SwitchyardConfig, env: NodeJS.ProcessEnv = process.env): Map<string, ProviderClient> {
@@ -27,6 +30,7 @@ export function createProviderClients(config: SwitchyardConfig, env: NodeJS.Proc
       name,
       config: provider,
       missingKeyEnv: keyEnv && !apiKey ? keyEnv : null,
+      keyRejection: new KeyRejection(),
       // Local endpoints (the simulator, vLLM, Ollama) accept any key; the SDK insists on one.
       client: new OpenAI({ apiKey: apiKey ?? 'no-key', baseURL: provider.base_url, maxRetries: 0, timeout: provider.timeout_ms, ...(fetch ? { fetch } : {}) }),
     });

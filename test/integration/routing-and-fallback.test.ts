@@ -139,8 +139,36 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(Date.now() - started).toBeLessThan(15_000);
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     for (const r of results) {
-      expect(r).toMatchObject({ status: 'failed', attempts: 1, models_tried: ['flash'], error: { code: 'unauthorized', http_status: 401 } });
+      // Sent and answered 401, or not sent because the key had just been rejected; never retried or fallen back.
+      const sent = r.error?.http_status === 401;
+      expect(r).toMatchObject({ status: 'failed', attempts: sent ? 1 : 0, models_tried: sent ? ['flash'] : [], error: { code: 'unauthorized', http_status: sent ? 401 : null } });
       expect(r.error!.message).toContain('$SIM_KEY');
     }
+    expect(results.some((r) => r.error?.http_status === 401)).toBe(true);
+  });
+
+  it('after a 401, the rows behind it fail without sending the rejected key again', async () => {
+    const dir = await tempDir('auth-many');
+    const cfg = await config(dir, { models: { flash: { provider: 'sim', price } }, default_model: 'flash' });
+    const rows = 300;
+    const input = await writePromptsCsv(dir, rows);
+    const out = join(dir, 'out');
+    const before = h.sim.stats().by_status['401'] ?? 0;
+    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'auth-many', '--concurrency', '4'], h.env({ SIM_KEY: 'wrong-key' }));
+    expect(run.code).toBe(1);
+    const sent = (h.sim.stats().by_status['401'] ?? 0) - before;
+    // The calls in flight when the first 401 came back, not one per row.
+    expect(sent).toBeGreaterThanOrEqual(1);
+    expect(sent).toBeLessThanOrEqual(8);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results).toHaveLength(rows);
+    expect(results.filter((r) => r.error?.http_status === 401)).toHaveLength(sent);
+    const unsent = results.filter((r) => r.error?.http_status === null);
+    expect(unsent).toHaveLength(rows - sent);
+    // costs.jsonl holds the requests that went out, and only those.
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    expect(calls).toHaveLength(sent);
+    expect(unsent.every((r) => r.attempts === 0)).toBe(true);
+    expect(unsent[0]!.error).toMatchObject({ code: 'unauthorized', message: expect.stringMatching(/^not sent, the key was just rejected: model "flash" at .* rejected the API key \(401\): check the key in \$SIM_KEY/) });
   });
 });
