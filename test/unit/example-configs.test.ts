@@ -1,0 +1,25 @@
+import { readFile } from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import { loadConfigFile, parseConfig } from '../../src/config/load.ts';
+
+const repoFile = (path: string): string => new URL(`../../${path}`, import.meta.url).pathname;
+
+/** The configs a newcomer copies from must stay valid as the schema changes. */
+describe('the configs in the docs', () => {
+  it('examples/switchyard.yaml loads, on the simulator port its comment starts', async () => {
+    const config = await loadConfigFile(repoFile('examples/switchyard.yaml'));
+    expect(config.providers['local']?.base_url).toBe('http://127.0.0.1:8787/v1');
+    expect(config.routing.routes['complex']).toEqual(['deepseek-v4-pro', 'deepseek-v4-flash']);
+    expect(config.budget.batch_usd).toBe(1);
+  });
+
+  it("README's config block is valid", async () => {
+    const readme = await readFile(repoFile('README.md'), 'utf8');
+    const block = /## Config[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(block).toBeDefined();
+    const config = parseConfig(parseYaml(block!), 'README.md');
+    expect(Object.keys(config.models)).toEqual(['deepseek-v4-flash', 'deepseek-v4-pro', 'glm-4']);
+    expect(config.providers['deepseek']?.api_key_env).toBe('DEEPSEEK_API_KEY');
+  });
+});
