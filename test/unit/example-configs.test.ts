@@ -10,7 +10,7 @@ describe('the configs in the docs', () => {
   it('examples/switchyard.yaml loads, on the simulator port its comment starts', async () => {
     const config = await loadConfigFile(repoFile('examples/switchyard.yaml'));
     expect(config.providers['local']?.base_url).toBe('http://127.0.0.1:8787/v1');
-    expect(config.routing.routes['complex']).toEqual(['deepseek-v4-pro', 'deepseek-v4-flash']);
+    expect(config.routing?.routes['complex']).toEqual(['deepseek-v4-pro', 'deepseek-v4-flash']);
     expect(config.budget.batch_usd).toBe(1);
   });
 
