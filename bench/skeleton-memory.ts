@@ -49,7 +49,7 @@ await withBenchEnv('memory', 0, async (env) => {
     console.log(`  ${rows} rows: maxRSS ${megabytes(run.usage?.maxRSS ?? Number.NaN)}; ${status}; wall ${seconds(run.wallMs)} = ${(rows / (run.wallMs / 1000)).toFixed(0)} rows/s, CPU ${(cpu / rows).toFixed(2)} ms/row`);
     const u = run.usage;
     if (u) console.log(`    peaks of process.memoryUsage(): heapTotal ${megabytes(u.peakHeapTotal / 1024)}, heapUsed ${megabytes(u.peakHeapUsed / 1024)}, external ${megabytes(u.peakExternal / 1024)}, arrayBuffers ${megabytes(u.peakArrayBuffers / 1024)}`);
-    if (u) console.log(`    (heapUsed peak at ${seconds(u.peakHeapUsedAtMs)}, arrayBuffers peak at ${seconds(u.peakArrayBuffersAtMs)}; all enqueued at ${seconds(lineAt(run, /^Read \d+ rows?:/))}, summary at ${seconds(lineAt(run, /^Rows /))}, exit at ${seconds(u.exitAtMs)}; times since the run process started)`);
+    if (u) console.log(`    (heapUsed peak at ${seconds(u.peakHeapUsedAtMs)}, arrayBuffers peak at ${seconds(u.peakArrayBuffersAtMs)}; all enqueued at ${seconds(lineAt(run, /^Read [\d,]+ rows?:/))}, summary at ${seconds(lineAt(run, /^Rows /))}, exit at ${seconds(u.exitAtMs)}; times since the run process started)`);
     if (!run.timedOut && run.exitCode !== 0) console.log(`    stderr tail: ${run.stderr.slice(-1500)}`);
     results.push({ rows, run });
   }

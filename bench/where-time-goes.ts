@@ -80,7 +80,7 @@ async function fixedCost(env: BenchEnv): Promise<void> {
   }
   await deletePrefix(env.redis.url, env.prefix);
   console.log(`2. a 1-row run (median of ${repetitions}): wall ${ms(median(runs.map((r) => r.wallMs)))}, CPU ${ms(median(runs.map(cpuMs)))}, maxRSS ${megabytes(median(runs.map((r) => r.usage?.maxRSS ?? Number.NaN)))}`);
-  console.log(`  "Batch" line at ${ms(median(runs.map((r) => lineAt(r, /^Batch /))))}, "Read ... rows" line at ${ms(median(runs.map((r) => lineAt(r, /^Read \d+ rows?:/))))}, summary at ${ms(median(runs.map((r) => lineAt(r, /^Rows /))))}, exit at ${ms(median(runs.map((r) => r.wallMs)))}`);
+  console.log(`  "Batch" line at ${ms(median(runs.map((r) => lineAt(r, /^Batch /))))}, "Read ... rows" line at ${ms(median(runs.map((r) => lineAt(r, /^Read [\d,]+ rows?:/))))}, summary at ${ms(median(runs.map((r) => lineAt(r, /^Rows /))))}, exit at ${ms(median(runs.map((r) => r.wallMs)))}`);
 }
 
 async function phases(env: BenchEnv): Promise<void> {
@@ -99,7 +99,7 @@ async function phases(env: BenchEnv): Promise<void> {
     table.push({
       batchLine: lineAt(run, /^Batch /),
       firstJob: await watch.promise,
-      readLine: lineAt(run, /^Read \d+ rows?:/),
+      readLine: lineAt(run, /^Read [\d,]+ rows?:/),
       summary: lineAt(run, /^Rows /),
       exit: run.wallMs,
       reportElapsed: report.totals.elapsed_ms,
@@ -204,7 +204,7 @@ async function timeline(env: BenchEnv): Promise<void> {
     perSecond[second] = (perSecond[second] ?? 0) + 1;
   }
   const batchLine = lineAt(run, /^Batch /);
-  console.log(`7. rows finished per second, ${rows}-row run at 0 ms, concurrency 64: wall ${ms(run.wallMs)}; "Batch" at ${ms(batchLine)}, all enqueued at ${ms(lineAt(run, /^Read \d+ rows?:/))}, summary at ${ms(lineAt(run, /^Rows /))} (since spawn)`);
+  console.log(`7. rows finished per second, ${rows}-row run at 0 ms, concurrency 64: wall ${ms(run.wallMs)}; "Batch" at ${ms(batchLine)}, all enqueued at ${ms(lineAt(run, /^Read [\d,]+ rows?:/))}, summary at ${ms(lineAt(run, /^Rows /))} (since spawn)`);
   console.log(`  second after the first row finished: rows finished in it`);
   console.log(`  ${Array.from(perSecond, (n, s) => `${s}s:${n ?? 0}`).join(' ')}`);
   const full = perSecond.slice(3, -1).filter((n): n is number => n !== undefined);

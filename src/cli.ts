@@ -2,6 +2,7 @@
 import { enableCompileCache } from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from './log.ts';
+import { writeLines } from './progress/terminal-lines.ts';
 import { describeFileTrouble, describeRedisTrouble, SetupError, UsageError } from './errors.ts';
 import packageJson from '../package.json' with { type: 'json' };
 
@@ -21,7 +22,7 @@ import packageJson from '../package.json' with { type: 'json' };
 // Commands are imported on demand; V8's code cache (in the OS temp folder) makes the next start faster.
 enableCompileCache?.();
 
-const say = (line: string) => process.stdout.write(`${line}\n`);
+const say = (line: string) => writeLines(process.stdout, `${line}\n`);
 const logger = createLogger();
 
 function positiveInt(value: string): number {

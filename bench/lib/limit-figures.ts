@@ -88,7 +88,7 @@ export function reportLimitRun(input: LimitRunInput): LimitRunFigures {
     const show = (ms: number | undefined) => (ms === undefined ? '?' : `${(ms / 1000).toFixed(2)} s`);
     const firstAfter = (n: number) => (times.length > n ? show((times[n] as number) - input.spawnedAt!) : '?');
     console.log(
-      `    start-up, s after spawn: "Batch" line ${show(at(/^Batch /))}, "Read ... queued" line ${show(at(/^Read \d+ rows/))}; ` +
+      `    start-up, s after spawn: "Batch" line ${show(at(/^Batch /))}, "Read ... queued" line ${show(at(/^Read [\d,]+ rows/))}; ` +
         `accepted call no. 1 at ${firstAfter(0)}, no. 50 at ${firstAfter(49)}, no. 100 at ${firstAfter(99)}, no. 200 at ${firstAfter(199)}`,
     );
     const first = timeline(input.calls.filter((c) => c.atMs - t0 < 6000), 0.5, input.counted);

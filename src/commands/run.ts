@@ -13,6 +13,7 @@ import type { BatchMeta } from '../queue/batch-state.ts';
 import { isValidBatchId, newBatchId, PROMPT_QUEUE } from '../queue/keys.ts';
 import { enqueueBatch } from '../queue/producer.ts';
 import { createOutputDir } from '../output/output-dir.ts';
+import { counted, formatCount } from '../output/report-markdown.ts';
 import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from './session.ts';
 import { collectAndReport } from './collect-and-report.ts';
@@ -185,9 +186,9 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     }
     await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
     say(
-      `Read ${counts.total + counts.invalid} ${counts.total + counts.invalid === 1 ? 'row' : 'rows'}: ${counts.total} valid, ${counts.invalid} invalid${counts.invalid > 0 ? ' (see errors.jsonl)' : ''}` +
-        (counts.alreadySucceeded > 0 ? `, ${counts.alreadySucceeded} already done` : '') +
-        `; ${counts.enqueued} queued, ${worker ? `workers here making up to ${concurrency} calls at a time` : 'no workers here (--detach)'}.`,
+      `Read ${counted(counts.total + counts.invalid, 'row')}: ${formatCount(counts.total)} valid, ${formatCount(counts.invalid)} invalid${counts.invalid > 0 ? ' (see errors.jsonl)' : ''}` +
+        (counts.alreadySucceeded > 0 ? `, ${formatCount(counts.alreadySucceeded)} already done` : '') +
+        `; ${formatCount(counts.enqueued)} queued, ${worker ? `workers here making up to ${concurrency} calls at a time` : 'no workers here (--detach)'}.`,
     );
     await queue.close();
 

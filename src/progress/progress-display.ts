@@ -1,7 +1,8 @@
-import { SingleBar, Presets } from 'cli-progress';
+import { MultiBar, Presets } from 'cli-progress';
 import type { BatchProgress } from '../queue/batch-state.ts';
 import { formatUsd } from '../models/pricing.ts';
 import { formatDuration } from '../output/report-markdown.ts';
+import { sendLinesToBar } from './terminal-lines.ts';
 
 /**
  * Shows a running batch: a bar on a terminal, a plain line every few seconds otherwise (CI logs,
@@ -47,11 +48,12 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
   const startedAt = now();
   let firstFinished: number | null = null;
   if (stream.isTTY) {
-    const bar = new SingleBar(
+    // A MultiBar of one bar, for its log(): lines said while the bar is up print above it (terminal-lines.ts).
+    const bars = new MultiBar(
       { format: ' {bar} {value}/{total_text} rows | {failed} failed | {rate} rows/s | ETA {eta_text} | {cost}', hideCursor: true, stream, fps: 5 },
       Presets.shades_classic,
     );
-    let started = false;
+    let bar: ReturnType<MultiBar['create']> | null = null;
     return {
       update(progress) {
         firstFinished ??= progress.finished;
@@ -59,16 +61,19 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
         const { rate, eta } = rateAndEta(progress, rows, now() - startedAt, firstFinished);
         const payload = { failed: progress.failed, rate: rate.toFixed(0), eta_text: formatEta(eta), cost: formatUsd(progress.costUsd), total_text: text };
         const total = rows ?? Math.max(progress.finished, 1);
-        if (!started) {
-          bar.start(total, progress.finished, payload);
-          started = true;
+        if (!bar) {
+          bar = bars.create(total, progress.finished, payload);
+          sendLinesToBar((text) => bars.log(text));
         } else {
           bar.setTotal(total);
           bar.update(progress.finished, payload);
         }
       },
       stop() {
-        if (started) bar.stop();
+        if (!bar) return;
+        sendLinesToBar(null);
+        bars.update(); // prints lines logged since the last redraw
+        bars.stop();
       },
     };
   }

@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createProgressDisplay } from '../../src/progress/progress-display.ts';
+import { writeLines } from '../../src/progress/terminal-lines.ts';
 import type { BatchProgress } from '../../src/queue/batch-state.ts';
 
 /** A non-terminal stream that keeps what was written, and a clock the test moves. */
@@ -66,5 +67,38 @@ describe('progress display while the file is still being read', () => {
     out.advance(1000);
     display.update(progress(500, null, 0, 20_000));
     expect(out.lines).toEqual(['progress: 500/~20000 rows, 0 failed, 500 rows/s, ETA 39.0 s, cost $0.0500']);
+  });
+});
+
+describe('progress bar on a terminal', () => {
+  /** A stream that says it is a terminal, keeping everything written to it as one text. */
+  function terminal() {
+    const written: string[] = [];
+    const stream = Object.assign(
+      new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          written.push(chunk.toString());
+          done();
+        },
+      }),
+      { isTTY: true, columns: 120 },
+    );
+    return { stream, text: () => written.join('') };
+  }
+
+  it('prints lines said while the bar is up above the bar, not into it, and writes directly again once it stops', () => {
+    const bar = terminal();
+    const stdout = terminal();
+    const display = createProgressDisplay(bar.stream as unknown as NodeJS.WriteStream);
+    display.update(progress(0, 10));
+    writeLines(stdout.stream, 'Read 10 rows: 10 valid\n');
+    expect(stdout.text()).toBe(''); // held for the bar, which clears its line and prints it above itself
+    display.update(progress(10, 10));
+    display.stop();
+    const out = bar.text();
+    expect(out).toContain('\x1b[2KRead 10 rows: 10 valid\n');
+    expect(out.indexOf('Read 10 rows')).toBeLessThan(out.lastIndexOf('10/10 rows'));
+    writeLines(stdout.stream, 'Rows 10 of 10 succeeded\n');
+    expect(stdout.text()).toBe('Rows 10 of 10 succeeded\n');
   });
 });
