@@ -152,6 +152,8 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     const onInterrupt = () => {
       say(`\nInterrupted. Finishing the rows in hand; resume with: switchyard run --resume ${batchId}`);
       stopCollecting.abort();
+      // No more rows from the queue or the file; the rows in hand finish (a second Ctrl-C quits at once).
+      void worker?.close();
     };
     process.once('SIGINT', onInterrupt);
     const collecting = options.detach ? null : collectAndReport({ session, batchId, startedAt, say, signal: stopCollecting.signal, config });
@@ -171,6 +173,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
         position,
         maxPending: options.detach ? undefined : config.queue.max_pending,
         localWorkers: worker ? { firstChunk: concurrency, untilStarted: (rows) => Promise.race([callSlots.started(rows), delay(FIRST_CALLS_WAIT_MS, undefined, { ref: false })]) } : undefined,
+        signal: stopCollecting.signal,
       });
     } catch (error) {
       // A file that turns unreadable part-way (an unclosed quote near the end): the rows before it
@@ -183,6 +186,13 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
         throw new UsageError(`${error.message}\nRows before it may already be queued or done; fix the file and run the same command again (--batch-id ${batchId}) to finish without repeating them.`);
       }
       throw error;
+    }
+    if (counts.stopped) {
+      // Interrupted while reading the file: its row count is not known yet, so none is recorded.
+      await queue.close();
+      await collecting?.catch(() => null);
+      await worker?.close();
+      return { exitCode: 130, batchId, outDir };
     }
     await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
     say(

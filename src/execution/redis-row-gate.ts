@@ -3,6 +3,7 @@ import type { SwitchyardConfig } from '../config/schema.ts';
 import { Budget, batchBudgetKey, monthKey } from '../limits/budget.ts';
 import { CircuitBreaker, type BreakerCheck } from '../limits/circuit-breaker.ts';
 import { ModelLimiter } from '../limits/model-limiter.ts';
+import { modelEndpoint } from '../limits/model-endpoint.ts';
 import { formatUsd, nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import type { BatchStore } from '../queue/batch-state.ts';
 import type { KeySpace } from '../queue/keys.ts';
@@ -27,7 +28,8 @@ const HEALTHY_BREAKER_TRUST_MS = 250;
 
 /**
  * The row gate over Redis, shared by every worker: breaker, rpm/tpm limiter and budgets. Pieces a
- * config does not use cost no round trip (no limits, no budget).
+ * config does not use cost no round trip (no limits, no budget). Breaker and limiter state is
+ * keyed by the endpoint a model name stands for (model-endpoint.ts), not by the name alone.
  */
 export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
   const { redis, space, config, batchId } = options;
@@ -59,14 +61,22 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
     return batchLimit.nanos;
   }
 
+  // Config model name -> endpoint, worked out once per model.
+  const endpoints = new Map<string, string>();
+  const endpointOf = (model: string): string => {
+    let endpoint = endpoints.get(model);
+    if (endpoint === undefined) endpoints.set(model, (endpoint = modelEndpoint(config, model)));
+    return endpoint;
+  };
+
   async function checkBreaker(model: string): Promise<BreakerCheck> {
     const pending = breakerReads.get(model);
     if (pending) {
       const shared = await pending;
       // A half-open circuit admits one probe: an "allowed" there was the first caller's alone.
-      return shared.state === 'half_open' && shared.allowed ? breaker.check(model) : shared;
+      return shared.state === 'half_open' && shared.allowed ? breaker.check(endpointOf(model)) : shared;
     }
-    const own = breaker.check(model).finally(() => breakerReads.delete(model));
+    const own = breaker.check(endpointOf(model)).finally(() => breakerReads.delete(model));
     breakerReads.set(model, own);
     return own;
   }
@@ -84,13 +94,13 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
     },
 
     async coolingDownMs(model) {
-      return limiter.cooldownRemainingMs(model);
+      return limiter.cooldownRemainingMs(endpointOf(model));
     },
 
     async reserveCapacity(model, tokens, maxWaitMs): Promise<CapacityDecision> {
       const limits = config.models[model];
       const reservation = await limiter.reserve({
-        model,
+        model: endpointOf(model),
         rpm: limits?.rpm,
         tpm: limits?.tpm,
         tokens,
@@ -128,19 +138,19 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       // A provider that counts requested tokens keeps counting them: only extra usage is booked.
       const settlesDown = limits?.tpm_counts !== 'requested';
       if (limits?.tpm !== undefined && (settlesDown || settlement.actualTokens > settlement.estimatedTokens)) {
-        work.push(limiter.settle({ model, tpm: limits.tpm, headroom: config.limits.headroom, slotAt: settlement.slotAt, estimatedTokens: settlement.estimatedTokens, actualTokens: settlement.actualTokens }));
+        work.push(limiter.settle({ model: endpointOf(model), tpm: limits.tpm, headroom: config.limits.headroom, slotAt: settlement.slotAt, estimatedTokens: settlement.estimatedTokens, actualTokens: settlement.actualTokens }));
       }
-      if (settlement.coolDownMs !== null && settlement.coolDownMs > 0) work.push(limiter.coolDown({ model, forMs: settlement.coolDownMs }));
+      if (settlement.coolDownMs !== null && settlement.coolDownMs > 0) work.push(limiter.coolDown({ model: endpointOf(model), forMs: settlement.coolDownMs }));
       if (await tracksBudget()) {
         work.push(budget.settle({ batchKey, monthKey: monthLimitNanos === undefined ? undefined : monthKey(space.prefix, new Date()), estimateNanos: settlement.estimateNanos, actualNanos: settlement.actualNanos }));
       }
       if (settlement.health === 'failure') {
         failing.add(model);
         healthySince.delete(model);
-        work.push(breaker.recordFailure(model));
+        work.push(breaker.recordFailure(endpointOf(model)));
       } else if (settlement.health === 'success' && failing.has(model)) {
         failing.delete(model);
-        work.push(breaker.recordSuccess(model));
+        work.push(breaker.recordSuccess(endpointOf(model)));
       }
       await Promise.all(work);
     },

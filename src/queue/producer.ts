@@ -28,6 +28,8 @@ export interface EnqueueOptions {
    * fetches every job it can before it starts the next one, so a bigger queue would hold them back.)
    */
   localWorkers?: { firstChunk: number; untilStarted: (rows: number) => Promise<void> } | undefined;
+  /** Aborted (Ctrl-C): stop reading and enqueueing; the rest of the file is read again on resume. */
+  signal?: AbortSignal | undefined;
 }
 
 export interface EnqueueCounts {
@@ -42,6 +44,8 @@ export interface EnqueueCounts {
   invalidByCode: InvalidRowCounts;
   /** Rows that came from OpenAI Batch API lines (they carry a custom_id). */
   openAiBatchRows: number;
+  /** The signal stopped the reading before the end of the file: the counts cover only what was read. */
+  stopped: boolean;
 }
 
 /** BullMQ attempts cover crashed workers only; model errors are retried by the prompt job itself. */
@@ -61,7 +65,7 @@ function toJob(batchId: string, row: InputRow): PromptJob {
  * batch again never duplicates a queued row, and succeeded rows are skipped through Redis' bitmap.
  */
 export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCounts> {
-  const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0 };
+  const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, stopped: false };
   const errors = createWriteStream(options.errorsPath, { flags: 'w' });
   let chunk: InputRow[] = [];
   let workersStarted = false;
@@ -80,6 +84,10 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
     const recordEstimate = () => (estimate === null ? undefined : options.store.update(options.batchId, { estimated_total: estimate }));
     if (rows.length > 0) {
       if (options.maxPending !== undefined) await waitForRoom(options, counts.enqueued);
+      if (options.signal?.aborted) {
+        counts.stopped = true; // this chunk is read again on resume
+        return;
+      }
       // The estimate goes out beside the chunk (on another connection), not one round trip after it.
       await Promise.all([options.queue.addBulk(rows.map((row) => ({ name: 'prompt', data: toJob(options.batchId, row), opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row) } }))), recordEstimate()]);
       counts.enqueued += rows.length;
@@ -89,8 +97,13 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
     options.onProgress?.(counts);
   };
 
+  const stop = options.signal;
   try {
     for await (const item of options.items) {
+      if (stop?.aborted) {
+        counts.stopped = true;
+        return counts;
+      }
       if (item.kind === 'error') {
         counts.invalid++;
         countInvalidRow(counts.invalidByCode, item.value);
@@ -102,6 +115,7 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
       chunk.push(item.value);
       if (chunk.length >= chunkSize) {
         await flush();
+        if (stop?.aborted) continue; // the check at the top of the loop stops it
         if (!workersStarted && counts.enqueued > 0) {
           workersStarted = true;
           await options.localWorkers?.untilStarted(counts.enqueued);
@@ -140,7 +154,7 @@ function newMetadataKeys(rows: readonly InputRow[], known: Set<string>): string[
 /** Rows enqueued before this run (resume) are not counted, so this is a soft bound; it only needs to be flat. */
 async function waitForRoom(options: EnqueueOptions, enqueued: number): Promise<void> {
   const finishedKey = options.store.keys(options.batchId).finished;
-  for (;;) {
+  while (!options.signal?.aborted) {
     const finished = await options.store.redis.bitcount(finishedKey);
     if (enqueued - finished < options.maxPending!) return;
     await new Promise((resolve) => setTimeout(resolve, 100));

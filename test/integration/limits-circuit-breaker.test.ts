@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { breakerKey, CircuitBreaker } from '../../src/limits/circuit-breaker.ts';
+import { modelEndpoint } from '../../src/limits/model-endpoint.ts';
 import { configSchema } from '../../src/config/schema.ts';
 import { createRedisRowGate } from '../../src/execution/redis-row-gate.ts';
 import { BatchStore } from '../../src/queue/batch-state.ts';
@@ -88,7 +89,8 @@ describe('CircuitBreaker', () => {
     const gate = createRedisRowGate({ redis, space: { prefix }, store: new BatchStore(redis, { prefix }), batchId: 'gate-probe', config });
     // Closed: 20 rows asking together get one shared answer, all allowed.
     expect((await Promise.all(Array.from({ length: 20 }, () => gate.breaker(model)))).every((answer) => answer.allowed)).toBe(true);
-    await openCircuit(model);
+    // The gate keys a model's circuit by the endpoint its name stands for in the config.
+    await openCircuit(modelEndpoint(config, model));
     await sleep(COOLDOWN_MS + 20);
     const answers = await Promise.all(Array.from({ length: 20 }, () => gate.breaker(model)));
     expect(answers.filter((answer) => answer.allowed)).toHaveLength(1);

@@ -6,6 +6,7 @@ import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import { runCli } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
+import { startSimulator } from '../../src/sim/server.ts';
 
 const price = { input_per_mtok: 0.2, output_per_mtok: 0.4 };
 
@@ -122,6 +123,30 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
     expect(calls.filter((c) => c.model === 'dead')).toHaveLength(deadCalls);
     expect(calls.filter((c) => c.model === 'backup').every((c) => c.chain_position === 1)).toBe(true);
+  });
+
+  it('a circuit opened for a model name at one endpoint does not stop the same name at another', async () => {
+    const dir = await tempDir('two-endpoints');
+    const healthy = await startSimulator({ latency_ms: 1 });
+    try {
+      const breaker = { failure_threshold: 3, cooldown_ms: 60_000 };
+      // Batch one: "flash" on an endpoint that answers only 500s (the harness simulator's "dead").
+      const deadCfg = join(dir, 'dead.yaml');
+      await writeFile(deadCfg, stringify({ providers: { sim: { base_url: h.sim.url, api_key_env: 'SIM_KEY' } }, models: { flash: { provider: 'sim', upstream: 'dead' } }, default_model: 'flash', retry: { max_attempts: 1 }, breaker }));
+      const input = await writePromptsCsv(dir, 20);
+      const first = await runCli(['run', input, '--config', deadCfg, '--out', join(dir, 'one'), '--batch-id', 'endpoint-one', '--concurrency', '2'], h.env({ SIM_KEY: 'right-key' }));
+      expect(first.code).toBe(1);
+      const firstResults = await readJsonLines<RowResult>(join(dir, 'one', 'results.jsonl'));
+      expect(firstResults.some((r) => r.error?.message.includes('circuit open'))).toBe(true);
+      // Batch two: the same name on a healthy endpoint, while the first one's circuit is open.
+      const healthyCfg = join(dir, 'healthy.yaml');
+      await writeFile(healthyCfg, stringify({ providers: { other: { base_url: healthy.url } }, models: { flash: { provider: 'other' } }, default_model: 'flash', breaker }));
+      const second = await runCli(['run', input, '--config', healthyCfg, '--out', join(dir, 'two'), '--batch-id', 'endpoint-two'], h.env());
+      expect(second.code, second.stderr).toBe(0);
+      expect((await readJsonLines<RowResult>(join(dir, 'two', 'results.jsonl'))).every((r) => r.status === 'succeeded')).toBe(true);
+    } finally {
+      await healthy.close();
+    }
   });
 
   it('a 401 fails the row at once, naming the key variable, with no retries or fallback', async () => {
