@@ -72,4 +72,34 @@ describe('crash safety: killed processes lose no row and double none', () => {
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expectEachRowOnce(results, 400);
   });
+  it('Ctrl-C stops reading the file and taking rows at once; --resume then finishes every row exactly once', async () => {
+    h.sim.reset();
+    const dir = await tempDir('interrupt');
+    // A small max_pending keeps most of the file unread while the first rows run.
+    const config = await writeSimConfig(dir, h.sim.url, { queue: { max_pending: 100, enqueue_chunk: 50 } });
+    const rows = 3000;
+    const input = await writePromptsCsv(dir, rows);
+    const out = join(dir, 'out');
+    const finishedKey = `${h.prefix}:batch:{interrupted}:finished`;
+
+    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'interrupted', '--concurrency', '8'], h.env());
+    await waitFor(async () => (await h.redis.bitcount(finishedKey)) >= 100, 30_000);
+    const interruptedAt = Date.now();
+    first.kill('SIGINT');
+    const ended = await first.done;
+    expect(ended.code).toBe(130);
+    expect(Date.now() - interruptedAt).toBeLessThan(3000);
+    expect(ended.stdout).toContain('Interrupted. Finishing the rows in hand; resume with: switchyard run --resume interrupted');
+    expect(ended.stdout).not.toContain('Read 3,000 rows');
+    // Well short of the file: what was in flight or queued when Ctrl-C came, not the rest.
+    expect(h.sim.stats().models.fast!.requests).toBeLessThan(600);
+    expect(await h.redis.hget(`${h.prefix}:batch:{interrupted}`, 'total')).toBeNull();
+
+    const resumed = await runCli(['run', '--resume', 'interrupted'], h.env());
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expectEachRowOnce(await readJsonLines<RowResult>(join(out, 'results.jsonl')), rows);
+    const succeeded = (await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).filter((c) => c.status === 'succeeded');
+    expect(new Set(succeeded.map((c) => c.row)).size).toBe(rows);
+    expect(succeeded).toHaveLength(rows);
+  });
 });
