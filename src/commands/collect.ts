@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { UsageError } from '../errors.ts';
 import { collectAndReport } from './collect-and-report.ts';
 import { openSession } from './session.ts';
+import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
 
 /** `switchyard collect <batch id>`: writes a detached batch's outputs once its workers finish it. */
@@ -11,10 +12,13 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
   const stop = new AbortController();
   const onSignal = () => stop.abort();
   process.once('SIGINT', onSignal);
+  let lease: BatchLease | null = null;
   try {
     const state = await session.store.loadWithProgress(batchId);
     if (!state) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel}; \`switchyard status\` lists the recent ones`);
     const { meta, progress } = state;
+    lease = await acquireBatchLease(session.redis, session.store.keys(batchId).lease, batchId);
+    lease.lost.addEventListener('abort', () => stop.abort());
     const rowsLeft = progress.total === null ? null : progress.total - progress.finished;
     if (rowsLeft !== 0) {
       const left = rowsLeft === null ? 'its rows are still being enqueued' : `${rowsLeft} of its ${progress.total} rows are not done yet`;
@@ -28,6 +32,7 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
     return report.totals.failed > 0 || meta.invalid_rows > 0 ? 1 : 0;
   } finally {
     process.off('SIGINT', onSignal);
+    await lease?.release();
     await session.close();
   }
 }

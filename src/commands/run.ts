@@ -12,6 +12,7 @@ import { missingApiKeys, missingKeyFor } from '../models/provider-clients.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
 import { isValidBatchId, newBatchId, PROMPT_QUEUE } from '../queue/keys.ts';
 import { enqueueBatch } from '../queue/producer.ts';
+import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { createOutputDir } from '../output/output-dir.ts';
 import { counted, formatCount } from '../output/report-markdown.ts';
 import type { Simulator } from '../sim/server.ts';
@@ -87,9 +88,15 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
 
   const session = await openSession(logger, say);
   let simulator: Simulator | null = null;
+  let lease: BatchLease | null = null;
   try {
     const existing = await session.store.load(batchId);
     if (options.resume && !existing) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel}; check the id with "switchyard status"`);
+    if (existing && options.out && resolve(options.out) !== existing.out_dir) {
+      throw new UsageError(`batch ${batchId} writes its outputs to ${existing.out_dir}, not ${resolve(options.out)}: leave --out off to go on with it, or start a new batch (another --batch-id)`);
+    }
+    // Before anything is written: another process may be running this batch now.
+    if (!options.detach) lease = await acquireBatchLease(session.redis, session.store.keys(batchId).lease, batchId);
     const storedConfig = existing ? await session.store.loadConfigJson(batchId) : null;
     const resolved = await resolveConfig(options, existing, storedConfig, say);
     simulator = resolved.simulator;
@@ -156,6 +163,11 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       void worker?.close();
     };
     process.once('SIGINT', onInterrupt);
+    lease?.lost.addEventListener('abort', () => {
+      say(`\nAnother process took over batch ${batchId} while Redis was unreachable; stopping here so only one writes its outputs.`);
+      stopCollecting.abort();
+      void worker?.close();
+    });
     const collecting = options.detach ? null : collectAndReport({ session, batchId, startedAt, say, signal: stopCollecting.signal, config });
     // Keep the collector's rejection observed while enqueueing; it is awaited below.
     collecting?.catch(() => undefined);
@@ -215,6 +227,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       await worker.close();
     }
   } finally {
+    await lease?.release();
     await session.close();
     await simulator?.close();
   }

@@ -102,4 +102,27 @@ describe('crash safety: killed processes lose no row and double none', () => {
     expect(new Set(succeeded.map((c) => c.row)).size).toBe(rows);
     expect(succeeded).toHaveLength(rows);
   });
+  it('a second run of a batch that is running now stops before writing anything; the first finishes every row once', async () => {
+    h.sim.reset();
+    const dir = await tempDir('twice');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const rows = 400;
+    const input = await writePromptsCsv(dir, rows);
+    const out = join(dir, 'out');
+    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'twice', '--concurrency', '8'], h.env());
+    await waitFor(async () => (await h.redis.bitcount(`${h.prefix}:batch:{twice}:finished`)) >= 20, 30_000);
+    // The same command again, in another terminal: refused at once, the first process being alive.
+    const second = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'twice'], h.env());
+    expect(second.code, second.stderr).toBe(2);
+    expect(second.stderr).toMatch(/batch twice is being run by another process right now \(\S+ pid \d+\), which writes its outputs; wait for it to finish or stop it first/);
+    // Another --out for the same batch would split its outputs: refused too.
+    const elsewhere = await runCli(['run', input, '--config', config, '--out', join(dir, 'out2'), '--batch-id', 'twice'], h.env());
+    expect(elsewhere.code).toBe(2);
+    expect(elsewhere.stderr).toContain(`batch twice writes its outputs to ${out}, not ${join(dir, 'out2')}: leave --out off to go on with it`);
+    const done = await first.done;
+    expect(done.code, done.stderr).toBe(0);
+    expectEachRowOnce(await readJsonLines<RowResult>(join(out, 'results.jsonl')), rows);
+    // Released at the end: the next run of the batch goes ahead at once.
+    expect(await h.redis.exists(`${h.prefix}:batch:{twice}:lease`)).toBe(0);
+  });
 });

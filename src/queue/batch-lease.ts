@@ -1,0 +1,116 @@
+import { hostname } from 'node:os';
+import { setTimeout as delay } from 'node:timers/promises';
+import { UsageError } from '../errors.ts';
+import { runScript, type LuaScript, type RedisClient } from './lua-script.ts';
+
+/**
+ * One process at a time runs a batch's collector, the single writer of its output files: two
+ * (the same command started twice, a --resume while the first run still goes) would both append
+ * every row. The holder keeps a short lease in Redis and renews it while it works; a process that
+ * died without releasing it (kill -9) loses it when it expires, so a resume waits at most that long.
+ */
+export interface BatchLease {
+  /** Aborted if the lease was lost (taken over after Redis was gone longer than its lifetime). */
+  readonly lost: AbortSignal;
+  release(): Promise<void>;
+}
+
+const LEASE_MS = 5000;
+const RENEW_EVERY_MS = 1000;
+
+/** ARGV: token, lease ms. Returns 1, or {holder token, ms it still lasts}. */
+const ACQUIRE: LuaScript = {
+  name: 'lease_acquire',
+  numberOfKeys: 1,
+  lua: `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+return {holder, redis.call('PTTL', KEYS[1])}
+`,
+};
+
+/** ARGV: the dead holder's token, token, lease ms. Returns 1 if taken over. */
+const TAKE_OVER: LuaScript = {
+  name: 'lease_take_over',
+  numberOfKeys: 1,
+  lua: `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+`,
+};
+
+/** ARGV: token, lease ms. Returns 1 while the token holds the lease, else 0. */
+const RENEW: LuaScript = {
+  name: 'lease_renew',
+  numberOfKeys: 1,
+  lua: `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+return 0
+`,
+};
+
+/** ARGV: token. */
+const RELEASE: LuaScript = {
+  name: 'lease_release',
+  numberOfKeys: 1,
+  lua: `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+`,
+};
+
+/** The holder's process on this machine, when the token names one: alive or not. */
+function localHolderAlive(holder: string): boolean | null {
+  const [host, , pid] = holder.split(' ');
+  if (host !== hostname() || !pid) return null;
+  try {
+    process.kill(Number(pid), 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
+  }
+}
+
+/**
+ * Takes the batch's lease. A holder on this machine is asked directly: a dead one's lease is taken
+ * over at once, a live one's is refused at once. A holder elsewhere is waited out until its lease
+ * would have expired (it renews while alive); still held then, a UsageError names the other process.
+ */
+export async function acquireBatchLease(redis: RedisClient, key: string, batchId: string, options: { leaseMs?: number } = {}): Promise<BatchLease> {
+  const leaseMs = options.leaseMs ?? LEASE_MS;
+  const token = `${hostname()} pid ${process.pid} ${Math.random().toString(36).slice(2, 8)}`;
+  const deadline = Date.now() + leaseMs + 500;
+  for (;;) {
+    const reply = await runScript(redis, ACQUIRE, [key], [token, leaseMs]);
+    if (reply === 1) break;
+    const [holder = 'another process'] = (Array.isArray(reply) ? reply : []) as string[];
+    const alive = localHolderAlive(holder);
+    if (alive === false && (await runScript(redis, TAKE_OVER, [key], [holder, token, leaseMs])) === 1) break;
+    if (alive === true || Date.now() > deadline) {
+      const who = holder.split(' ').slice(0, 3).join(' ');
+      throw new UsageError(
+        `batch ${batchId} is being run by another process right now (${who}), which writes its outputs; ` +
+          `wait for it to finish or stop it first (\`switchyard status ${batchId}\` shows its progress)`,
+      );
+    }
+    await delay(250);
+  }
+
+  const lost = new AbortController();
+  const renewal = setInterval(() => {
+    runScript(redis, RENEW, [key], [token, leaseMs]).then(
+      (held) => held === 1 || lost.abort(),
+      () => undefined, // Redis away: the outage handling says so; the next renewal tries again
+    );
+  }, Math.min(RENEW_EVERY_MS, leaseMs / 3));
+  renewal.unref();
+  return {
+    lost: lost.signal,
+    async release() {
+      clearInterval(renewal);
+      await runScript(redis, RELEASE, [key], [token]).catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,59 @@
+import { hostname } from 'node:os';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UsageError } from '../../src/errors.ts';
+import { acquireBatchLease } from '../../src/queue/batch-lease.ts';
+import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+
+describe('batch lease: one collector per batch', () => {
+  const prefix = uniquePrefix('lease');
+  let redis: Redis;
+  beforeAll(() => {
+    redis = new Redis(testRedisUrl());
+  });
+  afterAll(async () => {
+    await cleanupPrefix(redis, prefix);
+    redis.disconnect();
+  });
+
+  it('is held while renewed, refused to a second taker, and free once released', async () => {
+    const key = `${prefix}:a`;
+    const first = await acquireBatchLease(redis, key, 'a', { leaseMs: 300 });
+    await new Promise((resolve) => setTimeout(resolve, 500)); // past one lifetime: renewal keeps it
+    expect(await redis.get(key)).toMatch(new RegExp(`^${hostname()} pid ${process.pid} `));
+    // This process is alive, so a second taker here is refused at once.
+    const started = Date.now();
+    await expect(acquireBatchLease(redis, key, 'a', { leaseMs: 300 })).rejects.toThrow(UsageError);
+    expect(Date.now() - started).toBeLessThan(200);
+    await first.release();
+    expect(await redis.exists(key)).toBe(0);
+    await (await acquireBatchLease(redis, key, 'a')).release();
+  });
+
+  it('takes over at once from a dead process on this machine', async () => {
+    const key = `${prefix}:b`;
+    await redis.set(key, `${hostname()} pid 2147483646 dead01`, 'PX', 60_000);
+    const started = Date.now();
+    const lease = await acquireBatchLease(redis, key, 'b');
+    expect(Date.now() - started).toBeLessThan(200);
+    expect(await redis.get(key)).toMatch(new RegExp(`pid ${process.pid} `));
+    await lease.release();
+  });
+
+  it('waits out a holder on another machine that stops renewing, and refuses one that renews', async () => {
+    const key = `${prefix}:c`;
+    await redis.set(key, 'other-host pid 42 abc123', 'PX', 200);
+    const lease = await acquireBatchLease(redis, key, 'c', { leaseMs: 400 });
+    await lease.release();
+
+    await redis.set(key, 'other-host pid 42 abc123', 'PX', 400);
+    const renewing = setInterval(() => void redis.pexpire(key, 400), 100);
+    try {
+      await expect(acquireBatchLease(redis, key, 'c', { leaseMs: 400 })).rejects.toThrow(
+        'batch c is being run by another process right now (other-host pid 42), which writes its outputs',
+      );
+    } finally {
+      clearInterval(renewing);
+    }
+  });
+});
