@@ -55,6 +55,8 @@ interface ErrorContext {
   provider: string;
   baseUrl: string;
   apiKeyEnv: string | undefined;
+  /** The provider's timeout_ms, for the timeout message. */
+  timeoutMs?: number | undefined;
 }
 
 /** Turns whatever the SDK threw into a ModelCallError with a message that says what to do. */
@@ -62,7 +64,7 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
   if (error instanceof ModelCallError) return error;
   const where = `model "${ctx.model}" at ${ctx.baseUrl}`;
   if (error instanceof APIConnectionTimeoutError) {
-    return new ModelCallError({ code: 'timeout', model: ctx.model, retryable: true, message: `${where} did not answer within the provider's timeout_ms` });
+    return new ModelCallError({ code: 'timeout', model: ctx.model, retryable: true, message: `${where} did not answer within ${ctx.timeoutMs === undefined ? "the provider's timeout_ms" : `${ctx.timeoutMs} ms (providers.${ctx.provider}.timeout_ms; raise it for long answers)`}` });
   }
   if (error instanceof APIConnectionError) {
     const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
