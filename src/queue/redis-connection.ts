@@ -91,6 +91,11 @@ export async function ensureRedis(options: EnsureRedisOptions): Promise<EnsuredR
   const env = options.env ?? process.env;
   const explicit = options.url ?? (env.REDIS_URL?.trim() || undefined);
   const url = explicit ?? options.defaultUrl ?? DEFAULT_REDIS_URL;
+  // ioredis reads "host:port" too, but another scheme (http://, tcp://) is a mistake worth naming.
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase();
+  if (scheme !== undefined && scheme !== 'redis' && scheme !== 'rediss') {
+    throw new SetupError(`REDIS_URL ${redactUrl(url)} is not a Redis URL: use redis://host:6379 (or rediss:// for TLS), e.g. REDIS_URL=redis://127.0.0.1:6379`);
+  }
   const timeoutMs = options.pingTimeoutMs ?? 1500;
   const noop = async () => undefined;
 

@@ -162,6 +162,13 @@ describe('ensureRedis', () => {
     expect(existsSync(path.join(dataDir, 'redis'))).toBe(false);
   });
 
+  it('names a URL of another scheme as the mistake, before trying it', async () => {
+    const error = await ensureRedis({ dataDir: tempDir(), log: () => undefined, env: { REDIS_URL: 'http://user:s3cret@127.0.0.1:6379' } }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SetupError);
+    expect((error as SetupError).message).toMatch(/^REDIS_URL http:\/\/\S+ is not a Redis URL: use redis:\/\/host:6379 \(or rediss:\/\/ for TLS\)/);
+    expect(String(error)).not.toContain('s3cret');
+  });
+
   it('treats REDIS_URL like an explicit URL: no private server in its place', async () => {
     const dataDir = tempDir();
     const url = await closedUrl();
