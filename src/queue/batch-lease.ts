@@ -41,12 +41,17 @@ return 1
 `,
 };
 
-/** ARGV: token, lease ms. Returns 1 while the token holds the lease, else 0. */
+/**
+ * ARGV: token, lease ms. Returns 1 while the token holds the lease (taking it back if it expired
+ * while Redis was away and nobody took it), 0 once another process holds it.
+ */
 const RENEW: LuaScript = {
   name: 'lease_renew',
   numberOfKeys: 1,
   lua: `
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
 return 0
 `,
 };

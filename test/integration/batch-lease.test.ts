@@ -30,6 +30,20 @@ describe('batch lease: one collector per batch', () => {
     await (await acquireBatchLease(redis, key, 'a')).release();
   });
 
+  it('takes its lease back if it expired while Redis was away and nobody took it', async () => {
+    const key = `${prefix}:d`;
+    const lease = await acquireBatchLease(redis, key, 'd', { leaseMs: 300 });
+    await redis.del(key); // as if it expired during an outage
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(await redis.get(key)).toMatch(new RegExp(`pid ${process.pid} `));
+    expect(lease.lost.aborted).toBe(false);
+    await redis.set(key, 'other-host pid 7 taken', 'PX', 5000); // now someone else holds it
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(lease.lost.aborted).toBe(true);
+    await lease.release();
+    expect(await redis.get(key)).toBe('other-host pid 7 taken'); // release leaves another's lease alone
+  });
+
   it('takes over at once from a dead process on this machine', async () => {
     const key = `${prefix}:b`;
     await redis.set(key, `${hostname()} pid 2147483646 dead01`, 'PX', 60_000);
