@@ -22,6 +22,8 @@ export const promptJobSchema = z.object({
   custom_id: z.string().optional(),
   /** Set when the job was parked mid-row (rate-limit slot, backoff). */
   progress: rowProgressSchema.optional(),
+  /** How often workers that cannot serve the batch handed the row back (see handBackMs). */
+  handBacks: z.number().int().nonnegative().optional(),
 });
 export type PromptJob = z.infer<typeof promptJobSchema>;
 
@@ -46,6 +48,15 @@ export type PromptJobOutcome =
   | { kind: 'done'; batchId: string; row: 'succeeded' | 'failed' | 'already-succeeded'; costNanos: number }
   | { kind: 'park'; waitMs: number; data: PromptJob };
 
+/**
+ * A row of a batch this process cannot serve (it runs on the built-in simulator inside another
+ * process) goes back to the queue for a while, for that process's workers: 1 s, doubling to a
+ * minute, so rows whose process has gone cost little until a resume serves them.
+ */
+export function handBackMs(handBacks: number): number {
+  return Math.min(60_000, 500 * 2 ** handBacks);
+}
+
 export function createPromptProcessor(deps: PromptJobDeps) {
   const logFailure = createRowFailureLog(deps.logger);
   return async function processPromptJob(data: unknown, delivery: Delivery): Promise<PromptJobOutcome> {
@@ -54,6 +65,10 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     // A worker can die after publishing a row but before BullMQ marks the job done; never pay twice.
     if (delivery.redelivered && (await deps.redis.getbit(keys.succeeded, job.row)) === 1) return { kind: 'done', batchId: job.batchId, row: 'already-succeeded', costNanos: 0 };
     const ctx = await deps.batches.get(job.batchId);
+    if (ctx === 'elsewhere') {
+      const handBacks = (job.handBacks ?? 0) + 1;
+      return { kind: 'park', waitMs: handBackMs(handBacks), data: { ...job, handBacks } };
+    }
     const progress = job.progress ?? freshProgress();
     let step: RowStep;
     try {

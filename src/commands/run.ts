@@ -100,6 +100,9 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     const storedConfig = existing ? await session.store.loadConfigJson(batchId) : null;
     const resolved = await resolveConfig(options, existing, storedConfig, say);
     simulator = resolved.simulator;
+    if (options.detach && resolved.builtIn) {
+      throw new UsageError('--detach needs --config: the built-in models are a simulator inside this process, which stops when it exits. Give a config (examples/switchyard.yaml runs on "switchyard sim").');
+    }
     const config = resolved.config;
     warnAboutConfig(config, say);
 

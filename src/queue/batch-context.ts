@@ -21,7 +21,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  */
 export function createBatchContexts(store: BatchStore, options: { callSlot?: CallSlot; maxCached?: number } = {}) {
   const { callSlot = unlimitedCallSlot, maxCached = 32 } = options;
-  const cache = new Map<string, Promise<BatchContext>>();
+  const cache = new Map<string, Promise<BatchContext | 'elsewhere'>>();
 
   function build(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined): BatchContext {
     const providers = createProviderClients(config);
@@ -29,13 +29,15 @@ export function createBatchContexts(store: BatchStore, options: { callSlot?: Cal
     return { config, runner: { config, providers, gate, plan: createRowPlanner(config, providers, modelOverride, gate, callSlot), sleep, callSlot } };
   }
 
-  async function load(batchId: string): Promise<BatchContext> {
+  async function load(batchId: string): Promise<BatchContext | 'elsewhere'> {
     const [meta, configJson] = await Promise.all([store.load(batchId), store.loadConfigJson(batchId)]);
     if (!meta || !configJson) throw new Error(`batch ${batchId} has no state in Redis (was it deleted?)`);
+    // Its models are a simulator inside the process that runs it (which primed its context): only that process can call them.
+    if (meta.builtin_config) return 'elsewhere';
     return build(batchId, configSchema.parse(JSON.parse(configJson)), meta.model_override);
   }
 
-  function remember(batchId: string, entry: Promise<BatchContext>): Promise<BatchContext> {
+  function remember(batchId: string, entry: Promise<BatchContext | 'elsewhere'>): Promise<BatchContext | 'elsewhere'> {
     entry.catch(() => cache.delete(batchId));
     if (cache.size >= maxCached) cache.delete(cache.keys().next().value as string);
     cache.set(batchId, entry);
@@ -43,7 +45,8 @@ export function createBatchContexts(store: BatchStore, options: { callSlot?: Cal
   }
 
   return {
-    get(batchId: string): Promise<BatchContext> {
+    /** The batch's context, or 'elsewhere' for a batch only its own process can serve. */
+    get(batchId: string): Promise<BatchContext | 'elsewhere'> {
       return cache.get(batchId) ?? remember(batchId, load(batchId));
     },
     /** The process that saved the batch already holds its config: build the context from it now. */

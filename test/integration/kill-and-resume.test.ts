@@ -125,4 +125,26 @@ describe('crash safety: killed processes lose no row and double none', () => {
     // Released at the end: the next run of the batch goes ahead at once.
     expect(await h.redis.exists(`${h.prefix}:batch:{twice}:lease`)).toBe(0);
   });
+  it("a batch on the built-in simulator whose process stopped is left for its resume, not failed by another batch's workers", async () => {
+    const dir = await tempDir('orphan');
+    const outA = join(dir, 'a');
+    const finishedA = `${h.prefix}:batch:{orphan}:finished`;
+    const orphan = spawnCli(['run', await writePromptsCsv(await tempDir('orphan-in'), 600), '--out', outA, '--batch-id', 'orphan', '--concurrency', '4'], h.env());
+    await waitFor(async () => (await h.redis.bitcount(finishedA)) >= 50, 30_000);
+    // Ctrl-C: its simulator stops with it, and its queued rows stay in the queue. (After a kill -9
+    // the rows it held would wait out queue.lock_ms, 30 s for the built-in config, before a resume.)
+    orphan.kill('SIGINT');
+    expect((await orphan.done).code).toBe(130);
+    const finishedAtKill = await h.redis.bitcount(finishedA);
+
+    // Another batch in another process: its workers meet the orphan's rows first and hand them back.
+    const bystander = await runCli(['run', await writePromptsCsv(dir, 100), '--config', await writeSimConfig(dir, h.sim.url), '--out', join(dir, 'b'), '--batch-id', 'bystander'], h.env());
+    expect(bystander.code, bystander.stderr).toBe(0);
+    expect(bystander.stderr).not.toContain('orphan');
+    expect(await h.redis.bitcount(finishedA)).toBe(finishedAtKill);
+
+    const resumed = await runCli(['run', '--resume', 'orphan'], h.env());
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expectEachRowOnce(await readJsonLines<RowResult>(join(outA, 'results.jsonl')), 600);
+  });
 });

@@ -103,6 +103,14 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(await h.redis.exists(`${h.prefix}:batch:{badcfg}`)).toBe(0);
   });
 
+  it('refuses --detach on the built-in models, whose simulator would stop with the process', async () => {
+    const dir = await tempDir('detach-builtin');
+    const result = await runCli(['run', await writePromptsCsv(dir, 3), '--detach', '--batch-id', 'detach-builtin'], h.env());
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--detach needs --config: the built-in models are a simulator inside this process');
+    expect(await h.redis.exists(`${h.prefix}:batch:{detach-builtin}`)).toBe(0);
+  });
+
   it('stops before enqueueing when no model the rows could use has its API key here', async () => {
     const dir = await tempDir('nokey');
     const config = join(dir, 'keyed.yaml');
