@@ -7,7 +7,8 @@ import { callCostNanos, formatUsd, nanosToUsd } from '../models/pricing.ts';
 import { planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { countMessageTokens } from '../routing/token-count.ts';
-import { formatCount } from '../output/report-markdown.ts';
+import { countInvalidRow, type InvalidRowCounts } from '../input/row.ts';
+import { counted, formatCount } from '../output/report-markdown.ts';
 
 export interface DryRunOptions {
   file?: string;
@@ -42,6 +43,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   const byTask = new Map<string, Tally>();
   const total = emptyTally();
   let invalid = 0;
+  const invalidByCode: InvalidRowCounts = {};
   let unroutable = 0;
   const add = (map: Map<string, Tally>, key: string, rowTally: Tally) => {
     const tally = map.get(key) ?? emptyTally();
@@ -52,6 +54,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   for await (const item of readRows(resolve(options.file), { promptColumn: options.promptColumn ?? 'prompt', knownModels: new Set(Object.keys(config.models)) })) {
     if (item.kind === 'error') {
       invalid++;
+      countInvalidRow(invalidByCode, item.value);
       continue;
     }
     const row = item.value;
@@ -74,7 +77,11 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   }
 
   say(`Dry run of ${options.file}: no model was called.`);
-  say(`${total.rows} rows routed, ${invalid} invalid (they would go to errors.jsonl), ${unroutable} with no model that fits.`);
+  say(`${counted(total.rows, 'row')} routed, ${formatCount(invalid)} invalid (they would go to errors.jsonl), ${formatCount(unroutable)} with no model that fits.`);
+  // What is wrong with the file, so it can be fixed before anything is spent.
+  for (const [code, entry] of Object.entries(invalidByCode).sort(([, a], [, b]) => b.rows - a.rows)) {
+    say(`  ${code} ${formatCount(entry.rows)}, the first: ${entry.example}`);
+  }
   say('');
   printTable('Model', byModel, say);
   say('');

@@ -1,0 +1,50 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { countMessageTokens } from '../../src/routing/token-count.ts';
+import { runCli } from '../helpers/cli.ts';
+import { tempDir } from '../helpers/files.ts';
+import { useSimulatorAndRedis } from '../helpers/harness.ts';
+
+describe('run --dry-run', () => {
+  const h = useSimulatorAndRedis('dry-run', { latency_ms: 1 });
+
+  it('routes and prices every row, says what is wrong with the bad ones, and calls nothing', async () => {
+    const dir = await tempDir('dry');
+    const config = join(dir, 'switchyard.yaml');
+    await writeFile(
+      config,
+      stringify({
+        providers: { sim: { base_url: h.sim.url } },
+        models: { flash: { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 2 } }, pro: { provider: 'sim', price: { input_per_mtok: 10, output_per_mtok: 20 } } },
+        default_model: 'flash',
+        max_tokens: 100,
+        routing: { routes: { simple: ['flash'], complex: ['pro'] } },
+      }),
+    );
+    const input = join(dir, 'in.csv');
+    const simple = "What's the capital of France?";
+    const complex = 'Analyze the competitive landscape of AI API providers and recommend a strategy for a startup entering the market.';
+    await writeFile(input, Buffer.concat([Buffer.from(`prompt,temperature\n"${simple}",\n"${complex}",\nhot,9\n"caf`), Buffer.from([0xe9]), Buffer.from('",\n')]));
+    const before = h.sim.stats().requests;
+
+    const result = await runCli(['run', input, '--config', config, '--dry-run', '--batch-id', 'dry'], h.env());
+    expect(result.code, result.stderr).toBe(0);
+    const lines = result.stdout.split('\n');
+    expect(lines).toContain('2 rows routed, 2 invalid (they would go to errors.jsonl), 0 with no model that fits.');
+    expect(lines).toContain('  bad_field 1, the first: line 4: temperature must be a number from 0 to 2, got "9"');
+    expect(lines.some((line) => line.startsWith('  bad_encoding 1, the first: line 5 is not UTF-8 text'))).toBe(true);
+    // Each row priced on its first choice, output at max_tokens: flash for the simple one, pro for the complex one.
+    const tokens = (text: string) => countMessageTokens([{ role: 'user', content: text }]);
+    const cost = (prompt: string, inPrice: number, outPrice: number) => (tokens(prompt) * inPrice + 100 * outPrice) / 1e6;
+    expect(lines.find((line) => line.startsWith('flash'))).toMatch(new RegExp(`^flash +1 +${tokens(simple)} +100 +\\$`));
+    expect(lines.find((line) => line.startsWith('pro'))).toMatch(new RegExp(`^pro +1 +${tokens(complex)} +100 +\\$`));
+    const estimate = Number(/Estimated cost: at most \$([\d.]+)/.exec(result.stdout)?.[1]);
+    const expected = cost(simple, 1, 2) + cost(complex, 10, 20);
+    expect(Math.abs(estimate - expected) / expected).toBeLessThan(0.005); // printed to 3 significant digits
+    // Nothing called, nothing queued.
+    expect(h.sim.stats().requests).toBe(before);
+    expect(await h.redis.exists(`${h.prefix}:batch:{dry}`)).toBe(0);
+  });
+});
