@@ -10,8 +10,8 @@ export interface CliResult {
   stderr: string;
 }
 
-export function spawnCli(args: string[], env: Record<string, string>): ChildProcess & { output: () => CliResult; done: Promise<CliResult> } {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env, LOG_LEVEL: env.LOG_LEVEL ?? 'error' }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnCli(args: string[], env: Record<string, string>, options: { cwd?: string } = {}): ChildProcess & { output: () => CliResult; done: Promise<CliResult> } {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env, LOG_LEVEL: env.LOG_LEVEL ?? 'error' }, stdio: ['ignore', 'pipe', 'pipe'], ...options });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -21,8 +21,8 @@ export function spawnCli(args: string[], env: Record<string, string>): ChildProc
   return Object.assign(child, { output, done });
 }
 
-export function runCli(args: string[], env: Record<string, string>): Promise<CliResult> {
-  return spawnCli(args, env).done;
+export function runCli(args: string[], env: Record<string, string>, options: { cwd?: string } = {}): Promise<CliResult> {
+  return spawnCli(args, env, options).done;
 }
 
 /** Resolves once `read()` contains `text`; throws with the output so far after `timeoutMs`. */

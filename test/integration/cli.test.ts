@@ -1,6 +1,10 @@
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { Report } from '../../src/output/report.ts';
 import { runCli } from '../helpers/cli.ts';
+import { tempDir } from '../helpers/files.ts';
+import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
 describe('switchyard (no command)', () => {
   it('prints its version with --version', async () => {
@@ -14,5 +18,24 @@ describe('switchyard (no command)', () => {
     const result = await runCli(['--help'], {});
     expect(result.code).toBe(0);
     for (const command of ['run', 'worker', 'status', 'collect', 'sim', 'demo']) expect(result.stdout).toContain(`  ${command}`);
+  });
+});
+
+describe('switchyard demo', () => {
+  const h = useSimulatorAndRedis('demo');
+
+  it('runs examples/prompts.csv on the built-in models into out/<batch id> and says where the report is', async () => {
+    const cwd = await tempDir('demo');
+    const result = await runCli(['demo'], h.env(), { cwd });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('No --config given: using the built-in models on the simulator');
+    expect(result.stdout).toContain('Rows     24 of 24 succeeded, 0 failed');
+    const reportPath = /Demo finished\. Open (\S+) for the report\./.exec(result.stdout)?.[1];
+    expect(reportPath?.startsWith(join(cwd, 'out', 'demo-'))).toBe(true);
+    const report = JSON.parse(await readFile(reportPath!.replace(/report\.md$/, 'report.json'), 'utf8')) as Report;
+    expect(report.totals).toMatchObject({ rows: 24, succeeded: 24, invalid_rows: 0 });
+    // The built-in simulator fails a few calls on purpose: the retries show in the report.
+    expect(report.totals.calls).toBeGreaterThan(24);
+    expect(await readFile(reportPath!, 'utf8')).toContain('# Batch report: demo-');
   });
 });
