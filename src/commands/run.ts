@@ -14,7 +14,7 @@ import { isValidBatchId, newBatchId, PROMPT_QUEUE } from '../queue/keys.ts';
 import { enqueueBatch } from '../queue/producer.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { createOutputDir } from '../output/output-dir.ts';
-import { counted, formatCount } from '../output/report-markdown.ts';
+import { counted, formatCount, formatDuration } from '../output/report-markdown.ts';
 import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from './session.ts';
 import { collectAndReport } from './collect-and-report.ts';
@@ -105,6 +105,9 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     }
     const config = resolved.config;
     warnAboutConfig(config, say);
+    if (lease?.tookOverFrom) {
+      say(`The batch's last run (${lease.tookOverFrom}) stopped without finishing: the rows it held come back when their queue locks expire, within queue.lock_ms (${formatDuration(config.queue.lock_ms)}).`);
+    }
 
     const file = options.file ?? existing?.input;
     if (!file) throw new UsageError('no input file: give one, e.g. "switchyard run prompts.csv"');

@@ -12,6 +12,8 @@ import { runScript, type LuaScript, type RedisClient } from './lua-script.ts';
 export interface BatchLease {
   /** Aborted if the lease was lost (taken over after Redis was gone longer than its lifetime). */
   readonly lost: AbortSignal;
+  /** "host pid N" of a process on this machine that died holding the lease, which this one took over. */
+  readonly tookOverFrom: string | null;
   release(): Promise<void>;
 }
 
@@ -87,12 +89,16 @@ export async function acquireBatchLease(redis: RedisClient, key: string, batchId
   const leaseMs = options.leaseMs ?? LEASE_MS;
   const token = `${hostname()} pid ${process.pid} ${Math.random().toString(36).slice(2, 8)}`;
   const deadline = Date.now() + leaseMs + 500;
+  let tookOverFrom: string | null = null;
   for (;;) {
     const reply = await runScript(redis, ACQUIRE, [key], [token, leaseMs]);
     if (reply === 1) break;
     const [holder = 'another process'] = (Array.isArray(reply) ? reply : []) as string[];
     const alive = localHolderAlive(holder);
-    if (alive === false && (await runScript(redis, TAKE_OVER, [key], [holder, token, leaseMs])) === 1) break;
+    if (alive === false && (await runScript(redis, TAKE_OVER, [key], [holder, token, leaseMs])) === 1) {
+      tookOverFrom = holder.split(' ').slice(0, 3).join(' ');
+      break;
+    }
     if (alive === true || Date.now() > deadline) {
       const who = holder.split(' ').slice(0, 3).join(' ');
       throw new UsageError(
@@ -113,6 +119,7 @@ export async function acquireBatchLease(redis: RedisClient, key: string, batchId
   renewal.unref();
   return {
     lost: lost.signal,
+    tookOverFrom,
     async release() {
       clearInterval(renewal);
       await runScript(redis, RELEASE, [key], [token]).catch(() => undefined);

@@ -39,6 +39,7 @@ describe('crash safety: killed processes lose no row and double none', () => {
     const resumed = await runCli(['run', '--resume', 'killed', '--config', config], h.env());
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stdout).toMatch(/already done/);
+    expect(resumed.stdout).toMatch(/The batch's last run \(\S+ pid \d+\) stopped without finishing: the rows it held come back when their queue locks expire, within queue\.lock_ms \(1\.5 s\)\./);
 
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expectEachRowOnce(results, 600);
