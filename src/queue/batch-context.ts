@@ -14,14 +14,19 @@ export interface BatchContext {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** How long a worker uses a batch's context loaded from Redis before reading it again (a resume may change the config). */
+const RELOAD_AFTER_MS = 30_000;
+
 /**
- * Loads each batch's context once per worker process. `callSlot` is the process's model-call limit,
- * shared by every batch. A worker on another machine needs no local
- * config file: the batch's config travels in Redis (without keys, which each worker reads from its env).
+ * Loads each batch's context per worker process, again every 30 s (a resume with another config
+ * reaches long-running workers that way). `callSlot` is the process's model-call limit, shared by
+ * every batch. A worker on another machine needs no local config file: the batch's config travels
+ * in Redis (without keys, which each worker reads from its env).
  */
-export function createBatchContexts(store: BatchStore, options: { callSlot?: CallSlot; maxCached?: number } = {}) {
-  const { callSlot = unlimitedCallSlot, maxCached = 32 } = options;
-  const cache = new Map<string, Promise<BatchContext | 'elsewhere'>>();
+export function createBatchContexts(store: BatchStore, options: { callSlot?: CallSlot; maxCached?: number; reloadAfterMs?: number; now?: () => number } = {}) {
+  const { callSlot = unlimitedCallSlot, maxCached = 32, reloadAfterMs = RELOAD_AFTER_MS, now = Date.now } = options;
+  type Loaded = { context: BatchContext | 'elsewhere'; source: string };
+  const cache = new Map<string, { loaded: Promise<Loaded>; reloadAt: number }>();
 
   function build(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined): BatchContext {
     const providers = createProviderClients(config);
@@ -29,29 +34,36 @@ export function createBatchContexts(store: BatchStore, options: { callSlot?: Cal
     return { config, runner: { config, providers, gate, plan: createRowPlanner(config, providers, modelOverride, gate, callSlot), sleep, callSlot } };
   }
 
-  async function load(batchId: string): Promise<BatchContext | 'elsewhere'> {
+  /** The context from Redis; the one in hand when the config it came from has not changed (its SDK clients keep their connections). */
+  async function load(batchId: string, previous: Promise<Loaded> | undefined): Promise<Loaded> {
     const [meta, configJson] = await Promise.all([store.load(batchId), store.loadConfigJson(batchId)]);
     if (!meta || !configJson) throw new Error(`batch ${batchId} has no state in Redis (was it deleted?)`);
+    const source = `${meta.builtin_config}\n${meta.model_override ?? ''}\n${configJson}`;
+    const before = await previous?.catch(() => undefined);
+    if (before?.source === source) return before;
     // Its models are a simulator inside the process that runs it (which primed its context): only that process can call them.
-    if (meta.builtin_config) return 'elsewhere';
-    return build(batchId, configSchema.parse(JSON.parse(configJson)), meta.model_override);
+    if (meta.builtin_config) return { context: 'elsewhere', source };
+    return { context: build(batchId, configSchema.parse(JSON.parse(configJson)), meta.model_override), source };
   }
 
-  function remember(batchId: string, entry: Promise<BatchContext | 'elsewhere'>): Promise<BatchContext | 'elsewhere'> {
-    entry.catch(() => cache.delete(batchId));
+  function remember(batchId: string, loaded: Promise<Loaded>, reloadAt: number): Promise<BatchContext | 'elsewhere'> {
+    loaded.catch(() => cache.delete(batchId));
+    cache.delete(batchId);
     if (cache.size >= maxCached) cache.delete(cache.keys().next().value as string);
-    cache.set(batchId, entry);
-    return entry;
+    cache.set(batchId, { loaded, reloadAt });
+    return loaded.then((entry) => entry.context);
   }
 
   return {
     /** The batch's context, or 'elsewhere' for a batch only its own process can serve. */
     get(batchId: string): Promise<BatchContext | 'elsewhere'> {
-      return cache.get(batchId) ?? remember(batchId, load(batchId));
+      const cached = cache.get(batchId);
+      if (cached && now() < cached.reloadAt) return cached.loaded.then((entry) => entry.context);
+      return remember(batchId, load(batchId, cached?.loaded), now() + reloadAfterMs);
     },
-    /** The process that saved the batch already holds its config: build the context from it now. */
+    /** The process that saved the batch already holds its config: build the context from it now (it is not reloaded). */
     prime(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined): void {
-      remember(batchId, Promise.resolve(build(batchId, config, modelOverride)));
+      remember(batchId, Promise.resolve({ context: build(batchId, config, modelOverride), source: 'primed' }), Number.POSITIVE_INFINITY);
     },
   };
 }
