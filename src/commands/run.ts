@@ -216,6 +216,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     say(
       `Read ${counted(counts.total + counts.invalid, 'row')}: ${formatCount(counts.total)} valid, ${formatCount(counts.invalid)} invalid${counts.invalid > 0 ? ' (see errors.jsonl)' : ''}` +
         (counts.alreadySucceeded > 0 ? `, ${formatCount(counts.alreadySucceeded)} already done` : '') +
+        (counts.changedSinceSucceeded > 0 ? `, ${formatCount(counts.changedSinceSucceeded)} changed in the file since they succeeded (they run again)` : '') +
         `; ${formatCount(counts.enqueued)} queued, ${worker ? `workers here making up to ${concurrency} calls at a time` : 'no workers here (--detach)'}.`,
     );
     await queue.close();

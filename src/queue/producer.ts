@@ -5,6 +5,7 @@ import { countInvalidRow, type InputRow, type InvalidRowCounts, type ReadItem, t
 import type { PromptJob } from '../../jobs/prompt.ts';
 import type { BatchStore } from './batch-state.ts';
 import { promptJobId } from './keys.ts';
+import { rowFingerprint } from '../input/row-fingerprint.ts';
 
 export interface EnqueueOptions {
   queue: Queue;
@@ -39,6 +40,8 @@ export interface EnqueueCounts {
   enqueued: number;
   /** Rows skipped because they succeeded in an earlier run of this batch. */
   alreadySucceeded: number;
+  /** Rows that succeeded before but were edited (or moved) in the file since: they run again. */
+  changedSinceSucceeded: number;
   invalid: number;
   /** The invalid rows by reason, each with an example. */
   invalidByCode: InvalidRowCounts;
@@ -65,7 +68,7 @@ function toJob(batchId: string, row: InputRow): PromptJob {
  * batch again never duplicates a queued row, and succeeded rows are skipped through Redis' bitmap.
  */
 export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCounts> {
-  const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, stopped: false };
+  const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, changedSinceSucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, stopped: false };
   const errors = createWriteStream(options.errorsPath, { flags: 'w' });
   let chunk: InputRow[] = [];
   let workersStarted = false;
@@ -79,20 +82,22 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
     let rows = chunk;
     chunk = [];
     await options.store.addMetadataKeys(options.batchId, newMetadataKeys(rows, metadataKeys));
-    if (options.resume) rows = await dropSucceeded(options, rows, counts);
+    const fingerprinted = await recordFingerprints(options, rows, counts);
+    rows = fingerprinted.toRun;
     const estimate = estimatedTotal(counts.total, options.position);
     const recordEstimate = () => (estimate === null ? undefined : options.store.update(options.batchId, { estimated_total: estimate }));
     if (rows.length > 0) {
       if (options.maxPending !== undefined) await waitForRoom(options, counts.enqueued);
       if (options.signal?.aborted) {
+        await fingerprinted.written;
         counts.stopped = true; // this chunk is read again on resume
         return;
       }
-      // The estimate goes out beside the chunk (on another connection), not one round trip after it.
-      await Promise.all([options.queue.addBulk(rows.map((row) => ({ name: 'prompt', data: toJob(options.batchId, row), opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row) } }))), recordEstimate()]);
+      // The estimate and fingerprints go out beside the chunk (on another connection), not one round trip after it.
+      await Promise.all([options.queue.addBulk(rows.map((row) => ({ name: 'prompt', data: toJob(options.batchId, row), opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row) } }))), recordEstimate(), fingerprinted.written]);
       counts.enqueued += rows.length;
     } else {
-      await recordEstimate();
+      await Promise.all([recordEstimate(), fingerprinted.written]);
     }
     options.onProgress?.(counts);
   };
@@ -161,16 +166,50 @@ async function waitForRoom(options: EnqueueOptions, enqueued: number): Promise<v
   }
 }
 
-async function dropSucceeded(options: EnqueueOptions, rows: InputRow[], counts: EnqueueCounts): Promise<InputRow[]> {
+/**
+ * Records the chunk's row fingerprints (rows are contiguous by number; an invalid row between them
+ * gets 0) and returns the rows to enqueue. A resume drops the rows that succeeded before with the
+ * same fingerprint; an edited or moved row runs again, like a failed one.
+ */
+async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], counts: EnqueueCounts): Promise<{ toRun: InputRow[]; written: Promise<unknown> }> {
+  const keys = options.store.keys(options.batchId);
   const first = rows[0]!.row;
-  const last = rows.at(-1)!.row;
-  const succeeded = await options.store.succeededRows(options.batchId, first, last - first + 1);
-  const open = rows.filter((row) => !succeeded.has(row.row));
-  counts.alreadySucceeded += rows.length - open.length;
-  // Rows that failed before get another round: clear their "finished" bit before they re-run.
-  const finishedKey = options.store.keys(options.batchId).finished;
+  const span = rows.at(-1)!.row - first + 1;
+  const fingerprints = Buffer.alloc(span * 4);
+  for (const row of rows) fingerprints.writeUInt32BE(rowFingerprint(row), (row.row - first) * 4);
+  if (!options.resume) {
+    // A new batch: nothing to compare, so the write need not hold up the chunk (it is awaited with it).
+    const written = options.store.redis.setrange(keys.fingerprints, first * 4, fingerprints);
+    written.catch(() => undefined); // observed now, awaited later
+    return { toRun: rows, written };
+  }
+  const [succeeded, recorded] = await Promise.all([
+    options.store.succeededRows(options.batchId, first, span),
+    options.store.redis.getrangeBuffer(keys.fingerprints, first * 4, (first + span) * 4 - 1),
+  ]);
+  // Rows that failed, or changed since they succeeded, get another round: their bits are cleared before they re-run.
   const tx = options.store.redis.pipeline();
-  for (const row of open) tx.setbit(finishedKey, row.row, 0);
+  const toRun: InputRow[] = [];
+  for (const row of rows) {
+    if (!succeeded.has(row.row)) {
+      tx.setbit(keys.finished, row.row, 0);
+      toRun.push(row);
+    } else if (fingerprintChanged(recorded, fingerprints, (row.row - first) * 4)) {
+      tx.setbit(keys.finished, row.row, 0).setbit(keys.succeeded, row.row, 0);
+      counts.changedSinceSucceeded++;
+      toRun.push(row);
+    } else {
+      counts.alreadySucceeded++;
+    }
+  }
+  tx.setrange(keys.fingerprints, first * 4, fingerprints);
   await tx.exec();
-  return open;
+  return { toRun, written: Promise.resolve() };
+}
+
+/** A batch from before fingerprints were kept has none (0): its rows count as unchanged. */
+function fingerprintChanged(recorded: Buffer, current: Buffer, offset: number): boolean {
+  if (recorded.length < offset + 4) return false;
+  const before = recorded.readUInt32BE(offset);
+  return before !== 0 && before !== current.readUInt32BE(offset);
 }

@@ -103,6 +103,35 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(await h.redis.exists(`${h.prefix}:batch:{badcfg}`)).toBe(0);
   });
 
+  it('a resume runs again the rows edited in the file since they succeeded, and only those', async () => {
+    const dir = await tempDir('edited');
+    const input = join(dir, 'in.csv');
+    const write = (prompts: string[]) => import('node:fs/promises').then((fs) => fs.writeFile(input, `id,prompt\n${prompts.map((p, i) => `r${i + 1},${p}`).join('\n')}\n`));
+    await write(['one', 'two', 'three', 'four', 'five']);
+    const config = await writeSimConfig(dir, h.sim.url);
+    const out = join(dir, 'out');
+    expect((await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'edited'], h.env())).code).toBe(0);
+
+    await write(['one', 'two', 'THREE reworded', 'four', 'five']);
+    const resumed = await runCli(['run', '--resume', 'edited'], h.env());
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toContain('4 already done, 1 changed in the file since they succeeded (they run again); 1 queued');
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => r.row)).toEqual([1, 2, 3, 4, 5]);
+    expect(results[2]!.output).toContain('THREE reworded');
+    const answered = (await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).filter((c) => c.status === 'succeeded').map((c) => c.row);
+    expect(answered.sort()).toEqual([1, 2, 3, 3, 4, 5]); // paid again for the edited row only
+
+    // A line inserted at the top moves every row: each runs again, none is mixed up with another's answer.
+    await write(['zero', 'one', 'two', 'THREE reworded', 'four', 'five']);
+    const shifted = await runCli(['run', '--resume', 'edited'], h.env());
+    expect(shifted.stdout).toContain('5 changed in the file since they succeeded (they run again); 6 queued');
+    const after = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(after.map((r) => r.id)).toEqual(['r1', 'r2', 'r3', 'r4', 'r5', 'r6']);
+    expect(after[0]!.output).toContain('zero');
+    expect(after[5]!.output).toContain('five');
+  });
+
   it('refuses --detach on the built-in models, whose simulator would stop with the process', async () => {
     const dir = await tempDir('detach-builtin');
     const result = await runCli(['run', await writePromptsCsv(dir, 3), '--detach', '--batch-id', 'detach-builtin'], h.env());

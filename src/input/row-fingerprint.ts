@@ -1,0 +1,17 @@
+import type { InputRow } from './row.ts';
+
+/**
+ * A 32-bit fingerprint (FNV-1a) of what a row asks and carries: its messages, model, settings and
+ * metadata. Rows are known by their position in the file; the fingerprint tells a resume whether
+ * the row at a position is still the one that succeeded there, or was edited or moved (then it
+ * runs again). Never 0, which stands for "not recorded".
+ */
+export function rowFingerprint(row: InputRow): number {
+  const text = JSON.stringify([row.messages, row.model ?? null, row.temperature ?? null, row.max_tokens ?? null, row.metadata, row.custom_id ?? null]);
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0 || 1;
+}
