@@ -68,7 +68,13 @@ return 0
 `,
 };
 
-/** The holder's process on this machine, when the token names one: alive or not. */
+/** "host pid N" of a lease token (the rest is a random tag). */
+const holderName = (token: string): string => token.split(' ').slice(0, 3).join(' ');
+
+/**
+ * The holder's process on this machine, when the token names one: alive or not. (Containers that
+ * share a Redis need distinct hostnames, as they have by default, for this to tell them apart.)
+ */
 function localHolderAlive(holder: string): boolean | null {
   const [host, , pid] = holder.split(' ');
   if (host !== hostname() || !pid) return null;
@@ -96,13 +102,12 @@ export async function acquireBatchLease(redis: RedisClient, key: string, batchId
     const [holder = 'another process'] = (Array.isArray(reply) ? reply : []) as string[];
     const alive = localHolderAlive(holder);
     if (alive === false && (await runScript(redis, TAKE_OVER, [key], [holder, token, leaseMs])) === 1) {
-      tookOverFrom = holder.split(' ').slice(0, 3).join(' ');
+      tookOverFrom = holderName(holder);
       break;
     }
     if (alive === true || Date.now() > deadline) {
-      const who = holder.split(' ').slice(0, 3).join(' ');
       throw new UsageError(
-        `batch ${batchId} is being run by another process right now (${who}), which writes its outputs; ` +
+        `batch ${batchId} is being run by another process right now (${holderName(holder)}), which writes its outputs; ` +
           `wait for it to finish or stop it first (\`switchyard status ${batchId}\` shows its progress)`,
       );
     }
