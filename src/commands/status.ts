@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { formatUsd } from '../models/pricing.ts';
+import { formatCount } from '../output/report-markdown.ts';
 import { UsageError } from '../errors.ts';
 import type { BatchMeta, BatchProgress, BatchStatus } from '../queue/batch-state.ts';
 import { openSession } from './session.ts';
@@ -40,7 +41,7 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
 export function describeBatch({ meta, progress }: BatchState): string[] {
   const lines = [
     `${meta.batch_id}  ${meta.status}`,
-    `  rows      ${progress.finished}/${totalOf(progress).text} finished: ${progress.succeeded} succeeded, ${progress.failed} failed; ${meta.invalid_rows} invalid${invalidReasons(meta)}`,
+    `  rows      ${formatCount(progress.finished)}/${totalOf(progress).text} finished: ${formatCount(progress.succeeded)} succeeded, ${formatCount(progress.failed)} failed; ${formatCount(meta.invalid_rows)} invalid${invalidReasons(meta)}`,
     `  cost      ${formatUsd(progress.costUsd)}${meta.budget_usd === undefined ? '' : ` of a ${formatUsd(meta.budget_usd)} budget`}`,
     `  input     ${meta.input}`,
     `  output    ${meta.out_dir}`,
@@ -57,8 +58,8 @@ export function batchTable(states: BatchState[], count: number): string[] {
   const rows = states.map(({ meta, progress }) => [
     meta.batch_id,
     meta.status,
-    `${progress.finished}/${totalOf(progress).text}`,
-    String(progress.failed + meta.invalid_rows),
+    `${formatCount(progress.finished)}/${totalOf(progress).text}`,
+    formatCount(progress.failed + meta.invalid_rows),
     formatUsd(progress.costUsd),
     timestamp(meta.started_at ?? meta.created_at),
   ]);
@@ -71,7 +72,7 @@ export function batchTable(states: BatchState[], count: number): string[] {
 /** " (bad_json 3, bad_encoding 1; see errors.jsonl)" when the producer recorded why rows were invalid. */
 function invalidReasons(meta: BatchMeta): string {
   const codes = Object.entries(meta.invalid_codes ?? {}).sort(([, a], [, b]) => b.rows - a.rows);
-  return codes.length === 0 ? '' : ` (${codes.map(([code, entry]) => `${code} ${entry.rows}`).join(', ')}; see errors.jsonl)`;
+  return codes.length === 0 ? '' : ` (${codes.map(([code, entry]) => `${code} ${formatCount(entry.rows)}`).join(', ')}; see errors.jsonl)`;
 }
 
 function nextStep(batchId: string, status: BatchStatus, invalidRows: number): string | null {

@@ -1,7 +1,7 @@
 import { MultiBar, Presets } from 'cli-progress';
 import type { BatchProgress } from '../queue/batch-state.ts';
 import { formatUsd } from '../models/pricing.ts';
-import { formatDuration } from '../output/report-markdown.ts';
+import { formatCount, formatDuration } from '../output/report-markdown.ts';
 import { sendLinesToBar } from './terminal-lines.ts';
 
 /**
@@ -27,10 +27,10 @@ export interface ProgressDisplayOptions {
 
 /** The row count, or the producer's estimate of it ("~") while the file is still being read. */
 export function totalOf(progress: BatchProgress): { rows: number | null; text: string } {
-  if (progress.total !== null) return { rows: progress.total, text: String(progress.total) };
+  if (progress.total !== null) return { rows: progress.total, text: formatCount(progress.total) };
   if (progress.estimatedTotal !== null) {
     const rows = Math.max(progress.estimatedTotal, progress.finished);
-    return { rows, text: `~${rows}` };
+    return { rows, text: `~${formatCount(rows)}` };
   }
   return { rows: null, text: '?' };
 }
@@ -50,7 +50,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
   if (stream.isTTY) {
     // A MultiBar of one bar, for its log(): lines said while the bar is up print above it (terminal-lines.ts).
     const bars = new MultiBar(
-      { format: ' {bar} {value}/{total_text} rows | {failed} failed | {rate} rows/s | ETA {eta_text} | {cost}', hideCursor: true, stream, fps: 5 },
+      { format: ' {bar} {done_text}/{total_text} rows | {failed} failed | {rate} rows/s | ETA {eta_text} | {cost}', hideCursor: true, stream, fps: 5 },
       Presets.shades_classic,
     );
     let bar: ReturnType<MultiBar['create']> | null = null;
@@ -59,7 +59,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
         firstFinished ??= progress.finished;
         const { rows, text } = totalOf(progress);
         const { rate, eta } = rateAndEta(progress, rows, now() - startedAt, firstFinished);
-        const payload = { failed: progress.failed, rate: rate.toFixed(0), eta_text: formatEta(eta), cost: formatUsd(progress.costUsd), total_text: text };
+        const payload = { done_text: formatCount(progress.finished), failed: formatCount(progress.failed), rate: formatCount(rate), eta_text: formatEta(eta), cost: formatUsd(progress.costUsd), total_text: text };
         const total = rows ?? Math.max(progress.finished, 1);
         if (!bar) {
           bar = bars.create(total, progress.finished, payload);
@@ -84,7 +84,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
     const total = totalOf(progress);
     const { rate, eta } = rateAndEta(progress, total.rows, now() - startedAt, firstFinished ?? 0);
     const done = progress.total !== null && progress.finished >= progress.total;
-    stream.write(`progress: ${progress.finished}/${total.text} rows, ${progress.failed} failed, ${rate.toFixed(0)} rows/s, ${done ? 'done' : `ETA ${formatEta(eta)}`}, cost ${formatUsd(progress.costUsd)}\n`);
+    stream.write(`progress: ${formatCount(progress.finished)}/${total.text} rows, ${formatCount(progress.failed)} failed, ${formatCount(rate)} rows/s, ${done ? 'done' : `ETA ${formatEta(eta)}`}, cost ${formatUsd(progress.costUsd)}\n`);
   };
   return {
     update(progress) {

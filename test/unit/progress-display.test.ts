@@ -46,7 +46,7 @@ describe('progress display (plain lines)', () => {
     display.update(progress(500, 2000, 3));
     out.advance(1000);
     display.update(progress(600, 2000, 3));
-    expect(out.lines).toEqual(['progress: 500/2000 rows, 3 failed, 100 rows/s, ETA 15.0 s, cost $0.0500']);
+    expect(out.lines).toEqual(['progress: 500/2,000 rows, 3 failed, 100 rows/s, ETA 15.0 s, cost $0.0500']);
   });
 
   it('does not count rows a resumed batch had finished before, and shows ? while the total is unknown', () => {
@@ -66,7 +66,7 @@ describe('progress display while the file is still being read', () => {
     display.update(progress(0, null, 0, 20_000));
     out.advance(1000);
     display.update(progress(500, null, 0, 20_000));
-    expect(out.lines).toEqual(['progress: 500/~20000 rows, 0 failed, 500 rows/s, ETA 39.0 s, cost $0.0500']);
+    expect(out.lines).toEqual(['progress: 500/~20,000 rows, 0 failed, 500 rows/s, ETA 39.0 s, cost $0.0500']);
   });
 });
 
