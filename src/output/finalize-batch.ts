@@ -1,6 +1,6 @@
 import type { BatchMeta, BatchStore } from '../queue/batch-state.ts';
 import { writeOpenAiBatchFiles } from './openai-batch-output.ts';
-import { writeOrderedResults } from './ordered-results.ts';
+import { writeOrderedResults, type RowFilter } from './ordered-results.ts';
 import type { OutputPaths } from './paths.ts';
 import { readJsonl } from './read-jsonl.ts';
 import type { CallRecord, RowResult } from './records.ts';
@@ -24,10 +24,12 @@ export interface FinalizeOptions {
 export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
   const { store, meta, paths } = options;
   await store.update(meta.batch_id, { status: 'finalizing' });
-  writeOrderedResults(paths.journal, paths.results);
-  writeResultsCsv(paths.csvJournal, paths.resultsCsv, await store.metadataKeys(meta.batch_id));
+  const keep = await notWithdrawn(store, meta.batch_id);
+  writeOrderedResults(paths.journal, paths.results, keep);
+  writeResultsCsv(paths.csvJournal, paths.resultsCsv, await store.metadataKeys(meta.batch_id), keep);
   if (meta.input_kind === 'openai-batch') await writeOpenAiBatchFiles(paths.results, options.outDir, meta.batch_id);
-  const tally = options.collectedTally ?? (await tallyFromFiles(paths, options.baseline, options.startedAt));
+  // With rows withdrawn, the report comes from the files as written, which leave them out.
+  const tally = (keep === undefined ? options.collectedTally : null) ?? (await tallyFromFiles(paths, options.baseline, options.startedAt));
   const finishedAt = new Date();
   const report = tally.build({ batchId: meta.batch_id, startedAt: options.startedAt, finishedAt }, meta.invalid_codes);
   writeReport(report, options.outDir);
@@ -36,6 +38,14 @@ export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
     finished_at: finishedAt.toISOString(),
   });
   return report;
+}
+
+/** Rows to write: all but those made invalid in the file since they had a result (producer.ts withdrawRows). */
+async function notWithdrawn(store: BatchStore, batchId: string): Promise<RowFilter | undefined> {
+  const bits = await store.redis.getBuffer(store.keys(batchId).withdrawn);
+  if (!bits || !bits.some((byte) => byte !== 0)) return undefined;
+  // Redis bitmaps number bits from the most significant bit of each byte.
+  return (row) => ((bits[row >> 3] ?? 0) & (0x80 >> (row & 7))) === 0;
 }
 
 /** The report from the final files: the results (newest of each row) and every call. */

@@ -167,8 +167,12 @@ function bufferedWriter(fd: number) {
   };
 }
 
-/** Calls `write` with each row's newest payload, in row order. */
-function inRowOrder(journalPath: string, outputPath: string, indexer: (fd: number) => JournalIndex, write: (payload: Buffer, tag: number, out: ReturnType<typeof bufferedWriter>) => void, head = ''): number {
+/** Which rows go into the outputs: all but those withdrawn (invalid in the file since their result). */
+export type RowFilter = (row: number) => boolean;
+const everyRow: RowFilter = () => true;
+
+/** Calls `write` with each kept row's newest payload, in row order; returns how many rows it wrote. */
+function inRowOrder(journalPath: string, outputPath: string, indexer: (fd: number) => JournalIndex, write: (payload: Buffer, tag: number, out: ReturnType<typeof bufferedWriter>) => void, head = '', keep: RowFilter = everyRow): number {
   const input = openSync(journalPath, 'r');
   const output = openSync(outputPath, 'w');
   try {
@@ -176,12 +180,15 @@ function inRowOrder(journalPath: string, outputPath: string, indexer: (fd: numbe
     const readAt = windowedReader(input, fstatSync(input).size);
     const out = bufferedWriter(output);
     if (head) out.bytes(Buffer.from(head));
+    let written = 0;
     for (let row = 0; row <= index.maxRow; row++) {
       const offset = index.offsets[row] ?? -1;
-      if (offset >= 0) write(readAt(offset, index.lengths[row] ?? 0), index.tags[row] ?? 0, out);
+      if (offset < 0 || !keep(row)) continue;
+      write(readAt(offset, index.lengths[row] ?? 0), index.tags[row] ?? 0, out);
+      written++;
     }
     out.flush();
-    return index.rows;
+    return written;
   } finally {
     closeSync(input);
     closeSync(output);
@@ -189,15 +196,15 @@ function inRowOrder(journalPath: string, outputPath: string, indexer: (fd: numbe
 }
 
 /** Writes results.jsonl from the results journal; returns how many rows it holds. */
-export function writeOrderedResults(journalPath: string, resultsPath: string): number {
-  return inRowOrder(journalPath, resultsPath, indexLineJournal, (line, _tag, out) => out.bytes(line));
+export function writeOrderedResults(journalPath: string, resultsPath: string, keep: RowFilter = everyRow): number {
+  return inRowOrder(journalPath, resultsPath, indexLineJournal, (line, _tag, out) => out.bytes(line), '', keep);
 }
 
 /**
  * Writes results.csv from the CSV journal under `header`, padding each record to `metadataColumns`
  * metadata cells; returns how many rows it holds.
  */
-export function writeOrderedCsv(journalPath: string, csvPath: string, header: string, metadataColumns: number): number {
+export function writeOrderedCsv(journalPath: string, csvPath: string, header: string, metadataColumns: number, keep: RowFilter = everyRow): number {
   return inRowOrder(
     journalPath,
     csvPath,
@@ -210,5 +217,6 @@ export function writeOrderedCsv(journalPath: string, csvPath: string, header: st
       out.repeat(NEWLINE, 1);
     },
     header,
+    keep,
   );
 }

@@ -1,6 +1,6 @@
 import { usdToNanos } from '../models/pricing.ts';
 import { csvRecord, type CsvCell } from './csv-safe.ts';
-import { writeOrderedCsv } from './ordered-results.ts';
+import { writeOrderedCsv, type RowFilter } from './ordered-results.ts';
 import type { RowResult } from './records.ts';
 
 /** The fixed columns of results.csv; one column per metadata key follows them. */
@@ -46,9 +46,9 @@ export function resultCsvRecord(result: RowResult, metadataKeys: readonly string
  * header row included. A metadata key that repeats a fixed column name is written as
  * `metadata.<key>`. Returns how many rows it holds.
  */
-export function writeResultsCsv(csvJournalPath: string, csvPath: string, metadataKeys: readonly string[]): number {
+export function writeResultsCsv(csvJournalPath: string, csvPath: string, metadataKeys: readonly string[], keep?: RowFilter): number {
   const header = csvRecord([...RESULTS_CSV_COLUMNS, ...metadataHeaders(metadataKeys)]);
-  return writeOrderedCsv(csvJournalPath, csvPath, header, metadataKeys.length);
+  return writeOrderedCsv(csvJournalPath, csvPath, header, metadataKeys.length, keep);
 }
 
 function metadataHeaders(keys: readonly string[]): string[] {

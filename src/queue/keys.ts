@@ -26,6 +26,8 @@ export function batchKeys(space: KeySpace, batchId: string) {
     checkpoint: `${base}:checkpoint`,
     /** List: the rows' metadata keys in first-seen order (results.csv's extra columns), added by the producer. */
     metadataKeys: `${base}:metadata_keys`,
+    /** Bitmap by row: 1 for a row that had a result but is invalid in the file now; the outputs leave it out. */
+    withdrawn: `${base}:withdrawn`,
     /** String of 4 bytes per row (at row x 4): each row's fingerprint when enqueued, so a resume sees edited rows. */
     fingerprints: `${base}:fingerprints`,
     /** String with a TTL: which process collects the batch now (batch-lease.ts). */

@@ -77,7 +77,17 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
   // results.csv gets a column per metadata key; recording them here spares the writer a pass over the results.
   const metadataKeys = new Set(await options.store.metadataKeys(options.batchId));
 
+  // A re-run: rows invalid now may have had a result before, which the outputs must leave out.
+  let invalidNow: number[] = [];
+  const withdraw = async () => {
+    if (invalidNow.length === 0) return;
+    const rows = invalidNow;
+    invalidNow = [];
+    await withdrawRows(options, rows);
+  };
+
   const flush = async () => {
+    await withdraw();
     if (chunk.length === 0) return;
     let rows = chunk;
     chunk = [];
@@ -113,6 +123,8 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
         counts.invalid++;
         countInvalidRow(counts.invalidByCode, item.value);
         if (!errors.write(`${JSON.stringify(item.value)}\n`)) await once(errors, 'drain');
+        if (options.resume) invalidNow.push(item.value.row);
+        if (invalidNow.length >= 1000) await withdraw();
         continue;
       }
       counts.total++;
@@ -192,7 +204,7 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
   const toRun: InputRow[] = [];
   for (const row of rows) {
     if (!succeeded.has(row.row)) {
-      tx.setbit(keys.finished, row.row, 0);
+      tx.setbit(keys.finished, row.row, 0).setbit(keys.withdrawn, row.row, 0);
       toRun.push(row);
     } else if (fingerprintChanged(recorded, fingerprints, (row.row - first) * 4)) {
       tx.setbit(keys.finished, row.row, 0).setbit(keys.succeeded, row.row, 0);
@@ -205,6 +217,19 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
   tx.setrange(keys.fingerprints, first * 4, fingerprints);
   await tx.exec();
   return { toRun, written: Promise.resolve() };
+}
+
+/**
+ * Rows invalid in the file now: a result they had from an earlier run is left out of the outputs,
+ * they no longer count as finished, and their fingerprint is forgotten (fixed, they run again).
+ */
+async function withdrawRows(options: EnqueueOptions, rows: readonly number[]): Promise<void> {
+  const keys = options.store.keys(options.batchId);
+  const tx = options.store.redis.pipeline();
+  for (const row of rows) {
+    tx.setbit(keys.withdrawn, row, 1).setbit(keys.finished, row, 0).setbit(keys.succeeded, row, 0).setrange(keys.fingerprints, row * 4, '\0\0\0\0');
+  }
+  await tx.exec();
 }
 
 /** A batch from before fingerprints were kept has none (0): its rows count as unchanged. */

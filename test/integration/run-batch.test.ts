@@ -132,6 +132,33 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(after[5]!.output).toContain('five');
   });
 
+  it('a row made invalid in the file since it succeeded loses its old result; fixed, it runs again', async () => {
+    const dir = await tempDir('withdrawn');
+    const input = join(dir, 'in.csv');
+    const write = (third: string) => import('node:fs/promises').then((fs) => fs.writeFile(input, `id,prompt\nr1,one\nr2,two\n${third}\nr4,four\n`));
+    await write('r3,three');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const out = join(dir, 'out');
+    expect((await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'withdrawn'], h.env())).code).toBe(0);
+
+    await write('r3,three, now with a stray comma'); // three fields: bad_csv
+    const broken = await runCli(['run', '--resume', 'withdrawn'], h.env());
+    expect(broken.code).toBe(1);
+    expect(broken.stderr).toContain('progress: 3/3 rows'); // not 4/3: the withdrawn row no longer counts as finished
+    expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => r.id)).toEqual(['r1', 'r2', 'r4']);
+    expect((await readFile(join(out, 'results.csv'), 'utf8')).trim().split('\n')).toHaveLength(1 + 3);
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.totals).toMatchObject({ rows: 3, succeeded: 3, invalid_rows: 1 });
+    expect(report.invalid_input).toEqual({ bad_csv: 1 });
+
+    await write('r3,"three, quoted now"');
+    const fixed = await runCli(['run', '--resume', 'withdrawn'], h.env());
+    expect(fixed.code, fixed.stderr).toBe(0);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => r.id)).toEqual(['r1', 'r2', 'r3', 'r4']);
+    expect(results[2]!.output).toContain('three, quoted now');
+  });
+
   it('refuses --detach on the built-in models, whose simulator would stop with the process', async () => {
     const dir = await tempDir('detach-builtin');
     const result = await runCli(['run', await writePromptsCsv(dir, 3), '--detach', '--batch-id', 'detach-builtin'], h.env());
