@@ -4,6 +4,7 @@ import { formatCount } from '../output/report-markdown.ts';
 import { UsageError } from '../errors.ts';
 import type { BatchMeta, BatchProgress, BatchStatus } from '../queue/batch-state.ts';
 import { openSession } from './session.ts';
+import { holderName } from '../queue/batch-lease.ts';
 import { totalOf } from '../progress/progress-display.ts';
 
 const RECENT = 10;
@@ -11,6 +12,8 @@ const RECENT = 10;
 interface BatchState {
   meta: BatchMeta;
   progress: BatchProgress;
+  /** "host pid N" of the process collecting it now (its lease), if any; only read for one batch. */
+  runBy?: string | null;
 }
 
 /** `switchyard status [batch id]`: one batch in detail, or a table of the most recent ones. */
@@ -18,9 +21,9 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
   const session = await openSession(logger, say);
   try {
     if (batchId) {
-      const state = await session.store.loadWithProgress(batchId);
+      const [state, lease] = await Promise.all([session.store.loadWithProgress(batchId), session.redis.get(session.store.keys(batchId).lease)]);
       if (!state) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel} (with key prefix "${session.space.prefix}"); \`switchyard status\` lists the recent ones`);
-      for (const line of describeBatch(state)) say(line);
+      for (const line of describeBatch({ ...state, runBy: lease === null ? null : holderName(lease) })) say(line);
       return 0;
     }
     const [ids, count] = await Promise.all([session.store.recentBatchIds(RECENT), session.store.batchCount()]);
@@ -38,7 +41,7 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
 }
 
 /** The lines `status <batch id>` prints. */
-export function describeBatch({ meta, progress }: BatchState): string[] {
+export function describeBatch({ meta, progress, runBy }: BatchState): string[] {
   const lines = [
     `${meta.batch_id}  ${meta.status}`,
     `  rows      ${formatCount(progress.finished)}/${totalOf(progress).text} finished: ${formatCount(progress.succeeded)} succeeded, ${formatCount(progress.failed)} failed; ${formatCount(meta.invalid_rows)} invalid${invalidReasons(meta)}`,
@@ -47,7 +50,7 @@ export function describeBatch({ meta, progress }: BatchState): string[] {
     `  output    ${meta.out_dir}`,
     `  started   ${timestamp(meta.started_at ?? meta.created_at)}${meta.finished_at ? `, finished ${timestamp(meta.finished_at)}` : ''}`,
   ];
-  const next = nextStep(meta.batch_id, meta.status, meta.invalid_rows);
+  const next = nextStep(meta.batch_id, meta.status, meta.invalid_rows, runBy);
   if (next) lines.push(`  next      ${next}`);
   return lines;
 }
@@ -75,13 +78,17 @@ function invalidReasons(meta: BatchMeta): string {
   return codes.length === 0 ? '' : ` (${codes.map(([code, entry]) => `${code} ${formatCount(entry.rows)}`).join(', ')}; see errors.jsonl)`;
 }
 
-function nextStep(batchId: string, status: BatchStatus, invalidRows: number): string | null {
+/** `runBy`: the process collecting the batch now; null when none is; undefined when not looked up. */
+function nextStep(batchId: string, status: BatchStatus, invalidRows: number, runBy?: string | null): string | null {
   switch (status) {
     case 'enqueuing':
     case 'running':
-      return `in progress; if its run process has stopped, finish it with \`switchyard run --resume ${batchId}\``;
     case 'finalizing':
-      return `writing its outputs; if that process has stopped, \`switchyard collect ${batchId}\` writes them`;
+      if (runBy) return `in progress, run by ${runBy}`;
+      if (runBy === null) {
+        return `no process is running it: \`switchyard run --resume ${batchId}\` finishes it (for a --detach batch with workers elsewhere, \`switchyard collect ${batchId}\` writes its outputs)`;
+      }
+      return `in progress; if its run process has stopped, finish it with \`switchyard run --resume ${batchId}\``;
     case 'completed_with_failures':
       return `\`switchyard run --resume ${batchId}\` runs the failed rows again (the succeeded ones are kept)`;
     case 'budget_exceeded':

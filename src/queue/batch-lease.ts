@@ -69,7 +69,7 @@ return 0
 };
 
 /** "host pid N" of a lease token (the rest is a random tag). */
-const holderName = (token: string): string => token.split(' ').slice(0, 3).join(' ');
+export const holderName = (token: string): string => token.split(' ').slice(0, 3).join(' ');
 
 /**
  * The holder's process on this machine, when the token names one: alive or not. (Containers that

@@ -95,6 +95,8 @@ describe('crash safety: killed processes lose no row and double none', () => {
     // Well short of the file: what was in flight or queued when Ctrl-C came, not the rest.
     expect(h.sim.stats().models.fast!.requests).toBeLessThan(600);
     expect(await h.redis.hget(`${h.prefix}:batch:{interrupted}`, 'total')).toBeNull();
+    const status = await runCli(['status', 'interrupted'], h.env());
+    expect(status.stdout).toContain('next      no process is running it: `switchyard run --resume interrupted` finishes it');
 
     const resumed = await runCli(['run', '--resume', 'interrupted'], h.env());
     expect(resumed.code, resumed.stderr).toBe(0);
@@ -110,8 +112,10 @@ describe('crash safety: killed processes lose no row and double none', () => {
     const rows = 400;
     const input = await writePromptsCsv(dir, rows);
     const out = join(dir, 'out');
-    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'twice', '--concurrency', '8'], h.env());
+    // Two calls at a time: slow enough (about 5 s) to still be running while the other commands start.
+    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'twice', '--concurrency', '2'], h.env());
     await waitFor(async () => (await h.redis.bitcount(`${h.prefix}:batch:{twice}:finished`)) >= 20, 30_000);
+    expect((await runCli(['status', 'twice'], h.env())).stdout).toMatch(/next {6}in progress, run by \S+ pid \d+/);
     // The same command again, in another terminal: refused at once, the first process being alive.
     const second = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'twice'], h.env());
     expect(second.code, second.stderr).toBe(2);
