@@ -3,7 +3,7 @@ import { CollectionTally } from '../output/collection-tally.ts';
 import { collectBatch } from '../output/collector.ts';
 import { finalizeBatch } from '../output/finalize-batch.ts';
 import { outputPaths } from '../output/paths.ts';
-import { renderSummaryLines } from '../output/report-markdown.ts';
+import { counted, renderSummaryLines } from '../output/report-markdown.ts';
 import type { Report } from '../output/report.ts';
 import { createProgressDisplay } from '../progress/progress-display.ts';
 import type { Session } from './session.ts';
@@ -76,7 +76,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   say(`         ${paths.resultsCsv}`);
   say(`Costs    ${paths.costs}`);
   const invalid = report.totals.invalid_rows;
-  say(`Errors   ${paths.errors}${invalid > 0 ? ` (${invalid} invalid ${invalid === 1 ? 'row' : 'rows'}, not run)` : ''}`);
+  say(`Errors   ${paths.errors}${invalid > 0 ? ` (${counted(invalid, 'invalid row')}, not run)` : ''}`);
   say(`Report   ${paths.reportMd}`);
   const overBudget = report.errors.budget_exceeded ?? 0;
   if (overBudget > 0) {

@@ -61,13 +61,9 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
     return batchLimit.nanos;
   }
 
-  // Config model name -> endpoint, worked out once per model.
-  const endpoints = new Map<string, string>();
-  const endpointOf = (model: string): string => {
-    let endpoint = endpoints.get(model);
-    if (endpoint === undefined) endpoints.set(model, (endpoint = modelEndpoint(config, model)));
-    return endpoint;
-  };
+  // Config model name -> endpoint, worked out once.
+  const endpoints = new Map(Object.keys(config.models).map((model) => [model, modelEndpoint(config, model)]));
+  const endpointOf = (model: string): string => endpoints.get(model) ?? model;
 
   async function checkBreaker(model: string): Promise<BreakerCheck> {
     const pending = breakerReads.get(model);

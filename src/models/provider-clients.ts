@@ -24,12 +24,11 @@ export function createProviderClients(config: SwitchyardConfig, env: NodeJS.Proc
   const clients = new Map<string, ProviderClient>();
   const fetch = nodeUsesEnvProxy(env) ? undefined : createHttpFetch();
   for (const [name, provider] of Object.entries(config.providers)) {
-    const keyEnv = provider.api_key_env;
-    const apiKey = keyEnv ? env[keyEnv] : undefined;
+    const apiKey = provider.api_key_env ? env[provider.api_key_env] : undefined;
     clients.set(name, {
       name,
       config: provider,
-      missingKeyEnv: keyEnv && !apiKey ? keyEnv : null,
+      missingKeyEnv: missingKeyEnv(provider, env),
       keyRejection: new KeyRejection(),
       // Local endpoints (the simulator, vLLM, Ollama) accept any key; the SDK insists on one.
       client: new OpenAI({ apiKey: apiKey ?? 'no-key', baseURL: provider.base_url, maxRetries: 0, timeout: provider.timeout_ms, ...(fetch ? { fetch } : {}) }),
@@ -38,16 +37,19 @@ export function createProviderClients(config: SwitchyardConfig, env: NodeJS.Proc
   return clients;
 }
 
+/** The key variable a provider names but the environment lacks; null when it has its key or needs none. */
+function missingKeyEnv(provider: ProviderConfig, env: NodeJS.ProcessEnv): string | null {
+  const name = provider.api_key_env;
+  return name && !env[name] ? name : null;
+}
+
 /** The key variable a model's provider names but the environment lacks; null when it can be called. */
 export function missingKeyFor(config: SwitchyardConfig, model: string, env: NodeJS.ProcessEnv = process.env): string | null {
   const provider = config.models[model] && config.providers[config.models[model].provider];
-  const name = provider?.api_key_env;
-  return name && !env[name] ? name : null;
+  return provider ? missingKeyEnv(provider, env) : null;
 }
 
 /** Names of key variables that the config mentions but the environment lacks. */
 export function missingApiKeys(config: SwitchyardConfig, env: NodeJS.ProcessEnv = process.env): string[] {
-  return Object.values(config.providers)
-    .map((provider) => provider.api_key_env)
-    .filter((name): name is string => Boolean(name) && !env[name as string]);
+  return Object.values(config.providers).flatMap((provider) => missingKeyEnv(provider, env) ?? []);
 }

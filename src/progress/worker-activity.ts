@@ -1,5 +1,5 @@
 import { formatUsd, nanosToUsd } from '../models/pricing.ts';
-import { formatCount } from '../output/report-markdown.ts';
+import { counted, formatCount } from '../output/report-markdown.ts';
 
 /** What one finished row tells the tally (see jobs/prompt.ts). */
 export interface FinishedRow {
@@ -30,8 +30,8 @@ export function createWorkerActivity(now: () => number = Date.now) {
 
   const describe = (counts: Counts, ms: number) => {
     const rate = ms > 0 ? (counts.rows * 1000) / ms : 0;
-    const batches = counts.batches.size === 1 ? '1 batch' : `${counts.batches.size} batches`;
-    return `${formatCount(counts.rows)} ${counts.rows === 1 ? 'row' : 'rows'} (${formatCount(counts.failed)} failed) of ${batches}, ${rate.toFixed(1)} rows/s, ${formatUsd(nanosToUsd(counts.costNanos))}`;
+    const batches = counts.batches.size === 1 ? '1 batch' : `${formatCount(counts.batches.size)} batches`;
+    return `${counted(counts.rows, 'row')} (${formatCount(counts.failed)} failed) of ${batches}, ${rate.toFixed(1)} rows/s, ${formatUsd(nanosToUsd(counts.costNanos))}`;
   };
 
   return {

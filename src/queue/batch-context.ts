@@ -26,7 +26,7 @@ const RELOAD_AFTER_MS = 30_000;
 export function createBatchContexts(store: BatchStore, options: { callSlot?: CallSlot; maxCached?: number; reloadAfterMs?: number; now?: () => number } = {}) {
   const { callSlot = unlimitedCallSlot, maxCached = 32, reloadAfterMs = RELOAD_AFTER_MS, now = Date.now } = options;
   type Loaded = { context: BatchContext | 'elsewhere'; source: string };
-  const cache = new Map<string, { loaded: Promise<Loaded>; reloadAt: number }>();
+  const cache = new Map<string, { loaded: Promise<Loaded>; context: Promise<BatchContext | 'elsewhere'>; reloadAt: number }>();
 
   function build(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined): BatchContext {
     const providers = createProviderClients(config);
@@ -50,15 +50,16 @@ export function createBatchContexts(store: BatchStore, options: { callSlot?: Cal
     loaded.catch(() => cache.delete(batchId));
     cache.delete(batchId);
     if (cache.size >= maxCached) cache.delete(cache.keys().next().value as string);
-    cache.set(batchId, { loaded, reloadAt });
-    return loaded.then((entry) => entry.context);
+    const context = loaded.then((entry) => entry.context);
+    cache.set(batchId, { loaded, context, reloadAt });
+    return context;
   }
 
   return {
     /** The batch's context, or 'elsewhere' for a batch only its own process can serve. */
     get(batchId: string): Promise<BatchContext | 'elsewhere'> {
       const cached = cache.get(batchId);
-      if (cached && now() < cached.reloadAt) return cached.loaded.then((entry) => entry.context);
+      if (cached && now() < cached.reloadAt) return cached.context;
       return remember(batchId, load(batchId, cached?.loaded), now() + reloadAfterMs);
     },
     /** The process that saved the batch already holds its config: build the context from it now (it is not reloaded). */
