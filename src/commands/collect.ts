@@ -1,9 +1,16 @@
+import { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import { UsageError } from '../errors.ts';
 import { collectAndReport } from './collect-and-report.ts';
 import { openSession } from './session.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
+import { PROMPT_QUEUE } from '../queue/keys.ts';
+import { connectedWorkerCount, watchConnectedWorkers, workersConnectedText } from '../queue/connected-workers.ts';
+
+/** How often a waiting collect looks whether workers came or went. */
+const WORKER_CHECK_MS = 15_000;
+const START_WORKER = 'start "switchyard worker" here or on another machine, with the same REDIS_URL and SWITCHYARD_PREFIX';
 
 /** `switchyard collect <batch id>`: writes a detached batch's outputs once its workers finish it. */
 export async function runCollectCommand(batchId: string, logger: Logger, say: (line: string) => void): Promise<number> {
@@ -13,6 +20,8 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
   const onSignal = () => stop.abort();
   process.once('SIGINT', onSignal);
   let lease: BatchLease | null = null;
+  let stopWatching = () => {};
+  const queue = new Queue(PROMPT_QUEUE, { connection: session.connectWorker(), prefix: session.space.prefix });
   try {
     const state = await session.store.loadWithProgress(batchId);
     if (!state) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel}; \`switchyard status\` lists the recent ones`);
@@ -22,7 +31,14 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
     const rowsLeft = progress.total === null ? null : progress.total - progress.finished;
     if (rowsLeft !== 0) {
       const left = rowsLeft === null ? 'its rows are still being enqueued' : `${rowsLeft} of its ${progress.total} rows are not done yet`;
-      say(`Collecting ${batchId}: ${left}. The outputs are written once workers ("switchyard worker", here or elsewhere) have finished them.`);
+      const workers = await connectedWorkerCount(queue);
+      if (workers === null) say(`Collecting ${batchId}: ${left}. The outputs are written once workers ("switchyard worker", here or elsewhere) have finished them.`);
+      else if (workers === 0) say(`Collecting ${batchId}: ${left}, and no worker is connected to this Redis: rows finish only while one runs, so ${START_WORKER}. The outputs are written once every row is done.`);
+      else say(`Collecting ${batchId}: ${left}; ${workersConnectedText(workers)}. The outputs are written once they have finished them.`);
+      // Workers that stop (or start) while we wait are said once, not left to a silent progress line.
+      stopWatching = watchConnectedWorkers(queue, workers, WORKER_CHECK_MS, (now) =>
+        say(now === 0 ? `No worker is connected any more: the rows left wait until one runs; ${START_WORKER}.` : `${workersConnectedText(now)} now: rows are being taken.`),
+      );
     }
     const report = await collectAndReport({ session, batchId, startedAt: new Date(meta.started_at ?? meta.created_at), say, signal: stop.signal });
     if (!report) {
@@ -31,7 +47,9 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
     }
     return report.totals.failed > 0 || meta.invalid_rows > 0 ? 1 : 0;
   } finally {
+    stopWatching();
     process.off('SIGINT', onSignal);
+    await queue.close();
     await lease?.release();
     await session.close();
   }

@@ -13,6 +13,7 @@ import type { BatchMeta } from '../queue/batch-state.ts';
 import { isValidBatchId, newBatchId, PROMPT_QUEUE } from '../queue/keys.ts';
 import { enqueueBatch } from '../queue/producer.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
+import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
 import { createOutputDir } from '../output/output-dir.ts';
 import { counted, formatCount, formatDuration } from '../output/report-markdown.ts';
 import type { Simulator } from '../sim/server.ts';
@@ -219,10 +220,12 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
         (counts.changedSinceSucceeded > 0 ? `, ${formatCount(counts.changedSinceSucceeded)} changed in the file since they succeeded (they run again)` : '') +
         `; ${formatCount(counts.enqueued)} queued, ${worker ? `workers here making up to ${concurrency} calls at a time` : 'no workers here (--detach)'}.`,
     );
+    const workersNow = collecting ? null : await connectedWorkerCount(queue);
     await queue.close();
 
     if (!collecting || !worker) {
-      say(`Detached. Start workers with "switchyard worker" and write the outputs with "switchyard collect ${batchId}".`);
+      if (workersNow !== null && workersNow > 0) say(`Detached; ${workersConnectedText(workersNow)} to this Redis and will take its rows. Write the outputs with "switchyard collect ${batchId}".`);
+      else say(`Detached. Start workers with "switchyard worker" and write the outputs with "switchyard collect ${batchId}".`);
       return { exitCode: 0, batchId, outDir };
     }
     try {

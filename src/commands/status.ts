@@ -1,11 +1,14 @@
+import { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import { formatUsd } from '../models/pricing.ts';
 import { formatCount } from '../output/report-markdown.ts';
 import { UsageError } from '../errors.ts';
 import type { BatchMeta, BatchProgress, BatchStatus } from '../queue/batch-state.ts';
-import { openSession } from './session.ts';
+import { openSession, type Session } from './session.ts';
 import { holderName } from '../queue/batch-lease.ts';
 import { totalOf } from '../progress/progress-display.ts';
+import { PROMPT_QUEUE } from '../queue/keys.ts';
+import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
 
 const RECENT = 10;
 
@@ -14,7 +17,11 @@ interface BatchState {
   progress: BatchProgress;
   /** "host pid N" of the process collecting it now (its lease), if any; only read for one batch. */
   runBy?: string | null;
+  /** Worker processes connected to the queue (null: Redis does not say); only read for one unfinished batch. */
+  workers?: number | null;
 }
+
+const UNFINISHED: ReadonlySet<BatchStatus> = new Set(['enqueuing', 'running', 'finalizing']);
 
 /** `switchyard status [batch id]`: one batch in detail, or a table of the most recent ones. */
 export async function runStatusCommand(batchId: string | undefined, logger: Logger, say: (line: string) => void): Promise<number> {
@@ -23,7 +30,8 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
     if (batchId) {
       const [state, lease] = await Promise.all([session.store.loadWithProgress(batchId), session.redis.get(session.store.keys(batchId).lease)]);
       if (!state) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel} (with key prefix "${session.space.prefix}"); \`switchyard status\` lists the recent ones`);
-      for (const line of describeBatch({ ...state, runBy: lease === null ? null : holderName(lease) })) say(line);
+      const workers = UNFINISHED.has(state.meta.status) ? await countWorkers(session) : undefined;
+      for (const line of describeBatch({ ...state, runBy: lease === null ? null : holderName(lease), workers })) say(line);
       return 0;
     }
     const [ids, count] = await Promise.all([session.store.recentBatchIds(RECENT), session.store.batchCount()]);
@@ -41,7 +49,7 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
 }
 
 /** The lines `status <batch id>` prints. */
-export function describeBatch({ meta, progress, runBy }: BatchState): string[] {
+export function describeBatch({ meta, progress, runBy, workers }: BatchState): string[] {
   const lines = [
     `${meta.batch_id}  ${meta.status}`,
     `  rows      ${formatCount(progress.finished)}/${totalOf(progress).text} finished: ${formatCount(progress.succeeded)} succeeded, ${formatCount(progress.failed)} failed; ${formatCount(meta.invalid_rows)} invalid${invalidReasons(meta)}`,
@@ -50,7 +58,8 @@ export function describeBatch({ meta, progress, runBy }: BatchState): string[] {
     `  output    ${meta.out_dir}`,
     `  started   ${timestamp(meta.started_at ?? meta.created_at)}${meta.finished_at ? `, finished ${timestamp(meta.finished_at)}` : ''}`,
   ];
-  const next = nextStep(meta.batch_id, meta.status, meta.invalid_rows, runBy);
+  if (typeof workers === 'number') lines.push(`  workers   ${workersConnectedText(workers)} to this Redis${workers === 0 ? ' (rows finish only while one runs)' : ''}`);
+  const next = nextStep(meta.batch_id, meta.status, meta.invalid_rows, runBy, workers);
   if (next) lines.push(`  next      ${next}`);
   return lines;
 }
@@ -78,13 +87,33 @@ function invalidReasons(meta: BatchMeta): string {
   return codes.length === 0 ? '' : ` (${codes.map(([code, entry]) => `${code} ${formatCount(entry.rows)}`).join(', ')}; see errors.jsonl)`;
 }
 
-/** `runBy`: the process collecting the batch now; null when none is; undefined when not looked up. */
-function nextStep(batchId: string, status: BatchStatus, invalidRows: number, runBy?: string | null): string | null {
+async function countWorkers(session: Session): Promise<number | null> {
+  const queue = new Queue(PROMPT_QUEUE, { connection: session.connectWorker(), prefix: session.space.prefix });
+  try {
+    return await connectedWorkerCount(queue);
+  } finally {
+    await queue.close();
+  }
+}
+
+/**
+ * `runBy`: the process collecting the batch now; null when none is; undefined when not looked up.
+ * `workers`: worker processes connected to the queue; null when Redis does not say.
+ */
+function nextStep(batchId: string, status: BatchStatus, invalidRows: number, runBy?: string | null, workers?: number | null): string | null {
   switch (status) {
     case 'enqueuing':
     case 'running':
     case 'finalizing':
+      // A process holding the batch with no worker anywhere is a `collect`: `run` has workers of its own.
+      if (runBy && workers === 0) return `${runBy} waits to write its outputs, but no worker takes its rows: start \`switchyard worker\` (with the same REDIS_URL and SWITCHYARD_PREFIX)`;
       if (runBy) return `in progress, run by ${runBy}`;
+      if (runBy === null && typeof workers === 'number' && workers > 0) {
+        return `workers are taking its rows, but no process collects it: \`switchyard collect ${batchId}\` writes its outputs (or \`switchyard run --resume ${batchId}\` finishes it in one process)`;
+      }
+      if (runBy === null && workers === 0) {
+        return `nothing is working on it: \`switchyard run --resume ${batchId}\` finishes it (or, for a --detach batch, start \`switchyard worker\` and \`switchyard collect ${batchId}\`)`;
+      }
       if (runBy === null) {
         return `no process is running it: \`switchyard run --resume ${batchId}\` finishes it (for a --detach batch with workers elsewhere, \`switchyard collect ${batchId}\` writes its outputs)`;
       }

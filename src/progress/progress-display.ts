@@ -2,26 +2,30 @@ import { MultiBar, Presets } from 'cli-progress';
 import type { BatchProgress } from '../queue/batch-state.ts';
 import { formatUsd } from '../models/pricing.ts';
 import { formatCount, formatDuration } from '../output/report-markdown.ts';
+import { FinishRate } from './finish-rate.ts';
 import { sendLinesToBar } from './terminal-lines.ts';
 
 /**
  * Shows a running batch: a bar on a terminal, a plain line every few seconds otherwise (CI logs,
- * pipes). Rates and ETA count the rows finished since the first update, so the caller gives the
- * first one as the display starts (rows a resumed batch finished before then do not count).
+ * pipes). Rates and ETA count the rows finished over the last 20 s (since the first update until
+ * then), so the caller gives the first one as the display starts (rows a resumed batch finished
+ * before then do not count). When no row has finished for a while the ETA says so instead of
+ * growing, and plain lines that would repeat the last one come every 30 s, not every few seconds.
  */
 export interface ProgressDisplay {
   update(progress: BatchProgress): void;
   stop(): void;
 }
 
-/** An ETA: '?' until there is a rate to go by. */
-function formatEta(ms: number): string {
-  return Number.isFinite(ms) && ms >= 0 ? formatDuration(ms) : '?';
-}
+const RATE_WINDOW_MS = 20_000;
 
 export interface ProgressDisplayOptions {
   /** Plain output: at most one line per this many ms (and one at stop). */
   plainEveryMs?: number;
+  /** Plain output: a line with the same rows finished as the last one waits this long. */
+  plainUnchangedEveryMs?: number;
+  /** No row finished for this long: the ETA gives way to how long it has been. */
+  stalledAfterMs?: number;
   now?: () => number;
 }
 
@@ -35,18 +39,34 @@ export function totalOf(progress: BatchProgress): { rows: number | null; text: s
   return { rows: null, text: '?' };
 }
 
-function rateAndEta(progress: BatchProgress, total: number | null, elapsed: number, firstFinished: number) {
-  // Never below 0: a resumed batch clears the finished bits of the failed rows it runs again.
-  const doneHere = Math.max(0, progress.finished - firstFinished);
-  const rate = elapsed > 0 ? (doneHere * 1000) / elapsed : 0;
-  const remaining = total === null ? NaN : total - progress.finished;
-  return { rate, eta: rate > 0 ? (remaining / rate) * 1000 : NaN };
+interface Figures {
+  rows: number | null;
+  totalText: string;
+  rate: number;
+  etaText: string;
+}
+
+function figuresOf(progress: BatchProgress, finishRate: FinishRate, at: number, stalledAfterMs: number): Figures {
+  const { rows, text } = totalOf(progress);
+  const rate = finishRate.perSecond(at);
+  const idle = finishRate.idleMs(at);
+  const remaining = rows === null ? NaN : rows - progress.finished;
+  const eta = rate > 0 ? (remaining / rate) * 1000 : NaN;
+  let etaText = Number.isFinite(eta) && eta >= 0 ? formatDuration(eta) : '?';
+  if (idle >= stalledAfterMs && remaining !== 0) etaText = `? (no row finished for ${formatDuration(idle)})`;
+  return { rows, totalText: text, rate, etaText };
 }
 
 export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: boolean }, options: ProgressDisplayOptions = {}): ProgressDisplay {
-  const { plainEveryMs = 5000, now = Date.now } = options;
+  const { plainEveryMs = 5000, plainUnchangedEveryMs = 30_000, stalledAfterMs = 15_000, now = Date.now } = options;
   const startedAt = now();
-  let firstFinished: number | null = null;
+  let finishRate: FinishRate | null = null;
+  /** Every update feeds the rate; the first is where it counts from. */
+  const figures = (progress: BatchProgress, at: number) => {
+    if (finishRate) finishRate.observe(progress.finished, at);
+    else finishRate = new FinishRate(RATE_WINDOW_MS, startedAt, progress.finished);
+    return figuresOf(progress, finishRate, at, stalledAfterMs);
+  };
   if (stream.isTTY) {
     // A MultiBar of one bar, for its log(): lines said while the bar is up print above it (terminal-lines.ts).
     const bars = new MultiBar(
@@ -56,10 +76,8 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
     let bar: ReturnType<MultiBar['create']> | null = null;
     return {
       update(progress) {
-        firstFinished ??= progress.finished;
-        const { rows, text } = totalOf(progress);
-        const { rate, eta } = rateAndEta(progress, rows, now() - startedAt, firstFinished);
-        const payload = { done_text: formatCount(progress.finished), failed: formatCount(progress.failed), rate: formatCount(rate), eta_text: formatEta(eta), cost: formatUsd(progress.costUsd), total_text: text };
+        const { rows, totalText, rate, etaText } = figures(progress, now());
+        const payload = { done_text: formatCount(progress.finished), failed: formatCount(progress.failed), rate: formatCount(rate), eta_text: etaText, cost: formatUsd(progress.costUsd), total_text: totalText };
         const total = rows ?? Math.max(progress.finished, 1);
         if (!bar) {
           bar = bars.create(total, progress.finished, payload);
@@ -78,25 +96,26 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
     };
   }
   // The first line comes after one interval, when the rate means something; the last at stop().
-  let lastLine = startedAt;
+  let lastLineAt = startedAt;
+  let lastLineFinished: number | null = null;
   let latest: BatchProgress | null = null;
-  const print = (progress: BatchProgress) => {
-    const total = totalOf(progress);
-    const { rate, eta } = rateAndEta(progress, total.rows, now() - startedAt, firstFinished ?? 0);
+  const print = (progress: BatchProgress, at: number) => {
+    const { totalText, rate, etaText } = figures(progress, at);
     const done = progress.total !== null && progress.finished >= progress.total;
-    stream.write(`progress: ${formatCount(progress.finished)}/${total.text} rows, ${formatCount(progress.failed)} failed, ${formatCount(rate)} rows/s, ${done ? 'done' : `ETA ${formatEta(eta)}`}, cost ${formatUsd(progress.costUsd)}\n`);
+    stream.write(`progress: ${formatCount(progress.finished)}/${totalText} rows, ${formatCount(progress.failed)} failed, ${formatCount(rate)} rows/s, ${done ? 'done' : `ETA ${etaText}`}, cost ${formatUsd(progress.costUsd)}\n`);
+    lastLineAt = at;
+    lastLineFinished = progress.finished;
   };
   return {
     update(progress) {
-      firstFinished ??= progress.finished;
-      latest = progress;
       const at = now();
-      if (at - lastLine < plainEveryMs) return;
-      lastLine = at;
-      print(progress);
+      figures(progress, at);
+      latest = progress;
+      const unchanged = progress.finished === lastLineFinished;
+      if (at - lastLineAt >= (unchanged ? plainUnchangedEveryMs : plainEveryMs)) print(progress, at);
     },
     stop() {
-      if (latest) print(latest);
+      if (latest) print(latest, now());
     },
   };
 }

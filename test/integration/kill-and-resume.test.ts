@@ -96,7 +96,8 @@ describe('crash safety: killed processes lose no row and double none', () => {
     expect(h.sim.stats().models.fast!.requests).toBeLessThan(600);
     expect(await h.redis.hget(`${h.prefix}:batch:{interrupted}`, 'total')).toBeNull();
     const status = await runCli(['status', 'interrupted'], h.env());
-    expect(status.stdout).toContain('next      no process is running it: `switchyard run --resume interrupted` finishes it');
+    expect(status.stdout).toContain('workers   no worker is connected to this Redis');
+    expect(status.stdout).toContain('next      nothing is working on it: `switchyard run --resume interrupted` finishes it');
 
     const resumed = await runCli(['run', '--resume', 'interrupted'], h.env());
     expect(resumed.code, resumed.stderr).toBe(0);

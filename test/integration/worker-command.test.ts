@@ -17,7 +17,7 @@ describe('switchyard worker, on its own beside a detached run', () => {
       await waitForOutput(() => worker.output().stdout, 'Worker running', 20_000);
       const detached = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'standalone', '--detach'], h.env());
       expect(detached.code, detached.stderr).toBe(0);
-      expect(detached.stdout).toContain('switchyard collect standalone');
+      expect(detached.stdout).toContain('Detached; 1 worker is connected to this Redis and will take its rows. Write the outputs with "switchyard collect standalone".');
       const collected = await runCli(['collect', 'standalone'], h.env());
       expect(collected.code, collected.stderr).toBe(1); // the "broken" row failed
     } finally {
@@ -38,7 +38,11 @@ describe('switchyard worker, on its own beside a detached run', () => {
     const detached = await runCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--batch-id', 'nobody-works', '--detach'], h.env());
     expect(detached.code, detached.stderr).toBe(0);
     const collect = spawnCli(['collect', 'nobody-works'], h.env());
-    await waitForOutput(() => collect.output().stdout, 'Collecting nobody-works: 3 of its 3 rows are not done yet.', 20_000);
+    await waitForOutput(() => collect.output().stdout, 'Collecting nobody-works: 3 of its 3 rows are not done yet, and no worker is connected to this Redis', 20_000);
+    expect(collect.output().stdout).toContain('start "switchyard worker" here or on another machine, with the same REDIS_URL and SWITCHYARD_PREFIX');
+    const status = await runCli(['status', 'nobody-works'], h.env());
+    expect(status.stdout).toContain('workers   no worker is connected to this Redis (rows finish only while one runs)');
+    expect(status.stdout).toMatch(/next {6}\S+ pid \d+ waits to write its outputs, but no worker takes its rows: start `switchyard worker`/);
     collect.kill('SIGINT');
     const stopped = await collect.done;
     expect(stopped.code).toBe(130);

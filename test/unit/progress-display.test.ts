@@ -102,3 +102,45 @@ describe('progress bar on a terminal', () => {
     expect(stdout.text()).toBe('Rows 10 of 10 succeeded\n');
   });
 });
+
+describe('progress display when rows stop finishing', () => {
+  it('rates count the last 20 s, so a batch that stopped moving shows it at once instead of a slowly decaying average', () => {
+    const out = plainOutput();
+    const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 5000 });
+    display.update(progress(0, 10_000));
+    for (let second = 1; second <= 60; second++) {
+      out.advance(1000);
+      display.update(progress(second * 100, 10_000)); // 100 rows/s for a minute
+    }
+    for (let second = 1; second <= 25; second++) {
+      out.advance(1000);
+      display.update(progress(6000, 10_000)); // then nothing
+    }
+    display.stop();
+    const last = out.lines.at(-1);
+    // An average since the start would still say 71 rows/s and an ETA of about a minute.
+    expect(last).toBe('progress: 6,000/10,000 rows, 0 failed, 0 rows/s, ETA ? (no row finished for 25.0 s), cost $0.600');
+  });
+
+  it('says how long no row has finished instead of a growing ETA, and repeats an unchanged line only every 30 s', () => {
+    const out = plainOutput();
+    const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 5000 });
+    display.update(progress(0, 300));
+    out.advance(5000);
+    display.update(progress(200, 300));
+    for (let step = 0; step < 24; step++) {
+      out.advance(5000);
+      display.update(progress(200, 300)); // two minutes without a finished row, a poll every 5 s
+    }
+    expect(out.lines).toEqual([
+      'progress: 200/300 rows, 0 failed, 40 rows/s, ETA 2.5 s, cost $0.0200',
+      'progress: 200/300 rows, 0 failed, 0 rows/s, ETA ? (no row finished for 30.0 s), cost $0.0200',
+      'progress: 200/300 rows, 0 failed, 0 rows/s, ETA ? (no row finished for 1 min 0 s), cost $0.0200',
+      'progress: 200/300 rows, 0 failed, 0 rows/s, ETA ? (no row finished for 1 min 30 s), cost $0.0200',
+      'progress: 200/300 rows, 0 failed, 0 rows/s, ETA ? (no row finished for 2 min 0 s), cost $0.0200',
+    ]);
+    out.advance(5000);
+    display.update(progress(250, 300));
+    expect(out.lines.at(-1)).toMatch(/^progress: 250\/300 rows, 0 failed, \d+ rows\/s, ETA [\d.]+ s, cost/);
+  });
+});

@@ -1,0 +1,44 @@
+/**
+ * Rows finished per second over the recent past, and how long since the last one finished.
+ * A rate averaged since the start hides a batch that has stopped moving (its workers stopped, its
+ * rows wait on a rate limit): the average decays slowly and the ETA grows without saying why.
+ */
+export class FinishRate {
+  /** (time, finished) samples, oldest first, at least `sampleEveryMs` apart, reaching back past the window. */
+  private readonly samples: Array<{ at: number; finished: number }> = [];
+  private readonly windowMs: number;
+  private readonly sampleEveryMs: number;
+  private lastFinished: number;
+  private lastChangeAt: number;
+
+  constructor(windowMs: number, startedAt: number, finished: number, sampleEveryMs = 1000) {
+    this.windowMs = windowMs;
+    this.sampleEveryMs = sampleEveryMs;
+    this.samples.push({ at: startedAt, finished });
+    this.lastFinished = finished;
+    this.lastChangeAt = startedAt;
+  }
+
+  observe(finished: number, at: number): void {
+    if (finished !== this.lastFinished) {
+      this.lastFinished = finished;
+      this.lastChangeAt = at;
+    }
+    if (at - this.samples[this.samples.length - 1]!.at >= this.sampleEveryMs) this.samples.push({ at, finished });
+    // Keep one sample at or before the window's start, so the rate always spans a whole window.
+    while (this.samples.length > 2 && at - this.samples[1]!.at >= this.windowMs) this.samples.shift();
+  }
+
+  /** Rows per second from the oldest sample kept (the start, until a window has passed) to now. */
+  perSecond(at: number): number {
+    const base = this.samples[0]!;
+    const elapsed = at - base.at;
+    // Never below 0: a resumed batch clears the finished bits of the failed rows it runs again.
+    return elapsed > 0 ? (Math.max(0, this.lastFinished - base.finished) * 1000) / elapsed : 0;
+  }
+
+  /** Milliseconds since the finished count last changed (or since the start). */
+  idleMs(at: number): number {
+    return at - this.lastChangeAt;
+  }
+}
