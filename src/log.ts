@@ -4,8 +4,11 @@ import { writeLines } from './progress/terminal-lines.ts';
 /**
  * Structured logs go to stderr, so stdout stays for the summary (they are few: the default level is warn). API keys never reach a log line:
  * anything that looks like a key or an auth header is redacted wherever it is nested.
+ * On a terminal each entry is one readable line ("warning: ... (batch b1, row 36)"); piped or
+ * with LOG_FORMAT=json it stays pino's JSON line, for log collectors.
  */
-export function createLogger(level = process.env.LOG_LEVEL ?? 'warn'): Logger {
+export function createLogger(level = process.env.LOG_LEVEL ?? 'warn', options: { readable?: boolean } = {}): Logger {
+  const readable = options.readable ?? (process.stderr.isTTY === true && process.env.LOG_FORMAT !== 'json');
   return pino(
     {
       level,
@@ -16,6 +19,23 @@ export function createLogger(level = process.env.LOG_LEVEL ?? 'warn'): Logger {
       },
     },
     // Through writeLines, so a warning printed while run's progress bar is up lands above the bar.
-    { write: (line: string) => writeLines(process.stderr, line) },
+    { write: (line: string) => writeLines(process.stderr, readable ? readableLogLine(line) : line) },
   );
+}
+
+const LEVEL_NAMES: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warning', 50: 'error', 60: 'fatal' };
+
+/** One pino JSON line as a person reads it: "warning: <msg> (batch b1, row 36, code x)". */
+export function readableLogLine(jsonLine: string): string {
+  let entry: Record<string, unknown>;
+  try {
+    entry = JSON.parse(jsonLine) as Record<string, unknown>;
+  } catch {
+    return jsonLine;
+  }
+  const { level, time: _time, msg, err, ...fields } = entry;
+  const name = (typeof level === 'number' && LEVEL_NAMES[level]) || String(level ?? 'log');
+  const details = Object.entries(fields).map(([key, value]) => `${key} ${typeof value === 'string' ? value : JSON.stringify(value)}`);
+  const errorText = err && typeof err === 'object' && 'message' in err ? `: ${String(err.message)}` : '';
+  return `${name}: ${String(msg ?? '')}${errorText}${details.length > 0 ? ` (${details.join(', ')})` : ''}\n`;
 }

@@ -86,7 +86,7 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       const check = await checkBreaker(model);
       if (check.state !== 'closed' || check.failures > 0) failing.add(model);
       else healthySince.set(model, Date.now());
-      return { allowed: check.allowed, retryInMs: check.retryInMs };
+      return check.lastError === undefined ? { allowed: check.allowed, retryInMs: check.retryInMs } : { allowed: check.allowed, retryInMs: check.retryInMs, lastError: check.lastError };
     },
 
     async coolingDownMs(model) {
@@ -143,7 +143,7 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       if (settlement.health === 'failure') {
         failing.add(model);
         healthySince.delete(model);
-        work.push(breaker.recordFailure(endpointOf(model)));
+        work.push(breaker.recordFailure(endpointOf(model), settlement.failureMessage));
       } else if (settlement.health === 'success' && failing.has(model)) {
         failing.delete(model);
         work.push(breaker.recordSuccess(endpointOf(model)));

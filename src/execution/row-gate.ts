@@ -19,12 +19,15 @@ export interface CallSettlement {
   actualNanos: number;
   /** 'success' closes the breaker; 'failure' counts toward opening it; 'neutral' (400, 401, 429) does neither. */
   health: 'success' | 'failure' | 'neutral';
+  /** With a 'failure': what the call's error said, kept with the breaker to say why it opened. */
+  failureMessage?: string;
   /** A 429 asked everyone to wait this long. */
   coolDownMs: number | null;
 }
 
 export interface RowGate {
-  breaker(model: string): Promise<{ allowed: boolean; retryInMs: number }>;
+  /** lastError: when not allowed, what the failure that opened the circuit said (if known). */
+  breaker(model: string): Promise<{ allowed: boolean; retryInMs: number; lastError?: string }>;
   /** Books the model's next free slot for this call, unless that is more than maxWaitMs away. */
   reserveCapacity(model: string, tokens: number, maxWaitMs: number): Promise<CapacityDecision>;
   /** Time left on a cooldown set (by any worker) after a 429; 0 when none. */

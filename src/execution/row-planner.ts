@@ -31,7 +31,8 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
 
   /** Passes the classifier call through breaker, limiter and budget: its slot, or why it cannot run. */
   async function admitClassifierCall(model: string, maxTokens: number, text: string): Promise<{ slotAt: number } | { skipped: string }> {
-    if (!(await gate.breaker(model)).allowed) return { skipped: `circuit open on ${model}` };
+    const breaker = await gate.breaker(model);
+    if (!breaker.allowed) return { skipped: `circuit open on ${model}${breaker.lastError ? ` (last error: ${breaker.lastError})` : ''}` };
     const capacity = await gate.reserveCapacity(model, estimateTokens(text, maxTokens), config.limits.inline_wait_ms);
     if (!capacity.reserved) return { skipped: `${model} rate limited` };
     const estimateNanos = callCostNanos(config.models[model]?.price, { input_tokens: estimateTokens(text, 0), output_tokens: maxTokens }) ?? 0;

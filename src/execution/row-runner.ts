@@ -105,7 +105,8 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     if (progress.reservedModel !== model) {
       const breaker = await gate.breaker(model);
       if (!breaker.allowed) {
-        fallBack(progress, `${model}: circuit open after repeated failures (next probe in ${seconds(breaker.retryInMs)})`);
+        const why = breaker.lastError ? `last error: ${breaker.lastError}; ` : '';
+        fallBack(progress, `${model}: circuit open after repeated failures (${why}next probe in ${seconds(breaker.retryInMs)})`);
         continue;
       }
       const maxWait = onLimit === 'fallback' ? config.limits.max_wait_ms : Number.POSITIVE_INFINITY;
@@ -173,6 +174,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
       estimateNanos,
       actualNanos: actualNanos ?? 0,
       health: answer ? 'success' : health(error!),
+      ...(error ? { failureMessage: error.message } : {}),
       coolDownMs,
     });
     if (answer) return finish(row, progress, model, answer, null);

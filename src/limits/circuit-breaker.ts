@@ -11,7 +11,8 @@ import { integers, LUA_PRELUDE, runScript, type LuaScript, type RedisClient } fr
  * errors, never 400/401/429.
  *
  * One hash per model, `<prefix>:breaker:{<model>}`: `fails` (consecutive failures), `opened`
- * (when it opened, us; present only while open), `probe` (when the probe lock expires, us).
+ * (when it opened, us; present only while open), `probe` (when the probe lock expires, us),
+ * `last_error` (what the latest counted failure said, so a row passed over says why it opened).
  * Absent means closed with no failures. Times are Redis' clock. Every operation is one round trip.
  */
 
@@ -27,6 +28,8 @@ export interface BreakerCheck {
    * models it knows are failing (to save the round trip) should treat failures > 0 as failing.
    */
   failures: number;
+  /** When not allowed: what the failure that opened the circuit (or the latest one) said. */
+  lastError?: string;
 }
 
 export interface CircuitBreakerOptions {
@@ -37,26 +40,31 @@ export interface CircuitBreakerOptions {
 }
 
 const STATES: readonly BreakerState[] = ['closed', 'open', 'half_open'];
+/** A failure's message is kept this short: it is repeated in every passed-over row's error. */
+const MAX_REASON_CHARS = 300;
 
 export function breakerKey(prefix: string, model: string): string {
   return `${prefix}:breaker:{${model}}`;
 }
 
-/** ARGV: cooldown us, probe lock us, ttl ms. Returns {allowed 0/1, state code, retry in us, failures}. */
+/**
+ * ARGV: cooldown us, probe lock us, ttl ms. Returns {allowed 0/1, state code, retry in us, failures},
+ * and when not allowed the last error as a 5th element (nil when none was recorded).
+ */
 const CHECK: LuaScript = {
   name: 'breaker_check',
   numberOfKeys: 1,
   lua: `${LUA_PRELUDE}
 local key = KEYS[1]
-local f = redis.call('HMGET', key, 'opened', 'probe', 'fails')
+local f = redis.call('HMGET', key, 'opened', 'probe', 'fails', 'last_error')
 local fails = tonumber(f[3]) or 0
 local opened = tonumber(f[1])
 if not opened then return {1, 0, 0, fails} end
 local now = now_us()
 local reopen_at = opened + tonumber(ARGV[1])
-if now < reopen_at then return {0, 1, reopen_at - now, fails} end
+if now < reopen_at then return {0, 1, reopen_at - now, fails, f[4]} end
 local probe = tonumber(f[2])
-if probe and probe > now then return {0, 2, probe - now, fails} end
+if probe and probe > now then return {0, 2, probe - now, fails, f[4]} end
 redis.call('HSET', key, 'probe', int_str(now + tonumber(ARGV[2])))
 redis.call('PEXPIRE', key, ARGV[3])
 return {1, 2, 0, fails}
@@ -64,7 +72,7 @@ return {1, 2, 0, fails}
 };
 
 /**
- * ARGV: failure threshold, ttl ms. A failure while closed counts, and opens the circuit at the
+ * ARGV: failure threshold, ttl ms, what the call's error said ('' for nothing). A failure while closed counts, and opens the circuit at the
  * threshold; a failure after a probe was let through re-opens it now; a failure while open and
  * before any probe (a call that started before it opened) changes nothing. Returns {state code}.
  */
@@ -73,6 +81,7 @@ const FAILURE: LuaScript = {
   numberOfKeys: 1,
   lua: `${LUA_PRELUDE}
 local key = KEYS[1]
+if ARGV[3] ~= '' then redis.call('HSET', key, 'last_error', ARGV[3]) end
 local f = redis.call('HMGET', key, 'opened', 'probe')
 if f[1] then
   if not f[2] then return {1} end
@@ -112,8 +121,11 @@ export class CircuitBreaker {
   /** May a call to `model` go now? In half-open state only one caller, anywhere, gets `allowed`. */
   async check(model: string): Promise<BreakerCheck> {
     const reply = await runScript(this.#redis, CHECK, [breakerKey(this.#prefix, model)], [this.#cooldownMs * 1000, this.#probeLockMs * 1000, this.#ttlMs]);
-    const [allowed, state, retryInUs, failures] = integers(reply, 4, CHECK.name) as [number, number, number, number];
-    return { allowed: allowed === 1, state: STATES[state] ?? 'closed', retryInMs: Math.ceil(retryInUs / 1000), failures };
+    const lastError = Array.isArray(reply) && typeof reply[4] === 'string' ? reply[4] : undefined;
+    const [allowed, state, retryInUs, failures] = integers(Array.isArray(reply) ? reply.slice(0, 4) : reply, 4, CHECK.name) as [number, number, number, number];
+    const check: BreakerCheck = { allowed: allowed === 1, state: STATES[state] ?? 'closed', retryInMs: Math.ceil(retryInUs / 1000), failures };
+    if (lastError !== undefined) check.lastError = lastError;
+    return check;
   }
 
   /** A call to `model` succeeded: the circuit closes and the failure count starts again. */
@@ -121,9 +133,13 @@ export class CircuitBreaker {
     await this.#redis.del(breakerKey(this.#prefix, model));
   }
 
-  /** A call to `model` failed in a way that counts; returns the state it leaves the circuit in. */
-  async recordFailure(model: string): Promise<'closed' | 'open'> {
-    const reply = await runScript(this.#redis, FAILURE, [breakerKey(this.#prefix, model)], [this.#threshold, this.#ttlMs]);
+  /**
+   * A call to `model` failed in a way that counts; returns the state it leaves the circuit in.
+   * `reason` (the call's error message) is kept to tell rows passed over while it is open why.
+   */
+  async recordFailure(model: string, reason = ''): Promise<'closed' | 'open'> {
+    const kept = reason.length > MAX_REASON_CHARS ? `${reason.slice(0, MAX_REASON_CHARS - 1)}…` : reason;
+    const reply = await runScript(this.#redis, FAILURE, [breakerKey(this.#prefix, model)], [this.#threshold, this.#ttlMs, kept]);
     const [open] = integers(reply, 1, FAILURE.name) as [number];
     return open === 1 ? 'open' : 'closed';
   }

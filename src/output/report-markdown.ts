@@ -176,10 +176,13 @@ export function renderReportMarkdown(report: Report): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** "This batch cost $X; on <baseline> it would have cost $Y (-Z%)", or null without a baseline. */
+/**
+ * "This batch cost $X; on <baseline> it would have cost $Y (-Z%)", or null without a baseline or
+ * without a succeeded row to compare ("it would have cost $0" says nothing).
+ */
 export function renderSavings(report: Report): string | null {
   const baseline = report.baseline;
-  if (!baseline) return null;
+  if (!baseline || report.totals.succeeded === 0) return null;
   const pct = baseline.savings_percent === null ? '' : ` (${baseline.savings_percent >= 0 ? '-' : '+'}${Math.abs(baseline.savings_percent)}%)`;
   return `This batch cost ${formatUsd(baseline.batch_cost_usd)}; on ${baseline.model} it would have cost ${formatUsd(baseline.baseline_cost_usd)}${pct}`;
 }

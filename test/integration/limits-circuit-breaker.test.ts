@@ -53,6 +53,19 @@ describe('CircuitBreaker', () => {
     expect((await breaker(2).check(model)).retryInMs).toBeLessThanOrEqual(rejected.retryInMs);
   });
 
+  it('keeps what the latest failure said, so callers turned away while it is open learn why it opened', async () => {
+    const model = 'says-why';
+    await breaker(0).recordFailure(model, 'server_error: 502 Bad Gateway');
+    await breaker(1).recordFailure(model, 'cannot reach provider "local" at http://127.0.0.1:9/v1: connect ECONNREFUSED 127.0.0.1:9');
+    expect(await breaker(2).check(model)).toEqual({ allowed: true, state: 'closed', retryInMs: 0, failures: 2 });
+    await breaker(3).recordFailure(model, 'x'.repeat(1000));
+    const rejected = await breaker(0).check(model);
+    expect(rejected).toMatchObject({ allowed: false, state: 'open' });
+    expect(rejected.lastError).toBe(`${'x'.repeat(299)}…`); // long messages are cut: every passed-over row repeats it
+    await breaker(1).recordSuccess(model);
+    expect(await breaker(2).check(model)).toEqual({ allowed: true, state: 'closed', retryInMs: 0, failures: 0 });
+  });
+
   it('counts consecutive failures only: a success starts the count again', async () => {
     const model = 'resets';
     await breaker(0).recordFailure(model);

@@ -119,7 +119,10 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     const deadCalls = (h.sim.stats().models.dead?.requests ?? 0) - before;
     // Without the breaker: 200 rows x 2 attempts = 400 calls. With it: the first few rows in flight.
     expect(deadCalls).toBeLessThan(40);
-    expect(results.filter((r) => r.fallback_reason?.includes('circuit open')).length).toBeGreaterThan(150);
+    const passedOver = results.filter((r) => r.fallback_reason?.includes('circuit open'));
+    expect(passedOver.length).toBeGreaterThan(150);
+    // Each says what opened the circuit, not only that it is open.
+    for (const r of passedOver) expect(r.fallback_reason).toMatch(/dead: circuit open after repeated failures \(last error: .*\b500\b.*; next probe in/);
     const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
     expect(calls.filter((c) => c.model === 'dead')).toHaveLength(deadCalls);
     expect(calls.filter((c) => c.model === 'backup').every((c) => c.chain_position === 1)).toBe(true);

@@ -363,3 +363,40 @@ describe('a resumed batch', () => {
     expect(renderSummaryLines(report)).toContain('Time    2.0 s (400 rows this run, 200 rows/s)');
   });
 });
+
+describe('savings against report.baseline_model', () => {
+  const span = { batchId: 'b3', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:02.000Z' };
+  const baseline = { model: 'pro', price: { input_per_mtok: 1, output_per_mtok: 2 } };
+  const call = (row: number, attempt: number, status: CallRecord['status'], cost: number, tokens: [number, number]): CallRecord => ({
+    batch_id: 'b3', row, id: `r${row}`, model: 'flash', attempt, purpose: 'answer', task_type: 'simple', chain_position: 0, status,
+    http_status: status === 'succeeded' ? 200 : 500, input_tokens: tokens[0], output_tokens: tokens[1], cost_usd: cost, latency_ms: 50,
+    started_at: span.startedAt, ...(status === 'failed' ? { error_code: 'server_error' } : {}),
+  });
+  const result = (row: number, status: RowResult['status']): RowResult => ({
+    id: `r${row}`, row, status, model: 'flash', output: status === 'succeeded' ? 'ok' : null, usage: { input_tokens: 1000, output_tokens: 500 },
+    cost_usd: 0.0004, latency_ms: 50, attempts: 1, metadata: {}, task_type: 'simple', route_reason: 'rules', models_tried: ['flash'],
+    final_model: status === 'succeeded' ? 'flash' : null, fallback_reason: null, completed_at: span.finishedAt,
+    ...(status === 'failed' ? { error: { code: 'server_error', message: '500 from flash' } } : {}),
+  });
+
+  it("compare what the batch paid (retries included) with what its answers' tokens cost on the baseline model", () => {
+    const tally = new ReportTally(baseline);
+    tally.addResult(result(1, 'succeeded'));
+    tally.addCall(call(1, 1, 'failed', 0.0001, [1000, 0])); // a retry is paid for, but is not an answer
+    tally.addCall(call(1, 2, 'succeeded', 0.0004, [1000, 500]));
+    const report = tally.build(span);
+    // On "pro" the answer would cost 1,000 x $1/M + 500 x $2/M = $0.002; the batch paid $0.0005.
+    expect(report.baseline).toEqual({ model: 'pro', baseline_cost_usd: 0.002, batch_cost_usd: 0.0005, savings_usd: 0.0015, savings_percent: 75 });
+    expect(renderSummaryLines(report)).toContain('Savings  This batch cost $0.000500; on pro it would have cost $0.00200 (-75%)');
+    expect(renderReportMarkdown(report)).toContain('- This batch cost $0.000500; on pro it would have cost $0.00200 (-75%)');
+  });
+
+  it('are left out when no row succeeded: "it would have cost $0" compares nothing', () => {
+    const tally = new ReportTally(baseline);
+    tally.addResult(result(1, 'failed'));
+    tally.addCall(call(1, 1, 'failed', 0, [0, 0]));
+    const report = tally.build(span);
+    expect(renderSummaryLines(report).some((line) => line.startsWith('Savings'))).toBe(false);
+    expect(renderReportMarkdown(report)).not.toContain('would have cost');
+  });
+});
