@@ -3,24 +3,37 @@ import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { configSchema, type SwitchyardConfig } from './schema.ts';
+import { issueText } from './issue-text.ts';
+import { closestKey, configKeysAt } from './key-suggestion.ts';
 import { FILE_TROUBLE, UsageError } from '../errors.ts';
 
-/** Formats zod issues as "key.path: what was expected" lines a person can act on. */
-export function describeIssues(error: z.ZodError, root = ''): string {
+/**
+ * Formats zod issues as "key.path: what was expected" lines a person can act on. With `keysAt`
+ * (the keys allowed at a path), an unknown key that is a typo of an allowed one says which.
+ */
+export function describeIssues(error: z.ZodError, root = '', keysAt?: (path: readonly PropertyKey[]) => string[]): string {
   return error.issues
     .map((issue) => {
       const path = [root, ...issue.path.map(String)].filter(Boolean).join('.') || '(top level)';
-      let message = issue.message;
-      if (issue.code === 'unrecognized_keys') message = `unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
-      return `  ${path}: ${message}`;
+      if (issue.code === 'unrecognized_keys' && keysAt) {
+        const known = keysAt(issue.path);
+        return `  ${path}: ${issue.keys.map((key) => unknownKeyText(key, known)).join(', ')}`;
+      }
+      return `  ${path}: ${issueText(issue)}`;
     })
     .join('\n');
+}
+
+/** 'unknown key "concurency" (did you mean "concurrency"?)'. */
+function unknownKeyText(key: string, known: readonly string[]): string {
+  const meant = closestKey(key, known);
+  return `unknown key "${key}"${meant ? ` (did you mean "${meant}"?)` : ''}`;
 }
 
 export function parseConfig(raw: unknown, source: string): SwitchyardConfig {
   const result = configSchema.safeParse(raw);
   if (!result.success) {
-    throw new UsageError(`Config ${source} is not valid:\n${describeIssues(result.error)}\nSee docs/config.md for every key.`);
+    throw new UsageError(`Config ${source} is not valid:\n${describeIssues(result.error, '', configKeysAt)}\nSee docs/config.md for every key.`);
   }
   return result.data;
 }

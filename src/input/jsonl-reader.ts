@@ -4,6 +4,7 @@ import { openInputFile } from './input-file.ts';
 import { looksLikeOpenAiBatchLine, openAiBatchLineFields, openAiBatchLineSchema } from './openai-batch-line.ts';
 import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosition } from './row-fields.ts';
 import { chatMessageSchema, type ReadItem, type ReadPosition, type RowError, type RowRules } from './row.ts';
+import { issueText } from '../config/issue-text.ts';
 
 /**
  * A prompt line: exactly one of `prompt` or `messages`. Keys not listed here are carried
@@ -99,7 +100,7 @@ function describeIssues(error: z.ZodError): string {
     .slice(0, 3)
     .map((issue) => {
       const path = issue.path.map((key) => (typeof key === 'number' ? `[${key}]` : `.${String(key)}`)).join('');
-      return path === '' ? issue.message : `${path.replace(/^\./, '')}: ${issue.message}`;
+      return path === '' ? issueText(issue) : `${path.replace(/^\./, '')}: ${issueText(issue)}`;
     })
     .join('; ');
 }

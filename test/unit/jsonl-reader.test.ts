@@ -146,7 +146,7 @@ describe('OpenAI Batch request lines (openai-batch.jsonl)', () => {
           code: 'bad_field',
           message:
             'OpenAI Batch request line: url: only "/v1/chat/completions" requests are supported; ' +
-            'body.messages: Invalid input: expected array, received undefined',
+            'body.messages: missing (expected array)',
         },
       },
       {
