@@ -1,5 +1,6 @@
 #!/usr/bin/env -S MALLOC_ARENA_MAX=2 GLIBC_TUNABLES=glibc.malloc.hugetlb=1 node --max-semi-space-size=8
-import { enableCompileCache } from 'node:module';
+import './node-version-check.ts';
+import * as nodeModule from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from './log.ts';
 import { writeLines } from './progress/terminal-lines.ts';
@@ -20,7 +21,7 @@ import packageJson from '../package.json' with { type: 'json' };
  */
 
 // Commands are imported on demand; V8's code cache (in the OS temp folder) makes the next start faster.
-enableCompileCache?.();
+nodeModule.enableCompileCache?.();
 
 const say = (line: string) => writeLines(process.stdout, `${line}\n`);
 const logger = createLogger();
