@@ -127,6 +127,7 @@ program
   .option('--seed <n>', 'seed for failures and jitter', (v) => Number(v))
   .option('--tpm-counts <requested|usage>', 'count tokens per minute as prompt + max_tokens (OpenAI-like) or as actual usage')
   .option('--model-limits <json>', 'per-model overrides, e.g. {"m":{"rpm":60,"fail_status":500}}')
+  .option('--models <names>', 'serve only these models (comma-separated); others get 404 model_not_found, as a real provider answers a misspelt name (default: any name is served)')
   .addOption(new Option('--api-key <key>', 'require this bearer key').env('SIM_API_KEY'))
   .action((opts: Record<string, unknown>) =>
     exitWith(async () => {

@@ -52,6 +52,8 @@ export function retryAfterFromHeaders(headers: Headers | undefined, now = Date.n
 
 interface ErrorContext {
   model: string;
+  /** The name sent to the endpoint (models.<model>.upstream), when it differs from `model`. */
+  upstream?: string;
   provider: string;
   baseUrl: string;
   apiKeyEnv: string | undefined;
@@ -83,7 +85,9 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
     }
     if (status === 403) return new ModelCallError({ ...base, code: 'forbidden', message: `${where} refused access (403): ${detail}` });
     if (status === 404) {
-      return new ModelCallError({ ...base, code: 'model_not_found', message: `${where} does not exist there (404): check models.${ctx.model}.upstream` });
+      const sent = ctx.upstream ?? ctx.model;
+      const named = sent === ctx.model ? `model "${sent}"` : `model "${sent}" (models.${ctx.model}.upstream)`;
+      return new ModelCallError({ ...base, code: 'model_not_found', message: `${named} does not exist at ${ctx.baseUrl} (404): check the name against the provider's model list (GET ${ctx.baseUrl.replace(/\/$/, '')}/models)${sent === ctx.model ? `, or set models.${ctx.model}.upstream to the name it uses` : ''}` });
     }
     if (status === 408 || status === 409 || status >= 500) {
       return new ModelCallError({ ...base, code: 'server_error', retryable: true, retryAfterMs: retryAfterFromHeaders(error.headers), message: `${where} failed with ${status}: ${detail}` });

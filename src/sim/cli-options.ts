@@ -23,7 +23,8 @@ export interface SimCliOptions {
   tpmCounts?: string;
   /** JSON: model name -> { rpm, tpm, tpm_counts, latency_ms, failure_rate, fail_status, context_window }. */
   modelLimits?: string;
-  strictModels?: boolean;
+  /** Comma-separated: the only model names served; any other gets a 404, as from a real provider. */
+  models?: string;
   /** When set (commander may read it from SIM_API_KEY), calls need `Authorization: Bearer <key>`. */
   apiKey?: string;
 }
@@ -58,6 +59,13 @@ function modelLimits(json: string | undefined): SimulatorOptions['models'] {
   return result.data;
 }
 
+function servedModels(names: string | undefined): NonNullable<SimulatorOptions['models']> {
+  if (names === undefined) return {};
+  const list = names.split(',').map((name) => name.trim()).filter(Boolean);
+  if (list.length === 0) throw new UsageError('--models expects model names separated by commas, e.g. "deepseek-v4-flash,glm-4"');
+  return Object.fromEntries(list.map((name) => [name, {}]));
+}
+
 export function simOptionsFromCli(cli: SimCliOptions): SimulatorOptions & { port: number; host: string } {
   const port = numberOption('--port', cli.port) ?? DEFAULT_SIM_PORT;
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new UsageError(`--port expects 0..65535, got "${cli.port}"`);
@@ -69,8 +77,8 @@ export function simOptionsFromCli(cli: SimCliOptions): SimulatorOptions & { port
     tpm: numberOption('--tpm', cli.tpm),
     tpm_counts: tpmCountsOption(cli.tpmCounts),
     seed: numberOption('--seed', cli.seed),
-    models: modelLimits(cli.modelLimits),
-    strict_models: cli.strictModels,
+    models: { ...servedModels(cli.models), ...modelLimits(cli.modelLimits) },
+    strict_models: cli.models !== undefined,
     api_key: cli.apiKey === '' ? undefined : cli.apiKey,
   };
   // Validate here so a bad flag is a usage error before anything listens (unset flags are undefined: defaults).

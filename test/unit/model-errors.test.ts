@@ -18,6 +18,13 @@ describe('classifyModelError', () => {
     expect(classifyModelError(new APIConnectionError({ message: 'refused' }), ctx)).toMatchObject({ code: 'connection_error', retryable: true });
   });
 
+  it('names on a 404 the model name that was sent, and where to look it up', () => {
+    const renamed = classifyModelError(apiError(404), { ...ctx, model: 'flash', upstream: 'deepseek-v9-typo' });
+    expect(renamed.message).toBe('model "deepseek-v9-typo" (models.flash.upstream) does not exist at http://x/v1 (404): check the name against the provider\'s model list (GET http://x/v1/models)');
+    const sameName = classifyModelError(apiError(404), { ...ctx, model: 'gpt-9', upstream: 'gpt-9' });
+    expect(sameName.message).toBe('model "gpt-9" does not exist at http://x/v1 (404): check the name against the provider\'s model list (GET http://x/v1/models), or set models.gpt-9.upstream to the name it uses');
+  });
+
   it('names the key variable on a 401', () => {
     const error = classifyModelError(apiError(401), ctx);
     expect(error).toMatchObject({ code: 'unauthorized', retryable: false });

@@ -50,7 +50,7 @@ describe('simulator command-line options', () => {
       tpm: 100000,
       seed: '7',
       modelLimits: '{"deepseek-v4-flash":{"rpm":30,"fail_status":503}}',
-      strictModels: true,
+      models: 'deepseek-v4-flash, glm-4',
       apiKey: 'sim-key',
     });
     expect(options).toMatchObject({
@@ -63,8 +63,9 @@ describe('simulator command-line options', () => {
       seed: 7,
       strict_models: true,
       api_key: 'sim-key',
-      models: { 'deepseek-v4-flash': { rpm: 30, fail_status: 503 } },
+      models: { 'deepseek-v4-flash': { rpm: 30, fail_status: 503 }, 'glm-4': {} },
     });
+    expect(simOptionsFromCli({}).strict_models).toBe(false); // without --models, any name is served
   });
 
   it('defaults the port to 8787 and leaves unset flags to the defaults', () => {
@@ -79,6 +80,7 @@ describe('simulator command-line options', () => {
   it('reports bad flags as usage errors', () => {
     expect(() => simOptionsFromCli({ latencyMs: 'slow' })).toThrow(/--latency-ms expects a number, got "slow"/);
     expect(() => simOptionsFromCli({ port: '70000' })).toThrow(/--port/);
+    expect(() => simOptionsFromCli({ models: ' , ' })).toThrow(/--models expects model names separated by commas/);
     expect(() => simOptionsFromCli({ failureRate: '1.5' })).toThrow(UsageError);
     expect(() => simOptionsFromCli({ modelLimits: '{nope' })).toThrow(/--model-limits expects JSON/);
     expect(() => simOptionsFromCli({ modelLimits: '{"m":{"rpm":-1}}' })).toThrow(/m\.rpm/);
