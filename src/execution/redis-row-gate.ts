@@ -120,6 +120,7 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       const what = result.scope === 'batch' ? `the batch budget of ${formatUsd(nanosToUsd(result.limitNanos))}` : `the monthly budget of ${formatUsd(nanosToUsd(result.limitNanos))}`;
       return {
         ok: false,
+        heldByCallsInFlight: result.reservedNanos > 0 && result.spentNanos + estimateNanos <= result.limitNanos,
         message:
           `not run: it could cost up to ${formatUsd(nanosToUsd(estimateNanos))} and ${formatUsd(nanosToUsd(result.spentNanos))} of ${what} is spent ` +
           `(${formatUsd(nanosToUsd(result.reservedNanos))} more held by calls in flight); ` +

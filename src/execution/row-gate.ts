@@ -8,7 +8,11 @@ export type CapacityDecision =
   | { reserved: true; waitMs: number; slotAt: number }
   | { reserved: false; waitMs: number; limitedBy: 'requests' | 'tokens' | 'cooldown' };
 
-export type BudgetDecision = { ok: true } | { ok: false; message: string };
+/**
+ * heldByCallsInFlight: the row's estimate fits what is left once the calls in flight settle (their
+ * holds are estimates from max_tokens, usually far above what they cost): worth waiting for.
+ */
+export type BudgetDecision = { ok: true } | { ok: false; message: string; heldByCallsInFlight: boolean };
 
 export interface CallSettlement {
   model: string;

@@ -48,6 +48,13 @@ export type RowStep =
  */
 const WAKE_LEAD_MS = 1000;
 
+/**
+ * How long a row waits, at most, for budget held by calls in flight to come back, and how often it
+ * looks. Bounded, because a worker killed mid-call leaves its hold behind for good.
+ */
+const BUDGET_WAIT_MS = 30_000;
+const BUDGET_RECHECK_MS = 100;
+
 function requestFor(row: RowInput, model: string, config: SwitchyardConfig): ModelRequest {
   const modelConfig = config.models[model]!;
   return {
@@ -126,7 +133,13 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     progress.reservedModel = undefined;
 
     const estimateNanos = callCostNanos(modelConfig.price, { input_tokens: plan.promptTokens, output_tokens: request.maxTokens }) ?? 0;
-    const budget = await gate.reserveBudget(estimateNanos);
+    let budget = await gate.reserveBudget(estimateNanos);
+    // Calls in flight hold their estimates, priced at max_tokens; most cost a fraction of that. A row
+    // that fits once they settle waits for them instead of ending budget_exceeded with money left.
+    for (let waited = 0; !budget.ok && budget.heldByCallsInFlight && waited < BUDGET_WAIT_MS; waited += BUDGET_RECHECK_MS) {
+      await deps.sleep(BUDGET_RECHECK_MS);
+      budget = await gate.reserveBudget(estimateNanos);
+    }
     if (!budget.ok) {
       const error = new ModelCallError({ code: 'budget_exceeded', model, message: budget.message });
       return finish(row, progress, model, null, error);

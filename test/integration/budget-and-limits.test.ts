@@ -42,6 +42,24 @@ describe('budgets and rate limits shared through Redis', () => {
     expect(calls.filter((c) => c.status === 'succeeded')).toHaveLength(40);
   });
 
+  it('a budget is spent on what calls cost, not on what their max_tokens estimates hold while in flight', async () => {
+    const dir = await tempDir('budget-held');
+    const cfg = join(dir, 'switchyard.yaml');
+    const price = { input_per_mtok: 1000, output_per_mtok: 1000 };
+    await writeFile(cfg, stringify({ providers: { sim: { base_url: h.sim.url } }, models: { pricey: { provider: 'sim', price } }, default_model: 'pricey', max_tokens: 1000 }));
+    const input = await writePromptsCsv(dir, 30);
+    const out = join(dir, 'out');
+    // Each call is reserved at about $1 (max_tokens 1000 at $1,000 per 1M) but answers in under 200
+    // tokens. $6 holds six estimates at once: refusing on held estimates failed 19 of the 30 rows
+    // (spending about $2); waiting for them to settle runs all 30 for about $3.
+    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'budget-held', '--budget', '6', '--concurrency', '16'], h.env());
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    const spent = (await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).reduce((sum, c) => sum + usdToNanos(c.cost_usd ?? 0), 0);
+    expect(spent).toBeLessThanOrEqual(usdToNanos(6));
+    expect(results.filter((r) => r.status !== 'succeeded').map((r) => r.error?.message)).toEqual([]);
+    expect(run.code, run.stderr).toBe(0);
+  });
+
   it('two worker processes share one requests-per-minute limit', async () => {
     h.sim.reset();
     const dir = await tempDir('shared');

@@ -120,9 +120,30 @@ describe('advanceRow', () => {
     expect(openStep.event.result.fallback_reason).toContain('circuit open');
     expect(openStep.event.calls.map((c) => c.model)).toEqual(['ok']);
 
-    const broke = setup(['ok'], { reserveBudget: async () => ({ ok: false, message: 'over budget' }) });
+    const broke = setup(['ok'], { reserveBudget: async () => ({ ok: false, message: 'over budget', heldByCallsInFlight: false }) });
     const brokeStep = await advanceRow(row, freshProgress(), broke.deps);
     if (brokeStep.kind !== 'finished') throw new Error('expected finished');
     expect(brokeStep.event.result).toMatchObject({ status: 'failed', error: { code: 'budget_exceeded' }, attempts: 0 });
+  });
+
+  it('waits for budget that calls in flight hold on their estimates, and calls once it comes back', async () => {
+    let asked = 0;
+    const slept: number[] = [];
+    // Refused three times while other calls hold the room, then admitted as they settle.
+    const waiting = setup(['ok'], { reserveBudget: async () => (++asked > 3 ? { ok: true } : { ok: false, message: 'held', heldByCallsInFlight: true }) });
+    waiting.deps.sleep = async (ms) => void slept.push(ms);
+    const step = await advanceRow(row, freshProgress(), waiting.deps);
+    if (step.kind !== 'finished') throw new Error('expected finished');
+    expect(step.event.result).toMatchObject({ status: 'succeeded', attempts: 1 });
+    expect(slept).toEqual([100, 100, 100]);
+
+    // A hold that never comes back (a worker killed mid-call) ends the wait after 30 s.
+    const stuck = setup(['ok'], { reserveBudget: async () => ({ ok: false, message: 'held for good', heldByCallsInFlight: true }) });
+    let waited = 0;
+    stuck.deps.sleep = async (ms) => void (waited += ms);
+    const stuckStep = await advanceRow(row, freshProgress(), stuck.deps);
+    if (stuckStep.kind !== 'finished') throw new Error('expected finished');
+    expect(stuckStep.event.result).toMatchObject({ status: 'failed', error: { code: 'budget_exceeded', message: 'held for good' }, attempts: 0 });
+    expect(waited).toBe(30_000);
   });
 });
