@@ -115,6 +115,15 @@ program
   .action((batchId: string) => exitWith(async () => (await import('./commands/collect.ts')).runCollectCommand(batchId, logger, say)));
 
 program
+  .command('forget')
+  .description("delete what Redis keeps of finished batches (their output files stay); they can no longer be resumed")
+  .argument('[batch-id...]')
+  .option('--older-than <days>', 'every finished batch whose last run ended more than this many days ago', positiveNumber)
+  .action((batchIds: string[], opts: { olderThan?: number }) =>
+    exitWith(async () => (await import('./commands/forget.ts')).runForgetCommand(batchIds, opts.olderThan === undefined ? {} : { olderThanDays: opts.olderThan }, logger, say)),
+  );
+
+program
   .command('sim')
   .description('start the built-in OpenAI-compatible simulator')
   .option('--port <n>', 'port', (v) => Number(v), 8787)

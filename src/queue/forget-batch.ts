@@ -1,0 +1,46 @@
+import type { Redis } from 'ioredis';
+import type { BatchStore } from './batch-state.ts';
+import { batchIndexKey } from './keys.ts';
+
+/** Statuses after which nothing in the queue belongs to the batch any more. */
+const FINISHED = new Set(['completed', 'completed_with_failures', 'budget_exceeded']);
+
+export type ForgetOutcome =
+  | { forgotten: true; keys: number }
+  | { forgotten: false; reason: string };
+
+/**
+ * Deletes what Redis keeps of a finished batch (meta, config, bitmaps, row fingerprints, budget,
+ * checkpoint) and takes it off the batch list. A batch still running, or one interrupted with rows
+ * in the queue, is refused: its jobs would outlive it. Its output files are not touched.
+ */
+export async function forgetBatch(redis: Redis, store: BatchStore, batchId: string): Promise<ForgetOutcome> {
+  const meta = await store.load(batchId);
+  if (!meta) return { forgotten: false, reason: `no batch "${batchId}"` };
+  if (!FINISHED.has(meta.status)) {
+    return { forgotten: false, reason: `${batchId} is not finished (${meta.status}): \`switchyard run --resume ${batchId}\` finishes it; then it can be forgotten` };
+  }
+  const keys = store.keys(batchId);
+  if ((await redis.exists(keys.lease)) === 1) return { forgotten: false, reason: `${batchId} is being run by a process right now` };
+  // Every key of the batch shares its "{id}" hash tag; ids hold no glob characters (keys.ts).
+  let deleted = 0;
+  let cursor = '0';
+  do {
+    const [next, found] = await redis.scan(cursor, 'MATCH', `${keys.meta}*`, 'COUNT', 1000);
+    cursor = next;
+    if (found.length > 0) deleted += await redis.unlink(...found);
+  } while (cursor !== '0');
+  await redis.zrem(batchIndexKey(store.space), batchId);
+  return { forgotten: true, keys: deleted };
+}
+
+/** Finished batches whose last run ended before `before` (epoch ms), oldest first. */
+export async function batchesFinishedBefore(store: BatchStore, before: number): Promise<string[]> {
+  const ids = await store.redis.zrange(batchIndexKey(store.space), '0', '-1');
+  const old: string[] = [];
+  for (const id of ids) {
+    const meta = await store.load(id);
+    if (meta && FINISHED.has(meta.status) && meta.finished_at !== undefined && Date.parse(meta.finished_at) < before) old.push(id);
+  }
+  return old;
+}

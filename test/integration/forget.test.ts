@@ -1,0 +1,49 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.ts';
+import { tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
+import { useSimulatorAndRedis } from '../helpers/harness.ts';
+
+describe('switchyard forget', () => {
+  const h = useSimulatorAndRedis('forget', { latency_ms: 1 });
+  const keysOf = async (batchId: string) => (await h.redis.keys(`${h.prefix}:batch:{${batchId}}*`)).sort();
+
+  it('deletes a finished batch from Redis but not its files, refuses an unfinished one, and picks old batches by age', async () => {
+    const dir = await tempDir('forget');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 5);
+    for (const id of ['old', 'recent']) {
+      const run = await runCli(['run', input, '--config', config, '--out', join(dir, id), '--batch-id', id, '--budget', '5'], h.env());
+      expect(run.code, run.stderr).toBe(0);
+    }
+    const detached = await runCli(['run', input, '--config', config, '--out', join(dir, 'queued'), '--batch-id', 'queued', '--detach'], h.env());
+    expect(detached.code, detached.stderr).toBe(0);
+    expect(await keysOf('old')).toEqual(expect.arrayContaining([`${h.prefix}:batch:{old}`, `${h.prefix}:batch:{old}:fingerprints`, `${h.prefix}:batch:{old}:budget`]));
+
+    const refused = await runCli(['forget', 'queued', 'nope'], h.env());
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toContain('Kept queued: queued is not finished (running): `switchyard run --resume queued` finishes it; then it can be forgotten.');
+    expect(refused.stdout).toContain('Kept nope: no batch "nope".');
+    expect((await keysOf('queued')).length).toBeGreaterThan(0);
+
+    // "old" ended two days ago; "recent" just now.
+    await h.redis.hset(`${h.prefix}:batch:{old}`, 'finished_at', new Date(Date.now() - 2 * 86_400_000).toISOString());
+    const byAge = await runCli(['forget', '--older-than', '1'], h.env());
+    expect(byAge.code, byAge.stderr).toBe(0);
+    expect(byAge.stdout.trim().split('\n')).toEqual([expect.stringMatching(/^Forgot old \(\d+ Redis keys\); its output files are kept\.$/)]);
+    expect(await keysOf('old')).toEqual([]);
+    expect(existsSync(join(dir, 'old', 'results.jsonl'))).toBe(true);
+
+    const byId = await runCli(['forget', 'recent'], h.env());
+    expect(byId.code, byId.stderr).toBe(0);
+    expect(await keysOf('recent')).toEqual([]);
+    const list = await runCli(['status'], h.env());
+    expect(list.stdout).toContain('queued');
+    expect(list.stdout).not.toMatch(/\brecent\b|\bold\b/);
+    const gone = await runCli(['run', '--resume', 'recent'], h.env());
+    expect(gone.code).toBe(2);
+
+    expect((await runCli(['forget'], h.env())).stderr).toContain('name the batches to forget, or give --older-than <days>');
+  });
+});
