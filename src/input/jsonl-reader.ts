@@ -33,13 +33,26 @@ export async function* readJsonlRows(path: string, rules: RowRules, position?: R
   const source = handle.createReadStream({ encoding: 'utf8' }) as AsyncIterable<string>;
   let line = 0;
   let records = 0;
+  // OpenAI Batch lines only: custom_id -> the line that used it first. OpenAI refuses a file that
+  // repeats one, and tools reading batch_output.jsonl match answers to requests by it.
+  const customIdLines = new Map<string, number>();
   for await (const raw of splitLines(source)) {
     line += 1;
     if (position) position.bytesRead += Buffer.byteLength(raw) + 1; // + its newline (a CRLF line counts one short: fine for an estimate)
     const text = line === 1 ? raw.replace(/^\uFEFF/, '') : raw;
     if (text.trim() === '') continue;
     records += 1;
-    yield parseLine(text, { row: line, line }, rules);
+    const item = parseLine(text, { row: line, line }, rules);
+    const customId = item.kind === 'row' ? item.value.custom_id : undefined;
+    if (customId !== undefined) {
+      const first = customIdLines.get(customId);
+      if (first !== undefined) {
+        yield rowError({ row: line, line }, 'duplicate_id', `custom_id "${customId}" is already used on line ${first}; OpenAI Batch input needs each custom_id once, as answers are matched to requests by it`, customId);
+        continue;
+      }
+      customIdLines.set(customId, line);
+    }
+    yield item;
   }
   if (records === 0) throw new UsageError(`input file has no records (only blank lines): ${path}`);
 }

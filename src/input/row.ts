@@ -28,7 +28,7 @@ export interface RowError {
   row: number;
   line: number;
   id?: string;
-  code: 'missing_prompt' | 'bad_json' | 'bad_field' | 'unknown_model' | 'bad_csv' | 'bad_encoding';
+  code: 'missing_prompt' | 'bad_json' | 'bad_field' | 'unknown_model' | 'bad_csv' | 'bad_encoding' | 'duplicate_id';
   message: string;
 }
 
