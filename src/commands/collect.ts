@@ -1,11 +1,9 @@
-import { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import { UsageError } from '../errors.ts';
 import { collectAndReport } from './collect-and-report.ts';
 import { openSession } from './session.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
-import { PROMPT_QUEUE } from '../queue/keys.ts';
 import { connectedWorkerCount, watchConnectedWorkers, workersConnectedText } from '../queue/connected-workers.ts';
 
 /** How often a waiting collect looks whether workers came or went. */
@@ -21,7 +19,7 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
   process.once('SIGINT', onSignal);
   let lease: BatchLease | null = null;
   let stopWatching = () => {};
-  const queue = new Queue(PROMPT_QUEUE, { connection: session.connectWorker(), prefix: session.space.prefix });
+  const queue = session.openPromptQueue();
   try {
     const state = await session.store.loadWithProgress(batchId);
     if (!state) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel}; \`switchyard status\` lists the recent ones`);
@@ -49,7 +47,6 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
   } finally {
     stopWatching();
     process.off('SIGINT', onSignal);
-    await queue.close();
     await lease?.release();
     await session.close();
   }

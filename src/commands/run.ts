@@ -1,6 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { resolve } from 'node:path';
-import { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import { builtInConfig } from '../config/defaults.ts';
 import { loadConfigFile } from '../config/load.ts';
@@ -10,7 +9,7 @@ import { readRows } from '../input/read-rows.ts';
 import type { ReadItem, ReadPosition } from '../input/row.ts';
 import { missingApiKeys, missingKeyFor } from '../models/provider-clients.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
-import { isValidBatchId, newBatchId, PROMPT_QUEUE } from '../queue/keys.ts';
+import { isValidBatchId, newBatchId } from '../queue/keys.ts';
 import { enqueueBatch } from '../queue/producer.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
@@ -141,9 +140,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     await session.store.save(meta, config);
     if (existing) say(`Resuming: rows that already succeeded are kept and not run again.`);
 
-    // BullMQ loads its Lua scripts onto the Queue's connection (and ioredis copies them into every
-    // pipeline made there), so the queue gets a connection of its own, apart from ours.
-    const queue = new Queue(PROMPT_QUEUE, { connection: session.connectWorker(), prefix: session.space.prefix });
+    const queue = session.openPromptQueue();
     const concurrency = options.concurrency ?? config.concurrency;
     const callSlots = createCallSlots(concurrency);
     const batches = createBatchContexts(session.store, { callSlot: callSlots.slot });

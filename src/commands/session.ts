@@ -1,7 +1,8 @@
+import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BatchStore } from '../queue/batch-state.ts';
-import type { KeySpace } from '../queue/keys.ts';
+import { PROMPT_QUEUE, type KeySpace } from '../queue/keys.ts';
 import { connectRedis, ensureRedis, redactUrl } from '../queue/redis-connection.ts';
 import { watchRedisOutages, type RedisOutageWatch } from '../queue/redis-outage.ts';
 
@@ -13,6 +14,11 @@ export interface Session {
   redisLabel: string;
   /** A connection of its own for a BullMQ Queue or Worker (blocking reads allowed); closed with the session. */
   connectWorker(): Redis;
+  /**
+   * The prompts queue, on a connection of its own: BullMQ loads its Lua scripts onto it (and ioredis
+   * copies them into every pipeline made there). Closed with the session if not before.
+   */
+  openPromptQueue(): Queue;
   /** Where connection errors go: a lost Redis is said once, not logged at every reconnect attempt. */
   outages: RedisOutageWatch;
   close(): Promise<void>;
@@ -30,19 +36,27 @@ export async function openSession(logger: Logger, say: (line: string) => void): 
   outages.watch(redis, 'redis connection');
   const space = keySpaceFromEnv();
   const extra: Redis[] = [];
+  const queues: Queue[] = [];
+  const connectWorker = () => {
+    const connection = connectRedis(ensured.url, { role: 'worker' });
+    outages.watch(connection, 'redis worker connection');
+    extra.push(connection);
+    return connection;
+  };
   return {
     redis,
     store: new BatchStore(redis, space),
     space,
     redisLabel,
     outages,
-    connectWorker() {
-      const connection = connectRedis(ensured.url, { role: 'worker' });
-      outages.watch(connection, 'redis worker connection');
-      extra.push(connection);
-      return connection;
+    connectWorker,
+    openPromptQueue() {
+      const queue = new Queue(PROMPT_QUEUE, { connection: connectWorker(), prefix: space.prefix });
+      queues.push(queue);
+      return queue;
     },
     async close() {
+      await Promise.all(queues.map((queue) => queue.close().catch(() => undefined)));
       for (const connection of extra) connection.disconnect();
       await redis.quit().catch(() => redis.disconnect());
       await ensured.stop();

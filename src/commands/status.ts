@@ -1,13 +1,11 @@
-import { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import { formatUsd } from '../models/pricing.ts';
 import { formatCount } from '../output/report-markdown.ts';
 import { UsageError } from '../errors.ts';
 import type { BatchMeta, BatchProgress, BatchStatus } from '../queue/batch-state.ts';
-import { openSession, type Session } from './session.ts';
+import { openSession } from './session.ts';
 import { holderName } from '../queue/batch-lease.ts';
 import { totalOf } from '../progress/progress-display.ts';
-import { PROMPT_QUEUE } from '../queue/keys.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
 
 const RECENT = 10;
@@ -30,7 +28,7 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
     if (batchId) {
       const [state, lease] = await Promise.all([session.store.loadWithProgress(batchId), session.redis.get(session.store.keys(batchId).lease)]);
       if (!state) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel} (with key prefix "${session.space.prefix}"); \`switchyard status\` lists the recent ones`);
-      const workers = UNFINISHED.has(state.meta.status) ? await countWorkers(session) : undefined;
+      const workers = UNFINISHED.has(state.meta.status) ? await connectedWorkerCount(session.openPromptQueue()) : undefined;
       for (const line of describeBatch({ ...state, runBy: lease === null ? null : holderName(lease), workers })) say(line);
       return 0;
     }
@@ -85,15 +83,6 @@ export function batchTable(states: BatchState[], count: number): string[] {
 function invalidReasons(meta: BatchMeta): string {
   const codes = Object.entries(meta.invalid_codes ?? {}).sort(([, a], [, b]) => b.rows - a.rows);
   return codes.length === 0 ? '' : ` (${codes.map(([code, entry]) => `${code} ${formatCount(entry.rows)}`).join(', ')}; see errors.jsonl)`;
-}
-
-async function countWorkers(session: Session): Promise<number | null> {
-  const queue = new Queue(PROMPT_QUEUE, { connection: session.connectWorker(), prefix: session.space.prefix });
-  try {
-    return await connectedWorkerCount(queue);
-  } finally {
-    await queue.close();
-  }
 }
 
 /**
