@@ -43,3 +43,8 @@ export function describeFileTrouble(error: unknown): string | null {
   const what = path ? `cannot use ${path}` : `a file ${syscall ?? 'operation'} failed (in the outputs folder, most likely)`;
   return `${what}: ${reason} [${code}]. Fix that, then run the same command again: it goes on from where it stopped.`;
 }
+
+/** The exit code of a command stopped by a signal, after it finished the rows in hand: 128 + the signal's number (Ctrl-C 130, SIGTERM 143). */
+export function exitCodeForSignal(signal: NodeJS.Signals | null): number {
+  return signal === 'SIGTERM' ? 143 : 130;
+}

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { UsageError } from '../errors.ts';
+import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { collectAndReport } from './collect-and-report.ts';
 import { openSession } from './session.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
@@ -15,8 +15,13 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
   limitHeapGrowth();
   const session = await openSession(logger, say);
   const stop = new AbortController();
-  const onSignal = () => stop.abort();
+  let stoppedBy: NodeJS.Signals | null = null;
+  const onSignal = (signal: NodeJS.Signals) => {
+    stoppedBy = signal;
+    stop.abort();
+  };
   process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   let lease: BatchLease | null = null;
   let stopWatching = () => {};
   const queue = session.openPromptQueue();
@@ -41,12 +46,13 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
     const report = await collectAndReport({ session, batchId, startedAt: new Date(meta.started_at ?? meta.created_at), say, signal: stop.signal });
     if (!report) {
       say(`\nStopped. Nothing is lost: "switchyard collect ${batchId}" goes on from here.`);
-      return 130;
+      return exitCodeForSignal(stoppedBy);
     }
     return report.totals.failed > 0 || meta.invalid_rows > 0 ? 1 : 0;
   } finally {
     stopWatching();
     process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await lease?.release();
     await session.close();
   }

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { builtInConfig } from '../config/defaults.ts';
 import { loadConfigFile } from '../config/load.ts';
 import { configSchema, type SwitchyardConfig } from '../config/schema.ts';
-import { UsageError } from '../errors.ts';
+import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { readRows } from '../input/read-rows.ts';
 import type { ReadItem, ReadPosition } from '../input/row.ts';
 import { missingApiKeys, missingKeyFor } from '../models/provider-clients.ts';
@@ -159,14 +159,19 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
           onWorkerError: session.outages.failed,
         });
     const stopCollecting = new AbortController();
-    // Ctrl-C: stop collecting, let the rows in hand finish, and say how to go on (nothing is lost either way).
-    const onInterrupt = () => {
-      say(`\nInterrupted. Finishing the rows in hand; resume with: switchyard run --resume ${batchId}`);
+    // Ctrl-C, or SIGTERM from a scheduler or container stop: stop collecting, let the rows in hand
+    // finish, and say how to go on (nothing is lost either way).
+    let stoppedBy: NodeJS.Signals | null = null;
+    const onInterrupt = (signal: NodeJS.Signals) => {
+      stoppedBy = signal;
+      say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''}. Finishing the rows in hand; resume with: switchyard run --resume ${batchId}`);
       stopCollecting.abort();
-      // No more rows from the queue or the file; the rows in hand finish (a second Ctrl-C quits at once).
+      // No more rows from the queue or the file; the rows in hand finish (a second signal quits at once).
       void worker?.close();
     };
     process.once('SIGINT', onInterrupt);
+    process.once('SIGTERM', onInterrupt);
+    const interruptedExitCode = () => exitCodeForSignal(stoppedBy);
     lease?.lost.addEventListener('abort', () => {
       say(`\nAnother process took over batch ${batchId} while Redis was unreachable; stopping here so only one writes its outputs.`);
       stopCollecting.abort();
@@ -208,7 +213,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       await queue.close();
       await collecting?.catch(() => null);
       await worker?.close();
-      return { exitCode: 130, batchId, outDir };
+      return { exitCode: interruptedExitCode(), batchId, outDir };
     }
     await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
     say(
@@ -228,9 +233,10 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     try {
       const report = await collecting;
       // Invalid rows did not succeed either: a script checking the exit code must see them.
-      return { exitCode: report === null ? 130 : report.totals.failed > 0 || counts.invalid > 0 ? 1 : 0, batchId, outDir };
+      return { exitCode: report === null ? interruptedExitCode() : report.totals.failed > 0 || counts.invalid > 0 ? 1 : 0, batchId, outDir };
     } finally {
       process.off('SIGINT', onInterrupt);
+      process.off('SIGTERM', onInterrupt);
       await worker.close();
     }
   } finally {

@@ -106,6 +106,28 @@ describe('crash safety: killed processes lose no row and double none', () => {
     expect(new Set(succeeded.map((c) => c.row)).size).toBe(rows);
     expect(succeeded).toHaveLength(rows);
   });
+  it('SIGTERM (a scheduler or a container stopping) stops like Ctrl-C, with exit code 143; --resume finishes the rest once', async () => {
+    h.sim.reset();
+    const dir = await tempDir('sigterm');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const rows = 2000;
+    const input = await writePromptsCsv(dir, rows);
+    const out = join(dir, 'out');
+    const finishedKey = `${h.prefix}:batch:{terminated}:finished`;
+    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'terminated', '--concurrency', '4'], h.env());
+    await waitFor(async () => (await h.redis.bitcount(finishedKey)) >= 50, 30_000);
+    first.kill('SIGTERM');
+    const ended = await first.done;
+    expect(ended.code).toBe(143);
+    expect(ended.stdout).toContain('Interrupted (SIGTERM). Finishing the rows in hand; resume with: switchyard run --resume terminated');
+    expect(await h.redis.bitcount(finishedKey)).toBeLessThan(rows);
+    expect(await h.redis.exists(`${h.prefix}:batch:{terminated}:lease`)).toBe(0); // released, so a resume needs no wait
+
+    const resumed = await runCli(['run', '--resume', 'terminated'], h.env());
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expectEachRowOnce(await readJsonLines<RowResult>(join(out, 'results.jsonl')), rows);
+  });
+
   it('a second run of a batch that is running now stops before writing anything; the first finishes every row once', async () => {
     h.sim.reset();
     const dir = await tempDir('twice');

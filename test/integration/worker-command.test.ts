@@ -43,9 +43,9 @@ describe('switchyard worker, on its own beside a detached run', () => {
     const status = await runCli(['status', 'nobody-works'], h.env());
     expect(status.stdout).toContain('workers   no worker is connected to this Redis (rows finish only while one runs)');
     expect(status.stdout).toMatch(/next {6}\S+ pid \d+ waits to write its outputs, but no worker takes its rows: start `switchyard worker`/);
-    collect.kill('SIGINT');
+    collect.kill('SIGTERM');
     const stopped = await collect.done;
-    expect(stopped.code).toBe(130);
+    expect(stopped.code).toBe(143);
     expect(stopped.stdout).toContain('Stopped. Nothing is lost: "switchyard collect nobody-works" goes on from here.');
   });
 });
