@@ -34,11 +34,21 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
     }
     const [ids, count] = await Promise.all([session.store.recentBatchIds(RECENT), session.store.batchCount()]);
     // An id whose keys were deleted by hand is left out rather than failing the whole list.
-    const states = (await Promise.all(ids.map((id) => session.store.loadWithProgress(id)))).filter((state): state is BatchState => state !== null);
-    if (states.length === 0) {
+    const loaded = (await Promise.all(ids.map((id) => session.store.loadWithProgress(id)))).filter((state): state is BatchState => state !== null);
+    if (loaded.length === 0) {
       say(`No batches in Redis at ${session.redisLabel} (key prefix "${session.space.prefix}").`);
       return 0;
     }
+    // Unfinished ones: is anything working on them? One lease read each, one worker count for all.
+    const unfinished = loaded.some((state) => UNFINISHED.has(state.meta.status));
+    const workers = unfinished ? await connectedWorkerCount(session.openPromptQueue()) : null;
+    const states = await Promise.all(
+      loaded.map(async (state) => {
+        if (!UNFINISHED.has(state.meta.status)) return state;
+        const lease = await session.redis.get(session.store.keys(state.meta.batch_id).lease);
+        return { ...state, runBy: lease === null ? null : holderName(lease), workers };
+      }),
+    );
     for (const line of batchTable(states, count)) say(line);
     return 0;
   } finally {
@@ -65,9 +75,9 @@ export function describeBatch({ meta, progress, runBy, workers }: BatchState): s
 /** The lines `status` prints: one row per batch, newest first. */
 export function batchTable(states: BatchState[], count: number): string[] {
   const header = ['BATCH', 'STATUS', 'ROWS', 'FAILED', 'COST', 'STARTED (UTC)'];
-  const rows = states.map(({ meta, progress }) => [
+  const rows = states.map(({ meta, progress, runBy, workers }) => [
     meta.batch_id,
-    meta.status,
+    statusText(meta.status, runBy, workers),
     `${formatCount(progress.finished)}/${totalOf(progress).text}`,
     formatCount(progress.failed + meta.invalid_rows),
     formatUsd(progress.costUsd),
@@ -77,6 +87,16 @@ export function batchTable(states: BatchState[], count: number): string[] {
   const line = (cells: string[]) => `  ${cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd()}`;
   const shown = count > states.length ? `the ${states.length} most recent of ${count}` : `${states.length}`;
   return [`Batches: ${shown}, newest first (FAILED counts invalid rows too; \`switchyard status <batch id>\` for one).`, line(header), ...rows.map(line)];
+}
+
+/**
+ * An unfinished batch that nothing works on says so ("running, stopped": an interrupted run that
+ * needs its resume); one whose rows workers take but nobody collects, "running, not collected".
+ */
+function statusText(status: BatchStatus, runBy?: string | null, workers?: number | null): string {
+  if (!UNFINISHED.has(status) || runBy !== null || workers === undefined) return status;
+  if (workers === 0) return `${status}, stopped`;
+  return workers === null ? status : `${status}, not collected`;
 }
 
 /** " (bad_json 3, bad_encoding 1; see errors.jsonl)" when the producer recorded why rows were invalid. */

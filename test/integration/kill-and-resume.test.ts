@@ -98,6 +98,7 @@ describe('crash safety: killed processes lose no row and double none', () => {
     const status = await runCli(['status', 'interrupted'], h.env());
     expect(status.stdout).toContain('workers   no worker is connected to this Redis');
     expect(status.stdout).toContain('next      nothing is working on it: `switchyard run --resume interrupted` finishes it');
+    expect((await runCli(['status'], h.env())).stdout).toMatch(/\n {2}interrupted +enqueuing, stopped +/);
 
     const resumed = await runCli(['run', '--resume', 'interrupted'], h.env());
     expect(resumed.code, resumed.stderr).toBe(0);

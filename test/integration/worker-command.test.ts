@@ -18,6 +18,7 @@ describe('switchyard worker, on its own beside a detached run', () => {
       const detached = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'standalone', '--detach'], h.env());
       expect(detached.code, detached.stderr).toBe(0);
       expect(detached.stdout).toContain('Detached; 1 worker is connected to this Redis and will take its rows. Write the outputs with "switchyard collect standalone".');
+      expect((await runCli(['status'], h.env())).stdout).toMatch(/\n {2}standalone +running, not collected +/);
       const collected = await runCli(['collect', 'standalone'], h.env());
       expect(collected.code, collected.stderr).toBe(1); // the "broken" row failed
     } finally {
