@@ -2,8 +2,8 @@ import type { Logger } from 'pino';
 import { formatUsd } from '../models/pricing.ts';
 import { formatCount } from '../output/report-markdown.ts';
 import { UsageError } from '../errors.ts';
-import type { BatchMeta, BatchProgress, BatchStatus } from '../queue/batch-state.ts';
-import { openSession } from './session.ts';
+import { isFinishedStatus, type BatchMeta, type BatchProgress, type BatchStatus } from '../queue/batch-state.ts';
+import { openSession, type Session } from './session.ts';
 import { holderName } from '../queue/batch-lease.ts';
 import { totalOf } from '../progress/progress-display.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
@@ -19,17 +19,15 @@ interface BatchState {
   workers?: number | null;
 }
 
-const UNFINISHED: ReadonlySet<BatchStatus> = new Set(['enqueuing', 'running', 'finalizing']);
-
 /** `switchyard status [batch id]`: one batch in detail, or a table of the most recent ones. */
 export async function runStatusCommand(batchId: string | undefined, logger: Logger, say: (line: string) => void): Promise<number> {
   const session = await openSession(logger, say);
   try {
     if (batchId) {
-      const [state, lease] = await Promise.all([session.store.loadWithProgress(batchId), session.redis.get(session.store.keys(batchId).lease)]);
+      const [state, runBy] = await Promise.all([session.store.loadWithProgress(batchId), leaseHolder(session, batchId)]);
       if (!state) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel} (with key prefix "${session.space.prefix}"); \`switchyard status\` lists the recent ones`);
-      const workers = UNFINISHED.has(state.meta.status) ? await connectedWorkerCount(session.openPromptQueue()) : undefined;
-      for (const line of describeBatch({ ...state, runBy: lease === null ? null : holderName(lease), workers })) say(line);
+      const workers = isFinishedStatus(state.meta.status) ? undefined : await connectedWorkerCount(session.openPromptQueue());
+      for (const line of describeBatch({ ...state, runBy, workers })) say(line);
       return 0;
     }
     const [ids, count] = await Promise.all([session.store.recentBatchIds(RECENT), session.store.batchCount()]);
@@ -40,20 +38,22 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
       return 0;
     }
     // Unfinished ones: is anything working on them? One lease read each, one worker count for all.
-    const unfinished = loaded.some((state) => UNFINISHED.has(state.meta.status));
+    const unfinished = loaded.some((state) => !isFinishedStatus(state.meta.status));
     const workers = unfinished ? await connectedWorkerCount(session.openPromptQueue()) : null;
     const states = await Promise.all(
-      loaded.map(async (state) => {
-        if (!UNFINISHED.has(state.meta.status)) return state;
-        const lease = await session.redis.get(session.store.keys(state.meta.batch_id).lease);
-        return { ...state, runBy: lease === null ? null : holderName(lease), workers };
-      }),
+      loaded.map(async (state) => (isFinishedStatus(state.meta.status) ? state : { ...state, runBy: await leaseHolder(session, state.meta.batch_id), workers })),
     );
     for (const line of batchTable(states, count)) say(line);
     return 0;
   } finally {
     await session.close();
   }
+}
+
+/** "host pid N" of the process holding the batch's lease (running or collecting it), or null. */
+async function leaseHolder(session: Session, batchId: string): Promise<string | null> {
+  const lease = await session.redis.get(session.store.keys(batchId).lease);
+  return lease === null ? null : holderName(lease);
 }
 
 /** The lines `status <batch id>` prints. */
@@ -94,7 +94,7 @@ export function batchTable(states: BatchState[], count: number): string[] {
  * needs its resume); one whose rows workers take but nobody collects, "running, not collected".
  */
 function statusText(status: BatchStatus, runBy?: string | null, workers?: number | null): string {
-  if (!UNFINISHED.has(status) || runBy !== null || workers === undefined) return status;
+  if (isFinishedStatus(status) || runBy !== null || workers === undefined) return status;
   if (workers === 0) return `${status}, stopped`;
   return workers === null ? status : `${status}, not collected`;
 }

@@ -86,7 +86,7 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       const check = await checkBreaker(model);
       if (check.state !== 'closed' || check.failures > 0) failing.add(model);
       else healthySince.set(model, Date.now());
-      return check.lastError === undefined ? { allowed: check.allowed, retryInMs: check.retryInMs } : { allowed: check.allowed, retryInMs: check.retryInMs, lastError: check.lastError };
+      return { allowed: check.allowed, retryInMs: check.retryInMs, ...(check.lastError !== undefined && { lastError: check.lastError }) };
     },
 
     async coolingDownMs(model) {

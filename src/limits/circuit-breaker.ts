@@ -123,9 +123,7 @@ export class CircuitBreaker {
     const reply = await runScript(this.#redis, CHECK, [breakerKey(this.#prefix, model)], [this.#cooldownMs * 1000, this.#probeLockMs * 1000, this.#ttlMs]);
     const lastError = Array.isArray(reply) && typeof reply[4] === 'string' ? reply[4] : undefined;
     const [allowed, state, retryInUs, failures] = integers(Array.isArray(reply) ? reply.slice(0, 4) : reply, 4, CHECK.name) as [number, number, number, number];
-    const check: BreakerCheck = { allowed: allowed === 1, state: STATES[state] ?? 'closed', retryInMs: Math.ceil(retryInUs / 1000), failures };
-    if (lastError !== undefined) check.lastError = lastError;
-    return check;
+    return { allowed: allowed === 1, state: STATES[state] ?? 'closed', retryInMs: Math.ceil(retryInUs / 1000), failures, ...(lastError !== undefined && { lastError }) };
   }
 
   /** A call to `model` succeeded: the circuit closes and the failure count starts again. */

@@ -6,6 +6,11 @@ import { batchIndexKey, batchKeys, type KeySpace } from './keys.ts';
 export const batchStatusSchema = z.enum(['enqueuing', 'running', 'finalizing', 'completed', 'completed_with_failures', 'budget_exceeded']);
 export type BatchStatus = z.infer<typeof batchStatusSchema>;
 
+/** A batch whose rows all have a result and whose outputs are written: nothing of it is in the queue. */
+export function isFinishedStatus(status: BatchStatus): boolean {
+  return status === 'completed' || status === 'completed_with_failures' || status === 'budget_exceeded';
+}
+
 /** What Redis remembers about a batch, so any process can resume, collect or report on it. */
 export const batchMetaSchema = z.object({
   batch_id: z.string(),

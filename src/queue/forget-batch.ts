@@ -1,9 +1,6 @@
 import type { Redis } from 'ioredis';
-import type { BatchStore } from './batch-state.ts';
+import { isFinishedStatus, type BatchStore } from './batch-state.ts';
 import { batchIndexKey } from './keys.ts';
-
-/** Statuses after which nothing in the queue belongs to the batch any more. */
-const FINISHED = new Set(['completed', 'completed_with_failures', 'budget_exceeded']);
 
 export type ForgetOutcome =
   | { forgotten: true; keys: number }
@@ -17,7 +14,7 @@ export type ForgetOutcome =
 export async function forgetBatch(redis: Redis, store: BatchStore, batchId: string): Promise<ForgetOutcome> {
   const meta = await store.load(batchId);
   if (!meta) return { forgotten: false, reason: `no batch "${batchId}"` };
-  if (!FINISHED.has(meta.status)) {
+  if (!isFinishedStatus(meta.status)) {
     return { forgotten: false, reason: `${batchId} is not finished (${meta.status}): \`switchyard run --resume ${batchId}\` finishes it; then it can be forgotten` };
   }
   const keys = store.keys(batchId);
@@ -40,7 +37,7 @@ export async function batchesFinishedBefore(store: BatchStore, before: number): 
   const old: string[] = [];
   for (const id of ids) {
     const meta = await store.load(id);
-    if (meta && FINISHED.has(meta.status) && meta.finished_at !== undefined && Date.parse(meta.finished_at) < before) old.push(id);
+    if (meta && isFinishedStatus(meta.status) && meta.finished_at !== undefined && Date.parse(meta.finished_at) < before) old.push(id);
   }
   return old;
 }
