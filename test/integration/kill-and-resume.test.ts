@@ -21,16 +21,20 @@ function expectEachRowOnce(results: RowResult[], rows: number): void {
 
 describe('crash safety: killed processes lose no row and double none', () => {
   const h = useSimulatorAndRedis('kill-resume', { latency_ms: 25, latency_jitter_ms: 10, seed: 3 });
+  const finishedKeyOf = (batchId: string) => `${h.prefix}:batch:{${batchId}}:finished`;
+
+  /** Waits until `rows` of the batch's rows have finished (rows a killed process may not have reached). */
+  const untilFinished = (batchId: string, rows: number) => waitFor(async () => (await h.redis.bitcount(finishedKeyOf(batchId))) >= rows, 30_000);
 
   it('kill -9 of the run process (workers and collector) mid-batch, then --resume: every row exactly once', async () => {
     const dir = await tempDir('kill');
     const config = await writeSimConfig(dir, h.sim.url, { queue: { lock_ms: 1500 } });
     const input = await writePromptsCsv(dir, 600);
     const out = join(dir, 'out');
-    const finishedKey = `${h.prefix}:batch:{killed}:finished`;
+    const finishedKey = finishedKeyOf('killed');
 
     const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'killed', '--concurrency', '16'], h.env());
-    await waitFor(async () => (await h.redis.bitcount(finishedKey)) >= 150, 30_000);
+    await untilFinished('killed', 150);
     first.kill('SIGKILL');
     await first.done;
     const finishedAtKill = await h.redis.bitcount(finishedKey);
@@ -61,11 +65,10 @@ describe('crash safety: killed processes lose no row and double none', () => {
     const config = await writeSimConfig(dir, h.sim.url, { queue: { lock_ms: 1500 } });
     const input = await writePromptsCsv(dir, 400);
     const out = join(dir, 'out');
-    const finishedKey = `${h.prefix}:batch:{kw}:finished`;
 
     const extraWorker = spawnCli(['worker', '--concurrency', '24', '--lock-ms', '1500'], h.env());
     const run = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'kw', '--concurrency', '4'], h.env());
-    await waitFor(async () => (await h.redis.bitcount(finishedKey)) >= 100, 30_000);
+    await untilFinished('kw', 100);
     extraWorker.kill('SIGKILL');
     await extraWorker.done;
     const result = await run.done;
@@ -81,10 +84,9 @@ describe('crash safety: killed processes lose no row and double none', () => {
     const rows = 3000;
     const input = await writePromptsCsv(dir, rows);
     const out = join(dir, 'out');
-    const finishedKey = `${h.prefix}:batch:{interrupted}:finished`;
 
     const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'interrupted', '--concurrency', '8'], h.env());
-    await waitFor(async () => (await h.redis.bitcount(finishedKey)) >= 100, 30_000);
+    await untilFinished('interrupted', 100);
     const interruptedAt = Date.now();
     first.kill('SIGINT');
     const ended = await first.done;
@@ -114,9 +116,9 @@ describe('crash safety: killed processes lose no row and double none', () => {
     const rows = 2000;
     const input = await writePromptsCsv(dir, rows);
     const out = join(dir, 'out');
-    const finishedKey = `${h.prefix}:batch:{terminated}:finished`;
+    const finishedKey = finishedKeyOf('terminated');
     const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'terminated', '--concurrency', '4'], h.env());
-    await waitFor(async () => (await h.redis.bitcount(finishedKey)) >= 50, 30_000);
+    await untilFinished('terminated', 50);
     first.kill('SIGTERM');
     const ended = await first.done;
     expect(ended.code).toBe(143);
@@ -138,7 +140,7 @@ describe('crash safety: killed processes lose no row and double none', () => {
     const out = join(dir, 'out');
     // Two calls at a time: slow enough (about 5 s) to still be running while the other commands start.
     const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'twice', '--concurrency', '2'], h.env());
-    await waitFor(async () => (await h.redis.bitcount(`${h.prefix}:batch:{twice}:finished`)) >= 20, 30_000);
+    await untilFinished('twice', 20);
     expect((await runCli(['status', 'twice'], h.env())).stdout).toMatch(/next {6}in progress, run by \S+ pid \d+/);
     // The same command again, in another terminal: refused at once, the first process being alive.
     const second = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'twice'], h.env());
@@ -157,9 +159,9 @@ describe('crash safety: killed processes lose no row and double none', () => {
   it("a batch on the built-in simulator whose process stopped is left for its resume, not failed by another batch's workers", async () => {
     const dir = await tempDir('orphan');
     const outA = join(dir, 'a');
-    const finishedA = `${h.prefix}:batch:{orphan}:finished`;
+    const finishedA = finishedKeyOf('orphan');
     const orphan = spawnCli(['run', await writePromptsCsv(await tempDir('orphan-in'), 600), '--out', outA, '--batch-id', 'orphan', '--concurrency', '4'], h.env());
-    await waitFor(async () => (await h.redis.bitcount(finishedA)) >= 50, 30_000);
+    await untilFinished('orphan', 50);
     // Ctrl-C: its simulator stops with it, and its queued rows stay in the queue. (After a kill -9
     // the rows it held would wait out queue.lock_ms, 30 s for the built-in config, before a resume.)
     orphan.kill('SIGINT');
