@@ -59,6 +59,14 @@ export function handBackMs(handBacks: number): number {
 
 export function createPromptProcessor(deps: PromptJobDeps) {
   const logFailure = createRowFailureLog(deps.logger);
+  // Why rows wait parked, said once per batch: a row parked for minutes would otherwise look stuck.
+  const noted = new Set<string>();
+  const noteOnce = (batchId: string, note: string) => {
+    if (noted.has(batchId)) return;
+    if (noted.size >= 1000) noted.clear();
+    noted.add(batchId);
+    deps.logger.warn({ batch: batchId }, `batch ${batchId}: ${note}`);
+  };
   return async function processPromptJob(data: unknown, delivery: Delivery): Promise<PromptJobOutcome> {
     const job = promptJobSchema.parse(data);
     const keys = batchKeys(deps.space, job.batchId);
@@ -78,7 +86,10 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       deps.logger.error({ batch: job.batchId, row: job.row, job: delivery.jobId, err: error }, 'row failed unexpectedly');
       throw error;
     }
-    if (step.kind === 'park') return { kind: 'park', waitMs: step.waitMs, data: { ...job, progress: step.progress } };
+    if (step.kind === 'park') {
+      if (step.note) noteOnce(job.batchId, step.note);
+      return { kind: 'park', waitMs: step.waitMs, data: { ...job, progress: step.progress } };
+    }
     const failure = step.event.result.error;
     if (failure) logFailure({ batchId: job.batchId, row: job.row, code: failure.code, attempts: step.event.result.attempts, message: failure.message });
     await publishRowEvent(deps.redis, keys, step.event, step.costNanos);

@@ -27,6 +27,16 @@ const BUDGET_REFRESH_MS = 2000;
 const HEALTHY_BREAKER_TRUST_MS = 250;
 
 /**
+ * How long a budget hold lasts unsettled: two of the slowest provider's timeouts (a row may wait out
+ * one call for a free call slot before its own, call-slots.ts) and 30 s to settle. Past that it can
+ * only be a killed worker's, and the next reservation frees it.
+ */
+function budgetHoldTtlMs(config: SwitchyardConfig): number {
+  const longestCallMs = Math.max(0, ...Object.values(config.providers).map((provider) => provider.timeout_ms));
+  return 2 * longestCallMs + 30_000;
+}
+
+/**
  * The row gate over Redis, shared by every worker: breaker, rpm/tpm limiter and budgets. Pieces a
  * config does not use cost no round trip (no limits, no budget). Breaker and limiter state is
  * keyed by the endpoint a model name stands for (model-endpoint.ts), not by the name alone.
@@ -35,7 +45,8 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
   const { redis, space, config, batchId } = options;
   const limiter = new ModelLimiter(redis, { prefix: space.prefix });
   const breaker = new CircuitBreaker(redis, { prefix: space.prefix, breaker: config.breaker });
-  const budget = new Budget(redis);
+  const holdTtlMs = budgetHoldTtlMs(config);
+  const budget = new Budget(redis, { holdTtlMs });
   const batchKey = batchBudgetKey(space.prefix, batchId);
   const monthLimitNanos = config.budget.monthly_usd === undefined ? undefined : usdToNanos(config.budget.monthly_usd);
   let batchLimit: { nanos: number | undefined; readAt: number } = { nanos: undefined, readAt: 0 };
@@ -108,7 +119,7 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
     },
 
     async reserveBudget(estimateNanos): Promise<BudgetDecision> {
-      if (!(await tracksBudget())) return { ok: true };
+      if (!(await tracksBudget())) return { ok: true, hold: null };
       const result = await budget.reserve({
         batchKey,
         monthKey: monthLimitNanos === undefined ? undefined : monthKey(space.prefix, new Date()),
@@ -118,9 +129,13 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       });
       if (result.ok) return result;
       const what = result.scope === 'batch' ? `the batch budget of ${formatUsd(nanosToUsd(result.limitNanos))}` : `the monthly budget of ${formatUsd(nanosToUsd(result.limitNanos))}`;
+      const held = formatUsd(nanosToUsd(result.reservedNanos));
       return {
         ok: false,
         heldByCallsInFlight: result.reservedNanos > 0 && result.spentNanos + estimateNanos <= result.limitNanos,
+        waitNote:
+          `rows wait for ${what}: ${formatUsd(nanosToUsd(result.spentNanos))} is spent and ${held} held by calls in flight until they settle ` +
+          `(a worker stopped mid-call leaves its holds until they lapse, within ${Math.round(holdTtlMs / 1000)} s)`,
         message:
           `not run: it could cost up to ${formatUsd(nanosToUsd(estimateNanos))} and ${formatUsd(nanosToUsd(result.spentNanos))} of ${what} is spent ` +
           `(${formatUsd(nanosToUsd(result.reservedNanos))} more held by calls in flight); ` +
@@ -138,9 +153,7 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
         work.push(limiter.settle({ model: endpointOf(model), tpm: limits.tpm, headroom: config.limits.headroom, slotAt: settlement.slotAt, estimatedTokens: settlement.estimatedTokens, actualTokens: settlement.actualTokens }));
       }
       if (settlement.coolDownMs !== null && settlement.coolDownMs > 0) work.push(limiter.coolDown({ model: endpointOf(model), forMs: settlement.coolDownMs }));
-      if (await tracksBudget()) {
-        work.push(budget.settle({ batchKey, monthKey: monthLimitNanos === undefined ? undefined : monthKey(space.prefix, new Date()), estimateNanos: settlement.estimateNanos, actualNanos: settlement.actualNanos }));
-      }
+      if (settlement.budgetHold) work.push(budget.settle(settlement.budgetHold, settlement.actualNanos));
       if (settlement.health === 'failure') {
         failing.add(model);
         healthySince.delete(model);

@@ -1,3 +1,5 @@
+import type { BudgetHold } from '../limits/budget.ts';
+
 /**
  * What a row must pass before and report after each model call: the model's circuit breaker, its
  * shared rate limits, and the budgets. Implemented over Redis in redis-row-gate.ts; the row runner
@@ -9,17 +11,20 @@ export type CapacityDecision =
   | { reserved: false; waitMs: number; limitedBy: 'requests' | 'tokens' | 'cooldown' };
 
 /**
+ * hold: what the call's settlement hands back (null when no budget is tracked).
+ * waitNote: what a row waiting for held budget is waiting for, in words.
  * heldByCallsInFlight: the row's estimate fits what is left once the calls in flight settle (their
  * holds are estimates from max_tokens, usually far above what they cost): worth waiting for.
  */
-export type BudgetDecision = { ok: true } | { ok: false; message: string; heldByCallsInFlight: boolean };
+export type BudgetDecision = { ok: true; hold: BudgetHold | null } | { ok: false; message: string; heldByCallsInFlight: boolean; waitNote?: string };
 
 export interface CallSettlement {
   model: string;
   slotAt: number;
   estimatedTokens: number;
   actualTokens: number;
-  estimateNanos: number;
+  /** The call's budget reservation, released as the call settles. */
+  budgetHold: BudgetHold | null;
   actualNanos: number;
   /** 'success' closes the breaker; 'failure' counts toward opening it; 'neutral' (400, 401, 429) does neither. */
   health: 'success' | 'failure' | 'neutral';

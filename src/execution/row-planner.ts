@@ -1,4 +1,5 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
+import type { BudgetHold } from '../limits/budget.ts';
 import { callModel } from '../models/call-model.ts';
 import { callCostNanos, nanosToUsd } from '../models/pricing.ts';
 import type { ProviderClient } from '../models/provider-clients.ts';
@@ -30,15 +31,16 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
   const descriptions = config.routing?.task_types ? undefined : DEFAULT_TASK_TYPE_DESCRIPTIONS;
 
   /** Passes the classifier call through breaker, limiter and budget: its slot, or why it cannot run. */
-  async function admitClassifierCall(model: string, maxTokens: number, text: string): Promise<{ slotAt: number } | { skipped: string }> {
+  async function admitClassifierCall(model: string, maxTokens: number, text: string): Promise<{ slotAt: number; budgetHold: BudgetHold | null } | { skipped: string }> {
     const breaker = await gate.breaker(model);
     if (!breaker.allowed) return { skipped: `circuit open on ${model}${breaker.lastError ? ` (last error: ${breaker.lastError})` : ''}` };
     const capacity = await gate.reserveCapacity(model, estimateTokens(text, maxTokens), config.limits.inline_wait_ms);
     if (!capacity.reserved) return { skipped: `${model} rate limited` };
     const estimateNanos = callCostNanos(config.models[model]?.price, { input_tokens: estimateTokens(text, 0), output_tokens: maxTokens }) ?? 0;
-    if (!(await gate.reserveBudget(estimateNanos)).ok) return { skipped: 'budget' };
+    const budget = await gate.reserveBudget(estimateNanos);
+    if (!budget.ok) return { skipped: 'budget' };
     if (capacity.waitMs > 0) await new Promise((resolve) => setTimeout(resolve, capacity.waitMs));
-    return { slotAt: capacity.slotAt };
+    return { slotAt: capacity.slotAt, budgetHold: budget.hold };
   }
 
   return async function planRow(row: RowInput): Promise<{ plan: RoutePlan; calls: CallRecord[] }> {
@@ -69,7 +71,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
         slotAt: admitted.slotAt,
         estimatedTokens: estimateTokens(text, llm.max_tokens),
         actualTokens: usage.input_tokens + usage.output_tokens,
-        estimateNanos: callCostNanos(classifierModel.price, { input_tokens: estimateTokens(text, 0), output_tokens: llm.max_tokens }) ?? 0,
+        budgetHold: admitted.budgetHold,
         actualNanos: nanos ?? 0,
         health: verdict.answer ? 'success' : 'neutral',
         coolDownMs: null,

@@ -33,6 +33,8 @@ export const rowProgressSchema = z.object({
   /** The same start on the parking worker's clock (epoch ms), for the last stretch of the wait. */
   wakeAt: z.number().default(0),
   lastError: z.object({ code: z.string(), message: z.string(), status: z.number().nullable() }).optional(),
+  /** Parked while budget held by calls in flight comes back (it has had its wait in the worker). */
+  waitingForBudget: z.boolean().optional(),
 });
 export type RowProgress = z.infer<typeof rowProgressSchema>;
 

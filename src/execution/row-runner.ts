@@ -39,7 +39,7 @@ export interface RowRunnerDeps {
 export type RowStep =
   | { kind: 'finished'; event: RowEvent; costNanos: number }
   /** Wait `waitMs` without holding a worker slot, then call advanceRow again with `progress`. */
-  | { kind: 'park'; waitMs: number; progress: RowProgress };
+  | { kind: 'park'; waitMs: number; progress: RowProgress; note?: string };
 
 /**
  * A parked row is woken this long before its slot and sleeps the rest in the worker: BullMQ puts a
@@ -49,11 +49,15 @@ export type RowStep =
 const WAKE_LEAD_MS = 1000;
 
 /**
- * How long a row waits, at most, for budget held by calls in flight to come back, and how often it
- * looks. Bounded, because a worker killed mid-call leaves its hold behind for good.
+ * A row that fits the budget once the calls in flight settle waits for them in the worker this long
+ * at most, looking every BUDGET_RECHECK_MS; most calls settle within that. After that it waits
+ * parked, BUDGET_PARK_MS at a time, holding no worker slot: holds left by a worker killed mid-call
+ * last minutes (until their deadline, redis-row-gate.ts). The wait ends: every hold settles or
+ * lapses, so the row either gets its room or finds the budget spent.
  */
-const BUDGET_WAIT_MS = 30_000;
+const BUDGET_INLINE_WAIT_MS = 30_000;
 const BUDGET_RECHECK_MS = 100;
+const BUDGET_PARK_MS = 5_000;
 
 function requestFor(row: RowInput, model: string, config: SwitchyardConfig): ModelRequest {
   const modelConfig = config.models[model]!;
@@ -136,10 +140,16 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     let budget = await gate.reserveBudget(estimateNanos);
     // Calls in flight hold their estimates, priced at max_tokens; most cost a fraction of that. A row
     // that fits once they settle waits for them instead of ending budget_exceeded with money left.
-    for (let waited = 0; !budget.ok && budget.heldByCallsInFlight && waited < BUDGET_WAIT_MS; waited += BUDGET_RECHECK_MS) {
+    const inlineWaitMs = progress.waitingForBudget ? 0 : BUDGET_INLINE_WAIT_MS; // a parked row has had its turn
+    for (let waited = 0; !budget.ok && budget.heldByCallsInFlight && waited < inlineWaitMs; waited += BUDGET_RECHECK_MS) {
       await deps.sleep(BUDGET_RECHECK_MS);
       budget = await gate.reserveBudget(estimateNanos);
     }
+    if (!budget.ok && budget.heldByCallsInFlight) {
+      progress.waitingForBudget = true;
+      return { kind: 'park', waitMs: BUDGET_PARK_MS, progress, ...(budget.waitNote !== undefined && { note: budget.waitNote }) };
+    }
+    progress.waitingForBudget = undefined;
     if (!budget.ok) {
       const error = new ModelCallError({ code: 'budget_exceeded', model, message: budget.message });
       return finish(row, progress, model, null, error);
@@ -184,7 +194,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
       slotAt: progress.slotAt,
       estimatedTokens,
       actualTokens: usage.input_tokens + usage.output_tokens,
-      estimateNanos,
+      budgetHold: budget.hold,
       actualNanos: actualNanos ?? 0,
       health: answer ? 'success' : health(error!),
       ...(error ? { failureMessage: error.message } : {}),

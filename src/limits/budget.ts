@@ -1,4 +1,5 @@
-import { integers, runScript, type LuaScript, type RedisClient } from '../queue/lua-script.ts';
+import { randomBytes } from 'node:crypto';
+import { integers, LUA_PRELUDE, runScript, type LuaScript, type RedisClient } from '../queue/lua-script.ts';
 
 /**
  * Spending caps per batch and per calendar month (UTC), shared by every worker through Redis.
@@ -14,10 +15,17 @@ import { integers, runScript, type LuaScript, type RedisClient } from '../queue/
  *
  * Each scope is one hash, fields `spent` and `reserved`: the batch's (`batchBudgetKey`, which lives
  * with the batch under its hash tag) and the month's (`monthKey`). The two live in different
- * Cluster slots, so a reservation is two single-key scripts sent together (one round trip of
- * latency): if one scope refuses, the other's hold is released at once. Between the two, a hold
- * that is about to be released can make a concurrent reservation in the other scope see less room
- * than there is, only when both caps are at their edge at once; caps are never exceeded.
+ * Cluster slots, so a reservation is two scripts sent together (one round trip of latency): if one
+ * scope refuses, the other's hold is released at once. Between the two, a hold that is about to be
+ * released can make a concurrent reservation in the other scope see less room than there is, only
+ * when both caps are at their edge at once; caps are never exceeded.
+ *
+ * Every reservation is also a hold with a deadline, in a sorted set beside its hash (`holdsKey`,
+ * same Cluster slot). A worker killed mid-call never settles; the next reservation in that scope
+ * past the deadline takes the hold's estimate out of `reserved`. Without it the holds of a killed
+ * worker would shrink the batch's or the month's budget for as long as the key lives. A settle
+ * names its hold, so it settles in the scopes (and the month) it reserved in, and a call that
+ * outlives its deadline still books its cost but releases nothing twice.
  */
 
 export type BudgetScope = 'batch' | 'month';
@@ -31,18 +39,17 @@ export interface BudgetReserveInput {
   estimateNanos: number;
 }
 
-export type BudgetReservation =
-  | { ok: true }
-  | { ok: false; scope: BudgetScope; limitNanos: number; spentNanos: number; reservedNanos: number };
-
-export interface BudgetSettleInput {
-  batchKey: string;
-  monthKey?: string | undefined;
-  /** What was reserved (the same estimateNanos). */
+/** An admitted reservation: what `settle` needs to release it and book the call's cost. */
+export interface BudgetHold {
+  /** Member of each scope's holds set: a unique id, then the estimate. */
+  member: string;
   estimateNanos: number;
-  /** What the call cost; 0 releases a reservation whose call never happened. */
-  actualNanos: number;
+  scopes: Array<{ scope: BudgetScope; key: string }>;
 }
+
+export type BudgetReservation =
+  | { ok: true; hold: BudgetHold }
+  | { ok: false; scope: BudgetScope; limitNanos: number; spentNanos: number; reservedNanos: number };
 
 export interface BudgetUsage {
   spentNanos: number;
@@ -52,6 +59,11 @@ export interface BudgetUsage {
 export interface BudgetOptions {
   /** A batch's budget key expires after this long without a reservation or settlement; default 30 days. */
   batchKeyTtlMs?: number;
+  /**
+   * How long a hold lasts unsettled before a later reservation frees it; default 5 minutes. It must
+   * outlast the longest call (the provider's timeout), or calls in flight stop counting early.
+   */
+  holdTtlMs?: number;
 }
 
 const DAY_MS = 86_400_000;
@@ -67,6 +79,14 @@ export function monthKey(prefix: string, date: Date): string {
   return `${prefix}:budget:month:${date.toISOString().slice(0, 7)}`;
 }
 
+/**
+ * The sorted set of a scope's holds, in its hash's Cluster slot: a key with a hash tag keeps it; a
+ * key without one is hashed whole, which is what a tag holding the whole key hashes to.
+ */
+export function holdsKey(scopeKey: string): string {
+  return /\{[^}]+\}/.test(scopeKey) ? `${scopeKey}:holds` : `{${scopeKey}}:holds`;
+}
+
 /** When a month key expires: 40 days after its month ends; null when the key names no month. */
 export function monthKeyExpiresAt(key: string): number | null {
   const match = /:(\d{4})-(\d{2})$/.exec(key);
@@ -77,35 +97,60 @@ export function monthKeyExpiresAt(key: string): number | null {
   return Date.UTC(year, month, 1) + MONTH_KEPT_MS; // Date.UTC months are 0-based: `month` is the next one
 }
 
-/** ARGV: limit (-1: none), estimate, expire mode ('at' | 'in'), ms. Returns {ok 0/1, spent, reserved}. */
+/** Frees the holds past their deadline (their workers died mid-call); leaves `now` (ms) in scope. */
+const RECLAIM_STALE_HOLDS = `
+local now = math.floor(now_us() / 1000)
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+if #stale > 0 then
+  local freed = 0
+  for i = 1, #stale do freed = freed + tonumber(string.match(stale[i], ':(%d+)$')) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if redis.call('HINCRBY', KEYS[1], 'reserved', -freed) < 0 then redis.call('HSET', KEYS[1], 'reserved', 0) end
+end
+`;
+
+/** Sets both keys' expiry from ARGV[mode] ('at' | 'in') and ARGV[mode + 1] (ms). */
+const EXPIRE_BOTH = (mode: number) => `
+for i = 1, 2 do
+  if ARGV[${mode}] == 'at' then redis.call('PEXPIREAT', KEYS[i], ARGV[${mode + 1}]) else redis.call('PEXPIRE', KEYS[i], ARGV[${mode + 1}]) end
+end
+`;
+
+/**
+ * KEYS: the scope's hash, its holds. ARGV: limit (-1: none), estimate, expire mode, ms, hold
+ * member, hold ttl ms. Returns {ok 0/1, spent, reserved}.
+ */
 const RESERVE: LuaScript = {
   name: 'budget_reserve',
-  numberOfKeys: 1,
-  lua: `
-local key = KEYS[1]
-local f = redis.call('HMGET', key, 'spent', 'reserved')
+  numberOfKeys: 2,
+  lua: `${LUA_PRELUDE}${RECLAIM_STALE_HOLDS}
+local f = redis.call('HMGET', KEYS[1], 'spent', 'reserved')
 local spent = tonumber(f[1]) or 0
 local reserved = tonumber(f[2]) or 0
 local limit = tonumber(ARGV[1])
 local estimate = tonumber(ARGV[2])
 if limit >= 0 and spent + reserved + estimate > limit then return {0, spent, reserved} end
-reserved = redis.call('HINCRBY', key, 'reserved', estimate)
-if ARGV[3] == 'at' then redis.call('PEXPIREAT', key, ARGV[4]) else redis.call('PEXPIRE', key, ARGV[4]) end
+reserved = redis.call('HINCRBY', KEYS[1], 'reserved', estimate)
+redis.call('ZADD', KEYS[2], int_str(now + tonumber(ARGV[6])), ARGV[5])
+${EXPIRE_BOTH(3)}
 return {1, spent, reserved}
 `,
 };
 
-/** ARGV: estimate, actual, expire mode, ms. reserved -= estimate (not below 0), spent += actual. */
+/**
+ * KEYS: the scope's hash, its holds. ARGV: hold member, estimate, actual, expire mode, ms. Releases
+ * the hold's estimate if the hold is still there (not freed as stale), then books the actual cost.
+ */
 const SETTLE: LuaScript = {
   name: 'budget_settle',
-  numberOfKeys: 1,
+  numberOfKeys: 2,
   lua: `
-local key = KEYS[1]
-local reserved = redis.call('HINCRBY', key, 'reserved', -tonumber(ARGV[1]))
-if reserved < 0 then redis.call('HSET', key, 'reserved', 0) end
-local actual = tonumber(ARGV[2])
-if actual ~= 0 then redis.call('HINCRBY', key, 'spent', actual) end
-if ARGV[3] == 'at' then redis.call('PEXPIREAT', key, ARGV[4]) else redis.call('PEXPIRE', key, ARGV[4]) end
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then
+  if redis.call('HINCRBY', KEYS[1], 'reserved', -tonumber(ARGV[2])) < 0 then redis.call('HSET', KEYS[1], 'reserved', 0) end
+end
+local actual = tonumber(ARGV[3])
+if actual ~= 0 then redis.call('HINCRBY', KEYS[1], 'spent', actual) end
+${EXPIRE_BOTH(4)}
 return 1
 `,
 };
@@ -123,10 +168,15 @@ interface ScopeCall {
 export class Budget {
   readonly #redis: RedisClient;
   readonly #batchTtlMs: number;
+  readonly #holdTtlMs: number;
+  /** Hold ids: this instance's random prefix and a counter. */
+  readonly #holdPrefix = randomBytes(6).toString('hex');
+  #holds = 0;
 
   constructor(redis: RedisClient, options: BudgetOptions = {}) {
     this.#redis = redis;
     this.#batchTtlMs = options.batchKeyTtlMs ?? 30 * DAY_MS;
+    this.#holdTtlMs = options.holdTtlMs ?? 5 * 60_000;
   }
 
   async reserve(input: BudgetReserveInput): Promise<BudgetReservation> {
@@ -135,25 +185,25 @@ export class Budget {
     if (input.monthLimitNanos !== undefined) checkNanos('monthLimitNanos', input.monthLimitNanos);
     const scopes: ScopeCall[] = [{ scope: 'batch', key: input.batchKey, limit: input.batchLimitNanos }];
     if (input.monthKey !== undefined) scopes.push({ scope: 'month', key: input.monthKey, limit: input.monthLimitNanos });
+    const member = `${this.#holdPrefix}.${++this.#holds}:${input.estimateNanos}`;
     const replies = await Promise.all(
       scopes.map(async (call) => {
-        const reply = await runScript(this.#redis, RESERVE, [call.key], [call.limit ?? -1, input.estimateNanos, ...this.#expiry(call.key, call.scope)]);
+        const args = [call.limit ?? -1, input.estimateNanos, ...this.#expiry(call.key, call.scope), member, this.#holdTtlMs];
+        const reply = await runScript(this.#redis, RESERVE, [call.key, holdsKey(call.key)], args);
         const [ok, spent, reserved] = integers(reply, 3, RESERVE.name) as [number, number, number];
         return { ...call, ok: ok === 1, spent, reserved };
       }),
     );
     const refused = replies.find((reply) => !reply.ok);
-    if (!refused) return { ok: true };
-    await Promise.all(replies.filter((reply) => reply.ok).map((reply) => this.#settleOne(reply.key, reply.scope, input.estimateNanos, 0)));
+    if (!refused) return { ok: true, hold: { member, estimateNanos: input.estimateNanos, scopes: scopes.map(({ scope, key }) => ({ scope, key })) } };
+    await Promise.all(replies.filter((reply) => reply.ok).map((reply) => this.#settleOne(reply.key, reply.scope, member, input.estimateNanos, 0)));
     return { ok: false, scope: refused.scope, limitNanos: refused.limit ?? 0, spentNanos: refused.spent, reservedNanos: refused.reserved };
   }
 
-  async settle(input: BudgetSettleInput): Promise<void> {
-    checkNanos('estimateNanos', input.estimateNanos);
-    checkNanos('actualNanos', input.actualNanos);
-    const settles = [this.#settleOne(input.batchKey, 'batch', input.estimateNanos, input.actualNanos)];
-    if (input.monthKey !== undefined) settles.push(this.#settleOne(input.monthKey, 'month', input.estimateNanos, input.actualNanos));
-    await Promise.all(settles);
+  /** Releases the hold and books what the call cost (0 for a call that never happened) in each of its scopes. */
+  async settle(hold: BudgetHold, actualNanos: number): Promise<void> {
+    checkNanos('actualNanos', actualNanos);
+    await Promise.all(hold.scopes.map(({ scope, key }) => this.#settleOne(key, scope, hold.member, hold.estimateNanos, actualNanos)));
   }
 
   async usage(key: string): Promise<BudgetUsage> {
@@ -165,8 +215,8 @@ export class Budget {
     return (await this.usage(key)).spentNanos;
   }
 
-  async #settleOne(key: string, scope: BudgetScope, estimate: number, actual: number): Promise<void> {
-    await runScript(this.#redis, SETTLE, [key], [estimate, actual, ...this.#expiry(key, scope)]);
+  async #settleOne(key: string, scope: BudgetScope, member: string, estimate: number, actual: number): Promise<void> {
+    await runScript(this.#redis, SETTLE, [key, holdsKey(key)], [member, estimate, actual, ...this.#expiry(key, scope)]);
   }
 
   #expiry(key: string, scope: BudgetScope): [string, number] {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import { UsageError } from '../errors.ts';
@@ -80,9 +81,23 @@ function localHolderAlive(holder: string): boolean | null {
   if (host !== hostname() || !pid) return null;
   try {
     process.kill(Number(pid), 0);
-    return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
+  }
+  return !isZombie(Number(pid));
+}
+
+/**
+ * A process killed but not yet reaped by its parent still answers signal 0. Seen after kill -9
+ * where PID 1 reaps late (containers, VMs): a resume was refused as if the dead run still went.
+ * Linux says so in /proc; elsewhere the process counts as alive.
+ */
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return /^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+  } catch {
+    return false;
   }
 }
 

@@ -1,3 +1,6 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,6 +55,23 @@ describe('batch lease: one collector per batch', () => {
     expect(Date.now() - started).toBeLessThan(200);
     expect(await redis.get(key)).toMatch(new RegExp(`pid ${process.pid} `));
     await lease.release();
+  });
+
+  it.runIf(process.platform === 'linux')('takes over from a process killed but not yet reaped (a zombie)', async () => {
+    // The shell backgrounds a child that exits at once, then becomes a process that never reaps it.
+    const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const [line] = (await once(parent.stdout, 'data')) as [Buffer];
+      const pid = Number(line.toString().trim());
+      await expect.poll(() => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0], { timeout: 5000 }).toBe('Z');
+      const key = `${prefix}:z`;
+      await redis.set(key, `${hostname()} pid ${pid} zomb01`, 'PX', 60_000);
+      const lease = await acquireBatchLease(redis, key, 'z');
+      expect(lease.tookOverFrom).toBe(`${hostname()} pid ${pid}`);
+      await lease.release();
+    } finally {
+      parent.kill();
+    }
   });
 
   it('waits out a holder on another machine that stops renewing, and refuses one that renews', async () => {

@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Budget, batchBudgetKey, monthKey, monthKeyExpiresAt, type BudgetReservation } from '../../src/limits/budget.ts';
+import { Budget, batchBudgetKey, holdsKey, monthKey, monthKeyExpiresAt, type BudgetHold, type BudgetReservation } from '../../src/limits/budget.ts';
 import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 
 const prefix = uniquePrefix('limits-budget');
@@ -25,6 +25,12 @@ function budget(i = 0): Budget {
 }
 
 const admitted = (results: BudgetReservation[]) => results.filter((result) => result.ok).length;
+const holdsOf = (results: BudgetReservation[]): BudgetHold[] => results.flatMap((result) => (result.ok ? [result.hold] : []));
+
+function holdOf(result: BudgetReservation): BudgetHold {
+  if (!result.ok) throw new Error(`refused: ${JSON.stringify(result)}`);
+  return result.hold;
+}
 
 describe('Budget', () => {
   it('admits exactly the concurrent reservations that fit a batch cap', async () => {
@@ -39,21 +45,55 @@ describe('Budget', () => {
   it('settle moves the estimate out of reserved and the actual cost into spent', async () => {
     const batchKey = batchBudgetKey(prefix, 'settle');
     const reserve = (i: number) => budget(i).reserve({ batchKey, batchLimitNanos: 1000, estimateNanos: 100 });
-    expect(admitted(await Promise.all(Array.from({ length: 12 }, (_, i) => reserve(i))))).toBe(10);
-    await Promise.all(Array.from({ length: 10 }, (_, i) => budget(i).settle({ batchKey, estimateNanos: 100, actualNanos: 70 })));
+    const first = await Promise.all(Array.from({ length: 12 }, (_, i) => reserve(i)));
+    expect(admitted(first)).toBe(10);
+    await Promise.all(holdsOf(first).map((hold, i) => budget(i).settle(hold, 70)));
     expect(await budget().usage(batchKey)).toEqual({ spentNanos: 700, reservedNanos: 0 });
     expect(await budget().spent(batchKey)).toBe(700);
     // 300 left: three more fit.
-    expect(admitted(await Promise.all(Array.from({ length: 5 }, (_, i) => reserve(i))))).toBe(3);
+    const second = await Promise.all(Array.from({ length: 5 }, (_, i) => reserve(i)));
+    expect(admitted(second)).toBe(3);
     // A call that cost more than its estimate may take spent past the cap; later reservations are refused.
-    for (let i = 0; i < 3; i++) await budget(i).settle({ batchKey, estimateNanos: 100, actualNanos: 150 });
+    for (const hold of holdsOf(second)) await budget().settle(hold, 150);
     expect(await budget().usage(batchKey)).toEqual({ spentNanos: 1150, reservedNanos: 0 });
     expect(await reserve(0)).toMatchObject({ ok: false, scope: 'batch', spentNanos: 1150 });
-    // Releasing a reservation whose call never ran.
+    // Settling the same hold twice books the cost twice but releases its estimate once.
     const other = batchBudgetKey(prefix, 'release');
-    await budget().reserve({ batchKey: other, estimateNanos: 500 });
-    await budget().settle({ batchKey: other, estimateNanos: 500, actualNanos: 0 });
-    expect(await budget().usage(other)).toEqual({ spentNanos: 0, reservedNanos: 0 });
+    const hold = holdOf(await budget().reserve({ batchKey: other, estimateNanos: 500 }));
+    await budget().reserve({ batchKey: other, estimateNanos: 300 });
+    await budget().settle(hold, 0);
+    await budget().settle(hold, 0);
+    expect(await budget().usage(other)).toEqual({ spentNanos: 0, reservedNanos: 300 });
+  });
+
+  it("frees the holds of calls that never settle (a killed worker) once they pass their deadline", async () => {
+    const batchKey = batchBudgetKey(prefix, 'killed');
+    const redis = clients[0] as Redis;
+    const dying = new Budget(redis, { holdTtlMs: 300 });
+    const living = new Budget(clients[1] as Redis, { holdTtlMs: 60_000 });
+    // The dying worker takes most of the cap and never settles.
+    expect(admitted(await Promise.all(Array.from({ length: 8 }, () => dying.reserve({ batchKey, batchLimitNanos: 1000, estimateNanos: 100 }))))).toBe(8);
+    const kept = holdOf(await living.reserve({ batchKey, batchLimitNanos: 1000, estimateNanos: 150 }));
+    expect(await living.reserve({ batchKey, batchLimitNanos: 1000, estimateNanos: 100 })).toMatchObject({ ok: false, reservedNanos: 950 });
+    expect(await redis.zcard(holdsKey(batchKey))).toBe(9);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    // Past their deadline the dead holds are freed by the next reservation; the living one stays.
+    const after = holdOf(await living.reserve({ batchKey, batchLimitNanos: 1000, estimateNanos: 100 }));
+    expect(await living.usage(batchKey)).toEqual({ spentNanos: 0, reservedNanos: 250 });
+    expect(await redis.zcard(holdsKey(batchKey))).toBe(2);
+    // A call that outlived its hold still books its cost, and frees nothing that is not its own.
+    const late = holdOf(await dying.reserve({ batchKey, batchLimitNanos: 1000, estimateNanos: 200 }));
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    await living.reserve({ batchKey, batchLimitNanos: 1000, estimateNanos: 1 }); // frees the late hold
+    await dying.settle(late, 40);
+    await Promise.all([living.settle(kept, 120), living.settle(after, 90)]);
+    expect(await living.usage(batchKey)).toEqual({ spentNanos: 250, reservedNanos: 1 });
+  });
+
+  it("keeps each scope's holds in its own Cluster slot", () => {
+    expect(holdsKey('p:batch:{b1}:budget')).toBe('p:batch:{b1}:budget:holds');
+    // A key without a hash tag is hashed whole, and so is a tag holding the whole key.
+    expect(holdsKey('p:budget:month:2026-12')).toBe('{p:budget:month:2026-12}:holds');
   });
 
   it('holds a month cap across two batches, and releases the batch hold when the month refuses', async () => {
@@ -70,10 +110,12 @@ describe('Budget', () => {
     // Both caps set: the batch cap refuses first here, and the month keeps nothing of it.
     const tight = batchBudgetKey(prefix, 'month-tight');
     const both = { batchKey: tight, monthKey: monthKey(prefix, new Date(Date.UTC(2030, 0, 15))), batchLimitNanos: 150, monthLimitNanos: 10_000, estimateNanos: 100 };
-    expect(await budget().reserve(both)).toEqual({ ok: true });
+    const hold = holdOf(await budget().reserve(both));
+    expect(hold.scopes).toEqual([{ scope: 'batch', key: tight }, { scope: 'month', key: both.monthKey }]);
     expect(await budget().reserve(both)).toMatchObject({ ok: false, scope: 'batch', limitNanos: 150, reservedNanos: 100 });
     expect(await budget().usage(both.monthKey)).toEqual({ spentNanos: 0, reservedNanos: 100 });
-    await budget().settle({ batchKey: tight, monthKey: both.monthKey, estimateNanos: 100, actualNanos: 90 });
+    // The hold settles in the month it was reserved in, whenever the call ends.
+    await budget().settle(hold, 90);
     expect(await budget().usage(both.monthKey)).toEqual({ spentNanos: 90, reservedNanos: 0 });
     expect(await budget().usage(tight)).toEqual({ spentNanos: 90, reservedNanos: 0 });
   });
@@ -100,6 +142,7 @@ describe('Budget', () => {
 
   it('rejects amounts that are not whole nano-dollars', async () => {
     await expect(budget().reserve({ batchKey: batchBudgetKey(prefix, 'bad'), estimateNanos: 1.5 })).rejects.toThrow(RangeError);
-    await expect(budget().settle({ batchKey: batchBudgetKey(prefix, 'bad'), estimateNanos: 1, actualNanos: -1 })).rejects.toThrow(RangeError);
+    const hold = holdOf(await budget().reserve({ batchKey: batchBudgetKey(prefix, 'bad'), estimateNanos: 1 }));
+    await expect(budget().settle(hold, -1)).rejects.toThrow(RangeError);
   });
 });

@@ -25,7 +25,7 @@ describe('advanceRow', () => {
       breaker: async () => ({ allowed: true, retryInMs: 0 }),
       coolingDownMs: async () => 0,
       reserveCapacity: async () => ({ reserved: true, waitMs: 0, slotAt: 0 }),
-      reserveBudget: async () => ({ ok: true }),
+      reserveBudget: async () => ({ ok: true, hold: null }),
       settle: async (s) => void settled.push(`${s.model}:${s.health}`),
       ...gate,
     };
@@ -130,20 +130,43 @@ describe('advanceRow', () => {
     let asked = 0;
     const slept: number[] = [];
     // Refused three times while other calls hold the room, then admitted as they settle.
-    const waiting = setup(['ok'], { reserveBudget: async () => (++asked > 3 ? { ok: true } : { ok: false, message: 'held', heldByCallsInFlight: true }) });
+    const waiting = setup(['ok'], { reserveBudget: async () => (++asked > 3 ? { ok: true, hold: null } : { ok: false, message: 'held', heldByCallsInFlight: true }) });
     waiting.deps.sleep = async (ms) => void slept.push(ms);
     const step = await advanceRow(row, freshProgress(), waiting.deps);
     if (step.kind !== 'finished') throw new Error('expected finished');
     expect(step.event.result).toMatchObject({ status: 'succeeded', attempts: 1 });
     expect(slept).toEqual([100, 100, 100]);
 
-    // A hold that never comes back (a worker killed mid-call) ends the wait after 30 s.
-    const stuck = setup(['ok'], { reserveBudget: async () => ({ ok: false, message: 'held for good', heldByCallsInFlight: true }) });
-    let waited = 0;
-    stuck.deps.sleep = async (ms) => void (waited += ms);
-    const stuckStep = await advanceRow(row, freshProgress(), stuck.deps);
-    if (stuckStep.kind !== 'finished') throw new Error('expected finished');
-    expect(stuckStep.event.result).toMatchObject({ status: 'failed', error: { code: 'budget_exceeded', message: 'held for good' }, attempts: 0 });
-    expect(waited).toBe(30_000);
+    // Holds that do not come back within 30 s (a worker killed mid-call leaves them for minutes) are
+    // waited for parked, 5 s at a time, until they lapse; then the row runs or finds the budget spent.
+    for (const outcome of ['room', 'spent'] as const) {
+      let clock = 1_000_000;
+      let rechecks = 0;
+      const lapseAfterMs = 150_000;
+      const held = setup(['ok'], {
+        reserveBudget: async () => {
+          rechecks++;
+          if (clock - 1_000_000 < lapseAfterMs) return { ok: false, message: 'held by a dead worker', heldByCallsInFlight: true, waitNote: 'waiting for holds' };
+          return outcome === 'room' ? { ok: true, hold: null } : { ok: false, message: 'spent', heldByCallsInFlight: false };
+        },
+      });
+      held.deps.now = () => clock;
+      held.deps.sleep = async (ms) => void (clock += ms);
+      const progress = freshProgress();
+      const parks: number[] = [];
+      let step = await advanceRow(row, progress, held.deps);
+      while (step.kind === 'park') {
+        expect(step.note).toBe('waiting for holds'); // the worker logs it once per batch
+        parks.push(step.waitMs);
+        clock += step.waitMs;
+        step = await advanceRow(row, progress, held.deps);
+      }
+      // 30 s in the worker (a recheck every 100 ms), then one recheck per 5 s parked.
+      expect(parks).toEqual(Array.from({ length: 24 }, () => 5_000));
+      expect(rechecks).toBe(1 + 300 + 24);
+      expect(progress.waitingForBudget).toBeUndefined();
+      const expected = outcome === 'room' ? { status: 'succeeded', attempts: 1 } : { status: 'failed', error: { code: 'budget_exceeded', message: 'spent' }, attempts: 0 };
+      expect(step.event.result).toMatchObject(expected);
+    }
   });
 });
