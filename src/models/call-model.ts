@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import type { ChatMessage } from '../input/row.ts';
 import type { Usage } from '../output/records.ts';
 import { parseResetDuration } from '../limits/pacing.ts';
@@ -47,7 +48,8 @@ export function whyNotSendable(provider: ProviderClient, model: string): ModelCa
     return new ModelCallError({
       code: 'missing_api_key',
       model,
-      message: `provider "${provider.name}" needs an API key in $${provider.missingKeyEnv}, which is not set in this worker's environment`,
+      // Workers on several machines share a queue: name the one without the key.
+      message: `provider "${provider.name}" needs an API key in $${provider.missingKeyEnv}, which is not set for the worker on ${hostname()} (pid ${process.pid}); every worker that takes this batch's rows needs it`,
     });
   }
   const rejected = provider.keyRejection.current();

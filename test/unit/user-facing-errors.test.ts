@@ -1,11 +1,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis, ReplyError } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { loadConfigFile } from '../../src/config/load.ts';
+import { loadConfigFile, parseConfig } from '../../src/config/load.ts';
 import { describeFileTrouble, describeRedisTrouble, UsageError } from '../../src/errors.ts';
+import { whyNotSendable } from '../../src/models/call-model.ts';
+import { createProviderClients } from '../../src/models/provider-clients.ts';
 import { runSimulatorFromCli } from '../../src/sim/cli-options.ts';
 
 describe('describeRedisTrouble', () => {
@@ -65,5 +67,21 @@ describe('switchyard sim on a port it cannot have', () => {
     } finally {
       taken.close();
     }
+  });
+});
+
+describe('a provider key missing from a worker', () => {
+  it('names the provider, the variable and the worker, since workers on several machines share a queue', () => {
+    const config = parseConfig(
+      { providers: { paid: { base_url: 'http://127.0.0.1:9/v1', api_key_env: 'SWITCHYARD_TEST_KEY_NOBODY_SETS' } }, models: { m: { provider: 'paid' } }, default_model: 'm' },
+      'test',
+    );
+    const provider = createProviderClients(config).get('paid');
+    if (!provider) throw new Error('no provider');
+    const error = whyNotSendable(provider, 'm');
+    expect(error?.code).toBe('missing_api_key');
+    expect(error?.message).toBe(
+      `provider "paid" needs an API key in $SWITCHYARD_TEST_KEY_NOBODY_SETS, which is not set for the worker on ${hostname()} (pid ${process.pid}); every worker that takes this batch's rows needs it`,
+    );
   });
 });
