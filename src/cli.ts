@@ -69,7 +69,7 @@ const program = new Command('switchyard')
 program
   .command('run')
   .description('run a CSV or JSONL batch: validate, enqueue, process with workers in this process, write results and a report')
-  .argument('[file]', 'input .csv or .jsonl (optional with --resume)')
+  .argument('[file]', 'input .csv, .tsv or .jsonl (optional with --resume)')
   .option('-c, --config <file>', 'switchyard.yaml or .json (default: built-in models on the simulator)')
   .option('-o, --out <dir>', 'output folder (default: out/<batch id>)')
   .option('--concurrency <n>', 'model calls in flight in this process', positiveInt)

@@ -1,6 +1,8 @@
+import type { FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream';
 import { CsvError, parse, type Info } from 'csv-parse';
 import { UsageError } from '../errors.ts';
+import { firstLine, sniffCsvDelimiter, type CsvDelimiter } from './csv-delimiter.ts';
 import { openInputFile } from './input-file.ts';
 import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosition } from './row-fields.ts';
 import type { ReadItem, ReadPosition, RowRules } from './row.ts';
@@ -19,14 +21,17 @@ interface Header {
 }
 
 /**
- * Streams a CSV file with a header row. The prompt column is `rules.promptColumn`; `id`, `model`,
+ * Streams a CSV file with a header row, its fields separated by commas, semicolons or tabs (as its
+ * header line shows: csv-delimiter.ts). The prompt column is `rules.promptColumn`; `id`, `model`,
  * `system`, `temperature` and `max_tokens` are optional; every other column goes into metadata as text.
  * A record with the wrong number of fields becomes a `bad_csv` item; an unclosed quote stops the file.
  */
 export async function* readCsvRows(path: string, rules: RowRules, position?: ReadPosition): AsyncGenerator<ReadItem> {
   const { handle, bytes } = await openInputFile(path);
   if (position) position.fileBytes = bytes;
+  const delimiter = await headerDelimiter(handle, bytes);
   const parser = parse({
+    delimiter,
     bom: true,
     info: true,
     relax_column_count: true, // checked per record below, so one bad record does not stop the file
@@ -47,7 +52,7 @@ export async function* readCsvRows(path: string, rules: RowRules, position?: Rea
       const line = lines.start(record, info.empty_lines);
       if (position) position.bytesRead = info.bytes;
       if (header === undefined) {
-        header = readHeader(record, rules.promptColumn || 'prompt', path);
+        header = readHeader(record, rules.promptColumn || 'prompt', path, delimiter);
       } else if (!isBlank(record)) {
         row += 1;
         yield toItem(record, header, { row, line }, rules);
@@ -62,7 +67,20 @@ export async function* readCsvRows(path: string, rules: RowRules, position?: Rea
   if (row === 0) throw new UsageError(`input file has a header but no data rows: ${path}`);
 }
 
-function readHeader(record: string[], promptColumn: string, path: string): Header {
+/** How much of the file's start is read to find the header line's separator. */
+const SNIFF_BYTES = 64 * 1024;
+
+/** The separator the header line uses (csv-delimiter.ts); a comma for a pipe, which cannot be read twice. */
+async function headerDelimiter(handle: FileHandle, bytes: number): Promise<CsvDelimiter> {
+  if (bytes === 0) return ',';
+  const opening = Buffer.alloc(Math.min(bytes, SNIFF_BYTES));
+  const { bytesRead } = await handle.read(opening, 0, opening.length, 0);
+  return sniffCsvDelimiter(firstLine(opening.toString('utf8', 0, bytesRead)));
+}
+
+const DELIMITER_NAMES: Record<CsvDelimiter, string> = { ',': 'commas', ';': 'semicolons', '\t': 'tabs' };
+
+function readHeader(record: string[], promptColumn: string, path: string, delimiter: CsvDelimiter): Header {
   const names = record.map((name, i) => name.trim() || `column_${i + 1}`);
   const duplicate = names.find((name, i) => names.indexOf(name) !== i);
   if (duplicate !== undefined) {
@@ -72,7 +90,7 @@ function readHeader(record: string[], promptColumn: string, path: string): Heade
     const near = names.find((name) => name.toLowerCase() === promptColumn.toLowerCase());
     const hint = near === undefined ? '' : ` (did you mean "${near}"?)`;
     throw new UsageError(
-      `input file ${path} has no "${promptColumn}" column${hint}; its columns are: ${names.join(', ')}. ` +
+      `input file ${path} has no "${promptColumn}" column${hint}; its columns (separated by ${DELIMITER_NAMES[delimiter]}) are: ${names.join(', ')}. ` +
         'Choose the prompt column with --prompt-column <name>.',
     );
   }

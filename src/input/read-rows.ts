@@ -8,9 +8,10 @@ import type { ReadItem, ReadPosition, RowRules } from './row.ts';
 
 type Reader = (path: string, rules: RowRules, position?: ReadPosition) => AsyncGenerator<ReadItem>;
 
-/** Readers by file extension (lower case); `.json` files are read as JSON Lines. */
+/** Readers by file extension (lower case); `.json` files are read as JSON Lines, `.tsv` as CSV (its tabs are found). */
 const READERS: Record<string, Reader> = {
   '.csv': readCsvRows,
+  '.tsv': readCsvRows,
   '.jsonl': readJsonlRows,
   '.ndjson': readJsonlRows,
   '.json': readJsonlRows,

@@ -226,10 +226,30 @@ describe('whole-file problems throw a UsageError before any item', () => {
     const path = await csvFile('noprompt.csv', 'id,Prompt,notes\n1,hi,x\n');
     await expect(collect(readRows(path, rules))).rejects.toThrow(
       new UsageError(
-        `input file ${path} has no "prompt" column (did you mean "Prompt"?); its columns are: id, Prompt, notes. ` +
+        `input file ${path} has no "prompt" column (did you mean "Prompt"?); its columns (separated by commas) are: id, Prompt, notes. ` +
           'Choose the prompt column with --prompt-column <name>.',
       ),
     );
+  });
+
+  it('reads files separated by semicolons (Excel where the decimal mark is a comma) or tabs, as their header shows', async () => {
+    const semicolons = await csvFile('semi.csv', '\uFEFFid;prompt;note\r\n1;"Hello, world; twice";a,b\r\n2;plain;\r\n');
+    expect(await collect(readRows(semicolons, rules))).toEqual([
+      { kind: 'row', value: expect.objectContaining({ id: '1', row: 1, line: 2, messages: [{ role: 'user', content: 'Hello, world; twice' }], metadata: { note: 'a,b' } }) },
+      { kind: 'row', value: expect.objectContaining({ id: '2', row: 2, line: 3, metadata: { note: '' } }) },
+    ]);
+    const tabs = await csvFile('tabs.tsv', 'prompt\tlang\nBonjour, le monde\tfr\n');
+    expect(await collect(readRows(tabs, rules))).toEqual([
+      { kind: 'row', value: expect.objectContaining({ messages: [{ role: 'user', content: 'Bonjour, le monde' }], metadata: { lang: 'fr' } }) },
+    ]);
+    // A comma file whose prompts hold semicolons stays a comma file; so does a one-column file.
+    const commas = await csvFile('commas.csv', 'prompt,"a;b"\nx;y;z,1\n');
+    expect(await collect(readRows(commas, rules))).toEqual([{ kind: 'row', value: expect.objectContaining({ messages: [{ role: 'user', content: 'x;y;z' }], metadata: { 'a;b': '1' } }) }]);
+    const single = await csvFile('single.csv', 'prompt\nuse a; freely\n');
+    expect(await collect(readRows(single, rules))).toEqual([{ kind: 'row', value: expect.objectContaining({ messages: [{ role: 'user', content: 'use a; freely' }] }) }]);
+    // The separator is named when the prompt column is still not found.
+    const wrong = await csvFile('wrong.csv', 'id;text\n1;hi\n');
+    await expect(collect(readRows(wrong, rules))).rejects.toThrow(`its columns (separated by semicolons) are: id, text.`);
   });
 
   it('a header naming a column twice', async () => {
@@ -240,7 +260,7 @@ describe('whole-file problems throw a UsageError before any item', () => {
   it('an unsupported extension names the supported ones', async () => {
     const path = await csvFile('input.txt', 'prompt\nhi\n');
     expect(() => readRows(path, rules)).toThrow(
-      new UsageError(`cannot read ${path}: ".txt" is not a supported input type; use one of .csv, .jsonl, .ndjson, .json`),
+      new UsageError(`cannot read ${path}: ".txt" is not a supported input type; use one of .csv, .tsv, .jsonl, .ndjson, .json`),
     );
     expect(() => readRows(join(temp.dir(), 'noext'), rules)).toThrow(/no extension is not a supported input type/);
   });

@@ -1,0 +1,28 @@
+/** The field separators a CSV header is tried with: Excel writes `;` where the decimal mark is a comma. */
+export type CsvDelimiter = ',' | ';' | '\t';
+
+const CANDIDATES: readonly CsvDelimiter[] = [',', ';', '\t'];
+
+/**
+ * The separator of a CSV file, from its header line: the candidate found most often outside quotes,
+ * a comma when tied or when there is none (a one-column file). A header has no commas in its names
+ * as a rule, so a `;` or tab file is told from a comma file that has them in its prompts.
+ */
+export function sniffCsvDelimiter(headerLine: string): CsvDelimiter {
+  const counts = new Map<CsvDelimiter, number>(CANDIDATES.map((candidate) => [candidate, 0]));
+  let quoted = false;
+  for (const char of headerLine) {
+    if (char === '"') quoted = !quoted;
+    else if (!quoted && counts.has(char as CsvDelimiter)) counts.set(char as CsvDelimiter, counts.get(char as CsvDelimiter)! + 1);
+  }
+  let best: CsvDelimiter = ',';
+  for (const candidate of CANDIDATES) if (counts.get(candidate)! > counts.get(best)!) best = candidate;
+  return best;
+}
+
+/** The first line of a file's opening bytes (no BOM, no line ending). */
+export function firstLine(opening: string): string {
+  const text = opening.charCodeAt(0) === 0xfeff ? opening.slice(1) : opening;
+  const end = text.search(/\r?\n/);
+  return end === -1 ? text : text.slice(0, end);
+}
