@@ -22,7 +22,8 @@ describe.runIf(findRedisServerBinary() !== null)('Redis restarting in the middle
     const data = join(dir, 'redis');
     const first = await startRedisServer({ port: 0, dir: data, persist: true });
     servers.push(first);
-    const config = await writeSimConfig(dir, h.sim.url);
+    // Rows in flight when Redis went away come back after their locks expire, if it was gone long.
+    const config = await writeSimConfig(dir, h.sim.url, { queue: { lock_ms: 5000 } });
     const input = await writePromptsCsv(dir, 600);
     const out = join(dir, 'out');
     const run = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'restart', '--concurrency', '8'], h.env({ REDIS_URL: first.url }));
