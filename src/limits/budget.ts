@@ -97,15 +97,25 @@ export function monthKeyExpiresAt(key: string): number | null {
   return Date.UTC(year, month, 1) + MONTH_KEPT_MS; // Date.UTC months are 0-based: `month` is the next one
 }
 
+/**
+ * Takes `amount` (a Lua number) off the hash's `reserved`, not below 0. Amounts go to HINCRBY as
+ * int_str: Lua writes 0 negated as "-0" and large numbers with an exponent, which Redis refuses.
+ */
+const RELEASE_FN = `
+local function release(amount)
+  if amount > 0 and redis.call('HINCRBY', KEYS[1], 'reserved', int_str(-amount)) < 0 then redis.call('HSET', KEYS[1], 'reserved', 0) end
+end
+`;
+
 /** Frees the holds past their deadline (their workers died mid-call); leaves `now` (ms) in scope. */
 const RECLAIM_STALE_HOLDS = `
 local now = math.floor(now_us() / 1000)
-local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', int_str(now))
 if #stale > 0 then
   local freed = 0
   for i = 1, #stale do freed = freed + tonumber(string.match(stale[i], ':(%d+)$')) end
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  if redis.call('HINCRBY', KEYS[1], 'reserved', -freed) < 0 then redis.call('HSET', KEYS[1], 'reserved', 0) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int_str(now))
+  release(freed)
 end
 `;
 
@@ -123,14 +133,14 @@ end
 const RESERVE: LuaScript = {
   name: 'budget_reserve',
   numberOfKeys: 2,
-  lua: `${LUA_PRELUDE}${RECLAIM_STALE_HOLDS}
+  lua: `${LUA_PRELUDE}${RELEASE_FN}${RECLAIM_STALE_HOLDS}
 local f = redis.call('HMGET', KEYS[1], 'spent', 'reserved')
 local spent = tonumber(f[1]) or 0
 local reserved = tonumber(f[2]) or 0
 local limit = tonumber(ARGV[1])
 local estimate = tonumber(ARGV[2])
 if limit >= 0 and spent + reserved + estimate > limit then return {0, spent, reserved} end
-reserved = redis.call('HINCRBY', KEYS[1], 'reserved', estimate)
+reserved = redis.call('HINCRBY', KEYS[1], 'reserved', ARGV[2])
 redis.call('ZADD', KEYS[2], int_str(now + tonumber(ARGV[6])), ARGV[5])
 ${EXPIRE_BOTH(3)}
 return {1, spent, reserved}
@@ -144,12 +154,9 @@ return {1, spent, reserved}
 const SETTLE: LuaScript = {
   name: 'budget_settle',
   numberOfKeys: 2,
-  lua: `
-if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then
-  if redis.call('HINCRBY', KEYS[1], 'reserved', -tonumber(ARGV[2])) < 0 then redis.call('HSET', KEYS[1], 'reserved', 0) end
-end
-local actual = tonumber(ARGV[3])
-if actual ~= 0 then redis.call('HINCRBY', KEYS[1], 'spent', actual) end
+  lua: `${LUA_PRELUDE}${RELEASE_FN}
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then release(tonumber(ARGV[2])) end
+if tonumber(ARGV[3]) > 0 then redis.call('HINCRBY', KEYS[1], 'spent', ARGV[3]) end
 ${EXPIRE_BOTH(4)}
 return 1
 `,

@@ -90,6 +90,23 @@ describe('Budget', () => {
     expect(await living.usage(batchKey)).toEqual({ spentNanos: 250, reservedNanos: 1 });
   });
 
+  it('settles calls with no estimate (an unpriced model) and amounts too large for Lua to print plainly', async () => {
+    const batchKey = batchBudgetKey(prefix, 'amounts');
+    // Lua writes 0 negated as "-0" and 1e15 as "1e+15"; Redis' HINCRBY refuses both.
+    const free = holdOf(await budget().reserve({ batchKey, batchLimitNanos: 10, estimateNanos: 0 }));
+    await budget().settle(free, 0);
+    const big = 3_000_000_000_000_000; // $3M in nano-dollars
+    const large = holdOf(await budget().reserve({ batchKey, estimateNanos: big }));
+    expect(await budget().usage(batchKey)).toEqual({ spentNanos: 0, reservedNanos: big });
+    await budget().settle(large, big - 1);
+    expect(await budget().usage(batchKey)).toEqual({ spentNanos: big - 1, reservedNanos: 0 });
+    const lapsing = new Budget(clients[0] as Redis, { holdTtlMs: 50 });
+    await lapsing.reserve({ batchKey, estimateNanos: big });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await budget().reserve({ batchKey, estimateNanos: 0 }); // frees the lapsed $3M hold
+    expect(await budget().usage(batchKey)).toEqual({ spentNanos: big - 1, reservedNanos: 0 });
+  });
+
   it("keeps each scope's holds in its own Cluster slot", () => {
     expect(holdsKey('p:batch:{b1}:budget')).toBe('p:batch:{b1}:budget:holds');
     // A key without a hash tag is hashed whole, and so is a tag holding the whole key.
