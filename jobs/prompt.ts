@@ -46,7 +46,13 @@ export interface Delivery {
  */
 export type PromptJobOutcome =
   | { kind: 'done'; batchId: string; row: 'succeeded' | 'failed' | 'already-succeeded'; costNanos: number }
-  | { kind: 'park'; waitMs: number; data: PromptJob };
+  | { kind: 'park'; waitMs: number; data: PromptJob }
+  /**
+   * Redis or a bug, not a model: the host lets BullMQ retry the job (attempts cover crashes). `data`
+   * holds the row's progress when calls were made before the crash, so their cost records go out
+   * with the retry's result (or the crashed row's) instead of being lost with the attempt.
+   */
+  | { kind: 'crashed'; error: unknown; data: PromptJob | null };
 
 /**
  * A row of a batch this process cannot serve (it runs on the built-in simulator inside another
@@ -78,13 +84,16 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       return { kind: 'park', waitMs: handBackMs(handBacks), data: { ...job, handBacks } };
     }
     const progress = job.progress ?? freshProgress();
+    const callsBefore = progress.calls.length;
+    const crashed = (error: unknown): PromptJobOutcome => {
+      deps.logger.error({ batch: job.batchId, row: job.row, job: delivery.jobId, err: error }, 'row failed unexpectedly');
+      return { kind: 'crashed', error, data: progress.calls.length > callsBefore ? { ...job, progress } : null };
+    };
     let step: RowStep;
     try {
       step = await advanceRow(job, progress, ctx.runner);
     } catch (error) {
-      // Redis or a bug, not a model: let BullMQ retry the job (attempts cover crashes).
-      deps.logger.error({ batch: job.batchId, row: job.row, job: delivery.jobId, err: error }, 'row failed unexpectedly');
-      throw error;
+      return crashed(error);
     }
     if (step.kind === 'park') {
       if (step.note) noteOnce(job.batchId, step.note);
@@ -92,7 +101,11 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     }
     const failure = step.event.result.error;
     if (failure) logFailure({ batchId: job.batchId, row: job.row, code: failure.code, attempts: step.event.result.attempts, message: failure.message });
-    await publishRowEvent(deps.redis, keys, step.event, step.costNanos);
+    try {
+      await publishRowEvent(deps.redis, keys, step.event, step.costNanos);
+    } catch (error) {
+      return crashed(error);
+    }
     return { kind: 'done', batchId: job.batchId, row: failure ? 'failed' : 'succeeded', costNanos: step.costNanos };
   };
 }

@@ -50,6 +50,11 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
         await job.moveToDelayed(Date.now() + outcome.waitMs, token);
         throw new DelayedError();
       }
+      if (outcome.kind === 'crashed') {
+        // Best effort: with Redis away this fails too, and those calls go unrecorded.
+        if (outcome.data) await job.updateData(outcome.data).catch(() => undefined);
+        throw outcome.error;
+      }
       options.onRowFinished?.(outcome);
     },
     {

@@ -1,0 +1,90 @@
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.ts';
+import type { RowGate } from '../../src/execution/row-gate.ts';
+import type { RowRunnerDeps } from '../../src/execution/row-runner.ts';
+import { createProviderClients } from '../../src/models/provider-clients.ts';
+import type { CallRecord, RowResult } from '../../src/output/records.ts';
+import { readRowEvents, type StreamEntry } from '../../src/output/row-events.ts';
+import type { BatchContexts } from '../../src/queue/batch-context.ts';
+import { batchKeys, PROMPT_QUEUE, promptJobId } from '../../src/queue/keys.ts';
+import { startSimulator, type Simulator } from '../../src/sim/server.ts';
+import { startPromptWorker, type PromptWorkerHandle } from '../../workers/prompt-worker.ts';
+import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+
+/** A prompt job that crashes after its model call (Redis trouble, a bug) keeps that call's cost record. */
+describe('a prompt job that crashes after calling a model', () => {
+  const space = { prefix: uniquePrefix('worker-crash') };
+  const connections: Redis[] = [];
+  const connect = () => {
+    const connection = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
+    connections.push(connection);
+    return connection;
+  };
+  let sim: Simulator;
+  let queue: Queue;
+  let worker: PromptWorkerHandle | undefined;
+  beforeAll(async () => {
+    sim = await startSimulator({});
+    queue = new Queue(PROMPT_QUEUE, { connection: connect(), prefix: space.prefix });
+  });
+  afterAll(async () => {
+    await worker?.close();
+    await queue.close();
+    await cleanupPrefix(connections[0]!, space.prefix);
+    for (const connection of connections) connection.disconnect();
+    await sim.close();
+  });
+
+  /** One batch whose gate throws on the first `crashes` settlements, as a Redis error would. */
+  function batchesCrashingOnSettle(crashes: number): BatchContexts {
+    const config = parseConfig({ providers: { sim: { base_url: sim.url } }, models: { ok: { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 2 } } }, default_model: 'ok' }, 'test');
+    let settled = 0;
+    const gate: RowGate = {
+      breaker: async () => ({ allowed: true, retryInMs: 0 }),
+      coolingDownMs: async () => 0,
+      reserveCapacity: async () => ({ reserved: true, waitMs: 0, slotAt: 0 }),
+      reserveBudget: async () => ({ ok: true, hold: null }),
+      settle: async () => {
+        if (++settled <= crashes) throw new Error('Connection is closed.');
+      },
+    };
+    const runner: RowRunnerDeps = {
+      config,
+      providers: createProviderClients(config),
+      gate,
+      plan: async () => ({ plan: { taskType: 'simple', routeReason: 'test', chain: ['ok'], skipped: [], promptTokens: 5, promptTokensCounted: false }, calls: [] }),
+      sleep: async () => undefined,
+    };
+    return { get: async () => ({ config, runner }), prime: () => undefined };
+  }
+
+  async function runOneRow(batchId: string, crashes: number): Promise<{ result: RowResult; calls: CallRecord[] }> {
+    await worker?.close();
+    worker = startPromptWorker({ connection: connect(), redis: connect(), space, batches: batchesCrashingOnSettle(crashes), logger: pino({ level: 'silent' }), concurrency: 1, lockMs: 5000 });
+    const data = { batchId, row: 1, id: 'r1', messages: [{ role: 'user', content: 'Hello' }], metadata: {} };
+    await queue.add('prompt', data, { jobId: promptJobId(batchId, 1), attempts: 3, backoff: { type: 'fixed', delay: 10 }, removeOnComplete: true, removeOnFail: true });
+    const keys = batchKeys(space, batchId);
+    let events: StreamEntry[] = [];
+    await expect.poll(async () => (events = await readRowEvents(connections[0]!, keys, '0', 10, 0)).length, { timeout: 10_000 }).toBe(1);
+    const event = events[0]!;
+    return { result: JSON.parse(event.resultJson) as RowResult, calls: event.callsJsonl.trim().split('\n').map((line) => JSON.parse(line) as CallRecord) };
+  }
+
+  it('records the call made before the crash beside the retry that answers', async () => {
+    const { result, calls } = await runOneRow('crash-once', 1);
+    expect(result).toMatchObject({ status: 'succeeded', attempts: 2 });
+    expect(calls.map((call) => `${call.attempt}:${call.status}`)).toEqual(['1:succeeded', '2:succeeded']);
+    // The row's cost counts both calls: both were paid for.
+    expect(result.cost_usd).toBeCloseTo((calls[0]!.cost_usd ?? 0) + (calls[1]!.cost_usd ?? 0), 12);
+  });
+
+  it("puts every crashed attempt's call in the failed result once BullMQ gives up", async () => {
+    const { result, calls } = await runOneRow('crash-always', Number.POSITIVE_INFINITY);
+    expect(result).toMatchObject({ status: 'failed', error: { code: 'unexpected_error' } });
+    expect(result.error?.message).toContain('Connection is closed.');
+    expect(calls.map((call) => call.attempt)).toEqual([1, 2, 3]);
+  });
+});
