@@ -104,7 +104,8 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       throw new UsageError('--detach needs --config: the built-in models are a simulator inside this process, which stops when it exits. Give a config (examples/switchyard.yaml runs on "switchyard sim").');
     }
     const config = resolved.config;
-    warnAboutConfig(config, say);
+    const budgeted = (options.budget ?? existing?.budget_usd ?? config.budget.batch_usd ?? config.budget.monthly_usd) !== undefined;
+    warnAboutConfig(config, budgeted, say);
     if (lease?.tookOverFrom) {
       say(`The batch's last run (${lease.tookOverFrom}) stopped without finishing: the rows it held come back when their queue locks expire, within queue.lock_ms (${formatDuration(config.queue.lock_ms)}).`);
     }
@@ -267,9 +268,11 @@ function refuseWithoutKeys(config: SwitchyardConfig, pinned: string | undefined)
   );
 }
 
-function warnAboutConfig(config: SwitchyardConfig, say: (line: string) => void): void {
+function warnAboutConfig(config: SwitchyardConfig, budgeted: boolean, say: (line: string) => void): void {
   const unpriced = Object.entries(config.models).filter(([, model]) => !model.price).map(([name]) => name);
-  if (unpriced.length > 0) say(`Warning: no price for ${unpriced.join(', ')}: their calls get cost_usd null in costs.jsonl and the report.`);
+  // A budget counts priced calls only: an unpriced model's calls would run past it unnoticed.
+  const unbounded = budgeted ? ', and no budget limits them' : '';
+  if (unpriced.length > 0) say(`Warning: no price for ${unpriced.join(', ')}: their calls get cost_usd null in costs.jsonl and the report${unbounded}.`);
   const missing = missingApiKeys(config);
   if (missing.length > 0) say(`Warning: ${missing.map((name) => `$${name}`).join(', ')} not set: calls to those providers will fail with missing_api_key.`);
 }

@@ -42,6 +42,20 @@ describe('budgets and rate limits shared through Redis', () => {
     expect(calls.filter((c) => c.status === 'succeeded')).toHaveLength(40);
   });
 
+  it('a model with no price runs under a budget (which cannot limit it, and the run says so)', async () => {
+    const dir = await tempDir('budget-unpriced');
+    const cfg = join(dir, 'switchyard.yaml');
+    await writeFile(cfg, stringify({ providers: { sim: { base_url: h.sim.url } }, models: { free: { provider: 'sim' } }, default_model: 'free' }));
+    const input = await writePromptsCsv(dir, 12);
+    const out = join(dir, 'out');
+    // Its calls reserve an estimate of 0; settling one crashed the budget script ("-0") and every row with it.
+    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--budget', '1'], h.env());
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toContain('Warning: no price for free: their calls get cost_usd null in costs.jsonl and the report, and no budget limits them.');
+    expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).filter((r) => r.status === 'succeeded')).toHaveLength(12);
+    expect(await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).toHaveLength(12);
+  });
+
   it('a budget is spent on what calls cost, not on what their max_tokens estimates hold while in flight', async () => {
     const dir = await tempDir('budget-held');
     const cfg = join(dir, 'switchyard.yaml');
