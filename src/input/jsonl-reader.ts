@@ -71,8 +71,9 @@ function parseLine(text: string, pos: RecordPosition, rules: RowRules): ReadItem
   }
   const object = value as Record<string, unknown>;
   const id = idOf(object);
-  const fields = looksLikeOpenAiBatchLine(object) ? batchFields(object) : promptFields(object);
-  if ('code' in fields) return rowError(pos, fields.code, fields.message, id);
+  const batchLine = looksLikeOpenAiBatchLine(object);
+  const fields = batchLine ? batchFields(object) : promptFields(object);
+  if ('code' in fields) return rowError(pos, fields.code, fields.message, id, batchLine ? customIdOf(object) : undefined);
   return buildRow(fields, pos, rules);
 }
 
@@ -103,8 +104,14 @@ function idOf(object: Record<string, unknown>): string | undefined {
   return typeof id === 'string' || typeof id === 'number' ? String(id) : undefined;
 }
 
-function rowError(pos: RecordPosition, code: RowError['code'], message: string, id?: string): ReadItem {
-  return { kind: 'error', value: { ...pos, ...(id !== undefined && { id }), code, message } };
+/** A Batch API line's custom_id, when it has a usable one (it may be what is wrong with the line). */
+function customIdOf(object: Record<string, unknown>): string | undefined {
+  const customId = object['custom_id'];
+  return typeof customId === 'string' && customId !== '' ? customId : undefined;
+}
+
+function rowError(pos: RecordPosition, code: RowError['code'], message: string, id?: string, customId?: string): ReadItem {
+  return { kind: 'error', value: { ...pos, ...(id !== undefined && { id }), ...(customId !== undefined && { custom_id: customId }), code, message } };
 }
 
 /** Zod issues on one line: `messages[0].role: Invalid option ...; temperature: ...` (first three). */

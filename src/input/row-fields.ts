@@ -30,7 +30,7 @@ type Problem = Pick<RowError, 'code' | 'message'>;
 /** Builds the row or the row's error from a record's fields: one place for every reader's field rules. */
 export function buildRow(fields: RawFields, pos: RecordPosition, rules: RowRules): ReadItem {
   const id = emptyToUndefined(fields.id)?.trim() ?? String(pos.row);
-  const fail = (problem: Problem): ReadItem => ({ kind: 'error', value: { ...pos, id, ...problem } });
+  const fail = (problem: Problem): ReadItem => ({ kind: 'error', value: { ...pos, id, ...(fields.custom_id !== undefined && { custom_id: fields.custom_id }), ...problem } });
 
   const messages = buildMessages(fields);
   if (messages === undefined) {

@@ -28,6 +28,8 @@ export interface RowError {
   row: number;
   line: number;
   id?: string;
+  /** The line's custom_id, for an OpenAI Batch API line: its failure goes to batch_errors.jsonl too. */
+  custom_id?: string;
   code: 'missing_prompt' | 'bad_json' | 'bad_field' | 'unknown_model' | 'bad_csv' | 'bad_encoding' | 'duplicate_id';
   message: string;
 }

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { readJsonl } from './read-jsonl.ts';
+import type { RowError } from '../input/row.ts';
 import type { RowResult } from './records.ts';
 
 /**
@@ -18,6 +19,9 @@ import type { RowResult } from './records.ts';
  * - Failed row with no HTTP answer (timeout, connection refused, budget stop...) ->
  *   batch_errors.jsonl: `response: null, error: { code, message }`, as OpenAI reports requests
  *   it could not run (e.g. `batch_expired`).
+ * - Invalid request line that has a custom_id (an unknown model, a bad field; from errors.jsonl)
+ *   -> batch_errors.jsonl the same way, so every custom_id of the input has its line in one of the
+ *   two files. A repeated custom_id is left out: its first line's answer already has that id.
  *
  * Ids are deterministic, derived from the batch id and row (so a re-run writes the same files):
  * `batch_req_<hex>` for the line, `chatcmpl-<hex>` for the completion, and `req_<hex>` as
@@ -62,6 +66,7 @@ export const BATCH_ERRORS_FILE = 'batch_errors.jsonl';
 
 export async function writeOpenAiBatchFiles(
   resultsJsonlPath: string,
+  invalidRowsJsonlPath: string,
   outDir: string,
   batchId: string,
 ): Promise<OpenAiBatchFiles> {
@@ -71,8 +76,19 @@ export async function writeOpenAiBatchFiles(
   const errors = lineWriter(errorsPath);
   let succeeded = 0;
   let failed = 0;
+  // errors.jsonl is in input order too: its request lines are merged in by row.
+  const invalid = invalidRequestLines(invalidRowsJsonlPath)[Symbol.asyncIterator]();
+  let nextInvalid = await invalid.next();
+  const writeInvalidBefore = async (row: number) => {
+    while (!nextInvalid.done && nextInvalid.value.row < row) {
+      failed += 1;
+      await errors.write(invalidRequestLine(nextInvalid.value, batchId));
+      nextInvalid = await invalid.next();
+    }
+  };
   try {
     for await (const result of readJsonl<RowResult>(resultsJsonlPath)) {
+      await writeInvalidBefore(result.row);
       const line = toBatchOutputLine(result, batchId);
       if (result.status === 'succeeded') {
         succeeded += 1;
@@ -82,6 +98,7 @@ export async function writeOpenAiBatchFiles(
         await errors.write(line);
       }
     }
+    await writeInvalidBefore(Number.POSITIVE_INFINITY);
   } catch (error) {
     output.abort();
     errors.abort();
@@ -91,9 +108,27 @@ export async function writeOpenAiBatchFiles(
   return { outputPath, errorsPath, succeeded, failed };
 }
 
+/** The invalid rows that were request lines with a custom_id; none when there is no errors.jsonl. */
+async function* invalidRequestLines(path: string): AsyncGenerator<RowError & { custom_id: string }> {
+  if (!existsSync(path)) return;
+  for await (const error of readJsonl<RowError>(path)) {
+    if (error.custom_id !== undefined) yield { ...error, custom_id: error.custom_id };
+  }
+}
+
+/** An invalid request line as OpenAI reports a request it could not run: no response, an error. */
+export function invalidRequestLine(error: RowError & { custom_id: string }, batchId: string): BatchRequestOutputLine {
+  const message = error.message.startsWith('line ') ? error.message : `line ${error.line}: ${error.message}`;
+  return { id: `batch_req_${lineHash(batchId, error.row).slice(0, 32)}`, custom_id: error.custom_id, response: null, error: { code: error.code, message } };
+}
+
+function lineHash(batchId: string, row: number): string {
+  return createHash('sha256').update(`${batchId}\u0000${row}`).digest('hex');
+}
+
 /** One result as an OpenAI Batch output line (see the module comment for the format). */
 export function toBatchOutputLine(result: RowResult, batchId: string): BatchRequestOutputLine {
-  const hash = createHash('sha256').update(`${batchId}\u0000${result.row}`).digest('hex');
+  const hash = lineHash(batchId, result.row);
   const customId = result.custom_id ?? result.id;
   const requestId = result.request_id ?? `req_${hash.slice(32, 64)}`;
   const base = { id: `batch_req_${hash.slice(0, 32)}`, custom_id: customId };

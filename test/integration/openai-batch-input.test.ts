@@ -25,8 +25,9 @@ describe('OpenAI Batch API input, end to end', () => {
     expect(ok[0]!.response.body.usage.total_tokens).toBeGreaterThan(0);
     expect(ok[0]!.error).toBeNull();
 
-    const failed = await readJsonLines<{ custom_id: string; response: { status_code: number } | null }>(join(out, 'batch_errors.jsonl'));
-    expect(failed.map((l) => [l.custom_id, l.response?.status_code])).toEqual([['b', 400]]);
+    // Every custom_id has its line in one of the two files: d's model is unknown, so it was never sent.
+    const failed = await readJsonLines<{ custom_id: string; response: { status_code: number } | null; error: { code: string } | null }>(join(out, 'batch_errors.jsonl'));
+    expect(failed.map((l) => [l.custom_id, l.response?.status_code ?? l.error?.code])).toEqual([['b', 400], ['d', 'unknown_model']]);
 
     const errors = await readJsonLines<{ line: number; code: string }>(join(out, 'errors.jsonl'));
     expect(errors.map((e) => [e.line, e.code])).toEqual([[3, 'bad_json'], [5, 'unknown_model']]);

@@ -81,6 +81,7 @@ describe('readJsonlRows on nasty.jsonl (BOM, CRLF, blank lines, both shapes, bad
           row: 10,
           line: 10,
           id: 'req-2',
+          custom_id: 'req-2',
           code: 'unknown_model',
           message: 'unknown model "gpt-9"; known models: gpt-a, gpt-b',
         },
@@ -143,6 +144,7 @@ describe('OpenAI Batch request lines (openai-batch.jsonl)', () => {
           row: 3,
           line: 3,
           id: 'task-2',
+          custom_id: 'task-2',
           code: 'bad_field',
           message:
             'OpenAI Batch request line: url: only "/v1/chat/completions" requests are supported; ' +
@@ -175,6 +177,7 @@ describe('OpenAI Batch request lines (openai-batch.jsonl)', () => {
         row: 1,
         line: 1,
         id: 'c',
+        custom_id: 'c',
         code: 'bad_field',
         message: expect.stringMatching(/^OpenAI Batch request line: body\.messages\[0\]\.role: /),
       },

@@ -65,7 +65,7 @@ describe('writeOpenAiBatchFiles', () => {
     const jsonl = join(dir, 'results.jsonl');
     await writeFile(jsonl, results.map((r) => JSON.stringify(r)).join('\n') + '\n');
 
-    const files = await writeOpenAiBatchFiles(jsonl, dir, 'batch-1');
+    const files = await writeOpenAiBatchFiles(jsonl, join(dir, 'errors.jsonl'), dir, 'batch-1');
     expect(files).toEqual({
       outputPath: join(dir, 'batch_output.jsonl'),
       errorsPath: join(dir, 'batch_errors.jsonl'),
@@ -127,14 +127,33 @@ describe('writeOpenAiBatchFiles', () => {
     const ids = [...output, ...errors].map((line) => line.id);
     expect(new Set(ids).size).toBe(4);
     const before = await readFile(files.outputPath, 'utf8');
-    await writeOpenAiBatchFiles(jsonl, dir, 'batch-1');
+    await writeOpenAiBatchFiles(jsonl, join(dir, 'errors.jsonl'), dir, 'batch-1');
     expect(await readFile(files.outputPath, 'utf8')).toBe(before);
+  });
+
+  it('puts invalid request lines with a custom_id in batch_errors.jsonl, in input order', async () => {
+    const jsonl = join(dir, 'results.jsonl');
+    await writeFile(jsonl, [result({ row: 2, custom_id: 'b' }), result({ row: 5, custom_id: 'e', status: 'failed', output: null, error: { code: 'timeout', message: 'late', http_status: null } })].map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const invalid = [
+      { row: 1, line: 1, id: 'a', custom_id: 'a', code: 'unknown_model', message: 'unknown model "gpt-9"; known models: fast' },
+      { row: 3, line: 3, code: 'bad_json', message: 'invalid JSON: Unexpected token' }, // no custom_id to answer under
+      { row: 4, line: 4, id: 'b', code: 'duplicate_id', message: 'custom_id "b" is already used on line 2' }, // b has its answer
+      { row: 6, line: 6, id: 'f', custom_id: 'f', code: 'bad_field', message: 'OpenAI Batch request line: url: only "/v1/chat/completions" requests are supported' },
+    ];
+    const errorsJsonl = join(dir, 'errors.jsonl');
+    await writeFile(errorsJsonl, invalid.map((e) => JSON.stringify(e)).join('\n') + '\n');
+    const files = await writeOpenAiBatchFiles(jsonl, errorsJsonl, dir, 'batch-4');
+    expect(files).toMatchObject({ succeeded: 1, failed: 3 });
+    expect((await readLines(files.outputPath)).map((line) => line.custom_id)).toEqual(['b']);
+    const errors = await readLines(files.errorsPath);
+    expect(errors.map((line) => line.custom_id)).toEqual(['a', 'e', 'f']);
+    expect(errors[0]).toEqual({ id: expect.stringMatching(/^batch_req_[0-9a-f]{32}$/), custom_id: 'a', response: null, error: { code: 'unknown_model', message: 'line 1: unknown model "gpt-9"; known models: fast' } });
   });
 
   it('writes both files, empty, for an empty batch', async () => {
     const jsonl = join(dir, 'results.jsonl');
     await writeFile(jsonl, '');
-    const files = await writeOpenAiBatchFiles(jsonl, dir, 'batch-2');
+    const files = await writeOpenAiBatchFiles(jsonl, join(dir, 'errors.jsonl'), dir, 'batch-2');
     expect(await readFile(files.outputPath, 'utf8')).toBe('');
     expect(await readFile(files.errorsPath, 'utf8')).toBe('');
   });
@@ -142,6 +161,6 @@ describe('writeOpenAiBatchFiles', () => {
   it('rejects when the output directory does not exist', async () => {
     const jsonl = join(dir, 'results.jsonl');
     await writeFile(jsonl, JSON.stringify(result({})) + '\n');
-    await expect(writeOpenAiBatchFiles(jsonl, join(dir, 'missing'), 'batch-3')).rejects.toThrow(/ENOENT/);
+    await expect(writeOpenAiBatchFiles(jsonl, join(dir, 'errors.jsonl'), join(dir, 'missing'), 'batch-3')).rejects.toThrow(/ENOENT/);
   });
 });
