@@ -72,7 +72,7 @@ function requestFor(row: RowInput, model: string, config: SwitchyardConfig): Mod
 
 /** Which failures should count toward opening a model's circuit. */
 function health(error: ModelCallError): 'failure' | 'neutral' {
-  return ['server_error', 'timeout', 'connection_error', 'model_not_found', 'empty_response'].includes(error.code) ? 'failure' : 'neutral';
+  return ['server_error', 'timeout', 'connection_error', 'model_not_found', 'endpoint_not_found', 'empty_response'].includes(error.code) ? 'failure' : 'neutral';
 }
 
 /**
@@ -204,8 +204,8 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
 
     const failure = error!;
     progress.lastError = { code: failure.code, message: failure.message, status: failure.status };
-    if (failure.code === 'model_not_found') {
-      fallBack(progress, `${model}: not found at its provider (404)`);
+    if (failure.code === 'model_not_found' || failure.code === 'endpoint_not_found') {
+      fallBack(progress, `${model}: ${failure.code === 'model_not_found' ? 'not found at its provider' : "its provider's URL not found"} (404)`);
       continue;
     }
     if (!failure.retryable) return finish(row, progress, model, null, failure);

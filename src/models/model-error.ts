@@ -9,6 +9,7 @@ export type ModelErrorCode =
   | 'unauthorized'
   | 'forbidden'
   | 'model_not_found'
+  | 'endpoint_not_found'
   | 'missing_api_key'
   | 'empty_response'
   | 'budget_exceeded'
@@ -61,6 +62,16 @@ interface ErrorContext {
   timeoutMs?: number | undefined;
 }
 
+/**
+ * Whether a 404 is about the model (OpenAI's code `model_not_found`; vLLM, Ollama and others name the
+ * model in the message) rather than the URL (OpenAI's "Invalid URL", a server's plain "Not Found").
+ */
+function isModelNotFound(error: APIError, sentModel: string): boolean {
+  if (error.code === 'model_not_found') return true;
+  const asToken = new RegExp(`(^|[^\\w.-])${sentModel.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}([^\\w.-]|$)`);
+  return /\bmodels?\b/i.test(error.message) || asToken.test(error.message);
+}
+
 /** Turns whatever the SDK threw into a ModelCallError with a message that says what to do. */
 export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCallError {
   if (error instanceof ModelCallError) return error;
@@ -84,6 +95,11 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
       return new ModelCallError({ ...base, code: 'unauthorized', message: `${where} rejected the API key (401): ${keyHint}` });
     }
     if (status === 403) return new ModelCallError({ ...base, code: 'forbidden', message: `${where} refused access (403): ${detail}` });
+    if (status === 404 && !isModelNotFound(error, ctx.upstream ?? ctx.model)) {
+      // The URL, not the model: a base_url without its version path (…/v1) answers every call so.
+      const url = `${ctx.baseUrl.replace(/\/$/, '')}/chat/completions`;
+      return new ModelCallError({ ...base, code: 'endpoint_not_found', message: `POST ${url} answered 404 (${detail}): the provider has no chat completions there; check providers.${ctx.provider}.base_url (OpenAI-compatible APIs usually end in /v1)` });
+    }
     if (status === 404) {
       const sent = ctx.upstream ?? ctx.model;
       const named = sent === ctx.model ? `model "${sent}"` : `model "${sent}" (models.${ctx.model}.upstream)`;

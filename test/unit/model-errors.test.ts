@@ -5,24 +5,39 @@ import { classifyModelError, retryAfterFromHeaders } from '../../src/models/mode
 import { retryDelayMs } from '../../src/models/retry-policy.ts';
 
 const ctx = { model: 'm', provider: 'p', baseUrl: 'http://x/v1', apiKeyEnv: 'P_KEY' };
-const apiError = (status: number, headers: Record<string, string> = {}) => APIError.generate(status, { error: { message: 'nope' } }, undefined, new Headers(headers));
+const apiError = (status: number, headers: Record<string, string> = {}, body: Record<string, unknown> = { message: 'nope' }) => APIError.generate(status, { error: body }, undefined, new Headers(headers));
+/** A provider's 404 for a model it does not serve (OpenAI's shape). */
+const noSuchModel = (model: string) => apiError(404, {}, { message: `The model \`${model}\` does not exist or you do not have access to it.`, code: 'model_not_found' });
 
 describe('classifyModelError', () => {
   it('types each failure with retryable, status and retry-after', () => {
     expect(classifyModelError(apiError(429, { 'retry-after-ms': '1500' }), ctx)).toMatchObject({ code: 'rate_limited', retryable: true, status: 429, retryAfterMs: 1500 });
     expect(classifyModelError(apiError(503), ctx)).toMatchObject({ code: 'server_error', retryable: true, status: 503 });
     expect(classifyModelError(apiError(400), ctx)).toMatchObject({ code: 'bad_request', retryable: false });
-    expect(classifyModelError(apiError(404), ctx)).toMatchObject({ code: 'model_not_found', retryable: false });
+    expect(classifyModelError(noSuchModel('m'), ctx)).toMatchObject({ code: 'model_not_found', retryable: false });
     expect(classifyModelError(new APIConnectionTimeoutError(), ctx)).toMatchObject({ code: 'timeout', retryable: true, status: null });
     expect(classifyModelError(new APIConnectionTimeoutError(), { ...ctx, timeoutMs: 1000 }).message).toMatch(/did not answer within 1000 ms \(providers\.\S+\.timeout_ms; raise it for long answers\)$/);
     expect(classifyModelError(new APIConnectionError({ message: 'refused' }), ctx)).toMatchObject({ code: 'connection_error', retryable: true });
   });
 
   it('names on a 404 the model name that was sent, and where to look it up', () => {
-    const renamed = classifyModelError(apiError(404), { ...ctx, model: 'flash', upstream: 'deepseek-v9-typo' });
+    const renamed = classifyModelError(noSuchModel('deepseek-v9-typo'), { ...ctx, model: 'flash', upstream: 'deepseek-v9-typo' });
     expect(renamed.message).toBe('model "deepseek-v9-typo" (models.flash.upstream) does not exist at http://x/v1 (404): check the name against the provider\'s model list (GET http://x/v1/models)');
-    const sameName = classifyModelError(apiError(404), { ...ctx, model: 'gpt-9', upstream: 'gpt-9' });
+    const sameName = classifyModelError(noSuchModel('gpt-9'), { ...ctx, model: 'gpt-9', upstream: 'gpt-9' });
     expect(sameName.message).toBe('model "gpt-9" does not exist at http://x/v1 (404): check the name against the provider\'s model list (GET http://x/v1/models), or set models.gpt-9.upstream to the name it uses');
+  });
+
+  it('tells a 404 about the URL (a base_url without /v1) from one about the model', () => {
+    // vLLM and Ollama name the model in their message, with no OpenAI code.
+    expect(classifyModelError(apiError(404, {}, { message: 'The model `m` does not exist.' }), ctx).code).toBe('model_not_found');
+    expect(classifyModelError(apiError(404, {}, { message: 'model "llama9" not found, try pulling it first' }), { ...ctx, upstream: 'llama9' }).code).toBe('model_not_found');
+    // OpenAI's answer to a wrong path, and a plain server's.
+    const wrongPath = classifyModelError(apiError(404, {}, { message: 'Invalid URL (POST /chat/completions)', code: null }), { ...ctx, baseUrl: 'https://api.openai.com/' });
+    expect(wrongPath).toMatchObject({ code: 'endpoint_not_found', status: 404, retryable: false });
+    expect(wrongPath.message).toBe(
+      'POST https://api.openai.com/chat/completions answered 404 (404 Invalid URL (POST /chat/completions)): the provider has no chat completions there; check providers.p.base_url (OpenAI-compatible APIs usually end in /v1)',
+    );
+    expect(classifyModelError(APIError.generate(404, undefined, 'Not Found', new Headers()), ctx).code).toBe('endpoint_not_found');
   });
 
   it('names the key variable on a 401', () => {
