@@ -72,7 +72,7 @@ function requestFor(row: RowInput, model: string, config: SwitchyardConfig): Mod
 
 /** Which failures should count toward opening a model's circuit. */
 function health(error: ModelCallError): 'failure' | 'neutral' {
-  return ['server_error', 'timeout', 'connection_error', 'model_not_found', 'endpoint_not_found', 'empty_response'].includes(error.code) ? 'failure' : 'neutral';
+  return ['server_error', 'timeout', 'connection_error', 'model_not_found', 'endpoint_not_found', 'empty_response', 'bad_response'].includes(error.code) ? 'failure' : 'neutral';
 }
 
 /**

@@ -56,6 +56,22 @@ export function whyNotSendable(provider: ProviderClient, model: string): ModelCa
   return rejected ? new ModelCallError({ code: 'unauthorized', model, message: `not sent, the key was just rejected: ${rejected}` }) : null;
 }
 
+function isCompletionShaped(data: unknown): data is { choices: unknown[] } {
+  return typeof data === 'object' && data !== null && Array.isArray((data as { choices?: unknown }).choices);
+}
+
+/** A 2xx answer that is no chat completion, with the start of what it was. */
+function notACompletion(data: unknown, response: Response, ctx: { model: string; provider: string; baseUrl: string }): ModelCallError {
+  const text = (typeof data === 'string' ? data : JSON.stringify(data) ?? String(data)).replace(/\s+/g, ' ').slice(0, 120);
+  const type = response.headers.get('content-type') ?? 'no content-type';
+  return new ModelCallError({
+    code: 'bad_response',
+    model: ctx.model,
+    status: response.status,
+    message: `model "${ctx.model}" at ${ctx.baseUrl} answered ${response.status} with something that is not a chat completion (${type}: ${text}): check providers.${ctx.provider}.base_url, or what sits between (a proxy, a login page)`,
+  });
+}
+
 /** One chat completion through the `openai` SDK; throws ModelCallError on any failure. */
 export async function callModel(provider: ProviderClient, request: ModelRequest, signal?: AbortSignal): Promise<ModelAnswer> {
   const ctx = { model: request.model, upstream: request.upstream, provider: provider.name, baseUrl: provider.config.base_url, apiKeyEnv: provider.config.api_key_env, timeoutMs: provider.config.timeout_ms };
@@ -68,6 +84,8 @@ export async function callModel(provider: ProviderClient, request: ModelRequest,
         signal ? { signal } : undefined,
       )
       .withResponse();
+    // The SDK hands back any 2xx body: a proxy's login page or a non-OpenAI API is not a completion.
+    if (!isCompletionShaped(data)) throw notACompletion(data, response, ctx);
     const choice = data.choices[0];
     if (!choice) throw new ModelCallError({ code: 'empty_response', model: request.model, status: response.status, message: `model "${request.model}" answered with no choices` });
     return {

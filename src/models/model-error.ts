@@ -12,6 +12,7 @@ export type ModelErrorCode =
   | 'endpoint_not_found'
   | 'missing_api_key'
   | 'empty_response'
+  | 'bad_response'
   | 'budget_exceeded'
   | 'no_model_available'
   | 'unexpected_error';

@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +7,7 @@ import { Redis, ReplyError } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { loadConfigFile, parseConfig } from '../../src/config/load.ts';
 import { describeFileTrouble, describeRedisTrouble, UsageError } from '../../src/errors.ts';
-import { whyNotSendable } from '../../src/models/call-model.ts';
+import { callModel, whyNotSendable } from '../../src/models/call-model.ts';
 import { createProviderClients } from '../../src/models/provider-clients.ts';
 import { runSimulatorFromCli } from '../../src/sim/cli-options.ts';
 
@@ -83,5 +84,27 @@ describe('a provider key missing from a worker', () => {
     expect(error?.message).toBe(
       `provider "paid" needs an API key in $SWITCHYARD_TEST_KEY_NOBODY_SETS, which is not set for the worker on ${hostname()} (pid ${process.pid}); every worker that takes this batch's rows needs it`,
     );
+  });
+});
+
+describe('a 200 answer that is no chat completion', () => {
+  it("says what came back and where to look (a proxy's login page, say), not a TypeError", async () => {
+    const server = createHttpServer((_request, response) => {
+      response.writeHead(200, { 'content-type': 'text/html' });
+      response.end('<html><body>Please log in to the Wi-Fi</body></html>');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const config = parseConfig({ providers: { portal: { base_url: `http://127.0.0.1:${port}/v1` } }, models: { m: { provider: 'portal' } }, default_model: 'm' }, 'test');
+      const provider = createProviderClients(config).get('portal')!;
+      const error = await callModel(provider, { model: 'm', upstream: 'm', messages: [{ role: 'user', content: 'hi' }], temperature: 0, maxTokens: 10 }).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'bad_response', status: 200 });
+      expect((error as Error).message).toBe(
+        `model "m" at http://127.0.0.1:${port}/v1 answered 200 with something that is not a chat completion (text/html: <html><body>Please log in to the Wi-Fi</body></html>): check providers.portal.base_url, or what sits between (a proxy, a login page)`,
+      );
+    } finally {
+      server.close();
+    }
   });
 });
