@@ -1,8 +1,25 @@
 import { z } from 'zod';
 
+/**
+ * A message's content: text, or OpenAI's list of content parts when every part is text (as tools
+ * that write Batch files often do), joined by newlines. Images, audio and files are refused.
+ */
+const messageContentSchema = z.union([z.string(), z.array(z.looseObject({ type: z.string() })).min(1)], { error: 'expected text, or a list of {"type": "text", "text": "..."} parts' }).transform((content, ctx) => {
+  if (typeof content === 'string') return content;
+  const texts: string[] = [];
+  for (const part of content) {
+    if (part.type !== 'text' || typeof part['text'] !== 'string') {
+      ctx.addIssue({ code: 'custom', message: `only text content parts are supported, not "${part.type}"` });
+      return z.NEVER;
+    }
+    texts.push(part['text']);
+  }
+  return texts.join('\n');
+});
+
 export const chatMessageSchema = z.strictObject({
   role: z.enum(['system', 'user', 'assistant', 'developer']),
-  content: z.string(),
+  content: messageContentSchema,
 });
 export type ChatMessage = z.infer<typeof chatMessageSchema>;
 

@@ -185,6 +185,25 @@ describe('OpenAI Batch request lines (openai-batch.jsonl)', () => {
   });
 });
 
+describe('message content given as parts', () => {
+  it('joins text parts (as Batch files written by tools often give them) and names a part it cannot send', async () => {
+    const request = (id: string, content: unknown) => JSON.stringify({ custom_id: id, method: 'POST', url: '/v1/chat/completions', body: { model: 'gpt-a', messages: [{ role: 'user', content }] } });
+    const lines = [
+      request('parts', [{ type: 'text', text: 'Describe this' }, { type: 'text', text: 'in one line.' }]),
+      request('image', [{ type: 'text', text: 'Describe' }, { type: 'image_url', image_url: { url: 'https://x/y.png' } }]),
+      JSON.stringify({ messages: [{ role: 'user', content: 5 }] }),
+      JSON.stringify({ messages: [{ role: 'user', content: [] }] }),
+    ];
+    const items = await collect(readJsonlRows(await file('parts.jsonl', `${lines.join('\n')}\n`), rules));
+    expect(items[0]).toMatchObject({ kind: 'row', value: { custom_id: 'parts', messages: [{ role: 'user', content: 'Describe this\nin one line.' }] } });
+    expect(items.slice(1).map((item) => item.kind === 'error' && item.value.message)).toEqual([
+      'OpenAI Batch request line: body.messages[0].content: only text content parts are supported, not "image_url"',
+      expect.stringMatching(/^messages\[0\]\.content: expected text, or a list of \{"type": "text", "text": "\.\.\."\} parts; /),
+      expect.stringMatching(/^messages\[0\]\.content: /),
+    ]);
+  });
+});
+
 describe('readJsonlRows details', () => {
   it('accepts .ndjson and .json, and handles lines longer than a read chunk with multi-byte text', async () => {
     const long = '長い🚀'.repeat(40_000); // ~440 KB per line: spans several stream chunks
