@@ -20,6 +20,8 @@ export const promptJobSchema = z.object({
   max_tokens: z.number().int().positive().optional(),
   metadata: z.record(z.string(), z.unknown()),
   custom_id: z.string().optional(),
+  /** Request fields sent with each answer call (an OpenAI Batch line's top_p, stop, ...). */
+  params: z.record(z.string(), z.unknown()).optional(),
   /** Set when the job was parked mid-row (rate-limit slot, backoff). */
   progress: rowProgressSchema.optional(),
   /** How often workers that cannot serve the batch handed the row back (see handBackMs). */

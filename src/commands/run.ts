@@ -223,6 +223,11 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
         (counts.changedSinceSucceeded > 0 ? `, ${formatCount(counts.changedSinceSucceeded)} changed in the file since they succeeded (they run again)` : '') +
         `; ${formatCount(counts.enqueued)} queued, ${worker ? `workers here making up to ${concurrency} calls at a time` : 'no workers here (--detach)'}.`,
     );
+    const unsent = Object.entries(counts.unsentBodyFields);
+    if (unsent.length > 0) {
+      const fields = unsent.map(([name, lines]) => `${name} (${counted(lines, 'line')})`).join(', ');
+      say(`Note: request body fields not sent to the models: ${fields}. They are kept in each result's metadata.body_extra.`);
+    }
     const workersNow = collecting ? null : await connectedWorkerCount(queue);
     await queue.close();
 

@@ -22,6 +22,7 @@ export interface RowInput {
   max_tokens?: number | undefined;
   metadata: Record<string, unknown>;
   custom_id?: string | undefined;
+  params?: Record<string, unknown> | undefined;
 }
 
 export interface RowRunnerDeps {
@@ -67,6 +68,7 @@ function requestFor(row: RowInput, model: string, config: SwitchyardConfig): Mod
     messages: row.messages,
     temperature: row.temperature ?? config.temperature,
     maxTokens: Math.min(row.max_tokens ?? config.max_tokens, modelConfig.max_output_tokens ?? Number.MAX_SAFE_INTEGER),
+    ...(row.params !== undefined && { params: row.params }),
   };
 }
 

@@ -28,13 +28,22 @@ export function looksLikeOpenAiBatchLine(value: Record<string, unknown>): boolea
 }
 
 /**
+ * Body fields sent with the call as the line gives them: they shape one text answer, as every
+ * OpenAI-compatible API takes them. Others (n, tools, logprobs, stream, audio...) would change what
+ * an answer is, so they are not sent.
+ */
+export const SENT_BODY_FIELDS: ReadonlySet<string> = new Set(['top_p', 'stop', 'seed', 'presence_penalty', 'frequency_penalty', 'response_format', 'logit_bias', 'user', 'reasoning_effort']);
+
+/**
  * The line's fields for the shared row rules. `id` and `custom_id` are the line's custom_id;
- * `max_completion_tokens` wins over `max_tokens` when both are set. Every other body field
- * (top_p, stop, response_format, ...) is kept as `metadata.body_extra` so nothing the user
- * wrote is lost; the reader does not send those fields to the model itself.
+ * `max_completion_tokens` wins over `max_tokens` when both are set. The body's SENT_BODY_FIELDS
+ * go with the call (`params`); any other body field is kept as `metadata.body_extra`, not sent,
+ * so nothing the user wrote is lost.
  */
 export function openAiBatchLineFields(line: OpenAiBatchLine): RawFields {
   const { model, messages, temperature, max_tokens, max_completion_tokens, ...extra } = line.body;
+  const params = Object.fromEntries(Object.entries(extra).filter(([key]) => SENT_BODY_FIELDS.has(key)));
+  const unsent = Object.fromEntries(Object.entries(extra).filter(([key]) => !SENT_BODY_FIELDS.has(key)));
   return {
     id: line.custom_id,
     custom_id: line.custom_id,
@@ -42,6 +51,7 @@ export function openAiBatchLineFields(line: OpenAiBatchLine): RawFields {
     messages,
     temperature,
     max_tokens: max_completion_tokens ?? max_tokens,
-    metadata: Object.keys(extra).length > 0 ? { body_extra: extra } : {},
+    metadata: Object.keys(unsent).length > 0 ? { body_extra: unsent } : {},
+    ...(Object.keys(params).length > 0 && { params }),
   };
 }

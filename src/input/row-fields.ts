@@ -15,6 +15,7 @@ export interface RawFields {
   max_tokens?: unknown;
   metadata: Record<string, unknown>;
   custom_id?: string | undefined;
+  params?: Record<string, unknown> | undefined;
 }
 
 export interface RecordPosition {
@@ -56,6 +57,7 @@ export function buildRow(fields: RawFields, pos: RecordPosition, rules: RowRules
       ...(maxTokens !== undefined && { max_tokens: maxTokens }),
       metadata: fields.metadata,
       ...(fields.custom_id !== undefined && { custom_id: fields.custom_id }),
+      ...(fields.params !== undefined && { params: fields.params }),
     },
   };
 }

@@ -7,7 +7,8 @@ import type { InputRow } from './row.ts';
  * runs again). Never 0, which stands for "not recorded".
  */
 export function rowFingerprint(row: InputRow): number {
-  const text = JSON.stringify([row.messages, row.model ?? null, row.temperature ?? null, row.max_tokens ?? null, row.metadata, row.custom_id ?? null]);
+  const params = row.params === undefined ? [] : [row.params]; // absent: the same fingerprint as before params existed
+  const text = JSON.stringify([row.messages, row.model ?? null, row.temperature ?? null, row.max_tokens ?? null, row.metadata, row.custom_id ?? null, ...params]);
   let hash = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) {
     hash ^= text.charCodeAt(i);

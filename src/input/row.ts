@@ -38,6 +38,8 @@ export interface InputRow {
   metadata: Record<string, unknown>;
   /** Set for OpenAI Batch API input lines, so the batch output files can be written. */
   custom_id?: string;
+  /** Other request fields sent with the call as given (an OpenAI Batch line's top_p, stop, ...). */
+  params?: Record<string, unknown>;
 }
 
 /** A record that could not become a job; it is written to errors.jsonl and the batch goes on. */

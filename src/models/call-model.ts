@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat';
 import type { ChatMessage } from '../input/row.ts';
 import type { Usage } from '../output/records.ts';
 import { parseResetDuration } from '../limits/pacing.ts';
@@ -13,6 +14,8 @@ export interface ModelRequest {
   messages: ChatMessage[];
   temperature: number;
   maxTokens: number;
+  /** Other body fields, sent as given (the reader lets through only those that shape a text answer). */
+  params?: Record<string, unknown>;
 }
 
 export interface ModelAnswer {
@@ -80,7 +83,7 @@ export async function callModel(provider: ProviderClient, request: ModelRequest,
   try {
     const { data, response, request_id } = await provider.client.chat.completions
       .create(
-        { model: request.upstream, messages: request.messages, temperature: request.temperature, max_tokens: request.maxTokens },
+        { ...(request.params as Partial<ChatCompletionCreateParamsNonStreaming>), model: request.upstream, messages: request.messages, temperature: request.temperature, max_tokens: request.maxTokens },
         signal ? { signal } : undefined,
       )
       .withResponse();

@@ -47,6 +47,8 @@ export interface EnqueueCounts {
   invalidByCode: InvalidRowCounts;
   /** Rows that came from OpenAI Batch API lines (they carry a custom_id). */
   openAiBatchRows: number;
+  /** Body fields of those lines that are not sent (metadata.body_extra), by name: how many lines set each. */
+  unsentBodyFields: Record<string, number>;
   /** The signal stopped the reading before the end of the file: the counts cover only what was read. */
   stopped: boolean;
 }
@@ -60,6 +62,7 @@ function toJob(batchId: string, row: InputRow): PromptJob {
   if (row.temperature !== undefined) job.temperature = row.temperature;
   if (row.max_tokens !== undefined) job.max_tokens = row.max_tokens;
   if (row.custom_id !== undefined) job.custom_id = row.custom_id;
+  if (row.params !== undefined) job.params = row.params;
   return job;
 }
 
@@ -68,7 +71,7 @@ function toJob(batchId: string, row: InputRow): PromptJob {
  * batch again never duplicates a queued row, and succeeded rows are skipped through Redis' bitmap.
  */
 export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCounts> {
-  const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, changedSinceSucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, stopped: false };
+  const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, changedSinceSucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, unsentBodyFields: {}, stopped: false };
   const errors = createWriteStream(options.errorsPath, { flags: 'w' });
   let chunk: InputRow[] = [];
   let workersStarted = false;
@@ -128,7 +131,10 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
         continue;
       }
       counts.total++;
-      if (item.value.custom_id !== undefined) counts.openAiBatchRows++;
+      if (item.value.custom_id !== undefined) {
+        counts.openAiBatchRows++;
+        countUnsentBodyFields(counts.unsentBodyFields, item.value.metadata['body_extra']);
+      }
       chunk.push(item.value);
       if (chunk.length >= chunkSize) {
         await flush();
@@ -147,6 +153,11 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
     await once(errors, 'close');
   }
   return counts;
+}
+
+function countUnsentBodyFields(counts: Record<string, number>, unsent: unknown): void {
+  if (typeof unsent !== 'object' || unsent === null) return;
+  for (const name of Object.keys(unsent)) counts[name] = (counts[name] ?? 0) + 1;
 }
 
 /** Valid rows in the whole file, from those read so far and how much of the file they took. */

@@ -41,7 +41,8 @@ describe('readJsonlRows on nasty.jsonl (BOM, CRLF, blank lines, both shapes, bad
           ],
           model: 'gpt-b',
           max_tokens: 50,
-          metadata: { body_extra: { top_p: 0.9 } },
+          metadata: {},
+          params: { top_p: 0.9 }, // sent with the call
         },
       },
       {
@@ -135,7 +136,8 @@ describe('OpenAI Batch request lines (openai-batch.jsonl)', () => {
           messages: [{ role: 'user', content: 'Summarize: 東京は日本の首都です。' }],
           model: 'gpt-b',
           temperature: 0,
-          metadata: { body_extra: { response_format: { type: 'json_object' } } },
+          metadata: {},
+          params: { response_format: { type: 'json_object' } },
         },
       },
       {
@@ -181,6 +183,18 @@ describe('OpenAI Batch request lines (openai-batch.jsonl)', () => {
         code: 'bad_field',
         message: expect.stringMatching(/^OpenAI Batch request line: body\.messages\[0\]\.role: /),
       },
+    });
+  });
+});
+
+describe('body fields of a Batch request line', () => {
+  it('sends those that shape a text answer and keeps the others, unsent, in metadata.body_extra', async () => {
+    const body = { model: 'gpt-a', messages: [{ role: 'user', content: 'hi' }], top_p: 0.5, stop: ['\n'], seed: 7, response_format: { type: 'json_object' }, n: 2, tools: [], logprobs: true, stream: true };
+    const path = await file('fields.jsonl', `${JSON.stringify({ custom_id: 'x', method: 'POST', url: '/v1/chat/completions', body })}\n`);
+    const [item] = await collect(readJsonlRows(path, rules));
+    expect(item).toMatchObject({
+      kind: 'row',
+      value: { params: { top_p: 0.5, stop: ['\n'], seed: 7, response_format: { type: 'json_object' } }, metadata: { body_extra: { n: 2, tools: [], logprobs: true, stream: true } } },
     });
   });
 });
