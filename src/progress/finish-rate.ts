@@ -37,6 +37,11 @@ export class FinishRate {
     return elapsed > 0 ? (Math.max(0, this.lastFinished - base.finished) * 1000) / elapsed : 0;
   }
 
+  /** How long a stretch `perSecond` measures over. */
+  spanMs(at: number): number {
+    return at - this.samples[0]!.at;
+  }
+
   /** Milliseconds since the finished count last changed (or since the start). */
   idleMs(at: number): number {
     return at - this.lastChangeAt;

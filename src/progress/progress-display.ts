@@ -18,6 +18,11 @@ export interface ProgressDisplay {
 }
 
 const RATE_WINDOW_MS = 20_000;
+/**
+ * No ETA from less than this much measuring: the first row's answer a fraction of a second in
+ * made "1 row in 0.3 s" an ETA of ten minutes for a batch that took ten seconds.
+ */
+const MIN_ETA_SPAN_MS = 2000;
 
 export interface ProgressDisplayOptions {
   /** Plain output: at most one line per this many ms (and one at stop). */
@@ -51,7 +56,7 @@ function figuresOf(progress: BatchProgress, finishRate: FinishRate, at: number, 
   const rate = finishRate.perSecond(at);
   const idle = finishRate.idleMs(at);
   const remaining = rows === null ? NaN : rows - progress.finished;
-  const eta = rate > 0 ? (remaining / rate) * 1000 : NaN;
+  const eta = rate > 0 && finishRate.spanMs(at) >= MIN_ETA_SPAN_MS ? (remaining / rate) * 1000 : NaN;
   let etaText = Number.isFinite(eta) && eta >= 0 ? formatDuration(eta) : '?';
   if (idle >= stalledAfterMs && remaining !== 0) etaText = `? (no row finished for ${formatDuration(idle)})`;
   return { rows, totalText: text, rate, etaText };

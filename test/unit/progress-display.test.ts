@@ -66,7 +66,10 @@ describe('progress display while the file is still being read', () => {
     display.update(progress(0, null, 0, 20_000));
     out.advance(1000);
     display.update(progress(500, null, 0, 20_000));
-    expect(out.lines).toEqual(['progress: 500/~20,000 rows, 0 failed, 500 rows/s, ETA 39.0 s, cost $0.0500']);
+    // One second of measuring is too little for an ETA; two are enough.
+    out.advance(1000);
+    display.update(progress(1000, null, 0, 20_000));
+    expect(out.lines).toEqual(['progress: 500/~20,000 rows, 0 failed, 500 rows/s, ETA ?, cost $0.0500', 'progress: 1,000/~20,000 rows, 0 failed, 500 rows/s, ETA 38.0 s, cost $0.100']);
   });
 });
 
