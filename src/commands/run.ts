@@ -140,6 +140,9 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     };
     await session.store.save(meta, config);
     if (existing) say(`Resuming: rows that already succeeded are kept and not run again.`);
+    if (existing && existing.input !== inputPath) {
+      say(`Note: batch ${batchId} was started from ${existing.input}; this run reads ${inputPath}. Rows are matched by their place in the file: those that differ run again, the others keep their answers. A new --batch-id starts afresh.`);
+    }
 
     const queue = session.openPromptQueue();
     const concurrency = options.concurrency ?? config.concurrency;
@@ -221,6 +224,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       `Read ${counted(counts.total + counts.invalid, 'row')}: ${formatCount(counts.total)} valid, ${formatCount(counts.invalid)} invalid${counts.invalid > 0 ? ' (see errors.jsonl)' : ''}` +
         (counts.alreadySucceeded > 0 ? `, ${formatCount(counts.alreadySucceeded)} already done` : '') +
         (counts.changedSinceSucceeded > 0 ? `, ${formatCount(counts.changedSinceSucceeded)} changed in the file since they succeeded (they run again)` : '') +
+        (counts.goneFromFile > 0 ? `, ${formatCount(counts.goneFromFile)} of the last run no longer in the file (left out of the outputs)` : '') +
         `; ${formatCount(counts.enqueued)} queued, ${worker ? `workers here making up to ${concurrency} calls at a time` : 'no workers here (--detach)'}.`,
     );
     const unsent = Object.entries(counts.unsentBodyFields);

@@ -131,7 +131,15 @@ export class BatchStore {
 
   /** Row numbers (from `fromRow`, `count` of them) whose succeeded bit is set, read in one call. */
   async succeededRows(batchId: string, fromRow: number, count: number): Promise<Set<number>> {
-    const key = this.keys(batchId).succeeded;
+    return this.rowsSetIn(this.keys(batchId).succeeded, fromRow, count);
+  }
+
+  /** Row numbers (from `fromRow`, `count` of them) whose finished bit is set, read in one call. */
+  async finishedRows(batchId: string, fromRow: number, count: number): Promise<Set<number>> {
+    return this.rowsSetIn(this.keys(batchId).finished, fromRow, count);
+  }
+
+  private async rowsSetIn(key: string, fromRow: number, count: number): Promise<Set<number>> {
     const firstByte = Math.floor(fromRow / 8);
     const lastByte = Math.floor((fromRow + count - 1) / 8);
     const bytes = await this.redis.getrangeBuffer(key, firstByte, lastByte);
@@ -141,7 +149,8 @@ export class BatchStore {
       if (byte === 0) continue;
       for (let bit = 0; bit < 8; bit++) {
         // Redis bitmaps number bits from the most significant bit of each byte.
-        if (byte & (0x80 >> bit)) rows.add((firstByte + i) * 8 + bit);
+        const row = (firstByte + i) * 8 + bit;
+        if (byte & (0x80 >> bit) && row >= fromRow && row < fromRow + count) rows.add(row);
       }
     }
     return rows;

@@ -51,7 +51,12 @@ export interface EnqueueCounts {
   unsentBodyFields: Record<string, number>;
   /** The signal stopped the reading before the end of the file: the counts cover only what was read. */
   stopped: boolean;
+  /** Rows an earlier run finished that are past the file's end now (it got shorter): left out of the outputs. */
+  goneFromFile: number;
 }
+
+/** Rows withdrawn per pipeline when a file got shorter. */
+const WITHDRAW_CHUNK = 10_000;
 
 /** BullMQ attempts cover crashed workers only; model errors are retried by the prompt job itself. */
 const JOB_OPTIONS = { removeOnComplete: true, removeOnFail: true, attempts: 3, backoff: { type: 'exponential', delay: 1000 } } as const;
@@ -71,7 +76,7 @@ function toJob(batchId: string, row: InputRow): PromptJob {
  * batch again never duplicates a queued row, and succeeded rows are skipped through Redis' bitmap.
  */
 export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCounts> {
-  const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, changedSinceSucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, unsentBodyFields: {}, stopped: false };
+  const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, changedSinceSucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, unsentBodyFields: {}, stopped: false, goneFromFile: 0 };
   const errors = createWriteStream(options.errorsPath, { flags: 'w' });
   let chunk: InputRow[] = [];
   let workersStarted = false;
@@ -116,12 +121,14 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
   };
 
   const stop = options.signal;
+  let lastRow = 0;
   try {
     for await (const item of options.items) {
       if (stop?.aborted) {
         counts.stopped = true;
         return counts;
       }
+      lastRow = item.value.row;
       if (item.kind === 'error') {
         counts.invalid++;
         countInvalidRow(counts.invalidByCode, item.value);
@@ -148,6 +155,8 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
       }
     }
     await flush();
+    // Only a whole read knows where the file ends now.
+    if (options.resume && !counts.stopped && !stop?.aborted) counts.goneFromFile = await withdrawRowsPast(options, lastRow);
   } finally {
     errors.end();
     await once(errors, 'close');
@@ -241,6 +250,25 @@ async function withdrawRows(options: EnqueueOptions, rows: readonly number[]): P
     tx.setbit(keys.withdrawn, row, 1).setbit(keys.finished, row, 0).setbit(keys.succeeded, row, 0).setrange(keys.fingerprints, row * 4, '\0\0\0\0');
   }
   await tx.exec();
+}
+
+/**
+ * A file that got shorter since the last run: the rows past its end are withdrawn like invalid
+ * ones (left out of the outputs, no longer finished). Their finished bits would otherwise count
+ * toward the new, smaller total, and the collector would end before the rows that run again had
+ * finished. Every enqueued row has its fingerprint slot, so their length bounds the rows there were.
+ * Returns how many of them had finished.
+ */
+async function withdrawRowsPast(options: EnqueueOptions, lastRow: number): Promise<number> {
+  const keys = options.store.keys(options.batchId);
+  const recordedRows = Math.floor((await options.store.redis.strlen(keys.fingerprints)) / 4);
+  if (recordedRows <= lastRow + 1) return 0;
+  const goneRows = recordedRows - lastRow - 1;
+  const finished = await options.store.finishedRows(options.batchId, lastRow + 1, goneRows);
+  for (let from = lastRow + 1; from < recordedRows; from += WITHDRAW_CHUNK) {
+    await withdrawRows(options, Array.from({ length: Math.min(WITHDRAW_CHUNK, recordedRows - from) }, (_, i) => from + i));
+  }
+  return finished.size;
 }
 
 /** A batch from before fingerprints were kept has none (0): its rows count as unchanged. */

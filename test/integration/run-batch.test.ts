@@ -130,6 +130,18 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(after.map((r) => r.id)).toEqual(['r1', 'r2', 'r3', 'r4', 'r5', 'r6']);
     expect(after[0]!.output).toContain('zero');
     expect(after[5]!.output).toContain('five');
+
+    // A file that got shorter: rows past its end leave the outputs, and the rows that run again are
+    // waited for (before, the old rows' finished bits ended the batch early, with stale answers).
+    await write(['ZERO', 'ONE', 'TWO']);
+    const shorter = await runCli(['run', '--resume', 'edited'], h.env());
+    expect(shorter.code, shorter.stderr).toBe(0);
+    expect(shorter.stdout).toContain('3 changed in the file since they succeeded (they run again), 3 of the last run no longer in the file (left out of the outputs); 3 queued');
+    const short = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(short.map((r) => r.output?.match(/Answer to "(\w+)"/)?.[1])).toEqual(['ZERO', 'ONE', 'TWO']);
+    expect((await readFile(join(out, 'results.csv'), 'utf8')).trim().split('\n')).toHaveLength(1 + 3);
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.totals).toMatchObject({ rows: 3, succeeded: 3 });
   });
 
   it('a row made invalid in the file since it succeeded loses its old result; fixed, it runs again', async () => {
