@@ -37,8 +37,27 @@ export function connectRedis(url: string, options: ConnectOptions = {}): Redis {
 
 /** True if Redis at `url` answers PING within `timeoutMs`; never throws, never leaves a connection open. */
 export async function pingRedis(url: string, timeoutMs: number): Promise<boolean> {
+  return (await probeRedis(url, timeoutMs)).ok;
+}
+
+/**
+ * Why a Redis URL does not answer PING: nothing there (or too slow), a Redis that wants other
+ * credentials, or a server that is not Redis. Only the first is helped by starting a Redis.
+ */
+export type RedisProbe = { ok: true } | { ok: false; reason: 'unreachable' | 'auth' | 'not_redis'; detail: string };
+
+export async function probeRedis(url: string, timeoutMs: number): Promise<RedisProbe> {
   let redis: Redis | undefined;
   let timer: NodeJS.Timeout | undefined;
+  let lastError: Error | undefined;
+  const failed = (error: unknown): RedisProbe => {
+    // ioredis rejects with "Connection is closed."; the reason went to the 'error' event.
+    const message = (lastError ?? (error instanceof Error ? error : new Error(String(error)))).message.split('\n')[0] ?? '';
+    const detail = message.replace(/\s*Please report this\.?$/, ''); // ioredis' words for a reply it cannot parse
+    if (/^(NOAUTH|WRONGPASS)|invalid password|AUTH failed/i.test(detail)) return { ok: false, reason: 'auth', detail };
+    if (/Unknown RESP type|Protocol error/i.test(detail)) return { ok: false, reason: 'not_redis', detail };
+    return { ok: false, reason: 'unreachable', detail };
+  };
   try {
     redis = new Redis(url, {
       lazyConnect: true,
@@ -48,15 +67,18 @@ export async function pingRedis(url: string, timeoutMs: number): Promise<boolean
       maxRetriesPerRequest: 0,
       enableOfflineQueue: false,
     });
-    redis.on('error', () => undefined);
+    redis.on('error', (error: Error) => {
+      lastError = error;
+    });
     const client = redis;
     const ping = client.connect().then(() => client.ping());
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('timed out')), timeoutMs);
+      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
     });
-    return (await Promise.race([ping, timeout])) === 'PONG';
-  } catch {
-    return false;
+    const reply = await Promise.race([ping, timeout]);
+    return reply === 'PONG' ? { ok: true } : failed(new Error(`PING answered ${String(reply)}`));
+  } catch (error) {
+    return failed(error);
   } finally {
     clearTimeout(timer);
     redis?.disconnect();
@@ -99,7 +121,15 @@ export async function ensureRedis(options: EnsureRedisOptions): Promise<EnsuredR
   const timeoutMs = options.pingTimeoutMs ?? 1500;
   const noop = async () => undefined;
 
-  if (await pingRedis(url, timeoutMs)) return { url, stop: noop, started: false };
+  const probe = await probeRedis(url, timeoutMs);
+  if (probe.ok) return { url, stop: noop, started: false };
+  // A Redis is there: starting another would hide it. Say what is wrong with reaching it.
+  if (probe.reason === 'auth') {
+    throw new SetupError(`Redis at ${redactUrl(url)} refused the connection's credentials (${probe.detail}): put its user and password in REDIS_URL, e.g. REDIS_URL=redis://:password@host:6379 or redis://user:password@host:6379`);
+  }
+  if (probe.reason === 'not_redis') {
+    throw new SetupError(`something answers at ${redactUrl(url)}, but not as Redis (${probe.detail}): check the host and port in REDIS_URL (Redis listens on 6379 unless told otherwise)`);
+  }
   const binary = explicit === undefined ? findRedisServerBinary() : null;
   if (binary === null) throw new SetupError(redisUnreachableMessage(url, explicit !== undefined));
 

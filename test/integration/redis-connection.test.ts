@@ -1,10 +1,11 @@
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SetupError } from '../../src/errors.ts';
-import { connectRedis, ensureRedis, pingRedis, redisUrlFromEnv } from '../../src/queue/redis-connection.ts';
+import { connectRedis, ensureRedis, pingRedis, probeRedis, redisUrlFromEnv } from '../../src/queue/redis-connection.ts';
 import { pickFreePort, startRedisServer, type RedisServerHandle } from '../../src/queue/redis-server-process.ts';
 import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 
@@ -160,6 +161,33 @@ describe('ensureRedis', () => {
     expect(message).toContain('REDIS_URL');
     expect(logs).toEqual([]);
     expect(existsSync(path.join(dataDir, 'redis'))).toBe(false);
+  });
+
+  it('tells a Redis that wants other credentials, and a server that is not Redis, from no Redis at all', async () => {
+    const server = track(await startRedisServer({ port: 0, dir: tempDir(), persist: false }));
+    const admin = connectRedis(server.url);
+    await admin.config('SET', 'requirepass', 's3cret');
+    cleanups.push(async () => {
+      await admin.config('SET', 'requirepass', ''); // so stop() may shut it down
+      admin.disconnect();
+    });
+    const withPassword = (password: string) => server.url.replace('redis://', `redis://:${password}@`);
+    expect(await probeRedis(server.url, 2000)).toMatchObject({ ok: false, reason: 'auth', detail: expect.stringMatching(/^NOAUTH/) });
+    expect(await probeRedis(withPassword('wrong'), 2000)).toMatchObject({ ok: false, reason: 'auth', detail: expect.stringMatching(/^WRONGPASS/) });
+    expect(await probeRedis(withPassword('s3cret'), 2000)).toEqual({ ok: true });
+    const error = await ensureRedis({ url: withPassword('wrong'), dataDir: tempDir(), log: () => undefined }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SetupError);
+    expect((error as SetupError).message).toMatch(/^Redis at redis:\/\/\S+ refused the connection's credentials \(WRONGPASS .*\): put its user and password in REDIS_URL/);
+    expect(String(error)).not.toContain('wrong@');
+
+    const web = createHttpServer((_request, response) => response.end('hello'));
+    await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => web.close(() => resolve())));
+    const webUrl = `redis://127.0.0.1:${(web.address() as AddressInfo).port}`;
+    expect(await probeRedis(webUrl, 2000)).toMatchObject({ ok: false, reason: 'not_redis' });
+    const notRedis = await ensureRedis({ url: webUrl, dataDir: tempDir(), log: () => undefined }).catch((e: unknown) => e);
+    expect((notRedis as SetupError).message).toMatch(/^something answers at redis:\/\/127\.0\.0\.1:\d+, but not as Redis \(.*\): check the host and port in REDIS_URL/);
+    expect(await probeRedis(await closedUrl(), 500)).toMatchObject({ ok: false, reason: 'unreachable' });
   });
 
   it('names a URL of another scheme as the mistake, before trying it', async () => {
