@@ -13,7 +13,7 @@ import { isValidBatchId, newBatchId } from '../queue/keys.ts';
 import { enqueueBatch } from '../queue/producer.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
-import { createOutputDir } from '../output/output-dir.ts';
+import { claimOutputDir, createOutputDir } from '../output/output-dir.ts';
 import { counted, formatCount, formatDuration } from '../output/report-markdown.ts';
 import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from './session.ts';
@@ -123,6 +123,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
 
     const outDir = resolve(options.out ?? existing?.out_dir ?? `out/${batchId}`);
     await createOutputDir(outDir);
+    await claimOutputDir(outDir, batchId);
     const startedAt = new Date();
     const meta: Omit<BatchMeta, 'cost_nanos'> = {
       batch_id: batchId,

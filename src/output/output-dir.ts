@@ -1,7 +1,8 @@
 import { constants } from 'node:fs';
-import { access, mkdir, stat } from 'node:fs/promises';
+import { access, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { FILE_TROUBLE, UsageError } from '../errors.ts';
+import { outputPaths } from './paths.ts';
 
 const REASONS: Record<string, string> = {
   ...FILE_TROUBLE,
@@ -45,4 +46,30 @@ export async function createOutputDir(dir: string): Promise<void> {
   await access(target, constants.W_OK).catch((error: unknown) => {
     throw cannotUse(target, target, error);
   });
+}
+
+/**
+ * Marks the folder as `batchId`'s, or stops the run (before anything is enqueued) when it holds
+ * another batch's outputs: a new batch given the same --out would replace them. Folders from
+ * before the mark are known by their report.json.
+ */
+export async function claimOutputDir(dir: string, batchId: string): Promise<void> {
+  const paths = outputPaths(dir);
+  const owner = (await readFile(paths.owner, 'utf8').catch(() => null))?.trim() || (await reportBatchId(paths.reportJson));
+  if (owner && owner !== batchId) {
+    throw new UsageError(
+      `${dir} holds the outputs of batch ${owner}, which batch ${batchId} would replace: give it another --out ` +
+        `(without one, each batch writes to out/<batch id>), or delete that folder first if you no longer need them`,
+    );
+  }
+  if (owner !== batchId) await writeFile(paths.owner, `${batchId}\n`);
+}
+
+async function reportBatchId(path: string): Promise<string | null> {
+  try {
+    const report = JSON.parse(await readFile(path, 'utf8')) as { batch_id?: unknown };
+    return typeof report.batch_id === 'string' ? report.batch_id : null;
+  } catch {
+    return null;
+  }
 }

@@ -15,6 +15,8 @@ export function outputPaths(outDir: string) {
     journal: join(outDir, '.results-journal.jsonl'),
     /** Every result as a results.csv record, in arrival order; results.csv is made from it. */
     csvJournal: join(outDir, '.results-csv-journal'),
+    /** The id of the batch whose outputs the folder holds (output-dir.ts claimOutputDir). */
+    owner: join(outDir, '.switchyard-batch'),
   };
 }
 

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { describe, expect, it } from 'vitest';
@@ -169,6 +169,22 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(results.map((r) => r.id)).toEqual(['r1', 'r2', 'r3', 'r4']);
     expect(results[2]!.output).toContain('three, quoted now');
+  });
+
+  it("refuses to write a new batch's outputs over another batch's in the same --out", async () => {
+    const dir = await tempDir('shared-out');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const out = join(dir, 'out');
+    expect((await runCli(['run', await writePromptsCsv(dir, 5), '--config', config, '--out', out, '--batch-id', 'first-out'], h.env())).code).toBe(0);
+    const other = join(dir, 'other.csv');
+    await writeFile(other, 'prompt\nsomething else\n');
+    const second = await runCli(['run', other, '--config', config, '--out', out, '--batch-id', 'second-out'], h.env());
+    expect(second.code).toBe(2);
+    expect(second.stderr).toContain(`${out} holds the outputs of batch first-out, which batch second-out would replace: give it another --out`);
+    expect(await h.redis.exists(`${h.prefix}:batch:{second-out}`)).toBe(0);
+    expect(await readJsonLines<RowResult>(join(out, 'results.jsonl'))).toHaveLength(5);
+    // The batch that owns the folder goes on using it.
+    expect((await runCli(['run', '--resume', 'first-out'], h.env())).code).toBe(0);
   });
 
   it('refuses --detach on the built-in models, whose simulator would stop with the process', async () => {
