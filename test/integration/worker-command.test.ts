@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli, spawnCli, waitForOutput } from '../helpers/cli.ts';
@@ -21,6 +22,12 @@ describe('switchyard worker, on its own beside a detached run', () => {
       expect((await runCli(['status'], h.env())).stdout).toMatch(/\n {2}standalone +running, not collected +/);
       const collected = await runCli(['collect', 'standalone'], h.env());
       expect(collected.code, collected.stderr).toBe(1); // the "broken" row failed
+      // Once written, collecting again says so, and leaves the report as it was.
+      const report = await readFile(join(out, 'report.json'), 'utf8');
+      const again = await runCli(['collect', 'standalone'], h.env());
+      expect(again.code).toBe(1);
+      expect(again.stdout).toContain(`standalone is already completed with failures: 19 of 20 rows succeeded. Its outputs are in ${out} (report.md for the summary).`);
+      expect(await readFile(join(out, 'report.json'), 'utf8')).toBe(report);
     } finally {
       worker.kill('SIGTERM');
     }
