@@ -76,7 +76,7 @@ export const holderName = (token: string): string => token.split(' ').slice(0, 3
  * The holder's process on this machine, when the token names one: alive or not. (Containers that
  * share a Redis need distinct hostnames, as they have by default, for this to tell them apart.)
  */
-function localHolderAlive(holder: string): boolean | null {
+export function localHolderAlive(holder: string): boolean | null {
   const [host, , pid] = holder.split(' ');
   if (host !== hostname() || !pid) return null;
   try {

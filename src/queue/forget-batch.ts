@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { isFinishedStatus, type BatchStore } from './batch-state.ts';
+import { holderName, localHolderAlive } from './batch-lease.ts';
 import { batchIndexKey } from './keys.ts';
 
 export type ForgetOutcome =
@@ -18,7 +19,9 @@ export async function forgetBatch(redis: Redis, store: BatchStore, batchId: stri
     return { forgotten: false, reason: `${batchId} is not finished (${meta.status}): \`switchyard run --resume ${batchId}\` finishes it; then it can be forgotten` };
   }
   const keys = store.keys(batchId);
-  if ((await redis.exists(keys.lease)) === 1) return { forgotten: false, reason: `${batchId} is being run by a process right now` };
+  const holder = await redis.get(keys.lease);
+  // A holder on this machine that died (kill -9) has left a lease that only runs out; it runs nothing.
+  if (holder !== null && localHolderAlive(holder) !== false) return { forgotten: false, reason: `${batchId} is being run by a process right now (${holderName(holder)})` };
   // Every key of the batch shares its "{id}" hash tag; ids hold no glob characters (keys.ts).
   let deleted = 0;
   let cursor = '0';

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.ts';
@@ -35,6 +36,12 @@ describe('switchyard forget', () => {
     expect(await keysOf('old')).toEqual([]);
     expect(existsSync(join(dir, 'old', 'results.jsonl'))).toBe(true);
 
+    // A lease left by a live process keeps the batch; one left by a process on this machine that died does not.
+    const lease = `${h.prefix}:batch:{recent}:lease`;
+    await h.redis.set(lease, `${hostname()} pid ${process.pid} live01`, 'PX', 60_000);
+    const busy = await runCli(['forget', 'recent'], h.env());
+    expect(busy.stdout).toContain(`Kept recent: recent is being run by a process right now (${hostname()} pid ${process.pid}).`);
+    await h.redis.set(lease, `${hostname()} pid 2147483646 dead01`, 'PX', 60_000);
     const byId = await runCli(['forget', 'recent'], h.env());
     expect(byId.code, byId.stderr).toBe(0);
     expect(await keysOf('recent')).toEqual([]);
