@@ -1,7 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { outputPaths } from '../output/paths.ts';
-import type { Report } from '../output/report.ts';
+import { readWrittenReport } from '../output/write-report.ts';
 import { isFinishedStatus } from '../queue/batch-state.ts';
 import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { collectAndReport } from './collect-and-report.ts';
@@ -13,15 +11,6 @@ import { connectedWorkerCount, watchConnectedWorkers, workersConnectedText } fro
 /** How often a waiting collect looks whether workers came or went. */
 const WORKER_CHECK_MS = 15_000;
 const START_WORKER = 'start "switchyard worker" here or on another machine, with the same REDIS_URL and SWITCHYARD_PREFIX';
-
-/** The report.json a finished batch left, or null when its outputs are gone (then collecting writes them again). */
-async function finishedReport(outDir: string): Promise<Pick<Report, 'totals'> | null> {
-  try {
-    return JSON.parse(await readFile(outputPaths(outDir).reportJson, 'utf8')) as Pick<Report, 'totals'>;
-  } catch {
-    return null;
-  }
-}
 
 /** `switchyard collect <batch id>`: writes a detached batch's outputs once its workers finish it. */
 export async function runCollectCommand(batchId: string, logger: Logger, say: (line: string) => void): Promise<number> {
@@ -42,7 +31,8 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
     const state = await session.store.loadWithProgress(batchId);
     if (!state) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel}; \`switchyard status\` lists the recent ones`);
     const { meta, progress } = state;
-    const written = isFinishedStatus(meta.status) ? await finishedReport(meta.out_dir) : null;
+    // Outputs deleted since: collecting writes them again.
+    const written = isFinishedStatus(meta.status) ? await readWrittenReport(meta.out_dir) : null;
     if (written) {
       // Collecting again would only rewrite its report, timed from the batch's start to now.
       say(`${batchId} is already ${meta.status.replaceAll('_', ' ')}: ${written.totals.succeeded} of ${written.totals.rows} rows succeeded. Its outputs are in ${meta.out_dir} (report.md for the summary).`);

@@ -129,16 +129,17 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       });
       if (result.ok) return result;
       const what = result.scope === 'batch' ? `the batch budget of ${formatUsd(nanosToUsd(result.limitNanos))}` : `the monthly budget of ${formatUsd(nanosToUsd(result.limitNanos))}`;
+      const spent = formatUsd(nanosToUsd(result.spentNanos));
       const held = formatUsd(nanosToUsd(result.reservedNanos));
       return {
         ok: false,
         heldByCallsInFlight: result.reservedNanos > 0 && result.spentNanos + estimateNanos <= result.limitNanos,
         waitNote:
-          `rows wait for ${what}: ${formatUsd(nanosToUsd(result.spentNanos))} is spent and ${held} held by calls in flight until they settle ` +
+          `rows wait for ${what}: ${spent} is spent and ${held} held by calls in flight until they settle ` +
           `(a worker stopped mid-call leaves its holds until they lapse, within ${Math.round(holdTtlMs / 1000)} s)`,
         message:
-          `not run: it could cost up to ${formatUsd(nanosToUsd(estimateNanos))} and ${formatUsd(nanosToUsd(result.spentNanos))} of ${what} is spent ` +
-          `(${formatUsd(nanosToUsd(result.reservedNanos))} more held by calls in flight); ` +
+          `not run: it could cost up to ${formatUsd(nanosToUsd(estimateNanos))} and ${spent} of ${what} is spent ` +
+          `(${held} more held by calls in flight); ` +
           (result.scope === 'batch' ? 'resume with a higher --budget to finish' : 'raise budget.monthly_usd or wait for next month'),
       };
     },

@@ -3,6 +3,7 @@ import { access, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { FILE_TROUBLE, UsageError } from '../errors.ts';
 import { outputPaths } from './paths.ts';
+import { readWrittenReport } from './write-report.ts';
 
 const REASONS: Record<string, string> = {
   ...FILE_TROUBLE,
@@ -55,7 +56,7 @@ export async function createOutputDir(dir: string): Promise<void> {
  */
 export async function claimOutputDir(dir: string, batchId: string): Promise<void> {
   const paths = outputPaths(dir);
-  const owner = (await readFile(paths.owner, 'utf8').catch(() => null))?.trim() || (await reportBatchId(paths.reportJson));
+  const owner = (await readFile(paths.owner, 'utf8').catch(() => null))?.trim() || (await readWrittenReport(dir))?.batch_id;
   if (owner && owner !== batchId) {
     throw new UsageError(
       `${dir} holds the outputs of batch ${owner}, which batch ${batchId} would replace: give it another --out ` +
@@ -63,13 +64,4 @@ export async function claimOutputDir(dir: string, batchId: string): Promise<void
     );
   }
   if (owner !== batchId) await writeFile(paths.owner, `${batchId}\n`);
-}
-
-async function reportBatchId(path: string): Promise<string | null> {
-  try {
-    const report = JSON.parse(await readFile(path, 'utf8')) as { batch_id?: unknown };
-    return typeof report.batch_id === 'string' ? report.batch_id : null;
-  } catch {
-    return null;
-  }
 }

@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { renderReportMarkdown } from './report-markdown.ts';
 import type { Report } from './report.ts';
@@ -19,4 +20,13 @@ export function writeReport(report: Report, outDir: string): ReportPaths {
   writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`, 'utf8');
   writeFileSync(markdownPath, renderReportMarkdown(report), 'utf8');
   return { jsonPath, markdownPath };
+}
+
+/** The report.json a finished batch left in outDir, or null when there is none (or it is unreadable). */
+export async function readWrittenReport(outDir: string): Promise<Report | null> {
+  try {
+    return JSON.parse(await readFile(join(outDir, 'report.json'), 'utf8')) as Report;
+  } catch {
+    return null;
+  }
 }
