@@ -10,6 +10,7 @@ import type { FinishedRow } from '../src/progress/worker-activity.ts';
 import { isRedisRefusal } from '../src/queue/redis-outage.ts';
 import { batchKeys, PROMPT_QUEUE, type KeySpace } from '../src/queue/keys.ts';
 import type { BatchContexts } from '../src/queue/batch-context.ts';
+import { registerWorker, releaseRowsOfDeadWorkers, type ReleasedRows } from '../src/queue/worker-registry.ts';
 
 export interface PromptWorkerOptions {
   /** ioredis connection for BullMQ's blocking reads (maxRetriesPerRequest: null). */
@@ -24,6 +25,8 @@ export interface PromptWorkerOptions {
   lockMs: number;
   /** Called for each row this worker finishes (for a progress tally). */
   onRowFinished?: (finished: FinishedRow) => void;
+  /** Told when rows of a worker process on this machine that died are handed back after start. */
+  onRowsOfDeadProcess?: (released: ReleasedRows) => void;
   /** Where the Worker's own errors go (a lost Redis among them); logged when not given. */
   onWorkerError?: (source: string, error: Error) => void;
 }
@@ -31,12 +34,17 @@ export interface PromptWorkerOptions {
 /**
  * Hosts the prompt processor on a BullMQ Worker. A row that must wait (rate-limit slot, backoff)
  * is parked as a delayed job, which frees the worker slot and does not use up an attempt. A worker
- * that dies mid-row loses nothing: after `lockMs` BullMQ's stalled check hands the row to another.
+ * that dies mid-row loses nothing: after `lockMs` BullMQ's stalled check hands the row to another,
+ * or at once when the next worker process on the same machine starts (worker-registry.ts).
  */
 export interface PromptWorkerHandle {
   worker: Worker;
+  /** Rows of worker processes on this machine that died, handed back to the queue at start. */
+  releasedFromDead: Promise<ReleasedRows>;
   close(): Promise<void>;
 }
+
+const DEAD_PROCESS_SWEEP_MS = 5000;
 
 export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHandle {
   const { logger } = options;
@@ -87,7 +95,31 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
   });
   worker.on('error', (error) => (options.onWorkerError ? options.onWorkerError('worker', error) : logger.error({ err: error }, 'worker error')));
 
-  return { worker, close: () => worker.close() };
+  const registration = registerWorker(options.redis, options.space, worker.id);
+  const handBack = () =>
+    releaseRowsOfDeadWorkers(options.redis, options.space, worker).catch((error: unknown) => {
+      logger.debug({ err: error }, 'could not hand back the rows of a dead worker process; they come back when their locks expire');
+      return { rowsFrom: new Map<string, number>(), dead: [] };
+    });
+  const releasedFromDead = handBack();
+  // A worker process beside this one may die later (kill -9, out of memory): look every few seconds.
+  const sweep = setInterval(() => {
+    void handBack().then((released) => {
+      if (released.rowsFrom.size === 0) return;
+      if (options.onRowsOfDeadProcess) options.onRowsOfDeadProcess(released);
+      else logger.warn({ rows: Object.fromEntries(released.rowsFrom) }, 'handed back the rows of a worker process that died on this machine');
+    });
+  }, DEAD_PROCESS_SWEEP_MS);
+  sweep.unref();
+  return {
+    worker,
+    releasedFromDead,
+    async close() {
+      clearInterval(sweep);
+      await worker.close();
+      await registration.unregister();
+    },
+  };
 }
 
 async function publishCrashedRow(options: PromptWorkerOptions, job: Job, error: Error): Promise<void> {

@@ -13,6 +13,7 @@ import { isValidBatchId, newBatchId } from '../queue/keys.ts';
 import { enqueueBatch } from '../queue/producer.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
+import { deadProcessRowsText, type ReleasedRows } from '../queue/worker-registry.ts';
 import { claimOutputDir, createOutputDir } from '../output/output-dir.ts';
 import { counted, formatCount, formatDuration } from '../output/report-markdown.ts';
 import type { Simulator } from '../sim/server.ts';
@@ -106,9 +107,6 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     const config = resolved.config;
     const budgeted = (options.budget ?? existing?.budget_usd ?? config.budget.batch_usd ?? config.budget.monthly_usd) !== undefined;
     warnAboutConfig(config, budgeted, say);
-    if (lease?.tookOverFrom) {
-      say(`The batch's last run (${lease.tookOverFrom}) stopped without finishing: the rows it held come back when their queue locks expire, within queue.lock_ms (${formatDuration(config.queue.lock_ms)}).`);
-    }
 
     const file = options.file ?? existing?.input;
     if (!file) throw new UsageError('no input file: give one, e.g. "switchyard run prompts.csv"');
@@ -161,8 +159,13 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
           logger,
           concurrency,
           lockMs: config.queue.lock_ms,
+          onRowsOfDeadProcess: (released) => say(releasedRowsText(released, null, config.queue.lock_ms)),
           onWorkerError: session.outages.failed,
         });
+    void worker?.releasedFromDead.then((released) => {
+      const text = releasedRowsText(released, lease?.tookOverFrom ?? null, config.queue.lock_ms);
+      if (text) say(text);
+    });
     const stopCollecting = new AbortController();
     // Ctrl-C, or SIGTERM from a scheduler or container stop: stop collecting, let the rows in hand
     // finish, and say how to go on (nothing is lost either way).
@@ -255,6 +258,21 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     await session.close();
     await simulator?.close();
   }
+}
+
+/** What a run says about rows that a process on this machine which died had in hand ('' for nothing). */
+function releasedRowsText(released: ReleasedRows, tookOverFrom: string | null, lockMs: number): string {
+  const others = deadProcessRowsText(released, tookOverFrom);
+  if (!tookOverFrom) return others;
+  const rows = released.rowsFrom.get(tookOverFrom);
+  const ownText =
+    rows !== undefined
+      ? `; the ${counted(rows, 'row')} it held ${rows === 1 ? 'is' : 'are'} back in the queue.`
+      : released.dead.includes(tookOverFrom)
+        ? '.'
+        : // A run whose workers were not on record: its rows come back as their queue locks expire.
+          `: the rows it held come back when their queue locks expire, within queue.lock_ms (${formatDuration(lockMs)}).`;
+  return `The batch's last run (${tookOverFrom}) stopped without finishing${ownText}${others ? ` ${others}` : ''}`;
 }
 
 function pinnedModel(options: RunOptions): string | undefined {

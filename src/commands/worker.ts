@@ -5,6 +5,7 @@ import { startPromptWorker } from '../../workers/prompt-worker.ts';
 import { openSession } from './session.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
 import { createWorkerActivity } from '../progress/worker-activity.ts';
+import { deadProcessRowsText } from '../queue/worker-registry.ts';
 
 /** How often a running worker says what it has done (only when it has done something). */
 const ACTIVITY_EVERY_MS = 30_000;
@@ -31,8 +32,10 @@ export async function runWorkerCommand(options: WorkerCommandOptions, logger: Lo
     concurrency: options.concurrency,
     lockMs: options.lockMs,
     onRowFinished: activity.rowFinished,
+    onRowsOfDeadProcess: (released) => say(deadProcessRowsText(released)),
     onWorkerError: session.outages.failed,
   });
+  void host.releasedFromDead.then((released) => released.rowsFrom.size > 0 && say(deadProcessRowsText(released)));
   say(`Worker running: concurrency ${options.concurrency}, Redis ${session.redisLabel}, prefix "${session.space.prefix}". Ctrl-C stops it after the rows in hand.`);
   const reporting = setInterval(() => {
     const line = activity.periodLine();

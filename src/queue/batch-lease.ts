@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import { UsageError } from '../errors.ts';
+import { localProcessAlive, thisProcessName } from './local-process.ts';
 import { runScript, type LuaScript, type RedisClient } from './lua-script.ts';
 
 /**
@@ -73,49 +72,20 @@ return 0
 export const holderName = (token: string): string => token.split(' ').slice(0, 3).join(' ');
 
 /**
- * The holder's process on this machine, when the token names one: alive or not. (Containers that
- * share a Redis need distinct hostnames, as they have by default, for this to tell them apart.)
- */
-export function localHolderAlive(holder: string): boolean | null {
-  const [host, , pid] = holder.split(' ');
-  if (host !== hostname() || !pid) return null;
-  try {
-    process.kill(Number(pid), 0);
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
-  }
-  return !isZombie(Number(pid));
-}
-
-/**
- * A process killed but not yet reaped by its parent still answers signal 0. Seen after kill -9
- * where PID 1 reaps late (containers, VMs): a resume was refused as if the dead run still went.
- * Linux says so in /proc; elsewhere the process counts as alive.
- */
-function isZombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return /^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
-  } catch {
-    return false;
-  }
-}
-
-/**
  * Takes the batch's lease. A holder on this machine is asked directly: a dead one's lease is taken
  * over at once, a live one's is refused at once. A holder elsewhere is waited out until its lease
  * would have expired (it renews while alive); still held then, a UsageError names the other process.
  */
 export async function acquireBatchLease(redis: RedisClient, key: string, batchId: string, options: { leaseMs?: number } = {}): Promise<BatchLease> {
   const leaseMs = options.leaseMs ?? LEASE_MS;
-  const token = `${hostname()} pid ${process.pid} ${Math.random().toString(36).slice(2, 8)}`;
+  const token = `${thisProcessName()} ${Math.random().toString(36).slice(2, 8)}`;
   const deadline = Date.now() + leaseMs + 500;
   let tookOverFrom: string | null = null;
   for (;;) {
     const reply = await runScript(redis, ACQUIRE, [key], [token, leaseMs]);
     if (reply === 1) break;
     const [holder = 'another process'] = (Array.isArray(reply) ? reply : []) as string[];
-    const alive = localHolderAlive(holder);
+    const alive = localProcessAlive(holder);
     if (alive === false && (await runScript(redis, TAKE_OVER, [key], [holder, token, leaseMs])) === 1) {
       tookOverFrom = holderName(holder);
       break;

@@ -1,0 +1,117 @@
+import type { Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { localProcessAlive, thisProcessName } from './local-process.ts';
+import { runScript, type LuaScript } from './lua-script.ts';
+import type { KeySpace } from './keys.ts';
+
+/**
+ * Which process hosts each BullMQ worker. A worker's lock tokens start with its id, so when a
+ * process on this machine finds that one which registered here died (kill -9, out of memory), it
+ * hands that worker's rows back to the queue at once. Without this they come back only when their
+ * locks expire, after queue.lock_ms (30 s by default), and a resume sat idle that long.
+ */
+
+interface Registration {
+  /** "host pid N" of the process. */
+  process: string;
+  /** Epoch ms of its last heartbeat. */
+  seen: number;
+}
+
+const HEARTBEAT_MS = 60_000;
+/** An entry not renewed for this long belongs to a process gone from another machine: its locks lapsed long ago. */
+const FORGET_AFTER_MS = 10 * 60_000;
+
+export const workerRegistryKey = (space: KeySpace): string => `${space.prefix}:worker-processes`;
+
+export interface WorkerRegistration {
+  unregister(): Promise<void>;
+}
+
+/** Records that this process hosts `workerId`, and keeps the record fresh until unregistered. */
+export function registerWorker(redis: Redis, space: KeySpace, workerId: string): WorkerRegistration {
+  const key = workerRegistryKey(space);
+  const write = () => redis.hset(key, workerId, JSON.stringify({ process: thisProcessName(), seen: Date.now() } satisfies Registration)).catch(() => undefined);
+  const written = write();
+  const heartbeat = setInterval(() => void write(), HEARTBEAT_MS);
+  heartbeat.unref();
+  return {
+    async unregister() {
+      clearInterval(heartbeat);
+      await written;
+      await redis.hdel(key, workerId).catch(() => undefined);
+    },
+  };
+}
+
+/**
+ * KEYS: active list, stalled set, stalled-check key. ARGV: the queue's key prefix, the dead worker's
+ * token prefix ("<id>:"). Drops the locks that worker held and marks its jobs stalled, so BullMQ's
+ * next stalled check (which the caller runs now) moves them back to wait, counting the redelivery.
+ */
+const RELEASE_LOCKS: LuaScript = {
+  name: 'release_dead_worker_locks',
+  numberOfKeys: 3,
+  lua: `
+local released = 0
+for _, jobId in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local lockKey = ARGV[1] .. jobId .. ':lock'
+  local token = redis.call('GET', lockKey)
+  if token and string.sub(token, 1, #ARGV[2]) == ARGV[2] then
+    redis.call('DEL', lockKey)
+    redis.call('SADD', KEYS[2], jobId)
+    released = released + 1
+  end
+end
+if released > 0 then redis.call('DEL', KEYS[3]) end
+return released
+`,
+};
+
+export interface ReleasedRows {
+  /** Rows handed back to the queue, by the "host pid N" of the dead process that held them. */
+  rowsFrom: Map<string, number>;
+  /** "host pid N" of every registered process found dead, rows or not. */
+  dead: string[];
+}
+
+function parseRegistration(value: string): Registration | null {
+  try {
+    const parsed = JSON.parse(value) as Partial<Registration>;
+    return typeof parsed.process === 'string' && typeof parsed.seen === 'number' ? { process: parsed.process, seen: parsed.seen } : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Hands the rows of workers whose process on this machine died back to the queue, through
+ * `worker`'s stalled check (so they count as redelivered: a row the dead process finished is not
+ * run again). Entries of other machines are left to their lock expiry, and forgotten once stale.
+ */
+export async function releaseRowsOfDeadWorkers(redis: Redis, space: KeySpace, worker: Worker): Promise<ReleasedRows> {
+  const key = workerRegistryKey(space);
+  const entries = await redis.hgetall(key);
+  const released: ReleasedRows = { rowsFrom: new Map(), dead: [] };
+  for (const [workerId, value] of Object.entries(entries)) {
+    if (workerId === worker.id) continue;
+    const registration = parseRegistration(value);
+    const alive = registration ? localProcessAlive(registration.process) : null;
+    if (registration && alive === false) {
+      if (!released.dead.includes(registration.process)) released.dead.push(registration.process);
+      const rows = Number(await runScript(redis, RELEASE_LOCKS, [worker.keys.active!, worker.keys.stalled!, worker.keys['stalled-check']!], [worker.toKey(''), `${workerId}:`]));
+      if (rows > 0) released.rowsFrom.set(registration.process, (released.rowsFrom.get(registration.process) ?? 0) + rows);
+    }
+    if (!registration || alive === false || (alive === null && Date.now() - registration.seen > FORGET_AFTER_MS)) await redis.hdel(key, workerId);
+  }
+  if (released.rowsFrom.size > 0) await worker.startStalledCheckTimer();
+  return released;
+}
+
+/** "12 rows held by host pid 4242, which died on this machine, are back in the queue." per process. */
+export function deadProcessRowsText(released: ReleasedRows, except: string | null = null): string {
+  return [...released.rowsFrom]
+    .filter(([name]) => name !== except)
+    .map(([name, rows]) => `${rows.toLocaleString('en-US')} ${rows === 1 ? 'row' : 'rows'} held by ${name}, which died on this machine, ${rows === 1 ? 'is' : 'are'} back in the queue.`)
+    .join(' ');
+}
