@@ -48,6 +48,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
       batchId,
       paths,
       tally,
+      csvDelimiter: meta.csv_delimiter,
       onConnectionError: session.outages.failed,
       ...(options.signal ? { signal: options.signal } : {}),
     });

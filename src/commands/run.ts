@@ -132,6 +132,8 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       created_at: existing?.created_at ?? startedAt.toISOString(),
       invalid_rows: 0,
       prompt_column: promptColumn,
+      // The first run's: the CSV journal already holds records with it.
+      csv_delimiter: existing?.csv_delimiter ?? position.csvDelimiter ?? ',',
       started_at: startedAt.toISOString(),
       builtin_config: resolved.builtIn,
       ...(model ? { model_override: model } : {}),

@@ -30,6 +30,7 @@ export async function* readCsvRows(path: string, rules: RowRules, position?: Rea
   const { handle, bytes } = await openInputFile(path);
   if (position) position.fileBytes = bytes;
   const delimiter = await headerDelimiter(handle, bytes);
+  if (position) position.csvDelimiter = delimiter;
   const parser = parse({
     delimiter,
     bom: true,

@@ -1,3 +1,4 @@
+import type { CsvDelimiter } from './csv-delimiter.ts';
 import { z } from 'zod';
 
 /**
@@ -71,6 +72,8 @@ export interface ReadPosition {
   bytesRead: number;
   /** The file's size when it was opened (0 when unknown, e.g. a pipe). */
   fileBytes: number;
+  /** A CSV file's field separator, once its header is read (results.csv uses the same). */
+  csvDelimiter?: CsvDelimiter;
 }
 
 /** Fields every reader understands besides the prompt itself. */

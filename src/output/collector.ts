@@ -1,5 +1,6 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import type { Redis } from 'ioredis';
+import type { CsvDelimiter } from '../input/csv-delimiter.ts';
 import type { BatchStore } from '../queue/batch-state.ts';
 import type { CollectionTally } from './collection-tally.ts';
 import { formatCsvJournalEntry, formatJournalLine } from './ordered-results.ts';
@@ -30,6 +31,8 @@ export interface CollectOptions {
    * written (and checkpointed) in batches rather than one round of file writes and MULTI per row.
    */
   batchWindowMs?: number;
+  /** results.csv's field separator (the input CSV's). */
+  csvDelimiter?: CsvDelimiter;
   /** Fed every row as it is written; given up when this collection resumes from a checkpoint. */
   tally?: CollectionTally | undefined;
   /** Reports the errors of the collector's own connection (a lost Redis is said once there). */
@@ -136,7 +139,7 @@ async function writeEntries(options: CollectOptions, files: CollectedFiles, entr
     const result = results[i] as RowResult;
     journalText += formatJournalLine(entry.row, entry.resultJson);
     costsText += entry.callsJsonl;
-    csvText += formatCsvJournalEntry(entry.row, files.metadataKeys.length, resultCsvRecord(result, files.metadataKeys));
+    csvText += formatCsvJournalEntry(entry.row, files.metadataKeys.length, resultCsvRecord(result, files.metadataKeys, options.csvDelimiter));
     options.tally?.add(entry.row, result, entry.callsJsonl);
   }
   await Promise.all([append(files.journal, journalText), append(files.costs, costsText), append(files.csv, csvText)]);

@@ -1,3 +1,5 @@
+import type { CsvDelimiter } from '../input/csv-delimiter.ts';
+
 /**
  * CSV formula-injection guard (OWASP "CSV Injection"): a spreadsheet treats a cell that starts
  * with `=`, `+`, `-`, `@`, a tab or a carriage return as a formula, so model output or metadata
@@ -30,22 +32,24 @@ export function csvSafe(text: string): string {
 /** A cell of results.csv: text, a number, a boolean, an object (written as JSON) or empty. */
 export type CsvCell = string | number | boolean | null | undefined | object;
 
-const NEEDS_QUOTES = /[",\r\n]/;
+const NEEDS_QUOTES: Record<CsvDelimiter, RegExp> = { ',': /[",\r\n]/, ';': /[";\r\n]/, '\t': /["\t\r\n]/ };
 
-function formatCell(value: CsvCell): string {
+function formatCell(value: CsvCell, needsQuotes: RegExp): string {
   if (value === null || value === undefined) return '';
   const text = typeof value === 'string' ? csvSafe(value) : typeof value === 'object' ? csvSafe(JSON.stringify(value)) : String(value);
-  return NEEDS_QUOTES.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+  return needsQuotes.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
 /**
- * One CSV record (RFC 4180: a field with a comma, quote or line break is quoted, quotes doubled),
- * with the formula guard on every text cell, ending in "\n". The same bytes as csv-stringify's
- * defaults with the guard as its `cast` (a test holds them to that), but written out here: it is
- * 5-7 times faster, and results.csv is written while the user waits for the summary.
+ * One CSV record (RFC 4180: a field with a separator, quote or line break is quoted, quotes doubled),
+ * with the formula guard on every text cell, ending in "\n". With the comma, the same bytes as
+ * csv-stringify's defaults with the guard as its `cast` (a test holds them to that), but written out
+ * here: it is 5-7 times faster, and results.csv is written while the user waits for the summary.
+ * `separator` is the input CSV's, so a spreadsheet set up for the one opens the other alike.
  */
-export function csvRecord(cells: readonly CsvCell[]): string {
+export function csvRecord(cells: readonly CsvCell[], separator: CsvDelimiter = ','): string {
+  const needsQuotes = NEEDS_QUOTES[separator];
   let line = '';
-  for (let i = 0; i < cells.length; i++) line += (i === 0 ? '' : ',') + formatCell(cells[i]);
+  for (let i = 0; i < cells.length; i++) line += (i === 0 ? '' : separator) + formatCell(cells[i], needsQuotes);
   return `${line}\n`;
 }

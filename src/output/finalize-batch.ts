@@ -26,7 +26,7 @@ export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
   await store.update(meta.batch_id, { status: 'finalizing' });
   const keep = await notWithdrawn(store, meta.batch_id);
   writeOrderedResults(paths.journal, paths.results, keep);
-  writeResultsCsv(paths.csvJournal, paths.resultsCsv, await store.metadataKeys(meta.batch_id), keep);
+  writeResultsCsv(paths.csvJournal, paths.resultsCsv, await store.metadataKeys(meta.batch_id), meta.csv_delimiter, keep);
   if (meta.input_kind === 'openai-batch') await writeOpenAiBatchFiles(paths.results, paths.errors, options.outDir, meta.batch_id);
   // With rows withdrawn, the report comes from the files as written, which leave them out.
   const tally = (keep === undefined ? options.collectedTally : null) ?? (await tallyFromFiles(paths, options.baseline, options.startedAt));

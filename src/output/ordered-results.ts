@@ -34,7 +34,6 @@ interface JournalIndex {
 const CHUNK = 1 << 16;
 const TAB = 9;
 const NEWLINE = 10;
-const COMMA = 0x2c;
 
 function emptyIndex(): JournalIndex {
   return { offsets: new Float64Array(1024).fill(-1), lengths: new Uint32Array(1024), tags: new Uint32Array(1024), maxRow: 0, rows: 0 };
@@ -204,7 +203,8 @@ export function writeOrderedResults(journalPath: string, resultsPath: string, ke
  * Writes results.csv from the CSV journal under `header`, padding each record to `metadataColumns`
  * metadata cells; returns how many rows it holds.
  */
-export function writeOrderedCsv(journalPath: string, csvPath: string, header: string, metadataColumns: number, keep: RowFilter = everyRow): number {
+export function writeOrderedCsv(journalPath: string, csvPath: string, header: string, metadataColumns: number, separator: string = ',', keep: RowFilter = everyRow): number {
+  const separatorByte = separator.charCodeAt(0);
   return inRowOrder(
     journalPath,
     csvPath,
@@ -213,7 +213,7 @@ export function writeOrderedCsv(journalPath: string, csvPath: string, header: st
       const missing = metadataColumns - columnsThen;
       if (missing <= 0) return out.bytes(csvRecord);
       out.bytes(csvRecord.subarray(0, csvRecord.length - 1)); // before its "\n"
-      out.repeat(COMMA, missing);
+      out.repeat(separatorByte, missing);
       out.repeat(NEWLINE, 1);
     },
     header,

@@ -1,4 +1,5 @@
 import { usdToNanos } from '../models/pricing.ts';
+import type { CsvDelimiter } from '../input/csv-delimiter.ts';
 import { csvRecord, type CsvCell } from './csv-safe.ts';
 import { writeOrderedCsv, type RowFilter } from './ordered-results.ts';
 import type { RowResult } from './records.ts';
@@ -19,8 +20,12 @@ export const RESULTS_CSV_COLUMNS = [
   'error_message',
 ] as const;
 
-/** One result as a results.csv record: the fixed columns, then a cell per key of `metadataKeys`. */
-export function resultCsvRecord(result: RowResult, metadataKeys: readonly string[]): string {
+/**
+ * One result as a results.csv record: the fixed columns, then a cell per key of `metadataKeys`.
+ * With `;` between fields (Excel's choice where the comma is the decimal mark) cost_usd gets a
+ * decimal comma too, so such a spreadsheet reads it as a number.
+ */
+export function resultCsvRecord(result: RowResult, metadataKeys: readonly string[], separator: CsvDelimiter = ','): string {
   const metadata = result.metadata ?? {};
   return csvRecord([
     result.id,
@@ -30,13 +35,13 @@ export function resultCsvRecord(result: RowResult, metadataKeys: readonly string
     result.output,
     result.usage.input_tokens,
     result.usage.output_tokens,
-    formatUsdDecimal(result.cost_usd),
+    formatUsdDecimal(result.cost_usd, separator === ';' ? ',' : '.'),
     result.latency_ms,
     result.attempts,
     result.error?.code ?? null,
     result.error?.message ?? null,
     ...metadataKeys.map((key) => metadata[key] as CsvCell),
-  ]);
+  ], separator);
 }
 
 /**
@@ -46,9 +51,9 @@ export function resultCsvRecord(result: RowResult, metadataKeys: readonly string
  * header row included. A metadata key that repeats a fixed column name is written as
  * `metadata.<key>`. Returns how many rows it holds.
  */
-export function writeResultsCsv(csvJournalPath: string, csvPath: string, metadataKeys: readonly string[], keep?: RowFilter): number {
-  const header = csvRecord([...RESULTS_CSV_COLUMNS, ...metadataHeaders(metadataKeys)]);
-  return writeOrderedCsv(csvJournalPath, csvPath, header, metadataKeys.length, keep);
+export function writeResultsCsv(csvJournalPath: string, csvPath: string, metadataKeys: readonly string[], separator: CsvDelimiter = ',', keep?: RowFilter): number {
+  const header = csvRecord([...RESULTS_CSV_COLUMNS, ...metadataHeaders(metadataKeys)], separator);
+  return writeOrderedCsv(csvJournalPath, csvPath, header, metadataKeys.length, separator, keep);
 }
 
 function metadataHeaders(keys: readonly string[]): string[] {
@@ -64,12 +69,12 @@ function metadataHeaders(keys: readonly string[]): string[] {
 }
 
 /** USD as a plain decimal with up to 9 places (exact nano-dollars), never in exponent form. */
-function formatUsdDecimal(usd: number | null): string | null {
+function formatUsdDecimal(usd: number | null, decimalMark: '.' | ','): string | null {
   if (usd === null) return null;
   const nanos = usdToNanos(usd);
   const sign = nanos < 0 ? '-' : '';
   const abs = Math.abs(nanos);
   const whole = Math.floor(abs / 1e9);
   const fraction = String(abs % 1e9).padStart(9, '0').replace(/0+$/, '');
-  return fraction === '' ? `${sign}${whole}` : `${sign}${whole}.${fraction}`;
+  return fraction === '' ? `${sign}${whole}` : `${sign}${whole}${decimalMark}${fraction}`;
 }

@@ -34,6 +34,8 @@ export const batchMetaSchema = z.object({
   /** --budget: USD cap for the batch; rows that would pass it end as budget_exceeded. */
   budget_usd: z.coerce.number().positive().optional(),
   prompt_column: z.string().default('prompt'),
+  /** The input CSV's field separator, which results.csv uses too; set by the batch's first run. */
+  csv_delimiter: z.enum([',', ';', '\t']).default(','),
   /** Added to by workers only (HINCRBY), so save() never writes it. */
   cost_nanos: z.coerce.number().int().default(0),
   started_at: z.string().optional(),

@@ -22,7 +22,7 @@ describe('batch contexts in a long-running worker', () => {
   });
 
   const save = (batchId: string, concurrency: number, builtin = false) =>
-    store.save({ batch_id: batchId, status: 'running', input: 'in.csv', input_kind: 'rows', builtin_config: builtin, out_dir: '/tmp/out', created_at: new Date().toISOString(), invalid_rows: 0, prompt_column: 'prompt' }, configWith(concurrency));
+    store.save({ batch_id: batchId, status: 'running', input: 'in.csv', input_kind: 'rows', builtin_config: builtin, out_dir: '/tmp/out', created_at: new Date().toISOString(), invalid_rows: 0, prompt_column: 'prompt', csv_delimiter: ',' }, configWith(concurrency));
 
   it('reads a batch config again after a while: the same context while it is unchanged, a new one after a resume changed it', async () => {
     let time = 0;

@@ -23,7 +23,7 @@ describe('collector', () => {
     const store = new BatchStore(redis, { prefix });
     const outDir = await tempDir('collector');
     const now = new Date().toISOString();
-    await store.save({ batch_id: 'all-invalid', status: 'enqueuing', input: 'in.csv', input_kind: 'rows', builtin_config: false, out_dir: outDir, created_at: now, invalid_rows: 0, prompt_column: 'prompt' }, builtInConfig('http://127.0.0.1:1/v1'));
+    await store.save({ batch_id: 'all-invalid', status: 'enqueuing', input: 'in.csv', input_kind: 'rows', builtin_config: false, out_dir: outDir, created_at: now, invalid_rows: 0, prompt_column: 'prompt', csv_delimiter: ',' }, builtInConfig('http://127.0.0.1:1/v1'));
 
     const started = performance.now();
     // A long block: before the fix, the collector waited it out, as no event would end it.

@@ -231,6 +231,36 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect((await readFile(join(out, 'results.csv'), 'utf8')).split('\n')[0]).toBe(header);
   });
 
+  it("writes results.csv with the input CSV's separator: semicolons (with a decimal comma in cost_usd) or tabs", async () => {
+    const dir = await tempDir('separators');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const semicolons = join(dir, 'excel.csv');
+    await writeFile(semicolons, '\uFEFFid;prompt;note\r\n1;"Hello; world";a,b\r\n2;plain;\r\n');
+    const out = join(dir, 'out-semi');
+    const ran = await runCli(['run', semicolons, '--config', config, '--out', out, '--batch-id', 'semi', '--model', 'fast'], h.env());
+    expect(ran.code, ran.stderr).toBe(0);
+    const csv = await readFile(join(out, 'results.csv'), 'utf8');
+    expect(csv.split('\n')[0]).toBe(`${RESULTS_CSV_COLUMNS.join(';')};note`);
+    const rows = parse(csv, { columns: true, delimiter: ';' }) as Array<Record<string, string>>;
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(rows.map((r) => [r.id, r.output, r.note])).toEqual(results.map((r) => [r.id, r.output, r.metadata.note ?? '']));
+    expect(rows.map((r) => r.note)).toEqual(['a,b', '']);
+    for (const [i, row] of rows.entries()) {
+      expect(row.cost_usd).toMatch(/^0,\d+$/);
+      expect(Number(row.cost_usd!.replace(',', '.'))).toBe(results[i]!.cost_usd);
+    }
+
+    const tabs = join(dir, 'sheet.tsv');
+    await writeFile(tabs, 'id\tprompt\n1\tHello, world\n');
+    const tabOut = join(dir, 'out-tab');
+    expect((await runCli(['run', tabs, '--config', config, '--out', tabOut, '--batch-id', 'tabs', '--model', 'fast'], h.env())).code).toBe(0);
+    const tabCsv = await readFile(join(tabOut, 'results.csv'), 'utf8');
+    expect(tabCsv.split('\n')[0]).toBe(RESULTS_CSV_COLUMNS.join('\t'));
+    const [tabRow] = parse(tabCsv, { columns: true, delimiter: '\t' }) as Array<Record<string, string>>;
+    expect(tabRow).toMatchObject({ id: '1', status: 'succeeded' });
+    expect(tabRow!.cost_usd).toMatch(/^0\.\d+$/);
+  });
+
   it('runs the valid rows of a file with bad ones, lists the bad ones with their lines, and exits 1', async () => {
     const dir = await tempDir('badrows');
     const input = join(dir, 'in.csv');

@@ -40,5 +40,10 @@ describe('csvRecord', () => {
       ['=1+2', '+SUM(A1)', '-5', '\t=1', '你好, 世界 🎉', ' lead', 'trail ', '"', ',', '\n', { k: ['v', 1] }, false],
     ];
     expect(rows.map((row) => csvRecord(row)).join('')).toBe(stringify(rows, { cast: oracleCast }));
+    // With the input's own separator, the same as csv-stringify with that delimiter.
+    for (const delimiter of [';', '\t'] as const) {
+      expect(rows.map((row) => csvRecord(row, delimiter)).join('')).toBe(stringify(rows, { cast: oracleCast, delimiter }));
+    }
+    expect(csvRecord(['a;b', 'c,d', 'e\tf'], ';')).toBe('"a;b";c,d;e\tf\n');
   });
 });
