@@ -1,6 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { UsageError } from '../errors.ts';
-import { localProcessAlive, thisProcessName } from './local-process.ts';
+import { localProcessAlive, pidNamespace, thisProcessName } from './local-process.ts';
 import { runScript, type LuaScript, type RedisClient } from './lua-script.ts';
 
 /**
@@ -71,6 +71,9 @@ return 0
 /** "host pid N" of a lease token (the rest is a random tag). */
 export const holderName = (token: string): string => token.split(' ').slice(0, 3).join(' ');
 
+/** Whether a lease's holder is alive, when it is a process this one can see (local-process.ts); null when not. */
+export const leaseHolderAlive = (token: string): boolean | null => localProcessAlive(token, token.split(' ')[4]);
+
 /**
  * Takes the batch's lease. A holder on this machine is asked directly: a dead one's lease is taken
  * over at once, a live one's is refused at once. A holder elsewhere is waited out until its lease
@@ -78,14 +81,15 @@ export const holderName = (token: string): string => token.split(' ').slice(0, 3
  */
 export async function acquireBatchLease(redis: RedisClient, key: string, batchId: string, options: { leaseMs?: number } = {}): Promise<BatchLease> {
   const leaseMs = options.leaseMs ?? LEASE_MS;
-  const token = `${thisProcessName()} ${Math.random().toString(36).slice(2, 8)}`;
+  // "host pid N", a random tag, and the PID namespace (containers may share a hostname).
+  const token = `${thisProcessName()} ${Math.random().toString(36).slice(2, 8)} ${pidNamespace() ?? '-'}`;
   const deadline = Date.now() + leaseMs + 500;
   let tookOverFrom: string | null = null;
   for (;;) {
     const reply = await runScript(redis, ACQUIRE, [key], [token, leaseMs]);
     if (reply === 1) break;
     const [holder = 'another process'] = (Array.isArray(reply) ? reply : []) as string[];
-    const alive = localProcessAlive(holder);
+    const alive = leaseHolderAlive(holder);
     if (alive === false && (await runScript(redis, TAKE_OVER, [key], [holder, token, leaseMs])) === 1) {
       tookOverFrom = holderName(holder);
       break;

@@ -1,7 +1,6 @@
 import type { Redis } from 'ioredis';
 import { isFinishedStatus, type BatchStore } from './batch-state.ts';
-import { holderName } from './batch-lease.ts';
-import { localProcessAlive } from './local-process.ts';
+import { holderName, leaseHolderAlive } from './batch-lease.ts';
 import { batchIndexKey } from './keys.ts';
 
 export type ForgetOutcome =
@@ -22,7 +21,7 @@ export async function forgetBatch(redis: Redis, store: BatchStore, batchId: stri
   const keys = store.keys(batchId);
   const holder = await redis.get(keys.lease);
   // A holder on this machine that died (kill -9) has left a lease that only runs out; it runs nothing.
-  if (holder !== null && localProcessAlive(holder) !== false) return { forgotten: false, reason: `${batchId} is being run by a process right now (${holderName(holder)})` };
+  if (holder !== null && leaseHolderAlive(holder) !== false) return { forgotten: false, reason: `${batchId} is being run by a process right now (${holderName(holder)})` };
   // Every key of the batch shares its "{id}" hash tag; ids hold no glob characters (keys.ts).
   let deleted = 0;
   let cursor = '0';

@@ -1,6 +1,6 @@
 import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { localProcessAlive, thisProcessName } from './local-process.ts';
+import { localProcessAlive, pidNamespace, thisProcessName } from './local-process.ts';
 import { runScript, type LuaScript } from './lua-script.ts';
 import type { KeySpace } from './keys.ts';
 
@@ -16,6 +16,8 @@ interface Registration {
   process: string;
   /** Epoch ms of its last heartbeat. */
   seen: number;
+  /** Its PID namespace, when known (local-process.ts): only a process in the same one is judged by its pid. */
+  pid_namespace?: string;
 }
 
 const HEARTBEAT_MS = 60_000;
@@ -31,7 +33,9 @@ export interface WorkerRegistration {
 /** Records that this process hosts `workerId`, and keeps the record fresh until unregistered. */
 export function registerWorker(redis: Redis, space: KeySpace, workerId: string): WorkerRegistration {
   const key = workerRegistryKey(space);
-  const write = () => redis.hset(key, workerId, JSON.stringify({ process: thisProcessName(), seen: Date.now() } satisfies Registration)).catch(() => undefined);
+  const namespace = pidNamespace();
+  const registration = (): Registration => ({ process: thisProcessName(), seen: Date.now(), ...(namespace ? { pid_namespace: namespace } : {}) });
+  const write = () => redis.hset(key, workerId, JSON.stringify(registration())).catch(() => undefined);
   const written = write();
   const heartbeat = setInterval(() => void write(), HEARTBEAT_MS);
   heartbeat.unref();
@@ -78,7 +82,8 @@ export interface ReleasedRows {
 function parseRegistration(value: string): Registration | null {
   try {
     const parsed = JSON.parse(value) as Partial<Registration>;
-    return typeof parsed.process === 'string' && typeof parsed.seen === 'number' ? { process: parsed.process, seen: parsed.seen } : null;
+    if (typeof parsed.process !== 'string' || typeof parsed.seen !== 'number') return null;
+    return { process: parsed.process, seen: parsed.seen, ...(typeof parsed.pid_namespace === 'string' ? { pid_namespace: parsed.pid_namespace } : {}) };
   } catch {
     return null;
   }
@@ -96,7 +101,7 @@ export async function releaseRowsOfDeadWorkers(redis: Redis, space: KeySpace, wo
   for (const [workerId, value] of Object.entries(entries)) {
     if (workerId === worker.id) continue;
     const registration = parseRegistration(value);
-    const alive = registration ? localProcessAlive(registration.process) : null;
+    const alive = registration ? localProcessAlive(registration.process, registration.pid_namespace) : null;
     if (registration && alive === false) {
       if (!released.dead.includes(registration.process)) released.dead.push(registration.process);
       const rows = Number(await runScript(redis, RELEASE_LOCKS, [worker.keys.active!, worker.keys.stalled!, worker.keys['stalled-check']!], [worker.toKey(''), `${workerId}:`]));

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -72,6 +72,15 @@ describe('batch lease: one collector per batch', () => {
     } finally {
       parent.kill();
     }
+  });
+
+  it.runIf(process.platform === 'linux')('judges a holder of the same hostname in another PID namespace (a container) as one elsewhere: waited out, not taken over', async () => {
+    const deadPid = spawnSync(process.execPath, ['-e', '0']).pid;
+    const key = `${prefix}:ns`;
+    await redis.set(key, `${hostname()} pid ${deadPid} cont01 pid:[1]`, 'PX', 300);
+    const lease = await acquireBatchLease(redis, key, 'ns', { leaseMs: 600 });
+    expect(lease.tookOverFrom).toBeNull(); // it expired; nobody judged it by a pid of another namespace
+    await lease.release();
   });
 
   it('waits out a holder on another machine that stops renewing, and refuses one that renews', async () => {

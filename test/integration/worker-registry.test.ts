@@ -37,6 +37,8 @@ describe('worker registry: rows of a worker process that died on this machine', 
     await redis.hset(registry, {
       deadworker: JSON.stringify({ process: `${hostname()} pid ${deadPid}`, seen: Date.now() }),
       remoteworker: JSON.stringify({ process: 'another-machine pid 7', seen: Date.now() }),
+      // Same hostname, another PID namespace (a container): its pid means nothing here.
+      containerworker: JSON.stringify({ process: `${hostname()} pid ${deadPid}`, seen: Date.now(), pid_namespace: 'pid:[1]' }),
       staleworker: JSON.stringify({ process: 'gone-machine pid 8', seen: Date.now() - 3_600_000 }),
       garbled: 'not json',
     });
@@ -52,12 +54,12 @@ describe('worker registry: rows of a worker process that died on this machine', 
       expect(processed.every((job) => job.stalledCounter === 1)).toBe(true);
       // The remote worker's row stays active under its lock.
       expect(await queue.getActive()).toHaveLength(1);
-      expect(Object.keys(await redis.hgetall(registry)).sort()).toEqual(['remoteworker', rescuer.id].sort());
+      expect(Object.keys(await redis.hgetall(registry)).sort()).toEqual(['containerworker', 'remoteworker', rescuer.id].sort());
     } finally {
       await rescuer.close();
       await registration.unregister();
       await queue.close();
     }
-    expect(Object.keys(await redis.hgetall(registry))).toEqual(['remoteworker']);
+    expect(Object.keys(await redis.hgetall(registry)).sort()).toEqual(['containerworker', 'remoteworker']);
   });
 });
