@@ -1,12 +1,13 @@
 import type { Logger } from 'pino';
 import { formatUsd } from '../models/pricing.ts';
-import { formatCount } from '../output/report-markdown.ts';
+import { counted, formatCount } from '../output/report-markdown.ts';
 import { UsageError } from '../errors.ts';
 import { isFinishedStatus, type BatchMeta, type BatchProgress, type BatchStatus } from '../queue/batch-state.ts';
 import { openSession, type Session } from './session.ts';
 import { holderName } from '../queue/batch-lease.ts';
 import { totalOf } from '../progress/progress-display.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
+import { workerProcesses } from '../queue/worker-registry.ts';
 
 const RECENT = 10;
 
@@ -17,6 +18,8 @@ interface BatchState {
   runBy?: string | null;
   /** Worker processes connected to the queue (null: Redis does not say); only read for one unfinished batch. */
   workers?: number | null;
+  /** "host pid N" of the worker processes on record (worker-registry.ts); only read for one unfinished batch. */
+  workerNames?: string[];
 }
 
 /** `switchyard status [batch id]`: one batch in detail, or a table of the most recent ones. */
@@ -26,8 +29,9 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
     if (batchId) {
       const [state, runBy] = await Promise.all([session.store.loadWithProgress(batchId), leaseHolder(session, batchId)]);
       if (!state) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel} (with key prefix "${session.space.prefix}"); \`switchyard status\` lists the recent ones`);
-      const workers = isFinishedStatus(state.meta.status) ? undefined : await connectedWorkerCount(session.openPromptQueue());
-      for (const line of describeBatch({ ...state, runBy, workers })) say(line);
+      const finished = isFinishedStatus(state.meta.status);
+      const [workers, workerNames] = finished ? [undefined, undefined] : await Promise.all([connectedWorkerCount(session.openPromptQueue()), workerProcesses(session.redis, session.space)]);
+      for (const line of describeBatch({ ...state, runBy, workers, ...(workerNames ? { workerNames } : {}) })) say(line);
       return 0;
     }
     const [ids, count] = await Promise.all([session.store.recentBatchIds(RECENT), session.store.batchCount()]);
@@ -57,7 +61,7 @@ async function leaseHolder(session: Session, batchId: string): Promise<string | 
 }
 
 /** The lines `status <batch id>` prints. */
-export function describeBatch({ meta, progress, runBy, workers }: BatchState): string[] {
+export function describeBatch({ meta, progress, runBy, workers, workerNames = [] }: BatchState): string[] {
   const lines = [
     `${meta.batch_id}  ${meta.status}`,
     `  rows      ${formatCount(progress.finished)}/${totalOf(progress).text} finished: ${formatCount(progress.succeeded)} succeeded, ${formatCount(progress.failed)} failed; ${formatCount(meta.invalid_rows)} invalid${invalidReasons(meta)}`,
@@ -66,7 +70,10 @@ export function describeBatch({ meta, progress, runBy, workers }: BatchState): s
     `  output    ${meta.out_dir}`,
     `  started   ${timestamp(meta.started_at ?? meta.created_at)}${meta.finished_at ? `, finished ${timestamp(meta.finished_at)}` : ''}`,
   ];
-  if (typeof workers === 'number') lines.push(`  workers   ${workersConnectedText(workers)} to this Redis${workers === 0 ? ' (rows finish only while one runs)' : ''}`);
+  const names = workerNames.length > 0 ? ` (${workerNames.join(', ')})` : '';
+  if (typeof workers === 'number') lines.push(`  workers   ${workersConnectedText(workers)} to this Redis${workers === 0 ? ' (rows finish only while one runs)' : names}`);
+  // A Redis that will not list its clients (some managed ones): the processes on record say it instead.
+  else if (workers === null && workerNames.length > 0) lines.push(`  workers   ${counted(workerNames.length, 'worker process')} on record: ${workerNames.join(', ')}`);
   const next = nextStep(meta.batch_id, meta.status, meta.invalid_rows, runBy, workers);
   if (next) lines.push(`  next      ${next}`);
   return lines;

@@ -113,6 +113,21 @@ export async function releaseRowsOfDeadWorkers(redis: Redis, space: KeySpace, wo
   return released;
 }
 
+/**
+ * "host pid N" of each process with a worker registered now: on this machine, those alive; from
+ * elsewhere, those whose heartbeat is recent. For `status`, beside Redis' own count of connections.
+ */
+export async function workerProcesses(redis: Redis, space: KeySpace): Promise<string[]> {
+  const names = new Set<string>();
+  for (const value of Object.values(await redis.hgetall(workerRegistryKey(space)))) {
+    const registration = parseRegistration(value);
+    if (!registration) continue;
+    const alive = localProcessAlive(registration.process, registration.pid_namespace);
+    if (alive === true || (alive === null && Date.now() - registration.seen < 3 * HEARTBEAT_MS)) names.add(registration.process);
+  }
+  return [...names].sort();
+}
+
 /** "12 rows held by host pid 4242, which died on this machine, are back in the queue." per process. */
 export function deadProcessRowsText(released: ReleasedRows, except: string | null = null): string {
   return [...released.rowsFrom]

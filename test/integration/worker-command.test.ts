@@ -20,6 +20,8 @@ describe('switchyard worker, on its own beside a detached run', () => {
       expect(detached.code, detached.stderr).toBe(0);
       expect(detached.stdout).toContain('Detached; 1 worker is connected to this Redis and will take its rows. Write the outputs with "switchyard collect standalone".');
       expect((await runCli(['status'], h.env())).stdout).toMatch(/\n {2}standalone +running, not collected +/);
+      // Which process that worker is, from the worker processes on record.
+      expect((await runCli(['status', 'standalone'], h.env())).stdout).toMatch(new RegExp(`workers {3}1 worker is connected to this Redis \\(\\S+ pid ${worker.pid}\\)`));
       const collected = await runCli(['collect', 'standalone'], h.env());
       expect(collected.code, collected.stderr).toBe(1); // the "broken" row failed
       // Once written, collecting again says so, and leaves the report as it was.

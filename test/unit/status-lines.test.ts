@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import { describeBatch } from '../../src/commands/status.ts';
+import type { BatchMeta, BatchProgress } from '../../src/queue/batch-state.ts';
+
+const meta: BatchMeta = {
+  batch_id: 'b1',
+  status: 'running',
+  input: '/data/in.csv',
+  input_kind: 'rows',
+  builtin_config: false,
+  out_dir: '/data/out',
+  created_at: '2026-12-02T08:00:00.000Z',
+  invalid_rows: 0,
+  prompt_column: 'prompt',
+  csv_delimiter: ',',
+  cost_nanos: 0,
+};
+const progress: BatchProgress = { total: 10, estimatedTotal: null, finished: 4, succeeded: 4, failed: 0, costUsd: 0.001, status: 'running' };
+const workersLine = (lines: string[]) => lines.find((line) => line.startsWith('  workers'));
+
+describe('status <batch id>: the workers line', () => {
+  it("names the worker processes on record beside Redis' count of connections", () => {
+    expect(workersLine(describeBatch({ meta, progress, runBy: null, workers: 2, workerNames: ['a pid 1', 'b pid 2'] }))).toBe('  workers   2 workers are connected to this Redis (a pid 1, b pid 2)');
+    expect(workersLine(describeBatch({ meta, progress, runBy: null, workers: 0, workerNames: [] }))).toBe('  workers   no worker is connected to this Redis (rows finish only while one runs)');
+  });
+
+  it('falls back to the processes on record when Redis will not list its clients, and says nothing when neither knows', () => {
+    expect(workersLine(describeBatch({ meta, progress, runBy: null, workers: null, workerNames: ['a pid 1'] }))).toBe('  workers   1 worker process on record: a pid 1');
+    expect(workersLine(describeBatch({ meta, progress, runBy: null, workers: null, workerNames: [] }))).toBeUndefined();
+  });
+});
