@@ -121,6 +121,8 @@ export function renderReportMarkdown(report: Report): string {
     `- Retries: ${count(extra.retry_calls)} calls, ${formatUsd(extra.retry_cost_usd)}; fallbacks: ${count(extra.fallback_calls)} calls, ${formatUsd(extra.fallback_cost_usd)}, ${count(extra.rows_on_fallback)} rows answered by a fallback model`,
   );
   if (extra.classifier_calls > 0) lines.push(`- Task classifier: ${count(extra.classifier_calls)} calls, ${formatUsd(extra.classifier_cost_usd)}`);
+  const cutOff = renderCutOff(report);
+  if (cutOff) lines.push(`- Cut off: ${cutOff}`);
 
   lines.push('', '## Models', '');
   const models = Object.entries(report.models);
@@ -188,6 +190,22 @@ export function renderSavings(report: Report): string | null {
 }
 
 /**
+ * "20 answers stopped at max_tokens (finish_reason "length"): raise ...", and the other reasons
+ * answers ended early; null when every answer was finished.
+ */
+export function renderCutOff(report: Report): string | null {
+  const reasons = Object.entries(report.cut_off ?? {});
+  if (reasons.length === 0) return null;
+  return reasons
+    .map(([reason, rows]) =>
+      reason === 'length'
+        ? `${counted(rows, 'answer')} stopped at max_tokens (finish_reason "length"): give those rows a higher max_tokens in the file and run the batch again (only edited rows run again)`
+        : `${counted(rows, 'answer')} ended by finish_reason "${reason}"`,
+    )
+    .join('; ');
+}
+
+/**
  * A summary line of counts by code ("bad_json 3, bad_field 1"), then the messages of the three most
  * frequent codes: they say what to do (a key to check, a budget to raise, a file to re-save).
  */
@@ -219,6 +237,8 @@ export function renderSummaryLines(report: Report): string[] {
   if (report.extra_calls.fallback_calls > 0 || report.extra_calls.retry_calls > 0) {
     pairs.push(['Retries', `${count(report.extra_calls.retry_calls)} calls (${formatUsd(report.extra_calls.retry_cost_usd)}); fallbacks ${count(report.extra_calls.fallback_calls)} calls (${formatUsd(report.extra_calls.fallback_cost_usd)})`]);
   }
+  const cutOff = renderCutOff(report);
+  if (cutOff) pairs.push(['Cut off', cutOff]);
   pairs.push(...codePairs('Errors', '', report.errors, report.error_examples));
   pairs.push(...codePairs('Invalid', `${counted(totals.invalid_rows, 'row')} not run (errors.jsonl): `, report.invalid_input, report.invalid_input_examples));
   const labelWidth = Math.max(...pairs.map(([label]) => label.length)) + 2;

@@ -93,6 +93,12 @@ export interface Report {
   error_examples: Record<string, string>;
   /** Failed calls (retried ones included) by error code, most frequent first. */
   call_errors: Record<string, number>;
+  /**
+   * Succeeded rows whose answer the model did not finish, by finish_reason, most frequent first:
+   * "length" (it stopped at max_tokens), "content_filter", ... A cut-off answer still counts as
+   * succeeded (it was paid for, and may be enough), so this is where it shows.
+   */
+  cut_off: Record<string, number>;
   /** Invalid input rows (errors.jsonl) by reason code, most frequent first. */
   invalid_input: Record<string, number>;
   /** The first invalid row's message for each code in `invalid_input`, with its line. */
@@ -138,6 +144,9 @@ interface TaskTally {
   costNanos: number;
 }
 
+/** finish_reason values of an answer the model ended itself (a tool call is one too). */
+const FINISHED_ANSWER = new Set(['stop', 'tool_calls', 'function_call']);
+
 /**
  * The report's figures, fed one result and one call at a time: by the collector as rows come in
  * (collection-tally.ts), or from results.jsonl and costs.jsonl when that tally was given up. Memory
@@ -151,6 +160,7 @@ export class ReportTally {
   readonly #rowErrors = new Map<string, number>();
   readonly #errorExamples = new Map<string, string>();
   readonly #callErrors = new Map<string, number>();
+  readonly #cutOff = new Map<string, number>();
   readonly #extra = { retryCalls: 0, retryNanos: 0, fallbackCalls: 0, fallbackNanos: 0, classifierCalls: 0, classifierNanos: 0 };
   readonly #runStartedAt: number;
   #rows = 0;
@@ -197,6 +207,7 @@ export class ReportTally {
       entry.succeeded += 1;
       task.succeeded += 1;
       if ((result.models_tried?.length ?? 1) > 1 || (result.fallback_reason ?? null) !== null) this.#rowsOnFallback += 1;
+      if (result.finish_reason && !FINISHED_ANSWER.has(result.finish_reason)) increment(this.#cutOff, result.finish_reason);
     } else {
       entry.failed += 1;
       task.failed += 1;
@@ -311,6 +322,7 @@ export class ReportTally {
         return example === undefined ? [] : [[code, example]];
       })),
       call_errors: byCountDescending(this.#callErrors),
+      cut_off: byCountDescending(this.#cutOff),
       invalid_input: Object.fromEntries(invalidEntries.map(([code, entry]) => [code, entry.rows])),
       invalid_input_examples: Object.fromEntries(invalidEntries.map(([code, entry]) => [code, entry.example])),
       task_types: Object.fromEntries(

@@ -400,3 +400,33 @@ describe('savings against report.baseline_model', () => {
     expect(renderReportMarkdown(report)).not.toContain('would have cost');
   });
 });
+
+describe('answers the model did not finish', () => {
+  const result = (row: number, finish: string | null, status: 'succeeded' | 'failed' = 'succeeded'): RowResult => ({
+    id: String(row), row, status, model: 'alpha', output: status === 'succeeded' ? 'text' : null,
+    usage: { input_tokens: 1, output_tokens: 1 }, cost_usd: null, latency_ms: 1, attempts: 1, metadata: {},
+    completed_at: '2026-11-02T10:00:00.000Z', finish_reason: finish,
+    task_type: null, route_reason: 'pinned', models_tried: ['alpha'], final_model: status === 'succeeded' ? 'alpha' : null, fallback_reason: null,
+  });
+
+  it('are counted by finish_reason, and the summary says what to do about those cut at max_tokens', () => {
+    const tally = new ReportTally();
+    [result(1, 'stop'), result(2, 'length'), result(3, 'length'), result(4, 'content_filter'), result(5, 'tool_calls'), result(6, null), result(7, null, 'failed')].forEach((r) => tally.addResult(r));
+    const report = tally.build({ batchId: 'b', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:01.000Z' });
+    expect(report.cut_off).toEqual({ length: 2, content_filter: 1 });
+    expect(report.totals.succeeded).toBe(6);
+    const cutLine = renderSummaryLines(report).find((line) => line.startsWith('Cut off'));
+    expect(cutLine?.replace(/^Cut off +/, '')).toBe(
+      '2 answers stopped at max_tokens (finish_reason "length"): give those rows a higher max_tokens in the file and run the batch again (only edited rows run again); 1 answer ended by finish_reason "content_filter"',
+    );
+    expect(renderReportMarkdown(report)).toContain('- Cut off: 2 answers stopped at max_tokens');
+  });
+
+  it('leave the summary alone when every answer was finished', () => {
+    const tally = new ReportTally();
+    tally.addResult(result(1, 'stop'));
+    const report = tally.build({ batchId: 'b', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:01.000Z' });
+    expect(report.cut_off).toEqual({});
+    expect(renderSummaryLines(report).some((line) => line.startsWith('Cut off'))).toBe(false);
+  });
+});
