@@ -93,6 +93,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
         latency_ms: verdict.latencyMs,
         started_at: verdict.startedAt,
         ...(verdict.error ? { error_code: 'classifier_failed' } : {}),
+        ...(verdict.answer?.usageEstimated ? { usage_estimated: true as const } : {}),
       });
     }
     const plan = planRoute(

@@ -188,6 +188,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
       latency_ms: now() - started,
       started_at: new Date(started).toISOString(),
       ...(error ? { error_code: error.code } : {}),
+      ...(answer?.usageEstimated ? { usage_estimated: true as const } : {}),
     });
     // A 429's retry-after, or a 200 saying the limit is used up: all workers hold off that long.
     const coolDownMs = error?.code === 'rate_limited' ? (error.retryAfterMs ?? null) : (answer?.limitExhaustedForMs ?? null);

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat';
 import type { ChatMessage } from '../input/row.ts';
 import type { Usage } from '../output/records.ts';
+import { countMessageTokens, countTextTokens } from '../routing/token-count.ts';
 import { parseResetDuration } from '../limits/pacing.ts';
 import { classifyModelError, ModelCallError } from './model-error.ts';
 import type { ProviderClient } from './provider-clients.ts';
@@ -21,6 +22,8 @@ export interface ModelRequest {
 export interface ModelAnswer {
   output: string;
   usage: Usage;
+  /** The provider sent no token usage: `usage` is counted here with a tokenizer (call-model.ts). */
+  usageEstimated: boolean;
   finishReason: string | null;
   requestId: string | null;
   httpStatus: number;
@@ -75,6 +78,21 @@ function notACompletion(data: unknown, response: Response, ctx: { model: string;
   });
 }
 
+/** The answer's token usage, or null when the provider sent none (some gateways and local servers). */
+function reportedUsage(usage: unknown): Usage | null {
+  if (typeof usage !== 'object' || usage === null) return null;
+  const { prompt_tokens: input, completion_tokens: output } = usage as { prompt_tokens?: unknown; completion_tokens?: unknown };
+  return typeof input === 'number' && typeof output === 'number' ? { input_tokens: input, output_tokens: output } : null;
+}
+
+/**
+ * Without the provider's usage, the call would cost $0 and slip past budgets: count the tokens
+ * here instead (o200k_base; another vocabulary than most providers', so a close estimate).
+ */
+function estimatedUsage(request: ModelRequest, output: string): Usage {
+  return { input_tokens: countMessageTokens(request.messages), output_tokens: countTextTokens(output) };
+}
+
 /** One chat completion through the `openai` SDK; throws ModelCallError on any failure. */
 export async function callModel(provider: ProviderClient, request: ModelRequest, signal?: AbortSignal): Promise<ModelAnswer> {
   const ctx = { model: request.model, upstream: request.upstream, provider: provider.name, baseUrl: provider.config.base_url, apiKeyEnv: provider.config.api_key_env, timeoutMs: provider.config.timeout_ms };
@@ -91,9 +109,12 @@ export async function callModel(provider: ProviderClient, request: ModelRequest,
     if (!isCompletionShaped(data)) throw notACompletion(data, response, ctx);
     const choice = data.choices[0];
     if (!choice) throw new ModelCallError({ code: 'empty_response', model: request.model, status: response.status, message: `model "${request.model}" answered with no choices` });
+    const output = choice.message.content ?? '';
+    const reported = reportedUsage(data.usage);
     return {
-      output: choice.message.content ?? '',
-      usage: { input_tokens: data.usage?.prompt_tokens ?? 0, output_tokens: data.usage?.completion_tokens ?? 0 },
+      output,
+      usage: reported ?? estimatedUsage(request, output),
+      usageEstimated: reported === null,
       finishReason: choice.finish_reason ?? null,
       requestId: request_id ?? null,
       httpStatus: response.status,

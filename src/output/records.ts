@@ -28,6 +28,8 @@ export interface CallRecord {
   latency_ms: number;
   started_at: string;
   error_code?: string;
+  /** The provider sent no token usage: the tokens (and so the cost) are Switchyard's count. */
+  usage_estimated?: true;
 }
 
 export interface RowFailure {

@@ -114,6 +114,8 @@ export function renderReportMarkdown(report: Report): string {
   if (totals.unpriced_calls > 0) {
     lines.push(`- ${count(totals.unpriced_calls)} calls used a model with no configured price: not in the cost`);
   }
+  const estimated = renderEstimatedUsage(totals);
+  if (estimated) lines.push(`- ${estimated}`);
   const savings = renderSavings(report);
   if (savings) lines.push(`- ${savings}`);
   const extra = report.extra_calls;
@@ -189,6 +191,13 @@ export function renderSavings(report: Report): string | null {
   return `This batch cost ${formatUsd(baseline.batch_cost_usd)}; on ${baseline.model} it would have cost ${formatUsd(baseline.baseline_cost_usd)}${pct}`;
 }
 
+/** A note when some calls came without token usage, so their tokens and cost are estimates; else null. */
+export function renderEstimatedUsage(totals: Report['totals']): string | null {
+  const calls = totals.usage_estimated_calls ?? 0;
+  if (calls === 0) return null;
+  return `${counted(calls, 'call')} came without token usage from the provider: their tokens and cost are Switchyard's estimate (marked usage_estimated in costs.jsonl)`;
+}
+
 /**
  * "20 answers stopped at max_tokens (finish_reason "length"): raise ...", and the other reasons
  * answers ended early; null when every answer was finished.
@@ -237,6 +246,8 @@ export function renderSummaryLines(report: Report): string[] {
   if (report.extra_calls.fallback_calls > 0 || report.extra_calls.retry_calls > 0) {
     pairs.push(['Retries', `${count(report.extra_calls.retry_calls)} calls (${formatUsd(report.extra_calls.retry_cost_usd)}); fallbacks ${count(report.extra_calls.fallback_calls)} calls (${formatUsd(report.extra_calls.fallback_cost_usd)})`]);
   }
+  const estimated = renderEstimatedUsage(totals);
+  if (estimated) pairs.push(['Usage', estimated]);
   const cutOff = renderCutOff(report);
   if (cutOff) pairs.push(['Cut off', cutOff]);
   pairs.push(...codePairs('Errors', '', report.errors, report.error_examples));

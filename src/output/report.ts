@@ -18,6 +18,8 @@ export interface ReportTotals {
   cost_usd: number;
   /** Calls whose model has no configured price (cost null): left out of `cost_usd`. */
   unpriced_calls: number;
+  /** Calls answered without token usage: their tokens and cost are Switchyard's own count (in the sums). */
+  usage_estimated_calls: number;
   /** This run's time: from its start (a resume starts a new run) to the report. */
   elapsed_ms: number;
   /** Rows finished during this run; fewer than `rows` when a resumed batch had rows done before. */
@@ -168,6 +170,7 @@ export class ReportTally {
   #succeeded = 0;
   #rowsOnFallback = 0;
   #baselineNanos = 0;
+  #usageEstimatedCalls = 0;
 
   /** `runStartedAt`: when this run began; rows completed before it were done by an earlier run. */
   constructor(baseline?: ReportBaseline, runStartedAt?: Date) {
@@ -245,6 +248,7 @@ export class ReportTally {
         this.#baselineNanos += callCostNanos(this.#baseline.price, { input_tokens: call.input_tokens, output_tokens: call.output_tokens }) ?? 0;
       }
     }
+    if (call.usage_estimated) this.#usageEstimatedCalls += 1;
     if (call.status === 'succeeded') {
       entry.latency.record(call.latency_ms);
     } else {
@@ -309,6 +313,7 @@ export class ReportTally {
         output_tokens: outputTokens,
         cost_usd: nanosToUsd(costNanos),
         unpriced_calls: unpricedCalls,
+        usage_estimated_calls: this.#usageEstimatedCalls,
         elapsed_ms: elapsedMs,
         rows_this_run: this.#rowsThisRun,
         rows_per_second: elapsedMs > 0 ? roundTenth((this.#rowsThisRun * 1000) / elapsedMs) : null,

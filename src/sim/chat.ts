@@ -29,6 +29,8 @@ export type ChatPlan =
       promptTokens: number;
       stream: boolean;
       includeUsage: boolean;
+      /** Leave `usage` out of the answer (the model's omit_usage). */
+      omitUsage: boolean;
       headers: Record<string, string>;
       delayMs: number;
     };
@@ -79,7 +81,8 @@ export function planChat(env: ChatEnv, body: unknown): ChatPlan {
     answer,
     promptTokens: prompt,
     stream: request.stream === true,
-    includeUsage: request.stream_options?.include_usage === true,
+    includeUsage: request.stream_options?.include_usage === true && !settings.omit_usage,
+    omitUsage: settings.omit_usage,
     headers: decision.headers,
     delayMs,
   };

@@ -31,6 +31,8 @@ export const simModelSchema = z.strictObject({
   fail_status: z.number().int().min(400).max(599).optional(),
   /** Prompt tokens + max_tokens above this get a 400 `context_length_exceeded`. */
   context_window: positiveInt.optional(),
+  /** Answer without a `usage` object, as some gateways and local servers do. */
+  omit_usage: z.boolean().optional(),
 });
 
 export const outputTokensSchema = z
@@ -74,6 +76,7 @@ export interface EffectiveModel {
   failure_rate: number;
   fail_status: number | undefined;
   context_window: number | undefined;
+  omit_usage: boolean;
 }
 
 export function effectiveModel(options: SimOptions, model: string): EffectiveModel {
@@ -86,6 +89,7 @@ export function effectiveModel(options: SimOptions, model: string): EffectiveMod
     failure_rate: own?.failure_rate ?? options.failure_rate,
     fail_status: own?.fail_status,
     context_window: own?.context_window,
+    omit_usage: own?.omit_usage ?? false,
   };
 }
 

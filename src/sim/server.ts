@@ -102,7 +102,7 @@ export async function startSimulator(input: SimulatorOptions = {}): Promise<Simu
       created,
       model,
       choices: [{ index: 0, message: { role: 'assistant', content: answer.content, refusal: null }, logprobs: null, finish_reason: answer.finishReason }],
-      usage,
+      ...(plan.omitUsage ? {} : { usage }),
     };
     send(res, 200, { 'content-type': 'application/json', ...common }, JSON.stringify(body));
   }

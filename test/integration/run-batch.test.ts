@@ -19,7 +19,7 @@ function expectCsvMatchesResults(csv: string, results: RowResult[]): void {
 }
 
 describe('switchyard run, end to end through Redis, BullMQ and the simulator over HTTP', () => {
-  const h = useSimulatorAndRedis('run-batch', { failure_rate: 0.15, latency_ms: 2, seed: 42, models: { broken: { fail_status: 400 } } });
+  const h = useSimulatorAndRedis('run-batch', { failure_rate: 0.15, latency_ms: 2, seed: 42, models: { broken: { fail_status: 400 }, nousage: { omit_usage: true } } });
 
   it('runs 500 rows with injected failures: every row once, in order, costs adding up to the report', async () => {
     const dir = await tempDir('e2e');
@@ -259,6 +259,28 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     const [tabRow] = parse(tabCsv, { columns: true, delimiter: '\t' }) as Array<Record<string, string>>;
     expect(tabRow).toMatchObject({ id: '1', status: 'succeeded' });
     expect(tabRow!.cost_usd).toMatch(/^0\.\d+$/);
+  });
+
+  it('counts the tokens of answers that come without usage, marks those calls, and says so: they are not free', async () => {
+    const dir = await tempDir('nousage');
+    const config = await writeSimConfig(dir, h.sim.url, {}, ['nousage']);
+    const input = await writePromptsCsv(dir, 6);
+    const out = join(dir, 'out');
+    const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'nousage'], h.env());
+    expect(ran.code, ran.stderr).toBe(0);
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    const answered = calls.filter((c) => c.status === 'succeeded');
+    expect(answered).toHaveLength(6);
+    for (const call of answered) {
+      expect(call.usage_estimated).toBe(true);
+      expect(call.input_tokens).toBeGreaterThan(10); // "Question n: explain item n, briefly" and the chat overheads
+      expect(call.output_tokens).toBeGreaterThan(5);
+      expect(call.cost_usd).toBeGreaterThan(0);
+    }
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.totals.usage_estimated_calls).toBe(6);
+    expect(report.totals.cost_usd).toBeGreaterThan(0);
+    expect(ran.stdout).toMatch(/Usage +6 calls came without token usage from the provider: their tokens and cost are Switchyard's estimate/);
   });
 
   it('runs the valid rows of a file with bad ones, lists the bad ones with their lines, and exits 1', async () => {

@@ -181,6 +181,7 @@ describe('buildReport', () => {
       output_tokens: expected.outputTokens,
       cost_usd: nanosToUsd(expected.costNanos),
       unpriced_calls: expected.unpriced,
+      usage_estimated_calls: 0,
       elapsed_ms: 4100,
       rows_this_run: 10_000,
       rows_per_second: 2439,

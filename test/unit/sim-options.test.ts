@@ -34,6 +34,7 @@ describe('simulator options', () => {
       failure_rate: 0.1,
       fail_status: 503,
       context_window: undefined,
+      omit_usage: false,
     });
     expect(effectiveModel(options, 'anything')).toMatchObject({ latency_ms: 100, rpm: 10, tpm: undefined, fail_status: undefined });
     expect(effectiveModel(options, 'toString').latency_ms).toBe(100); // not fooled by prototype names
