@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { advanceRow, type RowStep } from '../src/execution/row-runner.ts';
+import { advanceRow, type RowRunnerDeps, type RowStep } from '../src/execution/row-runner.ts';
 import { freshProgress, rowProgressSchema } from '../src/execution/row-progress.ts';
 import { createRowFailureLog } from '../src/execution/row-failure-log.ts';
 import { chatMessageSchema } from '../src/input/row.ts';
@@ -34,6 +34,8 @@ export interface PromptJobDeps {
   space: KeySpace;
   batches: BatchContexts;
   logger: Logger;
+  /** Whether a live worker process other than this one has this API key variable (worker-registry.ts). */
+  keyHeldElsewhere?: (name: string) => Promise<boolean>;
 }
 
 /** How BullMQ is delivering this job: a re-delivery may follow a run whose result was already published. */
@@ -64,6 +66,17 @@ export type PromptJobOutcome =
 export function handBackMs(handBacks: number): number {
   return Math.min(60_000, 500 * 2 ** handBacks);
 }
+
+/**
+ * A row whose model needs a key this worker lacks goes back to the queue while another worker has
+ * it. BullMQ cannot steer a job to a given worker, so the row may come back here: each round it
+ * waits KEY_HAND_BACK_HOLD_MS here first (so an idle keyless worker does not spin through the queue,
+ * parking everything), then KEY_HAND_BACK_PARK_MS in the queue, where any worker may take it; after
+ * MAX_KEY_HAND_BACKS rounds (about 3 minutes) it fails with missing_api_key.
+ */
+const KEY_HAND_BACK_HOLD_MS = 500;
+const KEY_HAND_BACK_PARK_MS = 500;
+const MAX_KEY_HAND_BACKS = 180;
 
 export function createPromptProcessor(deps: PromptJobDeps) {
   const logFailure = createRowFailureLog(deps.logger);
@@ -102,6 +115,14 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       return { kind: 'park', waitMs: step.waitMs, data: { ...job, progress: step.progress } };
     }
     const failure = step.event.result.error;
+    if (failure?.code === 'missing_api_key' && (job.handBacks ?? 0) < MAX_KEY_HAND_BACKS) {
+      const keyName = missingKeyOf(ctx.runner, step.event.result.model);
+      if (keyName && (await deps.keyHeldElsewhere?.(keyName).catch(() => false))) {
+        noteOnce(job.batchId, `rows that need $${keyName}, which is not set here, are left to the worker processes that have it`);
+        await ctx.runner.sleep(KEY_HAND_BACK_HOLD_MS);
+        return { kind: 'park', waitMs: KEY_HAND_BACK_PARK_MS, data: { ...job, progress, handBacks: (job.handBacks ?? 0) + 1 } };
+      }
+    }
     if (failure) logFailure({ batchId: job.batchId, row: job.row, code: failure.code, attempts: step.event.result.attempts, message: failure.message });
     try {
       await publishRowEvent(deps.redis, keys, step.event, step.costNanos);
@@ -110,4 +131,10 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     }
     return { kind: 'done', batchId: job.batchId, row: failure ? 'failed' : 'succeeded', costNanos: step.costNanos };
   };
+}
+
+/** The key variable the model's provider needs and this process lacks, if that is so. */
+function missingKeyOf(runner: RowRunnerDeps, model: string): string | null {
+  const providerName = runner.config.models[model]?.provider;
+  return (providerName && runner.providers.get(providerName)?.missingKeyEnv) || null;
 }

@@ -10,7 +10,7 @@ import type { FinishedRow } from '../src/progress/worker-activity.ts';
 import { isRedisRefusal } from '../src/queue/redis-outage.ts';
 import { batchKeys, PROMPT_QUEUE, type KeySpace } from '../src/queue/keys.ts';
 import type { BatchContexts } from '../src/queue/batch-context.ts';
-import { registerWorker, releaseRowsOfDeadWorkers, type ReleasedRows } from '../src/queue/worker-registry.ts';
+import { keyHolders, registerWorker, releaseRowsOfDeadWorkers, type ReleasedRows } from '../src/queue/worker-registry.ts';
 
 export interface PromptWorkerOptions {
   /** ioredis connection for BullMQ's blocking reads (maxRetriesPerRequest: null). */
@@ -48,7 +48,7 @@ const DEAD_PROCESS_SWEEP_MS = 5000;
 
 export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHandle {
   const { logger } = options;
-  const processJob = createPromptProcessor({ redis: options.redis, space: options.space, batches: options.batches, logger });
+  const processJob = createPromptProcessor({ redis: options.redis, space: options.space, batches: options.batches, logger, keyHeldElsewhere: keyHolders(options.redis, options.space) });
   const worker = new Worker(
     PROMPT_QUEUE,
     async (job: Job, token?: string) => {

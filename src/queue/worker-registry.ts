@@ -18,6 +18,8 @@ interface Registration {
   seen: number;
   /** Its PID namespace, when known (local-process.ts): only a process in the same one is judged by its pid. */
   pid_namespace?: string;
+  /** Names (never values) of the API key variables set in its environment (keyVariableNames). */
+  keys?: string[];
 }
 
 const HEARTBEAT_MS = 60_000;
@@ -34,7 +36,8 @@ export interface WorkerRegistration {
 export function registerWorker(redis: Redis, space: KeySpace, workerId: string): WorkerRegistration {
   const key = workerRegistryKey(space);
   const namespace = pidNamespace();
-  const registration = (): Registration => ({ process: thisProcessName(), seen: Date.now(), ...(namespace ? { pid_namespace: namespace } : {}) });
+  const keys = keyVariableNames();
+  const registration = (): Registration => ({ process: thisProcessName(), seen: Date.now(), ...(namespace ? { pid_namespace: namespace } : {}), keys });
   const write = () => redis.hset(key, workerId, JSON.stringify(registration())).catch(() => undefined);
   const written = write();
   const heartbeat = setInterval(() => void write(), HEARTBEAT_MS);
@@ -83,7 +86,8 @@ function parseRegistration(value: string): Registration | null {
   try {
     const parsed = JSON.parse(value) as Partial<Registration>;
     if (typeof parsed.process !== 'string' || typeof parsed.seen !== 'number') return null;
-    return { process: parsed.process, seen: parsed.seen, ...(typeof parsed.pid_namespace === 'string' ? { pid_namespace: parsed.pid_namespace } : {}) };
+    const keys = Array.isArray(parsed.keys) ? parsed.keys.filter((name): name is string => typeof name === 'string') : [];
+    return { process: parsed.process, seen: parsed.seen, keys, ...(typeof parsed.pid_namespace === 'string' ? { pid_namespace: parsed.pid_namespace } : {}) };
   } catch {
     return null;
   }
@@ -114,18 +118,49 @@ export async function releaseRowsOfDeadWorkers(redis: Redis, space: KeySpace, wo
 }
 
 /**
+ * The names of the environment's variables that look like API keys (ending in KEY or TOKEN) and are
+ * set: what a worker advertises, so one without a provider's key can leave that provider's rows to
+ * a worker that has it. Names only: a name says nothing a key would.
+ */
+export function keyVariableNames(env: NodeJS.ProcessEnv = process.env): string[] {
+  return Object.keys(env).filter((name) => /(KEY|TOKEN)$/i.test(name) && Boolean(env[name])).sort();
+}
+
+/** Registrations of processes alive now: alive on this machine, or recently heard from elsewhere. */
+async function liveRegistrations(redis: Redis, space: KeySpace): Promise<Array<[string, Registration]>> {
+  const live: Array<[string, Registration]> = [];
+  for (const [workerId, value] of Object.entries(await redis.hgetall(workerRegistryKey(space)))) {
+    const registration = parseRegistration(value);
+    if (!registration) continue;
+    const alive = localProcessAlive(registration.process, registration.pid_namespace);
+    if (alive === true || (alive === null && Date.now() - registration.seen < 3 * HEARTBEAT_MS)) live.push([workerId, registration]);
+  }
+  return live;
+}
+
+/**
+ * Whether a live worker process other than this one has the key variable `name` set. Asked before
+ * a row fails for a key missing here (jobs/prompt.ts), so it is cached for a few seconds.
+ */
+export function keyHolders(redis: Redis, space: KeySpace, cacheMs = 5000): (name: string) => Promise<boolean> {
+  let cached: { at: number; names: Promise<Set<string>> } | null = null;
+  const self = thisProcessName();
+  return async (name) => {
+    if (!cached || Date.now() - cached.at > cacheMs) {
+      const names = liveRegistrations(redis, space).then((live) => new Set(live.filter(([, r]) => r.process !== self).flatMap(([, r]) => r.keys ?? [])));
+      cached = { at: Date.now(), names };
+      names.catch(() => (cached = null));
+    }
+    return (await cached.names.catch(() => new Set<string>())).has(name);
+  };
+}
+
+/**
  * "host pid N" of each process with a worker registered now: on this machine, those alive; from
  * elsewhere, those whose heartbeat is recent. For `status`, beside Redis' own count of connections.
  */
 export async function workerProcesses(redis: Redis, space: KeySpace): Promise<string[]> {
-  const names = new Set<string>();
-  for (const value of Object.values(await redis.hgetall(workerRegistryKey(space)))) {
-    const registration = parseRegistration(value);
-    if (!registration) continue;
-    const alive = localProcessAlive(registration.process, registration.pid_namespace);
-    if (alive === true || (alive === null && Date.now() - registration.seen < 3 * HEARTBEAT_MS)) names.add(registration.process);
-  }
-  return [...names].sort();
+  return [...new Set((await liveRegistrations(redis, space)).map(([, registration]) => registration.process))].sort();
 }
 
 /** "12 rows held by host pid 4242, which died on this machine, are back in the queue." per process. */

@@ -41,6 +41,30 @@ describe('switchyard worker, on its own beside a detached run', () => {
     expect(results.filter((r) => r.status === 'failed').map((r) => r.row)).toEqual([20]);
   });
 
+  it('a worker without a provider\'s key leaves its rows to a worker that has it, instead of failing them', async () => {
+    const dir = await tempDir('key-handoff');
+    const config = await writeSimConfig(dir, h.sim.url, { providers: { sim: { base_url: h.sim.url, timeout_ms: 10_000, api_key_env: 'SY_TEST_HANDOFF_API_KEY' } } });
+    const input = await writePromptsCsv(dir, 30);
+    const keyless = spawnCli(['worker', '--concurrency', '8'], { ...h.env(), LOG_LEVEL: 'warn' });
+    const keyed = spawnCli(['worker', '--concurrency', '2'], { ...h.env(), SY_TEST_HANDOFF_API_KEY: 'sk-test' });
+    try {
+      await waitForOutput(() => keyless.output().stdout, 'Worker running', 20_000);
+      await waitForOutput(() => keyed.output().stdout, 'Worker running', 20_000);
+      const out = join(dir, 'out');
+      expect((await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'handoff', '--detach'], h.env())).code).toBe(0);
+      const collected = await runCli(['collect', 'handoff'], h.env());
+      expect(collected.code, collected.stdout + collected.stderr).toBe(0);
+      const results = await readJsonLines<{ status: string }>(join(out, 'results.jsonl'));
+      expect(results).toHaveLength(30);
+      expect(results.every((r) => r.status === 'succeeded')).toBe(true);
+      expect(keyless.output().stderr).toContain('rows that need $SY_TEST_HANDOFF_API_KEY, which is not set here, are left to the worker processes that have it');
+    } finally {
+      keyless.kill('SIGTERM');
+      keyed.kill('SIGTERM');
+      await Promise.all([keyless.done, keyed.done]);
+    }
+  });
+
   it('collect says it waits for workers, and how to go on when stopped before they finish', async () => {
     const dir = await tempDir('collect-waits');
     const config = await writeSimConfig(dir, h.sim.url);
