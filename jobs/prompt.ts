@@ -1,8 +1,8 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { advanceRow, type RowRunnerDeps, type RowStep } from '../src/execution/row-runner.ts';
-import { freshProgress, rowProgressSchema } from '../src/execution/row-progress.ts';
+import type { RowRunnerDeps, RowStep } from '../src/execution/row-runner.ts';
+import { everyCall, freshProgress, rowProgressSchema } from '../src/execution/row-progress.ts';
 import { createRowFailureLog } from '../src/execution/row-failure-log.ts';
 import { chatMessageSchema } from '../src/input/row.ts';
 import { publishRowEvent } from '../src/output/row-events.ts';
@@ -99,14 +99,14 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       return { kind: 'park', waitMs: handBackMs(handBacks), data: { ...job, handBacks } };
     }
     const progress = job.progress ?? freshProgress();
-    const callsBefore = progress.calls.length;
+    const callsBefore = everyCall(progress).length;
     const crashed = (error: unknown): PromptJobOutcome => {
       deps.logger.error({ batch: job.batchId, row: job.row, job: delivery.jobId, err: error }, 'row failed unexpectedly');
-      return { kind: 'crashed', error, data: progress.calls.length > callsBefore ? { ...job, progress } : null };
+      return { kind: 'crashed', error, data: everyCall(progress).length > callsBefore ? { ...job, progress } : null };
     };
     let step: RowStep;
     try {
-      step = await advanceRow(job, progress, ctx.runner);
+      step = await ctx.advance(job, progress);
     } catch (error) {
       return crashed(error);
     }

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { builtInConfig } from '../config/defaults.ts';
 import { loadConfigFile } from '../config/load.ts';
+import { answerableNames, type EnsembleConfig, type SwitchyardConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
 import { readRows } from '../input/read-rows.ts';
 import { callCostNanos, formatUsd, nanosToUsd } from '../models/pricing.ts';
@@ -37,7 +38,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   if (!options.file) throw new UsageError('--dry-run needs an input file');
   const config = options.config ? await loadConfigFile(options.config) : builtInConfig('http://127.0.0.1:8787/v1');
   const pinned = options.route && options.route !== 'auto' ? options.route : options.model;
-  if (pinned && !(pinned in config.models)) throw new UsageError(`--model/--route "${pinned}" is not in the config; models: ${Object.keys(config.models).join(', ')}`);
+  if (pinned && !answerableNames(config).includes(pinned)) throw new UsageError(`--model/--route "${pinned}" is not in the config; models and ensembles: ${answerableNames(config).join(', ')}`);
   const rules = compileTaskRules(config.routing);
   const byModel = new Map<string, Tally>();
   const byTask = new Map<string, Tally>();
@@ -51,7 +52,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     map.set(key, tally);
   };
 
-  for await (const item of readRows(resolve(options.file), { promptColumn: options.promptColumn ?? 'prompt', knownModels: new Set(Object.keys(config.models)) })) {
+  for await (const item of readRows(resolve(options.file), { promptColumn: options.promptColumn ?? 'prompt', knownModels: new Set(answerableNames(config)) })) {
     if (item.kind === 'error') {
       invalid++;
       countInvalidRow(invalidByCode, item.value);
@@ -61,6 +62,15 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     const { text, chars } = classificationInput(row.messages);
     const { taskType, reason } = classifyByRules(text, rules, chars);
     const maxTokens = row.max_tokens ?? config.max_tokens;
+    const ensembleName = row.model ?? pinned;
+    const ensemble = ensembleName !== undefined && Object.hasOwn(config.ensembles, ensembleName) ? config.ensembles[ensembleName] : undefined;
+    if (ensemble) {
+      const rowTally = ensembleRowTally(config, ensemble, countMessageTokens(row.messages), maxTokens);
+      add(byModel, `${ensembleName} (ensemble)`, rowTally);
+      add(byTask, 'ensemble', rowTally);
+      for (const field of Object.keys(total) as (keyof Tally)[]) total[field] += rowTally[field];
+      continue;
+    }
     const plan = planRoute({ messages: row.messages, rowModel: row.model, pinnedModel: pinned, maxTokens, taskType, routeReason: reason }, config, countMessageTokens);
     const model = plan.chain[0];
     if (!model) {
@@ -90,6 +100,26 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   say(`Estimated cost: at most ${formatUsd(nanosToUsd(total.costNanos))} (input tokens counted, output at max_tokens; retries and fallbacks not included)` + (total.unpriced > 0 ? `; ${total.unpriced} rows on unpriced models` : ''));
   if (config.routing?.classifier === 'llm') say('Note: routing uses the rules here; the LLM classifier would add one cheap call per row.');
   return 0;
+}
+
+/**
+ * An ensemble row at most: every member reads the prompt and writes max_tokens; the synthesizer
+ * reads the prompt, their answers and its instructions (about 150 tokens), and writes max_tokens.
+ */
+function ensembleRowTally(config: SwitchyardConfig, ensemble: EnsembleConfig, promptTokens: number, maxTokens: number): Tally {
+  const tally: Tally = { rows: 1, inputTokens: 0, maxOutputTokens: 0, costNanos: 0, unpriced: 0 };
+  const call = (model: string, inputTokens: number) => {
+    const outputTokens = Math.min(maxTokens, config.models[model]?.max_output_tokens ?? maxTokens);
+    const nanos = callCostNanos(config.models[model]?.price, { input_tokens: inputTokens, output_tokens: outputTokens });
+    tally.inputTokens += inputTokens;
+    tally.maxOutputTokens += outputTokens;
+    tally.costNanos += nanos ?? 0;
+    if (nanos === null) tally.unpriced = 1;
+    return outputTokens;
+  };
+  const answers = ensemble.members.reduce((sum, model) => sum + call(model, promptTokens), 0);
+  call(ensemble.synthesizer, promptTokens + answers + 150);
+  return tally;
 }
 
 function printTable(label: string, tallies: Map<string, Tally>, say: (line: string) => void): void {

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { builtInConfig } from '../config/defaults.ts';
 import { loadConfigFile } from '../config/load.ts';
-import { configSchema, type SwitchyardConfig } from '../config/schema.ts';
+import { answerableNames, configSchema, type SwitchyardConfig } from '../config/schema.ts';
 import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { readRows } from '../input/read-rows.ts';
 import type { ReadItem, ReadPosition } from '../input/row.ts';
@@ -67,7 +67,7 @@ async function resolveConfig(options: RunOptions, existing: BatchMeta | null, st
 
 /** Pulls the first record now, so a bad file (no prompt column, empty) stops before anything is enqueued. */
 async function checkedRows(path: string, promptColumn: string, config: SwitchyardConfig, position: ReadPosition): Promise<AsyncIterable<ReadItem>> {
-  const iterator = readRows(path, { promptColumn, knownModels: new Set(Object.keys(config.models)) }, position)[Symbol.asyncIterator]();
+  const iterator = readRows(path, { promptColumn, knownModels: new Set(answerableNames(config)) }, position)[Symbol.asyncIterator]();
   const first = await iterator.next();
   return {
     async *[Symbol.asyncIterator]() {
@@ -113,7 +113,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     const inputPath = resolve(file);
     const promptColumn = options.promptColumn ?? existing?.prompt_column ?? 'prompt';
     const model = pinnedModel(options) ?? (options.route === 'auto' ? undefined : existing?.model_override);
-    if (model && !(model in config.models)) throw new UsageError(`--model/--route "${model}" is not in the config; models: ${Object.keys(config.models).join(', ')}`);
+    if (model && !answerableNames(config).includes(model)) throw new UsageError(`--model/--route "${model}" is not in the config; models and ensembles: ${answerableNames(config).join(', ')}`);
     if (!options.detach) refuseWithoutKeys(config, model);
     const budgetUsd = options.budget ?? existing?.budget_usd ?? config.budget.batch_usd;
     const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };

@@ -47,6 +47,8 @@ export function builtInConfig(simulatorBaseUrl: string): SwitchyardConfig {
         },
       },
       report: { baseline_model: 'deepseek-v4-pro' },
+      // `--model council`: three cheaper models answer, the strong one writes the answer from theirs.
+      ensembles: { council: { members: ['deepseek-v4-flash', 'qwen2.5-72b-instruct', 'glm-4'], synthesizer: 'deepseek-v4-pro' } },
     },
     'built-in defaults',
   );

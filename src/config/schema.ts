@@ -110,6 +110,19 @@ export const budgetSchema = z.strictObject({
   monthly_usd: z.number().positive().optional(),
 });
 
+/**
+ * An ensemble: its members answer a row one beside the other, then the synthesizer writes one answer
+ * from theirs. A row (its `model` column) or a batch (`--model`) names it like a model.
+ */
+export const ensembleSchema = z.strictObject({
+  members: z.array(z.string().min(1)).min(2),
+  synthesizer: z.string().min(1),
+  /** Member answers needed to synthesize; with fewer the row fails (ensemble_failed). Default: 2. */
+  min_answers: positiveInt.optional(),
+  /** The synthesizer's instructions, with {question} and {answers} where those go (a default is built in). */
+  synthesis_prompt: z.string().min(1).optional(),
+});
+
 export const reportSchema = z.strictObject({
   /** The report compares the batch's cost with what every answer would have cost on this model. */
   baseline_model: z.string().min(1).optional(),
@@ -130,6 +143,7 @@ export const configSchema = z
     breaker: breakerSchema.default(breakerSchema.parse({})),
     budget: budgetSchema.default({}),
     report: reportSchema.default({}),
+    ensembles: z.record(z.string().min(1), ensembleSchema).default({}),
   })
   .superRefine((config, ctx) => {
     for (const [name, model] of Object.entries(config.models)) {
@@ -151,6 +165,18 @@ export const configSchema = z
       ctx.addIssue({ code: 'custom', path: ['routing', 'llm_classifier'], message: 'classifier "llm" needs llm_classifier: { model: <a cheap model> }' });
     }
     if (config.report.baseline_model) checkModel(config.report.baseline_model, ['report', 'baseline_model']);
+    for (const [name, ensemble] of Object.entries(config.ensembles)) {
+      if (name in config.models) ctx.addIssue({ code: 'custom', path: ['ensembles', name], message: `"${name}" is a model's name too: give the ensemble another one` });
+      ensemble.members.forEach((m, i) => checkModel(m, ['ensembles', name, 'members', i]));
+      checkModel(ensemble.synthesizer, ['ensembles', name, 'synthesizer']);
+      if ((ensemble.min_answers ?? 2) > ensemble.members.length) {
+        ctx.addIssue({ code: 'custom', path: ['ensembles', name, 'min_answers'], message: `${ensemble.min_answers} is more than its ${ensemble.members.length} members` });
+      }
+      const prompt = ensemble.synthesis_prompt;
+      if (prompt !== undefined && !(prompt.includes('{question}') && prompt.includes('{answers}'))) {
+        ctx.addIssue({ code: 'custom', path: ['ensembles', name, 'synthesis_prompt'], message: 'expected {question} and {answers} in it, where the row\'s prompt and the members\' answers go' });
+      }
+    }
     if (!(config.default_model in config.models)) {
       ctx.addIssue({
         code: 'custom',
@@ -161,6 +187,11 @@ export const configSchema = z
   });
 
 export type SwitchyardConfig = z.infer<typeof configSchema>;
+
+/** What a row's `model` or `--model` may name: a model or an ensemble. */
+export function answerableNames(config: SwitchyardConfig): string[] {
+  return [...Object.keys(config.models), ...Object.keys(config.ensembles)];
+}
 export type ModelConfig = z.infer<typeof modelSchema>;
 export type ProviderConfig = z.infer<typeof providerSchema>;
 export type RetryConfig = z.infer<typeof retrySchema>;
@@ -169,3 +200,4 @@ export type TaskTypeRule = z.infer<typeof taskTypeSchema>;
 export type LimitsConfig = z.infer<typeof limitsSchema>;
 export type BreakerConfig = z.infer<typeof breakerSchema>;
 export type BudgetConfig = z.infer<typeof budgetSchema>;
+export type EnsembleConfig = z.infer<typeof ensembleSchema>;

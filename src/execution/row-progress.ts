@@ -18,7 +18,7 @@ export type RoutePlan = z.infer<typeof routePlanSchema>;
 
 const callRecordSchema = z.custom<CallRecord>((value) => typeof value === 'object' && value !== null && 'model' in value && 'attempt' in value);
 
-export const rowProgressSchema = z.object({
+const progressFields = {
   plan: routePlanSchema.optional(),
   /** Index into plan.chain of the model being tried. */
   chainIndex: z.number().int().nonnegative().default(0),
@@ -35,9 +35,43 @@ export const rowProgressSchema = z.object({
   lastError: z.object({ code: z.string(), message: z.string(), status: z.number().nullable() }).optional(),
   /** Parked while budget held by calls in flight comes back (it has had its wait in the worker). */
   waitingForBudget: z.boolean().optional(),
+};
+
+/** A member of an ensemble row: its own progress through its model, and once done, what it answered. */
+const ensembleMemberSchema = z.object({
+  model: z.string(),
+  progress: z.object(progressFields),
+  outcome: z
+    .object({
+      status: z.enum(['succeeded', 'failed']),
+      output: z.string().nullable(),
+      error: z.object({ code: z.string(), message: z.string(), http_status: z.number().nullable().optional() }).optional(),
+    })
+    .optional(),
+});
+
+export const rowProgressSchema = z.object({
+  ...progressFields,
+  /** An ensemble row (src/ensemble/): its members' progress, then the synthesis call's. */
+  ensemble: z.object({ members: z.array(ensembleMemberSchema), synthesis: z.object(progressFields).optional() }).optional(),
 });
 export type RowProgress = z.infer<typeof rowProgressSchema>;
+export type EnsembleMemberProgress = z.infer<typeof ensembleMemberSchema>;
 
 export function freshProgress(): RowProgress {
   return { chainIndex: 0, attempt: 0, calls: [], fallbackReasons: [], slotAt: 0, wakeAt: 0 };
+}
+
+/**
+ * Every call the row has made: its own, then an ensemble's members' and synthesis' (marked so), so
+ * each has its cost record whichever way the row ends, a crash included.
+ */
+export function everyCall(progress: RowProgress): CallRecord[] {
+  const ensemble = progress.ensemble;
+  if (!ensemble) return progress.calls;
+  return [
+    ...progress.calls,
+    ...ensemble.members.flatMap((member) => member.progress.calls.map((call) => ({ ...call, purpose: 'ensemble_member' as const }))),
+    ...(ensemble.synthesis?.calls ?? []).map((call) => ({ ...call, purpose: 'synthesis' as const })),
+  ];
 }

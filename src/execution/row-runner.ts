@@ -9,7 +9,7 @@ import type { CallRecord, RowEvent, RowResult } from '../output/records.ts';
 import { noModelMessage as noModelMessageForPlan } from '../routing/route-plan.ts';
 import { unlimitedCallSlot, type CallSlot } from './call-slots.ts';
 import type { RowGate } from './row-gate.ts';
-import type { RoutePlan, RowProgress } from './row-progress.ts';
+import { everyCall, type RoutePlan, type RowProgress } from './row-progress.ts';
 
 /** The row as the runner needs it (the prompt job's payload). */
 export interface RowInput {
@@ -273,22 +273,30 @@ export function crashedRowStep(row: RowInput, progress: RowProgress, error: Erro
   return finish(row, progress, progress.plan?.chain[progress.chainIndex] ?? row.model ?? '', null, failure);
 }
 
-function finish(row: RowInput, progress: RowProgress, model: string, answer: ModelAnswer | null, error: ModelCallError | null): RowStep {
-  const plan = progress.plan ?? { taskType: '', routeReason: 'not routed', chain: [], skipped: [], promptTokens: 0 };
+/** What a row's calls add up to: its cost (null when a model had no price), tokens, time and answer calls. */
+export function callTotals(calls: readonly CallRecord[]): { costNanos: number; costUsd: number | null; usage: RowResult['usage']; latencyMs: number; answerCalls: number } {
   let costNanos = 0;
   let unpriced = false;
   let inputTokens = 0;
   let outputTokens = 0;
   let latency = 0;
   let answerCalls = 0;
-  for (const call of progress.calls) {
+  for (const call of calls) {
     if (call.cost_usd === null) unpriced = true;
     else costNanos += usdToNanos(call.cost_usd);
     inputTokens += call.input_tokens;
     outputTokens += call.output_tokens;
     latency += call.latency_ms;
-    if (call.purpose === 'answer') answerCalls++;
+    if (call.purpose !== 'classify') answerCalls++;
   }
+  return { costNanos, costUsd: unpriced ? null : nanosToUsd(costNanos), usage: { input_tokens: inputTokens, output_tokens: outputTokens }, latencyMs: latency, answerCalls };
+}
+
+function finish(row: RowInput, progress: RowProgress, model: string, answer: ModelAnswer | null, error: ModelCallError | null): RowStep {
+  const plan = progress.plan ?? { taskType: '', routeReason: 'not routed', chain: [], skipped: [], promptTokens: 0 };
+  const calls = everyCall(progress);
+  const totals = callTotals(calls);
+  const costNanos = totals.costNanos;
   const tried = [...new Set(progress.calls.filter((c) => c.purpose === 'answer').map((c) => c.model))];
   const result: RowResult = {
     id: row.id,
@@ -296,10 +304,10 @@ function finish(row: RowInput, progress: RowProgress, model: string, answer: Mod
     status: answer ? 'succeeded' : 'failed',
     model,
     output: answer?.output ?? null,
-    usage: { input_tokens: inputTokens, output_tokens: outputTokens },
-    cost_usd: unpriced ? null : nanosToUsd(costNanos),
-    latency_ms: latency,
-    attempts: answerCalls,
+    usage: totals.usage,
+    cost_usd: totals.costUsd,
+    latency_ms: totals.latencyMs,
+    attempts: totals.answerCalls,
     metadata: row.metadata,
     task_type: plan.taskType || null,
     route_reason: plan.routeReason,
@@ -314,5 +322,5 @@ function finish(row: RowInput, progress: RowProgress, model: string, answer: Mod
     result.request_id = answer.requestId;
   }
   if (error) result.error = { code: error.code, message: error.message, http_status: error.status };
-  return { kind: 'finished', event: { result, calls: progress.calls }, costNanos };
+  return { kind: 'finished', event: { result, calls }, costNanos };
 }

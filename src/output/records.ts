@@ -12,8 +12,8 @@ export interface CallRecord {
   model: string;
   /** 1-based count of calls made for this row to this model. */
   attempt: number;
-  /** Why the call was made: the row's answer, or labelling its task type (later: ensemble member, synthesis, judge). */
-  purpose: 'answer' | 'classify';
+  /** Why the call was made: the row's answer, labelling its task type, an ensemble member's answer, or the ensemble's synthesis. */
+  purpose: 'answer' | 'classify' | 'ensemble_member' | 'synthesis';
   /** The row's task type when known (null for the classifier call that decides it). */
   task_type: string | null;
   /** Position of `model` in the row's chain: 0 first choice, 1+ a fallback; null for classifier calls. */
@@ -61,7 +61,15 @@ export interface RowResult {
   fallback_reason: string | null;
   finish_reason?: string | null;
   request_id?: string | null;
+  /** For a row answered by an ensemble: each member's answer (or why it has none); `output` is the synthesis. */
+  ensemble?: EnsembleOutcome;
   completed_at: string;
+}
+
+export interface EnsembleOutcome {
+  name: string;
+  synthesizer: string;
+  members: Array<{ model: string; status: 'succeeded' | 'failed'; output: string | null; error?: RowFailure }>;
 }
 
 /** What a worker publishes for the collector when a row is finished. */

@@ -123,6 +123,8 @@ export function renderReportMarkdown(report: Report): string {
     `- Retries: ${count(extra.retry_calls)} calls, ${formatUsd(extra.retry_cost_usd)}; fallbacks: ${count(extra.fallback_calls)} calls, ${formatUsd(extra.fallback_cost_usd)}, ${count(extra.rows_on_fallback)} rows answered by a fallback model`,
   );
   if (extra.classifier_calls > 0) lines.push(`- Task classifier: ${count(extra.classifier_calls)} calls, ${formatUsd(extra.classifier_cost_usd)}`);
+  const ensembles = renderEnsembleCalls(extra);
+  if (ensembles) lines.push(`- Ensembles: ${ensembles}`);
   const cutOff = renderCutOff(report);
   if (cutOff) lines.push(`- Cut off: ${cutOff}`);
 
@@ -191,6 +193,12 @@ export function renderSavings(report: Report): string | null {
   return `This batch cost ${formatUsd(baseline.batch_cost_usd)}; on ${baseline.model} it would have cost ${formatUsd(baseline.baseline_cost_usd)}${pct}`;
 }
 
+/** "30 member calls ($0.0012), 10 synthesis calls ($0.0009)", or null when no row used an ensemble. */
+function renderEnsembleCalls(extra: Report['extra_calls']): string | null {
+  if (!extra.ensemble_member_calls && !extra.synthesis_calls) return null;
+  return `${counted(extra.ensemble_member_calls, 'member call')} (${formatUsd(extra.ensemble_member_cost_usd)}), ${counted(extra.synthesis_calls, 'synthesis call')} (${formatUsd(extra.synthesis_cost_usd)})`;
+}
+
 /** A note when some calls came without token usage, so their tokens and cost are estimates; else null. */
 export function renderEstimatedUsage(totals: Report['totals']): string | null {
   const calls = totals.usage_estimated_calls ?? 0;
@@ -246,6 +254,8 @@ export function renderSummaryLines(report: Report): string[] {
   if (report.extra_calls.fallback_calls > 0 || report.extra_calls.retry_calls > 0) {
     pairs.push(['Retries', `${count(report.extra_calls.retry_calls)} calls (${formatUsd(report.extra_calls.retry_cost_usd)}); fallbacks ${count(report.extra_calls.fallback_calls)} calls (${formatUsd(report.extra_calls.fallback_cost_usd)})`]);
   }
+  const ensembles = renderEnsembleCalls(report.extra_calls);
+  if (ensembles) pairs.push(['Ensemble', ensembles]);
   const estimated = renderEstimatedUsage(totals);
   if (estimated) pairs.push(['Usage', estimated]);
   const cutOff = renderCutOff(report);

@@ -69,6 +69,11 @@ export interface ExtraCallsReport {
   /** Task-type classifier calls (routing.classifier: llm). */
   classifier_calls: number;
   classifier_cost_usd: number;
+  /** Ensemble rows: their members' calls and the synthesis calls (each also under its model). */
+  ensemble_member_calls: number;
+  ensemble_member_cost_usd: number;
+  synthesis_calls: number;
+  synthesis_cost_usd: number;
 }
 
 export interface BaselineReport {
@@ -163,7 +168,7 @@ export class ReportTally {
   readonly #errorExamples = new Map<string, string>();
   readonly #callErrors = new Map<string, number>();
   readonly #cutOff = new Map<string, number>();
-  readonly #extra = { retryCalls: 0, retryNanos: 0, fallbackCalls: 0, fallbackNanos: 0, classifierCalls: 0, classifierNanos: 0 };
+  readonly #extra = { retryCalls: 0, retryNanos: 0, fallbackCalls: 0, fallbackNanos: 0, classifierCalls: 0, classifierNanos: 0, memberCalls: 0, memberNanos: 0, synthesisCalls: 0, synthesisNanos: 0 };
   readonly #runStartedAt: number;
   #rows = 0;
   #rowsThisRun = 0;
@@ -209,7 +214,8 @@ export class ReportTally {
       this.#succeeded += 1;
       entry.succeeded += 1;
       task.succeeded += 1;
-      if ((result.models_tried?.length ?? 1) > 1 || (result.fallback_reason ?? null) !== null) this.#rowsOnFallback += 1;
+      // An ensemble row calls several models by design: that is no fallback.
+      if (!result.ensemble && ((result.models_tried?.length ?? 1) > 1 || (result.fallback_reason ?? null) !== null)) this.#rowsOnFallback += 1;
       if (result.finish_reason && !FINISHED_ANSWER.has(result.finish_reason)) increment(this.#cutOff, result.finish_reason);
     } else {
       entry.failed += 1;
@@ -236,6 +242,13 @@ export class ReportTally {
       extra.classifierCalls += 1;
       extra.classifierNanos += nanos ?? 0;
     } else {
+      if (call.purpose === 'ensemble_member') {
+        extra.memberCalls += 1;
+        extra.memberNanos += nanos ?? 0;
+      } else if (call.purpose === 'synthesis') {
+        extra.synthesisCalls += 1;
+        extra.synthesisNanos += nanos ?? 0;
+      }
       if (call.attempt > 1) {
         extra.retryCalls += 1;
         extra.retryNanos += nanos ?? 0;
@@ -343,6 +356,10 @@ export class ReportTally {
         rows_on_fallback: this.#rowsOnFallback,
         classifier_calls: extra.classifierCalls,
         classifier_cost_usd: nanosToUsd(extra.classifierNanos),
+        ensemble_member_calls: extra.memberCalls,
+        ensemble_member_cost_usd: nanosToUsd(extra.memberNanos),
+        synthesis_calls: extra.synthesisCalls,
+        synthesis_cost_usd: nanosToUsd(extra.synthesisNanos),
       },
       baseline: this.#baseline
         ? {

@@ -2,7 +2,9 @@ import { configSchema, type SwitchyardConfig } from '../config/schema.ts';
 import { createRedisRowGate } from '../execution/redis-row-gate.ts';
 import { unlimitedCallSlot, type CallSlot } from '../execution/call-slots.ts';
 import { createRowPlanner } from '../execution/row-planner.ts';
-import type { RowRunnerDeps } from '../execution/row-runner.ts';
+import { advanceRow, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
+import type { RowProgress } from '../execution/row-progress.ts';
+import { advanceEnsembleRow } from '../ensemble/ensemble-row.ts';
 import { createProviderClients } from '../models/provider-clients.ts';
 import type { BatchStore } from './batch-state.ts';
 
@@ -10,6 +12,8 @@ import type { BatchStore } from './batch-state.ts';
 export interface BatchContext {
   config: SwitchyardConfig;
   runner: RowRunnerDeps;
+  /** Moves a row forward: through an ensemble when the row, or the batch (--model), names one; else routed. */
+  advance(row: RowInput, progress: RowProgress): Promise<RowStep>;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -31,7 +35,16 @@ export function createBatchContexts(store: BatchStore, options: { callSlot?: Cal
   function build(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined): BatchContext {
     const providers = createProviderClients(config);
     const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config });
-    return { config, runner: { config, providers, gate, plan: createRowPlanner(config, providers, modelOverride, gate, callSlot), sleep, callSlot } };
+    const runner: RowRunnerDeps = { config, providers, gate, plan: createRowPlanner(config, providers, modelOverride, gate, callSlot), sleep, callSlot };
+    return {
+      config,
+      runner,
+      advance(row, progress) {
+        const name = row.model ?? modelOverride;
+        const ensemble = name !== undefined && Object.hasOwn(config.ensembles, name) ? config.ensembles[name] : undefined;
+        return ensemble ? advanceEnsembleRow(row, progress, runner, { name: name!, config: ensemble }) : advanceRow(row, progress, runner);
+      },
+    };
   }
 
   /** The context from Redis; the one in hand when the config it came from has not changed (its SDK clients keep their connections). */

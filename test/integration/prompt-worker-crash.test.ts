@@ -4,7 +4,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import type { RowGate } from '../../src/execution/row-gate.ts';
-import type { RowRunnerDeps } from '../../src/execution/row-runner.ts';
+import { advanceRow, type RowRunnerDeps } from '../../src/execution/row-runner.ts';
 import { createProviderClients } from '../../src/models/provider-clients.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import { readRowEvents, type StreamEntry } from '../../src/output/row-events.ts';
@@ -58,7 +58,7 @@ describe('a prompt job that crashes after calling a model', () => {
       plan: async () => ({ plan: { taskType: 'simple', routeReason: 'test', chain: ['ok'], skipped: [], promptTokens: 5, promptTokensCounted: false }, calls: [] }),
       sleep: async () => undefined,
     };
-    return { get: async () => ({ config, runner }), prime: () => undefined };
+    return { get: async () => ({ config, runner, advance: (row, progress) => advanceRow(row, progress, runner) }), prime: () => undefined };
   }
 
   async function runOneRow(batchId: string, crashes: number): Promise<{ result: RowResult; calls: CallRecord[] }> {

@@ -1,0 +1,116 @@
+import type { EnsembleConfig } from '../config/schema.ts';
+import type { ChatMessage } from '../input/row.ts';
+import { advanceRow, callTotals, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
+import { everyCall, freshProgress, type RowProgress } from '../execution/row-progress.ts';
+import type { RowFailure, RowResult } from '../output/records.ts';
+import { estimateMessageTokens } from '../routing/token-count.ts';
+import { synthesisMessages } from './synthesis-prompt.ts';
+
+export interface NamedEnsemble {
+  name: string;
+  config: EnsembleConfig;
+}
+
+type EnsembleState = NonNullable<RowProgress['ensemble']>;
+
+/** Member answers an ensemble needs before it synthesizes, unless it says otherwise. */
+const DEFAULT_MIN_ANSWERS = 2;
+
+/** A progress whose route is fixed to one model: members and the synthesizer are not routed. */
+function fixedRoute(model: string, messages: readonly ChatMessage[], reason: string): RowProgress {
+  return { ...freshProgress(), plan: { taskType: '', routeReason: reason, chain: [model], skipped: [], promptTokens: estimateMessageTokens(messages), promptTokensCounted: false } };
+}
+
+/**
+ * Moves an ensemble row forward: every member answers (at the same time, each call behind its
+ * model's breaker, rate limits, budget and retries, as any row's), then the synthesizer writes one
+ * answer from theirs. A member that must wait parks the row; the members already done keep their
+ * answers in its progress, so a woken row only runs what is left. Too few answers end the row
+ * ensemble_failed without a synthesis call.
+ */
+export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, deps: RowRunnerDeps, ensemble: NamedEnsemble): Promise<RowStep> {
+  const { name, config } = ensemble;
+  const state: EnsembleState = (progress.ensemble ??= {
+    members: config.members.map((model) => ({ model, progress: fixedRoute(model, row.messages, `ensemble "${name}" member`) })),
+  });
+
+  const pending = state.members.filter((member) => !member.outcome);
+  if (pending.length > 0) {
+    const steps = await Promise.all(pending.map((member) => advanceRow({ ...row, model: member.model }, member.progress, deps)));
+    let park: { waitMs: number; note?: string } | null = null;
+    steps.forEach((step, i) => {
+      const member = pending[i]!;
+      if (step.kind === 'park') {
+        // Woken for the member due first; one due later parks the row again for the rest of its wait.
+        if (!park || step.waitMs < park.waitMs) park = { waitMs: step.waitMs, ...(step.note ? { note: step.note } : {}) };
+        return;
+      }
+      const { status, output, error } = step.event.result;
+      member.outcome = { status, output, ...(error ? { error } : {}) };
+    });
+    if (park) return { kind: 'park', progress, ...(park as { waitMs: number; note?: string }) };
+  }
+
+  const answers = state.members.flatMap((member) => (member.outcome?.status === 'succeeded' ? [{ model: member.model, output: member.outcome.output ?? '' }] : []));
+  const needed = config.min_answers ?? DEFAULT_MIN_ANSWERS;
+  if (answers.length < needed) {
+    const reasons = state.members.filter((member) => member.outcome?.status !== 'succeeded').map((member) => `${member.model}: ${member.outcome?.error?.message ?? 'no answer'}`);
+    return finishEnsemble(row, progress, ensemble, null, {
+      code: 'ensemble_failed',
+      message: `ensemble "${name}": ${answers.length} of ${config.members.length} members answered, ${needed} needed; ${reasons.join('; ')}`,
+      http_status: null,
+    });
+  }
+
+  const messages = synthesisMessages(row.messages, answers, config.synthesis_prompt);
+  state.synthesis ??= fixedRoute(config.synthesizer, messages, `ensemble "${name}" synthesis`);
+  const step = await advanceRow({ ...row, messages, model: config.synthesizer }, state.synthesis, deps);
+  if (step.kind === 'park') return { ...step, progress };
+  return finishEnsemble(row, progress, ensemble, step.event.result, null);
+}
+
+/** The row's result: the synthesis (or the failure), every member's answer, and every call's cost. */
+function finishEnsemble(row: RowInput, progress: RowProgress, ensemble: NamedEnsemble, synthesis: RowResult | null, failure: RowFailure | null): RowStep {
+  const state = progress.ensemble!;
+  const calls = everyCall(progress);
+  const totals = callTotals(calls);
+  // The members run side by side: the row took as long as the slowest of them, then the synthesis.
+  const membersMs = Math.max(0, ...state.members.map((member) => callTotals(member.progress.calls).latencyMs));
+  const synthesisMs = callTotals(state.synthesis?.calls ?? []).latencyMs;
+  const answered = state.members.filter((member) => member.outcome?.status === 'succeeded').length;
+  const error = synthesis?.error ?? failure;
+  const succeeded = synthesis?.status === 'succeeded';
+  const result: RowResult = {
+    id: row.id,
+    row: row.row,
+    status: succeeded ? 'succeeded' : 'failed',
+    model: ensemble.config.synthesizer,
+    output: synthesis?.output ?? null,
+    usage: totals.usage,
+    cost_usd: totals.costUsd,
+    latency_ms: membersMs + synthesisMs,
+    attempts: totals.answerCalls,
+    metadata: row.metadata,
+    task_type: null,
+    route_reason: `ensemble "${ensemble.name}": ${answered} of ${state.members.length} members answered${synthesis ? `, synthesized by ${ensemble.config.synthesizer}` : ''}`,
+    models_tried: [...new Set(calls.map((call) => call.model))],
+    final_model: succeeded ? ensemble.config.synthesizer : null,
+    fallback_reason: null,
+    ensemble: {
+      name: ensemble.name,
+      synthesizer: ensemble.config.synthesizer,
+      members: state.members.map((member) => ({
+        model: member.model,
+        status: member.outcome?.status ?? 'failed',
+        output: member.outcome?.output ?? null,
+        ...(member.outcome?.error ? { error: member.outcome.error } : {}),
+      })),
+    },
+    completed_at: new Date().toISOString(),
+  };
+  if (row.custom_id !== undefined) result.custom_id = row.custom_id;
+  if (synthesis?.finish_reason !== undefined) result.finish_reason = synthesis.finish_reason;
+  if (synthesis?.request_id !== undefined) result.request_id = synthesis.request_id;
+  if (!succeeded && error) result.error = error;
+  return { kind: 'finished', event: { result, calls }, costNanos: totals.costNanos };
+}

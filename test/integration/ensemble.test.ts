@@ -1,0 +1,98 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { usdToNanos } from '../../src/models/pricing.ts';
+import type { CallRecord, RowResult } from '../../src/output/records.ts';
+import type { Report } from '../../src/output/report.ts';
+import { runCli } from '../helpers/cli.ts';
+import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
+import { useSimulatorAndRedis } from '../helpers/harness.ts';
+
+const MODELS = ['alpha', 'beta', 'down', 'judge'];
+
+describe('ensembles: members answer, a synthesizer writes one answer from theirs', () => {
+  // "down" answers every call with a 500: a member that fails after its retries.
+  const h = useSimulatorAndRedis('ensemble', { latency_ms: 2, models: { down: { fail_status: 500 } } });
+  const configWith = (dir: string, ensemble: Record<string, unknown>) =>
+    writeSimConfig(dir, h.sim.url, { retry: { max_attempts: 2, base_delay_ms: 1, max_delay_ms: 5 }, ensembles: { council: { members: ['alpha', 'beta', 'down'], synthesizer: 'judge', ...ensemble } } }, MODELS);
+
+  it('answers each row with the synthesis, keeps every member answer, and records every call', async () => {
+    h.sim.reset();
+    const dir = await tempDir('ensemble');
+    const config = await configWith(dir, {});
+    const input = await writePromptsCsv(dir, 5, { model: (row) => (row === 5 ? 'council' : undefined) });
+    const out = join(dir, 'out');
+    const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'council', '--model', 'council'], h.env());
+    expect(ran.code, ran.stdout + ran.stderr).toBe(0);
+    expect(ran.stdout).toMatch(/Ensemble +20 member calls \(\$[\d.]+\), 5 synthesis calls \(\$[\d.]+\)/);
+
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results).toHaveLength(5);
+    for (const result of results) {
+      expect(result).toMatchObject({ status: 'succeeded', model: 'judge', final_model: 'judge', attempts: 5 });
+      expect(result.output).toBeTruthy();
+      expect(result.route_reason).toBe('ensemble "council": 2 of 3 members answered, synthesized by judge');
+      expect(result.ensemble?.members.map((m) => [m.model, m.status, m.error?.code ?? null])).toEqual([
+        ['alpha', 'succeeded', null],
+        ['beta', 'succeeded', null],
+        ['down', 'failed', 'server_error'],
+      ]);
+      expect(result.ensemble?.members.slice(0, 2).every((m) => (m.output ?? '').length > 0)).toBe(true);
+    }
+
+    // Per row: alpha, beta, two failed calls to "down", then the synthesis; each a cost record.
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    expect(calls).toHaveLength(25);
+    expect(calls.filter((c) => c.purpose === 'synthesis').map((c) => c.model)).toEqual(Array(5).fill('judge'));
+    expect(calls.filter((c) => c.purpose === 'ensemble_member' && c.status === 'failed')).toHaveLength(10);
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.totals.cost_usd).toBe(calls.reduce((sum, c) => sum + usdToNanos(c.cost_usd!), 0) / 1e9);
+    expect(report.extra_calls).toMatchObject({ ensemble_member_calls: 20, synthesis_calls: 5, rows_on_fallback: 0 });
+    expect(report.models.judge).toMatchObject({ rows: 5, calls: 5 });
+    // The synthesizer read the request and both answers: far more prompt tokens than a member.
+    const stats = h.sim.stats().models;
+    expect(stats.judge!.prompt_tokens / 5).toBeGreaterThan(2 * (stats.alpha!.prompt_tokens / 5));
+  });
+
+  it('parks a row while a member waits for its rate limit, and calls each member once per row', async () => {
+    h.sim.reset();
+    const dir = await tempDir('ensemble-parked');
+    const price = { input_per_mtok: 0.1, output_per_mtok: 0.2 };
+    // beta at 120 requests a minute: its calls are 0.5 s apart, so most rows wait for beta parked.
+    const models = { alpha: { provider: 'sim', price }, beta: { provider: 'sim', price, rpm: 120 }, judge: { provider: 'sim', price } };
+    const config = await writeSimConfig(dir, h.sim.url, { models, ensembles: { pair: { members: ['alpha', 'beta'], synthesizer: 'judge' } } }, MODELS);
+    const input = await writePromptsCsv(dir, 4);
+    const out = join(dir, 'out');
+    const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'parked', '--model', 'pair'], h.env());
+    expect(ran.code, ran.stdout + ran.stderr).toBe(0);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => r.status)).toEqual(Array(4).fill('succeeded'));
+    const stats = h.sim.stats().models;
+    expect([stats.alpha!.requests, stats.beta!.requests, stats.judge!.requests]).toEqual([4, 4, 4]);
+    expect((await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).length).toBe(12);
+  });
+
+  it('fails a row without a synthesis call when too few members answer', async () => {
+    h.sim.reset();
+    const dir = await tempDir('ensemble-short');
+    const config = await configWith(dir, { min_answers: 3 });
+    const input = await writePromptsCsv(dir, 2);
+    const out = join(dir, 'out');
+    const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'short', '--model', 'council'], h.env());
+    expect(ran.code).toBe(1);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => r.error?.code)).toEqual(['ensemble_failed', 'ensemble_failed']);
+    expect(results[0]!.error!.message).toMatch(/^ensemble "council": 2 of 3 members answered, 3 needed; down: /);
+    expect(h.sim.stats().models.judge).toBeUndefined();
+  });
+
+  it('refuses a config whose ensemble names an unknown model or shares a model\'s name', async () => {
+    const dir = await tempDir('ensemble-config');
+    const config = await writeSimConfig(dir, h.sim.url, { ensembles: { alpha: { members: ['alpha', 'gamma'], synthesizer: 'judge' } } }, MODELS);
+    const input = await writePromptsCsv(dir, 1);
+    const ran = await runCli(['run', input, '--config', config], h.env());
+    expect(ran.code).toBe(2);
+    expect(ran.stderr).toContain('ensembles.alpha: "alpha" is a model\'s name too: give the ensemble another one');
+    expect(ran.stderr).toContain('ensembles.alpha.members.1: unknown model "gamma"');
+  });
+});
