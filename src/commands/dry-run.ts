@@ -5,6 +5,7 @@ import { answerableNames, type EnsembleConfig, type SwitchyardConfig } from '../
 import { UsageError } from '../errors.ts';
 import { readRows } from '../input/read-rows.ts';
 import { callCostNanos, formatUsd, nanosToUsd } from '../models/pricing.ts';
+import { abArmFor, parseAbSplit } from '../routing/ab-split.ts';
 import { planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { countMessageTokens } from '../routing/token-count.ts';
@@ -16,6 +17,7 @@ export interface DryRunOptions {
   config?: string;
   model?: string;
   route?: string;
+  ab?: string;
   promptColumn?: string;
 }
 
@@ -39,6 +41,8 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   const config = options.config ? await loadConfigFile(options.config) : builtInConfig('http://127.0.0.1:8787/v1');
   const pinned = options.route && options.route !== 'auto' ? options.route : options.model;
   if (pinned && !answerableNames(config).includes(pinned)) throw new UsageError(`--model/--route "${pinned}" is not in the config; models and ensembles: ${answerableNames(config).join(', ')}`);
+  if (options.ab && pinned) throw new UsageError('give either --ab or --model/--route, not both');
+  const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config)) : undefined;
   const rules = compileTaskRules(config.routing);
   const byModel = new Map<string, Tally>();
   const byTask = new Map<string, Tally>();
@@ -62,7 +66,8 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     const { text, chars } = classificationInput(row.messages);
     const { taskType, reason } = classifyByRules(text, rules, chars);
     const maxTokens = row.max_tokens ?? config.max_tokens;
-    const ensembleName = row.model ?? pinned;
+    const arm = row.model === undefined && abSplit ? abArmFor(row.id, abSplit) : undefined;
+    const ensembleName = row.model ?? arm ?? pinned;
     const ensemble = ensembleName !== undefined && Object.hasOwn(config.ensembles, ensembleName) ? config.ensembles[ensembleName] : undefined;
     if (ensemble) {
       const rowTally = ensembleRowTally(config, ensemble, countMessageTokens(row.messages), maxTokens);
@@ -71,7 +76,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
       for (const field of Object.keys(total) as (keyof Tally)[]) total[field] += rowTally[field];
       continue;
     }
-    const plan = planRoute({ messages: row.messages, rowModel: row.model, pinnedModel: pinned, maxTokens, taskType, routeReason: reason }, config, countMessageTokens);
+    const plan = planRoute({ messages: row.messages, rowModel: row.model, abArm: arm, pinnedModel: pinned, maxTokens, taskType, routeReason: reason }, config, countMessageTokens);
     const model = plan.chain[0];
     if (!model) {
       unroutable++;

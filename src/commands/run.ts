@@ -14,6 +14,7 @@ import { enqueueBatch } from '../queue/producer.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
 import { deadProcessRowsText, type ReleasedRows } from '../queue/worker-registry.ts';
+import { formatAbSplit, parseAbSplit } from '../routing/ab-split.ts';
 import { claimOutputDir, createOutputDir } from '../output/output-dir.ts';
 import { counted, formatCount, formatDuration } from '../output/report-markdown.ts';
 import type { Simulator } from '../sim/server.ts';
@@ -32,6 +33,8 @@ export interface RunOptions {
   model?: string;
   /** `auto` (route by task type) or a model name (every row that names none goes to it). */
   route?: string;
+  /** A/B split: "a,b" or "a=0.8,b=0.2"; rows that name no model go to one by a hash of their id. */
+  ab?: string;
   /** USD cap for this batch (config budget.batch_usd otherwise). */
   budget?: number;
   batchId?: string;
@@ -112,7 +115,10 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     if (!file) throw new UsageError('no input file: give one, e.g. "switchyard run prompts.csv"');
     const inputPath = resolve(file);
     const promptColumn = options.promptColumn ?? existing?.prompt_column ?? 'prompt';
-    const model = pinnedModel(options) ?? (options.route === 'auto' ? undefined : existing?.model_override);
+    if (options.ab && (options.model || (options.route && options.route !== 'auto'))) throw new UsageError('give either --ab or --model/--route, not both');
+    const model = pinnedModel(options) ?? (options.route === 'auto' || options.ab ? undefined : existing?.model_override);
+    const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config)) : !options.model && !options.route ? existing?.ab_split : undefined;
+    if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id (the same id, the same model, every run).`);
     if (model && !answerableNames(config).includes(model)) throw new UsageError(`--model/--route "${model}" is not in the config; models and ensembles: ${answerableNames(config).join(', ')}`);
     if (!options.detach) refuseWithoutKeys(config, model);
     const budgetUsd = options.budget ?? existing?.budget_usd ?? config.budget.batch_usd;
@@ -137,6 +143,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       started_at: startedAt.toISOString(),
       builtin_config: resolved.builtIn,
       ...(model ? { model_override: model } : {}),
+      ...(abSplit ? { ab_split: abSplit } : {}),
       ...(budgetUsd !== undefined ? { budget_usd: budgetUsd } : {}),
     };
     await session.store.save(meta, config);
@@ -150,7 +157,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     const callSlots = createCallSlots(concurrency);
     const batches = createBatchContexts(session.store, { callSlot: callSlots.slot });
     // Built now, from the config in hand, while the worker connects.
-    if (!options.detach) batches.prime(batchId, config, model);
+    if (!options.detach) batches.prime(batchId, config, model, abSplit);
     const worker = options.detach
       ? null
       : startPromptWorker({

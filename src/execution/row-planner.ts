@@ -51,7 +51,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
     const calls: CallRecord[] = [];
     const classifierModel = llm ? config.models[llm.model] : undefined;
     const classifierProvider = classifierModel ? providers.get(classifierModel.provider) : undefined;
-    const admitted = llm && classifierModel && classifierProvider && !row.model && !pinnedModel ? await admitClassifierCall(llm.model, llm.max_tokens, text) : null;
+    const admitted = llm && classifierModel && classifierProvider && !row.model && !row.abArm && !pinnedModel ? await admitClassifierCall(llm.model, llm.max_tokens, text) : null;
     if (admitted && 'skipped' in admitted) reason = `llm classifier skipped (${admitted.skipped}); ${byRules.reason}`;
     if (admitted && 'slotAt' in admitted && llm && classifierModel && classifierProvider) {
       const verdict = await classifyWithLlm(
@@ -97,7 +97,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
       });
     }
     const plan = planRoute(
-      { messages: row.messages, rowModel: row.model, pinnedModel, maxTokens: row.max_tokens ?? config.max_tokens, taskType, routeReason: reason },
+      { messages: row.messages, rowModel: row.model, abArm: row.abArm, pinnedModel, maxTokens: row.max_tokens ?? config.max_tokens, taskType, routeReason: reason },
       config,
       countMessageTokens,
     );

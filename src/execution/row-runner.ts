@@ -23,6 +23,8 @@ export interface RowInput {
   metadata: Record<string, unknown>;
   custom_id?: string | undefined;
   params?: Record<string, unknown> | undefined;
+  /** The model an A/B split (--ab) gave this row, which names none of its own. */
+  abArm?: string | undefined;
 }
 
 export interface RowRunnerDeps {

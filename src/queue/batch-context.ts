@@ -5,6 +5,7 @@ import { createRowPlanner } from '../execution/row-planner.ts';
 import { advanceRow, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
 import type { RowProgress } from '../execution/row-progress.ts';
 import { advanceEnsembleRow } from '../ensemble/ensemble-row.ts';
+import { abArmFor, type AbArm } from '../routing/ab-split.ts';
 import { createProviderClients } from '../models/provider-clients.ts';
 import type { BatchStore } from './batch-state.ts';
 
@@ -32,7 +33,7 @@ export function createBatchContexts(store: BatchStore, options: { callSlot?: Cal
   type Loaded = { context: BatchContext | 'elsewhere'; source: string };
   const cache = new Map<string, { loaded: Promise<Loaded>; context: Promise<BatchContext | 'elsewhere'>; reloadAt: number }>();
 
-  function build(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined): BatchContext {
+  function build(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined, abSplit: readonly AbArm[] | undefined): BatchContext {
     const providers = createProviderClients(config);
     const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config });
     const runner: RowRunnerDeps = { config, providers, gate, plan: createRowPlanner(config, providers, modelOverride, gate, callSlot), sleep, callSlot };
@@ -40,9 +41,11 @@ export function createBatchContexts(store: BatchStore, options: { callSlot?: Cal
       config,
       runner,
       advance(row, progress) {
-        const name = row.model ?? modelOverride;
+        const arm = row.model === undefined && abSplit ? abArmFor(row.id, abSplit) : undefined;
+        const name = row.model ?? arm ?? modelOverride;
         const ensemble = name !== undefined && Object.hasOwn(config.ensembles, name) ? config.ensembles[name] : undefined;
-        return ensemble ? advanceEnsembleRow(row, progress, runner, { name: name!, config: ensemble }) : advanceRow(row, progress, runner);
+        if (ensemble) return advanceEnsembleRow(row, progress, runner, { name: name!, config: ensemble });
+        return advanceRow(arm === undefined ? row : { ...row, abArm: arm }, progress, runner);
       },
     };
   }
@@ -51,12 +54,12 @@ export function createBatchContexts(store: BatchStore, options: { callSlot?: Cal
   async function load(batchId: string, previous: Promise<Loaded> | undefined): Promise<Loaded> {
     const [meta, configJson] = await Promise.all([store.load(batchId), store.loadConfigJson(batchId)]);
     if (!meta || !configJson) throw new Error(`batch ${batchId} has no state in Redis (was it deleted?)`);
-    const source = `${meta.builtin_config}\n${meta.model_override ?? ''}\n${configJson}`;
+    const source = `${meta.builtin_config}\n${meta.model_override ?? ''}\n${JSON.stringify(meta.ab_split ?? null)}\n${configJson}`;
     const before = await previous?.catch(() => undefined);
     if (before?.source === source) return before;
     // Its models are a simulator inside the process that runs it (which primed its context): only that process can call them.
     if (meta.builtin_config) return { context: 'elsewhere', source };
-    return { context: build(batchId, configSchema.parse(JSON.parse(configJson)), meta.model_override), source };
+    return { context: build(batchId, configSchema.parse(JSON.parse(configJson)), meta.model_override, meta.ab_split), source };
   }
 
   function remember(batchId: string, loaded: Promise<Loaded>, reloadAt: number): Promise<BatchContext | 'elsewhere'> {
@@ -76,8 +79,8 @@ export function createBatchContexts(store: BatchStore, options: { callSlot?: Cal
       return remember(batchId, load(batchId, cached?.loaded), now() + reloadAfterMs);
     },
     /** The process that saved the batch already holds its config: build the context from it now (it is not reloaded). */
-    prime(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined): void {
-      remember(batchId, Promise.resolve({ context: build(batchId, config, modelOverride), source: 'primed' }), Number.POSITIVE_INFINITY);
+    prime(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined, abSplit?: readonly AbArm[]): void {
+      remember(batchId, Promise.resolve({ context: build(batchId, config, modelOverride, abSplit), source: 'primed' }), Number.POSITIVE_INFINITY);
     },
   };
 }

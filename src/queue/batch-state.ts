@@ -31,6 +31,8 @@ export const batchMetaSchema = z.object({
   invalid_codes: z.preprocess(parseJsonText, z.record(z.string(), z.object({ rows: z.number().int().nonnegative(), example: z.string() }))).optional(),
   /** --model / --route <model>: rows that name no model go to this one instead of being routed. */
   model_override: z.string().optional(),
+  /** --ab: each row that names no model goes to one of these, by a hash of its id (JSON in the hash). */
+  ab_split: z.preprocess(parseJsonText, z.array(z.object({ model: z.string(), weight: z.number().positive() })).min(2)).optional(),
   /** --budget: USD cap for the batch; rows that would pass it end as budget_exceeded. */
   budget_usd: z.coerce.number().positive().optional(),
   prompt_column: z.string().default('prompt'),
@@ -52,6 +54,9 @@ function parseJsonText(value: unknown): unknown {
     return value;
   }
 }
+
+/** Choices a run makes afresh each time: absent from its meta, they are deleted from the stored one. */
+const CLEARABLE_FIELDS = ['model_override', 'ab_split'] as const;
 
 /** Hash fields are text: objects go in as JSON. */
 const fieldText = (value: unknown): string => (typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value));
@@ -89,8 +94,11 @@ export class BatchStore {
   async save(meta: Omit<BatchMeta, 'cost_nanos'>, config: SwitchyardConfig): Promise<void> {
     const keys = this.keys(meta.batch_id);
     const fields = Object.fromEntries(Object.entries(meta).filter(([key, value]) => value !== undefined && key !== 'cost_nanos').map(([k, v]) => [k, fieldText(v)]));
-    await this.redis
-      .multi()
+    // A run that drops the batch's --model or --ab (--route auto, another choice) must not leave the old one behind.
+    const dropped = CLEARABLE_FIELDS.filter((field) => meta[field] === undefined);
+    const tx = this.redis.multi();
+    if (dropped.length > 0) tx.hdel(keys.meta, ...dropped);
+    await tx
       .hset(keys.meta, fields)
       .set(keys.config, JSON.stringify(config))
       .zadd(batchIndexKey(this.space), Date.parse(meta.created_at), meta.batch_id)

@@ -24,6 +24,8 @@ export interface RouteInput {
   messages: readonly ChatMessage[];
   /** The row's own `model` field. */
   rowModel?: string | undefined;
+  /** The model an A/B split gave the row (it names none of its own). */
+  abArm?: string | undefined;
   /** A model the whole batch is pinned to (`--model`, `--route <model>`). */
   pinnedModel?: string | undefined;
   /** The max_tokens the call will request. */
@@ -57,9 +59,9 @@ function unique(models: readonly string[]): string[] {
 }
 
 function candidateChain(input: RouteInput, config: SwitchyardConfig): { models: string[]; reason: string } {
-  const pinned = input.rowModel ?? input.pinnedModel;
+  const pinned = input.rowModel ?? input.abArm ?? input.pinnedModel;
   if (pinned !== undefined) {
-    const reason = input.rowModel !== undefined ? `row model "${pinned}"` : `pinned model "${pinned}"`;
+    const reason = input.rowModel !== undefined ? `row model "${pinned}"` : input.abArm !== undefined ? `A/B arm "${pinned}"` : `pinned model "${pinned}"`;
     return { models: unique([pinned, ...(config.models[pinned]?.fallbacks ?? [])]), reason };
   }
   const route = config.routing?.routes[input.taskType];

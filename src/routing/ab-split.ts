@@ -1,0 +1,55 @@
+import { UsageError } from '../errors.ts';
+
+/** One arm of an A/B split: a model (or an ensemble) and its share of the rows (the shares sum to 1). */
+export interface AbArm {
+  model: string;
+  weight: number;
+}
+
+/**
+ * `--ab a,b,c` (equal shares) or `--ab a=0.8,b=0.2` (weights, any positive numbers: they are
+ * scaled to sum to 1). `names` are the models and ensembles a row may go to.
+ */
+export function parseAbSplit(text: string, names: readonly string[]): AbArm[] {
+  const parts = text.split(',').map((part) => part.trim()).filter((part) => part.length > 0);
+  const arms = parts.map((part) => {
+    const [model = '', weightText] = part.split('=').map((piece) => piece.trim());
+    if (!names.includes(model)) throw new UsageError(`--ab: "${model}" is not in the config; models and ensembles: ${names.join(', ')}`);
+    const weight = weightText === undefined ? 1 : Number(weightText);
+    if (!(weight > 0) || !Number.isFinite(weight)) throw new UsageError(`--ab: the weight of "${model}" must be a positive number, not "${weightText}"`);
+    return { model, weight, weighted: weightText !== undefined };
+  });
+  if (new Set(arms.map((arm) => arm.model)).size !== arms.length) throw new UsageError('--ab: each model may appear once');
+  if (arms.length < 2) throw new UsageError('--ab needs two models or more, e.g. --ab deepseek-v4-flash,glm-4 (or with weights: a=0.8,b=0.2)');
+  if (arms.some((arm) => arm.weighted) && !arms.every((arm) => arm.weighted)) throw new UsageError('--ab: give every model a weight (a=0.8,b=0.2) or none (equal shares)');
+  const total = arms.reduce((sum, arm) => sum + arm.weight, 0);
+  return arms.map((arm) => ({ model: arm.model, weight: arm.weight / total }));
+}
+
+/**
+ * The arm of a row, from a hash of its id: the same id goes to the same arm in every run and every
+ * batch (a resume, tomorrow's batch), and ids spread over the arms by their weights.
+ */
+export function abArmFor(rowId: string, arms: readonly AbArm[]): string {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < rowId.length; i++) {
+    hash ^= rowId.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  // FNV's low bits mix poorly for short ids: fold the high half in before scaling to [0, 1).
+  hash ^= hash >>> 16;
+  hash = Math.imul(hash, 0x45d9f3b);
+  hash ^= hash >>> 16;
+  const point = (hash >>> 0) / 2 ** 32;
+  let reach = 0;
+  for (const arm of arms) {
+    reach += arm.weight;
+    if (point < reach) return arm.model;
+  }
+  return arms.at(-1)!.model;
+}
+
+/** "deepseek-v4-flash 80%, glm-4 20%". */
+export function formatAbSplit(arms: readonly AbArm[]): string {
+  return arms.map((arm) => `${arm.model} ${Math.round(arm.weight * 1000) / 10}%`).join(', ');
+}

@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { abArmFor, formatAbSplit, parseAbSplit } from '../../src/routing/ab-split.ts';
+
+const NAMES = ['flash', 'pro', 'glm', 'council'];
+
+describe('A/B split', () => {
+  it('reads equal shares or weights, scaled to sum to 1', () => {
+    expect(parseAbSplit('flash, pro', NAMES)).toEqual([{ model: 'flash', weight: 0.5 }, { model: 'pro', weight: 0.5 }]);
+    expect(formatAbSplit(parseAbSplit('flash=3,council=1', NAMES))).toBe('flash 75%, council 25%');
+  });
+
+  it('says what is wrong with a split', () => {
+    expect(() => parseAbSplit('flash,nope', NAMES)).toThrow('--ab: "nope" is not in the config; models and ensembles: flash, pro, glm, council');
+    expect(() => parseAbSplit('flash', NAMES)).toThrow('--ab needs two models or more');
+    expect(() => parseAbSplit('flash=0.8,pro', NAMES)).toThrow('give every model a weight');
+    expect(() => parseAbSplit('flash=0,pro=1', NAMES)).toThrow('the weight of "flash" must be a positive number, not "0"');
+    expect(() => parseAbSplit('flash,flash', NAMES)).toThrow('each model may appear once');
+  });
+
+  it('sends each id to the same arm every time, and spreads ids by the weights', () => {
+    const arms = parseAbSplit('flash=0.8,pro=0.2', NAMES);
+    expect(abArmFor('q17', arms)).toBe(abArmFor('q17', arms));
+    const counts = { flash: 0, pro: 0 } as Record<string, number>;
+    for (let i = 1; i <= 10_000; i++) counts[abArmFor(String(i), arms)]! += 1;
+    expect(counts.flash! / 10_000).toBeGreaterThan(0.78);
+    expect(counts.flash! / 10_000).toBeLessThan(0.82);
+    const even = parseAbSplit('flash,pro,glm', NAMES);
+    const thirds = { flash: 0, pro: 0, glm: 0 } as Record<string, number>;
+    for (let i = 1; i <= 9_000; i++) thirds[abArmFor(`r${i}`, even)]! += 1;
+    for (const n of Object.values(thirds)) expect(Math.abs(n - 3000)).toBeLessThan(200);
+  });
+});
