@@ -123,8 +123,8 @@ export function renderReportMarkdown(report: Report): string {
     `- Retries: ${count(extra.retry_calls)} calls, ${formatUsd(extra.retry_cost_usd)}; fallbacks: ${count(extra.fallback_calls)} calls, ${formatUsd(extra.fallback_cost_usd)}, ${count(extra.rows_on_fallback)} rows answered by a fallback model`,
   );
   if (extra.classifier_calls > 0) lines.push(`- Task classifier: ${count(extra.classifier_calls)} calls, ${formatUsd(extra.classifier_cost_usd)}`);
-  const ensembles = renderEnsembleCalls(extra);
-  if (ensembles) lines.push(`- Ensembles: ${ensembles}`);
+  const ensembleCalls = renderEnsembleCalls(extra);
+  if (ensembleCalls) lines.push(`- Ensembles: ${ensembleCalls}`);
   const cutOff = renderCutOff(report);
   if (cutOff) lines.push(`- Cut off: ${cutOff}`);
 
@@ -140,6 +140,22 @@ export function renderReportMarkdown(report: Report): string {
       ),
       '',
       'Rows are counted under the model that gave their final result; calls, tokens, cost and latency (of succeeded calls) under the model called.',
+    );
+  }
+
+  const ensembles = Object.entries(report.ensembles ?? {});
+  if (ensembles.length > 0) {
+    lines.push(
+      '',
+      '## Ensembles',
+      '',
+      ...table(
+        ['Ensemble', 'Rows', 'OK', 'Failed', 'Cost', 'p50', 'p95'],
+        ['l', 'r', 'r', 'r', 'r', 'r', 'r'],
+        ensembles.map(([name, e]) => [name, count(e.rows), count(e.succeeded), count(e.failed), formatUsd(e.cost_usd), formatLatency(e.latency_p50_ms), formatLatency(e.latency_p95_ms)]),
+      ),
+      '',
+      "A row's cost and latency cover its members and its synthesis (the slowest member, then the synthesis); its calls are also under each model above.",
     );
   }
 
@@ -254,8 +270,8 @@ export function renderSummaryLines(report: Report): string[] {
   if (report.extra_calls.fallback_calls > 0 || report.extra_calls.retry_calls > 0) {
     pairs.push(['Retries', `${count(report.extra_calls.retry_calls)} calls (${formatUsd(report.extra_calls.retry_cost_usd)}); fallbacks ${count(report.extra_calls.fallback_calls)} calls (${formatUsd(report.extra_calls.fallback_cost_usd)})`]);
   }
-  const ensembles = renderEnsembleCalls(report.extra_calls);
-  if (ensembles) pairs.push(['Ensemble', ensembles]);
+  const ensembleCalls = renderEnsembleCalls(report.extra_calls);
+  if (ensembleCalls) pairs.push(['Ensemble', ensembleCalls]);
   const estimated = renderEstimatedUsage(totals);
   if (estimated) pairs.push(['Usage', estimated]);
   const cutOff = renderCutOff(report);
@@ -273,13 +289,22 @@ export function renderSummaryLines(report: Report): string[] {
     `p50 ${formatLatency(m.latency_p50_ms)}`,
     `p95 ${formatLatency(m.latency_p95_ms)}`,
   ]);
-  if (models.length > 0) {
-    const widths = models[0]!.map((_, i) => Math.max(...models.map((row) => row[i]!.length)));
-    lines.push('Models');
-    for (const row of models) {
-      const cells = row.map((text, i) => (i === 0 ? text.padEnd(widths[i]!) : text.padStart(widths[i]!)));
-      lines.push(`  ${cells.join('  ')}`);
-    }
-  }
+  lines.push(...alignedBlock('Models', models));
+  const ensembleRows = Object.entries(report.ensembles ?? {}).map(([name, e]) => [
+    name,
+    counted(e.rows, 'row'),
+    `${count(e.failed)} failed`,
+    formatUsd(e.cost_usd),
+    `p50 ${formatLatency(e.latency_p50_ms)}`,
+    `p95 ${formatLatency(e.latency_p95_ms)}`,
+  ]);
+  lines.push(...alignedBlock('Ensembles (members and synthesis together)', ensembleRows));
   return lines;
+}
+
+/** A titled block of rows whose cells line up: the first column to the left, the others to the right. */
+function alignedBlock(title: string, rows: string[][]): string[] {
+  if (rows.length === 0) return [];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  return [title, ...rows.map((row) => `  ${row.map((text, i) => (i === 0 ? text.padEnd(widths[i]!) : text.padStart(widths[i]!))).join('  ')}`)];
 }

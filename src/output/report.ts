@@ -56,6 +56,17 @@ export interface TaskTypeReport {
   cost_usd: number;
 }
 
+export interface EnsembleReport {
+  rows: number;
+  succeeded: number;
+  failed: number;
+  /** The rows' cost: every member and synthesis call (unpriced ones left out). */
+  cost_usd: number;
+  /** Row latency: the slowest member, then the synthesis. */
+  latency_p50_ms: number | null;
+  latency_p95_ms: number | null;
+}
+
 /** Calls that were not a row's first try on its first-choice model, and what they cost. */
 export interface ExtraCallsReport {
   /** Calls after the first to the same model (attempt > 1). */
@@ -112,6 +123,8 @@ export interface Report {
   invalid_input_examples: Record<string, string>;
   /** Per task type (rows without one are under "unclassified"). */
   task_types: Record<string, TaskTypeReport>;
+  /** Per ensemble, its rows as a whole (members and synthesis), to set beside a model's in an A/B split. */
+  ensembles: Record<string, EnsembleReport>;
   extra_calls: ExtraCallsReport;
   /** Present when report.baseline_model is configured with a price. */
   baseline: BaselineReport | null;
@@ -164,6 +177,7 @@ export class ReportTally {
   readonly #baseline: ReportBaseline | undefined;
   readonly #models = new Map<string, ModelTally>();
   readonly #taskTypes = new Map<string, TaskTally>();
+  readonly #ensembles = new Map<string, { rows: number; succeeded: number; costNanos: number; latency: LatencyHistogram }>();
   readonly #rowErrors = new Map<string, number>();
   readonly #errorExamples = new Map<string, string>();
   readonly #callErrors = new Map<string, number>();
@@ -210,6 +224,7 @@ export class ReportTally {
     if (!(Date.parse(result.completed_at) < this.#runStartedAt)) this.#rowsThisRun += 1;
     entry.rows += 1;
     task.rows += 1;
+    if (result.ensemble) this.#addEnsembleRow(result.ensemble.name, result);
     if (result.status === 'succeeded') {
       this.#succeeded += 1;
       entry.succeeded += 1;
@@ -224,6 +239,20 @@ export class ReportTally {
       increment(this.#rowErrors, code);
       if (result.error?.message && !this.#errorExamples.has(code)) this.#errorExamples.set(code, result.error.message);
     }
+  }
+
+  #addEnsembleRow(name: string, result: RowResult): void {
+    let tally = this.#ensembles.get(name);
+    if (!tally) {
+      tally = { rows: 0, succeeded: 0, costNanos: 0, latency: new LatencyHistogram() };
+      this.#ensembles.set(name, tally);
+    }
+    tally.rows += 1;
+    if (result.status === 'succeeded') {
+      tally.succeeded += 1;
+      tally.latency.record(result.latency_ms);
+    }
+    tally.costNanos += result.cost_usd === null ? 0 : usdToNanos(result.cost_usd);
   }
 
   addCall(call: CallRecord): void {
@@ -347,6 +376,11 @@ export class ReportTally {
         [...this.#taskTypes.entries()]
           .sort(([a, x], [b, y]) => y.rows - x.rows || byCodePoint(a, b))
           .map(([type, t]) => [type, { rows: t.rows, succeeded: t.succeeded, failed: t.failed, calls: t.calls, cost_usd: nanosToUsd(t.costNanos) }]),
+      ),
+      ensembles: Object.fromEntries(
+        [...this.#ensembles.entries()]
+          .sort(([a, x], [b, y]) => y.rows - x.rows || byCodePoint(a, b))
+          .map(([name, e]) => [name, { rows: e.rows, succeeded: e.succeeded, failed: e.rows - e.succeeded, cost_usd: nanosToUsd(e.costNanos), latency_p50_ms: roundTenth(e.latency.quantile(0.5)), latency_p95_ms: roundTenth(e.latency.quantile(0.95)) }]),
       ),
       extra_calls: {
         retry_calls: extra.retryCalls,

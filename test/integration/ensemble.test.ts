@@ -49,6 +49,9 @@ describe('ensembles: members answer, a synthesizer writes one answer from theirs
     expect(report.totals.cost_usd).toBe(calls.reduce((sum, c) => sum + usdToNanos(c.cost_usd!), 0) / 1e9);
     expect(report.extra_calls).toMatchObject({ ensemble_member_calls: 20, synthesis_calls: 5, rows_on_fallback: 0 });
     expect(report.models.judge).toMatchObject({ rows: 5, calls: 5 });
+    expect(report.ensembles.council).toMatchObject({ rows: 5, succeeded: 5, failed: 0, cost_usd: report.totals.cost_usd });
+    expect(ran.stdout).toMatch(/Ensembles \(members and synthesis together\)\n {2}council {2}5 rows {2}0 failed {2}\$[\d.]+ {2}p50 +\d+ ms {2}p95 +\d+ ms/);
+    expect(await readFile(join(out, 'report.md'), 'utf8')).toContain('## Ensembles');
     // The synthesizer read the request and both answers: far more prompt tokens than a member.
     const stats = h.sim.stats().models;
     expect(stats.judge!.prompt_tokens / 5).toBeGreaterThan(2 * (stats.alpha!.prompt_tokens / 5));
@@ -84,6 +87,8 @@ describe('ensembles: members answer, a synthesizer writes one answer from theirs
     expect(results.map((r) => r.error?.code)).toEqual(['ensemble_failed', 'ensemble_failed']);
     expect(results[0]!.error!.message).toMatch(/^ensemble "council": 2 of 3 members answered, 3 needed; down: /);
     expect(h.sim.stats().models.judge).toBeUndefined();
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.ensembles.council).toMatchObject({ rows: 2, succeeded: 0, failed: 2, latency_p50_ms: null });
   });
 
   it('refuses a config whose ensemble names an unknown model or shares a model\'s name', async () => {
