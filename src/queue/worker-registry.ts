@@ -93,25 +93,29 @@ function parseRegistration(value: string): Registration | null {
   }
 }
 
+/** Every entry on record, parsed (null when unreadable), with whether its process is alive (null: elsewhere). */
+async function readRegistrations(redis: Redis, space: KeySpace): Promise<Array<{ workerId: string; registration: Registration | null; alive: boolean | null }>> {
+  return Object.entries(await redis.hgetall(workerRegistryKey(space))).map(([workerId, value]) => {
+    const registration = parseRegistration(value);
+    return { workerId, registration, alive: registration ? localProcessAlive(registration.process, registration.pid_namespace) : null };
+  });
+}
+
 /**
  * Hands the rows of workers whose process on this machine died back to the queue, through
  * `worker`'s stalled check (so they count as redelivered: a row the dead process finished is not
  * run again). Entries of other machines are left to their lock expiry, and forgotten once stale.
  */
 export async function releaseRowsOfDeadWorkers(redis: Redis, space: KeySpace, worker: Worker): Promise<ReleasedRows> {
-  const key = workerRegistryKey(space);
-  const entries = await redis.hgetall(key);
   const released: ReleasedRows = { rowsFrom: new Map(), dead: [] };
-  for (const [workerId, value] of Object.entries(entries)) {
+  for (const { workerId, registration, alive } of await readRegistrations(redis, space)) {
     if (workerId === worker.id) continue;
-    const registration = parseRegistration(value);
-    const alive = registration ? localProcessAlive(registration.process, registration.pid_namespace) : null;
     if (registration && alive === false) {
       if (!released.dead.includes(registration.process)) released.dead.push(registration.process);
       const rows = Number(await runScript(redis, RELEASE_LOCKS, [worker.keys.active!, worker.keys.stalled!, worker.keys['stalled-check']!], [worker.toKey(''), `${workerId}:`]));
       if (rows > 0) released.rowsFrom.set(registration.process, (released.rowsFrom.get(registration.process) ?? 0) + rows);
     }
-    if (!registration || alive === false || (alive === null && Date.now() - registration.seen > FORGET_AFTER_MS)) await redis.hdel(key, workerId);
+    if (!registration || alive === false || (alive === null && Date.now() - registration.seen > FORGET_AFTER_MS)) await redis.hdel(workerRegistryKey(space), workerId);
   }
   if (released.rowsFrom.size > 0) await worker.startStalledCheckTimer();
   return released;
@@ -127,15 +131,10 @@ export function keyVariableNames(env: NodeJS.ProcessEnv = process.env): string[]
 }
 
 /** Registrations of processes alive now: alive on this machine, or recently heard from elsewhere. */
-async function liveRegistrations(redis: Redis, space: KeySpace): Promise<Array<[string, Registration]>> {
-  const live: Array<[string, Registration]> = [];
-  for (const [workerId, value] of Object.entries(await redis.hgetall(workerRegistryKey(space)))) {
-    const registration = parseRegistration(value);
-    if (!registration) continue;
-    const alive = localProcessAlive(registration.process, registration.pid_namespace);
-    if (alive === true || (alive === null && Date.now() - registration.seen < 3 * HEARTBEAT_MS)) live.push([workerId, registration]);
-  }
-  return live;
+async function liveRegistrations(redis: Redis, space: KeySpace): Promise<Registration[]> {
+  return (await readRegistrations(redis, space)).flatMap(({ registration, alive }) =>
+    registration && (alive === true || (alive === null && Date.now() - registration.seen < 3 * HEARTBEAT_MS)) ? [registration] : [],
+  );
 }
 
 /**
@@ -147,7 +146,7 @@ export function keyHolders(redis: Redis, space: KeySpace, cacheMs = 5000): (name
   const self = thisProcessName();
   return async (name) => {
     if (!cached || Date.now() - cached.at > cacheMs) {
-      const names = liveRegistrations(redis, space).then((live) => new Set(live.filter(([, r]) => r.process !== self).flatMap(([, r]) => r.keys ?? [])));
+      const names = liveRegistrations(redis, space).then((live) => new Set(live.filter((r) => r.process !== self).flatMap((r) => r.keys ?? [])));
       cached = { at: Date.now(), names };
       names.catch(() => (cached = null));
     }
@@ -160,7 +159,7 @@ export function keyHolders(redis: Redis, space: KeySpace, cacheMs = 5000): (name
  * elsewhere, those whose heartbeat is recent. For `status`, beside Redis' own count of connections.
  */
 export async function workerProcesses(redis: Redis, space: KeySpace): Promise<string[]> {
-  return [...new Set((await liveRegistrations(redis, space)).map(([, registration]) => registration.process))].sort();
+  return [...new Set((await liveRegistrations(redis, space)).map((registration) => registration.process))].sort();
 }
 
 /** "12 rows held by host pid 4242, which died on this machine, are back in the queue." per process. */
