@@ -5,7 +5,8 @@ import { answerableNames, type EnsembleConfig, type SwitchyardConfig } from '../
 import { UsageError } from '../errors.ts';
 import { readRows } from '../input/read-rows.ts';
 import { callCostNanos, formatUsd, nanosToUsd } from '../models/pricing.ts';
-import { abArmFor, parseAbSplit } from '../routing/ab-split.ts';
+import { parseAbSplit } from '../routing/ab-split.ts';
+import { rowTarget } from '../routing/row-target.ts';
 import { planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { countMessageTokens } from '../routing/token-count.ts';
@@ -66,17 +67,15 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     const { text, chars } = classificationInput(row.messages);
     const { taskType, reason } = classifyByRules(text, rules, chars);
     const maxTokens = row.max_tokens ?? config.max_tokens;
-    const arm = row.model === undefined && abSplit ? abArmFor(row.id, abSplit) : undefined;
-    const ensembleName = row.model ?? arm ?? pinned;
-    const ensemble = ensembleName !== undefined && Object.hasOwn(config.ensembles, ensembleName) ? config.ensembles[ensembleName] : undefined;
+    const { abArm, ensemble } = rowTarget(row, config, abSplit, pinned);
     if (ensemble) {
-      const rowTally = ensembleRowTally(config, ensemble, countMessageTokens(row.messages), maxTokens);
-      add(byModel, `${ensembleName} (ensemble)`, rowTally);
+      const rowTally = ensembleRowTally(config, ensemble.config, countMessageTokens(row.messages), maxTokens);
+      add(byModel, `${ensemble.name} (ensemble)`, rowTally);
       add(byTask, 'ensemble', rowTally);
       for (const field of Object.keys(total) as (keyof Tally)[]) total[field] += rowTally[field];
       continue;
     }
-    const plan = planRoute({ messages: row.messages, rowModel: row.model, abArm: arm, pinnedModel: pinned, maxTokens, taskType, routeReason: reason }, config, countMessageTokens);
+    const plan = planRoute({ messages: row.messages, rowModel: row.model, abArm, pinnedModel: pinned, maxTokens, taskType, routeReason: reason }, config, countMessageTokens);
     const model = plan.chain[0];
     if (!model) {
       unroutable++;

@@ -1,15 +1,10 @@
-import type { EnsembleConfig } from '../config/schema.ts';
 import type { ChatMessage } from '../input/row.ts';
 import { advanceRow, callTotals, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
 import { everyCall, freshProgress, type RowProgress } from '../execution/row-progress.ts';
 import type { RowFailure, RowResult } from '../output/records.ts';
+import type { NamedEnsemble } from '../routing/row-target.ts';
 import { estimateMessageTokens } from '../routing/token-count.ts';
 import { synthesisMessages } from './synthesis-prompt.ts';
-
-export interface NamedEnsemble {
-  name: string;
-  config: EnsembleConfig;
-}
 
 type EnsembleState = NonNullable<RowProgress['ensemble']>;
 
@@ -37,18 +32,15 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
   const pending = state.members.filter((member) => !member.outcome);
   if (pending.length > 0) {
     const steps = await Promise.all(pending.map((member) => advanceRow({ ...row, model: member.model }, member.progress, deps)));
-    let park: { waitMs: number; note?: string } | null = null;
     steps.forEach((step, i) => {
-      const member = pending[i]!;
-      if (step.kind === 'park') {
-        // Woken for the member due first; one due later parks the row again for the rest of its wait.
-        if (!park || step.waitMs < park.waitMs) park = { waitMs: step.waitMs, ...(step.note ? { note: step.note } : {}) };
-        return;
+      if (step.kind === 'finished') {
+        const { status, output, error } = step.event.result;
+        pending[i]!.outcome = { status, output, ...(error ? { error } : {}) };
       }
-      const { status, output, error } = step.event.result;
-      member.outcome = { status, output, ...(error ? { error } : {}) };
     });
-    if (park) return { kind: 'park', progress, ...(park as { waitMs: number; note?: string }) };
+    // Woken for the member due first; one due later parks the row again for the rest of its wait.
+    const firstDue = steps.reduce<RowStep | null>((first, step) => (step.kind === 'park' && (first?.kind !== 'park' || step.waitMs < first.waitMs) ? step : first), null);
+    if (firstDue?.kind === 'park') return { ...firstDue, progress };
   }
 
   const answers = state.members.flatMap((member) => (member.outcome?.status === 'succeeded' ? [{ model: member.model, output: member.outcome.output ?? '' }] : []));

@@ -5,7 +5,8 @@ import { createRowPlanner } from '../execution/row-planner.ts';
 import { advanceRow, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
 import type { RowProgress } from '../execution/row-progress.ts';
 import { advanceEnsembleRow } from '../ensemble/ensemble-row.ts';
-import { abArmFor, type AbArm } from '../routing/ab-split.ts';
+import type { AbArm } from '../routing/ab-split.ts';
+import { rowTarget } from '../routing/row-target.ts';
 import { createProviderClients } from '../models/provider-clients.ts';
 import type { BatchStore } from './batch-state.ts';
 
@@ -41,11 +42,9 @@ export function createBatchContexts(store: BatchStore, options: { callSlot?: Cal
       config,
       runner,
       advance(row, progress) {
-        const arm = row.model === undefined && abSplit ? abArmFor(row.id, abSplit) : undefined;
-        const name = row.model ?? arm ?? modelOverride;
-        const ensemble = name !== undefined && Object.hasOwn(config.ensembles, name) ? config.ensembles[name] : undefined;
-        if (ensemble) return advanceEnsembleRow(row, progress, runner, { name: name!, config: ensemble });
-        return advanceRow(arm === undefined ? row : { ...row, abArm: arm }, progress, runner);
+        const { abArm, ensemble } = rowTarget(row, config, abSplit, modelOverride);
+        if (ensemble) return advanceEnsembleRow(row, progress, runner, ensemble);
+        return advanceRow(abArm === undefined ? row : { ...row, abArm }, progress, runner);
       },
     };
   }
