@@ -3,7 +3,7 @@
  * each test works under its own key prefix and deletes only keys under that prefix.
  */
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { Redis as IORedis, type Redis } from 'ioredis';
 import { inject } from 'vitest';
 
 declare module 'vitest' {
@@ -43,4 +43,23 @@ export async function cleanupPrefix(redis: Redis, prefix: string): Promise<numbe
     if (keys.length > 0) deleted += await redis.unlink(...keys);
   } while (cursor !== '0');
   return deleted;
+}
+
+/**
+ * Connections to the test Redis as BullMQ wants them (blocking reads allowed), each remembered so
+ * `disconnectAll` closes every one after the tests.
+ */
+export function trackedConnections(): { connect(): Redis; readonly opened: readonly Redis[]; disconnectAll(): void } {
+  const opened: Redis[] = [];
+  return {
+    connect() {
+      const connection = new IORedis(testRedisUrl(), { maxRetriesPerRequest: null });
+      opened.push(connection);
+      return connection;
+    },
+    opened,
+    disconnectAll() {
+      for (const connection of opened) connection.disconnect();
+    },
+  };
 }

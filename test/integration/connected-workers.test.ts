@@ -1,16 +1,12 @@
 import { Queue, Worker } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectedWorkerCount, watchConnectedWorkers } from '../../src/queue/connected-workers.ts';
 import { PROMPT_QUEUE } from '../../src/queue/keys.ts';
-import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+import { cleanupPrefix, trackedConnections, uniquePrefix } from '../helpers/redis.ts';
 
-const connections: Redis[] = [];
-const connect = () => {
-  const connection = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
-  connections.push(connection);
-  return connection;
-};
+const connections = trackedConnections();
+const connect = connections.connect;
 
 describe('worker processes connected to the prompts queue', () => {
   const prefix = uniquePrefix('connected-workers');
@@ -23,7 +19,7 @@ describe('worker processes connected to the prompts queue', () => {
   afterAll(async () => {
     await queue.close();
     await cleanupPrefix(redis, prefix);
-    for (const connection of connections) connection.disconnect();
+    connections.disconnectAll();
   });
 
   it('are counted as they come and go, and a watcher says when the last one went and when one came back', async () => {

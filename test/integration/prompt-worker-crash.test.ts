@@ -1,5 +1,4 @@
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
@@ -12,17 +11,13 @@ import type { BatchContexts } from '../../src/queue/batch-context.ts';
 import { batchKeys, PROMPT_QUEUE, promptJobId } from '../../src/queue/keys.ts';
 import { startSimulator, type Simulator } from '../../src/sim/server.ts';
 import { startPromptWorker, type PromptWorkerHandle } from '../../workers/prompt-worker.ts';
-import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+import { cleanupPrefix, trackedConnections, uniquePrefix } from '../helpers/redis.ts';
 
 /** A prompt job that crashes after its model call (Redis trouble, a bug) keeps that call's cost record. */
 describe('a prompt job that crashes after calling a model', () => {
   const space = { prefix: uniquePrefix('worker-crash') };
-  const connections: Redis[] = [];
-  const connect = () => {
-    const connection = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
-    connections.push(connection);
-    return connection;
-  };
+  const connections = trackedConnections();
+  const connect = connections.connect;
   let sim: Simulator;
   let queue: Queue;
   let worker: PromptWorkerHandle | undefined;
@@ -33,8 +28,8 @@ describe('a prompt job that crashes after calling a model', () => {
   afterAll(async () => {
     await worker?.close();
     await queue.close();
-    await cleanupPrefix(connections[0]!, space.prefix);
-    for (const connection of connections) connection.disconnect();
+    await cleanupPrefix(connections.opened[0]!, space.prefix);
+    connections.disconnectAll();
     await sim.close();
   });
 
@@ -68,7 +63,7 @@ describe('a prompt job that crashes after calling a model', () => {
     await queue.add('prompt', data, { jobId: promptJobId(batchId, 1), attempts: 3, backoff: { type: 'fixed', delay: 10 }, removeOnComplete: true, removeOnFail: true });
     const keys = batchKeys(space, batchId);
     let events: StreamEntry[] = [];
-    await expect.poll(async () => (events = await readRowEvents(connections[0]!, keys, '0', 10, 0)).length, { timeout: 10_000 }).toBe(1);
+    await expect.poll(async () => (events = await readRowEvents(connections.opened[0]!, keys, '0', 10, 0)).length, { timeout: 10_000 }).toBe(1);
     const event = events[0]!;
     return { result: JSON.parse(event.resultJson) as RowResult, calls: event.callsJsonl.trim().split('\n').map((line) => JSON.parse(line) as CallRecord) };
   }

@@ -1,25 +1,20 @@
 import { spawnSync } from 'node:child_process';
 import { hostname } from 'node:os';
 import { Queue, Worker, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PROMPT_QUEUE } from '../../src/queue/keys.ts';
 import { registerWorker, releaseRowsOfDeadWorkers, workerRegistryKey } from '../../src/queue/worker-registry.ts';
-import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+import { cleanupPrefix, trackedConnections, uniquePrefix } from '../helpers/redis.ts';
 
-const connections: Redis[] = [];
-const connect = () => {
-  const connection = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
-  connections.push(connection);
-  return connection;
-};
+const connections = trackedConnections();
+const connect = connections.connect;
 
 describe('worker registry: rows of a worker process that died on this machine', () => {
   const space = { prefix: uniquePrefix('worker-registry') };
   const redis = connect();
   afterAll(async () => {
     await cleanupPrefix(redis, space.prefix);
-    for (const connection of connections) connection.disconnect();
+    connections.disconnectAll();
   });
 
   it('are handed back to the queue at once (counted as redelivered); live and other machines\' workers keep theirs', async () => {
