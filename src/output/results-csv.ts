@@ -4,7 +4,11 @@ import { csvRecord, type CsvCell } from './csv-safe.ts';
 import { writeOrderedCsv, type RowFilter } from './ordered-results.ts';
 import type { RowResult } from './records.ts';
 
-/** The fixed columns of results.csv; one column per metadata key follows them. */
+/**
+ * The fixed columns of results.csv: results.jsonl's fields, flattened (usage and error split into
+ * cells, models_tried as `a > b`, an ensemble by its name; its members' answers are only in
+ * results.jsonl). One column per metadata key follows them.
+ */
 export const RESULTS_CSV_COLUMNS = [
   'id',
   'row',
@@ -18,6 +22,14 @@ export const RESULTS_CSV_COLUMNS = [
   'attempts',
   'error_code',
   'error_message',
+  'finish_reason',
+  'task_type',
+  'route_reason',
+  'models_tried',
+  'fallback_reason',
+  'ensemble',
+  'request_id',
+  'completed_at',
 ] as const;
 
 /**
@@ -40,6 +52,14 @@ export function resultCsvRecord(result: RowResult, metadataKeys: readonly string
     result.attempts,
     result.error?.code ?? null,
     result.error?.message ?? null,
+    result.finish_reason ?? null,
+    result.task_type,
+    result.route_reason,
+    result.models_tried.join(' > '),
+    result.fallback_reason,
+    result.ensemble?.name ?? null,
+    result.request_id ?? null,
+    result.completed_at,
     ...metadataKeys.map((key) => metadata[key] as CsvCell),
   ], separator);
 }

@@ -13,8 +13,8 @@ import { useSimulatorAndRedis } from '../helpers/harness.ts';
 /** results.csv holds the same rows as results.jsonl, in the same order. */
 function expectCsvMatchesResults(csv: string, results: RowResult[]): void {
   const rows = parse(csv, { columns: true }) as Array<Record<string, string>>;
-  expect(rows.map((r) => [r.id, Number(r.row), r.status, r.model, r.output, r.attempts, r.topic])).toEqual(
-    results.map((r) => [r.id, r.row, r.status, r.model, r.output ?? '', String(r.attempts), String(r.metadata.topic)]),
+  expect(rows.map((r) => [r.id, Number(r.row), r.status, r.model, r.output, r.attempts, r.finish_reason, r.models_tried, r.request_id, r.completed_at, r.topic])).toEqual(
+    results.map((r) => [r.id, r.row, r.status, r.model, r.output ?? '', String(r.attempts), r.finish_reason ?? '', r.models_tried.join(' > '), r.request_id ?? '', r.completed_at, String(r.metadata.topic)]),
   );
 }
 
@@ -68,7 +68,7 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(report.errors).toEqual({ bad_request: 5 });
 
     const csv = await readFile(join(out, 'results.csv'), 'utf8');
-    expect(csv.split('\n')[0]).toBe('id,row,status,model,output,input_tokens,output_tokens,cost_usd,latency_ms,attempts,error_code,error_message,topic');
+    expect(csv.split('\n')[0]).toBe(`${RESULTS_CSV_COLUMNS.join(',')},topic`);
     expectCsvMatchesResults(csv, results);
     expect(await readFile(join(out, 'report.md'), 'utf8')).toContain('495 of 500 rows succeeded');
 

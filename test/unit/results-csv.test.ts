@@ -53,7 +53,19 @@ describe('writeResultsCsv', () => {
         error: { code: 'timeout', message: '-no answer after 30 s', http_status: null },
         metadata: { model: 'shadowing', tags: ['x', 'y'], flag: true },
       }),
-      result({ id: 'd', row: 4, cost_usd: 1.2e-7, metadata: { delta: '-5' } }),
+      result({
+        id: 'd',
+        row: 4,
+        cost_usd: 1.2e-7,
+        metadata: { delta: '-5' },
+        finish_reason: 'length',
+        models_tried: ['model-a', 'model-b'],
+        model: 'model-b',
+        final_model: 'model-b',
+        fallback_reason: 'model-a: server_error after 4 attempts',
+        ensemble: { name: 'council', synthesizer: 'model-b', members: [] },
+        request_id: 'req_9',
+      }),
     ];
     const journal = join(dir, 'csv-journal');
     const csvPath = join(dir, 'results.csv');
@@ -85,6 +97,8 @@ describe('writeResultsCsv', () => {
     expect(a.score).toBe('-3'); // a number, not prefixed
     expect(a.cost_usd).toBe('0.000012');
     expect(a.topic).toBe('');
+    expect([a.task_type, a.route_reason, a.models_tried, a.fallback_reason, a.finish_reason, a.ensemble, a.request_id]).toEqual(['simple', 'rules: simple', 'model-a', '', '', '', '']);
+    expect(a.completed_at).toBe('2026-11-02T10:00:00.000Z');
 
     expect(b.output).toBe('你好，世界。「引号」, "quoted"\nsecond line');
     expect(b.topic).toBe("'@home");
@@ -103,6 +117,7 @@ describe('writeResultsCsv', () => {
 
     expect(d.cost_usd).toBe('0.00000012'); // no exponent form
     expect(d.delta).toBe('-5'); // numeric text is not a formula
+    expect([d.finish_reason, d.models_tried, d.fallback_reason, d.ensemble, d.request_id]).toEqual(['length', 'model-a > model-b', 'model-a: server_error after 4 attempts', 'council', 'req_9']);
   });
 
   it('writes only the header for an empty journal', async () => {
