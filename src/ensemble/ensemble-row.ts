@@ -1,9 +1,11 @@
+import type { SwitchyardConfig } from '../config/schema.ts';
 import type { ChatMessage } from '../input/row.ts';
 import { advanceRow, callTotals, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
-import { everyCall, freshProgress, type RowProgress } from '../execution/row-progress.ts';
+import { everyCall, freshProgress, type RoutePlan, type RowProgress } from '../execution/row-progress.ts';
 import type { RowFailure, RowResult } from '../output/records.ts';
+import { planRoute } from '../routing/route-plan.ts';
 import type { NamedEnsemble } from '../routing/row-target.ts';
-import { estimateMessageTokens } from '../routing/token-count.ts';
+import { countMessageTokens } from '../routing/token-count.ts';
 import { synthesisMessages } from './synthesis-prompt.ts';
 
 type EnsembleState = NonNullable<RowProgress['ensemble']>;
@@ -11,9 +13,28 @@ type EnsembleState = NonNullable<RowProgress['ensemble']>;
 /** Member answers an ensemble needs before it synthesizes, unless it says otherwise. */
 const DEFAULT_MIN_ANSWERS = 2;
 
-/** A progress whose route is fixed to one model: members and the synthesizer are not routed. */
-function fixedRoute(model: string, messages: readonly ChatMessage[], reason: string): RowProgress {
-  return { ...freshProgress(), plan: { taskType: '', routeReason: reason, chain: [model], skipped: [], promptTokens: estimateMessageTokens(messages), promptTokensCounted: false } };
+interface EnsembleCall {
+  model: string;
+  messages: readonly ChatMessage[];
+  maxTokens: number;
+  reason: string;
+  /** Models this call must not fall back to: the ensemble's other members, whose answers it has. */
+  notTo: readonly string[];
+}
+
+/**
+ * A member's or the synthesizer's progress, not routed by task type: its model, then that model's
+ * own fallbacks, each kept only if its context window holds the prompt (the synthesis prompt
+ * carries every member's answer, so it is the one most likely not to fit).
+ */
+function ensembleCallProgress(config: SwitchyardConfig, call: EnsembleCall): RowProgress {
+  const routed = planRoute({ messages: call.messages, pinnedModel: call.model, maxTokens: call.maxTokens, taskType: '', routeReason: call.reason }, config, countMessageTokens);
+  const plan: RoutePlan = { ...routed, chain: [], skipped: [...routed.skipped] };
+  for (const model of routed.chain) {
+    if (model !== call.model && call.notTo.includes(model)) plan.skipped.push({ model, reason: 'another member of the ensemble' });
+    else plan.chain.push(model);
+  }
+  return { ...freshProgress(), plan };
 }
 
 /**
@@ -25,8 +46,12 @@ function fixedRoute(model: string, messages: readonly ChatMessage[], reason: str
  */
 export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, deps: RowRunnerDeps, ensemble: NamedEnsemble): Promise<RowStep> {
   const { name, config } = ensemble;
+  const maxTokens = row.max_tokens ?? deps.config.max_tokens;
   const state: EnsembleState = (progress.ensemble ??= {
-    members: config.members.map((model) => ({ model, progress: fixedRoute(model, row.messages, `ensemble "${name}" member`) })),
+    members: config.members.map((model) => ({
+      model,
+      progress: ensembleCallProgress(deps.config, { model, messages: row.messages, maxTokens, reason: `ensemble "${name}" member`, notTo: config.members }),
+    })),
   });
 
   const pending = state.members.filter((member) => !member.outcome);
@@ -34,8 +59,8 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
     const steps = await Promise.all(pending.map((member) => advanceRow({ ...row, model: member.model }, member.progress, deps)));
     steps.forEach((step, i) => {
       if (step.kind === 'finished') {
-        const { status, output, error } = step.event.result;
-        pending[i]!.outcome = { status, output, ...(error ? { error } : {}) };
+        const { status, output, error, final_model, fallback_reason } = step.event.result;
+        pending[i]!.outcome = { status, output, final_model, ...(error ? { error } : {}), ...(fallback_reason ? { fallback_reason } : {}) };
       }
     });
     // Woken for the member due first; one due later parks the row again for the rest of its wait.
@@ -55,7 +80,7 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
   }
 
   const messages = synthesisMessages(row.messages, answers, config.synthesis_prompt);
-  state.synthesis ??= fixedRoute(config.synthesizer, messages, `ensemble "${name}" synthesis`);
+  state.synthesis ??= ensembleCallProgress(deps.config, { model: config.synthesizer, messages, maxTokens, reason: `ensemble "${name}" synthesis`, notTo: [] });
   const step = await advanceRow({ ...row, messages, model: config.synthesizer }, state.synthesis, deps);
   if (step.kind === 'park') return { ...step, progress };
   return finishEnsemble(row, progress, ensemble, step.event.result, null);
@@ -70,13 +95,19 @@ function finishEnsemble(row: RowInput, progress: RowProgress, ensemble: NamedEns
   const membersMs = Math.max(0, ...state.members.map((member) => callTotals(member.progress.calls).latencyMs));
   const synthesisMs = callTotals(state.synthesis?.calls ?? []).latencyMs;
   const answered = state.members.filter((member) => member.outcome?.status === 'succeeded').length;
-  const error = synthesis?.error ?? failure;
+  // The synthesis prompt holds the members' answers, so its size (and any error about it) is not the row's own prompt's.
+  const error = synthesis?.error ? { ...synthesis.error, message: `ensemble "${ensemble.name}", synthesis of ${answered} answers: ${synthesis.error.message}` } : failure;
   const succeeded = synthesis?.status === 'succeeded';
+  const synthesizedBy = synthesis?.model ?? ensemble.config.synthesizer;
+  const fallbackReasons = [
+    ...state.members.flatMap((member) => (member.outcome?.fallback_reason ? [`member ${member.model}: ${member.outcome.fallback_reason}`] : [])),
+    ...(synthesis?.fallback_reason ? [`synthesis: ${synthesis.fallback_reason}`] : []),
+  ];
   const result: RowResult = {
     id: row.id,
     row: row.row,
     status: succeeded ? 'succeeded' : 'failed',
-    model: ensemble.config.synthesizer,
+    model: synthesizedBy,
     output: synthesis?.output ?? null,
     usage: totals.usage,
     cost_usd: totals.costUsd,
@@ -84,10 +115,10 @@ function finishEnsemble(row: RowInput, progress: RowProgress, ensemble: NamedEns
     attempts: totals.answerCalls,
     metadata: row.metadata,
     task_type: null,
-    route_reason: `ensemble "${ensemble.name}": ${answered} of ${state.members.length} members answered${synthesis ? `, synthesized by ${ensemble.config.synthesizer}` : ''}`,
+    route_reason: `ensemble "${ensemble.name}": ${answered} of ${state.members.length} members answered${synthesis ? `, synthesized by ${synthesizedBy}` : ''}`,
     models_tried: [...new Set(calls.map((call) => call.model))],
-    final_model: succeeded ? ensemble.config.synthesizer : null,
-    fallback_reason: null,
+    final_model: succeeded ? synthesizedBy : null,
+    fallback_reason: fallbackReasons.length > 0 ? fallbackReasons.join('; ') : null,
     ensemble: {
       name: ensemble.name,
       synthesizer: ensemble.config.synthesizer,
@@ -95,6 +126,7 @@ function finishEnsemble(row: RowInput, progress: RowProgress, ensemble: NamedEns
         model: member.model,
         status: member.outcome?.status ?? 'failed',
         output: member.outcome?.output ?? null,
+        final_model: member.outcome?.final_model ?? null,
         ...(member.outcome?.error ? { error: member.outcome.error } : {}),
       })),
     },

@@ -45,7 +45,10 @@ const ensembleMemberSchema = z.object({
     .object({
       status: z.enum(['succeeded', 'failed']),
       output: z.string().nullable(),
+      /** The model that answered: the member's own, or one of its fallbacks. */
+      final_model: z.string().nullable().default(null),
       error: z.object({ code: z.string(), message: z.string(), http_status: z.number().nullable().optional() }).optional(),
+      fallback_reason: z.string().optional(),
     })
     .optional(),
 });

@@ -69,7 +69,8 @@ export interface RowResult {
 export interface EnsembleOutcome {
   name: string;
   synthesizer: string;
-  members: Array<{ model: string; status: 'succeeded' | 'failed'; output: string | null; error?: RowFailure }>;
+  /** `model` is the member as configured; `final_model` the one that answered (it may be a fallback of the member's). */
+  members: Array<{ model: string; status: 'succeeded' | 'failed'; output: string | null; final_model: string | null; error?: RowFailure }>;
 }
 
 /** What a worker publishes for the collector when a row is finished. */

@@ -91,6 +91,52 @@ describe('ensembles: members answer, a synthesizer writes one answer from theirs
     expect(report.ensembles.council).toMatchObject({ rows: 2, succeeded: 0, failed: 2, latency_p50_ms: null });
   });
 
+  it("falls back as a member's or the synthesizer's own model says, never to another member, and skips a synthesizer whose context window cannot hold the answers", async () => {
+    h.sim.reset();
+    const dir = await tempDir('ensemble-fallbacks');
+    const price = { input_per_mtok: 0.1, output_per_mtok: 0.2 };
+    const small = { provider: 'sim', price, context_window: 200, max_output_tokens: 50 };
+    const models = {
+      alpha: { provider: 'sim', price },
+      beta: { provider: 'sim', price },
+      // "down" fails every call; its first fallback is a member already in the ensemble.
+      down: { provider: 'sim', price, fallbacks: ['alpha', 'spare'] },
+      spare: { provider: 'sim', price },
+      judge: { ...small, fallbacks: ['wide'] },
+      narrow: small,
+      wide: { provider: 'sim', price },
+    };
+    const ensembles = {
+      council: { members: ['alpha', 'beta', 'down'], synthesizer: 'judge' },
+      tight: { members: ['alpha', 'beta'], synthesizer: 'narrow' },
+    };
+    const config = await writeSimConfig(dir, h.sim.url, { models, ensembles, retry: { max_attempts: 2, base_delay_ms: 1, max_delay_ms: 5 } }, Object.keys(models));
+    const input = await writePromptsCsv(dir, 3, { model: (row) => (row === 3 ? 'tight' : 'council') });
+    const out = join(dir, 'out');
+    const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'ens-fallbacks'], h.env());
+    expect(ran.code, ran.stdout + ran.stderr).toBe(1);
+
+    const [first, second, third] = (await readJsonLines<RowResult>(join(out, 'results.jsonl'))) as [RowResult, RowResult, RowResult];
+    for (const result of [first, second]) {
+      expect(result).toMatchObject({ status: 'succeeded', model: 'wide', final_model: 'wide' });
+      expect(result.route_reason).toBe('ensemble "council": 3 of 3 members answered, synthesized by wide');
+      expect(result.ensemble?.members.map((m) => [m.model, m.status, m.final_model])).toEqual([
+        ['alpha', 'succeeded', 'alpha'],
+        ['beta', 'succeeded', 'beta'],
+        ['down', 'succeeded', 'spare'],
+      ]);
+      expect(result.fallback_reason).toMatch(
+        /^member down: alpha: skipped, another member of the ensemble; down: server_error after 2 attempts; synthesis: judge: skipped, context window 200 < \d+ prompt \+ 50 output tokens$/,
+      );
+    }
+    expect(third).toMatchObject({ status: 'failed', model: 'narrow', error: { code: 'no_model_available' } });
+    expect(third.error!.message).toMatch(/^ensemble "tight", synthesis of 2 answers: no model can take this prompt \(\d+ tokens\): narrow: context window 200 < \d+ prompt \+ 50 output tokens$/);
+
+    // alpha is called once per row (as a member, not again as down's fallback); judge and narrow never.
+    const stats = h.sim.stats().models;
+    expect([stats.alpha?.requests, stats.spare?.requests, stats.wide?.requests, stats.judge, stats.narrow]).toEqual([3, 2, 2, undefined, undefined]);
+  });
+
   it('refuses a config whose ensemble names an unknown model or shares a model\'s name', async () => {
     const dir = await tempDir('ensemble-config');
     const config = await writeSimConfig(dir, h.sim.url, { ensembles: { alpha: { members: ['alpha', 'gamma'], synthesizer: 'judge' } } }, MODELS);
