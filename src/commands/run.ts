@@ -7,6 +7,7 @@ import { answerableNames, configSchema, type SwitchyardConfig } from '../config/
 import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { readRows } from '../input/read-rows.ts';
 import type { ReadItem, ReadPosition } from '../input/row.ts';
+import { formatUsd } from '../models/pricing.ts';
 import { missingApiKeys, missingKeyFor } from '../models/provider-clients.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
 import { isValidBatchId, newBatchId } from '../queue/keys.ts';
@@ -122,6 +123,8 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     if (model && !answerableNames(config).includes(model)) throw new UsageError(`--model/--route "${model}" is not in the config; models and ensembles: ${answerableNames(config).join(', ')}`);
     if (!options.detach) refuseWithoutKeys(config, model);
     const budgetUsd = options.budget ?? existing?.budget_usd ?? config.budget.batch_usd;
+    // A resume goes on at the pace the batch was given (a provider's limits may be why it was low).
+    const chosenConcurrency = options.concurrency ?? existing?.concurrency;
     const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
     const items = await checkedRows(inputPath, promptColumn, config, position);
 
@@ -145,6 +148,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       ...(model ? { model_override: model } : {}),
       ...(abSplit ? { ab_split: abSplit } : {}),
       ...(budgetUsd !== undefined ? { budget_usd: budgetUsd } : {}),
+      ...(chosenConcurrency !== undefined ? { concurrency: chosenConcurrency } : {}),
     };
     await session.store.save(meta, config);
     if (existing) say(`Resuming: rows that already succeeded are kept and not run again.`);
@@ -153,7 +157,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     }
 
     const queue = session.openPromptQueue();
-    const concurrency = options.concurrency ?? config.concurrency;
+    const concurrency = chosenConcurrency ?? config.concurrency;
     const callSlots = createCallSlots(concurrency);
     const batches = createBatchContexts(session.store, { callSlot: callSlots.slot });
     // Built now, from the config in hand, while the worker connects.
@@ -181,7 +185,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     let stoppedBy: NodeJS.Signals | null = null;
     const onInterrupt = (signal: NodeJS.Signals) => {
       stoppedBy = signal;
-      say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''}. Finishing the rows in hand; resume with: switchyard run --resume ${batchId}`);
+      say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''}. Finishing the rows in hand (interrupt again to stop at once: they would then run again on resume).`);
       stopCollecting.abort();
       // No more rows from the queue or the file; the rows in hand finish (a second signal quits at once).
       void worker?.close();
@@ -230,6 +234,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       await queue.close();
       await collecting?.catch(() => null);
       await worker?.close();
+      say(await stoppedText(session, batchId));
       return { exitCode: interruptedExitCode(), batchId, outDir };
     }
     await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
@@ -255,8 +260,13 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     }
     try {
       const report = await collecting;
+      if (report === null) {
+        await worker.close();
+        if (stoppedBy) say(await stoppedText(session, batchId));
+        return { exitCode: interruptedExitCode(), batchId, outDir };
+      }
       // Invalid rows did not succeed either: a script checking the exit code must see them.
-      return { exitCode: report === null ? interruptedExitCode() : report.totals.failed > 0 || counts.invalid > 0 ? 1 : 0, batchId, outDir };
+      return { exitCode: report.totals.failed > 0 || counts.invalid > 0 ? 1 : 0, batchId, outDir };
     } finally {
       process.off('SIGINT', onInterrupt);
       process.off('SIGTERM', onInterrupt);
@@ -267,6 +277,15 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     await session.close();
     await simulator?.close();
   }
+}
+
+/** The last line of an interrupted run, once the rows in hand have finished: where the batch stands and how to go on. */
+async function stoppedText(session: Session, batchId: string): Promise<string> {
+  const resume = `switchyard run --resume ${batchId}`;
+  const progress = await session.store.progress(batchId).catch(() => null);
+  if (!progress) return `Stopped. Go on with: ${resume}`;
+  const done = `${formatCount(progress.finished)}${progress.total === null ? '' : ` of ${formatCount(progress.total)}`} rows done`;
+  return `Stopped: ${done} (${formatCount(progress.failed)} failed), ${formatUsd(progress.costUsd)} spent. The outputs are written when the batch finishes; nothing done is lost or paid for again: ${resume}`;
 }
 
 /** What a run says about rows that a process on this machine which died had in hand ('' for nothing). */

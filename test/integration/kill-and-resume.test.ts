@@ -100,7 +100,9 @@ describe('crash safety: killed processes lose no row and double none', () => {
     const ended = await first.done;
     expect(ended.code).toBe(130);
     expect(Date.now() - interruptedAt).toBeLessThan(3000);
-    expect(ended.stdout).toContain('Interrupted. Finishing the rows in hand; resume with: switchyard run --resume interrupted');
+    expect(ended.stdout).toContain('Interrupted. Finishing the rows in hand (interrupt again to stop at once');
+    // The file was not read to its end, so the total is not known yet.
+    expect(ended.stdout).toMatch(/\nStopped: [\d,]+ rows done \(0 failed\), \$[\d.]+ spent\. .*: switchyard run --resume interrupted\n/);
     expect(ended.stdout).not.toContain('Read 3,000 rows');
     // Well short of the file: what was in flight or queued when Ctrl-C came, not the rest.
     expect(h.sim.stats().models.fast!.requests).toBeLessThan(600);
@@ -112,6 +114,7 @@ describe('crash safety: killed processes lose no row and double none', () => {
 
     const resumed = await runCli(['run', '--resume', 'interrupted'], h.env());
     expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toContain('workers here making up to 8 calls at a time'); // the --concurrency it was started with
     expectEachRowOnce(await readJsonLines<RowResult>(join(out, 'results.jsonl')), rows);
     const succeeded = (await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).filter((c) => c.status === 'succeeded');
     expect(new Set(succeeded.map((c) => c.row)).size).toBe(rows);
@@ -130,8 +133,12 @@ describe('crash safety: killed processes lose no row and double none', () => {
     first.kill('SIGTERM');
     const ended = await first.done;
     expect(ended.code).toBe(143);
-    expect(ended.stdout).toContain('Interrupted (SIGTERM). Finishing the rows in hand; resume with: switchyard run --resume terminated');
-    expect(await h.redis.bitcount(finishedKey)).toBeLessThan(rows);
+    expect(ended.stdout).toContain('Interrupted (SIGTERM). Finishing the rows in hand');
+    const finished = await h.redis.bitcount(finishedKey);
+    expect(finished).toBeLessThan(rows);
+    // Counted after the rows in hand finished: what Redis holds is what it says.
+    expect(ended.stdout).toContain(`\nStopped: ${finished.toLocaleString('en-US')} of 2,000 rows done (0 failed), $`);
+    expect(ended.stdout).toMatch(/spent\. The outputs are written when the batch finishes; nothing done is lost or paid for again: switchyard run --resume terminated\n/);
     expect(await h.redis.exists(`${h.prefix}:batch:{terminated}:lease`)).toBe(0); // released, so a resume needs no wait
 
     const resumed = await runCli(['run', '--resume', 'terminated'], h.env());
