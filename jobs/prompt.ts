@@ -24,6 +24,12 @@ export const promptJobSchema = z.object({
   params: z.record(z.string(), z.unknown()).optional(),
   /** Set when the job was parked mid-row (rate-limit slot, backoff). */
   progress: rowProgressSchema.optional(),
+  /**
+   * Enqueued by a resume. The earlier run may have left a job for the same row in the queue, which
+   * can finish the row and be removed just before this one is added (job ids are free again once a
+   * job is done), so this job checks that its row has not succeeded before calling a model.
+   */
+  reopened: z.boolean().optional(),
   /** How often workers that cannot serve the batch handed the row back (see handBackMs). */
   handBacks: z.number().int().nonnegative().optional(),
 });
@@ -91,8 +97,10 @@ export function createPromptProcessor(deps: PromptJobDeps) {
   return async function processPromptJob(data: unknown, delivery: Delivery): Promise<PromptJobOutcome> {
     const job = promptJobSchema.parse(data);
     const keys = batchKeys(deps.space, job.batchId);
-    // A worker can die after publishing a row but before BullMQ marks the job done; never pay twice.
-    if (delivery.redelivered && (await deps.redis.getbit(keys.succeeded, job.row)) === 1) return { kind: 'done', batchId: job.batchId, row: 'already-succeeded', costNanos: 0 };
+    // A worker can die after publishing a row but before BullMQ marks the job done, and a resume can
+    // add a job for a row that an older job finishes meanwhile: never pay twice.
+    const mayHaveSucceeded = delivery.redelivered || job.reopened === true;
+    if (mayHaveSucceeded && (await deps.redis.getbit(keys.succeeded, job.row)) === 1) return { kind: 'done', batchId: job.batchId, row: 'already-succeeded', costNanos: 0 };
     const ctx = await deps.batches.get(job.batchId);
     if (ctx === 'elsewhere') {
       const handBacks = (job.handBacks ?? 0) + 1;

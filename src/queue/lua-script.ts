@@ -41,7 +41,7 @@ end
 local function int_str(x) return string.format('%.0f', x) end
 `;
 
-export async function runScript(redis: RedisClient, script: LuaScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+export async function runScript(redis: RedisClient, script: LuaScript, keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
   if (keys.length !== script.numberOfKeys) throw new Error(`${script.name} takes ${script.numberOfKeys} keys, got ${keys.length}`);
   try {
     return await redis.evalsha(shaOf(script), keys.length, ...keys, ...args);

@@ -5,6 +5,7 @@ import { countInvalidRow, type InputRow, type InvalidRowCounts, type ReadItem, t
 import type { PromptJob } from '../../jobs/prompt.ts';
 import type { BatchStore } from './batch-state.ts';
 import { promptJobId } from './keys.ts';
+import { reopenRows } from './reopen-rows.ts';
 import { rowFingerprint } from '../input/row-fingerprint.ts';
 
 export interface EnqueueOptions {
@@ -61,8 +62,9 @@ const WITHDRAW_CHUNK = 10_000;
 /** BullMQ attempts cover crashed workers only; model errors are retried by the prompt job itself. */
 const JOB_OPTIONS = { removeOnComplete: true, removeOnFail: true, attempts: 3, backoff: { type: 'exponential', delay: 1000 } } as const;
 
-function toJob(batchId: string, row: InputRow): PromptJob {
+function toJob(batchId: string, row: InputRow, resume: boolean): PromptJob {
   const job: PromptJob = { batchId, row: row.row, id: row.id, messages: row.messages, metadata: row.metadata };
+  if (resume) job.reopened = true;
   if (row.model !== undefined) job.model = row.model;
   if (row.temperature !== undefined) job.temperature = row.temperature;
   if (row.max_tokens !== undefined) job.max_tokens = row.max_tokens;
@@ -112,7 +114,7 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
         return;
       }
       // The estimate and fingerprints go out beside the chunk (on another connection), not one round trip after it.
-      await Promise.all([options.queue.addBulk(rows.map((row) => ({ name: 'prompt', data: toJob(options.batchId, row), opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row) } }))), recordEstimate(), fingerprinted.written]);
+      await Promise.all([options.queue.addBulk(rows.map((row) => ({ name: 'prompt', data: toJob(options.batchId, row, options.resume), opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row) } }))), recordEstimate(), fingerprinted.written]);
       counts.enqueued += rows.length;
     } else {
       await Promise.all([recordEstimate(), fingerprinted.written]);
@@ -220,22 +222,18 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
     options.store.redis.getrangeBuffer(keys.fingerprints, first * 4, (first + span) * 4 - 1),
   ]);
   // Rows that failed, or changed since they succeeded, get another round: their bits are cleared before they re-run.
-  const tx = options.store.redis.pipeline();
-  const toRun: InputRow[] = [];
+  const reopen: number[] = [];
+  const changed: number[] = [];
   for (const row of rows) {
-    if (!succeeded.has(row.row)) {
-      tx.setbit(keys.finished, row.row, 0).setbit(keys.withdrawn, row.row, 0);
-      toRun.push(row);
-    } else if (fingerprintChanged(recorded, fingerprints, (row.row - first) * 4)) {
-      tx.setbit(keys.finished, row.row, 0).setbit(keys.succeeded, row.row, 0);
-      counts.changedSinceSucceeded++;
-      toRun.push(row);
-    } else {
-      counts.alreadySucceeded++;
-    }
+    if (!succeeded.has(row.row)) reopen.push(row.row);
+    else if (fingerprintChanged(recorded, fingerprints, (row.row - first) * 4)) changed.push(row.row);
   }
-  tx.setrange(keys.fingerprints, first * 4, fingerprints);
-  await tx.exec();
+  // A job the earlier run left in the queue may have finished a row since the read above.
+  const succeededMeanwhile = await reopenRows(options.store.redis, keys, { firstRow: first, fingerprints, reopen, changed });
+  const rerun = new Set(changed);
+  const toRun = rows.filter((row) => (succeeded.has(row.row) ? rerun.has(row.row) : !succeededMeanwhile.has(row.row)));
+  counts.changedSinceSucceeded += changed.length;
+  counts.alreadySucceeded += rows.length - toRun.length;
   return { toRun, written: Promise.resolve() };
 }
 
