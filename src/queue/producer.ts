@@ -217,21 +217,24 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
     written.catch(() => undefined); // observed now, awaited later
     return { toRun: rows, written };
   }
-  const [succeeded, recorded] = await Promise.all([
+  const [succeeded, finished, recorded] = await Promise.all([
     options.store.succeededRows(options.batchId, first, span),
+    options.store.finishedRows(options.batchId, first, span),
     options.store.redis.getrangeBuffer(keys.fingerprints, first * 4, (first + span) * 4 - 1),
   ]);
   // Rows that failed, or changed since they succeeded, get another round: their bits are cleared before they re-run.
-  const reopen: number[] = [];
+  const failed: number[] = [];
+  const unfinished: number[] = [];
   const changed: number[] = [];
   for (const row of rows) {
-    if (!succeeded.has(row.row)) reopen.push(row.row);
+    if (!finished.has(row.row)) unfinished.push(row.row);
+    else if (!succeeded.has(row.row)) failed.push(row.row);
     else if (fingerprintChanged(recorded, fingerprints, (row.row - first) * 4)) changed.push(row.row);
   }
   // A job the earlier run left in the queue may have finished a row since the read above.
-  const succeededMeanwhile = await reopenRows(options.store.redis, keys, { firstRow: first, fingerprints, reopen, changed });
+  const finishedMeanwhile = await reopenRows(options.store.redis, keys, { firstRow: first, fingerprints, failed, unfinished, changed });
   const rerun = new Set(changed);
-  const toRun = rows.filter((row) => (succeeded.has(row.row) ? rerun.has(row.row) : !succeededMeanwhile.has(row.row)));
+  const toRun = rows.filter((row) => (succeeded.has(row.row) && finished.has(row.row) ? rerun.has(row.row) : !finishedMeanwhile.has(row.row)));
   counts.changedSinceSucceeded += changed.length;
   counts.alreadySucceeded += rows.length - toRun.length;
   return { toRun, written: Promise.resolve() };

@@ -3,52 +3,72 @@ import { runScript, type LuaScript, type RedisClient } from './lua-script.ts';
 
 /**
  * A resume's decision for a chunk of rows, made atomically with the workers' publish script
- * (row-events.ts). Rows that had not succeeded when the producer read the bitmap are reopened
- * (finished and withdrawn bits cleared) only if they still have not: a worker may have finished
- * one meanwhile through a job left in the queue by the earlier run, and clearing its finished bit
- * then would leave the batch one row short for ever. Changed rows lose both bits (they run again
- * whatever happened). The chunk's fingerprints are written in the same step.
+ * (row-events.ts). The resume's workers start on the jobs the earlier run left queued while the
+ * producer is still reading the file, so a row may finish between the producer's read of the
+ * bitmaps and this script:
+ * - a row that had failed before is reopened (finished and withdrawn bits cleared) unless it has
+ *   succeeded since;
+ * - a row that had not finished is left to the job already running it if it has finished since
+ *   (clearing its finished bit then, with its job gone, would leave the batch a row short);
+ * - a row edited in the file since it succeeded loses both bits: it runs again whatever happened.
+ * The chunk's fingerprints are written in the same step.
  *
  * KEYS: succeeded, finished, withdrawn, fingerprints.
- * ARGV: first row, fingerprints from it (4 bytes a row), n, n rows to reopen, then the changed rows.
- * Returns the rows to reopen that had succeeded meanwhile (not reopened).
+ * ARGV: first row, fingerprints from it (4 bytes a row), f, u, then f failed rows, u unfinished
+ * rows, then the changed rows. Returns the rows of the first two lists that finished meanwhile.
  */
 const REOPEN_ROWS: LuaScript = {
   name: 'reopen-rows',
   numberOfKeys: 4,
   lua: `
-local n = tonumber(ARGV[3])
-local succeeded_meanwhile = {}
-for i = 4, 3 + n do
+local failed = tonumber(ARGV[3])
+local unfinished = tonumber(ARGV[4])
+local finished_meanwhile = {}
+for i = 5, 4 + failed do
   local row = tonumber(ARGV[i])
   if redis.call('GETBIT', KEYS[1], row) == 1 then
-    succeeded_meanwhile[#succeeded_meanwhile + 1] = row
+    finished_meanwhile[#finished_meanwhile + 1] = row
   else
     redis.call('SETBIT', KEYS[2], row, 0)
     redis.call('SETBIT', KEYS[3], row, 0)
   end
 end
-for i = 4 + n, #ARGV do
+for i = 5 + failed, 4 + failed + unfinished do
+  local row = tonumber(ARGV[i])
+  if redis.call('GETBIT', KEYS[1], row) == 1 then
+    -- Succeeded yet not finished: only a reopening racing a publish before this script could do that.
+    redis.call('SETBIT', KEYS[2], row, 1)
+    finished_meanwhile[#finished_meanwhile + 1] = row
+  elseif redis.call('GETBIT', KEYS[2], row) == 1 then
+    finished_meanwhile[#finished_meanwhile + 1] = row
+  else
+    redis.call('SETBIT', KEYS[3], row, 0)
+  end
+end
+for i = 5 + failed + unfinished, #ARGV do
   local row = tonumber(ARGV[i])
   redis.call('SETBIT', KEYS[2], row, 0)
   redis.call('SETBIT', KEYS[1], row, 0)
 end
 redis.call('SETRANGE', KEYS[4], tonumber(ARGV[1]) * 4, ARGV[2])
-return succeeded_meanwhile
+return finished_meanwhile
 `,
 };
 
 export interface ReopenChunk {
   firstRow: number;
   fingerprints: Buffer;
-  /** Rows that had not succeeded when read. */
-  reopen: readonly number[];
+  /** Rows that had finished without succeeding when read: they get another round. */
+  failed: readonly number[];
+  /** Rows that had not finished when read (never run, or still queued from the earlier run). */
+  unfinished: readonly number[];
   /** Rows that succeeded with other content: edited or moved in the file since. */
   changed: readonly number[];
 }
 
-/** Reopens a resumed chunk's rows; returns those that succeeded meanwhile, which must not be enqueued again. */
+/** Reopens a resumed chunk's rows; returns those that finished meanwhile, which must not be enqueued again. */
 export async function reopenRows(redis: RedisClient, keys: BatchKeys, chunk: ReopenChunk): Promise<Set<number>> {
-  const meanwhile = (await runScript(redis, REOPEN_ROWS, [keys.succeeded, keys.finished, keys.withdrawn, keys.fingerprints], [chunk.firstRow, chunk.fingerprints, chunk.reopen.length, ...chunk.reopen, ...chunk.changed])) as number[];
+  const args = [chunk.firstRow, chunk.fingerprints, chunk.failed.length, chunk.unfinished.length, ...chunk.failed, ...chunk.unfinished, ...chunk.changed];
+  const meanwhile = (await runScript(redis, REOPEN_ROWS, [keys.succeeded, keys.finished, keys.withdrawn, keys.fingerprints], args)) as number[];
   return new Set(meanwhile);
 }

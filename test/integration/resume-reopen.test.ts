@@ -20,19 +20,22 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     connections.disconnectAll();
   });
 
-  it('reopens only rows that still have not succeeded, atomically with the workers\' publish', async () => {
+  it("reopens only rows that have not finished since the producer's read, atomically with the workers' publish", async () => {
     const keys = batchKeys(space, 'reopen');
-    // Row 3 succeeded after the producer's read (a queued job of the earlier run published it).
-    await redis.pipeline().setbit(keys.finished, 2, 1).setbit(keys.finished, 3, 1).setbit(keys.succeeded, 3, 1).setbit(keys.finished, 5, 1).setbit(keys.succeeded, 5, 1).exec();
-    const fingerprints = Buffer.alloc(4 * 4, 7);
-    const meanwhile = await reopenRows(redis, keys, { firstRow: 2, fingerprints, reopen: [2, 3, 4], changed: [5] });
-    expect([...meanwhile]).toEqual([3]);
     const bit = (key: string, row: number) => redis.getbit(key, row);
-    // Row 2 (failed before) and 4 are reopened; row 3 keeps its bits: clearing its finished bit would leave the batch a row short.
-    expect([await bit(keys.finished, 2), await bit(keys.finished, 3), await bit(keys.succeeded, 3)]).toEqual([0, 1, 1]);
-    // Row 5 was edited in the file since it succeeded: it runs again whatever happened.
-    expect([await bit(keys.finished, 5), await bit(keys.succeeded, 5)]).toEqual([0, 0]);
-    expect(await redis.getrangeBuffer(keys.fingerprints, 8, 23)).toEqual(fingerprints);
+    // As read: rows 2 and 3 had failed, rows 4, 5 and 6 had not finished, row 7 had succeeded with other content.
+    // Since: queued jobs of the earlier run finished row 3 (succeeded), row 5 (succeeded) and row 6 (failed).
+    const since = redis.pipeline().setbit(keys.finished, 2, 1).setbit(keys.finished, 3, 1).setbit(keys.succeeded, 3, 1);
+    await since.setbit(keys.finished, 5, 1).setbit(keys.succeeded, 5, 1).setbit(keys.finished, 6, 1).setbit(keys.finished, 7, 1).setbit(keys.succeeded, 7, 1).exec();
+    const fingerprints = Buffer.alloc(6 * 4, 7);
+    const meanwhile = await reopenRows(redis, keys, { firstRow: 2, fingerprints, failed: [2, 3], unfinished: [4, 5, 6], changed: [7] });
+    expect([...meanwhile].sort()).toEqual([3, 5, 6]);
+    // Row 2 is reopened; rows 3, 5 and 6 keep their bits: cleared, with their jobs gone, the batch would stay a row short.
+    expect(await Promise.all([2, 3, 4, 5, 6].map((row) => bit(keys.finished, row)))).toEqual([0, 1, 0, 1, 1]);
+    expect(await Promise.all([3, 5, 6].map((row) => bit(keys.succeeded, row)))).toEqual([1, 1, 0]);
+    // Row 7 was edited in the file since it succeeded: it runs again whatever happened.
+    expect([await bit(keys.finished, 7), await bit(keys.succeeded, 7)]).toEqual([0, 0]);
+    expect(await redis.getrangeBuffer(keys.fingerprints, 8, 31)).toEqual(fingerprints);
   });
 
   it('a job a resume added does not call a model for a row that has succeeded since', async () => {
