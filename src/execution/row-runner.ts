@@ -239,12 +239,13 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
 }
 
 /**
- * Why the whole chain failed: each model's reason, then what the last call itself said, which is
- * what to fix ("connect ECONNREFUSED ...") when the reasons only say a circuit opened or retries ran out.
+ * Why the whole chain failed: first what the last call itself said, which is what to fix
+ * ("connect ECONNREFUSED ...") and what a shortened summary line keeps, then each model's reason
+ * (where they repeat that error, as "as above", since every model on one dead provider says it).
  */
 function chainFailedMessage(progress: RowProgress, lastMessage: string): string {
-  const reasons = progress.fallbackReasons.join('; ');
-  return reasons.includes(lastMessage) ? `every model in the chain failed: ${reasons}` : `every model in the chain failed: ${reasons}. The last call's error: ${lastMessage}`;
+  const reasons = progress.fallbackReasons.map((reason) => reason.split(lastMessage).join('as above')).join('; ');
+  return `every model in the chain failed; the last call's error: ${lastMessage}. By model: ${reasons}`;
 }
 
 /**

@@ -82,7 +82,7 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
   }
   if (error instanceof APIConnectionError) {
     const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
-    return new ModelCallError({ code: 'connection_error', model: ctx.model, retryable: true, message: `cannot reach provider "${ctx.provider}" at ${ctx.baseUrl}${cause}` });
+    return new ModelCallError({ code: 'connection_error', model: ctx.model, retryable: true, message: `cannot reach provider "${ctx.provider}" at ${ctx.baseUrl}${cause}${connectionHint(error.cause, ctx)}` });
   }
   if (error instanceof APIError && typeof error.status === 'number') {
     const status = error.status;
@@ -113,4 +113,17 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
   }
   const message = error instanceof Error ? error.message : String(error);
   return new ModelCallError({ code: 'unexpected_error', model: ctx.model, message: `${where}: ${message}` });
+}
+
+/** What to do about the two connection failures that are nearly always the setup's, not the network's. */
+function connectionHint(cause: unknown, ctx: { provider: string; baseUrl: string }): string {
+  const code = typeof cause === 'object' && cause !== null && 'code' in cause ? String(cause.code) : '';
+  const message = cause instanceof Error ? cause.message : '';
+  const fix = `providers.${ctx.provider}.base_url`;
+  if (code === 'ENOTFOUND' || message.includes('ENOTFOUND')) return `; the host name does not resolve: check ${fix}`;
+  if (code !== 'ECONNREFUSED' && !message.includes('ECONNREFUSED')) return '';
+  const url = URL.parse(ctx.baseUrl);
+  const local = url !== null && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+  const port = url?.port || (url?.protocol === 'https:' ? '443' : '80');
+  return `; nothing listens there: start the server${local ? ` (the simulator: switchyard sim --port ${port})` : ''} or fix ${fix}`;
 }

@@ -250,7 +250,8 @@ function codePairs(label: string, lead: string, counts: Record<string, number>, 
   const pairs: Array<[string, string]> = [[label, lead + shown.join(', ')]];
   for (const [code] of codes.slice(0, 3)) {
     const example = examples[code];
-    if (example) pairs.push(['', `${code}: ${shorten(example, 200)}`]);
+    // Long enough for a chain's first error and what to do about it.
+    if (example) pairs.push(['', `${code}: ${shorten(example, 300)}`]);
   }
   return pairs;
 }

@@ -225,7 +225,14 @@ describe('createHttpFetch', () => {
     const ctx = { model: 'm', provider: 'p', baseUrl: 'http://127.0.0.1:9/v1', apiKeyEnv: undefined };
     const refused = await new OpenAI({ baseURL: 'http://127.0.0.1:9/v1', apiKey: 'x', maxRetries: 0, fetch: createHttpFetch() }).models.list().catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(APIConnectionError);
-    expect(classifyModelError(refused, ctx)).toMatchObject({ code: 'connection_error', retryable: true, message: expect.stringContaining('ECONNREFUSED') });
+    expect(classifyModelError(refused, ctx)).toMatchObject({
+      code: 'connection_error',
+      retryable: true,
+      message: 'cannot reach provider "p" at http://127.0.0.1:9/v1: connect ECONNREFUSED 127.0.0.1:9; nothing listens there: start the server (the simulator: switchyard sim --port 9) or fix providers.p.base_url',
+    });
+    // ".invalid" never resolves (RFC 2606).
+    const unknownHost = await new OpenAI({ baseURL: 'http://no-such-host.invalid/v1', apiKey: 'x', maxRetries: 0, fetch: createHttpFetch() }).models.list().catch((error: unknown) => error);
+    expect(classifyModelError(unknownHost, { ...ctx, baseUrl: 'http://no-such-host.invalid/v1' }).message).toMatch(/ENOTFOUND no-such-host\.invalid; the host name does not resolve: check providers\.p\.base_url$/);
 
     const slow = new OpenAI({ baseURL: `${rawUrl}/never`, apiKey: 'x', maxRetries: 0, timeout: 100, fetch: createHttpFetch() });
     const timedOut = await slow.models.list().catch((error: unknown) => error);

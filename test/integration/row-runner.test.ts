@@ -102,7 +102,9 @@ describe('advanceRow', () => {
     const failed = await advanceRow(row, freshProgress(), failing.deps);
     if (failed.kind !== 'finished') throw new Error('expected finished');
     expect(failed.event.result.error?.code).toBe('server_error');
-    expect(failed.event.result.error?.message).toMatch(/^every model in the chain failed: broken: server_error after 3 attempts; limited: circuit open after repeated failures \(next probe in 30 s\)\. The last call's error: .+/);
+    expect(failed.event.result.error?.message).toMatch(
+      /^every model in the chain failed; the last call's error: .+\. By model: broken: server_error after 3 attempts; limited: circuit open after repeated failures \(next probe in 30 s\)$/,
+    );
 
     const closed = setup(['broken', 'limited'], { breaker: async () => ({ allowed: false, retryInMs: 30_000 }) });
     const none = await advanceRow(row, freshProgress(), closed.deps);

@@ -273,7 +273,7 @@ describe('buildReport', () => {
     const examples = lines.filter((line) => line.startsWith('         ') && line.includes(': '));
     expect(examples.map((line) => line.trim().split(':')[0])).toEqual(['unauthorized', 'timeout']);
     expect(examples[0]).toMatch(/^ {9}unauthorized: model "m" rejected the API key \(401\): check \$KEY x+…$/);
-    expect(examples[0]!.length).toBe(9 + 'unauthorized: '.length + 200);
+    expect(examples[0]!.length).toBe(9 + 'unauthorized: '.length + 300);
   });
 
   it('splits rows and cost by task type and counts fallback calls', () => {
