@@ -244,7 +244,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
  * (where they repeat that error, as "as above", since every model on one dead provider says it).
  */
 function chainFailedMessage(progress: RowProgress, lastMessage: string): string {
-  const reasons = progress.fallbackReasons.map((reason) => reason.split(lastMessage).join('as above')).join('; ');
+  const reasons = progress.fallbackReasons.map((reason) => (lastMessage ? reason.split(lastMessage).join('as above') : reason)).join('; ');
   return `every model in the chain failed; the last call's error: ${lastMessage}. By model: ${reasons}`;
 }
 

@@ -122,7 +122,8 @@ function connectionHint(cause: unknown, ctx: { provider: string; baseUrl: string
   const fix = `providers.${ctx.provider}.base_url`;
   if (code === 'ENOTFOUND' || message.includes('ENOTFOUND')) return `; the host name does not resolve: check ${fix}`;
   if (code !== 'ECONNREFUSED' && !message.includes('ECONNREFUSED')) return '';
-  const url = URL.parse(ctx.baseUrl);
+  // URL.parse would do, but only from Node 22.1.
+  const url = URL.canParse(ctx.baseUrl) ? new URL(ctx.baseUrl) : null;
   const local = url !== null && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
   const port = url?.port || (url?.protocol === 'https:' ? '443' : '80');
   return `; nothing listens there: start the server${local ? ` (the simulator: switchyard sim --port ${port})` : ''} or fix ${fix}`;
