@@ -1,7 +1,7 @@
 import { configSchema, type SwitchyardConfig } from '../config/schema.ts';
 import { CollectionTally } from '../output/collection-tally.ts';
 import { collectBatch } from '../output/collector.ts';
-import { finalizeBatch } from '../output/finalize-batch.ts';
+import { finalizeBatch, writeOutputsSoFar } from '../output/finalize-batch.ts';
 import { outputPaths } from '../output/paths.ts';
 import { counted, renderSummaryLines } from '../output/report-markdown.ts';
 import type { Report } from '../output/report.ts';
@@ -14,6 +14,8 @@ export interface CollectAndReportOptions {
   startedAt: Date;
   say: (line: string) => void;
   signal?: AbortSignal;
+  /** Stop early but write the outputs of the rows finished so far (see collectBatch's drain). */
+  drain?: AbortSignal;
   progressStream?: NodeJS.WriteStream;
   /** The batch's config when the caller has it (`run`); otherwise it is read from Redis. */
   config?: SwitchyardConfig;
@@ -21,7 +23,8 @@ export interface CollectAndReportOptions {
 
 /**
  * Runs a batch's collector with a progress display until every row has a result, then writes the
- * final files and prints the summary. Returns null when interrupted.
+ * final files and prints the summary. Drained early, it writes the files and summary of the rows
+ * finished so far (the report counts the rest as unfinished); stopped, it returns null.
  */
 export async function collectAndReport(options: CollectAndReportOptions): Promise<Report | null> {
   const { session, batchId, say } = options;
@@ -51,6 +54,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
       csvDelimiter: meta.csv_delimiter,
       onConnectionError: session.outages.failed,
       ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.drain ? { drain: options.drain } : {}),
     });
   } finally {
     clearInterval(poll);
@@ -58,18 +62,13 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     if (last) display.update(last);
     display.stop();
   }
-  if (!collected) return null;
+  const drained = !collected && options.drain?.aborted === true && options.signal?.aborted !== true;
+  // Stopped before any row finished: there is nothing to write yet.
+  if (!collected && (!drained || (await session.store.progress(batchId))?.finished === 0)) return null;
   // Read again once: the producer has since recorded the row counts (invalid rows among them).
   const finalMeta = (await session.store.load(batchId)) ?? meta;
-  const report = await finalizeBatch({
-    store: session.store,
-    meta: finalMeta,
-    paths,
-    outDir: meta.out_dir,
-    startedAt: options.startedAt,
-    baseline,
-    collectedTally: tally.complete,
-  });
+  const finalizing = { store: session.store, meta: finalMeta, paths, outDir: meta.out_dir, startedAt: options.startedAt, baseline, collectedTally: tally.complete };
+  const report = collected || (await allRowsFinished(session, batchId)) ? await finalizeBatch(finalizing) : await writeOutputsSoFar(finalizing);
   say('');
   for (const line of renderSummaryLines(report)) say(line);
   say('');
@@ -85,6 +84,12 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     say(`Budget reached: ${overBudget} rows were not run. Finish them with: switchyard run --resume ${batchId} --budget <higher USD>`);
   }
   return report;
+}
+
+/** Whether a batch stopped early had finished its last row anyway (its file read to the end). */
+async function allRowsFinished(session: Session, batchId: string): Promise<boolean> {
+  const progress = await session.store.progress(batchId);
+  return progress !== null && progress.total !== null && progress.status !== 'enqueuing' && progress.finished >= progress.total;
 }
 
 async function storedConfig(session: Session, batchId: string): Promise<SwitchyardConfig | null> {

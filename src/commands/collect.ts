@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { counted } from '../output/report-markdown.ts';
 import { readWrittenReport } from '../output/write-report.ts';
 import { isFinishedStatus } from '../queue/batch-state.ts';
 import { exitCodeForSignal, UsageError } from '../errors.ts';
@@ -17,10 +18,12 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
   limitHeapGrowth();
   const session = await openSession(logger, say);
   const stop = new AbortController();
+  const drain = new AbortController();
   let stoppedBy: NodeJS.Signals | null = null;
+  // Ctrl-C or SIGTERM: write the outputs of the rows finished so far, then stop.
   const onSignal = (signal: NodeJS.Signals) => {
     stoppedBy = signal;
-    stop.abort();
+    drain.abort();
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
@@ -52,9 +55,10 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
         say(now === 0 ? `No worker is connected any more: the rows left wait until one runs; ${START_WORKER}.` : `${workersConnectedText(now)} now: rows are being taken.`),
       );
     }
-    const report = await collectAndReport({ session, batchId, startedAt: new Date(meta.started_at ?? meta.created_at), say, signal: stop.signal });
-    if (!report) {
-      say(`\nStopped. Nothing is lost: "switchyard collect ${batchId}" goes on from here.`);
+    const report = await collectAndReport({ session, batchId, startedAt: new Date(meta.started_at ?? meta.created_at), say, signal: stop.signal, drain: drain.signal });
+    if (!report || report.totals.unfinished_rows !== 0) {
+      const soFar = report ? ` The outputs above hold the ${counted(report.totals.rows, 'row')} finished so far.` : '';
+      say(`\nStopped.${soFar} Nothing is lost: "switchyard collect ${batchId}" goes on from here${report ? ' and writes them whole' : ''}.`);
       return exitCodeForSignal(stoppedBy);
     }
     return report.totals.failed > 0 || meta.invalid_rows > 0 ? 1 : 0;

@@ -17,6 +17,7 @@ import { connectedWorkerCount, workersConnectedText } from '../queue/connected-w
 import { deadProcessRowsText, type ReleasedRows } from '../queue/worker-registry.ts';
 import { formatAbSplit, parseAbSplit } from '../routing/ab-split.ts';
 import { claimOutputDir, createOutputDir } from '../output/output-dir.ts';
+import type { Report } from '../output/report.ts';
 import { counted, formatCount, formatDuration } from '../output/report-markdown.ts';
 import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from './session.ts';
@@ -179,26 +180,29 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       const text = releasedRowsText(released, lease?.tookOverFrom ?? null, config.queue.lock_ms);
       if (text) say(text);
     });
+    const stopReading = new AbortController();
     const stopCollecting = new AbortController();
-    // Ctrl-C, or SIGTERM from a scheduler or container stop: stop collecting, let the rows in hand
-    // finish, and say how to go on (nothing is lost either way).
+    const drainCollector = new AbortController();
+    // Ctrl-C, or SIGTERM from a scheduler or container stop: no more rows from the file or the
+    // queue; the rows in hand finish, then the outputs are written for the rows finished so far,
+    // and the run says how to go on (nothing is lost either way).
     let stoppedBy: NodeJS.Signals | null = null;
     const onInterrupt = (signal: NodeJS.Signals) => {
       stoppedBy = signal;
-      say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''}. Finishing the rows in hand (interrupt again to stop at once: they would then run again on resume).`);
-      stopCollecting.abort();
-      // No more rows from the queue or the file; the rows in hand finish (a second signal quits at once).
-      void worker?.close();
+      say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''}. Finishing the rows in hand, then writing the outputs so far (interrupt again to stop at once: the rows in hand would then run again on resume).`);
+      stopReading.abort();
+      void (worker?.close() ?? Promise.resolve()).finally(() => drainCollector.abort());
     };
     process.once('SIGINT', onInterrupt);
     process.once('SIGTERM', onInterrupt);
     const interruptedExitCode = () => exitCodeForSignal(stoppedBy);
     lease?.lost.addEventListener('abort', () => {
       say(`\nAnother process took over batch ${batchId} while Redis was unreachable; stopping here so only one writes its outputs.`);
+      stopReading.abort();
       stopCollecting.abort();
       void worker?.close();
     });
-    const collecting = options.detach ? null : collectAndReport({ session, batchId, startedAt, say, signal: stopCollecting.signal, config });
+    const collecting = options.detach ? null : collectAndReport({ session, batchId, startedAt, say, signal: stopCollecting.signal, drain: drainCollector.signal, config });
     // Keep the collector's rejection observed while enqueueing; it is awaited below.
     collecting?.catch(() => undefined);
 
@@ -215,7 +219,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
         position,
         maxPending: options.detach ? undefined : config.queue.max_pending,
         localWorkers: worker ? { firstChunk: concurrency, untilStarted: (rows) => Promise.race([callSlots.started(rows), delay(FIRST_CALLS_WAIT_MS, undefined, { ref: false })]) } : undefined,
-        signal: stopCollecting.signal,
+        signal: stopReading.signal,
       });
     } catch (error) {
       // A file that turns unreadable part-way (an unclosed quote near the end): the rows before it
@@ -232,9 +236,9 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     if (counts.stopped) {
       // Interrupted while reading the file: its row count is not known yet, so none is recorded.
       await queue.close();
-      await collecting?.catch(() => null);
+      const report = await collecting?.catch(() => null);
       await worker?.close();
-      say(await stoppedText(session, batchId));
+      if (stoppedBy) say(await stoppedText(session, batchId, report ?? null));
       return { exitCode: interruptedExitCode(), batchId, outDir };
     }
     await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
@@ -260,9 +264,10 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     }
     try {
       const report = await collecting;
-      if (report === null) {
+      // Stopped early; a stop that came as the last row finished still ends the batch as usual.
+      if (report === null || report.totals.unfinished_rows !== 0) {
         await worker.close();
-        if (stoppedBy) say(await stoppedText(session, batchId));
+        if (stoppedBy) say(await stoppedText(session, batchId, report));
         return { exitCode: interruptedExitCode(), batchId, outDir };
       }
       // Invalid rows did not succeed either: a script checking the exit code must see them.
@@ -279,13 +284,17 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
   }
 }
 
-/** The last line of an interrupted run, once the rows in hand have finished: where the batch stands and how to go on. */
-async function stoppedText(session: Session, batchId: string): Promise<string> {
+/**
+ * The last line of an interrupted run, once the rows in hand have finished: where the batch stands
+ * and how to go on. `report` is the outputs so far, when they could be written.
+ */
+async function stoppedText(session: Session, batchId: string, report: Report | null): Promise<string> {
   const resume = `switchyard run --resume ${batchId}`;
+  if (report) return `Stopped early: the outputs above hold the ${counted(report.totals.rows, 'row')} finished so far. Nothing done is lost or paid for again: ${resume} runs the rest and writes them whole.`;
   const progress = await session.store.progress(batchId).catch(() => null);
   if (!progress) return `Stopped. Go on with: ${resume}`;
   const done = `${formatCount(progress.finished)}${progress.total === null ? '' : ` of ${formatCount(progress.total)}`} rows done`;
-  return `Stopped: ${done} (${formatCount(progress.failed)} failed), ${formatUsd(progress.costUsd)} spent. The outputs are written when the batch finishes; nothing done is lost or paid for again: ${resume}`;
+  return `Stopped: ${done} (${formatCount(progress.failed)} failed), ${formatUsd(progress.costUsd)} spent. Nothing done is lost or paid for again: ${resume}`;
 }
 
 /** What a run says about rows that a process on this machine which died had in hand ('' for nothing). */

@@ -22,8 +22,13 @@ export interface CollectOptions {
   store: BatchStore;
   batchId: string;
   paths: OutputPaths;
-  /** Stop early (Ctrl-C); the checkpoint stays consistent. */
+  /** Stop at once (another process took the batch over); the checkpoint stays consistent. */
   signal?: AbortSignal;
+  /**
+   * Stop once what is in the stream now is written (Ctrl-C, after the workers here finished the
+   * rows in hand): the files then hold every row finished so far.
+   */
+  drain?: AbortSignal;
   readCount?: number;
   blockMs?: number;
   /**
@@ -70,7 +75,7 @@ async function append(file: OpenOutput, text: string): Promise<void> {
   file.bytes += buffer.length;
 }
 
-/** Returns once every row of the batch has a result on disk (or the signal aborts: returns false). */
+/** Returns once every row of the batch has a result on disk (true), or when stopped or drained early (false). */
 export async function collectBatch(options: CollectOptions): Promise<boolean> {
   const keys = options.store.keys(options.batchId);
   const readCount = options.readCount ?? 1000;
@@ -92,6 +97,12 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
   try {
     for (;;) {
       if (options.signal?.aborted) return false;
+      if (options.drain?.aborted) {
+        for (let rest = await readRowEvents(reader, keys, lastId, readCount, 0); rest.length > 0; rest = await readRowEvents(reader, keys, lastId, readCount, 0)) {
+          lastId = await writeEntries(options, files, rest);
+        }
+        return false;
+      }
       const entries = await readRowEvents(reader, keys, lastId, readCount, totalKnown ? blockMs : Math.min(blockMs, UNKNOWN_TOTAL_BLOCK_MS));
       // The rows-left count is read while the entries are written, not after: one round trip less
       // per read, and the last row's summary comes sooner. It is read after the XREAD above, so when

@@ -22,8 +22,30 @@ export interface FinalizeOptions {
 
 /** Turns the collected journals into the batch's final files and report, and closes the batch. */
 export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
-  const { store, meta, paths } = options;
+  const { store, meta } = options;
   await store.update(meta.batch_id, { status: 'finalizing' });
+  const { report, finishedAt } = await writeOutputs(options, 0);
+  await store.update(meta.batch_id, {
+    status: (report.errors.budget_exceeded ?? 0) > 0 ? 'budget_exceeded' : report.totals.failed > 0 ? 'completed_with_failures' : 'completed',
+    finished_at: finishedAt.toISOString(),
+  });
+  return report;
+}
+
+/**
+ * A run stopped early (Ctrl-C, SIGTERM): the files and report for the rows finished so far, the
+ * rest counted as unfinished (null while the file was not read to its end). The batch stays open:
+ * its resume writes every file again, whole.
+ */
+export async function writeOutputsSoFar(options: FinalizeOptions): Promise<Report> {
+  const { meta } = options;
+  const progress = await options.store.progress(meta.batch_id);
+  const unfinished = progress?.total == null ? null : Math.max(0, progress.total - progress.finished);
+  return (await writeOutputs({ ...options, collectedTally: null }, unfinished)).report;
+}
+
+async function writeOutputs(options: FinalizeOptions, unfinished: number | null): Promise<{ report: Report; finishedAt: Date }> {
+  const { store, meta, paths } = options;
   const keep = await notWithdrawn(store, meta.batch_id);
   writeOrderedResults(paths.journal, paths.results, keep);
   writeResultsCsv(paths.csvJournal, paths.resultsCsv, await store.metadataKeys(meta.batch_id), meta.csv_delimiter, keep);
@@ -31,13 +53,9 @@ export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
   // With rows withdrawn, the report comes from the files as written, which leave them out.
   const tally = (keep === undefined ? options.collectedTally : null) ?? (await tallyFromFiles(paths, options.baseline, options.startedAt));
   const finishedAt = new Date();
-  const report = tally.build({ batchId: meta.batch_id, startedAt: options.startedAt, finishedAt }, meta.invalid_codes);
+  const report = tally.build({ batchId: meta.batch_id, startedAt: options.startedAt, finishedAt }, meta.invalid_codes, unfinished);
   writeReport(report, options.outDir);
-  await store.update(meta.batch_id, {
-    status: (report.errors.budget_exceeded ?? 0) > 0 ? 'budget_exceeded' : report.totals.failed > 0 ? 'completed_with_failures' : 'completed',
-    finished_at: finishedAt.toISOString(),
-  });
-  return report;
+  return { report, finishedAt };
 }
 
 /** Rows to write: all but those made invalid in the file since they had a result (producer.ts withdrawRows). */

@@ -58,7 +58,14 @@ function timeAndRate(totals: Report['totals']): string {
 export function renderHeadline(report: Report): string {
   const { totals } = report;
   const invalid = totals.invalid_rows > 0 ? `; ${counted(totals.invalid_rows, 'invalid row')} not run` : '';
-  return `${count(totals.succeeded)} of ${counted(totals.rows, 'row')} succeeded in ${timeAndRate(totals)}, ${counted(totals.calls, 'call')}, ${formatCost(totals.cost_usd, totals.unpriced_calls, totals.calls)}${invalid}`;
+  const unfinished = unfinishedText(totals);
+  return `${unfinished ? 'Stopped early: ' : ''}${count(totals.succeeded)} of ${counted(totals.rows, 'row')} succeeded in ${timeAndRate(totals)}, ${counted(totals.calls, 'call')}, ${formatCost(totals.cost_usd, totals.unpriced_calls, totals.calls)}${invalid}${unfinished ? `; ${unfinished}` : ''}`;
+}
+
+/** The rows a run stopped early did not get to ('' for a finished batch). */
+function unfinishedText(totals: Report['totals']): string {
+  if (totals.unfinished_rows === 0) return '';
+  return totals.unfinished_rows === null ? 'the rest of the file not run yet' : `${counted(totals.unfinished_rows, 'row')} not run yet`;
 }
 
 /** One line of at most `max` characters: whitespace runs become one space, the rest is cut with "…". */
@@ -106,7 +113,8 @@ export function renderReportMarkdown(report: Report): string {
     '',
     `- Started ${report.started_at}, finished ${report.finished_at}`,
     `- Rows: ${count(totals.rows)} (${count(totals.succeeded)} succeeded, ${count(totals.failed)} failed)` +
-      (totals.invalid_rows > 0 ? `; ${counted(totals.invalid_rows, 'invalid input row')} not run (errors.jsonl)` : ''),
+      (totals.invalid_rows > 0 ? `; ${counted(totals.invalid_rows, 'invalid input row')} not run (errors.jsonl)` : '') +
+      (unfinishedText(totals) ? `; ${unfinishedText(totals)}: the run stopped early, and \`switchyard run --resume ${report.batch_id}\` finishes the batch` : ''),
     `- Calls: ${count(totals.calls)} (${count(totals.failed_calls)} failed), retries and fallbacks included`,
     `- Tokens: ${count(totals.input_tokens)} in, ${count(totals.output_tokens)} out`,
     `- Cost: ${formatUsd(totals.cost_usd)}, the sum of costs.jsonl`,
@@ -260,7 +268,7 @@ function codePairs(label: string, lead: string, counts: Record<string, number>, 
 export function renderSummaryLines(report: Report): string[] {
   const { totals } = report;
   const pairs: Array<[string, string]> = [
-    ['Rows', `${count(totals.succeeded)} of ${count(totals.rows)} succeeded, ${count(totals.failed)} failed`],
+    ['Rows', `${count(totals.succeeded)} of ${count(totals.rows)} succeeded, ${count(totals.failed)} failed${unfinishedText(totals) ? `; ${unfinishedText(totals)}` : ''}`],
     ['Time', timeAndRate(totals)],
     ['Calls', `${count(totals.calls)}, ${count(totals.failed_calls)} failed`],
     ['Tokens', `${count(totals.input_tokens)} in, ${count(totals.output_tokens)} out`],

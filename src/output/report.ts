@@ -28,6 +28,12 @@ export interface ReportTotals {
   rows_per_second: number | null;
   /** Input rows that could not be run (errors.jsonl); not among `rows`. */
   invalid_rows: number;
+  /**
+   * Valid rows without a result yet, not among `rows`: 0 once the batch is finished. A run stopped
+   * early (Ctrl-C, SIGTERM) writes the outputs of the rows finished so far and counts the rest
+   * here; null when it stopped before the whole file was read.
+   */
+  unfinished_rows: number | null;
 }
 
 export interface ModelReport {
@@ -300,7 +306,7 @@ export class ReportTally {
   }
 
   /** The report; `invalid` is what the producer counted of rows that could not be run. */
-  build(span: ReportSpan, invalid: InvalidRowCounts = {}): Report {
+  build(span: ReportSpan, invalid: InvalidRowCounts = {}, unfinished: number | null = 0): Report {
     const invalidEntries = Object.entries(invalid).sort(([a, x], [b, y]) => y.rows - x.rows || byCodePoint(a, b));
     const extra = this.#extra;
     const baselineNanos = this.#baselineNanos;
@@ -360,6 +366,7 @@ export class ReportTally {
         rows_this_run: this.#rowsThisRun,
         rows_per_second: elapsedMs > 0 ? roundTenth((this.#rowsThisRun * 1000) / elapsedMs) : null,
         invalid_rows: invalidEntries.reduce((sum, [, entry]) => sum + entry.rows, 0),
+        unfinished_rows: unfinished,
       },
       // fromEntries defines own properties, so a model named "__proto__" stays a plain key.
       models: Object.fromEntries(modelReports),

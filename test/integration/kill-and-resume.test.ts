@@ -1,7 +1,9 @@
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { rowsHeldFor } from '../../src/execution/call-slots.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
+import type { Report } from '../../src/output/report.ts';
 import { runCli, spawnCli } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
@@ -85,7 +87,7 @@ describe('crash safety: killed processes lose no row and double none', () => {
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expectEachRowOnce(results, 400);
   });
-  it('Ctrl-C stops reading the file and taking rows at once; --resume then finishes every row exactly once', async () => {
+  it('Ctrl-C stops reading the file and taking rows at once and writes the outputs so far; --resume then finishes every row exactly once', async () => {
     h.sim.reset();
     const dir = await tempDir('interrupt');
     // A small max_pending keeps most of the file unread while the first rows run.
@@ -101,9 +103,19 @@ describe('crash safety: killed processes lose no row and double none', () => {
     const ended = await first.done;
     expect(ended.code).toBe(130);
     expect(Date.now() - interruptedAt).toBeLessThan(3000);
-    expect(ended.stdout).toContain('Interrupted. Finishing the rows in hand (interrupt again to stop at once');
-    // The file was not read to its end, so the total is not known yet.
-    expect(ended.stdout).toMatch(/\nStopped: [\d,]+ rows done \(0 failed\), \$[\d.]+ spent\. .*: switchyard run --resume interrupted\n/);
+    expect(ended.stdout).toContain('Interrupted. Finishing the rows in hand, then writing the outputs so far (interrupt again to stop at once');
+    // The outputs hold every row finished so far, once each; the file was not read to its end, so the rest is not counted.
+    const finishedAtStop = await h.redis.bitcount(finishedKeyOf('interrupted'));
+    const soFar = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(soFar).toHaveLength(finishedAtStop);
+    expect(new Set(soFar.map((r) => r.row)).size).toBe(finishedAtStop);
+    const partial = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(partial.totals).toMatchObject({ rows: finishedAtStop, succeeded: finishedAtStop, unfinished_rows: null });
+    expect(ended.stdout).toMatch(new RegExp(`\nRows +${finishedAtStop.toLocaleString('en-US')} of ${finishedAtStop.toLocaleString('en-US')} succeeded, 0 failed; the rest of the file not run yet\n`));
+    expect(ended.stdout).toContain(
+      `\nStopped early: the outputs above hold the ${finishedAtStop.toLocaleString('en-US')} rows finished so far. Nothing done is lost or paid for again: switchyard run --resume interrupted runs the rest and writes them whole.\n`,
+    );
+    expect(await readFile(join(out, 'report.md'), 'utf8')).toContain('**Stopped early: ');
     expect(ended.stdout).not.toContain('Read 3,000 rows');
     // Well short of the file: what was in flight or queued when Ctrl-C came, not the rest.
     expect(h.sim.stats().models.fast!.requests).toBeLessThan(600);
@@ -137,12 +149,15 @@ describe('crash safety: killed processes lose no row and double none', () => {
     expect(ended.stdout).toContain('Interrupted (SIGTERM). Finishing the rows in hand');
     const finished = await h.redis.bitcount(finishedKey);
     expect(finished).toBeLessThan(rows);
-    // Counted after the rows in hand finished: what Redis holds is what it says.
-    expect(ended.stdout).toContain(`\nStopped: ${finished.toLocaleString('en-US')} of 2,000 rows done (0 failed), $`);
-    expect(ended.stdout).toMatch(/spent\. The outputs are written when the batch finishes; nothing done is lost or paid for again: switchyard run --resume terminated\n/);
+    // Written after the rows in hand finished: the outputs hold what Redis says is done, and the report counts the rest.
+    expect(await readJsonLines<RowResult>(join(out, 'results.jsonl'))).toHaveLength(finished);
+    const partial = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(partial.totals).toMatchObject({ rows: finished, unfinished_rows: rows - finished });
+    expect(ended.stdout).toContain(`; ${(rows - finished).toLocaleString('en-US')} rows not run yet\n`);
+    expect(ended.stdout).toMatch(/Stopped early: .* switchyard run --resume terminated runs the rest and writes them whole\.\n/);
     expect(await h.redis.exists(`${h.prefix}:batch:{terminated}:lease`)).toBe(0); // released, so a resume needs no wait
 
-    const resumed = await runCli(['run', '--resume', 'terminated'], h.env());
+    const resumed = await runCli(['run', '--resume', 'terminated', '--concurrency', '32'], h.env());
     expect(resumed.code, resumed.stderr).toBe(0);
     expectEachRowOnce(await readJsonLines<RowResult>(join(out, 'results.jsonl')), rows);
   });

@@ -186,6 +186,7 @@ describe('buildReport', () => {
       rows_this_run: 10_000,
       rows_per_second: 2439,
       invalid_rows: 0,
+      unfinished_rows: 0,
     });
     expect(report.totals.failed).toBe(200);
     expect(report.totals.unpriced_calls).toBeGreaterThan(0);
