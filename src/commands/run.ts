@@ -189,7 +189,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     let stoppedBy: NodeJS.Signals | null = null;
     const onInterrupt = (signal: NodeJS.Signals) => {
       stoppedBy = signal;
-      say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''}. Finishing the rows in hand, then writing the outputs so far (interrupt again to stop at once: the rows in hand would then run again on resume).`);
+      say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''}. Finishing the rows in hand, then writing the outputs so far (a second Ctrl-C quits at once).`);
       stopReading.abort();
       void (worker?.close() ?? Promise.resolve()).finally(() => drainCollector.abort());
     };

@@ -103,7 +103,7 @@ describe('crash safety: killed processes lose no row and double none', () => {
     const ended = await first.done;
     expect(ended.code).toBe(130);
     expect(Date.now() - interruptedAt).toBeLessThan(3000);
-    expect(ended.stdout).toContain('Interrupted. Finishing the rows in hand, then writing the outputs so far (interrupt again to stop at once');
+    expect(ended.stdout).toContain('Interrupted. Finishing the rows in hand, then writing the outputs so far (a second Ctrl-C quits at once).');
     // The outputs hold every row finished so far, once each; the file was not read to its end, so the rest is not counted.
     const finishedAtStop = await h.redis.bitcount(finishedKeyOf('interrupted'));
     const soFar = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
