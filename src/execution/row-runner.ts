@@ -187,7 +187,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
       input_tokens: usage.input_tokens,
       output_tokens: usage.output_tokens,
       cost_usd: actualNanos === null ? null : nanosToUsd(actualNanos),
-      latency_ms: now() - started,
+      latency_ms: now() - started - (answer?.countingMs ?? 0),
       started_at: new Date(started).toISOString(),
       ...(error ? { error_code: error.code } : {}),
       ...(answer?.usageEstimated ? { usage_estimated: true as const } : {}),

@@ -24,6 +24,8 @@ export interface ModelAnswer {
   usage: Usage;
   /** The provider sent no token usage: `usage` is counted here with a tokenizer (call-model.ts). */
   usageEstimated: boolean;
+  /** Time spent counting those tokens after the answer came (the first count loads the tokenizer): not the call's latency. */
+  countingMs: number;
   finishReason: string | null;
   requestId: string | null;
   httpStatus: number;
@@ -111,10 +113,13 @@ export async function callModel(provider: ProviderClient, request: ModelRequest,
     if (!choice) throw new ModelCallError({ code: 'empty_response', model: request.model, status: response.status, message: `model "${request.model}" answered with no choices` });
     const output = choice.message.content ?? '';
     const reported = reportedUsage(data.usage);
+    const countingFrom = performance.now();
+    const usage = reported ?? estimatedUsage(request, output);
     return {
       output,
-      usage: reported ?? estimatedUsage(request, output),
+      usage,
       usageEstimated: reported === null,
+      countingMs: reported === null ? Math.round(performance.now() - countingFrom) : 0,
       finishReason: choice.finish_reason ?? null,
       requestId: request_id ?? null,
       httpStatus: response.status,

@@ -111,7 +111,7 @@ export async function classifyWithLlm(deps: LlmClassifierDeps, input: LlmClassif
   };
   try {
     const answer = await deps.call(request);
-    const latencyMs = Math.round(performance.now() - started);
+    const latencyMs = Math.round(performance.now() - started - answer.countingMs);
     const taskType = parseTaskLabel(answer.output, input.taskTypes);
     const reason = taskType !== null ? `llm: ${taskType}` : `llm answer ${quote(answer.output)} names no task type`;
     return { taskType, reason, answer, error: null, httpStatus: answer.httpStatus, latencyMs, startedAt };
