@@ -25,6 +25,15 @@ export function runCli(args: string[], env: Record<string, string>, options: { c
   return spawnCli(args, env, options).done;
 }
 
+/** Resolves once `check()` is true; throws after `timeoutMs`. */
+export async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
 /** Resolves once `read()` contains `text`; throws with the output so far after `timeoutMs`. */
 export async function waitForOutput(read: () => string, text: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;

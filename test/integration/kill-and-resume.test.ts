@@ -4,17 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { rowsHeldFor } from '../../src/execution/call-slots.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report.ts';
-import { runCli, spawnCli } from '../helpers/cli.ts';
+import { runCli, spawnCli, waitFor } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 function expectEachRowOnce(results: RowResult[], rows: number): void {
   expect(results.map((r) => r.row)).toEqual(Array.from({ length: rows }, (_, i) => i + 1));

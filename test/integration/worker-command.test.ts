@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCli, spawnCli, waitForOutput } from '../helpers/cli.ts';
+import { runCli, spawnCli, waitFor, waitForOutput } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
@@ -62,6 +62,42 @@ describe('switchyard worker, on its own beside a detached run', () => {
       keyless.kill('SIGTERM');
       keyed.kill('SIGTERM');
       await Promise.all([keyless.done, keyed.done]);
+    }
+  });
+
+  it('collect stopped by SIGTERM writes the outputs of the rows finished so far; collecting again writes them whole', async () => {
+    const dir = await tempDir('collect-drain');
+    // 600 calls a minute: the 60 rows take about 6 s, so the collect is stopped part-way.
+    const models = { fast: { provider: 'sim', price: { input_per_mtok: 0.1, output_per_mtok: 0.2 }, rpm: 600 } };
+    const config = await writeSimConfig(dir, h.sim.url, { models, default_model: 'fast' });
+    const input = await writePromptsCsv(dir, 60);
+    const out = join(dir, 'out');
+    const worker = spawnCli(['worker', '--concurrency', '8'], h.env());
+    try {
+      await waitForOutput(() => worker.output().stdout, 'Worker running', 20_000);
+      expect((await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'drained', '--detach'], h.env())).code).toBe(0);
+      const collect = spawnCli(['collect', 'drained'], h.env());
+      await waitForOutput(() => collect.output().stdout, 'Collecting drained', 20_000);
+      await waitFor(async () => (await h.redis.bitcount(`${h.prefix}:batch:{drained}:finished`)) >= 5, 20_000);
+      collect.kill('SIGTERM');
+      const stopped = await collect.done;
+      expect(stopped.code).toBe(143);
+      const soFar = await readJsonLines<{ row: number }>(join(out, 'results.jsonl'));
+      expect(soFar.length).toBeGreaterThan(0);
+      expect(soFar.length).toBeLessThan(60);
+      expect(stopped.stdout).toContain(`Stopped. The outputs above hold the ${soFar.length} rows finished so far. Nothing is lost: "switchyard collect drained" goes on from here and writes them whole.`);
+      const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as { totals: { rows: number; unfinished_rows: number | null } };
+      expect(report.totals.rows).toBe(soFar.length);
+      expect(report.totals.unfinished_rows).toBeGreaterThan(0);
+
+      const whole = await runCli(['collect', 'drained'], h.env());
+      expect(whole.code, whole.stderr).toBe(0);
+      const results = await readJsonLines<{ row: number }>(join(out, 'results.jsonl'));
+      expect(results.map((r) => r.row)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+      expect((JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as typeof report).totals.unfinished_rows).toBe(0);
+    } finally {
+      worker.kill('SIGTERM');
+      await worker.done;
     }
   });
 
