@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { exitCodeForSignal } from '../errors.ts';
 import { packageRoot } from '../package-root.ts';
 import { runBatch } from './run.ts';
 
@@ -10,6 +11,7 @@ export async function runDemoCommand(logger: Logger, say: (line: string) => void
   const batchId = `demo-${Date.now().toString(36)}`;
   const outcome = await runBatch({ file: EXAMPLE, batchId, out: `out/${batchId}` }, logger, say);
   say('');
-  say(`Demo finished. Open ${outcome.outDir}/report.md for the report.`);
+  const interrupted = outcome.exitCode === exitCodeForSignal('SIGINT') || outcome.exitCode === exitCodeForSignal('SIGTERM');
+  say(interrupted ? `Demo stopped early. ${outcome.outDir}/report.md holds the rows it finished, if any.` : `Demo finished. Open ${outcome.outDir}/report.md for the report.`);
   return outcome.exitCode;
 }
