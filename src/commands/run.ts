@@ -191,7 +191,8 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       stoppedBy = signal;
       say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''}. Finishing the rows in hand, then writing the outputs so far (a second Ctrl-C quits at once).`);
       stopReading.abort();
-      void (worker?.close() ?? Promise.resolve()).finally(() => drainCollector.abort());
+      // A close that fails is seen again where the run closes the worker for good.
+      void (worker?.close() ?? Promise.resolve()).catch(() => undefined).then(() => drainCollector.abort());
     };
     process.once('SIGINT', onInterrupt);
     process.once('SIGTERM', onInterrupt);

@@ -8,6 +8,7 @@ import { holderName } from '../queue/batch-lease.ts';
 import { totalOf } from '../progress/progress-display.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
 import { workerProcesses } from '../queue/worker-registry.ts';
+import { readWrittenReport } from '../output/write-report.ts';
 
 const RECENT = 10;
 
@@ -20,6 +21,8 @@ interface BatchState {
   workers?: number | null;
   /** "host pid N" of the worker processes on record (worker-registry.ts); only read for one unfinished batch. */
   workerNames?: string[];
+  /** Rows in the outputs a stopped run wrote before the batch finished (report.json); only read for one unfinished batch. */
+  rowsWrittenSoFar?: number | null;
 }
 
 /** `switchyard status [batch id]`: one batch in detail, or a table of the most recent ones. */
@@ -30,8 +33,10 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
       const [state, runBy] = await Promise.all([session.store.loadWithProgress(batchId), leaseHolder(session, batchId)]);
       if (!state) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel} (with key prefix "${session.space.prefix}"); \`switchyard status\` lists the recent ones`);
       const finished = isFinishedStatus(state.meta.status);
-      const [workers, workerNames] = finished ? [undefined, undefined] : await Promise.all([connectedWorkerCount(session.openPromptQueue()), workerProcesses(session.redis, session.space)]);
-      for (const line of describeBatch({ ...state, runBy, workers, ...(workerNames ? { workerNames } : {}) })) say(line);
+      const [workers, workerNames, rowsWrittenSoFar] = finished
+        ? [undefined, undefined, undefined]
+        : await Promise.all([connectedWorkerCount(session.openPromptQueue()), workerProcesses(session.redis, session.space), outputsSoFar(state.meta)]);
+      for (const line of describeBatch({ ...state, runBy, workers, ...(workerNames ? { workerNames } : {}), rowsWrittenSoFar })) say(line);
       return 0;
     }
     const [ids, count] = await Promise.all([session.store.recentBatchIds(RECENT), session.store.batchCount()]);
@@ -54,6 +59,14 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
   }
 }
 
+/** The rows in the outputs of an unfinished batch, written when a run of it was stopped; null when there are none. */
+async function outputsSoFar(meta: BatchMeta): Promise<number | null> {
+  const report = await readWrittenReport(meta.out_dir);
+  // Reports from before unfinished_rows existed have none: they were a finished run's.
+  const unfinished: number | null | undefined = report?.totals.unfinished_rows;
+  return report?.batch_id === meta.batch_id && unfinished !== undefined && unfinished !== 0 ? report.totals.rows : null;
+}
+
 /** "host pid N" of the process holding the batch's lease (running or collecting it), or null. */
 async function leaseHolder(session: Session, batchId: string): Promise<string | null> {
   const lease = await session.redis.get(session.store.keys(batchId).lease);
@@ -61,13 +74,13 @@ async function leaseHolder(session: Session, batchId: string): Promise<string | 
 }
 
 /** The lines `status <batch id>` prints. */
-export function describeBatch({ meta, progress, runBy, workers, workerNames = [] }: BatchState): string[] {
+export function describeBatch({ meta, progress, runBy, workers, workerNames = [], rowsWrittenSoFar = null }: BatchState): string[] {
   const lines = [
     `${meta.batch_id}  ${meta.status}`,
     `  rows      ${formatCount(progress.finished)}/${totalOf(progress).text} finished: ${formatCount(progress.succeeded)} succeeded, ${formatCount(progress.failed)} failed; ${formatCount(meta.invalid_rows)} invalid${invalidReasons(meta)}`,
     `  cost      ${formatUsd(progress.costUsd)}${meta.budget_usd === undefined ? '' : ` of a ${formatUsd(meta.budget_usd)} budget`}`,
     `  input     ${meta.input}`,
-    `  output    ${meta.out_dir}`,
+    `  output    ${meta.out_dir}${rowsWrittenSoFar === null ? '' : ` (the ${counted(rowsWrittenSoFar, 'row')} finished when a run of it stopped; all of them once it finishes)`}`,
     `  started   ${timestamp(meta.started_at ?? meta.created_at)}${meta.finished_at ? `, finished ${timestamp(meta.finished_at)}` : ''}`,
   ];
   const names = workerNames.length > 0 ? ` (${workerNames.join(', ')})` : '';
