@@ -4,6 +4,8 @@ import { createPromptProcessor, type PromptJob } from '../../jobs/prompt.ts';
 import type { BatchContexts } from '../../src/queue/batch-context.ts';
 import { batchKeys } from '../../src/queue/keys.ts';
 import { reopenRows } from '../../src/queue/reopen-rows.ts';
+import type { RowResult } from '../../src/output/records.ts';
+import { publishRowEvent, readRowEvents } from '../../src/output/row-events.ts';
 import { cleanupPrefix, trackedConnections, uniquePrefix } from '../helpers/redis.ts';
 
 /**
@@ -36,6 +38,23 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     // Row 7 was edited in the file since it succeeded: it runs again whatever happened.
     expect([await bit(keys.finished, 7), await bit(keys.succeeded, 7)]).toEqual([0, 0]);
     expect(await redis.getrangeBuffer(keys.fingerprints, 8, 31)).toEqual(fingerprints);
+  });
+
+  it("a withdrawn row that a job of the earlier run finishes is recorded and paid for, but not counted as finished", async () => {
+    const keys = batchKeys(space, 'withdrawn');
+    // Row 4 became invalid in the file (or the file got shorter) while its old job was still queued.
+    await redis.setbit(keys.withdrawn, 4, 1);
+    const result: RowResult = {
+      ...{ id: 'r4', row: 4, status: 'succeeded', model: 'm', output: 'old answer', usage: { input_tokens: 3, output_tokens: 5 }, cost_usd: 0.000001, latency_ms: 5, attempts: 1 },
+      ...{ metadata: {}, task_type: null, route_reason: 'test', models_tried: ['m'], final_model: 'm', fallback_reason: null, completed_at: new Date().toISOString() },
+    };
+    await publishRowEvent(redis, keys, { result, calls: [] }, 1000);
+    expect([await redis.getbit(keys.finished, 4), await redis.getbit(keys.succeeded, 4)]).toEqual([0, 0]);
+    expect(await redis.hget(keys.meta, 'cost_nanos')).toBe('1000');
+    expect((await readRowEvents(redis, keys, '0-0', 10, 0)).map((entry) => entry.row)).toEqual([4]);
+    // A row that is not withdrawn counts as usual.
+    await publishRowEvent(redis, keys, { result: { ...result, id: 'r5', row: 5 }, calls: [] }, 0);
+    expect([await redis.getbit(keys.finished, 5), await redis.getbit(keys.succeeded, 5)]).toEqual([1, 1]);
   });
 
   it('a job a resume added does not call a model for a row that has succeeded since', async () => {
