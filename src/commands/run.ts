@@ -201,7 +201,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       say(`\nAnother process took over batch ${batchId} while Redis was unreachable; stopping here so only one writes its outputs.`);
       stopReading.abort();
       stopCollecting.abort();
-      void worker?.close();
+      void worker?.close().catch(() => undefined);
     });
     const collecting = options.detach ? null : collectAndReport({ session, batchId, startedAt, say, signal: stopCollecting.signal, drain: drainCollector.signal, config });
     // Keep the collector's rejection observed while enqueueing; it is awaited below.
