@@ -62,13 +62,20 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     if (last) display.update(last);
     display.stop();
   }
-  const drained = !collected && options.drain?.aborted === true && options.signal?.aborted !== true;
-  // Stopped before any row finished: there is nothing to write yet.
-  if (!collected && (!drained || (await session.store.progress(batchId))?.finished === 0)) return null;
+  // Drained early: the rows not finished yet (null while the file is still being read).
+  let unfinished: number | null = 0;
+  if (!collected) {
+    if (!options.drain?.aborted || options.signal?.aborted) return null;
+    const progress = await session.store.progress(batchId);
+    // Stopped before any row finished: there is nothing to write yet.
+    if (!progress || progress.finished === 0) return null;
+    unfinished = progress.total === null || progress.status === 'enqueuing' ? null : Math.max(0, progress.total - progress.finished);
+  }
   // Read again once: the producer has since recorded the row counts (invalid rows among them).
   const finalMeta = (await session.store.load(batchId)) ?? meta;
   const finalizing = { store: session.store, meta: finalMeta, paths, outDir: meta.out_dir, startedAt: options.startedAt, baseline, collectedTally: tally.complete };
-  const report = collected || (await allRowsFinished(session, batchId)) ? await finalizeBatch(finalizing) : await writeOutputsSoFar(finalizing);
+  // A stop that came as the last row finished still ends the batch as usual.
+  const report = unfinished === 0 ? await finalizeBatch(finalizing) : await writeOutputsSoFar(finalizing, unfinished);
   say('');
   for (const line of renderSummaryLines(report)) say(line);
   say('');
@@ -84,12 +91,6 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     say(`Budget reached: ${overBudget} rows were not run. Finish them with: switchyard run --resume ${batchId} --budget <higher USD>`);
   }
   return report;
-}
-
-/** Whether a batch stopped early had finished its last row anyway (its file read to the end). */
-async function allRowsFinished(session: Session, batchId: string): Promise<boolean> {
-  const progress = await session.store.progress(batchId);
-  return progress !== null && progress.total !== null && progress.status !== 'enqueuing' && progress.finished >= progress.total;
 }
 
 async function storedConfig(session: Session, batchId: string): Promise<SwitchyardConfig | null> {

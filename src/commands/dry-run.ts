@@ -81,10 +81,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
       unroutable++;
       continue;
     }
-    const inputTokens = plan.promptTokensCounted ? plan.promptTokens : countMessageTokens(row.messages);
-    const outputTokens = Math.min(maxTokens, config.models[model]?.max_output_tokens ?? maxTokens);
-    const nanos = callCostNanos(config.models[model]?.price, { input_tokens: inputTokens, output_tokens: outputTokens });
-    const rowTally: Tally = { rows: 1, inputTokens, maxOutputTokens: outputTokens, costNanos: nanos ?? 0, unpriced: nanos === null ? 1 : 0 };
+    const rowTally = callTally(config, model, plan.promptTokensCounted ? plan.promptTokens : countMessageTokens(row.messages), maxTokens);
     add(byModel, model, rowTally);
     add(byTask, plan.taskType, rowTally);
     for (const field of Object.keys(total) as (keyof Tally)[]) total[field] += rowTally[field];
@@ -111,19 +108,23 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
  * reads the prompt, their answers and its instructions (about 150 tokens), and writes max_tokens.
  */
 function ensembleRowTally(config: SwitchyardConfig, ensemble: EnsembleConfig, promptTokens: number, maxTokens: number): Tally {
-  const tally: Tally = { rows: 1, inputTokens: 0, maxOutputTokens: 0, costNanos: 0, unpriced: 0 };
-  const call = (model: string, inputTokens: number) => {
-    const outputTokens = Math.min(maxTokens, config.models[model]?.max_output_tokens ?? maxTokens);
-    const nanos = callCostNanos(config.models[model]?.price, { input_tokens: inputTokens, output_tokens: outputTokens });
-    tally.inputTokens += inputTokens;
-    tally.maxOutputTokens += outputTokens;
-    tally.costNanos += nanos ?? 0;
-    if (nanos === null) tally.unpriced = 1;
-    return outputTokens;
+  const members = ensemble.members.map((model) => callTally(config, model, promptTokens, maxTokens));
+  const answers = members.reduce((sum, member) => sum + member.maxOutputTokens, 0);
+  const calls = [...members, callTally(config, ensemble.synthesizer, promptTokens + answers + 150, maxTokens)];
+  return {
+    rows: 1,
+    inputTokens: calls.reduce((sum, call) => sum + call.inputTokens, 0),
+    maxOutputTokens: calls.reduce((sum, call) => sum + call.maxOutputTokens, 0),
+    costNanos: calls.reduce((sum, call) => sum + call.costNanos, 0),
+    unpriced: calls.some((call) => call.unpriced > 0) ? 1 : 0,
   };
-  const answers = ensemble.members.reduce((sum, model) => sum + call(model, promptTokens), 0);
-  call(ensemble.synthesizer, promptTokens + answers + 150);
-  return tally;
+}
+
+/** One call at most: the prompt read, max_tokens written (capped by the model's max_output_tokens), priced. */
+function callTally(config: SwitchyardConfig, model: string, inputTokens: number, maxTokens: number): Tally {
+  const maxOutputTokens = Math.min(maxTokens, config.models[model]?.max_output_tokens ?? maxTokens);
+  const nanos = callCostNanos(config.models[model]?.price, { input_tokens: inputTokens, output_tokens: maxOutputTokens });
+  return { rows: 1, inputTokens, maxOutputTokens, costNanos: nanos ?? 0, unpriced: nanos === null ? 1 : 0 };
 }
 
 function printTable(label: string, tallies: Map<string, Tally>, say: (line: string) => void): void {

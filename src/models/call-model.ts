@@ -91,8 +91,10 @@ function reportedUsage(usage: unknown): Usage | null {
  * Without the provider's usage, the call would cost $0 and slip past budgets: count the tokens
  * here instead (o200k_base; another vocabulary than most providers', so a close estimate).
  */
-function estimatedUsage(request: ModelRequest, output: string): Usage {
-  return { input_tokens: countMessageTokens(request.messages), output_tokens: countTextTokens(output) };
+function estimatedUsage(request: ModelRequest, output: string): { usage: Usage; ms: number } {
+  const from = performance.now();
+  const usage = { input_tokens: countMessageTokens(request.messages), output_tokens: countTextTokens(output) };
+  return { usage, ms: Math.round(performance.now() - from) };
 }
 
 /** One chat completion through the `openai` SDK; throws ModelCallError on any failure. */
@@ -113,13 +115,12 @@ export async function callModel(provider: ProviderClient, request: ModelRequest,
     if (!choice) throw new ModelCallError({ code: 'empty_response', model: request.model, status: response.status, message: `model "${request.model}" answered with no choices` });
     const output = choice.message.content ?? '';
     const reported = reportedUsage(data.usage);
-    const countingFrom = performance.now();
-    const usage = reported ?? estimatedUsage(request, output);
+    const { usage, ms } = reported === null ? estimatedUsage(request, output) : { usage: reported, ms: 0 };
     return {
       output,
       usage,
       usageEstimated: reported === null,
-      countingMs: reported === null ? Math.round(performance.now() - countingFrom) : 0,
+      countingMs: ms,
       finishReason: choice.finish_reason ?? null,
       requestId: request_id ?? null,
       httpStatus: response.status,

@@ -33,14 +33,11 @@ export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
 }
 
 /**
- * A run stopped early (Ctrl-C, SIGTERM): the files and report for the rows finished so far, the
- * rest counted as unfinished (null while the file was not read to its end). The batch stays open:
- * its resume writes every file again, whole.
+ * A run stopped early (Ctrl-C, SIGTERM): the files and report for the rows finished so far, with
+ * `unfinished` rows left (null while the file was not read to its end). The batch stays open: its
+ * resume writes every file again, whole.
  */
-export async function writeOutputsSoFar(options: FinalizeOptions): Promise<Report> {
-  const { meta } = options;
-  const progress = await options.store.progress(meta.batch_id);
-  const unfinished = progress?.total == null ? null : Math.max(0, progress.total - progress.finished);
+export async function writeOutputsSoFar(options: FinalizeOptions, unfinished: number | null): Promise<Report> {
   return (await writeOutputs({ ...options, collectedTally: null }, unfinished)).report;
 }
 

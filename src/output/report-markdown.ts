@@ -106,6 +106,7 @@ function countTable(label: string, counts: Record<string, number>): string[] {
 /** report.md: headline, totals, a table per model, errors by code. */
 export function renderReportMarkdown(report: Report): string {
   const { totals } = report;
+  const unfinished = unfinishedText(totals);
   const lines: string[] = [
     `# Batch report: ${report.batch_id}`,
     '',
@@ -114,7 +115,7 @@ export function renderReportMarkdown(report: Report): string {
     `- Started ${report.started_at}, finished ${report.finished_at}`,
     `- Rows: ${count(totals.rows)} (${count(totals.succeeded)} succeeded, ${count(totals.failed)} failed)` +
       (totals.invalid_rows > 0 ? `; ${counted(totals.invalid_rows, 'invalid input row')} not run (errors.jsonl)` : '') +
-      (unfinishedText(totals) ? `; ${unfinishedText(totals)}: the run stopped early, and \`switchyard run --resume ${report.batch_id}\` finishes the batch` : ''),
+      (unfinished ? `; ${unfinished}: the run stopped early, and \`switchyard run --resume ${report.batch_id}\` finishes the batch` : ''),
     `- Calls: ${count(totals.calls)} (${count(totals.failed_calls)} failed), retries and fallbacks included`,
     `- Tokens: ${count(totals.input_tokens)} in, ${count(totals.output_tokens)} out`,
     `- Cost: ${formatUsd(totals.cost_usd)}, the sum of costs.jsonl`,
@@ -267,8 +268,9 @@ function codePairs(label: string, lead: string, counts: Record<string, number>, 
 /** A short terminal summary: aligned label/value lines, then one aligned line per model. */
 export function renderSummaryLines(report: Report): string[] {
   const { totals } = report;
+  const unfinished = unfinishedText(totals);
   const pairs: Array<[string, string]> = [
-    ['Rows', `${count(totals.succeeded)} of ${count(totals.rows)} succeeded, ${count(totals.failed)} failed${unfinishedText(totals) ? `; ${unfinishedText(totals)}` : ''}`],
+    ['Rows', `${count(totals.succeeded)} of ${count(totals.rows)} succeeded, ${count(totals.failed)} failed${unfinished ? `; ${unfinished}` : ''}`],
     ['Time', timeAndRate(totals)],
     ['Calls', `${count(totals.calls)}, ${count(totals.failed_calls)} failed`],
     ['Tokens', `${count(totals.input_tokens)} in, ${count(totals.output_tokens)} out`],

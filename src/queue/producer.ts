@@ -226,15 +226,17 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
   const failed: number[] = [];
   const unfinished: number[] = [];
   const changed: number[] = [];
+  const candidates: InputRow[] = [];
   for (const row of rows) {
     if (!finished.has(row.row)) unfinished.push(row.row);
     else if (!succeeded.has(row.row)) failed.push(row.row);
     else if (fingerprintChanged(recorded, fingerprints, (row.row - first) * 4)) changed.push(row.row);
+    else continue; // succeeded before, with the same content
+    candidates.push(row);
   }
   // A job the earlier run left in the queue may have finished a row since the read above.
   const finishedMeanwhile = await reopenRows(options.store.redis, keys, { firstRow: first, fingerprints, failed, unfinished, changed });
-  const rerun = new Set(changed);
-  const toRun = rows.filter((row) => (succeeded.has(row.row) && finished.has(row.row) ? rerun.has(row.row) : !finishedMeanwhile.has(row.row)));
+  const toRun = candidates.filter((row) => !finishedMeanwhile.has(row.row));
   counts.changedSinceSucceeded += changed.length;
   counts.alreadySucceeded += rows.length - toRun.length;
   return { toRun, written: Promise.resolve() };
