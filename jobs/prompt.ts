@@ -5,9 +5,9 @@ import type { RowRunnerDeps, RowStep } from '../src/execution/row-runner.ts';
 import { everyCall, freshProgress, rowProgressSchema } from '../src/execution/row-progress.ts';
 import { createRowFailureLog } from '../src/execution/row-failure-log.ts';
 import { chatMessageSchema } from '../src/input/row.ts';
-import { publishRowEvent } from '../src/output/row-events.ts';
+import { fingerprintBytes, publishRowEvent } from '../src/output/row-events.ts';
 import type { BatchContexts } from '../src/queue/batch-context.ts';
-import { batchKeys, type KeySpace } from '../src/queue/keys.ts';
+import { batchKeys, type BatchKeys, type KeySpace } from '../src/queue/keys.ts';
 
 /** The prompt job: one input row, routed, answered (with retries and fallbacks) and handed to the collector. */
 export const promptJobSchema = z.object({
@@ -30,6 +30,13 @@ export const promptJobSchema = z.object({
    * job is done), so this job checks that its row has not succeeded before calling a model.
    */
   reopened: z.boolean().optional(),
+  /**
+   * The row's fingerprint when queued (row-fingerprint.ts). A resume that finds the row edited in
+   * the file queues the new content under another job id; this one, if still around, is then
+   * superseded: it drops itself when it can tell before calling a model, and its result is not
+   * published (row-events.ts). Absent in jobs from before fingerprints were carried.
+   */
+  fingerprint: z.number().int().positive().optional(),
   /** How often workers that cannot serve the batch handed the row back (see handBackMs). */
   handBacks: z.number().int().nonnegative().optional(),
 });
@@ -44,6 +51,12 @@ export interface PromptJobDeps {
   keyHeldElsewhere?: (name: string) => Promise<boolean>;
 }
 
+/**
+ * How a job ended: its row's result, or nothing to do: the row had succeeded already (a
+ * re-delivery), or the job is superseded by a newer one for the row's edited content.
+ */
+export type FinishedRowKind = 'succeeded' | 'failed' | 'already-succeeded' | 'superseded';
+
 /** How BullMQ is delivering this job: a re-delivery may follow a run whose result was already published. */
 export interface Delivery {
   jobId: string | undefined;
@@ -55,7 +68,7 @@ export interface Delivery {
  * succeeded before a re-delivery) or park it.
  */
 export type PromptJobOutcome =
-  | { kind: 'done'; batchId: string; row: 'succeeded' | 'failed' | 'already-succeeded'; costNanos: number }
+  | { kind: 'done'; batchId: string; row: FinishedRowKind; costNanos: number }
   | { kind: 'park'; waitMs: number; data: PromptJob }
   /**
    * Redis or a bug, not a model: the host lets BullMQ retry the job (attempts cover crashes). `data`
@@ -99,8 +112,11 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     const keys = batchKeys(deps.space, job.batchId);
     // A worker can die after publishing a row but before BullMQ marks the job done, and a resume can
     // add a job for a row that an older job finishes meanwhile: never pay twice.
-    const mayHaveSucceeded = delivery.redelivered || job.reopened === true;
-    if (mayHaveSucceeded && (await deps.redis.getbit(keys.succeeded, job.row)) === 1) return { kind: 'done', batchId: job.batchId, row: 'already-succeeded', costNanos: 0 };
+    // A stalled job of a killed run may also be superseded by the resume that re-delivers it.
+    if (delivery.redelivered || job.reopened === true) {
+      const before = await rowBefore(deps.redis, keys, job);
+      if (before !== null) return { kind: 'done', batchId: job.batchId, row: before, costNanos: 0 };
+    }
     const ctx = await deps.batches.get(job.batchId);
     if (ctx === 'elsewhere') {
       const handBacks = (job.handBacks ?? 0) + 1;
@@ -132,13 +148,22 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       }
     }
     if (failure) logFailure({ batchId: job.batchId, row: job.row, code: failure.code, attempts: step.event.result.attempts, message: failure.message });
+    let published: boolean;
     try {
-      await publishRowEvent(deps.redis, keys, step.event, step.costNanos);
+      published = await publishRowEvent(deps.redis, keys, step.event, step.costNanos, job.fingerprint);
     } catch (error) {
       return crashed(error);
     }
-    return { kind: 'done', batchId: job.batchId, row: failure ? 'failed' : 'succeeded', costNanos: step.costNanos };
+    return { kind: 'done', batchId: job.batchId, row: !published ? 'superseded' : failure ? 'failed' : 'succeeded', costNanos: step.costNanos };
   };
+}
+
+/** Why the job has nothing to do, if so: its row succeeded already, or was edited in the file since the job was queued. */
+async function rowBefore(redis: Redis, keys: BatchKeys, job: PromptJob): Promise<'already-succeeded' | 'superseded' | null> {
+  const [succeeded, recorded] = await Promise.all([redis.getbit(keys.succeeded, job.row), job.fingerprint === undefined ? null : redis.getrangeBuffer(keys.fingerprints, job.row * 4, job.row * 4 + 3)]);
+  if (succeeded === 1) return 'already-succeeded';
+  if (recorded?.length === 4 && !recorded.equals(fingerprintBytes(job.fingerprint!)) && recorded.readUInt32BE(0) !== 0) return 'superseded';
+  return null;
 }
 
 /** The key variable the model's provider needs and this process lacks, if that is so. */

@@ -127,5 +127,5 @@ async function publishCrashedRow(options: PromptWorkerOptions, job: Job, error: 
   if (!parsed.success) return;
   const step = crashedRowStep(parsed.data, parsed.data.progress ?? freshProgress(), error);
   if (step.kind !== 'finished') return;
-  await publishRowEvent(options.redis, batchKeys(options.space, parsed.data.batchId), step.event, step.costNanos);
+  await publishRowEvent(options.redis, batchKeys(options.space, parsed.data.batchId), step.event, step.costNanos, parsed.data.fingerprint);
 }

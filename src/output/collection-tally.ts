@@ -20,15 +20,20 @@ export class CollectionTally {
     this.#tally = null;
   }
 
-  /** One finished row: its result and its calls (JSON lines, each ending in a newline). */
-  add(row: number, result: RowResult, callsJsonl: string): void {
+  /**
+   * One finished row: its result and its calls (JSON lines, each ending in a newline). A superseded
+   * job's calls come without a result: they are paid for, and the row's result comes with its new job.
+   */
+  add(row: number, result: RowResult | null, callsJsonl: string): void {
     const tally = this.#tally;
     if (!tally) return;
-    if (this.#alreadySeen(row)) {
-      this.giveUp();
-      return;
+    if (result !== null) {
+      if (this.#alreadySeen(row)) {
+        this.giveUp();
+        return;
+      }
+      tally.addResult(result);
     }
-    tally.addResult(result);
     for (let start = 0, end = callsJsonl.indexOf('\n'); end !== -1; start = end + 1, end = callsJsonl.indexOf('\n', start)) {
       tally.addCall(JSON.parse(callsJsonl.slice(start, end)) as CallRecord);
     }

@@ -140,18 +140,20 @@ interface CollectedFiles {
 }
 
 async function writeEntries(options: CollectOptions, files: CollectedFiles, entries: StreamEntry[]): Promise<string> {
-  const results = entries.map((entry) => JSON.parse(entry.resultJson) as RowResult);
-  if (results.some((result) => hasUnknownKey(result, files.metadataKeys))) files.metadataKeys = await options.store.metadataKeys(options.batchId);
+  // A superseded job's event carries its calls only (row-events.ts): they go to costs.jsonl alone.
+  const results = entries.map((entry) => (entry.resultJson === '' ? null : (JSON.parse(entry.resultJson) as RowResult)));
+  if (results.some((result) => result !== null && hasUnknownKey(result, files.metadataKeys))) files.metadataKeys = await options.store.metadataKeys(options.batchId);
   let journalText = '';
   let costsText = '';
   let csvText = '';
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i] as StreamEntry;
-    const result = results[i] as RowResult;
-    journalText += formatJournalLine(entry.row, entry.resultJson);
+    const result = results[i] ?? null;
     costsText += entry.callsJsonl;
-    csvText += formatCsvJournalEntry(entry.row, files.metadataKeys.length, resultCsvRecord(result, files.metadataKeys, options.csvDelimiter));
     options.tally?.add(entry.row, result, entry.callsJsonl);
+    if (result === null) continue;
+    journalText += formatJournalLine(entry.row, entry.resultJson);
+    csvText += formatCsvJournalEntry(entry.row, files.metadataKeys.length, resultCsvRecord(result, files.metadataKeys, options.csvDelimiter));
   }
   await Promise.all([append(files.journal, journalText), append(files.costs, costsText), append(files.csv, csvText)]);
   const lastId = entries.at(-1)!.id;

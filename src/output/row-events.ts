@@ -4,15 +4,29 @@ import { runScript, type LuaScript } from '../queue/lua-script.ts';
 import type { RowEvent } from './records.ts';
 
 /**
- * KEYS: events, finished, succeeded, meta, withdrawn. ARGV: result JSON, row, succeeded (0/1), cost
- * nanos, calls as JSON lines. A withdrawn row (invalid in the file now, or past its end) can still
- * be finished by a job an earlier run left queued: its calls are recorded and paid for, but it does
- * not count as finished, or the batch would look done while a valid row is still running.
+ * KEYS: events, finished, succeeded, meta, withdrawn, fingerprints. ARGV: result JSON, row,
+ * succeeded (0/1), cost nanos, calls as JSON lines, the job's row fingerprint (4 bytes, or empty
+ * for a job from before jobs carried one).
+ * - A withdrawn row (invalid in the file now, or past its end) can still be finished by a job an
+ *   earlier run left queued: its calls are recorded and paid for, but it does not count as
+ *   finished, or the batch would look done while a valid row is still running.
+ * - A superseded job (its row was edited in the file after it was queued; a resume queued the new
+ *   content under another job id) publishes only its calls: they were paid for, but its answer is
+ *   to another prompt. Returns 0 then, else 1.
  */
 const PUBLISH: LuaScript = {
   name: 'publish_row',
-  numberOfKeys: 5,
+  numberOfKeys: 6,
   lua: `
+if ARGV[6] ~= '' then
+  local at = tonumber(ARGV[2]) * 4
+  local recorded = redis.call('GETRANGE', KEYS[6], at, at + 3)
+  if #recorded == 4 and recorded ~= ARGV[6] and recorded ~= string.char(0, 0, 0, 0) then
+    redis.call('XADD', KEYS[1], '*', 'row', ARGV[2], 'result', '', 'calls', ARGV[5])
+    if ARGV[4] ~= '0' then redis.call('HINCRBY', KEYS[4], 'cost_nanos', ARGV[4]) end
+    return 0
+  end
+end
 redis.call('XADD', KEYS[1], '*', 'row', ARGV[2], 'result', ARGV[1], 'calls', ARGV[5])
 if redis.call('GETBIT', KEYS[5], ARGV[2]) == 0 then
   redis.call('SETBIT', KEYS[2], ARGV[2], 1)
@@ -23,21 +37,32 @@ return 1
 `,
 };
 
+/** A fingerprint as stored in the batch's fingerprints string: 4 bytes, big-endian. */
+export function fingerprintBytes(fingerprint: number): Buffer {
+  const bytes = Buffer.alloc(4);
+  bytes.writeUInt32BE(fingerprint);
+  return bytes;
+}
+
 /**
  * Hands a finished row to the batch's collector. One script, so the event, the row's bits and the
  * batch's running cost change together ("all rows finished" implies "all events are in the stream"),
- * in one round trip and one socket write.
+ * in one round trip and one socket write. Returns false when the job was superseded (only its
+ * calls were recorded).
  */
-export async function publishRowEvent(redis: Redis, keys: BatchKeys, event: RowEvent, costNanos: number): Promise<void> {
+export async function publishRowEvent(redis: Redis, keys: BatchKeys, event: RowEvent, costNanos: number, fingerprint: number | undefined): Promise<boolean> {
   const succeeded = event.result.status === 'succeeded' ? 1 : 0;
   const calls = event.calls.map((call) => `${JSON.stringify(call)}\n`).join('');
-  await runScript(redis, PUBLISH, [keys.events, keys.finished, keys.succeeded, keys.meta, keys.withdrawn], [JSON.stringify(event.result), event.result.row, succeeded, costNanos, calls]);
+  const jobFingerprint = fingerprint === undefined ? '' : fingerprintBytes(fingerprint);
+  const published = await runScript(redis, PUBLISH, [keys.events, keys.finished, keys.succeeded, keys.meta, keys.withdrawn, keys.fingerprints], [JSON.stringify(event.result), event.result.row, succeeded, costNanos, calls, jobFingerprint]);
+  return published === 1;
 }
 
 /** A row's event as stored: already serialized, so the collector writes it without re-encoding. */
 export interface StreamEntry {
   id: string;
   row: number;
+  /** Empty for a superseded job's event, which carries only its calls. */
   resultJson: string;
   /** One JSON line per call, each ending in a newline. */
   callsJsonl: string;

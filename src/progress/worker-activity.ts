@@ -1,10 +1,11 @@
+import type { FinishedRowKind } from '../../jobs/prompt.ts';
 import { formatUsd, nanosToUsd } from '../models/pricing.ts';
 import { counted, formatCount } from '../output/report-markdown.ts';
 
 /** What one finished row tells the tally (see jobs/prompt.ts). */
 export interface FinishedRow {
   batchId: string;
-  row: 'succeeded' | 'failed' | 'already-succeeded';
+  row: FinishedRowKind;
   costNanos: number;
 }
 
@@ -21,6 +22,7 @@ const emptyCounts = (): Counts => ({ rows: 0, failed: 0, costNanos: 0, batches: 
  * What a standalone `switchyard worker` has done: a line per reporting period while rows come
  * (a worker can run for hours with nothing else on its terminal), and a summary when it stops.
  * Rows that had already succeeded before a re-delivery are not counted: nothing was done for them.
+ * A superseded job's calls count in the cost, but not as a row (the row's new job is the one).
  */
 export function createWorkerActivity(now: () => number = Date.now) {
   const startedAt = now();
@@ -38,9 +40,10 @@ export function createWorkerActivity(now: () => number = Date.now) {
     rowFinished(finished: FinishedRow): void {
       if (finished.row === 'already-succeeded') return;
       for (const counts of [period, total]) {
+        counts.costNanos += finished.costNanos;
+        if (finished.row === 'superseded') continue;
         counts.rows++;
         if (finished.row === 'failed') counts.failed++;
-        counts.costNanos += finished.costNanos;
         counts.batches.add(finished.batchId);
       }
     },

@@ -41,9 +41,13 @@ export function batchIndexKey(space: KeySpace): string {
   return `${space.prefix}:batches`;
 }
 
-/** BullMQ rejects ':' in custom ids, so batch and row are joined with '_'. */
-export function promptJobId(batchId: string, row: number): string {
-  return `${batchId}_${row}`;
+/**
+ * A row's job id: batch, row and the row's fingerprint (row-fingerprint.ts), so running the same
+ * batch again never queues a row twice, while a row edited in the file since its job was queued
+ * gets a job of its own (the old one is then superseded). BullMQ rejects ':' in custom ids.
+ */
+export function promptJobId(batchId: string, row: number, fingerprint: number): string {
+  return `${batchId}_${row}_${fingerprint.toString(36)}`;
 }
 
 const BATCH_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;

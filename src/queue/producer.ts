@@ -62,8 +62,8 @@ const WITHDRAW_CHUNK = 10_000;
 /** BullMQ attempts cover crashed workers only; model errors are retried by the prompt job itself. */
 const JOB_OPTIONS = { removeOnComplete: true, removeOnFail: true, attempts: 3, backoff: { type: 'exponential', delay: 1000 } } as const;
 
-function toJob(batchId: string, row: InputRow, resume: boolean): PromptJob {
-  const job: PromptJob = { batchId, row: row.row, id: row.id, messages: row.messages, metadata: row.metadata };
+function toJob(batchId: string, row: InputRow, fingerprint: number, resume: boolean): PromptJob {
+  const job: PromptJob = { batchId, row: row.row, id: row.id, messages: row.messages, metadata: row.metadata, fingerprint };
   if (resume) job.reopened = true;
   if (row.model !== undefined) job.model = row.model;
   if (row.temperature !== undefined) job.temperature = row.temperature;
@@ -74,8 +74,9 @@ function toJob(batchId: string, row: InputRow, resume: boolean): PromptJob {
 }
 
 /**
- * Streams rows into the queue in chunks (addBulk). Job ids are batch id + row, so running the same
- * batch again never duplicates a queued row, and succeeded rows are skipped through Redis' bitmap.
+ * Streams rows into the queue in chunks (addBulk). Job ids are batch id + row + the row's
+ * fingerprint, so running the same batch again never duplicates a queued row, and succeeded rows
+ * are skipped through Redis' bitmap.
  */
 export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCounts> {
   const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, changedSinceSucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, unsentBodyFields: {}, stopped: false, goneFromFile: 0 };
@@ -109,15 +110,19 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
     if (rows.length > 0) {
       if (options.maxPending !== undefined) await waitForRoom(options, counts.enqueued);
       if (options.signal?.aborted) {
-        await fingerprinted.written;
+        await Promise.all([fingerprinted.written, fingerprinted.supersededRemoved]);
         counts.stopped = true; // this chunk is read again on resume
         return;
       }
       // The estimate and fingerprints go out beside the chunk (on another connection), not one round trip after it.
-      await Promise.all([options.queue.addBulk(rows.map((row) => ({ name: 'prompt', data: toJob(options.batchId, row, options.resume), opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row) } }))), recordEstimate(), fingerprinted.written]);
+      const jobs = rows.map((row) => {
+        const fingerprint = fingerprinted.of(row);
+        return { name: 'prompt', data: toJob(options.batchId, row, fingerprint, options.resume), opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row, fingerprint) } };
+      });
+      await Promise.all([options.queue.addBulk(jobs), recordEstimate(), fingerprinted.written, fingerprinted.supersededRemoved]);
       counts.enqueued += rows.length;
     } else {
-      await Promise.all([recordEstimate(), fingerprinted.written]);
+      await Promise.all([recordEstimate(), fingerprinted.written, fingerprinted.supersededRemoved]);
     }
     options.onProgress?.(counts);
   };
@@ -200,46 +205,68 @@ async function waitForRoom(options: EnqueueOptions, enqueued: number): Promise<v
   }
 }
 
+interface FingerprintedChunk {
+  toRun: InputRow[];
+  /** Each row's fingerprint (its job carries it, and its job id ends with it). */
+  of: (row: InputRow) => number;
+  written: Promise<unknown>;
+  /** Removing the queued jobs of rows edited in the file since (best effort: a running job is left to supersede itself). */
+  supersededRemoved: Promise<unknown>;
+}
+
 /**
  * Records the chunk's row fingerprints (rows are contiguous by number; an invalid row between them
  * gets 0) and returns the rows to enqueue. A resume drops the rows that succeeded before with the
- * same fingerprint; an edited or moved row runs again, like a failed one.
+ * same fingerprint; an edited or moved row runs again, like a failed one. A row edited while its
+ * job of the earlier run was still queued gets a new job (its id ends with the new fingerprint),
+ * and the old job is removed, or supersedes itself if it is running (jobs/prompt.ts).
  */
-async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], counts: EnqueueCounts): Promise<{ toRun: InputRow[]; written: Promise<unknown> }> {
+async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], counts: EnqueueCounts): Promise<FingerprintedChunk> {
   const keys = options.store.keys(options.batchId);
   const first = rows[0]!.row;
   const span = rows.at(-1)!.row - first + 1;
   const fingerprints = Buffer.alloc(span * 4);
   for (const row of rows) fingerprints.writeUInt32BE(rowFingerprint(row), (row.row - first) * 4);
+  const of = (row: InputRow) => fingerprints.readUInt32BE((row.row - first) * 4);
   if (!options.resume) {
     // A new batch: nothing to compare, so the write need not hold up the chunk (it is awaited with it).
     const written = options.store.redis.setrange(keys.fingerprints, first * 4, fingerprints);
     written.catch(() => undefined); // observed now, awaited later
-    return { toRun: rows, written };
+    return { toRun: rows, of, written, supersededRemoved: Promise.resolve() };
   }
   const [succeeded, finished, recorded] = await Promise.all([
     options.store.succeededRows(options.batchId, first, span),
     options.store.finishedRows(options.batchId, first, span),
     options.store.redis.getrangeBuffer(keys.fingerprints, first * 4, (first + span) * 4 - 1),
   ]);
-  // Rows that failed, or changed since they succeeded, get another round: their bits are cleared before they re-run.
+  // Rows that failed, or changed since they succeeded (or since they were queued), get another
+  // round: their bits are cleared before they re-run.
   const failed: number[] = [];
   const unfinished: number[] = [];
   const changed: number[] = [];
+  const supersededJobs: string[] = [];
   const candidates: InputRow[] = [];
   for (const row of rows) {
-    if (!finished.has(row.row)) unfinished.push(row.row);
-    else if (!succeeded.has(row.row)) failed.push(row.row);
-    else if (fingerprintChanged(recorded, fingerprints, (row.row - first) * 4)) changed.push(row.row);
-    else continue; // succeeded before, with the same content
+    const offset = (row.row - first) * 4;
+    const edited = fingerprintChanged(recorded, fingerprints, offset);
+    if (!finished.has(row.row)) {
+      if (edited) supersededJobs.push(promptJobId(options.batchId, row.row, recorded.readUInt32BE(offset)));
+      (edited ? changed : unfinished).push(row.row);
+    } else if (!succeeded.has(row.row)) failed.push(row.row);
+    else if (edited) {
+      changed.push(row.row);
+      counts.changedSinceSucceeded++;
+    } else continue; // succeeded before, with the same content
     candidates.push(row);
   }
   // A job the earlier run left in the queue may have finished a row since the read above.
   const finishedMeanwhile = await reopenRows(options.store.redis, keys, { firstRow: first, fingerprints, failed, unfinished, changed });
   const toRun = candidates.filter((row) => !finishedMeanwhile.has(row.row));
-  counts.changedSinceSucceeded += changed.length;
   counts.alreadySucceeded += rows.length - toRun.length;
-  return { toRun, written: Promise.resolve() };
+  // After the reopening wrote the new fingerprints: a superseded job that runs now drops its result.
+  const supersededRemoved = Promise.all(supersededJobs.map((jobId) => options.queue.remove(jobId)));
+  supersededRemoved.catch(() => undefined); // observed now, awaited with the chunk
+  return { toRun, of, written: Promise.resolve(), supersededRemoved };
 }
 
 /**

@@ -1,10 +1,13 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { builtInConfig } from '../../src/config/defaults.ts';
+import { CollectionTally } from '../../src/output/collection-tally.ts';
 import { collectBatch } from '../../src/output/collector.ts';
+import type { CallRecord, RowResult } from '../../src/output/records.ts';
+import { fingerprintBytes, publishRowEvent } from '../../src/output/row-events.ts';
 import { outputPaths } from '../../src/output/paths.ts';
 import { BatchStore } from '../../src/queue/batch-state.ts';
-import { tempDir } from '../helpers/files.ts';
+import { readJsonLines, tempDir } from '../helpers/files.ts';
 import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 
 describe('collector', () => {
@@ -33,5 +36,30 @@ describe('collector', () => {
 
     expect(await collecting).toBe(true);
     expect(performance.now() - started).toBeLessThan(5_000);
+  });
+
+  it("writes a superseded job's calls to costs.jsonl and counts them in the report, but not its answer", async () => {
+    const store = new BatchStore(redis, { prefix });
+    const outDir = await tempDir('collector-superseded');
+    const batchId = 'superseded';
+    const now = new Date().toISOString();
+    await store.save({ batch_id: batchId, status: 'running', total: 1, input: 'in.csv', input_kind: 'rows', builtin_config: false, out_dir: outDir, created_at: now, invalid_rows: 0, prompt_column: 'prompt', csv_delimiter: ',' }, builtInConfig('http://127.0.0.1:1/v1'));
+    const keys = store.keys(batchId);
+    await redis.setrange(keys.fingerprints, 4, fingerprintBytes(2)); // row 1 was edited: its new content has fingerprint 2
+    const result = (output: string): RowResult => ({ id: 'r1', row: 1, status: 'succeeded', model: 'm', output, usage: { input_tokens: 3, output_tokens: 5 }, cost_usd: 0.001, latency_ms: 5, attempts: 1, metadata: {}, task_type: null, route_reason: 'test', models_tried: ['m'], final_model: 'm', fallback_reason: null, completed_at: now });
+    const call: CallRecord = { batch_id: batchId, row: 1, id: 'r1', model: 'm', attempt: 1, purpose: 'answer', task_type: null, chain_position: 0, status: 'succeeded', http_status: 200, input_tokens: 3, output_tokens: 5, cost_usd: 0.001, latency_ms: 5, started_at: now };
+    expect(await publishRowEvent(redis, keys, { result: result('answer to the old wording'), calls: [call] }, 1_000_000, 1)).toBe(false);
+    expect(await publishRowEvent(redis, keys, { result: result('answer to the new wording'), calls: [call] }, 1_000_000, 2)).toBe(true);
+
+    const tally = new CollectionTally();
+    const paths = outputPaths(outDir);
+    expect(await collectBatch({ redis, store, batchId, paths, tally })).toBe(true);
+    const journal = (await import('node:fs/promises').then((fs) => fs.readFile(paths.journal, 'utf8'))).trim().split('\n');
+    expect(journal).toHaveLength(1);
+    expect(journal[0]).toContain('answer to the new wording');
+    expect(await readJsonLines<CallRecord>(paths.costs)).toHaveLength(2);
+    // Both calls were paid for: the report (tallied as rows came) counts both, and one row.
+    const report = tally.complete!.build({ batchId, startedAt: new Date(now), finishedAt: new Date() });
+    expect(report.totals).toMatchObject({ rows: 1, succeeded: 1, calls: 2, cost_usd: 0.002 });
   });
 });

@@ -60,7 +60,7 @@ describe('a prompt job that crashes after calling a model', () => {
     await worker?.close();
     worker = startPromptWorker({ connection: connect(), redis: connect(), space, batches: batchesCrashingOnSettle(crashes), logger: pino({ level: 'silent' }), concurrency: 1, lockMs: 5000 });
     const data = { batchId, row: 1, id: 'r1', messages: [{ role: 'user', content: 'Hello' }], metadata: {} };
-    await queue.add('prompt', data, { jobId: promptJobId(batchId, 1), attempts: 3, backoff: { type: 'fixed', delay: 10 }, removeOnComplete: true, removeOnFail: true });
+    await queue.add('prompt', data, { jobId: promptJobId(batchId, 1, 1), attempts: 3, backoff: { type: 'fixed', delay: 10 }, removeOnComplete: true, removeOnFail: true });
     const keys = batchKeys(space, batchId);
     let events: StreamEntry[] = [];
     await expect.poll(async () => (events = await readRowEvents(connections.opened[0]!, keys, '0', 10, 0)).length, { timeout: 10_000 }).toBe(1);

@@ -1,11 +1,19 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Queue } from 'bullmq';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createPromptProcessor, type PromptJob } from '../../jobs/prompt.ts';
 import type { BatchContexts } from '../../src/queue/batch-context.ts';
-import { batchKeys } from '../../src/queue/keys.ts';
+import { builtInConfig } from '../../src/config/defaults.ts';
+import type { InputRow, ReadItem } from '../../src/input/row.ts';
+import { rowFingerprint } from '../../src/input/row-fingerprint.ts';
+import { BatchStore } from '../../src/queue/batch-state.ts';
+import { batchKeys, PROMPT_QUEUE, promptJobId } from '../../src/queue/keys.ts';
+import { enqueueBatch } from '../../src/queue/producer.ts';
 import { reopenRows } from '../../src/queue/reopen-rows.ts';
 import type { RowResult } from '../../src/output/records.ts';
-import { publishRowEvent, readRowEvents } from '../../src/output/row-events.ts';
+import { fingerprintBytes, publishRowEvent, readRowEvents } from '../../src/output/row-events.ts';
 import { cleanupPrefix, trackedConnections, uniquePrefix } from '../helpers/redis.ts';
 
 /**
@@ -13,6 +21,13 @@ import { cleanupPrefix, trackedConnections, uniquePrefix } from '../helpers/redi
  * resume's own workers run jobs the earlier run left in the queue: a row can succeed between the
  * read and the enqueue. Neither its bits nor its cost may then be counted twice.
  */
+function answeredRow(row: number): RowResult {
+  return {
+    ...{ id: `r${row}`, row, status: 'succeeded', model: 'm', output: 'old answer', usage: { input_tokens: 3, output_tokens: 5 }, cost_usd: 0.000001, latency_ms: 5, attempts: 1 },
+    ...{ metadata: {}, task_type: null, route_reason: 'test', models_tried: ['m'], final_model: 'm', fallback_reason: null, completed_at: new Date().toISOString() },
+  };
+}
+
 describe('a resume reopening rows that jobs left in the queue are finishing meanwhile', () => {
   const space = { prefix: uniquePrefix('resume-reopen') };
   const connections = trackedConnections();
@@ -44,17 +59,46 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     const keys = batchKeys(space, 'withdrawn');
     // Row 4 became invalid in the file (or the file got shorter) while its old job was still queued.
     await redis.setbit(keys.withdrawn, 4, 1);
-    const result: RowResult = {
-      ...{ id: 'r4', row: 4, status: 'succeeded', model: 'm', output: 'old answer', usage: { input_tokens: 3, output_tokens: 5 }, cost_usd: 0.000001, latency_ms: 5, attempts: 1 },
-      ...{ metadata: {}, task_type: null, route_reason: 'test', models_tried: ['m'], final_model: 'm', fallback_reason: null, completed_at: new Date().toISOString() },
-    };
-    await publishRowEvent(redis, keys, { result, calls: [] }, 1000);
+    const result = answeredRow(4);
+    await publishRowEvent(redis, keys, { result, calls: [] }, 1000, undefined);
     expect([await redis.getbit(keys.finished, 4), await redis.getbit(keys.succeeded, 4)]).toEqual([0, 0]);
     expect(await redis.hget(keys.meta, 'cost_nanos')).toBe('1000');
     expect((await readRowEvents(redis, keys, '0-0', 10, 0)).map((entry) => entry.row)).toEqual([4]);
     // A row that is not withdrawn counts as usual.
-    await publishRowEvent(redis, keys, { result: { ...result, id: 'r5', row: 5 }, calls: [] }, 0);
+    await publishRowEvent(redis, keys, { result: answeredRow(5), calls: [] }, 0, undefined);
     expect([await redis.getbit(keys.finished, 5), await redis.getbit(keys.succeeded, 5)]).toEqual([1, 1]);
+  });
+
+  it('a job whose row was edited in the file since it was queued publishes its calls, not its answer', async () => {
+    const keys = batchKeys(space, 'superseded');
+    // The resume recorded row 3's new fingerprint (7) and queued it anew; the old job (fingerprint 6) finishes.
+    await redis.setrange(keys.fingerprints, 3 * 4, fingerprintBytes(7));
+    const call = { batch_id: 'superseded', row: 3, id: 'r3', model: 'm', attempt: 1, status: 'succeeded' };
+    expect(await publishRowEvent(redis, keys, { result: answeredRow(3), calls: [call as never] }, 1000, 6)).toBe(false);
+    expect([await redis.getbit(keys.finished, 3), await redis.getbit(keys.succeeded, 3)]).toEqual([0, 0]);
+    expect(await redis.hget(keys.meta, 'cost_nanos')).toBe('1000'); // paid for all the same
+    const [stale] = await readRowEvents(redis, keys, '0-0', 10, 0);
+    expect(stale).toMatchObject({ row: 3, resultJson: '' });
+    expect(JSON.parse(stale!.callsJsonl)).toEqual(call);
+    // The new job's answer counts; so does a job from before jobs carried a fingerprint.
+    expect(await publishRowEvent(redis, keys, { result: answeredRow(3), calls: [] }, 0, 7)).toBe(true);
+    expect(await publishRowEvent(redis, keys, { result: answeredRow(4), calls: [] }, 0, undefined)).toBe(true);
+    expect([await redis.getbit(keys.finished, 3), await redis.getbit(keys.succeeded, 3), await redis.getbit(keys.finished, 4)]).toEqual([1, 1, 1]);
+  });
+
+  it('a re-delivered job whose row was edited since it was queued drops itself before calling a model', async () => {
+    const batchId = 'superseded-job';
+    await redis.setrange(batchKeys(space, batchId).fingerprints, 2 * 4, fingerprintBytes(7));
+    const batches: BatchContexts = {
+      get: async () => {
+        throw new Error('the row would have been run');
+      },
+      prime: () => undefined,
+    };
+    const process = createPromptProcessor({ redis, space, batches, logger: pino({ level: 'silent' }) });
+    const job: PromptJob = { batchId, row: 2, id: 'r2', messages: [{ role: 'user', content: 'old wording' }], metadata: {}, fingerprint: 6 };
+    expect(await process(job, { jobId: 'j2', redelivered: true })).toEqual({ kind: 'done', batchId, row: 'superseded', costNanos: 0 });
+    await expect(process({ ...job, fingerprint: 7 }, { jobId: 'j2', redelivered: true })).rejects.toThrow('the row would have been run');
   });
 
   it('a job a resume added does not call a model for a row that has succeeded since', async () => {
@@ -76,5 +120,24 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     // A new batch's job (not reopened, first delivery) skips that read: it cannot have succeeded before.
     await expect(process({ ...job, reopened: undefined }, { jobId: 'j9', redelivered: false })).rejects.toThrow('the row would have been run');
     expect(contextsAsked).toBe(1);
+  });
+
+  it('a resume queues a row edited since its job was queued under a new job id, and removes the old job', async () => {
+    const batchId = 'edited-queued';
+    const queue = new Queue(PROMPT_QUEUE, { connection: connections.connect(), prefix: space.prefix });
+    const store = new BatchStore(redis, space);
+    await store.save({ batch_id: batchId, status: 'enqueuing', input: 'in.csv', input_kind: 'rows', builtin_config: false, out_dir: tmpdir(), created_at: new Date().toISOString(), invalid_rows: 0, prompt_column: 'prompt', csv_delimiter: ',' }, builtInConfig('http://127.0.0.1:1/v1'));
+    const row = (n: number, prompt: string): InputRow => ({ row: n, line: n + 1, id: `r${n}`, messages: [{ role: 'user', content: prompt }], metadata: {} });
+    const enqueue = (rows: InputRow[], resume: boolean) =>
+      enqueueBatch({ queue, store, batchId, items: (async function* (): AsyncGenerator<ReadItem> { for (const value of rows) yield { kind: 'row', value }; })(), errorsPath: join(tmpdir(), `${space.prefix}-errors.jsonl`), chunkSize: 100, resume });
+    const before = [row(1, 'one'), row(2, 'two'), row(3, 'three')];
+    await enqueue(before, false); // no workers: the jobs stay queued, as after a killed run
+    const after = [row(1, 'one'), row(2, 'TWO reworded'), row(3, 'three')];
+    const counts = await enqueue(after, true);
+    expect(counts).toMatchObject({ enqueued: 3, alreadySucceeded: 0, changedSinceSucceeded: 0 });
+    const ids = (await queue.getJobs(['waiting'])).map((job) => job.id).sort();
+    expect(ids).toEqual([promptJobId(batchId, 1, rowFingerprint(after[0]!)), promptJobId(batchId, 2, rowFingerprint(after[1]!)), promptJobId(batchId, 3, rowFingerprint(after[2]!))].sort());
+    expect((await queue.getJob(promptJobId(batchId, 2, rowFingerprint(after[1]!))))?.data).toMatchObject({ messages: [{ content: 'TWO reworded' }], fingerprint: rowFingerprint(after[1]!), reopened: true });
+    await queue.close();
   });
 });

@@ -212,6 +212,29 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(routed.stdout).toContain('Warning: $SY_TEST_NO_SUCH_KEY not set');
   });
 
+  it('a row edited in the file while its job was still queued runs with its new content, once', async () => {
+    const dir = await tempDir('edited-queued');
+    const input = join(dir, 'in.csv');
+    const write = (prompts: string[]) => writeFile(input, `id,prompt\n${prompts.map((p, i) => `r${i + 1},${p}`).join('\n')}\n`);
+    await write(['one', 'two', 'three', 'four']);
+    const config = await writeSimConfig(dir, h.sim.url);
+    const out = join(dir, 'out');
+    // Queued with no workers (as when a run is killed before it got to them); then row 3 is edited.
+    expect((await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'edited-queued', '--detach'], h.env())).code).toBe(0);
+    await write(['one', 'two', 'THREE reworded', 'four']);
+    const resumed = await runCli(['run', '--resume', 'edited-queued'], h.env());
+    expect(resumed.code, resumed.stderr).toBe(0);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => r.output?.match(/Answer to "([\w ]+)"/)?.[1])).toEqual(['one', 'two', 'THREE reworded', 'four']);
+    // The resume removes the old job. Its workers may take that job first, before the producer has
+    // read row 3 again: the old answer is then paid for (and in costs.jsonl) but never in the results.
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    expect(calls.filter((c) => c.row !== 3).map((c) => c.row).sort()).toEqual([1, 2, 4]);
+    expect(calls.filter((c) => c.row === 3).length).toBeLessThanOrEqual(2);
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.totals).toMatchObject({ rows: 4, succeeded: 4, calls: calls.length });
+  });
+
   it('gives results.csv a column per metadata key, in first-seen order, also across a re-run', async () => {
     const dir = await tempDir('metacols');
     const input = join(dir, 'in.jsonl');
