@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { formatUsd } from '../models/pricing.ts';
 import { counted, formatCount } from '../output/report-markdown.ts';
 import { UsageError } from '../errors.ts';
-import { isFinishedStatus, type BatchMeta, type BatchProgress, type BatchStatus } from '../queue/batch-state.ts';
+import { DamagedBatchError, isFinishedStatus, type BatchMeta, type BatchProgress, type BatchStatus } from '../queue/batch-state.ts';
 import { openSession, type Session } from './session.ts';
 import { holderName } from '../queue/batch-lease.ts';
 import { totalOf } from '../progress/progress-display.ts';
@@ -40,9 +40,21 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
       return 0;
     }
     const [ids, count] = await Promise.all([session.store.recentBatchIds(RECENT), session.store.batchCount()]);
-    // An id whose keys were deleted by hand is left out rather than failing the whole list.
-    const loaded = (await Promise.all(ids.map((id) => session.store.loadWithProgress(id)))).filter((state): state is BatchState => state !== null);
+    // An id whose keys were deleted by hand is left out rather than failing the whole list; one
+    // whose record is damaged (deleted while in use) is named after the table.
+    const damaged: string[] = [];
+    const loadListed = (id: string) =>
+      session.store.loadWithProgress(id).catch((error: unknown) => {
+        if (!(error instanceof DamagedBatchError)) throw error;
+        damaged.push(id);
+        return null;
+      });
+    const loaded = (await Promise.all(ids.map(loadListed))).filter((state): state is BatchState => state !== null);
+    const sayDamaged = () => {
+      if (damaged.length > 0) say(`Left out, their records in Redis damaged (\`switchyard status <id>\` says more): ${damaged.join(', ')}`);
+    };
     if (loaded.length === 0) {
+      sayDamaged();
       say(`No batches in Redis at ${session.redisLabel} (key prefix "${session.space.prefix}").`);
       return 0;
     }
@@ -53,6 +65,7 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
       loaded.map(async (state) => (isFinishedStatus(state.meta.status) ? state : { ...state, runBy: await leaseHolder(session, state.meta.batch_id), workers })),
     );
     for (const line of batchTable(states, count)) say(line);
+    sayDamaged();
     return 0;
   } finally {
     await session.close();

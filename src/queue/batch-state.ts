@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { SwitchyardConfig } from '../config/schema.ts';
+import { SetupError } from '../errors.ts';
 import { batchIndexKey, batchKeys, type KeySpace } from './keys.ts';
 
 export const batchStatusSchema = z.enum(['enqueuing', 'running', 'finalizing', 'completed', 'completed_with_failures', 'budget_exceeded']);
@@ -90,7 +91,9 @@ export class BatchStore {
   async load(batchId: string): Promise<BatchMeta | null> {
     const raw = await this.redis.hgetall(this.keys(batchId).meta);
     if (Object.keys(raw).length === 0) return null;
-    return batchMetaSchema.parse(raw);
+    const parsed = batchMetaSchema.safeParse(raw);
+    if (!parsed.success) throw new DamagedBatchError(batchId, parsed.error);
+    return parsed.data;
   }
 
   async save(meta: Omit<BatchMeta, 'cost_nanos'>, config: SwitchyardConfig): Promise<void> {
@@ -183,5 +186,22 @@ export class BatchStore {
 
   async batchCount(): Promise<number> {
     return this.redis.zcard(batchIndexKey(this.space));
+  }
+}
+
+/**
+ * A batch record in Redis that is not one Switchyard wrote whole: its keys were deleted under a
+ * running batch (by hand, a FLUSHALL, or a maxmemory policy that evicts any key), and a worker's
+ * publish re-created the hash with only the running cost in it.
+ */
+export class DamagedBatchError extends SetupError {
+  override name = 'DamagedBatchError';
+  constructor(batchId: string, error: z.ZodError) {
+    const fields = [...new Set(error.issues.map((issue) => String(issue.path[0] ?? '?')))].join(', ');
+    super(
+      `batch ${batchId}: its record in Redis is incomplete (${fields}): its keys were deleted or evicted while it was in use. ` +
+        'Redis must keep them: use maxmemory-policy noeviction (or a volatile-* one), and do not delete the keys of a batch in use. ' +
+        `Then run the file again as a new batch (a new --batch-id); \`switchyard forget ${batchId}\` removes what is left of this one.`,
+    );
   }
 }

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { isFinishedStatus, type BatchStore } from './batch-state.ts';
+import { DamagedBatchError, isFinishedStatus, type BatchMeta, type BatchStore } from './batch-state.ts';
 import { holderName, leaseHolderAlive } from './batch-lease.ts';
 import { batchIndexKey } from './keys.ts';
 
@@ -13,9 +13,10 @@ export type ForgetOutcome =
  * in the queue, is refused: its jobs would outlive it. Its output files are not touched.
  */
 export async function forgetBatch(redis: Redis, store: BatchStore, batchId: string): Promise<ForgetOutcome> {
-  const meta = await store.load(batchId);
+  const meta = await loadUnlessDamaged(store, batchId);
   if (!meta) return { forgotten: false, reason: `no batch "${batchId}"` };
-  if (!isFinishedStatus(meta.status)) {
+  // What is left of a batch whose keys were deleted or evicted cannot be run again: it may go.
+  if (meta !== 'damaged' && !isFinishedStatus(meta.status)) {
     return { forgotten: false, reason: `${batchId} is not finished (${meta.status}): \`switchyard run --resume ${batchId}\` finishes it; then it can be forgotten` };
   }
   const keys = store.keys(batchId);
@@ -39,8 +40,17 @@ export async function batchesFinishedBefore(store: BatchStore, before: number): 
   const ids = await store.redis.zrange(batchIndexKey(store.space), '0', '-1');
   const old: string[] = [];
   for (const id of ids) {
-    const meta = await store.load(id);
-    if (meta && isFinishedStatus(meta.status) && meta.finished_at !== undefined && Date.parse(meta.finished_at) < before) old.push(id);
+    const meta = await loadUnlessDamaged(store, id);
+    if (meta && meta !== 'damaged' && isFinishedStatus(meta.status) && meta.finished_at !== undefined && Date.parse(meta.finished_at) < before) old.push(id);
   }
   return old;
+}
+
+async function loadUnlessDamaged(store: BatchStore, batchId: string): Promise<BatchMeta | 'damaged' | null> {
+  try {
+    return await store.load(batchId);
+  } catch (error) {
+    if (error instanceof DamagedBatchError) return 'damaged';
+    throw error;
+  }
 }

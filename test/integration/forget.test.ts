@@ -53,4 +53,21 @@ describe('switchyard forget', () => {
 
     expect((await runCli(['forget'], h.env())).stderr).toContain('name the batches to forget, or give --older-than <days>');
   });
+
+  it("names a batch whose keys were deleted under it, says what to do, and lets forget clear what is left", async () => {
+    // What a worker's publish leaves after the batch's keys were deleted (or evicted) mid-run: a hash with only the running cost.
+    await h.redis.hset(`${h.prefix}:batch:{gutted}`, 'cost_nanos', '5000');
+    await h.redis.zadd(`${h.prefix}:batches`, Date.now(), 'gutted');
+    const status = await runCli(['status', 'gutted'], h.env());
+    expect(status.code).toBe(3);
+    expect(status.stderr).toContain('batch gutted: its record in Redis is incomplete (');
+    expect(status.stderr).toContain('use maxmemory-policy noeviction');
+    expect(status.stderr).not.toContain('ZodError');
+    const listed = await runCli(['status'], h.env());
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain('Left out, their records in Redis damaged (`switchyard status <id>` says more): gutted');
+    const forgot = await runCli(['forget', 'gutted'], h.env());
+    expect(forgot.code, forgot.stderr).toBe(0);
+    expect(await keysOf('gutted')).toEqual([]);
+  });
 });
