@@ -5,6 +5,7 @@ import { BatchStore } from '../queue/batch-state.ts';
 import { PROMPT_QUEUE, type KeySpace } from '../queue/keys.ts';
 import { connectRedis, ensureRedis, redactUrl } from '../queue/redis-connection.ts';
 import { watchRedisOutages, type RedisOutageWatch } from '../queue/redis-outage.ts';
+import { warnIfRedisEvicts } from '../queue/eviction-policy.ts';
 
 /** A command's link to Redis: the connection, the batch store and the key prefix in use. */
 export interface Session {
@@ -34,6 +35,7 @@ export async function openSession(logger: Logger, say: (line: string) => void): 
   const outages = watchRedisOutages({ label: redisLabel, logger, say });
   const redis = connectRedis(ensured.url);
   outages.watch(redis, 'redis connection');
+  warnIfRedisEvicts(redis, redisLabel, say); // not awaited: it must not hold up the start
   const space = keySpaceFromEnv();
   const extra: Redis[] = [];
   const queues: Queue[] = [];

@@ -200,7 +200,7 @@ export class DamagedBatchError extends SetupError {
     const fields = [...new Set(error.issues.map((issue) => String(issue.path[0] ?? '?')))].join(', ');
     super(
       `batch ${batchId}: its record in Redis is incomplete (${fields}): its keys were deleted or evicted while it was in use. ` +
-        'Redis must keep them: use maxmemory-policy noeviction (or a volatile-* one), and do not delete the keys of a batch in use. ' +
+        'Redis must keep them: use maxmemory-policy noeviction, and do not delete the keys of a batch in use. ' +
         `Then run the file again as a new batch (a new --batch-id); \`switchyard forget ${batchId}\` removes what is left of this one.`,
     );
   }
