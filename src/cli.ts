@@ -131,6 +131,7 @@ program
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .option('--latency-ms <ms>', 'mean answer latency', (v) => Number(v), 0)
   .option('--latency-jitter-ms <ms>', 'latency varies by up to this much either way', (v) => Number(v), 0)
+  .option('--tokens-per-second <n>', 'answer writing speed after the latency: streamed answers come word by word (default 0: at once)', (v) => Number(v), 0)
   .option('--failure-rate <p>', 'share of calls answered 500', (v) => Number(v), 0)
   .option('--rpm <n>', 'requests per minute per model (429 beyond)', (v) => Number(v))
   .option('--tpm <n>', 'tokens per minute per model (429 beyond)', (v) => Number(v))

@@ -37,6 +37,12 @@ export const modelSchema = z.strictObject({
   on_limit: z.enum(['wait', 'fallback']).optional(),
   /** Models to try next when a row pinned to this model (row `model`, --model) fails over. */
   fallbacks: z.array(z.string().min(1)).optional(),
+  /**
+   * Ask for the answer as a stream: each call records its time to first token, and the provider's
+   * timeout_ms bounds the wait for the first token and for each next chunk, not the whole answer,
+   * so a long answer from a slow model is not cut off.
+   */
+  stream: z.boolean().default(false),
 });
 
 export const retrySchema = z.strictObject({

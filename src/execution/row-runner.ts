@@ -71,6 +71,7 @@ function requestFor(row: RowInput, model: string, config: SwitchyardConfig): Mod
     temperature: row.temperature ?? config.temperature,
     maxTokens: Math.min(row.max_tokens ?? config.max_tokens, modelConfig.max_output_tokens ?? Number.MAX_SAFE_INTEGER),
     ...(row.params !== undefined && { params: row.params }),
+    ...(modelConfig.stream && { stream: true }),
   };
 }
 
@@ -191,6 +192,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
       started_at: new Date(started).toISOString(),
       ...(error ? { error_code: error.code } : {}),
       ...(answer?.usageEstimated ? { usage_estimated: true as const } : {}),
+      ...(answer?.ttftMs != null ? { ttft_ms: answer.ttftMs } : {}),
     });
     // A 429's retry-after, or a 200 saying the limit is used up: all workers hold off that long.
     const coolDownMs = error?.code === 'rate_limited' ? (error.retryAfterMs ?? null) : (answer?.limitExhaustedForMs ?? null);

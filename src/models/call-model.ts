@@ -1,11 +1,12 @@
 import { hostname } from 'node:os';
-import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat';
+import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat';
 import type { ChatMessage } from '../input/row.ts';
 import type { Usage } from '../output/records.ts';
 import { countMessageTokens, countTextTokens } from '../routing/token-count.ts';
 import { parseResetDuration } from '../limits/pacing.ts';
 import { classifyModelError, ModelCallError } from './model-error.ts';
 import type { ProviderClient } from './provider-clients.ts';
+import { readStreamedAnswer } from './streamed-answer.ts';
 
 export interface ModelRequest {
   /** The model's key in config (what results report). */
@@ -17,6 +18,8 @@ export interface ModelRequest {
   maxTokens: number;
   /** Other body fields, sent as given (the reader lets through only those that shape a text answer). */
   params?: Record<string, unknown>;
+  /** Ask for the answer as a stream (models.<name>.stream). */
+  stream?: boolean;
 }
 
 export interface ModelAnswer {
@@ -29,6 +32,8 @@ export interface ModelAnswer {
   finishReason: string | null;
   requestId: string | null;
   httpStatus: number;
+  /** A streamed answer's time to its first content, from the request's start; null when not streamed. */
+  ttftMs: number | null;
   /** Set when the answer's x-ratelimit-* headers say a limit is used up: how long until it resets. */
   limitExhaustedForMs?: number | null;
 }
@@ -103,32 +108,60 @@ export async function callModel(provider: ProviderClient, request: ModelRequest,
   const unsendable = whyNotSendable(provider, request.model);
   if (unsendable) throw unsendable;
   try {
-    const { data, response, request_id } = await provider.client.chat.completions
-      .create(
-        { ...(request.params as Partial<ChatCompletionCreateParamsNonStreaming>), model: request.upstream, messages: request.messages, temperature: request.temperature, max_tokens: request.maxTokens },
-        signal ? { signal } : undefined,
-      )
-      .withResponse();
-    // The SDK hands back any 2xx body: a proxy's login page or a non-OpenAI API is not a completion.
-    if (!isCompletionShaped(data)) throw notACompletion(data, response, ctx);
-    const choice = data.choices[0];
-    if (!choice) throw new ModelCallError({ code: 'empty_response', model: request.model, status: response.status, message: `model "${request.model}" answered with no choices` });
-    const output = choice.message.content ?? '';
-    const reported = reportedUsage(data.usage);
-    const { usage, ms } = reported === null ? estimatedUsage(request, output) : { usage: reported, ms: 0 };
+    const answer = request.stream ? await streamedCompletion(provider, request, ctx, signal) : await wholeCompletion(provider, request, ctx, signal);
+    const { usage, ms } = answer.reported === null ? estimatedUsage(request, answer.output) : { usage: answer.reported, ms: 0 };
     return {
-      output,
+      output: answer.output,
       usage,
-      usageEstimated: reported === null,
+      usageEstimated: answer.reported === null,
       countingMs: ms,
-      finishReason: choice.finish_reason ?? null,
-      requestId: request_id ?? null,
-      httpStatus: response.status,
-      limitExhaustedForMs: exhaustedLimitResetMs(response.headers),
+      finishReason: answer.finishReason,
+      requestId: answer.requestId,
+      httpStatus: answer.response.status,
+      ttftMs: answer.ttftMs,
+      limitExhaustedForMs: exhaustedLimitResetMs(answer.response.headers),
     };
   } catch (error) {
     const failure = classifyModelError(error, ctx);
     if (failure.code === 'unauthorized') provider.keyRejection.record(failure.message);
     throw failure;
   }
+}
+
+type CallContext = { model: string; provider: string; baseUrl: string; timeoutMs: number };
+
+interface Completion {
+  output: string;
+  reported: Usage | null;
+  finishReason: string | null;
+  requestId: string | null;
+  response: Response;
+  ttftMs: number | null;
+}
+
+function body(request: ModelRequest) {
+  return { ...(request.params as Partial<ChatCompletionCreateParamsNonStreaming>), model: request.upstream, messages: request.messages, temperature: request.temperature, max_tokens: request.maxTokens };
+}
+
+async function wholeCompletion(provider: ProviderClient, request: ModelRequest, ctx: CallContext, signal: AbortSignal | undefined): Promise<Completion> {
+  const { data, response, request_id } = await provider.client.chat.completions.create(body(request), signal ? { signal } : undefined).withResponse();
+  // The SDK hands back any 2xx body: a proxy's login page or a non-OpenAI API is not a completion.
+  if (!isCompletionShaped(data)) throw notACompletion(data, response, ctx);
+  const choice = data.choices[0];
+  if (!choice) throw new ModelCallError({ code: 'empty_response', model: request.model, status: response.status, message: `model "${request.model}" answered with no choices` });
+  return { output: choice.message.content ?? '', reported: reportedUsage(data.usage), finishReason: choice.finish_reason ?? null, requestId: request_id ?? null, response, ttftMs: null };
+}
+
+async function streamedCompletion(provider: ProviderClient, request: ModelRequest, ctx: CallContext, signal: AbortSignal | undefined): Promise<Completion> {
+  const startedAt = performance.now();
+  // include_usage: the last chunk then carries the call's usage (providers that ignore it get counted here).
+  const params: ChatCompletionCreateParamsStreaming = { ...body(request), stream: true, stream_options: { include_usage: true } };
+  const { data, response, request_id } = await provider.client.chat.completions.create(params, signal ? { signal } : undefined).withResponse();
+  if (!response.headers.get('content-type')?.startsWith('text/event-stream')) {
+    data.controller.abort();
+    const type = response.headers.get('content-type') ?? 'no content-type';
+    throw new ModelCallError({ code: 'bad_response', model: request.model, status: response.status, message: `model "${request.model}" at ${ctx.baseUrl} answered a streamed request with ${type}, not an event stream: set models.${request.model}.stream to false if the provider cannot stream` });
+  }
+  const streamed = await readStreamedAnswer(data, { model: request.model, provider: ctx.provider, baseUrl: ctx.baseUrl, idleTimeoutMs: ctx.timeoutMs, startedAt });
+  return { output: streamed.output, reported: reportedUsage(streamed.usage), finishReason: streamed.finishReason, requestId: request_id ?? null, response, ttftMs: streamed.ttftMs };
 }

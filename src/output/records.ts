@@ -30,6 +30,8 @@ export interface CallRecord {
   error_code?: string;
   /** The provider sent no token usage: the tokens (and so the cost) are Switchyard's count. */
   usage_estimated?: true;
+  /** A streamed call (models.<name>.stream): ms from its start to the first token of the answer. */
+  ttft_ms?: number;
 }
 
 export interface RowFailure {

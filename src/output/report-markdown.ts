@@ -84,8 +84,8 @@ function table(headers: string[], align: Array<'l' | 'r'>, rows: string[][]): st
   return [line(headers), rule, ...rows.map(line)];
 }
 
-function modelRow(name: string, m: ModelReport): string[] {
-  return [
+function modelRow(name: string, m: ModelReport, withTtft: boolean): string[] {
+  const row = [
     name,
     count(m.rows),
     count(m.succeeded),
@@ -97,6 +97,12 @@ function modelRow(name: string, m: ModelReport): string[] {
     formatLatency(m.latency_p50_ms),
     formatLatency(m.latency_p95_ms),
   ];
+  return withTtft ? [...row, formatLatency(m.ttft_p50_ms), formatLatency(m.ttft_p95_ms)] : row;
+}
+
+/** Whether any model streamed: only then does the report show time to first token. */
+function anyTtft(models: ReadonlyArray<[string, ModelReport]>): boolean {
+  return models.some(([, m]) => m.ttft_p50_ms != null);
 }
 
 function countTable(label: string, counts: Record<string, number>): string[] {
@@ -141,14 +147,16 @@ export function renderReportMarkdown(report: Report): string {
   const models = Object.entries(report.models);
   if (models.length === 0) lines.push('No model was called.');
   else {
+    const withTtft = anyTtft(models);
     lines.push(
       ...table(
-        ['Model', 'Rows', 'OK', 'Failed', 'Calls', 'Tokens in', 'Tokens out', 'Cost', 'p50', 'p95'],
-        ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
-        models.map(([name, m]) => modelRow(name, m)),
+        ['Model', 'Rows', 'OK', 'Failed', 'Calls', 'Tokens in', 'Tokens out', 'Cost', 'p50', 'p95', ...(withTtft ? ['TTFT p50', 'TTFT p95'] : [])],
+        ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', ...(withTtft ? (['r', 'r'] as const) : [])],
+        models.map(([name, m]) => modelRow(name, m, withTtft)),
       ),
       '',
-      'Rows are counted under the model that gave their final result; calls, tokens, cost and latency (of succeeded calls) under the model called.',
+      'Rows are counted under the model that gave their final result; calls, tokens, cost and latency (of succeeded calls) under the model called.' +
+        (withTtft ? ' TTFT: time to the first token of streamed calls (models.<name>.stream).' : ''),
     );
   }
 
@@ -299,6 +307,7 @@ export function renderSummaryLines(report: Report): string[] {
     formatCost(m.cost_usd, m.unpriced_calls, m.calls),
     `p50 ${formatLatency(m.latency_p50_ms)}`,
     `p95 ${formatLatency(m.latency_p95_ms)}`,
+    ...(m.ttft_p50_ms != null ? [`first token p50 ${formatLatency(m.ttft_p50_ms)}`] : []),
   ]);
   lines.push(...alignedBlock('Models', models));
   const ensembleRows = Object.entries(report.ensembles ?? {}).map(([name, e]) => [
@@ -316,6 +325,7 @@ export function renderSummaryLines(report: Report): string[] {
 /** A titled block of rows whose cells line up: the first column to the left, the others to the right. */
 function alignedBlock(title: string, rows: string[][]): string[] {
   if (rows.length === 0) return [];
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  // Rows may differ in length (a model that streamed has one figure more).
+  const widths = Array.from({ length: Math.max(...rows.map((row) => row.length)) }, (_, i) => Math.max(...rows.map((row) => row[i]?.length ?? 0)));
   return [title, ...rows.map((row) => `  ${row.map((text, i) => (i === 0 ? text.padEnd(widths[i]!) : text.padStart(widths[i]!))).join('  ')}`)];
 }

@@ -51,6 +51,9 @@ export interface ModelReport {
   /** Latency of this model's succeeded calls (failed calls, fast 429s or slow timeouts, would blur it); null when none. */
   latency_p50_ms: number | null;
   latency_p95_ms: number | null;
+  /** Time to first token of this model's streamed calls (models.<name>.stream); null when none streamed. */
+  ttft_p50_ms: number | null;
+  ttft_p95_ms: number | null;
 }
 
 export interface TaskTypeReport {
@@ -153,6 +156,8 @@ interface ModelTally {
   costNanos: number;
   unpricedCalls: number;
   latency: LatencyHistogram;
+  /** Made at the model's first streamed call. */
+  ttft: LatencyHistogram | null;
 }
 
 /** What a report is about, beside the figures: the batch and its time span. */
@@ -206,7 +211,7 @@ export class ReportTally {
   #model(model: string): ModelTally {
     let entry = this.#models.get(model);
     if (!entry) {
-      entry = { rows: 0, succeeded: 0, failed: 0, calls: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costNanos: 0, unpricedCalls: 0, latency: new LatencyHistogram() };
+      entry = { rows: 0, succeeded: 0, failed: 0, calls: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costNanos: 0, unpricedCalls: 0, latency: new LatencyHistogram(), ttft: null };
       this.#models.set(model, entry);
     }
     return entry;
@@ -299,6 +304,7 @@ export class ReportTally {
     if (call.usage_estimated) this.#usageEstimatedCalls += 1;
     if (call.status === 'succeeded') {
       entry.latency.record(call.latency_ms);
+      if (call.ttft_ms !== undefined) (entry.ttft ??= new LatencyHistogram()).record(call.ttft_ms);
     } else {
       entry.failedCalls += 1;
       increment(this.#callErrors, call.error_code ?? (call.http_status === null ? 'unknown' : `http_${call.http_status}`));
@@ -340,6 +346,8 @@ export class ReportTally {
         unpriced_calls: entry.unpricedCalls,
         latency_p50_ms: roundTenth(entry.latency.quantile(0.5)),
         latency_p95_ms: roundTenth(entry.latency.quantile(0.95)),
+        ttft_p50_ms: entry.ttft ? roundTenth(entry.ttft.quantile(0.5)) : null,
+        ttft_p95_ms: entry.ttft ? roundTenth(entry.ttft.quantile(0.95)) : null,
       }]);
     }
 

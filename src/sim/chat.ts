@@ -32,7 +32,10 @@ export type ChatPlan =
       /** Leave `usage` out of the answer (the model's omit_usage). */
       omitUsage: boolean;
       headers: Record<string, string>;
+      /** Until the answer (a whole one) or its first token (a stream). */
       delayMs: number;
+      /** Between a stream's words (tokens_per_second); 0: all at once. */
+      wordIntervalMs: number;
     };
 
 function rejection(model: string | undefined, answer: ErrorAnswer, delayMs = 0): ChatPlan {
@@ -75,15 +78,18 @@ export function planChat(env: ChatEnv, body: unknown): ChatPlan {
     const failure = statusError(500, model);
     return rejection(model, { ...failure, headers: { ...failure.headers, ...decision.headers } }, delayMs);
   }
+  const stream = request.stream === true;
+  const writingMs = settings.tokens_per_second > 0 ? (answer.completionTokens * 1000) / settings.tokens_per_second : 0;
   return {
     kind: 'answer',
     model,
     answer,
     promptTokens: prompt,
-    stream: request.stream === true,
+    stream,
     includeUsage: request.stream_options?.include_usage === true && !settings.omit_usage,
     omitUsage: settings.omit_usage,
     headers: decision.headers,
-    delayMs,
+    delayMs: stream ? delayMs : delayMs + writingMs,
+    wordIntervalMs: stream && settings.tokens_per_second > 0 ? 1000 / settings.tokens_per_second : 0,
   };
 }

@@ -14,6 +14,7 @@ export interface SimCliOptions {
   host?: string;
   latencyMs?: string | number;
   latencyJitterMs?: string | number;
+  tokensPerSecond?: string | number;
   failureRate?: string | number;
   /** Default limits for every model without its own. */
   rpm?: string | number;
@@ -72,6 +73,7 @@ export function simOptionsFromCli(cli: SimCliOptions): SimulatorOptions & { port
   const input: SimulatorOptions = {
     latency_ms: numberOption('--latency-ms', cli.latencyMs),
     latency_jitter_ms: numberOption('--latency-jitter-ms', cli.latencyJitterMs),
+    tokens_per_second: numberOption('--tokens-per-second', cli.tokensPerSecond),
     failure_rate: numberOption('--failure-rate', cli.failureRate),
     rpm: numberOption('--rpm', cli.rpm),
     tpm: numberOption('--tpm', cli.tpm),

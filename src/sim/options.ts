@@ -26,6 +26,7 @@ export const simModelSchema = z.strictObject({
   tpm_counts: tpmCountsSchema.optional(),
   latency_ms: nonNegative.optional(),
   latency_jitter_ms: nonNegative.optional(),
+  tokens_per_second: nonNegative.optional(),
   failure_rate: probability.optional(),
   /** Answer every call to this model with this HTTP status (e.g. 400, 500, 503) and an OpenAI-style error. */
   fail_status: z.number().int().min(400).max(599).optional(),
@@ -44,6 +45,12 @@ export const simOptionsSchema = z.strictObject({
   latency_ms: nonNegative.default(0),
   /** The delay is uniform in latency_ms ± latency_jitter_ms (never below 0). */
   latency_jitter_ms: nonNegative.default(0),
+  /**
+   * How fast answers are written after the latency (0: at once, the default). A streamed answer's
+   * first token comes after the latency and each next word after 1/tokens_per_second s; a whole
+   * answer comes after the latency plus its tokens' writing time.
+   */
+  tokens_per_second: nonNegative.default(0),
   /** Probability that an accepted call answers 500. */
   failure_rate: probability.default(0),
   /** Seeds the PRNG behind failures and jitter; answers do not depend on it. */
@@ -73,6 +80,7 @@ export interface EffectiveModel {
   tpm: number | undefined;
   latency_ms: number;
   latency_jitter_ms: number;
+  tokens_per_second: number;
   failure_rate: number;
   fail_status: number | undefined;
   context_window: number | undefined;
@@ -86,6 +94,7 @@ export function effectiveModel(options: SimOptions, model: string): EffectiveMod
     tpm: own?.tpm ?? options.tpm,
     latency_ms: own?.latency_ms ?? options.latency_ms,
     latency_jitter_ms: own?.latency_jitter_ms ?? options.latency_jitter_ms,
+    tokens_per_second: own?.tokens_per_second ?? options.tokens_per_second,
     failure_rate: own?.failure_rate ?? options.failure_rate,
     fail_status: own?.fail_status,
     context_window: own?.context_window,

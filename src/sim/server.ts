@@ -5,7 +5,7 @@ import { invalidRequest, type ErrorAnswer } from './openai-error.ts';
 import { parseSimOptions, type SimOptions, type SimOptionsInput } from './options.ts';
 import { mulberry32 } from './prng.ts';
 import { RateLimiter } from './rate-limit.ts';
-import { streamPayload } from './sse.ts';
+import { streamParts, streamPayload } from './sse.ts';
 import { StatsCollector, type SimStats } from './stats.ts';
 
 export type { SimStats, ModelStats } from './stats.ts';
@@ -92,8 +92,10 @@ export async function startSimulator(input: SimulatorOptions = {}): Promise<Simu
     const created = Math.floor(Date.now() / 1000);
     const common = { 'x-request-id': requestId, ...plan.headers };
     if (plan.stream) {
-      const payload = streamPayload({ id, created, model, content: answer.content, finishReason: answer.finishReason, usage: plan.includeUsage ? usage : undefined });
-      send(res, 200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...common }, payload);
+      const input = { id, created, model, content: answer.content, finishReason: answer.finishReason, usage: plan.includeUsage ? usage : undefined };
+      const headers = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...common };
+      if (plan.wordIntervalMs > 0) return writePaced(res, headers, streamParts(input), plan.wordIntervalMs);
+      send(res, 200, headers, streamPayload(input));
       return;
     }
     const body = {
@@ -105,6 +107,21 @@ export async function startSimulator(input: SimulatorOptions = {}): Promise<Simu
       ...(plan.omitUsage ? {} : { usage }),
     };
     send(res, 200, { 'content-type': 'application/json', ...common }, JSON.stringify(body));
+  }
+
+  /** A stream written word by word: the role chunk and first word now, then one event per interval. */
+  function writePaced(res: ServerResponse, headers: Record<string, string>, parts: string[], intervalMs: number): void {
+    if (res.destroyed) return;
+    res.writeHead(200, headers);
+    res.write(parts[0]! + (parts[1] ?? ''));
+    let next = 2;
+    const writeNext = () => {
+      if (res.destroyed) return;
+      if (next >= parts.length) return void res.end();
+      res.write(parts[next++]!);
+      later(intervalMs, writeNext);
+    };
+    later(intervalMs, writeNext);
   }
 
   function onChat(res: ServerResponse, requestId: string, text: string | null): void {

@@ -20,6 +20,11 @@ export function splitDeltas(content: string): string[] {
 }
 
 export function streamPayload(input: StreamInput): string {
+  return streamParts(input).join('');
+}
+
+/** The stream's events one by one: the role chunk, a chunk per word, the finish, usage, [DONE]. */
+export function streamParts(input: StreamInput): string[] {
   const usageField = input.usage ? ',"usage":null' : '';
   const head = `data: {"id":${JSON.stringify(input.id)},"object":"chat.completion.chunk","created":${input.created},"model":${JSON.stringify(input.model)},"choices":[`;
   const chunk = (choice: string, tail = usageField) => `${head}${choice}]${tail}}\n\n`;
@@ -30,5 +35,5 @@ export function streamPayload(input: StreamInput): string {
   parts.push(chunk(`{"index":0,"delta":{},"finish_reason":${JSON.stringify(input.finishReason)}}`));
   if (input.usage) parts.push(chunk('', `,"usage":${JSON.stringify(input.usage)}`));
   parts.push('data: [DONE]\n\n');
-  return parts.join('');
+  return parts;
 }

@@ -10,7 +10,7 @@ function answering(output: string) {
   const requests: ModelRequest[] = [];
   const call = async (request: ModelRequest): Promise<ModelAnswer> => {
     requests.push(request);
-    return { output, usage: { input_tokens: 120, output_tokens: 2 }, usageEstimated: false, countingMs: 0, finishReason: 'stop', requestId: 'req_1', httpStatus: 200 };
+    return { output, usage: { input_tokens: 120, output_tokens: 2 }, usageEstimated: false, countingMs: 0, finishReason: 'stop', requestId: 'req_1', httpStatus: 200, ttftMs: null };
   };
   return { requests, call };
 }

@@ -8,6 +8,7 @@ describe('simulator options', () => {
     expect(parseSimOptions({})).toEqual({
       latency_ms: 0,
       latency_jitter_ms: 0,
+      tokens_per_second: 0,
       failure_rate: 0,
       seed: 1,
       models: {},
@@ -25,18 +26,19 @@ describe('simulator options', () => {
   });
 
   it('resolves per-model overrides over top-level values', () => {
-    const options = parseSimOptions({ latency_ms: 100, failure_rate: 0.1, rpm: 10, models: { fast: { latency_ms: 5, tpm: 999, fail_status: 503 } } });
+    const options = parseSimOptions({ latency_ms: 100, tokens_per_second: 50, failure_rate: 0.1, rpm: 10, models: { fast: { latency_ms: 5, tpm: 999, fail_status: 503, tokens_per_second: 400 } } });
     expect(effectiveModel(options, 'fast')).toEqual({
       rpm: 10,
       tpm: 999,
       latency_ms: 5,
       latency_jitter_ms: 0,
+      tokens_per_second: 400,
       failure_rate: 0.1,
       fail_status: 503,
       context_window: undefined,
       omit_usage: false,
     });
-    expect(effectiveModel(options, 'anything')).toMatchObject({ latency_ms: 100, rpm: 10, tpm: undefined, fail_status: undefined });
+    expect(effectiveModel(options, 'anything')).toMatchObject({ latency_ms: 100, tokens_per_second: 50, rpm: 10, tpm: undefined, fail_status: undefined });
     expect(effectiveModel(options, 'toString').latency_ms).toBe(100); // not fooled by prototype names
   });
 });

@@ -1,0 +1,85 @@
+import { APIError } from 'openai';
+import type { Stream } from 'openai/core/streaming';
+import type { ChatCompletionChunk } from 'openai/resources/chat';
+import { ModelCallError } from './model-error.ts';
+
+/** What a streamed answer adds up to, once its last chunk is in. */
+export interface StreamedAnswer {
+  output: string;
+  finishReason: string | null;
+  /** The provider's usage chunk (asked for with stream_options.include_usage); null when it sent none. */
+  usage: unknown;
+  /** From the request's start to the first chunk with content; null when no content came. */
+  ttftMs: number | null;
+}
+
+interface StreamContext {
+  model: string;
+  provider: string;
+  baseUrl: string;
+  /** The provider's timeout_ms: the longest wait for any next chunk. */
+  idleTimeoutMs: number;
+  /** performance.now() when the request was sent. */
+  startedAt: number;
+}
+
+/**
+ * Reads a chat completion stream to its end. The SDK's timeout stops at the response's headers, so
+ * a stream that stalls would hang the row for ever: a chunk must arrive every `idleTimeoutMs`, or the
+ * request is aborted and the call fails as a (retryable) timeout. A stream cut off or ended with an
+ * error event is retryable too: what came before is dropped, as a partial answer is no answer.
+ */
+export async function readStreamedAnswer(stream: Stream<ChatCompletionChunk>, ctx: StreamContext): Promise<StreamedAnswer> {
+  const parts: string[] = [];
+  let finishReason: string | null = null;
+  let usage: unknown = null;
+  let ttftMs: number | null = null;
+  let chunks = 0;
+  let stalled = false;
+  let idle: NodeJS.Timeout | undefined;
+  const watch = () => {
+    clearTimeout(idle);
+    idle = setTimeout(() => {
+      stalled = true;
+      stream.controller.abort();
+    }, ctx.idleTimeoutMs);
+  };
+  const where = `model "${ctx.model}" at ${ctx.baseUrl}`;
+  try {
+    watch();
+    for await (const chunk of stream) {
+      chunks++;
+      watch();
+      const choice = chunk.choices[0];
+      const content = choice?.delta?.content;
+      if (content) {
+        ttftMs ??= Math.round(performance.now() - ctx.startedAt);
+        parts.push(content);
+      }
+      if (choice?.finish_reason) finishReason = choice.finish_reason;
+      if (chunk.usage) usage = chunk.usage;
+    }
+  } catch (error) {
+    if (stalled) throw stallError();
+    if (error instanceof APIError && typeof error.status !== 'number') {
+      throw new ModelCallError({ code: 'server_error', model: ctx.model, retryable: true, message: `${where} sent an error in its streamed answer after ${chunks} chunks: ${error.message}` });
+    }
+    if (error instanceof APIError || error instanceof ModelCallError) throw error;
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new ModelCallError({ code: 'connection_error', model: ctx.model, retryable: true, message: `${where} broke off its streamed answer after ${chunks} chunks: ${reason}` });
+  } finally {
+    clearTimeout(idle);
+  }
+  // The SDK ends the iteration quietly when its request is aborted: by the stall watch, or by the caller.
+  if (stalled) throw stallError();
+  if (stream.controller.signal.aborted) throw new ModelCallError({ code: 'unexpected_error', model: ctx.model, message: `${where}: the streamed call was cancelled after ${chunks} chunks` });
+  if (chunks === 0) throw new ModelCallError({ code: 'empty_response', model: ctx.model, message: `${where} ended its stream without a single chunk` });
+  if (finishReason === null) {
+    throw new ModelCallError({ code: 'connection_error', model: ctx.model, retryable: true, message: `${where} ended its streamed answer after ${chunks} chunks without saying it was finished (no finish_reason): it was cut off on the way` });
+  }
+  return { output: parts.join(''), finishReason, usage, ttftMs };
+
+  function stallError(): ModelCallError {
+    return new ModelCallError({ code: 'timeout', model: ctx.model, retryable: true, message: `${where} stopped sending its streamed answer: nothing for ${ctx.idleTimeoutMs} ms after ${chunks} chunks (providers.${ctx.provider}.timeout_ms)` });
+  }
+}

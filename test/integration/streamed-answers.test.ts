@@ -1,0 +1,139 @@
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.ts';
+import { callModel, type ModelRequest } from '../../src/models/call-model.ts';
+import { ModelCallError } from '../../src/models/model-error.ts';
+import { createProviderClients } from '../../src/models/provider-clients.ts';
+import type { CallRecord, RowResult } from '../../src/output/records.ts';
+import type { Report } from '../../src/output/report.ts';
+import { startSimulator, type Simulator } from '../../src/sim/server.ts';
+import { runCli } from '../helpers/cli.ts';
+import { readJsonLines, tempDir, writePromptsCsv } from '../helpers/files.ts';
+import { useSimulatorAndRedis } from '../helpers/harness.ts';
+
+const messages = [{ role: 'user' as const, content: 'Tell me about streams' }];
+
+function providerAt(baseUrl: string, timeoutMs = 60_000) {
+  const config = parseConfig({ providers: { p: { base_url: baseUrl, timeout_ms: timeoutMs } }, models: { m: { provider: 'p', stream: true } }, default_model: 'm' }, 'test');
+  return createProviderClients(config).get('p')!;
+}
+
+const request: ModelRequest = { model: 'm', upstream: 'm', messages, temperature: 0, maxTokens: 200, stream: true };
+
+describe('a streamed call (models.<name>.stream)', () => {
+  let sim: Simulator;
+  beforeAll(async () => {
+    // 50 ms to the first token, then 200 tokens a second: an answer of 20-120 tokens takes 0.1-0.6 s more.
+    sim = await startSimulator({ port: 0, latency_ms: 50, tokens_per_second: 200, models: { bare: { omit_usage: true } } });
+  });
+  afterAll(() => sim.close());
+
+  it('gives the same answer and usage as a whole one, and its time to first token', async () => {
+    const provider = providerAt(sim.url);
+    const started = performance.now();
+    const streamed = await callModel(provider, request);
+    const streamMs = performance.now() - started;
+    const whole = await callModel(provider, { ...request, stream: false });
+    expect(streamed.output).toBe(whole.output);
+    expect(streamed.usage).toEqual(whole.usage);
+    expect(streamed).toMatchObject({ usageEstimated: false, finishReason: whole.finishReason, httpStatus: 200 });
+    expect(whole.ttftMs).toBeNull();
+    // The first word came after the latency, long before the last one.
+    expect(streamed.ttftMs).toBeGreaterThanOrEqual(45);
+    expect(streamed.ttftMs!).toBeLessThan(streamMs - 50);
+  });
+
+  it('counts the tokens itself when the stream carries no usage', async () => {
+    const answer = await callModel(providerAt(sim.url), { ...request, model: 'm', upstream: 'bare' });
+    expect(answer.usageEstimated).toBe(true);
+    expect(answer.usage.output_tokens).toBeGreaterThan(0);
+  });
+});
+
+describe('a streamed call that goes wrong', () => {
+  const routes: Record<string, (res: ServerResponse) => void> = {
+    // One word, then silence.
+    '/stall/v1/chat/completions': (res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"m","choices":[{"index":0,"delta":{"content":"Hello"},"finish_reason":null}]}\n\n');
+    },
+    '/cut/v1/chat/completions': (res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"m","choices":[{"index":0,"delta":{"content":"Hello"},"finish_reason":null}]}\n\n');
+      setTimeout(() => res.socket?.destroy(), 20);
+    },
+    '/error-event/v1/chat/completions': (res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end('data: {"error":{"message":"The server had an error while processing your request","type":"server_error"}}\n\n');
+    },
+    '/json/v1/chat/completions': (res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"id":"c","object":"chat.completion","created":0,"model":"m","choices":[]}');
+    },
+  };
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => routes[req.url ?? '']?.(res));
+  });
+  let base = '';
+  beforeAll(async () => {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+
+  const failure = (path: string, timeoutMs?: number) => callModel(providerAt(`${base}${path}/v1`, timeoutMs), request).then(
+    () => null,
+    (error: unknown) => error as ModelCallError,
+  );
+
+  it('times out when the stream stalls past timeout_ms, and may be retried', async () => {
+    const started = performance.now();
+    const error = await failure('/stall', 300);
+    expect(performance.now() - started).toBeLessThan(3000);
+    expect(error).toBeInstanceOf(ModelCallError);
+    expect(error).toMatchObject({ code: 'timeout', retryable: true });
+    expect(error!.message).toContain('stopped sending its streamed answer: nothing for 300 ms after 1 chunks (providers.p.timeout_ms)');
+  });
+
+  it('fails retryably when the connection breaks off mid-answer or the stream reports an error', async () => {
+    expect(await failure('/cut')).toMatchObject({ code: 'connection_error', retryable: true, message: expect.stringContaining('broke off its streamed answer after 1 chunks') });
+    expect(await failure('/error-event')).toMatchObject({ code: 'server_error', retryable: true, message: expect.stringContaining('sent an error in its streamed answer after 0 chunks') });
+  });
+
+  it('says to turn streaming off when the provider answers with a whole JSON body', async () => {
+    expect(await failure('/json')).toMatchObject({ code: 'bad_response', message: expect.stringContaining('not an event stream: set models.m.stream to false if the provider cannot stream') });
+  });
+});
+
+describe('switchyard run with a streaming model', () => {
+  const h = useSimulatorAndRedis('streamed-run', { latency_ms: 30, tokens_per_second: 400 });
+
+  it('records each call\'s time to first token and reports it per model', async () => {
+    const dir = await tempDir('streamed-run');
+    const config = join(dir, 'stream.yaml');
+    await import('node:fs/promises').then((fs) => fs.writeFile(config, `providers: {sim: {base_url: "${h.sim.url}"}}\nmodels:\n  streamed: {provider: sim, upstream: m, stream: true, price: {input_per_mtok: 1, output_per_mtok: 2}}\n  whole: {provider: sim, upstream: m, price: {input_per_mtok: 1, output_per_mtok: 2}}\ndefault_model: streamed\n`));
+    const input = await writePromptsCsv(dir, 6, { model: (row) => (row % 2 === 0 ? 'whole' : undefined) });
+    const out = join(dir, 'out');
+    const run = await runCli(['run', input, '--config', config, '--out', out], h.env());
+    expect(run.code, run.stderr).toBe(0);
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    for (const call of calls) {
+      if (call.model === 'streamed') expect(call.ttft_ms).toBeGreaterThanOrEqual(25);
+      else expect(call.ttft_ms).toBeUndefined();
+    }
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.every((r) => r.status === 'succeeded' && (r.output ?? '').length > 0)).toBe(true);
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.models.streamed!.ttft_p50_ms).toBeGreaterThanOrEqual(25);
+    expect(report.models.whole!.ttft_p50_ms).toBeNull();
+    expect(await readFile(join(out, 'report.md'), 'utf8')).toContain('| TTFT p50 | TTFT p95 |');
+    expect(run.stdout).toMatch(/streamed .* first token p50 \d/);
+  });
+});
