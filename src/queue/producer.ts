@@ -110,7 +110,7 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
     if (rows.length > 0) {
       if (options.maxPending !== undefined) await waitForRoom(options, counts.enqueued);
       if (options.signal?.aborted) {
-        await Promise.all([fingerprinted.written, fingerprinted.supersededRemoved]);
+        await fingerprinted.written;
         counts.stopped = true; // this chunk is read again on resume
         return;
       }
@@ -119,10 +119,10 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
         const fingerprint = fingerprinted.of(row);
         return { name: 'prompt', data: toJob(options.batchId, row, fingerprint, options.resume), opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row, fingerprint) } };
       });
-      await Promise.all([options.queue.addBulk(jobs), recordEstimate(), fingerprinted.written, fingerprinted.supersededRemoved]);
+      await Promise.all([options.queue.addBulk(jobs), recordEstimate(), fingerprinted.written]);
       counts.enqueued += rows.length;
     } else {
-      await Promise.all([recordEstimate(), fingerprinted.written, fingerprinted.supersededRemoved]);
+      await Promise.all([recordEstimate(), fingerprinted.written]);
     }
     options.onProgress?.(counts);
   };
@@ -209,9 +209,12 @@ interface FingerprintedChunk {
   toRun: InputRow[];
   /** Each row's fingerprint (its job carries it, and its job id ends with it). */
   of: (row: InputRow) => number;
+  /**
+   * The writes that need not hold up the chunk, awaited with it: a new batch's fingerprints, or a
+   * resume's removal of the queued jobs of rows edited since (best effort: a running one is left
+   * to supersede itself).
+   */
   written: Promise<unknown>;
-  /** Removing the queued jobs of rows edited in the file since (best effort: a running job is left to supersede itself). */
-  supersededRemoved: Promise<unknown>;
 }
 
 /**
@@ -232,7 +235,7 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
     // A new batch: nothing to compare, so the write need not hold up the chunk (it is awaited with it).
     const written = options.store.redis.setrange(keys.fingerprints, first * 4, fingerprints);
     written.catch(() => undefined); // observed now, awaited later
-    return { toRun: rows, of, written, supersededRemoved: Promise.resolve() };
+    return { toRun: rows, of, written };
   }
   const [succeeded, finished, recorded] = await Promise.all([
     options.store.succeededRows(options.batchId, first, span),
@@ -264,9 +267,9 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
   const toRun = candidates.filter((row) => !finishedMeanwhile.has(row.row));
   counts.alreadySucceeded += rows.length - toRun.length;
   // After the reopening wrote the new fingerprints: a superseded job that runs now drops its result.
-  const supersededRemoved = Promise.all(supersededJobs.map((jobId) => options.queue.remove(jobId)));
-  supersededRemoved.catch(() => undefined); // observed now, awaited with the chunk
-  return { toRun, of, written: Promise.resolve(), supersededRemoved };
+  const written = Promise.all(supersededJobs.map((jobId) => options.queue.remove(jobId)));
+  written.catch(() => undefined); // observed now, awaited with the chunk
+  return { toRun, of, written };
 }
 
 /**
