@@ -107,6 +107,13 @@ export const breakerSchema = z.strictObject({
   failure_threshold: positiveInt.default(5),
   /** How long an open circuit skips the model before one probe call is let through. */
   cooldown_ms: positiveInt.default(30_000),
+  /**
+   * How long a row may wait, in all, when its chain ended on open circuits: it is parked until the
+   * next probe and runs its chain again. 0 (the default): it fails at once, which says quickly that
+   * a provider is down. For unattended runs, some minutes: a provider's outage then pauses the
+   * batch instead of failing the rows that came while it lasted.
+   */
+  max_wait_ms: z.number().int().nonnegative().default(0),
 });
 
 export const budgetSchema = z.strictObject({

@@ -144,7 +144,7 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       };
     },
 
-    async settle(settlement: CallSettlement): Promise<void> {
+    async settle(settlement: CallSettlement): Promise<'open' | void> {
       const { model } = settlement;
       const limits = config.models[model];
       const work: Promise<unknown>[] = [];
@@ -155,15 +155,18 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       }
       if (settlement.coolDownMs !== null && settlement.coolDownMs > 0) work.push(limiter.coolDown({ model: endpointOf(model), forMs: settlement.coolDownMs }));
       if (settlement.budgetHold) work.push(budget.settle(settlement.budgetHold, settlement.actualNanos));
+      let circuit: Promise<'open' | 'closed'> | null = null;
       if (settlement.health === 'failure') {
         failing.add(model);
         healthySince.delete(model);
-        work.push(breaker.recordFailure(endpointOf(model), settlement.failureMessage));
+        circuit = breaker.recordFailure(endpointOf(model), settlement.failureMessage);
+        work.push(circuit);
       } else if (settlement.health === 'success' && failing.has(model)) {
         failing.delete(model);
         work.push(breaker.recordSuccess(endpointOf(model)));
       }
       await Promise.all(work);
+      if ((await circuit) === 'open') return 'open';
     },
   };
 }

@@ -42,5 +42,6 @@ export interface RowGate {
   /** Time left on a cooldown set (by any worker) after a 429; 0 when none. */
   coolingDownMs(model: string): Promise<number>;
   reserveBudget(estimateNanos: number): Promise<BudgetDecision>;
-  settle(settlement: CallSettlement): Promise<void>;
+  /** Returns 'open' when the call's failure left the model's circuit open (it opened it, or it was). */
+  settle(settlement: CallSettlement): Promise<'open' | void>;
 }

@@ -35,6 +35,10 @@ const progressFields = {
   lastError: z.object({ code: z.string(), message: z.string(), status: z.number().nullable() }).optional(),
   /** Parked while budget held by calls in flight comes back (it has had its wait in the worker). */
   waitingForBudget: z.boolean().optional(),
+  /** This pass through the chain found a model's circuit open (passed over, or opened by the row's own failure): the soonest probe (epoch ms). */
+  circuitProbeAt: z.number().optional(),
+  /** When the row first waited for open circuits (epoch ms): breaker.max_wait_ms counts from here. */
+  circuitWaitSince: z.number().optional(),
 };
 
 /** A member of an ensemble row: its own progress through its model, and once done, what it answered. */

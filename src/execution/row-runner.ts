@@ -51,6 +51,9 @@ export type RowStep =
  */
 const WAKE_LEAD_MS = 1000;
 
+/** The shortest wait for a circuit: while one caller probes it, the others hear "not yet" with little time left. */
+const CIRCUIT_MIN_WAIT_MS = 1000;
+
 /**
  * A row that fits the budget once the calls in flight settle waits for them in the worker this long
  * at most, looking every BUDGET_RECHECK_MS; most calls settle within that. After that it waits
@@ -123,6 +126,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
       if (!breaker.allowed) {
         const why = breaker.lastError ? `last error: ${breaker.lastError}; ` : '';
         fallBack(progress, `${model}: circuit open after repeated failures (${why}next probe in ${seconds(breaker.retryInMs)})`);
+        progress.circuitProbeAt = Math.min(progress.circuitProbeAt ?? Number.POSITIVE_INFINITY, now() + breaker.retryInMs);
         continue;
       }
       const maxWait = onLimit === 'fallback' ? config.limits.max_wait_ms : Number.POSITIVE_INFINITY;
@@ -196,7 +200,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     });
     // A 429's retry-after, or a 200 saying the limit is used up: all workers hold off that long.
     const coolDownMs = error?.code === 'rate_limited' ? (error.retryAfterMs ?? null) : (answer?.limitExhaustedForMs ?? null);
-    await gate.settle({
+    const circuit = await gate.settle({
       model,
       slotAt: progress.slotAt,
       estimatedTokens,
@@ -208,6 +212,8 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
       coolDownMs,
     });
     if (answer) return finish(row, progress, model, answer, null);
+    // Its failure opened the model's circuit (or found it open): with breaker.max_wait_ms the row may wait for the probe.
+    if (circuit === 'open') progress.circuitProbeAt = Math.min(progress.circuitProbeAt ?? Number.POSITIVE_INFINITY, now() + config.breaker.cooldown_ms);
 
     const failure = error!;
     progress.lastError = { code: failure.code, message: failure.message, status: failure.status };
@@ -229,6 +235,8 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     await deps.sleep(delay);
   }
 
+  const circuitWait = waitForCircuits(progress, config.breaker.max_wait_ms, now());
+  if (circuitWait) return circuitWait;
   const last = progress.lastError;
   const error = last
     ? new ModelCallError({ code: last.code as ModelCallError['code'], model: plan.chain.at(-1) ?? '', status: last.status, message: chainFailedMessage(progress, last.message) })
@@ -259,6 +267,27 @@ function noModelMessage(plan: RoutePlan, progress: RowProgress): string {
   if (plan.skipped.length === 0 && passedOver) return `no model was available: ${passedOver}`;
   const skipped = noModelMessageForPlan(plan);
   return passedOver ? `${skipped}; ${passedOver}` : skipped;
+}
+
+/**
+ * A chain that ended on open circuits, with breaker.max_wait_ms left: the row waits for the soonest
+ * probe (a little later, so the rows parked together do not all wake at once), then runs its chain
+ * again from the first model.
+ */
+function waitForCircuits(progress: RowProgress, maxWaitMs: number, now: number): RowStep | null {
+  const probeAt = progress.circuitProbeAt;
+  if (maxWaitMs <= 0 || probeAt === undefined) return null;
+  const since = progress.circuitWaitSince ?? now;
+  const waitMs = Math.max(CIRCUIT_MIN_WAIT_MS, probeAt - now) * (1 + Math.random() * 0.1);
+  if (now + waitMs - since > maxWaitMs) {
+    if (progress.circuitWaitSince !== undefined) progress.fallbackReasons.push(`waited ${seconds(now - since)} in all for open circuits (breaker.max_wait_ms: ${seconds(maxWaitMs)})`);
+    return null;
+  }
+  // Every model of the chain failed or was passed over: each reason starts with its model's name.
+  const waitingOn = [...new Set(progress.fallbackReasons.map((reason) => reason.slice(0, reason.indexOf(':'))))];
+  Object.assign(progress, { chainIndex: 0, attempt: 0, fallbackReasons: [], lastError: undefined, circuitProbeAt: undefined, circuitWaitSince: since, reservedModel: undefined });
+  const note = `rows wait for the circuits of ${waitingOn.join(', ')} to close (a probe call every breaker.cooldown_ms), for up to ${seconds(maxWaitMs)} each (breaker.max_wait_ms)`;
+  return { kind: 'park', waitMs: Math.round(waitMs), progress, note };
 }
 
 function fallBack(progress: RowProgress, reason: string): void {

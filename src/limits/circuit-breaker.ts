@@ -34,7 +34,7 @@ export interface BreakerCheck {
 
 export interface CircuitBreakerOptions {
   prefix: string;
-  breaker: BreakerConfig;
+  breaker: Pick<BreakerConfig, 'failure_threshold' | 'cooldown_ms'>;
   /** How long a probe may run before another caller may probe; default `cooldown_ms`. */
   probeLockMs?: number;
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
-import { runCli } from '../helpers/cli.ts';
+import { runCli, spawnCli, waitForOutput } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 import { startSimulator } from '../../src/sim/server.ts';
@@ -149,6 +149,31 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
       expect((await readJsonLines<RowResult>(join(dir, 'two', 'results.jsonl'))).every((r) => r.status === 'succeeded')).toBe(true);
     } finally {
       await healthy.close();
+    }
+  });
+
+  it('with breaker.max_wait_ms, an outage pauses the batch: rows wait for the circuit and finish once the provider is back', async () => {
+    const dir = await tempDir('outage');
+    const flaky = await startSimulator({ latency_ms: 1, models: { flash: { fail_status: 503 } } });
+    try {
+      const cfg = join(dir, 'outage.yaml');
+      await writeFile(cfg, stringify({ providers: { sim: { base_url: flaky.url } }, models: { flash: { provider: 'sim', price } }, default_model: 'flash', retry: { max_attempts: 1 }, breaker: { failure_threshold: 2, cooldown_ms: 500, max_wait_ms: 60_000 } }));
+      const input = await writePromptsCsv(dir, 20);
+      const run = spawnCli(['run', input, '--config', cfg, '--out', join(dir, 'out'), '--concurrency', '1'], h.env({ LOG_LEVEL: 'warn' }));
+      await waitForOutput(() => run.output().stdout + run.output().stderr, 'rows wait for the circuits of flash to close', 20_000);
+      flaky.setOptions({ models: {} }); // the outage ends
+      const result = await run.done;
+      expect(result.code).toBe(1); // a row whose failure did not open the circuit failed
+      const results = await readJsonLines<RowResult>(join(dir, 'out', 'results.jsonl'));
+      const failed = results.filter((r) => r.status === 'failed');
+      expect(results).toHaveLength(20);
+      // Only rows that failed before the circuit opened (failure_threshold 2: the first, and the
+      // others in hand then); the row whose failure opened it waited with the rest.
+      expect(failed.length).toBeGreaterThanOrEqual(1);
+      expect(failed.length).toBeLessThanOrEqual(3);
+      expect(failed.every((r) => r.error?.code === 'server_error')).toBe(true);
+    } finally {
+      await flaky.close();
     }
   });
 

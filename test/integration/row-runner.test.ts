@@ -128,6 +128,47 @@ describe('advanceRow', () => {
     expect(brokeStep.event.result).toMatchObject({ status: 'failed', error: { code: 'budget_exceeded' }, attempts: 0 });
   });
 
+  it('with breaker.max_wait_ms, a row whose chain ended on open circuits waits for the probe and runs its chain again', async () => {
+    let clock = 1_000_000;
+    let openUntil = clock + 30_000;
+    const breaker = async () => (clock < openUntil ? { allowed: false, retryInMs: openUntil - clock, lastError: 'failed with 503' } : { allowed: true, retryInMs: 0 });
+    // Without it (the default): the row fails at once.
+    const failing = setup(['ok'], { breaker });
+    failing.deps.now = () => clock;
+    expect(await advanceRow(row, freshProgress(), failing.deps)).toMatchObject({ kind: 'finished', event: { result: { status: 'failed', error: { code: 'no_model_available' } } } });
+
+    const { deps } = setup(['ok'], { breaker }, { breaker: { max_wait_ms: 120_000 } });
+    deps.now = () => clock;
+    const parked = await advanceRow(row, freshProgress(), deps);
+    if (parked.kind !== 'park') throw new Error('expected park');
+    expect(parked.waitMs).toBeGreaterThanOrEqual(30_000);
+    expect(parked.waitMs).toBeLessThanOrEqual(33_000); // up to 10% later, so parked rows do not all wake at once
+    expect(parked.note).toBe('rows wait for the circuits of ok to close (a probe call every breaker.cooldown_ms), for up to 120 s each (breaker.max_wait_ms)');
+    expect(parked.progress).toMatchObject({ chainIndex: 0, attempt: 0, fallbackReasons: [], circuitWaitSince: 1_000_000 });
+    // The probe closed the circuit: the row runs its chain again and answers.
+    clock += parked.waitMs;
+    const answered = await advanceRow(row, parked.progress, deps);
+    expect(answered).toMatchObject({ kind: 'finished', event: { result: { status: 'succeeded', final_model: 'ok' } } });
+
+    // A circuit that stays open: the row waits until breaker.max_wait_ms is used up, then fails and says so.
+    openUntil = Number.POSITIVE_INFINITY;
+    const breakerStaysOpen = async () => ({ allowed: false, retryInMs: 30_000 });
+    const stuck = setup(['ok'], { breaker: breakerStaysOpen }, { breaker: { max_wait_ms: 120_000 } });
+    stuck.deps.now = () => clock;
+    const started = clock;
+    let step = await advanceRow(row, freshProgress(), stuck.deps);
+    let parks = 0;
+    while (step.kind === 'park') {
+      parks++;
+      clock += step.waitMs;
+      step = await advanceRow(row, step.progress, stuck.deps);
+    }
+    expect(parks).toBe(3);
+    expect(clock - started).toBeLessThanOrEqual(120_000);
+    expect(step.event.result).toMatchObject({ status: 'failed', error: { code: 'no_model_available' } });
+    expect(step.event.result.error?.message).toMatch(/ok: circuit open after repeated failures \(next probe in 30 s\); waited 9\d s in all for open circuits \(breaker.max_wait_ms: 120 s\)/);
+  });
+
   it('waits for budget that calls in flight hold on their estimates, and calls once it comes back', async () => {
     let asked = 0;
     const slept: number[] = [];
