@@ -28,8 +28,13 @@ export function configKeysAt(path: readonly PropertyKey[]): string[] {
   return [...new Set(nodesAt(schemaRoot(), path).flatMap((node) => Object.keys(node.properties ?? {})))];
 }
 
-/** The allowed key an unknown one was most likely meant to be (a typo of up to 2 edits), or null. */
+/**
+ * The allowed key an unknown one was most likely meant to be: the same with its unit ("timeout" for
+ * "timeout_ms"), or a typo of up to 2 edits; null when none is close.
+ */
 export function closestKey(unknown: string, known: readonly string[]): string | null {
+  const withUnit = known.find((key) => key.toLowerCase() === `${unknown.toLowerCase()}_ms`);
+  if (withUnit) return withUnit;
   // Short keys get fewer edits: "rpm" is not a typo of "tpm".
   const allowed = Math.min(2, Math.floor(unknown.length / 3));
   let best: string | null = null;

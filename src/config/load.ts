@@ -24,10 +24,12 @@ export function describeIssues(error: z.ZodError, root = '', keysAt?: (path: rea
     .join('\n');
 }
 
-/** 'unknown key "concurency" (did you mean "concurrency"?)'. */
+/** 'unknown key "concurency" (did you mean "concurrency"?)', or the keys allowed there when none is close. */
 function unknownKeyText(key: string, known: readonly string[]): string {
   const meant = closestKey(key, known);
-  return `unknown key "${key}"${meant ? ` (did you mean "${meant}"?)` : ''}`;
+  if (meant) return `unknown key "${key}" (did you mean "${meant}"?)`;
+  // A map of names (models, providers) allows any key: an unknown one is then in a fixed-shape object.
+  return known.length > 0 && known.length <= 12 ? `unknown key "${key}" (allowed here: ${known.join(', ')})` : `unknown key "${key}"`;
 }
 
 export function parseConfig(raw: unknown, source: string): SwitchyardConfig {

@@ -31,6 +31,7 @@ describe('a config with mistakes', () => {
       default_model: 'flash',
       concurency: 64,
       retry: { max_attempt: 3 },
+      breaker: { max_wait: 60_000, trip_after: 3 },
       colour: 'blue',
     });
     expect(message.split('\n')).toEqual([
@@ -42,6 +43,7 @@ describe('a config with mistakes', () => {
       '  models.pro.provider: missing (expected string)',
       '  models.pro.price.input_per_mtok: Too small: expected number to be >=0',
       '  retry: unknown key "max_attempt" (did you mean "max_attempts"?)',
+      '  breaker: unknown key "max_wait" (did you mean "max_wait_ms"?), unknown key "trip_after" (allowed here: failure_threshold, cooldown_ms, max_wait_ms)',
       '  (top level): unknown key "concurency" (did you mean "concurrency"?), unknown key "colour"',
       'See docs/config.md for every key.',
     ]);
