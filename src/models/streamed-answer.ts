@@ -62,24 +62,28 @@ export async function readStreamedAnswer(stream: Stream<ChatCompletionChunk>, ct
   } catch (error) {
     if (stalled) throw stallError();
     if (error instanceof APIError && typeof error.status !== 'number') {
-      throw new ModelCallError({ code: 'server_error', model: ctx.model, retryable: true, message: `${where} sent an error in its streamed answer after ${chunks} chunks: ${error.message}` });
+      throw new ModelCallError({ code: 'server_error', model: ctx.model, retryable: true, message: `${where} sent an error in its streamed answer after ${chunkCount(chunks)}: ${error.message}` });
     }
     if (error instanceof APIError || error instanceof ModelCallError) throw error;
     const reason = error instanceof Error ? error.message : String(error);
-    throw new ModelCallError({ code: 'connection_error', model: ctx.model, retryable: true, message: `${where} broke off its streamed answer after ${chunks} chunks: ${reason}` });
+    throw new ModelCallError({ code: 'connection_error', model: ctx.model, retryable: true, message: `${where} broke off its streamed answer after ${chunkCount(chunks)}: ${reason}` });
   } finally {
     clearTimeout(idle);
   }
   // The SDK ends the iteration quietly when its request is aborted: by the stall watch, or by the caller.
   if (stalled) throw stallError();
-  if (stream.controller.signal.aborted) throw new ModelCallError({ code: 'unexpected_error', model: ctx.model, message: `${where}: the streamed call was cancelled after ${chunks} chunks` });
+  if (stream.controller.signal.aborted) throw new ModelCallError({ code: 'unexpected_error', model: ctx.model, message: `${where}: the streamed call was cancelled after ${chunkCount(chunks)}` });
   if (chunks === 0) throw new ModelCallError({ code: 'empty_response', model: ctx.model, message: `${where} ended its stream without a single chunk` });
   if (finishReason === null) {
-    throw new ModelCallError({ code: 'connection_error', model: ctx.model, retryable: true, message: `${where} ended its streamed answer after ${chunks} chunks without saying it was finished (no finish_reason): it was cut off on the way` });
+    throw new ModelCallError({ code: 'connection_error', model: ctx.model, retryable: true, message: `${where} ended its streamed answer after ${chunkCount(chunks)} without saying it was finished (no finish_reason): it was cut off on the way` });
   }
   return { output: parts.join(''), finishReason, usage, ttftMs };
 
   function stallError(): ModelCallError {
-    return new ModelCallError({ code: 'timeout', model: ctx.model, retryable: true, message: `${where} stopped sending its streamed answer: nothing for ${ctx.idleTimeoutMs} ms after ${chunks} chunks (providers.${ctx.provider}.timeout_ms)` });
+    return new ModelCallError({ code: 'timeout', model: ctx.model, retryable: true, message: `${where} stopped sending its streamed answer: nothing for ${ctx.idleTimeoutMs} ms after ${chunkCount(chunks)} (providers.${ctx.provider}.timeout_ms)` });
   }
+}
+
+function chunkCount(chunks: number): string {
+  return `${chunks} chunk${chunks === 1 ? '' : 's'}`;
 }

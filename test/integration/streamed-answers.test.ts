@@ -99,11 +99,11 @@ describe('a streamed call that goes wrong', () => {
     expect(performance.now() - started).toBeLessThan(3000);
     expect(error).toBeInstanceOf(ModelCallError);
     expect(error).toMatchObject({ code: 'timeout', retryable: true });
-    expect(error!.message).toContain('stopped sending its streamed answer: nothing for 300 ms after 1 chunks (providers.p.timeout_ms)');
+    expect(error!.message).toContain('stopped sending its streamed answer: nothing for 300 ms after 1 chunk (providers.p.timeout_ms)');
   });
 
   it('fails retryably when the connection breaks off mid-answer or the stream reports an error', async () => {
-    expect(await failure('/cut')).toMatchObject({ code: 'connection_error', retryable: true, message: expect.stringContaining('broke off its streamed answer after 1 chunks') });
+    expect(await failure('/cut')).toMatchObject({ code: 'connection_error', retryable: true, message: expect.stringContaining('broke off its streamed answer after 1 chunk') });
     expect(await failure('/error-event')).toMatchObject({ code: 'server_error', retryable: true, message: expect.stringContaining('sent an error in its streamed answer after 0 chunks') });
   });
 
