@@ -12,6 +12,7 @@ import { missingApiKeys, missingKeyFor } from '../models/provider-clients.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
 import { isValidBatchId, newBatchId } from '../queue/keys.ts';
 import { enqueueBatch } from '../queue/producer.ts';
+import { unqueueBatch, type Unqueued } from '../queue/unqueue-batch.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
 import { deadProcessRowsText, type ReleasedRows } from '../queue/worker-registry.ts';
@@ -187,12 +188,23 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     // queue; the rows in hand finish, then the outputs are written for the rows finished so far,
     // and the run says how to go on (nothing is lost either way).
     let stoppedBy: NodeJS.Signals | null = null;
+    let unqueued: Unqueued | null = null;
+    // The batch's rows still queued come off the queue, or the next run of another batch (or any
+    // worker) would run them, and pay for them, with nobody collecting this one.
+    const unqueueRest = async () => {
+      const stoppedQueue = session.openPromptQueue();
+      unqueued = await unqueueBatch(stoppedQueue, batchId).catch(() => null); // Redis away: they stay queued
+      await stoppedQueue.close().catch(() => undefined);
+    };
     const onInterrupt = (signal: NodeJS.Signals) => {
       stoppedBy = signal;
       say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''}. Finishing the rows in hand, then writing the outputs so far (a second Ctrl-C quits at once).`);
       stopReading.abort();
       // A close that fails is seen again where the run closes the worker for good.
-      void (worker?.close() ?? Promise.resolve()).catch(() => undefined).then(() => drainCollector.abort());
+      void (worker?.close() ?? Promise.resolve())
+        .catch(() => undefined)
+        .then(() => (worker ? unqueueRest() : undefined))
+        .then(() => drainCollector.abort());
     };
     process.once('SIGINT', onInterrupt);
     process.once('SIGTERM', onInterrupt);
@@ -239,7 +251,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       await queue.close();
       const report = await collecting?.catch(() => null);
       await worker?.close();
-      if (stoppedBy) say(await stoppedText(session, batchId, report ?? null));
+      if (stoppedBy) say(await stoppedText(session, batchId, report ?? null, unqueued));
       return { exitCode: interruptedExitCode(), batchId, outDir };
     }
     await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
@@ -268,7 +280,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       // Stopped early; a stop that came as the last row finished still ends the batch as usual.
       if (report === null || report.totals.unfinished_rows !== 0) {
         await worker.close();
-        if (stoppedBy) say(await stoppedText(session, batchId, report));
+        if (stoppedBy) say(await stoppedText(session, batchId, report, unqueued));
         return { exitCode: interruptedExitCode(), batchId, outDir };
       }
       // Invalid rows did not succeed either: a script checking the exit code must see them.
@@ -289,13 +301,22 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
  * The last line of an interrupted run, once the rows in hand have finished: where the batch stands
  * and how to go on. `report` is the outputs so far, when they could be written.
  */
-async function stoppedText(session: Session, batchId: string, report: Report | null): Promise<string> {
+async function stoppedText(session: Session, batchId: string, report: Report | null, unqueued: Unqueued | null): Promise<string> {
   const resume = `switchyard run --resume ${batchId}`;
-  if (report) return `Stopped early: the outputs above hold the ${counted(report.totals.rows, 'row')} finished so far. Nothing done is lost or paid for again: ${resume} runs the rest and writes them whole.`;
+  const queue = unqueuedText(unqueued);
+  if (report) return `Stopped early: the outputs above hold the ${counted(report.totals.rows, 'row')} finished so far.${queue} Nothing done is lost or paid for again: ${resume} runs the rest and writes them whole.`;
   const progress = await session.store.progress(batchId).catch(() => null);
-  if (!progress) return `Stopped. Go on with: ${resume}`;
+  if (!progress) return `Stopped.${queue} Go on with: ${resume}`;
   const done = `${formatCount(progress.finished)}${progress.total === null ? '' : ` of ${formatCount(progress.total)}`} rows done`;
-  return `Stopped: ${done} (${formatCount(progress.failed)} failed), ${formatUsd(progress.costUsd)} spent. Nothing done is lost or paid for again: ${resume}`;
+  return `Stopped: ${done} (${formatCount(progress.failed)} failed), ${formatUsd(progress.costUsd)} spent.${queue} Nothing done is lost or paid for again: ${resume}`;
+}
+
+/** What became of the stopped batch's queued rows, as a sentence (with a leading space), or ''. */
+function unqueuedText(unqueued: Unqueued | null): string {
+  if (unqueued === null || unqueued.removed + unqueued.kept === 0) return '';
+  const removed = unqueued.removed > 0 ? ` ${counted(unqueued.removed, 'queued row')} came off the queue, so no other run or worker takes them meanwhile.` : '';
+  const kept = unqueued.kept > 0 ? ` ${counted(unqueued.kept, 'row')} stay queued (parked with calls made, or taken by another worker): a worker serving the queue may finish them.` : '';
+  return `${removed}${kept}`;
 }
 
 /** What a run says about rows that a process on this machine which died had in hand ('' for nothing). */

@@ -16,6 +16,11 @@ function expectEachRowOnce(results: RowResult[], rows: number): void {
 describe('crash safety: killed processes lose no row and double none', () => {
   const h = useSimulatorAndRedis('kill-resume', { latency_ms: 25, latency_jitter_ms: 10, seed: 3 });
   const finishedKeyOf = (batchId: string) => `${h.prefix}:batch:{${batchId}}:finished`;
+  /** The batch's jobs waiting in the prompts queue, or parked there. */
+  const queuedJobsOf = async (batchId: string) => {
+    const [waiting, delayed] = await Promise.all([h.redis.lrange(`${h.prefix}:prompts:wait`, 0, -1), h.redis.zrange(`${h.prefix}:prompts:delayed`, '0', '-1')]);
+    return [...waiting, ...delayed].filter((id) => id.startsWith(`${batchId}_`));
+  };
 
   /** Waits until `rows` of the batch's rows have finished (rows a killed process may not have reached). */
   const untilFinished = (batchId: string, rows: number) => waitFor(async () => (await h.redis.bitcount(finishedKeyOf(batchId))) >= rows, 30_000);
@@ -104,9 +109,10 @@ describe('crash safety: killed processes lose no row and double none', () => {
     const partial = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
     expect(partial.totals).toMatchObject({ rows: finishedAtStop, succeeded: finishedAtStop, unfinished_rows: null });
     expect(ended.stdout).toMatch(new RegExp(`\nRows +${finishedAtStop.toLocaleString('en-US')} of ${finishedAtStop.toLocaleString('en-US')} succeeded, 0 failed; the rest of the file not run yet\n`));
-    expect(ended.stdout).toContain(
-      `\nStopped early: the outputs above hold the ${finishedAtStop.toLocaleString('en-US')} rows finished so far. Nothing done is lost or paid for again: switchyard run --resume interrupted runs the rest and writes them whole.\n`,
+    expect(ended.stdout).toMatch(
+      new RegExp(`\nStopped early: the outputs above hold the ${finishedAtStop.toLocaleString('en-US')} rows finished so far\\.( [\\d,]+ queued rows? came off the queue, so no other run or worker takes them meanwhile\\.)? Nothing done is lost or paid for again: switchyard run --resume interrupted runs the rest and writes them whole\\.\n`),
     );
+    expect(await queuedJobsOf('interrupted')).toEqual([]);
     expect(await readFile(join(out, 'report.md'), 'utf8')).toContain('**Stopped early: ');
     expect(ended.stdout).not.toContain('Read 3,000 rows');
     // Well short of the file: what was in flight or queued when Ctrl-C came, not the rest.
@@ -148,6 +154,9 @@ describe('crash safety: killed processes lose no row and double none', () => {
     expect(partial.totals).toMatchObject({ rows: finished, unfinished_rows: rows - finished });
     expect(ended.stdout).toContain(`; ${(rows - finished).toLocaleString('en-US')} rows not run yet\n`);
     expect(ended.stdout).toMatch(/Stopped early: .* switchyard run --resume terminated runs the rest and writes them whole\.\n/);
+    // The rest of the batch came off the queue: the next run of another batch, or any worker, would run it and pay for it uncollected.
+    expect(ended.stdout).toMatch(/ [\d,]+ queued rows came off the queue, so no other run or worker takes them meanwhile\./);
+    expect(await queuedJobsOf('terminated')).toEqual([]);
     expect(await h.redis.exists(`${h.prefix}:batch:{terminated}:lease`)).toBe(0); // released, so a resume needs no wait
 
     const resumed = await runCli(['run', '--resume', 'terminated', '--concurrency', '32'], h.env());

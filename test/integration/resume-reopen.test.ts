@@ -9,8 +9,9 @@ import { builtInConfig } from '../../src/config/defaults.ts';
 import type { InputRow, ReadItem } from '../../src/input/row.ts';
 import { rowFingerprint } from '../../src/input/row-fingerprint.ts';
 import { BatchStore } from '../../src/queue/batch-state.ts';
-import { batchKeys, PROMPT_QUEUE, promptJobId } from '../../src/queue/keys.ts';
+import { batchKeys, isJobOfBatch, PROMPT_QUEUE, promptJobId } from '../../src/queue/keys.ts';
 import { enqueueBatch } from '../../src/queue/producer.ts';
+import { unqueueBatch } from '../../src/queue/unqueue-batch.ts';
 import { reopenRows } from '../../src/queue/reopen-rows.ts';
 import type { RowResult } from '../../src/output/records.ts';
 import { fingerprintBytes, publishRowEvent, readRowEvents } from '../../src/output/row-events.ts';
@@ -138,6 +139,21 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     const ids = (await queue.getJobs(['waiting'])).map((job) => job.id).sort();
     expect(ids).toEqual([promptJobId(batchId, 1, rowFingerprint(after[0]!)), promptJobId(batchId, 2, rowFingerprint(after[1]!)), promptJobId(batchId, 3, rowFingerprint(after[2]!))].sort());
     expect((await queue.getJob(promptJobId(batchId, 2, rowFingerprint(after[1]!))))?.data).toMatchObject({ messages: [{ content: 'TWO reworded' }], fingerprint: rowFingerprint(after[1]!), reopened: true });
+    await queue.close();
+  });
+
+  it("a stopped run takes its batch's queued rows off the queue, but not a parked row with calls made, nor another batch's", async () => {
+    const queue = new Queue(PROMPT_QUEUE, { connection: connections.connect(), prefix: space.prefix });
+    const job = (batchId: string, row: number, extra: Record<string, unknown> = {}) => ({ name: 'prompt', data: { batchId, row, ...extra }, opts: { jobId: promptJobId(batchId, row, 1000 + row) } });
+    const call = { batch_id: 'stopped', row: 3, model: 'm', attempt: 1 };
+    await queue.addBulk([job('stopped', 1), job('stopped', 2), job('stopped_2', 1), job('other', 1)]);
+    await queue.add('prompt', { batchId: 'stopped', row: 3, progress: { calls: [call] } }, { jobId: promptJobId('stopped', 3, 1003), delay: 60_000 });
+    await queue.add('prompt', { batchId: 'stopped', row: 4 }, { jobId: promptJobId('stopped', 4, 1004), delay: 60_000 });
+    expect(await unqueueBatch(queue, 'stopped')).toEqual({ removed: 3, kept: 1 });
+    const left = (await queue.getRanges(['waiting', 'delayed'], 0, -1)).filter((id) => !id.startsWith('edited-queued_')); // the test above's
+    expect(left.sort()).toEqual([promptJobId('other', 1, 1001), promptJobId('stopped', 3, 1003), promptJobId('stopped_2', 1, 1001)].sort());
+    expect(isJobOfBatch(promptJobId('stopped_2', 1, 7), 'stopped')).toBe(false);
+    await queue.obliterate({ force: true });
     await queue.close();
   });
 });

@@ -1,0 +1,43 @@
+import type { Queue } from 'bullmq';
+import { isJobOfBatch } from './keys.ts';
+
+/** Jobs looked at per round: their data is read, then they are removed, a round trip each way. */
+const CHUNK = 500;
+
+export interface Unqueued {
+  /** Rows taken off the queue: a resume queues them again from the file. */
+  removed: number;
+  /** Rows left in the queue: parked with calls already made (their cost records travel with them), or taken by a worker meanwhile. */
+  kept: number;
+}
+
+/**
+ * Takes a stopped batch's rows off the queue, so that a worker serving the queue (the next run of
+ * another batch, a `switchyard worker`) does not run them, and pay for them, while nobody collects
+ * the batch. Nothing is lost: they are unfinished, and `run --resume` queues them again. A parked
+ * row that has made calls stays, since its job holds those calls' cost records; so does a row a
+ * worker has taken meanwhile (BullMQ does not remove a locked job).
+ */
+export async function unqueueBatch(queue: Queue, batchId: string): Promise<Unqueued> {
+  const ids = (await queue.getRanges(['waiting', 'prioritized', 'delayed'], 0, -1)).filter((id) => isJobOfBatch(id, batchId));
+  const result: Unqueued = { removed: 0, kept: 0 };
+  for (let start = 0; start < ids.length; start += CHUNK) {
+    const chunk = ids.slice(start, start + CHUNK);
+    const jobs = await Promise.all(chunk.map((id) => queue.getJob(id)));
+    const outcomes = await Promise.all(
+      jobs.map(async (job): Promise<'removed' | 'kept' | 'gone'> => {
+        if (!job) return 'gone'; // finished meanwhile
+        if (hasCalls(job.data)) return 'kept';
+        return (await queue.remove(job.id!)) === 1 ? 'removed' : 'kept';
+      }),
+    );
+    for (const outcome of outcomes) if (outcome !== 'gone') result[outcome]++;
+  }
+  return result;
+}
+
+/** A parked row's job data with calls made (an ensemble row's members may have made some). */
+function hasCalls(data: unknown): boolean {
+  const progress = (data as { progress?: { calls?: unknown[]; ensemble?: unknown } } | null)?.progress;
+  return progress !== undefined && ((progress.calls?.length ?? 0) > 0 || progress.ensemble !== undefined);
+}
