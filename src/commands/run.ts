@@ -12,7 +12,7 @@ import { missingApiKeys, missingKeyFor } from '../models/provider-clients.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
 import { isValidBatchId, newBatchId } from '../queue/keys.ts';
 import { enqueueBatch } from '../queue/producer.ts';
-import { unqueueBatch, type Unqueued } from '../queue/unqueue-batch.ts';
+import { unqueueBatch, unqueueOrphanedBatches, type Unqueued } from '../queue/unqueue-batch.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
 import { deadProcessRowsText, type ReleasedRows } from '../queue/worker-registry.ts';
@@ -147,6 +147,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       csv_delimiter: existing?.csv_delimiter ?? position.csvDelimiter ?? ',',
       started_at: startedAt.toISOString(),
       builtin_config: resolved.builtIn,
+      detached: options.detach === true,
       ...(model ? { model_override: model } : {}),
       ...(abSplit ? { ab_split: abSplit } : {}),
       ...(budgetUsd !== undefined ? { budget_usd: budgetUsd } : {}),
@@ -159,6 +160,8 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     }
 
     const queue = session.openPromptQueue();
+    // Rows of batches whose run was killed would come first here, paid for and collected by nobody.
+    if (!options.detach) for (const [orphan, unqueued] of await unqueueOrphanedBatches(queue, session.store, batchId)) say(orphanedBatchText(orphan, unqueued));
     const concurrency = chosenConcurrency ?? config.concurrency;
     const callSlots = createCallSlots(concurrency);
     const batches = createBatchContexts(session.store, { callSlot: callSlots.slot });
@@ -309,6 +312,12 @@ async function stoppedText(session: Session, batchId: string, report: Report | n
   if (!progress) return `Stopped.${queue} Go on with: ${resume}`;
   const done = `${formatCount(progress.finished)}${progress.total === null ? '' : ` of ${formatCount(progress.total)}`} rows done`;
   return `Stopped: ${done} (${formatCount(progress.failed)} failed), ${formatUsd(progress.costUsd)} spent.${queue} Nothing done is lost or paid for again: ${resume}`;
+}
+
+/** What this run did with the queued rows of a batch whose run is gone. */
+function orphanedBatchText(batchId: string, unqueued: Unqueued): string {
+  const kept = unqueued.kept > 0 ? ` (${counted(unqueued.kept, 'row')} parked with calls made stay queued)` : '';
+  return `Batch ${batchId} has rows queued but its run is gone (killed?): took ${counted(unqueued.removed, 'row')} off the queue${kept}, so this run does not run them for it. \`switchyard run --resume ${batchId}\` finishes it.`;
 }
 
 /** What became of the stopped batch's queued rows, as a sentence (with a leading space), or ''. */

@@ -21,6 +21,12 @@ export const batchMetaSchema = z.object({
   input_kind: z.enum(['rows', 'openai-batch']).default('rows'),
   /** The batch runs on the built-in models and simulator, which a resume starts again. */
   builtin_config: z.stringbool().default(false),
+  /**
+   * Its last run was --detach'ed: any worker serves its rows, with no run process to wait for.
+   * Otherwise the rows are its run's, and a run that is gone (killed) leaves them for its resume.
+   * Unset in batches from before it was recorded.
+   */
+  detached: z.stringbool().optional(),
   out_dir: z.string(),
   created_at: z.string(),
   /** Valid rows; unset until the producer has read the whole file. */

@@ -50,9 +50,9 @@ export function promptJobId(batchId: string, row: number, fingerprint: number): 
   return `${batchId}_${row}_${fingerprint.toString(36)}`;
 }
 
-/** Whether a job id is one of this batch's rows (a batch id may itself hold '_': "b_2" is not "b"'s). */
-export function isJobOfBatch(jobId: string, batchId: string): boolean {
-  return jobId.startsWith(`${batchId}_`) && /^\d+_[0-9a-z]+$/.test(jobId.slice(batchId.length + 1));
+/** The batch a prompt job id belongs to (a batch id may itself hold '_'), or null for another id. */
+export function batchOfJobId(jobId: string): string | null {
+  return /^(.+)_\d+_[0-9a-z]+$/.exec(jobId)?.[1] ?? null;
 }
 
 const BATCH_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;

@@ -1,5 +1,7 @@
 import type { Queue } from 'bullmq';
-import { isJobOfBatch } from './keys.ts';
+import { isFinishedStatus, type BatchStore } from './batch-state.ts';
+import { leaseHolderAlive } from './batch-lease.ts';
+import { batchOfJobId } from './keys.ts';
 
 /** Jobs looked at per round: their data is read, then they are removed, a round trip each way. */
 const CHUNK = 500;
@@ -11,6 +13,19 @@ export interface Unqueued {
   kept: number;
 }
 
+/** The ids of the jobs waiting or parked in the queue, by batch. */
+async function queuedJobsByBatch(queue: Queue): Promise<Map<string, string[]>> {
+  const byBatch = new Map<string, string[]>();
+  for (const id of await queue.getRanges(['waiting', 'prioritized', 'delayed'], 0, -1)) {
+    const batchId = batchOfJobId(id);
+    if (batchId === null) continue;
+    const ids = byBatch.get(batchId);
+    if (ids) ids.push(id);
+    else byBatch.set(batchId, [id]);
+  }
+  return byBatch;
+}
+
 /**
  * Takes a stopped batch's rows off the queue, so that a worker serving the queue (the next run of
  * another batch, a `switchyard worker`) does not run them, and pay for them, while nobody collects
@@ -19,7 +34,29 @@ export interface Unqueued {
  * worker has taken meanwhile (BullMQ does not remove a locked job).
  */
 export async function unqueueBatch(queue: Queue, batchId: string): Promise<Unqueued> {
-  const ids = (await queue.getRanges(['waiting', 'prioritized', 'delayed'], 0, -1)).filter((id) => isJobOfBatch(id, batchId));
+  return unqueueJobs(queue, (await queuedJobsByBatch(queue)).get(batchId) ?? []);
+}
+
+/**
+ * The same for batches whose run is gone without taking its rows off (kill -9, out of memory): a
+ * batch that is not finished, was not --detach'ed, and whose lease is free or held by a process of
+ * this machine that died. Returns what came off, by batch. A detached batch is any worker's to
+ * serve, and one whose run lives (here or elsewhere) is its run's: both are left alone.
+ */
+export async function unqueueOrphanedBatches(queue: Queue, store: BatchStore, ownBatchId: string): Promise<Map<string, Unqueued>> {
+  const done = new Map<string, Unqueued>();
+  for (const [batchId, ids] of await queuedJobsByBatch(queue)) {
+    if (batchId === ownBatchId) continue;
+    const meta = await store.load(batchId).catch(() => null); // a damaged batch is left as it is
+    if (!meta || meta.detached !== false || isFinishedStatus(meta.status)) continue;
+    const holder = await store.redis.get(store.keys(batchId).lease);
+    if (holder !== null && leaseHolderAlive(holder) !== false) continue;
+    done.set(batchId, await unqueueJobs(queue, ids));
+  }
+  return done;
+}
+
+async function unqueueJobs(queue: Queue, ids: readonly string[]): Promise<Unqueued> {
   const result: Unqueued = { removed: 0, kept: 0 };
   for (let start = 0; start < ids.length; start += CHUNK) {
     const chunk = ids.slice(start, start + CHUNK);

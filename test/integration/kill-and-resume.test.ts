@@ -1,7 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 import { rowsHeldFor } from '../../src/execution/call-slots.ts';
+import { PROMPT_QUEUE } from '../../src/queue/keys.ts';
+import { unqueueBatch } from '../../src/queue/unqueue-batch.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report.ts';
 import { runCli, spawnCli, waitFor } from '../helpers/cli.ts';
@@ -61,6 +64,39 @@ describe('crash safety: killed processes lose no row and double none', () => {
     // The simulator answered at most the rows plus the rows the killed process held: each may have
     // had its answer (a call slot frees before the row's result is published) without recording it.
     expect(h.sim.stats().models.fast!.requests).toBeLessThanOrEqual(600 + rowsHeldFor(16));
+  });
+
+  it("the next run of another batch takes a killed run's queued rows off the queue instead of paying for them, and leaves a detached batch's alone", async () => {
+    h.sim.reset();
+    const dir = await tempDir('orphan');
+    const config = await writeSimConfig(dir, h.sim.url, { queue: { lock_ms: 60_000 } });
+    const big = await writePromptsCsv(dir, 600);
+    const first = spawnCli(['run', big, '--config', config, '--out', join(dir, 'killed'), '--batch-id', 'orphaned', '--concurrency', '4'], h.env());
+    await untilFinished('orphaned', 20);
+    first.kill('SIGKILL');
+    await first.done;
+    const detached = await runCli(['run', await writePromptsCsv(await tempDir('orphan-detached'), 50), '--config', config, '--out', join(dir, 'detached'), '--batch-id', 'for-workers', '--detach'], h.env());
+    expect(detached.code, detached.stderr).toBe(0);
+    const orphanedQueued = (await queuedJobsOf('orphaned')).length;
+    expect(orphanedQueued).toBeGreaterThan(300);
+    const detachedQueued = (await queuedJobsOf('for-workers')).length;
+
+    h.sim.reset();
+    const small = await writePromptsCsv(await tempDir('orphan-next'), 10);
+    const next = await runCli(['run', small, '--config', config, '--out', join(dir, 'next'), '--batch-id', 'next-night'], h.env());
+    expect(next.code, next.stderr).toBe(0);
+    expect(next.stdout).toContain(`Batch orphaned has rows queued but its run is gone (killed?): took ${orphanedQueued.toLocaleString('en-US')} rows off the queue, so this run does not run them for it. \`switchyard run --resume orphaned\` finishes it.`);
+    expect(next.stdout).not.toContain('Batch for-workers');
+    expect(await queuedJobsOf('orphaned')).toEqual([]);
+    // The detached batch's rows are any worker's: this run may have served some, and the rest wait.
+    expect((await queuedJobsOf('for-workers')).length).toBeLessThanOrEqual(detachedQueued);
+    const queue = new Queue(PROMPT_QUEUE, { connection: h.redis.duplicate(), prefix: h.prefix });
+    await unqueueBatch(queue, 'for-workers'); // not for the tests after this one
+    await queue.close();
+
+    const resumed = await runCli(['run', '--resume', 'orphaned', '--concurrency', '32'], h.env());
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expectEachRowOnce(await readJsonLines<RowResult>(join(dir, 'killed', 'results.jsonl')), 600);
   });
 
   it('kill -9 of a separate worker process mid-batch: the run on the same machine hands its rows back within seconds and completes by itself', async () => {

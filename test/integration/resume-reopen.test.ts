@@ -9,7 +9,7 @@ import { builtInConfig } from '../../src/config/defaults.ts';
 import type { InputRow, ReadItem } from '../../src/input/row.ts';
 import { rowFingerprint } from '../../src/input/row-fingerprint.ts';
 import { BatchStore } from '../../src/queue/batch-state.ts';
-import { batchKeys, isJobOfBatch, PROMPT_QUEUE, promptJobId } from '../../src/queue/keys.ts';
+import { batchKeys, batchOfJobId, PROMPT_QUEUE, promptJobId } from '../../src/queue/keys.ts';
 import { enqueueBatch } from '../../src/queue/producer.ts';
 import { unqueueBatch } from '../../src/queue/unqueue-batch.ts';
 import { reopenRows } from '../../src/queue/reopen-rows.ts';
@@ -152,7 +152,7 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     expect(await unqueueBatch(queue, 'stopped')).toEqual({ removed: 3, kept: 1 });
     const left = (await queue.getRanges(['waiting', 'delayed'], 0, -1)).filter((id) => !id.startsWith('edited-queued_')); // the test above's
     expect(left.sort()).toEqual([promptJobId('other', 1, 1001), promptJobId('stopped', 3, 1003), promptJobId('stopped_2', 1, 1001)].sort());
-    expect(isJobOfBatch(promptJobId('stopped_2', 1, 7), 'stopped')).toBe(false);
+    expect([batchOfJobId(promptJobId('stopped_2', 1, 7)), batchOfJobId(promptJobId('stopped', 12, 7)), batchOfJobId('other-id')]).toEqual(['stopped_2', 'stopped', null]);
     await queue.obliterate({ force: true });
     await queue.close();
   });
