@@ -161,7 +161,9 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
 
     const queue = session.openPromptQueue();
     // Rows of batches whose run was killed would come first here, paid for and collected by nobody.
-    if (!options.detach) for (const [orphan, unqueued] of await unqueueOrphanedBatches(queue, session.store, batchId)) say(orphanedBatchText(orphan, unqueued));
+    if (!options.detach) {
+      for (const [orphan, unqueued] of await unqueueOrphanedBatches(queue, session.store, batchId)) if (unqueued.removed > 0) say(orphanedBatchText(orphan, unqueued));
+    }
     const concurrency = chosenConcurrency ?? config.concurrency;
     const callSlots = createCallSlots(concurrency);
     const batches = createBatchContexts(session.store, { callSlot: callSlots.slot });
