@@ -198,7 +198,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     // worker) would run them, and pay for them, with nobody collecting this one.
     const unqueueRest = async () => {
       const stoppedQueue = session.openPromptQueue();
-      unqueued = await unqueueBatch(stoppedQueue, batchId).catch(() => null); // Redis away: they stay queued
+      unqueued = await unqueueBatch(stoppedQueue, session.store, batchId).catch(() => null); // Redis away: they stay queued
       await stoppedQueue.close().catch(() => undefined);
     };
     const onInterrupt = (signal: NodeJS.Signals) => {
@@ -318,7 +318,7 @@ async function stoppedText(session: Session, batchId: string, report: Report | n
 
 /** What this run did with the queued rows of a batch whose run is gone. */
 function orphanedBatchText(batchId: string, unqueued: Unqueued): string {
-  const kept = unqueued.kept > 0 ? ` (${counted(unqueued.kept, 'row')} parked with calls made stay queued)` : '';
+  const kept = unqueued.kept > 0 ? ` (${counted(unqueued.kept, 'row')} taken by a worker meanwhile stay)` : '';
   return `Batch ${batchId} has rows queued but its run is gone (killed?): took ${counted(unqueued.removed, 'row')} off the queue${kept}, so this run does not run them for it. \`switchyard run --resume ${batchId}\` finishes it.`;
 }
 
@@ -326,7 +326,7 @@ function orphanedBatchText(batchId: string, unqueued: Unqueued): string {
 function unqueuedText(unqueued: Unqueued | null): string {
   if (unqueued === null || unqueued.removed + unqueued.kept === 0) return '';
   const removed = unqueued.removed > 0 ? ` ${counted(unqueued.removed, 'queued row')} came off the queue, so no other run or worker takes them meanwhile.` : '';
-  const kept = unqueued.kept > 0 ? ` ${counted(unqueued.kept, 'row')} stay queued (parked with calls made, or taken by another worker): a worker serving the queue may finish them.` : '';
+  const kept = unqueued.kept > 0 ? ` ${counted(unqueued.kept, 'row')} taken by another worker meanwhile stay with it.` : '';
   return `${removed}${kept}`;
 }
 

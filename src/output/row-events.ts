@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { BatchKeys } from '../queue/keys.ts';
 import { runScript, type LuaScript } from '../queue/lua-script.ts';
-import type { RowEvent } from './records.ts';
+import type { CallRecord, RowEvent } from './records.ts';
 
 /**
  * KEYS: events, finished, succeeded, meta, withdrawn, fingerprints. ARGV: result JSON, row,
@@ -56,6 +56,18 @@ export async function publishRowEvent(redis: Redis, keys: BatchKeys, event: RowE
   const jobFingerprint = fingerprint === undefined ? '' : fingerprintBytes(fingerprint);
   const published = await runScript(redis, PUBLISH, [keys.events, keys.finished, keys.succeeded, keys.meta, keys.withdrawn, keys.fingerprints], [JSON.stringify(event.result), event.result.row, succeeded, costNanos, calls, jobFingerprint]);
   return published === 1;
+}
+
+/**
+ * A row's calls without a result: those of a parked row taken off the queue when its run stopped
+ * (they were paid for; the row itself runs again on resume). The collector writes them to
+ * costs.jsonl only, as it does a superseded job's.
+ */
+export async function publishCallsOnly(redis: Redis, keys: BatchKeys, row: number, calls: readonly CallRecord[], costNanos: number): Promise<void> {
+  const callsJsonl = calls.map((call) => `${JSON.stringify(call)}\n`).join('');
+  const tx = redis.multi().xadd(keys.events, '*', 'row', row, 'result', '', 'calls', callsJsonl);
+  if (costNanos !== 0) tx.hincrby(keys.meta, 'cost_nanos', costNanos);
+  await tx.exec();
 }
 
 /** A row's event as stored: already serialized, so the collector writes it without re-encoding. */

@@ -1,4 +1,7 @@
 import type { Queue } from 'bullmq';
+import { callTotals } from '../execution/row-runner.ts';
+import { everyCall, rowProgressSchema } from '../execution/row-progress.ts';
+import { publishCallsOnly } from '../output/row-events.ts';
 import { isFinishedStatus, type BatchStore } from './batch-state.ts';
 import { leaseHolderAlive } from './batch-lease.ts';
 import { batchOfJobId } from './keys.ts';
@@ -9,7 +12,7 @@ const CHUNK = 500;
 export interface Unqueued {
   /** Rows taken off the queue: a resume queues them again from the file. */
   removed: number;
-  /** Rows left in the queue: parked with calls already made (their cost records travel with them), or taken by a worker meanwhile. */
+  /** Rows left in the queue: taken by a worker meanwhile (BullMQ does not remove a locked job). */
   kept: number;
 }
 
@@ -30,11 +33,12 @@ async function queuedJobsByBatch(queue: Queue): Promise<Map<string, string[]>> {
  * Takes a stopped batch's rows off the queue, so that a worker serving the queue (the next run of
  * another batch, a `switchyard worker`) does not run them, and pay for them, while nobody collects
  * the batch. Nothing is lost: they are unfinished, and `run --resume` queues them again. A parked
- * row that has made calls stays, since its job holds those calls' cost records; so does a row a
- * worker has taken meanwhile (BullMQ does not remove a locked job).
+ * row that has made calls (a retry's backoff, a rate-limit wait) holds their cost records in its
+ * job: they are published to the batch's stream as calls without a result (paid for, so they go
+ * to costs.jsonl and the report) once the job is removed, and the row starts afresh on resume.
  */
-export async function unqueueBatch(queue: Queue, batchId: string): Promise<Unqueued> {
-  return unqueueJobs(queue, (await queuedJobsByBatch(queue)).get(batchId) ?? []);
+export async function unqueueBatch(queue: Queue, store: BatchStore, batchId: string): Promise<Unqueued> {
+  return unqueueJobs(queue, store, batchId, (await queuedJobsByBatch(queue)).get(batchId) ?? []);
 }
 
 /**
@@ -51,12 +55,13 @@ export async function unqueueOrphanedBatches(queue: Queue, store: BatchStore, ow
     if (!meta || meta.detached !== false || isFinishedStatus(meta.status)) continue;
     const holder = await store.redis.get(store.keys(batchId).lease);
     if (holder !== null && leaseHolderAlive(holder) !== false) continue;
-    done.set(batchId, await unqueueJobs(queue, ids));
+    done.set(batchId, await unqueueJobs(queue, store, batchId, ids));
   }
   return done;
 }
 
-async function unqueueJobs(queue: Queue, ids: readonly string[]): Promise<Unqueued> {
+async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids: readonly string[]): Promise<Unqueued> {
+  const keys = store.keys(batchId);
   const result: Unqueued = { removed: 0, kept: 0 };
   for (let start = 0; start < ids.length; start += CHUNK) {
     const chunk = ids.slice(start, start + CHUNK);
@@ -64,8 +69,11 @@ async function unqueueJobs(queue: Queue, ids: readonly string[]): Promise<Unqueu
     const outcomes = await Promise.all(
       jobs.map(async (job): Promise<'removed' | 'kept' | 'gone'> => {
         if (!job) return 'gone'; // finished meanwhile
-        if (hasCalls(job.data)) return 'kept';
-        return (await queue.remove(job.id!)) === 1 ? 'removed' : 'kept';
+        // Removed first: a job a worker took meanwhile keeps its calls, and publishes them itself.
+        if ((await queue.remove(job.id!)) !== 1) return 'kept';
+        const parked = parkedCalls(job.data);
+        if (parked) await publishCallsOnly(store.redis, keys, parked.row, parked.calls, callTotals(parked.calls).costNanos);
+        return 'removed';
       }),
     );
     for (const outcome of outcomes) if (outcome !== 'gone') result[outcome]++;
@@ -73,8 +81,11 @@ async function unqueueJobs(queue: Queue, ids: readonly string[]): Promise<Unqueu
   return result;
 }
 
-/** A parked row's job data with calls made (an ensemble row's members may have made some). */
-function hasCalls(data: unknown): boolean {
-  const progress = (data as { progress?: { calls?: unknown[]; ensemble?: unknown } } | null)?.progress;
-  return progress !== undefined && ((progress.calls?.length ?? 0) > 0 || progress.ensemble !== undefined);
+/** The calls a parked row's job holds (an ensemble row's members' too), or null when it made none. */
+function parkedCalls(data: unknown): { row: number; calls: ReturnType<typeof everyCall> } | null {
+  const { row, progress } = (data ?? {}) as { row?: unknown; progress?: unknown };
+  const parsed = rowProgressSchema.safeParse(progress);
+  if (typeof row !== 'number' || !parsed.success) return null;
+  const calls = everyCall(parsed.data);
+  return calls.length > 0 ? { row, calls } : null;
 }

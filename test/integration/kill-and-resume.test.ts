@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 import { rowsHeldFor } from '../../src/execution/call-slots.ts';
+import { BatchStore } from '../../src/queue/batch-state.ts';
 import { PROMPT_QUEUE } from '../../src/queue/keys.ts';
 import { unqueueBatch } from '../../src/queue/unqueue-batch.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
@@ -91,7 +92,7 @@ describe('crash safety: killed processes lose no row and double none', () => {
     // The detached batch's rows are any worker's: this run may have served some, and the rest wait.
     expect((await queuedJobsOf('for-workers')).length).toBeLessThanOrEqual(detachedQueued);
     const queue = new Queue(PROMPT_QUEUE, { connection: h.redis.duplicate(), prefix: h.prefix });
-    await unqueueBatch(queue, 'for-workers'); // not for the tests after this one
+    await unqueueBatch(queue, new BatchStore(h.redis, { prefix: h.prefix }), 'for-workers'); // not for the tests after this one
     await queue.close();
 
     const resumed = await runCli(['run', '--resume', 'orphaned', '--concurrency', '32'], h.env());

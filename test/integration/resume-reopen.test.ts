@@ -142,16 +142,22 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     await queue.close();
   });
 
-  it("a stopped run takes its batch's queued rows off the queue, but not a parked row with calls made, nor another batch's", async () => {
+  it("a stopped run takes its batch's queued rows off the queue, publishing a parked row's calls, and leaves another batch's", async () => {
     const queue = new Queue(PROMPT_QUEUE, { connection: connections.connect(), prefix: space.prefix });
     const job = (batchId: string, row: number, extra: Record<string, unknown> = {}) => ({ name: 'prompt', data: { batchId, row, ...extra }, opts: { jobId: promptJobId(batchId, row, 1000 + row) } });
-    const call = { batch_id: 'stopped', row: 3, model: 'm', attempt: 1 };
+    // Row 3 is parked for a retry's backoff after a failed call: that call was paid for.
+    const call = { batch_id: 'stopped', row: 3, id: 'r3', model: 'm', attempt: 1, purpose: 'answer', status: 'failed', http_status: 500, input_tokens: 10, output_tokens: 0, cost_usd: 0.000002, latency_ms: 40, started_at: new Date().toISOString() };
     await queue.addBulk([job('stopped', 1), job('stopped', 2), job('stopped_2', 1), job('other', 1)]);
     await queue.add('prompt', { batchId: 'stopped', row: 3, progress: { calls: [call] } }, { jobId: promptJobId('stopped', 3, 1003), delay: 60_000 });
     await queue.add('prompt', { batchId: 'stopped', row: 4 }, { jobId: promptJobId('stopped', 4, 1004), delay: 60_000 });
-    expect(await unqueueBatch(queue, 'stopped')).toEqual({ removed: 3, kept: 1 });
+    expect(await unqueueBatch(queue, new BatchStore(redis, space), 'stopped')).toEqual({ removed: 4, kept: 0 });
     const left = (await queue.getRanges(['waiting', 'delayed'], 0, -1)).filter((id) => !id.startsWith('edited-queued_')); // the test above's
-    expect(left.sort()).toEqual([promptJobId('other', 1, 1001), promptJobId('stopped', 3, 1003), promptJobId('stopped_2', 1, 1001)].sort());
+    expect(left.sort()).toEqual([promptJobId('other', 1, 1001), promptJobId('stopped_2', 1, 1001)].sort());
+    // The parked row's call is in the batch's stream, without a result, and in its running cost.
+    const keys = batchKeys(space, 'stopped');
+    const events = await readRowEvents(redis, keys, '0-0', 10, 0);
+    expect(events.map((e) => [e.row, e.resultJson, JSON.parse(e.callsJsonl) as unknown])).toEqual([[3, '', call]]);
+    expect(await redis.hget(keys.meta, 'cost_nanos')).toBe('2000');
     expect([batchOfJobId(promptJobId('stopped_2', 1, 7)), batchOfJobId(promptJobId('stopped', 12, 7)), batchOfJobId('other-id')]).toEqual(['stopped_2', 'stopped', null]);
     await queue.obliterate({ force: true });
     await queue.close();
