@@ -325,7 +325,7 @@ function orphanedBatchText(batchId: string, unqueued: Unqueued): string {
 /** What became of the stopped batch's queued rows, as a sentence (with a leading space), or ''. */
 function unqueuedText(unqueued: Unqueued | null): string {
   if (unqueued === null || unqueued.removed + unqueued.kept === 0) return '';
-  const removed = unqueued.removed > 0 ? ` ${counted(unqueued.removed, 'queued row')} came off the queue, so no other run or worker takes them meanwhile.` : '';
+  const removed = unqueued.removed > 0 ? ` ${counted(unqueued.removed, 'queued row')} came off the queue, so no other run or worker takes ${unqueued.removed === 1 ? 'it' : 'them'} meanwhile.` : '';
   const kept = unqueued.kept > 0 ? ` ${counted(unqueued.kept, 'row')} taken by another worker meanwhile stay with it.` : '';
   return `${removed}${kept}`;
 }

@@ -147,7 +147,7 @@ describe('crash safety: killed processes lose no row and double none', () => {
     expect(partial.totals).toMatchObject({ rows: finishedAtStop, succeeded: finishedAtStop, unfinished_rows: null });
     expect(ended.stdout).toMatch(new RegExp(`\nRows +${finishedAtStop.toLocaleString('en-US')} of ${finishedAtStop.toLocaleString('en-US')} succeeded, 0 failed; the rest of the file not run yet\n`));
     expect(ended.stdout).toMatch(
-      new RegExp(`\nStopped early: the outputs above hold the ${finishedAtStop.toLocaleString('en-US')} rows finished so far\\.( [\\d,]+ queued rows? came off the queue, so no other run or worker takes them meanwhile\\.)? Nothing done is lost or paid for again: switchyard run --resume interrupted runs the rest and writes them whole\\.\n`),
+      new RegExp(`\nStopped early: the outputs above hold the ${finishedAtStop.toLocaleString('en-US')} rows finished so far\\.( [\\d,]+ queued rows? came off the queue, so no other run or worker takes (it|them) meanwhile\\.)? Nothing done is lost or paid for again: switchyard run --resume interrupted runs the rest and writes them whole\\.\n`),
     );
     expect(await queuedJobsOf('interrupted')).toEqual([]);
     expect(await readFile(join(out, 'report.md'), 'utf8')).toContain('**Stopped early: ');
