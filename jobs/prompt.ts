@@ -5,7 +5,8 @@ import type { RowRunnerDeps, RowStep } from '../src/execution/row-runner.ts';
 import { everyCall, freshProgress, rowProgressSchema } from '../src/execution/row-progress.ts';
 import { createRowFailureLog } from '../src/execution/row-failure-log.ts';
 import { chatMessageSchema } from '../src/input/row.ts';
-import { fingerprintBytes, publishRowEvent } from '../src/output/row-events.ts';
+import { fingerprintDiffers } from '../src/input/row-fingerprint.ts';
+import { publishRowEvent } from '../src/output/row-events.ts';
 import type { BatchContexts } from '../src/queue/batch-context.ts';
 import { batchKeys, type BatchKeys, type KeySpace } from '../src/queue/keys.ts';
 
@@ -162,7 +163,7 @@ export function createPromptProcessor(deps: PromptJobDeps) {
 async function rowBefore(redis: Redis, keys: BatchKeys, job: PromptJob): Promise<'already-succeeded' | 'superseded' | null> {
   const [succeeded, recorded] = await Promise.all([redis.getbit(keys.succeeded, job.row), job.fingerprint === undefined ? null : redis.getrangeBuffer(keys.fingerprints, job.row * 4, job.row * 4 + 3)]);
   if (succeeded === 1) return 'already-succeeded';
-  if (recorded?.length === 4 && !recorded.equals(fingerprintBytes(job.fingerprint!)) && recorded.readUInt32BE(0) !== 0) return 'superseded';
+  if (recorded?.length === 4 && fingerprintDiffers(recorded.readUInt32BE(0), job.fingerprint!)) return 'superseded';
   return null;
 }
 

@@ -10,32 +10,37 @@ import type { CallRecord, RowEvent } from './records.ts';
  * - A withdrawn row (invalid in the file now, or past its end) can still be finished by a job an
  *   earlier run left queued: its calls are recorded and paid for, but it does not count as
  *   finished, or the batch would look done while a valid row is still running.
- * - A superseded job (its row was edited in the file after it was queued; a resume queued the new
- *   content under another job id) publishes only its calls: they were paid for, but its answer is
- *   to another prompt. Returns 0 then, else 1.
+ * - An event with an empty result carries calls only: they were paid for, but there is no answer to
+ *   keep. That is a superseded job's (its row was edited in the file after it was queued; a resume
+ *   queued the new content under another job id: its answer is to another prompt), and a parked
+ *   row's taken off the queue (publishCallsOnly). The row's bits stay as they are.
+ * Returns 1 when the result was published, 0 for calls only.
  */
 const PUBLISH: LuaScript = {
   name: 'publish_row',
   numberOfKeys: 6,
   lua: `
+local result = ARGV[1]
 if ARGV[6] ~= '' then
   local at = tonumber(ARGV[2]) * 4
   local recorded = redis.call('GETRANGE', KEYS[6], at, at + 3)
-  if #recorded == 4 and recorded ~= ARGV[6] and recorded ~= string.char(0, 0, 0, 0) then
-    redis.call('XADD', KEYS[1], '*', 'row', ARGV[2], 'result', '', 'calls', ARGV[5])
-    if ARGV[4] ~= '0' then redis.call('HINCRBY', KEYS[4], 'cost_nanos', ARGV[4]) end
-    return 0
-  end
+  if #recorded == 4 and recorded ~= ARGV[6] and recorded ~= string.char(0, 0, 0, 0) then result = '' end
 end
-redis.call('XADD', KEYS[1], '*', 'row', ARGV[2], 'result', ARGV[1], 'calls', ARGV[5])
-if redis.call('GETBIT', KEYS[5], ARGV[2]) == 0 then
+redis.call('XADD', KEYS[1], '*', 'row', ARGV[2], 'result', result, 'calls', ARGV[5])
+if result ~= '' and redis.call('GETBIT', KEYS[5], ARGV[2]) == 0 then
   redis.call('SETBIT', KEYS[2], ARGV[2], 1)
   if ARGV[3] == '1' then redis.call('SETBIT', KEYS[3], ARGV[2], 1) end
 end
 if ARGV[4] ~= '0' then redis.call('HINCRBY', KEYS[4], 'cost_nanos', ARGV[4]) end
+if result == '' then return 0 end
 return 1
 `,
 };
+
+const publishKeys = (keys: BatchKeys) => [keys.events, keys.finished, keys.succeeded, keys.meta, keys.withdrawn, keys.fingerprints];
+
+/** Calls as the stream holds them: one JSON line each. */
+const callsJsonl = (calls: readonly CallRecord[]): string => calls.map((call) => `${JSON.stringify(call)}\n`).join('');
 
 /** A fingerprint as stored in the batch's fingerprints string: 4 bytes, big-endian. */
 export function fingerprintBytes(fingerprint: number): Buffer {
@@ -52,9 +57,8 @@ export function fingerprintBytes(fingerprint: number): Buffer {
  */
 export async function publishRowEvent(redis: Redis, keys: BatchKeys, event: RowEvent, costNanos: number, fingerprint: number | undefined): Promise<boolean> {
   const succeeded = event.result.status === 'succeeded' ? 1 : 0;
-  const calls = event.calls.map((call) => `${JSON.stringify(call)}\n`).join('');
   const jobFingerprint = fingerprint === undefined ? '' : fingerprintBytes(fingerprint);
-  const published = await runScript(redis, PUBLISH, [keys.events, keys.finished, keys.succeeded, keys.meta, keys.withdrawn, keys.fingerprints], [JSON.stringify(event.result), event.result.row, succeeded, costNanos, calls, jobFingerprint]);
+  const published = await runScript(redis, PUBLISH, publishKeys(keys), [JSON.stringify(event.result), event.result.row, succeeded, costNanos, callsJsonl(event.calls), jobFingerprint]);
   return published === 1;
 }
 
@@ -64,10 +68,7 @@ export async function publishRowEvent(redis: Redis, keys: BatchKeys, event: RowE
  * costs.jsonl only, as it does a superseded job's.
  */
 export async function publishCallsOnly(redis: Redis, keys: BatchKeys, row: number, calls: readonly CallRecord[], costNanos: number): Promise<void> {
-  const callsJsonl = calls.map((call) => `${JSON.stringify(call)}\n`).join('');
-  const tx = redis.multi().xadd(keys.events, '*', 'row', row, 'result', '', 'calls', callsJsonl);
-  if (costNanos !== 0) tx.hincrby(keys.meta, 'cost_nanos', costNanos);
-  await tx.exec();
+  await runScript(redis, PUBLISH, publishKeys(keys), ['', row, 0, costNanos, callsJsonl(calls), '']);
 }
 
 /** A row's event as stored: already serialized, so the collector writes it without re-encoding. */

@@ -6,7 +6,7 @@ import type { PromptJob } from '../../jobs/prompt.ts';
 import type { BatchStore } from './batch-state.ts';
 import { promptJobId } from './keys.ts';
 import { reopenRows } from './reopen-rows.ts';
-import { rowFingerprint } from '../input/row-fingerprint.ts';
+import { fingerprintDiffers, rowFingerprint } from '../input/row-fingerprint.ts';
 
 export interface EnqueueOptions {
   queue: Queue;
@@ -307,6 +307,5 @@ async function withdrawRowsPast(options: EnqueueOptions, lastRow: number): Promi
 /** A batch from before fingerprints were kept has none (0): its rows count as unchanged. */
 function fingerprintChanged(recorded: Buffer, current: Buffer, offset: number): boolean {
   if (recorded.length < offset + 4) return false;
-  const before = recorded.readUInt32BE(offset);
-  return before !== 0 && before !== current.readUInt32BE(offset);
+  return fingerprintDiffers(recorded.readUInt32BE(offset), current.readUInt32BE(offset));
 }
