@@ -125,6 +125,20 @@ program
   );
 
 program
+  .command('serve')
+  .description('HTTP API: take CSV/JSONL batches by POST /v1/batches, run them on workers here, serve their status and outputs')
+  .option('--port <n>', 'port (0 picks a free one)', (v) => Number(v), 8080)
+  .option('--host <host>', 'address to listen on (set SWITCHYARD_API_TOKEN before going beyond 127.0.0.1)', '127.0.0.1')
+  .option('-c, --config <file>', 'switchyard.yaml or .json for every batch (default: built-in models on the simulator)')
+  .option('-o, --out <dir>', 'folder for each batch\'s input and outputs, as <dir>/<batch id>/', 'out')
+  .option('--concurrency <n>', 'model calls in flight in this process (default: the config\'s concurrency)', positiveInt)
+  .option('--no-worker', 'run no workers here: "switchyard worker" processes on the same Redis run the rows')
+  .option('--max-upload-mb <n>', 'largest input file taken', positiveNumber, 1024)
+  .action((opts: { port: number; host: string; config?: string; out: string; concurrency?: number; worker: boolean; maxUploadMb: number }) =>
+    exitWith(async () => (await import('./commands/serve.ts')).runServeCommand(opts, logger, say)),
+  );
+
+program
   .command('sim')
   .description('start the built-in OpenAI-compatible simulator')
   .option('--port <n>', 'port', (v) => Number(v), 8787)

@@ -5,7 +5,7 @@ import { finalizeBatch, writeOutputsSoFar } from '../output/finalize-batch.ts';
 import { outputPaths } from '../output/paths.ts';
 import { counted, renderSummaryLines } from '../output/report-markdown.ts';
 import type { Report } from '../output/report.ts';
-import { createProgressDisplay } from '../progress/progress-display.ts';
+import { createProgressDisplay, type ProgressDisplay } from '../progress/progress-display.ts';
 import type { Session } from './session.ts';
 
 export interface CollectAndReportOptions {
@@ -16,7 +16,8 @@ export interface CollectAndReportOptions {
   signal?: AbortSignal;
   /** Stop early but write the outputs of the rows finished so far (see collectBatch's drain). */
   drain?: AbortSignal;
-  progressStream?: NodeJS.WriteStream;
+  /** Where the progress display goes (stderr by default); null for none (a server collecting many batches). */
+  progressStream?: NodeJS.WriteStream | null;
   /** The batch's config when the caller has it (`run`); otherwise it is read from Redis. */
   config?: SwitchyardConfig;
 }
@@ -37,12 +38,15 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const baselinePrice = baselineModel ? config?.models[baselineModel]?.price : undefined;
   const baseline = baselineModel && baselinePrice ? { model: baselineModel, price: baselinePrice } : undefined;
   const tally = new CollectionTally(baseline, options.startedAt);
-  const display = createProgressDisplay(options.progressStream ?? process.stderr);
+  const shown = options.progressStream !== null;
+  const display = shown ? createProgressDisplay(options.progressStream ?? process.stderr) : NO_DISPLAY;
   // The display's first update is its baseline for rows/s and the ETA: give it now, not at the first poll.
   display.update(initial);
-  const poll = setInterval(() => {
-    session.store.progress(batchId).then((progress) => progress && display.update(progress), () => undefined);
-  }, 250);
+  const poll = shown
+    ? setInterval(() => {
+        session.store.progress(batchId).then((progress) => progress && display.update(progress), () => undefined);
+      }, 250)
+    : undefined;
   let collected: boolean;
   try {
     collected = await collectBatch({
@@ -58,7 +62,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     });
   } finally {
     clearInterval(poll);
-    const last = await session.store.progress(batchId).catch(() => null);
+    const last = shown ? await session.store.progress(batchId).catch(() => null) : null;
     if (last) display.update(last);
     display.stop();
   }
@@ -92,6 +96,8 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   }
   return report;
 }
+
+const NO_DISPLAY: ProgressDisplay = { update: () => undefined, stop: () => undefined };
 
 async function storedConfig(session: Session, batchId: string): Promise<SwitchyardConfig | null> {
   const json = await session.store.loadConfigJson(batchId);

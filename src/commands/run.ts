@@ -1,7 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { builtInConfig } from '../config/defaults.ts';
 import { loadConfigFile } from '../config/load.ts';
 import { answerableNames, configSchema, type SwitchyardConfig } from '../config/schema.ts';
 import { exitCodeForSignal, UsageError } from '../errors.ts';
@@ -22,9 +21,10 @@ import type { Report } from '../output/report.ts';
 import { counted, formatCount, formatDuration } from '../output/report-markdown.ts';
 import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from './session.ts';
+import { startBuiltInModels } from './built-in-models.ts';
 import { collectAndReport } from './collect-and-report.ts';
 import { startPromptWorker } from '../../workers/prompt-worker.ts';
-import { createBatchContexts } from '../queue/batch-context.ts';
+import { createBatchContexts, type BatchContexts } from '../queue/batch-context.ts';
 import { createCallSlots } from '../execution/call-slots.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
 
@@ -52,23 +52,36 @@ export interface RunOutcome {
   outDir: string;
 }
 
+/**
+ * What a long-lived host process (`switchyard serve`) lends a run instead of letting it open its
+ * own: its Redis session, its config, and a signal that stops the run as Ctrl-C stops the CLI's.
+ */
+export interface RunHost {
+  session: Session;
+  /** `builtIn`: the built-in models, on a simulator the host runs (a CLI resume starts its own). */
+  config: { config: SwitchyardConfig; builtIn: boolean };
+  stop: AbortSignal;
+  /** Hands the batch's context to the host's own workers before its rows are queued (a batch on the built-in models only they can call). */
+  prime?: BatchContexts['prime'];
+}
+
 interface ResolvedConfig {
   config: SwitchyardConfig;
   builtIn: boolean;
+  /** The simulator this run started, which stops with it. */
   simulator: Simulator | null;
 }
 
 /** No config file: the built-in models on a simulator inside this process (the demo path). */
-async function resolveConfig(options: RunOptions, existing: BatchMeta | null, storedConfig: string | null, say: (line: string) => void): Promise<ResolvedConfig> {
+async function resolveConfig(options: RunOptions, existing: BatchMeta | null, storedConfig: string | null, say: (line: string) => void, host: RunHost | undefined): Promise<ResolvedConfig> {
+  if (host) return { ...host.config, simulator: null };
   if (options.config) return { config: await loadConfigFile(options.config), builtIn: false, simulator: null };
   if (existing && storedConfig && !existing.builtin_config) {
     return { config: configSchema.parse(JSON.parse(storedConfig)), builtIn: false, simulator: null };
   }
-  // A few injected 500s show retries in the demo's report; the seed keeps them the same every run.
-  const { startSimulator } = await import('../sim/server.ts');
-  const simulator = await startSimulator({ port: 0, latency_ms: 40, latency_jitter_ms: 30, failure_rate: 0.05, seed: 7 });
+  const { config, simulator } = await startBuiltInModels();
   say(`No --config given: using the built-in models on the simulator at ${simulator.url} (no API key needed).`);
-  return { config: builtInConfig(simulator.url), builtIn: true, simulator };
+  return { config, builtIn: true, simulator };
 }
 
 /** Pulls the first record now, so a bad file (no prompt column, empty) stops before anything is enqueued. */
@@ -87,15 +100,16 @@ async function checkedRows(path: string, promptColumn: string, config: Switchyar
 /** How long the rest of the file waits for this process's first calls to start (rows may park instead). */
 const FIRST_CALLS_WAIT_MS = 1000;
 
-export async function runBatch(options: RunOptions, logger: Logger, say: (line: string) => void): Promise<RunOutcome> {
+export async function runBatch(options: RunOptions, logger: Logger, say: (line: string) => void, host?: RunHost): Promise<RunOutcome> {
   limitHeapGrowth();
   const batchId = options.resume ?? options.batchId ?? newBatchId();
   if (!isValidBatchId(batchId)) throw new UsageError(`batch id "${batchId}" may only use letters, digits, '.', '_' and '-' (at most 64 characters)`);
   say(`Batch ${batchId}`);
 
-  const session = await openSession(logger, say);
+  const session = host?.session ?? (await openSession(logger, say));
   let simulator: Simulator | null = null;
   let lease: BatchLease | null = null;
+  let stopListening = () => {};
   try {
     const existing = await session.store.load(batchId);
     if (options.resume && !existing) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel}; check the id with "switchyard status"`);
@@ -105,9 +119,9 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     // Before anything is written: another process may be running this batch now.
     if (!options.detach) lease = await acquireBatchLease(session.redis, session.store.keys(batchId).lease, batchId);
     const storedConfig = existing ? await session.store.loadConfigJson(batchId) : null;
-    const resolved = await resolveConfig(options, existing, storedConfig, say);
+    const resolved = await resolveConfig(options, existing, storedConfig, say, host);
     simulator = resolved.simulator;
-    if (options.detach && resolved.builtIn) {
+    if (options.detach && simulator) {
       throw new UsageError('--detach needs --config: the built-in models are a simulator inside this process, which stops when it exits. Give a config (examples/switchyard.yaml runs on "switchyard sim").');
     }
     const config = resolved.config;
@@ -169,6 +183,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     const batches = createBatchContexts(session.store, { callSlot: callSlots.slot });
     // Built now, from the config in hand, while the worker connects.
     if (!options.detach) batches.prime(batchId, config, model, abSplit);
+    else if (resolved.builtIn) host?.prime?.(batchId, config, model, abSplit);
     const worker = options.detach
       ? null
       : startPromptWorker({
@@ -211,8 +226,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
         .then(() => (worker ? unqueueRest() : undefined))
         .then(() => drainCollector.abort());
     };
-    process.once('SIGINT', onInterrupt);
-    process.once('SIGTERM', onInterrupt);
+    stopListening = listenForStop(onInterrupt, host?.stop);
     const interruptedExitCode = () => exitCodeForSignal(stoppedBy);
     lease?.lost.addEventListener('abort', () => {
       say(`\nAnother process took over batch ${batchId} while Redis was unreachable; stopping here so only one writes its outputs.`);
@@ -291,15 +305,33 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       // Invalid rows did not succeed either: a script checking the exit code must see them.
       return { exitCode: report.totals.failed > 0 || counts.invalid > 0 ? 1 : 0, batchId, outDir };
     } finally {
-      process.off('SIGINT', onInterrupt);
-      process.off('SIGTERM', onInterrupt);
       await worker.close();
     }
   } finally {
+    stopListening();
     await lease?.release();
-    await session.close();
+    if (!host) await session.close();
     await simulator?.close();
   }
+}
+
+/**
+ * Calls `onStop` on Ctrl-C or SIGTERM, or when the host's signal aborts (a host process keeps its
+ * own signal handlers); returns how to stop listening.
+ */
+function listenForStop(onStop: (signal: NodeJS.Signals) => void, hostStop: AbortSignal | undefined): () => void {
+  if (hostStop) {
+    const onAbort = () => onStop('SIGTERM');
+    if (hostStop.aborted) queueMicrotask(onAbort);
+    else hostStop.addEventListener('abort', onAbort, { once: true });
+    return () => hostStop.removeEventListener('abort', onAbort);
+  }
+  process.once('SIGINT', onStop);
+  process.once('SIGTERM', onStop);
+  return () => {
+    process.off('SIGINT', onStop);
+    process.off('SIGTERM', onStop);
+  };
 }
 
 /**

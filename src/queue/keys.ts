@@ -32,6 +32,8 @@ export function batchKeys(space: KeySpace, batchId: string) {
     fingerprints: `${base}:fingerprints`,
     /** String with a TTL: which process collects the batch now (batch-lease.ts). */
     lease: `${base}:lease`,
+    /** String: present for a batch submitted over the HTTP API (`switchyard serve`), which owns its input file. */
+    submittedOverApi: `${base}:api`,
   };
 }
 
@@ -39,6 +41,11 @@ export type BatchKeys = ReturnType<typeof batchKeys>;
 
 export function batchIndexKey(space: KeySpace): string {
   return `${space.prefix}:batches`;
+}
+
+/** Set: batches submitted over the HTTP API whose outputs are not written yet; a server starting collects them. */
+export function apiOpenBatchesKey(space: KeySpace): string {
+  return `${space.prefix}:api:open`;
 }
 
 /**

@@ -1,0 +1,184 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { describeFileTrouble, describeRedisTrouble } from '../errors.ts';
+import { ApiError } from './api-error.ts';
+import type { BatchService, InputFormat } from './batch-service.ts';
+import { batchPath, isOutputFileName, OUTPUT_FILES, type OutputFileName } from './batch-view.ts';
+import { bearerToken, mediaType, sendError, sendFile, sendJson } from './http-io.ts';
+import { saveUpload } from './upload.ts';
+
+/**
+ * Switchyard's HTTP API: submit a CSV or JSONL batch, follow it, fetch its outputs.
+ *
+ *   POST /v1/batches?batch_id=&model=&route=&ab=&budget=&prompt_column=&format=   body: the file
+ *   GET  /v1/batches?limit=N                      the most recent batches
+ *   GET  /v1/batches/<id>                         one batch: status, rows, cost, file links
+ *   GET  /v1/batches/<id>/results?format=jsonl|csv
+ *   GET  /v1/batches/<id>/report?format=json|md
+ *   GET  /v1/batches/<id>/files/<name>            any output file (costs.jsonl, errors.jsonl, ...)
+ *   GET  /healthz
+ */
+export interface ApiServerOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** When set, every request but /healthz must carry it as a bearer token. */
+  token: string | null;
+  maxUploadBytes: number;
+  service: BatchService;
+  logger: Logger;
+}
+
+export interface ApiServer {
+  url: string;
+  /** Stops taking requests; answers under way finish. */
+  close(): Promise<void>;
+}
+
+const FORMAT_BY_MEDIA_TYPE: Record<string, InputFormat> = {
+  'text/csv': 'csv',
+  'application/csv': 'csv',
+  'text/tab-separated-values': 'tsv',
+  'application/jsonl': 'jsonl',
+  'application/x-ndjson': 'jsonl',
+  'application/x-jsonlines': 'jsonl',
+  'application/jsonlines': 'jsonl',
+};
+
+const optionalText = z.string().trim().min(1).optional();
+const submitQuery = z.strictObject({
+  batch_id: optionalText,
+  model: optionalText,
+  route: optionalText,
+  ab: optionalText,
+  budget: z.coerce.number({ error: 'expected a number of USD' }).positive({ error: 'expected a number of USD above 0' }).optional(),
+  prompt_column: optionalText,
+  format: z.enum(['csv', 'tsv', 'jsonl']).optional(),
+});
+const listQuery = z.strictObject({ limit: z.coerce.number().int({ error: 'expected a whole number from 1 to 100' }).min(1, { error: 'expected a whole number from 1 to 100' }).max(100, { error: 'expected a whole number from 1 to 100' }).default(20) });
+const resultsQuery = z.strictObject({ format: z.enum(['jsonl', 'csv']).default('jsonl') });
+const reportQuery = z.strictObject({ format: z.enum(['json', 'md']).default('json') });
+const noQuery = z.strictObject({});
+
+/** The query string checked against a schema; a bad or unknown parameter is a 400 that names it. */
+function parseQuery<T extends z.ZodType>(url: URL, schema: T): z.infer<T> {
+  const parsed = schema.safeParse(Object.fromEntries(url.searchParams));
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  if (issue?.code === 'unrecognized_keys') {
+    const allowed = schema instanceof z.ZodObject ? Object.keys(schema.shape) : [];
+    const choices = allowed.length > 0 ? `; this request takes ${allowed.join(', ')}` : '; this request takes none';
+    throw new ApiError(400, 'unknown_parameter', `unknown query parameter${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((key) => `"${key}"`).join(', ')}${choices}`);
+  }
+  throw new ApiError(400, 'invalid_parameter', `query parameter "${issue?.path.join('.') ?? '?'}": ${issue?.message ?? 'invalid'}`);
+}
+
+/** The input format from ?format= or the Content-Type; neither is a 415 saying what to send. */
+function inputFormat(req: IncomingMessage, given: InputFormat | undefined): InputFormat {
+  if (given) return given;
+  const type = mediaType(req);
+  const format = type ? FORMAT_BY_MEDIA_TYPE[type] : undefined;
+  if (format) return format;
+  throw new ApiError(
+    415,
+    'unsupported_media_type',
+    `${type ? `Content-Type ${type} is not an input format` : 'no Content-Type'}: send the file as text/csv, text/tab-separated-values or application/jsonl, or say ?format=csv|tsv|jsonl`,
+  );
+}
+
+const BATCH_ROUTE = /^\/v1\/batches\/([^/]+)(?:\/(results|report|files\/([^/]+)))?$/;
+
+export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
+  const { service, logger } = options;
+
+  async function route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const method = req.method ?? 'GET';
+    if (url.pathname === '/healthz' && method === 'GET') return sendJson(res, 200, { ok: true });
+    if (options.token !== null && bearerToken(req) !== options.token) {
+      throw new ApiError(401, 'unauthorized', bearerToken(req) === null ? 'this server needs its API token: send it as "Authorization: Bearer <token>"' : 'the bearer token is not this server\'s (it is set by SWITCHYARD_API_TOKEN where the server runs)');
+    }
+    if (url.pathname === '/v1/batches') {
+      if (method === 'POST') {
+        const query = parseQuery(url, submitQuery);
+        const format = inputFormat(req, query.format);
+        const outcome = await service.submit({
+          format,
+          saveInput: async (path) => void (await saveUpload(req, path, options.maxUploadBytes)),
+          ...(query.batch_id !== undefined ? { batchId: query.batch_id } : {}),
+          ...(query.model !== undefined ? { model: query.model } : {}),
+          ...(query.route !== undefined ? { route: query.route } : {}),
+          ...(query.ab !== undefined ? { ab: query.ab } : {}),
+          ...(query.budget !== undefined ? { budget: query.budget } : {}),
+          ...(query.prompt_column !== undefined ? { promptColumn: query.prompt_column } : {}),
+        });
+        return sendJson(res, 202, { ...outcome.view, resumed: outcome.resumed, notes: outcome.notes }, { location: outcome.view.links.self });
+      }
+      if (method === 'GET') {
+        const { limit } = parseQuery(url, listQuery);
+        return sendJson(res, 200, { object: 'list', ...(await service.list(limit)) });
+      }
+      throw methodNotAllowed(method, 'GET, POST');
+    }
+    const match = BATCH_ROUTE.exec(url.pathname);
+    if (!match) throw new ApiError(404, 'not_found', `no such endpoint: ${method} ${url.pathname} (the API is under /v1/batches)`);
+    if (method !== 'GET') throw methodNotAllowed(method, 'GET');
+    const batchId = decodeURIComponent(match[1]!);
+    const [, , part, fileName] = match;
+    if (part === undefined) {
+      parseQuery(url, noQuery);
+      return sendJson(res, 200, await service.get(batchId));
+    }
+    let name: OutputFileName;
+    if (part === 'results') name = parseQuery(url, resultsQuery).format === 'csv' ? 'results.csv' : 'results.jsonl';
+    else if (part === 'report') name = parseQuery(url, reportQuery).format === 'md' ? 'report.md' : 'report.json';
+    else {
+      parseQuery(url, noQuery);
+      const asked = decodeURIComponent(fileName ?? '');
+      if (!isOutputFileName(asked)) throw new ApiError(404, 'file_not_found', `a batch has no output file "${asked}"; the files are ${Object.keys(OUTPUT_FILES).join(', ')}`);
+      name = asked;
+    }
+    const file = await service.outputFile(batchId, name);
+    const why = name.startsWith('batch_') ? ' (only a batch of OpenAI Batch API lines has one)' : '';
+    await sendFile(res, file.path, file.contentType, `batch ${batchId} has no ${name}${why}; GET ${batchPath(batchId)} lists its files`);
+  }
+
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    route(req, res, url).catch((error: unknown) => {
+      if (error instanceof ApiError) return sendError(res, error);
+      const redis = describeRedisTrouble(error);
+      if (redis) return sendError(res, new ApiError(503, 'redis_unavailable', redis));
+      const file = describeFileTrouble(error);
+      if (file) return sendError(res, new ApiError(507, 'storage_trouble', `the server ${file}`));
+      logger.error({ err: error, method: req.method, path: url.pathname }, 'request failed');
+      sendError(res, new ApiError(500, 'internal_error', `the server failed on this request (its log has the details): ${error instanceof Error ? error.message : String(error)}`));
+    });
+  });
+  // Uploads of large files and long enqueues: no whole-request time limit, only an idle one.
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const shownHost = options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host.includes(':') ? `[${options.host}]` : options.host;
+  return {
+    url: `http://${shownHost}:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      }),
+  };
+}
+
+function methodNotAllowed(method: string, allowed: string): ApiError {
+  return new ApiError(405, 'method_not_allowed', `${method} is not allowed here; this endpoint takes ${allowed}`);
+}

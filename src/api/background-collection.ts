@@ -1,0 +1,79 @@
+import type { SwitchyardConfig } from '../config/schema.ts';
+import { collectAndReport } from '../commands/collect-and-report.ts';
+import type { Session } from '../commands/session.ts';
+import type { BatchLease } from '../queue/batch-lease.ts';
+import { apiOpenBatchesKey } from '../queue/keys.ts';
+import { formatUsd } from '../models/pricing.ts';
+import { counted, formatCount, formatDuration } from '../output/report-markdown.ts';
+import type { Report } from '../output/report.ts';
+
+/**
+ * The collectors a server runs, one per submitted batch, side by side: each is the batch's one
+ * writer (it holds the batch's lease) and writes its outputs once every row is done. Stopped, a
+ * collector leaves its checkpoint in Redis and the batch in the open set, and the next server to
+ * start goes on from there.
+ */
+export interface BackgroundCollection {
+  /** Collects a batch whose lease this process holds; the lease is released when it ends. */
+  start(batchId: string, lease: BatchLease, batch: CollectedBatch): void;
+  isCollecting(batchId: string): boolean;
+  /** Stops every collector, without writing outputs for the rows done so far. */
+  stop(): Promise<void>;
+}
+
+export interface CollectedBatch {
+  outDir: string;
+  /** When the run being collected started (the report's clock). */
+  startedAt: Date;
+  /** The batch's config when the caller has it; otherwise it is read from Redis. */
+  config?: SwitchyardConfig;
+}
+
+export function createBackgroundCollection(session: Session, say: (line: string) => void): BackgroundCollection {
+  const stopAll = new AbortController();
+  const running = new Map<string, Promise<void>>();
+
+  async function collect(batchId: string, lease: BatchLease, { outDir, startedAt, config }: CollectedBatch): Promise<void> {
+    try {
+      const report = await collectAndReport({
+        session,
+        batchId,
+        startedAt,
+        // The run's multi-line summary is for a terminal; a server taking many batches says one line each.
+        say: () => undefined,
+        signal: AbortSignal.any([stopAll.signal, lease.lost]),
+        progressStream: null,
+        ...(config ? { config } : {}),
+      });
+      if (report && report.totals.unfinished_rows === 0) {
+        await session.redis.srem(apiOpenBatchesKey(session.space), batchId);
+        say(`[${batchId}] ${finishedLine(report, outDir)}`);
+      }
+      else if (lease.lost.aborted) say(`[${batchId}] Another process took over this batch's outputs while Redis was unreachable; it writes them.`);
+    } catch (error) {
+      // The batch stays open: the next server to start collects it again.
+      say(`[${batchId}] Writing the outputs stopped: ${error instanceof Error ? error.message : String(error)}. Restart the server to try again; nothing written is lost.`);
+    } finally {
+      await lease.release();
+      running.delete(batchId);
+    }
+  }
+
+  return {
+    start(batchId, lease, batch) {
+      running.set(batchId, collect(batchId, lease, batch));
+    },
+    isCollecting: (batchId) => running.has(batchId),
+    async stop() {
+      stopAll.abort();
+      await Promise.all(running.values());
+    },
+  };
+}
+
+/** "Finished: 24 of 24 rows succeeded, 26 calls, $0.00110, in 557 ms; outputs in out/t1." */
+function finishedLine(report: Report, outDir: string): string {
+  const { totals } = report;
+  const failed = totals.failed > 0 ? ` (${formatCount(totals.failed)} failed)` : '';
+  return `Finished: ${formatCount(totals.succeeded)} of ${counted(totals.rows, 'row')} succeeded${failed}, ${counted(totals.calls, 'call')}, ${formatUsd(totals.cost_usd)}, in ${formatDuration(totals.elapsed_ms)}; outputs in ${outDir}.`;
+}

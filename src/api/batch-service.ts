@@ -1,0 +1,234 @@
+import { rm, rmdir, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { runBatch, type RunHost } from '../commands/run.ts';
+import { UsageError } from '../errors.ts';
+import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
+import { DamagedBatchError, isFinishedStatus, type BatchMeta, type BatchProgress } from '../queue/batch-state.ts';
+import { apiOpenBatchesKey, isValidBatchId, newBatchId } from '../queue/keys.ts';
+import { createOutputDir } from '../output/output-dir.ts';
+import { ApiError } from './api-error.ts';
+import type { BackgroundCollection } from './background-collection.ts';
+import { batchPath, batchView, OUTPUT_FILES, type BatchView, type OutputFileName } from './batch-view.ts';
+
+export type InputFormat = 'csv' | 'tsv' | 'jsonl';
+
+/** A batch to run, as a POST asks for it: the run options a CLI user gives as flags. */
+export interface Submission {
+  batchId?: string;
+  model?: string;
+  route?: string;
+  ab?: string;
+  budget?: number;
+  promptColumn?: string;
+  format: InputFormat;
+  /** Writes the request body to this path (streamed and size-limited by the server). */
+  saveInput(path: string): Promise<void>;
+}
+
+export interface SubmitOutcome {
+  view: BatchView;
+  /** The batch id was known: the same file again, or an edited one, runs as `switchyard run --batch-id` would. */
+  resumed: boolean;
+  /** Warnings and notes the run gave (an unpriced model, a missing API key, body fields not sent). */
+  notes: string[];
+}
+
+export interface BatchService {
+  submit(submission: Submission): Promise<SubmitOutcome>;
+  get(batchId: string): Promise<BatchView>;
+  list(limit: number): Promise<{ data: BatchView[]; total: number }>;
+  /** A finished batch's output file: its path and media type. */
+  outputFile(batchId: string, name: OutputFileName): Promise<{ path: string; contentType: string }>;
+  /** Collects the batches submitted here whose outputs a stopped server left unwritten. */
+  resumeOpenBatches(): Promise<void>;
+}
+
+export interface BatchServiceOptions {
+  host: RunHost;
+  /** Each batch's input file and outputs go to `<outRoot>/<batch id>/`. */
+  outRoot: string;
+  collection: BackgroundCollection;
+  logger: Logger;
+  say: (line: string) => void;
+}
+
+/** Run flags named in the run's messages, as the API's query parameters. */
+const FLAG_TO_PARAMETER: Record<string, string> = {
+  '--batch-id': 'batch_id',
+  '--prompt-column': 'prompt_column',
+  '--model': 'model',
+  '--route': 'route',
+  '--ab': 'ab',
+  '--budget': 'budget',
+};
+
+/** A run's message in the API's terms: its flags become query parameters, the server's copy of the file "the uploaded file". */
+export function inApiTerms(message: string, inputPath: string): string {
+  return message
+    .replaceAll(`input file ${inputPath}`, 'the uploaded file')
+    .replaceAll(inputPath, 'the uploaded file')
+    .replace(/(--[a-z-]+)( <[^>]+>)?/g, (text, flag: string, value: string | undefined) => {
+      const parameter = FLAG_TO_PARAMETER[flag];
+      if (!parameter) return text;
+      return value ? `?${parameter}=${value.trim()}` : parameter;
+    });
+}
+
+export function createBatchService(options: BatchServiceOptions): BatchService {
+  const { host, collection, logger, say } = options;
+  const { session } = host;
+  const { store, redis } = session;
+  const openKey = apiOpenBatchesKey(session.space);
+  // Ids being submitted right now: a second POST for one must not start a second run of it.
+  const submitting = new Set<string>();
+
+  async function loadState(batchId: string): Promise<{ meta: BatchMeta; progress: BatchProgress } | null> {
+    try {
+      return await store.loadWithProgress(batchId);
+    } catch (error) {
+      if (error instanceof DamagedBatchError) throw new ApiError(409, 'batch_damaged', error.message);
+      throw error;
+    }
+  }
+
+  async function view(batchId: string): Promise<BatchView> {
+    const state = await loadState(batchId);
+    if (!state) throw new ApiError(404, 'batch_not_found', `no batch "${batchId}": GET /v1/batches lists the recent ones`);
+    const present = isFinishedStatus(state.progress.status) ? await filesIn(state.meta.out_dir) : new Set<OutputFileName>();
+    return batchView(state.meta, state.progress, present);
+  }
+
+  /** Runs the producer (as `run --detach` does) and hands the batch to a background collector. */
+  async function enqueueAndCollect(batchId: string, lease: BatchLease, run: Parameters<typeof runBatch>[0], said: string[]): Promise<'collecting' | 'stopped'> {
+    const outcome = await runBatch({ ...run, batchId, detach: true }, logger, (line) => said.push(line), host);
+    await redis.sadd(openKey, batchId);
+    if (outcome.exitCode !== 0) return 'stopped'; // the server is stopping: the next one reads the rest
+    const meta = await store.load(batchId);
+    if (!meta) throw new Error(`batch ${batchId} has no state in Redis after its run`);
+    collection.start(batchId, lease, { outDir: meta.out_dir, startedAt: new Date(meta.started_at ?? meta.created_at), config: host.config.config });
+    return 'collecting';
+  }
+
+  return {
+    async submit(submission) {
+      const batchId = submission.batchId ?? newBatchId();
+      if (!isValidBatchId(batchId)) throw new ApiError(400, 'invalid_batch_id', `batch_id "${batchId}" may only use letters, digits, '.', '_' and '-' (at most 64 characters), starting with a letter or digit`);
+      if (submitting.has(batchId) || collection.isCollecting(batchId)) throw runningError(batchId);
+      submitting.add(batchId);
+      let lease: BatchLease | null = null;
+      try {
+        const existing = await loadState(batchId);
+        if (existing && (await redis.exists(store.keys(batchId).submittedOverApi)) === 0) {
+          throw new ApiError(409, 'batch_exists', `batch ${batchId} was started with "switchyard run", whose input file is not the server's to replace: choose another batch_id`);
+        }
+        lease = await acquireBatchLease(redis, store.keys(batchId).lease, batchId).catch((error: unknown) => {
+          throw error instanceof UsageError ? new ApiError(409, 'batch_running', error.message) : error;
+        });
+        const outDir = existing?.meta.out_dir ?? resolve(options.outRoot, batchId);
+        await createOutputDir(outDir).catch((error: unknown) => {
+          throw error instanceof UsageError ? new ApiError(500, 'output_folder_unusable', `the server ${error.message.replace(/ Give another folder with --out\.$/, ': its --out folder needs fixing')}`) : error;
+        });
+        const inputPath = join(outDir, `input.${submission.format}`);
+        await submission.saveInput(inputPath);
+        const said: string[] = [];
+        const run = {
+          file: inputPath,
+          out: outDir,
+          ...(submission.model !== undefined ? { model: submission.model } : {}),
+          ...(submission.route !== undefined ? { route: submission.route } : {}),
+          ...(submission.ab !== undefined ? { ab: submission.ab } : {}),
+          ...(submission.budget !== undefined ? { budget: submission.budget } : {}),
+          ...(submission.promptColumn !== undefined ? { promptColumn: submission.promptColumn } : {}),
+        };
+        let ended: 'collecting' | 'stopped';
+        try {
+          // The marker first: a batch whose rows are queued is the API's even if the run then fails.
+          await redis.set(store.keys(batchId).submittedOverApi, '1');
+          ended = await enqueueAndCollect(batchId, lease, run, said);
+        } catch (error) {
+          if (!existing && !(await store.load(batchId).catch(() => null))) {
+            // Refused before anything was queued (no prompt column, an empty file): leave no trace.
+            await redis.del(store.keys(batchId).submittedOverApi);
+            await rm(inputPath, { force: true });
+            await rmdir(outDir).catch(() => undefined); // only if empty
+          }
+          if (error instanceof UsageError) throw new ApiError(400, 'invalid_input', inApiTerms(error.message, inputPath));
+          throw error;
+        }
+        if (ended === 'stopped') {
+          throw new ApiError(503, 'server_stopping', `the server is stopping: batch ${batchId}'s file is saved, and its rows are read and run when the server starts again (GET ${batchPath(batchId)} then shows it)`);
+        }
+        lease = null; // the collector holds it now
+        const read = said.find((line) => line.startsWith('Read '))?.split(';', 1)[0];
+        say(`[${batchId}] Submitted${read ? `: ${read.charAt(0).toLowerCase()}${read.slice(1)}` : ''}.`);
+        return { view: await view(batchId), resumed: existing !== null, notes: said.filter((line) => /^(Note|Warning|Resuming|A\/B split)\b/.test(line)) };
+      } finally {
+        submitting.delete(batchId);
+        await lease?.release();
+      }
+    },
+
+    get: view,
+
+    async list(limit) {
+      const [ids, total] = await Promise.all([store.recentBatchIds(limit), store.batchCount()]);
+      const views = await Promise.all(ids.map((id) => view(id).catch(() => null))); // a damaged or deleted one is left out
+      return { data: views.filter((one): one is BatchView => one !== null), total };
+    },
+
+    async outputFile(batchId, name) {
+      const state = await loadState(batchId);
+      if (!state) throw new ApiError(404, 'batch_not_found', `no batch "${batchId}": GET /v1/batches lists the recent ones`);
+      const { meta, progress } = state;
+      if (!isFinishedStatus(progress.status)) {
+        const total = progress.total === null ? 'its file is still being read' : `${progress.finished} of ${progress.total} rows finished`;
+        throw new ApiError(409, 'batch_not_finished', `batch ${batchId} is ${progress.status}: ${total}. Its outputs are written once every row is done; GET ${batchPath(batchId)} shows its progress.`);
+      }
+      return { path: join(meta.out_dir, name), contentType: OUTPUT_FILES[name] };
+    },
+
+    async resumeOpenBatches() {
+      for (const batchId of await redis.smembers(openKey)) {
+        if (host.stop.aborted) return;
+        let lease: BatchLease | null = null;
+        try {
+          const state = await loadState(batchId).catch(() => null);
+          if (!state || isFinishedStatus(state.meta.status)) {
+            await redis.srem(openKey, batchId);
+            continue;
+          }
+          lease = await acquireBatchLease(redis, store.keys(batchId).lease, batchId);
+          if (state.meta.status === 'enqueuing') {
+            // Stopped while its file was being read: read the rest (rows already queued or done are kept).
+            const said: string[] = [];
+            const ended = await enqueueAndCollect(batchId, lease, { resume: batchId }, said);
+            if (ended === 'collecting') lease = null;
+          } else {
+            const { meta } = state;
+            // The built-in models' simulator is this process's now: its workers call them.
+            if (meta.builtin_config && host.config.builtIn) host.prime?.(batchId, host.config.config, meta.model_override, meta.ab_split);
+            collection.start(batchId, lease, { outDir: meta.out_dir, startedAt: new Date(meta.started_at ?? meta.created_at) });
+            lease = null;
+          }
+          if (lease === null) say(`[${batchId}] Going on with it: submitted before the server last stopped, its outputs are not written yet.`);
+        } catch (error) {
+          say(`[${batchId}] Submitted before the server last stopped, and left as it is: ${error instanceof Error ? error.message : String(error)}`);
+        } finally {
+          await lease?.release();
+        }
+      }
+    },
+  };
+}
+
+function runningError(batchId: string): ApiError {
+  return new ApiError(409, 'batch_running', `batch ${batchId} is running on this server: GET ${batchPath(batchId)} shows its progress; send it again once it has finished to re-run rows that changed`);
+}
+
+/** The output files present in a batch's folder. */
+async function filesIn(outDir: string): Promise<Set<OutputFileName>> {
+  const names = Object.keys(OUTPUT_FILES) as OutputFileName[];
+  const present = await Promise.all(names.map(async (name) => ((await stat(join(outDir, name)).catch(() => null))?.isFile() ? name : null)));
+  return new Set(present.filter((name): name is OutputFileName => name !== null));
+}

@@ -1,0 +1,70 @@
+import type { BatchMeta, BatchProgress } from '../queue/batch-state.ts';
+import { isFinishedStatus } from '../queue/batch-state.ts';
+
+/** The output files the API serves, by the name a client asks for, with their media types. */
+export const OUTPUT_FILES = {
+  'results.jsonl': 'application/x-ndjson; charset=utf-8',
+  'results.csv': 'text/csv; charset=utf-8',
+  'costs.jsonl': 'application/x-ndjson; charset=utf-8',
+  'errors.jsonl': 'application/x-ndjson; charset=utf-8',
+  'report.json': 'application/json; charset=utf-8',
+  'report.md': 'text/markdown; charset=utf-8',
+  'batch_output.jsonl': 'application/x-ndjson; charset=utf-8',
+  'batch_errors.jsonl': 'application/x-ndjson; charset=utf-8',
+} as const;
+export type OutputFileName = keyof typeof OUTPUT_FILES;
+
+export function isOutputFileName(name: string): name is OutputFileName {
+  return Object.hasOwn(OUTPUT_FILES, name);
+}
+
+/** A batch as the API shows it: its state, its row counts and cost so far, and where its outputs are. */
+export interface BatchView {
+  batch_id: string;
+  status: BatchMeta['status'];
+  /** The outputs are written: the files below can be fetched. */
+  finished: boolean;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  rows: {
+    /** Valid rows; null while the file is still being read. */
+    total: number | null;
+    finished: number;
+    succeeded: number;
+    failed: number;
+    invalid: number;
+  };
+  cost_usd: number;
+  budget_usd: number | null;
+  out_dir: string;
+  /** URLs of the output files, once the batch is finished. */
+  files: Partial<Record<OutputFileName, string>>;
+  links: { self: string; results: string; report: string };
+}
+
+export function batchPath(batchId: string): string {
+  return `/v1/batches/${encodeURIComponent(batchId)}`;
+}
+
+/** `present`: the output files that exist in the batch's folder (only looked at once it is finished). */
+export function batchView(meta: BatchMeta, progress: BatchProgress, present: ReadonlySet<OutputFileName> = new Set()): BatchView {
+  const self = batchPath(meta.batch_id);
+  const finished = isFinishedStatus(progress.status);
+  const files: Partial<Record<OutputFileName, string>> = {};
+  if (finished) for (const name of Object.keys(OUTPUT_FILES) as OutputFileName[]) if (present.has(name)) files[name] = `${self}/files/${name}`;
+  return {
+    batch_id: meta.batch_id,
+    status: progress.status,
+    finished,
+    created_at: meta.created_at,
+    started_at: meta.started_at ?? null,
+    finished_at: meta.finished_at ?? null,
+    rows: { total: progress.total, finished: progress.finished, succeeded: progress.succeeded, failed: progress.failed, invalid: meta.invalid_rows },
+    cost_usd: progress.costUsd,
+    budget_usd: meta.budget_usd ?? null,
+    out_dir: meta.out_dir,
+    files,
+    links: { self, results: `${self}/results`, report: `${self}/report` },
+  };
+}

@@ -1,0 +1,37 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import { ApiError, errorBody } from './api-error.ts';
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const payload = `${JSON.stringify(body, null, 2)}\n`;
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(payload)), ...headers });
+  res.end(payload);
+}
+
+export function sendError(res: ServerResponse, error: ApiError): void {
+  // An answer already under way (a file half sent) can only be cut off.
+  if (res.headersSent) return void res.destroy(error);
+  sendJson(res, error.status, errorBody(error));
+}
+
+/** Streams a file as the answer; a file that is not there is a 404 naming it. */
+export async function sendFile(res: ServerResponse, path: string, contentType: string, missing: string): Promise<void> {
+  const info = await stat(path).catch(() => null);
+  if (!info?.isFile()) throw new ApiError(404, 'file_not_found', missing);
+  res.writeHead(200, { 'content-type': contentType, 'content-length': String(info.size) });
+  await pipeline(createReadStream(path), res);
+}
+
+/** The bearer token of a request, or null. */
+export function bearerToken(req: IncomingMessage): string | null {
+  const match = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
+  return match?.[1]?.trim() ?? null;
+}
+
+/** The media type of a request body, lower-cased, without parameters ("text/csv; charset=utf-8" -> "text/csv"). */
+export function mediaType(req: IncomingMessage): string | null {
+  const value = req.headers['content-type'];
+  return value ? (value.split(';', 1)[0] ?? '').trim().toLowerCase() || null : null;
+}

@@ -1,0 +1,93 @@
+import { resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { startApiServer } from '../api/api-server.ts';
+import { createBackgroundCollection } from '../api/background-collection.ts';
+import { createBatchService } from '../api/batch-service.ts';
+import { loadConfigFile } from '../config/load.ts';
+import { createCallSlots } from '../execution/call-slots.ts';
+import { limitHeapGrowth } from '../heap-growth.ts';
+import { createBatchContexts } from '../queue/batch-context.ts';
+import { deadProcessRowsText } from '../queue/worker-registry.ts';
+import type { Simulator } from '../sim/server.ts';
+import { startPromptWorker } from '../../workers/prompt-worker.ts';
+import { startBuiltInModels } from './built-in-models.ts';
+import type { RunHost } from './run.ts';
+import { openSession } from './session.ts';
+
+export interface ServeOptions {
+  host: string;
+  port: number;
+  config?: string;
+  /** Each submitted batch's input and outputs go to `<out>/<batch id>/`. */
+  out: string;
+  /** Model calls in flight in this process (default: the config's concurrency). */
+  concurrency?: number;
+  /** false: only take batches and write their outputs; `switchyard worker` processes run the rows. */
+  worker: boolean;
+  maxUploadMb: number;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/**
+ * `switchyard serve`: the HTTP API (src/api/) in front of the same producer, queue and collector as
+ * `run`. Submitted batches run on this process's workers (and any `switchyard worker` on the same
+ * Redis); their outputs are written here. Ctrl-C or SIGTERM stops it; a server started again goes on
+ * with the batches it had not finished.
+ */
+export async function runServeCommand(options: ServeOptions, logger: Logger, say: (line: string) => void): Promise<number> {
+  limitHeapGrowth();
+  const token = process.env.SWITCHYARD_API_TOKEN?.trim() || null;
+  const session = await openSession(logger, say);
+  let simulator: Simulator | null = null;
+  try {
+    let config: RunHost['config'];
+    if (options.config) config = { config: await loadConfigFile(options.config), builtIn: false };
+    else {
+      const builtIn = await startBuiltInModels();
+      simulator = builtIn.simulator;
+      config = { config: builtIn.config, builtIn: true };
+      say(`No --config given: batches run on the built-in models on the simulator at ${simulator.url} (no API key needed).`);
+    }
+    const stop = new AbortController();
+    const concurrency = options.concurrency ?? config.config.concurrency;
+    const batches = createBatchContexts(session.store, { callSlot: createCallSlots(concurrency).slot });
+    const host: RunHost = { session, config, stop: stop.signal, ...(options.worker ? { prime: batches.prime } : {}) };
+    const worker = options.worker
+      ? startPromptWorker({
+          connection: session.connectWorker(),
+          redis: session.redis,
+          space: session.space,
+          batches,
+          logger,
+          concurrency,
+          lockMs: config.config.queue.lock_ms,
+          onRowsOfDeadProcess: (released) => say(deadProcessRowsText(released)),
+          onWorkerError: session.outages.failed,
+        })
+      : null;
+    const collection = createBackgroundCollection(session, say);
+    const service = createBatchService({ host, outRoot: resolve(options.out), collection, logger, say });
+    const server = await startApiServer({ host: options.host, port: options.port, token, maxUploadBytes: options.maxUploadMb * 1024 * 1024, service, logger });
+    say(`Switchyard API listening on ${server.url} (POST ${server.url}/v1/batches with a CSV or JSONL file; outputs under ${resolve(options.out)}).`);
+    say(worker ? `Workers here make up to ${concurrency} model calls at a time; Redis ${session.redisLabel}, prefix "${session.space.prefix}".` : `No workers here (--no-worker): start "switchyard worker" processes on Redis ${session.redisLabel}, prefix "${session.space.prefix}".`);
+    if (token === null && !LOOPBACK.has(options.host)) {
+      say('Warning: no SWITCHYARD_API_TOKEN is set, and the server listens beyond this machine: anyone who reaches it can run batches that spend money. Set one and send it as a bearer token.');
+    }
+    say('Ctrl-C stops it after the rows in hand; started again, it goes on with the batches not finished.');
+    await service.resumeOpenBatches();
+    const signal = await new Promise<NodeJS.Signals>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+    say(`Stopping (${signal}): no new batches; the rows in hand finish, then the server exits. Batches not finished go on when it starts again.`);
+    stop.abort();
+    await server.close();
+    await worker?.close();
+    await collection.stop();
+    return 0;
+  } finally {
+    await session.close();
+    await simulator?.close();
+  }
+}

@@ -1,0 +1,217 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { usdToNanos } from '../../src/models/pricing.ts';
+import type { CallRecord, RowResult } from '../../src/output/records.ts';
+import type { Report } from '../../src/output/report.ts';
+import type { BatchView } from '../../src/api/batch-view.ts';
+import { spawnCli, waitFor, waitForOutput } from '../helpers/cli.ts';
+import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
+import { useSimulatorAndRedis } from '../helpers/harness.ts';
+
+type Server = ReturnType<typeof spawnCli> & { url: string };
+type ErrorBody = { error: { code: string; message: string } };
+
+const running: Server[] = [];
+
+/** `switchyard serve` as its own process on a free port; resolves once it listens. */
+async function startServer(args: string[], env: Record<string, string>): Promise<Server> {
+  const child = spawnCli(['serve', '--port', '0', ...args], env);
+  await waitForOutput(() => child.output().stdout, 'listening on', 20_000);
+  const url = /listening on (http:\/\/\S+) /.exec(child.output().stdout)?.[1];
+  if (!url) throw new Error(`no URL in: ${child.output().stdout}`);
+  const server = Object.assign(child, { url });
+  running.push(server);
+  return server;
+}
+
+async function getJson<T>(url: string, init: RequestInit = {}): Promise<{ status: number; body: T }> {
+  const response = await fetch(url, init);
+  return { status: response.status, body: (await response.json()) as T };
+}
+
+async function postFile(server: Server, query: string, body: string, contentType = 'text/csv', headers: Record<string, string> = {}) {
+  return getJson<BatchView & { resumed: boolean; notes: string[] } & Partial<ErrorBody>>(`${server.url}/v1/batches${query}`, {
+    method: 'POST',
+    body,
+    headers: { 'content-type': contentType, ...headers },
+  });
+}
+
+async function waitUntilFinished(server: Server, batchId: string, timeoutMs = 60_000): Promise<BatchView> {
+  let last: BatchView | null = null;
+  await waitFor(async () => {
+    last = (await getJson<BatchView>(`${server.url}/v1/batches/${batchId}`)).body;
+    return last.finished;
+  }, timeoutMs);
+  return last!;
+}
+
+afterEach(async () => {
+  for (const server of running.splice(0)) {
+    if (server.exitCode === null) server.kill('SIGKILL');
+    await server.done;
+  }
+});
+
+describe('switchyard serve: batches submitted over HTTP, through the same queue, workers and collector', () => {
+  const h = useSimulatorAndRedis('api', { failure_rate: 0.1, latency_ms: 2, seed: 5 });
+
+  it('takes a CSV by POST, runs it, and serves its status, results, report and cost records', async () => {
+    const dir = await tempDir('api-csv');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 120, { model: (row) => (row === 7 ? 'no-such-model' : undefined) });
+    const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
+
+    const submitted = await postFile(server, '?batch_id=api-csv', await readFile(input, 'utf8'));
+    expect(submitted.status).toBe(202);
+    expect(submitted.body).toMatchObject({ batch_id: 'api-csv', resumed: false, rows: { total: 119, invalid: 1 }, links: { self: '/v1/batches/api-csv' } });
+
+    const finished = await waitUntilFinished(server, 'api-csv');
+    expect(finished).toMatchObject({ status: 'completed', rows: { total: 119, finished: 119, succeeded: 119, failed: 0, invalid: 1 } });
+    expect(Object.keys(finished.files).sort()).toEqual(['costs.jsonl', 'errors.jsonl', 'report.json', 'report.md', 'results.csv', 'results.jsonl']);
+
+    const resultsText = await (await fetch(`${server.url}/v1/batches/api-csv/results`)).text();
+    const results = resultsText.trim().split('\n').map((line) => JSON.parse(line) as RowResult);
+    expect(results.map((r) => r.row)).toEqual(Array.from({ length: 120 }, (_, i) => i + 1).filter((row) => row !== 7));
+    expect(results.every((r) => r.status === 'succeeded' && r.output?.includes(`Question ${r.row}`))).toBe(true);
+
+    const csv = await fetch(`${server.url}/v1/batches/api-csv/results?format=csv`);
+    expect(csv.headers.get('content-type')).toContain('text/csv');
+    expect((await csv.text()).trim().split('\n')).toHaveLength(120); // header + 119 rows
+
+    const report = (await getJson<Report>(`${server.url}/v1/batches/api-csv/report`)).body;
+    const costsText = await (await fetch(`${server.url}/v1/batches/api-csv/files/costs.jsonl`)).text();
+    const calls = costsText.trim().split('\n').map((line) => JSON.parse(line) as CallRecord);
+    expect(calls.length).toBe(report.totals.calls);
+    expect(calls.length).toBeGreaterThan(119); // the injected 500s are retried, and recorded
+    expect(usdToNanos(report.totals.cost_usd)).toBe(calls.reduce((sum, c) => sum + usdToNanos(c.cost_usd ?? 0), 0));
+    expect(await (await fetch(`${server.url}/v1/batches/api-csv/report?format=md`)).text()).toContain('# Batch report: api-csv');
+    const errors = await (await fetch(`${server.url}/v1/batches/api-csv/files/errors.jsonl`)).text();
+    expect(errors).toContain('no-such-model');
+
+    // The files are the batch's own outputs, in <out>/<batch id>/, beside the uploaded input.
+    expect(await readJsonLines<RowResult>(join(dir, 'out', 'api-csv', 'results.jsonl'))).toEqual(results);
+    expect(await readFile(join(dir, 'out', 'api-csv', 'input.csv'), 'utf8')).toBe(await readFile(input, 'utf8'));
+
+    const list = (await getJson<{ object: string; data: BatchView[]; total: number }>(`${server.url}/v1/batches?limit=5`)).body;
+    expect(list.data.map((b) => b.batch_id)).toContain('api-csv');
+
+    // The same batch again: every row is kept, nothing is paid for twice.
+    const again = await postFile(server, '?batch_id=api-csv', await readFile(input, 'utf8'));
+    expect(again.body).toMatchObject({ batch_id: 'api-csv', resumed: true });
+    await waitUntilFinished(server, 'api-csv');
+    const callsAfter = await readJsonLines<CallRecord>(join(dir, 'out', 'api-csv', 'costs.jsonl'));
+    expect(callsAfter.length).toBe(calls.length);
+
+    server.kill('SIGTERM');
+    const exit = await server.done;
+    expect(exit.code).toBe(0);
+    expect(exit.stdout).toContain('[api-csv] Finished: 119 of 119 rows succeeded');
+  });
+
+  it('takes JSONL (and OpenAI Batch API lines, answering with batch_output.jsonl) with the model and budget as query parameters', async () => {
+    const dir = await tempDir('api-jsonl');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
+    const lines = [1, 2, 3].map((n) => JSON.stringify({ custom_id: `req-${n}`, method: 'POST', url: '/v1/chat/completions', body: { model: 'fast', messages: [{ role: 'user', content: `Say ${n}` }] } }));
+    const submitted = await postFile(server, '?batch_id=api-openai&budget=5', `${lines.join('\n')}\n`, 'application/x-ndjson');
+    expect(submitted.status).toBe(202);
+    expect(submitted.body).toMatchObject({ rows: { total: 3 }, budget_usd: 5 });
+    const finished = await waitUntilFinished(server, 'api-openai');
+    expect(finished.files['batch_output.jsonl']).toBe('/v1/batches/api-openai/files/batch_output.jsonl');
+    const output = (await (await fetch(`${server.url}${finished.files['batch_output.jsonl']}`)).text()).trim().split('\n');
+    expect(output.map((line) => (JSON.parse(line) as { custom_id: string }).custom_id)).toEqual(['req-1', 'req-2', 'req-3']);
+
+    const pinned = await postFile(server, '?batch_id=api-pinned&model=slow', `${JSON.stringify({ prompt: 'hello' })}\n`, 'application/jsonl; charset=utf-8');
+    expect(pinned.status).toBe(202);
+    await waitUntilFinished(server, 'api-pinned');
+    const [result] = (await (await fetch(`${server.url}/v1/batches/api-pinned/results`)).text()).trim().split('\n').map((line) => JSON.parse(line) as RowResult);
+    expect(result).toMatchObject({ status: 'succeeded', model: 'slow' });
+  });
+
+  it('refuses bad requests with a status, a code and a message that says what to do', async () => {
+    const dir = await tempDir('api-errors');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const out = join(dir, 'out');
+    const server = await startServer(['--config', config, '--out', out], h.env());
+    const error = async (response: Promise<{ status: number; body: unknown }>) => {
+      const { status, body } = await response;
+      return { status, ...(body as ErrorBody).error };
+    };
+
+    expect(await error(postFile(server, '?batch_id=no-prompt', 'question,x\nhi,1\n'))).toEqual({
+      status: 400,
+      code: 'invalid_input',
+      message: expect.stringMatching(/^the uploaded file has no "prompt" column; its columns .* are: question, x\. Choose the prompt column with \?prompt_column=<name>\.$/),
+    });
+    // Refused before anything was queued: no batch, no folder left behind.
+    expect((await getJson(`${server.url}/v1/batches/no-prompt`)).status).toBe(404);
+    await expect(readFile(join(out, 'no-prompt', 'input.csv'))).rejects.toThrow();
+
+    expect(await error(postFile(server, '', ''))).toMatchObject({ status: 400, code: 'invalid_input', message: expect.stringContaining('empty') });
+    expect(await error(postFile(server, '', 'prompt\nhi\n', 'application/octet-stream'))).toMatchObject({ status: 415, message: expect.stringContaining('text/csv') });
+    expect(await error(postFile(server, '?batchid=x', 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'unknown_parameter', message: expect.stringContaining('batch_id, model') });
+    expect(await error(postFile(server, '?budget=lots', 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'invalid_parameter', message: 'query parameter "budget": expected a number of USD' });
+    expect(await error(postFile(server, '?model=gpt-9', 'prompt\nhi\n'))).toMatchObject({ status: 400, message: expect.stringContaining('"gpt-9" is not in the config') });
+    expect(await error(postFile(server, '?batch_id=a:b', 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'invalid_batch_id' });
+    expect(await error(getJson(`${server.url}/v1/batches/nothing-here`))).toMatchObject({ status: 404, code: 'batch_not_found' });
+    expect(await error(getJson(`${server.url}/v1/batches/nothing/files/secrets.txt`))).toMatchObject({ status: 404, code: 'file_not_found' });
+    expect(await error(getJson(`${server.url}/v1/batches/x`, { method: 'DELETE' }))).toMatchObject({ status: 405 });
+    expect(await error(getJson(`${server.url}/v2/anything`))).toMatchObject({ status: 404, code: 'not_found' });
+
+    // A batch started from the command line is not the server's to replace.
+    await writeFile(join(dir, 'cli.csv'), 'prompt\nhello\n');
+    await h.redis.hset(`${h.prefix}:batch:{cli-made}`, { batch_id: 'cli-made', status: 'completed', input: join(dir, 'cli.csv'), out_dir: join(dir, 'cli-out'), created_at: new Date().toISOString() });
+    expect(await error(postFile(server, '?batch_id=cli-made', 'prompt\nhi\n'))).toMatchObject({ status: 409, code: 'batch_exists' });
+  });
+
+  it('answers 409 for the outputs of a batch still running, and a server stopped mid-batch goes on with it when started again: every row once', async () => {
+    const dir = await tempDir('api-restart');
+    const config = await writeSimConfig(dir, h.sim.url, { concurrency: 4 });
+    const out = join(dir, 'out');
+    const input = await writePromptsCsv(dir, 200);
+    const env = h.env();
+    h.sim.setOptions({ latency_ms: 20 });
+    try {
+      const first = await startServer(['--config', config, '--out', out], env);
+      const submitted = await postFile(first, '?batch_id=api-restart', await readFile(input, 'utf8'));
+      expect(submitted.status).toBe(202);
+      const early = await getJson<ErrorBody>(`${first.url}/v1/batches/api-restart/results`);
+      expect(early.status).toBe(409);
+      expect(early.body.error).toMatchObject({ code: 'batch_not_finished', message: expect.stringContaining('of 200 rows finished') });
+      expect((await postFile(first, '?batch_id=api-restart', await readFile(input, 'utf8'))).body.error?.code).toBe('batch_running');
+
+      await waitFor(async () => (await getJson<BatchView>(`${first.url}/v1/batches/api-restart`)).body.rows.finished >= 20, 30_000);
+      first.kill('SIGTERM');
+      expect((await first.done).code).toBe(0);
+      await expect(fetch(`${first.url}/healthz`)).rejects.toThrow(); // the first server is gone
+
+      h.sim.setOptions({ latency_ms: 2 });
+      const second = await startServer(['--config', config, '--out', out], env);
+      await waitForOutput(() => second.output().stdout, '[api-restart] Going on with it', 10_000);
+      const finished = await waitUntilFinished(second, 'api-restart');
+      expect(finished.rows).toMatchObject({ total: 200, succeeded: 200 });
+    } finally {
+      h.sim.setOptions({ latency_ms: 2 });
+    }
+    const results = await readJsonLines<RowResult>(join(out, 'api-restart', 'results.jsonl'));
+    expect(results.map((r) => r.row)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+    const calls = await readJsonLines<CallRecord>(join(out, 'api-restart', 'costs.jsonl'));
+    const succeeded = calls.filter((c) => c.status === 'succeeded').map((c) => c.row);
+    expect(new Set(succeeded).size).toBe(succeeded.length); // no row paid for twice
+  });
+
+  it('with SWITCHYARD_API_TOKEN set, asks every request but /healthz for it', async () => {
+    const dir = await tempDir('api-token');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const server = await startServer(['--config', config, '--out', join(dir, 'out'), '--no-worker'], h.env({ SWITCHYARD_API_TOKEN: 's3cret' }));
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+    const without = await getJson<ErrorBody>(`${server.url}/v1/batches`);
+    expect(without.status).toBe(401);
+    expect(without.body.error.message).toContain('Authorization: Bearer');
+    expect((await getJson(`${server.url}/v1/batches`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
+    expect((await getJson(`${server.url}/v1/batches`, { headers: { authorization: 'Bearer s3cret' } })).status).toBe(200);
+    expect(server.output().stdout).toContain('No workers here (--no-worker)');
+  });
+});
