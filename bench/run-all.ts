@@ -6,7 +6,8 @@
  *   --limits       also the rate-limit benchmarks (issue 3): limits-rpm, limits-tpm, limits-overhead
  *                  (about 20 more minutes: the first two run at a provider's limit for 2-3.5 min a run).
  *   --limits-only  only those.
- * Usage: node bench/run-all.ts [--snapshot] [--diagnose] [--limits | --limits-only]   (npm run bench -- --snapshot)
+ *   --api          also bench/api-throughput.ts: a batch posted to `switchyard serve` against `run` (about 1 min).
+ * Usage: node bench/run-all.ts [--snapshot] [--api] [--diagnose] [--limits | --limits-only]   (npm run bench -- --snapshot)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -46,6 +47,7 @@ const scripts: Array<{ file: string; limitMs: number }> = [
         { file: 'skeleton-throughput.ts', limitMs: 15 * 60_000 },
         { file: 'skeleton-memory.ts', limitMs: 40 * 60_000 },
       ]),
+  ...(flags.has('--api') && !limitsOnly ? [{ file: 'api-throughput.ts', limitMs: 10 * 60_000 }] : []),
   ...(flags.has('--diagnose') && !limitsOnly ? [{ file: 'where-time-goes.ts', limitMs: 20 * 60_000 }] : []),
   ...(flags.has('--limits') || limitsOnly
     ? [
