@@ -18,6 +18,7 @@ import { saveUpload } from './upload.ts';
  *   GET  /v1/batches/<id>/results?format=jsonl|csv
  *   GET  /v1/batches/<id>/report?format=json|md
  *   GET  /v1/batches/<id>/files/<name>            any output file (costs.jsonl, errors.jsonl, ...)
+ *   POST /v1/batches/<id>/cancel                  stop it; its outputs hold the rows finished
  *   GET  /healthz
  */
 export interface ApiServerOptions {
@@ -88,7 +89,7 @@ function inputFormat(req: IncomingMessage, given: InputFormat | undefined): Inpu
   );
 }
 
-const BATCH_ROUTE = /^\/v1\/batches\/([^/]+)(?:\/(results|report|files\/([^/]+)))?$/;
+const BATCH_ROUTE = /^\/v1\/batches\/([^/]+)(?:\/(results|report|cancel|files\/([^/]+)))?$/;
 
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const { service, logger } = options;
@@ -123,9 +124,14 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     }
     const match = BATCH_ROUTE.exec(url.pathname);
     if (!match) throw new ApiError(404, 'not_found', `no such endpoint: ${method} ${url.pathname} (the API is under /v1/batches)`);
-    if (method !== 'GET') throw methodNotAllowed(method, 'GET');
     const batchId = decodeURIComponent(match[1]!);
     const [, , part, fileName] = match;
+    if (part === 'cancel') {
+      if (method !== 'POST') throw methodNotAllowed(method, 'POST');
+      parseQuery(url, noQuery);
+      return sendJson(res, 202, await service.cancel(batchId));
+    }
+    if (method !== 'GET') throw methodNotAllowed(method, 'GET');
     if (part === undefined) {
       parseQuery(url, noQuery);
       return sendJson(res, 200, await service.get(batchId));

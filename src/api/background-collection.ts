@@ -1,11 +1,11 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import { collectAndReport } from '../commands/collect-and-report.ts';
 import type { Session } from '../commands/session.ts';
-import type { BatchLease } from '../queue/batch-lease.ts';
-import { apiOpenBatchesKey } from '../queue/keys.ts';
 import { formatUsd } from '../models/pricing.ts';
 import { counted, formatCount, formatDuration } from '../output/report-markdown.ts';
 import type { Report } from '../output/report.ts';
+import type { BatchLease } from '../queue/batch-lease.ts';
+import { apiOpenBatchesKey } from '../queue/keys.ts';
 
 /**
  * The collectors a server runs, one per submitted batch, side by side: each is the batch's one
@@ -17,6 +17,11 @@ export interface BackgroundCollection {
   /** Collects a batch whose lease this process holds; the lease is released when it ends. */
   start(batchId: string, lease: BatchLease, batch: CollectedBatch): void;
   isCollecting(batchId: string): boolean;
+  /**
+   * Writes a batch's outputs now, for the rows finished so far (the report counts the rest as not
+   * run), and ends its collector. The report, or null when it was not being collected here.
+   */
+  finishEarly(batchId: string): Promise<Report | null>;
   /** Stops every collector, without writing outputs for the rows done so far. */
   stop(): Promise<void>;
 }
@@ -31,9 +36,9 @@ export interface CollectedBatch {
 
 export function createBackgroundCollection(session: Session, say: (line: string) => void): BackgroundCollection {
   const stopAll = new AbortController();
-  const running = new Map<string, Promise<void>>();
+  const running = new Map<string, { drain: AbortController; done: Promise<Report | null> }>();
 
-  async function collect(batchId: string, lease: BatchLease, { outDir, startedAt, config }: CollectedBatch): Promise<void> {
+  async function collect(batchId: string, lease: BatchLease, drain: AbortSignal, { outDir, startedAt, config }: CollectedBatch): Promise<Report | null> {
     try {
       const report = await collectAndReport({
         session,
@@ -42,17 +47,19 @@ export function createBackgroundCollection(session: Session, say: (line: string)
         // The run's multi-line summary is for a terminal; a server taking many batches says one line each.
         say: () => undefined,
         signal: AbortSignal.any([stopAll.signal, lease.lost]),
+        drain,
         progressStream: null,
         ...(config ? { config } : {}),
       });
       if (report && report.totals.unfinished_rows === 0) {
         await session.redis.srem(apiOpenBatchesKey(session.space), batchId);
-        say(`[${batchId}] ${finishedLine(report, outDir)}`);
-      }
-      else if (lease.lost.aborted) say(`[${batchId}] Another process took over this batch's outputs while Redis was unreachable; it writes them.`);
+        say(`[${batchId}] ${finishedLine('Finished', report, outDir)}`);
+      } else if (lease.lost.aborted) say(`[${batchId}] Another process took over this batch's outputs while Redis was unreachable; it writes them.`);
+      return report;
     } catch (error) {
       // The batch stays open: the next server to start collects it again.
       say(`[${batchId}] Writing the outputs stopped: ${error instanceof Error ? error.message : String(error)}. Restart the server to try again; nothing written is lost.`);
+      return null;
     } finally {
       await lease.release();
       running.delete(batchId);
@@ -61,19 +68,27 @@ export function createBackgroundCollection(session: Session, say: (line: string)
 
   return {
     start(batchId, lease, batch) {
-      running.set(batchId, collect(batchId, lease, batch));
+      const drain = new AbortController();
+      running.set(batchId, { drain, done: collect(batchId, lease, drain.signal, batch) });
     },
     isCollecting: (batchId) => running.has(batchId),
+    async finishEarly(batchId) {
+      const collector = running.get(batchId);
+      if (!collector) return null;
+      collector.drain.abort();
+      return collector.done;
+    },
     async stop() {
       stopAll.abort();
-      await Promise.all(running.values());
+      await Promise.all([...running.values()].map((collector) => collector.done));
     },
   };
 }
 
 /** "Finished: 24 of 24 rows succeeded, 26 calls, $0.00110, in 557 ms; outputs in out/t1." */
-function finishedLine(report: Report, outDir: string): string {
+export function finishedLine(what: string, report: Report, outDir: string): string {
   const { totals } = report;
   const failed = totals.failed > 0 ? ` (${formatCount(totals.failed)} failed)` : '';
-  return `Finished: ${formatCount(totals.succeeded)} of ${counted(totals.rows, 'row')} succeeded${failed}, ${counted(totals.calls, 'call')}, ${formatUsd(totals.cost_usd)}, in ${formatDuration(totals.elapsed_ms)}; outputs in ${outDir}.`;
+  const notRun = totals.unfinished_rows ? `, ${counted(totals.unfinished_rows, 'row')} not run` : '';
+  return `${what}: ${formatCount(totals.succeeded)} of ${counted(totals.rows, 'row')} succeeded${failed}${notRun}, ${counted(totals.calls, 'call')}, ${formatUsd(totals.cost_usd)}, in ${formatDuration(totals.elapsed_ms)}; outputs in ${outDir}.`;
 }

@@ -1,14 +1,16 @@
 import { rm, rmdir, stat } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { runBatch, type RunHost } from '../commands/run.ts';
 import { UsageError } from '../errors.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { DamagedBatchError, isFinishedStatus, type BatchMeta, type BatchProgress } from '../queue/batch-state.ts';
-import { apiOpenBatchesKey, isValidBatchId, newBatchId } from '../queue/keys.ts';
+import { apiOpenBatchesKey, batchOfJobId, isValidBatchId, newBatchId } from '../queue/keys.ts';
+import { unqueueBatch } from '../queue/unqueue-batch.ts';
 import { createOutputDir } from '../output/output-dir.ts';
 import { ApiError } from './api-error.ts';
-import type { BackgroundCollection } from './background-collection.ts';
+import { finishedLine, type BackgroundCollection } from './background-collection.ts';
 import { batchPath, batchView, OUTPUT_FILES, type BatchView, type OutputFileName } from './batch-view.ts';
 
 export type InputFormat = 'csv' | 'tsv' | 'jsonl';
@@ -40,6 +42,12 @@ export interface BatchService {
   list(limit: number): Promise<{ data: BatchView[]; total: number }>;
   /** A finished batch's output file: its path and media type. */
   outputFile(batchId: string, name: OutputFileName): Promise<{ path: string; contentType: string }>;
+  /**
+   * Stops a batch this server runs: its queued rows come off the queue, the rows in hand finish,
+   * then its outputs are written for the rows finished, and it ends `cancelled`. Returns at once
+   * (the view says `cancelling`); a batch posted again runs the rest.
+   */
+  cancel(batchId: string): Promise<BatchView>;
   /** Collects the batches submitted here whose outputs a stopped server left unwritten. */
   resumeOpenBatches(): Promise<void>;
 }
@@ -52,6 +60,9 @@ export interface BatchServiceOptions {
   logger: Logger;
   say: (line: string) => void;
 }
+
+/** How often a cancel looks whether the batch's rows in hand have finished. */
+const CANCEL_POLL_MS = 200;
 
 /** Run flags named in the run's messages, as the API's query parameters. */
 const FLAG_TO_PARAMETER: Record<string, string> = {
@@ -82,6 +93,7 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
   const openKey = apiOpenBatchesKey(session.space);
   // Ids being submitted right now: a second POST for one must not start a second run of it.
   const submitting = new Set<string>();
+  const cancelling = new Set<string>();
 
   async function loadState(batchId: string): Promise<{ meta: BatchMeta; progress: BatchProgress } | null> {
     try {
@@ -94,9 +106,31 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
 
   async function view(batchId: string): Promise<BatchView> {
     const state = await loadState(batchId);
-    if (!state) throw new ApiError(404, 'batch_not_found', `no batch "${batchId}": GET /v1/batches lists the recent ones`);
+    if (!state) throw notFound(batchId);
     const present = isFinishedStatus(state.progress.status) ? await filesIn(state.meta.out_dir) : new Set<OutputFileName>();
-    return batchView(state.meta, state.progress, present);
+    return batchView(state.meta, state.progress, present, cancelling.has(batchId));
+  }
+
+  /** The cancel's slow part: wait out the rows in hand (re-taking any that parked meanwhile), then write the outputs. */
+  async function finishCancel(batchId: string): Promise<void> {
+    const queue = session.openPromptQueue();
+    try {
+      for (;;) {
+        await unqueueBatch(queue, store, batchId);
+        const inHand = (await queue.getRanges(['active'], 0, -1)).filter((jobId) => batchOfJobId(jobId) === batchId);
+        if (inHand.length === 0) break;
+        await delay(CANCEL_POLL_MS);
+      }
+      // A row that parked itself after the last unqueue above, and before the count of rows in hand.
+      await unqueueBatch(queue, store, batchId);
+    } finally {
+      await queue.close();
+    }
+    const report = await collection.finishEarly(batchId);
+    if (report?.totals.unfinished_rows === 0) return; // every row was done by then: it ended as usual
+    await store.update(batchId, { status: 'cancelled', finished_at: new Date().toISOString() });
+    const meta = await store.load(batchId);
+    say(`[${batchId}] ${report ? finishedLine('Cancelled', report, meta?.out_dir ?? '?') : 'Cancelled before any row finished: no outputs to write.'}`);
   }
 
   /** Runs the producer (as `run --detach` does) and hands the batch to a background collector. */
@@ -173,19 +207,39 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
 
     async list(limit) {
       const [ids, total] = await Promise.all([store.recentBatchIds(limit), store.batchCount()]);
-      const views = await Promise.all(ids.map((id) => view(id).catch(() => null))); // a damaged or deleted one is left out
+      // One deleted meanwhile, or damaged, is left out; Redis trouble fails the whole list.
+      const views = await Promise.all(ids.map((id) => view(id).catch((error: unknown) => (error instanceof ApiError ? null : Promise.reject(error)))));
       return { data: views.filter((one): one is BatchView => one !== null), total };
     },
 
     async outputFile(batchId, name) {
       const state = await loadState(batchId);
-      if (!state) throw new ApiError(404, 'batch_not_found', `no batch "${batchId}": GET /v1/batches lists the recent ones`);
+      if (!state) throw notFound(batchId);
       const { meta, progress } = state;
       if (!isFinishedStatus(progress.status)) {
         const total = progress.total === null ? 'its file is still being read' : `${progress.finished} of ${progress.total} rows finished`;
         throw new ApiError(409, 'batch_not_finished', `batch ${batchId} is ${progress.status}: ${total}. Its outputs are written once every row is done; GET ${batchPath(batchId)} shows its progress.`);
       }
       return { path: join(meta.out_dir, name), contentType: OUTPUT_FILES[name] };
+    },
+
+    async cancel(batchId) {
+      const state = await loadState(batchId);
+      if (!state) throw notFound(batchId);
+      if (isFinishedStatus(state.meta.status)) throw new ApiError(409, 'batch_finished', `batch ${batchId} is ${state.meta.status} already: there is nothing to cancel`);
+      if (!collection.isCollecting(batchId)) {
+        throw new ApiError(409, 'batch_not_running_here', `batch ${batchId} is not being run by this server (only the server a batch was posted to, or started again after it, can cancel it); \`switchyard status ${batchId}\` shows who runs it`);
+      }
+      if (!cancelling.has(batchId)) {
+        cancelling.add(batchId);
+        // A server started again must not go on with it.
+        await redis.srem(openKey, batchId);
+        say(`[${batchId}] Cancelling: its queued rows come off the queue; the rows in hand finish, then its outputs are written.`);
+        void finishCancel(batchId)
+          .catch((error: unknown) => say(`[${batchId}] The cancel stopped: ${error instanceof Error ? error.message : String(error)}. Its rows may still be queued; cancel it again.`))
+          .finally(() => cancelling.delete(batchId));
+      }
+      return view(batchId);
     },
 
     async resumeOpenBatches() {
@@ -220,6 +274,10 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
       }
     },
   };
+}
+
+function notFound(batchId: string): ApiError {
+  return new ApiError(404, 'batch_not_found', `no batch "${batchId}": GET /v1/batches lists the recent ones`);
 }
 
 function runningError(batchId: string): ApiError {

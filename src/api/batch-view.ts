@@ -24,6 +24,8 @@ export interface BatchView {
   status: BatchMeta['status'];
   /** The outputs are written: the files below can be fetched. */
   finished: boolean;
+  /** A cancel asked of this server is under way: the status turns `cancelled` once the rows in hand finish. */
+  cancelling: boolean;
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
@@ -48,7 +50,7 @@ export function batchPath(batchId: string): string {
 }
 
 /** `present`: the output files that exist in the batch's folder (only looked at once it is finished). */
-export function batchView(meta: BatchMeta, progress: BatchProgress, present: ReadonlySet<OutputFileName> = new Set()): BatchView {
+export function batchView(meta: BatchMeta, progress: BatchProgress, present: ReadonlySet<OutputFileName> = new Set(), cancelling = false): BatchView {
   const self = batchPath(meta.batch_id);
   const finished = isFinishedStatus(progress.status);
   const files: Partial<Record<OutputFileName, string>> = {};
@@ -57,6 +59,7 @@ export function batchView(meta: BatchMeta, progress: BatchProgress, present: Rea
     batch_id: meta.batch_id,
     status: progress.status,
     finished,
+    cancelling,
     created_at: meta.created_at,
     started_at: meta.started_at ?? null,
     finished_at: meta.finished_at ?? null,

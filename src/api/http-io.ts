@@ -21,7 +21,10 @@ export async function sendFile(res: ServerResponse, path: string, contentType: s
   const info = await stat(path).catch(() => null);
   if (!info?.isFile()) throw new ApiError(404, 'file_not_found', missing);
   res.writeHead(200, { 'content-type': contentType, 'content-length': String(info.size) });
-  await pipeline(createReadStream(path), res);
+  await pipeline(createReadStream(path), res).catch((error: unknown) => {
+    // A client that hangs up mid-download is not the server's failure.
+    if ((error as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') throw error;
+  });
 }
 
 /** The bearer token of a request, or null. */

@@ -75,13 +75,20 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
       say('Warning: no SWITCHYARD_API_TOKEN is set, and the server listens beyond this machine: anyone who reaches it can run batches that spend money. Set one and send it as a bearer token.');
     }
     say('Ctrl-C stops it after the rows in hand; started again, it goes on with the batches not finished.');
-    await service.resumeOpenBatches();
-    const signal = await new Promise<NodeJS.Signals>((resolve) => {
-      process.once('SIGINT', resolve);
-      process.once('SIGTERM', resolve);
+    // Listening before the resume below, which may read a long file: a stop then ends that too.
+    const stopped = new Promise<void>((resolve) => {
+      const onSignal = (signal: NodeJS.Signals) => {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        say(`Stopping (${signal}): no new batches; the rows in hand finish, then the server exits. Batches not finished go on when it starts again.`);
+        stop.abort();
+        resolve();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
     });
-    say(`Stopping (${signal}): no new batches; the rows in hand finish, then the server exits. Batches not finished go on when it starts again.`);
-    stop.abort();
+    await service.resumeOpenBatches();
+    await stopped;
     await server.close();
     await worker?.close();
     await collection.stop();

@@ -164,6 +164,8 @@ function nextStep(batchId: string, status: BatchStatus, invalidRows: number, run
       return `\`switchyard run --resume ${batchId}\` runs the failed rows again (the succeeded ones are kept)`;
     case 'budget_exceeded':
       return `\`switchyard run --resume ${batchId} --budget <more USD>\` finishes it`;
+    case 'cancelled':
+      return `cancelled over the HTTP API, its outputs holding the rows finished before: posting its file again with batch_id=${batchId}, or \`switchyard run --resume ${batchId}\`, runs the rest`;
     case 'completed':
       return invalidRows > 0 ? `fix the invalid rows in place in its input, then \`switchyard run --resume ${batchId}\` runs them` : null;
   }

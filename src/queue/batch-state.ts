@@ -4,12 +4,13 @@ import type { SwitchyardConfig } from '../config/schema.ts';
 import { SetupError } from '../errors.ts';
 import { batchIndexKey, batchKeys, type KeySpace } from './keys.ts';
 
-export const batchStatusSchema = z.enum(['enqueuing', 'running', 'finalizing', 'completed', 'completed_with_failures', 'budget_exceeded']);
+/** `cancelled`: stopped over the HTTP API; its outputs hold the rows finished before, and running it again runs the rest. */
+export const batchStatusSchema = z.enum(['enqueuing', 'running', 'finalizing', 'completed', 'completed_with_failures', 'budget_exceeded', 'cancelled']);
 export type BatchStatus = z.infer<typeof batchStatusSchema>;
 
-/** A batch whose rows all have a result and whose outputs are written: nothing of it is in the queue. */
+/** A batch whose outputs are written and of which nothing is in the queue: every row has a result, or it was cancelled. */
 export function isFinishedStatus(status: BatchStatus): boolean {
-  return status === 'completed' || status === 'completed_with_failures' || status === 'budget_exceeded';
+  return status === 'completed' || status === 'completed_with_failures' || status === 'budget_exceeded' || status === 'cancelled';
 }
 
 /** What Redis remembers about a batch, so any process can resume, collect or report on it. */

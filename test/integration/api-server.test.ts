@@ -158,6 +158,8 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(await error(getJson(`${server.url}/v1/batches/nothing-here`))).toMatchObject({ status: 404, code: 'batch_not_found' });
     expect(await error(getJson(`${server.url}/v1/batches/nothing/files/secrets.txt`))).toMatchObject({ status: 404, code: 'file_not_found' });
     expect(await error(getJson(`${server.url}/v1/batches/x`, { method: 'DELETE' }))).toMatchObject({ status: 405 });
+    expect(await error(getJson(`${server.url}/v1/batches/x/cancel`))).toMatchObject({ status: 405, message: expect.stringContaining('POST') });
+    expect(await error(getJson(`${server.url}/v1/batches/nothing-here/cancel`, { method: 'POST' }))).toMatchObject({ status: 404, code: 'batch_not_found' });
     expect(await error(getJson(`${server.url}/v2/anything`))).toMatchObject({ status: 404, code: 'not_found' });
 
     // A batch started from the command line is not the server's to replace.
@@ -200,6 +202,52 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     const calls = await readJsonLines<CallRecord>(join(out, 'api-restart', 'costs.jsonl'));
     const succeeded = calls.filter((c) => c.status === 'succeeded').map((c) => c.row);
     expect(new Set(succeeded).size).toBe(succeeded.length); // no row paid for twice
+  });
+
+  it('cancels a running batch: queued rows come off the queue, the outputs hold the rows finished, and posting it again runs the rest', async () => {
+    const dir = await tempDir('api-cancel');
+    const config = await writeSimConfig(dir, h.sim.url, { concurrency: 4 });
+    const out = join(dir, 'out');
+    const input = await readFile(await writePromptsCsv(dir, 300), 'utf8');
+    h.sim.setOptions({ latency_ms: 25 });
+    try {
+      const server = await startServer(['--config', config, '--out', out], h.env());
+      expect((await postFile(server, '?batch_id=api-cancel', input)).status).toBe(202);
+      await waitFor(async () => (await getJson<BatchView>(`${server.url}/v1/batches/api-cancel`)).body.rows.finished >= 12, 30_000);
+
+      const cancelled = await getJson<BatchView>(`${server.url}/v1/batches/api-cancel/cancel`, { method: 'POST' });
+      expect(cancelled.status).toBe(202);
+      expect(cancelled.body).toMatchObject({ cancelling: true, finished: false });
+      const ended = await waitUntilFinished(server, 'api-cancel');
+      expect(ended).toMatchObject({ status: 'cancelled', cancelling: false });
+      expect(ended.rows.finished).toBeLessThan(300);
+      // Nothing of it is left for a worker to run (and pay for) with nobody collecting it.
+      const left = [
+        ...(await h.redis.lrange(`${h.prefix}:prompts:wait`, 0, -1)),
+        ...(await h.redis.lrange(`${h.prefix}:prompts:active`, 0, -1)),
+        ...(await h.redis.zrange(`${h.prefix}:prompts:delayed`, '0', '-1')),
+        ...(await h.redis.zrange(`${h.prefix}:prompts:prioritized`, '0', '-1')),
+      ];
+      expect(left.filter((id) => id.startsWith('api-cancel_'))).toEqual([]);
+      const partial = await readJsonLines<RowResult>(join(out, 'api-cancel', 'results.jsonl'));
+      expect(partial.length).toBe(ended.rows.finished);
+      const report = (await getJson<Report>(`${server.url}/v1/batches/api-cancel/report`)).body;
+      expect(report.totals.unfinished_rows).toBe(300 - ended.rows.finished);
+      expect(server.output().stdout).toMatch(/\[api-cancel\] Cancelled: \d+ of \d+ rows succeeded, \d+ rows not run/);
+      expect((await getJson<ErrorBody>(`${server.url}/v1/batches/api-cancel/cancel`, { method: 'POST' })).body.error.code).toBe('batch_finished');
+
+      h.sim.setOptions({ latency_ms: 2 });
+      const again = await postFile(server, '?batch_id=api-cancel', input);
+      expect(again.body).toMatchObject({ resumed: true });
+      const finished = await waitUntilFinished(server, 'api-cancel');
+      expect(finished).toMatchObject({ status: 'completed', rows: { finished: 300, succeeded: 300 } });
+    } finally {
+      h.sim.setOptions({ latency_ms: 2 });
+    }
+    const results = await readJsonLines<RowResult>(join(out, 'api-cancel', 'results.jsonl'));
+    expect(results.map((r) => r.row)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+    const succeeded = (await readJsonLines<CallRecord>(join(out, 'api-cancel', 'costs.jsonl'))).filter((c) => c.status === 'succeeded').map((c) => c.row);
+    expect(new Set(succeeded).size).toBe(succeeded.length);
   });
 
   it('with SWITCHYARD_API_TOKEN set, asks every request but /healthz for it', async () => {
