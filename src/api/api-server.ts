@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { describeFileTrouble, describeRedisTrouble } from '../errors.ts';
+import { describeFileTrouble, describeRedisTrouble, UsageError } from '../errors.ts';
 import { ApiError } from './api-error.ts';
 import type { BatchService, InputFormat } from './batch-service.ts';
 import { batchPath, isOutputFileName, OUTPUT_FILES, type OutputFileName } from './batch-view.ts';
@@ -167,9 +167,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   server.headersTimeout = 60_000;
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (error: NodeJS.ErrnoException) => reject(listenError(error, options.host, options.port)));
     server.listen(options.port, options.host, () => {
-      server.off('error', reject);
+      server.removeAllListeners('error');
       resolve();
     });
   });
@@ -183,6 +183,15 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         server.closeIdleConnections();
       }),
   };
+}
+
+/** Why the server cannot listen, in words that say what to change. */
+function listenError(error: NodeJS.ErrnoException, host: string, port: number): Error {
+  const where = `${host}:${port}`;
+  if (error.code === 'EADDRINUSE') return new UsageError(`port ${port} on ${host} is in use by another program: give another with --port (0 picks a free one)`);
+  if (error.code === 'EACCES') return new UsageError(`not allowed to listen on ${where} (ports below 1024 need privileges): give another --port`);
+  if (error.code === 'EADDRNOTAVAIL' || error.code === 'ENOTFOUND') return new UsageError(`--host ${host} is not an address of this machine: use 127.0.0.1, 0.0.0.0 (every interface) or one of its own`);
+  return error;
 }
 
 function methodNotAllowed(method: string, allowed: string): ApiError {
