@@ -4,6 +4,7 @@ import { startApiServer } from '../api/api-server.ts';
 import { createBackgroundCollection } from '../api/background-collection.ts';
 import { createBatchService } from '../api/batch-service.ts';
 import { loadConfigFile } from '../config/load.ts';
+import { UsageError } from '../errors.ts';
 import { createCallSlots } from '../execution/call-slots.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
 import { createBatchContexts } from '../queue/batch-context.ts';
@@ -37,6 +38,9 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
  */
 export async function runServeCommand(options: ServeOptions, logger: Logger, say: (line: string) => void): Promise<number> {
   limitHeapGrowth();
+  if (!options.worker && !options.config) {
+    throw new UsageError('--no-worker needs --config: the built-in models are a simulator inside the server, which only its own workers can call. Give a config (examples/switchyard.yaml runs on "switchyard sim"), or drop --no-worker.');
+  }
   const token = process.env.SWITCHYARD_API_TOKEN?.trim() || null;
   const session = await openSession(logger, say);
   let simulator: Simulator | null = null;

@@ -261,5 +261,27 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect((await getJson(`${server.url}/v1/batches`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
     expect((await getJson(`${server.url}/v1/batches`, { headers: { authorization: 'Bearer s3cret' } })).status).toBe(200);
     expect(server.output().stdout).toContain('No workers here (--no-worker)');
+
+    // The rows are any worker's: a `switchyard worker` on the same Redis runs them, the server writes the outputs.
+    const worker = spawnCli(['worker', '--concurrency', '8'], h.env());
+    try {
+      const submitted = await postFile(server, '?batch_id=api-remote', 'prompt\nfirst\nsecond\n', 'text/csv', { authorization: 'Bearer s3cret' });
+      expect(submitted.status).toBe(202);
+      let view: BatchView | null = null;
+      await waitFor(async () => {
+        view = (await getJson<BatchView>(`${server.url}/v1/batches/api-remote`, { headers: { authorization: 'Bearer s3cret' } })).body;
+        return view.finished;
+      }, 30_000);
+      expect(view).toMatchObject({ status: 'completed', rows: { succeeded: 2 } });
+    } finally {
+      worker.kill('SIGTERM');
+      await worker.done;
+    }
+  });
+
+  it('refuses --no-worker on the built-in models, which only the server itself can call', async () => {
+    const refused = await spawnCli(['serve', '--port', '0', '--no-worker'], h.env()).done;
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('--no-worker needs --config');
   });
 });
