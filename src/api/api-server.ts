@@ -96,7 +96,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
 
   async function route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const method = req.method ?? 'GET';
-    if (url.pathname === '/healthz' && method === 'GET') return sendJson(res, 200, { ok: true });
+    const unavailable = service.unavailable();
+    if (url.pathname === '/healthz' && method === 'GET') return sendJson(res, unavailable ? 503 : 200, unavailable ? { ok: false, reason: unavailable } : { ok: true });
+    if (unavailable) throw new ApiError(503, 'redis_unavailable', unavailable);
     if (options.token !== null && bearerToken(req) !== options.token) {
       throw new ApiError(401, 'unauthorized', bearerToken(req) === null ? 'this server needs its API token: send it as "Authorization: Bearer <token>"' : 'the bearer token is not this server\'s (it is set by SWITCHYARD_API_TOKEN where the server runs)');
     }
@@ -155,7 +157,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     route(req, res, url).catch((error: unknown) => {
       if (error instanceof ApiError) return sendError(res, error);
       const redis = describeRedisTrouble(error);
-      if (redis) return sendError(res, new ApiError(503, 'redis_unavailable', redis));
+      if (redis) return sendError(res, new ApiError(503, 'redis_unavailable', redis.replace(/run the same command again: it goes on from where it stopped\.$/, 'send the request again.')));
       const file = describeFileTrouble(error);
       if (file) return sendError(res, new ApiError(507, 'storage_trouble', `the server ${file}`));
       logger.error({ err: error, method: req.method, path: url.pathname }, 'request failed');

@@ -50,6 +50,8 @@ export interface BatchService {
   cancel(batchId: string): Promise<BatchView>;
   /** Collects the batches submitted here whose outputs a stopped server left unwritten. */
   resumeOpenBatches(): Promise<void>;
+  /** Why requests cannot be served now (Redis is away), or null: said at once rather than after the client's retries. */
+  unavailable(): string | null;
 }
 
 export interface BatchServiceOptions {
@@ -240,6 +242,11 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
           .finally(() => cancelling.delete(batchId));
       }
       return view(batchId);
+    },
+
+    unavailable() {
+      if (redis.status === 'ready') return null;
+      return `Redis at ${session.redisLabel} is not answering (${redis.status}), and every batch's state lives there: the server goes on by itself once it is back; send the request again then`;
     },
 
     async resumeOpenBatches() {

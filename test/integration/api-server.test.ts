@@ -5,6 +5,7 @@ import { usdToNanos } from '../../src/models/pricing.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report.ts';
 import type { BatchView } from '../../src/api/batch-view.ts';
+import { startRedisServer, type RedisServerHandle } from '../../src/queue/redis-server-process.ts';
 import { spawnCli, waitFor, waitForOutput } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
@@ -276,6 +277,31 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     } finally {
       worker.kill('SIGTERM');
       await worker.done;
+    }
+  });
+
+  it('answers 503 at once, saying why, while Redis is away, and serves again once it is back', async () => {
+    const dir = await tempDir('api-redis');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const own = await startRedisServer({ dir: join(dir, 'redis'), persist: false });
+    let redisServer: RedisServerHandle | null = own;
+    try {
+      const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env({ REDIS_URL: own.url }));
+      expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+      await own.stop();
+      redisServer = null;
+      const started = Date.now();
+      const away = await getJson<ErrorBody>(`${server.url}/v1/batches`);
+      expect(Date.now() - started).toBeLessThan(2000);
+      expect(away.status).toBe(503);
+      expect(away.body.error).toMatchObject({ code: 'redis_unavailable', message: expect.stringContaining('goes on by itself once it is back') });
+      expect((await fetch(`${server.url}/healthz`)).status).toBe(503);
+
+      redisServer = await startRedisServer({ dir: join(dir, 'redis'), persist: false, port: own.port });
+      await waitFor(async () => (await fetch(`${server.url}/healthz`)).status === 200, 20_000);
+      expect((await getJson(`${server.url}/v1/batches`)).status).toBe(200);
+    } finally {
+      await redisServer?.stop();
     }
   });
 
