@@ -59,7 +59,8 @@ export function batchView(meta: BatchMeta, progress: BatchProgress, present: Rea
     batch_id: meta.batch_id,
     status: progress.status,
     finished,
-    cancelling,
+    // The cancel's last steps follow the status it wrote.
+    cancelling: cancelling && !finished,
     created_at: meta.created_at,
     started_at: meta.started_at ?? null,
     finished_at: meta.finished_at ?? null,
