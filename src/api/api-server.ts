@@ -120,7 +120,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       }
       if (method === 'GET') {
         const { limit } = parseQuery(url, listQuery);
-        return sendJson(res, 200, { object: 'list', ...(await service.list(limit)) });
+        return sendJson(res, 200, { object: 'list', ...(await withinDeadline(service.list(limit))) });
       }
       throw methodNotAllowed(method, 'GET, POST');
     }
@@ -136,7 +136,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     if (method !== 'GET') throw methodNotAllowed(method, 'GET');
     if (part === undefined) {
       parseQuery(url, noQuery);
-      return sendJson(res, 200, await service.get(batchId));
+      return sendJson(res, 200, await withinDeadline(service.get(batchId)));
     }
     let name: OutputFileName;
     if (part === 'results') name = parseQuery(url, resultsQuery).format === 'csv' ? 'results.csv' : 'results.jsonl';
@@ -147,7 +147,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       if (!isOutputFileName(asked)) throw new ApiError(404, 'file_not_found', `a batch has no output file "${asked}"; the files are ${Object.keys(OUTPUT_FILES).join(', ')}`);
       name = asked;
     }
-    const file = await service.outputFile(batchId, name);
+    const file = await withinDeadline(service.outputFile(batchId, name));
     const why = name.startsWith('batch_') ? ' (only a batch of OpenAI Batch API lines has one)' : '';
     await sendFile(res, file.path, file.contentType, `batch ${batchId} has no ${name}${why}; GET ${batchPath(batchId)} lists its files`);
   }
@@ -185,6 +185,21 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         server.closeIdleConnections();
       }),
   };
+}
+
+/**
+ * A read that Redis does not answer in time (it went away just as the request came, and the
+ * client is still retrying) is answered 503 rather than left hanging for the client's retries.
+ */
+const READ_DEADLINE_MS = 10_000;
+
+function withinDeadline<T>(reading: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ApiError(503, 'redis_unavailable', `Redis did not answer within ${READ_DEADLINE_MS / 1000} s: if it is away, the server goes on by itself once it is back; send the request again then`)), READ_DEADLINE_MS);
+  });
+  reading.catch(() => undefined); // answered late, or failed after the deadline: nobody waits for it any more
+  return Promise.race([reading, late]).finally(() => clearTimeout(timer));
 }
 
 /** Why the server cannot listen, in words that say what to change. */

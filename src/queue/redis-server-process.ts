@@ -27,6 +27,7 @@ export interface RedisServerOptions {
 export interface RedisServerHandle {
   url: string;
   port: number;
+  pid: number;
   /** Shuts the server down (saving first when persisting) and waits for the process to exit. */
   stop(): Promise<void>;
 }
@@ -124,7 +125,7 @@ async function startOnce(binary: string, port: number, options: RedisServerOptio
         await stopServer(child, port, options.persist, exited);
         process.removeListener('exit', killOnExit);
       };
-      return { url: `redis://${HOST}:${port}`, port, stop };
+      return { url: `redis://${HOST}:${port}`, port, pid: child.pid!, stop };
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');

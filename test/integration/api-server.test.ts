@@ -280,7 +280,7 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     }
   });
 
-  it('answers 503 at once, saying why, while Redis is away, and serves again once it is back', async () => {
+  it('answers 503 saying why while Redis is away (at once) or hangs (after 10 s), and serves again once it is back', async () => {
     const dir = await tempDir('api-redis');
     const config = await writeSimConfig(dir, h.sim.url);
     const own = await startRedisServer({ dir: join(dir, 'redis'), persist: false });
@@ -301,6 +301,22 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
       redisServer = await startRedisServer({ dir: join(dir, 'redis'), persist: false, port: own.port });
       await waitFor(async () => (await fetch(`${server.url}/healthz`)).status === 200, 20_000);
       expect((await getJson(`${server.url}/v1/batches`)).status).toBe(200);
+
+      // A Redis that answers nothing with its connections still open (here: stopped with SIGSTOP), as
+      // one that went away just as a request came looks until the client notices: a read is answered
+      // 503 after 10 s, not left hanging for the client's retries.
+      const frozen = redisServer.pid;
+      process.kill(frozen, 'SIGSTOP');
+      try {
+        const slow = Date.now();
+        const stuck = await getJson<ErrorBody>(`${server.url}/v1/batches/anything`);
+        expect(stuck.status).toBe(503);
+        expect(stuck.body.error.message).toContain('did not answer within 10 s');
+        expect(Date.now() - slow).toBeLessThan(12_000);
+      } finally {
+        process.kill(frozen, 'SIGCONT');
+      }
+      expect((await getJson(`${server.url}/v1/batches/anything`)).status).toBe(404);
     } finally {
       await redisServer?.stop();
     }
