@@ -7,12 +7,12 @@ import { ApiError } from './api-error.ts';
 import type { BatchService, InputFormat } from './batch-service.ts';
 import { batchPath, isOutputFileName, OUTPUT_FILES, type OutputFileName } from './batch-view.ts';
 import { bearerToken, mediaType, sendError, sendFile, sendJson } from './http-io.ts';
-import { saveUpload } from './upload.ts';
+import { saveJsonRows, saveUpload } from './upload.ts';
 
 /**
  * Switchyard's HTTP API: submit a CSV or JSONL batch, follow it, fetch its outputs.
  *
- *   POST /v1/batches?batch_id=&model=&route=&ab=&budget=&prompt_column=&format=   body: the file
+ *   POST /v1/batches?batch_id=&model=&route=&ab=&budget=&prompt_column=&format=   body: the file, or JSON rows
  *   GET  /v1/batches?limit=N                      the most recent batches
  *   GET  /v1/batches/<id>                         one batch: status, rows, cost, file links
  *   GET  /v1/batches/<id>/results?format=jsonl|csv
@@ -38,7 +38,11 @@ export interface ApiServer {
   close(): Promise<void>;
 }
 
-const FORMAT_BY_MEDIA_TYPE: Record<string, InputFormat> = {
+/** How a body arrives: a file in one of the readers' formats, or JSON rows (saved as JSONL). */
+type BodyFormat = InputFormat | 'json';
+
+const FORMAT_BY_MEDIA_TYPE: Record<string, BodyFormat> = {
+  'application/json': 'json',
   'text/csv': 'csv',
   'application/csv': 'csv',
   'text/tab-separated-values': 'tsv',
@@ -56,7 +60,7 @@ const submitQuery = z.strictObject({
   ab: optionalText,
   budget: z.coerce.number({ error: 'expected a number of USD' }).positive({ error: 'expected a number of USD above 0' }).optional(),
   prompt_column: optionalText,
-  format: z.enum(['csv', 'tsv', 'jsonl']).optional(),
+  format: z.enum(['csv', 'tsv', 'jsonl', 'json']).optional(),
 });
 const listQuery = z.strictObject({ limit: z.coerce.number().int({ error: 'expected a whole number from 1 to 100' }).min(1, { error: 'expected a whole number from 1 to 100' }).max(100, { error: 'expected a whole number from 1 to 100' }).default(20) });
 const resultsQuery = z.strictObject({ format: z.enum(['jsonl', 'csv']).default('jsonl') });
@@ -76,8 +80,8 @@ function parseQuery<T extends z.ZodType>(url: URL, schema: T): z.infer<T> {
   throw new ApiError(400, 'invalid_parameter', `query parameter "${issue?.path.join('.') ?? '?'}": ${issue?.message ?? 'invalid'}`);
 }
 
-/** The input format from ?format= or the Content-Type; neither is a 415 saying what to send. */
-function inputFormat(req: IncomingMessage, given: InputFormat | undefined): InputFormat {
+/** The body's format from ?format= or the Content-Type; neither is a 415 saying what to send. */
+function bodyFormat(req: IncomingMessage, given: BodyFormat | undefined): BodyFormat {
   if (given) return given;
   const type = mediaType(req);
   const format = type ? FORMAT_BY_MEDIA_TYPE[type] : undefined;
@@ -85,7 +89,7 @@ function inputFormat(req: IncomingMessage, given: InputFormat | undefined): Inpu
   throw new ApiError(
     415,
     'unsupported_media_type',
-    `${type ? `Content-Type ${type} is not an input format` : 'no Content-Type'}: send the file as text/csv, text/tab-separated-values or application/jsonl, or say ?format=csv|tsv|jsonl`,
+    `${type ? `Content-Type ${type} is not an input format` : 'no Content-Type'}: send the file as text/csv, text/tab-separated-values or application/jsonl, rows as application/json, or say ?format=csv|tsv|jsonl|json`,
   );
 }
 
@@ -105,10 +109,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     if (url.pathname === '/v1/batches') {
       if (method === 'POST') {
         const query = parseQuery(url, submitQuery);
-        const format = inputFormat(req, query.format);
+        const format = bodyFormat(req, query.format);
         const outcome = await service.submit({
-          format,
-          saveInput: async (path) => void (await saveUpload(req, path, options.maxUploadBytes)),
+          format: format === 'json' ? 'jsonl' : format,
+          saveInput: async (path) => void (await (format === 'json' ? saveJsonRows : saveUpload)(req, path, options.maxUploadBytes)),
           ...(query.batch_id !== undefined ? { batchId: query.batch_id } : {}),
           ...(query.model !== undefined ? { model: query.model } : {}),
           ...(query.route !== undefined ? { route: query.route } : {}),

@@ -111,7 +111,7 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(exit.stdout).toContain('[api-csv] Finished: 119 of 119 rows succeeded');
   });
 
-  it('takes JSONL (and OpenAI Batch API lines, answering with batch_output.jsonl) with the model and budget as query parameters', async () => {
+  it('takes JSONL (and OpenAI Batch API lines, answering with batch_output.jsonl) or JSON rows, with the model and budget as query parameters', async () => {
     const dir = await tempDir('api-jsonl');
     const config = await writeSimConfig(dir, h.sim.url);
     const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
@@ -129,6 +129,19 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     await waitUntilFinished(server, 'api-pinned');
     const [result] = (await (await fetch(`${server.url}/v1/batches/api-pinned/results`)).text()).trim().split('\n').map((line) => JSON.parse(line) as RowResult);
     expect(result).toMatchObject({ status: 'succeeded', model: 'slow' });
+
+    // JSON rows, for a program that has them in hand: row N is line N of errors.jsonl.
+    const rows = [{ id: 'a', prompt: 'first' }, { id: 'b', prompt: 5 }, { id: 'c', prompt: 'third', model: 'slow', metadata: { lang: 'en' } }];
+    const json = await postFile(server, '?batch_id=api-json', JSON.stringify({ rows }), 'application/json');
+    expect(json.status).toBe(202);
+    expect(json.body.rows).toMatchObject({ total: 2, invalid: 1 });
+    await waitUntilFinished(server, 'api-json');
+    const answers = (await (await fetch(`${server.url}/v1/batches/api-json/results`)).text()).trim().split('\n').map((line) => JSON.parse(line) as RowResult);
+    expect(answers.map((r) => [r.id, r.model, r.metadata])).toEqual([['a', 'fast', {}], ['c', 'slow', { lang: 'en' }]]);
+    expect(await (await fetch(`${server.url}/v1/batches/api-json/files/errors.jsonl`)).text()).toMatch(/"line":2\b/);
+    const notJson = await postFile(server, '', '{"rows": [', 'application/json');
+    expect(notJson.status).toBe(400);
+    expect(notJson.body.error).toMatchObject({ code: 'invalid_json', message: expect.stringContaining('{"rows": [...]}') });
   });
 
   it('refuses bad requests with a status, a code and a message that says what to do', async () => {
