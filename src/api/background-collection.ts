@@ -34,9 +34,31 @@ export interface CollectedBatch {
   config?: SwitchyardConfig;
 }
 
-export function createBackgroundCollection(session: Session, say: (line: string) => void): BackgroundCollection {
+/** How often the server says how far each batch it collects has got (when it moved). */
+const PROGRESS_EVERY_MS = 30_000;
+
+export function createBackgroundCollection(session: Session, say: (line: string) => void, progressEveryMs = PROGRESS_EVERY_MS): BackgroundCollection {
   const stopAll = new AbortController();
-  const running = new Map<string, { drain: AbortController; done: Promise<Report | null> }>();
+  const running = new Map<string, { drain: AbortController; done: Promise<Report | null>; saidFinished: number | null }>();
+
+  // Long batches show progress: one line per batch whose rows moved since the last one.
+  const progressLines = setInterval(() => {
+    for (const [batchId, collector] of running) {
+      session.store.progress(batchId).then(
+        (progress) => {
+          if (!progress || progress.finished === collector.saidFinished || collector.drain.signal.aborted) return;
+          const before = collector.saidFinished;
+          collector.saidFinished = progress.finished;
+          const total = progress.total === null ? '' : ` of ${formatCount(progress.total)}`;
+          const failed = progress.failed > 0 ? ` (${formatCount(progress.failed)} failed)` : '';
+          const rate = before === null ? '' : `, ${formatCount(Math.round(((progress.finished - before) * 1000) / progressEveryMs))} rows/s`;
+          say(`[${batchId}] ${formatCount(progress.finished)}${total} rows done${failed}, ${formatUsd(progress.costUsd)} so far${rate}`);
+        },
+        () => undefined, // Redis away: the outage is said once elsewhere
+      );
+    }
+  }, progressEveryMs);
+  progressLines.unref();
 
   async function collect(batchId: string, lease: BatchLease, drain: AbortSignal, { outDir, startedAt, config }: CollectedBatch): Promise<Report | null> {
     try {
@@ -69,7 +91,7 @@ export function createBackgroundCollection(session: Session, say: (line: string)
   return {
     start(batchId, lease, batch) {
       const drain = new AbortController();
-      running.set(batchId, { drain, done: collect(batchId, lease, drain.signal, batch) });
+      running.set(batchId, { drain, done: collect(batchId, lease, drain.signal, batch), saidFinished: null });
     },
     isCollecting: (batchId) => running.has(batchId),
     async finishEarly(batchId) {
@@ -79,6 +101,7 @@ export function createBackgroundCollection(session: Session, say: (line: string)
       return collector.done;
     },
     async stop() {
+      clearInterval(progressLines);
       stopAll.abort();
       await Promise.all([...running.values()].map((collector) => collector.done));
     },
