@@ -23,7 +23,7 @@ import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from './session.ts';
 import { startBuiltInModels } from './built-in-models.ts';
 import { collectAndReport } from './collect-and-report.ts';
-import { startPromptWorker } from '../../workers/prompt-worker.ts';
+import { startSessionWorker } from './session-worker.ts';
 import { createBatchContexts, type BatchContexts } from '../queue/batch-context.ts';
 import { createCallSlots } from '../execution/call-slots.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
@@ -186,16 +186,12 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     else if (resolved.builtIn) host?.prime?.(batchId, config, model, abSplit);
     const worker = options.detach
       ? null
-      : startPromptWorker({
-          connection: session.connectWorker(),
-          redis: session.redis,
-          space: session.space,
+      : startSessionWorker(session, {
           batches,
           logger,
           concurrency,
           lockMs: config.queue.lock_ms,
           onRowsOfDeadProcess: (released) => say(releasedRowsText(released, null, config.queue.lock_ms)),
-          onWorkerError: session.outages.failed,
         });
     void worker?.releasedFromDead.then((released) => {
       const text = releasedRowsText(released, lease?.tookOverFrom ?? null, config.queue.lock_ms);

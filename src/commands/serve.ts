@@ -10,7 +10,7 @@ import { limitHeapGrowth } from '../heap-growth.ts';
 import { createBatchContexts } from '../queue/batch-context.ts';
 import { deadProcessRowsText } from '../queue/worker-registry.ts';
 import type { Simulator } from '../sim/server.ts';
-import { startPromptWorker } from '../../workers/prompt-worker.ts';
+import { startSessionWorker } from './session-worker.ts';
 import { startBuiltInModels } from './built-in-models.ts';
 import type { RunHost } from './run.ts';
 import { openSession } from './session.ts';
@@ -58,16 +58,12 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
     const batches = createBatchContexts(session.store, { callSlot: createCallSlots(concurrency).slot });
     const host: RunHost = { session, config, stop: stop.signal, ...(options.worker ? { prime: batches.prime } : {}) };
     const worker = options.worker
-      ? startPromptWorker({
-          connection: session.connectWorker(),
-          redis: session.redis,
-          space: session.space,
+      ? startSessionWorker(session, {
           batches,
           logger,
           concurrency,
           lockMs: config.config.queue.lock_ms,
           onRowsOfDeadProcess: (released) => say(deadProcessRowsText(released)),
-          onWorkerError: session.outages.failed,
         })
       : null;
     const collection = createBackgroundCollection(session, say);

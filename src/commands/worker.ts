@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { createCallSlots } from '../execution/call-slots.ts';
 import { createBatchContexts } from '../queue/batch-context.ts';
-import { startPromptWorker } from '../../workers/prompt-worker.ts';
+import { startSessionWorker } from './session-worker.ts';
 import { openSession } from './session.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
 import { createWorkerActivity } from '../progress/worker-activity.ts';
@@ -23,17 +23,13 @@ export async function runWorkerCommand(options: WorkerCommandOptions, logger: Lo
   limitHeapGrowth();
   const session = await openSession(logger, say);
   const activity = createWorkerActivity();
-  const host = startPromptWorker({
-    connection: session.connectWorker(),
-    redis: session.redis,
-    space: session.space,
+  const host = startSessionWorker(session, {
     batches: createBatchContexts(session.store, { callSlot: createCallSlots(options.concurrency).slot }),
     logger,
     concurrency: options.concurrency,
     lockMs: options.lockMs,
     onRowFinished: activity.rowFinished,
     onRowsOfDeadProcess: (released) => say(deadProcessRowsText(released)),
-    onWorkerError: session.outages.failed,
   });
   void host.releasedFromDead.then((released) => released.rowsFrom.size > 0 && say(deadProcessRowsText(released)));
   say(`Worker running: concurrency ${options.concurrency}, Redis ${session.redisLabel}, prefix "${session.space.prefix}". Ctrl-C stops it after the rows in hand.`);
