@@ -65,8 +65,11 @@ function parseJsonText(value: unknown): unknown {
   }
 }
 
-/** Choices a run makes afresh each time: absent from its meta, they are deleted from the stored one. */
-const CLEARABLE_FIELDS = ['model_override', 'ab_split'] as const;
+/**
+ * Fields a run sets afresh each time: absent from its meta, they are deleted from the stored one
+ * (its choices of model and A/B split; and the last run's finish, which a run going on would show).
+ */
+const CLEARABLE_FIELDS = ['model_override', 'ab_split', 'finished_at'] as const;
 
 /** Hash fields are text: objects go in as JSON. */
 const fieldText = (value: unknown): string => (typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value));

@@ -37,6 +37,11 @@ describe('run --ab: an A/B split of the rows between models', () => {
     // --route auto goes back to routing: the split is dropped, not left behind for the workers.
     await runCli(['run', '--resume', 'ab', '--route', 'auto'], h.env());
     expect(await h.redis.hget(meta, 'ab_split')).toBeNull();
+
+    // A run going on does not show the last run's finish as its own.
+    expect(await h.redis.hget(meta, 'finished_at')).not.toBeNull();
+    expect((await runCli(['run', '--resume', 'ab', '--config', config, '--detach'], h.env())).code).toBe(0);
+    expect(await h.redis.hmget(meta, 'status', 'finished_at')).toEqual(['running', null]);
   });
 
   it('refuses a split naming an unknown model, or given with --model', async () => {
