@@ -22,6 +22,8 @@ export interface BackgroundCollection {
    * run), and ends its collector. The report, or null when it was not being collected here.
    */
   finishEarly(batchId: string): Promise<Report | null>;
+  /** Ends a batch's collector without writing outputs (its file could not be read to the end). */
+  abandon(batchId: string): Promise<void>;
   /** Stops every collector, without writing outputs for the rows done so far. */
   stop(): Promise<void>;
 }
@@ -39,7 +41,7 @@ const PROGRESS_EVERY_MS = 30_000;
 
 export function createBackgroundCollection(session: Session, say: (line: string) => void, progressEveryMs = PROGRESS_EVERY_MS): BackgroundCollection {
   const stopAll = new AbortController();
-  const running = new Map<string, { drain: AbortController; done: Promise<Report | null>; saidFinished: number | null }>();
+  const running = new Map<string, { drain: AbortController; abandon: AbortController; done: Promise<Report | null>; saidFinished: number | null }>();
 
   // Long batches show progress: one line per batch whose rows moved since the last one.
   const progressLines = setInterval(() => {
@@ -60,7 +62,7 @@ export function createBackgroundCollection(session: Session, say: (line: string)
   }, progressEveryMs);
   progressLines.unref();
 
-  async function collect(batchId: string, lease: BatchLease, drain: AbortSignal, { outDir, startedAt, config }: CollectedBatch): Promise<Report | null> {
+  async function collect(batchId: string, lease: BatchLease, drain: AbortSignal, abandon: AbortSignal, { outDir, startedAt, config }: CollectedBatch): Promise<Report | null> {
     try {
       const report = await collectAndReport({
         session,
@@ -68,7 +70,7 @@ export function createBackgroundCollection(session: Session, say: (line: string)
         startedAt,
         // The run's multi-line summary is for a terminal; a server taking many batches says one line each.
         say: () => undefined,
-        signal: AbortSignal.any([stopAll.signal, lease.lost]),
+        signal: AbortSignal.any([stopAll.signal, lease.lost, abandon]),
         drain,
         progressStream: null,
         ...(config ? { config } : {}),
@@ -91,7 +93,8 @@ export function createBackgroundCollection(session: Session, say: (line: string)
   return {
     start(batchId, lease, batch) {
       const drain = new AbortController();
-      running.set(batchId, { drain, done: collect(batchId, lease, drain.signal, batch), saidFinished: null });
+      const abandon = new AbortController();
+      running.set(batchId, { drain, abandon, done: collect(batchId, lease, drain.signal, abandon.signal, batch), saidFinished: null });
     },
     isCollecting: (batchId) => running.has(batchId),
     async finishEarly(batchId) {
@@ -99,6 +102,11 @@ export function createBackgroundCollection(session: Session, say: (line: string)
       if (!collector) return null;
       collector.drain.abort();
       return collector.done;
+    },
+    async abandon(batchId) {
+      const collector = running.get(batchId);
+      collector?.abandon.abort();
+      await collector?.done;
     },
     async stop() {
       clearInterval(progressLines);

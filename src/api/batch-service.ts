@@ -50,6 +50,8 @@ export interface BatchService {
   cancel(batchId: string): Promise<BatchView>;
   /** Collects the batches submitted here whose outputs a stopped server left unwritten. */
   resumeOpenBatches(): Promise<void>;
+  /** Resolves once no file is being read (the server stopping waits for the runs it started). */
+  whenReadingsEnd(): Promise<void>;
   /** Why requests cannot be served now (Redis is away), or null: said at once rather than after the client's retries. */
   unavailable(): string | null;
 }
@@ -96,6 +98,8 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
   // Ids being submitted right now: a second POST for one must not start a second run of it.
   const submitting = new Set<string>();
   const cancelling = new Set<string>();
+  // Files still being read after their POST was answered; the server waits for them as it stops.
+  const readings = new Set<Promise<void>>();
 
   async function loadState(batchId: string): Promise<{ meta: BatchMeta; progress: BatchProgress } | null> {
     try {
@@ -135,15 +139,46 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
     say(`[${batchId}] ${report ? finishedLine('Cancelled', report, meta?.out_dir ?? '?') : 'Cancelled before any row finished: no outputs to write.'}`);
   }
 
-  /** Runs the producer (as `run --detach` does) and hands the batch to a background collector. */
-  async function enqueueAndCollect(batchId: string, lease: BatchLease, run: Parameters<typeof runBatch>[0], said: string[]): Promise<'collecting' | 'stopped'> {
-    const outcome = await runBatch({ ...run, batchId, detach: true }, logger, (line) => said.push(line), host);
+  /**
+   * Starts the producer on the batch's file (as `run --detach` does, but reading on only as workers
+   * take rows, `queue.max_pending` ahead) and, once its first record is checked and the batch
+   * saved, hands the batch to a background collector: 'collecting' then, while the rest of the file
+   * is read; 'stopped' when the server stopped first. A file refused at once rejects, with nothing
+   * queued; one that turns unreadable further on is recorded on the batch as its `input_error`.
+   */
+  async function startBatch(batchId: string, lease: BatchLease, run: Parameters<typeof runBatch>[0], said: string[]): Promise<'collecting' | 'stopped'> {
+    const queuing = Promise.withResolvers<null>();
+    const reading = runBatch({ ...run, batchId, detach: true }, logger, (line) => said.push(line), { ...host, onQueuing: () => queuing.resolve(null) });
+    reading.catch(() => undefined); // observed below, whichever settles first
+    const early = await Promise.race([queuing.promise, reading]);
+    if (early !== null) return 'stopped'; // the server stopped before a row was queued
     await redis.sadd(openKey, batchId);
-    if (outcome.exitCode !== 0) return 'stopped'; // the server is stopping: the next one reads the rest
     const meta = await store.load(batchId);
-    if (!meta) throw new Error(`batch ${batchId} has no state in Redis after its run`);
+    if (!meta) throw new Error(`batch ${batchId} has no state in Redis after its run started`);
     collection.start(batchId, lease, { outDir: meta.out_dir, startedAt: new Date(meta.started_at ?? meta.created_at), config: host.config.config });
+    const done = reading.then(
+      (outcome) => {
+        if (outcome.exitCode !== 0) return; // stopped with the server: the next one reads on
+        const read = said.find((line) => line.startsWith('Read '))?.split(';', 1)[0];
+        if (read) say(`[${batchId}] ${read}.`);
+        for (const note of said.filter((line) => line.startsWith('Note: request body fields'))) say(`[${batchId}] ${note}`);
+      },
+      (error: unknown) => readingFailed(batchId, error, run.file ?? meta.input),
+    );
+    readings.add(done);
+    void done.finally(() => readings.delete(done));
     return 'collecting';
+  }
+
+  /** The file turned unreadable part-way: the rows before stay queued or done; the batch waits for the fixed file. */
+  async function readingFailed(batchId: string, error: unknown, inputPath: string): Promise<void> {
+    const reason = error instanceof Error ? error.message.split('\n', 1)[0]! : String(error);
+    const message = `${inApiTerms(reason, inputPath)}. The rows before it are queued or done; post the fixed file with batch_id=${batchId} to finish the batch without repeating them.`;
+    await redis.srem(openKey, batchId).catch(() => undefined);
+    // Its collector lets go first: a client that sees the error may post the fixed file at once.
+    await collection.abandon(batchId);
+    await store.update(batchId, { input_error: message }).catch(() => undefined);
+    say(`[${batchId}] Reading its file stopped: ${message}`);
   }
 
   return {
@@ -181,7 +216,7 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
         try {
           // The marker first: a batch whose rows are queued is the API's even if the run then fails.
           await redis.set(store.keys(batchId).submittedOverApi, '1');
-          ended = await enqueueAndCollect(batchId, lease, run, said);
+          ended = await startBatch(batchId, lease, run, said);
         } catch (error) {
           if (!existing && !(await store.load(batchId).catch(() => null))) {
             // Refused before anything was queued (no prompt column, an empty file): leave no trace.
@@ -196,8 +231,7 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
           throw new ApiError(503, 'server_stopping', `the server is stopping: batch ${batchId}'s file is saved, and its rows are read and run when the server starts again (GET ${batchPath(batchId)} then shows it)`);
         }
         lease = null; // the collector holds it now
-        const read = said.find((line) => line.startsWith('Read '))?.split(';', 1)[0];
-        say(`[${batchId}] Submitted${read ? `: ${read.charAt(0).toLowerCase()}${read.slice(1)}` : ''}.`);
+        say(`[${batchId}] Submitted; its rows are being queued.`);
         return { view: await view(batchId), resumed: existing !== null, notes: said.filter((line) => /^(Note|Warning|Resuming|A\/B split)\b/.test(line)) };
       } finally {
         submitting.delete(batchId);
@@ -244,6 +278,10 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
       return view(batchId);
     },
 
+    async whenReadingsEnd() {
+      await Promise.all(readings);
+    },
+
     unavailable() {
       if (redis.status === 'ready') return null;
       return `Redis at ${session.redisLabel} is not answering (${redis.status}), and every batch's state lives there: the server goes on by itself once it is back; send the request again then`;
@@ -262,8 +300,7 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
           lease = await acquireBatchLease(redis, store.keys(batchId).lease, batchId);
           if (state.meta.status === 'enqueuing') {
             // Stopped while its file was being read: read the rest (rows already queued or done are kept).
-            const said: string[] = [];
-            const ended = await enqueueAndCollect(batchId, lease, { resume: batchId }, said);
+            const ended = await startBatch(batchId, lease, { resume: batchId }, []);
             if (ended === 'collecting') lease = null;
           } else {
             const { meta } = state;

@@ -39,6 +39,8 @@ export interface BatchView {
   };
   cost_usd: number;
   budget_usd: number | null;
+  /** Why its file could not be read to the end; the rows before are queued or done, and posting the fixed file finishes it. */
+  input_error: string | null;
   out_dir: string;
   /** URLs of the output files, once the batch is finished. */
   files: Partial<Record<OutputFileName, string>>;
@@ -67,6 +69,7 @@ export function batchView(meta: BatchMeta, progress: BatchProgress, present: Rea
     rows: { total: progress.total, finished: progress.finished, succeeded: progress.succeeded, failed: progress.failed, invalid: meta.invalid_rows },
     cost_usd: progress.costUsd,
     budget_usd: meta.budget_usd ?? null,
+    input_error: meta.input_error ?? null,
     out_dir: meta.out_dir,
     files,
     links: { self, results: `${self}/results`, report: `${self}/report` },

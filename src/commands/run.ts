@@ -63,6 +63,12 @@ export interface RunHost {
   stop: AbortSignal;
   /** Hands the batch's context to the host's own workers before its rows are queued (a batch on the built-in models only they can call). */
   prime?: BatchContexts['prime'];
+  /**
+   * Called once the file's first record is checked and the batch is saved, as its rows start to be
+   * queued: the host answers its client then, while the run reads the rest of the file, never more
+   * than `queue.max_pending` rows ahead of the workers.
+   */
+  onQueuing?: () => void;
 }
 
 interface ResolvedConfig {
@@ -172,6 +178,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     if (existing && existing.input !== inputPath) {
       say(`Note: batch ${batchId} was started from ${existing.input}; this run reads ${inputPath}. Rows are matched by their place in the file: those that differ run again, the others keep their answers. A new --batch-id starts afresh.`);
     }
+    host?.onQueuing?.();
 
     const queue = session.openPromptQueue();
     // Rows of batches whose run was killed would come first here, paid for and collected by nobody.
@@ -245,7 +252,8 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
         chunkSize: config.queue.enqueue_chunk,
         resume: existing !== null,
         position,
-        maxPending: options.detach ? undefined : config.queue.max_pending,
+        // A --detach'ed run queues the whole file and exits; a host's run reads on as workers take rows.
+        maxPending: options.detach && !host ? undefined : config.queue.max_pending,
         localWorkers: worker ? { firstChunk: concurrency, untilStarted: (rows) => Promise.race([callSlots.started(rows), delay(FIRST_CALLS_WAIT_MS, undefined, { ref: false })]) } : undefined,
         signal: stopReading.signal,
       });

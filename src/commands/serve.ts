@@ -90,6 +90,7 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
     await service.resumeOpenBatches();
     await stopped;
     await server.close();
+    await service.whenReadingsEnd();
     await worker?.close();
     await collection.stop();
     return 0;

@@ -50,6 +50,8 @@ export const batchMetaSchema = z.object({
   csv_delimiter: z.enum([',', ';', '\t']).default(','),
   /** Added to by workers only (HINCRBY), so save() never writes it. */
   cost_nanos: z.coerce.number().int().default(0),
+  /** Why the last run stopped reading the input part-way (the HTTP API's runs, which have nobody to tell at once). */
+  input_error: z.string().optional(),
   started_at: z.string().optional(),
   finished_at: z.string().optional(),
 });
@@ -67,9 +69,10 @@ function parseJsonText(value: unknown): unknown {
 
 /**
  * Fields a run sets afresh each time: absent from its meta, they are deleted from the stored one
- * (its choices of model and A/B split; and the last run's finish, which a run going on would show).
+ * (its choices of model and A/B split; the last run's finish, which a run going on would show, and
+ * why it could not read its file).
  */
-const CLEARABLE_FIELDS = ['model_override', 'ab_split', 'finished_at'] as const;
+const CLEARABLE_FIELDS = ['model_override', 'ab_split', 'finished_at', 'input_error'] as const;
 
 /** Hash fields are text: objects go in as JSON. */
 const fieldText = (value: unknown): string => (typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value));
@@ -120,7 +123,7 @@ export class BatchStore {
       .exec();
   }
 
-  async update(batchId: string, fields: Partial<Pick<BatchMeta, 'status' | 'total' | 'estimated_total' | 'invalid_rows' | 'invalid_codes' | 'input_kind' | 'started_at' | 'finished_at'>>): Promise<void> {
+  async update(batchId: string, fields: Partial<Pick<BatchMeta, 'status' | 'total' | 'estimated_total' | 'invalid_rows' | 'invalid_codes' | 'input_kind' | 'started_at' | 'finished_at' | 'input_error'>>): Promise<void> {
     const entries = Object.entries(fields).filter(([, value]) => value !== undefined).map(([k, v]) => [k, fieldText(v)]);
     if (entries.length > 0) await this.redis.hset(this.keys(batchId).meta, Object.fromEntries(entries));
   }

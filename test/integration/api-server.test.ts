@@ -66,7 +66,7 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
 
     const submitted = await postFile(server, '?batch_id=api-csv', await readFile(input, 'utf8'));
     expect(submitted.status).toBe(202);
-    expect(submitted.body).toMatchObject({ batch_id: 'api-csv', resumed: false, rows: { total: 119, invalid: 1 }, links: { self: '/v1/batches/api-csv' } });
+    expect(submitted.body).toMatchObject({ batch_id: 'api-csv', resumed: false, input_error: null, links: { self: '/v1/batches/api-csv' } });
 
     const finished = await waitUntilFinished(server, 'api-csv');
     expect(finished).toMatchObject({ status: 'completed', rows: { total: 119, finished: 119, succeeded: 119, failed: 0, invalid: 1 } });
@@ -118,8 +118,9 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     const lines = [1, 2, 3].map((n) => JSON.stringify({ custom_id: `req-${n}`, method: 'POST', url: '/v1/chat/completions', body: { model: 'fast', messages: [{ role: 'user', content: `Say ${n}` }] } }));
     const submitted = await postFile(server, '?batch_id=api-openai&budget=5', `${lines.join('\n')}\n`, 'application/x-ndjson');
     expect(submitted.status).toBe(202);
-    expect(submitted.body).toMatchObject({ rows: { total: 3 }, budget_usd: 5 });
+    expect(submitted.body).toMatchObject({ budget_usd: 5 });
     const finished = await waitUntilFinished(server, 'api-openai');
+    expect(finished.rows).toMatchObject({ total: 3, succeeded: 3 });
     expect(finished.files['batch_output.jsonl']).toBe('/v1/batches/api-openai/files/batch_output.jsonl');
     const output = (await (await fetch(`${server.url}${finished.files['batch_output.jsonl']}`)).text()).trim().split('\n');
     expect(output.map((line) => (JSON.parse(line) as { custom_id: string }).custom_id)).toEqual(['req-1', 'req-2', 'req-3']);
@@ -134,8 +135,7 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     const rows = [{ id: 'a', prompt: 'first' }, { id: 'b', prompt: 5 }, { id: 'c', prompt: 'third', model: 'slow', metadata: { lang: 'en' } }];
     const json = await postFile(server, '?batch_id=api-json', JSON.stringify({ rows }), 'application/json');
     expect(json.status).toBe(202);
-    expect(json.body.rows).toMatchObject({ total: 2, invalid: 1 });
-    await waitUntilFinished(server, 'api-json');
+    expect((await waitUntilFinished(server, 'api-json')).rows).toMatchObject({ total: 2, invalid: 1 });
     const answers = (await (await fetch(`${server.url}/v1/batches/api-json/results`)).text()).trim().split('\n').map((line) => JSON.parse(line) as RowResult);
     expect(answers.map((r) => [r.id, r.model, r.metadata])).toEqual([['a', 'fast', {}], ['c', 'slow', { lang: 'en' }]]);
     expect(await (await fetch(`${server.url}/v1/batches/api-json/files/errors.jsonl`)).text()).toMatch(/"line":2\b/);
@@ -182,6 +182,39 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(await error(postFile(server, '?batch_id=cli-made', 'prompt\nhi\n'))).toMatchObject({ status: 409, code: 'batch_exists' });
   });
 
+  it('answers at once for a large file, reading it on as workers take rows; a line that cannot be read further on is recorded on the batch, and the fixed file finishes it', async () => {
+    const dir = await tempDir('api-large');
+    // queue.max_pending 50: the file is read only 50 rows ahead of the workers, as a large one would be.
+    const config = await writeSimConfig(dir, h.sim.url, { concurrency: 8, queue: { max_pending: 50 } });
+    const out = join(dir, 'out');
+    const good = await readFile(await writePromptsCsv(dir, 400), 'utf8');
+    // The last row's quote never closes: the reader finds out at the end of the file, with 399 rows queued or done.
+    const broken = good.replace('item 400, briefly",', 'item 400, briefly,');
+    const server = await startServer(['--config', config, '--out', out], h.env());
+
+    const submitted = await postFile(server, '?batch_id=api-large', broken);
+    expect(submitted.status).toBe(202);
+    expect(submitted.body.rows.total).toBeNull(); // still being read
+    let view: BatchView | null = null;
+    await waitFor(async () => {
+      view = (await getJson<BatchView>(`${server.url}/v1/batches/api-large`)).body;
+      return view.input_error !== null;
+    }, 30_000);
+    expect(view!.input_error).toMatch(/^the uploaded file: the quoted field in the record in data row 400 is never closed\. The rows before it are queued or done; post the fixed file with batch_id=api-large/);
+    expect(view!).toMatchObject({ status: 'enqueuing', finished: false });
+    // Said once its collector has let go: the fixed file is taken at once.
+    await waitForOutput(() => server.output().stdout, '[api-large] Reading its file stopped', 10_000);
+    const fixed = await postFile(server, '?batch_id=api-large', good);
+    expect(fixed.body).toMatchObject({ resumed: true, input_error: null });
+    const finished = await waitUntilFinished(server, 'api-large');
+    expect(finished.rows).toMatchObject({ total: 400, succeeded: 400 });
+    const results = await readJsonLines<RowResult>(join(out, 'api-large', 'results.jsonl'));
+    expect(results.map((r) => r.row)).toEqual(Array.from({ length: 400 }, (_, i) => i + 1));
+    const succeeded = (await readJsonLines<CallRecord>(join(out, 'api-large', 'costs.jsonl'))).filter((c) => c.status === 'succeeded').map((c) => c.row);
+    expect(new Set(succeeded).size).toBe(succeeded.length);
+    expect(server.output().stdout).toContain('[api-large] Read 400 rows: 400 valid, 0 invalid.');
+  });
+
   it('answers 409 for the outputs of a batch still running, and a server stopped mid-batch goes on with it when started again: every row once', async () => {
     const dir = await tempDir('api-restart');
     const config = await writeSimConfig(dir, h.sim.url, { concurrency: 4 });
@@ -195,7 +228,7 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
       expect(submitted.status).toBe(202);
       const early = await getJson<ErrorBody>(`${first.url}/v1/batches/api-restart/results`);
       expect(early.status).toBe(409);
-      expect(early.body.error).toMatchObject({ code: 'batch_not_finished', message: expect.stringContaining('of 200 rows finished') });
+      expect(early.body.error).toMatchObject({ code: 'batch_not_finished', message: expect.stringMatching(/of 200 rows finished|its file is still being read/) });
       expect((await postFile(first, '?batch_id=api-restart', await readFile(input, 'utf8'))).body.error?.code).toBe('batch_running');
 
       await waitFor(async () => (await getJson<BatchView>(`${first.url}/v1/batches/api-restart`)).body.rows.finished >= 20, 30_000);
