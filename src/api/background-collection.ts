@@ -6,6 +6,7 @@ import { counted, formatCount, formatDuration } from '../output/report-markdown.
 import type { Report } from '../output/report.ts';
 import type { BatchLease } from '../queue/batch-lease.ts';
 import { apiOpenBatchesKey } from '../queue/keys.ts';
+import { totalOf } from '../progress/progress-display.ts';
 
 /**
  * The collectors a server runs, one per submitted batch, side by side: each is the batch's one
@@ -51,7 +52,9 @@ export function createBackgroundCollection(session: Session, say: (line: string)
           if (!progress || progress.finished === collector.saidFinished || collector.drain.signal.aborted) return;
           const before = collector.saidFinished;
           collector.saidFinished = progress.finished;
-          const total = progress.total === null ? '' : ` of ${formatCount(progress.total)}`;
+          // "~N" while the file is still being read: the producer's estimate from the bytes read so far.
+          const { rows, text } = totalOf(progress);
+          const total = rows === null ? '' : ` of ${text}`;
           const failed = progress.failed > 0 ? ` (${formatCount(progress.failed)} failed)` : '';
           const rate = before === null ? '' : `, ${formatCount(Math.round(((progress.finished - before) * 1000) / progressEveryMs))} rows/s`;
           say(`[${batchId}] ${formatCount(progress.finished)}${total} rows done${failed}, ${formatUsd(progress.costUsd)} so far${rate}`);
