@@ -2,7 +2,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { describeFileTrouble, describeRedisTrouble, UsageError } from '../errors.ts';
+import { describeFileTrouble, describeRedisTrouble } from '../errors.ts';
+import { listenTrouble, urlHost } from '../listen-address.ts';
 import { ApiError } from './api-error.ts';
 import type { BatchService, InputFormat } from './batch-service.ts';
 import { batchPath, isOutputFileName, OUTPUT_FILES, type OutputFileName } from './batch-view.ts';
@@ -173,16 +174,15 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   server.headersTimeout = 60_000;
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) => reject(listenError(error, options.host, options.port)));
+    server.once('error', (error: NodeJS.ErrnoException) => reject(listenTrouble(error, options.host, options.port) ?? error));
     server.listen(options.port, options.host, () => {
       server.removeAllListeners('error');
       resolve();
     });
   });
   const { port } = server.address() as AddressInfo;
-  const shownHost = options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host.includes(':') ? `[${options.host}]` : options.host;
   return {
-    url: `http://${shownHost}:${port}`,
+    url: `http://${urlHost(options.host)}:${port}`,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -204,15 +204,6 @@ function withinDeadline<T>(reading: Promise<T>): Promise<T> {
   });
   reading.catch(() => undefined); // answered late, or failed after the deadline: nobody waits for it any more
   return Promise.race([reading, late]).finally(() => clearTimeout(timer));
-}
-
-/** Why the server cannot listen, in words that say what to change. */
-function listenError(error: NodeJS.ErrnoException, host: string, port: number): Error {
-  const where = `${host}:${port}`;
-  if (error.code === 'EADDRINUSE') return new UsageError(`port ${port} on ${host} is in use by another program: give another with --port (0 picks a free one)`);
-  if (error.code === 'EACCES') return new UsageError(`not allowed to listen on ${where} (ports below 1024 need privileges): give another --port`);
-  if (error.code === 'EADDRNOTAVAIL' || error.code === 'ENOTFOUND') return new UsageError(`--host ${host} is not an address of this machine: use 127.0.0.1, 0.0.0.0 (every interface) or one of its own`);
-  return error;
 }
 
 function methodNotAllowed(method: string, allowed: string): ApiError {

@@ -6,11 +6,6 @@ import type { InputRow } from './row.ts';
  * the row at a position is still the one that succeeded there, or was edited or moved (then it
  * runs again). Never 0, which stands for "not recorded".
  */
-/** Whether the fingerprint recorded for a row's position (0: none recorded) says it is no longer the row `fingerprint` was taken of. */
-export function fingerprintDiffers(recorded: number, fingerprint: number): boolean {
-  return recorded !== 0 && recorded !== fingerprint;
-}
-
 export function rowFingerprint(row: InputRow): number {
   const params = row.params === undefined ? [] : [row.params]; // absent: the same fingerprint as before params existed
   const text = JSON.stringify([row.messages, row.model ?? null, row.temperature ?? null, row.max_tokens ?? null, row.metadata, row.custom_id ?? null, ...params]);
@@ -20,4 +15,9 @@ export function rowFingerprint(row: InputRow): number {
     hash = Math.imul(hash, 0x01000193);
   }
   return hash >>> 0 || 1;
+}
+
+/** Whether the fingerprint recorded for a row's position (0: none recorded) says it is no longer the row `fingerprint` was taken of. */
+export function fingerprintDiffers(recorded: number, fingerprint: number): boolean {
+  return recorded !== 0 && recorded !== fingerprint;
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { describeIssues } from '../config/load.ts';
 import { UsageError } from '../errors.ts';
+import { listenTrouble } from '../listen-address.ts';
 import { parseSimOptions, simModelSchema, type TpmCounts } from './options.ts';
 import { startSimulator, type SimulatorOptions } from './server.ts';
 import { simStatsSummary } from './stats-summary.ts';
@@ -95,15 +96,6 @@ export interface RunSimulatorIo {
 }
 
 /** Starts the simulator, prints where it listens, and serves until SIGINT/SIGTERM (or `signal`). */
-/** A port that is taken or not allowed, said as such instead of a stack trace. */
-function listenTrouble(error: unknown, host: string, port: number): UsageError | null {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'EADDRINUSE') return new UsageError(`port ${port} on ${host} is already in use (another simulator, or another server); choose a free one with --port <n>`);
-  if (code === 'EACCES') return new UsageError(`not allowed to listen on port ${port} (ports below 1024 need root); choose one above 1023 with --port <n>`);
-  if (code === 'EADDRNOTAVAIL') return new UsageError(`${host} is not an address of this machine; use --host 127.0.0.1, or 0.0.0.0 for every interface`);
-  return null;
-}
-
 export async function runSimulatorFromCli(cli: SimCliOptions, io: RunSimulatorIo = {}): Promise<void> {
   const log = io.log ?? ((line: string) => console.log(line));
   const options = simOptionsFromCli(cli);

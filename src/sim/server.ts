@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { urlHost } from '../listen-address.ts';
 import { planChat, type ChatPlan } from './chat.ts';
 import { invalidRequest, type ErrorAnswer } from './openai-error.ts';
 import { parseSimOptions, type SimOptions, type SimOptionsInput } from './options.ts';
@@ -37,11 +38,6 @@ export interface Simulator {
 }
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
-
-function hostForUrl(host: string): string {
-  if (host === '0.0.0.0' || host === '::') return '127.0.0.1';
-  return host.includes(':') ? `[${host}]` : host;
-}
 
 function readBody(req: IncomingMessage, done: (body: string | null) => void): void {
   const chunks: Buffer[] = [];
@@ -176,7 +172,7 @@ export async function startSimulator(input: SimulatorOptions = {}): Promise<Simu
   const port = (server.address() as AddressInfo).port;
 
   return {
-    url: `http://${hostForUrl(host)}:${port}/v1`,
+    url: `http://${urlHost(host)}:${port}/v1`,
     port,
     stats: () => stats.snapshot(),
     reset() {

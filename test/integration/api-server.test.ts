@@ -39,12 +39,12 @@ async function postFile(server: Server, query: string, body: string, contentType
   });
 }
 
-async function waitUntilFinished(server: Server, batchId: string, timeoutMs = 60_000): Promise<BatchView> {
+async function waitUntilFinished(server: Server, batchId: string, headers: Record<string, string> = {}): Promise<BatchView> {
   let last: BatchView | null = null;
   await waitFor(async () => {
-    last = (await getJson<BatchView>(`${server.url}/v1/batches/${batchId}`)).body;
+    last = (await getJson<BatchView>(`${server.url}/v1/batches/${batchId}`, { headers })).body;
     return last.finished;
-  }, timeoutMs);
+  }, 60_000);
   return last!;
 }
 
@@ -314,12 +314,7 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     try {
       const submitted = await postFile(server, '?batch_id=api-remote', 'prompt\nfirst\nsecond\n', 'text/csv', { authorization: 'Bearer s3cret' });
       expect(submitted.status).toBe(202);
-      let view: BatchView | null = null;
-      await waitFor(async () => {
-        view = (await getJson<BatchView>(`${server.url}/v1/batches/api-remote`, { headers: { authorization: 'Bearer s3cret' } })).body;
-        return view.finished;
-      }, 30_000);
-      expect(view).toMatchObject({ status: 'completed', rows: { succeeded: 2 } });
+      expect(await waitUntilFinished(server, 'api-remote', { authorization: 'Bearer s3cret' })).toMatchObject({ status: 'completed', rows: { succeeded: 2 } });
     } finally {
       worker.kill('SIGTERM');
       await worker.done;
