@@ -2,7 +2,7 @@
  * Diagnostics behind the skeleton benchmarks (no targets): where a `switchyard run` spends its
  * time and memory.
  *  1. Start-up alone: `node -e 0`, `switchyard --help` (the built CLI), and importing the sources'
- *     src/commands/run.ts (type stripping: slower than the bundle the CLI loads).
+ *     src/batch/run-batch.ts (type stripping: slower than the bundle the CLI loads).
  *  2. Fixed cost of a 1-row run (wall, CPU, peak RSS).
  *  3. Phases of the latency benchmark's run (2,000 rows, 100 ms, concurrency 50), from stdout line
  *     arrival times and the first job's key appearing in Redis.
@@ -41,11 +41,11 @@ async function wallOf(args: string[]): Promise<number> {
 }
 const bare = await wallOf(['-e', '0']);
 const help = await wallOf([CLI, '--help']);
-const importRun = await wallOf(['--input-type=module', '-e', `await import(${JSON.stringify(path.join(PRODUCT_ROOT, 'src/commands/run.ts'))})`]);
+const importRun = await wallOf(['--input-type=module', '-e', `await import(${JSON.stringify(path.join(PRODUCT_ROOT, 'src/batch/run-batch.ts'))})`]);
 console.log('1. start-up (median of 5, wall from spawn to exit)');
 console.log(`  node -e 0                        ${ms(bare)}`);
 console.log(`  switchyard --help                ${ms(help)}`);
-console.log(`  node -e "import(src/commands/run.ts)" ${ms(importRun)}  (sources, type-stripped; bullmq, ioredis, openai, zod, pino, csv ... loaded)`);
+console.log(`  node -e "import(src/batch/run-batch.ts)" ${ms(importRun)}  (sources, type-stripped; bullmq, ioredis, openai, zod, pino, csv ... loaded)`);
 
 /** Polls Redis for the first job's hash; resolves with ms since `t0` (or NaN after the limit). */
 function firstJobSeen(url: string, key: string, t0: number, limitMs: number): { promise: Promise<number>; stop: () => void } {

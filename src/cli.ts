@@ -88,7 +88,7 @@ program
         const { runDryRun } = await import('./commands/dry-run.ts');
         return runDryRun({ ...opts, file } as Parameters<typeof runDryRun>[0], say);
       }
-      const { runBatch } = await import('./commands/run.ts');
+      const { runBatch } = await import('./batch/run-batch.ts');
       const outcome = await runBatch({ ...opts, file } as Parameters<typeof runBatch>[0], logger, say);
       return outcome.exitCode;
     }),

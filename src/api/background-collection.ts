@@ -1,6 +1,6 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
-import { collectAndReport } from '../commands/collect-and-report.ts';
-import type { Session } from '../commands/session.ts';
+import { collectAndReport } from '../batch/collect-and-report.ts';
+import type { Session } from '../queue/session.ts';
 import { formatUsd } from '../models/pricing.ts';
 import { counted, formatCount, formatDuration } from '../output/report-markdown.ts';
 import type { Report } from '../output/report.ts';

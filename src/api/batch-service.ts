@@ -2,7 +2,7 @@ import { rm, rmdir, stat } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { runBatch, type RunHost } from '../commands/run.ts';
+import { runBatch, type RunHost } from '../batch/run-batch.ts';
 import { UsageError } from '../errors.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { DamagedBatchError, isFinishedStatus, type BatchMeta, type BatchProgress } from '../queue/batch-state.ts';

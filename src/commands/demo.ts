@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { exitCodeForSignal } from '../errors.ts';
 import { packageRoot } from '../package-root.ts';
-import { runBatch } from './run.ts';
+import { runBatch } from '../batch/run-batch.ts';
 
 const EXAMPLE = join(packageRoot(), 'examples', 'prompts.csv');
 

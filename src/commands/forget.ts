@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { UsageError } from '../errors.ts';
 import { counted } from '../output/report-markdown.ts';
 import { batchesFinishedBefore, forgetBatch } from '../queue/forget-batch.ts';
-import { openSession } from './session.ts';
+import { openSession } from '../queue/session.ts';
 
 const DAY_MS = 86_400_000;
 

@@ -10,10 +10,10 @@ import { limitHeapGrowth } from '../heap-growth.ts';
 import { createBatchContexts } from '../queue/batch-context.ts';
 import { deadProcessRowsText } from '../queue/worker-registry.ts';
 import type { Simulator } from '../sim/server.ts';
-import { startSessionWorker } from './session-worker.ts';
-import { startBuiltInModels } from './built-in-models.ts';
-import type { RunHost } from './run.ts';
-import { openSession } from './session.ts';
+import { startSessionWorker } from '../../workers/session-worker.ts';
+import { startBuiltInModels } from '../batch/built-in-models.ts';
+import type { RunHost } from '../batch/run-batch.ts';
+import { openSession } from '../queue/session.ts';
 
 export interface ServeOptions {
   host: string;

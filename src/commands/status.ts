@@ -3,7 +3,7 @@ import { formatUsd } from '../models/pricing.ts';
 import { counted, formatCount } from '../output/report-markdown.ts';
 import { UsageError } from '../errors.ts';
 import { DamagedBatchError, isFinishedStatus, type BatchMeta, type BatchProgress, type BatchStatus } from '../queue/batch-state.ts';
-import { openSession, type Session } from './session.ts';
+import { openSession, type Session } from '../queue/session.ts';
 import { holderName } from '../queue/batch-lease.ts';
 import { totalOf } from '../progress/progress-display.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';

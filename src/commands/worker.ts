@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import { createCallSlots } from '../execution/call-slots.ts';
 import { createBatchContexts } from '../queue/batch-context.ts';
-import { startSessionWorker } from './session-worker.ts';
-import { openSession } from './session.ts';
+import { startSessionWorker } from '../../workers/session-worker.ts';
+import { openSession } from '../queue/session.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
 import { createWorkerActivity } from '../progress/worker-activity.ts';
 import { deadProcessRowsText } from '../queue/worker-registry.ts';

@@ -6,7 +6,6 @@ import { answerableNames, configSchema, type SwitchyardConfig } from '../config/
 import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { readRows } from '../input/read-rows.ts';
 import type { ReadItem, ReadPosition } from '../input/row.ts';
-import { formatUsd } from '../models/pricing.ts';
 import { missingApiKeys, missingKeyFor } from '../models/provider-clients.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
 import { isValidBatchId, newBatchId } from '../queue/keys.ts';
@@ -14,16 +13,15 @@ import { enqueueBatch } from '../queue/producer.ts';
 import { unqueueBatch, unqueueOrphanedBatches, type Unqueued } from '../queue/unqueue-batch.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
-import { deadProcessRowsText, type ReleasedRows } from '../queue/worker-registry.ts';
 import { formatAbSplit, parseAbSplit } from '../routing/ab-split.ts';
 import { claimOutputDir, createOutputDir } from '../output/output-dir.ts';
-import type { Report } from '../output/report.ts';
-import { counted, formatCount, formatDuration } from '../output/report-markdown.ts';
+import { counted, formatCount } from '../output/report-markdown.ts';
 import type { Simulator } from '../sim/server.ts';
-import { openSession, type Session } from './session.ts';
+import { openSession, type Session } from '../queue/session.ts';
+import { orphanedBatchText, releasedRowsText, stoppedText } from './run-messages.ts';
 import { startBuiltInModels } from './built-in-models.ts';
 import { collectAndReport } from './collect-and-report.ts';
-import { startSessionWorker } from './session-worker.ts';
+import { startSessionWorker } from '../../workers/session-worker.ts';
 import { createBatchContexts, type BatchContexts } from '../queue/batch-context.ts';
 import { createCallSlots } from '../execution/call-slots.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
@@ -338,49 +336,6 @@ function listenForStop(onStop: (signal: NodeJS.Signals) => void, hostStop: Abort
   };
 }
 
-/**
- * The last line of an interrupted run, once the rows in hand have finished: where the batch stands
- * and how to go on. `report` is the outputs so far, when they could be written.
- */
-async function stoppedText(session: Session, batchId: string, report: Report | null, unqueued: Unqueued | null): Promise<string> {
-  const resume = `switchyard run --resume ${batchId}`;
-  const queue = unqueuedText(unqueued);
-  if (report) return `Stopped early: the outputs above hold the ${counted(report.totals.rows, 'row')} finished so far.${queue} Nothing done is lost or paid for again: ${resume} runs the rest and writes them whole.`;
-  const progress = await session.store.progress(batchId).catch(() => null);
-  if (!progress) return `Stopped.${queue} Go on with: ${resume}`;
-  const done = `${formatCount(progress.finished)}${progress.total === null ? '' : ` of ${formatCount(progress.total)}`} rows done`;
-  return `Stopped: ${done} (${formatCount(progress.failed)} failed), ${formatUsd(progress.costUsd)} spent.${queue} Nothing done is lost or paid for again: ${resume}`;
-}
-
-/** What this run did with the queued rows of a batch whose run is gone. */
-function orphanedBatchText(batchId: string, unqueued: Unqueued): string {
-  const kept = unqueued.kept > 0 ? ` (${counted(unqueued.kept, 'row')} taken by a worker meanwhile stay)` : '';
-  return `Batch ${batchId} has rows queued but its run is gone (killed?): took ${counted(unqueued.removed, 'row')} off the queue${kept}, so this run does not run them for it. \`switchyard run --resume ${batchId}\` finishes it.`;
-}
-
-/** What became of the stopped batch's queued rows, as a sentence (with a leading space), or ''. */
-function unqueuedText(unqueued: Unqueued | null): string {
-  if (unqueued === null || unqueued.removed + unqueued.kept === 0) return '';
-  const removed = unqueued.removed > 0 ? ` ${counted(unqueued.removed, 'queued row')} came off the queue, so no other run or worker takes ${unqueued.removed === 1 ? 'it' : 'them'} meanwhile.` : '';
-  const kept = unqueued.kept > 0 ? ` ${counted(unqueued.kept, 'row')} taken by another worker meanwhile stay with it.` : '';
-  return `${removed}${kept}`;
-}
-
-/** What a run says about rows that a process on this machine which died had in hand ('' for nothing). */
-function releasedRowsText(released: ReleasedRows, tookOverFrom: string | null, lockMs: number): string {
-  const others = deadProcessRowsText(released, tookOverFrom);
-  if (!tookOverFrom) return others;
-  const rows = released.rowsFrom.get(tookOverFrom);
-  const ownText =
-    rows !== undefined
-      ? `; the ${counted(rows, 'row')} it held ${rows === 1 ? 'is' : 'are'} back in the queue.`
-      : released.dead.includes(tookOverFrom)
-        ? '.'
-        : // A run whose workers were not on record: its rows come back as their queue locks expire.
-          `: the rows it held come back when their queue locks expire, within queue.lock_ms (${formatDuration(lockMs)}).`;
-  return `The batch's last run (${tookOverFrom}) stopped without finishing${ownText}${others ? ` ${others}` : ''}`;
-}
-
 function pinnedModel(options: RunOptions): string | undefined {
   if (options.model && options.route && options.route !== options.model) throw new UsageError('give either --model or --route, not both');
   if (options.route && options.route !== 'auto') return options.route;
@@ -411,4 +366,3 @@ function warnAboutConfig(config: SwitchyardConfig, budgeted: boolean, say: (line
   if (missing.length > 0) say(`Warning: ${missing.map((name) => `$${name}`).join(', ')} not set: calls to those providers will fail with missing_api_key.`);
 }
 
-export type { Session };

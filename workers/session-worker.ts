@@ -1,5 +1,5 @@
-import { startPromptWorker, type PromptWorkerHandle, type PromptWorkerOptions } from '../../workers/prompt-worker.ts';
-import type { Session } from './session.ts';
+import { startPromptWorker, type PromptWorkerHandle, type PromptWorkerOptions } from './prompt-worker.ts';
+import type { Session } from '../src/queue/session.ts';
 
 /** A prompt worker on the command's Redis session: its own blocking connection, the session's key space and outage reporting. */
 export function startSessionWorker(session: Session, options: Omit<PromptWorkerOptions, 'connection' | 'redis' | 'space' | 'onWorkerError'>): PromptWorkerHandle {

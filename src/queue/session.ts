@@ -1,11 +1,11 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { BatchStore } from '../queue/batch-state.ts';
-import { PROMPT_QUEUE, type KeySpace } from '../queue/keys.ts';
-import { connectRedis, ensureRedis, redactUrl } from '../queue/redis-connection.ts';
-import { watchRedisOutages, type RedisOutageWatch } from '../queue/redis-outage.ts';
-import { warnIfRedisEvicts } from '../queue/eviction-policy.ts';
+import { BatchStore } from './batch-state.ts';
+import { PROMPT_QUEUE, type KeySpace } from './keys.ts';
+import { connectRedis, ensureRedis, redactUrl } from './redis-connection.ts';
+import { watchRedisOutages, type RedisOutageWatch } from './redis-outage.ts';
+import { warnIfRedisEvicts } from './eviction-policy.ts';
 
 /** A command's link to Redis: the connection, the batch store and the key prefix in use. */
 export interface Session {

@@ -6,7 +6,7 @@ import { outputPaths } from '../output/paths.ts';
 import { counted, renderSummaryLines } from '../output/report-markdown.ts';
 import type { Report } from '../output/report.ts';
 import { createProgressDisplay, type ProgressDisplay } from '../progress/progress-display.ts';
-import type { Session } from './session.ts';
+import type { Session } from '../queue/session.ts';
 
 export interface CollectAndReportOptions {
   session: Session;

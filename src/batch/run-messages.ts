@@ -1,0 +1,49 @@
+import { formatUsd } from '../models/pricing.ts';
+import type { Report } from '../output/report.ts';
+import { counted, formatCount, formatDuration } from '../output/report-markdown.ts';
+import type { Session } from '../queue/session.ts';
+import type { Unqueued } from '../queue/unqueue-batch.ts';
+import { deadProcessRowsText, type ReleasedRows } from '../queue/worker-registry.ts';
+
+/**
+ * The last line of an interrupted run, once the rows in hand have finished: where the batch stands
+ * and how to go on. `report` is the outputs so far, when they could be written.
+ */
+export async function stoppedText(session: Session, batchId: string, report: Report | null, unqueued: Unqueued | null): Promise<string> {
+  const resume = `switchyard run --resume ${batchId}`;
+  const queue = unqueuedText(unqueued);
+  if (report) return `Stopped early: the outputs above hold the ${counted(report.totals.rows, 'row')} finished so far.${queue} Nothing done is lost or paid for again: ${resume} runs the rest and writes them whole.`;
+  const progress = await session.store.progress(batchId).catch(() => null);
+  if (!progress) return `Stopped.${queue} Go on with: ${resume}`;
+  const done = `${formatCount(progress.finished)}${progress.total === null ? '' : ` of ${formatCount(progress.total)}`} rows done`;
+  return `Stopped: ${done} (${formatCount(progress.failed)} failed), ${formatUsd(progress.costUsd)} spent.${queue} Nothing done is lost or paid for again: ${resume}`;
+}
+
+/** What this run did with the queued rows of a batch whose run is gone. */
+export function orphanedBatchText(batchId: string, unqueued: Unqueued): string {
+  const kept = unqueued.kept > 0 ? ` (${counted(unqueued.kept, 'row')} taken by a worker meanwhile stay)` : '';
+  return `Batch ${batchId} has rows queued but its run is gone (killed?): took ${counted(unqueued.removed, 'row')} off the queue${kept}, so this run does not run them for it. \`switchyard run --resume ${batchId}\` finishes it.`;
+}
+
+/** What became of the stopped batch's queued rows, as a sentence (with a leading space), or ''. */
+function unqueuedText(unqueued: Unqueued | null): string {
+  if (unqueued === null || unqueued.removed + unqueued.kept === 0) return '';
+  const removed = unqueued.removed > 0 ? ` ${counted(unqueued.removed, 'queued row')} came off the queue, so no other run or worker takes ${unqueued.removed === 1 ? 'it' : 'them'} meanwhile.` : '';
+  const kept = unqueued.kept > 0 ? ` ${counted(unqueued.kept, 'row')} taken by another worker meanwhile stay with it.` : '';
+  return `${removed}${kept}`;
+}
+
+/** What a run says about rows that a process on this machine which died had in hand ('' for nothing). */
+export function releasedRowsText(released: ReleasedRows, tookOverFrom: string | null, lockMs: number): string {
+  const others = deadProcessRowsText(released, tookOverFrom);
+  if (!tookOverFrom) return others;
+  const rows = released.rowsFrom.get(tookOverFrom);
+  const ownText =
+    rows !== undefined
+      ? `; the ${counted(rows, 'row')} it held ${rows === 1 ? 'is' : 'are'} back in the queue.`
+      : released.dead.includes(tookOverFrom)
+        ? '.'
+        : // A run whose workers were not on record: its rows come back as their queue locks expire.
+          `: the rows it held come back when their queue locks expire, within queue.lock_ms (${formatDuration(lockMs)}).`;
+  return `The batch's last run (${tookOverFrom}) stopped without finishing${ownText}${others ? ` ${others}` : ''}`;
+}
