@@ -216,14 +216,18 @@ export function renderReportMarkdown(report: Report): string {
 }
 
 /**
- * "This batch cost $X; on <baseline> it would have cost $Y (-Z%)", or null without a baseline or
- * without a succeeded row to compare ("it would have cost $0" says nothing).
+ * "This batch cost $X: Z% less (or more) than the $Y it would have cost on <baseline>", or null
+ * without a baseline or without a succeeded row to compare ("it would have cost $0" says nothing).
  */
 export function renderSavings(report: Report): string | null {
   const baseline = report.baseline;
   if (!baseline || report.totals.succeeded === 0) return null;
-  const pct = baseline.savings_percent === null ? '' : ` (${baseline.savings_percent >= 0 ? '-' : '+'}${Math.abs(baseline.savings_percent)}%)`;
-  return `This batch cost ${formatUsd(baseline.batch_cost_usd)}; on ${baseline.model} it would have cost ${formatUsd(baseline.baseline_cost_usd)}${pct}`;
+  const cost = formatUsd(baseline.batch_cost_usd);
+  const wouldHave = formatUsd(baseline.baseline_cost_usd);
+  const savings = baseline.savings_percent;
+  if (savings === null) return `This batch cost ${cost}; on ${baseline.model} it would have cost ${wouldHave}`;
+  // In words: a bare "(-41.6%)" reads as the saving or as the baseline's extra cost alike.
+  return `This batch cost ${cost}: ${Math.abs(savings)}% ${savings >= 0 ? 'less' : 'more'} than the ${wouldHave} it would have cost on ${baseline.model}`;
 }
 
 /** "30 member calls ($0.0012), 10 synthesis calls ($0.0009)", or null when no row used an ensemble. */

@@ -389,8 +389,8 @@ describe('savings against report.baseline_model', () => {
     const report = tally.build(span);
     // On "pro" the answer would cost 1,000 x $1/M + 500 x $2/M = $0.002; the batch paid $0.0005.
     expect(report.baseline).toEqual({ model: 'pro', baseline_cost_usd: 0.002, batch_cost_usd: 0.0005, savings_usd: 0.0015, savings_percent: 75 });
-    expect(renderSummaryLines(report)).toContain('Savings  This batch cost $0.000500; on pro it would have cost $0.00200 (-75%)');
-    expect(renderReportMarkdown(report)).toContain('- This batch cost $0.000500; on pro it would have cost $0.00200 (-75%)');
+    expect(renderSummaryLines(report)).toContain('Savings  This batch cost $0.000500: 75% less than the $0.00200 it would have cost on pro');
+    expect(renderReportMarkdown(report)).toContain('- This batch cost $0.000500: 75% less than the $0.00200 it would have cost on pro');
   });
 
   it('are left out when no row succeeded: "it would have cost $0" compares nothing', () => {
