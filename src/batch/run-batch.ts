@@ -13,7 +13,7 @@ import { enqueueBatch } from '../queue/producer.ts';
 import { unqueueBatch, unqueueOrphanedBatches, type Unqueued } from '../queue/unqueue-batch.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
-import { formatAbSplit, parseAbSplit } from '../routing/ab-split.ts';
+import { formatAbSplit, parseAbSplit, type AbArm } from '../routing/ab-split.ts';
 import { claimOutputDir, createOutputDir } from '../output/output-dir.ts';
 import { counted, formatCount } from '../output/report-markdown.ts';
 import type { Simulator } from '../sim/server.ts';
@@ -21,6 +21,7 @@ import { openSession, type Session } from '../queue/session.ts';
 import { orphanedBatchText, releasedRowsText, stoppedText } from './run-messages.ts';
 import { startBuiltInModels } from './built-in-models.ts';
 import { collectAndReport } from './collect-and-report.ts';
+import type { PromptWorkerHandle } from '../../workers/prompt-worker.ts';
 import { startSessionWorker } from '../../workers/session-worker.ts';
 import { createBatchContexts, type BatchContexts } from '../queue/batch-context.ts';
 import { createCallSlots } from '../execution/call-slots.ts';
@@ -104,6 +105,39 @@ async function checkedRows(path: string, promptColumn: string, config: Switchyar
 /** How long the rest of the file waits for this process's first calls to start (rows may park instead). */
 const FIRST_CALLS_WAIT_MS = 1000;
 
+/** What a run holds until it ends, whatever happens: released by runBatch. */
+interface Held {
+  lease: BatchLease | null;
+  /** The simulator this run started for the built-in models. */
+  simulator: Simulator | null;
+}
+
+/** A batch checked and saved in Redis, with what its run needs. */
+interface PreparedBatch {
+  batchId: string;
+  resumed: boolean;
+  config: SwitchyardConfig;
+  builtIn: boolean;
+  model: string | undefined;
+  abSplit: AbArm[] | undefined;
+  /** Model calls in flight in this process. */
+  concurrency: number;
+  /** The file's rows, its first record already read (a bad file stopped before this). */
+  items: AsyncIterable<ReadItem>;
+  position: ReadPosition;
+  outDir: string;
+  startedAt: Date;
+}
+
+interface RunContext {
+  options: RunOptions;
+  session: Session;
+  logger: Logger;
+  say: (line: string) => void;
+  host: RunHost | undefined;
+  lease: BatchLease | null;
+}
+
 export async function runBatch(options: RunOptions, logger: Logger, say: (line: string) => void, host?: RunHost): Promise<RunOutcome> {
   limitHeapGrowth();
   const batchId = options.resume ?? options.batchId ?? newBatchId();
@@ -111,154 +145,156 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
   say(`Batch ${batchId}`);
 
   const session = host?.session ?? (await openSession(logger, say));
-  let simulator: Simulator | null = null;
-  let lease: BatchLease | null = null;
-  let stopListening = () => {};
+  const held: Held = { lease: null, simulator: null };
   try {
-    const existing = await session.store.load(batchId);
-    if (options.resume && !existing) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel}; check the id with "switchyard status"`);
-    if (existing && options.out && resolve(options.out) !== existing.out_dir) {
-      throw new UsageError(`batch ${batchId} writes its outputs to ${existing.out_dir}, not ${resolve(options.out)}: leave --out off to go on with it, or start a new batch (another --batch-id)`);
-    }
-    // Before anything is written: another process may be running this batch now.
-    if (!options.detach) lease = await acquireBatchLease(session.redis, session.store.keys(batchId).lease, batchId);
-    const storedConfig = existing ? await session.store.loadConfigJson(batchId) : null;
-    const resolved = await resolveConfig(options, existing, storedConfig, say, host);
-    simulator = resolved.simulator;
-    if (options.detach && simulator) {
-      throw new UsageError('--detach needs --config: the built-in models are a simulator inside this process, which stops when it exits. Give a config (examples/switchyard.yaml runs on "switchyard sim").');
-    }
-    const config = resolved.config;
-    const budgeted = (options.budget ?? existing?.budget_usd ?? config.budget.batch_usd ?? config.budget.monthly_usd) !== undefined;
-    warnAboutConfig(config, budgeted, say);
-
-    const file = options.file ?? existing?.input;
-    if (!file) throw new UsageError('no input file: give one, e.g. "switchyard run prompts.csv"');
-    const inputPath = resolve(file);
-    const promptColumn = options.promptColumn ?? existing?.prompt_column ?? 'prompt';
-    if (options.ab && (options.model || (options.route && options.route !== 'auto'))) throw new UsageError('give either --ab or --model/--route, not both');
-    const model = pinnedModel(options) ?? (options.route === 'auto' || options.ab ? undefined : existing?.model_override);
-    const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config)) : !options.model && !options.route ? existing?.ab_split : undefined;
-    if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id (the same id, the same model, every run).`);
-    if (model && !answerableNames(config).includes(model)) throw new UsageError(`--model/--route "${model}" is not in the config; models and ensembles: ${answerableNames(config).join(', ')}`);
-    if (!options.detach) refuseWithoutKeys(config, model);
-    const budgetUsd = options.budget ?? existing?.budget_usd ?? config.budget.batch_usd;
-    // A resume goes on at the pace the batch was given (a provider's limits may be why it was low).
-    const chosenConcurrency = options.concurrency ?? existing?.concurrency;
-    const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
-    const items = await checkedRows(inputPath, promptColumn, config, position);
-
-    const outDir = resolve(options.out ?? existing?.out_dir ?? `out/${batchId}`);
-    await createOutputDir(outDir);
-    await claimOutputDir(outDir, batchId);
-    const startedAt = new Date();
-    const meta: Omit<BatchMeta, 'cost_nanos'> = {
-      batch_id: batchId,
-      status: 'enqueuing',
-      input: inputPath,
-      input_kind: existing?.input_kind ?? 'rows',
-      out_dir: outDir,
-      created_at: existing?.created_at ?? startedAt.toISOString(),
-      invalid_rows: 0,
-      prompt_column: promptColumn,
-      // The first run's: the CSV journal already holds records with it.
-      csv_delimiter: existing?.csv_delimiter ?? position.csvDelimiter ?? ',',
-      started_at: startedAt.toISOString(),
-      builtin_config: resolved.builtIn,
-      detached: options.detach === true,
-      ...(model ? { model_override: model } : {}),
-      ...(abSplit ? { ab_split: abSplit } : {}),
-      ...(budgetUsd !== undefined ? { budget_usd: budgetUsd } : {}),
-      ...(chosenConcurrency !== undefined ? { concurrency: chosenConcurrency } : {}),
-    };
-    await session.store.save(meta, config);
-    if (existing) say(`Resuming: rows that already succeeded are kept and not run again.`);
-    if (existing && existing.input !== inputPath) {
-      say(`Note: batch ${batchId} was started from ${existing.input}; this run reads ${inputPath}. Rows are matched by their place in the file: those that differ run again, the others keep their answers. A new --batch-id starts afresh.`);
-    }
+    const batch = await prepareBatch(batchId, options, session, held, say, host);
     host?.onQueuing?.();
+    return await runPreparedBatch(batch, { options, session, logger, say, host, lease: held.lease });
+  } finally {
+    await held.lease?.release();
+    if (!host) await session.close();
+    await held.simulator?.close();
+  }
+}
 
-    const queue = session.openPromptQueue();
-    // Rows of batches whose run was killed would come first here, paid for and collected by nobody.
-    if (!options.detach) {
-      for (const [orphan, unqueued] of await unqueueOrphanedBatches(queue, session.store, batchId)) if (unqueued.removed > 0) say(orphanedBatchText(orphan, unqueued));
-    }
-    const concurrency = chosenConcurrency ?? config.concurrency;
-    const callSlots = createCallSlots(concurrency);
-    const batches = createBatchContexts(session.store, { callSlot: callSlots.slot });
-    // Built now, from the config in hand, while the worker connects.
-    if (!options.detach) batches.prime(batchId, config, model, abSplit);
-    else if (resolved.builtIn) host?.prime?.(batchId, config, model, abSplit);
-    const worker = options.detach
-      ? null
-      : startSessionWorker(session, {
-          batches,
-          logger,
-          concurrency,
-          lockMs: config.queue.lock_ms,
-          onRowsOfDeadProcess: (released) => say(releasedRowsText(released, null, config.queue.lock_ms)),
-        });
-    void worker?.releasedFromDead.then((released) => {
-      const text = releasedRowsText(released, lease?.tookOverFrom ?? null, config.queue.lock_ms);
-      if (text) say(text);
-    });
-    const stopReading = new AbortController();
-    const stopCollecting = new AbortController();
-    const drainCollector = new AbortController();
-    // Ctrl-C, or SIGTERM from a scheduler or container stop: no more rows from the file or the
-    // queue; the rows in hand finish, then the outputs are written for the rows finished so far,
-    // and the run says how to go on (nothing is lost either way).
-    let stoppedBy: NodeJS.Signals | null = null;
-    let unqueued: Unqueued | null = null;
-    // The batch's rows still queued come off the queue, or the next run of another batch (or any
-    // worker) would run them, and pay for them, with nobody collecting this one.
-    const unqueueRest = async () => {
-      const stoppedQueue = session.openPromptQueue();
-      unqueued = await unqueueBatch(stoppedQueue, session.store, batchId).catch(() => null); // Redis away: they stay queued
-      await stoppedQueue.close().catch(() => undefined);
-    };
-    const onInterrupt = (signal: NodeJS.Signals) => {
-      stoppedBy = signal;
-      say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''}. Finishing the rows in hand, then writing the outputs so far (a second Ctrl-C quits at once).`);
-      stopReading.abort();
-      // A close that fails is seen again where the run closes the worker for good.
-      void (worker?.close() ?? Promise.resolve())
-        .catch(() => undefined)
-        .then(() => (worker ? unqueueRest() : undefined))
-        .then(() => drainCollector.abort());
-    };
-    stopListening = listenForStop(onInterrupt, host?.stop);
-    const interruptedExitCode = () => exitCodeForSignal(stoppedBy);
-    lease?.lost.addEventListener('abort', () => {
-      say(`\nAnother process took over batch ${batchId} while Redis was unreachable; stopping here so only one writes its outputs.`);
-      stopReading.abort();
-      stopCollecting.abort();
-      void worker?.close().catch(() => undefined);
-    });
-    const collecting = options.detach ? null : collectAndReport({ session, batchId, startedAt, say, signal: stopCollecting.signal, drain: drainCollector.signal, config });
+/**
+ * Everything before the first row is queued: the batch's lease, its config and settings (a resume
+ * keeps the ones it was given), the file's first record checked, the output folder claimed, and
+ * the batch saved in Redis. Whatever it takes into `held` is released by the caller.
+ */
+async function prepareBatch(batchId: string, options: RunOptions, session: Session, held: Held, say: (line: string) => void, host: RunHost | undefined): Promise<PreparedBatch> {
+  const existing = await session.store.load(batchId);
+  if (options.resume && !existing) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel}; check the id with "switchyard status"`);
+  if (existing && options.out && resolve(options.out) !== existing.out_dir) {
+    throw new UsageError(`batch ${batchId} writes its outputs to ${existing.out_dir}, not ${resolve(options.out)}: leave --out off to go on with it, or start a new batch (another --batch-id)`);
+  }
+  // Before anything is written: another process may be running this batch now.
+  if (!options.detach) held.lease = await acquireBatchLease(session.redis, session.store.keys(batchId).lease, batchId);
+  const storedConfig = existing ? await session.store.loadConfigJson(batchId) : null;
+  const resolved = await resolveConfig(options, existing, storedConfig, say, host);
+  held.simulator = resolved.simulator;
+  if (options.detach && resolved.simulator) {
+    throw new UsageError('--detach needs --config: the built-in models are a simulator inside this process, which stops when it exits. Give a config (examples/switchyard.yaml runs on "switchyard sim").');
+  }
+  const config = resolved.config;
+  const budgeted = (options.budget ?? existing?.budget_usd ?? config.budget.batch_usd ?? config.budget.monthly_usd) !== undefined;
+  warnAboutConfig(config, budgeted, say);
+
+  const file = options.file ?? existing?.input;
+  if (!file) throw new UsageError('no input file: give one, e.g. "switchyard run prompts.csv"');
+  const inputPath = resolve(file);
+  const promptColumn = options.promptColumn ?? existing?.prompt_column ?? 'prompt';
+  if (options.ab && (options.model || (options.route && options.route !== 'auto'))) throw new UsageError('give either --ab or --model/--route, not both');
+  const model = pinnedModel(options) ?? (options.route === 'auto' || options.ab ? undefined : existing?.model_override);
+  const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config)) : !options.model && !options.route ? existing?.ab_split : undefined;
+  if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id (the same id, the same model, every run).`);
+  if (model && !answerableNames(config).includes(model)) throw new UsageError(`--model/--route "${model}" is not in the config; models and ensembles: ${answerableNames(config).join(', ')}`);
+  if (!options.detach) refuseWithoutKeys(config, model);
+  const budgetUsd = options.budget ?? existing?.budget_usd ?? config.budget.batch_usd;
+  // A resume goes on at the pace the batch was given (a provider's limits may be why it was low).
+  const chosenConcurrency = options.concurrency ?? existing?.concurrency;
+  const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
+  const items = await checkedRows(inputPath, promptColumn, config, position);
+
+  const outDir = resolve(options.out ?? existing?.out_dir ?? `out/${batchId}`);
+  await createOutputDir(outDir);
+  await claimOutputDir(outDir, batchId);
+  const startedAt = new Date();
+  const meta: Omit<BatchMeta, 'cost_nanos'> = {
+    batch_id: batchId,
+    status: 'enqueuing',
+    input: inputPath,
+    input_kind: existing?.input_kind ?? 'rows',
+    out_dir: outDir,
+    created_at: existing?.created_at ?? startedAt.toISOString(),
+    invalid_rows: 0,
+    prompt_column: promptColumn,
+    // The first run's: the CSV journal already holds records with it.
+    csv_delimiter: existing?.csv_delimiter ?? position.csvDelimiter ?? ',',
+    started_at: startedAt.toISOString(),
+    builtin_config: resolved.builtIn,
+    detached: options.detach === true,
+    ...(model ? { model_override: model } : {}),
+    ...(abSplit ? { ab_split: abSplit } : {}),
+    ...(budgetUsd !== undefined ? { budget_usd: budgetUsd } : {}),
+    ...(chosenConcurrency !== undefined ? { concurrency: chosenConcurrency } : {}),
+  };
+  await session.store.save(meta, config);
+  if (existing) say(`Resuming: rows that already succeeded are kept and not run again.`);
+  if (existing && existing.input !== inputPath) {
+    say(`Note: batch ${batchId} was started from ${existing.input}; this run reads ${inputPath}. Rows are matched by their place in the file: those that differ run again, the others keep their answers. A new --batch-id starts afresh.`);
+  }
+  return {
+    batchId,
+    resumed: existing !== null,
+    config,
+    builtIn: resolved.builtIn,
+    model,
+    abSplit,
+    concurrency: chosenConcurrency ?? config.concurrency,
+    items,
+    position,
+    outDir,
+    startedAt,
+  };
+}
+
+/**
+ * Queues the batch's rows while this process's workers take them and its collector writes their
+ * results (all three side by side), then says how it went. A `--detach`ed run only queues.
+ */
+async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Promise<RunOutcome> {
+  const { options, session, logger, say, host, lease } = context;
+  const { batchId, config, outDir, concurrency } = batch;
+  const queue = session.openPromptQueue();
+  // Rows of batches whose run was killed would come first here, paid for and collected by nobody.
+  if (!options.detach) {
+    for (const [orphan, unqueued] of await unqueueOrphanedBatches(queue, session.store, batchId)) if (unqueued.removed > 0) say(orphanedBatchText(orphan, unqueued));
+  }
+  const callSlots = createCallSlots(concurrency);
+  const batches = createBatchContexts(session.store, { callSlot: callSlots.slot });
+  // Built now, from the config in hand, while the worker connects.
+  if (!options.detach) batches.prime(batchId, config, batch.model, batch.abSplit);
+  else if (batch.builtIn) host?.prime?.(batchId, config, batch.model, batch.abSplit);
+  const worker = options.detach
+    ? null
+    : startSessionWorker(session, {
+        batches,
+        logger,
+        concurrency,
+        lockMs: config.queue.lock_ms,
+        onRowsOfDeadProcess: (released) => say(releasedRowsText(released, null, config.queue.lock_ms)),
+      });
+  void worker?.releasedFromDead.then((released) => {
+    const text = releasedRowsText(released, lease?.tookOverFrom ?? null, config.queue.lock_ms);
+    if (text) say(text);
+  });
+  const stops = watchForStops({ session, batchId, say, worker, lease, hostStop: host?.stop });
+  try {
+    const collecting = options.detach ? null : collectAndReport({ session, batchId, startedAt: batch.startedAt, say, signal: stops.stopCollecting, drain: stops.drainCollector, config });
     // Keep the collector's rejection observed while enqueueing; it is awaited below.
     collecting?.catch(() => undefined);
 
-    let counts: Awaited<ReturnType<typeof enqueueBatch>>;
+    let counts: EnqueueCounts;
     try {
       counts = await enqueueBatch({
         queue,
         store: session.store,
         batchId,
-        items,
+        items: batch.items,
         errorsPath: `${outDir}/errors.jsonl`,
         chunkSize: config.queue.enqueue_chunk,
-        resume: existing !== null,
-        position,
+        resume: batch.resumed,
+        position: batch.position,
         // A --detach'ed run queues the whole file and exits; a host's run reads on as workers take rows.
         maxPending: options.detach && !host ? undefined : config.queue.max_pending,
         localWorkers: worker ? { firstChunk: concurrency, untilStarted: (rows) => Promise.race([callSlots.started(rows), delay(FIRST_CALLS_WAIT_MS, undefined, { ref: false })]) } : undefined,
-        signal: stopReading.signal,
+        signal: stops.stopReading,
       });
     } catch (error) {
       // A file that turns unreadable part-way (an unclosed quote near the end): the rows before it
       // may already be queued. Stop this process's workers cleanly and say how to go on.
-      stopCollecting.abort();
+      stops.abortCollecting();
       await worker?.close();
       await queue.close();
       await collecting?.catch(() => null);
@@ -272,17 +308,11 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       await queue.close();
       const report = await collecting?.catch(() => null);
       await worker?.close();
-      if (stoppedBy) say(await stoppedText(session, batchId, report ?? null, unqueued));
-      return { exitCode: interruptedExitCode(), batchId, outDir };
+      if (stops.stoppedBy()) say(await stoppedText(session, batchId, report ?? null, stops.unqueued()));
+      return { exitCode: exitCodeForSignal(stops.stoppedBy()), batchId, outDir };
     }
     await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
-    say(
-      `Read ${counted(counts.total + counts.invalid, 'row')}: ${formatCount(counts.total)} valid, ${formatCount(counts.invalid)} invalid${counts.invalid > 0 ? ' (see errors.jsonl)' : ''}` +
-        (counts.alreadySucceeded > 0 ? `, ${formatCount(counts.alreadySucceeded)} already done` : '') +
-        (counts.changedSinceSucceeded > 0 ? `, ${formatCount(counts.changedSinceSucceeded)} changed in the file since they succeeded (they run again)` : '') +
-        (counts.goneFromFile > 0 ? `, ${formatCount(counts.goneFromFile)} of the last run no longer in the file (left out of the outputs)` : '') +
-        `; ${formatCount(counts.enqueued)} queued, ${worker ? `workers here making up to ${concurrency} calls at a time` : 'no workers here (--detach)'}.`,
-    );
+    say(readText(counts, worker ? concurrency : null));
     const unsent = Object.entries(counts.unsentBodyFields);
     if (unsent.length > 0) {
       const fields = unsent.map(([name, lines]) => `${name} (${counted(lines, 'line')})`).join(', ');
@@ -301,8 +331,8 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       // Stopped early; a stop that came as the last row finished still ends the batch as usual.
       if (report === null || report.totals.unfinished_rows !== 0) {
         await worker.close();
-        if (stoppedBy) say(await stoppedText(session, batchId, report, unqueued));
-        return { exitCode: interruptedExitCode(), batchId, outDir };
+        if (stops.stoppedBy()) say(await stoppedText(session, batchId, report, stops.unqueued()));
+        return { exitCode: exitCodeForSignal(stops.stoppedBy()), batchId, outDir };
       }
       // Invalid rows did not succeed either: a script checking the exit code must see them.
       return { exitCode: report.totals.failed > 0 || counts.invalid > 0 ? 1 : 0, batchId, outDir };
@@ -310,11 +340,85 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       await worker.close();
     }
   } finally {
-    stopListening();
-    await lease?.release();
-    if (!host) await session.close();
-    await simulator?.close();
+    stops.stopListening();
   }
+}
+
+type EnqueueCounts = Awaited<ReturnType<typeof enqueueBatch>>;
+
+/** "Read 2,000 rows: 1,998 valid, 2 invalid (see errors.jsonl); 1,998 queued, ..." */
+function readText(counts: EnqueueCounts, localConcurrency: number | null): string {
+  return (
+    `Read ${counted(counts.total + counts.invalid, 'row')}: ${formatCount(counts.total)} valid, ${formatCount(counts.invalid)} invalid${counts.invalid > 0 ? ' (see errors.jsonl)' : ''}` +
+    (counts.alreadySucceeded > 0 ? `, ${formatCount(counts.alreadySucceeded)} already done` : '') +
+    (counts.changedSinceSucceeded > 0 ? `, ${formatCount(counts.changedSinceSucceeded)} changed in the file since they succeeded (they run again)` : '') +
+    (counts.goneFromFile > 0 ? `, ${formatCount(counts.goneFromFile)} of the last run no longer in the file (left out of the outputs)` : '') +
+    `; ${formatCount(counts.enqueued)} queued, ${localConcurrency !== null ? `workers here making up to ${localConcurrency} calls at a time` : 'no workers here (--detach)'}.`
+  );
+}
+
+/** What stops a run early, and what it has stopped so far. */
+interface RunStops {
+  /** No more rows from the file. */
+  stopReading: AbortSignal;
+  /** The collector stops without writing (another process took the batch over). */
+  stopCollecting: AbortSignal;
+  /** The collector writes the outputs of the rows finished so far, then stops. */
+  drainCollector: AbortSignal;
+  abortCollecting(): void;
+  /** The signal that stopped the run, if one did. */
+  stoppedBy(): NodeJS.Signals | null;
+  /** What became of the batch's queued rows once stopped (null: not yet, or Redis was away). */
+  unqueued(): Unqueued | null;
+  stopListening(): void;
+}
+
+/**
+ * Ctrl-C, or SIGTERM from a scheduler or container stop (or the host's stop): no more rows from
+ * the file or the queue; the rows in hand finish, the batch's queued rows come off the queue, then
+ * the outputs are written for the rows finished so far (nothing is lost either way). A lease lost
+ * to another process while Redis was away stops everything without writing.
+ */
+function watchForStops(watched: { session: Session; batchId: string; say: (line: string) => void; worker: PromptWorkerHandle | null; lease: BatchLease | null; hostStop: AbortSignal | undefined }): RunStops {
+  const { session, batchId, say, worker, lease } = watched;
+  const stopReading = new AbortController();
+  const stopCollecting = new AbortController();
+  const drainCollector = new AbortController();
+  let stoppedBy: NodeJS.Signals | null = null;
+  let unqueued: Unqueued | null = null;
+  // The batch's rows still queued come off the queue, or the next run of another batch (or any
+  // worker) would run them, and pay for them, with nobody collecting this one.
+  const unqueueRest = async () => {
+    const stoppedQueue = session.openPromptQueue();
+    unqueued = await unqueueBatch(stoppedQueue, session.store, batchId).catch(() => null); // Redis away: they stay queued
+    await stoppedQueue.close().catch(() => undefined);
+  };
+  const onInterrupt = (signal: NodeJS.Signals) => {
+    stoppedBy = signal;
+    say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''}. Finishing the rows in hand, then writing the outputs so far (a second Ctrl-C quits at once).`);
+    stopReading.abort();
+    // A close that fails is seen again where the run closes the worker for good.
+    void (worker?.close() ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => (worker ? unqueueRest() : undefined))
+      .then(() => drainCollector.abort());
+  };
+  const stopListening = listenForStop(onInterrupt, watched.hostStop);
+  lease?.lost.addEventListener('abort', () => {
+    say(`\nAnother process took over batch ${batchId} while Redis was unreachable; stopping here so only one writes its outputs.`);
+    stopReading.abort();
+    stopCollecting.abort();
+    void worker?.close().catch(() => undefined);
+  });
+  return {
+    stopReading: stopReading.signal,
+    stopCollecting: stopCollecting.signal,
+    drainCollector: drainCollector.signal,
+    abortCollecting: () => stopCollecting.abort(),
+    stoppedBy: () => stoppedBy,
+    unqueued: () => unqueued,
+    stopListening,
+  };
 }
 
 /**
