@@ -9,6 +9,7 @@ import type { CallRecord, RowEvent, RowResult } from '../output/records.ts';
 import { noModelMessage as noModelMessageForPlan } from '../routing/route-plan.ts';
 import { unlimitedCallSlot, type CallSlot } from './call-slots.ts';
 import type { RowGate } from './row-gate.ts';
+import type { BudgetHold } from '../limits/budget.ts';
 import { everyCall, type RoutePlan, type RowProgress } from './row-progress.ts';
 
 /** The row as the runner needs it (the prompt job's payload). */
@@ -114,55 +115,14 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     const estimatedTokens = plan.promptTokens + request.maxTokens;
     const onLimit = modelConfig.on_limit ?? config.limits.on_limit;
 
-    // A parked row holds a slot booked before it slept; a 429 meanwhile means booking again after the cooldown.
-    if (progress.reservedModel === model && (await gate.coolingDownMs(model)) > 0) progress.reservedModel = undefined;
-    if (progress.reservedModel === model) {
-      const untilSlot = progress.wakeAt - now();
-      if (untilSlot > WAKE_LEAD_MS + config.limits.inline_wait_ms) return { kind: 'park', waitMs: untilSlot - WAKE_LEAD_MS, progress };
-      if (untilSlot > 0) await deps.sleep(untilSlot);
-    }
-    if (progress.reservedModel !== model) {
-      const breaker = await gate.breaker(model);
-      if (!breaker.allowed) {
-        const why = breaker.lastError ? `last error: ${breaker.lastError}; ` : '';
-        fallBack(progress, `${model}: circuit open after repeated failures (${why}next probe in ${seconds(breaker.retryInMs)})`);
-        progress.circuitProbeAt = Math.min(progress.circuitProbeAt ?? Number.POSITIVE_INFINITY, now() + breaker.retryInMs);
-        continue;
-      }
-      const maxWait = onLimit === 'fallback' ? config.limits.max_wait_ms : Number.POSITIVE_INFINITY;
-      const capacity = await gate.reserveCapacity(model, estimatedTokens, maxWait);
-      if (!capacity.reserved) {
-        fallBack(progress, `${model}: rate limited (${capacity.limitedBy}) for ${seconds(capacity.waitMs)}, over limits.max_wait_ms`);
-        continue;
-      }
-      progress.slotAt = capacity.slotAt;
-      if (capacity.waitMs > config.limits.inline_wait_ms) {
-        progress.reservedModel = model;
-        progress.wakeAt = now() + capacity.waitMs;
-        return { kind: 'park', waitMs: Math.max(config.limits.inline_wait_ms, capacity.waitMs - WAKE_LEAD_MS), progress };
-      }
-      if (capacity.waitMs > 0) await deps.sleep(capacity.waitMs);
-    }
-    progress.reservedModel = undefined;
+    const slot = await takeSlot(model, estimatedTokens, onLimit, progress, deps);
+    if (slot === 'passed over') continue;
+    if (slot !== 'ready') return slot;
 
     const estimateNanos = callCostNanos(modelConfig.price, { input_tokens: plan.promptTokens, output_tokens: request.maxTokens }) ?? 0;
-    let budget = await gate.reserveBudget(estimateNanos);
-    // Calls in flight hold their estimates, priced at max_tokens; most cost a fraction of that. A row
-    // that fits once they settle waits for them instead of ending budget_exceeded with money left.
-    const inlineWaitMs = progress.waitingForBudget ? 0 : BUDGET_INLINE_WAIT_MS; // a parked row has had its turn
-    for (let waited = 0; !budget.ok && budget.heldByCallsInFlight && waited < inlineWaitMs; waited += BUDGET_RECHECK_MS) {
-      await deps.sleep(BUDGET_RECHECK_MS);
-      budget = await gate.reserveBudget(estimateNanos);
-    }
-    if (!budget.ok && budget.heldByCallsInFlight) {
-      progress.waitingForBudget = true;
-      return { kind: 'park', waitMs: BUDGET_PARK_MS, progress, ...(budget.waitNote !== undefined && { note: budget.waitNote }) };
-    }
-    progress.waitingForBudget = undefined;
-    if (!budget.ok) {
-      const error = new ModelCallError({ code: 'budget_exceeded', model, message: budget.message });
-      return finish(row, progress, model, null, error);
-    }
+    const budget = await holdBudget(estimateNanos, progress, deps);
+    if (budget.kind === 'park') return budget;
+    if (budget.kind === 'refused') return finish(row, progress, model, null, new ModelCallError({ code: 'budget_exceeded', model, message: budget.message }));
 
     progress.attempt++;
     let started = now();
@@ -178,26 +138,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     }
     const usage = answer?.usage ?? { input_tokens: 0, output_tokens: 0 };
     const actualNanos = callCostNanos(modelConfig.price, usage);
-    progress.calls.push({
-      batch_id: row.batchId,
-      row: row.row,
-      id: row.id,
-      model,
-      attempt: progress.attempt,
-      purpose: 'answer',
-      task_type: plan.taskType,
-      chain_position: progress.chainIndex,
-      status: answer ? 'succeeded' : 'failed',
-      http_status: answer?.httpStatus ?? error?.status ?? null,
-      input_tokens: usage.input_tokens,
-      output_tokens: usage.output_tokens,
-      cost_usd: actualNanos === null ? null : nanosToUsd(actualNanos),
-      latency_ms: now() - started - (answer?.countingMs ?? 0),
-      started_at: new Date(started).toISOString(),
-      ...(error ? { error_code: error.code } : {}),
-      ...(answer?.usageEstimated ? { usage_estimated: true as const } : {}),
-      ...(answer?.ttftMs != null ? { ttft_ms: answer.ttftMs } : {}),
-    });
+    progress.calls.push(answerCallRecord(row, progress, model, { answer, error, usage, actualNanos, started, ended: now() }));
     // A 429's retry-after, or a 200 saying the limit is used up: all workers hold off that long.
     const coolDownMs = error?.code === 'rate_limited' ? (error.retryAfterMs ?? null) : (answer?.limitExhaustedForMs ?? null);
     const circuit = await gate.settle({
@@ -214,25 +155,8 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     if (answer) return finish(row, progress, model, answer, null);
     // Its failure opened the model's circuit (or found it open): with breaker.max_wait_ms the row may wait for the probe.
     if (circuit === 'open') progress.circuitProbeAt = Math.min(progress.circuitProbeAt ?? Number.POSITIVE_INFINITY, now() + config.breaker.cooldown_ms);
-
-    const failure = error!;
-    progress.lastError = { code: failure.code, message: failure.message, status: failure.status };
-    if (failure.code === 'model_not_found' || failure.code === 'endpoint_not_found') {
-      fallBack(progress, `${model}: ${failure.code === 'model_not_found' ? 'not found at its provider' : "its provider's URL not found"} (404)`);
-      continue;
-    }
-    if (!failure.retryable) return finish(row, progress, model, null, failure);
-    if (progress.attempt >= config.retry.max_attempts) {
-      fallBack(progress, `${model}: ${failure.code} after ${progress.attempt} attempts`);
-      continue;
-    }
-    const delay = retryDelayMs(progress.attempt, config.retry, failure.retryAfterMs);
-    if (failure.code === 'rate_limited' && onLimit === 'fallback' && delay > config.limits.max_wait_ms) {
-      fallBack(progress, `${model}: rate limited for ${seconds(delay)}, over limits.max_wait_ms`);
-      continue;
-    }
-    if (delay > config.limits.inline_wait_ms) return { kind: 'park', waitMs: delay, progress };
-    await deps.sleep(delay);
+    const next = await retryOrFallBack(row, model, error!, onLimit, progress, deps);
+    if (next) return next;
   }
 
   const circuitWait = waitForCircuits(progress, config.breaker.max_wait_ms, now());
@@ -246,6 +170,125 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
         message: noModelMessage(plan, progress),
       });
   return finish(row, progress, plan.chain.at(-1) ?? plan.skipped[0]?.model ?? '', null, error);
+}
+
+/**
+ * The model's breaker and its shared rate limits: 'ready' once the call may start (after a short
+ * wait in the worker, if any), 'passed over' when the row fell back past the model (open circuit,
+ * or limited past limits.max_wait_ms), or a park step until a slot booked further away. A parked
+ * row comes back holding its slot, unless a 429 meanwhile cooled the model down.
+ */
+async function takeSlot(model: string, estimatedTokens: number, onLimit: 'wait' | 'fallback', progress: RowProgress, deps: RowRunnerDeps): Promise<'ready' | 'passed over' | RowStep> {
+  const { config, gate } = deps;
+  const now = deps.now ?? Date.now;
+  if (progress.reservedModel === model && (await gate.coolingDownMs(model)) > 0) progress.reservedModel = undefined;
+  if (progress.reservedModel === model) {
+    const untilSlot = progress.wakeAt - now();
+    if (untilSlot > WAKE_LEAD_MS + config.limits.inline_wait_ms) return { kind: 'park', waitMs: untilSlot - WAKE_LEAD_MS, progress };
+    if (untilSlot > 0) await deps.sleep(untilSlot);
+  } else {
+    const breaker = await gate.breaker(model);
+    if (!breaker.allowed) {
+      const why = breaker.lastError ? `last error: ${breaker.lastError}; ` : '';
+      fallBack(progress, `${model}: circuit open after repeated failures (${why}next probe in ${seconds(breaker.retryInMs)})`);
+      progress.circuitProbeAt = Math.min(progress.circuitProbeAt ?? Number.POSITIVE_INFINITY, now() + breaker.retryInMs);
+      return 'passed over';
+    }
+    const maxWait = onLimit === 'fallback' ? config.limits.max_wait_ms : Number.POSITIVE_INFINITY;
+    const capacity = await gate.reserveCapacity(model, estimatedTokens, maxWait);
+    if (!capacity.reserved) {
+      fallBack(progress, `${model}: rate limited (${capacity.limitedBy}) for ${seconds(capacity.waitMs)}, over limits.max_wait_ms`);
+      return 'passed over';
+    }
+    progress.slotAt = capacity.slotAt;
+    if (capacity.waitMs > config.limits.inline_wait_ms) {
+      progress.reservedModel = model;
+      progress.wakeAt = now() + capacity.waitMs;
+      return { kind: 'park', waitMs: Math.max(config.limits.inline_wait_ms, capacity.waitMs - WAKE_LEAD_MS), progress };
+    }
+    if (capacity.waitMs > 0) await deps.sleep(capacity.waitMs);
+  }
+  progress.reservedModel = undefined;
+  return 'ready';
+}
+
+type BudgetOutcome = { kind: 'held'; hold: BudgetHold | null } | { kind: 'refused'; message: string } | Extract<RowStep, { kind: 'park' }>;
+
+/**
+ * The call's estimate held against the budgets. Calls in flight hold their estimates, priced at
+ * max_tokens; most cost a fraction of that. A row that fits once they settle waits for them
+ * instead of ending budget_exceeded with money left: in the worker first, then parked.
+ */
+async function holdBudget(estimateNanos: number, progress: RowProgress, deps: RowRunnerDeps): Promise<BudgetOutcome> {
+  let budget = await deps.gate.reserveBudget(estimateNanos);
+  const inlineWaitMs = progress.waitingForBudget ? 0 : BUDGET_INLINE_WAIT_MS; // a parked row has had its turn
+  for (let waited = 0; !budget.ok && budget.heldByCallsInFlight && waited < inlineWaitMs; waited += BUDGET_RECHECK_MS) {
+    await deps.sleep(BUDGET_RECHECK_MS);
+    budget = await deps.gate.reserveBudget(estimateNanos);
+  }
+  if (!budget.ok && budget.heldByCallsInFlight) {
+    progress.waitingForBudget = true;
+    return { kind: 'park', waitMs: BUDGET_PARK_MS, progress, ...(budget.waitNote !== undefined && { note: budget.waitNote }) };
+  }
+  progress.waitingForBudget = undefined;
+  return budget.ok ? { kind: 'held', hold: budget.hold } : { kind: 'refused', message: budget.message };
+}
+
+/** The cost record of one answer call. */
+function answerCallRecord(
+  row: RowInput,
+  progress: RowProgress,
+  model: string,
+  call: { answer: ModelAnswer | null; error: ModelCallError | null; usage: ModelAnswer['usage']; actualNanos: number | null; started: number; ended: number },
+): CallRecord {
+  const { answer, error, usage } = call;
+  return {
+    batch_id: row.batchId,
+    row: row.row,
+    id: row.id,
+    model,
+    attempt: progress.attempt,
+    purpose: 'answer',
+    task_type: progress.plan?.taskType ?? '',
+    chain_position: progress.chainIndex,
+    status: answer ? 'succeeded' : 'failed',
+    http_status: answer?.httpStatus ?? error?.status ?? null,
+    input_tokens: usage.input_tokens,
+    output_tokens: usage.output_tokens,
+    cost_usd: call.actualNanos === null ? null : nanosToUsd(call.actualNanos),
+    latency_ms: call.ended - call.started - (answer?.countingMs ?? 0),
+    started_at: new Date(call.started).toISOString(),
+    ...(error ? { error_code: error.code } : {}),
+    ...(answer?.usageEstimated ? { usage_estimated: true as const } : {}),
+    ...(answer?.ttftMs != null ? { ttft_ms: answer.ttftMs } : {}),
+  };
+}
+
+/**
+ * After a failed call: the row's failed result (an error not worth retrying), a park step (a
+ * backoff longer than limits.inline_wait_ms), or null to go on with the loop, on the same model
+ * after a short backoff or on the next one (a 404, attempts used up, a rate limit past max_wait_ms).
+ */
+async function retryOrFallBack(row: RowInput, model: string, failure: ModelCallError, onLimit: 'wait' | 'fallback', progress: RowProgress, deps: RowRunnerDeps): Promise<RowStep | null> {
+  const { config } = deps;
+  progress.lastError = { code: failure.code, message: failure.message, status: failure.status };
+  if (failure.code === 'model_not_found' || failure.code === 'endpoint_not_found') {
+    fallBack(progress, `${model}: ${failure.code === 'model_not_found' ? 'not found at its provider' : "its provider's URL not found"} (404)`);
+    return null;
+  }
+  if (!failure.retryable) return finish(row, progress, model, null, failure);
+  if (progress.attempt >= config.retry.max_attempts) {
+    fallBack(progress, `${model}: ${failure.code} after ${progress.attempt} attempts`);
+    return null;
+  }
+  const delay = retryDelayMs(progress.attempt, config.retry, failure.retryAfterMs);
+  if (failure.code === 'rate_limited' && onLimit === 'fallback' && delay > config.limits.max_wait_ms) {
+    fallBack(progress, `${model}: rate limited for ${seconds(delay)}, over limits.max_wait_ms`);
+    return null;
+  }
+  if (delay > config.limits.inline_wait_ms) return { kind: 'park', waitMs: delay, progress };
+  await deps.sleep(delay);
+  return null;
 }
 
 /**
