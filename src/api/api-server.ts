@@ -8,7 +8,7 @@ import { ApiError } from './api-error.ts';
 import type { BatchService, InputFormat } from './batch-service.ts';
 import { batchPath, isOutputFileName, OUTPUT_FILES, type OutputFileName } from './batch-view.ts';
 import { bearerToken, mediaType, sendError, sendFile, sendJson } from './http-io.ts';
-import { saveJsonRows, saveUpload } from './upload.ts';
+import { saveJsonRows, saveUpload, uploadEncoding } from './upload.ts';
 
 /**
  * Switchyard's HTTP API: submit a CSV or JSONL batch, follow it, fetch its outputs.
@@ -111,9 +111,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       if (method === 'POST') {
         const query = parseQuery(url, submitQuery);
         const format = bodyFormat(req, query.format);
+        const encoding = uploadEncoding(req.headers['content-encoding']);
         const outcome = await service.submit({
           format: format === 'json' ? 'jsonl' : format,
-          saveInput: async (path) => void (await (format === 'json' ? saveJsonRows : saveUpload)(req, path, options.maxUploadBytes)),
+          saveInput: async (path) => void (await (format === 'json' ? saveJsonRows : saveUpload)(req, path, options.maxUploadBytes, encoding)),
           ...(query.batch_id !== undefined ? { batchId: query.batch_id } : {}),
           ...(query.model !== undefined ? { model: query.model } : {}),
           ...(query.route !== undefined ? { route: query.route } : {}),

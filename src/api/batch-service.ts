@@ -201,7 +201,10 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
           throw error instanceof UsageError ? new ApiError(500, 'output_folder_unusable', `the server ${error.message.replace(/ Give another folder with --out\.$/, ': its --out folder needs fixing')}`) : error;
         });
         const inputPath = join(outDir, `input.${submission.format}`);
-        await submission.saveInput(inputPath);
+        await submission.saveInput(inputPath).catch(async (error: unknown) => {
+          if (!existing) await rmdir(outDir).catch(() => undefined); // a refused upload leaves no empty folder
+          throw error;
+        });
         const said: string[] = [];
         const run = {
           file: inputPath,

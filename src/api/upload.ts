@@ -3,28 +3,63 @@ import { rename, rm, writeFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { ApiError } from './api-error.ts';
 
+/** The Content-Encodings an upload may come in (a large CSV or JSONL file compresses several times over). */
+const DECODERS: Record<string, () => Transform> = { gzip: createGunzip, 'x-gzip': createGunzip, deflate: createInflate, br: createBrotliDecompress };
+
 /**
- * Streams a request body to `path` (never holding it in memory), through a `.part` file renamed
- * once complete, so a cut-off upload never looks like a whole input file. Past `maxBytes` the
- * upload stops with a 413.
+ * The body's Content-Encoding (null: none), or a 415 naming the ones this server reads; checked
+ * before anything is saved, so a wrong one leaves no batch behind.
  */
-export async function saveUpload(body: Readable, path: string, maxBytes: number): Promise<number> {
+export function uploadEncoding(header: string | undefined): string | null {
+  const name = header?.trim().toLowerCase() || null;
+  if (name === null || name === 'identity') return null;
+  if (!(name in DECODERS)) throw new ApiError(415, 'unsupported_encoding', `Content-Encoding "${header}" is not one this server reads: send the file uncompressed, or compressed with gzip, deflate or br`);
+  return name;
+}
+
+/**
+ * The streams a body goes through to be the file as sent (its decoder, if compressed), and how to
+ * tell the decoder's failure (the body is not what its Content-Encoding says) from the others.
+ */
+function decoding(encoding: string | null): { streams: Transform[]; failure(error: unknown): ApiError | null } {
+  const create = encoding === null ? undefined : DECODERS[encoding];
+  if (!create) return { streams: [], failure: () => null };
+  const decoder = create();
+  let decoderError: unknown = null;
+  decoder.once('error', (error) => (decoderError = error));
+  return {
+    streams: [decoder],
+    failure: (error) =>
+      error !== null && error === decoderError ? new ApiError(400, 'invalid_encoding', `the body is not valid ${encoding} (${(error as Error).message}): compress the file again, or send it uncompressed`) : null,
+  };
+}
+
+/**
+ * Streams a request body to `path` (never holding it in memory; decompressed as it comes if it was
+ * sent compressed), through a `.part` file renamed once complete, so a cut-off upload never looks
+ * like a whole input file. Past `maxBytes` of file the upload stops with a 413.
+ */
+export async function saveUpload(body: Readable, path: string, maxBytes: number, encoding: string | null = null): Promise<number> {
   const partial = `${path}.part`;
+  const decoder = decoding(encoding);
   let bytes = 0;
   const limit = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       bytes += chunk.length;
-      if (bytes > maxBytes) return done(new ApiError(413, 'upload_too_large', `the file is larger than the server's limit of ${formatMegabytes(maxBytes)}: split it into several batches, or start the server with a higher --max-upload-mb`));
+      if (bytes > maxBytes) return done(new ApiError(413, 'upload_too_large', `the file is larger than the server's limit of ${formatMegabytes(maxBytes)}${encoding ? ' (uncompressed)' : ''}: split it into several batches, or start the server with a higher --max-upload-mb`));
       done(null, chunk);
     },
   });
   try {
-    await pipeline(body, limit, createWriteStream(partial));
+    await pipeline([body, ...decoder.streams, limit, createWriteStream(partial)]);
   } catch (error) {
     await rm(partial, { force: true });
     if (error instanceof ApiError) throw error;
+    const undecodable = decoder.failure(error);
+    if (undecodable) throw undecodable;
     throw new ApiError(400, 'upload_failed', `the upload broke off after ${bytes} bytes (${error instanceof Error ? error.message : String(error)}): send the file again`);
   }
   await rename(partial, path);
@@ -42,14 +77,23 @@ const JSON_BODY_MAX_BYTES = 64 * 1024 * 1024;
  * A JSON body, `[row, ...]` or `{"rows": [row, ...]}` (each row what a JSONL line holds), saved
  * as the JSONL file the readers take: row N is line N, in errors.jsonl too.
  */
-export async function saveJsonRows(body: Readable, path: string, maxBytes: number): Promise<number> {
+export async function saveJsonRows(body: Readable, path: string, maxBytes: number, encoding: string | null = null): Promise<number> {
   const limit = Math.min(maxBytes, JSON_BODY_MAX_BYTES);
   const chunks: Buffer[] = [];
   let bytes = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    bytes += chunk.length;
-    if (bytes > limit) throw new ApiError(413, 'upload_too_large', `a JSON body is read whole, and this one is larger than ${formatMegabytes(limit)}: send the rows as JSONL (Content-Type application/jsonl, one row per line), which is streamed`);
-    chunks.push(chunk);
+  const collect = async (source: AsyncIterable<Buffer>) => {
+    for await (const chunk of source) {
+      bytes += chunk.length;
+      if (bytes > limit) throw new ApiError(413, 'upload_too_large', `a JSON body is read whole, and this one is larger than ${formatMegabytes(limit)}${encoding ? ' (uncompressed)' : ''}: send the rows as JSONL (Content-Type application/jsonl, one row per line), which is streamed`);
+      chunks.push(chunk);
+    }
+  };
+  const decoder = decoding(encoding);
+  try {
+    const [decompress] = decoder.streams;
+    await (decompress ? pipeline(body, decompress, collect) : pipeline(body, collect));
+  } catch (error) {
+    throw decoder.failure(error) ?? error;
   }
   let parsed: unknown;
   try {

@@ -1,4 +1,5 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { usdToNanos } from '../../src/models/pricing.ts';
@@ -31,7 +32,7 @@ async function getJson<T>(url: string, init: RequestInit = {}): Promise<{ status
   return { status: response.status, body: (await response.json()) as T };
 }
 
-async function postFile(server: Server, query: string, body: string, contentType = 'text/csv', headers: Record<string, string> = {}) {
+async function postFile(server: Server, query: string, body: string | Uint8Array<ArrayBuffer>, contentType = 'text/csv', headers: Record<string, string> = {}) {
   return getJson<BatchView & { resumed: boolean; notes: string[] } & Partial<ErrorBody>>(`${server.url}/v1/batches${query}`, {
     method: 'POST',
     body,
@@ -142,6 +143,15 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     const notJson = await postFile(server, '', '{"rows": [', 'application/json');
     expect(notJson.status).toBe(400);
     expect(notJson.body.error).toMatchObject({ code: 'invalid_json', message: expect.stringContaining('{"rows": [...]}') });
+
+    // Compressed uploads, decompressed as they arrive: a gzipped CSV and brotli-compressed JSON rows.
+    const gzipped = await postFile(server, '?batch_id=api-gzip', new Uint8Array(gzipSync('id,prompt\ng1,first\ng2,second\n')), 'text/csv', { 'content-encoding': 'gzip' });
+    expect(gzipped.status).toBe(202);
+    expect((await waitUntilFinished(server, 'api-gzip')).rows).toMatchObject({ total: 2, succeeded: 2 });
+    expect(await readFile(join(dir, 'out', 'api-gzip', 'input.csv'), 'utf8')).toBe('id,prompt\ng1,first\ng2,second\n');
+    const brotli = await postFile(server, '?batch_id=api-br', new Uint8Array(brotliCompressSync(JSON.stringify([{ prompt: 'one' }]))), 'application/json', { 'content-encoding': 'br' });
+    expect(brotli.status).toBe(202);
+    expect((await waitUntilFinished(server, 'api-br')).rows).toMatchObject({ total: 1, succeeded: 1 });
   });
 
   it('refuses bad requests with a status, a code and a message that says what to do', async () => {
@@ -164,6 +174,13 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     await expect(readFile(join(out, 'no-prompt', 'input.csv'))).rejects.toThrow();
 
     expect(await error(postFile(server, '', ''))).toMatchObject({ status: 400, code: 'invalid_input', message: expect.stringContaining('empty') });
+    expect(await error(postFile(server, '?batch_id=zstd', 'prompt\nhi\n', 'text/csv', { 'content-encoding': 'zstd' }))).toMatchObject({ status: 415, code: 'unsupported_encoding', message: expect.stringContaining('gzip, deflate or br') });
+    expect(await error(postFile(server, '?batch_id=not-gzip', 'prompt\nhi\n', 'text/csv', { 'content-encoding': 'gzip' }))).toMatchObject({ status: 400, code: 'invalid_encoding', message: expect.stringContaining('not valid gzip') });
+    const truncated = new Uint8Array(gzipSync('prompt\n' + 'a question\n'.repeat(1000)).subarray(0, 40));
+    expect(await error(postFile(server, '?batch_id=cut-gzip', truncated, 'text/csv', { 'content-encoding': 'gzip' }))).toMatchObject({ status: 400, code: 'invalid_encoding' });
+    // Refused uploads leave nothing behind either.
+    expect((await getJson(`${server.url}/v1/batches/not-gzip`)).status).toBe(404);
+    expect(await readdir(out).catch(() => [])).toEqual([]);
     expect(await error(postFile(server, '', 'prompt\nhi\n', 'application/octet-stream'))).toMatchObject({ status: 415, message: expect.stringContaining('text/csv') });
     expect(await error(postFile(server, '?batchid=x', 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'unknown_parameter', message: expect.stringContaining('batch_id, model') });
     expect(await error(postFile(server, '?budget=lots', 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'invalid_parameter', message: 'query parameter "budget": expected a number of USD' });
