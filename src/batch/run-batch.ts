@@ -129,6 +129,7 @@ interface PreparedBatch {
   startedAt: Date;
 }
 
+/** What the stages of a run share. */
 interface RunContext {
   options: RunOptions;
   session: Session;
@@ -138,6 +139,11 @@ interface RunContext {
   lease: BatchLease | null;
 }
 
+/**
+ * `switchyard run` (and `demo`, and each batch posted to `serve`): one batch from its file to its
+ * outputs, or only queued with `--detach`. Says what it does through `say`; bad usage, config or
+ * input throws UsageError before anything is queued.
+ */
 export async function runBatch(options: RunOptions, logger: Logger, say: (line: string) => void, host?: RunHost): Promise<RunOutcome> {
   limitHeapGrowth();
   const batchId = options.resume ?? options.batchId ?? newBatchId();
