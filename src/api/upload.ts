@@ -60,10 +60,14 @@ export async function saveUpload(body: Readable, path: string, maxBytes: number,
     if (error instanceof ApiError) throw error;
     const undecodable = decoder.failure(error);
     if (undecodable) throw undecodable;
-    throw new ApiError(400, 'upload_failed', `the upload broke off after ${bytes} bytes (${error instanceof Error ? error.message : String(error)}): send the file again`);
+    throw brokenOff(bytes, error);
   }
   await rename(partial, path);
   return bytes;
+}
+
+function brokenOff(bytes: number, error: unknown): ApiError {
+  return new ApiError(400, 'upload_failed', `the upload broke off after ${bytes} bytes (${error instanceof Error ? error.message : String(error)}): send the file again`);
 }
 
 function formatMegabytes(bytes: number): string {
@@ -93,7 +97,8 @@ export async function saveJsonRows(body: Readable, path: string, maxBytes: numbe
     const [decompress] = decoder.streams;
     await (decompress ? pipeline(body, decompress, collect) : pipeline(body, collect));
   } catch (error) {
-    throw decoder.failure(error) ?? error;
+    if (error instanceof ApiError) throw error;
+    throw decoder.failure(error) ?? brokenOff(bytes, error);
   }
   let parsed: unknown;
   try {
