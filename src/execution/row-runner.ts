@@ -1,7 +1,7 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import type { ChatMessage } from '../input/row.ts';
 import { callModel, whyNotSendable, type ModelAnswer, type ModelRequest } from '../models/call-model.ts';
-import { ModelCallError } from '../models/model-error.ts';
+import { ModelCallError, withoutFinalStop } from '../models/model-error.ts';
 import { callCostNanos, nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import type { ProviderClient } from '../models/provider-clients.ts';
 import { retryDelayMs } from '../models/retry-policy.ts';
@@ -298,7 +298,7 @@ async function retryOrFallBack(row: RowInput, model: string, failure: ModelCallE
  */
 function chainFailedMessage(progress: RowProgress, lastMessage: string): string {
   const reasons = progress.fallbackReasons.map((reason) => (lastMessage ? reason.split(lastMessage).join('as above') : reason)).join('; ');
-  return `every model in the chain failed; the last call's error: ${lastMessage}. By model: ${reasons}`;
+  return `every model in the chain failed; the last call's error: ${withoutFinalStop(lastMessage)}. By model: ${reasons}`;
 }
 
 /**

@@ -89,7 +89,7 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
     const detail = error.message;
     const base = { model: ctx.model, status };
     if (status === 429) {
-      return new ModelCallError({ ...base, code: 'rate_limited', retryable: true, retryAfterMs: retryAfterFromHeaders(error.headers), message: `${where} is rate limited (429): ${detail}` });
+      return new ModelCallError({ ...base, code: 'rate_limited', retryable: true, retryAfterMs: retryAfterFromHeaders(error.headers), message: `${where} is rate limited (429): ${withoutFinalStop(detail)}; models.${ctx.model}.rpm and tpm, set to the provider's limits, pace every worker's calls below them` });
     }
     if (status === 401) {
       const keyHint = ctx.apiKeyEnv ? `check the key in $${ctx.apiKeyEnv}` : `set providers.${ctx.provider}.api_key_env to the variable holding its key`;
@@ -113,6 +113,11 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
   }
   const message = error instanceof Error ? error.message : String(error);
   return new ModelCallError({ code: 'unexpected_error', model: ctx.model, message: `${where}: ${message}` });
+}
+
+/** A provider's sentence without its full stop, for a message that goes on after it. */
+export function withoutFinalStop(text: string): string {
+  return text.replace(/\.+\s*$/, '');
 }
 
 /** What to do about the two connection failures that are nearly always the setup's, not the network's. */
