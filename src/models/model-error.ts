@@ -95,7 +95,10 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
       const keyHint = ctx.apiKeyEnv ? `check the key in $${ctx.apiKeyEnv}` : `set providers.${ctx.provider}.api_key_env to the variable holding its key`;
       return new ModelCallError({ ...base, code: 'unauthorized', message: `${where} rejected the API key (401): ${keyHint}` });
     }
-    if (status === 403) return new ModelCallError({ ...base, code: 'forbidden', message: `${where} refused access (403): ${detail}` });
+    if (status === 403) {
+      const key = ctx.apiKeyEnv ? `the key in $${ctx.apiKeyEnv}` : 'the key';
+      return new ModelCallError({ ...base, code: 'forbidden', message: `${where} refused access (403): ${withoutFinalStop(detail)}; check that ${key} may use this model (providers gate some models by account, plan or region)` });
+    }
     if (status === 404 && !isModelNotFound(error, ctx.upstream ?? ctx.model)) {
       // The URL, not the model: a base_url without its version path (…/v1) answers every call so.
       const url = `${ctx.baseUrl.replace(/\/$/, '')}/chat/completions`;

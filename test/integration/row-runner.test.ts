@@ -10,14 +10,14 @@ import { startSimulator, type Simulator } from '../../src/sim/server.ts';
 describe('advanceRow', () => {
   let sim: Simulator;
   beforeAll(async () => {
-    sim = await startSimulator({ models: { broken: { fail_status: 500 }, invalid: { fail_status: 400 }, missing: { fail_status: 404 } } });
+    sim = await startSimulator({ models: { broken: { fail_status: 500 }, invalid: { fail_status: 400 }, missing: { fail_status: 404 }, gated: { fail_status: 403 }, throttled: { fail_status: 429 } } });
   });
   afterAll(() => sim.close());
 
   const row: RowInput = { batchId: 'b', row: 1, id: 'r1', messages: [{ role: 'user', content: 'Hello' }], metadata: {} };
 
   function setup(chain: string[], gate: Partial<RowGate> = {}, extra: Record<string, unknown> = {}) {
-    const models = Object.fromEntries(['ok', 'broken', 'invalid', 'missing', 'limited'].map((m) => [m, { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 2 } }]));
+    const models = Object.fromEntries(['ok', 'broken', 'invalid', 'missing', 'limited', 'gated', 'throttled'].map((m) => [m, { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 2 } }]));
     const config = parseConfig({ providers: { sim: { base_url: sim.url } }, models, default_model: 'ok', retry: { max_attempts: 3, base_delay_ms: 1, max_delay_ms: 5 }, ...extra }, 'test');
     const plan: RoutePlan = { taskType: 'simple', routeReason: 'test', chain, skipped: [], promptTokens: 5, promptTokensCounted: false };
     const settled: string[] = [];
@@ -64,6 +64,19 @@ describe('advanceRow', () => {
     if (missingStep.kind !== 'finished') throw new Error('expected finished');
     expect(missingStep.event.result).toMatchObject({ status: 'succeeded', final_model: 'ok' });
     expect(missingStep.event.result.fallback_reason).toContain('not found');
+  });
+
+  it('says what to do about a 403 (not retried) and a 429 (here past limits.max_wait_ms)', async () => {
+    const gated = await advanceRow(row, freshProgress(), setup(['gated', 'ok']).deps);
+    if (gated.kind !== 'finished') throw new Error('expected finished');
+    expect(gated.event.result).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'forbidden', http_status: 403 } });
+    expect(gated.event.result.error?.message).toMatch(/refused access \(403\): .*; check that the key may use this model/);
+
+    // A retry-after past max_wait_ms ends the chain rather than parking the row.
+    const throttled = await advanceRow(row, freshProgress(), setup(['throttled'], {}, { limits: { on_limit: 'fallback', max_wait_ms: 0 } }).deps);
+    if (throttled.kind !== 'finished') throw new Error('expected finished');
+    expect(throttled.event.result).toMatchObject({ status: 'failed', error: { code: 'rate_limited', http_status: 429 } });
+    expect(throttled.event.result.error?.message).toMatch(/is rate limited \(429\): .*; models\.throttled\.rpm and tpm, set to the provider's limits, pace every worker's calls below them\. By model: throttled: rate limited for /);
   });
 
   it('parks the row until shortly before its slot, then sleeps the rest and calls without re-booking', async () => {
