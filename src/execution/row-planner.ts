@@ -1,6 +1,7 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import type { BudgetHold } from '../limits/budget.ts';
 import { callModel } from '../models/call-model.ts';
+import { ModelCallError } from '../models/model-error.ts';
 import { callCostNanos, nanosToUsd } from '../models/pricing.ts';
 import type { ProviderClient } from '../models/provider-clients.ts';
 import type { CallRecord } from '../output/records.ts';
@@ -76,25 +77,29 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
         health: verdict.answer ? 'success' : 'neutral',
         coolDownMs: null,
       });
-      calls.push({
-        batch_id: row.batchId,
-        row: row.row,
-        id: row.id,
-        model: llm.model,
-        attempt: 1,
-        purpose: 'classify',
-        task_type: null,
-        chain_position: null,
-        status: verdict.answer ? 'succeeded' : 'failed',
-        http_status: verdict.httpStatus,
-        input_tokens: usage.input_tokens,
-        output_tokens: usage.output_tokens,
-        cost_usd: nanos === null ? null : nanosToUsd(nanos),
-        latency_ms: verdict.latencyMs,
-        started_at: verdict.startedAt,
-        ...(verdict.error ? { error_code: 'classifier_failed' } : {}),
-        ...(verdict.answer?.usageEstimated ? { usage_estimated: true as const } : {}),
-      });
+      // A request that never went out (no key, or a key just rejected) is no call: no cost record.
+      const sent = !(verdict.error instanceof ModelCallError && !verdict.error.sent);
+      if (sent) {
+        calls.push({
+          batch_id: row.batchId,
+          row: row.row,
+          id: row.id,
+          model: llm.model,
+          attempt: 1,
+          purpose: 'classify',
+          task_type: null,
+          chain_position: null,
+          status: verdict.answer ? 'succeeded' : 'failed',
+          http_status: verdict.httpStatus,
+          input_tokens: usage.input_tokens,
+          output_tokens: usage.output_tokens,
+          cost_usd: nanos === null ? null : nanosToUsd(nanos),
+          latency_ms: verdict.latencyMs,
+          started_at: verdict.startedAt,
+          ...(verdict.error ? { error_code: 'classifier_failed' } : {}),
+          ...(verdict.answer?.usageEstimated ? { usage_estimated: true as const } : {}),
+        });
+      }
     }
     const plan = planRoute(
       { messages: row.messages, rowModel: row.model, abArm: row.abArm, pinnedModel, maxTokens: row.max_tokens ?? config.max_tokens, taskType, routeReason: reason },

@@ -136,6 +136,13 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     } catch (thrown) {
       error = thrown instanceof ModelCallError ? thrown : new ModelCallError({ code: 'unexpected_error', model, message: String(thrown) });
     }
+    if (error && !error.sent) {
+      // The key was rejected (by another row's call) while this one waited for its call slot:
+      // nothing went out, so no cost record and no attempt; its slot and budget hold are handed back.
+      progress.attempt--;
+      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null });
+      return finish(row, progress, model, null, error);
+    }
     const usage = answer?.usage ?? { input_tokens: 0, output_tokens: 0 };
     const actualNanos = callCostNanos(modelConfig.price, usage);
     progress.calls.push(answerCallRecord(row, progress, model, { answer, error, usage, actualNanos, started, ended: now() }));

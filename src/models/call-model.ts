@@ -61,12 +61,13 @@ export function whyNotSendable(provider: ProviderClient, model: string): ModelCa
     return new ModelCallError({
       code: 'missing_api_key',
       model,
+      sent: false,
       // Workers on several machines share a queue: name the one without the key.
       message: `provider "${provider.name}" needs an API key in $${provider.missingKeyEnv}, which is not set for the worker on ${hostname()} (pid ${process.pid}); every worker that takes this batch's rows needs it`,
     });
   }
   const rejected = provider.keyRejection.current();
-  return rejected ? new ModelCallError({ code: 'unauthorized', model, message: `not sent, the key was just rejected: ${rejected}` }) : null;
+  return rejected ? new ModelCallError({ code: 'unauthorized', model, sent: false, message: `not sent, the key was just rejected: ${rejected}` }) : null;
 }
 
 function isCompletionShaped(data: unknown): data is { choices: unknown[] } {

@@ -28,14 +28,17 @@ export class ModelCallError extends Error {
   readonly retryable: boolean;
   readonly retryAfterMs: number | null;
   readonly model: string;
+  /** False when the request never went out (no key, or a key just rejected): no call to record. */
+  readonly sent: boolean;
 
-  constructor(init: { code: ModelErrorCode; message: string; model: string; status?: number | null; retryable?: boolean; retryAfterMs?: number | null }) {
+  constructor(init: { code: ModelErrorCode; message: string; model: string; status?: number | null; retryable?: boolean; retryAfterMs?: number | null; sent?: boolean }) {
     super(init.message);
     this.code = init.code;
     this.model = init.model;
     this.status = init.status ?? null;
     this.retryable = init.retryable ?? false;
     this.retryAfterMs = init.retryAfterMs ?? null;
+    this.sent = init.sent ?? true;
   }
 }
 

@@ -79,6 +79,20 @@ describe('advanceRow', () => {
     expect(throttled.event.result.error?.message).toMatch(/is rate limited \(429\): .*; models\.throttled\.rpm and tpm, set to the provider's limits, pace every worker's calls below them\. By model: throttled: rate limited for /);
   });
 
+  it('records no call and no attempt when the key is rejected while the row waits for its call slot', async () => {
+    const { deps, settled } = setup(['ok']);
+    // Another row's call is answered 401 while this one waits for a slot: its request never goes out.
+    deps.callSlot = async (call) => {
+      deps.providers.get('sim')!.keyRejection.record('model "ok" rejected the API key (401)');
+      return call();
+    };
+    const step = await advanceRow(row, freshProgress(), deps);
+    if (step.kind !== 'finished') throw new Error('expected finished');
+    expect(step.event.calls).toEqual([]);
+    expect(step.event.result).toMatchObject({ status: 'failed', attempts: 0, error: { code: 'unauthorized', http_status: null, message: expect.stringMatching(/^not sent, the key was just rejected/) } });
+    expect(settled).toEqual(['ok:neutral']); // its rate-limit slot and budget hold handed back
+  });
+
   it('parks the row until shortly before its slot, then sleeps the rest and calls without re-booking', async () => {
     let reservations = 0;
     let clock = 1_000_000;
