@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
+import type { RowGate } from '../../src/execution/row-gate.ts';
+import { createRowPlanner } from '../../src/execution/row-planner.ts';
 import type { SwitchyardConfig } from '../../src/config/schema.ts';
 import { callModel, type ModelRequest } from '../../src/models/call-model.ts';
 import { callCostNanos, nanosToUsd } from '../../src/models/pricing.ts';
@@ -53,6 +55,24 @@ function classifierInput(text: string, maxTokens: number) {
 }
 
 describe('LLM classifier against the simulator', () => {
+  it('records no classify call for a request never sent (its key was just rejected): the rules decide', async () => {
+    const providers = createProviderClients(config);
+    providers.get('sim')!.keyRejection.record('model "classifier" rejected the API key (401)');
+    const settled: string[] = [];
+    const gate: RowGate = {
+      breaker: async () => ({ allowed: true, retryInMs: 0 }),
+      coolingDownMs: async () => 0,
+      reserveCapacity: async () => ({ reserved: true, waitMs: 0, slotAt: 0 }),
+      reserveBudget: async () => ({ ok: true, hold: null }),
+      settle: async (settlement) => void settled.push(`${settlement.model}:${settlement.health}`),
+    };
+    const planRow = createRowPlanner(config, providers, undefined, gate);
+    const planned = await planRow({ batchId: 'b', row: 1, id: 'r1', messages: [{ role: 'user', content: "What's the capital of France?" }], metadata: {} });
+    expect(planned.calls).toEqual([]);
+    expect(planned.plan.routeReason).toContain('llm call failed: not sent, the key was just rejected');
+    expect(settled).toEqual(['classifier:neutral']); // its slot and budget hold handed back
+  });
+
   it('falls back to the rules when the answer names no label, with usage and cost for the classify record', async () => {
     const { text, chars } = classificationInput([{ role: 'user', content: "What's the capital of France?" }]);
     const maxTokens = config.routing?.llm_classifier?.max_tokens ?? 0;
