@@ -21,19 +21,19 @@ export function uploadEncoding(header: string | undefined): string | null {
 }
 
 /**
- * The streams a body goes through to be the file as sent (its decoder, if compressed), and how to
- * tell the decoder's failure (the body is not what its Content-Encoding says) from the others.
+ * The stream that turns a body back into the file as sent (null: it came uncompressed), and how to
+ * tell its failure (the body is not what its Content-Encoding says) from the others.
  */
-function decoding(encoding: string | null): { streams: Transform[]; failure(error: unknown): ApiError | null } {
+function decoding(encoding: string | null): { stream: Transform | null; failure(error: unknown): ApiError | null } {
   const create = encoding === null ? undefined : DECODERS[encoding];
-  if (!create) return { streams: [], failure: () => null };
-  const decoder = create();
-  let decoderError: unknown = null;
-  decoder.once('error', (error) => (decoderError = error));
+  if (!create) return { stream: null, failure: () => null };
+  const stream = create();
+  let streamError: unknown = null;
+  stream.once('error', (error) => (streamError = error));
   return {
-    streams: [decoder],
+    stream,
     failure: (error) =>
-      error !== null && error === decoderError ? new ApiError(400, 'invalid_encoding', `the body is not valid ${encoding} (${(error as Error).message}): compress the file again, or send it uncompressed`) : null,
+      error !== null && error === streamError ? new ApiError(400, 'invalid_encoding', `the body is not valid ${encoding} (${(error as Error).message}): compress the file again, or send it uncompressed`) : null,
   };
 }
 
@@ -54,7 +54,7 @@ export async function saveUpload(body: Readable, path: string, maxBytes: number,
     },
   });
   try {
-    await pipeline([body, ...decoder.streams, limit, createWriteStream(partial)]);
+    await pipeline([body, ...(decoder.stream ? [decoder.stream] : []), limit, createWriteStream(partial)]);
   } catch (error) {
     await rm(partial, { force: true });
     if (error instanceof ApiError) throw error;
@@ -94,8 +94,7 @@ export async function saveJsonRows(body: Readable, path: string, maxBytes: numbe
   };
   const decoder = decoding(encoding);
   try {
-    const [decompress] = decoder.streams;
-    await (decompress ? pipeline(body, decompress, collect) : pipeline(body, collect));
+    await (decoder.stream ? pipeline(body, decoder.stream, collect) : pipeline(body, collect));
   } catch (error) {
     if (error instanceof ApiError) throw error;
     throw decoder.failure(error) ?? brokenOff(bytes, error);

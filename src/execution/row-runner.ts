@@ -124,7 +124,6 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     if (budget.kind === 'park') return budget;
     if (budget.kind === 'refused') return finish(row, progress, model, null, new ModelCallError({ code: 'budget_exceeded', model, message: budget.message }));
 
-    progress.attempt++;
     let started = now();
     let answer: ModelAnswer | null = null;
     let error: ModelCallError | null = null;
@@ -139,10 +138,10 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     if (error && !error.sent) {
       // The key was rejected (by another row's call) while this one waited for its call slot:
       // nothing went out, so no cost record and no attempt; its slot and budget hold are handed back.
-      progress.attempt--;
       await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null });
       return finish(row, progress, model, null, error);
     }
+    progress.attempt++;
     const usage = answer?.usage ?? { input_tokens: 0, output_tokens: 0 };
     const actualNanos = callCostNanos(modelConfig.price, usage);
     progress.calls.push(answerCallRecord(row, progress, model, { answer, error, usage, actualNanos, started, ended: now() }));

@@ -2,7 +2,6 @@ import { Queue } from 'bullmq';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
-import type { RowGate } from '../../src/execution/row-gate.ts';
 import { advanceRow, type RowRunnerDeps } from '../../src/execution/row-runner.ts';
 import { createProviderClients } from '../../src/models/provider-clients.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
@@ -11,6 +10,7 @@ import type { BatchContexts } from '../../src/queue/batch-context.ts';
 import { batchKeys, PROMPT_QUEUE, promptJobId } from '../../src/queue/keys.ts';
 import { startSimulator, type Simulator } from '../../src/sim/server.ts';
 import { startPromptWorker, type PromptWorkerHandle } from '../../workers/prompt-worker.ts';
+import { openRowGate } from '../helpers/open-row-gate.ts';
 import { cleanupPrefix, trackedConnections, uniquePrefix } from '../helpers/redis.ts';
 
 /** A prompt job that crashes after its model call (Redis trouble, a bug) keeps that call's cost record. */
@@ -37,15 +37,11 @@ describe('a prompt job that crashes after calling a model', () => {
   function batchesCrashingOnSettle(crashes: number): BatchContexts {
     const config = parseConfig({ providers: { sim: { base_url: sim.url } }, models: { ok: { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 2 } } }, default_model: 'ok' }, 'test');
     let settled = 0;
-    const gate: RowGate = {
-      breaker: async () => ({ allowed: true, retryInMs: 0 }),
-      coolingDownMs: async () => 0,
-      reserveCapacity: async () => ({ reserved: true, waitMs: 0, slotAt: 0 }),
-      reserveBudget: async () => ({ ok: true, hold: null }),
+    const { gate } = openRowGate({
       settle: async () => {
         if (++settled <= crashes) throw new Error('Connection is closed.');
       },
-    };
+    });
     const runner: RowRunnerDeps = {
       config,
       providers: createProviderClients(config),

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
-import type { RowGate } from '../../src/execution/row-gate.ts';
 import { createRowPlanner } from '../../src/execution/row-planner.ts';
 import type { SwitchyardConfig } from '../../src/config/schema.ts';
 import { callModel, type ModelRequest } from '../../src/models/call-model.ts';
@@ -10,6 +9,7 @@ import { DEFAULT_TASK_TYPE_DESCRIPTIONS } from '../../src/routing/default-task-t
 import { classifyWithLlm } from '../../src/routing/llm-classifier.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../../src/routing/rule-classifier.ts';
 import { startSimulator, type Simulator } from '../../src/sim/server.ts';
+import { openRowGate } from '../helpers/open-row-gate.ts';
 
 /**
  * The LLM classifier through the real `openai` SDK against the built-in simulator. The simulator
@@ -58,14 +58,7 @@ describe('LLM classifier against the simulator', () => {
   it('records no classify call for a request never sent (its key was just rejected): the rules decide', async () => {
     const providers = createProviderClients(config);
     providers.get('sim')!.keyRejection.record('model "classifier" rejected the API key (401)');
-    const settled: string[] = [];
-    const gate: RowGate = {
-      breaker: async () => ({ allowed: true, retryInMs: 0 }),
-      coolingDownMs: async () => 0,
-      reserveCapacity: async () => ({ reserved: true, waitMs: 0, slotAt: 0 }),
-      reserveBudget: async () => ({ ok: true, hold: null }),
-      settle: async (settlement) => void settled.push(`${settlement.model}:${settlement.health}`),
-    };
+    const { gate, settled } = openRowGate();
     const planRow = createRowPlanner(config, providers, undefined, gate);
     const planned = await planRow({ batchId: 'b', row: 1, id: 'r1', messages: [{ role: 'user', content: "What's the capital of France?" }], metadata: {} });
     expect(planned.calls).toEqual([]);

@@ -5,6 +5,7 @@ import { freshProgress, type RoutePlan } from '../../src/execution/row-progress.
 import { advanceRow, type RowInput, type RowRunnerDeps } from '../../src/execution/row-runner.ts';
 import { createProviderClients } from '../../src/models/provider-clients.ts';
 import { startSimulator, type Simulator } from '../../src/sim/server.ts';
+import { openRowGate } from '../helpers/open-row-gate.ts';
 
 /** The row runner's decisions, against the simulator over HTTP, with an in-memory gate. */
 describe('advanceRow', () => {
@@ -20,15 +21,7 @@ describe('advanceRow', () => {
     const models = Object.fromEntries(['ok', 'broken', 'invalid', 'missing', 'limited', 'gated', 'throttled'].map((m) => [m, { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 2 } }]));
     const config = parseConfig({ providers: { sim: { base_url: sim.url } }, models, default_model: 'ok', retry: { max_attempts: 3, base_delay_ms: 1, max_delay_ms: 5 }, ...extra }, 'test');
     const plan: RoutePlan = { taskType: 'simple', routeReason: 'test', chain, skipped: [], promptTokens: 5, promptTokensCounted: false };
-    const settled: string[] = [];
-    const fullGate: RowGate = {
-      breaker: async () => ({ allowed: true, retryInMs: 0 }),
-      coolingDownMs: async () => 0,
-      reserveCapacity: async () => ({ reserved: true, waitMs: 0, slotAt: 0 }),
-      reserveBudget: async () => ({ ok: true, hold: null }),
-      settle: async (s) => void settled.push(`${s.model}:${s.health}`),
-      ...gate,
-    };
+    const { gate: fullGate, settled } = openRowGate(gate);
     const deps: RowRunnerDeps = { config, providers: createProviderClients(config), gate: fullGate, plan: async () => ({ plan, calls: [] }), sleep: async () => undefined };
     return { deps, settled };
   }

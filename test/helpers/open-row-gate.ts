@@ -1,0 +1,19 @@
+import type { CallSettlement, RowGate } from '../../src/execution/row-gate.ts';
+
+/**
+ * A row gate that lets every call through at once (breaker closed, no limits, no budget), for
+ * tests of what happens around it; `overrides` replace its parts, and each settlement is kept in
+ * `settled` as "<model>:<health>".
+ */
+export function openRowGate(overrides: Partial<RowGate> = {}): { gate: RowGate; settled: string[] } {
+  const settled: string[] = [];
+  const gate: RowGate = {
+    breaker: async () => ({ allowed: true, retryInMs: 0 }),
+    coolingDownMs: async () => 0,
+    reserveCapacity: async () => ({ reserved: true, waitMs: 0, slotAt: 0 }),
+    reserveBudget: async () => ({ ok: true, hold: null }),
+    settle: async (settlement: CallSettlement) => void settled.push(`${settlement.model}:${settlement.health}`),
+    ...overrides,
+  };
+  return { gate, settled };
+}
