@@ -1,7 +1,7 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import type { ChatMessage } from '../input/row.ts';
 import { callModel, whyNotSendable, type ModelAnswer, type ModelRequest } from '../models/call-model.ts';
-import { ModelCallError, withoutFinalStop } from '../models/model-error.ts';
+import { asSentence, ModelCallError } from '../models/model-error.ts';
 import { callCostNanos, nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import type { ProviderClient } from '../models/provider-clients.ts';
 import { retryDelayMs } from '../models/retry-policy.ts';
@@ -304,7 +304,7 @@ async function retryOrFallBack(row: RowInput, model: string, failure: ModelCallE
  */
 function chainFailedMessage(progress: RowProgress, lastMessage: string): string {
   const reasons = progress.fallbackReasons.map((reason) => (lastMessage ? reason.split(lastMessage).join('as above') : reason)).join('; ');
-  return `every model in the chain failed; the last call's error: ${withoutFinalStop(lastMessage)}. By model: ${reasons}`;
+  return `every model in the chain failed; the last call's error: ${asSentence(lastMessage)} By model: ${reasons}`;
 }
 
 /**

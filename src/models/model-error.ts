@@ -89,7 +89,7 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
   }
   if (error instanceof APIError && typeof error.status === 'number') {
     const status = error.status;
-    const detail = error.message;
+    const detail = providerDetail(error, status);
     const base = { model: ctx.model, status };
     if (status === 429) {
       return new ModelCallError({ ...base, code: 'rate_limited', retryable: true, retryAfterMs: retryAfterFromHeaders(error.headers), message: `${where} is rate limited (429): ${withoutFinalStop(detail)}; models.${ctx.model}.rpm and tpm, set to the provider's limits, pace every worker's calls below them` });
@@ -121,9 +121,24 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
   return new ModelCallError({ code: 'unexpected_error', model: ctx.model, message: `${where}: ${message}` });
 }
 
+/**
+ * What the provider said, without the status the SDK puts in front of it ("500 The server had an
+ * error"), since each message names the status itself.
+ */
+function providerDetail(error: APIError, status: number): string {
+  const said = error.message.startsWith(`${status} `) ? error.message.slice(String(status).length + 1) : error.message;
+  return said === 'status code (no body)' ? 'no message' : said;
+}
+
 /** A provider's sentence without its full stop, for a message that goes on after it. */
-export function withoutFinalStop(text: string): string {
+function withoutFinalStop(text: string): string {
   return text.replace(/\.+\s*$/, '');
+}
+
+/** A provider's sentence ended once, whether it ended itself ("Sorry about that!") or not. */
+export function asSentence(text: string): string {
+  const trimmed = text.trimEnd();
+  return /[.!?]$/.test(trimmed) ? trimmed : `${trimmed}.`;
 }
 
 /** What to do about the two connection failures that are nearly always the setup's, not the network's. */

@@ -123,7 +123,7 @@ describe('advanceRow', () => {
     if (failed.kind !== 'finished') throw new Error('expected finished');
     expect(failed.event.result.error?.code).toBe('server_error');
     expect(failed.event.result.error?.message).toMatch(
-      /^every model in the chain failed; the last call's error: .+\. By model: broken: server_error after 3 attempts; limited: circuit open after repeated failures \(next probe in 30 s\)$/,
+      /^every model in the chain failed; the last call's error: model "broken" at \S+ failed with 500: The server had an error while processing your request\. Sorry about that! By model: broken: server_error after 3 attempts; limited: circuit open after repeated failures \(next probe in 30 s\)$/,
     );
 
     const closed = setup(['broken', 'limited'], { breaker: async () => ({ allowed: false, retryInMs: 30_000 }) });

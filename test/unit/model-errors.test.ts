@@ -1,7 +1,7 @@
 import { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
 import { describe, expect, it } from 'vitest';
 import { exhaustedLimitResetMs } from '../../src/models/call-model.ts';
-import { classifyModelError, retryAfterFromHeaders } from '../../src/models/model-error.ts';
+import { asSentence, classifyModelError, retryAfterFromHeaders } from '../../src/models/model-error.ts';
 import { retryDelayMs } from '../../src/models/retry-policy.ts';
 
 const ctx = { model: 'm', provider: 'p', baseUrl: 'http://x/v1', apiKeyEnv: 'P_KEY' };
@@ -35,9 +35,22 @@ describe('classifyModelError', () => {
     const wrongPath = classifyModelError(apiError(404, {}, { message: 'Invalid URL (POST /chat/completions)', code: null }), { ...ctx, baseUrl: 'https://api.openai.com/' });
     expect(wrongPath).toMatchObject({ code: 'endpoint_not_found', status: 404, retryable: false });
     expect(wrongPath.message).toBe(
-      'POST https://api.openai.com/chat/completions answered 404 (404 Invalid URL (POST /chat/completions)): the provider has no chat completions there; check providers.p.base_url (OpenAI-compatible APIs usually end in /v1)',
+      'POST https://api.openai.com/chat/completions answered 404 (Invalid URL (POST /chat/completions)): the provider has no chat completions there; check providers.p.base_url (OpenAI-compatible APIs usually end in /v1)',
     );
     expect(classifyModelError(APIError.generate(404, undefined, 'Not Found', new Headers()), ctx).code).toBe('endpoint_not_found');
+  });
+
+  it("says the status once, before the provider's own words", () => {
+    const serverError = APIError.generate(500, { error: { message: 'The server had an error while processing your request. Sorry about that!' } }, undefined, new Headers());
+    expect(classifyModelError(serverError, ctx).message).toBe('model "m" at http://x/v1 failed with 500: The server had an error while processing your request. Sorry about that!');
+    expect(classifyModelError(APIError.generate(502, undefined, undefined, new Headers()), ctx).message).toBe('model "m" at http://x/v1 failed with 502: no message');
+    expect(classifyModelError(apiError(400, {}, { message: 'max_tokens is too large' }), ctx).message).toBe('model "m" at http://x/v1 rejected the request (400): max_tokens is too large');
+  });
+
+  it("ends a provider's sentence once, for the chain's message that goes on after it", () => {
+    expect(asSentence('Sorry about that!')).toBe('Sorry about that!');
+    expect(asSentence('connect ECONNREFUSED 127.0.0.1:9')).toBe('connect ECONNREFUSED 127.0.0.1:9.');
+    expect(asSentence('try again in 2s. ')).toBe('try again in 2s.');
   });
 
   it('names the key variable on a 401', () => {
