@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { describeFileTrouble, describeRedisTrouble } from '../errors.ts';
 import { listenTrouble, urlHost } from '../listen-address.ts';
+import { issueText } from '../config/issue-text.ts';
 import { ApiError } from './api-error.ts';
 import type { BatchService, InputFormat } from './batch-service.ts';
 import { batchPath, isOutputFileName, OUTPUT_FILES, type OutputFileName } from './batch-view.ts';
@@ -78,7 +79,7 @@ function parseQuery<T extends z.ZodType>(url: URL, schema: T): z.infer<T> {
     const choices = allowed.length > 0 ? `; this request takes ${allowed.join(', ')}` : '; this request takes none';
     throw new ApiError(400, 'unknown_parameter', `unknown query parameter${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((key) => `"${key}"`).join(', ')}${choices}`);
   }
-  throw new ApiError(400, 'invalid_parameter', `query parameter "${issue?.path.join('.') ?? '?'}": ${issue?.message ?? 'invalid'}`);
+  throw new ApiError(400, 'invalid_parameter', `query parameter "${issue?.path.join('.') ?? '?'}": ${issue ? issueText(issue) : 'invalid'}`);
 }
 
 /** The body's format from ?format= or the Content-Type; neither is a 415 saying what to send. */

@@ -1,12 +1,42 @@
 import type { z } from 'zod';
 
+/** Zod's type names as a YAML or JSON file's author knows them. */
+const TYPE_NAMES: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  int: 'a whole number',
+  boolean: 'true or false',
+  object: 'an object (key: value fields)',
+  record: 'an object (key: value fields)',
+  array: 'a list',
+  null: 'null',
+};
+
+const named = (type: string): string => TYPE_NAMES[type] ?? type;
+
 /**
- * What a zod issue says, in the words a person fixing a file needs: a missing field is "missing"
- * rather than zod's "Invalid input: expected string, received undefined".
+ * What a zod issue says, in the words a person fixing a file needs: "missing (expected a number)"
+ * rather than zod's "Invalid input: expected number, received undefined", "must be 0 or more"
+ * rather than "Too small: expected number to be >=0". A message the schema wrote itself is kept.
  */
 export function issueText(issue: z.core.$ZodIssue): string {
   if (issue.code === 'unrecognized_keys') return `unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
-  const missing = /^Invalid input: expected (\w+), received undefined$/.exec(issue.message);
-  if (missing) return `missing (expected ${missing[1]})`;
+  if (issue.code === 'invalid_type' && issue.message.startsWith('Invalid input:')) {
+    const received = /received (\w+)$/.exec(issue.message)?.[1];
+    if (received === 'undefined') return `missing (expected ${named(issue.expected)})`;
+    return `expected ${named(issue.expected)}${received ? `, got ${named(received)}` : ''}`;
+  }
+  if (issue.code === 'too_small' && issue.message.startsWith('Too small:')) {
+    return boundText(issue.origin, issue.minimum, issue.inclusive, 'at least', 'more than', 'or more');
+  }
+  if (issue.code === 'too_big' && issue.message.startsWith('Too big:')) {
+    return boundText(issue.origin, issue.maximum, issue.inclusive, 'at most', 'less than', 'or less');
+  }
   return issue.message;
+}
+
+function boundText(origin: string, bound: number | bigint, inclusive: boolean | undefined, atBound: string, beyond: string, orBeyond: string): string {
+  if (origin === 'string') return bound === 1 && atBound === 'at least' ? 'must not be empty' : `must be ${atBound} ${bound} characters long`;
+  if (origin === 'array' || origin === 'set') return `must hold ${atBound} ${bound} item${bound === 1 ? '' : 's'}`;
+  return inclusive ? `must be ${bound} ${orBeyond}` : `must be ${beyond} ${bound}`;
 }

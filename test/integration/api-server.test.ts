@@ -184,6 +184,7 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(await error(postFile(server, '', 'prompt\nhi\n', 'application/octet-stream'))).toMatchObject({ status: 415, message: expect.stringContaining('text/csv') });
     expect(await error(postFile(server, '?batchid=x', 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'unknown_parameter', message: expect.stringContaining('batch_id, model') });
     expect(await error(postFile(server, '?budget=lots', 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'invalid_parameter', message: 'query parameter "budget": expected a number of USD' });
+    expect(await error(postFile(server, '?model=', 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'invalid_parameter', message: 'query parameter "model": must not be empty' });
     expect(await error(postFile(server, '?model=gpt-9', 'prompt\nhi\n'))).toMatchObject({ status: 400, message: expect.stringContaining('"gpt-9" is not in the config') });
     expect(await error(postFile(server, '?batch_id=a:b', 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'invalid_batch_id' });
     expect(await error(getJson(`${server.url}/v1/batches/nothing-here`))).toMatchObject({ status: 404, code: 'batch_not_found' });

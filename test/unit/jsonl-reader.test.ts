@@ -150,7 +150,7 @@ describe('OpenAI Batch request lines (openai-batch.jsonl)', () => {
           code: 'bad_field',
           message:
             'OpenAI Batch request line: url: only "/v1/chat/completions" requests are supported; ' +
-            'body.messages: missing (expected array)',
+            'body.messages: missing (expected a list)',
         },
       },
       {
@@ -237,10 +237,11 @@ describe('readJsonlRows details', () => {
     ]);
   });
 
-  it('reports a prompt that is not a string as bad_field', async () => {
-    const path = await file('num.jsonl', '{"prompt": 42}\n');
-    const [item] = await collect(readJsonlRows(path, rules));
-    expect(item?.value).toMatchObject({ code: 'bad_field', message: expect.stringMatching(/^prompt: .*; expected \{"prompt"/) });
+  it('reports a field of the wrong type as bad_field, in JSON words', async () => {
+    const path = await file('types.jsonl', '{"prompt": 42}\n{"prompt": "p", "metadata": "x"}\n');
+    const [prompt, metadata] = await collect(readJsonlRows(path, rules));
+    expect(prompt?.value).toMatchObject({ code: 'bad_field', message: `prompt: expected a string, got a number; ${EXPECTED}` });
+    expect(metadata?.value).toMatchObject({ code: 'bad_field', message: `metadata: expected an object (key: value fields), got a string; ${EXPECTED}` });
   });
 
   it('reports an empty prompt as missing_prompt', async () => {
