@@ -175,7 +175,7 @@ function describeAbort(error: unknown, path: string, lines: LineCounter): unknow
   // The parser counts the header as a record, so `parsed` records put the failure in data row `parsed`.
   const where = line !== null ? `at line ${line}` : `in data row ${parsed ?? 1}`;
   if (error.code === 'CSV_QUOTE_NOT_CLOSED') {
-    return new UsageError(`input file ${path}: the quoted field in the record ${where} is never closed (close it; a quote inside a quoted field is written twice, "")`);
+    return new UsageError(`input file ${path}: the quoted field ${where} is never closed (close it; a quote inside a quoted field is written twice, "")`);
   }
   if (error.code === 'CSV_MAX_RECORD_SIZE') {
     return new UsageError(

@@ -150,7 +150,7 @@ describe('readCsvRows line numbers and options', () => {
     const read = async (): Promise<void> => {
       for await (const item of readCsvRows(path, rules)) seen.push(item);
     };
-    await expect(read()).rejects.toThrow(new UsageError(`input file ${path}: the quoted field in the record at line 4 is never closed (close it; a quote inside a quoted field is written twice, "")`));
+    await expect(read()).rejects.toThrow(new UsageError(`input file ${path}: the quoted field at line 4 is never closed (close it; a quote inside a quoted field is written twice, "")`));
     expect(seen).toHaveLength(1);
   });
 
