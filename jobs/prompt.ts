@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { RowRunnerDeps, RowStep } from '../src/execution/row-runner.ts';
-import { everyCall, freshProgress, rowProgressSchema } from '../src/execution/row-progress.ts';
+import { everyCall, freshProgress, rowProgressSchema, type RowProgress } from '../src/execution/row-progress.ts';
 import { createRowFailureLog } from '../src/execution/row-failure-log.ts';
 import { chatMessageSchema } from '../src/input/row.ts';
 import { fingerprintDiffers } from '../src/input/row-fingerprint.ts';
@@ -62,6 +62,8 @@ export type FinishedRowKind = 'succeeded' | 'failed' | 'already-succeeded' | 'su
 export interface Delivery {
   jobId: string | undefined;
   redelivered: boolean;
+  /** Replaces the job's data in the queue, for a checkpoint mid-row. */
+  saveData?: (data: PromptJob) => Promise<void>;
 }
 
 /**
@@ -129,9 +131,16 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       deps.logger.error({ batch: job.batchId, row: job.row, job: delivery.jobId, err: error }, 'row failed unexpectedly');
       return { kind: 'crashed', error, data: everyCall(progress).length > callsBefore ? { ...job, progress } : null };
     };
+    const { saveData } = delivery;
+    const checkpoint = saveData
+      ? (saved: RowProgress) =>
+          saveData({ ...job, progress: saved }).catch((error: unknown) => {
+            deps.logger.debug({ batch: job.batchId, row: job.row, err: error }, 'could not save the row\'s progress; a worker killed now would redo its calls');
+          })
+      : undefined;
     let step: RowStep;
     try {
-      step = await ctx.advance(job, progress);
+      step = await ctx.advance(job, progress, checkpoint);
     } catch (error) {
       return crashed(error);
     }

@@ -52,7 +52,7 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
   const worker = new Worker(
     PROMPT_QUEUE,
     async (job: Job, token?: string) => {
-      const outcome = await processJob(job.data, { jobId: job.id, redelivered: job.stalledCounter > 0 || job.attemptsMade > 0 });
+      const outcome = await processJob(job.data, { jobId: job.id, redelivered: job.stalledCounter > 0 || job.attemptsMade > 0, saveData: (data) => job.updateData(data) });
       if (outcome.kind === 'park') {
         await job.updateData(outcome.data);
         await job.moveToDelayed(Date.now() + outcome.waitMs, token);

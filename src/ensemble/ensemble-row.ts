@@ -1,7 +1,7 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import type { ChatMessage } from '../input/row.ts';
 import { advanceRow, callTotals, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
-import { everyCall, freshProgress, type RoutePlan, type RowProgress } from '../execution/row-progress.ts';
+import { everyCall, freshProgress, type ProgressCheckpoint, type RoutePlan, type RowProgress } from '../execution/row-progress.ts';
 import type { RowFailure, RowResult } from '../output/records.ts';
 import { planRoute } from '../routing/route-plan.ts';
 import type { NamedEnsemble } from '../routing/row-target.ts';
@@ -41,10 +41,12 @@ function ensembleCallProgress(config: SwitchyardConfig, call: EnsembleCall): Row
  * Moves an ensemble row forward: every member answers (at the same time, each call behind its
  * model's breaker, rate limits, budget and retries, as any row's), then the synthesizer writes one
  * answer from theirs. A member that must wait parks the row; the members already done keep their
- * answers in its progress, so a woken row only runs what is left. Too few answers end the row
- * ensemble_failed without a synthesis call.
+ * answers in its progress, so a woken row only runs what is left. Once the members have answered,
+ * `checkpoint` saves them before the synthesis call: a worker killed during that call (the slowest
+ * of the row's, on the strongest model) leaves a row that only needs its synthesis again, with the
+ * members' calls on record. Too few answers end the row ensemble_failed without a synthesis call.
  */
-export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, deps: RowRunnerDeps, ensemble: NamedEnsemble): Promise<RowStep> {
+export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, deps: RowRunnerDeps, ensemble: NamedEnsemble, checkpoint?: ProgressCheckpoint): Promise<RowStep> {
   const { name, config } = ensemble;
   const maxTokens = row.max_tokens ?? deps.config.max_tokens;
   const state: EnsembleState = (progress.ensemble ??= {
@@ -79,6 +81,7 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
     });
   }
 
+  if (pending.length > 0) await checkpoint?.(progress);
   const messages = synthesisMessages(row.messages, answers, config.synthesis_prompt);
   state.synthesis ??= ensembleCallProgress(deps.config, { model: config.synthesizer, messages, maxTokens, reason: `ensemble "${name}" synthesis`, notTo: [] });
   const step = await advanceRow({ ...row, messages, model: config.synthesizer }, state.synthesis, deps);

@@ -3,8 +3,9 @@ import type { CallRecord } from '../output/records.ts';
 
 /**
  * How far a row has got, saved in its job's data whenever the job is parked (waiting for a rate
- * limit slot or a backoff), so the row resumes where it stopped: same route, same attempt count,
- * the calls already made (their cost records go out with the row's result).
+ * limit slot or a backoff), and by an ensemble row once its members have answered, so the row
+ * resumes where it stopped: same route, same attempt count, the calls already made (their cost
+ * records go out with the row's result).
  */
 export const routePlanSchema = z.object({
   taskType: z.string(),
@@ -64,6 +65,12 @@ export const rowProgressSchema = z.object({
 });
 export type RowProgress = z.infer<typeof rowProgressSchema>;
 export type EnsembleMemberProgress = z.infer<typeof ensembleMemberSchema>;
+
+/**
+ * Saves a row's progress in its job while the row goes on, so that a worker killed later (kill -9,
+ * out of memory) does not cost the work done so far again. Best effort: it never fails the row.
+ */
+export type ProgressCheckpoint = (progress: RowProgress) => Promise<void>;
 
 export function freshProgress(): RowProgress {
   return { chainIndex: 0, attempt: 0, calls: [], fallbackReasons: [], slotAt: 0, wakeAt: 0 };

@@ -3,7 +3,7 @@ import { createRedisRowGate } from '../execution/redis-row-gate.ts';
 import { unlimitedCallSlot, type CallSlot } from '../execution/call-slots.ts';
 import { createRowPlanner } from '../execution/row-planner.ts';
 import { advanceRow, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
-import type { RowProgress } from '../execution/row-progress.ts';
+import type { ProgressCheckpoint, RowProgress } from '../execution/row-progress.ts';
 import { advanceEnsembleRow } from '../ensemble/ensemble-row.ts';
 import type { AbArm } from '../routing/ab-split.ts';
 import { rowTarget } from '../routing/row-target.ts';
@@ -14,8 +14,11 @@ import type { BatchStore } from './batch-state.ts';
 export interface BatchContext {
   config: SwitchyardConfig;
   runner: RowRunnerDeps;
-  /** Moves a row forward: through an ensemble when the row, or the batch (--model), names one; else routed. */
-  advance(row: RowInput, progress: RowProgress): Promise<RowStep>;
+  /**
+   * Moves a row forward: through an ensemble when the row, or the batch (--model), names one; else
+   * routed. `checkpoint` saves the row's progress mid-row where work worth keeping is done.
+   */
+  advance(row: RowInput, progress: RowProgress, checkpoint?: ProgressCheckpoint): Promise<RowStep>;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -41,9 +44,9 @@ export function createBatchContexts(store: BatchStore, options: { callSlot?: Cal
     return {
       config,
       runner,
-      advance(row, progress) {
+      advance(row, progress, checkpoint) {
         const { abArm, ensemble } = rowTarget(row, config, abSplit, modelOverride);
-        if (ensemble) return advanceEnsembleRow(row, progress, runner, ensemble);
+        if (ensemble) return advanceEnsembleRow(row, progress, runner, ensemble, checkpoint);
         return advanceRow(abArm === undefined ? row : { ...row, abArm }, progress, runner);
       },
     };

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { usdToNanos } from '../../src/models/pricing.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report.ts';
-import { runCli } from '../helpers/cli.ts';
+import { runCli, spawnCli, waitFor } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
@@ -145,5 +145,35 @@ describe('ensembles: members answer, a synthesizer writes one answer from theirs
     expect(ran.code).toBe(2);
     expect(ran.stderr).toContain('ensembles.alpha: "alpha" is a model\'s name too: give the ensemble another one');
     expect(ran.stderr).toContain('ensembles.alpha.members.1: unknown model "gamma"');
+  });
+});
+
+describe('ensembles: a process killed during the synthesis', () => {
+  // The synthesizer takes 3 s, so the run can be killed while every row waits for its synthesis.
+  const h = useSimulatorAndRedis('ensemble-kill', { latency_ms: 5, models: { judge: { latency_ms: 3000 } } });
+
+  it('keeps the members\' answers and calls: the resume runs only the synthesis again', async () => {
+    const dir = await tempDir('ensemble-kill');
+    const config = await writeSimConfig(dir, h.sim.url, { ensembles: { council: { members: ['alpha', 'beta'], synthesizer: 'judge' } } }, MODELS);
+    const input = await writePromptsCsv(dir, 4);
+    const out = join(dir, 'out');
+    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'killed-council', '--model', 'council'], h.env());
+    await waitFor(async () => (h.sim.stats().models.judge?.requests ?? 0) === 4, 20_000);
+    first.kill('SIGKILL');
+    await first.done;
+
+    const resumed = await runCli(['run', '--resume', 'killed-council', '--config', config], h.env());
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+    const stats = h.sim.stats().models;
+    // Each member answered each row once; the synthesis cut off by the kill went out again.
+    expect([stats.alpha?.requests, stats.beta?.requests, stats.judge?.requests]).toEqual([4, 4, 8]);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => [r.row, r.status, r.ensemble?.members.map((m) => m.status)])).toEqual([1, 2, 3, 4].map((row) => [row, 'succeeded', ['succeeded', 'succeeded']]));
+    // The members' calls made by the killed process are on record, once each; the cut-off synthesis calls got none.
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    expect(calls.filter((c) => c.purpose === 'ensemble_member').map((c) => `${c.row}:${c.model}`).sort()).toEqual(['1:alpha', '1:beta', '2:alpha', '2:beta', '3:alpha', '3:beta', '4:alpha', '4:beta']);
+    expect(calls.filter((c) => c.purpose === 'synthesis')).toHaveLength(4);
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.totals.cost_usd).toBe(calls.reduce((sum, c) => sum + usdToNanos(c.cost_usd!), 0) / 1e9);
   });
 });
