@@ -58,8 +58,9 @@ describe('batch lease: one collector per batch', () => {
   });
 
   it.runIf(process.platform === 'linux')('takes over from a process killed but not yet reaped (a zombie)', async () => {
-    // The shell backgrounds a child that exits at once, then becomes a process that never reaps it.
-    const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    // The shell backgrounds a child, then becomes a process that never reaps it. The child exits a
+    // second later, after the exec: one that exited before it could be reaped by the shell itself.
+    const parent = spawn('sh', ['-c', 'sleep 1 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
     try {
       const [line] = (await once(parent.stdout, 'data')) as [Buffer];
       const pid = Number(line.toString().trim());
