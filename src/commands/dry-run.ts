@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { builtInConfig } from '../config/defaults.ts';
 import { loadConfigFile } from '../config/load.ts';
-import { answerableNames, type EnsembleConfig, type SwitchyardConfig } from '../config/schema.ts';
+import { answerableNames, type EnsembleConfig, type JudgeConfig, type SwitchyardConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
 import { readRows } from '../input/read-rows.ts';
 import { callCostNanos, formatUsd, nanosToUsd } from '../models/pricing.ts';
@@ -10,7 +10,9 @@ import { rowTarget } from '../routing/row-target.ts';
 import { planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { countMessageTokens } from '../routing/token-count.ts';
-import { countInvalidRow, type InvalidRowCounts } from '../input/row.ts';
+import { countInvalidRow, type InputRow, type InvalidRowCounts } from '../input/row.ts';
+import { judgeMessages } from '../judge/judge-prompt.ts';
+import { referenceAnswer } from '../judge/judge-row.ts';
 import { counted, formatCount } from '../output/report-markdown.ts';
 
 export interface DryRunOptions {
@@ -31,11 +33,14 @@ interface Tally {
 }
 
 const emptyTally = (): Tally => ({ rows: 0, inputTokens: 0, maxOutputTokens: 0, costNanos: 0, unpriced: 0 });
+/** What a call beside a row's answer (the judge's) adds to the totals: all but a row. */
+const CALL_FIELDS = ['inputTokens', 'maxOutputTokens', 'costNanos', 'unpriced'] as const;
 
 /**
  * `switchyard run --dry-run`: reads and routes every row (with the rules classifier: a dry run
  * calls no model), counts input tokens with the tokenizer, and prices each row on its first-choice
- * model with max_tokens as the output, an upper bound on what the batch can cost.
+ * model with max_tokens as the output (and its judge call, with a judge), an upper bound on what
+ * the batch can cost.
  */
 export async function runDryRun(options: DryRunOptions, say: (line: string) => void): Promise<number> {
   if (!options.file) throw new UsageError('--dry-run needs an input file');
@@ -68,11 +73,18 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     const { taskType, reason } = classifyByRules(text, rules, chars);
     const maxTokens = row.max_tokens ?? config.max_tokens;
     const { abArm, ensemble } = rowTarget(row, config, abSplit, pinned);
+    const judgeCall = (answerTokens: number) => {
+      if (!config.judge) return;
+      const judged = judgeCallTally(config, config.judge, row, answerTokens);
+      add(byModel, `${config.judge.model} (judge)`, judged);
+      for (const field of CALL_FIELDS) total[field] += judged[field];
+    };
     if (ensemble) {
       const rowTally = ensembleRowTally(config, ensemble.config, countMessageTokens(row.messages), maxTokens);
       add(byModel, `${ensemble.name} (ensemble)`, rowTally);
       add(byTask, 'ensemble', rowTally);
       for (const field of Object.keys(total) as (keyof Tally)[]) total[field] += rowTally[field];
+      judgeCall(Math.min(maxTokens, config.models[ensemble.config.synthesizer]?.max_output_tokens ?? maxTokens));
       continue;
     }
     const plan = planRoute({ messages: row.messages, rowModel: row.model, abArm, pinnedModel: pinned, maxTokens, taskType, routeReason: reason }, config, countMessageTokens);
@@ -85,6 +97,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     add(byModel, model, rowTally);
     add(byTask, plan.taskType, rowTally);
     for (const field of Object.keys(total) as (keyof Tally)[]) total[field] += rowTally[field];
+    judgeCall(rowTally.maxOutputTokens);
   }
 
   say(`Dry run of ${options.file}: no model was called.`);
@@ -98,7 +111,8 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   say('');
   printTable('Task type', byTask, say);
   say('');
-  say(`Estimated cost: at most ${formatUsd(nanosToUsd(total.costNanos))} (input tokens counted, output at max_tokens; retries and fallbacks not included)` + (total.unpriced > 0 ? `; ${total.unpriced} rows on unpriced models` : ''));
+  const judged = config.judge ? `; a ${config.judge.model} judge call per row included` : '';
+  say(`Estimated cost: at most ${formatUsd(nanosToUsd(total.costNanos))} (input tokens counted, output at max_tokens; retries and fallbacks not included${judged})` + (total.unpriced > 0 ? `; ${total.unpriced} rows on unpriced models` : ''));
   if (config.routing?.classifier === 'llm') say('Note: routing uses the rules here; the LLM classifier would add one cheap call per row.');
   return 0;
 }
@@ -118,6 +132,12 @@ function ensembleRowTally(config: SwitchyardConfig, ensemble: EnsembleConfig, pr
     costNanos: calls.reduce((sum, call) => sum + call.costNanos, 0),
     unpriced: calls.some((call) => call.unpriced > 0) ? 1 : 0,
   };
+}
+
+/** A judge's call at most: its instructions, the request, the reference and an answer of `answerTokens` read; its max_tokens written. */
+function judgeCallTally(config: SwitchyardConfig, judge: JudgeConfig, row: InputRow, answerTokens: number): Tally {
+  const instructions = countMessageTokens(judgeMessages({ request: row.messages, answer: '', reference: referenceAnswer(row, judge), criteria: judge.criteria }));
+  return callTally(config, judge.model, instructions + answerTokens, judge.max_tokens);
 }
 
 /** One call at most: the prompt read, max_tokens written (capped by the model's max_output_tokens), priced. */

@@ -136,6 +136,20 @@ export const ensembleSchema = z.strictObject({
   synthesis_prompt: z.string().min(1).optional(),
 });
 
+/**
+ * A judge: a model that scores every succeeded answer from 1 to 10, for offline evaluations and A/B
+ * comparisons (the report gives each model's and ensemble's mean score).
+ */
+export const judgeSchema = z.strictObject({
+  model: z.string().min(1),
+  /** What a good answer does for these prompts, added to the judge's instructions. */
+  criteria: z.string().min(1).optional(),
+  /** The input column (CSV) or field (JSONL, or a key of its metadata) holding a row's reference answer. */
+  reference_column: z.string().min(1).default('expected'),
+  /** For the judge's reply: a score and a sentence or two. */
+  max_tokens: positiveInt.default(200),
+});
+
 export const reportSchema = z.strictObject({
   /** The report compares the batch's cost with what every answer would have cost on this model. */
   baseline_model: z.string().min(1).optional(),
@@ -157,6 +171,7 @@ export const configSchema = z
     budget: budgetSchema.default({}),
     report: reportSchema.default({}),
     ensembles: z.record(z.string().min(1), ensembleSchema).default({}),
+    judge: judgeSchema.optional(),
   })
   .superRefine((config, ctx) => {
     for (const [name, model] of Object.entries(config.models)) {
@@ -178,6 +193,7 @@ export const configSchema = z
       ctx.addIssue({ code: 'custom', path: ['routing', 'llm_classifier'], message: 'classifier "llm" needs llm_classifier: { model: <a cheap model> }' });
     }
     if (config.report.baseline_model) checkModel(config.report.baseline_model, ['report', 'baseline_model']);
+    if (config.judge) checkModel(config.judge.model, ['judge', 'model']);
     for (const [name, ensemble] of Object.entries(config.ensembles)) {
       if (name in config.models) ctx.addIssue({ code: 'custom', path: ['ensembles', name], message: `"${name}" is a model's name too: give the ensemble another one` });
       ensemble.members.forEach((m, i) => checkModel(m, ['ensembles', name, 'members', i]));
@@ -214,3 +230,4 @@ export type LimitsConfig = z.infer<typeof limitsSchema>;
 export type BreakerConfig = z.infer<typeof breakerSchema>;
 export type BudgetConfig = z.infer<typeof budgetSchema>;
 export type EnsembleConfig = z.infer<typeof ensembleSchema>;
+export type JudgeConfig = z.infer<typeof judgeSchema>;

@@ -1,41 +1,14 @@
-import type { SwitchyardConfig } from '../config/schema.ts';
-import type { ChatMessage } from '../input/row.ts';
 import { advanceRow, callTotals, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
-import { everyCall, freshProgress, type ProgressCheckpoint, type RoutePlan, type RowProgress } from '../execution/row-progress.ts';
+import { pinnedCallProgress } from '../execution/pinned-call.ts';
+import { everyCall, type ProgressCheckpoint, type RowProgress } from '../execution/row-progress.ts';
 import type { RowFailure, RowResult } from '../output/records.ts';
-import { planRoute } from '../routing/route-plan.ts';
 import type { NamedEnsemble } from '../routing/row-target.ts';
-import { countMessageTokens } from '../routing/token-count.ts';
 import { synthesisMessages } from './synthesis-prompt.ts';
 
 type EnsembleState = NonNullable<RowProgress['ensemble']>;
 
 /** Member answers an ensemble needs before it synthesizes, unless it says otherwise. */
 const DEFAULT_MIN_ANSWERS = 2;
-
-interface EnsembleCall {
-  model: string;
-  messages: readonly ChatMessage[];
-  maxTokens: number;
-  reason: string;
-  /** Models this call must not fall back to: the ensemble's other members, whose answers it has. */
-  notTo: readonly string[];
-}
-
-/**
- * A member's or the synthesizer's progress, not routed by task type: its model, then that model's
- * own fallbacks, each kept only if its context window holds the prompt (the synthesis prompt
- * carries every member's answer, so it is the one most likely not to fit).
- */
-function ensembleCallProgress(config: SwitchyardConfig, call: EnsembleCall): RowProgress {
-  const routed = planRoute({ messages: call.messages, pinnedModel: call.model, maxTokens: call.maxTokens, taskType: '', routeReason: call.reason }, config, countMessageTokens);
-  const plan: RoutePlan = { ...routed, chain: [], skipped: [...routed.skipped] };
-  for (const model of routed.chain) {
-    if (model !== call.model && call.notTo.includes(model)) plan.skipped.push({ model, reason: 'another member of the ensemble' });
-    else plan.chain.push(model);
-  }
-  return { ...freshProgress(), plan };
-}
 
 /**
  * Moves an ensemble row forward: every member answers (at the same time, each call behind its
@@ -52,7 +25,7 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
   const state: EnsembleState = (progress.ensemble ??= {
     members: config.members.map((model) => ({
       model,
-      progress: ensembleCallProgress(deps.config, { model, messages: row.messages, maxTokens, reason: `ensemble "${name}" member`, notTo: config.members }),
+      progress: pinnedCallProgress(deps.config, { model, messages: row.messages, maxTokens, reason: `ensemble "${name}" member`, notTo: config.members }),
     })),
   });
 
@@ -83,7 +56,7 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
 
   if (pending.length > 0) await checkpoint?.(progress);
   const messages = synthesisMessages(row.messages, answers, config.synthesis_prompt);
-  state.synthesis ??= ensembleCallProgress(deps.config, { model: config.synthesizer, messages, maxTokens, reason: `ensemble "${name}" synthesis`, notTo: [] });
+  state.synthesis ??= pinnedCallProgress(deps.config, { model: config.synthesizer, messages, maxTokens, reason: `ensemble "${name}" synthesis`, notTo: [] });
   const step = await advanceRow({ ...row, messages, model: config.synthesizer }, state.synthesis, deps);
   if (step.kind === 'park') return { ...step, progress };
   return finishEnsemble(row, progress, ensemble, step.event.result, null);

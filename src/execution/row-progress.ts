@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { CallRecord } from '../output/records.ts';
+import type { CallRecord, RowResult } from '../output/records.ts';
 
 /**
  * How far a row has got, saved in its job's data whenever the job is parked (waiting for a rate
@@ -58,10 +58,14 @@ const ensembleMemberSchema = z.object({
     .optional(),
 });
 
+const rowResultSchema = z.custom<RowResult>((value) => typeof value === 'object' && value !== null && 'row' in value && 'status' in value);
+
 export const rowProgressSchema = z.object({
   ...progressFields,
   /** An ensemble row (src/ensemble/): its members' progress, then the synthesis call's. */
   ensemble: z.object({ members: z.array(ensembleMemberSchema), synthesis: z.object(progressFields).optional() }).optional(),
+  /** A judged row (src/judge/) once answered: the answer's result, and the judge call's progress. */
+  judging: z.object({ answer: rowResultSchema, progress: z.object(progressFields) }).optional(),
 });
 export type RowProgress = z.infer<typeof rowProgressSchema>;
 export type EnsembleMemberProgress = z.infer<typeof ensembleMemberSchema>;
@@ -77,15 +81,16 @@ export function freshProgress(): RowProgress {
 }
 
 /**
- * Every call the row has made: its own, then an ensemble's members' and synthesis' (marked so), so
- * each has its cost record whichever way the row ends, a crash included.
+ * Every call the row has made: its own, then an ensemble's members' and synthesis', then the
+ * judge's (marked so), so each has its cost record whichever way the row ends, a crash included.
  */
 export function everyCall(progress: RowProgress): CallRecord[] {
-  const ensemble = progress.ensemble;
-  if (!ensemble) return progress.calls;
+  const { ensemble, judging } = progress;
+  if (!ensemble && !judging) return progress.calls;
   return [
     ...progress.calls,
-    ...ensemble.members.flatMap((member) => member.progress.calls.map((call) => ({ ...call, purpose: 'ensemble_member' as const }))),
-    ...(ensemble.synthesis?.calls ?? []).map((call) => ({ ...call, purpose: 'synthesis' as const })),
+    ...(ensemble?.members ?? []).flatMap((member) => member.progress.calls.map((call) => ({ ...call, purpose: 'ensemble_member' as const }))),
+    ...(ensemble?.synthesis?.calls ?? []).map((call) => ({ ...call, purpose: 'synthesis' as const })),
+    ...(judging?.progress.calls ?? []).map((call) => ({ ...call, purpose: 'judge' as const })),
   ];
 }

@@ -12,8 +12,8 @@ export interface CallRecord {
   model: string;
   /** 1-based count of calls made for this row to this model. */
   attempt: number;
-  /** Why the call was made: the row's answer, labelling its task type, an ensemble member's answer, or the ensemble's synthesis. */
-  purpose: 'answer' | 'classify' | 'ensemble_member' | 'synthesis';
+  /** Why the call was made: the row's answer, labelling its task type, an ensemble member's answer, the ensemble's synthesis, or scoring the answer (judge). */
+  purpose: 'answer' | 'classify' | 'ensemble_member' | 'synthesis' | 'judge';
   /** The row's task type when known (null for the classifier call that decides it). */
   task_type: string | null;
   /** Position of `model` in the row's chain: 0 first choice, 1+ a fallback; null for classifier calls. */
@@ -65,7 +65,21 @@ export interface RowResult {
   request_id?: string | null;
   /** For a row answered by an ensemble: each member's answer (or why it has none); `output` is the synthesis. */
   ensemble?: EnsembleOutcome;
+  /** The judge's score of a succeeded answer (config `judge`); its call is not in the row's usage, cost or attempts. */
+  judge?: JudgeOutcome;
   completed_at: string;
+}
+
+export interface JudgeOutcome {
+  /** The judge model as configured, and the one that scored (it may be a fallback of it). */
+  model: string;
+  final_model: string | null;
+  /** 1 to 10; null when the judge's calls failed or its reply held no score (then `error` says why). */
+  score: number | null;
+  reason: string | null;
+  /** What the judge's calls cost (null when its model has no price). */
+  cost_usd: number | null;
+  error?: RowFailure;
 }
 
 export interface EnsembleOutcome {

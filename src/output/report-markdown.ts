@@ -84,7 +84,21 @@ function table(headers: string[], align: Array<'l' | 'r'>, rows: string[][]): st
   return [line(headers), rule, ...rows.map(line)];
 }
 
-function modelRow(name: string, m: ModelReport, withTtft: boolean): string[] {
+/** A mean judge score with how many rows it is over: "7.4 (120)"; a dash for none. */
+function formatScore(scores: { mean_score: number | null; judged_rows: number }): string {
+  return scores.mean_score === null ? '—' : `${scores.mean_score.toFixed(1)} (${count(scores.judged_rows)})`;
+}
+
+/** "296 rows scored by pro, mean 6.42; 4 not scored (server_error 3, no_score 1); 300 calls, $0.0123", or null without a judge. */
+function renderJudge(report: Report): string | null {
+  const judge = report.judge;
+  if (!judge) return null;
+  const mean = judge.mean_score === null ? '' : `, mean ${judge.mean_score.toFixed(2)} of 10`;
+  const unscored = judge.rows_unscored > 0 ? `; ${count(judge.rows_unscored)} not scored (${Object.entries(judge.unscored).map(([code, n]) => `${code} ${count(n)}`).join(', ')})` : '';
+  return `${counted(judge.rows_scored, 'row')} scored by ${judge.model}${mean}${unscored}; ${counted(report.extra_calls.judge_calls, 'call')} (${formatUsd(report.extra_calls.judge_cost_usd)})`;
+}
+
+function modelRow(name: string, m: ModelReport, withTtft: boolean, withScore: boolean): string[] {
   const row = [
     name,
     count(m.rows),
@@ -97,7 +111,9 @@ function modelRow(name: string, m: ModelReport, withTtft: boolean): string[] {
     formatLatency(m.latency_p50_ms),
     formatLatency(m.latency_p95_ms),
   ];
-  return withTtft ? [...row, formatLatency(m.ttft_p50_ms), formatLatency(m.ttft_p95_ms)] : row;
+  if (withTtft) row.push(formatLatency(m.ttft_p50_ms), formatLatency(m.ttft_p95_ms));
+  if (withScore) row.push(formatScore(m));
+  return row;
 }
 
 /** Whether any model streamed: only then does the report show time to first token. */
@@ -140,6 +156,8 @@ export function renderReportMarkdown(report: Report): string {
   if (extra.classifier_calls > 0) lines.push(`- Task classifier: ${count(extra.classifier_calls)} calls, ${formatUsd(extra.classifier_cost_usd)}`);
   const ensembleCalls = renderEnsembleCalls(extra);
   if (ensembleCalls) lines.push(`- Ensembles: ${ensembleCalls}`);
+  const judge = renderJudge(report);
+  if (judge) lines.push(`- Judge: ${judge}`);
   const cutOff = renderCutOff(report);
   if (cutOff) lines.push(`- Cut off: ${cutOff}`);
 
@@ -148,28 +166,31 @@ export function renderReportMarkdown(report: Report): string {
   if (models.length === 0) lines.push('No model was called.');
   else {
     const withTtft = anyTtft(models);
+    const withScore = report.judge != null;
     lines.push(
       ...table(
-        ['Model', 'Rows', 'OK', 'Failed', 'Calls', 'Tokens in', 'Tokens out', 'Cost', 'p50', 'p95', ...(withTtft ? ['TTFT p50', 'TTFT p95'] : [])],
-        ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', ...(withTtft ? (['r', 'r'] as const) : [])],
-        models.map(([name, m]) => modelRow(name, m, withTtft)),
+        ['Model', 'Rows', 'OK', 'Failed', 'Calls', 'Tokens in', 'Tokens out', 'Cost', 'p50', 'p95', ...(withTtft ? ['TTFT p50', 'TTFT p95'] : []), ...(withScore ? ['Score (rows)'] : [])],
+        ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', ...(withTtft ? (['r', 'r'] as const) : []), ...(withScore ? (['r'] as const) : [])],
+        models.map(([name, m]) => modelRow(name, m, withTtft, withScore)),
       ),
       '',
       'Rows are counted under the model that gave their final result; calls, tokens, cost and latency (of succeeded calls) under the model called.' +
-        (withTtft ? ' TTFT: time to the first token of streamed calls (models.<name>.stream).' : ''),
+        (withTtft ? ' TTFT: time to the first token of streamed calls (models.<name>.stream).' : '') +
+        (withScore ? " Score: the judge's mean score (1 to 10) of the model's answers, and how many it scored." : ''),
     );
   }
 
   const ensembles = Object.entries(report.ensembles ?? {});
   if (ensembles.length > 0) {
+    const withScore = report.judge != null;
     lines.push(
       '',
       '## Ensembles',
       '',
       ...table(
-        ['Ensemble', 'Rows', 'OK', 'Failed', 'Cost', 'p50', 'p95'],
-        ['l', 'r', 'r', 'r', 'r', 'r', 'r'],
-        ensembles.map(([name, e]) => [name, count(e.rows), count(e.succeeded), count(e.failed), formatUsd(e.cost_usd), formatLatency(e.latency_p50_ms), formatLatency(e.latency_p95_ms)]),
+        ['Ensemble', 'Rows', 'OK', 'Failed', 'Cost', 'p50', 'p95', ...(withScore ? ['Score (rows)'] : [])],
+        ['l', 'r', 'r', 'r', 'r', 'r', 'r', ...(withScore ? (['r'] as const) : [])],
+        ensembles.map(([name, e]) => [name, count(e.rows), count(e.succeeded), count(e.failed), formatUsd(e.cost_usd), formatLatency(e.latency_p50_ms), formatLatency(e.latency_p95_ms), ...(withScore ? [formatScore(e)] : [])]),
       ),
       '',
       "A row's cost and latency cover its members and its synthesis (the slowest member, then the synthesis); its calls are also under each model above.",
@@ -295,6 +316,8 @@ export function renderSummaryLines(report: Report): string[] {
   }
   const ensembleCalls = renderEnsembleCalls(report.extra_calls);
   if (ensembleCalls) pairs.push(['Ensemble', ensembleCalls]);
+  const judge = renderJudge(report);
+  if (judge) pairs.push(['Judge', judge]);
   const estimated = renderEstimatedUsage(totals);
   if (estimated) pairs.push(['Usage', estimated]);
   const cutOff = renderCutOff(report);
@@ -304,14 +327,18 @@ export function renderSummaryLines(report: Report): string[] {
   const labelWidth = Math.max(...pairs.map(([label]) => label.length)) + 2;
   const lines = pairs.map(([label, value]) => `${label.padEnd(labelWidth)}${value}`);
 
-  const models = Object.entries(report.models).map(([name, m]) => [
+  const modelEntries = Object.entries(report.models);
+  // A streamed model has a first-token figure; with scores after it, the others keep its place empty.
+  const ttftPlace = report.judge != null && anyTtft(modelEntries);
+  const models = modelEntries.map(([name, m]) => [
     name,
     counted(m.rows, 'row'),
     counted(m.calls, 'call'),
     formatCost(m.cost_usd, m.unpriced_calls, m.calls),
     `p50 ${formatLatency(m.latency_p50_ms)}`,
     `p95 ${formatLatency(m.latency_p95_ms)}`,
-    ...(m.ttft_p50_ms != null ? [`first token p50 ${formatLatency(m.ttft_p50_ms)}`] : []),
+    ...(m.ttft_p50_ms != null ? [`first token p50 ${formatLatency(m.ttft_p50_ms)}`] : ttftPlace ? [''] : []),
+    ...(m.mean_score != null ? [`score ${m.mean_score.toFixed(1)}`] : []),
   ]);
   lines.push(...alignedBlock('Models', models));
   const ensembleRows = Object.entries(report.ensembles ?? {}).map(([name, e]) => [
@@ -321,6 +348,7 @@ export function renderSummaryLines(report: Report): string[] {
     formatUsd(e.cost_usd),
     `p50 ${formatLatency(e.latency_p50_ms)}`,
     `p95 ${formatLatency(e.latency_p95_ms)}`,
+    ...(e.mean_score != null ? [`score ${e.mean_score.toFixed(1)}`] : []),
   ]);
   lines.push(...alignedBlock('Ensembles (members and synthesis together)', ensembleRows));
   return lines;
@@ -331,5 +359,5 @@ function alignedBlock(title: string, rows: string[][]): string[] {
   if (rows.length === 0) return [];
   // Rows may differ in length (a model that streamed has one figure more).
   const widths = Array.from({ length: Math.max(...rows.map((row) => row.length)) }, (_, i) => Math.max(...rows.map((row) => row[i]?.length ?? 0)));
-  return [title, ...rows.map((row) => `  ${row.map((text, i) => (i === 0 ? text.padEnd(widths[i]!) : text.padStart(widths[i]!))).join('  ')}`)];
+  return [title, ...rows.map((row) => `  ${row.map((text, i) => (i === 0 ? text.padEnd(widths[i]!) : text.padStart(widths[i]!))).join('  ')}`.trimEnd())];
 }

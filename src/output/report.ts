@@ -54,6 +54,9 @@ export interface ModelReport {
   /** Time to first token of this model's streamed calls (models.<name>.stream); null when none streamed. */
   ttft_p50_ms: number | null;
   ttft_p95_ms: number | null;
+  /** Rows of this model's answers the judge scored (config `judge`), and their mean score; null when none. */
+  judged_rows: number;
+  mean_score: number | null;
 }
 
 export interface TaskTypeReport {
@@ -74,6 +77,20 @@ export interface EnsembleReport {
   /** Row latency: the slowest member, then the synthesis. */
   latency_p50_ms: number | null;
   latency_p95_ms: number | null;
+  /** Its rows the judge scored, and their mean score; null when none. */
+  judged_rows: number;
+  mean_score: number | null;
+}
+
+/** The judge's work (config `judge`): rows scored, rows it could not score and why. */
+export interface JudgeReport {
+  model: string;
+  rows_scored: number;
+  mean_score: number | null;
+  /** Succeeded rows the judge gave no score: its calls failed, or its reply held none. */
+  rows_unscored: number;
+  /** Those rows by reason code, most frequent first. */
+  unscored: Record<string, number>;
 }
 
 /** Calls that were not a row's first try on its first-choice model, and what they cost. */
@@ -94,6 +111,9 @@ export interface ExtraCallsReport {
   ensemble_member_cost_usd: number;
   synthesis_calls: number;
   synthesis_cost_usd: number;
+  /** Calls that scored answers (config `judge`); each also under its model. */
+  judge_calls: number;
+  judge_cost_usd: number;
 }
 
 export interface BaselineReport {
@@ -135,6 +155,8 @@ export interface Report {
   /** Per ensemble, its rows as a whole (members and synthesis), to set beside a model's in an A/B split. */
   ensembles: Record<string, EnsembleReport>;
   extra_calls: ExtraCallsReport;
+  /** Present when rows were judged (config `judge`). */
+  judge: JudgeReport | null;
   /** Present when report.baseline_model is configured with a price. */
   baseline: BaselineReport | null;
 }
@@ -158,6 +180,13 @@ interface ModelTally {
   latency: LatencyHistogram;
   /** Made at the model's first streamed call. */
   ttft: LatencyHistogram | null;
+  scores: ScoreTally;
+}
+
+/** Judge scores: how many, and their sum for the mean. */
+interface ScoreTally {
+  count: number;
+  sum: number;
 }
 
 /** What a report is about, beside the figures: the batch and its time span. */
@@ -188,12 +217,13 @@ export class ReportTally {
   readonly #baseline: ReportBaseline | undefined;
   readonly #models = new Map<string, ModelTally>();
   readonly #taskTypes = new Map<string, TaskTally>();
-  readonly #ensembles = new Map<string, { rows: number; succeeded: number; costNanos: number; latency: LatencyHistogram }>();
+  readonly #ensembles = new Map<string, { rows: number; succeeded: number; costNanos: number; latency: LatencyHistogram; scores: ScoreTally }>();
+  #judge: { model: string; scores: ScoreTally; unscored: Map<string, number> } | null = null;
   readonly #rowErrors = new Map<string, number>();
   readonly #errorExamples = new Map<string, string>();
   readonly #callErrors = new Map<string, number>();
   readonly #cutOff = new Map<string, number>();
-  readonly #extra = { retryCalls: 0, retryNanos: 0, fallbackCalls: 0, fallbackNanos: 0, classifierCalls: 0, classifierNanos: 0, memberCalls: 0, memberNanos: 0, synthesisCalls: 0, synthesisNanos: 0 };
+  readonly #extra = { retryCalls: 0, retryNanos: 0, fallbackCalls: 0, fallbackNanos: 0, classifierCalls: 0, classifierNanos: 0, memberCalls: 0, memberNanos: 0, synthesisCalls: 0, synthesisNanos: 0, judgeCalls: 0, judgeNanos: 0 };
   readonly #runStartedAt: number;
   #rows = 0;
   #rowsThisRun = 0;
@@ -211,7 +241,7 @@ export class ReportTally {
   #model(model: string): ModelTally {
     let entry = this.#models.get(model);
     if (!entry) {
-      entry = { rows: 0, succeeded: 0, failed: 0, calls: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costNanos: 0, unpricedCalls: 0, latency: new LatencyHistogram(), ttft: null };
+      entry = { rows: 0, succeeded: 0, failed: 0, calls: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costNanos: 0, unpricedCalls: 0, latency: new LatencyHistogram(), ttft: null, scores: { count: 0, sum: 0 } };
       this.#models.set(model, entry);
     }
     return entry;
@@ -236,6 +266,7 @@ export class ReportTally {
     entry.rows += 1;
     task.rows += 1;
     if (result.ensemble) this.#addEnsembleRow(result.ensemble.name, result);
+    if (result.judge) this.#addJudged(result.judge, entry.scores, result.ensemble ? this.#ensembles.get(result.ensemble.name)?.scores : undefined);
     if (result.status === 'succeeded') {
       this.#succeeded += 1;
       entry.succeeded += 1;
@@ -252,10 +283,23 @@ export class ReportTally {
     }
   }
 
+  #addJudged(judged: NonNullable<RowResult['judge']>, ...scoreTallies: Array<ScoreTally | undefined>): void {
+    const judge = (this.#judge ??= { model: judged.model, scores: { count: 0, sum: 0 }, unscored: new Map() });
+    if (judged.score === null) {
+      increment(judge.unscored, judged.error?.code ?? 'unknown');
+      return;
+    }
+    for (const tally of [judge.scores, ...scoreTallies]) {
+      if (!tally) continue;
+      tally.count += 1;
+      tally.sum += judged.score;
+    }
+  }
+
   #addEnsembleRow(name: string, result: RowResult): void {
     let tally = this.#ensembles.get(name);
     if (!tally) {
-      tally = { rows: 0, succeeded: 0, costNanos: 0, latency: new LatencyHistogram() };
+      tally = { rows: 0, succeeded: 0, costNanos: 0, latency: new LatencyHistogram(), scores: { count: 0, sum: 0 } };
       this.#ensembles.set(name, tally);
     }
     tally.rows += 1;
@@ -281,6 +325,9 @@ export class ReportTally {
     if (call.purpose === 'classify') {
       extra.classifierCalls += 1;
       extra.classifierNanos += nanos ?? 0;
+    } else if (call.purpose === 'judge') {
+      extra.judgeCalls += 1;
+      extra.judgeNanos += nanos ?? 0;
     } else {
       if (call.purpose === 'ensemble_member') {
         extra.memberCalls += 1;
@@ -348,6 +395,8 @@ export class ReportTally {
         latency_p95_ms: roundTenth(entry.latency.quantile(0.95)),
         ttft_p50_ms: entry.ttft ? roundTenth(entry.ttft.quantile(0.5)) : null,
         ttft_p95_ms: entry.ttft ? roundTenth(entry.ttft.quantile(0.95)) : null,
+        judged_rows: entry.scores.count,
+        mean_score: meanScore(entry.scores),
       }]);
     }
 
@@ -395,7 +444,7 @@ export class ReportTally {
       ensembles: Object.fromEntries(
         [...this.#ensembles.entries()]
           .sort(([a, x], [b, y]) => y.rows - x.rows || byCodePoint(a, b))
-          .map(([name, e]) => [name, { rows: e.rows, succeeded: e.succeeded, failed: e.rows - e.succeeded, cost_usd: nanosToUsd(e.costNanos), latency_p50_ms: roundTenth(e.latency.quantile(0.5)), latency_p95_ms: roundTenth(e.latency.quantile(0.95)) }]),
+          .map(([name, e]) => [name, { rows: e.rows, succeeded: e.succeeded, failed: e.rows - e.succeeded, cost_usd: nanosToUsd(e.costNanos), latency_p50_ms: roundTenth(e.latency.quantile(0.5)), latency_p95_ms: roundTenth(e.latency.quantile(0.95)), judged_rows: e.scores.count, mean_score: meanScore(e.scores) }]),
       ),
       extra_calls: {
         retry_calls: extra.retryCalls,
@@ -409,7 +458,18 @@ export class ReportTally {
         ensemble_member_cost_usd: nanosToUsd(extra.memberNanos),
         synthesis_calls: extra.synthesisCalls,
         synthesis_cost_usd: nanosToUsd(extra.synthesisNanos),
+        judge_calls: extra.judgeCalls,
+        judge_cost_usd: nanosToUsd(extra.judgeNanos),
       },
+      judge: this.#judge
+        ? {
+            model: this.#judge.model,
+            rows_scored: this.#judge.scores.count,
+            mean_score: meanScore(this.#judge.scores),
+            rows_unscored: [...this.#judge.unscored.values()].reduce((sum, n) => sum + n, 0),
+            unscored: byCountDescending(this.#judge.unscored),
+          }
+        : null,
       baseline: this.#baseline
         ? {
             model: this.#baseline.model,
@@ -435,6 +495,11 @@ function byCountDescending(counts: Map<string, number>): Record<string, number> 
 /** Plain string order (no locale collation, which would load ICU for a tie-break). */
 function byCodePoint(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** A mean score to two decimals (scores are whole numbers, 1 to 10); null for none. */
+function meanScore(scores: ScoreTally): number | null {
+  return scores.count === 0 ? null : Math.round((scores.sum / scores.count) * 100) / 100;
 }
 
 function roundTenth(value: number | null): number | null {

@@ -7,7 +7,8 @@ import type { RowResult } from './records.ts';
 /**
  * The fixed columns of results.csv: results.jsonl's fields, flattened (usage and error split into
  * cells, models_tried as `a > b`, an ensemble by its name; its members' answers are only in
- * results.jsonl). One column per metadata key follows them.
+ * results.jsonl; the judge's score, and its reason or why it gave none). One column per metadata
+ * key follows them.
  */
 export const RESULTS_CSV_COLUMNS = [
   'id',
@@ -28,6 +29,8 @@ export const RESULTS_CSV_COLUMNS = [
   'models_tried',
   'fallback_reason',
   'ensemble',
+  'judge_score',
+  'judge_reason',
   'request_id',
   'completed_at',
 ] as const;
@@ -58,6 +61,8 @@ export function resultCsvRecord(result: RowResult, metadataKeys: readonly string
     result.models_tried.join(' > '),
     result.fallback_reason,
     result.ensemble?.name ?? null,
+    result.judge?.score ?? null,
+    result.judge ? (result.judge.reason ?? result.judge.error?.message ?? null) : null,
     result.request_id ?? null,
     result.completed_at,
     ...metadataKeys.map((key) => metadata[key] as CsvCell),

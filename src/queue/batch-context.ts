@@ -5,6 +5,7 @@ import { createRowPlanner } from '../execution/row-planner.ts';
 import { advanceRow, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
 import type { ProgressCheckpoint, RowProgress } from '../execution/row-progress.ts';
 import { advanceEnsembleRow } from '../ensemble/ensemble-row.ts';
+import { advanceJudgedRow } from '../judge/judge-row.ts';
 import type { AbArm } from '../routing/ab-split.ts';
 import { rowTarget } from '../routing/row-target.ts';
 import { createProviderClients } from '../models/provider-clients.ts';
@@ -16,7 +17,8 @@ export interface BatchContext {
   runner: RowRunnerDeps;
   /**
    * Moves a row forward: through an ensemble when the row, or the batch (--model), names one; else
-   * routed. `checkpoint` saves the row's progress mid-row where work worth keeping is done.
+   * routed; then, when the config has a judge, to its score. `checkpoint` saves the row's progress
+   * mid-row where work worth keeping is done.
    */
   advance(row: RowInput, progress: RowProgress, checkpoint?: ProgressCheckpoint): Promise<RowStep>;
 }
@@ -46,8 +48,8 @@ export function createBatchContexts(store: BatchStore, options: { callSlot?: Cal
       runner,
       advance(row, progress, checkpoint) {
         const { abArm, ensemble } = rowTarget(row, config, abSplit, modelOverride);
-        if (ensemble) return advanceEnsembleRow(row, progress, runner, ensemble, checkpoint);
-        return advanceRow(abArm === undefined ? row : { ...row, abArm }, progress, runner);
+        const answer = () => (ensemble ? advanceEnsembleRow(row, progress, runner, ensemble, checkpoint) : advanceRow(abArm === undefined ? row : { ...row, abArm }, progress, runner));
+        return config.judge ? advanceJudgedRow(row, progress, runner, config.judge, answer, checkpoint) : answer();
       },
     };
   }

@@ -1,10 +1,12 @@
+import { SCORE_INSTRUCTION, SCORE_MAX, SCORE_MIN } from '../judge/judge-prompt.ts';
 import { fnv1a, mulberry32 } from './prng.ts';
 import { countCjk, estimateTokens, truncateToTokens } from './tokens.ts';
 
 /**
  * The simulator's deterministic answer: the same model and messages always give the same text.
  * It names the model and echoes the start of the last user message, then lorem-like words up to a
- * length (in estimated tokens) picked from the configured range by a hash of the prompt.
+ * length (in estimated tokens) picked from the configured range by a hash of the prompt. A judge's
+ * request (src/judge/) gets a score line first, so evaluations can be tried without a provider.
  */
 
 export interface AnswerInput {
@@ -70,11 +72,15 @@ function fillWords(header: string, target: number, random: () => number): string
   return `${parts.join(' ')}.`;
 }
 
+function isJudgeRequest(input: AnswerInput): boolean {
+  return input.messages.findLast((message) => message.role === 'user')?.text.includes(SCORE_INSTRUCTION) ?? false;
+}
+
 export function composeAnswer(input: AnswerInput): Answer {
   const hash = promptHash(input);
   const { min, max } = input.outputTokens;
   const target = min + (hash % (max - min + 1));
-  const header = `[${input.model}] Answer to "${snippet(input.messages)}":`;
+  const header = isJudgeRequest(input) ? `SCORE: ${SCORE_MIN + (hash % (SCORE_MAX - SCORE_MIN + 1))}\n[${input.model}] Reason:` : `[${input.model}] Answer to "${snippet(input.messages)}":`;
   let content = fillWords(header, target, mulberry32(hash));
   if (estimateTokens(content) > target) content = truncateToTokens(content, target);
   let finishReason: Answer['finishReason'] = 'stop';

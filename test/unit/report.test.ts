@@ -403,6 +403,58 @@ describe('savings against report.baseline_model', () => {
   });
 });
 
+describe('judge scores', () => {
+  const span = { batchId: 'bj', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:02.000Z' };
+  const result = (row: number, model: string, judge: RowResult['judge'], ensemble?: string): RowResult => ({
+    id: `r${row}`, row, status: 'succeeded', model, output: 'ok', usage: { input_tokens: 10, output_tokens: 5 }, cost_usd: 0.0001, latency_ms: 50, attempts: 1,
+    metadata: {}, task_type: null, route_reason: 'A/B arm', models_tried: [model], final_model: model, fallback_reason: null, completed_at: span.finishedAt,
+    ...(judge ? { judge } : {}),
+    ...(ensemble ? { ensemble: { name: ensemble, synthesizer: model, members: [] } } : {}),
+  });
+  const scored = (score: number) => ({ model: 'judge', final_model: 'judge', score, reason: 'fine', cost_usd: 0.00002 });
+  const judgeCall = (row: number, status: CallRecord['status']): CallRecord => ({
+    batch_id: 'bj', row, id: `r${row}`, model: 'judge', attempt: 1, purpose: 'judge', task_type: null, chain_position: 0, status, http_status: status === 'succeeded' ? 200 : 500,
+    input_tokens: 100, output_tokens: status === 'succeeded' ? 20 : 0, cost_usd: status === 'succeeded' ? 0.00002 : 0, latency_ms: 30, started_at: span.startedAt,
+  });
+
+  it("give each model's and ensemble's mean, count what could not be scored, and keep judge calls out of retries and fallbacks", () => {
+    const tally = new ReportTally({ model: 'judge', price: { input_per_mtok: 1, output_per_mtok: 1 } });
+    tally.addResult(result(1, 'flash', scored(8)));
+    tally.addResult(result(2, 'flash', scored(5)));
+    tally.addResult(result(3, 'pro', scored(9), 'council'));
+    tally.addResult(result(4, 'pro', { model: 'judge', final_model: null, score: null, reason: null, cost_usd: 0, error: { code: 'server_error', message: '500' } }));
+    for (const row of [1, 2, 3]) tally.addCall(judgeCall(row, 'succeeded'));
+    tally.addCall(judgeCall(4, 'failed'));
+    const report = tally.build(span);
+    expect(report.models.flash).toMatchObject({ judged_rows: 2, mean_score: 6.5 });
+    expect(report.models.pro).toMatchObject({ judged_rows: 1, mean_score: 9 });
+    expect(report.models.judge).toMatchObject({ rows: 0, calls: 4, judged_rows: 0, mean_score: null });
+    expect(report.ensembles.council).toMatchObject({ judged_rows: 1, mean_score: 9 });
+    expect(report.judge).toEqual({ model: 'judge', rows_scored: 3, mean_score: 7.33, rows_unscored: 1, unscored: { server_error: 1 } });
+    expect(report.extra_calls).toMatchObject({ judge_calls: 4, judge_cost_usd: 0.00006, retry_calls: 0, fallback_calls: 0 });
+    // Judging is no answer: it adds nothing to what the answers would have cost on the baseline.
+    expect(report.baseline?.baseline_cost_usd).toBe(0);
+
+    const summary = renderSummaryLines(report);
+    expect(summary.find((line) => line.startsWith('Judge'))).toMatch(/^Judge +3 rows scored by judge, mean 7\.33 of 10; 1 not scored \(server_error 1\); 4 calls \(\$0\.0000600\)$/);
+    expect(summary.find((line) => line.startsWith('  flash'))).toMatch(/ score 6\.5$/);
+    const markdown = renderReportMarkdown(report);
+    expect(markdown).toContain('- Judge: 3 rows scored by judge, mean 7.33 of 10');
+    expect(markdown).toMatch(/\| flash \| 2 \|.*\| 6\.5 \(2\) \|/);
+    expect(markdown).toMatch(/\| council \| 1 \|.*\| 9\.0 \(1\) \|/);
+  });
+
+  it('leave the report without scores when there is no judge', () => {
+    const tally = new ReportTally();
+    tally.addResult(result(1, 'flash', undefined));
+    const report = tally.build(span);
+    expect(report.judge).toBeNull();
+    expect(report.models.flash).toMatchObject({ judged_rows: 0, mean_score: null });
+    expect(renderReportMarkdown(report)).not.toContain('Score');
+    expect(renderSummaryLines(report).some((line) => line.startsWith('Judge'))).toBe(false);
+  });
+});
+
 describe('answers the model did not finish', () => {
   const result = (row: number, finish: string | null, status: 'succeeded' | 'failed' = 'succeeded'): RowResult => ({
     id: String(row), row, status, model: 'alpha', output: status === 'succeeded' ? 'text' : null,

@@ -1,0 +1,32 @@
+import type { SwitchyardConfig } from '../config/schema.ts';
+import type { ChatMessage } from '../input/row.ts';
+import { planRoute, type RoutePlan } from '../routing/route-plan.ts';
+import { countMessageTokens } from '../routing/token-count.ts';
+import { freshProgress, type RowProgress } from './row-progress.ts';
+
+/** A call a row makes beside its answer (an ensemble member, a synthesis, a judge), to a named model. */
+export interface PinnedCall {
+  model: string;
+  messages: readonly ChatMessage[];
+  maxTokens: number;
+  /** The row's task type, so the call's cost counts under it. */
+  taskType?: string;
+  reason: string;
+  /** Models this call must not fall back to (an ensemble's other members, whose answers it has). */
+  notTo?: readonly string[];
+}
+
+/**
+ * The progress of such a call, not routed by task type: its model, then that model's own
+ * fallbacks, each kept only if its context window holds the prompt (a synthesis or judge prompt
+ * carries answers, so it is the one most likely not to fit).
+ */
+export function pinnedCallProgress(config: SwitchyardConfig, call: PinnedCall): RowProgress {
+  const routed = planRoute({ messages: call.messages, pinnedModel: call.model, maxTokens: call.maxTokens, taskType: call.taskType ?? '', routeReason: call.reason }, config, countMessageTokens);
+  const plan: RoutePlan = { ...routed, chain: [], skipped: [...routed.skipped] };
+  for (const model of routed.chain) {
+    if (model !== call.model && call.notTo?.includes(model)) plan.skipped.push({ model, reason: 'another member of the ensemble' });
+    else plan.chain.push(model);
+  }
+  return { ...freshProgress(), plan };
+}

@@ -1,0 +1,121 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parse } from 'csv-parse/sync';
+import { describe, expect, it } from 'vitest';
+import { usdToNanos } from '../../src/models/pricing.ts';
+import type { CallRecord, RowResult } from '../../src/output/records.ts';
+import type { Report } from '../../src/output/report.ts';
+import { runCli } from '../helpers/cli.ts';
+import { readJsonLines, tempDir, writeSimConfig } from '../helpers/files.ts';
+import { useSimulatorAndRedis } from '../helpers/harness.ts';
+
+const sim = (price: number, extra: Record<string, unknown> = {}) => ({ provider: 'sim', price: { input_per_mtok: price, output_per_mtok: 2 * price }, ...extra });
+
+/** Rows with a reference answer in `expected`, the column a judge reads by default. */
+async function writeQuestions(dir: string, rows: number): Promise<string> {
+  const lines = ['id,prompt,expected'];
+  for (let row = 1; row <= rows; row++) lines.push(`q${row},"What is ${row} + ${row}?",${2 * row}`);
+  const path = join(dir, 'questions.csv');
+  await writeFile(path, `${lines.join('\n')}\n`);
+  return path;
+}
+
+const nanosOf = (calls: readonly CallRecord[]) => calls.reduce((sum, call) => sum + usdToNanos(call.cost_usd!), 0);
+
+describe('a judge scores every answer', () => {
+  const h = useSimulatorAndRedis('judge', { latency_ms: 3 });
+
+  it('scores each answered row of an A/B run, arms and ensemble alike, keeps its calls out of the row figures, and reports each arm\'s mean', async () => {
+    h.sim.reset();
+    const dir = await tempDir('judge');
+    // The judge allows 10 calls a second: most rows wait for it parked, the answer kept meanwhile.
+    const config = await writeSimConfig(dir, h.sim.url, {
+      models: { flash: sim(0.1), pro: sim(0.5), judge: sim(2, { rpm: 600 }) },
+      default_model: 'flash',
+      ensembles: { council: { members: ['flash', 'pro'], synthesizer: 'pro' } },
+      judge: { model: 'judge', criteria: 'the right number' },
+    });
+    const input = await writeQuestions(dir, 12);
+    const out = join(dir, 'out');
+    const ran = await runCli(['run', input, '--config', config, '--out', out, '--ab', 'flash,pro,council'], h.env());
+    expect(ran.code, ran.stdout + ran.stderr).toBe(0);
+
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    expect(results).toHaveLength(12);
+    for (const result of results) {
+      expect(result.status).toBe('succeeded');
+      expect(result.judge).toMatchObject({ model: 'judge', final_model: 'judge', reason: expect.any(String) });
+      expect(Number.isInteger(result.judge!.score) && result.judge!.score! >= 1 && result.judge!.score! <= 10).toBe(true);
+      const own = calls.filter((call) => call.row === result.row);
+      const judged = own.filter((call) => call.purpose === 'judge');
+      expect(judged.map((call) => [call.model, call.status])).toEqual([['judge', 'succeeded']]);
+      // The row's own figures are its answer's; the judge's cost is beside them.
+      expect(usdToNanos(result.cost_usd!)).toBe(nanosOf(own.filter((call) => call.purpose !== 'judge')));
+      expect(usdToNanos(result.judge!.cost_usd!)).toBe(nanosOf(judged));
+      expect(result.attempts).toBe(own.filter((call) => call.purpose !== 'judge').length);
+    }
+    // Each row answered once (an ensemble row by its two members and a synthesis), though most were parked for the judge.
+    const stats = h.sim.stats().models;
+    const ensembleRows = results.filter((r) => r.ensemble).length;
+    expect(stats.judge?.requests).toBe(12);
+    expect((stats.flash?.requests ?? 0) + (stats.pro?.requests ?? 0)).toBe(12 + 2 * ensembleRows);
+
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.totals.cost_usd).toBe(nanosOf(calls) / 1e9);
+    expect(report.extra_calls).toMatchObject({ judge_calls: 12, retry_calls: 0, fallback_calls: 0 });
+    expect(report.judge).toMatchObject({ model: 'judge', rows_scored: 12, rows_unscored: 0 });
+    const meanOf = (rows: RowResult[]) => Math.round((rows.reduce((sum, r) => sum + r.judge!.score!, 0) / rows.length) * 100) / 100;
+    for (const model of ['flash', 'pro']) {
+      const rows = results.filter((r) => r.model === model);
+      expect(report.models[model]).toMatchObject({ judged_rows: rows.length, mean_score: rows.length > 0 ? meanOf(rows) : null });
+    }
+    const councilRows = results.filter((r) => r.ensemble);
+    expect(report.ensembles.council).toMatchObject({ judged_rows: councilRows.length, mean_score: councilRows.length > 0 ? meanOf(councilRows) : null });
+    expect(ran.stdout).toMatch(/^Judge +12 rows scored by judge, mean [\d.]+ of 10; 12 calls \(\$[\d.]+\)$/m);
+    expect(await readFile(join(out, 'report.md'), 'utf8')).toContain('| Score (rows) |');
+
+    const csv = parse(await readFile(join(out, 'results.csv'), 'utf8'), { columns: true }) as Array<Record<string, string>>;
+    expect(csv.map((row) => Number(row['judge_score']))).toEqual(results.map((r) => r.judge!.score));
+    expect(csv.every((row) => row['expected'] !== '')).toBe(true);
+  });
+
+  it('estimates the judge calls in a dry run', async () => {
+    const dir = await tempDir('judge-dry');
+    const config = await writeSimConfig(dir, h.sim.url, { models: { flash: sim(0.1), judge: sim(2) }, default_model: 'flash', judge: { model: 'judge' } });
+    const ran = await runCli(['run', await writeQuestions(dir, 5), '--config', config, '--dry-run'], h.env());
+    expect(ran.code, ran.stderr).toBe(0);
+    expect(ran.stdout).toMatch(/^judge \(judge\) +5 /m);
+    expect(ran.stdout).toContain('a judge judge call per row included');
+  });
+
+  it('refuses a judge model the config does not have', async () => {
+    const dir = await tempDir('judge-config');
+    const config = await writeSimConfig(dir, h.sim.url, { judge: { model: 'critic' } });
+    const ran = await runCli(['run', await writeQuestions(dir, 1), '--config', config], h.env());
+    expect(ran.code).toBe(2);
+    expect(ran.stderr).toContain('judge.model: unknown model "critic"');
+  });
+});
+
+describe('a judge that fails', () => {
+  const h = useSimulatorAndRedis('judge-down', { latency_ms: 2, models: { judge: { fail_status: 503 } } });
+
+  it('leaves every answer as it was, says why it gave no score, and does not fail the rows', async () => {
+    const dir = await tempDir('judge-down');
+    const config = await writeSimConfig(dir, h.sim.url, { models: { flash: sim(0.1), judge: sim(2) }, default_model: 'flash', retry: { max_attempts: 2, base_delay_ms: 1, max_delay_ms: 5 }, judge: { model: 'judge' } });
+    const out = join(dir, 'out');
+    const ran = await runCli(['run', await writeQuestions(dir, 4), '--config', config, '--out', out], h.env());
+    expect(ran.code, ran.stdout + ran.stderr).toBe(0);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    for (const result of results) {
+      expect(result).toMatchObject({ status: 'succeeded', model: 'flash', output: expect.any(String) });
+      expect(result.judge).toMatchObject({ score: null, final_model: null, error: { code: 'server_error', message: expect.stringContaining('503') } });
+    }
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.judge).toMatchObject({ rows_scored: 0, mean_score: null, rows_unscored: 4, unscored: { server_error: 4 } });
+    expect(report.extra_calls.judge_calls).toBe(8);
+    expect(report.totals).toMatchObject({ succeeded: 4, failed: 0 });
+    expect(ran.stdout).toMatch(/^Judge +0 rows scored by judge; 4 not scored \(server_error 4\); 8 calls/m);
+  });
+});
