@@ -237,8 +237,9 @@ export function renderReportMarkdown(report: Report): string {
 }
 
 /**
- * "This batch cost $X: Z% less (or more) than the $Y it would have cost on <baseline>", or null
- * without a baseline or without a succeeded row to compare ("it would have cost $0" says nothing).
+ * "This batch cost $X: Z% less (or more) than the $Y it would have cost on <baseline>" ("Its
+ * answers cost" with a judge, whose calls are left out), or null without a baseline or without a
+ * succeeded row to compare ("it would have cost $0" says nothing).
  */
 export function renderSavings(report: Report): string | null {
   const baseline = report.baseline;
@@ -246,9 +247,11 @@ export function renderSavings(report: Report): string | null {
   const cost = formatUsd(baseline.batch_cost_usd);
   const wouldHave = formatUsd(baseline.baseline_cost_usd);
   const savings = baseline.savings_percent;
-  if (savings === null) return `This batch cost ${cost}; on ${baseline.model} it would have cost ${wouldHave}`;
+  // Judging would cost the same on the baseline: the comparison is of the answers.
+  const [paid, it] = report.extra_calls.judge_calls > 0 ? [`Its answers cost ${cost} (the judge aside)`, 'they'] : [`This batch cost ${cost}`, 'it'];
+  if (savings === null) return `${paid}; on ${baseline.model} ${it} would have cost ${wouldHave}`;
   // In words: a bare "(-41.6%)" reads as the saving or as the baseline's extra cost alike.
-  return `This batch cost ${cost}: ${Math.abs(savings)}% ${savings >= 0 ? 'less' : 'more'} than the ${wouldHave} it would have cost on ${baseline.model}`;
+  return `${paid}: ${Math.abs(savings)}% ${savings >= 0 ? 'less' : 'more'} than the ${wouldHave} ${it} would have cost on ${baseline.model}`;
 }
 
 /** "30 member calls ($0.0012), 10 synthesis calls ($0.0009)", or null when no row used an ensemble. */

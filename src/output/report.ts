@@ -120,6 +120,7 @@ export interface BaselineReport {
   model: string;
   /** What the succeeded answers' tokens would have cost at the baseline model's price. */
   baseline_cost_usd: number;
+  /** What the batch paid for its answers: every call but the judge's (scoring would cost the same on the baseline). */
   batch_cost_usd: number;
   savings_usd: number;
   /** Percent saved against the baseline (negative: the batch cost more). */
@@ -400,6 +401,7 @@ export class ReportTally {
       }]);
     }
 
+    const answersNanos = costNanos - extra.judgeNanos;
     const rows = this.#rows;
     const startedAt = new Date(span.startedAt);
     const finishedAt = new Date(span.finishedAt);
@@ -474,9 +476,9 @@ export class ReportTally {
         ? {
             model: this.#baseline.model,
             baseline_cost_usd: nanosToUsd(baselineNanos),
-            batch_cost_usd: nanosToUsd(costNanos),
-            savings_usd: nanosToUsd(baselineNanos - costNanos),
-            savings_percent: baselineNanos > 0 ? Math.round(((baselineNanos - costNanos) / baselineNanos) * 1000) / 10 : null,
+            batch_cost_usd: nanosToUsd(answersNanos),
+            savings_usd: nanosToUsd(baselineNanos - answersNanos),
+            savings_percent: baselineNanos > 0 ? Math.round(((baselineNanos - answersNanos) / baselineNanos) * 1000) / 10 : null,
           }
         : null,
     };

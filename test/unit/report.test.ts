@@ -393,6 +393,17 @@ describe('savings against report.baseline_model', () => {
     expect(renderReportMarkdown(report)).toContain('- This batch cost $0.000500: 75% less than the $0.00200 it would have cost on pro');
   });
 
+  it("compare the answers alone when a judge scored them: judging would cost the same on the baseline", () => {
+    const tally = new ReportTally(baseline);
+    tally.addResult({ ...result(1, 'succeeded'), judge: { model: 'judge', final_model: 'judge', score: 7, reason: null, cost_usd: 0.003 } });
+    tally.addCall(call(1, 1, 'succeeded', 0.0004, [1000, 500]));
+    tally.addCall({ ...call(1, 1, 'succeeded', 0.003, [3000, 100]), model: 'judge', purpose: 'judge' });
+    const report = tally.build(span);
+    expect(report.totals.cost_usd).toBe(0.0034);
+    expect(report.baseline).toEqual({ model: 'pro', baseline_cost_usd: 0.002, batch_cost_usd: 0.0004, savings_usd: 0.0016, savings_percent: 80 });
+    expect(renderSummaryLines(report)).toContain('Savings  Its answers cost $0.000400 (the judge aside): 80% less than the $0.00200 they would have cost on pro');
+  });
+
   it('are left out when no row succeeded: "it would have cost $0" compares nothing', () => {
     const tally = new ReportTally(baseline);
     tally.addResult(result(1, 'failed'));
@@ -432,8 +443,8 @@ describe('judge scores', () => {
     expect(report.ensembles.council).toMatchObject({ judged_rows: 1, mean_score: 9 });
     expect(report.judge).toEqual({ model: 'judge', rows_scored: 3, mean_score: 7.33, rows_unscored: 1, unscored: { server_error: 1 } });
     expect(report.extra_calls).toMatchObject({ judge_calls: 4, judge_cost_usd: 0.00006, retry_calls: 0, fallback_calls: 0 });
-    // Judging is no answer: it adds nothing to what the answers would have cost on the baseline.
-    expect(report.baseline?.baseline_cost_usd).toBe(0);
+    // Judging would cost the same on the baseline: the comparison leaves it out on both sides.
+    expect(report.baseline).toMatchObject({ baseline_cost_usd: 0, batch_cost_usd: 0 });
 
     const summary = renderSummaryLines(report);
     expect(summary.find((line) => line.startsWith('Judge'))).toMatch(/^Judge +3 rows scored by judge, mean 7\.33 of 10; 1 not scored \(server_error 1\); 4 calls \(\$0\.0000600\)$/);
