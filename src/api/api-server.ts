@@ -14,7 +14,7 @@ import { saveJsonRows, saveUpload, uploadEncoding } from './upload.ts';
 /**
  * Switchyard's HTTP API: submit a CSV or JSONL batch, follow it, fetch its outputs.
  *
- *   POST /v1/batches?batch_id=&model=&route=&ab=&budget=&prompt_column=&format=   body: the file, or JSON rows
+ *   POST /v1/batches?batch_id=&model=&route=&ab=&budget=&judge=&prompt_column=&format=   body: the file, or JSON rows
  *   GET  /v1/batches?limit=N                      the most recent batches
  *   GET  /v1/batches/<id>                         one batch: status, rows, cost, file links
  *   GET  /v1/batches/<id>/results?format=jsonl|csv
@@ -61,6 +61,7 @@ const submitQuery = z.strictObject({
   route: optionalText,
   ab: optionalText,
   budget: z.coerce.number({ error: 'expected a number of USD' }).positive({ error: 'expected a number of USD above 0' }).optional(),
+  judge: optionalText,
   prompt_column: optionalText,
   format: z.enum(['csv', 'tsv', 'jsonl', 'json']).optional(),
 });
@@ -121,6 +122,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
           ...(query.route !== undefined ? { route: query.route } : {}),
           ...(query.ab !== undefined ? { ab: query.ab } : {}),
           ...(query.budget !== undefined ? { budget: query.budget } : {}),
+          ...(query.judge !== undefined ? { judge: query.judge } : {}),
           ...(query.prompt_column !== undefined ? { promptColumn: query.prompt_column } : {}),
         });
         return sendJson(res, 202, { ...outcome.view, resumed: outcome.resumed, notes: outcome.notes }, { location: outcome.view.links.self });

@@ -22,6 +22,7 @@ export interface Submission {
   route?: string;
   ab?: string;
   budget?: number;
+  judge?: string;
   promptColumn?: string;
   format: InputFormat;
   /** Writes the request body to this path (streamed and size-limited by the server). */
@@ -76,6 +77,7 @@ const FLAG_TO_PARAMETER: Record<string, string> = {
   '--route': 'route',
   '--ab': 'ab',
   '--budget': 'budget',
+  '--judge': 'judge',
 };
 
 /** A run's message in the API's terms: its flags become query parameters, the server's copy of the file "the uploaded file". */
@@ -213,6 +215,7 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
           ...(submission.route !== undefined ? { route: submission.route } : {}),
           ...(submission.ab !== undefined ? { ab: submission.ab } : {}),
           ...(submission.budget !== undefined ? { budget: submission.budget } : {}),
+          ...(submission.judge !== undefined ? { judge: submission.judge } : {}),
           ...(submission.promptColumn !== undefined ? { promptColumn: submission.promptColumn } : {}),
         };
         let ended: 'collecting' | 'stopped';

@@ -26,6 +26,7 @@ import { startSessionWorker } from '../../workers/session-worker.ts';
 import { createBatchContexts, type BatchContexts } from '../queue/batch-context.ts';
 import { createCallSlots } from '../execution/call-slots.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
+import { withJudge } from '../judge/judge-override.ts';
 
 export interface RunOptions {
   file?: string;
@@ -39,6 +40,8 @@ export interface RunOptions {
   ab?: string;
   /** USD cap for this batch (config budget.batch_usd otherwise). */
   budget?: number;
+  /** A model that scores every answer (config judge.model otherwise). */
+  judge?: string;
   batchId?: string;
   resume?: string;
   promptColumn?: string;
@@ -182,7 +185,10 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   if (options.detach && resolved.simulator) {
     throw new UsageError('--detach needs --config: the built-in models are a simulator inside this process, which stops when it exits. Give a config (examples/switchyard.yaml runs on "switchyard sim").');
   }
-  const config = resolved.config;
+  // A resume keeps the judge it was given, as it keeps --ab.
+  const judgeModel = options.judge ?? existing?.judge_model;
+  const config = judgeModel ? withJudge(resolved.config, judgeModel) : resolved.config;
+  if (config.judge) say(`Judge: ${config.judge.model} scores every answer from 1 to 10 (against the "${config.judge.reference_column}" field where a row has one).`);
   const budgeted = (options.budget ?? existing?.budget_usd ?? config.budget.batch_usd ?? config.budget.monthly_usd) !== undefined;
   warnAboutConfig(config, budgeted, say);
 
@@ -222,6 +228,7 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
     detached: options.detach === true,
     ...(model ? { model_override: model } : {}),
     ...(abSplit ? { ab_split: abSplit } : {}),
+    ...(judgeModel ? { judge_model: judgeModel } : {}),
     ...(budgetUsd !== undefined ? { budget_usd: budgetUsd } : {}),
     ...(chosenConcurrency !== undefined ? { concurrency: chosenConcurrency } : {}),
   };

@@ -12,6 +12,7 @@ import { classificationInput, classifyByRules, compileTaskRules } from '../routi
 import { countMessageTokens } from '../routing/token-count.ts';
 import { countInvalidRow, type InputRow, type InvalidRowCounts } from '../input/row.ts';
 import { judgeMessages } from '../judge/judge-prompt.ts';
+import { withJudge } from '../judge/judge-override.ts';
 import { referenceAnswer } from '../judge/judge-row.ts';
 import { counted, formatCount } from '../output/report-markdown.ts';
 
@@ -21,6 +22,7 @@ export interface DryRunOptions {
   model?: string;
   route?: string;
   ab?: string;
+  judge?: string;
   promptColumn?: string;
 }
 
@@ -44,7 +46,8 @@ const CALL_FIELDS = ['inputTokens', 'maxOutputTokens', 'costNanos', 'unpriced'] 
  */
 export async function runDryRun(options: DryRunOptions, say: (line: string) => void): Promise<number> {
   if (!options.file) throw new UsageError('--dry-run needs an input file');
-  const config = options.config ? await loadConfigFile(options.config) : builtInConfig('http://127.0.0.1:8787/v1');
+  const loaded = options.config ? await loadConfigFile(options.config) : builtInConfig('http://127.0.0.1:8787/v1');
+  const config = options.judge ? withJudge(loaded, options.judge) : loaded;
   const pinned = options.route && options.route !== 'auto' ? options.route : options.model;
   if (pinned && !answerableNames(config).includes(pinned)) throw new UsageError(`--model/--route "${pinned}" is not in the config; models and ensembles: ${answerableNames(config).join(', ')}`);
   if (options.ab && pinned) throw new UsageError('give either --ab or --model/--route, not both');

@@ -41,6 +41,8 @@ export const batchMetaSchema = z.object({
   model_override: z.string().optional(),
   /** --ab: each row that names no model goes to one of these, by a hash of its id (JSON in the hash). */
   ab_split: z.preprocess(parseJsonText, z.array(z.object({ model: z.string(), weight: z.number().positive() })).min(2)).optional(),
+  /** --judge: the model that scores every answer, kept for a resume as --ab is. */
+  judge_model: z.string().optional(),
   /** --concurrency of the run that started the batch (or last set it): a resume keeps it unless given another. */
   concurrency: z.coerce.number().int().positive().optional(),
   /** --budget: USD cap for the batch; rows that would pass it end as budget_exceeded. */

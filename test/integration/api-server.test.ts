@@ -186,6 +186,7 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(await error(postFile(server, '?budget=lots', 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'invalid_parameter', message: 'query parameter "budget": expected a number of USD' });
     expect(await error(postFile(server, '?model=', 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'invalid_parameter', message: 'query parameter "model": must not be empty' });
     expect(await error(postFile(server, '?model=gpt-9', 'prompt\nhi\n'))).toMatchObject({ status: 400, message: expect.stringContaining('"gpt-9" is not in the config') });
+    expect(await error(postFile(server, '?judge=critic', 'prompt\nhi\n'))).toMatchObject({ status: 400, message: expect.stringMatching(/^judge "critic" is not a model in the config/) });
     expect(await error(postFile(server, '?batch_id=a:b', 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'invalid_batch_id' });
     expect(await error(getJson(`${server.url}/v1/batches/nothing-here`))).toMatchObject({ status: 404, code: 'batch_not_found' });
     expect(await error(getJson(`${server.url}/v1/batches/nothing/files/secrets.txt`))).toMatchObject({ status: 404, code: 'file_not_found' });

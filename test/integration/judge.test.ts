@@ -80,13 +80,33 @@ describe('a judge scores every answer', () => {
     expect(csv.every((row) => row['expected'] !== '')).toBe(true);
   });
 
-  it('estimates the judge calls in a dry run', async () => {
-    const dir = await tempDir('judge-dry');
-    const config = await writeSimConfig(dir, h.sim.url, { models: { flash: sim(0.1), judge: sim(2) }, default_model: 'flash', judge: { model: 'judge' } });
-    const ran = await runCli(['run', await writeQuestions(dir, 5), '--config', config, '--dry-run'], h.env());
-    expect(ran.code, ran.stderr).toBe(0);
-    expect(ran.stdout).toMatch(/^judge \(judge\) +5 /m);
-    expect(ran.stdout).toContain('a judge judge call per row included');
+  it('takes the judge from --judge too, keeps it for a resume, and estimates its calls in a dry run', async () => {
+    h.sim.reset();
+    const dir = await tempDir('judge-flag');
+    const config = await writeSimConfig(dir, h.sim.url, { models: { flash: sim(0.1), judge: sim(2) }, default_model: 'flash' });
+    const input = await writeQuestions(dir, 5);
+    const dry = await runCli(['run', input, '--config', config, '--dry-run', '--judge', 'judge'], h.env());
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/^judge \(judge\) +5 /m);
+    expect(dry.stdout).toContain('a judge judge call per row included');
+
+    const out = join(dir, 'out');
+    const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'judged-flag', '--judge', 'judge'], h.env());
+    expect(ran.code, ran.stdout + ran.stderr).toBe(0);
+    expect(ran.stdout).toContain('Judge: judge scores every answer from 1 to 10 (against the "expected" field where a row has one).');
+    expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).every((r) => r.judge?.score !== null && r.judge?.model === 'judge')).toBe(true);
+    // A resume without the flag still judges: the rows of an edited file run again, and are scored.
+    await writeFile(input, (await readFile(input, 'utf8')).replace('What is 1 + 1?', 'What is one plus one?'));
+    const resumed = await runCli(['run', '--resume', 'judged-flag', '--config', config], h.env());
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+    expect(resumed.stdout).toContain('Judge: judge scores every answer');
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results[0]?.judge?.score).toEqual(expect.any(Number));
+    expect(h.sim.stats().models.judge?.requests).toBe(6);
+
+    const wrong = await runCli(['run', input, '--config', config, '--judge', 'critic'], h.env());
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain('--judge "critic" is not a model in the config; models: flash, judge');
   });
 
   it('refuses a judge model the config does not have', async () => {
