@@ -1,6 +1,6 @@
 import type { JudgeConfig } from '../config/schema.ts';
 import { pinnedCallProgress } from '../execution/pinned-call.ts';
-import { everyCall, type ProgressCheckpoint, type RowProgress } from '../execution/row-progress.ts';
+import { everyCall, freshProgress, type ProgressCheckpoint, type RowProgress } from '../execution/row-progress.ts';
 import { advanceRow, callTotals, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
 import type { JudgeOutcome, RowResult } from '../output/records.ts';
 import { judgeMessages, readJudgeReply } from './judge-prompt.ts';
@@ -27,23 +27,20 @@ export async function advanceJudgedRow(row: RowInput, progress: RowProgress, dep
   if (!progress.judging) {
     const step = await answer();
     if (step.kind === 'park' || step.event.result.status !== 'succeeded' || step.event.result.output === null) return step;
-    progress.judging = {
-      answer: step.event.result,
-      progress: pinnedCallProgress(deps.config, { model: judge.model, messages: judgeRequest(row, step.event.result, judge), maxTokens: judge.max_tokens, taskType: step.event.result.task_type ?? '', reason: 'judge' }),
-    };
-    await checkpoint?.(progress);
+    progress.judging = { answer: step.event.result, progress: freshProgress() };
   }
   const judging = progress.judging;
-  const judgeRow: RowInput = { batchId: row.batchId, row: row.row, id: row.id, messages: judgeRequest(row, judging.answer, judge), model: judge.model, temperature: 0, max_tokens: judge.max_tokens, metadata: row.metadata };
+  const messages = judgeMessages({ request: row.messages, answer: judging.answer.output ?? '', reference: referenceAnswer(row, judge), criteria: judge.criteria });
+  if (!judging.progress.plan) {
+    judging.progress = pinnedCallProgress(deps.config, { model: judge.model, messages, maxTokens: judge.max_tokens, taskType: judging.answer.task_type ?? '', reason: 'judge' });
+    await checkpoint?.(progress);
+  }
+  const judgeRow: RowInput = { batchId: row.batchId, row: row.row, id: row.id, messages, model: judge.model, temperature: 0, max_tokens: judge.max_tokens, metadata: row.metadata };
   const step = await advanceRow(judgeRow, judging.progress, deps);
   if (step.kind === 'park') return { ...step, progress };
   const calls = everyCall(progress);
   const result: RowResult = { ...judging.answer, judge: judgeOutcome(judge, judging, step.event.result) };
   return { kind: 'finished', event: { result, calls }, costNanos: callTotals(calls).costNanos };
-}
-
-function judgeRequest(row: RowInput, answer: RowResult, judge: JudgeConfig) {
-  return judgeMessages({ request: row.messages, answer: answer.output ?? '', reference: referenceAnswer(row, judge), criteria: judge.criteria });
 }
 
 function judgeOutcome(judge: JudgeConfig, judging: Judging, judged: RowResult): JudgeOutcome {

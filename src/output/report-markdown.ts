@@ -129,6 +129,7 @@ function countTable(label: string, counts: Record<string, number>): string[] {
 export function renderReportMarkdown(report: Report): string {
   const { totals } = report;
   const unfinished = unfinishedText(totals);
+  const withScore = report.judge != null;
   const lines: string[] = [
     `# Batch report: ${report.batch_id}`,
     '',
@@ -166,7 +167,6 @@ export function renderReportMarkdown(report: Report): string {
   if (models.length === 0) lines.push('No model was called.');
   else {
     const withTtft = anyTtft(models);
-    const withScore = report.judge != null;
     lines.push(
       ...table(
         ['Model', 'Rows', 'OK', 'Failed', 'Calls', 'Tokens in', 'Tokens out', 'Cost', 'p50', 'p95', ...(withTtft ? ['TTFT p50', 'TTFT p95'] : []), ...(withScore ? ['Score (rows)'] : [])],
@@ -182,7 +182,6 @@ export function renderReportMarkdown(report: Report): string {
 
   const ensembles = Object.entries(report.ensembles ?? {});
   if (ensembles.length > 0) {
-    const withScore = report.judge != null;
     lines.push(
       '',
       '## Ensembles',
