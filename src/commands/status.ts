@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { formatUsd } from '../models/pricing.ts';
+import { formatAbSplit } from '../routing/ab-split.ts';
 import { counted, formatCount } from '../output/report-markdown.ts';
 import { UsageError } from '../errors.ts';
 import { DamagedBatchError, isFinishedStatus, type BatchMeta, type BatchProgress, type BatchStatus } from '../queue/batch-state.ts';
@@ -92,6 +93,7 @@ export function describeBatch({ meta, progress, runBy, workers, workerNames = []
     `${meta.batch_id}  ${meta.status}`,
     `  rows      ${formatCount(progress.finished)}/${totalOf(progress).text} finished: ${formatCount(progress.succeeded)} succeeded, ${formatCount(progress.failed)} failed; ${formatCount(meta.invalid_rows)} invalid${invalidReasons(meta)}`,
     `  cost      ${formatUsd(progress.costUsd)}${meta.budget_usd === undefined ? '' : ` of a ${formatUsd(meta.budget_usd)} budget`}`,
+    ...runChoices(meta),
     `  input     ${meta.input}`,
     `  output    ${meta.out_dir}${rowsWrittenSoFar === null ? '' : ` (the ${counted(rowsWrittenSoFar, 'row')} finished when a run of it stopped; all of them once it finishes)`}`,
     `  started   ${timestamp(meta.started_at ?? meta.created_at)}${meta.finished_at ? `, finished ${timestamp(meta.finished_at)}` : ''}`,
@@ -103,6 +105,16 @@ export function describeBatch({ meta, progress, runBy, workers, workerNames = []
   const next = nextStep(meta.batch_id, meta.status, meta.invalid_rows, runBy, workers);
   if (next) lines.push(`  next      ${next}`);
   return lines;
+}
+
+/** The models a run chose for the batch (--model, --ab, --judge), which its resume keeps: a line, or none. */
+function runChoices(meta: BatchMeta): string[] {
+  const choices = [
+    ...(meta.model_override ? [`rows that name no model go to ${meta.model_override} (--model)`] : []),
+    ...(meta.ab_split ? [`A/B split ${formatAbSplit(meta.ab_split)} (--ab)`] : []),
+    ...(meta.judge_model ? [`answers scored by ${meta.judge_model} (--judge)`] : []),
+  ];
+  return choices.length > 0 ? [`  models    ${choices.join('; ')}`] : [];
 }
 
 /** The lines `status` prints: one row per batch, newest first. */

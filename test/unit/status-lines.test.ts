@@ -29,3 +29,13 @@ describe('status <batch id>: the workers line', () => {
     expect(workersLine(describeBatch({ meta, progress, runBy: null, workers: null, workerNames: [] }))).toBeUndefined();
   });
 });
+
+describe('status <batch id>: the models a run chose', () => {
+  const modelsLine = (lines: string[]) => lines.find((line) => line.startsWith('  models'));
+  it('names the --model, --ab split and --judge the resume keeps, and says nothing without them', () => {
+    expect(modelsLine(describeBatch({ meta, progress, runBy: null, workers: 1 }))).toBeUndefined();
+    const chosen = { ...meta, ab_split: [{ model: 'flash', weight: 0.8 }, { model: 'pro', weight: 0.2 }], judge_model: 'judge' };
+    expect(modelsLine(describeBatch({ meta: chosen, progress, runBy: null, workers: 1 }))).toBe('  models    A/B split flash 80%, pro 20% (--ab); answers scored by judge (--judge)');
+    expect(modelsLine(describeBatch({ meta: { ...meta, model_override: 'pro' }, progress, runBy: null, workers: 1 }))).toBe('  models    rows that name no model go to pro (--model)');
+  });
+});
