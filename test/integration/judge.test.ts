@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { usdToNanos } from '../../src/models/pricing.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report.ts';
-import { runCli } from '../helpers/cli.ts';
+import { runCli, spawnCli, waitFor } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
@@ -137,5 +137,30 @@ describe('a judge that fails', () => {
     expect(report.extra_calls.judge_calls).toBe(8);
     expect(report.totals).toMatchObject({ succeeded: 4, failed: 0 });
     expect(ran.stdout).toMatch(/^Judge +0 rows scored by judge; 4 not scored \(server_error 4\); 8 calls/m);
+  });
+});
+
+describe('a run killed while the judge scores', () => {
+  // The judge takes 3 s, so the run can be killed while every row waits for its score.
+  const h = useSimulatorAndRedis('judge-kill', { latency_ms: 5, models: { judge: { latency_ms: 3000 } } });
+
+  it('keeps the answers: the resume calls only the judge again', async () => {
+    const dir = await tempDir('judge-kill');
+    const config = await writeSimConfig(dir, h.sim.url, { models: { flash: sim(0.1), judge: sim(2) }, default_model: 'flash', judge: { model: 'judge' } });
+    const input = await writeQuestions(dir, 4);
+    const out = join(dir, 'out');
+    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'killed-judge'], h.env());
+    await waitFor(async () => (h.sim.stats().models.judge?.requests ?? 0) === 4, 20_000);
+    first.kill('SIGKILL');
+    await first.done;
+
+    const resumed = await runCli(['run', '--resume', 'killed-judge', '--config', config], h.env());
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+    const stats = h.sim.stats().models;
+    expect([stats.flash?.requests, stats.judge?.requests]).toEqual([4, 8]);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => [r.status, typeof r.judge?.score])).toEqual(Array(4).fill(['succeeded', 'number']));
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    expect(calls.map((c) => `${c.row}:${c.purpose}`).sort()).toEqual(['1:answer', '1:judge', '2:answer', '2:judge', '3:answer', '3:judge', '4:answer', '4:judge']);
   });
 });
