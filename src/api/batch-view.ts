@@ -39,6 +39,10 @@ export interface BatchView {
   };
   cost_usd: number;
   budget_usd: number | null;
+  /** What the batch was posted with (model=, ab=, judge=), which a repost keeps: null when not given. */
+  model: string | null;
+  ab: string | null;
+  judge: string | null;
   /** Why its file could not be read to the end; the rows before are queued or done, and posting the fixed file finishes it. */
   input_error: string | null;
   out_dir: string;
@@ -69,6 +73,9 @@ export function batchView(meta: BatchMeta, progress: BatchProgress, present: Rea
     rows: { total: progress.total, finished: progress.finished, succeeded: progress.succeeded, failed: progress.failed, invalid: meta.invalid_rows },
     cost_usd: progress.costUsd,
     budget_usd: meta.budget_usd ?? null,
+    model: meta.model_override ?? null,
+    ab: meta.ab_split ? meta.ab_split.map((arm) => `${arm.model}=${Math.round(arm.weight * 1000) / 1000}`).join(',') : null,
+    judge: meta.judge_model ?? null,
     input_error: meta.input_error ?? null,
     out_dir: meta.out_dir,
     files,

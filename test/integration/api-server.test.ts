@@ -119,7 +119,7 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     const lines = [1, 2, 3].map((n) => JSON.stringify({ custom_id: `req-${n}`, method: 'POST', url: '/v1/chat/completions', body: { model: 'fast', messages: [{ role: 'user', content: `Say ${n}` }] } }));
     const submitted = await postFile(server, '?batch_id=api-openai&budget=5', `${lines.join('\n')}\n`, 'application/x-ndjson');
     expect(submitted.status).toBe(202);
-    expect(submitted.body).toMatchObject({ budget_usd: 5 });
+    expect(submitted.body).toMatchObject({ budget_usd: 5, model: null, ab: null, judge: null });
     const finished = await waitUntilFinished(server, 'api-openai');
     expect(finished.rows).toMatchObject({ total: 3, succeeded: 3 });
     expect(finished.files['batch_output.jsonl']).toBe('/v1/batches/api-openai/files/batch_output.jsonl');
@@ -128,9 +128,17 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
 
     const pinned = await postFile(server, '?batch_id=api-pinned&model=slow', `${JSON.stringify({ prompt: 'hello' })}\n`, 'application/jsonl; charset=utf-8');
     expect(pinned.status).toBe(202);
+    expect(pinned.body).toMatchObject({ model: 'slow', judge: null });
     await waitUntilFinished(server, 'api-pinned');
     const [result] = (await (await fetch(`${server.url}/v1/batches/api-pinned/results`)).text()).trim().split('\n').map((line) => JSON.parse(line) as RowResult);
     expect(result).toMatchObject({ status: 'succeeded', model: 'slow' });
+
+    // A judge and an A/B split as parameters: every answer scored, the view says both.
+    const judged = await postFile(server, '?batch_id=api-judged&judge=slow&ab=fast,slow', 'id,prompt,expected\nj1,One plus one?,2\nj2,Two plus two?,4\n');
+    expect(judged.body).toMatchObject({ model: null, ab: 'fast=0.5,slow=0.5', judge: 'slow' });
+    await waitUntilFinished(server, 'api-judged');
+    const scored = (await (await fetch(`${server.url}/v1/batches/api-judged/results`)).text()).trim().split('\n').map((line) => JSON.parse(line) as RowResult);
+    expect(scored.map((r) => [r.id, r.judge?.model, typeof r.judge?.score])).toEqual([['j1', 'slow', 'number'], ['j2', 'slow', 'number']]);
 
     // JSON rows, for a program that has them in hand: row N is line N of errors.jsonl.
     const rows = [{ id: 'a', prompt: 'first' }, { id: 'b', prompt: 5 }, { id: 'c', prompt: 'third', model: 'slow', metadata: { lang: 'en' } }];
