@@ -125,16 +125,29 @@ function countTable(label: string, counts: Record<string, number>): string[] {
   return table(['Code', label], ['l', 'r'], Object.entries(counts).map(([code, n]) => [code, count(n)]));
 }
 
-/** report.md: headline, totals, a table per model, errors by code. */
+/** report.md: headline, totals, a table per model (and ensemble, task type), errors by code. */
 export function renderReportMarkdown(report: Report): string {
-  const { totals } = report;
-  const unfinished = unfinishedText(totals);
-  const withScore = report.judge != null;
-  const lines: string[] = [
+  const lines = [
     `# Batch report: ${report.batch_id}`,
     '',
     `**${renderHeadline(report)}**`,
     '',
+    ...overviewBullets(report),
+    ...modelsSection(report),
+    ...ensemblesSection(report),
+    ...taskTypesSection(report),
+    ...errorsSection(report),
+    ...invalidRowsSection(report),
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/** The batch at a glance: time, rows, calls, tokens, cost, and what the calls beside the answers cost. */
+function overviewBullets(report: Report): string[] {
+  const { totals } = report;
+  const unfinished = unfinishedText(totals);
+  const extra = report.extra_calls;
+  return [
     `- Started ${report.started_at}, finished ${report.finished_at}`,
     `- Rows: ${count(totals.rows)} (${count(totals.succeeded)} succeeded, ${count(totals.failed)} failed)` +
       (totals.invalid_rows > 0 ? `; ${counted(totals.invalid_rows, 'invalid input row')} not run (errors.jsonl)` : '') +
@@ -142,97 +155,96 @@ export function renderReportMarkdown(report: Report): string {
     `- Calls: ${count(totals.calls)} (${count(totals.failed_calls)} failed), retries and fallbacks included`,
     `- Tokens: ${count(totals.input_tokens)} in, ${count(totals.output_tokens)} out`,
     `- Cost: ${formatUsd(totals.cost_usd)}, the sum of costs.jsonl`,
-  ];
-  if (totals.unpriced_calls > 0) {
-    lines.push(`- ${count(totals.unpriced_calls)} calls used a model with no configured price: not in the cost`);
-  }
-  const estimated = renderEstimatedUsage(totals);
-  if (estimated) lines.push(`- ${estimated}`);
-  const savings = renderSavings(report);
-  if (savings) lines.push(`- ${savings}`);
-  const extra = report.extra_calls;
-  lines.push(
+    ...(totals.unpriced_calls > 0 ? [`- ${count(totals.unpriced_calls)} calls used a model with no configured price: not in the cost`] : []),
+    ...bullet('', renderEstimatedUsage(totals)),
+    ...bullet('', renderSavings(report)),
     `- Retries: ${count(extra.retry_calls)} calls, ${formatUsd(extra.retry_cost_usd)}; fallbacks: ${count(extra.fallback_calls)} calls, ${formatUsd(extra.fallback_cost_usd)}, ${count(extra.rows_on_fallback)} rows answered by a fallback model`,
-  );
-  if (extra.classifier_calls > 0) lines.push(`- Task classifier: ${count(extra.classifier_calls)} calls, ${formatUsd(extra.classifier_cost_usd)}`);
-  const ensembleCalls = renderEnsembleCalls(extra);
-  if (ensembleCalls) lines.push(`- Ensembles: ${ensembleCalls}`);
-  const judge = renderJudge(report);
-  if (judge) lines.push(`- Judge: ${judge}`);
-  const cutOff = renderCutOff(report);
-  if (cutOff) lines.push(`- Cut off: ${cutOff}`);
+    ...(extra.classifier_calls > 0 ? [`- Task classifier: ${count(extra.classifier_calls)} calls, ${formatUsd(extra.classifier_cost_usd)}`] : []),
+    ...bullet('Ensembles: ', renderEnsembleCalls(extra)),
+    ...bullet('Judge: ', renderJudge(report)),
+    ...bullet('Cut off: ', renderCutOff(report)),
+  ];
+}
 
-  lines.push('', '## Models', '');
+/** A "- label text" bullet, or none when there is no text. */
+function bullet(label: string, text: string | null): string[] {
+  return text ? [`- ${label}${text}`] : [];
+}
+
+function modelsSection(report: Report): string[] {
   const models = Object.entries(report.models);
-  if (models.length === 0) lines.push('No model was called.');
-  else {
-    const withTtft = anyTtft(models);
-    lines.push(
-      ...table(
-        ['Model', 'Rows', 'OK', 'Failed', 'Calls', 'Tokens in', 'Tokens out', 'Cost', 'p50', 'p95', ...(withTtft ? ['TTFT p50', 'TTFT p95'] : []), ...(withScore ? ['Score (rows)'] : [])],
-        ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', ...(withTtft ? (['r', 'r'] as const) : []), ...(withScore ? (['r'] as const) : [])],
-        models.map(([name, m]) => modelRow(name, m, withTtft, withScore)),
-      ),
-      '',
-      'Rows are counted under the model that gave their final result; calls, tokens, cost and latency (of succeeded calls) under the model called.' +
-        (withTtft ? ' TTFT: time to the first token of streamed calls (models.<name>.stream).' : '') +
-        (withScore ? " Score: the judge's mean score (1 to 10) of the model's answers, and how many it scored." : ''),
-    );
-  }
+  if (models.length === 0) return ['', '## Models', '', 'No model was called.'];
+  const withTtft = anyTtft(models);
+  const withScore = report.judge != null;
+  return [
+    '',
+    '## Models',
+    '',
+    ...table(
+      ['Model', 'Rows', 'OK', 'Failed', 'Calls', 'Tokens in', 'Tokens out', 'Cost', 'p50', 'p95', ...(withTtft ? ['TTFT p50', 'TTFT p95'] : []), ...(withScore ? ['Score (rows)'] : [])],
+      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', ...(withTtft ? (['r', 'r'] as const) : []), ...(withScore ? (['r'] as const) : [])],
+      models.map(([name, m]) => modelRow(name, m, withTtft, withScore)),
+    ),
+    '',
+    'Rows are counted under the model that gave their final result; calls, tokens, cost and latency (of succeeded calls) under the model called.' +
+      (withTtft ? ' TTFT: time to the first token of streamed calls (models.<name>.stream).' : '') +
+      (withScore ? " Score: the judge's mean score (1 to 10) of the model's answers, and how many it scored." : ''),
+  ];
+}
 
+function ensemblesSection(report: Report): string[] {
   const ensembles = Object.entries(report.ensembles ?? {});
-  if (ensembles.length > 0) {
-    lines.push(
-      '',
-      '## Ensembles',
-      '',
-      ...table(
-        ['Ensemble', 'Rows', 'OK', 'Failed', 'Cost', 'p50', 'p95', ...(withScore ? ['Score (rows)'] : [])],
-        ['l', 'r', 'r', 'r', 'r', 'r', 'r', ...(withScore ? (['r'] as const) : [])],
-        ensembles.map(([name, e]) => [name, count(e.rows), count(e.succeeded), count(e.failed), formatUsd(e.cost_usd), formatLatency(e.latency_p50_ms), formatLatency(e.latency_p95_ms), ...(withScore ? [formatScore(e)] : [])]),
-      ),
-      '',
-      "A row's cost and latency cover its members and its synthesis (the slowest member, then the synthesis); its calls are also under each model above.",
-    );
-  }
+  if (ensembles.length === 0) return [];
+  const withScore = report.judge != null;
+  return [
+    '',
+    '## Ensembles',
+    '',
+    ...table(
+      ['Ensemble', 'Rows', 'OK', 'Failed', 'Cost', 'p50', 'p95', ...(withScore ? ['Score (rows)'] : [])],
+      ['l', 'r', 'r', 'r', 'r', 'r', 'r', ...(withScore ? (['r'] as const) : [])],
+      ensembles.map(([name, e]) => [name, count(e.rows), count(e.succeeded), count(e.failed), formatUsd(e.cost_usd), formatLatency(e.latency_p50_ms), formatLatency(e.latency_p95_ms), ...(withScore ? [formatScore(e)] : [])]),
+    ),
+    '',
+    "A row's cost and latency cover its members and its synthesis (the slowest member, then the synthesis); its calls are also under each model above.",
+  ];
+}
 
+function taskTypesSection(report: Report): string[] {
   const taskTypes = Object.entries(report.task_types);
-  if (taskTypes.length > 0) {
-    lines.push(
-      '',
-      '## Task types',
-      '',
-      ...table(
-        ['Task type', 'Rows', 'OK', 'Failed', 'Calls', 'Cost'],
-        ['l', 'r', 'r', 'r', 'r', 'r'],
-        taskTypes.map(([type, t]) => [type, count(t.rows), count(t.succeeded), count(t.failed), count(t.calls), formatUsd(t.cost_usd)]),
-      ),
-    );
-  }
+  if (taskTypes.length === 0) return [];
+  return [
+    '',
+    '## Task types',
+    '',
+    ...table(
+      ['Task type', 'Rows', 'OK', 'Failed', 'Calls', 'Cost'],
+      ['l', 'r', 'r', 'r', 'r', 'r'],
+      taskTypes.map(([type, t]) => [type, count(t.rows), count(t.succeeded), count(t.failed), count(t.calls), formatUsd(t.cost_usd)]),
+    ),
+  ];
+}
 
-  lines.push('', '## Errors by code', '');
-  if (Object.keys(report.errors).length === 0) lines.push('No rows failed.');
-  else {
-    const examples = report.error_examples;
-    lines.push(...table(['Code', 'Rows', 'Example'], ['l', 'r', 'l'], Object.entries(report.errors).map(([code, n]) => [code, count(n), shorten(examples[code] ?? '', 300)])));
-  }
+function errorsSection(report: Report): string[] {
+  const examples = report.error_examples;
+  const rows = Object.keys(report.errors).length === 0
+    ? ['No rows failed.']
+    : table(['Code', 'Rows', 'Example'], ['l', 'r', 'l'], Object.entries(report.errors).map(([code, n]) => [code, count(n), shorten(examples[code] ?? '', 300)]));
+  const calls = Object.keys(report.call_errors).length > 0 ? ['', '### Failed calls by code', '', ...countTable('Calls', report.call_errors)] : [];
+  return ['', '## Errors by code', '', ...rows, ...calls];
+}
 
-  if (Object.keys(report.call_errors).length > 0) {
-    lines.push('', '### Failed calls by code', '', ...countTable('Calls', report.call_errors));
-  }
-
-  if (totals.invalid_rows > 0) {
-    const examples = report.invalid_input_examples;
-    lines.push(
-      '',
-      '## Invalid input rows',
-      '',
-      `Not run; each is in errors.jsonl with its line and reason. Fix them in place (the other rows keep their lines) and \`switchyard run --resume ${report.batch_id}\` runs them; rows that succeeded are not run again.`,
-      '',
-      ...table(['Code', 'Rows', 'First'], ['l', 'r', 'l'], Object.entries(report.invalid_input).map(([code, n]) => [code, count(n), shorten(examples[code] ?? '', 300)])),
-    );
-  }
-  return `${lines.join('\n')}\n`;
+function invalidRowsSection(report: Report): string[] {
+  if (report.totals.invalid_rows === 0) return [];
+  const examples = report.invalid_input_examples;
+  return [
+    '',
+    '## Invalid input rows',
+    '',
+    `Not run; each is in errors.jsonl with its line and reason. Fix them in place (the other rows keep their lines) and \`switchyard run --resume ${report.batch_id}\` runs them; rows that succeeded are not run again.`,
+    '',
+    ...table(['Code', 'Rows', 'First'], ['l', 'r', 'l'], Object.entries(report.invalid_input).map(([code, n]) => [code, count(n), shorten(examples[code] ?? '', 300)])),
+  ];
 }
 
 /**

@@ -362,46 +362,8 @@ export class ReportTally {
   /** The report; `invalid` is what the producer counted of rows that could not be run. */
   build(span: ReportSpan, invalid: InvalidRowCounts = {}, unfinished: number | null = 0): Report {
     const invalidEntries = Object.entries(invalid).sort(([a, x], [b, y]) => y.rows - x.rows || byCodePoint(a, b));
-    const extra = this.#extra;
-    const baselineNanos = this.#baselineNanos;
-    const ordered = [...this.#models.entries()].sort(
-      ([nameA, a], [nameB, b]) => b.rows - a.rows || b.calls - a.calls || byCodePoint(nameA, nameB),
-    );
-    const modelReports: Array<[string, ModelReport]> = [];
+    const { models, sums } = this.#modelReports();
     const errors = byCountDescending(this.#rowErrors);
-    let calls = 0;
-    let failedCalls = 0;
-    let inputTokens = 0;
-    let outputTokens = 0;
-    let costNanos = 0;
-    let unpricedCalls = 0;
-    for (const [name, entry] of ordered) {
-      calls += entry.calls;
-      failedCalls += entry.failedCalls;
-      inputTokens += entry.inputTokens;
-      outputTokens += entry.outputTokens;
-      costNanos += entry.costNanos;
-      unpricedCalls += entry.unpricedCalls;
-      modelReports.push([name, {
-        rows: entry.rows,
-        succeeded: entry.succeeded,
-        failed: entry.failed,
-        calls: entry.calls,
-        failed_calls: entry.failedCalls,
-        input_tokens: entry.inputTokens,
-        output_tokens: entry.outputTokens,
-        cost_usd: nanosToUsd(entry.costNanos),
-        unpriced_calls: entry.unpricedCalls,
-        latency_p50_ms: roundTenth(entry.latency.quantile(0.5)),
-        latency_p95_ms: roundTenth(entry.latency.quantile(0.95)),
-        ttft_p50_ms: entry.ttft ? roundTenth(entry.ttft.quantile(0.5)) : null,
-        ttft_p95_ms: entry.ttft ? roundTenth(entry.ttft.quantile(0.95)) : null,
-        judged_rows: entry.scores.count,
-        mean_score: meanScore(entry.scores),
-      }]);
-    }
-
-    const answersNanos = costNanos - extra.judgeNanos;
     const rows = this.#rows;
     const startedAt = new Date(span.startedAt);
     const finishedAt = new Date(span.finishedAt);
@@ -414,12 +376,12 @@ export class ReportTally {
         rows,
         succeeded: this.#succeeded,
         failed: rows - this.#succeeded,
-        calls,
-        failed_calls: failedCalls,
-        input_tokens: inputTokens,
-        output_tokens: outputTokens,
-        cost_usd: nanosToUsd(costNanos),
-        unpriced_calls: unpricedCalls,
+        calls: sums.calls,
+        failed_calls: sums.failedCalls,
+        input_tokens: sums.inputTokens,
+        output_tokens: sums.outputTokens,
+        cost_usd: nanosToUsd(sums.costNanos),
+        unpriced_calls: sums.unpricedCalls,
         usage_estimated_calls: this.#usageEstimatedCalls,
         elapsed_ms: elapsedMs,
         rows_this_run: this.#rowsThisRun,
@@ -428,7 +390,7 @@ export class ReportTally {
         unfinished_rows: unfinished,
       },
       // fromEntries defines own properties, so a model named "__proto__" stays a plain key.
-      models: Object.fromEntries(modelReports),
+      models: Object.fromEntries(models),
       errors,
       error_examples: Object.fromEntries(Object.keys(errors).flatMap((code) => {
         const example = this.#errorExamples.get(code);
@@ -448,39 +410,81 @@ export class ReportTally {
           .sort(([a, x], [b, y]) => y.rows - x.rows || byCodePoint(a, b))
           .map(([name, e]) => [name, { rows: e.rows, succeeded: e.succeeded, failed: e.rows - e.succeeded, cost_usd: nanosToUsd(e.costNanos), latency_p50_ms: roundTenth(e.latency.quantile(0.5)), latency_p95_ms: roundTenth(e.latency.quantile(0.95)), judged_rows: e.scores.count, mean_score: meanScore(e.scores) }]),
       ),
-      extra_calls: {
-        retry_calls: extra.retryCalls,
-        retry_cost_usd: nanosToUsd(extra.retryNanos),
-        fallback_calls: extra.fallbackCalls,
-        fallback_cost_usd: nanosToUsd(extra.fallbackNanos),
-        rows_on_fallback: this.#rowsOnFallback,
-        classifier_calls: extra.classifierCalls,
-        classifier_cost_usd: nanosToUsd(extra.classifierNanos),
-        ensemble_member_calls: extra.memberCalls,
-        ensemble_member_cost_usd: nanosToUsd(extra.memberNanos),
-        synthesis_calls: extra.synthesisCalls,
-        synthesis_cost_usd: nanosToUsd(extra.synthesisNanos),
-        judge_calls: extra.judgeCalls,
-        judge_cost_usd: nanosToUsd(extra.judgeNanos),
-      },
-      judge: this.#judge
-        ? {
-            model: this.#judge.model,
-            rows_scored: this.#judge.scores.count,
-            mean_score: meanScore(this.#judge.scores),
-            rows_unscored: [...this.#judge.unscored.values()].reduce((sum, n) => sum + n, 0),
-            unscored: byCountDescending(this.#judge.unscored),
-          }
-        : null,
-      baseline: this.#baseline
-        ? {
-            model: this.#baseline.model,
-            baseline_cost_usd: nanosToUsd(baselineNanos),
-            batch_cost_usd: nanosToUsd(answersNanos),
-            savings_usd: nanosToUsd(baselineNanos - answersNanos),
-            savings_percent: baselineNanos > 0 ? Math.round(((baselineNanos - answersNanos) / baselineNanos) * 1000) / 10 : null,
-          }
-        : null,
+      extra_calls: this.#extraCallsReport(),
+      judge: this.#judgeReport(),
+      // Judging would cost the same on the baseline: the comparison is of the answers.
+      baseline: this.#baselineReport(sums.costNanos - this.#extra.judgeNanos),
+    };
+  }
+
+  /** Each model's figures, most rows first, and their sums (the batch's totals). */
+  #modelReports(): { models: Array<[string, ModelReport]>; sums: { calls: number; failedCalls: number; inputTokens: number; outputTokens: number; costNanos: number; unpricedCalls: number } } {
+    const ordered = [...this.#models.entries()].sort(([nameA, a], [nameB, b]) => b.rows - a.rows || b.calls - a.calls || byCodePoint(nameA, nameB));
+    const sums = { calls: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costNanos: 0, unpricedCalls: 0 };
+    const models = ordered.map(([name, entry]): [string, ModelReport] => {
+      for (const key of Object.keys(sums) as Array<keyof typeof sums>) sums[key] += entry[key];
+      return [name, {
+        rows: entry.rows,
+        succeeded: entry.succeeded,
+        failed: entry.failed,
+        calls: entry.calls,
+        failed_calls: entry.failedCalls,
+        input_tokens: entry.inputTokens,
+        output_tokens: entry.outputTokens,
+        cost_usd: nanosToUsd(entry.costNanos),
+        unpriced_calls: entry.unpricedCalls,
+        latency_p50_ms: roundTenth(entry.latency.quantile(0.5)),
+        latency_p95_ms: roundTenth(entry.latency.quantile(0.95)),
+        ttft_p50_ms: entry.ttft ? roundTenth(entry.ttft.quantile(0.5)) : null,
+        ttft_p95_ms: entry.ttft ? roundTenth(entry.ttft.quantile(0.95)) : null,
+        judged_rows: entry.scores.count,
+        mean_score: meanScore(entry.scores),
+      }];
+    });
+    return { models, sums };
+  }
+
+  #extraCallsReport(): ExtraCallsReport {
+    const extra = this.#extra;
+    return {
+      retry_calls: extra.retryCalls,
+      retry_cost_usd: nanosToUsd(extra.retryNanos),
+      fallback_calls: extra.fallbackCalls,
+      fallback_cost_usd: nanosToUsd(extra.fallbackNanos),
+      rows_on_fallback: this.#rowsOnFallback,
+      classifier_calls: extra.classifierCalls,
+      classifier_cost_usd: nanosToUsd(extra.classifierNanos),
+      ensemble_member_calls: extra.memberCalls,
+      ensemble_member_cost_usd: nanosToUsd(extra.memberNanos),
+      synthesis_calls: extra.synthesisCalls,
+      synthesis_cost_usd: nanosToUsd(extra.synthesisNanos),
+      judge_calls: extra.judgeCalls,
+      judge_cost_usd: nanosToUsd(extra.judgeNanos),
+    };
+  }
+
+  #judgeReport(): JudgeReport | null {
+    const judge = this.#judge;
+    if (!judge) return null;
+    return {
+      model: judge.model,
+      rows_scored: judge.scores.count,
+      mean_score: meanScore(judge.scores),
+      rows_unscored: [...judge.unscored.values()].reduce((sum, n) => sum + n, 0),
+      unscored: byCountDescending(judge.unscored),
+    };
+  }
+
+  /** What the answers (`answersNanos`) cost against what they would have cost on the baseline model. */
+  #baselineReport(answersNanos: number): BaselineReport | null {
+    if (!this.#baseline) return null;
+    const baselineNanos = this.#baselineNanos;
+    return {
+      model: this.#baseline.model,
+      baseline_cost_usd: nanosToUsd(baselineNanos),
+      batch_cost_usd: nanosToUsd(answersNanos),
+      savings_usd: nanosToUsd(baselineNanos - answersNanos),
+      savings_percent: baselineNanos > 0 ? Math.round(((baselineNanos - answersNanos) / baselineNanos) * 1000) / 10 : null,
     };
   }
 }
