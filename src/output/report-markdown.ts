@@ -84,16 +84,28 @@ function table(headers: string[], align: Array<'l' | 'r'>, rows: string[][]): st
   return [line(headers), rule, ...rows.map(line)];
 }
 
-/** A mean judge score with how many rows it is over: "7.4 (120)"; a dash for none. */
-function formatScore(scores: { mean_score: number | null; judged_rows: number }): string {
-  return scores.mean_score === null ? '—' : `${scores.mean_score.toFixed(1)} (${count(scores.judged_rows)})`;
+interface ScoreFigures {
+  mean_score: number | null;
+  score_margin: number | null;
+  judged_rows: number;
 }
 
-/** "296 rows scored by pro, mean 6.42; 4 not scored (server_error 3, no_score 1); 300 calls, $0.0123", or null without a judge. */
+/** A mean judge score with its 95% margin: "7.4 ± 0.3"; the margin left out under 2 scores. */
+function scoreText(scores: Omit<ScoreFigures, 'judged_rows'>, digits = 1): string {
+  if (scores.mean_score === null) return '—';
+  return scores.score_margin === null ? scores.mean_score.toFixed(digits) : `${scores.mean_score.toFixed(digits)} ± ${scores.score_margin.toFixed(digits)}`;
+}
+
+/** The same with how many rows it is over: "7.4 ± 0.3 (120)"; a dash for none. */
+function formatScore(scores: ScoreFigures): string {
+  return scores.mean_score === null ? '—' : `${scoreText(scores)} (${count(scores.judged_rows)})`;
+}
+
+/** "296 rows scored by pro, mean 6.42 ± 0.31 of 10; 4 not scored (server_error 3, no_score 1); 300 calls, $0.0123", or null without a judge. */
 function renderJudge(report: Report): string | null {
   const judge = report.judge;
   if (!judge) return null;
-  const mean = judge.mean_score === null ? '' : `, mean ${judge.mean_score.toFixed(2)} of 10`;
+  const mean = judge.mean_score === null ? '' : `, mean ${scoreText(judge, 2)} of 10`;
   const unscored = judge.rows_unscored > 0 ? `; ${count(judge.rows_unscored)} not scored (${Object.entries(judge.unscored).map(([code, n]) => `${code} ${count(n)}`).join(', ')})` : '';
   return `${counted(judge.rows_scored, 'row')} scored by ${judge.model}${mean}${unscored}; ${counted(report.extra_calls.judge_calls, 'call')} (${formatUsd(report.extra_calls.judge_cost_usd)})`;
 }
@@ -188,7 +200,7 @@ function modelsSection(report: Report): string[] {
     '',
     'Rows are counted under the model that gave their final result; calls, tokens, cost and latency (of succeeded calls) under the model called.' +
       (withTtft ? ' TTFT: time to the first token of streamed calls (models.<name>.stream).' : '') +
-      (withScore ? " Score: the judge's mean score (1 to 10) of the model's answers, and how many it scored." : ''),
+      (withScore ? " Score: the judge's mean score (1 to 10) of the model's answers ± its 95% margin of error (means closer than their margins are no clear difference), and how many it scored." : ''),
   ];
 }
 
@@ -352,7 +364,7 @@ export function renderSummaryLines(report: Report): string[] {
     `p50 ${formatLatency(m.latency_p50_ms)}`,
     `p95 ${formatLatency(m.latency_p95_ms)}`,
     ...(m.ttft_p50_ms != null ? [`first token p50 ${formatLatency(m.ttft_p50_ms)}`] : ttftPlace ? [''] : []),
-    ...(m.mean_score != null ? [`score ${m.mean_score.toFixed(1)}`] : []),
+    ...(m.mean_score != null ? [`score ${scoreText(m)}`] : []),
   ]);
   lines.push(...alignedBlock('Models', models));
   const ensembleRows = Object.entries(report.ensembles ?? {}).map(([name, e]) => [
@@ -362,7 +374,7 @@ export function renderSummaryLines(report: Report): string[] {
     formatUsd(e.cost_usd),
     `p50 ${formatLatency(e.latency_p50_ms)}`,
     `p95 ${formatLatency(e.latency_p95_ms)}`,
-    ...(e.mean_score != null ? [`score ${e.mean_score.toFixed(1)}`] : []),
+    ...(e.mean_score != null ? [`score ${scoreText(e)}`] : []),
   ]);
   lines.push(...alignedBlock('Ensembles (members and synthesis together)', ensembleRows));
   return lines;

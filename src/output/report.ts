@@ -57,6 +57,8 @@ export interface ModelReport {
   /** Rows of this model's answers the judge scored (config `judge`), and their mean score; null when none. */
   judged_rows: number;
   mean_score: number | null;
+  /** The mean's 95% margin of error (1.96 standard errors), so close means read as a tie; null under 2 scores. */
+  score_margin: number | null;
 }
 
 export interface TaskTypeReport {
@@ -77,9 +79,10 @@ export interface EnsembleReport {
   /** Row latency: the slowest member, then the synthesis. */
   latency_p50_ms: number | null;
   latency_p95_ms: number | null;
-  /** Its rows the judge scored, and their mean score; null when none. */
+  /** Its rows the judge scored, and their mean score (with its 95% margin of error); null when none. */
   judged_rows: number;
   mean_score: number | null;
+  score_margin: number | null;
 }
 
 /** The judge's work (config `judge`): rows scored, rows it could not score and why. */
@@ -87,6 +90,7 @@ export interface JudgeReport {
   model: string;
   rows_scored: number;
   mean_score: number | null;
+  score_margin: number | null;
   /** Succeeded rows the judge gave no score: its calls failed, or its reply held none. */
   rows_unscored: number;
   /** Those rows by reason code, most frequent first. */
@@ -184,11 +188,14 @@ interface ModelTally {
   scores: ScoreTally;
 }
 
-/** Judge scores: how many, and their sum for the mean. */
+/** Judge scores: how many, their sum and their squares' sum (for the mean and its margin of error). */
 interface ScoreTally {
   count: number;
   sum: number;
+  sumOfSquares: number;
 }
+
+const noScores = (): ScoreTally => ({ count: 0, sum: 0, sumOfSquares: 0 });
 
 /** What a report is about, beside the figures: the batch and its time span. */
 export interface ReportSpan {
@@ -242,7 +249,7 @@ export class ReportTally {
   #model(model: string): ModelTally {
     let entry = this.#models.get(model);
     if (!entry) {
-      entry = { rows: 0, succeeded: 0, failed: 0, calls: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costNanos: 0, unpricedCalls: 0, latency: new LatencyHistogram(), ttft: null, scores: { count: 0, sum: 0 } };
+      entry = { rows: 0, succeeded: 0, failed: 0, calls: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costNanos: 0, unpricedCalls: 0, latency: new LatencyHistogram(), ttft: null, scores: noScores() };
       this.#models.set(model, entry);
     }
     return entry;
@@ -285,7 +292,7 @@ export class ReportTally {
   }
 
   #addJudged(judged: NonNullable<RowResult['judge']>, ...scoreTallies: Array<ScoreTally | undefined>): void {
-    const judge = (this.#judge ??= { model: judged.model, scores: { count: 0, sum: 0 }, unscored: new Map() });
+    const judge = (this.#judge ??= { model: judged.model, scores: noScores(), unscored: new Map() });
     if (judged.score === null) {
       increment(judge.unscored, judged.error?.code ?? 'unknown');
       return;
@@ -294,13 +301,14 @@ export class ReportTally {
       if (!tally) continue;
       tally.count += 1;
       tally.sum += judged.score;
+      tally.sumOfSquares += judged.score * judged.score;
     }
   }
 
   #addEnsembleRow(name: string, result: RowResult): void {
     let tally = this.#ensembles.get(name);
     if (!tally) {
-      tally = { rows: 0, succeeded: 0, costNanos: 0, latency: new LatencyHistogram(), scores: { count: 0, sum: 0 } };
+      tally = { rows: 0, succeeded: 0, costNanos: 0, latency: new LatencyHistogram(), scores: noScores() };
       this.#ensembles.set(name, tally);
     }
     tally.rows += 1;
@@ -408,7 +416,7 @@ export class ReportTally {
       ensembles: Object.fromEntries(
         [...this.#ensembles.entries()]
           .sort(([a, x], [b, y]) => y.rows - x.rows || byCodePoint(a, b))
-          .map(([name, e]) => [name, { rows: e.rows, succeeded: e.succeeded, failed: e.rows - e.succeeded, cost_usd: nanosToUsd(e.costNanos), latency_p50_ms: roundTenth(e.latency.quantile(0.5)), latency_p95_ms: roundTenth(e.latency.quantile(0.95)), judged_rows: e.scores.count, mean_score: meanScore(e.scores) }]),
+          .map(([name, e]) => [name, { rows: e.rows, succeeded: e.succeeded, failed: e.rows - e.succeeded, cost_usd: nanosToUsd(e.costNanos), latency_p50_ms: roundTenth(e.latency.quantile(0.5)), latency_p95_ms: roundTenth(e.latency.quantile(0.95)), ...scoreFigures(e.scores) }]),
       ),
       extra_calls: this.#extraCallsReport(),
       judge: this.#judgeReport(),
@@ -437,8 +445,7 @@ export class ReportTally {
         latency_p95_ms: roundTenth(entry.latency.quantile(0.95)),
         ttft_p50_ms: entry.ttft ? roundTenth(entry.ttft.quantile(0.5)) : null,
         ttft_p95_ms: entry.ttft ? roundTenth(entry.ttft.quantile(0.95)) : null,
-        judged_rows: entry.scores.count,
-        mean_score: meanScore(entry.scores),
+        ...scoreFigures(entry.scores),
       }];
     });
     return { models, sums };
@@ -470,6 +477,7 @@ export class ReportTally {
       model: judge.model,
       rows_scored: judge.scores.count,
       mean_score: meanScore(judge.scores),
+      score_margin: scoreMargin(judge.scores),
       rows_unscored: [...judge.unscored.values()].reduce((sum, n) => sum + n, 0),
       unscored: byCountDescending(judge.unscored),
     };
@@ -503,9 +511,20 @@ function byCodePoint(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+function scoreFigures(scores: ScoreTally): { judged_rows: number; mean_score: number | null; score_margin: number | null } {
+  return { judged_rows: scores.count, mean_score: meanScore(scores), score_margin: scoreMargin(scores) };
+}
+
 /** A mean score to two decimals (scores are whole numbers, 1 to 10); null for none. */
 function meanScore(scores: ScoreTally): number | null {
   return scores.count === 0 ? null : Math.round((scores.sum / scores.count) * 100) / 100;
+}
+
+/** 1.96 sample standard errors of the mean, to two decimals: the mean's 95% margin; null under 2 scores. */
+function scoreMargin({ count, sum, sumOfSquares }: ScoreTally): number | null {
+  if (count < 2) return null;
+  const variance = Math.max(0, (sumOfSquares - (sum * sum) / count) / (count - 1));
+  return Math.round(1.96 * Math.sqrt(variance / count) * 100) / 100;
 }
 
 function roundTenth(value: number | null): number | null {

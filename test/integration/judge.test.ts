@@ -72,7 +72,7 @@ describe('a judge scores every answer', () => {
     }
     const councilRows = results.filter((r) => r.ensemble);
     expect(report.ensembles.council).toMatchObject({ judged_rows: councilRows.length, mean_score: councilRows.length > 0 ? meanOf(councilRows) : null });
-    expect(ran.stdout).toMatch(/^Judge +12 rows scored by judge, mean [\d.]+ of 10; 12 calls \(\$[\d.]+\)$/m);
+    expect(ran.stdout).toMatch(/^Judge +12 rows scored by judge, mean [\d.]+ ± [\d.]+ of 10; 12 calls \(\$[\d.]+\)$/m);
     expect(await readFile(join(out, 'report.md'), 'utf8')).toContain('| Score (rows) |');
 
     const csv = parse(await readFile(join(out, 'results.csv'), 'utf8'), { columns: true }) as Array<Record<string, string>>;

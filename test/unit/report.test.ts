@@ -437,21 +437,21 @@ describe('judge scores', () => {
     for (const row of [1, 2, 3]) tally.addCall(judgeCall(row, 'succeeded'));
     tally.addCall(judgeCall(4, 'failed'));
     const report = tally.build(span);
-    expect(report.models.flash).toMatchObject({ judged_rows: 2, mean_score: 6.5 });
-    expect(report.models.pro).toMatchObject({ judged_rows: 1, mean_score: 9 });
+    expect(report.models.flash).toMatchObject({ judged_rows: 2, mean_score: 6.5, score_margin: 2.94 }); // 1.96 x sd 2.12 / sqrt 2
+    expect(report.models.pro).toMatchObject({ judged_rows: 1, mean_score: 9, score_margin: null });
     expect(report.models.judge).toMatchObject({ rows: 0, calls: 4, judged_rows: 0, mean_score: null });
     expect(report.ensembles.council).toMatchObject({ judged_rows: 1, mean_score: 9 });
-    expect(report.judge).toEqual({ model: 'judge', rows_scored: 3, mean_score: 7.33, rows_unscored: 1, unscored: { server_error: 1 } });
+    expect(report.judge).toEqual({ model: 'judge', rows_scored: 3, mean_score: 7.33, score_margin: 2.36, rows_unscored: 1, unscored: { server_error: 1 } });
     expect(report.extra_calls).toMatchObject({ judge_calls: 4, judge_cost_usd: 0.00006, retry_calls: 0, fallback_calls: 0 });
     // Judging would cost the same on the baseline: the comparison leaves it out on both sides.
     expect(report.baseline).toMatchObject({ baseline_cost_usd: 0, batch_cost_usd: 0 });
 
     const summary = renderSummaryLines(report);
-    expect(summary.find((line) => line.startsWith('Judge'))).toMatch(/^Judge +3 rows scored by judge, mean 7\.33 of 10; 1 not scored \(server_error 1\); 4 calls \(\$0\.0000600\)$/);
-    expect(summary.find((line) => line.startsWith('  flash'))).toMatch(/ score 6\.5$/);
+    expect(summary.find((line) => line.startsWith('Judge'))).toMatch(/^Judge +3 rows scored by judge, mean 7\.33 ± 2\.36 of 10; 1 not scored \(server_error 1\); 4 calls \(\$0\.0000600\)$/);
+    expect(summary.find((line) => line.startsWith('  flash'))).toMatch(/ score 6\.5 ± 2\.9$/);
     const markdown = renderReportMarkdown(report);
-    expect(markdown).toContain('- Judge: 3 rows scored by judge, mean 7.33 of 10');
-    expect(markdown).toMatch(/\| flash \| 2 \|.*\| 6\.5 \(2\) \|/);
+    expect(markdown).toContain('- Judge: 3 rows scored by judge, mean 7.33 ± 2.36 of 10');
+    expect(markdown).toMatch(/\| flash \| 2 \|.*\| 6\.5 ± 2\.9 \(2\) \|/);
     expect(markdown).toMatch(/\| council \| 1 \|.*\| 9\.0 \(1\) \|/);
   });
 
