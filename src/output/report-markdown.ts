@@ -1,4 +1,5 @@
 import { formatUsd } from '../models/pricing.ts';
+import type { PairedComparison } from './paired-scores.ts';
 import type { ModelReport, Report } from './report.ts';
 
 /**
@@ -147,6 +148,7 @@ export function renderReportMarkdown(report: Report): string {
     ...overviewBullets(report),
     ...modelsSection(report),
     ...ensemblesSection(report),
+    ...pairedSection(report),
     ...taskTypesSection(report),
     ...errorsSection(report),
     ...invalidRowsSection(report),
@@ -219,6 +221,34 @@ function ensemblesSection(report: Report): string[] {
     ),
     '',
     "A row's cost and latency cover its members and its synthesis (the slowest member, then the synthesis); its calls are also under each model above.",
+  ];
+}
+
+/** "+0.30 ± 0.81" (a − b), or without the margin under two prompts. */
+function formatDifference(pair: PairedComparison): string {
+  const mean = `${pair.mean_difference > 0 ? '+' : ''}${pair.mean_difference.toFixed(2)}`;
+  return pair.difference_margin === null ? mean : `${mean} ± ${pair.difference_margin.toFixed(2)}`;
+}
+
+/** "flash vs glm: 24 prompts, flash better in 10, tie 4, glm better in 10; flash − glm +0.30 ± 0.81". */
+function pairedText(pair: PairedComparison): string {
+  return `${pair.a} vs ${pair.b}: ${counted(pair.prompts, 'prompt')}, ${pair.a} better in ${count(pair.a_better)}, tie ${count(pair.ties)}, ${pair.b} better in ${count(pair.b_better)}; ${pair.a} − ${pair.b} ${formatDifference(pair)}`;
+}
+
+function pairedSection(report: Report): string[] {
+  const pairs = report.judge?.paired ?? [];
+  if (pairs.length === 0) return [];
+  return [
+    '',
+    '## Judge: models compared on the same prompts',
+    '',
+    ...table(
+      ['A', 'B', 'Prompts', 'A better', 'Tie', 'B better', 'Score A − B'],
+      ['l', 'l', 'r', 'r', 'r', 'r', 'r'],
+      pairs.map((pair) => [pair.a, pair.b, count(pair.prompts), count(pair.a_better), count(pair.ties), count(pair.b_better), formatDifference(pair)]),
+    ),
+    '',
+    'Rows with the same id answered by two models (or ensembles), scored by the judge: the difference of their scores over those prompts alone, ± its 95% margin of error. A difference within its margin is no clear winner.',
   ];
 }
 
@@ -344,6 +374,8 @@ export function renderSummaryLines(report: Report): string[] {
   if (ensembleCalls) pairs.push(['Ensemble', ensembleCalls]);
   const judge = renderJudge(report);
   if (judge) pairs.push(['Judge', judge]);
+  // The pairs with the most prompts in common; report.md lists them all.
+  (report.judge?.paired ?? []).slice(0, 3).forEach((pair, i) => pairs.push([i === 0 ? 'Paired' : '', pairedText(pair)]));
   const estimated = renderEstimatedUsage(totals);
   if (estimated) pairs.push(['Usage', estimated]);
   const cutOff = renderCutOff(report);

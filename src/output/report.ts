@@ -1,5 +1,6 @@
 import { callCostNanos, nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import { LatencyHistogram } from './latency-histogram.ts';
+import { marginOfError, PairedScores, type PairedComparison } from './paired-scores.ts';
 import type { CallRecord, RowResult } from './records.ts';
 import type { InvalidRowCounts } from '../input/row.ts';
 
@@ -95,6 +96,11 @@ export interface JudgeReport {
   rows_unscored: number;
   /** Those rows by reason code, most frequent first. */
   unscored: Record<string, number>;
+  /**
+   * Models (or ensembles) that answered the same row ids, compared over those prompts alone: the
+   * layout that gives every prompt to every model (a row per model, same id). Empty otherwise.
+   */
+  paired: PairedComparison[];
 }
 
 /** Calls that were not a row's first try on its first-choice model, and what they cost. */
@@ -226,7 +232,7 @@ export class ReportTally {
   readonly #models = new Map<string, ModelTally>();
   readonly #taskTypes = new Map<string, TaskTally>();
   readonly #ensembles = new Map<string, { rows: number; succeeded: number; costNanos: number; latency: LatencyHistogram; scores: ScoreTally }>();
-  #judge: { model: string; scores: ScoreTally; unscored: Map<string, number> } | null = null;
+  #judge: { model: string; scores: ScoreTally; unscored: Map<string, number>; paired: PairedScores } | null = null;
   readonly #rowErrors = new Map<string, number>();
   readonly #errorExamples = new Map<string, string>();
   readonly #callErrors = new Map<string, number>();
@@ -274,7 +280,7 @@ export class ReportTally {
     entry.rows += 1;
     task.rows += 1;
     if (result.ensemble) this.#addEnsembleRow(result.ensemble.name, result);
-    if (result.judge) this.#addJudged(result.judge, entry.scores, result.ensemble ? this.#ensembles.get(result.ensemble.name)?.scores : undefined);
+    if (result.judge) this.#addJudged(result, result.judge, entry.scores, result.ensemble ? this.#ensembles.get(result.ensemble.name)?.scores : undefined);
     if (result.status === 'succeeded') {
       this.#succeeded += 1;
       entry.succeeded += 1;
@@ -291,12 +297,14 @@ export class ReportTally {
     }
   }
 
-  #addJudged(judged: NonNullable<RowResult['judge']>, ...scoreTallies: Array<ScoreTally | undefined>): void {
-    const judge = (this.#judge ??= { model: judged.model, scores: noScores(), unscored: new Map() });
+  #addJudged(result: RowResult, judged: NonNullable<RowResult['judge']>, ...scoreTallies: Array<ScoreTally | undefined>): void {
+    const judge = (this.#judge ??= { model: judged.model, scores: noScores(), unscored: new Map(), paired: new PairedScores() });
     if (judged.score === null) {
       increment(judge.unscored, judged.error?.code ?? 'unknown');
       return;
     }
+    // An ensemble's rows compare as the ensemble, not as its synthesizer.
+    judge.paired.add(result.id, result.ensemble?.name ?? result.model, judged.score);
     for (const tally of [judge.scores, ...scoreTallies]) {
       if (!tally) continue;
       tally.count += 1;
@@ -477,9 +485,10 @@ export class ReportTally {
       model: judge.model,
       rows_scored: judge.scores.count,
       mean_score: meanScore(judge.scores),
-      score_margin: scoreMargin(judge.scores),
+      score_margin: marginOfError(judge.scores),
       rows_unscored: [...judge.unscored.values()].reduce((sum, n) => sum + n, 0),
       unscored: byCountDescending(judge.unscored),
+      paired: judge.paired.comparisons(),
     };
   }
 
@@ -512,7 +521,7 @@ function byCodePoint(a: string, b: string): number {
 }
 
 function scoreFigures(scores: ScoreTally): { judged_rows: number; mean_score: number | null; score_margin: number | null } {
-  return { judged_rows: scores.count, mean_score: meanScore(scores), score_margin: scoreMargin(scores) };
+  return { judged_rows: scores.count, mean_score: meanScore(scores), score_margin: marginOfError(scores) };
 }
 
 /** A mean score to two decimals (scores are whole numbers, 1 to 10); null for none. */
@@ -520,12 +529,6 @@ function meanScore(scores: ScoreTally): number | null {
   return scores.count === 0 ? null : Math.round((scores.sum / scores.count) * 100) / 100;
 }
 
-/** 1.96 sample standard errors of the mean, to two decimals: the mean's 95% margin; null under 2 scores. */
-function scoreMargin({ count, sum, sumOfSquares }: ScoreTally): number | null {
-  if (count < 2) return null;
-  const variance = Math.max(0, (sumOfSquares - (sum * sum) / count) / (count - 1));
-  return Math.round(1.96 * Math.sqrt(variance / count) * 100) / 100;
-}
 
 function roundTenth(value: number | null): number | null {
   return value === null ? null : Math.round(value * 10) / 10;

@@ -109,6 +109,31 @@ describe('a judge scores every answer', () => {
     expect(wrong.stderr).toContain('--judge "critic" is not a model in the config; models: flash, judge');
   });
 
+  it('compares two models that answered the same prompts (a row per model, same id) on those prompts alone', async () => {
+    const dir = await tempDir('judge-paired');
+    const config = await writeSimConfig(dir, h.sim.url, { models: { flash: sim(0.1), pro: sim(0.5), judge: sim(2) }, default_model: 'flash', judge: { model: 'judge' } });
+    const input = join(dir, 'both.csv');
+    const lines = ['id,model,prompt,expected'];
+    for (let n = 1; n <= 6; n++) for (const model of ['flash', 'pro']) lines.push(`q${n},${model},"What is ${n} + ${n}?",${2 * n}`);
+    await writeFile(input, `${lines.join('\n')}\n`);
+    const out = join(dir, 'out');
+    const ran = await runCli(['run', input, '--config', config, '--out', out], h.env());
+    expect(ran.code, ran.stdout + ran.stderr).toBe(0);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    const scoreOf = (id: string, model: string) => results.find((r) => r.id === id && r.model === model)!.judge!.score!;
+    const differences = [1, 2, 3, 4, 5, 6].map((n) => scoreOf(`q${n}`, 'flash') - scoreOf(`q${n}`, 'pro'));
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.judge?.paired).toEqual([
+      expect.objectContaining({
+        a: 'flash', b: 'pro', prompts: 6,
+        a_better: differences.filter((d) => d > 0).length, ties: differences.filter((d) => d === 0).length, b_better: differences.filter((d) => d < 0).length,
+        mean_difference: Math.round((differences.reduce((sum, d) => sum + d, 0) / 6) * 100) / 100,
+      }),
+    ]);
+    expect(ran.stdout).toMatch(/^Paired +flash vs pro: 6 prompts, flash better in \d+, tie \d+, pro better in \d+; flash − pro [-+]?[\d.]+ ± [\d.]+$/m);
+    expect(await readFile(join(out, 'report.md'), 'utf8')).toContain('## Judge: models compared on the same prompts');
+  });
+
   it('refuses a judge model the config does not have', async () => {
     const dir = await tempDir('judge-config');
     const config = await writeSimConfig(dir, h.sim.url, { judge: { model: 'critic' } });

@@ -441,7 +441,7 @@ describe('judge scores', () => {
     expect(report.models.pro).toMatchObject({ judged_rows: 1, mean_score: 9, score_margin: null });
     expect(report.models.judge).toMatchObject({ rows: 0, calls: 4, judged_rows: 0, mean_score: null });
     expect(report.ensembles.council).toMatchObject({ judged_rows: 1, mean_score: 9 });
-    expect(report.judge).toEqual({ model: 'judge', rows_scored: 3, mean_score: 7.33, score_margin: 2.36, rows_unscored: 1, unscored: { server_error: 1 } });
+    expect(report.judge).toEqual({ model: 'judge', rows_scored: 3, mean_score: 7.33, score_margin: 2.36, rows_unscored: 1, unscored: { server_error: 1 }, paired: [] });
     expect(report.extra_calls).toMatchObject({ judge_calls: 4, judge_cost_usd: 0.00006, retry_calls: 0, fallback_calls: 0 });
     // Judging would cost the same on the baseline: the comparison leaves it out on both sides.
     expect(report.baseline).toMatchObject({ baseline_cost_usd: 0, batch_cost_usd: 0 });
@@ -453,6 +453,19 @@ describe('judge scores', () => {
     expect(markdown).toContain('- Judge: 3 rows scored by judge, mean 7.33 ± 2.36 of 10');
     expect(markdown).toMatch(/\| flash \| 2 \|.*\| 6\.5 ± 2\.9 \(2\) \|/);
     expect(markdown).toMatch(/\| council \| 1 \|.*\| 9\.0 \(1\) \|/);
+  });
+
+  it('compare models that answered the same prompts (the same id) on those prompts alone', () => {
+    const tally = new ReportTally();
+    // q1-q3 answered by flash and by the council ensemble (synthesized by pro); q4 by flash alone.
+    [[1, 'q1', 'flash', 8], [2, 'q1', 'pro', 6], [3, 'q2', 'flash', 5], [4, 'q2', 'pro', 5], [5, 'q3', 'flash', 9], [6, 'q3', 'pro', 4], [7, 'q4', 'flash', 2]].forEach(([row, id, model, score]) => {
+      tally.addResult({ ...result(row as number, model as string, scored(score as number), model === 'pro' ? 'council' : undefined), id: id as string });
+    });
+    const report = tally.build(span);
+    // council - flash over q1-q3: -2, 0, -5: mean -2.33, sd 2.52, margin 1.96 x 2.52 / sqrt 3.
+    expect(report.judge?.paired).toEqual([{ a: 'council', b: 'flash', prompts: 3, a_better: 0, ties: 1, b_better: 2, mean_difference: -2.33, difference_margin: 2.85 }]);
+    expect(renderSummaryLines(report).find((line) => line.startsWith('Paired'))).toMatch(/^Paired +council vs flash: 3 prompts, council better in 0, tie 1, flash better in 2; council − flash -2\.33 ± 2\.85$/);
+    expect(renderReportMarkdown(report)).toContain('| council | flash | 3 | 0 | 1 | 2 | -2.33 ± 2.85 |');
   });
 
   it('leave the report without scores when there is no judge', () => {
