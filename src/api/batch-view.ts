@@ -1,5 +1,6 @@
 import type { BatchMeta, BatchProgress } from '../queue/batch-state.ts';
 import { isFinishedStatus } from '../queue/batch-state.ts';
+import { abSplitParameter } from '../routing/ab-split.ts';
 
 /** The output files the API serves, by the name a client asks for, with their media types. */
 export const OUTPUT_FILES = {
@@ -74,7 +75,7 @@ export function batchView(meta: BatchMeta, progress: BatchProgress, present: Rea
     cost_usd: progress.costUsd,
     budget_usd: meta.budget_usd ?? null,
     model: meta.model_override ?? null,
-    ab: meta.ab_split ? meta.ab_split.map((arm) => `${arm.model}=${Math.round(arm.weight * 1000) / 1000}`).join(',') : null,
+    ab: meta.ab_split ? abSplitParameter(meta.ab_split) : null,
     judge: meta.judge_model ?? null,
     input_error: meta.input_error ?? null,
     out_dir: meta.out_dir,

@@ -185,15 +185,17 @@ function bullet(label: string, text: string | null): string[] {
   return text ? [`- ${label}${text}`] : [];
 }
 
+/** A report.md section: a blank line, its heading, a blank line, then its lines. */
+function section(title: string, body: string[]): string[] {
+  return ['', `## ${title}`, '', ...body];
+}
+
 function modelsSection(report: Report): string[] {
   const models = Object.entries(report.models);
-  if (models.length === 0) return ['', '## Models', '', 'No model was called.'];
+  if (models.length === 0) return section('Models', ['No model was called.']);
   const withTtft = anyTtft(models);
   const withScore = report.judge != null;
-  return [
-    '',
-    '## Models',
-    '',
+  return section('Models', [
     ...table(
       ['Model', 'Rows', 'OK', 'Failed', 'Calls', 'Tokens in', 'Tokens out', 'Cost', 'p50', 'p95', ...(withTtft ? ['TTFT p50', 'TTFT p95'] : []), ...(withScore ? ['Score (rows)'] : [])],
       ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', ...(withTtft ? (['r', 'r'] as const) : []), ...(withScore ? (['r'] as const) : [])],
@@ -203,17 +205,14 @@ function modelsSection(report: Report): string[] {
     'Rows are counted under the model that gave their final result; calls, tokens, cost and latency (of succeeded calls) under the model called.' +
       (withTtft ? ' TTFT: time to the first token of streamed calls (models.<name>.stream).' : '') +
       (withScore ? " Score: the judge's mean score (1 to 10) of the model's answers ± its 95% margin of error (means closer than their margins are no clear difference), and how many it scored." : ''),
-  ];
+  ]);
 }
 
 function ensemblesSection(report: Report): string[] {
   const ensembles = Object.entries(report.ensembles ?? {});
   if (ensembles.length === 0) return [];
   const withScore = report.judge != null;
-  return [
-    '',
-    '## Ensembles',
-    '',
+  return section('Ensembles', [
     ...table(
       ['Ensemble', 'Rows', 'OK', 'Failed', 'Cost', 'p50', 'p95', ...(withScore ? ['Score (rows)'] : [])],
       ['l', 'r', 'r', 'r', 'r', 'r', 'r', ...(withScore ? (['r'] as const) : [])],
@@ -221,7 +220,7 @@ function ensemblesSection(report: Report): string[] {
     ),
     '',
     "A row's cost and latency cover its members and its synthesis (the slowest member, then the synthesis); its calls are also under each model above.",
-  ];
+  ]);
 }
 
 /** "+0.30 ± 0.81" (a − b), or without the margin under two prompts. */
@@ -238,10 +237,7 @@ function pairedText(pair: PairedComparison): string {
 function pairedSection(report: Report): string[] {
   const pairs = report.judge?.paired ?? [];
   if (pairs.length === 0) return [];
-  return [
-    '',
-    '## Judge: models compared on the same prompts',
-    '',
+  return section('Judge: models compared on the same prompts', [
     ...table(
       ['A', 'B', 'Prompts', 'A better', 'Tie', 'B better', 'Score A − B'],
       ['l', 'l', 'r', 'r', 'r', 'r', 'r'],
@@ -249,22 +245,19 @@ function pairedSection(report: Report): string[] {
     ),
     '',
     'Rows with the same id answered by two models (or ensembles), scored by the judge: the difference of their scores over those prompts alone, ± its 95% margin of error. A difference within its margin is no clear winner.',
-  ];
+  ]);
 }
 
 function taskTypesSection(report: Report): string[] {
   const taskTypes = Object.entries(report.task_types);
   if (taskTypes.length === 0) return [];
-  return [
-    '',
-    '## Task types',
-    '',
+  return section('Task types', [
     ...table(
       ['Task type', 'Rows', 'OK', 'Failed', 'Calls', 'Cost'],
       ['l', 'r', 'r', 'r', 'r', 'r'],
       taskTypes.map(([type, t]) => [type, count(t.rows), count(t.succeeded), count(t.failed), count(t.calls), formatUsd(t.cost_usd)]),
     ),
-  ];
+  ]);
 }
 
 function errorsSection(report: Report): string[] {
@@ -273,20 +266,17 @@ function errorsSection(report: Report): string[] {
     ? ['No rows failed.']
     : table(['Code', 'Rows', 'Example'], ['l', 'r', 'l'], Object.entries(report.errors).map(([code, n]) => [code, count(n), shorten(examples[code] ?? '', 300)]));
   const calls = Object.keys(report.call_errors).length > 0 ? ['', '### Failed calls by code', '', ...countTable('Calls', report.call_errors)] : [];
-  return ['', '## Errors by code', '', ...rows, ...calls];
+  return section('Errors by code', [...rows, ...calls]);
 }
 
 function invalidRowsSection(report: Report): string[] {
   if (report.totals.invalid_rows === 0) return [];
   const examples = report.invalid_input_examples;
-  return [
-    '',
-    '## Invalid input rows',
-    '',
+  return section('Invalid input rows', [
     `Not run; each is in errors.jsonl with its line and reason. Fix them in place (the other rows keep their lines) and \`switchyard run --resume ${report.batch_id}\` runs them; rows that succeeded are not run again.`,
     '',
     ...table(['Code', 'Rows', 'First'], ['l', 'r', 'l'], Object.entries(report.invalid_input).map(([code, n]) => [code, count(n), shorten(examples[code] ?? '', 300)])),
-  ];
+  ]);
 }
 
 /**

@@ -53,3 +53,8 @@ export function abArmFor(rowId: string, arms: readonly AbArm[]): string {
 export function formatAbSplit(arms: readonly AbArm[]): string {
   return arms.map((arm) => `${arm.model} ${Math.round(arm.weight * 1000) / 10}%`).join(', ');
 }
+
+/** The split as `--ab` (or the API's `ab=`) takes it: "deepseek-v4-flash=0.8,glm-4=0.2". */
+export function abSplitParameter(arms: readonly AbArm[]): string {
+  return arms.map((arm) => `${arm.model}=${Math.round(arm.weight * 1000) / 1000}`).join(',');
+}

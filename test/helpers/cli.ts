@@ -42,3 +42,15 @@ export async function waitForOutput(read: () => string, text: string, timeoutMs:
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/**
+ * Runs `switchyard run <args> --batch-id <batchId>`, kills it outright (SIGKILL) once `killWhen()`
+ * holds, then resumes the batch with the same config; returns the resume's result.
+ */
+export async function killRunThenResume(run: { args: string[]; batchId: string; config: string; killWhen: () => boolean }, env: Record<string, string>): Promise<CliResult> {
+  const first = spawnCli(['run', ...run.args, '--config', run.config, '--batch-id', run.batchId], env);
+  await waitFor(async () => run.killWhen(), 20_000);
+  first.kill('SIGKILL');
+  await first.done;
+  return runCli(['run', '--resume', run.batchId, '--config', run.config], env);
+}

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { usdToNanos } from '../../src/models/pricing.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report.ts';
-import { runCli, spawnCli, waitFor } from '../helpers/cli.ts';
+import { killRunThenResume, runCli } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
@@ -157,12 +157,8 @@ describe('ensembles: a process killed during the synthesis', () => {
     const config = await writeSimConfig(dir, h.sim.url, { ensembles: { council: { members: ['alpha', 'beta'], synthesizer: 'judge' } } }, MODELS);
     const input = await writePromptsCsv(dir, 4);
     const out = join(dir, 'out');
-    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'killed-council', '--model', 'council'], h.env());
-    await waitFor(async () => (h.sim.stats().models.judge?.requests ?? 0) === 4, 20_000);
-    first.kill('SIGKILL');
-    await first.done;
-
-    const resumed = await runCli(['run', '--resume', 'killed-council', '--config', config], h.env());
+    const killWhen = () => h.sim.stats().models.judge?.requests === 4; // every row waits for its synthesis
+    const resumed = await killRunThenResume({ args: [input, '--out', out, '--model', 'council'], batchId: 'killed-council', config, killWhen }, h.env());
     expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
     const stats = h.sim.stats().models;
     // Each member answered each row once; the synthesis cut off by the kill went out again.

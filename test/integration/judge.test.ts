@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { usdToNanos } from '../../src/models/pricing.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report.ts';
-import { runCli, spawnCli, waitFor } from '../helpers/cli.ts';
+import { killRunThenResume, runCli } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
@@ -174,12 +174,8 @@ describe('a run killed while the judge scores', () => {
     const config = await writeSimConfig(dir, h.sim.url, { models: { flash: sim(0.1), judge: sim(2) }, default_model: 'flash', judge: { model: 'judge' } });
     const input = await writeQuestions(dir, 4);
     const out = join(dir, 'out');
-    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'killed-judge'], h.env());
-    await waitFor(async () => (h.sim.stats().models.judge?.requests ?? 0) === 4, 20_000);
-    first.kill('SIGKILL');
-    await first.done;
-
-    const resumed = await runCli(['run', '--resume', 'killed-judge', '--config', config], h.env());
+    const killWhen = () => h.sim.stats().models.judge?.requests === 4; // every row waits for its score
+    const resumed = await killRunThenResume({ args: [input, '--out', out], batchId: 'killed-judge', config, killWhen }, h.env());
     expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
     const stats = h.sim.stats().models;
     expect([stats.flash?.requests, stats.judge?.requests]).toEqual([4, 8]);
