@@ -158,13 +158,13 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       }
     }
     if (failure) logFailure({ batchId: job.batchId, row: job.row, code: failure.code, attempts: step.event.result.attempts, message: failure.message });
-    let published: boolean;
+    let publication: { published: boolean; costNanos: number };
     try {
-      published = await publishRowEvent(deps.redis, keys, step.event, step.costNanos, job.fingerprint);
+      publication = await publishRowEvent(deps.redis, keys, step.event, step.costNanos, job.fingerprint);
     } catch (error) {
       return crashed(error);
     }
-    return { kind: 'done', batchId: job.batchId, row: !published ? 'superseded' : failure ? 'failed' : 'succeeded', costNanos: step.costNanos };
+    return { kind: 'done', batchId: job.batchId, row: !publication.published ? 'superseded' : failure ? 'failed' : 'succeeded', costNanos: publication.costNanos };
   };
 }
 

@@ -366,7 +366,9 @@ function readText(counts: EnqueueCounts, localConcurrency: number | null): strin
     (counts.alreadySucceeded > 0 ? `, ${formatCount(counts.alreadySucceeded)} already done` : '') +
     (counts.changedSinceSucceeded > 0 ? `, ${formatCount(counts.changedSinceSucceeded)} changed in the file since they succeeded (they run again)` : '') +
     (counts.goneFromFile > 0 ? `, ${formatCount(counts.goneFromFile)} of the last run no longer in the file (left out of the outputs)` : '') +
-    `; ${formatCount(counts.enqueued)} queued, ${localConcurrency !== null ? `workers here making up to ${localConcurrency} calls at a time` : 'no workers here (--detach)'}.`
+    `; ${formatCount(counts.enqueued)} queued` +
+    (counts.carriedAnswers > 0 ? ` (${formatCount(counts.carriedAnswers)} with the answers the stopped run had for them, not paid for again)` : '') +
+    `, ${localConcurrency !== null ? `workers here making up to ${localConcurrency} calls at a time` : 'no workers here (--detach)'}.`
   );
 }
 

@@ -28,7 +28,8 @@ export function orphanedBatchText(batchId: string, unqueued: Unqueued): string {
 /** What became of the stopped batch's queued rows, as a sentence (with a leading space), or ''. */
 function unqueuedText(unqueued: Unqueued | null): string {
   if (unqueued === null || unqueued.removed + unqueued.kept === 0) return '';
-  const removed = unqueued.removed > 0 ? ` ${counted(unqueued.removed, 'queued row')} came off the queue, so no other run or worker takes ${unqueued.removed === 1 ? 'it' : 'them'} meanwhile.` : '';
+  const carried = unqueued.carried > 0 ? ` (${formatCount(unqueued.carried)} ${unqueued.carried === 1 ? 'keeps the answers it' : 'keep the answers they'} had for the resume)` : '';
+  const removed = unqueued.removed > 0 ? ` ${counted(unqueued.removed, 'queued row')} came off the queue${carried}, so no other run or worker takes ${unqueued.removed === 1 ? 'it' : 'them'} meanwhile.` : '';
   const kept = unqueued.kept > 0 ? ` ${counted(unqueued.kept, 'row')} taken by another worker meanwhile stay with it.` : '';
   return `${removed}${kept}`;
 }

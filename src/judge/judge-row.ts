@@ -32,14 +32,16 @@ export async function advanceJudgedRow(row: RowInput, progress: RowProgress, dep
   const judging = progress.judging;
   const messages = judgeMessages({ request: row.messages, answer: judging.answer.output ?? '', reference: referenceAnswer(row, judge), criteria: judge.criteria });
   if (!judging.progress.plan) {
-    judging.progress = pinnedCallProgress(deps.config, { model: judge.model, messages, maxTokens: judge.max_tokens, taskType: judging.answer.task_type ?? '', reason: 'judge' });
+    // Calls kept: a judge call of a stopped run, carried over (carried-progress.ts), was paid for.
+    judging.progress = { ...pinnedCallProgress(deps.config, { model: judge.model, messages, maxTokens: judge.max_tokens, taskType: judging.answer.task_type ?? '', reason: 'judge' }), calls: judging.progress.calls };
     await checkpoint?.(progress);
   }
   const judgeRow: RowInput = { batchId: row.batchId, row: row.row, id: row.id, messages, model: judge.model, temperature: 0, max_tokens: judge.max_tokens, metadata: row.metadata };
   const step = await advanceRow(judgeRow, judging.progress, deps);
   if (step.kind === 'park') return { ...step, progress };
   const calls = everyCall(progress);
-  const result: RowResult = { ...judging.answer, judge: judgeOutcome(judge, judging, step.event.result) };
+  // The row is done once scored, which may be a run after its answer (a stopped run's, carried over).
+  const result: RowResult = { ...judging.answer, judge: judgeOutcome(judge, judging, step.event.result), completed_at: new Date().toISOString() };
   return { kind: 'finished', event: { result, calls }, costNanos: callTotals(calls).costNanos };
 }
 

@@ -32,6 +32,11 @@ export interface CallRecord {
   usage_estimated?: true;
   /** A streamed call (models.<name>.stream): ms from its start to the first token of the answer. */
   ttft_ms?: number;
+  /**
+   * Only in a row's saved progress, never written out: the call is in the batch's costs already,
+   * published when a stopped run took the row off the queue (src/queue/carried-rows.ts).
+   */
+  recorded?: true;
 }
 
 export interface RowFailure {

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { BatchKeys } from '../queue/keys.ts';
 import { runScript, type LuaScript } from '../queue/lua-script.ts';
+import { usdToNanos } from '../models/pricing.ts';
 import type { CallRecord, RowEvent } from './records.ts';
 
 /**
@@ -39,8 +40,20 @@ return 1
 
 const publishKeys = (keys: BatchKeys) => [keys.events, keys.finished, keys.succeeded, keys.meta, keys.withdrawn, keys.fingerprints];
 
-/** Calls as the stream holds them: one JSON line each. */
-const callsJsonl = (calls: readonly CallRecord[]): string => calls.map((call) => `${JSON.stringify(call)}\n`).join('');
+/**
+ * The calls to publish and what they add to the batch's cost: a row carried over from a stopped
+ * run holds calls whose records went out when it was taken off the queue, and they must not go
+ * out twice. As the stream holds them: one JSON line each.
+ */
+function unrecorded(calls: readonly CallRecord[], costNanos: number): { callsJsonl: string; costNanos: number } {
+  let lines = '';
+  let recordedNanos = 0;
+  for (const call of calls) {
+    if (call.recorded) recordedNanos += call.cost_usd === null ? 0 : usdToNanos(call.cost_usd);
+    else lines += `${JSON.stringify(call)}\n`;
+  }
+  return { callsJsonl: lines, costNanos: costNanos - recordedNanos };
+}
 
 /** A fingerprint as stored in the batch's fingerprints string: 4 bytes, big-endian. */
 export function fingerprintBytes(fingerprint: number): Buffer {
@@ -52,14 +65,15 @@ export function fingerprintBytes(fingerprint: number): Buffer {
 /**
  * Hands a finished row to the batch's collector. One script, so the event, the row's bits and the
  * batch's running cost change together ("all rows finished" implies "all events are in the stream"),
- * in one round trip and one socket write. Returns false when the job was superseded (only its
- * calls were recorded).
+ * in one round trip and one socket write. Returns whether the result was published (not when the
+ * job was superseded: only its calls were recorded) and what its calls added to the batch's cost.
  */
-export async function publishRowEvent(redis: Redis, keys: BatchKeys, event: RowEvent, costNanos: number, fingerprint: number | undefined): Promise<boolean> {
+export async function publishRowEvent(redis: Redis, keys: BatchKeys, event: RowEvent, costNanos: number, fingerprint: number | undefined): Promise<{ published: boolean; costNanos: number }> {
   const succeeded = event.result.status === 'succeeded' ? 1 : 0;
   const jobFingerprint = fingerprint === undefined ? '' : fingerprintBytes(fingerprint);
-  const published = await runScript(redis, PUBLISH, publishKeys(keys), [JSON.stringify(event.result), event.result.row, succeeded, costNanos, callsJsonl(event.calls), jobFingerprint]);
-  return published === 1;
+  const fresh = unrecorded(event.calls, costNanos);
+  const published = await runScript(redis, PUBLISH, publishKeys(keys), [JSON.stringify(event.result), event.result.row, succeeded, fresh.costNanos, fresh.callsJsonl, jobFingerprint]);
+  return { published: published === 1, costNanos: fresh.costNanos };
 }
 
 /**
@@ -68,7 +82,9 @@ export async function publishRowEvent(redis: Redis, keys: BatchKeys, event: RowE
  * costs.jsonl only, as it does a superseded job's.
  */
 export async function publishCallsOnly(redis: Redis, keys: BatchKeys, row: number, calls: readonly CallRecord[], costNanos: number): Promise<void> {
-  await runScript(redis, PUBLISH, publishKeys(keys), ['', row, 0, costNanos, callsJsonl(calls), '']);
+  const fresh = unrecorded(calls, costNanos);
+  if (fresh.callsJsonl === '') return;
+  await runScript(redis, PUBLISH, publishKeys(keys), ['', row, 0, fresh.costNanos, fresh.callsJsonl, '']);
 }
 
 /** A row's event as stored: already serialized, so the collector writes it without re-encoding. */

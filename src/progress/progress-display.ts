@@ -62,6 +62,11 @@ function figuresOf(progress: BatchProgress, finishRate: FinishRate, at: number, 
   return { rows, totalText: text, rate, etaText };
 }
 
+/** A slow batch (a judge at 30 calls a minute) finishes rows well under one a second: "0.3", not "0". */
+function rateText(rowsPerSecond: number): string {
+  return formatCount(rowsPerSecond, rowsPerSecond < 10 ? 1 : 0);
+}
+
 export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: boolean }, options: ProgressDisplayOptions = {}): ProgressDisplay {
   const { plainEveryMs = 5000, plainUnchangedEveryMs = 30_000, stalledAfterMs = 15_000, now = Date.now } = options;
   const startedAt = now();
@@ -82,7 +87,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
     return {
       update(progress) {
         const { rows, totalText, rate, etaText } = figures(progress, now());
-        const payload = { done_text: formatCount(progress.finished), failed: formatCount(progress.failed), rate: formatCount(rate), eta_text: etaText, cost: formatUsd(progress.costUsd), total_text: totalText };
+        const payload = { done_text: formatCount(progress.finished), failed: formatCount(progress.failed), rate: rateText(rate), eta_text: etaText, cost: formatUsd(progress.costUsd), total_text: totalText };
         const total = rows ?? Math.max(progress.finished, 1);
         if (!bar) {
           bar = bars.create(total, progress.finished, payload);
@@ -107,7 +112,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
   const print = (progress: BatchProgress, at: number) => {
     const { totalText, rate, etaText } = figures(progress, at);
     const done = progress.total !== null && progress.finished >= progress.total;
-    stream.write(`progress: ${formatCount(progress.finished)}/${totalText} rows, ${formatCount(progress.failed)} failed, ${formatCount(rate)} rows/s, ${done ? 'done' : `ETA ${etaText}`}, cost ${formatUsd(progress.costUsd)}\n`);
+    stream.write(`progress: ${formatCount(progress.finished)}/${totalText} rows, ${formatCount(progress.failed)} failed, ${rateText(rate)} rows/s, ${done ? 'done' : `ETA ${etaText}`}, cost ${formatUsd(progress.costUsd)}\n`);
     lastLineAt = at;
     lastLineFinished = progress.finished;
   };

@@ -30,6 +30,8 @@ export function batchKeys(space: KeySpace, batchId: string) {
     withdrawn: `${base}:withdrawn`,
     /** String of 4 bytes per row (at row x 4): each row's fingerprint when enqueued, so a resume sees edited rows. */
     fingerprints: `${base}:fingerprints`,
+    /** Hash by row: what a stopped run's parked rows had answered, for the resume (carried-rows.ts). */
+    carried: `${base}:carried`,
     /** String with a TTL: which process collects the batch now (batch-lease.ts). */
     lease: `${base}:lease`,
     /** String: present for a batch submitted over the HTTP API (`switchyard serve`), which owns its input file. */

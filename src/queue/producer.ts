@@ -3,8 +3,10 @@ import { once } from 'node:events';
 import type { Queue } from 'bullmq';
 import { countInvalidRow, type InputRow, type InvalidRowCounts, type ReadItem, type ReadPosition } from '../input/row.ts';
 import type { PromptJob } from '../../jobs/prompt.ts';
+import type { RowProgress } from '../execution/row-progress.ts';
 import type { BatchStore } from './batch-state.ts';
 import { promptJobId } from './keys.ts';
+import { carriedRows, dropCarried } from './carried-rows.ts';
 import { reopenRows } from './reopen-rows.ts';
 import { fingerprintDiffers, rowFingerprint } from '../input/row-fingerprint.ts';
 
@@ -54,6 +56,8 @@ export interface EnqueueCounts {
   stopped: boolean;
   /** Rows an earlier run finished that are past the file's end now (it got shorter): left out of the outputs. */
   goneFromFile: number;
+  /** Rows queued again with the answers a stopped run had for them (carried-rows.ts), which are not paid for again. */
+  carriedAnswers: number;
 }
 
 /** Rows withdrawn per pipeline when a file got shorter. */
@@ -62,9 +66,10 @@ const WITHDRAW_CHUNK = 10_000;
 /** BullMQ attempts cover crashed workers only; model errors are retried by the prompt job itself. */
 const JOB_OPTIONS = { removeOnComplete: true, removeOnFail: true, attempts: 3, backoff: { type: 'exponential', delay: 1000 } } as const;
 
-function toJob(batchId: string, row: InputRow, fingerprint: number, resume: boolean): PromptJob {
+function toJob(batchId: string, row: InputRow, fingerprint: number, resume: boolean, carried: RowProgress | undefined): PromptJob {
   const job: PromptJob = { batchId, row: row.row, id: row.id, messages: row.messages, metadata: row.metadata, fingerprint };
   if (resume) job.reopened = true;
+  if (carried) job.progress = carried;
   if (row.model !== undefined) job.model = row.model;
   if (row.temperature !== undefined) job.temperature = row.temperature;
   if (row.max_tokens !== undefined) job.max_tokens = row.max_tokens;
@@ -79,7 +84,7 @@ function toJob(batchId: string, row: InputRow, fingerprint: number, resume: bool
  * are skipped through Redis' bitmap.
  */
 export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCounts> {
-  const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, changedSinceSucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, unsentBodyFields: {}, stopped: false, goneFromFile: 0 };
+  const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, changedSinceSucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, unsentBodyFields: {}, stopped: false, goneFromFile: 0, carriedAnswers: 0 };
   const errors = createWriteStream(options.errorsPath, { flags: 'w' });
   let chunk: InputRow[] = [];
   let workersStarted = false;
@@ -87,6 +92,9 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
 
   // results.csv gets a column per metadata key; recording them here spares the writer a pass over the results.
   const metadataKeys = new Set(await options.store.metadataKeys(options.batchId));
+  const keys = options.store.keys(options.batchId);
+  // Looked up by chunk only when a stopped run left answers (a round trip per resume otherwise).
+  const anyCarried = options.resume && (await options.store.redis.exists(keys.carried)) === 1;
 
   // A re-run: rows invalid now may have had a result before, which the outputs must leave out.
   let invalidNow: number[] = [];
@@ -114,13 +122,18 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
         counts.stopped = true; // this chunk is read again on resume
         return;
       }
+      const carried = anyCarried ? await carriedRows(options.store.redis, keys, rows.map((row) => ({ row: row.row, fingerprint: fingerprinted.of(row) }))) : null;
       // The estimate and fingerprints go out beside the chunk (on another connection), not one round trip after it.
       const jobs = rows.map((row) => {
         const fingerprint = fingerprinted.of(row);
-        return { name: 'prompt', data: toJob(options.batchId, row, fingerprint, options.resume), opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row, fingerprint) } };
+        const job = toJob(options.batchId, row, fingerprint, options.resume, carried?.progress.get(row.row));
+        return { name: 'prompt', data: job, opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row, fingerprint) } };
       });
       await Promise.all([options.queue.addBulk(jobs), recordEstimate(), fingerprinted.written]);
+      // Deleted once their jobs hold them; a run killed before this only finds them again.
+      if (carried) await dropCarried(options.store.redis, keys, carried.found);
       counts.enqueued += rows.length;
+      counts.carriedAnswers += carried?.progress.size ?? 0;
     } else {
       await Promise.all([recordEstimate(), fingerprinted.written]);
     }

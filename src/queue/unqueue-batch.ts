@@ -1,9 +1,11 @@
 import type { Queue } from 'bullmq';
 import { callTotals } from '../execution/row-runner.ts';
-import { everyCall, rowProgressSchema } from '../execution/row-progress.ts';
+import { holdsAnswers } from '../execution/carried-progress.ts';
+import { everyCall, rowProgressSchema, type RowProgress } from '../execution/row-progress.ts';
 import { publishCallsOnly } from '../output/row-events.ts';
 import { isFinishedStatus, type BatchStore } from './batch-state.ts';
 import { leaseHolderAlive } from './batch-lease.ts';
+import { carryRow } from './carried-rows.ts';
 import { batchOfJobId } from './keys.ts';
 
 /** Jobs looked at per round: their data is read, then they are removed, a round trip each way. */
@@ -14,6 +16,8 @@ export interface Unqueued {
   removed: number;
   /** Rows left in the queue: taken by a worker meanwhile (BullMQ does not remove a locked job). */
   kept: number;
+  /** Of the rows removed, those whose answers are kept for the resume (carried-rows.ts). */
+  carried: number;
 }
 
 /** The ids of the jobs waiting or parked in the queue, by batch. */
@@ -35,7 +39,8 @@ async function queuedJobsByBatch(queue: Queue): Promise<Map<string, string[]>> {
  * the batch. Nothing is lost: they are unfinished, and `run --resume` queues them again. A parked
  * row that has made calls (a retry's backoff, a rate-limit wait) holds their cost records in its
  * job: they are published to the batch's stream as calls without a result (paid for, so they go
- * to costs.jsonl and the report) once the job is removed, and the row starts afresh on resume.
+ * to costs.jsonl and the report) once the job is removed. A row that holds answers (a judged row's,
+ * an ensemble's members') keeps them for the resume (carried-rows.ts); any other starts afresh.
  */
 export async function unqueueBatch(queue: Queue, store: BatchStore, batchId: string): Promise<Unqueued> {
   return unqueueJobs(queue, store, batchId, (await queuedJobsByBatch(queue)).get(batchId) ?? []);
@@ -62,30 +67,38 @@ export async function unqueueOrphanedBatches(queue: Queue, store: BatchStore, ow
 
 async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids: readonly string[]): Promise<Unqueued> {
   const keys = store.keys(batchId);
-  const result: Unqueued = { removed: 0, kept: 0 };
+  const result: Unqueued = { removed: 0, kept: 0, carried: 0 };
   for (let start = 0; start < ids.length; start += CHUNK) {
     const chunk = ids.slice(start, start + CHUNK);
     const jobs = await Promise.all(chunk.map((id) => queue.getJob(id)));
     const outcomes = await Promise.all(
-      jobs.map(async (job): Promise<'removed' | 'kept' | 'gone'> => {
+      jobs.map(async (job): Promise<'removed' | 'carried' | 'kept' | 'gone'> => {
         if (!job) return 'gone'; // finished meanwhile
         // Removed first: a job a worker took meanwhile keeps its calls, and publishes them itself.
         if ((await queue.remove(job.id!)) !== 1) return 'kept';
-        const parked = parkedCalls(job.data);
-        if (parked) await publishCallsOnly(store.redis, keys, parked.row, parked.calls, callTotals(parked.calls).costNanos);
-        return 'removed';
+        const parked = parkedRow(job.data);
+        if (!parked) return 'removed';
+        const calls = everyCall(parked.progress);
+        // Recorded first: answers carried without their cost records would be paid for unrecorded.
+        await publishCallsOnly(store.redis, keys, parked.row, calls, callTotals(calls).costNanos);
+        if (parked.fingerprint === undefined || !holdsAnswers(parked.progress)) return 'removed';
+        await carryRow(store.redis, keys, parked.row, parked.fingerprint, parked.progress);
+        return 'carried';
       }),
     );
-    for (const outcome of outcomes) if (outcome !== 'gone') result[outcome]++;
+    for (const outcome of outcomes) {
+      if (outcome === 'gone') continue;
+      if (outcome === 'carried') result.removed++;
+      result[outcome]++;
+    }
   }
   return result;
 }
 
-/** The calls a parked row's job holds (an ensemble row's members' too), or null when it made none. */
-function parkedCalls(data: unknown): { row: number; calls: ReturnType<typeof everyCall> } | null {
-  const { row, progress } = (data ?? {}) as { row?: unknown; progress?: unknown };
+/** A parked row's job: its row, fingerprint and progress, or null when it has made no call. */
+function parkedRow(data: unknown): { row: number; fingerprint: number | undefined; progress: RowProgress } | null {
+  const { row, fingerprint, progress } = (data ?? {}) as { row?: unknown; fingerprint?: unknown; progress?: unknown };
   const parsed = rowProgressSchema.safeParse(progress);
-  if (typeof row !== 'number' || !parsed.success) return null;
-  const calls = everyCall(parsed.data);
-  return calls.length > 0 ? { row, calls } : null;
+  if (typeof row !== 'number' || !parsed.success || everyCall(parsed.data).length === 0) return null;
+  return { row, fingerprint: typeof fingerprint === 'number' ? fingerprint : undefined, progress: parsed.data };
 }

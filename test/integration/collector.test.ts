@@ -48,8 +48,8 @@ describe('collector', () => {
     await redis.setrange(keys.fingerprints, 4, fingerprintBytes(2)); // row 1 was edited: its new content has fingerprint 2
     const result = (output: string): RowResult => ({ id: 'r1', row: 1, status: 'succeeded', model: 'm', output, usage: { input_tokens: 3, output_tokens: 5 }, cost_usd: 0.001, latency_ms: 5, attempts: 1, metadata: {}, task_type: null, route_reason: 'test', models_tried: ['m'], final_model: 'm', fallback_reason: null, completed_at: now });
     const call: CallRecord = { batch_id: batchId, row: 1, id: 'r1', model: 'm', attempt: 1, purpose: 'answer', task_type: null, chain_position: 0, status: 'succeeded', http_status: 200, input_tokens: 3, output_tokens: 5, cost_usd: 0.001, latency_ms: 5, started_at: now };
-    expect(await publishRowEvent(redis, keys, { result: result('answer to the old wording'), calls: [call] }, 1_000_000, 1)).toBe(false);
-    expect(await publishRowEvent(redis, keys, { result: result('answer to the new wording'), calls: [call] }, 1_000_000, 2)).toBe(true);
+    expect((await publishRowEvent(redis, keys, { result: result('answer to the old wording'), calls: [call] }, 1_000_000, 1)).published).toBe(false);
+    expect((await publishRowEvent(redis, keys, { result: result('answer to the new wording'), calls: [call] }, 1_000_000, 2)).published).toBe(true);
 
     const tally = new CollectionTally();
     const paths = outputPaths(outDir);

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { usdToNanos } from '../../src/models/pricing.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report.ts';
-import { killRunThenResume, runCli } from '../helpers/cli.ts';
+import { killRunThenResume, runCli, spawnCli, waitFor } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
@@ -73,6 +73,39 @@ describe('ensembles: members answer, a synthesizer writes one answer from theirs
     const stats = h.sim.stats().models;
     expect([stats.alpha!.requests, stats.beta!.requests, stats.judge!.requests]).toEqual([4, 4, 4]);
     expect((await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).length).toBe(12);
+  });
+
+  it('a run stopped while rows wait for the synthesis keeps the members\' answers for the resume, which retries only the failed member', async () => {
+    h.sim.reset();
+    const dir = await tempDir('ensemble-stopped');
+    const price = { input_per_mtok: 0.1, output_per_mtok: 0.2 };
+    const models = (synthesizer: Record<string, unknown>) => ({ alpha: { provider: 'sim', price }, beta: { provider: 'sim', price }, down: { provider: 'sim', price }, judge: { provider: 'sim', price, ...synthesizer } });
+    // One synthesis a second: the members have all answered within a second, then rows wait for it parked.
+    const settings = (synthesizer: Record<string, unknown>) => ({ models: models(synthesizer), retry: { max_attempts: 2, base_delay_ms: 1, max_delay_ms: 5 }, ensembles: { council: { members: ['alpha', 'beta', 'down'], synthesizer: 'judge' } } });
+    const config = await writeSimConfig(dir, h.sim.url, settings({ rpm: 60 }), MODELS);
+    const input = await writePromptsCsv(dir, 6);
+    const out = join(dir, 'out');
+    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'council-stopped', '--model', 'council'], h.env());
+    const stats = () => h.sim.stats().models;
+    await waitFor(async () => stats().alpha?.requests === 6 && stats().beta?.requests === 6 && stats().down?.requests === 12 && (stats().judge?.requests ?? 0) >= 1, 20_000);
+    first.kill('SIGINT');
+    expect((await first.done).code).toBe(130);
+    const carriedRows = await h.redis.hlen(`${h.prefix}:batch:{council-stopped}:carried`);
+    expect(carriedRows).toBeGreaterThan(0);
+
+    await writeSimConfig(dir, h.sim.url, settings({}), MODELS);
+    const resumed = await runCli(['run', '--resume', 'council-stopped', '--config', config], h.env());
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+    // The members that answered were not called again; the failed one was retried, as a failed row is on resume.
+    expect([stats().alpha?.requests, stats().beta?.requests, stats().down?.requests, stats().judge?.requests]).toEqual([6, 6, 12 + 2 * carriedRows, 6]);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => [r.row, r.status, r.ensemble?.members.map((m) => m.status)])).toEqual([1, 2, 3, 4, 5, 6].map((row) => [row, 'succeeded', ['succeeded', 'succeeded', 'failed']]));
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    expect(calls).toHaveLength(6 + 6 + 12 + 2 * carriedRows + 6);
+    expect(new Set(calls.map((c) => JSON.stringify(c))).size).toBe(calls.length);
+    for (const result of results) expect(usdToNanos(result.cost_usd!)).toBe(calls.filter((c) => c.row === result.row).reduce((sum, c) => sum + usdToNanos(c.cost_usd!), 0));
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.totals.cost_usd).toBe(calls.reduce((sum, c) => sum + usdToNanos(c.cost_usd!), 0) / 1e9);
   });
 
   it('fails a row without a synthesis call when too few members answer', async () => {

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { usdToNanos } from '../../src/models/pricing.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report.ts';
-import { killRunThenResume, runCli } from '../helpers/cli.ts';
+import { killRunThenResume, runCli, spawnCli, waitFor } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
@@ -140,6 +140,51 @@ describe('a judge scores every answer', () => {
     const ran = await runCli(['run', await writeQuestions(dir, 1), '--config', config], h.env());
     expect(ran.code).toBe(2);
     expect(ran.stderr).toContain('judge.model: unknown model "critic"');
+  });
+
+  it('a run stopped while rows wait for the judge keeps their answers for the resume, which pays only for the scores', async () => {
+    h.sim.reset();
+    const dir = await tempDir('judge-stopped');
+    // One judge call a second: the answers are all in within a second, then rows wait for the judge parked.
+    const slowJudge = { models: { flash: sim(0.1), judge: sim(2, { rpm: 60 }) }, default_model: 'flash', judge: { model: 'judge' } };
+    const config = await writeSimConfig(dir, h.sim.url, slowJudge);
+    const input = await writeQuestions(dir, 8);
+    const out = join(dir, 'out');
+    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'judge-stopped'], h.env());
+    await waitFor(async () => h.sim.stats().models.flash?.requests === 8 && (h.sim.stats().models.judge?.requests ?? 0) >= 1, 20_000);
+    first.kill('SIGINT');
+    const stopped = await first.done;
+    expect(stopped.code, stopped.stdout + stopped.stderr).toBe(130);
+    const scoredBefore = (await readJsonLines<RowResult>(join(out, 'results.jsonl'))).length;
+    const carriedRows = await h.redis.hlen(`${h.prefix}:batch:{judge-stopped}:carried`);
+    expect(carriedRows).toBeGreaterThan(0);
+    expect(stopped.stdout).toMatch(new RegExp(` queued rows? came off the queue \\(${carriedRows} (keeps the answers it|keep the answers they) had for the resume\\)`));
+
+    // Resumed with a faster judge: each row was answered once, in the first run.
+    await writeSimConfig(dir, h.sim.url, { ...slowJudge, models: { flash: sim(0.1), judge: sim(2) } });
+    const resumed = await runCli(['run', '--resume', 'judge-stopped', '--config', config], h.env());
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+    expect(resumed.stdout).toContain(`(${carriedRows} with the answers the stopped run had for them, not paid for again)`);
+    expect(h.sim.stats().models.flash?.requests).toBe(8);
+    expect(await h.redis.exists(`${h.prefix}:batch:{judge-stopped}:carried`)).toBe(0);
+
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    expect(results.map((r) => [r.row, r.status, typeof r.judge?.score])).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((row) => [row, 'succeeded', 'number']));
+    // Every call on record once: the answers of the carried rows went out when the run stopped, not again with their rows.
+    expect(new Set(calls.map((c) => JSON.stringify(c))).size).toBe(calls.length);
+    expect(calls.every((c) => !('recorded' in c))).toBe(true);
+    for (const result of results) {
+      const own = calls.filter((c) => c.row === result.row);
+      expect(own.filter((c) => c.purpose === 'answer').map((c) => c.status)).toEqual(['succeeded']);
+      expect(own.filter((c) => c.purpose === 'judge' && c.status === 'succeeded')).toHaveLength(1);
+      expect(usdToNanos(result.cost_usd!)).toBe(nanosOf(own.filter((c) => c.purpose !== 'judge')));
+    }
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.totals.cost_usd).toBe(nanosOf(calls) / 1e9);
+    expect(report.judge).toMatchObject({ rows_scored: 8 });
+    // A row is done when scored: those answered by the stopped run and scored now count as this run's.
+    expect(report.totals.rows_this_run).toBe(8 - scoredBefore);
   });
 });
 

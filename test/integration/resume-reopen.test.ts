@@ -75,15 +75,15 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     // The resume recorded row 3's new fingerprint (7) and queued it anew; the old job (fingerprint 6) finishes.
     await redis.setrange(keys.fingerprints, 3 * 4, fingerprintBytes(7));
     const call = { batch_id: 'superseded', row: 3, id: 'r3', model: 'm', attempt: 1, status: 'succeeded' };
-    expect(await publishRowEvent(redis, keys, { result: answeredRow(3), calls: [call as never] }, 1000, 6)).toBe(false);
+    expect((await publishRowEvent(redis, keys, { result: answeredRow(3), calls: [call as never] }, 1000, 6)).published).toBe(false);
     expect([await redis.getbit(keys.finished, 3), await redis.getbit(keys.succeeded, 3)]).toEqual([0, 0]);
     expect(await redis.hget(keys.meta, 'cost_nanos')).toBe('1000'); // paid for all the same
     const [stale] = await readRowEvents(redis, keys, '0-0', 10, 0);
     expect(stale).toMatchObject({ row: 3, resultJson: '' });
     expect(JSON.parse(stale!.callsJsonl)).toEqual(call);
     // The new job's answer counts; so does a job from before jobs carried a fingerprint.
-    expect(await publishRowEvent(redis, keys, { result: answeredRow(3), calls: [] }, 0, 7)).toBe(true);
-    expect(await publishRowEvent(redis, keys, { result: answeredRow(4), calls: [] }, 0, undefined)).toBe(true);
+    expect((await publishRowEvent(redis, keys, { result: answeredRow(3), calls: [] }, 0, 7)).published).toBe(true);
+    expect((await publishRowEvent(redis, keys, { result: answeredRow(4), calls: [] }, 0, undefined)).published).toBe(true);
     expect([await redis.getbit(keys.finished, 3), await redis.getbit(keys.succeeded, 3), await redis.getbit(keys.finished, 4)]).toEqual([1, 1, 1]);
   });
 
@@ -150,7 +150,7 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     await queue.addBulk([job('stopped', 1), job('stopped', 2), job('stopped_2', 1), job('other', 1)]);
     await queue.add('prompt', { batchId: 'stopped', row: 3, progress: { calls: [call] } }, { jobId: promptJobId('stopped', 3, 1003), delay: 60_000 });
     await queue.add('prompt', { batchId: 'stopped', row: 4 }, { jobId: promptJobId('stopped', 4, 1004), delay: 60_000 });
-    expect(await unqueueBatch(queue, new BatchStore(redis, space), 'stopped')).toEqual({ removed: 4, kept: 0 });
+    expect(await unqueueBatch(queue, new BatchStore(redis, space), 'stopped')).toEqual({ removed: 4, kept: 0, carried: 0 });
     const left = (await queue.getRanges(['waiting', 'delayed'], 0, -1)).filter((id) => !id.startsWith('edited-queued_')); // the test above's
     expect(left.sort()).toEqual([promptJobId('other', 1, 1001), promptJobId('stopped_2', 1, 1001)].sort());
     // The parked row's call is in the batch's stream, without a result, and in its running cost.
@@ -159,6 +159,42 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     expect(events.map((e) => [e.row, e.resultJson, JSON.parse(e.callsJsonl) as unknown])).toEqual([[3, '', call]]);
     expect(await redis.hget(keys.meta, 'cost_nanos')).toBe('2000');
     expect([batchOfJobId(promptJobId('stopped_2', 1, 7)), batchOfJobId(promptJobId('stopped', 12, 7)), batchOfJobId('other-id')]).toEqual(['stopped_2', 'stopped', null]);
+    await queue.obliterate({ force: true });
+    await queue.close();
+  });
+
+  it('a stopped run keeps a parked judged row\'s answer for the resume, which queues it again with the row if unchanged and records no call twice', async () => {
+    const queue = new Queue(PROMPT_QUEUE, { connection: connections.connect(), prefix: space.prefix });
+    const store = new BatchStore(redis, space);
+    const batchId = 'carried';
+    const keys = batchKeys(space, batchId);
+    await store.save({ batch_id: batchId, status: 'running', input: 'in.csv', input_kind: 'rows', builtin_config: false, out_dir: tmpdir(), created_at: new Date().toISOString(), invalid_rows: 0, prompt_column: 'prompt', csv_delimiter: ',' }, builtInConfig('http://127.0.0.1:1/v1'));
+    const row = (n: number, prompt: string): InputRow => ({ row: n, line: n + 1, id: `r${n}`, messages: [{ role: 'user', content: prompt }], metadata: {} });
+    const call = (n: number, purpose: 'answer' | 'judge') => ({ batch_id: batchId, row: n, id: `r${n}`, model: purpose === 'answer' ? 'flash' : 'judge', attempt: 1, purpose, task_type: 'simple', chain_position: 0, status: 'succeeded', http_status: 200, input_tokens: 10, output_tokens: 5, cost_usd: 0.000003, latency_ms: 40, started_at: '2026-12-03T03:00:00.000Z' });
+    // Rows 1 and 2 were answered and wait for the judge, parked; row 2 is then edited in the file.
+    const parked = (n: number) => ({ batchId, row: n, id: `r${n}`, messages: [{ role: 'user', content: `q${n}` }], metadata: {}, fingerprint: rowFingerprint(row(n, `q${n}`)), progress: { calls: [call(n, 'answer')], judging: { answer: answeredRow(n), progress: { calls: [] } } } });
+    for (const n of [1, 2]) await queue.add('prompt', parked(n), { jobId: promptJobId(batchId, n, rowFingerprint(row(n, `q${n}`))), delay: 60_000 });
+    expect(await unqueueBatch(queue, store, batchId)).toEqual({ removed: 2, kept: 0, carried: 2 });
+    // Their answers' calls are recorded now, once, as the stop's outputs need them.
+    expect((await readRowEvents(redis, keys, '0-0', 10, 0)).map((e) => [e.row, e.resultJson]).sort()).toEqual([[1, ''], [2, '']]);
+    expect(await redis.hget(keys.meta, 'cost_nanos')).toBe('6000');
+    expect(await redis.hlen(keys.carried)).toBe(2);
+
+    const counts = await enqueueBatch({ queue, store, batchId, items: (async function* (): AsyncGenerator<ReadItem> { yield { kind: 'row', value: row(1, 'q1') }; yield { kind: 'row', value: row(2, 'q2 edited') }; })(), errorsPath: join(tmpdir(), `${space.prefix}-carried-errors.jsonl`), chunkSize: 100, resume: true });
+    expect(counts).toMatchObject({ enqueued: 2, carriedAnswers: 1 });
+    const job = async (n: number, prompt: string) => (await queue.getJob(promptJobId(batchId, n, rowFingerprint(row(n, prompt)))))?.data as PromptJob;
+    const resumed = await job(1, 'q1');
+    expect(resumed.progress?.judging?.answer.output).toBe('old answer');
+    expect(resumed.progress?.calls).toEqual([{ ...call(1, 'answer'), recorded: true }]);
+    expect((await job(2, 'q2 edited')).progress).toBeUndefined(); // another prompt now: its old answer is no use
+    expect(await redis.exists(keys.carried)).toBe(0);
+
+    // The row, once judged, publishes the judge's call alone; the answer's is on record already.
+    const published = await publishRowEvent(redis, keys, { result: answeredRow(1), calls: [...resumed.progress!.calls, call(1, 'judge') as never] }, 6000, resumed.fingerprint);
+    expect(published).toEqual({ published: true, costNanos: 3000 });
+    const last = (await readRowEvents(redis, keys, '0-0', 10, 0)).at(-1)!;
+    expect(last.callsJsonl.trim().split('\n').map((line) => (JSON.parse(line) as { purpose: string }).purpose)).toEqual(['judge']);
+    expect(await redis.hget(keys.meta, 'cost_nanos')).toBe('9000');
     await queue.obliterate({ force: true });
     await queue.close();
   });

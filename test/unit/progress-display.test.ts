@@ -35,6 +35,17 @@ describe('progress display (plain lines)', () => {
     expect(out.lines).toEqual(['progress: 24/24 rows, 0 failed, 37 rows/s, done, cost $0.00240']);
   });
 
+  it('gives a rate under one row a second with a decimal, not as 0', () => {
+    const out = plainOutput();
+    const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 5000 });
+    display.update(progress(0, 12));
+    for (let finished = 1; finished <= 2; finished++) {
+      out.advance(3000); // a row every 3 s: a judge allowed 20 calls a minute
+      display.update(progress(finished, 12));
+    }
+    expect(out.lines).toEqual(['progress: 2/12 rows, 0 failed, 0.3 rows/s, ETA 30.0 s, cost $0.000200']);
+  });
+
   it('prints at most one line per interval, with an ETA from the rate so far', () => {
     const out = plainOutput();
     const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 5000 });
@@ -144,6 +155,6 @@ describe('progress display when rows stop finishing', () => {
     ]);
     out.advance(5000);
     display.update(progress(250, 300));
-    expect(out.lines.at(-1)).toMatch(/^progress: 250\/300 rows, 0 failed, \d+ rows\/s, ETA [\d.]+ s, cost/);
+    expect(out.lines.at(-1)).toMatch(/^progress: 250\/300 rows, 0 failed, [\d.]+ rows\/s, ETA [\d.]+ s, cost/);
   });
 });

@@ -1,0 +1,63 @@
+import type { CallRecord } from '../output/records.ts';
+import { everyCall, freshProgress, type RowProgress } from './row-progress.ts';
+
+/** What every stage's progress has: its calls and the waits a parked row holds. */
+type StageProgress = Omit<RowProgress, 'ensemble' | 'judging'>;
+
+/**
+ * Whether a parked row holds answers that a resume can use instead of paying for them again: a
+ * judged row's answer waiting for its judge, or an ensemble's member answers waiting for the rest
+ * or for the synthesis. A row with only failed calls holds nothing worth keeping.
+ */
+export function holdsAnswers(progress: RowProgress): boolean {
+  return progress.judging !== undefined || (progress.ensemble?.members.some((member) => member.outcome?.status === 'succeeded') ?? false);
+}
+
+/**
+ * The progress a stopped run leaves for its resume (src/queue/carried-rows.ts). Every call is
+ * marked recorded: its record went out when the row came off the queue. What the stopped run was
+ * waiting for (a rate-limit slot, a backoff, budget, an open circuit) lapsed with it. What did not
+ * answer starts again as a failed row would on resume: a failed member from its first model, and
+ * the judge call from a new plan, so a resume given another judge uses it.
+ */
+export function carriedProgress(progress: RowProgress): RowProgress {
+  const carried: RowProgress = { ...withoutWaits(progress) };
+  if (progress.ensemble) {
+    carried.ensemble = {
+      members: progress.ensemble.members.map((member) =>
+        member.outcome?.status === 'succeeded'
+          ? { model: member.model, progress: withoutWaits(member.progress), outcome: member.outcome }
+          : { model: member.model, progress: { ...withoutWaits(member.progress), chainIndex: 0, attempt: 0, fallbackReasons: [], lastError: undefined } },
+      ),
+      ...(progress.ensemble.synthesis ? { synthesis: withoutWaits(progress.ensemble.synthesis) } : {}),
+    };
+  }
+  if (progress.judging) {
+    carried.judging = { answer: progress.judging.answer, progress: { ...freshProgress(), calls: progress.judging.progress.calls.map(asRecorded) } };
+  }
+  return carried;
+}
+
+/** A progress carried over and untouched since: all its calls are on record, so dropping it loses none. */
+export function onlyRecordedCalls(progress: RowProgress): boolean {
+  const calls = everyCall(progress);
+  return calls.length > 0 && calls.every((call) => call.recorded === true);
+}
+
+/**
+ * Whether a progress carried over still fits the row as the resume runs it: its ensemble state
+ * only an ensemble of the same members, its judged answer only a batch with a judge. A resume may
+ * be given another --model or no --judge; a row that no longer fits starts afresh.
+ */
+export function carriedProgressFits(progress: RowProgress, target: { ensembleMembers: readonly string[] | null; judged: boolean }): boolean {
+  const members = progress.ensemble?.members.map((member) => member.model) ?? null;
+  if (members?.join('\n') !== target.ensembleMembers?.join('\n')) return false;
+  return progress.judging === undefined || target.judged;
+}
+
+function withoutWaits<P extends StageProgress>(progress: P): P {
+  const { reservedModel: _slot, waitingForBudget: _budget, circuitProbeAt: _probe, circuitWaitSince: _since, ...rest } = progress;
+  return { ...rest, slotAt: 0, wakeAt: 0, calls: progress.calls.map(asRecorded) } as P;
+}
+
+const asRecorded = (call: CallRecord): CallRecord => ({ ...call, recorded: true });

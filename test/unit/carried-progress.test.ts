@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { carriedProgress, carriedProgressFits, holdsAnswers, onlyRecordedCalls } from '../../src/execution/carried-progress.ts';
+import { everyCall, freshProgress, type RowProgress } from '../../src/execution/row-progress.ts';
+import type { CallRecord, RowResult } from '../../src/output/records.ts';
+
+const call = (model: string, status: CallRecord['status'] = 'succeeded'): CallRecord => ({
+  batch_id: 'b', row: 1, id: 'r1', model, attempt: 1, purpose: 'answer', task_type: 'simple', chain_position: 0, status,
+  http_status: status === 'succeeded' ? 200 : 500, input_tokens: 10, output_tokens: 5, cost_usd: 0.000001, latency_ms: 20, started_at: '2026-12-03T03:00:00.000Z',
+});
+const plan = (model: string) => ({ taskType: 'simple', routeReason: 'pinned', chain: [model], skipped: [], promptTokens: 10, promptTokensCounted: true });
+/** A stage parked for its rate-limit slot, after a failed attempt. */
+const waiting = (model: string, calls: CallRecord[]) => ({ ...freshProgress(), plan: plan(model), attempt: 1, calls, reservedModel: model, slotAt: 5_000, wakeAt: 6_000, waitingForBudget: true, circuitProbeAt: 7_000, circuitWaitSince: 1_000 });
+const answer = { row: 1, status: 'succeeded', model: 'flash', output: 'four' } as RowResult;
+
+describe('answers carried from a stopped run to its resume', () => {
+  it('keeps a judged row\'s answer, marks every call recorded, and plans the judge call afresh', () => {
+    const judged: RowProgress = { ...freshProgress(), plan: plan('flash'), calls: [call('flash')], judging: { answer, progress: waiting('judge', [call('judge', 'failed')]) } };
+    expect(holdsAnswers(judged)).toBe(true);
+    const carried = carriedProgress(judged);
+    expect(carried.judging).toEqual({ answer, progress: { ...freshProgress(), calls: [{ ...call('judge', 'failed'), recorded: true }] } });
+    expect(everyCall(carried).map((c) => [c.model, c.recorded])).toEqual([['flash', true], ['judge', true]]);
+    expect(onlyRecordedCalls(carried)).toBe(true);
+    expect(judged.calls[0]).not.toHaveProperty('recorded'); // the stopped run's progress is left as it was
+  });
+
+  it('keeps the members that answered, runs a failed member again from its first model, and drops every wait', () => {
+    const member = (model: string, outcome?: 'succeeded' | 'failed') => ({
+      model,
+      progress: waiting(model, [call(model, outcome === 'failed' ? 'failed' : 'succeeded')]),
+      ...(outcome ? { outcome: { status: outcome, output: outcome === 'succeeded' ? `${model} says` : null, final_model: outcome === 'succeeded' ? model : null } } : {}),
+    });
+    const ensemble: RowProgress = { ...freshProgress(), ensemble: { members: [member('alpha', 'succeeded'), member('down', 'failed')], synthesis: waiting('judge', []) } };
+    expect(holdsAnswers(ensemble)).toBe(true);
+    const carried = carriedProgress(ensemble);
+    const [alpha, down] = carried.ensemble!.members;
+    expect(alpha).toMatchObject({ outcome: { status: 'succeeded', output: 'alpha says' }, progress: { attempt: 1, slotAt: 0, wakeAt: 0 } });
+    expect(down!.outcome).toBeUndefined();
+    expect(down!.progress).toMatchObject({ plan: plan('down'), chainIndex: 0, attempt: 0, fallbackReasons: [], slotAt: 0, wakeAt: 0 });
+    for (const stage of [alpha!.progress, down!.progress, carried.ensemble!.synthesis!]) {
+      for (const field of ['reservedModel', 'waitingForBudget', 'circuitProbeAt', 'circuitWaitSince']) expect(stage).not.toHaveProperty(field);
+    }
+    expect(onlyRecordedCalls(carried)).toBe(true);
+  });
+
+  it('holds nothing worth carrying for a row whose calls all failed, or an ensemble none of whose members answered', () => {
+    expect(holdsAnswers({ ...freshProgress(), calls: [call('flash', 'failed')] })).toBe(false);
+    expect(holdsAnswers({ ...freshProgress(), ensemble: { members: [{ model: 'down', progress: waiting('down', [call('down', 'failed')]) }] } })).toBe(false);
+  });
+
+  it('fits a resume that runs the row the same way, not one given another ensemble or no judge', () => {
+    const judged: RowProgress = { ...freshProgress(), judging: { answer, progress: freshProgress() } };
+    const council: RowProgress = { ...freshProgress(), ensemble: { members: [{ model: 'alpha', progress: freshProgress() }, { model: 'beta', progress: freshProgress() }] } };
+    expect(carriedProgressFits(judged, { ensembleMembers: null, judged: true })).toBe(true);
+    expect(carriedProgressFits(judged, { ensembleMembers: null, judged: false })).toBe(false);
+    expect(carriedProgressFits(judged, { ensembleMembers: ['alpha', 'beta'], judged: true })).toBe(false);
+    expect(carriedProgressFits(council, { ensembleMembers: ['alpha', 'beta'], judged: false })).toBe(true);
+    expect(carriedProgressFits(council, { ensembleMembers: ['alpha', 'gamma'], judged: false })).toBe(false);
+    expect(carriedProgressFits(council, { ensembleMembers: null, judged: false })).toBe(false);
+  });
+
+  it('tells a progress carried and untouched from one that has made calls since', () => {
+    const carried = carriedProgress({ ...freshProgress(), judging: { answer, progress: freshProgress() }, calls: [call('flash')] });
+    expect(onlyRecordedCalls(carried)).toBe(true);
+    carried.judging!.progress.calls.push(call('judge'));
+    expect(onlyRecordedCalls(carried)).toBe(false);
+    expect(onlyRecordedCalls(freshProgress())).toBe(false);
+  });
+});
