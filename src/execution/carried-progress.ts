@@ -56,7 +56,7 @@ export function carriedProgressFits(progress: RowProgress, target: { ensembleMem
 }
 
 function withoutWaits<P extends StageProgress>(progress: P): P {
-  const { reservedModel: _slot, waitingForBudget: _budget, circuitProbeAt: _probe, circuitWaitSince: _since, ...rest } = progress;
+  const { reservedModel: _slot, reservedTokens: _tokens, waitingForBudget: _budget, circuitProbeAt: _probe, circuitWaitSince: _since, ...rest } = progress;
   return { ...rest, slotAt: 0, wakeAt: 0, calls: progress.calls.map(asRecorded) } as P;
 }
 

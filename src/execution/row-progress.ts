@@ -31,6 +31,8 @@ const progressFields = {
   reservedModel: z.string().optional(),
   /** That slot's start (Redis clock); the call's tokens are settled against it. */
   slotAt: z.number().default(0),
+  /** The tokens the slot was booked for, so a stop that takes the row off the queue can give it back. */
+  reservedTokens: z.number().optional(),
   /** The same start on the parking worker's clock (epoch ms), for the last stretch of the wait. */
   wakeAt: z.number().default(0),
   lastError: z.object({ code: z.string(), message: z.string(), status: z.number().nullable() }).optional(),
@@ -93,4 +95,10 @@ export function everyCall(progress: RowProgress): CallRecord[] {
     ...(ensemble?.synthesis?.calls ?? []).map((call) => ({ ...call, purpose: 'synthesis' as const })),
     ...(judging?.progress.calls ?? []).map((call) => ({ ...call, purpose: 'judge' as const })),
   ];
+}
+
+/** The rate-limit slots a parked row holds, one per stage waiting for its slot (the answer, members, synthesis, judge). */
+export function bookedSlots(progress: RowProgress): Array<{ model: string; slotAt: number; tokens: number }> {
+  const stages = [progress, ...(progress.ensemble?.members.map((member) => member.progress) ?? []), progress.ensemble?.synthesis, progress.judging?.progress];
+  return stages.flatMap((stage) => (stage?.reservedModel === undefined ? [] : [{ model: stage.reservedModel, slotAt: stage.slotAt, tokens: stage.reservedTokens ?? 0 }]));
 }

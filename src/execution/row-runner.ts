@@ -187,7 +187,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
 async function takeSlot(model: string, estimatedTokens: number, onLimit: 'wait' | 'fallback', progress: RowProgress, deps: RowRunnerDeps): Promise<'ready' | 'passed over' | RowStep> {
   const { config, gate } = deps;
   const now = deps.now ?? Date.now;
-  if (progress.reservedModel === model && (await gate.coolingDownMs(model)) > 0) progress.reservedModel = undefined;
+  if (progress.reservedModel === model && (await gate.coolingDownMs(model)) > 0) Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
   if (progress.reservedModel === model) {
     const untilSlot = progress.wakeAt - now();
     if (untilSlot > WAKE_LEAD_MS + config.limits.inline_wait_ms) return { kind: 'park', waitMs: untilSlot - WAKE_LEAD_MS, progress };
@@ -209,12 +209,13 @@ async function takeSlot(model: string, estimatedTokens: number, onLimit: 'wait' 
     progress.slotAt = capacity.slotAt;
     if (capacity.waitMs > config.limits.inline_wait_ms) {
       progress.reservedModel = model;
+      progress.reservedTokens = estimatedTokens;
       progress.wakeAt = now() + capacity.waitMs;
       return { kind: 'park', waitMs: Math.max(config.limits.inline_wait_ms, capacity.waitMs - WAKE_LEAD_MS), progress };
     }
     if (capacity.waitMs > 0) await deps.sleep(capacity.waitMs);
   }
-  progress.reservedModel = undefined;
+  Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
   return 'ready';
 }
 
@@ -334,7 +335,7 @@ function waitForCircuits(progress: RowProgress, maxWaitMs: number, now: number):
   }
   // Every model of the chain failed or was passed over: each reason starts with its model's name.
   const waitingOn = [...new Set(progress.fallbackReasons.map((reason) => reason.slice(0, reason.indexOf(':'))))];
-  Object.assign(progress, { chainIndex: 0, attempt: 0, fallbackReasons: [], lastError: undefined, circuitProbeAt: undefined, circuitWaitSince: since, reservedModel: undefined });
+  Object.assign(progress, { chainIndex: 0, attempt: 0, fallbackReasons: [], lastError: undefined, circuitProbeAt: undefined, circuitWaitSince: since, reservedModel: undefined, reservedTokens: undefined });
   const note = `rows wait for the circuits of ${waitingOn.join(', ')} to close (a probe call every breaker.cooldown_ms), for up to ${seconds(maxWaitMs)} each (breaker.max_wait_ms)`;
   return { kind: 'park', waitMs: Math.round(waitMs), progress, note };
 }
@@ -343,7 +344,7 @@ function fallBack(progress: RowProgress, reason: string): void {
   progress.fallbackReasons.push(reason);
   progress.chainIndex++;
   progress.attempt = 0;
-  progress.reservedModel = undefined;
+  Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
 }
 
 function seconds(ms: number): string {

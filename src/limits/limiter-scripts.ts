@@ -164,6 +164,57 @@ return 1
 `,
 };
 
+/**
+ * Gives back reservations nobody will use (rows a stopped run took off the queue): each one still
+ * ahead moves next_request_at back by the request interval, next_token_at by its token span, the
+ * latest start by the larger of the two, never before now, and takes its tokens out of its bucket.
+ * Exact when they were the latest reservations (one batch on the model); with another batch's
+ * reservations among them, new ones may start beside those for a while, which a 429 would cool.
+ * ARGV: request interval us (0: no rpm), then per reservation: start us, window tokens, token span us.
+ * Returns the number of reservations given back.
+ */
+export const RELEASE: LuaScript = {
+  name: 'limiter_release',
+  numberOfKeys: 1,
+  lua: `${COMMON}
+if redis.call('EXISTS', key) == 0 then return 0 end
+local req_iv = tonumber(ARGV[1])
+local now = now_us()
+local f = redis.call('HMGET', key, 'req', 'tok', 'cool', 'last', 'sum')
+local req = tonumber(f[1]) or 0
+local tok = tonumber(f[2]) or 0
+local cool = tonumber(f[3]) or 0
+local last = tonumber(f[4]) or 0
+local sum = tonumber(f[5]) or 0
+local req_back, tok_back, last_back, released = 0, 0, 0, 0
+for i = 2, #ARGV, 3 do
+  local start = tonumber(ARGV[i])
+  if start > now then
+    local charged = tonumber(ARGV[i + 1])
+    local span = tonumber(ARGV[i + 2])
+    released = released + 1
+    req_back = req_back + req_iv
+    tok_back = tok_back + span
+    last_back = last_back + math.max(req_iv, span)
+    local field = bucket_field(math.floor(start / BUCKET))
+    local held = tonumber(redis.call('HGET', key, field))
+    if held and charged > 0 then
+      local left = math.max(0, held - charged)
+      sum = sum - (held - left)
+      redis.call('HSET', key, field, int_str(left))
+    end
+  end
+end
+if released == 0 then return 0 end
+if req > now then req = math.max(now, req - req_back) end
+if tok > now then tok = math.max(now, tok - tok_back) end
+if last > now then last = math.max(now, last - last_back) end
+redis.call('HSET', key, 'req', int_str(req), 'tok', int_str(tok), 'last', int_str(last), 'sum', int_str(sum))
+expire(now, req, tok, cool, last)
+return released
+`,
+};
+
 /** ARGV: cooldown length us. Returns {cooldown_until us, now us}. */
 export const COOL_DOWN: LuaScript = {
   name: 'limiter_cool_down',

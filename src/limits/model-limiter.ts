@@ -1,4 +1,4 @@
-import { COOL_DOWN, COOLDOWN_LEFT, OBSERVE, RESERVE, SETTLE } from './limiter-scripts.ts';
+import { COOL_DOWN, COOLDOWN_LEFT, OBSERVE, RELEASE, RESERVE, SETTLE } from './limiter-scripts.ts';
 import { integers, runScript, type RedisClient } from '../queue/lua-script.ts';
 import { requestIntervalUs, tokenCapacity, tokenSpanUs, windowTokens } from './pacing.ts';
 
@@ -42,6 +42,15 @@ export interface SettleInput {
   estimatedTokens: number;
   /** What the call used (prompt + completion); 0 for a call that never reached the provider. */
   actualTokens: number;
+}
+
+export interface ReleaseInput {
+  model: string;
+  rpm?: number | undefined;
+  tpm?: number | undefined;
+  headroom: number;
+  /** Reservations that will not be used: their start (Redis clock, epoch ms) and the tokens they were made for. */
+  reservations: ReadonlyArray<{ slotAt: number; tokens: number }>;
 }
 
 export interface CoolDownInput {
@@ -121,6 +130,24 @@ export class ModelLimiter {
     if (estimated === actual) return;
     const spanDelta = tokenSpanUs(actual, capacity) - tokenSpanUs(estimated, capacity);
     await runScript(this.#redis, SETTLE, [this.#key(input.model)], [spanDelta, actual - estimated, Math.floor(input.slotAt) * 1000]);
+  }
+
+  /**
+   * Gives back reservations that no call will use (rows taken off the queue by a stopped run), so
+   * the next ones, a resume's, do not wait behind them. Those already started are left as they
+   * are. Returns how many were given back; no round trip for a model without limits.
+   */
+  async release(input: ReleaseInput): Promise<number> {
+    const { rpm, tpm, headroom } = input;
+    if ((rpm === undefined && tpm === undefined) || input.reservations.length === 0) return 0;
+    const intervalUs = rpm === undefined ? 0 : requestIntervalUs(rpm, headroom);
+    const capacity = tpm === undefined ? 0 : tokenCapacity(tpm, headroom);
+    const args: number[] = [intervalUs];
+    for (const { slotAt, tokens } of input.reservations) {
+      const charged = tpm === undefined ? 0 : windowTokens(tokens, capacity);
+      args.push(Math.floor(slotAt) * 1000, charged, tpm === undefined ? 0 : tokenSpanUs(charged, capacity));
+    }
+    return Number(await runScript(this.#redis, RELEASE, [this.#key(input.model)], args));
   }
 
   /**

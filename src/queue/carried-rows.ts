@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { carriedProgress } from '../execution/carried-progress.ts';
 import { rowProgressSchema, type RowProgress } from '../execution/row-progress.ts';
 import type { BatchKeys } from './keys.ts';
+import { storedJson } from './stored-json.ts';
 
 /**
  * Answers carried from a stopped run to its resume. A run stopped by Ctrl-C or SIGTERM takes its
@@ -34,7 +35,7 @@ export async function carriedRows(redis: Redis, keys: BatchKeys, rows: ReadonlyA
     const { row, fingerprint } = rows[i]!;
     if (entry === null) return;
     carried.found.push(row);
-    const parsed = carriedRowSchema.safeParse(safeJson(entry));
+    const parsed = carriedRowSchema.safeParse(storedJson(entry));
     // An entry that does not parse (a damaged key) only costs the row its answers again.
     if (parsed.success && parsed.data.fingerprint === fingerprint) carried.progress.set(row, parsed.data.progress);
   });
@@ -43,12 +44,4 @@ export async function carriedRows(redis: Redis, keys: BatchKeys, rows: ReadonlyA
 
 export async function dropCarried(redis: Redis, keys: BatchKeys, rows: readonly number[]): Promise<void> {
   if (rows.length > 0) await redis.hdel(keys.carried, ...rows.map(String));
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return null;
-  }
 }

@@ -1,11 +1,14 @@
 import type { Queue } from 'bullmq';
 import { callTotals } from '../execution/row-runner.ts';
 import { holdsAnswers } from '../execution/carried-progress.ts';
-import { everyCall, rowProgressSchema, type RowProgress } from '../execution/row-progress.ts';
+import { bookedSlots, everyCall, rowProgressSchema, type RowProgress } from '../execution/row-progress.ts';
+import { configSchema } from '../config/schema.ts';
+import { releaseSlots, type BookedSlot } from '../limits/slot-release.ts';
 import { publishCallsOnly } from '../output/row-events.ts';
 import { isFinishedStatus, type BatchStore } from './batch-state.ts';
 import { leaseHolderAlive } from './batch-lease.ts';
 import { carryRow } from './carried-rows.ts';
+import { storedJson } from './stored-json.ts';
 import { batchOfJobId } from './keys.ts';
 
 /** Jobs looked at per round: their data is read, then they are removed, a round trip each way. */
@@ -41,6 +44,7 @@ async function queuedJobsByBatch(queue: Queue): Promise<Map<string, string[]>> {
  * job: they are published to the batch's stream as calls without a result (paid for, so they go
  * to costs.jsonl and the report) once the job is removed. A row that holds answers (a judged row's,
  * an ensemble's members') keeps them for the resume (carried-rows.ts); any other starts afresh.
+ * The rate-limit slots parked rows had booked are given back, so the resume does not wait for them.
  */
 export async function unqueueBatch(queue: Queue, store: BatchStore, batchId: string): Promise<Unqueued> {
   return unqueueJobs(queue, store, batchId, (await queuedJobsByBatch(queue)).get(batchId) ?? []);
@@ -68,6 +72,7 @@ export async function unqueueOrphanedBatches(queue: Queue, store: BatchStore, ow
 async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids: readonly string[]): Promise<Unqueued> {
   const keys = store.keys(batchId);
   const result: Unqueued = { removed: 0, kept: 0, carried: 0 };
+  const slots: BookedSlot[] = [];
   for (let start = 0; start < ids.length; start += CHUNK) {
     const chunk = ids.slice(start, start + CHUNK);
     const jobs = await Promise.all(chunk.map((id) => queue.getJob(id)));
@@ -78,7 +83,9 @@ async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids
         if ((await queue.remove(job.id!)) !== 1) return 'kept';
         const parked = parkedRow(job.data);
         if (!parked) return 'removed';
+        slots.push(...bookedSlots(parked.progress));
         const calls = everyCall(parked.progress);
+        if (calls.length === 0) return 'removed';
         // Recorded first: answers carried without their cost records would be paid for unrecorded.
         await publishCallsOnly(store.redis, keys, parked.row, calls, callTotals(calls).costNanos);
         if (parked.fingerprint === undefined || !holdsAnswers(parked.progress)) return 'removed';
@@ -92,13 +99,22 @@ async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids
       result[outcome]++;
     }
   }
+  if (slots.length > 0) await releaseBatchSlots(store, batchId, slots);
   return result;
 }
 
-/** A parked row's job: its row, fingerprint and progress, or null when it has made no call. */
+/** The rate-limit slots the removed rows had booked go back, under the limits of the batch's config. */
+async function releaseBatchSlots(store: BatchStore, batchId: string, slots: readonly BookedSlot[]): Promise<void> {
+  const configJson = await store.loadConfigJson(batchId);
+  // Without its config the slots only lapse: a resume then waits behind them, nothing worse.
+  const parsed = configSchema.safeParse(storedJson(configJson));
+  if (parsed.success) await releaseSlots(store.redis, store.space.prefix, parsed.data, slots);
+}
+
+/** A parked row's job: its row, fingerprint and progress (what it has done, and any slot it holds), or null for a job not yet started. */
 function parkedRow(data: unknown): { row: number; fingerprint: number | undefined; progress: RowProgress } | null {
   const { row, fingerprint, progress } = (data ?? {}) as { row?: unknown; fingerprint?: unknown; progress?: unknown };
   const parsed = rowProgressSchema.safeParse(progress);
-  if (typeof row !== 'number' || !parsed.success || everyCall(parsed.data).length === 0) return null;
+  if (typeof row !== 'number' || progress === undefined || !parsed.success) return null;
   return { row, fingerprint: typeof fingerprint === 'number' ? fingerprint : undefined, progress: parsed.data };
 }

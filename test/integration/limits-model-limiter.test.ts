@@ -111,6 +111,20 @@ describe('ModelLimiter requests per minute', () => {
     expect(slotOf(later) - slotOf(first)).toBe(60_000); // the refusals took no slot
   });
 
+  it('gives back the slots of rows that will not call (a stopped run\'s parked rows), so the next ones do not wait behind them', async () => {
+    const base = { model: 'released', rpm: 60, tokens: 10, headroom: 1, maxWaitMs: 60_000 };
+    const slots: number[] = [];
+    for (let i = 0; i < 10; i++) slots.push(slotOf(await limiter(i).reserve(base)));
+    expect((slots.at(-1) ?? 0) - (slots[0] ?? 0)).toBe(9000);
+    // The first (started now) is not given back; the eight after the second are.
+    const released = await limiter(1).release({ ...base, reservations: [slots[0]!, ...slots.slice(2)].map((slotAt) => ({ slotAt, tokens: 10 })) });
+    expect(released).toBe(8);
+    const next = slotOf(await limiter(2).reserve(base));
+    expect(next - (slots[1] ?? 0)).toBe(1000); // right after the one still booked, not 9 s later
+    expect(await limiter(3).release({ ...base, model: 'never-booked', reservations: [{ slotAt: Date.now() + 5000, tokens: 10 }] })).toBe(0);
+    expect(await limiter(3).release({ ...base, rpm: undefined, reservations: [{ slotAt: next, tokens: 10 }] })).toBe(0); // no limits: nothing to give back
+  });
+
   it('makes no Redis round trip for a model without rpm or tpm', async () => {
     const offline = new Redis(testRedisUrl(), { lazyConnect: true, enableOfflineQueue: false });
     try {
@@ -160,6 +174,20 @@ describe('ModelLimiter tokens per minute', () => {
     // The window saw the corrections too: 1000 + 7000 + 100 fits; another 2000 must wait for the first to leave it.
     const fourth = await limiter(1).reserve({ ...base, model: 'settled', tokens: 2000 });
     expect(slotOf(fourth) - first).toBeGreaterThanOrEqual(60_000);
+  });
+
+  it('gives back a released reservation\'s tokens, in its bucket of the window as in the pacing', async () => {
+    const base = { model: 'tpm-released', tpm: 10_000, headroom: 1, maxWaitMs: 300_000 };
+    const first = slotOf(await limiter(0).reserve({ ...base, tokens: 4000 }));
+    const second = slotOf(await limiter(1).reserve({ ...base, tokens: 4000 }));
+    expect(second - first).toBeGreaterThanOrEqual(23_999); // 4000 tokens' worth: 24 s
+    expect(await limiter(2).release({ ...base, reservations: [{ slotAt: second, tokens: 4000 }] })).toBe(1);
+    // 4000 + 4000 fits the window beside the first: the next starts 24 s after it, not 48 s.
+    const third = slotOf(await limiter(3).reserve({ ...base, tokens: 4000 }));
+    expect(third - first).toBeGreaterThanOrEqual(23_999);
+    expect(third - first).toBeLessThanOrEqual(24_001);
+    const fourth = await limiter(0).reserve({ ...base, tokens: 4000 });
+    expect(slotOf(fourth) - first).toBeGreaterThanOrEqual(60_000); // three would not fit one window: the released tokens are gone, not more
   });
 
   it('keeps about one window of buckets however far ahead reservations reach', async () => {
