@@ -21,6 +21,11 @@ local BUCKET = ${BUCKET_US}
 local key = KEYS[1]
 local function bucket_field(k) return 'b' .. int_str(k) end
 local function bucket_value(k) return tonumber(redis.call('HGET', key, bucket_field(k))) or 0 end
+-- req, tok, cool, last and sum (0 when unset), then lo and hi (nil when no bucket is held).
+local function read_state()
+  local f = redis.call('HMGET', key, 'req', 'tok', 'cool', 'last', 'sum', 'lo', 'hi')
+  return tonumber(f[1]) or 0, tonumber(f[2]) or 0, tonumber(f[3]) or 0, tonumber(f[4]) or 0, tonumber(f[5]) or 0, tonumber(f[6]), tonumber(f[7])
+end
 -- Keep the hash while anything in it can still matter: future times, or buckets inside a window.
 local function expire(now, req, tok, cool, last)
   local horizon = math.max(req, tok, cool, last + WINDOW + BUCKET)
@@ -42,14 +47,7 @@ local charged = tonumber(ARGV[3])
 local span = tonumber(ARGV[4])
 local max_wait = tonumber(ARGV[5])
 local now = now_us()
-local f = redis.call('HMGET', key, 'req', 'tok', 'cool', 'last', 'sum', 'lo', 'hi')
-local req = tonumber(f[1]) or 0
-local tok = tonumber(f[2]) or 0
-local cool = tonumber(f[3]) or 0
-local last = tonumber(f[4]) or 0
-local sum = tonumber(f[5]) or 0
-local lo = tonumber(f[6])
-local hi = tonumber(f[7])
+local req, tok, cool, last, sum, lo, hi = read_state()
 
 -- Buckets out of the window of every start still possible (none is before now, last or cool) go.
 if lo then
@@ -145,12 +143,7 @@ local span_delta = tonumber(ARGV[1])
 local tokens_delta = tonumber(ARGV[2])
 local start = tonumber(ARGV[3])
 local now = now_us()
-local f = redis.call('HMGET', key, 'req', 'tok', 'cool', 'last', 'sum')
-local req = tonumber(f[1]) or 0
-local tok = tonumber(f[2]) or 0
-local cool = tonumber(f[3]) or 0
-local last = tonumber(f[4]) or 0
-local sum = tonumber(f[5]) or 0
+local req, tok, cool, last, sum = read_state()
 tok = math.max(tok + span_delta, now)
 redis.call('HSET', key, 'tok', int_str(tok))
 local field = bucket_field(math.floor(start / BUCKET))
@@ -180,12 +173,7 @@ export const RELEASE: LuaScript = {
 if redis.call('EXISTS', key) == 0 then return 0 end
 local req_iv = tonumber(ARGV[1])
 local now = now_us()
-local f = redis.call('HMGET', key, 'req', 'tok', 'cool', 'last', 'sum')
-local req = tonumber(f[1]) or 0
-local tok = tonumber(f[2]) or 0
-local cool = tonumber(f[3]) or 0
-local last = tonumber(f[4]) or 0
-local sum = tonumber(f[5]) or 0
+local req, tok, cool, last, sum = read_state()
 local req_back, tok_back, last_back, released = 0, 0, 0, 0
 for i = 2, #ARGV, 3 do
   local start = tonumber(ARGV[i])
@@ -221,10 +209,10 @@ export const COOL_DOWN: LuaScript = {
   numberOfKeys: 1,
   lua: `${COMMON}
 local now = now_us()
-local f = redis.call('HMGET', key, 'req', 'tok', 'cool', 'last')
-local cool = math.max(tonumber(f[3]) or 0, now + tonumber(ARGV[1]))
+local req, tok, cool, last = read_state()
+cool = math.max(cool, now + tonumber(ARGV[1]))
 redis.call('HSET', key, 'cool', int_str(cool))
-expire(now, tonumber(f[1]) or 0, tonumber(f[2]) or 0, cool, tonumber(f[4]) or 0)
+expire(now, req, tok, cool, last)
 return {cool, now}
 `,
 };
@@ -247,9 +235,7 @@ export const OBSERVE: LuaScript = {
   numberOfKeys: 1,
   lua: `${COMMON}
 local now = now_us()
-local f = redis.call('HMGET', key, 'req', 'tok', 'cool', 'last')
-local req = tonumber(f[1]) or 0
-local tok = tonumber(f[2]) or 0
+local req, tok, cool, last = read_state()
 local req_reset = tonumber(ARGV[1])
 local tok_reset = tonumber(ARGV[2])
 if req_reset >= 0 then
@@ -260,7 +246,7 @@ if tok_reset >= 0 then
   tok = math.max(tok, now + tok_reset)
   redis.call('HSET', key, 'tok', int_str(tok))
 end
-expire(now, req, tok, tonumber(f[3]) or 0, tonumber(f[4]) or 0)
+expire(now, req, tok, cool, last)
 return 1
 `,
 };
