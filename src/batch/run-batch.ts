@@ -5,7 +5,9 @@ import { loadConfigFile } from '../config/load.ts';
 import { answerableNames, configSchema, type SwitchyardConfig } from '../config/schema.ts';
 import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { readRows } from '../input/read-rows.ts';
-import type { ReadItem, ReadPosition } from '../input/row.ts';
+import type { InputRow, ReadItem, ReadPosition } from '../input/row.ts';
+import { carriedProgressFits, type CarriedTarget } from '../execution/carried-progress.ts';
+import { rowTarget } from '../routing/row-target.ts';
 import { missingApiKeys, missingKeyFor } from '../models/provider-clients.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
 import { isValidBatchId, newBatchId } from '../queue/keys.ts';
@@ -303,6 +305,7 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
         maxPending: options.detach && !host ? undefined : config.queue.max_pending,
         localWorkers: worker ? { firstChunk: concurrency, untilStarted: (rows) => Promise.race([callSlots.started(rows), delay(FIRST_CALLS_WAIT_MS, undefined, { ref: false })]) } : undefined,
         signal: stops.stopReading,
+        carriedFits: (row, progress) => carriedProgressFits(progress, carriedTarget(row, batch)),
       });
     } catch (error) {
       // A file that turns unreadable part-way (an unclosed quote near the end): the rows before it
@@ -358,6 +361,12 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
 }
 
 type EnqueueCounts = Awaited<ReturnType<typeof enqueueBatch>>;
+
+/** How this run sends a row, to tell whether answers a stopped run left for it still suit it. */
+function carriedTarget(row: InputRow, batch: PreparedBatch): CarriedTarget {
+  const { name, ensemble } = rowTarget(row, batch.config, batch.abSplit, batch.model);
+  return { model: name, ensembleMembers: ensemble?.config.members ?? null, judged: batch.config.judge !== undefined };
+}
 
 /** "Read 2,000 rows: 1,998 valid, 2 invalid (see errors.jsonl); 1,998 queued, ..." */
 function readText(counts: EnqueueCounts, localConcurrency: number | null): string {

@@ -1,5 +1,5 @@
 import type { CallRecord } from '../output/records.ts';
-import { everyCall, freshProgress, type RowProgress } from './row-progress.ts';
+import { freshProgress, type RowProgress } from './row-progress.ts';
 
 /** What every stage's progress has: its calls and the waits a parked row holds. */
 type StageProgress = Omit<RowProgress, 'ensemble' | 'judging'>;
@@ -38,21 +38,26 @@ export function carriedProgress(progress: RowProgress): RowProgress {
   return carried;
 }
 
-/** A progress carried over and untouched since: all its calls are on record, so dropping it loses none. */
-export function onlyRecordedCalls(progress: RowProgress): boolean {
-  const calls = everyCall(progress);
-  return calls.length > 0 && calls.every((call) => call.recorded === true);
+/** How a resume runs a row: the model it names (its own, its A/B arm or --model), that model's ensemble members if it is one, and whether a judge scores it. */
+export interface CarriedTarget {
+  model: string | undefined;
+  ensembleMembers: readonly string[] | null;
+  judged: boolean;
 }
 
 /**
  * Whether a progress carried over still fits the row as the resume runs it: its ensemble state
- * only an ensemble of the same members, its judged answer only a batch with a judge. A resume may
- * be given another --model or no --judge; a row that no longer fits starts afresh.
+ * only an ensemble of the same members, its judged answer only a batch with a judge, and only
+ * from the model the row now names. A resume may be given another --model or --ab; a row that no
+ * longer fits starts afresh (the carried calls are on record already).
  */
-export function carriedProgressFits(progress: RowProgress, target: { ensembleMembers: readonly string[] | null; judged: boolean }): boolean {
+export function carriedProgressFits(progress: RowProgress, target: CarriedTarget): boolean {
   const members = progress.ensemble?.members.map((member) => member.model) ?? null;
   if (members?.join('\n') !== target.ensembleMembers?.join('\n')) return false;
-  return progress.judging === undefined || target.judged;
+  if (!progress.judging) return true;
+  const answer = progress.judging.answer;
+  const answeredAs = answer.ensemble?.name ?? answer.models_tried[0];
+  return target.judged && (target.model === undefined || answeredAs === target.model);
 }
 
 function withoutWaits<P extends StageProgress>(progress: P): P {

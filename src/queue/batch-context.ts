@@ -3,8 +3,7 @@ import { createRedisRowGate } from '../execution/redis-row-gate.ts';
 import { unlimitedCallSlot, type CallSlot } from '../execution/call-slots.ts';
 import { createRowPlanner } from '../execution/row-planner.ts';
 import { advanceRow, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
-import { carriedProgressFits, onlyRecordedCalls } from '../execution/carried-progress.ts';
-import { freshProgress, type ProgressCheckpoint, type RowProgress } from '../execution/row-progress.ts';
+import type { ProgressCheckpoint, RowProgress } from '../execution/row-progress.ts';
 import { advanceEnsembleRow } from '../ensemble/ensemble-row.ts';
 import { advanceJudgedRow } from '../judge/judge-row.ts';
 import type { AbArm } from '../routing/ab-split.ts';
@@ -47,11 +46,8 @@ export function createBatchContexts(store: BatchStore, options: { callSlot?: Cal
     return {
       config,
       runner,
-      advance(row, given, checkpoint) {
+      advance(row, progress, checkpoint) {
         const { abArm, ensemble } = rowTarget(row, config, abSplit, modelOverride);
-        // Answers carried from a stopped run are dropped if the resume runs the row another way (their records are out).
-        const carriedMisfit = onlyRecordedCalls(given) && !carriedProgressFits(given, { ensembleMembers: ensemble?.config.members ?? null, judged: config.judge !== undefined });
-        const progress = carriedMisfit ? freshProgress() : given;
         const answer = () => (ensemble ? advanceEnsembleRow(row, progress, runner, ensemble, checkpoint) : advanceRow(abArm === undefined ? row : { ...row, abArm }, progress, runner));
         return config.judge ? advanceJudgedRow(row, progress, runner, config.judge, answer, checkpoint) : answer();
       },

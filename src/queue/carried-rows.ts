@@ -10,8 +10,9 @@ import { storedJson } from './stored-json.ts';
  * batch's parked rows off the queue (unqueue-batch.ts), and a parked row may hold answers already
  * paid for: a judged row's answer waiting for its judge, an ensemble's members waiting for the
  * synthesis. Their progress is kept here, by row, with the row's fingerprint, and the resume
- * queues the row with it (producer.ts) as long as the row is the same in the file: the row then
- * goes on from where it was instead of paying for its answers again.
+ * queues the row with it (producer.ts) as long as the row is the same in the file and still runs
+ * the same way (carried-progress.ts): the row then goes on from where it was instead of paying
+ * for its answers again.
  */
 const carriedRowSchema = z.object({ fingerprint: z.number().int(), progress: rowProgressSchema });
 

@@ -34,6 +34,12 @@ export interface EnqueueOptions {
   localWorkers?: { firstChunk: number; untilStarted: (rows: number) => Promise<void> } | undefined;
   /** Aborted (Ctrl-C): stop reading and enqueueing; the rest of the file is read again on resume. */
   signal?: AbortSignal | undefined;
+  /**
+   * Whether answers a stopped run left for a row (carried-rows.ts) suit it as this run runs it (a
+   * resume may be given another --model, or no judge); those that do not are dropped, and the row
+   * starts afresh. Without it, all are taken.
+   */
+  carriedFits?: ((row: InputRow, progress: RowProgress) => boolean) | undefined;
 }
 
 export interface EnqueueCounts {
@@ -126,14 +132,16 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
       // The estimate and fingerprints go out beside the chunk (on another connection), not one round trip after it.
       const jobs = rows.map((row) => {
         const fingerprint = fingerprinted.of(row);
-        const job = toJob(options.batchId, row, fingerprint, options.resume, carried?.progress.get(row.row));
+        const progress = carried?.progress.get(row.row);
+        const usable = progress !== undefined && (options.carriedFits?.(row, progress) ?? true);
+        if (usable) counts.carriedAnswers++;
+        const job = toJob(options.batchId, row, fingerprint, options.resume, usable ? progress : undefined);
         return { name: 'prompt', data: job, opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row, fingerprint) } };
       });
       await Promise.all([options.queue.addBulk(jobs), recordEstimate(), fingerprinted.written]);
       // Deleted once their jobs hold them; a run killed before this only finds them again.
       if (carried) await dropCarried(options.store.redis, keys, carried.found);
       counts.enqueued += rows.length;
-      counts.carriedAnswers += carried?.progress.size ?? 0;
     } else {
       await Promise.all([recordEstimate(), fingerprinted.written]);
     }

@@ -11,9 +11,9 @@ export interface NamedEnsemble {
  * pinned model; and the ensemble that name stands for, when it is one. Shared by the workers and
  * `--dry-run`, so both send a row to the same place.
  */
-export function rowTarget(row: { id: string; model?: string | undefined }, config: SwitchyardConfig, abSplit: readonly AbArm[] | undefined, pinned: string | undefined): { abArm: string | undefined; ensemble: NamedEnsemble | null } {
+export function rowTarget(row: { id: string; model?: string | undefined }, config: SwitchyardConfig, abSplit: readonly AbArm[] | undefined, pinned: string | undefined): { name: string | undefined; abArm: string | undefined; ensemble: NamedEnsemble | null } {
   const abArm = row.model === undefined && abSplit ? abArmFor(row.id, abSplit) : undefined;
   const name = row.model ?? abArm ?? pinned;
   const ensemble = name !== undefined && Object.hasOwn(config.ensembles, name) ? { name, config: config.ensembles[name]! } : null;
-  return { abArm, ensemble };
+  return { name, abArm, ensemble };
 }

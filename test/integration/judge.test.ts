@@ -186,6 +186,34 @@ describe('a judge scores every answer', () => {
     // A row is done when scored: those answered by the stopped run and scored now count as this run's.
     expect(report.totals.rows_this_run).toBe(8 - scoredBefore);
   });
+
+  it('a resume given another --model answers the stopped run\'s waiting rows with it, not with the answers left for them', async () => {
+    h.sim.reset();
+    const dir = await tempDir('judge-stopped-model');
+    const slowJudge = { models: { flash: sim(0.1), pro: sim(0.5), judge: sim(2, { rpm: 60 }) }, default_model: 'flash', judge: { model: 'judge' } };
+    const config = await writeSimConfig(dir, h.sim.url, slowJudge);
+    const input = await writeQuestions(dir, 6);
+    const out = join(dir, 'out');
+    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'judge-restarted'], h.env());
+    await waitFor(async () => h.sim.stats().models.flash?.requests === 6 && (h.sim.stats().models.judge?.requests ?? 0) >= 1, 20_000);
+    first.kill('SIGINT');
+    expect((await first.done).code).toBe(130);
+    const scoredBefore = (await readJsonLines<RowResult>(join(out, 'results.jsonl'))).length;
+
+    await writeSimConfig(dir, h.sim.url, { ...slowJudge, models: { flash: sim(0.1), pro: sim(0.5), judge: sim(2) } });
+    const resumed = await runCli(['run', '--resume', 'judge-restarted', '--config', config, '--model', 'pro'], h.env());
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+    expect(resumed.stdout).not.toContain('with the answers the stopped run had');
+    expect(h.sim.stats().models.pro?.requests).toBe(6 - scoredBefore);
+    expect(await h.redis.exists(`${h.prefix}:batch:{judge-restarted}:carried`)).toBe(0);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.filter((r) => r.model === 'pro')).toHaveLength(6 - scoredBefore);
+    expect(results.every((r) => typeof r.judge?.score === 'number')).toBe(true);
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.totals.cost_usd).toBe(nanosOf(calls) / 1e9); // flash's answers left behind are on record, once
+    expect(calls.filter((c) => c.model === 'flash' && c.purpose === 'answer')).toHaveLength(6);
+  });
 });
 
 describe('a judge that fails', () => {

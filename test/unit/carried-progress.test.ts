@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { carriedProgress, carriedProgressFits, holdsAnswers, onlyRecordedCalls } from '../../src/execution/carried-progress.ts';
+import { carriedProgress, carriedProgressFits, holdsAnswers } from '../../src/execution/carried-progress.ts';
 import { everyCall, freshProgress, type RowProgress } from '../../src/execution/row-progress.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 
@@ -19,7 +19,6 @@ describe('answers carried from a stopped run to its resume', () => {
     const carried = carriedProgress(judged);
     expect(carried.judging).toEqual({ answer, progress: { ...freshProgress(), calls: [{ ...call('judge', 'failed'), recorded: true }] } });
     expect(everyCall(carried).map((c) => [c.model, c.recorded])).toEqual([['flash', true], ['judge', true]]);
-    expect(onlyRecordedCalls(carried)).toBe(true);
     expect(judged.calls[0]).not.toHaveProperty('recorded'); // the stopped run's progress is left as it was
   });
 
@@ -39,7 +38,7 @@ describe('answers carried from a stopped run to its resume', () => {
     for (const stage of [alpha!.progress, down!.progress, carried.ensemble!.synthesis!]) {
       for (const field of ['reservedModel', 'waitingForBudget', 'circuitProbeAt', 'circuitWaitSince']) expect(stage).not.toHaveProperty(field);
     }
-    expect(onlyRecordedCalls(carried)).toBe(true);
+    expect(everyCall(carried).every((c) => c.recorded === true)).toBe(true);
   });
 
   it('holds nothing worth carrying for a row whose calls all failed, or an ensemble none of whose members answered', () => {
@@ -47,22 +46,20 @@ describe('answers carried from a stopped run to its resume', () => {
     expect(holdsAnswers({ ...freshProgress(), ensemble: { members: [{ model: 'down', progress: waiting('down', [call('down', 'failed')]) }] } })).toBe(false);
   });
 
-  it('fits a resume that runs the row the same way, not one given another ensemble or no judge', () => {
-    const judged: RowProgress = { ...freshProgress(), judging: { answer, progress: freshProgress() } };
+  it('fits a resume that runs the row the same way, not one given another model, ensemble or no judge', () => {
+    const judged: RowProgress = { ...freshProgress(), judging: { answer: { ...answer, models_tried: ['flash'] }, progress: freshProgress() } };
     const council: RowProgress = { ...freshProgress(), ensemble: { members: [{ model: 'alpha', progress: freshProgress() }, { model: 'beta', progress: freshProgress() }] } };
-    expect(carriedProgressFits(judged, { ensembleMembers: null, judged: true })).toBe(true);
-    expect(carriedProgressFits(judged, { ensembleMembers: null, judged: false })).toBe(false);
-    expect(carriedProgressFits(judged, { ensembleMembers: ['alpha', 'beta'], judged: true })).toBe(false);
-    expect(carriedProgressFits(council, { ensembleMembers: ['alpha', 'beta'], judged: false })).toBe(true);
-    expect(carriedProgressFits(council, { ensembleMembers: ['alpha', 'gamma'], judged: false })).toBe(false);
-    expect(carriedProgressFits(council, { ensembleMembers: null, judged: false })).toBe(false);
-  });
-
-  it('tells a progress carried and untouched from one that has made calls since', () => {
-    const carried = carriedProgress({ ...freshProgress(), judging: { answer, progress: freshProgress() }, calls: [call('flash')] });
-    expect(onlyRecordedCalls(carried)).toBe(true);
-    carried.judging!.progress.calls.push(call('judge'));
-    expect(onlyRecordedCalls(carried)).toBe(false);
-    expect(onlyRecordedCalls(freshProgress())).toBe(false);
+    const routed = { model: undefined, ensembleMembers: null, judged: true };
+    expect(carriedProgressFits(judged, routed)).toBe(true);
+    expect(carriedProgressFits(judged, { ...routed, model: 'flash' })).toBe(true);
+    expect(carriedProgressFits(judged, { ...routed, model: 'pro' })).toBe(false); // a resume with --model pro
+    expect(carriedProgressFits(judged, { ...routed, judged: false })).toBe(false);
+    expect(carriedProgressFits(judged, { model: 'council', ensembleMembers: ['alpha', 'beta'], judged: true })).toBe(false);
+    expect(carriedProgressFits(council, { model: 'council', ensembleMembers: ['alpha', 'beta'], judged: false })).toBe(true);
+    expect(carriedProgressFits(council, { model: 'council', ensembleMembers: ['alpha', 'gamma'], judged: false })).toBe(false);
+    expect(carriedProgressFits(council, { model: 'alpha', ensembleMembers: null, judged: false })).toBe(false);
+    // A judged ensemble row: the answer is the ensemble's.
+    const judgedCouncil: RowProgress = { ...council, judging: { answer: { ...answer, models_tried: ['alpha', 'beta', 'synth'], ensemble: { name: 'council' } as RowResult['ensemble'] }, progress: freshProgress() } };
+    expect(carriedProgressFits(judgedCouncil, { model: 'council', ensembleMembers: ['alpha', 'beta'], judged: true })).toBe(true);
   });
 });
