@@ -142,26 +142,35 @@ describe('a judge scores every answer', () => {
     expect(ran.stderr).toContain('judge.model: unknown model "critic"');
   });
 
-  it('a run stopped while rows wait for the judge keeps their answers for the resume, which pays only for the scores', async () => {
+  /**
+   * Runs `rows` questions answered by flash and scored by a judge allowed one call a second, and
+   * stops the run (Ctrl-C) once every row is answered and scoring has begun: most rows then wait
+   * for the judge, parked with their answers. The config is then rewritten with a judge without
+   * a limit, for the resume. Returns the config, the output folder, the stopped run and how many
+   * rows it scored.
+   */
+  async function stopWhileRowsWaitForJudge(batchId: string, rows: number) {
     h.sim.reset();
-    const dir = await tempDir('judge-stopped');
-    // One judge call a second: the answers are all in within a second, then rows wait for the judge parked.
-    const slowJudge = { models: { flash: sim(0.1), judge: sim(2, { rpm: 60 }) }, default_model: 'flash', judge: { model: 'judge' } };
-    const config = await writeSimConfig(dir, h.sim.url, slowJudge);
-    const input = await writeQuestions(dir, 8);
+    const dir = await tempDir(batchId);
+    const models = (judgeLimits: Record<string, unknown>) => ({ flash: sim(0.1), pro: sim(0.5), judge: sim(2, judgeLimits) });
+    const config = await writeSimConfig(dir, h.sim.url, { models: models({ rpm: 60 }), default_model: 'flash', judge: { model: 'judge' } });
     const out = join(dir, 'out');
-    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'judge-stopped'], h.env());
-    await waitFor(async () => h.sim.stats().models.flash?.requests === 8 && (h.sim.stats().models.judge?.requests ?? 0) >= 1, 20_000);
+    const first = spawnCli(['run', await writeQuestions(dir, rows), '--config', config, '--out', out, '--batch-id', batchId], h.env());
+    await waitFor(async () => h.sim.stats().models.flash?.requests === rows && (h.sim.stats().models.judge?.requests ?? 0) >= 1, 20_000);
     first.kill('SIGINT');
     const stopped = await first.done;
     expect(stopped.code, stopped.stdout + stopped.stderr).toBe(130);
-    const scoredBefore = (await readJsonLines<RowResult>(join(out, 'results.jsonl'))).length;
+    await writeSimConfig(dir, h.sim.url, { models: models({}), default_model: 'flash', judge: { model: 'judge' } });
+    return { config, out, stopped, scoredBefore: (await readJsonLines<RowResult>(join(out, 'results.jsonl'))).length };
+  }
+
+  it('a run stopped while rows wait for the judge keeps their answers for the resume, which pays only for the scores', async () => {
+    const { config, out, stopped, scoredBefore } = await stopWhileRowsWaitForJudge('judge-stopped', 8);
     const carriedRows = await h.redis.hlen(`${h.prefix}:batch:{judge-stopped}:carried`);
     expect(carriedRows).toBeGreaterThan(0);
     expect(stopped.stdout).toMatch(new RegExp(` queued rows? came off the queue \\(${carriedRows} (keeps the answers it|keep the answers they) had for the resume\\)`));
 
     // Resumed with a faster judge: each row was answered once, in the first run.
-    await writeSimConfig(dir, h.sim.url, { ...slowJudge, models: { flash: sim(0.1), judge: sim(2) } });
     const resumed = await runCli(['run', '--resume', 'judge-stopped', '--config', config], h.env());
     expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
     expect(resumed.stdout).toContain(`(${carriedRows} with the answers the stopped run had for them, not paid for again)`);
@@ -188,19 +197,7 @@ describe('a judge scores every answer', () => {
   });
 
   it('a resume given another --model answers the stopped run\'s waiting rows with it, not with the answers left for them', async () => {
-    h.sim.reset();
-    const dir = await tempDir('judge-stopped-model');
-    const slowJudge = { models: { flash: sim(0.1), pro: sim(0.5), judge: sim(2, { rpm: 60 }) }, default_model: 'flash', judge: { model: 'judge' } };
-    const config = await writeSimConfig(dir, h.sim.url, slowJudge);
-    const input = await writeQuestions(dir, 6);
-    const out = join(dir, 'out');
-    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'judge-restarted'], h.env());
-    await waitFor(async () => h.sim.stats().models.flash?.requests === 6 && (h.sim.stats().models.judge?.requests ?? 0) >= 1, 20_000);
-    first.kill('SIGINT');
-    expect((await first.done).code).toBe(130);
-    const scoredBefore = (await readJsonLines<RowResult>(join(out, 'results.jsonl'))).length;
-
-    await writeSimConfig(dir, h.sim.url, { ...slowJudge, models: { flash: sim(0.1), pro: sim(0.5), judge: sim(2) } });
+    const { config, out, scoredBefore } = await stopWhileRowsWaitForJudge('judge-restarted', 6);
     const resumed = await runCli(['run', '--resume', 'judge-restarted', '--config', config, '--model', 'pro'], h.env());
     expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
     expect(resumed.stdout).not.toContain('with the answers the stopped run had');
