@@ -8,7 +8,7 @@ import { readRows } from '../input/read-rows.ts';
 import type { InputRow, ReadItem, ReadPosition } from '../input/row.ts';
 import { carriedProgressFits, type CarriedTarget } from '../execution/carried-progress.ts';
 import { rowTarget } from '../routing/row-target.ts';
-import { missingApiKeys, missingKeyFor } from '../models/provider-clients.ts';
+import { missingKeyFor } from '../models/provider-clients.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
 import { isValidBatchId, newBatchId } from '../queue/keys.ts';
 import { enqueueBatch } from '../queue/producer.ts';
@@ -203,7 +203,10 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config)) : !options.model && !options.route ? existing?.ab_split : undefined;
   if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id (the same id, the same model, every run).`);
   if (model && !answerableNames(config).includes(model)) throw new UsageError(`--model/--route "${model}" is not in the config; models and ensembles: ${answerableNames(config).join(', ')}`);
-  if (!options.detach) refuseWithoutKeys(config, model);
+  if (!options.detach) {
+    refuseWithoutKeys(config, model);
+    refuseJudgeWithoutKey(config);
+  }
   const budgetUsd = options.budget ?? existing?.budget_usd ?? config.budget.batch_usd;
   // A resume goes on at the pace the batch was given (a provider's limits may be why it was low).
   const chosenConcurrency = options.concurrency ?? existing?.concurrency;
@@ -485,12 +488,33 @@ function refuseWithoutKeys(config: SwitchyardConfig, pinned: string | undefined)
   );
 }
 
+/**
+ * A judge whose model and fallbacks all lack their key would score nothing, and the answers would
+ * be paid for and kept unscored (a resume does not score rows that succeeded): stop before that.
+ */
+function refuseJudgeWithoutKey(config: SwitchyardConfig): void {
+  if (!config.judge) return;
+  const chain = [config.judge.model, ...(config.models[config.judge.model]?.fallbacks ?? [])];
+  const missing = chain.map((model) => missingKeyFor(config, model));
+  if (missing.some((name) => name === null)) return;
+  const names = [...new Set(missing)].map((name) => `$${name}`);
+  throw new UsageError(
+    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set, and the judge (${chain.join(', then ')}) needs ${names.length === 1 ? 'it' : 'them'}: no answer could be scored, and the answers would be paid for unscored. ` +
+      `Set ${names.length === 1 ? 'it' : 'them'} (e.g. export ${names[0]!.slice(1)}=...) and run again, or give another judge (--judge <model>).`,
+  );
+}
+
 function warnAboutConfig(config: SwitchyardConfig, budgeted: boolean, say: (line: string) => void): void {
   const unpriced = Object.entries(config.models).filter(([, model]) => !model.price).map(([name]) => name);
   // A budget counts priced calls only: an unpriced model's calls would run past it unnoticed.
   const unbounded = budgeted ? ', and no budget limits them' : '';
   if (unpriced.length > 0) say(`Warning: no price for ${unpriced.join(', ')}: their calls get cost_usd null in costs.jsonl and the report${unbounded}.`);
-  const missing = missingApiKeys(config);
-  if (missing.length > 0) say(`Warning: ${missing.map((name) => `$${name}`).join(', ')} not set: calls to those providers will fail with missing_api_key.`);
+  // Which models each missing key holds back, so the warning says what will fail.
+  const modelsByMissingKey = new Map<string, string[]>();
+  for (const model of Object.keys(config.models)) {
+    const key = missingKeyFor(config, model);
+    if (key !== null) modelsByMissingKey.set(key, [...(modelsByMissingKey.get(key) ?? []), model]);
+  }
+  for (const [key, models] of modelsByMissingKey) say(`Warning: $${key} is not set: calls to ${models.join(', ')} will fail with missing_api_key.`);
 }
 

@@ -48,8 +48,3 @@ export function missingKeyFor(config: SwitchyardConfig, model: string, env: Node
   const provider = config.models[model] && config.providers[config.models[model].provider];
   return provider ? missingKeyEnv(provider, env) : null;
 }
-
-/** Names of key variables that the config mentions but the environment lacks. */
-export function missingApiKeys(config: SwitchyardConfig, env: NodeJS.ProcessEnv = process.env): string[] {
-  return Object.values(config.providers).flatMap((provider) => missingKeyEnv(provider, env) ?? []);
-}

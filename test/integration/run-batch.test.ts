@@ -209,7 +209,12 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     // With a model that needs no key, the missing one is only a warning.
     const routed = await runCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--batch-id', 'nokey-free', '--model', 'free'], h.env());
     expect(routed.code).toBe(0);
-    expect(routed.stdout).toContain('Warning: $SY_TEST_NO_SUCH_KEY not set');
+    expect(routed.stdout).toContain('Warning: $SY_TEST_NO_SUCH_KEY is not set: calls to keyed will fail with missing_api_key.');
+    // A judge without its key would leave every answer paid for and unscored: refused before anything is queued.
+    const judged = await runCli(['run', input, '--config', config, '--batch-id', 'nokey-judge', '--model', 'free', '--judge', 'keyed'], h.env());
+    expect(judged.code).toBe(2);
+    expect(judged.stderr).toContain('$SY_TEST_NO_SUCH_KEY is not set, and the judge (keyed) needs it: no answer could be scored, and the answers would be paid for unscored. Set it (e.g. export SY_TEST_NO_SUCH_KEY=...) and run again, or give another judge (--judge <model>).');
+    expect(await h.redis.exists(`${h.prefix}:batch:{nokey-judge}`)).toBe(0);
   });
 
   it('a row edited in the file while its job was still queued runs with its new content, once', async () => {
