@@ -40,7 +40,8 @@ export type JudgeVerdict = { score: number; reason: string | null } | { score: n
 
 /**
  * The score in a judge's reply: the first "SCORE: n" (also "Score: 8/10", "**SCORE:** 8"), and the
- * text after it as the reason. A reply without a score on the scale gives none, and says so.
+ * text after it as the reason, or the text before it for a judge that reasons first and scores
+ * last (as reasoning models tend to). A reply without a score on the scale gives none, and says so.
  */
 export function readJudgeReply(reply: string): JudgeVerdict {
   const match = /score\W{0,4}(\d+(?:\.\d+)?)(?:\s*\/\s*10)?/i.exec(reply);
@@ -49,6 +50,8 @@ export function readJudgeReply(reply: string): JudgeVerdict {
     const said = reply.replace(/\s+/g, ' ').trim().slice(0, 120);
     return { score: null, reason: `no score from ${SCORE_MIN} to ${SCORE_MAX} in the judge's reply${said ? `: "${said}"` : ' (it was empty)'}` };
   }
-  const rest = reply.slice(match.index + match[0].length).replace(/^[\s*:.,;)\]-]+/, '').replace(/\s+/g, ' ').trim();
-  return { score, reason: rest === '' ? null : rest };
+  const after = reply.slice(match.index + match[0].length).replace(/^[\s*:.,;)\]-]+/, '').replace(/\s+/g, ' ').trim();
+  const before = reply.slice(0, match.index).replace(/[\s*#:(\[-]+$/, '').replace(/\s+/g, ' ').trim();
+  const reason = after || before;
+  return { score, reason: reason === '' ? null : reason };
 }

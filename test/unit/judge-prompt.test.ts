@@ -27,6 +27,8 @@ describe('reading the judge reply', () => {
     expect(readJudgeReply('SCORE: 8\nClear and correct.')).toEqual({ score: 8, reason: 'Clear and correct.' });
     expect(readJudgeReply('**Score:** 10/10 - exact')).toEqual({ score: 10, reason: 'exact' });
     expect(readJudgeReply('score 3')).toEqual({ score: 3, reason: null });
+    // A judge that reasons first and scores last: the reasoning is the reason.
+    expect(readJudgeReply('The answer names Paris, as the reference does.\n\n**SCORE: 9**')).toEqual({ score: 9, reason: 'The answer names Paris, as the reference does.' });
   });
 
   it('gives no score for a reply without one on the scale, and quotes what it said', () => {
