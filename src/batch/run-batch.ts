@@ -478,13 +478,12 @@ function pinnedModel(options: RunOptions): string | undefined {
  * fail with missing_api_key: stop before enqueueing instead. (Some keys missing is only a warning.)
  */
 function refuseWithoutKeys(config: SwitchyardConfig, pinned: string | undefined): void {
-  const models = pinned ? [pinned] : Object.keys(config.models);
-  const missing = models.map((model) => missingKeyFor(config, model));
-  if (missing.some((name) => name === null)) return;
-  const names = [...new Set(missing)].map((name) => `$${name}`);
+  const names = keysAllMissing(config, pinned ? [pinned] : Object.keys(config.models));
+  if (!names) return;
+  const them = names.length === 1 ? 'it' : 'them';
   throw new UsageError(
     `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set, and ${pinned ? `model "${pinned}" needs it` : 'every model in the config needs one'}: no call could succeed. ` +
-      `Set ${names.length === 1 ? 'it' : 'them'} (e.g. export ${names[0]!.slice(1)}=...) and run again, or use --detach and start "switchyard worker" where ${names.length === 1 ? 'it is' : 'they are'} set.`,
+      `Set ${them} (e.g. export ${names[0]!.slice(1)}=...) and run again, or use --detach and start "switchyard worker" where ${names.length === 1 ? 'it is' : 'they are'} set.`,
   );
 }
 
@@ -495,13 +494,20 @@ function refuseWithoutKeys(config: SwitchyardConfig, pinned: string | undefined)
 function refuseJudgeWithoutKey(config: SwitchyardConfig): void {
   if (!config.judge) return;
   const chain = [config.judge.model, ...(config.models[config.judge.model]?.fallbacks ?? [])];
-  const missing = chain.map((model) => missingKeyFor(config, model));
-  if (missing.some((name) => name === null)) return;
-  const names = [...new Set(missing)].map((name) => `$${name}`);
+  const names = keysAllMissing(config, chain);
+  if (!names) return;
+  const them = names.length === 1 ? 'it' : 'them';
   throw new UsageError(
-    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set, and the judge (${chain.join(', then ')}) needs ${names.length === 1 ? 'it' : 'them'}: no answer could be scored, and the answers would be paid for unscored. ` +
-      `Set ${names.length === 1 ? 'it' : 'them'} (e.g. export ${names[0]!.slice(1)}=...) and run again, or give another judge (--judge <model>).`,
+    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set, and the judge (${chain.join(', then ')}) needs ${them}: no answer could be scored, and the answers would be paid for unscored. ` +
+      `Set ${them} (e.g. export ${names[0]!.slice(1)}=...) and run again, or give another judge (--judge <model>).`,
   );
+}
+
+/** The key variables ("$NAME") these models need, when not one of them can be called here; null when one can. */
+function keysAllMissing(config: SwitchyardConfig, models: readonly string[]): string[] | null {
+  const missing = models.map((model) => missingKeyFor(config, model));
+  if (missing.some((name) => name === null)) return null;
+  return [...new Set(missing)].map((name) => `$${name}`);
 }
 
 function warnAboutConfig(config: SwitchyardConfig, budgeted: boolean, say: (line: string) => void): void {
