@@ -7,6 +7,7 @@ import { createRowFailureLog } from '../src/execution/row-failure-log.ts';
 import { chatMessageSchema } from '../src/input/row.ts';
 import { fingerprintDiffers } from '../src/input/row-fingerprint.ts';
 import { publishRowEvent } from '../src/output/row-events.ts';
+import { carryRow } from '../src/queue/carried-rows.ts';
 import type { BatchContexts } from '../src/queue/batch-context.ts';
 import { batchKeys, type BatchKeys, type KeySpace } from '../src/queue/keys.ts';
 
@@ -163,6 +164,12 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       publication = await publishRowEvent(deps.redis, keys, step.event, step.costNanos, job.fingerprint);
     } catch (error) {
       return crashed(error);
+    }
+    // An answer its judge could not score is kept, so a resume can score it without paying for it again.
+    if (publication.published && step.event.result.judge?.error && progress.judging && job.fingerprint !== undefined) {
+      await carryRow(deps.redis, keys, job.row, job.fingerprint, progress).catch((error: unknown) => {
+        deps.logger.debug({ batch: job.batchId, row: job.row, err: error }, 'could not keep the unscored answer; a resume will not score it');
+      });
     }
     return { kind: 'done', batchId: job.batchId, row: !publication.published ? 'superseded' : failure ? 'failed' : 'succeeded', costNanos: publication.costNanos };
   };

@@ -376,6 +376,7 @@ function readText(counts: EnqueueCounts, localConcurrency: number | null): strin
   return (
     `Read ${counted(counts.total + counts.invalid, 'row')}: ${formatCount(counts.total)} valid, ${formatCount(counts.invalid)} invalid${counts.invalid > 0 ? ' (see errors.jsonl)' : ''}` +
     (counts.alreadySucceeded > 0 ? `, ${formatCount(counts.alreadySucceeded)} already done` : '') +
+    (counts.rescored > 0 ? `, ${formatCount(counts.rescored)} answered before but not scored (the judge failed): scored now, their answers kept` : '') +
     (counts.changedSinceSucceeded > 0 ? `, ${formatCount(counts.changedSinceSucceeded)} changed in the file since they succeeded (they run again)` : '') +
     (counts.goneFromFile > 0 ? `, ${formatCount(counts.goneFromFile)} of the last run no longer in the file (left out of the outputs)` : '') +
     `; ${formatCount(counts.enqueued)} queued` +

@@ -6,7 +6,7 @@ import type { PromptJob } from '../../jobs/prompt.ts';
 import type { RowProgress } from '../execution/row-progress.ts';
 import type { BatchStore } from './batch-state.ts';
 import { promptJobId } from './keys.ts';
-import { carriedRows, dropCarried } from './carried-rows.ts';
+import { carriedRows, dropCarried, type CarriedRows } from './carried-rows.ts';
 import { reopenRows } from './reopen-rows.ts';
 import { fingerprintDiffers, rowFingerprint } from '../input/row-fingerprint.ts';
 
@@ -64,6 +64,8 @@ export interface EnqueueCounts {
   goneFromFile: number;
   /** Rows queued again with the answers a stopped run had for them (carried-rows.ts), which are not paid for again. */
   carriedAnswers: number;
+  /** Rows that succeeded before but the judge could not score: queued again with their answers, for the judge alone. */
+  rescored: number;
 }
 
 /** Rows withdrawn per pipeline when a file got shorter. */
@@ -90,7 +92,7 @@ function toJob(batchId: string, row: InputRow, fingerprint: number, resume: bool
  * are skipped through Redis' bitmap.
  */
 export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCounts> {
-  const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, changedSinceSucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, unsentBodyFields: {}, stopped: false, goneFromFile: 0, carriedAnswers: 0 };
+  const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, changedSinceSucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, unsentBodyFields: {}, stopped: false, goneFromFile: 0, carriedAnswers: 0, rescored: 0 };
   const errors = createWriteStream(options.errorsPath, { flags: 'w' });
   let chunk: InputRow[] = [];
   let workersStarted = false;
@@ -99,7 +101,7 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
   // results.csv gets a column per metadata key; recording them here spares the writer a pass over the results.
   const metadataKeys = new Set(await options.store.metadataKeys(options.batchId));
   const keys = options.store.keys(options.batchId);
-  // Looked up by chunk only when a stopped run left answers (a round trip per resume otherwise).
+  // Looked up by chunk only when an earlier run left answers (a round trip per resume otherwise).
   const anyCarried = options.resume && (await options.store.redis.exists(keys.carried)) === 1;
 
   // A re-run: rows invalid now may have had a result before, which the outputs must leave out.
@@ -117,7 +119,8 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
     let rows = chunk;
     chunk = [];
     await options.store.addMetadataKeys(options.batchId, newMetadataKeys(rows, metadataKeys));
-    const fingerprinted = await recordFingerprints(options, rows, counts);
+    const fingerprinted = await recordFingerprints(options, rows, counts, anyCarried);
+    const { carried } = fingerprinted;
     rows = fingerprinted.toRun;
     const estimate = estimatedTotal(counts.total, options.position);
     const recordEstimate = () => (estimate === null ? undefined : options.store.update(options.batchId, { estimated_total: estimate }));
@@ -128,23 +131,23 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
         counts.stopped = true; // this chunk is read again on resume
         return;
       }
-      const carried = anyCarried ? await carriedRows(options.store.redis, keys, rows.map((row) => ({ row: row.row, fingerprint: fingerprinted.of(row) }))) : null;
       // The estimate and fingerprints go out beside the chunk (on another connection), not one round trip after it.
       const jobs = rows.map((row) => {
         const fingerprint = fingerprinted.of(row);
         const progress = carried?.progress.get(row.row);
         const usable = progress !== undefined && (options.carriedFits?.(row, progress) ?? true);
-        if (usable) counts.carriedAnswers++;
+        if (fingerprinted.rescored.has(row.row)) counts.rescored++;
+        else if (usable) counts.carriedAnswers++;
         const job = toJob(options.batchId, row, fingerprint, options.resume, usable ? progress : undefined);
         return { name: 'prompt', data: job, opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row, fingerprint) } };
       });
       await Promise.all([options.queue.addBulk(jobs), recordEstimate(), fingerprinted.written]);
-      // Deleted once their jobs hold them; a run killed before this only finds them again.
-      if (carried) await dropCarried(options.store.redis, keys, carried.found);
       counts.enqueued += rows.length;
     } else {
       await Promise.all([recordEstimate(), fingerprinted.written]);
     }
+    // Deleted once their jobs hold them (or, for rows not run, as out of date); a run killed before this only finds them again.
+    if (carried) await dropCarried(options.store.redis, keys, carried.found);
     options.onProgress?.(counts);
   };
 
@@ -236,6 +239,10 @@ interface FingerprintedChunk {
    * to supersede itself).
    */
   written: Promise<unknown>;
+  /** What earlier runs left for these rows (carried-rows.ts), when any was looked up. */
+  carried: CarriedRows | null;
+  /** Rows that succeeded before but were not scored (the judge failed): they run again, for the judge alone. */
+  rescored: Set<number>;
 }
 
 /**
@@ -245,7 +252,7 @@ interface FingerprintedChunk {
  * job of the earlier run was still queued gets a new job (its id ends with the new fingerprint),
  * and the old job is removed, or supersedes itself if it is running (jobs/prompt.ts).
  */
-async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], counts: EnqueueCounts): Promise<FingerprintedChunk> {
+async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], counts: EnqueueCounts, lookUpCarried: boolean): Promise<FingerprintedChunk> {
   const keys = options.store.keys(options.batchId);
   const first = rows[0]!.row;
   const span = rows.at(-1)!.row - first + 1;
@@ -256,13 +263,20 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
     // A new batch: nothing to compare, so the write need not hold up the chunk (it is awaited with it).
     const written = options.store.redis.setrange(keys.fingerprints, first * 4, fingerprints);
     written.catch(() => undefined); // observed now, awaited later
-    return { toRun: rows, of, written };
+    return { toRun: rows, of, written, carried: null, rescored: new Set() };
   }
-  const [succeeded, finished, recorded] = await Promise.all([
+  const [succeeded, finished, recorded, carried] = await Promise.all([
     options.store.succeededRows(options.batchId, first, span),
     options.store.finishedRows(options.batchId, first, span),
     options.store.redis.getrangeBuffer(keys.fingerprints, first * 4, (first + span) * 4 - 1),
+    lookUpCarried ? carriedRows(options.store.redis, keys, rows.map((row) => ({ row: row.row, fingerprint: of(row) }))) : null,
   ]);
+  // A row that succeeded unscored (its judge failed) left its answer: scored again if this run has a judge for it.
+  const rescored = new Set<number>();
+  const unscored = (row: InputRow) => {
+    const progress = carried?.progress.get(row.row);
+    return progress?.judging !== undefined && (options.carriedFits?.(row, progress) ?? true);
+  };
   // Rows that failed, or changed since they succeeded (or since they were queued), get another
   // round: their bits are cleared before they re-run.
   const failed: number[] = [];
@@ -280,6 +294,9 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
     else if (edited) {
       changed.push(row.row);
       counts.changedSinceSucceeded++;
+    } else if (unscored(row)) {
+      changed.push(row.row); // its result is replaced by the scored one
+      rescored.add(row.row);
     } else continue; // succeeded before, with the same content
     candidates.push(row);
   }
@@ -290,7 +307,7 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
   // After the reopening wrote the new fingerprints: a superseded job that runs now drops its result.
   const written = Promise.all(supersededJobs.map((jobId) => options.queue.remove(jobId)));
   written.catch(() => undefined); // observed now, awaited with the chunk
-  return { toRun, of, written };
+  return { toRun, of, written, carried, rescored };
 }
 
 /**

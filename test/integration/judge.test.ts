@@ -233,6 +233,40 @@ describe('a judge that fails', () => {
     expect(report.totals).toMatchObject({ succeeded: 4, failed: 0 });
     expect(ran.stdout).toMatch(/^Judge +0 rows scored by judge; 4 not scored \(server_error 4\); 8 calls/m);
   });
+
+  it('a resume scores the answers the judge could not, without answering them again', async () => {
+    const dir = await tempDir('judge-rescore');
+    // The judge model's upstream name is the one the simulator fails (503); the resume points it at one it answers.
+    const settings = (upstream: string) => ({ models: { flash: sim(0.1), critic: sim(2, { upstream }) }, default_model: 'flash', retry: { max_attempts: 2, base_delay_ms: 1, max_delay_ms: 5 }, judge: { model: 'critic' } });
+    const config = await writeSimConfig(dir, h.sim.url, settings('judge'));
+    const input = await writeQuestions(dir, 4);
+    const out = join(dir, 'out');
+    const flashBefore = h.sim.stats().models.flash?.requests ?? 0;
+    const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'rescore'], h.env());
+    expect(ran.code, ran.stdout + ran.stderr).toBe(0);
+    expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => r.judge?.error?.code)).toEqual(Array(4).fill('server_error'));
+
+    await writeSimConfig(dir, h.sim.url, settings('sound-judge'));
+    const resumed = await runCli(['run', '--resume', 'rescore', '--config', config], h.env());
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+    expect(resumed.stdout).toContain('4 answered before but not scored (the judge failed): scored now, their answers kept');
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => [r.row, r.status, typeof r.judge?.score, r.judge?.error])).toEqual([1, 2, 3, 4].map((row) => [row, 'succeeded', 'number', undefined]));
+    expect((h.sim.stats().models.flash?.requests ?? 0) - flashBefore).toBe(4); // answered once, in the first run
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    expect(new Set(calls.map((c) => JSON.stringify(c))).size).toBe(calls.length);
+    expect(calls.filter((c) => c.purpose === 'answer')).toHaveLength(4);
+    expect(calls.filter((c) => c.purpose === 'judge').map((c) => c.status).sort()).toEqual([...Array(8).fill('failed'), ...Array(4).fill('succeeded')]);
+    for (const result of results) expect(usdToNanos(result.cost_usd!)).toBe(nanosOf(calls.filter((c) => c.row === result.row && c.purpose === 'answer')));
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.totals.cost_usd).toBe(nanosOf(calls) / 1e9);
+    expect(report.judge).toMatchObject({ rows_scored: 4, rows_unscored: 0 });
+
+    // Scored, nothing is left to do: another resume runs nothing.
+    const again = await runCli(['run', '--resume', 'rescore', '--config', config], h.env());
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('4 already done; 0 queued');
+  });
 });
 
 describe('a run killed while the judge scores', () => {
