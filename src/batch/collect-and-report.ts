@@ -94,6 +94,12 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     say('');
     say(`Budget reached: ${overBudget} rows were not run. Finish them with: switchyard run --resume ${batchId} --budget <higher USD>`);
   }
+  // A finished batch's unscored answers are kept for a resume (jobs/prompt.ts); say so where the user looks.
+  const unscored = unfinished === 0 ? (report.judge?.rows_unscored ?? 0) : 0;
+  if (unscored > 0) {
+    say('');
+    say(`Not scored: ${counted(unscored, 'answer')} the judge could not score (judge.error in results.jsonl). Score them without paying for the answers again: switchyard run --resume ${batchId}`);
+  }
   return report;
 }
 

@@ -245,11 +245,13 @@ describe('a judge that fails', () => {
     const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'rescore'], h.env());
     expect(ran.code, ran.stdout + ran.stderr).toBe(0);
     expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => r.judge?.error?.code)).toEqual(Array(4).fill('server_error'));
+    expect(ran.stdout).toContain('Not scored: 4 answers the judge could not score (judge.error in results.jsonl). Score them without paying for the answers again: switchyard run --resume rescore');
 
     await writeSimConfig(dir, h.sim.url, settings('sound-judge'));
     const resumed = await runCli(['run', '--resume', 'rescore', '--config', config], h.env());
     expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
     expect(resumed.stdout).toContain('4 answered before but not scored (the judge failed): scored now, their answers kept');
+    expect(resumed.stdout).not.toContain('Not scored:');
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(results.map((r) => [r.row, r.status, typeof r.judge?.score, r.judge?.error])).toEqual([1, 2, 3, 4].map((row) => [row, 'succeeded', 'number', undefined]));
     expect((h.sim.stats().models.flash?.requests ?? 0) - flashBefore).toBe(4); // answered once, in the first run
