@@ -24,6 +24,8 @@ interface BatchState {
   workerNames?: string[];
   /** Rows in the outputs a stopped run wrote before the batch finished (report.json); only read for one unfinished batch. */
   rowsWrittenSoFar?: number | null;
+  /** Rows whose answers an earlier run kept for a resume (carried-rows.ts); only read for one batch. */
+  keptAnswers?: number;
 }
 
 /** `switchyard status [batch id]`: one batch in detail, or a table of the most recent ones. */
@@ -31,13 +33,13 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
   const session = await openSession(logger, say);
   try {
     if (batchId) {
-      const [state, runBy] = await Promise.all([session.store.loadWithProgress(batchId), leaseHolder(session, batchId)]);
+      const [state, runBy, keptAnswers] = await Promise.all([session.store.loadWithProgress(batchId), leaseHolder(session, batchId), session.redis.hlen(session.store.keys(batchId).carried)]);
       if (!state) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel} (with key prefix "${session.space.prefix}"); \`switchyard status\` lists the recent ones`);
       const finished = isFinishedStatus(state.meta.status);
       const [workers, workerNames, rowsWrittenSoFar] = finished
         ? [undefined, undefined, undefined]
         : await Promise.all([connectedWorkerCount(session.openPromptQueue()), workerProcesses(session.redis, session.space), outputsSoFar(state.meta)]);
-      for (const line of describeBatch({ ...state, runBy, workers, ...(workerNames ? { workerNames } : {}), rowsWrittenSoFar })) say(line);
+      for (const line of describeBatch({ ...state, runBy, workers, ...(workerNames ? { workerNames } : {}), rowsWrittenSoFar, keptAnswers })) say(line);
       return 0;
     }
     const [ids, count] = await Promise.all([session.store.recentBatchIds(RECENT), session.store.batchCount()]);
@@ -88,7 +90,7 @@ async function leaseHolder(session: Session, batchId: string): Promise<string | 
 }
 
 /** The lines `status <batch id>` prints. */
-export function describeBatch({ meta, progress, runBy, workers, workerNames = [], rowsWrittenSoFar = null }: BatchState): string[] {
+export function describeBatch({ meta, progress, runBy, workers, workerNames = [], rowsWrittenSoFar = null, keptAnswers = 0 }: BatchState): string[] {
   const lines = [
     `${meta.batch_id}  ${meta.status}`,
     `  rows      ${formatCount(progress.finished)}/${totalOf(progress).text} finished: ${formatCount(progress.succeeded)} succeeded, ${formatCount(progress.failed)} failed; ${formatCount(meta.invalid_rows)} invalid${invalidReasons(meta)}`,
@@ -97,6 +99,7 @@ export function describeBatch({ meta, progress, runBy, workers, workerNames = []
     `  input     ${meta.input}`,
     `  output    ${meta.out_dir}${rowsWrittenSoFar === null ? '' : ` (the ${counted(rowsWrittenSoFar, 'row')} finished when a run of it stopped; all of them once it finishes)`}`,
     `  started   ${timestamp(meta.started_at ?? meta.created_at)}${meta.finished_at ? `, finished ${timestamp(meta.finished_at)}` : ''}`,
+    ...(keptAnswers > 0 ? [`  kept      the answers of ${counted(keptAnswers, 'row')} (stopped waiting for a judge or synthesis, or not scored): \`switchyard run --resume ${meta.batch_id}\` goes on from them`] : []),
   ];
   const names = workerNames.length > 0 ? ` (${workerNames.join(', ')})` : '';
   if (typeof workers === 'number') lines.push(`  workers   ${workersConnectedText(workers)} to this Redis${workers === 0 ? ' (rows finish only while one runs)' : names}`);

@@ -247,6 +247,8 @@ describe('a judge that fails', () => {
     expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => r.judge?.error?.code)).toEqual(Array(4).fill('server_error'));
     expect(ran.stdout).toContain('Not scored: 4 answers the judge could not score (judge.error in results.jsonl). Score them without paying for the answers again: switchyard run --resume rescore');
 
+    expect((await runCli(['status', 'rescore'], h.env())).stdout).toContain('  kept      the answers of 4 rows (stopped waiting for a judge or synthesis, or not scored): `switchyard run --resume rescore` goes on from them');
+
     await writeSimConfig(dir, h.sim.url, settings('sound-judge'));
     const resumed = await runCli(['run', '--resume', 'rescore', '--config', config], h.env());
     expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
@@ -264,6 +266,7 @@ describe('a judge that fails', () => {
     expect(report.totals.cost_usd).toBe(nanosOf(calls) / 1e9);
     expect(report.judge).toMatchObject({ rows_scored: 4, rows_unscored: 0 });
 
+    expect((await runCli(['status', 'rescore'], h.env())).stdout).not.toContain('  kept ');
     // Scored, nothing is left to do: another resume runs nothing.
     const again = await runCli(['run', '--resume', 'rescore', '--config', config], h.env());
     expect(again.code).toBe(0);
