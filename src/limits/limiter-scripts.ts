@@ -26,6 +26,15 @@ local function read_state()
   local f = redis.call('HMGET', key, 'req', 'tok', 'cool', 'last', 'sum', 'lo', 'hi')
   return tonumber(f[1]) or 0, tonumber(f[2]) or 0, tonumber(f[3]) or 0, tonumber(f[4]) or 0, tonumber(f[5]) or 0, tonumber(f[6]), tonumber(f[7])
 end
+-- Adds delta tokens (never below 0) to the bucket of a start, if that bucket is still held; returns the window's new sum.
+local function adjust_bucket(start, delta, sum)
+  local field = bucket_field(math.floor(start / BUCKET))
+  local held = tonumber(redis.call('HGET', key, field))
+  if not held then return sum end
+  local corrected = math.max(0, held + delta)
+  redis.call('HSET', key, field, int_str(corrected))
+  return sum + corrected - held
+end
 -- Keep the hash while anything in it can still matter: future times, or buckets inside a window.
 local function expire(now, req, tok, cool, last)
   local horizon = math.max(req, tok, cool, last + WINDOW + BUCKET)
@@ -145,13 +154,7 @@ local start = tonumber(ARGV[3])
 local now = now_us()
 local req, tok, cool, last, sum = read_state()
 tok = math.max(tok + span_delta, now)
-redis.call('HSET', key, 'tok', int_str(tok))
-local field = bucket_field(math.floor(start / BUCKET))
-local held = tonumber(redis.call('HGET', key, field))
-if held then
-  local corrected = math.max(0, held + tokens_delta)
-  redis.call('HSET', key, field, int_str(corrected), 'sum', int_str(sum + corrected - held))
-end
+redis.call('HSET', key, 'tok', int_str(tok), 'sum', int_str(adjust_bucket(start, tokens_delta, sum)))
 expire(now, req, tok, cool, last)
 return 1
 `,
@@ -184,13 +187,7 @@ for i = 2, #ARGV, 3 do
     req_back = req_back + req_iv
     tok_back = tok_back + span
     last_back = last_back + math.max(req_iv, span)
-    local field = bucket_field(math.floor(start / BUCKET))
-    local held = tonumber(redis.call('HGET', key, field))
-    if held and charged > 0 then
-      local left = math.max(0, held - charged)
-      sum = sum - (held - left)
-      redis.call('HSET', key, field, int_str(left))
-    end
+    if charged > 0 then sum = adjust_bucket(start, -charged, sum) end
   end
 end
 if released == 0 then return 0 end

@@ -135,10 +135,9 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
       const jobs = rows.map((row) => {
         const fingerprint = fingerprinted.of(row);
         const progress = carried?.progress.get(row.row);
-        const usable = progress !== undefined && (options.carriedFits?.(row, progress) ?? true);
         if (fingerprinted.rescored.has(row.row)) counts.rescored++;
-        else if (usable) counts.carriedAnswers++;
-        const job = toJob(options.batchId, row, fingerprint, options.resume, usable ? progress : undefined);
+        else if (progress) counts.carriedAnswers++;
+        const job = toJob(options.batchId, row, fingerprint, options.resume, progress);
         return { name: 'prompt', data: job, opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row, fingerprint) } };
       });
       await Promise.all([options.queue.addBulk(jobs), recordEstimate(), fingerprinted.written]);
@@ -239,7 +238,7 @@ interface FingerprintedChunk {
    * to supersede itself).
    */
   written: Promise<unknown>;
-  /** What earlier runs left for these rows (carried-rows.ts), when any was looked up. */
+  /** What earlier runs left for these rows (carried-rows.ts), when any was looked up: `progress` only where it suits the row (carriedFits). */
   carried: CarriedRows | null;
   /** Rows that succeeded before but were not scored (the judge failed): they run again, for the judge alone. */
   rescored: Set<number>;
@@ -265,18 +264,25 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
     written.catch(() => undefined); // observed now, awaited later
     return { toRun: rows, of, written, carried: null, rescored: new Set() };
   }
-  const [succeeded, finished, recorded, carried] = await Promise.all([
+  const [succeeded, finished, recorded, found] = await Promise.all([
     options.store.succeededRows(options.batchId, first, span),
     options.store.finishedRows(options.batchId, first, span),
     options.store.redis.getrangeBuffer(keys.fingerprints, first * 4, (first + span) * 4 - 1),
     lookUpCarried ? carriedRows(options.store.redis, keys, rows.map((row) => ({ row: row.row, fingerprint: of(row) }))) : null,
   ]);
+  // Only what suits the row as this run runs it is used; the rest is dropped with the entries read.
+  let carried: CarriedRows | null = null;
+  if (found) {
+    const progress = new Map<number, RowProgress>();
+    for (const row of rows) {
+      const left = found.progress.get(row.row);
+      if (left && (options.carriedFits?.(row, left) ?? true)) progress.set(row.row, left);
+    }
+    carried = { found: found.found, progress };
+  }
   // A row that succeeded unscored (its judge failed) left its answer: scored again if this run has a judge for it.
   const rescored = new Set<number>();
-  const unscored = (row: InputRow) => {
-    const progress = carried?.progress.get(row.row);
-    return progress?.judging !== undefined && (options.carriedFits?.(row, progress) ?? true);
-  };
+  const unscored = (row: InputRow) => carried?.progress.get(row.row)?.judging !== undefined;
   // Rows that failed, or changed since they succeeded (or since they were queued), get another
   // round: their bits are cleared before they re-run.
   const failed: number[] = [];
