@@ -1,6 +1,7 @@
-import type { FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream';
-import { CsvError, parse, type Info } from 'csv-parse';
+import { CsvError, parse, type Options } from 'csv-parse';
+import { parse as parseStrictly } from 'csv-parse/sync';
 import { UsageError } from '../errors.ts';
 import { firstLine, sniffCsvDelimiter, type CsvDelimiter } from './csv-delimiter.ts';
 import { openInputFile } from './input-file.ts';
@@ -10,9 +11,12 @@ import type { ReadItem, ReadPosition, RowRules } from './row.ts';
 /** Guards against a runaway unclosed quote while still allowing long prompts (csv-parse's default is 128k). */
 const MAX_RECORD_CHARS = 8 * 1024 * 1024;
 
+/** A record as the parser hands it over: its fields, the line it starts on, and its bytes in the file. */
 interface ParsedRecord {
-  record: string[];
-  info: Info;
+  fields: string[];
+  line: number;
+  startByte: number;
+  endByte: number;
 }
 
 interface Header {
@@ -24,39 +28,49 @@ interface Header {
  * Streams a CSV file with a header row, its fields separated by commas, semicolons or tabs (as its
  * header line shows: csv-delimiter.ts). The prompt column is `rules.promptColumn`; `id`, `model`,
  * `system`, `temperature` and `max_tokens` are optional; every other column goes into metadata as text.
- * A record with the wrong number of fields becomes a `bad_csv` item; an unclosed quote stops the file.
+ * A record with the wrong number of fields becomes a `bad_csv` item; an unclosed quote stops the file,
+ * also when a later stray quote would have ended it (runOnQuote).
  */
 export async function* readCsvRows(path: string, rules: RowRules, position?: ReadPosition): AsyncGenerator<ReadItem> {
   const { handle, bytes } = await openInputFile(path);
   if (position) position.fileBytes = bytes;
   const delimiter = await headerDelimiter(handle, bytes);
   if (position) position.csvDelimiter = delimiter;
-  const parser = parse({
+  const lines = lineCounter();
+  let endOfLast = 0;
+  const options: Options<ParsedRecord, string[]> = {
     delimiter,
     bom: true,
-    info: true,
     relax_column_count: true, // checked per record below, so one bad record does not stop the file
     relax_quotes: true, // a stray quote inside an unquoted field is kept as text
     skip_empty_lines: true,
     record_delimiter: ['\r\n', '\n'], // also copes with files whose line endings are mixed
     max_record_size: MAX_RECORD_CHARS,
-  });
+    // Lines are counted as the parser goes (it runs ahead of the rows taken), so an error it stops on has its exact line.
+    on_record: (fields, info) => {
+      const parsed = { fields, line: lines.start(fields, info.empty_lines), startByte: endOfLast, endByte: info.bytes };
+      endOfLast = info.bytes;
+      return parsed;
+    },
+  };
+  // Its typings tie what on_record returns to the record type unless columns are named.
+  const parser = parse(options as unknown as Options);
   // Errors from either stream surface through the parser's iteration below. csv-parse parses a whole
   // chunk before the first of its records comes out: with 16 KB chunks (not 64) a batch's first
   // record is read in 14-18 ms instead of 24-29 ms, and enqueueing 20,000 rows takes no longer.
   pipeline(handle.createReadStream({ highWaterMark: 16 * 1024 }), parser, () => {});
-  const lines = lineCounter();
   let header: Header | undefined;
   let row = 0;
   try {
-    for await (const { record, info } of parser as AsyncIterable<ParsedRecord>) {
-      const line = lines.start(record, info.empty_lines);
-      if (position) position.bytesRead = info.bytes;
+    for await (const record of parser as AsyncIterable<ParsedRecord>) {
+      const { fields, line } = record;
+      if (position) position.bytesRead = record.endByte;
       if (header === undefined) {
-        header = readHeader(record, rules.promptColumn || 'prompt', path, delimiter);
-      } else if (!isBlank(record)) {
+        header = readHeader(fields, rules.promptColumn || 'prompt', path, delimiter);
+      } else if (!isBlank(fields)) {
+        if (fields.some(mayHaveRunOn) && (await quoteRunsOn(path, record, delimiter))) throw runOnQuote(path, record);
         row += 1;
-        yield toItem(record, header, { row, line }, rules);
+        yield toItem(fields, header, { row, line }, rules);
       }
     }
   } catch (error) {
@@ -134,29 +148,19 @@ interface LineCounter {
   start(record: string[], emptyLines: number): number;
   /** Where the record being parsed now starts. */
   peek(emptyLines: number): number;
-  /** Records started so far, the header included. */
-  readonly records: number;
 }
 
 function lineCounter(): LineCounter {
   let next = 1;
   let emptySeen = 0;
   const peek = (emptyLines: number): number => next + (emptyLines - emptySeen);
-  let records = 0;
   const start = (record: string[], emptyLines: number): number => {
-    records += 1;
     const line = peek(emptyLines);
     emptySeen = emptyLines;
     next = line + 1 + record.reduce((sum, field) => sum + countNewlines(field), 0);
     return line;
   };
-  return {
-    start,
-    peek,
-    get records() {
-      return records;
-    },
-  };
+  return { start, peek };
 }
 
 function countNewlines(text: string): number {
@@ -165,15 +169,44 @@ function countNewlines(text: string): number {
   return count;
 }
 
+/**
+ * With relax_quotes, a quoted field whose closing quote is missing runs on over the lines after it
+ * until a quote that is not followed by a separator, and csv-parse then keeps it as text, with its
+ * opening quote, instead of failing: the rows it ran over would silently become part of its
+ * prompt. Such a field starts with a quote and holds a line break; the rare well-formed field that
+ * does too (its text starts with a doubled quote) is told apart by reading the record strictly.
+ */
+function mayHaveRunOn(field: string): boolean {
+  return field.charCodeAt(0) === 34 && field.includes('\n');
+}
+
+async function quoteRunsOn(path: string, record: ParsedRecord, delimiter: CsvDelimiter): Promise<boolean> {
+  const file = await open(path, 'r');
+  try {
+    const raw = Buffer.alloc(record.endByte - record.startByte);
+    await file.read(raw, 0, raw.length, record.startByte);
+    parseStrictly(raw, { delimiter, relax_column_count: true, skip_empty_lines: true, record_delimiter: ['\r\n', '\n'], max_record_size: MAX_RECORD_CHARS });
+    return false;
+  } catch (error) {
+    if (error instanceof CsvError) return error.code === 'CSV_INVALID_CLOSING_QUOTE';
+    throw error;
+  } finally {
+    await file.close();
+  }
+}
+
+function runOnQuote(path: string, record: ParsedRecord): UsageError {
+  const lastLine = record.line + record.fields.reduce((sum, field) => sum + countNewlines(field), 0);
+  return new UsageError(
+    `input file ${path}: the quoted field at line ${record.line} is never closed, so it takes the lines after it, up to line ${lastLine}, into its text ` +
+      '(close it; a quote inside a quoted field is written twice, "")',
+  );
+}
+
 function describeAbort(error: unknown, path: string, lines: LineCounter): unknown {
   if (!(error instanceof CsvError)) return error;
   const emptyLines = typeof error['empty_lines'] === 'number' ? error['empty_lines'] : 0;
-  // The parser runs ahead of the rows consumed so far, so its own record count places the failure;
-  // the line is known exactly only when it has not run ahead.
-  const parsed = typeof error['records'] === 'number' ? error['records'] : null;
-  const line = parsed === null || parsed === lines.records ? lines.peek(emptyLines) : null;
-  // The parser counts the header as a record, so `parsed` records put the failure in data row `parsed`.
-  const where = line !== null ? `at line ${line}` : `in data row ${parsed ?? 1}`;
+  const where = `at line ${lines.peek(emptyLines)}`;
   if (error.code === 'CSV_QUOTE_NOT_CLOSED') {
     return new UsageError(`input file ${path}: the quoted field ${where} is never closed (close it; a quote inside a quoted field is written twice, "")`);
   }

@@ -154,6 +154,37 @@ describe('readCsvRows line numbers and options', () => {
     expect(seen).toHaveLength(1);
   });
 
+  it('names the exact line of an unclosed quote far ahead of the rows taken so far', async () => {
+    const rows = Array.from({ length: 3000 }, (_, i) => `${i + 1},"prompt ${i + 1}, quoted"`);
+    const path = await csvFile('unclosed-late.csv', `id,prompt\n${rows.join('\n')}\n3001,"never closed\n3002,more\n`);
+    await expect(collect(readCsvRows(path, rules))).rejects.toThrow(new UsageError(`input file ${path}: the quoted field at line 3002 is never closed (close it; a quote inside a quoted field is written twice, "")`));
+  });
+
+  it('stops at an unclosed quote that a later stray quote would end, instead of merging the rows between into one prompt', async () => {
+    // Unchecked, row 1's prompt would run on over row 2 (to the quote before "Translate") and row 2 would vanish.
+    const swallowing = await csvFile('swallowing.csv', 'id,prompt,category\n1,"Summarize: great phone,reviews\n2,"Translate: good morning",translation\n3,What is 2+2?,math\n');
+    const seen: ReadItem[] = [];
+    const read = async (): Promise<void> => {
+      for await (const item of readCsvRows(swallowing, rules)) seen.push(item);
+    };
+    await expect(read()).rejects.toThrow(
+      new UsageError(`input file ${swallowing}: the quoted field at line 2 is never closed, so it takes the lines after it, up to line 3, into its text (close it; a quote inside a quoted field is written twice, "")`),
+    );
+    expect(seen).toHaveLength(0);
+    const lastColumn = await csvFile('swallowing-last.csv', 'id,prompt\n0,fine\n1,"abc\n2,"def"\n3,ghi\n');
+    await expect(collect(readCsvRows(lastColumn, rules))).rejects.toThrow(/the quoted field at line 3 is never closed, so it takes the lines after it, up to line 4/);
+  });
+
+  it('keeps well-formed quoted fields that start with a quote and span lines, and stray quotes in unquoted fields', async () => {
+    const path = await csvFile('quotes.csv', 'id,prompt\n1,"""Quoted"" start\nsecond line"\n2,he said "hi" there\n3,"x ""y"" z"\n');
+    const prompts = (await collect(readCsvRows(path, rules))).map((item) => (item.kind === 'row' ? [item.value.line, item.value.messages[0]?.content] : item.value));
+    expect(prompts).toEqual([
+      [2, '"Quoted" start\nsecond line'],
+      [4, 'he said "hi" there'],
+      [5, 'x "y" z'],
+    ]);
+  });
+
   it('closes the file when the consumer stops early', async () => {
     if (!existsSync('/proc/self/fd')) return;
     // Far larger than one read, so the file is still open when the consumer stops.
