@@ -23,6 +23,14 @@ import packageJson from '../package.json' with { type: 'json' };
 // Commands are imported on demand; V8's code cache (in the OS temp folder) makes the next start faster.
 nodeModule.enableCompileCache?.();
 
+// A reader that goes away (`switchyard status | head`) must not end the command with a stack
+// trace: the rest of that stream's output is dropped, and a run still finishes its batch and files.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE' && error.code !== 'ERR_STREAM_DESTROYED') throw error;
+  });
+}
+
 const say = (line: string) => writeLines(process.stdout, `${line}\n`);
 const logger = createLogger();
 

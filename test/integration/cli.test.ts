@@ -2,8 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Report } from '../../src/output/report.ts';
-import { runCli } from '../helpers/cli.ts';
-import { tempDir } from '../helpers/files.ts';
+import { runCli, spawnCli } from '../helpers/cli.ts';
+import { tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
 describe('switchyard (no command)', () => {
@@ -37,5 +37,23 @@ describe('switchyard demo', () => {
     // The built-in simulator fails a few calls on purpose: the retries show in the report.
     expect(report.totals.calls).toBeGreaterThan(24);
     expect(await readFile(reportPath!, 'utf8')).toContain('# Batch report: demo-');
+  });
+});
+
+describe('switchyard with its output piped to a reader that goes away (| head)', () => {
+  const h = useSimulatorAndRedis('cli-pipe', { latency_ms: 20 });
+
+  it('ends without a stack trace, and a run still finishes its batch and writes its files', async () => {
+    const dir = await tempDir('cli-pipe');
+    const config = await writeSimConfig(dir, h.sim.url, { concurrency: 8 });
+    const input = await writePromptsCsv(dir, 40);
+    const out = join(dir, 'out');
+    const child = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'piped'], h.env());
+    // As `head -1` does: read the first output, then close the pipe.
+    child.stdout!.once('data', () => child.stdout!.destroy());
+    const result = await child.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).not.toMatch(/EPIPE|Error:/);
+    expect((await readFile(join(out, 'results.jsonl'), 'utf8')).trim().split('\n')).toHaveLength(40);
   });
 });
