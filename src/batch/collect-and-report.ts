@@ -1,4 +1,5 @@
 import { configSchema, type SwitchyardConfig } from '../config/schema.ts';
+import { refusedByMonthlyCap } from '../execution/redis-row-gate.ts';
 import { CollectionTally } from '../output/collection-tally.ts';
 import { collectBatch } from '../output/collector.ts';
 import { finalizeBatch, writeOutputsSoFar } from '../output/finalize-batch.ts';
@@ -92,15 +93,22 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const overBudget = report.errors.budget_exceeded ?? 0;
   if (overBudget > 0) {
     say('');
-    say(`Budget reached: ${overBudget} rows were not run. Finish them with: switchyard run --resume ${batchId} --budget <higher USD>`);
+    say(`Budget reached: ${counted(overBudget, 'row')} not run. Finish them with: ${budgetResume(batchId, report.error_examples.budget_exceeded)}`);
   }
   // A finished batch's unscored answers are kept for a resume (jobs/prompt.ts); say so where the user looks.
   const unscored = unfinished === 0 ? (report.judge?.rows_unscored ?? 0) : 0;
   if (unscored > 0) {
     say('');
-    say(`Not scored: ${counted(unscored, 'answer')} the judge could not score (judge.error in results.jsonl). Score them without paying for the answers again: switchyard run --resume ${batchId}`);
+    const resume = report.judge?.unscored.budget_exceeded ? budgetResume(batchId, report.error_examples.budget_exceeded) : `switchyard run --resume ${batchId}`;
+    say(`Not scored: ${counted(unscored, 'answer')} the judge could not score (judge.error in results.jsonl). Score them without paying for the answers again: ${resume}`);
   }
   return report;
+}
+
+/** The resume that gets past the cap that refused the rows: the batch's (--budget) or the month's (the config's). */
+function budgetResume(batchId: string, refusal: string | undefined): string {
+  if (refusedByMonthlyCap(refusal)) return `switchyard run --resume ${batchId} --config <a config with a higher budget.monthly_usd> (or the same command next month)`;
+  return `switchyard run --resume ${batchId} --budget <higher USD>`;
 }
 
 const NO_DISPLAY: ProgressDisplay = { update: () => undefined, stop: () => undefined };

@@ -178,7 +178,7 @@ function nextStep(batchId: string, status: BatchStatus, invalidRows: number, run
     case 'completed_with_failures':
       return `\`switchyard run --resume ${batchId}\` runs the failed rows again (the succeeded ones are kept)`;
     case 'budget_exceeded':
-      return `\`switchyard run --resume ${batchId} --budget <more USD>\` finishes it`;
+      return `\`switchyard run --resume ${batchId} --budget <more USD>\` finishes it (when the month's cap stopped it, resume with a --config that raises budget.monthly_usd)`;
     case 'cancelled':
       return `cancelled over the HTTP API, its outputs holding the rows finished before: posting its file again with batch_id=${batchId}, or \`switchyard run --resume ${batchId}\`, runs the rest`;
     case 'completed':

@@ -36,6 +36,13 @@ function budgetHoldTtlMs(config: SwitchyardConfig): number {
   return 2 * longestCallMs + 30_000;
 }
 
+const MONTH_REFUSAL_FIX = 'raise budget.monthly_usd or wait for next month';
+
+/** Whether a row's budget_exceeded message says the month's cap refused it (not the batch's). */
+export function refusedByMonthlyCap(message: string | undefined): boolean {
+  return message?.endsWith(MONTH_REFUSAL_FIX) === true;
+}
+
 /**
  * The row gate over Redis, shared by every worker: breaker, rpm/tpm limiter and budgets. Pieces a
  * config does not use cost no round trip (no limits, no budget). Breaker and limiter state is
@@ -140,7 +147,7 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
         message:
           `not run: it could cost up to ${formatUsd(nanosToUsd(estimateNanos))} and ${spent} of ${what} is spent ` +
           `(${held} more held by calls in flight); ` +
-          (result.scope === 'batch' ? 'resume with a higher --budget to finish' : 'raise budget.monthly_usd or wait for next month'),
+          (result.scope === 'batch' ? 'resume with a higher --budget to finish' : MONTH_REFUSAL_FIX),
       };
     },
 

@@ -20,10 +20,10 @@ describe('budgets and rate limits shared through Redis', () => {
     const out = join(dir, 'out');
     const first = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'budget', '--budget', '1', '--concurrency', '4'], h.env());
     expect(first.code).toBe(1);
-    expect(first.stdout).toMatch(/budget/i);
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(results).toHaveLength(40);
     const stopped = results.filter((r) => r.error?.code === 'budget_exceeded');
+    expect(first.stdout).toContain(`Budget reached: ${stopped.length} rows not run. Finish them with: switchyard run --resume budget --budget <higher USD>`);
     const done = results.filter((r) => r.status === 'succeeded');
     expect(done.length).toBeGreaterThan(3);
     expect(stopped.length).toBe(40 - done.length);
@@ -40,6 +40,28 @@ describe('budgets and rate limits shared through Redis', () => {
     // Rows that succeeded before were kept, not paid for again.
     const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
     expect(calls.filter((c) => c.status === 'succeeded')).toHaveLength(40);
+  });
+
+  it('rows the monthly cap refused are finished by a resume with a config that raises it, as the summary says', async () => {
+    const dir = await tempDir('budget-month');
+    const config = (monthlyUsd: number) => stringify({ providers: { sim: { base_url: h.sim.url } }, models: { pricey: { provider: 'sim', price: { input_per_mtok: 1000, output_per_mtok: 1000 } } }, default_model: 'pricey', max_tokens: 100, budget: { monthly_usd: monthlyUsd } });
+    const tight = join(dir, 'tight.yaml');
+    const roomy = join(dir, 'roomy.yaml');
+    await writeFile(tight, config(1));
+    await writeFile(roomy, config(100));
+    const input = await writePromptsCsv(dir, 30);
+    const out = join(dir, 'out');
+    const first = await runCli(['run', input, '--config', tight, '--out', out, '--batch-id', 'month', '--concurrency', '4'], h.env());
+    expect(first.code).toBe(1);
+    const stopped = (await readJsonLines<RowResult>(join(out, 'results.jsonl'))).filter((r) => r.error?.code === 'budget_exceeded');
+    expect(stopped.length).toBeGreaterThan(0);
+    expect(stopped[0]!.error!.message).toMatch(/of the monthly budget of \$1\.00 is spent .*raise budget\.monthly_usd or wait for next month$/);
+    // Not --budget, which a month's cap does not heed.
+    expect(first.stdout).toContain(`Budget reached: ${stopped.length} rows not run. Finish them with: switchyard run --resume month --config <a config with a higher budget.monthly_usd> (or the same command next month)`);
+
+    const resumed = await runCli(['run', '--resume', 'month', '--config', roomy], h.env());
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+    expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).every((r) => r.status === 'succeeded')).toBe(true);
   });
 
   it('a model with no price runs under a budget (which cannot limit it, and the run says so)', async () => {
