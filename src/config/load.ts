@@ -4,7 +4,8 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { configSchema, type SwitchyardConfig } from './schema.ts';
 import { issueText } from './issue-text.ts';
-import { closestKey, configKeysAt } from './key-suggestion.ts';
+import { closestName } from './closest-name.ts';
+import { configKeysAt } from './key-suggestion.ts';
 import { FILE_TROUBLE, UsageError } from '../errors.ts';
 
 /**
@@ -26,7 +27,7 @@ export function describeIssues(error: z.ZodError, root = '', keysAt?: (path: rea
 
 /** 'unknown key "concurency" (did you mean "concurrency"?)', or the keys allowed there when none is close. */
 function unknownKeyText(key: string, known: readonly string[]): string {
-  const meant = closestKey(key, known);
+  const meant = closestName(key, known);
   if (meant) return `unknown key "${key}" (did you mean "${meant}"?)`;
   // A map of names (models, providers) allows any key: an unknown one is then in a fixed-shape object.
   return known.length > 0 && known.length <= 12 ? `unknown key "${key}" (allowed here: ${known.join(', ')})` : `unknown key "${key}"`;

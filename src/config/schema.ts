@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { DEFAULT_TASK_TYPES } from '../routing/default-task-types.ts';
+import { closestName } from './closest-name.ts';
 
 /** Everything a batch needs to know about its models, checked at the edge (DESIGN principle 7). */
 
@@ -188,6 +190,7 @@ export const configSchema = z
     };
     for (const [name, model] of Object.entries(config.models)) model.fallbacks?.forEach((f, i) => checkModel(f, ['models', name, 'fallbacks', i]));
     for (const [type, chain] of Object.entries(config.routing?.routes ?? {})) chain.forEach((m, i) => checkModel(m, ['routing', 'routes', type, i]));
+    if (config.routing) checkTaskTypeNames(config.routing, ctx);
     if (config.routing?.llm_classifier) checkModel(config.routing.llm_classifier.model, ['routing', 'llm_classifier', 'model']);
     if (config.routing?.classifier === 'llm' && !config.routing.llm_classifier) {
       ctx.addIssue({ code: 'custom', path: ['routing', 'llm_classifier'], message: 'classifier "llm" needs llm_classifier: { model: <a cheap model> }' });
@@ -198,8 +201,10 @@ export const configSchema = z
       if (name in config.models) ctx.addIssue({ code: 'custom', path: ['ensembles', name], message: `"${name}" is a model's name too: give the ensemble another one` });
       ensemble.members.forEach((m, i) => checkModel(m, ['ensembles', name, 'members', i]));
       checkModel(ensemble.synthesizer, ['ensembles', name, 'synthesizer']);
-      if ((ensemble.min_answers ?? 2) > ensemble.members.length) {
-        ctx.addIssue({ code: 'custom', path: ['ensembles', name, 'min_answers'], message: `${ensemble.min_answers} is more than its ${ensemble.members.length} members` });
+      const minAnswers = ensemble.min_answers ?? 2;
+      if (minAnswers > ensemble.members.length) {
+        const given = ensemble.min_answers === undefined ? `${minAnswers} (the default)` : String(minAnswers);
+        ctx.addIssue({ code: 'custom', path: ['ensembles', name, 'min_answers'], message: `${given} is more than its ${ensemble.members.length} member${ensemble.members.length === 1 ? '' : 's'}: give it more members, or a lower min_answers` });
       }
       const prompt = ensemble.synthesis_prompt;
       if (prompt !== undefined && !(prompt.includes('{question}') && prompt.includes('{answers}'))) {
@@ -216,6 +221,27 @@ export const configSchema = z
   });
 
 export type SwitchyardConfig = z.infer<typeof configSchema>;
+
+/**
+ * A route for a task type that no rule gives, or a default type one edit away from a real one, is
+ * a typo that would send rows silently to default_model: named here with the type meant.
+ */
+function checkTaskTypeNames(routing: z.infer<typeof routingSchema>, ctx: z.core.$RefinementCtx): void {
+  const ruled = Object.keys(routing.task_types ?? DEFAULT_TASK_TYPES);
+  const fallback = routing.default_task_type;
+  const routed = Object.keys(routing.routes);
+  // "simple" is the default's default; another name no rule gives and no route takes may be a typo of one that is.
+  const fallbackMeant = fallback === 'simple' || ruled.includes(fallback) || routed.includes(fallback) ? null : closestName(fallback, [...ruled, ...routed, 'simple']);
+  if (fallbackMeant) ctx.addIssue({ code: 'custom', path: ['routing', 'default_task_type'], message: `"${fallback}" is no task type and no route names it (did you mean "${fallbackMeant}"?)` });
+  const types = [...ruled, ...(ruled.includes(fallback) ? [] : [fallback])];
+  for (const type of routed) {
+    if (types.includes(type) || type === fallbackMeant) continue;
+    const meant = closestName(type, types);
+    const hint = meant ? ` (did you mean "${meant}"?)` : '';
+    const source = routing.task_types ? 'routing.task_types' : 'the built-in ones';
+    ctx.addIssue({ code: 'custom', path: ['routing', 'routes', type], message: `no prompt gets task type "${type}"${hint}: the task types are ${types.join(', ')} (${source}, and default_task_type)` });
+  }
+}
 
 /** What a row's `model` or `--model` may name: a model or an ensemble. */
 export function answerableNames(config: SwitchyardConfig): string[] {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
-import { closestKey, configKeysAt } from '../../src/config/key-suggestion.ts';
+import { closestName } from '../../src/config/closest-name.ts';
+import { configKeysAt } from '../../src/config/key-suggestion.ts';
 import { UsageError } from '../../src/errors.ts';
 
 /** The message parseConfig stops with. */
@@ -53,6 +54,23 @@ describe('a config with mistakes', () => {
     expect(problems({ ...valid, default_model: 'flsh' })).toMatch(/default_model/);
     expect(problems({ ...valid, models: { flash: { provider: 'lokal' } } })).toMatch(/lokal/);
   });
+
+  it('names a route or default task type that no prompt could get, which would send rows to default_model unseen', () => {
+    expect(problems({ ...valid, routing: { routes: { simpel: ['flash'], coding: ['flash'] } } }).split('\n')[1]).toBe(
+      '  routing.routes.simpel: no prompt gets task type "simpel" (did you mean "simple"?): the task types are complex, coding, moderate, creative, simple (the built-in ones, and default_task_type)',
+    );
+    expect(problems({ ...valid, routing: { default_task_type: 'simpel', routes: { simple: ['flash'] } } })).toContain('routing.default_task_type: "simpel" is no task type and no route names it (did you mean "simple"?)');
+    // Own task types replace the built-in ones: a route for a built-in one would never be taken.
+    const own = { task_types: { legal: { keywords: ['contract'] } }, routes: { legal: ['flash'], complex: ['flash'] } };
+    expect(problems({ ...valid, routing: own })).toContain('routing.routes.complex: no prompt gets task type "complex": the task types are legal, simple (routing.task_types, and default_task_type)');
+    // A default type of one's own, routed or not, is no typo.
+    expect(() => parseConfig({ ...valid, routing: { default_task_type: 'general', routes: { general: ['flash'], coding: ['flash'] } } }, 'c.yaml')).not.toThrow();
+    expect(() => parseConfig({ ...valid, routing: { default_task_type: 'general' } }, 'c.yaml')).not.toThrow();
+  });
+
+  it('says why an ensemble with too few members cannot reach its min_answers', () => {
+    expect(problems({ ...valid, ensembles: { duo: { members: ['flash'], synthesizer: 'flash' } } })).toContain('ensembles.duo.min_answers: 2 (the default) is more than its 1 member: give it more members, or a lower min_answers');
+  });
 });
 
 describe('key suggestions', () => {
@@ -63,10 +81,10 @@ describe('key suggestions', () => {
   });
 
   it('are made only for near misses, and short keys need a closer match', () => {
-    expect(closestKey('modles', ['models', 'default_model'])).toBe('models');
-    expect(closestKey('Concurrency', ['concurrency'])).toBe('concurrency');
-    expect(closestKey('rpn', ['rpm', 'tpm'])).toBe('rpm');
-    expect(closestKey('xyz', ['rpm', 'tpm'])).toBeNull();
-    expect(closestKey('colour', ['concurrency', 'models'])).toBeNull();
+    expect(closestName('modles', ['models', 'default_model'])).toBe('models');
+    expect(closestName('Concurrency', ['concurrency'])).toBe('concurrency');
+    expect(closestName('rpn', ['rpm', 'tpm'])).toBe('rpm');
+    expect(closestName('xyz', ['rpm', 'tpm'])).toBeNull();
+    expect(closestName('colour', ['concurrency', 'models'])).toBeNull();
   });
 });
