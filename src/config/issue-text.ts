@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { closestName } from './closest-name.ts';
 
 /** Zod's type names as a YAML or JSON file's author knows them. */
 const TYPE_NAMES: Record<string, string> = {
@@ -24,7 +25,15 @@ export function issueText(issue: z.core.$ZodIssue): string {
   if (issue.code === 'invalid_type' && issue.message.startsWith('Invalid input:')) {
     const received = /received (\w+)$/.exec(issue.message)?.[1];
     if (received === 'undefined') return `missing (expected ${named(issue.expected)})`;
-    return `expected ${named(issue.expected)}${received ? `, got ${named(received)}` : ''}`;
+    // A number where a whole one belongs: the number itself says what is wrong.
+    const got = received === 'number' && typeof issue.input === 'number' ? String(issue.input) : received ? named(received) : null;
+    return `expected ${named(issue.expected)}${got ? `, got ${got}` : ''}`;
+  }
+  if (issue.code === 'invalid_value' && issue.message.startsWith('Invalid option:')) {
+    const allowed = issue.values.map((value) => JSON.stringify(value));
+    const given = typeof issue.input === 'string' ? issue.input : null;
+    const meant = given === null ? null : closestName(given, issue.values.filter((value) => typeof value === 'string'));
+    return `expected one of ${allowed.join(', ')}${issue.input === undefined ? '' : `, got ${JSON.stringify(issue.input)}`}${meant ? ` (did you mean "${meant}"?)` : ''}`;
   }
   if (issue.code === 'too_small' && issue.message.startsWith('Too small:')) {
     return boundText(issue.origin, issue.minimum, issue.inclusive, 'at least', 'more than', 'or more');

@@ -34,7 +34,8 @@ function unknownKeyText(key: string, known: readonly string[]): string {
 }
 
 export function parseConfig(raw: unknown, source: string): SwitchyardConfig {
-  const result = configSchema.safeParse(raw);
+  // With the values given, so a message can show the wrong one ("got 2000.5", "got \"fallbak\"").
+  const result = configSchema.safeParse(raw, { reportInput: true });
   if (!result.success) {
     throw new UsageError(`Config ${source} is not valid:\n${describeIssues(result.error, '', configKeysAt)}\nSee docs/config.md for every key.`);
   }

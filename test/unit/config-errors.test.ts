@@ -68,6 +68,15 @@ describe('a config with mistakes', () => {
     expect(() => parseConfig({ ...valid, routing: { default_task_type: 'general' } }, 'c.yaml')).not.toThrow();
   });
 
+  it('shows the wrong value of a choice or a whole number, with the choice meant', () => {
+    const message = problems({ ...valid, models: { flash: { ...valid.models.flash, context_window: 2000.5 } }, limits: { on_limit: 'fallbak' }, routing: { classifier: 'LLM' } });
+    expect(message.split('\n').slice(1, 4)).toEqual([
+      '  models.flash.context_window: expected a whole number, got 2000.5',
+      '  routing.classifier: expected one of "rules", "llm", got "LLM" (did you mean "llm"?)',
+      '  limits.on_limit: expected one of "wait", "fallback", got "fallbak" (did you mean "fallback"?)',
+    ]);
+  });
+
   it('says why an ensemble with too few members cannot reach its min_answers', () => {
     expect(problems({ ...valid, ensembles: { duo: { members: ['flash'], synthesizer: 'flash' } } })).toContain('ensembles.duo.min_answers: 2 (the default) is more than its 1 member: give it more members, or a lower min_answers');
   });
