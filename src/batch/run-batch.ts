@@ -7,6 +7,7 @@ import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { readRows } from '../input/read-rows.ts';
 import type { InputRow, ReadItem, ReadPosition } from '../input/row.ts';
 import { carriedProgressFits, type CarriedTarget } from '../execution/carried-progress.ts';
+import { pinnedModel } from '../routing/pinned-model.ts';
 import { rowTarget } from '../routing/row-target.ts';
 import { missingKeyFor } from '../models/provider-clients.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
@@ -466,12 +467,6 @@ function listenForStop(onStop: (signal: NodeJS.Signals) => void, hostStop: Abort
     process.off('SIGINT', onStop);
     process.off('SIGTERM', onStop);
   };
-}
-
-function pinnedModel(options: RunOptions): string | undefined {
-  if (options.model && options.route && options.route !== options.model) throw new UsageError('give either --model or --route, not both');
-  if (options.route && options.route !== 'auto') return options.route;
-  return options.model;
 }
 
 /**

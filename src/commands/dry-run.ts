@@ -7,6 +7,7 @@ import { readRows } from '../input/read-rows.ts';
 import { callCostNanos, formatUsd, nanosToUsd } from '../models/pricing.ts';
 import { parseAbSplit } from '../routing/ab-split.ts';
 import { rowTarget } from '../routing/row-target.ts';
+import { pinnedModel } from '../routing/pinned-model.ts';
 import { planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { countMessageTokens } from '../routing/token-count.ts';
@@ -48,7 +49,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   if (!options.file) throw new UsageError('--dry-run needs an input file');
   const loaded = options.config ? await loadConfigFile(options.config) : builtInConfig('http://127.0.0.1:8787/v1');
   const config = options.judge ? withJudge(loaded, options.judge) : loaded;
-  const pinned = options.route && options.route !== 'auto' ? options.route : options.model;
+  const pinned = pinnedModel(options);
   if (pinned && !answerableNames(config).includes(pinned)) throw new UsageError(`--model/--route "${pinned}" is not in the config; models and ensembles: ${answerableNames(config).join(', ')}`);
   if (options.ab && pinned) throw new UsageError('give either --ab or --model/--route, not both');
   const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config)) : undefined;

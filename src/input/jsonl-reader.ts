@@ -22,8 +22,9 @@ const promptLineSchema = z.looseObject({
   metadata: z.record(z.string(), z.unknown()).optional(),
 });
 
-const EXPECTED =
-  'expected {"prompt": "..."} or {"messages": [{"role", "content"}, ...]}, ' +
+/** What a line should look like, its prompt under `promptKey` (--prompt-column, "prompt" by default). */
+const expected = (promptKey: string): string =>
+  `expected {"${promptKey}": "..."}${promptKey === 'prompt' ? '' : ' (--prompt-column)'} or {"messages": [{"role", "content"}, ...]}, ` +
   'or an OpenAI Batch request line {"custom_id", "method", "url", "body"}';
 
 /** Streams a JSONL file: one record per non-blank line; `row` and `line` are the 1-based line number. */
@@ -66,13 +67,15 @@ function parseLine(text: string, pos: RecordPosition, rules: RowRules): ReadItem
   } catch (error) {
     return rowError(pos, 'bad_json', `invalid JSON: ${(error as Error).message}`);
   }
+  const promptKey = rules.promptColumn || 'prompt';
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return rowError(pos, 'bad_field', `a line must be a JSON object; ${EXPECTED}`);
+    const array = Array.isArray(value) && pos.line === 1 ? ' (a JSON array file is not read: write one object per line, JSON Lines)' : '';
+    return rowError(pos, 'bad_field', `a line must be a JSON object${array}; ${expected(promptKey)}`);
   }
   const object = value as Record<string, unknown>;
   const id = idOf(object);
   const batchLine = looksLikeOpenAiBatchLine(object);
-  const fields = batchLine ? batchFields(object) : promptFields(object);
+  const fields = batchLine ? batchFields(object) : promptFields(object, promptKey);
   if ('code' in fields) return rowError(pos, fields.code, fields.message, id, batchLine ? customIdOf(object) : undefined);
   return buildRow(fields, pos, rules);
 }
@@ -87,14 +90,23 @@ function batchFields(object: Record<string, unknown>): FieldsOrProblem {
   return openAiBatchLineFields(parsed.data);
 }
 
-function promptFields(object: Record<string, unknown>): FieldsOrProblem {
+function promptFields(object: Record<string, unknown>, promptKey: string): FieldsOrProblem {
+  if (promptKey !== 'prompt' && object[promptKey] !== undefined) {
+    if (object['prompt'] !== undefined) return { code: 'bad_field', message: `set either "${promptKey}" (--prompt-column) or "prompt", not both` };
+    const { [promptKey]: prompt, ...rest } = object;
+    object = { ...rest, prompt };
+  }
   const parsed = promptLineSchema.safeParse(object);
-  if (!parsed.success) return { code: 'bad_field', message: `${describeIssues(parsed.error)}; ${EXPECTED}` };
+  if (!parsed.success) {
+    // A field's own problem (messages[0].role) needs no reminder of the whole line's shape.
+    const shapeWrong = parsed.error.issues.some((issue) => issue.path.length <= 1);
+    return { code: 'bad_field', message: shapeWrong ? `${describeIssues(parsed.error, promptKey)}; ${expected(promptKey)}` : describeIssues(parsed.error, promptKey) };
+  }
   const { id, prompt, messages, model, system, temperature, max_tokens, metadata, ...extra } = parsed.data;
   if (prompt !== undefined && messages !== undefined) {
-    return { code: 'bad_field', message: 'set either "prompt" or "messages", not both' };
+    return { code: 'bad_field', message: `set either "${promptKey}" or "messages", not both` };
   }
-  if (prompt === undefined && messages === undefined) return { code: 'missing_prompt', message: EXPECTED };
+  if (prompt === undefined && messages === undefined) return { code: 'missing_prompt', message: expected(promptKey) };
   const common = { id: id === undefined ? undefined : String(id), model, system, temperature, max_tokens };
   return { ...common, prompt, messages, metadata: { ...extra, ...metadata } };
 }
@@ -114,12 +126,12 @@ function rowError(pos: RecordPosition, code: RowError['code'], message: string, 
   return { kind: 'error', value: { ...pos, ...(id !== undefined && { id }), ...(customId !== undefined && { custom_id: customId }), code, message } };
 }
 
-/** Zod issues on one line: `messages[0].role: Invalid option ...; temperature: ...` (first three). */
-function describeIssues(error: z.ZodError): string {
+/** Zod issues on one line: `messages[0].role: Invalid option ...; temperature: ...` (first three), the prompt under its own key. */
+function describeIssues(error: z.ZodError, promptKey = 'prompt'): string {
   return error.issues
     .slice(0, 3)
     .map((issue) => {
-      const path = issue.path.map((key) => (typeof key === 'number' ? `[${key}]` : `.${String(key)}`)).join('');
+      const path = issue.path.map((key) => (typeof key === 'number' ? `[${key}]` : `.${key === 'prompt' ? promptKey : String(key)}`)).join('');
       return path === '' ? issueText(issue) : `${path.replace(/^\./, '')}: ${issueText(issue)}`;
     })
     .join('; ');

@@ -212,7 +212,8 @@ describe('message content given as parts', () => {
     expect(items[0]).toMatchObject({ kind: 'row', value: { custom_id: 'parts', messages: [{ role: 'user', content: 'Describe this\nin one line.' }] } });
     expect(items.slice(1).map((item) => item.kind === 'error' && item.value.message)).toEqual([
       'OpenAI Batch request line: body.messages[0].content: only text content parts are supported, not "image_url"',
-      expect.stringMatching(/^messages\[0\]\.content: expected text, or a list of \{"type": "text", "text": "\.\.\."\} parts; /),
+      // The field's own problem, without the reminder of a whole line's shape.
+      'messages[0].content: expected text, or a list of {"type": "text", "text": "..."} parts',
       expect.stringMatching(/^messages\[0\]\.content: /),
     ]);
   });
@@ -248,6 +249,24 @@ describe('readJsonlRows details', () => {
     const path = await file('blank-prompt.jsonl', '{"id": "e", "prompt": "  "}\n');
     const [item] = await collect(readJsonlRows(path, rules));
     expect(item).toEqual({ kind: 'error', value: { row: 1, line: 1, id: 'e', code: 'missing_prompt', message: 'the prompt is empty' } });
+  });
+});
+
+describe('--prompt-column on JSONL', () => {
+  it('takes the prompt from the field it names, and says so when a line lacks it or sets "prompt" too', async () => {
+    const lines = [{ id: 'a', question: 'What is 2+2?', topic: 'math' }, { id: 'b', question: 'hi', prompt: 'also' }, { id: 'c', q: 'none' }, { id: 'd', question: 5 }].map((line) => JSON.stringify(line));
+    const items = await collect(readJsonlRows(await file('question.jsonl', `${lines.join('\n')}\n`), { ...rules, promptColumn: 'question' }));
+    expect(items[0]).toMatchObject({ kind: 'row', value: { id: 'a', messages: [{ role: 'user', content: 'What is 2+2?' }], metadata: { topic: 'math' } } });
+    expect(items.slice(1).map((item) => item.kind === 'error' && `${item.value.code}: ${item.value.message}`)).toEqual([
+      'bad_field: set either "question" (--prompt-column) or "prompt", not both',
+      'missing_prompt: expected {"question": "..."} (--prompt-column) or {"messages": [{"role", "content"}, ...]}, or an OpenAI Batch request line {"custom_id", "method", "url", "body"}',
+      expect.stringMatching(/^bad_field: question: expected a string, got a number; expected \{"question": /),
+    ]);
+  });
+
+  it('says that a .json file holding an array is not JSON Lines', async () => {
+    const items = await collect(readJsonlRows(await file('array.json', '[{"id": 1, "prompt": "hi"}]\n'), rules));
+    expect(items[0]).toMatchObject({ kind: 'error', value: { code: 'bad_field', message: expect.stringMatching(/^a line must be a JSON object \(a JSON array file is not read: write one object per line, JSON Lines\); /) } });
   });
 });
 

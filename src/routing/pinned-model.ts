@@ -1,0 +1,11 @@
+import { UsageError } from '../errors.ts';
+
+/**
+ * The model every row that names none goes to, from `--model` or `--route <model>` (the same thing
+ * said two ways); `--route auto` pins none. Both given, and not the same, is refused.
+ */
+export function pinnedModel(options: { model?: string | undefined; route?: string | undefined }): string | undefined {
+  if (options.model && options.route && options.route !== options.model) throw new UsageError('give either --model or --route, not both');
+  if (options.route && options.route !== 'auto') return options.route;
+  return options.model;
+}
