@@ -1,8 +1,9 @@
 import { resolve } from 'node:path';
 import { builtInConfig } from '../config/defaults.ts';
 import { loadConfigFile } from '../config/load.ts';
-import { answerableNames, type EnsembleConfig, type JudgeConfig, type SwitchyardConfig } from '../config/schema.ts';
+import { answerableNames, DEFAULT_MIN_ANSWERS, type JudgeConfig, type SwitchyardConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
+import { pinnedCallProgress } from '../execution/pinned-call.ts';
 import { readRows } from '../input/read-rows.ts';
 import { callCostNanos, formatUsd, nanosToUsd } from '../models/pricing.ts';
 import { parseAbSplit } from '../routing/ab-split.ts';
@@ -84,7 +85,13 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
       for (const field of CALL_FIELDS) total[field] += judged[field];
     };
     if (ensemble) {
-      const rowTally = ensembleRowTally(config, ensemble.config, countMessageTokens(row.messages), maxTokens);
+      // Each member on the first of its models (its own, then its fallbacks) that can hold the prompt, as the run would.
+      const members = ensemble.config.members.flatMap((model) => pinnedCallProgress(config, { model, messages: row.messages, maxTokens, reason: 'dry run', notTo: ensemble.config.members }).plan?.chain[0] ?? []);
+      if (members.length < (ensemble.config.min_answers ?? DEFAULT_MIN_ANSWERS)) {
+        unroutable++;
+        continue;
+      }
+      const rowTally = ensembleRowTally(config, members, ensemble.config.synthesizer, countMessageTokens(row.messages), maxTokens);
       add(byModel, `${ensemble.name} (ensemble)`, rowTally);
       add(byTask, 'ensemble', rowTally);
       for (const field of Object.keys(total) as (keyof Tally)[]) total[field] += rowTally[field];
@@ -125,10 +132,10 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
  * An ensemble row at most: every member reads the prompt and writes max_tokens; the synthesizer
  * reads the prompt, their answers and its instructions (about 150 tokens), and writes max_tokens.
  */
-function ensembleRowTally(config: SwitchyardConfig, ensemble: EnsembleConfig, promptTokens: number, maxTokens: number): Tally {
-  const members = ensemble.members.map((model) => callTally(config, model, promptTokens, maxTokens));
+function ensembleRowTally(config: SwitchyardConfig, memberModels: readonly string[], synthesizer: string, promptTokens: number, maxTokens: number): Tally {
+  const members = memberModels.map((model) => callTally(config, model, promptTokens, maxTokens));
   const answers = members.reduce((sum, member) => sum + member.maxOutputTokens, 0);
-  const calls = [...members, callTally(config, ensemble.synthesizer, promptTokens + answers + 150, maxTokens)];
+  const calls = [...members, callTally(config, synthesizer, promptTokens + answers + 150, maxTokens)];
   return {
     rows: 1,
     inputTokens: calls.reduce((sum, call) => sum + call.inputTokens, 0),

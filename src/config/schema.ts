@@ -129,10 +129,13 @@ export const budgetSchema = z.strictObject({
  * An ensemble: its members answer a row one beside the other, then the synthesizer writes one answer
  * from theirs. A row (its `model` column) or a batch (`--model`) names it like a model.
  */
+/** Member answers an ensemble needs before it synthesizes, unless it says otherwise. */
+export const DEFAULT_MIN_ANSWERS = 2;
+
 export const ensembleSchema = z.strictObject({
   members: z.array(z.string().min(1)).min(2),
   synthesizer: z.string().min(1),
-  /** Member answers needed to synthesize; with fewer the row fails (ensemble_failed). Default: 2. */
+  /** Member answers needed to synthesize; with fewer the row fails (ensemble_failed). Default: DEFAULT_MIN_ANSWERS. */
   min_answers: positiveInt.optional(),
   /** The synthesizer's instructions, with {question} and {answers} where those go (a default is built in). */
   synthesis_prompt: z.string().min(1).optional(),
@@ -201,7 +204,7 @@ export const configSchema = z
       if (name in config.models) ctx.addIssue({ code: 'custom', path: ['ensembles', name], message: `"${name}" is a model's name too: give the ensemble another one` });
       ensemble.members.forEach((m, i) => checkModel(m, ['ensembles', name, 'members', i]));
       checkModel(ensemble.synthesizer, ['ensembles', name, 'synthesizer']);
-      const minAnswers = ensemble.min_answers ?? 2;
+      const minAnswers = ensemble.min_answers ?? DEFAULT_MIN_ANSWERS;
       if (minAnswers > ensemble.members.length) {
         const given = ensemble.min_answers === undefined ? `${minAnswers} (the default)` : String(minAnswers);
         ctx.addIssue({ code: 'custom', path: ['ensembles', name, 'min_answers'], message: `${given} is more than its ${ensemble.members.length} member${ensemble.members.length === 1 ? '' : 's'}: give it more members, or a lower min_answers` });

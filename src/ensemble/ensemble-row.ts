@@ -1,14 +1,13 @@
+import { DEFAULT_MIN_ANSWERS } from '../config/schema.ts';
 import { advanceRow, callTotals, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
 import { pinnedCallProgress } from '../execution/pinned-call.ts';
 import { everyCall, type ProgressCheckpoint, type RowProgress } from '../execution/row-progress.ts';
 import type { RowFailure, RowResult } from '../output/records.ts';
+import { noModelMessage } from '../routing/route-plan.ts';
 import type { NamedEnsemble } from '../routing/row-target.ts';
 import { synthesisMessages } from './synthesis-prompt.ts';
 
 type EnsembleState = NonNullable<RowProgress['ensemble']>;
-
-/** Member answers an ensemble needs before it synthesizes, unless it says otherwise. */
-const DEFAULT_MIN_ANSWERS = 2;
 
 /**
  * Moves an ensemble row forward: every member answers (at the same time, each call behind its
@@ -29,6 +28,20 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
     })),
   });
 
+  const needed = config.min_answers ?? DEFAULT_MIN_ANSWERS;
+  const unfit = state.members.filter((member) => !member.outcome && member.progress.plan?.chain.length === 0);
+  const possible = state.members.filter((member) => member.outcome?.status === 'succeeded' || (!member.outcome && !unfit.includes(member))).length;
+  if (possible < needed) {
+    // Members no model can hold the prompt for leave too few to reach min_answers: the row fails before the others are paid for.
+    for (const member of unfit) member.outcome = { status: 'failed', output: null, final_model: null, error: { code: 'no_model_available', message: noModelMessage(member.progress.plan!) } };
+    const reasons = unfit.map((member) => `${member.model}: ${member.outcome?.error?.message}`);
+    return finishEnsemble(row, progress, ensemble, null, {
+      code: 'ensemble_failed',
+      message: `ensemble "${name}": ${possible} of ${config.members.length} members can take this prompt, ${needed} needed; ${reasons.join('; ')}`,
+      http_status: null,
+    });
+  }
+
   const pending = state.members.filter((member) => !member.outcome);
   if (pending.length > 0) {
     const steps = await Promise.all(pending.map((member) => advanceRow({ ...row, model: member.model }, member.progress, deps)));
@@ -44,7 +57,6 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
   }
 
   const answers = state.members.flatMap((member) => (member.outcome?.status === 'succeeded' ? [{ model: member.model, output: member.outcome.output ?? '' }] : []));
-  const needed = config.min_answers ?? DEFAULT_MIN_ANSWERS;
   if (answers.length < needed) {
     const reasons = state.members.filter((member) => member.outcome?.status !== 'succeeded').map((member) => `${member.model}: ${member.outcome?.error?.message ?? 'no answer'}`);
     return finishEnsemble(row, progress, ensemble, null, {

@@ -48,3 +48,29 @@ describe('run --dry-run', () => {
     expect(await h.redis.exists(`${h.prefix}:batch:{dry}`)).toBe(0);
   });
 });
+
+describe('run --dry-run of ensemble rows', () => {
+  const h = useSimulatorAndRedis('dry-run-ensemble', { latency_ms: 1 });
+
+  it('prices each member on the model that would answer, and counts a row its members cannot reach min_answers for as not fitting', async () => {
+    const dir = await tempDir('dry-ensemble');
+    const config = join(dir, 'switchyard.yaml');
+    const price = { input_per_mtok: 1, output_per_mtok: 1 };
+    await writeFile(
+      config,
+      stringify({
+        providers: { sim: { base_url: h.sim.url } },
+        models: { flash: { provider: 'sim', price }, tiny: { provider: 'sim', price, context_window: 40, max_output_tokens: 8 }, pro: { provider: 'sim', price } },
+        default_model: 'flash',
+        max_tokens: 100,
+        ensembles: { council: { members: ['flash', 'tiny'], synthesizer: 'pro' } },
+      }),
+    );
+    const input = join(dir, 'in.csv');
+    await writeFile(input, `prompt\nshort one\n"${'a long prompt that tiny cannot hold, '.repeat(10)}"\n`);
+    const result = await runCli(['run', input, '--config', config, '--dry-run', '--model', 'council'], h.env());
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout.split('\n')).toContain('1 row routed, 0 invalid (they would go to errors.jsonl), 1 with no model that fits.');
+    expect(h.sim.stats().requests).toBe(0);
+  });
+});

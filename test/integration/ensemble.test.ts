@@ -124,6 +124,27 @@ describe('ensembles: members answer, a synthesizer writes one answer from theirs
     expect(report.ensembles.council).toMatchObject({ rows: 2, succeeded: 0, failed: 2, latency_p50_ms: null });
   });
 
+  it('fails a row before any call when members whose models cannot hold its prompt leave too few for min_answers', async () => {
+    h.sim.reset();
+    const dir = await tempDir('ensemble-unfit');
+    const price = { input_per_mtok: 0.1, output_per_mtok: 0.2 };
+    const models = { alpha: { provider: 'sim', price }, tiny: { provider: 'sim', price, context_window: 12, max_output_tokens: 4 }, judge: { provider: 'sim', price } };
+    const config = await writeSimConfig(dir, h.sim.url, { models, ensembles: { council: { members: ['alpha', 'tiny'], synthesizer: 'judge' } } }, Object.keys(models));
+    const input = await writePromptsCsv(dir, 2);
+    const out = join(dir, 'out');
+    const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'unfit', '--model', 'council'], h.env());
+    expect(ran.code).toBe(1);
+    const [first] = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(first!.error!.message).toMatch(/^ensemble "council": 1 of 2 members can take this prompt, 2 needed; tiny: no model can take this prompt \(\d+ tokens\): tiny: context window 12 < \d+ prompt \+ 4 output tokens$/);
+    expect(first!.ensemble?.members.map((m) => [m.model, m.status, m.error?.code ?? null])).toEqual([
+      ['alpha', 'failed', null],
+      ['tiny', 'failed', 'no_model_available'],
+    ]);
+    // alpha's answer could not have been used: it is not paid for.
+    expect(h.sim.stats().requests).toBe(0);
+    expect(await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).toEqual([]);
+  });
+
   it("falls back as a member's or the synthesizer's own model says, never to another member, and skips a synthesizer whose context window cannot hold the answers", async () => {
     h.sim.reset();
     const dir = await tempDir('ensemble-fallbacks');
