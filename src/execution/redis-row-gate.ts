@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { SwitchyardConfig } from '../config/schema.ts';
 import { Budget, batchBudgetKey, monthKey } from '../limits/budget.ts';
+import type { MonthSpend } from '../limits/month-spend.ts';
 import { CircuitBreaker, type BreakerCheck } from '../limits/circuit-breaker.ts';
 import { ModelLimiter } from '../limits/model-limiter.ts';
 import { modelEndpoint } from '../limits/model-endpoint.ts';
@@ -15,6 +16,8 @@ export interface RedisRowGateOptions {
   store: BatchStore;
   batchId: string;
   config: SwitchyardConfig;
+  /** Where costs go that no monthly cap reserved for; omitted, they count toward no month. */
+  monthSpend?: MonthSpend | undefined;
 }
 
 /** How long a worker trusts its copy of the batch's budget before reading it again (resume may raise it). */
@@ -162,6 +165,8 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       }
       if (settlement.coolDownMs !== null && settlement.coolDownMs > 0) work.push(limiter.coolDown({ model: endpointOf(model), forMs: settlement.coolDownMs }));
       if (settlement.budgetHold) work.push(budget.settle(settlement.budgetHold, settlement.actualNanos));
+      // The month counts every batch's spending, also what its own cap (if any) did not reserve.
+      if (!settlement.budgetHold?.scopes.some((held) => held.scope === 'month')) options.monthSpend?.add(settlement.actualNanos);
       let circuit: Promise<'open' | 'closed'> | null = null;
       if (settlement.health === 'failure') {
         failing.add(model);

@@ -8,6 +8,7 @@ import { advanceEnsembleRow } from '../ensemble/ensemble-row.ts';
 import { advanceJudgedRow } from '../judge/judge-row.ts';
 import type { AbArm } from '../routing/ab-split.ts';
 import { rowTarget } from '../routing/row-target.ts';
+import type { MonthSpend } from '../limits/month-spend.ts';
 import { createProviderClients } from '../models/provider-clients.ts';
 import type { BatchStore } from './batch-state.ts';
 
@@ -34,14 +35,14 @@ const RELOAD_AFTER_MS = 30_000;
  * every batch. A worker on another machine needs no local config file: the batch's config travels
  * in Redis (without keys, which each worker reads from its env).
  */
-export function createBatchContexts(store: BatchStore, options: { callSlot?: CallSlot; maxCached?: number; reloadAfterMs?: number; now?: () => number } = {}) {
-  const { callSlot = unlimitedCallSlot, maxCached = 32, reloadAfterMs = RELOAD_AFTER_MS, now = Date.now } = options;
+export function createBatchContexts(store: BatchStore, options: { callSlot?: CallSlot; monthSpend?: MonthSpend; maxCached?: number; reloadAfterMs?: number; now?: () => number } = {}) {
+  const { callSlot = unlimitedCallSlot, monthSpend, maxCached = 32, reloadAfterMs = RELOAD_AFTER_MS, now = Date.now } = options;
   type Loaded = { context: BatchContext | 'elsewhere'; source: string };
   const cache = new Map<string, { loaded: Promise<Loaded>; context: Promise<BatchContext | 'elsewhere'>; reloadAt: number }>();
 
   function build(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined, abSplit: readonly AbArm[] | undefined): BatchContext {
     const providers = createProviderClients(config);
-    const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config });
+    const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config, monthSpend });
     const runner: RowRunnerDeps = { config, providers, gate, plan: createRowPlanner(config, providers, modelOverride, gate, callSlot), sleep, callSlot };
     return {
       config,

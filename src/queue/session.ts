@@ -1,6 +1,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { createMonthSpend, type MonthSpend } from '../limits/month-spend.ts';
 import { BatchStore } from './batch-state.ts';
 import { PROMPT_QUEUE, type KeySpace } from './keys.ts';
 import { connectRedis, ensureRedis, redactUrl } from './redis-connection.ts';
@@ -22,6 +23,8 @@ export interface Session {
   openPromptQueue(): Queue;
   /** Where connection errors go: a lost Redis is said once, not logged at every reconnect attempt. */
   outages: RedisOutageWatch;
+  /** Spending no monthly cap reserved for, counted toward the month (written before the session closes). */
+  monthSpend: MonthSpend;
   close(): Promise<void>;
 }
 
@@ -39,6 +42,7 @@ export async function openSession(logger: Logger, say: (line: string) => void): 
   const space = keySpaceFromEnv();
   const extra: Redis[] = [];
   const queues: Queue[] = [];
+  const monthSpend = createMonthSpend(redis, space.prefix);
   const connectWorker = () => {
     const connection = connectRedis(ensured.url, { role: 'worker' });
     outages.watch(connection, 'redis worker connection');
@@ -51,6 +55,7 @@ export async function openSession(logger: Logger, say: (line: string) => void): 
     space,
     redisLabel,
     outages,
+    monthSpend,
     connectWorker,
     openPromptQueue() {
       const queue = new Queue(PROMPT_QUEUE, { connection: connectWorker(), prefix: space.prefix });
@@ -58,6 +63,7 @@ export async function openSession(logger: Logger, say: (line: string) => void): 
       return queue;
     },
     async close() {
+      await monthSpend.flush();
       await Promise.all(queues.map((queue) => queue.close().catch(() => undefined)));
       for (const connection of extra) connection.disconnect();
       await redis.quit().catch(() => redis.disconnect());

@@ -145,3 +145,27 @@ describe('waiting for a rate-limit slot parks the row instead of holding a worke
     expect(results.every((r) => r.status === 'succeeded' && r.attempts === 1)).toBe(true);
   });
 });
+
+describe('budget.monthly_usd counts every batch on this Redis', () => {
+  const h = useSimulatorAndRedis('budget-month-all', { latency_ms: 2 });
+
+  it('adds what batches without a monthly cap spend to the month, so a capped batch sees it', async () => {
+    const dir = await tempDir('budget-month-all');
+    const models = { pricey: { provider: 'sim', price: { input_per_mtok: 1000, output_per_mtok: 1000 } } };
+    const uncapped = join(dir, 'uncapped.yaml');
+    const capped = join(dir, 'capped.yaml');
+    await writeFile(uncapped, stringify({ providers: { sim: { base_url: h.sim.url } }, models, default_model: 'pricey', max_tokens: 100 }));
+    const first = await runCli(['run', await writePromptsCsv(dir, 10), '--config', uncapped, '--out', join(dir, 'first'), '--batch-id', 'uncapped', '--budget', '100'], h.env());
+    expect(first.code, first.stderr).toBe(0);
+    const spent = (await readJsonLines<CallRecord>(join(dir, 'first', 'costs.jsonl'))).reduce((sum, c) => sum + usdToNanos(c.cost_usd ?? 0), 0);
+    const month = `${h.prefix}:budget:month:${new Date().toISOString().slice(0, 7)}`;
+    expect(Number(await h.redis.hget(month, 'spent'))).toBe(spent);
+    expect(await h.redis.pttl(month)).toBeGreaterThan(30 * 86_400_000);
+
+    // A cap the first batch alone has used up: the next batch under it runs nothing.
+    await writeFile(capped, stringify({ providers: { sim: { base_url: h.sim.url } }, models, default_model: 'pricey', max_tokens: 100, budget: { monthly_usd: spent / 1e9 } }));
+    const second = await runCli(['run', await writePromptsCsv(dir, 3), '--config', capped, '--out', join(dir, 'second'), '--batch-id', 'capped'], h.env());
+    expect(second.code).toBe(1);
+    expect((await readJsonLines<RowResult>(join(dir, 'second', 'results.jsonl'))).map((r) => r.error?.code)).toEqual(['budget_exceeded', 'budget_exceeded', 'budget_exceeded']);
+  });
+});
