@@ -9,7 +9,7 @@ import { callCostNanos, formatUsd, nanosToUsd } from '../models/pricing.ts';
 import { parseAbSplit } from '../routing/ab-split.ts';
 import { rowTarget } from '../routing/row-target.ts';
 import { pinnedModel } from '../routing/pinned-model.ts';
-import { planRoute } from '../routing/route-plan.ts';
+import { noModelMessage, planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { countMessageTokens } from '../routing/token-count.ts';
 import { countInvalidRow, type InputRow, type InvalidRowCounts } from '../input/row.ts';
@@ -26,6 +26,7 @@ export interface DryRunOptions {
   ab?: string;
   judge?: string;
   promptColumn?: string;
+  budget?: number;
 }
 
 interface Tally {
@@ -61,6 +62,11 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   let invalid = 0;
   const invalidByCode: InvalidRowCounts = {};
   let unroutable = 0;
+  let firstUnroutable: string | null = null;
+  const noFit = (row: InputRow, why: string) => {
+    unroutable++;
+    firstUnroutable ??= `line ${row.line}: ${why}`;
+  };
   const add = (map: Map<string, Tally>, key: string, rowTally: Tally) => {
     const tally = map.get(key) ?? emptyTally();
     for (const field of Object.keys(tally) as (keyof Tally)[]) tally[field] += rowTally[field];
@@ -87,8 +93,9 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     if (ensemble) {
       // Each member on the first of its models (its own, then its fallbacks) that can hold the prompt, as the run would.
       const members = ensemble.config.members.flatMap((model) => pinnedCallProgress(config, { model, messages: row.messages, maxTokens, reason: 'dry run', notTo: ensemble.config.members }).plan?.chain[0] ?? []);
-      if (members.length < (ensemble.config.min_answers ?? DEFAULT_MIN_ANSWERS)) {
-        unroutable++;
+      const needed = ensemble.config.min_answers ?? DEFAULT_MIN_ANSWERS;
+      if (members.length < needed) {
+        noFit(row, `ensemble "${ensemble.name}": ${members.length} of ${ensemble.config.members.length} members can take this prompt, ${needed} needed`);
         continue;
       }
       const rowTally = ensembleRowTally(config, members, ensemble.config.synthesizer, countMessageTokens(row.messages), maxTokens);
@@ -101,7 +108,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     const plan = planRoute({ messages: row.messages, rowModel: row.model, abArm, pinnedModel: pinned, maxTokens, taskType, routeReason: reason }, config, countMessageTokens);
     const model = plan.chain[0];
     if (!model) {
-      unroutable++;
+      noFit(row, noModelMessage(plan));
       continue;
     }
     const rowTally = callTally(config, model, plan.promptTokensCounted ? plan.promptTokens : countMessageTokens(row.messages), maxTokens);
@@ -113,19 +120,29 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
 
   say(`Dry run of ${options.file}: no model was called.`);
   say(`${counted(total.rows, 'row')} routed, ${formatCount(invalid)} invalid (they would go to errors.jsonl), ${formatCount(unroutable)} with no model that fits.`);
+  if (firstUnroutable) say(`  no model that fits ${formatCount(unroutable)}, the first: ${firstUnroutable}`);
   // What is wrong with the file, so it can be fixed before anything is spent.
   for (const [code, entry] of Object.entries(invalidByCode).sort(([, a], [, b]) => b.rows - a.rows)) {
     say(`  ${code} ${formatCount(entry.rows)}, the first: ${entry.example}`);
   }
   say('');
+  if (total.rows === 0) {
+    say('No row would run: nothing to estimate.');
+    return 1;
+  }
   printTable('Model', byModel, say);
   say('');
   printTable('Task type', byTask, say);
   say('');
   const judged = config.judge ? `; a ${config.judge.model} judge call per row included` : '';
   say(`Estimated cost: at most ${formatUsd(nanosToUsd(total.costNanos))} (input tokens counted, output at max_tokens; retries and fallbacks not included${judged})` + (total.unpriced > 0 ? `; ${total.unpriced} rows on unpriced models` : ''));
+  const budgetUsd = options.budget ?? config.budget.batch_usd;
+  if (budgetUsd !== undefined && nanosToUsd(total.costNanos) > budgetUsd) {
+    say(`Budget: the batch budget of ${formatUsd(budgetUsd)} is below this estimate; the calls stop where it runs out (answers are usually shorter than max_tokens), and the rows left end budget_exceeded.`);
+  }
   if (config.routing?.classifier === 'llm') say('Note: routing uses the rules here; the LLM classifier would add one cheap call per row.');
-  return 0;
+  // As run would: 1 when rows could not run (invalid, or no model fits them).
+  return invalid > 0 || unroutable > 0 ? 1 : 0;
 }
 
 /**

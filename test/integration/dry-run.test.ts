@@ -29,8 +29,9 @@ describe('run --dry-run', () => {
     await writeFile(input, Buffer.concat([Buffer.from(`prompt,temperature\n"${simple}",\n"${complex}",\nhot,9\n"caf`), Buffer.from([0xe9]), Buffer.from('",\n')]));
     const before = h.sim.stats().requests;
 
-    const result = await runCli(['run', input, '--config', config, '--dry-run', '--batch-id', 'dry'], h.env());
-    expect(result.code, result.stderr).toBe(0);
+    const result = await runCli(['run', input, '--config', config, '--dry-run', '--batch-id', 'dry', '--budget', '0.0001'], h.env());
+    // 1, as the run would exit: two rows could not run.
+    expect(result.code, result.stderr).toBe(1);
     const lines = result.stdout.split('\n');
     expect(lines).toContain('2 rows routed, 2 invalid (they would go to errors.jsonl), 0 with no model that fits.');
     expect(lines).toContain('  bad_field 1, the first: line 4: temperature must be a number from 0 to 2, got "9"');
@@ -43,6 +44,7 @@ describe('run --dry-run', () => {
     const estimate = Number(/Estimated cost: at most \$([\d.]+)/.exec(result.stdout)?.[1]);
     const expected = cost(simple, 1, 2) + cost(complex, 10, 20);
     expect(Math.abs(estimate - expected) / expected).toBeLessThan(0.005); // printed to 3 significant digits
+    expect(lines).toContain('Budget: the batch budget of $0.000100 is below this estimate; the calls stop where it runs out (answers are usually shorter than max_tokens), and the rows left end budget_exceeded.');
     // Nothing called, nothing queued.
     expect(h.sim.stats().requests).toBe(before);
     expect(await h.redis.exists(`${h.prefix}:batch:{dry}`)).toBe(0);
@@ -69,8 +71,10 @@ describe('run --dry-run of ensemble rows', () => {
     const input = join(dir, 'in.csv');
     await writeFile(input, `prompt\nshort one\n"${'a long prompt that tiny cannot hold, '.repeat(10)}"\n`);
     const result = await runCli(['run', input, '--config', config, '--dry-run', '--model', 'council'], h.env());
-    expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout.split('\n')).toContain('1 row routed, 0 invalid (they would go to errors.jsonl), 1 with no model that fits.');
+    expect(result.code, result.stderr).toBe(1);
+    const lines = result.stdout.split('\n');
+    expect(lines).toContain('1 row routed, 0 invalid (they would go to errors.jsonl), 1 with no model that fits.');
+    expect(lines).toContain('  no model that fits 1, the first: line 3: ensemble "council": 1 of 2 members can take this prompt, 2 needed');
     expect(h.sim.stats().requests).toBe(0);
   });
 });
