@@ -30,3 +30,13 @@ function editDistance(a: string, b: string): number {
   }
   return rows[a.length]![b.length]!;
 }
+
+/**
+ * ` (did you mean "x"?)` for the closest known model name, or nothing when none is close. Names
+ * whose digits differ are other versions ("gpt-5", "qwen2.5-7b"), not typos, so they are not offered.
+ */
+export function meantHint(unknown: string, known: readonly string[]): string {
+  const digits = (name: string) => name.replace(/\D/g, '');
+  const meant = closestName(unknown, known.filter((name) => digits(name) === digits(unknown)));
+  return meant ? ` (did you mean "${meant}"?)` : '';
+}

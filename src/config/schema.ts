@@ -180,6 +180,9 @@ export const configSchema = z
   })
   .superRefine((config, ctx) => {
     for (const [name, model] of Object.entries(config.models)) {
+      if (model.max_output_tokens !== undefined && model.context_window !== undefined && model.max_output_tokens >= model.context_window) {
+        ctx.addIssue({ code: 'custom', path: ['models', name, 'max_output_tokens'], message: `${model.max_output_tokens} leaves no room for a prompt in its context_window of ${model.context_window}: every row would skip the model` });
+      }
       if (!(model.provider in config.providers)) {
         ctx.addIssue({
           code: 'custom',

@@ -116,9 +116,13 @@ function idOf(object: Record<string, unknown>): string | undefined {
   return typeof id === 'string' || typeof id === 'number' ? String(id) : undefined;
 }
 
-/** A Batch API line's custom_id, when it has a usable one (it may be what is wrong with the line). */
+/**
+ * A Batch API line's custom_id, for its error line in batch_errors.jsonl: a number is given as text
+ * (a number is what is wrong with such a line, and its error still needs an id to be matched by).
+ */
 function customIdOf(object: Record<string, unknown>): string | undefined {
   const customId = object['custom_id'];
+  if (typeof customId === 'number' && Number.isFinite(customId)) return String(customId);
   return typeof customId === 'string' && customId !== '' ? customId : undefined;
 }
 

@@ -1,4 +1,5 @@
 import type { ChatMessage, ReadItem, RowError, RowRules } from './row.ts';
+import { meantHint } from '../config/closest-name.ts';
 
 /** What a reader found in one record, before the checks every reader shares. */
 export interface RawFields {
@@ -108,7 +109,7 @@ export function unknownModel(model: string, known: ReadonlySet<string>): Problem
   const listed = names.slice(0, MAX_LISTED_MODELS).join(', ');
   const more = names.length > MAX_LISTED_MODELS ? ` and ${names.length - MAX_LISTED_MODELS} more` : '';
   const list = names.length === 0 ? '(none configured)' : listed + more;
-  return { code: 'unknown_model', message: `unknown model "${model}"; known models: ${list}` };
+  return { code: 'unknown_model', message: `unknown model "${model}"${meantHint(model, names)}; known models: ${list}` };
 }
 
 /**

@@ -1,4 +1,5 @@
 import { UsageError } from '../errors.ts';
+import { meantHint } from '../config/closest-name.ts';
 
 /** One arm of an A/B split: a model (or an ensemble) and its share of the rows (the shares sum to 1). */
 export interface AbArm {
@@ -14,7 +15,7 @@ export function parseAbSplit(text: string, names: readonly string[]): AbArm[] {
   const parts = text.split(',').map((part) => part.trim()).filter((part) => part.length > 0);
   const arms = parts.map((part) => {
     const [model = '', weightText] = part.split('=').map((piece) => piece.trim());
-    if (!names.includes(model)) throw new UsageError(`--ab: "${model}" is not in the config; models and ensembles: ${names.join(', ')}`);
+    if (!names.includes(model)) throw new UsageError(`--ab: "${model}" is not in the config${meantHint(model, names)}; models and ensembles: ${names.join(', ')}`);
     const weight = weightText === undefined ? 1 : Number(weightText);
     if (!(weight > 0) || !Number.isFinite(weight)) throw new UsageError(`--ab: the weight of "${model}" must be a positive number, not "${weightText}"`);
     return { model, weight, weighted: weightText !== undefined };

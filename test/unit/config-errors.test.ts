@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
-import { closestName } from '../../src/config/closest-name.ts';
+import { closestName, meantHint } from '../../src/config/closest-name.ts';
 import { configKeysAt } from '../../src/config/key-suggestion.ts';
 import { UsageError } from '../../src/errors.ts';
 
@@ -75,6 +75,20 @@ describe('a config with mistakes', () => {
       '  routing.classifier: expected one of "rules", "llm", got "LLM" (did you mean "llm"?)',
       '  limits.on_limit: expected one of "wait", "fallback", got "fallbak" (did you mean "fallback"?)',
     ]);
+  });
+
+  it('refuses a model whose max_output_tokens leaves no room in its context window', () => {
+    expect(problems({ ...valid, models: { flash: { ...valid.models.flash, context_window: 4096, max_output_tokens: 8192 } } })).toContain(
+      'models.flash.max_output_tokens: 8192 leaves no room for a prompt in its context_window of 4096: every row would skip the model',
+    );
+  });
+
+  it('offers the model name meant for a typo or another case, never another version', () => {
+    const names = ['deepseek-v4-flash', 'deepseek-v4-pro', 'gpt-a', 'qwen2.5-7b'];
+    expect(meantHint('deepseek-v4-flsh', names)).toBe(' (did you mean "deepseek-v4-flash"?)');
+    expect(meantHint('DeepSeek-V4-Pro', names)).toBe(' (did you mean "deepseek-v4-pro"?)');
+    expect(meantHint('gpt-9', names)).toBe('');
+    expect(meantHint('qwen2.5-72b', names)).toBe('');
   });
 
   it('says why an ensemble with too few members cannot reach its min_answers', () => {

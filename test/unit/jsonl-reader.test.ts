@@ -252,6 +252,14 @@ describe('readJsonlRows details', () => {
   });
 });
 
+describe('an OpenAI Batch line whose custom_id is a number', () => {
+  it('is an invalid row that keeps the id as text, so its batch_errors.jsonl line can be matched', async () => {
+    const line = JSON.stringify({ custom_id: 123, method: 'POST', url: '/v1/chat/completions', body: { model: 'gpt-a', messages: [{ role: 'user', content: 'hi' }] } });
+    const [item] = await collect(readJsonlRows(await file('numeric-id.jsonl', `${line}\n`), rules));
+    expect(item).toMatchObject({ kind: 'error', value: { custom_id: '123', code: 'bad_field', message: 'OpenAI Batch request line: custom_id: expected a string, got a number' } });
+  });
+});
+
 describe('--prompt-column on JSONL', () => {
   it('takes the prompt from the field it names, and says so when a line lacks it or sets "prompt" too', async () => {
     const lines = [{ id: 'a', question: 'What is 2+2?', topic: 'math' }, { id: 'b', question: 'hi', prompt: 'also' }, { id: 'c', q: 'none' }, { id: 'd', question: 5 }].map((line) => JSON.stringify(line));
