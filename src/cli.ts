@@ -40,6 +40,12 @@ function positiveInt(value: string): number {
   return n;
 }
 
+function portNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port number from 0 to 65535');
+  return n;
+}
+
 function positiveNumber(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a number above 0');
@@ -136,7 +142,7 @@ program
 program
   .command('serve')
   .description('HTTP API: take CSV/JSONL batches by POST /v1/batches, run them on workers here, serve their status and outputs')
-  .option('--port <n>', 'port (0 picks a free one)', (v) => Number(v), 8080)
+  .option('--port <n>', 'port (0 picks a free one)', portNumber, 8080)
   .option('--host <host>', 'address to listen on (set SWITCHYARD_API_TOKEN before going beyond 127.0.0.1)', '127.0.0.1')
   .option('-c, --config <file>', 'switchyard.yaml or .json for every batch (default: built-in models on the simulator)')
   .option('-o, --out <dir>', 'folder for each batch\'s input and outputs, as <dir>/<batch id>/', 'out')
@@ -150,7 +156,7 @@ program
 program
   .command('sim')
   .description('start the built-in OpenAI-compatible simulator')
-  .option('--port <n>', 'port', (v) => Number(v), 8787)
+  .option('--port <n>', 'port (0 picks a free one)', portNumber, 8787)
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .option('--latency-ms <ms>', 'mean answer latency', (v) => Number(v), 0)
   .option('--latency-jitter-ms <ms>', 'latency varies by up to this much either way', (v) => Number(v), 0)

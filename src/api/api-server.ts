@@ -8,7 +8,7 @@ import { issueText } from '../config/issue-text.ts';
 import { ApiError } from './api-error.ts';
 import type { BatchService, InputFormat } from './batch-service.ts';
 import { batchPath, isOutputFileName, OUTPUT_FILES, type OutputFileName } from './batch-view.ts';
-import { bearerToken, mediaType, sendError, sendFile, sendJson } from './http-io.ts';
+import { bearerToken, hasBearerToken, mediaType, sendError, sendFile, sendJson } from './http-io.ts';
 import { saveJsonRows, saveUpload, uploadEncoding } from './upload.ts';
 
 /**
@@ -106,8 +106,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     const unavailable = service.unavailable();
     if (url.pathname === '/healthz' && method === 'GET') return sendJson(res, unavailable ? 503 : 200, unavailable ? { ok: false, reason: unavailable } : { ok: true });
     if (unavailable) throw new ApiError(503, 'redis_unavailable', unavailable);
-    if (options.token !== null && bearerToken(req) !== options.token) {
-      throw new ApiError(401, 'unauthorized', bearerToken(req) === null ? 'this server needs its API token: send it as "Authorization: Bearer <token>"' : 'the bearer token is not this server\'s (it is set by SWITCHYARD_API_TOKEN where the server runs)');
+    if (options.token !== null && !hasBearerToken(req, options.token)) {
+      const message = bearerToken(req) === null ? 'this server needs its API token: send it as "Authorization: Bearer <token>"' : 'the bearer token is not this server\'s (it is set by SWITCHYARD_API_TOKEN where the server runs)';
+      throw new ApiError(401, 'unauthorized', message, { 'www-authenticate': 'Bearer realm="switchyard"' });
     }
     if (url.pathname === '/v1/batches') {
       if (method === 'POST') {
@@ -135,7 +136,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     }
     const match = BATCH_ROUTE.exec(url.pathname);
     if (!match) throw new ApiError(404, 'not_found', `no such endpoint: ${method} ${url.pathname} (the API is under /v1/batches)`);
-    const batchId = decodeURIComponent(match[1]!);
+    const batchId = decodedPathPart(match[1]!);
     const [, , part, fileName] = match;
     if (part === 'cancel') {
       if (method !== 'POST') throw methodNotAllowed(method, 'POST');
@@ -152,7 +153,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     else if (part === 'report') name = parseQuery(url, reportQuery).format === 'md' ? 'report.md' : 'report.json';
     else {
       parseQuery(url, noQuery);
-      const asked = decodeURIComponent(fileName ?? '');
+      const asked = decodedPathPart(fileName ?? '');
       if (!isOutputFileName(asked)) throw new ApiError(404, 'file_not_found', `a batch has no output file "${asked}"; the files are ${Object.keys(OUTPUT_FILES).join(', ')}`);
       name = asked;
     }
@@ -211,5 +212,14 @@ function withinDeadline<T>(reading: Promise<T>): Promise<T> {
 }
 
 function methodNotAllowed(method: string, allowed: string): ApiError {
-  return new ApiError(405, 'method_not_allowed', `${method} is not allowed here; this endpoint takes ${allowed}`);
+  return new ApiError(405, 'method_not_allowed', `${method} is not allowed here; this endpoint takes ${allowed}`, { allow: allowed });
+}
+
+/** A %-encoded part of the path; one that does not decode (%E0%A4%A) is the client's mistake, a 400. */
+function decodedPathPart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new ApiError(400, 'invalid_path', `"${part}" in the path is not valid %-encoding (UTF-8 bytes as %XX)`);
+  }
 }

@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -13,7 +14,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 export function sendError(res: ServerResponse, error: ApiError): void {
   // An answer already under way (a file half sent) can only be cut off.
   if (res.headersSent) return void res.destroy(error);
-  sendJson(res, error.status, errorBody(error));
+  sendJson(res, error.status, errorBody(error), error.headers);
 }
 
 /** Streams a file as the answer; a file that is not there is a 404 naming it. */
@@ -25,6 +26,14 @@ export async function sendFile(res: ServerResponse, path: string, contentType: s
     // A client that hangs up mid-download is not the server's failure.
     if ((error as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') throw error;
   });
+}
+
+/** Whether a request carries `token` as its bearer token, compared in constant time (no timing hints about the token). */
+export function hasBearerToken(req: IncomingMessage, token: string): boolean {
+  const given = bearerToken(req);
+  if (given === null) return false;
+  const [a, b] = [createHash('sha256').update(given).digest(), createHash('sha256').update(token).digest()];
+  return timingSafeEqual(a, b);
 }
 
 /** The bearer token of a request, or null. */

@@ -49,7 +49,7 @@ export async function saveUpload(body: Readable, path: string, maxBytes: number,
   const limit = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       bytes += chunk.length;
-      if (bytes > maxBytes) return done(new ApiError(413, 'upload_too_large', `the file is larger than the server's limit of ${formatMegabytes(maxBytes)}${encoding ? ' (uncompressed)' : ''}: split it into several batches, or start the server with a higher --max-upload-mb`));
+      if (bytes > maxBytes) return done(new ApiError(413, 'upload_too_large', tooLarge(maxBytes, encoding)));
       done(null, chunk);
     },
   });
@@ -88,7 +88,7 @@ export async function saveJsonRows(body: Readable, path: string, maxBytes: numbe
   const collect = async (source: AsyncIterable<Buffer>) => {
     for await (const chunk of source) {
       bytes += chunk.length;
-      if (bytes > limit) throw new ApiError(413, 'upload_too_large', `a JSON body is read whole, and this one is larger than ${formatMegabytes(limit)}${encoding ? ' (uncompressed)' : ''}: send the rows as JSONL (Content-Type application/jsonl, one row per line), which is streamed`);
+      if (bytes > limit) throw new ApiError(413, 'upload_too_large', limit < maxBytes ? `a JSON body is read whole, and this one is larger than ${formatMegabytes(limit)}${encoding ? ' (uncompressed)' : ''}: send the rows as JSONL (Content-Type application/jsonl, one row per line), which is streamed` : tooLarge(maxBytes, encoding));
       chunks.push(chunk);
     }
   };
@@ -111,4 +111,8 @@ export async function saveJsonRows(body: Readable, path: string, maxBytes: numbe
   await writeFile(partial, rows.map((row) => `${JSON.stringify(row) ?? 'null'}\n`).join(''));
   await rename(partial, path);
   return bytes;
+}
+
+function tooLarge(maxBytes: number, encoding: string | null): string {
+  return `the file is larger than the server's limit of ${formatMegabytes(maxBytes)}${encoding ? ' (uncompressed)' : ''}: split it into several batches, or start the server with a higher --max-upload-mb`;
 }

@@ -69,7 +69,8 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
     const collection = createBackgroundCollection(session, say);
     const service = createBatchService({ host, outRoot: resolve(options.out), collection, logger, say });
     const server = await startApiServer({ host: options.host, port: options.port, token, maxUploadBytes: options.maxUploadMb * 1024 * 1024, service, logger });
-    say(`Switchyard API listening on ${server.url} (POST ${server.url}/v1/batches with a CSV or JSONL file; outputs under ${resolve(options.out)}).`);
+    const where = options.host === '0.0.0.0' || options.host === '::' ? `every interface (${options.host}), on this machine ${server.url}` : server.url;
+    say(`Switchyard API listening on ${where} (POST ${server.url}/v1/batches with a CSV or JSONL file; outputs under ${resolve(options.out)}).`);
     say(worker ? `Workers here make up to ${concurrency} model calls at a time; Redis ${session.redisLabel}, prefix "${session.space.prefix}".` : `No workers here (--no-worker): start "switchyard worker" processes on Redis ${session.redisLabel}, prefix "${session.space.prefix}".`);
     if (token === null && !LOOPBACK.has(options.host)) {
       say('Warning: no SWITCHYARD_API_TOKEN is set, and the server listens beyond this machine: anyone who reaches it can run batches that spend money. Set one and send it as a bearer token.');

@@ -202,6 +202,8 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(await error(getJson(`${server.url}/v1/batches/x/cancel`))).toMatchObject({ status: 405, message: expect.stringContaining('POST') });
     expect(await error(getJson(`${server.url}/v1/batches/nothing-here/cancel`, { method: 'POST' }))).toMatchObject({ status: 404, code: 'batch_not_found' });
     expect(await error(getJson(`${server.url}/v2/anything`))).toMatchObject({ status: 404, code: 'not_found' });
+    expect(await error(getJson(`${server.url}/v1/batches/%E0%A4%A/results`))).toMatchObject({ status: 400, code: 'invalid_path', message: expect.stringContaining('"%E0%A4%A"') });
+    expect((await fetch(`${server.url}/v1/batches/x`, { method: 'DELETE' })).headers.get('allow')).toBe('GET');
 
     // A batch started from the command line is not the server's to replace.
     await writeFile(join(dir, 'cli.csv'), 'prompt\nhello\n');
@@ -332,6 +334,7 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     const without = await getJson<ErrorBody>(`${server.url}/v1/batches`);
     expect(without.status).toBe(401);
     expect(without.body.error.message).toContain('Authorization: Bearer');
+    expect((await fetch(`${server.url}/v1/batches`)).headers.get('www-authenticate')).toBe('Bearer realm="switchyard"');
     expect((await getJson(`${server.url}/v1/batches`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
     expect((await getJson(`${server.url}/v1/batches`, { headers: { authorization: 'Bearer s3cret' } })).status).toBe(200);
     expect(server.output().stdout).toContain('No workers here (--no-worker)');
