@@ -83,12 +83,17 @@ export type PromptJobOutcome =
 
 /**
  * A row of a batch this process cannot serve (it runs on the built-in simulator inside another
- * process) goes back to the queue for a while, for that process's workers: 1 s, doubling to a
- * minute, so rows whose process has gone cost little until a resume serves them.
+ * process) goes back to the queue for that process's workers. While that process holds the batch
+ * (its lease), briefly: it is there to take the row. Else 1 s, doubling to a minute, so rows whose
+ * process has gone cost little until a resume serves them.
  */
-export function handBackMs(handBacks: number): number {
+export function handBackMs(handBacks: number, ownerRunning: boolean): number {
+  if (ownerRunning) return OWNER_RUNNING_HAND_BACK_MS;
   return Math.min(60_000, 500 * 2 ** handBacks);
 }
+
+/** Long enough that this worker's next fetches find other rows, short enough that the row hardly waits. */
+const OWNER_RUNNING_HAND_BACK_MS = 20;
 
 /**
  * A row whose model needs a key this worker lacks goes back to the queue while another worker has
@@ -124,7 +129,8 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     const ctx = await deps.batches.get(job.batchId);
     if (ctx === 'elsewhere') {
       const handBacks = (job.handBacks ?? 0) + 1;
-      return { kind: 'park', waitMs: handBackMs(handBacks), data: { ...job, handBacks } };
+      const ownerRunning = (await deps.redis.exists(keys.lease)) === 1;
+      return { kind: 'park', waitMs: handBackMs(handBacks, ownerRunning), data: { ...job, handBacks } };
     }
     const progress = job.progress ?? freshProgress();
     const callsBefore = everyCall(progress).length;

@@ -119,3 +119,27 @@ describe('switchyard worker, on its own beside a detached run', () => {
     expect(stopped.stdout).toContain('Stopped. Nothing is lost: "switchyard collect nobody-works" goes on from here.');
   });
 });
+
+describe('switchyard worker beside a run on the built-in models', () => {
+  const h = useSimulatorAndRedis('worker-beside-builtin', { latency_ms: 2 });
+
+  it('hands the rows it cannot serve straight back while their run is there to take them', async () => {
+    const dir = await tempDir('worker-beside-builtin');
+    const worker = spawnCli(['worker', '--concurrency', '16'], h.env());
+    try {
+      await waitForOutput(() => worker.output().stdout, 'Worker running', 20_000);
+      const started = Date.now();
+      // No --config: the built-in simulator inside the run, which the worker cannot call.
+      const run = await runCli(['run', await writePromptsCsv(dir, 300), '--out', join(dir, 'out'), '--batch-id', 'builtin-beside', '--concurrency', '16'], h.env());
+      const took = Date.now() - started;
+      expect(run.code, run.stderr).toBe(0);
+      expect(await readJsonLines(join(dir, 'out', 'results.jsonl'))).toHaveLength(300);
+      // The worker takes about half the rows and gives them back: each waits a moment (2.3 s in all
+      // here), not a backoff doubling from 1 s (past a minute).
+      expect(took).toBeLessThan(10_000);
+    } finally {
+      worker.kill('SIGINT');
+      await worker.done;
+    }
+  });
+});
