@@ -217,15 +217,16 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
 
   const outDir = resolve(options.out ?? existing?.out_dir ?? `out/${batchId}`);
   await createOutputDir(outDir);
-  await claimOutputDir(outDir, batchId);
   const startedAt = new Date();
+  const createdAt = existing?.created_at ?? startedAt.toISOString();
+  await claimOutputDir(outDir, batchId, createdAt);
   const meta: Omit<BatchMeta, 'cost_nanos'> = {
     batch_id: batchId,
     status: 'enqueuing',
     input: inputPath,
     input_kind: existing?.input_kind ?? 'rows',
     out_dir: outDir,
-    created_at: existing?.created_at ?? startedAt.toISOString(),
+    created_at: createdAt,
     invalid_rows: 0,
     prompt_column: promptColumn,
     // The first run's: the CSV journal already holds records with it.

@@ -51,17 +51,26 @@ export async function createOutputDir(dir: string): Promise<void> {
 
 /**
  * Marks the folder as `batchId`'s, or stops the run (before anything is enqueued) when it holds
- * another batch's outputs: a new batch given the same --out would replace them. Folders from
- * before the mark are known by their report.json.
+ * another batch's outputs: a new batch given the same --out would replace them. A batch is known
+ * by its id and when it was created: another server's batch of the same id (another Redis or key
+ * prefix), or one made again after Redis lost or forgot the first, is another batch. Folders from
+ * before the mark are known by their report.json, marks without a creation time by their id.
  */
-export async function claimOutputDir(dir: string, batchId: string): Promise<void> {
+export async function claimOutputDir(dir: string, batchId: string, createdAt: string): Promise<void> {
   const paths = outputPaths(dir);
-  const owner = (await readFile(paths.owner, 'utf8').catch(() => null))?.trim() || (await readWrittenReport(dir))?.batch_id;
+  const [markedId, markedCreated] = ((await readFile(paths.owner, 'utf8').catch(() => null)) ?? '').split('\n').map((line) => line.trim());
+  const owner = markedId || (await readWrittenReport(dir))?.batch_id;
   if (owner && owner !== batchId) {
     throw new UsageError(
       `${dir} holds the outputs of batch ${owner}, which batch ${batchId} would replace: give it another --out ` +
         `(without one, each batch writes to out/<batch id>), or delete that folder first if you no longer need them`,
     );
   }
-  if (owner !== batchId) await writeFile(paths.owner, `${batchId}\n`);
+  if (owner && markedCreated && markedCreated !== createdAt) {
+    throw new UsageError(
+      `${dir} holds the outputs of another batch ${owner}, created ${markedCreated} (another server's, or one this Redis no longer has), ` +
+        'which this one would replace: give it another --out or batch id, or delete that folder first if you no longer need them',
+    );
+  }
+  if (owner !== batchId || markedCreated !== createdAt) await writeFile(paths.owner, `${batchId}\n${createdAt}\n`);
 }

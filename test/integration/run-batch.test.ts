@@ -185,6 +185,11 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(await readJsonLines<RowResult>(join(out, 'results.jsonl'))).toHaveLength(5);
     // The batch that owns the folder goes on using it.
     expect((await runCli(['run', '--resume', 'first-out'], h.env())).code).toBe(0);
+    // A batch of the same id kept under another key prefix (another server's) is another batch.
+    const elsewhere = await runCli(['run', other, '--config', config, '--out', out, '--batch-id', 'first-out'], { ...h.env(), SWITCHYARD_PREFIX: `${h.prefix}-other` });
+    expect(elsewhere.code).toBe(2);
+    expect(elsewhere.stderr).toMatch(new RegExp(`${out} holds the outputs of another batch first-out, created \\S+ \\(another server's, or one this Redis no longer has\\), which this one would replace`));
+    expect(await readJsonLines<RowResult>(join(out, 'results.jsonl'))).toHaveLength(5);
   });
 
   it('refuses --detach on the built-in models, whose simulator would stop with the process', async () => {
