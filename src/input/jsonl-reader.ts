@@ -40,7 +40,8 @@ export async function* readJsonlRows(path: string, rules: RowRules, position?: R
   for await (const raw of splitLines(source)) {
     line += 1;
     if (position) position.bytesRead += Buffer.byteLength(raw) + 1; // + its newline (a CRLF line counts one short: fine for an estimate)
-    const text = line === 1 ? raw.replace(/^\uFEFF/, '') : raw;
+    // A byte order mark starts the file, or a later line where two files were joined.
+    const text = raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw;
     if (text.trim() === '') continue;
     records += 1;
     const item = parseLine(text, { row: line, line }, rules);
@@ -60,7 +61,7 @@ export async function* readJsonlRows(path: string, rules: RowRules, position?: R
 
 function parseLine(text: string, pos: RecordPosition, rules: RowRules): ReadItem {
   // Checked on the raw line, so a "\ufffd" escape written on purpose is not mistaken for bad bytes.
-  if (hasReplacementChar(text)) return { kind: 'error', value: { ...pos, ...notUtf8(pos.line) } };
+  if (hasReplacementChar(text)) return { kind: 'error', value: { ...pos, ...notUtf8(pos.line, 'jsonl') } };
   let value: unknown;
   try {
     value = JSON.parse(text);

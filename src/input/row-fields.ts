@@ -117,10 +117,11 @@ export function unknownModel(model: string, known: ReadonlySet<string>): Problem
  * export from Excel, say) into U+FFFD. Such a row is refused rather than sent: the model would be
  * paid to answer mangled text. A file that really holds U+FFFD has lost those characters already.
  */
-export function notUtf8(line: number): Pick<RowError, 'code' | 'message'> {
+export function notUtf8(line: number, format: 'csv' | 'jsonl' = 'csv'): Pick<RowError, 'code' | 'message'> {
+  const how = format === 'csv' ? ' (in Excel: "CSV UTF-8")' : '';
   return {
     code: 'bad_encoding',
-    message: `line ${line} is not UTF-8 text (some bytes cannot be decoded); save the file as UTF-8 (in Excel: "CSV UTF-8") and run it again`,
+    message: `line ${line} is not UTF-8 text (some bytes cannot be decoded); save the file as UTF-8${how} and run it again`,
   };
 }
 

@@ -252,6 +252,13 @@ describe('readJsonlRows details', () => {
   });
 });
 
+describe('two JSONL files joined into one', () => {
+  it('reads a line that starts with the second file\'s byte order mark', async () => {
+    const items = await collect(readJsonlRows(await file('joined.jsonl', '\uFEFF{"prompt": "one"}\n\uFEFF{"prompt": "two"}\n'), rules));
+    expect(items.map((item) => item.kind === 'row' && item.value.messages[0]?.content)).toEqual(['one', 'two']);
+  });
+});
+
 describe('an OpenAI Batch line whose custom_id is a number', () => {
   it('is an invalid row that keeps the id as text, so its batch_errors.jsonl line can be matched', async () => {
     const line = JSON.stringify({ custom_id: 123, method: 'POST', url: '/v1/chat/completions', body: { model: 'gpt-a', messages: [{ role: 'user', content: 'hi' }] } });
