@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from './log.ts';
 import { writeLines } from './progress/terminal-lines.ts';
 import { describeFileTrouble, describeRedisTrouble, SetupError, UsageError } from './errors.ts';
+import { LOCK_TOO_SHORT, MIN_LOCK_MS } from './queue/claim-lock.ts';
 import packageJson from '../package.json' with { type: 'json' };
 
 /**
@@ -37,6 +38,12 @@ const logger = createLogger();
 function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a whole number above 0');
+  return n;
+}
+
+function lockMs(value: string): number {
+  const n = positiveInt(value);
+  if (n < MIN_LOCK_MS) throw new InvalidArgumentError(`it ${LOCK_TOO_SHORT}`);
   return n;
 }
 
@@ -113,7 +120,7 @@ program
   .command('worker')
   .description('process rows from the queue (any batch) until stopped; run as many as you like, anywhere that reaches Redis')
   .option('--concurrency <n>', 'model calls in flight in this process', positiveInt, 64)
-  .option('--lock-ms <ms>', 'how long a claimed row stays claimed without renewal', positiveInt, 30_000)
+  .option('--lock-ms <ms>', `how long a claimed row stays claimed without renewal (${MIN_LOCK_MS} or more)`, lockMs, 30_000)
   .action((opts: { concurrency: number; lockMs: number }) =>
     exitWith(async () => (await import('./commands/worker.ts')).runWorkerCommand(opts, logger, say)),
   );

@@ -1,4 +1,4 @@
-import { DelayedError, Worker, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createPromptProcessor, promptJobSchema } from '../jobs/prompt.ts';
@@ -45,6 +45,8 @@ export interface PromptWorkerHandle {
 }
 
 const DEAD_PROCESS_SWEEP_MS = 5000;
+/** Times a row's claim may be lost (its worker stalled) before BullMQ gives the row up. */
+const STALLED_LIMIT = 3;
 
 export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHandle {
   const { logger } = options;
@@ -71,7 +73,7 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
       concurrency: rowsHeldFor(options.concurrency),
       lockDuration: options.lockMs,
       stalledInterval: Math.max(1000, Math.floor(options.lockMs / 2)),
-      maxStalledCount: 3,
+      maxStalledCount: STALLED_LIMIT,
     },
   );
 
@@ -88,9 +90,10 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
   // here. Once BullMQ gives up on such a job, the row still gets a failed result, so the batch ends.
   worker.on('failed', (job, error) => {
     if (!job) return;
-    const attemptsLeft = (job.opts.attempts ?? 1) > job.attemptsMade;
-    reportFailure('prompt job crashed', error, { job: job.id, attemptsLeft });
-    if (attemptsLeft) return;
+    // BullMQ retries none after an UnrecoverableError (a row whose claim was lost too often), whatever attempts are left.
+    const retried = (job.opts.attempts ?? 1) > job.attemptsMade && !(error instanceof UnrecoverableError);
+    reportFailure('prompt job crashed', error, { job: job.id, attemptsLeft: retried });
+    if (retried) return;
     void publishCrashedRow(options, job, error).catch((publishError: unknown) => reportFailure('could not record crashed row', publishError, { job: job.id }));
   });
   worker.on('error', (error) => (options.onWorkerError ? options.onWorkerError('worker', error) : logger.error({ err: error }, 'worker error')));
@@ -125,7 +128,10 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
 async function publishCrashedRow(options: PromptWorkerOptions, job: Job, error: Error): Promise<void> {
   const parsed = promptJobSchema.safeParse(job.data);
   if (!parsed.success) return;
-  const step = crashedRowStep(parsed.data, parsed.data.progress ?? freshProgress(), error);
+  const lost = /stalled more than allowable limit/.test(error.message)
+    ? new Error(`its claim on the row was lost ${STALLED_LIMIT + 1} times (a worker too busy or paused to renew it within queue.lock_ms / --lock-ms); run the batch again with --resume`)
+    : error;
+  const step = crashedRowStep(parsed.data, parsed.data.progress ?? freshProgress(), lost);
   if (step.kind !== 'finished') return;
   await publishRowEvent(options.redis, batchKeys(options.space, parsed.data.batchId), step.event, step.costNanos, parsed.data.fingerprint);
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_TASK_TYPES } from '../routing/default-task-types.ts';
+import { LOCK_TOO_SHORT, MIN_LOCK_MS } from '../queue/claim-lock.ts';
 import { closestName } from './closest-name.ts';
 
 /** Everything a batch needs to know about its models, checked at the edge (DESIGN principle 7). */
@@ -56,7 +57,7 @@ export const retrySchema = z.strictObject({
 
 export const queueSchema = z.strictObject({
   /** How long a worker's claim on a job lasts without renewal; a dead worker's rows re-run after it. */
-  lock_ms: positiveInt.default(30_000),
+  lock_ms: z.number().int().min(MIN_LOCK_MS, { error: LOCK_TOO_SHORT }).default(30_000),
   /** Rows per addBulk call. */
   enqueue_chunk: positiveInt.default(500),
   /**

@@ -1,4 +1,4 @@
-import { Queue } from 'bullmq';
+import { Queue, UnrecoverableError } from 'bullmq';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
@@ -33,13 +33,13 @@ describe('a prompt job that crashes after calling a model', () => {
     await sim.close();
   });
 
-  /** One batch whose gate throws on the first `crashes` settlements, as a Redis error would. */
-  function batchesCrashingOnSettle(crashes: number): BatchContexts {
+  /** One batch whose gate throws on the first `crashes` settlements, as a Redis error would (or `error`). */
+  function batchesCrashingOnSettle(crashes: number, error: () => Error = () => new Error('Connection is closed.')): BatchContexts {
     const config = parseConfig({ providers: { sim: { base_url: sim.url } }, models: { ok: { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 2 } } }, default_model: 'ok' }, 'test');
     let settled = 0;
     const { gate } = openRowGate({
       settle: async () => {
-        if (++settled <= crashes) throw new Error('Connection is closed.');
+        if (++settled <= crashes) throw error();
       },
     });
     const runner: RowRunnerDeps = {
@@ -52,9 +52,9 @@ describe('a prompt job that crashes after calling a model', () => {
     return { get: async () => ({ config, runner, advance: (row, progress) => advanceRow(row, progress, runner) }), prime: () => undefined };
   }
 
-  async function runOneRow(batchId: string, crashes: number): Promise<{ result: RowResult; calls: CallRecord[] }> {
+  async function runOneRow(batchId: string, crashes: number, error?: () => Error): Promise<{ result: RowResult; calls: CallRecord[] }> {
     await worker?.close();
-    worker = startPromptWorker({ connection: connect(), redis: connect(), space, batches: batchesCrashingOnSettle(crashes), logger: pino({ level: 'silent' }), concurrency: 1, lockMs: 5000 });
+    worker = startPromptWorker({ connection: connect(), redis: connect(), space, batches: batchesCrashingOnSettle(crashes, error), logger: pino({ level: 'silent' }), concurrency: 1, lockMs: 5000 });
     const data = { batchId, row: 1, id: 'r1', messages: [{ role: 'user', content: 'Hello' }], metadata: {} };
     await queue.add('prompt', data, { jobId: promptJobId(batchId, 1, 1), attempts: 3, backoff: { type: 'fixed', delay: 10 }, removeOnComplete: true, removeOnFail: true });
     const keys = batchKeys(space, batchId);
@@ -77,5 +77,12 @@ describe('a prompt job that crashes after calling a model', () => {
     expect(result).toMatchObject({ status: 'failed', error: { code: 'unexpected_error' } });
     expect(result.error?.message).toContain('Connection is closed.');
     expect(calls.map((call) => call.attempt)).toEqual([1, 2, 3]);
+  });
+
+  it('gives a failed result to a row BullMQ gives up on with attempts left (its claim lost too often), instead of leaving the batch a row short', async () => {
+    // What BullMQ fails a row with after its claim was lost past maxStalledCount: no retry follows, whatever attempts remain.
+    const { result } = await runOneRow('stalled-out', 1, () => new UnrecoverableError('job stalled more than allowable limit'));
+    expect(result).toMatchObject({ status: 'failed', error: { code: 'unexpected_error' } });
+    expect(result.error?.message).toMatch(/its claim on the row was lost 4 times .*--resume$/);
   });
 });

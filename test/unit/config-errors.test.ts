@@ -91,6 +91,10 @@ describe('a config with mistakes', () => {
     expect(meantHint('qwen2.5-72b', names)).toBe('');
   });
 
+  it('refuses a claim lock too short for a busy worker to renew', () => {
+    expect(problems({ ...valid, queue: { lock_ms: 10 } })).toContain('queue.lock_ms: must be at least 5000 ms: a shorter claim is lost whenever its worker is busy for a moment, and a row lost three times is given up');
+  });
+
   it('says why an ensemble with too few members cannot reach its min_answers', () => {
     expect(problems({ ...valid, ensembles: { duo: { members: ['flash'], synthesizer: 'flash' } } })).toContain('ensembles.duo.min_answers: 2 (the default) is more than its 1 member: give it more members, or a lower min_answers');
   });
