@@ -91,6 +91,9 @@ async function resolveConfig(options: RunOptions, existing: BatchMeta | null, st
   if (existing && storedConfig && !existing.builtin_config) {
     return { config: configSchema.parse(JSON.parse(storedConfig)), builtIn: false, simulator: null };
   }
+  if (options.detach) {
+    throw new UsageError('--detach needs --config: the built-in models are a simulator inside this process, which stops when it exits. Give a config (examples/switchyard.yaml runs on "switchyard sim").');
+  }
   const { config, simulator } = await startBuiltInModels();
   say(`No --config given: using the built-in models on the simulator at ${simulator.url} (no API key needed).`);
   return { config, builtIn: true, simulator };
@@ -181,14 +184,12 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   if (existing && options.out && resolve(options.out) !== existing.out_dir) {
     throw new UsageError(`batch ${batchId} writes its outputs to ${existing.out_dir}, not ${resolve(options.out)}: leave --out off to go on with it, or start a new batch (another --batch-id)`);
   }
-  // Before anything is written: another process may be running this batch now.
-  if (!options.detach) held.lease = await acquireBatchLease(session.redis, session.store.keys(batchId).lease, batchId);
+  // Before anything is written: another process may be running this batch now. (A server holds
+  // the lease of the batches it queues itself; a --detach from the command line holds it while it queues.)
+  if (!host) held.lease = await acquireBatchLease(session.redis, session.store.keys(batchId).lease, batchId);
   const storedConfig = existing ? await session.store.loadConfigJson(batchId) : null;
   const resolved = await resolveConfig(options, existing, storedConfig, say, host);
   held.simulator = resolved.simulator;
-  if (options.detach && resolved.simulator) {
-    throw new UsageError('--detach needs --config: the built-in models are a simulator inside this process, which stops when it exits. Give a config (examples/switchyard.yaml runs on "switchyard sim").');
-  }
   // A resume keeps the judge it was given, as it keeps --ab.
   const judgeModel = options.judge ?? existing?.judge_model;
   const config = judgeModel ? withJudge(resolved.config, judgeModel) : resolved.config;

@@ -240,6 +240,11 @@ describe('crash safety: killed processes lose no row and double none', () => {
     const second = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'twice'], h.env());
     expect(second.code, second.stderr).toBe(2);
     expect(second.stderr).toMatch(/batch twice is being run by another process right now \(\S+ pid \d+\), which writes its outputs; wait for it to finish or stop it first/);
+    // A --detach of it would rewrite its settings (--model here) under the running process: refused too.
+    const detached = await runCli(['run', input, '--config', config, '--batch-id', 'twice', '--detach', '--model', 'slow'], h.env());
+    expect(detached.code, detached.stdout).toBe(2);
+    expect(detached.stderr).toMatch(/batch twice is being run by another process right now/);
+    expect(await h.redis.hget(`${h.prefix}:batch:{twice}`, 'model_override')).toBeNull();
     // Another --out for the same batch would split its outputs: refused too.
     const elsewhere = await runCli(['run', input, '--config', config, '--out', join(dir, 'out2'), '--batch-id', 'twice'], h.env());
     expect(elsewhere.code).toBe(2);
