@@ -51,13 +51,19 @@ export interface PromptJobDeps {
   logger: Logger;
   /** Whether a live worker process other than this one has this API key variable (worker-registry.ts). */
   keyHeldElsewhere?: (name: string) => Promise<boolean>;
+  /**
+   * For a row handed back from a dead worker: whether its batch's run is gone too (unqueue-batch.ts
+   * isOrphaned), and taking it off the queue as a stopped run's rows are. Such a row waits for its
+   * resume: another batch's run or a worker does not spend on it meanwhile.
+   */
+  orphanedRows?: { isOrphaned(batchId: string): Promise<boolean>; withdraw(job: PromptJob): Promise<unknown> };
 }
 
 /**
  * How a job ended: its row's result, or nothing to do: the row had succeeded already (a
  * re-delivery), or the job is superseded by a newer one for the row's edited content.
  */
-export type FinishedRowKind = 'succeeded' | 'failed' | 'already-succeeded' | 'superseded';
+export type FinishedRowKind = 'succeeded' | 'failed' | 'already-succeeded' | 'superseded' | 'withdrawn';
 
 /** How BullMQ is delivering this job: a re-delivery may follow a run whose result was already published. */
 export interface Delivery {
@@ -125,6 +131,10 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     if (delivery.redelivered || job.reopened === true) {
       const before = await rowBefore(deps.redis, keys, job);
       if (before !== null) return { kind: 'done', batchId: job.batchId, row: before, costNanos: 0 };
+    }
+    if (delivery.redelivered && deps.orphanedRows && (await deps.orphanedRows.isOrphaned(job.batchId))) {
+      await deps.orphanedRows.withdraw(job);
+      return { kind: 'done', batchId: job.batchId, row: 'withdrawn', costNanos: 0 };
     }
     const ctx = await deps.batches.get(job.batchId);
     if (ctx === 'elsewhere') {

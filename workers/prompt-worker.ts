@@ -11,6 +11,8 @@ import { isRedisRefusal } from '../src/queue/redis-outage.ts';
 import { batchKeys, PROMPT_QUEUE, type KeySpace } from '../src/queue/keys.ts';
 import type { BatchContexts } from '../src/queue/batch-context.ts';
 import { keyHolders, registerWorker, releaseRowsOfDeadWorkers, type ReleasedRows } from '../src/queue/worker-registry.ts';
+import { BatchStore } from '../src/queue/batch-state.ts';
+import { isOrphaned, withdrawJobData } from '../src/queue/unqueue-batch.ts';
 
 export interface PromptWorkerOptions {
   /** ioredis connection for BullMQ's blocking reads (maxRetriesPerRequest: null). */
@@ -50,7 +52,15 @@ const STALLED_LIMIT = 3;
 
 export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHandle {
   const { logger } = options;
-  const processJob = createPromptProcessor({ redis: options.redis, space: options.space, batches: options.batches, logger, keyHeldElsewhere: keyHolders(options.redis, options.space) });
+  const store = new BatchStore(options.redis, options.space);
+  const processJob = createPromptProcessor({
+    redis: options.redis,
+    space: options.space,
+    batches: options.batches,
+    logger,
+    keyHeldElsewhere: keyHolders(options.redis, options.space),
+    orphanedRows: { isOrphaned: (batchId) => isOrphaned(store, batchId), withdraw: (job) => withdrawJobData(store, job.batchId, job) },
+  });
   const worker = new Worker(
     PROMPT_QUEUE,
     async (job: Job, token?: string) => {

@@ -41,7 +41,7 @@ export function createWorkerActivity(now: () => number = Date.now) {
       if (finished.row === 'already-succeeded') return;
       for (const counts of [period, total]) {
         counts.costNanos += finished.costNanos;
-        if (finished.row === 'superseded') continue;
+        if (finished.row === 'superseded' || finished.row === 'withdrawn') continue;
         counts.rows++;
         if (finished.row === 'failed') counts.failed++;
         counts.batches.add(finished.batchId);

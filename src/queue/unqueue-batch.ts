@@ -59,18 +59,38 @@ export async function unqueueBatch(queue: Queue, store: BatchStore, batchId: str
 export async function unqueueOrphanedBatches(queue: Queue, store: BatchStore, ownBatchId: string): Promise<Map<string, Unqueued>> {
   const done = new Map<string, Unqueued>();
   for (const [batchId, ids] of await queuedJobsByBatch(queue)) {
-    if (batchId === ownBatchId) continue;
-    const meta = await store.load(batchId).catch(() => null); // a damaged batch is left as it is
-    if (!meta || meta.detached !== false || isFinishedStatus(meta.status)) continue;
-    const holder = await store.redis.get(store.keys(batchId).lease);
-    if (holder !== null && leaseHolderAlive(holder) !== false) continue;
+    if (batchId === ownBatchId || !(await isOrphaned(store, batchId))) continue;
     done.set(batchId, await unqueueJobs(queue, store, batchId, ids));
   }
   return done;
 }
 
-async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids: readonly string[]): Promise<Unqueued> {
+/** A batch whose run is gone (see unqueueOrphanedBatches): not finished, not --detach'ed, its lease free or its holder dead here. */
+export async function isOrphaned(store: BatchStore, batchId: string): Promise<boolean> {
+  const meta = await store.load(batchId).catch(() => null); // a damaged batch is left as it is
+  if (!meta || meta.detached !== false || isFinishedStatus(meta.status)) return false;
+  const holder = await store.redis.get(store.keys(batchId).lease);
+  return holder === null || leaseHolderAlive(holder) === false;
+}
+
+/**
+ * What a row taken off the queue leaves: the calls its job holds go to the batch's stream (paid
+ * for), and answers worth keeping to the resume. 'removed' when it held none worth keeping.
+ */
+export async function withdrawJobData(store: BatchStore, batchId: string, data: unknown): Promise<'removed' | 'carried'> {
+  const parked = parkedRow(data);
+  if (!parked) return 'removed';
+  const calls = everyCall(parked.progress);
+  if (calls.length === 0) return 'removed';
   const keys = store.keys(batchId);
+  // Recorded first: answers carried without their cost records would be paid for unrecorded.
+  await publishCallsOnly(store.redis, keys, parked.row, calls, callTotals(calls).costNanos);
+  if (parked.fingerprint === undefined || !holdsAnswers(parked.progress)) return 'removed';
+  await carryRow(store.redis, keys, parked.row, parked.fingerprint, parked.progress);
+  return 'carried';
+}
+
+async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids: readonly string[]): Promise<Unqueued> {
   const result: Unqueued = { removed: 0, kept: 0, carried: 0 };
   const slots: BookedSlot[] = [];
   for (let start = 0; start < ids.length; start += CHUNK) {
@@ -82,15 +102,8 @@ async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids
         // Removed first: a job a worker took meanwhile keeps its calls, and publishes them itself.
         if ((await queue.remove(job.id!)) !== 1) return 'kept';
         const parked = parkedRow(job.data);
-        if (!parked) return 'removed';
-        slots.push(...bookedSlots(parked.progress));
-        const calls = everyCall(parked.progress);
-        if (calls.length === 0) return 'removed';
-        // Recorded first: answers carried without their cost records would be paid for unrecorded.
-        await publishCallsOnly(store.redis, keys, parked.row, calls, callTotals(calls).costNanos);
-        if (parked.fingerprint === undefined || !holdsAnswers(parked.progress)) return 'removed';
-        await carryRow(store.redis, keys, parked.row, parked.fingerprint, parked.progress);
-        return 'carried';
+        if (parked) slots.push(...bookedSlots(parked.progress));
+        return withdrawJobData(store, batchId, job.data);
       }),
     );
     for (const outcome of outcomes) {

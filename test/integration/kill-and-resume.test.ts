@@ -82,6 +82,7 @@ describe('crash safety: killed processes lose no row and double none', () => {
     const orphanedQueued = (await queuedJobsOf('orphaned')).length;
     expect(orphanedQueued).toBeGreaterThan(300);
     const detachedQueued = (await queuedJobsOf('for-workers')).length;
+    const finishedAtKill = await h.redis.bitcount(finishedKeyOf('orphaned'));
 
     h.sim.reset();
     const small = await writePromptsCsv(await tempDir('orphan-next'), 10);
@@ -90,6 +91,9 @@ describe('crash safety: killed processes lose no row and double none', () => {
     expect(next.stdout).toContain(`Batch orphaned has rows queued but its run is gone (killed?): took ${orphanedQueued.toLocaleString('en-US')} rows off the queue, so this run does not run them for it. \`switchyard run --resume orphaned\` finishes it.`);
     expect(next.stdout).not.toContain('Batch for-workers');
     expect(await queuedJobsOf('orphaned')).toEqual([]);
+    // Nor the rows the killed run had in hand, which this run's worker found held by a dead process
+    // and handed back: taken off too when they came round, not answered for the killed batch.
+    expect(await h.redis.bitcount(finishedKeyOf('orphaned'))).toBe(finishedAtKill);
     // The detached batch's rows are any worker's: this run may have served some, and the rest wait.
     expect((await queuedJobsOf('for-workers')).length).toBeLessThanOrEqual(detachedQueued);
     const queue = new Queue(PROMPT_QUEUE, { connection: h.redis.duplicate(), prefix: h.prefix });
