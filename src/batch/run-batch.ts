@@ -195,7 +195,7 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   const config = judgeModel ? withJudge(resolved.config, judgeModel) : resolved.config;
   if (config.judge) say(`Judge: ${config.judge.model} scores every answer from 1 to 10 (against the "${config.judge.reference_column}" field where a row has one).`);
   const budgeted = (options.budget ?? existing?.budget_usd ?? config.budget.batch_usd ?? config.budget.monthly_usd) !== undefined;
-  warnAboutConfig(config, budgeted, say);
+  warnAboutConfig(config, budgeted, options.detach === true, say);
 
   const file = options.file ?? existing?.input;
   if (!file) throw new UsageError('no input file: give one, e.g. "switchyard run prompts.csv"');
@@ -509,7 +509,7 @@ function keysAllMissing(config: SwitchyardConfig, models: readonly string[]): st
   return [...new Set(missing)].map((name) => `$${name}`);
 }
 
-function warnAboutConfig(config: SwitchyardConfig, budgeted: boolean, say: (line: string) => void): void {
+function warnAboutConfig(config: SwitchyardConfig, budgeted: boolean, detached: boolean, say: (line: string) => void): void {
   const unpriced = Object.entries(config.models).filter(([, model]) => !model.price).map(([name]) => name);
   // A budget counts priced calls only: an unpriced model's calls would run past it unnoticed.
   const unbounded = budgeted ? ', and no budget limits them' : '';
@@ -520,6 +520,8 @@ function warnAboutConfig(config: SwitchyardConfig, budgeted: boolean, say: (line
     const key = missingKeyFor(config, model);
     if (key !== null) modelsByMissingKey.set(key, [...(modelsByMissingKey.get(key) ?? []), model]);
   }
-  for (const [key, models] of modelsByMissingKey) say(`Warning: $${key} is not set: calls to ${models.join(', ')} will fail with missing_api_key.`);
+  // A detached batch's calls are made by the workers, with their own environment.
+  const where = detached ? ' here: the workers that take its rows need it, or' : ':';
+  for (const [key, models] of modelsByMissingKey) say(`Warning: $${key} is not set${where} calls to ${models.join(', ')} will fail with missing_api_key.`);
 }
 
