@@ -7,7 +7,7 @@ import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { readRows } from '../input/read-rows.ts';
 import type { InputRow, ReadItem, ReadPosition } from '../input/row.ts';
 import { carriedProgressFits, type CarriedTarget } from '../execution/carried-progress.ts';
-import { pinnedModel } from '../routing/pinned-model.ts';
+import { pinnedModel, refuseUnknownPinned } from '../routing/pinned-model.ts';
 import { rowTarget } from '../routing/row-target.ts';
 import { missingKeyFor } from '../models/provider-clients.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
@@ -30,7 +30,6 @@ import { createBatchContexts, type BatchContexts } from '../queue/batch-context.
 import { createCallSlots } from '../execution/call-slots.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
 import { withJudge } from '../judge/judge-override.ts';
-import { meantHint } from '../config/closest-name.ts';
 
 export interface RunOptions {
   file?: string;
@@ -205,7 +204,7 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   const model = pinnedModel(options) ?? (options.route === 'auto' || options.ab ? undefined : existing?.model_override);
   const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config)) : !options.model && !options.route ? existing?.ab_split : undefined;
   if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id (the same id, the same model, every run).`);
-  if (model && !answerableNames(config).includes(model)) throw new UsageError(`--model/--route "${model}" is not in the config${meantHint(model, answerableNames(config))}; models and ensembles: ${answerableNames(config).join(', ')}`);
+  refuseUnknownPinned(model, answerableNames(config));
   if (!options.detach) {
     refuseWithoutKeys(config, model);
     refuseJudgeWithoutKey(config);

@@ -8,7 +8,7 @@ import { readRows } from '../input/read-rows.ts';
 import { callCostNanos, formatUsd, nanosToUsd } from '../models/pricing.ts';
 import { parseAbSplit } from '../routing/ab-split.ts';
 import { rowTarget } from '../routing/row-target.ts';
-import { pinnedModel } from '../routing/pinned-model.ts';
+import { pinnedModel, refuseUnknownPinned } from '../routing/pinned-model.ts';
 import { noModelMessage, planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { countMessageTokens } from '../routing/token-count.ts';
@@ -17,7 +17,6 @@ import { judgeMessages } from '../judge/judge-prompt.ts';
 import { withJudge } from '../judge/judge-override.ts';
 import { referenceAnswer } from '../judge/judge-row.ts';
 import { counted, formatCount } from '../output/report-markdown.ts';
-import { meantHint } from '../config/closest-name.ts';
 
 export interface DryRunOptions {
   file?: string;
@@ -53,7 +52,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   const loaded = options.config ? await loadConfigFile(options.config) : builtInConfig('http://127.0.0.1:8787/v1');
   const config = options.judge ? withJudge(loaded, options.judge) : loaded;
   const pinned = pinnedModel(options);
-  if (pinned && !answerableNames(config).includes(pinned)) throw new UsageError(`--model/--route "${pinned}" is not in the config${meantHint(pinned, answerableNames(config))}; models and ensembles: ${answerableNames(config).join(', ')}`);
+  refuseUnknownPinned(pinned, answerableNames(config));
   if (options.ab && pinned) throw new UsageError('give either --ab or --model/--route, not both');
   const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config)) : undefined;
   const rules = compileTaskRules(config.routing);

@@ -5,4 +5,4 @@
  */
 export const MIN_LOCK_MS = 5000;
 
-export const LOCK_TOO_SHORT = `must be at least ${MIN_LOCK_MS} ms: a shorter claim is lost whenever its worker is busy for a moment, and a row lost three times is given up`;
+export const LOCK_TOO_SHORT = `must be at least ${MIN_LOCK_MS} ms: a shorter claim is lost whenever its worker is busy for a moment, and a row whose claim is lost 4 times is given up`;

@@ -1,3 +1,4 @@
+import { meantHint } from '../config/closest-name.ts';
 import { UsageError } from '../errors.ts';
 
 /**
@@ -8,4 +9,9 @@ export function pinnedModel(options: { model?: string | undefined; route?: strin
   if (options.model && options.route && options.route !== options.model) throw new UsageError('give either --model or --route, not both');
   if (options.route && options.route !== 'auto') return options.route;
   return options.model;
+}
+
+/** Refuses a pinned model that is not among `names` (the config's models and ensembles), with the one meant. */
+export function refuseUnknownPinned(pinned: string | undefined, names: readonly string[]): void {
+  if (pinned && !names.includes(pinned)) throw new UsageError(`--model/--route "${pinned}" is not in the config${meantHint(pinned, names)}; models and ensembles: ${names.join(', ')}`);
 }

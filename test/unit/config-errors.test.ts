@@ -92,7 +92,7 @@ describe('a config with mistakes', () => {
   });
 
   it('refuses a claim lock too short for a busy worker to renew', () => {
-    expect(problems({ ...valid, queue: { lock_ms: 10 } })).toContain('queue.lock_ms: must be at least 5000 ms: a shorter claim is lost whenever its worker is busy for a moment, and a row lost three times is given up');
+    expect(problems({ ...valid, queue: { lock_ms: 10 } })).toContain('queue.lock_ms: must be at least 5000 ms: a shorter claim is lost whenever its worker is busy for a moment, and a row whose claim is lost 4 times is given up');
   });
 
   it('says why an ensemble with too few members cannot reach its min_answers', () => {
