@@ -92,7 +92,7 @@ async function leaseHolder(session: Session, batchId: string): Promise<string | 
 /** The lines `status <batch id>` prints. */
 export function describeBatch({ meta, progress, runBy, workers, workerNames = [], rowsWrittenSoFar = null, keptAnswers = 0 }: BatchState): string[] {
   const lines = [
-    `${meta.batch_id}  ${meta.status}`,
+    `${meta.batch_id}  ${statusText(meta.status, runBy, workers, meta.detached)}`,
     `  rows      ${formatCount(progress.finished)}/${totalOf(progress).text} finished: ${formatCount(progress.succeeded)} succeeded, ${formatCount(progress.failed)} failed; ${formatCount(meta.invalid_rows)} invalid${invalidReasons(meta)}`,
     `  cost      ${formatUsd(progress.costUsd)}${meta.budget_usd === undefined ? '' : ` of a ${formatUsd(meta.budget_usd)} budget`}`,
     ...runChoices(meta),
@@ -105,7 +105,7 @@ export function describeBatch({ meta, progress, runBy, workers, workerNames = []
   if (typeof workers === 'number') lines.push(`  workers   ${workersConnectedText(workers)} to this Redis${workers === 0 ? ' (rows finish only while one runs)' : names}`);
   // A Redis that will not list its clients (some managed ones): the processes on record say it instead.
   else if (workers === null && workerNames.length > 0) lines.push(`  workers   ${counted(workerNames.length, 'worker process')} on record: ${workerNames.join(', ')}`);
-  const next = nextStep(meta.batch_id, meta.status, meta.invalid_rows, runBy, workers);
+  const next = nextStep(meta.batch_id, meta.status, meta.invalid_rows, runBy, workers, meta.detached);
   if (next) lines.push(`  next      ${next}`);
   return lines;
 }
@@ -125,7 +125,7 @@ export function batchTable(states: BatchState[], count: number): string[] {
   const header = ['BATCH', 'STATUS', 'ROWS', 'FAILED', 'COST', 'STARTED (UTC)'];
   const rows = states.map(({ meta, progress, runBy, workers }) => [
     meta.batch_id,
-    statusText(meta.status, runBy, workers),
+    statusText(meta.status, runBy, workers, meta.detached),
     `${formatCount(progress.finished)}/${totalOf(progress).text}`,
     formatCount(progress.failed + meta.invalid_rows),
     formatUsd(progress.costUsd),
@@ -140,10 +140,12 @@ export function batchTable(states: BatchState[], count: number): string[] {
 /**
  * An unfinished batch that nothing works on says so ("running, stopped": an interrupted run that
  * needs its resume); one whose rows workers take but nobody collects, "running, not collected".
+ * A batch run without --detach whose run is gone is stopped whatever workers there are: its rows
+ * came off the queue with its run (or do when the next run or worker meets them).
  */
-function statusText(status: BatchStatus, runBy?: string | null, workers?: number | null): string {
+function statusText(status: BatchStatus, runBy?: string | null, workers?: number | null, detached?: boolean): string {
   if (isFinishedStatus(status) || runBy !== null || workers === undefined) return status;
-  if (workers === 0) return `${status}, stopped`;
+  if (workers === 0 || detached === false) return `${status}, stopped`;
   return workers === null ? status : `${status}, not collected`;
 }
 
@@ -157,7 +159,7 @@ function invalidReasons(meta: BatchMeta): string {
  * `runBy`: the process collecting the batch now; null when none is; undefined when not looked up.
  * `workers`: worker processes connected to the queue; null when Redis does not say.
  */
-function nextStep(batchId: string, status: BatchStatus, invalidRows: number, runBy?: string | null, workers?: number | null): string | null {
+function nextStep(batchId: string, status: BatchStatus, invalidRows: number, runBy?: string | null, workers?: number | null, detached?: boolean): string | null {
   switch (status) {
     case 'enqueuing':
     case 'running':
@@ -165,6 +167,7 @@ function nextStep(batchId: string, status: BatchStatus, invalidRows: number, run
       // A process holding the batch with no worker anywhere is a `collect`: `run` has workers of its own.
       if (runBy && workers === 0) return `${runBy} waits to write its outputs, but no worker takes its rows: start \`switchyard worker\` (with the same REDIS_URL and SWITCHYARD_PREFIX)`;
       if (runBy) return `in progress, run by ${runBy}`;
+      if (runBy === null && detached === false) return `its run stopped before the end: \`switchyard run --resume ${batchId}\` finishes it`;
       if (runBy === null && typeof workers === 'number' && workers > 0) {
         return `workers are taking its rows, but no process collects it: \`switchyard collect ${batchId}\` writes its outputs (or \`switchyard run --resume ${batchId}\` finishes it in one process)`;
       }

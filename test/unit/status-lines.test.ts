@@ -39,3 +39,15 @@ describe('status <batch id>: the models a run chose', () => {
     expect(modelsLine(describeBatch({ meta: { ...meta, model_override: 'pro' }, progress, runBy: null, workers: 1 }))).toBe('  models    rows that name no model go to pro (--model)');
   });
 });
+
+describe('status <batch id>: what to do next about an unfinished batch nothing runs', () => {
+  const nextLine = (lines: string[]) => lines.find((line) => line.startsWith('  next'));
+  it('sends a batch whose run stopped to its resume, even with workers connected (its rows left the queue with its run)', () => {
+    const stopped = describeBatch({ meta: { ...meta, detached: false }, progress, runBy: null, workers: 2 });
+    expect(stopped[0]).toBe('b1  running, stopped');
+    expect(nextLine(stopped)).toBe('  next      its run stopped before the end: `switchyard run --resume b1` finishes it');
+    const detached = describeBatch({ meta: { ...meta, detached: true }, progress, runBy: null, workers: 2 });
+    expect(detached[0]).toBe('b1  running, not collected');
+    expect(nextLine(detached)).toMatch(/^ {2}next {6}workers are taking its rows, but no process collects it: `switchyard collect b1`/);
+  });
+});
