@@ -72,6 +72,9 @@ const noQuery = z.strictObject({});
 
 /** The query string checked against a schema; a bad or unknown parameter is a 400 that names it. */
 function parseQuery<T extends z.ZodType>(url: URL, schema: T): z.infer<T> {
+  // Given twice, which one was meant is the client's to say: not silently the last.
+  const twice = [...new Set(url.searchParams.keys())].find((key) => url.searchParams.getAll(key).length > 1);
+  if (twice !== undefined) throw new ApiError(400, 'invalid_parameter', `query parameter "${twice}" is given ${url.searchParams.getAll(twice).length} times: give it once`);
   const parsed = schema.safeParse(Object.fromEntries(url.searchParams));
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];

@@ -200,7 +200,10 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
         });
         const outDir = existing?.meta.out_dir ?? resolve(options.outRoot, batchId);
         await createOutputDir(outDir).catch((error: unknown) => {
-          throw error instanceof UsageError ? new ApiError(500, 'output_folder_unusable', `the server ${error.message.replace(/ Give another folder with --out\.$/, ': its --out folder needs fixing')}`) : error;
+          if (!(error instanceof UsageError)) throw error;
+          // A file named as the batch where its folder would go: another batch_id avoids it; anything else is the server's to fix.
+          if (/\[EEXIST\]/.test(error.message)) throw new ApiError(409, 'output_folder_taken', `a file named ${batchId} is where this batch's output folder would go, in the server's --out: choose another batch_id`);
+          throw new ApiError(500, 'output_folder_unusable', `the server ${error.message.replace(/\. Give another folder with --out\.$/, '')}: its --out folder needs fixing`);
         });
         const inputPath = join(outDir, `input.${submission.format}`);
         await submission.saveInput(inputPath).catch(async (error: unknown) => {

@@ -32,7 +32,7 @@ export async function runForgetCommand(batchIds: string[], options: ForgetOption
       if (outcome.forgotten) say(`Forgot ${id} (${counted(outcome.keys, 'Redis key')}); its output files are kept.`);
       else {
         refused++;
-        say(`Kept ${id}: ${outcome.reason}.`);
+        say(outcome.missing ? `No batch "${id}" here: nothing to forget (\`switchyard status\` lists the batches).` : `Kept ${id}: ${outcome.reason}.`);
       }
     }
     return refused > 0 ? 1 : 0;

@@ -5,7 +5,7 @@ import { counted, formatCount } from '../output/report-markdown.ts';
 import { UsageError } from '../errors.ts';
 import { DamagedBatchError, isFinishedStatus, type BatchMeta, type BatchProgress, type BatchStatus } from '../queue/batch-state.ts';
 import { openSession, type Session } from '../queue/session.ts';
-import { holderName } from '../queue/batch-lease.ts';
+import { holderName, leaseHolderAlive } from '../queue/batch-lease.ts';
 import { totalOf } from '../progress/progress-display.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
 import { workerProcesses } from '../queue/worker-registry.ts';
@@ -84,9 +84,10 @@ async function outputsSoFar(meta: BatchMeta): Promise<number | null> {
 }
 
 /** "host pid N" of the process holding the batch's lease (running or collecting it), or null. */
+/** The process running the batch now: none when its lease is free, or held by a process of this machine that died (its lease lapses within seconds). */
 async function leaseHolder(session: Session, batchId: string): Promise<string | null> {
   const lease = await session.redis.get(session.store.keys(batchId).lease);
-  return lease === null ? null : holderName(lease);
+  return lease === null || leaseHolderAlive(lease) === false ? null : holderName(lease);
 }
 
 /** The lines `status <batch id>` prints. */

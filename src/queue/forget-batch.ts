@@ -5,7 +5,8 @@ import { batchIndexKey } from './keys.ts';
 
 export type ForgetOutcome =
   | { forgotten: true; keys: number }
-  | { forgotten: false; reason: string };
+  /** `missing`: Redis has no such batch (a mistyped id, or one forgotten already). */
+  | { forgotten: false; reason: string; missing?: true };
 
 /**
  * Deletes what Redis keeps of a finished batch (meta, config, bitmaps, row fingerprints, budget,
@@ -14,7 +15,7 @@ export type ForgetOutcome =
  */
 export async function forgetBatch(redis: Redis, store: BatchStore, batchId: string): Promise<ForgetOutcome> {
   const meta = await loadUnlessDamaged(store, batchId);
-  if (!meta) return { forgotten: false, reason: `no batch "${batchId}"` };
+  if (!meta) return { forgotten: false, reason: `no batch "${batchId}"`, missing: true };
   // What is left of a batch whose keys were deleted or evicted cannot be run again: it may go.
   if (meta !== 'damaged' && !isFinishedStatus(meta.status)) {
     return { forgotten: false, reason: `${batchId} is not finished (${meta.status}): \`switchyard run --resume ${batchId}\` finishes it; then it can be forgotten` };

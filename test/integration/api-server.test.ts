@@ -1,4 +1,4 @@
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -203,7 +203,12 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(await error(getJson(`${server.url}/v1/batches/nothing-here/cancel`, { method: 'POST' }))).toMatchObject({ status: 404, code: 'batch_not_found' });
     expect(await error(getJson(`${server.url}/v2/anything`))).toMatchObject({ status: 404, code: 'not_found' });
     expect(await error(getJson(`${server.url}/v1/batches/%E0%A4%A/results`))).toMatchObject({ status: 400, code: 'invalid_path', message: expect.stringContaining('"%E0%A4%A"') });
+    expect(await error(postFile(server, '?batch_id=q1&batch_id=q2', 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'invalid_parameter', message: 'query parameter "batch_id" is given 2 times: give it once' });
     expect((await fetch(`${server.url}/v1/batches/x`, { method: 'DELETE' })).headers.get('allow')).toBe('GET');
+    // A file where the batch's output folder would go: another batch_id avoids it.
+    await mkdir(out, { recursive: true });
+    await writeFile(join(out, 'collide'), 'not a folder\n');
+    expect(await error(postFile(server, '?batch_id=collide', 'prompt\nhi\n'))).toMatchObject({ status: 409, code: 'output_folder_taken', message: expect.stringContaining('choose another batch_id') });
 
     // A batch started from the command line is not the server's to replace.
     await writeFile(join(dir, 'cli.csv'), 'prompt\nhello\n');

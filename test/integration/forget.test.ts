@@ -25,7 +25,7 @@ describe('switchyard forget', () => {
     const refused = await runCli(['forget', 'queued', 'nope'], h.env());
     expect(refused.code).toBe(1);
     expect(refused.stdout).toContain('Kept queued: queued is not finished (running): `switchyard run --resume queued` finishes it; then it can be forgotten.');
-    expect(refused.stdout).toContain('Kept nope: no batch "nope".');
+    expect(refused.stdout).toContain('No batch "nope" here: nothing to forget (`switchyard status` lists the batches).');
     expect((await keysOf('queued')).length).toBeGreaterThan(0);
 
     // "old" ended two days ago; "recent" just now.
