@@ -95,6 +95,11 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     say('');
     say(`Budget reached: ${counted(overBudget, 'row')} not run. Finish them with: ${budgetResume(batchId, report.error_examples.budget_exceeded)}`);
   }
+  const keyless = report.errors.missing_api_key ?? 0;
+  if (keyless > 0) {
+    say('');
+    say(`No API key: ${counted(keyless, 'row')} failed for a key not set where they ran (results.jsonl names the variable). Set it there, then: switchyard run --resume ${batchId}`);
+  }
   // A finished batch's unscored answers are kept for a resume (jobs/prompt.ts); say so where the user looks.
   const unscored = unfinished === 0 ? (report.judge?.rows_unscored ?? 0) : 0;
   if (unscored > 0) {

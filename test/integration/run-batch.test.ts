@@ -215,6 +215,11 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     const routed = await runCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--batch-id', 'nokey-free', '--model', 'free'], h.env());
     expect(routed.code).toBe(0);
     expect(routed.stdout).toContain('Warning: $SY_TEST_NO_SUCH_KEY is not set: calls to keyed will fail with missing_api_key.');
+    // A row that names the keyed model fails; the summary says how to finish it.
+    const mixed = await writePromptsCsv(await tempDir('nokey-mixed'), 3, { model: (row) => (row === 2 ? 'keyed' : undefined) });
+    const partly = await runCli(['run', mixed, '--config', config, '--out', join(dir, 'mixed'), '--batch-id', 'nokey-mixed', '--model', 'free'], h.env());
+    expect(partly.code).toBe(1);
+    expect(partly.stdout).toContain('No API key: 1 row failed for a key not set where they ran (results.jsonl names the variable). Set it there, then: switchyard run --resume nokey-mixed');
     // A judge without its key would leave every answer paid for and unscored: refused before anything is queued.
     const judged = await runCli(['run', input, '--config', config, '--batch-id', 'nokey-judge', '--model', 'free', '--judge', 'keyed'], h.env());
     expect(judged.code).toBe(2);
