@@ -138,7 +138,7 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
     if (report?.totals.unfinished_rows === 0) return; // every row was done by then: it ended as usual
     await store.update(batchId, { status: 'cancelled', finished_at: new Date().toISOString() });
     const meta = await store.load(batchId);
-    say(`[${batchId}] ${report ? finishedLine('Cancelled', report, meta?.out_dir ?? '?') : 'Cancelled before any row finished: no outputs to write.'}`);
+    say(`[${batchId}] ${report ? finishedLine('Cancelled', report, meta?.out_dir ?? '?') : 'Cancelled.'}`);
   }
 
   /**

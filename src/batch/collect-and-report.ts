@@ -72,8 +72,8 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   if (!collected) {
     if (!options.drain?.aborted || options.signal?.aborted) return null;
     const progress = await session.store.progress(batchId);
-    // Stopped before any row finished: there is nothing to write yet.
-    if (!progress || progress.finished === 0) return null;
+    if (!progress) return null;
+    // Stopped before any row finished, the outputs say so too (no row yet, the rest not run), rather than not being there.
     unfinished = progress.total === null || progress.status === 'enqueuing' ? null : Math.max(0, progress.total - progress.finished);
   }
   // Read again once: the producer has since recorded the row counts (invalid rows among them).

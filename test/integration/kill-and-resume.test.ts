@@ -19,7 +19,7 @@ function expectEachRowOnce(results: RowResult[], rows: number): void {
 }
 
 describe('crash safety: killed processes lose no row and double none', () => {
-  const h = useSimulatorAndRedis('kill-resume', { latency_ms: 25, latency_jitter_ms: 10, seed: 3 });
+  const h = useSimulatorAndRedis('kill-resume', { latency_ms: 25, latency_jitter_ms: 10, seed: 3, models: { down: { fail_status: 503 } } });
   const finishedKeyOf = (batchId: string) => `${h.prefix}:batch:{${batchId}}:finished`;
   /** The batch's jobs waiting in the prompts queue, or parked there. */
   const queuedJobsOf = async (batchId: string) => {
@@ -175,6 +175,25 @@ describe('crash safety: killed processes lose no row and double none', () => {
     expect(new Set(succeeded.map((c) => c.row)).size).toBe(rows);
     expect(succeeded).toHaveLength(rows);
   });
+  it('Ctrl-C before any row finished still writes the outputs: no row yet, every one not run, and the calls made', async () => {
+    h.sim.reset();
+    const dir = await tempDir('interrupt-early');
+    // Every call fails and the rows wait out a long backoff: none finishes before the stop.
+    const config = await writeSimConfig(dir, h.sim.url, { retry: { max_attempts: 3, base_delay_ms: 60_000, max_delay_ms: 60_000 } }, ['down']);
+    const input = await writePromptsCsv(dir, 5);
+    const out = join(dir, 'out');
+    const run = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'early-stop'], h.env());
+    await waitFor(async () => (h.sim.stats().models.down?.requests ?? 0) >= 5, 20_000);
+    run.kill('SIGINT');
+    const ended = await run.done;
+    expect(ended.code).toBe(130);
+    expect(await readJsonLines<RowResult>(join(out, 'results.jsonl'))).toEqual([]);
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.totals).toMatchObject({ rows: 0, unfinished_rows: 5, calls: 5 });
+    expect(await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).toHaveLength(5);
+    expect(ended.stdout).toContain('Stopped early: the outputs above hold the 0 rows finished so far.');
+  });
+
   it('SIGTERM (a scheduler or a container stopping) stops like Ctrl-C, with exit code 143; --resume finishes the rest once', async () => {
     h.sim.reset();
     const dir = await tempDir('sigterm');
