@@ -123,6 +123,7 @@ export function createBackgroundCollection(session: Session, say: (line: string)
 export function finishedLine(what: string, report: Report, outDir: string): string {
   const { totals } = report;
   const failed = totals.failed > 0 ? ` (${formatCount(totals.failed)} failed)` : '';
-  const notRun = totals.unfinished_rows ? `, ${counted(totals.unfinished_rows, 'row')} not run` : '';
+  // null: stopped while its file was still being read, so how many rows are left is not known.
+  const notRun = totals.unfinished_rows === null ? ', the rest of its file not run' : totals.unfinished_rows > 0 ? `, ${counted(totals.unfinished_rows, 'row')} not run` : '';
   return `${what}: ${formatCount(totals.succeeded)} of ${counted(totals.rows, 'row')} succeeded${failed}${notRun}, ${counted(totals.calls, 'call')}, ${formatUsd(totals.cost_usd)}, in ${formatDuration(totals.elapsed_ms)}; outputs in ${outDir}.`;
 }
