@@ -67,20 +67,20 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     if (last) display.update(last);
     display.stop();
   }
-  // Drained early: the rows not finished yet (null while the file is still being read).
-  let unfinished: number | null = 0;
+  // Drained early: the batch's valid rows, of which those not in the outputs are not run yet (null while the file is still being read).
+  let stoppedWith: { validRows: number | null } | null = null;
   if (!collected) {
     if (!options.drain?.aborted || options.signal?.aborted) return null;
     const progress = await session.store.progress(batchId);
     if (!progress) return null;
     // Stopped before any row finished, the outputs say so too (no row yet, the rest not run), rather than not being there.
-    unfinished = progress.total === null || progress.status === 'enqueuing' ? null : Math.max(0, progress.total - progress.finished);
+    stoppedWith = { validRows: progress.total === null || progress.status === 'enqueuing' ? null : progress.total };
   }
   // Read again once: the producer has since recorded the row counts (invalid rows among them).
   const finalMeta = (await session.store.load(batchId)) ?? meta;
   const finalizing = { store: session.store, meta: finalMeta, paths, outDir: meta.out_dir, startedAt: options.startedAt, baseline, collectedTally: tally.complete };
   // A stop that came as the last row finished still ends the batch as usual.
-  const report = unfinished === 0 ? await finalizeBatch(finalizing) : await writeOutputsSoFar(finalizing, unfinished);
+  const report = stoppedWith === null ? await finalizeBatch(finalizing) : await writeOutputsSoFar(finalizing, stoppedWith.validRows);
   say('');
   for (const line of renderSummaryLines(report)) say(line);
   say('');
@@ -101,7 +101,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     say(`No API key: ${counted(keyless, 'row')} failed for a key not set where they ran (results.jsonl names the variable). Set it there, then: switchyard run --resume ${batchId}`);
   }
   // A finished batch's unscored answers are kept for a resume (jobs/prompt.ts); say so where the user looks.
-  const unscored = unfinished === 0 ? (report.judge?.rows_unscored ?? 0) : 0;
+  const unscored = report.totals.unfinished_rows === 0 ? (report.judge?.rows_unscored ?? 0) : 0;
   if (unscored > 0) {
     say('');
     const resume = report.judge?.unscored.budget_exceeded ? budgetResume(batchId, report.error_examples.budget_exceeded) : `switchyard run --resume ${batchId}`;

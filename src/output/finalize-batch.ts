@@ -24,24 +24,32 @@ export interface FinalizeOptions {
 export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
   const { store, meta } = options;
   await store.update(meta.batch_id, { status: 'finalizing' });
-  const { report, finishedAt } = await writeOutputs(options, 0);
-  await store.update(meta.batch_id, {
-    status: (report.errors.budget_exceeded ?? 0) > 0 ? 'budget_exceeded' : report.totals.failed > 0 ? 'completed_with_failures' : 'completed',
-    finished_at: finishedAt.toISOString(),
-  });
+  const { report, finishedAt } = await writeOutputs(options, () => 0);
+  await closeBatch(store, meta.batch_id, report, finishedAt);
   return report;
 }
 
-/**
- * A run stopped early (Ctrl-C, SIGTERM): the files and report for the rows finished so far, with
- * `unfinished` rows left (null while the file was not read to its end). The batch stays open: its
- * resume writes every file again, whole.
- */
-export async function writeOutputsSoFar(options: FinalizeOptions, unfinished: number | null): Promise<Report> {
-  return (await writeOutputs({ ...options, collectedTally: null }, unfinished)).report;
+async function closeBatch(store: BatchStore, batchId: string, report: Report, finishedAt: Date): Promise<void> {
+  await store.update(batchId, {
+    status: (report.errors.budget_exceeded ?? 0) > 0 ? 'budget_exceeded' : report.totals.failed > 0 ? 'completed_with_failures' : 'completed',
+    finished_at: finishedAt.toISOString(),
+  });
 }
 
-async function writeOutputs(options: FinalizeOptions, unfinished: number | null): Promise<{ report: Report; finishedAt: Date }> {
+/**
+ * A run stopped early (Ctrl-C, SIGTERM): the files and report for the rows finished so far, the
+ * rest of the batch's `validRows` counted as not run (null while the file was not read to its end).
+ * Counted from the rows written, so the two add up even when a row finished after the collector
+ * stopped. The batch stays open: its resume writes every file again, whole.
+ */
+export async function writeOutputsSoFar(options: FinalizeOptions, validRows: number | null): Promise<Report> {
+  const { report, finishedAt } = await writeOutputs({ ...options, collectedTally: null }, (written) => (validRows === null ? null : Math.max(0, validRows - written)));
+  // The stop came as the last row finished: every row is written, and the batch ends as usual.
+  if (report.totals.unfinished_rows === 0) await closeBatch(options.store, options.meta.batch_id, report, finishedAt);
+  return report;
+}
+
+async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number) => number | null): Promise<{ report: Report; finishedAt: Date }> {
   const { store, meta, paths } = options;
   const keep = await notWithdrawn(store, meta.batch_id);
   writeOrderedResults(paths.journal, paths.results, keep);
@@ -50,7 +58,8 @@ async function writeOutputs(options: FinalizeOptions, unfinished: number | null)
   // With rows withdrawn, the report comes from the files as written, which leave them out.
   const tally = (keep === undefined ? options.collectedTally : null) ?? (await tallyFromFiles(paths, options.baseline, options.startedAt));
   const finishedAt = new Date();
-  const report = tally.build({ batchId: meta.batch_id, startedAt: options.startedAt, finishedAt }, meta.invalid_codes, unfinished);
+  const report = tally.build({ batchId: meta.batch_id, startedAt: options.startedAt, finishedAt }, meta.invalid_codes, null);
+  report.totals.unfinished_rows = rowsLeft(report.totals.rows);
   writeReport(report, options.outDir);
   return { report, finishedAt };
 }
