@@ -162,10 +162,10 @@ export async function workerProcesses(redis: Redis, space: KeySpace): Promise<st
   return [...new Set((await liveRegistrations(redis, space)).map((registration) => registration.process))].sort();
 }
 
-/** "12 rows held by host pid 4242, which died on this machine, are back in the queue." per process. */
+/** "12 rows held by host pid 4242, which died on this machine, are back in the queue (…)." per process. */
 export function deadProcessRowsText(released: ReleasedRows, except: string | null = null): string {
   return [...released.rowsFrom]
     .filter(([name]) => name !== except)
-    .map(([name, rows]) => `${rows.toLocaleString('en-US')} ${rows === 1 ? 'row' : 'rows'} held by ${name}, which died on this machine, ${rows === 1 ? 'is' : 'are'} back in the queue.`)
+    .map(([name, rows]) => `${rows.toLocaleString('en-US')} ${rows === 1 ? 'row' : 'rows'} held by ${name}, which died on this machine, ${rows === 1 ? 'is' : 'are'} back in the queue (a row of a batch whose run died too waits for that batch's resume).`)
     .join(' ');
 }
