@@ -175,7 +175,7 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
   /** The file turned unreadable part-way: the rows before stay queued or done; the batch waits for the fixed file. */
   async function readingFailed(batchId: string, error: unknown, inputPath: string): Promise<void> {
     const reason = error instanceof Error ? error.message.split('\n', 1)[0]! : String(error);
-    const message = `${inApiTerms(reason, inputPath)}. The rows before it are queued or done; post the fixed file with batch_id=${batchId} to finish the batch without repeating them.`;
+    const message = `${inApiTerms(reason, inputPath)}. Rows before it that were queued run on; post the fixed file with batch_id=${batchId} to finish the batch without repeating them.`;
     await redis.srem(openKey, batchId).catch(() => undefined);
     // Its collector lets go first: a client that sees the error may post the fixed file at once.
     await collection.abandon(batchId);

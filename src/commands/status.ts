@@ -106,7 +106,8 @@ export function describeBatch({ meta, progress, runBy, workers, workerNames = []
   if (typeof workers === 'number') lines.push(`  workers   ${workersConnectedText(workers)} to this Redis${workers === 0 ? ' (rows finish only while one runs)' : names}`);
   // A Redis that will not list its clients (some managed ones): the processes on record say it instead.
   else if (workers === null && workerNames.length > 0) lines.push(`  workers   ${counted(workerNames.length, 'worker process')} on record: ${workerNames.join(', ')}`);
-  const next = nextStep(meta.batch_id, meta.status, meta.invalid_rows, runBy, workers, meta.detached);
+  // A file that could not be read to its end waits for the fixed one, whatever else is going on.
+  const next = meta.input_error ? `its file could not be read to its end: ${meta.input_error}` : nextStep(meta.batch_id, meta.status, meta.invalid_rows, runBy, workers, meta.detached);
   if (next) lines.push(`  next      ${next}`);
   return lines;
 }

@@ -234,7 +234,7 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
       view = (await getJson<BatchView>(`${server.url}/v1/batches/api-large`)).body;
       return view.input_error !== null;
     }, 30_000);
-    expect(view!.input_error).toMatch(/^the uploaded file: the quoted field at line 401 is never closed \(close it; .*\)\. The rows before it are queued or done; post the fixed file with batch_id=api-large/);
+    expect(view!.input_error).toMatch(/^the uploaded file: the quoted field at line 401 is never closed \(close it; .*\)\. Rows before it that were queued run on; post the fixed file with batch_id=api-large/);
     expect(view!).toMatchObject({ status: 'enqueuing', finished: false });
     // Said once its collector has let go: the fixed file is taken at once.
     await waitForOutput(() => server.output().stdout, '[api-large] Reading its file stopped', 10_000);

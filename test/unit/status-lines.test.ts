@@ -51,3 +51,11 @@ describe('status <batch id>: what to do next about an unfinished batch nothing r
     expect(nextLine(detached)).toMatch(/^ {2}next {6}workers are taking its rows, but no process collects it: `switchyard collect b1`/);
   });
 });
+
+describe('status <batch id>: a batch whose file could not be read to its end', () => {
+  it('says what is wrong with the file and how to finish, instead of sending it to collect', () => {
+    const inputError = 'the uploaded file: the quoted field at line 51 is never closed (close it; …). Rows before it that were queued run on; post the fixed file with batch_id=b1 to finish the batch without repeating them.';
+    const lines = describeBatch({ meta: { ...meta, status: 'enqueuing', detached: true, input_error: inputError }, progress, runBy: null, workers: 2 });
+    expect(lines.find((line) => line.startsWith('  next'))).toBe(`  next      its file could not be read to its end: ${inputError}`);
+  });
+});
