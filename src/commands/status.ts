@@ -99,7 +99,8 @@ export function describeBatch({ meta, progress, runBy, workers, workerNames = []
     ...runChoices(meta),
     `  input     ${meta.input}`,
     `  output    ${meta.out_dir}${rowsWrittenSoFar === null ? '' : ` (the ${counted(rowsWrittenSoFar, 'row')} finished when a run of it stopped; all of them once it finishes)`}`,
-    `  started   ${timestamp(meta.started_at ?? meta.created_at)}${meta.finished_at ? `, finished ${timestamp(meta.finished_at)}` : ''}`,
+    // When the batch started; a resume's start is said beside it (each run of the batch sets started_at).
+    `  started   ${timestamp(meta.created_at)}${meta.started_at && timestamp(meta.started_at) !== timestamp(meta.created_at) ? `, last run started ${timestamp(meta.started_at)}` : ''}${meta.finished_at ? `, finished ${timestamp(meta.finished_at)}` : ''}`,
     ...(keptAnswers > 0 ? [`  kept      the answers of ${counted(keptAnswers, 'row')} (stopped waiting for a judge or synthesis, or not scored): \`switchyard run --resume ${meta.batch_id}\` goes on from them`] : []),
   ];
   const names = workerNames.length > 0 ? ` (${workerNames.join(', ')})` : '';
@@ -131,7 +132,7 @@ export function batchTable(states: BatchState[], count: number): string[] {
     `${formatCount(progress.finished)}/${totalOf(progress).text}`,
     formatCount(progress.failed + meta.invalid_rows),
     formatUsd(progress.costUsd),
-    timestamp(meta.started_at ?? meta.created_at),
+    timestamp(meta.created_at),
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]?.length ?? 0)));
   const line = (cells: string[]) => `  ${cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd()}`;

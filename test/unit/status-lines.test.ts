@@ -59,3 +59,11 @@ describe('status <batch id>: a batch whose file could not be read to its end', (
     expect(lines.find((line) => line.startsWith('  next'))).toBe(`  next      its file could not be read to its end: ${inputError}`);
   });
 });
+
+describe('status <batch id>: when it started', () => {
+  it('gives the batch\'s start, and a resume\'s beside it', () => {
+    const started = (m: typeof meta) => describeBatch({ meta: m, progress, runBy: null, workers: 1 }).find((line) => line.startsWith('  started'));
+    expect(started({ ...meta, started_at: meta.created_at })).toBe('  started   2026-12-02 08:00:00');
+    expect(started({ ...meta, started_at: '2026-12-02T09:30:00.000Z' })).toBe('  started   2026-12-02 08:00:00, last run started 2026-12-02 09:30:00');
+  });
+});
