@@ -6,6 +6,7 @@ import { openSession } from '../queue/session.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
 import { createWorkerActivity } from '../progress/worker-activity.ts';
 import { deadProcessRowsText } from '../queue/worker-registry.ts';
+import { exitCodeForSignal } from '../errors.ts';
 
 /** How often a running worker says what it has done (only when it has done something). */
 const ACTIVITY_EVERY_MS = 30_000;
@@ -41,7 +42,14 @@ export async function runWorkerCommand(options: WorkerCommandOptions, logger: Lo
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
-  say('Stopping: finishing the rows in hand...');
+  // A second signal quits at once; the rows in hand stay claimed until someone hands them back.
+  const quitNow = (signal: NodeJS.Signals) => {
+    say(`Quit at once: the rows in hand stay claimed until their lock runs out (${Math.round(options.lockMs / 1000)} s), or until a run or worker on this machine starts and hands them back.`);
+    process.exit(exitCodeForSignal(signal));
+  };
+  process.once('SIGINT', quitNow);
+  process.once('SIGTERM', quitNow);
+  say('Stopping: finishing the rows in hand (Ctrl-C again quits at once)...');
   clearInterval(reporting);
   await host.close();
   await session.close();
