@@ -7,8 +7,8 @@ import { estimateMessageTokens, maxMessageTokens } from './token-count.ts';
  *
  * - A row that names its own model, else a batch pinned with `--model`/`--route <model>` (the row's
  *   own model wins, as it always has): `[model, ...models[model].fallbacks]`.
- * - Otherwise the row's task type picks `routing.routes[taskType]`, or `[default_model]` when that
- *   type has no route.
+ * - Otherwise the row's task type picks `routing.routes[taskType]`, or, when that type has no route
+ *   (or there is no routing), `[default_model, ...models[default_model].fallbacks]`.
  *
  * Then every model whose `context_window` cannot hold the prompt plus its answer is dropped (and
  * listed in `skipped`): prompt tokens + min(max_tokens, the model's max_output_tokens). When every
@@ -65,7 +65,7 @@ function candidateChain(input: RouteInput, config: SwitchyardConfig): { models: 
     return { models: unique([pinned, ...(config.models[pinned]?.fallbacks ?? [])]), reason };
   }
   const route = config.routing?.routes[input.taskType];
-  return { models: unique(route ?? [config.default_model]), reason: input.routeReason };
+  return { models: unique(route ?? [config.default_model, ...(config.models[config.default_model]?.fallbacks ?? [])]), reason: input.routeReason };
 }
 
 /** Tokens a call reserves for its answer on this model. */

@@ -59,6 +59,12 @@ describe('planRoute: where the chain comes from', () => {
     expect(plan({ taskType: 'simple' }).result.chain).toEqual(['flash']);
   });
 
+  it("follows default_model's own fallbacks for a type without a route, as for a row pinned to it", () => {
+    const withFallbacks = parseConfig({ ...config, default_model: 'qwen', routing: undefined }, 'test');
+    const route = (taskType: string) => planRoute({ messages: ask('hi'), maxTokens: 1024, taskType, routeReason: 'r' }, withFallbacks, () => 10).chain;
+    expect(route('simple')).toEqual(['qwen', 'glm']);
+  });
+
   it("uses a row's own model with its fallbacks, ahead of a pinned model", () => {
     expect(plan({ rowModel: 'qwen', pinnedModel: 'pro', taskType: 'complex' }).result).toMatchObject({ chain: ['qwen', 'glm'], routeReason: 'row model "qwen"', taskType: 'complex' });
   });
