@@ -378,9 +378,12 @@ export function renderSummaryLines(report: Report): string[] {
   const modelEntries = Object.entries(report.models);
   // A streamed model has a first-token figure; with scores after it, the others keep its place empty.
   const ttftPlace = report.judge != null && anyTtft(modelEntries);
+  // Rows a model failed (rows the budget stopped before any call among them), so its rows read as what it was given, not what it answered.
+  const failedPlace = modelEntries.some(([, m]) => m.failed > 0);
   const models = modelEntries.map(([name, m]) => [
     name,
     counted(m.rows, 'row'),
+    ...(failedPlace ? [`${count(m.failed)} failed`] : []),
     counted(m.calls, 'call'),
     formatCost(m.cost_usd, m.unpriced_calls, m.calls),
     `p50 ${formatLatency(m.latency_p50_ms)}`,
