@@ -26,6 +26,8 @@ interface BatchState {
   rowsWrittenSoFar?: number | null;
   /** Rows whose answers an earlier run kept for a resume (carried-rows.ts); only read for one batch. */
   keptAnswers?: number;
+  /** Submitted over the HTTP API (`switchyard serve` goes on with it); only read for one batch. */
+  overApi?: boolean;
 }
 
 /** `switchyard status [batch id]`: one batch in detail, or a table of the most recent ones. */
@@ -33,13 +35,14 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
   const session = await openSession(logger, say);
   try {
     if (batchId) {
-      const [state, runBy, keptAnswers] = await Promise.all([session.store.loadWithProgress(batchId), leaseHolder(session, batchId), session.redis.hlen(session.store.keys(batchId).carried)]);
+      const keys = session.store.keys(batchId);
+      const [state, runBy, keptAnswers, overApi] = await Promise.all([session.store.loadWithProgress(batchId), leaseHolder(session, batchId), session.redis.hlen(keys.carried), session.redis.exists(keys.submittedOverApi)]);
       if (!state) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel} (with key prefix "${session.space.prefix}"); \`switchyard status\` lists the recent ones`);
       const finished = isFinishedStatus(state.meta.status);
       const [workers, workerNames, rowsWrittenSoFar] = finished
         ? [undefined, undefined, undefined]
         : await Promise.all([connectedWorkerCount(session.openPromptQueue()), workerProcesses(session.redis, session.space), outputsSoFar(state.meta)]);
-      for (const line of describeBatch({ ...state, runBy, workers, ...(workerNames ? { workerNames } : {}), rowsWrittenSoFar, keptAnswers })) say(line);
+      for (const line of describeBatch({ ...state, runBy, workers, ...(workerNames ? { workerNames } : {}), rowsWrittenSoFar, keptAnswers, overApi: overApi === 1 })) say(line);
       return 0;
     }
     const [ids, count] = await Promise.all([session.store.recentBatchIds(RECENT), session.store.batchCount()]);
@@ -91,7 +94,7 @@ async function leaseHolder(session: Session, batchId: string): Promise<string | 
 }
 
 /** The lines `status <batch id>` prints. */
-export function describeBatch({ meta, progress, runBy, workers, workerNames = [], rowsWrittenSoFar = null, keptAnswers = 0 }: BatchState): string[] {
+export function describeBatch({ meta, progress, runBy, workers, workerNames = [], rowsWrittenSoFar = null, keptAnswers = 0, overApi = false }: BatchState): string[] {
   const lines = [
     `${meta.batch_id}  ${statusText(meta.status, runBy, workers, meta.detached)}`,
     `  rows      ${formatCount(progress.finished)}/${totalOf(progress).text} finished: ${formatCount(progress.succeeded)} succeeded, ${formatCount(progress.failed)} failed; ${formatCount(meta.invalid_rows)} invalid${invalidReasons(meta)}`,
@@ -108,7 +111,12 @@ export function describeBatch({ meta, progress, runBy, workers, workerNames = []
   // A Redis that will not list its clients (some managed ones): the processes on record say it instead.
   else if (workers === null && workerNames.length > 0) lines.push(`  workers   ${counted(workerNames.length, 'worker process')} on record: ${workerNames.join(', ')}`);
   // A file that could not be read to its end waits for the fixed one, whatever else is going on.
-  const next = meta.input_error ? `its file could not be read to its end: ${meta.input_error}` : nextStep(meta.batch_id, meta.status, meta.invalid_rows, runBy, workers, meta.detached);
+  const next = meta.input_error
+    ? `its file could not be read to its end: ${meta.input_error}`
+    : // A server that stops goes on with the unfinished batches it was given when started again.
+      overApi && runBy === null && !isFinishedStatus(meta.status)
+      ? `no server is running it: start \`switchyard serve\` again (same Redis and SWITCHYARD_PREFIX), and it goes on with it`
+      : nextStep(meta.batch_id, meta.status, meta.invalid_rows, runBy, workers, meta.detached);
   if (next) lines.push(`  next      ${next}`);
   return lines;
 }

@@ -67,3 +67,10 @@ describe('status <batch id>: when it started', () => {
     expect(started({ ...meta, started_at: '2026-12-02T09:30:00.000Z' })).toBe('  started   2026-12-02 08:00:00, last run started 2026-12-02 09:30:00');
   });
 });
+
+describe('status <batch id>: a batch submitted over the HTTP API whose server stopped', () => {
+  it('sends it back to the server, which goes on with it when started again', () => {
+    const lines = describeBatch({ meta: { ...meta, detached: true }, progress, runBy: null, workers: 0, overApi: true });
+    expect(lines.find((line) => line.startsWith('  next'))).toBe('  next      no server is running it: start `switchyard serve` again (same Redis and SWITCHYARD_PREFIX), and it goes on with it');
+  });
+});
