@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { runBatch, type RunHost } from '../batch/run-batch.ts';
 import { UsageError } from '../errors.ts';
-import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
+import { acquireBatchLease, holderName, leaseHolderAlive, type BatchLease } from '../queue/batch-lease.ts';
 import { DamagedBatchError, isFinishedStatus, type BatchMeta, type BatchProgress } from '../queue/batch-state.ts';
 import { apiOpenBatchesKey, batchOfJobId, isValidBatchId, newBatchId } from '../queue/keys.ts';
 import { unqueueBatch } from '../queue/unqueue-batch.ts';
@@ -304,6 +304,12 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
           const state = await loadState(batchId).catch(() => null);
           if (!state || isFinishedStatus(state.meta.status)) {
             await redis.srem(openKey, batchId);
+            continue;
+          }
+          const holder = await redis.get(store.keys(batchId).lease);
+          if (holder !== null && leaseHolderAlive(holder) !== false) {
+            // Another server on this Redis and prefix has it: it is that server's to finish.
+            say(`[${batchId}] Left to ${holderName(holder)}, which runs it now.`);
             continue;
           }
           lease = await acquireBatchLease(redis, store.keys(batchId).lease, batchId);
