@@ -16,6 +16,7 @@ import { enqueueBatch } from '../queue/producer.ts';
 import { unqueueBatch, unqueueOrphanedBatches, type Unqueued } from '../queue/unqueue-batch.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
+import { keyHolders } from '../queue/worker-registry.ts';
 import { formatAbSplit, parseAbSplit, type AbArm } from '../routing/ab-split.ts';
 import { claimOutputDir, createOutputDir } from '../output/output-dir.ts';
 import { counted, formatCount } from '../output/report-markdown.ts';
@@ -208,6 +209,9 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   if (!options.detach) {
     refuseWithoutKeys(config, model);
     refuseJudgeWithoutKey(config);
+  } else if (host?.prime) {
+    // A server with workers of its own (it primes them): refused when neither they nor any worker on record could call a model.
+    await refuseWithoutKeysAnywhere(session, config, model);
   }
   const budgetUsd = options.budget ?? existing?.budget_usd ?? config.budget.batch_usd;
   // A resume goes on at the pace the batch was given (a provider's limits may be why it was low).
@@ -482,6 +486,23 @@ function refuseWithoutKeys(config: SwitchyardConfig, pinned: string | undefined)
   throw new UsageError(
     `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set, and ${pinned ? `model "${pinned}" needs it` : 'every model in the config needs one'}: no call could succeed. ` +
       `Set ${them} (e.g. export ${names[0]!.slice(1)}=...) and run again, or use --detach and start "switchyard worker" where ${names.length === 1 ? 'it is' : 'they are'} set.`,
+  );
+}
+
+/**
+ * For a batch a server queues for its own workers: when this process has no key for any model the
+ * rows could use and no other worker process on record has one either, every row would fail
+ * missing_api_key. Workers that start later could still take them, so a server without workers of
+ * its own (--no-worker) does not ask.
+ */
+async function refuseWithoutKeysAnywhere(session: Session, config: SwitchyardConfig, pinned: string | undefined): Promise<void> {
+  const names = keysAllMissing(config, pinned ? [pinned] : Object.keys(config.models));
+  if (!names) return;
+  const heldElsewhere = keyHolders(session.redis, session.space);
+  for (const name of names) if (await heldElsewhere(name.slice(1))) return;
+  throw new UsageError(
+    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set where this server runs, and no worker on this Redis has ${names.length === 1 ? 'it' : 'them'}: every row would fail with missing_api_key. ` +
+      `Set ${names.length === 1 ? 'it' : 'them'} where the server runs (and start it again), or start "switchyard worker" where ${names.length === 1 ? 'it is' : 'they are'} set.`,
   );
 }
 

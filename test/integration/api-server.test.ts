@@ -331,6 +331,16 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(new Set(succeeded).size).toBe(succeeded.length);
   });
 
+  it('refuses a batch no model of which it or any worker on record has the key for, instead of failing every row', async () => {
+    const dir = await tempDir('api-no-key');
+    const config = await writeSimConfig(dir, h.sim.url, { providers: { sim: { base_url: h.sim.url, api_key_env: 'SY_TEST_API_NO_SUCH_KEY' } } });
+    const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
+    const refused = await postFile(server, '?batch_id=no-key', 'prompt\nhi\n');
+    expect(refused.status).toBe(400);
+    expect(refused.body.error?.message).toContain('$SY_TEST_API_NO_SUCH_KEY is not set where this server runs, and no worker on this Redis has it: every row would fail with missing_api_key.');
+    expect((await getJson(`${server.url}/v1/batches/no-key`)).status).toBe(404);
+  });
+
   it('with SWITCHYARD_API_TOKEN set, asks every request but /healthz for it', async () => {
     const dir = await tempDir('api-token');
     const config = await writeSimConfig(dir, h.sim.url);
