@@ -22,7 +22,7 @@ import { claimOutputDir, createOutputDir } from '../output/output-dir.ts';
 import { counted, formatCount } from '../output/report-markdown.ts';
 import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from '../queue/session.ts';
-import { orphanedBatchText, releasedRowsText, stoppedText } from './run-messages.ts';
+import { orphanedBatchText, releasedRowsText, stoppedText, unsentBodyFieldsText } from './run-messages.ts';
 import { startBuiltInModels } from './built-in-models.ts';
 import { collectAndReport } from './collect-and-report.ts';
 import type { PromptWorkerHandle } from '../../workers/prompt-worker.ts';
@@ -339,11 +339,8 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     }
     await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
     say(readText(counts, worker ? concurrency : null));
-    const unsent = Object.entries(counts.unsentBodyFields);
-    if (unsent.length > 0) {
-      const fields = unsent.map(([name, lines]) => `${name} (${counted(lines, 'line')})`).join(', ');
-      say(`Note: request body fields not sent to the models: ${fields}. They are kept in each result's metadata.body_extra.`);
-    }
+    const unsent = unsentBodyFieldsText(counts.unsentBodyFields);
+    if (unsent) say(unsent);
     const workersNow = collecting ? null : await connectedWorkerCount(queue);
     await queue.close();
 

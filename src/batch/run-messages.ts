@@ -48,3 +48,11 @@ export function releasedRowsText(released: ReleasedRows, tookOverFrom: string | 
           `: the rows it held come back when their queue locks expire, within queue.lock_ms (${formatDuration(lockMs)}).`;
   return `The batch's last run (${tookOverFrom}) stopped without finishing${ownText}${others ? ` ${others}` : ''}`;
 }
+
+/** The note about OpenAI Batch body fields that are not sent (kept in metadata.body_extra), by how many lines had each; null for none. */
+export function unsentBodyFieldsText(unsent: Record<string, number>): string | null {
+  const entries = Object.entries(unsent);
+  if (entries.length === 0) return null;
+  const fields = entries.map(([name, lines]) => `${name} (${counted(lines, 'line')})`).join(', ');
+  return `Note: request body fields not sent to the models: ${fields}. They are kept in each result's metadata.body_extra.`;
+}

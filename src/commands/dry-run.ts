@@ -3,6 +3,8 @@ import { builtInConfig } from '../config/defaults.ts';
 import { loadConfigFile } from '../config/load.ts';
 import { answerableNames, DEFAULT_MIN_ANSWERS, type JudgeConfig, type SwitchyardConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
+import { unsentBodyFieldsText } from '../batch/run-messages.ts';
+import { countUnsentBodyFields } from '../queue/producer.ts';
 import { pinnedCallProgress } from '../execution/pinned-call.ts';
 import { readRows } from '../input/read-rows.ts';
 import { callCostNanos, formatUsd, nanosToUsd } from '../models/pricing.ts';
@@ -63,6 +65,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   const invalidByCode: InvalidRowCounts = {};
   let unroutable = 0;
   let firstUnroutable: string | null = null;
+  const unsentBodyFields: Record<string, number> = {};
   const noFit = (row: InputRow, why: string) => {
     unroutable++;
     firstUnroutable ??= `line ${row.line}: ${why}`;
@@ -80,6 +83,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
       continue;
     }
     const row = item.value;
+    if (row.custom_id !== undefined) countUnsentBodyFields(unsentBodyFields, row.metadata['body_extra']);
     const { text, chars } = classificationInput(row.messages);
     const { taskType, reason } = classifyByRules(text, rules, chars);
     const maxTokens = row.max_tokens ?? config.max_tokens;
@@ -121,6 +125,8 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   say(`Dry run of ${options.file}: no model was called.`);
   say(`${counted(total.rows, 'row')} routed, ${formatCount(invalid)} invalid (they would go to errors.jsonl), ${formatCount(unroutable)} with no model that fits.`);
   if (firstUnroutable) say(`  no model that fits ${formatCount(unroutable)}, the first: ${firstUnroutable}`);
+  const unsent = unsentBodyFieldsText(unsentBodyFields);
+  if (unsent) say(unsent);
   // What is wrong with the file, so it can be fixed before anything is spent.
   for (const [code, entry] of Object.entries(invalidByCode).sort(([, a], [, b]) => b.rows - a.rows)) {
     say(`  ${code} ${formatCount(entry.rows)}, the first: ${entry.example}`);

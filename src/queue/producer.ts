@@ -194,7 +194,8 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
   return counts;
 }
 
-function countUnsentBodyFields(counts: Record<string, number>, unsent: unknown): void {
+/** Counts, by field name, the request body fields an OpenAI Batch line had that are not sent (its metadata.body_extra). */
+export function countUnsentBodyFields(counts: Record<string, number>, unsent: unknown): void {
   if (typeof unsent !== 'object' || unsent === null) return;
   for (const name of Object.keys(unsent)) counts[name] = (counts[name] ?? 0) + 1;
 }

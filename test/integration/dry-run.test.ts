@@ -78,3 +78,19 @@ describe('run --dry-run of ensemble rows', () => {
     expect(h.sim.stats().requests).toBe(0);
   });
 });
+
+describe('run --dry-run of OpenAI Batch lines', () => {
+  const h = useSimulatorAndRedis('dry-run-batch-lines', { latency_ms: 1 });
+
+  it('names the request body fields the run would not send, as the run does', async () => {
+    const dir = await tempDir('dry-batch-lines');
+    const config = join(dir, 'switchyard.yaml');
+    await writeFile(config, stringify({ providers: { sim: { base_url: h.sim.url } }, models: { flash: { provider: 'sim' } }, default_model: 'flash' }));
+    const line = (id: string, extra: Record<string, unknown>) => JSON.stringify({ custom_id: id, method: 'POST', url: '/v1/chat/completions', body: { model: 'flash', messages: [{ role: 'user', content: 'hi' }], ...extra } });
+    const input = join(dir, 'requests.jsonl');
+    await writeFile(input, `${line('a', { n: 2 })}\n${line('b', { n: 3, tools: [] })}\n${line('c', {})}\n`);
+    const result = await runCli(['run', input, '--config', config, '--dry-run'], h.env());
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain("Note: request body fields not sent to the models: n (2 lines), tools (1 line). They are kept in each result's metadata.body_extra.");
+  });
+});
