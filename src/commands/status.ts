@@ -86,8 +86,7 @@ async function outputsSoFar(meta: BatchMeta): Promise<number | null> {
   return report?.batch_id === meta.batch_id && unfinished !== undefined && unfinished !== 0 ? report.totals.rows : null;
 }
 
-/** "host pid N" of the process holding the batch's lease (running or collecting it), or null. */
-/** The process running the batch now: none when its lease is free, or held by a process of this machine that died (its lease lapses within seconds). */
+/** "host pid N" of the process holding the batch's lease (running or collecting it); null when the lease is free, or held by a process of this machine that died (it lapses within seconds). */
 async function leaseHolder(session: Session, batchId: string): Promise<string | null> {
   const lease = await session.redis.get(session.store.keys(batchId).lease);
   return lease === null || leaseHolderAlive(lease) === false ? null : holderName(lease);
@@ -110,13 +109,7 @@ export function describeBatch({ meta, progress, runBy, workers, workerNames = []
   if (typeof workers === 'number') lines.push(`  workers   ${workersConnectedText(workers)} to this Redis${workers === 0 ? ' (rows finish only while one runs)' : names}`);
   // A Redis that will not list its clients (some managed ones): the processes on record say it instead.
   else if (workers === null && workerNames.length > 0) lines.push(`  workers   ${counted(workerNames.length, 'worker process')} on record: ${workerNames.join(', ')}`);
-  // A file that could not be read to its end waits for the fixed one, whatever else is going on.
-  const next = meta.input_error
-    ? `its file could not be read to its end: ${meta.input_error}`
-    : // A server that stops goes on with the unfinished batches it was given when started again.
-      overApi && runBy === null && !isFinishedStatus(meta.status)
-      ? `no server is running it: start \`switchyard serve\` again (same Redis and SWITCHYARD_PREFIX), and it goes on with it`
-      : nextStep(meta.batch_id, meta.status, meta.invalid_rows, runBy, workers, meta.detached);
+  const next = nextLine(meta, runBy, workers, overApi);
   if (next) lines.push(`  next      ${next}`);
   return lines;
 }
@@ -164,6 +157,15 @@ function statusText(status: BatchStatus, runBy?: string | null, workers?: number
 function invalidReasons(meta: BatchMeta): string {
   const codes = Object.entries(meta.invalid_codes ?? {}).sort(([, a], [, b]) => b.rows - a.rows);
   return codes.length === 0 ? '' : ` (${codes.map(([code, entry]) => `${code} ${formatCount(entry.rows)}`).join(', ')}; see errors.jsonl)`;
+}
+
+/** What to do next about the batch, the cases that override its status first. */
+function nextLine(meta: BatchMeta, runBy: string | null | undefined, workers: number | null | undefined, overApi: boolean): string | null {
+  // A file that could not be read to its end waits for the fixed one, whatever else is going on.
+  if (meta.input_error) return `its file could not be read to its end: ${meta.input_error}`;
+  // A server that stops goes on with the unfinished batches it was given when started again.
+  if (overApi && runBy === null && !isFinishedStatus(meta.status)) return 'no server is running it: start `switchyard serve` again (same Redis and SWITCHYARD_PREFIX), and it goes on with it';
+  return nextStep(meta.batch_id, meta.status, meta.invalid_rows, runBy, workers, meta.detached);
 }
 
 /**

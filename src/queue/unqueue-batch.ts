@@ -78,7 +78,10 @@ export async function isOrphaned(store: BatchStore, batchId: string): Promise<bo
  * for), and answers worth keeping to the resume. 'removed' when it held none worth keeping.
  */
 export async function withdrawJobData(store: BatchStore, batchId: string, data: unknown): Promise<'removed' | 'carried'> {
-  const parked = parkedRow(data);
+  return withdrawParkedRow(store, batchId, parkedRow(data));
+}
+
+async function withdrawParkedRow(store: BatchStore, batchId: string, parked: ParkedRow | null): Promise<'removed' | 'carried'> {
   if (!parked) return 'removed';
   const calls = everyCall(parked.progress);
   if (calls.length === 0) return 'removed';
@@ -103,7 +106,7 @@ async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids
         if ((await queue.remove(job.id!)) !== 1) return 'kept';
         const parked = parkedRow(job.data);
         if (parked) slots.push(...bookedSlots(parked.progress));
-        return withdrawJobData(store, batchId, job.data);
+        return withdrawParkedRow(store, batchId, parked);
       }),
     );
     for (const outcome of outcomes) {
@@ -124,8 +127,15 @@ async function releaseBatchSlots(store: BatchStore, batchId: string, slots: read
   if (parsed.success) await releaseSlots(store.redis, store.space.prefix, parsed.data, slots);
 }
 
-/** A parked row's job: its row, fingerprint and progress (what it has done, and any slot it holds), or null for a job not yet started. */
-function parkedRow(data: unknown): { row: number; fingerprint: number | undefined; progress: RowProgress } | null {
+/** A parked row's job: its row, fingerprint and progress (what it has done, and any slot it holds). */
+interface ParkedRow {
+  row: number;
+  fingerprint: number | undefined;
+  progress: RowProgress;
+}
+
+/** The job's parked row, or null for a job not yet started. */
+function parkedRow(data: unknown): ParkedRow | null {
   const { row, fingerprint, progress } = (data ?? {}) as { row?: unknown; fingerprint?: unknown; progress?: unknown };
   const parsed = rowProgressSchema.safeParse(progress);
   if (typeof row !== 'number' || progress === undefined || !parsed.success) return null;
