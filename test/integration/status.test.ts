@@ -66,4 +66,25 @@ describe('switchyard status', () => {
     expect(one.stdout).toContain('rows      1/1 finished: 1 succeeded, 0 failed; 2 invalid (bad_field 1, missing_prompt 1; see errors.jsonl)');
     expect(one.stdout).toContain('next      fix the invalid rows in place in its input, then `switchyard run --resume status-invalid` runs them');
   });
+
+  it('says why a batch whose file stopped part-way waits, rather than to resume it as it is, until the fixed file runs', async () => {
+    const dir = await tempDir('status-unreadable');
+    const input = join(dir, 'in.csv');
+    await writeFile(input, 'prompt\nfine\n"never closed\nmore\n');
+    const args = ['run', input, '--config', await writeSimConfig(dir, h.sim.url), '--out', join(dir, 'out'), '--batch-id', 'status-unreadable'];
+    const run = await runCli(args, h.env());
+    expect(run.code, run.stderr).toBe(2);
+    const stopped = await runCli(['status', 'status-unreadable'], h.env());
+    expect(stopped.stdout).toContain(
+      'next      its file could not be read to its end: input file ' + input + ': the quoted field at line 3 is never closed (close it; a quote inside a quoted field is written twice, ""); rows before it may be done: fix the file and run the same command again (--batch-id status-unreadable) to finish without repeating them',
+    );
+    expect(stopped.stdout).not.toContain('--resume');
+
+    await writeFile(input, 'prompt\nfine\n"closed"\nmore\n');
+    const fixed = await runCli(args, h.env());
+    expect(fixed.code, fixed.stderr).toBe(0);
+    const done = await runCli(['status', 'status-unreadable'], h.env());
+    expect(done.stdout).toContain('status-unreadable  completed');
+    expect(done.stdout).not.toContain('could not be read');
+  });
 });
