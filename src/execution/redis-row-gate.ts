@@ -107,7 +107,12 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       const check = await checkBreaker(model);
       if (check.state !== 'closed' || check.failures > 0) failing.add(model);
       else healthySince.set(model, Date.now());
-      return { allowed: check.allowed, retryInMs: check.retryInMs, ...(check.lastError !== undefined && { lastError: check.lastError }) };
+      return {
+        allowed: check.allowed,
+        retryInMs: check.retryInMs,
+        ...(check.lastError !== undefined && { lastError: check.lastError }),
+        ...(!check.allowed && check.state === 'half_open' && { probing: true }),
+      };
     },
 
     async coolingDownMs(model) {

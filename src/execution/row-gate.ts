@@ -35,8 +35,12 @@ export interface CallSettlement {
 }
 
 export interface RowGate {
-  /** lastError: when not allowed, what the failure that opened the circuit said (if known). */
-  breaker(model: string): Promise<{ allowed: boolean; retryInMs: number; lastError?: string }>;
+  /**
+   * lastError: when not allowed, what the failure that opened the circuit said (if known).
+   * probing: not allowed because another call is testing the model (the circuit is half-open):
+   * its outcome is due within one call, not one cooldown.
+   */
+  breaker(model: string): Promise<{ allowed: boolean; retryInMs: number; lastError?: string; probing?: boolean }>;
   /** Books the model's next free slot for this call, unless that is more than maxWaitMs away. */
   reserveCapacity(model: string, tokens: number, maxWaitMs: number): Promise<CapacityDecision>;
   /** Time left on a cooldown set (by any worker) after a 429; 0 when none. */

@@ -42,6 +42,8 @@ const progressFields = {
   circuitProbeAt: z.number().optional(),
   /** When the row first waited for open circuits (epoch ms): breaker.max_wait_ms counts from here. */
   circuitWaitSince: z.number().optional(),
+  /** This pass found a model's circuit testing it with one call (half-open): worth waiting for, whatever breaker.max_wait_ms. */
+  awaitingProbe: z.boolean().optional(),
 };
 
 /** A member of an ensemble row: its own progress through its model, and once done, what it answered. */

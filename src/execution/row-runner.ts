@@ -54,6 +54,8 @@ const WAKE_LEAD_MS = 1000;
 
 /** The shortest wait for a circuit: while one caller probes it, the others hear "not yet" with little time left. */
 const CIRCUIT_MIN_WAIT_MS = 1000;
+/** How often a row waiting for another row's probe of a model looks again: a call's time, about. */
+const PROBE_POLL_MS = 250;
 
 /**
  * A row that fits the budget once the calls in flight settle waits for them in the worker this long
@@ -165,7 +167,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     if (next) return next;
   }
 
-  const circuitWait = waitForCircuits(progress, config.breaker.max_wait_ms, now());
+  const circuitWait = waitForProbe(progress, now()) ?? waitForCircuits(progress, config.breaker.max_wait_ms, now());
   if (circuitWait) return circuitWait;
   const last = progress.lastError;
   const error = last
@@ -195,9 +197,15 @@ async function takeSlot(model: string, estimatedTokens: number, onLimit: 'wait' 
   } else {
     const breaker = await gate.breaker(model);
     if (!breaker.allowed) {
-      const why = breaker.lastError ? `last error: ${breaker.lastError}; ` : '';
-      fallBack(progress, `${model}: circuit open after repeated failures (${why}next probe in ${seconds(breaker.retryInMs)})`);
-      progress.circuitProbeAt = Math.min(progress.circuitProbeAt ?? Number.POSITIVE_INFINITY, now() + breaker.retryInMs);
+      const why = breaker.lastError ? `last error: ${breaker.lastError}` : '';
+      if (breaker.probing) {
+        fallBack(progress, `${model}: one call is testing it after repeated failures${why ? ` (${why})` : ''}`);
+        progress.awaitingProbe = true;
+        progress.circuitProbeAt = Math.min(progress.circuitProbeAt ?? Number.POSITIVE_INFINITY, now() + Math.min(breaker.retryInMs, PROBE_POLL_MS));
+      } else {
+        fallBack(progress, `${model}: circuit open after repeated failures (${why ? `${why}; ` : ''}next probe in ${seconds(breaker.retryInMs)})`);
+        progress.circuitProbeAt = Math.min(progress.circuitProbeAt ?? Number.POSITIVE_INFINITY, now() + breaker.retryInMs);
+      }
       return 'passed over';
     }
     const maxWait = onLimit === 'fallback' ? config.limits.max_wait_ms : Number.POSITIVE_INFINITY;
@@ -320,6 +328,21 @@ function noModelMessage(plan: RoutePlan, progress: RowProgress): string {
 }
 
 /**
+ * A chain that ended without calling any model because one was being tested by another row's call
+ * (a half-open circuit): the row waits for that call's outcome and runs its chain again. Whatever
+ * breaker.max_wait_ms says: the model has had its cooldown, and the outcome is one call away. The
+ * wait ends: the probe closes the circuit, re-opens it (then breaker.max_wait_ms decides), or its
+ * lock expires and this row may be the next probe.
+ */
+function waitForProbe(progress: RowProgress, now: number): RowStep | null {
+  if (!progress.awaitingProbe || progress.lastError !== undefined || progress.circuitProbeAt === undefined) return null;
+  const waitMs = Math.max(0, progress.circuitProbeAt - now) * (1 + Math.random() * 0.2);
+  const waitingOn = [...new Set(progress.fallbackReasons.map((reason) => reason.slice(0, reason.indexOf(':'))))];
+  Object.assign(progress, { chainIndex: 0, attempt: 0, fallbackReasons: [], circuitProbeAt: undefined, awaitingProbe: undefined, reservedModel: undefined, reservedTokens: undefined });
+  return { kind: 'park', waitMs: Math.round(waitMs), progress, note: `rows wait while one call tests ${waitingOn.join(', ')} after repeated failures (its circuit breaker's probe)` };
+}
+
+/**
  * A chain that ended on open circuits, with breaker.max_wait_ms left: the row waits for the soonest
  * probe (a little later, so the rows parked together do not all wake at once), then runs its chain
  * again from the first model.
@@ -335,7 +358,7 @@ function waitForCircuits(progress: RowProgress, maxWaitMs: number, now: number):
   }
   // Every model of the chain failed or was passed over: each reason starts with its model's name.
   const waitingOn = [...new Set(progress.fallbackReasons.map((reason) => reason.slice(0, reason.indexOf(':'))))];
-  Object.assign(progress, { chainIndex: 0, attempt: 0, fallbackReasons: [], lastError: undefined, circuitProbeAt: undefined, circuitWaitSince: since, reservedModel: undefined, reservedTokens: undefined });
+  Object.assign(progress, { chainIndex: 0, attempt: 0, fallbackReasons: [], lastError: undefined, circuitProbeAt: undefined, awaitingProbe: undefined, circuitWaitSince: since, reservedModel: undefined, reservedTokens: undefined });
   const note = `rows wait for the circuits of ${waitingOn.join(', ')} to close (a probe call every breaker.cooldown_ms), for up to ${seconds(maxWaitMs)} each (breaker.max_wait_ms)`;
   return { kind: 'park', waitMs: Math.round(waitMs), progress, note };
 }

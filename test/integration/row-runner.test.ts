@@ -189,6 +189,47 @@ describe('advanceRow', () => {
     expect(step.event.result.error?.message).toMatch(/ok: circuit open after repeated failures \(next probe in 30 s\); waited 9\d s in all for open circuits \(breaker.max_wait_ms: 120 s\)/);
   });
 
+  it("waits for another row's probe of a model (a half-open circuit) instead of failing, even without breaker.max_wait_ms", async () => {
+    let clock = 1_000_000;
+    let probeEndsAt = clock + 300;
+    let probeCloses = true;
+    const breaker = async () => {
+      if (clock < probeEndsAt) return { allowed: false, retryInMs: 29_000, lastError: 'connect ECONNREFUSED', probing: true };
+      return probeCloses ? { allowed: true, retryInMs: 0 } : { allowed: false, retryInMs: 30_000, lastError: 'connect ECONNREFUSED' };
+    };
+    const { deps } = setup(['ok'], { breaker });
+    deps.now = () => clock;
+    const parked = await advanceRow(row, freshProgress(), deps);
+    if (parked.kind !== 'park') throw new Error('expected park');
+    // Looked at again about a call's time later, not after the probe lock's 29 s.
+    expect(parked.waitMs).toBeGreaterThanOrEqual(250);
+    expect(parked.waitMs).toBeLessThanOrEqual(300);
+    expect(parked.note).toBe("rows wait while one call tests ok after repeated failures (its circuit breaker's probe)");
+    expect(parked.progress).toMatchObject({ chainIndex: 0, attempt: 0, fallbackReasons: [] });
+    expect(parked.progress.awaitingProbe).toBeUndefined();
+    clock += parked.waitMs;
+    const again = await advanceRow(row, parked.progress, deps);
+    if (again.kind !== 'park') throw new Error('expected a second park while the probe is out');
+    clock += again.waitMs;
+    expect(await advanceRow(row, again.progress, deps)).toMatchObject({ kind: 'finished', event: { result: { status: 'succeeded', final_model: 'ok', attempts: 1 } } });
+
+    // The probe failed and the circuit opened again: without breaker.max_wait_ms the row fails, saying why.
+    probeEndsAt = clock + 300;
+    probeCloses = false;
+    let step = await advanceRow(row, freshProgress(), deps);
+    while (step.kind === 'park') {
+      clock += step.waitMs;
+      step = await advanceRow(row, step.progress, deps);
+    }
+    expect(step.event.result).toMatchObject({ status: 'failed', attempts: 0, error: { code: 'no_model_available', message: 'no model was available: ok: circuit open after repeated failures (last error: connect ECONNREFUSED; next probe in 30 s)' } });
+
+    // A row with another model to go to does not wait: it falls back.
+    probeEndsAt = Number.POSITIVE_INFINITY;
+    const withFallback = setup(['broken', 'ok'], { breaker: async (model) => (model === 'broken' ? { allowed: false, retryInMs: 29_000, probing: true } : { allowed: true, retryInMs: 0 }) });
+    const fellBack = await advanceRow(row, freshProgress(), withFallback.deps);
+    expect(fellBack).toMatchObject({ kind: 'finished', event: { result: { status: 'succeeded', final_model: 'ok', fallback_reason: 'broken: one call is testing it after repeated failures' } } });
+  });
+
   it('waits for budget that calls in flight hold on their estimates, and calls once it comes back', async () => {
     let asked = 0;
     const slept: number[] = [];
