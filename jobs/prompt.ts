@@ -41,6 +41,12 @@ export const promptJobSchema = z.object({
   fingerprint: z.number().int().positive().optional(),
   /** How often workers that cannot serve the batch handed the row back (see handBackMs). */
   handBacks: z.number().int().nonnegative().optional(),
+  /**
+   * When the run that queued the job started (epoch ms). A worker holding the batch's config from
+   * before that run reads it again first: a resume may have brought another config (a higher
+   * budget.monthly_usd, other models), which the rows it queues must run with.
+   */
+  queuedBy: z.number().int().nonnegative().optional(),
 });
 export type PromptJob = z.infer<typeof promptJobSchema>;
 
@@ -136,7 +142,7 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       await deps.orphanedRows.withdraw(job);
       return { kind: 'done', batchId: job.batchId, row: 'withdrawn', costNanos: 0 };
     }
-    const ctx = await deps.batches.get(job.batchId);
+    const ctx = await deps.batches.get(job.batchId, job.queuedBy);
     if (ctx === 'elsewhere') {
       const handBacks = (job.handBacks ?? 0) + 1;
       const ownerRunning = (await deps.redis.exists(keys.lease)) === 1;

@@ -320,7 +320,7 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
           } else {
             const { meta } = state;
             // The built-in models' simulator is this process's now: its workers call them.
-            if (meta.builtin_config && host.config.builtIn) host.prime?.(batchId, host.config.config, meta.model_override, meta.ab_split);
+            if (meta.builtin_config && host.config.builtIn) host.prime?.(batchId, host.config.config, meta.model_override, meta.ab_split, Date.parse(meta.started_at ?? meta.created_at));
             collection.start(batchId, lease, { outDir: meta.out_dir, startedAt: new Date(meta.started_at ?? meta.created_at) });
             lease = null;
           }

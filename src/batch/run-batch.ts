@@ -279,8 +279,8 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
   const callSlots = createCallSlots(concurrency);
   const batches = createBatchContexts(session.store, { callSlot: callSlots.slot, monthSpend: session.monthSpend });
   // Built now, from the config in hand, while the worker connects.
-  if (!options.detach) batches.prime(batchId, config, batch.model, batch.abSplit);
-  else if (batch.builtIn) host?.prime?.(batchId, config, batch.model, batch.abSplit);
+  if (!options.detach) batches.prime(batchId, config, batch.model, batch.abSplit, batch.startedAt.getTime());
+  else if (batch.builtIn) host?.prime?.(batchId, config, batch.model, batch.abSplit, batch.startedAt.getTime());
   const worker = options.detach
     ? null
     : startSessionWorker(session, {
@@ -310,6 +310,7 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
         errorsPath: `${outDir}/errors.jsonl`,
         chunkSize: config.queue.enqueue_chunk,
         resume: batch.resumed,
+        runStartedAt: batch.startedAt.getTime(),
         position: batch.position,
         // A --detach'ed run queues the whole file and exits; a host's run reads on as workers take rows.
         maxPending: options.detach && !host ? undefined : config.queue.max_pending,

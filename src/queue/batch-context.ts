@@ -30,15 +30,19 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 const RELOAD_AFTER_MS = 30_000;
 
 /**
- * Loads each batch's context per worker process, again every 30 s (a resume with another config
- * reaches long-running workers that way). `callSlot` is the process's model-call limit, shared by
+ * Loads each batch's context per worker process, again every 30 s, and at once for a job queued by
+ * a run that started after the context was loaded (a resume with another config reaches
+ * long-running workers that way, before they run its rows). `callSlot` is the process's model-call limit, shared by
  * every batch. A worker on another machine needs no local config file: the batch's config travels
  * in Redis (without keys, which each worker reads from its env).
  */
 export function createBatchContexts(store: BatchStore, options: { callSlot?: CallSlot; monthSpend?: MonthSpend; maxCached?: number; reloadAfterMs?: number; now?: () => number } = {}) {
   const { callSlot = unlimitedCallSlot, monthSpend, maxCached = 32, reloadAfterMs = RELOAD_AFTER_MS, now = Date.now } = options;
-  type Loaded = { context: BatchContext | 'elsewhere'; source: string };
-  const cache = new Map<string, { loaded: Promise<Loaded>; context: Promise<BatchContext | 'elsewhere'>; reloadAt: number }>();
+  /** runAt: when the batch's run whose config this is started (epoch ms). */
+  type Loaded = { context: BatchContext | 'elsewhere'; source: string; runAt: number };
+  /** runAt: the loaded one's, once loaded (null while loading: what it reads is as new as any job). */
+  type Entry = { loaded: Promise<Loaded>; context: Promise<BatchContext | 'elsewhere'>; reloadAt: number; runAt: number | null };
+  const cache = new Map<string, Entry>();
 
   function build(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined, abSplit: readonly AbArm[] | undefined): BatchContext {
     const providers = createProviderClients(config);
@@ -60,32 +64,41 @@ export function createBatchContexts(store: BatchStore, options: { callSlot?: Cal
     const [meta, configJson] = await Promise.all([store.load(batchId), store.loadConfigJson(batchId)]);
     if (!meta || !configJson) throw new Error(`batch ${batchId} has no state in Redis (was it deleted?)`);
     const source = `${meta.builtin_config}\n${meta.model_override ?? ''}\n${JSON.stringify(meta.ab_split ?? null)}\n${configJson}`;
+    const runAt = Date.parse(meta.started_at ?? meta.created_at);
     const before = await previous?.catch(() => undefined);
-    if (before?.source === source) return before;
+    if (before?.source === source) return { ...before, runAt };
     // Its models are a simulator inside the process that runs it (which primed its context): only that process can call them.
-    if (meta.builtin_config) return { context: 'elsewhere', source };
-    return { context: build(batchId, configSchema.parse(JSON.parse(configJson)), meta.model_override, meta.ab_split), source };
+    if (meta.builtin_config) return { context: 'elsewhere', source, runAt };
+    return { context: build(batchId, configSchema.parse(JSON.parse(configJson)), meta.model_override, meta.ab_split), source, runAt };
   }
 
   function remember(batchId: string, loaded: Promise<Loaded>, reloadAt: number): Promise<BatchContext | 'elsewhere'> {
     loaded.catch(() => cache.delete(batchId));
     cache.delete(batchId);
     if (cache.size >= maxCached) cache.delete(cache.keys().next().value as string);
-    const context = loaded.then((entry) => entry.context);
-    cache.set(batchId, { loaded, context, reloadAt });
-    return context;
+    const entry: Entry = { loaded, context: loaded.then((done) => done.context), reloadAt, runAt: null };
+    void loaded.then((done) => (entry.runAt = done.runAt), () => undefined);
+    cache.set(batchId, entry);
+    return entry.context;
   }
 
   return {
-    /** The batch's context, or 'elsewhere' for a batch only its own process can serve. */
-    get(batchId: string): Promise<BatchContext | 'elsewhere'> {
+    /**
+     * The batch's context, or 'elsewhere' for a batch only its own process can serve. `queuedBy`:
+     * when the run that queued the job started (PromptJob.queuedBy); a context from before it is stale.
+     */
+    get(batchId: string, queuedBy?: number): Promise<BatchContext | 'elsewhere'> {
       const cached = cache.get(batchId);
-      if (cached && now() < cached.reloadAt) return cached.context;
+      const stale = cached !== undefined && queuedBy !== undefined && cached.runAt !== null && cached.runAt < queuedBy;
+      if (cached && !stale && now() < cached.reloadAt) return cached.context;
       return remember(batchId, load(batchId, cached?.loaded), now() + reloadAfterMs);
     },
-    /** The process that saved the batch already holds its config: build the context from it now (it is not reloaded). */
-    prime(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined, abSplit?: readonly AbArm[]): void {
-      remember(batchId, Promise.resolve({ context: build(batchId, config, modelOverride, abSplit), source: 'primed' }), Number.POSITIVE_INFINITY);
+    /**
+     * The process that saved the batch, for its run that started at `runAt`, already holds its
+     * config: build the context from it now (reloaded only for a job of a later run).
+     */
+    prime(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined, abSplit: readonly AbArm[] | undefined, runAt: number): void {
+      remember(batchId, Promise.resolve({ context: build(batchId, config, modelOverride, abSplit), source: 'primed', runAt }), Number.POSITIVE_INFINITY);
     },
   };
 }

@@ -20,6 +20,8 @@ export interface EnqueueOptions {
   chunkSize: number;
   /** Re-running a batch: skip rows that already succeeded, re-open the others. */
   resume: boolean;
+  /** When this run started (epoch ms; the batch's started_at): each job carries it (PromptJob.queuedBy). */
+  runStartedAt: number;
   /** How far the reader is into the file: each chunk then records an estimate of the row count. */
   position?: ReadPosition | undefined;
   /** Wait while more than this many enqueued rows are unfinished (undefined: enqueue everything now). */
@@ -74,9 +76,9 @@ const WITHDRAW_CHUNK = 10_000;
 /** BullMQ attempts cover crashed workers only; model errors are retried by the prompt job itself. */
 const JOB_OPTIONS = { removeOnComplete: true, removeOnFail: true, attempts: 3, backoff: { type: 'exponential', delay: 1000 } } as const;
 
-function toJob(batchId: string, row: InputRow, fingerprint: number, resume: boolean, carried: RowProgress | undefined): PromptJob {
-  const job: PromptJob = { batchId, row: row.row, id: row.id, messages: row.messages, metadata: row.metadata, fingerprint };
-  if (resume) job.reopened = true;
+function toJob(options: EnqueueOptions, row: InputRow, fingerprint: number, carried: RowProgress | undefined): PromptJob {
+  const job: PromptJob = { batchId: options.batchId, row: row.row, id: row.id, messages: row.messages, metadata: row.metadata, fingerprint, queuedBy: options.runStartedAt };
+  if (options.resume) job.reopened = true;
   if (carried) job.progress = carried;
   if (row.model !== undefined) job.model = row.model;
   if (row.temperature !== undefined) job.temperature = row.temperature;
@@ -137,7 +139,7 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
         const progress = carried?.progress.get(row.row);
         if (fingerprinted.rescored.has(row.row)) counts.rescored++;
         else if (progress) counts.carriedAnswers++;
-        const job = toJob(options.batchId, row, fingerprint, options.resume, progress);
+        const job = toJob(options, row, fingerprint, progress);
         return { name: 'prompt', data: job, opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row, fingerprint) } };
       });
       await Promise.all([options.queue.addBulk(jobs), recordEstimate(), fingerprinted.written]);

@@ -21,8 +21,11 @@ describe('batch contexts in a long-running worker', () => {
     redis.disconnect();
   });
 
-  const save = (batchId: string, concurrency: number, builtin = false) =>
-    store.save({ batch_id: batchId, status: 'running', input: 'in.csv', input_kind: 'rows', builtin_config: builtin, out_dir: '/tmp/out', created_at: new Date().toISOString(), invalid_rows: 0, prompt_column: 'prompt', csv_delimiter: ',' }, configWith(concurrency));
+  const save = (batchId: string, concurrency: number, builtin = false, startedAt = new Date()) =>
+    store.save(
+      { batch_id: batchId, status: 'running', input: 'in.csv', input_kind: 'rows', builtin_config: builtin, out_dir: '/tmp/out', created_at: new Date(0).toISOString(), started_at: startedAt.toISOString(), invalid_rows: 0, prompt_column: 'prompt', csv_delimiter: ',' },
+      configWith(concurrency),
+    );
 
   it('reads a batch config again after a while: the same context while it is unchanged, a new one after a resume changed it', async () => {
     let time = 0;
@@ -46,10 +49,27 @@ describe('batch contexts in a long-running worker', () => {
     const contexts = createBatchContexts(store, { reloadAfterMs: 1000, now: () => time });
     await save('builtin', 8, true);
     expect(await contexts.get('builtin')).toBe('elsewhere');
-    contexts.prime('builtin', configWith(4), undefined); // the process that runs it
-    const primed = await contexts.get('builtin');
+    contexts.prime('builtin', configWith(4), undefined, undefined, 5_000); // the process that runs it
+    const primed = await contexts.get('builtin', 5_000);
     time += 10_000;
-    expect(await contexts.get('builtin')).toBe(primed);
+    expect(await contexts.get('builtin', 5_000)).toBe(primed);
     expect(primed !== 'elsewhere' && primed.config.concurrency).toBe(4);
+    // A job queued by a later run (elsewhere) of the batch: its config is read again.
+    await save('builtin', 8, true, new Date(9_000));
+    expect(await contexts.get('builtin', 9_000)).toBe('elsewhere');
+  });
+
+  it("reads a batch's config again at once for a job queued by a run that started after it was read", async () => {
+    const contexts = createBatchContexts(store, { reloadAfterMs: 30_000, now: () => 0 });
+    await save('resumed', 8, false, new Date(1_000));
+    const first = await contexts.get('resumed', 1_000);
+    expect(first !== 'elsewhere' && first.config.concurrency).toBe(8);
+    await save('resumed', 16, false, new Date(2_000)); // a resume with another config
+    // Rows the first run queued go on with the context in hand; the resume's own read the new config.
+    expect(await contexts.get('resumed', 1_000)).toBe(first);
+    const [a, b] = await Promise.all([contexts.get('resumed', 2_000), contexts.get('resumed', 2_000)]);
+    expect(a).toBe(b); // one read for the rows that find it stale together
+    expect(a !== 'elsewhere' && a.config.concurrency).toBe(16);
+    expect(await contexts.get('resumed', 1_000)).toBe(a);
   });
 });

@@ -130,7 +130,7 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     await store.save({ batch_id: batchId, status: 'enqueuing', input: 'in.csv', input_kind: 'rows', builtin_config: false, out_dir: tmpdir(), created_at: new Date().toISOString(), invalid_rows: 0, prompt_column: 'prompt', csv_delimiter: ',' }, builtInConfig('http://127.0.0.1:1/v1'));
     const row = (n: number, prompt: string): InputRow => ({ row: n, line: n + 1, id: `r${n}`, messages: [{ role: 'user', content: prompt }], metadata: {} });
     const enqueue = (rows: InputRow[], resume: boolean) =>
-      enqueueBatch({ queue, store, batchId, items: (async function* (): AsyncGenerator<ReadItem> { for (const value of rows) yield { kind: 'row', value }; })(), errorsPath: join(tmpdir(), `${space.prefix}-errors.jsonl`), chunkSize: 100, resume });
+      enqueueBatch({ queue, store, batchId, items: (async function* (): AsyncGenerator<ReadItem> { for (const value of rows) yield { kind: 'row', value }; })(), errorsPath: join(tmpdir(), `${space.prefix}-errors.jsonl`), chunkSize: 100, resume, runStartedAt: Date.now() });
     const before = [row(1, 'one'), row(2, 'two'), row(3, 'three')];
     await enqueue(before, false); // no workers: the jobs stay queued, as after a killed run
     const after = [row(1, 'one'), row(2, 'TWO reworded'), row(3, 'three')];
@@ -180,7 +180,7 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     expect(await redis.hget(keys.meta, 'cost_nanos')).toBe('6000');
     expect(await redis.hlen(keys.carried)).toBe(2);
 
-    const counts = await enqueueBatch({ queue, store, batchId, items: (async function* (): AsyncGenerator<ReadItem> { yield { kind: 'row', value: row(1, 'q1') }; yield { kind: 'row', value: row(2, 'q2 edited') }; })(), errorsPath: join(tmpdir(), `${space.prefix}-carried-errors.jsonl`), chunkSize: 100, resume: true });
+    const counts = await enqueueBatch({ queue, store, batchId, items: (async function* (): AsyncGenerator<ReadItem> { yield { kind: 'row', value: row(1, 'q1') }; yield { kind: 'row', value: row(2, 'q2 edited') }; })(), errorsPath: join(tmpdir(), `${space.prefix}-carried-errors.jsonl`), chunkSize: 100, resume: true, runStartedAt: Date.now() });
     expect(counts).toMatchObject({ enqueued: 2, carriedAnswers: 1 });
     const job = async (n: number, prompt: string) => (await queue.getJob(promptJobId(batchId, n, rowFingerprint(row(n, prompt)))))?.data as PromptJob;
     const resumed = await job(1, 'q1');
