@@ -1,8 +1,9 @@
-import { MultiBar, Presets } from 'cli-progress';
+import { MultiBar } from 'cli-progress';
 import type { BatchProgress } from '../queue/batch-state.ts';
 import { formatUsd } from '../models/pricing.ts';
 import { formatCount, formatDuration } from '../output/report-markdown.ts';
 import { FinishRate } from './finish-rate.ts';
+import { barLine, wrapToWidth, type BarFigures } from './bar-line.ts';
 import { sendLinesToBar } from './terminal-lines.ts';
 
 /**
@@ -79,19 +80,25 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
   };
   if (stream.isTTY) {
     // A MultiBar of one bar, for its log(): lines said while the bar is up print above it (terminal-lines.ts).
-    const bars = new MultiBar(
-      { format: ' {bar} {done_text}/{total_text} rows | {failed} failed | {rate} rows/s | ETA {eta_text} | {cost}', hideCursor: true, stream, fps: 5 },
-      Presets.shades_classic,
-    );
+    // The line is fitted to the terminal's width at each redraw (bar-line.ts), so a resize is followed.
+    const bars = new MultiBar({ format: (_options, params, payload) => barLine(params.progress, payload as BarFigures, params.maxWidth), hideCursor: true, stream, fps: 5 });
+    const columns = () => (stream as { columns?: number }).columns ?? 80;
     let bar: ReturnType<MultiBar['create']> | null = null;
     return {
       update(progress) {
         const { rows, totalText, rate, etaText } = figures(progress, now());
-        const payload = { done_text: formatCount(progress.finished), failed: formatCount(progress.failed), rate: rateText(rate), eta_text: etaText, cost: formatUsd(progress.costUsd), total_text: totalText };
+        const done = rows !== null && progress.total !== null && progress.finished >= rows;
+        const payload: BarFigures = {
+          rows: `${formatCount(progress.finished)}/${totalText} rows`,
+          failed: `${formatCount(progress.failed)} failed`,
+          eta: done ? 'done' : `ETA ${etaText}`,
+          cost: formatUsd(progress.costUsd),
+          rate: `${rateText(rate)} rows/s`,
+        };
         const total = rows ?? Math.max(progress.finished, 1);
         if (!bar) {
           bar = bars.create(total, progress.finished, payload);
-          sendLinesToBar((text) => bars.log(text));
+          sendLinesToBar((text) => bars.log(wrapToWidth(text, columns())));
         } else {
           bar.setTotal(total);
           bar.update(progress.finished, payload);

@@ -1,8 +1,24 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { barLine, wrapToWidth } from '../../src/progress/bar-line.ts';
 import { createProgressDisplay } from '../../src/progress/progress-display.ts';
 import { writeLines } from '../../src/progress/terminal-lines.ts';
 import type { BatchProgress } from '../../src/queue/batch-state.ts';
+
+/** A stream that says it is a terminal, keeping everything written to it as one text. */
+function terminal(columns = 120) {
+  const written: string[] = [];
+  const stream = Object.assign(
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        written.push(chunk.toString());
+        done();
+      },
+    }),
+    { isTTY: true, columns },
+  );
+  return { stream, text: () => written.join('') };
+}
 
 /** A non-terminal stream that keeps what was written, and a clock the test moves. */
 function plainOutput() {
@@ -85,20 +101,6 @@ describe('progress display while the file is still being read', () => {
 });
 
 describe('progress bar on a terminal', () => {
-  /** A stream that says it is a terminal, keeping everything written to it as one text. */
-  function terminal() {
-    const written: string[] = [];
-    const stream = Object.assign(
-      new Writable({
-        write(chunk: Buffer, _encoding, done) {
-          written.push(chunk.toString());
-          done();
-        },
-      }),
-      { isTTY: true, columns: 120 },
-    );
-    return { stream, text: () => written.join('') };
-  }
 
   it('prints lines said while the bar is up above the bar, not into it, and writes directly again once it stops', () => {
     const bar = terminal();
@@ -114,6 +116,47 @@ describe('progress bar on a terminal', () => {
     expect(out.indexOf('Read 10 rows')).toBeLessThan(out.lastIndexOf('10/10 rows'));
     writeLines(stdout.stream, 'Rows 10 of 10 succeeded\n');
     expect(stdout.text()).toBe('Rows 10 of 10 succeeded\n');
+  });
+});
+
+describe('the bar fitted to the terminal', () => {
+  const figures = { rows: '500/2,000 rows', failed: '3 failed', eta: 'ETA 12.5 s', cost: '$0.0123', rate: '144 rows/s' };
+  const visible = (line: string, columns: number) => {
+    expect(line.length).toBeLessThan(columns);
+    return line;
+  };
+
+  it('keeps every figure with a full bar on a wide terminal, a shorter bar at 80 columns', () => {
+    expect(barLine(0.25, figures, 120)).toBe(` ${'\u2588'.repeat(10)}${'\u2591'.repeat(30)} 500/2,000 rows | 3 failed | ETA 12.5 s | $0.0123 | 144 rows/s`);
+    const at80 = visible(barLine(0.25, figures, 80), 80);
+    expect(at80).toMatch(/^ [\u2588\u2591]{10,39} 500\/2,000 rows \| 3 failed \| ETA 12\.5 s \| \$0\.0123 \| 144 rows\/s$/);
+  });
+
+  it('drops the bar, then the rate, then the cost on narrow terminals; the rows always stay', () => {
+    expect(visible(barLine(0.5, figures, 74), 74)).toMatch(/^ [\u2588\u2591]{10} 500\/2,000 rows \| 3 failed \| ETA 12\.5 s \| \$0\.0123 \| 144 rows\/s$/);
+    expect(visible(barLine(0.5, figures, 72), 72)).toBe('500/2,000 rows | 3 failed | ETA 12.5 s | $0.0123 | 144 rows/s');
+    expect(visible(barLine(0.5, figures, 60), 60)).toBe('500/2,000 rows | 3 failed | ETA 12.5 s | $0.0123');
+    expect(visible(barLine(0.5, figures, 40), 40)).toBe('500/2,000 rows | 3 failed | ETA 12.5 s');
+    expect(visible(barLine(0.5, figures, 12), 12)).toBe('500/2,000 r');
+  });
+
+  it('breaks long lines printed above the bar at spaces, leaving a word longer than the line whole', () => {
+    expect(wrapToWidth('Read 500 rows: 500 valid, 0 invalid; 500 queued, workers here making up to 32 calls at a time.\n', 40)).toBe(
+      'Read 500 rows: 500 valid, 0 invalid;\n500 queued, workers here making up to\n32 calls at a time.\n',
+    );
+    expect(wrapToWidth(`Results  /${'x'.repeat(50)}/results.jsonl and more\n`, 40)).toBe(`Results\n/${'x'.repeat(50)}/results.jsonl\nand more\n`);
+  });
+
+  it('draws within an 80-column terminal, and says done at the end instead of an ETA', () => {
+    const bar = terminal(80);
+    const display = createProgressDisplay(bar.stream as unknown as NodeJS.WriteStream);
+    display.update(progress(0, 2000));
+    display.update(progress(2000, 2000));
+    display.stop();
+    const drawn = bar.text().split(/\r|\n|\x1b\[[0-9;?]*[A-Za-z]/).filter((line) => line.includes('rows'));
+    expect(drawn.length).toBeGreaterThan(0);
+    for (const line of drawn) expect(line.length).toBeLessThan(80);
+    expect(drawn.at(-1)).toMatch(/ 2,000\/2,000 rows \| 0 failed \| done \| \$/);
   });
 });
 
