@@ -11,7 +11,7 @@ export const routePlanSchema = z.object({
   taskType: z.string(),
   routeReason: z.string(),
   chain: z.array(z.string()),
-  skipped: z.array(z.object({ model: z.string(), reason: z.string() })),
+  skipped: z.array(z.object({ model: z.string(), reason: z.string(), at: z.number().int().nonnegative().optional() })),
   promptTokens: z.number().int().nonnegative(),
   promptTokensCounted: z.boolean().default(false),
 });

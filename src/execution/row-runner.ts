@@ -399,6 +399,16 @@ export function callTotals(calls: readonly CallRecord[]): { costNanos: number; c
   return { costNanos, costUsd: unpriced ? null : nanosToUsd(costNanos), usage: { input_tokens: inputTokens, output_tokens: outputTokens }, latencyMs: latency, answerCalls };
 }
 
+/**
+ * Why the row did not end on its route's first model, or null when it did. A model skipped (its
+ * context window too small) after the one that answered is no reason: the row never got that far.
+ */
+function fallbackReason(plan: Pick<RoutePlan, 'skipped'>, progress: RowProgress, answered: boolean): string | null {
+  const skipped = answered ? plan.skipped.filter((skip) => (skip.at ?? 0) <= progress.chainIndex) : plan.skipped;
+  const reasons = [...skipped.map((skip) => `${skip.model}: skipped, ${skip.reason}`), ...progress.fallbackReasons];
+  return reasons.length > 0 ? reasons.join('; ') : null;
+}
+
 function finish(row: RowInput, progress: RowProgress, model: string, answer: ModelAnswer | null, error: ModelCallError | null): RowStep {
   const plan = progress.plan ?? { taskType: '', routeReason: 'not routed', chain: [], skipped: [], promptTokens: 0 };
   const calls = everyCall(progress);
@@ -420,7 +430,7 @@ function finish(row: RowInput, progress: RowProgress, model: string, answer: Mod
     route_reason: plan.routeReason,
     models_tried: tried,
     final_model: answer ? model : null,
-    fallback_reason: progress.fallbackReasons.length > 0 || plan.skipped.length > 0 ? [...plan.skipped.map((s) => `${s.model}: skipped, ${s.reason}`), ...progress.fallbackReasons].join('; ') : null,
+    fallback_reason: fallbackReason(plan, progress, answer !== null),
     completed_at: new Date().toISOString(),
   };
   if (row.custom_id !== undefined) result.custom_id = row.custom_id;

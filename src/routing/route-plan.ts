@@ -38,6 +38,8 @@ export interface RouteInput {
 export interface SkippedModel {
   model: string;
   reason: string;
+  /** Where it stood in the route: how many models of `chain` come before it. */
+  at?: number;
 }
 
 export interface RoutePlan {
@@ -88,12 +90,12 @@ export function planRoute(input: RouteInput, config: SwitchyardConfig, countToke
   for (const name of models) {
     const model = config.models[name];
     if (!model) {
-      skipped.push({ model: name, reason: 'not a configured model' });
+      skipped.push({ model: name, reason: 'not a configured model', at: chain.length });
       continue;
     }
     const output = outputTokens(model, input.maxTokens);
     if (needsCount && model.context_window !== undefined && promptTokens + output > model.context_window) {
-      skipped.push({ model: name, reason: `context window ${model.context_window} < ${promptTokens} prompt + ${output} output tokens` });
+      skipped.push({ model: name, reason: `context window ${model.context_window} < ${promptTokens} prompt + ${output} output tokens`, at: chain.length });
     } else {
       chain.push(name);
     }

@@ -1,8 +1,9 @@
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
+import type { Report } from '../../src/output/report.ts';
 import { runCli, spawnCli, waitForOutput } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
@@ -80,7 +81,7 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
   it('skips a model whose context window cannot hold the prompt, and says so', async () => {
     const dir = await tempDir('ctx');
     const cfg = await config(dir, {
-      models: { small: { provider: 'sim', price, context_window: 400 }, big: { provider: 'sim', price, context_window: 100_000 } },
+      models: { small: { provider: 'sim', price, context_window: 400 }, big: { provider: 'sim', price, context_window: 100_000, fallbacks: ['small'] } },
       default_model: 'small',
       max_tokens: 100,
       routing: { routes: { simple: ['small', 'big'], moderate: ['small', 'big'], complex: ['small'] } },
@@ -88,7 +89,8 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     const input = join(dir, 'in.jsonl');
     const long = 'Tell me about lighthouses. '.repeat(60);
     const huge = `Analyze and compare these: ${'lighthouse keepers and ships '.repeat(300)}`;
-    await writeFile(input, [JSON.stringify({ id: 'short', prompt: 'Hello there' }), JSON.stringify({ id: 'long', prompt: long }), JSON.stringify({ id: 'huge', prompt: huge })].join('\n'));
+    const rows = [{ id: 'short', prompt: 'Hello there' }, { id: 'long', prompt: long }, { id: 'huge', prompt: huge }, { id: 'long-on-big', prompt: long, model: 'big' }];
+    await writeFile(input, rows.map((row) => JSON.stringify(row)).join('\n'));
     const out = join(dir, 'out');
     const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'ctx'], h.env({ SIM_KEY: 'right-key' }));
     expect(run.code).toBe(1);
@@ -98,6 +100,10 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(byId.long!.fallback_reason).toMatch(/small: skipped, context window 400/);
     expect(byId.huge).toMatchObject({ status: 'failed', error: { code: 'no_model_available' } });
     expect(byId.huge!.error!.message).toMatch(/context window/);
+    // Its fallback, too small, comes after the model that answered: the row never fell back.
+    expect(byId['long-on-big']).toMatchObject({ status: 'succeeded', final_model: 'big', fallback_reason: null });
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.extra_calls.rows_on_fallback).toBe(1);
   });
 
   it('a model answering only 500s: every row finishes on its fallback, and the breaker stops calling the dead model', async () => {
