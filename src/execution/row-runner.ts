@@ -169,15 +169,17 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
 
   const circuitWait = waitForProbe(progress, now()) ?? waitForCircuits(progress, config.breaker.max_wait_ms, now());
   if (circuitWait) return circuitWait;
+  // The failed row is the last model's it called; one that called none, its first choice's.
+  const failedOn = progress.calls.findLast((call) => call.purpose === 'answer')?.model ?? plan.chain[0] ?? plan.skipped[0]?.model ?? '';
   const last = progress.lastError;
   const error = last
-    ? new ModelCallError({ code: last.code as ModelCallError['code'], model: plan.chain.at(-1) ?? '', status: last.status, message: chainFailedMessage(progress, last.message) })
+    ? new ModelCallError({ code: last.code as ModelCallError['code'], model: failedOn, status: last.status, message: chainFailedMessage(progress, last.message) })
     : new ModelCallError({
         code: 'no_model_available',
         model: '',
         message: noModelMessage(plan, progress),
       });
-  return finish(row, progress, plan.chain.at(-1) ?? plan.skipped[0]?.model ?? '', null, error);
+  return finish(row, progress, failedOn, null, error);
 }
 
 /**

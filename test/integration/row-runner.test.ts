@@ -122,6 +122,7 @@ describe('advanceRow', () => {
     const failed = await advanceRow(row, freshProgress(), failing.deps);
     if (failed.kind !== 'finished') throw new Error('expected finished');
     expect(failed.event.result.error?.code).toBe('server_error');
+    expect(failed.event.result.model).toBe('broken'); // the model it called, not "limited", which it could not
     expect(failed.event.result.error?.message).toMatch(
       /^every model in the chain failed; the last call's error: model "broken" at \S+ failed with 500: The server had an error while processing your request\. Sorry about that! By model: broken: server_error after 3 attempts; limited: circuit open after repeated failures \(next probe in 30 s\)$/,
     );
@@ -129,6 +130,7 @@ describe('advanceRow', () => {
     const closed = setup(['broken', 'limited'], { breaker: async () => ({ allowed: false, retryInMs: 30_000 }) });
     const none = await advanceRow(row, freshProgress(), closed.deps);
     if (none.kind !== 'finished') throw new Error('expected finished');
+    expect(none.event.result.model).toBe('broken'); // its first choice
     expect(none.event.result.error).toMatchObject({
       code: 'no_model_available',
       message: 'no model was available: broken: circuit open after repeated failures (next probe in 30 s); limited: circuit open after repeated failures (next probe in 30 s)',
