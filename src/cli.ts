@@ -59,6 +59,12 @@ function positiveNumber(value: string): number {
   return n;
 }
 
+function nonNegativeNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a number of 0 or more');
+  return n;
+}
+
 async function exitWith(run: () => Promise<number>): Promise<void> {
   try {
     process.exitCode = await run();
@@ -141,7 +147,7 @@ program
   .command('forget')
   .description("delete what Redis keeps of finished batches (their output files stay); they can no longer be resumed")
   .argument('[batch-id...]')
-  .option('--older-than <days>', 'every finished batch whose last run ended more than this many days ago', positiveNumber)
+  .option('--older-than <days>', 'every finished batch whose last run ended more than this many days ago (0: every finished batch)', nonNegativeNumber)
   .action((batchIds: string[], opts: { olderThan?: number }) =>
     exitWith(async () => (await import('./commands/forget.ts')).runForgetCommand(batchIds, opts.olderThan === undefined ? {} : { olderThanDays: opts.olderThan }, logger, say)),
   );

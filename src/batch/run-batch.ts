@@ -431,7 +431,7 @@ function watchForStops(watched: { session: Session; batchId: string; say: (line:
   };
   const onInterrupt = (signal: NodeJS.Signals) => {
     stoppedBy = signal;
-    say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''}. Finishing the rows in hand, then writing the outputs so far (a second Ctrl-C quits at once).`);
+    say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''}. Finishing the rows in hand, then writing the outputs so far (a second ${signal === 'SIGTERM' ? 'SIGTERM or Ctrl-C' : 'Ctrl-C'} quits at once).`);
     stopReading.abort();
     // A close that fails is seen again where the run closes the worker for good.
     void (worker?.close() ?? Promise.resolve())
@@ -468,12 +468,18 @@ function listenForStop(onStop: (signal: NodeJS.Signals) => void, hostStop: Abort
     else hostStop.addEventListener('abort', onAbort, { once: true });
     return () => hostStop.removeEventListener('abort', onAbort);
   }
-  process.once('SIGINT', onStop);
-  process.once('SIGTERM', onStop);
-  return () => {
-    process.off('SIGINT', onStop);
-    process.off('SIGTERM', onStop);
+  // After the first, either signal has its default effect: the process quits at once.
+  const stopListening = () => {
+    process.off('SIGINT', onFirst);
+    process.off('SIGTERM', onFirst);
   };
+  const onFirst = (signal: NodeJS.Signals) => {
+    stopListening();
+    onStop(signal);
+  };
+  process.on('SIGINT', onFirst);
+  process.on('SIGTERM', onFirst);
+  return stopListening;
 }
 
 /**

@@ -23,7 +23,7 @@ export async function runForgetCommand(batchIds: string[], options: ForgetOption
   try {
     const ids = options.olderThanDays === undefined ? batchIds : await batchesFinishedBefore(session.store, Date.now() - options.olderThanDays * DAY_MS);
     if (ids.length === 0) {
-      say(`No finished batch ended more than ${counted(options.olderThanDays ?? 0, 'day')} ago.`);
+      say(`No finished batch ended more than ${options.olderThanDays} ${options.olderThanDays === 1 ? 'day' : 'days'} ago.`);
       return 0;
     }
     let refused = 0;

@@ -49,7 +49,7 @@ export async function* readJsonlRows(path: string, rules: RowRules, position?: R
     if (customId !== undefined) {
       const first = customIdLines.get(customId);
       if (first !== undefined) {
-        yield rowError({ row: line, line }, 'duplicate_id', `custom_id "${customId}" is already used on line ${first}; OpenAI Batch input needs each custom_id once, as answers are matched to requests by it`, customId);
+        yield rowError({ row: line, line }, 'duplicate_id', `custom_id "${customId}" is already used on line ${first}; OpenAI Batch input needs each custom_id once, as answers are matched to requests by it`, customId, customId);
         continue;
       }
       customIdLines.set(customId, line);

@@ -35,6 +35,7 @@ describe('switchyard forget', () => {
     expect(byAge.stdout.trim().split('\n')).toEqual([expect.stringMatching(/^Forgot old \(\d+ Redis keys\); its output files are kept\.$/)]);
     expect(await keysOf('old')).toEqual([]);
     expect(existsSync(join(dir, 'old', 'results.jsonl'))).toBe(true);
+    expect((await runCli(['forget', '--older-than', '0.5'], h.env())).stdout).toBe('No finished batch ended more than 0.5 days ago.\n');
 
     // A lease left by a live process keeps the batch; one left by a process on this machine that died does not.
     const lease = `${h.prefix}:batch:{recent}:lease`;
@@ -45,6 +46,8 @@ describe('switchyard forget', () => {
     const byId = await runCli(['forget', 'recent'], h.env());
     expect(byId.code, byId.stderr).toBe(0);
     expect(await keysOf('recent')).toEqual([]);
+    const everyFinished = await runCli(['forget', '--older-than', '0'], h.env());
+    expect([everyFinished.code, everyFinished.stdout]).toEqual([0, 'No finished batch ended more than 0 days ago.\n']);
     const list = await runCli(['status'], h.env());
     expect(list.stdout).toContain('queued');
     expect(list.stdout).not.toMatch(/\brecent\b|\bold\b/);

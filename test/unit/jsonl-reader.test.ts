@@ -314,7 +314,7 @@ describe('OpenAI Batch lines that repeat a custom_id', () => {
     expect(items.map((item) => (item.kind === 'row' ? `row ${item.value.row}` : `${item.value.code} ${item.value.row}`))).toEqual(['row 1', 'row 2', 'duplicate_id 3', 'row 4']);
     expect(items[2]).toEqual({
       kind: 'error',
-      value: { row: 3, line: 3, id: 'a', code: 'duplicate_id', message: 'custom_id "a" is already used on line 1; OpenAI Batch input needs each custom_id once, as answers are matched to requests by it' },
+      value: { row: 3, line: 3, id: 'a', custom_id: 'a', code: 'duplicate_id', message: 'custom_id "a" is already used on line 1; OpenAI Batch input needs each custom_id once, as answers are matched to requests by it' },
     });
   });
 });
