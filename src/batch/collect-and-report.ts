@@ -88,7 +88,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   say(`         ${paths.resultsCsv}`);
   say(`Costs    ${paths.costs}`);
   const invalid = report.totals.invalid_rows;
-  say(`Errors   ${paths.errors}${invalid > 0 ? ` (${counted(invalid, 'invalid row')}, not run)` : ''}`);
+  if (invalid > 0) say(`Errors   ${paths.errors} (${counted(invalid, 'invalid row')}, not run)`);
   say(`Report   ${paths.reportMd}`);
   const overBudget = report.errors.budget_exceeded ?? 0;
   if (overBudget > 0) {
