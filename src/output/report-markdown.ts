@@ -344,6 +344,14 @@ function codePairs(label: string, lead: string, counts: Record<string, number>, 
   return pairs;
 }
 
+/** " (rate_limited 50, server_error 3)": why calls failed, most frequent first (three at most), so a batch slowed by 429s says so. */
+function failedCallCodes(callErrors: Record<string, number>): string {
+  const codes = Object.entries(callErrors).sort(([, a], [, b]) => b - a);
+  if (codes.length === 0) return '';
+  const shown = codes.slice(0, 3).map(([code, calls]) => `${code} ${count(calls)}`);
+  return ` (${shown.join(', ')}${codes.length > 3 ? ', ...' : ''})`;
+}
+
 /** A short terminal summary: aligned label/value lines, then one aligned line per model. */
 export function renderSummaryLines(report: Report): string[] {
   const { totals } = report;
@@ -351,7 +359,7 @@ export function renderSummaryLines(report: Report): string[] {
   const pairs: Array<[string, string]> = [
     ['Rows', `${count(totals.succeeded)} of ${count(totals.rows)} succeeded, ${count(totals.failed)} failed${unfinished ? `; ${unfinished}` : ''}`],
     ['Time', timeAndRate(totals)],
-    ['Calls', `${count(totals.calls)}, ${count(totals.failed_calls)} failed`],
+    ['Calls', `${count(totals.calls)}, ${count(totals.failed_calls)} failed${failedCallCodes(report.call_errors)}`],
     ['Tokens', `${count(totals.input_tokens)} in, ${count(totals.output_tokens)} out`],
     ['Cost', formatCost(totals.cost_usd, totals.unpriced_calls, totals.calls)],
   ];

@@ -258,6 +258,8 @@ describe('buildReport', () => {
   it('renders aligned summary lines', () => {
     const lines = renderSummaryLines(report);
     expect(lines[0]).toBe('Rows     9,800 of 10,000 succeeded, 200 failed');
+    // Why calls failed, so a batch slowed by 429s says so.
+    expect(lines.find((line) => line.startsWith('Calls'))).toMatch(/^Calls    12,000, [\d,]+ failed \(rate_limited 2,000(, \w+ [\d,]+)*\)$/);
     const errorsAt = lines.findIndex((line) => line.startsWith('Errors   timeout 200'));
     expect(errorsAt).toBeGreaterThan(0);
     expect(lines[errorsAt + 1]).toBe('         timeout: no answer');

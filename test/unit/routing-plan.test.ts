@@ -107,11 +107,11 @@ describe('planRoute: context windows', () => {
     const long = ask('x'.repeat(40_000));
     expect(plan({ taskType: 'creative', maxTokens: 20_000, messages: long }, 23_000).result.chain).toEqual(['qwen', 'glm']); // 23000 + 8192 <= 32000
     expect(plan({ taskType: 'creative', maxTokens: 20_000, messages: long }, 24_000).result.skipped).toEqual([
-      { model: 'qwen', reason: 'context window 32000 < 24000 prompt + 8192 output tokens' },
+      { model: 'qwen', reason: 'context window 32000 < 24000 prompt + 8192 output tokens', at: 0 },
     ]);
     // pro has no max_output_tokens: the whole max_tokens is reserved.
     expect(plan({ pinnedModel: 'pro', maxTokens: 20_000, messages: ask('y'.repeat(200_000)) }, 110_000).result.skipped).toEqual([
-      { model: 'pro', reason: 'context window 128000 < 110000 prompt + 20000 output tokens' },
+      { model: 'pro', reason: 'context window 128000 < 110000 prompt + 20000 output tokens', at: 0 },
     ]);
   });
 
