@@ -11,7 +11,8 @@ import { sendLinesToBar } from './terminal-lines.ts';
  * pipes). Rates and ETA count the rows finished over the last 20 s (since the first update until
  * then), so the caller gives the first one as the display starts (rows a resumed batch finished
  * before then do not count). When no row has finished for a while the ETA says so instead of
- * growing, and plain lines that would repeat the last one come every 30 s, not every few seconds.
+ * growing, and plain lines that would repeat the last one come every 30 s, not every few seconds;
+ * the moment a stall begins to show (15 s) gets its line, so a log shows it as it happens.
  */
 export interface ProgressDisplay {
   update(progress: BatchProgress): void;
@@ -116,6 +117,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
   let lastLineAt = startedAt;
   let lastLineFinished: number | null = null;
   let latest: BatchProgress | null = null;
+  let stallShown = false;
   const print = (progress: BatchProgress, at: number) => {
     const { totalText, rate, etaText } = figures(progress, at);
     const done = progress.total !== null && progress.finished >= progress.total;
@@ -126,10 +128,15 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
   return {
     update(progress) {
       const at = now();
-      figures(progress, at);
+      const { etaText } = figures(progress, at);
       latest = progress;
       const unchanged = progress.finished === lastLineFinished;
-      if (at - lastLineAt >= (unchanged ? plainUnchangedEveryMs : plainEveryMs)) print(progress, at);
+      const stalled = etaText.startsWith('? (no row finished');
+      if (!stalled) stallShown = false;
+      if (stalled && !stallShown) {
+        stallShown = true;
+        print(progress, at);
+      } else if (at - lastLineAt >= (unchanged ? plainUnchangedEveryMs : plainEveryMs)) print(progress, at);
     },
     stop() {
       if (latest) print(latest, now());

@@ -179,7 +179,7 @@ describe('progress display when rows stop finishing', () => {
     expect(last).toBe('progress: 6,000/10,000 rows, 0 failed, 0 rows/s, ETA ? (no row finished for 25.0 s), cost $0.600');
   });
 
-  it('says how long no row has finished instead of a growing ETA, and repeats an unchanged line only every 30 s', () => {
+  it('says how long no row has finished instead of a growing ETA, as soon as that shows (15 s), then repeats an unchanged line only every 30 s', () => {
     const out = plainOutput();
     const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 5000 });
     display.update(progress(0, 300));
@@ -191,10 +191,10 @@ describe('progress display when rows stop finishing', () => {
     }
     expect(out.lines).toEqual([
       'progress: 200/300 rows, 0 failed, 40 rows/s, ETA 2.5 s, cost $0.0200',
-      'progress: 200/300 rows, 0 failed, 0 rows/s, ETA ? (no row finished for 30.0 s), cost $0.0200',
-      'progress: 200/300 rows, 0 failed, 0 rows/s, ETA ? (no row finished for 1 min 0 s), cost $0.0200',
-      'progress: 200/300 rows, 0 failed, 0 rows/s, ETA ? (no row finished for 1 min 30 s), cost $0.0200',
-      'progress: 200/300 rows, 0 failed, 0 rows/s, ETA ? (no row finished for 2 min 0 s), cost $0.0200',
+      'progress: 200/300 rows, 0 failed, 10 rows/s, ETA ? (no row finished for 15.0 s), cost $0.0200',
+      'progress: 200/300 rows, 0 failed, 0 rows/s, ETA ? (no row finished for 45.0 s), cost $0.0200',
+      'progress: 200/300 rows, 0 failed, 0 rows/s, ETA ? (no row finished for 1 min 15 s), cost $0.0200',
+      'progress: 200/300 rows, 0 failed, 0 rows/s, ETA ? (no row finished for 1 min 45 s), cost $0.0200',
     ]);
     out.advance(5000);
     display.update(progress(250, 300));
