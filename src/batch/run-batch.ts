@@ -235,6 +235,7 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
     prompt_column: promptColumn,
     // The first run's: the CSV journal already holds records with it.
     csv_delimiter: existing?.csv_delimiter ?? position.csvDelimiter ?? ',',
+    ...((existing?.csv_bom ?? position.csvBom) ? { csv_bom: true } : {}),
     started_at: startedAt.toISOString(),
     builtin_config: resolved.builtIn,
     detached: options.detach === true,

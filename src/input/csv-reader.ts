@@ -34,8 +34,8 @@ interface Header {
 export async function* readCsvRows(path: string, rules: RowRules, position?: ReadPosition): AsyncGenerator<ReadItem> {
   const { handle, bytes } = await openInputFile(path);
   if (position) position.fileBytes = bytes;
-  const delimiter = await headerDelimiter(handle, bytes);
-  if (position) position.csvDelimiter = delimiter;
+  const { delimiter, bom } = await headerDelimiter(handle, bytes);
+  if (position) Object.assign(position, { csvDelimiter: delimiter, csvBom: bom });
   const lines = lineCounter();
   let endOfLast = 0;
   const options: Options<ParsedRecord, string[]> = {
@@ -86,11 +86,13 @@ export async function* readCsvRows(path: string, rules: RowRules, position?: Rea
 const SNIFF_BYTES = 64 * 1024;
 
 /** The separator the header line uses (csv-delimiter.ts); a comma for a pipe, which cannot be read twice. */
-async function headerDelimiter(handle: FileHandle, bytes: number): Promise<CsvDelimiter> {
-  if (bytes === 0) return ',';
+/** The header's separator, and whether the file starts with a UTF-8 byte order mark. */
+async function headerDelimiter(handle: FileHandle, bytes: number): Promise<{ delimiter: CsvDelimiter; bom: boolean }> {
+  if (bytes === 0) return { delimiter: ',', bom: false };
   const opening = Buffer.alloc(Math.min(bytes, SNIFF_BYTES));
   const { bytesRead } = await handle.read(opening, 0, opening.length, 0);
-  return sniffCsvDelimiter(firstLine(opening.toString('utf8', 0, bytesRead)));
+  const text = opening.toString('utf8', 0, bytesRead);
+  return { delimiter: sniffCsvDelimiter(firstLine(text)), bom: text.charCodeAt(0) === 0xfeff };
 }
 
 const DELIMITER_NAMES: Record<CsvDelimiter, string> = { ',': 'commas', ';': 'semicolons', '\t': 'tabs' };

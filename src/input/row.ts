@@ -74,6 +74,8 @@ export interface ReadPosition {
   fileBytes: number;
   /** A CSV file's field separator, once its header is read (results.csv uses the same). */
   csvDelimiter?: CsvDelimiter;
+  /** Whether the CSV file starts with a UTF-8 byte order mark (results.csv then does too). */
+  csvBom?: boolean;
 }
 
 /** Fields every reader understands besides the prompt itself. */

@@ -53,7 +53,7 @@ async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number
   const { store, meta, paths } = options;
   const keep = await notWithdrawn(store, meta.batch_id);
   writeOrderedResults(paths.journal, paths.results, keep);
-  writeResultsCsv(paths.csvJournal, paths.resultsCsv, await store.metadataKeys(meta.batch_id), meta.csv_delimiter, keep);
+  writeResultsCsv(paths.csvJournal, paths.resultsCsv, await store.metadataKeys(meta.batch_id), { separator: meta.csv_delimiter, bom: meta.csv_bom === true }, keep);
   if (meta.input_kind === 'openai-batch') await writeOpenAiBatchFiles(paths.results, paths.errors, options.outDir, meta.batch_id);
   // With rows withdrawn, the report comes from the files as written, which leave them out.
   const tally = (keep === undefined ? options.collectedTally : null) ?? (await tallyFromFiles(paths, options.baseline, options.startedAt));

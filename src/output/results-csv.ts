@@ -76,8 +76,9 @@ export function resultCsvRecord(result: RowResult, metadataKeys: readonly string
  * header row included. A metadata key that repeats a fixed column name is written as
  * `metadata.<key>`. Returns how many rows it holds.
  */
-export function writeResultsCsv(csvJournalPath: string, csvPath: string, metadataKeys: readonly string[], separator: CsvDelimiter = ',', keep?: RowFilter): number {
-  const header = csvRecord([...RESULTS_CSV_COLUMNS, ...metadataHeaders(metadataKeys)], separator);
+export function writeResultsCsv(csvJournalPath: string, csvPath: string, metadataKeys: readonly string[], format: { separator: CsvDelimiter; bom: boolean } = { separator: ',', bom: false }, keep?: RowFilter): number {
+  const { separator } = format;
+  const header = `${format.bom ? '\ufeff' : ''}${csvRecord([...RESULTS_CSV_COLUMNS, ...metadataHeaders(metadataKeys)], separator)}`;
   return writeOrderedCsv(csvJournalPath, csvPath, header, metadataKeys.length, separator, keep);
 }
 

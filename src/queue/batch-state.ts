@@ -50,6 +50,8 @@ export const batchMetaSchema = z.object({
   prompt_column: z.string().default('prompt'),
   /** The input CSV's field separator, which results.csv uses too; set by the batch's first run. */
   csv_delimiter: z.enum([',', ';', '\t']).default(','),
+  /** The input CSV started with a byte order mark (Excel's "CSV UTF-8"): results.csv does too, so Excel reads it as UTF-8. */
+  csv_bom: z.stringbool().optional(),
   /** Added to by workers only (HINCRBY), so save() never writes it. */
   cost_nanos: z.coerce.number().int().default(0),
   /** Why the last run stopped reading the input part-way (the HTTP API's runs, which have nobody to tell at once). */

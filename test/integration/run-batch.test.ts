@@ -269,7 +269,7 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect((await readFile(join(out, 'results.csv'), 'utf8')).split('\n')[0]).toBe(header);
   });
 
-  it("writes results.csv with the input CSV's separator: semicolons (with a decimal comma in cost_usd) or tabs", async () => {
+  it("writes results.csv with the input CSV's separator: semicolons (with a decimal comma in cost_usd) or tabs, and its byte order mark", async () => {
     const dir = await tempDir('separators');
     const config = await writeSimConfig(dir, h.sim.url);
     const semicolons = join(dir, 'excel.csv');
@@ -278,8 +278,9 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     const ran = await runCli(['run', semicolons, '--config', config, '--out', out, '--batch-id', 'semi', '--model', 'fast'], h.env());
     expect(ran.code, ran.stderr).toBe(0);
     const csv = await readFile(join(out, 'results.csv'), 'utf8');
-    expect(csv.split('\n')[0]).toBe(`${RESULTS_CSV_COLUMNS.join(';')};note`);
-    const rows = parse(csv, { columns: true, delimiter: ';' }) as Array<Record<string, string>>;
+    // Excel's "CSV UTF-8" starts with a byte order mark, and reads its CJK and emoji right only with one.
+    expect(csv.split('\n')[0]).toBe(`\uFEFF${RESULTS_CSV_COLUMNS.join(';')};note`);
+    const rows = parse(csv, { columns: true, delimiter: ';', bom: true }) as Array<Record<string, string>>;
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(rows.map((r) => [r.id, r.output, r.note])).toEqual(results.map((r) => [r.id, r.output, r.metadata.note ?? '']));
     expect(rows.map((r) => r.note)).toEqual(['a,b', '']);
