@@ -184,7 +184,7 @@ function callTally(config: SwitchyardConfig, model: string, inputTokens: number,
 function printTable(label: string, tallies: Map<string, Tally>, say: (line: string) => void): void {
   const rows = [...tallies.entries()].sort(([, a], [, b]) => b.rows - a.rows);
   const header = [label, 'Rows', 'Input tokens', 'Max output tokens', 'Est. cost (max)'];
-  const body = rows.map(([name, t]) => [name, String(t.rows), formatCount(t.inputTokens), formatCount(t.maxOutputTokens), formatUsd(nanosToUsd(t.costNanos))]);
+  const body = rows.map(([name, t]) => [name, formatCount(t.rows), formatCount(t.inputTokens), formatCount(t.maxOutputTokens), formatUsd(nanosToUsd(t.costNanos))]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   say(line(header));

@@ -68,8 +68,8 @@ export async function claimOutputDir(dir: string, batchId: string, createdAt: st
   }
   if (owner && markedCreated && markedCreated !== createdAt) {
     throw new UsageError(
-      `${dir} holds the outputs of another batch ${owner}, created ${markedCreated} (another server's, or one this Redis no longer has), ` +
-        'which this one would replace: give it another --out or batch id, or delete that folder first if you no longer need them',
+      `${dir} holds the outputs of an earlier batch also named ${owner}, created ${markedCreated}, which this Redis does not have (forgotten, or another server's), ` +
+        'and this run would replace them: give it another --out or batch id, or delete that folder first if you no longer need them',
     );
   }
   if (owner !== batchId || markedCreated !== createdAt) await writeFile(paths.owner, `${batchId}\n${createdAt}\n`);

@@ -188,7 +188,7 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     // A batch of the same id kept under another key prefix (another server's) is another batch.
     const elsewhere = await runCli(['run', other, '--config', config, '--out', out, '--batch-id', 'first-out'], { ...h.env(), SWITCHYARD_PREFIX: `${h.prefix}-other` });
     expect(elsewhere.code).toBe(2);
-    expect(elsewhere.stderr).toMatch(new RegExp(`${out} holds the outputs of another batch first-out, created \\S+ \\(another server's, or one this Redis no longer has\\), which this one would replace`));
+    expect(elsewhere.stderr).toMatch(new RegExp(`${out} holds the outputs of an earlier batch also named first-out, created \\S+, which this Redis does not have \\(forgotten, or another server's\\), and this run would replace them`));
     expect(await readJsonLines<RowResult>(join(out, 'results.jsonl'))).toHaveLength(5);
   });
 

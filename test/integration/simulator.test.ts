@@ -268,7 +268,7 @@ describe('simulator over HTTP with the openai SDK', () => {
     controller.abort();
     await running;
     expect(lines.slice(1)).toEqual([
-      'Simulator stopped after 2 requests (1 x 200, 1 x 429); at most 1 chat requests in flight at once.',
+      'Simulator stopped after 2 requests (1 x 200, 1 x 429); at most 1 chat request in flight at once.',
       expect.stringMatching(/^ {2}m: 2 requests \(1 x 200, 1 x 429\), \d+ prompt \+ \d+ completion tokens served, peak 2 requests\/min$/),
     ]);
     await expect(fetch(`${url}/models`)).rejects.toThrow();
