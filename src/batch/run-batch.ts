@@ -329,7 +329,8 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
       if (error instanceof UsageError) {
         const next = `fix the file and run the same command again (--batch-id ${batchId}) to finish without repeating them`;
         // So that `status` says why the batch stopped, not to resume it as it is (that stops again).
-        await session.store.update(batchId, { input_error: `${error.message.split('\n', 1)[0]!}; rows before it may be done: ${next}` }).catch(() => undefined);
+        // A server records its own, in the API's terms (batch-service.ts).
+        if (!host) await session.store.update(batchId, { input_error: `${error.message.split('\n', 1)[0]!}; rows before it may be done: ${next}` }).catch(() => undefined);
         throw new UsageError(`${error.message}\nRows before it may already be queued or done; ${next}.`);
       }
       throw error;
