@@ -339,7 +339,7 @@ function noModelMessage(plan: RoutePlan, progress: RowProgress): string {
 function waitForProbe(progress: RowProgress, now: number): RowStep | null {
   if (!progress.awaitingProbe || progress.lastError !== undefined || progress.circuitProbeAt === undefined) return null;
   const waitMs = Math.max(0, progress.circuitProbeAt - now) * (1 + Math.random() * 0.2);
-  const waitingOn = [...new Set(progress.fallbackReasons.map((reason) => reason.slice(0, reason.indexOf(':'))))];
+  const waitingOn = modelsPassedOver(progress);
   Object.assign(progress, { chainIndex: 0, attempt: 0, fallbackReasons: [], circuitProbeAt: undefined, awaitingProbe: undefined, reservedModel: undefined, reservedTokens: undefined });
   return { kind: 'park', waitMs: Math.round(waitMs), progress, note: `rows wait while one call tests ${waitingOn.join(', ')} after repeated failures (its circuit breaker's probe)` };
 }
@@ -358,11 +358,15 @@ function waitForCircuits(progress: RowProgress, maxWaitMs: number, now: number):
     if (progress.circuitWaitSince !== undefined) progress.fallbackReasons.push(`waited ${seconds(now - since)} in all for open circuits (breaker.max_wait_ms: ${seconds(maxWaitMs)})`);
     return null;
   }
-  // Every model of the chain failed or was passed over: each reason starts with its model's name.
-  const waitingOn = [...new Set(progress.fallbackReasons.map((reason) => reason.slice(0, reason.indexOf(':'))))];
+  const waitingOn = modelsPassedOver(progress);
   Object.assign(progress, { chainIndex: 0, attempt: 0, fallbackReasons: [], lastError: undefined, circuitProbeAt: undefined, awaitingProbe: undefined, circuitWaitSince: since, reservedModel: undefined, reservedTokens: undefined });
   const note = `rows wait for the circuits of ${waitingOn.join(', ')} to close (a probe call every breaker.cooldown_ms), for up to ${seconds(maxWaitMs)} each (breaker.max_wait_ms)`;
   return { kind: 'park', waitMs: Math.round(waitMs), progress, note };
+}
+
+/** The models of the pass through the chain that just ended: each fallback reason starts with its model's name. */
+function modelsPassedOver(progress: RowProgress): string[] {
+  return [...new Set(progress.fallbackReasons.map((reason) => reason.slice(0, reason.indexOf(':'))))];
 }
 
 function fallBack(progress: RowProgress, reason: string): void {
