@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { loadConfigFile } from '../config/load.ts';
 import { answerableNames, configSchema, type SwitchyardConfig } from '../config/schema.ts';
 import { exitCodeForSignal, UsageError } from '../errors.ts';
+import { checkInputFile } from '../input/input-file.ts';
 import { readRows } from '../input/read-rows.ts';
 import type { InputRow, ReadItem, ReadPosition } from '../input/row.ts';
 import { carriedProgressFits, type CarriedTarget } from '../execution/carried-progress.ts';
@@ -158,6 +159,8 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
   limitHeapGrowth();
   const batchId = options.resume ?? options.batchId ?? newBatchId();
   if (!isValidBatchId(batchId)) throw new UsageError(`batch id "${batchId}" may only use letters, digits, '.', '_' and '-' (at most 64 characters)`);
+  // A mistyped path names no batch (nor starts the built-in models' simulator).
+  if (options.file) await checkInputFile(resolve(options.file));
   say(`Batch ${batchId}`);
 
   const session = host?.session ?? (await openSession(logger, say));

@@ -25,6 +25,12 @@ export async function openInputFile(path: string): Promise<{ handle: FileHandle;
   }
 }
 
+/** Throws what openInputFile would for a file that cannot be read; checked before anything else is done with it. */
+export async function checkInputFile(path: string): Promise<void> {
+  const { handle } = await openInputFile(path);
+  await handle.close();
+}
+
 function describeOpenError(path: string, error: unknown): string {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   if (code === 'ENOENT') return `input file not found: ${path}`;

@@ -40,6 +40,19 @@ describe('switchyard demo', () => {
   });
 });
 
+describe('switchyard run with a mistyped input path', () => {
+  const h = useSimulatorAndRedis('cli-no-file');
+
+  it('stops with exit 2 and the path, before naming a batch or starting the built-in models', async () => {
+    const cwd = await tempDir('no-file');
+    const result = await runCli(['run', 'promts.csv'], h.env(), { cwd });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`input file not found: ${join(cwd, 'promts.csv')}`);
+    expect(result.stdout).toBe('');
+    expect(await h.redis.keys(`${h.prefix}:*`)).toEqual([]);
+  });
+});
+
 describe('switchyard with its output piped to a reader that goes away (| head)', () => {
   const h = useSimulatorAndRedis('cli-pipe', { latency_ms: 20 });
 
