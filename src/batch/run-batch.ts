@@ -20,6 +20,7 @@ import { connectedWorkerCount, workersConnectedText } from '../queue/connected-w
 import { keyHolders } from '../queue/worker-registry.ts';
 import { formatAbSplit, parseAbSplit, type AbArm } from '../routing/ab-split.ts';
 import { claimOutputDir, createOutputDir } from '../output/output-dir.ts';
+import { outputPaths } from '../output/paths.ts';
 import { counted, formatCount } from '../output/report-markdown.ts';
 import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from '../queue/session.ts';
@@ -32,6 +33,7 @@ import { createBatchContexts, type BatchContexts } from '../queue/batch-context.
 import { createCallSlots } from '../execution/call-slots.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
 import { withJudge } from '../judge/judge-override.ts';
+import { carryAnswersForJudge } from '../judge/rescore-answers.ts';
 
 export interface RunOptions {
   file?: string;
@@ -138,6 +140,8 @@ interface PreparedBatch {
   position: ReadPosition;
   outDir: string;
   startedAt: Date;
+  /** A resume's judge, when the rows answered before were scored by another one or none: they are scored again. */
+  rescoreWith: string | undefined;
 }
 
 /** What the stages of a run share. */
@@ -196,6 +200,7 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   // A resume keeps the judge it was given, as it keeps --ab.
   const judgeModel = options.judge ?? existing?.judge_model;
   const config = judgeModel ? withJudge(resolved.config, judgeModel) : resolved.config;
+  const judgeBefore = storedConfig === null ? undefined : judgeModelIn(storedConfig);
   if (config.judge) say(`Judge: ${config.judge.model} scores every answer from 1 to 10 (against the "${config.judge.reference_column}" field where a row has one).`);
   const budgeted = (options.budget ?? existing?.budget_usd ?? config.budget.batch_usd ?? config.budget.monthly_usd) !== undefined;
   warnAboutConfig(config, budgeted, options.detach === true, say);
@@ -256,6 +261,7 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   return {
     batchId,
     resumed: existing !== null,
+    rescoreWith: existing && config.judge && config.judge.model !== judgeBefore ? config.judge.model : undefined,
     config,
     builtIn: resolved.builtIn,
     model,
@@ -304,6 +310,8 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     // Keep the collector's rejection observed while enqueueing; it is awaited below.
     collecting?.catch(() => undefined);
 
+    // Counted with the rows read (readText): "answered before but not scored by this judge".
+    if (batch.rescoreWith) await carryAnswersForJudge(session.store, batchId, outputPaths(outDir).results, batch.rescoreWith);
     let counts: EnqueueCounts;
     try {
       counts = await enqueueBatch({
@@ -379,6 +387,16 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
 type EnqueueCounts = Awaited<ReturnType<typeof enqueueBatch>>;
 
 /** How this run sends a row, to tell whether answers a stopped run left for it still suit it. */
+/** The judge model a batch's stored config names, if any. */
+function judgeModelIn(configJson: string): string | undefined {
+  try {
+    const judge = (JSON.parse(configJson) as { judge?: { model?: unknown } }).judge;
+    return typeof judge?.model === 'string' ? judge.model : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function carriedTarget(row: InputRow, batch: PreparedBatch): CarriedTarget {
   const { name, ensemble } = rowTarget(row, batch.config, batch.abSplit, batch.model);
   return { model: name, ensembleMembers: ensemble?.config.members ?? null, judged: batch.config.judge !== undefined };
@@ -389,7 +407,7 @@ function readText(counts: EnqueueCounts, localConcurrency: number | null): strin
   return (
     `Read ${counted(counts.total + counts.invalid, 'row')}: ${formatCount(counts.total)} valid, ${formatCount(counts.invalid)} invalid${counts.invalid > 0 ? ' (see errors.jsonl)' : ''}` +
     (counts.alreadySucceeded > 0 ? `, ${formatCount(counts.alreadySucceeded)} already done` : '') +
-    (counts.rescored > 0 ? `, ${formatCount(counts.rescored)} answered before but not scored (the judge failed): scored now, their answers kept` : '') +
+    (counts.rescored > 0 ? `, ${formatCount(counts.rescored)} answered before but not scored by this judge: scored now, their answers kept` : '') +
     (counts.changedSinceSucceeded > 0 ? `, ${formatCount(counts.changedSinceSucceeded)} changed in the file since they succeeded (they run again)` : '') +
     (counts.goneFromFile > 0 ? `, ${formatCount(counts.goneFromFile)} of the last run no longer in the file (left out of the outputs)` : '') +
     `; ${formatCount(counts.enqueued)} queued` +

@@ -17,7 +17,13 @@ import { storedJson } from './stored-json.ts';
 const carriedRowSchema = z.object({ fingerprint: z.number().int(), progress: rowProgressSchema });
 
 export async function carryRow(redis: Redis, keys: BatchKeys, row: number, fingerprint: number, progress: RowProgress): Promise<void> {
-  await redis.hset(keys.carried, String(row), JSON.stringify({ fingerprint, progress: carriedProgress(progress) }));
+  await carryRows(redis, keys, [{ row, fingerprint, progress }]);
+}
+
+/** carryRow for many rows, in one round trip. */
+export async function carryRows(redis: Redis, keys: BatchKeys, rows: ReadonlyArray<{ row: number; fingerprint: number; progress: RowProgress }>): Promise<void> {
+  if (rows.length === 0) return;
+  await redis.hset(keys.carried, Object.fromEntries(rows.map(({ row, fingerprint, progress }) => [String(row), JSON.stringify({ fingerprint, progress: carriedProgress(progress) })])));
 }
 
 export interface CarriedRows {

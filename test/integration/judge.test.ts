@@ -109,6 +109,44 @@ describe('a judge scores every answer', () => {
     expect(wrong.stderr).toContain('--judge "critic" is not a model in the config; models: flash, judge');
   });
 
+  it('a judge added to a batch, or changed, scores the answers it has without answering them again', async () => {
+    h.sim.reset();
+    const dir = await tempDir('judge-changed');
+    const config = await writeSimConfig(dir, h.sim.url, { models: { flash: sim(0.1), judge: sim(2), critic: sim(1) }, default_model: 'flash' });
+    const input = await writeQuestions(dir, 6);
+    const out = join(dir, 'out');
+    const unjudged = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'judge-later'], h.env());
+    expect(unjudged.code, unjudged.stderr).toBe(0);
+    const answers = (await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => r.output);
+
+    const added = await runCli(['run', '--resume', 'judge-later', '--judge', 'judge'], h.env());
+    expect(added.code, added.stdout + added.stderr).toBe(0);
+    expect(added.stdout).toContain('6 answered before but not scored by this judge: scored now, their answers kept; 6 queued');
+    let results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => r.output)).toEqual(answers);
+    expect(results.every((r) => r.judge?.model === 'judge' && typeof r.judge.score === 'number')).toBe(true);
+
+    const changed = await runCli(['run', '--resume', 'judge-later', '--judge', 'critic'], h.env());
+    expect(changed.code, changed.stdout + changed.stderr).toBe(0);
+    results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => r.output)).toEqual(answers);
+    expect(results.map((r) => r.judge?.model)).toEqual(Array(6).fill('critic'));
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.judge).toMatchObject({ model: 'critic', rows_scored: 6 });
+    // Each answer was paid for once; each judge scored each row once; nothing more.
+    const stats = h.sim.stats().models;
+    expect([stats.flash?.requests, stats.judge?.requests, stats.critic?.requests]).toEqual([6, 6, 6]);
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    expect(calls.filter((c) => c.purpose === 'answer')).toHaveLength(6);
+    expect(calls.filter((c) => c.purpose === 'judge')).toHaveLength(12);
+    expect(usdToNanos(report.totals.cost_usd)).toBe(nanosOf(calls));
+
+    // The same judge again: nothing to score, nothing paid.
+    const again = await runCli(['run', '--resume', 'judge-later'], h.env());
+    expect(again.stdout).toContain('6 already done; 0 queued');
+    expect(h.sim.stats().models.critic?.requests).toBe(6);
+  });
+
   it('compares two models that answered the same prompts (a row per model, same id) on those prompts alone', async () => {
     const dir = await tempDir('judge-paired');
     const config = await writeSimConfig(dir, h.sim.url, { models: { flash: sim(0.1), pro: sim(0.5), judge: sim(2) }, default_model: 'flash', judge: { model: 'judge' } });
@@ -252,7 +290,7 @@ describe('a judge that fails', () => {
     await writeSimConfig(dir, h.sim.url, settings('sound-judge'));
     const resumed = await runCli(['run', '--resume', 'rescore', '--config', config], h.env());
     expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
-    expect(resumed.stdout).toContain('4 answered before but not scored (the judge failed): scored now, their answers kept');
+    expect(resumed.stdout).toContain('4 answered before but not scored by this judge: scored now, their answers kept');
     expect(resumed.stdout).not.toContain('Not scored:');
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(results.map((r) => [r.row, r.status, typeof r.judge?.score, r.judge?.error])).toEqual([1, 2, 3, 4].map((row) => [row, 'succeeded', 'number', undefined]));
