@@ -244,6 +244,8 @@ export class ReportTally {
   #succeeded = 0;
   #rowsOnFallback = 0;
   #baselineNanos = 0;
+  /** An ensemble row's prompt tokens (its first answered member call's input), until its synthesis call comes. */
+  readonly #ensemblePromptTokens = new Map<string, number>();
   #usageEstimatedCalls = 0;
 
   /** `runStartedAt`: when this run began; rows completed before it were done by an earlier run. */
@@ -361,9 +363,7 @@ export class ReportTally {
         extra.fallbackCalls += 1;
         extra.fallbackNanos += nanos ?? 0;
       }
-      if (this.#baseline && call.status === 'succeeded') {
-        this.#baselineNanos += callCostNanos(this.#baseline.price, { input_tokens: call.input_tokens, output_tokens: call.output_tokens }) ?? 0;
-      }
+      if (this.#baseline && call.status === 'succeeded') this.#addToBaseline(call);
     }
     if (call.usage_estimated) this.#usageEstimatedCalls += 1;
     if (call.status === 'succeeded') {
@@ -493,6 +493,27 @@ export class ReportTally {
   }
 
   /** What the answers (`answersNanos`) cost against what they would have cost on the baseline model. */
+  /**
+   * What the call's answer would have cost on the baseline model. An ensemble row's answer is its
+   * synthesis: on the baseline it would be one answer to the prompt (a member's input tokens, the
+   * synthesis' output tokens), not every member's call and a synthesis prompt holding their answers.
+   */
+  #addToBaseline(call: CallRecord): void {
+    const price = this.#baseline!.price;
+    let usage = { input_tokens: call.input_tokens, output_tokens: call.output_tokens };
+    if (call.purpose === 'ensemble_member') {
+      const key = `${call.batch_id}\n${call.row}`;
+      if (!this.#ensemblePromptTokens.has(key)) this.#ensemblePromptTokens.set(key, call.input_tokens);
+      return;
+    }
+    if (call.purpose === 'synthesis') {
+      const key = `${call.batch_id}\n${call.row}`;
+      usage = { input_tokens: this.#ensemblePromptTokens.get(key) ?? 0, output_tokens: call.output_tokens };
+      this.#ensemblePromptTokens.delete(key);
+    }
+    this.#baselineNanos += callCostNanos(price, usage) ?? 0;
+  }
+
   #baselineReport(answersNanos: number): BaselineReport | null {
     if (!this.#baseline) return null;
     const baselineNanos = this.#baselineNanos;

@@ -406,6 +406,17 @@ describe('savings against report.baseline_model', () => {
     expect(renderSummaryLines(report)).toContain('Savings  Its answers cost $0.000400 (the judge aside): 80% less than the $0.00200 they would have cost on pro');
   });
 
+  it("count an ensemble row as one answer to its prompt on the baseline, not as its members' calls and the synthesis prompt", () => {
+    const tally = new ReportTally(baseline);
+    tally.addResult({ ...result(1, 'succeeded'), ensemble: { name: 'council', synthesizer: 'flash', members: [] } });
+    tally.addCall({ ...call(1, 1, 'succeeded', 0.0001, [1000, 400]), purpose: 'ensemble_member' });
+    tally.addCall({ ...call(1, 1, 'succeeded', 0.0001, [1000, 600]), model: 'glm', purpose: 'ensemble_member' });
+    tally.addCall({ ...call(1, 1, 'succeeded', 0.0003, [2200, 500]), purpose: 'synthesis' });
+    const report = tally.build(span);
+    // On "pro" one answer: the prompt's 1,000 tokens in, the synthesis' 500 out = $0.002 (not 4,200 in and 1,500 out).
+    expect(report.baseline).toMatchObject({ baseline_cost_usd: 0.002, batch_cost_usd: 0.0005 });
+  });
+
   it('are left out when no row succeeded: "it would have cost $0" compares nothing', () => {
     const tally = new ReportTally(baseline);
     tally.addResult(result(1, 'failed'));
