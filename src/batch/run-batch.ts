@@ -102,10 +102,11 @@ async function resolveConfig(options: RunOptions, existing: BatchMeta | null, st
   return { config, builtIn: true, simulator };
 }
 
-/** Pulls the first record now, so a bad file (no prompt column, empty) stops before anything is enqueued. */
-async function checkedRows(path: string, promptColumn: string, config: SwitchyardConfig, position: ReadPosition): Promise<AsyncIterable<ReadItem>> {
+/** Pulls the first record now, so a bad file (no prompt column, empty) stops before anything is enqueued; its first row goes to `onFirstRow`. */
+async function checkedRows(path: string, promptColumn: string, config: SwitchyardConfig, position: ReadPosition, onFirstRow: (row: InputRow) => void): Promise<AsyncIterable<ReadItem>> {
   const iterator = readRows(path, { promptColumn, knownModels: new Set(answerableNames(config)) }, position)[Symbol.asyncIterator]();
   const first = await iterator.next();
+  if (!first.done && first.value.kind === 'row') onFirstRow(first.value.value);
   return {
     async *[Symbol.asyncIterator]() {
       if (first.done) return;
@@ -213,6 +214,10 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   const model = pinnedModel(options) ?? (options.route === 'auto' || options.ab ? undefined : existing?.model_override);
   const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config)) : !options.model && !options.route ? existing?.ab_split : undefined;
   if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id (the same id, the same model, every run).`);
+  const answering = abSplit ? abSplit.map((arm) => arm.model) : model ? [model] : [];
+  if (config.judge && answering.includes(config.judge.model)) {
+    say(`Note: the judge, ${config.judge.model}, answers rows here too: it scores its own answers (judges tend to favour them), and its judge calls count under it in the Models table (the Judge line shows them apart).`);
+  }
   refuseUnknownPinned(model, answerableNames(config));
   if (!options.detach) {
     refuseWithoutKeys(config, model);
@@ -225,7 +230,10 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   // A resume goes on at the pace the batch was given (a provider's limits may be why it was low).
   const chosenConcurrency = options.concurrency ?? existing?.concurrency;
   const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
-  const items = await checkedRows(inputPath, promptColumn, config, position);
+  const items = await checkedRows(inputPath, promptColumn, config, position, (first) => {
+    const reference = config.judge?.reference_column;
+    if (reference !== undefined && !(reference in first.metadata)) say(`Note: the first row has no "${reference}" field, so the judge scores it without a reference answer (judge.reference_column names the field to use).`);
+  });
 
   const outDir = resolve(options.out ?? existing?.out_dir ?? `out/${batchId}`);
   await createOutputDir(outDir);

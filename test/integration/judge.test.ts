@@ -147,6 +147,17 @@ describe('a judge scores every answer', () => {
     expect(h.sim.stats().models.critic?.requests).toBe(6);
   });
 
+  it('says when the judge also answers rows, and when the rows have no reference answer for it', async () => {
+    const dir = await tempDir('judge-notes');
+    const config = await writeSimConfig(dir, h.sim.url, { models: { flash: sim(0.1), pro: sim(0.5) }, default_model: 'flash' });
+    const input = join(dir, 'no-reference.csv');
+    await writeFile(input, 'id,prompt,answer\nq1,What is 2 + 2?,4\n');
+    const ran = await runCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--ab', 'flash,pro', '--judge', 'pro'], h.env());
+    expect(ran.code, ran.stderr).toBe(0);
+    expect(ran.stdout).toContain('Note: the judge, pro, answers rows here too: it scores its own answers (judges tend to favour them)');
+    expect(ran.stdout).toContain('Note: the first row has no "expected" field, so the judge scores it without a reference answer (judge.reference_column names the field to use).');
+  });
+
   it('compares two models that answered the same prompts (a row per model, same id) on those prompts alone', async () => {
     const dir = await tempDir('judge-paired');
     const config = await writeSimConfig(dir, h.sim.url, { models: { flash: sim(0.1), pro: sim(0.5), judge: sim(2) }, default_model: 'flash', judge: { model: 'judge' } });
