@@ -129,6 +129,9 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
     releasedFromDead,
     async close() {
       clearInterval(sweep);
+      // Rows in hand that have not called yet (waiting for a call slot, or between retries) park
+      // for whoever runs them next, instead of holding the stop up by a call or more each.
+      options.batches.stopCalls();
       await worker.close();
       await registration.unregister();
     },

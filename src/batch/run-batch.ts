@@ -295,7 +295,7 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     for (const [orphan, unqueued] of await unqueueOrphanedBatches(queue, session.store, batchId)) if (unqueued.removed > 0) say(orphanedBatchText(orphan, unqueued));
   }
   const callSlots = createCallSlots(concurrency);
-  const batches = createBatchContexts(session.store, { callSlot: callSlots.slot, monthSpend: session.monthSpend });
+  const batches = createBatchContexts(session.store, { callSlots, monthSpend: session.monthSpend });
   // Built now, from the config in hand, while the worker connects.
   if (!options.detach) batches.prime(batchId, config, batch.model, batch.abSplit, batch.startedAt.getTime());
   else if (batch.builtIn) host?.prime?.(batchId, config, batch.model, batch.abSplit, batch.startedAt.getTime());

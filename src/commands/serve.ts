@@ -55,7 +55,7 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
     }
     const stop = new AbortController();
     const concurrency = options.concurrency ?? config.config.concurrency;
-    const batches = createBatchContexts(session.store, { callSlot: createCallSlots(concurrency).slot, monthSpend: session.monthSpend });
+    const batches = createBatchContexts(session.store, { callSlots: createCallSlots(concurrency), monthSpend: session.monthSpend });
     const host: RunHost = { session, config, stop: stop.signal, ...(options.worker ? { prime: batches.prime } : {}) };
     const worker = options.worker
       ? startSessionWorker(session, {

@@ -25,7 +25,7 @@ export async function runWorkerCommand(options: WorkerCommandOptions, logger: Lo
   const session = await openSession(logger, say);
   const activity = createWorkerActivity();
   const host = startSessionWorker(session, {
-    batches: createBatchContexts(session.store, { callSlot: createCallSlots(options.concurrency).slot, monthSpend: session.monthSpend }),
+    batches: createBatchContexts(session.store, { callSlots: createCallSlots(options.concurrency), monthSpend: session.monthSpend }),
     logger,
     concurrency: options.concurrency,
     lockMs: options.lockMs,

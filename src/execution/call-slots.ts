@@ -13,15 +13,30 @@ export interface CallSlots {
   slot: CallSlot;
   /** Resolves once `count` calls have started through these slots. */
   started(count: number): Promise<void>;
+  /**
+   * The process is stopping (Ctrl-C, SIGTERM): no call starts any more; each slot taken from now
+   * on rejects with CallsStopped instead, and its row parks for whoever runs it next. The calls in
+   * flight finish.
+   */
+  stop(): void;
+}
+
+/** A call not made because the process is stopping (CallSlots.stop). */
+export class CallsStopped extends Error {
+  constructor() {
+    super('not called: the process is stopping');
+  }
 }
 
 export function createCallSlots(concurrency: number): CallSlots {
   const limit = pLimit(concurrency);
   let startedCalls = 0;
+  let stopped = false;
   const waiting: Array<{ count: number; resolve: () => void }> = [];
   return {
     slot: (call) =>
       limit(() => {
+        if (stopped) return Promise.reject(new CallsStopped());
         startedCalls++;
         // Usually empty: only `run` waits, once, for its first rows' calls.
         for (let i = waiting.length - 1; i >= 0; i--) {
@@ -32,6 +47,9 @@ export function createCallSlots(concurrency: number): CallSlots {
         }
         return call();
       }),
+    stop() {
+      stopped = true;
+    },
     started(count) {
       if (startedCalls >= count) return Promise.resolve();
       const { promise, resolve } = Promise.withResolvers<void>();

@@ -10,7 +10,7 @@ import { classifyWithLlm } from '../routing/llm-classifier.ts';
 import { planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { countMessageTokens } from '../routing/token-count.ts';
-import { unlimitedCallSlot, type CallSlot } from './call-slots.ts';
+import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
 import type { RowGate } from './row-gate.ts';
 import type { RoutePlan } from './row-progress.ts';
 import type { RowInput } from './row-runner.ts';
@@ -77,8 +77,8 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
         health: verdict.answer ? 'success' : 'neutral',
         coolDownMs: null,
       });
-      // A request that never went out (no key, or a key just rejected) is no call: no cost record.
-      const sent = !(verdict.error instanceof ModelCallError && !verdict.error.sent);
+      // A request that never went out (no key, a key just rejected, the process stopping) is no call: no cost record.
+      const sent = !(verdict.error instanceof ModelCallError && !verdict.error.sent) && !(verdict.error instanceof CallsStopped);
       if (sent) {
         calls.push({
           batch_id: row.batchId,

@@ -7,7 +7,7 @@ import type { ProviderClient } from '../models/provider-clients.ts';
 import { retryDelayMs } from '../models/retry-policy.ts';
 import type { CallRecord, RowEvent, RowResult } from '../output/records.ts';
 import { noModelMessage as noModelMessageForPlan } from '../routing/route-plan.ts';
-import { unlimitedCallSlot, type CallSlot } from './call-slots.ts';
+import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
 import type { RowGate } from './row-gate.ts';
 import type { BudgetHold } from '../limits/budget.ts';
 import { everyCall, type RoutePlan, type RowProgress } from './row-progress.ts';
@@ -54,6 +54,8 @@ const WAKE_LEAD_MS = 1000;
 
 /** The shortest wait for a circuit: while one caller probes it, the others hear "not yet" with little time left. */
 const CIRCUIT_MIN_WAIT_MS = 1000;
+/** A row parked because its process stops comes back after this long, for a worker that goes on. */
+const STOPPED_PARK_MS = 1000;
 /** How often a row waiting for another row's probe of a model looks again: a call's time, about. */
 const PROBE_POLL_MS = 250;
 
@@ -135,6 +137,11 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
         return callModel(provider, request);
       });
     } catch (thrown) {
+      if (thrown instanceof CallsStopped) {
+        // Stopping: the row waits, its calls so far kept, for the resume (or another worker).
+        await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null });
+        return { kind: 'park', waitMs: STOPPED_PARK_MS, progress };
+      }
       error = thrown instanceof ModelCallError ? thrown : new ModelCallError({ code: 'unexpected_error', model, message: String(thrown) });
     }
     if (error && !error.sent) {

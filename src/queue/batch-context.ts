@@ -1,6 +1,6 @@
 import { configSchema, type SwitchyardConfig } from '../config/schema.ts';
 import { createRedisRowGate } from '../execution/redis-row-gate.ts';
-import { unlimitedCallSlot, type CallSlot } from '../execution/call-slots.ts';
+import { unlimitedCallSlot, type CallSlots } from '../execution/call-slots.ts';
 import { createRowPlanner } from '../execution/row-planner.ts';
 import { advanceRow, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
 import type { ProgressCheckpoint, RowProgress } from '../execution/row-progress.ts';
@@ -32,12 +32,13 @@ const RELOAD_AFTER_MS = 30_000;
 /**
  * Loads each batch's context per worker process, again every 30 s, and at once for a job queued by
  * a run that started after the context was loaded (a resume with another config reaches
- * long-running workers that way, before they run its rows). `callSlot` is the process's model-call limit, shared by
+ * long-running workers that way, before they run its rows). `callSlots` are the process's model-call slots, shared by
  * every batch. A worker on another machine needs no local config file: the batch's config travels
  * in Redis (without keys, which each worker reads from its env).
  */
-export function createBatchContexts(store: BatchStore, options: { callSlot?: CallSlot; monthSpend?: MonthSpend; maxCached?: number; reloadAfterMs?: number; now?: () => number } = {}) {
-  const { callSlot = unlimitedCallSlot, monthSpend, maxCached = 32, reloadAfterMs = RELOAD_AFTER_MS, now = Date.now } = options;
+export function createBatchContexts(store: BatchStore, options: { callSlots?: CallSlots; monthSpend?: MonthSpend; maxCached?: number; reloadAfterMs?: number; now?: () => number } = {}) {
+  const { callSlots, monthSpend, maxCached = 32, reloadAfterMs = RELOAD_AFTER_MS, now = Date.now } = options;
+  const callSlot = callSlots?.slot ?? unlimitedCallSlot;
   /** runAt: when the batch's run whose config this is started (epoch ms). */
   type Loaded = { context: BatchContext | 'elsewhere'; source: string; runAt: number };
   /** runAt: the loaded one's, once loaded (null while loading: what it reads is as new as any job). */
@@ -92,6 +93,10 @@ export function createBatchContexts(store: BatchStore, options: { callSlot?: Cal
       const stale = cached !== undefined && queuedBy !== undefined && cached.runAt !== null && cached.runAt < queuedBy;
       if (cached && !stale && now() < cached.reloadAt) return cached.context;
       return remember(batchId, load(batchId, cached?.loaded), now() + reloadAfterMs);
+    },
+    /** The process is stopping: rows not calling yet park instead (CallSlots.stop). */
+    stopCalls(): void {
+      callSlots?.stop();
     },
     /**
      * The process that saved the batch, for its run that started at `runAt`, already holds its

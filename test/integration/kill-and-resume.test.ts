@@ -302,3 +302,30 @@ describe('crash safety: killed processes lose no row and double none', () => {
     expectEachRowOnce(await readJsonLines<RowResult>(join(outA, 'results.jsonl')), 600);
   });
 });
+
+describe('a stop while the provider is slow', () => {
+  const h = useSimulatorAndRedis('stop-slow', { latency_ms: 1500 });
+
+  it('sends no call after Ctrl-C: the calls in flight finish, and the rows held for the next call slots wait for the resume', async () => {
+    const dir = await tempDir('stop-slow');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 8);
+    const out = join(dir, 'out');
+    // Two call slots: the worker holds four rows, two calling and two waiting for a slot.
+    const run = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'stop-slow', '--concurrency', '2'], h.env());
+    await waitFor(async () => (h.sim.stats().models.fast?.requests ?? 0) >= 2, 20_000);
+    const stoppedAt = Date.now();
+    run.kill('SIGINT');
+    const ended = await run.done;
+    expect(ended.code, ended.stdout + ended.stderr).toBe(130);
+    // One call's time at most, not two (the waiting rows calling after the first two).
+    expect(Date.now() - stoppedAt).toBeLessThan(1500 + 1000);
+    expect(h.sim.stats().models.fast?.requests).toBe(2);
+    expect(await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).toHaveLength(2);
+
+    const resumed = await runCli(['run', '--resume', 'stop-slow'], h.env());
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+    expectEachRowOnce(await readJsonLines<RowResult>(join(out, 'results.jsonl')), 8);
+    expect(h.sim.stats().models.fast?.requests).toBe(8);
+  }, 40_000);
+});

@@ -95,6 +95,7 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
         throw new Error('the row would have been run');
       },
       prime: () => undefined,
+      stopCalls: () => undefined,
     };
     const process = createPromptProcessor({ redis, space, batches, logger: pino({ level: 'silent' }) });
     const job: PromptJob = { batchId, row: 2, id: 'r2', messages: [{ role: 'user', content: 'old wording' }], metadata: {}, fingerprint: 6 };
@@ -113,6 +114,7 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
         throw new Error('the row would have been run');
       },
       prime: () => undefined,
+      stopCalls: () => undefined,
     };
     const process = createPromptProcessor({ redis, space, batches, logger: pino({ level: 'silent' }) });
     const job: PromptJob = { batchId, row: 9, id: 'r9', messages: [{ role: 'user', content: 'hi' }], metadata: {}, reopened: true };
