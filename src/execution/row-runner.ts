@@ -300,6 +300,12 @@ async function retryOrFallBack(row: RowInput, model: string, failure: ModelCallE
     fallBack(progress, `${model}: ${failure.code === 'model_not_found' ? 'not found at its provider' : "its provider's URL not found"} (404)`);
     return null;
   }
+  // What answered is no model (a proxy's page, another API) or answered nothing: asking again
+  // would not help, another model may. (These count toward the circuit too: see health().)
+  if (failure.code === 'bad_response' || failure.code === 'empty_response') {
+    fallBack(progress, `${model}: ${failure.code === 'bad_response' ? 'answered with no chat completion' : 'answered with no choices'}`);
+    return null;
+  }
   if (!failure.retryable) return finish(row, progress, model, null, failure);
   if (progress.attempt >= config.retry.max_attempts) {
     fallBack(progress, `${model}: ${failure.code} after ${progress.attempt} attempts`);

@@ -76,6 +76,11 @@ function isCompletionShaped(data: unknown): data is { choices: unknown[] } {
 
 /** A 2xx answer that is no chat completion, with the start of what it was. */
 function notACompletion(data: unknown, response: Response, ctx: { model: string; provider: string; baseUrl: string }): ModelCallError {
+  const reported = errorInBody(data);
+  if (reported !== null) {
+    // A gateway's way to pass on an upstream failure (OpenRouter and others): as a 5xx would be, retried, then the next model.
+    return new ModelCallError({ code: 'server_error', model: ctx.model, status: response.status, retryable: true, message: `model "${ctx.model}" at ${ctx.baseUrl} answered ${response.status} with an error in its body: ${reported}` });
+  }
   const text = (typeof data === 'string' ? data : JSON.stringify(data) ?? String(data)).replace(/\s+/g, ' ').slice(0, 120);
   const type = response.headers.get('content-type') ?? 'no content-type';
   return new ModelCallError({
@@ -84,6 +89,17 @@ function notACompletion(data: unknown, response: Response, ctx: { model: string;
     status: response.status,
     message: `model "${ctx.model}" at ${ctx.baseUrl} answered ${response.status} with something that is not a chat completion (${type}: ${text}): check providers.${ctx.provider}.base_url, or what sits between (a proxy, a login page)`,
   });
+}
+
+/** `{"error": {"message", "code"?}}` (or a string error): what it says, else null. */
+function errorInBody(data: unknown): string | null {
+  if (typeof data !== 'object' || data === null || !('error' in data)) return null;
+  const { error } = data as { error: unknown };
+  if (typeof error === 'string' && error.trim() !== '') return error.slice(0, 300);
+  if (typeof error !== 'object' || error === null) return null;
+  const { message, code } = error as { message?: unknown; code?: unknown };
+  if (typeof message !== 'string') return null;
+  return `${message.slice(0, 300)}${typeof code === 'string' || typeof code === 'number' ? ` (code ${code})` : ''}`;
 }
 
 /** The answer's token usage, or null when the provider sent none (some gateways and local servers). */

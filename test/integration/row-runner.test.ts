@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import type { RowGate } from '../../src/execution/row-gate.ts';
@@ -230,6 +232,24 @@ describe('advanceRow', () => {
     const withFallback = setup(['broken', 'ok'], { breaker: async (model) => (model === 'broken' ? { allowed: false, retryInMs: 29_000, probing: true } : { allowed: true, retryInMs: 0 }) });
     const fellBack = await advanceRow(row, freshProgress(), withFallback.deps);
     expect(fellBack).toMatchObject({ kind: 'finished', event: { result: { status: 'succeeded', final_model: 'ok', fallback_reason: 'broken: one call is testing it after repeated failures' } } });
+  });
+
+  it('falls back at once past a model that answers with no chat completion (a proxy page): asking it again would not help', async () => {
+    const portal = createServer((_request, response) => response.writeHead(200, { 'content-type': 'text/html' }).end('<html>log in</html>'));
+    await new Promise<void>((resolve) => portal.listen(0, '127.0.0.1', resolve));
+    try {
+      const models = { walled: { provider: 'portal', price: { input_per_mtok: 1, output_per_mtok: 2 } }, ok: { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 2 } } };
+      const providers = { sim: { base_url: sim.url }, portal: { base_url: `http://127.0.0.1:${(portal.address() as AddressInfo).port}/v1` } };
+      const config = parseConfig({ providers, models, default_model: 'walled', retry: { max_attempts: 3, base_delay_ms: 1, max_delay_ms: 5 } }, 'test');
+      const plan: RoutePlan = { taskType: 'simple', routeReason: 'test', chain: ['walled', 'ok'], skipped: [], promptTokens: 5, promptTokensCounted: false };
+      const deps: RowRunnerDeps = { config, providers: createProviderClients(config), gate: openRowGate().gate, plan: async () => ({ plan, calls: [] }), sleep: async () => undefined };
+      const step = await advanceRow(row, freshProgress(), deps);
+      if (step.kind !== 'finished') throw new Error('expected finished');
+      expect(step.event.result).toMatchObject({ status: 'succeeded', final_model: 'ok', models_tried: ['walled', 'ok'], fallback_reason: 'walled: answered with no chat completion' });
+      expect(step.event.calls.map((c) => `${c.model}#${c.attempt}`)).toEqual(['walled#1', 'ok#1']);
+    } finally {
+      portal.close();
+    }
   });
 
   it('waits for budget that calls in flight hold on their estimates, and calls once it comes back', async () => {

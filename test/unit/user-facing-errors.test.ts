@@ -107,4 +107,22 @@ describe('a 200 answer that is no chat completion', () => {
       server.close();
     }
   });
+
+  it("takes a gateway's error object in a 200 body as the provider's failure: retried, then the next model, as a 5xx", async () => {
+    const server = createHttpServer((_request, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ error: { message: 'Upstream provider error: model overloaded', code: 502 } }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const config = parseConfig({ providers: { gateway: { base_url: `http://127.0.0.1:${port}/v1` } }, models: { m: { provider: 'gateway' } }, default_model: 'm' }, 'test');
+      const provider = createProviderClients(config).get('gateway')!;
+      const error = await callModel(provider, { model: 'm', upstream: 'm', messages: [{ role: 'user', content: 'hi' }], temperature: 0, maxTokens: 10 }).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'server_error', status: 200, retryable: true });
+      expect((error as Error).message).toBe(`model "m" at http://127.0.0.1:${port}/v1 answered 200 with an error in its body: Upstream provider error: model overloaded (code 502)`);
+    } finally {
+      server.close();
+    }
+  });
 });
