@@ -114,6 +114,11 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     }
     // Nothing is reserved or recorded for a request that would not be sent: no call, no cost record.
     const unsendable = whyNotSendable(provider, model);
+    if (unsendable?.code === 'unauthorized' && laterModelElsewhere(model, progress, config)) {
+      progress.lastError = { code: unsendable.code, message: unsendable.message, status: null };
+      fallBack(progress, `${model}: not sent, its provider rejected the key just before (401)`);
+      continue;
+    }
     if (unsendable) return finish(row, progress, model, null, unsendable);
     const request = requestFor(row, model, config);
     const estimatedTokens = plan.promptTokens + request.maxTokens;
@@ -306,6 +311,11 @@ async function retryOrFallBack(row: RowInput, model: string, failure: ModelCallE
     fallBack(progress, `${model}: ${failure.code === 'bad_response' ? 'answered with no chat completion' : 'answered with no choices'}`);
     return null;
   }
+  const refusal = refusalAnotherModelMayNotMeet(failure, model, progress, config);
+  if (refusal) {
+    fallBack(progress, `${model}: ${refusal}`);
+    return null;
+  }
   if (!failure.retryable) return finish(row, progress, model, null, failure);
   if (progress.attempt >= config.retry.max_attempts) {
     fallBack(progress, `${model}: ${failure.code} after ${progress.attempt} attempts`);
@@ -319,6 +329,29 @@ async function retryOrFallBack(row: RowInput, model: string, failure: ModelCallE
   if (delay > config.limits.inline_wait_ms) return { kind: 'park', waitMs: delay, progress };
   await deps.sleep(delay);
   return null;
+}
+
+/** The prompt is longer than the model takes: providers word it many ways. */
+const CONTEXT_TOO_LONG = /context[ _]length|context window|maximum context|too many tokens|prompt is too long|input is too long|reduce the length/i;
+
+/**
+ * A refusal that says nothing against another model, as the reason to go on to it, or null: the
+ * provider refused the key or the account (401, 402, 403), which a model on another provider may
+ * not; the prompt is too long for this model's context, which a later model's may hold. Other
+ * 4xx (a malformed request) would fail anywhere: the row fails at once.
+ */
+function refusalAnotherModelMayNotMeet(failure: ModelCallError, model: string, progress: RowProgress, config: SwitchyardConfig): string | null {
+  const chain = progress.plan?.chain ?? [];
+  if (failure.code === 'bad_request' && CONTEXT_TOO_LONG.test(failure.message) && progress.chainIndex + 1 < chain.length) return `the prompt is too long for it (${failure.status ?? 400})`;
+  const accountRefused = failure.code === 'unauthorized' || failure.code === 'forbidden' || (failure.code === 'bad_request' && failure.status === 402);
+  if (accountRefused && laterModelElsewhere(model, progress, config)) return `${failure.code === 'bad_request' ? 'payment required' : failure.code} (${failure.status}) at its provider`;
+  return null;
+}
+
+/** Whether the row's chain goes on to a model on another provider than `model`'s. */
+function laterModelElsewhere(model: string, progress: RowProgress, config: SwitchyardConfig): boolean {
+  const provider = config.models[model]?.provider;
+  return (progress.plan?.chain ?? []).slice(progress.chainIndex + 1).some((later) => config.models[later]?.provider !== provider);
 }
 
 /**

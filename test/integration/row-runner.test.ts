@@ -252,6 +252,31 @@ describe('advanceRow', () => {
     }
   });
 
+  it("goes on past a provider's refusal of the key or account only to a model on another provider, and past a prompt too long to any later model", async () => {
+    const refusing = createServer((_request, response) => response.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.", code: 'context_length_exceeded' } })));
+    await new Promise<void>((resolve) => refusing.listen(0, '127.0.0.1', resolve));
+    try {
+      const price = { input_per_mtok: 1, output_per_mtok: 2 };
+      const providers = { sim: { base_url: sim.url }, other: { base_url: sim.url }, small: { base_url: `http://127.0.0.1:${(refusing.address() as AddressInfo).port}/v1` } };
+      const models = { gated: { provider: 'sim', price }, ok: { provider: 'sim', price }, 'ok-elsewhere': { provider: 'other', upstream: 'ok', price }, short: { provider: 'small', price } };
+      const config = parseConfig({ providers, models, default_model: 'ok', retry: { max_attempts: 3, base_delay_ms: 1, max_delay_ms: 5 } }, 'test');
+      const runChain = async (chain: string[]) => {
+        const plan: RoutePlan = { taskType: 'simple', routeReason: 'test', chain, skipped: [], promptTokens: 5, promptTokensCounted: false };
+        const deps: RowRunnerDeps = { config, providers: createProviderClients(config), gate: openRowGate().gate, plan: async () => ({ plan, calls: [] }), sleep: async () => undefined };
+        const step = await advanceRow(row, freshProgress(), deps);
+        if (step.kind !== 'finished') throw new Error('expected finished');
+        return step.event.result;
+      };
+      expect(await runChain(['gated', 'ok-elsewhere'])).toMatchObject({ status: 'succeeded', final_model: 'ok-elsewhere', fallback_reason: 'gated: forbidden (403) at its provider' });
+      // The same provider would refuse the same key: the row fails at once, as before.
+      expect(await runChain(['gated', 'ok'])).toMatchObject({ status: 'failed', attempts: 1, models_tried: ['gated'], error: { code: 'forbidden' } });
+      expect(await runChain(['short', 'ok'])).toMatchObject({ status: 'succeeded', final_model: 'ok', fallback_reason: 'short: the prompt is too long for it (400)' });
+      expect(await runChain(['short'])).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'bad_request' } });
+    } finally {
+      refusing.close();
+    }
+  });
+
   it('waits for budget that calls in flight hold on their estimates, and calls once it comes back', async () => {
     let asked = 0;
     const slept: number[] = [];
