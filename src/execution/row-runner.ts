@@ -336,15 +336,15 @@ const CONTEXT_TOO_LONG = /context[ _]length|context window|maximum context|too m
 
 /**
  * A refusal that says nothing against another model, as the reason to go on to it, or null: the
- * provider refused the key or the account (401, 402, 403), which a model on another provider may
+ * provider refused the key or the account (401, 403, out of quota), which a model on another provider may
  * not; the prompt is too long for this model's context, which a later model's may hold. Other
  * 4xx (a malformed request) would fail anywhere: the row fails at once.
  */
 function refusalAnotherModelMayNotMeet(failure: ModelCallError, model: string, progress: RowProgress, config: SwitchyardConfig): string | null {
   const chain = progress.plan?.chain ?? [];
   if (failure.code === 'bad_request' && CONTEXT_TOO_LONG.test(failure.message) && progress.chainIndex + 1 < chain.length) return `the prompt is too long for it (${failure.status ?? 400})`;
-  const accountRefused = failure.code === 'unauthorized' || failure.code === 'forbidden' || (failure.code === 'bad_request' && failure.status === 402);
-  if (accountRefused && laterModelElsewhere(model, progress, config)) return `${failure.code === 'bad_request' ? 'payment required' : failure.code} (${failure.status}) at its provider`;
+  const accountRefused = failure.code === 'unauthorized' || failure.code === 'forbidden' || failure.code === 'quota_exceeded';
+  if (accountRefused && laterModelElsewhere(model, progress, config)) return `${failure.code} (${failure.status}) at its provider`;
   return null;
 }
 

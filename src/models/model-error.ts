@@ -13,6 +13,7 @@ export type ModelErrorCode =
   | 'missing_api_key'
   | 'empty_response'
   | 'bad_response'
+  | 'quota_exceeded'
   | 'budget_exceeded'
   | 'no_model_available'
   | 'unexpected_error';
@@ -91,6 +92,13 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
     const status = error.status;
     const detail = providerDetail(error, status);
     const base = { model: ctx.model, status };
+    if (status === 429 && /insufficient_quota|exceeded your current quota|quota exceeded|billing/i.test(detail)) {
+      // No wait ends it: the account is out of credit (OpenAI answers it with a 429).
+      return new ModelCallError({ ...base, code: 'quota_exceeded', message: `${where} says the account is out of quota (429): ${withoutFinalStop(detail)}; add credit or raise the plan's limit at the provider` });
+    }
+    if (status === 402) {
+      return new ModelCallError({ ...base, code: 'quota_exceeded', message: `${where} asks for payment (402): ${withoutFinalStop(detail)}; add credit at the provider` });
+    }
     if (status === 429) {
       return new ModelCallError({ ...base, code: 'rate_limited', retryable: true, retryAfterMs: retryAfterFromHeaders(error.headers), message: `${where} is rate limited (429): ${withoutFinalStop(detail)}; models.${ctx.model}.rpm and tpm, set to the provider's limits, pace every worker's calls below them` });
     }
@@ -112,7 +120,10 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
       const named = sent === ctx.model ? `model "${sent}"` : `model "${sent}" (models.${ctx.model}.upstream)`;
       return new ModelCallError({ ...base, code: 'model_not_found', message: `${named} does not exist at ${ctx.baseUrl} (404): check the name against the provider's model list (GET ${ctx.baseUrl.replace(/\/$/, '')}/models)${sent === ctx.model ? `, or set models.${ctx.model}.upstream to the name it uses` : ''}` });
     }
-    if (status === 408 || status === 409 || status >= 500) {
+    if (status === 408) {
+      return new ModelCallError({ ...base, code: 'timeout', retryable: true, retryAfterMs: retryAfterFromHeaders(error.headers), message: `${where} timed out on its side (408): ${detail}` });
+    }
+    if (status === 409 || status >= 500) {
       return new ModelCallError({ ...base, code: 'server_error', retryable: true, retryAfterMs: retryAfterFromHeaders(error.headers), message: `${where} failed with ${status}: ${detail}` });
     }
     return new ModelCallError({ ...base, code: 'bad_request', message: `${where} rejected the request (${status}): ${detail}` });
@@ -127,7 +138,17 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
  */
 function providerDetail(error: APIError, status: number): string {
   const said = error.message.startsWith(`${status} `) ? error.message.slice(String(status).length + 1) : error.message;
-  return said === 'status code (no body)' ? 'no message' : said;
+  if (said === 'status code (no body)') return 'no message';
+  return looksLikeHtml(said) ? htmlPageText(said) : said;
+}
+
+const looksLikeHtml = (text: string): boolean => /^\s*<(!doctype|html|head|body|center|h1|title)\b/i.test(text);
+
+/** A proxy's HTML error page as its title or first text, not kilobytes of markup in every row's error. */
+function htmlPageText(html: string): string {
+  const title = /<title[^>]*>([^<]*)<\/title>/i.exec(html)?.[1]?.trim();
+  const text = title || html.replace(/<(script|style)[^>]*>[\s\S]*?<\/\1>/gi, ' ').replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim();
+  return `${text.length > 120 ? `${text.slice(0, 119)}…` : text || 'no text'} (an HTML page: a proxy or gateway answered, not the model's API)`;
 }
 
 /** A provider's sentence without its full stop, for a message that goes on after it. */

@@ -75,8 +75,9 @@ function shorten(text: string, max: number): string {
   return line.length <= max ? line : `${line.slice(0, max - 1)}…`;
 }
 
+/** Text for a table cell: no row break, no column break, and no markup a viewer would render (a provider's HTML). */
 function cell(text: string): string {
-  return text.replace(/\|/g, '\\|').replace(/\r?\n|\r/g, ' ');
+  return text.replace(/\|/g, '\\|').replace(/</g, '&lt;').replace(/\r?\n|\r/g, ' ');
 }
 
 function table(headers: string[], align: Array<'l' | 'r'>, rows: string[][]): string[] {

@@ -9,6 +9,7 @@ import { loadConfigFile, parseConfig } from '../../src/config/load.ts';
 import { describeFileTrouble, describeRedisTrouble, UsageError } from '../../src/errors.ts';
 import { callModel, whyNotSendable } from '../../src/models/call-model.ts';
 import { createProviderClients } from '../../src/models/provider-clients.ts';
+import type { ModelCallError } from '../../src/models/model-error.ts';
 import { runSimulatorFromCli } from '../../src/sim/cli-options.ts';
 
 describe('describeRedisTrouble', () => {
@@ -124,5 +125,35 @@ describe('a 200 answer that is no chat completion', () => {
     } finally {
       server.close();
     }
+  });
+});
+
+describe('provider failures worded for a person', () => {
+  async function failureFrom(status: number, body: string, type = 'application/json') {
+    const server = createHttpServer((_request, response) => response.writeHead(status, { 'content-type': type }).end(body));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const config = parseConfig({ providers: { p: { base_url: `http://127.0.0.1:${port}/v1` } }, models: { m: { provider: 'p' } }, default_model: 'm' }, 'test');
+      return (await callModel(createProviderClients(config).get('p')!, { model: 'm', upstream: 'm', messages: [{ role: 'user', content: 'hi' }], temperature: 0, maxTokens: 10 }).catch((e: unknown) => e)) as ModelCallError;
+    } finally {
+      server.close();
+    }
+  }
+
+  it("gives a proxy's HTML error page as its title, not kilobytes of markup", async () => {
+    const page = `<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>${'<!-- padding -->'.repeat(400)}</body></html>`;
+    const error = await failureFrom(502, page, 'text/html');
+    expect(error).toMatchObject({ code: 'server_error', retryable: true });
+    expect(error.message).toMatch(/failed with 502: 502 Bad Gateway \(an HTML page: a proxy or gateway answered, not the model's API\)$/);
+  });
+
+  it('tells an account out of quota (429 insufficient_quota, or 402) from a rate limit: no wait ends it', async () => {
+    const quota = await failureFrom(429, JSON.stringify({ error: { message: 'You exceeded your current quota, please check your plan and billing details.', type: 'insufficient_quota', code: 'insufficient_quota' } }));
+    expect(quota).toMatchObject({ code: 'quota_exceeded', retryable: false, status: 429 });
+    expect(quota.message).toContain("says the account is out of quota (429): You exceeded your current quota, please check your plan and billing details; add credit or raise the plan's limit at the provider");
+    expect(await failureFrom(402, JSON.stringify({ error: { message: 'Insufficient credits' } }))).toMatchObject({ code: 'quota_exceeded', retryable: false, status: 402 });
+    expect(await failureFrom(429, JSON.stringify({ error: { message: 'Rate limit reached' } }))).toMatchObject({ code: 'rate_limited', retryable: true });
+    expect(await failureFrom(408, '')).toMatchObject({ code: 'timeout', retryable: true });
   });
 });
