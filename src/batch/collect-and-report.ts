@@ -100,6 +100,11 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     say('');
     say(`No API key: ${counted(keyless, 'row')} failed for a key not set where they ran (results.jsonl names the variable). Set it there, then: switchyard run --resume ${batchId}`);
   }
+  const passedOver = report.errors.no_model_available ?? 0;
+  if (passedOver > 0 && /circuit open/.test(report.error_examples.no_model_available ?? '')) {
+    say('');
+    say(`Models down: ${counted(passedOver, 'row')} found every model of their chain shut after repeated failures (its circuit breaker), and were not sent. Once the provider is back: switchyard run --resume ${batchId} (with breaker.max_wait_ms in the config, rows wait for it instead of failing).`);
+  }
   // A finished batch's unscored answers are kept for a resume (jobs/prompt.ts); say so where the user looks.
   const unscored = report.totals.unfinished_rows === 0 ? (report.judge?.rows_unscored ?? 0) : 0;
   if (unscored > 0) {

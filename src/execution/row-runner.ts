@@ -326,7 +326,11 @@ async function retryOrFallBack(row: RowInput, model: string, failure: ModelCallE
     fallBack(progress, `${model}: rate limited for ${seconds(delay)}, over limits.max_wait_ms`);
     return null;
   }
-  if (delay > config.limits.inline_wait_ms) return { kind: 'park', waitMs: delay, progress };
+  if (delay > config.limits.inline_wait_ms) {
+    // A long wait says what it is for once, or a batch looks stuck ("no row finished for 45 s").
+    const note = failure.code === 'rate_limited' ? `${model} answered 429 (rate limited): rows wait as it asks, ${seconds(delay)} this time, before calling it again` : undefined;
+    return { kind: 'park', waitMs: delay, progress, ...(note && { note }) };
+  }
   await deps.sleep(delay);
   return null;
 }

@@ -134,6 +134,15 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(calls.filter((c) => c.model === 'backup').every((c) => c.chain_position === 1)).toBe(true);
   });
 
+  it('a chain whose every model is shut: the rows not sent fail, and the summary says what to do once the provider is back', async () => {
+    const dir = await tempDir('all-dead');
+    const cfg = await config(dir, { models: { dead: { provider: 'sim', price } }, default_model: 'dead', breaker: { failure_threshold: 2, cooldown_ms: 60_000 } });
+    const input = await writePromptsCsv(dir, 20);
+    const run = await runCli(['run', input, '--config', cfg, '--out', join(dir, 'out'), '--batch-id', 'all-dead', '--concurrency', '2'], h.env({ SIM_KEY: 'right-key' }));
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(/^Models down: \d+ rows found every model of their chain shut after repeated failures \(its circuit breaker\), and were not sent\. Once the provider is back: switchyard run --resume all-dead/m);
+  });
+
   it('a circuit opened for a model name at one endpoint does not stop the same name at another', async () => {
     const dir = await tempDir('two-endpoints');
     const healthy = await startSimulator({ latency_ms: 1 });
