@@ -1,6 +1,6 @@
 import { formatUsd } from '../models/pricing.ts';
 import type { PairedComparison } from './paired-scores.ts';
-import type { ModelReport, Report } from './report.ts';
+import { EMPTY_ANSWER, type ModelReport, type Report } from './report.ts';
 
 /**
  * 1234567.8 -> "1,234,567.8": en-US digit grouping, at most `maxFractionDigits` decimals (trailing
@@ -319,11 +319,11 @@ export function renderCutOff(report: Report): string | null {
   const reasons = Object.entries(report.cut_off ?? {});
   if (reasons.length === 0) return null;
   return reasons
-    .map(([reason, rows]) =>
-      reason === 'length'
-        ? `${counted(rows, 'answer')} stopped at max_tokens (finish_reason "length"): give those rows a higher max_tokens in the file and run the batch again (only edited rows run again)`
-        : `${counted(rows, 'answer')} ended by finish_reason "${reason}"`,
-    )
+    .map(([reason, rows]) => {
+      if (reason === 'length') return `${counted(rows, 'answer')} stopped at max_tokens (finish_reason "length"): give those rows a higher max_tokens in the file and run the batch again (only edited rows run again)`;
+      if (reason === EMPTY_ANSWER) return `${counted(rows, 'answer')} finished with no text (output "" in results.jsonl: the model sent none, or only tool calls)`;
+      return `${counted(rows, 'answer')} ended by finish_reason "${reason}"`;
+    })
     .join('; ');
 }
 

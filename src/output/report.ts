@@ -220,6 +220,8 @@ interface TaskTally {
 
 /** finish_reason values of an answer the model ended itself (a tool call is one too). */
 const FINISHED_ANSWER = new Set(['stop', 'tool_calls', 'function_call']);
+/** The cut_off key of succeeded answers that are empty though finished. */
+export const EMPTY_ANSWER = 'empty';
 
 /**
  * The report's figures, fed one result and one call at a time: by the collector as rows come in
@@ -290,6 +292,8 @@ export class ReportTally {
       // An ensemble row calls several models by design: that is no fallback.
       if (!result.ensemble && ((result.models_tried?.length ?? 1) > 1 || (result.fallback_reason ?? null) !== null)) this.#rowsOnFallback += 1;
       if (result.finish_reason && !FINISHED_ANSWER.has(result.finish_reason)) increment(this.#cutOff, result.finish_reason);
+      // A finished answer with no text (content null, tool calls only) succeeded, but says nothing.
+      else if (result.output !== null && result.output.trim() === '') increment(this.#cutOff, EMPTY_ANSWER);
     } else {
       entry.failed += 1;
       task.failed += 1;

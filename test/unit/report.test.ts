@@ -513,6 +513,14 @@ describe('answers the model did not finish', () => {
     expect(renderReportMarkdown(report)).toContain('- Cut off: 2 answers stopped at max_tokens');
   });
 
+  it('count a finished answer with no text (content null, tool calls only) apart: it succeeded, but says nothing', () => {
+    const tally = new ReportTally();
+    [result(1, 'stop'), { ...result(2, 'stop'), output: '' }, { ...result(3, 'tool_calls'), output: ' ' }].forEach((r) => tally.addResult(r));
+    const report = tally.build({ batchId: 'b', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:01.000Z' });
+    expect(report.cut_off).toEqual({ empty: 2 });
+    expect(renderSummaryLines(report)).toContain('Cut off  2 answers finished with no text (output "" in results.jsonl: the model sent none, or only tool calls)');
+  });
+
   it('leave the summary alone when every answer was finished', () => {
     const tally = new ReportTally();
     tally.addResult(result(1, 'stop'));
