@@ -27,6 +27,7 @@ import { openSession, type Session } from '../queue/session.ts';
 import { orphanedBatchText, releasedRowsText, stoppedText, unsentBodyFieldsText } from './run-messages.ts';
 import { startBuiltInModels } from './built-in-models.ts';
 import { collectAndReport } from './collect-and-report.ts';
+import { batchExitCode } from '../output/report.ts';
 import type { PromptWorkerHandle } from '../../workers/prompt-worker.ts';
 import { startSessionWorker } from '../../workers/session-worker.ts';
 import { createBatchContexts, type BatchContexts } from '../queue/batch-context.ts';
@@ -214,6 +215,9 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   const model = pinnedModel(options) ?? (options.route === 'auto' || options.ab ? undefined : existing?.model_override);
   const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config)) : !options.model && !options.route ? existing?.ab_split : undefined;
   if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id (the same id, the same model, every run).`);
+  if (options.ab && existing?.ab_split && formatAbSplit(existing.ab_split) !== formatAbSplit(abSplit!)) {
+    say(`Note: the batch's split was ${formatAbSplit(existing.ab_split)}: the rows answered before keep the model they had; only the rows run now follow the new one.`);
+  }
   const answering = abSplit ? abSplit.map((arm) => arm.model) : model ? [model] : [];
   if (config.judge && answering.includes(config.judge.model)) {
     say(`Note: the judge, ${config.judge.model}, answers rows here too: it scores its own answers (judges tend to favour them), and its judge calls count under it in the Models table (the Judge line shows them apart).`);
@@ -382,8 +386,7 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
         if (stops.stoppedBy()) say(await stoppedText(session, batchId, report, stops.unqueued()));
         return { exitCode: exitCodeForSignal(stops.stoppedBy()), batchId, outDir };
       }
-      // Invalid rows did not succeed either: a script checking the exit code must see them.
-      return { exitCode: report.totals.failed > 0 || counts.invalid > 0 ? 1 : 0, batchId, outDir };
+      return { exitCode: batchExitCode(report, counts.invalid), batchId, outDir };
     } finally {
       await worker.close();
     }

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { counted } from '../output/report-markdown.ts';
 import { readWrittenReport } from '../output/write-report.ts';
+import { batchExitCode } from '../output/report.ts';
 import { isFinishedStatus } from '../queue/batch-state.ts';
 import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { collectAndReport } from '../batch/collect-and-report.ts';
@@ -39,7 +40,7 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
     if (written) {
       // Collecting again would only rewrite its report, timed from the batch's start to now.
       say(`${batchId} is already ${meta.status.replaceAll('_', ' ')}: ${written.totals.succeeded} of ${written.totals.rows} rows succeeded. Its outputs are in ${meta.out_dir} (report.md for the summary).`);
-      return written.totals.failed > 0 || meta.invalid_rows > 0 ? 1 : 0;
+      return batchExitCode(written, meta.invalid_rows);
     }
     lease = await acquireBatchLease(session.redis, session.store.keys(batchId).lease, batchId);
     lease.lost.addEventListener('abort', () => stop.abort());
@@ -61,7 +62,7 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
       say(`\nStopped.${soFar} Nothing is lost: "switchyard collect ${batchId}" goes on from here${report ? ' and writes them whole' : ''}.`);
       return exitCodeForSignal(stoppedBy);
     }
-    return report.totals.failed > 0 || meta.invalid_rows > 0 ? 1 : 0;
+    return batchExitCode(report, meta.invalid_rows);
   } finally {
     stopWatching();
     process.off('SIGINT', onSignal);

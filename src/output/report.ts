@@ -220,6 +220,15 @@ interface TaskTally {
 
 /** finish_reason values of an answer the model ended itself (a tool call is one too). */
 const FINISHED_ANSWER = new Set(['stop', 'tool_calls', 'function_call']);
+/**
+ * A finished batch's exit code: 1 when a row failed, was invalid, or was answered but not scored
+ * by its judge (an evaluation with gaps; a resume scores them), else 0. Invalid rows did not
+ * succeed either: a script checking the exit code must see them.
+ */
+export function batchExitCode(report: Report, invalidRows: number): 0 | 1 {
+  return report.totals.failed > 0 || invalidRows > 0 || (report.judge?.rows_unscored ?? 0) > 0 ? 1 : 0;
+}
+
 /** The cut_off key of succeeded answers that are empty though finished. */
 export const EMPTY_ANSWER = 'empty';
 

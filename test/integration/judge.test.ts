@@ -265,12 +265,12 @@ describe('a judge scores every answer', () => {
 describe('a judge that fails', () => {
   const h = useSimulatorAndRedis('judge-down', { latency_ms: 2, models: { judge: { fail_status: 503 } } });
 
-  it('leaves every answer as it was, says why it gave no score, and does not fail the rows', async () => {
+  it('leaves every answer as it was, says why it gave no score, and does not fail the rows (the exit code says the evaluation has gaps)', async () => {
     const dir = await tempDir('judge-down');
     const config = await writeSimConfig(dir, h.sim.url, { models: { flash: sim(0.1), judge: sim(2) }, default_model: 'flash', retry: { max_attempts: 2, base_delay_ms: 1, max_delay_ms: 5 }, judge: { model: 'judge' } });
     const out = join(dir, 'out');
     const ran = await runCli(['run', await writeQuestions(dir, 4), '--config', config, '--out', out], h.env());
-    expect(ran.code, ran.stdout + ran.stderr).toBe(0);
+    expect(ran.code, ran.stdout + ran.stderr).toBe(1);
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     for (const result of results) {
       expect(result).toMatchObject({ status: 'succeeded', model: 'flash', output: expect.any(String) });
@@ -292,7 +292,7 @@ describe('a judge that fails', () => {
     const out = join(dir, 'out');
     const flashBefore = h.sim.stats().models.flash?.requests ?? 0;
     const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'rescore'], h.env());
-    expect(ran.code, ran.stdout + ran.stderr).toBe(0);
+    expect(ran.code, ran.stdout + ran.stderr).toBe(1);
     expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => r.judge?.error?.code)).toEqual(Array(4).fill('server_error'));
     expect(ran.stdout).toContain('Not scored: 4 answers the judge could not score (judge.error in results.jsonl). Score them without paying for the answers again: switchyard run --resume rescore');
 
