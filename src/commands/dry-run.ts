@@ -8,7 +8,7 @@ import { countUnsentBodyFields } from '../queue/producer.ts';
 import { pinnedCallProgress } from '../execution/pinned-call.ts';
 import { readRows } from '../input/read-rows.ts';
 import { callCostNanos, formatUsd, nanosToUsd } from '../models/pricing.ts';
-import { parseAbSplit } from '../routing/ab-split.ts';
+import { formatAbSplit, parseAbSplit } from '../routing/ab-split.ts';
 import { rowTarget } from '../routing/row-target.ts';
 import { pinnedModel, refuseUnknownPinned } from '../routing/pinned-model.ts';
 import { noModelMessage, planRoute } from '../routing/route-plan.ts';
@@ -123,6 +123,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   }
 
   say(`Dry run of ${options.file}: no model was called.`);
+  if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id.`);
   say(`${counted(total.rows, 'row')} routed, ${formatCount(invalid)} invalid (they would go to errors.jsonl), ${formatCount(unroutable)} with no model that fits.`);
   if (firstUnroutable) say(`  no model that fits ${formatCount(unroutable)}, the first: ${firstUnroutable}`);
   const unsent = unsentBodyFieldsText(unsentBodyFields);

@@ -93,4 +93,15 @@ describe('run --dry-run of OpenAI Batch lines', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain("Note: request body fields not sent to the models: n (2 lines), tools (1 line). They are kept in each result's metadata.body_extra.");
   });
+  it('shows the A/B split it prices the rows by, as the run says it', async () => {
+    const dir = await tempDir('dry-ab');
+    const config = join(dir, 'switchyard.yaml');
+    const price = { input_per_mtok: 1, output_per_mtok: 2 };
+    await writeFile(config, stringify({ providers: { sim: { base_url: h.sim.url } }, models: { flash: { provider: 'sim', price }, pro: { provider: 'sim', price } }, default_model: 'flash' }));
+    const input = join(dir, 'in.csv');
+    await writeFile(input, `id,prompt\n${Array.from({ length: 40 }, (_, i) => `q${i},Question ${i}`).join('\n')}\n`);
+    const result = await runCli(['run', input, '--config', config, '--dry-run', '--ab', 'flash=3,pro=1'], h.env());
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('A/B split: each row that names no model goes to flash 75%, pro 25%, by its id.');
+  });
 });
