@@ -86,7 +86,10 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
   }
   if (error instanceof APIConnectionError) {
     const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
-    return new ModelCallError({ code: 'connection_error', model: ctx.model, retryable: true, message: `cannot reach provider "${ctx.provider}" at ${ctx.baseUrl}${cause}${connectionHint(error.cause, ctx)}` });
+    // A connection that broke mid-answer reached the provider: "cannot reach" would send the user to check the URL.
+    const broke = !/: connect /.test(cause) && /aborted|socket hang up|ECONNRESET|terminated|other side closed/i.test(cause);
+    const what = broke ? `lost the connection to provider "${ctx.provider}" at ${ctx.baseUrl} before its answer was complete` : `cannot reach provider "${ctx.provider}" at ${ctx.baseUrl}`;
+    return new ModelCallError({ code: 'connection_error', model: ctx.model, retryable: true, message: `${what}${cause}${connectionHint(error.cause, ctx)}` });
   }
   if (error instanceof APIError && typeof error.status === 'number') {
     const status = error.status;

@@ -240,5 +240,8 @@ describe('createHttpFetch', () => {
     expect(classifyModelError(timedOut, ctx).code).toBe('timeout');
 
     await expect(createHttpFetch()(`${rawUrl}/cut`)).rejects.toThrow();
+    // The provider was reached, its answer broke off: not "cannot reach", which sends one to check the URL.
+    const cut = await new OpenAI({ baseURL: `${rawUrl}/cut`, apiKey: 'x', maxRetries: 0, fetch: createHttpFetch() }).models.list().catch((error: unknown) => error);
+    expect(classifyModelError(cut, { ...ctx, baseUrl: `${rawUrl}/cut` })).toMatchObject({ code: 'connection_error', retryable: true, message: expect.stringMatching(/^lost the connection to provider "p" at \S+ before its answer was complete: /) });
   });
 });
