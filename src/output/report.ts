@@ -229,6 +229,9 @@ export function batchExitCode(report: Report, invalidRows: number): 0 | 1 {
   return report.totals.failed > 0 || invalidRows > 0 || (report.judge?.rows_unscored ?? 0) > 0 ? 1 : 0;
 }
 
+/** The task-type line holding the LLM classifier's calls. */
+const CLASSIFIER_TASK_LINE = '(classifier)';
+
 /** The cut_off key of succeeded answers that are empty though finished. */
 export const EMPTY_ANSWER = 'empty';
 
@@ -351,7 +354,8 @@ export class ReportTally {
     entry.outputTokens += call.output_tokens;
     if (nanos === null) entry.unpricedCalls += 1;
     else entry.costNanos += nanos;
-    const task = this.#task(call.task_type);
+    // The classifier's calls decide task types rather than answer one: their own line, not "unclassified".
+    const task = this.#task(call.purpose === 'classify' ? CLASSIFIER_TASK_LINE : call.task_type);
     task.calls += 1;
     task.costNanos += nanos ?? 0;
     if (call.purpose === 'classify') {
