@@ -86,7 +86,8 @@ function finishEnsemble(row: RowInput, progress: RowProgress, ensemble: NamedEns
   // The synthesis prompt holds the members' answers, so its size (and any error about it) is not the row's own prompt's.
   const error = synthesis?.error ? { ...synthesis.error, message: `ensemble "${ensemble.name}", synthesis of ${answered} answers: ${synthesis.error.message}` } : failure;
   const succeeded = synthesis?.status === 'succeeded';
-  const synthesizedBy = synthesis?.model ?? ensemble.config.synthesizer;
+  // A row that never reached its synthesis is the ensemble's failure, not the synthesizer's.
+  const synthesizedBy = synthesis?.model ?? ensemble.name;
   const fallbackReasons = [
     ...state.members.flatMap((member) => (member.outcome?.fallback_reason ? [`member ${member.model}: ${member.outcome.fallback_reason}`] : [])),
     ...(synthesis?.fallback_reason ? [`synthesis: ${synthesis.fallback_reason}`] : []),

@@ -229,6 +229,10 @@ export function batchExitCode(report: Report, invalidRows: number): 0 | 1 {
   return report.totals.failed > 0 || invalidRows > 0 || (report.judge?.rows_unscored ?? 0) > 0 ? 1 : 0;
 }
 
+function newModelTally(): ModelTally {
+  return { rows: 0, succeeded: 0, failed: 0, calls: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costNanos: 0, unpricedCalls: 0, latency: new LatencyHistogram(), ttft: null, scores: noScores() };
+}
+
 /** The task-type line holding the LLM classifier's calls. */
 const CLASSIFIER_TASK_LINE = '(classifier)';
 
@@ -268,10 +272,13 @@ export class ReportTally {
     this.#runStartedAt = runStartedAt?.getTime() ?? -Infinity;
   }
 
+  /** Where the rows counted under no model go (see addResult). */
+  readonly #ensembleOnlyRows: ModelTally = newModelTally();
+
   #model(model: string): ModelTally {
     let entry = this.#models.get(model);
     if (!entry) {
-      entry = { rows: 0, succeeded: 0, failed: 0, calls: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costNanos: 0, unpricedCalls: 0, latency: new LatencyHistogram(), ttft: null, scores: noScores() };
+      entry = newModelTally();
       this.#models.set(model, entry);
     }
     return entry;
@@ -288,7 +295,9 @@ export class ReportTally {
   }
 
   addResult(result: RowResult): void {
-    const entry = this.#model(result.model);
+    // An ensemble row that failed before its synthesis has the ensemble's name for a model: it is
+    // counted in the Ensembles table, not as a model's row (tallied here, and left out of `models`).
+    const entry = result.ensemble?.name === result.model ? this.#ensembleOnlyRows : this.#model(result.model);
     const task = this.#task(result.task_type);
     this.#rows += 1;
     // Not `>=` on a missing or bad stamp (NaN): such a row counts as this run's.

@@ -122,6 +122,9 @@ describe('ensembles: members answer, a synthesizer writes one answer from theirs
     expect(h.sim.stats().models.judge).toBeUndefined();
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
     expect(report.ensembles.council).toMatchObject({ rows: 2, succeeded: 0, failed: 2, latency_p50_ms: null });
+    // The synthesizer was never called: the rows are the ensemble's, not a model's.
+    expect(results.map((r) => r.model)).toEqual(['council', 'council']);
+    expect(Object.values(report.models).reduce((rows, model) => rows + model.rows, 0)).toBe(0);
   });
 
   it('fails a row before any call when members whose models cannot hold its prompt leave too few for min_answers', async () => {
