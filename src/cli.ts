@@ -108,7 +108,7 @@ program
   .option('--dry-run', 'read and route the whole file, call no model, print estimated tokens and cost')
   .option('--batch-id <id>', 'name the batch; running the same id again resumes it')
   .option('--resume <id>', 'resume a batch: rows that succeeded are kept, the rest run')
-  .option('--prompt-column <name>', 'CSV column (or JSONL field) holding the prompt', 'prompt')
+  .option('--prompt-column <name>', "CSV column (or JSONL field) holding the prompt (default: prompt; a resume keeps the batch's)")
   .option('--detach', 'only enqueue; workers elsewhere process the rows ("switchyard collect" writes outputs)')
   .action((file: string | undefined, opts: Record<string, unknown>) =>
     exitWith(async () => {

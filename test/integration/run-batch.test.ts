@@ -366,6 +366,20 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(result.stderr).toContain('question');
     expect(await h.redis.exists(`${h.prefix}:batch:{nocol}`)).toBe(0);
   });
+
+  it('a resume reads the prompt column the batch was started with', async () => {
+    const dir = await tempDir('column-kept');
+    const input = join(dir, 'in.csv');
+    await writeFile(input, 'question,answer\nhello,world\nbonjour,monde\n');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const out = join(dir, 'out');
+    const first = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'column-kept', '--prompt-column', 'question'], h.env());
+    expect(first.code, first.stderr).toBe(0);
+    await writeFile(input, 'question,answer\nhello,world\nbonjour,monde\nhola,mundo\n');
+    const resumed = await runCli(['run', '--resume', 'column-kept'], h.env());
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => r.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+  });
 });
 
 describe('--concurrency bounds the calls in flight, not just the rows', () => {
