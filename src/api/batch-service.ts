@@ -6,7 +6,7 @@ import { runBatch, type RunHost } from '../batch/run-batch.ts';
 import { UsageError } from '../errors.ts';
 import { acquireBatchLease, holderName, leaseHolderAlive, type BatchLease } from '../queue/batch-lease.ts';
 import { DamagedBatchError, isFinishedStatus, type BatchMeta, type BatchProgress } from '../queue/batch-state.ts';
-import { apiOpenBatchesKey, batchOfJobId, isValidBatchId, newBatchId } from '../queue/keys.ts';
+import { apiOpenBatchesKey, batchIdRule, batchOfJobId, isValidBatchId, newBatchId } from '../queue/keys.ts';
 import { unqueueBatch } from '../queue/unqueue-batch.ts';
 import { createOutputDir } from '../output/output-dir.ts';
 import { ApiError } from './api-error.ts';
@@ -186,7 +186,7 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
   return {
     async submit(submission) {
       const batchId = submission.batchId ?? newBatchId();
-      if (!isValidBatchId(batchId)) throw new ApiError(400, 'invalid_batch_id', `batch_id "${batchId}" may only use letters, digits, '.', '_' and '-' (at most 64 characters), starting with a letter or digit`);
+      if (!isValidBatchId(batchId)) throw new ApiError(400, 'invalid_batch_id', batchIdRule('batch_id', batchId));
       if (submitting.has(batchId) || collection.isCollecting(batchId)) throw runningError(batchId);
       submitting.add(batchId);
       let lease: BatchLease | null = null;

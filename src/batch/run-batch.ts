@@ -12,7 +12,7 @@ import { pinnedModel, refuseUnknownPinned } from '../routing/pinned-model.ts';
 import { rowTarget } from '../routing/row-target.ts';
 import { missingKeyFor } from '../models/provider-clients.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
-import { isValidBatchId, newBatchId } from '../queue/keys.ts';
+import { batchIdRule, isValidBatchId, newBatchId } from '../queue/keys.ts';
 import { enqueueBatch } from '../queue/producer.ts';
 import { unqueueBatch, unqueueOrphanedBatches, type Unqueued } from '../queue/unqueue-batch.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
@@ -164,7 +164,7 @@ interface RunContext {
 export async function runBatch(options: RunOptions, logger: Logger, say: (line: string) => void, host?: RunHost): Promise<RunOutcome> {
   limitHeapGrowth();
   const batchId = options.resume ?? options.batchId ?? newBatchId();
-  if (!isValidBatchId(batchId)) throw new UsageError(`batch id "${batchId}" may only use letters, digits, '.', '_' and '-' (at most 64 characters)`);
+  if (!isValidBatchId(batchId)) throw new UsageError(batchIdRule('batch id', batchId));
   // A mistyped path names no batch (nor starts the built-in models' simulator).
   if (options.file) await checkInputFile(resolve(options.file));
   say(`Batch ${batchId}`);

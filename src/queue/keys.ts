@@ -70,6 +70,11 @@ export function isValidBatchId(id: string): boolean {
   return BATCH_ID_PATTERN.test(id);
 }
 
+/** What is wrong with a batch id, for a message that names it (`label`: "batch id", "batch_id"). */
+export function batchIdRule(label: string, id: string): string {
+  return `${label} "${id}" may only use letters, digits, '.', '_' and '-' (at most 64 characters), starting with a letter or digit`;
+}
+
 export function newBatchId(now = new Date()): string {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
   return `b${stamp}-${Math.random().toString(36).slice(2, 6)}`;
