@@ -1,4 +1,4 @@
-import { configSchema, type SwitchyardConfig } from '../config/schema.ts';
+import type { SwitchyardConfig } from '../config/schema.ts';
 import { refusedByMonthlyCap } from '../execution/redis-row-gate.ts';
 import { CollectionTally } from '../output/collection-tally.ts';
 import { collectBatch } from '../output/collector.ts';
@@ -124,6 +124,5 @@ function budgetResume(batchId: string, refusal: string | undefined): string {
 const NO_DISPLAY: ProgressDisplay = { update: () => undefined, stop: () => undefined };
 
 async function storedConfig(session: Session, batchId: string): Promise<SwitchyardConfig | null> {
-  const json = await session.store.loadConfigJson(batchId);
-  return json ? configSchema.parse(JSON.parse(json)) : null;
+  return (await session.store.loadConfig(batchId))?.config ?? null;
 }

@@ -2,7 +2,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { loadConfigFile } from '../config/load.ts';
-import { answerableNames, configSchema, type SwitchyardConfig } from '../config/schema.ts';
+import { answerableNames, type SwitchyardConfig } from '../config/schema.ts';
 import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { checkInputFile } from '../input/input-file.ts';
 import { readRows } from '../input/read-rows.ts';
@@ -89,12 +89,10 @@ interface ResolvedConfig {
 }
 
 /** No config file: the built-in models on a simulator inside this process (the demo path). */
-async function resolveConfig(options: RunOptions, existing: BatchMeta | null, storedConfig: string | null, say: (line: string) => void, host: RunHost | undefined): Promise<ResolvedConfig> {
+async function resolveConfig(options: RunOptions, existing: BatchMeta | null, storedConfig: SwitchyardConfig | null, say: (line: string) => void, host: RunHost | undefined): Promise<ResolvedConfig> {
   if (host) return { ...host.config, simulator: null };
   if (options.config) return { config: await loadConfigFile(options.config), builtIn: false, simulator: null };
-  if (existing && storedConfig && !existing.builtin_config) {
-    return { config: configSchema.parse(JSON.parse(storedConfig)), builtIn: false, simulator: null };
-  }
+  if (existing && storedConfig && !existing.builtin_config) return { config: storedConfig, builtIn: false, simulator: null };
   if (options.detach) {
     throw new UsageError('--detach needs --config: the built-in models are a simulator inside this process, which stops when it exits. Give a config (examples/switchyard.yaml runs on "switchyard sim").');
   }
@@ -196,13 +194,13 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   // Before anything is written: another process may be running this batch now. (A server holds
   // the lease of the batches it queues itself; a --detach from the command line holds it while it queues.)
   if (!host) held.lease = await acquireBatchLease(session.redis, session.store.keys(batchId).lease, batchId);
-  const storedConfig = existing ? await session.store.loadConfigJson(batchId) : null;
+  const storedConfig = existing ? ((await session.store.loadConfig(batchId))?.config ?? null) : null;
   const resolved = await resolveConfig(options, existing, storedConfig, say, host);
   held.simulator = resolved.simulator;
   // A resume keeps the judge it was given, as it keeps --ab.
   const judgeModel = options.judge ?? existing?.judge_model;
   const config = judgeModel ? withJudge(resolved.config, judgeModel) : resolved.config;
-  const judgeBefore = storedConfig === null ? undefined : judgeModelIn(storedConfig);
+  const judgeBefore = storedConfig?.judge?.model;
   if (config.judge) say(`Judge: ${config.judge.model} scores every answer from 1 to 10 (against the "${config.judge.reference_column}" field where a row has one).`);
   const budgeted = (options.budget ?? existing?.budget_usd ?? config.budget.batch_usd ?? config.budget.monthly_usd) !== undefined;
   warnAboutConfig(config, budgeted, options.detach === true, say);
@@ -398,16 +396,6 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
 type EnqueueCounts = Awaited<ReturnType<typeof enqueueBatch>>;
 
 /** How this run sends a row, to tell whether answers a stopped run left for it still suit it. */
-/** The judge model a batch's stored config names, if any. */
-function judgeModelIn(configJson: string): string | undefined {
-  try {
-    const judge = (JSON.parse(configJson) as { judge?: { model?: unknown } }).judge;
-    return typeof judge?.model === 'string' ? judge.model : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 function carriedTarget(row: InputRow, batch: PreparedBatch): CarriedTarget {
   const { name, ensemble } = rowTarget(row, batch.config, batch.abSplit, batch.model);
   return { model: name, ensembleMembers: ensemble?.config.members ?? null, judged: batch.config.judge !== undefined };
@@ -549,7 +537,7 @@ async function refuseWithoutKeysAnywhere(session: Session, config: SwitchyardCon
 
 /**
  * A judge whose model and fallbacks all lack their key would score nothing, and the answers would
- * be paid for and kept unscored (a resume does not score rows that succeeded): stop before that.
+ * be paid for and kept unscored until a resume with a judge that can be called: stop before that.
  */
 function refuseJudgeWithoutKey(config: SwitchyardConfig): void {
   if (!config.judge) return;

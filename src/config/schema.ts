@@ -126,13 +126,13 @@ export const budgetSchema = z.strictObject({
   monthly_usd: z.number().positive().optional(),
 });
 
+/** Member answers an ensemble needs before it synthesizes, unless it says otherwise. */
+export const DEFAULT_MIN_ANSWERS = 2;
+
 /**
  * An ensemble: its members answer a row one beside the other, then the synthesizer writes one answer
  * from theirs. A row (its `model` column) or a batch (`--model`) names it like a model.
  */
-/** Member answers an ensemble needs before it synthesizes, unless it says otherwise. */
-export const DEFAULT_MIN_ANSWERS = 2;
-
 export const ensembleSchema = z.strictObject({
   members: z.array(z.string().min(1)).min(2),
   synthesizer: z.string().min(1),

@@ -272,9 +272,6 @@ export class ReportTally {
     this.#runStartedAt = runStartedAt?.getTime() ?? -Infinity;
   }
 
-  /** Where the rows counted under no model go (see addResult). */
-  readonly #ensembleOnlyRows: ModelTally = newModelTally();
-
   #model(model: string): ModelTally {
     let entry = this.#models.get(model);
     if (!entry) {
@@ -296,19 +293,19 @@ export class ReportTally {
 
   addResult(result: RowResult): void {
     // An ensemble row that failed before its synthesis has the ensemble's name for a model: it is
-    // counted in the Ensembles table, not as a model's row (tallied here, and left out of `models`).
-    const entry = result.ensemble?.name === result.model ? this.#ensembleOnlyRows : this.#model(result.model);
+    // counted in the Ensembles table only, not as a model's row.
+    const entry = result.ensemble?.name === result.model ? null : this.#model(result.model);
     const task = this.#task(result.task_type);
     this.#rows += 1;
     // Not `>=` on a missing or bad stamp (NaN): such a row counts as this run's.
     if (!(Date.parse(result.completed_at) < this.#runStartedAt)) this.#rowsThisRun += 1;
-    entry.rows += 1;
+    if (entry) entry.rows += 1;
     task.rows += 1;
     if (result.ensemble) this.#addEnsembleRow(result.ensemble.name, result);
-    if (result.judge) this.#addJudged(result, result.judge, entry.scores, result.ensemble ? this.#ensembles.get(result.ensemble.name)?.scores : undefined);
+    if (result.judge) this.#addJudged(result, result.judge, entry?.scores, result.ensemble ? this.#ensembles.get(result.ensemble.name)?.scores : undefined);
     if (result.status === 'succeeded') {
       this.#succeeded += 1;
-      entry.succeeded += 1;
+      if (entry) entry.succeeded += 1;
       task.succeeded += 1;
       // An ensemble row calls several models by design: that is no fallback.
       if (!result.ensemble && ((result.models_tried?.length ?? 1) > 1 || (result.fallback_reason ?? null) !== null)) this.#rowsOnFallback += 1;
@@ -316,7 +313,7 @@ export class ReportTally {
       // A finished answer with no text (content null, tool calls only) succeeded, but says nothing.
       else if (result.output !== null && result.output.trim() === '') increment(this.#cutOff, EMPTY_ANSWER);
     } else {
-      entry.failed += 1;
+      if (entry) entry.failed += 1;
       task.failed += 1;
       const code = result.error?.code ?? 'unknown';
       increment(this.#rowErrors, code);
@@ -518,7 +515,6 @@ export class ReportTally {
     };
   }
 
-  /** What the answers (`answersNanos`) cost against what they would have cost on the baseline model. */
   /**
    * What the call's answer would have cost on the baseline model. An ensemble row's answer is its
    * synthesis: on the baseline it would be one answer to the prompt (a member's input tokens, the
@@ -540,6 +536,7 @@ export class ReportTally {
     this.#baselineNanos += callCostNanos(price, usage) ?? 0;
   }
 
+  /** What the answers (`answersNanos`) cost against what they would have cost on the baseline model. */
   #baselineReport(answersNanos: number): BaselineReport | null {
     if (!this.#baseline) return null;
     const baselineNanos = this.#baselineNanos;

@@ -1,4 +1,4 @@
-import { configSchema, type SwitchyardConfig } from '../config/schema.ts';
+import type { SwitchyardConfig } from '../config/schema.ts';
 import { createRedisRowGate } from '../execution/redis-row-gate.ts';
 import { unlimitedCallSlot, type CallSlots } from '../execution/call-slots.ts';
 import { createRowPlanner } from '../execution/row-planner.ts';
@@ -62,15 +62,15 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
 
   /** The context from Redis; the one in hand when the config it came from has not changed (its SDK clients keep their connections). */
   async function load(batchId: string, previous: Promise<Loaded> | undefined): Promise<Loaded> {
-    const [meta, configJson] = await Promise.all([store.load(batchId), store.loadConfigJson(batchId)]);
-    if (!meta || !configJson) throw new Error(`batch ${batchId} has no state in Redis (was it deleted?)`);
-    const source = `${meta.builtin_config}\n${meta.model_override ?? ''}\n${JSON.stringify(meta.ab_split ?? null)}\n${configJson}`;
+    const [meta, stored] = await Promise.all([store.load(batchId), store.loadConfig(batchId)]);
+    if (!meta || !stored) throw new Error(`batch ${batchId} has no state in Redis (was it deleted?)`);
+    const source = `${meta.builtin_config}\n${meta.model_override ?? ''}\n${JSON.stringify(meta.ab_split ?? null)}\n${stored.json}`;
     const runAt = Date.parse(meta.started_at ?? meta.created_at);
     const before = await previous?.catch(() => undefined);
     if (before?.source === source) return { ...before, runAt };
     // Its models are a simulator inside the process that runs it (which primed its context): only that process can call them.
     if (meta.builtin_config) return { context: 'elsewhere', source, runAt };
-    return { context: build(batchId, configSchema.parse(JSON.parse(configJson)), meta.model_override, meta.ab_split), source, runAt };
+    return { context: build(batchId, stored.config, meta.model_override, meta.ab_split), source, runAt };
   }
 
   function remember(batchId: string, loaded: Promise<Loaded>, reloadAt: number): Promise<BatchContext | 'elsewhere'> {

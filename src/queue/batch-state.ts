@@ -1,8 +1,9 @@
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import type { SwitchyardConfig } from '../config/schema.ts';
+import { configSchema, type SwitchyardConfig } from '../config/schema.ts';
 import { SetupError } from '../errors.ts';
 import { batchIndexKey, batchKeys, type KeySpace } from './keys.ts';
+import { storedJson } from './stored-json.ts';
 
 /** `cancelled`: stopped over the HTTP API; its outputs hold the rows finished before, and running it again runs the rest. */
 export const batchStatusSchema = z.enum(['enqueuing', 'running', 'finalizing', 'completed', 'completed_with_failures', 'budget_exceeded', 'cancelled']);
@@ -134,6 +135,15 @@ export class BatchStore {
 
   async loadConfigJson(batchId: string): Promise<string | null> {
     return this.redis.get(this.keys(batchId).config);
+  }
+
+  /** The config the batch's last run saved (`json` as stored), or null; a damaged one throws DamagedBatchError. */
+  async loadConfig(batchId: string): Promise<{ config: SwitchyardConfig; json: string } | null> {
+    const json = await this.loadConfigJson(batchId);
+    if (json === null) return null;
+    const parsed = configSchema.safeParse(storedJson(json));
+    if (!parsed.success) throw new DamagedBatchError(batchId, parsed.error);
+    return { config: parsed.data, json };
   }
 
   async progress(batchId: string): Promise<BatchProgress | null> {
