@@ -359,9 +359,11 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     if (counts.stopped) {
       // Interrupted while reading the file: its row count is not known yet, so none is recorded.
       await queue.close();
-      const report = await collecting?.catch(() => null);
+      // A stop resolves the collector with null: a rejection is its own failure (a full disk), said once the workers are closed.
+      const collected = await (collecting ?? Promise.resolve(null)).then((report) => ({ report, failure: null }), (failure: unknown) => ({ report: null, failure }));
       await worker?.close();
-      if (stops.stoppedBy()) say(await stoppedText(session, batchId, report ?? null, stops.unqueued()));
+      if (collected.failure) throw collected.failure;
+      if (stops.stoppedBy()) say(await stoppedText(session, batchId, collected.report, stops.unqueued()));
       return { exitCode: exitCodeForSignal(stops.stoppedBy()), batchId, outDir };
     }
     await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
@@ -427,7 +429,7 @@ interface RunStops {
   /** The signal that stopped the run, if one did. */
   stoppedBy(): NodeJS.Signals | null;
   /** What became of the batch's queued rows once stopped (null: not yet, or Redis was away). */
-  unqueued(): Unqueued | null;
+  unqueued(): Unqueued | 'failed' | null;
   stopListening(): void;
 }
 
@@ -443,12 +445,12 @@ function watchForStops(watched: { session: Session; batchId: string; say: (line:
   const stopCollecting = new AbortController();
   const drainCollector = new AbortController();
   let stoppedBy: NodeJS.Signals | null = null;
-  let unqueued: Unqueued | null = null;
+  let unqueued: Unqueued | 'failed' | null = null;
   // The batch's rows still queued come off the queue, or the next run of another batch (or any
   // worker) would run them, and pay for them, with nobody collecting this one.
   const unqueueRest = async () => {
     const stoppedQueue = session.openPromptQueue();
-    unqueued = await unqueueBatch(stoppedQueue, session.store, batchId).catch(() => null); // Redis away: they stay queued
+    unqueued = await unqueueBatch(stoppedQueue, session.store, batchId).catch(() => 'failed' as const); // Redis away: they stay queued
     await stoppedQueue.close().catch(() => undefined);
   };
   const onInterrupt = (signal: NodeJS.Signals) => {

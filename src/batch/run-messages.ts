@@ -9,7 +9,7 @@ import { deadProcessRowsText, type ReleasedRows } from '../queue/worker-registry
  * The last line of an interrupted run, once the rows in hand have finished: where the batch stands
  * and how to go on. `report` is the outputs so far, when they could be written.
  */
-export async function stoppedText(session: Session, batchId: string, report: Report | null, unqueued: Unqueued | null): Promise<string> {
+export async function stoppedText(session: Session, batchId: string, report: Report | null, unqueued: Unqueued | 'failed' | null): Promise<string> {
   const resume = `switchyard run --resume ${batchId}`;
   const queue = unqueuedText(unqueued);
   if (report) return `Stopped early: the outputs above hold the ${counted(report.totals.rows, 'row')} finished so far.${queue} Nothing done is lost or paid for again: ${resume} runs the rest and writes them whole.`;
@@ -26,7 +26,8 @@ export function orphanedBatchText(batchId: string, unqueued: Unqueued): string {
 }
 
 /** What became of the stopped batch's queued rows, as a sentence (with a leading space), or ''. */
-function unqueuedText(unqueued: Unqueued | null): string {
+function unqueuedText(unqueued: Unqueued | 'failed' | null): string {
+  if (unqueued === 'failed') return " Its queued rows could not be taken off the queue (Redis did not answer): the next `switchyard run` on this Redis takes them off, this run being gone.";
   if (unqueued === null || unqueued.removed + unqueued.kept === 0) return '';
   const carried = unqueued.carried > 0 ? ` (${formatCount(unqueued.carried)} ${unqueued.carried === 1 ? 'keeps the answers it' : 'keep the answers they'} had for the resume)` : '';
   const removed = unqueued.removed > 0 ? ` ${counted(unqueued.removed, 'queued row')} came off the queue${carried}, so no other run or worker takes ${unqueued.removed === 1 ? 'it' : 'them'} meanwhile.` : '';
