@@ -1,6 +1,7 @@
 /**
- * Every Redis key and BullMQ name Switchyard uses, in one place. Batch keys share a `{batchId}`
- * hash tag so a Redis Cluster keeps one batch's keys on one slot (MULTI and Lua need that).
+ * A batch's Redis keys, the queue's and BullMQ's names. Batch keys share a `{batchId}` hash tag so
+ * a Redis Cluster keeps one batch's keys on one slot (MULTI and Lua need that). Keys shared across
+ * batches (rate limits, breakers, budgets, the worker registry) are named beside their scripts.
  */
 export const PROMPT_QUEUE = 'prompts';
 
