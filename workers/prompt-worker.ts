@@ -8,7 +8,7 @@ import { freshProgress } from '../src/execution/row-progress.ts';
 import { publishRowEvent } from '../src/output/row-events.ts';
 import type { FinishedRow } from '../src/progress/worker-activity.ts';
 import { isRedisRefusal } from '../src/queue/redis-outage.ts';
-import { batchKeys, PROMPT_QUEUE, type KeySpace } from '../src/queue/keys.ts';
+import { batchKeys, parsePromptJobId, PROMPT_QUEUE, type KeySpace } from '../src/queue/keys.ts';
 import type { BatchContexts } from '../src/queue/batch-context.ts';
 import { keyHolders, registerWorker, releaseRowsOfDeadWorkers, type ReleasedRows } from '../src/queue/worker-registry.ts';
 import { BatchStore } from '../src/queue/batch-state.ts';
@@ -140,11 +140,20 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
 
 async function publishCrashedRow(options: PromptWorkerOptions, job: Job, error: Error): Promise<void> {
   const parsed = promptJobSchema.safeParse(job.data);
-  if (!parsed.success) return;
   const lost = /stalled more than allowable limit/.test(error.message)
     ? new Error(`its claim on the row was lost ${STALLED_LIMIT + 1} times (a worker too busy or paused to renew it within queue.lock_ms / --lock-ms); run the batch again with --resume`)
     : error;
-  const step = crashedRowStep(parsed.data, parsed.data.progress ?? freshProgress(), lost);
-  if (step.kind !== 'finished') return;
-  await publishRowEvent(options.redis, batchKeys(options.space, parsed.data.batchId), step.event, step.costNanos, parsed.data.fingerprint);
+  if (parsed.success) {
+    const step = crashedRowStep(parsed.data, parsed.data.progress ?? freshProgress(), lost);
+    if (step.kind === 'finished') await publishRowEvent(options.redis, batchKeys(options.space, parsed.data.batchId), step.event, step.costNanos, parsed.data.fingerprint);
+    return;
+  }
+  // Data this version cannot read (queued by another version of Switchyard, say): the row still
+  // gets its failed result, from what the job's id says, or its batch would never finish.
+  const fromId = job.id ? parsePromptJobId(job.id) : null;
+  if (!fromId) return;
+  const unreadable = new Error(`its job's data could not be read (${parsed.error.issues[0]?.message ?? 'not a prompt job'}): queued by another version of Switchyard? Run the batch again with --resume, which queues it anew`);
+  const row = { batchId: fromId.batchId, row: fromId.row, id: String(fromId.row), messages: [], metadata: {} };
+  const step = crashedRowStep(row, freshProgress(), unreadable);
+  if (step.kind === 'finished') await publishRowEvent(options.redis, batchKeys(options.space, fromId.batchId), step.event, step.costNanos, fromId.fingerprint);
 }

@@ -60,9 +60,15 @@ export function promptJobId(batchId: string, row: number, fingerprint: number): 
   return `${batchId}_${row}_${fingerprint.toString(36)}`;
 }
 
-/** The batch a prompt job id belongs to (a batch id may itself hold '_'), or null for another id. */
+/** A prompt job id's parts (a batch id may itself hold '_'), or null for another id. */
+export function parsePromptJobId(jobId: string): { batchId: string; row: number; fingerprint: number } | null {
+  const match = /^(.+)_(\d+)_([0-9a-z]+)$/.exec(jobId);
+  return match ? { batchId: match[1]!, row: Number(match[2]), fingerprint: parseInt(match[3]!, 36) } : null;
+}
+
+/** The batch a prompt job id belongs to, or null for another id. */
 export function batchOfJobId(jobId: string): string | null {
-  return /^(.+)_\d+_[0-9a-z]+$/.exec(jobId)?.[1] ?? null;
+  return parsePromptJobId(jobId)?.batchId ?? null;
 }
 
 const BATCH_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;

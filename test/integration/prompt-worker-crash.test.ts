@@ -85,4 +85,15 @@ describe('a prompt job that crashes after calling a model', () => {
     expect(result).toMatchObject({ status: 'failed', error: { code: 'unexpected_error' } });
     expect(result.error?.message).toMatch(/its claim on the row was lost 4 times .*--resume$/);
   });
+
+  it('gives a failed result to a job whose data it cannot read (queued by another version), from its id, instead of leaving the batch a row short', async () => {
+    await worker?.close();
+    worker = startPromptWorker({ connection: connect(), redis: connect(), space, batches: batchesCrashingOnSettle(0), logger: pino({ level: 'silent' }), concurrency: 1, lockMs: 5000 });
+    await queue.add('prompt', { batch: 'old-shape', line: 7 }, { jobId: promptJobId('old-version', 7, 12345), attempts: 2, backoff: { type: 'fixed', delay: 10 }, removeOnComplete: true, removeOnFail: true });
+    let events: StreamEntry[] = [];
+    await expect.poll(async () => (events = await readRowEvents(connections.opened[0]!, batchKeys(space, 'old-version'), '0', 10, 0)).length, { timeout: 10_000 }).toBe(1);
+    const result = JSON.parse(events[0]!.resultJson) as RowResult;
+    expect(result).toMatchObject({ row: 7, status: 'failed', error: { code: 'unexpected_error' } });
+    expect(result.error?.message).toMatch(/its job's data could not be read \(.*\): queued by another version of Switchyard\? Run the batch again with --resume/);
+  });
 });
