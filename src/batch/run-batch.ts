@@ -10,25 +10,23 @@ import type { InputRow, ReadItem, ReadPosition } from '../input/row.ts';
 import { carriedProgressFits, type CarriedTarget } from '../execution/carried-progress.ts';
 import { pinnedModel, refuseUnknownPinned } from '../routing/pinned-model.ts';
 import { rowTarget } from '../routing/row-target.ts';
-import { missingKeyFor } from '../models/provider-clients.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
 import { batchIdRule, isValidBatchId, newBatchId } from '../queue/keys.ts';
-import { enqueueBatch } from '../queue/producer.ts';
-import { unqueueBatch, unqueueOrphanedBatches, type Unqueued } from '../queue/unqueue-batch.ts';
+import { enqueueBatch, type EnqueueCounts } from '../queue/producer.ts';
+import { unqueueOrphanedBatches } from '../queue/unqueue-batch.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
-import { keyHolders } from '../queue/worker-registry.ts';
 import { formatAbSplit, parseAbSplit, type AbArm } from '../routing/ab-split.ts';
 import { claimOutputDir, createOutputDir } from '../output/output-dir.ts';
 import { outputPaths } from '../output/paths.ts';
-import { counted, formatCount } from '../output/report-markdown.ts';
 import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from '../queue/session.ts';
-import { orphanedBatchText, releasedRowsText, stoppedText, unsentBodyFieldsText } from './run-messages.ts';
+import { orphanedBatchText, readText, releasedRowsText, stoppedText, unsentBodyFieldsText } from './run-messages.ts';
+import { refuseJudgeWithoutKey, refuseWithoutKeys, refuseWithoutKeysAnywhere, warnAboutConfig } from './config-checks.ts';
+import { watchForStops } from './run-stops.ts';
 import { startBuiltInModels } from './built-in-models.ts';
 import { collectAndReport } from './collect-and-report.ts';
 import { batchExitCode } from '../output/report.ts';
-import type { PromptWorkerHandle } from '../../workers/prompt-worker.ts';
 import { startSessionWorker } from '../../workers/session-worker.ts';
 import { createBatchContexts, type BatchContexts } from '../queue/batch-context.ts';
 import { createCallSlots } from '../execution/call-slots.ts';
@@ -395,184 +393,8 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
   }
 }
 
-type EnqueueCounts = Awaited<ReturnType<typeof enqueueBatch>>;
-
 /** How this run sends a row, to tell whether answers a stopped run left for it still suit it. */
 function carriedTarget(row: InputRow, batch: PreparedBatch): CarriedTarget {
   const { name, ensemble } = rowTarget(row, batch.config, batch.abSplit, batch.model);
   return { model: name, ensembleMembers: ensemble?.config.members ?? null, judged: batch.config.judge !== undefined };
 }
-
-/** "Read 2,000 rows: 1,998 valid, 2 invalid (see errors.jsonl); 1,998 queued, ..." */
-function readText(counts: EnqueueCounts, localConcurrency: number | null): string {
-  return (
-    `Read ${counted(counts.total + counts.invalid, 'row')}: ${formatCount(counts.total)} valid, ${formatCount(counts.invalid)} invalid${counts.invalid > 0 ? ' (see errors.jsonl)' : ''}` +
-    (counts.alreadySucceeded > 0 ? `, ${formatCount(counts.alreadySucceeded)} already done` : '') +
-    (counts.rescored > 0 ? `, ${formatCount(counts.rescored)} answered before but not scored by this judge: scored now, their answers kept` : '') +
-    (counts.changedSinceSucceeded > 0 ? `, ${formatCount(counts.changedSinceSucceeded)} changed in the file since they succeeded (they run again)` : '') +
-    (counts.goneFromFile > 0 ? `, ${formatCount(counts.goneFromFile)} of the last run no longer in the file (left out of the outputs)` : '') +
-    `; ${formatCount(counts.enqueued)} queued` +
-    (counts.carriedAnswers > 0 ? ` (${formatCount(counts.carriedAnswers)} with the answers the stopped run had for them, not paid for again)` : '') +
-    `, ${localConcurrency !== null ? `workers here making up to ${localConcurrency} calls at a time` : 'no workers here (--detach)'}.`
-  );
-}
-
-/** What stops a run early, and what it has stopped so far. */
-interface RunStops {
-  /** No more rows from the file. */
-  stopReading: AbortSignal;
-  /** The collector stops without writing (another process took the batch over). */
-  stopCollecting: AbortSignal;
-  /** The collector writes the outputs of the rows finished so far, then stops. */
-  drainCollector: AbortSignal;
-  abortCollecting(): void;
-  /** The signal that stopped the run, if one did. */
-  stoppedBy(): NodeJS.Signals | null;
-  /** What became of the batch's queued rows once stopped (null: not yet, or Redis was away). */
-  unqueued(): Unqueued | 'failed' | null;
-  stopListening(): void;
-}
-
-/**
- * Ctrl-C, or SIGTERM from a scheduler or container stop (or the host's stop): no more rows from
- * the file or the queue; the rows in hand finish, the batch's queued rows come off the queue, then
- * the outputs are written for the rows finished so far (nothing is lost either way). A lease lost
- * to another process while Redis was away stops everything without writing.
- */
-function watchForStops(watched: { session: Session; batchId: string; say: (line: string) => void; worker: PromptWorkerHandle | null; lease: BatchLease | null; hostStop: AbortSignal | undefined }): RunStops {
-  const { session, batchId, say, worker, lease } = watched;
-  const stopReading = new AbortController();
-  const stopCollecting = new AbortController();
-  const drainCollector = new AbortController();
-  let stoppedBy: NodeJS.Signals | null = null;
-  let unqueued: Unqueued | 'failed' | null = null;
-  // The batch's rows still queued come off the queue, or the next run of another batch (or any
-  // worker) would run them, and pay for them, with nobody collecting this one.
-  const unqueueRest = async () => {
-    const stoppedQueue = session.openPromptQueue();
-    unqueued = await unqueueBatch(stoppedQueue, session.store, batchId).catch(() => 'failed' as const); // Redis away: they stay queued
-    await stoppedQueue.close().catch(() => undefined);
-  };
-  const onInterrupt = (signal: NodeJS.Signals) => {
-    stoppedBy = signal;
-    say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''}. Finishing the rows in hand, then writing the outputs so far (a second ${signal === 'SIGTERM' ? 'SIGTERM or Ctrl-C' : 'Ctrl-C'} quits at once).`);
-    stopReading.abort();
-    // A close that fails is seen again where the run closes the worker for good.
-    void (worker?.close() ?? Promise.resolve())
-      .catch(() => undefined)
-      .then(() => (worker ? unqueueRest() : undefined))
-      .then(() => drainCollector.abort());
-  };
-  const stopListening = listenForStop(onInterrupt, watched.hostStop);
-  lease?.lost.addEventListener('abort', () => {
-    say(`\nAnother process took over batch ${batchId} while Redis was unreachable; stopping here so only one writes its outputs.`);
-    stopReading.abort();
-    stopCollecting.abort();
-    void worker?.close().catch(() => undefined);
-  });
-  return {
-    stopReading: stopReading.signal,
-    stopCollecting: stopCollecting.signal,
-    drainCollector: drainCollector.signal,
-    abortCollecting: () => stopCollecting.abort(),
-    stoppedBy: () => stoppedBy,
-    unqueued: () => unqueued,
-    stopListening,
-  };
-}
-
-/**
- * Calls `onStop` on Ctrl-C or SIGTERM, or when the host's signal aborts (a host process keeps its
- * own signal handlers); returns how to stop listening.
- */
-function listenForStop(onStop: (signal: NodeJS.Signals) => void, hostStop: AbortSignal | undefined): () => void {
-  if (hostStop) {
-    const onAbort = () => onStop('SIGTERM');
-    if (hostStop.aborted) queueMicrotask(onAbort);
-    else hostStop.addEventListener('abort', onAbort, { once: true });
-    return () => hostStop.removeEventListener('abort', onAbort);
-  }
-  // After the first, either signal has its default effect: the process quits at once.
-  const stopListening = () => {
-    process.off('SIGINT', onFirst);
-    process.off('SIGTERM', onFirst);
-  };
-  const onFirst = (signal: NodeJS.Signals) => {
-    stopListening();
-    onStop(signal);
-  };
-  process.on('SIGINT', onFirst);
-  process.on('SIGTERM', onFirst);
-  return stopListening;
-}
-
-/**
- * With workers in this process and no API key for any model the rows could use, every row would
- * fail with missing_api_key: stop before enqueueing instead. (Some keys missing is only a warning.)
- */
-function refuseWithoutKeys(config: SwitchyardConfig, pinned: string | undefined): void {
-  const names = keysAllMissing(config, pinned ? [pinned] : Object.keys(config.models));
-  if (!names) return;
-  const them = names.length === 1 ? 'it' : 'them';
-  throw new UsageError(
-    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set, and ${pinned ? `model "${pinned}" needs it` : 'every model in the config needs one'}: no call could succeed. ` +
-      `Set ${them} (e.g. export ${names[0]!.slice(1)}=...) and run again, or use --detach and start "switchyard worker" where ${names.length === 1 ? 'it is' : 'they are'} set.`,
-  );
-}
-
-/**
- * For a batch a server queues for its own workers: when this process has no key for any model the
- * rows could use and no other worker process on record has one either, every row would fail
- * missing_api_key. Workers that start later could still take them, so a server without workers of
- * its own (--no-worker) does not ask.
- */
-async function refuseWithoutKeysAnywhere(session: Session, config: SwitchyardConfig, pinned: string | undefined): Promise<void> {
-  const names = keysAllMissing(config, pinned ? [pinned] : Object.keys(config.models));
-  if (!names) return;
-  const heldElsewhere = keyHolders(session.redis, session.space);
-  for (const name of names) if (await heldElsewhere(name.slice(1))) return;
-  throw new UsageError(
-    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set where this server runs, and no worker on this Redis has ${names.length === 1 ? 'it' : 'them'}: every row would fail with missing_api_key. ` +
-      `Set ${names.length === 1 ? 'it' : 'them'} where the server runs (and start it again), or start "switchyard worker" where ${names.length === 1 ? 'it is' : 'they are'} set.`,
-  );
-}
-
-/**
- * A judge whose model and fallbacks all lack their key would score nothing, and the answers would
- * be paid for and kept unscored until a resume with a judge that can be called: stop before that.
- */
-function refuseJudgeWithoutKey(config: SwitchyardConfig): void {
-  if (!config.judge) return;
-  const chain = [config.judge.model, ...(config.models[config.judge.model]?.fallbacks ?? [])];
-  const names = keysAllMissing(config, chain);
-  if (!names) return;
-  const them = names.length === 1 ? 'it' : 'them';
-  throw new UsageError(
-    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set, and the judge (${chain.join(', then ')}) needs ${them}: no answer could be scored, and the answers would be paid for unscored. ` +
-      `Set ${them} (e.g. export ${names[0]!.slice(1)}=...) and run again, or give another judge (--judge <model>).`,
-  );
-}
-
-/** The key variables ("$NAME") these models need, when not one of them can be called here; null when one can. */
-function keysAllMissing(config: SwitchyardConfig, models: readonly string[]): string[] | null {
-  const missing = models.map((model) => missingKeyFor(config, model));
-  if (missing.some((name) => name === null)) return null;
-  return [...new Set(missing)].map((name) => `$${name}`);
-}
-
-function warnAboutConfig(config: SwitchyardConfig, budgeted: boolean, detached: boolean, say: (line: string) => void): void {
-  const unpriced = Object.entries(config.models).filter(([, model]) => !model.price).map(([name]) => name);
-  // A budget counts priced calls only: an unpriced model's calls would run past it unnoticed.
-  const unbounded = budgeted ? ', and no budget limits them' : '';
-  if (unpriced.length > 0) say(`Warning: no price for ${unpriced.join(', ')}: their calls get cost_usd null in costs.jsonl and the report${unbounded}.`);
-  // Which models each missing key holds back, so the warning says what will fail.
-  const modelsByMissingKey = new Map<string, string[]>();
-  for (const model of Object.keys(config.models)) {
-    const key = missingKeyFor(config, model);
-    if (key !== null) modelsByMissingKey.set(key, [...(modelsByMissingKey.get(key) ?? []), model]);
-  }
-  // A detached batch's calls are made by the workers, with their own environment.
-  const where = detached ? ' here: the workers that take its rows need it, or' : ':';
-  for (const [key, models] of modelsByMissingKey) say(`Warning: $${key} is not set${where} calls to ${models.join(', ')} will fail with missing_api_key.`);
-}
-

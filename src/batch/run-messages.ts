@@ -1,6 +1,7 @@
 import { formatUsd } from '../models/pricing.ts';
 import type { Report } from '../output/report.ts';
 import { counted, formatCount, formatDuration } from '../output/report-markdown.ts';
+import type { EnqueueCounts } from '../queue/producer.ts';
 import type { Session } from '../queue/session.ts';
 import type { Unqueued } from '../queue/unqueue-batch.ts';
 import { deadProcessRowsText, type ReleasedRows } from '../queue/worker-registry.ts';
@@ -56,4 +57,18 @@ export function unsentBodyFieldsText(unsent: Record<string, number>): string | n
   if (entries.length === 0) return null;
   const fields = entries.map(([name, lines]) => `${name} (${counted(lines, 'line')})`).join(', ');
   return `Note: request body fields not sent to the models: ${fields}. They are kept in each result's metadata.body_extra.`;
+}
+
+/** "Read 2,000 rows: 1,998 valid, 2 invalid (see errors.jsonl); 1,998 queued, ..." */
+export function readText(counts: EnqueueCounts, localConcurrency: number | null): string {
+  return (
+    `Read ${counted(counts.total + counts.invalid, 'row')}: ${formatCount(counts.total)} valid, ${formatCount(counts.invalid)} invalid${counts.invalid > 0 ? ' (see errors.jsonl)' : ''}` +
+    (counts.alreadySucceeded > 0 ? `, ${formatCount(counts.alreadySucceeded)} already done` : '') +
+    (counts.rescored > 0 ? `, ${formatCount(counts.rescored)} answered before but not scored by this judge: scored now, their answers kept` : '') +
+    (counts.changedSinceSucceeded > 0 ? `, ${formatCount(counts.changedSinceSucceeded)} changed in the file since they succeeded (they run again)` : '') +
+    (counts.goneFromFile > 0 ? `, ${formatCount(counts.goneFromFile)} of the last run no longer in the file (left out of the outputs)` : '') +
+    `; ${formatCount(counts.enqueued)} queued` +
+    (counts.carriedAnswers > 0 ? ` (${formatCount(counts.carriedAnswers)} with the answers the stopped run had for them, not paid for again)` : '') +
+    `, ${localConcurrency !== null ? `workers here making up to ${localConcurrency} calls at a time` : 'no workers here (--detach)'}.`
+  );
 }

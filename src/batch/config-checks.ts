@@ -1,0 +1,76 @@
+// What a run checks in its config before it queues anything: API keys it can use, and what to warn of.
+import type { SwitchyardConfig } from '../config/schema.ts';
+import { UsageError } from '../errors.ts';
+import { missingKeyFor } from '../models/provider-clients.ts';
+import type { Session } from '../queue/session.ts';
+import { keyHolders } from '../queue/worker-registry.ts';
+
+/**
+ * With workers in this process and no API key for any model the rows could use, every row would
+ * fail with missing_api_key: stop before enqueueing instead. (Some keys missing is only a warning.)
+ */
+export function refuseWithoutKeys(config: SwitchyardConfig, pinned: string | undefined): void {
+  const names = keysAllMissing(config, pinned ? [pinned] : Object.keys(config.models));
+  if (!names) return;
+  const them = names.length === 1 ? 'it' : 'them';
+  throw new UsageError(
+    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set, and ${pinned ? `model "${pinned}" needs it` : 'every model in the config needs one'}: no call could succeed. ` +
+      `Set ${them} (e.g. export ${names[0]!.slice(1)}=...) and run again, or use --detach and start "switchyard worker" where ${names.length === 1 ? 'it is' : 'they are'} set.`,
+  );
+}
+
+/**
+ * For a batch a server queues for its own workers: when this process has no key for any model the
+ * rows could use and no other worker process on record has one either, every row would fail
+ * missing_api_key. Workers that start later could still take them, so a server without workers of
+ * its own (--no-worker) does not ask.
+ */
+export async function refuseWithoutKeysAnywhere(session: Session, config: SwitchyardConfig, pinned: string | undefined): Promise<void> {
+  const names = keysAllMissing(config, pinned ? [pinned] : Object.keys(config.models));
+  if (!names) return;
+  const heldElsewhere = keyHolders(session.redis, session.space);
+  for (const name of names) if (await heldElsewhere(name.slice(1))) return;
+  throw new UsageError(
+    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set where this server runs, and no worker on this Redis has ${names.length === 1 ? 'it' : 'them'}: every row would fail with missing_api_key. ` +
+      `Set ${names.length === 1 ? 'it' : 'them'} where the server runs (and start it again), or start "switchyard worker" where ${names.length === 1 ? 'it is' : 'they are'} set.`,
+  );
+}
+
+/**
+ * A judge whose model and fallbacks all lack their key would score nothing, and the answers would
+ * be paid for and kept unscored until a resume with a judge that can be called: stop before that.
+ */
+export function refuseJudgeWithoutKey(config: SwitchyardConfig): void {
+  if (!config.judge) return;
+  const chain = [config.judge.model, ...(config.models[config.judge.model]?.fallbacks ?? [])];
+  const names = keysAllMissing(config, chain);
+  if (!names) return;
+  const them = names.length === 1 ? 'it' : 'them';
+  throw new UsageError(
+    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set, and the judge (${chain.join(', then ')}) needs ${them}: no answer could be scored, and the answers would be paid for unscored. ` +
+      `Set ${them} (e.g. export ${names[0]!.slice(1)}=...) and run again, or give another judge (--judge <model>).`,
+  );
+}
+
+/** The key variables ("$NAME") these models need, when not one of them can be called here; null when one can. */
+function keysAllMissing(config: SwitchyardConfig, models: readonly string[]): string[] | null {
+  const missing = models.map((model) => missingKeyFor(config, model));
+  if (missing.some((name) => name === null)) return null;
+  return [...new Set(missing)].map((name) => `$${name}`);
+}
+
+export function warnAboutConfig(config: SwitchyardConfig, budgeted: boolean, detached: boolean, say: (line: string) => void): void {
+  const unpriced = Object.entries(config.models).filter(([, model]) => !model.price).map(([name]) => name);
+  // A budget counts priced calls only: an unpriced model's calls would run past it unnoticed.
+  const unbounded = budgeted ? ', and no budget limits them' : '';
+  if (unpriced.length > 0) say(`Warning: no price for ${unpriced.join(', ')}: their calls get cost_usd null in costs.jsonl and the report${unbounded}.`);
+  // Which models each missing key holds back, so the warning says what will fail.
+  const modelsByMissingKey = new Map<string, string[]>();
+  for (const model of Object.keys(config.models)) {
+    const key = missingKeyFor(config, model);
+    if (key !== null) modelsByMissingKey.set(key, [...(modelsByMissingKey.get(key) ?? []), model]);
+  }
+  // A detached batch's calls are made by the workers, with their own environment.
+  const where = detached ? ' here: the workers that take its rows need it, or' : ':';
+  for (const [key, models] of modelsByMissingKey) say(`Warning: $${key} is not set${where} calls to ${models.join(', ')} will fail with missing_api_key.`);
+}

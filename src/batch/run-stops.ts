@@ -1,0 +1,95 @@
+// How a run stops early (Ctrl-C, SIGTERM, a server's stop, a lease lost), and what it has stopped.
+import type { PromptWorkerHandle } from '../../workers/prompt-worker.ts';
+import type { BatchLease } from '../queue/batch-lease.ts';
+import type { Session } from '../queue/session.ts';
+import { unqueueBatch, type Unqueued } from '../queue/unqueue-batch.ts';
+
+/** What stops a run early, and what it has stopped so far. */
+export interface RunStops {
+  /** No more rows from the file. */
+  stopReading: AbortSignal;
+  /** The collector stops without writing (another process took the batch over). */
+  stopCollecting: AbortSignal;
+  /** The collector writes the outputs of the rows finished so far, then stops. */
+  drainCollector: AbortSignal;
+  abortCollecting(): void;
+  /** The signal that stopped the run, if one did. */
+  stoppedBy(): NodeJS.Signals | null;
+  /** What became of the batch's queued rows once stopped (null: not yet, or Redis was away). */
+  unqueued(): Unqueued | 'failed' | null;
+  stopListening(): void;
+}
+
+/**
+ * Ctrl-C, or SIGTERM from a scheduler or container stop (or the host's stop): no more rows from
+ * the file or the queue; the calls in flight finish (no new one starts), the batch's queued rows
+ * come off the queue, then the outputs are written for the rows finished so far (nothing is lost
+ * either way). A lease lost to another process while Redis was away stops everything without
+ * writing.
+ */
+export function watchForStops(watched: { session: Session; batchId: string; say: (line: string) => void; worker: PromptWorkerHandle | null; lease: BatchLease | null; hostStop: AbortSignal | undefined }): RunStops {
+  const { session, batchId, say, worker, lease } = watched;
+  const stopReading = new AbortController();
+  const stopCollecting = new AbortController();
+  const drainCollector = new AbortController();
+  let stoppedBy: NodeJS.Signals | null = null;
+  let unqueued: Unqueued | 'failed' | null = null;
+  // The batch's rows still queued come off the queue, or the next run of another batch (or any
+  // worker) would run them, and pay for them, with nobody collecting this one.
+  const unqueueRest = async () => {
+    const stoppedQueue = session.openPromptQueue();
+    unqueued = await unqueueBatch(stoppedQueue, session.store, batchId).catch(() => 'failed' as const); // Redis away: they stay queued
+    await stoppedQueue.close().catch(() => undefined);
+  };
+  const onInterrupt = (signal: NodeJS.Signals) => {
+    stoppedBy = signal;
+    say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''}. Finishing the rows in hand, then writing the outputs so far (a second ${signal === 'SIGTERM' ? 'SIGTERM or Ctrl-C' : 'Ctrl-C'} quits at once).`);
+    stopReading.abort();
+    // A close that fails is seen again where the run closes the worker for good.
+    void (worker?.close() ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => (worker ? unqueueRest() : undefined))
+      .then(() => drainCollector.abort());
+  };
+  const stopListening = listenForStop(onInterrupt, watched.hostStop);
+  lease?.lost.addEventListener('abort', () => {
+    say(`\nAnother process took over batch ${batchId} while Redis was unreachable; stopping here so only one writes its outputs.`);
+    stopReading.abort();
+    stopCollecting.abort();
+    void worker?.close().catch(() => undefined);
+  });
+  return {
+    stopReading: stopReading.signal,
+    stopCollecting: stopCollecting.signal,
+    drainCollector: drainCollector.signal,
+    abortCollecting: () => stopCollecting.abort(),
+    stoppedBy: () => stoppedBy,
+    unqueued: () => unqueued,
+    stopListening,
+  };
+}
+
+/**
+ * Calls `onStop` on Ctrl-C or SIGTERM, or when the host's signal aborts (a host process keeps its
+ * own signal handlers); returns how to stop listening.
+ */
+function listenForStop(onStop: (signal: NodeJS.Signals) => void, hostStop: AbortSignal | undefined): () => void {
+  if (hostStop) {
+    const onAbort = () => onStop('SIGTERM');
+    if (hostStop.aborted) queueMicrotask(onAbort);
+    else hostStop.addEventListener('abort', onAbort, { once: true });
+    return () => hostStop.removeEventListener('abort', onAbort);
+  }
+  // After the first, either signal has its default effect: the process quits at once.
+  const stopListening = () => {
+    process.off('SIGINT', onFirst);
+    process.off('SIGTERM', onFirst);
+  };
+  const onFirst = (signal: NodeJS.Signals) => {
+    stopListening();
+    onStop(signal);
+  };
+  process.on('SIGINT', onFirst);
+  process.on('SIGTERM', onFirst);
+  return stopListening;
+}
