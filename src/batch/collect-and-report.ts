@@ -17,6 +17,8 @@ export interface CollectAndReportOptions {
   signal?: AbortSignal;
   /** Stop early but write the outputs of the rows finished so far (see collectBatch's drain). */
   drain?: AbortSignal;
+  /** Aborted as the run begins to stop (Ctrl-C): the progress display says so. */
+  stopping?: AbortSignal;
   /** Where the progress display goes (stderr by default); null for none (a server collecting many batches). */
   progressStream?: NodeJS.WriteStream | null;
   /** The batch's config when the caller has it (`run`); otherwise it is read from Redis. */
@@ -43,6 +45,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const display = shown ? createProgressDisplay(options.progressStream ?? process.stderr) : NO_DISPLAY;
   // The display's first update is its baseline for rows/s and the ETA: give it now, not at the first poll.
   display.update(initial);
+  options.stopping?.addEventListener('abort', () => display.stopping(), { once: true });
   const poll = shown
     ? setInterval(() => {
         session.store.progress(batchId).then((progress) => progress && display.update(progress), () => undefined);
@@ -121,7 +124,7 @@ function budgetResume(batchId: string, refusal: string | undefined): string {
   return `switchyard run --resume ${batchId} --budget <higher USD>`;
 }
 
-const NO_DISPLAY: ProgressDisplay = { update: () => undefined, stop: () => undefined };
+const NO_DISPLAY: ProgressDisplay = { update: () => undefined, stopping: () => undefined, stop: () => undefined };
 
 async function storedConfig(session: Session, batchId: string): Promise<SwitchyardConfig | null> {
   return (await session.store.loadConfig(batchId))?.config ?? null;

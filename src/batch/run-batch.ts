@@ -314,7 +314,7 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
   });
   const stops = watchForStops({ session, batchId, say, worker, lease, hostStop: host?.stop });
   try {
-    const collecting = options.detach ? null : collectAndReport({ session, batchId, startedAt: batch.startedAt, say, signal: stops.stopCollecting, drain: stops.drainCollector, config });
+    const collecting = options.detach ? null : collectAndReport({ session, batchId, startedAt: batch.startedAt, say, signal: stops.stopCollecting, drain: stops.drainCollector, stopping: stops.stopReading, config });
     // Keep the collector's rejection observed while enqueueing; it is awaited below.
     collecting?.catch(() => undefined);
 

@@ -1,5 +1,6 @@
 // How a run stops early (Ctrl-C, SIGTERM, a server's stop, a lease lost), and what it has stopped.
 import type { PromptWorkerHandle } from '../../workers/prompt-worker.ts';
+import { exitCodeForSignal } from '../errors.ts';
 import type { BatchLease } from '../queue/batch-lease.ts';
 import type { Session } from '../queue/session.ts';
 import { unqueueBatch, type Unqueued } from '../queue/unqueue-batch.ts';
@@ -51,7 +52,12 @@ export function watchForStops(watched: { session: Session; batchId: string; say:
       .then(() => (worker ? unqueueRest() : undefined))
       .then(() => drainCollector.abort());
   };
-  const stopListening = listenForStop(onInterrupt, watched.hostStop);
+  // A second signal quits at once: say what that leaves, since no summary follows.
+  const quitNow = (signal: NodeJS.Signals) => {
+    say(`\nQuit at once (${signal}): the calls in flight are not recorded, and their rows run again on \`switchyard run --resume ${batchId}\`.`);
+    process.exit(exitCodeForSignal(signal));
+  };
+  const stopListening = listenForStop(onInterrupt, watched.hostStop, quitNow);
   lease?.lost.addEventListener('abort', () => {
     say(`\nAnother process took over batch ${batchId} while Redis was unreachable; stopping here so only one writes its outputs.`);
     stopReading.abort();
@@ -73,20 +79,25 @@ export function watchForStops(watched: { session: Session; batchId: string; say:
  * Calls `onStop` on Ctrl-C or SIGTERM, or when the host's signal aborts (a host process keeps its
  * own signal handlers); returns how to stop listening.
  */
-function listenForStop(onStop: (signal: NodeJS.Signals) => void, hostStop: AbortSignal | undefined): () => void {
+function listenForStop(onStop: (signal: NodeJS.Signals) => void, hostStop: AbortSignal | undefined, onSecond: (signal: NodeJS.Signals) => void): () => void {
   if (hostStop) {
     const onAbort = () => onStop('SIGTERM');
     if (hostStop.aborted) queueMicrotask(onAbort);
     else hostStop.addEventListener('abort', onAbort, { once: true });
     return () => hostStop.removeEventListener('abort', onAbort);
   }
-  // After the first, either signal has its default effect: the process quits at once.
+  // After the first, either signal quits at once.
   const stopListening = () => {
     process.off('SIGINT', onFirst);
     process.off('SIGTERM', onFirst);
+    process.off('SIGINT', onSecond);
+    process.off('SIGTERM', onSecond);
   };
   const onFirst = (signal: NodeJS.Signals) => {
-    stopListening();
+    process.off('SIGINT', onFirst);
+    process.off('SIGTERM', onFirst);
+    process.once('SIGINT', onSecond);
+    process.once('SIGTERM', onSecond);
     onStop(signal);
   };
   process.on('SIGINT', onFirst);

@@ -4,7 +4,7 @@ import { startApiServer } from '../api/api-server.ts';
 import { createBackgroundCollection } from '../api/background-collection.ts';
 import { createBatchService } from '../api/batch-service.ts';
 import { loadConfigFile } from '../config/load.ts';
-import { UsageError } from '../errors.ts';
+import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { createCallSlots } from '../execution/call-slots.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
 import { createBatchContexts } from '../queue/batch-context.ts';
@@ -75,15 +75,21 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
     if (token === null && !LOOPBACK.has(options.host)) {
       say('Warning: no SWITCHYARD_API_TOKEN is set, and the server listens beyond this machine: anyone who reaches it can run batches that spend money. Set one and send it as a bearer token.');
     }
-    say('Ctrl-C stops it after the rows in hand; started again, it goes on with the batches not finished.');
+    say('Ctrl-C stops it once the calls in flight finish; started again, it goes on with the batches not finished.');
     // Listening before the resume below, which may read a long file: a stop then ends that too.
     const stopped = new Promise<void>((resolve) => {
       const onSignal = (signal: NodeJS.Signals) => {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
-        say(`Stopping (${signal}): no new batches; the rows in hand finish, then the server exits. Batches not finished go on when it starts again.`);
+        say(`Stopping (${signal}): no new batches or calls; the calls in flight finish, then the server exits (a second Ctrl-C or SIGTERM quits at once). Batches not finished go on when it starts again.`);
+        process.once('SIGINT', quitNow);
+        process.once('SIGTERM', quitNow);
         stop.abort();
         resolve();
+      };
+      const quitNow = (signal: NodeJS.Signals) => {
+        say(`Quit at once (${signal}): the calls in flight are not recorded, and their rows run again when the server starts again.`);
+        process.exit(exitCodeForSignal(signal));
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);

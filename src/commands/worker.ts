@@ -33,7 +33,7 @@ export async function runWorkerCommand(options: WorkerCommandOptions, logger: Lo
     onRowsOfDeadProcess: (released) => say(deadProcessRowsText(released)),
   });
   void host.releasedFromDead.then((released) => released.rowsFrom.size > 0 && say(deadProcessRowsText(released)));
-  say(`Worker running: concurrency ${options.concurrency}, Redis ${session.redisLabel}, prefix "${session.space.prefix}". Ctrl-C stops it after the rows in hand.`);
+  say(`Worker running: concurrency ${options.concurrency}, Redis ${session.redisLabel}, prefix "${session.space.prefix}". Ctrl-C stops it once the calls in flight finish.`);
   const reporting = setInterval(() => {
     const line = activity.periodLine();
     if (line) say(line);
@@ -44,12 +44,12 @@ export async function runWorkerCommand(options: WorkerCommandOptions, logger: Lo
   });
   // A second signal quits at once; the rows in hand stay claimed until someone hands them back.
   const quitNow = (signal: NodeJS.Signals) => {
-    say(`Quit at once: the rows in hand stay claimed until their lock runs out (${Math.round(options.lockMs / 1000)} s), or until a run or worker on this machine starts and hands them back.`);
+    say(`Quit at once: the calls in flight are not recorded, and the rows in hand stay claimed until their lock runs out (${Math.round(options.lockMs / 1000)} s), or until a run or worker on this machine starts and hands them back.`);
     process.exit(exitCodeForSignal(signal));
   };
   process.once('SIGINT', quitNow);
   process.once('SIGTERM', quitNow);
-  say('Stopping: finishing the rows in hand (Ctrl-C again quits at once)...');
+  say('Stopping: the calls in flight finish, and no new one starts (a second Ctrl-C or SIGTERM quits at once)...');
   clearInterval(reporting);
   await host.close();
   await session.close();

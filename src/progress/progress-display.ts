@@ -16,6 +16,8 @@ import { sendLinesToBar } from './terminal-lines.ts';
  */
 export interface ProgressDisplay {
   update(progress: BatchProgress): void;
+  /** The run is stopping (Ctrl-C): it says so where the ETA was, until it stops. */
+  stopping(): void;
   stop(): void;
 }
 
@@ -73,6 +75,9 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
   const { plainEveryMs = 5000, plainUnchangedEveryMs = 30_000, stalledAfterMs = 15_000, now = Date.now } = options;
   const startedAt = now();
   let finishRate: FinishRate | null = null;
+  let stopping = false;
+  /** Where the ETA goes: done, stopping, or the ETA. */
+  const etaPart = (done: boolean, etaText: string) => (done ? 'done' : stopping ? 'stopping: the calls in flight finish' : `ETA ${etaText}`);
   /** Every update feeds the rate; the first is where it counts from. */
   const figures = (progress: BatchProgress, at: number) => {
     if (finishRate) finishRate.observe(progress.finished, at);
@@ -92,7 +97,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
         const payload: BarFigures = {
           rows: `${formatCount(progress.finished)}/${totalText} rows`,
           failed: `${formatCount(progress.failed)} failed`,
-          eta: done ? 'done' : `ETA ${etaText}`,
+          eta: etaPart(done, etaText),
           cost: formatUsd(progress.costUsd),
           rate: `${rateText(rate)} rows/s`,
         };
@@ -104,6 +109,9 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
           bar.setTotal(total);
           bar.update(progress.finished, payload);
         }
+      },
+      stopping() {
+        stopping = true;
       },
       stop() {
         if (!bar) return;
@@ -121,7 +129,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
   const print = (progress: BatchProgress, at: number) => {
     const { totalText, rate, etaText } = figures(progress, at);
     const done = progress.total !== null && progress.finished >= progress.total;
-    stream.write(`progress: ${formatCount(progress.finished)}/${totalText} rows, ${formatCount(progress.failed)} failed, ${rateText(rate)} rows/s, ${done ? 'done' : `ETA ${etaText}`}, cost ${formatUsd(progress.costUsd)}\n`);
+    stream.write(`progress: ${formatCount(progress.finished)}/${totalText} rows, ${formatCount(progress.failed)} failed, ${rateText(rate)} rows/s, ${etaPart(done, etaText)}, cost ${formatUsd(progress.costUsd)}\n`);
     lastLineAt = at;
     lastLineFinished = progress.finished;
   };
@@ -137,6 +145,9 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
         stallShown = true;
         print(progress, at);
       } else if (at - lastLineAt >= (unchanged ? plainUnchangedEveryMs : plainEveryMs)) print(progress, at);
+    },
+    stopping() {
+      stopping = true;
     },
     stop() {
       if (latest) print(latest, now());

@@ -119,6 +119,21 @@ describe('progress bar on a terminal', () => {
   });
 });
 
+describe('progress display of a run that is stopping', () => {
+  it('says it is stopping where the ETA was, so a Ctrl-C does not look ignored', () => {
+    const out = plainOutput();
+    const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 5000 });
+    display.update(progress(0, 100));
+    out.advance(5000);
+    display.update(progress(40, 100));
+    display.stopping();
+    out.advance(5000);
+    display.update(progress(44, 100));
+    display.stop();
+    expect(out.lines.at(-1)).toBe('progress: 44/100 rows, 0 failed, 4.4 rows/s, stopping: the calls in flight finish, cost $0.00440');
+  });
+});
+
 describe('the bar fitted to the terminal', () => {
   const figures = { rows: '500/2,000 rows', failed: '3 failed', eta: 'ETA 12.5 s', cost: '$0.0123', rate: '144 rows/s' };
   const visible = (line: string, columns: number) => {
