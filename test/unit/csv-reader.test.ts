@@ -227,6 +227,20 @@ describe('whole-file problems throw a UsageError before any item', () => {
     );
   });
 
+  it('a compressed file, a workbook or a PDF handed over as the input: named, with what to do', async () => {
+    const { writeFile } = await import('node:fs/promises');
+    const { gzipSync } = await import('node:zlib');
+    const gz = join(temp.dir(), 'prompts.csv');
+    await writeFile(gz, gzipSync('prompt\nhello\n'));
+    await expect(checkInputFile(gz)).rejects.toThrow(new UsageError(`input file ${gz} is gzip-compressed, not text: decompress it first (gunzip)`));
+    const xlsx = join(temp.dir(), 'sheet.csv');
+    await writeFile(xlsx, Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), Buffer.alloc(40)]));
+    await expect(collect(readRows(xlsx, rules))).rejects.toThrow(/is a zip archive \(an \.xlsx workbook\?\), not text: save the sheet as "CSV UTF-8"/);
+    const pdf = join(temp.dir(), 'brief.jsonl');
+    await writeFile(pdf, '%PDF-1.7\n...');
+    await expect(collect(readRows(pdf, rules))).rejects.toThrow(/is a PDF, not text/);
+  });
+
   it('a directory', async () => {
     const path = join(temp.dir(), 'folder.csv');
     await mkdir(path);
