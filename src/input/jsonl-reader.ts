@@ -59,6 +59,23 @@ export async function* readJsonlRows(path: string, rules: RowRules, position?: R
   if (records === 0) throw new UsageError(`input file has no records (only blank lines): ${path}`);
 }
 
+/** What a line that does not parse most likely got wrong, when it is the usual slip (a JSON array's commas, a pretty-printed object). */
+function jsonLineHint(text: string): string {
+  const trimmed = text.trim();
+  if (trimmed.endsWith(',') && parses(trimmed.slice(0, -1))) return ' (the line ends with a comma: JSONL has one object per line and nothing between them)';
+  if (trimmed === '{' || trimmed === '[' || trimmed === '}' || trimmed === ']') return ' (an object spread over several lines: JSONL needs each one on a single line, e.g. jq -c . file.json)';
+  return '';
+}
+
+function parses(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function parseLine(text: string, pos: RecordPosition, rules: RowRules): ReadItem {
   // Checked on the raw line, so a "\ufffd" escape written on purpose is not mistaken for bad bytes.
   if (hasReplacementChar(text)) return { kind: 'error', value: { ...pos, ...notUtf8(pos.line, 'jsonl') } };
@@ -66,7 +83,7 @@ function parseLine(text: string, pos: RecordPosition, rules: RowRules): ReadItem
   try {
     value = JSON.parse(text);
   } catch (error) {
-    return rowError(pos, 'bad_json', `invalid JSON: ${(error as Error).message}`);
+    return rowError(pos, 'bad_json', `invalid JSON: ${(error as Error).message}${jsonLineHint(text)}`);
   }
   const promptKey = rules.promptColumn || 'prompt';
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {

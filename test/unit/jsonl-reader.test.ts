@@ -107,6 +107,13 @@ describe('readJsonlRows on nasty.jsonl (BOM, CRLF, blank lines, both shapes, bad
 });
 
 describe('OpenAI Batch request lines (openai-batch.jsonl)', () => {
+  it('says what a line that does not parse most likely got wrong: commas between objects, an object over several lines', async () => {
+    const path = await file('slips.jsonl', '{"prompt": "a"},\n{\n"prompt": "b"\n}\n');
+    const messages = (await collect(readJsonlRows(path, rules))).map((item) => (item.kind === 'error' ? item.value.message : 'row'));
+    expect(messages[0]).toMatch(/^invalid JSON: .*\(the line ends with a comma: JSONL has one object per line and nothing between them\)$/);
+    expect(messages[1]).toMatch(/^invalid JSON: .*\(an object spread over several lines: JSONL needs each one on a single line, e\.g\. jq -c \. file\.json\)$/);
+  });
+
   it('converts chat requests, keeps extra body fields, rejects other endpoints', async () => {
     const items = await collect(readRows(fixture('openai-batch.jsonl'), rules));
     expect(items).toEqual([
