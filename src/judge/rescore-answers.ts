@@ -36,7 +36,9 @@ export async function carryAnswersForJudge(store: BatchStore, batchId: string, r
     chunk = [];
   };
   for await (const result of readJsonl<RowResult>(resultsPath)) {
-    if (result.status !== 'succeeded' || result.output === null || result.judge?.model === judgeModel) continue;
+    // A line edited by hand into something else is no answer to carry: its row runs whole instead.
+    if (!Number.isSafeInteger(result.row) || result.row < 1 || typeof result.output !== 'string') continue;
+    if (result.status !== 'succeeded' || result.judge?.model === judgeModel) continue;
     chunk.push(result);
     if (chunk.length >= CHUNK) await carry();
   }
