@@ -27,7 +27,7 @@ export async function carryAnswersForJudge(store: BatchStore, batchId: string, r
     const recorded = await store.redis.getrangeBuffer(keys.fingerprints, first * 4, (chunk.at(-1)!.row + 1) * 4 - 1);
     const rows = chunk.flatMap((answer) => {
       const offset = (answer.row - first) * 4;
-      if (offset + 4 > recorded.length) return [];
+      if (offset < 0 || offset + 4 > recorded.length) return [];
       const { judge: _earlier, ...unjudged } = answer;
       return [{ row: answer.row, fingerprint: recorded.readUInt32BE(offset), progress: { ...freshProgress(), judging: { answer: unjudged, progress: freshProgress() } } }];
     });
