@@ -1,6 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Queue } from 'bullmq';
+import { UsageError } from '../errors.ts';
 import { countInvalidRow, type InputRow, type InvalidRowCounts, type ReadItem, type ReadPosition } from '../input/row.ts';
 import type { PromptJob } from '../../jobs/prompt.ts';
 import type { RowProgress } from '../execution/row-progress.ts';
@@ -189,6 +190,11 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
     await flush();
     // Only a whole read knows where the file ends now.
     if (options.resume && !counts.stopped && !stop?.aborted) counts.goneFromFile = await withdrawRowsPast(options, lastRow);
+  } catch (error) {
+    // The file turned unreadable part-way (an unclosed quote): the rows read before it are queued
+    // still, as the message about it says, not left in a chunk that never went out.
+    if (error instanceof UsageError && !stop?.aborted) await flush();
+    throw error;
   } finally {
     errors.end();
     await once(errors, 'close');
