@@ -262,6 +262,8 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
       if (!state) throw notFound(batchId);
       const { meta, progress } = state;
       if (!isFinishedStatus(progress.status)) {
+        // A file that could not be read to its end waits for the fixed one: say that, not that it is being read.
+        if (meta.input_error) throw new ApiError(409, 'batch_waiting_for_file', `batch ${batchId} waits for its fixed file: ${meta.input_error}`);
         const total = progress.total === null ? 'its file is still being read' : `${progress.finished} of ${progress.total} rows finished`;
         throw new ApiError(409, 'batch_not_finished', `batch ${batchId} is ${progress.status}: ${total}. Its outputs are written once every row is done; GET ${batchPath(batchId)} shows its progress.`);
       }
@@ -272,6 +274,7 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
       const state = await loadState(batchId);
       if (!state) throw notFound(batchId);
       if (isFinishedStatus(state.meta.status)) throw new ApiError(409, 'batch_finished', `batch ${batchId} is ${state.meta.status} already: there is nothing to cancel`);
+      if (state.meta.input_error && !collection.isCollecting(batchId)) throw new ApiError(409, 'batch_waiting_for_file', `batch ${batchId} is not running: it waits for its fixed file (${state.meta.input_error})`);
       if (!collection.isCollecting(batchId)) {
         throw new ApiError(409, 'batch_not_running_here', `batch ${batchId} is not being run by this server (only the server a batch was posted to, or started again after it, can cancel it); \`switchyard status ${batchId}\` shows who runs it`);
       }

@@ -238,6 +238,9 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(view!).toMatchObject({ status: 'enqueuing', finished: false });
     // Said once its collector has let go: the fixed file is taken at once.
     await waitForOutput(() => server.output().stdout, '[api-large] Reading its file stopped', 10_000);
+    // Its outputs and a cancel are answered with what it waits for, not "its file is still being read".
+    const waiting = await fetch(`${server.url}/v1/batches/api-large/results`);
+    expect([waiting.status, ((await waiting.json()) as { error: { code: string } }).error.code]).toEqual([409, 'batch_waiting_for_file']);
     const fixed = await postFile(server, '?batch_id=api-large', good);
     expect(fixed.body).toMatchObject({ resumed: true, input_error: null });
     const finished = await waitUntilFinished(server, 'api-large');
