@@ -72,7 +72,6 @@ export const rowProgressSchema = z.object({
   judging: z.object({ answer: rowResultSchema, progress: z.object(progressFields) }).optional(),
 });
 export type RowProgress = z.infer<typeof rowProgressSchema>;
-export type EnsembleMemberProgress = z.infer<typeof ensembleMemberSchema>;
 
 /**
  * Saves a row's progress in its job while the row goes on, so that a worker killed later (kill -9,

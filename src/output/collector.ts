@@ -29,13 +29,8 @@ export interface CollectOptions {
    * rows in hand): the files then hold every row finished so far.
    */
   drain?: AbortSignal;
-  readCount?: number;
+  /** How long a read of the stream waits for an event (BLOCK_MS). */
   blockMs?: number;
-  /**
-   * After a read that did not fill `readCount`, wait this long before the next one, so events are
-   * written (and checkpointed) in batches rather than one round of file writes and MULTI per row.
-   */
-  batchWindowMs?: number;
   /** results.csv's field separator (the input CSV's). */
   csvDelimiter?: CsvDelimiter;
   /** Fed every row as it is written; given up when this collection resumes from a checkpoint. */
@@ -75,12 +70,21 @@ async function append(file: OpenOutput, text: string): Promise<void> {
   file.bytes += buffer.length;
 }
 
+/** Row events read from the stream at a time, waiting up to BLOCK_MS for the first. */
+const READ_COUNT = 1000;
+const BLOCK_MS = 500;
+/**
+ * After a read that did not fill READ_COUNT, wait this long before the next one, so events are
+ * written (and checkpointed) in batches rather than one round of file writes and MULTI per row.
+ */
+const BATCH_WINDOW_MS = 100;
+
 /** Returns once every row of the batch has a result on disk (true), or when stopped or drained early (false). */
 export async function collectBatch(options: CollectOptions): Promise<boolean> {
   const keys = options.store.keys(options.batchId);
-  const readCount = options.readCount ?? 1000;
-  const blockMs = options.blockMs ?? 500;
-  const batchWindowMs = options.batchWindowMs ?? 100;
+  const readCount = READ_COUNT;
+  const blockMs = options.blockMs ?? BLOCK_MS;
+  const batchWindowMs = BATCH_WINDOW_MS;
   const checkpoint = await options.redis.hgetall(keys.checkpoint);
   const resumed = checkpoint.last_id !== undefined;
   let lastId = checkpoint.last_id ?? '0-0';

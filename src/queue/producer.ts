@@ -27,7 +27,6 @@ export interface EnqueueOptions {
   position?: ReadPosition | undefined;
   /** Wait while more than this many enqueued rows are unfinished (undefined: enqueue everything now). */
   maxPending?: number | undefined;
-  onProgress?: (counts: EnqueueCounts) => void;
   /**
    * Workers in this process: the first chunk holds this many rows and the rest waits for
    * `untilStarted(rows)` (the calls of those rows started), then chunks double up to `chunkSize`,
@@ -150,7 +149,6 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
     }
     // Deleted once their jobs hold them (or, for rows not run, as out of date); a run killed before this only finds them again.
     if (carried) await dropCarried(options.store.redis, keys, carried.found);
-    options.onProgress?.(counts);
   };
 
   const stop = options.signal;

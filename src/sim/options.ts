@@ -72,7 +72,6 @@ export const simOptionsSchema = z.strictObject({
 export type SimOptions = z.infer<typeof simOptionsSchema>;
 /** What callers pass: every field optional. */
 export type SimOptionsInput = z.input<typeof simOptionsSchema>;
-export type SimModelOptions = z.infer<typeof simModelSchema>;
 
 /** The settings in force for one model name: its overrides over the top-level values. */
 export interface EffectiveModel {
