@@ -3,8 +3,8 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createPromptProcessor, promptJobSchema } from '../jobs/prompt.ts';
 import { rowsHeldFor } from '../src/execution/call-slots.ts';
-import { crashedRowStep } from '../src/execution/row-runner.ts';
-import { freshProgress } from '../src/execution/row-progress.ts';
+import { crashedRowStep, type RowInput } from '../src/execution/row-runner.ts';
+import { freshProgress, type RowProgress } from '../src/execution/row-progress.ts';
 import { publishRowEvent } from '../src/output/row-events.ts';
 import type { FinishedRow } from '../src/progress/worker-activity.ts';
 import { isRedisRefusal } from '../src/queue/redis-outage.ts';
@@ -139,21 +139,27 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
 }
 
 async function publishCrashedRow(options: PromptWorkerOptions, job: Job, error: Error): Promise<void> {
+  const crashed = crashedRowOf(job, error);
+  if (!crashed) return;
+  const step = crashedRowStep(crashed.row, crashed.progress, crashed.error);
+  if (step.kind === 'finished') await publishRowEvent(options.redis, batchKeys(options.space, crashed.row.batchId), step.event, step.costNanos, crashed.fingerprint);
+}
+
+/**
+ * The row a job BullMQ gave up on stands for, and why it failed. Data this version cannot read
+ * (queued by another version of Switchyard, say) still gives the row its failed result, from what
+ * the job's id says, or its batch would never finish; null for a job id that is no row's.
+ */
+function crashedRowOf(job: Job, error: Error): { row: RowInput; progress: RowProgress; fingerprint: number | undefined; error: Error } | null {
   const parsed = promptJobSchema.safeParse(job.data);
-  const lost = /stalled more than allowable limit/.test(error.message)
-    ? new Error(`its claim on the row was lost ${STALLED_LIMIT + 1} times (a worker too busy or paused to renew it within queue.lock_ms / --lock-ms); run the batch again with --resume`)
-    : error;
   if (parsed.success) {
-    const step = crashedRowStep(parsed.data, parsed.data.progress ?? freshProgress(), lost);
-    if (step.kind === 'finished') await publishRowEvent(options.redis, batchKeys(options.space, parsed.data.batchId), step.event, step.costNanos, parsed.data.fingerprint);
-    return;
+    const lost = /stalled more than allowable limit/.test(error.message)
+      ? new Error(`its claim on the row was lost ${STALLED_LIMIT + 1} times (a worker too busy or paused to renew it within queue.lock_ms / --lock-ms); run the batch again with --resume`)
+      : error;
+    return { row: parsed.data, progress: parsed.data.progress ?? freshProgress(), fingerprint: parsed.data.fingerprint, error: lost };
   }
-  // Data this version cannot read (queued by another version of Switchyard, say): the row still
-  // gets its failed result, from what the job's id says, or its batch would never finish.
   const fromId = job.id ? parsePromptJobId(job.id) : null;
-  if (!fromId) return;
+  if (!fromId) return null;
   const unreadable = new Error(`its job's data could not be read (${parsed.error.issues[0]?.message ?? 'not a prompt job'}): queued by another version of Switchyard? Run the batch again with --resume, which queues it anew`);
-  const row = { batchId: fromId.batchId, row: fromId.row, id: String(fromId.row), messages: [], metadata: {} };
-  const step = crashedRowStep(row, freshProgress(), unreadable);
-  if (step.kind === 'finished') await publishRowEvent(options.redis, batchKeys(options.space, fromId.batchId), step.event, step.costNanos, fromId.fingerprint);
+  return { row: { batchId: fromId.batchId, row: fromId.row, id: String(fromId.row), messages: [], metadata: {} }, progress: freshProgress(), fingerprint: fromId.fingerprint, error: unreadable };
 }
