@@ -22,16 +22,6 @@ export function usdToNanos(usd: number): number {
   return Math.round(usd * NANOS_PER_USD);
 }
 
-/** Adds USD amounts exactly (through nano-dollars); any null makes the sum null. */
-export function sumUsd(amounts: Iterable<number | null>): number | null {
-  let total = 0;
-  for (const amount of amounts) {
-    if (amount === null) return null;
-    total += usdToNanos(amount);
-  }
-  return nanosToUsd(total);
-}
-
 /** "$0.001234" with enough digits to be useful for the tiny per-row amounts LLM calls cost. */
 export function formatUsd(usd: number | null): string {
   if (usd === null) return 'n/a (no price configured)';

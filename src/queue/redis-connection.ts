@@ -15,11 +15,6 @@ export const PRIVATE_REDIS_PORT = 6390;
 
 type Env = Record<string, string | undefined>;
 
-export function redisUrlFromEnv(env: Env = process.env): string {
-  const url = env.REDIS_URL?.trim();
-  return url ? url : DEFAULT_REDIS_URL;
-}
-
 export interface ConnectOptions {
   /**
    * 'worker' for BullMQ workers and anything that blocks (BullMQ requires

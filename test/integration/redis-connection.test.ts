@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SetupError } from '../../src/errors.ts';
-import { connectRedis, ensureRedis, pingRedis, probeRedis, redisUrlFromEnv } from '../../src/queue/redis-connection.ts';
+import { connectRedis, ensureRedis, pingRedis, probeRedis } from '../../src/queue/redis-connection.ts';
 import { pickFreePort, startRedisServer, type RedisServerHandle } from '../../src/queue/redis-server-process.ts';
 import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 
@@ -47,14 +47,6 @@ async function setKey(url: string, key: string, value: string): Promise<void> {
     redis.disconnect();
   }
 }
-
-describe('redisUrlFromEnv', () => {
-  it('reads REDIS_URL and defaults to 127.0.0.1:6379', () => {
-    expect(redisUrlFromEnv({ REDIS_URL: 'redis://example:1234' })).toBe('redis://example:1234');
-    expect(redisUrlFromEnv({})).toBe('redis://127.0.0.1:6379');
-    expect(redisUrlFromEnv({ REDIS_URL: '  ' })).toBe('redis://127.0.0.1:6379');
-  });
-});
 
 describe('pingRedis', () => {
   it('answers true for the test Redis', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { callCostNanos, formatUsd, nanosToUsd, sumUsd, usdToNanos } from '../../src/models/pricing.ts';
+import { callCostNanos, formatUsd, nanosToUsd, usdToNanos } from '../../src/models/pricing.ts';
 
 describe('pricing', () => {
   it('prices a call from tokens and USD per million tokens, in whole nano-dollars', () => {
@@ -9,13 +9,9 @@ describe('pricing', () => {
     expect(callCostNanos(undefined, { input_tokens: 1, output_tokens: 1 })).toBeNull();
   });
 
-  it('adds amounts exactly, whatever the order, and null makes the sum unknown', () => {
-    const amounts = Array.from({ length: 1000 }, (_, i) => nanosToUsd(137 + i * 7919));
-    const forward = sumUsd(amounts);
-    const backward = sumUsd([...amounts].reverse());
-    expect(forward).toBe(backward);
-    expect(usdToNanos(forward!)).toBe(amounts.reduce((sum, usd) => sum + usdToNanos(usd), 0));
-    expect(sumUsd([0.1, null])).toBeNull();
+  it('turns the USD amounts written to the files back into the same whole nano-dollars', () => {
+    // Sums are made in nano-dollars from what costs.jsonl says in USD: the round trip must be exact.
+    for (let i = 0; i < 1000; i++) expect(usdToNanos(nanosToUsd(137 + i * 7919))).toBe(137 + i * 7919);
   });
 
   it('formats tiny and large amounts readably', () => {
