@@ -70,7 +70,7 @@ export const queueSchema = z.strictObject({
 const taskTypeSchema = z.strictObject({
   /** Whole words; a trailing * matches a word prefix ("strateg*" matches "strategy", "strategic"). */
   keywords: z.array(z.string().regex(/^\s*[^*\s][^*]*\*?\s*$/, 'expected a word or phrase, with an optional trailing * for a prefix')).default([]),
-  /** Each distinct keyword found adds this much to the type's score. */
+  /** Each distinct word of the prompt that matches one of the type's keywords adds this much to its score. */
   weight: z.number().positive().default(1),
   /** The score a prompt needs for this type to be a candidate; the highest candidate wins, ties go to the earlier type. */
   min_score: z.number().positive().default(1),

@@ -34,8 +34,7 @@ const COMPLEX_WORDS = [
 const CODING_WORDS = [
   'code',
   'coding',
-  'programming',
-  'programm*', // programmer, programmatic
+  'programm*', // programming, programmer, programmatic
   'python',
   'javascript',
   'typescript',
@@ -57,8 +56,7 @@ const CODING_WORDS = [
   'endpoint*',
   'deploy*',
   'refactor*',
-  'compile*',
-  'compiler*',
+  'compile*', // compiler, compiled
   'stack trace',
   'unit test*',
   'json',

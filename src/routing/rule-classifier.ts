@@ -5,7 +5,9 @@ import { DEFAULT_TASK_TYPES } from './default-task-types.ts';
 /**
  * The rules classifier: keywords and length decide a prompt's task type.
  *
- * Scoring, per task type in config order: score = distinct keywords found x weight; a prompt of at
+ * Scoring, per task type in config order: score = distinct words of the prompt that match its
+ * keywords x weight (a word matched by two of a type's keywords, "programming" by "programming" and
+ * "programm*", counts once); a prompt of at
  * least `min_chars` characters scores at least `min_score`. Types scoring `min_score` or more are
  * candidates; the highest score wins and a tie goes to the earlier type; no candidate gives
  * `default_task_type`.
@@ -277,7 +279,6 @@ function formatScore(score: number): string {
 /** Classifies one prompt. `chars` (default: the text's length) is what `min_chars` is compared with. */
 export function classifyByRules(text: string, rules: CompiledRules, chars: number = text.length): RuleClassification {
   const { types, keywords } = rules;
-  const scores = new Array<number>(types.length).fill(0);
   // Keyword index -> the first word in the prompt that matched it (for the reason).
   const found = new Map<number, string>();
 
@@ -289,8 +290,9 @@ export function classifyByRules(text: string, rules: CompiledRules, chars: numbe
       if (!found.has(index) && word.startsWith((keywords[index] as Keyword).text)) found.set(index, word);
     }
   }
-  for (const index of found.keys()) {
-    for (const typeIndex of (keywords[index] as Keyword).types) scores[typeIndex] = (scores[typeIndex] ?? 0) + (types[typeIndex] as CompiledType).weight;
+  const wordsOfType = types.map(() => new Set<string>());
+  for (const [index, word] of found) {
+    for (const typeIndex of (keywords[index] as Keyword).types) wordsOfType[typeIndex]?.add(word);
   }
 
   let winner = -1;
@@ -298,7 +300,7 @@ export function classifyByRules(text: string, rules: CompiledRules, chars: numbe
   let byLength = false;
   for (let i = 0; i < types.length; i++) {
     const type = types[i] as CompiledType;
-    const keywordScore = scores[i] ?? 0;
+    const keywordScore = (wordsOfType[i]?.size ?? 0) * type.weight;
     const long = type.minChars !== undefined && chars >= type.minChars;
     const score = long ? Math.max(keywordScore, type.minScore) : keywordScore;
     if (score >= type.minScore && score > best) {
@@ -313,7 +315,7 @@ export function classifyByRules(text: string, rules: CompiledRules, chars: numbe
     return { taskType: rules.defaultTaskType, reason: `rules: ${why} -> ${rules.defaultTaskType}` };
   }
   const type = types[winner] as CompiledType;
-  const words = [...found].filter(([index]) => (keywords[index] as Keyword).types.includes(winner)).map(([, word]) => word);
+  const words = [...(wordsOfType[winner] ?? [])];
   const details: string[] = [];
   if (byLength) details.push(`${chars} chars`);
   if (words.length > 0) {

@@ -47,6 +47,14 @@ describe('built-in rules: the design source examples', () => {
     expect(classify('Write a haiku').reason).toBe('rules: creative (write, haiku; score 2)');
   });
 
+  it('counts a word of the prompt once even when two of a type\'s keywords match it', () => {
+    // The design source's streaming example: a poem, not code.
+    expect(classify('Write a haiku about programming.')).toEqual({ taskType: 'creative', reason: 'rules: creative (write, haiku; score 2)' });
+    const overlapping = compileTaskRules(routing({ task_types: { coding: { keywords: ['programming', 'programm*', 'compile*', 'compiler*'] }, creative: { keywords: ['write', 'poem'] } } }));
+    expect(classifyByRules('Write a poem about compilers', overlapping)).toEqual({ taskType: 'creative', reason: 'rules: creative (write, poem; score 2)' });
+    expect(classifyByRules('Compilers and programming', overlapping)).toEqual({ taskType: 'coding', reason: 'rules: coding (compilers, programming; score 2)' });
+  });
+
   it('uses length thresholds: 500+ chars moderate, 2000+ chars complex', () => {
     expect(classify('word '.repeat(99))).toMatchObject({ taskType: 'simple' }); // 495 chars
     expect(classify('x'.repeat(612))).toEqual({ taskType: 'moderate', reason: 'rules: moderate (612 chars)' });
