@@ -12,7 +12,7 @@ import { rowTarget } from '../routing/row-target.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
 import { batchIdRule, isValidBatchId, newBatchId } from '../queue/keys.ts';
 import { enqueueBatch, type EnqueueCounts } from '../queue/producer.ts';
-import { unqueueOrphanedBatches } from '../queue/unqueue-batch.ts';
+import { unqueueBatch, unqueueOrphanedBatches } from '../queue/unqueue-batch.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
 import { formatAbSplit, parseAbSplit, type AbArm } from '../routing/ab-split.ts';
@@ -20,7 +20,7 @@ import { claimOutputDir, createOutputDir } from '../output/output-dir.ts';
 import { outputPaths } from '../output/paths.ts';
 import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from '../queue/session.ts';
-import { orphanedBatchText, readText, releasedRowsText, stoppedText, unsentBodyFieldsText } from './run-messages.ts';
+import { orphanedBatchText, readText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText } from './run-messages.ts';
 import { refuseJudgeWithoutKey, refuseWithoutKeys, refuseWithoutKeysAnywhere, warnAboutConfig } from './config-checks.ts';
 import { watchForStops } from './run-stops.ts';
 import { startBuiltInModels } from './built-in-models.ts';
@@ -339,9 +339,12 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
       });
     } catch (error) {
       // A file that turns unreadable part-way (an unclosed quote near the end): the rows before it
-      // may already be queued. Stop this process's workers cleanly and say how to go on.
+      // may already be queued. Stop as Ctrl-C does: the calls in flight finish, and the rows still
+      // queued come off the queue (else the next run of another batch takes them off as a killed
+      // run's), keeping what they had for the run of the fixed file.
       stops.abortCollecting();
       await worker?.close();
+      const unqueued = worker && error instanceof UsageError ? await unqueueBatch(queue, session.store, batchId).catch(() => 'failed' as const) : null;
       await queue.close();
       await collecting?.catch(() => null);
       if (error instanceof UsageError) {
@@ -349,7 +352,7 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
         // So that `status` says why the batch stopped, not to resume it as it is (that stops again).
         // A server records its own, in the API's terms (batch-service.ts).
         if (!host) await session.store.update(batchId, { input_error: `${error.message.split('\n', 1)[0]!}; rows before it may be done: ${next}` }).catch(() => undefined);
-        throw new UsageError(`${error.message}\nRows before it may already be queued or done; ${next}.`);
+        throw new UsageError(`${error.message}\n${await unreadableFileText(session, batchId, unqueued)} ${next[0]!.toUpperCase()}${next.slice(1)}.`);
       }
       throw error;
     }

@@ -20,6 +20,18 @@ export async function stoppedText(session: Session, batchId: string, report: Rep
   return `Stopped: ${done} (${formatCount(progress.failed)} failed), ${formatUsd(progress.costUsd)} spent.${queue} Nothing done is lost or paid for again: ${resume}`;
 }
 
+/**
+ * Where a run stands that stopped on a line of its file it could not read: the rows before it that
+ * finished, and what became of those still queued (`unqueued` null: a --detach'ed run's, left for
+ * the workers).
+ */
+export async function unreadableFileText(session: Session, batchId: string, unqueued: Unqueued | 'failed' | null): Promise<string> {
+  const progress = await session.store.progress(batchId).catch(() => null);
+  const done = progress ? `Stopped there: ${counted(progress.finished, 'row')} before it finished (${formatCount(progress.failed)} failed, ${formatUsd(progress.costUsd)} spent) and ${progress.finished === 1 ? 'is' : 'are'} kept.` : 'Stopped there: the rows before it that finished are kept.';
+  if (unqueued === null) return `${done} Rows before it that were queued stay queued for the workers.`;
+  return `${done}${unqueuedText(unqueued)}`;
+}
+
 /** What this run did with the queued rows of a batch whose run is gone. */
 export function orphanedBatchText(batchId: string, unqueued: Unqueued): string {
   const kept = unqueued.kept > 0 ? ` (${counted(unqueued.kept, 'row')} taken by a worker meanwhile stay)` : '';
