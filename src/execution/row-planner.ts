@@ -12,14 +12,17 @@ import { classificationInput, classifyByRules, compileTaskRules } from '../routi
 import { countMessageTokens } from '../routing/token-count.ts';
 import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
 import type { RowGate } from './row-gate.ts';
-import type { RoutePlan } from './row-progress.ts';
+import type { RoutePlan, RowProgress } from './row-progress.ts';
 import type { RowInput } from './row-runner.ts';
 
 /**
  * Decides a row's task type (rules, or a cheap model with the rules as fallback) and its model
  * chain. A row's own model or the batch's pinned model skips the classifier call. The classifier
- * call goes through the same gate as answers (breaker, shared limits, budget) but never waits
- * longer than limits.inline_wait_ms for it: when its model is busy, the rules decide.
+ * call goes through the same gate as answers (breaker, shared limits, budget) and waits for its
+ * rate-limit slot as an answer call does: parked when the slot is further than
+ * limits.inline_wait_ms, holding the slot in the row's progress (`reservedModel` before the row
+ * has a plan). The rules decide when the classifier cannot run: its circuit open, the budget, or
+ * a wait past limits.max_wait_ms when its model's `on_limit` is `fallback`.
  */
 /** The classifier prompt's tokens, roughly (instructions + the text), plus its max_tokens. */
 function estimateTokens(text: string, maxTokens: number): number {
@@ -31,20 +34,39 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
   const llm = config.routing?.classifier === 'llm' ? config.routing.llm_classifier : undefined;
   const descriptions = config.routing?.task_types ? undefined : DEFAULT_TASK_TYPE_DESCRIPTIONS;
 
-  /** Passes the classifier call through breaker, limiter and budget: its slot, or why it cannot run. */
-  async function admitClassifierCall(model: string, maxTokens: number, text: string): Promise<{ slotAt: number; budgetHold: BudgetHold | null } | { skipped: string }> {
-    const breaker = await gate.breaker(model);
-    if (!breaker.allowed) return { skipped: `circuit open on ${model}${breaker.lastError ? ` (last error: ${breaker.lastError})` : ''}` };
-    const capacity = await gate.reserveCapacity(model, estimateTokens(text, maxTokens), config.limits.inline_wait_ms);
-    if (!capacity.reserved) return { skipped: `${model} rate limited` };
+  /**
+   * Passes the classifier call through breaker, limiter and budget: its slot, a wait for a slot
+   * booked too far ahead to sleep through (the row parks holding it), or why it cannot run.
+   */
+  async function admitClassifierCall(model: string, maxTokens: number, text: string, progress: RowProgress): Promise<{ slotAt: number; budgetHold: BudgetHold | null } | { skipped: string } | { waitMs: number }> {
+    const estimatedTokens = estimateTokens(text, maxTokens);
+    let untilSlot: number;
+    if (progress.reservedModel === model) {
+      // Back from parking: the slot booked before is this row's.
+      untilSlot = progress.wakeAt - Date.now();
+    } else {
+      const breaker = await gate.breaker(model);
+      if (!breaker.allowed) return { skipped: `circuit open on ${model}${breaker.lastError ? ` (last error: ${breaker.lastError})` : ''}` };
+      const onLimit = config.models[model]?.on_limit ?? config.limits.on_limit;
+      const capacity = await gate.reserveCapacity(model, estimatedTokens, onLimit === 'fallback' ? config.limits.max_wait_ms : Number.POSITIVE_INFINITY);
+      if (!capacity.reserved) return { skipped: `${model} rate limited for ${Math.ceil(capacity.waitMs / 1000)} s, over limits.max_wait_ms` };
+      Object.assign(progress, { reservedModel: model, reservedTokens: estimatedTokens, slotAt: capacity.slotAt, wakeAt: Date.now() + capacity.waitMs });
+      untilSlot = capacity.waitMs;
+    }
+    if (untilSlot > config.limits.inline_wait_ms) return { waitMs: untilSlot };
+    Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
     const estimateNanos = callCostNanos(config.models[model]?.price, { input_tokens: estimateTokens(text, 0), output_tokens: maxTokens }) ?? 0;
     const budget = await gate.reserveBudget(estimateNanos);
-    if (!budget.ok) return { skipped: 'budget' };
-    if (capacity.waitMs > 0) await new Promise((resolve) => setTimeout(resolve, capacity.waitMs));
-    return { slotAt: capacity.slotAt, budgetHold: budget.hold };
+    if (!budget.ok) {
+      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: null, actualNanos: 0, health: 'neutral', coolDownMs: null });
+      return { skipped: 'budget' };
+    }
+    if (untilSlot > 0) await new Promise((resolve) => setTimeout(resolve, untilSlot));
+    return { slotAt: progress.slotAt, budgetHold: budget.hold };
   }
 
-  return async function planRow(row: RowInput): Promise<{ plan: RoutePlan; calls: CallRecord[] }> {
+  /** The row's plan and the classifier's call record, or how long the row waits for the classifier's slot. */
+  return async function planRow(row: RowInput, progress: RowProgress): Promise<{ plan: RoutePlan; calls: CallRecord[] } | { waitMs: number }> {
     const { text, chars } = classificationInput(row.messages);
     const byRules = classifyByRules(text, rules, chars);
     let taskType = byRules.taskType;
@@ -52,7 +74,8 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
     const calls: CallRecord[] = [];
     const classifierModel = llm ? config.models[llm.model] : undefined;
     const classifierProvider = classifierModel ? providers.get(classifierModel.provider) : undefined;
-    const admitted = llm && classifierModel && classifierProvider && !row.model && !row.abArm && !pinnedModel ? await admitClassifierCall(llm.model, llm.max_tokens, text) : null;
+    const admitted = llm && classifierModel && classifierProvider && !row.model && !row.abArm && !pinnedModel ? await admitClassifierCall(llm.model, llm.max_tokens, text, progress) : null;
+    if (admitted && 'waitMs' in admitted) return admitted;
     if (admitted && 'skipped' in admitted) reason = `llm classifier skipped (${admitted.skipped}); ${byRules.reason}`;
     if (admitted && 'slotAt' in admitted && llm && classifierModel && classifierProvider) {
       const verdict = await classifyWithLlm(

@@ -33,7 +33,8 @@ export interface RowRunnerDeps {
   providers: Map<string, ProviderClient>;
   gate: RowGate;
   /** Decides the row's task type and model chain (may call a classifier model: its calls are returned). */
-  plan: (row: RowInput) => Promise<{ plan: RoutePlan; calls: CallRecord[] }>;
+  /** The row's route, or how long it waits for the classifier's rate-limit slot (it holds the slot in `progress`). */
+  plan: (row: RowInput, progress: RowProgress) => Promise<{ plan: RoutePlan; calls: CallRecord[] } | { waitMs: number }>;
   sleep: (ms: number) => Promise<void>;
   /** Waits for one of the process's model-call slots around each call (none: no limit). */
   callSlot?: CallSlot;
@@ -98,7 +99,8 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
   const { config, gate } = deps;
   const now = deps.now ?? Date.now;
   if (!progress.plan) {
-    const planned = await deps.plan(row);
+    const planned = await deps.plan(row, progress);
+    if ('waitMs' in planned) return { kind: 'park', waitMs: Math.max(config.limits.inline_wait_ms, planned.waitMs - WAKE_LEAD_MS), progress };
     progress.plan = planned.plan;
     progress.calls.push(...planned.calls);
   }

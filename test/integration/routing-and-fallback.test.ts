@@ -78,6 +78,28 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(calls.filter((c) => c.purpose === 'classify').every((c) => (c.cost_usd ?? 0) > 0)).toBe(true);
   });
 
+  it('rows wait for the LLM classifier\'s rate-limit slot (parked, not sleeping in the worker) rather than quietly falling back to the rules', async () => {
+    const dir = await tempDir('llmclass-rpm');
+    // 120 requests a minute: one every 0.5 s, further apart than limits.inline_wait_ms (200 ms).
+    const cfg = await config(dir, {
+      models: { cheap: { provider: 'sim', price, rpm: 120 }, flash: { provider: 'sim', price } },
+      default_model: 'flash',
+      routing: { classifier: 'llm', llm_classifier: { model: 'cheap' } },
+    });
+    const input = join(dir, 'in.csv');
+    await writeFile(input, ['id,prompt', ...Array.from({ length: 5 }, (_, i) => `q${i},Coding question ${i}: how do I reverse a list?`)].join('\n'));
+    const out = join(dir, 'out');
+    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'llmclass-rpm'], h.env({ SIM_KEY: 'right-key' }));
+    expect(run.code, run.stderr).toBe(0);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => [r.task_type, r.route_reason])).toEqual(results.map(() => ['coding', 'llm: coding']));
+    const classified = (await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).filter((c) => c.purpose === 'classify');
+    expect(classified).toHaveLength(5);
+    // Paced at the model's rate: the five calls spread over about two seconds.
+    const starts = classified.map((c) => Date.parse(c.started_at)).sort((a, b) => a - b);
+    expect(starts.at(-1)! - starts[0]!).toBeGreaterThanOrEqual(1500);
+  });
+
   it('skips a model whose context window cannot hold the prompt, and says so', async () => {
     const dir = await tempDir('ctx');
     const cfg = await config(dir, {

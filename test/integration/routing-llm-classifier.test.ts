@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import { createRowPlanner } from '../../src/execution/row-planner.ts';
+import { freshProgress } from '../../src/execution/row-progress.ts';
 import type { SwitchyardConfig } from '../../src/config/schema.ts';
 import { callModel, type ModelRequest } from '../../src/models/call-model.ts';
 import { callCostNanos, nanosToUsd } from '../../src/models/pricing.ts';
@@ -60,7 +61,8 @@ describe('LLM classifier against the simulator', () => {
     providers.get('sim')!.keyRejection.record('model "classifier" rejected the API key (401)');
     const { gate, settled } = openRowGate();
     const planRow = createRowPlanner(config, providers, undefined, gate);
-    const planned = await planRow({ batchId: 'b', row: 1, id: 'r1', messages: [{ role: 'user', content: "What's the capital of France?" }], metadata: {} });
+    const planned = await planRow({ batchId: 'b', row: 1, id: 'r1', messages: [{ role: 'user', content: "What's the capital of France?" }], metadata: {} }, freshProgress());
+    if ('waitMs' in planned) throw new Error('expected a plan');
     expect(planned.calls).toEqual([]);
     expect(planned.plan.routeReason).toContain('llm call failed: not sent, the key was just rejected');
     expect(settled).toEqual(['classifier:neutral']); // its slot and budget hold handed back
@@ -97,6 +99,35 @@ describe('LLM classifier against the simulator', () => {
 
     // The caller then uses the rules.
     expect(classifyByRules(text, rules(), chars)).toEqual({ taskType: 'simple', reason: 'rules: no keyword matched -> simple' });
+  });
+
+  it('parks a row holding the classifier slot booked too far ahead, then classifies it with that slot', async () => {
+    const slotAt = 123;
+    let reservations = 0;
+    const { gate } = openRowGate({ reserveCapacity: async () => (reservations++, { reserved: true, waitMs: 5000, slotAt }) });
+    const planRow = createRowPlanner(config, createProviderClients(config), undefined, gate);
+    const row = { batchId: 'b', row: 2, id: 'r2', messages: [{ role: 'user' as const, content: 'Coding question: how do I reverse a list?' }], metadata: {} };
+    const progress = freshProgress();
+    expect(await planRow(row, progress)).toEqual({ waitMs: 5000 });
+    expect(progress).toMatchObject({ reservedModel: 'classifier', slotAt, reservedTokens: expect.any(Number) });
+    // Woken just before its slot: it books nothing more and calls.
+    progress.wakeAt = Date.now() + 20;
+    const planned = await planRow(row, progress);
+    if ('waitMs' in planned) throw new Error('expected a plan');
+    expect(reservations).toBe(1);
+    expect(planned.plan).toMatchObject({ taskType: 'coding', routeReason: 'llm: coding' });
+    expect(planned.calls.map((c) => c.purpose)).toEqual(['classify']);
+    expect(progress.reservedModel).toBeUndefined();
+  });
+
+  it('lets the rules decide when the classifier model is limited past limits.max_wait_ms and its on_limit is fallback', async () => {
+    const fallbackConfig = { ...config, limits: { ...config.limits, on_limit: 'fallback' as const } };
+    const { gate } = openRowGate({ reserveCapacity: async () => ({ reserved: false, waitMs: 90_000, limitedBy: 'requests' as const }) });
+    const planRow = createRowPlanner(fallbackConfig, createProviderClients(fallbackConfig), undefined, gate);
+    const planned = await planRow({ batchId: 'b', row: 3, id: 'r3', messages: [{ role: 'user', content: 'Hello' }], metadata: {} }, freshProgress());
+    if ('waitMs' in planned) throw new Error('expected a plan');
+    expect(planned.plan.routeReason).toBe('llm classifier skipped (classifier rate limited for 90 s, over limits.max_wait_ms); rules: no keyword matched -> simple');
+    expect(planned.calls).toEqual([]);
   });
 
   it('takes the label when the answer names one', async () => {
