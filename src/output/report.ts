@@ -233,8 +233,9 @@ function newModelTally(): ModelTally {
   return { rows: 0, succeeded: 0, failed: 0, calls: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costNanos: 0, unpricedCalls: 0, latency: new LatencyHistogram(), ttft: null, scores: noScores() };
 }
 
-/** The task-type line holding the LLM classifier's calls. */
+/** The task-type lines holding the LLM classifier's calls and the judge's: neither is the answering of a row of some type. */
 const CLASSIFIER_TASK_LINE = '(classifier)';
+const JUDGE_TASK_LINE = '(judge)';
 
 /** The cut_off key of succeeded answers that are empty though finished. */
 export const EMPTY_ANSWER = 'empty';
@@ -361,7 +362,7 @@ export class ReportTally {
     if (nanos === null) entry.unpricedCalls += 1;
     else entry.costNanos += nanos;
     // The classifier's calls decide task types rather than answer one: their own line, not "unclassified".
-    const task = this.#task(call.purpose === 'classify' ? CLASSIFIER_TASK_LINE : call.task_type);
+    const task = this.#task(call.purpose === 'classify' ? CLASSIFIER_TASK_LINE : call.purpose === 'judge' ? JUDGE_TASK_LINE : call.task_type);
     task.calls += 1;
     task.costNanos += nanos ?? 0;
     if (call.purpose === 'classify') {

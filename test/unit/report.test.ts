@@ -428,14 +428,17 @@ describe('savings against report.baseline_model', () => {
 });
 
 describe('task types', () => {
-  it("keep the LLM classifier's calls on a line of their own, not as unclassified rows' calls", () => {
+  it("keep the LLM classifier's and the judge's calls on lines of their own, not as the rows' calls", () => {
     const tally = new ReportTally();
     const at = '2026-11-02T10:00:00.000Z';
     tally.addCall({ batch_id: 'b', row: 1, id: 'r1', model: 'mini', attempt: 1, purpose: 'classify', task_type: null, chain_position: null, status: 'succeeded', http_status: 200, input_tokens: 50, output_tokens: 2, cost_usd: 0.00001, latency_ms: 20, started_at: at });
     tally.addCall({ batch_id: 'b', row: 1, id: 'r1', model: 'flash', attempt: 1, purpose: 'answer', task_type: 'simple', chain_position: 0, status: 'succeeded', http_status: 200, input_tokens: 50, output_tokens: 80, cost_usd: 0.0001, latency_ms: 90, started_at: at });
+    tally.addCall({ batch_id: 'b', row: 1, id: 'r1', model: 'pro', attempt: 1, purpose: 'judge', task_type: 'simple', chain_position: 0, status: 'succeeded', http_status: 200, input_tokens: 200, output_tokens: 20, cost_usd: 0.0004, latency_ms: 90, started_at: at });
     const report = tally.build({ batchId: 'b', startedAt: at, finishedAt: at });
-    expect(Object.keys(report.task_types).sort()).toEqual(['(classifier)', 'simple']);
+    expect(Object.keys(report.task_types).sort()).toEqual(['(classifier)', '(judge)', 'simple']);
     expect(report.task_types['(classifier)']).toMatchObject({ rows: 0, calls: 1 });
+    expect(report.task_types['(judge)']).toMatchObject({ rows: 0, calls: 1, cost_usd: 0.0004 });
+    expect(report.task_types.simple).toMatchObject({ calls: 1, cost_usd: 0.0001 });
   });
 });
 
