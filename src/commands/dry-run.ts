@@ -102,11 +102,12 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
         noFit(row, `ensemble "${ensemble.name}": ${members.length} of ${ensemble.config.members.length} members can take this prompt, ${needed} needed`);
         continue;
       }
-      const rowTally = ensembleRowTally(config, members, ensemble.config.synthesizer, countMessageTokens(row.messages), maxTokens);
+      const synthesisMaxTokens = ensemble.config.synthesis_max_tokens ?? maxTokens;
+      const rowTally = ensembleRowTally(config, members, ensemble.config.synthesizer, countMessageTokens(row.messages), maxTokens, synthesisMaxTokens);
       add(byModel, `${ensemble.name} (ensemble)`, rowTally);
       add(byTask, 'ensemble', rowTally);
       for (const field of Object.keys(total) as (keyof Tally)[]) total[field] += rowTally[field];
-      judgeCall(Math.min(maxTokens, config.models[ensemble.config.synthesizer]?.max_output_tokens ?? maxTokens));
+      judgeCall(Math.min(synthesisMaxTokens, config.models[ensemble.config.synthesizer]?.max_output_tokens ?? synthesisMaxTokens));
       continue;
     }
     const plan = planRoute({ messages: row.messages, rowModel: row.model, abArm, pinnedModel: pinned, maxTokens, taskType, routeReason: reason }, config, countMessageTokens);
@@ -154,12 +155,13 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
 
 /**
  * An ensemble row at most: every member reads the prompt and writes max_tokens; the synthesizer
- * reads the prompt, their answers and its instructions (about 150 tokens), and writes max_tokens.
+ * reads the prompt, their answers and its instructions (about 150 tokens), and writes its own
+ * max_tokens (the ensemble's synthesis_max_tokens, else the row's).
  */
-function ensembleRowTally(config: SwitchyardConfig, memberModels: readonly string[], synthesizer: string, promptTokens: number, maxTokens: number): Tally {
+function ensembleRowTally(config: SwitchyardConfig, memberModels: readonly string[], synthesizer: string, promptTokens: number, maxTokens: number, synthesisMaxTokens: number): Tally {
   const members = memberModels.map((model) => callTally(config, model, promptTokens, maxTokens));
   const answers = members.reduce((sum, member) => sum + member.maxOutputTokens, 0);
-  const calls = [...members, callTally(config, synthesizer, promptTokens + answers + 150, maxTokens)];
+  const calls = [...members, callTally(config, synthesizer, promptTokens + answers + 150, synthesisMaxTokens)];
   return {
     rows: 1,
     inputTokens: calls.reduce((sum, call) => sum + call.inputTokens, 0),

@@ -93,6 +93,8 @@ export const routingSchema = z.strictObject({
   default_task_type: z.string().min(1).default('simple'),
   /** Task type -> ordered model chain: first choice, then fallbacks. A type without a route uses default_model. */
   routes: z.record(z.string().min(1), z.array(z.string().min(1)).min(1)).default({}),
+  /** Task type -> the temperature its rows are sent with when they set none (e.g. creative: 1.0); others use `temperature`. */
+  temperatures: z.record(z.string().min(1), z.number().min(0).max(2)).default({}),
 });
 
 export const limitsSchema = z.strictObject({
@@ -140,6 +142,10 @@ export const ensembleSchema = z.strictObject({
   min_answers: positiveInt.optional(),
   /** The synthesizer's instructions, with {question} and {answers} where those go (a default is built in). */
   synthesis_prompt: z.string().min(1).optional(),
+  /** The members' and the synthesizer's temperature for rows that set none (default: the config's `temperature`). */
+  temperature: z.number().min(0).max(2).optional(),
+  /** The synthesis answer's max_tokens (default: the row's, else the config's): a merged answer may need more room than each member's. */
+  synthesis_max_tokens: positiveInt.optional(),
 });
 
 /**
@@ -237,16 +243,18 @@ function checkTaskTypeNames(routing: z.infer<typeof routingSchema>, ctx: z.core.
   const ruled = Object.keys(routing.task_types ?? DEFAULT_TASK_TYPES);
   const fallback = routing.default_task_type;
   const routed = Object.keys(routing.routes);
+  const tempered = Object.keys(routing.temperatures);
   // "simple" is the default's default; another name no rule gives and no route takes may be a typo of one that is.
   const fallbackMeant = fallback === 'simple' || ruled.includes(fallback) || routed.includes(fallback) ? null : closestName(fallback, [...ruled, ...routed, 'simple']);
   if (fallbackMeant) ctx.addIssue({ code: 'custom', path: ['routing', 'default_task_type'], message: `"${fallback}" is no task type and no route names it (did you mean "${fallbackMeant}"?)` });
   const types = [...ruled, ...(ruled.includes(fallback) ? [] : [fallback])];
-  for (const type of routed) {
+  const keyed: ReadonlyArray<readonly ['routes' | 'temperatures', string]> = [...routed.map((type) => ['routes', type] as const), ...tempered.map((type) => ['temperatures', type] as const)];
+  for (const [key, type] of keyed) {
     if (types.includes(type) || type === fallbackMeant) continue;
     const meant = closestName(type, types);
     const hint = meant ? ` (did you mean "${meant}"?)` : '';
     const source = routing.task_types ? 'routing.task_types' : 'the built-in ones';
-    ctx.addIssue({ code: 'custom', path: ['routing', 'routes', type], message: `no prompt gets task type "${type}"${hint}: the task types are ${types.join(', ')} (${source}, and default_task_type)` });
+    ctx.addIssue({ code: 'custom', path: ['routing', key, type], message: `no prompt gets task type "${type}"${hint}: the task types are ${types.join(', ')} (${source}, and default_task_type)` });
   }
 }
 

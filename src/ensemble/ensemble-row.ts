@@ -21,6 +21,8 @@ type EnsembleState = NonNullable<RowProgress['ensemble']>;
 export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, deps: RowRunnerDeps, ensemble: NamedEnsemble, checkpoint?: ProgressCheckpoint): Promise<RowStep> {
   const { name, config } = ensemble;
   const maxTokens = row.max_tokens ?? deps.config.max_tokens;
+  // The ensemble's temperature goes to its members and synthesizer as the row's own would (a row's own still wins).
+  const temperature = row.temperature ?? config.temperature;
   const state: EnsembleState = (progress.ensemble ??= {
     members: config.members.map((model) => ({
       model,
@@ -44,7 +46,7 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
 
   const pending = state.members.filter((member) => !member.outcome);
   if (pending.length > 0) {
-    const steps = await Promise.all(pending.map((member) => advanceRow({ ...row, model: member.model }, member.progress, deps)));
+    const steps = await Promise.all(pending.map((member) => advanceRow({ ...row, model: member.model, temperature }, member.progress, deps)));
     steps.forEach((step, i) => {
       if (step.kind === 'finished') {
         const { status, output, error, final_model, fallback_reason } = step.event.result;
@@ -68,8 +70,9 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
 
   if (pending.length > 0) await checkpoint?.(progress);
   const messages = synthesisMessages(row.messages, answers, config.synthesis_prompt);
-  state.synthesis ??= pinnedCallProgress(deps.config, { model: config.synthesizer, messages, maxTokens, reason: `ensemble "${name}" synthesis`, notTo: [] });
-  const step = await advanceRow({ ...row, messages, model: config.synthesizer }, state.synthesis, deps);
+  const synthesisMaxTokens = config.synthesis_max_tokens ?? maxTokens;
+  state.synthesis ??= pinnedCallProgress(deps.config, { model: config.synthesizer, messages, maxTokens: synthesisMaxTokens, reason: `ensemble "${name}" synthesis`, notTo: [] });
+  const step = await advanceRow({ ...row, messages, model: config.synthesizer, temperature, max_tokens: synthesisMaxTokens }, state.synthesis, deps);
   if (step.kind === 'park') return { ...step, progress };
   return finishEnsemble(row, progress, ensemble, step.event.result, null);
 }

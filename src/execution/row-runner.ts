@@ -71,13 +71,13 @@ const BUDGET_INLINE_WAIT_MS = 30_000;
 const BUDGET_RECHECK_MS = 100;
 const BUDGET_PARK_MS = 5_000;
 
-function requestFor(row: RowInput, model: string, config: SwitchyardConfig): ModelRequest {
+function requestFor(row: RowInput, model: string, taskType: string, config: SwitchyardConfig): ModelRequest {
   const modelConfig = config.models[model]!;
   return {
     model,
     upstream: modelConfig.upstream ?? model,
     messages: row.messages,
-    temperature: row.temperature ?? config.temperature,
+    temperature: row.temperature ?? config.routing?.temperatures[taskType] ?? config.temperature,
     maxTokens: Math.min(row.max_tokens ?? config.max_tokens, modelConfig.max_output_tokens ?? Number.MAX_SAFE_INTEGER),
     ...(row.params !== undefined && { params: row.params }),
     ...(modelConfig.stream && { stream: true }),
@@ -122,7 +122,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
       continue;
     }
     if (unsendable) return finish(row, progress, model, null, unsendable);
-    const request = requestFor(row, model, config);
+    const request = requestFor(row, model, plan.taskType, config);
     const estimatedTokens = plan.promptTokens + request.maxTokens;
     const onLimit = modelConfig.on_limit ?? config.limits.on_limit;
 

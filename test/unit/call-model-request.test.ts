@@ -4,6 +4,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import { callModel } from '../../src/models/call-model.ts';
 import { createProviderClients } from '../../src/models/provider-clients.ts';
+import { advanceEnsembleRow } from '../../src/ensemble/ensemble-row.ts';
+import { createRowPlanner } from '../../src/execution/row-planner.ts';
+import { freshProgress } from '../../src/execution/row-progress.ts';
+import { advanceRow, type RowRunnerDeps } from '../../src/execution/row-runner.ts';
+import { openRowGate } from '../helpers/open-row-gate.ts';
 
 /** What the SDK puts on the wire for a model call, read by a server that answers every call alike. */
 describe('the request callModel sends', () => {
@@ -30,5 +35,56 @@ describe('the request callModel sends', () => {
       { response_format: { type: 'json_object' }, seed: 7, model: 'm-upstream', messages, temperature: 0.2, max_tokens: 50 },
       { model: 'm-upstream', messages, temperature: 0.2, max_tokens: 50 },
     ]);
+  });
+});
+
+/** The temperature and max_tokens a row's calls go out with: the row's own, its task type's, its ensemble's, the config's. */
+describe('the temperature and max_tokens rows are sent with', () => {
+  const bodies: Array<{ model: string; temperature: number; max_tokens: number }> = [];
+  const server = createServer(async (request: IncomingMessage, response) => {
+    let text = '';
+    for await (const chunk of request) text += String(chunk);
+    bodies.push(JSON.parse(text) as (typeof bodies)[number]);
+    response.writeHead(200, { 'content-type': 'application/json' });
+    response.end(JSON.stringify({ id: 'c1', object: 'chat.completion', created: 0, model: 'm', choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }], usage: { prompt_tokens: 3, completion_tokens: 1 } }));
+  });
+  beforeAll(() => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve)));
+  afterAll(() => server.close());
+
+  function depsFor(extra: Record<string, unknown>): RowRunnerDeps {
+    const { port } = server.address() as AddressInfo;
+    const config = parseConfig(
+      {
+        providers: { p: { base_url: `http://127.0.0.1:${port}/v1` } },
+        models: { flash: { provider: 'p' }, writer: { provider: 'p' }, strong: { provider: 'p' } },
+        default_model: 'flash',
+        temperature: 0.7,
+        max_tokens: 300,
+        ...extra,
+      },
+      'test',
+    );
+    const providers = createProviderClients(config);
+    const { gate } = openRowGate();
+    return { config, providers, gate, plan: createRowPlanner(config, providers, undefined, gate), sleep: async () => undefined };
+  }
+  const row = (id: string, content: string, own: { temperature?: number } = {}) => ({ batchId: 'b', row: 1, id, messages: [{ role: 'user' as const, content }], metadata: {}, ...own });
+
+  it("uses the task type's temperature from routing.temperatures, unless the row sets its own", async () => {
+    bodies.length = 0;
+    const deps = depsFor({ routing: { routes: { creative: ['writer'] }, temperatures: { creative: 1.0 } } });
+    await advanceRow(row('poem', 'Write a haiku about queues'), freshProgress(), deps);
+    await advanceRow(row('own', 'Write a haiku about queues', { temperature: 0.1 }), freshProgress(), deps);
+    await advanceRow(row('plain', 'What is the capital of Peru?'), freshProgress(), deps);
+    expect(bodies.map((b) => [b.model, b.temperature])).toEqual([['writer', 1.0], ['writer', 0.1], ['flash', 0.7]]);
+  });
+
+  it("sends an ensemble's temperature to its members and synthesizer, and its synthesis_max_tokens to the synthesizer", async () => {
+    bodies.length = 0;
+    const deps = depsFor({ ensembles: { council: { members: ['flash', 'writer'], synthesizer: 'strong', temperature: 0.3, synthesis_max_tokens: 2000 } } });
+    const council = { name: 'council', config: deps.config.ensembles.council! };
+    const step = await advanceEnsembleRow(row('q', 'Compare two queues', {}), freshProgress(), deps, council);
+    expect(step.kind).toBe('finished');
+    expect(bodies.map((b) => [b.model, b.temperature, b.max_tokens]).sort()).toEqual([['flash', 0.3, 300], ['strong', 0.3, 2000], ['writer', 0.3, 300]]);
   });
 });

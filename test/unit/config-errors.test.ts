@@ -66,6 +66,8 @@ describe('a config with mistakes', () => {
     // A default type of one's own, routed or not, is no typo.
     expect(() => parseConfig({ ...valid, routing: { default_task_type: 'general', routes: { general: ['flash'], coding: ['flash'] } } }, 'c.yaml')).not.toThrow();
     expect(() => parseConfig({ ...valid, routing: { default_task_type: 'general' } }, 'c.yaml')).not.toThrow();
+    // A temperature for a type no prompt gets would never be used either.
+    expect(problems({ ...valid, routing: { temperatures: { creativ: 1 } } })).toContain('routing.temperatures.creativ: no prompt gets task type "creativ" (did you mean "creative"?)');
   });
 
   it('shows the wrong value of a choice or a whole number, with the choice meant', () => {
