@@ -8,6 +8,7 @@ import type { OutputPaths } from './paths.ts';
 import type { RowResult } from './records.ts';
 import { resultCsvRecord } from './results-csv.ts';
 import { readRowEvents, type StreamEntry } from './row-events.ts';
+import { writeFully } from './write-fully.ts';
 
 /**
  * The one writer of a batch's files (DESIGN principle 2). It drains the batch's event stream into
@@ -66,7 +67,7 @@ async function openAt(path: string, bytes: number | null): Promise<OpenOutput> {
 async function append(file: OpenOutput, text: string): Promise<void> {
   if (text.length === 0) return;
   const buffer = Buffer.from(text);
-  await file.handle.write(buffer, 0, buffer.length, file.bytes);
+  await writeFully(file.handle, buffer, file.bytes);
   file.bytes += buffer.length;
 }
 
