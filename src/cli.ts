@@ -2,7 +2,7 @@
 import './node-version-check.ts';
 import * as nodeModule from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { createLogger } from './log.ts';
+import { createLogger, logLevelProblem } from './log.ts';
 import { writeLines } from './progress/terminal-lines.ts';
 import { describeFileTrouble, describeRedisTrouble, SetupError, UsageError } from './errors.ts';
 import { LOCK_TOO_SHORT, MIN_LOCK_MS } from './queue/claim-lock.ts';
@@ -33,6 +33,11 @@ for (const stream of [process.stdout, process.stderr]) {
 }
 
 const say = (line: string) => writeLines(process.stdout, `${line}\n`);
+const logLevelTrouble = logLevelProblem(process.env.LOG_LEVEL);
+if (logLevelTrouble) {
+  process.stderr.write(`switchyard: ${logLevelTrouble}\n`);
+  process.exit(2);
+}
 const logger = createLogger();
 
 function positiveInt(value: string): number {

@@ -7,6 +7,14 @@ import { writeLines } from './progress/terminal-lines.ts';
  * On a terminal each entry is one readable line ("warning: ... (batch b1, row 36)"); piped or
  * with LOG_FORMAT=json it stays pino's JSON line, for log collectors.
  */
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** What is wrong with a LOG_LEVEL value, or null when pino takes it. */
+export function logLevelProblem(level: string | undefined): string | null {
+  if (level === undefined || LOG_LEVELS.includes(level)) return null;
+  return `LOG_LEVEL "${level}" is not a log level: use one of ${LOG_LEVELS.join(', ')} (or leave it unset for warn)`;
+}
+
 export function createLogger(level = process.env.LOG_LEVEL ?? 'warn', options: { readable?: boolean } = {}): Logger {
   const readable = options.readable ?? (process.stderr.isTTY === true && process.env.LOG_FORMAT !== 'json');
   return pino(

@@ -19,6 +19,12 @@ describe('switchyard (no command)', () => {
     expect(result.code).toBe(0);
     for (const command of ['run', 'worker', 'status', 'collect', 'sim', 'demo']) expect(result.stdout).toContain(`  ${command}`);
   });
+
+  it('refuses a LOG_LEVEL pino does not know with exit 2 and the levels, not a stack trace', async () => {
+    const result = await runCli(['status'], { LOG_LEVEL: 'bogus' });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe('switchyard: LOG_LEVEL "bogus" is not a log level: use one of fatal, error, warn, info, debug, trace, silent (or leave it unset for warn)\n');
+  });
 });
 
 describe('switchyard demo', () => {
