@@ -8,7 +8,7 @@ import { closestName } from './closest-name.ts';
 const positiveInt = z.number().int().positive();
 
 export const providerSchema = z.strictObject({
-  base_url: z.url({ message: 'expected an http(s) URL such as http://127.0.0.1:8787/v1' }),
+  base_url: z.url({ protocol: /^https?$/, message: 'expected an http(s) URL such as http://127.0.0.1:8787/v1' }),
   /** Name of the environment variable holding the key; the key itself never enters config. */
   api_key_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name').optional(),
   timeout_ms: positiveInt.default(60_000),

@@ -50,6 +50,11 @@ describe('a config with mistakes', () => {
     ]);
   });
 
+  it('refuses a base_url whose scheme is not http or https (a typo fails every call later)', () => {
+    expect(problems({ ...valid, providers: { local: { base_url: 'htp://127.0.0.1:8787/v1' } } })).toContain('providers.local.base_url: expected an http(s) URL such as http://127.0.0.1:8787/v1');
+    expect(() => parseConfig({ ...valid, providers: { local: { base_url: 'https://api.deepseek.com/v1' } } }, 'c.yaml')).not.toThrow();
+  });
+
   it('names a model or provider that the config does not define', () => {
     expect(problems({ ...valid, default_model: 'flsh' })).toMatch(/default_model/);
     expect(problems({ ...valid, models: { flash: { provider: 'lokal' } } })).toMatch(/lokal/);
