@@ -131,6 +131,10 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
     }
     return new ModelCallError({ ...base, code: 'bad_request', message: `${where} rejected the request (${status}): ${detail}` });
   }
+  if (error instanceof SyntaxError) {
+    // The SDK could not parse a 2xx body sent as JSON: cut off on the way, or an endpoint that is not OpenAI-compatible. Like any answer that is no completion, it goes to the next model.
+    return new ModelCallError({ code: 'bad_response', model: ctx.model, message: `${where} answered with JSON that does not parse (${error.message}): an answer cut off on the way, or not an OpenAI-compatible endpoint; check providers.${ctx.provider}.base_url, or what sits between (a proxy)` });
+  }
   const message = error instanceof Error ? error.message : String(error);
   return new ModelCallError({ code: 'unexpected_error', model: ctx.model, message: `${where}: ${message}` });
 }

@@ -122,6 +122,12 @@ describe('a 200 answer that is no chat completion', () => {
     }
   });
 
+  it('says a JSON body that does not parse is a bad response (cut off, or no OpenAI-compatible endpoint), not an unexpected error', async () => {
+    const error = await failureFrom(200, '{"choices": [garbage');
+    expect(error).toMatchObject({ code: 'bad_response', retryable: false });
+    expect(error.message).toMatch(/^model "m" at http:\/\/127\.0\.0\.1:\d+\/v1 answered with JSON that does not parse \(.+\): an answer cut off on the way, or not an OpenAI-compatible endpoint; check providers\.p\.base_url/);
+  });
+
   it("takes a gateway's error object in a 200 body as the provider's failure: retried, then the next model, as a 5xx", async () => {
     const error = await failureFrom(200, JSON.stringify({ error: { message: 'Upstream provider error: model overloaded', code: 502 } }));
     expect(error).toMatchObject({ code: 'server_error', status: 200, retryable: true });
