@@ -106,7 +106,9 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const passedOver = report.errors.no_model_available ?? 0;
   if (passedOver > 0 && /circuit open/.test(report.error_examples.no_model_available ?? '')) {
     say('');
-    say(`Models down: ${counted(passedOver, 'row')} found every model of their chain shut after repeated failures (its circuit breaker), and were not sent. Once the provider is back: switchyard run --resume ${batchId} (with breaker.max_wait_ms in the config, rows wait for it instead of failing).`);
+    // Breakers are shared through Redis: a batch that made no call met circuits that earlier runs' failures opened.
+    const earlier = report.totals.calls === 0 ? ' This batch made no call: earlier failures (another run on this Redis, or the one before this) shut them, and each lets one call test its provider when breaker.cooldown_ms has passed (the rows\' errors say when).' : '';
+    say(`Models down: ${counted(passedOver, 'row')} found every model of their chain shut after repeated failures (its circuit breaker), and were not sent.${earlier} Once the provider is back: switchyard run --resume ${batchId} (with breaker.max_wait_ms in the config, rows wait for it instead of failing).`);
   }
   // A finished batch's unscored answers are kept for a resume (jobs/prompt.ts); say so where the user looks.
   const unscored = report.totals.unfinished_rows === 0 ? (report.judge?.rows_unscored ?? 0) : 0;
