@@ -25,8 +25,13 @@ export function describeIssues(error: z.ZodError, root = '', keysAt?: (path: rea
     .join('\n');
 }
 
+/** Top-level keys people write for what is a `run` flag. */
+const COMMAND_LINE_ONLY: Record<string, string> = { ab: '--ab', model: '--model', route: '--route', budget_usd: '--budget', batch_id: '--batch-id', out: '--out', prompt_column: '--prompt-column' };
+
 /** 'unknown key "concurency" (did you mean "concurrency"?)', or the keys allowed there when none is close. */
 function unknownKeyText(key: string, known: readonly string[]): string {
+  const flag = COMMAND_LINE_ONLY[key];
+  if (flag && known.includes('default_model')) return `unknown key "${key}" (${flag} is a flag of switchyard run, not a config key)`;
   const meant = closestName(key, known);
   if (meant) return `unknown key "${key}" (did you mean "${meant}"?)`;
   // A map of names (models, providers) allows any key: an unknown one is then in a fixed-shape object.
@@ -56,7 +61,10 @@ export async function loadConfigFile(path: string): Promise<SwitchyardConfig> {
   try {
     raw = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text);
   } catch (error) {
-    throw new UsageError(`Config file ${path} is not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${(error as Error).message}`);
+    // The yaml library's advice on several documents names its own API: say it in the config's terms.
+    const message = (error as Error).message.replace(/Source contains multiple documents; please use YAML\.parseAllDocuments\(\)/, 'it holds several YAML documents (a --- line between them): keep one');
+    throw new UsageError(`Config file ${path} is not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${message}`);
   }
+  if (raw === null || raw === undefined) throw new UsageError(`Config file ${path} is empty (or only comments): examples/switchyard.yaml is one to start from`);
   return parseConfig(raw, path);
 }

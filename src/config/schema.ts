@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DEFAULT_TASK_TYPES } from '../routing/default-task-types.ts';
 import { LOCK_TOO_SHORT, MIN_LOCK_MS } from '../queue/claim-lock.ts';
-import { closestName } from './closest-name.ts';
+import { closestName, meantHint } from './closest-name.ts';
 
 /** Everything a batch needs to know about its models, checked at the edge (DESIGN principle 7). */
 
@@ -198,10 +198,22 @@ export const configSchema = z
         });
       }
     }
+    const models = Object.keys(config.models);
+    const modelList = models.length > 0 ? `models: ${models.join(', ')}` : 'no model is defined under models';
     const checkModel = (name: string, path: (string | number)[]) => {
-      if (!(name in config.models)) ctx.addIssue({ code: 'custom', path, message: `unknown model "${name}"; models: ${Object.keys(config.models).join(', ')}` });
+      if (name in config.models) return;
+      // An ensemble answers a row as a whole (a row's model, --model, --ab): it is no link of a chain.
+      const message = Object.hasOwn(config.ensembles, name) ? `"${name}" is an ensemble, and only a model can go here (name the ensemble as a row's model, or with --model or --ab)` : `unknown model "${name}"${meantHint(name, models)}; ${modelList}`;
+      ctx.addIssue({ code: 'custom', path, message });
     };
-    for (const [name, model] of Object.entries(config.models)) model.fallbacks?.forEach((f, i) => checkModel(f, ['models', name, 'fallbacks', i]));
+    for (const [name, model] of Object.entries(config.models)) {
+      model.fallbacks?.forEach((f, i) => (f === name ? ctx.addIssue({ code: 'custom', path: ['models', name, 'fallbacks', i], message: `"${name}" falls back to itself: a fallback is another model (retries of the same one are retry.max_attempts)` }) : checkModel(f, ['models', name, 'fallbacks', i])));
+      // The answer's room comes out of the context window: with none left for a prompt, every row would skip the model.
+      const outputRoom = Math.min(config.max_tokens, model.max_output_tokens ?? config.max_tokens);
+      if (model.context_window !== undefined && model.max_output_tokens === undefined && outputRoom >= model.context_window) {
+        ctx.addIssue({ code: 'custom', path: ['models', name, 'context_window'], message: `${model.context_window} leaves no room for a prompt beside max_tokens (${config.max_tokens}): every row would skip the model; raise it, or lower max_tokens (or set models.${name}.max_output_tokens)` });
+      }
+    }
     for (const [type, chain] of Object.entries(config.routing?.routes ?? {})) chain.forEach((m, i) => checkModel(m, ['routing', 'routes', type, i]));
     if (config.routing) checkTaskTypeNames(config.routing, ctx);
     if (config.routing?.llm_classifier) checkModel(config.routing.llm_classifier.model, ['routing', 'llm_classifier', 'model']);
@@ -224,13 +236,7 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['ensembles', name, 'synthesis_prompt'], message: 'expected {question} and {answers} in it, where the row\'s prompt and the members\' answers go' });
       }
     }
-    if (!(config.default_model in config.models)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['default_model'],
-        message: `"${config.default_model}" is not one of the models: ${Object.keys(config.models).join(', ')}`,
-      });
-    }
+    if (!(config.default_model in config.models)) checkModel(config.default_model, ['default_model']);
   });
 
 export type SwitchyardConfig = z.infer<typeof configSchema>;

@@ -13,5 +13,5 @@ export function pinnedModel(options: { model?: string | undefined; route?: strin
 
 /** Refuses a pinned model that is not among `names` (the config's models and ensembles), with the one meant. */
 export function refuseUnknownPinned(pinned: string | undefined, names: readonly string[]): void {
-  if (pinned && !names.includes(pinned)) throw new UsageError(`--model/--route "${pinned}" is not in the config${meantHint(pinned, names)}; models and ensembles: ${names.join(', ')}`);
+  if (pinned && !names.includes(pinned)) throw new UsageError(`--model/--route "${pinned}" is not in the config${meantHint(pinned, [...names, 'auto'])}; models and ensembles: ${names.join(', ')} (or --route auto, to route each row by its task type)`);
 }

@@ -55,6 +55,29 @@ describe('a config with mistakes', () => {
     expect(() => parseConfig({ ...valid, providers: { local: { base_url: 'https://api.deepseek.com/v1' } } }, 'c.yaml')).not.toThrow();
   });
 
+  it('says which model was meant, that an ensemble is no link of a chain, and that a model cannot fall back to itself', () => {
+    const message = problems({
+      ...valid,
+      models: { flash: { provider: 'local', fallbacks: ['flash', 'flsh'] } },
+      default_model: 'flas',
+      ensembles: { council: { members: ['flash', 'flash'], synthesizer: 'flash' } },
+      routing: { routes: { simple: ['council'] } },
+    });
+    expect(message).toContain('models.flash.fallbacks.0: "flash" falls back to itself: a fallback is another model (retries of the same one are retry.max_attempts)');
+    expect(message).toContain('models.flash.fallbacks.1: unknown model "flsh" (did you mean "flash"?); models: flash');
+    expect(message).toContain('routing.routes.simple.0: "council" is an ensemble, and only a model can go here (name the ensemble as a row\'s model, or with --model or --ab)');
+    expect(message).toContain('default_model: unknown model "flas" (did you mean "flash"?); models: flash');
+    expect(problems({ ...valid, models: {} })).toContain('default_model: unknown model "flash"; no model is defined under models');
+  });
+
+  it('refuses a context window that max_tokens fills, and says a run flag is no config key', () => {
+    expect(problems({ ...valid, models: { flash: { provider: 'local', context_window: 500 } } })).toContain(
+      'models.flash.context_window: 500 leaves no room for a prompt beside max_tokens (1024): every row would skip the model; raise it, or lower max_tokens (or set models.flash.max_output_tokens)',
+    );
+    expect(() => parseConfig({ ...valid, max_tokens: 100, models: { flash: { provider: 'local', context_window: 500 } } }, 'c.yaml')).not.toThrow();
+    expect(problems({ ...valid, ab: 'flash,pro' })).toContain('(top level): unknown key "ab" (--ab is a flag of switchyard run, not a config key)');
+  });
+
   it('names a model or provider that the config does not define', () => {
     expect(problems({ ...valid, default_model: 'flsh' })).toMatch(/default_model/);
     expect(problems({ ...valid, models: { flash: { provider: 'lokal' } } })).toMatch(/lokal/);

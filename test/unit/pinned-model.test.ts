@@ -1,14 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.ts';
-import { pinnedModel } from '../../src/routing/pinned-model.ts';
+import { pinnedModel, refuseUnknownPinned } from '../../src/routing/pinned-model.ts';
 
-describe('pinnedModel (--model, --route)', () => {
-  it('is the model either names, none for --route auto, and refuses two different ones', () => {
+describe('--model and --route', () => {
+  it('pins the model either names; --route auto pins none; both, differing, are refused', () => {
     expect(pinnedModel({ model: 'flash' })).toBe('flash');
-    expect(pinnedModel({ route: 'pro' })).toBe('pro');
+    expect(pinnedModel({ route: 'flash' })).toBe('flash');
     expect(pinnedModel({ route: 'auto' })).toBeUndefined();
-    expect(pinnedModel({ model: 'pro', route: 'pro' })).toBe('pro');
     expect(() => pinnedModel({ model: 'flash', route: 'pro' })).toThrow(new UsageError('give either --model or --route, not both'));
-    expect(() => pinnedModel({ model: 'flash', route: 'auto' })).toThrow(UsageError);
+  });
+
+  it('refuses a name the config lacks with the one meant, and says --route auto routes by task type', () => {
+    expect(() => refuseUnknownPinned('aut', ['flash', 'pro'])).toThrow(
+      new UsageError('--model/--route "aut" is not in the config (did you mean "auto"?); models and ensembles: flash, pro (or --route auto, to route each row by its task type)'),
+    );
+    expect(() => refuseUnknownPinned('flash', ['flash', 'pro'])).not.toThrow();
   });
 });

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
@@ -51,6 +51,12 @@ describe('a config file that cannot be read', () => {
       const missing = join(dir, 'nope.yaml');
       await expect(loadConfigFile(missing)).rejects.toThrow(new UsageError(`Config file not found: ${missing} (give the path of a switchyard.yaml or .json; without --config the built-in models run on the simulator)`));
       await expect(loadConfigFile(dir)).rejects.toThrow(new UsageError(`Config path is a directory, not a file: ${dir}`));
+      const empty = join(dir, 'empty.yaml');
+      await writeFile(empty, '# to do\n');
+      await expect(loadConfigFile(empty)).rejects.toThrow(new UsageError(`Config file ${empty} is empty (or only comments): examples/switchyard.yaml is one to start from`));
+      const two = join(dir, 'two.yaml');
+      await writeFile(two, 'default_model: a\n---\ndefault_model: b\n');
+      await expect(loadConfigFile(two)).rejects.toThrow(/^Config file .*two\.yaml is not valid YAML: it holds several YAML documents \(a --- line between them\): keep one/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
