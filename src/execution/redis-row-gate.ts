@@ -134,7 +134,8 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
     },
 
     async reserveBudget(estimateNanos): Promise<BudgetDecision> {
-      if (!(await tracksBudget())) return { ok: true, hold: null };
+      // A call that costs nothing (an unpriced or free model) takes nothing from any budget, spent or not.
+      if (estimateNanos === 0 || !(await tracksBudget())) return { ok: true, hold: null };
       const result = await budget.reserve({
         batchKey,
         monthKey: monthLimitNanos === undefined ? undefined : monthKey(space.prefix, new Date()),

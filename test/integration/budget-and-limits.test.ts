@@ -76,6 +76,18 @@ describe('budgets and rate limits shared through Redis', () => {
     expect(run.stdout).toContain('Warning: no price for free: their calls get cost_usd null in costs.jsonl and the report, and no budget limits them.');
     expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).filter((r) => r.status === 'succeeded')).toHaveLength(12);
     expect(await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).toHaveLength(12);
+
+    // Nor does a monthly cap that other batches' spending has passed refuse it: its calls take nothing from the month.
+    const models = { free: { provider: 'sim' }, pricey: { provider: 'sim', price: { input_per_mtok: 1000, output_per_mtok: 1000 } } };
+    const uncapped = join(dir, 'uncapped.yaml');
+    await writeFile(uncapped, stringify({ providers: { sim: { base_url: h.sim.url } }, models, default_model: 'pricey' }));
+    const spend = await runCli(['run', input, '--config', uncapped, '--out', join(dir, 'spend')], h.env());
+    expect(spend.code, spend.stdout + spend.stderr).toBe(0);
+    const capped = join(dir, 'capped.yaml');
+    await writeFile(capped, stringify({ providers: { sim: { base_url: h.sim.url } }, models, default_model: 'free', budget: { monthly_usd: 0.001 } }));
+    const free = await runCli(['run', input, '--config', capped, '--out', join(dir, 'free')], h.env());
+    expect(free.code, free.stdout + free.stderr).toBe(0);
+    expect((await readJsonLines<RowResult>(join(dir, 'free', 'results.jsonl'))).filter((r) => r.status === 'succeeded')).toHaveLength(12);
   });
 
   it('a budget is spent on what calls cost, not on what their max_tokens estimates hold while in flight', async () => {
