@@ -108,11 +108,14 @@ export async function writeOpenAiBatchFiles(
   return { outputPath, errorsPath, succeeded, failed };
 }
 
-/** The invalid rows that were request lines with a custom_id; none when there is no errors.jsonl. */
+/**
+ * The invalid rows that were request lines with a custom_id; none when there is no errors.jsonl. A
+ * repeated custom_id (duplicate_id) is not one: its first line's answer is that id's line.
+ */
 async function* invalidRequestLines(path: string): AsyncGenerator<RowError & { custom_id: string }> {
   if (!existsSync(path)) return;
   for await (const error of readJsonl<RowError>(path)) {
-    if (error.custom_id !== undefined) yield { ...error, custom_id: error.custom_id };
+    if (error.custom_id !== undefined && error.code !== 'duplicate_id') yield { ...error, custom_id: error.custom_id };
   }
 }
 

@@ -137,7 +137,7 @@ describe('writeOpenAiBatchFiles', () => {
     const invalid = [
       { row: 1, line: 1, id: 'a', custom_id: 'a', code: 'unknown_model', message: 'unknown model "gpt-9"; known models: fast' },
       { row: 3, line: 3, code: 'bad_json', message: 'invalid JSON: Unexpected token' }, // no custom_id to answer under
-      { row: 4, line: 4, id: 'b', code: 'duplicate_id', message: 'custom_id "b" is already used on line 2' }, // b has its answer
+      { row: 4, line: 4, id: 'b', custom_id: 'b', code: 'duplicate_id', message: 'custom_id "b" is already used on line 2' }, // b has its answer
       { row: 6, line: 6, id: 'f', custom_id: 'f', code: 'bad_field', message: 'OpenAI Batch request line: url: only "/v1/chat/completions" requests are supported' },
     ];
     const errorsJsonl = join(dir, 'errors.jsonl');
