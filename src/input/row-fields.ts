@@ -36,7 +36,8 @@ export function buildRow(fields: RawFields, pos: RecordPosition, rules: RowRules
 
   const messages = buildMessages(fields);
   if (messages === undefined) {
-    return fail({ code: 'missing_prompt', message: 'the prompt is empty' });
+    const where = fields.messages === undefined ? '' : ' (no "user" message has any text)';
+    return fail({ code: 'missing_prompt', message: `the prompt is empty${where}` });
   }
   const temperature = parseTemperature(fields.temperature);
   if (typeof temperature === 'object') return fail(temperature);
@@ -63,12 +64,17 @@ export function buildRow(fields: RawFields, pos: RecordPosition, rules: RowRules
   };
 }
 
-/** The optional system message, then the prompt as the user's message; undefined when there is no prompt. */
+/**
+ * The optional system message, then the prompt as the user's message; undefined when there is no
+ * prompt. A conversation whose user messages are all blank asks nothing, as a blank prompt does:
+ * it would be sent and paid for.
+ */
 function buildMessages(fields: RawFields): ChatMessage[] | undefined {
   const system = emptyToUndefined(fields.system);
   const head: ChatMessage[] = system === undefined ? [] : [{ role: 'system', content: system }];
   if (fields.messages !== undefined) {
-    return fields.messages.length === 0 ? undefined : [...head, ...fields.messages];
+    const asks = fields.messages.some((message) => message.role === 'user' && message.content.trim() !== '');
+    return asks ? [...head, ...fields.messages] : undefined;
   }
   if (fields.prompt === undefined || fields.prompt.trim() === '') return undefined;
   return [...head, { role: 'user', content: fields.prompt }];

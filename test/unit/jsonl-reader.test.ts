@@ -257,6 +257,19 @@ describe('readJsonlRows details', () => {
     const [item] = await collect(readJsonlRows(path, rules));
     expect(item).toEqual({ kind: 'error', value: { row: 1, line: 1, id: 'e', code: 'missing_prompt', message: 'the prompt is empty' } });
   });
+
+  it('reports messages whose user content is empty or blank as missing_prompt, as a blank prompt', async () => {
+    const request = JSON.stringify({ custom_id: 'r', method: 'POST', url: '/v1/chat/completions', body: { model: 'gpt-a', messages: [{ role: 'user', content: ' ' }] } });
+    const lines = [
+      { id: 'a', messages: [{ role: 'user', content: '' }] },
+      { id: 'b', messages: [{ role: 'system', content: 'Be terse.' }, { role: 'user', content: ' \n ' }] },
+      { id: 'c', messages: [{ role: 'system', content: 'Answer as a poem.' }] },
+      { id: 'd', messages: [{ role: 'user', content: '' }, { role: 'assistant', content: 'Hi' }, { role: 'user', content: 'Go on' }] },
+    ].map((line) => JSON.stringify(line));
+    const items = await collect(readJsonlRows(await file('blank-messages.jsonl', [...lines, request].join('\n')), rules));
+    const empty = 'missing_prompt: the prompt is empty (no "user" message has any text)';
+    expect(items.map((item) => (item.kind === 'row' ? `row ${item.value.id}` : `${item.value.code}: ${item.value.message}`))).toEqual([empty, empty, empty, 'row d', empty]);
+  });
 });
 
 describe('two JSONL files joined into one', () => {
