@@ -43,6 +43,7 @@ export async function* readJsonlRows(path: string, rules: RowRules, position?: R
     // A byte order mark starts the file, or a later line where two files were joined.
     const text = raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw;
     if (text.trim() === '') continue;
+    if (records === 0 && text.trimStart().startsWith('[')) throw jsonArrayFile(path, line);
     records += 1;
     const item = parseLine(text, { row: line, line }, rules);
     const customId = item.kind === 'row' ? item.value.custom_id : undefined;
@@ -57,6 +58,18 @@ export async function* readJsonlRows(path: string, rules: RowRules, position?: R
     yield item;
   }
   if (records === 0) throw new UsageError(`input file has no records (only blank lines): ${path}`);
+}
+
+/**
+ * A file that opens with "[" is a JSON array (often pretty-printed, one element per line, which
+ * would otherwise run the lines that happen to be whole objects and fail the rest): refused as a
+ * whole, before any row is queued.
+ */
+function jsonArrayFile(path: string, line: number): UsageError {
+  return new UsageError(
+    `input file ${path} is a JSON array (line ${line} starts with "["), not JSON Lines, which has one object per line; ` +
+      "convert it, e.g. jq -c '.[]' in.json > in.jsonl, and run that file",
+  );
 }
 
 /** What a line that does not parse most likely got wrong, when it is the usual slip (a JSON array's commas, a pretty-printed object). */
@@ -87,8 +100,7 @@ function parseLine(text: string, pos: RecordPosition, rules: RowRules): ReadItem
   }
   const promptKey = rules.promptColumn || 'prompt';
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    const array = Array.isArray(value) && pos.line === 1 ? ' (a JSON array file is not read: write one object per line, JSON Lines)' : '';
-    return rowError(pos, 'bad_field', `a line must be a JSON object${array}; ${expected(promptKey)}`);
+    return rowError(pos, 'bad_field', `a line must be a JSON object; ${expected(promptKey)}`);
   }
   const object = value as Record<string, unknown>;
   const id = idOf(object);

@@ -298,14 +298,23 @@ describe('--prompt-column on JSONL', () => {
       expect.stringMatching(/^bad_field: question: expected a string, got a number; expected \{"question": /),
     ]);
   });
-
-  it('says that a .json file holding an array is not JSON Lines', async () => {
-    const items = await collect(readJsonlRows(await file('array.json', '[{"id": 1, "prompt": "hi"}]\n'), rules));
-    expect(items[0]).toMatchObject({ kind: 'error', value: { code: 'bad_field', message: expect.stringMatching(/^a line must be a JSON object \(a JSON array file is not read: write one object per line, JSON Lines\); /) } });
-  });
 });
 
 describe('whole-file problems throw a UsageError', () => {
+  it('refuses a file holding a JSON array, on one line or pretty-printed, before any row', async () => {
+    const oneLine = await file('array.json', '[{"id": 1, "prompt": "hi"}]\n');
+    const pretty = await file('pretty.jsonl', '\n[\n  {"id": 1, "prompt": "hi"},\n  {"id": 2, "prompt": "ho"}\n]\n');
+    const refusal = (path: string, line: number) =>
+      new UsageError(`input file ${path} is a JSON array (line ${line} starts with "["), not JSON Lines, which has one object per line; convert it, e.g. jq -c '.[]' in.json > in.jsonl, and run that file`);
+    await expect(collect(readJsonlRows(oneLine, rules))).rejects.toThrow(refusal(oneLine, 1));
+    const items: string[] = [];
+    const reading = (async () => {
+      for await (const item of readJsonlRows(pretty, rules)) items.push(item.kind);
+    })();
+    await expect(reading).rejects.toThrow(refusal(pretty, 2));
+    expect(items).toEqual([]);
+  });
+
   it('missing file', async () => {
     const path = join(temp.dir(), 'missing.jsonl');
     await expect(collect(readJsonlRows(path, rules))).rejects.toThrow(new UsageError(`input file not found: ${path}`));
