@@ -72,12 +72,48 @@ function jsonArrayFile(path: string, line: number): UsageError {
   );
 }
 
-/** What a line that does not parse most likely got wrong, when it is the usual slip (a JSON array's commas, a pretty-printed object). */
+/**
+ * JSON.parse's message without its "(line 1 column 38)": the text it parsed is one line of the
+ * file, whose own number the error gives already, so only the column is said.
+ */
+function parseErrorText(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message
+    .replace(/(?: in JSON)? at position \d+ \(line \d+ column (\d+)\)/, ' at column $1')
+    .replace(/(?: in JSON)? at position (\d+)$/, (_, position: string) => ` at column ${Number(position) + 1}`);
+}
+
+/** What a line that does not parse most likely got wrong, when it is the usual slip (a comment, a trailing comma, a JSON array's commas, a pretty-printed object). */
 function jsonLineHint(text: string): string {
   const trimmed = text.trim();
+  if (trimmed.startsWith('//') || trimmed.startsWith('#')) return ' (a comment line: JSON has no comments; delete the line, or leave it blank)';
+  if (/,\s*[}\]]/.test(trimmed) && parses(withoutTrailingCommas(trimmed))) return ' (a comma before a } or ]: JSON allows none after the last item; delete it)';
   if (trimmed.endsWith(',') && parses(trimmed.slice(0, -1))) return ' (the line ends with a comma: JSONL has one object per line and nothing between them)';
   if (trimmed === '{' || trimmed === '[' || trimmed === '}' || trimmed === ']') return ' (an object spread over several lines: JSONL needs each one on a single line, e.g. jq -c . file.json)';
   return '';
+}
+
+/** The text with each comma that is followed only by spaces and a } or ] dropped, outside strings. */
+function withoutTrailingCommas(text: string): string {
+  let out = '';
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const char = text[i]!;
+    if (inString) {
+      if (char === '\\') {
+        out += char + (text[i + 1] ?? '');
+        i += 1;
+        continue;
+      }
+      if (char === '"') inString = false;
+    } else if (char === '"') {
+      inString = true;
+    } else if (char === ',' && /^\s*[}\]]/.test(text.slice(i + 1))) {
+      continue;
+    }
+    out += char;
+  }
+  return out;
 }
 
 function parses(text: string): boolean {
@@ -96,7 +132,7 @@ function parseLine(text: string, pos: RecordPosition, rules: RowRules): ReadItem
   try {
     value = JSON.parse(text);
   } catch (error) {
-    return rowError(pos, 'bad_json', `invalid JSON: ${(error as Error).message}${jsonLineHint(text)}`);
+    return rowError(pos, 'bad_json', `invalid JSON: ${parseErrorText(error)}${jsonLineHint(text)}`);
   }
   const promptKey = rules.promptColumn || 'prompt';
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {

@@ -51,7 +51,7 @@ describe('readJsonlRows on nasty.jsonl (BOM, CRLF, blank lines, both shapes, bad
           row: 4,
           line: 4,
           code: 'bad_json',
-          message: 'invalid JSON: Expected double-quoted property name in JSON at position 18 (line 1 column 19)',
+          message: 'invalid JSON: Expected double-quoted property name at column 19', // the line is the file's, not JSON.parse's "line 1"
         },
       },
       { kind: 'error', value: { row: 5, line: 5, code: 'missing_prompt', message: EXPECTED } },
@@ -112,6 +112,21 @@ describe('OpenAI Batch request lines (openai-batch.jsonl)', () => {
     const messages = (await collect(readJsonlRows(path, rules))).map((item) => (item.kind === 'error' ? item.value.message : 'row'));
     expect(messages[0]).toMatch(/^invalid JSON: .*\(the line ends with a comma: JSONL has one object per line and nothing between them\)$/);
     expect(messages[1]).toMatch(/^invalid JSON: .*\(an object spread over several lines: JSONL needs each one on a single line, e\.g\. jq -c \. file\.json\)$/);
+  });
+
+  it('says the column only (the line is the file line) and names a trailing comma or a comment line', async () => {
+    const lines = ['{"prompt": "a"}', '{"prompt": "b", "tags": ["x", "y",],}', '// the next ones are about maps', '# done', '{"prompt": "a, ]"', '{"prompt": "c",}'];
+    const messages = (await collect(readJsonlRows(await file('comments.jsonl', lines.join('\n')), rules))).map((item) => (item.kind === 'error' ? item.value.message : 'row'));
+    const trailing = '(a comma before a } or ]: JSON allows none after the last item; delete it)';
+    const comment = '(a comment line: JSON has no comments; delete the line, or leave it blank)';
+    expect(messages).toEqual([
+      'row',
+      expect.stringMatching(/^invalid JSON: Unexpected token '\]', .* is not valid JSON \(a comma before a \} or \]/), // V8 quotes the text around it
+      `invalid JSON: Unexpected token '/', "// the nex"... is not valid JSON ${comment}`,
+      `invalid JSON: Unexpected token '#', "# done" is not valid JSON ${comment}`,
+      "invalid JSON: Expected ',' or '}' after property value at column 18", // a comma and ] inside a string are no trailing comma
+      `invalid JSON: Expected double-quoted property name at column 16 ${trailing}`,
+    ]);
   });
 
   it('converts chat requests, keeps extra body fields, rejects other endpoints', async () => {
