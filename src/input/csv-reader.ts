@@ -70,7 +70,7 @@ export async function* readCsvRows(path: string, rules: RowRules, position?: Rea
       } else if (!isBlank(fields)) {
         if (fields.some(mayHaveRunOn) && (await quoteRunsOn(path, record, delimiter))) throw runOnQuote(path, record);
         row += 1;
-        yield toItem(fields, header, { row, line }, rules);
+        yield toItem(fields, header, { row, line }, rules, delimiter);
       }
     }
   } catch (error) {
@@ -116,10 +116,9 @@ function readHeader(record: string[], promptColumn: string, path: string, delimi
   return { names, promptColumn };
 }
 
-function toItem(record: string[], header: Header, pos: RecordPosition, rules: RowRules): ReadItem {
+function toItem(record: string[], header: Header, pos: RecordPosition, rules: RowRules, delimiter: CsvDelimiter): ReadItem {
   if (record.length !== header.names.length) {
-    const message = `line ${pos.line}: expected ${header.names.length} fields as in the header, got ${record.length}`;
-    return { kind: 'error', value: { ...pos, code: 'bad_csv', message } };
+    return { kind: 'error', value: { ...pos, code: 'bad_csv', message: fieldCountMessage(pos.line, header.names.length, record.length, delimiter) } };
   }
   if (record.some(hasReplacementChar)) return { kind: 'error', value: { ...pos, ...notUtf8(pos.line) } };
   const fields: RawFields = { metadata: {} };
@@ -134,6 +133,22 @@ function toItem(record: string[], header: Header, pos: RecordPosition, rules: Ro
     else fields.metadata[name] = value;
   });
   return buildRow(fields, pos, rules);
+}
+
+const SEPARATOR_NAMES: Record<CsvDelimiter, string> = { ',': 'comma', ';': 'semicolon', '\t': 'tab' };
+
+/**
+ * A record whose field count is not the header's, with what usually causes it: too many, an
+ * unquoted field holding the separator; too few, a missing field or an unquoted line break.
+ */
+function fieldCountMessage(line: number, expected: number, got: number, delimiter: CsvDelimiter): string {
+  const fields = (n: number): string => `${n} ${n === 1 ? 'field' : 'fields'}`;
+  const head = `line ${line}: expected ${fields(expected)} as in the header, got ${got}`;
+  if (got > expected) {
+    const example = delimiter === '\t' ? '' : `, e.g. "a${delimiter} b"`;
+    return `${head}; quote a field that contains a ${SEPARATOR_NAMES[delimiter]}${example}`;
+  }
+  return `${head}; give each column a field (an empty one is fine: a${delimiter}${delimiter}c), and quote a field that holds a line break`;
 }
 
 /** A line holding only spaces reads as one blank field: skip it like an empty line. */

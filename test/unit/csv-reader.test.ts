@@ -85,7 +85,7 @@ describe('readCsvRows on nasty.csv (BOM, CRLF, quotes, newlines, CJK, emoji)', (
       },
       {
         kind: 'error',
-        value: { row: 8, line: 11, code: 'bad_csv', message: 'line 11: expected 8 fields as in the header, got 2' },
+        value: { row: 8, line: 11, code: 'bad_csv', message: 'line 11: expected 8 fields as in the header, got 2; give each column a field (an empty one is fine: a,,c), and quote a field that holds a line break' },
       },
       {
         kind: 'row',
@@ -132,6 +132,14 @@ describe('readCsvRows line numbers and options', () => {
     const path = await csvFile('quotes.csv', 'prompt,note\nsay "hi" now,x\nnext,y\n');
     const items = await collect(readCsvRows(path, rules));
     expect(items.map((item) => item.kind === 'row' && item.value.messages[0]?.content)).toEqual(['say "hi" now', 'next']);
+  });
+
+  it('says how to fix a record with more fields than the header (quote the separator) in singular or plural', async () => {
+    const comma = await csvFile('one-column.csv', 'prompt\nhi\nSay hello, then stop\n');
+    const semicolon = await csvFile('semi-count.csv', 'id;prompt\na;Say hi; then stop\n');
+    const messages = async (path: string) => (await collect(readCsvRows(path, rules))).map((item) => (item.kind === 'error' ? item.value.message : 'row'));
+    expect(await messages(comma)).toEqual(['row', 'line 3: expected 1 field as in the header, got 2; quote a field that contains a comma, e.g. "a, b"']);
+    expect(await messages(semicolon)).toEqual(['line 2: expected 2 fields as in the header, got 3; quote a field that contains a semicolon, e.g. "a; b"']);
   });
 
   it('lists only the first ten known models', async () => {
