@@ -172,9 +172,35 @@ function promptFields(object: Record<string, unknown>, promptKey: string): Field
   if (prompt !== undefined && messages !== undefined) {
     return { code: 'bad_field', message: `set either "${promptKey}" or "messages", not both` };
   }
-  if (prompt === undefined && messages === undefined) return { code: 'missing_prompt', message: expected(promptKey) };
+  if (prompt === undefined && messages === undefined) return { code: 'missing_prompt', message: noPromptMessage(object, promptKey) };
   const common = { id: id === undefined ? undefined : String(id), model, system, temperature, max_tokens };
   return { ...common, prompt, messages, metadata: { ...extra, ...metadata } };
+}
+
+/** Fields of a prompt line that are never its prompt. */
+const SETTING_KEYS: ReadonlySet<string> = new Set(['id', 'model', 'system', 'temperature', 'max_tokens', 'metadata']);
+
+/** How many of a line's field names a missing_prompt message lists before "and N more". */
+const MAX_LISTED_FIELDS = 10;
+
+/**
+ * A line with neither prompt nor messages: its fields, and, when one of them holds text (the
+ * longest, when several do), the --prompt-column that would take the prompt from it.
+ */
+function noPromptMessage(object: Record<string, unknown>, promptKey: string): string {
+  const sought = promptKey === 'prompt' ? '"prompt" or "messages"' : `"${promptKey}" (--prompt-column), "prompt" or "messages"`;
+  const names = Object.keys(object);
+  if (names.length === 0) return `the line is an empty object; ${expected(promptKey)}`;
+  const more = names.length > MAX_LISTED_FIELDS ? ` and ${names.length - MAX_LISTED_FIELDS} more` : '';
+  const has = `no ${sought} field; the line's fields are ${names.slice(0, MAX_LISTED_FIELDS).join(', ')}${more}`;
+  let text: string | undefined;
+  for (const name of names) {
+    const value = object[name];
+    if (SETTING_KEYS.has(name) || typeof value !== 'string' || value.trim() === '') continue;
+    if (text === undefined || value.length > (object[text] as string).length) text = name;
+  }
+  if (text === undefined) return `${has}; ${expected(promptKey)}`;
+  return `${has}: if "${text}" holds the prompt, name it with --prompt-column ${text} (prompt_column=${text} in the HTTP API)`;
 }
 
 function idOf(object: Record<string, unknown>): string | undefined {

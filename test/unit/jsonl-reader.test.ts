@@ -54,7 +54,10 @@ describe('readJsonlRows on nasty.jsonl (BOM, CRLF, blank lines, both shapes, bad
           message: 'invalid JSON: Expected double-quoted property name at column 19', // the line is the file's, not JSON.parse's "line 1"
         },
       },
-      { kind: 'error', value: { row: 5, line: 5, code: 'missing_prompt', message: EXPECTED } },
+      {
+        kind: 'error',
+        value: { row: 5, line: 5, code: 'missing_prompt', message: 'no "prompt" or "messages" field; the line\'s fields are text: if "text" holds the prompt, name it with --prompt-column text (prompt_column=text in the HTTP API)' },
+      },
       {
         kind: 'row',
         value: {
@@ -267,6 +270,16 @@ describe('readJsonlRows details', () => {
     expect(metadata?.value).toMatchObject({ code: 'bad_field', message: `metadata: expected an object (key: value fields), got a string; ${EXPECTED}` });
   });
 
+  it('lists the fields of a line without a prompt, and names the --prompt-column of the longest text among them', async () => {
+    const lines = [{ id: 'a', question: 'What is 2+2?', topic: 'math', model: 'gpt-a-long-name' }, { id: 'b', model: 'gpt-a', n: 3 }, {}].map((line) => JSON.stringify(line));
+    const items = await collect(readJsonlRows(await file('no-prompt.jsonl', lines.join('\n')), rules));
+    expect(items.map((item) => item.kind === 'error' && `${item.value.code}: ${item.value.message}`)).toEqual([
+      'missing_prompt: no "prompt" or "messages" field; the line\'s fields are id, question, topic, model: if "question" holds the prompt, name it with --prompt-column question (prompt_column=question in the HTTP API)',
+      `missing_prompt: no "prompt" or "messages" field; the line's fields are id, model, n; ${EXPECTED}`,
+      `missing_prompt: the line is an empty object; ${EXPECTED}`,
+    ]);
+  });
+
   it('reports an empty prompt as missing_prompt', async () => {
     const path = await file('blank-prompt.jsonl', '{"id": "e", "prompt": "  "}\n');
     const [item] = await collect(readJsonlRows(path, rules));
@@ -309,7 +322,7 @@ describe('--prompt-column on JSONL', () => {
     expect(items[0]).toMatchObject({ kind: 'row', value: { id: 'a', messages: [{ role: 'user', content: 'What is 2+2?' }], metadata: { topic: 'math' } } });
     expect(items.slice(1).map((item) => item.kind === 'error' && `${item.value.code}: ${item.value.message}`)).toEqual([
       'bad_field: set either "question" (--prompt-column) or "prompt", not both',
-      'missing_prompt: expected {"question": "..."} (--prompt-column) or {"messages": [{"role", "content"}, ...]}, or an OpenAI Batch request line {"custom_id", "method", "url", "body"}',
+      'missing_prompt: no "question" (--prompt-column), "prompt" or "messages" field; the line\'s fields are id, q: if "q" holds the prompt, name it with --prompt-column q (prompt_column=q in the HTTP API)',
       expect.stringMatching(/^bad_field: question: expected a string, got a number; expected \{"question": /),
     ]);
   });
