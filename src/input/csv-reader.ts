@@ -85,10 +85,7 @@ export async function* readCsvRows(path: string, rules: RowRules, position?: Rea
 /** How much of the file's start is read to find the header line's separator. */
 const SNIFF_BYTES = 64 * 1024;
 
-/**
- * The separator the header line uses (csv-delimiter.ts; a comma for a pipe, which cannot be read
- * twice), and whether the file starts with a UTF-8 byte order mark.
- */
+/** The separator the header line uses (csv-delimiter.ts), and whether the file starts with a UTF-8 byte order mark. */
 async function headerDelimiter(handle: FileHandle, bytes: number): Promise<{ delimiter: CsvDelimiter; bom: boolean }> {
   if (bytes === 0) return { delimiter: ',', bom: false };
   const opening = Buffer.alloc(Math.min(bytes, SNIFF_BYTES));

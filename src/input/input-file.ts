@@ -1,12 +1,21 @@
-import { open, type FileHandle } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { UsageError } from '../errors.ts';
 
 /**
  * Opens an input file for streaming, or throws a UsageError saying why it cannot be used:
- * missing, unreadable, a directory, or an empty regular file. The caller owns the handle. `bytes`
- * is the file's size (0 for a pipe or device).
+ * missing, unreadable, a directory, a pipe or device, or empty. The caller owns the handle.
+ * `bytes` is the file's size.
  */
 export async function openInputFile(path: string): Promise<{ handle: FileHandle; bytes: number }> {
+  // Looked at before opening: opening a named pipe waits for a writer, and a run reads its file more than once.
+  try {
+    refuseUnlessRegular(path, await stat(path));
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(describeOpenError(path, error));
+  }
   let handle: FileHandle;
   try {
     handle = await open(path, 'r');
@@ -15,20 +24,34 @@ export async function openInputFile(path: string): Promise<{ handle: FileHandle;
   }
   try {
     const stats = await handle.stat();
-    if (stats.isDirectory()) throw new UsageError(`input path is a directory, not a file: ${path}`);
-    // Only regular files: a pipe or /dev/stdin reports size 0 yet may hold data (and cannot be read twice).
-    if (stats.isFile() && stats.size === 0) throw new UsageError(`input file is empty: ${path}`);
-    if (stats.isFile()) {
-      const opening = Buffer.alloc(4);
-      const { bytesRead } = await handle.read(opening, 0, 4, 0);
-      const packed = packedFormat(opening.subarray(0, bytesRead));
-      if (packed) throw new UsageError(`input file ${path} is ${packed}, not text: ${PACKED_FIX[packed]}`);
-    }
-    return { handle, bytes: stats.isFile() ? stats.size : 0 };
+    refuseUnlessRegular(path, stats);
+    if (stats.size === 0) throw new UsageError(`input file is empty: ${path}`);
+    const opening = Buffer.alloc(4);
+    const { bytesRead } = await handle.read(opening, 0, 4, 0);
+    const packed = packedFormat(opening.subarray(0, bytesRead));
+    if (packed) throw new UsageError(`input file ${path} is ${packed}, not text: ${PACKED_FIX[packed]}`);
+    return { handle, bytes: stats.size };
   } catch (error) {
     await handle.close();
     throw error;
   }
+}
+
+/**
+ * Only regular files are read: a run reads its file more than once (and again on --resume), which
+ * a pipe, a socket or a device cannot give it.
+ */
+function refuseUnlessRegular(path: string, stats: Stats): void {
+  if (stats.isFile()) return;
+  if (stats.isDirectory()) throw new UsageError(`input path is a directory, not a file: ${path}`);
+  const kind = stats.isFIFO() ? 'a pipe' : stats.isSocket() ? 'a socket' : 'a device';
+  throw new UsageError(`input ${path} is ${kind}, not a regular file: the input is read more than once (and again on --resume), so save it to a file first and give that file`);
+}
+
+/** A UsageError for "-" (stdin, as other tools take it) when no file is named so: stdin cannot be read more than once. */
+export function stdinRefusal(path: string): UsageError | null {
+  if (basename(path) !== '-') return null;
+  return new UsageError('reading the input from stdin ("-") is not supported: save it to a file first (e.g. ... > prompts.csv) and give that file\'s path');
 }
 
 type PackedFormat = 'gzip-compressed' | 'a zip archive (an .xlsx workbook?)' | 'a PDF';
@@ -50,7 +73,7 @@ function packedFormat(opening: Buffer): PackedFormat | null {
 
 function describeOpenError(path: string, error: unknown): string {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'ENOENT') return `input file not found: ${path}`;
+  if (code === 'ENOENT') return stdinRefusal(path)?.message ?? `input file not found: ${path}`;
   if (code === 'EACCES' || code === 'EPERM') return `cannot read input file ${path}: permission denied`;
   if (code === 'EISDIR') return `input path is a directory, not a file: ${path}`;
   return `cannot open input file ${path}: ${error instanceof Error ? error.message : String(error)}`;

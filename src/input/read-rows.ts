@@ -1,8 +1,8 @@
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { extname } from 'node:path';
 import { UsageError } from '../errors.ts';
 import { readCsvRows } from './csv-reader.ts';
-import { openInputFile } from './input-file.ts';
+import { openInputFile, stdinRefusal } from './input-file.ts';
 import { readJsonlRows } from './jsonl-reader.ts';
 import type { ReadItem, ReadPosition, RowRules } from './row.ts';
 
@@ -25,6 +25,8 @@ export function readRows(path: string, rules: RowRules, position?: ReadPosition)
   const extension = extname(path).toLowerCase();
   const reader = READERS[extension];
   if (reader === undefined) {
+    const stdin = existsSync(path) ? null : stdinRefusal(path);
+    if (stdin) throw stdin;
     if (isDirectory(path)) throw new UsageError(`input path is a directory, not a file: ${path}`);
     const supported = Object.keys(READERS).join(', ');
     const shown = extension === '' ? 'no extension' : `"${extension}"`;

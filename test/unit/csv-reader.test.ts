@@ -258,6 +258,18 @@ describe('whole-file problems throw a UsageError before any item', () => {
     expect(() => readRows(temp.dir(), rules)).toThrow(new UsageError(`input path is a directory, not a file: ${temp.dir()}`));
   });
 
+  it('a named pipe is refused at once (it would be opened twice and wait for a writer), and "-" (stdin) is named as such', { timeout: 5000 }, async () => {
+    const { execFileSync } = await import('node:child_process');
+    const pipe = join(temp.dir(), 'pipe.csv');
+    execFileSync('mkfifo', [pipe]);
+    const refusal = new UsageError(`input ${pipe} is a pipe, not a regular file: the input is read more than once (and again on --resume), so save it to a file first and give that file`);
+    await expect(checkInputFile(pipe)).rejects.toThrow(refusal);
+    await expect(collect(readRows(pipe, rules))).rejects.toThrow(refusal);
+    const stdin = new UsageError('reading the input from stdin ("-") is not supported: save it to a file first (e.g. ... > prompts.csv) and give that file\'s path');
+    await expect(checkInputFile(join(temp.dir(), '-'))).rejects.toThrow(stdin);
+    expect(() => readRows(join(temp.dir(), '-'), rules)).toThrow(stdin);
+  });
+
   it('refuses rows that are not UTF-8 (a Latin-1 export) with their line, and reads the rest', async () => {
     const latin1 = Buffer.concat([Buffer.from('prompt,id\n"caf'), Buffer.from([0xe9]), Buffer.from(' au lait",a\nplain,b\n')]);
     const items = await collect(readCsvRows(await csvFile('latin1.csv', latin1), rules));
