@@ -4,7 +4,7 @@ import { CsvError, parse, type Options } from 'csv-parse';
 import { parse as parseStrictly } from 'csv-parse/sync';
 import { UsageError } from '../errors.ts';
 import { firstLine, sniffCsvDelimiter, type CsvDelimiter } from './csv-delimiter.ts';
-import { openInputFile } from './input-file.ts';
+import { openTextInput, type TextInput } from './text-input.ts';
 import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosition } from './row-fields.ts';
 import type { ReadItem, ReadPosition, RowRules } from './row.ts';
 
@@ -32,10 +32,20 @@ interface Header {
  * also when a later stray quote would have ended it (runOnQuote).
  */
 export async function* readCsvRows(path: string, rules: RowRules, position?: ReadPosition): AsyncGenerator<ReadItem> {
-  const { handle, bytes } = await openInputFile(path);
+  const input = await openTextInput(path);
+  try {
+    yield* readCsvInput(path, input, rules, position);
+  } finally {
+    await input.dispose();
+  }
+}
+
+async function* readCsvInput(path: string, input: TextInput, rules: RowRules, position: ReadPosition | undefined): AsyncGenerator<ReadItem> {
+  const { handle, bytes, readPath } = input;
   if (position) position.fileBytes = bytes;
   const { delimiter, bom } = await headerDelimiter(handle, bytes);
-  if (position) Object.assign(position, { csvDelimiter: delimiter, csvBom: bom });
+  // A UTF-16 file is from Windows tools (Excel's "Unicode Text"): results.csv gets the byte order mark Excel needs to read UTF-8.
+  if (position) Object.assign(position, { csvDelimiter: delimiter, csvBom: bom || input.utf16 });
   const lines = lineCounter();
   let endOfLast = 0;
   const options: Options<ParsedRecord, string[]> = {
@@ -68,7 +78,7 @@ export async function* readCsvRows(path: string, rules: RowRules, position?: Rea
       if (header === undefined) {
         header = readHeader(fields, rules.promptColumn || 'prompt', path, delimiter);
       } else if (!isBlank(fields)) {
-        if (fields.some(mayHaveRunOn) && (await quoteRunsOn(path, record, delimiter))) throw runOnQuote(path, record);
+        if (fields.some(mayHaveRunOn) && (await quoteRunsOn(readPath, record, delimiter))) throw runOnQuote(path, record);
         row += 1;
         yield toItem(fields, header, { row, line }, rules, delimiter);
       }

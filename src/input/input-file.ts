@@ -2,13 +2,18 @@ import type { Stats } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { UsageError } from '../errors.ts';
+import { textEncoding, type TextEncoding } from './text-encoding.ts';
+
+/** How much of a file's start is looked at for what it is (a packed format, UTF-16). */
+const OPENING_BYTES = 1024;
 
 /**
  * Opens an input file for streaming, or throws a UsageError saying why it cannot be used:
- * missing, unreadable, a directory, a pipe or device, or empty. The caller owns the handle.
- * `bytes` is the file's size.
+ * missing, unreadable, a directory, a pipe or device, empty, or UTF-16 without a byte order mark.
+ * The caller owns the handle. `bytes` is the file's size; `encoding` is UTF-8 unless a UTF-16
+ * byte order mark starts the file.
  */
-export async function openInputFile(path: string): Promise<{ handle: FileHandle; bytes: number }> {
+export async function openInputFile(path: string): Promise<{ handle: FileHandle; bytes: number; encoding: TextEncoding }> {
   // Looked at before opening: opening a named pipe waits for a writer, and a run reads its file more than once.
   try {
     refuseUnlessRegular(path, await stat(path));
@@ -26,11 +31,16 @@ export async function openInputFile(path: string): Promise<{ handle: FileHandle;
     const stats = await handle.stat();
     refuseUnlessRegular(path, stats);
     if (stats.size === 0) throw new UsageError(`input file is empty: ${path}`);
-    const opening = Buffer.alloc(4);
-    const { bytesRead } = await handle.read(opening, 0, 4, 0);
-    const packed = packedFormat(opening.subarray(0, bytesRead));
+    const buffer = Buffer.alloc(Math.min(stats.size, OPENING_BYTES));
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    const opening = buffer.subarray(0, bytesRead);
+    const packed = packedFormat(opening);
     if (packed) throw new UsageError(`input file ${path} is ${packed}, not text: ${PACKED_FIX[packed]}`);
-    return { handle, bytes: stats.size };
+    const encoding = textEncoding(opening);
+    if (encoding === 'utf-16 without bom') {
+      throw new UsageError(`input file ${path} looks like UTF-16 text without a byte order mark (every other byte is 0): save it as UTF-8 (in Excel: "CSV UTF-8") and give that file`);
+    }
+    return { handle, bytes: stats.size, encoding };
   } catch (error) {
     await handle.close();
     throw error;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { UsageError } from '../errors.ts';
-import { openInputFile } from './input-file.ts';
+import { openTextInput, type TextInput } from './text-input.ts';
 import { looksLikeOpenAiBatchLine, openAiBatchLineFields, openAiBatchLineSchema } from './openai-batch-line.ts';
 import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosition } from './row-fields.ts';
 import { chatMessageSchema, type ReadItem, type ReadPosition, type RowError, type RowRules } from './row.ts';
@@ -29,7 +29,16 @@ const expected = (promptKey: string): string =>
 
 /** Streams a JSONL file: one record per non-blank line; `row` and `line` are the 1-based line number. */
 export async function* readJsonlRows(path: string, rules: RowRules, position?: ReadPosition): AsyncGenerator<ReadItem> {
-  const { handle, bytes } = await openInputFile(path);
+  const input = await openTextInput(path);
+  try {
+    yield* readJsonlInput(path, input, rules, position);
+  } finally {
+    await input.dispose();
+  }
+}
+
+async function* readJsonlInput(path: string, input: TextInput, rules: RowRules, position: ReadPosition | undefined): AsyncGenerator<ReadItem> {
+  const { handle, bytes } = input;
   if (position) position.fileBytes = bytes;
   const source = handle.createReadStream({ encoding: 'utf8' }) as AsyncIterable<string>;
   let line = 0;

@@ -270,6 +270,24 @@ describe('whole-file problems throw a UsageError before any item', () => {
     expect(() => readRows(join(temp.dir(), '-'), rules)).toThrow(stdin);
   });
 
+  it('reads UTF-16 files with a byte order mark, little- and big-endian, and refuses UTF-16 without one', async () => {
+    const text = 'id\tprompt\r\nr1\t"Café, 你好 🌍"\r\nr2\tplain\r\n';
+    const le = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]);
+    const be = Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(text, 'utf16le').swap16()]);
+    for (const [name, bytes] of [['le.tsv', le], ['be.csv', be]] as const) {
+      const position = { bytesRead: 0, fileBytes: 0 };
+      const items = await collect(readRows(await csvFile(name, bytes), rules, position));
+      expect(items.map((item) => item.kind === 'row' && `${item.value.id} ${item.value.line}: ${item.value.messages[0]?.content}`)).toEqual(['r1 2: Café, 你好 🌍', 'r2 3: plain']);
+      expect(position).toMatchObject({ csvDelimiter: '\t', csvBom: true });
+    }
+    const bare = await csvFile('no-bom.csv', Buffer.from(text, 'utf16le'));
+    const refusal = new UsageError(`input file ${bare} looks like UTF-16 text without a byte order mark (every other byte is 0): save it as UTF-8 (in Excel: "CSV UTF-8") and give that file`);
+    await expect(checkInputFile(bare)).rejects.toThrow(refusal);
+    await expect(collect(readRows(bare, rules))).rejects.toThrow(refusal);
+    // UTF-8 text with a few characters beyond ASCII is not mistaken for it.
+    await expect(collect(readRows(await csvFile('utf8.csv', 'prompt\n你好，世界\nÉté\n'), rules))).resolves.toHaveLength(2);
+  });
+
   it('refuses rows that are not UTF-8 (a Latin-1 export) with their line, and reads the rest', async () => {
     const latin1 = Buffer.concat([Buffer.from('prompt,id\n"caf'), Buffer.from([0xe9]), Buffer.from(' au lait",a\nplain,b\n')]);
     const items = await collect(readCsvRows(await csvFile('latin1.csv', latin1), rules));

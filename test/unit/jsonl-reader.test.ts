@@ -300,6 +300,22 @@ describe('readJsonlRows details', () => {
   });
 });
 
+describe('UTF-16 JSONL (Windows PowerShell writes UTF-16LE with a byte order mark)', () => {
+  it('reads it with either byte order, and refuses UTF-16 without a byte order mark', async () => {
+    const text = '{"id": "a", "prompt": "Café 🌍"}\r\n\r\n{"id": "b", "prompt": "你好"}\r\n';
+    const le = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]);
+    const be = Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(text, 'utf16le').swap16()]);
+    for (const [name, bytes] of [['le.jsonl', le], ['be.jsonl', be]] as const) {
+      const items = await collect(readJsonlRows(await file(name, bytes), rules));
+      expect(items.map((item) => item.kind === 'row' && `${item.value.id} ${item.value.line}: ${item.value.messages[0]?.content}`)).toEqual(['a 1: Café 🌍', 'b 3: 你好']);
+    }
+    const bare = await file('no-bom.jsonl', Buffer.from(text, 'utf16le').swap16());
+    await expect(collect(readJsonlRows(bare, rules))).rejects.toThrow(
+      new UsageError(`input file ${bare} looks like UTF-16 text without a byte order mark (every other byte is 0): save it as UTF-8 (in Excel: "CSV UTF-8") and give that file`),
+    );
+  });
+});
+
 describe('two JSONL files joined into one', () => {
   it('reads a line that starts with the second file\'s byte order mark', async () => {
     const items = await collect(readJsonlRows(await file('joined.jsonl', '\uFEFF{"prompt": "one"}\n\uFEFF{"prompt": "two"}\n'), rules));

@@ -1,0 +1,56 @@
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, open, rm, stat, type FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { openInputFile } from './input-file.ts';
+import type { TextEncoding } from './text-encoding.ts';
+
+/** An input file opened as UTF-8 text for a reader, and what it must do when done with it. */
+export interface TextInput {
+  handle: FileHandle;
+  /** The size of what `handle` reads. */
+  bytes: number;
+  /** The file `handle` reads, to open again (a CSV record re-read by its bytes): the input, or its UTF-8 copy. */
+  readPath: string;
+  /** The input was UTF-16 (a byte order mark said so): read from a UTF-8 copy. */
+  utf16: boolean;
+  /** Removes the UTF-8 copy, if one was made; the handle is the caller's to close. */
+  dispose(): Promise<void>;
+}
+
+/**
+ * Opens an input file for a reader (openInputFile's checks). A UTF-16 file is copied to a temporary
+ * UTF-8 file first, and the copy is read: the readers count and re-read records by their UTF-8
+ * bytes, so every offset stays the file's own. Characters that are not valid UTF-16 become U+FFFD,
+ * which the readers refuse as bad_encoding rows.
+ */
+export async function openTextInput(path: string): Promise<TextInput> {
+  const { handle, bytes, encoding } = await openInputFile(path);
+  if (encoding === 'utf-8') return { handle, bytes, readPath: path, utf16: false, dispose: async () => {} };
+  const dir = await mkdtemp(join(tmpdir(), 'switchyard-utf8-'));
+  const dispose = () => rm(dir, { recursive: true, force: true });
+  try {
+    const copy = join(dir, 'input');
+    await pipeline(handle.createReadStream(), toUtf8(encoding), createWriteStream(copy));
+    return { handle: await open(copy, 'r'), bytes: (await stat(copy)).size, readPath: copy, utf16: true, dispose };
+  } catch (error) {
+    await handle.close().catch(() => {});
+    await dispose();
+    throw error;
+  }
+}
+
+/** UTF-16 bytes to UTF-8 bytes, its byte order mark dropped (TextDecoder's default). */
+function toUtf8(encoding: Exclude<TextEncoding, 'utf-8'>): Transform {
+  const decoder = new TextDecoder(encoding);
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      done(null, Buffer.from(decoder.decode(chunk, { stream: true }), 'utf8'));
+    },
+    flush(done) {
+      done(null, Buffer.from(decoder.decode(), 'utf8'));
+    },
+  });
+}
