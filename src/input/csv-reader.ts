@@ -80,7 +80,7 @@ async function* readCsvInput(path: string, input: TextInput, rules: RowRules, po
       } else if (!isBlank(fields)) {
         if (fields.some(mayHaveRunOn) && (await quoteRunsOn(readPath, record, delimiter))) throw runOnQuote(path, record);
         row += 1;
-        yield toItem(fields, header, { row, line }, rules, delimiter);
+        yield toItem(fields, header, { row, line }, { ...rules, decimalComma: delimiter === ';' }, delimiter);
       }
     }
   } catch (error) {

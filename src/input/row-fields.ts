@@ -39,7 +39,7 @@ export function buildRow(fields: RawFields, pos: RecordPosition, rules: RowRules
     const where = fields.messages === undefined ? '' : ' (no "user" message has any text)';
     return fail({ code: 'missing_prompt', message: `the prompt is empty${where}` });
   }
-  const temperature = parseTemperature(fields.temperature);
+  const temperature = parseTemperature(fields.temperature, rules.decimalComma === true);
   if (typeof temperature === 'object') return fail(temperature);
   const maxTokens = parseMaxTokens(fields.max_tokens);
   if (typeof maxTokens === 'object') return fail(maxTokens);
@@ -80,8 +80,8 @@ function buildMessages(fields: RawFields): ChatMessage[] | undefined {
   return [...head, { role: 'user', content: fields.prompt }];
 }
 
-function parseTemperature(value: unknown): number | undefined | Problem {
-  const n = toNumber(value);
+function parseTemperature(value: unknown, decimalComma: boolean): number | undefined | Problem {
+  const n = toNumber(decimalComma && typeof value === 'string' && /^\s*[+-]?\d*,\d+\s*$/.test(value) ? value.replace(',', '.') : value);
   if (n === undefined) return undefined;
   if (Number.isFinite(n) && n >= 0 && n <= 2) return n;
   return badField('temperature', 'a number from 0 to 2', value);

@@ -83,4 +83,6 @@ export interface RowRules {
   promptColumn: string;
   /** Models a row may name; any other value becomes an `unknown_model` error. */
   knownModels: ReadonlySet<string>;
+  /** Numeric text may have a decimal comma ("0,7"): a `;` CSV file, as Excel writes where that is the decimal mark. */
+  decimalComma?: boolean;
 }

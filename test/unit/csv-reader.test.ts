@@ -335,6 +335,19 @@ describe('whole-file problems throw a UsageError before any item', () => {
     await expect(collect(readRows(wrong, rules))).rejects.toThrow(`its columns (separated by semicolons) are: id, text.`);
   });
 
+  it('takes a decimal comma in temperature in a ; file (Excel where the comma is the decimal mark), not in a comma or tab file', async () => {
+    const semicolons = await csvFile('decimal.csv', 'prompt;temperature;max_tokens\nwarm;0,7;100\ndot;1.5;\ncold;,25;\nhot;2,5;\ntwo;1,2,3;\n');
+    expect((await collect(readRows(semicolons, rules))).map((item) => (item.kind === 'row' ? item.value.temperature : item.value.message))).toEqual([
+      0.7,
+      1.5,
+      0.25,
+      'temperature must be a number from 0 to 2, got "2,5"',
+      'temperature must be a number from 0 to 2, got "1,2,3"',
+    ]);
+    const tabs = await csvFile('decimal.tsv', 'prompt\ttemperature\nwarm\t0,7\n');
+    expect((await collect(readRows(tabs, rules)))[0]?.value).toMatchObject({ code: 'bad_field', message: 'temperature must be a number from 0 to 2, got "0,7"' });
+  });
+
   it('a header naming a column twice', async () => {
     const path = await csvFile('dup.csv', 'prompt,a,a\nhi,1,2\n');
     await expect(collect(readRows(path, rules))).rejects.toThrow(/column "a" appears twice/);
