@@ -20,6 +20,18 @@ export function sniffCsvDelimiter(headerLine: string): CsvDelimiter {
   return best;
 }
 
+/**
+ * The separator named by Excel's `sep=;` first line (Excel reads the file with it and hides the
+ * line): a CsvDelimiter, or the character it names when that is none of them; null when the line
+ * is no such line.
+ */
+export function excelSeparator(line: string): CsvDelimiter | { unsupported: string } | null {
+  const match = /^sep=(.) *$/i.exec(line);
+  if (match === null) return null;
+  const named = match[1]!;
+  return (CANDIDATES as readonly string[]).includes(named) ? (named as CsvDelimiter) : { unsupported: named };
+}
+
 /** The first line of a file's opening bytes (no BOM, no line ending). */
 export function firstLine(opening: string): string {
   const text = opening.charCodeAt(0) === 0xfeff ? opening.slice(1) : opening;

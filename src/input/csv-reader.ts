@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream';
 import { CsvError, parse, type Options } from 'csv-parse';
 import { parse as parseStrictly } from 'csv-parse/sync';
 import { UsageError } from '../errors.ts';
-import { firstLine, sniffCsvDelimiter, type CsvDelimiter } from './csv-delimiter.ts';
+import { excelSeparator, firstLine, sniffCsvDelimiter, type CsvDelimiter } from './csv-delimiter.ts';
 import { openTextInput, type TextInput } from './text-input.ts';
 import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosition } from './row-fields.ts';
 import type { ReadItem, ReadPosition, RowRules } from './row.ts';
@@ -43,7 +43,7 @@ export async function* readCsvRows(path: string, rules: RowRules, position?: Rea
 async function* readCsvInput(path: string, input: TextInput, rules: RowRules, position: ReadPosition | undefined): AsyncGenerator<ReadItem> {
   const { handle, bytes, readPath } = input;
   if (position) position.fileBytes = bytes;
-  const { delimiter, bom } = await headerDelimiter(handle, bytes);
+  const { delimiter, bom, sepLine } = await headerDelimiter(handle, bytes, path);
   // A UTF-16 file is from Windows tools (Excel's "Unicode Text"): results.csv gets the byte order mark Excel needs to read UTF-8.
   if (position) Object.assign(position, { csvDelimiter: delimiter, csvBom: bom || input.utf16 });
   const lines = lineCounter();
@@ -71,11 +71,15 @@ async function* readCsvInput(path: string, input: TextInput, rules: RowRules, po
   pipeline(handle.createReadStream({ highWaterMark: 16 * 1024 }), parser, () => {});
   let header: Header | undefined;
   let row = 0;
+  // Excel's `sep=;` line is a record of its own (its line is counted), before the header.
+  let skipSepLine = sepLine;
   try {
     for await (const record of parser as AsyncIterable<ParsedRecord>) {
       const { fields, line } = record;
       if (position) position.bytesRead = record.endByte;
-      if (header === undefined) {
+      if (skipSepLine) {
+        skipSepLine = false;
+      } else if (header === undefined) {
         header = readHeader(fields, rules.promptColumn || 'prompt', path, delimiter);
       } else if (!isBlank(fields)) {
         if (fields.some(mayHaveRunOn) && (await quoteRunsOn(readPath, record, delimiter))) throw runOnQuote(path, record);
@@ -95,13 +99,23 @@ async function* readCsvInput(path: string, input: TextInput, rules: RowRules, po
 /** How much of the file's start is read to find the header line's separator. */
 const SNIFF_BYTES = 64 * 1024;
 
-/** The separator the header line uses (csv-delimiter.ts), and whether the file starts with a UTF-8 byte order mark. */
-async function headerDelimiter(handle: FileHandle, bytes: number): Promise<{ delimiter: CsvDelimiter; bom: boolean }> {
-  if (bytes === 0) return { delimiter: ',', bom: false };
+/**
+ * The separator the file uses: the one its Excel `sep=` first line names (`sepLine`: that line is
+ * skipped), else the header line's (csv-delimiter.ts); and whether the file starts with a UTF-8
+ * byte order mark.
+ */
+async function headerDelimiter(handle: FileHandle, bytes: number, path: string): Promise<{ delimiter: CsvDelimiter; bom: boolean; sepLine: boolean }> {
+  if (bytes === 0) return { delimiter: ',', bom: false, sepLine: false };
   const opening = Buffer.alloc(Math.min(bytes, SNIFF_BYTES));
   const { bytesRead } = await handle.read(opening, 0, opening.length, 0);
   const text = opening.toString('utf8', 0, bytesRead);
-  return { delimiter: sniffCsvDelimiter(firstLine(text)), bom: text.charCodeAt(0) === 0xfeff };
+  const bom = text.charCodeAt(0) === 0xfeff;
+  const named = excelSeparator(firstLine(text));
+  if (named !== null && typeof named === 'object') {
+    throw new UsageError(`input file ${path}: its first line, sep=${named.unsupported}, names a separator that is not read; separate the fields with commas, semicolons or tabs (e.g. sep=;)`);
+  }
+  if (named !== null) return { delimiter: named, bom, sepLine: true };
+  return { delimiter: sniffCsvDelimiter(firstLine(text)), bom, sepLine: false };
 }
 
 const DELIMITER_NAMES: Record<CsvDelimiter, string> = { ',': 'commas', ';': 'semicolons', '\t': 'tabs' };

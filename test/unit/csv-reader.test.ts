@@ -348,6 +348,22 @@ describe('whole-file problems throw a UsageError before any item', () => {
     expect((await collect(readRows(tabs, rules)))[0]?.value).toMatchObject({ code: 'bad_field', message: 'temperature must be a number from 0 to 2, got "0,7"' });
   });
 
+  it('honours an Excel sep= first line: its separator is used, the line is skipped but counted', async () => {
+    const semicolons = await csvFile('sep.csv', '\uFEFFsep=;\r\nid;prompt;note\r\n1;Hello, world;a,b\r\n');
+    const position = { bytesRead: 0, fileBytes: 0 };
+    expect(await collect(readRows(semicolons, rules, position))).toEqual([
+      { kind: 'row', value: { id: '1', row: 1, line: 3, messages: [{ role: 'user', content: 'Hello, world' }], metadata: { note: 'a,b' } } },
+    ]);
+    expect(position).toMatchObject({ csvDelimiter: ';', csvBom: true });
+    // A comma named by sep= wins over the header's semicolons.
+    const commas = await csvFile('sep-comma.csv', 'SEP=,\nprompt,x;y\nhi,1\n');
+    expect(await collect(readRows(commas, rules))).toEqual([{ kind: 'row', value: expect.objectContaining({ line: 3, metadata: { 'x;y': '1' } }) }]);
+    const pipe = await csvFile('sep-pipe.csv', 'sep=|\nprompt|x\nhi|1\n');
+    await expect(collect(readRows(pipe, rules))).rejects.toThrow(
+      new UsageError(`input file ${pipe}: its first line, sep=|, names a separator that is not read; separate the fields with commas, semicolons or tabs (e.g. sep=;)`),
+    );
+  });
+
   it('a header naming a column twice', async () => {
     const path = await csvFile('dup.csv', 'prompt,a,a\nhi,1,2\n');
     await expect(collect(readRows(path, rules))).rejects.toThrow(/column "a" appears twice/);
