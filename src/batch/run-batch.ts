@@ -20,7 +20,7 @@ import { claimOutputDir, createOutputDir } from '../output/output-dir.ts';
 import { outputPaths } from '../output/paths.ts';
 import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from '../queue/session.ts';
-import { orphanedBatchText, readText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText } from './run-messages.ts';
+import { lookalikeColumnsText, orphanedBatchText, readText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText } from './run-messages.ts';
 import { refuseJudgeWithoutKey, refuseWithoutKeys, refuseWithoutKeysAnywhere, warnAboutConfig } from './config-checks.ts';
 import { watchForStops } from './run-stops.ts';
 import { startBuiltInModels } from './built-in-models.ts';
@@ -233,6 +233,8 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
     const reference = config.judge?.reference_column;
     if (reference !== undefined && !(reference in first.metadata)) say(`Note: the first row has no "${reference}" field, so the judge scores it without a reference answer (judge.reference_column names the field to use).`);
   });
+  const lookalikes = lookalikeColumnsText(position.csvLookalikeColumns);
+  if (lookalikes) say(lookalikes);
 
   const outDir = resolve(options.out ?? existing?.out_dir ?? `out/${batchId}`);
   await createOutputDir(outDir);

@@ -5,6 +5,7 @@ import type { EnqueueCounts } from '../queue/producer.ts';
 import type { Session } from '../queue/session.ts';
 import type { Unqueued } from '../queue/unqueue-batch.ts';
 import { deadProcessRowsText, type ReleasedRows } from '../queue/worker-registry.ts';
+import { ROW_FIELD_COLUMNS, type LookalikeColumn } from '../input/row-field-lookalikes.ts';
 
 /**
  * The last line of an interrupted run, once the rows in hand have finished: where the batch stands
@@ -61,6 +62,17 @@ export function releasedRowsText(released: ReleasedRows, tookOverFrom: string | 
         : // A run whose workers were not on record: its rows come back as their queue locks expire.
           `: the rows it held come back when their queue locks expire, within queue.lock_ms (${formatDuration(lockMs)}).`;
   return `The batch's last run (${tookOverFrom}) stopped without finishing${ownText}${others ? ` ${others}` : ''}`;
+}
+
+/** The note about CSV columns that look meant as row fields but are metadata (`Model` for `model`); null for none. */
+export function lookalikeColumnsText(columns: readonly LookalikeColumn[] | undefined): string | null {
+  if (columns === undefined || columns.length === 0) return null;
+  const list = (names: string[]) => (names.length === 1 ? names[0]! : `${names.slice(0, -1).join(', ')} and ${names.at(-1)!}`);
+  const one = columns.length === 1;
+  return (
+    `Note: column${one ? '' : 's'} ${list(columns.map(({ column }) => `"${column}"`))} ${one ? 'is' : 'are'} metadata, not ${one ? 'a row field' : 'row fields'}: ` +
+    `row fields are named exactly ${ROW_FIELD_COLUMNS.join(', ')} (rename ${list(columns.map(({ column, field }) => `"${column}" to ${field}`))} to use ${one ? 'it' : 'them'}).`
+  );
 }
 
 /** The note about OpenAI Batch body fields that are not sent (kept in metadata.body_extra), by how many lines had each; null for none. */

@@ -3,7 +3,7 @@ import { builtInConfig } from '../config/defaults.ts';
 import { loadConfigFile } from '../config/load.ts';
 import { answerableNames, DEFAULT_MIN_ANSWERS, type JudgeConfig, type SwitchyardConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
-import { unsentBodyFieldsText } from '../batch/run-messages.ts';
+import { lookalikeColumnsText, unsentBodyFieldsText } from '../batch/run-messages.ts';
 import { countUnsentBodyFields } from '../queue/producer.ts';
 import { pinnedCallProgress } from '../execution/pinned-call.ts';
 import { readRows } from '../input/read-rows.ts';
@@ -14,7 +14,7 @@ import { pinnedModel, refuseUnknownPinned } from '../routing/pinned-model.ts';
 import { noModelMessage, planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { countMessageTokens } from '../routing/token-count.ts';
-import { countInvalidRow, type InputRow, type InvalidRowCounts } from '../input/row.ts';
+import { countInvalidRow, type InputRow, type InvalidRowCounts, type ReadPosition } from '../input/row.ts';
 import { judgeMessages } from '../judge/judge-prompt.ts';
 import { withJudge } from '../judge/judge-override.ts';
 import { referenceAnswer } from '../judge/judge-row.ts';
@@ -76,7 +76,8 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     map.set(key, tally);
   };
 
-  for await (const item of readRows(resolve(options.file), { promptColumn: options.promptColumn ?? 'prompt', knownModels: new Set(answerableNames(config)) })) {
+  const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
+  for await (const item of readRows(resolve(options.file), { promptColumn: options.promptColumn ?? 'prompt', knownModels: new Set(answerableNames(config)) }, position)) {
     if (item.kind === 'error') {
       invalid++;
       countInvalidRow(invalidByCode, item.value);
@@ -129,6 +130,8 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   if (firstUnroutable) say(`  no model that fits ${formatCount(unroutable)}, the first: ${firstUnroutable}`);
   const unsent = unsentBodyFieldsText(unsentBodyFields);
   if (unsent) say(unsent);
+  const lookalikes = lookalikeColumnsText(position.csvLookalikeColumns);
+  if (lookalikes) say(lookalikes);
   // What is wrong with the file, so it can be fixed before anything is spent.
   for (const [code, entry] of Object.entries(invalidByCode).sort(([, a], [, b]) => b.rows - a.rows)) {
     say(`  ${code} ${formatCount(entry.rows)}, the first: ${entry.example}`);

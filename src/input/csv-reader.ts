@@ -5,6 +5,7 @@ import { parse as parseStrictly } from 'csv-parse/sync';
 import { UsageError } from '../errors.ts';
 import { excelSeparator, firstLine, sniffCsvDelimiter, type CsvDelimiter } from './csv-delimiter.ts';
 import { openTextInput, type TextInput } from './text-input.ts';
+import { lookalikeColumns } from './row-field-lookalikes.ts';
 import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosition } from './row-fields.ts';
 import type { ReadItem, ReadPosition, RowRules } from './row.ts';
 
@@ -81,6 +82,7 @@ async function* readCsvInput(path: string, input: TextInput, rules: RowRules, po
         skipSepLine = false;
       } else if (header === undefined) {
         header = readHeader(fields, rules.promptColumn || 'prompt', path, delimiter);
+        if (position) position.csvLookalikeColumns = lookalikeColumns(header.names, header.promptColumn);
       } else if (!isBlank(fields)) {
         if (fields.some(mayHaveRunOn) && (await quoteRunsOn(readPath, record, delimiter))) throw runOnQuote(path, record);
         row += 1;

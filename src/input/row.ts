@@ -1,4 +1,5 @@
 import type { CsvDelimiter } from './csv-delimiter.ts';
+import type { LookalikeColumn } from './row-field-lookalikes.ts';
 import { z } from 'zod';
 
 /**
@@ -76,6 +77,8 @@ export interface ReadPosition {
   csvDelimiter?: CsvDelimiter;
   /** Whether the CSV file starts with a UTF-8 byte order mark (results.csv then does too). */
   csvBom?: boolean;
+  /** CSV header columns that look meant as row fields (`Model`, `Max_Tokens`) but, not named exactly so, are metadata. */
+  csvLookalikeColumns?: LookalikeColumn[];
 }
 
 /** Fields every reader understands besides the prompt itself. */

@@ -322,6 +322,24 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(ran.stdout).toMatch(/Usage +6 calls came without token usage from the provider: their tokens and cost are Switchyard's estimate/);
   });
 
+  it('says before the run which columns look meant as row fields but are metadata (ID, Model, Max Tokens)', async () => {
+    const dir = await tempDir('lookalikes');
+    const input = join(dir, 'in.csv');
+    await import('node:fs/promises').then((fs) => fs.writeFile(input, 'ID,prompt,Model,Max Tokens,mode\na,hello,flash,5,x\n'));
+    const config = await writeSimConfig(dir, h.sim.url);
+    const out = join(dir, 'out');
+    const result = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'lookalikes'], h.env());
+    expect(result.code, result.stderr).toBe(0);
+    const lines = result.stdout.split('\n');
+    const note =
+      'Note: columns "ID", "Model" and "Max Tokens" are metadata, not row fields: row fields are named exactly id, model, system, temperature, max_tokens ' +
+      '(rename "ID" to id, "Model" to model and "Max Tokens" to max_tokens to use them).';
+    expect(lines.indexOf(note)).toBeGreaterThan(0);
+    expect(lines.indexOf(note)).toBeLessThan(lines.findIndex((line) => line.startsWith('Read 1 row')));
+    const [result1] = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(result1).toMatchObject({ id: '1', metadata: { ID: 'a', Model: 'flash', 'Max Tokens': '5', mode: 'x' } });
+  });
+
   it('runs the valid rows of a file with bad ones, lists the bad ones with their lines, and exits 1', async () => {
     const dir = await tempDir('badrows');
     const input = join(dir, 'in.csv');

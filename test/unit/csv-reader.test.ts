@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.ts';
 import { readCsvRows } from '../../src/input/csv-reader.ts';
 import { checkInputFile, readRows } from '../../src/input/read-rows.ts';
-import type { ReadItem } from '../../src/input/row.ts';
+import type { ReadItem, ReadPosition } from '../../src/input/row.ts';
 import { collect, fixture, rules, useTempFiles } from '../helpers/reader-fixtures.ts';
 
 const temp = useTempFiles('csv');
@@ -362,6 +362,24 @@ describe('whole-file problems throw a UsageError before any item', () => {
     await expect(collect(readRows(pipe, rules))).rejects.toThrow(
       new UsageError(`input file ${pipe}: its first line, sep=|, names a separator that is not read; separate the fields with commas, semicolons or tabs (e.g. sep=;)`),
     );
+  });
+
+  it('records the columns that look meant as row fields but are metadata (another case, spacing or a typo)', async () => {
+    const path = await csvFile('lookalikes.csv', 'ID,Prompt text,Model,Temprature,maxTokens,System,mode,idx,id2,model_name\na,hi,m,1,5,s,x,1,2,n\n');
+    const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
+    await collect(readRows(path, { ...rules, promptColumn: 'Prompt text' }, position));
+    expect(position.csvLookalikeColumns).toEqual([
+      { column: 'ID', field: 'id' },
+      { column: 'Model', field: 'model' },
+      { column: 'Temprature', field: 'temperature' },
+      { column: 'maxTokens', field: 'max_tokens' },
+      { column: 'System', field: 'system' },
+    ]);
+    // Beside the field's own column, another spelling of it is metadata on purpose.
+    const both = await csvFile('both.csv', 'prompt,model,Model\nhi,gpt-a,x\n');
+    const bothPosition: ReadPosition = { bytesRead: 0, fileBytes: 0 };
+    await collect(readRows(both, rules, bothPosition));
+    expect(bothPosition.csvLookalikeColumns).toEqual([]);
   });
 
   it('a header naming a column twice', async () => {
