@@ -143,7 +143,7 @@ function toItem(record: string[], header: Header, pos: RecordPosition, rules: Ro
   if (record.length !== header.names.length) {
     return { kind: 'error', value: { ...pos, code: 'bad_csv', message: fieldCountMessage(pos.line, header.names.length, record.length, delimiter) } };
   }
-  if (record.some(hasReplacementChar)) return { kind: 'error', value: { ...pos, ...notUtf8(pos.line) } };
+  if (record.some(hasReplacementChar)) return { kind: 'error', value: { ...pos, ...notUtf8(undecodedLine(record, pos.line)) } };
   const fields: RawFields = { metadata: {} };
   header.names.forEach((name, i) => {
     const value = record[i] ?? '';
@@ -172,6 +172,17 @@ function fieldCountMessage(line: number, expected: number, got: number, delimite
     return `${head}; quote a field that contains a ${SEPARATOR_NAMES[delimiter]}${example}`;
   }
   return `${head}; give each column a field (an empty one is fine: a${delimiter}${delimiter}c), and quote a field that holds a line break`;
+}
+
+/** The file line of a record's first undecodable byte (its U+FFFD): a record's quoted fields may span lines. */
+function undecodedLine(record: string[], startLine: number): number {
+  let line = startLine;
+  for (const field of record) {
+    const at = field.indexOf('\uFFFD');
+    line += countNewlines(at === -1 ? field : field.slice(0, at));
+    if (at !== -1) break;
+  }
+  return line;
 }
 
 /** A line holding only spaces reads as one blank field: skip it like an empty line. */

@@ -297,6 +297,13 @@ describe('whole-file problems throw a UsageError before any item', () => {
     ]);
   });
 
+  it('names the line a bad byte is on, also inside a record that spans lines', async () => {
+    const bytes = Buffer.concat([Buffer.from('id,prompt,note\r\na,"line one\r\nline two\ncaf'), Buffer.from([0xe9]), Buffer.from('",x\nb,plain,"multi\nline"\n')]);
+    const [bad, good] = await collect(readCsvRows(await csvFile('latin1-multiline.csv', bytes), rules));
+    expect(bad?.value).toMatchObject({ row: 1, line: 2, code: 'bad_encoding', message: expect.stringMatching(/^line 4 is not UTF-8 text/) });
+    expect(good).toMatchObject({ kind: 'row', value: { id: 'b', line: 5 } });
+  });
+
   it('decodes multi-byte characters that straddle read chunks (no false encoding errors)', async () => {
     // 3- and 4-byte characters in rows that are not a multiple of the 16 KiB chunk size.
     const prompts = Array.from({ length: 3000 }, (_, i) => `行${i} 🚀 «ünïcödé» ${'語'.repeat(i % 7)}`);
