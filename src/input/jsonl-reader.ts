@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { UsageError } from '../errors.ts';
 import { openTextInput, type TextInput } from './text-input.ts';
-import { looksLikeOpenAiBatchLine, openAiBatchLineFields, openAiBatchLineSchema } from './openai-batch-line.ts';
+import { looksLikeOpenAiBatchLine, openAiBatchLineFields, openAiBatchLineSchema, SENT_BODY_FIELDS } from './openai-batch-line.ts';
 import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosition } from './row-fields.ts';
 import { chatMessageSchema, type ReadItem, type ReadPosition, type RowError, type RowRules } from './row.ts';
 import { issueText } from '../config/issue-text.ts';
@@ -183,8 +183,17 @@ function promptFields(object: Record<string, unknown>, promptKey: string): Field
   }
   if (prompt === undefined && messages === undefined) return { code: 'missing_prompt', message: noPromptMessage(object, promptKey) };
   const common = { id: id === undefined ? undefined : String(id), model, system, temperature, max_tokens };
-  return { ...common, prompt, messages, metadata: { ...extra, ...metadata } };
+  const params = Object.fromEntries(Object.entries(extra).filter(([key]) => PROMPT_LINE_PARAMS.has(key)));
+  const carried = Object.fromEntries(Object.entries(extra).filter(([key]) => !PROMPT_LINE_PARAMS.has(key)));
+  return { ...common, prompt, messages, metadata: { ...carried, ...metadata }, ...(Object.keys(params).length > 0 && { params }) };
 }
+
+/**
+ * Request fields a prompt line may set beside its prompt, sent with the call as an OpenAI Batch
+ * line's body sends them (structured output among them); `user`, which those send too, stays
+ * metadata here, where it is more likely a column of the user's own.
+ */
+const PROMPT_LINE_PARAMS: ReadonlySet<string> = new Set([...SENT_BODY_FIELDS].filter((key) => key !== 'user'));
 
 /** Fields of a prompt line that are never its prompt. */
 const SETTING_KEYS: ReadonlySet<string> = new Set(['id', 'model', 'system', 'temperature', 'max_tokens', 'metadata']);

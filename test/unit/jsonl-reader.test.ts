@@ -224,6 +224,18 @@ describe('body fields of a Batch request line', () => {
   });
 });
 
+describe('request fields of a prompt line', () => {
+  it('sends response_format, seed and the like beside its prompt, as a Batch line would, and keeps other keys (user among them) as metadata', async () => {
+    const line = { id: 'j', prompt: 'Return JSON', response_format: { type: 'json_object' }, seed: 3, user: 'alice', topic: 'x' };
+    const path = await file('prompt-params.jsonl', `${JSON.stringify(line)}\n`);
+    const [item] = await collect(readJsonlRows(path, rules));
+    expect(item).toEqual({
+      kind: 'row',
+      value: { row: 1, line: 1, id: 'j', messages: [{ role: 'user', content: 'Return JSON' }], params: { response_format: { type: 'json_object' }, seed: 3 }, metadata: { user: 'alice', topic: 'x' } },
+    });
+  });
+});
+
 describe('message content given as parts', () => {
   it('joins text parts (as Batch files written by tools often give them) and names a part it cannot send', async () => {
     const request = (id: string, content: unknown) => JSON.stringify({ custom_id: id, method: 'POST', url: '/v1/chat/completions', body: { model: 'gpt-a', messages: [{ role: 'user', content }] } });
