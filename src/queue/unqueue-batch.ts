@@ -10,6 +10,7 @@ import { leaseHolderAlive } from './batch-lease.ts';
 import { carryRow } from './carried-rows.ts';
 import { storedJson } from './stored-json.ts';
 import { batchOfJobId } from './keys.ts';
+import { fingerprintDiffers } from '../input/row-fingerprint.ts';
 
 /** Jobs looked at per round: their data is read, then they are removed, a round trip each way. */
 const CHUNK = 500;
@@ -86,11 +87,24 @@ async function withdrawParkedRow(store: BatchStore, batchId: string, parked: Par
   const calls = everyCall(parked.progress);
   if (calls.length === 0) return 'removed';
   const keys = store.keys(batchId);
+  // A job can be back in the queue after its row was written: its worker published the row, then
+  // lost its claim before BullMQ marked the job done (the stalled check of another worker moved it
+  // back). Its calls went out with the row: publishing them again would double their cost records,
+  // and carrying its answers would have the resume pay for a judge or synthesis already done.
+  if (await rowWrittenFrom(store, batchId, parked)) return 'removed';
   // Recorded first: answers carried without their cost records would be paid for unrecorded.
   await publishCallsOnly(store.redis, keys, parked.row, calls, callTotals(calls).costNanos);
   if (parked.fingerprint === undefined || !holdsAnswers(parked.progress)) return 'removed';
   await carryRow(store.redis, keys, parked.row, parked.fingerprint, parked.progress);
   return 'carried';
+}
+
+/** Whether the row the job holds has its result written already, from this very content (its bit set, its fingerprint the same). */
+async function rowWrittenFrom(store: BatchStore, batchId: string, parked: ParkedRow): Promise<boolean> {
+  const keys = store.keys(batchId);
+  const [finished, recorded] = await Promise.all([store.redis.getbit(keys.finished, parked.row), parked.fingerprint === undefined ? null : store.redis.getrangeBuffer(keys.fingerprints, parked.row * 4, parked.row * 4 + 3)]);
+  if (finished !== 1) return false;
+  return recorded === null || recorded.length !== 4 || !fingerprintDiffers(recorded.readUInt32BE(0), parked.fingerprint!);
 }
 
 async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids: readonly string[]): Promise<Unqueued> {

@@ -165,6 +165,29 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     await queue.close();
   });
 
+  it('a job back in the queue after its row was written (its worker lost its claim after publishing) comes off with nothing published or carried again', async () => {
+    const queue = new Queue(PROMPT_QUEUE, { connection: connections.connect(), prefix: space.prefix });
+    const store = new BatchStore(redis, space);
+    const batchId = 'written-twice';
+    const keys = batchKeys(space, batchId);
+    await store.save({ batch_id: batchId, status: 'running', input: 'in.csv', input_kind: 'rows', builtin_config: false, out_dir: tmpdir(), created_at: new Date().toISOString(), invalid_rows: 0, prompt_column: 'prompt', csv_delimiter: ',' }, builtInConfig('http://127.0.0.1:1/v1'));
+    const fingerprint = rowFingerprint({ row: 1, line: 2, id: 'r1', messages: [{ role: 'user', content: 'q1' }], metadata: {} });
+    const answerCall = { batch_id: batchId, row: 1, id: 'r1', model: 'flash', attempt: 1, purpose: 'answer', task_type: 'simple', chain_position: 0, status: 'succeeded', http_status: 200, input_tokens: 10, output_tokens: 5, cost_usd: 0.000003, latency_ms: 40, started_at: '2026-12-03T03:00:00.000Z' };
+    // The row was answered, judged and written; its job, checkpointed before the judge's call, is back in the queue.
+    const fingerprints = Buffer.alloc(8);
+    fingerprints.writeUInt32BE(fingerprint, 4);
+    await redis.setrange(keys.fingerprints, 0, fingerprints);
+    await redis.setbit(keys.finished, 1, 1);
+    await redis.setbit(keys.succeeded, 1, 1);
+    const data = { batchId, row: 1, id: 'r1', messages: [{ role: 'user', content: 'q1' }], metadata: {}, fingerprint, progress: { calls: [answerCall], judging: { answer: answeredRow(1), progress: { calls: [] } } } };
+    await queue.add('prompt', data, { jobId: promptJobId(batchId, 1, fingerprint) });
+    expect(await unqueueBatch(queue, store, batchId)).toEqual({ removed: 1, kept: 0, carried: 0 });
+    expect(await readRowEvents(redis, keys, '0-0', 10, 0)).toEqual([]); // its answer's call is on record once, with the row
+    expect(await redis.exists(keys.carried)).toBe(0); // nothing for a resume to score again
+    await queue.obliterate({ force: true });
+    await queue.close();
+  });
+
   it('a stopped run keeps a parked judged row\'s answer for the resume, which queues it again with the row if unchanged and records no call twice', async () => {
     const queue = new Queue(PROMPT_QUEUE, { connection: connections.connect(), prefix: space.prefix });
     const store = new BatchStore(redis, space);
