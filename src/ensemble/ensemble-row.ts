@@ -60,9 +60,12 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
 
   const answers = state.members.flatMap((member) => (member.outcome?.status === 'succeeded' ? [{ model: member.model, output: member.outcome.output ?? '' }] : []));
   if (answers.length < needed) {
-    const reasons = state.members.filter((member) => member.outcome?.status !== 'succeeded').map((member) => `${member.model}: ${member.outcome?.error?.message ?? 'no answer'}`);
+    const missing = state.members.filter((member) => member.outcome?.status !== 'succeeded');
+    const reasons = missing.map((member) => `${member.model}: ${member.outcome?.error?.message ?? 'no answer'}`);
+    // Members the budget refused: the row is the budget's, so the summary says how to finish it (a higher budget).
+    const byBudget = missing.some((member) => member.outcome?.error?.code === 'budget_exceeded');
     return finishEnsemble(row, progress, ensemble, null, {
-      code: 'ensemble_failed',
+      code: byBudget ? 'budget_exceeded' : 'ensemble_failed',
       message: `ensemble "${name}": ${answers.length} of ${config.members.length} members answered, ${needed} needed; ${reasons.join('; ')}`,
       http_status: null,
     });

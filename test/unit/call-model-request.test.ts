@@ -51,7 +51,7 @@ describe('the temperature and max_tokens rows are sent with', () => {
   beforeAll(() => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve)));
   afterAll(() => server.close());
 
-  function depsFor(extra: Record<string, unknown>): RowRunnerDeps {
+  function depsFor(extra: Record<string, unknown>, gateParts: Parameters<typeof openRowGate>[0] = {}): RowRunnerDeps {
     const { port } = server.address() as AddressInfo;
     const config = parseConfig(
       {
@@ -65,7 +65,7 @@ describe('the temperature and max_tokens rows are sent with', () => {
       'test',
     );
     const providers = createProviderClients(config);
-    const { gate } = openRowGate();
+    const { gate } = openRowGate(gateParts);
     return { config, providers, gate, plan: createRowPlanner(config, providers, undefined, gate), sleep: async () => undefined };
   }
   const row = (id: string, content: string, own: { temperature?: number } = {}) => ({ batchId: 'b', row: 1, id, messages: [{ role: 'user' as const, content }], metadata: {}, ...own });
@@ -86,5 +86,15 @@ describe('the temperature and max_tokens rows are sent with', () => {
     const step = await advanceEnsembleRow(row('q', 'Compare two queues', {}), freshProgress(), deps, council);
     expect(step.kind).toBe('finished');
     expect(bodies.map((b) => [b.model, b.temperature, b.max_tokens]).sort()).toEqual([['flash', 0.3, 300], ['strong', 0.3, 2000], ['writer', 0.3, 300]]);
+  });
+
+  it('ends an ensemble row whose members the budget refused as budget_exceeded, so the summary says to resume with more', async () => {
+    bodies.length = 0;
+    // The writer's calls are estimated far above the cheap member's: the budget refuses them.
+    const models = { flash: { provider: 'p', price: { input_per_mtok: 0.1, output_per_mtok: 0.1 } }, writer: { provider: 'p', price: { input_per_mtok: 1000, output_per_mtok: 1000 } }, strong: { provider: 'p' } };
+    const refusesDear = { reserveBudget: async (estimateNanos: number) => (estimateNanos > 1_000_000 ? { ok: false as const, heldByCallsInFlight: false, message: 'not run: over the batch budget' } : { ok: true as const, hold: null }) };
+    const deps = depsFor({ models, ensembles: { council: { members: ['flash', 'writer'], synthesizer: 'strong' } } }, refusesDear);
+    const step = await advanceEnsembleRow(row('q', 'Compare two queues'), freshProgress(), deps, { name: 'council', config: deps.config.ensembles.council! });
+    expect(step.kind === 'finished' && step.event.result.error).toMatchObject({ code: 'budget_exceeded', message: expect.stringMatching(/^ensemble "council": 1 of 2 members answered, 2 needed; writer: /) });
   });
 });
