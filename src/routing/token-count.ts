@@ -40,10 +40,81 @@ function loadEncoding(): Encoding {
   return encoding;
 }
 
-/** Tokens in one piece of text (no chat overhead). */
+/**
+ * The longest stretch counted whole without a point where the encoding's pre-tokens always split.
+ * gpt-tokenizer merges each pre-token's bytes in time quadratic in its length, and the split
+ * pattern keeps a run of letters, of punctuation or of whitespace whole: counting 300,000 'x' or
+ * a 200,000-letter DNA string took 40-70 s and blocked the event loop (every other row stalled,
+ * BullMQ lost its job locks). 256 characters cost well under a millisecond.
+ */
+const MAX_RUN_CHARS = 256;
+
+/**
+ * Tokens in one piece of text (no chat overhead), in time linear in its length.
+ *
+ * The text is counted in pieces, cut where its pre-tokens are cut anyway (pieceEnd below), so the
+ * sum is the exact count. A stretch of more than MAX_RUN_CHARS without such a point (a DNA
+ * string, base64, a line of '=' or of spaces, a paragraph of Chinese) is also cut every
+ * MAX_RUN_CHARS: each such cut can shift the count by about a token, nearly always up. The counts
+ * feed context-window checks, budget holds and cost estimates, where a slight overcount is the
+ * safe side.
+ */
 export function countTextTokens(text: string): number {
   if (text.length === 0) return 0;
-  return loadEncoding().countTokens(text, PLAIN_TEXT);
+  const { countTokens } = loadEncoding();
+  if (text.length <= MAX_RUN_CHARS) return countTokens(text, PLAIN_TEXT);
+  let total = 0;
+  for (let start = 0; start < text.length; ) {
+    const end = pieceEnd(text, start);
+    total += countTokens(text.slice(start, end), PLAIN_TEXT);
+    start = end;
+  }
+  return total;
+}
+
+/**
+ * Where the piece of `text` from `start` ends: the end of the text, or MAX_RUN_CHARS after the
+ * last exact cut (see isExactCut), never inside a surrogate pair. Normal text is one piece.
+ */
+function pieceEnd(text: string, start: number): number {
+  let runStart = start;
+  for (let i = start + 1; i < text.length; i++) {
+    if (isExactCut(text, i)) runStart = i;
+    else if (i - runStart >= MAX_RUN_CHARS && !isLowSurrogate(text.charCodeAt(i))) return i;
+  }
+  return text.length;
+}
+
+/**
+ * Whether no o200k pre-token spans position `i` (between text[i - 1] and text[i]), so counting
+ * the text on each side apart gives the exact count. No pre-token goes on from a character that is
+ * not whitespace into whitespace, except punctuation into line breaks (".\n" is one): so a
+ * whitespace character after any other, or a line break after a letter or digit.
+ */
+function isExactCut(text: string, i: number): boolean {
+  const code = text.charCodeAt(i);
+  if (!isWhitespace(code)) return false;
+  const before = text.charCodeAt(i - 1);
+  if (isWhitespace(before)) return false;
+  if (code !== 0x0a && code !== 0x0d) return true;
+  return isAsciiAlphanumeric(before) || (before > 0x7f && LETTER_OR_DIGIT.test(text[i - 1]!));
+}
+
+const LETTER_OR_DIGIT = /^[\p{L}\p{N}]$/u;
+
+/** JavaScript's `\s` (what the encoding's split pattern means by whitespace), by code unit. */
+function isWhitespace(code: number): boolean {
+  if (code <= 0x20) return code === 0x20 || (code >= 0x09 && code <= 0x0d);
+  if (code < 0xa0) return false;
+  return code === 0xa0 || code === 0x1680 || (code >= 0x2000 && code <= 0x200a) || code === 0x2028 || code === 0x2029 || code === 0x202f || code === 0x205f || code === 0x3000 || code === 0xfeff;
+}
+
+function isAsciiAlphanumeric(code: number): boolean {
+  return (code >= 0x30 && code <= 0x39) || (code >= 0x41 && code <= 0x5a) || (code >= 0x61 && code <= 0x7a);
+}
+
+function isLowSurrogate(code: number): boolean {
+  return code >= 0xdc00 && code <= 0xdfff;
 }
 
 /** Prompt tokens of a chat request: contents + per-message and reply overheads (see above). */

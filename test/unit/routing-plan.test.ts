@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import type { ChatMessage } from '../../src/input/row.ts';
@@ -29,6 +30,23 @@ const config = parseConfig(
 );
 
 const ask = (content: string): ChatMessage[] => [{ role: 'user', content }];
+
+/** The library's own count of the whole text at once (no cuts), to compare with. */
+function wholeTextCount(text: string): number {
+  const encoding = createRequire(import.meta.url)('gpt-tokenizer/encoding/o200k_base') as typeof import('gpt-tokenizer/encoding/o200k_base');
+  return encoding.countTokens(text, { disallowedSpecial: new Set() });
+}
+
+/** `length` characters drawn from `alphabet`, the same every run. */
+function randomText(alphabet: string, length: number): string {
+  let seed = 1;
+  let text = '';
+  for (let i = 0; i < length; i++) {
+    seed = (seed * 1_103_515_245 + 12_345) >>> 0;
+    text += alphabet[(seed >>> 16) % alphabet.length];
+  }
+  return text;
+}
 
 /** A countTokens that records its calls and answers a fixed number. */
 function fixedCount(tokens: number) {
@@ -177,8 +195,30 @@ describe('token counting', () => {
     expect(countTextTokens('')).toBe(0);
   });
 
+  it('counts long text without whitespace in linear time, a token or so over per cut', () => {
+    const dna = randomText('acgt', 200_000);
+    const started = performance.now();
+    // Quadratic before: 40-70 s each for the first two, blocking the event loop all that time.
+    const counts = [countTextTokens('x'.repeat(300_000)), countTextTokens(dna), countTextTokens(' '.repeat(100_000)), countTextTokens('\n'.repeat(100_000))];
+    expect(performance.now() - started).toBeLessThan(3000);
+    expect(counts.every((count) => count > 0)).toBe(true);
+    // A run is cut every 256 characters: each cut may add about a token to the exact count.
+    const sample = dna.slice(0, 5000);
+    const exact = wholeTextCount(sample);
+    expect(countTextTokens(sample)).toBeGreaterThanOrEqual(exact);
+    expect(countTextTokens(sample)).toBeLessThanOrEqual(exact + Math.ceil(sample.length / 256));
+  });
+
+  it('gives the exact count of text cut only where its pre-tokens split: at whitespace, not between punctuation and a line break', () => {
+    const parts = ['the', 'DON\'T', "it's", 'café', 'e\u0301', '東京', '请分析', '🎉', '𝐀', '12345', '3.14', '.', '!?', '/', "'", '<|endoftext|>', 'x=1;', '\u00a0', '\u3000', '\t', ' ', ' ', '  ', '\n', '\n\n', '\r\n', ' \n', '.\n', ':\n', '\u2028', 'привет'];
+    for (let trial = 0; trial < 300; trial++) {
+      const text = Array.from({ length: 100 + (trial % 200) }, (_, k) => parts[(k * 7919 + trial * 104_729) % 9973 % parts.length]).join('');
+      expect(countTextTokens(text), JSON.stringify(text)).toBe(wholeTextCount(text));
+    }
+  });
+
   it('never counts more than the UTF-8 byte bound', () => {
-    for (const text of ['plain English text', '中文文本测试', 'emoji 🎉🎉 mixed 混合', 'x'.repeat(5000)]) {
+    for (const text of ['plain English text', '中文文本测试', 'emoji 🎉🎉 mixed 混合', 'x'.repeat(5000), '🎉'.repeat(3000)]) {
       expect(countMessageTokens(ask(text))).toBeLessThanOrEqual(maxMessageTokens(ask(text)));
     }
   });
