@@ -1,6 +1,6 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import type { BudgetHold } from '../limits/budget.ts';
-import { callModel } from '../models/call-model.ts';
+import { callModel, chargedUsage } from '../models/call-model.ts';
 import { ModelCallError } from '../models/model-error.ts';
 import { callCostNanos, nanosToUsd } from '../models/pricing.ts';
 import type { ProviderClient } from '../models/provider-clients.ts';
@@ -88,7 +88,9 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
       } else {
         reason = `${verdict.reason}; ${byRules.reason}`;
       }
-      const usage = verdict.answer?.usage ?? { input_tokens: 0, output_tokens: 0 };
+      // A classifier call that timed out is charged its estimated prompt, like any call (call-model.ts).
+      const charged = chargedUsage(verdict.answer, verdict.error);
+      const usage = charged.usage;
       const nanos = callCostNanos(classifierModel.price, usage);
       await gate.settle({
         model: llm.model,
@@ -120,7 +122,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
           latency_ms: verdict.latencyMs,
           started_at: verdict.startedAt,
           ...(verdict.error ? { error_code: 'classifier_failed' } : {}),
-          ...(verdict.answer?.usageEstimated ? { usage_estimated: true as const } : {}),
+          ...(charged.estimated ? { usage_estimated: true as const } : {}),
         });
       }
     }

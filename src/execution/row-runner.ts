@@ -1,6 +1,6 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import type { ChatMessage } from '../input/row.ts';
-import { callModel, whyNotSendable, type ModelAnswer, type ModelRequest } from '../models/call-model.ts';
+import { callModel, chargedUsage, whyNotSendable, type ModelAnswer, type ModelRequest } from '../models/call-model.ts';
 import { asSentence, ModelCallError } from '../models/model-error.ts';
 import { callCostNanos, nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import type { ProviderClient } from '../models/provider-clients.ts';
@@ -158,9 +158,11 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
       return finish(row, progress, model, null, error);
     }
     progress.attempt++;
-    const usage = answer?.usage ?? { input_tokens: 0, output_tokens: 0 };
+    // A call that timed out is charged its estimated prompt, here and in the budget (call-model.ts).
+    const charged = chargedUsage(answer, error);
+    const usage = charged.usage;
     const actualNanos = callCostNanos(modelConfig.price, usage);
-    progress.calls.push(answerCallRecord(row, progress, model, { answer, error, usage, actualNanos, started, ended: now() }));
+    progress.calls.push(answerCallRecord(row, progress, model, { answer, error, charged, actualNanos, started, ended: now() }));
     // A 429's retry-after, or a 200 saying the limit is used up: all workers hold off that long.
     const coolDownMs = error?.code === 'rate_limited' ? (error.retryAfterMs ?? null) : (answer?.limitExhaustedForMs ?? null);
     const circuit = await gate.settle({
@@ -270,9 +272,9 @@ function answerCallRecord(
   row: RowInput,
   progress: RowProgress,
   model: string,
-  call: { answer: ModelAnswer | null; error: ModelCallError | null; usage: ModelAnswer['usage']; actualNanos: number | null; started: number; ended: number },
+  call: { answer: ModelAnswer | null; error: ModelCallError | null; charged: ReturnType<typeof chargedUsage>; actualNanos: number | null; started: number; ended: number },
 ): CallRecord {
-  const { answer, error, usage } = call;
+  const { answer, error, charged } = call;
   return {
     batch_id: row.batchId,
     row: row.row,
@@ -284,13 +286,13 @@ function answerCallRecord(
     chain_position: progress.chainIndex,
     status: answer ? 'succeeded' : 'failed',
     http_status: answer?.httpStatus ?? error?.status ?? null,
-    input_tokens: usage.input_tokens,
-    output_tokens: usage.output_tokens,
+    input_tokens: charged.usage.input_tokens,
+    output_tokens: charged.usage.output_tokens,
     cost_usd: call.actualNanos === null ? null : nanosToUsd(call.actualNanos),
-    latency_ms: call.ended - call.started - (answer?.countingMs ?? 0),
+    latency_ms: call.ended - call.started - charged.countingMs,
     started_at: new Date(call.started).toISOString(),
     ...(error ? { error_code: error.code } : {}),
-    ...(answer?.usageEstimated ? { usage_estimated: true as const } : {}),
+    ...(charged.estimated ? { usage_estimated: true as const } : {}),
     ...(answer?.ttftMs != null ? { ttft_ms: answer.ttftMs } : {}),
   };
 }

@@ -119,6 +119,29 @@ function estimatedUsage(request: ModelRequest, output: string): { usage: Usage; 
   return { usage, ms: Math.round(performance.now() - from) };
 }
 
+/**
+ * A request that timed out went out, and the provider may well have processed it: providers bill
+ * the prompt of a request they processed, whether or not its answer arrived. Such a call is
+ * charged its prompt as counted here (output 0: nothing came back), so that costs.jsonl and the
+ * budgets do not take it for free. Not a 408 (the provider answered that it gave up), nor a
+ * refused connection or an error the provider answered with a status.
+ */
+function mayHaveBeenProcessed(failure: ModelCallError): boolean {
+  return failure.code === 'timeout' && failure.status === null;
+}
+
+/**
+ * What a call is charged: its answer's usage (reported, or counted when the provider sent none),
+ * a timed-out request's estimated prompt, or nothing; `countingMs` is the time the counting
+ * took, which is not the call's latency.
+ */
+export function chargedUsage(answer: ModelAnswer | null, error: unknown): { usage: Usage; estimated: boolean; countingMs: number } {
+  if (answer) return { usage: answer.usage, estimated: answer.usageEstimated, countingMs: answer.countingMs };
+  const estimate = error instanceof ModelCallError ? error.estimatedUsage : null;
+  if (estimate) return { usage: estimate.usage, estimated: true, countingMs: estimate.countingMs };
+  return { usage: { input_tokens: 0, output_tokens: 0 }, estimated: false, countingMs: 0 };
+}
+
 /** One chat completion through the `openai` SDK; throws ModelCallError on any failure. */
 export async function callModel(provider: ProviderClient, request: ModelRequest, signal?: AbortSignal): Promise<ModelAnswer> {
   const ctx = { model: request.model, upstream: request.upstream, provider: provider.name, baseUrl: provider.config.base_url, apiKeyEnv: provider.config.api_key_env, timeoutMs: provider.config.timeout_ms };
@@ -141,6 +164,10 @@ export async function callModel(provider: ProviderClient, request: ModelRequest,
   } catch (error) {
     const failure = classifyModelError(error, ctx);
     if (failure.code === 'unauthorized') provider.keyRejection.record(failure.message);
+    if (mayHaveBeenProcessed(failure)) {
+      const { usage, ms } = estimatedUsage(request, '');
+      failure.estimatedUsage = { usage, countingMs: ms };
+    }
     throw failure;
   }
 }

@@ -1,4 +1,5 @@
 import { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
+import type { Usage } from '../output/records.ts';
 
 export type ModelErrorCode =
   | 'rate_limited'
@@ -31,6 +32,11 @@ export class ModelCallError extends Error {
   readonly model: string;
   /** False when the request never went out (no key, or a key just rejected): no call to record. */
   readonly sent: boolean;
+  /**
+   * What the failed call is charged, estimated (set by callModel on a timeout: see
+   * chargedUsage there), with the time the count took; null when it costs nothing.
+   */
+  estimatedUsage: { usage: Usage; countingMs: number } | null = null;
 
   constructor(init: { code: ModelErrorCode; message: string; model: string; status?: number | null; retryable?: boolean; retryAfterMs?: number | null; sent?: boolean }) {
     super(init.message);

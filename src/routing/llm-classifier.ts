@@ -1,5 +1,5 @@
 import type { ChatMessage } from '../input/row.ts';
-import type { ModelAnswer, ModelRequest } from '../models/call-model.ts';
+import { chargedUsage, type ModelAnswer, type ModelRequest } from '../models/call-model.ts';
 
 /**
  * The LLM classifier: a cheap model labels the prompt with one task type (temperature 0, a few
@@ -116,7 +116,8 @@ export async function classifyWithLlm(deps: LlmClassifierDeps, input: LlmClassif
     const reason = taskType !== null ? `llm: ${taskType}` : `llm answer ${quote(answer.output)} names no task type`;
     return { taskType, reason, answer, error: null, httpStatus: answer.httpStatus, latencyMs, startedAt };
   } catch (thrown) {
-    const latencyMs = Math.round(performance.now() - started);
+    // A timed-out call's prompt was counted after it failed (call-model.ts): not the call's time.
+    const latencyMs = Math.round(performance.now() - started - chargedUsage(null, thrown).countingMs);
     const error = thrown instanceof Error ? thrown : new Error(String(thrown));
     return { taskType: null, reason: `llm call failed: ${error.message}`, answer: null, error, httpStatus: statusOf(thrown), latencyMs, startedAt };
   }

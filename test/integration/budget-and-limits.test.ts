@@ -1,9 +1,12 @@
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { usdToNanos } from '../../src/models/pricing.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
+import type { Report } from '../../src/output/report.ts';
 import { runCli, spawnCli } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
@@ -106,6 +109,40 @@ describe('budgets and rate limits shared through Redis', () => {
     expect(spent).toBeLessThanOrEqual(usdToNanos(6));
     expect(results.filter((r) => r.status !== 'succeeded').map((r) => r.error?.message)).toEqual([]);
     expect(run.code, run.stderr).toBe(0);
+  });
+
+  it('a call that timed out is paid for: its prompt, counted, in costs.jsonl, the report and the budget', async () => {
+    const silent = createServer(() => undefined); // takes each request and never answers
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const dir = await tempDir('budget-timeout');
+      const cfg = join(dir, 'switchyard.yaml');
+      const providers = { silent: { base_url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/v1`, timeout_ms: 200 } };
+      const models = { stuck: { provider: 'silent', price: { input_per_mtok: 1000, output_per_mtok: 1000 } } };
+      await writeFile(cfg, stringify({ providers, models, default_model: 'stuck', max_tokens: 10, retry: { max_attempts: 2, base_delay_ms: 1, max_delay_ms: 5 }, breaker: { failure_threshold: 1000 } }));
+      const input = await writePromptsCsv(dir, 3);
+      const out = join(dir, 'out');
+      const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'timeouts', '--budget', '100'], h.env());
+      expect(run.code, run.stderr).toBe(1);
+      const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+      expect(results.map((r) => r.error?.code)).toEqual(['timeout', 'timeout', 'timeout']);
+      const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+      expect(calls).toHaveLength(6);
+      for (const call of calls) {
+        const row = results.find((r) => r.row === call.row)!;
+        expect(call.input_tokens).toBe(row.usage.input_tokens / 2); // the prompt of its row, counted, each of the two calls
+        expect(call).toMatchObject({ status: 'failed', error_code: 'timeout', http_status: null, output_tokens: 0, usage_estimated: true, cost_usd: (call.input_tokens * 1000) / 1e6 });
+      }
+      const spent = calls.reduce((sum, c) => sum + usdToNanos(c.cost_usd ?? 0), 0);
+      expect(spent).toBeGreaterThan(0);
+      const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+      expect(usdToNanos(report.totals.cost_usd)).toBe(spent);
+      expect(report.totals).toMatchObject({ failed_calls: 6, usage_estimated_calls: 6, input_tokens: calls.reduce((sum, c) => sum + c.input_tokens, 0) });
+      expect(Number(await h.redis.hget(`${h.prefix}:batch:{timeouts}:budget`, 'spent'))).toBe(spent);
+    } finally {
+      silent.closeAllConnections();
+      silent.close();
+    }
   });
 
   it('two worker processes share one requests-per-minute limit', async () => {

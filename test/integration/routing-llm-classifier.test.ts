@@ -1,5 +1,8 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
+import type { CallSettlement } from '../../src/execution/row-gate.ts';
 import { createRowPlanner } from '../../src/execution/row-planner.ts';
 import { freshProgress } from '../../src/execution/row-progress.ts';
 import type { SwitchyardConfig } from '../../src/config/schema.ts';
@@ -7,8 +10,9 @@ import { callModel, type ModelRequest } from '../../src/models/call-model.ts';
 import { callCostNanos, nanosToUsd } from '../../src/models/pricing.ts';
 import { createProviderClients, type ProviderClient } from '../../src/models/provider-clients.ts';
 import { DEFAULT_TASK_TYPE_DESCRIPTIONS } from '../../src/routing/default-task-types.ts';
-import { classifyWithLlm } from '../../src/routing/llm-classifier.ts';
+import { classifierMessages, classifyWithLlm } from '../../src/routing/llm-classifier.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../../src/routing/rule-classifier.ts';
+import { countMessageTokens } from '../../src/routing/token-count.ts';
 import { startSimulator, type Simulator } from '../../src/sim/server.ts';
 import { openRowGate } from '../helpers/open-row-gate.ts';
 
@@ -66,6 +70,36 @@ describe('LLM classifier against the simulator', () => {
     expect(planned.calls).toEqual([]);
     expect(planned.plan.routeReason).toContain('llm call failed: not sent, the key was just rejected');
     expect(settled).toEqual(['classifier:neutral']); // its slot and budget hold handed back
+  });
+
+  it('charges a classifier call that timed out its prompt, counted, in its classify record and the budget: the rules decide', async () => {
+    const silent = createServer(() => undefined); // takes the request, never answers
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const price = { input_per_mtok: 0.1, output_per_mtok: 0.2 };
+      const timingOut = parseConfig(
+        {
+          providers: { silent: { base_url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/v1`, timeout_ms: 150 } },
+          models: { answerer: { provider: 'silent' }, classifier: { provider: 'silent', price } },
+          default_model: 'answerer',
+          routing: { classifier: 'llm', llm_classifier: { model: 'classifier' } },
+        },
+        'test',
+      );
+      const settlements: CallSettlement[] = [];
+      const { gate } = openRowGate({ settle: async (settlement) => void settlements.push(settlement) });
+      const planRow = createRowPlanner(timingOut, createProviderClients(timingOut), undefined, gate);
+      const planned = await planRow({ batchId: 'b', row: 1, id: 'r1', messages: [{ role: 'user', content: "What's the capital of France?" }], metadata: {} });
+      expect(planned.plan.routeReason).toMatch(/^llm call failed: .*did not answer within 150 ms.*; rules: /);
+      const { text } = classificationInput([{ role: 'user', content: "What's the capital of France?" }]);
+      const prompt = countMessageTokens(classifierMessages({ text, taskTypes: compileTaskRules(timingOut.routing).labels, descriptions: DEFAULT_TASK_TYPE_DESCRIPTIONS }));
+      const nanos = callCostNanos(price, { input_tokens: prompt, output_tokens: 0 })!;
+      expect(planned.calls).toEqual([expect.objectContaining({ purpose: 'classify', status: 'failed', http_status: null, input_tokens: prompt, output_tokens: 0, cost_usd: nanosToUsd(nanos), usage_estimated: true })]);
+      expect(settlements).toEqual([expect.objectContaining({ model: 'classifier', actualNanos: nanos, actualTokens: prompt })]);
+    } finally {
+      silent.closeAllConnections();
+      silent.close();
+    }
   });
 
   it('falls back to the rules when the answer names no label, with usage and cost for the classify record', async () => {

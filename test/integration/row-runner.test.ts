@@ -2,10 +2,12 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
-import type { RowGate } from '../../src/execution/row-gate.ts';
+import type { CallSettlement, RowGate } from '../../src/execution/row-gate.ts';
 import { freshProgress, type RoutePlan } from '../../src/execution/row-progress.ts';
 import { advanceRow, type RowInput, type RowRunnerDeps } from '../../src/execution/row-runner.ts';
+import { callCostNanos, nanosToUsd, usdToNanos } from '../../src/models/pricing.ts';
 import { createProviderClients } from '../../src/models/provider-clients.ts';
+import { countMessageTokens } from '../../src/routing/token-count.ts';
 import { startSimulator, type Simulator } from '../../src/sim/server.ts';
 import { openRowGate } from '../helpers/open-row-gate.ts';
 
@@ -274,6 +276,48 @@ describe('advanceRow', () => {
       expect(await runChain(['short'])).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'bad_request' } });
     } finally {
       refusing.close();
+    }
+  });
+
+  it('charges a call that timed out its prompt, counted, at the input price and against the budget; a refused connection or a 500 costs nothing', async () => {
+    // Takes the request and never answers: the provider may be working on it, and would bill its prompt.
+    const silent = createServer(() => undefined);
+    const refusing = createServer();
+    await Promise.all([silent, refusing].map((server) => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))));
+    const urlOf = (server: typeof silent) => `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+    const refusedUrl = urlOf(refusing);
+    await new Promise((resolve) => refusing.close(resolve)); // nothing listens there now: ECONNREFUSED
+    try {
+      const price = { input_per_mtok: 3, output_per_mtok: 15 };
+      const providers = { sim: { base_url: sim.url }, silent: { base_url: urlOf(silent), timeout_ms: 150 }, gone: { base_url: refusedUrl } };
+      const models = { slow: { provider: 'silent', price }, broken: { provider: 'sim', price }, down: { provider: 'gone', price } };
+      const config = parseConfig({ providers, models, default_model: 'slow', retry: { max_attempts: 2, base_delay_ms: 1, max_delay_ms: 5 } }, 'test');
+      const plan: RoutePlan = { taskType: 'simple', routeReason: 'test', chain: ['slow', 'broken', 'down'], skipped: [], promptTokens: 5, promptTokensCounted: false };
+      const settlements: CallSettlement[] = [];
+      const { gate } = openRowGate({ settle: async (settlement) => void settlements.push(settlement) });
+      const deps: RowRunnerDeps = { config, providers: createProviderClients(config), gate, plan: async () => ({ plan, calls: [] }), sleep: async () => undefined };
+      const step = await advanceRow(row, freshProgress(), deps);
+      if (step.kind !== 'finished') throw new Error('expected finished');
+
+      const prompt = countMessageTokens(row.messages);
+      const timedOutNanos = callCostNanos(price, { input_tokens: prompt, output_tokens: 0 })!;
+      expect(timedOutNanos).toBeGreaterThan(0);
+      const { calls } = step.event;
+      expect(calls.map((c) => `${c.model}:${c.error_code}`)).toEqual(['slow:timeout', 'slow:timeout', 'broken:server_error', 'broken:server_error', 'down:connection_error', 'down:connection_error']);
+      for (const call of calls.filter((c) => c.model === 'slow')) {
+        expect(call).toMatchObject({ status: 'failed', http_status: null, input_tokens: prompt, output_tokens: 0, cost_usd: nanosToUsd(timedOutNanos), usage_estimated: true });
+      }
+      for (const call of calls.filter((c) => c.model !== 'slow')) {
+        expect(call).toMatchObject({ input_tokens: 0, output_tokens: 0, cost_usd: 0 });
+        expect(call.usage_estimated).toBeUndefined();
+      }
+      // The budget books what costs.jsonl records, call by call.
+      expect(settlements.map((s) => s.actualNanos)).toEqual(calls.map((c) => usdToNanos(c.cost_usd!)));
+      expect(settlements.map((s) => s.actualTokens)).toEqual([prompt, prompt, 0, 0, 0, 0]);
+      expect(step.event.result).toMatchObject({ status: 'failed', usage: { input_tokens: 2 * prompt, output_tokens: 0 }, cost_usd: nanosToUsd(2 * timedOutNanos) });
+    } finally {
+      silent.closeAllConnections();
+      silent.close();
     }
   });
 

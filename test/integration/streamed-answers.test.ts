@@ -7,6 +7,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import { callModel, type ModelRequest } from '../../src/models/call-model.ts';
 import { ModelCallError } from '../../src/models/model-error.ts';
 import { createProviderClients } from '../../src/models/provider-clients.ts';
+import { countMessageTokens } from '../../src/routing/token-count.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report.ts';
 import { startSimulator, type Simulator } from '../../src/sim/server.ts';
@@ -100,11 +101,13 @@ describe('a streamed call that goes wrong', () => {
     expect(error).toBeInstanceOf(ModelCallError);
     expect(error).toMatchObject({ code: 'timeout', retryable: true });
     expect(error!.message).toContain('stopped sending its streamed answer: nothing for 300 ms after 1 chunk (providers.p.timeout_ms)');
+    // The provider took the prompt (it had started answering): the call is charged it, counted here.
+    expect(error!.estimatedUsage?.usage).toEqual({ input_tokens: countMessageTokens(messages), output_tokens: 0 });
   });
 
   it('fails retryably when the connection breaks off mid-answer or the stream reports an error', async () => {
-    expect(await failure('/cut')).toMatchObject({ code: 'connection_error', retryable: true, message: expect.stringContaining('broke off its streamed answer after 1 chunk') });
-    expect(await failure('/error-event')).toMatchObject({ code: 'server_error', retryable: true, message: expect.stringContaining('sent an error in its streamed answer after 0 chunks') });
+    expect(await failure('/cut')).toMatchObject({ code: 'connection_error', retryable: true, message: expect.stringContaining('broke off its streamed answer after 1 chunk'), estimatedUsage: null });
+    expect(await failure('/error-event')).toMatchObject({ code: 'server_error', retryable: true, message: expect.stringContaining('sent an error in its streamed answer after 0 chunks'), estimatedUsage: null });
   });
 
   it('says to turn streaming off when the provider answers with a whole JSON body', async () => {
