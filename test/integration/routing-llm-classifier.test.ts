@@ -89,7 +89,8 @@ describe('LLM classifier against the simulator', () => {
       const settlements: CallSettlement[] = [];
       const { gate } = openRowGate({ settle: async (settlement) => void settlements.push(settlement) });
       const planRow = createRowPlanner(timingOut, createProviderClients(timingOut), undefined, gate);
-      const planned = await planRow({ batchId: 'b', row: 1, id: 'r1', messages: [{ role: 'user', content: "What's the capital of France?" }], metadata: {} });
+      const planned = await planRow({ batchId: 'b', row: 1, id: 'r1', messages: [{ role: 'user', content: "What's the capital of France?" }], metadata: {} }, freshProgress());
+      if ('waitMs' in planned) throw new Error('expected a plan');
       expect(planned.plan.routeReason).toMatch(/^llm call failed: .*did not answer within 150 ms.*; rules: /);
       const { text } = classificationInput([{ role: 'user', content: "What's the capital of France?" }]);
       const prompt = countMessageTokens(classifierMessages({ text, taskTypes: compileTaskRules(timingOut.routing).labels, descriptions: DEFAULT_TASK_TYPE_DESCRIPTIONS }));
