@@ -7,6 +7,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
 import { SetupError } from '../errors.ts';
+import { endOnDisconnect } from './end-on-disconnect.ts';
 import { findRedisServerBinary, isPortFree, startRedisServer } from './redis-server-process.ts';
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
@@ -27,7 +28,7 @@ export function connectRedis(url: string, options: ConnectOptions = {}): Redis {
   // Clients batch the commands of one event-loop tick into one socket write (64 rows in flight each
   // publish, check and settle): fewer system calls per row. Blocking connections must not.
   const redisOptions: RedisOptions = options.role === 'worker' ? { maxRetriesPerRequest: null } : { enableAutoPipelining: true };
-  return new Redis(url, redisOptions);
+  return endOnDisconnect(new Redis(url, redisOptions));
 }
 
 /** True if Redis at `url` answers PING within `timeoutMs`; never throws, never leaves a connection open. */
