@@ -7,6 +7,7 @@ import { outputPaths } from '../output/paths.ts';
 import { counted, renderSummaryLines } from '../output/report-markdown.ts';
 import type { Report } from '../output/report.ts';
 import { createProgressDisplay, type ProgressDisplay } from '../progress/progress-display.ts';
+import type { BatchProgress } from '../queue/batch-state.ts';
 import type { Session } from '../queue/session.ts';
 
 export interface CollectAndReportOptions {
@@ -23,6 +24,8 @@ export interface CollectAndReportOptions {
   progressStream?: NodeJS.WriteStream | null;
   /** The batch's config when the caller has it (`run`); otherwise it is read from Redis. */
   config?: SwitchyardConfig;
+  /** Told the batch's progress each time the display reads it. */
+  onProgress?: (progress: BatchProgress) => void;
 }
 
 /**
@@ -45,10 +48,15 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const display = shown ? createProgressDisplay(options.progressStream ?? process.stderr) : NO_DISPLAY;
   // The display's first update is its baseline for rows/s and the ETA: give it now, not at the first poll.
   display.update(initial);
+  options.onProgress?.(initial);
   options.stopping?.addEventListener('abort', () => display.stopping(), { once: true });
   const poll = shown
     ? setInterval(() => {
-        session.store.progress(batchId).then((progress) => progress && display.update(progress), () => undefined);
+        session.store.progress(batchId).then((progress) => {
+          if (!progress) return;
+          display.update(progress);
+          options.onProgress?.(progress);
+        }, () => undefined);
       }, 250)
     : undefined;
   let collected: boolean;

@@ -9,7 +9,7 @@ import type { InputRow, ReadItem, ReadPosition } from '../input/row.ts';
 import { carriedProgressFits, type CarriedTarget } from '../execution/carried-progress.ts';
 import { pinnedModel, refuseUnknownPinned } from '../routing/pinned-model.ts';
 import { rowTarget } from '../routing/row-target.ts';
-import type { BatchMeta } from '../queue/batch-state.ts';
+import type { BatchMeta, BatchProgress } from '../queue/batch-state.ts';
 import { batchIdRule, isValidBatchId, newBatchId } from '../queue/keys.ts';
 import { enqueueBatch, type EnqueueCounts } from '../queue/producer.ts';
 import { unqueueBatch, unqueueOrphanedBatches } from '../queue/unqueue-batch.ts';
@@ -313,9 +313,12 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     const text = releasedRowsText(released, lease?.tookOverFrom ?? null, config.queue.lock_ms);
     if (text) say(text);
   });
-  const stops = watchForStops({ session, batchId, say, worker, lease, hostStop: host?.stop });
+  let lastProgress: BatchProgress | null = null;
+  const stops = watchForStops({ session, batchId, say, worker, lease, hostStop: host?.stop, lastProgress: () => lastProgress });
   try {
-    const collecting = options.detach ? null : collectAndReport({ session, batchId, startedAt: batch.startedAt, say, signal: stops.stopCollecting, drain: stops.drainCollector, stopping: stops.stopReading, config });
+    const collecting = options.detach
+      ? null
+      : collectAndReport({ session, batchId, startedAt: batch.startedAt, say, signal: stops.stopCollecting, drain: stops.drainCollector, stopping: stops.stopReading, config, onProgress: (progress) => (lastProgress = progress) });
     // Keep the collector's rejection observed while enqueueing; it is awaited below.
     collecting?.catch(() => undefined);
 

@@ -1,6 +1,7 @@
 import { formatUsd } from '../models/pricing.ts';
 import type { Report } from '../output/report.ts';
 import { counted, formatCount, formatDuration } from '../output/report-markdown.ts';
+import type { BatchProgress } from '../queue/batch-state.ts';
 import type { EnqueueCounts } from '../queue/producer.ts';
 import type { Session } from '../queue/session.ts';
 import type { Unqueued } from '../queue/unqueue-batch.ts';
@@ -19,6 +20,25 @@ export async function stoppedText(session: Session, batchId: string, report: Rep
   if (!progress) return `Stopped.${queue} Go on with: ${resume}`;
   const done = `${formatCount(progress.finished)}${progress.total === null ? '' : ` of ${formatCount(progress.total)}`} rows done`;
   return `Stopped: ${done} (${formatCount(progress.failed)} failed), ${formatUsd(progress.costUsd)} spent.${queue} Nothing done is lost or paid for again: ${resume}`;
+}
+
+/**
+ * What a stop that gave up on a Redis that stayed away leaves: the rows finished are kept there
+ * (as last seen, when they were), the calls in flight are not recorded, the queued rows stay
+ * queued; the resume, once Redis is back, goes on and writes the outputs.
+ */
+export function redisStayedAwayText(redisLabel: string, batchId: string, signal: NodeJS.Signals, awayMs: number, lastSeen: BatchProgress | null): string {
+  const done =
+    lastSeen === null
+      ? 'The rows finished so far stay done'
+      : lastSeen.finished === 0
+        ? 'No row had finished when last seen'
+        : `${formatCount(lastSeen.finished)}${lastSeen.total === null ? '' : ` of ${formatCount(lastSeen.total)}`} rows were done when last seen (${formatCount(lastSeen.failed)} failed, ${formatUsd(lastSeen.costUsd)} spent) and stay done`;
+  return (
+    `Redis at ${redisLabel} has not answered for ${Math.round(awayMs / 1000)} s of the stop (${signal}): giving up without writing the outputs.\n` +
+    `${done}; the calls in flight are not recorded (their rows run again), and the batch's rows still queued stay in the queue (the next \`switchyard run\` on this Redis takes them off, this run being gone).\n` +
+    `Once Redis is back (check that it is running and reachable): switchyard run --resume ${batchId} runs the rest and writes the outputs whole.`
+  );
 }
 
 /**

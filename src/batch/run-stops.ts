@@ -2,8 +2,12 @@
 import type { PromptWorkerHandle } from '../../workers/prompt-worker.ts';
 import { exitCodeForSignal } from '../errors.ts';
 import type { BatchLease } from '../queue/batch-lease.ts';
+import type { BatchProgress } from '../queue/batch-state.ts';
+import { pingRedis } from '../queue/redis-connection.ts';
+import { STOP_WAITS_FOR_REDIS_MS, whenRedisStaysAway } from '../queue/redis-stays-away.ts';
 import type { Session } from '../queue/session.ts';
 import { unqueueBatch, type Unqueued } from '../queue/unqueue-batch.ts';
+import { redisStayedAwayText } from './run-messages.ts';
 
 /** What stops a run early, and what it has stopped so far. */
 export interface RunStops {
@@ -26,10 +30,22 @@ export interface RunStops {
  * the file or the queue; the calls in flight finish (no new one starts), the batch's queued rows
  * come off the queue, then the outputs are written for the rows finished so far (nothing is lost
  * either way). A lease lost to another process while Redis was away stops everything without
- * writing.
+ * writing. A stop waits for a Redis that is away, but on the command line not for ever: once it
+ * has not answered for STOP_WAITS_FOR_REDIS_MS, the run says what is left and exits 3 (a server
+ * stopping its runs has its own way out).
  */
-export function watchForStops(watched: { session: Session; batchId: string; say: (line: string) => void; worker: PromptWorkerHandle | null; lease: BatchLease | null; hostStop: AbortSignal | undefined }): RunStops {
+export function watchForStops(watched: {
+  session: Session;
+  batchId: string;
+  say: (line: string) => void;
+  worker: PromptWorkerHandle | null;
+  lease: BatchLease | null;
+  hostStop: AbortSignal | undefined;
+  /** The batch's progress as last seen, for the message of a stop that gives up on Redis. */
+  lastProgress?: () => BatchProgress | null;
+}): RunStops {
   const { session, batchId, say, worker, lease } = watched;
+  let stopWatchingRedis: () => void = () => undefined;
   const stopReading = new AbortController();
   const stopCollecting = new AbortController();
   const drainCollector = new AbortController();
@@ -46,6 +62,16 @@ export function watchForStops(watched: { session: Session; batchId: string; say:
     stoppedBy = signal;
     say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''}. Finishing the rows in hand, then writing the outputs so far (a second ${signal === 'SIGTERM' ? 'SIGTERM or Ctrl-C' : 'Ctrl-C'} quits at once).`);
     stopReading.abort();
+    if (!watched.hostStop) {
+      stopWatchingRedis = whenRedisStaysAway({
+        ping: (timeoutMs) => pingRedis(session.url, timeoutMs),
+        limitMs: STOP_WAITS_FOR_REDIS_MS,
+        onAway: (awayMs) => {
+          process.stderr.write(`switchyard: ${redisStayedAwayText(session.redisLabel, batchId, signal, awayMs, watched.lastProgress?.() ?? null)}\n`);
+          process.exit(3);
+        },
+      });
+    }
     // A close that fails is seen again where the run closes the worker for good.
     void (worker?.close() ?? Promise.resolve())
       .catch(() => undefined)
@@ -57,7 +83,11 @@ export function watchForStops(watched: { session: Session; batchId: string; say:
     say(`\nQuit at once (${signal}): the calls in flight are not recorded, and their rows run again on \`switchyard run --resume ${batchId}\`.`);
     process.exit(exitCodeForSignal(signal));
   };
-  const stopListening = listenForStop(onInterrupt, watched.hostStop, quitNow);
+  const stopListeningForSignals = listenForStop(onInterrupt, watched.hostStop, quitNow);
+  const stopListening = () => {
+    stopListeningForSignals();
+    stopWatchingRedis();
+  };
   lease?.lost.addEventListener('abort', () => {
     say(`\nAnother process took over batch ${batchId} while Redis was unreachable; stopping here so only one writes its outputs.`);
     stopReading.abort();

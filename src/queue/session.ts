@@ -13,6 +13,8 @@ export interface Session {
   redis: Redis;
   store: BatchStore;
   space: KeySpace;
+  /** The Redis URL, password and all: for a probe on a connection of its own (never to be shown; redisLabel is). */
+  url: string;
   redisLabel: string;
   /** A connection of its own for a BullMQ Queue or Worker (blocking reads allowed); closed with the session. */
   connectWorker(): Redis;
@@ -53,6 +55,7 @@ export async function openSession(logger: Logger, say: (line: string) => void): 
     redis,
     store: new BatchStore(redis, space),
     space,
+    url: ensured.url,
     redisLabel,
     outages,
     monthSpend,

@@ -112,4 +112,27 @@ describe.runIf(findRedisServerBinary() !== null)('a stop while Redis is down', (
     expect(results.length).toBeLessThan(300);
     expect(results.every((r) => r.status === 'succeeded')).toBe(true);
   });
+
+  it('gives up after 30 s when Redis stays away, saying what is left and to resume, exit 3', async () => {
+    const dir = await tempDir('redis-gone-stop');
+    const server = await startRedisServer({ port: 0, dir: join(dir, 'redis'), persist: true });
+    servers.push(server);
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 300);
+    const run = spawnCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--batch-id', 'gonestop', '--concurrency', '8'], h.env({ REDIS_URL: server.url }));
+
+    await waitForOutput(() => run.output().stdout, 'Read 300 rows', 20_000);
+    await server.stop();
+    await waitForOutput(() => run.output().stdout, 'is not answering', 10_000);
+    const stoppedAt = Date.now();
+    run.kill('SIGTERM');
+    // Before, it waited for Redis for ever: a scheduler's SIGTERM did not end it.
+    const result = await doneWithin(run, 45_000);
+
+    expect(result.code, result.stdout + result.stderr).toBe(3);
+    expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(29_000);
+    expect(result.stderr).toMatch(new RegExp(`switchyard: Redis at redis://127\\.0\\.0\\.1:${server.port} has not answered for 3\\d s of the stop \\(SIGTERM\\): giving up without writing the outputs\\.`));
+    expect(result.stderr).toMatch(/\n(No row had finished when last seen|\d+( of 300)? rows were done when last seen \(0 failed, \$[\d.]+ spent\) and stay done); the calls in flight are not recorded/);
+    expect(result.stderr).toContain('switchyard run --resume gonestop runs the rest');
+  });
 });

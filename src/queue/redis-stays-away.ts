@@ -1,0 +1,48 @@
+/** How long a stopping command waits for a Redis that does not answer before it gives up. */
+export const STOP_WAITS_FOR_REDIS_MS = 30_000;
+
+export interface RedisStaysAwayOptions {
+  /** True if Redis answered within `timeoutMs` (pingRedis, on a connection of its own). */
+  ping: (timeoutMs: number) => Promise<boolean>;
+  limitMs: number;
+  /** How often Redis is asked; default 1 s. */
+  everyMs?: number;
+  /** Called once, when Redis has not answered for `limitMs`. */
+  onAway: (awayMs: number) => void;
+  now?: () => number;
+}
+
+/**
+ * Calls `onAway` once Redis has not answered for `limitMs` from now; returns how to stop watching.
+ * A stopping command waits for Redis to record what it finished, but not for ever: a SIGTERM from a
+ * scheduler or a container stop expects the process to end. A PING on a connection of its own tells
+ * a Redis that is down, unreachable or frozen (a stopped process, a network cut without a reset)
+ * alike, where the command's own connections may just wait.
+ */
+export function whenRedisStaysAway(options: RedisStaysAwayOptions): () => void {
+  const now = options.now ?? Date.now;
+  const everyMs = options.everyMs ?? 1000;
+  let lastAnswer = now();
+  let asking = false;
+  let done = false;
+  const timer = setInterval(() => {
+    if (asking || done) return;
+    asking = true;
+    void options.ping(everyMs).then((answered) => {
+      asking = false;
+      if (done) return;
+      if (answered) lastAnswer = now();
+      else if (now() - lastAnswer >= options.limitMs) {
+        stop();
+        options.onAway(now() - lastAnswer);
+      }
+    });
+  }, everyMs);
+  // Only a stop in progress waits for this: it must not keep a finished command alive.
+  timer.unref();
+  function stop(): void {
+    done = true;
+    clearInterval(timer);
+  }
+  return stop;
+}

@@ -1,0 +1,49 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { whenRedisStaysAway } from '../../src/queue/redis-stays-away.ts';
+
+describe('whenRedisStaysAway', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('gives up once Redis has not answered for the limit, once', async () => {
+    const away: number[] = [];
+    whenRedisStaysAway({ ping: async () => false, limitMs: 30_000, onAway: (ms) => away.push(ms), now: Date.now });
+    await vi.advanceTimersByTimeAsync(29_000);
+    expect(away).toEqual([]);
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(away).toHaveLength(1);
+    expect(away[0]).toBeGreaterThanOrEqual(30_000);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(away).toHaveLength(1);
+  });
+
+  it('counts from the last answer: a Redis that comes back and goes again gets the whole limit anew', async () => {
+    let answering = false;
+    const away: number[] = [];
+    whenRedisStaysAway({ ping: async () => answering, limitMs: 30_000, onAway: (ms) => away.push(ms), now: Date.now });
+    await vi.advanceTimersByTimeAsync(20_000);
+    answering = true;
+    await vi.advanceTimersByTimeAsync(5_000);
+    answering = false;
+    await vi.advanceTimersByTimeAsync(25_000);
+    expect(away).toEqual([]);
+    await vi.advanceTimersByTimeAsync(6_000);
+    expect(away).toHaveLength(1);
+  });
+
+  it('does nothing once stopped (the stop completed)', async () => {
+    const away: number[] = [];
+    const stop = whenRedisStaysAway({ ping: async () => false, limitMs: 5_000, onAway: (ms) => away.push(ms), now: Date.now });
+    await vi.advanceTimersByTimeAsync(3_000);
+    stop();
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(away).toEqual([]);
+  });
+
+  it('asks again only once the last question is answered (a frozen Redis answers nothing for a while)', async () => {
+    let asked = 0;
+    whenRedisStaysAway({ ping: (timeoutMs) => ((asked += 1), new Promise((resolve) => setTimeout(() => resolve(false), timeoutMs * 3))), limitMs: 60_000, onAway: () => undefined, now: Date.now });
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(asked).toBeLessThanOrEqual(4);
+  });
+});
