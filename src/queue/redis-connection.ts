@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
 import { SetupError } from '../errors.ts';
 import { endOnDisconnect } from './end-on-disconnect.ts';
+import { isCredentialsRefusal } from './redis-outage.ts';
 import { findRedisServerBinary, isPortFree, startRedisServer } from './redis-server-process.ts';
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
@@ -50,7 +51,7 @@ export async function probeRedis(url: string, timeoutMs: number): Promise<RedisP
     // ioredis rejects with "Connection is closed."; the reason went to the 'error' event.
     const message = (lastError ?? (error instanceof Error ? error : new Error(String(error)))).message.split('\n')[0] ?? '';
     const detail = message.replace(/\s*Please report this\.?$/, ''); // ioredis' words for a reply it cannot parse
-    if (/^(NOAUTH|WRONGPASS)|invalid password|AUTH failed/i.test(detail)) return { ok: false, reason: 'auth', detail };
+    if (isCredentialsRefusal(new Error(detail))) return { ok: false, reason: 'auth', detail };
     if (/Unknown RESP type|Protocol error/i.test(detail)) return { ok: false, reason: 'not_redis', detail };
     return { ok: false, reason: 'unreachable', detail };
   };
@@ -121,7 +122,7 @@ export async function ensureRedis(options: EnsureRedisOptions): Promise<EnsuredR
   if (probe.ok) return { url, stop: noop, started: false };
   // A Redis is there: starting another would hide it. Say what is wrong with reaching it.
   if (probe.reason === 'auth') {
-    throw new SetupError(`Redis at ${redactUrl(url)} refused the connection's credentials (${probe.detail}): put its user and password in REDIS_URL, e.g. REDIS_URL=redis://:password@host:6379 or redis://user:password@host:6379`);
+    throw new SetupError(credentialsRefusedMessage(url, probe.detail));
   }
   if (probe.reason === 'not_redis') {
     throw new SetupError(`something answers at ${redactUrl(url)}, but not as Redis (${probe.detail}): check the host and port in REDIS_URL (Redis listens on 6379 unless told otherwise)`);
@@ -151,6 +152,11 @@ export async function ensureRedis(options: EnsureRedisOptions): Promise<EnsuredR
   writeFileSync(portFile, `${server.port}\n`);
   options.log(`Redis at ${redactUrl(url)} did not answer; started a private redis-server at ${server.url} (data in ${dir})`);
   return { url: server.url, stop: server.stop, started: true };
+}
+
+/** The message for a Redis that refuses the URL's user and password (or their absence). */
+export function credentialsRefusedMessage(url: string, detail: string): string {
+  return `Redis at ${redactUrl(url)} refused the connection's credentials (${detail}): put its user and password in REDIS_URL, e.g. REDIS_URL=redis://:password@host:6379 or redis://user:password@host:6379`;
 }
 
 /** The message for an unreachable Redis: the URL tried and the three ways to get one. */

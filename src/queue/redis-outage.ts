@@ -7,8 +7,15 @@ const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMED
 /** Redis answering "no" to writes for a while (out of memory, cannot save, a replica, loading its data). */
 const REFUSAL = /^(OOM|MISCONF|READONLY|NOREPLICAS|MASTERDOWN|LOADING|BUSY)\b/;
 
+/** Redis refusing the connection's credentials: no password given where one is wanted, or the wrong one. */
+const CREDENTIALS_REFUSAL = /^(NOAUTH|WRONGPASS)\b|invalid password|AUTH failed/i;
+
 /** How often a refusal that goes on is said again. */
 const REFUSAL_REPEAT_MS = 60_000;
+
+export function isCredentialsRefusal(error: unknown): boolean {
+  return error instanceof Error && CREDENTIALS_REFUSAL.test(error.message);
+}
 
 export function isConnectionError(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException | null)?.code;
@@ -25,10 +32,22 @@ export function isRedisRefusal(error: unknown): boolean {
  * right: the batch's state lives in Redis, and a restarted Redis carries on from its data). A Redis
  * that answers but refuses writes (out of memory, say) is told once a minute, not once per row.
  */
-export function watchRedisOutages(options: { label: string; logger: Logger; say: (line: string) => void; now?: () => number }) {
+export function watchRedisOutages(options: {
+  label: string;
+  logger: Logger;
+  say: (line: string) => void;
+  /**
+   * Called once when Redis refuses the connection's credentials (its password set or changed
+   * while the command ran): ioredis would try again for ever, every command waiting on a
+   * connection that cannot come back, so the command must end. Logged when not given.
+   */
+  onCredentialsRefused?: (detail: string) => void;
+  now?: () => number;
+}) {
   const now = options.now ?? Date.now;
   let outage: { since: number } | null = null;
   let refusalSaidAt = -Infinity;
+  let credentialsRefused = false;
 
   function refused(source: string, error: Error): void {
     if (now() - refusalSaidAt < REFUSAL_REPEAT_MS) {
@@ -45,6 +64,12 @@ export function watchRedisOutages(options: { label: string; logger: Logger; say:
 
   function failed(source: string, error: unknown): void {
     if (isRedisRefusal(error)) return refused(source, error as Error);
+    if (isCredentialsRefusal(error) && options.onCredentialsRefused) {
+      options.logger.debug({ err: error }, `${source}: Redis refuses the credentials`);
+      if (credentialsRefused) return;
+      credentialsRefused = true;
+      return options.onCredentialsRefused((error as Error).message.split('\n', 1)[0] ?? '');
+    }
     if (!isConnectionError(error)) {
       options.logger.error({ err: error }, `${source} error`);
       return;

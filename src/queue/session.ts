@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { createMonthSpend, type MonthSpend } from '../limits/month-spend.ts';
 import { BatchStore } from './batch-state.ts';
 import { PROMPT_QUEUE, type KeySpace } from './keys.ts';
-import { connectRedis, ensureRedis, redactUrl } from './redis-connection.ts';
+import { connectRedis, credentialsRefusedMessage, ensureRedis, redactUrl } from './redis-connection.ts';
 import { watchRedisOutages, type RedisOutageWatch } from './redis-outage.ts';
 import { warnIfRedisEvicts } from './eviction-policy.ts';
 
@@ -37,7 +37,18 @@ export function keySpaceFromEnv(env: NodeJS.ProcessEnv = process.env): KeySpace 
 export async function openSession(logger: Logger, say: (line: string) => void): Promise<Session> {
   const ensured = await ensureRedis({ dataDir: '.switchyard', log: say });
   const redisLabel = redactUrl(ensured.url);
-  const outages = watchRedisOutages({ label: redisLabel, logger, say });
+  const outages = watchRedisOutages({
+    label: redisLabel,
+    logger,
+    say,
+    // Redis asks for other credentials than it did at the start (its password set or changed):
+    // nothing can go on, nor stop cleanly (every command waits for a connection it refuses), so the
+    // command ends now, as one refused at the start does, with the same message.
+    onCredentialsRefused: (detail) => {
+      process.stderr.write(`switchyard: ${credentialsRefusedMessage(ensured.url, detail)}\nThe command stops here (what it finished is kept in Redis; calls in flight are not recorded). With the right credentials, run the same command again: it goes on from where it stopped.\n`);
+      process.exit(3);
+    },
+  });
   const redis = connectRedis(ensured.url);
   outages.watch(redis, 'redis connection');
   warnIfRedisEvicts(redis, redisLabel, say); // not awaited: it must not hold up the start

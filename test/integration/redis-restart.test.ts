@@ -136,3 +136,36 @@ describe.runIf(findRedisServerBinary() !== null)('a stop while Redis is down', (
     expect(result.stderr).toContain('switchyard run --resume gonestop runs the rest');
   });
 });
+
+describe.runIf(findRedisServerBinary() !== null)('Redis asking for a password mid-run', () => {
+  const h = useSimulatorAndRedis('redis-password-mid-run', { latency_ms: 200 });
+  let server: RedisServerHandle | undefined;
+  afterAll(async () => {
+    await server?.stop().catch(() => undefined);
+  });
+
+  it('ends the run with the start-up credentials message, exit 3', async () => {
+    const dir = await tempDir('redis-password');
+    server = await startRedisServer({ port: 0, dir: join(dir, 'redis'), persist: false });
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 300);
+    const run = spawnCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--batch-id', 'password', '--concurrency', '8'], h.env({ REDIS_URL: server.url }));
+    await waitForOutput(() => run.output().stdout, 'Read 300 rows', 20_000);
+
+    const admin = connectRedis(server.url);
+    try {
+      await admin.config('SET', 'requirepass', 'newpass');
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+      // Before, it went on trying for ever, a NOAUTH log line at every attempt, and a SIGTERM did not end it.
+      const result = await doneWithin(run, 15_000);
+
+      expect(result.code, result.stdout + result.stderr).toBe(3);
+      expect(result.stderr).toMatch(new RegExp(`switchyard: Redis at redis://127\\.0\\.0\\.1:${server.port} refused the connection's credentials \\(NOAUTH .*\\): put its user and password in REDIS_URL`));
+      expect(result.stderr).toContain('run the same command again: it goes on from where it stopped');
+      expect(result.stderr).not.toMatch(/"level"/);
+    } finally {
+      await admin.config('SET', 'requirepass', '').catch(() => undefined); // so stop() may shut it down
+      admin.disconnect();
+    }
+  });
+});

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { ReplyError, type Redis } from 'ioredis';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { isConnectionError, isRedisRefusal, watchRedisOutages } from '../../src/queue/redis-outage.ts';
+import { isConnectionError, isCredentialsRefusal, isRedisRefusal, watchRedisOutages } from '../../src/queue/redis-outage.ts';
 
 const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' });
 
@@ -66,5 +66,26 @@ describe('a Redis that refuses writes', () => {
     expect(said).toHaveLength(2);
     expect(isRedisRefusal(oom())).toBe(true);
     expect(isRedisRefusal(new ReplyError('ERR unknown command'))).toBe(false);
+  });
+});
+
+describe('a Redis that refuses the credentials mid-run', () => {
+  it('is handed on once, not logged at every reconnect attempt of every connection', () => {
+    const said: string[] = [];
+    const logged: string[] = [];
+    const refusals: string[] = [];
+    const logger = pino({ level: 'error' }, { write: (line: string) => logged.push(line) });
+    const watch = watchRedisOutages({ label: 'redis://r', logger, say: (line) => said.push(line), onCredentialsRefused: (detail) => refusals.push(detail) });
+    const noauth = () => new ReplyError('NOAUTH HELLO must be called with the client already authenticated');
+    for (let attempt = 0; attempt < 20; attempt++) {
+      watch.failed('redis connection', noauth());
+      watch.failed('redis worker connection', new ReplyError('WRONGPASS invalid username-password pair or user is disabled.'));
+    }
+    expect(refusals).toEqual(['NOAUTH HELLO must be called with the client already authenticated']);
+    expect(said).toEqual([]);
+    expect(logged).toEqual([]);
+    expect(isCredentialsRefusal(noauth())).toBe(true);
+    expect(isCredentialsRefusal(new ReplyError('ERR invalid password'))).toBe(true);
+    expect(isCredentialsRefusal(new ReplyError('ERR unknown command'))).toBe(false);
   });
 });
