@@ -41,7 +41,11 @@ export async function pingRedis(url: string, timeoutMs: number): Promise<boolean
  * Why a Redis URL does not answer PING: nothing there (or too slow), a Redis that wants other
  * credentials, or a server that is not Redis. Only the first is helped by starting a Redis.
  */
-export type RedisProbe = { ok: true } | { ok: false; reason: 'unreachable' | 'auth' | 'not_redis'; detail: string };
+export type RedisProbe =
+  | { ok: true }
+  | { ok: false; reason: 'unreachable' | 'auth' | 'not_redis'; detail: string }
+  /** The URL's database (its /N) refused: ioredis only says so in an 'error' event and goes on in database 0. */
+  | { ok: false; reason: 'database'; detail: string; db: number; databases: number | null };
 
 export async function probeRedis(url: string, timeoutMs: number): Promise<RedisProbe> {
   let redis: Redis | undefined;
@@ -68,18 +72,33 @@ export async function probeRedis(url: string, timeoutMs: number): Promise<RedisP
       lastError = error;
     });
     const client = redis;
-    const ping = client.connect().then(() => client.ping());
+    const probe = client.connect().then(async (): Promise<RedisProbe> => {
+      const reply = await client.ping();
+      if (reply !== 'PONG') return failed(new Error(`PING answered ${String(reply)}`));
+      const db = client.options.db ?? 0;
+      if (db === 0) return { ok: true };
+      const refused = await client.select(db).then(() => null, (error: unknown) => (error instanceof Error ? error : new Error(String(error))));
+      if (refused === null) return { ok: true };
+      return { ok: false, reason: 'database', detail: refused.message.split('\n', 1)[0] ?? '', db, databases: await databaseCount(client) };
+    });
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
     });
-    const reply = await Promise.race([ping, timeout]);
-    return reply === 'PONG' ? { ok: true } : failed(new Error(`PING answered ${String(reply)}`));
+    return await Promise.race([probe, timeout]);
   } catch (error) {
     return failed(error);
   } finally {
     clearTimeout(timer);
     redis?.disconnect();
   }
+}
+
+/** How many databases the server has (redis.conf `databases`); null when CONFIG is not allowed (hosted Redis often refuses it). */
+async function databaseCount(redis: Redis): Promise<number | null> {
+  const reply: unknown = await redis.call('CONFIG', 'GET', 'databases').catch(() => null);
+  const value = Array.isArray(reply) ? reply[1] : reply !== null && typeof reply === 'object' ? (reply as Record<string, unknown>).databases : undefined;
+  const count = Number(value);
+  return Number.isInteger(count) && count > 0 ? count : null;
 }
 
 export interface EnsureRedisOptions {
@@ -124,6 +143,7 @@ export async function ensureRedis(options: EnsureRedisOptions): Promise<EnsuredR
   if (probe.reason === 'auth') {
     throw new SetupError(credentialsRefusedMessage(url, probe.detail));
   }
+  if (probe.reason === 'database') throw new SetupError(databaseRefusedMessage(url, probe.db, probe.detail, probe.databases));
   if (probe.reason === 'not_redis') {
     throw new SetupError(`something answers at ${redactUrl(url)}, but not as Redis (${probe.detail}): check the host and port in REDIS_URL (Redis listens on 6379 unless told otherwise)`);
   }
@@ -157,6 +177,14 @@ export async function ensureRedis(options: EnsureRedisOptions): Promise<EnsuredR
 /** The message for a Redis that refuses the URL's user and password (or their absence). */
 export function credentialsRefusedMessage(url: string, detail: string): string {
   return `Redis at ${redactUrl(url)} refused the connection's credentials (${detail}): put its user and password in REDIS_URL, e.g. REDIS_URL=redis://:password@host:6379 or redis://user:password@host:6379`;
+}
+
+/** The message for a URL whose database (its /N) the server refuses: most often one past its last. */
+export function databaseRefusedMessage(url: string, db: number, detail: string, databases: number | null): string {
+  const where = `the /${db} at the end of REDIS_URL`;
+  if (!/out of range/i.test(detail)) return `Redis at ${redactUrl(url)} refused database ${db} (${where}: ${detail}): leave the /${db} off to use database 0`;
+  const has = databases === null ? "fewer databases (redis.conf's `databases`, 16 unless set)" : `${databases} database${databases === 1 ? '' : 's'}, numbered 0 to ${databases - 1}`;
+  return `Redis at ${redactUrl(url)} has no database ${db} (${where}; ${detail}): it has ${has}. Use one of those, or leave the /${db} off for database 0.`;
 }
 
 /** The message for an unreachable Redis: the URL tried and the three ways to get one. */

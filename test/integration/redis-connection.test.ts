@@ -5,8 +5,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SetupError } from '../../src/errors.ts';
-import { connectRedis, ensureRedis, pingRedis, probeRedis } from '../../src/queue/redis-connection.ts';
+import { connectRedis, databaseRefusedMessage, ensureRedis, pingRedis, probeRedis } from '../../src/queue/redis-connection.ts';
 import { pickFreePort, startRedisServer, type RedisServerHandle } from '../../src/queue/redis-server-process.ts';
+import { runCli } from '../helpers/cli.ts';
 import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -180,6 +181,39 @@ describe('ensureRedis', () => {
     const notRedis = await ensureRedis({ url: webUrl, dataDir: tempDir(), log: () => undefined }).catch((e: unknown) => e);
     expect((notRedis as SetupError).message).toMatch(/^something answers at redis:\/\/127\.0\.0\.1:\d+, but not as Redis \(.*\): check the host and port in REDIS_URL/);
     expect(await probeRedis(await closedUrl(), 500)).toMatchObject({ ok: false, reason: 'unreachable' });
+  });
+
+  it('names a database the server does not have, with the ones it has, instead of going on in database 0', async () => {
+    const url = `${testRedisUrl().replace(/\/\d*$/, '')}/99`;
+    const probe = await probeRedis(url, 2000);
+    expect(probe).toMatchObject({ ok: false, reason: 'database', db: 99, detail: expect.stringMatching(/DB index is out of range/) });
+    const databases = probe.ok ? null : 'databases' in probe ? probe.databases : null;
+    const error = await ensureRedis({ url, dataDir: tempDir(), log: () => undefined }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SetupError);
+    expect((error as SetupError).message).toBe(
+      databases === null
+        ? `Redis at ${url} has no database 99 (the /99 at the end of REDIS_URL; ERR DB index is out of range): it has fewer databases (redis.conf's \`databases\`, 16 unless set). Use one of those, or leave the /99 off for database 0.`
+        : `Redis at ${url} has no database 99 (the /99 at the end of REDIS_URL; ERR DB index is out of range): it has ${databases} databases, numbered 0 to ${databases - 1}. Use one of those, or leave the /99 off for database 0.`,
+    );
+    expect(await probeRedis(`${testRedisUrl().replace(/\/\d*$/, '')}/1`, 2000)).toEqual({ ok: true });
+    expect(databaseRefusedMessage('redis://:s3cret@h:6379/20', 20, 'ERR DB index is out of range', null)).toBe(
+      "Redis at redis://:***@h:6379/20 has no database 20 (the /20 at the end of REDIS_URL; ERR DB index is out of range): it has fewer databases (redis.conf's `databases`, 16 unless set). Use one of those, or leave the /20 off for database 0.",
+    );
+  });
+
+  it('stops run on such a database with exit 3, before anything is queued', async () => {
+    const dir = tempDir();
+    writeFileSync(path.join(dir, 'prompts.csv'), 'prompt\nhello\n');
+    const prefix = uniquePrefix('db99');
+    const result = await runCli(['run', 'prompts.csv', '--batch-id', 'db99'], { REDIS_URL: `${testRedisUrl().replace(/\/\d*$/, '')}/99`, SWITCHYARD_PREFIX: prefix }, { cwd: dir });
+    expect(result.code, result.stderr).toBe(3);
+    expect(result.stderr).toMatch(/^switchyard: Redis at \S+\/99 has no database 99/m);
+    const redis = connectRedis(testRedisUrl());
+    try {
+      expect(await cleanupPrefix(redis, prefix)).toBe(0);
+    } finally {
+      redis.disconnect();
+    }
   });
 
   it('names a URL of another scheme as the mistake, before trying it', async () => {
