@@ -8,7 +8,8 @@ import path from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
 import { SetupError } from '../errors.ts';
 import { endOnDisconnect } from './end-on-disconnect.ts';
-import { isCredentialsRefusal } from './redis-outage.ts';
+import { isConnectionError, isCredentialsRefusal } from './redis-outage.ts';
+import { plainPing } from './plain-ping.ts';
 import { findRedisServerBinary, isPortFree, startRedisServer } from './redis-server-process.ts';
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
@@ -39,25 +40,54 @@ export async function pingRedis(url: string, timeoutMs: number): Promise<boolean
 
 /**
  * Why a Redis URL does not answer PING: nothing there (or too slow), a Redis that wants other
- * credentials, or a server that is not Redis. Only the first is helped by starting a Redis.
+ * credentials, a server that is not Redis, one that takes the connection and closes it without a
+ * word (not Redis, or a Redis that wants TLS), a rediss:// URL whose server does not speak TLS or
+ * whose certificate is not trusted, or a database it does not have. Only the first is helped by
+ * starting a Redis.
  */
 export type RedisProbe =
   | { ok: true }
-  | { ok: false; reason: 'unreachable' | 'auth' | 'not_redis'; detail: string }
+  | { ok: false; reason: 'unreachable' | 'auth' | 'not_redis' | 'closed' | 'untrusted_tls'; detail: string }
+  /** rediss:// to a server that does not answer TLS; `plainRedis`: it answers PING without it. */
+  | { ok: false; reason: 'no_tls'; detail: string; plainRedis: boolean }
   /** The URL's database (its /N) refused: ioredis only says so in an 'error' event and goes on in database 0. */
   | { ok: false; reason: 'database'; detail: string; db: number; databases: number | null };
+
+/** Node's codes for a TLS certificate it does not trust (self-signed, expired, another host's). */
+const UNTRUSTED_CERTIFICATE = /^(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|ERR_TLS_CERT_ALTNAME_INVALID)$/;
 
 export async function probeRedis(url: string, timeoutMs: number): Promise<RedisProbe> {
   let redis: Redis | undefined;
   let timer: NodeJS.Timeout | undefined;
-  let lastError: Error | undefined;
-  const failed = (error: unknown): RedisProbe => {
-    // ioredis rejects with "Connection is closed."; the reason went to the 'error' event.
-    const message = (lastError ?? (error instanceof Error ? error : new Error(String(error)))).message.split('\n')[0] ?? '';
-    const detail = message.replace(/\s*Please report this\.?$/, ''); // ioredis' words for a reply it cannot parse
-    if (isCredentialsRefusal(new Error(detail))) return { ok: false, reason: 'auth', detail };
-    if (/Unknown RESP type|Protocol error/i.test(detail)) return { ok: false, reason: 'not_redis', detail };
-    return { ok: false, reason: 'unreachable', detail };
+  // Every error the connection reported, in order: the telling one (a reply that is not RESP, a
+  // refused password) may come before the reset that ends it.
+  const seen: Error[] = [];
+  let connected = false;
+  const failed = async (error: unknown): Promise<RedisProbe> => {
+    const errors = [...seen, error instanceof Error ? error : new Error(String(error))];
+    const details = errors.map((e) => (e.message.split('\n')[0] ?? '').replace(/\s*Please report this\.?$/, '')); // ioredis' words for a reply it cannot parse
+    const telling = (test: (detail: string) => boolean) => details.find(test);
+    const auth = telling((detail) => isCredentialsRefusal(new Error(detail)));
+    if (auth !== undefined) return { ok: false, reason: 'auth', detail: auth };
+    const notResp = telling((detail) => /Unknown RESP type|Protocol error/i.test(detail));
+    if (notResp !== undefined) return { ok: false, reason: 'not_redis', detail: notResp };
+    // ioredis rejects with "Connection is closed."; the reason went to the 'error' event before it.
+    const last = details.findLast((detail) => detail !== 'Connection is closed.') ?? details.at(-1) ?? '';
+    const certificate = errors.find((e) => UNTRUSTED_CERTIFICATE.test((e as NodeJS.ErrnoException).code ?? ''));
+    if (certificate) return { ok: false, reason: 'untrusted_tls', detail: certificate.message.split('\n', 1)[0] ?? '' };
+    const options = redis?.options;
+    if (options === undefined || options.path || !options.host || !options.port) return { ok: false, reason: 'unreachable', detail: last };
+    // Something may be there that ioredis could not tell: ask it in plain text.
+    if (options.tls) {
+      const plain = await plainPing(options.host, options.port, timeoutMs);
+      if (plain.kind === 'refused') return { ok: false, reason: 'unreachable', detail: last };
+      return { ok: false, reason: 'no_tls', detail: last, plainRedis: plain.kind === 'redis' };
+    }
+    if (!connected || !errors.some(isConnectionError)) return { ok: false, reason: 'unreachable', detail: last };
+    const plain = await plainPing(options.host, options.port, timeoutMs);
+    if (plain.kind === 'other') return { ok: false, reason: 'not_redis', detail: `it answered "${plain.firstLine}"` };
+    if (plain.kind === 'silent') return { ok: false, reason: 'closed', detail: last };
+    return { ok: false, reason: 'unreachable', detail: last };
   };
   try {
     redis = new Redis(url, {
@@ -68,9 +98,8 @@ export async function probeRedis(url: string, timeoutMs: number): Promise<RedisP
       maxRetriesPerRequest: 0,
       enableOfflineQueue: false,
     });
-    redis.on('error', (error: Error) => {
-      lastError = error;
-    });
+    redis.on('error', (error: Error) => seen.push(error));
+    redis.on('connect', () => (connected = true));
     const client = redis;
     const probe = client.connect().then(async (): Promise<RedisProbe> => {
       const reply = await client.ping();
@@ -86,7 +115,9 @@ export async function probeRedis(url: string, timeoutMs: number): Promise<RedisP
     });
     return await Promise.race([probe, timeout]);
   } catch (error) {
-    return failed(error);
+    clearTimeout(timer);
+    redis?.disconnect();
+    return await failed(error);
   } finally {
     clearTimeout(timer);
     redis?.disconnect();
@@ -144,6 +175,13 @@ export async function ensureRedis(options: EnsureRedisOptions): Promise<EnsuredR
     throw new SetupError(credentialsRefusedMessage(url, probe.detail));
   }
   if (probe.reason === 'database') throw new SetupError(databaseRefusedMessage(url, probe.db, probe.detail, probe.databases));
+  if (probe.reason === 'no_tls') throw new SetupError(noTlsMessage(url, probe.detail, probe.plainRedis));
+  if (probe.reason === 'untrusted_tls') {
+    throw new SetupError(`Redis at ${redactUrl(url)} answered TLS with a certificate Node.js does not trust (${probe.detail}): give Node its CA with NODE_EXTRA_CA_CERTS=/path/to/ca.pem (or NODE_OPTIONS=--use-system-ca if the system trusts it)`);
+  }
+  if (probe.reason === 'closed') {
+    throw new SetupError(`something at ${redactUrl(url)} took the connection and closed it without answering as Redis (${probe.detail}): a Redis that wants TLS (then use ${withScheme(url, 'rediss')}), or not Redis at all: check the host and port in REDIS_URL (Redis listens on 6379 unless told otherwise)`);
+  }
   if (probe.reason === 'not_redis') {
     throw new SetupError(`something answers at ${redactUrl(url)}, but not as Redis (${probe.detail}): check the host and port in REDIS_URL (Redis listens on 6379 unless told otherwise)`);
   }
@@ -177,6 +215,17 @@ export async function ensureRedis(options: EnsureRedisOptions): Promise<EnsuredR
 /** The message for a Redis that refuses the URL's user and password (or their absence). */
 export function credentialsRefusedMessage(url: string, detail: string): string {
   return `Redis at ${redactUrl(url)} refused the connection's credentials (${detail}): put its user and password in REDIS_URL, e.g. REDIS_URL=redis://:password@host:6379 or redis://user:password@host:6379`;
+}
+
+/** The message for a rediss:// URL whose server does not answer TLS. */
+export function noTlsMessage(url: string, detail: string, plainRedis: boolean): string {
+  if (plainRedis) return `Redis at ${redactUrl(url)} did not answer TLS (${detail}); it answers without: use redis://, REDIS_URL=${withScheme(url, 'redis')}`;
+  return `something at ${redactUrl(url)} took the connection but did not answer TLS (${detail}): a plain Redis? Then use redis://, REDIS_URL=${withScheme(url, 'redis')}; otherwise check the host and port in REDIS_URL`;
+}
+
+/** The URL, its password hidden, with another scheme. */
+function withScheme(url: string, scheme: 'redis' | 'rediss'): string {
+  return redactUrl(url).replace(/^rediss?:/i, `${scheme}:`);
 }
 
 /** The message for a URL whose database (its /N) the server refuses: most often one past its last. */

@@ -1,6 +1,8 @@
+import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type AddressInfo, type Server } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -214,6 +216,57 @@ describe('ensureRedis', () => {
     } finally {
       redis.disconnect();
     }
+  });
+
+  it('tells a web server on the port every time, not only when its answer outruns its reset', async () => {
+    // In a process of its own: one in this event loop answers in step with the client, never racing its reset.
+    const web = spawn(process.execPath, ['-e', "require('node:http').createServer((q, r) => r.end('hello')).listen(0, '127.0.0.1', function () { console.log(this.address().port); })"], { stdio: ['ignore', 'pipe', 'inherit'] });
+    cleanups.push(() => void web.kill());
+    const port = await new Promise<string>((resolve) => web.stdout.once('data', (chunk: Buffer) => resolve(chunk.toString().trim())));
+    const webUrl = `redis://127.0.0.1:${port}`;
+    // ioredis' handshake is several commands at once; the web server answers the first and resets
+    // the connection, which most of the time dropped its answer: "Cannot reach Redis".
+    const reasons: string[] = [];
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const probe = await probeRedis(webUrl, 2000);
+      reasons.push(probe.ok ? 'ok' : probe.reason);
+    }
+    expect(reasons).toEqual(Array.from({ length: 20 }, () => 'not_redis'));
+  });
+
+  it('says a server that takes the connection and closes it without a word may want TLS', async () => {
+    const closing: Server = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => closing.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => closing.close(() => resolve())));
+    const url = `redis://127.0.0.1:${(closing.address() as AddressInfo).port}`;
+    expect(await probeRedis(url, 2000)).toMatchObject({ ok: false, reason: 'closed' });
+    const error = await ensureRedis({ url, dataDir: tempDir(), log: () => undefined }).catch((e: unknown) => e);
+    expect((error as SetupError).message).toMatch(/^something at redis:\/\/127\.0\.0\.1:\d+ took the connection and closed it without answering as Redis \(.*\): a Redis that wants TLS \(then use rediss:\/\/127\.0\.0\.1:\d+\), or not Redis at all/);
+  });
+
+  it('says a rediss:// URL reaches a Redis without TLS, and to use redis://', async () => {
+    const plain = track(await startRedisServer({ port: 0, dir: tempDir(), persist: false }));
+    const url = plain.url.replace('redis://', 'rediss://');
+    expect(await probeRedis(url, 1000)).toMatchObject({ ok: false, reason: 'no_tls', plainRedis: true });
+    const error = await ensureRedis({ url, dataDir: tempDir(), log: () => undefined, pingTimeoutMs: 1000 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SetupError);
+    expect((error as SetupError).message).toBe(`Redis at ${url} did not answer TLS (no answer within 1000 ms); it answers without: use redis://, REDIS_URL=${plain.url}`);
+    // A server there that is not Redis at all, nor TLS:
+    const web = createHttpServer((_request, response) => response.end('hello'));
+    await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => web.close(() => resolve())));
+    const webUrl = `rediss://127.0.0.1:${(web.address() as AddressInfo).port}`;
+    expect(await probeRedis(webUrl, 1000)).toMatchObject({ ok: false, reason: 'no_tls', plainRedis: false });
+  });
+
+  it('says a rediss:// server whose certificate Node does not trust is that, not unreachable', async () => {
+    const fixture = (name: string) => readFileSync(new URL(`../fixtures/tls/${name}`, import.meta.url));
+    const tls = createTlsServer({ cert: fixture('self-signed-cert.pem'), key: fixture('self-signed-key.pem') }, (socket) => socket.end());
+    await new Promise<void>((resolve) => tls.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => tls.close(() => resolve())));
+    const url = `rediss://127.0.0.1:${(tls.address() as AddressInfo).port}`;
+    const error = await ensureRedis({ url, dataDir: tempDir(), log: () => undefined }).catch((e: unknown) => e);
+    expect((error as SetupError).message).toMatch(/^Redis at rediss:\/\/127\.0\.0\.1:\d+ answered TLS with a certificate Node\.js does not trust \(self-signed certificate.*\): give Node its CA with NODE_EXTRA_CA_CERTS/);
   });
 
   it('names a URL of another scheme as the mistake, before trying it', async () => {
