@@ -90,6 +90,12 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
   // A Redis refusing writes (out of memory, say) fails every row alike: that goes to the outage
   // watch, which says it once, rather than a log line per row.
   const reportFailure = (message: string, error: unknown, fields: Record<string, unknown>) => {
+    // A job whose keys are gone (Redis came back without them, or they were deleted): every row in
+    // hand says so at once; the collector's damaged-batch message says it once, with what to do.
+    if (isMissingJobKey(error)) {
+      logger.debug({ ...fields, err: error }, message);
+      return;
+    }
     if (options.onWorkerError && isRedisRefusal(error)) {
       logger.debug({ ...fields, err: error }, message);
       options.onWorkerError(message, error as Error);
@@ -106,7 +112,11 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
     if (retried) return;
     void publishCrashedRow(options, job, error).catch((publishError: unknown) => reportFailure('could not record crashed row', publishError, { job: job.id }));
   });
-  worker.on('error', (error) => (options.onWorkerError ? options.onWorkerError('worker', error) : logger.error({ err: error }, 'worker error')));
+  worker.on('error', (error) => {
+    if (isMissingJobKey(error)) logger.debug({ err: error }, 'worker error');
+    else if (options.onWorkerError) options.onWorkerError('worker', error);
+    else logger.error({ err: error }, 'worker error');
+  });
 
   const registration = registerWorker(options.redis, options.space, worker.id);
   const handBack = () =>
@@ -136,6 +146,11 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
       await registration.unregister();
     },
   };
+}
+
+/** BullMQ's error for a job whose keys are gone from Redis. */
+function isMissingJobKey(error: unknown): boolean {
+  return error instanceof Error && /^Missing key for job /.test(error.message);
 }
 
 async function publishCrashedRow(options: PromptWorkerOptions, job: Job, error: Error): Promise<void> {

@@ -1,7 +1,7 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import type { Redis } from 'ioredis';
 import type { CsvDelimiter } from '../input/csv-delimiter.ts';
-import type { BatchStore } from '../queue/batch-state.ts';
+import { DamagedBatchError, type BatchStore } from '../queue/batch-state.ts';
 import type { CollectionTally } from './collection-tally.ts';
 import { formatCsvJournalEntry, formatJournalLine } from './ordered-results.ts';
 import type { OutputPaths } from './paths.ts';
@@ -179,6 +179,8 @@ function hasUnknownKey(result: RowResult, known: readonly string[]): boolean {
 /** Rows without a result yet; unknown (Infinity) while the file is still being enqueued. */
 async function unfinishedRows(options: CollectOptions): Promise<number> {
   const progress = await options.store.progress(options.batchId);
-  if (progress === null || progress.total === null || progress.status === 'enqueuing') return Number.POSITIVE_INFINITY;
+  // The batch was saved before collection began: no record now means Redis lost it, and no row would ever end the wait.
+  if (progress === null) throw new DamagedBatchError(options.batchId, 'gone');
+  if (progress.total === null || progress.status === 'enqueuing') return Number.POSITIVE_INFINITY;
   return Math.max(0, progress.total - progress.finished);
 }

@@ -217,18 +217,23 @@ export class BatchStore {
 }
 
 /**
- * A batch record in Redis that is not one Switchyard wrote whole: its keys were deleted under a
- * running batch (by hand, a FLUSHALL, or a maxmemory policy that evicts any key), and a worker's
- * publish re-created the hash with only the running cost in it.
+ * A batch record in Redis that is not one Switchyard wrote whole, or none at all under a batch in
+ * use: Redis came back without its data, or its keys were deleted (by hand, a FLUSHALL, or a
+ * maxmemory policy that evicts any key), and a worker's publish may have re-created the hash with
+ * only the running cost in it.
  */
 export class DamagedBatchError extends SetupError {
   override name = 'DamagedBatchError';
-  constructor(batchId: string, error: z.ZodError) {
-    const fields = [...new Set(error.issues.map((issue) => String(issue.path[0] ?? '?')))].join(', ');
+  /** `error`: what does not parse in the record; 'gone' when the record is not there at all. */
+  constructor(batchId: string, error: z.ZodError | 'gone') {
+    const what =
+      error === 'gone'
+        ? 'its record in Redis is gone while it was in use: Redis lost its data (restarted without persistence, or from an older snapshot), or its keys were deleted or evicted. '
+        : `its record in Redis is incomplete (${[...new Set(error.issues.map((issue) => String(issue.path[0] ?? '?')))].join(', ')}): Redis lost its data while it was in use (restarted without persistence, or from an older snapshot), or its keys were deleted or evicted. `;
     super(
-      `batch ${batchId}: its record in Redis is incomplete (${fields}): its keys were deleted or evicted while it was in use. ` +
-        'Redis must keep them: use maxmemory-policy noeviction, and do not delete the keys of a batch in use. ' +
-        `Then run the file again as a new batch (a new --batch-id); \`switchyard forget ${batchId}\` removes what is left of this one.`,
+      `batch ${batchId}: ${what}` +
+        'Redis must keep them: persistence on, maxmemory-policy noeviction, and no deleting the keys of a batch in use. ' +
+        `Then run the file again as a new batch (a new --batch-id, and a new --out: the folder is this batch's); \`switchyard forget ${batchId}\` removes what is left of this one.`,
     );
   }
 }

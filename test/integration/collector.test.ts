@@ -38,6 +38,17 @@ describe('collector', () => {
     expect(performance.now() - started).toBeLessThan(5_000);
   });
 
+  it('stops with the damaged-batch message when the batch record is gone (Redis came back empty), instead of waiting for ever', async () => {
+    const store = new BatchStore(redis, { prefix });
+    const outDir = await tempDir('collector-gone');
+    await store.save({ batch_id: 'gone', status: 'running', total: 5, input: 'in.csv', input_kind: 'rows', builtin_config: false, out_dir: outDir, created_at: new Date().toISOString(), invalid_rows: 0, prompt_column: 'prompt', csv_delimiter: ',' }, builtInConfig('http://127.0.0.1:1/v1'));
+    const collecting = collectBatch({ redis, store, batchId: 'gone', paths: outputPaths(outDir), blockMs: 50 });
+    collecting.catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await redis.del(store.keys('gone').meta);
+    await expect(collecting).rejects.toThrow(/^batch gone: its record in Redis is gone while it was in use: Redis lost its data \(restarted without persistence, or from an older snapshot\)/);
+  });
+
   it("writes a superseded job's calls to costs.jsonl and counts them in the report, but not its answer", async () => {
     const store = new BatchStore(redis, { prefix });
     const outDir = await tempDir('collector-superseded');

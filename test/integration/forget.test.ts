@@ -64,7 +64,7 @@ describe('switchyard forget', () => {
     const status = await runCli(['status', 'gutted'], h.env());
     expect(status.code).toBe(3);
     expect(status.stderr).toContain('batch gutted: its record in Redis is incomplete (');
-    expect(status.stderr).toContain('use maxmemory-policy noeviction');
+    expect(status.stderr).toContain('persistence on, maxmemory-policy noeviction, and no deleting the keys of a batch in use');
     expect(status.stderr).not.toContain('ZodError');
     const listed = await runCli(['status'], h.env());
     expect(listed.code, listed.stderr).toBe(0);
