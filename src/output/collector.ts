@@ -1,6 +1,7 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import type { Redis } from 'ioredis';
 import type { CsvDelimiter } from '../input/csv-delimiter.ts';
+import { SetupError } from '../errors.ts';
 import { DamagedBatchError, type BatchStore } from '../queue/batch-state.ts';
 import type { CollectionTally } from './collection-tally.ts';
 import { formatCsvJournalEntry, formatJournalLine } from './ordered-results.ts';
@@ -99,6 +100,7 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
   // Without a listener ioredis prints every reconnect failure to stderr as an "unhandled error event".
   reader.on('error', (error: Error) => options.onConnectionError?.('redis collector connection', error));
   let totalKnown = false;
+  const seen: SeenProgress = { finishedOnceRead: null };
   try {
     for (;;) {
       if (options.signal?.aborted) return false;
@@ -112,7 +114,7 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
       // The rows-left count is read while the entries are written, not after: one round trip less
       // per read, and the last row's summary comes sooner. It is read after the XREAD above, so when
       // it says none are left, the drain below still sees every event.
-      const counting = entries.length < readCount ? unfinishedRows(options) : null;
+      const counting = entries.length < readCount ? unfinishedRows(options, seen) : null;
       counting?.catch(() => undefined); // awaited below; a failed write must not leave it unobserved
       if (entries.length > 0) lastId = await writeEntries(options, files, entries);
       if (counting) {
@@ -176,11 +178,39 @@ function hasUnknownKey(result: RowResult, known: readonly string[]): boolean {
   return false;
 }
 
-/** Rows without a result yet; unknown (Infinity) while the file is still being enqueued. */
-async function unfinishedRows(options: CollectOptions): Promise<number> {
+/** What the collector has seen of the batch's progress, to tell when Redis went back in time. */
+interface SeenProgress {
+  /** Rows finished when the file was last seen read whole (null: not seen yet). */
+  finishedOnceRead: number | null;
+}
+
+/**
+ * Rows without a result yet; unknown (Infinity) while the file is still being enqueued. Once the
+ * file has been read whole, finished rows only grow and the batch is never `enqueuing` again;
+ * otherwise Redis came back with older data (an RDB snapshot, a lost AOF second), whose rows no
+ * worker will ever finish: that stops the collection rather than wait for ever.
+ */
+async function unfinishedRows(options: CollectOptions, seen: SeenProgress): Promise<number> {
   const progress = await options.store.progress(options.batchId);
   // The batch was saved before collection began: no record now means Redis lost it, and no row would ever end the wait.
   if (progress === null) throw new DamagedBatchError(options.batchId, 'gone');
-  if (progress.total === null || progress.status === 'enqueuing') return Number.POSITIVE_INFINITY;
-  return Math.max(0, progress.total - progress.finished);
+  const read = progress.total !== null && progress.status !== 'enqueuing';
+  if (seen.finishedOnceRead !== null && (!read || progress.finished < seen.finishedOnceRead)) {
+    throw new RedisWentBackError(options.batchId, seen.finishedOnceRead, progress.finished);
+  }
+  if (!read) return Number.POSITIVE_INFINITY;
+  seen.finishedOnceRead = progress.finished;
+  return Math.max(0, progress.total! - progress.finished);
+}
+
+/** Redis answers with an older state of the batch than it had: what to do. */
+export class RedisWentBackError extends SetupError {
+  override name = 'RedisWentBackError';
+  constructor(batchId: string, before: number, now: number) {
+    super(
+      `batch ${batchId}: Redis came back with older data than it had (${before} rows finished before, ${now} now: restarted from an RDB snapshot, or lost its last AOF writes), ` +
+        `so some rows' jobs are gone and the run would wait for them for ever. Stop here; \`switchyard run --resume ${batchId}\` writes every row once (rows whose answers Redis forgot run again). ` +
+        'To keep every write, run Redis with appendonly yes and appendfsync always.',
+    );
+  }
 }

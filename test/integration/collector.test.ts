@@ -49,6 +49,25 @@ describe('collector', () => {
     await expect(collecting).rejects.toThrow(/^batch gone: its record in Redis is gone while it was in use: Redis lost its data \(restarted without persistence, or from an older snapshot\)/);
   });
 
+  it('stops, saying to resume, when Redis comes back with older data (fewer rows finished, or the file not read yet)', async () => {
+    const store = new BatchStore(redis, { prefix });
+    for (const [batchId, goBack] of [
+      ['went-back', (keys: ReturnType<typeof store.keys>) => redis.setbit(keys.finished, 2, 0)],
+      ['reading-again', () => store.update('reading-again', { status: 'enqueuing' })],
+    ] as const) {
+      const outDir = await tempDir(`collector-${batchId}`);
+      await store.save({ batch_id: batchId, status: 'running', total: 5, input: 'in.csv', input_kind: 'rows', builtin_config: false, out_dir: outDir, created_at: new Date().toISOString(), invalid_rows: 0, prompt_column: 'prompt', csv_delimiter: ',' }, builtInConfig('http://127.0.0.1:1/v1'));
+      const keys = store.keys(batchId);
+      await redis.setbit(keys.finished, 1, 1);
+      await redis.setbit(keys.finished, 2, 1);
+      const collecting = collectBatch({ redis, store, batchId, paths: outputPaths(outDir), blockMs: 20 });
+      collecting.catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 150)); // it has seen 2 of 5 rows finished, the file read
+      await goBack(keys);
+      await expect(collecting).rejects.toThrow(new RegExp(`^batch ${batchId}: Redis came back with older data than it had \\(2 rows finished before, [12] now: .*\`switchyard run --resume ${batchId}\` writes every row once`));
+    }
+  });
+
   it("writes a superseded job's calls to costs.jsonl and counts them in the report, but not its answer", async () => {
     const store = new BatchStore(redis, { prefix });
     const outDir = await tempDir('collector-superseded');
