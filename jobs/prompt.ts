@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { RowRunnerDeps, RowStep } from '../src/execution/row-runner.ts';
 import { everyCall, freshProgress, rowProgressSchema, type RowProgress } from '../src/execution/row-progress.ts';
 import { createRowFailureLog } from '../src/execution/row-failure-log.ts';
+import { keptAfterFinish } from '../src/execution/carried-progress.ts';
 import { chatMessageSchema } from '../src/input/row.ts';
 import { fingerprintDiffers } from '../src/input/row-fingerprint.ts';
 import { publishRowEvent } from '../src/output/row-events.ts';
@@ -187,10 +188,13 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     } catch (error) {
       return crashed(error);
     }
-    // An answer its judge could not score is kept, so a resume can score it without paying for it again.
-    if (publication.published && step.event.result.judge?.error && progress.judging && job.fingerprint !== undefined) {
-      await carryRow(deps.redis, keys, job.row, job.fingerprint, progress).catch((error: unknown) => {
-        deps.logger.debug({ batch: job.batchId, row: job.row, err: error }, 'could not keep the unscored answer; a resume will not score it');
+    // An answer its judge could not score, or the members' answers of a failed ensemble row, is
+    // kept, so a resume runs only what the row lacks instead of paying for those answers again.
+    // After the publish: what is carried counts its calls as recorded.
+    const kept = publication.published && job.fingerprint !== undefined ? keptAfterFinish(step.event.result, progress) : null;
+    if (kept) {
+      await carryRow(deps.redis, keys, job.row, job.fingerprint!, kept).catch((error: unknown) => {
+        deps.logger.debug({ batch: job.batchId, row: job.row, err: error }, 'could not keep the row\'s answers; a resume pays for them again');
       });
     }
     return { kind: 'done', batchId: job.batchId, row: !publication.published ? 'superseded' : failure ? 'failed' : 'succeeded', costNanos: publication.costNanos };

@@ -103,6 +103,15 @@ export function unsentBodyFieldsText(unsent: Record<string, number>): string | n
   return `Note: request body fields not sent to the models: ${fields}. They are kept in each result's metadata.body_extra.`;
 }
 
+/** " (3 with the answers the stopped run had for them, ...; 2 failed ensemble rows ...)": the queued rows whose answers are not paid for again. */
+function keptAnswersText(counts: EnqueueCounts): string {
+  const parts = [
+    ...(counts.carriedAnswers > 0 ? [`${formatCount(counts.carriedAnswers)} with the answers the stopped run had for them, not paid for again`] : []),
+    ...(counts.failedWithAnswers > 0 ? [`${counted(counts.failedWithAnswers, 'failed ensemble row')} ${counts.failedWithAnswers === 1 ? 'keeps the answers its' : 'keep the answers their'} members gave: only the members that did not answer, and the synthesis, run again`] : []),
+  ];
+  return parts.length > 0 ? ` (${parts.join('; ')})` : '';
+}
+
 /** "Read 2,000 rows: 1,998 valid, 2 invalid (see errors.jsonl); 1,998 queued, ..." */
 export function readText(counts: EnqueueCounts, localConcurrency: number | null): string {
   return (
@@ -112,7 +121,7 @@ export function readText(counts: EnqueueCounts, localConcurrency: number | null)
     (counts.changedSinceSucceeded > 0 ? `, ${formatCount(counts.changedSinceSucceeded)} changed in the file since they succeeded (they run again)` : '') +
     (counts.goneFromFile > 0 ? `, ${formatCount(counts.goneFromFile)} of the last run no longer in the file (left out of the outputs)` : '') +
     `; ${formatCount(counts.enqueued)} queued` +
-    (counts.carriedAnswers > 0 ? ` (${formatCount(counts.carriedAnswers)} with the answers the stopped run had for them, not paid for again)` : '') +
+    keptAnswersText(counts) +
     `, ${localConcurrency !== null ? `workers here making up to ${localConcurrency} calls at a time` : 'no workers here (--detach)'}.`
   );
 }

@@ -103,7 +103,7 @@ export function describeBatch({ meta, progress, runBy, workers, workerNames = []
     `  output    ${meta.out_dir}${rowsWrittenSoFar === null ? '' : ` (the ${counted(rowsWrittenSoFar, 'row')} finished when a run of it stopped; all of them once it finishes)`}`,
     // When the batch started; a resume's start is said beside it (each run of the batch sets started_at).
     `  started   ${timestamp(meta.created_at)}${meta.started_at && timestamp(meta.started_at) !== timestamp(meta.created_at) ? `, last run started ${timestamp(meta.started_at)}` : ''}${meta.finished_at ? `, finished ${timestamp(meta.finished_at)}` : ''}`,
-    ...(keptAnswers > 0 ? [`  kept      the answers of ${counted(keptAnswers, 'row')} (stopped waiting for a judge or synthesis, or not scored): \`switchyard run --resume ${meta.batch_id}\` goes on from them`] : []),
+    ...(keptAnswers > 0 ? [`  kept      the answers of ${counted(keptAnswers, 'row')} (stopped waiting for a judge or synthesis, not scored, or an ensemble row that failed after some members answered): \`switchyard run --resume ${meta.batch_id}\` goes on from them`] : []),
   ];
   const names = workerNames.length > 0 ? ` (${workerNames.join(', ')})` : '';
   if (typeof workers === 'number') lines.push(`  workers   ${workersConnectedText(workers)} to this Redis${workers === 0 ? ' (rows finish only while one runs)' : names}`);

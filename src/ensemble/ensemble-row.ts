@@ -74,7 +74,10 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
   if (pending.length > 0) await checkpoint?.(progress);
   const messages = synthesisMessages(row.messages, answers, config.synthesis_prompt);
   const synthesisMaxTokens = config.synthesis_max_tokens ?? maxTokens;
-  state.synthesis ??= pinnedCallProgress(deps.config, { model: config.synthesizer, messages, maxTokens: synthesisMaxTokens, reason: `ensemble "${name}" synthesis`, notTo: [] });
+  if (!state.synthesis?.plan) {
+    // Calls kept: a synthesis of a failed row carried over (carried-progress.ts keptAfterFinish) was paid for; it is planned again on the answers it has now.
+    state.synthesis = { ...pinnedCallProgress(deps.config, { model: config.synthesizer, messages, maxTokens: synthesisMaxTokens, reason: `ensemble "${name}" synthesis`, notTo: [] }), calls: state.synthesis?.calls ?? [] };
+  }
   const step = await advanceRow({ ...row, messages, model: config.synthesizer, temperature, max_tokens: synthesisMaxTokens }, state.synthesis, deps);
   if (step.kind === 'park') return { ...step, progress };
   return finishEnsemble(row, progress, ensemble, step.event.result, null);

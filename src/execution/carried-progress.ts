@@ -1,4 +1,4 @@
-import type { CallRecord } from '../output/records.ts';
+import type { CallRecord, RowResult } from '../output/records.ts';
 import { freshProgress, type RowProgress } from './row-progress.ts';
 
 /** What every stage's progress has: its calls and the waits a parked row holds. */
@@ -11,6 +11,24 @@ type StageProgress = Omit<RowProgress, 'ensemble' | 'judging'>;
  */
 export function holdsAnswers(progress: RowProgress): boolean {
   return progress.judging !== undefined || (progress.ensemble?.members.some((member) => member.outcome?.status === 'succeeded') ?? false);
+}
+
+/**
+ * What a finished row keeps for a resume (or re-run) of its batch, carried like a stopped row's
+ * (carried-rows.ts), or null: the answer of a succeeded row its judge could not score, and the
+ * members' answers of an ensemble row that failed after some of them answered (the budget refused
+ * the synthesis or a member, a member failed after its retries), so that the resume pays only for
+ * what the row lacks. Its calls all went out with its result. The failed members run again
+ * (carriedProgress), and so does the synthesis, planned afresh (ensemble-row.ts) as a carried judge
+ * call is: its prompt holds the answers, which change once those members answer. Its earlier calls
+ * stay with it (recorded), so the row's result still adds up every call it made.
+ */
+export function keptAfterFinish(result: RowResult, progress: RowProgress): RowProgress | null {
+  if (result.status === 'succeeded') return result.judge?.error && progress.judging ? progress : null;
+  const ensemble = progress.ensemble;
+  if (!ensemble || progress.judging || !holdsAnswers(progress)) return null;
+  const { members, synthesis } = ensemble;
+  return { ...progress, ensemble: { members, ...(synthesis ? { synthesis: { ...freshProgress(), calls: synthesis.calls } } : {}) } };
 }
 
 /**

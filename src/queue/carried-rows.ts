@@ -12,7 +12,8 @@ import { storedJson } from './stored-json.ts';
  * synthesis. Their progress is kept here, by row, with the row's fingerprint, and the resume
  * queues the row with it (producer.ts) as long as the row is the same in the file and still runs
  * the same way (carried-progress.ts): the row then goes on from where it was instead of paying
- * for its answers again.
+ * for its answers again. A worker keeps here too what a finished row holds worth a resume
+ * (keptAfterFinish): an answer its judge could not score, a failed ensemble row's members' answers.
  */
 const carriedRowSchema = z.object({ fingerprint: z.number().int(), progress: rowProgressSchema });
 

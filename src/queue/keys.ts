@@ -31,7 +31,7 @@ export function batchKeys(space: KeySpace, batchId: string) {
     withdrawn: `${base}:withdrawn`,
     /** String of 4 bytes per row (at row x 4): each row's fingerprint when enqueued, so a resume sees edited rows. */
     fingerprints: `${base}:fingerprints`,
-    /** Hash by row: what a stopped run's parked rows had answered, for the resume (carried-rows.ts). */
+    /** Hash by row: answers kept for the resume (carried-rows.ts): a stopped run's parked rows', unscored ones, failed ensemble rows' members'. */
     carried: `${base}:carried`,
     /** String with a TTL: which process collects the batch now (batch-lease.ts). */
     lease: `${base}:lease`,

@@ -68,6 +68,8 @@ export interface EnqueueCounts {
   carriedAnswers: number;
   /** Rows that succeeded before but the judge could not score: queued again with their answers, for the judge alone. */
   rescored: number;
+  /** Ensemble rows that failed before after some members answered: queued again with those answers, so only the rest runs. */
+  failedWithAnswers: number;
 }
 
 /** Rows withdrawn per pipeline when a file got shorter. */
@@ -94,7 +96,7 @@ function toJob(options: EnqueueOptions, row: InputRow, fingerprint: number, carr
  * are skipped through Redis' bitmap.
  */
 export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCounts> {
-  const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, changedSinceSucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, unsentBodyFields: {}, stopped: false, goneFromFile: 0, carriedAnswers: 0, rescored: 0 };
+  const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, changedSinceSucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, unsentBodyFields: {}, stopped: false, goneFromFile: 0, carriedAnswers: 0, rescored: 0, failedWithAnswers: 0 };
   const errors = createWriteStream(options.errorsPath, { flags: 'w' });
   let chunk: InputRow[] = [];
   let workersStarted = false;
@@ -138,6 +140,7 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
         const fingerprint = fingerprinted.of(row);
         const progress = carried?.progress.get(row.row);
         if (fingerprinted.rescored.has(row.row)) counts.rescored++;
+        else if (progress && fingerprinted.failedBefore.has(row.row)) counts.failedWithAnswers++;
         else if (progress) counts.carriedAnswers++;
         const job = toJob(options, row, fingerprint, progress);
         return { name: 'prompt', data: job, opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row, fingerprint) } };
@@ -249,6 +252,8 @@ interface FingerprintedChunk {
   carried: CarriedRows | null;
   /** Rows that succeeded before but were not scored (the judge failed): they run again, for the judge alone. */
   rescored: Set<number>;
+  /** Rows that failed before: what is carried for them is what the failed row kept (an ensemble's members' answers), not a stopped run's. */
+  failedBefore: Set<number>;
 }
 
 /**
@@ -269,7 +274,7 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
     // A new batch: nothing to compare, so the write need not hold up the chunk (it is awaited with it).
     const written = options.store.redis.setrange(keys.fingerprints, first * 4, fingerprints);
     written.catch(() => undefined); // observed now, awaited later
-    return { toRun: rows, of, written, carried: null, rescored: new Set() };
+    return { toRun: rows, of, written, carried: null, rescored: new Set(), failedBefore: new Set() };
   }
   const [succeeded, finished, recorded, found] = await Promise.all([
     options.store.succeededRows(options.batchId, first, span),
@@ -320,7 +325,7 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
   // After the reopening wrote the new fingerprints: a superseded job that runs now drops its result.
   const written = Promise.all(supersededJobs.map((jobId) => options.queue.remove(jobId)));
   written.catch(() => undefined); // observed now, awaited with the chunk
-  return { toRun, of, written, carried, rescored };
+  return { toRun, of, written, carried, rescored, failedBefore: new Set(failed) };
 }
 
 /**

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { usdToNanos } from '../../src/models/pricing.ts';
@@ -106,6 +106,121 @@ describe('ensembles: members answer, a synthesizer writes one answer from theirs
     for (const result of results) expect(usdToNanos(result.cost_usd!)).toBe(calls.filter((c) => c.row === result.row).reduce((sum, c) => sum + usdToNanos(c.cost_usd!), 0));
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
     expect(report.totals.cost_usd).toBe(calls.reduce((sum, c) => sum + usdToNanos(c.cost_usd!), 0) / 1e9);
+  });
+
+  it("a row whose synthesis the budget refused keeps its members' answers: the resume with a higher budget pays only for the synthesis", async () => {
+    h.sim.reset();
+    const dir = await tempDir('ensemble-budget');
+    const cheap = { input_per_mtok: 0.1, output_per_mtok: 0.2 };
+    // The synthesizer's call is priced far beyond a $0.1 budget (about $10 reserved); the members' cost next to nothing.
+    const models = { alpha: { provider: 'sim', price: cheap }, beta: { provider: 'sim', price: cheap }, judge: { provider: 'sim', price: { input_per_mtok: 10_000, output_per_mtok: 10_000 } } };
+    const config = await writeSimConfig(dir, h.sim.url, { models, ensembles: { council: { members: ['alpha', 'beta'], synthesizer: 'judge' } } }, Object.keys(models));
+    const input = await writePromptsCsv(dir, 4);
+    const out = join(dir, 'out');
+    const first = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'council-budget', '--model', 'council', '--budget', '0.1'], h.env());
+    expect(first.code, first.stdout + first.stderr).toBe(1);
+    const failed = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(failed.map((r) => [r.status, r.error?.code, r.ensemble?.members.map((m) => m.status)])).toEqual(Array(4).fill(['failed', 'budget_exceeded', ['succeeded', 'succeeded']]));
+    const stats = () => h.sim.stats().models;
+    expect([stats().alpha?.requests, stats().beta?.requests, stats().judge]).toEqual([4, 4, undefined]);
+    expect(await h.redis.hlen(`${h.prefix}:batch:{council-budget}:carried`)).toBe(4);
+    expect((await runCli(['status', 'council-budget'], h.env())).stdout).toContain('  kept      the answers of 4 rows');
+
+    const resumed = await runCli(['run', '--resume', 'council-budget', '--budget', '1000'], h.env());
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+    expect(resumed.stdout).toContain('4 queued (4 failed ensemble rows keep the answers their members gave: only the members that did not answer, and the synthesis, run again)');
+    // The members were not called again: only the synthesis went out.
+    expect([stats().alpha?.requests, stats().beta?.requests, stats().judge?.requests]).toEqual([4, 4, 4]);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => [r.row, r.status, r.model, r.ensemble?.members.map((m) => m.status)])).toEqual([1, 2, 3, 4].map((row) => [row, 'succeeded', 'judge', ['succeeded', 'succeeded']]));
+    // Each call once in costs.jsonl; each row's cost adds up its calls of both runs, and the batch's all of them.
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    expect(calls.map((c) => `${c.row}:${c.model}`).sort()).toEqual([1, 2, 3, 4].flatMap((row) => [`${row}:alpha`, `${row}:beta`, `${row}:judge`]));
+    for (const result of results) expect(usdToNanos(result.cost_usd!)).toBe(calls.filter((c) => c.row === result.row).reduce((sum, c) => sum + usdToNanos(c.cost_usd!), 0));
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.totals.cost_usd).toBe(calls.reduce((sum, c) => sum + usdToNanos(c.cost_usd!), 0) / 1e9);
+    expect(report.ensembles.council).toMatchObject({ rows: 4, succeeded: 4, failed: 0 });
+    expect(report.extra_calls).toMatchObject({ ensemble_member_calls: 8, synthesis_calls: 4 });
+    expect(await h.redis.hlen(`${h.prefix}:batch:{council-budget}:carried`)).toBe(0);
+    expect((await runCli(['status', 'council-budget'], h.env())).stdout).toContain('4/4 finished: 4 succeeded, 0 failed');
+  });
+
+  it('a row that failed because a member did not answer keeps the answers of the others for a re-run, unless the row was edited or its ensemble has other members', async () => {
+    h.sim.reset();
+    const dir = await tempDir('ensemble-failed-member');
+    const price = { input_per_mtok: 0.1, output_per_mtok: 0.2 };
+    // "down" fails every call (the simulator's 500s) until the re-run's config sends it to "spare".
+    const settings = (down: Record<string, unknown>, duo: string[]) => ({
+      models: { alpha: { provider: 'sim', price }, beta: { provider: 'sim', price }, down: { provider: 'sim', price, ...down }, judge: { provider: 'sim', price } },
+      retry: { max_attempts: 2, base_delay_ms: 1, max_delay_ms: 5 },
+      ensembles: { council: { members: ['alpha', 'down'], synthesizer: 'judge' }, duo: { members: duo, synthesizer: 'judge' } },
+    });
+    const config = await writeSimConfig(dir, h.sim.url, settings({}, ['alpha', 'down']), MODELS);
+    const input = await writePromptsCsv(dir, 4, { model: (row) => (row === 4 ? 'duo' : 'council') });
+    const out = join(dir, 'out');
+    const run = () => runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'council-member'], h.env());
+    const first = await run();
+    expect(first.code, first.stdout + first.stderr).toBe(1);
+    const failed = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(failed.map((r) => [r.error?.code, r.ensemble?.members.map((m) => m.status)])).toEqual(Array(4).fill(['ensemble_failed', ['succeeded', 'failed']]));
+    const stats = () => h.sim.stats().models;
+    expect([stats().alpha?.requests, stats().down?.requests, stats().judge]).toEqual([4, 8, undefined]);
+
+    // The re-run (the same command): row 3 edited, duo (row 4) given another member, "down" answering now.
+    await writeSimConfig(dir, h.sim.url, settings({ upstream: 'spare' }, ['alpha', 'beta', 'down']), MODELS);
+    await writeFile(input, (await readFile(input, 'utf8')).replace('Question 3:', 'Question three:'));
+    const again = await run();
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    expect(again.stdout).toContain('(2 failed ensemble rows keep the answers their members gave');
+    // alpha answers again only for the edited row and the changed ensemble's; "down" runs again for every row.
+    expect([stats().alpha?.requests, stats().spare?.requests, stats().beta?.requests, stats().judge?.requests]).toEqual([6, 4, 1, 4]);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => [r.row, r.status, r.ensemble?.members.map((m) => m.status)])).toEqual([
+      [1, 'succeeded', ['succeeded', 'succeeded']],
+      [2, 'succeeded', ['succeeded', 'succeeded']],
+      [3, 'succeeded', ['succeeded', 'succeeded']],
+      [4, 'succeeded', ['succeeded', 'succeeded', 'succeeded']],
+    ]);
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    // First run: alpha and down's two failures per row; the re-run: alpha for rows 3 and 4, down (on spare) per row, beta once, the synthesis per row.
+    expect(calls).toHaveLength(4 + 8 + 2 + 4 + 1 + 4);
+    expect(new Set(calls.map((c) => JSON.stringify(c))).size).toBe(calls.length);
+    // The rows that kept their answers count every call they made, in both runs.
+    for (const result of results.slice(0, 2)) {
+      expect(usdToNanos(result.cost_usd!)).toBe(calls.filter((c) => c.row === result.row).reduce((sum, c) => sum + usdToNanos(c.cost_usd!), 0));
+      expect(result.models_tried).toEqual(['alpha', 'down', 'judge']);
+    }
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.totals.cost_usd).toBe(calls.reduce((sum, c) => sum + usdToNanos(c.cost_usd!), 0) / 1e9);
+  });
+
+  it("a row whose synthesis failed after its retries keeps its members' answers: the re-run calls only the synthesis, and the row counts its failed calls once", async () => {
+    h.sim.reset();
+    const dir = await tempDir('ensemble-failed-synthesis');
+    const price = { input_per_mtok: 0.1, output_per_mtok: 0.2 };
+    // The synthesizer "down" fails every call (the simulator's 500s) until the re-run's config sends it to "spare".
+    const settings = (down: Record<string, unknown>) => ({
+      models: { alpha: { provider: 'sim', price }, beta: { provider: 'sim', price }, down: { provider: 'sim', price, ...down } },
+      retry: { max_attempts: 2, base_delay_ms: 1, max_delay_ms: 5 },
+      ensembles: { council: { members: ['alpha', 'beta'], synthesizer: 'down' } },
+    });
+    const config = await writeSimConfig(dir, h.sim.url, settings({}), MODELS);
+    const input = await writePromptsCsv(dir, 2);
+    const out = join(dir, 'out');
+    const run = () => runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'council-synthesis', '--model', 'council'], h.env());
+    expect((await run()).code).toBe(1);
+    expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => r.error?.code)).toEqual(['server_error', 'server_error']);
+    await writeSimConfig(dir, h.sim.url, settings({ upstream: 'spare' }), MODELS);
+    const again = await run();
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    const stats = h.sim.stats().models;
+    expect([stats.alpha?.requests, stats.beta?.requests, stats.down?.requests, stats.spare?.requests]).toEqual([2, 2, 4, 2]);
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    expect(calls.map((c) => `${c.row}:${c.purpose}:${c.status}`).sort()).toEqual([1, 2].flatMap((row) => [`${row}:ensemble_member:succeeded`, `${row}:ensemble_member:succeeded`, `${row}:synthesis:failed`, `${row}:synthesis:failed`, `${row}:synthesis:succeeded`]));
+    for (const result of await readJsonLines<RowResult>(join(out, 'results.jsonl'))) {
+      expect(result).toMatchObject({ status: 'succeeded', model: 'down', attempts: 5 });
+      expect(usdToNanos(result.cost_usd!)).toBe(calls.filter((c) => c.row === result.row).reduce((sum, c) => sum + usdToNanos(c.cost_usd!), 0));
+    }
   });
 
   it('fails a row without a synthesis call when too few members answer', async () => {

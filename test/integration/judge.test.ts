@@ -296,7 +296,7 @@ describe('a judge that fails', () => {
     expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => r.judge?.error?.code)).toEqual(Array(4).fill('server_error'));
     expect(ran.stdout).toContain('Not scored: 4 answers the judge could not score (judge.error in results.jsonl). Score them without paying for the answers again: switchyard run --resume rescore');
 
-    expect((await runCli(['status', 'rescore'], h.env())).stdout).toContain('  kept      the answers of 4 rows (stopped waiting for a judge or synthesis, or not scored): `switchyard run --resume rescore` goes on from them');
+    expect((await runCli(['status', 'rescore'], h.env())).stdout).toContain('  kept      the answers of 4 rows (stopped waiting for a judge or synthesis, not scored, or an ensemble row that failed after some members answered): `switchyard run --resume rescore` goes on from them');
 
     await writeSimConfig(dir, h.sim.url, settings('sound-judge'));
     const resumed = await runCli(['run', '--resume', 'rescore', '--config', config], h.env());

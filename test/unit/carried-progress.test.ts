@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { carriedProgress, carriedProgressFits, holdsAnswers } from '../../src/execution/carried-progress.ts';
+import { carriedProgress, carriedProgressFits, holdsAnswers, keptAfterFinish } from '../../src/execution/carried-progress.ts';
 import { everyCall, freshProgress, type RowProgress } from '../../src/execution/row-progress.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 
@@ -61,5 +61,34 @@ describe('answers carried from a stopped run to its resume', () => {
     // A judged ensemble row: the answer is the ensemble's.
     const judgedCouncil: RowProgress = { ...council, judging: { answer: { ...answer, models_tried: ['alpha', 'beta', 'synth'], ensemble: { name: 'council' } as RowResult['ensemble'] }, progress: freshProgress() } };
     expect(carriedProgressFits(judgedCouncil, { model: 'council', ensembleMembers: ['alpha', 'beta'], judged: true })).toBe(true);
+  });
+});
+
+describe('answers a finished row keeps for a resume', () => {
+  const member = (model: string, outcome: 'succeeded' | 'failed') => ({
+    model,
+    progress: { ...freshProgress(), plan: plan(model), attempt: 2, chainIndex: outcome === 'failed' ? 1 : 0, calls: [call(model, outcome)] },
+    outcome: { status: outcome, output: outcome === 'succeeded' ? `${model} says` : null, final_model: outcome === 'succeeded' ? model : null },
+  });
+  const failed = { row: 1, status: 'failed', model: 'council', output: null, error: { code: 'budget_exceeded', message: 'over' } } as RowResult;
+
+  it("keeps a failed ensemble row's answered members, and runs its failed members and its synthesis afresh, the synthesis calls kept as recorded", () => {
+    const ensemble: RowProgress = { ...freshProgress(), ensemble: { members: [member('alpha', 'succeeded'), member('down', 'failed')], synthesis: { ...freshProgress(), plan: plan('judge'), attempt: 2, calls: [call('judge', 'failed'), call('judge', 'failed')] } } };
+    const kept = keptAfterFinish(failed, ensemble)!;
+    expect(kept.ensemble!.synthesis).toEqual({ ...freshProgress(), calls: [call('judge', 'failed'), call('judge', 'failed')] });
+    const carried = carriedProgress(kept);
+    expect(carried.ensemble!.members.map((m) => m.outcome?.status ?? null)).toEqual(['succeeded', null]);
+    expect(carried.ensemble!.members[1]!.progress).toMatchObject({ chainIndex: 0, attempt: 0 });
+    // Every call the row made stays with it, once, recorded: its result's cost adds them all up.
+    expect(everyCall(carried).map((c) => [c.model, c.purpose, c.recorded])).toEqual([['alpha', 'ensemble_member', true], ['down', 'ensemble_member', true], ['judge', 'synthesis', true], ['judge', 'synthesis', true]]);
+    expect(ensemble.ensemble!.synthesis!.plan).toEqual(plan('judge')); // the failed run's progress is left as it was
+  });
+
+  it('keeps nothing of a failed row none of whose members answered, of a row that is no ensemble, or of a succeeded row its judge scored', () => {
+    expect(keptAfterFinish(failed, { ...freshProgress(), ensemble: { members: [member('down', 'failed')] } })).toBeNull();
+    expect(keptAfterFinish(failed, { ...freshProgress(), calls: [call('flash')] })).toBeNull();
+    const judged: RowProgress = { ...freshProgress(), judging: { answer, progress: freshProgress() } };
+    expect(keptAfterFinish({ ...answer, judge: { model: 'judge', final_model: 'judge', score: 7, reason: 'ok', cost_usd: 0 } }, judged)).toBeNull();
+    expect(keptAfterFinish({ ...answer, judge: { model: 'judge', final_model: null, score: null, reason: null, cost_usd: 0, error: { code: 'no_score', message: 'none' } } }, judged)).toBe(judged);
   });
 });
