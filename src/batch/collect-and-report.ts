@@ -4,7 +4,7 @@ import { CollectionTally } from '../output/collection-tally.ts';
 import { collectBatch } from '../output/collector.ts';
 import { finalizeBatch, writeOutputsSoFar } from '../output/finalize-batch.ts';
 import { outputPaths } from '../output/paths.ts';
-import { counted, renderSummaryLines } from '../output/report-markdown.ts';
+import { counted, formatCount, renderSummaryLines } from '../output/report-markdown.ts';
 import type { Report } from '../output/report.ts';
 import { createProgressDisplay, type ProgressDisplay } from '../progress/progress-display.ts';
 import type { BatchProgress } from '../queue/batch-state.ts';
@@ -118,6 +118,13 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     const earlier = report.totals.calls === 0 ? ' This batch made no call: earlier failures (another run on this Redis, or the one before this) shut them, and each lets one call test its provider when breaker.cooldown_ms has passed (the rows\' errors say when).' : '';
     say(`Models down: ${counted(passedOver, 'row')} found every model of their chain shut after repeated failures (its circuit breaker), and were not sent.${earlier} Once the provider is back: switchyard run --resume ${batchId} (with breaker.max_wait_ms in the config, rows wait for it instead of failing).`);
   }
+  // Rows that went on to another provider's model succeed, and a refused key would go unnoticed in the exit code.
+  // (Rows that failed with such an error are in the Errors lines already.)
+  const refused = ACCOUNT_REFUSALS.flatMap((code) => (report.call_errors[code] && !report.errors[code] ? [`${code} ${formatCount(report.call_errors[code])}`] : []));
+  if (refused.length > 0) {
+    say('');
+    say(`Refused by a provider: ${refused.join(', ')} calls (a key or account it would not take). Their rows went on to other models; results.jsonl's fallback_reason names the model and what to check.`);
+  }
   // A finished batch's unscored answers are kept for a resume (jobs/prompt.ts); say so where the user looks.
   const unscored = report.totals.unfinished_rows === 0 ? (report.judge?.rows_unscored ?? 0) : 0;
   if (unscored > 0) {
@@ -127,6 +134,9 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   }
   return report;
 }
+
+/** Call errors that say the provider refused the key or the account, not the request. */
+const ACCOUNT_REFUSALS = ['unauthorized', 'forbidden', 'quota_exceeded'] as const;
 
 /** The resume that gets past the cap that refused the rows: the batch's (--budget) or the month's (the config's). */
 function budgetResume(batchId: string, refusal: string | undefined): string {

@@ -352,7 +352,8 @@ function refusalAnotherModelMayNotMeet(failure: ModelCallError, model: string, p
   const chain = progress.plan?.chain ?? [];
   if (failure.code === 'bad_request' && CONTEXT_TOO_LONG.test(failure.message) && progress.chainIndex + 1 < chain.length) return `the prompt is too long for it (${failure.status ?? 400})`;
   const accountRefused = failure.code === 'unauthorized' || failure.code === 'forbidden' || failure.code === 'quota_exceeded';
-  if (accountRefused && laterModelElsewhere(model, progress, config)) return `${failure.code} (${failure.status}) at its provider`;
+  // The provider's message names the key's variable: with it the fallback reason says what to fix, not only that the row went on.
+  if (accountRefused && laterModelElsewhere(model, progress, config)) return `${failure.code} (${failure.status}) at its provider: ${failure.message}`;
   return null;
 }
 

@@ -242,6 +242,28 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(results.some((r) => r.error?.http_status === 401)).toBe(true);
   });
 
+  it('a 401 on one provider sends the rows to a model on another, and the summary says a provider refused, naming where to look', async () => {
+    const dir = await tempDir('auth-elsewhere');
+    const elsewhere = await startSimulator({ latency_ms: 1 });
+    try {
+      const cfg = await config(dir, {
+        providers: { sim: { base_url: h.sim.url, api_key_env: 'SIM_KEY' }, good: { base_url: elsewhere.url } },
+        models: { flash: { provider: 'sim', price, fallbacks: ['other'] }, other: { provider: 'good', price } },
+        default_model: 'flash',
+      });
+      const input = await writePromptsCsv(dir, 4);
+      const out = join(dir, 'out');
+      const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'auth-elsewhere', '--concurrency', '1'], h.env({ SIM_KEY: 'wrong-key' }));
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stdout).toMatch(/^Refused by a provider: unauthorized \d+ calls \(a key or account it would not take\)\. Their rows went on to other models; results\.jsonl's fallback_reason names the model and what to check\.$/m);
+      const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+      expect(results.every((r) => r.status === 'succeeded' && r.final_model === 'other')).toBe(true);
+      expect(results.some((r) => r.fallback_reason?.includes('check the key in $SIM_KEY'))).toBe(true);
+    } finally {
+      await elsewhere.close();
+    }
+  });
+
   it('after a 401, the rows behind it fail without sending the rejected key again', async () => {
     const dir = await tempDir('auth-many');
     const cfg = await config(dir, { models: { flash: { provider: 'sim', price } }, default_model: 'flash' });

@@ -269,7 +269,7 @@ describe('advanceRow', () => {
         if (step.kind !== 'finished') throw new Error('expected finished');
         return step.event.result;
       };
-      expect(await runChain(['gated', 'ok-elsewhere'])).toMatchObject({ status: 'succeeded', final_model: 'ok-elsewhere', fallback_reason: 'gated: forbidden (403) at its provider' });
+      expect(await runChain(['gated', 'ok-elsewhere'])).toMatchObject({ status: 'succeeded', final_model: 'ok-elsewhere', fallback_reason: expect.stringMatching(/^gated: forbidden \(403\) at its provider: model "gated" at http:\/\/\S+ refused access \(403\): .*; check that the key may use this model/) });
       // The same provider would refuse the same key: the row fails at once, as before.
       expect(await runChain(['gated', 'ok'])).toMatchObject({ status: 'failed', attempts: 1, models_tried: ['gated'], error: { code: 'forbidden' } });
       expect(await runChain(['short', 'ok'])).toMatchObject({ status: 'succeeded', final_model: 'ok', fallback_reason: 'short: the prompt is too long for it (400)' });
