@@ -344,13 +344,16 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
       });
     } catch (error) {
       // A file that turns unreadable part-way (an unclosed quote near the end): the rows before it
-      // may already be queued. Stop as Ctrl-C does: the calls in flight finish, and the rows still
+      // may already be queued. Stop as Ctrl-C does: the calls in flight finish, the rows still
       // queued come off the queue (else the next run of another batch takes them off as a killed
-      // run's), keeping what they had for the run of the fixed file.
-      stops.abortCollecting();
+      // run's), keeping what they had for the run of the fixed file, and the outputs and summary
+      // of the rows finished so far are written.
+      const unreadable = worker !== null && error instanceof UsageError;
+      if (!unreadable) stops.abortCollecting();
       await worker?.close();
-      const unqueued = worker && error instanceof UsageError ? await unqueueBatch(queue, session.store, batchId).catch(() => 'failed' as const) : null;
+      const unqueued = unreadable ? await unqueueBatch(queue, session.store, batchId).catch(() => 'failed' as const) : null;
       await queue.close();
+      if (unreadable) stops.drainCollecting();
       await collecting?.catch(() => null);
       if (error instanceof UsageError) {
         const next = `fix the file and run the same command again (--batch-id ${batchId}) to finish without repeating them`;

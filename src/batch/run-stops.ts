@@ -18,6 +18,8 @@ export interface RunStops {
   /** The collector writes the outputs of the rows finished so far, then stops. */
   drainCollector: AbortSignal;
   abortCollecting(): void;
+  /** The collector writes the outputs of the rows finished so far, then stops (a stop that is no signal's). */
+  drainCollecting(): void;
   /** The signal that stopped the run, if one did. */
   stoppedBy(): NodeJS.Signals | null;
   /** What became of the batch's queued rows once stopped (null: not yet, or Redis was away). */
@@ -99,6 +101,7 @@ export function watchForStops(watched: {
     stopCollecting: stopCollecting.signal,
     drainCollector: drainCollector.signal,
     abortCollecting: () => stopCollecting.abort(),
+    drainCollecting: () => drainCollector.abort(),
     stoppedBy: () => stoppedBy,
     unqueued: () => unqueued,
     stopListening,

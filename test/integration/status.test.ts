@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.ts';
@@ -78,6 +78,9 @@ describe('switchyard status', () => {
     // The row read before the bad one was answered or came off the queue: none is left for the
     // next run of another batch to find there as a killed run's.
     expect(await h.redis.keys(`${h.prefix}:prompts:status-unreadable_*`)).toEqual([]);
+    // As after a Ctrl-C, the outputs and summary of the rows finished so far are written.
+    expect(run.stdout).toMatch(/^Rows +[01] of [01] succeeded, 0 failed; the rest of the file not run yet$/m);
+    expect(JSON.parse(await readFile(join(dir, 'out', 'report.json'), 'utf8'))).toMatchObject({ batch_id: 'status-unreadable' });
     const stopped = await runCli(['status', 'status-unreadable'], h.env());
     expect(stopped.stdout).toContain(
       'next      its file could not be read to its end: input file ' + input + ': the quoted field at line 3 is never closed (close it; a quote inside a quoted field is written twice, ""); rows before it may be done: fix the file and run the same command again (--batch-id status-unreadable) to finish without repeating them',
