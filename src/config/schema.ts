@@ -231,6 +231,12 @@ export const configSchema = z
         const given = ensemble.min_answers === undefined ? `${minAnswers} (the default)` : String(minAnswers);
         ctx.addIssue({ code: 'custom', path: ['ensembles', name, 'min_answers'], message: `${given} is more than its ${ensemble.members.length} member${ensemble.members.length === 1 ? '' : 's'}: give it more members, or a lower min_answers` });
       }
+      // Checked now, as max_tokens is: found at a row's synthesis, it would come after the members were paid for.
+      const synthesizer = config.models[ensemble.synthesizer];
+      const synthesisRoom = Math.min(ensemble.synthesis_max_tokens ?? 0, synthesizer?.max_output_tokens ?? Number.POSITIVE_INFINITY);
+      if (synthesizer?.context_window !== undefined && synthesisRoom >= synthesizer.context_window) {
+        ctx.addIssue({ code: 'custom', path: ['ensembles', name, 'synthesis_max_tokens'], message: `${ensemble.synthesis_max_tokens} leaves no room for the synthesis prompt in its synthesizer's context_window of ${synthesizer.context_window} (models.${ensemble.synthesizer}): every row would pay its members and then fail` });
+      }
       const prompt = ensemble.synthesis_prompt;
       if (prompt !== undefined && !(prompt.includes('{question}') && prompt.includes('{answers}'))) {
         ctx.addIssue({ code: 'custom', path: ['ensembles', name, 'synthesis_prompt'], message: 'expected {question} and {answers} in it, where the row\'s prompt and the members\' answers go' });

@@ -97,6 +97,9 @@ function finishEnsemble(row: RowInput, progress: RowProgress, ensemble: NamedEns
   const succeeded = synthesis?.status === 'succeeded';
   // A row that never reached its synthesis is the ensemble's failure, not the synthesizer's.
   const synthesizedBy = synthesis?.model ?? ensemble.name;
+  const synthesisCalled = (state.synthesis?.calls.length ?? 0) > 0;
+  // A synthesis that made no call (the budget refused it, no model could hold it) synthesized nothing.
+  const synthesisText = !synthesis ? '' : succeeded || synthesisCalled ? `, synthesized by ${synthesizedBy}` : `, its synthesis (${synthesizedBy}) not sent`;
   const fallbackReasons = [
     ...state.members.flatMap((member) => (member.outcome?.fallback_reason ? [`member ${member.model}: ${member.outcome.fallback_reason}`] : [])),
     ...(synthesis?.fallback_reason ? [`synthesis: ${synthesis.fallback_reason}`] : []),
@@ -113,7 +116,7 @@ function finishEnsemble(row: RowInput, progress: RowProgress, ensemble: NamedEns
     attempts: totals.answerCalls,
     metadata: row.metadata,
     task_type: null,
-    route_reason: `ensemble "${ensemble.name}": ${answered} of ${state.members.length} members answered${synthesis ? `, synthesized by ${synthesizedBy}` : ''}`,
+    route_reason: `ensemble "${ensemble.name}": ${answered} of ${state.members.length} members answered${synthesisText}`,
     models_tried: [...new Set(calls.map((call) => call.model))],
     final_model: succeeded ? synthesizedBy : null,
     fallback_reason: fallbackReasons.length > 0 ? fallbackReasons.join('; ') : null,

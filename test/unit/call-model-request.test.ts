@@ -97,4 +97,14 @@ describe('the temperature and max_tokens rows are sent with', () => {
     const step = await advanceEnsembleRow(row('q', 'Compare two queues'), freshProgress(), deps, { name: 'council', config: deps.config.ensembles.council! });
     expect(step.kind === 'finished' && step.event.result.error).toMatchObject({ code: 'budget_exceeded', message: expect.stringMatching(/^ensemble "council": 1 of 2 members answered, 2 needed; writer: /) });
   });
+
+  it("says a synthesis the budget refused was not sent, rather than that it synthesized", async () => {
+    const cheap = { input_per_mtok: 0.1, output_per_mtok: 0.1 };
+    const models = { flash: { provider: 'p', price: cheap }, writer: { provider: 'p', price: cheap }, strong: { provider: 'p', price: { input_per_mtok: 1000, output_per_mtok: 1000 } } };
+    const refusesDear = { reserveBudget: async (estimateNanos: number) => (estimateNanos > 1_000_000 ? { ok: false as const, heldByCallsInFlight: false, message: 'not run: over the batch budget' } : { ok: true as const, hold: null }) };
+    const deps = depsFor({ models, ensembles: { council: { members: ['flash', 'writer'], synthesizer: 'strong' } } }, refusesDear);
+    const step = await advanceEnsembleRow(row('q', 'Compare two queues'), freshProgress(), deps, { name: 'council', config: deps.config.ensembles.council! });
+    if (step.kind !== 'finished') throw new Error('expected finished');
+    expect(step.event.result).toMatchObject({ status: 'failed', model: 'strong', route_reason: 'ensemble "council": 2 of 2 members answered, its synthesis (strong) not sent', error: { code: 'budget_exceeded' } });
+  });
 });

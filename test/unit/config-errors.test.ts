@@ -76,6 +76,9 @@ describe('a config with mistakes', () => {
     );
     expect(() => parseConfig({ ...valid, max_tokens: 100, models: { flash: { provider: 'local', context_window: 500 } } }, 'c.yaml')).not.toThrow();
     expect(problems({ ...valid, ab: 'flash,pro' })).toContain('(top level): unknown key "ab" (--ab is a flag of switchyard run, not a config key)');
+    const council = (synthesis_max_tokens: number) => ({ ...valid, models: { flash: { provider: 'local' }, pro: { provider: 'local', context_window: 128_000 } }, ensembles: { council: { members: ['flash', 'flash'], synthesizer: 'pro', synthesis_max_tokens } } });
+    expect(problems(council(200_000))).toContain('ensembles.council.synthesis_max_tokens: 200000 leaves no room for the synthesis prompt in its synthesizer\'s context_window of 128000 (models.pro): every row would pay its members and then fail');
+    expect(() => parseConfig(council(2000), 'c.yaml')).not.toThrow();
   });
 
   it('names a model or provider that the config does not define', () => {
