@@ -6,11 +6,12 @@ type StageProgress = Omit<RowProgress, 'ensemble' | 'judging'>;
 
 /**
  * Whether a parked row holds answers that a resume can use instead of paying for them again: a
- * judged row's answer waiting for its judge, or an ensemble's member answers waiting for the rest
- * or for the synthesis. A row with only failed calls holds nothing worth keeping.
+ * judged row's answer waiting for its judge, an ensemble's member answers waiting for the rest
+ * or for the synthesis, or the LLM classifier's label for a row still to be answered. A row with
+ * only failed calls holds nothing worth keeping.
  */
 export function holdsAnswers(progress: RowProgress): boolean {
-  return progress.judging !== undefined || (progress.ensemble?.members.some((member) => member.outcome?.status === 'succeeded') ?? false);
+  return progress.judging !== undefined || progress.classified !== undefined || (progress.ensemble?.members.some((member) => member.outcome?.status === 'succeeded') ?? false);
 }
 
 /**
@@ -39,6 +40,8 @@ export function keptAfterFinish(result: RowResult, progress: RowProgress): RowPr
  * the judge call from a new plan, so a resume given another judge uses it.
  */
 export function carriedProgress(progress: RowProgress): RowProgress {
+  // A row that holds only its label is routed again under the resume's config, its label kept.
+  if (!progress.judging && !progress.ensemble && progress.classified) return { ...freshProgress(), calls: progress.calls.map(asRecorded), classified: progress.classified };
   const carried: RowProgress = { ...withoutWaits(progress) };
   if (progress.ensemble) {
     carried.ensemble = {

@@ -74,7 +74,12 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
     const calls: CallRecord[] = [];
     const classifierModel = llm ? config.models[llm.model] : undefined;
     const classifierProvider = classifierModel ? providers.get(classifierModel.provider) : undefined;
-    const admitted = llm && classifierModel && classifierProvider && !row.model && !row.abArm && !pinnedModel ? await admitClassifierCall(llm.model, llm.max_tokens, text, progress) : null;
+    const labelled = llm && !row.model && !row.abArm && !pinnedModel ? progress.classified : undefined;
+    if (labelled) {
+      taskType = labelled.taskType;
+      reason = labelled.reason;
+    }
+    const admitted = llm && classifierModel && classifierProvider && !labelled && !row.model && !row.abArm && !pinnedModel ? await admitClassifierCall(llm.model, llm.max_tokens, text, progress) : null;
     if (admitted && 'waitMs' in admitted) return admitted;
     if (admitted && 'skipped' in admitted) reason = `llm classifier skipped (${admitted.skipped}); ${byRules.reason}`;
     if (admitted && 'slotAt' in admitted && llm && classifierModel && classifierProvider) {
@@ -85,6 +90,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
       if (verdict.taskType) {
         taskType = verdict.taskType;
         reason = verdict.reason;
+        progress.classified = { taskType, reason };
       } else {
         reason = `${verdict.reason}; ${byRules.reason}`;
       }

@@ -44,6 +44,8 @@ const progressFields = {
   circuitWaitSince: z.number().optional(),
   /** This pass found a model's circuit testing it with one call (half-open): worth waiting for, whatever breaker.max_wait_ms. */
   awaitingProbe: z.boolean().optional(),
+  /** The LLM classifier's label for the row, kept so that the row, stopped and resumed, is not classified (and paid for) again. */
+  classified: z.object({ taskType: z.string(), reason: z.string() }).optional(),
 };
 
 /** A member of an ensemble row: its own progress through its model, and once done, what it answered. */

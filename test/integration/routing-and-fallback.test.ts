@@ -100,6 +100,30 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(starts.at(-1)! - starts[0]!).toBeGreaterThanOrEqual(1500);
   });
 
+  it('a row stopped while it waits for its answer keeps its LLM label: the resume does not classify it (and pay) again', async () => {
+    const dir = await tempDir('llmclass-stop');
+    // Labelled at once; answered one a second (60 rpm), so most rows wait for the answer when stopped.
+    const cfg = await config(dir, {
+      models: { cheap: { provider: 'sim', price }, slow: { provider: 'sim', price, rpm: 60 } },
+      default_model: 'slow',
+      routing: { classifier: 'llm', llm_classifier: { model: 'cheap' } },
+    });
+    const input = join(dir, 'in.csv');
+    await writeFile(input, ['id,prompt', ...Array.from({ length: 6 }, (_, i) => `q${i},Coding question ${i}: how do I reverse a list?`)].join('\n'));
+    const out = join(dir, 'out');
+    const args = ['run', input, '--config', cfg, '--out', out, '--batch-id', 'llmclass-stop'];
+    const run = spawnCli(args, h.env({ SIM_KEY: 'right-key' }));
+    await waitForOutput(() => run.output().stdout, 'Read 6 rows', 20_000);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    run.kill('SIGINT');
+    expect((await run.done).code).toBe(130);
+    const resumed = await runCli(args, h.env({ SIM_KEY: 'right-key' }));
+    expect(resumed.code, resumed.stderr).toBe(0);
+    const classified = (await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).filter((c) => c.purpose === 'classify');
+    expect(classified.map((c) => c.row).sort()).toEqual([1, 2, 3, 4, 5, 6]);
+    expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => r.route_reason)).toEqual(Array(6).fill('llm: coding'));
+  });
+
   it('skips a model whose context window cannot hold the prompt, and says so', async () => {
     const dir = await tempDir('ctx');
     const cfg = await config(dir, {
