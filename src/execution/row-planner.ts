@@ -127,7 +127,8 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
           cost_usd: nanos === null ? null : nanosToUsd(nanos),
           latency_ms: verdict.latencyMs,
           started_at: verdict.startedAt,
-          ...(verdict.error ? { error_code: 'classifier_failed' } : {}),
+          // The failure's own code (timeout, rate_limited...), as an answer call's record gives it.
+          ...(verdict.error ? { error_code: verdict.error instanceof ModelCallError ? verdict.error.code : 'classifier_failed' } : {}),
           ...(charged.estimated ? { usage_estimated: true as const } : {}),
         });
       }

@@ -155,6 +155,12 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
       // The key was rejected (by another row's call) while this one waited for its call slot:
       // nothing went out, so no cost record and no attempt; its slot and budget hold are handed back.
       await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null });
+      // As for a row that finds the key rejected before it books a slot (above): a model on another provider may take it.
+      if (error.code === 'unauthorized' && laterModelElsewhere(model, progress, config)) {
+        progress.lastError = { code: error.code, message: error.message, status: null };
+        fallBack(progress, `${model}: not sent, its provider rejected the key just before (401)`);
+        continue;
+      }
       return finish(row, progress, model, null, error);
     }
     progress.attempt++;

@@ -95,7 +95,7 @@ describe('LLM classifier against the simulator', () => {
       const { text } = classificationInput([{ role: 'user', content: "What's the capital of France?" }]);
       const prompt = countMessageTokens(classifierMessages({ text, taskTypes: compileTaskRules(timingOut.routing).labels, descriptions: DEFAULT_TASK_TYPE_DESCRIPTIONS }));
       const nanos = callCostNanos(price, { input_tokens: prompt, output_tokens: 0 })!;
-      expect(planned.calls).toEqual([expect.objectContaining({ purpose: 'classify', status: 'failed', http_status: null, input_tokens: prompt, output_tokens: 0, cost_usd: nanosToUsd(nanos), usage_estimated: true })]);
+      expect(planned.calls).toEqual([expect.objectContaining({ purpose: 'classify', status: 'failed', http_status: null, error_code: 'timeout', input_tokens: prompt, output_tokens: 0, cost_usd: nanosToUsd(nanos), usage_estimated: true })]);
       expect(settlements).toEqual([expect.objectContaining({ model: 'classifier', actualNanos: nanos, actualTokens: prompt })]);
     } finally {
       silent.closeAllConnections();
