@@ -73,6 +73,8 @@ export async function openSession(logger: Logger, say: (line: string) => void): 
     connectWorker,
     openPromptQueue() {
       const queue = new Queue(PROMPT_QUEUE, { connection: connectWorker(), prefix: space.prefix });
+      // Without a listener BullMQ prints each connection error as a raw dump (a Redis outage: one a reconnect attempt).
+      queue.on('error', (error) => outages.failed('redis queue connection', error));
       queues.push(queue);
       return queue;
     },
