@@ -8,6 +8,7 @@ import { collectAndReport } from '../batch/collect-and-report.ts';
 import { openSession } from '../queue/session.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
+import { exitWhenRedisStaysAway } from '../queue/redis-stays-away.ts';
 import { connectedWorkerCount, watchConnectedWorkers, workersConnectedText } from '../queue/connected-workers.ts';
 
 /** How often a waiting collect looks whether workers came or went. */
@@ -22,9 +23,11 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
   const drain = new AbortController();
   let stoppedBy: NodeJS.Signals | null = null;
   // Ctrl-C or SIGTERM: write the outputs of the rows finished so far, then stop.
+  let stopWatchingRedis = () => {};
   const onSignal = (signal: NodeJS.Signals) => {
     stoppedBy = signal;
     drain.abort();
+    stopWatchingRedis = exitWhenRedisStaysAway(session.url, session.redisLabel, signal, `The outputs of the rows finished so far are not written; "switchyard collect ${batchId}" goes on once Redis is back.`);
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
@@ -65,6 +68,7 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
     return batchExitCode(report, meta.invalid_rows);
   } finally {
     stopWatching();
+    stopWatchingRedis();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await lease?.release();

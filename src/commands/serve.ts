@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
+import { exitWhenRedisStaysAway } from '../queue/redis-stays-away.ts';
 import { startApiServer } from '../api/api-server.ts';
 import { createBackgroundCollection } from '../api/background-collection.ts';
 import { createBatchService } from '../api/batch-service.ts';
@@ -84,6 +85,7 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
         say(`Stopping (${signal}): no new batches or calls; the calls in flight finish, then the server exits (a second Ctrl-C or SIGTERM quits at once). Batches not finished go on when it starts again.`);
         process.once('SIGINT', quitNow);
         process.once('SIGTERM', quitNow);
+        exitWhenRedisStaysAway(session.url, session.redisLabel, signal, 'The calls in flight are not recorded (their rows run again); the batches not finished go on when the server starts again with Redis back.');
         stop.abort();
         resolve();
       };

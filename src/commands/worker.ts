@@ -7,6 +7,7 @@ import { limitHeapGrowth } from '../heap-growth.ts';
 import { createWorkerActivity } from '../progress/worker-activity.ts';
 import { deadProcessRowsText } from '../queue/worker-registry.ts';
 import { exitCodeForSignal } from '../errors.ts';
+import { exitWhenRedisStaysAway } from '../queue/redis-stays-away.ts';
 
 /** How often a running worker says what it has done (only when it has done something). */
 const ACTIVITY_EVERY_MS = 30_000;
@@ -38,10 +39,12 @@ export async function runWorkerCommand(options: WorkerCommandOptions, logger: Lo
     const line = activity.periodLine();
     if (line) say(line);
   }, ACTIVITY_EVERY_MS);
-  await new Promise<void>((resolve) => {
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
+  // The stop waits for Redis to take the rows in hand back, but not for ever (a scheduler's single SIGTERM).
+  const stopWatchingRedis = exitWhenRedisStaysAway(session.url, session.redisLabel, signal, `The calls in flight are not recorded (their rows run again), and the rows in hand stay claimed until their lock runs out (${Math.round(options.lockMs / 1000)} s), or until a run or worker on this machine starts and hands them back.`);
   // A second signal quits at once; the rows in hand stay claimed until someone hands them back.
   const quitNow = (signal: NodeJS.Signals) => {
     say(`Quit at once: the calls in flight are not recorded, and the rows in hand stay claimed until their lock runs out (${Math.round(options.lockMs / 1000)} s), or until a run or worker on this machine starts and hands them back.`);
@@ -53,6 +56,7 @@ export async function runWorkerCommand(options: WorkerCommandOptions, logger: Lo
   clearInterval(reporting);
   await host.close();
   await session.close();
+  stopWatchingRedis();
   say(activity.summaryLine());
   return 0;
 }

@@ -1,3 +1,5 @@
+import { pingRedis } from './redis-connection.ts';
+
 /** How long a stopping command waits for a Redis that does not answer before it gives up. */
 export const STOP_WAITS_FOR_REDIS_MS = 30_000;
 
@@ -45,4 +47,19 @@ export function whenRedisStaysAway(options: RedisStaysAwayOptions): () => void {
     clearInterval(timer);
   }
   return stop;
+}
+
+/**
+ * For a command's stop (worker, collect, serve): exits 3 once Redis has not answered for
+ * STOP_WAITS_FOR_REDIS_MS, saying what is left (`leaves`: what the command leaves undone, and how to go on).
+ */
+export function exitWhenRedisStaysAway(url: string, redisLabel: string, signal: NodeJS.Signals, leaves: string): () => void {
+  return whenRedisStaysAway({
+    ping: (timeoutMs) => pingRedis(url, timeoutMs),
+    limitMs: STOP_WAITS_FOR_REDIS_MS,
+    onAway: (awayMs) => {
+      process.stderr.write(`switchyard: Redis at ${redisLabel} has not answered for ${Math.round(awayMs / 1000)} s of the stop (${signal}): giving up. ${leaves}\n`);
+      process.exit(3);
+    },
+  });
 }
