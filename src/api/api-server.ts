@@ -99,6 +99,9 @@ function bodyFormat(req: IncomingMessage, given: BodyFormat | undefined): BodyFo
   );
 }
 
+/** How long /healthz waits for Redis' PING: a health check's own timeout is often a few seconds. */
+const HEALTH_PING_MS = 2000;
+
 const BATCH_ROUTE = /^\/v1\/batches\/([^/]+)(?:\/(results|report|cancel|files\/([^/]+)))?$/;
 
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
@@ -107,7 +110,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   async function route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const method = req.method ?? 'GET';
     const unavailable = service.unavailable();
-    if (url.pathname === '/healthz' && method === 'GET') return sendJson(res, unavailable ? 503 : 200, unavailable ? { ok: false, reason: unavailable } : { ok: true });
+    if (url.pathname === '/healthz' && method === 'GET') {
+      const unhealthy = await service.unhealthy(HEALTH_PING_MS);
+      return sendJson(res, unhealthy ? 503 : 200, unhealthy ? { ok: false, reason: unhealthy } : { ok: true });
+    }
     if (unavailable) throw new ApiError(503, 'redis_unavailable', unavailable);
     if (options.token !== null && !hasBearerToken(req, options.token)) {
       const message = bearerToken(req) === null ? 'this server needs its API token: send it as "Authorization: Bearer <token>"' : 'the bearer token is not this server\'s (it is set by SWITCHYARD_API_TOKEN where the server runs)';

@@ -55,6 +55,8 @@ export interface BatchService {
   whenReadingsEnd(): Promise<void>;
   /** Why requests cannot be served now (Redis is away), or null: said at once rather than after the client's retries. */
   unavailable(): string | null;
+  /** Why the server is not healthy: Redis away, or not answering a PING within `timeoutMs` (a frozen server keeps its connections); null when healthy. */
+  unhealthy(timeoutMs: number): Promise<string | null>;
 }
 
 export interface BatchServiceOptions {
@@ -297,6 +299,15 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
     unavailable() {
       if (redis.status === 'ready') return null;
       return `Redis at ${session.redisLabel} is not answering (${redis.status}), and every batch's state lives there: the server goes on by itself once it is back; send the request again then`;
+    },
+
+    async unhealthy(timeoutMs) {
+      const away = this.unavailable();
+      if (away) return away;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), timeoutMs)));
+      const answer = await Promise.race([redis.ping().catch(() => 'failed'), late]).finally(() => clearTimeout(timer));
+      return answer === 'PONG' ? null : `Redis at ${session.redisLabel} did not answer a PING within ${timeoutMs} ms (it hangs, or is overloaded), and every batch's state lives there`;
     },
 
     async resumeOpenBatches() {

@@ -403,6 +403,10 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
         expect(stuck.status).toBe(503);
         expect(stuck.body.error.message).toContain('did not answer within 10 s');
         expect(Date.now() - slow).toBeLessThan(12_000);
+        // A health check sees it too, within its PING's 2 s, though the connections look fine.
+        const health = await getJson<{ ok: boolean; reason: string }>(`${server.url}/healthz`);
+        expect(health.status).toBe(503);
+        expect(health.body).toMatchObject({ ok: false, reason: expect.stringContaining('did not answer a PING within 2000 ms') });
       } finally {
         process.kill(frozen, 'SIGCONT');
       }
