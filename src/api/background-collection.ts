@@ -1,5 +1,6 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import { collectAndReport } from '../batch/collect-and-report.ts';
+import { RedisWentBackError } from '../output/collector.ts';
 import type { Session } from '../queue/session.ts';
 import { formatUsd } from '../models/pricing.ts';
 import { counted, formatCount, formatDuration } from '../output/report-markdown.ts';
@@ -27,6 +28,8 @@ export interface BackgroundCollection {
   abandon(batchId: string): Promise<void>;
   /** Stops every collector, without writing outputs for the rows done so far. */
   stop(): Promise<void>;
+  /** Told of a batch whose Redis state went back in time while collected (its lease released): the rows Redis forgot must be queued again. */
+  onRolledBack(handler: (batchId: string) => void): void;
 }
 
 export interface CollectedBatch {
@@ -66,6 +69,7 @@ export function createBackgroundCollection(session: Session, say: (line: string)
   progressLines.unref();
 
   async function collect(batchId: string, lease: BatchLease, drain: AbortSignal, abandon: AbortSignal, { outDir, startedAt, config }: CollectedBatch): Promise<Report | null> {
+    let rolledBack = false;
     try {
       const report = await collectAndReport({
         session,
@@ -84,16 +88,26 @@ export function createBackgroundCollection(session: Session, say: (line: string)
       } else if (lease.lost.aborted) say(`[${batchId}] Another process took over this batch's outputs while Redis was unreachable; it writes them.`);
       return report;
     } catch (error) {
+      if (error instanceof RedisWentBackError) {
+        rolledBack = true;
+        say(`[${batchId}] Redis came back with older data than it had (${error.finishedBefore} rows finished before, ${error.finishedNow} now): queuing the rows it forgot again from the batch's file (those it had answered are paid for again). Keep every write with appendonly yes and appendfsync always.`);
+        return null;
+      }
       // The batch stays open: the next server to start collects it again.
       say(`[${batchId}] Writing the outputs stopped: ${error instanceof Error ? error.message : String(error)}. Restart the server to try again; nothing written is lost.`);
       return null;
     } finally {
       await lease.release();
       running.delete(batchId);
+      if (rolledBack) rolledBackHandler?.(batchId);
     }
   }
 
+  let rolledBackHandler: ((batchId: string) => void) | null = null;
   return {
+    onRolledBack(handler) {
+      rolledBackHandler = handler;
+    },
     start(batchId, lease, batch) {
       const drain = new AbortController();
       const abandon = new AbortController();

@@ -174,6 +174,25 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
     return 'collecting';
   }
 
+  /**
+   * Redis came back with an older state of a batch being collected (an RDB snapshot): the rows it
+   * forgot have no job left, so the batch's file is read again as a resume reads it, queuing every
+   * row not finished, and collected anew; what the server does at start for a batch stopped mid-read.
+   */
+  async function requeueRolledBack(batchId: string): Promise<void> {
+    if (host.stop.aborted) return; // the next server to start goes on with it
+    let lease: BatchLease | null = null;
+    try {
+      lease = await acquireBatchLease(redis, store.keys(batchId).lease, batchId);
+      if ((await startBatch(batchId, lease, { resume: batchId }, [])) === 'collecting') lease = null;
+    } catch (error) {
+      say(`[${batchId}] Could not queue its rows again: ${error instanceof Error ? error.message : String(error)}. Restart the server to try again; nothing written is lost.`);
+    } finally {
+      await lease?.release();
+    }
+  }
+  collection.onRolledBack((batchId) => void requeueRolledBack(batchId));
+
   /** The file turned unreadable part-way: the rows before stay queued or done; the batch waits for the fixed file. */
   async function readingFailed(batchId: string, error: unknown, inputPath: string): Promise<void> {
     const reason = error instanceof Error ? error.message.split('\n', 1)[0]! : String(error);

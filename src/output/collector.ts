@@ -206,11 +206,15 @@ async function unfinishedRows(options: CollectOptions, seen: SeenProgress): Prom
 /** Redis answers with an older state of the batch than it had: what to do. */
 export class RedisWentBackError extends SetupError {
   override name = 'RedisWentBackError';
+  readonly finishedBefore: number;
+  readonly finishedNow: number;
   constructor(batchId: string, before: number, now: number) {
     super(
       `batch ${batchId}: Redis came back with older data than it had (${before} rows finished before, ${now} now: restarted from an RDB snapshot, or lost its last AOF writes), ` +
         `so some rows' jobs are gone and the run would wait for them for ever. Stop here; \`switchyard run --resume ${batchId}\` writes every row once (rows whose answers Redis forgot run again). ` +
         'To keep every write, run Redis with appendonly yes and appendfsync always.',
     );
+    this.finishedBefore = before;
+    this.finishedNow = now;
   }
 }

@@ -253,6 +253,29 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(server.output().stdout).toMatch(/\[api-large\] Read 400 rows: 400 valid, 0 invalid, \d+ already done\./);
   });
 
+  it('queues the rows Redis forgot again when it comes back with older data (its finished rows went down), and finishes the batch: every row once', async () => {
+    const dir = await tempDir('api-rollback');
+    const config = await writeSimConfig(dir, h.sim.url, { concurrency: 4 });
+    const out = join(dir, 'out');
+    const input = await writePromptsCsv(dir, 120);
+    h.sim.setOptions({ latency_ms: 20 });
+    try {
+      const server = await startServer(['--config', config, '--out', out], h.env());
+      expect((await postFile(server, '?batch_id=api-rollback', await readFile(input, 'utf8'))).status).toBe(202);
+      await waitFor(async () => (await getJson<BatchView>(`${server.url}/v1/batches/api-rollback`)).body.rows.finished >= 30, 30_000);
+      // What an older snapshot looks like to the batch: rows it had finished are not any more.
+      const finishedKey = `${h.prefix}:batch:{api-rollback}:finished`;
+      for (let row = 1; row <= 10; row++) await h.redis.setbit(finishedKey, row, 0);
+      await waitForOutput(() => server.output().stdout, '[api-rollback] Redis came back with older data than it had', 10_000);
+      h.sim.setOptions({ latency_ms: 2 });
+      expect((await waitUntilFinished(server, 'api-rollback')).rows).toMatchObject({ total: 120, succeeded: 120 });
+    } finally {
+      h.sim.setOptions({ latency_ms: 2 });
+    }
+    const results = await readJsonLines<RowResult>(join(out, 'api-rollback', 'results.jsonl'));
+    expect(results.map((r) => r.row)).toEqual(Array.from({ length: 120 }, (_, i) => i + 1));
+  });
+
   it('answers 409 for the outputs of a batch still running, and a server stopped mid-batch goes on with it when started again: every row once', async () => {
     const dir = await tempDir('api-restart');
     const config = await writeSimConfig(dir, h.sim.url, { concurrency: 4 });
