@@ -74,12 +74,14 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
     const calls: CallRecord[] = [];
     const classifierModel = llm ? config.models[llm.model] : undefined;
     const classifierProvider = classifierModel ? providers.get(classifierModel.provider) : undefined;
-    const labelled = llm && !row.model && !row.abArm && !pinnedModel ? progress.classified : undefined;
+    // A row whose model is named (its own, its A/B arm, the batch's) needs no task type from the classifier.
+    const classified = llm !== undefined && !row.model && !row.abArm && !pinnedModel;
+    const labelled = classified ? progress.classified : undefined;
     if (labelled) {
       taskType = labelled.taskType;
       reason = labelled.reason;
     }
-    const admitted = llm && classifierModel && classifierProvider && !labelled && !row.model && !row.abArm && !pinnedModel ? await admitClassifierCall(llm.model, llm.max_tokens, text, progress) : null;
+    const admitted = classified && llm && classifierModel && classifierProvider && !labelled ? await admitClassifierCall(llm.model, llm.max_tokens, text, progress) : null;
     if (admitted && 'waitMs' in admitted) return admitted;
     if (admitted && 'skipped' in admitted) reason = `llm classifier skipped (${admitted.skipped}); ${byRules.reason}`;
     if (admitted && 'slotAt' in admitted && llm && classifierModel && classifierProvider) {

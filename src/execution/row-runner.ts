@@ -116,11 +116,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     }
     // Nothing is reserved or recorded for a request that would not be sent: no call, no cost record.
     const unsendable = whyNotSendable(provider, model);
-    if (unsendable?.code === 'unauthorized' && laterModelElsewhere(model, progress, config)) {
-      progress.lastError = { code: unsendable.code, message: unsendable.message, status: null };
-      fallBack(progress, `${model}: not sent, its provider rejected the key just before (401)`);
-      continue;
-    }
+    if (unsendable && passedRejectedKey(unsendable, model, progress, config)) continue;
     if (unsendable) return finish(row, progress, model, null, unsendable);
     const request = requestFor(row, model, plan.taskType, config);
     const estimatedTokens = plan.promptTokens + request.maxTokens;
@@ -155,12 +151,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
       // The key was rejected (by another row's call) while this one waited for its call slot:
       // nothing went out, so no cost record and no attempt; its slot and budget hold are handed back.
       await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null });
-      // As for a row that finds the key rejected before it books a slot (above): a model on another provider may take it.
-      if (error.code === 'unauthorized' && laterModelElsewhere(model, progress, config)) {
-        progress.lastError = { code: error.code, message: error.message, status: null };
-        fallBack(progress, `${model}: not sent, its provider rejected the key just before (401)`);
-        continue;
-      }
+      if (passedRejectedKey(error, model, progress, config)) continue;
       return finish(row, progress, model, null, error);
     }
     progress.attempt++;
@@ -361,6 +352,18 @@ function refusalAnotherModelMayNotMeet(failure: ModelCallError, model: string, p
   // The provider's message names the key's variable: with it the fallback reason says what to fix, not only that the row went on.
   if (accountRefused && laterModelElsewhere(model, progress, config)) return `${failure.code} (${failure.status}) at its provider: ${failure.message}`;
   return null;
+}
+
+/**
+ * A request not sent because its provider had just rejected the key (found before booking a slot,
+ * or while waiting for a call slot): when the chain goes on to a model on another provider, the
+ * row falls back to it (true); otherwise the row fails with this error.
+ */
+function passedRejectedKey(unsent: ModelCallError, model: string, progress: RowProgress, config: SwitchyardConfig): boolean {
+  if (unsent.code !== 'unauthorized' || !laterModelElsewhere(model, progress, config)) return false;
+  progress.lastError = { code: unsent.code, message: unsent.message, status: null };
+  fallBack(progress, `${model}: not sent, its provider rejected the key just before (401)`);
+  return true;
 }
 
 /** Whether the row's chain goes on to a model on another provider than `model`'s. */

@@ -4,7 +4,7 @@ import { CsvError, parse, type Options } from 'csv-parse';
 import { parse as parseStrictly } from 'csv-parse/sync';
 import { UsageError } from '../errors.ts';
 import { excelSeparator, firstLine, sniffCsvDelimiter, type CsvDelimiter } from './csv-delimiter.ts';
-import { openTextInput, type TextInput } from './text-input.ts';
+import { readTextInput, type TextInput } from './text-input.ts';
 import { lookalikeColumns } from './row-field-lookalikes.ts';
 import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosition } from './row-fields.ts';
 import type { ReadItem, ReadPosition, RowRules } from './row.ts';
@@ -32,13 +32,8 @@ interface Header {
  * A record with the wrong number of fields becomes a `bad_csv` item; an unclosed quote stops the file,
  * also when a later stray quote would have ended it (runOnQuote).
  */
-export async function* readCsvRows(path: string, rules: RowRules, position?: ReadPosition): AsyncGenerator<ReadItem> {
-  const input = await openTextInput(path);
-  try {
-    yield* readCsvInput(path, input, rules, position);
-  } finally {
-    await input.dispose();
-  }
+export function readCsvRows(path: string, rules: RowRules, position?: ReadPosition): AsyncGenerator<ReadItem> {
+  return readTextInput(path, (input) => readCsvInput(path, input, rules, position));
 }
 
 async function* readCsvInput(path: string, input: TextInput, rules: RowRules, position: ReadPosition | undefined): AsyncGenerator<ReadItem> {
@@ -72,6 +67,8 @@ async function* readCsvInput(path: string, input: TextInput, rules: RowRules, po
   pipeline(handle.createReadStream({ highWaterMark: 16 * 1024 }), parser, () => {});
   let header: Header | undefined;
   let row = 0;
+  // Excel writes a decimal comma where it separates fields with semicolons.
+  const rowRules: RowRules = { ...rules, decimalComma: delimiter === ';' };
   // Excel's `sep=;` line is a record of its own (its line is counted), before the header.
   let skipSepLine = sepLine;
   try {
@@ -86,7 +83,7 @@ async function* readCsvInput(path: string, input: TextInput, rules: RowRules, po
       } else if (!isBlank(fields)) {
         if (fields.some(mayHaveRunOn) && (await quoteRunsOn(readPath, record, delimiter))) throw runOnQuote(path, record);
         row += 1;
-        yield toItem(fields, header, { row, line }, { ...rules, decimalComma: delimiter === ';' }, delimiter);
+        yield toItem(fields, header, { row, line }, rowRules, delimiter);
       }
     }
   } catch (error) {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { UsageError } from '../errors.ts';
-import { openTextInput, type TextInput } from './text-input.ts';
+import { readTextInput, type TextInput } from './text-input.ts';
 import { looksLikeOpenAiBatchLine, openAiBatchLineFields, openAiBatchLineSchema, SENT_BODY_FIELDS } from './openai-batch-line.ts';
 import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosition } from './row-fields.ts';
 import { chatMessageSchema, type ReadItem, type ReadPosition, type RowError, type RowRules } from './row.ts';
@@ -28,13 +28,8 @@ const expected = (promptKey: string): string =>
   'or an OpenAI Batch request line {"custom_id", "method", "url", "body"}';
 
 /** Streams a JSONL file: one record per non-blank line; `row` and `line` are the 1-based line number. */
-export async function* readJsonlRows(path: string, rules: RowRules, position?: ReadPosition): AsyncGenerator<ReadItem> {
-  const input = await openTextInput(path);
-  try {
-    yield* readJsonlInput(path, input, rules, position);
-  } finally {
-    await input.dispose();
-  }
+export function readJsonlRows(path: string, rules: RowRules, position?: ReadPosition): AsyncGenerator<ReadItem> {
+  return readTextInput(path, (input) => readJsonlInput(path, input, rules, position));
 }
 
 async function* readJsonlInput(path: string, input: TextInput, rules: RowRules, position: ReadPosition | undefined): AsyncGenerator<ReadItem> {
@@ -183,9 +178,13 @@ function promptFields(object: Record<string, unknown>, promptKey: string): Field
   }
   if (prompt === undefined && messages === undefined) return { code: 'missing_prompt', message: noPromptMessage(object, promptKey) };
   const common = { id: id === undefined ? undefined : String(id), model, system, temperature, max_tokens };
-  const params = Object.fromEntries(Object.entries(extra).filter(([key]) => PROMPT_LINE_PARAMS.has(key)));
-  const carried = Object.fromEntries(Object.entries(extra).filter(([key]) => !PROMPT_LINE_PARAMS.has(key)));
-  return { ...common, prompt, messages, metadata: { ...carried, ...metadata }, ...(Object.keys(params).length > 0 && { params }) };
+  let params: Record<string, unknown> | undefined;
+  const carried: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(extra)) {
+    if (PROMPT_LINE_PARAMS.has(key)) (params ??= {})[key] = value;
+    else carried[key] = value;
+  }
+  return { ...common, prompt, messages, metadata: { ...carried, ...metadata }, ...(params && { params }) };
 }
 
 /**

@@ -26,7 +26,7 @@ export interface TextInput {
  * bytes, so every offset stays the file's own. Characters that are not valid UTF-16 become U+FFFD,
  * which the readers refuse as bad_encoding rows.
  */
-export async function openTextInput(path: string): Promise<TextInput> {
+async function openTextInput(path: string): Promise<TextInput> {
   const { handle, bytes, encoding } = await openInputFile(path);
   if (encoding === 'utf-8') return { handle, bytes, readPath: path, utf16: false, dispose: async () => {} };
   const dir = await mkdtemp(join(tmpdir(), 'switchyard-utf8-'));
@@ -39,6 +39,16 @@ export async function openTextInput(path: string): Promise<TextInput> {
     await handle.close().catch(() => {});
     await dispose();
     throw error;
+  }
+}
+
+/** Reads an input file with `read` (a reader's own generator), removing any UTF-8 copy once done. */
+export async function* readTextInput<T>(path: string, read: (input: TextInput) => AsyncGenerator<T>): AsyncGenerator<T> {
+  const input = await openTextInput(path);
+  try {
+    yield* read(input);
+  } finally {
+    await input.dispose();
   }
 }
 
