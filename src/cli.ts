@@ -107,7 +107,7 @@ program
   .option('--concurrency <n>', 'model calls in flight in this process', positiveInt)
   .option('-m, --model <name>', 'model for rows that do not name one (skips routing)')
   .option('--route <auto|model>', 'auto: route each row by task type (the default with routing in config); or a model name, as --model')
-  .option('--ab <models>', 'A/B test: each row that names no model goes to one of these by a hash of its id, e.g. a,b or a=0.8,b=0.2')
+  .option('--ab <models>', 'A/B test: each row that names no model goes to one of these by a hash of its id, e.g. a,b or a=0.8,b=0.2; the arm auto routes by task type')
   .option('--budget <usd>', 'stop spending at this many USD for the batch; --resume with a higher one finishes it', positiveNumber)
   .option('--judge <model>', 'score every answer from 1 to 10 with this model (config judge.model); the report gives each model\'s mean score')
   .option('--dry-run', 'read and route the whole file, call no model, print estimated tokens and cost')

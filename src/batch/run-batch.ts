@@ -7,7 +7,7 @@ import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { checkInputFile, readRows } from '../input/read-rows.ts';
 import type { InputRow, ReadItem, ReadPosition } from '../input/row.ts';
 import { carriedProgressFits, type CarriedTarget } from '../execution/carried-progress.ts';
-import { pinnedModel, refuseUnknownPinned } from '../routing/pinned-model.ts';
+import { AUTO_ROUTE, pinnedModel, refuseUnknownPinned } from '../routing/pinned-model.ts';
 import { rowTarget } from '../routing/row-target.ts';
 import type { BatchMeta, BatchProgress } from '../queue/batch-state.ts';
 import { batchIdRule, isValidBatchId, newBatchId } from '../queue/keys.ts';
@@ -206,10 +206,11 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   if (!file) throw new UsageError('no input file: give one, e.g. "switchyard run prompts.csv"');
   const inputPath = resolve(file);
   const promptColumn = options.promptColumn ?? existing?.prompt_column ?? 'prompt';
-  if (options.ab && (options.model || (options.route && options.route !== 'auto'))) throw new UsageError('give either --ab or --model/--route, not both');
-  const model = pinnedModel(options) ?? (options.route === 'auto' || options.ab ? undefined : existing?.model_override);
+  if (options.ab && (options.model || (options.route && options.route !== AUTO_ROUTE))) throw new UsageError('give either --ab or --model/--route, not both');
+  const model = pinnedModel(options) ?? (options.route === AUTO_ROUTE || options.ab ? undefined : existing?.model_override);
   const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config)) : !options.model && !options.route ? existing?.ab_split : undefined;
   if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id (the same id, the same model, every run).`);
+  if (abSplit?.some((arm) => arm.model === AUTO_ROUTE) && !config.routing) say(`Note: the config has no routing, so the arm "${AUTO_ROUTE}" sends its rows to default_model ${config.default_model}, as a batch without --ab would.`);
   if (options.ab && existing?.ab_split && formatAbSplit(existing.ab_split) !== formatAbSplit(abSplit!)) {
     say(`Note: the batch's split was ${formatAbSplit(existing.ab_split)}: the rows answered before keep the model they had; only the rows run now follow the new one.`);
   }

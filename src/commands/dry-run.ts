@@ -60,6 +60,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   const rules = compileTaskRules(config.routing);
   const byModel = new Map<string, Tally>();
   const byTask = new Map<string, Tally>();
+  const byArm = new Map<string, Tally>();
   const total = emptyTally();
   let invalid = 0;
   const invalidByCode: InvalidRowCounts = {};
@@ -107,6 +108,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
       const rowTally = ensembleRowTally(config, members, ensemble.config.synthesizer, countMessageTokens(row.messages), maxTokens, synthesisMaxTokens);
       add(byModel, `${ensemble.name} (ensemble)`, rowTally);
       add(byTask, 'ensemble', rowTally);
+      if (abArm !== undefined) add(byArm, abArm, rowTally);
       for (const field of Object.keys(total) as (keyof Tally)[]) total[field] += rowTally[field];
       judgeCall(Math.min(synthesisMaxTokens, config.models[ensemble.config.synthesizer]?.max_output_tokens ?? synthesisMaxTokens));
       continue;
@@ -120,6 +122,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     const rowTally = callTally(config, model, plan.promptTokensCounted ? plan.promptTokens : countMessageTokens(row.messages), maxTokens);
     add(byModel, model, rowTally);
     add(byTask, plan.taskType, rowTally);
+    if (abArm !== undefined) add(byArm, abArm, rowTally);
     for (const field of Object.keys(total) as (keyof Tally)[]) total[field] += rowTally[field];
     judgeCall(rowTally.maxOutputTokens);
   }
@@ -145,6 +148,10 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   say('');
   printTable('Task type', byTask, say);
   say('');
+  if (byArm.size > 0) {
+    printTable('A/B arm', byArm, say);
+    say('');
+  }
   const judged = config.judge ? `; a ${config.judge.model} judge call per row included` : '';
   say(`Estimated cost: at most ${formatUsd(nanosToUsd(total.costNanos))} (input tokens counted, output at max_tokens; retries and fallbacks not included${judged})` + (total.unpriced > 0 ? `; ${total.unpriced} rows on unpriced models` : ''));
   const budgetUsd = options.budget ?? config.budget.batch_usd;

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DEFAULT_TASK_TYPES } from '../routing/default-task-types.ts';
 import { LOCK_TOO_SHORT, MIN_LOCK_MS } from '../queue/claim-lock.ts';
 import { closestName, meantHint } from './closest-name.ts';
+import { AUTO_ROUTE } from '../routing/pinned-model.ts';
 
 /** Everything a batch needs to know about its models, checked at the edge (DESIGN principle 7). */
 
@@ -186,6 +187,10 @@ export const configSchema = z
     judge: judgeSchema.optional(),
   })
   .superRefine((config, ctx) => {
+    // `--route auto` and the `--ab` arm `auto` mean "route by task type": a model of that name could not be named there.
+    for (const [key, names] of [['models', Object.keys(config.models)], ['ensembles', Object.keys(config.ensembles)]] as const) {
+      if (names.includes(AUTO_ROUTE)) ctx.addIssue({ code: 'custom', path: [key, AUTO_ROUTE], message: `"${AUTO_ROUTE}" is the word --route and --ab use for routing by task type: give it another name${key === 'models' ? ` (its upstream can stay "${AUTO_ROUTE}")` : ''}` });
+    }
     for (const [name, model] of Object.entries(config.models)) {
       if (model.max_output_tokens !== undefined && model.context_window !== undefined && model.max_output_tokens >= model.context_window) {
         ctx.addIssue({ code: 'custom', path: ['models', name, 'max_output_tokens'], message: `${model.max_output_tokens} leaves no room for a prompt in its context_window of ${model.context_window}: every row would skip the model` });

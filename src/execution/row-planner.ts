@@ -7,6 +7,7 @@ import type { ProviderClient } from '../models/provider-clients.ts';
 import type { CallRecord } from '../output/records.ts';
 import { DEFAULT_TASK_TYPE_DESCRIPTIONS } from '../routing/default-task-types.ts';
 import { classifyWithLlm } from '../routing/llm-classifier.ts';
+import { armTarget } from '../routing/ab-split.ts';
 import { planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { countMessageTokens } from '../routing/token-count.ts';
@@ -75,7 +76,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
     const classifierModel = llm ? config.models[llm.model] : undefined;
     const classifierProvider = classifierModel ? providers.get(classifierModel.provider) : undefined;
     // A row whose model is named (its own, its A/B arm, the batch's) needs no task type from the classifier.
-    const classified = llm !== undefined && !row.model && !row.abArm && !pinnedModel;
+    const classified = llm !== undefined && !row.model && (row.abArm === undefined ? !pinnedModel : armTarget(row.abArm) === undefined);
     const labelled = classified ? progress.classified : undefined;
     if (labelled) {
       taskType = labelled.taskType;

@@ -64,6 +64,8 @@ export interface RowResult {
   route_reason: string;
   models_tried: string[];
   final_model: string | null;
+  /** The arm of the batch's A/B split (`--ab`) the row's id gave it: a model, an ensemble or `auto` (routed); absent without a split, or for a row naming its own model. */
+  ab_arm?: string;
   /** Why the row left its first-choice model(s), e.g. "deepseek-v4-pro: server_error after 4 attempts"; null when it did not. */
   fallback_reason: string | null;
   finish_reason?: string | null;

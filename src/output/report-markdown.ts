@@ -1,6 +1,6 @@
 import { formatUsd } from '../models/pricing.ts';
 import type { PairedComparison } from './paired-scores.ts';
-import { EMPTY_ANSWER, type ModelReport, type Report } from './report.ts';
+import { EMPTY_ANSWER, type AbArmReport, type ModelReport, type Report } from './report.ts';
 
 /**
  * 1234567.8 -> "1,234,567.8": en-US digit grouping, at most `maxFractionDigits` decimals (trailing
@@ -149,6 +149,7 @@ export function renderReportMarkdown(report: Report): string {
     ...overviewBullets(report),
     ...modelsSection(report),
     ...ensemblesSection(report),
+    ...abArmsSection(report),
     ...pairedSection(report),
     ...taskTypesSection(report),
     ...errorsSection(report),
@@ -221,6 +222,38 @@ function ensemblesSection(report: Report): string[] {
     ),
     '',
     "A row's cost and latency cover its members and its synthesis (the slowest member, then the synthesis); its calls are also under each model above.",
+  ]);
+}
+
+/** "$0.0123 + 2 unpriced rows": an arm's cost, with the rows whose cost is unknown. */
+function armCost(arm: AbArmReport): string {
+  if (arm.unpriced_rows === arm.rows) return formatUsd(null);
+  return arm.unpriced_rows > 0 ? `${formatUsd(arm.cost_usd)} + ${counted(arm.unpriced_rows, 'unpriced row')}` : formatUsd(arm.cost_usd);
+}
+
+/** "$0.000412" per row ("n/a" when no row was priced). */
+function armCostPerRow(arm: AbArmReport): string {
+  return arm.cost_per_row_usd === null ? 'n/a' : formatUsd(arm.cost_per_row_usd);
+}
+
+/** "deepseek-v4-flash 30, deepseek-v4-pro 10": who answered an arm's rows. */
+function answeredByText(arm: AbArmReport): string {
+  return Object.entries(arm.answered_by).map(([name, rows]) => `${name} ${count(rows)}`).join(', ') || '—';
+}
+
+function abArmsSection(report: Report): string[] {
+  const arms = Object.entries(report.ab_arms ?? {});
+  if (arms.length === 0) return [];
+  const withScore = report.judge != null;
+  return section('A/B arms', [
+    ...table(
+      ['Arm', 'Rows', 'OK', 'Failed', 'Cost', 'Cost / row', 'p50', 'p95', ...(withScore ? ['Score (rows)'] : []), 'Answered by'],
+      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', ...(withScore ? (['r'] as const) : []), 'l'],
+      arms.map(([name, arm]) => [name, count(arm.rows), count(arm.succeeded), count(arm.failed), armCost(arm), armCostPerRow(arm), formatLatency(arm.latency_p50_ms), formatLatency(arm.latency_p95_ms), ...(withScore ? [formatScore(arm)] : []), answeredByText(arm)]),
+    ),
+    '',
+    "Each row that names no model of its own went to one arm, by a hash of its id (`--ab`); `auto` routes its rows by task type, as the config's routing does. A row's cost is every call made for it (retries, fallbacks, the task classifier, an ensemble's members and synthesis), the judge's excepted, and cost / row is over the rows with a price; p50 / p95 are its succeeded rows' latency." +
+      (withScore ? ' Score: the mean of the judge\'s scores ± its 95% margin of error; the arms answered different prompts, so compare them over many rows.' : ''),
   ]);
 }
 
@@ -411,6 +444,17 @@ export function renderSummaryLines(report: Report): string[] {
     ...(e.mean_score != null ? [`score ${scoreText(e)}`] : []),
   ]);
   lines.push(...alignedBlock('Ensembles (members and synthesis together)', ensembleRows));
+  const armRows = Object.entries(report.ab_arms ?? {}).map(([name, arm]) => [
+    name,
+    counted(arm.rows, 'row'),
+    `${count(arm.failed)} failed`,
+    armCost(arm),
+    `${armCostPerRow(arm)}/row`,
+    `p50 ${formatLatency(arm.latency_p50_ms)}`,
+    `p95 ${formatLatency(arm.latency_p95_ms)}`,
+    ...(arm.mean_score != null ? [`score ${scoreText(arm)}`] : []),
+  ]);
+  lines.push(...alignedBlock('A/B arms (every call of their rows but the judge\'s)', armRows));
   return lines;
 }
 

@@ -87,6 +87,27 @@ export interface EnsembleReport {
 }
 
 /** The judge's work (config `judge`): rows scored, rows it could not score and why. */
+/** The rows of one arm of an A/B split (`--ab`), as a whole: what the arm costs per prompt, how fast and how good. */
+export interface AbArmReport {
+  rows: number;
+  succeeded: number;
+  failed: number;
+  /** Every call made for its rows but the judge's: answers, retries, fallbacks, the classifier, ensemble members and syntheses. */
+  cost_usd: number;
+  /** cost_usd per priced row: what the arm paid to answer a prompt; null when no row was priced. */
+  cost_per_row_usd: number | null;
+  /** Rows that called a model with no configured price: their cost is left out of cost_usd. */
+  unpriced_rows: number;
+  /** Latency of its succeeded rows (first call to answer); null when none. */
+  latency_p50_ms: number | null;
+  latency_p95_ms: number | null;
+  /** Who gave its succeeded rows' answers (a model, or an ensemble), most rows first: the mix the arm `auto` routed to. */
+  answered_by: Record<string, number>;
+  judged_rows: number;
+  mean_score: number | null;
+  score_margin: number | null;
+}
+
 export interface JudgeReport {
   model: string;
   rows_scored: number;
@@ -165,6 +186,8 @@ export interface Report {
   task_types: Record<string, TaskTypeReport>;
   /** Per ensemble, its rows as a whole (members and synthesis), to set beside a model's in an A/B split. */
   ensembles: Record<string, EnsembleReport>;
+  /** Per arm of the batch's A/B split (`--ab`), by name; empty without one. */
+  ab_arms: Record<string, AbArmReport>;
   extra_calls: ExtraCallsReport;
   /** Present when rows were judged (config `judge`). */
   judge: JudgeReport | null;
@@ -210,6 +233,16 @@ export interface ReportSpan {
   finishedAt: Date | string;
 }
 
+interface ArmTally {
+  rows: number;
+  succeeded: number;
+  costNanos: number;
+  unpricedRows: number;
+  latency: LatencyHistogram;
+  answeredBy: Map<string, number>;
+  scores: ScoreTally;
+}
+
 interface TaskTally {
   rows: number;
   succeeded: number;
@@ -251,6 +284,7 @@ export class ReportTally {
   readonly #models = new Map<string, ModelTally>();
   readonly #taskTypes = new Map<string, TaskTally>();
   readonly #ensembles = new Map<string, { rows: number; succeeded: number; costNanos: number; latency: LatencyHistogram; scores: ScoreTally }>();
+  readonly #abArms = new Map<string, ArmTally>();
   #judge: { model: string; scores: ScoreTally; unscored: Map<string, number>; paired: PairedScores } | null = null;
   readonly #rowErrors = new Map<string, number>();
   readonly #errorExamples = new Map<string, string>();
@@ -303,7 +337,8 @@ export class ReportTally {
     if (entry) entry.rows += 1;
     task.rows += 1;
     if (result.ensemble) this.#addEnsembleRow(result.ensemble.name, result);
-    if (result.judge) this.#addJudged(result, result.judge, entry?.scores, result.ensemble ? this.#ensembles.get(result.ensemble.name)?.scores : undefined);
+    const arm = result.ab_arm === undefined ? undefined : this.#addArmRow(result.ab_arm, result);
+    if (result.judge) this.#addJudged(result, result.judge, entry?.scores, result.ensemble ? this.#ensembles.get(result.ensemble.name)?.scores : undefined, arm?.scores);
     if (result.status === 'succeeded') {
       this.#succeeded += 1;
       if (entry) entry.succeeded += 1;
@@ -350,6 +385,23 @@ export class ReportTally {
       tally.latency.record(result.latency_ms);
     }
     tally.costNanos += result.cost_usd === null ? 0 : usdToNanos(result.cost_usd);
+  }
+
+  #addArmRow(name: string, result: RowResult): ArmTally {
+    let tally = this.#abArms.get(name);
+    if (!tally) {
+      tally = { rows: 0, succeeded: 0, costNanos: 0, unpricedRows: 0, latency: new LatencyHistogram(), answeredBy: new Map(), scores: noScores() };
+      this.#abArms.set(name, tally);
+    }
+    tally.rows += 1;
+    if (result.cost_usd === null) tally.unpricedRows += 1;
+    else tally.costNanos += usdToNanos(result.cost_usd);
+    if (result.status === 'succeeded') {
+      tally.succeeded += 1;
+      tally.latency.record(result.latency_ms);
+      increment(tally.answeredBy, result.ensemble?.name ?? result.final_model ?? result.model);
+    }
+    return tally;
   }
 
   addCall(call: CallRecord): void {
@@ -450,6 +502,7 @@ export class ReportTally {
           .sort(([a, x], [b, y]) => y.rows - x.rows || byCodePoint(a, b))
           .map(([name, e]) => [name, { rows: e.rows, succeeded: e.succeeded, failed: e.rows - e.succeeded, cost_usd: nanosToUsd(e.costNanos), latency_p50_ms: roundTenth(e.latency.quantile(0.5)), latency_p95_ms: roundTenth(e.latency.quantile(0.95)), ...scoreFigures(e.scores) }]),
       ),
+      ab_arms: Object.fromEntries([...this.#abArms.entries()].sort(([a], [b]) => byCodePoint(a, b)).map(([name, arm]) => [name, armReport(arm)])),
       extra_calls: this.#extraCallsReport(),
       judge: this.#judgeReport(),
       // Judging would cost the same on the baseline: the comparison is of the answers.
@@ -563,6 +616,21 @@ function byCountDescending(counts: Map<string, number>): Record<string, number> 
 /** Plain string order (no locale collation, which would load ICU for a tie-break). */
 function byCodePoint(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function armReport(arm: ArmTally): AbArmReport {
+  return {
+    rows: arm.rows,
+    succeeded: arm.succeeded,
+    failed: arm.rows - arm.succeeded,
+    cost_usd: nanosToUsd(arm.costNanos),
+    cost_per_row_usd: arm.rows === arm.unpricedRows ? null : nanosToUsd(Math.round(arm.costNanos / (arm.rows - arm.unpricedRows))),
+    unpriced_rows: arm.unpricedRows,
+    latency_p50_ms: roundTenth(arm.latency.quantile(0.5)),
+    latency_p95_ms: roundTenth(arm.latency.quantile(0.95)),
+    answered_by: byCountDescending(arm.answeredBy),
+    ...scoreFigures(arm.scores),
+  };
 }
 
 function scoreFigures(scores: ScoreTally): { judged_rows: number; mean_score: number | null; score_margin: number | null } {

@@ -55,7 +55,8 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
       advance(row, progress, checkpoint) {
         const { abArm, ensemble } = rowTarget(row, config, abSplit, modelOverride);
         const answer = () => (ensemble ? advanceEnsembleRow(row, progress, runner, ensemble, checkpoint) : advanceRow(abArm === undefined ? row : { ...row, abArm }, progress, runner));
-        return config.judge ? advanceJudgedRow(row, progress, runner, config.judge, answer, checkpoint) : answer();
+        const step = config.judge ? advanceJudgedRow(row, progress, runner, config.judge, answer, checkpoint) : answer();
+        return abArm === undefined ? step : step.then((done) => withAbArm(done, abArm));
       },
     };
   }
@@ -109,3 +110,9 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
 }
 
 export type BatchContexts = ReturnType<typeof createBatchContexts>;
+
+/** A finished row's result names the A/B arm its id gave it (`ab_arm`), for the report's table of arms. */
+function withAbArm(step: RowStep, abArm: string): RowStep {
+  if (step.kind === 'finished') step.event.result.ab_arm = abArm;
+  return step;
+}

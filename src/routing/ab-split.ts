@@ -1,10 +1,20 @@
 import { UsageError } from '../errors.ts';
 import { meantHint } from '../config/closest-name.ts';
+import { AUTO_ROUTE } from './pinned-model.ts';
 
-/** One arm of an A/B split: a model (or an ensemble) and its share of the rows (the shares sum to 1). */
+/** One arm of an A/B split: a model, an ensemble or the routing (AUTO_ROUTE), and its share of the rows (the shares sum to 1). */
 export interface AbArm {
   model: string;
   weight: number;
+}
+
+/**
+ * The model or ensemble an arm pins its rows to; none for the arm `auto`, whose rows are routed by
+ * task type as a batch without `--ab` routes them (the config's `routing`, its classifier
+ * included), so that a routing strategy can be tested against one model.
+ */
+export function armTarget(arm: string | undefined): string | undefined {
+  return arm === AUTO_ROUTE ? undefined : arm;
 }
 
 /**
@@ -15,7 +25,9 @@ export function parseAbSplit(text: string, names: readonly string[]): AbArm[] {
   const parts = text.split(',').map((part) => part.trim()).filter((part) => part.length > 0);
   const arms = parts.map((part) => {
     const [model = '', weightText] = part.split('=').map((piece) => piece.trim());
-    if (!names.includes(model)) throw new UsageError(`--ab: "${model}" is not in the config${meantHint(model, names)}; models and ensembles: ${names.join(', ')}`);
+    if (!names.includes(model) && model !== AUTO_ROUTE) {
+      throw new UsageError(`--ab: "${model}" is not in the config${meantHint(model, [...names, AUTO_ROUTE])}; models and ensembles: ${names.join(', ')} (or ${AUTO_ROUTE}, to route the arm's rows by task type)`);
+    }
     const weight = weightText === undefined ? 1 : Number(weightText);
     if (!(weight > 0) || !Number.isFinite(weight)) throw new UsageError(`--ab: the weight of "${model}" must be a positive number, not "${weightText}"`);
     return { model, weight, weighted: weightText !== undefined };
@@ -50,9 +62,9 @@ export function abArmFor(rowId: string, arms: readonly AbArm[]): string {
   return arms.at(-1)!.model;
 }
 
-/** "deepseek-v4-flash 80%, glm-4 20%". */
+/** "deepseek-v4-flash 80%, glm-4 20%"; the routed arm "auto (routed by task type) 50%". */
 export function formatAbSplit(arms: readonly AbArm[]): string {
-  return arms.map((arm) => `${arm.model} ${Math.round(arm.weight * 1000) / 10}%`).join(', ');
+  return arms.map((arm) => `${arm.model}${arm.model === AUTO_ROUTE ? ' (routed by task type)' : ''} ${Math.round(arm.weight * 1000) / 10}%`).join(', ');
 }
 
 /** The split as `--ab` (or the API's `ab=`) takes it: "deepseek-v4-flash=0.8,glm-4=0.2". */

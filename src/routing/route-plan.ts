@@ -1,6 +1,7 @@
 import type { ModelConfig, SwitchyardConfig } from '../config/schema.ts';
 import type { ChatMessage } from '../input/row.ts';
 import { estimateMessageTokens, maxMessageTokens } from './token-count.ts';
+import { armTarget } from './ab-split.ts';
 
 /**
  * Which models a row may go to, in order: the row's chain.
@@ -24,7 +25,7 @@ export interface RouteInput {
   messages: readonly ChatMessage[];
   /** The row's own `model` field. */
   rowModel?: string | undefined;
-  /** The model an A/B split gave the row (it names none of its own). */
+  /** The arm an A/B split gave the row (it names no model of its own): a model, an ensemble or `auto` (routed). */
   abArm?: string | undefined;
   /** A model the whole batch is pinned to (`--model`, `--route <model>`). */
   pinnedModel?: string | undefined;
@@ -61,13 +62,14 @@ function unique(models: readonly string[]): string[] {
 }
 
 function candidateChain(input: RouteInput, config: SwitchyardConfig): { models: string[]; reason: string } {
-  const pinned = input.rowModel ?? input.abArm ?? input.pinnedModel;
+  const pinned = input.rowModel ?? (input.abArm === undefined ? input.pinnedModel : armTarget(input.abArm));
   if (pinned !== undefined) {
     const reason = input.rowModel !== undefined ? `row model "${pinned}"` : input.abArm !== undefined ? `A/B arm "${pinned}"` : `pinned model "${pinned}"`;
     return { models: unique([pinned, ...(config.models[pinned]?.fallbacks ?? [])]), reason };
   }
   const route = config.routing?.routes[input.taskType];
-  return { models: unique(route ?? [config.default_model, ...(config.models[config.default_model]?.fallbacks ?? [])]), reason: input.routeReason };
+  const reason = input.abArm === undefined ? input.routeReason : `A/B arm "${input.abArm}": ${input.routeReason}`;
+  return { models: unique(route ?? [config.default_model, ...(config.models[config.default_model]?.fallbacks ?? [])]), reason };
 }
 
 /** Tokens a call reserves for its answer on this model. */

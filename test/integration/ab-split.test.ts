@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { RowResult } from '../../src/output/records.ts';
+import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report.ts';
 import { abArmFor, parseAbSplit } from '../../src/routing/ab-split.ts';
 import { runCli } from '../helpers/cli.ts';
@@ -42,6 +42,68 @@ describe('run --ab: an A/B split of the rows between models', () => {
     expect(await h.redis.hget(meta, 'finished_at')).not.toBeNull();
     expect((await runCli(['run', '--resume', 'ab', '--config', config, '--detach'], h.env())).code).toBe(0);
     expect(await h.redis.hmget(meta, 'status', 'finished_at')).toEqual(['running', null]);
+  });
+
+  it('tests the routing against one model: the arm "auto" routes its rows by task type (classifier calls included), and the report sets the arms side by side', async () => {
+    const dir = await tempDir('ab-auto');
+    const price = { input_per_mtok: 1, output_per_mtok: 2 };
+    const config = await writeSimConfig(dir, h.sim.url, {
+      models: { cheap: { provider: 'sim', price }, fast: { provider: 'sim', price }, slow: { provider: 'sim', price: { input_per_mtok: 10, output_per_mtok: 20 } } },
+      default_model: 'fast',
+      routing: { classifier: 'llm', llm_classifier: { model: 'cheap' }, routes: { complex: ['slow'], simple: ['fast'] } },
+    });
+    // The simulator's answer echoes the prompt's start: "Complex ..." comes back labelled complex.
+    const prompts = Array.from({ length: 40 }, (_, i) => `q${i + 1},${i % 4 === 0 ? 'Complex: design a queue for item ' : 'Simple: what is item '}${i + 1}`);
+    const input = join(dir, 'in.csv');
+    await writeFile(input, ['id,prompt', ...prompts].join('\n'));
+    const out = join(dir, 'out');
+    const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'ab-auto', '--ab', 'auto,slow', '--judge', 'slow'], h.env());
+    expect(ran.code, ran.stderr).toBe(0);
+    expect(ran.stdout).toContain('goes to auto (routed by task type) 50%, slow 50%');
+
+    const arms = parseAbSplit('auto,slow', ['cheap', 'fast', 'slow']);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    const routed = results.filter((r) => r.ab_arm === 'auto');
+    const pinned = results.filter((r) => r.ab_arm === 'slow');
+    expect(routed.length + pinned.length).toBe(40);
+    expect(routed.length).toBeGreaterThan(5);
+    expect(pinned.length).toBeGreaterThan(5);
+    for (const result of results) expect(result.ab_arm).toBe(abArmFor(result.id, arms));
+    expect(new Set(routed.map((r) => r.final_model))).toEqual(new Set(['fast', 'slow']));
+    for (const result of routed) {
+      expect(result.final_model).toBe(result.task_type === 'complex' ? 'slow' : 'fast');
+      expect(result.route_reason).toMatch(/^A\/B arm "auto": llm/);
+    }
+    expect(pinned.every((r) => r.final_model === 'slow' && r.route_reason === 'A/B arm "slow"')).toBe(true);
+    // Only the routed arm's rows pay for the classifier.
+    const classified = new Set(calls.filter((c) => c.purpose === 'classify').map((c) => c.id));
+    expect(classified).toEqual(new Set(routed.map((r) => r.id)));
+
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    const nanos = (usd: number) => Math.round(usd * 1e9);
+    for (const [arm, rows] of [['auto', routed], ['slow', pinned]] as const) {
+      const ids = new Set(rows.map((r) => r.id));
+      // Every call of the arm's rows but the judge's, the classifier's included.
+      const armNanos = calls.filter((c) => ids.has(c.id) && c.purpose !== 'judge').reduce((sum, c) => sum + nanos(c.cost_usd!), 0);
+      expect(report.ab_arms[arm]).toMatchObject({ rows: rows.length, succeeded: rows.length, failed: 0, unpriced_rows: 0, judged_rows: rows.length });
+      expect(nanos(report.ab_arms[arm]!.cost_usd)).toBe(armNanos);
+      expect(report.ab_arms[arm]!.cost_per_row_usd).toBeCloseTo(report.ab_arms[arm]!.cost_usd / rows.length, 9); // whole nano-dollars
+      expect(report.ab_arms[arm]!.mean_score).not.toBeNull();
+    }
+    expect(report.ab_arms.auto!.answered_by).toEqual(Object.fromEntries(['fast', 'slow'].map((m) => [m, routed.filter((r) => r.final_model === m).length]).filter(([, n]) => n !== 0)));
+    expect(report.ab_arms.slow!.answered_by).toEqual({ slow: pinned.length });
+    const markdown = await readFile(join(out, 'report.md'), 'utf8');
+    expect(markdown).toContain('## A/B arms');
+    expect(markdown).toMatch(/\| auto \| \d+ \| \d+ \| 0 \| \$/);
+    expect(ran.stdout).toMatch(/A\/B arms \(every call of their rows but the judge's\)\n {2}auto +\d+ rows +0 failed/);
+    const csvHeader = (await readFile(join(out, 'results.csv'), 'utf8')).split('\n')[0]!;
+    expect(csvHeader).toContain(',route_reason,ab_arm,models_tried,');
+
+    const dry = await runCli(['run', input, '--config', config, '--ab', 'auto,slow', '--dry-run'], h.env());
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(new RegExp(`\\nauto +${routed.length} `));
+    expect(dry.stdout).toMatch(new RegExp(`\\nslow +${pinned.length} `));
   });
 
   it('refuses a split naming an unknown model, or given with --model', async () => {

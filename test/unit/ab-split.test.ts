@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { abArmFor, formatAbSplit, parseAbSplit } from '../../src/routing/ab-split.ts';
+import { abArmFor, armTarget, formatAbSplit, parseAbSplit } from '../../src/routing/ab-split.ts';
 
 const NAMES = ['flash', 'pro', 'glm', 'council'];
 
@@ -7,6 +7,15 @@ describe('A/B split', () => {
   it('reads equal shares or weights, scaled to sum to 1', () => {
     expect(parseAbSplit('flash, pro', NAMES)).toEqual([{ model: 'flash', weight: 0.5 }, { model: 'pro', weight: 0.5 }]);
     expect(formatAbSplit(parseAbSplit('flash=3,council=1', NAMES))).toBe('flash 75%, council 25%');
+  });
+
+  it('takes "auto" as an arm routed by task type, pinning its rows to no model', () => {
+    const arms = parseAbSplit('auto=3,pro=1', NAMES);
+    expect(arms).toEqual([{ model: 'auto', weight: 0.75 }, { model: 'pro', weight: 0.25 }]);
+    expect(formatAbSplit(arms)).toBe('auto (routed by task type) 75%, pro 25%');
+    expect(armTarget('auto')).toBeUndefined();
+    expect(armTarget('pro')).toBe('pro');
+    expect(() => parseAbSplit('flash,aut', NAMES)).toThrow('--ab: "aut" is not in the config (did you mean "auto"?); models and ensembles: flash, pro, glm, council (or auto, to route the arm\'s rows by task type)');
   });
 
   it('says what is wrong with a split', () => {

@@ -50,6 +50,12 @@ describe('a config with mistakes', () => {
     ]);
   });
 
+  it('refuses a model or an ensemble named "auto": --route and --ab use that word for routing by task type', () => {
+    const message = problems({ ...valid, models: { flash: { provider: 'local' }, auto: { provider: 'local' } }, ensembles: { auto: { members: ['flash', 'flash'], synthesizer: 'flash' } } });
+    expect(message).toContain('models.auto: "auto" is the word --route and --ab use for routing by task type: give it another name (its upstream can stay "auto")');
+    expect(message).toMatch(/^ {2}ensembles\.auto: "auto" is the word --route and --ab use for routing by task type: give it another name$/m);
+  });
+
   it('refuses a base_url whose scheme is not http or https (a typo fails every call later)', () => {
     expect(problems({ ...valid, providers: { local: { base_url: 'htp://127.0.0.1:8787/v1' } } })).toContain('providers.local.base_url: expected an http(s) URL such as http://127.0.0.1:8787/v1');
     expect(() => parseConfig({ ...valid, providers: { local: { base_url: 'https://api.deepseek.com/v1' } } }, 'c.yaml')).not.toThrow();

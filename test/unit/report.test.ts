@@ -496,6 +496,41 @@ describe('judge scores', () => {
     expect(renderReportMarkdown(report)).toContain('| council | flash | 3 | 0 | 1 | 2 | -2.33 ± 2.85 |');
   });
 
+  it('set the arms of an A/B split side by side: cost per row over every call but the judge\'s, who answered, latency and mean score', () => {
+    const tally = new ReportTally();
+    const armRow = (row: number, arm: string, model: string, cost: number | null, latency: number, score: number | null, status: RowResult['status'] = 'succeeded'): RowResult => ({
+      ...result(row, model, score === null ? undefined : scored(score)),
+      ab_arm: arm,
+      cost_usd: cost,
+      latency_ms: latency,
+      status,
+      final_model: status === 'succeeded' ? model : null,
+    });
+    tally.addResult(armRow(1, 'auto', 'flash', 0.0001, 40, 6));
+    tally.addResult(armRow(2, 'auto', 'flash', 0.0001, 60, 8));
+    tally.addResult(armRow(3, 'auto', 'pro', 0.0007, 200, 9));
+    tally.addResult(armRow(4, 'auto', 'flash', 0.00005, 10, null, 'failed'));
+    tally.addResult(armRow(5, 'pro', 'pro', 0.0006, 150, 8));
+    tally.addResult(armRow(6, 'pro', 'pro', null, 170, 7));
+    tally.addResult({ ...result(7, 'flash', undefined), route_reason: 'row model "flash"' });
+    const report = tally.build(span);
+    expect(Object.keys(report.ab_arms)).toEqual(['auto', 'pro']);
+    // Latency quantiles come from a bucketed histogram (latency-histogram.ts): 59.4 for the 60 ms row.
+    expect(report.ab_arms.auto).toEqual({
+      rows: 4, succeeded: 3, failed: 1, cost_usd: 0.00095, cost_per_row_usd: 0.0002375, unpriced_rows: 0,
+      latency_p50_ms: 59.4, latency_p95_ms: 200, answered_by: { flash: 2, pro: 1 }, judged_rows: 3, mean_score: 7.67, score_margin: 1.73,
+    });
+    // A row with an unpriced call is left out of the cost, and of the rows it is divided by.
+    expect(report.ab_arms.pro).toMatchObject({ rows: 2, cost_usd: 0.0006, cost_per_row_usd: 0.0006, unpriced_rows: 1, answered_by: { pro: 2 }, judged_rows: 2, mean_score: 7.5 });
+    const markdown = renderReportMarkdown(report);
+    expect(markdown).toContain('| auto | 4 | 3 | 1 | $0.000950 | $0.000237 | 59 ms | 200 ms | 7.7 ± 1.7 (3) | flash 2, pro 1 |');
+    expect(markdown).toContain('| pro | 2 | 2 | 0 | $0.000600 + 1 unpriced row | $0.000600 |');
+    const summary = renderSummaryLines(report);
+    expect(summary).toContain("A/B arms (every call of their rows but the judge's)");
+    expect(summary.find((line) => line.startsWith('  auto'))).toMatch(/^ {2}auto +4 rows +1 failed +\$0\.000950 +\$0\.000237\/row +p50 59 ms +p95 200 ms +score 7\.7 ± 1\.7$/);
+    expect(new ReportTally().build(span).ab_arms).toEqual({});
+  });
+
   it('leave the report without scores when there is no judge', () => {
     const tally = new ReportTally();
     tally.addResult(result(1, 'flash', undefined));

@@ -92,6 +92,15 @@ describe('planRoute: where the chain comes from', () => {
     expect(plan({ pinnedModel: 'small' }).result.chain).toEqual(['small', 'qwen', 'flash']);
   });
 
+  it('pins an A/B arm\'s rows to its model, and routes the arm "auto" by task type, saying which arm it was', () => {
+    expect(plan({ abArm: 'qwen', taskType: 'complex' }).result).toMatchObject({ chain: ['qwen', 'glm'], routeReason: 'A/B arm "qwen"' });
+    expect(plan({ abArm: 'auto', taskType: 'complex', routeReason: 'rules: complex (analyze, strategy; score 2)' }).result).toMatchObject({
+      chain: ['pro', 'flash'],
+      routeReason: 'A/B arm "auto": rules: complex (analyze, strategy; score 2)',
+    });
+    expect(plan({ abArm: 'auto', rowModel: 'glm' }).result).toMatchObject({ chain: ['glm'], routeReason: 'row model "glm"' });
+  });
+
   it('skips a model that is not configured', () => {
     expect(plan({ rowModel: 'nope' }).result).toMatchObject({ chain: [], skipped: [{ model: 'nope', reason: 'not a configured model' }] });
   });
