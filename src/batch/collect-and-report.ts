@@ -45,7 +45,8 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const baseline = baselineModel && baselinePrice ? { model: baselineModel, price: baselinePrice } : undefined;
   const tally = new CollectionTally(baseline, options.startedAt);
   const shown = options.progressStream !== null;
-  const display = shown ? createProgressDisplay(options.progressStream ?? process.stderr) : NO_DISPLAY;
+  const unpriced = config != null && Object.values(config.models).every((model) => model.price === undefined);
+  const display = shown ? createProgressDisplay(options.progressStream ?? process.stderr, { unpriced }) : NO_DISPLAY;
   // The display's first update is its baseline for rows/s and the ETA: give it now, not at the first poll.
   display.update(initial);
   options.onProgress?.(initial);

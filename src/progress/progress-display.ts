@@ -35,6 +35,8 @@ export interface ProgressDisplayOptions {
   plainUnchangedEveryMs?: number;
   /** No row finished for this long: the ETA gives way to how long it has been. */
   stalledAfterMs?: number;
+  /** No model the batch may call has a price: its cost is unknown, not $0. */
+  unpriced?: boolean;
   now?: () => number;
 }
 
@@ -73,6 +75,7 @@ function rateText(rowsPerSecond: number): string {
 
 export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: boolean }, options: ProgressDisplayOptions = {}): ProgressDisplay {
   const { plainEveryMs = 5000, plainUnchangedEveryMs = 30_000, stalledAfterMs = 15_000, now = Date.now } = options;
+  const costText = (progress: BatchProgress) => formatUsd(options.unpriced ? null : progress.costUsd);
   const startedAt = now();
   let finishRate: FinishRate | null = null;
   let stopping = false;
@@ -98,7 +101,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
           rows: `${formatCount(progress.finished)}/${totalText} rows`,
           failed: `${formatCount(progress.failed)} failed`,
           eta: etaPart(done, etaText),
-          cost: formatUsd(progress.costUsd),
+          cost: costText(progress),
           rate: `${rateText(rate)} rows/s`,
         };
         const total = rows ?? Math.max(progress.finished, 1);
@@ -129,7 +132,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
   const print = (progress: BatchProgress, at: number) => {
     const { totalText, rate, etaText } = figures(progress, at);
     const done = progress.total !== null && progress.finished >= progress.total;
-    stream.write(`progress: ${formatCount(progress.finished)}/${totalText} rows, ${formatCount(progress.failed)} failed, ${rateText(rate)} rows/s, ${etaPart(done, etaText)}, cost ${formatUsd(progress.costUsd)}\n`);
+    stream.write(`progress: ${formatCount(progress.finished)}/${totalText} rows, ${formatCount(progress.failed)} failed, ${rateText(rate)} rows/s, ${etaPart(done, etaText)}, cost ${costText(progress)}\n`);
     lastLineAt = at;
     lastLineFinished = progress.finished;
   };

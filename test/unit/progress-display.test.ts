@@ -51,6 +51,16 @@ describe('progress display (plain lines)', () => {
     expect(out.lines).toEqual(['progress: 24/24 rows, 0 failed, 37 rows/s, done, cost $0.00240']);
   });
 
+  it('shows the cost as unknown, not $0, when no model of the batch has a price', () => {
+    const out = plainOutput();
+    const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 5000, unpriced: true });
+    display.update({ ...progress(0, 4), costUsd: 0 });
+    out.advance(1000);
+    display.update({ ...progress(4, 4), costUsd: 0 });
+    display.stop();
+    expect(out.lines).toEqual(['progress: 4/4 rows, 0 failed, 4 rows/s, done, cost n/a (no price configured)']);
+  });
+
   it('gives a rate under one row a second with a decimal, not as 0', () => {
     const out = plainOutput();
     const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 5000 });
