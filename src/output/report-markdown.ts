@@ -1,6 +1,6 @@
 import { formatUsd } from '../models/pricing.ts';
 import type { PairedComparison } from './paired-scores.ts';
-import { EMPTY_ANSWER, type AbArmReport, type ModelReport, type Report } from './report.ts';
+import { EMPTY_ANSWER, type AbArmReport, type ModelReport, type Report, type RowGroupReport } from './report.ts';
 
 /**
  * 1234567.8 -> "1,234,567.8": en-US digit grouping, at most `maxFractionDigits` decimals (trailing
@@ -232,8 +232,8 @@ function armCost(arm: AbArmReport): string {
 }
 
 /** "$0.000412" per row ("n/a" when no row was priced). */
-function armCostPerRow(arm: AbArmReport): string {
-  return arm.cost_per_row_usd === null ? 'n/a' : formatUsd(arm.cost_per_row_usd);
+function costPerRow(group: RowGroupReport): string {
+  return group.cost_per_row_usd === null ? 'n/a' : formatUsd(group.cost_per_row_usd);
 }
 
 /** "deepseek-v4-flash 30, deepseek-v4-pro 10": who answered an arm's rows. */
@@ -249,7 +249,7 @@ function abArmsSection(report: Report): string[] {
     ...table(
       ['Arm', 'Rows', 'OK', 'Failed', 'Cost', 'Cost / row', 'p50', 'p95', ...(withScore ? ['Score (rows)'] : []), 'Answered by'],
       ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', ...(withScore ? (['r'] as const) : []), 'l'],
-      arms.map(([name, arm]) => [name, count(arm.rows), count(arm.succeeded), count(arm.failed), armCost(arm), armCostPerRow(arm), formatLatency(arm.latency_p50_ms), formatLatency(arm.latency_p95_ms), ...(withScore ? [formatScore(arm)] : []), answeredByText(arm)]),
+      arms.map(([name, arm]) => [name, count(arm.rows), count(arm.succeeded), count(arm.failed), armCost(arm), costPerRow(arm), formatLatency(arm.latency_p50_ms), formatLatency(arm.latency_p95_ms), ...(withScore ? [formatScore(arm)] : []), answeredByText(arm)]),
     ),
     '',
     "Each row that names no model of its own went to one arm, by a hash of its id (`--ab`); `auto` routes its rows by task type, as the config's routing does. A row's cost is every call made for it (retries, fallbacks, the task classifier, an ensemble's members and synthesis), the judge's excepted, and cost / row is over the rows with a price; p50 / p95 are its succeeded rows' latency." +
@@ -291,7 +291,32 @@ function taskTypesSection(report: Report): string[] {
       ['l', 'r', 'r', 'r', 'r', 'r'],
       taskTypes.map(([type, t]) => [type, count(t.rows), count(t.succeeded), count(t.failed), count(t.calls), formatUsd(t.cost_usd)]),
     ),
+    ...taskTypesByModel(report),
   ]);
+}
+
+/**
+ * Each task type's rows by the model they are counted under: how each model does on each kind of
+ * prompt (with a judge, how well), to tune routing.routes by. Shown when some type's rows went to
+ * more than one model, or were scored.
+ */
+function taskTypesByModel(report: Report): string[] {
+  const lines = Object.entries(report.task_types).flatMap(([type, t]) => Object.entries(t.by_model ?? {}).map(([model, group]) => ({ type, model, group })));
+  const types = Object.values(report.task_types).filter((t) => t.rows > 0);
+  const withScore = report.judge != null;
+  if (lines.length === 0 || (!withScore && types.every((t) => Object.keys(t.by_model ?? {}).length <= 1))) return [];
+  return [
+    '',
+    '### By model',
+    '',
+    ...table(
+      ['Task type', 'Model', 'Rows', 'Failed', 'Cost / row', 'p50', 'p95', ...(withScore ? ['Score (rows)'] : [])],
+      ['l', 'l', 'r', 'r', 'r', 'r', 'r', ...(withScore ? (['r'] as const) : [])],
+      lines.map(({ type, model, group }) => [type, model, count(group.rows), count(group.failed), costPerRow(group), formatLatency(group.latency_p50_ms), formatLatency(group.latency_p95_ms), ...(withScore ? [formatScore(group)] : [])]),
+    ),
+    '',
+    "A row's cost is every call made for it but the judge's (retries and fallbacks included); p50 / p95 its latency, first call to answer, over succeeded rows.",
+  ];
 }
 
 function errorsSection(report: Report): string[] {
@@ -449,7 +474,7 @@ export function renderSummaryLines(report: Report): string[] {
     counted(arm.rows, 'row'),
     `${count(arm.failed)} failed`,
     armCost(arm),
-    `${armCostPerRow(arm)}/row`,
+    `${costPerRow(arm)}/row`,
     `p50 ${formatLatency(arm.latency_p50_ms)}`,
     `p95 ${formatLatency(arm.latency_p95_ms)}`,
     ...(arm.mean_score != null ? [`score ${scoreText(arm)}`] : []),

@@ -69,43 +69,43 @@ export interface TaskTypeReport {
   /** Calls made for rows of this type (answers, retries, fallbacks), and what they cost. */
   calls: number;
   cost_usd: number;
+  /**
+   * Its rows by the model (or ensemble) they are counted under, as in `models`, most rows first:
+   * how each model does on this type of prompt, to tune routing.routes by.
+   */
+  by_model: Record<string, RowGroupReport>;
 }
 
-export interface EnsembleReport {
-  rows: number;
-  succeeded: number;
-  failed: number;
-  /** The rows' cost: every member and synthesis call (unpriced ones left out). */
-  cost_usd: number;
-  /** Row latency: the slowest member, then the synthesis. */
-  latency_p50_ms: number | null;
-  latency_p95_ms: number | null;
-  /** Its rows the judge scored, and their mean score (with its 95% margin of error); null when none. */
-  judged_rows: number;
-  mean_score: number | null;
-  score_margin: number | null;
-}
+/**
+ * An ensemble's rows as a whole: their cost is every member and synthesis call, their latency the
+ * slowest member, then the synthesis.
+ */
+export type EnsembleReport = RowGroupReport;
 
 /** The judge's work (config `judge`): rows scored, rows it could not score and why. */
-/** The rows of one arm of an A/B split (`--ab`), as a whole: what the arm costs per prompt, how fast and how good. */
-export interface AbArmReport {
+/** Some rows as a whole (an A/B arm's, a task type's on one model): what a prompt cost, how fast and how good. */
+export interface RowGroupReport {
   rows: number;
   succeeded: number;
   failed: number;
-  /** Every call made for its rows but the judge's: answers, retries, fallbacks, the classifier, ensemble members and syntheses. */
+  /** Every call made for the rows but the judge's: answers, retries, fallbacks, the classifier, ensemble members and syntheses. */
   cost_usd: number;
-  /** cost_usd per priced row: what the arm paid to answer a prompt; null when no row was priced. */
+  /** cost_usd per priced row: what answering a prompt cost; null when no row was priced. */
   cost_per_row_usd: number | null;
   /** Rows that called a model with no configured price: their cost is left out of cost_usd. */
   unpriced_rows: number;
-  /** Latency of its succeeded rows (first call to answer); null when none. */
+  /** Latency of the succeeded rows (first call to answer); null when none. */
   latency_p50_ms: number | null;
   latency_p95_ms: number | null;
-  /** Who gave its succeeded rows' answers (a model, or an ensemble), most rows first: the mix the arm `auto` routed to. */
-  answered_by: Record<string, number>;
   judged_rows: number;
   mean_score: number | null;
   score_margin: number | null;
+}
+
+/** The rows of one arm of an A/B split (`--ab`). */
+export interface AbArmReport extends RowGroupReport {
+  /** Who gave its succeeded rows' answers (a model, or an ensemble), most rows first: the mix the arm `auto` routed to. */
+  answered_by: Record<string, number>;
 }
 
 export interface JudgeReport {
@@ -233,7 +233,8 @@ export interface ReportSpan {
   finishedAt: Date | string;
 }
 
-interface ArmTally {
+/** Rows counted as a group (see RowGroupReport); `answeredBy` only where the group spans models. */
+interface RowGroupTally {
   rows: number;
   succeeded: number;
   costNanos: number;
@@ -243,12 +244,33 @@ interface ArmTally {
   scores: ScoreTally;
 }
 
+function newRowGroupTally(): RowGroupTally {
+  return { rows: 0, succeeded: 0, costNanos: 0, unpricedRows: 0, latency: new LatencyHistogram(), answeredBy: new Map(), scores: noScores() };
+}
+
+/** Who a result is counted under: its ensemble, else its model (the Models table's rows). */
+function countedUnder(result: RowResult): string {
+  return result.ensemble?.name ?? result.model;
+}
+
+function addToRowGroup(group: RowGroupTally, result: RowResult): void {
+  group.rows += 1;
+  if (result.cost_usd === null) group.unpricedRows += 1;
+  else group.costNanos += usdToNanos(result.cost_usd);
+  if (result.status === 'succeeded') {
+    group.succeeded += 1;
+    group.latency.record(result.latency_ms);
+    increment(group.answeredBy, result.ensemble?.name ?? result.final_model ?? result.model);
+  }
+}
+
 interface TaskTally {
   rows: number;
   succeeded: number;
   failed: number;
   calls: number;
   costNanos: number;
+  byModel: Map<string, RowGroupTally>;
 }
 
 /** finish_reason values of an answer the model ended itself (a tool call is one too). */
@@ -283,8 +305,8 @@ export class ReportTally {
   readonly #baseline: ReportBaseline | undefined;
   readonly #models = new Map<string, ModelTally>();
   readonly #taskTypes = new Map<string, TaskTally>();
-  readonly #ensembles = new Map<string, { rows: number; succeeded: number; costNanos: number; latency: LatencyHistogram; scores: ScoreTally }>();
-  readonly #abArms = new Map<string, ArmTally>();
+  readonly #ensembles = new Map<string, RowGroupTally>();
+  readonly #abArms = new Map<string, RowGroupTally>();
   #judge: { model: string; scores: ScoreTally; unscored: Map<string, number>; paired: PairedScores } | null = null;
   readonly #rowErrors = new Map<string, number>();
   readonly #errorExamples = new Map<string, string>();
@@ -320,7 +342,7 @@ export class ReportTally {
     const key = type || 'unclassified';
     let entry = this.#taskTypes.get(key);
     if (!entry) {
-      entry = { rows: 0, succeeded: 0, failed: 0, calls: 0, costNanos: 0 };
+      entry = { rows: 0, succeeded: 0, failed: 0, calls: 0, costNanos: 0, byModel: new Map() };
       this.#taskTypes.set(key, entry);
     }
     return entry;
@@ -336,9 +358,11 @@ export class ReportTally {
     if (!(Date.parse(result.completed_at) < this.#runStartedAt)) this.#rowsThisRun += 1;
     if (entry) entry.rows += 1;
     task.rows += 1;
-    if (result.ensemble) this.#addEnsembleRow(result.ensemble.name, result);
-    const arm = result.ab_arm === undefined ? undefined : this.#addArmRow(result.ab_arm, result);
-    if (result.judge) this.#addJudged(result, result.judge, entry?.scores, result.ensemble ? this.#ensembles.get(result.ensemble.name)?.scores : undefined, arm?.scores);
+    const ensemble = result.ensemble ? rowGroup(this.#ensembles, result.ensemble.name) : undefined;
+    const arm = result.ab_arm === undefined ? undefined : rowGroup(this.#abArms, result.ab_arm);
+    const taskOnModel = rowGroup(task.byModel, countedUnder(result));
+    for (const group of [ensemble, arm, taskOnModel]) if (group) addToRowGroup(group, result);
+    if (result.judge) this.#addJudged(result, result.judge, entry?.scores, ensemble?.scores, arm?.scores, taskOnModel.scores);
     if (result.status === 'succeeded') {
       this.#succeeded += 1;
       if (entry) entry.succeeded += 1;
@@ -371,37 +395,6 @@ export class ReportTally {
       tally.sum += judged.score;
       tally.sumOfSquares += judged.score * judged.score;
     }
-  }
-
-  #addEnsembleRow(name: string, result: RowResult): void {
-    let tally = this.#ensembles.get(name);
-    if (!tally) {
-      tally = { rows: 0, succeeded: 0, costNanos: 0, latency: new LatencyHistogram(), scores: noScores() };
-      this.#ensembles.set(name, tally);
-    }
-    tally.rows += 1;
-    if (result.status === 'succeeded') {
-      tally.succeeded += 1;
-      tally.latency.record(result.latency_ms);
-    }
-    tally.costNanos += result.cost_usd === null ? 0 : usdToNanos(result.cost_usd);
-  }
-
-  #addArmRow(name: string, result: RowResult): ArmTally {
-    let tally = this.#abArms.get(name);
-    if (!tally) {
-      tally = { rows: 0, succeeded: 0, costNanos: 0, unpricedRows: 0, latency: new LatencyHistogram(), answeredBy: new Map(), scores: noScores() };
-      this.#abArms.set(name, tally);
-    }
-    tally.rows += 1;
-    if (result.cost_usd === null) tally.unpricedRows += 1;
-    else tally.costNanos += usdToNanos(result.cost_usd);
-    if (result.status === 'succeeded') {
-      tally.succeeded += 1;
-      tally.latency.record(result.latency_ms);
-      increment(tally.answeredBy, result.ensemble?.name ?? result.final_model ?? result.model);
-    }
-    return tally;
   }
 
   addCall(call: CallRecord): void {
@@ -495,14 +488,10 @@ export class ReportTally {
       task_types: Object.fromEntries(
         [...this.#taskTypes.entries()]
           .sort(([a, x], [b, y]) => y.rows - x.rows || byCodePoint(a, b))
-          .map(([type, t]) => [type, { rows: t.rows, succeeded: t.succeeded, failed: t.failed, calls: t.calls, cost_usd: nanosToUsd(t.costNanos) }]),
+          .map(([type, t]) => [type, { rows: t.rows, succeeded: t.succeeded, failed: t.failed, calls: t.calls, cost_usd: nanosToUsd(t.costNanos), by_model: rowGroupReports(t.byModel) }]),
       ),
-      ensembles: Object.fromEntries(
-        [...this.#ensembles.entries()]
-          .sort(([a, x], [b, y]) => y.rows - x.rows || byCodePoint(a, b))
-          .map(([name, e]) => [name, { rows: e.rows, succeeded: e.succeeded, failed: e.rows - e.succeeded, cost_usd: nanosToUsd(e.costNanos), latency_p50_ms: roundTenth(e.latency.quantile(0.5)), latency_p95_ms: roundTenth(e.latency.quantile(0.95)), ...scoreFigures(e.scores) }]),
-      ),
-      ab_arms: Object.fromEntries([...this.#abArms.entries()].sort(([a], [b]) => byCodePoint(a, b)).map(([name, arm]) => [name, armReport(arm)])),
+      ensembles: rowGroupReports(this.#ensembles),
+      ab_arms: Object.fromEntries([...this.#abArms.entries()].sort(([a], [b]) => byCodePoint(a, b)).map(([name, arm]) => [name, { ...rowGroupReport(arm), answered_by: byCountDescending(arm.answeredBy) }])),
       extra_calls: this.#extraCallsReport(),
       judge: this.#judgeReport(),
       // Judging would cost the same on the baseline: the comparison is of the answers.
@@ -618,19 +607,34 @@ function byCodePoint(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function armReport(arm: ArmTally): AbArmReport {
+/** The group `name` of `groups`, made on first use. */
+function rowGroup(groups: Map<string, RowGroupTally>, name: string): RowGroupTally {
+  let group = groups.get(name);
+  if (!group) {
+    group = newRowGroupTally();
+    groups.set(name, group);
+  }
+  return group;
+}
+
+function rowGroupReport(group: RowGroupTally): RowGroupReport {
+  const priced = group.rows - group.unpricedRows;
   return {
-    rows: arm.rows,
-    succeeded: arm.succeeded,
-    failed: arm.rows - arm.succeeded,
-    cost_usd: nanosToUsd(arm.costNanos),
-    cost_per_row_usd: arm.rows === arm.unpricedRows ? null : nanosToUsd(Math.round(arm.costNanos / (arm.rows - arm.unpricedRows))),
-    unpriced_rows: arm.unpricedRows,
-    latency_p50_ms: roundTenth(arm.latency.quantile(0.5)),
-    latency_p95_ms: roundTenth(arm.latency.quantile(0.95)),
-    answered_by: byCountDescending(arm.answeredBy),
-    ...scoreFigures(arm.scores),
+    rows: group.rows,
+    succeeded: group.succeeded,
+    failed: group.rows - group.succeeded,
+    cost_usd: nanosToUsd(group.costNanos),
+    cost_per_row_usd: priced === 0 ? null : nanosToUsd(Math.round(group.costNanos / priced)),
+    unpriced_rows: group.unpricedRows,
+    latency_p50_ms: roundTenth(group.latency.quantile(0.5)),
+    latency_p95_ms: roundTenth(group.latency.quantile(0.95)),
+    ...scoreFigures(group.scores),
   };
+}
+
+/** Groups by name, most rows first. */
+function rowGroupReports(groups: Map<string, RowGroupTally>): Record<string, RowGroupReport> {
+  return Object.fromEntries([...groups.entries()].sort(([a, x], [b, y]) => y.rows - x.rows || byCodePoint(a, b)).map(([name, group]) => [name, rowGroupReport(group)]));
 }
 
 function scoreFigures(scores: ScoreTally): { judged_rows: number; mean_score: number | null; score_margin: number | null } {

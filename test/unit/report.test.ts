@@ -442,6 +442,36 @@ describe('task types', () => {
   });
 });
 
+describe('task types by model', () => {
+  const at = '2026-11-02T10:00:00.000Z';
+  const typed = (row: number, taskType: string, model: string, cost: number, status: RowResult['status'] = 'succeeded'): RowResult => ({
+    id: `r${row}`, row, status, model, output: status === 'succeeded' ? 'ok' : null, usage: { input_tokens: 10, output_tokens: 5 }, cost_usd: cost, latency_ms: 100 * row, attempts: 1,
+    metadata: {}, task_type: taskType, route_reason: 'rules', models_tried: [model], final_model: status === 'succeeded' ? model : null, fallback_reason: null, completed_at: at,
+  });
+
+  it("split each type's rows by the model they are counted under, with cost per row and latency, to tune the routes by", () => {
+    const tally = new ReportTally();
+    tally.addResult(typed(1, 'coding', 'flash', 0.0001));
+    tally.addResult(typed(2, 'coding', 'flash', 0.0003, 'failed'));
+    tally.addResult(typed(3, 'coding', 'pro', 0.0009));
+    tally.addResult(typed(4, 'simple', 'flash', 0.0001));
+    const report = tally.build({ batchId: 'b', startedAt: at, finishedAt: at });
+    expect(Object.keys(report.task_types.coding!.by_model)).toEqual(['flash', 'pro']);
+    expect(report.task_types.coding!.by_model.flash).toMatchObject({ rows: 2, succeeded: 1, failed: 1, cost_usd: 0.0004, cost_per_row_usd: 0.0002, judged_rows: 0, mean_score: null });
+    expect(report.task_types.coding!.by_model.pro).toMatchObject({ rows: 1, cost_per_row_usd: 0.0009 });
+    expect(report.task_types.simple!.by_model).toEqual({ flash: expect.objectContaining({ rows: 1 }) });
+    const markdown = renderReportMarkdown(report);
+    expect(markdown).toContain('### By model');
+    expect(markdown).toContain('| coding | flash | 2 | 1 | $0.000200 |');
+
+    // Each type on one model and no judge: the table would repeat the routes, so it is left out.
+    const routed = new ReportTally();
+    routed.addResult(typed(1, 'coding', 'pro', 0.0009));
+    routed.addResult(typed(2, 'simple', 'flash', 0.0001));
+    expect(renderReportMarkdown(routed.build({ batchId: 'b', startedAt: at, finishedAt: at }))).not.toContain('### By model');
+  });
+});
+
 describe('judge scores', () => {
   const span = { batchId: 'bj', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:02.000Z' };
   const result = (row: number, model: string, judge: RowResult['judge'], ensemble?: string): RowResult => ({
