@@ -359,7 +359,7 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
       if (error instanceof UsageError) {
         const next = `fix the file and run the same command again (--batch-id ${batchId}) to finish without repeating them`;
         // So that `status` says why the batch stopped, not to resume it as it is (that stops again).
-        // A server records its own, in the API's terms (batch-service.ts).
+        // A server records its own, in the API's terms (batch-start.ts).
         if (!host) await session.store.update(batchId, { input_error: `${error.message.split('\n', 1)[0]!}; rows before it may be done: ${next}` }).catch(() => undefined);
         throw new UsageError(`${error.message}\n${await unreadableFileText(session, batchId, unqueued)} ${next[0]!.toUpperCase()}${next.slice(1)}.`);
       }

@@ -1,0 +1,88 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import { isFinishedStatus, type BatchMeta } from '../queue/batch-state.ts';
+import { batchOfJobId } from '../queue/keys.ts';
+import type { Session } from '../queue/session.ts';
+import { unqueueBatch } from '../queue/unqueue-batch.ts';
+import { ApiError } from './api-error.ts';
+import { finishedLine, type BackgroundCollection } from './background-collection.ts';
+import { batchNotFound, loadBatchState } from './batch-lookup.ts';
+
+/** How often a cancel looks whether the batch's rows in hand have finished. */
+const CANCEL_POLL_MS = 200;
+
+export interface BatchCancel {
+  /**
+   * Starts cancelling a batch this server runs (see `BatchService.cancel`) and returns at once;
+   * the rows in hand are waited out, and the outputs written, in the background.
+   */
+  request(batchId: string): Promise<void>;
+  /** A cancel of the batch is under way here. */
+  isCancelling(batchId: string): boolean;
+}
+
+export interface BatchCancelOptions {
+  session: Session;
+  collection: BackgroundCollection;
+  say: (line: string) => void;
+  /** The set of batches submitted over the API whose outputs are not written yet. */
+  openKey: string;
+}
+
+export function createBatchCancel(options: BatchCancelOptions): BatchCancel {
+  const { session, collection, say, openKey } = options;
+  const cancelling = new Set<string>();
+
+  return {
+    isCancelling: (batchId) => cancelling.has(batchId),
+
+    async request(batchId) {
+      const state = await loadBatchState(session.store, batchId);
+      if (!state) throw batchNotFound(batchId);
+      refuseUnlessRunningHere(batchId, state.meta, collection.isCollecting(batchId));
+      if (cancelling.has(batchId)) return;
+      cancelling.add(batchId);
+      // A server started again must not go on with it.
+      await session.redis.srem(openKey, batchId);
+      say(`[${batchId}] Cancelling: its queued rows come off the queue; the rows in hand finish, then its outputs are written.`);
+      void finishCancel(options, batchId)
+        .catch((error: unknown) => say(`[${batchId}] The cancel stopped: ${error instanceof Error ? error.message : String(error)}. Its rows may still be queued; cancel it again.`))
+        .finally(() => cancelling.delete(batchId));
+    },
+  };
+}
+
+/** Only a batch still running, and collected by this server, can be cancelled here. */
+function refuseUnlessRunningHere(batchId: string, meta: BatchMeta, collectedHere: boolean): void {
+  if (isFinishedStatus(meta.status)) throw new ApiError(409, 'batch_finished', `batch ${batchId} is ${meta.status} already: there is nothing to cancel`);
+  if (meta.input_error && !collectedHere) throw new ApiError(409, 'batch_waiting_for_file', `batch ${batchId} is not running: it waits for its fixed file (${meta.input_error})`);
+  if (!collectedHere) {
+    throw new ApiError(409, 'batch_not_running_here', `batch ${batchId} is not being run by this server (only the server a batch was posted to, or started again after it, can cancel it); \`switchyard status ${batchId}\` shows who runs it`);
+  }
+}
+
+/** The cancel's slow part: wait out the rows in hand (re-taking any that parked meanwhile), then write the outputs. */
+async function finishCancel({ session, collection, say }: BatchCancelOptions, batchId: string): Promise<void> {
+  await waitOutRowsInHand(session, batchId);
+  const report = await collection.finishEarly(batchId);
+  if (report?.totals.unfinished_rows === 0) return; // every row was done by then: it ended as usual
+  await session.store.update(batchId, { status: 'cancelled', finished_at: new Date().toISOString() });
+  const meta = await session.store.load(batchId);
+  say(`[${batchId}] ${report ? finishedLine('Cancelled', report, meta?.out_dir ?? '?') : 'Cancelled.'}`);
+}
+
+/** Takes the batch's rows off the queue until none of its jobs is active. */
+async function waitOutRowsInHand(session: Session, batchId: string): Promise<void> {
+  const queue = session.openPromptQueue();
+  try {
+    for (;;) {
+      await unqueueBatch(queue, session.store, batchId);
+      const inHand = (await queue.getRanges(['active'], 0, -1)).filter((jobId) => batchOfJobId(jobId) === batchId);
+      if (inHand.length === 0) break;
+      await delay(CANCEL_POLL_MS);
+    }
+    // A row that parked itself after the last unqueue above, and before the count of rows in hand.
+    await unqueueBatch(queue, session.store, batchId);
+  } finally {
+    await queue.close();
+  }
+}

@@ -1,0 +1,67 @@
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DamagedBatchError, isFinishedStatus, type BatchMeta, type BatchProgress, type BatchStore } from '../queue/batch-state.ts';
+import { ApiError } from './api-error.ts';
+import { batchPath, batchView, OUTPUT_FILES, type BatchView, type OutputFileName } from './batch-view.ts';
+
+/** What the API reads of its batches: one as JSON, the recent ones, a finished one's output files. */
+export interface BatchLookup {
+  view(batchId: string): Promise<BatchView>;
+  list(limit: number): Promise<{ data: BatchView[]; total: number }>;
+  outputFile(batchId: string, name: OutputFileName): Promise<{ path: string; contentType: string }>;
+}
+
+/** A batch's meta and progress, or null when there is none; a damaged one is the client's 409. */
+export async function loadBatchState(store: BatchStore, batchId: string): Promise<{ meta: BatchMeta; progress: BatchProgress } | null> {
+  try {
+    return await store.loadWithProgress(batchId);
+  } catch (error) {
+    if (error instanceof DamagedBatchError) throw new ApiError(409, 'batch_damaged', error.message);
+    throw error;
+  }
+}
+
+export function batchNotFound(batchId: string): ApiError {
+  return new ApiError(404, 'batch_not_found', `no batch "${batchId}": GET /v1/batches lists the recent ones`);
+}
+
+/** `isCancelling`: whether a cancel asked of this server is under way for the batch (its view says so). */
+export function createBatchLookup(store: BatchStore, isCancelling: (batchId: string) => boolean): BatchLookup {
+  async function view(batchId: string): Promise<BatchView> {
+    const state = await loadBatchState(store, batchId);
+    if (!state) throw batchNotFound(batchId);
+    const present = isFinishedStatus(state.progress.status) ? await filesIn(state.meta.out_dir) : new Set<OutputFileName>();
+    return batchView(state.meta, state.progress, present, isCancelling(batchId));
+  }
+
+  return {
+    view,
+
+    async list(limit) {
+      const [ids, total] = await Promise.all([store.recentBatchIds(limit), store.batchCount()]);
+      // One deleted meanwhile, or damaged, is left out; Redis trouble fails the whole list.
+      const views = await Promise.all(ids.map((id) => view(id).catch((error: unknown) => (error instanceof ApiError ? null : Promise.reject(error)))));
+      return { data: views.filter((one): one is BatchView => one !== null), total };
+    },
+
+    async outputFile(batchId, name) {
+      const state = await loadBatchState(store, batchId);
+      if (!state) throw batchNotFound(batchId);
+      const { meta, progress } = state;
+      if (!isFinishedStatus(progress.status)) {
+        // A file that could not be read to its end waits for the fixed one: say that, not that it is being read.
+        if (meta.input_error) throw new ApiError(409, 'batch_waiting_for_file', `batch ${batchId} waits for its fixed file: ${meta.input_error}`);
+        const total = progress.total === null ? 'its file is still being read' : `${progress.finished} of ${progress.total} rows finished`;
+        throw new ApiError(409, 'batch_not_finished', `batch ${batchId} is ${progress.status}: ${total}. Its outputs are written once every row is done; GET ${batchPath(batchId)} shows its progress.`);
+      }
+      return { path: join(meta.out_dir, name), contentType: OUTPUT_FILES[name] };
+    },
+  };
+}
+
+/** The output files present in a batch's folder. */
+async function filesIn(outDir: string): Promise<Set<OutputFileName>> {
+  const names = Object.keys(OUTPUT_FILES) as OutputFileName[];
+  const present = await Promise.all(names.map(async (name) => ((await stat(join(outDir, name)).catch(() => null))?.isFile() ? name : null)));
+  return new Set(present.filter((name): name is OutputFileName => name !== null));
+}

@@ -1,0 +1,82 @@
+import type { Logger } from 'pino';
+import { runBatch, type RunHost } from '../batch/run-batch.ts';
+import type { BatchLease } from '../queue/batch-lease.ts';
+import { inApiTerms } from './api-terms.ts';
+import type { BackgroundCollection } from './background-collection.ts';
+
+export type BatchRun = Parameters<typeof runBatch>[0];
+
+export interface BatchStarter {
+  /**
+   * Starts the producer on the batch's file (as `run --detach` does, but reading on only as workers
+   * take rows, `queue.max_pending` ahead) and, once its first record is checked and the batch
+   * saved, hands the batch to a background collector: 'collecting' then, while the rest of the file
+   * is read; 'stopped' when the server stopped first. A file refused at once rejects, with nothing
+   * queued; one that turns unreadable further on is recorded on the batch as its `input_error`.
+   * `said` gets the run's messages.
+   */
+  start(batchId: string, lease: BatchLease, run: BatchRun, said: string[]): Promise<'collecting' | 'stopped'>;
+  /** Resolves once no file is being read (the server stopping waits for the runs it started). */
+  whenReadingsEnd(): Promise<void>;
+}
+
+export interface BatchStarterOptions {
+  host: RunHost;
+  collection: BackgroundCollection;
+  logger: Logger;
+  say: (line: string) => void;
+  /** The set of batches submitted over the API whose outputs are not written yet. */
+  openKey: string;
+}
+
+export function createBatchStarter({ host, collection, logger, say, openKey }: BatchStarterOptions): BatchStarter {
+  const { store, redis } = host.session;
+  // Files still being read after their POST was answered; the server waits for them as it stops.
+  const readings = new Set<Promise<void>>();
+
+  /** The file turned unreadable part-way: the rows before stay queued or done; the batch waits for the fixed file. */
+  async function readingFailed(batchId: string, error: unknown, inputPath: string): Promise<void> {
+    const reason = error instanceof Error ? error.message.split('\n', 1)[0]! : String(error);
+    const message = `${inApiTerms(reason, inputPath)}. Rows before it that were queued run on; post the fixed file with batch_id=${batchId} to finish the batch without repeating them.`;
+    await redis.srem(openKey, batchId).catch(() => undefined);
+    // Its collector lets go first: a client that sees the error may post the fixed file at once.
+    await collection.abandon(batchId);
+    await store.update(batchId, { input_error: message }).catch(() => undefined);
+    say(`[${batchId}] Reading its file stopped: ${message}`);
+  }
+
+  return {
+    async start(batchId, lease, run, said) {
+      const queuing = Promise.withResolvers<null>();
+      const reading = runBatch({ ...run, batchId, detach: true }, logger, (line) => said.push(line), { ...host, onQueuing: () => queuing.resolve(null) });
+      reading.catch(() => undefined); // observed below, whichever settles first
+      const early = await Promise.race([queuing.promise, reading]);
+      if (early !== null) return 'stopped'; // the server stopped before a row was queued
+      await redis.sadd(openKey, batchId);
+      const meta = await store.load(batchId);
+      if (!meta) throw new Error(`batch ${batchId} has no state in Redis after its run started`);
+      collection.start(batchId, lease, { outDir: meta.out_dir, startedAt: new Date(meta.started_at ?? meta.created_at), config: host.config.config });
+      const done = reading.then(
+        (outcome) => {
+          if (outcome.exitCode !== 0) return; // stopped with the server: the next one reads on
+          sayFileRead(batchId, said, say);
+        },
+        (error: unknown) => readingFailed(batchId, error, run.file ?? meta.input),
+      );
+      readings.add(done);
+      void done.finally(() => readings.delete(done));
+      return 'collecting';
+    },
+
+    async whenReadingsEnd() {
+      await Promise.all(readings);
+    },
+  };
+}
+
+/** The run's count of rows read, and its notes on request body fields, in the server's log. */
+function sayFileRead(batchId: string, said: string[], say: (line: string) => void): void {
+  const read = said.find((line) => line.startsWith('Read '))?.split(';', 1)[0];
+  if (read) say(`[${batchId}] ${read}.`);
+  for (const note of said.filter((line) => line.startsWith('Note: request body fields'))) say(`[${batchId}] ${note}`);
+}
