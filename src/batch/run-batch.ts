@@ -15,7 +15,7 @@ import { enqueueBatch, type EnqueueCounts } from '../queue/producer.ts';
 import { unqueueBatch, unqueueOrphanedBatches } from '../queue/unqueue-batch.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
-import { formatAbSplit, parseAbSplit, type AbArm } from '../routing/ab-split.ts';
+import { AB_BESIDE_PINNED, formatAbSplit, parseAbSplit, type AbArm } from '../routing/ab-split.ts';
 import { claimOutputDir, createOutputDir } from '../output/output-dir.ts';
 import { outputPaths } from '../output/paths.ts';
 import type { Simulator } from '../sim/server.ts';
@@ -206,13 +206,18 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   if (!file) throw new UsageError('no input file: give one, e.g. "switchyard run prompts.csv"');
   const inputPath = resolve(file);
   const promptColumn = options.promptColumn ?? existing?.prompt_column ?? 'prompt';
-  if (options.ab && (options.model || (options.route && options.route !== AUTO_ROUTE))) throw new UsageError('give either --ab or --model/--route, not both');
+  if (options.ab && (options.model || (options.route && options.route !== AUTO_ROUTE))) throw new UsageError(AB_BESIDE_PINNED);
   const model = pinnedModel(options) ?? (options.route === AUTO_ROUTE || options.ab ? undefined : existing?.model_override);
   const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config)) : !options.model && !options.route ? existing?.ab_split : undefined;
   if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id (the same id, the same model, every run).`);
   if (abSplit?.some((arm) => arm.model === AUTO_ROUTE) && !config.routing) say(`Note: the config has no routing, so the arm "${AUTO_ROUTE}" sends its rows to default_model ${config.default_model}, as a batch without --ab would.`);
   if (options.ab && existing?.ab_split && formatAbSplit(existing.ab_split) !== formatAbSplit(abSplit!)) {
-    say(`Note: the batch's split was ${formatAbSplit(existing.ab_split)}: the rows answered before keep the model they had; only the rows run now follow the new one.`);
+    say(
+      `Note: the batch's split was ${formatAbSplit(existing.ab_split)}: the rows answered before keep the arm they had; only the rows run now follow the new one. ` +
+        'A row whose arm changes starts afresh: answers a stopped run kept for it are not used (they stay paid for, under their arm).',
+    );
+  } else if (!abSplit && existing?.ab_split) {
+    say(`Note: the batch's split (${formatAbSplit(existing.ab_split)}) ends here: the rows run now go to ${model ?? 'the model their task type routes to'}. The rows answered before keep their arms, and the report's A/B arms table holds those alone.`);
   }
   const answering = abSplit ? abSplit.map((arm) => arm.model) : model ? [model] : [];
   if (config.judge && answering.includes(config.judge.model)) {

@@ -8,9 +8,9 @@ import { countUnsentBodyFields } from '../queue/producer.ts';
 import { pinnedCallProgress } from '../execution/pinned-call.ts';
 import { readRows } from '../input/read-rows.ts';
 import { callCostNanos, formatUsd, nanosToUsd } from '../models/pricing.ts';
-import { formatAbSplit, parseAbSplit } from '../routing/ab-split.ts';
+import { AB_BESIDE_PINNED, formatAbSplit, parseAbSplit } from '../routing/ab-split.ts';
 import { rowTarget } from '../routing/row-target.ts';
-import { pinnedModel, refuseUnknownPinned } from '../routing/pinned-model.ts';
+import { AUTO_ROUTE, pinnedModel, refuseUnknownPinned } from '../routing/pinned-model.ts';
 import { noModelMessage, planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { countMessageTokens } from '../routing/token-count.ts';
@@ -55,7 +55,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   const config = options.judge ? withJudge(loaded, options.judge) : loaded;
   const pinned = pinnedModel(options);
   refuseUnknownPinned(pinned, answerableNames(config));
-  if (options.ab && pinned) throw new UsageError('give either --ab or --model/--route, not both');
+  if (options.ab && pinned) throw new UsageError(AB_BESIDE_PINNED);
   const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config)) : undefined;
   const rules = compileTaskRules(config.routing);
   const byModel = new Map<string, Tally>();
@@ -129,6 +129,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
 
   say(`Dry run of ${options.file}: no model was called.`);
   if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id.`);
+  if (abSplit?.some((arm) => arm.model === AUTO_ROUTE) && !config.routing) say(`Note: the config has no routing, so the arm "${AUTO_ROUTE}" sends its rows to default_model ${config.default_model}.`);
   say(`${counted(total.rows, 'row')} routed, ${formatCount(invalid)} invalid (they would go to errors.jsonl), ${formatCount(unroutable)} with no model that fits.`);
   if (firstUnroutable) say(`  no model that fits ${formatCount(unroutable)}, the first: ${firstUnroutable}`);
   const unsent = unsentBodyFieldsText(unsentBodyFields);
@@ -158,7 +159,8 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   if (budgetUsd !== undefined && nanosToUsd(total.costNanos) > budgetUsd) {
     say(`Budget: the batch budget of ${formatUsd(budgetUsd)} is below this estimate; the calls stop where it runs out (answers are usually shorter than max_tokens), and the rows left end budget_exceeded.`);
   }
-  if (config.routing?.classifier === 'llm') say('Note: routing uses the rules here; the LLM classifier would add one cheap call per row.');
+  const routesByTaskType = !abSplit || abSplit.some((arm) => arm.model === AUTO_ROUTE);
+  if (config.routing?.classifier === 'llm' && routesByTaskType) say(`Note: routing uses the rules here; the LLM classifier would add one cheap call per row routed by task type${abSplit ? ` (the arm ${AUTO_ROUTE}'s rows)` : ''}, not in these estimates.`);
   // As run would: 1 when rows could not run (invalid, or no model fits them).
   return invalid > 0 || unroutable > 0 ? 1 : 0;
 }
@@ -197,7 +199,8 @@ function callTally(config: SwitchyardConfig, model: string, inputTokens: number,
 function printTable(label: string, tallies: Map<string, Tally>, say: (line: string) => void): void {
   const rows = [...tallies.entries()].sort(([, a], [, b]) => b.rows - a.rows);
   const header = [label, 'Rows', 'Input tokens', 'Max output tokens', 'Est. cost (max)'];
-  const body = rows.map(([name, t]) => [name, formatCount(t.rows), formatCount(t.inputTokens), formatCount(t.maxOutputTokens), formatUsd(nanosToUsd(t.costNanos))]);
+  const cost = (t: Tally) => (t.unpriced === t.rows ? formatUsd(null) : `${formatUsd(nanosToUsd(t.costNanos))}${t.unpriced > 0 ? ` + ${t.unpriced} unpriced` : ''}`);
+  const body = rows.map(([name, t]) => [name, formatCount(t.rows), formatCount(t.inputTokens), formatCount(t.maxOutputTokens), cost(t)]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   say(line(header));

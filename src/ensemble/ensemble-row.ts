@@ -116,7 +116,7 @@ function finishEnsemble(row: RowInput, progress: RowProgress, ensemble: NamedEns
     attempts: totals.answerCalls,
     metadata: row.metadata,
     task_type: null,
-    route_reason: `ensemble "${ensemble.name}": ${answered} of ${state.members.length} members answered${synthesisText}`,
+    route_reason: `${row.abArm !== undefined ? 'A/B arm: ' : ''}ensemble "${ensemble.name}": ${answered} of ${state.members.length} members answered${synthesisText}`,
     models_tried: [...new Set(calls.map((call) => call.model))],
     final_model: succeeded ? synthesizedBy : null,
     fallback_reason: fallbackReasons.length > 0 ? fallbackReasons.join('; ') : null,

@@ -19,13 +19,17 @@ export function holdsAnswers(progress: RowProgress): boolean {
  * (carried-rows.ts), or null: the answer of a succeeded row its judge could not score, and the
  * members' answers of an ensemble row that failed after some of them answered (the budget refused
  * the synthesis or a member, a member failed after its retries), so that the resume pays only for
- * what the row lacks. Its calls all went out with its result. The failed members run again
+ * what the row lacks; and the LLM classifier's label of any other failed row (the budget stopped
+ * it, its models failed), so that a resume does not pay to classify it again. Its calls all went
+ * out with its result. The failed members run again
  * (carriedProgress), and so does the synthesis, planned afresh (ensemble-row.ts) as a carried judge
  * call is: its prompt holds the answers, which change once those members answer. Its earlier calls
  * stay with it (recorded), so the row's result still adds up every call it made.
  */
 export function keptAfterFinish(result: RowResult, progress: RowProgress): RowProgress | null {
   if (result.status === 'succeeded') return result.judge?.error && progress.judging ? progress : null;
+  // The label alone, with the classifier's call: the answer calls were this run's, and a resume's result counts its own.
+  if (!progress.ensemble && !progress.judging && progress.classified) return { ...freshProgress(), calls: progress.calls.filter((call) => call.purpose === 'classify'), classified: progress.classified };
   const ensemble = progress.ensemble;
   if (!ensemble || progress.judging || !holdsAnswers(progress)) return null;
   const { members, synthesis } = ensemble;

@@ -96,6 +96,8 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
         progress.classified = { taskType, reason };
       } else {
         reason = `${verdict.reason}; ${byRules.reason}`;
+        // An answer that named no type was paid for all the same: asking again on a resume would cost the same for the same answer.
+        if (verdict.answer) progress.classified = { taskType, reason };
       }
       // A classifier call that timed out is charged its estimated prompt, like any call (call-model.ts).
       const charged = chargedUsage(verdict.answer, verdict.error);
@@ -123,6 +125,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
           purpose: 'classify',
           task_type: null,
           chain_position: null,
+          ...(row.abArm !== undefined && { ab_arm: row.abArm }),
           status: verdict.answer ? 'succeeded' : 'failed',
           http_status: verdict.httpStatus,
           input_tokens: usage.input_tokens,

@@ -281,6 +281,7 @@ function answerCallRecord(
     purpose: 'answer',
     task_type: progress.plan?.taskType ?? '',
     chain_position: progress.chainIndex,
+    ...(row.abArm !== undefined && { ab_arm: row.abArm }),
     status: answer ? 'succeeded' : 'failed',
     http_status: answer?.httpStatus ?? error?.status ?? null,
     input_tokens: charged.usage.input_tokens,

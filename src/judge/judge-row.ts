@@ -36,7 +36,7 @@ export async function advanceJudgedRow(row: RowInput, progress: RowProgress, dep
     judging.progress = { ...pinnedCallProgress(deps.config, { model: judge.model, messages, maxTokens: judge.max_tokens, taskType: judging.answer.task_type ?? '', reason: 'judge' }), calls: judging.progress.calls };
     await checkpoint?.(progress);
   }
-  const judgeRow: RowInput = { batchId: row.batchId, row: row.row, id: row.id, messages, model: judge.model, temperature: 0, max_tokens: judge.max_tokens, metadata: row.metadata };
+  const judgeRow: RowInput = { batchId: row.batchId, row: row.row, id: row.id, messages, model: judge.model, temperature: 0, max_tokens: judge.max_tokens, metadata: row.metadata, abArm: row.abArm };
   const step = await advanceRow(judgeRow, judging.progress, deps);
   if (step.kind === 'park') return { ...step, progress };
   const calls = everyCall(progress);

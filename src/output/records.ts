@@ -18,6 +18,8 @@ export interface CallRecord {
   task_type: string | null;
   /** Position of `model` in the row's chain: 0 first choice, 1+ a fallback; null for classifier calls. */
   chain_position: number | null;
+  /** The A/B arm (`--ab`) the row was in when the call was made; absent without a split. */
+  ab_arm?: string;
   status: 'succeeded' | 'failed';
   /** null when no HTTP answer arrived (timeout, connection refused). */
   http_status: number | null;

@@ -225,15 +225,22 @@ function ensemblesSection(report: Report): string[] {
   ]);
 }
 
-/** "$0.0123 + 2 unpriced rows": an arm's cost, with the rows whose cost is unknown. */
+/** "$0.0123 + 2 unpriced calls": an arm's cost, with the calls whose cost is unknown. */
 function armCost(arm: AbArmReport): string {
-  if (arm.unpriced_rows === arm.rows) return formatUsd(null);
-  return arm.unpriced_rows > 0 ? `${formatUsd(arm.cost_usd)} + ${counted(arm.unpriced_rows, 'unpriced row')}` : formatUsd(arm.cost_usd);
+  if (arm.unpriced_calls > 0 && arm.cost_usd === 0) return formatUsd(null);
+  return arm.unpriced_calls > 0 ? `${formatUsd(arm.cost_usd)} + ${counted(arm.unpriced_calls, 'unpriced call')}` : formatUsd(arm.cost_usd);
 }
 
-/** "$0.000412" per row ("n/a" when no row was priced). */
-function costPerRow(group: RowGroupReport): string {
-  return group.cost_per_row_usd === null ? 'n/a' : formatUsd(group.cost_per_row_usd);
+/** "$0.000412" an answer ("n/a" when none succeeded, or none was priced). */
+function costPerAnswer(group: RowGroupReport | AbArmReport): string {
+  return group.cost_per_answer_usd == null ? 'n/a' : formatUsd(group.cost_per_answer_usd);
+}
+
+/** The arms cover fewer rows than the batch has: say which rows are not in them. */
+function armCoverage(report: Report, arms: ReadonlyArray<[string, AbArmReport]>): string {
+  const inArms = arms.reduce((sum, [, arm]) => sum + arm.rows, 0);
+  if (inArms >= report.totals.rows) return '';
+  return ` The arms hold ${count(inArms)} of the ${counted(report.totals.rows, 'row')}: the others named a model of their own, or ran without the split (a resume given --model or --route).`;
 }
 
 /** "deepseek-v4-flash 30, deepseek-v4-pro 10": who answered an arm's rows. */
@@ -247,13 +254,14 @@ function abArmsSection(report: Report): string[] {
   const withScore = report.judge != null;
   return section('A/B arms', [
     ...table(
-      ['Arm', 'Rows', 'OK', 'Failed', 'Cost', 'Cost / row', 'p50', 'p95', ...(withScore ? ['Score (rows)'] : []), 'Answered by'],
+      ['Arm', 'Rows', 'OK', 'Failed', 'Cost', 'Cost / answer', 'p50', 'p95', ...(withScore ? ['Score (rows)'] : []), 'Answered by'],
       ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', ...(withScore ? (['r'] as const) : []), 'l'],
-      arms.map(([name, arm]) => [name, count(arm.rows), count(arm.succeeded), count(arm.failed), armCost(arm), costPerRow(arm), formatLatency(arm.latency_p50_ms), formatLatency(arm.latency_p95_ms), ...(withScore ? [formatScore(arm)] : []), answeredByText(arm)]),
+      arms.map(([name, arm]) => [name, count(arm.rows), count(arm.succeeded), count(arm.failed), armCost(arm), costPerAnswer(arm), formatLatency(arm.latency_p50_ms), formatLatency(arm.latency_p95_ms), ...(withScore ? [formatScore(arm)] : []), answeredByText(arm)]),
     ),
     '',
-    "Each row that names no model of its own went to one arm, by a hash of its id (`--ab`); `auto` routes its rows by task type, as the config's routing does. A row's cost is every call made for it (retries, fallbacks, the task classifier, an ensemble's members and synthesis), the judge's excepted, and cost / row is over the rows with a price; p50 / p95 are its succeeded rows' latency." +
-      (withScore ? ' Score: the mean of the judge\'s scores ± its 95% margin of error; the arms answered different prompts, so compare them over many rows.' : ''),
+    "Each row that names no model of its own went to one arm, by a hash of its id (`--ab`); `auto` routes its rows by task type, as the config's routing does. An arm's cost is every call made for its rows while in it, in every run of the batch (retries, fallbacks, the task classifier, an ensemble's members and synthesis), the judge's excepted; cost / answer divides it by the rows that succeeded, so failures' calls count against it. p50 / p95 are the succeeded rows' latency." +
+      (withScore ? ' Score: the mean of the judge\'s scores ± its 95% margin of error; the arms answered different prompts, so compare them over many rows.' : '') +
+      armCoverage(report, arms),
   ]);
 }
 
@@ -310,12 +318,12 @@ function taskTypesByModel(report: Report): string[] {
     '### By model',
     '',
     ...table(
-      ['Task type', 'Model', 'Rows', 'Failed', 'Cost / row', 'p50', 'p95', ...(withScore ? ['Score (rows)'] : [])],
+      ['Task type', 'Model', 'Rows', 'Failed', 'Cost / answer', 'p50', 'p95', ...(withScore ? ['Score (rows)'] : [])],
       ['l', 'l', 'r', 'r', 'r', 'r', 'r', ...(withScore ? (['r'] as const) : [])],
-      lines.map(({ type, model, group }) => [type, model, count(group.rows), count(group.failed), costPerRow(group), formatLatency(group.latency_p50_ms), formatLatency(group.latency_p95_ms), ...(withScore ? [formatScore(group)] : [])]),
+      lines.map(({ type, model, group }) => [type, model, count(group.rows), count(group.failed), costPerAnswer(group), formatLatency(group.latency_p50_ms), formatLatency(group.latency_p95_ms), ...(withScore ? [formatScore(group)] : [])]),
     ),
     '',
-    "A row's cost is every call made for it but the judge's (retries and fallbacks included); p50 / p95 its latency, first call to answer, over succeeded rows.",
+    "Cost / answer: what the rows' calls cost (all but the judge's: retries and fallbacks included, rows with an unpriced call left out) over the rows that succeeded; p50 / p95 their latency, first call to answer.",
   ];
 }
 
@@ -474,12 +482,12 @@ export function renderSummaryLines(report: Report): string[] {
     counted(arm.rows, 'row'),
     `${count(arm.failed)} failed`,
     armCost(arm),
-    `${costPerRow(arm)}/row`,
+    arm.cost_per_answer_usd == null ? 'n/a per answer' : `${formatUsd(arm.cost_per_answer_usd)}/answer`,
     `p50 ${formatLatency(arm.latency_p50_ms)}`,
     `p95 ${formatLatency(arm.latency_p95_ms)}`,
     ...(arm.mean_score != null ? [`score ${scoreText(arm)}`] : []),
   ]);
-  lines.push(...alignedBlock('A/B arms (every call of their rows but the judge\'s)', armRows));
+  lines.push(...alignedBlock("A/B arms (every call of their rows but the judge's)", armRows));
   return lines;
 }
 

@@ -83,17 +83,11 @@ export interface TaskTypeReport {
 export type EnsembleReport = RowGroupReport;
 
 /** The judge's work (config `judge`): rows scored, rows it could not score and why. */
-/** Some rows as a whole (an A/B arm's, a task type's on one model): what a prompt cost, how fast and how good. */
-export interface RowGroupReport {
+/** What some rows have in common, whatever they are grouped by: how many, how fast, how good. */
+interface RowFigures {
   rows: number;
   succeeded: number;
   failed: number;
-  /** Every call made for the rows but the judge's: answers, retries, fallbacks, the classifier, ensemble members and syntheses. */
-  cost_usd: number;
-  /** cost_usd per priced row: what answering a prompt cost; null when no row was priced. */
-  cost_per_row_usd: number | null;
-  /** Rows that called a model with no configured price: their cost is left out of cost_usd. */
-  unpriced_rows: number;
   /** Latency of the succeeded rows (first call to answer); null when none. */
   latency_p50_ms: number | null;
   latency_p95_ms: number | null;
@@ -102,8 +96,23 @@ export interface RowGroupReport {
   score_margin: number | null;
 }
 
-/** The rows of one arm of an A/B split (`--ab`). */
-export interface AbArmReport extends RowGroupReport {
+/** Rows as a whole (an ensemble's, a task type's on one model), their cost being their results' `cost_usd` (the run that wrote each result). */
+export interface RowGroupReport extends RowFigures {
+  /** The rows' cost: every call but the judge's (answers, retries, fallbacks, the classifier, ensemble members and syntheses), rows with an unpriced call left out. */
+  cost_usd: number;
+  /** Rows that called a model with no configured price: left out of cost_usd. */
+  unpriced_rows: number;
+  /** cost_usd over the priced rows that succeeded: what an answer cost, failed rows' calls included; null with none. */
+  cost_per_answer_usd: number | null;
+}
+
+/** The rows of one arm of an A/B split (`--ab`), its cost from costs.jsonl: what the arm paid, over every run of the batch. */
+export interface AbArmReport extends RowFigures {
+  /** Every call made for the arm's rows while in it but the judge's (answers, retries, fallbacks, the classifier, ensemble members and syntheses), unpriced calls left out. */
+  cost_usd: number;
+  unpriced_calls: number;
+  /** cost_usd over the rows that succeeded: what an answer cost, failed rows' calls included; null with none. */
+  cost_per_answer_usd: number | null;
   /** Who gave its succeeded rows' answers (a model, or an ensemble), most rows first: the mix the arm `auto` routed to. */
   answered_by: Record<string, number>;
 }
@@ -233,19 +242,26 @@ export interface ReportSpan {
   finishedAt: Date | string;
 }
 
-/** Rows counted as a group (see RowGroupReport); `answeredBy` only where the group spans models. */
+/**
+ * Rows counted as a group (see RowGroupReport, AbArmReport). Its cost comes from the results
+ * (`unpricedRows`), or for an A/B arm from the calls (`unpricedCalls`); `answeredBy` is read where
+ * the group spans models.
+ */
 interface RowGroupTally {
   rows: number;
   succeeded: number;
+  /** Succeeded rows whose cost is known (no unpriced call). */
+  pricedAnswers: number;
   costNanos: number;
   unpricedRows: number;
+  unpricedCalls: number;
   latency: LatencyHistogram;
   answeredBy: Map<string, number>;
   scores: ScoreTally;
 }
 
 function newRowGroupTally(): RowGroupTally {
-  return { rows: 0, succeeded: 0, costNanos: 0, unpricedRows: 0, latency: new LatencyHistogram(), answeredBy: new Map(), scores: noScores() };
+  return { rows: 0, succeeded: 0, pricedAnswers: 0, costNanos: 0, unpricedRows: 0, unpricedCalls: 0, latency: new LatencyHistogram(), answeredBy: new Map(), scores: noScores() };
 }
 
 /** Who a result is counted under: its ensemble, else its model (the Models table's rows). */
@@ -253,12 +269,16 @@ function countedUnder(result: RowResult): string {
   return result.ensemble?.name ?? result.model;
 }
 
-function addToRowGroup(group: RowGroupTally, result: RowResult): void {
+/** Counts a result in the group; its cost too unless the group's cost comes from the calls (an A/B arm). */
+function addToRowGroup(group: RowGroupTally, result: RowResult, costFrom: 'result' | 'calls'): void {
   group.rows += 1;
-  if (result.cost_usd === null) group.unpricedRows += 1;
-  else group.costNanos += usdToNanos(result.cost_usd);
+  if (costFrom === 'result') {
+    if (result.cost_usd === null) group.unpricedRows += 1;
+    else group.costNanos += usdToNanos(result.cost_usd);
+  }
   if (result.status === 'succeeded') {
     group.succeeded += 1;
+    if (result.cost_usd !== null) group.pricedAnswers += 1;
     group.latency.record(result.latency_ms);
     increment(group.answeredBy, result.ensemble?.name ?? result.final_model ?? result.model);
   }
@@ -361,7 +381,8 @@ export class ReportTally {
     const ensemble = result.ensemble ? rowGroup(this.#ensembles, result.ensemble.name) : undefined;
     const arm = result.ab_arm === undefined ? undefined : rowGroup(this.#abArms, result.ab_arm);
     const taskOnModel = rowGroup(task.byModel, countedUnder(result));
-    for (const group of [ensemble, arm, taskOnModel]) if (group) addToRowGroup(group, result);
+    for (const group of [ensemble, taskOnModel]) if (group) addToRowGroup(group, result, 'result');
+    if (arm) addToRowGroup(arm, result, 'calls');
     if (result.judge) this.#addJudged(result, result.judge, entry?.scores, ensemble?.scores, arm?.scores, taskOnModel.scores);
     if (result.status === 'succeeded') {
       this.#succeeded += 1;
@@ -434,6 +455,12 @@ export class ReportTally {
       }
       if (this.#baseline && call.status === 'succeeded') this.#addToBaseline(call);
     }
+    // An arm's cost is what its rows' calls cost, in every run: a result's cost_usd covers the last run's alone.
+    if (call.ab_arm !== undefined && call.purpose !== 'judge') {
+      const arm = rowGroup(this.#abArms, call.ab_arm);
+      if (nanos === null) arm.unpricedCalls += 1;
+      else arm.costNanos += nanos;
+    }
     if (call.usage_estimated) this.#usageEstimatedCalls += 1;
     if (call.status === 'succeeded') {
       entry.latency.record(call.latency_ms);
@@ -491,7 +518,7 @@ export class ReportTally {
           .map(([type, t]) => [type, { rows: t.rows, succeeded: t.succeeded, failed: t.failed, calls: t.calls, cost_usd: nanosToUsd(t.costNanos), by_model: rowGroupReports(t.byModel) }]),
       ),
       ensembles: rowGroupReports(this.#ensembles),
-      ab_arms: Object.fromEntries([...this.#abArms.entries()].sort(([a], [b]) => byCodePoint(a, b)).map(([name, arm]) => [name, { ...rowGroupReport(arm), answered_by: byCountDescending(arm.answeredBy) }])),
+      ab_arms: Object.fromEntries([...this.#abArms.entries()].sort(([a], [b]) => byCodePoint(a, b)).map(([name, arm]) => [name, abArmReport(arm)])),
       extra_calls: this.#extraCallsReport(),
       judge: this.#judgeReport(),
       // Judging would cost the same on the baseline: the comparison is of the answers.
@@ -617,18 +644,35 @@ function rowGroup(groups: Map<string, RowGroupTally>, name: string): RowGroupTal
   return group;
 }
 
-function rowGroupReport(group: RowGroupTally): RowGroupReport {
-  const priced = group.rows - group.unpricedRows;
+function rowFigures(group: RowGroupTally): RowFigures {
   return {
     rows: group.rows,
     succeeded: group.succeeded,
     failed: group.rows - group.succeeded,
-    cost_usd: nanosToUsd(group.costNanos),
-    cost_per_row_usd: priced === 0 ? null : nanosToUsd(Math.round(group.costNanos / priced)),
-    unpriced_rows: group.unpricedRows,
     latency_p50_ms: roundTenth(group.latency.quantile(0.5)),
     latency_p95_ms: roundTenth(group.latency.quantile(0.95)),
     ...scoreFigures(group.scores),
+  };
+}
+
+/** `nanos` per answer, in USD; null with no answer. */
+function perAnswer(nanos: number, answers: number): number | null {
+  return answers === 0 ? null : nanosToUsd(Math.round(nanos / answers));
+}
+
+function rowGroupReport(group: RowGroupTally): RowGroupReport {
+  return { ...rowFigures(group), cost_usd: nanosToUsd(group.costNanos), unpriced_rows: group.unpricedRows, cost_per_answer_usd: perAnswer(group.costNanos, group.pricedAnswers) };
+}
+
+function abArmReport(arm: RowGroupTally): AbArmReport {
+  // Every call unpriced: what an answer cost is unknown, not $0.
+  const known = arm.costNanos > 0 || arm.unpricedCalls === 0;
+  return {
+    ...rowFigures(arm),
+    cost_usd: nanosToUsd(arm.costNanos),
+    unpriced_calls: arm.unpricedCalls,
+    cost_per_answer_usd: known ? perAnswer(arm.costNanos, arm.succeeded) : null,
+    answered_by: byCountDescending(arm.answeredBy),
   };
 }
 

@@ -54,8 +54,10 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
       runner,
       advance(row, progress, checkpoint) {
         const { abArm, ensemble } = rowTarget(row, config, abSplit, modelOverride);
-        const answer = () => (ensemble ? advanceEnsembleRow(row, progress, runner, ensemble, checkpoint) : advanceRow(abArm === undefined ? row : { ...row, abArm }, progress, runner));
-        const step = config.judge ? advanceJudgedRow(row, progress, runner, config.judge, answer, checkpoint) : answer();
+        // An arm's row carries it to every call it makes (their cost records name it) and to its result.
+        const armed = abArm === undefined ? row : { ...row, abArm };
+        const answer = () => (ensemble ? advanceEnsembleRow(armed, progress, runner, ensemble, checkpoint) : advanceRow(armed, progress, runner));
+        const step = config.judge ? advanceJudgedRow(armed, progress, runner, config.judge, answer, checkpoint) : answer();
         return abArm === undefined ? step : step.then((done) => withAbArm(done, abArm));
       },
     };

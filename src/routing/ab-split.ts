@@ -17,6 +17,9 @@ export function armTarget(arm: string | undefined): string | undefined {
   return arm === AUTO_ROUTE ? undefined : arm;
 }
 
+/** Why `--ab` is refused beside `--model` or `--route <model>`. */
+export const AB_BESIDE_PINNED = 'give either --ab or --model/--route <model>, not both (an arm of --ab may be auto, routed by task type)';
+
 /**
  * `--ab a,b,c` (equal shares) or `--ab a=0.8,b=0.2` (weights, any positive numbers: they are
  * scaled to sum to 1). `names` are the models and ensembles a row may go to.
@@ -32,8 +35,13 @@ export function parseAbSplit(text: string, names: readonly string[]): AbArm[] {
     if (!(weight > 0) || !Number.isFinite(weight)) throw new UsageError(`--ab: the weight of "${model}" must be a positive number, not "${weightText}"`);
     return { model, weight, weighted: weightText !== undefined };
   });
-  if (new Set(arms.map((arm) => arm.model)).size !== arms.length) throw new UsageError('--ab: each model may appear once');
-  if (arms.length < 2) throw new UsageError('--ab needs two models or more, e.g. --ab deepseek-v4-flash,glm-4 (or with weights: a=0.8,b=0.2)');
+  const repeated = arms.find((arm, i) => arms.findIndex((other) => other.model === arm.model) !== i);
+  if (repeated) throw new UsageError(`--ab: "${repeated.model}" is named twice; each arm may appear once`);
+  if (arms.length < 2) {
+    const alone = arms[0]?.model;
+    const instead = alone === AUTO_ROUTE ? ' (to route every row by task type, give --route auto; to test the routing against a model, auto,<model>)' : alone ? ` (to send every row to ${alone}, give --model ${alone})` : '';
+    throw new UsageError(`--ab needs two arms or more (models, ensembles, or auto for the routing), e.g. deepseek-v4-flash,glm-4, auto,deepseek-v4-pro, or with weights a=0.8,b=0.2${instead}`);
+  }
   if (arms.some((arm) => arm.weighted) && !arms.every((arm) => arm.weighted)) throw new UsageError('--ab: give every model a weight (a=0.8,b=0.2) or none (equal shares)');
   const total = arms.reduce((sum, arm) => sum + arm.weight, 0);
   return arms.map((arm) => ({ model: arm.model, weight: arm.weight / total }));

@@ -35,7 +35,8 @@ describe('run --ab: an A/B split of the rows between models', () => {
     expect(JSON.parse((await h.redis.hget(meta, 'ab_split'))!)).toEqual(arms);
     expect((await runCli(['run', '--resume', 'ab'], h.env())).stdout).toContain('A/B split: each row that names no model goes to fast 75%, slow 25%');
     // --route auto goes back to routing: the split is dropped, not left behind for the workers.
-    await runCli(['run', '--resume', 'ab', '--route', 'auto'], h.env());
+    const routed = await runCli(['run', '--resume', 'ab', '--route', 'auto'], h.env());
+    expect(routed.stdout).toContain("Note: the batch's split (fast 75%, slow 25%) ends here: the rows run now go to the model their task type routes to. The rows answered before keep their arms");
     expect(await h.redis.hget(meta, 'ab_split')).toBeNull();
 
     // A run going on does not show the last run's finish as its own.
@@ -74,6 +75,7 @@ describe('run --ab: an A/B split of the rows between models', () => {
     for (const result of routed) {
       expect(result.final_model).toBe(result.task_type === 'complex' ? 'slow' : 'fast');
       expect(result.route_reason).toMatch(/^A\/B arm "auto": llm/);
+      expect(result.ab_arm).toBe('auto');
     }
     expect(pinned.every((r) => r.final_model === 'slow' && r.route_reason === 'A/B arm "slow"')).toBe(true);
     // Only the routed arm's rows pay for the classifier.
@@ -86,9 +88,11 @@ describe('run --ab: an A/B split of the rows between models', () => {
       const ids = new Set(rows.map((r) => r.id));
       // Every call of the arm's rows but the judge's, the classifier's included.
       const armNanos = calls.filter((c) => ids.has(c.id) && c.purpose !== 'judge').reduce((sum, c) => sum + nanos(c.cost_usd!), 0);
-      expect(report.ab_arms[arm]).toMatchObject({ rows: rows.length, succeeded: rows.length, failed: 0, unpriced_rows: 0, judged_rows: rows.length });
+      expect(report.ab_arms[arm]).toMatchObject({ rows: rows.length, succeeded: rows.length, failed: 0, unpriced_calls: 0, judged_rows: rows.length });
       expect(nanos(report.ab_arms[arm]!.cost_usd)).toBe(armNanos);
-      expect(report.ab_arms[arm]!.cost_per_row_usd).toBeCloseTo(report.ab_arms[arm]!.cost_usd / rows.length, 9); // whole nano-dollars
+      expect(report.ab_arms[arm]!.cost_per_answer_usd).toBeCloseTo(report.ab_arms[arm]!.cost_usd / rows.length, 9); // whole nano-dollars
+      // Each cost record names the arm its row was in, the judge's included.
+      expect(calls.filter((c) => ids.has(c.id)).every((c) => c.ab_arm === arm)).toBe(true);
       expect(report.ab_arms[arm]!.mean_score).not.toBeNull();
     }
     expect(report.ab_arms.auto!.answered_by).toEqual(Object.fromEntries(['fast', 'slow'].map((m) => [m, routed.filter((r) => r.final_model === m).length]).filter(([, n]) => n !== 0)));
@@ -115,6 +119,6 @@ describe('run --ab: an A/B split of the rows between models', () => {
     expect(unknown.stderr).toContain('--ab: "fastest" is not in the config; models and ensembles: fast, slow');
     const both = await runCli(['run', input, '--config', config, '--ab', 'fast,slow', '--model', 'fast'], h.env());
     expect(both.code).toBe(2);
-    expect(both.stderr).toContain('give either --ab or --model/--route, not both');
+    expect(both.stderr).toContain('give either --ab or --model/--route <model>, not both (an arm of --ab may be auto, routed by task type)');
   });
 });

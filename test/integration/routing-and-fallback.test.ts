@@ -78,6 +78,31 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(calls.filter((c) => c.purpose === 'classify').every((c) => (c.cost_usd ?? 0) > 0)).toBe(true);
   });
 
+  it('a row the budget stopped keeps its label: the resume that finishes it does not pay the LLM classifier again', async () => {
+    const dir = await tempDir('llmclass-budget');
+    // The answers cost about 5,000 times what a label does: the budget runs out on answers, after every row was labelled.
+    const cfg = await config(dir, {
+      models: { cheap: { provider: 'sim', price }, pricey: { provider: 'sim', price: { input_per_mtok: 1000, output_per_mtok: 2000 } } },
+      default_model: 'pricey',
+      max_tokens: 100,
+      routing: { classifier: 'llm', llm_classifier: { model: 'cheap' } },
+    });
+    const input = await writePromptsCsv(dir, 20);
+    const out = join(dir, 'out');
+    const first = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'llmclass-budget', '--budget', '0.6', '--concurrency', '2'], h.env({ SIM_KEY: 'right-key' }));
+    expect(first.code, first.stderr).toBe(1);
+    const stopped = (await readJsonLines<RowResult>(join(out, 'results.jsonl'))).filter((r) => r.error?.code === 'budget_exceeded');
+    expect(stopped.length).toBeGreaterThan(5);
+    const resumed = await runCli(['run', '--resume', 'llmclass-budget', '--budget', '100'], h.env({ SIM_KEY: 'right-key' }));
+    expect(resumed.code, resumed.stderr).toBe(0);
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    const labels = calls.filter((c) => c.purpose === 'classify');
+    // One label per row, whichever run labelled it.
+    expect(labels.map((c) => c.row).sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.every((r) => r.status === 'succeeded' && r.route_reason.startsWith('llm'))).toBe(true);
+  });
+
   it('rows wait for the LLM classifier\'s rate-limit slot (parked, not sleeping in the worker) rather than quietly falling back to the rules', async () => {
     const dir = await tempDir('llmclass-rpm');
     // 120 requests a minute: one every 0.5 s, further apart than limits.inline_wait_ms (200 ms).

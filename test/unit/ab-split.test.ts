@@ -20,10 +20,11 @@ describe('A/B split', () => {
 
   it('says what is wrong with a split', () => {
     expect(() => parseAbSplit('flash,nope', NAMES)).toThrow('--ab: "nope" is not in the config; models and ensembles: flash, pro, glm, council');
-    expect(() => parseAbSplit('flash', NAMES)).toThrow('--ab needs two models or more');
+    expect(() => parseAbSplit('flash', NAMES)).toThrow('--ab needs two arms or more (models, ensembles, or auto for the routing), e.g. deepseek-v4-flash,glm-4, auto,deepseek-v4-pro, or with weights a=0.8,b=0.2 (to send every row to flash, give --model flash)');
+    expect(() => parseAbSplit('auto', NAMES)).toThrow('(to route every row by task type, give --route auto; to test the routing against a model, auto,<model>)');
     expect(() => parseAbSplit('flash=0.8,pro', NAMES)).toThrow('give every model a weight');
     expect(() => parseAbSplit('flash=0,pro=1', NAMES)).toThrow('the weight of "flash" must be a positive number, not "0"');
-    expect(() => parseAbSplit('flash,flash', NAMES)).toThrow('each model may appear once');
+    expect(() => parseAbSplit('flash,pro,flash', NAMES)).toThrow('--ab: "flash" is named twice; each arm may appear once');
   });
 
   it('sends each id to the same arm every time, and spreads ids by the weights', () => {

@@ -84,6 +84,14 @@ describe('answers a finished row keeps for a resume', () => {
     expect(ensemble.ensemble!.synthesis!.plan).toEqual(plan('judge')); // the failed run's progress is left as it was
   });
 
+  it("keeps a failed row's LLM classifier label, with the classifier's call alone, so that a resume does not pay to classify it again", () => {
+    const classify = { ...call('mini'), purpose: 'classify' as const };
+    const labelled: RowProgress = { ...freshProgress(), plan: plan('flash'), attempt: 3, calls: [classify, call('flash', 'failed'), call('flash', 'failed')], classified: { taskType: 'coding', reason: 'llm: coding' } };
+    const kept = keptAfterFinish(failed, labelled)!;
+    expect(kept).toEqual({ ...freshProgress(), calls: [classify], classified: { taskType: 'coding', reason: 'llm: coding' } });
+    expect(carriedProgress(kept).calls.map((c) => [c.model, c.purpose, c.recorded])).toEqual([['mini', 'classify', true]]);
+  });
+
   it('keeps nothing of a failed row none of whose members answered, of a row that is no ensemble, or of a succeeded row its judge scored', () => {
     expect(keptAfterFinish(failed, { ...freshProgress(), ensemble: { members: [member('down', 'failed')] } })).toBeNull();
     expect(keptAfterFinish(failed, { ...freshProgress(), calls: [call('flash')] })).toBeNull();

@@ -449,7 +449,7 @@ describe('task types by model', () => {
     metadata: {}, task_type: taskType, route_reason: 'rules', models_tried: [model], final_model: status === 'succeeded' ? model : null, fallback_reason: null, completed_at: at,
   });
 
-  it("split each type's rows by the model they are counted under, with cost per row and latency, to tune the routes by", () => {
+  it("split each type's rows by the model they are counted under, with cost per answer (failed rows' calls counted against it) and latency, to tune the routes by", () => {
     const tally = new ReportTally();
     tally.addResult(typed(1, 'coding', 'flash', 0.0001));
     tally.addResult(typed(2, 'coding', 'flash', 0.0003, 'failed'));
@@ -457,12 +457,12 @@ describe('task types by model', () => {
     tally.addResult(typed(4, 'simple', 'flash', 0.0001));
     const report = tally.build({ batchId: 'b', startedAt: at, finishedAt: at });
     expect(Object.keys(report.task_types.coding!.by_model)).toEqual(['flash', 'pro']);
-    expect(report.task_types.coding!.by_model.flash).toMatchObject({ rows: 2, succeeded: 1, failed: 1, cost_usd: 0.0004, cost_per_row_usd: 0.0002, judged_rows: 0, mean_score: null });
-    expect(report.task_types.coding!.by_model.pro).toMatchObject({ rows: 1, cost_per_row_usd: 0.0009 });
+    expect(report.task_types.coding!.by_model.flash).toMatchObject({ rows: 2, succeeded: 1, failed: 1, cost_usd: 0.0004, cost_per_answer_usd: 0.0004, judged_rows: 0, mean_score: null });
+    expect(report.task_types.coding!.by_model.pro).toMatchObject({ rows: 1, cost_per_answer_usd: 0.0009 });
     expect(report.task_types.simple!.by_model).toEqual({ flash: expect.objectContaining({ rows: 1 }) });
     const markdown = renderReportMarkdown(report);
     expect(markdown).toContain('### By model');
-    expect(markdown).toContain('| coding | flash | 2 | 1 | $0.000200 |');
+    expect(markdown).toContain('| coding | flash | 2 | 1 | $0.000400 |');
 
     // Each type on one model and no judge: the table would repeat the routes, so it is left out.
     const routed = new ReportTally();
@@ -526,39 +526,57 @@ describe('judge scores', () => {
     expect(renderReportMarkdown(report)).toContain('| council | flash | 3 | 0 | 1 | 2 | -2.33 ± 2.85 |');
   });
 
-  it('set the arms of an A/B split side by side: cost per row over every call but the judge\'s, who answered, latency and mean score', () => {
+  it('set the arms of an A/B split side by side: their rows, and the cost of every call made for them in any run but the judge\'s', () => {
     const tally = new ReportTally();
-    const armRow = (row: number, arm: string, model: string, cost: number | null, latency: number, score: number | null, status: RowResult['status'] = 'succeeded'): RowResult => ({
+    const armRow = (row: number, arm: string, model: string, latency: number, score: number | null, status: RowResult['status'] = 'succeeded'): RowResult => ({
       ...result(row, model, score === null ? undefined : scored(score)),
       ab_arm: arm,
-      cost_usd: cost,
       latency_ms: latency,
       status,
       final_model: status === 'succeeded' ? model : null,
     });
-    tally.addResult(armRow(1, 'auto', 'flash', 0.0001, 40, 6));
-    tally.addResult(armRow(2, 'auto', 'flash', 0.0001, 60, 8));
-    tally.addResult(armRow(3, 'auto', 'pro', 0.0007, 200, 9));
-    tally.addResult(armRow(4, 'auto', 'flash', 0.00005, 10, null, 'failed'));
-    tally.addResult(armRow(5, 'pro', 'pro', 0.0006, 150, 8));
-    tally.addResult(armRow(6, 'pro', 'pro', null, 170, 7));
+    const call = (row: number, arm: string, model: string, cost: number | null, purpose: CallRecord['purpose'] = 'answer'): CallRecord => ({
+      ...judgeCall(row, 'succeeded'), model, purpose, ab_arm: arm, cost_usd: cost,
+    });
+    tally.addResult(armRow(1, 'auto', 'flash', 40, 6));
+    tally.addResult(armRow(2, 'auto', 'flash', 60, 8));
+    tally.addResult(armRow(3, 'auto', 'pro', 200, 9));
+    tally.addResult(armRow(4, 'auto', 'flash', 10, null, 'failed'));
+    tally.addResult(armRow(5, 'pro', 'pro', 150, 8));
+    tally.addResult(armRow(6, 'pro', 'pro', 170, 7));
     tally.addResult({ ...result(7, 'flash', undefined), route_reason: 'row model "flash"' });
+    for (const [row, model, cost] of [[1, 'flash', 0.0001], [2, 'flash', 0.0001], [3, 'pro', 0.0007], [4, 'flash', 0.00005]] as const) tally.addCall(call(row, 'auto', model, cost));
+    tally.addCall(call(1, 'auto', 'mini', 0.00001, 'classify'));
+    // A free model's call (no price), and a call of a run before the row's result: both the arm's.
+    tally.addCall(call(3, 'auto', 'free', null));
+    tally.addCall(call(4, 'auto', 'flash', 0.00004));
+    tally.addCall(call(1, 'auto', 'judge', 0.005, 'judge'));
+    tally.addCall(call(5, 'pro', 'pro', 0.0006));
+    tally.addCall(call(6, 'pro', 'pro', 0.0006));
     const report = tally.build(span);
     expect(Object.keys(report.ab_arms)).toEqual(['auto', 'pro']);
     // Latency quantiles come from a bucketed histogram (latency-histogram.ts): 59.4 for the 60 ms row.
     expect(report.ab_arms.auto).toEqual({
-      rows: 4, succeeded: 3, failed: 1, cost_usd: 0.00095, cost_per_row_usd: 0.0002375, unpriced_rows: 0,
+      rows: 4, succeeded: 3, failed: 1, cost_usd: 0.001, unpriced_calls: 1, cost_per_answer_usd: 0.000333333,
       latency_p50_ms: 59.4, latency_p95_ms: 200, answered_by: { flash: 2, pro: 1 }, judged_rows: 3, mean_score: 7.67, score_margin: 1.73,
     });
-    // A row with an unpriced call is left out of the cost, and of the rows it is divided by.
-    expect(report.ab_arms.pro).toMatchObject({ rows: 2, cost_usd: 0.0006, cost_per_row_usd: 0.0006, unpriced_rows: 1, answered_by: { pro: 2 }, judged_rows: 2, mean_score: 7.5 });
+    expect(report.ab_arms.pro).toMatchObject({ rows: 2, cost_usd: 0.0012, cost_per_answer_usd: 0.0006, unpriced_calls: 0, answered_by: { pro: 2 }, judged_rows: 2, mean_score: 7.5 });
     const markdown = renderReportMarkdown(report);
-    expect(markdown).toContain('| auto | 4 | 3 | 1 | $0.000950 | $0.000237 | 59 ms | 200 ms | 7.7 ± 1.7 (3) | flash 2, pro 1 |');
-    expect(markdown).toContain('| pro | 2 | 2 | 0 | $0.000600 + 1 unpriced row | $0.000600 |');
+    expect(markdown).toContain('| auto | 4 | 3 | 1 | $0.00100 + 1 unpriced call | $0.000333 | 59 ms | 200 ms | 7.7 ± 1.7 (3) | flash 2, pro 1 |');
+    expect(markdown).toContain('| pro | 2 | 2 | 0 | $0.00120 | $0.000600 |');
+    expect(markdown).toContain('The arms hold 6 of the 7 rows: the others named a model of their own');
     const summary = renderSummaryLines(report);
     expect(summary).toContain("A/B arms (every call of their rows but the judge's)");
-    expect(summary.find((line) => line.startsWith('  auto'))).toMatch(/^ {2}auto +4 rows +1 failed +\$0\.000950 +\$0\.000237\/row +p50 59 ms +p95 200 ms +score 7\.7 ± 1\.7$/);
+    expect(summary.find((line) => line.startsWith('  auto'))).toMatch(/^ {2}auto +4 rows +1 failed +\$0\.00100 \+ 1 unpriced call +\$0\.000333\/answer +p50 59 ms +p95 200 ms +score 7\.7 ± 1\.7$/);
     expect(new ReportTally().build(span).ab_arms).toEqual({});
+
+    // Every call unpriced: the cost of an answer is unknown, not $0.
+    const free = new ReportTally();
+    free.addResult(armRow(1, 'free', 'free', 40, null));
+    free.addCall(call(1, 'free', 'free', null));
+    expect(free.build(span).ab_arms.free).toMatchObject({ cost_usd: 0, unpriced_calls: 1, cost_per_answer_usd: null });
+    const freeSummary = renderSummaryLines(free.build(span));
+    expect(freeSummary[freeSummary.indexOf("A/B arms (every call of their rows but the judge's)") + 1]).toMatch(/^ {2}free +1 row +0 failed +n\/a \(no price configured\) +n\/a per answer/);
   });
 
   it('leave the report without scores when there is no judge', () => {
