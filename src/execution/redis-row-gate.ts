@@ -100,6 +100,16 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
 
   const tracksBudget = async () => monthLimitNanos !== undefined || (await batchLimitNanos()) !== undefined;
 
+  /** Why the budget refuses a call of `estimateNanos`: what it could cost, what is spent and held, and what to do. */
+  function refusalMessage(scope: 'batch' | 'month', limitNanos: number, spentNanos: number, heldNanos: number, estimateNanos: number): string {
+    const what = scope === 'batch' ? `the batch budget of ${formatUsd(nanosToUsd(limitNanos))}` : `the monthly budget of ${formatUsd(nanosToUsd(limitNanos))}`;
+    return (
+      `not run: it could cost up to ${formatUsd(nanosToUsd(estimateNanos))} and ${formatUsd(nanosToUsd(spentNanos))} of ${what} is spent ` +
+      `(${formatUsd(nanosToUsd(heldNanos))} more held by calls in flight); ` +
+      (scope === 'batch' ? 'resume with a higher --budget to finish' : MONTH_REFUSAL_FIX)
+    );
+  }
+
   return {
     async breaker(model) {
       const seenHealthy = healthySince.get(model);
@@ -145,19 +155,26 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       });
       if (result.ok) return result;
       const what = result.scope === 'batch' ? `the batch budget of ${formatUsd(nanosToUsd(result.limitNanos))}` : `the monthly budget of ${formatUsd(nanosToUsd(result.limitNanos))}`;
-      const spent = formatUsd(nanosToUsd(result.spentNanos));
-      const held = formatUsd(nanosToUsd(result.reservedNanos));
       return {
         ok: false,
         heldByCallsInFlight: result.reservedNanos > 0 && result.spentNanos + estimateNanos <= result.limitNanos,
         waitNote:
-          `rows wait for ${what}: ${spent} is spent and ${held} held by calls in flight until they settle ` +
+          `rows wait for ${what}: ${formatUsd(nanosToUsd(result.spentNanos))} is spent and ${formatUsd(nanosToUsd(result.reservedNanos))} held by calls in flight until they settle ` +
           `(a worker stopped mid-call leaves its holds until they lapse, within ${Math.round(holdTtlMs / 1000)} s)`,
-        message:
-          `not run: it could cost up to ${formatUsd(nanosToUsd(estimateNanos))} and ${spent} of ${what} is spent ` +
-          `(${held} more held by calls in flight); ` +
-          (result.scope === 'batch' ? 'resume with a higher --budget to finish' : MONTH_REFUSAL_FIX),
+        message: refusalMessage(result.scope, result.limitNanos, result.spentNanos, result.reservedNanos, estimateNanos),
       };
+    },
+
+    async budgetRefusal(estimateNanos): Promise<string | null> {
+      if (estimateNanos === 0) return null;
+      const batchLimit = await batchLimitNanos();
+      const [batch, month] = await Promise.all([
+        batchLimit === undefined ? null : budget.usage(batchKey),
+        monthLimitNanos === undefined ? null : budget.usage(monthKey(space.prefix, new Date())),
+      ]);
+      if (batch && batchLimit !== undefined && batch.spentNanos + estimateNanos > batchLimit) return refusalMessage('batch', batchLimit, batch.spentNanos, batch.reservedNanos, estimateNanos);
+      if (month && monthLimitNanos !== undefined && month.spentNanos + estimateNanos > monthLimitNanos) return refusalMessage('month', monthLimitNanos, month.spentNanos, month.reservedNanos, estimateNanos);
+      return null;
     },
 
     async settle(settlement: CallSettlement): Promise<'open' | void> {

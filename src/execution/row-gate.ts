@@ -46,6 +46,13 @@ export interface RowGate {
   /** Time left on a cooldown set (by any worker) after a 429; 0 when none. */
   coolingDownMs(model: string): Promise<number>;
   reserveBudget(estimateNanos: number): Promise<BudgetDecision>;
+  /**
+   * Why a budget refuses a call of this estimate now whatever the calls in flight turn out to cost
+   * (what is spent alone leaves no room), or null. A read: nothing is reserved. Asked before a row
+   * books (or waits out) a rate-limit slot, so that once the budget is spent the rows left end at
+   * once instead of each waiting its turn to be refused.
+   */
+  budgetRefusal(estimateNanos: number): Promise<string | null>;
   /** Returns 'open' when the call's failure left the model's circuit open (it opened it, or it was). */
   settle(settlement: CallSettlement): Promise<'open' | void>;
 }

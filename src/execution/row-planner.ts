@@ -41,6 +41,13 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
    */
   async function admitClassifierCall(model: string, maxTokens: number, text: string, progress: RowProgress): Promise<{ slotAt: number; budgetHold: BudgetHold | null } | { skipped: string } | { waitMs: number }> {
     const estimatedTokens = estimateTokens(text, maxTokens);
+    const estimateNanos = callCostNanos(config.models[model]?.price, { input_tokens: estimateTokens(text, 0), output_tokens: maxTokens }) ?? 0;
+    // As for an answer (row-runner.ts): no waiting for a rate-limited classifier's slot when the budget must refuse the call.
+    const limited = config.models[model]?.rpm !== undefined || config.models[model]?.tpm !== undefined;
+    if (limited && (await gate.budgetRefusal(estimateNanos))) {
+      Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
+      return { skipped: 'budget' };
+    }
     let untilSlot: number;
     if (progress.reservedModel === model) {
       // Back from parking: the slot booked before is this row's.
@@ -56,7 +63,6 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
     }
     if (untilSlot > config.limits.inline_wait_ms) return { waitMs: untilSlot };
     Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
-    const estimateNanos = callCostNanos(config.models[model]?.price, { input_tokens: estimateTokens(text, 0), output_tokens: maxTokens }) ?? 0;
     const budget = await gate.reserveBudget(estimateNanos);
     if (!budget.ok) {
       await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: null, actualNanos: 0, health: 'neutral', coolDownMs: null });

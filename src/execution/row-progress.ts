@@ -36,6 +36,8 @@ const progressFields = {
   /** The same start on the parking worker's clock (epoch ms), for the last stretch of the wait. */
   wakeAt: z.number().default(0),
   lastError: z.object({ code: z.string(), message: z.string(), status: z.number().nullable() }).optional(),
+  /** Parked for a retry's backoff: not to call before this (epoch ms), should the row be woken early. */
+  retryAt: z.number().optional(),
   /** Parked while budget held by calls in flight comes back (it has had its wait in the worker). */
   waitingForBudget: z.boolean().optional(),
   /** This pass through the chain found a model's circuit open (passed over, or opened by the row's own failure): the soonest probe (epoch ms). */

@@ -121,12 +121,21 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     const request = requestFor(row, model, plan.taskType, config);
     const estimatedTokens = plan.promptTokens + request.maxTokens;
     const onLimit = modelConfig.on_limit ?? config.limits.on_limit;
+    const estimateNanos = callCostNanos(modelConfig.price, { input_tokens: plan.promptTokens, output_tokens: request.maxTokens }) ?? 0;
+
+    // A rate-limited model's slot can be minutes away: a row the budget must refuse is refused before it waits for one.
+    const refused = modelConfig.rpm !== undefined || modelConfig.tpm !== undefined ? await gate.budgetRefusal(estimateNanos) : null;
+    if (refused) return finish(row, progress, model, null, new ModelCallError({ code: 'budget_exceeded', model, message: refused }));
+    // Woken before its backoff ended (its batch's parked rows are woken once the budget is spent: prompt-worker.ts), a row waits out the rest.
+    const backoffLeft = (progress.retryAt ?? 0) - now();
+    if (backoffLeft > config.limits.inline_wait_ms) return { kind: 'park', waitMs: backoffLeft, progress };
+    if (backoffLeft > 0) await deps.sleep(backoffLeft);
+    progress.retryAt = undefined;
 
     const slot = await takeSlot(model, estimatedTokens, onLimit, progress, deps);
     if (slot === 'passed over') continue;
     if (slot !== 'ready') return slot;
 
-    const estimateNanos = callCostNanos(modelConfig.price, { input_tokens: plan.promptTokens, output_tokens: request.maxTokens }) ?? 0;
     const budget = await holdBudget(estimateNanos, progress, deps);
     if (budget.kind === 'park') return budget;
     if (budget.kind === 'refused') return finish(row, progress, model, null, new ModelCallError({ code: 'budget_exceeded', model, message: budget.message }));
@@ -331,6 +340,7 @@ async function retryOrFallBack(row: RowInput, model: string, failure: ModelCallE
   if (delay > config.limits.inline_wait_ms) {
     // A long wait says what it is for once, or a batch looks stuck ("no row finished for 45 s").
     const note = failure.code === 'rate_limited' ? `${model} answered 429 (rate limited): rows wait as it asks, ${seconds(delay)} this time, before calling it again` : undefined;
+    progress.retryAt = (deps.now ?? Date.now)() + delay;
     return { kind: 'park', waitMs: delay, progress, ...(note && { note }) };
   }
   await deps.sleep(delay);

@@ -12,6 +12,7 @@ export function openRowGate(overrides: Partial<RowGate> = {}): { gate: RowGate; 
     coolingDownMs: async () => 0,
     reserveCapacity: async () => ({ reserved: true, waitMs: 0, slotAt: 0 }),
     reserveBudget: async () => ({ ok: true, hold: null }),
+    budgetRefusal: async () => null,
     settle: async (settlement: CallSettlement) => void settled.push(`${settlement.model}:${settlement.health}`),
     ...overrides,
   };

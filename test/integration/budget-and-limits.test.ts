@@ -45,6 +45,27 @@ describe('budgets and rate limits shared through Redis', () => {
     expect(calls.filter((c) => c.status === 'succeeded')).toHaveLength(40);
   });
 
+  it('once the budget is spent, rows parked for a rate-limited model\'s slots end at once instead of each waiting out its slot', async () => {
+    const dir = await tempDir('budget-rpm');
+    const cfg = join(dir, 'switchyard.yaml');
+    // One call a second, about $0.1 each: a $0.5 budget holds a few; the other rows' slots reach 20 s ahead.
+    await writeFile(cfg, stringify({ providers: { sim: { base_url: h.sim.url } }, models: { pricey: { provider: 'sim', rpm: 60, price: { input_per_mtok: 1000, output_per_mtok: 2000 } } }, default_model: 'pricey', max_tokens: 100 }));
+    const input = await writePromptsCsv(dir, 20);
+    const out = join(dir, 'out');
+    const started = Date.now();
+    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'budget-rpm', '--budget', '0.5', '--concurrency', '4'], h.env());
+    const tookMs = Date.now() - started;
+    expect(run.code, run.stderr).toBe(1);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    const refused = results.filter((r) => r.error?.code === 'budget_exceeded');
+    expect(refused.length).toBeGreaterThan(10);
+    expect(refused.length + results.filter((r) => r.status === 'succeeded').length).toBe(20);
+    // Waiting out every booked slot took about 20 s (19.7 s measured before the rows were woken).
+    expect(tookMs).toBeLessThan(12_000);
+    const spent = (await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).reduce((sum, c) => sum + usdToNanos(c.cost_usd ?? 0), 0);
+    expect(spent).toBeLessThanOrEqual(usdToNanos(0.5));
+  });
+
   it('rows the monthly cap refused are finished by a resume with a config that raises it, as the summary says', async () => {
     const dir = await tempDir('budget-month');
     const config = (monthlyUsd: number) => stringify({ providers: { sim: { base_url: h.sim.url } }, models: { pricey: { provider: 'sim', price: { input_per_mtok: 1000, output_per_mtok: 1000 } } }, default_model: 'pricey', max_tokens: 100, budget: { monthly_usd: monthlyUsd } });

@@ -110,6 +110,46 @@ describe('advanceRow', () => {
     expect(reservations).toBe(1);
   });
 
+  it('once the budget is spent, refuses a row of a rate-limited model before it books or waits out a slot', async () => {
+    let reservations = 0;
+    const spent = setup(['limited'], { budgetRefusal: async () => 'not run: spent', reserveCapacity: async () => ({ reserved: true, waitMs: 60_000, slotAt: ++reservations }) }, {
+      models: { limited: { provider: 'sim', rpm: 10, price: { input_per_mtok: 1, output_per_mtok: 2 } } },
+      default_model: 'limited',
+    });
+    // Woken from its park (the batch's parked rows are woken once a row is refused), holding a slot a minute away.
+    const step = await advanceRow(row, { ...freshProgress(), reservedModel: 'limited', wakeAt: Date.now() + 60_000 }, spent.deps);
+    if (step.kind !== 'finished') throw new Error('expected finished');
+    expect(step.event.result).toMatchObject({ status: 'failed', error: { code: 'budget_exceeded', message: 'not run: spent' }, attempts: 0 });
+    expect(reservations).toBe(0);
+    // A model with no rate limit waits for no slot: it is not asked (reserveBudget decides, as before).
+    let asked = 0;
+    const unlimited = setup(['ok'], {
+      budgetRefusal: async () => {
+        asked++;
+        return null;
+      },
+    });
+    expect((await advanceRow(row, freshProgress(), unlimited.deps)).kind).toBe('finished');
+    expect(asked).toBe(0);
+  });
+
+  it('a row woken before the end of its retry backoff parks again for the rest, without calling', async () => {
+    let clock = 1_000_000;
+    // Every backoff parks (no wait in the worker), whatever the jitter draws.
+    const { deps } = setup(['throttled', 'ok'], {}, { retry: { max_attempts: 3, base_delay_ms: 10_000, max_delay_ms: 10_000 }, limits: { inline_wait_ms: 0 } });
+    deps.now = () => clock;
+    const first = await advanceRow(row, freshProgress(), deps);
+    if (first.kind !== 'park') throw new Error('expected park');
+    expect(first.progress.retryAt).toBe(clock + first.waitMs);
+    const calls = first.progress.calls.length;
+    const earlyBy = Math.ceil(first.waitMs / 2);
+    clock += first.waitMs - earlyBy; // woken early
+    const early = await advanceRow(row, JSON.parse(JSON.stringify(first.progress)), deps);
+    if (early.kind !== 'park') throw new Error('expected park');
+    expect(early.waitMs).toBe(earlyBy);
+    expect(early.progress.calls).toHaveLength(calls);
+  });
+
   it('with on_limit fallback, a model limited for longer than max_wait_ms sends the row to the next model', async () => {
     const { deps } = setup(['limited', 'ok'], {
       reserveCapacity: async (model, _tokens, maxWaitMs) => (model === 'limited' ? { reserved: false, waitMs: maxWaitMs + 1, limitedBy: 'requests' } : { reserved: true, waitMs: 0, slotAt: 0 }),
