@@ -64,8 +64,6 @@ export interface PromptJobDeps {
    * resume: another batch's run or a worker does not spend on it meanwhile.
    */
   orphanedRows?: { isOrphaned(batchId: string): Promise<boolean>; withdraw(job: PromptJob): Promise<unknown> };
-  /** Told when the budget refused a row of the batch: its other parked rows need not wait to be refused (wake-parked-rows.ts). */
-  onBudgetSpent?: (batchId: string) => void;
 }
 
 /**
@@ -184,7 +182,6 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       }
     }
     if (failure) logFailure({ batchId: job.batchId, row: job.row, code: failure.code, attempts: step.event.result.attempts, message: failure.message });
-    if (failure?.code === 'budget_exceeded') deps.onBudgetSpent?.(job.batchId);
     let publication: { published: boolean; costNanos: number };
     try {
       publication = await publishRowEvent(deps.redis, keys, step.event, step.costNanos, job.fingerprint);

@@ -31,7 +31,7 @@ export interface PromptWorkerOptions {
   onRowsOfDeadProcess?: (released: ReleasedRows) => void;
   /** Where the Worker's own errors go (a lost Redis among them); logged when not given. */
   onWorkerError?: (source: string, error: Error) => void;
-  /** Told when the budget refused a row (jobs/prompt.ts): the host wakes the batch's parked rows. */
+  /** Told when a batch's budget refuses a call for good (batch-context.ts): the host wakes the batch's parked rows. */
   onBudgetSpent?: (batchId: string) => void;
 }
 
@@ -62,8 +62,8 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
     logger,
     keyHeldElsewhere: keyHolders(options.redis, options.space),
     orphanedRows: { isOrphaned: (batchId) => isOrphaned(store, batchId), withdraw: (job) => withdrawJobData(store, job.batchId, job) },
-    ...(options.onBudgetSpent && { onBudgetSpent: options.onBudgetSpent }),
   });
+  if (options.onBudgetSpent) options.batches.whenBudgetSpent(options.onBudgetSpent);
   const worker = new Worker(
     PROMPT_QUEUE,
     async (job: Job, token?: string) => {

@@ -117,6 +117,7 @@ function finishEnsemble(row: RowInput, progress: RowProgress, ensemble: NamedEns
     metadata: row.metadata,
     task_type: null,
     route_reason: `${row.abArm !== undefined ? 'A/B arm: ' : ''}ensemble "${ensemble.name}": ${answered} of ${state.members.length} members answered${synthesisText}`,
+    ...(row.abArm !== undefined && { ab_arm: row.abArm }),
     models_tried: [...new Set(calls.map((call) => call.model))],
     final_model: succeeded ? synthesizedBy : null,
     fallback_reason: fallbackReasons.length > 0 ? fallbackReasons.join('; ') : null,

@@ -18,6 +18,8 @@ export interface RedisRowGateOptions {
   config: SwitchyardConfig;
   /** Where costs go that no monthly cap reserved for; omitted, they count toward no month. */
   monthSpend?: MonthSpend | undefined;
+  /** Told each time a budget refuses a call for good (what is spent leaves no room for it), not for a wait on calls in flight. */
+  onBudgetSpent?: () => void;
 }
 
 /** How long a worker trusts its copy of the batch's budget before reading it again (resume may raise it). */
@@ -154,15 +156,22 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
         estimateNanos,
       });
       if (result.ok) return result;
+      const heldByCallsInFlight = result.reservedNanos > 0 && result.spentNanos + estimateNanos <= result.limitNanos;
+      if (!heldByCallsInFlight) options.onBudgetSpent?.();
       const what = result.scope === 'batch' ? `the batch budget of ${formatUsd(nanosToUsd(result.limitNanos))}` : `the monthly budget of ${formatUsd(nanosToUsd(result.limitNanos))}`;
       return {
         ok: false,
-        heldByCallsInFlight: result.reservedNanos > 0 && result.spentNanos + estimateNanos <= result.limitNanos,
+        heldByCallsInFlight,
         waitNote:
           `rows wait for ${what}: ${formatUsd(nanosToUsd(result.spentNanos))} is spent and ${formatUsd(nanosToUsd(result.reservedNanos))} held by calls in flight until they settle ` +
           `(a worker stopped mid-call leaves its holds until they lapse, within ${Math.round(holdTtlMs / 1000)} s)`,
         message: refusalMessage(result.scope, result.limitNanos, result.spentNanos, result.reservedNanos, estimateNanos),
       };
+    },
+
+    async releaseSlot(model, slotAt, tokens): Promise<void> {
+      const limits = config.models[model];
+      await limiter.release({ model: endpointOf(model), rpm: limits?.rpm, tpm: limits?.tpm, headroom: config.limits.headroom, reservations: [{ slotAt, tokens }] });
     },
 
     async budgetRefusal(estimateNanos): Promise<string | null> {
@@ -172,9 +181,11 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
         batchLimit === undefined ? null : budget.usage(batchKey),
         monthLimitNanos === undefined ? null : budget.usage(monthKey(space.prefix, new Date())),
       ]);
-      if (batch && batchLimit !== undefined && batch.spentNanos + estimateNanos > batchLimit) return refusalMessage('batch', batchLimit, batch.spentNanos, batch.reservedNanos, estimateNanos);
-      if (month && monthLimitNanos !== undefined && month.spentNanos + estimateNanos > monthLimitNanos) return refusalMessage('month', monthLimitNanos, month.spentNanos, month.reservedNanos, estimateNanos);
-      return null;
+      let refusal: string | null = null;
+      if (batch && batchLimit !== undefined && batch.spentNanos + estimateNanos > batchLimit) refusal = refusalMessage('batch', batchLimit, batch.spentNanos, batch.reservedNanos, estimateNanos);
+      else if (month && monthLimitNanos !== undefined && month.spentNanos + estimateNanos > monthLimitNanos) refusal = refusalMessage('month', monthLimitNanos, month.spentNanos, month.reservedNanos, estimateNanos);
+      if (refusal) options.onBudgetSpent?.();
+      return refusal;
     },
 
     async settle(settlement: CallSettlement): Promise<'open' | void> {

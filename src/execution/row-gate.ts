@@ -53,6 +53,8 @@ export interface RowGate {
    * once instead of each waiting its turn to be refused.
    */
   budgetRefusal(estimateNanos: number): Promise<string | null>;
+  /** Gives back a rate-limit slot booked ahead that no call will use (its row was refused meanwhile), so later calls need not wait behind it. */
+  releaseSlot(model: string, slotAt: number, tokens: number): Promise<void>;
   /** Returns 'open' when the call's failure left the model's circuit open (it opened it, or it was). */
   settle(settlement: CallSettlement): Promise<'open' | void>;
 }

@@ -45,6 +45,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
     // As for an answer (row-runner.ts): no waiting for a rate-limited classifier's slot when the budget must refuse the call.
     const limited = config.models[model]?.rpm !== undefined || config.models[model]?.tpm !== undefined;
     if (limited && (await gate.budgetRefusal(estimateNanos))) {
+      if (progress.reservedModel === model) await gate.releaseSlot(model, progress.slotAt, progress.reservedTokens ?? 0);
       Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
       return { skipped: 'budget' };
     }

@@ -125,7 +125,10 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
 
     // A rate-limited model's slot can be minutes away: a row the budget must refuse is refused before it waits for one.
     const refused = modelConfig.rpm !== undefined || modelConfig.tpm !== undefined ? await gate.budgetRefusal(estimateNanos) : null;
-    if (refused) return finish(row, progress, model, null, new ModelCallError({ code: 'budget_exceeded', model, message: refused }));
+    if (refused) {
+      await releaseHeldSlot(progress, gate);
+      return finish(row, progress, model, null, new ModelCallError({ code: 'budget_exceeded', model, message: refused }));
+    }
     // Woken before its backoff ended (its batch's parked rows are woken once the budget is spent: prompt-worker.ts), a row waits out the rest.
     const backoffLeft = (progress.retryAt ?? 0) - now();
     if (backoffLeft > config.limits.inline_wait_ms) return { kind: 'park', waitMs: backoffLeft, progress };
@@ -138,7 +141,11 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
 
     const budget = await holdBudget(estimateNanos, progress, deps);
     if (budget.kind === 'park') return budget;
-    if (budget.kind === 'refused') return finish(row, progress, model, null, new ModelCallError({ code: 'budget_exceeded', model, message: budget.message }));
+    if (budget.kind === 'refused') {
+      // The slot is now and goes unused: its booked tokens come back.
+      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: null, actualNanos: 0, health: 'neutral', coolDownMs: null });
+      return finish(row, progress, model, null, new ModelCallError({ code: 'budget_exceeded', model, message: budget.message }));
+    }
 
     let started = now();
     let answer: ModelAnswer | null = null;
@@ -249,6 +256,13 @@ async function takeSlot(model: string, estimatedTokens: number, onLimit: 'wait' 
   }
   Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
   return 'ready';
+}
+
+/** A row that will not make the call it booked a slot for gives the slot back (nothing when it holds none). */
+async function releaseHeldSlot(progress: RowProgress, gate: RowGate): Promise<void> {
+  const { reservedModel, reservedTokens } = progress;
+  Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
+  if (reservedModel !== undefined) await gate.releaseSlot(reservedModel, progress.slotAt, reservedTokens ?? 0);
 }
 
 type BudgetOutcome = { kind: 'held'; hold: BudgetHold | null } | { kind: 'refused'; message: string } | Extract<RowStep, { kind: 'park' }>;
@@ -509,6 +523,7 @@ function finish(row: RowInput, progress: RowProgress, model: string, answer: Mod
     metadata: row.metadata,
     task_type: plan.taskType || null,
     route_reason: plan.routeReason,
+    ...(row.abArm !== undefined && { ab_arm: row.abArm }),
     models_tried: tried,
     final_model: answer ? model : null,
     fallback_reason: fallbackReason(plan, progress, answer !== null),

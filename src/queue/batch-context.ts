@@ -38,6 +38,8 @@ const RELOAD_AFTER_MS = 30_000;
  */
 export function createBatchContexts(store: BatchStore, options: { callSlots?: CallSlots; monthSpend?: MonthSpend; maxCached?: number; reloadAfterMs?: number; now?: () => number } = {}) {
   const { callSlots, monthSpend, maxCached = 32, reloadAfterMs = RELOAD_AFTER_MS, now = Date.now } = options;
+  /** Told when a batch's budget refuses a call for good (whenBudgetSpent). */
+  let budgetSpent: ((batchId: string) => void) | undefined;
   const callSlot = callSlots?.slot ?? unlimitedCallSlot;
   /** runAt: when the batch's run whose config this is started (epoch ms). */
   type Loaded = { context: BatchContext | 'elsewhere'; source: string; runAt: number };
@@ -47,18 +49,18 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
 
   function build(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined, abSplit: readonly AbArm[] | undefined): BatchContext {
     const providers = createProviderClients(config);
-    const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config, monthSpend });
+    const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config, monthSpend, onBudgetSpent: () => budgetSpent?.(batchId) });
     const runner: RowRunnerDeps = { config, providers, gate, plan: createRowPlanner(config, providers, modelOverride, gate, callSlot), sleep, callSlot };
     return {
       config,
       runner,
       advance(row, progress, checkpoint) {
         const { abArm, ensemble } = rowTarget(row, config, abSplit, modelOverride);
-        // An arm's row carries it to every call it makes (their cost records name it) and to its result.
+        // An arm's row carries it to every call it makes (their cost records name it) and to its answer's result,
+        // which keeps it: a later run that only scores the answer leaves it the arm it was answered in.
         const armed = abArm === undefined ? row : { ...row, abArm };
         const answer = () => (ensemble ? advanceEnsembleRow(armed, progress, runner, ensemble, checkpoint) : advanceRow(armed, progress, runner));
-        const step = config.judge ? advanceJudgedRow(armed, progress, runner, config.judge, answer, checkpoint) : answer();
-        return abArm === undefined ? step : step.then((done) => withAbArm(done, abArm));
+        return config.judge ? advanceJudgedRow(armed, progress, runner, config.judge, answer, checkpoint) : answer();
       },
     };
   }
@@ -97,6 +99,10 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
       if (cached && !stale && now() < cached.reloadAt) return cached.context;
       return remember(batchId, load(batchId, cached?.loaded), now() + reloadAfterMs);
     },
+    /** Who to tell when a batch's budget refuses a call for good: the worker host, which wakes the batch's parked rows (wake-parked-rows.ts). */
+    whenBudgetSpent(listener: (batchId: string) => void): void {
+      budgetSpent = listener;
+    },
     /** The process is stopping: rows not calling yet park instead (CallSlots.stop). */
     stopCalls(): void {
       callSlots?.stop();
@@ -113,8 +119,3 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
 
 export type BatchContexts = ReturnType<typeof createBatchContexts>;
 
-/** A finished row's result names the A/B arm its id gave it (`ab_arm`), for the report's table of arms. */
-function withAbArm(step: RowStep, abArm: string): RowStep {
-  if (step.kind === 'finished') step.event.result.ab_arm = abArm;
-  return step;
-}

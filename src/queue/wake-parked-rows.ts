@@ -4,8 +4,8 @@ import { batchOfJobId } from './keys.ts';
 
 /** Jobs promoted at a time: each is read, then promoted, a round trip each way. */
 const CHUNK = 200;
-/** One process wakes a batch's parked rows at most this often. */
-const WAKE_EVERY_MS = 30_000;
+/** One process wakes a batch's parked rows at most this often: refusals that come meanwhile make one more wake after it. */
+const WAKE_EVERY_MS = 1000;
 
 /**
  * Wakes a batch's parked rows (its delayed jobs) now. Once the batch's budget is spent, a row parked
@@ -32,20 +32,33 @@ export async function wakeParkedRows(queue: Queue, batchId: string): Promise<num
 }
 
 /**
- * `wakeParkedRows` as a worker calls it each time its budget refuses a row: at most once per batch
- * every WAKE_EVERY_MS, in the background. A failure only means the rows wake when they are due.
+ * `wakeParkedRows` as a worker calls it each time a budget refuses a call for good, in the
+ * background. A batch has one wake at a time, WAKE_EVERY_MS apart; the refusals that come while
+ * one runs make one more after it (a row that still fitted when woken may be refused later, once
+ * the budget is spent for it too). A failure only means the rows wake when they are due.
  */
-export function createParkedRowWaker(queue: () => Queue, logger: Logger, now: () => number = Date.now): (batchId: string) => void {
-  const lastWake = new Map<string, number>();
+export function createParkedRowWaker(queue: () => Queue, logger: Logger): (batchId: string) => void {
+  const waking = new Map<string, { again: boolean }>();
+  const wake = async (batchId: string, state: { again: boolean }): Promise<void> => {
+    do {
+      state.again = false;
+      const woken = await wakeParkedRows(queue(), batchId).catch((error: unknown) => {
+        logger.debug({ batch: batchId, err: error }, "could not wake the batch's parked rows; they end when their wait does");
+        return 0;
+      });
+      if (woken > 0) logger.debug({ batch: batchId, woken }, "budget spent: woke the batch's parked rows");
+      await new Promise((resolve) => setTimeout(resolve, WAKE_EVERY_MS).unref());
+    } while (state.again);
+    waking.delete(batchId);
+  };
   return (batchId) => {
-    const at = now();
-    if (at - (lastWake.get(batchId) ?? Number.NEGATIVE_INFINITY) < WAKE_EVERY_MS) return;
-    lastWake.set(batchId, at);
-    void wakeParkedRows(queue(), batchId).then(
-      (woken) => {
-        if (woken > 0) logger.debug({ batch: batchId, woken }, 'budget spent: woke the batch\'s parked rows');
-      },
-      (error: unknown) => logger.debug({ batch: batchId, err: error }, 'could not wake the batch\'s parked rows; they end when their wait does'),
-    );
+    const running = waking.get(batchId);
+    if (running) {
+      running.again = true;
+      return;
+    }
+    const state = { again: false };
+    waking.set(batchId, state);
+    void wake(batchId, state);
   };
 }

@@ -13,6 +13,7 @@ export function openRowGate(overrides: Partial<RowGate> = {}): { gate: RowGate; 
     reserveCapacity: async () => ({ reserved: true, waitMs: 0, slotAt: 0 }),
     reserveBudget: async () => ({ ok: true, hold: null }),
     budgetRefusal: async () => null,
+    releaseSlot: async () => undefined,
     settle: async (settlement: CallSettlement) => void settled.push(`${settlement.model}:${settlement.health}`),
     ...overrides,
   };

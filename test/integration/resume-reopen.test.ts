@@ -95,6 +95,7 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
         throw new Error('the row would have been run');
       },
       prime: () => undefined,
+      whenBudgetSpent: () => undefined,
       stopCalls: () => undefined,
     };
     const process = createPromptProcessor({ redis, space, batches, logger: pino({ level: 'silent' }) });
@@ -114,6 +115,7 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
         throw new Error('the row would have been run');
       },
       prime: () => undefined,
+      whenBudgetSpent: () => undefined,
       stopCalls: () => undefined,
     };
     const process = createPromptProcessor({ redis, space, batches, logger: pino({ level: 'silent' }) });

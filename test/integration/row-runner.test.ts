@@ -112,15 +112,22 @@ describe('advanceRow', () => {
 
   it('once the budget is spent, refuses a row of a rate-limited model before it books or waits out a slot', async () => {
     let reservations = 0;
-    const spent = setup(['limited'], { budgetRefusal: async () => 'not run: spent', reserveCapacity: async () => ({ reserved: true, waitMs: 60_000, slotAt: ++reservations }) }, {
+    const released: string[] = [];
+    const spent = setup(['limited'], {
+      budgetRefusal: async () => 'not run: spent',
+      reserveCapacity: async () => ({ reserved: true, waitMs: 60_000, slotAt: ++reservations }),
+      releaseSlot: async (model, slotAt, tokens) => void released.push(`${model}@${slotAt}:${tokens}`),
+    }, {
       models: { limited: { provider: 'sim', rpm: 10, price: { input_per_mtok: 1, output_per_mtok: 2 } } },
       default_model: 'limited',
     });
     // Woken from its park (the batch's parked rows are woken once a row is refused), holding a slot a minute away.
-    const step = await advanceRow(row, { ...freshProgress(), reservedModel: 'limited', wakeAt: Date.now() + 60_000 }, spent.deps);
+    const step = await advanceRow(row, { ...freshProgress(), reservedModel: 'limited', reservedTokens: 40, slotAt: 77, wakeAt: Date.now() + 60_000 }, spent.deps);
     if (step.kind !== 'finished') throw new Error('expected finished');
     expect(step.event.result).toMatchObject({ status: 'failed', error: { code: 'budget_exceeded', message: 'not run: spent' }, attempts: 0 });
     expect(reservations).toBe(0);
+    // The slot it held goes back, for the calls after it.
+    expect(released).toEqual(['limited@77:40']);
     // A model with no rate limit waits for no slot: it is not asked (reserveBudget decides, as before).
     let asked = 0;
     const unlimited = setup(['ok'], {
