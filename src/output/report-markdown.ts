@@ -216,9 +216,9 @@ function ensemblesSection(report: Report): string[] {
   const withScore = report.judge != null;
   return section('Ensembles', [
     ...table(
-      ['Ensemble', 'Rows', 'OK', 'Failed', 'Cost', 'p50', 'p95', ...(withScore ? ['Score (rows)'] : [])],
-      ['l', 'r', 'r', 'r', 'r', 'r', 'r', ...(withScore ? (['r'] as const) : [])],
-      ensembles.map(([name, e]) => [name, count(e.rows), count(e.succeeded), count(e.failed), formatUsd(e.cost_usd), formatLatency(e.latency_p50_ms), formatLatency(e.latency_p95_ms), ...(withScore ? [formatScore(e)] : [])]),
+      ['Ensemble', 'Rows', 'OK', 'Failed', 'Cost', 'Cost / answer', 'p50', 'p95', ...(withScore ? ['Score (rows)'] : [])],
+      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', ...(withScore ? (['r'] as const) : [])],
+      ensembles.map(([name, e]) => [name, count(e.rows), count(e.succeeded), count(e.failed), groupCost(e), costPerAnswer(e), formatLatency(e.latency_p50_ms), formatLatency(e.latency_p95_ms), ...(withScore ? [formatScore(e)] : [])]),
     ),
     '',
     "A row's cost and latency cover its members and its synthesis (the slowest member, then the synthesis); its calls are also under each model above.",
@@ -229,6 +229,12 @@ function ensemblesSection(report: Report): string[] {
 function armCost(arm: AbArmReport): string {
   if (arm.unpriced_calls > 0 && arm.cost_usd === 0) return formatUsd(null);
   return arm.unpriced_calls > 0 ? `${formatUsd(arm.cost_usd)} + ${counted(arm.unpriced_calls, 'unpriced call')}` : formatUsd(arm.cost_usd);
+}
+
+/** "$0.0123 + 2 unpriced rows": rows' cost from their results, with the rows whose cost is unknown. */
+function groupCost(group: RowGroupReport): string {
+  if (group.unpriced_rows > 0 && group.unpriced_rows === group.rows) return formatUsd(null);
+  return group.unpriced_rows > 0 ? `${formatUsd(group.cost_usd)} + ${counted(group.unpriced_rows, 'unpriced row')}` : formatUsd(group.cost_usd);
 }
 
 /** "$0.000412" an answer ("n/a" when none succeeded, or none was priced). */
@@ -471,7 +477,7 @@ export function renderSummaryLines(report: Report): string[] {
     name,
     counted(e.rows, 'row'),
     `${count(e.failed)} failed`,
-    formatUsd(e.cost_usd),
+    groupCost(e),
     `p50 ${formatLatency(e.latency_p50_ms)}`,
     `p95 ${formatLatency(e.latency_p95_ms)}`,
     ...(e.mean_score != null ? [`score ${scoreText(e)}`] : []),
