@@ -1,13 +1,13 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { resolve } from 'node:path';
+import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
-import { loadConfigFile } from '../config/load.ts';
 import { answerableNames, type SwitchyardConfig } from '../config/schema.ts';
 import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { checkInputFile, readRows } from '../input/read-rows.ts';
 import type { InputRow, ReadItem, ReadPosition } from '../input/row.ts';
 import { carriedProgressFits, type CarriedTarget } from '../execution/carried-progress.ts';
-import { AUTO_ROUTE, pinnedModel, refuseUnknownPinned } from '../routing/pinned-model.ts';
+import { refuseUnknownPinned } from '../routing/pinned-model.ts';
 import { rowTarget } from '../routing/row-target.ts';
 import type { BatchMeta, BatchProgress } from '../queue/batch-state.ts';
 import { batchIdRule, isValidBatchId, newBatchId } from '../queue/keys.ts';
@@ -15,22 +15,22 @@ import { enqueueBatch, type EnqueueCounts } from '../queue/producer.ts';
 import { unqueueBatch, unqueueOrphanedBatches } from '../queue/unqueue-batch.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
-import { AB_BESIDE_PINNED, formatAbSplit, parseAbSplit, type AbArm } from '../routing/ab-split.ts';
+import type { AbArm } from '../routing/ab-split.ts';
 import { claimOutputDir, createOutputDir } from '../output/output-dir.ts';
 import { outputPaths } from '../output/paths.ts';
 import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from '../queue/session.ts';
 import { lookalikeColumnsText, orphanedBatchText, readText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText } from './run-messages.ts';
 import { refuseJudgeWithoutKey, refuseWithoutKeys, refuseWithoutKeysAnywhere, warnAboutConfig } from './config-checks.ts';
-import { watchForStops } from './run-stops.ts';
-import { startBuiltInModels } from './built-in-models.ts';
+import { isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, withRunJudge, type RunSettings } from './run-settings.ts';
+import { watchForStops, type RunStops } from './run-stops.ts';
 import { collectAndReport } from './collect-and-report.ts';
-import { batchExitCode } from '../output/report.ts';
+import { batchExitCode, type Report } from '../output/report.ts';
 import { startSessionWorker } from '../../workers/session-worker.ts';
+import type { PromptWorkerHandle } from '../../workers/prompt-worker.ts';
 import { createBatchContexts, type BatchContexts } from '../queue/batch-context.ts';
-import { createCallSlots } from '../execution/call-slots.ts';
+import { createCallSlots, type CallSlots } from '../execution/call-slots.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
-import { withJudge } from '../judge/judge-override.ts';
 import { carryAnswersForJudge } from '../judge/rescore-answers.ts';
 
 export interface RunOptions {
@@ -76,26 +76,6 @@ export interface RunHost {
    * than `queue.max_pending` rows ahead of the workers.
    */
   onQueuing?: () => void;
-}
-
-interface ResolvedConfig {
-  config: SwitchyardConfig;
-  builtIn: boolean;
-  /** The simulator this run started, which stops with it. */
-  simulator: Simulator | null;
-}
-
-/** No config file: the built-in models on a simulator inside this process (the demo path). */
-async function resolveConfig(options: RunOptions, existing: BatchMeta | null, storedConfig: SwitchyardConfig | null, say: (line: string) => void, host: RunHost | undefined): Promise<ResolvedConfig> {
-  if (host) return { ...host.config, simulator: null };
-  if (options.config) return { config: await loadConfigFile(options.config), builtIn: false, simulator: null };
-  if (existing && storedConfig && !existing.builtin_config) return { config: storedConfig, builtIn: false, simulator: null };
-  if (options.detach) {
-    throw new UsageError('--detach needs --config: the built-in models are a simulator inside this process, which stops when it exits. Give a config (examples/switchyard.yaml runs on "switchyard sim").');
-  }
-  const { config, simulator } = await startBuiltInModels();
-  say(`No --config given: using the built-in models on the simulator at ${simulator.url} (no API key needed).`);
-  return { config, builtIn: true, simulator };
 }
 
 /** Pulls the first record now, so a bad file (no prompt column, empty) stops before anything is enqueued; its first row goes to `onFirstRow`. */
@@ -183,46 +163,42 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
  * the batch saved in Redis. Whatever it takes into `held` is released by the caller.
  */
 async function prepareBatch(batchId: string, options: RunOptions, session: Session, held: Held, say: (line: string) => void, host: RunHost | undefined): Promise<PreparedBatch> {
-  const existing = await session.store.load(batchId);
-  if (options.resume && !existing) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel}; check the id with "switchyard status"`);
-  if (existing && options.out && resolve(options.out) !== existing.out_dir) {
-    throw new UsageError(`batch ${batchId} writes its outputs to ${existing.out_dir}, not ${resolve(options.out)}: leave --out off to go on with it, or start a new batch (another --batch-id)`);
-  }
+  const existing = await loadEarlierBatch(batchId, options, session);
   // Before anything is written: another process may be running this batch now. (A server holds
   // the lease of the batches it queues itself; a --detach from the command line holds it while it queues.)
   if (!host) held.lease = await acquireBatchLease(session.redis, session.store.keys(batchId).lease, batchId);
   const storedConfig = existing ? ((await session.store.loadConfig(batchId))?.config ?? null) : null;
   const resolved = await resolveConfig(options, existing, storedConfig, say, host);
   held.simulator = resolved.simulator;
-  // A resume keeps the judge it was given, as it keeps --ab.
-  const judgeModel = options.judge ?? existing?.judge_model;
-  const config = judgeModel ? withJudge(resolved.config, judgeModel) : resolved.config;
-  const judgeBefore = storedConfig?.judge?.model;
-  if (config.judge) say(`Judge: ${config.judge.model} scores every answer from 1 to 10 (against the "${config.judge.reference_column}" field where a row has one).`);
-  const budgeted = (options.budget ?? existing?.budget_usd ?? config.budget.batch_usd ?? config.budget.monthly_usd) !== undefined;
-  warnAboutConfig(config, budgeted, options.detach === true, say);
+  const { config, judgeModel } = withRunJudge(resolved.config, options, existing, say);
+  warnAboutConfig(config, isBudgeted(options, existing, config), options.detach === true, say);
+  const settings = chooseRunSettings(options, existing, config, say);
+  await refuseWhatCannotRun(config, settings.model, options, session, host);
+  const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
+  const items = await checkedRows(settings.inputPath, settings.promptColumn, config, position, (first) => sayNoReferenceField(config, first, say));
+  const lookalikes = lookalikeColumnsText(position.csvLookalikeColumns);
+  if (lookalikes) say(lookalikes);
 
-  const file = options.file ?? existing?.input;
-  if (!file) throw new UsageError('no input file: give one, e.g. "switchyard run prompts.csv"');
-  const inputPath = resolve(file);
-  const promptColumn = options.promptColumn ?? existing?.prompt_column ?? 'prompt';
-  if (options.ab && (options.model || (options.route && options.route !== AUTO_ROUTE))) throw new UsageError(AB_BESIDE_PINNED);
-  const model = pinnedModel(options) ?? (options.route === AUTO_ROUTE || options.ab ? undefined : existing?.model_override);
-  const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config)) : !options.model && !options.route ? existing?.ab_split : undefined;
-  if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id (the same id, the same model, every run).`);
-  if (abSplit?.some((arm) => arm.model === AUTO_ROUTE) && !config.routing) say(`Note: the config has no routing, so the arm "${AUTO_ROUTE}" sends its rows to default_model ${config.default_model}, as a batch without --ab would.`);
-  if (options.ab && existing?.ab_split && formatAbSplit(existing.ab_split) !== formatAbSplit(abSplit!)) {
-    say(
-      `Note: the batch's split was ${formatAbSplit(existing.ab_split)}: the rows answered before keep the arm they had; only the rows run now follow the new one. ` +
-        'A row whose arm changes starts afresh: answers a stopped run kept for it are not used (they stay paid for, under their arm).',
-    );
-  } else if (!abSplit && existing?.ab_split) {
-    say(`Note: the batch's split (${formatAbSplit(existing.ab_split)}) ends here: the rows run now go to ${model ?? 'the model their task type routes to'}. The rows answered before keep their arms, and the report's A/B arms table holds those alone.`);
-  }
-  const answering = abSplit ? abSplit.map((arm) => arm.model) : model ? [model] : [];
-  if (config.judge && answering.includes(config.judge.model)) {
-    say(`Note: the judge, ${config.judge.model}, answers rows here too: it scores its own answers (judges tend to favour them), and its judge calls count under it in the Models table (the Judge line shows them apart).`);
-  }
+  const { outDir, startedAt } = await saveBatch(batchId, options, existing, session, { config, builtIn: resolved.builtIn, judgeModel, settings, position });
+  sayResuming(batchId, existing, settings.inputPath, say);
+  return {
+    batchId,
+    resumed: existing !== null,
+    rescoreWith: rescoringJudge(existing, config, storedConfig?.judge?.model),
+    config,
+    builtIn: resolved.builtIn,
+    model: settings.model,
+    abSplit: settings.abSplit,
+    concurrency: settings.concurrency ?? config.concurrency,
+    items,
+    position,
+    outDir,
+    startedAt,
+  };
+}
+
+/** Refuses, before anything is queued, a pinned model the config lacks, and a run whose models no one has the keys to call. */
+async function refuseWhatCannotRun(config: SwitchyardConfig, model: string | undefined, options: RunOptions, session: Session, host: RunHost | undefined): Promise<void> {
   refuseUnknownPinned(model, answerableNames(config));
   if (!options.detach) {
     refuseWithoutKeys(config, model);
@@ -231,17 +207,21 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
     // A server with workers of its own (it primes them): refused when neither they nor any worker on record could call a model.
     await refuseWithoutKeysAnywhere(session, config, model);
   }
-  const budgetUsd = options.budget ?? existing?.budget_usd ?? config.budget.batch_usd;
-  // A resume goes on at the pace the batch was given (a provider's limits may be why it was low).
-  const chosenConcurrency = options.concurrency ?? existing?.concurrency;
-  const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
-  const items = await checkedRows(inputPath, promptColumn, config, position, (first) => {
-    const reference = config.judge?.reference_column;
-    if (reference !== undefined && !(reference in first.metadata)) say(`Note: the first row has no "${reference}" field, so the judge scores it without a reference answer (judge.reference_column names the field to use).`);
-  });
-  const lookalikes = lookalikeColumnsText(position.csvLookalikeColumns);
-  if (lookalikes) say(lookalikes);
+}
 
+/** What the batch's meta records of this run, beside its id and output folder. */
+interface BatchRecord {
+  config: SwitchyardConfig;
+  builtIn: boolean;
+  judgeModel: string | undefined;
+  settings: RunSettings;
+  /** The reader's, its first record read: the file's CSV delimiter and BOM. */
+  position: ReadPosition;
+}
+
+/** Creates and claims the output folder, then saves the batch's meta and config in Redis; the run starts now. */
+async function saveBatch(batchId: string, options: RunOptions, existing: BatchMeta | null, session: Session, record: BatchRecord): Promise<{ outDir: string; startedAt: Date }> {
+  const { settings, position } = record;
   const outDir = resolve(options.out ?? existing?.out_dir ?? `out/${batchId}`);
   await createOutputDir(outDir);
   const startedAt = new Date();
@@ -250,43 +230,34 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   const meta: Omit<BatchMeta, 'cost_nanos'> = {
     batch_id: batchId,
     status: 'enqueuing',
-    input: inputPath,
+    input: settings.inputPath,
     input_kind: existing?.input_kind ?? 'rows',
     out_dir: outDir,
     created_at: createdAt,
     invalid_rows: 0,
-    prompt_column: promptColumn,
+    prompt_column: settings.promptColumn,
     // The first run's: the CSV journal already holds records with it.
     csv_delimiter: existing?.csv_delimiter ?? position.csvDelimiter ?? ',',
     ...((existing?.csv_bom ?? position.csvBom) ? { csv_bom: true } : {}),
     started_at: startedAt.toISOString(),
-    builtin_config: resolved.builtIn,
+    builtin_config: record.builtIn,
     detached: options.detach === true,
-    ...(model ? { model_override: model } : {}),
-    ...(abSplit ? { ab_split: abSplit } : {}),
-    ...(judgeModel ? { judge_model: judgeModel } : {}),
-    ...(budgetUsd !== undefined ? { budget_usd: budgetUsd } : {}),
-    ...(chosenConcurrency !== undefined ? { concurrency: chosenConcurrency } : {}),
+    ...(settings.model ? { model_override: settings.model } : {}),
+    ...(settings.abSplit ? { ab_split: settings.abSplit } : {}),
+    ...(record.judgeModel ? { judge_model: record.judgeModel } : {}),
+    ...(settings.budgetUsd !== undefined ? { budget_usd: settings.budgetUsd } : {}),
+    ...(settings.concurrency !== undefined ? { concurrency: settings.concurrency } : {}),
   };
-  await session.store.save(meta, config);
-  if (existing) say(`Resuming: rows that already succeeded are kept and not run again.`);
-  if (existing && existing.input !== inputPath) {
-    say(`Note: batch ${batchId} was started from ${existing.input}; this run reads ${inputPath}. Rows are matched by their place in the file: those that differ run again, the others keep their answers. A new --batch-id starts afresh.`);
-  }
-  return {
-    batchId,
-    resumed: existing !== null,
-    rescoreWith: existing && config.judge && config.judge.model !== judgeBefore ? config.judge.model : undefined,
-    config,
-    builtIn: resolved.builtIn,
-    model,
-    abSplit,
-    concurrency: chosenConcurrency ?? config.concurrency,
-    items,
-    position,
-    outDir,
-    startedAt,
-  };
+  await session.store.save(meta, record.config);
+  return { outDir, startedAt };
+}
+
+/** What a run has going while its rows are queued: this process's worker and collector (none when detached), and what stops them. */
+interface Underway {
+  queue: Queue;
+  worker: PromptWorkerHandle | null;
+  collecting: Promise<Report | null> | null;
+  stops: RunStops;
 }
 
 /**
@@ -294,7 +265,7 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
  * results (all three side by side), then says how it went. A `--detach`ed run only queues.
  */
 async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Promise<RunOutcome> {
-  const { options, session, logger, say, host, lease } = context;
+  const { options, session, say, host, lease } = context;
   const { batchId, config, outDir, concurrency } = batch;
   const queue = session.openPromptQueue();
   // Rows of batches whose run was killed would come first here, paid for and collected by nobody.
@@ -302,6 +273,42 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     for (const [orphan, unqueued] of await unqueueOrphanedBatches(queue, session.store, batchId)) if (unqueued.removed > 0) say(orphanedBatchText(orphan, unqueued));
   }
   const callSlots = createCallSlots(concurrency);
+  const worker = startWorker(batch, context, callSlots);
+  let lastProgress: BatchProgress | null = null;
+  const stops = watchForStops({ session, batchId, say, worker, lease, hostStop: host?.stop, lastProgress: () => lastProgress });
+  try {
+    const collecting = options.detach
+      ? null
+      : collectAndReport({ session, batchId, startedAt: batch.startedAt, say, signal: stops.stopCollecting, drain: stops.drainCollector, stopping: stops.stopReading, config, onProgress: (progress) => (lastProgress = progress) });
+    // Keep the collector's rejection observed while enqueueing; it is awaited below.
+    collecting?.catch(() => undefined);
+    const underway: Underway = { queue, worker, collecting, stops };
+
+    // Counted with the rows read (readText): "answered before but not scored by this judge".
+    if (batch.rescoreWith) await carryAnswersForJudge(session.store, batchId, outputPaths(outDir).results, batch.rescoreWith);
+    const counts = await queueRows(batch, context, underway, callSlots);
+    if (counts.stopped) return await endStoppedWhileReading(batch, context, underway);
+    await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
+    say(readText(counts, worker ? concurrency : null));
+    const unsent = unsentBodyFieldsText(counts.unsentBodyFields);
+    if (unsent) say(unsent);
+    const workersNow = collecting ? null : await connectedWorkerCount(queue);
+    await queue.close();
+
+    if (!collecting || !worker) return sayDetached(batchId, outDir, workersNow, say);
+    return await awaitReport(batch, context, { ...underway, collecting, worker }, counts.invalid);
+  } finally {
+    stops.stopListening();
+  }
+}
+
+/**
+ * This process's worker (none for a `--detach`ed run), the batch's context primed for it; a
+ * `--detach`ed batch on the built-in models has it primed for the host's workers instead.
+ */
+function startWorker(batch: PreparedBatch, context: RunContext, callSlots: CallSlots): PromptWorkerHandle | null {
+  const { options, session, logger, say, host, lease } = context;
+  const { batchId, config } = batch;
   const batches = createBatchContexts(session.store, { callSlots, monthSpend: session.monthSpend });
   // Built now, from the config in hand, while the worker connects.
   if (!options.detach) batches.prime(batchId, config, batch.model, batch.abSplit, batch.startedAt.getTime());
@@ -311,7 +318,7 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     : startSessionWorker(session, {
         batches,
         logger,
-        concurrency,
+        concurrency: batch.concurrency,
         lockMs: config.queue.lock_ms,
         onRowsOfDeadProcess: (released) => say(releasedRowsText(released, null, config.queue.lock_ms)),
       });
@@ -319,93 +326,101 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     const text = releasedRowsText(released, lease?.tookOverFrom ?? null, config.queue.lock_ms);
     if (text) say(text);
   });
-  let lastProgress: BatchProgress | null = null;
-  const stops = watchForStops({ session, batchId, say, worker, lease, hostStop: host?.stop, lastProgress: () => lastProgress });
+  return worker;
+}
+
+/** The file's rows into the queue, this process's workers taking them as they come (enqueueBatch). */
+async function queueRows(batch: PreparedBatch, context: RunContext, underway: Underway, callSlots: CallSlots): Promise<EnqueueCounts> {
+  const { options, host } = context;
+  const { batchId, config, outDir, concurrency } = batch;
+  const { queue, worker, stops } = underway;
   try {
-    const collecting = options.detach
-      ? null
-      : collectAndReport({ session, batchId, startedAt: batch.startedAt, say, signal: stops.stopCollecting, drain: stops.drainCollector, stopping: stops.stopReading, config, onProgress: (progress) => (lastProgress = progress) });
-    // Keep the collector's rejection observed while enqueueing; it is awaited below.
-    collecting?.catch(() => undefined);
+    return await enqueueBatch({
+      queue,
+      store: context.session.store,
+      batchId,
+      items: batch.items,
+      errorsPath: `${outDir}/errors.jsonl`,
+      chunkSize: config.queue.enqueue_chunk,
+      resume: batch.resumed,
+      runStartedAt: batch.startedAt.getTime(),
+      position: batch.position,
+      // A --detach'ed run queues the whole file and exits; a host's run reads on as workers take rows.
+      maxPending: options.detach && !host ? undefined : config.queue.max_pending,
+      localWorkers: worker ? { firstChunk: concurrency, untilStarted: (rows) => Promise.race([callSlots.started(rows), delay(FIRST_CALLS_WAIT_MS, undefined, { ref: false })]) } : undefined,
+      signal: stops.stopReading,
+      carriedFits: (row, progress) => carriedProgressFits(progress, carriedTarget(row, batch)),
+    });
+  } catch (error) {
+    return await stopOnEnqueueError(error, batchId, context, underway);
+  }
+}
 
-    // Counted with the rows read (readText): "answered before but not scored by this judge".
-    if (batch.rescoreWith) await carryAnswersForJudge(session.store, batchId, outputPaths(outDir).results, batch.rescoreWith);
-    let counts: EnqueueCounts;
-    try {
-      counts = await enqueueBatch({
-        queue,
-        store: session.store,
-        batchId,
-        items: batch.items,
-        errorsPath: `${outDir}/errors.jsonl`,
-        chunkSize: config.queue.enqueue_chunk,
-        resume: batch.resumed,
-        runStartedAt: batch.startedAt.getTime(),
-        position: batch.position,
-        // A --detach'ed run queues the whole file and exits; a host's run reads on as workers take rows.
-        maxPending: options.detach && !host ? undefined : config.queue.max_pending,
-        localWorkers: worker ? { firstChunk: concurrency, untilStarted: (rows) => Promise.race([callSlots.started(rows), delay(FIRST_CALLS_WAIT_MS, undefined, { ref: false })]) } : undefined,
-        signal: stops.stopReading,
-        carriedFits: (row, progress) => carriedProgressFits(progress, carriedTarget(row, batch)),
-      });
-    } catch (error) {
-      // A file that turns unreadable part-way (an unclosed quote near the end): the rows before it
-      // may already be queued. Stop as Ctrl-C does: the calls in flight finish, the rows still
-      // queued come off the queue (else the next run of another batch takes them off as a killed
-      // run's), keeping what they had for the run of the fixed file, and the outputs and summary
-      // of the rows finished so far are written.
-      const unreadable = worker !== null && error instanceof UsageError;
-      if (!unreadable) stops.abortCollecting();
-      await worker?.close();
-      const unqueued = unreadable ? await unqueueBatch(queue, session.store, batchId).catch(() => 'failed' as const) : null;
-      await queue.close();
-      if (unreadable) stops.drainCollecting();
-      await collecting?.catch(() => null);
-      if (error instanceof UsageError) {
-        const next = `fix the file and run the same command again (--batch-id ${batchId}) to finish without repeating them`;
-        // So that `status` says why the batch stopped, not to resume it as it is (that stops again).
-        // A server records its own, in the API's terms (batch-start.ts).
-        if (!host) await session.store.update(batchId, { input_error: `${error.message.split('\n', 1)[0]!}; rows before it may be done: ${next}` }).catch(() => undefined);
-        throw new UsageError(`${error.message}\n${await unreadableFileText(session, batchId, unqueued)} ${next[0]!.toUpperCase()}${next.slice(1)}.`);
-      }
-      throw error;
-    }
-    if (counts.stopped) {
-      // Interrupted while reading the file: its row count is not known yet, so none is recorded.
-      await queue.close();
-      // A stop resolves the collector with null: a rejection is its own failure (a full disk), said once the workers are closed.
-      const collected = await (collecting ?? Promise.resolve(null)).then((report) => ({ report, failure: null }), (failure: unknown) => ({ report: null, failure }));
-      await worker?.close();
-      if (collected.failure) throw collected.failure;
-      if (stops.stoppedBy()) say(await stoppedText(session, batchId, collected.report, stops.unqueued()));
-      return { exitCode: exitCodeForSignal(stops.stoppedBy()), batchId, outDir };
-    }
-    await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
-    say(readText(counts, worker ? concurrency : null));
-    const unsent = unsentBodyFieldsText(counts.unsentBodyFields);
-    if (unsent) say(unsent);
-    const workersNow = collecting ? null : await connectedWorkerCount(queue);
-    await queue.close();
+/**
+ * A file that turns unreadable part-way (an unclosed quote near the end): the rows before it
+ * may already be queued. Stop as Ctrl-C does: the calls in flight finish, the rows still
+ * queued come off the queue (else the next run of another batch takes them off as a killed
+ * run's), keeping what they had for the run of the fixed file, and the outputs and summary
+ * of the rows finished so far are written. Any other failure stops the collector without writing.
+ */
+async function stopOnEnqueueError(error: unknown, batchId: string, context: RunContext, underway: Underway): Promise<never> {
+  const { session, host } = context;
+  const { queue, worker, collecting, stops } = underway;
+  const unreadable = worker !== null && error instanceof UsageError;
+  if (!unreadable) stops.abortCollecting();
+  await worker?.close();
+  const unqueued = unreadable ? await unqueueBatch(queue, session.store, batchId).catch(() => 'failed' as const) : null;
+  await queue.close();
+  if (unreadable) stops.drainCollecting();
+  await collecting?.catch(() => null);
+  if (error instanceof UsageError) {
+    const next = `fix the file and run the same command again (--batch-id ${batchId}) to finish without repeating them`;
+    // So that `status` says why the batch stopped, not to resume it as it is (that stops again).
+    // A server records its own, in the API's terms (batch-start.ts).
+    if (!host) await session.store.update(batchId, { input_error: `${error.message.split('\n', 1)[0]!}; rows before it may be done: ${next}` }).catch(() => undefined);
+    throw new UsageError(`${error.message}\n${await unreadableFileText(session, batchId, unqueued)} ${next[0]!.toUpperCase()}${next.slice(1)}.`);
+  }
+  throw error;
+}
 
-    if (!collecting || !worker) {
-      if (workersNow !== null && workersNow > 0) say(`Detached; ${workersConnectedText(workersNow)} to this Redis and will take its rows. Write the outputs with "switchyard collect ${batchId}".`);
-      else say(`Detached. Start workers with "switchyard worker" and write the outputs with "switchyard collect ${batchId}".`);
-      return { exitCode: 0, batchId, outDir };
-    }
-    try {
-      const report = await collecting;
-      // Stopped early; a stop that came as the last row finished still ends the batch as usual.
-      if (report === null || report.totals.unfinished_rows !== 0) {
-        await worker.close();
-        if (stops.stoppedBy()) say(await stoppedText(session, batchId, report, stops.unqueued()));
-        return { exitCode: exitCodeForSignal(stops.stoppedBy()), batchId, outDir };
-      }
-      return { exitCode: batchExitCode(report, counts.invalid), batchId, outDir };
-    } finally {
+/** Interrupted while reading the file: its row count is not known yet, so none is recorded. */
+async function endStoppedWhileReading(batch: PreparedBatch, context: RunContext, underway: Underway): Promise<RunOutcome> {
+  const { queue, worker, collecting } = underway;
+  await queue.close();
+  // A stop resolves the collector with null: a rejection is its own failure (a full disk), said once the workers are closed.
+  const collected = await (collecting ?? Promise.resolve(null)).then((report) => ({ report, failure: null }), (failure: unknown) => ({ report: null, failure }));
+  await worker?.close();
+  if (collected.failure) throw collected.failure;
+  return await stoppedOutcome(batch, context, underway.stops, collected.report);
+}
+
+/** A run stopped early: where the batch stands, said when a stop (rather than a failure) ended it. */
+async function stoppedOutcome(batch: PreparedBatch, context: RunContext, stops: RunStops, report: Report | null): Promise<RunOutcome> {
+  const { batchId, outDir } = batch;
+  if (stops.stoppedBy()) context.say(await stoppedText(context.session, batchId, report, stops.unqueued()));
+  return { exitCode: exitCodeForSignal(stops.stoppedBy()), batchId, outDir };
+}
+
+/** A `--detach`ed run, its rows queued: who will take them (`workersNow`: the workers connected to the queue), and how to write the outputs. */
+function sayDetached(batchId: string, outDir: string, workersNow: number | null, say: (line: string) => void): RunOutcome {
+  if (workersNow !== null && workersNow > 0) say(`Detached; ${workersConnectedText(workersNow)} to this Redis and will take its rows. Write the outputs with "switchyard collect ${batchId}".`);
+  else say(`Detached. Start workers with "switchyard worker" and write the outputs with "switchyard collect ${batchId}".`);
+  return { exitCode: 0, batchId, outDir };
+}
+
+/** Waits for the collector's report, every row queued, and ends the run with it; this process's worker closes either way. */
+async function awaitReport(batch: PreparedBatch, context: RunContext, underway: Underway & { collecting: Promise<Report | null>; worker: PromptWorkerHandle }, invalidRows: number): Promise<RunOutcome> {
+  const { worker, stops } = underway;
+  try {
+    const report = await underway.collecting;
+    // Stopped early; a stop that came as the last row finished still ends the batch as usual.
+    if (report === null || report.totals.unfinished_rows !== 0) {
       await worker.close();
+      return await stoppedOutcome(batch, context, stops, report);
     }
+    return { exitCode: batchExitCode(report, invalidRows), batchId: batch.batchId, outDir: batch.outDir };
   } finally {
-    stops.stopListening();
+    await worker.close();
   }
 }
 

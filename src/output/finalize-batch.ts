@@ -64,7 +64,7 @@ async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number
   return { report, finishedAt };
 }
 
-/** Rows to write: all but those made invalid in the file since they had a result (producer.ts withdrawRows). */
+/** Rows to write: all but those made invalid in the file since they had a result (withdraw-rows.ts). */
 async function notWithdrawn(store: BatchStore, batchId: string): Promise<RowFilter | undefined> {
   const bits = await store.redis.getBuffer(store.keys(batchId).withdrawn);
   if (!bits || !bits.some((byte) => byte !== 0)) return undefined;

@@ -1,14 +1,15 @@
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Queue } from 'bullmq';
 import { UsageError } from '../errors.ts';
-import { countInvalidRow, type InputRow, type InvalidRowCounts, type ReadItem, type ReadPosition } from '../input/row.ts';
+import { countInvalidRow, type InputRow, type InvalidRowCounts, type ReadItem, type ReadPosition, type RowError } from '../input/row.ts';
 import type { PromptJob } from '../../jobs/prompt.ts';
 import type { RowProgress } from '../execution/row-progress.ts';
 import type { BatchStore } from './batch-state.ts';
 import { promptJobId } from './keys.ts';
 import { carriedRows, dropCarried, type CarriedRows } from './carried-rows.ts';
 import { reopenRows } from './reopen-rows.ts';
+import { invalidRowsToWithdraw, withdrawRowsPast } from './withdraw-rows.ts';
 import { fingerprintDiffers, rowFingerprint } from '../input/row-fingerprint.ts';
 
 export interface EnqueueOptions {
@@ -72,9 +73,6 @@ export interface EnqueueCounts {
   failedWithAnswers: number;
 }
 
-/** Rows withdrawn per pipeline when a file got shorter. */
-const WITHDRAW_CHUNK = 10_000;
-
 /** BullMQ attempts cover crashed workers only; model errors are retried by the prompt job itself. */
 const JOB_OPTIONS = { removeOnComplete: true, removeOnFail: true, attempts: 3, backoff: { type: 'exponential', delay: 1000 } } as const;
 
@@ -96,62 +94,18 @@ function toJob(options: EnqueueOptions, row: InputRow, fingerprint: number, carr
  * are skipped through Redis' bitmap.
  */
 export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCounts> {
-  const counts: EnqueueCounts = { total: 0, enqueued: 0, alreadySucceeded: 0, changedSinceSucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, unsentBodyFields: {}, stopped: false, goneFromFile: 0, carriedAnswers: 0, rescored: 0, failedWithAnswers: 0 };
+  const counts = noRowsCounted();
   const errors = createWriteStream(options.errorsPath, { flags: 'w' });
+  const holdings = await readBatchHoldings(options);
+  const invalidNow = invalidRowsToWithdraw(options.store, options.batchId, options.resume);
+  const pacing = chunkPacing(options);
   let chunk: InputRow[] = [];
-  let workersStarted = false;
-  let chunkSize = options.localWorkers ? Math.min(options.localWorkers.firstChunk, options.chunkSize) : options.chunkSize;
-
-  // results.csv gets a column per metadata key; recording them here spares the writer a pass over the results.
-  const metadataKeys = new Set(await options.store.metadataKeys(options.batchId));
-  const keys = options.store.keys(options.batchId);
-  // Looked up by chunk only when an earlier run left answers (a round trip per resume otherwise).
-  const anyCarried = options.resume && (await options.store.redis.exists(keys.carried)) === 1;
-
-  // A re-run: rows invalid now may have had a result before, which the outputs must leave out.
-  let invalidNow: number[] = [];
-  const withdraw = async () => {
-    if (invalidNow.length === 0) return;
-    const rows = invalidNow;
-    invalidNow = [];
-    await withdrawRows(options, rows);
-  };
-
   const flush = async () => {
-    await withdraw();
+    await invalidNow.withdraw();
     if (chunk.length === 0) return;
-    let rows = chunk;
+    const rows = chunk;
     chunk = [];
-    await options.store.addMetadataKeys(options.batchId, newMetadataKeys(rows, metadataKeys));
-    const fingerprinted = await recordFingerprints(options, rows, counts, anyCarried);
-    const { carried } = fingerprinted;
-    rows = fingerprinted.toRun;
-    const estimate = estimatedTotal(counts.total, options.position);
-    const recordEstimate = () => (estimate === null ? undefined : options.store.update(options.batchId, { estimated_total: estimate }));
-    if (rows.length > 0) {
-      if (options.maxPending !== undefined) await waitForRoom(options, counts.enqueued);
-      if (options.signal?.aborted) {
-        await fingerprinted.written;
-        counts.stopped = true; // this chunk is read again on resume
-        return;
-      }
-      // The estimate and fingerprints go out beside the chunk (on another connection), not one round trip after it.
-      const jobs = rows.map((row) => {
-        const fingerprint = fingerprinted.of(row);
-        const progress = carried?.progress.get(row.row);
-        if (fingerprinted.rescored.has(row.row)) counts.rescored++;
-        else if (progress && fingerprinted.failedBefore.has(row.row)) counts.failedWithAnswers++;
-        else if (progress) counts.carriedAnswers++;
-        const job = toJob(options, row, fingerprint, progress);
-        return { name: 'prompt', data: job, opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row, fingerprint) } };
-      });
-      await Promise.all([options.queue.addBulk(jobs), recordEstimate(), fingerprinted.written]);
-      counts.enqueued += rows.length;
-    } else {
-      await Promise.all([recordEstimate(), fingerprinted.written]);
-    }
-    // Deleted once their jobs hold them (or, for rows not run, as out of date); a run killed before this only finds them again.
-    if (carried) await dropCarried(options.store.redis, keys, carried.found);
+    await enqueueChunk(options, rows, counts, holdings);
   };
 
   const stop = options.signal;
@@ -164,33 +118,21 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
       }
       lastRow = item.value.row;
       if (item.kind === 'error') {
-        counts.invalid++;
-        countInvalidRow(counts.invalidByCode, item.value);
-        if (!errors.write(`${JSON.stringify(item.value)}\n`)) await once(errors, 'drain');
-        if (options.resume) invalidNow.push(item.value.row);
-        if (invalidNow.length >= 1000) await withdraw();
+        await recordInvalidRow(item.value, counts, errors);
+        await invalidNow.add(item.value.row);
         continue;
       }
-      counts.total++;
-      if (item.value.custom_id !== undefined) {
-        counts.openAiBatchRows++;
-        countUnsentBodyFields(counts.unsentBodyFields, item.value.metadata['body_extra']);
-      }
+      countValidRow(item.value, counts);
       chunk.push(item.value);
-      if (chunk.length >= chunkSize) {
+      if (pacing.isFull(chunk)) {
         await flush();
         if (stop?.aborted) continue; // the check at the top of the loop stops it
-        if (!workersStarted && counts.enqueued > 0) {
-          workersStarted = true;
-          await options.localWorkers?.untilStarted(counts.enqueued);
-        }
-        // Growing from a small first chunk: early chunks are short pauses while the first calls start.
-        chunkSize = Math.min(chunkSize * 2, options.chunkSize);
+        await pacing.chunkQueued(counts.enqueued);
       }
     }
     await flush();
     // Only a whole read knows where the file ends now.
-    if (options.resume && !counts.stopped && !stop?.aborted) counts.goneFromFile = await withdrawRowsPast(options, lastRow);
+    if (options.resume && !counts.stopped && !stop?.aborted) counts.goneFromFile = await withdrawRowsPast(options.store, options.batchId, lastRow);
   } catch (error) {
     // The file turned unreadable part-way (an unclosed quote): the rows read before it are queued
     // still, as the message about it says, not left in a chunk that never went out.
@@ -201,6 +143,104 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
     await once(errors, 'close');
   }
   return counts;
+}
+
+function noRowsCounted(): EnqueueCounts {
+  return { total: 0, enqueued: 0, alreadySucceeded: 0, changedSinceSucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, unsentBodyFields: {}, stopped: false, goneFromFile: 0, carriedAnswers: 0, rescored: 0, failedWithAnswers: 0 };
+}
+
+/** What the batch holds already that each chunk needs, read once before the first. */
+interface BatchHoldings {
+  /** The metadata keys recorded so far; each chunk records its new ones. */
+  metadataKeys: Set<string>;
+  /** An earlier run left answers for some rows (carried-rows.ts). */
+  anyCarried: boolean;
+}
+
+async function readBatchHoldings(options: EnqueueOptions): Promise<BatchHoldings> {
+  // results.csv gets a column per metadata key; recording them here spares the writer a pass over the results.
+  const metadataKeys = new Set(await options.store.metadataKeys(options.batchId));
+  const keys = options.store.keys(options.batchId);
+  // Looked up by chunk only when an earlier run left answers (a round trip per resume otherwise).
+  const anyCarried = options.resume && (await options.store.redis.exists(keys.carried)) === 1;
+  return { metadataKeys, anyCarried };
+}
+
+/** How many rows a chunk holds, and what happens once one is queued (see EnqueueOptions.localWorkers). */
+interface ChunkPacing {
+  isFull(chunk: readonly InputRow[]): boolean;
+  /** After each full chunk: waits for the first calls of this process's workers once, then lets the chunks grow. */
+  chunkQueued(enqueued: number): Promise<void>;
+}
+
+function chunkPacing(options: EnqueueOptions): ChunkPacing {
+  let chunkSize = options.localWorkers ? Math.min(options.localWorkers.firstChunk, options.chunkSize) : options.chunkSize;
+  let workersStarted = false;
+  return {
+    isFull: (chunk) => chunk.length >= chunkSize,
+    async chunkQueued(enqueued) {
+      if (!workersStarted && enqueued > 0) {
+        workersStarted = true;
+        await options.localWorkers?.untilStarted(enqueued);
+      }
+      // Growing from a small first chunk: early chunks are short pauses while the first calls start.
+      chunkSize = Math.min(chunkSize * 2, options.chunkSize);
+    },
+  };
+}
+
+/** Counts a row that could not become a job, by its reason, and writes it to errors.jsonl. */
+async function recordInvalidRow(rowError: RowError, counts: EnqueueCounts, errors: WriteStream): Promise<void> {
+  counts.invalid++;
+  countInvalidRow(counts.invalidByCode, rowError);
+  if (!errors.write(`${JSON.stringify(rowError)}\n`)) await once(errors, 'drain');
+}
+
+function countValidRow(row: InputRow, counts: EnqueueCounts): void {
+  counts.total++;
+  if (row.custom_id !== undefined) {
+    counts.openAiBatchRows++;
+    countUnsentBodyFields(counts.unsentBodyFields, row.metadata['body_extra']);
+  }
+}
+
+/**
+ * Queues a chunk of rows (on a resume, those of them that run again), once there is room, with
+ * their new metadata keys, their fingerprints and the estimated row count recorded beside it.
+ */
+async function enqueueChunk(options: EnqueueOptions, rows: InputRow[], counts: EnqueueCounts, holdings: BatchHoldings): Promise<void> {
+  await options.store.addMetadataKeys(options.batchId, newMetadataKeys(rows, holdings.metadataKeys));
+  const fingerprinted = await recordFingerprints(options, rows, counts, holdings.anyCarried);
+  const { carried, toRun } = fingerprinted;
+  const estimate = estimatedTotal(counts.total, options.position);
+  const recordEstimate = () => (estimate === null ? undefined : options.store.update(options.batchId, { estimated_total: estimate }));
+  if (toRun.length > 0) {
+    if (options.maxPending !== undefined) await waitForRoom(options, counts.enqueued);
+    if (options.signal?.aborted) {
+      await fingerprinted.written;
+      counts.stopped = true; // this chunk is read again on resume
+      return;
+    }
+    // The estimate and fingerprints go out beside the chunk (on another connection), not one round trip after it.
+    const jobs = toRun.map((row) => queuedJob(options, row, fingerprinted, counts));
+    await Promise.all([options.queue.addBulk(jobs), recordEstimate(), fingerprinted.written]);
+    counts.enqueued += toRun.length;
+  } else {
+    await Promise.all([recordEstimate(), fingerprinted.written]);
+  }
+  // Deleted once their jobs hold them (or, for rows not run, as out of date); a run killed before this only finds them again.
+  if (carried) await dropCarried(options.store.redis, options.store.keys(options.batchId), carried.found);
+}
+
+/** A row's job for addBulk, counted by the answers it carries: for the judge alone, a failed ensemble row's, or a stopped run's. */
+function queuedJob(options: EnqueueOptions, row: InputRow, fingerprinted: FingerprintedChunk, counts: EnqueueCounts) {
+  const fingerprint = fingerprinted.of(row);
+  const progress = fingerprinted.carried?.progress.get(row.row);
+  if (fingerprinted.rescored.has(row.row)) counts.rescored++;
+  else if (progress && fingerprinted.failedBefore.has(row.row)) counts.failedWithAnswers++;
+  else if (progress) counts.carriedAnswers++;
+  const job = toJob(options, row, fingerprint, progress);
+  return { name: 'prompt', data: job, opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row, fingerprint) } };
 }
 
 /** Counts, by field name, the request body fields an OpenAI Batch line had that are not sent (its metadata.body_extra). */
@@ -326,38 +366,6 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
   const written = Promise.all(supersededJobs.map((jobId) => options.queue.remove(jobId)));
   written.catch(() => undefined); // observed now, awaited with the chunk
   return { toRun, of, written, carried, rescored, failedBefore: new Set(failed) };
-}
-
-/**
- * Rows invalid in the file now: a result they had from an earlier run is left out of the outputs,
- * they no longer count as finished, and their fingerprint is forgotten (fixed, they run again).
- */
-async function withdrawRows(options: EnqueueOptions, rows: readonly number[]): Promise<void> {
-  const keys = options.store.keys(options.batchId);
-  const tx = options.store.redis.pipeline();
-  for (const row of rows) {
-    tx.setbit(keys.withdrawn, row, 1).setbit(keys.finished, row, 0).setbit(keys.succeeded, row, 0).setrange(keys.fingerprints, row * 4, '\0\0\0\0');
-  }
-  await tx.exec();
-}
-
-/**
- * A file that got shorter since the last run: the rows past its end are withdrawn like invalid
- * ones (left out of the outputs, no longer finished). Their finished bits would otherwise count
- * toward the new, smaller total, and the collector would end before the rows that run again had
- * finished. Every enqueued row has its fingerprint slot, so their length bounds the rows there were.
- * Returns how many of them had finished.
- */
-async function withdrawRowsPast(options: EnqueueOptions, lastRow: number): Promise<number> {
-  const keys = options.store.keys(options.batchId);
-  const recordedRows = Math.floor((await options.store.redis.strlen(keys.fingerprints)) / 4);
-  if (recordedRows <= lastRow + 1) return 0;
-  const goneRows = recordedRows - lastRow - 1;
-  const finished = await options.store.finishedRows(options.batchId, lastRow + 1, goneRows);
-  for (let from = lastRow + 1; from < recordedRows; from += WITHDRAW_CHUNK) {
-    await withdrawRows(options, Array.from({ length: Math.min(WITHDRAW_CHUNK, recordedRows - from) }, (_, i) => from + i));
-  }
-  return finished.size;
 }
 
 /** A batch from before fingerprints were kept has none (0): its rows count as unchanged. */

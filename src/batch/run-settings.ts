@@ -1,0 +1,133 @@
+// What a run runs with: its options or, on a resume, what the batch was given before; and the notes that say so.
+import { resolve } from 'node:path';
+import { loadConfigFile } from '../config/load.ts';
+import { answerableNames, type SwitchyardConfig } from '../config/schema.ts';
+import { UsageError } from '../errors.ts';
+import type { InputRow } from '../input/row.ts';
+import type { BatchMeta } from '../queue/batch-state.ts';
+import type { Session } from '../queue/session.ts';
+import { AB_BESIDE_PINNED, formatAbSplit, parseAbSplit, type AbArm } from '../routing/ab-split.ts';
+import { AUTO_ROUTE, pinnedModel } from '../routing/pinned-model.ts';
+import type { Simulator } from '../sim/server.ts';
+import { withJudge } from '../judge/judge-override.ts';
+import { startBuiltInModels } from './built-in-models.ts';
+import type { RunHost, RunOptions } from './run-batch.ts';
+
+/** The batch an earlier run left (null for a new one), refused when these options cannot go on with it. */
+export async function loadEarlierBatch(batchId: string, options: RunOptions, session: Session): Promise<BatchMeta | null> {
+  const existing = await session.store.load(batchId);
+  if (options.resume && !existing) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel}; check the id with "switchyard status"`);
+  if (existing && options.out && resolve(options.out) !== existing.out_dir) {
+    throw new UsageError(`batch ${batchId} writes its outputs to ${existing.out_dir}, not ${resolve(options.out)}: leave --out off to go on with it, or start a new batch (another --batch-id)`);
+  }
+  return existing;
+}
+
+export interface ResolvedConfig {
+  config: SwitchyardConfig;
+  builtIn: boolean;
+  /** The simulator this run started, which stops with it. */
+  simulator: Simulator | null;
+}
+
+/** No config file: the built-in models on a simulator inside this process (the demo path). */
+export async function resolveConfig(options: RunOptions, existing: BatchMeta | null, storedConfig: SwitchyardConfig | null, say: (line: string) => void, host: RunHost | undefined): Promise<ResolvedConfig> {
+  if (host) return { ...host.config, simulator: null };
+  if (options.config) return { config: await loadConfigFile(options.config), builtIn: false, simulator: null };
+  if (existing && storedConfig && !existing.builtin_config) return { config: storedConfig, builtIn: false, simulator: null };
+  if (options.detach) {
+    throw new UsageError('--detach needs --config: the built-in models are a simulator inside this process, which stops when it exits. Give a config (examples/switchyard.yaml runs on "switchyard sim").');
+  }
+  const { config, simulator } = await startBuiltInModels();
+  say(`No --config given: using the built-in models on the simulator at ${simulator.url} (no API key needed).`);
+  return { config, builtIn: true, simulator };
+}
+
+/** The config with the run's judge in it (`judgeModel`: the one named by --judge or kept from before, if any), said when there is one. */
+export function withRunJudge(resolvedConfig: SwitchyardConfig, options: RunOptions, existing: BatchMeta | null, say: (line: string) => void): { config: SwitchyardConfig; judgeModel: string | undefined } {
+  // A resume keeps the judge it was given, as it keeps --ab.
+  const judgeModel = options.judge ?? existing?.judge_model;
+  const config = judgeModel ? withJudge(resolvedConfig, judgeModel) : resolvedConfig;
+  if (config.judge) say(`Judge: ${config.judge.model} scores every answer from 1 to 10 (against the "${config.judge.reference_column}" field where a row has one).`);
+  return { config, judgeModel };
+}
+
+/** Whether any budget caps this run's spend: its own, the batch's, or the config's for a batch or a month. */
+export function isBudgeted(options: RunOptions, existing: BatchMeta | null, config: SwitchyardConfig): boolean {
+  return (options.budget ?? existing?.budget_usd ?? config.budget.batch_usd ?? config.budget.monthly_usd) !== undefined;
+}
+
+/** A resume's judge, when the rows answered before were scored by another one (`judgeBefore`) or none: they are scored again. */
+export function rescoringJudge(existing: BatchMeta | null, config: SwitchyardConfig, judgeBefore: string | undefined): string | undefined {
+  return existing && config.judge && config.judge.model !== judgeBefore ? config.judge.model : undefined;
+}
+
+/** The settings a run keeps in the batch's meta, each from its option or else from the batch's earlier run. */
+export interface RunSettings {
+  inputPath: string;
+  promptColumn: string;
+  /** Where every row that names no model goes (--model, or --route with a model name). */
+  model: string | undefined;
+  abSplit: AbArm[] | undefined;
+  budgetUsd: number | undefined;
+  /** The concurrency given to the batch (the config's otherwise). */
+  concurrency: number | undefined;
+}
+
+/** The run's settings; refuses a run with no input file or with --ab beside a pinned model, and says what its A/B split or pinned model means for its rows. */
+export function chooseRunSettings(options: RunOptions, existing: BatchMeta | null, config: SwitchyardConfig, say: (line: string) => void): RunSettings {
+  const file = options.file ?? existing?.input;
+  if (!file) throw new UsageError('no input file: give one, e.g. "switchyard run prompts.csv"');
+  const inputPath = resolve(file);
+  const promptColumn = options.promptColumn ?? existing?.prompt_column ?? 'prompt';
+  const { model, abSplit } = chooseRowModels(options, existing, config);
+  sayAbSplitNotes(options, existing, config, model, abSplit, say);
+  sayJudgeAnswersToo(config, abSplit ? abSplit.map((arm) => arm.model) : model ? [model] : [], say);
+  const budgetUsd = options.budget ?? existing?.budget_usd ?? config.budget.batch_usd;
+  // A resume goes on at the pace the batch was given (a provider's limits may be why it was low).
+  const concurrency = options.concurrency ?? existing?.concurrency;
+  return { inputPath, promptColumn, model, abSplit, budgetUsd, concurrency };
+}
+
+/** Where rows that name no model go: --model or --route, --ab, or what the batch was given before (a resume that names neither keeps it). */
+function chooseRowModels(options: RunOptions, existing: BatchMeta | null, config: SwitchyardConfig): { model: string | undefined; abSplit: AbArm[] | undefined } {
+  if (options.ab && (options.model || (options.route && options.route !== AUTO_ROUTE))) throw new UsageError(AB_BESIDE_PINNED);
+  const model = pinnedModel(options) ?? (options.route === AUTO_ROUTE || options.ab ? undefined : existing?.model_override);
+  const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config)) : !options.model && !options.route ? existing?.ab_split : undefined;
+  return { model, abSplit };
+}
+
+/** The split this run follows, and what a resume that changes or drops the batch's split does to its rows. */
+function sayAbSplitNotes(options: RunOptions, existing: BatchMeta | null, config: SwitchyardConfig, model: string | undefined, abSplit: AbArm[] | undefined, say: (line: string) => void): void {
+  if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id (the same id, the same model, every run).`);
+  if (abSplit?.some((arm) => arm.model === AUTO_ROUTE) && !config.routing) say(`Note: the config has no routing, so the arm "${AUTO_ROUTE}" sends its rows to default_model ${config.default_model}, as a batch without --ab would.`);
+  if (options.ab && existing?.ab_split && formatAbSplit(existing.ab_split) !== formatAbSplit(abSplit!)) {
+    say(
+      `Note: the batch's split was ${formatAbSplit(existing.ab_split)}: the rows answered before keep the arm they had; only the rows run now follow the new one. ` +
+        'A row whose arm changes starts afresh: answers a stopped run kept for it are not used (they stay paid for, under their arm).',
+    );
+  } else if (!abSplit && existing?.ab_split) {
+    say(`Note: the batch's split (${formatAbSplit(existing.ab_split)}) ends here: the rows run now go to ${model ?? 'the model their task type routes to'}. The rows answered before keep their arms, and the report's A/B arms table holds those alone.`);
+  }
+}
+
+/** `answering`: the models rows that name none go to. */
+function sayJudgeAnswersToo(config: SwitchyardConfig, answering: readonly string[], say: (line: string) => void): void {
+  if (config.judge && answering.includes(config.judge.model)) {
+    say(`Note: the judge, ${config.judge.model}, answers rows here too: it scores its own answers (judges tend to favour them), and its judge calls count under it in the Models table (the Judge line shows them apart).`);
+  }
+}
+
+/** Said of the file's first row when it lacks the field the judge compares answers with. */
+export function sayNoReferenceField(config: SwitchyardConfig, first: InputRow, say: (line: string) => void): void {
+  const reference = config.judge?.reference_column;
+  if (reference !== undefined && !(reference in first.metadata)) say(`Note: the first row has no "${reference}" field, so the judge scores it without a reference answer (judge.reference_column names the field to use).`);
+}
+
+/** Once the batch is saved: a resume keeps the rows that succeeded, and is told when it reads another file than the batch began with. */
+export function sayResuming(batchId: string, existing: BatchMeta | null, inputPath: string, say: (line: string) => void): void {
+  if (existing) say(`Resuming: rows that already succeeded are kept and not run again.`);
+  if (existing && existing.input !== inputPath) {
+    say(`Note: batch ${batchId} was started from ${existing.input}; this run reads ${inputPath}. Rows are matched by their place in the file: those that differ run again, the others keep their answers. A new --batch-id starts afresh.`);
+  }
+}
