@@ -349,7 +349,7 @@ async function queueRows(batch: PreparedBatch, context: RunContext, underway: Un
       maxPending: options.detach && !host ? undefined : config.queue.max_pending,
       localWorkers: worker ? { firstChunk: concurrency, untilStarted: (rows) => Promise.race([callSlots.started(rows), delay(FIRST_CALLS_WAIT_MS, undefined, { ref: false })]) } : undefined,
       signal: stops.stopReading,
-      carriedFits: (row, progress) => carriedProgressFits(progress, carriedTarget(row, batch)),
+      carriedFits: (row, progress, answered) => carriedProgressFits(progress, carriedTarget(row, batch), answered),
     });
   } catch (error) {
     return await stopOnEnqueueError(error, batchId, context, underway);

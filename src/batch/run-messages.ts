@@ -107,6 +107,7 @@ export function unsentBodyFieldsText(unsent: Record<string, number>): string | n
 function keptAnswersText(counts: EnqueueCounts): string {
   const parts = [
     ...(counts.carriedAnswers > 0 ? [`${formatCount(counts.carriedAnswers)} with the answers the stopped run had for them, not paid for again`] : []),
+    ...(counts.carriedLabels > 0 ? [`${counted(counts.carriedLabels, 'row')} with the task type the LLM classifier gave ${counts.carriedLabels === 1 ? 'it' : 'them'}, not asked again`] : []),
     ...(counts.failedWithAnswers > 0 ? [`${counted(counts.failedWithAnswers, 'failed ensemble row')} ${counts.failedWithAnswers === 1 ? 'keeps the answers its' : 'keep the answers their'} members gave: only the members that did not answer, and the synthesis, run again`] : []),
   ];
   return parts.length > 0 ? ` (${parts.join('; ')})` : '';

@@ -74,9 +74,11 @@ export interface CarriedTarget {
  * Whether a progress carried over still fits the row as the resume runs it: its ensemble state
  * only an ensemble of the same members, its judged answer only a batch with a judge, and only
  * from the model the row now names. A resume may be given another --model or --ab; a row that no
- * longer fits starts afresh (the carried calls are on record already).
+ * longer fits starts afresh (the carried calls are on record already). A row that succeeded
+ * (`answered`) keeps its answer whatever it would be sent to now: only its judge runs, if any.
  */
-export function carriedProgressFits(progress: RowProgress, target: CarriedTarget): boolean {
+export function carriedProgressFits(progress: RowProgress, target: CarriedTarget, answered = false): boolean {
+  if (answered && progress.judging) return target.judged;
   const members = progress.ensemble?.members.map((member) => member.model) ?? null;
   if (members?.join('\n') !== target.ensembleMembers?.join('\n')) return false;
   if (!progress.judging) return true;

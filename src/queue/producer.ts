@@ -40,9 +40,10 @@ export interface EnqueueOptions {
   /**
    * Whether answers a stopped run left for a row (carried-rows.ts) suit it as this run runs it (a
    * resume may be given another --model, or no judge); those that do not are dropped, and the row
-   * starts afresh. Without it, all are taken.
+   * starts afresh. `answered`: the row succeeded before (its answer waits for its judge alone).
+   * Without it, all are taken.
    */
-  carriedFits?: ((row: InputRow, progress: RowProgress) => boolean) | undefined;
+  carriedFits?: ((row: InputRow, progress: RowProgress, answered: boolean) => boolean) | undefined;
 }
 
 export interface EnqueueCounts {
@@ -67,6 +68,8 @@ export interface EnqueueCounts {
   goneFromFile: number;
   /** Rows queued again with the answers a stopped run had for them (carried-rows.ts), which are not paid for again. */
   carriedAnswers: number;
+  /** Of the rows queued, those that keep the task type the LLM classifier gave them (a stopped or failed row's): it is not asked again. */
+  carriedLabels: number;
   /** Rows that succeeded before but the judge could not score: queued again with their answers, for the judge alone. */
   rescored: number;
   /** Ensemble rows that failed before after some members answered: queued again with those answers, so only the rest runs. */
@@ -146,7 +149,7 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
 }
 
 function noRowsCounted(): EnqueueCounts {
-  return { total: 0, enqueued: 0, alreadySucceeded: 0, changedSinceSucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, unsentBodyFields: {}, stopped: false, goneFromFile: 0, carriedAnswers: 0, rescored: 0, failedWithAnswers: 0 };
+  return { total: 0, enqueued: 0, alreadySucceeded: 0, changedSinceSucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, unsentBodyFields: {}, stopped: false, goneFromFile: 0, carriedAnswers: 0, carriedLabels: 0, rescored: 0, failedWithAnswers: 0 };
 }
 
 /** What the batch holds already that each chunk needs, read once before the first. */
@@ -232,11 +235,12 @@ async function enqueueChunk(options: EnqueueOptions, rows: InputRow[], counts: E
   if (carried) await dropCarried(options.store.redis, options.store.keys(options.batchId), carried.found);
 }
 
-/** A row's job for addBulk, counted by the answers it carries: for the judge alone, a failed ensemble row's, or a stopped run's. */
+/** A row's job for addBulk, counted by what it carries: an answer for the judge alone, a task type label, a failed ensemble row's answers, or a stopped run's. */
 function queuedJob(options: EnqueueOptions, row: InputRow, fingerprinted: FingerprintedChunk, counts: EnqueueCounts) {
   const fingerprint = fingerprinted.of(row);
   const progress = fingerprinted.carried?.progress.get(row.row);
   if (fingerprinted.rescored.has(row.row)) counts.rescored++;
+  else if (progress && !progress.judging && !progress.ensemble) counts.carriedLabels++;
   else if (progress && fingerprinted.failedBefore.has(row.row)) counts.failedWithAnswers++;
   else if (progress) counts.carriedAnswers++;
   const job = toJob(options, row, fingerprint, progress);
@@ -328,7 +332,7 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
     const progress = new Map<number, RowProgress>();
     for (const row of rows) {
       const left = found.progress.get(row.row);
-      if (left && (options.carriedFits?.(row, left) ?? true)) progress.set(row.row, left);
+      if (left && (options.carriedFits?.(row, left, succeeded.has(row.row)) ?? true)) progress.set(row.row, left);
     }
     carried = { found: found.found, progress };
   }

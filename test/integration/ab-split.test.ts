@@ -110,6 +110,31 @@ describe('run --ab: an A/B split of the rows between models', () => {
     expect(dry.stdout).toMatch(new RegExp(`\\nslow +${pinned.length} `));
   });
 
+  it('a resume given another split scores the answers the budget left unscored, each keeping the arm it was answered in', async () => {
+    const dir = await tempDir('ab-rescore');
+    const cheap = { input_per_mtok: 0.1, output_per_mtok: 0.2 };
+    // The judge costs about $0.1 a call, the answers next to nothing: the budget runs out on judging.
+    const config = await writeSimConfig(dir, h.sim.url, {
+      models: { fast: { provider: 'sim', price: cheap }, lite: { provider: 'sim', price: cheap }, judge: { provider: 'sim', price: { input_per_mtok: 500, output_per_mtok: 500 } } },
+      default_model: 'fast',
+      max_tokens: 50,
+    });
+    const input = await writePromptsCsv(dir, 16);
+    const out = join(dir, 'out');
+    const first = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'ab-rescore', '--ab', 'fast,lite', '--judge', 'judge', '--budget', '0.5', '--concurrency', '2'], h.env());
+    expect(first.code, first.stderr).toBe(1);
+    const before = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    const unscored = before.filter((r) => r.status === 'succeeded' && r.judge?.score == null);
+    expect(unscored.length).toBeGreaterThan(3);
+
+    const resumed = await runCli(['run', '--resume', 'ab-rescore', '--ab', 'lite,fast', '--budget', '100'], h.env());
+    expect(resumed.code, resumed.stderr).toBe(0);
+    const after = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(after.every((r) => r.status === 'succeeded' && typeof r.judge?.score === 'number')).toBe(true);
+    // Answered before: the same answer, model and arm, now scored.
+    for (const row of unscored) expect(after[row.row - 1]).toMatchObject({ output: row.output, final_model: row.final_model, ab_arm: row.ab_arm });
+  });
+
   it('refuses a split naming an unknown model, or given with --model', async () => {
     const dir = await tempDir('ab-bad');
     const config = await writeSimConfig(dir, h.sim.url);

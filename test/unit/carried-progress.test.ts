@@ -61,6 +61,10 @@ describe('answers carried from a stopped run to its resume', () => {
     // A judged ensemble row: the answer is the ensemble's.
     const judgedCouncil: RowProgress = { ...council, judging: { answer: { ...answer, models_tried: ['alpha', 'beta', 'synth'], ensemble: { name: 'council' } as RowResult['ensemble'] }, progress: freshProgress() } };
     expect(carriedProgressFits(judgedCouncil, { model: 'council', ensembleMembers: ['alpha', 'beta'], judged: true })).toBe(true);
+    // A row that succeeded keeps its answer whatever it would go to now (another --model, another arm): only its judge runs.
+    expect(carriedProgressFits(judged, { ...routed, model: 'pro' }, true)).toBe(true);
+    expect(carriedProgressFits(judgedCouncil, { model: 'flash', ensembleMembers: null, judged: true }, true)).toBe(true);
+    expect(carriedProgressFits(judged, { ...routed, model: 'pro', judged: false }, true)).toBe(false);
   });
 });
 
