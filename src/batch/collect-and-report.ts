@@ -1,3 +1,4 @@
+import { noModelPriced } from '../models/pricing.ts';
 import type { SwitchyardConfig } from '../config/schema.ts';
 import { refusedByMonthlyCap } from '../execution/redis-row-gate.ts';
 import { CollectionTally } from '../output/collection-tally.ts';
@@ -45,7 +46,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const baseline = baselineModel && baselinePrice ? { model: baselineModel, price: baselinePrice } : undefined;
   const tally = new CollectionTally(baseline, options.startedAt);
   const shown = options.progressStream !== null;
-  const unpriced = config != null && Object.values(config.models).every((model) => model.price === undefined);
+  const unpriced = config != null && noModelPriced(config);
   const display = shown ? createProgressDisplay(options.progressStream ?? process.stderr, { unpriced }) : NO_DISPLAY;
   // The display's first update is its baseline for rows/s and the ETA: give it now, not at the first poll.
   display.update(initial);

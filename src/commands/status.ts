@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { formatUsd } from '../models/pricing.ts';
+import { formatUsd, noModelPriced } from '../models/pricing.ts';
 import { formatAbSplit } from '../routing/ab-split.ts';
 import { counted, formatCount } from '../output/report-markdown.ts';
 import { UsageError } from '../errors.ts';
@@ -28,6 +28,8 @@ interface BatchState {
   keptAnswers?: number;
   /** Submitted over the HTTP API (`switchyard serve` goes on with it); only read for one batch. */
   overApi?: boolean;
+  /** No model of its config has a price: its cost is unknown, not $0. */
+  unpriced?: boolean;
 }
 
 /** `switchyard status [batch id]`: one batch in detail, or a table of the most recent ones. */
@@ -36,13 +38,19 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
   try {
     if (batchId) {
       const keys = session.store.keys(batchId);
-      const [state, runBy, keptAnswers, overApi] = await Promise.all([session.store.loadWithProgress(batchId), leaseHolder(session, batchId), session.redis.hlen(keys.carried), session.redis.exists(keys.submittedOverApi)]);
+      const [state, runBy, keptAnswers, overApi, unpriced] = await Promise.all([
+        session.store.loadWithProgress(batchId),
+        leaseHolder(session, batchId),
+        session.redis.hlen(keys.carried),
+        session.redis.exists(keys.submittedOverApi),
+        unpricedBatch(session, batchId),
+      ]);
       if (!state) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel} (with key prefix "${session.space.prefix}"); \`switchyard status\` lists the recent ones`);
       const finished = isFinishedStatus(state.meta.status);
       const [workers, workerNames, rowsWrittenSoFar] = finished
         ? [undefined, undefined, undefined]
         : await Promise.all([connectedWorkerCount(session.openPromptQueue()), workerProcesses(session.redis, session.space), outputsSoFar(state.meta)]);
-      for (const line of describeBatch({ ...state, runBy, workers, ...(workerNames ? { workerNames } : {}), rowsWrittenSoFar, keptAnswers, overApi: overApi === 1 })) say(line);
+      for (const line of describeBatch({ ...state, runBy, workers, ...(workerNames ? { workerNames } : {}), rowsWrittenSoFar, keptAnswers, overApi: overApi === 1, unpriced })) say(line);
       return 0;
     }
     const [ids, count] = await Promise.all([session.store.recentBatchIds(RECENT), session.store.batchCount()]);
@@ -68,7 +76,10 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
     const unfinished = loaded.some((state) => !isFinishedStatus(state.meta.status));
     const workers = unfinished ? await connectedWorkerCount(session.openPromptQueue()) : null;
     const states = await Promise.all(
-      loaded.map(async (state) => (isFinishedStatus(state.meta.status) ? state : { ...state, runBy: await leaseHolder(session, state.meta.batch_id), workers })),
+      loaded.map(async (state) => {
+        const unpriced = await unpricedBatch(session, state.meta.batch_id);
+        return isFinishedStatus(state.meta.status) ? { ...state, unpriced } : { ...state, unpriced, runBy: await leaseHolder(session, state.meta.batch_id), workers };
+      }),
     );
     for (const line of batchTable(states, count)) say(line);
     sayDamaged();
@@ -86,6 +97,12 @@ async function outputsSoFar(meta: BatchMeta): Promise<number | null> {
   return report?.batch_id === meta.batch_id && unfinished !== undefined && unfinished !== 0 ? report.totals.rows : null;
 }
 
+/** Whether no model of the batch's config has a price (a config unreadable here counts as priced). */
+async function unpricedBatch(session: Session, batchId: string): Promise<boolean> {
+  const stored = await session.store.loadConfig(batchId).catch(() => null);
+  return stored !== null && noModelPriced(stored.config);
+}
+
 /** "host pid N" of the process holding the batch's lease (running or collecting it); null when the lease is free, or held by a process of this machine that died (it lapses within seconds). */
 async function leaseHolder(session: Session, batchId: string): Promise<string | null> {
   const lease = await session.redis.get(session.store.keys(batchId).lease);
@@ -93,11 +110,11 @@ async function leaseHolder(session: Session, batchId: string): Promise<string | 
 }
 
 /** The lines `status <batch id>` prints. */
-export function describeBatch({ meta, progress, runBy, workers, workerNames = [], rowsWrittenSoFar = null, keptAnswers = 0, overApi = false }: BatchState): string[] {
+export function describeBatch({ meta, progress, runBy, workers, workerNames = [], rowsWrittenSoFar = null, keptAnswers = 0, overApi = false, unpriced = false }: BatchState): string[] {
   const lines = [
     `${meta.batch_id}  ${statusText(meta.status, runBy, workers, meta.detached)}`,
     `  rows      ${formatCount(progress.finished)}/${totalOf(progress).text} finished: ${formatCount(progress.succeeded)} succeeded, ${formatCount(progress.failed)} failed; ${formatCount(meta.invalid_rows)} invalid${invalidReasons(meta)}`,
-    `  cost      ${formatUsd(progress.costUsd)}${meta.budget_usd === undefined ? '' : ` of a ${formatUsd(meta.budget_usd)} budget`}`,
+    `  cost      ${formatUsd(unpriced ? null : progress.costUsd)}${meta.budget_usd === undefined ? '' : ` of a ${formatUsd(meta.budget_usd)} budget`}`,
     ...runChoices(meta),
     `  input     ${meta.input}`,
     `  output    ${meta.out_dir}${rowsWrittenSoFar === null ? '' : ` (the ${counted(rowsWrittenSoFar, 'row')} finished when a run of it stopped; all of them once it finishes)`}`,
@@ -127,12 +144,12 @@ function runChoices(meta: BatchMeta): string[] {
 /** The lines `status` prints: one row per batch, newest first. */
 export function batchTable(states: BatchState[], count: number): string[] {
   const header = ['BATCH', 'STATUS', 'ROWS', 'FAILED', 'COST', 'STARTED (UTC)'];
-  const rows = states.map(({ meta, progress, runBy, workers }) => [
+  const rows = states.map(({ meta, progress, runBy, workers, unpriced }) => [
     meta.batch_id,
     statusText(meta.status, runBy, workers, meta.detached),
     `${formatCount(progress.finished)}/${totalOf(progress).text}`,
     formatCount(progress.failed + meta.invalid_rows),
-    formatUsd(progress.costUsd),
+    unpriced ? 'n/a' : formatUsd(progress.costUsd),
     timestamp(meta.created_at),
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]?.length ?? 0)));

@@ -29,3 +29,8 @@ export function formatUsd(usd: number | null): string {
   if (usd >= 1) return `$${usd.toFixed(2)}`;
   return `$${usd.toPrecision(3)}`;
 }
+
+/** No model of the config has a price: what its batches cost is unknown, not $0. */
+export function noModelPriced(config: { models: Record<string, { price?: unknown }> }): boolean {
+  return Object.values(config.models).every((model) => model.price === undefined);
+}

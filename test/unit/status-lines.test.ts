@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describeBatch } from '../../src/commands/status.ts';
+import { batchTable, describeBatch } from '../../src/commands/status.ts';
 import type { BatchMeta, BatchProgress } from '../../src/queue/batch-state.ts';
 
 const meta: BatchMeta = {
@@ -27,6 +27,15 @@ describe('status <batch id>: the workers line', () => {
   it('falls back to the processes on record when Redis will not list its clients, and says nothing when neither knows', () => {
     expect(workersLine(describeBatch({ meta, progress, runBy: null, workers: null, workerNames: ['a pid 1'] }))).toBe('  workers   1 worker process on record: a pid 1');
     expect(workersLine(describeBatch({ meta, progress, runBy: null, workers: null, workerNames: [] }))).toBeUndefined();
+  });
+});
+
+describe('status: the cost of a batch whose models have no price', () => {
+  it('is unknown, not $0', () => {
+    const costLine = (lines: string[]) => lines.find((line) => line.startsWith('  cost'));
+    expect(costLine(describeBatch({ meta, progress, unpriced: true }))).toBe('  cost      n/a (no price configured)');
+    expect(costLine(describeBatch({ meta, progress }))).toBe('  cost      $0.00100');
+    expect(batchTable([{ meta, progress, unpriced: true }], 1).find((line) => line.includes('b1'))).toMatch(/ n\/a +2026-12-02/);
   });
 });
 
