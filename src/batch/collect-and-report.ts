@@ -1,6 +1,6 @@
-import { noModelPriced } from '../models/pricing.ts';
 import type { SwitchyardConfig } from '../config/schema.ts';
 import { refusedByMonthlyCap } from '../execution/redis-row-gate.ts';
+import { noModelPriced } from '../models/pricing.ts';
 import { CollectionTally } from '../output/collection-tally.ts';
 import { collectBatch } from '../output/collector.ts';
 import { finalizeBatch, writeOutputsSoFar } from '../output/finalize-batch.ts';
