@@ -32,7 +32,7 @@ export interface PromptWorkerOptions {
   /** Where the Worker's own errors go (a lost Redis among them); logged when not given. */
   onWorkerError?: (source: string, error: Error) => void;
   /** Told when a batch's budget refuses a call for good (batch-context.ts): the host wakes the batch's parked rows. */
-  onBudgetSpent?: (batchId: string) => void;
+  onBudgetSpent?: (batchId: string | null) => void;
 }
 
 /**

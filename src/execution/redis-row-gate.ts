@@ -18,8 +18,12 @@ export interface RedisRowGateOptions {
   config: SwitchyardConfig;
   /** Where costs go that no monthly cap reserved for; omitted, they count toward no month. */
   monthSpend?: MonthSpend | undefined;
-  /** Told each time a budget refuses a call for good (what is spent leaves no room for it), not for a wait on calls in flight. */
-  onBudgetSpent?: () => void;
+  /**
+   * Told each time a budget refuses a call for good (what is spent leaves no room for it), not for
+   * a wait on calls in flight, with the budget that refused: the batch's, or the month's, which
+   * every batch under the same cap shares.
+   */
+  onBudgetSpent?: (scope: 'batch' | 'month') => void;
 }
 
 /** How long a worker trusts its copy of the batch's budget before reading it again (resume may raise it). */
@@ -71,8 +75,9 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
   let budgetRead: Promise<void> | null = null;
   const breakerReads = new Map<string, Promise<BreakerCheck>>();
 
-  async function batchLimitNanos(): Promise<number | undefined> {
-    if (Date.now() - batchLimit.readAt > BUDGET_REFRESH_MS) {
+  /** The batch's limit, read again when older than BUDGET_REFRESH_MS, or at once with `fresh` (before refusing a row: a resume may have just raised it). */
+  async function batchLimitNanos(fresh = false): Promise<number | undefined> {
+    if (fresh || Date.now() - batchLimit.readAt > BUDGET_REFRESH_MS) {
       budgetRead ??= options.store
         .load(batchId)
         .then((meta) => {
@@ -148,16 +153,20 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
     async reserveBudget(estimateNanos): Promise<BudgetDecision> {
       // A call that costs nothing (an unpriced or free model) takes nothing from any budget, spent or not.
       if (estimateNanos === 0 || !(await tracksBudget())) return { ok: true, hold: null };
-      const result = await budget.reserve({
-        batchKey,
-        monthKey: monthLimitNanos === undefined ? undefined : monthKey(space.prefix, new Date()),
-        batchLimitNanos: await batchLimitNanos(),
-        monthLimitNanos,
-        estimateNanos,
-      });
+      const reserve = async (fresh: boolean) =>
+        budget.reserve({
+          batchKey,
+          monthKey: monthLimitNanos === undefined ? undefined : monthKey(space.prefix, new Date()),
+          batchLimitNanos: await batchLimitNanos(fresh),
+          monthLimitNanos,
+          estimateNanos,
+        });
+      let result = await reserve(false);
+      // Refused on a limit read up to 2 s ago: a resume may have raised it since. Asked again on the one in Redis now.
+      if (!result.ok && result.scope === 'batch') result = await reserve(true);
       if (result.ok) return result;
       const heldByCallsInFlight = result.reservedNanos > 0 && result.spentNanos + estimateNanos <= result.limitNanos;
-      if (!heldByCallsInFlight) options.onBudgetSpent?.();
+      if (!heldByCallsInFlight) options.onBudgetSpent?.(result.scope);
       const what = result.scope === 'batch' ? `the batch budget of ${formatUsd(nanosToUsd(result.limitNanos))}` : `the monthly budget of ${formatUsd(nanosToUsd(result.limitNanos))}`;
       return {
         ok: false,
@@ -176,16 +185,21 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
 
     async budgetRefusal(estimateNanos): Promise<string | null> {
       if (estimateNanos === 0) return null;
-      const batchLimit = await batchLimitNanos();
-      const [batch, month] = await Promise.all([
-        batchLimit === undefined ? null : budget.usage(batchKey),
-        monthLimitNanos === undefined ? null : budget.usage(monthKey(space.prefix, new Date())),
-      ]);
-      let refusal: string | null = null;
-      if (batch && batchLimit !== undefined && batch.spentNanos + estimateNanos > batchLimit) refusal = refusalMessage('batch', batchLimit, batch.spentNanos, batch.reservedNanos, estimateNanos);
-      else if (month && monthLimitNanos !== undefined && month.spentNanos + estimateNanos > monthLimitNanos) refusal = refusalMessage('month', monthLimitNanos, month.spentNanos, month.reservedNanos, estimateNanos);
-      if (refusal) options.onBudgetSpent?.();
-      return refusal;
+      const refusal = async (fresh: boolean): Promise<{ scope: 'batch' | 'month'; message: string } | null> => {
+        const batchLimit = await batchLimitNanos(fresh);
+        const [batch, month] = await Promise.all([
+          batchLimit === undefined ? null : budget.usage(batchKey),
+          monthLimitNanos === undefined ? null : budget.usage(monthKey(space.prefix, new Date())),
+        ]);
+        if (batch && batchLimit !== undefined && batch.spentNanos + estimateNanos > batchLimit) return { scope: 'batch', message: refusalMessage('batch', batchLimit, batch.spentNanos, batch.reservedNanos, estimateNanos) };
+        if (month && monthLimitNanos !== undefined && month.spentNanos + estimateNanos > monthLimitNanos) return { scope: 'month', message: refusalMessage('month', monthLimitNanos, month.spentNanos, month.reservedNanos, estimateNanos) };
+        return null;
+      };
+      let refused = await refusal(false);
+      // The batch's limit was read up to 2 s ago: a resume may have raised it since.
+      if (refused?.scope === 'batch') refused = await refusal(true);
+      if (refused) options.onBudgetSpent?.(refused.scope);
+      return refused?.message ?? null;
     },
 
     async settle(settlement: CallSettlement): Promise<'open' | void> {

@@ -6,11 +6,11 @@ import { callCostNanos, nanosToUsd } from '../models/pricing.ts';
 import type { ProviderClient } from '../models/provider-clients.ts';
 import type { CallRecord } from '../output/records.ts';
 import { DEFAULT_TASK_TYPE_DESCRIPTIONS } from '../routing/default-task-types.ts';
-import { classifyWithLlm } from '../routing/llm-classifier.ts';
+import { classifierMessages, classifyWithLlm } from '../routing/llm-classifier.ts';
 import { armTarget } from '../routing/ab-split.ts';
 import { planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
-import { countMessageTokens } from '../routing/token-count.ts';
+import { countMessageTokens, maxMessageTokens } from '../routing/token-count.ts';
 import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
 import type { RowGate } from './row-gate.ts';
 import type { RoutePlan, RowProgress } from './row-progress.ts';
@@ -25,23 +25,27 @@ import type { RowInput } from './row-runner.ts';
  * has a plan). The rules decide when the classifier cannot run: its circuit open, the budget, or
  * a wait past limits.max_wait_ms when its model's `on_limit` is `fallback`.
  */
-/** The classifier prompt's tokens, roughly (instructions + the text), plus its max_tokens. */
-function estimateTokens(text: string, maxTokens: number): number {
-  return Math.ceil(Math.min(text.length, 4000) / 4) + 150 + maxTokens;
-}
-
 export function createRowPlanner(config: SwitchyardConfig, providers: Map<string, ProviderClient>, pinnedModel: string | undefined, gate: RowGate, callSlot: CallSlot = unlimitedCallSlot) {
   const rules = compileTaskRules(config.routing);
   const llm = config.routing?.classifier === 'llm' ? config.routing.llm_classifier : undefined;
   const descriptions = config.routing?.task_types ? undefined : DEFAULT_TASK_TYPE_DESCRIPTIONS;
+  /**
+   * What the classifier request's prompt is held as: its UTF-8 bytes, a bound no provider's
+   * tokenizer exceeds (a token covers a byte at least). A guess from the text's length fell about
+   * 15% short of the instructions, and with a max_tokens this small the answer leaves no slack to
+   * make up for it: each call settled above what the budget held for it, and a batch could spend
+   * past its budget. The hold lasts one cheap call; the call settles at what it cost.
+   */
+  const promptTokens = (text: string): number => maxMessageTokens(classifierMessages({ text, taskTypes: rules.labels, descriptions }));
 
   /**
    * Passes the classifier call through breaker, limiter and budget: its slot, a wait for a slot
    * booked too far ahead to sleep through (the row parks holding it), or why it cannot run.
    */
   async function admitClassifierCall(model: string, maxTokens: number, text: string, progress: RowProgress): Promise<{ slotAt: number; budgetHold: BudgetHold | null } | { skipped: string } | { waitMs: number }> {
-    const estimatedTokens = estimateTokens(text, maxTokens);
-    const estimateNanos = callCostNanos(config.models[model]?.price, { input_tokens: estimateTokens(text, 0), output_tokens: maxTokens }) ?? 0;
+    const prompt = promptTokens(text);
+    const estimatedTokens = prompt + maxTokens;
+    const estimateNanos = callCostNanos(config.models[model]?.price, { input_tokens: prompt, output_tokens: maxTokens }) ?? 0;
     // As for an answer (row-runner.ts): no waiting for a rate-limited classifier's slot when the budget must refuse the call.
     const limited = config.models[model]?.rpm !== undefined || config.models[model]?.tpm !== undefined;
     if (limited && (await gate.budgetRefusal(estimateNanos))) {
@@ -113,7 +117,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
       await gate.settle({
         model: llm.model,
         slotAt: admitted.slotAt,
-        estimatedTokens: estimateTokens(text, llm.max_tokens),
+        estimatedTokens: promptTokens(text) + llm.max_tokens,
         actualTokens: usage.input_tokens + usage.output_tokens,
         budgetHold: admitted.budgetHold,
         actualNanos: nanos ?? 0,

@@ -38,8 +38,8 @@ const RELOAD_AFTER_MS = 30_000;
  */
 export function createBatchContexts(store: BatchStore, options: { callSlots?: CallSlots; monthSpend?: MonthSpend; maxCached?: number; reloadAfterMs?: number; now?: () => number } = {}) {
   const { callSlots, monthSpend, maxCached = 32, reloadAfterMs = RELOAD_AFTER_MS, now = Date.now } = options;
-  /** Told when a batch's budget refuses a call for good (whenBudgetSpent). */
-  let budgetSpent: ((batchId: string) => void) | undefined;
+  /** Told when a budget refuses a call for good (whenBudgetSpent): the batch's, or the month's (null: every batch's parked rows may be under that cap). */
+  let budgetSpent: ((batchId: string | null) => void) | undefined;
   const callSlot = callSlots?.slot ?? unlimitedCallSlot;
   /** runAt: when the batch's run whose config this is started (epoch ms). */
   type Loaded = { context: BatchContext | 'elsewhere'; source: string; runAt: number };
@@ -49,7 +49,7 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
 
   function build(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined, abSplit: readonly AbArm[] | undefined): BatchContext {
     const providers = createProviderClients(config);
-    const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config, monthSpend, onBudgetSpent: () => budgetSpent?.(batchId) });
+    const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config, monthSpend, onBudgetSpent: (scope) => budgetSpent?.(scope === 'batch' ? batchId : null) });
     const runner: RowRunnerDeps = { config, providers, gate, plan: createRowPlanner(config, providers, modelOverride, gate, callSlot), sleep, callSlot };
     return {
       config,
@@ -99,8 +99,11 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
       if (cached && !stale && now() < cached.reloadAt) return cached.context;
       return remember(batchId, load(batchId, cached?.loaded), now() + reloadAfterMs);
     },
-    /** Who to tell when a batch's budget refuses a call for good: the worker host, which wakes the batch's parked rows (wake-parked-rows.ts). */
-    whenBudgetSpent(listener: (batchId: string) => void): void {
+    /**
+     * Who to tell when a budget refuses a call for good: the worker host, which wakes the batch's
+     * parked rows, or with null (the month's cap) every batch's (wake-parked-rows.ts).
+     */
+    whenBudgetSpent(listener: (batchId: string | null) => void): void {
       budgetSpent = listener;
     },
     /** The process is stopping: rows not calling yet park instead (CallSlots.stop). */

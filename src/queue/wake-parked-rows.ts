@@ -11,11 +11,12 @@ const WAKE_EVERY_MS = 1000;
  * Wakes a batch's parked rows (its delayed jobs) now. Once the batch's budget is spent, a row parked
  * until its rate-limit slot (minutes away, on a busy limit) would sit out that wait only to be
  * refused: woken, each asks the budget at once (row-runner.ts) and ends, while a row that may still
- * run parks again for the rest of its wait (its slot, or its backoff: `retryAt`). Returns how many
- * rows were woken.
+ * run parks again for the rest of its wait (its slot, or its backoff: `retryAt`). `batchId` null:
+ * every batch's (the month's cap refused, which other batches may share; a row of a batch under no
+ * cap parks again). Returns how many rows were woken.
  */
-export async function wakeParkedRows(queue: Queue, batchId: string): Promise<number> {
-  const ids = (await queue.getRanges(['delayed'], 0, -1)).filter((id) => batchOfJobId(id) === batchId);
+export async function wakeParkedRows(queue: Queue, batchId: string | null): Promise<number> {
+  const ids = (await queue.getRanges(['delayed'], 0, -1)).filter((id) => batchId === null || batchOfJobId(id) === batchId);
   let woken = 0;
   for (let at = 0; at < ids.length; at += CHUNK) {
     const promoted = await Promise.allSettled(
@@ -37,9 +38,9 @@ export async function wakeParkedRows(queue: Queue, batchId: string): Promise<num
  * one runs make one more after it (a row that still fitted when woken may be refused later, once
  * the budget is spent for it too). A failure only means the rows wake when they are due.
  */
-export function createParkedRowWaker(queue: () => Queue, logger: Logger): (batchId: string) => void {
-  const waking = new Map<string, { again: boolean }>();
-  const wake = async (batchId: string, state: { again: boolean }): Promise<void> => {
+export function createParkedRowWaker(queue: () => Queue, logger: Logger): (batchId: string | null) => void {
+  const waking = new Map<string | null, { again: boolean }>();
+  const wake = async (batchId: string | null, state: { again: boolean }): Promise<void> => {
     do {
       state.again = false;
       const woken = await wakeParkedRows(queue(), batchId).catch((error: unknown) => {

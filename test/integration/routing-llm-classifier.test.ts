@@ -184,4 +184,21 @@ describe('LLM classifier against the simulator', () => {
       sim.setOptions({ models: {} });
     }
   });
+
+  it("holds in the budget what the classifier call can cost: a bound of its prompt whatever the provider's tokenizer (its bytes), and its max_tokens", async () => {
+    const held: number[] = [];
+    const price = config.models.classifier!.price!;
+    const maxTokens = config.routing!.llm_classifier!.max_tokens;
+    const { gate } = openRowGate({ reserveBudget: async (estimateNanos) => (held.push(estimateNanos), { ok: true, hold: null }) });
+    const planRow = createRowPlanner(config, createProviderClients(config), undefined, gate);
+    for (const content of ["What's the capital of France?", 'Write a sorting function in Rust, then explain its complexity. '.repeat(20)]) {
+      const planned = await planRow({ batchId: 'b', row: 1, id: 'r1', messages: [{ role: 'user', content }], metadata: {} }, freshProgress());
+      if ('waitMs' in planned) throw new Error('expected a plan');
+      const call = planned.calls[0]!;
+      // Its prompt never costs more than was held for it (a guess from the text's length was about 15% short of the
+      // instructions). This simulator answers past max_tokens, which a provider does not: the answer is left out.
+      const promptHeld = held.at(-1)! - callCostNanos(price, { input_tokens: 0, output_tokens: maxTokens })!;
+      expect(callCostNanos(price, { input_tokens: call.input_tokens, output_tokens: 0 })!).toBeLessThanOrEqual(promptHeld);
+    }
+  });
 });
