@@ -124,11 +124,22 @@ export function countMessageTokens(messages: readonly ChatMessage[]): number {
   return total;
 }
 
-/** A cheap estimate with no tokenizer: a quarter token per character, plus the same overheads. */
+/**
+ * A cheap estimate with no tokenizer, plus the same overheads: a quarter token per ASCII character
+ * (English runs about four to a token), a token per other UTF-16 unit. A quarter per character
+ * alone put Chinese or Japanese text at a quarter of its tokens, and the budget and tpm limits held
+ * that little for calls that then cost four times as much.
+ */
 export function estimateMessageTokens(messages: readonly ChatMessage[]): number {
   let total = REPLY_PRIMING_TOKENS;
-  for (const message of messages) total += Math.ceil(message.content.length / 4) + MESSAGE_OVERHEAD_TOKENS;
+  for (const message of messages) total += estimateTextTokens(message.content) + MESSAGE_OVERHEAD_TOKENS;
   return total;
+}
+
+function estimateTextTokens(text: string): number {
+  let other = 0;
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) other++;
+  return Math.ceil((text.length - other) / 4) + other;
 }
 
 /**

@@ -189,8 +189,19 @@ describe('token counting', () => {
       expect(tokens).toBeGreaterThan(text.length * 0.3);
       expect(tokens).toBeLessThanOrEqual(text.length * 1.5);
     }
-    // Far more tokens per character than English, which the chars/4 estimate misses.
+    // Far more tokens per character than English, which a chars/4 estimate missed.
     expect(countTextTokens(chinese)).toBeGreaterThan(Math.ceil(chinese.length / 4));
+  });
+
+  it('estimates without the tokenizer at no less than the count for Chinese and Japanese, and close to it for English', () => {
+    const ask = (content: string) => [{ role: 'user' as const, content }];
+    for (const text of ['请分析人工智能服务提供商的竞争格局，并为希望进入市场的初创公司推荐一种战略。', '東京は日本の首都で、世界で最も人口の多い都市圏の一つです。']) {
+      expect(estimateMessageTokens(ask(text))).toBeGreaterThanOrEqual(countMessageTokens(ask(text)));
+    }
+    const english = 'Analyze the competitive landscape of AI API providers in 2026 and recommend a strategy for a startup. '.repeat(20);
+    const ratio = estimateMessageTokens(ask(english)) / countMessageTokens(ask(english));
+    expect(ratio).toBeGreaterThan(0.8);
+    expect(ratio).toBeLessThan(1.5);
   });
 
   it('adds per-message and reply overheads, and treats special-token text as text', () => {
