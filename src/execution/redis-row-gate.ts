@@ -47,6 +47,11 @@ function budgetHoldTtlMs(config: SwitchyardConfig): number {
 
 const MONTH_REFUSAL_FIX = 'raise budget.monthly_usd or wait for next month';
 
+/** "the batch budget of $5.00", "the monthly budget of $200". */
+function budgetName(scope: 'batch' | 'month', limitNanos: number): string {
+  return `the ${scope === 'batch' ? 'batch' : 'monthly'} budget of ${formatUsd(nanosToUsd(limitNanos))}`;
+}
+
 /** Whether a row's budget_exceeded message says the month's cap refused it (not the batch's). */
 export function refusedByMonthlyCap(message: string | undefined): boolean {
   return message?.endsWith(MONTH_REFUSAL_FIX) === true;
@@ -107,11 +112,19 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
 
   const tracksBudget = async () => monthLimitNanos !== undefined || (await batchLimitNanos()) !== undefined;
 
+  /**
+   * Whether the batch's limit in Redis differs from the one read up to 2 s ago (a resume may have
+   * just raised it): asked before a row is refused on the batch's budget, which is then asked again.
+   */
+  async function batchLimitChanged(): Promise<boolean> {
+    const before = batchLimit.nanos;
+    return (await batchLimitNanos(true)) !== before;
+  }
+
   /** Why the budget refuses a call of `estimateNanos`: what it could cost, what is spent and held, and what to do. */
   function refusalMessage(scope: 'batch' | 'month', limitNanos: number, spentNanos: number, heldNanos: number, estimateNanos: number): string {
-    const what = scope === 'batch' ? `the batch budget of ${formatUsd(nanosToUsd(limitNanos))}` : `the monthly budget of ${formatUsd(nanosToUsd(limitNanos))}`;
     return (
-      `not run: it could cost up to ${formatUsd(nanosToUsd(estimateNanos))} and ${formatUsd(nanosToUsd(spentNanos))} of ${what} is spent ` +
+      `not run: it could cost up to ${formatUsd(nanosToUsd(estimateNanos))} and ${formatUsd(nanosToUsd(spentNanos))} of ${budgetName(scope, limitNanos)} is spent ` +
       `(${formatUsd(nanosToUsd(heldNanos))} more held by calls in flight); ` +
       (scope === 'batch' ? 'resume with a higher --budget to finish' : MONTH_REFUSAL_FIX)
     );
@@ -153,26 +166,24 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
     async reserveBudget(estimateNanos): Promise<BudgetDecision> {
       // A call that costs nothing (an unpriced or free model) takes nothing from any budget, spent or not.
       if (estimateNanos === 0 || !(await tracksBudget())) return { ok: true, hold: null };
-      const reserve = async (fresh: boolean) =>
+      const reserve = async () =>
         budget.reserve({
           batchKey,
           monthKey: monthLimitNanos === undefined ? undefined : monthKey(space.prefix, new Date()),
-          batchLimitNanos: await batchLimitNanos(fresh),
+          batchLimitNanos: await batchLimitNanos(),
           monthLimitNanos,
           estimateNanos,
         });
-      let result = await reserve(false);
-      // Refused on a limit read up to 2 s ago: a resume may have raised it since. Asked again on the one in Redis now.
-      if (!result.ok && result.scope === 'batch') result = await reserve(true);
+      let result = await reserve();
+      if (!result.ok && result.scope === 'batch' && (await batchLimitChanged())) result = await reserve();
       if (result.ok) return result;
       const heldByCallsInFlight = result.reservedNanos > 0 && result.spentNanos + estimateNanos <= result.limitNanos;
       if (!heldByCallsInFlight) options.onBudgetSpent?.(result.scope);
-      const what = result.scope === 'batch' ? `the batch budget of ${formatUsd(nanosToUsd(result.limitNanos))}` : `the monthly budget of ${formatUsd(nanosToUsd(result.limitNanos))}`;
       return {
         ok: false,
         heldByCallsInFlight,
         waitNote:
-          `rows wait for ${what}: ${formatUsd(nanosToUsd(result.spentNanos))} is spent and ${formatUsd(nanosToUsd(result.reservedNanos))} held by calls in flight until they settle ` +
+          `rows wait for ${budgetName(result.scope, result.limitNanos)}: ${formatUsd(nanosToUsd(result.spentNanos))} is spent and ${formatUsd(nanosToUsd(result.reservedNanos))} held by calls in flight until they settle ` +
           `(a worker stopped mid-call leaves its holds until they lapse, within ${Math.round(holdTtlMs / 1000)} s)`,
         message: refusalMessage(result.scope, result.limitNanos, result.spentNanos, result.reservedNanos, estimateNanos),
       };
@@ -185,8 +196,8 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
 
     async budgetRefusal(estimateNanos): Promise<string | null> {
       if (estimateNanos === 0) return null;
-      const refusal = async (fresh: boolean): Promise<{ scope: 'batch' | 'month'; message: string } | null> => {
-        const batchLimit = await batchLimitNanos(fresh);
+      const refusal = async (): Promise<{ scope: 'batch' | 'month'; message: string } | null> => {
+        const batchLimit = await batchLimitNanos();
         const [batch, month] = await Promise.all([
           batchLimit === undefined ? null : budget.usage(batchKey),
           monthLimitNanos === undefined ? null : budget.usage(monthKey(space.prefix, new Date())),
@@ -195,9 +206,8 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
         if (month && monthLimitNanos !== undefined && month.spentNanos + estimateNanos > monthLimitNanos) return { scope: 'month', message: refusalMessage('month', monthLimitNanos, month.spentNanos, month.reservedNanos, estimateNanos) };
         return null;
       };
-      let refused = await refusal(false);
-      // The batch's limit was read up to 2 s ago: a resume may have raised it since.
-      if (refused?.scope === 'batch') refused = await refusal(true);
+      let refused = await refusal();
+      if (refused?.scope === 'batch' && (await batchLimitChanged())) refused = await refusal();
       if (refused) options.onBudgetSpent?.(refused.scope);
       return refused?.message ?? null;
     },

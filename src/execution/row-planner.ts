@@ -14,7 +14,7 @@ import { countMessageTokens, maxMessageTokens } from '../routing/token-count.ts'
 import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
 import type { RowGate } from './row-gate.ts';
 import type { RoutePlan, RowProgress } from './row-progress.ts';
-import type { RowInput } from './row-runner.ts';
+import { releaseHeldSlot, type RowInput } from './row-runner.ts';
 
 /**
  * Decides a row's task type (rules, or a cheap model with the rules as fallback) and its model
@@ -42,15 +42,14 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
    * Passes the classifier call through breaker, limiter and budget: its slot, a wait for a slot
    * booked too far ahead to sleep through (the row parks holding it), or why it cannot run.
    */
-  async function admitClassifierCall(model: string, maxTokens: number, text: string, progress: RowProgress): Promise<{ slotAt: number; budgetHold: BudgetHold | null } | { skipped: string } | { waitMs: number }> {
+  async function admitClassifierCall(model: string, maxTokens: number, text: string, progress: RowProgress): Promise<{ slotAt: number; budgetHold: BudgetHold | null; estimatedTokens: number } | { skipped: string } | { waitMs: number }> {
     const prompt = promptTokens(text);
     const estimatedTokens = prompt + maxTokens;
     const estimateNanos = callCostNanos(config.models[model]?.price, { input_tokens: prompt, output_tokens: maxTokens }) ?? 0;
     // As for an answer (row-runner.ts): no waiting for a rate-limited classifier's slot when the budget must refuse the call.
     const limited = config.models[model]?.rpm !== undefined || config.models[model]?.tpm !== undefined;
     if (limited && (await gate.budgetRefusal(estimateNanos))) {
-      if (progress.reservedModel === model) await gate.releaseSlot(model, progress.slotAt, progress.reservedTokens ?? 0);
-      Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
+      await releaseHeldSlot(progress, gate);
       return { skipped: 'budget' };
     }
     let untilSlot: number;
@@ -74,7 +73,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
       return { skipped: 'budget' };
     }
     if (untilSlot > 0) await new Promise((resolve) => setTimeout(resolve, untilSlot));
-    return { slotAt: progress.slotAt, budgetHold: budget.hold };
+    return { slotAt: progress.slotAt, budgetHold: budget.hold, estimatedTokens };
   }
 
   /** The row's plan and the classifier's call record, or how long the row waits for the classifier's slot. */
@@ -117,7 +116,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
       await gate.settle({
         model: llm.model,
         slotAt: admitted.slotAt,
-        estimatedTokens: promptTokens(text) + llm.max_tokens,
+        estimatedTokens: admitted.estimatedTokens,
         actualTokens: usage.input_tokens + usage.output_tokens,
         budgetHold: admitted.budgetHold,
         actualNanos: nanos ?? 0,

@@ -259,7 +259,7 @@ async function takeSlot(model: string, estimatedTokens: number, onLimit: 'wait' 
 }
 
 /** A row that will not make the call it booked a slot for gives the slot back (nothing when it holds none). */
-async function releaseHeldSlot(progress: RowProgress, gate: RowGate): Promise<void> {
+export async function releaseHeldSlot(progress: RowProgress, gate: RowGate): Promise<void> {
   const { reservedModel, reservedTokens } = progress;
   Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
   if (reservedModel !== undefined) await gate.releaseSlot(reservedModel, progress.slotAt, reservedTokens ?? 0);

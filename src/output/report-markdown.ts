@@ -225,17 +225,16 @@ function ensemblesSection(report: Report): string[] {
   ]);
 }
 
-/** "$0.0123 + 2 unpriced calls": an arm's cost, with the calls whose cost is unknown. */
-function armCost(arm: AbArmReport): string {
-  if (arm.unpriced_calls > 0 && arm.cost_usd === 0) return formatUsd(null);
-  return arm.unpriced_calls > 0 ? `${formatUsd(arm.cost_usd)} + ${counted(arm.unpriced_calls, 'unpriced call')}` : formatUsd(arm.cost_usd);
+/** "$0.0123 + 2 unpriced calls": a cost with what of it is unknown; n/a when none of it is known. */
+function costWithUnpriced(costUsd: number, unpriced: number, noun: 'call' | 'row', noneKnown: boolean): string {
+  if (noneKnown) return formatUsd(null);
+  return unpriced > 0 ? `${formatUsd(costUsd)} + ${counted(unpriced, `unpriced ${noun}`)}` : formatUsd(costUsd);
 }
 
-/** "$0.0123 + 2 unpriced rows": rows' cost from their results, with the rows whose cost is unknown. */
-function groupCost(group: RowGroupReport): string {
-  if (group.unpriced_rows > 0 && group.unpriced_rows === group.rows) return formatUsd(null);
-  return group.unpriced_rows > 0 ? `${formatUsd(group.cost_usd)} + ${counted(group.unpriced_rows, 'unpriced row')}` : formatUsd(group.cost_usd);
-}
+/** An arm's cost (from its calls). */
+const armCost = (arm: AbArmReport): string => costWithUnpriced(arm.cost_usd, arm.unpriced_calls, 'call', arm.unpriced_calls > 0 && arm.cost_usd === 0);
+/** Rows' cost from their results. */
+const groupCost = (group: RowGroupReport): string => costWithUnpriced(group.cost_usd, group.unpriced_rows, 'row', group.unpriced_rows > 0 && group.unpriced_rows === group.rows);
 
 /** "$0.000412" an answer ("n/a" when none succeeded, or none was priced). */
 function costPerAnswer(group: RowGroupReport | AbArmReport): string {

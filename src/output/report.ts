@@ -82,7 +82,6 @@ export interface TaskTypeReport {
  */
 export type EnsembleReport = RowGroupReport;
 
-/** The judge's work (config `judge`): rows scored, rows it could not score and why. */
 /** What some rows have in common, whatever they are grouped by: how many, how fast, how good. */
 interface RowFigures {
   rows: number;
@@ -117,6 +116,7 @@ export interface AbArmReport extends RowFigures {
   answered_by: Record<string, number>;
 }
 
+/** The judge's work (config `judge`): rows scored, rows it could not score and why. */
 export interface JudgeReport {
   model: string;
   rows_scored: number;
