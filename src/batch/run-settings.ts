@@ -5,7 +5,7 @@ import { answerableNames, type SwitchyardConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
 import type { InputRow } from '../input/row.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
-import type { Session } from '../queue/session.ts';
+import { noBatchMessage, type Session } from '../queue/session.ts';
 import { AB_BESIDE_PINNED, formatAbSplit, parseAbSplit, type AbArm } from '../routing/ab-split.ts';
 import { AUTO_ROUTE, pinnedModel } from '../routing/pinned-model.ts';
 import type { Simulator } from '../sim/server.ts';
@@ -16,7 +16,7 @@ import type { RunHost, RunOptions } from './run-batch.ts';
 /** The batch an earlier run left (null for a new one), refused when these options cannot go on with it. */
 export async function loadEarlierBatch(batchId: string, options: RunOptions, session: Session): Promise<BatchMeta | null> {
   const existing = await session.store.load(batchId);
-  if (options.resume && !existing) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel}; check the id with "switchyard status"`);
+  if (options.resume && !existing) throw new UsageError(noBatchMessage(session, batchId));
   if (existing && options.out && resolve(options.out) !== existing.out_dir) {
     throw new UsageError(`batch ${batchId} writes its outputs to ${existing.out_dir}, not ${resolve(options.out)}: leave --out off to go on with it, or start a new batch (another --batch-id)`);
   }

@@ -5,7 +5,7 @@ import { batchExitCode } from '../output/report.ts';
 import { isFinishedStatus } from '../queue/batch-state.ts';
 import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { collectAndReport } from '../batch/collect-and-report.ts';
-import { openSession } from '../queue/session.ts';
+import { noBatchMessage, openSession } from '../queue/session.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
 import { exitWhenRedisStaysAway } from '../queue/redis-stays-away.ts';
@@ -36,7 +36,7 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
   const queue = session.openPromptQueue();
   try {
     const state = await session.store.loadWithProgress(batchId);
-    if (!state) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel}; \`switchyard status\` lists the recent ones`);
+    if (!state) throw new UsageError(noBatchMessage(session, batchId));
     const { meta, progress } = state;
     // Outputs deleted since: collecting writes them again.
     const written = isFinishedStatus(meta.status) ? await readWrittenReport(meta.out_dir) : null;

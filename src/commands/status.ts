@@ -4,7 +4,7 @@ import { formatAbSplit } from '../routing/ab-split.ts';
 import { counted, formatCount } from '../output/report-markdown.ts';
 import { UsageError } from '../errors.ts';
 import { DamagedBatchError, isFinishedStatus, type BatchMeta, type BatchProgress, type BatchStatus } from '../queue/batch-state.ts';
-import { openSession, type Session } from '../queue/session.ts';
+import { noBatchMessage, openSession, type Session } from '../queue/session.ts';
 import { holderName, leaseHolderAlive } from '../queue/batch-lease.ts';
 import { totalOf } from '../progress/progress-display.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
@@ -45,7 +45,7 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
         session.redis.exists(keys.submittedOverApi),
         unpricedBatch(session, batchId),
       ]);
-      if (!state) throw new UsageError(`no batch "${batchId}" in Redis at ${session.redisLabel} (with key prefix "${session.space.prefix}"); \`switchyard status\` lists the recent ones`);
+      if (!state) throw new UsageError(noBatchMessage(session, batchId));
       const finished = isFinishedStatus(state.meta.status);
       const [workers, workerNames, rowsWrittenSoFar] = finished
         ? [undefined, undefined, undefined]
@@ -69,7 +69,7 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
     };
     if (loaded.length === 0) {
       sayDamaged();
-      say(`No batches in Redis at ${session.redisLabel} (key prefix "${session.space.prefix}").`);
+      say(`No batches in Redis at ${session.redisLabel} (key prefix "${session.space.prefix}", SWITCHYARD_PREFIX).`);
       return 0;
     }
     // Unfinished ones: is anything working on them? One lease read each, one worker count for all.

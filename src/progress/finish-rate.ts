@@ -4,27 +4,34 @@
  * rows wait on a rate limit): the average decays slowly and the ETA grows without saying why.
  */
 export class FinishRate {
-  /** (time, finished) samples, oldest first, at least `sampleEveryMs` apart, reaching back past the window. */
-  private readonly samples: Array<{ at: number; finished: number }> = [];
+  /** (time, rows counted) samples, oldest first, at least `sampleEveryMs` apart, reaching back past the window. */
+  private readonly samples: Array<{ at: number; counted: number }> = [];
   private readonly windowMs: number;
   private readonly sampleEveryMs: number;
   private lastFinished: number;
   private lastChangeAt: number;
+  /**
+   * Every rise of the finished count, added up. A resume clears the finished bits of the failed rows
+   * it runs again and they come back as those rows finish: the count ends where it began, though
+   * every one of them was finished in this run ("0 rows/s, done" when it counted the net change).
+   */
+  private counted = 0;
 
   constructor(windowMs: number, startedAt: number, finished: number, sampleEveryMs = 1000) {
     this.windowMs = windowMs;
     this.sampleEveryMs = sampleEveryMs;
-    this.samples.push({ at: startedAt, finished });
+    this.samples.push({ at: startedAt, counted: 0 });
     this.lastFinished = finished;
     this.lastChangeAt = startedAt;
   }
 
   observe(finished: number, at: number): void {
     if (finished !== this.lastFinished) {
+      this.counted += Math.max(0, finished - this.lastFinished);
       this.lastFinished = finished;
       this.lastChangeAt = at;
     }
-    if (at - this.samples[this.samples.length - 1]!.at >= this.sampleEveryMs) this.samples.push({ at, finished });
+    if (at - this.samples[this.samples.length - 1]!.at >= this.sampleEveryMs) this.samples.push({ at, counted: this.counted });
     // Keep one sample at or before the window's start, so the rate always spans a whole window.
     while (this.samples.length > 2 && at - this.samples[1]!.at >= this.windowMs) this.samples.shift();
   }
@@ -33,8 +40,7 @@ export class FinishRate {
   perSecond(at: number): number {
     const base = this.samples[0]!;
     const elapsed = at - base.at;
-    // Never below 0: a resumed batch clears the finished bits of the failed rows it runs again.
-    return elapsed > 0 ? (Math.max(0, this.lastFinished - base.finished) * 1000) / elapsed : 0;
+    return elapsed > 0 ? ((this.counted - base.counted) * 1000) / elapsed : 0;
   }
 
   /** How long a stretch `perSecond` measures over. */

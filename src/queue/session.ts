@@ -34,6 +34,14 @@ export function keySpaceFromEnv(env: NodeJS.ProcessEnv = process.env): KeySpace 
   return { prefix: env.SWITCHYARD_PREFIX?.trim() || 'sy' };
 }
 
+/**
+ * Where a batch id was looked for and not found. Another Redis or another SWITCHYARD_PREFIX is the
+ * usual reason an id the user has just seen is not found: the message names both.
+ */
+export function noBatchMessage(session: Pick<Session, 'redisLabel' | 'space'>, batchId: string): string {
+  return `no batch "${batchId}" in Redis at ${session.redisLabel} with key prefix "${session.space.prefix}" (SWITCHYARD_PREFIX); \`switchyard status\` lists the recent ones`;
+}
+
 export async function openSession(logger: Logger, say: (line: string) => void): Promise<Session> {
   const ensured = await ensureRedis({ dataDir: '.switchyard', log: say });
   const redisLabel = redactUrl(ensured.url);

@@ -53,6 +53,13 @@ describe('switchyard status', () => {
     expect(result.stderr).toContain('no batch "no-such-batch" in Redis at');
     expect(result.stderr).toContain(`key prefix "${h.prefix}"`);
     expect(result.stderr).toContain('`switchyard status` lists the recent ones');
+    // A resume and a collect of it say the same, SWITCHYARD_PREFIX named: another prefix is the usual reason.
+    for (const args of [['run', '--resume', 'no-such-batch'], ['collect', 'no-such-batch']]) {
+      const other = await runCli(args, h.env());
+      expect(other.code, args.join(' ')).toBe(2);
+      expect(other.stderr).toContain(`no batch "no-such-batch" in Redis at`);
+      expect(other.stderr).toContain(`key prefix "${h.prefix}" (SWITCHYARD_PREFIX)`);
+    }
   });
 
   it('gives the reasons for invalid rows and says how to run them once fixed', async () => {

@@ -94,6 +94,18 @@ describe('progress display (plain lines)', () => {
     display.update(progress(950, null));
     expect(out.lines).toEqual(['progress: 950/? rows, 0 failed, 50 rows/s, ETA ?, cost $0.0950']);
   });
+
+  it('counts the failed rows a resume runs again, though the finished count ends where it began', () => {
+    const out = plainOutput();
+    const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 1000 });
+    display.update(progress(100, 100, 10)); // the first run left 10 failed rows
+    display.update(progress(90, 100, 0)); // the resume clears them
+    out.advance(1000);
+    display.update(progress(95, 100, 0));
+    out.advance(1000);
+    display.update(progress(100, 100, 0));
+    expect(out.lines).toEqual(['progress: 95/100 rows, 0 failed, 5 rows/s, ETA ?, cost $0.00950', 'progress: 100/100 rows, 0 failed, 5 rows/s, done, cost $0.0100']);
+  });
 });
 
 describe('progress display while the file is still being read', () => {
