@@ -154,7 +154,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     say('');
   }
   const judged = config.judge ? `; a ${config.judge.model} judge call per row included` : '';
-  say(`Estimated cost: at most ${total.unpriced === total.rows ? formatUsd(null) : formatUsd(nanosToUsd(total.costNanos))} (input tokens counted, output at max_tokens; retries and fallbacks not included${judged})` + (total.unpriced > 0 ? `; ${total.unpriced} rows on unpriced models` : ''));
+  say(`Estimated cost: ${total.unpriced === total.rows ? formatUsd(null) : `at most ${formatUsd(nanosToUsd(total.costNanos))}`} (input tokens counted, output at max_tokens; retries and fallbacks not included${judged})` + (total.unpriced > 0 ? `; ${total.unpriced} rows on unpriced models` : ''));
   const budgetUsd = options.budget ?? config.budget.batch_usd;
   if (budgetUsd !== undefined && nanosToUsd(total.costNanos) > budgetUsd) {
     say(`Budget: the batch budget of ${formatUsd(budgetUsd)} is below this estimate; the calls stop where it runs out (answers are usually shorter than max_tokens), and the rows left end budget_exceeded.`);

@@ -46,7 +46,7 @@ function formatRate(rowsPerSecond: number | null): string {
 function formatCost(costUsd: number, unpricedCalls: number, calls: number): string {
   if (calls > 0 && unpricedCalls === calls) return formatUsd(null);
   const cost = formatUsd(costUsd);
-  return unpricedCalls > 0 ? `${cost} + ${count(unpricedCalls)} unpriced` : cost;
+  return unpricedCalls > 0 ? `${cost} + ${counted(unpricedCalls, 'unpriced call')}` : cost;
 }
 
 /** "4.1 s (487 rows/s)", or for a resumed batch "4.1 s (1,365 rows this run, 333 rows/s)". */
@@ -109,7 +109,7 @@ function renderJudge(report: Report): string | null {
   if (!judge) return null;
   const mean = judge.mean_score === null ? '' : `, mean ${scoreText(judge, 2)} of 10`;
   const unscored = judge.rows_unscored > 0 ? `; ${count(judge.rows_unscored)} not scored (${Object.entries(judge.unscored).map(([code, n]) => `${code} ${count(n)}`).join(', ')})` : '';
-  return `${counted(judge.rows_scored, 'row')} scored by ${judge.model}${mean}${unscored}; ${counted(report.extra_calls.judge_calls, 'call')} (${formatUsd(report.extra_calls.judge_cost_usd)})`;
+  return `${counted(judge.rows_scored, 'row')} scored by ${judge.model}${mean}${unscored}; ${counted(report.extra_calls.judge_calls, 'call')} (${extraCost(report.extra_calls.judge_calls, report.extra_calls.judge_cost_usd, report.extra_calls.judge_unpriced_calls)})`;
 }
 
 function modelRow(name: string, m: ModelReport, withTtft: boolean, withScore: boolean): string[] {
@@ -174,8 +174,8 @@ function overviewBullets(report: Report): string[] {
     ...(totals.unpriced_calls > 0 ? [`- ${count(totals.unpriced_calls)} calls used a model with no configured price: not in the cost`] : []),
     ...bullet('', renderEstimatedUsage(totals)),
     ...bullet('', renderSavings(report)),
-    `- Retries: ${count(extra.retry_calls)} calls, ${formatUsd(extra.retry_cost_usd)}; fallbacks: ${count(extra.fallback_calls)} calls, ${formatUsd(extra.fallback_cost_usd)}, ${count(extra.rows_on_fallback)} rows answered by a fallback model`,
-    ...(extra.classifier_calls > 0 ? [`- Task classifier: ${count(extra.classifier_calls)} calls, ${formatUsd(extra.classifier_cost_usd)}`] : []),
+    `- Retries: ${count(extra.retry_calls)} calls, ${extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls)}; fallbacks: ${count(extra.fallback_calls)} calls, ${extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls)}, ${count(extra.rows_on_fallback)} rows answered by a fallback model`,
+    ...(extra.classifier_calls > 0 ? [`- Task classifier: ${count(extra.classifier_calls)} calls, ${extraCost(extra.classifier_calls, extra.classifier_cost_usd, extra.classifier_unpriced_calls)}`] : []),
     ...bullet('Ensembles: ', renderEnsembleCalls(extra)),
     ...bullet('Judge: ', renderJudge(report)),
     ...bullet('Cut off: ', renderCutOff(report)),
@@ -230,6 +230,9 @@ function costWithUnpriced(costUsd: number, unpriced: number, noun: 'call' | 'row
   if (noneKnown) return formatUsd(null);
   return unpriced > 0 ? `${formatUsd(costUsd)} + ${counted(unpriced, `unpriced ${noun}`)}` : formatUsd(costUsd);
 }
+
+/** What calls of one kind beside the answers cost: "$0.0012", "$0.0012 + 3 unpriced calls", n/a when none had a price. */
+const extraCost = (calls: number, costUsd: number, unpriced: number): string => costWithUnpriced(costUsd, unpriced, 'call', calls > 0 && unpriced === calls);
 
 /** An arm's cost (from its calls). */
 const armCost = (arm: AbArmReport): string => costWithUnpriced(arm.cost_usd, arm.unpriced_calls, 'call', arm.unpriced_calls > 0 && arm.cost_usd === 0);
@@ -372,7 +375,7 @@ export function renderSavings(report: Report): string | null {
 /** "30 member calls ($0.0012), 10 synthesis calls ($0.0009)", or null when no row used an ensemble. */
 function renderEnsembleCalls(extra: Report['extra_calls']): string | null {
   if (!extra.ensemble_member_calls && !extra.synthesis_calls) return null;
-  return `${counted(extra.ensemble_member_calls, 'member call')} (${formatUsd(extra.ensemble_member_cost_usd)}), ${counted(extra.synthesis_calls, 'synthesis call')} (${formatUsd(extra.synthesis_cost_usd)})`;
+  return `${counted(extra.ensemble_member_calls, 'member call')} (${extraCost(extra.ensemble_member_calls, extra.ensemble_member_cost_usd, extra.ensemble_member_unpriced_calls)}), ${counted(extra.synthesis_calls, 'synthesis call')} (${extraCost(extra.synthesis_calls, extra.synthesis_cost_usd, extra.synthesis_unpriced_calls)})`;
 }
 
 /** A note when some calls came without token usage, so their tokens and cost are estimates; else null. */
@@ -438,7 +441,8 @@ export function renderSummaryLines(report: Report): string[] {
   const savings = renderSavings(report);
   if (savings) pairs.push(['Savings', savings]);
   if (report.extra_calls.fallback_calls > 0 || report.extra_calls.retry_calls > 0) {
-    pairs.push(['Retries', `${count(report.extra_calls.retry_calls)} calls (${formatUsd(report.extra_calls.retry_cost_usd)}); fallbacks ${count(report.extra_calls.fallback_calls)} calls (${formatUsd(report.extra_calls.fallback_cost_usd)})`]);
+    const extra = report.extra_calls;
+    pairs.push(['Retries', `${count(extra.retry_calls)} calls (${extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls)}); fallbacks ${count(extra.fallback_calls)} calls (${extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls)})`]);
   }
   const ensembleCalls = renderEnsembleCalls(report.extra_calls);
   if (ensembleCalls) pairs.push(['Ensemble', ensembleCalls]);

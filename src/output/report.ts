@@ -138,22 +138,29 @@ export interface ExtraCallsReport {
   /** Calls after the first to the same model (attempt > 1). */
   retry_calls: number;
   retry_cost_usd: number;
+  /** Of those, calls to a model with no price: not in the cost. */
+  retry_unpriced_calls: number;
   /** Calls to a model later in the row's chain. */
   fallback_calls: number;
   fallback_cost_usd: number;
+  fallback_unpriced_calls: number;
   /** Rows answered by a model other than their first choice. */
   rows_on_fallback: number;
   /** Task-type classifier calls (routing.classifier: llm). */
   classifier_calls: number;
   classifier_cost_usd: number;
+  classifier_unpriced_calls: number;
   /** Ensemble rows: their members' calls and the synthesis calls (each also under its model). */
   ensemble_member_calls: number;
   ensemble_member_cost_usd: number;
+  ensemble_member_unpriced_calls: number;
   synthesis_calls: number;
   synthesis_cost_usd: number;
+  synthesis_unpriced_calls: number;
   /** Calls that scored answers (config `judge`); each also under its model. */
   judge_calls: number;
   judge_cost_usd: number;
+  judge_unpriced_calls: number;
 }
 
 export interface BaselineReport {
@@ -234,6 +241,21 @@ interface ScoreTally {
 }
 
 const noScores = (): ScoreTally => ({ count: 0, sum: 0, sumOfSquares: 0 });
+
+/** Calls of one kind beside the answers (retries, fallbacks, judge, ...): their count, their cost, and how many had no price. */
+interface CallTally {
+  calls: number;
+  nanos: number;
+  unpriced: number;
+}
+
+const callTally = (): CallTally => ({ calls: 0, nanos: 0, unpriced: 0 });
+
+function addToTally(tally: CallTally, nanos: number | null): void {
+  tally.calls += 1;
+  if (nanos === null) tally.unpriced += 1;
+  else tally.nanos += nanos;
+}
 
 /** What a report is about, beside the figures: the batch and its time span. */
 export interface ReportSpan {
@@ -332,7 +354,7 @@ export class ReportTally {
   readonly #errorExamples = new Map<string, string>();
   readonly #callErrors = new Map<string, number>();
   readonly #cutOff = new Map<string, number>();
-  readonly #extra = { retryCalls: 0, retryNanos: 0, fallbackCalls: 0, fallbackNanos: 0, classifierCalls: 0, classifierNanos: 0, memberCalls: 0, memberNanos: 0, synthesisCalls: 0, synthesisNanos: 0, judgeCalls: 0, judgeNanos: 0 };
+  readonly #extra = { retry: callTally(), fallback: callTally(), classifier: callTally(), member: callTally(), synthesis: callTally(), judge: callTally() };
   readonly #runStartedAt: number;
   #rows = 0;
   #rowsThisRun = 0;
@@ -431,28 +453,13 @@ export class ReportTally {
     const task = this.#task(call.purpose === 'classify' ? CLASSIFIER_TASK_LINE : call.purpose === 'judge' ? JUDGE_TASK_LINE : call.task_type);
     task.calls += 1;
     task.costNanos += nanos ?? 0;
-    if (call.purpose === 'classify') {
-      extra.classifierCalls += 1;
-      extra.classifierNanos += nanos ?? 0;
-    } else if (call.purpose === 'judge') {
-      extra.judgeCalls += 1;
-      extra.judgeNanos += nanos ?? 0;
-    } else {
-      if (call.purpose === 'ensemble_member') {
-        extra.memberCalls += 1;
-        extra.memberNanos += nanos ?? 0;
-      } else if (call.purpose === 'synthesis') {
-        extra.synthesisCalls += 1;
-        extra.synthesisNanos += nanos ?? 0;
-      }
-      if (call.attempt > 1) {
-        extra.retryCalls += 1;
-        extra.retryNanos += nanos ?? 0;
-      }
-      if ((call.chain_position ?? 0) > 0) {
-        extra.fallbackCalls += 1;
-        extra.fallbackNanos += nanos ?? 0;
-      }
+    if (call.purpose === 'classify') addToTally(extra.classifier, nanos);
+    else if (call.purpose === 'judge') addToTally(extra.judge, nanos);
+    else {
+      if (call.purpose === 'ensemble_member') addToTally(extra.member, nanos);
+      else if (call.purpose === 'synthesis') addToTally(extra.synthesis, nanos);
+      if (call.attempt > 1) addToTally(extra.retry, nanos);
+      if ((call.chain_position ?? 0) > 0) addToTally(extra.fallback, nanos);
       if (this.#baseline && call.status === 'succeeded') this.#addToBaseline(call);
     }
     // An arm's cost is what its rows' calls cost, in every run: a result's cost_usd covers the last run's alone.
@@ -522,7 +529,7 @@ export class ReportTally {
       extra_calls: this.#extraCallsReport(),
       judge: this.#judgeReport(),
       // Judging would cost the same on the baseline: the comparison is of the answers.
-      baseline: this.#baselineReport(sums.costNanos - this.#extra.judgeNanos),
+      baseline: this.#baselineReport(sums.costNanos - this.#extra.judge.nanos),
     };
   }
 
@@ -555,19 +562,25 @@ export class ReportTally {
   #extraCallsReport(): ExtraCallsReport {
     const extra = this.#extra;
     return {
-      retry_calls: extra.retryCalls,
-      retry_cost_usd: nanosToUsd(extra.retryNanos),
-      fallback_calls: extra.fallbackCalls,
-      fallback_cost_usd: nanosToUsd(extra.fallbackNanos),
+      retry_calls: extra.retry.calls,
+      retry_cost_usd: nanosToUsd(extra.retry.nanos),
+      retry_unpriced_calls: extra.retry.unpriced,
+      fallback_calls: extra.fallback.calls,
+      fallback_cost_usd: nanosToUsd(extra.fallback.nanos),
+      fallback_unpriced_calls: extra.fallback.unpriced,
       rows_on_fallback: this.#rowsOnFallback,
-      classifier_calls: extra.classifierCalls,
-      classifier_cost_usd: nanosToUsd(extra.classifierNanos),
-      ensemble_member_calls: extra.memberCalls,
-      ensemble_member_cost_usd: nanosToUsd(extra.memberNanos),
-      synthesis_calls: extra.synthesisCalls,
-      synthesis_cost_usd: nanosToUsd(extra.synthesisNanos),
-      judge_calls: extra.judgeCalls,
-      judge_cost_usd: nanosToUsd(extra.judgeNanos),
+      classifier_calls: extra.classifier.calls,
+      classifier_cost_usd: nanosToUsd(extra.classifier.nanos),
+      classifier_unpriced_calls: extra.classifier.unpriced,
+      ensemble_member_calls: extra.member.calls,
+      ensemble_member_cost_usd: nanosToUsd(extra.member.nanos),
+      ensemble_member_unpriced_calls: extra.member.unpriced,
+      synthesis_calls: extra.synthesis.calls,
+      synthesis_cost_usd: nanosToUsd(extra.synthesis.nanos),
+      synthesis_unpriced_calls: extra.synthesis.unpriced,
+      judge_calls: extra.judge.calls,
+      judge_cost_usd: nanosToUsd(extra.judge.nanos),
+      judge_unpriced_calls: extra.judge.unpriced,
     };
   }
 

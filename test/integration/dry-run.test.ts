@@ -92,6 +92,8 @@ describe('run --dry-run of OpenAI Batch lines', () => {
     const result = await runCli(['run', input, '--config', config, '--dry-run'], h.env());
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain("Note: request body fields not sent to the models: n (2 lines), tools (1 line). They are kept in each result's metadata.body_extra.");
+    // Its model has no price: the estimate is unknown, not a bound.
+    expect(result.stdout).toContain('Estimated cost: n/a (no price configured) (input tokens counted');
   });
   it('shows the A/B split it prices the rows by, as the run says it', async () => {
     const dir = await tempDir('dry-ab');

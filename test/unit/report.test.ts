@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../src/sim/prng.ts';
-import { callCostNanos, nanosToUsd, usdToNanos } from '../../src/models/pricing.ts';
+import { callCostNanos, formatUsd, nanosToUsd, usdToNanos } from '../../src/models/pricing.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import { countInvalidRow, type InvalidRowCounts, type RowError } from '../../src/input/row.ts';
 import { readJsonl } from '../../src/output/read-jsonl.ts';
@@ -243,7 +243,7 @@ describe('buildReport', () => {
   it('renders markdown with the headline, model table and errors', () => {
     const md = renderReportMarkdown(report);
     const headline = renderHeadline(report);
-    expect(headline).toMatch(/^9,800 of 10,000 rows succeeded in 4\.1 s \(2,439 rows\/s\), 12,000 calls, \$[\d.]+ \+ [\d,]+ unpriced$/);
+    expect(headline).toMatch(/^9,800 of 10,000 rows succeeded in 4\.1 s \(2,439 rows\/s\), 12,000 calls, \$[\d.]+ \+ [\d,]+ unpriced calls$/);
     expect(md).toContain(`**${headline}**`);
     expect(md).toContain('| Model | Rows | OK | Failed | Calls | Tokens in | Tokens out | Cost | p50 | p95 |');
     for (const name of MODELS) expect(md).toMatch(new RegExp(`^\\| ${name} \\| [\\d,]+ \\|`, 'm'));
@@ -287,6 +287,16 @@ describe('buildReport', () => {
     expect(taskCost).toBe(usdToNanos(report.totals.cost_usd));
     expect(report.extra_calls.fallback_calls).toBe(2000);
     expect(report.baseline).toBeNull();
+  });
+
+  it("keeps fallback calls to an unpriced model out of the fallbacks' cost, and says how many they were", () => {
+    const fallbacks = costsText.trim().split('\n').map((line) => JSON.parse(line) as CallRecord).filter((call) => (call.chain_position ?? 0) > 0);
+    const unpriced = fallbacks.filter((call) => call.cost_usd === null).length;
+    const nanos = fallbacks.reduce((sum, call) => sum + (call.cost_usd === null ? 0 : usdToNanos(call.cost_usd)), 0);
+    expect(unpriced).toBeGreaterThan(0);
+    expect(report.extra_calls).toMatchObject({ fallback_calls: 2000, fallback_unpriced_calls: unpriced, fallback_cost_usd: nanosToUsd(nanos) });
+    const retries = renderSummaryLines(report).find((line) => line.startsWith('Retries'));
+    expect(retries).toContain(`fallbacks 2,000 calls (${formatUsd(nanosToUsd(nanos))} + ${unpriced.toLocaleString('en-US')} unpriced calls)`);
   });
 
   it('writes report.json and report.md', async () => {
