@@ -6,7 +6,7 @@ import { UsageError } from '../errors.ts';
 import type { InputRow } from '../input/row.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
 import { noBatchMessage, type Session } from '../queue/session.ts';
-import { AB_BESIDE_PINNED, formatAbSplit, parseAbSplit, type AbArm } from '../routing/ab-split.ts';
+import { AB_BESIDE_PINNED, autoArmUnroutedNote, formatAbSplit, parseAbSplit, type AbArm } from '../routing/ab-split.ts';
 import { AUTO_ROUTE, pinnedModel } from '../routing/pinned-model.ts';
 import type { Simulator } from '../sim/server.ts';
 import { withJudge } from '../judge/judge-override.ts';
@@ -100,14 +100,15 @@ function chooseRowModels(options: RunOptions, existing: BatchMeta | null, config
 /** The split this run follows, and what a resume that changes or drops the batch's split does to its rows. */
 function sayAbSplitNotes(options: RunOptions, existing: BatchMeta | null, config: SwitchyardConfig, model: string | undefined, abSplit: AbArm[] | undefined, say: (line: string) => void): void {
   if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id (the same id, the same model, every run).`);
-  if (abSplit?.some((arm) => arm.model === AUTO_ROUTE) && !config.routing) say(`Note: the config has no routing, so the arm "${AUTO_ROUTE}" sends its rows to default_model ${config.default_model}, as a batch without --ab would.`);
+  const unrouted = autoArmUnroutedNote(abSplit, config);
+  if (unrouted) say(unrouted);
   if (options.ab && existing?.ab_split && formatAbSplit(existing.ab_split) !== formatAbSplit(abSplit!)) {
     say(
       `Note: the batch's split was ${formatAbSplit(existing.ab_split)}: the rows answered before keep the arm they had; only the rows run now follow the new one. ` +
         'A row whose arm changes starts afresh: answers a stopped run kept for it are not used (they stay paid for, under their arm).',
     );
   } else if (!abSplit && existing?.ab_split) {
-    say(`Note: the batch's split (${formatAbSplit(existing.ab_split)}) ends here: the rows run now go to ${model ?? 'the model their task type routes to'}. The rows answered before keep their arms, and the report's A/B arms table holds those alone.`);
+    say(`Note: the batch's split (${formatAbSplit(existing.ab_split)}) ends here: a row this run answers goes to ${model ?? 'the model its task type routes to'}. The rows answered before keep their arms, and the report's A/B arms table holds those alone.`);
   }
 }
 

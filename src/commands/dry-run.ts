@@ -8,7 +8,7 @@ import { countUnsentBodyFields } from '../queue/producer.ts';
 import { pinnedCallProgress } from '../execution/pinned-call.ts';
 import { readRows } from '../input/read-rows.ts';
 import { callCostNanos, formatUsd, nanosToUsd } from '../models/pricing.ts';
-import { AB_BESIDE_PINNED, formatAbSplit, parseAbSplit } from '../routing/ab-split.ts';
+import { AB_BESIDE_PINNED, autoArmUnroutedNote, formatAbSplit, parseAbSplit } from '../routing/ab-split.ts';
 import { rowTarget } from '../routing/row-target.ts';
 import { AUTO_ROUTE, pinnedModel, refuseUnknownPinned } from '../routing/pinned-model.ts';
 import { noModelMessage, planRoute } from '../routing/route-plan.ts';
@@ -129,7 +129,8 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
 
   say(`Dry run of ${options.file}: no model was called.`);
   if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id.`);
-  if (abSplit?.some((arm) => arm.model === AUTO_ROUTE) && !config.routing) say(`Note: the config has no routing, so the arm "${AUTO_ROUTE}" sends its rows to default_model ${config.default_model}.`);
+  const unrouted = autoArmUnroutedNote(abSplit, config);
+  if (unrouted) say(unrouted);
   say(`${counted(total.rows, 'row')} routed, ${formatCount(invalid)} invalid (they would go to errors.jsonl), ${formatCount(unroutable)} with no model that fits.`);
   if (firstUnroutable) say(`  no model that fits ${formatCount(unroutable)}, the first: ${firstUnroutable}`);
   const unsent = unsentBodyFieldsText(unsentBodyFields);

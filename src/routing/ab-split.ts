@@ -79,3 +79,9 @@ export function formatAbSplit(arms: readonly AbArm[]): string {
 export function abSplitParameter(arms: readonly AbArm[]): string {
   return arms.map((arm) => `${arm.model}=${Math.round(arm.weight * 1000) / 1000}`).join(',');
 }
+
+/** Said by a run and a dry run alike when an arm is `auto` but the config routes nothing: the arm is default_model. */
+export function autoArmUnroutedNote(arms: readonly AbArm[] | undefined, config: { routing?: unknown; default_model: string }): string | null {
+  if (!arms?.some((arm) => arm.model === AUTO_ROUTE) || config.routing) return null;
+  return `Note: the config has no routing, so the arm "${AUTO_ROUTE}" sends its rows to default_model ${config.default_model}, as a batch without --ab would.`;
+}

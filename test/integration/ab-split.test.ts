@@ -36,7 +36,7 @@ describe('run --ab: an A/B split of the rows between models', () => {
     expect((await runCli(['run', '--resume', 'ab'], h.env())).stdout).toContain('A/B split: each row that names no model goes to fast 75%, slow 25%');
     // --route auto goes back to routing: the split is dropped, not left behind for the workers.
     const routed = await runCli(['run', '--resume', 'ab', '--route', 'auto'], h.env());
-    expect(routed.stdout).toContain("Note: the batch's split (fast 75%, slow 25%) ends here: the rows run now go to the model their task type routes to. The rows answered before keep their arms");
+    expect(routed.stdout).toContain("Note: the batch's split (fast 75%, slow 25%) ends here: a row this run answers goes to the model its task type routes to. The rows answered before keep their arms");
     expect(await h.redis.hget(meta, 'ab_split')).toBeNull();
 
     // A run going on does not show the last run's finish as its own.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { abArmFor, armTarget, formatAbSplit, parseAbSplit } from '../../src/routing/ab-split.ts';
+import { abArmFor, armTarget, autoArmUnroutedNote, formatAbSplit, parseAbSplit } from '../../src/routing/ab-split.ts';
 
 const NAMES = ['flash', 'pro', 'glm', 'council'];
 
@@ -38,5 +38,15 @@ describe('A/B split', () => {
     const thirds = { flash: 0, pro: 0, glm: 0 } as Record<string, number>;
     for (let i = 1; i <= 9_000; i++) thirds[abArmFor(`r${i}`, even)]! += 1;
     for (const n of Object.values(thirds)) expect(Math.abs(n - 3000)).toBeLessThan(200);
+  });
+});
+
+describe('an arm auto without routing', () => {
+  it('is said to go to default_model, and only then', () => {
+    const arms = parseAbSplit('auto,pro', ['flash', 'pro']);
+    expect(autoArmUnroutedNote(arms, { default_model: 'flash' })).toBe('Note: the config has no routing, so the arm "auto" sends its rows to default_model flash, as a batch without --ab would.');
+    expect(autoArmUnroutedNote(arms, { default_model: 'flash', routing: {} })).toBeNull();
+    expect(autoArmUnroutedNote(parseAbSplit('flash,pro', ['flash', 'pro']), { default_model: 'flash' })).toBeNull();
+    expect(autoArmUnroutedNote(undefined, { default_model: 'flash' })).toBeNull();
   });
 });
