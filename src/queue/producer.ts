@@ -326,42 +326,9 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
     options.store.redis.getrangeBuffer(keys.fingerprints, first * 4, (first + span) * 4 - 1),
     lookUpCarried ? carriedRows(options.store.redis, keys, rows.map((row) => ({ row: row.row, fingerprint: of(row) }))) : null,
   ]);
-  // Only what suits the row as this run runs it is used; the rest is dropped with the entries read.
-  let carried: CarriedRows | null = null;
-  if (found) {
-    const progress = new Map<number, RowProgress>();
-    for (const row of rows) {
-      const left = found.progress.get(row.row);
-      if (left && (options.carriedFits?.(row, left, succeeded.has(row.row)) ?? true)) progress.set(row.row, left);
-    }
-    carried = { found: found.found, progress };
-  }
-  // A row that succeeded unscored (its judge failed) left its answer: scored again if this run has a judge for it.
-  const rescored = new Set<number>();
+  const carried = found ? carriedThatFits(found, rows, succeeded, options.carriedFits) : null;
   const unscored = (row: InputRow) => carried?.progress.get(row.row)?.judging !== undefined;
-  // Rows that failed, or changed since they succeeded (or since they were queued), get another
-  // round: their bits are cleared before they re-run.
-  const failed: number[] = [];
-  const unfinished: number[] = [];
-  const changed: number[] = [];
-  const supersededJobs: string[] = [];
-  const candidates: InputRow[] = [];
-  for (const row of rows) {
-    const offset = (row.row - first) * 4;
-    const edited = fingerprintChanged(recorded, fingerprints, offset);
-    if (!finished.has(row.row)) {
-      if (edited) supersededJobs.push(promptJobId(options.batchId, row.row, recorded.readUInt32BE(offset)));
-      (edited ? changed : unfinished).push(row.row);
-    } else if (!succeeded.has(row.row)) failed.push(row.row);
-    else if (edited) {
-      changed.push(row.row);
-      counts.changedSinceSucceeded++;
-    } else if (unscored(row)) {
-      changed.push(row.row); // its result is replaced by the scored one
-      rescored.add(row.row);
-    } else continue; // succeeded before, with the same content
-    candidates.push(row);
-  }
+  const { failed, unfinished, changed, supersededJobs, candidates, rescored } = sortRowsToRunAgain(rows, { batchId: options.batchId, first, fingerprints, recorded, succeeded, finished, unscored }, counts);
   // A job the earlier run left in the queue may have finished a row since the read above.
   const finishedMeanwhile = await reopenRows(options.store.redis, keys, { firstRow: first, fingerprints, failed, unfinished, changed });
   const toRun = candidates.filter((row) => !finishedMeanwhile.has(row.row));
@@ -373,6 +340,61 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
 }
 
 /** A batch from before fingerprints were kept has none (0): its rows count as unchanged. */
+/** What earlier runs left for the chunk's rows, kept only where it suits the row as this run runs it; the rest is dropped with the entries read. */
+function carriedThatFits(found: CarriedRows, rows: InputRow[], succeeded: Set<number>, fits: EnqueueOptions['carriedFits']): CarriedRows {
+  const progress = new Map<number, RowProgress>();
+  for (const row of rows) {
+    const left = found.progress.get(row.row);
+    if (left && (fits?.(row, left, succeeded.has(row.row)) ?? true)) progress.set(row.row, left);
+  }
+  return { found: found.found, progress };
+}
+
+/** A resumed chunk's rows as Redis holds them: what each finished with, and what the file held when it was queued. */
+interface RowsBefore {
+  batchId: string;
+  first: number;
+  fingerprints: Buffer;
+  recorded: Buffer;
+  succeeded: Set<number>;
+  finished: Set<number>;
+  /** A row that succeeded before but left its answer unscored (its judge failed). */
+  unscored: (row: InputRow) => boolean;
+}
+
+/**
+ * The rows of a resumed chunk that get another round, by why: failed, never finished, or changed
+ * since they succeeded or were queued (their bits are cleared before they run again); a row that
+ * succeeded unscored is scored again if this run has a judge for it. A row that succeeded with the
+ * same content is left out.
+ */
+function sortRowsToRunAgain(rows: InputRow[], before: RowsBefore, counts: EnqueueCounts) {
+  const { first, fingerprints, recorded, succeeded, finished } = before;
+  const failed: number[] = [];
+  const unfinished: number[] = [];
+  const changed: number[] = [];
+  const supersededJobs: string[] = [];
+  const candidates: InputRow[] = [];
+  const rescored = new Set<number>();
+  for (const row of rows) {
+    const offset = (row.row - first) * 4;
+    const edited = fingerprintChanged(recorded, fingerprints, offset);
+    if (!finished.has(row.row)) {
+      if (edited) supersededJobs.push(promptJobId(before.batchId, row.row, recorded.readUInt32BE(offset)));
+      (edited ? changed : unfinished).push(row.row);
+    } else if (!succeeded.has(row.row)) failed.push(row.row);
+    else if (edited) {
+      changed.push(row.row);
+      counts.changedSinceSucceeded++;
+    } else if (before.unscored(row)) {
+      changed.push(row.row); // its result is replaced by the scored one
+      rescored.add(row.row);
+    } else continue; // succeeded before, with the same content
+    candidates.push(row);
+  }
+  return { failed, unfinished, changed, supersededJobs, candidates, rescored };
+}
+
 function fingerprintChanged(recorded: Buffer, current: Buffer, offset: number): boolean {
   if (recorded.length < offset + 4) return false;
   return fingerprintDiffers(recorded.readUInt32BE(offset), current.readUInt32BE(offset));
