@@ -206,7 +206,7 @@ function modelsSection(report: Report): string[] {
     '',
     'Rows are counted under the model that gave their final result (a failed row: the last model it called, or its first choice when it could call none; an ensemble row that failed before its synthesis: under its ensemble only); calls, tokens, cost and latency (of succeeded calls) under the model called.' +
       (withTtft ? ' TTFT: time to the first token of streamed calls (models.<name>.stream).' : '') +
-      (withScore ? " Score: the judge's mean score (1 to 10) of the model's answers ± its 95% margin of error (means closer than their margins are no clear difference), and how many it scored." : ''),
+      (withScore ? " Score: the judge's mean score (1 to 10) of the model's own answers (an ensemble's syntheses are scored under the ensemble) ± its 95% margin of error (means closer than their margins are no clear difference), and how many it scored." : ''),
   ]);
 }
 

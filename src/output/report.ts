@@ -405,7 +405,8 @@ export class ReportTally {
     const taskOnModel = rowGroup(task.byModel, countedUnder(result));
     for (const group of [ensemble, taskOnModel]) if (group) addToRowGroup(group, result, 'result');
     if (arm) addToRowGroup(arm, result, 'calls');
-    if (result.judge) this.#addJudged(result, result.judge, entry?.scores, ensemble?.scores, arm?.scores, taskOnModel.scores);
+    // A synthesis is the ensemble's answer: scored under the ensemble, not mixed into its synthesizer's own answers.
+    if (result.judge) this.#addJudged(result, result.judge, ensemble ? undefined : entry?.scores, ensemble?.scores, arm?.scores, taskOnModel.scores);
     if (result.status === 'succeeded') {
       this.#succeeded += 1;
       if (entry) entry.succeeded += 1;

@@ -67,7 +67,7 @@ describe('a judge scores every answer', () => {
     expect(report.judge).toMatchObject({ model: 'judge', rows_scored: 12, rows_unscored: 0 });
     const meanOf = (rows: RowResult[]) => Math.round((rows.reduce((sum, r) => sum + r.judge!.score!, 0) / rows.length) * 100) / 100;
     for (const model of ['flash', 'pro']) {
-      const rows = results.filter((r) => r.model === model);
+      const rows = results.filter((r) => r.model === model && !r.ensemble); // a synthesis scores under its ensemble
       expect(report.models[model]).toMatchObject({ judged_rows: rows.length, mean_score: rows.length > 0 ? meanOf(rows) : null });
     }
     const councilRows = results.filter((r) => r.ensemble);

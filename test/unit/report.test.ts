@@ -506,7 +506,8 @@ describe('judge scores', () => {
     tally.addCall(judgeCall(4, 'failed'));
     const report = tally.build(span);
     expect(report.models.flash).toMatchObject({ judged_rows: 2, mean_score: 6.5, score_margin: 2.94 }); // 1.96 x sd 2.12 / sqrt 2
-    expect(report.models.pro).toMatchObject({ judged_rows: 1, mean_score: 9, score_margin: null });
+    // Row 3 is the ensemble's synthesis, by pro: scored under the ensemble alone.
+    expect(report.models.pro).toMatchObject({ rows: 2, judged_rows: 0, mean_score: null, score_margin: null });
     expect(report.models.judge).toMatchObject({ rows: 0, calls: 4, judged_rows: 0, mean_score: null });
     expect(report.ensembles.council).toMatchObject({ judged_rows: 1, mean_score: 9 });
     expect(report.judge).toEqual({ model: 'judge', rows_scored: 3, mean_score: 7.33, score_margin: 2.36, rows_unscored: 1, unscored: { server_error: 1 }, paired: [] });
