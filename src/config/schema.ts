@@ -163,6 +163,12 @@ export const judgeSchema = z.strictObject({
   max_tokens: positiveInt.default(200),
 });
 
+/** Answers kept in Redis and given again for the same request (execution/answer-cache.ts); present: on. */
+export const cacheSchema = z.strictObject({
+  /** How long an answer is kept. */
+  ttl_hours: z.number().positive().default(168),
+});
+
 export const reportSchema = z.strictObject({
   /** The report compares the batch's cost with what every answer would have cost on this model. */
   baseline_model: z.string().min(1).optional(),
@@ -185,6 +191,7 @@ export const configSchema = z
     report: reportSchema.default({}),
     ensembles: z.record(z.string().min(1), ensembleSchema).default({}),
     judge: judgeSchema.optional(),
+    cache: cacheSchema.optional(),
   })
   .superRefine((config, ctx) => {
     // `--route auto` and the `--ab` arm `auto` mean "route by task type": a model of that name could not be named there.

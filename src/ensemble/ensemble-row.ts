@@ -1,5 +1,5 @@
 import { DEFAULT_MIN_ANSWERS } from '../config/schema.ts';
-import { advanceRow, callTotals, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
+import { advanceRow, callTotals, withoutCache, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
 import { pinnedCallProgress } from '../execution/pinned-call.ts';
 import { everyCall, type ProgressCheckpoint, type RowProgress } from '../execution/row-progress.ts';
 import type { RowFailure, RowResult } from '../output/records.ts';
@@ -46,7 +46,7 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
 
   const pending = state.members.filter((member) => !member.outcome);
   if (pending.length > 0) {
-    const steps = await Promise.all(pending.map((member) => advanceRow({ ...row, model: member.model, temperature }, member.progress, deps)));
+    const steps = await Promise.all(pending.map((member) => advanceRow({ ...row, model: member.model, temperature }, member.progress, withoutCache(deps))));
     steps.forEach((step, i) => {
       if (step.kind === 'finished') {
         const { status, output, error, final_model, fallback_reason } = step.event.result;
@@ -78,7 +78,7 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
     // Calls kept: a synthesis of a failed row carried over (carried-progress.ts keptAfterFinish) was paid for; it is planned again on the answers it has now.
     state.synthesis = { ...pinnedCallProgress(deps.config, { model: config.synthesizer, messages, maxTokens: synthesisMaxTokens, reason: `ensemble "${name}" synthesis`, notTo: [] }), calls: state.synthesis?.calls ?? [] };
   }
-  const step = await advanceRow({ ...row, messages, model: config.synthesizer, temperature, max_tokens: synthesisMaxTokens }, state.synthesis, deps);
+  const step = await advanceRow({ ...row, messages, model: config.synthesizer, temperature, max_tokens: synthesisMaxTokens }, state.synthesis, withoutCache(deps));
   if (step.kind === 'park') return { ...step, progress };
   return finishEnsemble(row, progress, ensemble, step.event.result, null);
 }

@@ -1,4 +1,4 @@
-import type { SwitchyardConfig } from '../config/schema.ts';
+import type { ModelConfig, SwitchyardConfig } from '../config/schema.ts';
 import type { ChatMessage } from '../input/row.ts';
 import { callModel, chargedUsage, whyNotSendable, type ModelAnswer, type ModelRequest } from '../models/call-model.ts';
 import { asSentence, ModelCallError } from '../models/model-error.ts';
@@ -10,6 +10,7 @@ import { noModelMessage as noModelMessageForPlan } from '../routing/route-plan.t
 import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
 import type { RowGate } from './row-gate.ts';
 import type { BudgetHold } from '../limits/budget.ts';
+import { isCacheable, type AnswerCache, type CachedAnswer } from './answer-cache.ts';
 import { everyCall, type RoutePlan, type RowProgress } from './row-progress.ts';
 
 /** The row as the runner needs it (the prompt job's payload). */
@@ -38,7 +39,17 @@ export interface RowRunnerDeps {
   sleep: (ms: number) => Promise<void>;
   /** Waits for one of the process's model-call slots around each call (none: no limit). */
   callSlot?: CallSlot;
+  /** Answers given before to the same request (config `cache`); none: every row calls its model. */
+  answerCache?: AnswerCache | undefined;
   now?: () => number;
+}
+
+/**
+ * The cache holds rows' own answers alone: an ensemble's members and synthesis, and the judge, are
+ * asked each time (a row's result says when its answer came from the cache; theirs could not).
+ */
+export function withoutCache(deps: RowRunnerDeps): RowRunnerDeps {
+  return deps.answerCache ? { ...deps, answerCache: undefined } : deps;
 }
 
 export type RowStep =
@@ -119,6 +130,12 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     if (unsendable && passedRejectedKey(unsendable, model, progress, config)) continue;
     if (unsendable) return finish(row, progress, model, null, unsendable);
     const request = requestFor(row, model, plan.taskType, config);
+    // Before the budget and the rate limit: an answer given before costs neither.
+    const cached = deps.answerCache ? await deps.answerCache.lookUp(provider.config.base_url, request) : null;
+    if (cached) {
+      await releaseHeldSlot(progress, gate);
+      return finish(row, progress, model, answerFromCache(cached), null, { ...cached, price: modelConfig.price });
+    }
     const estimatedTokens = plan.promptTokens + request.maxTokens;
     const onLimit = modelConfig.on_limit ?? config.limits.on_limit;
     const estimateNanos = callCostNanos(modelConfig.price, { input_tokens: plan.promptTokens, output_tokens: request.maxTokens }) ?? 0;
@@ -189,7 +206,10 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
       ...(error ? { failureMessage: error.message } : {}),
       coolDownMs,
     });
-    if (answer) return finish(row, progress, model, answer, null);
+    if (answer) {
+      if (deps.answerCache && isCacheable(answer)) await deps.answerCache.keep(provider.config.base_url, request, cacheEntry(row, answer));
+      return finish(row, progress, model, answer, null);
+    }
     // Its failure opened the model's circuit (or found it open): with breaker.max_wait_ms the row may wait for the probe.
     if (circuit === 'open') progress.circuitProbeAt = Math.min(progress.circuitProbeAt ?? Number.POSITIVE_INFINITY, now() + config.breaker.cooldown_ms);
     const next = await retryOrFallBack(row, model, error!, onLimit, progress, deps);
@@ -504,7 +524,16 @@ function fallbackReason(plan: Pick<RoutePlan, 'skipped'>, progress: RowProgress,
   return reasons.length > 0 ? reasons.join('; ') : null;
 }
 
-function finish(row: RowInput, progress: RowProgress, model: string, answer: ModelAnswer | null, error: ModelCallError | null): RowStep {
+function cacheEntry(row: RowInput, answer: ModelAnswer): CachedAnswer {
+  return { output: answer.output, finish_reason: answer.finishReason, usage: answer.usage, request_id: answer.requestId, batch_id: row.batchId, row: row.row, cached_at: new Date().toISOString() };
+}
+
+/** A cached answer as the row's answer: no call was made, so no tokens, latency or cost are the row's. */
+function answerFromCache(cached: CachedAnswer): ModelAnswer {
+  return { output: cached.output, usage: { input_tokens: 0, output_tokens: 0 }, usageEstimated: false, countingMs: 0, finishReason: cached.finish_reason, requestId: cached.request_id, httpStatus: 200, ttftMs: null };
+}
+
+function finish(row: RowInput, progress: RowProgress, model: string, answer: ModelAnswer | null, error: ModelCallError | null, cached?: CachedAnswer & { price: ModelConfig['price'] }): RowStep {
   const plan = progress.plan ?? { taskType: '', routeReason: 'not routed', chain: [], skipped: [], promptTokens: 0 };
   const calls = everyCall(progress);
   const totals = callTotals(calls);
@@ -533,6 +562,11 @@ function finish(row: RowInput, progress: RowProgress, model: string, answer: Mod
   if (answer) {
     result.finish_reason = answer.finishReason;
     result.request_id = answer.requestId;
+  }
+  if (cached) {
+    // What the call would have cost now: the answer's tokens when it was given, at today's price.
+    const savedNanos = callCostNanos(cached.price, cached.usage);
+    result.cached = { batch_id: cached.batch_id, row: cached.row, cached_at: cached.cached_at, usage: cached.usage, saved_usd: savedNanos === null ? null : nanosToUsd(savedNanos) };
   }
   if (error) result.error = { code: error.code, message: error.message, http_status: error.status };
   return { kind: 'finished', event: { result, calls }, costNanos };

@@ -1,7 +1,7 @@
 import type { JudgeConfig } from '../config/schema.ts';
 import { pinnedCallProgress } from '../execution/pinned-call.ts';
 import { everyCall, freshProgress, type ProgressCheckpoint, type RowProgress } from '../execution/row-progress.ts';
-import { advanceRow, callTotals, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
+import { advanceRow, callTotals, withoutCache, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
 import type { JudgeOutcome, RowResult } from '../output/records.ts';
 import { judgeMessages, readJudgeReply } from './judge-prompt.ts';
 
@@ -37,7 +37,7 @@ export async function advanceJudgedRow(row: RowInput, progress: RowProgress, dep
     await checkpoint?.(progress);
   }
   const judgeRow: RowInput = { batchId: row.batchId, row: row.row, id: row.id, messages, model: judge.model, temperature: 0, max_tokens: judge.max_tokens, metadata: row.metadata, abArm: row.abArm };
-  const step = await advanceRow(judgeRow, judging.progress, deps);
+  const step = await advanceRow(judgeRow, judging.progress, withoutCache(deps));
   if (step.kind === 'park') return { ...step, progress };
   const calls = everyCall(progress);
   // The row is done once scored, which may be a run after its answer (a stopped run's, carried over).

@@ -76,7 +76,21 @@ export interface RowResult {
   ensemble?: EnsembleOutcome;
   /** The judge's score of a succeeded answer (config `judge`); its call is not in the row's usage, cost or attempts. */
   judge?: JudgeOutcome;
+  /** For a row answered from the cache (config `cache`): no call was made for it. */
+  cached?: CacheOrigin;
   completed_at: string;
+}
+
+/** Where a cached answer came from, and what it would have cost to ask for it again. */
+export interface CacheOrigin {
+  /** The row whose call gave the answer, and when. */
+  batch_id: string;
+  row: number;
+  cached_at: string;
+  /** That call's tokens. */
+  usage: { input_tokens: number; output_tokens: number };
+  /** Those tokens at the model's price now; null for a model with no price. */
+  saved_usd: number | null;
 }
 
 export interface JudgeOutcome {

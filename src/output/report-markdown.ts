@@ -175,6 +175,7 @@ function overviewBullets(report: Report): string[] {
     ...bullet('', renderEstimatedUsage(totals)),
     ...bullet('', renderSavings(report)),
     `- Retries: ${count(extra.retry_calls)} calls, ${extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls)}; fallbacks: ${count(extra.fallback_calls)} calls, ${extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls)}, ${count(extra.rows_on_fallback)} rows answered by a fallback model`,
+    ...bullet('Cache: ', renderCache(report)),
     ...(extra.classifier_calls > 0 ? [`- Task classifier: ${count(extra.classifier_calls)} calls, ${extraCost(extra.classifier_calls, extra.classifier_cost_usd, extra.classifier_unpriced_calls)}`] : []),
     ...bullet('Ensembles: ', renderEnsembleCalls(extra)),
     ...bullet('Judge: ', renderJudge(report)),
@@ -361,15 +362,27 @@ function invalidRowsSection(report: Report): string[] {
  */
 export function renderSavings(report: Report): string | null {
   const baseline = report.baseline;
-  if (!baseline || report.totals.succeeded === 0) return null;
+  // The comparison is of the calls made: answers from the cache had none, on either side.
+  const cachedRows = report.cache?.answered_rows ?? 0;
+  if (!baseline || report.totals.succeeded - cachedRows <= 0) return null;
   const cost = formatUsd(baseline.batch_cost_usd);
   const wouldHave = formatUsd(baseline.baseline_cost_usd);
   const savings = baseline.savings_percent;
   // Judging would cost the same on the baseline: the comparison is of the answers.
-  const [paid, it] = report.extra_calls.judge_calls > 0 ? [`Its answers cost ${cost} (the judge aside)`, 'they'] : [`This batch cost ${cost}`, 'it'];
+  const asides = [...(report.extra_calls.judge_calls > 0 ? ['the judge'] : []), ...(cachedRows > 0 ? [`the ${counted(cachedRows, 'row')} answered from the cache`] : [])];
+  const aside = asides.length > 0 ? ` (${asides.join(' and ')} aside)` : '';
+  const [paid, it] = report.extra_calls.judge_calls > 0 ? [`Its answers cost ${cost}${aside}`, 'they'] : [`This batch cost ${cost}${aside}`, 'it'];
   if (savings === null) return `${paid}; on ${baseline.model} ${it} would have cost ${wouldHave}`;
   // In words: a bare "(-41.6%)" reads as the saving or as the baseline's extra cost alike.
   return `${paid}: ${Math.abs(savings)}% ${savings >= 0 ? 'less' : 'more'} than the ${wouldHave} ${it} would have cost on ${baseline.model}`;
+}
+
+/** "120 rows answered from the cache, no call made ($0.0123 saved)", or null when none was. */
+function renderCache(report: Report): string | null {
+  const cache = report.cache;
+  if (!cache || cache.answered_rows === 0) return null;
+  const saved = costWithUnpriced(cache.saved_usd, cache.unpriced_rows, 'row', cache.unpriced_rows === cache.answered_rows);
+  return `${counted(cache.answered_rows, 'row')} answered from the cache, no call made (${saved} saved)`;
 }
 
 /** "30 member calls ($0.0012), 10 synthesis calls ($0.0009)", or null when no row used an ensemble. */
@@ -444,6 +457,8 @@ export function renderSummaryLines(report: Report): string[] {
     const extra = report.extra_calls;
     pairs.push(['Retries', `${count(extra.retry_calls)} calls (${extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls)}); fallbacks ${count(extra.fallback_calls)} calls (${extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls)})`]);
   }
+  const cache = renderCache(report);
+  if (cache) pairs.push(['Cache', cache]);
   const ensembleCalls = renderEnsembleCalls(report.extra_calls);
   if (ensembleCalls) pairs.push(['Ensemble', ensembleCalls]);
   const judge = renderJudge(report);

@@ -37,6 +37,14 @@ export interface ReportTotals {
   unfinished_rows: number | null;
 }
 
+/** Rows answered from the cache (config `cache`): no call was made for them. */
+export interface CacheReport {
+  answered_rows: number;
+  /** What their answers' calls would have cost at the models' prices now (rows on unpriced models left out). */
+  saved_usd: number;
+  unpriced_rows: number;
+}
+
 export interface ModelReport {
   /** Rows whose final result came from this model (results.jsonl). */
   rows: number;
@@ -205,6 +213,7 @@ export interface Report {
   /** Per arm of the batch's A/B split (`--ab`), by name; empty without one. */
   ab_arms: Record<string, AbArmReport>;
   extra_calls: ExtraCallsReport;
+  cache: CacheReport;
   /** Present when rows were judged (config `judge`). */
   judge: JudgeReport | null;
   /** Present when report.baseline_model is configured with a price. */
@@ -301,7 +310,8 @@ function addToRowGroup(group: RowGroupTally, result: RowResult, costFrom: 'resul
   if (result.status === 'succeeded') {
     group.succeeded += 1;
     if (result.cost_usd !== null) group.pricedAnswers += 1;
-    group.latency.record(result.latency_ms);
+    // A cached answer took no call: its 0 ms would pull the group's latency down.
+    if (!result.cached) group.latency.record(result.latency_ms);
     increment(group.answeredBy, result.ensemble?.name ?? result.final_model ?? result.model);
   }
 }
@@ -354,6 +364,7 @@ export class ReportTally {
   readonly #errorExamples = new Map<string, string>();
   readonly #callErrors = new Map<string, number>();
   readonly #cutOff = new Map<string, number>();
+  readonly #cached = { rows: 0, savedNanos: 0, unpriced: 0 };
   readonly #extra = { retry: callTally(), fallback: callTally(), classifier: callTally(), member: callTally(), synthesis: callTally(), judge: callTally() };
   readonly #runStartedAt: number;
   #rows = 0;
@@ -407,6 +418,11 @@ export class ReportTally {
     if (arm) addToRowGroup(arm, result, 'calls');
     // A synthesis is the ensemble's answer: scored under the ensemble, not mixed into its synthesizer's own answers.
     if (result.judge) this.#addJudged(result, result.judge, ensemble ? undefined : entry?.scores, ensemble?.scores, arm?.scores, taskOnModel.scores);
+    if (result.cached) {
+      this.#cached.rows += 1;
+      if (result.cached.saved_usd === null) this.#cached.unpriced += 1;
+      else this.#cached.savedNanos += usdToNanos(result.cached.saved_usd);
+    }
     if (result.status === 'succeeded') {
       this.#succeeded += 1;
       if (entry) entry.succeeded += 1;
@@ -528,6 +544,7 @@ export class ReportTally {
       ensembles: rowGroupReports(this.#ensembles),
       ab_arms: Object.fromEntries([...this.#abArms.entries()].sort(([a], [b]) => byCodePoint(a, b)).map(([name, arm]) => [name, abArmReport(arm)])),
       extra_calls: this.#extraCallsReport(),
+      cache: { answered_rows: this.#cached.rows, saved_usd: nanosToUsd(this.#cached.savedNanos), unpriced_rows: this.#cached.unpriced },
       judge: this.#judgeReport(),
       // Judging would cost the same on the baseline: the comparison is of the answers.
       baseline: this.#baselineReport(sums.costNanos - this.#extra.judge.nanos),

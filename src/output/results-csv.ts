@@ -7,7 +7,8 @@ import type { RowResult } from './records.ts';
 /**
  * The fixed columns of results.csv: results.jsonl's fields, flattened (usage and error split into
  * cells, models_tried as `a > b`, an ensemble by its name; its members' answers are only in
- * results.jsonl; the judge's score, and its reason or why it gave none). One column per metadata
+ * results.jsonl; the judge's score, and its reason or why it gave none; for an answer from the
+ * cache, the batch and row whose call gave it). One column per metadata
  * key follows them.
  */
 export const RESULTS_CSV_COLUMNS = [
@@ -33,6 +34,7 @@ export const RESULTS_CSV_COLUMNS = [
   'judge_score',
   'judge_reason',
   'request_id',
+  'cached_from',
   'completed_at',
 ] as const;
 
@@ -66,6 +68,7 @@ export function resultCsvRecord(result: RowResult, metadataKeys: readonly string
     result.judge?.score ?? null,
     result.judge ? (result.judge.reason ?? result.judge.error?.message ?? null) : null,
     result.request_id ?? null,
+    result.cached ? `${result.cached.batch_id} row ${result.cached.row}` : null,
     result.completed_at,
     ...metadataKeys.map((key) => metadata[key] as CsvCell),
   ], separator);

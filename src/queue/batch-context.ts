@@ -1,5 +1,6 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import { createRedisRowGate } from '../execution/redis-row-gate.ts';
+import { createAnswerCache } from '../execution/answer-cache.ts';
 import { unlimitedCallSlot, type CallSlots } from '../execution/call-slots.ts';
 import { createRowPlanner } from '../execution/row-planner.ts';
 import { advanceRow, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
@@ -50,7 +51,8 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
   function build(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined, abSplit: readonly AbArm[] | undefined): BatchContext {
     const providers = createProviderClients(config);
     const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config, monthSpend, onBudgetSpent: (scope) => budgetSpent?.(scope === 'batch' ? batchId : null) });
-    const runner: RowRunnerDeps = { config, providers, gate, plan: createRowPlanner(config, providers, modelOverride, gate, callSlot), sleep, callSlot };
+    const answerCache = config.cache ? createAnswerCache(store.redis, store.space, config.cache.ttl_hours) : undefined;
+    const runner: RowRunnerDeps = { config, providers, gate, plan: createRowPlanner(config, providers, modelOverride, gate, callSlot), sleep, callSlot, answerCache };
     return {
       config,
       runner,

@@ -1,0 +1,70 @@
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import type { ModelRequest } from '../models/call-model.ts';
+import type { KeySpace } from '../queue/keys.ts';
+
+/**
+ * Answers kept in Redis (config `cache`), so the same request to the same endpoint is answered once
+ * and not paid for again: by a nightly job that sends yesterday's prompts again, a batch run a
+ * second time under a new id, a file with repeated rows. Shared by every batch and worker on the
+ * key prefix, for `ttl_hours`. A request is the same when its endpoint (provider URL and upstream
+ * model), messages, temperature, max_tokens and other body fields are; the API key is not part
+ * of it. Only a finished answer (`finish_reason: stop`) is kept: one cut at max_tokens, or a
+ * failure, is asked again.
+ */
+export interface AnswerCache {
+  lookUp(baseUrl: string, request: ModelRequest): Promise<CachedAnswer | null>;
+  keep(baseUrl: string, request: ModelRequest, answer: CachedAnswer): Promise<void>;
+}
+
+const cachedAnswerSchema = z.object({
+  output: z.string(),
+  finish_reason: z.string().nullable(),
+  usage: z.object({ input_tokens: z.number(), output_tokens: z.number() }),
+  request_id: z.string().nullable(),
+  /** The row whose call gave the answer, and when. */
+  batch_id: z.string(),
+  row: z.number(),
+  cached_at: z.string(),
+});
+
+export type CachedAnswer = z.infer<typeof cachedAnswerSchema>;
+
+/** Only an answer the model ended itself is worth giving again. */
+export function isCacheable(answer: { output: string; finishReason: string | null }): boolean {
+  return answer.finishReason === 'stop' && answer.output.trim() !== '';
+}
+
+export function answerCacheKey(space: KeySpace, baseUrl: string, request: ModelRequest): string {
+  const identity = [baseUrl.replace(/\/+$/, ''), request.upstream, request.messages, request.temperature, request.maxTokens, sortedKeys(request.params ?? {})];
+  return `${space.prefix}:answer-cache:${createHash('sha256').update(JSON.stringify(identity)).digest('base64url')}`;
+}
+
+/** The same body fields in another order are the same request. */
+function sortedKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortedKeys);
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(Object.keys(value).sort().map((key) => [key, sortedKeys((value as Record<string, unknown>)[key])]));
+}
+
+export function createAnswerCache(redis: Redis, space: KeySpace, ttlHours: number): AnswerCache {
+  const ttlSeconds = Math.max(1, Math.round(ttlHours * 3600));
+  return {
+    async lookUp(baseUrl, request) {
+      const text = await redis.get(answerCacheKey(space, baseUrl, request));
+      if (text === null) return null;
+      // An entry this version cannot read (written by another one) is a miss: the call is made, and its answer replaces it.
+      try {
+        const parsed = cachedAnswerSchema.safeParse(JSON.parse(text));
+        return parsed.success ? parsed.data : null;
+      } catch {
+        return null;
+      }
+    },
+    async keep(baseUrl, request, answer) {
+      // Best effort: the row has its answer, paid for; a write Redis refuses (its memory full) must not fail the row and pay again.
+      await redis.set(answerCacheKey(space, baseUrl, request), JSON.stringify(answer), 'EX', ttlSeconds).catch(() => undefined);
+    },
+  };
+}
