@@ -70,6 +70,10 @@ describe('the answer cache (config cache)', () => {
     expect(csv[0]!['cached_from']).toBe('cache-first row 1');
     expect(csv.at(-1)!['cached_from']).toBe('');
 
+    // A dry run cannot tell which rows the cache would answer (it reads no Redis), and says so.
+    const dry = await runCli(['run', input, '--config', config, '--dry-run'], h.env());
+    expect(dry.stdout).toContain('Note: the answer cache is on (cache in the config): rows whose request was answered before, in any batch on this Redis, are not called; the estimate counts every row as called.');
+
     // Another model is another request: asked, not taken from flash's answers.
     const pinned = await runCli(['run', input, '--config', config, '--model', 'pro', '--out', join(dir, 'pro')], h.env());
     expect(pinned.code, pinned.stdout + pinned.stderr).toBe(0);
