@@ -5,7 +5,7 @@ import { CollectionTally } from '../output/collection-tally.ts';
 import { collectBatch } from '../output/collector.ts';
 import { finalizeBatch, writeOutputsSoFar } from '../output/finalize-batch.ts';
 import { outputPaths } from '../output/paths.ts';
-import { counted, formatCount, renderSummaryLines } from '../output/report-markdown.ts';
+import { counted, renderSummaryLines } from '../output/report-markdown.ts';
 import type { Report } from '../output/report.ts';
 import { createProgressDisplay, type ProgressDisplay } from '../progress/progress-display.ts';
 import type { BatchProgress } from '../queue/batch-state.ts';
@@ -122,10 +122,14 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   }
   // Rows that went on to another provider's model succeed, and a refused key would go unnoticed in the exit code.
   // (Rows that failed with such an error are in the Errors lines already.)
-  const refused = ACCOUNT_REFUSALS.flatMap((code) => (report.call_errors[code] && !report.errors[code] ? [`${code} ${formatCount(report.call_errors[code])}`] : []));
+  const refused = ACCOUNT_REFUSALS.flatMap((code) => (report.call_errors[code] && !report.errors[code] ? [`${code} ${counted(report.call_errors[code], 'call')}`] : []));
   if (refused.length > 0) {
     say('');
-    say(`Refused by a provider: ${refused.join(', ')} calls (a key or account it would not take). Their rows went on to other models; results.jsonl's fallback_reason names the model and what to check.`);
+    // The report counts every run's calls: refusals of a run before the key was fixed failed rows that have succeeded since.
+    const after = report.extra_calls.rows_on_fallback > 0
+      ? "Their rows went on to other models; results.jsonl's fallback_reason names the model and what to check."
+      : 'No row failed for it: they were refused in an earlier run of this batch, or before the key was taken again, and their rows have succeeded since.';
+    say(`Refused by a provider: ${refused.join(', ')} (a key or account it would not take). ${after}`);
   }
   // A finished batch's unscored answers are kept for a resume (jobs/prompt.ts); say so where the user looks.
   const unscored = report.totals.unfinished_rows === 0 ? (report.judge?.rows_unscored ?? 0) : 0;

@@ -171,12 +171,12 @@ function overviewBullets(report: Report): string[] {
     `- Calls: ${count(totals.calls)} (${count(totals.failed_calls)} failed), retries and fallbacks included`,
     `- Tokens: ${count(totals.input_tokens)} in, ${count(totals.output_tokens)} out`,
     `- Cost: ${formatUsd(totals.cost_usd)}, the sum of costs.jsonl`,
-    ...(totals.unpriced_calls > 0 ? [`- ${count(totals.unpriced_calls)} calls used a model with no configured price: not in the cost`] : []),
+    ...(totals.unpriced_calls > 0 ? [`- ${counted(totals.unpriced_calls, 'call')} used a model with no configured price: not in the cost`] : []),
     ...bullet('', renderEstimatedUsage(totals)),
     ...bullet('', renderSavings(report)),
-    `- Retries: ${count(extra.retry_calls)} calls, ${extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls)}; fallbacks: ${count(extra.fallback_calls)} calls, ${extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls)}, ${count(extra.rows_on_fallback)} rows answered by a fallback model`,
+    `- Retries: ${counted(extra.retry_calls, 'call')}, ${extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls)}; fallbacks: ${counted(extra.fallback_calls, 'call')}, ${extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls)}, ${counted(extra.rows_on_fallback, 'row')} answered by a fallback model`,
     ...bullet('Cache: ', renderCache(report)),
-    ...(extra.classifier_calls > 0 ? [`- Task classifier: ${count(extra.classifier_calls)} calls, ${extraCost(extra.classifier_calls, extra.classifier_cost_usd, extra.classifier_unpriced_calls)}`] : []),
+    ...(extra.classifier_calls > 0 ? [`- Task classifier: ${counted(extra.classifier_calls, 'call')}, ${extraCost(extra.classifier_calls, extra.classifier_cost_usd, extra.classifier_unpriced_calls)}`] : []),
     ...bullet('Ensembles: ', renderEnsembleCalls(extra)),
     ...bullet('Judge: ', renderJudge(report)),
     ...bullet('Cut off: ', renderCutOff(report)),
@@ -455,7 +455,7 @@ export function renderSummaryLines(report: Report): string[] {
   if (savings) pairs.push(['Savings', savings]);
   if (report.extra_calls.fallback_calls > 0 || report.extra_calls.retry_calls > 0) {
     const extra = report.extra_calls;
-    pairs.push(['Retries', `${count(extra.retry_calls)} calls (${extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls)}); fallbacks ${count(extra.fallback_calls)} calls (${extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls)})`]);
+    pairs.push(['Retries', `${counted(extra.retry_calls, 'call')} (${extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls)}); fallbacks ${counted(extra.fallback_calls, 'call')} (${extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls)})`]);
   }
   const cache = renderCache(report);
   if (cache) pairs.push(['Cache', cache]);

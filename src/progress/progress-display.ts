@@ -91,7 +91,8 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
     // A MultiBar of one bar, for its log(): lines said while the bar is up print above it (terminal-lines.ts).
     // The line is fitted to the terminal's width at each redraw (bar-line.ts), so a resize is followed.
     const bars = new MultiBar({ format: (_options, params, payload) => barLine(params.progress, payload as BarFigures, params.maxWidth), hideCursor: true, stream, fps: 5 });
-    const columns = () => (stream as { columns?: number }).columns ?? 80;
+    // A terminal that reports no size (0 columns: `script`, some `docker exec -t`) gets 80, not lines cut at every word.
+    const columns = () => (stream as { columns?: number }).columns || 80;
     let bar: ReturnType<MultiBar['create']> | null = null;
     return {
       update(progress) {

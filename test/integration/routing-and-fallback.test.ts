@@ -289,6 +289,11 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
       expect(r.error!.message).toContain('$SIM_KEY');
     }
     expect(results.some((r) => r.error?.http_status === 401)).toBe(true);
+
+    // The key fixed, a resume finishes the rows; the refusals it reports were the first run's, and no row went elsewhere.
+    const resumed = await runCli(['run', '--resume', 'auth'], h.env({ SIM_KEY: 'right-key' }));
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+    expect(resumed.stdout).toMatch(/^Refused by a provider: unauthorized \d+ calls? \(a key or account it would not take\)\. No row failed for it: they were refused in an earlier run of this batch, or before the key was taken again, and their rows have succeeded since\.$/m);
   });
 
   it('a 401 on one provider sends the rows to a model on another, and the summary says a provider refused, naming where to look', async () => {
@@ -304,7 +309,7 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
       const out = join(dir, 'out');
       const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'auth-elsewhere', '--concurrency', '1'], h.env({ SIM_KEY: 'wrong-key' }));
       expect(run.code, await readFile(join(out, 'results.jsonl'), 'utf8')).toBe(0);
-      expect(run.stdout).toMatch(/^Refused by a provider: unauthorized \d+ calls \(a key or account it would not take\)\. Their rows went on to other models; results\.jsonl's fallback_reason names the model and what to check\.$/m);
+      expect(run.stdout).toMatch(/^Refused by a provider: unauthorized \d+ calls? \(a key or account it would not take\)\. Their rows went on to other models; results\.jsonl's fallback_reason names the model and what to check\.$/m);
       const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
       expect(results.every((r) => r.status === 'succeeded' && r.final_model === 'other')).toBe(true);
       expect(results.some((r) => r.fallback_reason?.includes('check the key in $SIM_KEY'))).toBe(true);

@@ -139,6 +139,17 @@ describe('progress bar on a terminal', () => {
     writeLines(stdout.stream, 'Rows 10 of 10 succeeded\n');
     expect(stdout.text()).toBe('Rows 10 of 10 succeeded\n');
   });
+
+  it('fits lines to 80 columns on a terminal that reports a width of 0 (script, some docker exec -t)', () => {
+    const bar = terminal(0);
+    const display = createProgressDisplay(bar.stream as unknown as NodeJS.WriteStream);
+    display.update(progress(0, 10));
+    const line = 'Read 10 rows: 10 valid, 0 invalid; 10 queued, workers here making up to 64 calls at a time.';
+    writeLines(terminal().stream, `${line}\n`);
+    display.update(progress(10, 10));
+    display.stop();
+    expect(bar.text()).toContain('\x1b[2KRead 10 rows: 10 valid, 0 invalid; 10 queued, workers here making up to 64\ncalls at a time.\n');
+  });
 });
 
 describe('progress display of a run that is stopping', () => {
