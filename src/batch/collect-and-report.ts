@@ -5,7 +5,7 @@ import { CollectionTally } from '../output/collection-tally.ts';
 import { collectBatch } from '../output/collector.ts';
 import { finalizeBatch, writeOutputsSoFar } from '../output/finalize-batch.ts';
 import { outputPaths } from '../output/paths.ts';
-import { counted, renderSummaryLines } from '../output/report-markdown.ts';
+import { counted, formatCount, renderSummaryLines } from '../output/report-markdown.ts';
 import type { Report } from '../output/report.ts';
 import { createProgressDisplay, type ProgressDisplay } from '../progress/progress-display.ts';
 import type { BatchProgress } from '../queue/batch-state.ts';
@@ -114,12 +114,14 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     say(`No API key: ${counted(keyless, 'row')} failed for a key not set where they ran (results.jsonl names the variable). Set it there, then: switchyard run --resume ${batchId}`);
   }
   const passedOver = report.errors.no_model_available ?? 0;
-  if (passedOver > 0 && /circuit open/.test(report.error_examples.no_model_available ?? '')) {
+  const modelsDown = passedOver > 0 && /circuit open/.test(report.error_examples.no_model_available ?? '');
+  if (modelsDown) {
     say('');
     // Breakers are shared through Redis: a batch that made no call met circuits that earlier runs' failures opened.
     const earlier = report.totals.calls === 0 ? ' This batch made no call: earlier failures (another run on this Redis, or the one before this) shut them, and each lets one call test its provider when breaker.cooldown_ms has passed (the rows\' errors say when).' : '';
     say(`Models down: ${counted(passedOver, 'row')} found every model of their chain shut after repeated failures (its circuit breaker), and were not sent.${earlier} Once the provider is back: switchyard run --resume ${batchId} (with breaker.max_wait_ms in the config, rows wait for it instead of failing).`);
   }
+  sayOtherFailures(report, batchId, new Set(['budget_exceeded', 'missing_api_key', ...(modelsDown ? ['no_model_available'] : [])]), say);
   // Rows that went on to another provider's model succeed, and a refused key would go unnoticed in the exit code.
   // (Rows that failed with such an error are in the Errors lines already.)
   const refused = ACCOUNT_REFUSALS.flatMap((code) => (report.call_errors[code] && !report.errors[code] ? [`${code} ${counted(report.call_errors[code], 'call')}`] : []));
@@ -139,6 +141,21 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     say(`Not scored: ${counted(unscored, 'answer')} the judge could not score (judge.error in results.jsonl). Score them without paying for the answers again: ${resume}`);
   }
   return report;
+}
+
+/** Errors that a later try may not meet: the provider was busy, slow or down. */
+const PASSING_ERRORS = new Set(['rate_limited', 'server_error', 'timeout', 'connection_error', 'empty_response', 'bad_response']);
+
+/** The failed rows no line above spoke of, by error code, and the resume that runs them again (after a fix, unless their errors pass by themselves). */
+function sayOtherFailures(report: Report, batchId: string, spokenOf: ReadonlySet<string>, say: (line: string) => void): void {
+  if (report.totals.unfinished_rows !== 0) return; // a stopped run says how to go on already
+  const others = Object.entries(report.errors).filter(([code]) => !spokenOf.has(code));
+  const rows = others.reduce((sum, [, n]) => sum + n, 0);
+  if (rows === 0) return;
+  const codes = others.map(([code, n]) => `${code} ${formatCount(n)}`).join(', ');
+  const when = others.every(([code]) => PASSING_ERRORS.has(code)) ? 'Run them again' : "Once what their errors say is fixed (results.jsonl's error, report.md's Errors), run them again";
+  say('');
+  say(`Failed: ${counted(rows, 'row')} (${codes}). ${when}: switchyard run --resume ${batchId} (the rows that succeeded are kept, not paid for again).`);
 }
 
 /** Call errors that say the provider refused the key or the account, not the request. */

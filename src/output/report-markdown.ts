@@ -167,7 +167,8 @@ function overviewBullets(report: Report): string[] {
     `- Started ${report.started_at}, finished ${report.finished_at}`,
     `- Rows: ${count(totals.rows)} (${count(totals.succeeded)} succeeded, ${count(totals.failed)} failed)` +
       (totals.invalid_rows > 0 ? `; ${counted(totals.invalid_rows, 'invalid input row')} not run (errors.jsonl)` : '') +
-      (unfinished ? `; ${unfinished}: the run stopped early, and \`switchyard run --resume ${report.batch_id}\` finishes the batch` : ''),
+      (unfinished ? `; ${unfinished}: the run stopped early, and \`switchyard run --resume ${report.batch_id}\` finishes the batch` : '') +
+      (!unfinished && totals.failed > 0 ? `; \`switchyard run --resume ${report.batch_id}\` runs the failed rows again (once what their errors say is fixed, if it needs fixing: see Errors)` : ''),
     `- Calls: ${count(totals.calls)} (${count(totals.failed_calls)} failed), retries and fallbacks included`,
     `- Tokens: ${count(totals.input_tokens)} in, ${count(totals.output_tokens)} out`,
     `- Cost: ${formatUsd(totals.cost_usd)}, the sum of costs.jsonl`,

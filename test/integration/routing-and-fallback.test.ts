@@ -263,6 +263,8 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
       expect(failed.length).toBeGreaterThanOrEqual(1);
       expect(failed.length).toBeLessThanOrEqual(3);
       expect(failed.every((r) => r.error?.code === 'server_error')).toBe(true);
+      // An error that passes by itself: the summary says to run them again, no fix needed.
+      expect(result.stdout).toMatch(/^Failed: \d rows? \(server_error \d\)\. Run them again: switchyard run --resume \S+ \(the rows that succeeded are kept, not paid for again\)\.$/m);
     } finally {
       await flaky.close();
     }
@@ -289,6 +291,7 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
       expect(r.error!.message).toContain('$SIM_KEY');
     }
     expect(results.some((r) => r.error?.http_status === 401)).toBe(true);
+    expect(run.stdout).toContain("Failed: 5 rows (unauthorized 5). Once what their errors say is fixed (results.jsonl's error, report.md's Errors), run them again: switchyard run --resume auth (the rows that succeeded are kept, not paid for again).");
 
     // The key fixed, a resume finishes the rows; the refusals it reports were the first run's, and no row went elsewhere.
     const resumed = await runCli(['run', '--resume', 'auth'], h.env({ SIM_KEY: 'right-key' }));

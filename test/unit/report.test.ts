@@ -253,6 +253,7 @@ describe('buildReport', () => {
     expect(md).toContain('| Code | Rows | Example |');
     expect(md).toContain('| timeout | 200 | no answer |');
     expect(md).toContain('| rate_limited | 2,000 |');
+    expect(md).toContain('- Rows: 10,000 (9,800 succeeded, 200 failed); `switchyard run --resume b1` runs the failed rows again (once what their errors say is fixed, if it needs fixing: see Errors)');
   });
 
   it('renders aligned summary lines', () => {
