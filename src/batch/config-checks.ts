@@ -60,20 +60,30 @@ function keysAllMissing(config: SwitchyardConfig, models: readonly string[]): st
   return [...new Set(missing)].map((name) => `$${name}`);
 }
 
+/** Each key variable missing here, with the models it holds back, so a warning says what will fail. */
+export function missingKeys(config: SwitchyardConfig, models: Iterable<string>, env: NodeJS.ProcessEnv = process.env): Map<string, string[]> {
+  const byKey = new Map<string, string[]>();
+  for (const model of models) {
+    const key = missingKeyFor(config, model, env);
+    if (key !== null) byKey.set(key, [...(byKey.get(key) ?? []), model]);
+  }
+  return byKey;
+}
+
+/** "$NAME is not set", or "is set but empty": an empty key is as good as none. */
+export function notSet(key: string, env: NodeJS.ProcessEnv = process.env): string {
+  return env[key] === undefined ? `$${key} is not set` : `$${key} is set but empty`;
+}
+
 export function warnAboutConfig(config: SwitchyardConfig, budgeted: boolean, detached: boolean, say: (line: string) => void): void {
   const unpriced = Object.entries(config.models).filter(([, model]) => !model.price).map(([name]) => name);
   // A budget counts priced calls only: an unpriced model's calls would run past it unnoticed.
   const unbounded = budgeted ? ', and no budget limits them' : '';
   if (unpriced.length > 0) say(`Warning: no price for ${unpriced.join(', ')}: their calls get cost_usd null in costs.jsonl and the report${unbounded}.`);
-  // Which models each missing key holds back, so the warning says what will fail.
-  const modelsByMissingKey = new Map<string, string[]>();
-  for (const model of Object.keys(config.models)) {
-    const key = missingKeyFor(config, model);
-    if (key !== null) modelsByMissingKey.set(key, [...(modelsByMissingKey.get(key) ?? []), model]);
-  }
   // A detached batch's calls are made by the workers, with their own environment.
-  const where = detached ? ' here: the workers that take its rows need it, or' : ':';
-  for (const [key, models] of modelsByMissingKey) say(`Warning: $${key} is not set${where} calls to ${models.join(', ')} will fail with missing_api_key.`);
+  for (const [key, models] of missingKeys(config, Object.keys(config.models))) {
+    say(`Warning: ${notSet(key)}${detached ? ' here: the workers that take its rows need it, or' : ':'} calls to ${models.join(', ')} will fail with missing_api_key.`);
+  }
   // Said each run: answers that are not asked for again may be a surprise at a temperature that varies them.
   if (config.cache) say(`Note: the answer cache is on: a request made before (same model, messages, temperature, max_tokens), in the last ${counted(config.cache.ttl_hours, 'hour')}, gets the answer it had, with no call (cache in the config).`);
 }

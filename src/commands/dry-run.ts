@@ -4,6 +4,7 @@ import { loadConfigFile } from '../config/load.ts';
 import { answerableNames, DEFAULT_MIN_ANSWERS, type JudgeConfig, type SwitchyardConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
 import { lookalikeColumnsText, unsentBodyFieldsText } from '../batch/run-messages.ts';
+import { missingKeys, notSet } from '../batch/config-checks.ts';
 import { countUnsentBodyFields } from '../queue/producer.ts';
 import { pinnedCallProgress } from '../execution/pinned-call.ts';
 import { readRows } from '../input/read-rows.ts';
@@ -128,6 +129,10 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   }
 
   say(`Dry run of ${options.file}: no model was called.`);
+  // What the run would say first: a preflight that passes a run which then refuses to start helps no one.
+  for (const [key, models] of missingKeys(config, Object.keys(config.models))) {
+    say(`Warning: ${notSet(key)} here: calls to ${models.join(', ')} would fail with missing_api_key (a run stops before calling anything when no model its rows may use has its key, here or on a worker on its Redis).`);
+  }
   if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id.`);
   const unrouted = autoArmUnroutedNote(abSplit, config);
   if (unrouted) say(unrouted);

@@ -63,7 +63,7 @@ export function whyNotSendable(provider: ProviderClient, model: string): ModelCa
       model,
       sent: false,
       // Workers on several machines share a queue: name the one without the key.
-      message: `provider "${provider.name}" needs an API key in $${provider.missingKeyEnv}, which is not set for the worker on ${hostname()} (pid ${process.pid}); every worker that takes this batch's rows needs it`,
+      message: `provider "${provider.name}" needs an API key in $${provider.missingKeyEnv}, which is not set (or is empty) for the worker on ${hostname()} (pid ${process.pid}); every worker that takes this batch's rows needs it`,
     });
   }
   const rejected = provider.keyRejection.current();

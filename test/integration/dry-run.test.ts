@@ -92,9 +92,24 @@ describe('run --dry-run of OpenAI Batch lines', () => {
     const result = await runCli(['run', input, '--config', config, '--dry-run'], h.env());
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain("Note: request body fields not sent to the models: n (2 lines), tools (1 line). They are kept in each result's metadata.body_extra.");
+    expect(result.stdout).not.toContain('Warning: $');
     // Its model has no price: the estimate is unknown, not a bound.
     expect(result.stdout).toContain('Estimated cost: n/a (no price configured) (input tokens counted');
   });
+  it('warns of a key variable not set, or set empty, as the run would refuse to start without it', async () => {
+    const dir = await tempDir('dry-keys');
+    const config = join(dir, 'switchyard.yaml');
+    await writeFile(config, stringify({ providers: { sim: { base_url: h.sim.url, api_key_env: 'SY_DRY_KEY' } }, models: { flash: { provider: 'sim' } }, default_model: 'flash' }));
+    const input = join(dir, 'in.csv');
+    await writeFile(input, 'prompt\nhello\n');
+    const unset = await runCli(['run', input, '--config', config, '--dry-run'], h.env());
+    expect(unset.stdout).toContain('Warning: $SY_DRY_KEY is not set here: calls to flash would fail with missing_api_key (a run stops before calling anything when no model its rows may use has its key, here or on a worker on its Redis).');
+    const empty = await runCli(['run', input, '--config', config, '--dry-run'], h.env({ SY_DRY_KEY: '' }));
+    expect(empty.stdout).toContain('Warning: $SY_DRY_KEY is set but empty here: calls to flash would fail');
+    const set = await runCli(['run', input, '--config', config, '--dry-run'], h.env({ SY_DRY_KEY: 'k' }));
+    expect(set.stdout).not.toContain('SY_DRY_KEY');
+  });
+
   it('shows the A/B split it prices the rows by, as the run says it', async () => {
     const dir = await tempDir('dry-ab');
     const config = join(dir, 'switchyard.yaml');
