@@ -89,7 +89,7 @@ describe('a provider key missing from a worker', () => {
     const error = whyNotSendable(provider, 'm');
     expect(error?.code).toBe('missing_api_key');
     expect(error?.message).toBe(
-      `provider "paid" needs an API key in $SWITCHYARD_TEST_KEY_NOBODY_SETS, which is not set for the worker on ${hostname()} (pid ${process.pid}); every worker that takes this batch's rows needs it`,
+      `provider "paid" needs an API key in $SWITCHYARD_TEST_KEY_NOBODY_SETS, which is not set (or is empty) for the worker on ${hostname()} (pid ${process.pid}); every worker that takes this batch's rows needs it`,
     );
   });
 });
