@@ -119,7 +119,13 @@ async function headerDelimiter(handle: FileHandle, bytes: number, path: string):
 
 const DELIMITER_NAMES: Record<CsvDelimiter, string> = { ',': 'commas', ';': 'semicolons', '\t': 'tabs' };
 
+/** The "no prompt column" message lists this many columns at most, each cut to NAME_SHOWN characters: a file that is no CSV would print a screenful. */
+const COLUMNS_LISTED = 30;
+const NAME_SHOWN = 40;
+
 function readHeader(record: string[], promptColumn: string, path: string, delimiter: CsvDelimiter): Header {
+  // Column names become results.csv's columns and metadata keys: mangled ones would be carried through every row.
+  if (record.some(hasReplacementChar)) throw new UsageError(`input file ${path}: its header ${notUtf8(1).message.replace(/^line 1 /, '')}`);
   const names = record.map((name, i) => name.trim() || `column_${i + 1}`);
   const duplicate = names.find((name, i) => names.indexOf(name) !== i);
   if (duplicate !== undefined) {
@@ -129,11 +135,16 @@ function readHeader(record: string[], promptColumn: string, path: string, delimi
     const near = names.find((name) => name.toLowerCase() === promptColumn.toLowerCase());
     const hint = near === undefined ? '' : ` (did you mean "${near}"?)`;
     throw new UsageError(
-      `input file ${path} has no "${promptColumn}" column${hint}; its columns (separated by ${DELIMITER_NAMES[delimiter]}) are: ${names.join(', ')}. ` +
+      `input file ${path} has no "${promptColumn}" column${hint}; its columns (separated by ${DELIMITER_NAMES[delimiter]}) are: ${listedColumns(names)}. ` +
         'Choose the prompt column with --prompt-column <name>.',
     );
   }
   return { names, promptColumn };
+}
+
+function listedColumns(names: readonly string[]): string {
+  const shown = names.slice(0, COLUMNS_LISTED).map((name) => (name.length > NAME_SHOWN ? `${name.slice(0, NAME_SHOWN)}…` : name));
+  return shown.join(', ') + (names.length > COLUMNS_LISTED ? ` and ${names.length - COLUMNS_LISTED} more` : '');
 }
 
 function toItem(record: string[], header: Header, pos: RecordPosition, rules: RowRules, delimiter: CsvDelimiter): ReadItem {

@@ -322,6 +322,20 @@ describe('whole-file problems throw a UsageError before any item', () => {
     );
   });
 
+  it('refuses a header that is not UTF-8 before any row, rather than carry mangled column names through', async () => {
+    const path = await csvFile('latin1-header.csv', Buffer.concat([Buffer.from('id,prompt,cat'), Buffer.from([0xe9]), Buffer.from('gorie\n1,hello,x\n')]));
+    await expect(collect(readRows(path, rules))).rejects.toThrow(
+      new UsageError(`input file ${path}: its header is not UTF-8 text (some bytes cannot be decoded); save the file as UTF-8 (in Excel: "CSV UTF-8") and run it again`),
+    );
+  });
+
+  it('lists at most 30 columns, each cut to 40 characters, when none is the prompt', async () => {
+    const names = Array.from({ length: 35 }, (_, i) => `c${i}${'x'.repeat(i === 0 ? 60 : 0)}`);
+    const path = await csvFile('wide-header.csv', `${names.join(',')}\n${names.map(() => 'v').join(',')}\n`);
+    await expect(collect(readRows(path, rules))).rejects.toThrow(`are: c0${'x'.repeat(38)}…, c1, c2,`);
+    await expect(collect(readRows(path, rules))).rejects.toThrow(', c29 and 5 more. Choose the prompt column');
+  });
+
   it('reads files separated by semicolons (Excel where the decimal mark is a comma) or tabs, as their header shows', async () => {
     const semicolons = await csvFile('semi.csv', '\uFEFFid;prompt;note\r\n1;"Hello, world; twice";a,b\r\n2;plain;\r\n');
     expect(await collect(readRows(semicolons, rules))).toEqual([
