@@ -155,7 +155,9 @@ type FieldsOrProblem = RawFields | Pick<RowError, 'code' | 'message'>;
 function batchFields(object: Record<string, unknown>): FieldsOrProblem {
   const parsed = openAiBatchLineSchema.safeParse(object);
   if (!parsed.success) {
-    return { code: 'bad_field', message: `OpenAI Batch request line: ${describeIssues(parsed.error)}` };
+    // A request of another kind (embeddings, GET): what its body lacks for a chat completion is beside the point.
+    const kind = parsed.error.issues.filter((issue) => issue.path[0] === 'url' || issue.path[0] === 'method');
+    return { code: 'bad_field', message: `OpenAI Batch request line: ${describeIssues(kind.length > 0 ? new z.ZodError(kind) : parsed.error)}` };
   }
   return openAiBatchLineFields(parsed.data);
 }

@@ -9,7 +9,7 @@ import type { RawFields } from './row-fields.ts';
  */
 export const openAiBatchLineSchema = z.object({
   custom_id: z.string().min(1),
-  method: z.literal('POST'),
+  method: z.literal('POST', { error: 'must be "POST": chat completion requests are posted' }),
   url: z.literal('/v1/chat/completions', { error: 'only "/v1/chat/completions" requests are supported' }),
   body: z.looseObject({
     model: z.string().min(1),

@@ -173,9 +173,8 @@ describe('OpenAI Batch request lines (openai-batch.jsonl)', () => {
           id: 'task-2',
           custom_id: 'task-2',
           code: 'bad_field',
-          message:
-            'OpenAI Batch request line: url: only "/v1/chat/completions" requests are supported; ' +
-            'body.messages: missing (expected a list)',
+          // Not a chat completion: what its body lacks for one goes unsaid.
+          message: 'OpenAI Batch request line: url: only "/v1/chat/completions" requests are supported',
         },
       },
       {
@@ -340,6 +339,12 @@ describe('an OpenAI Batch line whose custom_id is a number', () => {
     const line = JSON.stringify({ custom_id: 123, method: 'POST', url: '/v1/chat/completions', body: { model: 'gpt-a', messages: [{ role: 'user', content: 'hi' }] } });
     const [item] = await collect(readJsonlRows(await file('numeric-id.jsonl', `${line}\n`), rules));
     expect(item).toMatchObject({ kind: 'error', value: { custom_id: '123', code: 'bad_field', message: 'OpenAI Batch request line: custom_id: expected a string, got a number' } });
+  });
+
+  it('says a GET line must be POST, in words', async () => {
+    const line = JSON.stringify({ custom_id: 'g', method: 'GET', url: '/v1/chat/completions', body: { model: 'gpt-a', messages: [{ role: 'user', content: 'hi' }] } });
+    const [item] = await collect(readJsonlRows(await file('get.jsonl', `${line}\n`), rules));
+    expect(item).toMatchObject({ kind: 'error', value: { code: 'bad_field', message: 'OpenAI Batch request line: method: must be "POST": chat completion requests are posted' } });
   });
 });
 
