@@ -396,7 +396,7 @@ function renderEnsembleCalls(extra: Report['extra_calls']): string | null {
 export function renderEstimatedUsage(totals: Report['totals']): string | null {
   const calls = totals.usage_estimated_calls ?? 0;
   if (calls === 0) return null;
-  return `${counted(calls, 'call')} came without token usage from the provider: their tokens and cost are Switchyard's estimate (marked usage_estimated in costs.jsonl)`;
+  return `${counted(calls, 'call')} had no token usage from the provider (an answer sent without it, or a call that timed out, charged for its prompt): their tokens and cost are Switchyard's estimate (marked usage_estimated in costs.jsonl)`;
 }
 
 /**
