@@ -6,6 +6,7 @@ import { UsageError } from '../errors.ts';
 import { excelSeparator, firstLine, sniffCsvDelimiter, type CsvDelimiter } from './csv-delimiter.ts';
 import { readTextInput, type TextInput } from './text-input.ts';
 import { lookalikeColumns } from './row-field-lookalikes.ts';
+import { recordsBeforeError } from './records-before-error.ts';
 import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosition } from './row-fields.ts';
 import type { ReadItem, ReadPosition, RowRules } from './row.ts';
 
@@ -72,7 +73,7 @@ async function* readCsvInput(path: string, input: TextInput, rules: RowRules, po
   // Excel's `sep=;` line is a record of its own (its line is counted), before the header.
   let skipSepLine = sepLine;
   try {
-    for await (const record of parser as AsyncIterable<ParsedRecord>) {
+    for await (const record of recordsBeforeError<ParsedRecord>(parser)) {
       const { fields, line } = record;
       if (position) position.bytesRead = record.endByte;
       if (skipSepLine) {

@@ -166,6 +166,16 @@ describe('readCsvRows line numbers and options', () => {
     const rows = Array.from({ length: 3000 }, (_, i) => `${i + 1},"prompt ${i + 1}, quoted"`);
     const path = await csvFile('unclosed-late.csv', `id,prompt\n${rows.join('\n')}\n3001,"never closed\n3002,more\n`);
     await expect(collect(readCsvRows(path, rules))).rejects.toThrow(new UsageError(`input file ${path}: the quoted field at line 3002 is never closed (close it; a quote inside a quoted field is written twice, "")`));
+    // Every row before it comes out first, also to a reader slower than the parser (the producer, queueing in
+    // chunks): the parser fails at the file's end, holding the rows of its last chunk, and those went unrun.
+    let seen = 0;
+    await expect((async () => {
+      for await (const item of readCsvRows(path, rules)) {
+        if (item.kind === 'row') seen += 1;
+        if (seen % 100 === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })()).rejects.toThrow(UsageError);
+    expect(seen).toBe(3000);
   });
 
   it('stops at an unclosed quote that a later stray quote would end, instead of merging the rows between into one prompt', async () => {
