@@ -1,5 +1,6 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import { collectAndReport } from '../batch/collect-and-report.ts';
+import { LostOutputError, shortFileText } from '../output/collected-files.ts';
 import { RedisWentBackError } from '../output/collector.ts';
 import type { Session } from '../queue/session.ts';
 import { formatUsd } from '../models/pricing.ts';
@@ -91,6 +92,11 @@ export function createBackgroundCollection(session: Session, say: (line: string)
       if (error instanceof RedisWentBackError) {
         rolledBack = true;
         say(`[${batchId}] Redis came back with older data than it had (${error.finishedBefore} rows finished before, ${error.finishedNow} now): queuing the rows it forgot again from the batch's file (those it had answered are paid for again). Keep every write with appendonly yes and appendfsync always.`);
+        return null;
+      }
+      // The batch stays open: once the files are back, the next server to start collects it again.
+      if (error instanceof LostOutputError) {
+        say(`[${batchId}] Writing the outputs stopped: ${error.short.map(shortFileText).join(' ')} Put ${error.short.length === 1 ? 'it' : 'them'} back, then restart the server; or post the file again as a new batch.`);
         return null;
       }
       // The batch stays open: the next server to start collects it again.

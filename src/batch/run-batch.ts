@@ -18,6 +18,7 @@ import { connectedWorkerCount, workersConnectedText } from '../queue/connected-w
 import type { AbArm } from '../routing/ab-split.ts';
 import { claimOutputDir, createOutputDir } from '../output/output-dir.ts';
 import { outputPaths } from '../output/paths.ts';
+import { refuseLostCollectedFiles } from '../output/collected-files.ts';
 import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from '../queue/session.ts';
 import { lookalikeColumnsText, orphanedBatchText, readText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText } from './run-messages.ts';
@@ -167,6 +168,8 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   // Before anything is written: another process may be running this batch now. (A server holds
   // the lease of the batches it queues itself; a --detach from the command line holds it while it queues.)
   if (!host) held.lease = await acquireBatchLease(session.redis, session.store.keys(batchId).lease, batchId);
+  // Results or call records its earlier runs collected and that are lost now: refused before the batch is touched.
+  if (existing) await refuseLostCollectedFiles(session.store, existing, outputPaths(existing.out_dir), 'run the same command again');
   const storedConfig = existing ? ((await session.store.loadConfig(batchId))?.config ?? null) : null;
   const resolved = await resolveConfig(options, existing, storedConfig, say, host);
   held.simulator = resolved.simulator;

@@ -2,10 +2,13 @@ import type { Logger } from 'pino';
 import { counted } from '../output/report-markdown.ts';
 import { readWrittenReport } from '../output/write-report.ts';
 import { batchExitCode } from '../output/report.ts';
-import { isFinishedStatus } from '../queue/batch-state.ts';
+import { isFinishedStatus, type BatchMeta } from '../queue/batch-state.ts';
+import { LostOutputError, refuseLostCollectedFiles } from '../output/collected-files.ts';
+import { rewriteMissingOutputs } from '../output/finalize-batch.ts';
+import { outputPaths } from '../output/paths.ts';
 import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { collectAndReport } from '../batch/collect-and-report.ts';
-import { noBatchMessage, openSession } from '../queue/session.ts';
+import { noBatchMessage, openSession, type Session } from '../queue/session.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
 import { exitWhenRedisStaysAway } from '../queue/redis-stays-away.ts';
@@ -14,6 +17,29 @@ import { connectedWorkerCount, watchConnectedWorkers, workersConnectedText } fro
 /** How often a waiting collect looks whether workers came or went. */
 const WORKER_CHECK_MS = 15_000;
 const START_WORKER = 'start "switchyard worker" here or on another machine, with the same REDIS_URL and SWITCHYARD_PREFIX';
+
+/**
+ * A finished batch: its outputs are left as they are, those missing written again (see
+ * rewriteMissingOutputs); a collected file lost for good stops it with what that means (exit 2).
+ */
+async function checkFinishedOutputs(session: Session, meta: BatchMeta, say: (line: string) => void): Promise<number> {
+  const config = (await session.store.loadConfig(meta.batch_id))?.config;
+  const baselineModel = config?.report.baseline_model;
+  const baselinePrice = baselineModel ? config?.models[baselineModel]?.price : undefined;
+  const paths = outputPaths(meta.out_dir);
+  const found = await rewriteMissingOutputs({ store: session.store, meta, paths, outDir: meta.out_dir, baseline: baselineModel && baselinePrice ? { model: baselineModel, price: baselinePrice } : undefined });
+  const written = await readWrittenReport(meta.out_dir);
+  const status = meta.status.replaceAll('_', ' ');
+  if (written) say(`${meta.batch_id} is already ${status}: ${written.totals.succeeded} of ${written.totals.rows} rows succeeded. Its outputs are in ${meta.out_dir} (report.md for the summary).`);
+  else say(`${meta.batch_id} is already ${status}. Its outputs are in ${meta.out_dir}, but report.json is missing and cannot be made again without the files below.`);
+  if (found.rewritten.length > 0) say(`Written again, as they were missing: ${found.rewritten.join(', ')}.`);
+  for (const note of found.notes) say(note);
+  if (found.lost.length > 0) {
+    const again = `"switchyard collect ${meta.batch_id}" writes the outputs made from ${found.lost.length === 1 ? 'it' : 'them'} again`;
+    throw new LostOutputError(meta, found.lost, again, `batch ${meta.batch_id}'s outputs are not whole`);
+  }
+  return written ? batchExitCode(written, meta.invalid_rows) : 1;
+}
 
 /** `switchyard collect <batch id>`: writes a detached batch's outputs once its workers finish it. */
 export async function runCollectCommand(batchId: string, logger: Logger, say: (line: string) => void): Promise<number> {
@@ -38,15 +64,13 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
     const state = await session.store.loadWithProgress(batchId);
     if (!state) throw new UsageError(noBatchMessage(session, batchId));
     const { meta, progress } = state;
-    // Outputs deleted since: collecting writes them again.
-    const written = isFinishedStatus(meta.status) ? await readWrittenReport(meta.out_dir) : null;
-    if (written) {
-      // Collecting again would only rewrite its report, timed from the batch's start to now.
-      say(`${batchId} is already ${meta.status.replaceAll('_', ' ')}: ${written.totals.succeeded} of ${written.totals.rows} rows succeeded. Its outputs are in ${meta.out_dir} (report.md for the summary).`);
-      return batchExitCode(written, meta.invalid_rows);
-    }
     lease = await acquireBatchLease(session.redis, session.store.keys(batchId).lease, batchId);
+    // Written already: left as it is (collecting again would only retime its report to now);
+    // outputs deleted since are written again, as far as the files they are made from are whole.
+    if (isFinishedStatus(meta.status)) return await checkFinishedOutputs(session, meta, say);
     lease.lost.addEventListener('abort', () => stop.abort());
+    // Before saying what it waits for: results or call records collected before and lost since stop it (exit 2).
+    await refuseLostCollectedFiles(session.store, meta, outputPaths(meta.out_dir), 'run the same command again');
     const rowsLeft = progress.total === null ? null : progress.total - progress.finished;
     if (rowsLeft !== 0) {
       const left = rowsLeft === null ? 'its rows are still being enqueued' : `${rowsLeft} of its ${progress.total} rows are not done yet`;

@@ -4,6 +4,7 @@ import type { CsvDelimiter } from '../input/csv-delimiter.ts';
 import { SetupError } from '../errors.ts';
 import { DamagedBatchError, type BatchStore } from '../queue/batch-state.ts';
 import type { CollectionTally } from './collection-tally.ts';
+import { LostOutputError, rebuildCsvJournal, shortCollectedFiles, unrecoverable } from './collected-files.ts';
 import { formatCsvJournalEntry, formatJournalLine } from './ordered-results.ts';
 import type { OutputPaths } from './paths.ts';
 import type { RowResult } from './records.ts';
@@ -56,10 +57,11 @@ const UNKNOWN_TOTAL_BLOCK_MS = 25;
 
 async function openAt(path: string, bytes: number | null): Promise<OpenOutput> {
   if (bytes === null) return { handle: await open(path, 'w'), bytes: 0 };
-  const size = await stat(path).then((s) => s.size, () => -1);
-  if (size < bytes) {
-    throw new Error(`${path} is shorter than the batch's checkpoint (${size} < ${bytes} bytes): it was changed or deleted. Resume into the original --out folder, or start a new batch.`);
-  }
+  const size = await stat(path).then((s) => s.size, () => null);
+  // Nothing checkpointed yet: a missing file loses nothing.
+  if (size === null && bytes === 0) return { handle: await open(path, 'w'), bytes: 0 };
+  // checkCollectedFiles refused this before anything was opened; only a change since gets here.
+  if (size === null || size < bytes) throw new Error(`${path} is shorter than the batch's checkpoint (${size ?? 'missing'}, ${bytes} bytes checkpointed): it was changed or deleted while collecting`);
   const handle = await open(path, 'r+');
   await handle.truncate(bytes);
   return { handle, bytes };
@@ -89,6 +91,7 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
   const batchWindowMs = BATCH_WINDOW_MS;
   const checkpoint = await options.redis.hgetall(keys.checkpoint);
   const resumed = checkpoint.last_id !== undefined;
+  if (resumed) await checkCollectedFiles(options, checkpoint);
   let lastId = checkpoint.last_id ?? '0-0';
   const journal = await openAt(options.paths.journal, resumed ? Number(checkpoint.journal_bytes) : null);
   const costs = await openAt(options.paths.costs, resumed ? Number(checkpoint.costs_bytes) : null);
@@ -136,6 +139,25 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
     reader.disconnect();
     await Promise.all([journal.handle.close(), costs.handle.close(), csv.handle.close()]);
   }
+}
+
+/**
+ * Before a resumed collection cuts its files back to the checkpoint: a lost CSV journal is made
+ * again from the results journal (its new size put in `checkpoint`); a lost results journal or
+ * costs.jsonl stops it, saying what is lost and how to go on (LostOutputError, exit 2).
+ */
+async function checkCollectedFiles(options: CollectOptions, checkpoint: Record<string, string>): Promise<void> {
+  const short = await shortCollectedFiles(options.paths, checkpoint);
+  if (short.length === 0) return;
+  const lost = unrecoverable(short);
+  if (lost.length > 0) {
+    const meta = await options.store.load(options.batchId);
+    if (!meta) throw new DamagedBatchError(options.batchId, 'gone');
+    throw new LostOutputError(meta, lost, 'run the same command again');
+  }
+  const metadataKeys = await options.store.metadataKeys(options.batchId);
+  const keys = options.store.keys(options.batchId);
+  checkpoint.csv_journal_bytes = String(await rebuildCsvJournal(options.redis, keys.checkpoint, options.paths, Number(checkpoint.journal_bytes ?? 0), metadataKeys, options.csvDelimiter));
 }
 
 interface CollectedFiles {

@@ -1,4 +1,7 @@
+import { existsSync, writeFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import type { BatchMeta, BatchStore } from '../queue/batch-state.ts';
+import { rebuildCsvJournal, shortCollectedFiles, unrecoverable, type ShortFile } from './collected-files.ts';
 import { writeOpenAiBatchFiles } from './openai-batch-output.ts';
 import { writeOrderedResults, type RowFilter } from './ordered-results.ts';
 import type { OutputPaths } from './paths.ts';
@@ -6,7 +9,8 @@ import { readJsonl } from './read-jsonl.ts';
 import type { CallRecord, RowResult } from './records.ts';
 import { ReportTally, type Report, type ReportBaseline } from './report.ts';
 import { writeResultsCsv } from './results-csv.ts';
-import { writeReport } from './write-report.ts';
+import { renderReportMarkdown } from './report-markdown.ts';
+import { readWrittenReport, writeReport } from './write-report.ts';
 
 export interface FinalizeOptions {
   store: BatchStore;
@@ -78,4 +82,80 @@ async function tallyFromFiles(paths: OutputPaths, baseline: ReportBaseline | und
   for await (const result of readJsonl<RowResult>(paths.results)) tally.addResult(result);
   for await (const call of readJsonl<CallRecord>(paths.costs)) tally.addCall(call);
   return tally;
+}
+
+/** What `rewriteMissingOutputs` found: the files it wrote again, and those it could not. */
+export interface MissingOutputs {
+  /** Output files that were missing and are written again (names in the folder). */
+  rewritten: string[];
+  /** Collected files shorter than the checkpoint that cannot be made again (collected-files.ts). */
+  lost: ShortFile[];
+  /** Missing files that only a resume writes again, each with why. */
+  notes: string[];
+}
+
+/**
+ * A finished batch's outputs checked, and those missing written again from what they come from:
+ * the CSV journal from the results journal, results.jsonl and results.csv from the journals, the
+ * OpenAI Batch files from results.jsonl, the report from results.jsonl and costs.jsonl (timed as
+ * its run was), report.md from report.json, and an empty errors.jsonl when no row was invalid.
+ * The batch stays as it is in Redis. The caller holds its lease.
+ */
+export async function rewriteMissingOutputs(options: Omit<FinalizeOptions, 'collectedTally' | 'startedAt'>): Promise<MissingOutputs> {
+  const { store, meta, paths } = options;
+  const checkpointKey = store.keys(meta.batch_id).checkpoint;
+  const checkpoint = await store.redis.hgetall(checkpointKey);
+  const short = await shortCollectedFiles(paths, checkpoint);
+  const lost = unrecoverable(short);
+  const journalWhole = !lost.some((s) => s.file === 'journal');
+  const costsWhole = !lost.some((s) => s.file === 'costs');
+  const rewritten: string[] = [];
+  const notes: string[] = [];
+  const missing = (path: string) => !existsSync(path);
+  const wrote = (path: string) => rewritten.push(basename(path));
+  // Missing, but its checkpoint has nothing of it (or there is none: no row ever came): it held nothing.
+  for (const path of [paths.journal, paths.csvJournal, paths.costs]) {
+    if (missing(path) && !short.some((s) => s.path === path)) {
+      writeFileSync(path, '');
+      wrote(path);
+    }
+  }
+  if (short.some((s) => s.file === 'csvJournal') && journalWhole) {
+    await rebuildCsvJournal(store.redis, checkpointKey, paths, Number(checkpoint.journal_bytes ?? 0), await store.metadataKeys(meta.batch_id), meta.csv_delimiter);
+    wrote(paths.csvJournal);
+  }
+  const keep = await notWithdrawn(store, meta.batch_id);
+  if (journalWhole && missing(paths.results)) {
+    writeOrderedResults(paths.journal, paths.results, keep);
+    wrote(paths.results);
+  }
+  if (journalWhole && missing(paths.resultsCsv)) {
+    writeResultsCsv(paths.csvJournal, paths.resultsCsv, await store.metadataKeys(meta.batch_id), { separator: meta.csv_delimiter, bom: meta.csv_bom === true }, keep);
+    wrote(paths.resultsCsv);
+  }
+  if (missing(paths.errors)) {
+    if (meta.invalid_rows === 0) {
+      writeFileSync(paths.errors, '');
+      wrote(paths.errors);
+    } else {
+      notes.push(`${paths.errors} is missing: it listed the batch's ${meta.invalid_rows} invalid input rows, and only reading the input file makes it again: \`switchyard run --resume ${meta.batch_id}\` does (rows that succeeded are not run again).`);
+    }
+  }
+  if (meta.input_kind === 'openai-batch' && !missing(paths.results) && (missing(paths.batchOutput) || missing(paths.batchErrors))) {
+    await writeOpenAiBatchFiles(paths.results, paths.errors, options.outDir, meta.batch_id);
+    rewritten.push(basename(paths.batchOutput), basename(paths.batchErrors));
+  }
+  const written = await readWrittenReport(options.outDir);
+  if (!written && costsWhole && !missing(paths.results)) {
+    // Timed as the run that wrote it was: from its start to the batch's end.
+    const startedAt = new Date(meta.started_at ?? meta.created_at);
+    const tally = await tallyFromFiles(paths, options.baseline, startedAt);
+    const report = tally.build({ batchId: meta.batch_id, startedAt, finishedAt: new Date(meta.finished_at ?? Date.now()) }, meta.invalid_codes, 0);
+    writeReport(report, options.outDir);
+    rewritten.push(basename(paths.reportJson), basename(paths.reportMd));
+  } else if (written && missing(paths.reportMd)) {
+    writeFileSync(paths.reportMd, renderReportMarkdown(written), 'utf8');
+    wrote(paths.reportMd);
+  }
+  return { rewritten, lost, notes };
 }

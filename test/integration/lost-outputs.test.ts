@@ -1,0 +1,131 @@
+import { copyFile, cp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { CallRecord, RowResult } from '../../src/output/records.ts';
+import type { Report } from '../../src/output/report.ts';
+import { runCli } from '../helpers/cli.ts';
+import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
+import { useSimulatorAndRedis } from '../helpers/harness.ts';
+
+const exists = (path: string) => stat(path).then(() => true, () => false);
+
+describe('outputs deleted or cut after a batch wrote them: collect writes again what it can, a resume names what is lost', () => {
+  const h = useSimulatorAndRedis('lost-outputs', { latency_ms: 2 });
+  const statusOf = (batchId: string) => h.redis.hget(`${h.prefix}:batch:{${batchId}}`, 'status');
+
+  /** A finished batch of `rows` rows in `dir`/out, and a copy of its folder as it was. */
+  async function finishedBatch(name: string, rows: number): Promise<{ dir: string; out: string; kept: string; config: string; input: string }> {
+    const dir = await tempDir(name);
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, rows);
+    const out = join(dir, 'out');
+    const run = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', name], h.env());
+    expect(run.code, run.stderr).toBe(0);
+    const kept = join(dir, 'kept');
+    await cp(out, kept, { recursive: true });
+    return { dir, out, kept, config, input };
+  }
+
+  it('collect writes the deleted results, CSV and report of a finished batch again, as they were', async () => {
+    const { out, kept } = await finishedBatch('lost-rewrite', 6);
+    for (const file of ['results.jsonl', 'results.csv', 'report.json', 'report.md', '.results-csv-journal']) await rm(join(out, file));
+    const collected = await runCli(['collect', 'lost-rewrite'], h.env());
+    expect(collected.code, collected.stderr).toBe(0);
+    expect(collected.stdout).toContain(`lost-rewrite is already completed: 6 of 6 rows succeeded. Its outputs are in ${out} (report.md for the summary).`);
+    expect(collected.stdout).toContain('Written again, as they were missing: .results-csv-journal, results.jsonl, results.csv, report.json, report.md.');
+    for (const file of ['results.jsonl', 'results.csv', '.results-csv-journal']) expect(await readFile(join(out, file), 'utf8'), file).toBe(await readFile(join(kept, file), 'utf8'));
+    // The report from the files, timed as the run was.
+    const reportIn = async (folder: string) => JSON.parse(await readFile(join(folder, 'report.json'), 'utf8')) as Report;
+    const [before, after] = [await reportIn(kept), await reportIn(out)];
+    expect(after.totals).toEqual(before.totals);
+    expect(after.finished_at).toBe(before.finished_at);
+    expect(await statusOf('lost-rewrite')).toBe('completed');
+    // Nothing missing now: left as it is.
+    const again = await runCli(['collect', 'lost-rewrite'], h.env());
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).not.toContain('Written again');
+  });
+
+  it('a deleted costs.jsonl is named as lost for good: collect writes the rest and exits 2, a resume stops before touching the batch; put back, both go on', async () => {
+    const { out, kept, input } = await finishedBatch('lost-costs', 5);
+    const checkpointed = (await stat(join(kept, 'costs.jsonl'))).size;
+    await rm(join(out, 'costs.jsonl'));
+    await rm(join(out, 'results.jsonl'));
+    const collected = await runCli(['collect', 'lost-costs'], h.env());
+    expect(collected.code).toBe(2);
+    expect(collected.stdout).toContain('Written again, as they were missing: results.jsonl.');
+    expect(await readFile(join(out, 'results.jsonl'), 'utf8')).toBe(await readFile(join(kept, 'results.jsonl'), 'utf8'));
+    expect(collected.stderr).toContain(`switchyard: batch lost-costs's outputs are not whole: ${join(out, 'costs.jsonl')} is missing (the batch's checkpoint has ${checkpointed} bytes of it). It held the record of every model call made so far`);
+    expect(collected.stderr).toContain('put costs.jsonl back as it was (from a backup, or the trash), then "switchyard collect lost-costs" writes the outputs made from it again.');
+    expect(collected.stderr).not.toMatch(/unexpected error|-1 bytes|\n\s+at /);
+
+    const resumed = await runCli(['run', '--resume', 'lost-costs'], h.env());
+    expect(resumed.code).toBe(2);
+    expect(resumed.stderr).toContain(`switchyard: batch lost-costs cannot go on: ${join(out, 'costs.jsonl')} is missing (the batch's checkpoint has ${checkpointed} bytes of it).`);
+    expect(resumed.stderr).toContain(`then run the same command again. Or start the batch afresh, a new batch whose rows are all run (and paid for) again: switchyard run ${input} --config <its config> --out <another folder>`);
+    expect(resumed.stderr).not.toMatch(/unexpected error|-1 bytes|original --out|\n\s+at /);
+    // Refused before the batch was touched: still finished, nothing queued.
+    expect(await statusOf('lost-costs')).toBe('completed');
+
+    // Cut short: what is past its end is lost.
+    await copyFile(join(kept, 'costs.jsonl'), join(out, 'costs.jsonl'));
+    await truncate(join(out, 'costs.jsonl'), 100);
+    const cut = await runCli(['run', '--resume', 'lost-costs'], h.env());
+    expect(cut.code).toBe(2);
+    expect(cut.stderr).toContain(`${join(out, 'costs.jsonl')} is shorter than the batch's checkpoint (100 of ${checkpointed} bytes): it was cut or replaced, and what it held past its first 100 bytes is lost.`);
+
+    await copyFile(join(kept, 'costs.jsonl'), join(out, 'costs.jsonl'));
+    const restored = await runCli(['run', '--resume', 'lost-costs'], h.env());
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(await readFile(join(out, 'costs.jsonl'), 'utf8')).toBe(await readFile(join(kept, 'costs.jsonl'), 'utf8'));
+  });
+
+  it('a resume names a deleted results journal as lost: its rows are done in Redis and would be missing from the outputs', async () => {
+    const { out } = await finishedBatch('lost-journal', 3);
+    await rm(join(out, '.results-journal.jsonl'));
+    const resumed = await runCli(['run', '--resume', 'lost-journal'], h.env());
+    expect(resumed.code).toBe(2);
+    expect(resumed.stderr).toContain(`${join(out, '.results-journal.jsonl')} is missing (the batch's checkpoint has `);
+    expect(resumed.stderr).toContain('It held every result collected so far (results.jsonl and results.csv are written from it), which is kept nowhere else');
+    // results.jsonl is still there; the collect of the finished batch says what a resume would need.
+    const collected = await runCli(['collect', 'lost-journal'], h.env());
+    expect(collected.code).toBe(2);
+    expect(collected.stdout).toContain('lost-journal is already completed: 3 of 3 rows succeeded.');
+    expect(collected.stderr).toContain('.results-journal.jsonl is missing');
+  });
+
+  it('a lost CSV journal is made again from the results journal when the batch resumes', async () => {
+    const { out, kept } = await finishedBatch('lost-csv-journal', 4);
+    await rm(join(out, '.results-csv-journal'));
+    const resumed = await runCli(['run', '--resume', 'lost-csv-journal'], h.env());
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(await readFile(join(out, 'results.csv'), 'utf8')).toBe(await readFile(join(kept, 'results.csv'), 'utf8'));
+    expect(await readFile(join(out, '.results-csv-journal'), 'utf8')).toBe(await readFile(join(kept, '.results-csv-journal'), 'utf8'));
+  });
+
+  it('a missing file whose checkpoint has 0 bytes of it loses nothing: collect and a resume make it again', async () => {
+    const dir = await tempDir('lost-empty');
+    // Every row on a model whose key is not set here: the rows fail without a call, so costs.jsonl holds nothing.
+    const config = join(dir, 'keyed.yaml');
+    await writeFile(config, `providers: {sim: {base_url: "${h.sim.url}", api_key_env: SY_TEST_LOST_EMPTY_KEY}, open: {base_url: "${h.sim.url}"}}\nmodels: {keyed: {provider: sim}, free: {provider: open}}\ndefault_model: free\n`);
+    const input = await writePromptsCsv(dir, 3, { model: () => 'keyed' });
+    const out = join(dir, 'out');
+    const first = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'lost-empty'], h.env());
+    expect(first.code, first.stderr).toBe(1);
+    expect((await stat(join(out, 'costs.jsonl'))).size).toBe(0);
+    expect(await h.redis.hget(`${h.prefix}:batch:{lost-empty}:checkpoint`, 'costs_bytes')).toBe('0');
+
+    await rm(join(out, 'costs.jsonl'));
+    const collected = await runCli(['collect', 'lost-empty'], h.env());
+    expect(collected.code, collected.stderr).toBe(1); // its rows failed
+    expect(collected.stdout).toContain('Written again, as they were missing: costs.jsonl.');
+    expect(await readFile(join(out, 'costs.jsonl'), 'utf8')).toBe('');
+
+    await rm(join(out, 'costs.jsonl'));
+    const resumed = await runCli(['run', '--resume', 'lost-empty'], h.env({ SY_TEST_LOST_EMPTY_KEY: 'sk-test' }));
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => r.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    expect(await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).toHaveLength(3);
+    expect(await exists(join(out, 'report.json'))).toBe(true);
+  });
+});
