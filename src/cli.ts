@@ -6,6 +6,7 @@ import { createLogger, logLevelProblem } from './log.ts';
 import { writeLines } from './progress/terminal-lines.ts';
 import { describeFileTrouble, describeRedisTrouble, SetupError, UsageError } from './errors.ts';
 import { LOCK_TOO_SHORT, MIN_LOCK_MS } from './queue/claim-lock.ts';
+import { parseDecimal } from './decimal-text.ts';
 import packageJson from '../package.json' with { type: 'json' };
 
 /**
@@ -59,14 +60,14 @@ function portNumber(value: string): number {
 }
 
 function positiveNumber(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a number above 0');
+  const n = parseDecimal(value);
+  if (n === null || n <= 0) throw new InvalidArgumentError('expected a number above 0, e.g. 5 or 2.50');
   return n;
 }
 
 function nonNegativeNumber(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a number of 0 or more');
+  const n = parseDecimal(value);
+  if (n === null) throw new InvalidArgumentError('expected a number of 0 or more');
   return n;
 }
 

@@ -11,6 +11,7 @@ import type { InputFormat } from './batch-submission.ts';
 import { batchPath, isOutputFileName, OUTPUT_FILES, type OutputFileName } from './batch-view.ts';
 import { bearerToken, hasBearerToken, mediaType, sendError, sendFile, sendJson } from './http-io.ts';
 import { saveJsonRows, saveUpload, uploadEncoding } from './upload.ts';
+import { parseDecimal } from '../decimal-text.ts';
 
 /**
  * Switchyard's HTTP API: submit a CSV or JSONL batch, follow it, fetch its outputs.
@@ -56,17 +57,25 @@ const FORMAT_BY_MEDIA_TYPE: Record<string, BodyFormat> = {
 };
 
 const optionalText = z.string().trim().min(1).optional();
+/** A query value read as a decimal number (parseDecimal: not "0x10" or "1e3"), or the rule it breaks. */
+const decimalText = (rule: string) =>
+  z.string().transform((text, ctx) => {
+    const n = parseDecimal(text);
+    if (n === null) ctx.addIssue({ code: 'custom', message: rule });
+    return n ?? Number.NaN;
+  });
 const submitQuery = z.strictObject({
   batch_id: optionalText,
   model: optionalText,
   route: optionalText,
   ab: optionalText,
-  budget: z.coerce.number({ error: 'expected a number of USD' }).positive({ error: 'expected a number of USD above 0' }).optional(),
+  budget: decimalText('expected a number of USD above 0, e.g. 5 or 2.50').pipe(z.number().positive({ error: 'expected a number of USD above 0' })).optional(),
   judge: optionalText,
   prompt_column: optionalText,
   format: z.enum(['csv', 'tsv', 'jsonl', 'json']).optional(),
 });
-const listQuery = z.strictObject({ limit: z.coerce.number().int({ error: 'expected a whole number from 1 to 100' }).min(1, { error: 'expected a whole number from 1 to 100' }).max(100, { error: 'expected a whole number from 1 to 100' }).default(20) });
+const LIMIT_RULE = 'expected a whole number from 1 to 100';
+const listQuery = z.strictObject({ limit: decimalText(LIMIT_RULE).pipe(z.number().int({ error: LIMIT_RULE }).min(1, { error: LIMIT_RULE }).max(100, { error: LIMIT_RULE })).default(20) });
 const resultsQuery = z.strictObject({ format: z.enum(['jsonl', 'csv']).default('jsonl') });
 const reportQuery = z.strictObject({ format: z.enum(['json', 'md']).default('json') });
 const noQuery = z.strictObject({});
@@ -111,15 +120,17 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   async function route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const method = req.method ?? 'GET';
     const unavailable = service.unavailable();
-    if (url.pathname === '/healthz' && method === 'GET') {
+    // HEAD too: load balancers' health checks use it.
+    if (url.pathname === '/healthz' && (method === 'GET' || method === 'HEAD')) {
       const unhealthy = await service.unhealthy(HEALTH_PING_MS);
       return sendJson(res, unhealthy ? 503 : 200, unhealthy ? { ok: false, reason: unhealthy } : { ok: true });
     }
-    if (unavailable) throw new ApiError(503, 'redis_unavailable', unavailable);
+    // The token first: a caller without it learns nothing of the server, not even where its Redis is.
     if (options.token !== null && !hasBearerToken(req, options.token)) {
       const message = bearerToken(req) === null ? 'this server needs its API token: send it as "Authorization: Bearer <token>"' : 'the bearer token is not this server\'s (it is set by SWITCHYARD_API_TOKEN where the server runs)';
       throw new ApiError(401, 'unauthorized', message, { 'www-authenticate': 'Bearer realm="switchyard"' });
     }
+    if (unavailable) throw new ApiError(503, 'redis_unavailable', unavailable);
     if (url.pathname === '/v1/batches') {
       if (method === 'POST') {
         const query = parseQuery(url, submitQuery);

@@ -101,7 +101,8 @@ export async function saveJsonRows(body: Readable, path: string, maxBytes: numbe
   }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    // A byte order mark (Windows tools write one) is no JSON, but says nothing against the rest.
+    parsed = JSON.parse(Buffer.concat(chunks).toString('utf8').replace(/^\uFEFF/, ''));
   } catch (error) {
     throw new ApiError(400, 'invalid_json', `the body is not JSON (${(error as Error).message}): send [{"prompt": "..."}, ...] or {"rows": [...]}`);
   }

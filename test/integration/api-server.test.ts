@@ -148,6 +148,9 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     const answers = (await (await fetch(`${server.url}/v1/batches/api-json/results`)).text()).trim().split('\n').map((line) => JSON.parse(line) as RowResult);
     expect(answers.map((r) => [r.id, r.model, r.metadata])).toEqual([['a', 'fast', {}], ['c', 'slow', { lang: 'en' }]]);
     expect(await (await fetch(`${server.url}/v1/batches/api-json/files/errors.jsonl`)).text()).toMatch(/"line":2\b/);
+    // Windows tools start a file with a byte order mark: taken as the CSV and JSONL readers take it.
+    const withBom = await postFile(server, '?batch_id=api-json-bom', `\uFEFF${JSON.stringify([{ prompt: 'hi' }])}`, 'application/json');
+    expect(withBom.status, JSON.stringify(withBom.body)).toBe(202);
     const notJson = await postFile(server, '', '{"rows": [', 'application/json');
     expect(notJson.status).toBe(400);
     expect(notJson.body.error).toMatchObject({ code: 'invalid_json', message: expect.stringContaining('{"rows": [...]}') });
@@ -191,7 +194,10 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(await readdir(out).catch(() => [])).toEqual([]);
     expect(await error(postFile(server, '', 'prompt\nhi\n', 'application/octet-stream'))).toMatchObject({ status: 415, message: expect.stringContaining('text/csv') });
     expect(await error(postFile(server, '?batchid=x', 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'unknown_parameter', message: expect.stringContaining('batch_id, model') });
-    expect(await error(postFile(server, '?budget=lots', 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'invalid_parameter', message: 'query parameter "budget": expected a number of USD' });
+    for (const budget of ['lots', '0x10', '1e3']) {
+      expect(await error(postFile(server, `?budget=${budget}`, 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'invalid_parameter', message: 'query parameter "budget": expected a number of USD above 0, e.g. 5 or 2.50' });
+    }
+    expect((await getJson<ErrorBody>(`${server.url}/v1/batches?limit=abc`)).body.error).toMatchObject({ code: 'invalid_parameter', message: 'query parameter "limit": expected a whole number from 1 to 100' });
     expect(await error(postFile(server, '?model=', 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'invalid_parameter', message: 'query parameter "model": must not be empty' });
     expect(await error(postFile(server, '?model=gpt-9', 'prompt\nhi\n'))).toMatchObject({ status: 400, message: expect.stringContaining('"gpt-9" is not in the config') });
     expect(await error(postFile(server, '?judge=critic', 'prompt\nhi\n'))).toMatchObject({ status: 400, message: expect.stringMatching(/^judge "critic" is not a model in the config/) });
@@ -373,6 +379,7 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     const config = await writeSimConfig(dir, h.sim.url);
     const server = await startServer(['--config', config, '--out', join(dir, 'out'), '--no-worker'], h.env({ SWITCHYARD_API_TOKEN: 's3cret' }));
     expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+    expect((await fetch(`${server.url}/healthz`, { method: 'HEAD' })).status).toBe(200); // a load balancer's check
     const without = await getJson<ErrorBody>(`${server.url}/v1/batches`);
     expect(without.status).toBe(401);
     expect(without.body.error.message).toContain('Authorization: Bearer');
