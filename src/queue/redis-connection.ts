@@ -186,7 +186,7 @@ export async function ensureRedis(options: EnsureRedisOptions): Promise<EnsuredR
     throw new SetupError(`something answers at ${redactUrl(url)}, but not as Redis (${probe.detail}): check the host and port in REDIS_URL (Redis listens on 6379 unless told otherwise)`);
   }
   const binary = explicit === undefined ? findRedisServerBinary() : null;
-  if (binary === null) throw new SetupError(redisUnreachableMessage(url, explicit !== undefined));
+  if (binary === null) throw new SetupError(redisUnreachableMessage(url, explicit !== undefined, probe.detail));
 
   const dir = path.join(options.dataDir, 'redis');
   mkdirSync(dir, { recursive: true });
@@ -236,11 +236,13 @@ export function databaseRefusedMessage(url: string, db: number, detail: string, 
   return `Redis at ${redactUrl(url)} has no database ${db} (${where}; ${detail}): it has ${has}. Use one of those, or leave the /${db} off for database 0.`;
 }
 
-/** The message for an unreachable Redis: the URL tried and the three ways to get one. */
-export function redisUnreachableMessage(url: string, explicit: boolean): string {
-  const source = explicit ? ' (set explicitly, so no private redis-server is started in its place)' : '';
+/** The message for an unreachable Redis: the URL tried, why (a mistyped host reads ENOTFOUND), and the three ways to get one. */
+export function redisUnreachableMessage(url: string, explicit: boolean, detail = ''): string {
+  const why = detail ? ` (${detail})` : '';
+  // A URL given on purpose is more likely mistyped, or its Redis down, than missing: that comes first.
+  const given = explicit ? ' It was set explicitly (REDIS_URL), so no private redis-server is started in its place: check its host and port, and that its Redis runs. Or' : ' Switchyard needs a Redis server;';
   return [
-    `Cannot reach Redis at ${redactUrl(url)}${source}. Switchyard needs a Redis server; any one of these gives it one:`,
+    `Cannot reach Redis at ${redactUrl(url)}${why}.${given} any one of these gives it one:`,
     '  1. Docker: `docker compose up -d redis` in the project folder (see docker-compose.yml)',
     '  2. a package: `apt-get install redis-server` (Debian/Ubuntu) or `brew install redis` (macOS);',
     '     with redis-server on PATH and REDIS_URL unset, Switchyard starts a private one itself',

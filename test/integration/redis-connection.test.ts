@@ -150,6 +150,9 @@ describe('ensureRedis', () => {
     expect(error).toBeInstanceOf(SetupError);
     const message = (error as SetupError).message;
     expect(message).toContain(url);
+    // Why, and that a URL given on purpose is checked first: no private server replaces it.
+    expect(message).toContain('ECONNREFUSED');
+    expect(message).toContain('It was set explicitly (REDIS_URL), so no private redis-server is started in its place: check its host and port, and that its Redis runs.');
     expect(message).toContain('docker compose up -d redis');
     expect(message).toContain('apt-get install redis-server');
     expect(message).toContain('brew install redis');
