@@ -9,18 +9,39 @@ export class SetupError extends Error {
 }
 
 /**
+ * Redis trouble that stopped the run of a saved batch: what goes on from there is its resume (the
+ * same command again would start another batch when it was not given --batch-id).
+ */
+export class RedisStoppedRunError extends Error {
+  override name = 'RedisStoppedRunError';
+  readonly batchId: string;
+  override readonly cause: Error;
+  constructor(batchId: string, cause: Error) {
+    super(cause.message);
+    this.batchId = batchId;
+    this.cause = cause;
+  }
+}
+
+/**
  * What to tell a person when Redis, not Switchyard, stopped a command: it refused a command
- * (MISCONF: cannot save; OOM: maxmemory; READONLY: a replica), or stayed away past the client's
- * retries. ioredis's errors are told by name, so that the CLI does not load ioredis to check them
- * (the bundler may suffix a class name, hence the prefix match). Null for any other error.
+ * (MISCONF: cannot save; OOM: maxmemory; READONLY: a replica), or a command gave up waiting for it
+ * (our connections wait for as long as it takes, the session deciding when to stop: only a client
+ * set up otherwise gets there). ioredis's errors are told by name, so that the CLI does not load
+ * ioredis to check them (the bundler may suffix a class name, hence the prefix match). Null for any
+ * other error.
  */
 export function describeRedisTrouble(error: unknown): string | null {
+  if (error instanceof RedisStoppedRunError) return describeTrouble(error.cause, `run \`switchyard run --resume ${error.batchId}\`: it goes on from where it stopped.`);
+  return describeTrouble(error, 'run the same command again: it goes on from where it stopped.');
+}
+
+function describeTrouble(error: unknown, again: string): string | null {
   if (!(error instanceof Error)) return null;
-  const again = 'run the same command again: it goes on from where it stopped.';
   if (/^ReplyError/.test(error.name)) {
     return `Redis refused a command: ${error.message.split('\n', 1)[0]}\nCheck the Redis server (its log, free disk, maxmemory, that it is not a read-only replica), then ${again}`;
   }
-  if (/^MaxRetriesPerRequestError/.test(error.name)) return `Redis did not answer for too long (${error.message})\nOnce it is back, ${again}`;
+  if (/^MaxRetriesPerRequestError/.test(error.name)) return `Redis did not answer for too long.\nOnce it is back, ${again}`;
   return null;
 }
 

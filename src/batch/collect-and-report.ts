@@ -52,13 +52,21 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   display.update(initial);
   options.onProgress?.(initial);
   options.stopping?.addEventListener('abort', () => display.stopping(), { once: true });
+  // One read at a time: while Redis is away, reads wait in the client rather than pile up there.
+  let polling = false;
   const poll = shown
     ? setInterval(() => {
-        session.store.progress(batchId).then((progress) => {
-          if (!progress) return;
-          display.update(progress);
-          options.onProgress?.(progress);
-        }, () => undefined);
+        if (polling) return;
+        polling = true;
+        session.store.progress(batchId).then(
+          (progress) => {
+            polling = false;
+            if (!progress) return;
+            display.update(progress);
+            options.onProgress?.(progress);
+          },
+          () => (polling = false),
+        );
       }, 250)
     : undefined;
   let collected: boolean;

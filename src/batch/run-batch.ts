@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import { answerableNames, type SwitchyardConfig } from '../config/schema.ts';
-import { exitCodeForSignal, UsageError } from '../errors.ts';
+import { describeRedisTrouble, exitCodeForSignal, RedisStoppedRunError, UsageError } from '../errors.ts';
 import { checkInputFile, readRows } from '../input/read-rows.ts';
 import type { InputRow, ReadItem, ReadPosition } from '../input/row.ts';
 import { carriedProgressFits, type CarriedTarget } from '../execution/carried-progress.ts';
@@ -21,7 +21,8 @@ import { outputPaths } from '../output/paths.ts';
 import { refuseLostCollectedFiles } from '../output/collected-files.ts';
 import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from '../queue/session.ts';
-import { lookalikeColumnsText, orphanedBatchText, readText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText } from './run-messages.ts';
+import { lookalikeColumnsText, orphanedBatchText, readText, redisStayedAwayText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText } from './run-messages.ts';
+import { formatWait, REDIS_WAIT_ENV } from '../queue/redis-outage.ts';
 import { refuseJudgeWithoutKey, refuseWithoutKeys, refuseWithoutKeysAnywhere, warnAboutConfig } from './config-checks.ts';
 import { isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, withRunJudge, type RunSettings } from './run-settings.ts';
 import { watchForStops, type RunStops } from './run-stops.ts';
@@ -150,7 +151,11 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
   try {
     const batch = await prepareBatch(batchId, options, session, held, say, host);
     host?.onQueuing?.();
-    return await runPreparedBatch(batch, { options, session, logger, say, host, lease: held.lease });
+    return await runPreparedBatch(batch, { options, session, logger, say, host, lease: held.lease }).catch((error: unknown) => {
+      // The batch is saved: its resume goes on (the same command makes a new batch without --batch-id).
+      if (!host && error instanceof Error && describeRedisTrouble(error) !== null) throw new RedisStoppedRunError(batchId, error);
+      throw error;
+    });
   } finally {
     await held.lease?.release();
     if (!host) await session.close();
@@ -278,6 +283,22 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
   const callSlots = createCallSlots(concurrency);
   const worker = startWorker(batch, context, callSlots);
   let lastProgress: BatchProgress | null = null;
+  // A Redis that goes away is waited for (the answers in hand recorded once it is back), up to the
+  // session's limit; past it, the run says what is left and the resume that goes on (the same
+  // command would make a new batch without --batch-id), for the rest of the command. A server's
+  // runs wait on its terms.
+  const waitLimitMs = session.redisWaitLimitMs;
+  if (!host && waitLimitMs !== null) {
+    const resume = `switchyard run --resume ${batchId}${options.detach ? ' --detach' : ''}`;
+    const during = `(a run waits ${formatWait(waitLimitMs)} for it: ${REDIS_WAIT_ENV})`;
+    session.whenRedisStaysAway(resume, (awayMs) => {
+      const text = options.detach
+        ? `Redis at ${session.redisLabel} has not answered for ${Math.round(awayMs / 1000)} s ${during}: giving up.\nOnce it is back: ${resume} queues the rest of the file.`
+        : redisStayedAwayText(session.redisLabel, batchId, during, awayMs, lastProgress);
+      process.stderr.write(`switchyard: ${text}\n`);
+      process.exit(3);
+    });
+  }
   const stops = watchForStops({ session, batchId, say, worker, lease, hostStop: host?.stop, lastProgress: () => lastProgress });
   try {
     const collecting = options.detach

@@ -23,11 +23,12 @@ export async function stoppedText(session: Session, batchId: string, report: Rep
 }
 
 /**
- * What a stop that gave up on a Redis that stayed away leaves: the rows finished are kept there
- * (as last seen, when they were), the calls in flight are not recorded, the queued rows stay
- * queued; the resume, once Redis is back, goes on and writes the outputs.
+ * What a run that gave up on a Redis that stayed away (in its stop, or mid-run past its wait limit)
+ * leaves: the rows finished are kept there (as last seen, when they were), the calls in flight and
+ * the answers waiting for Redis are not recorded, the queued rows stay queued; the resume, once
+ * Redis is back, goes on and writes the outputs. `during`: "of the stop (SIGTERM)", or the limit.
  */
-export function redisStayedAwayText(redisLabel: string, batchId: string, signal: NodeJS.Signals, awayMs: number, lastSeen: BatchProgress | null): string {
+export function redisStayedAwayText(redisLabel: string, batchId: string, during: string, awayMs: number, lastSeen: BatchProgress | null): string {
   const done =
     lastSeen === null
       ? 'The rows finished so far stay done'
@@ -35,8 +36,8 @@ export function redisStayedAwayText(redisLabel: string, batchId: string, signal:
         ? 'No row had finished when last seen'
         : `${formatCount(lastSeen.finished)}${lastSeen.total === null ? '' : ` of ${formatCount(lastSeen.total)}`} rows were done when last seen (${formatCount(lastSeen.failed)} failed, ${formatUsd(lastSeen.costUsd)} spent) and stay done`;
   return (
-    `Redis at ${redisLabel} has not answered for ${Math.round(awayMs / 1000)} s of the stop (${signal}): giving up without writing the outputs.\n` +
-    `${done}; the calls in flight are not recorded (their rows run again), and the batch's rows still queued stay in the queue (the next \`switchyard run\` on this Redis takes them off, this run being gone).\n` +
+    `Redis at ${redisLabel} has not answered for ${Math.round(awayMs / 1000)} s ${during}: giving up without writing the outputs.\n` +
+    `${done}; the calls in flight are not recorded, nor the answers that waited for Redis (their rows run again, and are paid for again), and the batch's rows still queued stay in the queue (the next \`switchyard run\` on this Redis takes them off, this run being gone).\n` +
     `Once Redis is back (check that it is running and reachable): switchyard run --resume ${batchId} runs the rest and writes the outputs whole.`
   );
 }

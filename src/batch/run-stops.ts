@@ -69,7 +69,7 @@ export function watchForStops(watched: {
         ping: (timeoutMs) => pingRedis(session.url, timeoutMs),
         limitMs: STOP_WAITS_FOR_REDIS_MS,
         onAway: (awayMs) => {
-          process.stderr.write(`switchyard: ${redisStayedAwayText(session.redisLabel, batchId, signal, awayMs, watched.lastProgress?.() ?? null)}\n`);
+          process.stderr.write(`switchyard: ${redisStayedAwayText(session.redisLabel, batchId, `of the stop (${signal})`, awayMs, watched.lastProgress?.() ?? null)}\n`);
           process.exit(3);
         },
       });

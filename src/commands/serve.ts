@@ -43,7 +43,7 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
     throw new UsageError('--no-worker needs --config: the built-in models are a simulator inside the server, which only its own workers can call. Give a config (examples/switchyard.yaml runs on "switchyard sim"), or drop --no-worker.');
   }
   const token = process.env.SWITCHYARD_API_TOKEN?.trim() || null;
-  const session = await openSession(logger, say);
+  const session = await openSession(logger, say, { waitForRedis: 'for ever' });
   let simulator: Simulator | null = null;
   try {
     let config: RunHost['config'];

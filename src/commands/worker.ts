@@ -23,7 +23,7 @@ export interface WorkerCommandOptions {
  */
 export async function runWorkerCommand(options: WorkerCommandOptions, logger: Logger, say: (line: string) => void): Promise<number> {
   limitHeapGrowth();
-  const session = await openSession(logger, say);
+  const session = await openSession(logger, say, { waitForRedis: 'for ever' });
   const activity = createWorkerActivity();
   const host = startSessionWorker(session, {
     batches: createBatchContexts(session.store, { callSlots: createCallSlots(options.concurrency), monthSpend: session.monthSpend }),

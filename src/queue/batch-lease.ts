@@ -104,10 +104,17 @@ export async function acquireBatchLease(redis: RedisClient, key: string, batchId
   }
 
   const lost = new AbortController();
+  // One renewal at a time: while Redis is away, it waits in the client rather than pile up there.
+  let renewing = false;
   const renewal = setInterval(() => {
+    if (renewing) return;
+    renewing = true;
     runScript(redis, RENEW, [key], [token, leaseMs]).then(
-      (held) => held === 1 || lost.abort(),
-      () => undefined, // Redis away: the outage handling says so; the next renewal tries again
+      (held) => {
+        renewing = false;
+        if (held !== 1) lost.abort();
+      },
+      () => (renewing = false), // Redis away: the outage handling says so; the next renewal tries again
     );
   }, Math.min(RENEW_EVERY_MS, leaseMs / 3));
   renewal.unref();

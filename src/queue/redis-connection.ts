@@ -20,16 +20,25 @@ type Env = Record<string, string | undefined>;
 
 export interface ConnectOptions {
   /**
-   * 'worker' for BullMQ workers and anything that blocks (BullMQ requires
-   * `maxRetriesPerRequest: null` there); 'client' (default) for queues, producers and plain commands.
+   * 'worker' for BullMQ workers and anything that blocks; 'client' (default) for queues, producers
+   * and plain commands.
    */
   role?: 'worker' | 'client';
 }
 
+/**
+ * Both roles wait for a Redis that went away however long it takes (`maxRetriesPerRequest: null`,
+ * which BullMQ requires of blocking connections anyway): a command sent meanwhile goes out once it
+ * is back. ioredis' default instead failed every waiting command after 20 reconnect attempts, about
+ * 75 s with ioredis 6's backoff: a run then ended with the answers it held unrecorded (paid for
+ * again on the resume), even when Redis came back a moment later. How long a command waits for
+ * Redis is the session's decision (`redis-outage.ts`, `redisWaitLimitMs`), taken on a PING of its
+ * own, and said in Switchyard's words.
+ */
 export function connectRedis(url: string, options: ConnectOptions = {}): Redis {
   // Clients batch the commands of one event-loop tick into one socket write (64 rows in flight each
   // publish, check and settle): fewer system calls per row. Blocking connections must not.
-  const redisOptions: RedisOptions = options.role === 'worker' ? { maxRetriesPerRequest: null } : { enableAutoPipelining: true };
+  const redisOptions: RedisOptions = options.role === 'worker' ? { maxRetriesPerRequest: null } : { maxRetriesPerRequest: null, enableAutoPipelining: true };
   return endOnDisconnect(new Redis(url, redisOptions));
 }
 

@@ -42,12 +42,18 @@ export function watchRedisOutages(options: {
    * connection that cannot come back, so the command must end. Logged when not given.
    */
   onCredentialsRefused?: (detail: string) => void;
+  /** How long the command waits for Redis before it gives up (said when it goes); none: for as long as it takes. */
+  waitLimitMs?: number | null;
+  /** Told when Redis stops answering, and when it answers again (the session bounds the wait between the two). */
+  onOutage?: { began: () => void; ended: () => void };
   now?: () => number;
 }) {
   const now = options.now ?? Date.now;
   let outage: { since: number } | null = null;
   let refusalSaidAt = -Infinity;
   let credentialsRefused = false;
+  /** What goes on after a stop, for the message: the command's own name for it once it has one (a run's resume). */
+  let goOn = 'running the same command again later';
 
   function refused(source: string, error: Error): void {
     if (now() - refusalSaidAt < REFUSAL_REPEAT_MS) {
@@ -81,17 +87,24 @@ export function watchRedisOutages(options: {
     outage = { since: now() };
     options.logger.error({ err: error }, `${source} lost Redis`);
     const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-    options.say(`Redis at ${options.label} is not answering (${code}); waiting for it to come back: the batch's state lives there. Ctrl-C stops; running the same command again later goes on from where it stopped.`);
+    const limit = options.waitLimitMs == null ? '' : ` (for up to ${formatWait(options.waitLimitMs)}, ${REDIS_WAIT_ENV})`;
+    options.say(`Redis at ${options.label} is not answering (${code}); waiting for it to come back${limit}: the batch's state lives there, and the answers in hand are recorded once it is. Ctrl-C stops; ${goOn} goes on from where it stopped.`);
+    options.onOutage?.began();
   }
 
   function answering(): void {
     if (!outage) return;
     options.say(`Redis is answering again after ${((now() - outage.since) / 1000).toFixed(1)} s; going on.`);
     outage = null;
+    options.onOutage?.ended();
   }
 
   return {
     failed,
+    /** Names the command that goes on after a stop (`switchyard run --resume <id>`) in the outage message. */
+    goOnWith(command: string): void {
+      goOn = `\`${command}\` later`;
+    },
     /** Reports this connection's errors here, and its recovery. */
     watch(connection: Redis, source: string): void {
       connection.on('error', (error) => failed(source, error));
@@ -101,3 +114,26 @@ export function watchRedisOutages(options: {
 }
 
 export type RedisOutageWatch = ReturnType<typeof watchRedisOutages>;
+
+/** The environment variable that sets how long a command waits for a Redis that stopped answering, in seconds. */
+export const REDIS_WAIT_ENV = 'SWITCHYARD_REDIS_WAIT_S';
+/** How long a command waits for a Redis that stopped answering mid-command, unless REDIS_WAIT_ENV says otherwise. */
+export const DEFAULT_REDIS_WAIT_MS = 600_000;
+
+/**
+ * How long a command (`run`, `collect`, `status`, `forget`) waits for a Redis that stopped
+ * answering before it gives up with exit 3: SWITCHYARD_REDIS_WAIT_S seconds, 10 minutes unless set.
+ * Null for a value that is not a number above 0 (the caller says so).
+ */
+export function redisWaitLimitMs(env: Record<string, string | undefined> = process.env): number | null {
+  const raw = env[REDIS_WAIT_ENV]?.trim();
+  if (raw === undefined || raw === '') return DEFAULT_REDIS_WAIT_MS;
+  const seconds = Number(raw);
+  return Number.isFinite(seconds) && seconds > 0 ? Math.round(seconds * 1000) : null;
+}
+
+/** A wait in the words of the outage message: "10 min", "90 s". */
+export function formatWait(ms: number): string {
+  const seconds = Math.round(ms / 1000);
+  return seconds >= 120 && seconds % 60 === 0 ? `${seconds / 60} min` : `${seconds} s`;
+}

@@ -4,8 +4,10 @@ import type { Logger } from 'pino';
 import { createMonthSpend, type MonthSpend } from '../limits/month-spend.ts';
 import { BatchStore } from './batch-state.ts';
 import { PROMPT_QUEUE, type KeySpace } from './keys.ts';
-import { connectRedis, credentialsRefusedMessage, ensureRedis, redactUrl } from './redis-connection.ts';
-import { watchRedisOutages, type RedisOutageWatch } from './redis-outage.ts';
+import { UsageError } from '../errors.ts';
+import { connectRedis, credentialsRefusedMessage, ensureRedis, pingRedis, redactUrl } from './redis-connection.ts';
+import { formatWait, REDIS_WAIT_ENV, redisWaitLimitMs, watchRedisOutages, type RedisOutageWatch } from './redis-outage.ts';
+import { whenRedisStaysAway } from './redis-stays-away.ts';
 import { warnIfRedisEvicts } from './eviction-policy.ts';
 
 /** A command's link to Redis: the connection, the batch store and the key prefix in use. */
@@ -27,7 +29,27 @@ export interface Session {
   outages: RedisOutageWatch;
   /** Spending no monthly cap reserved for, counted toward the month (written before the session closes). */
   monthSpend: MonthSpend;
+  /**
+   * How long this command waits for a Redis that stopped answering before it gives up (null: for
+   * as long as it takes, a worker's or a server's).
+   */
+  redisWaitLimitMs: number | null;
+  /**
+   * What the command says and does about a Redis that stays away: `goOn` is the command that goes on
+   * from where it stopped (the outage message names it), `giveUp` what it does once Redis has not
+   * answered for `redisWaitLimitMs` (by default: say so and to run the same command again, exit 3).
+   */
+  whenRedisStaysAway(goOn: string, giveUp: (awayMs: number) => void): void;
   close(): Promise<void>;
+}
+
+export interface SessionOptions {
+  /**
+   * 'bounded' (default): a command whose Redis stops answering waits for it for up to
+   * SWITCHYARD_REDIS_WAIT_S (10 min), then gives up with exit 3. 'for ever': a worker or a server,
+   * which has nothing to end and a Ctrl-C or SIGTERM of its own.
+   */
+  waitForRedis?: 'bounded' | 'for ever';
 }
 
 export function keySpaceFromEnv(env: NodeJS.ProcessEnv = process.env): KeySpace {
@@ -42,13 +64,37 @@ export function noBatchMessage(session: Pick<Session, 'redisLabel' | 'space'>, b
   return `no batch "${batchId}" in Redis at ${session.redisLabel} with key prefix "${session.space.prefix}" (SWITCHYARD_PREFIX); \`switchyard status\` lists the recent ones`;
 }
 
-export async function openSession(logger: Logger, say: (line: string) => void): Promise<Session> {
+export async function openSession(logger: Logger, say: (line: string) => void, options: SessionOptions = {}): Promise<Session> {
+  const waitLimitMs = options.waitForRedis === 'for ever' ? null : redisWaitLimitMs();
+  if (waitLimitMs === null && options.waitForRedis !== 'for ever') {
+    throw new UsageError(`${REDIS_WAIT_ENV}=${process.env[REDIS_WAIT_ENV] ?? ''} is not a number of seconds above 0 (how long a command waits for a Redis that stopped answering; 600 unless set)`);
+  }
   const ensured = await ensureRedis({ dataDir: '.switchyard', log: say });
   const redisLabel = redactUrl(ensured.url);
+  // Commands wait in the client for a Redis that went away (connectRedis); how long is decided here,
+  // on a PING of a connection of its own, from the moment a connection lost it.
+  const defaultGiveUp = (awayMs: number) => {
+    process.stderr.write(`switchyard: Redis at ${redisLabel} has not answered for ${Math.round(awayMs / 1000)} s (a command waits ${formatWait(waitLimitMs ?? 0)} for it: ${REDIS_WAIT_ENV}): giving up.\nOnce it is back, run the same command again: it goes on from where it stopped.\n`);
+    process.exit(3);
+  };
+  let giveUp: (awayMs: number) => void = defaultGiveUp;
+  let stopWaiting: (() => void) | null = null;
   const outages = watchRedisOutages({
     label: redisLabel,
     logger,
     say,
+    waitLimitMs,
+    onOutage: {
+      began: () => {
+        if (waitLimitMs === null) return;
+        stopWaiting?.();
+        stopWaiting = whenRedisStaysAway({ ping: (timeoutMs) => pingRedis(ensured.url, timeoutMs), limitMs: waitLimitMs, onAway: (awayMs) => giveUp(awayMs) });
+      },
+      ended: () => {
+        stopWaiting?.();
+        stopWaiting = null;
+      },
+    },
     // Redis asks for other credentials than it did at the start (its password set or changed):
     // nothing can go on, nor stop cleanly (every command waits for a connection it refuses), so the
     // command ends now, as one refused at the start does, with the same message.
@@ -78,6 +124,11 @@ export async function openSession(logger: Logger, say: (line: string) => void): 
     redisLabel,
     outages,
     monthSpend,
+    redisWaitLimitMs: waitLimitMs,
+    whenRedisStaysAway(goOn, onAway) {
+      outages.goOnWith(goOn);
+      giveUp = onAway;
+    },
     connectWorker,
     openPromptQueue() {
       const queue = new Queue(PROMPT_QUEUE, { connection: connectWorker(), prefix: space.prefix });
@@ -87,6 +138,7 @@ export async function openSession(logger: Logger, say: (line: string) => void): 
       return queue;
     },
     async close() {
+      stopWaiting?.();
       await monthSpend.flush();
       await Promise.all(queues.map((queue) => queue.close().catch(() => undefined)));
       for (const connection of extra) connection.disconnect();

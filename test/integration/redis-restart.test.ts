@@ -5,7 +5,7 @@ import { findRedisServerBinary, startRedisServer, type RedisServerHandle } from 
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report.ts';
 import { usdToNanos } from '../../src/models/pricing.ts';
-import { spawnCli, waitForOutput, type CliResult } from '../helpers/cli.ts';
+import { runCli, spawnCli, waitFor, waitForOutput, type CliResult } from '../helpers/cli.ts';
 import { connectRedis } from '../../src/queue/redis-connection.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
@@ -42,8 +42,8 @@ describe.runIf(findRedisServerBinary() !== null)('Redis restarting in the middle
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(results.map((r) => r.row)).toEqual(Array.from({ length: 600 }, (_, i) => i + 1));
     expect(results.every((r) => r.status === 'succeeded')).toBe(true);
-    // Commands wait in the client through a short outage, so each row is normally called once; a
-    // longer one (past the client's ~10 s of retries) would run a row again. The report adds up.
+    // Commands wait in the client however long Redis is away (up to SWITCHYARD_REDIS_WAIT_S), so each
+    // row is normally called once; one whose claim BullMQ moved meanwhile may run again. The report adds up.
     const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
     expect(calls.length).toBeGreaterThanOrEqual(600);
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
@@ -167,5 +167,75 @@ describe.runIf(findRedisServerBinary() !== null)('Redis asking for a password mi
       await admin.config('SET', 'requirepass', '').catch(() => undefined); // so stop() may shut it down
       admin.disconnect();
     }
+  });
+});
+
+describe.runIf(findRedisServerBinary() !== null)('a Redis that stays away longer than the client retries', () => {
+  const h = useSimulatorAndRedis('redis-stays-away', { latency_ms: 200 });
+  const servers: RedisServerHandle[] = [];
+  afterAll(async () => {
+    for (const server of servers) await server.stop().catch(() => undefined);
+  });
+
+  it("keeps a command waiting past ioredis' 20 retries per request, and sends it once Redis is back", async () => {
+    const dir = await tempDir('redis-away-client');
+    const data = join(dir, 'redis');
+    const first = await startRedisServer({ port: 0, dir: data, persist: true });
+    servers.push(first);
+    const redis = connectRedis(first.url);
+    redis.on('error', () => undefined);
+    let reconnects = 0;
+    redis.on('reconnecting', () => reconnects++);
+    // ioredis' own backoff takes about 75 s to its 21st reconnect attempt: the same attempts, 20 ms apart.
+    redis.options.retryStrategy = () => 20;
+    try {
+      await redis.set('k', 'kept');
+      await first.stop();
+      await waitFor(async () => redis.status !== 'ready', 5000);
+      const reply = redis.get('k').then(
+        (value) => ({ value }),
+        (error: unknown) => ({ error: String(error) }),
+      );
+      // Before, ioredis failed every waiting command at the 21st attempt (MaxRetriesPerRequestError),
+      // and a run ended with exit 3, the answers it held unrecorded, however soon Redis came back.
+      await waitFor(async () => reconnects > 30, 10_000);
+      servers.push(await startRedisServer({ port: first.port, dir: data, persist: true }));
+      expect(await reply).toEqual({ value: 'kept' });
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('gives up after SWITCHYARD_REDIS_WAIT_S with exit 3, naming the resume that goes on, which does', async () => {
+    const dir = await tempDir('redis-stays-away');
+    const data = join(dir, 'redis');
+    const first = await startRedisServer({ port: 0, dir: data, persist: true });
+    servers.push(first);
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 300);
+    const out = join(dir, 'out');
+    // No --batch-id: the same command again would make another batch, which the outputs folder refuses.
+    const env = h.env({ REDIS_URL: first.url, SWITCHYARD_REDIS_WAIT_S: '3' });
+    const run = spawnCli(['run', input, '--config', config, '--out', out, '--concurrency', '8'], env);
+    await waitForOutput(() => run.output().stdout, 'Read 300 rows', 20_000);
+    const batchId = /^Batch (\S+)$/m.exec(run.output().stdout)?.[1] ?? '';
+    expect(batchId).not.toBe('');
+    await first.stop();
+    // Before, the limit was ioredis' retries (about 75 s), and the message its own.
+    const result = await doneWithin(run, 30_000);
+
+    expect(result.code, result.stdout + result.stderr).toBe(3);
+    expect(result.stdout).toMatch(/is not answering \(\w+\); waiting for it to come back \(for up to 3 s, SWITCHYARD_REDIS_WAIT_S\)/);
+    expect(result.stdout).toContain(`Ctrl-C stops; \`switchyard run --resume ${batchId}\` later goes on from where it stopped.`);
+    expect(result.stderr).toMatch(new RegExp(`switchyard: Redis at redis://127\\.0\\.0\\.1:${first.port} has not answered for \\d+ s \\(a run waits 3 s for it: SWITCHYARD_REDIS_WAIT_S\\): giving up without writing the outputs\\.`));
+    expect(result.stderr).toContain(`switchyard run --resume ${batchId} runs the rest`);
+    expect(result.stderr).not.toMatch(/maxRetriesPerRequest|run the same command again/);
+
+    servers.push(await startRedisServer({ port: first.port, dir: data, persist: true }));
+    const resumed = await runCli(['run', '--resume', batchId], h.env({ REDIS_URL: first.url }));
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => r.row)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+    expect(results.every((r) => r.status === 'succeeded')).toBe(true);
   });
 });

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { ReplyError, type Redis } from 'ioredis';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { isConnectionError, isCredentialsRefusal, isRedisRefusal, watchRedisOutages } from '../../src/queue/redis-outage.ts';
+import { formatWait, isConnectionError, isCredentialsRefusal, isRedisRefusal, redisWaitLimitMs, watchRedisOutages } from '../../src/queue/redis-outage.ts';
 
 const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' });
 
@@ -30,6 +30,40 @@ describe('watchRedisOutages', () => {
 
     client.emit('error', refused());
     expect(said).toHaveLength(3);
+  });
+
+  it('says how long it waits and the command that goes on, and tells when an outage begins and ends', () => {
+    const said: string[] = [];
+    const events: string[] = [];
+    const watch = watchRedisOutages({
+      label: 'redis://r',
+      logger: pino({ level: 'silent' }),
+      say: (line) => said.push(line),
+      waitLimitMs: 600_000,
+      onOutage: { began: () => events.push('began'), ended: () => events.push('ended') },
+    });
+    const client = new EventEmitter();
+    watch.watch(client as unknown as Redis, 'client');
+    client.emit('error', refused());
+    expect(said[0]).toMatch(/waiting for it to come back \(for up to 10 min, SWITCHYARD_REDIS_WAIT_S\): .* Ctrl-C stops; running the same command again later goes on from where it stopped\.$/);
+    client.emit('error', refused());
+    client.emit('ready');
+    expect(events).toEqual(['began', 'ended']);
+
+    watch.goOnWith('switchyard run --resume b1');
+    client.emit('error', refused());
+    expect(said[2]).toMatch(/Ctrl-C stops; `switchyard run --resume b1` later goes on from where it stopped\.$/);
+    expect(events).toEqual(['began', 'ended', 'began']);
+  });
+
+  it('reads the wait limit from SWITCHYARD_REDIS_WAIT_S, 10 min unless set', () => {
+    expect(redisWaitLimitMs({})).toBe(600_000);
+    expect(redisWaitLimitMs({ SWITCHYARD_REDIS_WAIT_S: ' 90 ' })).toBe(90_000);
+    expect(redisWaitLimitMs({ SWITCHYARD_REDIS_WAIT_S: '0.5' })).toBe(500);
+    expect(redisWaitLimitMs({ SWITCHYARD_REDIS_WAIT_S: '0' })).toBeNull();
+    expect(redisWaitLimitMs({ SWITCHYARD_REDIS_WAIT_S: 'ten' })).toBeNull();
+    expect(formatWait(600_000)).toBe('10 min');
+    expect(formatWait(90_000)).toBe('90 s');
   });
 
   it('leaves other errors to the log', () => {

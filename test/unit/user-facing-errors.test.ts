@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Redis, ReplyError } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { loadConfigFile, parseConfig } from '../../src/config/load.ts';
-import { describeFileTrouble, describeRedisTrouble, UsageError } from '../../src/errors.ts';
+import { describeFileTrouble, describeRedisTrouble, RedisStoppedRunError, UsageError } from '../../src/errors.ts';
 import { callModel, whyNotSendable } from '../../src/models/call-model.ts';
 import { createProviderClients } from '../../src/models/provider-clients.ts';
 import type { ModelCallError } from '../../src/models/model-error.ts';
@@ -23,13 +23,22 @@ describe('describeRedisTrouble', () => {
     expect(describeRedisTrouble('not an error')).toBeNull();
   });
 
-  it('says Redis stayed away when a command ran out of retries', async () => {
+  it('says Redis stayed away when a command ran out of retries, without ioredis\' words for it', async () => {
     // Nothing listens on port 1; one retry, so the command gives up at once.
     const redis = new Redis({ port: 1, maxRetriesPerRequest: 1, retryStrategy: () => 10, lazyConnect: false });
     redis.on('error', () => undefined);
     const error = await redis.get('k').catch((e: unknown) => e);
     redis.disconnect();
-    expect(describeRedisTrouble(error)).toMatch(/^Redis did not answer for too long \(Reached the max retries per request limit \(which is 1\)\..*\)\nOnce it is back, run the same command again: it goes on/s);
+    expect(describeRedisTrouble(error)).toBe('Redis did not answer for too long.\nOnce it is back, run the same command again: it goes on from where it stopped.');
+  });
+
+  it("names a run's resume, not the same command (which would make another batch without --batch-id)", () => {
+    const refusal = new ReplyError('READONLY You can\'t write against a read only replica.');
+    expect(describeRedisTrouble(new RedisStoppedRunError('b1', refusal))).toBe(
+      "Redis refused a command: READONLY You can't write against a read only replica.\n" +
+        'Check the Redis server (its log, free disk, maxmemory, that it is not a read-only replica), then run `switchyard run --resume b1`: it goes on from where it stopped.',
+    );
+    expect(describeRedisTrouble(new RedisStoppedRunError('b1', new TypeError('x is undefined')))).toBeNull();
   });
 });
 
