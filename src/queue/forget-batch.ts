@@ -18,7 +18,9 @@ export async function forgetBatch(redis: Redis, store: BatchStore, batchId: stri
   if (!meta) return { forgotten: false, reason: `no batch "${batchId}"`, missing: true };
   // What is left of a batch whose keys were deleted or evicted cannot be run again: it may go.
   if (meta !== 'damaged' && !isFinishedStatus(meta.status)) {
-    return { forgotten: false, reason: `${batchId} is not finished (${meta.status}): \`switchyard run --resume ${batchId}\` finishes it; then it can be forgotten` };
+    // A file that stopped part-way needs fixing first: a resume would read it as it is and stop again.
+    const next = meta.input_error ? `its file could not be read to its end, and \`switchyard status ${batchId}\` says how to finish it` : `\`switchyard run --resume ${batchId}\` finishes it`;
+    return { forgotten: false, reason: `${batchId} is not finished (${meta.status}): ${next}; then it can be forgotten` };
   }
   const keys = store.keys(batchId);
   const holder = await redis.get(keys.lease);

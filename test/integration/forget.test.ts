@@ -27,6 +27,10 @@ describe('switchyard forget', () => {
     expect(refused.stdout).toContain('Kept queued: queued is not finished (running): `switchyard run --resume queued` finishes it; then it can be forgotten.');
     expect(refused.stdout).toContain('No batch "nope" here: nothing to forget (`switchyard status` lists the batches).');
     expect((await keysOf('queued')).length).toBeGreaterThan(0);
+    // One whose file stopped part-way is not finished by a resume of the file as it is: status says what to do.
+    await h.redis.hset(`${h.prefix}:batch:{queued}`, 'input_error', 'the quoted field at line 4 is never closed');
+    expect((await runCli(['forget', 'queued'], h.env())).stdout).toContain('Kept queued: queued is not finished (running): its file could not be read to its end, and `switchyard status queued` says how to finish it; then it can be forgotten.');
+    await h.redis.hdel(`${h.prefix}:batch:{queued}`, 'input_error');
 
     // "old" ended two days ago; "recent" just now.
     await h.redis.hset(`${h.prefix}:batch:{old}`, 'finished_at', new Date(Date.now() - 2 * 86_400_000).toISOString());
