@@ -63,10 +63,11 @@ export function orphanedBatchText(batchId: string, unqueued: Unqueued): string {
 /** What became of the stopped batch's queued rows, as a sentence (with a leading space), or ''. */
 function unqueuedText(unqueued: Unqueued | 'failed' | null): string {
   if (unqueued === 'failed') return " Its queued rows could not be taken off the queue (Redis did not answer): the next `switchyard run` on this Redis takes them off, this run being gone.";
-  if (unqueued === null || unqueued.removed + unqueued.kept === 0) return '';
+  if (unqueued === null || unqueued.removed + unqueued.kept + (unqueued.elsewhere ?? 0) === 0) return '';
   const carried = unqueued.carried > 0 ? ` (${formatCount(unqueued.carried)} ${unqueued.carried === 1 ? 'keeps the answers it' : 'keep the answers they'} had for the resume)` : '';
   const removed = unqueued.removed > 0 ? ` ${counted(unqueued.removed, 'queued row')} came off the queue${carried}, so no other run or worker takes ${unqueued.removed === 1 ? 'it' : 'them'} meanwhile.` : '';
-  const kept = unqueued.kept > 0 ? ` ${counted(unqueued.kept, 'row')} taken by another worker meanwhile stay with it.` : '';
+  const running = unqueued.elsewhere ?? unqueued.kept;
+  const kept = running > 0 ? ` ${counted(running, 'row')} other workers were running ${running === 1 ? 'stays' : 'stay'} with them: ${running === 1 ? 'it finishes' : 'they finish'} there, after these outputs were written, and the resume writes ${running === 1 ? 'it' : 'them'}.` : '';
   return `${removed}${kept}`;
 }
 

@@ -20,6 +20,12 @@ export interface Unqueued {
   removed: number;
   /** Rows left in the queue: taken by a worker meanwhile (BullMQ does not remove a locked job). */
   kept: number;
+  /**
+   * Rows other processes were running when the batch stopped (a `switchyard worker`), these taken
+   * meanwhile included: they finish there, so their results come after the outputs written at the
+   * stop, and the resume writes them. Counted for a batch's own stop only.
+   */
+  elsewhere?: number;
   /** Of the rows removed, those whose answers are kept for the resume (carried-rows.ts). */
   carried: number;
 }
@@ -48,7 +54,10 @@ async function queuedJobsByBatch(queue: Queue): Promise<Map<string, string[]>> {
  * The rate-limit slots parked rows had booked are given back, so the resume does not wait for them.
  */
 export async function unqueueBatch(queue: Queue, store: BatchStore, batchId: string): Promise<Unqueued> {
-  return unqueueJobs(queue, store, batchId, (await queuedJobsByBatch(queue)).get(batchId) ?? []);
+  const unqueued = await unqueueJobs(queue, store, batchId, (await queuedJobsByBatch(queue)).get(batchId) ?? []);
+  // The stopping process's own workers have let go of their rows by now: the active ones are other processes'.
+  const active = (await queue.getRanges(['active'], 0, -1)).filter((id) => batchOfJobId(id) === batchId).length;
+  return { ...unqueued, elsewhere: Math.max(active, unqueued.kept) };
 }
 
 /**

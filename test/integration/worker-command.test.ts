@@ -6,7 +6,7 @@ import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../help
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
 describe('switchyard worker, on its own beside a detached run', () => {
-  const h = useSimulatorAndRedis('worker-command', { latency_ms: 2, models: { broken: { fail_status: 400 } } });
+  const h = useSimulatorAndRedis('worker-command', { latency_ms: 2, models: { broken: { fail_status: 400 }, sluggish: { latency_ms: 1500 } } });
 
   it('processes a detached batch, and says what it did when stopped', async () => {
     const dir = await tempDir('worker-command');
@@ -97,6 +97,29 @@ describe('switchyard worker, on its own beside a detached run', () => {
       const results = await readJsonLines<{ row: number }>(join(out, 'results.jsonl'));
       expect(results.map((r) => r.row)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
       expect((JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as typeof report).totals.unfinished_rows).toBe(0);
+    } finally {
+      worker.kill('SIGTERM');
+      await worker.done;
+    }
+  });
+
+  it('a run stopped while a worker runs some of its rows says they finish there and that the resume writes them', async () => {
+    const dir = await tempDir('stop-beside-worker');
+    const config = await writeSimConfig(dir, h.sim.url, {}, ['sluggish']);
+    const input = await writePromptsCsv(dir, 40);
+    const worker = spawnCli(['worker', '--concurrency', '4'], h.env());
+    try {
+      await waitForOutput(() => worker.output().stdout, 'Worker running', 20_000);
+      const run = spawnCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--batch-id', 'beside', '--concurrency', '4'], h.env());
+      // Both processes hold rows (each call takes 1.5 s) when the run is stopped.
+      await waitFor(async () => (await h.redis.llen(`${h.prefix}:prompts:active`)) >= 6, 20_000);
+      run.kill('SIGTERM');
+      const stopped = await run.done;
+      expect(stopped.code).toBe(143);
+      expect(stopped.stdout).toMatch(/ \d+ rows? other workers were running (stays|stay) with them: (it finishes|they finish) there, after these outputs were written, and the resume writes (it|them)\./);
+      const resumed = await runCli(['run', '--resume', 'beside'], h.env());
+      expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+      expect((await readJsonLines<{ row: number }>(join(dir, 'out', 'results.jsonl'))).map((r) => r.row)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
     } finally {
       worker.kill('SIGTERM');
       await worker.done;
