@@ -52,7 +52,7 @@ export function createBatchService({ host, outRoot, collection, logger, say }: B
   collection.onRolledBack((batchId) => void requeueRolledBack(openBatches, batchId));
 
   return {
-    submit: createBatchSubmission({ session, outRoot, collection, starter, say, view: lookup.view }),
+    submit: createBatchSubmission({ session, outRoot, collection, starter, say, view: lookup.view, stopping: () => host.stop.aborted }),
     get: lookup.view,
     list: lookup.list,
     outputFile: lookup.outputFile,

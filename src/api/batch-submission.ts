@@ -45,6 +45,8 @@ export interface BatchSubmissionOptions {
   say: (line: string) => void;
   /** The batch as the answer to its POST shows it. */
   view: (batchId: string) => Promise<BatchView>;
+  /** Whether the server is stopping (SIGTERM, Ctrl-C). */
+  stopping: () => boolean;
 }
 
 /** A batch's file saved where its outputs go. */
@@ -105,10 +107,11 @@ export function createBatchSubmission(options: BatchSubmissionOptions): (submiss
       });
       const said: string[] = [];
       const ended = await startRun({ batchId, outDir, inputPath, existed: existing !== null }, lease, runOptions(submission, inputPath, outDir), said);
-      if (ended === 'stopped') {
-        throw new ApiError(503, 'server_stopping', `the server is stopping: batch ${batchId}'s file is saved, and its rows are read and run when the server starts again (GET ${batchPath(batchId)} then shows it)`);
-      }
+      const stoppingError = () => new ApiError(503, 'server_stopping', `the server is stopping: batch ${batchId}'s file is saved, and its rows are read and run when the server starts again (GET ${batchPath(batchId)} then shows it)`);
+      if (ended === 'stopped') throw stoppingError();
       lease = null; // the collector holds it now
+      // Stopped while the file came in, after its first rows were queued: a 202 would tell the client its batch runs here now.
+      if (options.stopping()) throw stoppingError();
       say(`[${batchId}] Submitted; its rows are being queued.`);
       return { view: await view(batchId), resumed: existing !== null, notes: said.filter((line) => /^(Note|Warning|Resuming|A\/B split)\b/.test(line)) };
     } finally {

@@ -1,4 +1,5 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -316,6 +317,36 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     const calls = await readJsonLines<CallRecord>(join(out, 'api-restart', 'costs.jsonl'));
     const succeeded = calls.filter((c) => c.status === 'succeeded').map((c) => c.row);
     expect(new Set(succeeded).size).toBe(succeeded.length); // no row paid for twice
+  });
+
+  it('answers 503 server_stopping to an upload the server was stopped during, and runs its rows when started again', async () => {
+    const dir = await tempDir('api-stop-upload');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const out = join(dir, 'out');
+    const input = await readFile(await writePromptsCsv(dir, 50), 'utf8');
+    const env = h.env();
+    const first = await startServer(['--config', config, '--out', out], env);
+    // The file's first half, then SIGTERM, then the rest: the server takes the whole of an upload it has begun.
+    const answer = new Promise<{ status: number; body: ErrorBody }>((resolve, reject) => {
+      const req = request(`${first.url}/v1/batches?batch_id=api-stop-upload`, { method: 'POST', headers: { 'content-type': 'text/csv' } }, (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as ErrorBody }));
+      });
+      req.on('error', reject);
+      req.write(input.slice(0, input.length / 2));
+      setTimeout(() => {
+        first.kill('SIGTERM');
+        setTimeout(() => req.end(input.slice(input.length / 2)), 300);
+      }, 300);
+    });
+    const stopped = await answer;
+    expect(stopped.status).toBe(503);
+    expect(stopped.body.error).toMatchObject({ code: 'server_stopping', message: expect.stringContaining("batch api-stop-upload's file is saved") });
+    expect((await first.done).code).toBe(0);
+
+    const second = await startServer(['--config', config, '--out', out], env);
+    expect((await waitUntilFinished(second, 'api-stop-upload')).rows).toMatchObject({ total: 50, succeeded: 50 });
   });
 
   it('cancels a running batch: queued rows come off the queue, the outputs hold the rows finished, and posting it again runs the rest', async () => {
