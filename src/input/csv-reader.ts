@@ -150,7 +150,9 @@ function listedColumns(names: readonly string[]): string {
 
 function toItem(record: string[], header: Header, pos: RecordPosition, rules: RowRules, delimiter: CsvDelimiter): ReadItem {
   if (record.length !== header.names.length) {
-    return { kind: 'error', value: { ...pos, code: 'bad_csv', message: fieldCountMessage(pos.line, header.names.length, record.length, delimiter) } };
+    // Its id, when the field is there to read: errors.jsonl lines are matched to rows by it.
+    const id = record[header.names.indexOf('id')]?.trim();
+    return { kind: 'error', value: { ...pos, ...(id ? { id } : {}), code: 'bad_csv', message: fieldCountMessage(pos.line, header.names.length, record.length, delimiter) } };
   }
   if (record.some(hasReplacementChar)) return { kind: 'error', value: { ...pos, ...notUtf8(undecodedLine(record, pos.line)) } };
   const fields: RawFields = { metadata: {} };

@@ -85,7 +85,7 @@ describe('readCsvRows on nasty.csv (BOM, CRLF, quotes, newlines, CJK, emoji)', (
       },
       {
         kind: 'error',
-        value: { row: 8, line: 11, code: 'bad_csv', message: 'line 11: expected 8 fields as in the header, got 2; give each column a field (an empty one is fine: a,,c), and quote a field that holds a line break' },
+        value: { row: 8, line: 11, id: 'r8', code: 'bad_csv', message: 'line 11: expected 8 fields as in the header, got 2; give each column a field (an empty one is fine: a,,c), and quote a field that holds a line break' },
       },
       {
         kind: 'row',
