@@ -154,7 +154,7 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     await queue.addBulk([job('stopped', 1), job('stopped', 2), job('stopped_2', 1), job('other', 1)]);
     await queue.add('prompt', { batchId: 'stopped', row: 3, progress: { calls: [call] } }, { jobId: promptJobId('stopped', 3, 1003), delay: 60_000 });
     await queue.add('prompt', { batchId: 'stopped', row: 4 }, { jobId: promptJobId('stopped', 4, 1004), delay: 60_000 });
-    expect(await unqueueBatch(queue, new BatchStore(redis, space), 'stopped')).toEqual({ removed: 4, kept: 0, carried: 0 });
+    expect(await unqueueBatch(queue, new BatchStore(redis, space), 'stopped')).toEqual({ removed: 4, kept: 0, carried: 0, elsewhere: 0 });
     const left = (await queue.getRanges(['waiting', 'delayed'], 0, -1)).filter((id) => !id.startsWith('edited-queued_')); // the test above's
     expect(left.sort()).toEqual([promptJobId('other', 1, 1001), promptJobId('stopped_2', 1, 1001)].sort());
     // The parked row's call is in the batch's stream, without a result, and in its running cost.
@@ -183,7 +183,7 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     await redis.setbit(keys.succeeded, 1, 1);
     const data = { batchId, row: 1, id: 'r1', messages: [{ role: 'user', content: 'q1' }], metadata: {}, fingerprint, progress: { calls: [answerCall], judging: { answer: answeredRow(1), progress: { calls: [] } } } };
     await queue.add('prompt', data, { jobId: promptJobId(batchId, 1, fingerprint) });
-    expect(await unqueueBatch(queue, store, batchId)).toEqual({ removed: 1, kept: 0, carried: 0 });
+    expect(await unqueueBatch(queue, store, batchId)).toEqual({ removed: 1, kept: 0, carried: 0, elsewhere: 0 });
     expect(await readRowEvents(redis, keys, '0-0', 10, 0)).toEqual([]); // its answer's call is on record once, with the row
     expect(await redis.exists(keys.carried)).toBe(0); // nothing for a resume to score again
     await queue.obliterate({ force: true });
@@ -201,7 +201,7 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     // Rows 1 and 2 were answered and wait for the judge, parked; row 2 is then edited in the file.
     const parked = (n: number) => ({ batchId, row: n, id: `r${n}`, messages: [{ role: 'user', content: `q${n}` }], metadata: {}, fingerprint: rowFingerprint(row(n, `q${n}`)), progress: { calls: [call(n, 'answer')], judging: { answer: answeredRow(n), progress: { calls: [] } } } });
     for (const n of [1, 2]) await queue.add('prompt', parked(n), { jobId: promptJobId(batchId, n, rowFingerprint(row(n, `q${n}`))), delay: 60_000 });
-    expect(await unqueueBatch(queue, store, batchId)).toEqual({ removed: 2, kept: 0, carried: 2 });
+    expect(await unqueueBatch(queue, store, batchId)).toEqual({ removed: 2, kept: 0, carried: 2, elsewhere: 0 });
     // Their answers' calls are recorded now, once, as the stop's outputs need them.
     expect((await readRowEvents(redis, keys, '0-0', 10, 0)).map((e) => [e.row, e.resultJson]).sort()).toEqual([[1, ''], [2, '']]);
     expect(await redis.hget(keys.meta, 'cost_nanos')).toBe('6000');
