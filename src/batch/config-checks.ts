@@ -4,7 +4,7 @@ import { UsageError } from '../errors.ts';
 import { missingKeyFor } from '../models/provider-clients.ts';
 import type { Session } from '../queue/session.ts';
 import { keyHolders } from '../queue/worker-registry.ts';
-import { counted } from '../output/report-markdown.ts';
+import { formatDuration } from '../output/report-markdown.ts';
 
 /**
  * With workers in this process and no API key for any model the rows could use, every row would
@@ -85,5 +85,5 @@ export function warnAboutConfig(config: SwitchyardConfig, budgeted: boolean, det
     say(`Warning: ${notSet(key)}${detached ? ' here: the workers that take its rows need it, or' : ':'} calls to ${models.join(', ')} will fail with missing_api_key.`);
   }
   // Said each run: answers that are not asked for again may be a surprise at a temperature that varies them.
-  if (config.cache) say(`Note: the answer cache is on: a request made before (same model, messages, temperature, max_tokens), in the last ${counted(config.cache.ttl_hours, 'hour')}, gets the answer it had, with no call (cache in the config).`);
+  if (config.cache) say(`Note: the answer cache is on: a request made before (same endpoint and upstream model, messages, temperature, max_tokens and body fields), in the last ${formatDuration(config.cache.ttl_hours * 3_600_000)}, gets the answer it had, with no call (cache in the config).`);
 }

@@ -165,8 +165,8 @@ export const judgeSchema = z.strictObject({
 
 /** Answers kept in Redis and given again for the same request (execution/answer-cache.ts); present: on. */
 export const cacheSchema = z.strictObject({
-  /** How long an answer is kept. */
-  ttl_hours: z.number().positive().default(168),
+  /** How long an answer is kept, and the oldest one a batch takes. At most 10 years: Redis refuses longer expiries. */
+  ttl_hours: z.number().positive().max(87_600).default(168),
 });
 
 export const reportSchema = z.strictObject({

@@ -48,19 +48,24 @@ function sortedKeys(value: unknown): unknown {
   return Object.fromEntries(Object.keys(value).sort().map((key) => [key, sortedKeys((value as Record<string, unknown>)[key])]));
 }
 
-export function createAnswerCache(redis: Redis, space: KeySpace, ttlHours: number): AnswerCache {
+export function createAnswerCache(redis: Redis, space: KeySpace, ttlHours: number, now: () => number = Date.now): AnswerCache {
   const ttlSeconds = Math.max(1, Math.round(ttlHours * 3600));
   return {
     async lookUp(baseUrl, request) {
       const text = await redis.get(answerCacheKey(space, baseUrl, request));
       if (text === null) return null;
       // An entry this version cannot read (written by another one) is a miss: the call is made, and its answer replaces it.
+      let entry: CachedAnswer;
       try {
         const parsed = cachedAnswerSchema.safeParse(JSON.parse(text));
-        return parsed.success ? parsed.data : null;
+        if (!parsed.success) return null;
+        entry = parsed.data;
       } catch {
         return null;
       }
+      // The reading batch's ttl_hours bounds the age it takes: a config that lowered it (answers went stale) gets no older one,
+      // though an entry written under a longer one lives on in Redis.
+      return now() - Date.parse(entry.cached_at) <= ttlHours * 3_600_000 ? entry : null;
     },
     async keep(baseUrl, request, answer) {
       // Best effort: the row has its answer, paid for; a write Redis refuses (its memory full) must not fail the row and pay again.

@@ -378,12 +378,13 @@ export function renderSavings(report: Report): string | null {
   return `${paid}: ${Math.abs(savings)}% ${savings >= 0 ? 'less' : 'more'} than the ${wouldHave} ${it} would have cost on ${baseline.model}`;
 }
 
-/** "120 rows answered from the cache, no call made ($0.0123 saved)", or null when none was. */
+/** "120 rows answered from the cache ($0.0123 saved)", or null when none was. */
 function renderCache(report: Report): string | null {
   const cache = report.cache;
   if (!cache || cache.answered_rows === 0) return null;
-  const saved = costWithUnpriced(cache.saved_usd, cache.unpriced_rows, 'row', cache.unpriced_rows === cache.answered_rows);
-  return `${counted(cache.answered_rows, 'row')} answered from the cache, no call made (${saved} saved)`;
+  const rows = `${counted(cache.answered_rows, 'row')} answered from the cache`;
+  if (cache.unpriced_rows === cache.answered_rows) return `${rows} (what that saved is unknown: no price configured)`;
+  return `${rows} (${costWithUnpriced(cache.saved_usd, cache.unpriced_rows, 'row', false)} saved)`;
 }
 
 /** "30 member calls ($0.0012), 10 synthesis calls ($0.0009)", or null when no row used an ensemble. */

@@ -61,18 +61,18 @@ describe('the answer cache (config cache)', () => {
     const savedNanos = before.calls.filter((call) => call.row !== ROWS).reduce((sum, call) => sum + usdToNanos(call.cost_usd!), 0);
     expect(after.report.cache).toEqual({ answered_rows: ROWS - 1, saved_usd: savedNanos / 1e9, unpriced_rows: 0 });
     expect(after.report.totals.cost_usd).toBe(after.calls[0]!.cost_usd);
-    expect(second.stdout).toContain('Note: the answer cache is on: a request made before (same model, messages, temperature, max_tokens), in the last 1 hour, gets the answer it had');
+    expect(second.stdout).toContain('Note: the answer cache is on: a request made before (same endpoint and upstream model, messages, temperature, max_tokens and body fields), in the last 1 h 00 min, gets the answer it had');
     // The baseline compares the calls made: the cached rows had none.
     expect(second.stdout).toMatch(/^Savings +This batch cost \$[\d.]+ \(the 19 rows answered from the cache aside\): [\d.]+% less than/m);
-    expect(second.stdout).toMatch(/^Cache +19 rows answered from the cache, no call made \(\$[\d.]+ saved\)$/m);
-    expect(await readFile(join(dir, 'second', 'report.md'), 'utf8')).toContain('- Cache: 19 rows answered from the cache, no call made');
+    expect(second.stdout).toMatch(/^Cache +19 rows answered from the cache \(\$[\d.]+ saved\)$/m);
+    expect(await readFile(join(dir, 'second', 'report.md'), 'utf8')).toContain('- Cache: 19 rows answered from the cache ($');
     const csv = parse(await readFile(join(dir, 'second', 'results.csv'), 'utf8'), { columns: true }) as Array<Record<string, string>>;
     expect(csv[0]!['cached_from']).toBe('cache-first row 1');
     expect(csv.at(-1)!['cached_from']).toBe('');
 
     // A dry run cannot tell which rows the cache would answer (it reads no Redis), and says so.
     const dry = await runCli(['run', input, '--config', config, '--dry-run'], h.env());
-    expect(dry.stdout).toContain('Note: the answer cache is on (cache in the config): rows whose request was answered before, in any batch on this Redis, are not called; the estimate counts every row as called.');
+    expect(dry.stdout).toContain('Note: the answer cache is on (cache in the config): rows whose request was answered before, in any batch on this Redis and key prefix, are not called; the estimate counts every row as called.');
 
     // Another model is another request: asked, not taken from flash's answers.
     const pinned = await runCli(['run', input, '--config', config, '--model', 'pro', '--out', join(dir, 'pro')], h.env());

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { answerCacheKey, isCacheable } from '../../src/execution/answer-cache.ts';
+import type { Redis } from 'ioredis';
+import { answerCacheKey, createAnswerCache, isCacheable } from '../../src/execution/answer-cache.ts';
 import type { ModelRequest } from '../../src/models/call-model.ts';
 
 const space = { prefix: 'sy' };
@@ -33,5 +34,17 @@ describe('answer cache key', () => {
     expect(isCacheable({ output: 'Hel', finishReason: 'length' })).toBe(false);
     expect(isCacheable({ output: 'Hello', finishReason: 'content_filter' })).toBe(false);
     expect(isCacheable({ output: ' ', finishReason: 'stop' })).toBe(false);
+  });
+});
+
+describe('answer cache age', () => {
+  it("gives no answer older than the reading batch's ttl_hours, though Redis keeps it longer for another batch", async () => {
+    const stored = new Map<string, string>();
+    const redis = { get: async (key: string) => stored.get(key) ?? null, set: async (key: string, value: string) => void stored.set(key, value) } as unknown as Redis;
+    const written = createAnswerCache(redis, space, 168, () => Date.parse('2026-12-01T00:00:00Z'));
+    await written.keep('http://h/v1', request, { output: 'hi', finish_reason: 'stop', usage: { input_tokens: 1, output_tokens: 1 }, request_id: null, batch_id: 'b', row: 1, cached_at: '2026-12-01T00:00:00.000Z' });
+    const twoDaysOn = () => Date.parse('2026-12-03T00:00:00Z');
+    expect(await createAnswerCache(redis, space, 168, twoDaysOn).lookUp('http://h/v1', request)).toMatchObject({ output: 'hi' });
+    expect(await createAnswerCache(redis, space, 24, twoDaysOn).lookUp('http://h/v1', request)).toBeNull();
   });
 });
