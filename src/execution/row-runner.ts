@@ -167,11 +167,25 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     let started = now();
     let answer: ModelAnswer | null = null;
     let error: ModelCallError | null = null;
+    const meanwhile: { cached: CachedAnswer | null } = { cached: null };
     try {
-      answer = await (deps.callSlot ?? unlimitedCallSlot)(() => {
+      const call = () => {
         started = now();
         return callModel(provider, request);
-      });
+      };
+      const cache = deps.answerCache;
+      // Rows with the same request wait for a call slot behind the first one's call: once it is answered, they take its answer.
+      // The answer is kept before the slot is let go, so that the next of them finds it.
+      const callUnlessCached = cache
+        ? async () => {
+            if (now() > started) meanwhile.cached = await cache.lookUp(provider.config.base_url, request);
+            if (meanwhile.cached) return null;
+            const answered = await call();
+            if (isCacheable(answered)) await cache.keep(provider.config.base_url, request, cacheEntry(row, answered));
+            return answered;
+          }
+        : call;
+      answer = await (deps.callSlot ?? unlimitedCallSlot)(callUnlessCached);
     } catch (thrown) {
       if (thrown instanceof CallsStopped) {
         // Stopping: the row waits, its calls so far kept, for the resume (or another worker).
@@ -179,6 +193,11 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
         return { kind: 'park', waitMs: STOPPED_PARK_MS, progress };
       }
       error = thrown instanceof ModelCallError ? thrown : new ModelCallError({ code: 'unexpected_error', model, message: String(thrown) });
+    }
+    if (meanwhile.cached) {
+      // Nothing went out: the slot and the budget hold are handed back.
+      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null });
+      return finish(row, progress, model, answerFromCache(meanwhile.cached), null, { ...meanwhile.cached, price: modelConfig.price });
     }
     if (error && !error.sent) {
       // The key was rejected (by another row's call) while this one waited for its call slot:
@@ -206,10 +225,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
       ...(error ? { failureMessage: error.message } : {}),
       coolDownMs,
     });
-    if (answer) {
-      if (deps.answerCache && isCacheable(answer)) await deps.answerCache.keep(provider.config.base_url, request, cacheEntry(row, answer));
-      return finish(row, progress, model, answer, null);
-    }
+    if (answer) return finish(row, progress, model, answer, null);
     // Its failure opened the model's circuit (or found it open): with breaker.max_wait_ms the row may wait for the probe.
     if (circuit === 'open') progress.circuitProbeAt = Math.min(progress.circuitProbeAt ?? Number.POSITIVE_INFINITY, now() + config.breaker.cooldown_ms);
     const next = await retryOrFallBack(row, model, error!, onLimit, progress, deps);

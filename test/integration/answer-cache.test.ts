@@ -80,11 +80,20 @@ describe('the answer cache (config cache)', () => {
     expect(requests()).toBe(2 * ROWS + 1);
     expect((await outputs(join(dir, 'pro'))).report.cache.answered_rows).toBe(0);
 
+    // Rows of one batch with the same request, waiting for the call slot behind the first: they take its answer.
+    const same = join(dir, 'same.csv');
+    await writeFile(same, `id,prompt\n${Array.from({ length: 12 }, (_, i) => `s${i},Always the same question`).join('\n')}\n`);
+    const requestsBefore = requests();
+    const repeated = await runCli(['run', same, '--config', config, '--concurrency', '1', '--out', join(dir, 'same')], h.env());
+    expect(repeated.code, repeated.stdout + repeated.stderr).toBe(0);
+    expect(requests() - requestsBefore).toBe(1);
+    expect((await outputs(join(dir, 'same'))).report.cache.answered_rows).toBe(11);
+
     // Without `cache` in the config, every row calls its model.
     const uncached = await writeSimConfig(join(dir, 'first'), h.sim.url, {}, ['flash', 'pro']);
     const plain = await runCli(['run', input, '--config', uncached, '--out', join(dir, 'plain')], h.env());
     expect(plain.code, plain.stdout + plain.stderr).toBe(0);
-    expect(requests()).toBe(3 * ROWS + 1);
+    expect(requests()).toBe(3 * ROWS + 2);
     expect(plain.stdout).not.toMatch(/^Cache/m);
   });
 });
