@@ -262,13 +262,15 @@ function abArmsSection(report: Report): string[] {
   const arms = Object.entries(report.ab_arms ?? {});
   if (arms.length === 0) return [];
   const withScore = report.judge != null;
+  const withCache = arms.some(([, arm]) => (arm.cached_rows ?? 0) > 0);
   return section('A/B arms', [
     ...table(
-      ['Arm', 'Rows', 'OK', 'Failed', 'Cost', 'Cost / answer', 'p50', 'p95', ...(withScore ? ['Score (rows)'] : []), 'Answered by'],
-      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', ...(withScore ? (['r'] as const) : []), 'l'],
-      arms.map(([name, arm]) => [name, count(arm.rows), count(arm.succeeded), count(arm.failed), armCost(arm), costPerAnswer(arm), formatLatency(arm.latency_p50_ms), formatLatency(arm.latency_p95_ms), ...(withScore ? [formatScore(arm)] : []), answeredByText(arm)]),
+      ['Arm', 'Rows', 'OK', 'Failed', ...(withCache ? ['From cache'] : []), 'Cost', 'Cost / answer', 'p50', 'p95', ...(withScore ? ['Score (rows)'] : []), 'Answered by'],
+      ['l', 'r', 'r', 'r', ...(withCache ? (['r'] as const) : []), 'r', 'r', 'r', 'r', ...(withScore ? (['r'] as const) : []), 'l'],
+      arms.map(([name, arm]) => [name, count(arm.rows), count(arm.succeeded), count(arm.failed), ...(withCache ? [count(arm.cached_rows)] : []), armCost(arm), costPerAnswer(arm), formatLatency(arm.latency_p50_ms), formatLatency(arm.latency_p95_ms), ...(withScore ? [formatScore(arm)] : []), answeredByText(arm)]),
     ),
     '',
+    ...(withCache ? ['Rows from the cache were answered in an earlier batch, which paid for them: they are left out of cost / answer and latency, so the arms compare on the calls this batch made.', ''] : []),
     "Each row that names no model of its own went to one arm, by a hash of its id (`--ab`); `auto` routes its rows by task type, as the config's routing does. An arm's cost is every call made for its rows while in it, in every run of the batch (retries, fallbacks, the task classifier, an ensemble's members and synthesis), the judge's excepted; cost / answer divides it by the rows that succeeded, so failures' calls count against it. p50 / p95 are the succeeded rows' latency." +
       (withScore ? ' Score: the mean of the judge\'s scores ± its 95% margin of error; the arms answered different prompts, so compare them over many rows.' : '') +
       armCoverage(report, arms),
@@ -503,10 +505,13 @@ export function renderSummaryLines(report: Report): string[] {
     ...(e.mean_score != null ? [`score ${scoreText(e)}`] : []),
   ]);
   lines.push(...alignedBlock('Ensembles (members and synthesis together)', ensembleRows));
-  const armRows = Object.entries(report.ab_arms ?? {}).map(([name, arm]) => [
+  const arms = Object.entries(report.ab_arms ?? {});
+  const armsCached = arms.some(([, arm]) => (arm.cached_rows ?? 0) > 0);
+  const armRows = arms.map(([name, arm]) => [
     name,
     counted(arm.rows, 'row'),
     `${count(arm.failed)} failed`,
+    ...(armsCached ? [`${count(arm.cached_rows)} from cache`] : []),
     armCost(arm),
     arm.cost_per_answer_usd == null ? 'n/a per answer' : `${formatUsd(arm.cost_per_answer_usd)}/answer`,
     `p50 ${formatLatency(arm.latency_p50_ms)}`,

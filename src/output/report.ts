@@ -95,6 +95,8 @@ interface RowFigures {
   rows: number;
   succeeded: number;
   failed: number;
+  /** Rows answered from the answer cache (config cache): no call, no cost; left out of cost per answer and latency. */
+  cached_rows: number;
   /** Latency of the succeeded rows (first call to answer); null when none. */
   latency_p50_ms: number | null;
   latency_p95_ms: number | null;
@@ -118,7 +120,7 @@ export interface AbArmReport extends RowFigures {
   /** Every call made for the arm's rows while in it but the judge's (answers, retries, fallbacks, the classifier, ensemble members and syntheses), unpriced calls left out. */
   cost_usd: number;
   unpriced_calls: number;
-  /** cost_usd over the rows that succeeded: what an answer cost, failed rows' calls included; null with none. */
+  /** cost_usd over the rows that succeeded by a call (not from the cache): what an answer cost, failed rows' calls included; null with none. */
   cost_per_answer_usd: number | null;
   /** Who gave its succeeded rows' answers (a model, or an ensemble), most rows first: the mix the arm `auto` routed to. */
   answered_by: Record<string, number>;
@@ -283,6 +285,7 @@ interface RowGroupTally {
   succeeded: number;
   /** Succeeded rows whose cost is known (no unpriced call). */
   pricedAnswers: number;
+  cachedRows: number;
   costNanos: number;
   unpricedRows: number;
   unpricedCalls: number;
@@ -292,7 +295,7 @@ interface RowGroupTally {
 }
 
 function newRowGroupTally(): RowGroupTally {
-  return { rows: 0, succeeded: 0, pricedAnswers: 0, costNanos: 0, unpricedRows: 0, unpricedCalls: 0, latency: new LatencyHistogram(), answeredBy: new Map(), scores: noScores() };
+  return { rows: 0, succeeded: 0, pricedAnswers: 0, cachedRows: 0, costNanos: 0, unpricedRows: 0, unpricedCalls: 0, latency: new LatencyHistogram(), answeredBy: new Map(), scores: noScores() };
 }
 
 /** Who a result is counted under: its ensemble, else its model (the Models table's rows). */
@@ -309,9 +312,12 @@ function addToRowGroup(group: RowGroupTally, result: RowResult, costFrom: 'resul
   }
   if (result.status === 'succeeded') {
     group.succeeded += 1;
-    if (result.cost_usd !== null) group.pricedAnswers += 1;
-    // A cached answer took no call: its 0 ms would pull the group's latency down.
-    if (!result.cached) group.latency.record(result.latency_ms);
+    // A cached answer took no call: its $0 and 0 ms would pull the group's cost per answer and latency down.
+    if (result.cached) group.cachedRows += 1;
+    else {
+      if (result.cost_usd !== null) group.pricedAnswers += 1;
+      group.latency.record(result.latency_ms);
+    }
     increment(group.answeredBy, result.ensemble?.name ?? result.final_model ?? result.model);
   }
 }
@@ -680,6 +686,7 @@ function rowFigures(group: RowGroupTally): RowFigures {
     rows: group.rows,
     succeeded: group.succeeded,
     failed: group.rows - group.succeeded,
+    cached_rows: group.cachedRows,
     latency_p50_ms: roundTenth(group.latency.quantile(0.5)),
     latency_p95_ms: roundTenth(group.latency.quantile(0.95)),
     ...scoreFigures(group.scores),
@@ -702,7 +709,7 @@ function abArmReport(arm: RowGroupTally): AbArmReport {
     ...rowFigures(arm),
     cost_usd: nanosToUsd(arm.costNanos),
     unpriced_calls: arm.unpricedCalls,
-    cost_per_answer_usd: known ? perAnswer(arm.costNanos, arm.succeeded) : null,
+    cost_per_answer_usd: known ? perAnswer(arm.costNanos, arm.succeeded - arm.cachedRows) : null,
     answered_by: byCountDescending(arm.answeredBy),
   };
 }

@@ -80,6 +80,20 @@ describe('the answer cache (config cache)', () => {
     expect(requests()).toBe(2 * ROWS + 1);
     expect((await outputs(join(dir, 'pro'))).report.cache.answered_rows).toBe(0);
 
+    // An A/B run now answered from the cache but for its cut row: the arms compare on the calls this batch made.
+    const ab = await runCli(['run', input, '--config', config, '--ab', 'flash,pro', '--out', join(dir, 'ab')], h.env());
+    expect(ab.code, ab.stdout + ab.stderr).toBe(0);
+    expect(requests()).toBe(2 * ROWS + 2);
+    const abOut = await outputs(join(dir, 'ab'));
+    for (const [name, arm] of Object.entries(abOut.report.ab_arms)) {
+      const rows = abOut.results.filter((r) => r.ab_arm === name);
+      const called = rows.filter((r) => !r.cached);
+      expect(arm, name).toMatchObject({ rows: rows.length, cached_rows: rows.length - called.length });
+      // Cost per answer: over the answers this batch paid for, not the free ones.
+      expect(arm.cost_per_answer_usd, name).toBe(called.length === 0 ? null : called[0]!.cost_usd);
+    }
+    expect(await readFile(join(dir, 'ab', 'report.md'), 'utf8')).toContain('| Arm | Rows | OK | Failed | From cache |');
+
     // Rows of one batch with the same request, waiting for the call slot behind the first: they take its answer.
     const same = join(dir, 'same.csv');
     await writeFile(same, `id,prompt\n${Array.from({ length: 12 }, (_, i) => `s${i},Always the same question`).join('\n')}\n`);
@@ -93,7 +107,7 @@ describe('the answer cache (config cache)', () => {
     const uncached = await writeSimConfig(join(dir, 'first'), h.sim.url, {}, ['flash', 'pro']);
     const plain = await runCli(['run', input, '--config', uncached, '--out', join(dir, 'plain')], h.env());
     expect(plain.code, plain.stdout + plain.stderr).toBe(0);
-    expect(requests()).toBe(3 * ROWS + 2);
+    expect(requests()).toBe(3 * ROWS + 3);
     expect(plain.stdout).not.toMatch(/^Cache/m);
   });
 });

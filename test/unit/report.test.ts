@@ -569,7 +569,7 @@ describe('judge scores', () => {
     expect(Object.keys(report.ab_arms)).toEqual(['auto', 'pro']);
     // Latency quantiles come from a bucketed histogram (latency-histogram.ts): 59.4 for the 60 ms row.
     expect(report.ab_arms.auto).toEqual({
-      rows: 4, succeeded: 3, failed: 1, cost_usd: 0.001, unpriced_calls: 1, cost_per_answer_usd: 0.000333333,
+      rows: 4, succeeded: 3, failed: 1, cached_rows: 0, cost_usd: 0.001, unpriced_calls: 1, cost_per_answer_usd: 0.000333333,
       latency_p50_ms: 59.4, latency_p95_ms: 200, answered_by: { flash: 2, pro: 1 }, judged_rows: 3, mean_score: 7.67, score_margin: 1.73,
     });
     expect(report.ab_arms.pro).toMatchObject({ rows: 2, cost_usd: 0.0012, cost_per_answer_usd: 0.0006, unpriced_calls: 0, answered_by: { pro: 2 }, judged_rows: 2, mean_score: 7.5 });
