@@ -10,19 +10,28 @@ import { connectRedis } from '../../src/queue/redis-connection.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
-// Needs a Redis it can stop and start again, with its data on disk: a private redis-server.
-describe.runIf(findRedisServerBinary() !== null)('Redis restarting in the middle of a run', () => {
-  const h = useSimulatorAndRedis('redis-restart', { latency_ms: 10 });
+/** Private redis-servers with their data on disk (to stop and start again), stopped after the describe's tests. */
+function privateRedisServers(): (data: string, port?: number) => Promise<RedisServerHandle> {
   const servers: RedisServerHandle[] = [];
   afterAll(async () => {
     for (const server of servers) await server.stop().catch(() => undefined);
   });
+  return async (data, port = 0) => {
+    const server = await startRedisServer({ port, dir: data, persist: true });
+    servers.push(server);
+    return server;
+  };
+}
+
+// Needs a Redis it can stop and start again, with its data on disk: a private redis-server.
+describe.runIf(findRedisServerBinary() !== null)('Redis restarting in the middle of a run', () => {
+  const h = useSimulatorAndRedis('redis-restart', { latency_ms: 10 });
+  const startRedis = privateRedisServers();
 
   it('says so once, waits for it, and finishes with every row written once', async () => {
     const dir = await tempDir('redis-restart');
     const data = join(dir, 'redis');
-    const first = await startRedisServer({ port: 0, dir: data, persist: true });
-    servers.push(first);
+    const first = await startRedis(data);
     // Rows in flight when Redis went away come back after their locks expire, if it was gone long.
     const config = await writeSimConfig(dir, h.sim.url, { queue: { lock_ms: 5000 } });
     const input = await writePromptsCsv(dir, 600);
@@ -32,7 +41,7 @@ describe.runIf(findRedisServerBinary() !== null)('Redis restarting in the middle
     await waitForOutput(() => run.output().stdout, 'Read 600 rows', 20_000);
     await first.stop();
     await new Promise((resolve) => setTimeout(resolve, 500));
-    servers.push(await startRedisServer({ port: first.port, dir: data, persist: true }));
+    await startRedis(data, first.port);
     const result = await run.done;
 
     expect(result.code, result.stderr).toBe(0);
@@ -71,16 +80,12 @@ async function doneWithin(run: ReturnType<typeof spawnCli>, ms: number): Promise
 describe.runIf(findRedisServerBinary() !== null)('a stop while Redis is down', () => {
   // Slow answers, so the run is still going when Redis goes away.
   const h = useSimulatorAndRedis('redis-down-stop', { latency_ms: 200 });
-  const servers: RedisServerHandle[] = [];
-  afterAll(async () => {
-    for (const server of servers) await server.stop().catch(() => undefined);
-  });
+  const startRedis = privateRedisServers();
 
   it('completes once Redis is back: rows unqueued, outputs of the rows finished, exit 143', async () => {
     const dir = await tempDir('redis-down-stop');
     const data = join(dir, 'redis');
-    const first = await startRedisServer({ port: 0, dir: data, persist: true });
-    servers.push(first);
+    const first = await startRedis(data);
     const config = await writeSimConfig(dir, h.sim.url);
     const input = await writePromptsCsv(dir, 300);
     const out = join(dir, 'out');
@@ -91,8 +96,7 @@ describe.runIf(findRedisServerBinary() !== null)('a stop while Redis is down', (
     await waitForOutput(() => run.output().stdout, 'is not answering', 10_000);
     run.kill('SIGTERM');
     await new Promise((resolve) => setTimeout(resolve, 2000));
-    const second = await startRedisServer({ port: first.port, dir: data, persist: true });
-    servers.push(second);
+    const second = await startRedis(data, first.port);
     // ioredis never ended a connection disconnected while waiting to reconnect, and BullMQ's
     // close waited for that: the run hung here for good.
     const result = await doneWithin(run, 40_000);
@@ -115,8 +119,7 @@ describe.runIf(findRedisServerBinary() !== null)('a stop while Redis is down', (
 
   it('gives up after 30 s when Redis stays away, saying what is left and to resume, exit 3', async () => {
     const dir = await tempDir('redis-gone-stop');
-    const server = await startRedisServer({ port: 0, dir: join(dir, 'redis'), persist: true });
-    servers.push(server);
+    const server = await startRedis(join(dir, 'redis'));
     const config = await writeSimConfig(dir, h.sim.url);
     const input = await writePromptsCsv(dir, 300);
     const run = spawnCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--batch-id', 'gonestop', '--concurrency', '8'], h.env({ REDIS_URL: server.url }));
@@ -172,16 +175,12 @@ describe.runIf(findRedisServerBinary() !== null)('Redis asking for a password mi
 
 describe.runIf(findRedisServerBinary() !== null)('a Redis that stays away longer than the client retries', () => {
   const h = useSimulatorAndRedis('redis-stays-away', { latency_ms: 200 });
-  const servers: RedisServerHandle[] = [];
-  afterAll(async () => {
-    for (const server of servers) await server.stop().catch(() => undefined);
-  });
+  const startRedis = privateRedisServers();
 
   it("keeps a command waiting past ioredis' 20 retries per request, and sends it once Redis is back", async () => {
     const dir = await tempDir('redis-away-client');
     const data = join(dir, 'redis');
-    const first = await startRedisServer({ port: 0, dir: data, persist: true });
-    servers.push(first);
+    const first = await startRedis(data);
     const redis = connectRedis(first.url);
     redis.on('error', () => undefined);
     let reconnects = 0;
@@ -199,7 +198,7 @@ describe.runIf(findRedisServerBinary() !== null)('a Redis that stays away longer
       // Before, ioredis failed every waiting command at the 21st attempt (MaxRetriesPerRequestError),
       // and a run ended with exit 3, the answers it held unrecorded, however soon Redis came back.
       await waitFor(async () => reconnects > 30, 10_000);
-      servers.push(await startRedisServer({ port: first.port, dir: data, persist: true }));
+      await startRedis(data, first.port);
       expect(await reply).toEqual({ value: 'kept' });
     } finally {
       redis.disconnect();
@@ -209,8 +208,7 @@ describe.runIf(findRedisServerBinary() !== null)('a Redis that stays away longer
   it('gives up after SWITCHYARD_REDIS_WAIT_S with exit 3, naming the resume that goes on, which does', async () => {
     const dir = await tempDir('redis-stays-away');
     const data = join(dir, 'redis');
-    const first = await startRedisServer({ port: 0, dir: data, persist: true });
-    servers.push(first);
+    const first = await startRedis(data);
     const config = await writeSimConfig(dir, h.sim.url);
     const input = await writePromptsCsv(dir, 300);
     const out = join(dir, 'out');
@@ -231,7 +229,7 @@ describe.runIf(findRedisServerBinary() !== null)('a Redis that stays away longer
     expect(result.stderr).toContain(`switchyard run --resume ${batchId} runs the rest`);
     expect(result.stderr).not.toMatch(/maxRetriesPerRequest|run the same command again/);
 
-    servers.push(await startRedisServer({ port: first.port, dir: data, persist: true }));
+    await startRedis(data, first.port);
     const resumed = await runCli(['run', '--resume', batchId], h.env({ REDIS_URL: first.url }));
     expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
