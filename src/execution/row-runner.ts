@@ -175,10 +175,11 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
       };
       const cache = deps.answerCache;
       // Rows with the same request wait for a call slot behind the first one's call: once it is answered, they take its answer.
-      // The answer is kept before the slot is let go, so that the next of them finds it.
+      // The answer is kept before the slot is let go, so that the next of them finds it. Looked up again whether or not the row
+      // waited: one that looked while the first was in flight may come to a free slot just after it (a second read, cache on only).
       const callUnlessCached = cache
         ? async () => {
-            if (now() > started) meanwhile.cached = await cache.lookUp(provider.config.base_url, request);
+            meanwhile.cached = await cache.lookUp(provider.config.base_url, request);
             if (meanwhile.cached) return null;
             const answered = await call();
             if (isCacheable(answered)) await cache.keep(provider.config.base_url, request, cacheEntry(row, answered));
