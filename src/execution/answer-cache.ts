@@ -14,8 +14,13 @@ import type { KeySpace } from '../queue/keys.ts';
  * failure, is asked again.
  */
 export interface AnswerCache {
-  lookUp(baseUrl: string, request: ModelRequest): Promise<CachedAnswer | null>;
-  keep(baseUrl: string, request: ModelRequest, answer: CachedAnswer): Promise<void>;
+  /** The cache's entry for one request (its key hashed once, for every look and the keep). */
+  entryFor(baseUrl: string, request: ModelRequest): CacheEntry;
+}
+
+export interface CacheEntry {
+  lookUp(): Promise<CachedAnswer | null>;
+  keep(answer: CachedAnswer): Promise<void>;
 }
 
 const cachedAnswerSchema = z.object({
@@ -51,25 +56,31 @@ function sortedKeys(value: unknown): unknown {
 export function createAnswerCache(redis: Redis, space: KeySpace, ttlHours: number, now: () => number = Date.now): AnswerCache {
   const ttlSeconds = Math.max(1, Math.round(ttlHours * 3600));
   return {
-    async lookUp(baseUrl, request) {
-      const text = await redis.get(answerCacheKey(space, baseUrl, request));
-      if (text === null) return null;
-      // An entry this version cannot read (written by another one) is a miss: the call is made, and its answer replaces it.
-      let entry: CachedAnswer;
-      try {
-        const parsed = cachedAnswerSchema.safeParse(JSON.parse(text));
-        if (!parsed.success) return null;
-        entry = parsed.data;
-      } catch {
-        return null;
-      }
-      // The reading batch's ttl_hours bounds the age it takes: a config that lowered it (answers went stale) gets no older one,
-      // though an entry written under a longer one lives on in Redis.
-      return now() - Date.parse(entry.cached_at) <= ttlHours * 3_600_000 ? entry : null;
-    },
-    async keep(baseUrl, request, answer) {
-      // Best effort: the row has its answer, paid for; a write Redis refuses (its memory full) must not fail the row and pay again.
-      await redis.set(answerCacheKey(space, baseUrl, request), JSON.stringify(answer), 'EX', ttlSeconds).catch(() => undefined);
+    entryFor(baseUrl, request) {
+      const key = answerCacheKey(space, baseUrl, request);
+      return { lookUp: () => lookUp(key), keep: (answer) => keep(key, answer) };
     },
   };
+
+  async function lookUp(key: string): Promise<CachedAnswer | null> {
+    const text = await redis.get(key);
+    if (text === null) return null;
+    // An entry this version cannot read (written by another one) is a miss: the call is made, and its answer replaces it.
+    let entry: CachedAnswer;
+    try {
+      const parsed = cachedAnswerSchema.safeParse(JSON.parse(text));
+      if (!parsed.success) return null;
+      entry = parsed.data;
+    } catch {
+      return null;
+    }
+    // The reading batch's ttl_hours bounds the age it takes: a config that lowered it (answers went stale) gets no older one,
+    // though an entry written under a longer one lives on in Redis.
+    return now() - Date.parse(entry.cached_at) <= ttlHours * 3_600_000 ? entry : null;
+  }
+
+  async function keep(key: string, answer: CachedAnswer): Promise<void> {
+    // Best effort: the row has its answer, paid for; a write Redis refuses (its memory full) must not fail the row and pay again.
+    await redis.set(key, JSON.stringify(answer), 'EX', ttlSeconds).catch(() => undefined);
+  }
 }

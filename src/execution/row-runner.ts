@@ -130,11 +130,12 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     if (unsendable && passedRejectedKey(unsendable, model, progress, config)) continue;
     if (unsendable) return finish(row, progress, model, null, unsendable);
     const request = requestFor(row, model, plan.taskType, config);
+    const cacheEntry = deps.answerCache?.entryFor(provider.config.base_url, request);
     // Before the budget and the rate limit: an answer given before costs neither.
-    const cached = deps.answerCache ? await deps.answerCache.lookUp(provider.config.base_url, request) : null;
+    const cached = cacheEntry ? await cacheEntry.lookUp() : null;
     if (cached) {
       await releaseHeldSlot(progress, gate);
-      return finish(row, progress, model, answerFromCache(cached), null, { ...cached, price: modelConfig.price });
+      return finishFromCache(row, progress, model, cached, modelConfig.price);
     }
     const estimatedTokens = plan.promptTokens + request.maxTokens;
     const onLimit = modelConfig.on_limit ?? config.limits.on_limit;
@@ -173,16 +174,15 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
         started = now();
         return callModel(provider, request);
       };
-      const cache = deps.answerCache;
       // Rows with the same request wait for a call slot behind the first one's call: once it is answered, they take its answer.
       // The answer is kept before the slot is let go, so that the next of them finds it. Looked up again whether or not the row
       // waited: one that looked while the first was in flight may come to a free slot just after it (a second read, cache on only).
-      const callUnlessCached = cache
+      const callUnlessCached = cacheEntry
         ? async () => {
-            meanwhile.cached = await cache.lookUp(provider.config.base_url, request);
+            meanwhile.cached = await cacheEntry.lookUp();
             if (meanwhile.cached) return null;
             const answered = await call();
-            if (isCacheable(answered)) await cache.keep(provider.config.base_url, request, cacheEntry(row, answered));
+            if (isCacheable(answered)) await cacheEntry.keep(cachedFrom(row, answered));
             return answered;
           }
         : call;
@@ -198,7 +198,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     if (meanwhile.cached) {
       // Nothing went out: the slot and the budget hold are handed back.
       await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null });
-      return finish(row, progress, model, answerFromCache(meanwhile.cached), null, { ...meanwhile.cached, price: modelConfig.price });
+      return finishFromCache(row, progress, model, meanwhile.cached, modelConfig.price);
     }
     if (error && !error.sent) {
       // The key was rejected (by another row's call) while this one waited for its call slot:
@@ -541,13 +541,14 @@ function fallbackReason(plan: Pick<RoutePlan, 'skipped'>, progress: RowProgress,
   return reasons.length > 0 ? reasons.join('; ') : null;
 }
 
-function cacheEntry(row: RowInput, answer: ModelAnswer): CachedAnswer {
+function cachedFrom(row: RowInput, answer: ModelAnswer): CachedAnswer {
   return { output: answer.output, finish_reason: answer.finishReason, usage: answer.usage, request_id: answer.requestId, batch_id: row.batchId, row: row.row, cached_at: new Date().toISOString() };
 }
 
-/** A cached answer as the row's answer: no call was made, so no tokens, latency or cost are the row's. */
-function answerFromCache(cached: CachedAnswer): ModelAnswer {
-  return { output: cached.output, usage: { input_tokens: 0, output_tokens: 0 }, usageEstimated: false, countingMs: 0, finishReason: cached.finish_reason, requestId: cached.request_id, httpStatus: 200, ttftMs: null };
+/** The row answered from the cache: no call was made for the answer, so no tokens, latency or cost of it are the row's. */
+function finishFromCache(row: RowInput, progress: RowProgress, model: string, cached: CachedAnswer, price: ModelConfig['price']): RowStep {
+  const answer: ModelAnswer = { output: cached.output, usage: { input_tokens: 0, output_tokens: 0 }, usageEstimated: false, countingMs: 0, finishReason: cached.finish_reason, requestId: cached.request_id, httpStatus: 200, ttftMs: null };
+  return finish(row, progress, model, answer, null, { ...cached, price });
 }
 
 function finish(row: RowInput, progress: RowProgress, model: string, answer: ModelAnswer | null, error: ModelCallError | null, cached?: CachedAnswer & { price: ModelConfig['price'] }): RowStep {

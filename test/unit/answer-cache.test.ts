@@ -42,9 +42,9 @@ describe('answer cache age', () => {
     const stored = new Map<string, string>();
     const redis = { get: async (key: string) => stored.get(key) ?? null, set: async (key: string, value: string) => void stored.set(key, value) } as unknown as Redis;
     const written = createAnswerCache(redis, space, 168, () => Date.parse('2026-12-01T00:00:00Z'));
-    await written.keep('http://h/v1', request, { output: 'hi', finish_reason: 'stop', usage: { input_tokens: 1, output_tokens: 1 }, request_id: null, batch_id: 'b', row: 1, cached_at: '2026-12-01T00:00:00.000Z' });
+    await written.entryFor('http://h/v1', request).keep({ output: 'hi', finish_reason: 'stop', usage: { input_tokens: 1, output_tokens: 1 }, request_id: null, batch_id: 'b', row: 1, cached_at: '2026-12-01T00:00:00.000Z' });
     const twoDaysOn = () => Date.parse('2026-12-03T00:00:00Z');
-    expect(await createAnswerCache(redis, space, 168, twoDaysOn).lookUp('http://h/v1', request)).toMatchObject({ output: 'hi' });
-    expect(await createAnswerCache(redis, space, 24, twoDaysOn).lookUp('http://h/v1', request)).toBeNull();
+    expect(await createAnswerCache(redis, space, 168, twoDaysOn).entryFor('http://h/v1', request).lookUp()).toMatchObject({ output: 'hi' });
+    expect(await createAnswerCache(redis, space, 24, twoDaysOn).entryFor('http://h/v1', request).lookUp()).toBeNull();
   });
 });
