@@ -111,6 +111,7 @@ program
   .option('--ab <models>', 'A/B test: each row that names no model goes to one of these by a hash of its id, e.g. a,b or a=0.8,b=0.2; the arm auto routes by task type')
   .option('--budget <usd>', 'stop spending at this many USD for the batch; --resume with a higher one finishes it', positiveNumber)
   .option('--judge <model>', 'score every answer from 1 to 10 with this model (config judge.model); the report gives each model\'s mean score')
+  .option('--no-cache', 'neither take answers from the answer cache (cache in the config) nor keep this batch\'s in it')
   .option('--dry-run', 'read and route the whole file, call no model, print estimated tokens and cost')
   .option('--batch-id <id>', 'name the batch; running the same id again resumes it')
   .option('--resume <id>', 'resume a batch: rows that succeeded are kept, the rest run')

@@ -16,7 +16,7 @@ import { parseDecimal } from '../decimal-text.ts';
 /**
  * Switchyard's HTTP API: submit a CSV or JSONL batch, follow it, fetch its outputs.
  *
- *   POST /v1/batches?batch_id=&model=&route=&ab=&budget=&judge=&prompt_column=&format=   body: the file, or JSON rows
+ *   POST /v1/batches?batch_id=&model=&route=&ab=&budget=&judge=&cache=&prompt_column=&format=   body: the file, or JSON rows
  *   GET  /v1/batches?limit=N                      the most recent batches
  *   GET  /v1/batches/<id>                         one batch: status, rows, cost, file links
  *   GET  /v1/batches/<id>/results?format=jsonl|csv
@@ -71,6 +71,7 @@ const submitQuery = z.strictObject({
   ab: optionalText,
   budget: decimalText('expected a number of USD above 0, e.g. 5 or 2.50').pipe(z.number().positive({ error: 'expected a number of USD above 0' })).optional(),
   judge: optionalText,
+  cache: z.enum(['true', 'false'], { error: 'expected true or false (false: the batch neither takes nor keeps cached answers)' }).optional(),
   prompt_column: optionalText,
   format: z.enum(['csv', 'tsv', 'jsonl', 'json']).optional(),
 });
@@ -145,6 +146,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
           ...(query.ab !== undefined ? { ab: query.ab } : {}),
           ...(query.budget !== undefined ? { budget: query.budget } : {}),
           ...(query.judge !== undefined ? { judge: query.judge } : {}),
+          ...(query.cache !== undefined ? { cache: query.cache === 'true' } : {}),
           ...(query.prompt_column !== undefined ? { promptColumn: query.prompt_column } : {}),
         });
         return sendJson(res, 202, { ...outcome.view, resumed: outcome.resumed, notes: outcome.notes }, { location: outcome.view.links.self });

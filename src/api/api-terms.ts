@@ -7,6 +7,7 @@ const FLAG_TO_PARAMETER: Record<string, string> = {
   '--ab': 'ab',
   '--budget': 'budget',
   '--judge': 'judge',
+  '--no-cache': 'cache=false',
 };
 
 /** A run's message in the API's terms: its flags become query parameters, the server's copy of the file "the uploaded file". */

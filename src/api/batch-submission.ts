@@ -22,6 +22,8 @@ export interface Submission {
   ab?: string;
   budget?: number;
   judge?: string;
+  /** false: the batch neither takes nor keeps answers in the answer cache. */
+  cache?: boolean;
   promptColumn?: string;
   format: InputFormat;
   /** Writes the request body to this path (streamed and size-limited by the server). */
@@ -113,7 +115,7 @@ export function createBatchSubmission(options: BatchSubmissionOptions): (submiss
       // Stopped while the file came in, after its first rows were queued: a 202 would tell the client its batch runs here now.
       if (options.stopping()) throw stoppingError();
       say(`[${batchId}] Submitted; its rows are being queued.`);
-      return { view: await view(batchId), resumed: existing !== null, notes: said.filter((line) => /^(Note|Warning|Resuming|A\/B split)\b/.test(line)) };
+      return { view: await view(batchId), resumed: existing !== null, notes: said.filter((line) => /^(Note|Warning|Resuming|A\/B split)\b/.test(line)).map((line) => inApiTerms(line, inputPath)) };
     } finally {
       submitting.delete(batchId);
       await lease?.release();
@@ -141,6 +143,7 @@ function runOptions(submission: Submission, inputPath: string, outDir: string): 
     ...(submission.ab !== undefined ? { ab: submission.ab } : {}),
     ...(submission.budget !== undefined ? { budget: submission.budget } : {}),
     ...(submission.judge !== undefined ? { judge: submission.judge } : {}),
+    ...(submission.cache !== undefined ? { cache: submission.cache } : {}),
     ...(submission.promptColumn !== undefined ? { promptColumn: submission.promptColumn } : {}),
   };
 }

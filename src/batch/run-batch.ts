@@ -24,7 +24,7 @@ import { openSession, type Session } from '../queue/session.ts';
 import { lookalikeColumnsText, orphanedBatchText, readText, redisStayedAwayText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText } from './run-messages.ts';
 import { formatWait, REDIS_WAIT_ENV } from '../queue/redis-outage.ts';
 import { refuseJudgeWithoutKey, refuseWithoutKeys, refuseWithoutKeysAnywhere, warnAboutConfig } from './config-checks.ts';
-import { isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, withRunJudge, type RunSettings } from './run-settings.ts';
+import { isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, withRunCache, withRunJudge, type RunSettings } from './run-settings.ts';
 import { watchForStops, type RunStops } from './run-stops.ts';
 import { collectAndReport } from './collect-and-report.ts';
 import { batchExitCode, type Report } from '../output/report.ts';
@@ -49,6 +49,8 @@ export interface RunOptions {
   budget?: number;
   /** A model that scores every answer (config judge.model otherwise). */
   judge?: string;
+  /** false (`--no-cache`): this batch neither takes nor keeps answers in the config's answer cache. */
+  cache?: boolean;
   batchId?: string;
   resume?: string;
   promptColumn?: string;
@@ -178,7 +180,9 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   const storedConfig = existing ? ((await session.store.loadConfig(batchId))?.config ?? null) : null;
   const resolved = await resolveConfig(options, existing, storedConfig, say, host);
   held.simulator = resolved.simulator;
-  const { config, judgeModel } = withRunJudge(resolved.config, options, existing, say);
+  const judged = withRunJudge(resolved.config, options, existing, say);
+  const config = withRunCache(judged.config, options, say);
+  const { judgeModel } = judged;
   warnAboutConfig(config, isBudgeted(options, existing, config), options.detach === true, say);
   const settings = chooseRunSettings(options, existing, config, say);
   await refuseWhatCannotRun(config, settings.model, options, session, host);

@@ -52,6 +52,14 @@ export function withRunJudge(resolvedConfig: SwitchyardConfig, options: RunOptio
   return { config, judgeModel };
 }
 
+/** The config without its answer cache when the run says `--no-cache` (the API's `cache=false`): rows neither take nor keep cached answers. */
+export function withRunCache(config: SwitchyardConfig, options: RunOptions, say: (line: string) => void): SwitchyardConfig {
+  if (options.cache !== false || !config.cache) return config;
+  say('Note: the answer cache is off for this batch (--no-cache): every row is called, and no answer is kept for later.');
+  const { cache: _off, ...uncached } = config;
+  return uncached;
+}
+
 /** Whether any budget caps this run's spend: its own, the batch's, or the config's for a batch or a month. */
 export function isBudgeted(options: RunOptions, existing: BatchMeta | null, config: SwitchyardConfig): boolean {
   return (options.budget ?? existing?.budget_usd ?? config.budget.batch_usd ?? config.budget.monthly_usd) !== undefined;

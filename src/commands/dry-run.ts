@@ -30,6 +30,8 @@ export interface DryRunOptions {
   judge?: string;
   promptColumn?: string;
   budget?: number;
+  /** false: --no-cache. */
+  cache?: boolean;
 }
 
 interface Tally {
@@ -167,7 +169,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   }
   const routesByTaskType = !abSplit || abSplit.some((arm) => arm.model === AUTO_ROUTE);
   if (config.routing?.classifier === 'llm' && routesByTaskType) say(`Note: routing uses the rules here; the LLM classifier would add one cheap call per row routed by task type${abSplit ? ` (the arm ${AUTO_ROUTE}'s rows)` : ''}, not in these estimates.`);
-  if (config.cache) say('Note: the answer cache is on (cache in the config): rows whose request was answered before, in any batch on this Redis and key prefix, are not called; the estimate counts every row as called.');
+  if (config.cache && options.cache !== false) say('Note: the answer cache is on (cache in the config): rows whose request was answered before, in any batch on this Redis and key prefix, are not called; the estimate counts every row as called.');
   // As run would: 1 when rows could not run (invalid, or no model fits them).
   return invalid > 0 || unroutable > 0 ? 1 : 0;
 }

@@ -109,5 +109,22 @@ describe('the answer cache (config cache)', () => {
     expect(plain.code, plain.stdout + plain.stderr).toBe(0);
     expect(requests()).toBe(3 * ROWS + 3);
     expect(plain.stdout).not.toMatch(/^Cache/m);
+
+    // --no-cache: the configured cache is neither read nor written by that batch.
+    const fresh = join(dir, 'fresh.csv');
+    await writeFile(fresh, 'id,prompt\nf1,A question first asked with --no-cache\n');
+    const off = await runCli(['run', input, '--config', config, '--no-cache', '--batch-id', 'cache-off', '--out', join(dir, 'off')], h.env());
+    expect(off.code, off.stdout + off.stderr).toBe(0);
+    expect(off.stdout).toContain('Note: the answer cache is off for this batch (--no-cache): every row is called, and no answer is kept for later.');
+    expect(off.stdout).not.toContain('Note: the answer cache is on');
+    expect(requests()).toBe(4 * ROWS + 3);
+    expect((await outputs(join(dir, 'off'))).report.cache.answered_rows).toBe(0);
+    const offAgain = await runCli(['run', fresh, '--config', config, '--no-cache', '--out', join(dir, 'fresh-off')], h.env());
+    expect(offAgain.code, offAgain.stdout + offAgain.stderr).toBe(0);
+    const freshOn = await runCli(['run', fresh, '--config', config, '--out', join(dir, 'fresh-on')], h.env());
+    expect(freshOn.code, freshOn.stdout + freshOn.stderr).toBe(0);
+    expect(requests()).toBe(4 * ROWS + 5); // the --no-cache answer was not kept: asked again
+    const dryOff = await runCli(['run', input, '--config', config, '--dry-run', '--no-cache'], h.env());
+    expect(dryOff.stdout).not.toContain('the answer cache is on');
   });
 });

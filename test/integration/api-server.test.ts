@@ -166,6 +166,31 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect((await waitUntilFinished(server, 'api-br')).rows).toMatchObject({ total: 1, succeeded: 1 });
   });
 
+  it('takes cache=false: that batch neither takes nor keeps answers in the configured answer cache', async () => {
+    const dir = await tempDir('api-cache');
+    const config = await writeSimConfig(dir, h.sim.url, { cache: { ttl_hours: 1 } });
+    const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
+    const csv = 'id,prompt\nc1,Something asked of the cache test only\n';
+    const results = async (batchId: string) => (await (await fetch(`${server.url}/v1/batches/${batchId}/results`)).text()).trim().split('\n').map((line) => JSON.parse(line) as RowResult);
+
+    const off = await postFile(server, '?batch_id=api-cache-off&cache=false', csv);
+    expect(off.status, JSON.stringify(off.body)).toBe(202);
+    expect(off.body.notes).toContain('Note: the answer cache is off for this batch (cache=false): every row is called, and no answer is kept for later.');
+    await waitUntilFinished(server, 'api-cache-off');
+    const first = await postFile(server, '?batch_id=api-cache-first&cache=true', csv);
+    expect(first.body.notes.some((note) => note.startsWith('Note: the answer cache is on'))).toBe(true);
+    await waitUntilFinished(server, 'api-cache-first');
+    await postFile(server, '?batch_id=api-cache-second', csv);
+    await waitUntilFinished(server, 'api-cache-second');
+    // Only the batch that kept its answer is a cache's source: the one with cache=false kept none.
+    expect((await results('api-cache-off'))[0]!.cached).toBeUndefined();
+    expect((await results('api-cache-first'))[0]!.cached).toBeUndefined();
+    expect((await results('api-cache-second'))[0]!.cached).toMatchObject({ batch_id: 'api-cache-first', row: 1 });
+    const refused = await postFile(server, '?cache=no', csv);
+    expect(refused.status).toBe(400);
+    expect(refused.body.error).toMatchObject({ code: 'invalid_parameter', message: 'query parameter "cache": expected true or false (false: the batch neither takes nor keeps cached answers)' });
+  });
+
   it('refuses bad requests with a status, a code and a message that says what to do', async () => {
     const dir = await tempDir('api-errors');
     const config = await writeSimConfig(dir, h.sim.url);
