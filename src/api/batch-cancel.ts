@@ -23,6 +23,8 @@ export interface BatchCancel {
 export interface BatchCancelOptions {
   session: Session;
   collection: BackgroundCollection;
+  /** Stops reading the batch's file (BatchStarter.stopReading). */
+  stopReading: (batchId: string) => void;
   say: (line: string) => void;
   /** The set of batches submitted over the API whose outputs are not written yet. */
   openKey: string;
@@ -41,6 +43,8 @@ export function createBatchCancel(options: BatchCancelOptions): BatchCancel {
       refuseUnlessRunningHere(batchId, state.meta, collection.isCollecting(batchId));
       if (cancelling.has(batchId)) return;
       cancelling.add(batchId);
+      // No more of its rows queued: a reading left on would wait for room in the queue for ever (and queue more as rows in hand finish).
+      options.stopReading(batchId);
       // A server started again must not go on with it.
       await session.redis.srem(openKey, batchId);
       say(`[${batchId}] Cancelling: its queued rows come off the queue; the rows in hand finish, then its outputs are written.`);

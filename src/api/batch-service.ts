@@ -45,9 +45,10 @@ export interface BatchServiceOptions {
 export function createBatchService({ host, outRoot, collection, logger, say }: BatchServiceOptions): BatchService {
   const { session } = host;
   const openKey = apiOpenBatchesKey(session.space);
-  const cancels = createBatchCancel({ session, collection, say, openKey });
-  const lookup = createBatchLookup(session.store, cancels.isCancelling);
+
   const starter = createBatchStarter({ host, collection, logger, say, openKey });
+  const cancels = createBatchCancel({ session, collection, stopReading: starter.stopReading, say, openKey });
+  const lookup = createBatchLookup(session.store, cancels.isCancelling);
   const openBatches = { host, collection, starter, say, openKey };
   collection.onRolledBack((batchId) => void requeueRolledBack(openBatches, batchId));
 

@@ -18,6 +18,8 @@ export interface BatchStarter {
   start(batchId: string, lease: BatchLease, run: BatchRun, said: string[]): Promise<'collecting' | 'stopped'>;
   /** Resolves once no file is being read (the server stopping waits for the runs it started). */
   whenReadingsEnd(): Promise<void>;
+  /** Stops reading the batch's file, if it is still being read (a cancel): no more of its rows are queued. */
+  stopReading(batchId: string): void;
 }
 
 export interface BatchStarterOptions {
@@ -33,6 +35,8 @@ export function createBatchStarter({ host, collection, logger, say, openKey }: B
   const { store, redis } = host.session;
   // Files still being read after their POST was answered; the server waits for them as it stops.
   const readings = new Set<Promise<void>>();
+  // Each reading's own stop, beside the server's: a cancelled batch's file is read no further.
+  const readingStops = new Map<string, AbortController>();
 
   /** The file turned unreadable part-way: the rows before stay queued or done; the batch waits for the fixed file. */
   async function readingFailed(batchId: string, error: unknown, inputPath: string): Promise<void> {
@@ -48,7 +52,13 @@ export function createBatchStarter({ host, collection, logger, say, openKey }: B
   return {
     async start(batchId, lease, run, said) {
       const queuing = Promise.withResolvers<null>();
-      const reading = runBatch({ ...run, batchId, detach: true }, logger, (line) => said.push(line), { ...host, onQueuing: () => queuing.resolve(null) });
+      const readingStop = new AbortController();
+      readingStops.set(batchId, readingStop);
+      const stop = AbortSignal.any([host.stop, readingStop.signal]);
+      const reading = runBatch({ ...run, batchId, detach: true }, logger, (line) => said.push(line), { ...host, stop, onQueuing: () => queuing.resolve(null) });
+      void reading.finally(() => {
+        if (readingStops.get(batchId) === readingStop) readingStops.delete(batchId);
+      }).catch(() => undefined);
       reading.catch(() => undefined); // observed below, whichever settles first
       const early = await Promise.race([queuing.promise, reading]);
       if (early !== null) return 'stopped'; // the server stopped before a row was queued
@@ -70,6 +80,10 @@ export function createBatchStarter({ host, collection, logger, say, openKey }: B
 
     async whenReadingsEnd() {
       await Promise.all(readings);
+    },
+
+    stopReading(batchId) {
+      readingStops.get(batchId)?.abort();
     },
   };
 }

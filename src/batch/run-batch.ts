@@ -82,9 +82,14 @@ export interface RunHost {
   onQueuing?: () => void;
 }
 
-/** Pulls the first record now, so a bad file (no prompt column, empty) stops before anything is enqueued; its first row goes to `onFirstRow`. */
-async function checkedRows(path: string, promptColumn: string, config: SwitchyardConfig, position: ReadPosition, onFirstRow: (row: InputRow) => void): Promise<AsyncIterable<ReadItem>> {
+/**
+ * Pulls the first record now, so a bad file (no prompt column, empty) stops before anything is
+ * enqueued; its first row goes to `onFirstRow`. The reader goes into `held`: a run that ends before
+ * reading the file to its end (a refusal after this, a stop, a cancel) closes it there.
+ */
+async function checkedRows(path: string, promptColumn: string, config: SwitchyardConfig, position: ReadPosition, held: Held, onFirstRow: (row: InputRow) => void): Promise<AsyncIterable<ReadItem>> {
   const iterator = readRows(path, { promptColumn, knownModels: new Set(answerableNames(config)) }, position)[Symbol.asyncIterator]();
+  held.reader = iterator;
   const first = await iterator.next();
   if (!first.done && first.value.kind === 'row') onFirstRow(first.value.value);
   return {
@@ -104,6 +109,8 @@ interface Held {
   lease: BatchLease | null;
   /** The simulator this run started for the built-in models. */
   simulator: Simulator | null;
+  /** The input file's reader (its file stays open until it is read to the end or returned). */
+  reader: AsyncIterator<ReadItem> | null;
 }
 
 /** A batch checked and saved in Redis, with what its run needs. */
@@ -149,7 +156,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
   say(`Batch ${batchId}`);
 
   const session = host?.session ?? (await openSession(logger, say));
-  const held: Held = { lease: null, simulator: null };
+  const held: Held = { lease: null, simulator: null, reader: null };
   try {
     const batch = await prepareBatch(batchId, options, session, held, say, host);
     host?.onQueuing?.();
@@ -159,6 +166,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       throw error;
     });
   } finally {
+    await held.reader?.return?.();
     await held.lease?.release();
     if (!host) await session.close();
     await held.simulator?.close();
@@ -187,7 +195,7 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   const settings = chooseRunSettings(options, existing, config, say);
   await refuseWhatCannotRun(config, settings.model, options, session, host);
   const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
-  const items = await checkedRows(settings.inputPath, settings.promptColumn, config, position, (first) => sayNoReferenceField(config, first, say));
+  const items = await checkedRows(settings.inputPath, settings.promptColumn, config, position, held, (first) => sayNoReferenceField(config, first, say));
   const lookalikes = lookalikeColumnsText(position.csvLookalikeColumns);
   if (lookalikes) say(lookalikes);
 

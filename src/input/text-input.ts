@@ -16,7 +16,7 @@ export interface TextInput {
   readPath: string;
   /** The input was UTF-16 (a byte order mark said so): read from a UTF-8 copy. */
   utf16: boolean;
-  /** Removes the UTF-8 copy, if one was made; the handle is the caller's to close. */
+  /** Removes the UTF-8 copy, if one was made. */
   dispose(): Promise<void>;
 }
 
@@ -42,12 +42,17 @@ async function openTextInput(path: string): Promise<TextInput> {
   }
 }
 
-/** Reads an input file with `read` (a reader's own generator), removing any UTF-8 copy once done. */
+/**
+ * Reads an input file with `read` (a reader's own generator), then closes it and removes any UTF-8
+ * copy. Closed here, not only by the reader's stream: a reader that refuses the file before it
+ * streams it (a `sep=` line it cannot use) would leave the descriptor to the garbage collector.
+ */
 export async function* readTextInput<T>(path: string, read: (input: TextInput) => AsyncGenerator<T>): AsyncGenerator<T> {
   const input = await openTextInput(path);
   try {
     yield* read(input);
   } finally {
+    await input.handle.close();
     await input.dispose();
   }
 }

@@ -1,4 +1,4 @@
-import { createWriteStream, existsSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
+import { createWriteStream, existsSync, realpathSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -8,6 +8,7 @@ import { readCsvRows } from '../../src/input/csv-reader.ts';
 import { checkInputFile, readRows } from '../../src/input/read-rows.ts';
 import type { ReadItem, ReadPosition } from '../../src/input/row.ts';
 import { collect, fixture, rules, useTempFiles } from '../helpers/reader-fixtures.ts';
+import { descriptorsOn } from '../helpers/open-files.ts';
 
 const temp = useTempFiles('csv');
 const csvFile = temp.file;
@@ -207,22 +208,13 @@ describe('readCsvRows line numbers and options', () => {
     if (!existsSync('/proc/self/fd')) return;
     // Far larger than one read, so the file is still open when the consumer stops.
     const path = realpathSync(await csvFile('long.csv', `id,prompt\n${'r,"a prompt, long enough to take room"\n'.repeat(50_000)}`));
-    // Which descriptors point at the file, not how many there are: the test worker opens and closes others meanwhile.
-    const openOnFile = () =>
-      readdirSync('/proc/self/fd').filter((fd) => {
-        try {
-          return readlinkSync(`/proc/self/fd/${fd}`) === path;
-        } catch {
-          return false; // closed between the listing and the read
-        }
-      });
     for await (const item of readCsvRows(path, rules)) {
       expect(item.value.row).toBe(1);
-      expect(openOnFile()).toHaveLength(1);
+      expect(descriptorsOn(path)).toHaveLength(1);
       break;
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(openOnFile()).toEqual([]);
+    expect(descriptorsOn(path)).toEqual([]);
   });
 });
 
@@ -393,6 +385,8 @@ describe('whole-file problems throw a UsageError before any item', () => {
     await expect(collect(readRows(pipe, rules))).rejects.toThrow(
       new UsageError(`input file ${pipe}: its first line, sep=|, names a separator that is not read; separate the fields with commas, semicolons or tabs (e.g. sep=;)`),
     );
+    // Refused before it was streamed: closed all the same, not left to the garbage collector.
+    if (existsSync('/proc/self/fd')) expect(descriptorsOn(realpathSync(pipe))).toEqual([]);
   });
 
   it('records the columns that look meant as row fields but are metadata (another case, spacing or a typo)', async () => {
