@@ -8,6 +8,7 @@ const FLAG_TO_PARAMETER: Record<string, string> = {
   '--budget': 'budget',
   '--judge': 'judge',
   '--no-cache': 'cache=false',
+  '--cache': 'cache=true',
 };
 
 /** A run's message in the API's terms: its flags become query parameters, the server's copy of the file "the uploaded file". */

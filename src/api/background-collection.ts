@@ -20,6 +20,8 @@ export interface BackgroundCollection {
   /** Collects a batch whose lease this process holds; the lease is released when it ends. */
   start(batchId: string, lease: BatchLease, batch: CollectedBatch): void;
   isCollecting(batchId: string): boolean;
+  /** Resolves once the batch's collector (if any) has ended and let its lease go. */
+  whenCollected(batchId: string): Promise<void>;
   /**
    * Writes a batch's outputs now, for the rows finished so far (the report counts the rest as not
    * run), and ends its collector. The report, or null when it was not being collected here.
@@ -120,6 +122,9 @@ export function createBackgroundCollection(session: Session, say: (line: string)
       running.set(batchId, { drain, abandon, done: collect(batchId, lease, drain.signal, abandon.signal, batch), saidFinished: null });
     },
     isCollecting: (batchId) => running.has(batchId),
+    async whenCollected(batchId) {
+      await running.get(batchId)?.done;
+    },
     async finishEarly(batchId) {
       const collector = running.get(batchId);
       if (!collector) return null;

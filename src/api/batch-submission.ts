@@ -2,6 +2,7 @@ import { rm, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { UsageError } from '../errors.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
+import { isFinishedStatus } from '../queue/batch-state.ts';
 import { batchIdRule, isValidBatchId, newBatchId } from '../queue/keys.ts';
 import type { Session } from '../queue/session.ts';
 import { createOutputDir } from '../output/output-dir.ts';
@@ -89,11 +90,17 @@ export function createBatchSubmission(options: BatchSubmissionOptions): (submiss
   return async function submit(submission) {
     const batchId = submission.batchId ?? newBatchId();
     if (!isValidBatchId(batchId)) throw new ApiError(400, 'invalid_batch_id', batchIdRule('batch_id', batchId));
-    if (submitting.has(batchId) || collection.isCollecting(batchId)) throw runningError(batchId);
+    if (submitting.has(batchId)) throw runningError(batchId);
     submitting.add(batchId);
     let lease: BatchLease | null = null;
     try {
-      const existing = await loadBatchState(store, batchId);
+      let existing = await loadBatchState(store, batchId);
+      if (collection.isCollecting(batchId)) {
+        // Its outputs are written (GET says finished) and its collector is letting go of the batch: posted again at once, it runs.
+        if (!existing || !isFinishedStatus(existing.meta.status)) throw runningError(batchId);
+        await collection.whenCollected(batchId);
+        existing = await loadBatchState(store, batchId);
+      }
       if (existing && (await redis.exists(store.keys(batchId).submittedOverApi)) === 0) {
         throw new ApiError(409, 'batch_exists', `batch ${batchId} was started with "switchyard run", whose input file is not the server's to replace: choose another batch_id`);
       }

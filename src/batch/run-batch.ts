@@ -24,7 +24,7 @@ import { openSession, type Session } from '../queue/session.ts';
 import { lookalikeColumnsText, orphanedBatchText, readText, redisStayedAwayText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText } from './run-messages.ts';
 import { formatWait, REDIS_WAIT_ENV } from '../queue/redis-outage.ts';
 import { refuseJudgeWithoutKey, refuseWithoutKeys, refuseWithoutKeysAnywhere, warnAboutConfig } from './config-checks.ts';
-import { isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, withRunCache, withRunJudge, type RunSettings } from './run-settings.ts';
+import { isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, cacheTurnedOff, withRunCache, withRunJudge, type RunSettings } from './run-settings.ts';
 import { watchForStops, type RunStops } from './run-stops.ts';
 import { collectAndReport } from './collect-and-report.ts';
 import { batchExitCode, type Report } from '../output/report.ts';
@@ -49,7 +49,7 @@ export interface RunOptions {
   budget?: number;
   /** A model that scores every answer (config judge.model otherwise). */
   judge?: string;
-  /** false (`--no-cache`): this batch neither takes nor keeps answers in the config's answer cache. */
+  /** false (`--no-cache`): the batch neither takes nor keeps answers in the config's answer cache; true (`--cache`) undoes an earlier run's false. */
   cache?: boolean;
   batchId?: string;
   resume?: string;
@@ -189,8 +189,10 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   const resolved = await resolveConfig(options, existing, storedConfig, say, host);
   held.simulator = resolved.simulator;
   const judged = withRunJudge(resolved.config, options, existing, say);
-  const config = withRunCache(judged.config, options, say);
-  const { judgeModel } = judged;
+  const cacheOff = cacheTurnedOff(options, existing);
+  // Saved with its cache settings (the meta's cache_off leaves them out), so that --cache on a resume finds them.
+  const { judgeModel, config: savedConfig } = judged;
+  const config = withRunCache(savedConfig, cacheOff, options, say);
   warnAboutConfig(config, isBudgeted(options, existing, config), options.detach === true, say);
   const settings = chooseRunSettings(options, existing, config, say);
   await refuseWhatCannotRun(config, settings.model, options, session, host);
@@ -199,7 +201,7 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   const lookalikes = lookalikeColumnsText(position.csvLookalikeColumns);
   if (lookalikes) say(lookalikes);
 
-  const { outDir, startedAt } = await saveBatch(batchId, options, existing, session, { config, builtIn: resolved.builtIn, judgeModel, settings, position });
+  const { outDir, startedAt } = await saveBatch(batchId, options, existing, session, { config: savedConfig, builtIn: resolved.builtIn, judgeModel, cacheOff, settings, position });
   sayResuming(batchId, existing, settings.inputPath, say);
   return {
     batchId,
@@ -234,6 +236,7 @@ interface BatchRecord {
   config: SwitchyardConfig;
   builtIn: boolean;
   judgeModel: string | undefined;
+  cacheOff: boolean;
   settings: RunSettings;
   /** The reader's, its first record read: the file's CSV delimiter and BOM. */
   position: ReadPosition;
@@ -265,6 +268,7 @@ async function saveBatch(batchId: string, options: RunOptions, existing: BatchMe
     ...(settings.model ? { model_override: settings.model } : {}),
     ...(settings.abSplit ? { ab_split: settings.abSplit } : {}),
     ...(record.judgeModel ? { judge_model: record.judgeModel } : {}),
+    ...(record.cacheOff ? { cache_off: true } : {}),
     ...(settings.budgetUsd !== undefined ? { budget_usd: settings.budgetUsd } : {}),
     ...(settings.concurrency !== undefined ? { concurrency: settings.concurrency } : {}),
   };

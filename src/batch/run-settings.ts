@@ -10,6 +10,7 @@ import { AB_BESIDE_PINNED, autoArmUnroutedNote, formatAbSplit, parseAbSplit, typ
 import { AUTO_ROUTE, pinnedModel } from '../routing/pinned-model.ts';
 import type { Simulator } from '../sim/server.ts';
 import { withJudge } from '../judge/judge-override.ts';
+import { withoutAnswerCache } from '../execution/answer-cache.ts';
 import { startBuiltInModels } from './built-in-models.ts';
 import type { RunHost, RunOptions } from './run-batch.ts';
 
@@ -52,12 +53,17 @@ export function withRunJudge(resolvedConfig: SwitchyardConfig, options: RunOptio
   return { config, judgeModel };
 }
 
-/** The config without its answer cache when the run says `--no-cache` (the API's `cache=false`): rows neither take nor keep cached answers. */
-export function withRunCache(config: SwitchyardConfig, options: RunOptions, say: (line: string) => void): SwitchyardConfig {
-  if (options.cache !== false || !config.cache) return config;
-  say('Note: the answer cache is off for this batch (--no-cache): every row is called, and no answer is kept for later.');
-  const { cache: _off, ...uncached } = config;
-  return uncached;
+/** Whether the batch leaves the answer cache out: --no-cache (the API's cache=false), or its earlier run's --no-cache until --cache. */
+export function cacheTurnedOff(options: RunOptions, existing: BatchMeta | null): boolean {
+  return options.cache === undefined ? existing?.cache_off === true : !options.cache;
+}
+
+/** The config this run's rows see: without its answer cache when the batch has it off (said when the config has one). */
+export function withRunCache(config: SwitchyardConfig, cacheOff: boolean, options: RunOptions, say: (line: string) => void): SwitchyardConfig {
+  if (!cacheOff || !config.cache) return config;
+  if (options.cache === false) say('Note: the answer cache is off for this batch (--no-cache): every row is called, and no answer is kept for later.');
+  else say('Note: the answer cache is off for this batch, as its earlier run was given --no-cache (--cache turns it on again).');
+  return withoutAnswerCache(config);
 }
 
 /** Whether any budget caps this run's spend: its own, the batch's, or the config's for a batch or a month. */

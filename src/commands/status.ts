@@ -131,14 +131,17 @@ export function describeBatch({ meta, progress, runBy, workers, workerNames = []
   return lines;
 }
 
-/** The models a run chose for the batch (--model, --ab, --judge), which its resume keeps: a line, or none. */
+/** The models a run chose for the batch (--model, --ab, --judge), and --no-cache, which its resume keeps: a line each, or none. */
 function runChoices(meta: BatchMeta): string[] {
   const choices = [
     ...(meta.model_override ? [`rows that name no model go to ${meta.model_override} (--model)`] : []),
     ...(meta.ab_split ? [`A/B split ${formatAbSplit(meta.ab_split)} (--ab)`] : []),
     ...(meta.judge_model ? [`answers scored by ${meta.judge_model} (--judge)`] : []),
   ];
-  return choices.length > 0 ? [`  models    ${choices.join('; ')}`] : [];
+  return [
+    ...(choices.length > 0 ? [`  models    ${choices.join('; ')}`] : []),
+    ...(meta.cache_off ? ['  cache     off for this batch (--no-cache; a resume with --cache turns it on)'] : []),
+  ];
 }
 
 /** The lines `status` prints: one row per batch, newest first. */

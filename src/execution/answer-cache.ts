@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
+import type { SwitchyardConfig } from '../config/schema.ts';
 import type { ModelRequest } from '../models/call-model.ts';
 import type { KeySpace } from '../queue/keys.ts';
 
@@ -21,6 +22,12 @@ export interface AnswerCache {
 export interface CacheEntry {
   lookUp(): Promise<CachedAnswer | null>;
   keep(answer: CachedAnswer): Promise<void>;
+}
+
+/** The config as a batch run with --no-cache sees it (its meta's `cache_off`): no answer cache. */
+export function withoutAnswerCache(config: SwitchyardConfig): SwitchyardConfig {
+  const { cache: _off, ...uncached } = config;
+  return uncached;
 }
 
 const cachedAnswerSchema = z.object({

@@ -1,6 +1,6 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import { createRedisRowGate } from '../execution/redis-row-gate.ts';
-import { createAnswerCache } from '../execution/answer-cache.ts';
+import { createAnswerCache, withoutAnswerCache } from '../execution/answer-cache.ts';
 import { unlimitedCallSlot, type CallSlots } from '../execution/call-slots.ts';
 import { createRowPlanner } from '../execution/row-planner.ts';
 import { advanceRow, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
@@ -71,13 +71,14 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
   async function load(batchId: string, previous: Promise<Loaded> | undefined): Promise<Loaded> {
     const [meta, stored] = await Promise.all([store.load(batchId), store.loadConfig(batchId)]);
     if (!meta || !stored) throw new Error(`batch ${batchId} has no state in Redis (was it deleted?)`);
-    const source = `${meta.builtin_config}\n${meta.model_override ?? ''}\n${JSON.stringify(meta.ab_split ?? null)}\n${stored.json}`;
+    const source = `${meta.builtin_config}\n${meta.model_override ?? ''}\n${JSON.stringify(meta.ab_split ?? null)}\n${meta.cache_off === true}\n${stored.json}`;
     const runAt = Date.parse(meta.started_at ?? meta.created_at);
     const before = await previous?.catch(() => undefined);
     if (before?.source === source) return { ...before, runAt };
     // Its models are a simulator inside the process that runs it (which primed its context): only that process can call them.
     if (meta.builtin_config) return { context: 'elsewhere', source, runAt };
-    return { context: build(batchId, stored.config, meta.model_override, meta.ab_split), source, runAt };
+    const config = meta.cache_off ? withoutAnswerCache(stored.config) : stored.config;
+    return { context: build(batchId, config, meta.model_override, meta.ab_split), source, runAt };
   }
 
   function remember(batchId: string, loaded: Promise<Loaded>, reloadAt: number): Promise<BatchContext | 'elsewhere'> {

@@ -44,6 +44,8 @@ export const batchMetaSchema = z.object({
   ab_split: z.preprocess(parseJsonText, z.array(z.object({ model: z.string(), weight: z.number().positive() })).min(2)).optional(),
   /** --judge: the model that scores every answer, kept for a resume as --ab is. */
   judge_model: z.string().optional(),
+  /** --no-cache: the batch neither takes nor keeps answers in the config's answer cache; a resume keeps it until --cache. */
+  cache_off: z.stringbool().optional(),
   /** --concurrency of the run that started the batch (or last set it): a resume keeps it unless given another. */
   concurrency: z.coerce.number().int().positive().optional(),
   /** --budget: USD cap for the batch; rows that would pass it end as budget_exceeded. */
@@ -77,7 +79,7 @@ function parseJsonText(value: unknown): unknown {
  * (its choices of model and A/B split; the last run's finish, which a run going on would show, and
  * why it could not read its file).
  */
-const CLEARABLE_FIELDS = ['model_override', 'ab_split', 'finished_at', 'input_error'] as const;
+const CLEARABLE_FIELDS = ['model_override', 'ab_split', 'cache_off', 'finished_at', 'input_error'] as const;
 
 /** Hash fields are text: objects go in as JSON. */
 const fieldText = (value: unknown): string => (typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value));

@@ -126,5 +126,17 @@ describe('the answer cache (config cache)', () => {
     expect(requests()).toBe(4 * ROWS + 5); // the --no-cache answer was not kept: asked again
     const dryOff = await runCli(['run', input, '--config', config, '--dry-run', '--no-cache'], h.env());
     expect(dryOff.stdout).not.toContain('the answer cache is on');
+
+    // The batch keeps it off, as it keeps --judge, even given its config file again; --cache turns it on.
+    const metaKey = `${h.prefix}:batch:{cache-off}`;
+    expect(await h.redis.hget(metaKey, 'cache_off')).toBe('true');
+    const kept = await runCli(['run', '--resume', 'cache-off', '--config', config], h.env());
+    expect(kept.code, kept.stdout + kept.stderr).toBe(0);
+    expect(kept.stdout).toContain('Note: the answer cache is off for this batch, as its earlier run was given --no-cache (--cache turns it on again).');
+    expect((await runCli(['status', 'cache-off'], h.env())).stdout).toContain('cache     off for this batch (--no-cache; a resume with --cache turns it on)');
+    const on = await runCli(['run', '--resume', 'cache-off', '--cache'], h.env());
+    expect(on.code, on.stdout + on.stderr).toBe(0);
+    expect(on.stdout).toContain('Note: the answer cache is on');
+    expect(await h.redis.hget(metaKey, 'cache_off')).toBeNull();
   });
 });

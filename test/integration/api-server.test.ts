@@ -179,6 +179,11 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(off.status, JSON.stringify(off.body)).toBe(202);
     expect(off.body.notes).toContain('Note: the answer cache is off for this batch (cache=false): every row is called, and no answer is kept for later.');
     await waitUntilFinished(server, 'api-cache-off');
+    // Posted again, it keeps cache=false as it keeps its judge.
+    const again = await postFile(server, '?batch_id=api-cache-off', csv);
+    expect(again.status, JSON.stringify(again.body)).toBe(202);
+    expect(again.body.notes).toContain('Note: the answer cache is off for this batch, as its earlier run was given cache=false (cache=true turns it on again).');
+    await waitUntilFinished(server, 'api-cache-off');
     const first = await postFile(server, '?batch_id=api-cache-first&cache=true', csv);
     expect(first.body.notes.some((note) => note.startsWith('Note: the answer cache is on'))).toBe(true);
     await waitUntilFinished(server, 'api-cache-first');
