@@ -7,33 +7,30 @@ import { keyHolders } from '../queue/worker-registry.ts';
 import { formatDuration } from '../output/report-markdown.ts';
 
 /**
- * With workers in this process and no API key for any model the rows could use, every row would
- * fail with missing_api_key: stop before enqueueing instead. (Some keys missing is only a warning.)
+ * With workers in this process (a run's, or a server's) and no API key here for any model the rows
+ * could use, and no other worker process on record with one either, every row would fail with
+ * missing_api_key: stop before enqueueing instead. (Some keys missing is only a warning; a row whose
+ * key another worker has is left to it.) A server without workers of its own (--no-worker) does
+ * not ask: workers that start later could take the rows.
  */
-export function refuseWithoutKeys(config: SwitchyardConfig, pinned: string | undefined): void {
-  const names = keysAllMissing(config, pinned ? [pinned] : Object.keys(config.models));
-  if (!names) return;
-  const them = names.length === 1 ? 'it' : 'them';
-  throw new UsageError(
-    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set, and ${pinned ? `model "${pinned}" needs it` : 'every model in the config needs one'}: no call could succeed. ` +
-      `Set ${them} (e.g. export ${names[0]!.slice(1)}=...) and run again, or use --detach and start "switchyard worker" where ${names.length === 1 ? 'it is' : 'they are'} set.`,
-  );
-}
-
-/**
- * For a batch a server queues for its own workers: when this process has no key for any model the
- * rows could use and no other worker process on record has one either, every row would fail
- * missing_api_key. Workers that start later could still take them, so a server without workers of
- * its own (--no-worker) does not ask.
- */
-export async function refuseWithoutKeysAnywhere(session: Session, config: SwitchyardConfig, pinned: string | undefined): Promise<void> {
-  const names = keysAllMissing(config, pinned ? [pinned] : Object.keys(config.models));
+export async function refuseWithoutKeys(session: Session, config: SwitchyardConfig, pinned: string | undefined, where: 'run' | 'server'): Promise<void> {
+  const chain = pinned ? [pinned, ...(config.models[pinned]?.fallbacks ?? [])] : Object.keys(config.models);
+  const names = keysAllMissing(config, chain);
   if (!names) return;
   const heldElsewhere = keyHolders(session.redis, session.space);
   for (const name of names) if (await heldElsewhere(name.slice(1))) return;
+  const them = names.length === 1 ? 'it' : 'them';
+  const whereSet = names.length === 1 ? 'it is' : 'they are';
+  if (where === 'server') {
+    throw new UsageError(
+      `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set where this server runs, and no worker on this Redis has ${them}: every row would fail with missing_api_key. ` +
+        `Set ${them} where the server runs (and start it again), or start "switchyard worker" where ${whereSet} set.`,
+    );
+  }
+  const needs = pinned ? `model "${pinned}"${chain.length > 1 ? ' and its fallbacks need' : ' needs'} ${them}` : 'every model in the config needs one';
   throw new UsageError(
-    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set where this server runs, and no worker on this Redis has ${names.length === 1 ? 'it' : 'them'}: every row would fail with missing_api_key. ` +
-      `Set ${names.length === 1 ? 'it' : 'them'} where the server runs (and start it again), or start "switchyard worker" where ${names.length === 1 ? 'it is' : 'they are'} set.`,
+    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set, and ${needs}: no call could succeed (nor does a worker on this Redis have ${them}). ` +
+      `Set ${them} (e.g. export ${names[0]!.slice(1)}=...) and run again, or use --detach and start "switchyard worker" where ${whereSet} set.`,
   );
 }
 
@@ -70,19 +67,40 @@ export function missingKeys(config: SwitchyardConfig, models: Iterable<string>, 
   return byKey;
 }
 
+/** Whether `model` falls back to a model on another provider (whose key may be set). */
+function hasFallbackElsewhere(config: SwitchyardConfig, model: string): boolean {
+  const provider = config.models[model]?.provider;
+  return (config.models[model]?.fallbacks ?? []).some((fallback) => config.models[fallback]?.provider !== provider);
+}
+
 /** "$NAME is not set", or "is set but empty": an empty key is as good as none. */
 export function notSet(key: string, env: NodeJS.ProcessEnv = process.env): string {
   return env[key] === undefined ? `$${key} is not set` : `$${key} is set but empty`;
 }
 
-export function warnAboutConfig(config: SwitchyardConfig, budgeted: boolean, detached: boolean, say: (line: string) => void): void {
+/** The key variables missing here that another worker process on this Redis has set (their rows are left to it). */
+export async function keysHeldElsewhere(session: Session, config: SwitchyardConfig): Promise<Set<string>> {
+  const heldElsewhere = keyHolders(session.redis, session.space);
+  const held = new Set<string>();
+  for (const key of missingKeys(config, Object.keys(config.models)).keys()) if (await heldElsewhere(key)) held.add(key);
+  return held;
+}
+
+/** `keysElsewhere`: keys missing here that other workers have (keysHeldElsewhere). */
+export function warnAboutConfig(config: SwitchyardConfig, budgeted: boolean, detached: boolean, keysElsewhere: ReadonlySet<string>, say: (line: string) => void): void {
   const unpriced = Object.entries(config.models).filter(([, model]) => !model.price).map(([name]) => name);
   // A budget counts priced calls only: an unpriced model's calls would run past it unnoticed.
   const unbounded = budgeted ? ', and no budget limits them' : '';
   if (unpriced.length > 0) say(`Warning: no price for ${unpriced.join(', ')}: their calls get cost_usd null in costs.jsonl and the report${unbounded}.`);
   // A detached batch's calls are made by the workers, with their own environment.
   for (const [key, models] of missingKeys(config, Object.keys(config.models))) {
-    say(`Warning: ${notSet(key)}${detached ? ' here: the workers that take its rows need it, or' : ':'} calls to ${models.join(', ')} will fail with missing_api_key.`);
+    if (keysElsewhere.has(key)) {
+      say(`Note: ${notSet(key)} here: rows for ${models.join(', ')} are left to the workers on this Redis that have it.`);
+      continue;
+    }
+    // Nothing is sent for a model without its key: a row whose chain goes on to another provider is answered there.
+    const fallingBack = models.every((model) => hasFallbackElsewhere(config, model)) ? ' (their rows go on to their fallbacks)' : '';
+    say(`Warning: ${notSet(key)}${detached ? ' here: the workers that take its rows need it, or' : ':'} calls to ${models.join(', ')} will fail with missing_api_key${fallingBack}.`);
   }
   // Said each run: answers that are not asked for again may be a surprise at a temperature that varies them.
   if (config.cache) say(`Note: the answer cache is on: a request made before (same endpoint and upstream model, messages, temperature, max_tokens and body fields), in the last ${formatDuration(config.cache.ttl_hours * 3_600_000)}, gets the answer it had, with no call (cache in the config).`);

@@ -23,7 +23,7 @@ import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from '../queue/session.ts';
 import { lookalikeColumnsText, orphanedBatchText, readText, redisStayedAwayText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText } from './run-messages.ts';
 import { formatWait, REDIS_WAIT_ENV } from '../queue/redis-outage.ts';
-import { refuseJudgeWithoutKey, refuseWithoutKeys, refuseWithoutKeysAnywhere, warnAboutConfig } from './config-checks.ts';
+import { keysHeldElsewhere, refuseJudgeWithoutKey, refuseWithoutKeys, warnAboutConfig } from './config-checks.ts';
 import { isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, cacheTurnedOff, withRunCache, withRunJudge, type RunSettings } from './run-settings.ts';
 import { watchForStops, type RunStops } from './run-stops.ts';
 import { collectAndReport } from './collect-and-report.ts';
@@ -193,7 +193,7 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   // Saved with its cache settings (the meta's cache_off leaves them out), so that --cache on a resume finds them.
   const { judgeModel, config: savedConfig } = judged;
   const config = withRunCache(savedConfig, cacheOff, options, say);
-  warnAboutConfig(config, isBudgeted(options, existing, config), options.detach === true, say);
+  warnAboutConfig(config, isBudgeted(options, existing, config), options.detach === true, await keysHeldElsewhere(session, config), say);
   const settings = chooseRunSettings(options, existing, config, say);
   await refuseWhatCannotRun(config, settings.model, options, session, host);
   const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
@@ -223,11 +223,11 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
 async function refuseWhatCannotRun(config: SwitchyardConfig, model: string | undefined, options: RunOptions, session: Session, host: RunHost | undefined): Promise<void> {
   refuseUnknownPinned(model, answerableNames(config));
   if (!options.detach) {
-    refuseWithoutKeys(config, model);
+    await refuseWithoutKeys(session, config, model, 'run');
     refuseJudgeWithoutKey(config);
   } else if (host?.prime) {
     // A server with workers of its own (it primes them): refused when neither they nor any worker on record could call a model.
-    await refuseWithoutKeysAnywhere(session, config, model);
+    await refuseWithoutKeys(session, config, model, 'server');
   }
 }
 

@@ -41,6 +41,8 @@ export interface RowRunnerDeps {
   callSlot?: CallSlot;
   /** Answers given before to the same request (config `cache`); none: every row calls its model. */
   answerCache?: AnswerCache | undefined;
+  /** Whether another worker process has this key variable set (worker-registry.ts keyHolders); none: no other. */
+  keyHeldElsewhere?: (name: string) => Promise<boolean>;
   now?: () => number;
 }
 
@@ -128,6 +130,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     // Nothing is reserved or recorded for a request that would not be sent: no call, no cost record.
     const unsendable = whyNotSendable(provider, model);
     if (unsendable && passedRejectedKey(unsendable, model, progress, config)) continue;
+    if (unsendable && (await passedMissingKey(unsendable, model, provider, progress, deps))) continue;
     if (unsendable) return finish(row, progress, model, null, unsendable);
     const request = requestFor(row, model, plan.taskType, config);
     const cacheEntry = deps.answerCache?.entryFor(provider.config.base_url, request);
@@ -425,6 +428,20 @@ function passedRejectedKey(unsent: ModelCallError, model: string, progress: RowP
   if (unsent.code !== 'unauthorized' || !laterModelElsewhere(model, progress, config)) return false;
   progress.lastError = { code: unsent.code, message: unsent.message, status: null };
   fallBack(progress, `${model}: not sent, its provider rejected the key just before (401)`);
+  return true;
+}
+
+/**
+ * A key missing here that no other worker has either: the row goes on to its chain's next provider,
+ * as for a rejected key. Held by another worker, the row fails missing_api_key here, and its job
+ * hands it back to the queue for that worker (jobs/prompt.ts), which calls the model it was meant for.
+ */
+async function passedMissingKey(unsent: ModelCallError, model: string, provider: ProviderClient, progress: RowProgress, deps: RowRunnerDeps): Promise<boolean> {
+  const keyName = provider.missingKeyEnv;
+  if (unsent.code !== 'missing_api_key' || keyName === null || !laterModelElsewhere(model, progress, deps.config)) return false;
+  if (await deps.keyHeldElsewhere?.(keyName).catch(() => false)) return false;
+  progress.lastError = { code: unsent.code, message: unsent.message, status: null };
+  fallBack(progress, `${model}: not sent, $${keyName} is set neither here nor on any other worker`);
   return true;
 }
 

@@ -12,6 +12,7 @@ import { rowTarget } from '../routing/row-target.ts';
 import type { MonthSpend } from '../limits/month-spend.ts';
 import { createProviderClients } from '../models/provider-clients.ts';
 import type { BatchStore } from './batch-state.ts';
+import { keyHolders } from './worker-registry.ts';
 
 /** What a worker needs to run one batch's rows: its config (from Redis), SDK clients, gate and planner. */
 export interface BatchContext {
@@ -42,6 +43,8 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
   /** Told when a budget refuses a call for good (whenBudgetSpent): the batch's, or the month's (null: every batch's parked rows may be under that cap). */
   let budgetSpent: ((batchId: string | null) => void) | undefined;
   const callSlot = callSlots?.slot ?? unlimitedCallSlot;
+  // Shared by every batch's rows: the registry is read at most every few seconds.
+  const keyHeldElsewhere = keyHolders(store.redis, store.space);
   /** runAt: when the batch's run whose config this is started (epoch ms). */
   type Loaded = { context: BatchContext | 'elsewhere'; source: string; runAt: number };
   /** runAt: the loaded one's, once loaded (null while loading: what it reads is as new as any job). */
@@ -52,7 +55,7 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
     const providers = createProviderClients(config);
     const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config, monthSpend, onBudgetSpent: (scope) => budgetSpent?.(scope === 'batch' ? batchId : null) });
     const answerCache = config.cache ? createAnswerCache(store.redis, store.space, config.cache.ttl_hours) : undefined;
-    const runner: RowRunnerDeps = { config, providers, gate, plan: createRowPlanner(config, providers, modelOverride, gate, callSlot), sleep, callSlot, answerCache };
+    const runner: RowRunnerDeps = { config, providers, gate, plan: createRowPlanner(config, providers, modelOverride, gate, callSlot), sleep, callSlot, answerCache, keyHeldElsewhere };
     return {
       config,
       runner,

@@ -209,7 +209,7 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     const input = await writePromptsCsv(dir, 3);
     const pinned = await runCli(['run', input, '--config', config, '--batch-id', 'nokey', '--model', 'keyed'], h.env());
     expect(pinned.code).toBe(2);
-    expect(pinned.stderr).toContain('$SY_TEST_NO_SUCH_KEY is not set, and model "keyed" needs it: no call could succeed. Set it (e.g. export SY_TEST_NO_SUCH_KEY=...)');
+    expect(pinned.stderr).toContain('$SY_TEST_NO_SUCH_KEY is not set, and model "keyed" needs it: no call could succeed (nor does a worker on this Redis have it). Set it (e.g. export SY_TEST_NO_SUCH_KEY=...)');
     expect(await h.redis.exists(`${h.prefix}:batch:{nokey}`)).toBe(0);
     // With a model that needs no key, the missing one is only a warning.
     const routed = await runCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--batch-id', 'nokey-free', '--model', 'free'], h.env());
@@ -225,6 +225,17 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(judged.code).toBe(2);
     expect(judged.stderr).toContain('$SY_TEST_NO_SUCH_KEY is not set, and the judge (keyed) needs it: no answer could be scored, and the answers would be paid for unscored. Set it (e.g. export SY_TEST_NO_SUCH_KEY=...) and run again, or give another judge (--judge <model>).');
     expect(await h.redis.exists(`${h.prefix}:batch:{nokey-judge}`)).toBe(0);
+
+    // A model without its key, here or on any worker, falls back along its chain as for a rejected key: nothing is sent to it.
+    const chained = join(dir, 'chained.yaml');
+    await writeFile(chained, `providers: {sim: {base_url: "${h.sim.url}", api_key_env: SY_TEST_NO_SUCH_KEY}, open: {base_url: "${h.sim.url}"}}\nmodels: {keyed: {provider: sim, fallbacks: [free]}, free: {provider: open}}\ndefault_model: keyed\n`);
+    const fellBack = await runCli(['run', input, '--config', chained, '--out', join(dir, 'chained'), '--model', 'keyed'], h.env());
+    expect(fellBack.code, fellBack.stdout + fellBack.stderr).toBe(0);
+    expect(fellBack.stdout).toContain('Warning: $SY_TEST_NO_SUCH_KEY is not set: calls to keyed will fail with missing_api_key (their rows go on to their fallbacks).');
+    const answers = await readJsonLines<RowResult>(join(dir, 'chained', 'results.jsonl'));
+    expect(answers.map((r) => [r.status, r.final_model])).toEqual([['succeeded', 'free'], ['succeeded', 'free'], ['succeeded', 'free']]);
+    expect(answers[0]!.fallback_reason).toContain('keyed: not sent, $SY_TEST_NO_SUCH_KEY is set neither here nor on any other worker');
+    expect(await readJsonLines<CallRecord>(join(dir, 'chained', 'costs.jsonl'))).toHaveLength(3);
   });
 
   it('a row edited in the file while its job was still queued runs with its new content, once', async () => {

@@ -53,13 +53,18 @@ describe('switchyard worker, on its own beside a detached run', () => {
       const out = join(dir, 'out');
       const detached = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'handoff', '--detach'], h.env());
       expect(detached.code).toBe(0);
-      expect(detached.stdout).toContain('Warning: $SY_TEST_HANDOFF_API_KEY is not set here: the workers that take its rows need it, or calls to fast, slow will fail with missing_api_key.');
+      expect(detached.stdout).toContain('Note: $SY_TEST_HANDOFF_API_KEY is not set here: rows for fast, slow are left to the workers on this Redis that have it.');
       const collected = await runCli(['collect', 'handoff'], h.env());
       expect(collected.code, collected.stdout + collected.stderr).toBe(0);
       const results = await readJsonLines<{ status: string }>(join(out, 'results.jsonl'));
       expect(results).toHaveLength(30);
       expect(results.every((r) => r.status === 'succeeded')).toBe(true);
       expect(keyless.output().stderr).toContain('rows that need $SY_TEST_HANDOFF_API_KEY, which is not set here, are left to the worker processes that have it');
+
+      // A run without the key, while a worker that has it is connected, is not refused: its rows go to that worker.
+      const here = await runCli(['run', input, '--config', config, '--out', join(dir, 'here'), '--batch-id', 'handoff-run'], h.env());
+      expect(here.code, here.stdout + here.stderr).toBe(0);
+      expect((await readJsonLines<{ status: string }>(join(dir, 'here', 'results.jsonl'))).every((r) => r.status === 'succeeded')).toBe(true);
     } finally {
       keyless.kill('SIGTERM');
       keyed.kill('SIGTERM');
