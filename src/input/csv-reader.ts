@@ -149,12 +149,13 @@ function listedColumns(names: readonly string[]): string {
 }
 
 function toItem(record: string[], header: Header, pos: RecordPosition, rules: RowRules, delimiter: CsvDelimiter): ReadItem {
+  // A refused row's id, when its field is there to read whole: errors.jsonl lines are matched to rows by it.
+  const id = record[header.names.indexOf('id')]?.trim();
+  const readableId = id && !hasReplacementChar(id) ? { id } : {};
   if (record.length !== header.names.length) {
-    // Its id, when the field is there to read: errors.jsonl lines are matched to rows by it.
-    const id = record[header.names.indexOf('id')]?.trim();
-    return { kind: 'error', value: { ...pos, ...(id ? { id } : {}), code: 'bad_csv', message: fieldCountMessage(pos.line, header.names.length, record.length, delimiter) } };
+    return { kind: 'error', value: { ...pos, ...readableId, code: 'bad_csv', message: fieldCountMessage(pos.line, header.names.length, record.length, delimiter) } };
   }
-  if (record.some(hasReplacementChar)) return { kind: 'error', value: { ...pos, ...notUtf8(undecodedLine(record, pos.line)) } };
+  if (record.some(hasReplacementChar)) return { kind: 'error', value: { ...pos, ...readableId, ...notUtf8(undecodedLine(record, pos.line)) } };
   const fields: RawFields = { metadata: {} };
   header.names.forEach((name, i) => {
     const value = record[i] ?? '';

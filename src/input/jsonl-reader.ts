@@ -131,7 +131,7 @@ function parses(text: string): boolean {
 
 function parseLine(text: string, pos: RecordPosition, rules: RowRules): ReadItem {
   // Checked on the raw line, so a "\ufffd" escape written on purpose is not mistaken for bad bytes.
-  if (hasReplacementChar(text)) return { kind: 'error', value: { ...pos, ...notUtf8(pos.line, 'jsonl') } };
+  if (hasReplacementChar(text)) return undecodedLine(text, pos);
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -235,6 +235,20 @@ function customIdOf(object: Record<string, unknown>): string | undefined {
   const customId = object['custom_id'];
   if (typeof customId === 'number' && Number.isFinite(customId)) return String(customId);
   return typeof customId === 'string' && customId !== '' ? customId : undefined;
+}
+
+/** A line with bytes that are not UTF-8, refused with its id (and custom_id) when they are readable whole: errors are matched to rows by them. */
+function undecodedLine(text: string, pos: RecordPosition): ReadItem {
+  const { message } = notUtf8(pos.line, 'jsonl');
+  let object: unknown = null;
+  try {
+    object = JSON.parse(text);
+  } catch {
+    // Not JSON either: refused for its bytes all the same.
+  }
+  const fields = typeof object === 'object' && object !== null && !Array.isArray(object) ? (object as Record<string, unknown>) : {};
+  const readable = (value: string | undefined) => (value !== undefined && !hasReplacementChar(value) ? value : undefined);
+  return rowError(pos, 'bad_encoding', message, readable(idOf(fields)), readable(customIdOf(fields)));
 }
 
 function rowError(pos: RecordPosition, code: RowError['code'], message: string, id?: string, customId?: string): ReadItem {

@@ -266,11 +266,19 @@ describe('readJsonlRows details', () => {
   });
 
   it('refuses a line that is not UTF-8 but keeps an escaped \\ufffd written on purpose', async () => {
-    const bad = Buffer.concat([Buffer.from('{"prompt": "caf'), Buffer.from([0xe9]), Buffer.from('"}\n{"prompt": "kept \\ufffd"}\n')]);
+    const bad = Buffer.concat([
+      Buffer.from('{"prompt": "caf'),
+      Buffer.from([0xe9]),
+      Buffer.from('"}\n{"prompt": "kept \\ufffd"}\n{"id": "q3", "prompt": "caf'),
+      Buffer.from([0xe9]),
+      Buffer.from('"}\n'),
+    ]);
     const items = await collect(readJsonlRows(await file('latin1.jsonl', bad), rules));
     expect(items).toEqual([
       { kind: 'error', value: { row: 1, line: 1, code: 'bad_encoding', message: expect.stringMatching(/^line 1 is not UTF-8 text/) } },
       { kind: 'row', value: expect.objectContaining({ messages: [{ role: 'user', content: 'kept \ufffd' }] }) },
+      // Its id kept, readable whole: errors.jsonl lines are matched to rows by it.
+      { kind: 'error', value: { row: 3, line: 3, id: 'q3', code: 'bad_encoding', message: expect.stringMatching(/^line 3 is not UTF-8 text/) } },
     ]);
   });
 
