@@ -44,6 +44,8 @@ export interface BatchView {
   model: string | null;
   ab: string | null;
   judge: string | null;
+  /** false when posted with cache=false (kept by a repost until cache=true); null otherwise: the config's answer cache, if it has one. */
+  cache: false | null;
   /** Why its file could not be read to the end; the rows before are queued or done, and posting the fixed file finishes it. */
   input_error: string | null;
   out_dir: string;
@@ -77,6 +79,7 @@ export function batchView(meta: BatchMeta, progress: BatchProgress, present: Rea
     model: meta.model_override ?? null,
     ab: meta.ab_split ? abSplitParameter(meta.ab_split) : null,
     judge: meta.judge_model ?? null,
+    cache: meta.cache_off ? false : null,
     input_error: meta.input_error ?? null,
     out_dir: meta.out_dir,
     files,

@@ -99,8 +99,13 @@ export function warnAboutConfig(config: SwitchyardConfig, budgeted: boolean, det
       continue;
     }
     // Nothing is sent for a model without its key: a row whose chain goes on to another provider is answered there.
-    const fallingBack = models.every((model) => hasFallbackElsewhere(config, model)) ? ' (their rows go on to their fallbacks)' : '';
-    say(`Warning: ${notSet(key)}${detached ? ' here: the workers that take its rows need it, or' : ':'} calls to ${models.join(', ')} will fail with missing_api_key${fallingBack}.`);
+    const fallingBack = models.filter((model) => hasFallbackElsewhere(config, model));
+    const failing = models.filter((model) => !fallingBack.includes(model));
+    const outcomes = [
+      ...(fallingBack.length > 0 ? [`rows for ${fallingBack.join(', ')} go on to their fallbacks`] : []),
+      ...(failing.length > 0 ? [`calls to ${failing.join(', ')} will fail with missing_api_key`] : []),
+    ];
+    say(`Warning: ${notSet(key)}${detached ? ' here: the workers that take its rows need it, or' : ':'} ${outcomes.join('; ')}.`);
   }
   // Said each run: answers that are not asked for again may be a surprise at a temperature that varies them.
   if (config.cache) say(`Note: the answer cache is on: a request made before (same endpoint and upstream model, messages, temperature, max_tokens and body fields), in the last ${formatDuration(config.cache.ttl_hours * 3_600_000)}, gets the answer it had, with no call (cache in the config).`);

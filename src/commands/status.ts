@@ -115,7 +115,7 @@ export function describeBatch({ meta, progress, runBy, workers, workerNames = []
     `${meta.batch_id}  ${statusText(meta.status, runBy, workers, meta.detached)}`,
     `  rows      ${formatCount(progress.finished)}/${totalOf(progress).text} finished: ${formatCount(progress.succeeded)} succeeded, ${formatCount(progress.failed)} failed; ${formatCount(meta.invalid_rows)} invalid${invalidReasons(meta)}`,
     `  cost      ${formatUsd(unpriced ? null : progress.costUsd)}${meta.budget_usd === undefined ? '' : ` of a ${formatUsd(meta.budget_usd)} budget`}`,
-    ...runChoices(meta),
+    ...runChoices(meta, overApi),
     `  input     ${meta.input}`,
     `  output    ${meta.out_dir}${rowsWrittenSoFar === null ? '' : ` (the ${counted(rowsWrittenSoFar, 'row')} finished when a run of it stopped; all of them once it finishes)`}`,
     // When the batch started; a resume's start is said beside it (each run of the batch sets started_at).
@@ -131,8 +131,8 @@ export function describeBatch({ meta, progress, runBy, workers, workerNames = []
   return lines;
 }
 
-/** The models a run chose for the batch (--model, --ab, --judge), and --no-cache, which its resume keeps: a line each, or none. */
-function runChoices(meta: BatchMeta): string[] {
+/** The models a run chose for the batch (--model, --ab, --judge), and --no-cache, which its resume keeps: a line each, or none (`overApi`: said in the API's terms). */
+function runChoices(meta: BatchMeta, overApi: boolean): string[] {
   const choices = [
     ...(meta.model_override ? [`rows that name no model go to ${meta.model_override} (--model)`] : []),
     ...(meta.ab_split ? [`A/B split ${formatAbSplit(meta.ab_split)} (--ab)`] : []),
@@ -140,7 +140,7 @@ function runChoices(meta: BatchMeta): string[] {
   ];
   return [
     ...(choices.length > 0 ? [`  models    ${choices.join('; ')}`] : []),
-    ...(meta.cache_off ? ['  cache     off for this batch (--no-cache; a resume with --cache turns it on)'] : []),
+    ...(meta.cache_off ? [`  cache     off for this batch (${overApi ? 'cache=false; posted again with cache=true' : '--no-cache; a resume with --cache'} turns it on)`] : []),
   ];
 }
 

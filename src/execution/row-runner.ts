@@ -441,7 +441,7 @@ async function passedMissingKey(unsent: ModelCallError, model: string, provider:
   if (unsent.code !== 'missing_api_key' || keyName === null || !laterModelElsewhere(model, progress, deps.config)) return false;
   if (await deps.keyHeldElsewhere?.(keyName).catch(() => false)) return false;
   progress.lastError = { code: unsent.code, message: unsent.message, status: null };
-  fallBack(progress, `${model}: not sent, $${keyName} is set neither here nor on any other worker`);
+  fallBack(progress, `${model}: not sent, $${keyName} is not set here, and no worker on this Redis says it has it`);
   return true;
 }
 

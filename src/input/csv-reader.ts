@@ -149,9 +149,10 @@ function listedColumns(names: readonly string[]): string {
 }
 
 function toItem(record: string[], header: Header, pos: RecordPosition, rules: RowRules, delimiter: CsvDelimiter): ReadItem {
-  // A refused row's id, when its field is there to read whole: errors.jsonl lines are matched to rows by it.
-  const id = record[header.names.indexOf('id')]?.trim();
-  const readableId = id && !hasReplacementChar(id) ? { id } : {};
+  // A refused row's id, as a valid row's would be (its row number when it has none), unless its own bytes are unreadable:
+  // errors.jsonl lines are matched to rows by it.
+  const id = record[header.names.indexOf('id')]?.trim() || String(pos.row);
+  const readableId = hasReplacementChar(id) ? {} : { id };
   if (record.length !== header.names.length) {
     return { kind: 'error', value: { ...pos, ...readableId, code: 'bad_csv', message: fieldCountMessage(pos.line, header.names.length, record.length, delimiter) } };
   }

@@ -122,13 +122,17 @@ export async function releaseRowsOfDeadWorkers(redis: Redis, space: KeySpace, wo
 }
 
 /**
- * The names of the environment's variables that look like API keys (ending in KEY or TOKEN) and are
- * set: what a worker advertises, so one without a provider's key can leave that provider's rows to
- * a worker that has it. Names only: a name says nothing a key would.
+ * The names of the environment's variables that look like API keys (KEY, TOKEN or SECRET anywhere in
+ * the name: OPENAI_API_KEY, DEEPSEEK_KEY_2, OPENAI_API_KEY_PROD) and are set: what a worker
+ * advertises, so one without a provider's key can leave that provider's rows to a worker that has
+ * it. Names only: a name says nothing a key would.
  */
 export function keyVariableNames(env: NodeJS.ProcessEnv = process.env): string[] {
-  return Object.keys(env).filter((name) => /(KEY|TOKEN)$/i.test(name) && Boolean(env[name])).sort();
+  return Object.keys(env).filter((name) => KEY_LIKE_NAME.test(name) && Boolean(env[name])).sort();
 }
+
+/** Variable names workers advertise (keyVariableNames); a provider's api_key_env outside it is not told of. */
+export const KEY_LIKE_NAME = /KEY|TOKEN|SECRET/i;
 
 /** Registrations of processes alive now: alive on this machine, or recently heard from elsewhere. */
 async function liveRegistrations(redis: Redis, space: KeySpace): Promise<Registration[]> {

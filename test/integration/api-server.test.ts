@@ -178,6 +178,7 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     const off = await postFile(server, '?batch_id=api-cache-off&cache=false', csv);
     expect(off.status, JSON.stringify(off.body)).toBe(202);
     expect(off.body.notes).toContain('Note: the answer cache is off for this batch (cache=false): every row is called, and no answer is kept for later.');
+    expect(off.body).toMatchObject({ cache: false });
     await waitUntilFinished(server, 'api-cache-off');
     // Posted again, it keeps cache=false as it keeps its judge.
     const again = await postFile(server, '?batch_id=api-cache-off', csv);

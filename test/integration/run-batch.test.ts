@@ -231,10 +231,10 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     await writeFile(chained, `providers: {sim: {base_url: "${h.sim.url}", api_key_env: SY_TEST_NO_SUCH_KEY}, open: {base_url: "${h.sim.url}"}}\nmodels: {keyed: {provider: sim, fallbacks: [free]}, free: {provider: open}}\ndefault_model: keyed\n`);
     const fellBack = await runCli(['run', input, '--config', chained, '--out', join(dir, 'chained'), '--model', 'keyed'], h.env());
     expect(fellBack.code, fellBack.stdout + fellBack.stderr).toBe(0);
-    expect(fellBack.stdout).toContain('Warning: $SY_TEST_NO_SUCH_KEY is not set: calls to keyed will fail with missing_api_key (their rows go on to their fallbacks).');
+    expect(fellBack.stdout).toContain('Warning: $SY_TEST_NO_SUCH_KEY is not set: rows for keyed go on to their fallbacks.');
     const answers = await readJsonLines<RowResult>(join(dir, 'chained', 'results.jsonl'));
     expect(answers.map((r) => [r.status, r.final_model])).toEqual([['succeeded', 'free'], ['succeeded', 'free'], ['succeeded', 'free']]);
-    expect(answers[0]!.fallback_reason).toContain('keyed: not sent, $SY_TEST_NO_SUCH_KEY is set neither here nor on any other worker');
+    expect(answers[0]!.fallback_reason).toContain('keyed: not sent, $SY_TEST_NO_SUCH_KEY is not set here, and no worker on this Redis says it has it');
     expect(await readJsonLines<CallRecord>(join(dir, 'chained', 'costs.jsonl'))).toHaveLength(3);
   });
 

@@ -291,13 +291,14 @@ describe('whole-file problems throw a UsageError before any item', () => {
   });
 
   it('refuses rows that are not UTF-8 (a Latin-1 export) with their line, and reads the rest', async () => {
-    const latin1 = Buffer.concat([Buffer.from('prompt,id\n"caf'), Buffer.from([0xe9]), Buffer.from(' au lait",a\nplain,b\nx,caf'), Buffer.from([0xe9]), Buffer.from('\n')]);
+    const latin1 = Buffer.concat([Buffer.from('prompt,id\n"caf'), Buffer.from([0xe9]), Buffer.from(' au lait",a\nplain,b\nx,caf'), Buffer.from([0xe9]), Buffer.from('\ncaf'), Buffer.from([0xe9]), Buffer.from(',\n')]);
     const items = await collect(readCsvRows(await csvFile('latin1.csv', latin1), rules));
-    // Its id kept when it is readable (errors.jsonl lines are matched to rows by it); one that holds the bad byte is left out.
+    // Its id kept when it is readable (errors.jsonl lines are matched to rows by it), its row number when it has none; one that holds the bad byte is left out.
     expect(items).toEqual([
       { kind: 'error', value: { row: 1, line: 2, id: 'a', code: 'bad_encoding', message: expect.stringMatching(/^line 2 is not UTF-8 text .*save the file as UTF-8/) } },
       { kind: 'row', value: expect.objectContaining({ id: 'b' }) },
       { kind: 'error', value: { row: 3, line: 4, code: 'bad_encoding', message: expect.stringMatching(/^line 4 is not UTF-8 text/) } },
+      { kind: 'error', value: { row: 4, line: 5, id: '4', code: 'bad_encoding', message: expect.stringMatching(/^line 5 is not UTF-8 text/) } },
     ]);
   });
 
