@@ -123,6 +123,8 @@ interface PreparedBatch {
   abSplit: AbArm[] | undefined;
   /** Model calls in flight in this process. */
   concurrency: number;
+  /** No model the rows may use can be called here: workers elsewhere run them, and this run only collects. */
+  callsElsewhere: boolean;
   /** The file's rows, its first record already read (a bad file stopped before this). */
   items: AsyncIterable<ReadItem>;
   position: ReadPosition;
@@ -195,7 +197,8 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   const config = withRunCache(savedConfig, cacheOff, options, say);
   warnAboutConfig(config, isBudgeted(options, existing, config), options.detach === true, await keysHeldElsewhere(session, config), say);
   const settings = chooseRunSettings(options, existing, config, say);
-  await refuseWhatCannotRun(config, settings.model, options, session, host);
+  const callsElsewhere = await refuseWhatCannotRun(config, settings.model, options, session, host);
+  if (callsElsewhere) say('Note: no model its rows may use has its key set here: the workers on this Redis that have the keys answer them, and this run writes the outputs.');
   const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
   const items = await checkedRows(settings.inputPath, settings.promptColumn, config, position, held, (first) => sayNoReferenceField(config, first, say));
   const lookalikes = lookalikeColumnsText(position.csvLookalikeColumns);
@@ -212,6 +215,7 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
     model: settings.model,
     abSplit: settings.abSplit,
     concurrency: settings.concurrency ?? config.concurrency,
+    callsElsewhere,
     items,
     position,
     outDir,
@@ -219,16 +223,21 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   };
 }
 
-/** Refuses, before anything is queued, a pinned model the config lacks, and a run whose models no one has the keys to call. */
-async function refuseWhatCannotRun(config: SwitchyardConfig, model: string | undefined, options: RunOptions, session: Session, host: RunHost | undefined): Promise<void> {
+/**
+ * Refuses, before anything is queued, a pinned model the config lacks, and a run whose models no one
+ * has the keys to call. True when only other workers have keys for the rows' models: this run then
+ * starts no worker of its own (it would only take rows to hand them back) and collects theirs.
+ */
+async function refuseWhatCannotRun(config: SwitchyardConfig, model: string | undefined, options: RunOptions, session: Session, host: RunHost | undefined): Promise<boolean> {
   refuseUnknownPinned(model, answerableNames(config));
   if (!options.detach) {
-    await refuseWithoutKeys(session, config, model, 'run');
+    const callable = await refuseWithoutKeys(session, config, model, 'run');
     refuseJudgeWithoutKey(config);
-  } else if (host?.prime) {
-    // A server with workers of its own (it primes them): refused when neither they nor any worker on record could call a model.
-    await refuseWithoutKeys(session, config, model, 'server');
+    return callable === 'elsewhere';
   }
+  // A server with workers of its own (it primes them): refused when neither they nor any worker on record could call a model.
+  if (host?.prime) await refuseWithoutKeys(session, config, model, 'server');
+  return false;
 }
 
 /** What the batch's meta records of this run, beside its id and output folder. */
@@ -315,7 +324,7 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
       process.exit(3);
     });
   }
-  const stops = watchForStops({ session, batchId, say, worker, lease, hostStop: host?.stop, lastProgress: () => lastProgress });
+  const stops = watchForStops({ session, batchId, say, worker, collects: !options.detach, lease, hostStop: host?.stop, lastProgress: () => lastProgress });
   try {
     const collecting = options.detach
       ? null
@@ -329,14 +338,14 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     const counts = await queueRows(batch, context, underway, callSlots);
     if (counts.stopped) return await endStoppedWhileReading(batch, context, underway);
     await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
-    say(readText(counts, worker ? concurrency : null));
+    say(readText(counts, worker ? concurrency : batch.callsElsewhere ? 'elsewhere' : null));
     const unsent = unsentBodyFieldsText(counts.unsentBodyFields);
     if (unsent) say(unsent);
     const workersNow = collecting ? null : await connectedWorkerCount(queue);
     await queue.close();
 
-    if (!collecting || !worker) return sayDetached(batchId, outDir, workersNow, say);
-    return await awaitReport(batch, context, { ...underway, collecting, worker }, counts.invalid);
+    if (!collecting) return sayDetached(batchId, outDir, workersNow, say);
+    return await awaitReport(batch, context, { ...underway, collecting }, counts.invalid);
   } finally {
     stops.stopListening();
   }
@@ -353,7 +362,7 @@ function startWorker(batch: PreparedBatch, context: RunContext, callSlots: CallS
   // Built now, from the config in hand, while the worker connects.
   if (!options.detach) batches.prime(batchId, config, batch.model, batch.abSplit, batch.startedAt.getTime());
   else if (batch.builtIn) host?.prime?.(batchId, config, batch.model, batch.abSplit, batch.startedAt.getTime());
-  const worker = options.detach
+  const worker = options.detach || batch.callsElsewhere
     ? null
     : startSessionWorker(session, {
         batches,
@@ -406,7 +415,8 @@ async function queueRows(batch: PreparedBatch, context: RunContext, underway: Un
 async function stopOnEnqueueError(error: unknown, batchId: string, context: RunContext, underway: Underway): Promise<never> {
   const { session, host } = context;
   const { queue, worker, collecting, stops } = underway;
-  const unreadable = worker !== null && error instanceof UsageError;
+  // A run that collects its batch stops as Ctrl-C does; a --detach'ed one has nothing to write.
+  const unreadable = collecting !== null && error instanceof UsageError;
   if (!unreadable) stops.abortCollecting();
   await worker?.close();
   const unqueued = unreadable ? await unqueueBatch(queue, session.store, batchId).catch(() => 'failed' as const) : null;
@@ -448,19 +458,19 @@ function sayDetached(batchId: string, outDir: string, workersNow: number | null,
   return { exitCode: 0, batchId, outDir };
 }
 
-/** Waits for the collector's report, every row queued, and ends the run with it; this process's worker closes either way. */
-async function awaitReport(batch: PreparedBatch, context: RunContext, underway: Underway & { collecting: Promise<Report | null>; worker: PromptWorkerHandle }, invalidRows: number): Promise<RunOutcome> {
+/** Waits for the collector's report, every row queued, and ends the run with it; this process's worker (if any) closes either way. */
+async function awaitReport(batch: PreparedBatch, context: RunContext, underway: Underway & { collecting: Promise<Report | null> }, invalidRows: number): Promise<RunOutcome> {
   const { worker, stops } = underway;
   try {
     const report = await underway.collecting;
     // Stopped early; a stop that came as the last row finished still ends the batch as usual.
     if (report === null || report.totals.unfinished_rows !== 0) {
-      await worker.close();
+      await worker?.close();
       return await stoppedOutcome(batch, context, stops, report);
     }
     return { exitCode: batchExitCode(report, invalidRows), batchId: batch.batchId, outDir: batch.outDir };
   } finally {
-    await worker.close();
+    await worker?.close();
   }
 }
 

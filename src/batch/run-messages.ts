@@ -116,7 +116,8 @@ function keptAnswersText(counts: EnqueueCounts): string {
 }
 
 /** "Read 2,000 rows: 1,998 valid, 2 invalid (see errors.jsonl); 1,998 queued, ..." */
-export function readText(counts: EnqueueCounts, localConcurrency: number | null): string {
+/** `local`: the calls in flight this process's workers make; 'elsewhere' when only other workers can call its models; null for --detach. */
+export function readText(counts: EnqueueCounts, local: number | 'elsewhere' | null): string {
   return (
     `Read ${counted(counts.total + counts.invalid, 'row')}: ${formatCount(counts.total)} valid, ${formatCount(counts.invalid)} invalid${counts.invalid > 0 ? ' (see errors.jsonl)' : ''}` +
     (counts.alreadySucceeded > 0 ? `, ${formatCount(counts.alreadySucceeded)} already done` : '') +
@@ -125,6 +126,6 @@ export function readText(counts: EnqueueCounts, localConcurrency: number | null)
     (counts.goneFromFile > 0 ? `, ${formatCount(counts.goneFromFile)} of the last run no longer in the file (left out of the outputs)` : '') +
     `; ${formatCount(counts.enqueued)} queued` +
     keptAnswersText(counts) +
-    `, ${localConcurrency !== null ? `workers here making up to ${localConcurrency} calls at a time` : 'no workers here (--detach)'}.`
+    `, ${local === null ? 'no workers here (--detach)' : local === 'elsewhere' ? 'for the workers on this Redis that have the keys' : `workers here making up to ${local} calls at a time`}.`
   );
 }

@@ -41,6 +41,8 @@ export function watchForStops(watched: {
   batchId: string;
   say: (line: string) => void;
   worker: PromptWorkerHandle | null;
+  /** This run writes the batch's outputs (not --detach): a stop takes its queued rows off the queue, whoever's workers run them. */
+  collects: boolean;
   lease: BatchLease | null;
   hostStop: AbortSignal | undefined;
   /** The batch's progress as last seen, for the message of a stop that gives up on Redis. */
@@ -77,7 +79,7 @@ export function watchForStops(watched: {
     // A close that fails is seen again where the run closes the worker for good.
     void (worker?.close() ?? Promise.resolve())
       .catch(() => undefined)
-      .then(() => (worker ? unqueueRest() : undefined))
+      .then(() => (watched.collects ? unqueueRest() : undefined))
       .then(() => drainCollector.abort());
   };
   // A second signal quits at once: say what that leaves, since no summary follows.

@@ -61,9 +61,12 @@ describe('switchyard worker, on its own beside a detached run', () => {
       expect(results.every((r) => r.status === 'succeeded')).toBe(true);
       expect(keyless.output().stderr).toContain('rows that need $SY_TEST_HANDOFF_API_KEY, which is not set here, are left to the worker processes that have it');
 
-      // A run without the key, while a worker that has it is connected, is not refused: its rows go to that worker.
+      // A run without the key, while a worker that has it is connected, is not refused: it starts no worker of its own
+      // (which would only take rows to hand them back), and the worker that has the key answers them.
       const here = await runCli(['run', input, '--config', config, '--out', join(dir, 'here'), '--batch-id', 'handoff-run'], h.env());
       expect(here.code, here.stdout + here.stderr).toBe(0);
+      expect(here.stdout).toContain('Note: no model its rows may use has its key set here: the workers on this Redis that have the keys answer them, and this run writes the outputs.');
+      expect(here.stdout).toMatch(/30 queued, for the workers on this Redis that have the keys\./);
       expect((await readJsonLines<{ status: string }>(join(dir, 'here', 'results.jsonl'))).every((r) => r.status === 'succeeded')).toBe(true);
     } finally {
       keyless.kill('SIGTERM');
