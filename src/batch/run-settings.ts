@@ -60,6 +60,7 @@ export function cacheTurnedOff(options: RunOptions, existing: BatchMeta | null):
 
 /** The config this run's rows see: without its answer cache when the batch has it off (said when the config has one). */
 export function withRunCache(config: SwitchyardConfig, cacheOff: boolean, options: RunOptions, say: (line: string) => void): SwitchyardConfig {
+  if (options.cache === true && !config.cache) say('Note: --cache has no cache to use: this config has no `cache` key (cache: { ttl_hours: 168 } turns the answer cache on).');
   if (!cacheOff || !config.cache) return config;
   if (options.cache === false) say('Note: the answer cache is off for this batch (--no-cache): every row is called, and no answer is kept for later.');
   else say('Note: the answer cache is off for this batch, as its earlier run was given --no-cache (--cache turns it on again).');

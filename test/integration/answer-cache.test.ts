@@ -138,5 +138,10 @@ describe('the answer cache (config cache)', () => {
     expect(on.code, on.stdout + on.stderr).toBe(0);
     expect(on.stdout).toContain('Note: the answer cache is on');
     expect(await h.redis.hget(metaKey, 'cache_off')).toBeNull();
+
+    // --cache where the config has no cache to use says so.
+    const nothingToUse = await runCli(['run', fresh, '--config', uncached, '--cache', '--out', join(dir, 'nothing-to-use')], h.env());
+    expect(nothingToUse.code, nothingToUse.stdout + nothingToUse.stderr).toBe(0);
+    expect(nothingToUse.stdout).toContain('Note: --cache has no cache to use: this config has no `cache` key');
   });
 });
