@@ -139,7 +139,11 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
   } catch (error) {
     // The file turned unreadable part-way (an unclosed quote): the rows read before it are queued
     // still, as the message about it says, not left in a chunk that never went out.
-    if (error instanceof UsageError && !stop?.aborted) await flush();
+    // The invalid rows before it are counted too (the report's and status' figures; errors.jsonl has them).
+    if (error instanceof UsageError && !stop?.aborted) {
+      await flush();
+      await options.store.update(options.batchId, { invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode });
+    }
     throw error;
   } finally {
     errors.end();

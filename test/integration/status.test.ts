@@ -77,7 +77,7 @@ describe('switchyard status', () => {
   it('says why a batch whose file stopped part-way waits, rather than to resume it as it is, until the fixed file runs', async () => {
     const dir = await tempDir('status-unreadable');
     const input = join(dir, 'in.csv');
-    await writeFile(input, 'prompt\nfine\n"never closed\nmore\n');
+    await writeFile(input, 'id,prompt\na,fine\nb,\nc,"never closed\nd,more\n');
     const args = ['run', input, '--config', await writeSimConfig(dir, h.sim.url), '--out', join(dir, 'out'), '--batch-id', 'status-unreadable'];
     const run = await runCli(args, h.env());
     expect(run.code, run.stderr).toBe(2);
@@ -87,16 +87,18 @@ describe('switchyard status', () => {
     expect(await h.redis.keys(`${h.prefix}:prompts:status-unreadable_*`)).toEqual([]);
     // As after a Ctrl-C, the outputs and summary of the rows finished so far are written.
     expect(run.stdout).toMatch(/^Rows +[01] of [01] succeeded, 0 failed; the rest of the file not run yet$/m);
-    expect(JSON.parse(await readFile(join(dir, 'out', 'report.json'), 'utf8'))).toMatchObject({ batch_id: 'status-unreadable' });
+    // The invalid row before the quote is counted (it is in errors.jsonl), though the file was not read to its end.
+    expect(JSON.parse(await readFile(join(dir, 'out', 'report.json'), 'utf8'))).toMatchObject({ batch_id: 'status-unreadable', totals: { invalid_rows: 1 } });
+    expect(run.stdout).toMatch(/^Invalid +1 row not run \(errors\.jsonl\): missing_prompt 1$/m);
     const stopped = await runCli(['status', 'status-unreadable'], h.env());
     expect(stopped.stdout).toContain(
-      'next      its file could not be read to its end: input file ' + input + ': the quoted field at line 3 is never closed (close it; a quote inside a quoted field is written twice, ""); rows before it may be done: fix the file and run the same command again (--batch-id status-unreadable) to finish without repeating them',
+      'next      its file could not be read to its end: input file ' + input + ': the quoted field at line 4 is never closed (close it; a quote inside a quoted field is written twice, ""); rows before it may be done: fix the file and run the same command again (--batch-id status-unreadable) to finish without repeating them',
     );
     expect(stopped.stdout).not.toContain('--resume');
 
-    await writeFile(input, 'prompt\nfine\n"closed"\nmore\n');
+    await writeFile(input, 'id,prompt\na,fine\nb,\nc,"closed"\nd,more\n');
     const fixed = await runCli(args, h.env());
-    expect(fixed.code, fixed.stderr).toBe(0);
+    expect(fixed.code, fixed.stderr).toBe(1); // its invalid row
     const done = await runCli(['status', 'status-unreadable'], h.env());
     expect(done.stdout).toContain('status-unreadable  completed');
     expect(done.stdout).not.toContain('could not be read');
