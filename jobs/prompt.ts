@@ -56,8 +56,6 @@ export interface PromptJobDeps {
   space: KeySpace;
   batches: BatchContexts;
   logger: Logger;
-  /** Whether a live worker process other than this one has this API key variable (worker-registry.ts). */
-  keyHeldElsewhere?: (name: string) => Promise<boolean>;
   /**
    * For a row handed back from a dead worker: whether its batch's run is gone too (unqueue-batch.ts
    * isOrphaned), and taking it off the queue as a stopped run's rows are. Such a row waits for its
@@ -175,7 +173,7 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     const failure = step.event.result.error;
     if (failure?.code === 'missing_api_key' && (job.handBacks ?? 0) < MAX_KEY_HAND_BACKS) {
       const keyName = missingKeyOf(ctx.runner, step.event.result.model);
-      if (keyName && (await deps.keyHeldElsewhere?.(keyName).catch(() => false))) {
+      if (keyName && (await ctx.runner.keyHeldElsewhere?.(keyName).catch(() => false))) {
         noteOnce(job.batchId, `rows that need $${keyName}, which is not set here, are left to the worker processes that have it`);
         await ctx.runner.sleep(KEY_HAND_BACK_HOLD_MS);
         return { kind: 'park', waitMs: KEY_HAND_BACK_PARK_MS, data: { ...job, progress, handBacks: (job.handBacks ?? 0) + 1 } };

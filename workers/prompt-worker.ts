@@ -10,7 +10,7 @@ import type { FinishedRow } from '../src/progress/worker-activity.ts';
 import { isRedisRefusal } from '../src/queue/redis-outage.ts';
 import { batchKeys, parsePromptJobId, PROMPT_QUEUE, type KeySpace } from '../src/queue/keys.ts';
 import type { BatchContexts } from '../src/queue/batch-context.ts';
-import { keyHolders, registerWorker, releaseRowsOfDeadWorkers, type ReleasedRows } from '../src/queue/worker-registry.ts';
+import { registerWorker, releaseRowsOfDeadWorkers, type ReleasedRows } from '../src/queue/worker-registry.ts';
 import { BatchStore } from '../src/queue/batch-state.ts';
 import { isOrphaned, withdrawJobData } from '../src/queue/unqueue-batch.ts';
 
@@ -60,7 +60,6 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
     space: options.space,
     batches: options.batches,
     logger,
-    keyHeldElsewhere: keyHolders(options.redis, options.space),
     orphanedRows: { isOrphaned: (batchId) => isOrphaned(store, batchId), withdraw: (job) => withdrawJobData(store, job.batchId, job) },
   });
   if (options.onBudgetSpent) options.batches.whenBudgetSpent(options.onBudgetSpent);

@@ -12,14 +12,13 @@ import { formatDuration } from '../output/report-markdown.ts';
  * missing_api_key: stop before enqueueing instead. (Some keys missing is only a warning; a row whose
  * key another worker has is left to it.) A server without workers of its own (--no-worker) does
  * not ask: workers that start later could take the rows. Says where the rows can be called: 'here'
- * (by some model), or only 'elsewhere', by the workers that have the keys.
+ * (by some model), or only 'elsewhere', by the workers that have the keys (`keysElsewhere`: keysHeldElsewhere).
  */
-export async function refuseWithoutKeys(session: Session, config: SwitchyardConfig, pinned: string | undefined, where: 'run' | 'server'): Promise<'here' | 'elsewhere'> {
+export function refuseWithoutKeys(config: SwitchyardConfig, pinned: string | undefined, keysElsewhere: ReadonlySet<string>, where: 'run' | 'server'): 'here' | 'elsewhere' {
   const chain = pinned ? [pinned, ...(config.models[pinned]?.fallbacks ?? [])] : Object.keys(config.models);
   const names = keysAllMissing(config, chain);
   if (!names) return 'here';
-  const heldElsewhere = keyHolders(session.redis, session.space);
-  for (const name of names) if (await heldElsewhere(name.slice(1))) return 'elsewhere';
+  if (names.some((name) => keysElsewhere.has(name.slice(1)))) return 'elsewhere';
   const them = names.length === 1 ? 'it' : 'them';
   const whereSet = names.length === 1 ? 'it is' : 'they are';
   if (where === 'server') {

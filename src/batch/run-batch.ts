@@ -195,9 +195,11 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   // Saved with its cache settings (the meta's cache_off leaves them out), so that --cache on a resume finds them.
   const { judgeModel, config: savedConfig } = judged;
   const config = withRunCache(savedConfig, cacheOff, options, say);
-  warnAboutConfig(config, isBudgeted(options, existing, config), options.detach === true, await keysHeldElsewhere(session, config), say);
+  // The worker registry read once, for the warnings and the refusal: keys missing here that other workers have.
+  const keysElsewhere = await keysHeldElsewhere(session, config);
+  warnAboutConfig(config, isBudgeted(options, existing, config), options.detach === true, keysElsewhere, say);
   const settings = chooseRunSettings(options, existing, config, say);
-  const callsElsewhere = await refuseWhatCannotRun(config, settings.model, options, session, host);
+  const callsElsewhere = refuseWhatCannotRun(config, settings.model, options, keysElsewhere, host);
   if (callsElsewhere) say('Note: no model its rows may use has its key set here: the workers on this Redis that have the keys answer them, and this run writes the outputs.');
   const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
   const items = await checkedRows(settings.inputPath, settings.promptColumn, config, position, held, (first) => sayNoReferenceField(config, first, say));
@@ -228,15 +230,15 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
  * has the keys to call. True when only other workers have keys for the rows' models: this run then
  * starts no worker of its own (it would only take rows to hand them back) and collects theirs.
  */
-async function refuseWhatCannotRun(config: SwitchyardConfig, model: string | undefined, options: RunOptions, session: Session, host: RunHost | undefined): Promise<boolean> {
+function refuseWhatCannotRun(config: SwitchyardConfig, model: string | undefined, options: RunOptions, keysElsewhere: ReadonlySet<string>, host: RunHost | undefined): boolean {
   refuseUnknownPinned(model, answerableNames(config));
   if (!options.detach) {
-    const callable = await refuseWithoutKeys(session, config, model, 'run');
+    const callable = refuseWithoutKeys(config, model, keysElsewhere, 'run');
     refuseJudgeWithoutKey(config);
     return callable === 'elsewhere';
   }
   // A server with workers of its own (it primes them): refused when neither they nor any worker on record could call a model.
-  if (host?.prime) await refuseWithoutKeys(session, config, model, 'server');
+  if (host?.prime) refuseWithoutKeys(config, model, keysElsewhere, 'server');
   return false;
 }
 

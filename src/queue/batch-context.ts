@@ -43,7 +43,7 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
   /** Told when a budget refuses a call for good (whenBudgetSpent): the batch's, or the month's (null: every batch's parked rows may be under that cap). */
   let budgetSpent: ((batchId: string | null) => void) | undefined;
   const callSlot = callSlots?.slot ?? unlimitedCallSlot;
-  // Shared by every batch's rows: the registry is read at most every few seconds.
+  // Shared by every batch's rows and their jobs' hand-backs (jobs/prompt.ts): the registry is read at most every few seconds.
   const keyHeldElsewhere = keyHolders(store.redis, store.space);
   /** runAt: when the batch's run whose config this is started (epoch ms). */
   type Loaded = { context: BatchContext | 'elsewhere'; source: string; runAt: number };

@@ -132,7 +132,7 @@ export function keyVariableNames(env: NodeJS.ProcessEnv = process.env): string[]
 }
 
 /** Variable names workers advertise (keyVariableNames); a provider's api_key_env outside it is not told of. */
-export const KEY_LIKE_NAME = /KEY|TOKEN|SECRET/i;
+const KEY_LIKE_NAME = /KEY|TOKEN|SECRET/i;
 
 /** Registrations of processes alive now: alive on this machine, or recently heard from elsewhere. */
 async function liveRegistrations(redis: Redis, space: KeySpace): Promise<Registration[]> {
