@@ -71,6 +71,14 @@ function nonNegativeNumber(value: string): number {
   return n;
 }
 
+/** Whether both flags are on the command line (commander keeps only the last of a --x / --no-x pair). */
+function givenBoth(flag: string, other: string): boolean {
+  const given = process.argv.slice(2);
+  const end = given.indexOf('--');
+  const args = end === -1 ? given : given.slice(0, end);
+  return args.includes(flag) && args.includes(other);
+}
+
 async function exitWith(run: () => Promise<number>): Promise<void> {
   try {
     process.exitCode = await run();
@@ -120,6 +128,7 @@ program
   .option('--detach', 'only enqueue; workers elsewhere process the rows ("switchyard collect" writes outputs)')
   .action((file: string | undefined, opts: Record<string, unknown>) =>
     exitWith(async () => {
+      if (givenBoth('--cache', '--no-cache')) throw new UsageError('--cache and --no-cache were both given: give --no-cache to leave the answer cache out of this batch, or --cache to use it again');
       if (opts.dryRun) {
         const { runDryRun } = await import('./commands/dry-run.ts');
         return runDryRun({ ...opts, file } as Parameters<typeof runDryRun>[0], say);

@@ -83,6 +83,7 @@ export function createBackgroundCollection(session: Session, say: (line: string)
         signal: AbortSignal.any([stopAll.signal, lease.lost, abandon]),
         drain,
         progressStream: null,
+        resumeHint: 'api',
         ...(config ? { config } : {}),
       });
       if (report && report.totals.unfinished_rows === 0) {

@@ -5,7 +5,7 @@ import { CollectionTally } from '../output/collection-tally.ts';
 import { collectBatch } from '../output/collector.ts';
 import { finalizeBatch, writeOutputsSoFar } from '../output/finalize-batch.ts';
 import { outputPaths } from '../output/paths.ts';
-import { counted, formatCount, renderSummaryLines } from '../output/report-markdown.ts';
+import { counted, formatCount, renderSummaryLines, type ResumeHint } from '../output/report-markdown.ts';
 import type { Report } from '../output/report.ts';
 import { createProgressDisplay, type ProgressDisplay } from '../progress/progress-display.ts';
 import type { BatchProgress } from '../queue/batch-state.ts';
@@ -27,6 +27,8 @@ export interface CollectAndReportOptions {
   config?: SwitchyardConfig;
   /** Told the batch's progress each time the display reads it. */
   onProgress?: (progress: BatchProgress) => void;
+  /** How report.md says to run the rest of the batch (FinalizeOptions.resumeHint). */
+  resumeHint?: ResumeHint;
 }
 
 /**
@@ -99,7 +101,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   }
   // Read again once: the producer has since recorded the row counts (invalid rows among them).
   const finalMeta = (await session.store.load(batchId)) ?? meta;
-  const finalizing = { store: session.store, meta: finalMeta, paths, outDir: meta.out_dir, startedAt: options.startedAt, baseline, collectedTally: tally.complete };
+  const finalizing = { store: session.store, meta: finalMeta, paths, outDir: meta.out_dir, startedAt: options.startedAt, baseline, collectedTally: tally.complete, resumeHint: options.resumeHint };
   // Stopped early, the rows so far; a stop that came as the last row finished, with every row written, still ends the batch as usual.
   const report = stoppedWith === null ? await finalizeBatch(finalizing) : await writeOutputsSoFar(finalizing, stoppedWith.validRows);
   say('');

@@ -9,7 +9,7 @@ import { readJsonl } from './read-jsonl.ts';
 import type { CallRecord, RowResult } from './records.ts';
 import { ReportTally, type Report, type ReportBaseline } from './report.ts';
 import { writeResultsCsv } from './results-csv.ts';
-import { renderReportMarkdown } from './report-markdown.ts';
+import { renderReportMarkdown, type ResumeHint } from './report-markdown.ts';
 import { readWrittenReport, writeReport } from './write-report.ts';
 
 export interface FinalizeOptions {
@@ -22,6 +22,8 @@ export interface FinalizeOptions {
   baseline?: ReportBaseline | undefined;
   /** The report as tallied while collecting, when that collection saw every row exactly once. */
   collectedTally?: ReportTally | null | undefined;
+  /** How report.md says to run the rest: `switchyard run --resume` (default), or posting the file again (a batch posted to the API). */
+  resumeHint?: ResumeHint | undefined;
 }
 
 /** Turns the collected journals into the batch's final files and report, and closes the batch. */
@@ -64,7 +66,7 @@ async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number
   const finishedAt = new Date();
   const report = tally.build({ batchId: meta.batch_id, startedAt: options.startedAt, finishedAt }, meta.invalid_codes, null);
   report.totals.unfinished_rows = rowsLeft(report.totals.rows);
-  writeReport(report, options.outDir);
+  writeReport(report, options.outDir, options.resumeHint);
   return { report, finishedAt };
 }
 

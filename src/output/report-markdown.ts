@@ -139,27 +139,36 @@ function countTable(label: string, counts: Record<string, number>): string[] {
   return table(['Code', label], ['l', 'r'], Object.entries(counts).map(([code, n]) => [code, count(n)]));
 }
 
+/** How the report tells its reader to run the rest of a batch: the CLI's resume, or posting its file again to the API. */
+export type ResumeHint = 'cli' | 'api';
+
+/** "`switchyard run --resume b1`" or "posting the file again with `batch_id=b1`": what runs the rest of the batch. */
+function resumeText(batchId: string, hint: ResumeHint): string {
+  return hint === 'api' ? `posting the file again with \`batch_id=${batchId}\`` : `\`switchyard run --resume ${batchId}\``;
+}
+
 /** report.md: headline, totals, a table per model (and ensemble, task type), errors by code. */
-export function renderReportMarkdown(report: Report): string {
+export function renderReportMarkdown(report: Report, hint: ResumeHint = 'cli'): string {
+  const resume = resumeText(report.batch_id, hint);
   const lines = [
     `# Batch report: ${report.batch_id}`,
     '',
     `**${renderHeadline(report)}**`,
     '',
-    ...overviewBullets(report),
+    ...overviewBullets(report, resume),
     ...modelsSection(report),
     ...ensemblesSection(report),
     ...abArmsSection(report),
     ...pairedSection(report),
     ...taskTypesSection(report),
     ...errorsSection(report),
-    ...invalidRowsSection(report),
+    ...invalidRowsSection(report, resume),
   ];
   return `${lines.join('\n')}\n`;
 }
 
 /** The batch at a glance: time, rows, calls, tokens, cost, and what the calls beside the answers cost. */
-function overviewBullets(report: Report): string[] {
+function overviewBullets(report: Report, resume: string): string[] {
   const { totals } = report;
   const unfinished = unfinishedText(totals);
   const extra = report.extra_calls;
@@ -167,8 +176,8 @@ function overviewBullets(report: Report): string[] {
     `- Started ${report.started_at}, finished ${report.finished_at}`,
     `- Rows: ${count(totals.rows)} (${count(totals.succeeded)} succeeded, ${count(totals.failed)} failed)` +
       (totals.invalid_rows > 0 ? `; ${counted(totals.invalid_rows, 'invalid input row')} not run (errors.jsonl)` : '') +
-      (unfinished ? `; ${unfinished}: the run stopped early, and \`switchyard run --resume ${report.batch_id}\` finishes the batch` : '') +
-      (!unfinished && totals.failed > 0 ? `; \`switchyard run --resume ${report.batch_id}\` runs the failed rows again (once what their errors say is fixed, if it needs fixing: see Errors)` : ''),
+      (unfinished ? `; ${unfinished}: the run stopped early, and ${resume} finishes the batch` : '') +
+      (!unfinished && totals.failed > 0 ? `; ${resume} runs the failed rows again (once what their errors say is fixed, if it needs fixing: see Errors)` : ''),
     `- Calls: ${count(totals.calls)} (${count(totals.failed_calls)} failed), retries and fallbacks included`,
     `- Tokens: ${count(totals.input_tokens)} in, ${count(totals.output_tokens)} out`,
     `- Cost: ${formatUsd(totals.cost_usd)}, the sum of costs.jsonl`,
@@ -348,11 +357,11 @@ function errorsSection(report: Report): string[] {
   return section('Errors by code', [...rows, ...calls]);
 }
 
-function invalidRowsSection(report: Report): string[] {
+function invalidRowsSection(report: Report, resume: string): string[] {
   if (report.totals.invalid_rows === 0) return [];
   const examples = report.invalid_input_examples;
   return section('Invalid input rows', [
-    `Not run; each is in errors.jsonl with its line and reason. Fix them in place (the other rows keep their lines) and \`switchyard run --resume ${report.batch_id}\` runs them; rows that succeeded are not run again.`,
+    `Not run; each is in errors.jsonl with its line and reason. Fix them in place (the other rows keep their lines): ${resume} runs them, and rows that succeeded are not run again.`,
     '',
     ...table(['Code', 'Rows', 'First'], ['l', 'r', 'l'], Object.entries(report.invalid_input).map(([code, n]) => [code, count(n), shorten(examples[code] ?? '', 300)])),
   ]);

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { renderReportMarkdown } from './report-markdown.ts';
+import { renderReportMarkdown, type ResumeHint } from './report-markdown.ts';
 import type { Report } from './report.ts';
 
 export interface ReportPaths {
@@ -14,11 +14,11 @@ export interface ReportPaths {
  * written once while the user waits for the summary, and each async write would cost three trips
  * through libuv's thread pool (4-14 ms in all, measured).
  */
-export function writeReport(report: Report, outDir: string): ReportPaths {
+export function writeReport(report: Report, outDir: string, hint: ResumeHint = 'cli'): ReportPaths {
   const jsonPath = join(outDir, 'report.json');
   const markdownPath = join(outDir, 'report.md');
   writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`, 'utf8');
-  writeFileSync(markdownPath, renderReportMarkdown(report), 'utf8');
+  writeFileSync(markdownPath, renderReportMarkdown(report, hint), 'utf8');
   return { jsonPath, markdownPath };
 }
 

@@ -415,6 +415,8 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
       const report = (await getJson<Report>(`${server.url}/v1/batches/api-cancel/report`)).body;
       // The rest of the file was not read: how many rows it holds is not known.
       expect(report.totals.unfinished_rows).toBeNull();
+      // Its report.md says what an API user does next, not the CLI's resume.
+      expect(await readFile(join(out, 'api-cancel', 'report.md'), 'utf8')).toContain('the rest of the file not run yet: the run stopped early, and posting the file again with `batch_id=api-cancel` finishes the batch');
       expect(server.output().stdout).toMatch(/\[api-cancel\] Cancelled: \d+ of \d+ rows succeeded, the rest of its file not run/);
       expect((await getJson<ErrorBody>(`${server.url}/v1/batches/api-cancel/cancel`, { method: 'POST' })).body.error.code).toBe('batch_finished');
 

@@ -25,6 +25,12 @@ describe('switchyard (no command)', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toBe('switchyard: LOG_LEVEL "bogus" is not a log level: use one of fatal, error, warn, info, debug, trace, silent (or leave it unset for warn)\n');
   });
+
+  it('refuses run --cache with --no-cache (commander would keep the last silently), before reading anything', async () => {
+    const result = await runCli(['run', 'absent.csv', '--no-cache', '--cache'], {});
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe('switchyard: --cache and --no-cache were both given: give --no-cache to leave the answer cache out of this batch, or --cache to use it again\n');
+  });
 });
 
 describe('switchyard demo', () => {

@@ -256,6 +256,12 @@ describe('buildReport', () => {
     expect(md).toContain('- Rows: 10,000 (9,800 succeeded, 200 failed); `switchyard run --resume b1` runs the failed rows again (once what their errors say is fixed, if it needs fixing: see Errors)');
   });
 
+  it("tells a batch posted to the API to post its file again, not to run the CLI's resume", () => {
+    const md = renderReportMarkdown(report, 'api');
+    expect(md).toContain('- Rows: 10,000 (9,800 succeeded, 200 failed); posting the file again with `batch_id=b1` runs the failed rows again');
+    expect(md).not.toContain('switchyard run');
+  });
+
   it('renders aligned summary lines', () => {
     const lines = renderSummaryLines(report);
     expect(lines[0]).toBe('Rows     9,800 of 10,000 succeeded, 200 failed');
@@ -345,7 +351,8 @@ describe('invalid input rows', () => {
     expect(renderHeadline(report)).toBe('0 of 0 rows succeeded in 1.0 s (0 rows/s), 0 calls, $0; 3 invalid rows not run');
     const md = renderReportMarkdown(report);
     expect(md).toContain('- Rows: 0 (0 succeeded, 0 failed); 3 invalid input rows not run (errors.jsonl)');
-    expect(md).toContain('`switchyard run --resume b1` runs them');
+    expect(md).toContain('Fix them in place (the other rows keep their lines): `switchyard run --resume b1` runs them, and rows that succeeded are not run again.');
+    expect(renderReportMarkdown(report, 'api')).toContain('Fix them in place (the other rows keep their lines): posting the file again with `batch_id=b1` runs them');
     expect(md).toContain('| bad_encoding | 2 | line 3 is not UTF-8 text (some bytes cannot be decoded); save the file as UTF-8 |');
     const lines = renderSummaryLines(report);
     expect(lines).toContain('Invalid  3 rows not run (errors.jsonl): bad_encoding 2, bad_json 1');
