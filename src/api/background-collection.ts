@@ -145,11 +145,13 @@ export function createBackgroundCollection(session: Session, say: (line: string)
   };
 }
 
-/** "Finished: 24 of 24 rows succeeded, 26 calls, $0.00110, in 557 ms; outputs in out/t1." */
+/** "Finished: 24 of 24 rows succeeded, 26 calls, $0.00110, in 557 ms; outputs in out/t1." (", 3 of them run by this post" when posted again) */
 export function finishedLine(what: string, report: Report, outDir: string): string {
   const { totals } = report;
   const failed = totals.failed > 0 ? ` (${formatCount(totals.failed)} failed)` : '';
   // null: stopped while its file was still being read, so how many rows are left is not known.
   const notRun = totals.unfinished_rows === null ? ', the rest of its file not run' : totals.unfinished_rows > 0 ? `, ${counted(totals.unfinished_rows, 'row')} not run` : '';
-  return `${what}: ${formatCount(totals.succeeded)} of ${counted(totals.rows, 'row')} succeeded${failed}${notRun}, ${counted(totals.calls, 'call')}, ${formatUsd(totals.cost_usd)}, in ${formatDuration(totals.elapsed_ms)}; outputs in ${outDir}.`;
+  // Posted again, the totals are the batch's and the time this post's: say how many rows it ran.
+  const thisPost = totals.rows_this_run < totals.rows ? `, ${formatCount(totals.rows_this_run)} of them run by this post` : '';
+  return `${what}: ${formatCount(totals.succeeded)} of ${counted(totals.rows, 'row')} succeeded${failed}${notRun}${thisPost}, ${counted(totals.calls, 'call')}, ${formatUsd(totals.cost_usd)}, in ${formatDuration(totals.elapsed_ms)}; outputs in ${outDir}.`;
 }

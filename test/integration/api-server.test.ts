@@ -112,7 +112,9 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     server.kill('SIGTERM');
     const exit = await server.done;
     expect(exit.code).toBe(0);
-    expect(exit.stdout).toContain('[api-csv] Finished: 119 of 119 rows succeeded');
+    expect(exit.stdout).toContain('[api-csv] Finished: 119 of 119 rows succeeded, ');
+    // The post that ran nothing says so beside the batch's totals.
+    expect(exit.stdout).toContain('[api-csv] Finished: 119 of 119 rows succeeded, 0 of them run by this post, ');
   });
 
   it('takes JSONL (and OpenAI Batch API lines, answering with batch_output.jsonl) or JSON rows, with the model and budget as query parameters', async () => {
