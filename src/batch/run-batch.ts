@@ -14,7 +14,7 @@ import { batchIdRule, isValidBatchId, newBatchId } from '../queue/keys.ts';
 import { enqueueBatch, type EnqueueCounts } from '../queue/producer.ts';
 import { unqueueBatch, unqueueOrphanedBatches } from '../queue/unqueue-batch.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
-import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
+import { connectedWorkerCount, watchConnectedWorkers, workersConnectedText } from '../queue/connected-workers.ts';
 import type { AbArm } from '../routing/ab-split.ts';
 import { claimOutputDir, createOutputDir } from '../output/output-dir.ts';
 import { outputPaths } from '../output/paths.ts';
@@ -327,12 +327,14 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     });
   }
   const stops = watchForStops({ session, batchId, say, worker, collects: !options.detach, lease, hostStop: host?.stop, lastProgress: () => lastProgress });
+  let stopWatchingWorkers = () => {};
   try {
     const collecting = options.detach
       ? null
       : collectAndReport({ session, batchId, startedAt: batch.startedAt, say, signal: stops.stopCollecting, drain: stops.drainCollector, stopping: stops.stopReading, config, onProgress: (progress) => (lastProgress = progress) });
     // Keep the collector's rejection observed while enqueueing; it is awaited below.
     collecting?.catch(() => undefined);
+    if (collecting && batch.callsElsewhere) stopWatchingWorkers = await watchWorkersElsewhere(session, say);
     const underway: Underway = { queue, worker, collecting, stops };
 
     // Counted with the rows read (readText): "answered before but not scored by this judge".
@@ -349,8 +351,30 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     if (!collecting) return sayDetached(batchId, outDir, workersNow, say);
     return await awaitReport(batch, context, { ...underway, collecting }, counts.invalid);
   } finally {
+    stopWatchingWorkers();
     stops.stopListening();
   }
+}
+
+// CLIENT LIST once in a while: a stall of a run someone watches is said within seconds.
+const WORKERS_ELSEWHERE_CHECK_MS = 5000;
+
+/**
+ * A run whose rows only other workers can call (it runs none of its own) says when no worker is
+ * connected, at its start or later (its rows then wait, which the progress line alone shows only as
+ * a stall), and when one is back. Returns a function that stops watching.
+ */
+async function watchWorkersElsewhere(session: Session, say: (line: string) => void): Promise<() => void> {
+  const queue = session.openPromptQueue();
+  const none = (since: string) =>
+    `Warning: no worker is connected to this Redis ${since}: the rows left wait until one that has the models' keys runs. Start "switchyard worker" where they are set, with the same REDIS_URL and SWITCHYARD_PREFIX (or Ctrl-C: the outputs so far are written, and a resume runs the rest).`;
+  const initial = await connectedWorkerCount(queue);
+  if (initial === 0) say(none('now'));
+  const stop = watchConnectedWorkers(queue, initial, WORKERS_ELSEWHERE_CHECK_MS, (now) => say(now === 0 ? none('any more') : `${workersConnectedText(now)} now: rows are being taken.`));
+  return () => {
+    stop();
+    void queue.close().catch(() => undefined);
+  };
 }
 
 /**

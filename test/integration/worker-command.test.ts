@@ -75,6 +75,37 @@ describe('switchyard worker, on its own beside a detached run', () => {
     }
   });
 
+  it('a run whose rows only other workers can call says when the last of them leaves, and goes on when one is back', async () => {
+    const dir = await tempDir('key-holder-left');
+    const config = await writeSimConfig(dir, h.sim.url, { providers: { sim: { base_url: h.sim.url, timeout_ms: 10_000, api_key_env: 'SY_TEST_LEFT_API_KEY' } } }, ['sluggish']);
+    const input = await writePromptsCsv(dir, 8);
+    const out = join(dir, 'out');
+    const keyEnv = { ...h.env(), SY_TEST_LEFT_API_KEY: 'sk-test' };
+    const first = spawnCli(['worker', '--concurrency', '2'], keyEnv);
+    await waitForOutput(() => first.output().stdout, 'Worker running', 20_000);
+    const run = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'holder-left'], h.env());
+    let second: ReturnType<typeof spawnCli> | undefined;
+    try {
+      await waitForOutput(() => run.output().stdout, 'for the workers on this Redis that have the keys', 20_000);
+      // Stopped, the worker finishes its rows in hand (1.5 s each) and leaves; the rest wait in the queue.
+      first.kill('SIGTERM');
+      expect((await first.done).code).toBe(0);
+      await waitForOutput(() => run.output().stdout, 'Warning: no worker is connected to this Redis any more: the rows left wait until one that has the models\' keys runs.', 20_000);
+      second = spawnCli(['worker', '--concurrency', '1'], keyEnv);
+      await waitForOutput(() => run.output().stdout, '1 worker is connected now: rows are being taken.', 20_000);
+      const ended = await run.done;
+      expect(ended.code, ended.stdout + ended.stderr).toBe(0);
+    } finally {
+      run.kill('SIGTERM');
+      first.kill('SIGTERM');
+      second?.kill('SIGTERM');
+      await Promise.all([run.done, first.done, second?.done]);
+    }
+    const results = await readJsonLines<{ row: number; status: string }>(join(out, 'results.jsonl'));
+    expect(results.map((r) => r.row)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(results.every((r) => r.status === 'succeeded')).toBe(true);
+  });
+
   it('collect stopped by SIGTERM writes the outputs of the rows finished so far; collecting again writes them whole', async () => {
     const dir = await tempDir('collect-drain');
     // 600 calls a minute: the 60 rows take about 6 s, so the collect is stopped part-way.
