@@ -142,7 +142,12 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
         retryInMs: check.retryInMs,
         ...(check.lastError !== undefined && { lastError: check.lastError }),
         ...(!check.allowed && check.state === 'half_open' && { probing: true }),
+        ...(check.probe !== undefined && { probe: check.probe }),
       };
+    },
+
+    async releaseProbe(model, probe) {
+      await breaker.releaseProbe(endpointOf(model), probe);
     },
 
     async coolingDownMs(model) {
@@ -234,6 +239,9 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       } else if (settlement.health === 'success' && failing.has(model)) {
         failing.delete(model);
         work.push(breaker.recordSuccess(endpointOf(model)));
+      } else if (settlement.health === 'neutral' && settlement.probe !== undefined) {
+        // A probe that told nothing of the model's health (not sent, a 400, a 429): the next caller probes.
+        work.push(breaker.releaseProbe(endpointOf(model), settlement.probe));
       }
       await Promise.all(work);
       if ((await circuit) === 'open') return 'open';

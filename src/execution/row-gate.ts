@@ -32,6 +32,8 @@ export interface CallSettlement {
   failureMessage?: string;
   /** A 429 asked everyone to wait this long. */
   coolDownMs: number | null;
+  /** The call was the model's probe (`breaker` gave this token): settled 'neutral', it lets the next caller probe. */
+  probe?: string | undefined;
 }
 
 export interface RowGate {
@@ -39,8 +41,12 @@ export interface RowGate {
    * lastError: when not allowed, what the failure that opened the circuit said (if known).
    * probing: not allowed because another call is testing the model (the circuit is half-open):
    * its outcome is due within one call, not one cooldown.
+   * probe: allowed as the one call that tests a half-open circuit; the caller settles that call with
+   * it, or gives it up with releaseProbe when no call goes out, so that the next caller may probe now.
    */
-  breaker(model: string): Promise<{ allowed: boolean; retryInMs: number; lastError?: string; probing?: boolean }>;
+  breaker(model: string): Promise<{ allowed: boolean; retryInMs: number; lastError?: string; probing?: boolean; probe?: string }>;
+  /** Gives up the probe `breaker` granted, without a call: another caller may probe at once. */
+  releaseProbe(model: string, probe: string): Promise<void>;
   /** Books the model's next free slot for this call, unless that is more than maxWaitMs away. */
   reserveCapacity(model: string, tokens: number, maxWaitMs: number): Promise<CapacityDecision>;
   /** Time left on a cooldown set (by any worker) after a 429; 0 when none. */

@@ -42,7 +42,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
    * Passes the classifier call through breaker, limiter and budget: its slot, a wait for a slot
    * booked too far ahead to sleep through (the row parks holding it), or why it cannot run.
    */
-  async function admitClassifierCall(model: string, maxTokens: number, text: string, progress: RowProgress): Promise<{ slotAt: number; budgetHold: BudgetHold | null; estimatedTokens: number } | { skipped: string } | { waitMs: number }> {
+  async function admitClassifierCall(model: string, maxTokens: number, text: string, progress: RowProgress): Promise<{ slotAt: number; budgetHold: BudgetHold | null; estimatedTokens: number; probe: string | undefined } | { skipped: string } | { waitMs: number }> {
     const prompt = promptTokens(text);
     const estimatedTokens = prompt + maxTokens;
     const estimateNanos = callCostNanos(config.models[model]?.price, { input_tokens: prompt, output_tokens: maxTokens }) ?? 0;
@@ -53,6 +53,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
       return { skipped: 'budget' };
     }
     let untilSlot: number;
+    let probe: string | undefined;
     if (progress.reservedModel === model) {
       // Back from parking: the slot booked before is this row's.
       untilSlot = progress.wakeAt - Date.now();
@@ -61,6 +62,9 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
       if (!breaker.allowed) return { skipped: `circuit open on ${model}${breaker.lastError ? ` (last error: ${breaker.lastError})` : ''}` };
       const onLimit = config.models[model]?.on_limit ?? config.limits.on_limit;
       const capacity = await gate.reserveCapacity(model, estimatedTokens, onLimit === 'fallback' ? config.limits.max_wait_ms : Number.POSITIVE_INFINITY);
+      // Let through as the circuit's probe, a call that does not go now gives it up (row-runner.ts does the same).
+      if (breaker.probe && (!capacity.reserved || capacity.waitMs > config.limits.inline_wait_ms)) await gate.releaseProbe(model, breaker.probe);
+      else probe = breaker.probe;
       if (!capacity.reserved) return { skipped: `${model} rate limited for ${Math.ceil(capacity.waitMs / 1000)} s, over limits.max_wait_ms` };
       Object.assign(progress, { reservedModel: model, reservedTokens: estimatedTokens, slotAt: capacity.slotAt, wakeAt: Date.now() + capacity.waitMs });
       untilSlot = capacity.waitMs;
@@ -69,11 +73,11 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
     Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
     const budget = await gate.reserveBudget(estimateNanos);
     if (!budget.ok) {
-      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: null, actualNanos: 0, health: 'neutral', coolDownMs: null });
+      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: null, actualNanos: 0, health: 'neutral', coolDownMs: null, probe });
       return { skipped: 'budget' };
     }
     if (untilSlot > 0) await new Promise((resolve) => setTimeout(resolve, untilSlot));
-    return { slotAt: progress.slotAt, budgetHold: budget.hold, estimatedTokens };
+    return { slotAt: progress.slotAt, budgetHold: budget.hold, estimatedTokens, probe };
   }
 
   /** The row's plan and the classifier's call record, or how long the row waits for the classifier's slot. */
@@ -122,6 +126,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
         actualNanos: nanos ?? 0,
         health: verdict.answer ? 'success' : 'neutral',
         coolDownMs: null,
+        probe: admitted.probe,
       });
       // A request that never went out (no key, a key just rejected, the process stopping) is no call: no cost record.
       const sent = !(verdict.error instanceof ModelCallError && !verdict.error.sent) && !(verdict.error instanceof CallsStopped);

@@ -156,15 +156,20 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     if (backoffLeft > 0) await deps.sleep(backoffLeft);
     progress.retryAt = undefined;
 
-    const slot = await takeSlot(model, estimatedTokens, onLimit, progress, deps);
+    const held: HeldProbe = {};
+    const slot = await takeSlot(model, estimatedTokens, onLimit, progress, deps, held);
     if (slot === 'passed over') continue;
     if (slot !== 'ready') return slot;
+    const { probe } = held;
 
     const budget = await holdBudget(estimateNanos, progress, deps);
-    if (budget.kind === 'park') return budget;
+    if (budget.kind === 'park') {
+      if (probe) await gate.releaseProbe(model, probe);
+      return budget;
+    }
     if (budget.kind === 'refused') {
       // The slot is now and goes unused: its booked tokens come back.
-      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: null, actualNanos: 0, health: 'neutral', coolDownMs: null });
+      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: null, actualNanos: 0, health: 'neutral', coolDownMs: null, probe });
       return finish(row, progress, model, null, new ModelCallError({ code: 'budget_exceeded', model, message: budget.message }));
     }
 
@@ -193,20 +198,20 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     } catch (thrown) {
       if (thrown instanceof CallsStopped) {
         // Stopping: the row waits, its calls so far kept, for the resume (or another worker).
-        await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null });
+        await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null, probe });
         return { kind: 'park', waitMs: STOPPED_PARK_MS, progress };
       }
       error = thrown instanceof ModelCallError ? thrown : new ModelCallError({ code: 'unexpected_error', model, message: String(thrown) });
     }
     if (meanwhile.cached) {
       // Nothing went out: the slot and the budget hold are handed back.
-      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null });
+      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null, probe });
       return finishFromCache(row, progress, model, meanwhile.cached, modelConfig.price);
     }
     if (error && !error.sent) {
       // The key was rejected (by another row's call) while this one waited for its call slot:
       // nothing went out, so no cost record and no attempt; its slot and budget hold are handed back.
-      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null });
+      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null, probe });
       if (passedRejectedKey(error, model, progress, config)) continue;
       return finish(row, progress, model, null, error);
     }
@@ -228,6 +233,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
       health: answer ? 'success' : health(error!),
       ...(error ? { failureMessage: error.message } : {}),
       coolDownMs,
+      probe,
     });
     if (answer) return finish(row, progress, model, answer, null);
     // Its failure opened the model's circuit (or found it open): with breaker.max_wait_ms the row may wait for the probe.
@@ -257,7 +263,12 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
  * or limited past limits.max_wait_ms), or a park step until a slot booked further away. A parked
  * row comes back holding its slot, unless a 429 meanwhile cooled the model down.
  */
-async function takeSlot(model: string, estimatedTokens: number, onLimit: 'wait' | 'fallback', progress: RowProgress, deps: RowRunnerDeps): Promise<'ready' | 'passed over' | RowStep> {
+/** The probe of a half-open circuit a row was let through as (RowGate.breaker), for its call's settlement. */
+interface HeldProbe {
+  probe?: string;
+}
+
+async function takeSlot(model: string, estimatedTokens: number, onLimit: 'wait' | 'fallback', progress: RowProgress, deps: RowRunnerDeps, held: HeldProbe): Promise<'ready' | 'passed over' | RowStep> {
   const { config, gate } = deps;
   const now = deps.now ?? Date.now;
   if (progress.reservedModel === model && (await gate.coolingDownMs(model)) > 0) Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
@@ -281,18 +292,25 @@ async function takeSlot(model: string, estimatedTokens: number, onLimit: 'wait' 
     }
     const maxWait = onLimit === 'fallback' ? config.limits.max_wait_ms : Number.POSITIVE_INFINITY;
     const capacity = await gate.reserveCapacity(model, estimatedTokens, maxWait);
+    // Let through as the probe, a row that does not call now gives it up: the next caller probes, not one cooldown later.
+    const giveUpProbe = async () => {
+      if (breaker.probe) await gate.releaseProbe(model, breaker.probe);
+    };
     if (!capacity.reserved) {
+      await giveUpProbe();
       fallBack(progress, `${model}: rate limited (${capacity.limitedBy}) for ${seconds(capacity.waitMs)}, over limits.max_wait_ms`);
       return 'passed over';
     }
     progress.slotAt = capacity.slotAt;
     if (capacity.waitMs > config.limits.inline_wait_ms) {
+      await giveUpProbe();
       progress.reservedModel = model;
       progress.reservedTokens = estimatedTokens;
       progress.wakeAt = now() + capacity.waitMs;
       return { kind: 'park', waitMs: Math.max(config.limits.inline_wait_ms, capacity.waitMs - WAKE_LEAD_MS), progress };
     }
     if (capacity.waitMs > 0) await deps.sleep(capacity.waitMs);
+    if (breaker.probe) held.probe = breaker.probe;
   }
   Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
   return 'ready';

@@ -30,6 +30,8 @@ export interface BreakerCheck {
   failures: number;
   /** When not allowed: what the failure that opened the circuit (or the latest one) said. */
   lastError?: string;
+  /** Allowed as the half-open circuit's one probe: the lock's token, for `releaseProbe` when no call goes out after all. */
+  probe?: string;
 }
 
 export interface CircuitBreakerOptions {
@@ -49,7 +51,8 @@ export function breakerKey(prefix: string, model: string): string {
 
 /**
  * ARGV: cooldown us, probe lock us, ttl ms. Returns {allowed 0/1, state code, retry in us, failures},
- * and when not allowed the last error as a 5th element (nil when none was recorded).
+ * and when not allowed the last error as a 5th element (nil when none was recorded); a probe let
+ * through gets its lock's value as a 6th, its token.
  */
 const CHECK: LuaScript = {
   name: 'breaker_check',
@@ -65,9 +68,20 @@ local reopen_at = opened + tonumber(ARGV[1])
 if now < reopen_at then return {0, 1, reopen_at - now, fails, f[4]} end
 local probe = tonumber(f[2])
 if probe and probe > now then return {0, 2, probe - now, fails, f[4]} end
-redis.call('HSET', key, 'probe', int_str(now + tonumber(ARGV[2])))
+local token = int_str(now + tonumber(ARGV[2]))
+redis.call('HSET', key, 'probe', token)
 redis.call('PEXPIRE', key, ARGV[3])
-return {1, 2, 0, fails}
+return {1, 2, 0, fails, false, token}
+`,
+};
+
+/** ARGV: the probe's token. Lets the next caller probe now, if the lock is still this probe's. */
+const RELEASE_PROBE: LuaScript = {
+  name: 'breaker_release_probe',
+  numberOfKeys: 1,
+  lua: `
+if redis.call('HGET', KEYS[1], 'probe') == ARGV[1] then redis.call('HDEL', KEYS[1], 'probe') end
+return 0
 `,
 };
 
@@ -122,8 +136,17 @@ export class CircuitBreaker {
   async check(model: string): Promise<BreakerCheck> {
     const reply = await runScript(this.#redis, CHECK, [breakerKey(this.#prefix, model)], [this.#cooldownMs * 1000, this.#probeLockMs * 1000, this.#ttlMs]);
     const lastError = Array.isArray(reply) && typeof reply[4] === 'string' ? reply[4] : undefined;
+    const probe = Array.isArray(reply) && typeof reply[5] === 'string' ? reply[5] : undefined;
     const [allowed, state, retryInUs, failures] = integers(Array.isArray(reply) ? reply.slice(0, 4) : reply, 4, CHECK.name) as [number, number, number, number];
-    return { allowed: allowed === 1, state: STATES[state] ?? 'closed', retryInMs: Math.ceil(retryInUs / 1000), failures, ...(lastError !== undefined && { lastError }) };
+    return { allowed: allowed === 1, state: STATES[state] ?? 'closed', retryInMs: Math.ceil(retryInUs / 1000), failures, ...(lastError !== undefined && { lastError }), ...(probe !== undefined && { probe }) };
+  }
+
+  /**
+   * The probe `check` let through sends no call after all (the budget refused it, its answer was
+   * cached meanwhile, the call was a 400): the next caller may probe now, not once the lock expires.
+   */
+  async releaseProbe(model: string, probe: string): Promise<void> {
+    await runScript(this.#redis, RELEASE_PROBE, [breakerKey(this.#prefix, model)], [probe]);
   }
 
   /** A call to `model` succeeded: the circuit closes and the failure count starts again. */

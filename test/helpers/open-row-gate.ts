@@ -14,6 +14,7 @@ export function openRowGate(overrides: Partial<RowGate> = {}): { gate: RowGate; 
     reserveBudget: async () => ({ ok: true, hold: null }),
     budgetRefusal: async () => null,
     releaseSlot: async () => undefined,
+    releaseProbe: async () => undefined,
     settle: async (settlement: CallSettlement) => void settled.push(`${settlement.model}:${settlement.health}`),
     ...overrides,
   };

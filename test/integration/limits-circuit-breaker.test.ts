@@ -109,6 +109,33 @@ describe('CircuitBreaker', () => {
     expect(answers.filter((answer) => answer.allowed)).toHaveLength(1);
   });
 
+  it('lets the next caller probe at once when the probe sends no call (the budget refused it, a 400, a 429), not one cooldown later', async () => {
+    const model = 'probe-unsent';
+    const config = configSchema.parse({
+      providers: { p: { base_url: 'http://127.0.0.1:1/v1' } },
+      models: { [model]: { provider: 'p' } },
+      default_model: model,
+      breaker: { failure_threshold: 3, cooldown_ms: COOLDOWN_MS },
+    });
+    const redis = clients[0] as Redis;
+    const gate = createRedisRowGate({ redis, space: { prefix }, store: new BatchStore(redis, { prefix }), batchId: 'probe-unsent', config });
+    await openCircuit(modelEndpoint(config, model));
+    await sleep(COOLDOWN_MS + 20);
+    const first = await gate.breaker(model);
+    expect(first).toMatchObject({ allowed: true, probe: expect.any(String) });
+    expect(await gate.breaker(model)).toMatchObject({ allowed: false, probing: true });
+    // Settled as told nothing of the model's health: the lock goes with it.
+    await gate.settle({ model, slotAt: 0, estimatedTokens: 0, actualTokens: 0, budgetHold: null, actualNanos: 0, health: 'neutral', coolDownMs: null, probe: first.probe });
+    const second = await gate.breaker(model);
+    expect(second).toMatchObject({ allowed: true, probe: expect.any(String) });
+    await gate.releaseProbe(model, second.probe!);
+    const third = await gate.breaker(model);
+    expect(third.allowed).toBe(true);
+    // A stale token (a probe whose lock expired and was taken again) releases nothing.
+    await gate.releaseProbe(model, first.probe!);
+    expect(await gate.breaker(model)).toMatchObject({ allowed: false, probing: true });
+  });
+
   it('re-opens at once when the probe fails', async () => {
     const model = 'probe-fails';
     await openCircuit(model);

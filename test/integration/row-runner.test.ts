@@ -368,6 +368,26 @@ describe('advanceRow', () => {
     }
   });
 
+  it("gives up a half-open circuit's probe it was let through as when it sends no call: refused by the budget, or limited past max_wait_ms", async () => {
+    const settlements: CallSettlement[] = [];
+    const released: string[] = [];
+    const probeGate = { breaker: async () => ({ allowed: true, retryInMs: 0, probe: 'token-1' }), releaseProbe: async (model: string, probe: string) => void released.push(`${model}:${probe}`) };
+    const refused = setup(['ok'], { ...probeGate, reserveBudget: async () => ({ ok: false, message: 'spent', heldByCallsInFlight: false }), settle: async (settlement) => void settlements.push(settlement) });
+    const refusedStep = await advanceRow(row, freshProgress(), refused.deps);
+    if (refusedStep.kind !== 'finished') throw new Error('expected finished');
+    expect(refusedStep.event.result).toMatchObject({ status: 'failed', error: { code: 'budget_exceeded' } });
+    expect(settlements.map((s) => [s.model, s.health, s.probe])).toEqual([['ok', 'neutral', 'token-1']]);
+
+    const limited = setup(['ok'], { ...probeGate, reserveCapacity: async () => ({ reserved: false, waitMs: 90_000, limitedBy: 'requests' as const }) }, { limits: { on_limit: 'fallback', max_wait_ms: 1000 } });
+    await advanceRow(row, freshProgress(), limited.deps);
+    expect(released).toEqual(['ok:token-1']);
+
+    // A probe that calls settles with its token, whatever the answer.
+    const answered = setup(['ok'], { ...probeGate, settle: async (settlement) => void settlements.push(settlement) });
+    await advanceRow(row, freshProgress(), answered.deps);
+    expect(settlements.at(-1)).toMatchObject({ model: 'ok', health: 'success', probe: 'token-1' });
+  });
+
   it('waits for budget that calls in flight hold on their estimates, and calls once it comes back', async () => {
     let asked = 0;
     const slept: number[] = [];
