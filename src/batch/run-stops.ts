@@ -1,4 +1,5 @@
 // How a run stops early (Ctrl-C, SIGTERM, a server's stop, a lease lost), and what it has stopped.
+import { setTimeout as delay } from 'node:timers/promises';
 import type { PromptWorkerHandle } from '../../workers/prompt-worker.ts';
 import { exitCodeForSignal } from '../errors.ts';
 import type { BatchLease } from '../queue/batch-lease.ts';
@@ -8,6 +9,9 @@ import { STOP_WAITS_FOR_REDIS_MS, whenRedisStaysAway } from '../queue/redis-stay
 import type { Session } from '../queue/session.ts';
 import { unqueueBatch, type Unqueued } from '../queue/unqueue-batch.ts';
 import { redisStayedAwayText } from './run-messages.ts';
+
+/** How often a stopping run takes its batch's rows off the queue again while its own calls finish: under STOPPED_PARK_MS (row-runner.ts). */
+const UNQUEUE_AGAIN_MS = 400;
 
 /** What stops a run early, and what it has stopped so far. */
 export interface RunStops {
@@ -57,9 +61,28 @@ export function watchForStops(watched: {
   let unqueued: Unqueued | 'failed' | null = null;
   // The batch's rows still queued come off the queue, or the next run of another batch (or any
   // worker) would run them, and pay for them, with nobody collecting this one.
-  const unqueueRest = async () => {
+  // At once, so that other processes' workers take none of them while this one's calls in flight
+  // finish (a call may take a minute); again every UNQUEUE_AGAIN_MS meanwhile, for the rows this
+  // process parks as it stops (they come due for any worker after STOPPED_PARK_MS); and once more
+  // when it has closed.
+  const unqueueRest = async (closed: Promise<unknown>): Promise<void> => {
     const stoppedQueue = session.openPromptQueue();
-    unqueued = await unqueueBatch(stoppedQueue, session.store, batchId).catch(() => 'failed' as const); // Redis away: they stay queued
+    let removed = 0;
+    let carried = 0;
+    let last: Unqueued | 'failed' = 'failed';
+    let done = false;
+    void closed.then(() => (done = true));
+    for (;;) {
+      const wasDone = done;
+      last = await unqueueBatch(stoppedQueue, session.store, batchId).catch(() => 'failed' as const); // Redis away: they stay queued
+      if (last !== 'failed') {
+        removed += last.removed;
+        carried += last.carried;
+      }
+      if (wasDone) break;
+      await Promise.race([closed, delay(UNQUEUE_AGAIN_MS)]);
+    }
+    unqueued = last === 'failed' ? 'failed' : { ...last, removed, carried };
     await stoppedQueue.close().catch(() => undefined);
   };
   const onInterrupt = (signal: NodeJS.Signals) => {
@@ -77,10 +100,8 @@ export function watchForStops(watched: {
       });
     }
     // A close that fails is seen again where the run closes the worker for good.
-    void (worker?.close() ?? Promise.resolve())
-      .catch(() => undefined)
-      .then(() => (watched.collects ? unqueueRest() : undefined))
-      .then(() => drainCollector.abort());
+    const closed = (worker?.close() ?? Promise.resolve()).catch(() => undefined);
+    void (watched.collects ? unqueueRest(closed) : closed).then(() => drainCollector.abort());
   };
   // A second signal quits at once: say what that leaves, since no summary follows.
   const quitNow = (signal: NodeJS.Signals) => {

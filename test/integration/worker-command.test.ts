@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { runCli, spawnCli, waitFor, waitForOutput } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
+import { rowsHeldFor } from '../../src/execution/call-slots.ts';
 
 describe('switchyard worker, on its own beside a detached run', () => {
   const h = useSimulatorAndRedis('worker-command', { latency_ms: 2, models: { broken: { fail_status: 400 }, sluggish: { latency_ms: 1500 } } });
@@ -146,19 +147,28 @@ describe('switchyard worker, on its own beside a detached run', () => {
     const dir = await tempDir('stop-beside-worker');
     const config = await writeSimConfig(dir, h.sim.url, {}, ['sluggish']);
     const input = await writePromptsCsv(dir, 40);
-    const worker = spawnCli(['worker', '--concurrency', '4'], h.env());
+    const worker = spawnCli(['worker', '--concurrency', '8'], h.env());
     try {
       await waitForOutput(() => worker.output().stdout, 'Worker running', 20_000);
       const run = spawnCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--batch-id', 'beside', '--concurrency', '4'], h.env());
       // Both processes hold rows (each call takes 1.5 s) when the run is stopped.
-      await waitFor(async () => (await h.redis.llen(`${h.prefix}:prompts:active`)) >= 6, 20_000);
+      await waitFor(async () => (await h.redis.llen(`${h.prefix}:prompts:active`)) >= 12, 20_000);
+      const stoppedAt = Date.now();
       run.kill('SIGTERM');
       const stopped = await run.done;
       expect(stopped.code).toBe(143);
       expect(stopped.stdout).toMatch(/ \d+ rows? other workers were running (stays|stay) with them: (it finishes|they finish) there, after these outputs were written, and the resume writes (it|them)\./);
+      const resumedAt = Date.now();
       const resumed = await runCli(['run', '--resume', 'beside'], h.env());
       expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
       expect((await readJsonLines<{ row: number }>(join(dir, 'out', 'results.jsonl'))).map((r) => r.row)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+      // The queued rows came off at the stop, not once the run's own calls had finished (1.5 s later), and so did
+      // the rows the run parked as it stopped: the worker started no call after it but for the 2 rows it held beyond its 8 calls.
+      const startedAfterStop = (await readJsonLines<{ started_at: string }>(join(dir, 'out', 'costs.jsonl'))).filter((call) => {
+        const started = Date.parse(call.started_at);
+        return started > stoppedAt + 300 && started < resumedAt;
+      });
+      expect(startedAfterStop.length).toBeLessThanOrEqual(rowsHeldFor(8) - 8);
     } finally {
       worker.kill('SIGTERM');
       await worker.done;
