@@ -1,5 +1,5 @@
 import { DEFAULT_MIN_ANSWERS } from '../config/schema.ts';
-import { advanceRow, callTotals, withoutCache, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
+import { advanceRow, callTotals, releaseHeldSlot, withoutCache, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
 import { pinnedCallProgress } from '../execution/pinned-call.ts';
 import { everyCall, type ProgressCheckpoint, type RowProgress } from '../execution/row-progress.ts';
 import type { RowFailure, RowResult } from '../output/records.ts';
@@ -8,6 +8,13 @@ import type { NamedEnsemble } from '../routing/row-target.ts';
 import { synthesisMessages } from './synthesis-prompt.ts';
 
 type EnsembleState = NonNullable<RowProgress['ensemble']>;
+
+export interface EnsembleRowOptions {
+  /** Saves the row's progress once its members have answered, before the synthesis call. */
+  checkpoint?: ProgressCheckpoint | undefined;
+  /** The row's task type by the routing rules: an ensemble row is not routed, but its result and its calls' cost records carry it, as a pinned row's do. */
+  taskType?: string | undefined;
+}
 
 /**
  * Moves an ensemble row forward: every member answers (at the same time, each call behind its
@@ -18,30 +25,33 @@ type EnsembleState = NonNullable<RowProgress['ensemble']>;
  * of the row's, on the strongest model) leaves a row that only needs its synthesis again, with the
  * members' calls on record. Too few answers end the row ensemble_failed without a synthesis call.
  */
-export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, deps: RowRunnerDeps, ensemble: NamedEnsemble, checkpoint?: ProgressCheckpoint): Promise<RowStep> {
+export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, deps: RowRunnerDeps, ensemble: NamedEnsemble, options: EnsembleRowOptions = {}): Promise<RowStep> {
   const { name, config } = ensemble;
+  const { checkpoint, taskType = '' } = options;
   const maxTokens = row.max_tokens ?? deps.config.max_tokens;
   // The ensemble's temperature goes to its members and synthesizer as the row's own would (a row's own still wins).
   const temperature = row.temperature ?? config.temperature;
   const state: EnsembleState = (progress.ensemble ??= {
     members: config.members.map((model) => ({
       model,
-      progress: pinnedCallProgress(deps.config, { model, messages: row.messages, maxTokens, reason: `ensemble "${name}" member`, notTo: config.members }),
+      progress: pinnedCallProgress(deps.config, { model, messages: row.messages, maxTokens, taskType, reason: `ensemble "${name}" member`, notTo: config.members }),
     })),
   });
 
   const needed = config.min_answers ?? DEFAULT_MIN_ANSWERS;
   const unfit = state.members.filter((member) => !member.outcome && member.progress.plan?.chain.length === 0);
-  const possible = state.members.filter((member) => member.outcome?.status === 'succeeded' || (!member.outcome && !unfit.includes(member))).length;
+  for (const member of unfit) member.outcome = { status: 'failed', output: null, final_model: null, error: { code: 'no_model_available', message: noModelMessage(member.progress.plan!) } };
+  const possible = state.members.filter((member) => member.outcome?.status !== 'failed').length;
   if (possible < needed) {
-    // Members no model can hold the prompt for leave too few to reach min_answers: the row fails before the others are paid for.
-    for (const member of unfit) member.outcome = { status: 'failed', output: null, final_model: null, error: { code: 'no_model_available', message: noModelMessage(member.progress.plan!) } };
-    const reasons = unfit.map((member) => `${member.model}: ${member.outcome?.error?.message}`);
-    return finishEnsemble(row, progress, ensemble, null, {
-      code: 'ensemble_failed',
-      message: `ensemble "${name}": ${possible} of ${config.members.length} members can take this prompt, ${needed} needed; ${reasons.join('; ')}`,
-      http_status: null,
-    });
+    // Members that failed (one failed while another waited) or that no model can hold the prompt for leave too
+    // few to reach min_answers: the row fails before the others are paid for.
+    const failure = tooFewAnswers(state, name, needed, `${possible} of ${config.members.length} members can still answer`);
+    for (const member of state.members) {
+      if (member.outcome) continue;
+      member.outcome = { status: 'failed', output: null, final_model: null, error: { code: 'ensemble_failed', message: `given up: too few other members can answer (${needed} needed)` } };
+      await releaseHeldSlot(member.progress, deps.gate); // a rate-limit slot it waited for goes back
+    }
+    return finishEnsemble(row, progress, ensemble, null, failure, taskType);
   }
 
   const pending = state.members.filter((member) => !member.outcome);
@@ -59,32 +69,30 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
   }
 
   const answers = state.members.flatMap((member) => (member.outcome?.status === 'succeeded' ? [{ model: member.model, output: member.outcome.output ?? '' }] : []));
-  if (answers.length < needed) {
-    const missing = state.members.filter((member) => member.outcome?.status !== 'succeeded');
-    const reasons = missing.map((member) => `${member.model}: ${member.outcome?.error?.message ?? 'no answer'}`);
-    // Members the budget refused: the row is the budget's, so the summary says how to finish it (a higher budget).
-    const byBudget = missing.some((member) => member.outcome?.error?.code === 'budget_exceeded');
-    return finishEnsemble(row, progress, ensemble, null, {
-      code: byBudget ? 'budget_exceeded' : 'ensemble_failed',
-      message: `ensemble "${name}": ${answers.length} of ${config.members.length} members answered, ${needed} needed; ${reasons.join('; ')}`,
-      http_status: null,
-    });
-  }
+  if (answers.length < needed) return finishEnsemble(row, progress, ensemble, null, tooFewAnswers(state, name, needed, `${answers.length} of ${config.members.length} members answered`), taskType);
 
   if (pending.length > 0) await checkpoint?.(progress);
   const messages = synthesisMessages(row.messages, answers, config.synthesis_prompt);
   const synthesisMaxTokens = config.synthesis_max_tokens ?? maxTokens;
   if (!state.synthesis?.plan) {
     // Calls kept: a synthesis of a failed row carried over (carried-progress.ts keptAfterFinish) was paid for; it is planned again on the answers it has now.
-    state.synthesis = { ...pinnedCallProgress(deps.config, { model: config.synthesizer, messages, maxTokens: synthesisMaxTokens, reason: `ensemble "${name}" synthesis`, notTo: [] }), calls: state.synthesis?.calls ?? [] };
+    state.synthesis = { ...pinnedCallProgress(deps.config, { model: config.synthesizer, messages, maxTokens: synthesisMaxTokens, taskType, reason: `ensemble "${name}" synthesis`, notTo: [] }), calls: state.synthesis?.calls ?? [] };
   }
   const step = await advanceRow({ ...row, messages, model: config.synthesizer, temperature, max_tokens: synthesisMaxTokens }, state.synthesis, withoutCache(deps));
   if (step.kind === 'park') return { ...step, progress };
-  return finishEnsemble(row, progress, ensemble, step.event.result, null);
+  return finishEnsemble(row, progress, ensemble, step.event.result, null, taskType);
+}
+
+/** Why the row has too few answers for its synthesis: each member's failure; budget_exceeded when the budget refused one, so the summary says how to finish it (a higher budget). */
+function tooFewAnswers(state: EnsembleState, name: string, needed: number, what: string): RowFailure {
+  const failed = state.members.filter((member) => member.outcome?.status === 'failed');
+  const reasons = failed.map((member) => `${member.model}: ${member.outcome?.error?.message ?? 'no answer'}`);
+  const byBudget = failed.some((member) => member.outcome?.error?.code === 'budget_exceeded');
+  return { code: byBudget ? 'budget_exceeded' : 'ensemble_failed', message: `ensemble "${name}": ${what}, ${needed} needed; ${reasons.join('; ')}`, http_status: null };
 }
 
 /** The row's result: the synthesis (or the failure), every member's answer, and every call's cost. */
-function finishEnsemble(row: RowInput, progress: RowProgress, ensemble: NamedEnsemble, synthesis: RowResult | null, failure: RowFailure | null): RowStep {
+function finishEnsemble(row: RowInput, progress: RowProgress, ensemble: NamedEnsemble, synthesis: RowResult | null, failure: RowFailure | null, taskType: string): RowStep {
   const state = progress.ensemble!;
   const calls = everyCall(progress);
   const totals = callTotals(calls);
@@ -115,7 +123,7 @@ function finishEnsemble(row: RowInput, progress: RowProgress, ensemble: NamedEns
     latency_ms: membersMs + synthesisMs,
     attempts: totals.answerCalls,
     metadata: row.metadata,
-    task_type: null,
+    task_type: taskType || null,
     route_reason: `${row.abArm !== undefined ? 'A/B arm: ' : ''}ensemble "${ensemble.name}": ${answered} of ${state.members.length} members answered${synthesisText}`,
     ...(row.abArm !== undefined && { ab_arm: row.abArm }),
     models_tried: [...new Set(calls.map((call) => call.model))],

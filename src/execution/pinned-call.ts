@@ -25,7 +25,8 @@ export function pinnedCallProgress(config: SwitchyardConfig, call: PinnedCall): 
   const routed = planRoute({ messages: call.messages, pinnedModel: call.model, maxTokens: call.maxTokens, taskType: call.taskType ?? '', routeReason: call.reason }, config, countMessageTokens);
   const plan: RoutePlan = { ...routed, chain: [], skipped: [...routed.skipped] };
   for (const model of routed.chain) {
-    if (model !== call.model && call.notTo?.includes(model)) plan.skipped.push({ model, reason: 'another member of the ensemble' });
+    // Where the chain would have reached it: a member that answers on its own model has no fallback to explain.
+    if (model !== call.model && call.notTo?.includes(model)) plan.skipped.push({ model, reason: 'another member of the ensemble', at: plan.chain.length });
     else plan.chain.push(model);
   }
   return { ...freshProgress(), plan };

@@ -484,10 +484,10 @@ function chainFailedMessage(progress: RowProgress, lastMessage: string): string 
  * them), then the models passed over (an open circuit, a rate limit past max_wait_ms).
  */
 function noModelMessage(plan: RoutePlan, progress: RowProgress): string {
-  const passedOver = progress.fallbackReasons.join('; ');
-  if (plan.skipped.length === 0 && passedOver) return `no model was available: ${passedOver}`;
-  const skipped = noModelMessageForPlan(plan);
-  return passedOver ? `${skipped}; ${passedOver}` : skipped;
+  // A model of the chain passed over is why, not the prompt's size: those skipped are said after it.
+  if (progress.fallbackReasons.length === 0) return noModelMessageForPlan(plan);
+  const skipped = plan.skipped.map((skip) => `${skip.model}: ${skip.reason}`);
+  return `no model was available: ${[...progress.fallbackReasons, ...skipped].join('; ')}`;
 }
 
 /**

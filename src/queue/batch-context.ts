@@ -3,6 +3,7 @@ import { createRedisRowGate } from '../execution/redis-row-gate.ts';
 import { createAnswerCache, withoutAnswerCache } from '../execution/answer-cache.ts';
 import { unlimitedCallSlot, type CallSlots } from '../execution/call-slots.ts';
 import { createRowPlanner } from '../execution/row-planner.ts';
+import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { advanceRow, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
 import type { ProgressCheckpoint, RowProgress } from '../execution/row-progress.ts';
 import { advanceEnsembleRow } from '../ensemble/ensemble-row.ts';
@@ -56,6 +57,11 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
     const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config, monthSpend, onBudgetSpent: (scope) => budgetSpent?.(scope === 'batch' ? batchId : null) });
     const answerCache = config.cache ? createAnswerCache(store.redis, store.space, config.cache.ttl_hours) : undefined;
     const runner: RowRunnerDeps = { config, providers, gate, plan: createRowPlanner(config, providers, modelOverride, gate, callSlot), sleep, callSlot, answerCache, keyHeldElsewhere };
+    const rules = compileTaskRules(config.routing);
+    const rulesLabel = (row: RowInput): string => {
+      const { text, chars } = classificationInput(row.messages);
+      return classifyByRules(text, rules, chars).taskType;
+    };
     return {
       config,
       runner,
@@ -64,7 +70,7 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
         // An arm's row carries it to every call it makes (their cost records name it) and to its answer's result,
         // which keeps it: a later run that only scores the answer leaves it the arm it was answered in.
         const armed = abArm === undefined ? row : { ...row, abArm };
-        const answer = () => (ensemble ? advanceEnsembleRow(armed, progress, runner, ensemble, checkpoint) : advanceRow(armed, progress, runner));
+        const answer = () => (ensemble ? advanceEnsembleRow(armed, progress, runner, ensemble, { checkpoint, taskType: rulesLabel(row) }) : advanceRow(armed, progress, runner));
         return config.judge ? advanceJudgedRow(armed, progress, runner, config.judge, answer, checkpoint) : answer();
       },
     };

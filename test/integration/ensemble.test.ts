@@ -12,7 +12,7 @@ const MODELS = ['alpha', 'beta', 'down', 'judge'];
 
 describe('ensembles: members answer, a synthesizer writes one answer from theirs', () => {
   // "down" answers every call with a 500: a member that fails after its retries.
-  const h = useSimulatorAndRedis('ensemble', { latency_ms: 2, models: { down: { fail_status: 500 } } });
+  const h = useSimulatorAndRedis('ensemble', { latency_ms: 2, models: { down: { fail_status: 500 }, refused: { fail_status: 400 } } });
   const configWith = (dir: string, ensemble: Record<string, unknown>) =>
     writeSimConfig(dir, h.sim.url, { retry: { max_attempts: 2, base_delay_ms: 1, max_delay_ms: 5 }, ensembles: { council: { members: ['alpha', 'beta', 'down'], synthesizer: 'judge', ...ensemble } } }, MODELS);
 
@@ -242,6 +242,27 @@ describe('ensembles: members answer, a synthesizer writes one answer from theirs
     expect(Object.values(report.models).reduce((rows, model) => rows + model.rows, 0)).toBe(0);
   });
 
+  it('says why a member failed while another waited out a retry backoff, and gives up on the waiting one', async () => {
+    h.sim.reset();
+    const dir = await tempDir('ensemble-member-failed');
+    const price = { input_per_mtok: 0.1, output_per_mtok: 0.2 };
+    // down answers 500 (retried after a backoff the row parks for); refused answers 400, which is not retried.
+    const models = { down: { provider: 'sim', price }, refused: { provider: 'sim', price }, alpha: { provider: 'sim', price } };
+    const config = await writeSimConfig(dir, h.sim.url, { models, ensembles: { pair: { members: ['down', 'refused'], synthesizer: 'alpha' } }, retry: { max_attempts: 3, base_delay_ms: 2000, max_delay_ms: 2000 }, limits: { inline_wait_ms: 100 } }, Object.keys(models));
+    const input = await writePromptsCsv(dir, 1);
+    const out = join(dir, 'out');
+    const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'member-failed', '--model', 'pair'], h.env());
+    expect(ran.code).toBe(1);
+    const [result] = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(result!.error).toMatchObject({ code: 'ensemble_failed', message: expect.stringMatching(/^ensemble "pair": 1 of 2 members can still answer, 2 needed; refused: .*400/) });
+    expect(result!.ensemble?.members.map((m) => [m.model, m.status, m.error?.code ?? null])).toEqual([
+      ['down', 'failed', 'ensemble_failed'],
+      ['refused', 'failed', 'bad_request'],
+    ]);
+    // down was called once, then given up on instead of retried: its answer could not have been used.
+    expect((await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).map((call) => call.model).sort()).toEqual(['down', 'refused']);
+  });
+
   it('fails a row before any call when members whose models cannot hold its prompt leave too few for min_answers', async () => {
     h.sim.reset();
     const dir = await tempDir('ensemble-unfit');
@@ -253,11 +274,13 @@ describe('ensembles: members answer, a synthesizer writes one answer from theirs
     const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'unfit', '--model', 'council'], h.env());
     expect(ran.code).toBe(1);
     const [first] = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
-    expect(first!.error!.message).toMatch(/^ensemble "council": 1 of 2 members can take this prompt, 2 needed; tiny: no model can take this prompt \(\d+ tokens\): tiny: context window 12 < \d+ prompt \+ 4 output tokens$/);
+    expect(first!.error!.message).toMatch(/^ensemble "council": 1 of 2 members can still answer, 2 needed; tiny: no model can take this prompt \(\d+ tokens\): tiny: context window 12 < \d+ prompt \+ 4 output tokens$/);
     expect(first!.ensemble?.members.map((m) => [m.model, m.status, m.error?.code ?? null])).toEqual([
-      ['alpha', 'failed', null],
+      ['alpha', 'failed', 'ensemble_failed'],
       ['tiny', 'failed', 'no_model_available'],
     ]);
+    // Not routed, the rows still carry the routing rules' label, as a pinned row does.
+    expect(first!.task_type).toBe('simple');
     // alpha's answer could not have been used: it is not paid for.
     expect(h.sim.stats().requests).toBe(0);
     expect(await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).toEqual([]);
