@@ -501,7 +501,7 @@ export function renderSummaryLines(report: Report): string[] {
     `p50 ${formatLatency(m.latency_p50_ms)}`,
     `p95 ${formatLatency(m.latency_p95_ms)}`,
     ...(m.ttft_p50_ms != null ? [`first token p50 ${formatLatency(m.ttft_p50_ms)}`] : ttftPlace ? [''] : []),
-    ...(m.mean_score != null ? [`score ${scoreText(m)}`] : []),
+    ...(m.mean_score != null ? [`score ${formatScore(m)}`] : []),
   ]);
   lines.push(...alignedBlock('Models', models));
   const ensembleRows = Object.entries(report.ensembles ?? {}).map(([name, e]) => [
@@ -525,7 +525,9 @@ export function renderSummaryLines(report: Report): string[] {
     arm.cost_per_answer_usd == null ? 'n/a per answer' : `${formatUsd(arm.cost_per_answer_usd)}/answer`,
     `p50 ${formatLatency(arm.latency_p50_ms)}`,
     `p95 ${formatLatency(arm.latency_p95_ms)}`,
-    ...(arm.mean_score != null ? [`score ${scoreText(arm)}`] : []),
+    ...(arm.mean_score != null ? [`score ${formatScore(arm)}`] : []),
+    // An arm answered by other models than its own (its model's fallbacks, an open circuit; auto's routing) says by which.
+    ...(Object.keys(arm.answered_by).some((by) => by !== name) ? [`answered by ${answeredByText(arm)}`] : []),
   ]);
   lines.push(...alignedBlock("A/B arms (every call of their rows but the judge's)", armRows));
   return lines;

@@ -525,7 +525,7 @@ describe('judge scores', () => {
 
     const summary = renderSummaryLines(report);
     expect(summary.find((line) => line.startsWith('Judge'))).toMatch(/^Judge +3 rows scored by judge, mean 7\.33 ± 2\.36 of 10; 1 not scored \(server_error 1\); 4 calls \(\$0\.0000600\)$/);
-    expect(summary.find((line) => line.startsWith('  flash'))).toMatch(/ score 6\.5 ± 2\.9$/);
+    expect(summary.find((line) => line.startsWith('  flash'))).toMatch(/ score 6\.5 ± 2\.9 \(2\)$/);
     const markdown = renderReportMarkdown(report);
     expect(markdown).toContain('- Judge: 3 rows scored by judge, mean 7.33 ± 2.36 of 10');
     expect(markdown).toMatch(/\| flash \| 2 \|.*\| 6\.5 ± 2\.9 \(2\) \|/);
@@ -586,7 +586,7 @@ describe('judge scores', () => {
     expect(markdown).toContain('The arms hold 6 of the 7 rows: the others named a model of their own');
     const summary = renderSummaryLines(report);
     expect(summary).toContain("A/B arms (every call of their rows but the judge's)");
-    expect(summary.find((line) => line.startsWith('  auto'))).toMatch(/^ {2}auto +4 rows +1 failed +\$0\.00100 \+ 1 unpriced call +\$0\.000333\/answer +p50 59 ms +p95 200 ms +score 7\.7 ± 1\.7$/);
+    expect(summary.find((line) => line.startsWith('  auto'))).toMatch(/^ {2}auto +4 rows +1 failed +\$0\.00100 \+ 1 unpriced call +\$0\.000333\/answer +p50 59 ms +p95 200 ms +score 7\.7 ± 1\.7 \(3\) +answered by flash 2, pro 1$/);
     expect(new ReportTally().build(span).ab_arms).toEqual({});
 
     // Every call unpriced: the cost of an answer is unknown, not $0.
