@@ -348,7 +348,17 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     const workersNow = collecting ? null : await connectedWorkerCount(queue);
     await queue.close();
 
-    if (!collecting) return sayDetached(batchId, outDir, workersNow, say);
+    if (!collecting) {
+      // A --detach'ed resume that finds every row done has nothing for workers to do: it writes the outputs again itself, as
+      // a resume does, rather than leave the batch running with nobody to collect it.
+      const progress = !host && counts.enqueued === 0 ? await session.store.progress(batchId) : null;
+      if (progress && progress.total !== null && progress.finished >= progress.total) {
+        say('Every row is done: nothing for workers to do, so its outputs are written again here.');
+        const report = await collectAndReport({ session, batchId, startedAt: batch.startedAt, say, config });
+        if (report) return { exitCode: batchExitCode(report, counts.invalid), batchId, outDir };
+      }
+      return sayDetached(batchId, outDir, workersNow, say);
+    }
     return await awaitReport(batch, context, { ...underway, collecting }, counts.invalid);
   } finally {
     stopWatchingWorkers();

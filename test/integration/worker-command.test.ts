@@ -42,6 +42,19 @@ describe('switchyard worker, on its own beside a detached run', () => {
     expect(results.filter((r) => r.status === 'failed').map((r) => r.row)).toEqual([20]);
   });
 
+  it('a --detach resume of a batch whose every row is done writes its outputs again itself, instead of leaving it running uncollected', async () => {
+    const dir = await tempDir('detach-done');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 3);
+    const out = join(dir, 'out');
+    expect((await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'detach-done'], h.env())).code).toBe(0);
+    const again = await runCli(['run', '--resume', 'detach-done', '--detach'], h.env());
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    expect(again.stdout).toContain('Every row is done: nothing for workers to do, so its outputs are written again here.');
+    expect(again.stdout).toContain('Rows    3 of 3 succeeded, 0 failed');
+    expect((await runCli(['status', 'detach-done'], h.env())).stdout).toMatch(/^detach-done {2}completed\n/);
+  });
+
   it('a worker without a provider\'s key leaves its rows to a worker that has it, instead of failing them', async () => {
     const dir = await tempDir('key-handoff');
     const config = await writeSimConfig(dir, h.sim.url, { providers: { sim: { base_url: h.sim.url, timeout_ms: 10_000, api_key_env: 'SY_TEST_HANDOFF_API_KEY' } } });
