@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { UsageError } from '../errors.ts';
 import { counted } from '../output/report-markdown.ts';
-import { batchesFinishedBefore, forgetBatch } from '../queue/forget-batch.ts';
+import { batchesOlderThan, forgetBatch } from '../queue/forget-batch.ts';
 import { openSession } from '../queue/session.ts';
 
 const DAY_MS = 86_400_000;
@@ -21,9 +21,15 @@ export async function runForgetCommand(batchIds: string[], options: ForgetOption
   if (batchIds.length > 0 && options.olderThanDays !== undefined) throw new UsageError('give batch ids or --older-than, not both');
   const session = await openSession(logger, say);
   try {
-    const ids = options.olderThanDays === undefined ? batchIds : await batchesFinishedBefore(session.store, Date.now() - options.olderThanDays * DAY_MS);
+    const old = options.olderThanDays === undefined ? null : await batchesOlderThan(session.store, Date.now() - options.olderThanDays * DAY_MS);
+    const ids = old?.finished ?? batchIds;
+    const days = `${options.olderThanDays} ${options.olderThanDays === 1 ? 'day' : 'days'}`;
+    if (old && old.unfinished.length > 0) {
+      const shown = old.unfinished.slice(0, 5).join(', ') + (old.unfinished.length > 5 ? `, and ${old.unfinished.length - 5} more` : '');
+      say(`Kept ${old.unfinished.length} unfinished ${old.unfinished.length === 1 ? 'batch' : 'batches'} started more than ${days} ago (${shown}): \`switchyard status <id>\` says how to finish each; then it can be forgotten.`);
+    }
     if (ids.length === 0) {
-      say(`No finished batch ended more than ${options.olderThanDays} ${options.olderThanDays === 1 ? 'day' : 'days'} ago.`);
+      say(`No finished batch ended more than ${days} ago.`);
       return 0;
     }
     let refused = 0;

@@ -17,15 +17,19 @@ export async function forgetBatch(redis: Redis, store: BatchStore, batchId: stri
   const meta = await loadUnlessDamaged(store, batchId);
   if (!meta) return { forgotten: false, reason: `no batch "${batchId}"`, missing: true };
   // What is left of a batch whose keys were deleted or evicted cannot be run again: it may go.
-  if (meta !== 'damaged' && !isFinishedStatus(meta.status)) {
-    // A file that stopped part-way needs fixing first: a resume would read it as it is and stop again.
-    const next = meta.input_error ? `its file could not be read to its end, and \`switchyard status ${batchId}\` says how to finish it` : `\`switchyard run --resume ${batchId}\` finishes it`;
-    return { forgotten: false, reason: `${batchId} is not finished (${meta.status}): ${next}; then it can be forgotten` };
-  }
   const keys = store.keys(batchId);
   const holder = await redis.get(keys.lease);
   // A holder on this machine that died (kill -9) has left a lease that only runs out; it runs nothing.
   if (holder !== null && leaseHolderAlive(holder) !== false) return { forgotten: false, reason: `${batchId} is being run by a process right now (${holderName(holder)})` };
+  if (meta !== 'damaged' && !isFinishedStatus(meta.status)) {
+    // A file that stopped part-way needs fixing first: a resume would read it as it is and stop again.
+    const next = meta.input_error
+      ? `its file could not be read to its end, and \`switchyard status ${batchId}\` says how to finish it`
+      : meta.detached
+        ? `workers run its rows, and \`switchyard collect ${batchId}\` writes its outputs`
+        : `\`switchyard run --resume ${batchId}\` finishes it`;
+    return { forgotten: false, reason: `${batchId} is not finished (${meta.status}): ${next}; then it can be forgotten` };
+  }
   // Every key of the batch shares its "{id}" hash tag; ids hold no glob characters (keys.ts).
   let deleted = 0;
   let cursor = '0';
@@ -38,15 +42,20 @@ export async function forgetBatch(redis: Redis, store: BatchStore, batchId: stri
   return { forgotten: true, keys: deleted };
 }
 
-/** Finished batches whose last run ended before `before` (epoch ms), oldest first. */
-export async function batchesFinishedBefore(store: BatchStore, before: number): Promise<string[]> {
+/** Finished batches whose last run ended before `before` (epoch ms), oldest first; and the unfinished ones whose last run started before it. */
+export async function batchesOlderThan(store: BatchStore, before: number): Promise<{ finished: string[]; unfinished: string[] }> {
   const ids = await store.redis.zrange(batchIndexKey(store.space), '0', '-1');
-  const old: string[] = [];
+  const finished: string[] = [];
+  // Not finished, started that long ago (a night stopped by its timeout, a killed run): kept, but named, or they pile up unseen.
+  const unfinished: string[] = [];
   for (const id of ids) {
     const meta = await loadUnlessDamaged(store, id);
-    if (meta && meta !== 'damaged' && isFinishedStatus(meta.status) && meta.finished_at !== undefined && Date.parse(meta.finished_at) < before) old.push(id);
+    if (!meta || meta === 'damaged') continue;
+    if (isFinishedStatus(meta.status)) {
+      if (meta.finished_at !== undefined && Date.parse(meta.finished_at) < before) finished.push(id);
+    } else if (Date.parse(meta.started_at ?? meta.created_at) < before) unfinished.push(id);
   }
-  return old;
+  return { finished, unfinished };
 }
 
 async function loadUnlessDamaged(store: BatchStore, batchId: string): Promise<BatchMeta | 'damaged' | null> {
