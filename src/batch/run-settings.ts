@@ -9,6 +9,7 @@ import { noBatchMessage, type Session } from '../queue/session.ts';
 import { AB_BESIDE_PINNED, autoArmUnroutedNote, formatAbSplit, parseAbSplit, type AbArm } from '../routing/ab-split.ts';
 import { AUTO_ROUTE, pinnedModel } from '../routing/pinned-model.ts';
 import type { Simulator } from '../sim/server.ts';
+import { formatUsd } from '../models/pricing.ts';
 import { withJudge } from '../judge/judge-override.ts';
 import { withoutAnswerCache } from '../execution/answer-cache.ts';
 import { startBuiltInModels } from './built-in-models.ts';
@@ -99,9 +100,17 @@ export function chooseRunSettings(options: RunOptions, existing: BatchMeta | nul
   sayAbSplitNotes(options, existing, config, model, abSplit, say);
   sayJudgeAnswersToo(config, abSplit ? abSplit.map((arm) => arm.model) : model ? [model] : [], say);
   const budgetUsd = options.budget ?? existing?.budget_usd ?? config.budget.batch_usd;
+  sayBudgetStillSpent(existing, options, say);
   // A resume goes on at the pace the batch was given (a provider's limits may be why it was low).
   const concurrency = options.concurrency ?? existing?.concurrency;
   return { inputPath, promptColumn, model, abSplit, budgetUsd, concurrency };
+}
+
+/** A resume of a batch a budget stopped, given no --budget: its rows would end budget_exceeded again, each once more. */
+function sayBudgetStillSpent(existing: BatchMeta | null, options: RunOptions, say: (line: string) => void): void {
+  if (existing?.status !== 'budget_exceeded' || options.budget !== undefined) return;
+  const own = existing.budget_usd === undefined ? '' : ` (its own is ${formatUsd(existing.budget_usd)}, ${formatUsd(existing.cost_nanos / 1e9)} spent)`;
+  say(`Warning: batch ${existing.batch_id} stopped at a budget${own} and this run gives no --budget: its rows that still need a call may end budget_exceeded again. Give a higher --budget (or raise budget.monthly_usd, if the month's cap stopped it) to finish it.`);
 }
 
 /** Where rows that name no model go: --model or --route, --ab, or what the batch was given before (a resume that names neither keeps it). */

@@ -35,8 +35,13 @@ describe('budgets and rate limits shared through Redis', () => {
     expect(spent).toBeLessThanOrEqual(usdToNanos(1));
     expect(await h.redis.hget(`${h.prefix}:batch:{budget}`, 'status')).toBe('budget_exceeded');
 
+    // Resumed without more budget, it is told why its rows will stop again, before any is queued.
+    const again = await runCli(['run', '--resume', 'budget'], h.env());
+    expect(again.code).toBe(1);
+    expect(again.stdout).toMatch(/Warning: batch budget stopped at a budget \(its own is \$1(\.00)?, \$[\d.]+ spent\) and this run gives no --budget: its rows that still need a call may end budget_exceeded again\. Give a higher --budget/);
     const resumed = await runCli(['run', '--resume', 'budget', '--budget', '100'], h.env());
     expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stdout).not.toContain('stopped at a budget');
     const final = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(final.map((r) => r.row)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
     expect(final.every((r) => r.status === 'succeeded')).toBe(true);
