@@ -61,7 +61,7 @@ function portNumber(value: string): number {
 
 function positiveNumber(value: string): number {
   const n = parseDecimal(value);
-  if (n === null || n <= 0) throw new InvalidArgumentError('expected a number above 0, e.g. 5 or 2.50');
+  if (n === null || n <= 0) throw new InvalidArgumentError('expected a number above 0 written out in digits, e.g. 5 or 2.50 (not 1e2)');
   return n;
 }
 
