@@ -9,6 +9,7 @@ import type { Report } from '../output/report.ts';
 import type { BatchLease } from '../queue/batch-lease.ts';
 import { apiOpenBatchesKey } from '../queue/keys.ts';
 import { totalOf } from '../progress/progress-display.ts';
+import { connectedWorkerCount } from '../queue/connected-workers.ts';
 
 /**
  * The collectors a server runs, one per submitted batch, side by side: each is the batch's one
@@ -50,24 +51,45 @@ export function createBackgroundCollection(session: Session, say: (line: string)
   const stopAll = new AbortController();
   const running = new Map<string, { drain: AbortController; abandon: AbortController; done: Promise<Report | null>; saidFinished: number | null }>();
 
-  // Long batches show progress: one line per batch whose rows moved since the last one.
-  const progressLines = setInterval(() => {
+  // Long batches show progress: one line per batch whose rows moved since the last one. A batch
+  // whose rows do not move while no worker is connected (serve --no-worker) says why, once.
+  let queue: ReturnType<Session['openPromptQueue']> | null = null;
+  const toldNoWorker = new Set<string>();
+  const progressTick = async () => {
+    const stalled: string[] = [];
     for (const [batchId, collector] of running) {
-      session.store.progress(batchId).then(
-        (progress) => {
-          if (!progress || progress.finished === collector.saidFinished || collector.drain.signal.aborted) return;
-          const before = collector.saidFinished;
-          collector.saidFinished = progress.finished;
-          // "~N" while the file is still being read: the producer's estimate from the bytes read so far.
-          const { rows, text } = totalOf(progress);
-          const total = rows === null ? '' : ` of ${text}`;
-          const failed = progress.failed > 0 ? ` (${formatCount(progress.failed)} failed)` : '';
-          const rate = before === null ? '' : `, ${formatCount(Math.round(((progress.finished - before) * 1000) / progressEveryMs))} rows/s`;
-          say(`[${batchId}] ${formatCount(progress.finished)}${total} rows done${failed}, ${formatUsd(progress.costUsd)} so far${rate}`);
-        },
-        () => undefined, // Redis away: the outage is said once elsewhere
-      );
+      const progress = await session.store.progress(batchId).catch(() => null); // Redis away: the outage is said once elsewhere
+      if (!progress || collector.drain.signal.aborted) continue;
+      if (progress.finished === collector.saidFinished) {
+        if (progress.total === null || progress.finished < progress.total) stalled.push(batchId);
+        continue;
+      }
+      const before = collector.saidFinished;
+      collector.saidFinished = progress.finished;
+      // "~N" while the file is still being read: the producer's estimate from the bytes read so far.
+      const { rows, text } = totalOf(progress);
+      const total = rows === null ? '' : ` of ${text}`;
+      const failed = progress.failed > 0 ? ` (${formatCount(progress.failed)} failed)` : '';
+      const rate = before === null ? '' : `, ${formatCount(Math.round(((progress.finished - before) * 1000) / progressEveryMs))} rows/s`;
+      say(`[${batchId}] ${formatCount(progress.finished)}${total} rows done${failed}, ${formatUsd(progress.costUsd)} so far${rate}`);
     }
+    if (stalled.length === 0) return;
+    const workers = await connectedWorkerCount((queue ??= session.openPromptQueue()));
+    if (workers !== 0) {
+      toldNoWorker.clear();
+      return;
+    }
+    for (const batchId of stalled) {
+      if (toldNoWorker.has(batchId)) continue;
+      toldNoWorker.add(batchId);
+      say(`[${batchId}] No worker is connected to this Redis: its rows wait until one runs ("switchyard worker" with the same REDIS_URL and SWITCHYARD_PREFIX).`);
+    }
+  };
+  let ticking = false;
+  const progressLines = setInterval(() => {
+    if (ticking) return;
+    ticking = true;
+    void progressTick().finally(() => (ticking = false));
   }, progressEveryMs);
   progressLines.unref();
 
