@@ -36,6 +36,18 @@ async function openCircuit(model: string): Promise<void> {
   expect((await breaker().check(model)).state).toBe('open');
 }
 
+/** A worker's row gate (one batch's) over a config with `model` alone. */
+function rowGateFor(model: string) {
+  const config = configSchema.parse({
+    providers: { p: { base_url: 'http://127.0.0.1:1/v1' } },
+    models: { [model]: { provider: 'p' } },
+    default_model: model,
+    breaker: { failure_threshold: 3, cooldown_ms: COOLDOWN_MS },
+  });
+  const redis = clients[0] as Redis;
+  return { config, gate: createRedisRowGate({ redis, space: { prefix }, store: new BatchStore(redis, { prefix }), batchId: model, config }) };
+}
+
 describe('CircuitBreaker', () => {
   it('opens after failure_threshold consecutive failures and rejects while open', async () => {
     const model = 'opens';
@@ -92,14 +104,7 @@ describe('CircuitBreaker', () => {
 
   it('lets one probe through a worker whose rows all ask at once (the row gate shares closed answers only)', async () => {
     const model = 'gate-probe';
-    const config = configSchema.parse({
-      providers: { p: { base_url: 'http://127.0.0.1:1/v1' } },
-      models: { [model]: { provider: 'p' } },
-      default_model: model,
-      breaker: { failure_threshold: 3, cooldown_ms: COOLDOWN_MS },
-    });
-    const redis = clients[0] as Redis;
-    const gate = createRedisRowGate({ redis, space: { prefix }, store: new BatchStore(redis, { prefix }), batchId: 'gate-probe', config });
+    const { config, gate } = rowGateFor(model);
     // Closed: 20 rows asking together get one shared answer, all allowed.
     expect((await Promise.all(Array.from({ length: 20 }, () => gate.breaker(model)))).every((answer) => answer.allowed)).toBe(true);
     // The gate keys a model's circuit by the endpoint its name stands for in the config.
@@ -111,14 +116,7 @@ describe('CircuitBreaker', () => {
 
   it('lets the next caller probe at once when the probe sends no call (the budget refused it, a 400, a 429), not one cooldown later', async () => {
     const model = 'probe-unsent';
-    const config = configSchema.parse({
-      providers: { p: { base_url: 'http://127.0.0.1:1/v1' } },
-      models: { [model]: { provider: 'p' } },
-      default_model: model,
-      breaker: { failure_threshold: 3, cooldown_ms: COOLDOWN_MS },
-    });
-    const redis = clients[0] as Redis;
-    const gate = createRedisRowGate({ redis, space: { prefix }, store: new BatchStore(redis, { prefix }), batchId: 'probe-unsent', config });
+    const { config, gate } = rowGateFor(model);
     await openCircuit(modelEndpoint(config, model));
     await sleep(COOLDOWN_MS + 20);
     const first = await gate.breaker(model);
