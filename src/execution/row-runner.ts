@@ -257,17 +257,17 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
   return finish(row, progress, failedOn, null, error);
 }
 
+/** The probe of a half-open circuit a row was let through as (RowGate.breaker), for its call's settlement. */
+interface HeldProbe {
+  probe?: string;
+}
+
 /**
  * The model's breaker and its shared rate limits: 'ready' once the call may start (after a short
  * wait in the worker, if any), 'passed over' when the row fell back past the model (open circuit,
  * or limited past limits.max_wait_ms), or a park step until a slot booked further away. A parked
  * row comes back holding its slot, unless a 429 meanwhile cooled the model down.
  */
-/** The probe of a half-open circuit a row was let through as (RowGate.breaker), for its call's settlement. */
-interface HeldProbe {
-  probe?: string;
-}
-
 async function takeSlot(model: string, estimatedTokens: number, onLimit: 'wait' | 'fallback', progress: RowProgress, deps: RowRunnerDeps, held: HeldProbe): Promise<'ready' | 'passed over' | RowStep> {
   const { config, gate } = deps;
   const now = deps.now ?? Date.now;
