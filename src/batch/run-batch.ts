@@ -504,6 +504,10 @@ async function awaitReport(batch: PreparedBatch, context: RunContext, underway: 
       await worker?.close();
       return await stoppedOutcome(batch, context, stops, report);
     }
+    // A split no row took part in (every row names its model) is said, or the missing A/B table would be a puzzle.
+    if (batch.abSplit && report.totals.rows > 0 && Object.keys(report.ab_arms ?? {}).length === 0) {
+      context.say('Note: no row went to an A/B arm: every row names its own model (its model column or field), which --ab leaves as it is.');
+    }
     return { exitCode: batchExitCode(report, invalidRows), batchId: batch.batchId, outDir: batch.outDir };
   } finally {
     await worker?.close();

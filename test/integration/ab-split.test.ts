@@ -41,6 +41,8 @@ describe('run --ab: an A/B split of the rows between models', () => {
 
     // A run going on does not show the last run's finish as its own.
     expect(await h.redis.hget(meta, 'finished_at')).not.toBeNull();
+    // (A row added to the file gives the detached run something to queue: with none, it writes the outputs again itself.)
+    await writeFile(input, `${await readFile(input, 'utf8')}r41,"Question 41: one more",,topic-6\n`);
     expect((await runCli(['run', '--resume', 'ab', '--config', config, '--detach'], h.env())).code).toBe(0);
     expect(await h.redis.hmget(meta, 'status', 'finished_at')).toEqual(['running', null]);
   });
@@ -133,6 +135,15 @@ describe('run --ab: an A/B split of the rows between models', () => {
     expect(after.every((r) => r.status === 'succeeded' && typeof r.judge?.score === 'number')).toBe(true);
     // Answered before: the same answer, model and arm, now scored.
     for (const row of unscored) expect(after[row.row - 1]).toMatchObject({ output: row.output, final_model: row.final_model, ab_arm: row.ab_arm });
+  });
+
+  it('says so when no row took part in the split, every row naming its own model', async () => {
+    const dir = await tempDir('ab-none');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 3, { model: () => 'fast' });
+    const ran = await runCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--ab', 'fast,slow'], h.env());
+    expect(ran.code, ran.stderr).toBe(0);
+    expect(ran.stdout).toContain('Note: no row went to an A/B arm: every row names its own model (its model column or field), which --ab leaves as it is.');
   });
 
   it('refuses a split naming an unknown model, or given with --model', async () => {
