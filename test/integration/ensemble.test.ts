@@ -246,9 +246,9 @@ describe('ensembles: members answer, a synthesizer writes one answer from theirs
     h.sim.reset();
     const dir = await tempDir('ensemble-member-failed');
     const price = { input_per_mtok: 0.1, output_per_mtok: 0.2 };
-    // down answers 500 (retried after a backoff the row parks for); refused answers 400, which is not retried.
+    // down answers 500 (retried after a backoff the row parks for: any wait parks with inline_wait_ms 0); refused answers 400, which is not retried.
     const models = { down: { provider: 'sim', price }, refused: { provider: 'sim', price }, alpha: { provider: 'sim', price } };
-    const config = await writeSimConfig(dir, h.sim.url, { models, ensembles: { pair: { members: ['down', 'refused'], synthesizer: 'alpha' } }, retry: { max_attempts: 3, base_delay_ms: 2000, max_delay_ms: 2000 }, limits: { inline_wait_ms: 100 } }, Object.keys(models));
+    const config = await writeSimConfig(dir, h.sim.url, { models, ensembles: { pair: { members: ['down', 'refused'], synthesizer: 'alpha' } }, retry: { max_attempts: 3, base_delay_ms: 2000, max_delay_ms: 2000 }, limits: { inline_wait_ms: 0 } }, Object.keys(models));
     const input = await writePromptsCsv(dir, 1);
     const out = join(dir, 'out');
     const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'member-failed', '--model', 'pair'], h.env());
