@@ -175,5 +175,6 @@ export function finishedLine(what: string, report: Report, outDir: string): stri
   const notRun = totals.unfinished_rows === null ? ', the rest of its file not run' : totals.unfinished_rows > 0 ? `, ${counted(totals.unfinished_rows, 'row')} not run` : '';
   // Posted again, the totals are the batch's and the time this post's: say how many rows it ran.
   const thisPost = totals.rows_this_run < totals.rows ? `, ${formatCount(totals.rows_this_run)} of them run by this post` : '';
-  return `${what}: ${formatCount(totals.succeeded)} of ${counted(totals.rows, 'row')} succeeded${failed}${notRun}${thisPost}, ${counted(totals.calls, 'call')}, ${formatUsd(totals.cost_usd)}, in ${formatDuration(totals.elapsed_ms)}; outputs in ${outDir}.`;
+  const rows = totals.rows === 0 ? 'no row finished' : `${formatCount(totals.succeeded)} of ${counted(totals.rows, 'row')} succeeded`;
+  return `${what}: ${rows}${failed}${notRun}${thisPost}, ${counted(totals.calls, 'call')}, ${formatUsd(totals.cost_usd)}, in ${formatDuration(totals.elapsed_ms)}; outputs in ${outDir}.`;
 }

@@ -9,7 +9,7 @@ import { isFinishedStatus, type BatchStore } from './batch-state.ts';
 import { leaseHolderAlive } from './batch-lease.ts';
 import { carryRow } from './carried-rows.ts';
 import { storedJson } from './stored-json.ts';
-import { batchOfJobId } from './keys.ts';
+import { batchOfJobId, parsePromptJobId } from './keys.ts';
 import { fingerprintDiffers } from '../input/row-fingerprint.ts';
 
 /** Jobs looked at per round: their data is read, then they are removed, a round trip each way. */
@@ -56,7 +56,13 @@ async function queuedJobsByBatch(queue: Queue): Promise<Map<string, string[]>> {
 export async function unqueueBatch(queue: Queue, store: BatchStore, batchId: string): Promise<Unqueued> {
   const unqueued = await unqueueJobs(queue, store, batchId, (await queuedJobsByBatch(queue)).get(batchId) ?? []);
   // The stopping process's own workers have let go of their rows by now: the active ones are other processes'.
-  const active = (await queue.getRanges(['active'], 0, -1)).filter((id) => batchOfJobId(id) === batchId).length;
+  // A row whose result is in already, its job not yet marked done, is not one of them: it is in the outputs.
+  const activeRows = (await queue.getRanges(['active'], 0, -1)).flatMap((id) => {
+    const job = parsePromptJobId(id);
+    return job?.batchId === batchId ? [job.row] : [];
+  });
+  const finishedBits = activeRows.length === 0 ? [] : await Promise.all(activeRows.map((row) => store.redis.getbit(store.keys(batchId).finished, row)));
+  const active = finishedBits.filter((bit) => bit === 0).length;
   return { ...unqueued, elsewhere: Math.max(active, unqueued.kept) };
 }
 

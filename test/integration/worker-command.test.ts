@@ -171,6 +171,10 @@ describe('switchyard worker, on its own beside a detached run', () => {
       const stopped = await run.done;
       expect(stopped.code).toBe(143);
       expect(stopped.stdout).toMatch(/ \d+ rows? other workers were running (stays|stay) with them: (it finishes|they finish) there, after these outputs were written, and the resume writes (it|them)\./);
+      // Each row is counted once: written, taken off the queue, or still with the worker (a row whose result is in, its job not yet done, is written).
+      const said = /hold the (\d+) rows? finished so far\. (?:(\d+) queued rows? came off the queue.*?)?(\d+) rows? other workers were running/.exec(stopped.stdout);
+      expect(said, stopped.stdout).not.toBeNull();
+      expect(Number(said![1]) + Number(said![2] ?? 0) + Number(said![3])).toBeLessThanOrEqual(40);
       const resumedAt = Date.now();
       const resumed = await runCli(['run', '--resume', 'beside'], h.env());
       expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
