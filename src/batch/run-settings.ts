@@ -9,7 +9,7 @@ import { noBatchMessage, type Session } from '../queue/session.ts';
 import { AB_BESIDE_PINNED, autoArmUnroutedNote, formatAbSplit, parseAbSplit, type AbArm } from '../routing/ab-split.ts';
 import { AUTO_ROUTE, pinnedModel } from '../routing/pinned-model.ts';
 import type { Simulator } from '../sim/server.ts';
-import { formatUsd } from '../models/pricing.ts';
+import { formatUsd, nanosToUsd } from '../models/pricing.ts';
 import { withJudge } from '../judge/judge-override.ts';
 import { withoutAnswerCache } from '../execution/answer-cache.ts';
 import { startBuiltInModels } from './built-in-models.ts';
@@ -109,7 +109,7 @@ export function chooseRunSettings(options: RunOptions, existing: BatchMeta | nul
 /** A resume of a batch a budget stopped, given no --budget: its rows would end budget_exceeded again, each once more. */
 function sayBudgetStillSpent(existing: BatchMeta | null, options: RunOptions, say: (line: string) => void): void {
   if (existing?.status !== 'budget_exceeded' || options.budget !== undefined) return;
-  const own = existing.budget_usd === undefined ? '' : ` (its own is ${formatUsd(existing.budget_usd)}, ${formatUsd(existing.cost_nanos / 1e9)} spent)`;
+  const own = existing.budget_usd === undefined ? '' : ` (its own is ${formatUsd(existing.budget_usd)}, ${formatUsd(nanosToUsd(existing.cost_nanos))} spent)`;
   say(`Warning: batch ${existing.batch_id} stopped at a budget${own} and this run gives no --budget: its rows that still need a call may end budget_exceeded again. Give a higher --budget (or raise budget.monthly_usd, if the month's cap stopped it) to finish it.`);
 }
 

@@ -7,7 +7,7 @@ import type { BatchProgress } from '../queue/batch-state.ts';
 import { pingRedis } from '../queue/redis-connection.ts';
 import { STOP_WAITS_FOR_REDIS_MS, whenRedisStaysAway } from '../queue/redis-stays-away.ts';
 import type { Session } from '../queue/session.ts';
-import { unqueueBatch, type Unqueued } from '../queue/unqueue-batch.ts';
+import { unqueueBatch, unqueueQueuedRows, type Unqueued } from '../queue/unqueue-batch.ts';
 import { redisStayedAwayText } from './run-messages.ts';
 
 /** How often a stopping run takes its batch's rows off the queue again while its own calls finish: under STOPPED_PARK_MS (row-runner.ts). */
@@ -74,7 +74,9 @@ export function watchForStops(watched: {
     void closed.then(() => (done = true));
     for (;;) {
       const wasDone = done;
-      last = await unqueueBatch(stoppedQueue, session.store, batchId).catch(() => 'failed' as const); // Redis away: they stay queued
+      // Only the last pass, this process's workers closed, counts the rows other processes run.
+      const pass = wasDone ? unqueueBatch : unqueueQueuedRows;
+      last = await pass(stoppedQueue, session.store, batchId).catch(() => 'failed' as const); // Redis away: they stay queued
       if (last !== 'failed') {
         removed += last.removed;
         carried += last.carried;

@@ -54,7 +54,7 @@ async function queuedJobsByBatch(queue: Queue): Promise<Map<string, string[]>> {
  * The rate-limit slots parked rows had booked are given back, so the resume does not wait for them.
  */
 export async function unqueueBatch(queue: Queue, store: BatchStore, batchId: string): Promise<Unqueued> {
-  const unqueued = await unqueueJobs(queue, store, batchId, (await queuedJobsByBatch(queue)).get(batchId) ?? []);
+  const unqueued = await unqueueQueuedRows(queue, store, batchId);
   // The stopping process's own workers have let go of their rows by now: the active ones are other processes'.
   // A row whose result is in already, its job not yet marked done, is not one of them: it is in the outputs.
   const activeRows = (await queue.getRanges(['active'], 0, -1)).flatMap((id) => {
@@ -64,6 +64,11 @@ export async function unqueueBatch(queue: Queue, store: BatchStore, batchId: str
   const finishedBits = activeRows.length === 0 ? [] : await Promise.all(activeRows.map((row) => store.redis.getbit(store.keys(batchId).finished, row)));
   const active = finishedBits.filter((bit) => bit === 0).length;
   return { ...unqueued, elsewhere: Math.max(active, unqueued.kept) };
+}
+
+/** The same without counting the rows other processes run: for a stop's passes while its own workers still hold rows. */
+export async function unqueueQueuedRows(queue: Queue, store: BatchStore, batchId: string): Promise<Unqueued> {
+  return unqueueJobs(queue, store, batchId, (await queuedJobsByBatch(queue)).get(batchId) ?? []);
 }
 
 /**
