@@ -44,8 +44,8 @@ export function watchRedisOutages(options: {
   onCredentialsRefused?: (detail: string) => void;
   /** How long the command waits for Redis before it gives up (said when it goes); none: for as long as it takes. */
   waitLimitMs?: number | null;
-  /** Told when Redis stops answering, and when it answers again (the session bounds the wait between the two). */
-  onOutage?: { began: () => void; ended: () => void };
+  /** Told when Redis stopped answering (epoch ms), and when it answers again (the session bounds the wait between the two). */
+  onOutage?: { began: (since: number) => void; ended: () => void };
   now?: () => number;
 }) {
   const now = options.now ?? Date.now;
@@ -89,7 +89,20 @@ export function watchRedisOutages(options: {
     const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
     const limit = options.waitLimitMs == null ? '' : ` (for up to ${formatWait(options.waitLimitMs)}, ${REDIS_WAIT_ENV})`;
     options.say(`Redis at ${options.label} is not answering (${code}); waiting for it to come back${limit}: the batch's state lives there, and the answers in hand are recorded once it is. Ctrl-C stops; ${goOn} goes on from where it stopped.`);
-    options.onOutage?.began();
+    options.onOutage?.began(outage.since);
+  }
+
+  /** A connection that is up but whose PING has gone unanswered for `waitedMs` (silent-redis.ts). */
+  function silent(source: string, waitedMs: number): void {
+    if (outage) return;
+    outage = { since: now() - waitedMs };
+    options.logger.error({ waited_ms: waitedMs }, `${source}: Redis does not answer`);
+    const limit = options.waitLimitMs == null ? '' : ` (for up to ${formatWait(options.waitLimitMs)}, ${REDIS_WAIT_ENV})`;
+    options.say(
+      `Redis at ${options.label} has not answered for ${Math.round(waitedMs / 1000)} s, though its connection is open (the server paused or stuck, or the network to it cut); ` +
+        `waiting for it${limit}: the batch's state lives there, and the answers in hand are recorded once it answers. Ctrl-C stops; ${goOn} goes on from where it stopped.`,
+    );
+    options.onOutage?.began(outage.since);
   }
 
   function answering(): void {
@@ -105,6 +118,9 @@ export function watchRedisOutages(options: {
     goOnWith(command: string): void {
       goOn = `\`${command}\` later`;
     },
+    silent,
+    /** The PING that `silent` was told of is answered. */
+    answering,
     /** Reports this connection's errors here, and its recovery. */
     watch(connection: Redis, source: string): void {
       connection.on('error', (error) => failed(source, error));

@@ -7,6 +7,8 @@ export interface RedisStaysAwayOptions {
   /** True if Redis answered within `timeoutMs` (pingRedis, on a connection of its own). */
   ping: (timeoutMs: number) => Promise<boolean>;
   limitMs: number;
+  /** When Redis last answered, if before now (epoch ms; a connection silent for a while before it was told). */
+  since?: number;
   /** How often Redis is asked; default 1 s. */
   everyMs?: number;
   /** Called once, when Redis has not answered for `limitMs`. */
@@ -15,7 +17,7 @@ export interface RedisStaysAwayOptions {
 }
 
 /**
- * Calls `onAway` once Redis has not answered for `limitMs` from now; returns how to stop watching.
+ * Calls `onAway` once Redis has not answered for `limitMs` since `since` (or now); returns how to stop watching.
  * A stopping command waits for Redis to record what it finished, but not for ever: a SIGTERM from a
  * scheduler or a container stop expects the process to end. A PING on a connection of its own tells
  * a Redis that is down, unreachable or frozen (a stopped process, a network cut without a reset)
@@ -24,7 +26,7 @@ export interface RedisStaysAwayOptions {
 export function whenRedisStaysAway(options: RedisStaysAwayOptions): () => void {
   const now = options.now ?? Date.now;
   const everyMs = options.everyMs ?? 1000;
-  let lastAnswer = now();
+  let lastAnswer = Math.min(options.since ?? now(), now());
   let asking = false;
   let done = false;
   const timer = setInterval(() => {

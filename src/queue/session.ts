@@ -8,6 +8,7 @@ import { UsageError } from '../errors.ts';
 import { connectRedis, credentialsRefusedMessage, ensureRedis, pingRedis, redactUrl } from './redis-connection.ts';
 import { formatWait, REDIS_WAIT_ENV, redisWaitLimitMs, watchRedisOutages, type RedisOutageWatch } from './redis-outage.ts';
 import { whenRedisStaysAway } from './redis-stays-away.ts';
+import { watchForSilence } from './silent-redis.ts';
 import { warnIfRedisEvicts } from './eviction-policy.ts';
 
 /** A command's link to Redis: the connection, the batch store and the key prefix in use. */
@@ -85,10 +86,10 @@ export async function openSession(logger: Logger, say: (line: string) => void, o
     say,
     waitLimitMs,
     onOutage: {
-      began: () => {
+      began: (since) => {
         if (waitLimitMs === null) return;
         stopWaiting?.();
-        stopWaiting = whenRedisStaysAway({ ping: (timeoutMs) => pingRedis(ensured.url, timeoutMs), limitMs: waitLimitMs, onAway: (awayMs) => giveUp(awayMs) });
+        stopWaiting = whenRedisStaysAway({ ping: (timeoutMs) => pingRedis(ensured.url, timeoutMs), limitMs: waitLimitMs, since, onAway: (awayMs) => giveUp(awayMs) });
       },
       ended: () => {
         stopWaiting?.();
@@ -105,6 +106,7 @@ export async function openSession(logger: Logger, say: (line: string) => void, o
   });
   const redis = connectRedis(ensured.url);
   outages.watch(redis, 'redis connection');
+  const stopSilenceWatch = watchForSilence(redis, { onSilent: (waitedMs) => outages.silent('redis connection', waitedMs), onAnswer: () => outages.answering() });
   warnIfRedisEvicts(redis, redisLabel, say); // not awaited: it must not hold up the start
   const space = keySpaceFromEnv();
   const extra: Redis[] = [];
@@ -138,6 +140,7 @@ export async function openSession(logger: Logger, say: (line: string) => void, o
       return queue;
     },
     async close() {
+      stopSilenceWatch();
       stopWaiting?.();
       await monthSpend.flush();
       await Promise.all(queues.map((queue) => queue.close().catch(() => undefined)));

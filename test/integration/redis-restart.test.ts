@@ -237,3 +237,60 @@ describe.runIf(findRedisServerBinary() !== null)('a Redis that stays away longer
     expect(results.every((r) => r.status === 'succeeded')).toBe(true);
   });
 });
+
+describe.runIf(findRedisServerBinary() !== null)('a Redis that holds its connections open and answers nothing (paused)', () => {
+  const h = useSimulatorAndRedis('redis-silent', { latency_ms: 100 });
+  const startRedis = privateRedisServers();
+  /** SIGSTOPs the server; the handle given back resumes it (also after the test, so its stop can end it). */
+  const paused: number[] = [];
+  afterAll(() => {
+    for (const pid of paused) process.kill(pid, 'SIGCONT');
+  });
+  const pause = (pid: number) => {
+    process.kill(pid, 'SIGSTOP');
+    paused.push(pid);
+  };
+
+  it('says so after 10 s, waits, and finishes once it answers: every row once, exit 0', async () => {
+    const dir = await tempDir('redis-silent');
+    const server = await startRedis(join(dir, 'redis'));
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 400);
+    const out = join(dir, 'out');
+    const run = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'silent', '--concurrency', '16'], h.env({ REDIS_URL: server.url }));
+    await waitForOutput(() => run.output().stdout, 'Read 400 rows', 20_000);
+
+    pause(server.pid);
+    // Before, nothing was said, and the wait for Redis (SWITCHYARD_REDIS_WAIT_S) never started.
+    await waitForOutput(() => run.output().stdout, 'has not answered for', 20_000);
+    process.kill(server.pid, 'SIGCONT');
+    const result = await doneWithin(run, 60_000);
+
+    expect(result.code, result.stdout + result.stderr).toBe(0);
+    expect(result.stdout).toMatch(new RegExp(`Redis at redis://127\\.0\\.0\\.1:${server.port} has not answered for 1\\d s, though its connection is open \\(the server paused or stuck, or the network to it cut\\); waiting for it \\(for up to 10 min, SWITCHYARD_REDIS_WAIT_S\\)`));
+    expect(result.stdout).toMatch(/Redis is answering again after [\d.]+ s; going on\./);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => r.row)).toEqual(Array.from({ length: 400 }, (_, i) => i + 1));
+    expect(results.every((r) => r.status === 'succeeded')).toBe(true);
+  });
+
+  it('gives up once it has been silent for SWITCHYARD_REDIS_WAIT_S, exit 3', async () => {
+    const dir = await tempDir('redis-silent-gone');
+    const server = await startRedis(join(dir, 'redis'));
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 400);
+    const run = spawnCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--batch-id', 'silentgone', '--concurrency', '4'], h.env({ REDIS_URL: server.url, SWITCHYARD_REDIS_WAIT_S: '15' }));
+    await waitForOutput(() => run.output().stdout, 'Read 400 rows', 20_000);
+
+    pause(server.pid);
+    const pausedAt = Date.now();
+    const result = await doneWithin(run, 45_000);
+    process.kill(server.pid, 'SIGCONT');
+
+    expect(result.code, result.stdout + result.stderr).toBe(3);
+    // The wait counts from the last answer, not from when the silence was noticed 10 s later.
+    expect(Date.now() - pausedAt).toBeLessThan(24_000);
+    expect(result.stderr).toMatch(new RegExp(`switchyard: Redis at redis://127\\.0\\.0\\.1:${server.port} has not answered for 1\\d s \\(a run waits 15 s for it: SWITCHYARD_REDIS_WAIT_S\\): giving up without writing the outputs\\.`));
+    expect(result.stderr).toContain('switchyard run --resume silentgone runs the rest');
+  });
+});
