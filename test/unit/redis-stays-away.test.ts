@@ -31,6 +31,16 @@ describe('whenRedisStaysAway', () => {
     expect(away).toHaveLength(1);
   });
 
+  it('counts from `since` when Redis was silent before it was told (a paused server)', async () => {
+    const away: number[] = [];
+    whenRedisStaysAway({ ping: async () => false, limitMs: 30_000, since: Date.now() - 10_000, onAway: (ms) => away.push(ms), now: Date.now });
+    await vi.advanceTimersByTimeAsync(19_000);
+    expect(away).toEqual([]);
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(away).toHaveLength(1);
+    expect(away[0]).toBeGreaterThanOrEqual(30_000);
+  });
+
   it('does nothing once stopped (the stop completed)', async () => {
     const away: number[] = [];
     const stop = whenRedisStaysAway({ ping: async () => false, limitMs: 5_000, onAway: (ms) => away.push(ms), now: Date.now });
