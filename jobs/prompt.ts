@@ -174,7 +174,7 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     if (failure?.code === 'missing_api_key' && (job.handBacks ?? 0) < MAX_KEY_HAND_BACKS) {
       const keyName = missingKeyOf(ctx.runner, step.event.result.model);
       if (keyName && (await ctx.runner.keyHeldElsewhere?.(keyName).catch(() => false))) {
-        noteOnce(job.batchId, `rows that need $${keyName}, which is not set here, are left to the worker processes that have it`);
+        noteOnce(job.batchId, `rows that need $${keyName}, which is not set here, are left to the worker processes that have it (each such row this worker takes waits about a second before going back to the queue: set $${keyName} here, or stop this worker, if the batch runs slower than it should)`);
         await ctx.runner.sleep(KEY_HAND_BACK_HOLD_MS);
         return { kind: 'park', waitMs: KEY_HAND_BACK_PARK_MS, data: { ...job, progress, handBacks: (job.handBacks ?? 0) + 1 } };
       }

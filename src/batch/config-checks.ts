@@ -2,6 +2,8 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
 import { missingKeyFor } from '../models/provider-clients.ts';
+import { formatUsd, nanosToUsd, usdToNanos } from '../models/pricing.ts';
+import { monthKey } from '../limits/budget.ts';
 import type { Session } from '../queue/session.ts';
 import { keyHolders } from '../queue/worker-registry.ts';
 import { formatDuration } from '../output/report-markdown.ts';
@@ -48,6 +50,24 @@ export function refuseJudgeWithoutKey(config: SwitchyardConfig): void {
     `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set, and the judge (${chain.join(', then ')}) needs ${them}: no answer could be scored, and the answers would be paid for unscored. ` +
       `Set ${them} (e.g. export ${names[0]!.slice(1)}=...) and run again, or give another judge (--judge <model>).`,
   );
+}
+
+/**
+ * A month whose cap (budget.monthly_usd) is spent already: every row that needs a priced call would
+ * end budget_exceeded at once, each a line in the outputs. Refused before anything is queued, unless
+ * some rows may still run (a model with no price, which the cap cannot count, or the answer cache):
+ * then said.
+ */
+export async function refuseSpentMonth(session: Pick<Session, 'redis' | 'space'>, config: SwitchyardConfig, say: (line: string) => void, now = new Date()): Promise<void> {
+  const cap = config.budget.monthly_usd;
+  if (cap === undefined) return;
+  const spentNanos = Number((await session.redis.hget(monthKey(session.space.prefix, now), 'spent')) ?? 0);
+  if (!(spentNanos >= usdToNanos(cap))) return;
+  const spent = `the month's budget is spent: calls on this Redis cost ${formatUsd(nanosToUsd(spentNanos))} in ${now.toISOString().slice(0, 7)} (UTC), and budget.monthly_usd is ${formatUsd(cap)}`;
+  const raise = 'Raise budget.monthly_usd in the config and run again, or run it next month.';
+  const unpriced = Object.values(config.models).some((model) => !model.price);
+  if (!unpriced && !config.cache) throw new UsageError(`${spent}, so every row that needs a call would end budget_exceeded. ${raise}`);
+  say(`Warning: ${spent}: only rows answered ${[...(config.cache ? ['from the answer cache'] : []), ...(unpriced ? ['by a model with no price'] : [])].join(' or ')} can run, the others end budget_exceeded. ${raise}`);
 }
 
 /** The key variables ("$NAME") these models need, when not one of them can be called here; null when one can. */

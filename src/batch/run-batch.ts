@@ -23,7 +23,7 @@ import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from '../queue/session.ts';
 import { lookalikeColumnsText, orphanedBatchText, readText, redisStayedAwayText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText } from './run-messages.ts';
 import { formatWait, REDIS_WAIT_ENV } from '../queue/redis-outage.ts';
-import { keysHeldElsewhere, refuseJudgeWithoutKey, refuseWithoutKeys, warnAboutConfig } from './config-checks.ts';
+import { keysHeldElsewhere, refuseJudgeWithoutKey, refuseSpentMonth, refuseWithoutKeys, warnAboutConfig } from './config-checks.ts';
 import { isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, cacheTurnedOff, withRunCache, withRunJudge, type RunSettings } from './run-settings.ts';
 import { watchForStops, type RunStops } from './run-stops.ts';
 import { collectAndReport } from './collect-and-report.ts';
@@ -197,9 +197,11 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   const config = withRunCache(savedConfig, cacheOff, options, say);
   // The worker registry read once, for the warnings and the refusal: keys missing here that other workers have.
   const keysElsewhere = await keysHeldElsewhere(session, config);
-  warnAboutConfig(config, isBudgeted(options, existing, config), options.detach === true, keysElsewhere, say);
-  const settings = chooseRunSettings(options, existing, config, say);
+  const settings = chooseRunSettings(options, existing, config, storedConfig, say);
   const callsElsewhere = refuseWhatCannotRun(config, settings.model, options, keysElsewhere, host);
+  await refuseSpentMonth(session, config, say);
+  // After the refusals: a warning that a key is missing says nothing more when the run stops for it.
+  warnAboutConfig(config, isBudgeted(options, existing, config), options.detach === true, keysElsewhere, say);
   if (callsElsewhere) say('Note: no model its rows may use has its key set here: the workers on this Redis that have the keys answer them, and this run writes the outputs.');
   const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
   const items = await checkedRows(settings.inputPath, settings.promptColumn, config, position, held, (first) => sayNoReferenceField(config, first, say));
@@ -281,6 +283,7 @@ async function saveBatch(batchId: string, options: RunOptions, existing: BatchMe
     ...(record.judgeModel ? { judge_model: record.judgeModel } : {}),
     ...(record.cacheOff ? { cache_off: true } : {}),
     ...(settings.budgetUsd !== undefined ? { budget_usd: settings.budgetUsd } : {}),
+    ...(settings.budgetFromConfig ? { budget_from_config: true } : {}),
     ...(settings.concurrency !== undefined ? { concurrency: settings.concurrency } : {}),
   };
   await session.store.save(meta, record.config);

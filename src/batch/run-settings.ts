@@ -86,12 +86,14 @@ export interface RunSettings {
   model: string | undefined;
   abSplit: AbArm[] | undefined;
   budgetUsd: number | undefined;
+  /** `budgetUsd` is the config's budget.batch_usd (no --budget, now or before). */
+  budgetFromConfig: boolean;
   /** The concurrency given to the batch (the config's otherwise). */
   concurrency: number | undefined;
 }
 
 /** The run's settings; refuses a run with no input file or with --ab beside a pinned model, and says what its A/B split or pinned model means for its rows. */
-export function chooseRunSettings(options: RunOptions, existing: BatchMeta | null, config: SwitchyardConfig, say: (line: string) => void): RunSettings {
+export function chooseRunSettings(options: RunOptions, existing: BatchMeta | null, config: SwitchyardConfig, storedConfig: SwitchyardConfig | null, say: (line: string) => void): RunSettings {
   const file = options.file ?? existing?.input;
   if (!file) throw new UsageError('no input file: give one, e.g. "switchyard run prompts.csv"');
   const inputPath = resolve(file);
@@ -99,18 +101,34 @@ export function chooseRunSettings(options: RunOptions, existing: BatchMeta | nul
   const { model, abSplit } = chooseRowModels(options, existing, config);
   sayAbSplitNotes(options, existing, config, model, abSplit, say);
   sayJudgeAnswersToo(config, abSplit ? abSplit.map((arm) => arm.model) : model ? [model] : [], say);
-  const budgetUsd = options.budget ?? existing?.budget_usd ?? config.budget.batch_usd;
-  sayBudgetStillSpent(existing, options, say);
+  const budget = chooseBudget(options, existing, config);
+  sayBudgetStillSpent(existing, budget.usd, config, storedConfig, say);
   // A resume goes on at the pace the batch was given (a provider's limits may be why it was low).
   const concurrency = options.concurrency ?? existing?.concurrency;
-  return { inputPath, promptColumn, model, abSplit, budgetUsd, concurrency };
+  return { inputPath, promptColumn, model, abSplit, budgetUsd: budget.usd, budgetFromConfig: budget.fromConfig, concurrency };
 }
 
-/** A resume of a batch a budget stopped, given no --budget: its rows would end budget_exceeded again, each once more. */
-function sayBudgetStillSpent(existing: BatchMeta | null, options: RunOptions, say: (line: string) => void): void {
-  if (existing?.status !== 'budget_exceeded' || options.budget !== undefined) return;
+/**
+ * The batch's own cap: --budget, or the --budget an earlier run was given, or else this run's
+ * config's budget.batch_usd (a resume with a config that raises or drops it follows that).
+ */
+function chooseBudget(options: RunOptions, existing: BatchMeta | null, config: SwitchyardConfig): { usd: number | undefined; fromConfig: boolean } {
+  if (options.budget !== undefined) return { usd: options.budget, fromConfig: false };
+  if (existing?.budget_usd !== undefined && existing.budget_from_config !== true) return { usd: existing.budget_usd, fromConfig: false };
+  return { usd: config.budget.batch_usd, fromConfig: config.budget.batch_usd !== undefined };
+}
+
+/**
+ * A resume of a batch a budget stopped that raises neither its cap (`budgetUsd`) nor the month's
+ * (the config's budget.monthly_usd against the batch's earlier config): its rows that still need a
+ * call would end budget_exceeded again, each once more.
+ */
+function sayBudgetStillSpent(existing: BatchMeta | null, budgetUsd: number | undefined, config: SwitchyardConfig, storedConfig: SwitchyardConfig | null, say: (line: string) => void): void {
+  if (existing?.status !== 'budget_exceeded') return;
+  const raised = (before: number | undefined, now: number | undefined) => before !== undefined && (now === undefined || now > before);
+  if (raised(existing.budget_usd, budgetUsd) || raised(storedConfig?.budget.monthly_usd, config.budget.monthly_usd)) return;
   const own = existing.budget_usd === undefined ? '' : ` (its own is ${formatUsd(existing.budget_usd)}, ${formatUsd(nanosToUsd(existing.cost_nanos))} spent)`;
-  say(`Warning: batch ${existing.batch_id} stopped at a budget${own} and this run gives no --budget: its rows that still need a call may end budget_exceeded again. Give a higher --budget (or raise budget.monthly_usd, if the month's cap stopped it) to finish it.`);
+  say(`Warning: batch ${existing.batch_id} stopped at a budget${own} and this run raises none: its rows that still need a call may end budget_exceeded again. Give a higher --budget (or a config with a higher budget.monthly_usd, if the month's cap stopped it) to finish it.`);
 }
 
 /** Where rows that name no model go: --model or --route, --ab, or what the batch was given before (a resume that names neither keeps it). */

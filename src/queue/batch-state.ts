@@ -48,8 +48,10 @@ export const batchMetaSchema = z.object({
   cache_off: z.stringbool().optional(),
   /** --concurrency of the run that started the batch (or last set it): a resume keeps it unless given another. */
   concurrency: z.coerce.number().int().positive().optional(),
-  /** --budget: USD cap for the batch; rows that would pass it end as budget_exceeded. */
+  /** --budget (or the config's budget.batch_usd): USD cap for the batch; rows that would pass it end as budget_exceeded. */
   budget_usd: z.coerce.number().positive().optional(),
+  /** budget_usd is the config's budget.batch_usd, not a --budget: a resume follows its own config's instead. */
+  budget_from_config: z.stringbool().optional(),
   prompt_column: z.string().default('prompt'),
   /** The input CSV's field separator, which results.csv uses too; set by the batch's first run. */
   csv_delimiter: z.enum([',', ';', '\t']).default(','),
@@ -76,10 +78,10 @@ function parseJsonText(value: unknown): unknown {
 
 /**
  * Fields a run sets afresh each time: absent from its meta, they are deleted from the stored one
- * (its choices of model and A/B split; the last run's finish, which a run going on would show, and
+ * (its choices of model, A/B split and budget; the last run's finish, which a run going on would show, and
  * why it could not read its file).
  */
-const CLEARABLE_FIELDS = ['model_override', 'ab_split', 'cache_off', 'finished_at', 'input_error'] as const;
+const CLEARABLE_FIELDS = ['model_override', 'ab_split', 'cache_off', 'budget_usd', 'budget_from_config', 'finished_at', 'input_error'] as const;
 
 /** Hash fields are text: objects go in as JSON. */
 const fieldText = (value: unknown): string => (typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value));

@@ -38,7 +38,7 @@ describe('budgets and rate limits shared through Redis', () => {
     // Resumed without more budget, it is told why its rows will stop again, before any is queued.
     const again = await runCli(['run', '--resume', 'budget'], h.env());
     expect(again.code).toBe(1);
-    expect(again.stdout).toMatch(/Warning: batch budget stopped at a budget \(its own is \$1(\.00)?, \$[\d.]+ spent\) and this run gives no --budget: its rows that still need a call may end budget_exceeded again\. Give a higher --budget/);
+    expect(again.stdout).toMatch(/Warning: batch budget stopped at a budget \(its own is \$1(\.00)?, \$[\d.]+ spent\) and this run raises none: its rows that still need a call may end budget_exceeded again\. Give a higher --budget/);
     const resumed = await runCli(['run', '--resume', 'budget', '--budget', '100'], h.env());
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stdout).not.toContain('stopped at a budget');
@@ -48,6 +48,46 @@ describe('budgets and rate limits shared through Redis', () => {
     // Rows that succeeded before were kept, not paid for again.
     const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
     expect(calls.filter((c) => c.status === 'succeeded')).toHaveLength(40);
+  });
+
+  it("a resume follows its config's budget.batch_usd, raised (QA: the first run's was kept, the new one ignored without a word)", async () => {
+    const dir = await tempDir('budget-config');
+    const configWith = async (name: string, budget: Record<string, number>) => {
+      const path = join(dir, name);
+      await writeFile(path, stringify({ providers: { sim: { base_url: h.sim.url } }, models: { pricey: { provider: 'sim', price: { input_per_mtok: 1000, output_per_mtok: 1000 } } }, default_model: 'pricey', max_tokens: 100, budget }));
+      return path;
+    };
+    const input = await writePromptsCsv(dir, 30);
+    const out = join(dir, 'out');
+    const first = await runCli(['run', input, '--config', await configWith('one.yaml', { batch_usd: 1 }), '--out', out, '--batch-id', 'budgetcfg', '--concurrency', '4'], h.env());
+    expect(first.code, first.stderr).toBe(1);
+    expect(first.stdout).toContain('Budget reached');
+
+    const same = await runCli(['run', '--resume', 'budgetcfg', '--config', await configWith('same.yaml', { batch_usd: 1 })], h.env());
+    expect(same.stdout).toMatch(/Warning: batch budgetcfg stopped at a budget \(its own is \$1(\.00)?, \$[\d.]+ spent\) and this run raises none/);
+    const raised = await runCli(['run', '--resume', 'budgetcfg', '--config', await configWith('more.yaml', { batch_usd: 100 })], h.env());
+    expect(raised.code, raised.stdout + raised.stderr).toBe(0);
+    expect(raised.stdout).not.toContain('stopped at a budget');
+    expect(raised.stdout).toContain('Rows     30 of 30 succeeded');
+    const status = await runCli(['status', 'budgetcfg'], h.env());
+    expect(status.stdout).toMatch(/of a \$100(\.00)? budget/);
+  });
+
+  it('refuses to start when the month\'s cap is spent already, before anything is queued, exit 2', async () => {
+    const dir = await tempDir('budget-month-spent');
+    const cfg = join(dir, 'switchyard.yaml');
+    await writeFile(cfg, stringify({ providers: { sim: { base_url: h.sim.url } }, models: { pricey: { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 1 } } }, default_model: 'pricey', budget: { monthly_usd: 3.5 } }));
+    const input = await writePromptsCsv(dir, 5);
+    const month = new Date().toISOString().slice(0, 7);
+    await h.redis.hset(`${h.prefix}:budget:month:${month}`, 'spent', usdToNanos(11.69));
+    try {
+      const run = await runCli(['run', input, '--config', cfg, '--out', join(dir, 'out'), '--batch-id', 'monthspent'], h.env());
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain(`the month's budget is spent: calls on this Redis cost $11.69 in ${month} (UTC), and budget.monthly_usd is $3.50, so every row that needs a call would end budget_exceeded. Raise budget.monthly_usd in the config and run again, or run it next month.`);
+      expect(await h.redis.exists(`${h.prefix}:batch:{monthspent}`)).toBe(0);
+    } finally {
+      await h.redis.del(`${h.prefix}:budget:month:${month}`);
+    }
   });
 
   it('once the budget is spent, rows parked for a rate-limited model\'s slots end at once instead of each waiting out its slot', async () => {
@@ -237,10 +277,15 @@ describe('budget.monthly_usd counts every batch on this Redis', () => {
     expect(Number(await h.redis.hget(month, 'spent'))).toBe(spent);
     expect(await h.redis.pttl(month)).toBeGreaterThan(30 * 86_400_000);
 
-    // A cap the first batch alone has used up: the next batch under it runs nothing.
+    // A cap the first batch alone has used up: the next batch under it is refused before it queues a row.
     await writeFile(capped, stringify({ providers: { sim: { base_url: h.sim.url } }, models, default_model: 'pricey', max_tokens: 100, budget: { monthly_usd: spent / 1e9 } }));
     const second = await runCli(['run', await writePromptsCsv(dir, 3), '--config', capped, '--out', join(dir, 'second'), '--batch-id', 'capped'], h.env());
-    expect(second.code).toBe(1);
-    expect((await readJsonLines<RowResult>(join(dir, 'second', 'results.jsonl'))).map((r) => r.error?.code)).toEqual(['budget_exceeded', 'budget_exceeded', 'budget_exceeded']);
+    expect(second.code).toBe(2);
+    expect(second.stderr).toContain("the month's budget is spent");
+    // Just under the cap, it runs, and the rows the cap has no room for end budget_exceeded.
+    await writeFile(capped, stringify({ providers: { sim: { base_url: h.sim.url } }, models, default_model: 'pricey', max_tokens: 100, budget: { monthly_usd: spent / 1e9 + 0.0001 } }));
+    const third = await runCli(['run', await writePromptsCsv(dir, 3), '--config', capped, '--out', join(dir, 'third'), '--batch-id', 'capped2'], h.env());
+    expect(third.code).toBe(1);
+    expect((await readJsonLines<RowResult>(join(dir, 'third', 'results.jsonl'))).map((r) => r.error?.code)).toEqual(['budget_exceeded', 'budget_exceeded', 'budget_exceeded']);
   });
 });
