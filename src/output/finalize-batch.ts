@@ -49,7 +49,10 @@ async function closeBatch(store: BatchStore, batchId: string, report: Report, fi
  * stopped. The batch stays open: its resume writes every file again, whole.
  */
 export async function writeOutputsSoFar(options: FinalizeOptions, validRows: number | null): Promise<Report> {
-  const { report, finishedAt } = await writeOutputs({ ...options, collectedTally: null }, (written) => (validRows === null ? null : Math.max(0, validRows - written)));
+  // A row a resume queued for its judge alone has its earlier answer written, but is not finished
+  // until scored: counted from the finished bits, such rows keep the batch open for its resume too.
+  const finishedBits = validRows === null ? 0 : ((await options.store.progress(options.meta.batch_id))?.finished ?? 0);
+  const { report, finishedAt } = await writeOutputs({ ...options, collectedTally: null }, (written) => (validRows === null ? null : Math.max(0, validRows - written, validRows - finishedBits)));
   // The stop came as the last row finished: every row is written, and the batch ends as usual.
   if (report.totals.unfinished_rows === 0) await closeBatch(options.store, options.meta.batch_id, report, finishedAt);
   return report;

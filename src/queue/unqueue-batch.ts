@@ -105,7 +105,8 @@ export async function withdrawJobData(store: BatchStore, batchId: string, data: 
 async function withdrawParkedRow(store: BatchStore, batchId: string, parked: ParkedRow | null): Promise<'removed' | 'carried'> {
   if (!parked) return 'removed';
   const calls = everyCall(parked.progress);
-  if (calls.length === 0) return 'removed';
+  // A row a resume queued for its judge alone holds its earlier run's answer, but no call of its own yet.
+  if (calls.length === 0 && !holdsAnswers(parked.progress)) return 'removed';
   const keys = store.keys(batchId);
   // A job can be back in the queue after its row was written: its worker published the row, then
   // lost its claim before BullMQ marked the job done (the stalled check of another worker moved it
@@ -113,7 +114,7 @@ async function withdrawParkedRow(store: BatchStore, batchId: string, parked: Par
   // and carrying its answers would have the resume pay for a judge or synthesis already done.
   if (await rowWrittenFrom(store, batchId, parked)) return 'removed';
   // Recorded first: answers carried without their cost records would be paid for unrecorded.
-  await publishCallsOnly(store.redis, keys, parked.row, calls, callTotals(calls).costNanos);
+  if (calls.length > 0) await publishCallsOnly(store.redis, keys, parked.row, calls, callTotals(calls).costNanos);
   if (parked.fingerprint === undefined || !holdsAnswers(parked.progress)) return 'removed';
   await carryRow(store.redis, keys, parked.row, parked.fingerprint, parked.progress);
   return 'carried';

@@ -147,6 +147,39 @@ describe('a judge scores every answer', () => {
     expect(h.sim.stats().models.critic?.requests).toBe(6);
   });
 
+  it('a resume that adds a judge, stopped part-way, stays open (exit 130), and its resume scores the rest without answering them again (QA)', async () => {
+    h.sim.reset();
+    const dir = await tempDir('judge-added-stopped');
+    const models = (judgeLimits: Record<string, unknown>) => ({ flash: sim(0.1), judge: sim(2, judgeLimits) });
+    const config = await writeSimConfig(dir, h.sim.url, { models: models({}), default_model: 'flash' });
+    const input = await writeQuestions(dir, 8);
+    const out = join(dir, 'out');
+    const unjudged = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'judge-added-stop'], h.env());
+    expect(unjudged.code, unjudged.stderr).toBe(0);
+    // A judge allowed one call a second: most rows still wait for it at the stop.
+    await writeSimConfig(dir, h.sim.url, { models: models({ rpm: 60 }), default_model: 'flash', judge: { model: 'judge' } });
+    const scoring = spawnCli(['run', '--resume', 'judge-added-stop', '--config', config], h.env());
+    await waitFor(async () => (h.sim.stats().models.judge?.requests ?? 0) >= 1, 20_000);
+    scoring.kill('SIGINT');
+    const stopped = await scoring.done;
+    // Before, the rows still waiting for the judge counted as finished from their earlier answers:
+    // the batch was closed as complete, exit 0, and the next resume answered them again.
+    expect(stopped.code, stopped.stdout + stopped.stderr).toBe(130);
+    expect(stopped.stdout).toMatch(/Rows +8 of 8 succeeded, 0 failed; [1-7] rows? not run yet/);
+    const status = await runCli(['status', 'judge-added-stop'], h.env());
+    expect(status.stdout).toMatch(/judge-added-stop +running, stopped/);
+
+    await writeSimConfig(dir, h.sim.url, { models: models({}), default_model: 'flash', judge: { model: 'judge' } });
+    const resumed = await runCli(['run', '--resume', 'judge-added-stop', '--config', config], h.env());
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+    expect(h.sim.stats().models.flash?.requests).toBe(8);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => [r.row, typeof r.judge?.score])).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((row) => [row, 'number']));
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    expect(calls.filter((c) => c.purpose === 'answer')).toHaveLength(8);
+    expect(calls.filter((c) => c.purpose === 'judge' && c.status === 'succeeded')).toHaveLength(8);
+  });
+
   it('says when the judge also answers rows, and when the rows have no reference answer for it', async () => {
     const dir = await tempDir('judge-notes');
     const config = await writeSimConfig(dir, h.sim.url, { models: { flash: sim(0.1), pro: sim(0.5) }, default_model: 'flash' });
