@@ -41,6 +41,12 @@ if (logLevelTrouble) {
 }
 const logger = createLogger();
 
+/** A value given empty (`--ab ""`, often a script's unset variable) is refused, not taken as the option left out. */
+function text(value: string): string {
+  if (value.trim() === '') throw new InvalidArgumentError('expected a value, not an empty one');
+  return value;
+}
+
 function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a whole number above 0');
@@ -111,20 +117,20 @@ program
   .command('run')
   .description('run a CSV or JSONL batch: validate, enqueue, process with workers in this process, write results and a report')
   .argument('[file]', 'input .csv, .tsv or .jsonl (optional with --resume)')
-  .option('-c, --config <file>', 'switchyard.yaml or .json (default: built-in models on the simulator)')
-  .option('-o, --out <dir>', 'output folder (default: out/<batch id>)')
+  .option('-c, --config <file>', 'switchyard.yaml or .json (default: built-in models on the simulator)', text)
+  .option('-o, --out <dir>', 'output folder (default: out/<batch id>)', text)
   .option('--concurrency <n>', 'model calls in flight in this process', positiveInt)
-  .option('-m, --model <name>', 'model for rows that do not name one (skips routing)')
-  .option('--route <auto|model>', 'auto: route each row by task type (the default with routing in config); or a model name, as --model')
-  .option('--ab <models>', 'A/B test: each row that names no model goes to one of these by a hash of its id, e.g. a,b or a=0.8,b=0.2; the arm auto routes by task type')
+  .option('-m, --model <name>', 'model for rows that do not name one (skips routing)', text)
+  .option('--route <auto|model>', 'auto: route each row by task type (the default with routing in config); or a model name, as --model', text)
+  .option('--ab <models>', 'A/B test: each row that names no model goes to one of these by a hash of its id, e.g. a,b or a=0.8,b=0.2; the arm auto routes by task type', text)
   .option('--budget <usd>', 'stop spending at this many USD for the batch; --resume with a higher one finishes it', positiveNumber)
-  .option('--judge <model>', 'score every answer from 1 to 10 with this model (config judge.model); the report gives each model\'s mean score')
+  .option('--judge <model>', 'score every answer from 1 to 10 with this model (config judge.model); the report gives each model\'s mean score', text)
   .option('--cache', 'use the answer cache again on a resume of a batch run with --no-cache')
   .option('--no-cache', 'neither take answers from the answer cache (cache in the config) nor keep this batch\'s in it; a resume keeps it so')
   .option('--dry-run', 'read and route the whole file, call no model, print estimated tokens and cost')
-  .option('--batch-id <id>', 'name the batch; running the same id again resumes it')
-  .option('--resume <id>', 'resume a batch: rows that succeeded are kept, the rest run')
-  .option('--prompt-column <name>', "CSV column (or JSONL field) holding the prompt (default: prompt; a resume keeps the batch's)")
+  .option('--batch-id <id>', 'name the batch; running the same id again resumes it', text)
+  .option('--resume <id>', 'resume a batch: rows that succeeded are kept, the rest run', text)
+  .option('--prompt-column <name>', "CSV column (or JSONL field) holding the prompt (default: prompt; a resume keeps the batch's)", text)
   .option('--detach', 'only enqueue; workers elsewhere process the rows ("switchyard collect" writes outputs)')
   .action((file: string | undefined, opts: Record<string, unknown>) =>
     exitWith(async () => {
@@ -174,7 +180,7 @@ program
   .description('HTTP API: take CSV/JSONL batches by POST /v1/batches, run them on workers here, serve their status and outputs')
   .option('--port <n>', 'port (0 picks a free one)', portNumber, 8080)
   .option('--host <host>', 'address to listen on (set SWITCHYARD_API_TOKEN before going beyond 127.0.0.1)', '127.0.0.1')
-  .option('-c, --config <file>', 'switchyard.yaml or .json for every batch (default: built-in models on the simulator)')
+  .option('-c, --config <file>', 'switchyard.yaml or .json for every batch (default: built-in models on the simulator)', text)
   .option('-o, --out <dir>', 'folder for each batch\'s input and outputs, as <dir>/<batch id>/', 'out')
   .option('--concurrency <n>', 'model calls in flight in this process (default: the config\'s concurrency)', positiveInt)
   .option('--no-worker', 'run no workers here: "switchyard worker" processes on the same Redis run the rows')

@@ -34,6 +34,8 @@ function unknownKeyText(key: string, known: readonly string[]): string {
   if (flag && known.includes('default_model')) return `unknown key "${key}" (${flag} is a flag of switchyard run, not a config key)`;
   const meant = closestName(key, known);
   if (meant) return `unknown key "${key}" (did you mean "${meant}"?)`;
+  // Often a block of YAML anchors for the rest of the file.
+  if (known.includes('default_model')) return `unknown key "${key}" (a top-level key of your own, for YAML anchors say, must start with x-: x-${key})`;
   // A map of names (models, providers) allows any key: an unknown one is then in a fixed-shape object.
   return known.length > 0 && known.length <= 12 ? `unknown key "${key}" (allowed here: ${known.join(', ')})` : `unknown key "${key}"`;
 }
@@ -59,12 +61,19 @@ export async function loadConfigFile(path: string): Promise<SwitchyardConfig> {
   }
   let raw: unknown;
   try {
-    raw = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text);
+    // `<<: *defaults` merges a mapping in, as YAML 1.1 tools (docker compose, GitHub Actions) do.
+    raw = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text, { merge: true });
   } catch (error) {
     // The yaml library's advice on several documents names its own API: say it in the config's terms.
     const message = (error as Error).message.replace(/Source contains multiple documents; please use YAML\.parseAllDocuments\(\)/, 'it holds several YAML documents (a --- line between them): keep one');
     throw new UsageError(`Config file ${path} is not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${message}`);
   }
   if (raw === null || raw === undefined) throw new UsageError(`Config file ${path} is empty (or only comments): examples/switchyard.yaml is one to start from`);
-  return parseConfig(raw, path);
+  return parseConfig(withoutExtensionKeys(raw), path);
+}
+
+/** Top-level keys starting with `x-` are the config's own to ignore: a place for YAML anchors (`x-defaults: &defaults`), as in docker compose. */
+function withoutExtensionKeys(raw: unknown): unknown {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw;
+  return Object.fromEntries(Object.entries(raw).filter(([key]) => !key.startsWith('x-')));
 }

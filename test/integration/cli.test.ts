@@ -31,6 +31,14 @@ describe('switchyard (no command)', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toBe('switchyard: --cache and --no-cache were both given: give --no-cache to leave the answer cache out of this batch, or --cache to use it again\n');
   });
+
+  it('refuses an option given empty (a script\'s unset variable) instead of running as if it were left out (QA: --ab "" ran a plain batch)', async () => {
+    for (const option of ['--ab', '--judge', '--model', '--batch-id']) {
+      const result = await runCli(['run', 'absent.csv', option, ''], {});
+      expect(result.code, option).toBe(2);
+      expect(result.stderr, option).toMatch(new RegExp(`^error: option '.*${option} <\\w+>' argument '' is invalid\\. expected a value, not an empty one`));
+    }
+  });
 });
 
 describe('switchyard demo', () => {

@@ -45,7 +45,7 @@ describe('a config with mistakes', () => {
       '  models.pro.price.input_per_mtok: must be 0 or more',
       '  retry: unknown key "max_attempt" (did you mean "max_attempts"?)',
       '  breaker: unknown key "max_wait" (did you mean "max_wait_ms"?), unknown key "trip_after" (allowed here: failure_threshold, cooldown_ms, max_wait_ms)',
-      '  (top level): unknown key "concurency" (did you mean "concurrency"?), unknown key "colour"',
+      '  (top level): unknown key "concurency" (did you mean "concurrency"?), unknown key "colour" (a top-level key of your own, for YAML anchors say, must start with x-: x-colour)',
       'See docs/config.md for every key.',
     ]);
   });

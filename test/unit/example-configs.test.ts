@@ -1,4 +1,6 @@
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { loadConfigFile, parseConfig } from '../../src/config/load.ts';
@@ -12,6 +14,16 @@ describe('the configs in the docs', () => {
     expect(config.providers['local']?.base_url).toBe('http://127.0.0.1:8787/v1');
     expect(config.routing?.routes['complex']).toEqual(['deepseek-v4-pro', 'deepseek-v4-flash']);
     expect(config.budget.batch_usd).toBe(1);
+  });
+
+  it('takes YAML merge keys, with the anchors under a top-level x- key (QA: "<<" was an unknown key)', async () => {
+    const path = join(await mkdtemp(join(tmpdir(), 'sy-merge-')), 'switchyard.yaml');
+    await writeFile(
+      path,
+      ['x-local: &local', '  provider: local', '  context_window: 64000', 'providers:', '  local: { base_url: "http://127.0.0.1:8787/v1" }', 'models:', '  flash:', '    <<: *local', '    price: { input_per_mtok: 1, output_per_mtok: 2 }', 'default_model: flash', ''].join('\n'),
+    );
+    const config = await loadConfigFile(path);
+    expect(config.models['flash']).toMatchObject({ provider: 'local', context_window: 64000, price: { input_per_mtok: 1, output_per_mtok: 2 } });
   });
 
   it("README's config block is valid", async () => {
