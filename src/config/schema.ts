@@ -8,10 +8,20 @@ import { AUTO_ROUTE } from '../routing/pinned-model.ts';
 
 const positiveInt = z.number().int().positive();
 
+/** What API keys look like (OpenAI's sk-..., Anthropic's sk-ant-..., OpenRouter's sk-or-..., Google's AIza...), pasted where a variable's name goes. */
+const LOOKS_LIKE_A_KEY = /^(sk-|sk_|AIza|gsk_|xai-|pplx-|hf_)|^[A-Za-z0-9_-]{32,}$/;
+
 export const providerSchema = z.strictObject({
-  base_url: z.url({ protocol: /^https?$/, message: 'expected an http(s) URL such as http://127.0.0.1:8787/v1' }),
+  // The SDK adds /chat/completions itself: a URL ending in it would 404 on every call.
+  base_url: z
+    .url({ protocol: /^https?$/, message: 'expected an http(s) URL such as http://127.0.0.1:8787/v1' })
+    .refine((url) => !/\/chat\/completions\/?$|\/completions\/?$/.test(url), { error: (issue) => `expected the API's root, e.g. ${String(issue.input).replace(/\/(chat\/)?completions\/?$/, '')}: the SDK adds /chat/completions itself` }),
   /** Name of the environment variable holding the key; the key itself never enters config. */
-  api_key_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name').optional(),
+  api_key_env: z
+    .string()
+    .refine((name) => !LOOKS_LIKE_A_KEY.test(name) || /^[A-Z][A-Z0-9_]*$/.test(name), { error: 'this looks like an API key itself: put the key in an environment variable (export OPENAI_API_KEY=...) and its name here (api_key_env: OPENAI_API_KEY); a key in the config would travel with the batch to Redis' })
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name, e.g. OPENAI_API_KEY')
+    .optional(),
   timeout_ms: positiveInt.default(60_000),
 });
 
@@ -49,12 +59,14 @@ export const modelSchema = z.strictObject({
   stream: z.boolean().default(false),
 });
 
-export const retrySchema = z.strictObject({
-  /** Calls to one model for one row before the row fails (or falls back). */
-  max_attempts: positiveInt.default(4),
-  base_delay_ms: z.number().int().nonnegative().default(500),
-  max_delay_ms: z.number().int().nonnegative().default(20_000),
-});
+export const retrySchema = z
+  .strictObject({
+    /** Calls to one model for one row before the row fails (or falls back). */
+    max_attempts: positiveInt.default(4),
+    base_delay_ms: z.number().int().nonnegative().default(500),
+    max_delay_ms: z.number().int().nonnegative().default(20_000),
+  })
+  .refine((retry) => retry.base_delay_ms <= retry.max_delay_ms, { path: ['base_delay_ms'], error: (issue) => `${(issue.input as { base_delay_ms: number }).base_delay_ms} is above max_delay_ms (${(issue.input as { max_delay_ms: number }).max_delay_ms}), which caps every backoff: lower it, or raise max_delay_ms` });
 
 export const queueSchema = z.strictObject({
   /** How long a worker's claim on a job lasts without renewal; a dead worker's rows re-run after it. */
@@ -215,7 +227,8 @@ export const configSchema = z
     const checkModel = (name: string, path: (string | number)[]) => {
       if (name in config.models) return;
       // An ensemble answers a row as a whole (a row's model, --model, --ab): it is no link of a chain.
-      const message = Object.hasOwn(config.ensembles, name) ? `"${name}" is an ensemble, and only a model can go here (name the ensemble as a row's model, or with --model or --ab)` : `unknown model "${name}"${meantHint(name, models)}; ${modelList}`;
+      const asAnswer = path[0] === 'judge' || path[0] === 'report' || path[0] === 'ensembles' ? '' : " (name the ensemble as a row's model, or with --model or --ab)";
+      const message = Object.hasOwn(config.ensembles, name) ? `"${name}" is an ensemble, and only a model can go here${asAnswer}` : `unknown model "${name}"${meantHint(name, models)}; ${modelList}`;
       ctx.addIssue({ code: 'custom', path, message });
     };
     for (const [name, model] of Object.entries(config.models)) {
@@ -226,7 +239,12 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['models', name, 'context_window'], message: `${model.context_window} leaves no room for a prompt beside max_tokens (${config.max_tokens}): every row would skip the model; raise it, or lower max_tokens (or set models.${name}.max_output_tokens)` });
       }
     }
-    for (const [type, chain] of Object.entries(config.routing?.routes ?? {})) chain.forEach((m, i) => checkModel(m, ['routing', 'routes', type, i]));
+    for (const [type, chain] of Object.entries(config.routing?.routes ?? {})) {
+      chain.forEach((m, i) => (chain.indexOf(m) < i ? ctx.addIssue({ code: 'custom', path: ['routing', 'routes', type, i], message: `"${m}" is in this chain already: a model is tried once in a chain (its retries are retry.max_attempts)` }) : checkModel(m, ['routing', 'routes', type, i])));
+    }
+    for (const [type, rule] of Object.entries(config.routing?.task_types ?? {})) {
+      if (rule.keywords.length === 0 && rule.min_chars === undefined) ctx.addIssue({ code: 'custom', path: ['routing', 'task_types', type], message: 'no prompt can get this type: give it keywords, or min_chars' });
+    }
     if (config.routing) checkTaskTypeNames(config.routing, ctx);
     if (config.routing?.llm_classifier) checkModel(config.routing.llm_classifier.model, ['routing', 'llm_classifier', 'model']);
     if (config.routing?.classifier === 'llm' && !config.routing.llm_classifier) {

@@ -22,6 +22,17 @@ const valid = {
 };
 
 describe('a config with mistakes', () => {
+  it('refuses what could not work or do anything (QA): an endpoint path in base_url, a key where its variable goes, a backoff above its cap, a model twice in a chain, a task type no prompt can get', () => {
+    const provider = (extra: Record<string, unknown>) => ({ ...valid, providers: { local: { base_url: 'http://127.0.0.1:8787/v1', ...extra } } });
+    expect(problems(provider({ base_url: 'https://api.example.com/v1/chat/completions' }))).toContain("providers.local.base_url: expected the API's root, e.g. https://api.example.com/v1: the SDK adds /chat/completions itself");
+    expect(problems(provider({ api_key_env: 'sk-proj-abc123def456' }))).toContain('providers.local.api_key_env: this looks like an API key itself: put the key in an environment variable');
+    expect(() => parseConfig(provider({ api_key_env: 'OPENAI_API_KEY' }), 'switchyard.yaml')).not.toThrow();
+    expect(problems({ ...valid, retry: { base_delay_ms: 50_000, max_delay_ms: 100 } })).toContain('retry.base_delay_ms: 50000 is above max_delay_ms (100), which caps every backoff');
+    expect(problems({ ...valid, routing: { routes: { simple: ['flash', 'flash'] } } })).toContain('routing.routes.simple.1: "flash" is in this chain already');
+    expect(problems({ ...valid, routing: { task_types: { foo: { keywords: [] } }, routes: { foo: ['flash'] } } })).toContain('routing.task_types.foo: no prompt can get this type: give it keywords, or min_chars');
+    expect(problems({ ...valid, ensembles: { team: { members: ['flash'], synthesizer: 'flash', min_answers: 1 } }, judge: { model: 'team' } })).toMatch(/judge\.model: "team" is an ensemble, and only a model can go here\n/);
+  });
+
   it('names every wrong key by its path and says what was expected, typos with the key meant', () => {
     const message = problems({
       providers: { local: { base_url: '127.0.0.1:8787/v1', timeout_ms: 'fast' } },
