@@ -28,10 +28,12 @@ export interface BatchCancelOptions {
   say: (line: string) => void;
   /** The set of batches submitted over the API whose outputs are not written yet. */
   openKey: string;
+  /** The set of those whose cancel is under way: a server stopped meanwhile finishes it when it starts again. */
+  cancellingKey: string;
 }
 
 export function createBatchCancel(options: BatchCancelOptions): BatchCancel {
-  const { session, collection, say, openKey } = options;
+  const { session, collection, say, cancellingKey } = options;
   const cancelling = new Set<string>();
 
   return {
@@ -45,11 +47,11 @@ export function createBatchCancel(options: BatchCancelOptions): BatchCancel {
       cancelling.add(batchId);
       // No more of its rows queued: a reading left on would wait for room in the queue for ever (and queue more as rows in hand finish).
       options.stopReading(batchId);
-      // A server started again must not go on with it.
-      await session.redis.srem(openKey, batchId);
+      // Kept open until the cancel is done: a server stopped before then finishes the cancel when it starts again.
+      await session.redis.sadd(cancellingKey, batchId);
       say(`[${batchId}] Cancelling: its queued rows come off the queue; the rows in hand finish, then its outputs are written.`);
       void finishCancel(options, batchId)
-        .catch((error: unknown) => say(`[${batchId}] The cancel stopped: ${error instanceof Error ? error.message : String(error)}. Its rows may still be queued; cancel it again.`))
+        .catch((error: unknown) => say(`[${batchId}] The cancel stopped: ${(error instanceof Error ? error.message : String(error)).replace(/\.$/, '')}. The server finishes it when it starts again.`))
         .finally(() => cancelling.delete(batchId));
     },
   };
@@ -65,13 +67,21 @@ function refuseUnlessRunningHere(batchId: string, meta: BatchMeta, collectedHere
 }
 
 /** The cancel's slow part: wait out the rows in hand (re-taking any that parked meanwhile), then write the outputs. */
-async function finishCancel({ session, collection, say }: BatchCancelOptions, batchId: string): Promise<void> {
+async function finishCancel({ session, collection, say, openKey, cancellingKey }: BatchCancelOptions, batchId: string): Promise<void> {
   await waitOutRowsInHand(session, batchId);
   const report = await collection.finishEarly(batchId);
-  if (report?.totals.unfinished_rows === 0) return; // every row was done by then: it ended as usual
-  await session.store.update(batchId, { status: 'cancelled', finished_at: new Date().toISOString() });
-  const meta = await session.store.load(batchId);
-  say(`[${batchId}] ${report ? finishedLine('Cancelled', report, meta?.out_dir ?? '?') : 'Cancelled.'}`);
+  if (report === null) {
+    // Its collector had ended: every row done as the cancel came (closed as usual), or the server stopping (left for its next start).
+    const meta = await session.store.load(batchId);
+    if (meta && isFinishedStatus(meta.status)) await session.redis.multi().srem(openKey, batchId).srem(cancellingKey, batchId).exec();
+    return;
+  }
+  if (report.totals.unfinished_rows !== 0) {
+    await session.store.update(batchId, { status: 'cancelled', finished_at: new Date().toISOString() });
+    const meta = await session.store.load(batchId);
+    say(`[${batchId}] ${finishedLine('Cancelled', report, meta?.out_dir ?? '?')}`);
+  } // else every row was done by then: it ended as usual
+  await session.redis.multi().srem(openKey, batchId).srem(cancellingKey, batchId).exec();
 }
 
 /** Takes the batch's rows off the queue until none of its jobs is active. */

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { RunHost } from '../batch/run-batch.ts';
-import { apiOpenBatchesKey } from '../queue/keys.ts';
+import { apiCancellingBatchesKey, apiOpenBatchesKey } from '../queue/keys.ts';
 import type { BackgroundCollection } from './background-collection.ts';
 import { createBatchCancel } from './batch-cancel.ts';
 import { createBatchLookup } from './batch-lookup.ts';
@@ -47,9 +47,10 @@ export function createBatchService({ host, outRoot, collection, logger, say }: B
   const openKey = apiOpenBatchesKey(session.space);
 
   const starter = createBatchStarter({ host, collection, logger, say, openKey });
-  const cancels = createBatchCancel({ session, collection, stopReading: starter.stopReading, say, openKey });
+  const cancellingKey = apiCancellingBatchesKey(session.space);
+  const cancels = createBatchCancel({ session, collection, stopReading: starter.stopReading, say, openKey, cancellingKey });
   const lookup = createBatchLookup(session.store, cancels.isCancelling);
-  const openBatches = { host, collection, starter, say, openKey };
+  const openBatches = { host, collection, starter, say, openKey, cancellingKey, cancel: cancels.request };
   collection.onRolledBack((batchId) => void requeueRolledBack(openBatches, batchId));
 
   return {

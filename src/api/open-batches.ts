@@ -13,6 +13,9 @@ export interface OpenBatchesOptions {
   say: (line: string) => void;
   /** The set of batches submitted over the API whose outputs are not written yet. */
   openKey: string;
+  /** The set of those whose cancel a stopped server did not finish, and what finishes one. */
+  cancellingKey: string;
+  cancel: (batchId: string) => Promise<void>;
 }
 
 /** Collects the batches submitted here whose outputs a stopped server left unwritten. */
@@ -23,15 +26,16 @@ export async function resumeOpenBatches(options: OpenBatchesOptions): Promise<vo
   }
 }
 
-async function resumeOpenBatch({ host, collection, starter, say, openKey }: OpenBatchesOptions, batchId: string): Promise<void> {
+async function resumeOpenBatch({ host, collection, starter, say, openKey, cancellingKey, cancel }: OpenBatchesOptions, batchId: string): Promise<void> {
   const { store, redis } = host.session;
   let lease: BatchLease | null = null;
   try {
     const state = await loadBatchState(store, batchId).catch(() => null);
     if (!state || isFinishedStatus(state.meta.status)) {
-      await redis.srem(openKey, batchId);
+      await redis.multi().srem(openKey, batchId).srem(cancellingKey, batchId).exec();
       return;
     }
+    const cancelling = (await redis.sismember(cancellingKey, batchId)) === 1;
     const holder = await redis.get(store.keys(batchId).lease);
     if (holder !== null && leaseHolderAlive(holder) !== false) {
       // Another server on this Redis and prefix has it: it is that server's to finish.
@@ -39,7 +43,7 @@ async function resumeOpenBatch({ host, collection, starter, say, openKey }: Open
       return;
     }
     lease = await acquireBatchLease(redis, store.keys(batchId).lease, batchId);
-    if (state.meta.status === 'enqueuing') {
+    if (state.meta.status === 'enqueuing' && !cancelling) {
       // Stopped while its file was being read: read the rest (rows already queued or done are kept).
       const ended = await starter.start(batchId, lease, { resume: batchId }, []);
       if (ended === 'collecting') lease = null;
@@ -50,7 +54,11 @@ async function resumeOpenBatch({ host, collection, starter, say, openKey }: Open
       collection.start(batchId, lease, { outDir: meta.out_dir, startedAt: new Date(meta.started_at ?? meta.created_at) });
       lease = null;
     }
-    if (lease === null) say(`[${batchId}] Going on with it: submitted before the server last stopped, its outputs are not written yet.`);
+    if (lease !== null) return;
+    if (cancelling) {
+      say(`[${batchId}] Finishing its cancel, which the server stopped in the middle of.`);
+      await cancel(batchId);
+    } else say(`[${batchId}] Going on with it: submitted before the server last stopped, its outputs are not written yet.`);
   } catch (error) {
     say(`[${batchId}] Submitted before the server last stopped, and left as it is: ${error instanceof Error ? error.message : String(error)}`);
   } finally {

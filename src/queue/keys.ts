@@ -51,6 +51,11 @@ export function apiOpenBatchesKey(space: KeySpace): string {
   return `${space.prefix}:api:open`;
 }
 
+/** Set: those of them whose cancel was asked for and is not done yet; a server starting finishes it. */
+export function apiCancellingBatchesKey(space: KeySpace): string {
+  return `${space.prefix}:api:cancelling`;
+}
+
 /**
  * A row's job id: batch, row and the row's fingerprint (row-fingerprint.ts), so running the same
  * batch again never queues a row twice, while a row edited in the file since its job was queued

@@ -436,6 +436,34 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(new Set(succeeded).size).toBe(succeeded.length);
   });
 
+  it('a cancel the server stopped in the middle of is finished when it starts again (QA: the batch stayed running for good)', async () => {
+    const dir = await tempDir('api-cancel-stop');
+    const config = await writeSimConfig(dir, h.sim.url, { concurrency: 4 });
+    const out = join(dir, 'out');
+    // Slow answers: the cancel waits for the rows in hand, and the server is stopped meanwhile.
+    h.sim.setOptions({ latency_ms: 1500 });
+    try {
+      const first = await startServer(['--config', config, '--out', out], h.env());
+      expect((await postFile(first, '?batch_id=api-cancel-stop', `prompt\n${Array.from({ length: 60 }, (_, i) => `Question ${i + 1}`).join('\n')}\n`)).status).toBe(202);
+      await waitFor(async () => (await getJson<BatchView>(`${first.url}/v1/batches/api-cancel-stop`)).body.rows.finished >= 4, 30_000);
+      expect((await getJson<BatchView>(`${first.url}/v1/batches/api-cancel-stop/cancel`, { method: 'POST' })).status).toBe(202);
+      first.kill('SIGTERM');
+      await first.done;
+
+      const second = await startServer(['--config', config, '--out', out], h.env());
+      await waitForOutput(() => second.output().stdout, '[api-cancel-stop] Finishing its cancel, which the server stopped in the middle of.', 20_000);
+      const ended = await waitUntilFinished(second, 'api-cancel-stop');
+      expect(ended).toMatchObject({ status: 'cancelled' });
+      expect(ended.rows.finished).toBeLessThan(60);
+      const results = await readJsonLines<RowResult>(join(out, 'api-cancel-stop', 'results.jsonl'));
+      expect(results.length).toBe(ended.rows.finished);
+      expect(await h.redis.sismember(`${h.prefix}:api:open`, 'api-cancel-stop')).toBe(0);
+      expect(await h.redis.sismember(`${h.prefix}:api:cancelling`, 'api-cancel-stop')).toBe(0);
+    } finally {
+      h.sim.setOptions({ latency_ms: 2 });
+    }
+  });
+
   it('refuses a batch no model of which it or any worker on record has the key for, instead of failing every row', async () => {
     const dir = await tempDir('api-no-key');
     const config = await writeSimConfig(dir, h.sim.url, { providers: { sim: { base_url: h.sim.url, api_key_env: 'SY_TEST_API_NO_SUCH_KEY' } } });
