@@ -5,7 +5,7 @@ import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { isFinishedStatus } from '../queue/batch-state.ts';
 import { batchIdRule, isValidBatchId, newBatchId } from '../queue/keys.ts';
 import type { Session } from '../queue/session.ts';
-import { createOutputDir } from '../output/output-dir.ts';
+import { createOutputDir, folderOwner } from '../output/output-dir.ts';
 import { ApiError } from './api-error.ts';
 import { inApiTerms } from './api-terms.ts';
 import type { BackgroundCollection } from './background-collection.ts';
@@ -109,6 +109,10 @@ export function createBatchSubmission(options: BatchSubmissionOptions): (submiss
       });
       const outDir = existing?.meta.out_dir ?? resolve(options.outRoot, batchId);
       await claimOutputDir(outDir, batchId);
+      // Checked before the upload is saved over its input file: the run would refuse the folder, too late for that file.
+      if (!existing && (await folderOwner(outDir)).owner !== undefined) {
+        throw new ApiError(409, 'output_folder_taken', `the server's folder for batch ${batchId} (${outDir}) holds the outputs of an earlier batch of that name, which Redis no longer has (forgotten, or another server's): choose another batch_id`);
+      }
       const inputPath = join(outDir, `input.${submission.format}`);
       await submission.saveInput(inputPath).catch(async (error: unknown) => {
         if (!existing) await rmdir(outDir).catch(() => undefined); // a refused upload leaves no empty folder

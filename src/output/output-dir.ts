@@ -58,8 +58,7 @@ export async function createOutputDir(dir: string): Promise<void> {
  */
 export async function claimOutputDir(dir: string, batchId: string, createdAt: string): Promise<void> {
   const paths = outputPaths(dir);
-  const [markedId, markedCreated] = ((await readFile(paths.owner, 'utf8').catch(() => null)) ?? '').split('\n').map((line) => line.trim());
-  const owner = markedId || (await readWrittenReport(dir))?.batch_id;
+  const { owner, markedCreated } = await folderOwner(dir);
   if (owner && owner !== batchId) {
     throw new UsageError(
       `${dir} holds the outputs of batch ${owner}, which batch ${batchId} would replace: give it another --out ` +
@@ -73,4 +72,10 @@ export async function claimOutputDir(dir: string, batchId: string, createdAt: st
     );
   }
   if (owner !== batchId || markedCreated !== createdAt) await writeFile(paths.owner, `${batchId}\n${createdAt}\n`);
+}
+
+/** Whose outputs the folder holds, by its mark (with when that batch was created) or its report.json; nobody's when neither is there. */
+export async function folderOwner(dir: string): Promise<{ owner: string | undefined; markedCreated: string | undefined }> {
+  const [markedId, markedCreated] = ((await readFile(outputPaths(dir).owner, 'utf8').catch(() => null)) ?? '').split('\n').map((line) => line.trim());
+  return { owner: markedId || (await readWrittenReport(dir))?.batch_id, markedCreated: markedCreated || undefined };
 }

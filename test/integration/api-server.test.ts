@@ -9,7 +9,7 @@ import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report.ts';
 import type { BatchView } from '../../src/api/batch-view.ts';
 import { startRedisServer, type RedisServerHandle } from '../../src/queue/redis-server-process.ts';
-import { spawnCli, waitFor, waitForOutput } from '../helpers/cli.ts';
+import { runCli, spawnCli, waitFor, waitForOutput } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 import { descriptorsOn } from '../helpers/open-files.ts';
@@ -434,6 +434,24 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(results.map((r) => r.row)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
     const succeeded = (await readJsonLines<CallRecord>(join(out, 'api-cancel', 'costs.jsonl'))).filter((c) => c.status === 'succeeded').map((c) => c.row);
     expect(new Set(succeeded).size).toBe(succeeded.length);
+  });
+
+  it('refuses a batch_id whose folder holds a forgotten batch\'s outputs, touching none of its files (QA: its input file was deleted)', async () => {
+    const dir = await tempDir('api-forgotten');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const out = join(dir, 'out');
+    const server = await startServer(['--config', config, '--out', out], h.env());
+    const input = 'prompt\nOne\nTwo\n';
+    expect((await postFile(server, '?batch_id=api-forgotten', input)).status).toBe(202);
+    await waitUntilFinished(server, 'api-forgotten');
+    expect((await runCli(['forget', 'api-forgotten'], h.env())).code).toBe(0);
+    const before = await readFile(join(out, 'api-forgotten', 'input.csv'), 'utf8');
+
+    const again = await postFile(server, '?batch_id=api-forgotten', 'prompt\nThree\n');
+    expect(again.status).toBe(409);
+    expect(again.body.error).toMatchObject({ code: 'output_folder_taken', message: expect.stringContaining('choose another batch_id') });
+    expect(await readFile(join(out, 'api-forgotten', 'input.csv'), 'utf8')).toBe(before);
+    expect(await readJsonLines<RowResult>(join(out, 'api-forgotten', 'results.jsonl'))).toHaveLength(2);
   });
 
   it('a cancel the server stopped in the middle of is finished when it starts again (QA: the batch stayed running for good)', async () => {
