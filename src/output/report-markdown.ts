@@ -109,7 +109,7 @@ function renderJudge(report: Report): string | null {
   if (!judge) return null;
   const mean = judge.mean_score === null ? '' : `, mean ${scoreText(judge, 2)} of 10`;
   const unscored = judge.rows_unscored > 0 ? `; ${count(judge.rows_unscored)} not scored (${Object.entries(judge.unscored).map(([code, n]) => `${code} ${count(n)}`).join(', ')})` : '';
-  return `${counted(judge.rows_scored, 'row')} scored by ${judge.model}${mean}${unscored}; ${counted(report.extra_calls.judge_calls, 'call')} (${extraCost(report.extra_calls.judge_calls, report.extra_calls.judge_cost_usd, report.extra_calls.judge_unpriced_calls)})`;
+  return `${counted(judge.rows_scored, 'row')} scored by ${judge.model}${mean}${unscored}; ${counted(report.extra_calls.judge_calls, 'call')} ${inParentheses(extraCost(report.extra_calls.judge_calls, report.extra_calls.judge_cost_usd, report.extra_calls.judge_unpriced_calls))}`;
 }
 
 function modelRow(name: string, m: ModelReport, withTtft: boolean, withScore: boolean): string[] {
@@ -234,6 +234,11 @@ function ensemblesSection(report: Report): string[] {
     '',
     "A row's cost and latency cover its members and its synthesis (the slowest member, then the synthesis); its calls are also under each model above.",
   ]);
+}
+
+/** "($0.0012)", or "(no price configured)" rather than "(n/a (no price configured))". */
+function inParentheses(cost: string): string {
+  return cost === formatUsd(null) ? '(no price configured)' : `(${cost})`;
 }
 
 /** "$0.0123 + 2 unpriced calls": a cost with what of it is unknown; n/a when none of it is known. */
@@ -401,7 +406,7 @@ function renderCache(report: Report): string | null {
 /** "30 member calls ($0.0012), 10 synthesis calls ($0.0009)", or null when no row used an ensemble. */
 function renderEnsembleCalls(extra: Report['extra_calls']): string | null {
   if (!extra.ensemble_member_calls && !extra.synthesis_calls) return null;
-  return `${counted(extra.ensemble_member_calls, 'member call')} (${extraCost(extra.ensemble_member_calls, extra.ensemble_member_cost_usd, extra.ensemble_member_unpriced_calls)}), ${counted(extra.synthesis_calls, 'synthesis call')} (${extraCost(extra.synthesis_calls, extra.synthesis_cost_usd, extra.synthesis_unpriced_calls)})`;
+  return `${counted(extra.ensemble_member_calls, 'member call')} ${inParentheses(extraCost(extra.ensemble_member_calls, extra.ensemble_member_cost_usd, extra.ensemble_member_unpriced_calls))}, ${counted(extra.synthesis_calls, 'synthesis call')} ${inParentheses(extraCost(extra.synthesis_calls, extra.synthesis_cost_usd, extra.synthesis_unpriced_calls))}`;
 }
 
 /** A note when some calls came without token usage, so their tokens and cost are estimates; else null. */
@@ -465,10 +470,11 @@ export function renderSummaryLines(report: Report): string[] {
     ['Cost', formatCost(totals.cost_usd, totals.unpriced_calls, totals.calls)],
   ];
   const savings = renderSavings(report);
-  if (savings) pairs.push(['Savings', savings]);
+  // A baseline cheaper than the batch is an extra cost, not a saving.
+  if (savings) pairs.push([(report.baseline?.savings_percent ?? 0) < 0 ? 'Extra cost' : 'Savings', savings]);
   if (report.extra_calls.fallback_calls > 0 || report.extra_calls.retry_calls > 0) {
     const extra = report.extra_calls;
-    pairs.push(['Retries', `${counted(extra.retry_calls, 'call')} (${extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls)}); fallbacks ${counted(extra.fallback_calls, 'call')} (${extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls)})`]);
+    pairs.push(['Retries', `${counted(extra.retry_calls, 'call')} ${inParentheses(extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls))}; fallbacks ${counted(extra.fallback_calls, 'call')} ${inParentheses(extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls))}`]);
   }
   const cache = renderCache(report);
   if (cache) pairs.push(['Cache', cache]);

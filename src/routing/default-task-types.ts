@@ -29,6 +29,14 @@ const COMPLEX_WORDS = [
   'critique',
   'trade-off*',
   'tradeoff*',
+  // Mathematics: a proof or a derivation asks for reasoning however short the prompt.
+  'prove',
+  'proof*',
+  'derive',
+  'derivation*',
+  'rigor*', // rigorous, rigorously
+  'rigour*',
+  'theorem*',
 ];
 
 const CODING_WORDS = [

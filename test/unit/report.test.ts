@@ -435,6 +435,15 @@ describe('savings against report.baseline_model', () => {
     expect(report.baseline).toMatchObject({ baseline_cost_usd: 0.002, batch_cost_usd: 0.0005 });
   });
 
+  it('are an extra cost when the baseline is cheaper (QA: "Savings ... 150.1% more")', () => {
+    const tally = new ReportTally(baseline);
+    tally.addResult(result(1, 'succeeded'));
+    tally.addCall(call(1, 1, 'succeeded', 0.005, [1000, 500]));
+    const report = tally.build(span);
+    expect(report.baseline).toMatchObject({ savings_percent: -150 });
+    expect(renderSummaryLines(report)).toContain('Extra cost  This batch cost $0.00500: 150% more than the $0.00200 it would have cost on pro');
+  });
+
   it('are left out when no row succeeded: "it would have cost $0" compares nothing', () => {
     const tally = new ReportTally(baseline);
     tally.addResult(result(1, 'failed'));

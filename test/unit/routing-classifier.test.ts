@@ -32,6 +32,12 @@ describe('built-in rules: the design source examples', () => {
     expect(classify('The API returns 500 errors').taskType).toBe('coding');
   });
 
+  it('takes a proof or a derivation for reasoning, however short the prompt (QA: both went to the cheap model)', () => {
+    expect(classify('Prove that there are infinitely many primes and explain each step rigorously.').taskType).toBe('complex');
+    expect(classify('Derive the Black-Scholes equation from first principles with full mathematical rigor').taskType).toBe('complex');
+    expect(classify('Prove that the square root of 2 is irrational.').taskType).toBe('moderate');
+  });
+
   it('weighs signals: a strategy question that mentions an API is complex, not coding', () => {
     const result = classify('Evaluate our API pricing strategy against competitors.');
     expect(result.taskType).toBe('complex');
