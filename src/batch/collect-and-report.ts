@@ -147,8 +147,12 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const unscored = report.totals.unfinished_rows === 0 ? (report.judge?.rows_unscored ?? 0) : 0;
   if (unscored > 0) {
     say('');
+    const codes = Object.keys(report.judge?.unscored ?? {});
     const resume = report.judge?.unscored.budget_exceeded ? budgetResume(batchId, report.error_examples.budget_exceeded) : `switchyard run --resume ${batchId}`;
-    say(`Not scored: ${counted(unscored, 'answer')} the judge could not score (judge.error in results.jsonl). Score them without paying for the answers again: ${resume}`);
+    // The same judge would meet the same refusal (a model its provider does not have, a key it refuses): what to fix first.
+    const lasting = codes.filter((code) => !PASSING_ERRORS.has(code) && code !== 'budget_exceeded' && code !== 'no_score');
+    const fix = lasting.length > 0 ? ` once what judge.error says is fixed (${lasting.join(', ')}), or with another judge (--judge <model>)` : '';
+    say(`Not scored: ${counted(unscored, 'answer')} the judge could not score (judge.error in results.jsonl). Score them without paying for the answers again${fix}: ${resume}`);
   }
   return report;
 }
