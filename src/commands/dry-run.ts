@@ -110,7 +110,8 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
       const synthesisMaxTokens = ensemble.config.synthesis_max_tokens ?? maxTokens;
       const rowTally = ensembleRowTally(config, members, ensemble.config.synthesizer, countMessageTokens(row.messages), maxTokens, synthesisMaxTokens);
       add(byModel, `${ensemble.name} (ensemble)`, rowTally);
-      add(byTask, 'ensemble', rowTally);
+      // Labelled by the rules, as the run records it (results.jsonl's task_type, the report's task-type table).
+      add(byTask, taskType, rowTally);
       if (abArm !== undefined) add(byArm, abArm, rowTally);
       for (const field of Object.keys(total) as (keyof Tally)[]) total[field] += rowTally[field];
       judgeCall(Math.min(synthesisMaxTokens, config.models[ensemble.config.synthesizer]?.max_output_tokens ?? synthesisMaxTokens));
