@@ -60,7 +60,8 @@ export function createBackgroundCollection(session: Session, say: (line: string)
     for (const [batchId, collector] of running) {
       const progress = await session.store.progress(batchId).catch(() => null); // Redis away: the outage is said once elsewhere
       if (!progress || collector.drain.signal.aborted) continue;
-      if (progress.finished === collector.saidFinished) {
+      // Nothing said yet: a batch with no row done has not moved.
+      if (progress.finished === (collector.saidFinished ?? 0)) {
         if (progress.total === null || progress.finished < progress.total) stalled.push(batchId);
         continue;
       }
@@ -70,7 +71,9 @@ export function createBackgroundCollection(session: Session, say: (line: string)
       const { rows, text } = totalOf(progress);
       const total = rows === null ? '' : ` of ${text}`;
       const failed = progress.failed > 0 ? ` (${formatCount(progress.failed)} failed)` : '';
-      const rate = before === null ? '' : `, ${formatCount(Math.round(((progress.finished - before) * 1000) / progressEveryMs))} rows/s`;
+      const perSecond = before === null ? null : ((progress.finished - before) * 1000) / progressEveryMs;
+      // A slow batch (a row every few seconds) reads "0.2 rows/s", not "0 rows/s".
+      const rate = perSecond === null ? '' : `, ${formatCount(perSecond, perSecond < 10 ? 1 : 0)} rows/s`;
       say(`[${batchId}] ${formatCount(progress.finished)}${total} rows done${failed}, ${formatUsd(progress.costUsd)} so far${rate}`);
     }
     if (stalled.length === 0) return;
@@ -170,7 +173,9 @@ export function createBackgroundCollection(session: Session, say: (line: string)
 /** "Finished: 24 of 24 rows succeeded, 26 calls, $0.00110, in 557 ms; outputs in out/t1." (", 3 of them run by this post" when posted again) */
 export function finishedLine(what: string, report: Report, outDir: string): string {
   const { totals } = report;
-  const failed = totals.failed > 0 ? ` (${formatCount(totals.failed)} failed)` : '';
+  // The budget is the usual reason for many failures at once, and the one re-posting with a higher `budget` fixes.
+  const overBudget = report.errors.budget_exceeded ?? 0;
+  const failed = totals.failed > 0 ? ` (${formatCount(totals.failed)} failed${overBudget > 0 ? `, ${formatCount(overBudget)} of them at the budget: posting the file again with a higher budget finishes them` : ''})` : '';
   // null: stopped while its file was still being read, so how many rows are left is not known.
   const notRun = totals.unfinished_rows === null ? ', the rest of its file not run' : totals.unfinished_rows > 0 ? `, ${counted(totals.unfinished_rows, 'row')} not run` : '';
   // Posted again, the totals are the batch's and the time this post's: say how many rows it ran.

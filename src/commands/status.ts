@@ -185,6 +185,13 @@ function nextLine(meta: BatchMeta, runBy: string | null | undefined, workers: nu
   if (meta.input_error) return `its file could not be read to its end: ${meta.input_error}`;
   // A server that stops goes on with the unfinished batches it was given when started again.
   if (overApi && runBy === null && !isFinishedStatus(meta.status)) return 'no server is running it: start `switchyard serve` again (same Redis and SWITCHYARD_PREFIX), and it goes on with it';
+  // A batch posted over the API goes on by being posted again: its client may have no shell on the server.
+  if (overApi) {
+    const again = `posting its file again with batch_id=${meta.batch_id}`;
+    if (meta.status === 'completed_with_failures') return `${again} runs the failed rows again (the succeeded ones are kept)`;
+    if (meta.status === 'budget_exceeded') return `${again} and a higher budget finishes it (when the month's cap stopped it, the server needs a config with a higher budget.monthly_usd)`;
+    if (meta.status === 'completed' && meta.invalid_rows > 0) return `fix the invalid rows in its file, then post it again with batch_id=${meta.batch_id}: only they run`;
+  }
   return nextStep(meta.batch_id, meta.status, meta.invalid_rows, runBy, workers, meta.detached);
 }
 

@@ -83,3 +83,13 @@ describe('status <batch id>: a batch submitted over the HTTP API whose server st
     expect(lines.find((line) => line.startsWith('  next'))).toBe('  next      no server is running it: start `switchyard serve` again (same Redis and SWITCHYARD_PREFIX), and it goes on with it');
   });
 });
+
+describe('status <batch id>: a finished batch submitted over the HTTP API', () => {
+  it('says to post its file again, not to run `switchyard run --resume` (QA: its client may have no shell on the server)', () => {
+    const next = (status: BatchMeta['status'], invalid = 0) => describeBatch({ meta: { ...meta, status, invalid_rows: invalid, detached: true }, progress: { ...progress, status }, runBy: null, overApi: true }).find((line) => line.startsWith('  next'));
+    expect(next('completed_with_failures')).toBe('  next      posting its file again with batch_id=b1 runs the failed rows again (the succeeded ones are kept)');
+    expect(next('budget_exceeded')).toMatch(/^ {2}next {6}posting its file again with batch_id=b1 and a higher budget finishes it/);
+    expect(next('completed', 2)).toBe('  next      fix the invalid rows in its file, then post it again with batch_id=b1: only they run');
+    expect(next('completed')).toBeUndefined();
+  });
+});
