@@ -184,7 +184,7 @@ function overviewBullets(report: Report, resume: string): string[] {
     ...(totals.unpriced_calls > 0 ? [`- ${counted(totals.unpriced_calls, 'call')} used a model with no configured price: not in the cost`] : []),
     ...bullet('', renderEstimatedUsage(totals)),
     ...bullet('', renderSavings(report)),
-    `- Retries: ${counted(extra.retry_calls, 'call')}, ${extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls)}; fallbacks: ${counted(extra.fallback_calls, 'call')}, ${extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls)}, ${counted(extra.rows_on_fallback, 'row')} answered by a fallback model`,
+    `- Retries: ${counted(extra.retry_calls, 'call')}, ${extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls)}; fallbacks: ${counted(extra.fallback_calls, 'call')}, ${extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls)}, ${counted(extra.rows_on_fallback, 'row')} answered by a fallback model${bothCounted(extra)}`,
     ...bullet('Cache: ', renderCache(report)),
     ...(extra.classifier_calls > 0 ? [`- Task classifier: ${counted(extra.classifier_calls, 'call')}, ${extraCost(extra.classifier_calls, extra.classifier_cost_usd, extra.classifier_unpriced_calls)}`] : []),
     ...bullet('Ensembles: ', renderEnsembleCalls(extra)),
@@ -234,6 +234,11 @@ function ensemblesSection(report: Report): string[] {
     '',
     "A row's cost and latency cover its members and its synthesis (the slowest member, then the synthesis); its calls are also under each model above.",
   ]);
+}
+
+/** Said when both kinds are counted: the two counts may add up to more than the calls beyond the first. */
+function bothCounted(extra: Report['extra_calls']): string {
+  return extra.retry_calls > 0 && extra.fallback_calls > 0 ? '; a retry on a fallback model counts in both' : '';
 }
 
 /** "($0.0012)", or "(no price configured)" rather than "(n/a (no price configured))". */
@@ -474,7 +479,7 @@ export function renderSummaryLines(report: Report): string[] {
   if (savings) pairs.push([(report.baseline?.savings_percent ?? 0) < 0 ? 'Extra cost' : 'Savings', savings]);
   if (report.extra_calls.fallback_calls > 0 || report.extra_calls.retry_calls > 0) {
     const extra = report.extra_calls;
-    pairs.push(['Retries', `${counted(extra.retry_calls, 'call')} ${inParentheses(extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls))}; fallbacks ${counted(extra.fallback_calls, 'call')} ${inParentheses(extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls))}`]);
+    pairs.push(['Retries', `${counted(extra.retry_calls, 'call')} ${inParentheses(extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls))}; fallbacks ${counted(extra.fallback_calls, 'call')} ${inParentheses(extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls))}${bothCounted(extra)}`]);
   }
   const cache = renderCache(report);
   if (cache) pairs.push(['Cache', cache]);

@@ -444,6 +444,18 @@ describe('savings against report.baseline_model', () => {
     expect(renderSummaryLines(report)).toContain('Extra cost  This batch cost $0.00500: 150% more than the $0.00200 it would have cost on pro');
   });
 
+  it('say that a retry on a fallback model counts as both, when there are both (QA: 18 + 17 was more than the 27 extra calls)', () => {
+    const tally = new ReportTally();
+    tally.addResult(result(1, 'succeeded'));
+    tally.addCall(call(1, 1, 'failed', 0.0001, [1000, 0]));
+    tally.addCall(call(1, 2, 'failed', 0.0001, [1000, 0]));
+    tally.addCall({ ...call(1, 1, 'failed', 0.0001, [1000, 0]), model: 'pro', chain_position: 1 });
+    tally.addCall({ ...call(1, 2, 'succeeded', 0.0004, [1000, 500]), model: 'pro', chain_position: 1 });
+    const report = tally.build(span);
+    expect(report.extra_calls).toMatchObject({ retry_calls: 2, fallback_calls: 2 });
+    expect(renderSummaryLines(report).find((line) => line.startsWith('Retries'))).toMatch(/; a retry on a fallback model counts in both$/);
+  });
+
   it('are left out when no row succeeded: "it would have cost $0" compares nothing', () => {
     const tally = new ReportTally(baseline);
     tally.addResult(result(1, 'failed'));
