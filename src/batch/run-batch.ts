@@ -160,7 +160,11 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
   const session = host?.session ?? (await openSession(logger, say));
   const held: Held = { lease: null, simulator: null, reader: null };
   try {
-    const batch = await prepareBatch(batchId, options, session, held, say, host);
+    const batch = await prepareBatch(batchId, options, session, held, say, host).catch(async (error: unknown) => {
+      // The id was printed first: a refusal before the batch was saved says that it names nothing.
+      if (host || !(error instanceof UsageError) || (await session.store.load(batchId).catch(() => undefined)) !== null) throw error;
+      throw new UsageError(`${error.message}\nNothing was queued: batch ${batchId} was not created.`);
+    });
     host?.onQueuing?.();
     return await runPreparedBatch(batch, { options, session, logger, say, host, lease: held.lease }).catch((error: unknown) => {
       // The batch is saved: its resume goes on (the same command makes a new batch without --batch-id).
