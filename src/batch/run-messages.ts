@@ -14,12 +14,23 @@ import { ROW_FIELD_COLUMNS, type LookalikeColumn } from '../input/row-field-look
  */
 export async function stoppedText(session: Session, batchId: string, report: Report | null, unqueued: Unqueued | 'failed' | null): Promise<string> {
   const resume = `switchyard run --resume ${batchId}`;
-  const queue = unqueuedText(unqueued);
+  const queue = unqueuedText(report ? notWrittenElsewhere(unqueued, report) : unqueued);
   if (report) return `Stopped early: the outputs above hold the ${counted(report.totals.rows, 'row')} finished so far.${queue} Nothing done is lost or paid for again: ${resume} runs the rest and writes them whole.`;
   const progress = await session.store.progress(batchId).catch(() => null);
   if (!progress) return `Stopped.${queue} Go on with: ${resume}`;
   const done = `${formatCount(progress.finished)}${progress.total === null ? '' : ` of ${formatCount(progress.total)}`} rows done`;
   return `Stopped: ${done} (${formatCount(progress.failed)} failed), ${formatUsd(progress.costUsd)} spent.${queue} Nothing done is lost or paid for again: ${resume}`;
+}
+
+/**
+ * The rows other processes were running, counted before the outputs were written: one that
+ * finished in between is in them, and is not counted again (each row once: written, taken off the
+ * queue, or still running elsewhere).
+ */
+function notWrittenElsewhere(unqueued: Unqueued | 'failed' | null, report: Report): Unqueued | 'failed' | null {
+  const unfinished = report.totals.unfinished_rows;
+  if (unqueued === null || unqueued === 'failed' || unqueued.elsewhere === undefined || unfinished === null) return unqueued;
+  return { ...unqueued, elsewhere: Math.min(unqueued.elsewhere, Math.max(0, unfinished - unqueued.removed)) };
 }
 
 /**
