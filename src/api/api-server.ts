@@ -119,10 +119,11 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const { service, logger } = options;
 
   async function route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    const method = req.method ?? 'GET';
+    // HEAD is a GET whose body Node leaves out (a client checking that outputs are there).
+    const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
     const unavailable = service.unavailable();
     // HEAD too: load balancers' health checks use it.
-    if (url.pathname === '/healthz' && (method === 'GET' || method === 'HEAD')) {
+    if (url.pathname === '/healthz' && method === 'GET') {
       const unhealthy = await service.unhealthy(HEALTH_PING_MS);
       return sendJson(res, unhealthy ? 503 : 200, unhealthy ? { ok: false, reason: unhealthy } : { ok: true });
     }
@@ -187,6 +188,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
 
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    // "/v1/batches/b1/" is "/v1/batches/b1".
+    if (url.pathname.length > 1) url.pathname = url.pathname.replace(/\/+$/, '');
     route(req, res, url).catch((error: unknown) => {
       if (error instanceof ApiError) return sendError(res, error);
       const redis = describeRedisTrouble(error);

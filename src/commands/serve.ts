@@ -75,8 +75,8 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
     say(worker ? `Workers here make up to ${concurrency} model calls at a time; Redis ${session.redisLabel}, prefix "${session.space.prefix}".` : `No workers here (--no-worker): start "switchyard worker" processes on Redis ${session.redisLabel}, prefix "${session.space.prefix}".`);
     if (token === null && !LOOPBACK.has(options.host)) {
       say('Warning: no SWITCHYARD_API_TOKEN is set, and the server listens beyond this machine: anyone who reaches it can run batches that spend money. Set one and send it as a bearer token.');
-    }
-    say('Ctrl-C stops it once the calls in flight finish; started again, it goes on with the batches not finished.');
+    } else if (token !== null) say('Every request but GET /healthz needs SWITCHYARD_API_TOKEN as a bearer token (Authorization: Bearer ...).');
+    say(`Ctrl-C stops it${worker ? ' once the calls in flight finish' : ''}; started again, it goes on with the batches not finished.`);
     // Listening before the resume below, which may read a long file: a stop then ends that too.
     const stopped = new Promise<void>((resolve) => {
       const onSignal = (signal: NodeJS.Signals) => {

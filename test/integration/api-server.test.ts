@@ -101,6 +101,10 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
 
     const list = (await getJson<{ object: string; data: BatchView[]; total: number }>(`${server.url}/v1/batches?limit=5`)).body;
     expect(list.data.map((b) => b.batch_id)).toContain('api-csv');
+    // A trailing slash names the same thing; HEAD asks whether a file is there without its body (QA: 404, 405).
+    expect((await getJson<BatchView>(`${server.url}/v1/batches/api-csv/`)).body.batch_id).toBe('api-csv');
+    const head = await fetch(`${server.url}/v1/batches/api-csv/results`, { method: 'HEAD' });
+    expect([head.status, head.headers.get('content-type'), await head.text()]).toEqual([200, 'application/x-ndjson; charset=utf-8', '']);
 
     // The same batch again: every row is kept, nothing is paid for twice.
     const again = await postFile(server, '?batch_id=api-csv', await readFile(input, 'utf8'));
