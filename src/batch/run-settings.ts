@@ -154,11 +154,30 @@ function sayAbSplitNotes(options: RunOptions, existing: BatchMeta | null, config
   }
 }
 
-/** `answering`: the models rows that name none go to. */
+/** `answering`: the models rows that name none go to (none: they are routed). */
 function sayJudgeAnswersToo(config: SwitchyardConfig, answering: readonly string[], say: (line: string) => void): void {
-  if (config.judge && answering.includes(config.judge.model)) {
-    say(`Note: the judge, ${config.judge.model}, answers rows here too: it scores its own answers (judges tend to favour them), and its judge calls count under it in the Models table (the Judge line shows them apart).`);
-  }
+  if (!config.judge) return;
+  const judge = config.judge.model;
+  const how = answering.includes(judge) ? 'answers rows here too' : mayAnswer(config, answering).has(judge) ? 'may answer rows here too (a route or a fallback goes to it)' : null;
+  if (how) say(`Note: the judge, ${judge}, ${how}: it scores its own answers (judges tend to favour them), and its judge calls count under it in the Models table (the Judge line shows them apart).`);
+}
+
+/** Every model a row sent to one of `answering` (a model, an ensemble, or routing) may be answered by, fallbacks included. */
+function mayAnswer(config: SwitchyardConfig, answering: readonly string[]): Set<string> {
+  const routed = [config.default_model, ...Object.values(config.routing?.routes ?? {}).flat()];
+  const first = (answering.length === 0 ? [AUTO_ROUTE] : answering).flatMap((name) => {
+    if (name === AUTO_ROUTE) return routed;
+    const ensemble = config.ensembles[name];
+    return ensemble ? [...ensemble.members, ensemble.synthesizer] : [name];
+  });
+  const models = new Set<string>();
+  const add = (model: string) => {
+    if (models.has(model)) return;
+    models.add(model);
+    for (const fallback of config.models[model]?.fallbacks ?? []) add(fallback);
+  };
+  first.forEach(add);
+  return models;
 }
 
 /** Said of the file's first row when it lacks the field the judge compares answers with. */

@@ -189,6 +189,11 @@ describe('a judge scores every answer', () => {
     expect(ran.code, ran.stderr).toBe(0);
     expect(ran.stdout).toContain('Note: the judge, pro, answers rows here too: it scores its own answers (judges tend to favour them)');
     expect(ran.stdout).toContain('Note: the first row has no "expected" field, so the judge scores it without a reference answer (judge.reference_column names the field to use).');
+
+    // A judge that is a fallback of the model rows go to may answer some of them (QA: no note).
+    const fallingBack = await writeSimConfig(dir, h.sim.url, { models: { flash: sim(0.1, { fallbacks: ['pro'] }), pro: sim(0.5) }, default_model: 'flash' });
+    const routed = await runCli(['run', input, '--config', fallingBack, '--out', join(dir, 'out-fallback'), '--judge', 'pro'], h.env());
+    expect(routed.stdout).toContain('Note: the judge, pro, may answer rows here too (a route or a fallback goes to it): it scores its own answers');
   });
 
   it('compares two models that answered the same prompts (a row per model, same id) on those prompts alone', async () => {
