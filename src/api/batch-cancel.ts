@@ -60,7 +60,7 @@ export function createBatchCancel(options: BatchCancelOptions): BatchCancel {
 /** Only a batch still running, and collected by this server, can be cancelled here. */
 function refuseUnlessRunningHere(batchId: string, meta: BatchMeta, collectedHere: boolean): void {
   if (isFinishedStatus(meta.status)) throw new ApiError(409, 'batch_finished', `batch ${batchId} is ${meta.status} already: there is nothing to cancel`);
-  if (meta.input_error && !collectedHere) throw new ApiError(409, 'batch_waiting_for_file', `batch ${batchId} is not running: it waits for its fixed file (${meta.input_error})`);
+  if (meta.input_error && !collectedHere) throw new ApiError(409, 'batch_waiting_for_file', `batch ${batchId} is not running: it waits for its fixed file, posted with its batch_id: ${meta.input_error}`);
   if (!collectedHere) {
     throw new ApiError(409, 'batch_not_running_here', `batch ${batchId} is not being run by this server (only the server a batch was posted to, or started again after it, can cancel it); \`switchyard status ${batchId}\` shows who runs it`);
   }
