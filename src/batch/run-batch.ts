@@ -132,6 +132,8 @@ interface PreparedBatch {
   startedAt: Date;
   /** A resume's judge, when the rows answered before were scored by another one or none: they are scored again. */
   rescoreWith: string | undefined;
+  /** Whether the rows' fingerprints include their ids (the batch's meta says). */
+  fingerprintIds: boolean;
 }
 
 /** What the stages of a run share. */
@@ -218,6 +220,7 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
     batchId,
     resumed: existing !== null,
     rescoreWith: rescoringJudge(existing, config, storedConfig?.judge?.model),
+    fingerprintIds: fingerprintsHoldIds(existing),
     config,
     builtIn: resolved.builtIn,
     model: settings.model,
@@ -289,10 +292,14 @@ async function saveBatch(batchId: string, options: RunOptions, existing: BatchMe
     ...(settings.budgetUsd !== undefined ? { budget_usd: settings.budgetUsd } : {}),
     ...(settings.budgetFromConfig ? { budget_from_config: true } : {}),
     ...(settings.concurrency !== undefined ? { concurrency: settings.concurrency } : {}),
+    ...(fingerprintsHoldIds(existing) ? { fingerprint_ids: true } : {}),
   };
   await session.store.save(meta, record.config);
   return { outDir, startedAt };
 }
+
+/** A new batch's row fingerprints include the rows' ids; one created before they did keeps comparing without them. */
+const fingerprintsHoldIds = (existing: BatchMeta | null): boolean => existing === null || existing.fingerprint_ids === true;
 
 /** What a run has going while its rows are queued: this process's worker and collector (none when detached), and what stops them. */
 interface Underway {
@@ -435,6 +442,7 @@ async function queueRows(batch: PreparedBatch, context: RunContext, underway: Un
       errorsPath: `${outDir}/errors.jsonl`,
       chunkSize: config.queue.enqueue_chunk,
       resume: batch.resumed,
+      fingerprintIds: batch.fingerprintIds,
       runStartedAt: batch.startedAt.getTime(),
       position: batch.position,
       // A --detach'ed run queues the whole file and exits; a host's run reads on as workers take rows.

@@ -11,7 +11,13 @@ import { issueText } from '../config/issue-text.ts';
  * into `metadata` (as CSV columns are), beside the line's own `metadata` object, which wins.
  */
 const promptLineSchema = z.looseObject({
-  id: z.union([z.string(), z.number()]).optional(),
+  id: z
+    .union([z.string(), z.number()], { error: 'must be a string or a number' })
+    // JSON.parse has already rounded such a number (12345678901234567891 reads as ...600): the row would carry another id.
+    .refine((id) => typeof id === 'string' || Number.isSafeInteger(id) || !Number.isInteger(id), {
+      error: 'is a number too large to be read exactly (above 2^53); write it as a string, in quotes',
+    })
+    .optional(),
   prompt: z.string().optional(),
   messages: z.array(chatMessageSchema).min(1).optional(),
   model: z.string().optional(),
@@ -170,8 +176,8 @@ function promptFields(object: Record<string, unknown>, promptKey: string): Field
   }
   const parsed = promptLineSchema.safeParse(object);
   if (!parsed.success) {
-    // A field's own problem (messages[0].role) needs no reminder of the whole line's shape.
-    const shapeWrong = parsed.error.issues.some((issue) => issue.path.length <= 1);
+    // Only a line whose prompt is wrong needs the reminder of a line's shape; a field's own problem (id, messages[0].role) does not.
+    const shapeWrong = parsed.error.issues.some((issue) => issue.path.length === 0 || (issue.path.length === 1 && (issue.path[0] === 'prompt' || issue.path[0] === 'messages')));
     return { code: 'bad_field', message: shapeWrong ? `${describeIssues(parsed.error, promptKey)}; ${expected(promptKey)}` : describeIssues(parsed.error, promptKey) };
   }
   const { id, prompt, messages, model, system, temperature, max_tokens, metadata, ...extra } = parsed.data;
@@ -224,7 +230,8 @@ function noPromptMessage(object: Record<string, unknown>, promptKey: string): st
 
 function idOf(object: Record<string, unknown>): string | undefined {
   const id = object['custom_id'] ?? object['id'];
-  return typeof id === 'string' || typeof id === 'number' ? String(id) : undefined;
+  // A rounded integer would name another row.
+  return typeof id === 'string' || (typeof id === 'number' && (Number.isSafeInteger(id) || !Number.isInteger(id))) ? String(id) : undefined;
 }
 
 /**

@@ -94,13 +94,17 @@ function parseMaxTokens(value: unknown): number | undefined | Problem {
   return badField('max_tokens', 'a positive integer', value);
 }
 
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)$/;
+
 /** undefined for "not set"; NaN for anything that is not a number, so the range check rejects it. */
 function toNumber(value: unknown): number | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value === 'number') return value;
   if (typeof value === 'string') {
     const text = value.trim();
-    return text === '' ? undefined : Number(text);
+    if (text === '') return undefined;
+    // Number() also reads 0x10, 0b11, 1e3 and Infinity, which a spreadsheet cell holding them did not mean as numbers.
+    return DECIMAL.test(text) ? Number(text) : Number.NaN;
   }
   return Number.NaN;
 }

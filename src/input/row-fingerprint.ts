@@ -1,14 +1,16 @@
 import type { InputRow } from './row.ts';
 
 /**
- * A 32-bit fingerprint (FNV-1a) of what a row asks and carries: its messages, model, settings and
- * metadata. Rows are known by their position in the file; the fingerprint tells a resume whether
- * the row at a position is still the one that succeeded there, or was edited or moved (then it
- * runs again). Never 0, which stands for "not recorded".
+ * A 32-bit fingerprint (FNV-1a) of what a row asks and carries: its messages, model, settings,
+ * metadata and (`withId`, batches created since) its id. Rows are known by their position in the
+ * file; the fingerprint tells a resume whether the row at a position is still the one that
+ * succeeded there, or was edited or moved (then it runs again, and its result carries what the file
+ * says now). Never 0, which stands for "not recorded".
  */
-export function rowFingerprint(row: InputRow): number {
+export function rowFingerprint(row: InputRow, withId: boolean): number {
   const params = row.params === undefined ? [] : [row.params]; // absent: the same fingerprint as before params existed
-  const text = JSON.stringify([row.messages, row.model ?? null, row.temperature ?? null, row.max_tokens ?? null, row.metadata, row.custom_id ?? null, ...params]);
+  const id = withId ? [row.id] : [];
+  const text = JSON.stringify([row.messages, row.model ?? null, row.temperature ?? null, row.max_tokens ?? null, row.metadata, row.custom_id ?? null, ...params, ...id]);
   let hash = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) {
     hash ^= text.charCodeAt(i);

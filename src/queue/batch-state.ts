@@ -52,6 +52,8 @@ export const batchMetaSchema = z.object({
   budget_usd: z.coerce.number().positive().optional(),
   /** budget_usd is the config's budget.batch_usd, not a --budget: a resume follows its own config's instead. */
   budget_from_config: z.stringbool().optional(),
+  /** Its rows' fingerprints include their ids (batches created since ids counted): older batches' leave them out, and keep doing so. */
+  fingerprint_ids: z.stringbool().optional(),
   prompt_column: z.string().default('prompt'),
   /** The input CSV's field separator, which results.csv uses too; set by the batch's first run. */
   csv_delimiter: z.enum([',', ';', '\t']).default(','),

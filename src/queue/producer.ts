@@ -22,6 +22,8 @@ export interface EnqueueOptions {
   chunkSize: number;
   /** Re-running a batch: skip rows that already succeeded, re-open the others. */
   resume: boolean;
+  /** Whether a row's fingerprint includes its id, as the batch's meta says (rowFingerprint). */
+  fingerprintIds: boolean;
   /** When this run started (epoch ms; the batch's started_at): each job carries it (PromptJob.queuedBy). */
   runStartedAt: number;
   /** How far the reader is into the file: each chunk then records an estimate of the row count. */
@@ -316,7 +318,7 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
   const first = rows[0]!.row;
   const span = rows.at(-1)!.row - first + 1;
   const fingerprints = Buffer.alloc(span * 4);
-  for (const row of rows) fingerprints.writeUInt32BE(rowFingerprint(row), (row.row - first) * 4);
+  for (const row of rows) fingerprints.writeUInt32BE(rowFingerprint(row, options.fingerprintIds), (row.row - first) * 4);
   const of = (row: InputRow) => fingerprints.readUInt32BE((row.row - first) * 4);
   if (!options.resume) {
     // A new batch: nothing to compare, so the write need not hold up the chunk (it is awaited with it).

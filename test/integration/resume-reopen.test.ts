@@ -134,15 +134,15 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     await store.save({ batch_id: batchId, status: 'enqueuing', input: 'in.csv', input_kind: 'rows', builtin_config: false, out_dir: tmpdir(), created_at: new Date().toISOString(), invalid_rows: 0, prompt_column: 'prompt', csv_delimiter: ',' }, builtInConfig('http://127.0.0.1:1/v1'));
     const row = (n: number, prompt: string): InputRow => ({ row: n, line: n + 1, id: `r${n}`, messages: [{ role: 'user', content: prompt }], metadata: {} });
     const enqueue = (rows: InputRow[], resume: boolean) =>
-      enqueueBatch({ queue, store, batchId, items: (async function* (): AsyncGenerator<ReadItem> { for (const value of rows) yield { kind: 'row', value }; })(), errorsPath: join(tmpdir(), `${space.prefix}-errors.jsonl`), chunkSize: 100, resume, runStartedAt: Date.now() });
+      enqueueBatch({ queue, store, batchId, items: (async function* (): AsyncGenerator<ReadItem> { for (const value of rows) yield { kind: 'row', value }; })(), errorsPath: join(tmpdir(), `${space.prefix}-errors.jsonl`), chunkSize: 100, resume, fingerprintIds: true, runStartedAt: Date.now() });
     const before = [row(1, 'one'), row(2, 'two'), row(3, 'three')];
     await enqueue(before, false); // no workers: the jobs stay queued, as after a killed run
     const after = [row(1, 'one'), row(2, 'TWO reworded'), row(3, 'three')];
     const counts = await enqueue(after, true);
     expect(counts).toMatchObject({ enqueued: 3, alreadySucceeded: 0, changedSinceSucceeded: 0 });
     const ids = (await queue.getJobs(['waiting'])).map((job) => job.id).sort();
-    expect(ids).toEqual([promptJobId(batchId, 1, rowFingerprint(after[0]!)), promptJobId(batchId, 2, rowFingerprint(after[1]!)), promptJobId(batchId, 3, rowFingerprint(after[2]!))].sort());
-    expect((await queue.getJob(promptJobId(batchId, 2, rowFingerprint(after[1]!))))?.data).toMatchObject({ messages: [{ content: 'TWO reworded' }], fingerprint: rowFingerprint(after[1]!), reopened: true });
+    expect(ids).toEqual([promptJobId(batchId, 1, rowFingerprint(after[0]!, true)), promptJobId(batchId, 2, rowFingerprint(after[1]!, true)), promptJobId(batchId, 3, rowFingerprint(after[2]!, true))].sort());
+    expect((await queue.getJob(promptJobId(batchId, 2, rowFingerprint(after[1]!, true))))?.data).toMatchObject({ messages: [{ content: 'TWO reworded' }], fingerprint: rowFingerprint(after[1]!, true), reopened: true });
     await queue.close();
   });
 
@@ -173,7 +173,7 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     const batchId = 'written-twice';
     const keys = batchKeys(space, batchId);
     await store.save({ batch_id: batchId, status: 'running', input: 'in.csv', input_kind: 'rows', builtin_config: false, out_dir: tmpdir(), created_at: new Date().toISOString(), invalid_rows: 0, prompt_column: 'prompt', csv_delimiter: ',' }, builtInConfig('http://127.0.0.1:1/v1'));
-    const fingerprint = rowFingerprint({ row: 1, line: 2, id: 'r1', messages: [{ role: 'user', content: 'q1' }], metadata: {} });
+    const fingerprint = rowFingerprint({ row: 1, line: 2, id: 'r1', messages: [{ role: 'user', content: 'q1' }], metadata: {} }, true);
     const answerCall = { batch_id: batchId, row: 1, id: 'r1', model: 'flash', attempt: 1, purpose: 'answer', task_type: 'simple', chain_position: 0, status: 'succeeded', http_status: 200, input_tokens: 10, output_tokens: 5, cost_usd: 0.000003, latency_ms: 40, started_at: '2026-12-03T03:00:00.000Z' };
     // The row was answered, judged and written; its job, checkpointed before the judge's call, is back in the queue.
     const fingerprints = Buffer.alloc(8);
@@ -199,17 +199,17 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     const row = (n: number, prompt: string): InputRow => ({ row: n, line: n + 1, id: `r${n}`, messages: [{ role: 'user', content: prompt }], metadata: {} });
     const call = (n: number, purpose: 'answer' | 'judge') => ({ batch_id: batchId, row: n, id: `r${n}`, model: purpose === 'answer' ? 'flash' : 'judge', attempt: 1, purpose, task_type: 'simple', chain_position: 0, status: 'succeeded', http_status: 200, input_tokens: 10, output_tokens: 5, cost_usd: 0.000003, latency_ms: 40, started_at: '2026-12-03T03:00:00.000Z' });
     // Rows 1 and 2 were answered and wait for the judge, parked; row 2 is then edited in the file.
-    const parked = (n: number) => ({ batchId, row: n, id: `r${n}`, messages: [{ role: 'user', content: `q${n}` }], metadata: {}, fingerprint: rowFingerprint(row(n, `q${n}`)), progress: { calls: [call(n, 'answer')], judging: { answer: answeredRow(n), progress: { calls: [] } } } });
-    for (const n of [1, 2]) await queue.add('prompt', parked(n), { jobId: promptJobId(batchId, n, rowFingerprint(row(n, `q${n}`))), delay: 60_000 });
+    const parked = (n: number) => ({ batchId, row: n, id: `r${n}`, messages: [{ role: 'user', content: `q${n}` }], metadata: {}, fingerprint: rowFingerprint(row(n, `q${n}`), true), progress: { calls: [call(n, 'answer')], judging: { answer: answeredRow(n), progress: { calls: [] } } } });
+    for (const n of [1, 2]) await queue.add('prompt', parked(n), { jobId: promptJobId(batchId, n, rowFingerprint(row(n, `q${n}`), true)), delay: 60_000 });
     expect(await unqueueBatch(queue, store, batchId)).toEqual({ removed: 2, kept: 0, carried: 2, elsewhere: 0 });
     // Their answers' calls are recorded now, once, as the stop's outputs need them.
     expect((await readRowEvents(redis, keys, '0-0', 10, 0)).map((e) => [e.row, e.resultJson]).sort()).toEqual([[1, ''], [2, '']]);
     expect(await redis.hget(keys.meta, 'cost_nanos')).toBe('6000');
     expect(await redis.hlen(keys.carried)).toBe(2);
 
-    const counts = await enqueueBatch({ queue, store, batchId, items: (async function* (): AsyncGenerator<ReadItem> { yield { kind: 'row', value: row(1, 'q1') }; yield { kind: 'row', value: row(2, 'q2 edited') }; })(), errorsPath: join(tmpdir(), `${space.prefix}-carried-errors.jsonl`), chunkSize: 100, resume: true, runStartedAt: Date.now() });
+    const counts = await enqueueBatch({ queue, store, batchId, items: (async function* (): AsyncGenerator<ReadItem> { yield { kind: 'row', value: row(1, 'q1') }; yield { kind: 'row', value: row(2, 'q2 edited') }; })(), errorsPath: join(tmpdir(), `${space.prefix}-carried-errors.jsonl`), chunkSize: 100, resume: true, fingerprintIds: true, runStartedAt: Date.now() });
     expect(counts).toMatchObject({ enqueued: 2, carriedAnswers: 1 });
-    const job = async (n: number, prompt: string) => (await queue.getJob(promptJobId(batchId, n, rowFingerprint(row(n, prompt)))))?.data as PromptJob;
+    const job = async (n: number, prompt: string) => (await queue.getJob(promptJobId(batchId, n, rowFingerprint(row(n, prompt), true))))?.data as PromptJob;
     const resumed = await job(1, 'q1');
     expect(resumed.progress?.judging?.answer.output).toBe('old answer');
     expect(resumed.progress?.calls).toEqual([{ ...call(1, 'answer'), recorded: true }]);

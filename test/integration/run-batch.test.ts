@@ -122,6 +122,12 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     const answered = (await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).filter((c) => c.status === 'succeeded').map((c) => c.row);
     expect(answered.sort()).toEqual([1, 2, 3, 3, 4, 5]); // paid again for the edited row only
 
+    // A row whose id alone changed runs again too: its result would otherwise keep the old id.
+    await import('node:fs/promises').then((fs) => fs.writeFile(input, 'id,prompt\nr1,one\nsecond,two\nr3,THREE reworded\nr4,four\nr5,five\n'));
+    const renamed = await runCli(['run', '--resume', 'edited'], h.env());
+    expect(renamed.stdout).toContain('4 already done, 1 changed in the file since they succeeded (they run again); 1 queued');
+    expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => r.id)).toEqual(['r1', 'second', 'r3', 'r4', 'r5']);
+
     // A line inserted at the top moves every row: each runs again, none is mixed up with another's answer.
     await write(['zero', 'one', 'two', 'THREE reworded', 'four', 'five']);
     const shifted = await runCli(['run', '--resume', 'edited'], h.env());

@@ -374,6 +374,18 @@ describe('whole-file problems throw a UsageError before any item', () => {
     expect((await collect(readRows(tabs, rules)))[0]?.value).toMatchObject({ code: 'bad_field', message: 'temperature must be a number from 0 to 2, got "0,7"' });
   });
 
+  it('reads numbers written in decimals only: hex, binary, exponents and Infinity in a cell are refused, not converted', async () => {
+    const path = await csvFile('numbers.csv', 'prompt,temperature,max_tokens\na,+.5,+20\nb,,0x10\nc,0b1,\nd,,1e3\ne,Infinity,\nf, 1.0 ,7.\n');
+    expect((await collect(readRows(path, rules))).map((item) => (item.kind === 'row' ? [item.value.temperature, item.value.max_tokens] : item.value.message))).toEqual([
+      [0.5, 20],
+      'max_tokens must be a positive integer, got "0x10"',
+      'temperature must be a number from 0 to 2, got "0b1"',
+      'max_tokens must be a positive integer, got "1e3"',
+      'temperature must be a number from 0 to 2, got "Infinity"',
+      [1, 7],
+    ]);
+  });
+
   it('honours an Excel sep= first line: its separator is used, the line is skipped but counted', async () => {
     const semicolons = await csvFile('sep.csv', '\uFEFFsep=;\r\nid;prompt;note\r\n1;Hello, world;a,b\r\n');
     const position = { bytesRead: 0, fileBytes: 0 };
