@@ -40,6 +40,13 @@ export async function openInputFile(path: string): Promise<{ handle: FileHandle;
     if (encoding === 'utf-16 without bom') {
       throw new UsageError(`input file ${path} looks like UTF-16 text without a byte order mark (every other byte is 0): save it as UTF-8 (in Excel: "CSV UTF-8") and give that file`);
     }
+    if (encoding === 'utf-8' && crOnlyLineEnds(opening)) {
+      const sheet = /\.(csv|tsv|txt)$/i.test(path);
+      throw new UsageError(
+        `input file ${path} ends its lines with a carriage return alone (old Mac line endings${sheet ? ', as Excel for Mac\'s "CSV (Macintosh)" writes' : ''}), so it reads as one line: ` +
+          `${sheet ? 'save it as "CSV UTF-8", or ' : ''}convert it: tr '\\r' '\\n' < ${path} > fixed.${path.split('.').pop() ?? 'csv'}`,
+      );
+    }
     return { handle, bytes: stats.size, encoding };
   } catch (error) {
     await handle.close();
@@ -72,6 +79,12 @@ const PACKED_FIX: Record<PackedFormat, string> = {
   'a zip archive (an .xlsx workbook?)': 'save the sheet as "CSV UTF-8" (or unzip the archive) and give that file',
   'a PDF': 'give the prompts as CSV or JSONL',
 };
+
+/** Lines that end in "\r" alone: a carriage return not before a "\n", and no "\n" at all in the file's opening. */
+function crOnlyLineEnds(opening: Buffer): boolean {
+  const cr = opening.indexOf(0x0d);
+  return cr !== -1 && cr < opening.length - 1 && opening.indexOf(0x0a) === -1;
+}
 
 /** A binary container a user may hand over by mistake, by its first bytes; null for anything else. */
 function packedFormat(opening: Buffer): PackedFormat | null {

@@ -251,6 +251,16 @@ describe('whole-file problems throw a UsageError before any item', () => {
     await expect(collect(readRows(pdf, rules))).rejects.toThrow(/is a PDF, not text/);
   });
 
+  it('lines ended by a carriage return alone (old Mac line endings): refused with how to convert, not read as one line', async () => {
+    const mac = await csvFile('mac.csv', 'id,prompt\ra,hello\rb,world\r');
+    await expect(collect(readRows(mac, rules))).rejects.toThrow(`input file ${mac} ends its lines with a carriage return alone (old Mac line endings, as Excel for Mac's "CSV (Macintosh)" writes), so it reads as one line: save it as "CSV UTF-8", or convert it: tr '\\r' '\\n' < ${mac} > fixed.csv`);
+    const jsonl = await csvFile('mac.jsonl', '{"prompt": "a"}\r{"prompt": "b"}\r');
+    await expect(collect(readRows(jsonl, rules))).rejects.toThrow(/carriage return alone \(old Mac line endings\), so it reads as one line: convert it/);
+    // A carriage return in a quoted field of a file with ordinary line endings is text.
+    const kept = await csvFile('cr-in-field.csv', 'prompt\n"one\rtwo"\n');
+    expect(await collect(readRows(kept, rules))).toEqual([{ kind: 'row', value: expect.objectContaining({ messages: [{ role: 'user', content: 'one\rtwo' }] }) }]);
+  });
+
   it('a directory', async () => {
     const path = join(temp.dir(), 'folder.csv');
     await mkdir(path);
