@@ -41,6 +41,18 @@ async function checkFinishedOutputs(session: Session, meta: BatchMeta, say: (lin
   return written ? batchExitCode(written, meta.invalid_rows) : 1;
 }
 
+/**
+ * A batch started without --detach whose run is gone (collect holds its lease): its rows left came
+ * off the queue with its run, or wait for a resume, so no worker would finish them while collect waited.
+ */
+function stoppedRunText(batchId: string, rowsLeft: number | null, total: number | null): string {
+  const left = rowsLeft === null ? 'before its file was read to the end' : `with ${rowsLeft} of its ${total} rows not done`;
+  return (
+    `batch ${batchId} was started by "switchyard run" (not --detach), and its run stopped ${left}: those rows are left for its resume, not for workers, so collect would wait for ever. ` +
+    `"switchyard run --resume ${batchId}" finishes it and writes its outputs (add --detach to leave its rows to workers, then collect it).`
+  );
+}
+
 /** `switchyard collect <batch id>`: writes a detached batch's outputs once its workers finish it. */
 export async function runCollectCommand(batchId: string, logger: Logger, say: (line: string) => void): Promise<number> {
   limitHeapGrowth();
@@ -72,6 +84,7 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
     // Before saying what it waits for: results or call records collected before and lost since stop it (exit 2).
     await refuseLostCollectedFiles(session.store, meta, outputPaths(meta.out_dir), 'run the same command again');
     const rowsLeft = progress.total === null ? null : progress.total - progress.finished;
+    if (rowsLeft !== 0 && !meta.detached) throw new UsageError(stoppedRunText(batchId, rowsLeft, progress.total));
     if (rowsLeft !== 0) {
       const left = rowsLeft === null ? 'its rows are still being enqueued' : `${rowsLeft} of its ${progress.total} rows are not done yet`;
       const workers = await connectedWorkerCount(queue);

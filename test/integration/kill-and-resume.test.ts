@@ -166,6 +166,10 @@ describe('crash safety: killed processes lose no row and double none', () => {
     expect(status.stdout).toContain('next      its run stopped before the end: `switchyard run --resume interrupted` finishes it');
     expect(status.stdout.split('\n')[0]).toBe('interrupted  enqueuing, stopped');
     expect((await runCli(['status'], h.env())).stdout).toMatch(/\n {2}interrupted +enqueuing, stopped +/);
+    // collect would wait for ever: no worker finishes a stopped run's rows (they came off the queue).
+    const collect = await runCli(['collect', 'interrupted'], h.env());
+    expect(collect.code).toBe(2);
+    expect(collect.stderr).toContain('batch interrupted was started by "switchyard run" (not --detach), and its run stopped before its file was read to the end: those rows are left for its resume, not for workers, so collect would wait for ever. "switchyard run --resume interrupted" finishes it');
 
     const resumed = await runCli(['run', '--resume', 'interrupted'], h.env());
     expect(resumed.code, resumed.stderr).toBe(0);
