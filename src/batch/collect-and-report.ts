@@ -29,6 +29,8 @@ export interface CollectAndReportOptions {
   onProgress?: (progress: BatchProgress) => void;
   /** How report.md says to run the rest of the batch (FinalizeOptions.resumeHint). */
   resumeHint?: ResumeHint;
+  /** The report's run ends when its last row finished (FinalizeOptions.endsAtLastRow): `collect` of a detached batch. */
+  endsAtLastRow?: boolean;
 }
 
 /**
@@ -101,7 +103,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   }
   // Read again once: the producer has since recorded the row counts (invalid rows among them).
   const finalMeta = (await session.store.load(batchId)) ?? meta;
-  const finalizing = { store: session.store, meta: finalMeta, paths, outDir: meta.out_dir, startedAt: options.startedAt, baseline, collectedTally: tally.complete, resumeHint: options.resumeHint };
+  const finalizing = { store: session.store, meta: finalMeta, paths, outDir: meta.out_dir, startedAt: options.startedAt, baseline, collectedTally: tally.complete, resumeHint: options.resumeHint, endsAtLastRow: options.endsAtLastRow };
   // Stopped early, the rows so far; a stop that came as the last row finished, with every row written, still ends the batch as usual.
   const report = stoppedWith === null ? await finalizeBatch(finalizing) : await writeOutputsSoFar(finalizing, stoppedWith.validRows);
   say('');

@@ -96,7 +96,7 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
         say(now === 0 ? `No worker is connected any more: the rows left wait until one runs; ${START_WORKER}.` : `${workersConnectedText(now)} now: rows are being taken.`),
       );
     }
-    const report = await collectAndReport({ session, batchId, startedAt: new Date(meta.started_at ?? meta.created_at), say, signal: stop.signal, drain: drain.signal });
+    const report = await collectAndReport({ session, batchId, startedAt: new Date(meta.started_at ?? meta.created_at), say, signal: stop.signal, drain: drain.signal, endsAtLastRow: true });
     if (!report || report.totals.unfinished_rows !== 0) {
       const soFar = report ? ` The outputs above hold the ${counted(report.totals.rows, 'row')} finished so far.` : '';
       say(`\nStopped.${soFar} Nothing is lost: "switchyard collect ${batchId}" goes on from here${report ? ' and writes them whole' : ''}.`);

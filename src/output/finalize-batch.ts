@@ -24,6 +24,11 @@ export interface FinalizeOptions {
   collectedTally?: ReportTally | null | undefined;
   /** How report.md says to run the rest: `switchyard run --resume` (default), or posting the file again (a batch posted to the API). */
   resumeHint?: ResumeHint | undefined;
+  /**
+   * The batch ends when its last row finished, not now: a detached batch collected after its workers
+   * finished it (the next morning, say) would otherwise report the wait as its run time.
+   */
+  endsAtLastRow?: boolean | undefined;
 }
 
 /** Turns the collected journals into the batch's final files and report, and closes the batch. */
@@ -66,7 +71,9 @@ async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number
   if (meta.input_kind === 'openai-batch') await writeOpenAiBatchFiles(paths.results, paths.errors, options.outDir, meta.batch_id);
   // With rows withdrawn, the report comes from the files as written, which leave them out.
   const tally = (keep === undefined ? options.collectedTally : null) ?? (await tallyFromFiles(paths, options.baseline, options.startedAt));
-  const finishedAt = new Date();
+  const now = new Date();
+  const lastRow = options.endsAtLastRow ? tally.lastCompletedAt : null;
+  const finishedAt = lastRow !== null && lastRow < now && lastRow > options.startedAt ? lastRow : now;
   const report = tally.build({ batchId: meta.batch_id, startedAt: options.startedAt, finishedAt }, meta.invalid_codes, null);
   report.totals.unfinished_rows = rowsLeft(report.totals.rows);
   writeReport(report, options.outDir, options.resumeHint);

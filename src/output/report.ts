@@ -381,6 +381,7 @@ export class ReportTally {
   /** An ensemble row's prompt tokens (its first answered member call's input), until its synthesis call comes. */
   readonly #ensemblePromptTokens = new Map<string, number>();
   #usageEstimatedCalls = 0;
+  #lastCompletedAt = Number.NaN;
 
   /** `runStartedAt`: when this run began; rows completed before it were done by an earlier run. */
   constructor(baseline?: ReportBaseline, runStartedAt?: Date) {
@@ -414,7 +415,9 @@ export class ReportTally {
     const task = this.#task(result.task_type);
     this.#rows += 1;
     // Not `>=` on a missing or bad stamp (NaN): such a row counts as this run's.
-    if (!(Date.parse(result.completed_at) < this.#runStartedAt)) this.#rowsThisRun += 1;
+    const completedAt = Date.parse(result.completed_at);
+    if (!(completedAt < this.#runStartedAt)) this.#rowsThisRun += 1;
+    if (!(completedAt <= this.#lastCompletedAt)) this.#lastCompletedAt = completedAt;
     if (entry) entry.rows += 1;
     task.rows += 1;
     const ensemble = result.ensemble ? rowGroup(this.#ensembles, result.ensemble.name) : undefined;
@@ -499,6 +502,11 @@ export class ReportTally {
       entry.failedCalls += 1;
       increment(this.#callErrors, call.error_code ?? (call.http_status === null ? 'unknown' : `http_${call.http_status}`));
     }
+  }
+
+  /** When the last row finished (null when no row has a readable time): the end of a batch its workers finished before anyone collected it. */
+  get lastCompletedAt(): Date | null {
+    return Number.isNaN(this.#lastCompletedAt) ? null : new Date(this.#lastCompletedAt);
   }
 
   /** The report; `invalid` is what the producer counted of rows that could not be run. */

@@ -23,8 +23,15 @@ describe('switchyard worker, on its own beside a detached run', () => {
       expect((await runCli(['status'], h.env())).stdout).toMatch(/\n {2}standalone +running, not collected +/);
       // Which process that worker is, from the worker processes on record.
       expect((await runCli(['status', 'standalone'], h.env())).stdout).toMatch(new RegExp(`workers {3}1 worker is connected to this Redis \\(\\S+ pid ${worker.pid}\\)`));
+      // Collected a while after its worker finished it: the report times the rows, not the wait.
+      await waitFor(async () => (await h.redis.bitcount(`${h.prefix}:batch:{standalone}:finished`)) >= 20, 30_000);
+      await new Promise((resolve) => setTimeout(resolve, 1500));
       const collected = await runCli(['collect', 'standalone'], h.env());
       expect(collected.code, collected.stderr).toBe(1); // the "broken" row failed
+      const timed = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as { finished_at: string; totals: { elapsed_ms: number } };
+      const lastRow = Math.max(...(await readJsonLines<{ completed_at: string }>(join(out, 'results.jsonl'))).map((r) => Date.parse(r.completed_at)));
+      expect(timed.finished_at).toBe(new Date(lastRow).toISOString());
+      expect(timed.totals.elapsed_ms).toBeLessThan(1500);
       // Once written, collecting again says so, and leaves the report as it was.
       const report = await readFile(join(out, 'report.json'), 'utf8');
       const again = await runCli(['collect', 'standalone'], h.env());
