@@ -24,6 +24,8 @@ interface ParsedRecord {
 interface Header {
   names: string[];
   promptColumn: string;
+  /** Columns whose header is empty (named column_<n>): a row's empty field there is no metadata (a header that ends with a separator). */
+  unnamed: ReadonlySet<string>;
 }
 
 /**
@@ -128,6 +130,7 @@ function readHeader(record: string[], promptColumn: string, path: string, delimi
   // Column names become results.csv's columns and metadata keys: mangled ones would be carried through every row.
   if (record.some(hasReplacementChar)) throw new UsageError(`input file ${path}: its header ${notUtf8(1).message.replace(/^line 1 /, '')}`);
   const names = record.map((name, i) => name.trim() || `column_${i + 1}`);
+  const unnamed = new Set(names.filter((_, i) => record[i]!.trim() === ''));
   const duplicate = names.find((name, i) => names.indexOf(name) !== i);
   if (duplicate !== undefined) {
     throw new UsageError(`input file ${path}: column "${duplicate}" appears twice in the header`);
@@ -140,7 +143,7 @@ function readHeader(record: string[], promptColumn: string, path: string, delimi
         'Choose the prompt column with --prompt-column <name>.',
     );
   }
-  return { names, promptColumn };
+  return { names, promptColumn, unnamed };
 }
 
 function listedColumns(names: readonly string[]): string {
@@ -153,6 +156,8 @@ function toItem(record: string[], header: Header, pos: RecordPosition, rules: Ro
   // errors.jsonl lines are matched to rows by it.
   const id = record[header.names.indexOf('id')]?.trim() || String(pos.row);
   const readableId = hasReplacementChar(id) ? {} : { id };
+  // Separators at the end of a line (a spreadsheet's export of empty columns) add no field worth refusing the row for.
+  if (record.length > header.names.length && record.slice(header.names.length).every((field) => field.trim() === '')) record = record.slice(0, header.names.length);
   if (record.length !== header.names.length) {
     return { kind: 'error', value: { ...pos, ...readableId, code: 'bad_csv', message: fieldCountMessage(pos.line, header.names.length, record.length, delimiter) } };
   }
@@ -166,7 +171,7 @@ function toItem(record: string[], header: Header, pos: RecordPosition, rules: Ro
     else if (name === 'system') fields.system = value;
     else if (name === 'temperature') fields.temperature = value;
     else if (name === 'max_tokens') fields.max_tokens = value;
-    else fields.metadata[name] = value;
+    else if (value !== '' || !header.unnamed.has(name)) fields.metadata[name] = value;
   });
   return buildRow(fields, pos, rules);
 }

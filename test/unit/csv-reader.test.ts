@@ -143,6 +143,18 @@ describe('readCsvRows line numbers and options', () => {
     expect(await messages(semicolon)).toEqual(['line 2: expected 2 fields as in the header, got 3; quote a field that contains a semicolon, e.g. "a; b"']);
   });
 
+  it('takes separators at the end of a line (empty columns a spreadsheet exported) as nothing: no row refused, no empty metadata', async () => {
+    const path = await csvFile('trailing.csv', 'id,prompt,\na,hello,\nb,world,,,\nc,more,kept\n');
+    expect((await collect(readCsvRows(path, rules))).map((item) => (item.kind === 'row' ? [item.value.id, item.value.metadata] : item.value.message))).toEqual([
+      ['a', {}],
+      ['b', {}],
+      ['c', { column_3: 'kept' }], // an unnamed column's value is still carried
+    ]);
+    // An extra field that holds text is still a record out of line with its header.
+    const extra = await csvFile('extra.csv', 'id,prompt\na,hello,world\n');
+    expect((await collect(readCsvRows(extra, rules)))[0]?.value).toMatchObject({ code: 'bad_csv' });
+  });
+
   it('lists only the first ten known models', async () => {
     const many = new Set(Array.from({ length: 13 }, (_, i) => `m${i}`));
     const path = await csvFile('model.csv', 'prompt,model\nhi,nope\n');
