@@ -8,10 +8,14 @@ import type { ReadItem, ReadPosition, RowRules } from './row.ts';
 
 type Reader = (path: string, rules: RowRules, position?: ReadPosition) => AsyncGenerator<ReadItem>;
 
-/** Readers by file extension (lower case); `.json` files are read as JSON Lines, `.tsv` as CSV (its tabs are found). */
+/**
+ * Readers by file extension (lower case); `.json` files are read as JSON Lines, `.tsv` and `.txt`
+ * as CSV (its tabs are found): Excel saves a sheet as "Unicode Text" in a UTF-16 `.txt` file.
+ */
 const READERS: Record<string, Reader> = {
   '.csv': readCsvRows,
   '.tsv': readCsvRows,
+  '.txt': readCsvRows,
   '.jsonl': readJsonlRows,
   '.ndjson': readJsonlRows,
   '.json': readJsonlRows,

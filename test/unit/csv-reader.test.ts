@@ -294,11 +294,11 @@ describe('whole-file problems throw a UsageError before any item', () => {
     expect(() => readRows(join(temp.dir(), '-'), rules)).toThrow(stdin);
   });
 
-  it('reads UTF-16 files with a byte order mark, little- and big-endian, and refuses UTF-16 without one', async () => {
+  it("reads UTF-16 files with a byte order mark, little- and big-endian (Excel's Unicode Text .txt among them), and refuses UTF-16 without one", async () => {
     const text = 'id\tprompt\r\nr1\t"Café, 你好 🌍"\r\nr2\tplain\r\n';
     const le = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]);
     const be = Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(text, 'utf16le').swap16()]);
-    for (const [name, bytes] of [['le.tsv', le], ['be.csv', be]] as const) {
+    for (const [name, bytes] of [['le.tsv', le], ['be.csv', be], ['unicode-text.txt', le]] as const) {
       const position = { bytesRead: 0, fileBytes: 0 };
       const items = await collect(readRows(await csvFile(name, bytes), rules, position));
       expect(items.map((item) => item.kind === 'row' && `${item.value.id} ${item.value.line}: ${item.value.messages[0]?.content}`)).toEqual(['r1 2: Café, 你好 🌍', 'r2 3: plain']);
