@@ -450,9 +450,9 @@ describe('whole-file problems throw a UsageError before any item', () => {
   });
 
   it('an unsupported extension names the supported ones', async () => {
-    const path = await csvFile('input.txt', 'prompt\nhi\n');
+    const path = await csvFile('input.xml', '<prompt>hi</prompt>\n');
     expect(() => readRows(path, rules)).toThrow(
-      new UsageError(`cannot read ${path}: ".txt" is not a supported input type; use one of .csv, .tsv, .jsonl, .ndjson, .json`),
+      new UsageError(`cannot read ${path}: ".xml" is not a supported input type; use one of .csv, .tsv, .txt, .jsonl, .ndjson, .json`),
     );
     expect(() => readRows(join(temp.dir(), 'noext'), rules)).toThrow(/no extension is not a supported input type/);
   });
