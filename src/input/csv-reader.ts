@@ -162,6 +162,10 @@ function toItem(record: string[], header: Header, pos: RecordPosition, rules: Ro
     return { kind: 'error', value: { ...pos, ...readableId, code: 'bad_csv', message: fieldCountMessage(pos.line, header.names.length, record.length, delimiter) } };
   }
   if (record.some(hasReplacementChar)) return { kind: 'error', value: { ...pos, ...readableId, ...notUtf8(undecodedLine(record, pos.line)) } };
+  // No text holds a NUL: a field with one is a binary file's bytes, or a file cut and pasted wrong; a model would be paid to answer it.
+  if (record.some((field) => field.includes('\0'))) {
+    return { kind: 'error', value: { ...pos, ...readableId, code: 'bad_encoding', message: `line ${pos.line} holds a NUL byte (0x00), which no text has: remove it, or check that the file is the CSV meant` } };
+  }
   const fields: RawFields = { metadata: {} };
   header.names.forEach((name, i) => {
     const value = record[i] ?? '';

@@ -155,6 +155,14 @@ describe('readCsvRows line numbers and options', () => {
     expect((await collect(readCsvRows(extra, rules)))[0]?.value).toMatchObject({ code: 'bad_csv' });
   });
 
+  it('refuses a row holding a NUL byte as bad_encoding, and reads the others', async () => {
+    const path = await csvFile('nul.csv', 'id,prompt\na,hel\0lo\nb,world\n');
+    expect((await collect(readCsvRows(path, rules))).map((item) => (item.kind === 'row' ? item.value.id : `${item.value.code}: ${item.value.message}`))).toEqual([
+      'bad_encoding: line 2 holds a NUL byte (0x00), which no text has: remove it, or check that the file is the CSV meant',
+      'b',
+    ]);
+  });
+
   it('lists only the first ten known models', async () => {
     const many = new Set(Array.from({ length: 13 }, (_, i) => `m${i}`));
     const path = await csvFile('model.csv', 'prompt,model\nhi,nope\n');
