@@ -16,6 +16,9 @@ interface Counts {
   batches: Set<string>;
 }
 
+/** A line names the batches it counts up to this many. */
+const NAMED_BATCHES = 3;
+
 const emptyCounts = (): Counts => ({ rows: 0, failed: 0, costNanos: 0, batches: new Set() });
 
 /**
@@ -32,7 +35,9 @@ export function createWorkerActivity(now: () => number = Date.now) {
 
   const describe = (counts: Counts, ms: number) => {
     const rate = ms > 0 ? (counts.rows * 1000) / ms : 0;
-    const batches = counts.batches.size === 1 ? '1 batch' : `${formatCount(counts.batches.size)} batches`;
+    // Named when few: an operator reading the log looks for the batch it is waiting on.
+    const names = counts.batches.size <= NAMED_BATCHES ? ` (${[...counts.batches].join(', ')})` : '';
+    const batches = (counts.batches.size === 1 ? '1 batch' : `${formatCount(counts.batches.size)} batches`) + names;
     return `${counted(counts.rows, 'row')} (${formatCount(counts.failed)} failed) of ${batches}, ${rate.toFixed(1)} rows/s, ${formatUsd(nanosToUsd(counts.costNanos))}`;
   };
 

@@ -43,7 +43,7 @@ describe('switchyard worker, on its own beside a detached run', () => {
     }
     const stopped = await worker.done;
     expect(stopped.code, stopped.stderr).toBe(0);
-    expect(stopped.stdout).toMatch(/Worker stopped after \d+ s: 20 rows \(1 failed\) of 1 batch, [\d.]+ rows\/s, \$\S+\./);
+    expect(stopped.stdout).toMatch(/Worker stopped after \d+ s: 20 rows \(1 failed\) of 1 batch \(standalone\), [\d.]+ rows\/s, \$\S+\./);
     const results = await readJsonLines<{ row: number; status: string }>(join(out, 'results.jsonl'));
     expect(results.map((r) => r.row)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     expect(results.filter((r) => r.status === 'failed').map((r) => r.row)).toEqual([20]);
