@@ -135,6 +135,9 @@ program
   .action((file: string | undefined, opts: Record<string, unknown>) =>
     exitWith(async () => {
       if (givenBoth('--cache', '--no-cache')) throw new UsageError('--cache and --no-cache were both given: give --no-cache to leave the answer cache out of this batch, or --cache to use it again');
+      if (typeof opts.resume === 'string' && typeof opts.batchId === 'string' && opts.resume !== opts.batchId) {
+        throw new UsageError(`--resume ${opts.resume} and --batch-id ${opts.batchId} name two batches: give --resume <id> to go on with a batch, or --batch-id <id> to name a new one (running it again resumes it)`);
+      }
       if (opts.dryRun) {
         const { runDryRun } = await import('./commands/dry-run.ts');
         return runDryRun({ ...opts, file } as Parameters<typeof runDryRun>[0], say);

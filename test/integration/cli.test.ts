@@ -32,6 +32,13 @@ describe('switchyard (no command)', () => {
     expect(result.stderr).toBe('switchyard: --cache and --no-cache were both given: give --no-cache to leave the answer cache out of this batch, or --cache to use it again\n');
   });
 
+  it('refuses --resume and --batch-id naming two batches (QA: the --batch-id was dropped without a word), and takes them naming one', async () => {
+    const result = await runCli(['run', 'absent.csv', '--resume', 'a', '--batch-id', 'b'], {});
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe('switchyard: --resume a and --batch-id b name two batches: give --resume <id> to go on with a batch, or --batch-id <id> to name a new one (running it again resumes it)\n');
+    expect((await runCli(['run', 'absent.csv', '--resume', 'a', '--batch-id', 'a'], {})).stderr).not.toContain('name two batches');
+  });
+
   it('refuses an option given empty (a script\'s unset variable) instead of running as if it were left out (QA: --ab "" ran a plain batch)', async () => {
     for (const option of ['--ab', '--judge', '--model', '--batch-id']) {
       const result = await runCli(['run', 'absent.csv', option, ''], {});
