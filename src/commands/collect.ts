@@ -30,7 +30,9 @@ async function checkFinishedOutputs(session: Session, meta: BatchMeta, say: (lin
   const found = await rewriteMissingOutputs({ store: session.store, meta, paths, outDir: meta.out_dir, baseline: baselineModel && baselinePrice ? { model: baselineModel, price: baselinePrice } : undefined });
   const written = await readWrittenReport(meta.out_dir);
   const status = meta.status.replaceAll('_', ' ');
-  if (written) say(`${meta.batch_id} is already ${status}: ${written.totals.succeeded} of ${written.totals.rows} rows succeeded. Its outputs are in ${meta.out_dir} (report.md for the summary).`);
+  // With a file lost, "its outputs are in" would be contradicted by the error that follows.
+  if (written && found.lost.length > 0) say(`${meta.batch_id} is already ${status}: ${written.totals.succeeded} of ${written.totals.rows} rows succeeded, but its outputs in ${meta.out_dir} are not whole (see below).`);
+  else if (written) say(`${meta.batch_id} is already ${status}: ${written.totals.succeeded} of ${written.totals.rows} rows succeeded. Its outputs are in ${meta.out_dir} (report.md for the summary).`);
   else say(`${meta.batch_id} is already ${status}. Its outputs are in ${meta.out_dir}, but report.json is missing and cannot be made again without the files below.`);
   if (found.rewritten.length > 0) say(`Written again, as they were missing: ${found.rewritten.join(', ')}.`);
   for (const note of found.notes) say(note);

@@ -54,6 +54,8 @@ describe('outputs deleted or cut after a batch wrote them: collect writes again 
     const collected = await runCli(['collect', 'lost-costs'], h.env());
     expect(collected.code).toBe(2);
     expect(collected.stdout).toContain('Written again, as they were missing: results.jsonl.');
+    expect(collected.stdout).toContain(`lost-costs is already completed: 5 of 5 rows succeeded, but its outputs in ${out} are not whole (see below).`);
+    expect(collected.stdout).not.toContain('Its outputs are in');
     expect(await readFile(join(out, 'results.jsonl'), 'utf8')).toBe(await readFile(join(kept, 'results.jsonl'), 'utf8'));
     expect(collected.stderr).toContain(`switchyard: batch lost-costs's outputs are not whole: ${join(out, 'costs.jsonl')} is missing (the batch's checkpoint has ${checkpointed} bytes of it). It held the record of every model call made so far`);
     expect(collected.stderr).toContain('put costs.jsonl back as it was (from a backup, or the trash), then "switchyard collect lost-costs" writes the outputs made from it again.');
@@ -90,7 +92,7 @@ describe('outputs deleted or cut after a batch wrote them: collect writes again 
     // results.jsonl is still there; the collect of the finished batch says what a resume would need.
     const collected = await runCli(['collect', 'lost-journal'], h.env());
     expect(collected.code).toBe(2);
-    expect(collected.stdout).toContain('lost-journal is already completed: 3 of 3 rows succeeded.');
+    expect(collected.stdout).toContain('lost-journal is already completed: 3 of 3 rows succeeded, but its outputs in');
     expect(collected.stderr).toContain('.results-journal.jsonl is missing');
   });
 
