@@ -15,7 +15,7 @@ import { exitWhenRedisStaysAway } from '../queue/redis-stays-away.ts';
 import { connectedWorkerCount, watchConnectedWorkers, workersConnectedText } from '../queue/connected-workers.ts';
 
 /** How often a waiting collect looks whether workers came or went. */
-const WORKER_CHECK_MS = 15_000;
+const WORKER_CHECK_MS = 5_000;
 const START_WORKER = 'start "switchyard worker" here or on another machine, with the same REDIS_URL and SWITCHYARD_PREFIX';
 
 /**
