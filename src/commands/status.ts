@@ -163,13 +163,15 @@ export function batchTable(states: BatchState[], count: number): string[] {
 
 /**
  * An unfinished batch that nothing works on says so ("running, stopped": an interrupted run that
- * needs its resume); one whose rows workers take but nobody collects, "running, not collected".
- * A batch run without --detach whose run is gone is stopped whatever workers there are: its rows
- * came off the queue with its run (or do when the next run or worker meets them).
+ * needs its resume; "running, no worker": a --detach batch whose rows wait for one); one whose rows
+ * workers take but nobody collects, "running, not collected". A batch run without --detach whose
+ * run is gone is stopped whatever workers there are: its rows came off the queue with its run (or
+ * do when the next run or worker meets them).
  */
 function statusText(status: BatchStatus, runBy?: string | null, workers?: number | null, detached?: boolean): string {
   if (isFinishedStatus(status) || runBy !== null || workers === undefined) return status;
-  if (workers === 0 || detached === false) return `${status}, stopped`;
+  if (detached === false) return `${status}, stopped`;
+  if (workers === 0) return detached === true ? `${status}, no worker` : `${status}, stopped`;
   return workers === null ? status : `${status}, not collected`;
 }
 
@@ -210,6 +212,9 @@ function nextStep(batchId: string, status: BatchStatus, invalidRows: number, run
       if (runBy === null && detached === false) return `its run stopped before the end: \`switchyard run --resume ${batchId}\` finishes it`;
       if (runBy === null && typeof workers === 'number' && workers > 0) {
         return `workers are taking its rows, but no process collects it: \`switchyard collect ${batchId}\` writes its outputs (or \`switchyard run --resume ${batchId}\` finishes it in one process)`;
+      }
+      if (runBy === null && workers === 0 && detached === true) {
+        return `its rows wait for a worker, and none is connected: start \`switchyard worker\` (same REDIS_URL and SWITCHYARD_PREFIX) and \`switchyard collect ${batchId}\` to write its outputs, or \`switchyard run --resume ${batchId}\` to finish it in one process`;
       }
       if (runBy === null && workers === 0) {
         return `nothing is working on it: \`switchyard run --resume ${batchId}\` finishes it (or, for a --detach batch, start \`switchyard worker\` and \`switchyard collect ${batchId}\`)`;

@@ -58,6 +58,12 @@ describe('status <batch id>: what to do next about an unfinished batch nothing r
     const detached = describeBatch({ meta: { ...meta, detached: true }, progress, runBy: null, workers: 2 });
     expect(detached[0]).toBe('b1  running, not collected');
     expect(nextLine(detached)).toMatch(/^ {2}next {6}workers are taking its rows, but no process collects it: `switchyard collect b1`/);
+    // A --detach batch with no worker connected waits for one: start one and collect, rather than a resume first.
+    const waiting = describeBatch({ meta: { ...meta, detached: true }, progress, runBy: null, workers: 0 });
+    expect(waiting[0]).toBe('b1  running, no worker');
+    expect(nextLine(waiting)).toBe(
+      '  next      its rows wait for a worker, and none is connected: start `switchyard worker` (same REDIS_URL and SWITCHYARD_PREFIX) and `switchyard collect b1` to write its outputs, or `switchyard run --resume b1` to finish it in one process',
+    );
   });
 });
 
