@@ -133,7 +133,9 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
   const print = (progress: BatchProgress, at: number) => {
     const { totalText, rate, etaText } = figures(progress, at);
     const done = progress.total !== null && progress.finished >= progress.total;
-    stream.write(`progress: ${formatCount(progress.finished)}/${totalText} rows, ${formatCount(progress.failed)} failed, ${rateText(rate)} rows/s, ${etaPart(done, etaText)}, cost ${costText(progress)}\n`);
+    // Done before the first reading (a short batch, a resume with little to do): no rate was measured, and "0 rows/s" would say the rows never moved.
+    const ratePart = done && rate === 0 ? '' : `${rateText(rate)} rows/s, `;
+    stream.write(`progress: ${formatCount(progress.finished)}/${totalText} rows, ${formatCount(progress.failed)} failed, ${ratePart}${etaPart(done, etaText)}, cost ${costText(progress)}\n`);
     lastLineAt = at;
     lastLineFinished = progress.finished;
   };

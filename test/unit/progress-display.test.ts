@@ -51,6 +51,15 @@ describe('progress display (plain lines)', () => {
     expect(out.lines).toEqual(['progress: 24/24 rows, 0 failed, 37 rows/s, done, cost $0.00240']);
   });
 
+  it('leaves the rate out of a batch already done at its first reading, rather than saying 0 rows/s (QA)', () => {
+    const out = plainOutput();
+    const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 5000 });
+    out.advance(90);
+    display.update(progress(5, 5));
+    display.stop();
+    expect(out.lines).toEqual(['progress: 5/5 rows, 0 failed, done, cost $0.000500']);
+  });
+
   it('shows the cost as unknown, not $0, when no model of the batch has a price', () => {
     const out = plainOutput();
     const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 5000, unpriced: true });
