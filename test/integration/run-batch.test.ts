@@ -142,7 +142,7 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     await write(['ZERO', 'ONE', 'TWO']);
     const shorter = await runCli(['run', '--resume', 'edited'], h.env());
     expect(shorter.code, shorter.stderr).toBe(0);
-    expect(shorter.stdout).toContain('3 changed in the file since they succeeded (they run again), 3 of the last run no longer in the file (left out of the outputs); 3 queued');
+    expect(shorter.stdout).toContain('3 changed in the file since they succeeded (they run again), 3 of the last run no longer in the file (left out of the outputs, their answers dropped: given back, they run again); 3 queued');
     const short = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(short.map((r) => r.output?.match(/Answer to "(\w+)"/)?.[1])).toEqual(['ZERO', 'ONE', 'TWO']);
     expect((await readFile(join(out, 'results.csv'), 'utf8')).trim().split('\n')).toHaveLength(1 + 3);
