@@ -4,8 +4,9 @@ import { writeLines } from './progress/terminal-lines.ts';
 /**
  * Structured logs go to stderr, so stdout stays for the summary (they are few: the default level is warn). API keys never reach a log line:
  * anything that looks like a key or an auth header is redacted wherever it is nested.
- * On a terminal each entry is one readable line ("warning: ... (batch b1, row 36)"); piped or
- * with LOG_FORMAT=json it stays pino's JSON line, for log collectors.
+ * Each entry is one readable line ("warning: ... (batch b1, row 36)"), on a terminal and in a
+ * file alike (a nightly job's log is read by a person, among the summary's lines); with
+ * LOG_FORMAT=json it stays pino's JSON line, for log collectors.
  */
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -16,7 +17,7 @@ export function logLevelProblem(level: string | undefined): string | null {
 }
 
 export function createLogger(level = process.env.LOG_LEVEL ?? 'warn', options: { readable?: boolean } = {}): Logger {
-  const readable = options.readable ?? (process.stderr.isTTY === true && process.env.LOG_FORMAT !== 'json');
+  const readable = options.readable ?? process.env.LOG_FORMAT !== 'json';
   return pino(
     {
       level,
