@@ -394,7 +394,12 @@ export function renderSavings(report: Report): string | null {
   const asides = [...(report.extra_calls.judge_calls > 0 ? ['the judge'] : []), ...(cachedRows > 0 ? [`the ${counted(cachedRows, 'row')} answered from the cache`] : [])];
   const aside = asides.length > 0 ? ` (${asides.join(' and ')} aside)` : '';
   const [paid, it] = report.extra_calls.judge_calls > 0 ? [`Its answers cost ${cost}${aside}`, 'they'] : [`This batch cost ${cost}${aside}`, 'it'];
+  if (baseline.unpriced_calls > 0) {
+    const what = report.extra_calls.judge_calls > 0 ? 'Its answers' : 'This batch';
+    return `On ${baseline.model} ${what.toLowerCase()} would have cost ${wouldHave}; what ${it} cost is not known in full (${counted(baseline.unpriced_calls, 'call')} to models with no price configured)`;
+  }
   if (savings === null) return `${paid}; on ${baseline.model} ${it} would have cost ${wouldHave}`;
+  if (savings === 0) return `${paid}, what ${it} would have cost on ${baseline.model}`;
   // In words: a bare "(-41.6%)" reads as the saving or as the baseline's extra cost alike.
   return `${paid}: ${Math.abs(savings)}% ${savings >= 0 ? 'less' : 'more'} than the ${wouldHave} ${it} would have cost on ${baseline.model}`;
 }
@@ -476,7 +481,7 @@ export function renderSummaryLines(report: Report): string[] {
   ];
   const savings = renderSavings(report);
   // A baseline cheaper than the batch is an extra cost, not a saving.
-  if (savings) pairs.push([(report.baseline?.savings_percent ?? 0) < 0 ? 'Extra cost' : 'Savings', savings]);
+  if (savings) pairs.push([(report.baseline?.unpriced_calls ?? 0) > 0 ? 'Baseline' : (report.baseline?.savings_percent ?? 0) < 0 ? 'Extra cost' : 'Savings', savings]);
   if (report.extra_calls.fallback_calls > 0 || report.extra_calls.retry_calls > 0) {
     const extra = report.extra_calls;
     pairs.push(['Retries', `${counted(extra.retry_calls, 'call')} ${inParentheses(extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls))}; fallbacks ${counted(extra.fallback_calls, 'call')} ${inParentheses(extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls))}${bothCounted(extra)}`]);

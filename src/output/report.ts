@@ -179,9 +179,12 @@ export interface BaselineReport {
   baseline_cost_usd: number;
   /** What the batch paid for its answers: every call but the judge's (scoring would cost the same on the baseline). */
   batch_cost_usd: number;
-  savings_usd: number;
-  /** Percent saved against the baseline (negative: the batch cost more). */
+  /** null when some of the answers' calls were to a model with no price: what they cost is not known. */
+  savings_usd: number | null;
+  /** Percent saved against the baseline (negative: the batch cost more); null when not known (as savings_usd) or the baseline cost nothing. */
   savings_percent: number | null;
+  /** Calls for the answers (the judge's aside) to models with no configured price: batch_cost_usd leaves them out. */
+  unpriced_calls: number;
 }
 
 export interface Report {
@@ -561,7 +564,7 @@ export class ReportTally {
       cache: { answered_rows: this.#cached.rows, saved_usd: nanosToUsd(this.#cached.savedNanos), unpriced_rows: this.#cached.unpriced },
       judge: this.#judgeReport(),
       // Judging would cost the same on the baseline: the comparison is of the answers.
-      baseline: this.#baselineReport(sums.costNanos - this.#extra.judge.nanos),
+      baseline: this.#baselineReport(sums.costNanos - this.#extra.judge.nanos, sums.unpricedCalls - this.#extra.judge.unpriced),
     };
   }
 
@@ -652,15 +655,18 @@ export class ReportTally {
   }
 
   /** What the answers (`answersNanos`) cost against what they would have cost on the baseline model. */
-  #baselineReport(answersNanos: number): BaselineReport | null {
+  #baselineReport(answersNanos: number, unpricedCalls: number): BaselineReport | null {
     if (!this.#baseline) return null;
     const baselineNanos = this.#baselineNanos;
+    // An unpriced call cost something unknown: "100% less" would claim the batch was free.
+    const known = unpricedCalls === 0;
     return {
       model: this.#baseline.model,
       baseline_cost_usd: nanosToUsd(baselineNanos),
       batch_cost_usd: nanosToUsd(answersNanos),
-      savings_usd: nanosToUsd(baselineNanos - answersNanos),
-      savings_percent: baselineNanos > 0 ? Math.round(((baselineNanos - answersNanos) / baselineNanos) * 1000) / 10 : null,
+      savings_usd: known ? nanosToUsd(baselineNanos - answersNanos) : null,
+      savings_percent: known && baselineNanos > 0 ? Math.round(((baselineNanos - answersNanos) / baselineNanos) * 1000) / 10 : null,
+      unpriced_calls: unpricedCalls,
     };
   }
 }

@@ -389,7 +389,7 @@ describe('a resumed batch', () => {
 describe('savings against report.baseline_model', () => {
   const span = { batchId: 'b3', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:02.000Z' };
   const baseline = { model: 'pro', price: { input_per_mtok: 1, output_per_mtok: 2 } };
-  const call = (row: number, attempt: number, status: CallRecord['status'], cost: number, tokens: [number, number]): CallRecord => ({
+  const call = (row: number, attempt: number, status: CallRecord['status'], cost: number | null, tokens: [number, number]): CallRecord => ({
     batch_id: 'b3', row, id: `r${row}`, model: 'flash', attempt, purpose: 'answer', task_type: 'simple', chain_position: 0, status,
     http_status: status === 'succeeded' ? 200 : 500, input_tokens: tokens[0], output_tokens: tokens[1], cost_usd: cost, latency_ms: 50,
     started_at: span.startedAt, ...(status === 'failed' ? { error_code: 'server_error' } : {}),
@@ -408,9 +408,22 @@ describe('savings against report.baseline_model', () => {
     tally.addCall(call(1, 2, 'succeeded', 0.0004, [1000, 500]));
     const report = tally.build(span);
     // On "pro" the answer would cost 1,000 x $1/M + 500 x $2/M = $0.002; the batch paid $0.0005.
-    expect(report.baseline).toEqual({ model: 'pro', baseline_cost_usd: 0.002, batch_cost_usd: 0.0005, savings_usd: 0.0015, savings_percent: 75 });
+    expect(report.baseline).toEqual({ model: 'pro', baseline_cost_usd: 0.002, batch_cost_usd: 0.0005, savings_usd: 0.0015, savings_percent: 75, unpriced_calls: 0 });
     expect(renderSummaryLines(report)).toContain('Savings  This batch cost $0.000500: 75% less than the $0.00200 it would have cost on pro');
     expect(renderReportMarkdown(report)).toContain('- This batch cost $0.000500: 75% less than the $0.00200 it would have cost on pro');
+  });
+
+  it('claim no saving when some answers were unpriced, and say "what it would have cost" when the batch ran on the baseline (QA)', () => {
+    const unpriced = new ReportTally(baseline);
+    unpriced.addResult(result(1, 'succeeded'));
+    unpriced.addCall(call(1, 1, 'succeeded', null, [1000, 500]));
+    const free = unpriced.build(span);
+    expect(free.baseline).toMatchObject({ batch_cost_usd: 0, savings_usd: null, savings_percent: null, unpriced_calls: 1 });
+    expect(renderSummaryLines(free).join('\n')).toMatch(/\nBaseline +On pro this batch would have cost \$0\.00200; what it cost is not known in full \(1 call to models with no price configured\)\n/);
+    const same = new ReportTally(baseline);
+    same.addResult(result(1, 'succeeded'));
+    same.addCall(call(1, 1, 'succeeded', 0.002, [1000, 500]));
+    expect(renderSummaryLines(same.build(span)).join('\n')).toMatch(/\nSavings +This batch cost \$0\.00200, what it would have cost on pro\n/);
   });
 
   it("compare the answers alone when a judge scored them: judging would cost the same on the baseline", () => {
@@ -420,7 +433,7 @@ describe('savings against report.baseline_model', () => {
     tally.addCall({ ...call(1, 1, 'succeeded', 0.003, [3000, 100]), model: 'judge', purpose: 'judge' });
     const report = tally.build(span);
     expect(report.totals.cost_usd).toBe(0.0034);
-    expect(report.baseline).toEqual({ model: 'pro', baseline_cost_usd: 0.002, batch_cost_usd: 0.0004, savings_usd: 0.0016, savings_percent: 80 });
+    expect(report.baseline).toEqual({ model: 'pro', baseline_cost_usd: 0.002, batch_cost_usd: 0.0004, savings_usd: 0.0016, savings_percent: 80, unpriced_calls: 0 });
     expect(renderSummaryLines(report)).toContain('Savings  Its answers cost $0.000400 (the judge aside): 80% less than the $0.00200 they would have cost on pro');
   });
 
