@@ -439,8 +439,7 @@ export class ReportTally {
       this.#succeeded += 1;
       if (entry) entry.succeeded += 1;
       task.succeeded += 1;
-      // An ensemble row calls several models by design: that is no fallback.
-      if (!result.ensemble && ((result.models_tried?.length ?? 1) > 1 || (result.fallback_reason ?? null) !== null)) this.#rowsOnFallback += 1;
+      if (answeredOnFallback(result)) this.#rowsOnFallback += 1;
       if (result.finish_reason && !FINISHED_ANSWER.has(result.finish_reason)) increment(this.#cutOff, result.finish_reason);
       // A finished answer with no text (content null, tool calls only) succeeded, but says nothing.
       else if (result.output !== null && result.output.trim() === '') increment(this.#cutOff, EMPTY_ANSWER);
@@ -669,6 +668,17 @@ export class ReportTally {
       unpriced_calls: unpricedCalls,
     };
   }
+}
+
+/**
+ * A row whose answer came from a fallback model. An ensemble row calls several models by design:
+ * only a synthesis or a member answered by another model than the one configured is a fallback.
+ */
+function answeredOnFallback(result: RowResult): boolean {
+  const { ensemble } = result;
+  if (!ensemble) return (result.models_tried?.length ?? 1) > 1 || (result.fallback_reason ?? null) !== null;
+  const member = ensemble.members.some((m) => m.status === 'succeeded' && m.final_model !== null && m.final_model !== m.model);
+  return member || (result.final_model !== null && result.final_model !== ensemble.synthesizer);
 }
 
 function increment(counts: Map<string, number>, key: string): void {

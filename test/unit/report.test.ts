@@ -448,6 +448,16 @@ describe('savings against report.baseline_model', () => {
     expect(report.baseline).toMatchObject({ baseline_cost_usd: 0.002, batch_cost_usd: 0.0005 });
   });
 
+  it("count an ensemble row answered by its synthesizer's fallback, or a member's, as answered by a fallback model; one answered as configured not (QA)", () => {
+    const tally = new ReportTally(baseline);
+    const member = (model: string, finalModel: string) => ({ model, status: 'succeeded' as const, output: 'a', final_model: finalModel });
+    const ensembleRow = (row: number, synthesizedBy: string, members: ReturnType<typeof member>[]): RowResult => ({ ...result(row, 'succeeded'), model: 'council', final_model: synthesizedBy, ensemble: { name: 'council', synthesizer: 'flash', members } });
+    tally.addResult(ensembleRow(1, 'flash', [member('glm', 'glm'), member('qwen', 'qwen')]));
+    tally.addResult(ensembleRow(2, 'pro', [member('glm', 'glm'), member('qwen', 'qwen')]));
+    tally.addResult(ensembleRow(3, 'flash', [member('glm', 'pro'), member('qwen', 'qwen')]));
+    expect(tally.build(span).extra_calls.rows_on_fallback).toBe(2);
+  });
+
   it('are an extra cost when the baseline is cheaper (QA: "Savings ... 150.1% more")', () => {
     const tally = new ReportTally(baseline);
     tally.addResult(result(1, 'succeeded'));
