@@ -443,9 +443,10 @@ function refusalAnotherModelMayNotMeet(failure: ModelCallError, model: string, p
  * row falls back to it (true); otherwise the row fails with this error.
  */
 function passedRejectedKey(unsent: ModelCallError, model: string, progress: RowProgress, config: SwitchyardConfig): boolean {
-  if (unsent.code !== 'unauthorized' || !laterModelElsewhere(model, progress, config)) return false;
+  if ((unsent.code !== 'unauthorized' && unsent.code !== 'quota_exceeded') || !laterModelElsewhere(model, progress, config)) return false;
   progress.lastError = { code: unsent.code, message: unsent.message, status: null };
-  fallBack(progress, `${model}: not sent, its provider rejected the key just before (401)`);
+  const why = unsent.code === 'unauthorized' ? 'rejected the key just before (401)' : 'said just before that the account is out of quota';
+  fallBack(progress, `${model}: not sent, its provider ${why}`);
   return true;
 }
 

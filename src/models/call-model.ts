@@ -66,8 +66,10 @@ export function whyNotSendable(provider: ProviderClient, model: string): ModelCa
       message: `provider "${provider.name}" needs an API key in $${provider.missingKeyEnv}, which is not set (or is empty) for the worker on ${hostname()} (pid ${process.pid}); every worker that takes this batch's rows needs it`,
     });
   }
-  const rejected = provider.keyRejection.current();
-  return rejected ? new ModelCallError({ code: 'unauthorized', model, sent: false, message: `not sent, the key was just rejected: ${rejected}` }) : null;
+  const refused = provider.keyRejection.current();
+  if (!refused) return null;
+  const what = refused.code === 'unauthorized' ? 'the key was just rejected' : "the provider just said the account is out of quota";
+  return new ModelCallError({ code: refused.code, model, sent: false, message: `not sent, ${what}: ${refused.message}` });
 }
 
 function isCompletionShaped(data: unknown): data is { choices: unknown[] } {
@@ -163,7 +165,7 @@ export async function callModel(provider: ProviderClient, request: ModelRequest,
     };
   } catch (error) {
     const failure = classifyModelError(error, ctx);
-    if (failure.code === 'unauthorized') provider.keyRejection.record(failure.message);
+    if (failure.code === 'unauthorized' || failure.code === 'quota_exceeded') provider.keyRejection.record(failure.message, failure.code);
     if (mayHaveBeenProcessed(failure)) {
       const { usage, ms } = estimatedUsage(request, '');
       failure.estimatedUsage = { usage, countingMs: ms };

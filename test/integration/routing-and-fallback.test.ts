@@ -345,4 +345,25 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(unsent.every((r) => r.attempts === 0)).toBe(true);
     expect(unsent[0]!.error).toMatchObject({ code: 'unauthorized', message: expect.stringMatching(/^not sent, the key was just rejected: model "flash" at .* rejected the API key \(401\): check the key in \$SIM_KEY/) });
   });
+
+  it('after a 402 (the account out of credit), the rows behind it do not call that provider again, and go on to a model on another (QA: every row paid a doomed request)', async () => {
+    const dir = await tempDir('quota-many');
+    const broke = await startSimulator({ latency_ms: 1, models: { paid: { fail_status: 402 } } });
+    try {
+      const cfg = join(dir, 'quota.yaml');
+      const models = { paid: { provider: 'broke', price, fallbacks: ['flash'] }, flash: { provider: 'sim', price } };
+      await writeFile(cfg, stringify({ providers: { broke: { base_url: broke.url }, sim: { base_url: h.sim.url, api_key_env: 'SIM_KEY' } }, models, default_model: 'paid' }));
+      const rows = 60;
+      const run = await runCli(['run', await writePromptsCsv(dir, rows), '--config', cfg, '--out', join(dir, 'out'), '--concurrency', '4'], h.env({ SIM_KEY: 'right-key' }));
+      expect(run.code, run.stderr).toBe(0);
+      const refused = broke.stats().by_status['402'] ?? 0;
+      expect(refused).toBeGreaterThanOrEqual(1);
+      expect(refused).toBeLessThanOrEqual(8); // the calls in flight when the first 402 came back
+      const results = await readJsonLines<RowResult>(join(dir, 'out', 'results.jsonl'));
+      expect(results.filter((r) => r.status === 'succeeded' && r.final_model === 'flash')).toHaveLength(rows);
+      expect(results.filter((r) => r.fallback_reason?.includes('said just before that the account is out of quota')).length).toBe(rows - refused);
+    } finally {
+      await broke.close();
+    }
+  });
 });
