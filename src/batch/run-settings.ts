@@ -158,8 +158,15 @@ function sayAbSplitNotes(options: RunOptions, existing: BatchMeta | null, config
 function sayJudgeAnswersToo(config: SwitchyardConfig, answering: readonly string[], say: (line: string) => void): void {
   if (!config.judge) return;
   const judge = config.judge.model;
-  const how = answering.includes(judge) ? 'answers rows here too' : mayAnswer(config, answering).has(judge) ? 'may answer rows here too (a route or a fallback goes to it)' : null;
+  const answerers = mayAnswer(config, answering);
+  const how = answering.includes(judge) ? 'answers rows here too' : answerers.has(judge) ? 'may answer rows here too (a route or a fallback goes to it)' : null;
   if (how) say(`Note: the judge, ${judge}, ${how}: it scores its own answers (judges tend to favour them), and its judge calls count under it in the Models table (the Judge line shows them apart).`);
+  // A judge that fails scores through its fallbacks: another judge, maybe one that answered the row.
+  const fallbacks = [...mayAnswer(config, [judge])].filter((model) => model !== judge);
+  if (fallbacks.length === 0) return;
+  const answeringToo = fallbacks.filter((model) => answerers.has(model));
+  const own = answeringToo.length === 0 ? '' : ` (${answeringToo.join(', ')} may answer rows here too, and would score its own answers)`;
+  say(`Note: the judge, ${judge}, falls back to ${fallbacks.join(', ')} when it fails: the rows they score get another judge's scores${own}; the report counts them apart. For one judge throughout, give ${judge} no fallbacks in this run's config.`);
 }
 
 /** Every model a row sent to one of `answering` (a model, an ensemble, or routing) may be answered by, fallbacks included. */

@@ -108,8 +108,10 @@ function renderJudge(report: Report): string | null {
   const judge = report.judge;
   if (!judge) return null;
   const mean = judge.mean_score === null ? '' : `, mean ${scoreText(judge, 2)} of 10`;
+  const fallbacks = Object.entries(judge.scored_by_fallback ?? {});
+  const byFallback = fallbacks.length === 0 ? '' : ` (${fallbacks.map(([model, n]) => `${count(n)} of them by its fallback ${model}`).join(', ')}: another judge's scores)`;
   const unscored = judge.rows_unscored > 0 ? `; ${count(judge.rows_unscored)} not scored (${Object.entries(judge.unscored).map(([code, n]) => `${code} ${count(n)}`).join(', ')})` : '';
-  return `${counted(judge.rows_scored, 'row')} scored by ${judge.model}${mean}${unscored}; ${counted(report.extra_calls.judge_calls, 'call')} ${inParentheses(extraCost(report.extra_calls.judge_calls, report.extra_calls.judge_cost_usd, report.extra_calls.judge_unpriced_calls))}`;
+  return `${counted(judge.rows_scored, 'row')} scored by ${judge.model}${byFallback}${mean}${unscored}; ${counted(report.extra_calls.judge_calls, 'call')} ${inParentheses(extraCost(report.extra_calls.judge_calls, report.extra_calls.judge_cost_usd, report.extra_calls.judge_unpriced_calls))}`;
 }
 
 function modelRow(name: string, m: ModelReport, withTtft: boolean, withScore: boolean): string[] {

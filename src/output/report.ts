@@ -136,6 +136,8 @@ export interface JudgeReport {
   rows_unscored: number;
   /** Those rows by reason code, most frequent first. */
   unscored: Record<string, number>;
+  /** Rows scored by a fallback of the judge's (it failed), by that model: their scores are another judge's. */
+  scored_by_fallback: Record<string, number>;
   /**
    * Models (or ensembles) that answered the same row ids, compared over those prompts alone: the
    * layout that gives every prompt to every model (a row per model, same id). Empty otherwise.
@@ -368,7 +370,7 @@ export class ReportTally {
   readonly #taskTypes = new Map<string, TaskTally>();
   readonly #ensembles = new Map<string, RowGroupTally>();
   readonly #abArms = new Map<string, RowGroupTally>();
-  #judge: { model: string; scores: ScoreTally; unscored: Map<string, number>; paired: PairedScores } | null = null;
+  #judge: { model: string; scores: ScoreTally; unscored: Map<string, number>; paired: PairedScores; byFallback: Map<string, number> } | null = null;
   readonly #rowErrors = new Map<string, number>();
   readonly #errorExamples = new Map<string, string>();
   readonly #callErrors = new Map<string, number>();
@@ -453,11 +455,12 @@ export class ReportTally {
   }
 
   #addJudged(result: RowResult, judged: NonNullable<RowResult['judge']>, ...scoreTallies: Array<ScoreTally | undefined>): void {
-    const judge = (this.#judge ??= { model: judged.model, scores: noScores(), unscored: new Map(), paired: new PairedScores() });
+    const judge = (this.#judge ??= { model: judged.model, scores: noScores(), unscored: new Map(), paired: new PairedScores(), byFallback: new Map() });
     if (judged.score === null) {
       increment(judge.unscored, judged.error?.code ?? 'unknown');
       return;
     }
+    if (judged.final_model && judged.final_model !== judged.model) increment(judge.byFallback, judged.final_model);
     // An ensemble's rows compare as the ensemble, not as its synthesizer.
     judge.paired.add(result.id, result.ensemble?.name ?? result.model, judged.score);
     for (const tally of [judge.scores, ...scoreTallies]) {
@@ -628,6 +631,7 @@ export class ReportTally {
       score_margin: marginOfError(judge.scores),
       rows_unscored: [...judge.unscored.values()].reduce((sum, n) => sum + n, 0),
       unscored: byCountDescending(judge.unscored),
+      scored_by_fallback: byCountDescending(judge.byFallback),
       paired: judge.paired.comparisons(),
     };
   }

@@ -194,6 +194,13 @@ describe('a judge scores every answer', () => {
     const fallingBack = await writeSimConfig(dir, h.sim.url, { models: { flash: sim(0.1, { fallbacks: ['pro'] }), pro: sim(0.5) }, default_model: 'flash' });
     const routed = await runCli(['run', input, '--config', fallingBack, '--out', join(dir, 'out-fallback'), '--judge', 'pro'], h.env());
     expect(routed.stdout).toContain('Note: the judge, pro, may answer rows here too (a route or a fallback goes to it): it scores its own answers');
+
+    // A judge with fallbacks scores through them when it fails: another judge, here one that answers the rows (QA: unsaid).
+    const judgeFallsBack = await writeSimConfig(dir, h.sim.url, { models: { flash: sim(0.1), pro: sim(0.5, { fallbacks: ['flash'] }) }, default_model: 'flash' });
+    const judged = await runCli(['run', input, '--config', judgeFallsBack, '--out', join(dir, 'out-judge-fallback'), '--judge', 'pro'], h.env());
+    expect(judged.stdout).toContain(
+      "Note: the judge, pro, falls back to flash when it fails: the rows they score get another judge's scores (flash may answer rows here too, and would score its own answers); the report counts them apart. For one judge throughout, give pro no fallbacks in this run's config.",
+    );
   });
 
   it('compares two models that answered the same prompts (a row per model, same id) on those prompts alone', async () => {

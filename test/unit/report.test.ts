@@ -548,6 +548,15 @@ describe('judge scores', () => {
     input_tokens: 100, output_tokens: status === 'succeeded' ? 20 : 0, cost_usd: status === 'succeeded' ? 0.00002 : 0, latency_ms: 30, started_at: span.startedAt,
   });
 
+  it("count the rows the judge's fallback scored, by that model, and say so beside the judge's name (QA: credited to the judge)", () => {
+    const tally = new ReportTally();
+    tally.addResult(result(1, 'flash', scored(8)));
+    tally.addResult(result(2, 'flash', { ...scored(6), final_model: 'cheap' }));
+    const report = tally.build(span);
+    expect(report.judge).toMatchObject({ model: 'judge', rows_scored: 2, scored_by_fallback: { cheap: 1 } });
+    expect(renderReportMarkdown(report)).toContain("- Judge: 2 rows scored by judge (1 of them by its fallback cheap: another judge's scores), mean 7.00");
+  });
+
   it("give each model's and ensemble's mean, count what could not be scored, and keep judge calls out of retries and fallbacks", () => {
     const tally = new ReportTally({ model: 'judge', price: { input_per_mtok: 1, output_per_mtok: 1 } });
     tally.addResult(result(1, 'flash', scored(8)));
@@ -562,7 +571,7 @@ describe('judge scores', () => {
     expect(report.models.pro).toMatchObject({ rows: 2, judged_rows: 0, mean_score: null, score_margin: null });
     expect(report.models.judge).toMatchObject({ rows: 0, calls: 4, judged_rows: 0, mean_score: null });
     expect(report.ensembles.council).toMatchObject({ judged_rows: 1, mean_score: 9 });
-    expect(report.judge).toEqual({ model: 'judge', rows_scored: 3, mean_score: 7.33, score_margin: 2.36, rows_unscored: 1, unscored: { server_error: 1 }, paired: [] });
+    expect(report.judge).toEqual({ model: 'judge', rows_scored: 3, mean_score: 7.33, score_margin: 2.36, rows_unscored: 1, unscored: { server_error: 1 }, scored_by_fallback: {}, paired: [] });
     expect(report.extra_calls).toMatchObject({ judge_calls: 4, judge_cost_usd: 0.00006, retry_calls: 0, fallback_calls: 0 });
     // Judging would cost the same on the baseline: the comparison leaves it out on both sides.
     expect(report.baseline).toMatchObject({ baseline_cost_usd: 0, batch_cost_usd: 0 });
