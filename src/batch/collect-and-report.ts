@@ -134,6 +134,11 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     say(`Models down: ${counted(passedOver, 'row')} found every model of their chain shut after repeated failures (its circuit breaker), and were not sent.${earlier} Once the provider is back: switchyard run --resume ${batchId} (with breaker.max_wait_ms in the config, rows wait for it instead of failing).`);
   }
   sayOtherFailures(report, batchId, new Set(['budget_exceeded', 'missing_api_key', ...(modelsDown ? ['no_model_available'] : [])]), say);
+  if (invalid > 0 && report.totals.unfinished_rows === 0 && options.resumeHint !== 'api') {
+    const [first] = Object.values(report.invalid_input_examples);
+    say('');
+    say(`Invalid: ${counted(invalid, 'row')} not run${first ? ` (the first: ${first})` : ''}. Fix them in place in the file (errors.jsonl lists them with their lines), then: switchyard run --resume ${batchId} (only they run).`);
+  }
   // Rows that went on to another provider's model succeed, and a refused key would go unnoticed in the exit code.
   // (Rows that failed with such an error are in the Errors lines already.)
   const refused = ACCOUNT_REFUSALS.flatMap((code) => (report.call_errors[code] && !report.errors[code] ? [`${code} ${counted(report.call_errors[code], 'call')}`] : []));

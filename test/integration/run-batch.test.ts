@@ -366,6 +366,8 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     const result = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'badrows'], h.env());
     expect(result.code).toBe(1);
     expect(result.stdout).toContain('2 invalid rows, not run');
+    // The last word says what to do about them, as it does for failed rows (QA: none did).
+    expect(result.stdout.trimEnd().split('\n').at(-1)).toMatch(/^Invalid: 2 rows not run \(the first: line 2: temperature must be a number from 0 to 2, got "9"\)\. Fix them in place in the file .*then: switchyard run --resume badrows \(only they run\)\.$/);
     const errors = await readJsonLines<{ line: number; code: string }>(join(out, 'errors.jsonl'));
     expect(errors.map((e) => [e.line, e.code])).toEqual([[2, 'bad_field'], [3, 'missing_prompt']]);
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
