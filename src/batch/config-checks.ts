@@ -123,7 +123,8 @@ export function warnAboutConfig(config: SwitchyardConfig, budgeted: boolean, det
     const failing = models.filter((model) => !fallingBack.includes(model));
     const outcomes = [
       ...(fallingBack.length > 0 ? [`rows for ${fallingBack.join(', ')} go on to their fallbacks`] : []),
-      ...(failing.length > 0 ? [`calls to ${failing.join(', ')} will fail with missing_api_key`] : []),
+      // Said whether or not rows reach them: the rules and the classifier decide that row by row.
+      ...(failing.length > 0 ? [`${failing.join(', ')} cannot be called (missing_api_key): a row that reaches ${failing.length === 1 ? 'it' : 'one'} with no other model to go on to fails`] : []),
     ];
     say(`Warning: ${notSet(key)}${detached ? ' here: the workers that take its rows need it, or' : ':'} ${outcomes.join('; ')}.`);
   }

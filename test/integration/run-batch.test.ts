@@ -220,7 +220,7 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     // With a model that needs no key, the missing one is only a warning.
     const routed = await runCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--batch-id', 'nokey-free', '--model', 'free'], h.env());
     expect(routed.code).toBe(0);
-    expect(routed.stdout).toContain('Warning: $SY_TEST_NO_SUCH_KEY is not set: calls to keyed will fail with missing_api_key.');
+    expect(routed.stdout).toContain('Warning: $SY_TEST_NO_SUCH_KEY is not set: keyed cannot be called (missing_api_key): a row that reaches it with no other model to go on to fails.');
     // A row that names the keyed model fails; the summary says how to finish it.
     const mixed = await writePromptsCsv(await tempDir('nokey-mixed'), 3, { model: (row) => (row === 2 ? 'keyed' : undefined) });
     const partly = await runCli(['run', mixed, '--config', config, '--out', join(dir, 'mixed'), '--batch-id', 'nokey-mixed', '--model', 'free'], h.env());
