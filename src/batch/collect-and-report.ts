@@ -5,7 +5,7 @@ import { CollectionTally } from '../output/collection-tally.ts';
 import { collectBatch } from '../output/collector.ts';
 import { finalizeBatch, writeOutputsSoFar } from '../output/finalize-batch.ts';
 import { outputPaths } from '../output/paths.ts';
-import { counted, formatCount, renderSummaryLines, type ResumeHint } from '../output/report-markdown.ts';
+import { counted, formatCount, formatDuration, renderSummaryLines, type ResumeHint } from '../output/report-markdown.ts';
 import type { Report } from '../output/report.ts';
 import { createProgressDisplay, type ProgressDisplay } from '../progress/progress-display.ts';
 import type { BatchProgress } from '../queue/batch-state.ts';
@@ -131,7 +131,12 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     say('');
     // Breakers are shared through Redis: a batch that made no call met circuits that earlier runs' failures opened.
     const earlier = report.totals.calls === 0 ? ' This batch made no call: earlier failures (another run on this Redis, or the one before this) shut them, and each lets one call test its provider when breaker.cooldown_ms has passed (the rows\' errors say when).' : '';
-    say(`Models down: ${counted(passedOver, 'row')} found every model of their chain shut after repeated failures (its circuit breaker), and were not sent.${earlier} Once the provider is back: switchyard run --resume ${batchId} (with breaker.max_wait_ms in the config, rows wait for it instead of failing).`);
+    const maxWaitMs = config?.breaker.max_wait_ms ?? 0;
+    // Said of the setting as the batch has it: a user who set it needs the figure to raise, not to be told to set it.
+    const waiting = maxWaitMs > 0
+      ? `each row waited for the circuits as long as their next test call fell within breaker.max_wait_ms (${formatDuration(maxWaitMs)}) of its first wait, so it gave up earlier when the next one fell past it: raise it to ride out a longer outage`
+      : 'with breaker.max_wait_ms in the config, rows wait for it instead of failing';
+    say(`Models down: ${counted(passedOver, 'row')} found every model of their chain shut after repeated failures (its circuit breaker), and were not sent.${earlier} Once the provider is back: switchyard run --resume ${batchId} (${waiting}).`);
   }
   sayOtherFailures(report, batchId, new Set(['budget_exceeded', 'missing_api_key', ...(modelsDown ? ['no_model_available'] : [])]), say);
   if (invalid > 0 && report.totals.unfinished_rows === 0 && options.resumeHint !== 'api') {
