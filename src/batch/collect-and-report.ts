@@ -118,7 +118,8 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const overBudget = report.errors.budget_exceeded ?? 0;
   if (overBudget > 0) {
     say('');
-    say(`Budget reached: ${counted(overBudget, 'row')} not run. Finish them with: ${budgetResume(batchId, report.error_examples.budget_exceeded)}`);
+    // "Not run" would be wrong for an ensemble row whose members answered before its synthesis was refused.
+    say(`Budget reached: ${counted(overBudget, 'row')} not finished (calls already made for them are kept, not paid for again). Finish them with: ${budgetResume(batchId, report.error_examples.budget_exceeded)}`);
   }
   const keyless = report.errors.missing_api_key ?? 0;
   if (keyless > 0) {

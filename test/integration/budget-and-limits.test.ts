@@ -26,7 +26,7 @@ describe('budgets and rate limits shared through Redis', () => {
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(results).toHaveLength(40);
     const stopped = results.filter((r) => r.error?.code === 'budget_exceeded');
-    expect(first.stdout).toContain(`Budget reached: ${stopped.length} rows not run. Finish them with: switchyard run --resume budget --budget <higher USD>`);
+    expect(first.stdout).toContain(`Budget reached: ${stopped.length} rows not finished (calls already made for them are kept, not paid for again). Finish them with: switchyard run --resume budget --budget <higher USD>`);
     const done = results.filter((r) => r.status === 'succeeded');
     expect(done.length).toBeGreaterThan(3);
     expect(stopped.length).toBe(40 - done.length);
@@ -126,7 +126,7 @@ describe('budgets and rate limits shared through Redis', () => {
     expect(stopped.length).toBeGreaterThan(0);
     expect(stopped[0]!.error!.message).toMatch(/of the monthly budget of \$1\.00 is spent .*raise budget\.monthly_usd or wait for next month$/);
     // Not --budget, which a month's cap does not heed.
-    expect(first.stdout).toContain(`Budget reached: ${stopped.length} rows not run. Finish them with: switchyard run --resume month --config <a config with a higher budget.monthly_usd> (or the same command next month)`);
+    expect(first.stdout).toContain(`Budget reached: ${stopped.length} rows not finished (calls already made for them are kept, not paid for again). Finish them with: switchyard run --resume month --config <a config with a higher budget.monthly_usd> (or the same command next month)`);
 
     const resumed = await runCli(['run', '--resume', 'month', '--config', roomy], h.env());
     expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
