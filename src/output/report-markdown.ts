@@ -103,6 +103,13 @@ function formatScore(scores: ScoreFigures): string {
   return scores.mean_score === null ? '—' : `${scoreText(scores)} (${count(scores.judged_rows)})`;
 }
 
+/** How many rows the LLM classifier's answers routed, and what routed the rest. */
+function classifierDecidedText(report: Report): string {
+  const { classifier_calls: calls, classifier_decided_rows: decided = 0 } = report.extra_calls;
+  if (decided > 0) return `it chose the task type of ${counted(decided, 'row')}, the rules the rest`;
+  return `its ${counted(calls, 'call')} chose no row's task type (each failed or named no configured type: route_reason in results.jsonl says which), so the rules routed every row; check routing.llm_classifier's model and prompt`;
+}
+
 /** "296 rows scored by pro, mean 6.42 ± 0.31 of 10; 4 not scored (server_error 3, no_score 1); 300 calls, $0.0123", or null without a judge. */
 function renderJudge(report: Report): string | null {
   const judge = report.judge;
@@ -188,7 +195,7 @@ function overviewBullets(report: Report, resume: string): string[] {
     ...bullet('', renderSavings(report)),
     `- Retries: ${counted(extra.retry_calls, 'call')}, ${extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls)}; fallbacks: ${counted(extra.fallback_calls, 'call')}, ${extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls)}, ${counted(extra.rows_on_fallback, 'row')} answered by a fallback model${bothCounted(extra)}`,
     ...bullet('Cache: ', renderCache(report)),
-    ...(extra.classifier_calls > 0 ? [`- Task classifier: ${counted(extra.classifier_calls, 'call')}, ${extraCost(extra.classifier_calls, extra.classifier_cost_usd, extra.classifier_unpriced_calls)}`] : []),
+    ...(extra.classifier_calls > 0 ? [`- Task classifier: ${counted(extra.classifier_calls, 'call')}, ${extraCost(extra.classifier_calls, extra.classifier_cost_usd, extra.classifier_unpriced_calls)}; ${classifierDecidedText(report)}`] : []),
     ...bullet('Ensembles: ', renderEnsembleCalls(extra)),
     ...bullet('Judge: ', renderJudge(report)),
     ...bullet('Cut off: ', renderCutOff(report)),
@@ -490,6 +497,8 @@ export function renderSummaryLines(report: Report): string[] {
   }
   const cache = renderCache(report);
   if (cache) pairs.push(['Cache', cache]);
+  // Said only when it decided nothing: a classifier paid for in vain is worth a look; one that works is in report.md.
+  if (report.extra_calls.classifier_calls > 0 && (report.extra_calls.classifier_decided_rows ?? 0) === 0) pairs.push(['Classifier', classifierDecidedText(report)]);
   const ensembleCalls = renderEnsembleCalls(report.extra_calls);
   if (ensembleCalls) pairs.push(['Ensemble', ensembleCalls]);
   const judge = renderJudge(report);

@@ -162,6 +162,8 @@ export interface ExtraCallsReport {
   classifier_calls: number;
   classifier_cost_usd: number;
   classifier_unpriced_calls: number;
+  /** Rows whose task type the classifier's answer gave (the rest were routed by the rules: its call failed, or its answer named no type). */
+  classifier_decided_rows: number;
   /** Ensemble rows: their members' calls and the synthesis calls (each also under its model). */
   ensemble_member_calls: number;
   ensemble_member_cost_usd: number;
@@ -382,6 +384,7 @@ export class ReportTally {
   #rowsThisRun = 0;
   #succeeded = 0;
   #rowsOnFallback = 0;
+  #classifierDecided = 0;
   #baselineNanos = 0;
   /** An ensemble row's prompt tokens (its first answered member call's input), until its synthesis call comes. */
   readonly #ensemblePromptTokens = new Map<string, number>();
@@ -419,6 +422,8 @@ export class ReportTally {
     const entry = result.ensemble?.name === result.model ? null : this.#model(result.model);
     const task = this.#task(result.task_type);
     this.#rows += 1;
+    // "llm: coding" (after an A/B arm's prefix, if any): the classifier's answer chose the type.
+    if (/(^|: )llm: /.test(result.route_reason ?? '')) this.#classifierDecided += 1;
     // Not `>=` on a missing or bad stamp (NaN): such a row counts as this run's.
     const completedAt = Date.parse(result.completed_at);
     if (!(completedAt < this.#runStartedAt)) this.#rowsThisRun += 1;
@@ -608,6 +613,7 @@ export class ReportTally {
       rows_on_fallback: this.#rowsOnFallback,
       classifier_calls: extra.classifier.calls,
       classifier_cost_usd: nanosToUsd(extra.classifier.nanos),
+      classifier_decided_rows: this.#classifierDecided,
       classifier_unpriced_calls: extra.classifier.unpriced,
       ensemble_member_calls: extra.member.calls,
       ensemble_member_cost_usd: nanosToUsd(extra.member.nanos),

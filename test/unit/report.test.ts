@@ -489,6 +489,35 @@ describe('savings against report.baseline_model', () => {
   });
 });
 
+describe('the LLM classifier', () => {
+  const span = { batchId: 'bc', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:02.000Z' };
+  const result = (row: number, routeReason: string): RowResult => ({
+    id: `r${row}`, row, status: 'succeeded', model: 'flash', output: 'ok', usage: { input_tokens: 10, output_tokens: 5 }, cost_usd: 0.0001, latency_ms: 50, attempts: 1,
+    metadata: {}, task_type: 'simple', route_reason: routeReason, models_tried: ['flash'], final_model: 'flash', fallback_reason: null, completed_at: span.finishedAt,
+  });
+  const classify = (row: number): CallRecord => ({
+    batch_id: 'bc', row, id: `r${row}`, model: 'flash', attempt: 1, purpose: 'classify', task_type: null, chain_position: 0, status: 'succeeded', http_status: 200,
+    input_tokens: 50, output_tokens: 2, cost_usd: 0.00001, latency_ms: 20, started_at: span.startedAt,
+  });
+
+  it('counts the rows its answers routed; a classifier that routed none is said in the summary, with what to check (QA: paid for, unmentioned)', () => {
+    const working = new ReportTally();
+    working.addResult(result(1, 'llm: simple'));
+    working.addResult(result(2, 'A/B arm "auto": llm: simple'));
+    working.addResult(result(3, 'llm answer "maybe" names no task type; rules: no keyword matched -> simple'));
+    for (const row of [1, 2, 3]) working.addCall(classify(row));
+    const worked = working.build(span);
+    expect(worked.extra_calls).toMatchObject({ classifier_calls: 3, classifier_decided_rows: 2 });
+    expect(renderSummaryLines(worked).some((line) => line.startsWith('Classifier'))).toBe(false);
+    expect(renderReportMarkdown(worked)).toContain('it chose the task type of 2 rows, the rules the rest');
+
+    const useless = new ReportTally();
+    useless.addResult(result(1, 'llm call failed: 500; rules: no keyword matched -> simple'));
+    useless.addCall(classify(1));
+    expect(renderSummaryLines(useless.build(span)).join('\n')).toMatch(/\nClassifier +its 1 call chose no row's task type .*so the rules routed every row; check routing\.llm_classifier's model and prompt/);
+  });
+});
+
 describe('task types', () => {
   it("keep the LLM classifier's and the judge's calls on lines of their own, not as the rows' calls", () => {
     const tally = new ReportTally();
