@@ -180,7 +180,9 @@ function sayOtherFailures(report: Report, batchId: string, spokenOf: ReadonlySet
   const rows = others.reduce((sum, [, n]) => sum + n, 0);
   if (rows === 0) return;
   const codes = others.map(([code, n]) => `${code} ${formatCount(n)}`).join(', ');
-  const when = others.every(([code]) => PASSING_ERRORS.has(code)) ? 'Run them again' : "Once what their errors say is fixed (results.jsonl's error, report.md's Errors), run them again";
+  // A resume would meet the same 429s unless the calls are paced: the fix is in the config, and the Errors line cuts it off.
+  const paced = others.some(([code]) => code === 'rate_limited') ? " Set models.<model>.rpm (and tpm) to the provider's limits first, so the calls are paced instead of refused." : '';
+  const when = others.every(([code]) => PASSING_ERRORS.has(code)) ? `${paced.trimStart()}${paced ? ' Then run' : 'Run'} them again` : "Once what their errors say is fixed (results.jsonl's error, report.md's Errors), run them again";
   say('');
   say(`Failed: ${counted(rows, 'row')} (${codes}). ${when}: switchyard run --resume ${batchId} (the rows that succeeded are kept, not paid for again).`);
 }
