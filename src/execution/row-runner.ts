@@ -358,7 +358,9 @@ function answerCallRecord(
     row: row.row,
     id: row.id,
     model,
-    attempt: progress.attempt,
+    // Counted from the row's calls, not `progress.attempt`: that restarts after a wait for open
+    // circuits (a fresh set of retries), and the calls after it are still repeat calls to the model.
+    attempt: progress.calls.filter((earlier) => earlier.model === model).length + 1,
     purpose: 'answer',
     task_type: progress.plan?.taskType ?? '',
     chain_position: progress.chainIndex,

@@ -265,6 +265,14 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
       expect(failed.every((r) => r.error?.code === 'server_error')).toBe(true);
       // An error that passes by itself: the summary says to run them again, no fix needed.
       expect(result.stdout).toMatch(/^Failed: \d rows? \(server_error \d\)\. Run them again: switchyard run --resume \S+ \(the rows that succeeded are kept, not paid for again\)\.$/m);
+      // A row's calls after its wait for the circuit are repeat calls to the model: numbered on, and counted as retries (QA: all attempt 1, "Retries 0").
+      const calls = await readJsonLines<CallRecord>(join(dir, 'out', 'costs.jsonl'));
+      const byRow = Map.groupBy(calls, (call) => call.row);
+      for (const rowCalls of byRow.values()) expect(rowCalls.map((call) => call.attempt)).toEqual(rowCalls.map((_, i) => i + 1));
+      const repeated = calls.filter((call) => call.attempt > 1).length;
+      expect(repeated).toBeGreaterThan(0);
+      const report = JSON.parse(await readFile(join(dir, 'out', 'report.json'), 'utf8')) as Report;
+      expect(report.extra_calls.retry_calls).toBe(repeated);
     } finally {
       await flaky.close();
     }
