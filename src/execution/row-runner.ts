@@ -148,6 +148,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     const refused = modelConfig.rpm !== undefined || modelConfig.tpm !== undefined ? await gate.budgetRefusal(estimateNanos) : null;
     if (refused) {
       await releaseHeldSlot(progress, gate);
+      if (passedForCheaper(row, progress, config, estimateNanos, refused)) continue;
       return finish(row, progress, model, null, new ModelCallError({ code: 'budget_exceeded', model, message: refused }));
     }
     // Woken before its backoff ended (its batch's parked rows are woken once the budget is spent: prompt-worker.ts), a row waits out the rest.
@@ -170,6 +171,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     if (budget.kind === 'refused') {
       // The slot is now and goes unused: its booked tokens come back.
       await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: null, actualNanos: 0, health: 'neutral', coolDownMs: null, probe });
+      if (passedForCheaper(row, progress, config, estimateNanos, budget.message)) continue;
       return finish(row, progress, model, null, new ModelCallError({ code: 'budget_exceeded', model, message: budget.message }));
     }
 
@@ -467,6 +469,24 @@ async function passedMissingKey(unsent: ModelCallError, model: string, provider:
 }
 
 /** Whether the row's chain goes on to a model on another provider than `model`'s. */
+/**
+ * A call the budget has no room for: when a later model of the row's chain would cost less at most
+ * (a premium model's fallback to a cheap one), the row goes on to it (true), as a user capping
+ * spend would want, rather than ending budget_exceeded with money left for the cheaper answer.
+ */
+function passedForCheaper(row: RowInput, progress: RowProgress, config: SwitchyardConfig, estimateNanos: number, refusal: string): boolean {
+  const plan = progress.plan!;
+  const cheaper = plan.chain.slice(progress.chainIndex + 1).some((later) => {
+    const price = config.models[later]?.price;
+    if (!price) return false; // an unpriced model is not known to be cheaper, and a budget cannot bound it
+    const maxTokens = requestFor(row, later, plan.taskType, config).maxTokens;
+    return (callCostNanos(price, { input_tokens: plan.promptTokens, output_tokens: maxTokens }) ?? Infinity) < estimateNanos;
+  });
+  if (!cheaper) return false;
+  fallBack(progress, `${plan.chain[progress.chainIndex]}: the budget has no room for its call (${refusal}), so a cheaper model of the chain is tried`);
+  return true;
+}
+
 function laterModelElsewhere(model: string, progress: RowProgress, config: SwitchyardConfig): boolean {
   const provider = config.models[model]?.provider;
   return (progress.plan?.chain ?? []).slice(progress.chainIndex + 1).some((later) => config.models[later]?.provider !== provider);

@@ -14,6 +14,24 @@ import { useSimulatorAndRedis } from '../helpers/harness.ts';
 describe('budgets and rate limits shared through Redis', () => {
   const h = useSimulatorAndRedis('budget-limits', { latency_ms: 2 });
 
+  it('a row the budget has no room for on its model goes on to a cheaper model of its chain, and ends budget_exceeded only when none fits (QA)', async () => {
+    const dir = await tempDir('budget-cheaper');
+    const cfg = join(dir, 'switchyard.yaml');
+    // pricey's call could cost about $0.1 at most, cheap's a thousandth of that.
+    const models = { pricey: { provider: 'sim', price: { input_per_mtok: 1000, output_per_mtok: 1000 }, fallbacks: ['cheap'] }, cheap: { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 1 } } };
+    await writeFile(cfg, stringify({ providers: { sim: { base_url: h.sim.url } }, models, default_model: 'pricey', max_tokens: 100 }));
+    const out = join(dir, 'out');
+    const run = await runCli(['run', await writePromptsCsv(dir, 40), '--config', cfg, '--out', out, '--batch-id', 'budget-cheaper', '--budget', '1', '--concurrency', '4'], h.env());
+    expect(run.code, run.stderr).toBe(0);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.every((r) => r.status === 'succeeded')).toBe(true);
+    const onCheap = results.filter((r) => r.final_model === 'cheap');
+    expect(onCheap.length).toBeGreaterThan(20); // pricey answered the rows until its calls no longer fit
+    expect(onCheap[0]!.fallback_reason).toMatch(/^pricey: the budget has no room for its call \(.*\), so a cheaper model of the chain is tried/);
+    const spent = (await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).reduce((sum, c) => sum + usdToNanos(c.cost_usd ?? 0), 0);
+    expect(spent).toBeLessThanOrEqual(usdToNanos(1));
+  });
+
   it('--budget stops spending, marks the rest budget_exceeded, and --resume with a higher budget finishes them', async () => {
     const dir = await tempDir('budget');
     const cfg = join(dir, 'switchyard.yaml');
