@@ -134,7 +134,8 @@ export function readText(counts: EnqueueCounts, local: number | 'elsewhere' | nu
     (counts.alreadySucceeded > 0 ? `, ${formatCount(counts.alreadySucceeded)} already done` : '') +
     (counts.rescored > 0 ? `, ${formatCount(counts.rescored)} answered before but not scored by this judge: scored now, their answers kept` : '') +
     (counts.changedSinceSucceeded > 0 ? `, ${formatCount(counts.changedSinceSucceeded)} changed in the file since they succeeded (they run again)` : '') +
-    (counts.goneFromFile > 0 ? `, ${formatCount(counts.goneFromFile)} of the last run no longer in the file (left out of the outputs, their answers dropped: given back, they run again)` : '') +
+    (counts.backInFile > 0 ? `, ${formatCount(counts.backInFile)} back in the file as they were (their answers kept)` : '') +
+    (counts.goneFromFile > 0 ? `, ${formatCount(counts.goneFromFile)} of the last run no longer in the file (left out of the outputs; given back unchanged, they keep their answers)` : '') +
     `; ${formatCount(counts.enqueued)} queued` +
     keptAnswersText(counts) +
     `, ${local === null ? 'no workers here (--detach)' : local === 'elsewhere' ? 'for the workers on this Redis that have the keys' : `workers here making up to ${local} calls at a time`}.`

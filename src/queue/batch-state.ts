@@ -182,6 +182,11 @@ export class BatchStore {
     return this.rowsSetIn(this.keys(batchId).succeeded, fromRow, count);
   }
 
+  /** Row numbers (from `fromRow`, `count` of them) withdrawn with their answer set aside (withdraw-rows.ts), read in one call. */
+  async setAsideRows(batchId: string, fromRow: number, count: number): Promise<Set<number>> {
+    return this.rowsSetIn(this.keys(batchId).setAside, fromRow, count);
+  }
+
   /** Row numbers (from `fromRow`, `count` of them) whose finished bit is set, read in one call. */
   async finishedRows(batchId: string, fromRow: number, count: number): Promise<Set<number>> {
     return this.rowsSetIn(this.keys(batchId).finished, fromRow, count);

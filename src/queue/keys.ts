@@ -29,6 +29,8 @@ export function batchKeys(space: KeySpace, batchId: string) {
     metadataKeys: `${base}:metadata_keys`,
     /** Bitmap by row: 1 for a row that had a result but is invalid in the file now; the outputs leave it out. */
     withdrawn: `${base}:withdrawn`,
+    /** Bitmap by row: 1 for a withdrawn row that had succeeded; given back unchanged (its fingerprint kept), its answer is kept. */
+    setAside: `${base}:set_aside`,
     /** String of 4 bytes per row (at row x 4): each row's fingerprint when enqueued, so a resume sees edited rows. */
     fingerprints: `${base}:fingerprints`,
     /** Hash by row: answers kept for the resume (carried-rows.ts): a stopped run's parked rows', unscored ones, failed ensemble rows' members'. */

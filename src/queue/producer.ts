@@ -57,6 +57,8 @@ export interface EnqueueCounts {
   alreadySucceeded: number;
   /** Rows that succeeded before but were edited (or moved) in the file since: they run again. */
   changedSinceSucceeded: number;
+  /** Rows withdrawn by an earlier run (past a shorter file's end, or invalid) back in the file unchanged: their answers kept. */
+  backInFile: number;
   invalid: number;
   /** The invalid rows by reason, each with an example. */
   invalidByCode: InvalidRowCounts;
@@ -155,7 +157,7 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
 }
 
 function noRowsCounted(): EnqueueCounts {
-  return { total: 0, enqueued: 0, alreadySucceeded: 0, changedSinceSucceeded: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, unsentBodyFields: {}, stopped: false, goneFromFile: 0, carriedAnswers: 0, carriedLabels: 0, rescored: 0, failedWithAnswers: 0 };
+  return { total: 0, enqueued: 0, alreadySucceeded: 0, changedSinceSucceeded: 0, backInFile: 0, invalid: 0, invalidByCode: {}, openAiBatchRows: 0, unsentBodyFields: {}, stopped: false, goneFromFile: 0, carriedAnswers: 0, carriedLabels: 0, rescored: 0, failedWithAnswers: 0 };
 }
 
 /** What the batch holds already that each chunk needs, read once before the first. */
@@ -326,23 +328,36 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
     written.catch(() => undefined); // observed now, awaited later
     return { toRun: rows, of, written, carried: null, rescored: new Set(), failedBefore: new Set() };
   }
-  const [succeeded, finished, recorded, found] = await Promise.all([
+  const [succeeded, finished, setAside, recorded, found] = await Promise.all([
     options.store.succeededRows(options.batchId, first, span),
     options.store.finishedRows(options.batchId, first, span),
+    options.store.setAsideRows(options.batchId, first, span),
     options.store.redis.getrangeBuffer(keys.fingerprints, first * 4, (first + span) * 4 - 1),
     lookUpCarried ? carriedRows(options.store.redis, keys, rows.map((row) => ({ row: row.row, fingerprint: of(row) }))) : null,
   ]);
+  keepInvalidRowsFingerprints(fingerprints, recorded);
   const carried = found ? carriedThatFits(found, rows, succeeded, options.carriedFits) : null;
   const unscored = (row: InputRow) => carried?.progress.get(row.row)?.judging !== undefined;
-  const { failed, unfinished, changed, supersededJobs, candidates, rescored } = sortRowsToRunAgain(rows, { batchId: options.batchId, first, fingerprints, recorded, succeeded, finished, unscored }, counts);
+  const { failed, unfinished, changed, restored, supersededJobs, candidates, rescored } = sortRowsToRunAgain(rows, { batchId: options.batchId, first, fingerprints, recorded, succeeded, finished, setAside, unscored }, counts);
   // A job the earlier run left in the queue may have finished a row since the read above.
-  const finishedMeanwhile = await reopenRows(options.store.redis, keys, { firstRow: first, fingerprints, failed, unfinished, changed });
+  const finishedMeanwhile = await reopenRows(options.store.redis, keys, { firstRow: first, fingerprints, failed, unfinished, changed, restored });
   const toRun = candidates.filter((row) => !finishedMeanwhile.has(row.row));
-  counts.alreadySucceeded += rows.length - toRun.length;
+  counts.alreadySucceeded += rows.length - toRun.length - restored.length; // those are said apart (backInFile)
   // After the reopening wrote the new fingerprints: a superseded job that runs now drops its result.
   const written = Promise.all(supersededJobs.map((jobId) => options.queue.remove(jobId)));
   written.catch(() => undefined); // observed now, awaited with the chunk
   return { toRun, of, written, carried, rescored, failedBefore: new Set(failed) };
+}
+
+/**
+ * An invalid row between the chunk's valid ones has no fingerprint of its own (0): it keeps the one
+ * recorded, which its withdrawal kept when it had succeeded (withdraw-rows.ts), so that put back as
+ * it was, it keeps its answer.
+ */
+function keepInvalidRowsFingerprints(fingerprints: Buffer, recorded: Buffer): void {
+  for (let offset = 0; offset + 4 <= Math.min(fingerprints.length, recorded.length); offset += 4) {
+    if (fingerprints.readUInt32BE(offset) === 0) recorded.copy(fingerprints, offset, offset, offset + 4);
+  }
 }
 
 /** A batch from before fingerprints were kept has none (0): its rows count as unchanged. */
@@ -364,6 +379,8 @@ interface RowsBefore {
   recorded: Buffer;
   succeeded: Set<number>;
   finished: Set<number>;
+  /** Rows withdrawn (past the file's end, or invalid) with their answer set aside (withdraw-rows.ts). */
+  setAside: Set<number>;
   /** A row that succeeded before but left its answer unscored (its judge failed). */
   unscored: (row: InputRow) => boolean;
 }
@@ -375,16 +392,22 @@ interface RowsBefore {
  * same content is left out.
  */
 function sortRowsToRunAgain(rows: InputRow[], before: RowsBefore, counts: EnqueueCounts) {
-  const { first, fingerprints, recorded, succeeded, finished } = before;
+  const { first, fingerprints, recorded, succeeded, finished, setAside } = before;
   const failed: number[] = [];
   const unfinished: number[] = [];
   const changed: number[] = [];
+  const restored: number[] = [];
   const supersededJobs: string[] = [];
   const candidates: InputRow[] = [];
   const rescored = new Set<number>();
   for (const row of rows) {
     const offset = (row.row - first) * 4;
     const edited = fingerprintChanged(recorded, fingerprints, offset);
+    if (!finished.has(row.row) && setAside.has(row.row) && !edited && recorded.length >= offset + 4 && recorded.readUInt32BE(offset) !== 0) {
+      restored.push(row.row); // back in the file as it was when it succeeded: its answer is kept
+      counts.backInFile++;
+      continue;
+    }
     if (!finished.has(row.row)) {
       if (edited) supersededJobs.push(promptJobId(before.batchId, row.row, recorded.readUInt32BE(offset)));
       (edited ? changed : unfinished).push(row.row);
@@ -398,7 +421,7 @@ function sortRowsToRunAgain(rows: InputRow[], before: RowsBefore, counts: Enqueu
     } else continue; // succeeded before, with the same content
     candidates.push(row);
   }
-  return { failed, unfinished, changed, supersededJobs, candidates, rescored };
+  return { failed, unfinished, changed, restored, supersededJobs, candidates, rescored };
 }
 
 function fingerprintChanged(recorded: Buffer, current: Buffer, offset: number): boolean {

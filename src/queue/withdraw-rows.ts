@@ -1,5 +1,6 @@
 // A re-run's rows that the file no longer holds as valid rows: what an earlier run left for them is withdrawn.
 import type { BatchStore } from './batch-state.ts';
+import { runScript, type LuaScript } from './lua-script.ts';
 
 /** Rows withdrawn per pipeline when a file got shorter. */
 const WITHDRAW_CHUNK = 10_000;
@@ -34,16 +35,33 @@ export function invalidRowsToWithdraw(store: BatchStore, batchId: string, resume
 }
 
 /**
- * Rows invalid in the file now: a result they had from an earlier run is left out of the outputs,
- * they no longer count as finished, and their fingerprint is forgotten (fixed, they run again).
+ * Rows invalid in the file now, or past its end: a result they had from an earlier run is left out
+ * of the outputs and they no longer count as finished. One that had succeeded keeps its fingerprint
+ * and is set aside: given back unchanged (a resume with the whole file again), its answer is kept
+ * instead of paid for again (producer.ts). Any other forgets its fingerprint: fixed, it runs again.
+ *
+ * KEYS: withdrawn, finished, succeeded, fingerprints, set_aside. ARGV: the rows.
  */
+const WITHDRAW_ROWS: LuaScript = {
+  name: 'withdraw-rows',
+  numberOfKeys: 5,
+  lua: `
+for i = 1, #ARGV do
+  local row = tonumber(ARGV[i])
+  local succeeded = redis.call('GETBIT', KEYS[3], row)
+  redis.call('SETBIT', KEYS[1], row, 1)
+  redis.call('SETBIT', KEYS[2], row, 0)
+  redis.call('SETBIT', KEYS[3], row, 0)
+  redis.call('SETBIT', KEYS[5], row, succeeded)
+  if succeeded == 0 then redis.call('SETRANGE', KEYS[4], row * 4, '\\0\\0\\0\\0') end
+end
+return #ARGV
+`,
+};
+
 async function withdrawRows(store: BatchStore, batchId: string, rows: readonly number[]): Promise<void> {
   const keys = store.keys(batchId);
-  const tx = store.redis.pipeline();
-  for (const row of rows) {
-    tx.setbit(keys.withdrawn, row, 1).setbit(keys.finished, row, 0).setbit(keys.succeeded, row, 0).setrange(keys.fingerprints, row * 4, '\0\0\0\0');
-  }
-  await tx.exec();
+  await runScript(store.redis, WITHDRAW_ROWS, [keys.withdrawn, keys.finished, keys.succeeded, keys.fingerprints, keys.setAside], rows);
 }
 
 /**

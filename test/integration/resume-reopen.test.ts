@@ -46,7 +46,7 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     const since = redis.pipeline().setbit(keys.finished, 2, 1).setbit(keys.finished, 3, 1).setbit(keys.succeeded, 3, 1);
     await since.setbit(keys.finished, 5, 1).setbit(keys.succeeded, 5, 1).setbit(keys.finished, 6, 1).setbit(keys.finished, 7, 1).setbit(keys.succeeded, 7, 1).exec();
     const fingerprints = Buffer.alloc(6 * 4, 7);
-    const meanwhile = await reopenRows(redis, keys, { firstRow: 2, fingerprints, failed: [2, 3], unfinished: [4, 5, 6], changed: [7] });
+    const meanwhile = await reopenRows(redis, keys, { firstRow: 2, fingerprints, failed: [2, 3], unfinished: [4, 5, 6], changed: [7], restored: [] });
     expect([...meanwhile].sort()).toEqual([3, 5, 6]);
     // Row 2 is reopened; rows 3, 5 and 6 keep their bits: cleared, with their jobs gone, the batch would stay a row short.
     expect(await Promise.all([2, 3, 4, 5, 6].map((row) => bit(keys.finished, row)))).toEqual([0, 1, 0, 1, 1]);

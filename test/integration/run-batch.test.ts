@@ -142,12 +142,24 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     await write(['ZERO', 'ONE', 'TWO']);
     const shorter = await runCli(['run', '--resume', 'edited'], h.env());
     expect(shorter.code, shorter.stderr).toBe(0);
-    expect(shorter.stdout).toContain('3 changed in the file since they succeeded (they run again), 3 of the last run no longer in the file (left out of the outputs, their answers dropped: given back, they run again); 3 queued');
+    expect(shorter.stdout).toContain('3 changed in the file since they succeeded (they run again), 3 of the last run no longer in the file (left out of the outputs; given back unchanged, they keep their answers); 3 queued');
     const short = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(short.map((r) => r.output?.match(/Answer to "(\w+)"/)?.[1])).toEqual(['ZERO', 'ONE', 'TWO']);
     expect((await readFile(join(out, 'results.csv'), 'utf8')).trim().split('\n')).toHaveLength(1 + 3);
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
     expect(report.totals).toMatchObject({ rows: 3, succeeded: 3 });
+
+    // The whole file back (QA: a shorter file by mistake, then the right one, paid again for rows that never changed):
+    // the rows past the short file's end are as they were, and keep their answers; only the edited ones run.
+    const callsBefore = (await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).length;
+    await write(['zero', 'one', 'two', 'THREE reworded', 'four', 'five']);
+    const whole = await runCli(['run', '--resume', 'edited'], h.env());
+    expect(whole.code, whole.stderr).toBe(0);
+    expect(whole.stdout).toContain('3 changed in the file since they succeeded (they run again), 3 back in the file as they were (their answers kept); 3 queued');
+    const back = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(back.map((r) => r.output?.match(/Answer to "([\w ]+)"/)?.[1])).toEqual(['zero', 'one', 'two', 'THREE reworded', 'four', 'five']);
+    expect((await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).length).toBe(callsBefore + 3);
+    expect((JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report).totals).toMatchObject({ rows: 6, succeeded: 6, rows_this_run: 3 });
   });
 
   it('a row made invalid in the file since it succeeded loses its old result; fixed, it runs again', async () => {
@@ -175,6 +187,17 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(results.map((r) => r.id)).toEqual(['r1', 'r2', 'r3', 'r4']);
     expect(results[2]!.output).toContain('three, quoted now');
+
+    // Broken again, then put back exactly as it was when it succeeded: its answer is kept, not paid for again.
+    const calls = (await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).length;
+    await write('r3,three, quoted now');
+    expect((await runCli(['run', '--resume', 'withdrawn'], h.env())).code).toBe(1);
+    await write('r3,"three, quoted now"');
+    const restored = await runCli(['run', '--resume', 'withdrawn'], h.env());
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(restored.stdout).toContain('1 back in the file as they were (their answers kept); 0 queued');
+    expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => r.id)).toEqual(['r1', 'r2', 'r3', 'r4']);
+    expect((await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).length).toBe(calls);
   });
 
   it("refuses to write a new batch's outputs over another batch's in the same --out", async () => {
