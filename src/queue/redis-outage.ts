@@ -44,11 +44,14 @@ export function watchRedisOutages(options: {
   onCredentialsRefused?: (detail: string) => void;
   /** How long the command waits for Redis before it gives up (said when it goes); none: for as long as it takes. */
   waitLimitMs?: number | null;
+  /** A command that serves many batches (`worker`, `serve`): the message speaks of the batches', not one batch's. */
+  manyBatches?: boolean;
   /** Told when Redis stopped answering (epoch ms), and when it answers again (the session bounds the wait between the two). */
   onOutage?: { began: (since: number) => void; ended: () => void };
   now?: () => number;
 }) {
   const now = options.now ?? Date.now;
+  const stateOf = options.manyBatches ? "the batches'" : "the batch's";
   let outage: { since: number } | null = null;
   let refusalSaidAt = -Infinity;
   let credentialsRefused = false;
@@ -88,7 +91,7 @@ export function watchRedisOutages(options: {
     options.logger.error({ err: error }, `${source} lost Redis`);
     const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
     const limit = options.waitLimitMs == null ? '' : ` (for up to ${formatWait(options.waitLimitMs)}, ${REDIS_WAIT_ENV})`;
-    options.say(`Redis at ${options.label} is not answering (${code}); waiting for it to come back${limit}: the batch's state lives there, and the answers in hand are recorded once it is. Ctrl-C stops; ${goOn} goes on from where it stopped.`);
+    options.say(`Redis at ${options.label} is not answering (${code}); waiting for it to come back${limit}: ${stateOf} state lives there, and the answers in hand are recorded once it is. Ctrl-C stops; ${goOn} goes on from where it stopped.`);
     options.onOutage?.began(outage.since);
   }
 
@@ -100,7 +103,7 @@ export function watchRedisOutages(options: {
     const limit = options.waitLimitMs == null ? '' : ` (for up to ${formatWait(options.waitLimitMs)}, ${REDIS_WAIT_ENV})`;
     options.say(
       `Redis at ${options.label} has not answered for ${Math.round(waitedMs / 1000)} s, though its connection is open (the server paused or stuck, or the network to it cut); ` +
-        `waiting for it${limit}: the batch's state lives there, and the answers in hand are recorded once it answers. Ctrl-C stops; ${goOn} goes on from where it stopped.`,
+        `waiting for it${limit}: ${stateOf} state lives there, and the answers in hand are recorded once it answers. Ctrl-C stops; ${goOn} goes on from where it stopped.`,
     );
     options.onOutage?.began(outage.since);
   }

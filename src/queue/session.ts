@@ -85,6 +85,7 @@ export async function openSession(logger: Logger, say: (line: string) => void, o
     logger,
     say,
     waitLimitMs,
+    manyBatches: options.waitForRedis === 'for ever',
     onOutage: {
       began: (since) => {
         if (waitLimitMs === null) return;

@@ -32,6 +32,15 @@ describe('watchRedisOutages', () => {
     expect(said).toHaveLength(3);
   });
 
+  it("speaks of one batch's state for a run, and of the batches' for a worker or a server", () => {
+    const said: string[] = [];
+    const logger = pino({ level: 'silent' });
+    watchRedisOutages({ label: 'r', logger, say: (line) => said.push(line) }).failed('client', refused());
+    watchRedisOutages({ label: 'r', logger, say: (line) => said.push(line), manyBatches: true }).failed('client', refused());
+    expect(said[0]).toContain(": the batch's state lives there");
+    expect(said[1]).toContain(": the batches' state lives there");
+  });
+
   it('says how long it waits and the command that goes on, and tells when an outage begins and ends', () => {
     const said: string[] = [];
     const events: string[] = [];
