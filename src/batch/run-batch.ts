@@ -131,7 +131,7 @@ interface PreparedBatch {
   outDir: string;
   startedAt: Date;
   /** A resume's judge, when the rows answered before were scored by another one or none: they are scored again. */
-  rescoreWith: string | undefined;
+  rescoreWith: { model: string; all: boolean } | undefined;
   /** Whether the rows' fingerprints include their ids (the batch's meta says). */
   fingerprintIds: boolean;
 }
@@ -219,7 +219,7 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   return {
     batchId,
     resumed: existing !== null,
-    rescoreWith: rescoringJudge(existing, config, storedConfig?.judge?.model),
+    rescoreWith: rescoringJudge(existing, config, storedConfig?.judge),
     fingerprintIds: fingerprintsHoldIds(existing),
     config,
     builtIn: resolved.builtIn,
@@ -352,7 +352,8 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     const underway: Underway = { queue, worker, collecting, stops };
 
     // Counted with the rows read (readText): "answered before but not scored by this judge".
-    if (batch.rescoreWith) await carryAnswersForJudge(session.store, batchId, outputPaths(outDir).results, batch.rescoreWith);
+    if (batch.rescoreWith?.all) say(`Note: the judge's instructions (judge.criteria or judge.reference_column) changed since the batch's last run: every answer is scored again by ${batch.rescoreWith.model} under them, without being answered again.`);
+    if (batch.rescoreWith) await carryAnswersForJudge(session.store, batchId, outputPaths(outDir).results, batch.rescoreWith.model, batch.rescoreWith.all);
     const counts = await queueRows(batch, context, underway, callSlots);
     if (counts.stopped) return await endStoppedWhileReading(batch, context, underway);
     await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });

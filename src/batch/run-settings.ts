@@ -1,7 +1,7 @@
 // What a run runs with: its options or, on a resume, what the batch was given before; and the notes that say so.
 import { resolve } from 'node:path';
 import { loadConfigFile } from '../config/load.ts';
-import { answerableNames, type SwitchyardConfig } from '../config/schema.ts';
+import { answerableNames, type JudgeConfig, type SwitchyardConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
 import type { InputRow } from '../input/row.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
@@ -73,9 +73,17 @@ export function isBudgeted(options: RunOptions, existing: BatchMeta | null, conf
   return (options.budget ?? existing?.budget_usd ?? config.budget.batch_usd ?? config.budget.monthly_usd) !== undefined;
 }
 
-/** A resume's judge, when the rows answered before were scored by another one (`judgeBefore`) or none: they are scored again. */
-export function rescoringJudge(existing: BatchMeta | null, config: SwitchyardConfig, judgeBefore: string | undefined): string | undefined {
-  return existing && config.judge && config.judge.model !== judgeBefore ? config.judge.model : undefined;
+/**
+ * A resume's judge, when the rows answered before were scored by another one (`judgeBefore`) or none:
+ * they are scored again. `all`: the same judge model with other instructions (criteria, reference
+ * column): every answer is scored again, its score by the model alone saying nothing of the change.
+ */
+export function rescoringJudge(existing: BatchMeta | null, config: SwitchyardConfig, judgeBefore: JudgeConfig | undefined): { model: string; all: boolean } | undefined {
+  const judge = config.judge;
+  if (!existing || !judge) return undefined;
+  if (judge.model !== judgeBefore?.model) return { model: judge.model, all: false };
+  const instructionsChanged = judge.criteria !== judgeBefore.criteria || judge.reference_column !== judgeBefore.reference_column;
+  return instructionsChanged ? { model: judge.model, all: true } : undefined;
 }
 
 /** The settings a run keeps in the batch's meta, each from its option or else from the batch's earlier run. */

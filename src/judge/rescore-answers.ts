@@ -13,9 +13,10 @@ const CHUNK = 1000;
  * each succeeded row's answer, read from the batch's results.jsonl, is carried (carried-rows.ts)
  * as an answer waiting for its judge, so the producer queues the row again for the judge alone
  * and its answer is not paid for again. A row edited in the file since runs whole, as any edited
- * row: its carried answer is left for the fingerprint it had. Returns the rows carried.
+ * row: its carried answer is left for the fingerprint it had. `all`: rows this judge model scored
+ * too (its instructions changed). Returns the rows carried.
  */
-export async function carryAnswersForJudge(store: BatchStore, batchId: string, resultsPath: string, judgeModel: string): Promise<number> {
+export async function carryAnswersForJudge(store: BatchStore, batchId: string, resultsPath: string, judgeModel: string, all = false): Promise<number> {
   if (!existsSync(resultsPath)) return 0;
   const keys = store.keys(batchId);
   let carried = 0;
@@ -38,7 +39,7 @@ export async function carryAnswersForJudge(store: BatchStore, batchId: string, r
   for await (const result of readJsonl<RowResult>(resultsPath)) {
     // A line edited by hand into something else is no answer to carry: its row runs whole instead.
     if (!Number.isSafeInteger(result.row) || result.row < 1 || typeof result.output !== 'string') continue;
-    if (result.status !== 'succeeded' || result.judge?.model === judgeModel) continue;
+    if (result.status !== 'succeeded' || (result.judge?.model === judgeModel && !all)) continue;
     chunk.push(result);
     if (chunk.length >= CHUNK) await carry();
   }

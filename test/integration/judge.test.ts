@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { describe, expect, it } from 'vitest';
@@ -145,6 +145,19 @@ describe('a judge scores every answer', () => {
     const again = await runCli(['run', '--resume', 'judge-later'], h.env());
     expect(again.stdout).toContain('6 already done; 0 queued');
     expect(h.sim.stats().models.critic?.requests).toBe(6);
+
+    // The same judge model given other criteria: every answer is scored again under them, none answered again (QA: old scores kept, unsaid).
+    await mkdir(join(dir, 'stricter'));
+    const stricter = await writeSimConfig(join(dir, 'stricter'), h.sim.url, { models: { flash: sim(0.1), judge: sim(2), critic: sim(1) }, default_model: 'flash', judge: { model: 'critic', criteria: 'One word only.' } });
+    const rescored = await runCli(['run', '--resume', 'judge-later', '--config', stricter], h.env());
+    expect(rescored.code, rescored.stdout + rescored.stderr).toBe(0);
+    expect(rescored.stdout).toContain("Note: the judge's instructions (judge.criteria or judge.reference_column) changed since the batch's last run: every answer is scored again by critic under them, without being answered again.");
+    expect(rescored.stdout).toContain('6 answered before but not scored by this judge: scored now, their answers kept; 6 queued');
+    expect([h.sim.stats().models.flash?.requests, h.sim.stats().models.critic?.requests]).toEqual([6, 12]);
+    expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => r.output)).toEqual(answers);
+    // Unchanged since: nothing more.
+    expect((await runCli(['run', '--resume', 'judge-later', '--config', stricter], h.env())).stdout).toContain('6 already done; 0 queued');
+    expect(h.sim.stats().models.critic?.requests).toBe(12);
   });
 
   it('a resume that adds a judge, stopped part-way, stays open (exit 130), and its resume scores the rest without answering them again (QA)', async () => {
