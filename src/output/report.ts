@@ -466,8 +466,9 @@ export class ReportTally {
       return;
     }
     if (judged.final_model && judged.final_model !== judged.model) increment(judge.byFallback, judged.final_model);
-    // An ensemble's rows compare as the ensemble, not as its synthesizer.
-    judge.paired.add(result.id, result.ensemble?.name ?? result.model, judged.score);
+    // An ensemble's rows compare as the ensemble, not as its synthesizer. A row a fallback answered
+    // is neither its model's answer nor the fallback's own row for that prompt: it is left out.
+    if (!answeredOnFallback(result)) judge.paired.add(result.id, result.ensemble?.name ?? result.model, judged.score);
     for (const tally of [judge.scores, ...scoreTallies]) {
       if (!tally) continue;
       tally.count += 1;

@@ -620,6 +620,8 @@ describe('judge scores', () => {
     [[1, 'q1', 'flash', 8], [2, 'q1', 'pro', 6], [3, 'q2', 'flash', 5], [4, 'q2', 'pro', 5], [5, 'q3', 'flash', 9], [6, 'q3', 'pro', 4], [7, 'q4', 'flash', 2]].forEach(([row, id, model, score]) => {
       tally.addResult({ ...result(row as number, model as string, scored(score as number), model === 'pro' ? 'council' : undefined), id: id as string });
     });
+    // q4 answered by pro as flash's fallback: no answer of pro's own to pair, and not flash's (QA: it took a slot).
+    tally.addResult({ ...result(8, 'pro', scored(1)), id: 'q4', models_tried: ['flash', 'pro'], fallback_reason: 'flash: server_error after 3 attempts' });
     const report = tally.build(span);
     // council - flash over q1-q3: -2, 0, -5: mean -2.33, sd 2.52, margin 1.96 x 2.52 / sqrt 3.
     expect(report.judge?.paired).toEqual([{ a: 'council', b: 'flash', prompts: 3, a_better: 0, ties: 1, b_better: 2, mean_difference: -2.33, difference_margin: 2.85 }]);
