@@ -118,7 +118,10 @@ function renderJudge(report: Report): string | null {
   const fallbacks = Object.entries(judge.scored_by_fallback ?? {});
   const byFallback = fallbacks.length === 0 ? '' : ` (${fallbacks.map(([model, n]) => `${count(n)} of them by its fallback ${model}`).join(', ')}: another judge's scores)`;
   const unscored = judge.rows_unscored > 0 ? `; ${count(judge.rows_unscored)} not scored (${Object.entries(judge.unscored).map(([code, n]) => `${code} ${count(n)}`).join(', ')})` : '';
-  return `${counted(judge.rows_scored, 'row')} scored by ${judge.model}${byFallback}${mean}${unscored}; ${counted(report.extra_calls.judge_calls, 'call')} ${inParentheses(extraCost(report.extra_calls.judge_calls, report.extra_calls.judge_cost_usd, report.extra_calls.judge_unpriced_calls))}`;
+  // The batch's judge calls in every run: those of an earlier judge (or of a fallback) are said apart.
+  const others = Object.entries(judge.calls_by_model ?? {}).filter(([model]) => model !== judge.model);
+  const byOthers = others.length === 0 ? '' : `, ${others.map(([model, n]) => `${count(n)} by ${model}`).join(', ')}`;
+  return `${counted(judge.rows_scored, 'row')} scored by ${judge.model}${byFallback}${mean}${unscored}; ${counted(report.extra_calls.judge_calls, 'call')}${byOthers} ${inParentheses(extraCost(report.extra_calls.judge_calls, report.extra_calls.judge_cost_usd, report.extra_calls.judge_unpriced_calls))}`;
 }
 
 function modelRow(name: string, m: ModelReport, withTtft: boolean, withScore: boolean): string[] {

@@ -138,6 +138,8 @@ export interface JudgeReport {
   unscored: Record<string, number>;
   /** Rows scored by a fallback of the judge's (it failed), by that model: their scores are another judge's. */
   scored_by_fallback: Record<string, number>;
+  /** Judge calls in every run of the batch by the model that made them: an earlier judge's, or a fallback's, besides this one's. */
+  calls_by_model: Record<string, number>;
   /**
    * Models (or ensembles) that answered the same row ids, compared over those prompts alone: the
    * layout that gives every prompt to every model (a row per model, same id). Empty otherwise.
@@ -385,6 +387,8 @@ export class ReportTally {
   #succeeded = 0;
   #rowsOnFallback = 0;
   #classifierDecided = 0;
+  /** Judge calls by the model that made them: an earlier judge's (a resume that changed it) or a fallback's are not the judge's. */
+  readonly #judgeCallsByModel = new Map<string, number>();
   #baselineNanos = 0;
   /** An ensemble row's prompt tokens (its first answered member call's input), until its synthesis call comes. */
   readonly #ensemblePromptTokens = new Map<string, number>();
@@ -491,7 +495,10 @@ export class ReportTally {
     task.calls += 1;
     task.costNanos += nanos ?? 0;
     if (call.purpose === 'classify') addToTally(extra.classifier, nanos);
-    else if (call.purpose === 'judge') addToTally(extra.judge, nanos);
+    else if (call.purpose === 'judge') {
+      addToTally(extra.judge, nanos);
+      increment(this.#judgeCallsByModel, call.model);
+    }
     else {
       if (call.purpose === 'ensemble_member') addToTally(extra.member, nanos);
       else if (call.purpose === 'synthesis') addToTally(extra.synthesis, nanos);
@@ -639,6 +646,7 @@ export class ReportTally {
       rows_unscored: [...judge.unscored.values()].reduce((sum, n) => sum + n, 0),
       unscored: byCountDescending(judge.unscored),
       scored_by_fallback: byCountDescending(judge.byFallback),
+      calls_by_model: byCountDescending(this.#judgeCallsByModel),
       paired: judge.paired.comparisons(),
     };
   }

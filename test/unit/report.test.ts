@@ -586,6 +586,16 @@ describe('judge scores', () => {
     expect(renderReportMarkdown(report)).toContain("- Judge: 2 rows scored by judge (1 of them by its fallback cheap: another judge's scores), mean 7.00");
   });
 
+  it("say which judge calls another model made (an earlier judge's, before a resume changed it): the count is of every run's (QA)", () => {
+    const tally = new ReportTally();
+    tally.addResult(result(1, 'flash', scored(8)));
+    tally.addCall(judgeCall(1, 'succeeded'));
+    tally.addCall({ ...judgeCall(1, 'succeeded'), model: 'old-judge' });
+    const report = tally.build(span);
+    expect(report.judge?.calls_by_model).toEqual({ judge: 1, 'old-judge': 1 });
+    expect(renderReportMarkdown(report)).toMatch(/- Judge: 1 row scored by judge, .*; 2 calls, 1 by old-judge \(/);
+  });
+
   it("give each model's and ensemble's mean, count what could not be scored, and keep judge calls out of retries and fallbacks", () => {
     const tally = new ReportTally({ model: 'judge', price: { input_per_mtok: 1, output_per_mtok: 1 } });
     tally.addResult(result(1, 'flash', scored(8)));
@@ -600,7 +610,7 @@ describe('judge scores', () => {
     expect(report.models.pro).toMatchObject({ rows: 2, judged_rows: 0, mean_score: null, score_margin: null });
     expect(report.models.judge).toMatchObject({ rows: 0, calls: 4, judged_rows: 0, mean_score: null });
     expect(report.ensembles.council).toMatchObject({ judged_rows: 1, mean_score: 9 });
-    expect(report.judge).toEqual({ model: 'judge', rows_scored: 3, mean_score: 7.33, score_margin: 2.36, rows_unscored: 1, unscored: { server_error: 1 }, scored_by_fallback: {}, paired: [] });
+    expect(report.judge).toEqual({ model: 'judge', rows_scored: 3, mean_score: 7.33, score_margin: 2.36, rows_unscored: 1, unscored: { server_error: 1 }, scored_by_fallback: {}, calls_by_model: { judge: 4 }, paired: [] });
     expect(report.extra_calls).toMatchObject({ judge_calls: 4, judge_cost_usd: 0.00006, retry_calls: 0, fallback_calls: 0 });
     // Judging would cost the same on the baseline: the comparison leaves it out on both sides.
     expect(report.baseline).toMatchObject({ baseline_cost_usd: 0, batch_cost_usd: 0 });
