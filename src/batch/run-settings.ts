@@ -149,7 +149,7 @@ function chooseRowModels(options: RunOptions, existing: BatchMeta | null, config
 
 /** The split this run follows, and what a resume that changes or drops the batch's split does to its rows. */
 function sayAbSplitNotes(options: RunOptions, existing: BatchMeta | null, config: SwitchyardConfig, model: string | undefined, abSplit: AbArm[] | undefined, say: (line: string) => void): void {
-  if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id (the same id, the same model, every run).`);
+  if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id (the same id, the same model, in every run given these arms in this order).`);
   const unrouted = autoArmUnroutedNote(abSplit, config);
   if (unrouted) say(unrouted);
   if (options.ab && existing?.ab_split && formatAbSplit(existing.ab_split) !== formatAbSplit(abSplit!)) {

@@ -480,6 +480,14 @@ function failedCallCodes(callErrors: Record<string, number>): string {
   return ` (${shown.join(', ')}${codes.length > 3 ? ', ...' : ''})`;
 }
 
+/** Paired comparisons the terminal summary shows. */
+const SUMMARY_PAIRS = 3;
+
+/** How clearly a pair differs: its mean difference past its margin (a pair without a margin, a single prompt, comes last). */
+function clearness(pair: PairedComparison): number {
+  return pair.difference_margin === null ? -Infinity : Math.abs(pair.mean_difference) - pair.difference_margin;
+}
+
 /** A short terminal summary: aligned label/value lines, then one aligned line per model. */
 export function renderSummaryLines(report: Report): string[] {
   const { totals } = report;
@@ -507,7 +515,10 @@ export function renderSummaryLines(report: Report): string[] {
   const judge = renderJudge(report);
   if (judge) pairs.push(['Judge', judge]);
   // The pairs with the most prompts in common; report.md lists them all.
-  (report.judge?.paired ?? []).slice(0, 3).forEach((pair, i) => pairs.push([i === 0 ? 'Paired' : '', pairedText(pair)]));
+  // The clearest differences first (by how far the mean difference passes its margin): the rest are in report.md.
+  const paired = [...(report.judge?.paired ?? [])].sort((x, y) => clearness(y) - clearness(x));
+  paired.slice(0, SUMMARY_PAIRS).forEach((pair, i) => pairs.push([i === 0 ? 'Paired' : '', pairedText(pair)]));
+  if (paired.length > SUMMARY_PAIRS) pairs.push(['', `and ${count(paired.length - SUMMARY_PAIRS)} more pairs in report.md`]);
   const estimated = renderEstimatedUsage(totals);
   if (estimated) pairs.push(['Usage', estimated]);
   const cutOff = renderCutOff(report);

@@ -19,7 +19,7 @@ describe('run --ab: an A/B split of the rows between models', () => {
     const out = join(dir, 'out');
     const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'ab', '--ab', 'fast=3,slow=1'], h.env());
     expect(ran.code, ran.stderr).toBe(0);
-    expect(ran.stdout).toContain('A/B split: each row that names no model goes to fast 75%, slow 25%, by its id (the same id, the same model, every run).');
+    expect(ran.stdout).toContain('A/B split: each row that names no model goes to fast 75%, slow 25%, by its id (the same id, the same model, in every run given these arms in this order).');
     const arms = parseAbSplit('fast=3,slow=1', ['fast', 'slow']);
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     for (const result of results.slice(0, 39)) {

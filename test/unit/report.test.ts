@@ -639,6 +639,20 @@ describe('judge scores', () => {
     expect(renderReportMarkdown(report)).toContain('| council | flash | 3 | 0 | 1 | 2 | -2.33 ± 2.85 |');
   });
 
+  it('show the three clearest pairs in the summary, and say how many more report.md has (QA: the one clear difference was dropped)', () => {
+    const tally = new ReportTally();
+    let row = 0;
+    // Four models on the same 5 prompts: d scores far above the rest, a pair only d's would show.
+    for (const [model, scores] of [['a', [5, 6, 5, 6, 5]], ['b', [5, 5, 6, 6, 5]], ['c', [6, 5, 5, 5, 6]], ['d', [9, 9, 9, 9, 9]]] as const) {
+      scores.forEach((score, i) => tally.addResult({ ...result(++row, model, scored(score)), id: `q${i}` }));
+    }
+    const summary = renderSummaryLines(tally.build(span));
+    const shown = summary.filter((line) => / vs /.test(line));
+    expect(shown).toHaveLength(3);
+    expect(shown.every((line) => /\bd\b/.test(line.split(':')[0]!))).toBe(true);
+    expect(summary).toContainEqual(expect.stringMatching(/^ +and 3 more pairs in report\.md$/));
+  });
+
   it('set the arms of an A/B split side by side: their rows, and the cost of every call made for them in any run but the judge\'s', () => {
     const tally = new ReportTally();
     const armRow = (row: number, arm: string, model: string, latency: number, score: number | null, status: RowResult['status'] = 'succeeded'): RowResult => ({
