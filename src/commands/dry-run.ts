@@ -32,6 +32,8 @@ export interface DryRunOptions {
   budget?: number;
   /** false: --no-cache. */
   cache?: boolean;
+  /** --resume: a dry run reads no batch, and says so (it estimates the file as a new batch). */
+  resume?: string;
 }
 
 interface Tally {
@@ -53,7 +55,16 @@ const CALL_FIELDS = ['inputTokens', 'maxOutputTokens', 'costNanos', 'unpriced'] 
  * the batch can cost.
  */
 export async function runDryRun(options: DryRunOptions, say: (line: string) => void): Promise<number> {
-  if (!options.file) throw new UsageError('--dry-run needs an input file');
+  if (!options.file) {
+    const batch = options.resume ? ` (it reads no batch: give the file of ${options.resume}, and its --config, --ab or --judge)` : '';
+    throw new UsageError(`--dry-run needs an input file${batch}`);
+  }
+  if (options.resume) {
+    say(
+      `Note: --dry-run reads no batch: this estimates ${options.file} as a new batch, with the options given here, not ${options.resume}'s split, judge or config. ` +
+        `A resume pays only for the rows it runs (not those that succeeded), and adding a judge only for its calls${options.judge ? ' (the Judge line below)' : ''}.`,
+    );
+  }
   const loaded = options.config ? await loadConfigFile(options.config) : builtInConfig('http://127.0.0.1:8787/v1');
   const config = options.judge ? withJudge(loaded, options.judge) : loaded;
   const pinned = pinnedModel(options);

@@ -89,6 +89,11 @@ describe('a judge scores every answer', () => {
     expect(dry.code, dry.stderr).toBe(0);
     expect(dry.stdout).toMatch(/^judge \(judge\) +5 /m);
     expect(dry.stdout).toContain('a judge judge call per row included');
+    // Given --resume, it says it reads no batch, rather than estimate a fresh one as if it were the resume (QA).
+    const dryResume = await runCli(['run', input, '--config', config, '--dry-run', '--judge', 'judge', '--resume', 'some-batch'], h.env());
+    expect(dryResume.stdout.split('\n')[0]).toBe(
+      `Note: --dry-run reads no batch: this estimates ${input} as a new batch, with the options given here, not some-batch's split, judge or config. A resume pays only for the rows it runs (not those that succeeded), and adding a judge only for its calls (the Judge line below).`,
+    );
 
     const out = join(dir, 'out');
     const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'judged-flag', '--judge', 'judge'], h.env());
