@@ -133,8 +133,18 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       throw new ApiError(401, 'unauthorized', message, { 'www-authenticate': 'Bearer realm="switchyard"' });
     }
     if (unavailable) throw new ApiError(503, 'redis_unavailable', unavailable);
+    /**
+     * A request that changes a batch first hears Redis answer: one that holds its connection open and
+     * answers nothing (paused, stuck) would leave the request hanging, then carry it out later, after
+     * the client had given up on it. Refused at once, nothing is done.
+     */
+    const requireAnsweringRedis = async () => {
+      const silent = await service.unhealthy(HEALTH_PING_MS);
+      if (silent) throw new ApiError(503, 'redis_unavailable', `${silent}: nothing was done; send the request again once it answers`);
+    };
     if (url.pathname === '/v1/batches') {
       if (method === 'POST') {
+        await requireAnsweringRedis();
         const query = parseQuery(url, submitQuery);
         const format = bodyFormat(req, query.format);
         const encoding = uploadEncoding(req.headers['content-encoding']);
@@ -165,6 +175,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     if (part === 'cancel') {
       if (method !== 'POST') throw methodNotAllowed(method, 'POST');
       parseQuery(url, noQuery);
+      await requireAnsweringRedis();
       return sendJson(res, 202, await service.cancel(batchId));
     }
     if (method !== 'GET') throw methodNotAllowed(method, 'GET');

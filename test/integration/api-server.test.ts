@@ -559,10 +559,18 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
         const health = await getJson<{ ok: boolean; reason: string }>(`${server.url}/healthz`);
         expect(health.status).toBe(503);
         expect(health.body).toMatchObject({ ok: false, reason: expect.stringContaining('did not answer a PING within 2000 ms') });
+        // A POST or a cancel is refused within that PING, with nothing done: carried out after the client gave up, it would surprise it (QA).
+        const posting = Date.now();
+        const post = await postFile(server, '?batch_id=frozen-post', 'prompt\nhello\n');
+        const cancel = await getJson<ErrorBody>(`${server.url}/v1/batches/frozen-post/cancel`, { method: 'POST' });
+        expect(Date.now() - posting).toBeLessThan(8000);
+        expect([post.status, cancel.status]).toEqual([503, 503]);
+        expect(post.body.error?.message).toMatch(/did not answer a PING within 2000 ms .*: nothing was done; send the request again once it answers$/);
       } finally {
         process.kill(frozen, 'SIGCONT');
       }
       expect((await getJson(`${server.url}/v1/batches/anything`)).status).toBe(404);
+      expect((await getJson(`${server.url}/v1/batches/frozen-post`)).status).toBe(404); // the refused POST made no batch
     } finally {
       await redisServer?.stop();
     }
