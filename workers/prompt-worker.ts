@@ -114,8 +114,10 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
     if (retried) return;
     void publishCrashedRow(options, job, error).catch((publishError: unknown) => reportFailure('could not record crashed row', publishError, { job: job.id }));
   });
+  const lapsedClaims = lapsedClaimsNote(logger);
   worker.on('error', (error) => {
     if (isMissingJobKey(error)) logger.debug({ err: error }, 'worker error');
+    else if (isLapsedLock(error)) lapsedClaims(error);
     else if (options.onWorkerError) options.onWorkerError('worker', error);
     else logger.error({ err: error }, 'worker error');
   });
@@ -151,6 +153,31 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
 }
 
 /** BullMQ's error for a job whose keys are gone from Redis. */
+/** BullMQ's word that a job's lock lapsed (Redis was away longer than it, or the process stalled): the job is delivered again. */
+function isLapsedLock(error: unknown): boolean {
+  return error instanceof Error && /^Missing lock for job |could not renew lock for job/i.test(error.message);
+}
+
+/** How often the lapsed-claims warning is said again while they go on. */
+const LAPSED_CLAIMS_NOTE_MS = 60_000;
+
+/**
+ * Lapsed claims come by the dozen after an outage, each harmless: the row's job is delivered again,
+ * and its result is recorded once (its publish checks the row). One warning a minute says so,
+ * with the count, instead of an error line per job.
+ */
+function lapsedClaimsNote(logger: Logger): (error: Error) => void {
+  let count = 0;
+  let saidAt = -Infinity;
+  return (error) => {
+    count++;
+    logger.debug({ err: error }, 'worker error');
+    if (Date.now() - saidAt < LAPSED_CLAIMS_NOTE_MS) return;
+    saidAt = Date.now();
+    logger.warn({ lapsed_claims: count }, "rows' claims lapsed (Redis was away, or this process stalled, longer than --lock-ms): their jobs are delivered again, and each row's result is still recorded once");
+  };
+}
+
 function isMissingJobKey(error: unknown): boolean {
   return error instanceof Error && /^Missing key for job /.test(error.message);
 }
