@@ -52,7 +52,7 @@ export function createBatchLookup(store: BatchStore, isCancelling: (batchId: str
         // A file that could not be read to its end waits for the fixed one: say that, not that it is being read.
         if (meta.input_error) throw new ApiError(409, 'batch_waiting_for_file', `batch ${batchId} waits for its fixed file: ${meta.input_error}`);
         const total = progress.total === null ? 'its file is still being read' : `${progress.finished} of ${progress.total} rows finished`;
-        throw new ApiError(409, 'batch_not_finished', `batch ${batchId} is ${progress.status}: ${total}. Its outputs are written once every row is done; GET ${batchPath(batchId)} shows its progress.`);
+        throw new ApiError(409, 'batch_not_finished', `batch ${batchId} is ${progress.status}: ${total}. Its outputs are written when it finishes (every row done, or a cancel's rows in hand finished); GET ${batchPath(batchId)} shows its progress.`);
       }
       return { path: join(meta.out_dir, name), contentType: OUTPUT_FILES[name] };
     },

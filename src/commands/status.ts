@@ -209,7 +209,11 @@ function nextStep(batchId: string, status: BatchStatus, invalidRows: number, run
       // A process holding the batch with no worker anywhere is a `collect`: `run` has workers of its own.
       if (runBy && workers === 0) return `${runBy} waits to write its outputs, but no worker takes its rows: start \`switchyard worker\` (with the same REDIS_URL and SWITCHYARD_PREFIX)`;
       if (runBy) return `in progress, run by ${runBy}`;
-      if (runBy === null && detached === false) return `its run stopped before the end: \`switchyard run --resume ${batchId}\` finishes it`;
+      if (runBy === null && detached === false) {
+        // A run killed outright leaves its queued rows to whoever meets them first: connected workers may still be running (and paying for) some.
+        const meanwhile = typeof workers === 'number' && workers > 0 ? ' (the workers connected may still finish some rows it left queued; their answers are kept, not paid for again)' : '';
+        return `its run stopped before the end: \`switchyard run --resume ${batchId}\` finishes it${meanwhile}`;
+      }
       if (runBy === null && typeof workers === 'number' && workers > 0) {
         return `workers are taking its rows, but no process collects it: \`switchyard collect ${batchId}\` writes its outputs (or \`switchyard run --resume ${batchId}\` finishes it in one process)`;
       }

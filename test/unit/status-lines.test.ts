@@ -54,7 +54,9 @@ describe('status <batch id>: what to do next about an unfinished batch nothing r
   it('sends a batch whose run stopped to its resume, even with workers connected (its rows left the queue with its run)', () => {
     const stopped = describeBatch({ meta: { ...meta, detached: false }, progress, runBy: null, workers: 2 });
     expect(stopped[0]).toBe('b1  running, stopped');
-    expect(nextLine(stopped)).toBe('  next      its run stopped before the end: `switchyard run --resume b1` finishes it');
+    expect(nextLine(stopped)).toBe(
+      '  next      its run stopped before the end: `switchyard run --resume b1` finishes it (the workers connected may still finish some rows it left queued; their answers are kept, not paid for again)',
+    );
     const detached = describeBatch({ meta: { ...meta, detached: true }, progress, runBy: null, workers: 2 });
     expect(detached[0]).toBe('b1  running, not collected');
     expect(nextLine(detached)).toMatch(/^ {2}next {6}workers are taking its rows, but no process collects it: `switchyard collect b1`/);
