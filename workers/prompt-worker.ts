@@ -154,7 +154,7 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
 
 /** BullMQ's error for a job whose keys are gone from Redis. */
 /** BullMQ's word that a job's lock lapsed (Redis was away longer than it, or the process stalled): the job is delivered again. */
-function isLapsedLock(error: unknown): boolean {
+export function isLapsedLock(error: unknown): boolean {
   return error instanceof Error && /^Missing lock for job |could not renew lock for job/i.test(error.message);
 }
 
@@ -166,14 +166,14 @@ const LAPSED_CLAIMS_NOTE_MS = 60_000;
  * and its result is recorded once (its publish checks the row). One warning a minute says so,
  * with the count, instead of an error line per job.
  */
-function lapsedClaimsNote(logger: Logger): (error: Error) => void {
+export function lapsedClaimsNote(logger: Logger, now: () => number = Date.now): (error: Error) => void {
   let count = 0;
   let saidAt = -Infinity;
   return (error) => {
     count++;
     logger.debug({ err: error }, 'worker error');
-    if (Date.now() - saidAt < LAPSED_CLAIMS_NOTE_MS) return;
-    saidAt = Date.now();
+    if (now() - saidAt < LAPSED_CLAIMS_NOTE_MS) return;
+    saidAt = now();
     logger.warn({ lapsed_claims: count }, "rows' claims lapsed (Redis was away, or this process stalled, longer than --lock-ms): their jobs are delivered again, and each row's result is still recorded once");
   };
 }
