@@ -468,7 +468,6 @@ async function passedMissingKey(unsent: ModelCallError, model: string, provider:
   return true;
 }
 
-/** Whether the row's chain goes on to a model on another provider than `model`'s. */
 /**
  * A call the budget has no room for: when a later model of the row's chain would cost less at most
  * (a premium model's fallback to a cheap one), the row goes on to it (true), as a user capping
@@ -487,6 +486,7 @@ function passedForCheaper(row: RowInput, progress: RowProgress, config: Switchya
   return true;
 }
 
+/** Whether the row's chain goes on to a model on another provider than `model`'s. */
 function laterModelElsewhere(model: string, progress: RowProgress, config: SwitchyardConfig): boolean {
   const provider = config.models[model]?.provider;
   return (progress.plan?.chain ?? []).slice(progress.chainIndex + 1).some((later) => config.models[later]?.provider !== provider);

@@ -407,8 +407,8 @@ export function renderSavings(report: Report): string | null {
   const aside = asides.length > 0 ? ` (${asides.join(' and ')} aside)` : '';
   const [paid, it] = report.extra_calls.judge_calls > 0 ? [`Its answers cost ${cost}${aside}`, 'they'] : [`This batch cost ${cost}${aside}`, 'it'];
   if (baseline.unpriced_calls > 0) {
-    const what = report.extra_calls.judge_calls > 0 ? 'Its answers' : 'This batch';
-    return `On ${baseline.model} ${what.toLowerCase()} would have cost ${wouldHave}; what ${it} cost is not known in full (${counted(baseline.unpriced_calls, 'call')} to models with no price configured)`;
+    const what = report.extra_calls.judge_calls > 0 ? 'its answers' : 'this batch';
+    return `On ${baseline.model} ${what} would have cost ${wouldHave}; what ${it} cost is not known in full (${counted(baseline.unpriced_calls, 'call')} to models with no price configured)`;
   }
   if (savings === null) return `${paid}; on ${baseline.model} ${it} would have cost ${wouldHave}`;
   if (savings === 0) return `${paid}, what ${it} would have cost on ${baseline.model}`;
