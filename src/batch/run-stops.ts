@@ -91,6 +91,7 @@ export function watchForStops(watched: {
     stoppedBy = signal;
     say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''}. Finishing the rows in hand, then writing the outputs so far (a second ${signal === 'SIGTERM' ? 'SIGTERM or Ctrl-C' : 'Ctrl-C'} quits at once).`);
     stopReading.abort();
+    session.outages.stopping(signal);
     if (!watched.hostStop) {
       stopWatchingRedis = whenRedisStaysAway({
         ping: (timeoutMs) => pingRedis(session.url, timeoutMs),

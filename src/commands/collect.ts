@@ -67,6 +67,7 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
   const onSignal = (signal: NodeJS.Signals) => {
     stoppedBy = signal;
     drain.abort();
+    session.outages.stopping(signal);
     stopWatchingRedis = exitWhenRedisStaysAway(session.url, session.redisLabel, signal, `The outputs of the rows finished so far are not written; "switchyard collect ${batchId}" goes on once Redis is back.`);
   };
   process.once('SIGINT', onSignal);

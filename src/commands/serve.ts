@@ -84,6 +84,7 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
         process.off('SIGTERM', onSignal);
         say(`Stopping (${signal}): no new batches or calls; the calls in flight finish, then the server exits (a second Ctrl-C or SIGTERM quits at once). Batches not finished go on when it starts again.`);
         process.once('SIGINT', quitNow);
+        session.outages.stopping(signal);
         process.once('SIGTERM', quitNow);
         exitWhenRedisStaysAway(session.url, session.redisLabel, signal, 'The calls in flight are not recorded (their rows run again); the batches not finished go on when the server starts again with Redis back.');
         stop.abort();

@@ -57,6 +57,8 @@ export function watchRedisOutages(options: {
   let credentialsRefused = false;
   /** What goes on after a stop, for the message: the command's own name for it once it has one (a run's resume). */
   let goOn = 'running the same command again later';
+  /** How the command is stopped, for the message: a command already stopping (a signal came) says so instead. */
+  let howToStop = 'Ctrl-C stops';
 
   function refused(source: string, error: Error): void {
     if (now() - refusalSaidAt < REFUSAL_REPEAT_MS) {
@@ -91,7 +93,7 @@ export function watchRedisOutages(options: {
     options.logger.error({ err: error }, `${source} lost Redis`);
     const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
     const limit = options.waitLimitMs == null ? '' : ` (for up to ${formatWait(options.waitLimitMs)}, ${REDIS_WAIT_ENV})`;
-    options.say(`Redis at ${options.label} is not answering (${code}); waiting for it to come back${limit}: ${stateOf} state lives there, and the answers in hand are recorded once it is. Ctrl-C stops; ${goOn} goes on from where it stopped.`);
+    options.say(`Redis at ${options.label} is not answering (${code}); waiting for it to come back${limit}: ${stateOf} state lives there, and the answers in hand are recorded once it is. ${howToStop}; ${goOn} goes on from where it stopped.`);
     options.onOutage?.began(outage.since);
   }
 
@@ -103,7 +105,7 @@ export function watchRedisOutages(options: {
     const limit = options.waitLimitMs == null ? '' : ` (for up to ${formatWait(options.waitLimitMs)}, ${REDIS_WAIT_ENV})`;
     options.say(
       `Redis at ${options.label} has not answered for ${Math.round(waitedMs / 1000)} s, though its connection is open (the server paused or stuck, or the network to it cut); ` +
-        `waiting for it${limit}: ${stateOf} state lives there, and the answers in hand are recorded once it answers. Ctrl-C stops; ${goOn} goes on from where it stopped.`,
+        `waiting for it${limit}: ${stateOf} state lives there, and the answers in hand are recorded once it answers. ${howToStop}; ${goOn} goes on from where it stopped.`,
     );
     options.onOutage?.began(outage.since);
   }
@@ -122,6 +124,10 @@ export function watchRedisOutages(options: {
       goOn = `\`${command}\` later`;
     },
     silent,
+    /** The command is stopping on `signal`: the outage message no longer tells how to stop it. */
+    stopping(signal: NodeJS.Signals): void {
+      howToStop = `It is stopping (${signal}) and ends once Redis answers; a second ${signal === 'SIGTERM' ? 'SIGTERM or Ctrl-C' : 'Ctrl-C'} quits at once`;
+    },
     /** The PING that `silent` was told of is answered. */
     answering,
     /** Reports this connection's errors here, and its recovery. */

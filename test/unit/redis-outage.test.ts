@@ -32,6 +32,16 @@ describe('watchRedisOutages', () => {
     expect(said).toHaveLength(3);
   });
 
+  it('no longer says "Ctrl-C stops" to a command that is already stopping', () => {
+    const said: string[] = [];
+    const watch = watchRedisOutages({ label: 'r', logger: pino({ level: 'silent' }), say: (line) => said.push(line) });
+    watch.stopping('SIGTERM');
+    watch.failed('client', refused());
+    watch.silent('client', 12_000);
+    expect(said[0]).not.toContain('Ctrl-C stops');
+    expect(said[0]).toContain('It is stopping (SIGTERM) and ends once Redis answers; a second SIGTERM or Ctrl-C quits at once;');
+  });
+
   it("speaks of one batch's state for a run, and of the batches' for a worker or a server", () => {
     const said: string[] = [];
     const logger = pino({ level: 'silent' });
