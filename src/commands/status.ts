@@ -5,6 +5,7 @@ import { counted, formatCount } from '../output/report-markdown.ts';
 import { UsageError } from '../errors.ts';
 import { DamagedBatchError, isFinishedStatus, type BatchMeta, type BatchProgress, type BatchStatus } from '../queue/batch-state.ts';
 import { noBatchMessage, openSession, type Session } from '../queue/session.ts';
+import { apiCancellingBatchesKey } from '../queue/keys.ts';
 import { holderName, leaseHolderAlive } from '../queue/batch-lease.ts';
 import { totalOf } from '../progress/progress-display.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
@@ -30,6 +31,8 @@ interface BatchState {
   overApi?: boolean;
   /** No model of its config has a price: its cost is unknown, not $0. */
   unpriced?: boolean;
+  /** A cancel over the HTTP API is under way (its rows in hand finishing); only read for one batch. */
+  cancelling?: boolean;
 }
 
 /** `switchyard status [batch id]`: one batch in detail, or a table of the most recent ones. */
@@ -38,19 +41,20 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
   try {
     if (batchId) {
       const keys = session.store.keys(batchId);
-      const [state, runBy, keptAnswers, overApi, unpriced] = await Promise.all([
+      const [state, runBy, keptAnswers, overApi, unpriced, cancelling] = await Promise.all([
         session.store.loadWithProgress(batchId),
         leaseHolder(session, batchId),
         session.redis.hlen(keys.carried),
         session.redis.exists(keys.submittedOverApi),
         unpricedBatch(session, batchId),
+        session.redis.sismember(apiCancellingBatchesKey(session.space), batchId),
       ]);
       if (!state) throw new UsageError(noBatchMessage(session, batchId));
       const finished = isFinishedStatus(state.meta.status);
       const [workers, workerNames, rowsWrittenSoFar] = finished
         ? [undefined, undefined, undefined]
         : await Promise.all([connectedWorkerCount(session.openPromptQueue()), workerProcesses(session.redis, session.space), outputsSoFar(state.meta)]);
-      for (const line of describeBatch({ ...state, runBy, workers, ...(workerNames ? { workerNames } : {}), rowsWrittenSoFar, keptAnswers, overApi: overApi === 1, unpriced })) say(line);
+      for (const line of describeBatch({ ...state, runBy, workers, ...(workerNames ? { workerNames } : {}), rowsWrittenSoFar, keptAnswers, overApi: overApi === 1, unpriced, cancelling: cancelling === 1 })) say(line);
       return 0;
     }
     const [ids, count] = await Promise.all([session.store.recentBatchIds(RECENT), session.store.batchCount()]);
@@ -110,9 +114,11 @@ async function leaseHolder(session: Session, batchId: string): Promise<string | 
 }
 
 /** The lines `status <batch id>` prints. */
-export function describeBatch({ meta, progress, runBy, workers, workerNames = [], rowsWrittenSoFar = null, keptAnswers = 0, overApi = false, unpriced = false }: BatchState): string[] {
+export function describeBatch({ meta, progress, runBy, workers, workerNames = [], rowsWrittenSoFar = null, keptAnswers = 0, overApi = false, unpriced = false, cancelling = false }: BatchState): string[] {
+  // The API says "cancelling" from the cancel's request to its end; status says the same.
+  const beingCancelled = cancelling && !isFinishedStatus(meta.status);
   const lines = [
-    `${meta.batch_id}  ${statusText(meta.status, runBy, workers, meta.detached)}`,
+    `${meta.batch_id}  ${beingCancelled ? `${meta.status}, cancelling` : statusText(meta.status, runBy, workers, meta.detached)}`,
     `  rows      ${formatCount(progress.finished)}/${totalOf(progress).text} finished: ${formatCount(progress.succeeded)} succeeded, ${formatCount(progress.failed)} failed; ${formatCount(meta.invalid_rows)} invalid${invalidReasons(meta)}`,
     `  cost      ${formatUsd(unpriced ? null : progress.costUsd)}${meta.budget_usd === undefined ? '' : ` of a ${formatUsd(meta.budget_usd)} budget`}`,
     ...runChoices(meta, overApi),
@@ -126,7 +132,9 @@ export function describeBatch({ meta, progress, runBy, workers, workerNames = []
   if (typeof workers === 'number') lines.push(`  workers   ${workersConnectedText(workers)} to this Redis${workers === 0 ? ' (rows finish only while one runs)' : names}`);
   // A Redis that will not list its clients (some managed ones): the processes on record say it instead.
   else if (workers === null && workerNames.length > 0) lines.push(`  workers   ${counted(workerNames.length, 'worker process')} on record: ${workerNames.join(', ')}`);
-  const next = nextLine(meta, runBy, workers, overApi);
+  const next = beingCancelled
+    ? `being cancelled over the HTTP API: its queued rows come off the queue, the rows in hand finish, then its outputs are written${runBy ? ` (by ${runBy})` : ' (by the server, when it runs again)'}`
+    : nextLine(meta, runBy, workers, overApi);
   if (next) lines.push(`  next      ${next}`);
   return lines;
 }

@@ -101,3 +101,15 @@ describe('status <batch id>: a finished batch submitted over the HTTP API', () =
     expect(next('completed')).toBeUndefined();
   });
 });
+
+describe('status <batch id>: a cancel over the HTTP API under way', () => {
+  it('says cancelling, as the API does, until the batch is cancelled', () => {
+    const lines = describeBatch({ meta, progress, runBy: 'host pid 7', workers: 1, overApi: true, cancelling: true });
+    expect(lines[0]).toBe('b1  running, cancelling');
+    expect(lines.find((line) => line.startsWith('  next'))).toBe(
+      '  next      being cancelled over the HTTP API: its queued rows come off the queue, the rows in hand finish, then its outputs are written (by host pid 7)',
+    );
+    const done = describeBatch({ meta: { ...meta, status: 'cancelled' }, progress, runBy: null, overApi: true, cancelling: true });
+    expect(done[0]).toBe('b1  cancelled');
+  });
+});
