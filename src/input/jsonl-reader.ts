@@ -44,8 +44,9 @@ async function* readJsonlInput(path: string, input: TextInput, rules: RowRules, 
   const source = handle.createReadStream({ encoding: 'utf8' }) as AsyncIterable<string>;
   let line = 0;
   let records = 0;
-  // OpenAI Batch lines only: custom_id -> the line that used it first. OpenAI refuses a file that
-  // repeats one, and tools reading batch_output.jsonl match answers to requests by it.
+  // OpenAI Batch lines only: custom_id -> the line that used it first, valid or not (an invalid
+  // line's id is in batch_errors.jsonl). OpenAI refuses a file that repeats one, and tools reading
+  // batch_output.jsonl match answers to requests by it.
   const customIdLines = new Map<string, number>();
   for await (const raw of splitLines(source)) {
     line += 1;
@@ -56,7 +57,7 @@ async function* readJsonlInput(path: string, input: TextInput, rules: RowRules, 
     if (records === 0 && text.trimStart().startsWith('[')) throw jsonArrayFile(path, line);
     records += 1;
     const item = parseLine(text, { row: line, line }, rules);
-    const customId = item.kind === 'row' ? item.value.custom_id : undefined;
+    const customId = item.value.custom_id;
     if (customId !== undefined) {
       const first = customIdLines.get(customId);
       if (first !== undefined) {

@@ -21,7 +21,8 @@ import type { RowResult } from './records.ts';
  *   it could not run (e.g. `batch_expired`).
  * - Invalid request line that has a custom_id (an unknown model, a bad field; from errors.jsonl)
  *   -> batch_errors.jsonl the same way, so every custom_id of the input has its line in one of the
- *   two files. A repeated custom_id is left out: its first line's answer already has that id.
+ *   two files. A repeated custom_id is left out: its first line's answer (or error) already has
+ *   that id. A prompt line in the same file ({"prompt"}, no custom_id) is in results.jsonl only.
  *
  * Ids are deterministic, derived from the batch id and row (so a re-run writes the same files):
  * `batch_req_<hex>` for the line, `chatcmpl-<hex>` for the completion, and `req_<hex>` as
@@ -88,6 +89,8 @@ export async function writeOpenAiBatchFiles(
   };
   try {
     for await (const result of readJsonl<RowResult>(resultsJsonlPath)) {
+      // A prompt line among the Batch lines has no custom_id to be matched by: results.jsonl alone has it.
+      if (result.custom_id === undefined) continue;
       await writeInvalidBefore(result.row);
       const line = toBatchOutputLine(result, batchId);
       if (result.status === 'succeeded') {

@@ -62,7 +62,7 @@ export interface EnqueueCounts {
   invalid: number;
   /** The invalid rows by reason, each with an example. */
   invalidByCode: InvalidRowCounts;
-  /** Rows that came from OpenAI Batch API lines (they carry a custom_id). */
+  /** Lines of the OpenAI Batch API shape (they carry a custom_id), the invalid ones with a custom_id included. */
   openAiBatchRows: number;
   /** Body fields of those lines that are not sent (metadata.body_extra), by name: how many lines set each. */
   unsentBodyFields: Record<string, number>;
@@ -203,6 +203,8 @@ function chunkPacing(options: EnqueueOptions): ChunkPacing {
 /** Counts a row that could not become a job, by its reason, and writes it to errors.jsonl. */
 async function recordInvalidRow(rowError: RowError, counts: EnqueueCounts, errors: WriteStream): Promise<void> {
   counts.invalid++;
+  // A Batch request line refused is still one: its custom_id gets a line in batch_errors.jsonl.
+  if (rowError.custom_id !== undefined) counts.openAiBatchRows++;
   countInvalidRow(counts.invalidByCode, rowError);
   if (!errors.write(`${JSON.stringify(rowError)}\n`)) await once(errors, 'drain');
 }

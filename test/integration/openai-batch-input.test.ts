@@ -33,4 +33,25 @@ describe('OpenAI Batch API input, end to end', () => {
     expect(errors.map((e) => [e.line, e.code])).toEqual([[3, 'bad_json'], [5, 'unknown_model']]);
     expect(await readFile(join(out, 'results.jsonl'), 'utf8')).toContain('"custom_id":"c"');
   });
+
+  it('writes batch_errors.jsonl for a file of invalid request lines alone, and leaves prompt lines among Batch lines out of both files', async () => {
+    const dir = await tempDir('oaibatch-invalid');
+    const config = await writeSimConfig(dir, h.sim.url, {}, ['fast']);
+    const line = (id: string, model: string) => JSON.stringify({ custom_id: id, method: 'POST', url: '/v1/chat/completions', body: { model, messages: [{ role: 'user', content: `Say hi to ${id}` }] } });
+    const invalid = join(dir, 'invalid.jsonl');
+    await writeFile(invalid, [line('x', 'gpt-4o'), line('y', 'gpt-4o')].join('\n'));
+    const out = join(dir, 'out-invalid');
+    await runCli(['run', invalid, '--config', config, '--out', out, '--batch-id', 'oai-invalid'], h.env());
+    const failed = await readJsonLines<{ custom_id: string; error: { code: string } | null }>(join(out, 'batch_errors.jsonl'));
+    expect(failed.map((l) => [l.custom_id, l.error?.code])).toEqual([['x', 'unknown_model'], ['y', 'unknown_model']]);
+    expect(await readFile(join(out, 'batch_output.jsonl'), 'utf8')).toBe('');
+
+    const mixed = join(dir, 'mixed.jsonl');
+    await writeFile(mixed, [JSON.stringify({ id: 'a', prompt: 'plain one' }), line('a', 'fast'), JSON.stringify({ id: 'a', prompt: 'plain two' })].join('\n'));
+    const mixedOut = join(dir, 'out-mixed');
+    expect((await runCli(['run', mixed, '--config', config, '--out', mixedOut, '--batch-id', 'oai-mixed'], h.env())).code).toBe(0);
+    const answered = await readJsonLines<{ custom_id: string }>(join(mixedOut, 'batch_output.jsonl'));
+    expect(answered.map((l) => l.custom_id)).toEqual(['a']);
+    expect(await readJsonLines(join(mixedOut, 'results.jsonl'))).toHaveLength(3);
+  });
 });

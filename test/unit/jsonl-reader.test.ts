@@ -418,12 +418,22 @@ describe('OpenAI Batch lines that repeat a custom_id', () => {
   it('run the first and make each later one an invalid row naming the line it repeats', async () => {
     const request = (customId: string, content: string) =>
       JSON.stringify({ custom_id: customId, method: 'POST', url: '/v1/chat/completions', body: { model: 'gpt-a', messages: [{ role: 'user', content }] } });
-    const path = await file('dup.jsonl', [request('a', 'one'), request('b', 'two'), request('a', 'three'), JSON.stringify({ id: 'a', prompt: 'plain lines may share ids' })].join('\n'));
+    const path = await file('dup.jsonl', [request('a', 'one'), request('b', 'two'), request('a', 'three')].join('\n'));
     const items = await collect(readJsonlRows(path, rules));
-    expect(items.map((item) => (item.kind === 'row' ? `row ${item.value.row}` : `${item.value.code} ${item.value.row}`))).toEqual(['row 1', 'row 2', 'duplicate_id 3', 'row 4']);
+    expect(items.map((item) => (item.kind === 'row' ? `row ${item.value.row}` : `${item.value.code} ${item.value.row}`))).toEqual(['row 1', 'row 2', 'duplicate_id 3']);
     expect(items[2]).toEqual({
       kind: 'error',
       value: { row: 3, line: 3, id: 'a', custom_id: 'a', code: 'duplicate_id', message: 'custom_id "a" is already used on line 1; OpenAI Batch input needs each custom_id once, as answers are matched to requests by it' },
     });
+  });
+});
+
+describe('OpenAI Batch lines: a custom_id first used on an invalid line', () => {
+  const line = (customId: unknown, model: string) => JSON.stringify({ custom_id: customId, method: 'POST', url: '/v1/chat/completions', body: { model, messages: [{ role: 'user', content: 'hi' }] } });
+
+  it('is taken: a later valid line with it is a duplicate, so the id is in batch_errors.jsonl alone', async () => {
+    const path = await file('dup-invalid.jsonl', [line('d', 'nope'), line('d', 'gpt-a'), line(7, 'gpt-a'), line('7', 'gpt-a')].join('\n'));
+    const items = await collect(readJsonlRows(path, rules));
+    expect(items.map((item) => `${item.kind === 'row' ? 'row' : item.value.code} ${item.value.custom_id}`)).toEqual(['unknown_model d', 'duplicate_id d', 'bad_field 7', 'duplicate_id 7']);
   });
 });
