@@ -145,6 +145,7 @@ function finishEnsemble(row: RowInput, progress: RowProgress, ensemble: NamedEns
   if (row.custom_id !== undefined) result.custom_id = row.custom_id;
   if (synthesis?.finish_reason !== undefined) result.finish_reason = synthesis.finish_reason;
   if (synthesis?.request_id !== undefined) result.request_id = synthesis.request_id;
+  if (synthesis?.refusal !== undefined) result.refusal = synthesis.refusal;
   if (!succeeded && error) result.error = error;
   return { kind: 'finished', event: { result, calls }, costNanos: totals.costNanos };
 }

@@ -638,6 +638,7 @@ function finish(row: RowInput, progress: RowProgress, model: string, answer: Mod
   if (answer) {
     result.finish_reason = answer.finishReason;
     result.request_id = answer.requestId;
+    if (answer.refusal) result.refusal = answer.refusal;
   }
   if (cached) {
     // What the call would have cost now: the answer's tokens when it was given, at today's price.

@@ -30,6 +30,8 @@ export interface ModelAnswer {
   /** Time spent counting those tokens after the answer came (the first count loads the tokenizer): not the call's latency. */
   countingMs: number;
   finishReason: string | null;
+  /** The model declined to answer (the message's `refusal`, OpenAI's structured outputs): its text, `output` then empty. */
+  refusal?: string | null;
   requestId: string | null;
   httpStatus: number;
   /** A streamed answer's time to its first content, from the request's start; null when not streamed. */
@@ -158,6 +160,7 @@ export async function callModel(provider: ProviderClient, request: ModelRequest,
       usageEstimated: answer.reported === null,
       countingMs: ms,
       finishReason: answer.finishReason,
+      refusal: answer.refusal,
       requestId: answer.requestId,
       httpStatus: answer.response.status,
       ttftMs: answer.ttftMs,
@@ -180,6 +183,7 @@ interface Completion {
   output: string;
   reported: Usage | null;
   finishReason: string | null;
+  refusal: string | null;
   requestId: string | null;
   response: Response;
   ttftMs: number | null;
@@ -195,7 +199,8 @@ async function wholeCompletion(provider: ProviderClient, request: ModelRequest, 
   if (!isCompletionShaped(data)) throw notACompletion(data, response, ctx);
   const choice = data.choices[0];
   if (!choice) throw new ModelCallError({ code: 'empty_response', model: request.model, status: response.status, message: `model "${request.model}" answered with no choices` });
-  return { output: choice.message.content ?? '', reported: reportedUsage(data.usage), finishReason: choice.finish_reason ?? null, requestId: request_id ?? null, response, ttftMs: null };
+  const refusal = typeof choice.message.refusal === 'string' && choice.message.refusal !== '' ? choice.message.refusal : null;
+  return { output: choice.message.content ?? '', reported: reportedUsage(data.usage), finishReason: choice.finish_reason ?? null, refusal, requestId: request_id ?? null, response, ttftMs: null };
 }
 
 async function streamedCompletion(provider: ProviderClient, request: ModelRequest, ctx: CallContext, signal: AbortSignal | undefined): Promise<Completion> {
@@ -209,5 +214,5 @@ async function streamedCompletion(provider: ProviderClient, request: ModelReques
     throw new ModelCallError({ code: 'bad_response', model: request.model, status: response.status, message: `model "${request.model}" at ${ctx.baseUrl} answered a streamed request with ${type}, not an event stream: set models.${request.model}.stream to false if the provider cannot stream` });
   }
   const streamed = await readStreamedAnswer(data, { model: request.model, provider: ctx.provider, baseUrl: ctx.baseUrl, idleTimeoutMs: ctx.timeoutMs, startedAt });
-  return { output: streamed.output, reported: reportedUsage(streamed.usage), finishReason: streamed.finishReason, requestId: request_id ?? null, response, ttftMs: streamed.ttftMs };
+  return { output: streamed.output, reported: reportedUsage(streamed.usage), finishReason: streamed.finishReason, refusal: streamed.refusal, requestId: request_id ?? null, response, ttftMs: streamed.ttftMs };
 }

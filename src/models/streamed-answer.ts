@@ -7,6 +7,8 @@ import { ModelCallError } from './model-error.ts';
 export interface StreamedAnswer {
   output: string;
   finishReason: string | null;
+  /** The model's refusal, its `delta.refusal` pieces joined; null when it sent none. */
+  refusal: string | null;
   /** The provider's usage chunk (asked for with stream_options.include_usage); null when it sent none. */
   usage: unknown;
   /** From the request's start to the first chunk with content; null when no content came. */
@@ -31,6 +33,7 @@ interface StreamContext {
  */
 export async function readStreamedAnswer(stream: Stream<ChatCompletionChunk>, ctx: StreamContext): Promise<StreamedAnswer> {
   const parts: string[] = [];
+  const refusalParts: string[] = [];
   let finishReason: string | null = null;
   let usage: unknown = null;
   let ttftMs: number | null = null;
@@ -56,6 +59,8 @@ export async function readStreamedAnswer(stream: Stream<ChatCompletionChunk>, ct
         ttftMs ??= Math.round(performance.now() - ctx.startedAt);
         parts.push(content);
       }
+      const refusal = choice?.delta?.refusal;
+      if (refusal) refusalParts.push(refusal);
       if (choice?.finish_reason) finishReason = choice.finish_reason;
       if (chunk.usage) usage = chunk.usage;
     }
@@ -77,7 +82,7 @@ export async function readStreamedAnswer(stream: Stream<ChatCompletionChunk>, ct
   if (finishReason === null) {
     throw new ModelCallError({ code: 'connection_error', model: ctx.model, retryable: true, message: `${where} ended its streamed answer after ${chunkCount(chunks)} without saying it was finished (no finish_reason): it was cut off on the way` });
   }
-  return { output: parts.join(''), finishReason, usage, ttftMs };
+  return { output: parts.join(''), finishReason, refusal: refusalParts.length > 0 ? refusalParts.join('') : null, usage, ttftMs };
 
   function stallError(): ModelCallError {
     return new ModelCallError({ code: 'timeout', model: ctx.model, retryable: true, message: `${where} stopped sending its streamed answer: nothing for ${ctx.idleTimeoutMs} ms after ${chunkCount(chunks)} (providers.${ctx.provider}.timeout_ms)` });

@@ -43,7 +43,7 @@ export interface ChatCompletionBody {
   model: string;
   choices: Array<{
     index: number;
-    message: { role: 'assistant'; content: string | null; refusal: null };
+    message: { role: 'assistant'; content: string | null; refusal: string | null };
     logprobs: null;
     finish_reason: string;
   }>;
@@ -149,7 +149,8 @@ export function toBatchOutputLine(result: RowResult, batchId: string): BatchRequ
       choices: [
         {
           index: 0,
-          message: { role: 'assistant', content: result.output, refusal: null },
+          // A refusal's content is null, as the provider sent it.
+          message: { role: 'assistant', content: result.refusal !== undefined && result.output === '' ? null : result.output, refusal: result.refusal ?? null },
           logprobs: null,
           finish_reason: result.finish_reason ?? 'stop',
         },

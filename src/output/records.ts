@@ -71,6 +71,8 @@ export interface RowResult {
   /** Why the row left its first-choice model(s), e.g. "deepseek-v4-pro: server_error after 4 attempts"; null when it did not. */
   fallback_reason: string | null;
   finish_reason?: string | null;
+  /** The model declined to answer (its message's `refusal`): why, in its words; `output` is then "". */
+  refusal?: string;
   request_id?: string | null;
   /** For a row answered by an ensemble: each member's answer (or why it has none); `output` is the synthesis. */
   ensemble?: EnsembleOutcome;

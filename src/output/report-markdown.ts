@@ -1,6 +1,6 @@
 import { formatUsd } from '../models/pricing.ts';
 import type { PairedComparison } from './paired-scores.ts';
-import { EMPTY_ANSWER, type AbArmReport, type ModelReport, type Report, type RowGroupReport } from './report.ts';
+import { EMPTY_ANSWER, REFUSED_ANSWER, type AbArmReport, type ModelReport, type Report, type RowGroupReport } from './report.ts';
 
 /**
  * 1234567.8 -> "1,234,567.8": en-US digit grouping, at most `maxFractionDigits` decimals (trailing
@@ -448,6 +448,7 @@ export function renderCutOff(report: Report): string | null {
   return reasons
     .map(([reason, rows]) => {
       if (reason === 'length') return `${counted(rows, 'answer')} stopped at max_tokens (finish_reason "length"): give those rows a higher max_tokens in the file and run the batch again (only edited rows run again)`;
+      if (reason === REFUSED_ANSWER) return `${counted(rows, 'answer')} ${rows === 1 ? 'was a refusal' : 'were refusals'} (the model declined: its words are the row's refusal in results.jsonl and results.csv, output "")`;
       if (reason === EMPTY_ANSWER) return `${counted(rows, 'answer')} finished with no text (output "" in results.jsonl: the model sent none, or only tool calls)`;
       return `${counted(rows, 'answer')} ended by finish_reason "${reason}"`;
     })

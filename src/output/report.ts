@@ -361,6 +361,8 @@ const JUDGE_TASK_LINE = '(judge)';
 
 /** The cut_off key of succeeded answers that are empty though finished. */
 export const EMPTY_ANSWER = 'empty';
+/** The cut_off key of succeeded answers that are the model's refusal (`refusal` in results.jsonl). */
+export const REFUSED_ANSWER = 'refusal';
 
 /**
  * The report's figures, fed one result and one call at a time: by the collector as rows come in
@@ -452,6 +454,7 @@ export class ReportTally {
       task.succeeded += 1;
       if (answeredOnFallback(result)) this.#rowsOnFallback += 1;
       if (result.finish_reason && !FINISHED_ANSWER.has(result.finish_reason)) increment(this.#cutOff, result.finish_reason);
+      else if (result.refusal !== undefined) increment(this.#cutOff, REFUSED_ANSWER);
       // A finished answer with no text (content null, tool calls only) succeeded, but says nothing.
       else if (result.output !== null && result.output.trim() === '') increment(this.#cutOff, EMPTY_ANSWER);
     } else {

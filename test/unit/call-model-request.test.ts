@@ -38,6 +38,25 @@ describe('the request callModel sends', () => {
   });
 });
 
+/** A model that declines to answer (OpenAI's structured outputs): content null, its reason in `refusal`. */
+describe('a refusal', () => {
+  const server = createServer(async (request: IncomingMessage, response) => {
+    for await (const chunk of request) void chunk;
+    response.writeHead(200, { 'content-type': 'application/json' });
+    response.end(JSON.stringify({ id: 'c1', object: 'chat.completion', created: 0, model: 'm', choices: [{ index: 0, message: { role: 'assistant', content: null, refusal: "I can't help with that." }, finish_reason: 'stop' }], usage: { prompt_tokens: 3, completion_tokens: 6 } }));
+  });
+  beforeAll(() => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve)));
+  afterAll(() => server.close());
+
+  it("is kept with the answer, whose output is empty", async () => {
+    const { port } = server.address() as AddressInfo;
+    const config = parseConfig({ providers: { p: { base_url: `http://127.0.0.1:${port}/v1` } }, models: { m: { provider: 'p' } }, default_model: 'm' }, 'test');
+    const provider = createProviderClients(config).get('p')!;
+    const answer = await callModel(provider, { model: 'm', upstream: 'm', messages: [{ role: 'user', content: 'hi' }], temperature: 0, maxTokens: 20 });
+    expect(answer).toMatchObject({ output: '', refusal: "I can't help with that.", finishReason: 'stop', usage: { input_tokens: 3, output_tokens: 6 } });
+  });
+});
+
 /** The temperature and max_tokens a row's calls go out with: the row's own, its task type's, its ensemble's, the config's. */
 describe('the temperature and max_tokens rows are sent with', () => {
   const bodies: Array<{ model: string; temperature: number; max_tokens: number }> = [];

@@ -150,6 +150,14 @@ describe('writeOpenAiBatchFiles', () => {
     expect(errors[0]).toEqual({ id: expect.stringMatching(/^batch_req_[0-9a-f]{32}$/), custom_id: 'a', response: null, error: { code: 'unknown_model', message: 'line 1: unknown model "gpt-9"; known models: fast' } });
   });
 
+  it("gives a refusal as the provider did: content null, the refusal's words", async () => {
+    const jsonl = join(dir, 'results.jsonl');
+    await writeFile(jsonl, JSON.stringify(result({ custom_id: 'r', output: '', refusal: "I can't help with that." })) + '\n');
+    const files = await writeOpenAiBatchFiles(jsonl, join(dir, 'errors.jsonl'), dir, 'batch-r');
+    const [line] = (await readLines(files.outputPath)) as Array<{ response: { body: { choices: Array<{ message: unknown }> } } }>;
+    expect(line!.response.body.choices[0]!.message).toEqual({ role: 'assistant', content: null, refusal: "I can't help with that." });
+  });
+
   it('writes both files, empty, for an empty batch', async () => {
     const jsonl = join(dir, 'results.jsonl');
     await writeFile(jsonl, '');

@@ -746,6 +746,14 @@ describe('answers the model did not finish', () => {
     expect(renderSummaryLines(report)).toContain('Cut off  2 answers finished with no text (output "" in results.jsonl: the model sent none, or only tool calls)');
   });
 
+  it("count a model's refusals apart, pointing at its words", () => {
+    const tally = new ReportTally();
+    [result(1, 'stop'), { ...result(2, 'stop'), output: '', refusal: "I can't help with that." }].forEach((r) => tally.addResult(r));
+    const report = tally.build({ batchId: 'b', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:01.000Z' });
+    expect(report.cut_off).toEqual({ refusal: 1 });
+    expect(renderSummaryLines(report)).toContain('Cut off  1 answer was a refusal (the model declined: its words are the row\'s refusal in results.jsonl and results.csv, output "")');
+  });
+
   it('leave the summary alone when every answer was finished', () => {
     const tally = new ReportTally();
     tally.addResult(result(1, 'stop'));
