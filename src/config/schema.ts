@@ -57,6 +57,12 @@ export const modelSchema = z.strictObject({
    * so a long answer from a slow model is not cut off.
    */
   stream: z.boolean().default(false),
+  /**
+   * An OpenAI reasoning model (o1, o3, o4-mini, gpt-5...): such models refuse `max_tokens` and any
+   * temperature but their own, so its calls send the token limit as `max_completion_tokens`, and no
+   * temperature (a row's, a task type's, an ensemble's, the judge's 0 all stay with other models).
+   */
+  reasoning: z.boolean().default(false),
 });
 
 export const retrySchema = z

@@ -102,7 +102,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
     if (admitted && 'slotAt' in admitted && llm && classifierModel && classifierProvider) {
       const verdict = await classifyWithLlm(
         { call: (request) => callSlot(() => callModel(classifierProvider, request)) },
-        { text, taskTypes: rules.labels, model: llm.model, upstream: classifierModel.upstream ?? llm.model, maxTokens: llm.max_tokens, descriptions },
+        { text, taskTypes: rules.labels, model: llm.model, upstream: classifierModel.upstream ?? llm.model, reasoning: classifierModel.reasoning, maxTokens: llm.max_tokens, descriptions },
       );
       if (verdict.taskType) {
         taskType = verdict.taskType;

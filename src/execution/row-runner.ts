@@ -90,10 +90,12 @@ function requestFor(row: RowInput, model: string, taskType: string, config: Swit
     model,
     upstream: modelConfig.upstream ?? model,
     messages: row.messages,
-    temperature: row.temperature ?? config.routing?.temperatures[taskType] ?? config.temperature,
+    // A reasoning model takes no temperature but its own (it refuses the request otherwise).
+    temperature: modelConfig.reasoning ? null : (row.temperature ?? config.routing?.temperatures[taskType] ?? config.temperature),
     maxTokens: Math.min(row.max_tokens ?? config.max_tokens, modelConfig.max_output_tokens ?? Number.MAX_SAFE_INTEGER),
     ...(row.params !== undefined && { params: row.params }),
     ...(modelConfig.stream && { stream: true }),
+    ...(modelConfig.reasoning && { reasoning: true }),
   };
 }
 

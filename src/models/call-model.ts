@@ -14,8 +14,11 @@ export interface ModelRequest {
   /** The name sent to the endpoint. */
   upstream: string;
   messages: ChatMessage[];
-  temperature: number;
+  /** null: none is sent, the model keeps its own (a reasoning model's). */
+  temperature: number | null;
   maxTokens: number;
+  /** A reasoning model (models.<name>.reasoning): the token limit goes out as `max_completion_tokens`. */
+  reasoning?: boolean;
   /** Other body fields, sent as given (the reader lets through only those that shape a text answer). */
   params?: Record<string, unknown>;
   /** Ask for the answer as a stream (models.<name>.stream). */
@@ -190,7 +193,13 @@ interface Completion {
 }
 
 function body(request: ModelRequest) {
-  return { ...(request.params as Partial<ChatCompletionCreateParamsNonStreaming>), model: request.upstream, messages: request.messages, temperature: request.temperature, max_tokens: request.maxTokens };
+  return {
+    ...(request.params as Partial<ChatCompletionCreateParamsNonStreaming>),
+    model: request.upstream,
+    messages: request.messages,
+    ...(request.temperature !== null && { temperature: request.temperature }),
+    ...(request.reasoning ? { max_completion_tokens: request.maxTokens } : { max_tokens: request.maxTokens }),
+  };
 }
 
 async function wholeCompletion(provider: ProviderClient, request: ModelRequest, ctx: CallContext, signal: AbortSignal | undefined): Promise<Completion> {

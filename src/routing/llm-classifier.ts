@@ -28,6 +28,8 @@ export interface LlmClassifierInput {
   /** The classifier model's key in config, and the name sent to its endpoint. */
   model: string;
   upstream: string;
+  /** A reasoning model (models.<name>.reasoning): no temperature sent, the limit as max_completion_tokens. */
+  reasoning?: boolean;
   maxTokens: number;
   /** Optional one-line meaning of each label, shown to the model. */
   descriptions?: Readonly<Record<string, string>> | undefined;
@@ -106,8 +108,9 @@ export async function classifyWithLlm(deps: LlmClassifierDeps, input: LlmClassif
     model: input.model,
     upstream: input.upstream,
     messages: classifierMessages(input),
-    temperature: 0,
+    temperature: input.reasoning ? null : 0,
     maxTokens: input.maxTokens,
+    ...(input.reasoning && { reasoning: true }),
   };
   try {
     const answer = await deps.call(request);

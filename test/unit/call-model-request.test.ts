@@ -98,6 +98,23 @@ describe('the temperature and max_tokens rows are sent with', () => {
     expect(bodies.map((b) => [b.model, b.temperature])).toEqual([['writer', 1.0], ['writer', 0.1], ['flash', 0.7]]);
   });
 
+  it('sends a reasoning model the token limit as max_completion_tokens and no temperature, whoever set one', async () => {
+    bodies.length = 0;
+    const deps = depsFor({ models: { flash: { provider: 'p' }, writer: { provider: 'p' }, strong: { provider: 'p', reasoning: true } }, default_model: 'strong' });
+    await advanceRow(row('plain', 'What is the capital of Peru?'), freshProgress(), deps);
+    await advanceRow(row('own', 'What is the capital of Peru?', { temperature: 0.1 }), freshProgress(), deps);
+    await advanceRow({ ...row('flash', 'What is the capital of Peru?', { temperature: 0.1 }), model: 'flash' }, freshProgress(), deps);
+    expect(bodies).toEqual([
+      expect.not.objectContaining({ temperature: expect.anything(), max_tokens: expect.anything() }),
+      expect.not.objectContaining({ temperature: expect.anything(), max_tokens: expect.anything() }),
+      expect.objectContaining({ model: 'flash', temperature: 0.1, max_tokens: 300 }),
+    ]);
+    expect(bodies.slice(0, 2).map((b) => [b.model, (b as unknown as { max_completion_tokens: number }).max_completion_tokens, 'temperature' in b, 'max_tokens' in b])).toEqual([
+      ['strong', 300, false, false],
+      ['strong', 300, false, false],
+    ]);
+  });
+
   it("sends an ensemble's temperature to its members and synthesizer, and its synthesis_max_tokens to the synthesizer", async () => {
     bodies.length = 0;
     const deps = depsFor({ ensembles: { council: { members: ['flash', 'writer'], synthesizer: 'strong', temperature: 0.3, synthesis_max_tokens: 2000 } } });
