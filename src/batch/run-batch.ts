@@ -21,7 +21,7 @@ import { outputPaths } from '../output/paths.ts';
 import { refuseLostCollectedFiles } from '../output/collected-files.ts';
 import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from '../queue/session.ts';
-import { lookalikeColumnsText, orphanedBatchText, readText, redisStayedAwayText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText } from './run-messages.ts';
+import { lookalikeColumnsText, orphanedBatchText, readText, redisStayedAwayText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText, unsentRequestFieldsText } from './run-messages.ts';
 import { formatWait, REDIS_WAIT_ENV } from '../queue/redis-outage.ts';
 import { keysHeldElsewhere, refuseJudgeWithoutKey, refuseSpentMonth, refuseWithoutKeys, warnAboutConfig } from './config-checks.ts';
 import { isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, cacheTurnedOff, withRunCache, withRunJudge, type RunSettings } from './run-settings.ts';
@@ -358,8 +358,7 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     if (counts.stopped) return await endStoppedWhileReading(batch, context, underway);
     await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
     say(readText(counts, worker ? concurrency : batch.callsElsewhere ? 'elsewhere' : null));
-    const unsent = unsentBodyFieldsText(counts.unsentBodyFields);
-    if (unsent) say(unsent);
+    for (const note of [unsentBodyFieldsText(counts.unsentBodyFields), unsentRequestFieldsText(batch.position.unsentRequestFields)]) if (note) say(note);
     const workersNow = collecting ? null : await connectedWorkerCount(queue);
     await queue.close();
 

@@ -116,6 +116,14 @@ export function unsentBodyFieldsText(unsent: Record<string, number>): string | n
   return `Note: request body fields not sent to the models: ${fields}. They are kept in each result's metadata.body_extra.`;
 }
 
+/** The note about OpenAI request fields on JSONL prompt lines that are not sent (kept as metadata); null for none. */
+export function unsentRequestFieldsText(unsent: Record<string, number> | undefined): string | null {
+  const entries = Object.entries(unsent ?? {});
+  if (entries.length === 0) return null;
+  const fields = entries.map(([name, lines]) => `${name} (${counted(lines, 'line')})`).join(', ');
+  return `Note: request fields on prompt lines not sent to the models: ${fields}. They change what an answer is (several, streamed, tool calls), so they are kept in each result's metadata instead.`;
+}
+
 /** " (3 with the answers the stopped run had for them, ...; 2 failed ensemble rows ...)": the queued rows whose answers are not paid for again. */
 function keptAnswersText(counts: EnqueueCounts): string {
   const parts = [

@@ -3,7 +3,7 @@ import { builtInConfig } from '../config/defaults.ts';
 import { loadConfigFile } from '../config/load.ts';
 import { answerableNames, DEFAULT_MIN_ANSWERS, type JudgeConfig, type SwitchyardConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
-import { lookalikeColumnsText, unsentBodyFieldsText } from '../batch/run-messages.ts';
+import { lookalikeColumnsText, unsentBodyFieldsText, unsentRequestFieldsText } from '../batch/run-messages.ts';
 import { missingKeys, notSet } from '../batch/config-checks.ts';
 import { countUnsentBodyFields } from '../queue/producer.ts';
 import { pinnedCallProgress } from '../execution/pinned-call.ts';
@@ -152,8 +152,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   if (unrouted) say(unrouted);
   say(`${counted(total.rows, 'row')} routed, ${formatCount(invalid)} invalid (they would go to errors.jsonl), ${formatCount(unroutable)} with no model that fits.`);
   if (firstUnroutable) say(`  no model that fits ${formatCount(unroutable)}, the first: ${firstUnroutable}`);
-  const unsent = unsentBodyFieldsText(unsentBodyFields);
-  if (unsent) say(unsent);
+  for (const note of [unsentBodyFieldsText(unsentBodyFields), unsentRequestFieldsText(position.unsentRequestFields)]) if (note) say(note);
   const lookalikes = lookalikeColumnsText(position.csvLookalikeColumns);
   if (lookalikes) say(lookalikes);
   // What is wrong with the file, so it can be fixed before anything is spent.

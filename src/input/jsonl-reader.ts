@@ -25,6 +25,7 @@ const promptLineSchema = z.looseObject({
   // Checked by the shared field rules (row-fields.ts).
   temperature: z.unknown().optional(),
   max_tokens: z.unknown().optional(),
+  max_completion_tokens: z.unknown().optional(),
   metadata: z.record(z.string(), z.unknown()).optional(),
 });
 
@@ -56,7 +57,7 @@ async function* readJsonlInput(path: string, input: TextInput, rules: RowRules, 
     if (text.trim() === '') continue;
     if (records === 0 && text.trimStart().startsWith('[')) throw jsonArrayFile(path, line);
     records += 1;
-    const item = parseLine(text, { row: line, line }, rules);
+    const item = parseLine(text, { row: line, line }, rules, position);
     const customId = item.value.custom_id;
     if (customId !== undefined) {
       const first = customIdLines.get(customId);
@@ -136,7 +137,7 @@ function parses(text: string): boolean {
   }
 }
 
-function parseLine(text: string, pos: RecordPosition, rules: RowRules): ReadItem {
+function parseLine(text: string, pos: RecordPosition, rules: RowRules, position: ReadPosition | undefined): ReadItem {
   // Checked on the raw line, so a "\ufffd" escape written on purpose is not mistaken for bad bytes.
   if (hasReplacementChar(text)) return undecodedLine(text, pos);
   let value: unknown;
@@ -153,6 +154,7 @@ function parseLine(text: string, pos: RecordPosition, rules: RowRules): ReadItem
   const id = idOf(object);
   const batchLine = looksLikeOpenAiBatchLine(object);
   const fields = batchLine ? batchFields(object) : promptFields(object, promptKey);
+  if (!batchLine && !('code' in fields)) countUnsentRequestFields(object, position);
   if ('code' in fields) return rowError(pos, fields.code, fields.message, id, batchLine ? customIdOf(object) : undefined);
   return buildRow(fields, pos, rules);
 }
@@ -181,12 +183,13 @@ function promptFields(object: Record<string, unknown>, promptKey: string): Field
     const shapeWrong = parsed.error.issues.some((issue) => issue.path.length === 0 || (issue.path.length === 1 && (issue.path[0] === 'prompt' || issue.path[0] === 'messages')));
     return { code: 'bad_field', message: shapeWrong ? `${describeIssues(parsed.error, promptKey)}; ${expected(promptKey)}` : describeIssues(parsed.error, promptKey) };
   }
-  const { id, prompt, messages, model, system, temperature, max_tokens, metadata, ...extra } = parsed.data;
+  const { id, prompt, messages, model, system, temperature, max_tokens, max_completion_tokens, metadata, ...extra } = parsed.data;
   if (prompt !== undefined && messages !== undefined) {
     return { code: 'bad_field', message: `set either "${promptKey}" or "messages", not both` };
   }
   if (prompt === undefined && messages === undefined) return { code: 'missing_prompt', message: noPromptMessage(object, promptKey) };
-  const common = { id: id === undefined ? undefined : String(id), model, system, temperature, max_tokens };
+  // As on an OpenAI Batch line, max_completion_tokens is the token limit, and wins over max_tokens.
+  const common = { id: id === undefined ? undefined : String(id), model, system, temperature, max_tokens: max_completion_tokens ?? max_tokens };
   let params: Record<string, unknown> | undefined;
   const carried: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(extra)) {
@@ -204,7 +207,23 @@ function promptFields(object: Record<string, unknown>, promptKey: string): Field
 const PROMPT_LINE_PARAMS: ReadonlySet<string> = new Set([...SENT_BODY_FIELDS].filter((key) => key !== 'user'));
 
 /** Fields of a prompt line that are never its prompt. */
-const SETTING_KEYS: ReadonlySet<string> = new Set(['id', 'model', 'system', 'temperature', 'max_tokens', 'metadata']);
+const SETTING_KEYS: ReadonlySet<string> = new Set(['id', 'model', 'system', 'temperature', 'max_tokens', 'max_completion_tokens', 'metadata']);
+
+/**
+ * OpenAI request fields that would change what an answer is (several, streamed, tool calls...), as
+ * a Batch line's unsent body fields: on a prompt line they are metadata like any other key, and the
+ * run says so once, since whoever wrote them meant them for the model.
+ */
+const UNSENT_REQUEST_FIELDS: ReadonlySet<string> = new Set(['n', 'stream', 'stream_options', 'tools', 'tool_choice', 'functions', 'function_call', 'parallel_tool_calls', 'logprobs', 'top_logprobs', 'service_tier', 'store', 'modalities', 'audio', 'prediction', 'web_search_options']);
+
+function countUnsentRequestFields(object: Record<string, unknown>, position: ReadPosition | undefined): void {
+  if (!position) return;
+  for (const key of Object.keys(object)) {
+    if (!UNSENT_REQUEST_FIELDS.has(key)) continue;
+    const counts = (position.unsentRequestFields ??= {});
+    counts[key] = (counts[key] ?? 0) + 1;
+  }
+}
 
 /** How many of a line's field names a missing_prompt message lists before "and N more". */
 const MAX_LISTED_FIELDS = 10;

@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.ts';
 import { readJsonlRows } from '../../src/input/jsonl-reader.ts';
 import { readRows } from '../../src/input/read-rows.ts';
+import type { ReadPosition } from '../../src/input/row.ts';
+import { unsentRequestFieldsText } from '../../src/batch/run-messages.ts';
 import { collect, fixture, rules, useTempFiles } from '../helpers/reader-fixtures.ts';
 
 const EXPECTED =
@@ -232,6 +234,18 @@ describe('request fields of a prompt line', () => {
       kind: 'row',
       value: { row: 1, line: 1, id: 'j', messages: [{ role: 'user', content: 'Return JSON' }], params: { response_format: { type: 'json_object' }, seed: 3 }, metadata: { user: 'alice', topic: 'x' } },
     });
+  });
+
+  it('takes max_completion_tokens as the token limit, and counts the OpenAI fields it does not send (kept as metadata) for the run to say', async () => {
+    const lines = [{ id: 'y', prompt: 'p', max_completion_tokens: 12, max_tokens: 99, stream: true, n: 3 }, { prompt: 'q', stream: false }, { prompt: 'r', metadata: { n: 1 } }];
+    const path = await file('prompt-unsent.jsonl', lines.map((line) => JSON.stringify(line)).join('\n'));
+    const position = { bytesRead: 0, fileBytes: 0 } as ReadPosition;
+    const items = await collect(readJsonlRows(path, rules, position));
+    expect(items[0]).toMatchObject({ kind: 'row', value: { max_tokens: 12, metadata: { stream: true, n: 3 } } });
+    expect(position.unsentRequestFields).toEqual({ stream: 2, n: 1 });
+    expect(unsentRequestFieldsText(position.unsentRequestFields)).toBe(
+      "Note: request fields on prompt lines not sent to the models: stream (2 lines), n (1 line). They change what an answer is (several, streamed, tool calls), so they are kept in each result's metadata instead.",
+    );
   });
 });
 
