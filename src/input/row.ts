@@ -22,6 +22,8 @@ const messageContentSchema = z.union([z.string(), z.array(z.looseObject({ type: 
 export const chatMessageSchema = z.strictObject({
   role: z.enum(['system', 'user', 'assistant', 'developer']),
   content: messageContentSchema,
+  /** A participant's name, sent as given (OpenAI's chat messages take one). */
+  name: z.string().min(1).optional(),
 });
 export type ChatMessage = z.infer<typeof chatMessageSchema>;
 

@@ -451,3 +451,11 @@ describe('OpenAI Batch lines: a custom_id first used on an invalid line', () => 
     expect(items.map((item) => `${item.kind === 'row' ? 'row' : item.value.code} ${item.value.custom_id}`)).toEqual(['unknown_model d', 'duplicate_id d', 'bad_field 7', 'duplicate_id 7']);
   });
 });
+
+describe("a message's name", () => {
+  it('is sent as given, as OpenAI takes one', async () => {
+    const path = await file('named.jsonl', JSON.stringify({ messages: [{ role: 'user', name: 'alice', content: 'hi' }] }));
+    const [item] = await collect(readJsonlRows(path, rules));
+    expect(item).toMatchObject({ kind: 'row', value: { messages: [{ role: 'user', name: 'alice', content: 'hi' }] } });
+  });
+});
