@@ -2,7 +2,7 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
 import { missingKeyFor } from '../models/provider-clients.ts';
-import { formatUsd, nanosToUsd, usdToNanos } from '../models/pricing.ts';
+import { callCostNanos, formatUsd, nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import { monthKey } from '../limits/budget.ts';
 import type { Session } from '../queue/session.ts';
 import { keyHolders } from '../queue/worker-registry.ts';
@@ -53,19 +53,58 @@ export function refuseJudgeWithoutKey(config: SwitchyardConfig): void {
 }
 
 /**
- * A month whose cap (budget.monthly_usd) is spent already: every row that needs a priced call would
- * end budget_exceeded at once, each a line in the outputs. Refused before anything is queued, unless
- * some rows may still run (a model with no price, which the cap cannot count, or the answer cache):
- * then said.
+ * The models a run's rows may call: with a pinned model (--model) or an A/B split of named arms,
+ * those (an ensemble's members and synthesizer) and their fallbacks, the judge's and the LLM
+ * classifier's; otherwise every model of the config. A row that names its own model is not
+ * foreseen: such rows are rare beside a pinned model, and what this decides is only said or refused.
  */
-export async function refuseSpentMonth(session: Pick<Session, 'redis' | 'space'>, config: SwitchyardConfig, say: (line: string) => void, now = new Date()): Promise<void> {
+export function modelsTheRowsMayCall(config: SwitchyardConfig, pinned: readonly string[] | undefined): string[] {
+  if (!pinned || pinned.includes('auto')) return Object.keys(config.models);
+  const named = pinned.flatMap((name) => {
+    const ensemble = config.ensembles[name];
+    return ensemble ? [...ensemble.members, ensemble.synthesizer] : [name];
+  });
+  const helpers = [...(config.judge ? [config.judge.model] : []), ...(config.routing?.classifier === 'llm' && config.routing.llm_classifier ? [config.routing.llm_classifier.model] : [])];
+  const chains = [...named, ...helpers].flatMap((model) => [model, ...(config.models[model]?.fallbacks ?? [])]);
+  return [...new Set(chains)].filter((model) => config.models[model] !== undefined);
+}
+
+/**
+ * The least a call of these models reserves from a budget: a one-token prompt and the config's
+ * max_tokens (capped by the model's) at its price; null when none of them has a price.
+ */
+function smallestReservationNanos(config: SwitchyardConfig, models: readonly string[]): { nanos: number; model: string } | null {
+  let smallest: { nanos: number; model: string } | null = null;
+  for (const model of models) {
+    const { price, max_output_tokens } = config.models[model]!;
+    const nanos = callCostNanos(price, { input_tokens: 1, output_tokens: Math.min(config.max_tokens, max_output_tokens ?? Number.MAX_SAFE_INTEGER) });
+    if (nanos !== null && (smallest === null || nanos < smallest.nanos)) smallest = { nanos, model };
+  }
+  return smallest;
+}
+
+/**
+ * A month whose cap (budget.monthly_usd) is spent already, or whose rest is less than any call the
+ * rows could make reserves (a batch stopped by the cap leaves it just short of the cap): every row
+ * that needs a priced call would end budget_exceeded at once, each a line in the outputs. Refused
+ * before anything is queued, unless some rows may still run (a model they may call with no price,
+ * which the cap cannot count, or the answer cache): then said.
+ */
+export async function refuseSpentMonth(session: Pick<Session, 'redis' | 'space'>, config: SwitchyardConfig, pinned: readonly string[] | undefined, say: (line: string) => void, now = new Date()): Promise<void> {
   const cap = config.budget.monthly_usd;
   if (cap === undefined) return;
   const spentNanos = Number((await session.redis.hget(monthKey(session.space.prefix, now), 'spent')) ?? 0);
-  if (!(spentNanos >= usdToNanos(cap))) return;
-  const spent = `the month's budget is spent: calls on this Redis cost ${formatUsd(nanosToUsd(spentNanos))} in ${now.toISOString().slice(0, 7)} (UTC), and budget.monthly_usd is ${formatUsd(cap)}`;
+  const leftNanos = usdToNanos(cap) - spentNanos;
+  const models = modelsTheRowsMayCall(config, pinned);
+  const smallest = smallestReservationNanos(config, models);
+  if (leftNanos > 0 && (smallest === null || leftNanos >= smallest.nanos)) return;
+  const short =
+    leftNanos > 0 && smallest
+      ? ` (the ${formatUsd(nanosToUsd(leftNanos))} left is less than the least a call reserves: ${formatUsd(nanosToUsd(smallest.nanos))} on ${smallest.model}, max_tokens ${config.max_tokens} at its output price)`
+      : '';
+  const spent = `the month's budget is spent: calls on this Redis cost ${formatUsd(nanosToUsd(spentNanos))} in ${now.toISOString().slice(0, 7)} (UTC), and budget.monthly_usd is ${formatUsd(cap)}${short}`;
   const raise = 'Raise budget.monthly_usd in the config and run again, or run it next month.';
-  const unpriced = Object.values(config.models).some((model) => !model.price);
+  const unpriced = models.some((model) => !config.models[model]!.price);
   if (!unpriced && !config.cache) throw new UsageError(`${spent}, so every row that needs a call would end budget_exceeded. ${raise}`);
   say(`Warning: ${spent}: only rows answered ${[...(config.cache ? ['from the answer cache'] : []), ...(unpriced ? ['by a model with no price'] : [])].join(' or ')} can run, the others end budget_exceeded. ${raise}`);
 }
@@ -107,8 +146,9 @@ export async function keysHeldElsewhere(session: Session, config: SwitchyardConf
 }
 
 /** `keysElsewhere`: keys missing here that other workers have (keysHeldElsewhere). */
-export function warnAboutConfig(config: SwitchyardConfig, budgeted: boolean, detached: boolean, keysElsewhere: ReadonlySet<string>, say: (line: string) => void): void {
-  const unpriced = Object.entries(config.models).filter(([, model]) => !model.price).map(([name]) => name);
+export function warnAboutConfig(config: SwitchyardConfig, pinned: readonly string[] | undefined, budgeted: boolean, detached: boolean, keysElsewhere: ReadonlySet<string>, say: (line: string) => void): void {
+  // Only the models the rows may call: an unpriced model no row reaches costs nothing unknown.
+  const unpriced = modelsTheRowsMayCall(config, pinned).filter((name) => !config.models[name]!.price);
   // A budget counts priced calls only: an unpriced model's calls would run past it unnoticed.
   const unbounded = budgeted ? ', and no budget limits them' : '';
   if (unpriced.length > 0) say(`Warning: no price for ${unpriced.join(', ')}: their calls get cost_usd null in costs.jsonl and the report${unbounded}.`);

@@ -205,9 +205,10 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   const keysElsewhere = await keysHeldElsewhere(session, config);
   const settings = chooseRunSettings(options, existing, config, storedConfig, say);
   const callsElsewhere = refuseWhatCannotRun(config, settings.model, options, keysElsewhere, host);
-  await refuseSpentMonth(session, config, say);
+  const pinned = settings.abSplit ? settings.abSplit.map((arm) => arm.model) : settings.model ? [settings.model] : undefined;
+  await refuseSpentMonth(session, config, pinned, say);
   // After the refusals: a warning that a key is missing says nothing more when the run stops for it.
-  warnAboutConfig(config, isBudgeted(options, existing, config), options.detach === true, keysElsewhere, say);
+  warnAboutConfig(config, pinned, isBudgeted(options, existing, config), options.detach === true, keysElsewhere, say);
   if (callsElsewhere) say('Note: no model its rows may use has its key set here: the workers on this Redis that have the keys answer them, and this run writes the outputs.');
   const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
   const items = await checkedRows(settings.inputPath, settings.promptColumn, config, position, held, (first) => sayNoReferenceField(config, first, say));

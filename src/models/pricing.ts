@@ -27,7 +27,9 @@ export function formatUsd(usd: number | null): string {
   if (usd === null) return 'n/a (no price configured)';
   if (usd === 0) return '$0';
   if (usd >= 1) return `$${usd.toFixed(2)}`;
-  return `$${usd.toPrecision(3)}`;
+  // Three significant digits, and never an exponent (1e-7 of a dollar reads as $0.000000100).
+  const text = usd.toPrecision(3);
+  return `$${text.includes('e') ? usd.toFixed(Math.min(20, 2 - Math.floor(Math.log10(Math.abs(usd))))) : text}`;
 }
 
 /** No model of the config has a price: what its batches cost is unknown, not $0. */

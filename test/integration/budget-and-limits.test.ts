@@ -108,6 +108,30 @@ describe('budgets and rate limits shared through Redis', () => {
     }
   });
 
+  it("counts a month as spent when what is left cannot hold a call (a batch stopped by the cap ends just short of it), whatever unpriced model the pinned rows never reach", async () => {
+    const dir = await tempDir('budget-month-short');
+    const cfg = join(dir, 'switchyard.yaml');
+    const models = { pricey: { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 1 } }, free: { provider: 'sim' } };
+    await writeFile(cfg, stringify({ providers: { sim: { base_url: h.sim.url } }, models, default_model: 'pricey', max_tokens: 1000, budget: { monthly_usd: 3.5 } }));
+    const input = await writePromptsCsv(dir, 5);
+    const month = new Date().toISOString().slice(0, 7);
+    // $0.0005 left; a call reserves at least 1,000 output tokens at $1/M: $0.001.
+    await h.redis.hset(`${h.prefix}:budget:month:${month}`, 'spent', usdToNanos(3.4995));
+    try {
+      const run = await runCli(['run', input, '--config', cfg, '--out', join(dir, 'out'), '--batch-id', 'monthshort', '--model', 'pricey'], h.env());
+      expect(run.code, run.stdout).toBe(2);
+      expect(run.stderr).toContain("the month's budget is spent: calls on this Redis cost $3.50 in");
+      expect(run.stderr).toContain('(the $0.000500 left is less than the least a call reserves: $0.00100 on pricey, max_tokens 1000 at its output price)');
+      expect(run.stdout).not.toContain('no price for free');
+      // Unpinned, a row may reach the unpriced model: a warning, and the batch runs.
+      const open = await runCli(['run', input, '--config', cfg, '--out', join(dir, 'out-open'), '--batch-id', 'monthshort-open'], h.env());
+      expect(open.code, open.stderr).toBe(1);
+      expect(open.stdout + open.stderr).toContain('only rows answered by a model with no price can run, the others end budget_exceeded');
+    } finally {
+      await h.redis.del(`${h.prefix}:budget:month:${month}`);
+    }
+  });
+
   it('once the budget is spent, rows parked for a rate-limited model\'s slots end at once instead of each waiting out its slot', async () => {
     const dir = await tempDir('budget-rpm');
     const cfg = join(dir, 'switchyard.yaml');
@@ -300,10 +324,10 @@ describe('budget.monthly_usd counts every batch on this Redis', () => {
     const second = await runCli(['run', await writePromptsCsv(dir, 3), '--config', capped, '--out', join(dir, 'second'), '--batch-id', 'capped'], h.env());
     expect(second.code).toBe(2);
     expect(second.stderr).toContain("the month's budget is spent");
-    // Just under the cap, it runs, and the rows the cap has no room for end budget_exceeded.
+    // Just under the cap, with less left than a call reserves ($0.101: a token in, 100 out, at $1,000/M), it is spent all the same.
     await writeFile(capped, stringify({ providers: { sim: { base_url: h.sim.url } }, models, default_model: 'pricey', max_tokens: 100, budget: { monthly_usd: spent / 1e9 + 0.0001 } }));
     const third = await runCli(['run', await writePromptsCsv(dir, 3), '--config', capped, '--out', join(dir, 'third'), '--batch-id', 'capped2'], h.env());
-    expect(third.code).toBe(1);
-    expect((await readJsonLines<RowResult>(join(dir, 'third', 'results.jsonl'))).map((r) => r.error?.code)).toEqual(['budget_exceeded', 'budget_exceeded', 'budget_exceeded']);
+    expect(third.code).toBe(2);
+    expect(third.stderr).toContain('(the $0.000100 left is less than the least a call reserves: $0.101 on pricey, max_tokens 100 at its output price)');
   });
 });

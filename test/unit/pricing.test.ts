@@ -17,6 +17,8 @@ describe('pricing', () => {
   it('formats tiny and large amounts readably', () => {
     expect(formatUsd(0.000571)).toBe('$0.000571');
     expect(formatUsd(12.345)).toBe('$12.35');
+    expect(formatUsd(1e-10)).toBe('$0.000000000100');
+    expect(formatUsd(7.7e-8)).toBe('$0.0000000770');
     expect(formatUsd(null)).toMatch(/no price/);
   });
 });
