@@ -134,7 +134,18 @@ function chooseBudget(options: RunOptions, existing: BatchMeta | null, config: S
 function sayBudgetStillSpent(existing: BatchMeta | null, budgetUsd: number | undefined, config: SwitchyardConfig, storedConfig: SwitchyardConfig | null, say: (line: string) => void): void {
   if (existing?.status !== 'budget_exceeded') return;
   const raised = (before: number | undefined, now: number | undefined) => before !== undefined && (now === undefined || now > before);
-  if (raised(existing.budget_usd, budgetUsd) || raised(storedConfig?.budget.monthly_usd, config.budget.monthly_usd)) return;
+  const monthRaised = raised(storedConfig?.budget.monthly_usd, config.budget.monthly_usd);
+  if (existing.budget_stop === 'month') {
+    // A higher --budget is beside the point: the month's cap stopped it.
+    if (monthRaised) return;
+    const cap = storedConfig?.budget.monthly_usd;
+    say(
+      `Warning: batch ${existing.batch_id} stopped at the month's cap (budget.monthly_usd${cap === undefined ? '' : ` ${formatUsd(cap)}`}) and this run's config raises it not: its rows that still need a call may end budget_exceeded again. ` +
+        'Run it with a config with a higher budget.monthly_usd (or next month) to finish it.',
+    );
+    return;
+  }
+  if (raised(existing.budget_usd, budgetUsd) || monthRaised) return;
   const own = existing.budget_usd === undefined ? '' : ` (its own is ${formatUsd(existing.budget_usd)}, ${formatUsd(nanosToUsd(existing.cost_nanos))} spent)`;
   say(`Warning: batch ${existing.batch_id} stopped at a budget${own} and this run raises none: its rows that still need a call may end budget_exceeded again. Give a higher --budget (or a config with a higher budget.monthly_usd, if the month's cap stopped it) to finish it.`);
 }

@@ -199,8 +199,13 @@ function nextLine(meta: BatchMeta, runBy: string | null | undefined, workers: nu
   if (overApi) {
     const again = `posting its file again with batch_id=${meta.batch_id}`;
     if (meta.status === 'completed_with_failures') return `${again} runs the failed rows again (the succeeded ones are kept)`;
-    if (meta.status === 'budget_exceeded') return `${again} and a higher budget finishes it (when the month's cap stopped it, the server needs a config with a higher budget.monthly_usd)`;
+    if (meta.status === 'budget_exceeded') {
+      return meta.budget_stop === 'month' ? "the month's cap stopped it: the server needs a config with a higher budget.monthly_usd (or the next month), then posting its file again with the same batch_id finishes it" : `${again} and a higher budget finishes it (when the month's cap stopped it, the server needs a config with a higher budget.monthly_usd)`;
+    }
     if (meta.status === 'completed' && meta.invalid_rows > 0) return `fix the invalid rows in its file, then post it again with batch_id=${meta.batch_id}: only they run`;
+  }
+  if (meta.status === 'budget_exceeded' && meta.budget_stop === 'month') {
+    return `the month's cap stopped it: \`switchyard run --resume ${meta.batch_id} --config <a config with a higher budget.monthly_usd>\` finishes it (or the same next month)`;
   }
   return nextStep(meta.batch_id, meta.status, meta.invalid_rows, runBy, workers, meta.detached);
 }

@@ -1,6 +1,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { BatchMeta, BatchStore } from '../queue/batch-state.ts';
+import { refusedByMonthlyCap } from '../execution/redis-row-gate.ts';
 import { rebuildCsvJournal, shortCollectedFiles, unrecoverable, type ShortFile } from './collected-files.ts';
 import { writeOpenAiBatchFiles } from './openai-batch-output.ts';
 import { writeOrderedResults, type RowFilter } from './ordered-results.ts';
@@ -41,8 +42,11 @@ export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
 }
 
 async function closeBatch(store: BatchStore, batchId: string, report: Report, finishedAt: Date): Promise<void> {
+  const overBudget = (report.errors.budget_exceeded ?? 0) > 0;
   await store.update(batchId, {
-    status: (report.errors.budget_exceeded ?? 0) > 0 ? 'budget_exceeded' : report.totals.failed > 0 ? 'completed_with_failures' : 'completed',
+    status: overBudget ? 'budget_exceeded' : report.totals.failed > 0 ? 'completed_with_failures' : 'completed',
+    // Which cap to raise: a resume and `status` say so.
+    ...(overBudget && { budget_stop: refusedByMonthlyCap(report.error_examples['budget_exceeded']) ? 'month' : 'batch' }),
     finished_at: finishedAt.toISOString(),
   });
 }

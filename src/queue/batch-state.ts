@@ -52,6 +52,8 @@ export const batchMetaSchema = z.object({
   budget_usd: z.coerce.number().positive().optional(),
   /** budget_usd is the config's budget.batch_usd, not a --budget: a resume follows its own config's instead. */
   budget_from_config: z.stringbool().optional(),
+  /** Which cap a budget_exceeded batch met: its own (`batch`) or the month's (`month`), for what to raise. */
+  budget_stop: z.enum(['batch', 'month']).optional(),
   /** Its rows' fingerprints include their ids (batches created since ids counted): older batches' leave them out, and keep doing so. */
   fingerprint_ids: z.stringbool().optional(),
   prompt_column: z.string().default('prompt'),
@@ -134,7 +136,7 @@ export class BatchStore {
       .exec();
   }
 
-  async update(batchId: string, fields: Partial<Pick<BatchMeta, 'status' | 'total' | 'estimated_total' | 'invalid_rows' | 'invalid_codes' | 'input_kind' | 'started_at' | 'finished_at' | 'input_error'>>): Promise<void> {
+  async update(batchId: string, fields: Partial<Pick<BatchMeta, 'status' | 'total' | 'estimated_total' | 'invalid_rows' | 'invalid_codes' | 'input_kind' | 'started_at' | 'finished_at' | 'input_error' | 'budget_stop'>>): Promise<void> {
     const entries = Object.entries(fields).filter(([, value]) => value !== undefined).map(([k, v]) => [k, fieldText(v)]);
     if (entries.length > 0) await this.redis.hset(this.keys(batchId).meta, Object.fromEntries(entries));
   }

@@ -306,6 +306,25 @@ describe('waiting for a rate-limit slot parks the row instead of holding a worke
 describe('budget.monthly_usd counts every batch on this Redis', () => {
   const h = useSimulatorAndRedis('budget-month-all', { latency_ms: 2 });
 
+  it("says the month's cap, not --budget, is what to raise when it stopped the batch (QA: both pointed at --budget)", async () => {
+    const dir = await tempDir('budget-month-stop');
+    const month = `${h.prefix}:budget:month:${new Date().toISOString().slice(0, 7)}`;
+    await h.redis.del(month);
+    try {
+      const cfg = join(dir, 'capped.yaml');
+      await writeFile(cfg, stringify({ providers: { sim: { base_url: h.sim.url } }, models: { pricey: { provider: 'sim', price: { input_per_mtok: 1000, output_per_mtok: 1000 } } }, default_model: 'pricey', max_tokens: 100, budget: { monthly_usd: 0.5 } }));
+      const first = await runCli(['run', await writePromptsCsv(dir, 20), '--config', cfg, '--out', join(dir, 'out'), '--batch-id', 'monthstop', '--concurrency', '2'], h.env());
+      expect(first.code, first.stderr).toBe(1);
+      expect(await h.redis.hget(`${h.prefix}:batch:{monthstop}`, 'budget_stop')).toBe('month');
+      const resumed = await runCli(['run', '--resume', 'monthstop', '--budget', '5'], h.env());
+      expect(resumed.stdout + resumed.stderr).toContain("Warning: batch monthstop stopped at the month's cap (budget.monthly_usd $0.500) and this run's config raises it not");
+      const status = await runCli(['status', 'monthstop'], h.env());
+      expect(status.stdout).toContain("next      the month's cap stopped it: `switchyard run --resume monthstop --config <a config with a higher budget.monthly_usd>` finishes it");
+    } finally {
+      await h.redis.del(month);
+    }
+  });
+
   it('adds what batches without a monthly cap spend to the month, so a capped batch sees it', async () => {
     const dir = await tempDir('budget-month-all');
     const models = { pricey: { provider: 'sim', price: { input_per_mtok: 1000, output_per_mtok: 1000 } } };
