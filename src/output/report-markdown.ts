@@ -196,7 +196,7 @@ function overviewBullets(report: Report, resume: string): string[] {
     ...(totals.unpriced_calls > 0 ? [`- ${counted(totals.unpriced_calls, 'call')} used a model with no configured price: not in the cost`] : []),
     ...bullet('', renderEstimatedUsage(totals)),
     ...bullet('', renderSavings(report)),
-    `- Retries: ${counted(extra.retry_calls, 'call')}, ${extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls)}; fallbacks: ${counted(extra.fallback_calls, 'call')}, ${extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls)}, ${counted(extra.rows_on_fallback, 'row')} answered by a fallback model${bothCounted(extra)}`,
+    `- Retries: ${counted(extra.retry_calls, 'call')}${retriedAnswers(extra)}, ${extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls)}; fallbacks: ${counted(extra.fallback_calls, 'call')}, ${extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls)}, ${counted(extra.rows_on_fallback, 'row')} answered by a fallback model${bothCounted(extra)}`,
     ...bullet('Cache: ', renderCache(report)),
     ...(extra.classifier_calls > 0 ? [`- Task classifier: ${counted(extra.classifier_calls, 'call')}, ${extraCost(extra.classifier_calls, extra.classifier_cost_usd, extra.classifier_unpriced_calls)}; ${classifierDecidedText(report)}`] : []),
     ...bullet('Ensembles: ', renderEnsembleCalls(extra)),
@@ -254,6 +254,14 @@ function bothCounted(extra: Report['extra_calls']): string {
 }
 
 /** "($0.0012)", or "(no price configured)" rather than "(n/a (no price configured))". */
+/**
+ * " after a failed one, their answers among them": a retry is any call after a row's first to its
+ * model, so its cost holds the answers that retries gave, not only what failures wasted.
+ */
+function retriedAnswers(extra: Report['extra_calls']): string {
+  return extra.retry_calls > 0 ? ' after a failed one, their answers among them' : '';
+}
+
 function inParentheses(cost: string): string {
   return cost === formatUsd(null) ? '(no price configured)' : `(${cost})`;
 }
@@ -505,7 +513,7 @@ export function renderSummaryLines(report: Report): string[] {
   if (savings) pairs.push([(report.baseline?.unpriced_calls ?? 0) > 0 ? 'Baseline' : (report.baseline?.savings_percent ?? 0) < 0 ? 'Extra cost' : 'Savings', savings]);
   if (report.extra_calls.fallback_calls > 0 || report.extra_calls.retry_calls > 0) {
     const extra = report.extra_calls;
-    pairs.push(['Retries', `${counted(extra.retry_calls, 'call')} ${inParentheses(extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls))}; fallbacks ${counted(extra.fallback_calls, 'call')} ${inParentheses(extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls))}${bothCounted(extra)}`]);
+    pairs.push(['Retries', `${counted(extra.retry_calls, 'call')}${retriedAnswers(extra)} ${inParentheses(extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls))}; fallbacks ${counted(extra.fallback_calls, 'call')} ${inParentheses(extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls))}${bothCounted(extra)}`]);
   }
   const cache = renderCache(report);
   if (cache) pairs.push(['Cache', cache]);
