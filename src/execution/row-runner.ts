@@ -364,7 +364,8 @@ function answerCallRecord(
     model,
     // Counted from the row's calls, not `progress.attempt`: that restarts after a wait for open
     // circuits (a fresh set of retries), and the calls after it are still repeat calls to the model.
-    attempt: progress.calls.filter((earlier) => earlier.model === model).length + 1,
+    // An earlier run's calls carried over (recorded) are not counted: a resume starts at 1, as a plain row's does.
+    attempt: progress.calls.filter((earlier) => earlier.model === model && !earlier.recorded).length + 1,
     purpose: 'answer',
     task_type: progress.plan?.taskType ?? '',
     chain_position: progress.chainIndex,

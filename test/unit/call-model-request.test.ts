@@ -115,6 +115,15 @@ describe('the temperature and max_tokens rows are sent with', () => {
     ]);
   });
 
+  it("numbers a resumed row's calls from 1: an earlier run's calls carried with it are not this run's retries", async () => {
+    bodies.length = 0;
+    const deps = depsFor({});
+    const earlier = { batch_id: 'b', row: 1, id: 'q', model: 'flash', attempt: 1, purpose: 'answer' as const, task_type: 'simple', chain_position: 0, status: 'failed' as const, http_status: 500, input_tokens: 0, output_tokens: 0, cost_usd: 0, latency_ms: 5, started_at: '2026-12-01T00:00:00.000Z', recorded: true as const };
+    const step = await advanceRow(row('q', 'What is the capital of Peru?'), { ...freshProgress(), calls: [earlier, { ...earlier, attempt: 2 }] }, deps);
+    if (step.kind !== 'finished') throw new Error('expected finished');
+    expect(step.event.calls.filter((call) => !call.recorded).map((call) => call.attempt)).toEqual([1]);
+  });
+
   it("sends an ensemble's temperature to its members and synthesizer, and its synthesis_max_tokens to the synthesizer", async () => {
     bodies.length = 0;
     const deps = depsFor({ ensembles: { council: { members: ['flash', 'writer'], synthesizer: 'strong', temperature: 0.3, synthesis_max_tokens: 2000 } } });
