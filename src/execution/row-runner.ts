@@ -648,6 +648,9 @@ function finish(row: RowInput, progress: RowProgress, model: string, answer: Mod
     const savedNanos = callCostNanos(cached.price, cached.usage);
     result.cached = { batch_id: cached.batch_id, row: cached.row, cached_at: cached.cached_at, usage: cached.usage, saved_usd: savedNanos === null ? null : nanosToUsd(savedNanos) };
   }
-  if (error) result.error = { code: error.code, message: error.message, http_status: error.status };
+  if (error) {
+    result.error = { code: error.code, message: error.message, http_status: error.status };
+    if (error.requestId) result.request_id = error.requestId;
+  }
   return { kind: 'finished', event: { result, calls }, costNanos };
 }

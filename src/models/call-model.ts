@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { APIError } from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat';
 import type { ChatMessage } from '../input/row.ts';
 import type { Usage } from '../output/records.ts';
@@ -171,6 +172,7 @@ export async function callModel(provider: ProviderClient, request: ModelRequest,
     };
   } catch (error) {
     const failure = classifyModelError(error, ctx);
+    if (error instanceof APIError) failure.requestId ??= error.requestID ?? null;
     if (failure.code === 'unauthorized' || failure.code === 'quota_exceeded') provider.keyRejection.record(failure.message, failure.code);
     if (mayHaveBeenProcessed(failure)) {
       const { usage, ms } = estimatedUsage(request, '');

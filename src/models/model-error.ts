@@ -37,6 +37,8 @@ export class ModelCallError extends Error {
    * chargedUsage there), with the time the count took; null when it costs nothing.
    */
   estimatedUsage: { usage: Usage; countingMs: number } | null = null;
+  /** The provider's id for the request it answered with this error (its `x-request-id`), for its support; null when none came. */
+  requestId: string | null = null;
 
   constructor(init: { code: ModelErrorCode; message: string; model: string; status?: number | null; retryable?: boolean; retryAfterMs?: number | null; sent?: boolean }) {
     super(init.message);

@@ -26,8 +26,12 @@ describe('OpenAI Batch API input, end to end', () => {
     expect(ok[0]!.error).toBeNull();
 
     // Every custom_id has its line in one of the two files: d's model is unknown, so it was never sent.
-    const failed = await readJsonLines<{ custom_id: string; response: { status_code: number } | null; error: { code: string } | null }>(join(out, 'batch_errors.jsonl'));
+    const failed = await readJsonLines<{ custom_id: string; response: { status_code: number; request_id: string } | null; error: { code: string } | null }>(join(out, 'batch_errors.jsonl'));
     expect(failed.map((l) => [l.custom_id, l.response?.status_code ?? l.error?.code])).toEqual([['b', 400], ['d', 'unknown_model']]);
+    // The provider's own id for the request it refused, as for one it answered (QA: a derived one stood in for it).
+    expect(failed[0]!.response!.request_id).toMatch(/^req_sim_/);
+    const results = await readJsonLines<{ custom_id: string; request_id?: string }>(join(out, 'results.jsonl'));
+    expect(results.find((r) => r.custom_id === 'b')?.request_id).toBe(failed[0]!.response!.request_id);
 
     const errors = await readJsonLines<{ line: number; code: string }>(join(out, 'errors.jsonl'));
     expect(errors.map((e) => [e.line, e.code])).toEqual([[3, 'bad_json'], [5, 'unknown_model']]);
