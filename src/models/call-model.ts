@@ -114,7 +114,8 @@ function errorInBody(data: unknown): string | null {
 function reportedUsage(usage: unknown): Usage | null {
   if (typeof usage !== 'object' || usage === null) return null;
   const { prompt_tokens: input, completion_tokens: output } = usage as { prompt_tokens?: unknown; completion_tokens?: unknown };
-  return typeof input === 'number' && typeof output === 'number' ? { input_tokens: input, output_tokens: output } : null;
+  // A prompt of no tokens was never read: a provider that says so counts nothing (some gateways send zeros), and the call is counted here.
+  return typeof input === 'number' && typeof output === 'number' && input > 0 ? { input_tokens: input, output_tokens: output } : null;
 }
 
 /**
@@ -140,13 +141,14 @@ function mayHaveBeenProcessed(failure: ModelCallError): boolean {
 
 /**
  * What a call is charged: its answer's usage (reported, or counted when the provider sent none),
- * a timed-out request's estimated prompt, or nothing; `countingMs` is the time the counting
- * took, which is not the call's latency.
+ * a timed-out request's estimated prompt, a streamed answer's that failed part-way (its usage
+ * chunk, or its prompt and the text it sent, counted), or nothing; `countingMs` is the time the
+ * counting took, which is not the call's latency.
  */
 export function chargedUsage(answer: ModelAnswer | null, error: unknown): { usage: Usage; estimated: boolean; countingMs: number } {
   if (answer) return { usage: answer.usage, estimated: answer.usageEstimated, countingMs: answer.countingMs };
   const estimate = error instanceof ModelCallError ? error.estimatedUsage : null;
-  if (estimate) return { usage: estimate.usage, estimated: true, countingMs: estimate.countingMs };
+  if (estimate) return { usage: estimate.usage, estimated: estimate.reported !== true, countingMs: estimate.countingMs };
   return { usage: { input_tokens: 0, output_tokens: 0 }, estimated: false, countingMs: 0 };
 }
 
@@ -174,8 +176,13 @@ export async function callModel(provider: ProviderClient, request: ModelRequest,
     const failure = classifyModelError(error, ctx);
     if (error instanceof APIError) failure.requestId ??= error.requestID ?? null;
     if (failure.code === 'unauthorized' || failure.code === 'quota_exceeded') provider.keyRejection.record(failure.message, failure.code);
-    if (mayHaveBeenProcessed(failure)) {
-      const { usage, ms } = estimatedUsage(request, '');
+    const part = failure.streamedPart;
+    const reported = part ? reportedUsage(part.usage) : null;
+    if (reported) {
+      failure.estimatedUsage = { usage: reported, countingMs: 0, reported: true };
+    } else if (part || mayHaveBeenProcessed(failure)) {
+      // The provider generated what it sent before the failure, and bills it.
+      const { usage, ms } = estimatedUsage(request, part?.output ?? '');
       failure.estimatedUsage = { usage, countingMs: ms };
     }
     throw failure;

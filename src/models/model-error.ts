@@ -36,7 +36,9 @@ export class ModelCallError extends Error {
    * What the failed call is charged, estimated (set by callModel on a timeout: see
    * chargedUsage there), with the time the count took; null when it costs nothing.
    */
-  estimatedUsage: { usage: Usage; countingMs: number } | null = null;
+  estimatedUsage: { usage: Usage; countingMs: number; reported?: boolean } | null = null;
+  /** A streamed answer that failed part-way: the text it had sent, and the usage chunk if one came. */
+  streamedPart: { output: string; usage: unknown } | null = null;
   /** The provider's id for the request it answered with this error (its `x-request-id`), for its support; null when none came. */
   requestId: string | null = null;
 

@@ -29,7 +29,9 @@ interface StreamContext {
  * Reads a chat completion stream to its end. The SDK's timeout stops at the response's headers, so
  * a stream that stalls would hang the row for ever: a chunk must arrive every `idleTimeoutMs`, or the
  * request is aborted and the call fails as a (retryable) timeout. A stream cut off or ended with an
- * error event is retryable too: what came before is dropped, as a partial answer is no answer.
+ * error event is retryable too: what came before is dropped, as a partial answer is no answer, but
+ * the failure carries it (`StreamedPart`), since the provider bills what it generated. A stream that
+ * stalls or breaks after its finish_reason has its whole answer: it is kept.
  */
 export async function readStreamedAnswer(stream: Stream<ChatCompletionChunk>, ctx: StreamContext): Promise<StreamedAnswer> {
   const parts: string[] = [];
@@ -55,34 +57,46 @@ export async function readStreamedAnswer(stream: Stream<ChatCompletionChunk>, ct
       watch();
       const choice = chunk.choices[0];
       const content = choice?.delta?.content;
-      if (content) {
-        ttftMs ??= Math.round(performance.now() - ctx.startedAt);
-        parts.push(content);
-      }
+      if (content) parts.push(content);
       const refusal = choice?.delta?.refusal;
       if (refusal) refusalParts.push(refusal);
+      // A refusal is the answer's first token as content is.
+      if (content || refusal) ttftMs ??= Math.round(performance.now() - ctx.startedAt);
       if (choice?.finish_reason) finishReason = choice.finish_reason;
       if (chunk.usage) usage = chunk.usage;
     }
   } catch (error) {
-    if (stalled) throw stallError();
+    // Finished already: what broke (or stalled) was only the end of the stream, the usage chunk perhaps.
+    if (finishReason !== null && (stalled || !(error instanceof APIError))) return answer();
+    if (stalled) throw withPart(stallError());
     if (error instanceof APIError && typeof error.status !== 'number') {
-      throw new ModelCallError({ code: 'server_error', model: ctx.model, retryable: true, message: `${where} sent an error in its streamed answer after ${chunkCount(chunks)}: ${error.message}` });
+      throw withPart(new ModelCallError({ code: 'server_error', model: ctx.model, retryable: true, message: `${where} sent an error in its streamed answer after ${chunkCount(chunks)}: ${error.message}` }));
     }
     if (error instanceof APIError || error instanceof ModelCallError) throw error;
     const reason = error instanceof Error ? error.message : String(error);
-    throw new ModelCallError({ code: 'connection_error', model: ctx.model, retryable: true, message: `${where} broke off its streamed answer after ${chunkCount(chunks)}: ${reason}` });
+    throw withPart(new ModelCallError({ code: 'connection_error', model: ctx.model, retryable: true, message: `${where} broke off its streamed answer after ${chunkCount(chunks)}: ${reason}` }));
   } finally {
     clearTimeout(idle);
   }
   // The SDK ends the iteration quietly when its request is aborted: by the stall watch, or by the caller.
-  if (stalled) throw stallError();
+  if (stalled && finishReason !== null) return answer();
+  if (stalled) throw withPart(stallError());
   if (stream.controller.signal.aborted) throw new ModelCallError({ code: 'unexpected_error', model: ctx.model, message: `${where}: the streamed call was cancelled after ${chunkCount(chunks)}` });
   if (chunks === 0) throw new ModelCallError({ code: 'empty_response', model: ctx.model, message: `${where} ended its stream without a single chunk` });
   if (finishReason === null) {
-    throw new ModelCallError({ code: 'connection_error', model: ctx.model, retryable: true, message: `${where} ended its streamed answer after ${chunkCount(chunks)} without saying it was finished (no finish_reason): it was cut off on the way` });
+    throw withPart(new ModelCallError({ code: 'connection_error', model: ctx.model, retryable: true, message: `${where} ended its streamed answer after ${chunkCount(chunks)} without saying it was finished (no finish_reason): it was cut off on the way` }));
   }
-  return { output: parts.join(''), finishReason, refusal: refusalParts.length > 0 ? refusalParts.join('') : null, usage, ttftMs };
+  return answer();
+
+  function answer(): StreamedAnswer {
+    return { output: parts.join(''), finishReason, refusal: refusalParts.length > 0 ? refusalParts.join('') : null, usage, ttftMs };
+  }
+
+  /** The failure, with what came before it: the call is charged for it (call-model.ts). */
+  function withPart(failure: ModelCallError): ModelCallError {
+    if (chunks > 0) failure.streamedPart = { output: parts.join(''), usage };
+    return failure;
+  }
 
   function stallError(): ModelCallError {
     return new ModelCallError({ code: 'timeout', model: ctx.model, retryable: true, message: `${where} stopped sending its streamed answer: nothing for ${ctx.idleTimeoutMs} ms after ${chunkCount(chunks)} (providers.${ctx.provider}.timeout_ms)` });

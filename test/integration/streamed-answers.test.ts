@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
-import { callModel, type ModelRequest } from '../../src/models/call-model.ts';
+import { callModel, chargedUsage, type ModelRequest } from '../../src/models/call-model.ts';
 import { ModelCallError } from '../../src/models/model-error.ts';
 import { createProviderClients } from '../../src/models/provider-clients.ts';
 import { countMessageTokens } from '../../src/routing/token-count.ts';
@@ -55,6 +55,8 @@ describe('a streamed call (models.<name>.stream)', () => {
 });
 
 describe('a streamed call that goes wrong', () => {
+  const chunk = (delta: Record<string, string>, finish: string | null) => JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 0, model: 'm', choices: [{ index: 0, delta, finish_reason: finish }] });
+  const usageChunk = JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 0, model: 'm', choices: [], usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 } });
   const routes: Record<string, (res: ServerResponse) => void> = {
     // One word, then silence.
     '/stall/v1/chat/completions': (res) => {
@@ -69,6 +71,21 @@ describe('a streamed call that goes wrong', () => {
     '/error-event/v1/chat/completions': (res) => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       res.end('data: {"error":{"message":"The server had an error while processing your request","type":"server_error"}}\n\n');
+    },
+    // The whole answer and its usage, then the connection drops (or stays open, silent) before [DONE].
+    '/finish-then-cut/v1/chat/completions': (res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`data: ${chunk({ content: 'Hello' }, 'stop')}\n\ndata: ${usageChunk}\n\n`);
+      setTimeout(() => res.socket?.destroy(), 20);
+    },
+    '/finish-then-stall/v1/chat/completions': (res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`data: ${chunk({ content: 'Hello' }, 'stop')}\n\n`);
+    },
+    // Text and the usage the provider bills, but no finish_reason: cut off, and charged what it reported.
+    '/no-finish/v1/chat/completions': (res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(`data: ${chunk({ content: 'Hello' }, null)}\n\ndata: ${usageChunk}\n\ndata: [DONE]\n\n`);
     },
     '/json/v1/chat/completions': (res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -101,13 +118,26 @@ describe('a streamed call that goes wrong', () => {
     expect(error).toBeInstanceOf(ModelCallError);
     expect(error).toMatchObject({ code: 'timeout', retryable: true });
     expect(error!.message).toContain('stopped sending its streamed answer: nothing for 300 ms after 1 chunk (providers.p.timeout_ms)');
-    // The provider took the prompt (it had started answering): the call is charged it, counted here.
-    expect(error!.estimatedUsage?.usage).toEqual({ input_tokens: countMessageTokens(messages), output_tokens: 0 });
+    // The provider took the prompt and sent a word: the call is charged them, counted here.
+    expect(error!.estimatedUsage?.usage).toEqual({ input_tokens: countMessageTokens(messages), output_tokens: 1 });
   });
 
   it('fails retryably when the connection breaks off mid-answer or the stream reports an error', async () => {
-    expect(await failure('/cut')).toMatchObject({ code: 'connection_error', retryable: true, message: expect.stringContaining('broke off its streamed answer after 1 chunk'), estimatedUsage: null });
+    expect(await failure('/cut')).toMatchObject({ code: 'connection_error', retryable: true, message: expect.stringContaining('broke off its streamed answer after 1 chunk'), estimatedUsage: { usage: { input_tokens: countMessageTokens(messages), output_tokens: 1 } } });
     expect(await failure('/error-event')).toMatchObject({ code: 'server_error', retryable: true, message: expect.stringContaining('sent an error in its streamed answer after 0 chunks'), estimatedUsage: null });
+  });
+
+  it('keeps an answer whose stream broke or stalled after its finish_reason (QA: thrown away and paid for again at $0)', async () => {
+    const cut = await callModel(providerAt(`${base}/finish-then-cut/v1`), request);
+    expect(cut).toMatchObject({ output: 'Hello', finishReason: 'stop', usage: { input_tokens: 11, output_tokens: 7 }, usageEstimated: false });
+    const stalled = await callModel(providerAt(`${base}/finish-then-stall/v1`, 300), request);
+    expect(stalled).toMatchObject({ output: 'Hello', finishReason: 'stop', usageEstimated: true });
+  });
+
+  it('charges a stream cut off without its finish_reason the usage it reported (QA: recorded at $0)', async () => {
+    const error = await failure('/no-finish');
+    expect(error).toMatchObject({ code: 'connection_error', retryable: true, estimatedUsage: { usage: { input_tokens: 11, output_tokens: 7 }, reported: true } });
+    expect(chargedUsage(null, error)).toMatchObject({ usage: { input_tokens: 11, output_tokens: 7 }, estimated: false });
   });
 
   it('says to turn streaming off when the provider answers with a whole JSON body', async () => {

@@ -57,6 +57,26 @@ describe('a refusal', () => {
   });
 });
 
+/** A gateway that reports 0 tokens for a call that had a prompt and an answer (QA: it went as $0, and past the budget). */
+describe('a usage of zero tokens', () => {
+  const server = createServer(async (request: IncomingMessage, response) => {
+    for await (const chunk of request) void chunk;
+    response.writeHead(200, { 'content-type': 'application/json' });
+    response.end(JSON.stringify({ id: 'c1', object: 'chat.completion', created: 0, model: 'm', choices: [{ index: 0, message: { role: 'assistant', content: 'Lima is the capital.' }, finish_reason: 'stop' }], usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 } }));
+  });
+  beforeAll(() => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve)));
+  afterAll(() => server.close());
+
+  it('is taken as no usage, and the tokens are counted here', async () => {
+    const { port } = server.address() as AddressInfo;
+    const config = parseConfig({ providers: { p: { base_url: `http://127.0.0.1:${port}/v1` } }, models: { m: { provider: 'p' } }, default_model: 'm' }, 'test');
+    const answer = await callModel(createProviderClients(config).get('p')!, { model: 'm', upstream: 'm', messages: [{ role: 'user', content: 'What is the capital of Peru?' }], temperature: 0, maxTokens: 20 });
+    expect(answer.usageEstimated).toBe(true);
+    expect(answer.usage.input_tokens).toBeGreaterThan(0);
+    expect(answer.usage.output_tokens).toBeGreaterThan(0);
+  });
+});
+
 /** The temperature and max_tokens a row's calls go out with: the row's own, its task type's, its ensemble's, the config's. */
 describe('the temperature and max_tokens rows are sent with', () => {
   const bodies: Array<{ model: string; temperature: number; max_tokens: number }> = [];
