@@ -38,13 +38,20 @@ export function judgeMessages(input: JudgeInput): ChatMessage[] {
 
 export type JudgeVerdict = { score: number; reason: string | null } | { score: null; reason: string };
 
+/** "SCORE: 8", "Score: 8/10", "**SCORE:** 8": the label the instruction asks for. */
+const LABELLED_SCORE = /score\s*\**\s*:\s*\**\s*(\d+(?:\.\d+)?)(?:\s*\/\s*10)?/gi;
+/** A looser "score 8" or "score - 8", for a judge that left out the colon. */
+const LOOSE_SCORE = /score\W{0,4}(\d+(?:\.\d+)?)(?:\s*\/\s*10)?/i;
+
 /**
- * The score in a judge's reply: the first "SCORE: n" (also "Score: 8/10", "**SCORE:** 8"), and the
- * text after it as the reason, or the text before it for a judge that reasons first and scores
- * last (as reasoning models tend to). A reply without a score on the scale gives none, and says so.
+ * The score in a judge's reply: the first labelled "SCORE: n" on the scale (a "score 1-10 rubric"
+ * said before it is not one), else the first looser "score n"; the text after it is the reason, or
+ * the text before it for a judge that reasons first and scores last (as reasoning models tend to).
+ * A reply without a score on the scale gives none, and says so.
  */
 export function readJudgeReply(reply: string): JudgeVerdict {
-  const match = /score\W{0,4}(\d+(?:\.\d+)?)(?:\s*\/\s*10)?/i.exec(reply);
+  const onScale = (found: RegExpExecArray) => Number.isInteger(Number(found[1])) && Number(found[1]) >= SCORE_MIN && Number(found[1]) <= SCORE_MAX;
+  const match = [...reply.matchAll(LABELLED_SCORE)].find(onScale) ?? LOOSE_SCORE.exec(reply);
   const score = match ? Number(match[1]) : NaN;
   if (!match || !Number.isInteger(score) || score < SCORE_MIN || score > SCORE_MAX) {
     const said = reply.replace(/\s+/g, ' ').trim().slice(0, 120);

@@ -31,6 +31,10 @@ describe('reading the judge reply', () => {
     expect(readJudgeReply('The answer names Paris, as the reference does.\n\n**SCORE: 9**')).toEqual({ score: 9, reason: 'The answer names Paris, as the reference does.' });
   });
 
+  it('takes the labelled SCORE over a "score 1-10" said before it (QA: read as 1)', () => {
+    expect(readJudgeReply('Using a score 1-10 rubric: the answer is excellent.\n\nSCORE: 9')).toEqual({ score: 9, reason: 'Using a score 1-10 rubric: the answer is excellent.' });
+  });
+
   it('gives no score for a reply without one on the scale, and quotes what it said', () => {
     expect(readJudgeReply('SCORE: 11\nToo kind.')).toEqual({ score: null, reason: 'no score from 1 to 10 in the judge\'s reply: "SCORE: 11 Too kind."' });
     expect(readJudgeReply('SCORE: 7.5')).toMatchObject({ score: null });
