@@ -154,7 +154,7 @@ export function chargedUsage(answer: ModelAnswer | null, error: unknown): { usag
 
 /** One chat completion through the `openai` SDK; throws ModelCallError on any failure. */
 export async function callModel(provider: ProviderClient, request: ModelRequest, signal?: AbortSignal): Promise<ModelAnswer> {
-  const ctx = { model: request.model, upstream: request.upstream, provider: provider.name, baseUrl: provider.config.base_url, apiKeyEnv: provider.config.api_key_env, timeoutMs: provider.config.timeout_ms };
+  const ctx = { model: request.model, upstream: request.upstream, provider: provider.name, baseUrl: provider.config.base_url, apiKeyEnv: provider.config.api_key_env, timeoutMs: provider.config.timeout_ms, stream: request.stream };
   const unsendable = whyNotSendable(provider, request.model);
   if (unsendable) throw unsendable;
   try {

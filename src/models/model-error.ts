@@ -75,6 +75,8 @@ interface ErrorContext {
   apiKeyEnv: string | undefined;
   /** The provider's timeout_ms, for the timeout message. */
   timeoutMs?: number | undefined;
+  /** A streamed request: timeout_ms bounds its silences, not the answer's length. */
+  stream?: boolean | undefined;
 }
 
 /**
@@ -92,7 +94,8 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
   if (error instanceof ModelCallError) return error;
   const where = `model "${ctx.model}" at ${ctx.baseUrl}`;
   if (error instanceof APIConnectionTimeoutError) {
-    return new ModelCallError({ code: 'timeout', model: ctx.model, retryable: true, message: `${where} did not answer within ${ctx.timeoutMs === undefined ? "the provider's timeout_ms" : `${ctx.timeoutMs} ms (providers.${ctx.provider}.timeout_ms; raise it for long answers)`}` });
+    const limit = ctx.timeoutMs === undefined ? "the provider's timeout_ms" : `${ctx.timeoutMs} ms (providers.${ctx.provider}.timeout_ms; ${ctx.stream ? 'for a streamed answer the longest wait for its first chunk' : 'raise it for long answers'})`;
+    return new ModelCallError({ code: 'timeout', model: ctx.model, retryable: true, message: `${where} did not ${ctx.stream ? 'start its streamed answer' : 'answer'} within ${limit}` });
   }
   if (error instanceof APIConnectionError) {
     const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';

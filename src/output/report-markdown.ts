@@ -255,11 +255,11 @@ function bothCounted(extra: Report['extra_calls']): string {
 
 /** "($0.0012)", or "(no price configured)" rather than "(n/a (no price configured))". */
 /**
- * " after a failed one, their answers among them": a retry is any call after a row's first to its
+ * " after a failed one, any answers they gave included": a retry is any call after a row's first to its
  * model, so its cost holds the answers that retries gave, not only what failures wasted.
  */
 function retriedAnswers(extra: Report['extra_calls']): string {
-  return extra.retry_calls > 0 ? ' after a failed one, their answers among them' : '';
+  return extra.retry_calls > 0 ? ' after a failed one, any answers they gave included' : '';
 }
 
 function inParentheses(cost: string): string {
@@ -309,7 +309,7 @@ function abArmsSection(report: Report): string[] {
       arms.map(([name, arm]) => [name, count(arm.rows), count(arm.succeeded), count(arm.failed), ...(withCache ? [count(arm.cached_rows)] : []), armCost(arm), costPerAnswer(arm), formatLatency(arm.latency_p50_ms), formatLatency(arm.latency_p95_ms), ...(withScore ? [formatScore(arm)] : []), answeredByText(arm)]),
     ),
     '',
-    ...(withCache ? ['Rows from the cache were answered in an earlier batch, which paid for them: they are left out of cost / answer and latency, so the arms compare on the calls this batch made.', ''] : []),
+    ...(withCache ? ['Rows from the cache were answered by an earlier call (an earlier batch\'s, or an earlier row\'s of this one), which was paid for then: they are left out of cost / answer and latency, so the arms compare on the calls made for their own rows.', ''] : []),
     "Each row that names no model of its own went to one arm, by a hash of its id (`--ab`); `auto` routes its rows by task type, as the config's routing does. An arm's cost is every call made for its rows while in it, in every run of the batch (retries, fallbacks, the task classifier, an ensemble's members and synthesis), the judge's excepted; cost / answer divides it by the rows that succeeded, so failures' calls count against it. p50 / p95 are the succeeded rows' latency." +
       (withScore ? ' Score: the mean of the judge\'s scores ± its 95% margin of error; the arms answered different prompts, so compare them over many rows.' : '') +
       armCoverage(report, arms),
@@ -374,7 +374,7 @@ function taskTypesByModel(report: Report): string[] {
       lines.map(({ type, model, group }) => [type, model, count(group.rows), count(group.failed), costPerAnswer(group), formatLatency(group.latency_p50_ms), formatLatency(group.latency_p95_ms), ...(withScore ? [formatScore(group)] : [])]),
     ),
     '',
-    "Cost / answer: what the rows' calls cost (all but the judge's: retries and fallbacks included, rows with an unpriced call left out) over the rows that succeeded; p50 / p95 their latency, first call to answer.",
+    `Cost / answer: what the rows' calls cost (all but the judge's: retries and fallbacks included, rows with an unpriced call left out) over the rows that succeeded${report.cache.answered_rows > 0 ? ' by a call of this batch (rows answered from the cache are left out of it and of the latencies; n/a when every answer came from there)' : ''}; p50 / p95 their latency, first call to answer.`,
   ];
 }
 
