@@ -16,6 +16,9 @@ import type { RowGate } from './row-gate.ts';
 import type { RoutePlan, RowProgress } from './row-progress.ts';
 import { releaseHeldSlot, type RowInput } from './row-runner.ts';
 
+/** How late past its booked slot a parked classifier call may start before it books again. */
+const LATE_SLOT_MS = 1000;
+
 /**
  * Decides a row's task type (rules, or a cheap model with the rules as fallback) and its model
  * chain. A row's own model or the batch's pinned model skips the classifier call. The classifier
@@ -54,6 +57,8 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
     }
     let untilSlot: number;
     let probe: string | undefined;
+    // Woken well after its slot (workers stopped or busy): booked again, or the slots passed meanwhile would all be used at once (row-runner.ts does the same).
+    if (progress.reservedModel === model && progress.wakeAt - Date.now() < -LATE_SLOT_MS) Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
     if (progress.reservedModel === model) {
       // Back from parking: the slot booked before is this row's.
       untilSlot = progress.wakeAt - Date.now();

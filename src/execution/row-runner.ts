@@ -276,6 +276,10 @@ async function takeSlot(model: string, estimatedTokens: number, onLimit: 'wait' 
   const { config, gate } = deps;
   const now = deps.now ?? Date.now;
   if (progress.reservedModel === model && (await gate.coolingDownMs(model)) > 0) Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
+  // A parked row wakes before its slot; one that wakes well after it (its workers stopped, or too
+  // busy) books again: the slots passed meanwhile would otherwise all be used at once, a burst over
+  // the rate limit. The old one is past, so there is nothing to give back.
+  if (progress.reservedModel === model && progress.wakeAt - now() < -WAKE_LEAD_MS) Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
   if (progress.reservedModel === model) {
     const untilSlot = progress.wakeAt - now();
     if (untilSlot > WAKE_LEAD_MS + config.limits.inline_wait_ms) return { kind: 'park', waitMs: untilSlot - WAKE_LEAD_MS, progress };

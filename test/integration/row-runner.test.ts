@@ -110,6 +110,21 @@ describe('advanceRow', () => {
     expect(reservations).toBe(1);
   });
 
+  it("books again when it wakes well after its slot (QA: every slot passed while the workers were stopped was used at once, over rpm)", async () => {
+    let reservations = 0;
+    let clock = 1_000_000;
+    const { deps } = setup(['limited'], { reserveCapacity: async () => ({ reserved: true, waitMs: reservations++ === 0 ? 5_000 : 3_000, slotAt: 123 + reservations }) });
+    deps.now = () => clock;
+    deps.sleep = async () => undefined;
+    const first = await advanceRow(row, freshProgress(), deps);
+    if (first.kind !== 'park') throw new Error('expected park');
+    // The worker was away for 30 s: the slot passed long ago.
+    clock += 35_000;
+    const second = await advanceRow(row, JSON.parse(JSON.stringify(first.progress)), deps);
+    expect(reservations).toBe(2);
+    expect(second).toMatchObject({ kind: 'park', waitMs: 2_000, progress: { reservedModel: 'limited', wakeAt: clock + 3_000 } });
+  });
+
   it('once the budget is spent, refuses a row of a rate-limited model before it books or waits out a slot', async () => {
     let reservations = 0;
     const released: string[] = [];
