@@ -30,7 +30,7 @@ interface StreamContext {
  * a stream that stalls would hang the row for ever: a chunk must arrive every `idleTimeoutMs`, or the
  * request is aborted and the call fails as a (retryable) timeout. A stream cut off or ended with an
  * error event is retryable too: what came before is dropped, as a partial answer is no answer, but
- * the failure carries it (`StreamedPart`), since the provider bills what it generated. A stream that
+ * the failure carries it (`streamedPart`), since the provider bills what it generated. A stream that
  * stalls or breaks after its finish_reason has its whole answer: it is kept.
  */
 export async function readStreamedAnswer(stream: Stream<ChatCompletionChunk>, ctx: StreamContext): Promise<StreamedAnswer> {
