@@ -113,18 +113,23 @@ const OWNER_RUNNING_HAND_BACK_MS = 20;
  * parking everything), then KEY_HAND_BACK_PARK_MS in the queue, where any worker may take it; after
  * MAX_KEY_HAND_BACKS rounds (about 3 minutes) it fails with missing_api_key.
  */
+/** A row's fallback_reason naming a model passed over for its open circuit (row-runner.ts), the model first. */
+const OPEN_CIRCUIT = /(?:^|; )([^:;]+): circuit open after repeated failures/;
+
 const KEY_HAND_BACK_HOLD_MS = 500;
 const KEY_HAND_BACK_PARK_MS = 500;
 const MAX_KEY_HAND_BACKS = 180;
 
 export function createPromptProcessor(deps: PromptJobDeps) {
   const logFailure = createRowFailureLog(deps.logger);
-  // Why rows wait parked, said once per batch: a row parked for minutes would otherwise look stuck.
+  // Why rows wait parked, or leave their model, said once per batch and kind of note (its figures
+  // aside): a row parked for minutes would otherwise look stuck, an outage like a slow batch.
   const noted = new Set<string>();
   const noteOnce = (batchId: string, note: string) => {
-    if (noted.has(batchId)) return;
+    const key = `${batchId}\u0000${note.replace(/\d+(\.\d+)?/g, '#')}`;
+    if (noted.has(key)) return;
     if (noted.size >= 1000) noted.clear();
-    noted.add(batchId);
+    noted.add(key);
     deps.logger.warn({ batch: batchId }, `batch ${batchId}: ${note}`);
   };
   return async function processPromptJob(data: unknown, delivery: Delivery): Promise<PromptJobOutcome> {
@@ -180,6 +185,8 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       }
     }
     if (failure) logFailure({ batchId: job.batchId, row: job.row, code: failure.code, attempts: step.event.result.attempts, message: failure.message });
+    const openCircuit = OPEN_CIRCUIT.exec(step.event.result.fallback_reason ?? '');
+    if (openCircuit) noteOnce(job.batchId, `${openCircuit[1]}'s circuit is open after repeated failures: rows go on to their fallbacks, and a test call now and then tells when it is back (fallback_reason in results.jsonl)`);
     let publication: { published: boolean; costNanos: number };
     try {
       publication = await publishRowEvent(deps.redis, keys, step.event, step.costNanos, job.fingerprint);

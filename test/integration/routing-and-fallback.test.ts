@@ -188,7 +188,7 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     const input = await writePromptsCsv(dir, 200);
     const out = join(dir, 'out');
     const before = h.sim.stats().models.dead?.requests ?? 0;
-    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'dead', '--concurrency', '8'], h.env({ SIM_KEY: 'right-key' }));
+    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'dead', '--concurrency', '8'], h.env({ SIM_KEY: 'right-key', LOG_LEVEL: 'warn' }));
     expect(run.code, run.stderr).toBe(0);
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(results).toHaveLength(200);
@@ -200,6 +200,8 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(passedOver.length).toBeGreaterThan(150);
     // Each says what opened the circuit, not only that it is open.
     for (const r of passedOver) expect(r.fallback_reason).toMatch(/dead: circuit open after repeated failures \(last error: .*\b500\b.*; next probe in/);
+    // Said once while it happens (QA: only results.jsonl told of it).
+    expect((run.stdout + run.stderr).match(/dead's circuit is open after repeated failures: rows go on to their fallbacks/g)).toHaveLength(1);
     const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
     expect(calls.filter((c) => c.model === 'dead')).toHaveLength(deadCalls);
     expect(calls.filter((c) => c.model === 'backup').every((c) => c.chain_position === 1)).toBe(true);
