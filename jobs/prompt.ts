@@ -42,6 +42,8 @@ export const promptJobSchema = z.object({
   fingerprint: z.number().int().positive().optional(),
   /** How often workers that cannot serve the batch handed the row back (see handBackMs). */
   handBacks: z.number().int().nonnegative().optional(),
+  /** How often a worker without the row's key put it back to wait for a worker with it, none being connected (see KEY_WAIT_MS). */
+  keyWaits: z.number().int().nonnegative().optional(),
   /**
    * When the run that queued the job started (epoch ms). A worker holding the batch's config from
    * before that run reads it again first: a resume may have brought another config (a higher
@@ -116,6 +118,15 @@ const OWNER_RUNNING_HAND_BACK_MS = 20;
 /** A row's fallback_reason naming a model passed over for its open circuit (row-runner.ts), the model first. */
 const OPEN_CIRCUIT = /(?:^|; )([^:;]+): circuit open after repeated failures/;
 
+/**
+ * A --detach batch's row whose key no connected worker has waits in the queue for one that starts
+ * (workers started in any order, a rolling restart of the one with the key) for KEY_WAIT_ROUNDS
+ * rounds of KEY_WAIT_MS, about 2 minutes, before it fails with missing_api_key. A run's rows fail at
+ * once: its run stopped before queueing when no one had the keys.
+ */
+const KEY_WAIT_MS = 5_000;
+const KEY_WAIT_ROUNDS = 24;
+
 const KEY_HAND_BACK_HOLD_MS = 500;
 const KEY_HAND_BACK_PARK_MS = 500;
 const MAX_KEY_HAND_BACKS = 180;
@@ -176,13 +187,15 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       return { kind: 'park', waitMs: step.waitMs, data: { ...job, progress: step.progress } };
     }
     const failure = step.event.result.error;
-    if (failure?.code === 'missing_api_key' && (job.handBacks ?? 0) < MAX_KEY_HAND_BACKS) {
-      const keyName = missingKeyOf(ctx.runner, step.event.result.model);
-      if (keyName && (await ctx.runner.keyHeldElsewhere?.(keyName).catch(() => false))) {
-        noteOnce(job.batchId, `rows that need $${keyName}, which is not set here, are left to the worker processes that have it (each such row this worker takes waits about a second before going back to the queue: set $${keyName} here, or stop this worker, if the batch runs slower than it should)`);
-        await ctx.runner.sleep(KEY_HAND_BACK_HOLD_MS);
-        return { kind: 'park', waitMs: KEY_HAND_BACK_PARK_MS, data: { ...job, progress, handBacks: (job.handBacks ?? 0) + 1 } };
-      }
+    const keyName = failure?.code === 'missing_api_key' ? missingKeyOf(ctx.runner, step.event.result.model) : null;
+    if (keyName && (job.handBacks ?? 0) < MAX_KEY_HAND_BACKS && (await ctx.runner.keyHeldElsewhere?.(keyName).catch(() => false))) {
+      noteOnce(job.batchId, `rows that need $${keyName}, which is not set here, are left to the worker processes that have it (each such row this worker takes waits about a second before going back to the queue: set $${keyName} here, or stop this worker, if the batch runs slower than it should)`);
+      await ctx.runner.sleep(KEY_HAND_BACK_HOLD_MS);
+      return { kind: 'park', waitMs: KEY_HAND_BACK_PARK_MS, data: { ...job, progress, handBacks: (job.handBacks ?? 0) + 1 } };
+    }
+    if (keyName && ctx.detached && (job.keyWaits ?? 0) < KEY_WAIT_ROUNDS) {
+      noteOnce(job.batchId, `rows that need $${keyName} wait for a worker that has it, and none is connected: start one with it set (the rows fail with missing_api_key after about ${Math.round((KEY_WAIT_MS * KEY_WAIT_ROUNDS) / 60_000)} min of this)`);
+      return { kind: 'park', waitMs: KEY_WAIT_MS, data: { ...job, progress, keyWaits: (job.keyWaits ?? 0) + 1 } };
     }
     if (failure) logFailure({ batchId: job.batchId, row: job.row, code: failure.code, attempts: step.event.result.attempts, message: failure.message });
     const openCircuit = OPEN_CIRCUIT.exec(step.event.result.fallback_reason ?? '');

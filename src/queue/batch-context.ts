@@ -19,6 +19,8 @@ import { keyHolders } from './worker-registry.ts';
 export interface BatchContext {
   config: SwitchyardConfig;
   runner: RowRunnerDeps;
+  /** The batch's last run was --detach'ed: its rows are any worker's, with workers coming and going. */
+  detached: boolean;
   /**
    * Moves a row forward: through an ensemble when the row, or the batch (--model), names one; else
    * routed; then, when the config has a judge, to its score. `checkpoint` saves the row's progress
@@ -52,7 +54,7 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
   type Entry = { loaded: Promise<Loaded>; context: Promise<BatchContext | 'elsewhere'>; reloadAt: number; runAt: number | null };
   const cache = new Map<string, Entry>();
 
-  function build(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined, abSplit: readonly AbArm[] | undefined): BatchContext {
+  function build(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined, abSplit: readonly AbArm[] | undefined, detached: boolean): BatchContext {
     const providers = createProviderClients(config);
     const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config, monthSpend, onBudgetSpent: (scope) => budgetSpent?.(scope === 'batch' ? batchId : null) });
     const answerCache = config.cache ? createAnswerCache(store.redis, store.space, config.cache.ttl_hours) : undefined;
@@ -65,6 +67,7 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
     return {
       config,
       runner,
+      detached,
       advance(row, progress, checkpoint) {
         const { abArm, ensemble } = rowTarget(row, config, abSplit, modelOverride);
         // An arm's row carries it to every call it makes (their cost records name it) and to its answer's result,
@@ -80,14 +83,14 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
   async function load(batchId: string, previous: Promise<Loaded> | undefined): Promise<Loaded> {
     const [meta, stored] = await Promise.all([store.load(batchId), store.loadConfig(batchId)]);
     if (!meta || !stored) throw new Error(`batch ${batchId} has no state in Redis (was it deleted?)`);
-    const source = `${meta.builtin_config}\n${meta.model_override ?? ''}\n${JSON.stringify(meta.ab_split ?? null)}\n${meta.cache_off === true}\n${stored.json}`;
+    const source = `${meta.builtin_config}\n${meta.model_override ?? ''}\n${JSON.stringify(meta.ab_split ?? null)}\n${meta.cache_off === true}\n${meta.detached === true}\n${stored.json}`;
     const runAt = Date.parse(meta.started_at ?? meta.created_at);
     const before = await previous?.catch(() => undefined);
     if (before?.source === source) return { ...before, runAt };
     // Its models are a simulator inside the process that runs it (which primed its context): only that process can call them.
     if (meta.builtin_config) return { context: 'elsewhere', source, runAt };
     const config = meta.cache_off ? withoutAnswerCache(stored.config) : stored.config;
-    return { context: build(batchId, config, meta.model_override, meta.ab_split), source, runAt };
+    return { context: build(batchId, config, meta.model_override, meta.ab_split, meta.detached === true), source, runAt };
   }
 
   function remember(batchId: string, loaded: Promise<Loaded>, reloadAt: number): Promise<BatchContext | 'elsewhere'> {
@@ -127,7 +130,7 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
      * config: build the context from it now (reloaded only for a job of a later run).
      */
     prime(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined, abSplit: readonly AbArm[] | undefined, runAt: number): void {
-      remember(batchId, Promise.resolve({ context: build(batchId, config, modelOverride, abSplit), source: 'primed', runAt }), Number.POSITIVE_INFINITY);
+      remember(batchId, Promise.resolve({ context: build(batchId, config, modelOverride, abSplit, false), source: 'primed', runAt }), Number.POSITIVE_INFINITY);
     },
   };
 }

@@ -49,7 +49,7 @@ describe('a prompt job that crashes after calling a model', () => {
       plan: async () => ({ plan: { taskType: 'simple', routeReason: 'test', chain: ['ok'], skipped: [], promptTokens: 5, promptTokensCounted: false }, calls: [] }),
       sleep: async () => undefined,
     };
-    return { get: async () => ({ config, runner, advance: (row, progress) => advanceRow(row, progress, runner) }), prime: () => undefined, stopCalls: () => undefined, whenBudgetSpent: () => undefined };
+    return { get: async () => ({ config, runner, detached: false, advance: (row, progress) => advanceRow(row, progress, runner) }), prime: () => undefined, stopCalls: () => undefined, whenBudgetSpent: () => undefined };
   }
 
   async function runOneRow(batchId: string, crashes: number, error?: () => Error): Promise<{ result: RowResult; calls: CallRecord[] }> {

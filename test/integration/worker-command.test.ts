@@ -96,6 +96,29 @@ describe('switchyard worker, on its own beside a detached run', () => {
     }
   });
 
+  it("a --detach batch's rows that a keyless worker meets with no keyed worker connected wait for one (QA: all 300 failed when the keyless worker started first)", async () => {
+    const dir = await tempDir('key-wait');
+    const config = await writeSimConfig(dir, h.sim.url, { providers: { sim: { base_url: h.sim.url, timeout_ms: 10_000, api_key_env: 'SY_TEST_WAIT_API_KEY' } } });
+    const input = await writePromptsCsv(dir, 20);
+    const keyless = spawnCli(['worker', '--concurrency', '8'], { ...h.env(), LOG_LEVEL: 'warn' });
+    let keyed: ReturnType<typeof spawnCli> | undefined;
+    try {
+      await waitForOutput(() => keyless.output().stdout, 'Worker running', 20_000);
+      const out = join(dir, 'out');
+      expect((await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'key-wait', '--detach'], h.env())).code).toBe(0);
+      await waitForOutput(() => keyless.output().stderr, 'rows that need $SY_TEST_WAIT_API_KEY wait for a worker that has it, and none is connected', 20_000);
+      keyed = spawnCli(['worker', '--concurrency', '4'], { ...h.env(), SY_TEST_WAIT_API_KEY: 'sk-test' });
+      const collected = await runCli(['collect', 'key-wait'], h.env());
+      expect(collected.code, collected.stdout + collected.stderr).toBe(0);
+      const results = await readJsonLines<{ status: string }>(join(out, 'results.jsonl'));
+      expect(results.map((r) => r.status)).toEqual(Array.from({ length: 20 }, () => 'succeeded'));
+    } finally {
+      keyless.kill('SIGTERM');
+      keyed?.kill('SIGTERM');
+      await Promise.all([keyless.done, keyed?.done]);
+    }
+  });
+
   it('a run whose rows only other workers can call says when the last of them leaves, and goes on when one is back', async () => {
     const dir = await tempDir('key-holder-left');
     const config = await writeSimConfig(dir, h.sim.url, { providers: { sim: { base_url: h.sim.url, timeout_ms: 10_000, api_key_env: 'SY_TEST_LEFT_API_KEY' } } }, ['sluggish']);

@@ -98,7 +98,7 @@ describe('a provider key missing from a worker', () => {
     const error = whyNotSendable(provider, 'm');
     expect(error?.code).toBe('missing_api_key');
     expect(error?.message).toBe(
-      `provider "paid" needs an API key in $SWITCHYARD_TEST_KEY_NOBODY_SETS, which is not set (or is empty) for the worker on ${hostname()} (pid ${process.pid}), nor did a worker connected then have it: set it where the workers run (a worker without it hands such rows to one that has it while one is connected)`,
+      `provider "paid" needs an API key in $SWITCHYARD_TEST_KEY_NOBODY_SETS, which is not set (or is empty) for the worker on ${hostname()} (pid ${process.pid}), nor did a worker connected then have it: set it where the workers run (a worker without it hands such rows to one that has it while one is connected, and a --detach batch's rows wait a while for one)`,
     );
   });
 });
