@@ -221,7 +221,8 @@ function nextStep(batchId: string, status: BatchStatus, invalidRows: number, run
     case 'finalizing':
       // A process holding the batch with no worker anywhere is a `collect`: `run` has workers of its own.
       if (runBy && workers === 0) return `${runBy} waits to write its outputs, but no worker takes its rows: start \`switchyard worker\` (with the same REDIS_URL and SWITCHYARD_PREFIX)`;
-      if (runBy) return `in progress, run by ${runBy}`;
+      // A --detach batch's process is its collector: the workers do the calls.
+      if (runBy) return detached === true ? `in progress: workers take its rows, and ${runBy} collects its outputs` : `in progress, run by ${runBy}`;
       if (runBy === null && detached === false) {
         // A run killed outright leaves its queued rows to whoever meets them first: connected workers may still be running (and paying for) some.
         const meanwhile = typeof workers === 'number' && workers > 0 ? ' (the workers connected may still finish some rows it left queued; their answers are kept, not paid for again)' : '';

@@ -113,3 +113,10 @@ describe('status <batch id>: a cancel over the HTTP API under way', () => {
     expect(done[0]).toBe('b1  cancelled');
   });
 });
+
+describe('status <batch id>: a --detach batch being collected', () => {
+  it('names its process as the collector, the workers doing the calls (QA: "run by" read as the process doing the work)', () => {
+    const lines = describeBatch({ meta: { ...meta, detached: true }, progress, runBy: 'vm pid 9', workers: 2, workerNames: [] });
+    expect(lines.find((line) => line.startsWith('  next'))).toBe('  next      in progress: workers take its rows, and vm pid 9 collects its outputs');
+  });
+});
