@@ -8,8 +8,11 @@ export class FinishRate {
   private readonly samples: Array<{ at: number; counted: number }> = [];
   private readonly windowMs: number;
   private readonly sampleEveryMs: number;
+  /** Rows that start finishing again after this long a stall restart the window: the stall says nothing of the pace now. */
+  private readonly restartAfterIdleMs: number;
   private lastFinished: number;
   private lastChangeAt: number;
+  private lastObservedAt: number;
   /**
    * Every rise of the finished count, added up. A resume clears the finished bits of the failed rows
    * it runs again and they come back as those rows finish: the count ends where it began, though
@@ -17,15 +20,24 @@ export class FinishRate {
    */
   private counted = 0;
 
-  constructor(windowMs: number, startedAt: number, finished: number, sampleEveryMs = 1000) {
+  constructor(windowMs: number, startedAt: number, finished: number, sampleEveryMs = 1000, restartAfterIdleMs = Number.POSITIVE_INFINITY) {
     this.windowMs = windowMs;
     this.sampleEveryMs = sampleEveryMs;
+    this.restartAfterIdleMs = restartAfterIdleMs;
     this.samples.push({ at: startedAt, counted: 0 });
     this.lastFinished = finished;
     this.lastChangeAt = startedAt;
+    this.lastObservedAt = startedAt;
   }
 
   observe(finished: number, at: number): void {
+    // After a stall (an outage, a rate-limit wait), the pace is measured from its end: averaged over
+    // a window that holds the stall, the first rows after it read as an ETA of hours.
+    if (finished !== this.lastFinished && at - this.lastChangeAt >= this.restartAfterIdleMs) {
+      this.samples.length = 0;
+      this.samples.push({ at: this.lastObservedAt, counted: this.counted });
+    }
+    this.lastObservedAt = at;
     if (finished !== this.lastFinished) {
       this.counted += Math.max(0, finished - this.lastFinished);
       this.lastFinished = finished;

@@ -84,7 +84,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
   /** Every update feeds the rate; the first is where it counts from. */
   const figures = (progress: BatchProgress, at: number) => {
     if (finishRate) finishRate.observe(progress.finished, at);
-    else finishRate = new FinishRate(RATE_WINDOW_MS, startedAt, progress.finished);
+    else finishRate = new FinishRate(RATE_WINDOW_MS, startedAt, progress.finished, undefined, stalledAfterMs);
     return figuresOf(progress, finishRate, at, stalledAfterMs);
   };
   if (stream.isTTY) {
