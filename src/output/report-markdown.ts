@@ -443,7 +443,7 @@ function renderEnsembleCalls(extra: Report['extra_calls']): string | null {
 export function renderEstimatedUsage(totals: Report['totals']): string | null {
   const calls = totals.usage_estimated_calls ?? 0;
   if (calls === 0) return null;
-  return `${counted(calls, 'call')} had no token usage from the provider (an answer sent without it, or a call that timed out, charged for its prompt): their tokens and cost are Switchyard's estimate (marked usage_estimated in costs.jsonl)`;
+  return `${counted(calls, 'call')} had no token usage from the provider (an answer sent without it, or a call that timed out or whose stream broke off, charged for its prompt and what it sent): their tokens and cost are Switchyard's estimate (marked usage_estimated in costs.jsonl)`;
 }
 
 /**

@@ -359,7 +359,7 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
     expect(report.totals.usage_estimated_calls).toBe(6);
     expect(report.totals.cost_usd).toBeGreaterThan(0);
-    expect(ran.stdout).toMatch(/Usage +6 calls had no token usage from the provider \(an answer sent without it, or a call that timed out, charged for its prompt\): their tokens and cost are Switchyard's estimate/);
+    expect(ran.stdout).toMatch(/Usage +6 calls had no token usage from the provider \(an answer sent without it, or a call that timed out or whose stream broke off, charged for its prompt and what it sent\): their tokens and cost are Switchyard's estimate/);
   });
 
   it('says before the run which columns look meant as row fields but are metadata (ID, Model, Max Tokens)', async () => {
