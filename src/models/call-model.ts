@@ -5,7 +5,7 @@ import type { ChatMessage } from '../input/row.ts';
 import type { Usage } from '../output/records.ts';
 import { countMessageTokens, countTextTokens } from '../routing/token-count.ts';
 import { parseResetDuration } from '../limits/pacing.ts';
-import { classifyModelError, ModelCallError } from './model-error.ts';
+import { classifyModelError, htmlPageText, ModelCallError } from './model-error.ts';
 import type { ProviderClient } from './provider-clients.ts';
 import { readStreamedAnswer } from './streamed-answer.ts';
 
@@ -89,7 +89,9 @@ function notACompletion(data: unknown, response: Response, ctx: { model: string;
     // A gateway's way to pass on an upstream failure (OpenRouter and others): as a 5xx would be, retried, then the next model.
     return new ModelCallError({ code: 'server_error', model: ctx.model, status: response.status, retryable: true, message: `model "${ctx.model}" at ${ctx.baseUrl} answered ${response.status} with an error in its body: ${reported}` });
   }
-  const text = (typeof data === 'string' ? data : JSON.stringify(data) ?? String(data)).replace(/\s+/g, ' ').slice(0, 120);
+  const raw = typeof data === 'string' ? data : (JSON.stringify(data) ?? String(data));
+  // A login page's title says more than its first tags do.
+  const text = /<html|<!doctype html/i.test(raw) ? htmlPageText(raw) : raw.replace(/\s+/g, ' ').slice(0, 120);
   const type = response.headers.get('content-type') ?? 'no content-type';
   return new ModelCallError({
     code: 'bad_response',
@@ -191,6 +193,13 @@ export async function callModel(provider: ProviderClient, request: ModelRequest,
 
 type CallContext = { model: string; provider: string; baseUrl: string; timeoutMs: number };
 
+/** A failure whose body still reported usage: the provider bills it, so the call is charged it. */
+function charged(failure: ModelCallError, data: unknown): ModelCallError {
+  const usage = typeof data === 'object' && data !== null ? reportedUsage((data as { usage?: unknown }).usage) : null;
+  if (usage) failure.estimatedUsage = { usage, countingMs: 0, reported: true };
+  return failure;
+}
+
 interface Completion {
   output: string;
   reported: Usage | null;
@@ -214,9 +223,16 @@ function body(request: ModelRequest) {
 async function wholeCompletion(provider: ProviderClient, request: ModelRequest, ctx: CallContext, signal: AbortSignal | undefined): Promise<Completion> {
   const { data, response, request_id } = await provider.client.chat.completions.create(body(request), signal ? { signal } : undefined).withResponse();
   // The SDK hands back any 2xx body: a proxy's login page or a non-OpenAI API is not a completion.
-  if (!isCompletionShaped(data)) throw notACompletion(data, response, ctx);
+  if (!isCompletionShaped(data)) throw charged(notACompletion(data, response, ctx), data);
   const choice = data.choices[0];
-  if (!choice) throw new ModelCallError({ code: 'empty_response', model: request.model, status: response.status, message: `model "${request.model}" answered with no choices` });
+  const where = `model "${request.model}" at ${ctx.baseUrl}`;
+  if (!choice) {
+    throw charged(new ModelCallError({ code: 'empty_response', model: request.model, status: response.status, message: `${where} answered ${response.status} with no choices, so no answer: check models.${request.model}.upstream and providers.${ctx.provider}.base_url, or what sits between (a gateway)` }), data);
+  }
+  if (typeof choice.message !== 'object' || choice.message === null) {
+    // An old text completions endpoint answers `choices[].text`.
+    throw charged(new ModelCallError({ code: 'bad_response', model: request.model, status: response.status, message: `${where} answered ${response.status} with a choice that has no message${'text' in choice ? ' (a text completion\'s "text")' : ''}: providers.${ctx.provider}.base_url must be an OpenAI-compatible chat completions API` }), data);
+  }
   const refusal = typeof choice.message.refusal === 'string' && choice.message.refusal !== '' ? choice.message.refusal : null;
   return { output: choice.message.content ?? '', reported: reportedUsage(data.usage), finishReason: choice.finish_reason ?? null, refusal, requestId: request_id ?? null, response, ttftMs: null };
 }

@@ -165,7 +165,7 @@ function providerDetail(error: APIError, status: number): string {
 const looksLikeHtml = (text: string): boolean => /^\s*<(!doctype|html|head|body|center|h1|title)\b/i.test(text);
 
 /** A proxy's HTML error page as its title or first text, not kilobytes of markup in every row's error. */
-function htmlPageText(html: string): string {
+export function htmlPageText(html: string): string {
   const title = /<title[^>]*>([^<]*)<\/title>/i.exec(html)?.[1]?.trim();
   const text = title || html.replace(/<(script|style)[^>]*>[\s\S]*?<\/\1>/gi, ' ').replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim();
   return `${text.length > 120 ? `${text.slice(0, 119)}…` : text || 'no text'} (an HTML page: a proxy or gateway answered, not the model's API)`;

@@ -2,7 +2,8 @@ import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
-import { callModel } from '../../src/models/call-model.ts';
+import { callModel, chargedUsage } from '../../src/models/call-model.ts';
+import type { ModelCallError } from '../../src/models/model-error.ts';
 import { createProviderClients } from '../../src/models/provider-clients.ts';
 import { advanceEnsembleRow } from '../../src/ensemble/ensemble-row.ts';
 import { createRowPlanner } from '../../src/execution/row-planner.ts';
@@ -74,6 +75,56 @@ describe('a usage of zero tokens', () => {
     expect(answer.usageEstimated).toBe(true);
     expect(answer.usage.input_tokens).toBeGreaterThan(0);
     expect(answer.usage.output_tokens).toBeGreaterThan(0);
+  });
+});
+
+/** 2xx answers that are no usable chat completion (QA: a TypeError for a text completion; usage dropped). */
+describe('a 200 that is no usable answer', () => {
+  const bodies: Record<string, unknown> = {
+    legacy: { object: 'text_completion', choices: [{ index: 0, text: 'Paris.', finish_reason: 'stop' }], usage: { prompt_tokens: 12, completion_tokens: 3 } },
+    none: { object: 'chat.completion', choices: [], usage: { prompt_tokens: 12, completion_tokens: 0 } },
+  };
+  const server = createServer(async (request: IncomingMessage, response) => {
+    let text = '';
+    for await (const chunk of request) text += String(chunk);
+    const { model } = JSON.parse(text) as { model: string };
+    if (model === 'login') {
+      response.writeHead(200, { 'content-type': 'text/html' });
+      response.end('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><script>var x = 1;</script><title>Sign in - Corp SSO</title></head><body>...</body></html>');
+      return;
+    }
+    response.writeHead(200, { 'content-type': 'application/json' });
+    response.end(JSON.stringify(bodies[model]));
+  });
+  beforeAll(() => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve)));
+  afterAll(() => server.close());
+
+  const failure = async (upstream: string) => {
+    const { port } = server.address() as AddressInfo;
+    const config = parseConfig({ providers: { p: { base_url: `http://127.0.0.1:${port}/v1` } }, models: { m: { provider: 'p' } }, default_model: 'm' }, 'test');
+    return callModel(createProviderClients(config).get('p')!, { model: 'm', upstream, messages: [{ role: 'user', content: 'hi' }], temperature: 0, maxTokens: 20 }).then(
+      () => null,
+      (error: unknown) => error as ModelCallError,
+    );
+  };
+
+  it('says a choice without a message is no chat completion, and charges the usage it reported', async () => {
+    const error = await failure('legacy');
+    expect(error).toMatchObject({ code: 'bad_response', status: 200, estimatedUsage: { usage: { input_tokens: 12, output_tokens: 3 }, reported: true } });
+    expect(error!.message).toMatch(/answered 200 with a choice that has no message \(a text completion's "text"\): providers\.p\.base_url must be an OpenAI-compatible chat completions API$/);
+    expect(chargedUsage(null, error)).toMatchObject({ usage: { input_tokens: 12, output_tokens: 3 }, estimated: false });
+  });
+
+  it('says where to look for an answer with no choices, and charges its usage', async () => {
+    const error = await failure('none');
+    expect(error).toMatchObject({ code: 'empty_response', estimatedUsage: { usage: { input_tokens: 12, output_tokens: 0 } } });
+    expect(error!.message).toContain('answered 200 with no choices, so no answer: check models.m.upstream and providers.p.base_url');
+  });
+
+  it("names a login page by its title", async () => {
+    const error = await failure('login');
+    expect(error).toMatchObject({ code: 'bad_response' });
+    expect(error!.message).toContain('(text/html: Sign in - Corp SSO (an HTML page: a proxy or gateway answered');
   });
 });
 
