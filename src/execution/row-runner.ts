@@ -422,7 +422,8 @@ async function retryOrFallBack(row: RowInput, model: string, failure: ModelCallE
   }
   if (delay > config.limits.inline_wait_ms) {
     // A long wait says what it is for once, or a batch looks stuck ("no row finished for 45 s").
-    const note = failure.code === 'rate_limited' ? `${model} answered 429 (rate limited): rows wait as it asks, ${seconds(delay)} this time, before calling it again` : undefined;
+    const asked = failure.retryAfterMs !== null ? 'as it asks' : 'backing off (it said not how long)';
+    const note = failure.code === 'rate_limited' ? `${model} answered 429 (rate limited): rows wait ${asked}, ${seconds(delay)} this time, before calling it again` : undefined;
     progress.retryAt = (deps.now ?? Date.now)() + delay;
     return { kind: 'park', waitMs: delay, progress, ...(note && { note }) };
   }

@@ -1,5 +1,6 @@
 import { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
 import type { Usage } from '../output/records.ts';
+import { parseResetDuration } from '../limits/pacing.ts';
 
 export type ModelErrorCode =
   | 'rate_limited'
@@ -102,7 +103,11 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
     // A connection that broke mid-answer reached the provider: "cannot reach" would send the user to check the URL.
     const broke = !/: connect /.test(cause) && /aborted|socket hang up|ECONNRESET|terminated|other side closed/i.test(cause);
     const what = broke ? `lost the connection to provider "${ctx.provider}" at ${ctx.baseUrl} before its answer was complete` : `cannot reach provider "${ctx.provider}" at ${ctx.baseUrl}`;
-    return new ModelCallError({ code: 'connection_error', model: ctx.model, retryable: true, message: `${what}${cause}${connectionHint(error.cause, ctx)}` });
+    const tls = tlsProblem(error.cause, ctx);
+    // A scheme or certificate mistake does not go away on a retry.
+    if (tls) return new ModelCallError({ code: 'connection_error', model: ctx.model, message: `cannot reach provider "${ctx.provider}" at ${ctx.baseUrl}${cause}; ${tls}` });
+    const schemeHint = broke && ctx.baseUrl.startsWith('http://') ? ` (when every call ends so at once, the server may speak HTTPS: check the scheme of providers.${ctx.provider}.base_url)` : '';
+    return new ModelCallError({ code: 'connection_error', model: ctx.model, retryable: true, message: `${what}${cause}${connectionHint(error.cause, ctx)}${schemeHint}` });
   }
   if (error instanceof APIError && typeof error.status === 'number') {
     const status = error.status;
@@ -116,11 +121,13 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
       return new ModelCallError({ ...base, code: 'quota_exceeded', message: `${where} asks for payment (402): ${withoutFinalStop(detail)}; add credit at the provider` });
     }
     if (status === 429) {
-      return new ModelCallError({ ...base, code: 'rate_limited', retryable: true, retryAfterMs: retryAfterFromHeaders(error.headers), message: `${where} is rate limited (429): ${withoutFinalStop(detail)}; models.${ctx.model}.rpm and tpm, set to the provider's limits, pace every worker's calls below them` });
+      // No retry-after: the x-ratelimit-reset-* headers OpenAI sends say when the limit resets.
+      const retryAfterMs = retryAfterFromHeaders(error.headers) ?? limitResetFromHeaders(error.headers);
+      return new ModelCallError({ ...base, code: 'rate_limited', retryable: true, retryAfterMs, message: `${where} is rate limited (429): ${withoutFinalStop(detail)}; models.${ctx.model}.rpm and tpm, set to the provider's limits, pace every worker's calls below them` });
     }
     if (status === 401) {
       const keyHint = ctx.apiKeyEnv ? `check the key in $${ctx.apiKeyEnv}` : `set providers.${ctx.provider}.api_key_env to the variable holding its key`;
-      return new ModelCallError({ ...base, code: 'unauthorized', message: `${where} rejected the API key (401): ${keyHint}` });
+      return new ModelCallError({ ...base, code: 'unauthorized', message: `${where} rejected the API key (401: ${withoutFinalStop(withoutKey(detail, ctx.apiKeyEnv))}): ${keyHint}` });
     }
     if (status === 403) {
       const key = ctx.apiKeyEnv ? `the key in $${ctx.apiKeyEnv}` : 'the key';
@@ -134,7 +141,7 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
     if (status === 404) {
       const sent = ctx.upstream ?? ctx.model;
       const named = sent === ctx.model ? `model "${sent}"` : `model "${sent}" (models.${ctx.model}.upstream)`;
-      return new ModelCallError({ ...base, code: 'model_not_found', message: `${named} does not exist at ${ctx.baseUrl} (404): check the name against the provider's model list (GET ${ctx.baseUrl.replace(/\/$/, '')}/models)${sent === ctx.model ? `, or set models.${ctx.model}.upstream to the name it uses` : ''}` });
+      return new ModelCallError({ ...base, code: 'model_not_found', message: `${named} does not exist at ${ctx.baseUrl} (404: ${withoutFinalStop(detail)}): check the name against the provider's model list (GET ${ctx.baseUrl.replace(/\/$/, '')}/models)${sent === ctx.model ? `, or set models.${ctx.model}.upstream to the name it uses` : ''}` });
     }
     if (status === 408) {
       return new ModelCallError({ ...base, code: 'timeout', retryable: true, retryAfterMs: retryAfterFromHeaders(error.headers), message: `${where} timed out on its side (408): ${detail}` });
@@ -142,7 +149,9 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
     if (status === 409 || status >= 500) {
       return new ModelCallError({ ...base, code: 'server_error', retryable: true, retryAfterMs: retryAfterFromHeaders(error.headers), message: `${where} failed with ${status}: ${detail}` });
     }
-    return new ModelCallError({ ...base, code: 'bad_request', message: `${where} rejected the request (${status}): ${detail}` });
+    // OpenAI's reasoning models refuse max_tokens and temperature: the config has a switch for them.
+    const reasoning = /max_completion_tokens|'temperature' does not support|unsupported value: 'temperature'/i.test(detail) ? `; if it is a reasoning model, set models.${ctx.model}.reasoning: true` : '';
+    return new ModelCallError({ ...base, code: 'bad_request', message: `${where} rejected the request (${status}): ${withoutFinalStop(detail)}${reasoning}` });
   }
   if (error instanceof SyntaxError) {
     // The SDK could not parse a 2xx body sent as JSON: cut off on the way, or an endpoint that is not OpenAI-compatible. Like any answer that is no completion, it goes to the next model.
@@ -183,6 +192,32 @@ export function asSentence(text: string): string {
 }
 
 /** What to do about the two connection failures that are nearly always the setup's, not the network's. */
+/** The longest x-ratelimit-reset-requests / -tokens ("1s", "6m0s", "20ms") of an answer, in ms; null when it sent none. */
+function limitResetFromHeaders(headers: Headers | undefined): number | null {
+  let wait: number | null = null;
+  for (const kind of ['requests', 'tokens']) {
+    const reset = parseResetDuration(headers?.get(`x-ratelimit-reset-${kind}`) ?? '');
+    if (reset !== null) wait = Math.max(wait ?? 0, reset);
+  }
+  return wait;
+}
+
+/** The provider's words without the key itself, should it quote it whole (OpenAI masks it; not every provider may). */
+function withoutKey(text: string, apiKeyEnv: string | undefined): string {
+  const key = apiKeyEnv ? process.env[apiKeyEnv]?.trim() : undefined;
+  return key && key.length >= 8 ? text.split(key).join('<the key>') : text;
+}
+
+/** A TLS mistake in base_url or the server's certificate, with its fix; null for other failures. */
+function tlsProblem(cause: unknown, ctx: { provider: string; baseUrl: string }): string | null {
+  const code = typeof cause === 'object' && cause !== null && 'code' in cause ? String(cause.code) : '';
+  const message = cause instanceof Error ? cause.message : '';
+  const fix = `providers.${ctx.provider}.base_url`;
+  if (/wrong version number|packet length too long|http request/i.test(message) || code === 'EPROTO') return `the server speaks plain HTTP, not HTTPS: use http:// in ${fix}`;
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME/.test(code)) return `its TLS certificate is not trusted (${code}): use the host name the certificate names, or give Node the CA that signed it (NODE_EXTRA_CA_CERTS=<ca.pem>)`;
+  return null;
+}
+
 function connectionHint(cause: unknown, ctx: { provider: string; baseUrl: string }): string {
   const code = typeof cause === 'object' && cause !== null && 'code' in cause ? String(cause.code) : '';
   const message = cause instanceof Error ? cause.message : '';

@@ -353,7 +353,7 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
     expect(calls).toHaveLength(sent);
     expect(unsent.every((r) => r.attempts === 0)).toBe(true);
-    expect(unsent[0]!.error).toMatchObject({ code: 'unauthorized', message: expect.stringMatching(/^not sent, the key was just rejected: model "flash" at .* rejected the API key \(401\): check the key in \$SIM_KEY/) });
+    expect(unsent[0]!.error).toMatchObject({ code: 'unauthorized', message: expect.stringMatching(/^not sent, the key was just rejected: model "flash" at .* rejected the API key \(401: Incorrect API key provided\): check the key in \$SIM_KEY/) });
   });
 
   it('after a 402 (the account out of credit), the rows behind it do not call that provider again, and go on to a model on another (QA: every row paid a doomed request)', async () => {

@@ -22,9 +22,26 @@ describe('classifyModelError', () => {
 
   it('names on a 404 the model name that was sent, and where to look it up', () => {
     const renamed = classifyModelError(noSuchModel('deepseek-v9-typo'), { ...ctx, model: 'flash', upstream: 'deepseek-v9-typo' });
-    expect(renamed.message).toBe('model "deepseek-v9-typo" (models.flash.upstream) does not exist at http://x/v1 (404): check the name against the provider\'s model list (GET http://x/v1/models)');
+    expect(renamed.message).toBe('model "deepseek-v9-typo" (models.flash.upstream) does not exist at http://x/v1 (404: The model `deepseek-v9-typo` does not exist or you do not have access to it): check the name against the provider\'s model list (GET http://x/v1/models)');
     const sameName = classifyModelError(noSuchModel('gpt-9'), { ...ctx, model: 'gpt-9', upstream: 'gpt-9' });
-    expect(sameName.message).toBe('model "gpt-9" does not exist at http://x/v1 (404): check the name against the provider\'s model list (GET http://x/v1/models), or set models.gpt-9.upstream to the name it uses');
+    expect(sameName.message).toBe('model "gpt-9" does not exist at http://x/v1 (404: The model `gpt-9` does not exist or you do not have access to it): check the name against the provider\'s model list (GET http://x/v1/models), or set models.gpt-9.upstream to the name it uses');
+  });
+
+  it('waits out the x-ratelimit-reset headers of a 429 without retry-after (QA: retried after 0.4 s when asked for 5 s)', () => {
+    const limited = new APIError(429, { message: 'Rate limit reached. Please try again in 5s.' }, 'Rate limit reached', new Headers({ 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '5s' }));
+    expect(classifyModelError(limited, ctx)).toMatchObject({ code: 'rate_limited', retryAfterMs: 5000 });
+  });
+
+  it("points a reasoning model's refusal of max_tokens at models.<name>.reasoning", () => {
+    const refused = new APIError(400, { message: "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead." }, "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.", new Headers());
+    expect(classifyModelError(refused, { ...ctx, model: 'o3-mini' }).message).toMatch(/rejected the request \(400\): .*Use 'max_completion_tokens' instead; if it is a reasoning model, set models\.o3-mini\.reasoning: true$/);
+  });
+
+  it('does not retry a scheme or certificate mistake, and says which it is', () => {
+    const plain = new APIConnectionError({ cause: Object.assign(new Error('write EPROTO 0000:error:0A00010B:SSL routines:ssl3_get_record:wrong version number'), { code: 'EPROTO' }) });
+    expect(classifyModelError(plain, ctx)).toMatchObject({ code: 'connection_error', retryable: false, message: expect.stringMatching(/the server speaks plain HTTP, not HTTPS: use http:\/\/ in providers\.\S+\.base_url$/) });
+    const selfSigned = new APIConnectionError({ cause: Object.assign(new Error('self-signed certificate'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' }) });
+    expect(classifyModelError(selfSigned, ctx)).toMatchObject({ retryable: false, message: expect.stringContaining('its TLS certificate is not trusted (DEPTH_ZERO_SELF_SIGNED_CERT)') });
   });
 
   it('tells a 404 about the URL (a base_url without /v1) from one about the model', () => {

@@ -130,7 +130,7 @@ describe('a 200 answer that is no chat completion', () => {
       const error = await callModel(provider, { model: 'm', upstream: 'm', messages: [{ role: 'user', content: 'hi' }], temperature: 0, maxTokens: 10 }).catch((e: unknown) => e);
       expect(error).toMatchObject({ code: 'bad_response', status: 200 });
       expect((error as Error).message).toBe(
-        `model "m" at http://127.0.0.1:${port}/v1 answered 200 with something that is not a chat completion (text/html: <html><body>Please log in to the Wi-Fi</body></html>): check providers.portal.base_url, or what sits between (a proxy, a login page)`,
+        `model "m" at http://127.0.0.1:${port}/v1 answered 200 with something that is not a chat completion (text/html: Please log in to the Wi-Fi (an HTML page: a proxy or gateway answered, not the model's API)): check providers.portal.base_url, or what sits between (a proxy, a login page)`,
       );
     } finally {
       server.close();
