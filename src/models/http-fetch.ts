@@ -64,9 +64,12 @@ export function createHttpFetch(fallback: FetchFunction = globalThis.fetch): Fet
     const transport = transportFor(target.protocol);
     if (!transport) return fallback(input, init);
     const response = await send(await transport, target, init, body);
-    // fetch follows redirects; a provider behind one is rare enough to hand back to it.
-    if (REDIRECT_STATUSES.has(response.status) && response.headers.has('location')) return fallback(input, init);
-    return response;
+    if (!REDIRECT_STATUSES.has(response.status) || !response.headers.has('location')) return response;
+    // fetch would follow a 301, 302 or 303 as a GET without the body: a model call must not become
+    // that (a GET the target answers looks like an answer). The error names the redirect instead.
+    if (response.status <= 303 && (init.method ?? 'GET') !== 'GET') return response;
+    // A 307 or 308 keeps the method and body: fetch follows it (a provider behind one is rare).
+    return fallback(input, init);
   };
 }
 

@@ -143,6 +143,10 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
       const named = sent === ctx.model ? `model "${sent}"` : `model "${sent}" (models.${ctx.model}.upstream)`;
       return new ModelCallError({ ...base, code: 'model_not_found', message: `${named} does not exist at ${ctx.baseUrl} (404: ${withoutFinalStop(detail)}): check the name against the provider's model list (GET ${ctx.baseUrl.replace(/\/$/, '')}/models)${sent === ctx.model ? `, or set models.${ctx.model}.upstream to the name it uses` : ''}` });
     }
+    if (status >= 300 && status < 400) {
+      const location = error.headers?.get('location');
+      return new ModelCallError({ ...base, code: 'endpoint_not_found', message: `${where} redirects (${status})${location ? ` to ${location}` : ''}, and a call is not sent on through a redirect: set providers.${ctx.provider}.base_url to where it leads (http:// to https://, say)` });
+    }
     if (status === 408) {
       return new ModelCallError({ ...base, code: 'timeout', retryable: true, retryAfterMs: retryAfterFromHeaders(error.headers), message: `${where} timed out on its side (408): ${detail}` });
     }

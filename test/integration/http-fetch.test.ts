@@ -29,6 +29,11 @@ describe('createHttpFetch', () => {
       res.statusCode = 204;
       res.end();
     },
+    '/moved-301': (res) => {
+      res.statusCode = 301;
+      res.setHeader('location', '/multi');
+      res.end();
+    },
     '/moved': (res) => {
       res.statusCode = 307;
       res.setHeader('location', '/multi');
@@ -177,6 +182,11 @@ describe('createHttpFetch', () => {
     await fetch(new Request(`${rawUrl}/multi`));
     await fetch(`${rawUrl}/multi`, { method: 'POST', body: new ReadableStream(), duplex: 'half' } as RequestInit);
     expect(handed).toEqual([`${rawUrl}/moved undefined`, `request ${rawUrl}/multi`, `${rawUrl}/multi object`]);
+    // A POST that a 301 would turn into a GET without its body is not followed (QA: a model call became a GET).
+    handed.length = 0;
+    const moved = await fetch(`${rawUrl}/moved-301`, { method: 'POST', body: '{}' });
+    expect(moved.status).toBe(301);
+    expect(handed).toEqual([]);
   });
 
   it("leaves requests to Node's fetch when Node is told to use the environment's proxy", () => {

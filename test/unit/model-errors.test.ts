@@ -37,6 +37,11 @@ describe('classifyModelError', () => {
     expect(classifyModelError(refused, { ...ctx, model: 'o3-mini' }).message).toMatch(/rejected the request \(400\): .*Use 'max_completion_tokens' instead; if it is a reasoning model, set models\.o3-mini\.reasoning: true$/);
   });
 
+  it('names a redirect and where it leads', () => {
+    const moved = new APIError(301, undefined, 'Moved Permanently', new Headers({ location: 'https://api.example.com/v1/chat/completions' }));
+    expect(classifyModelError(moved, ctx)).toMatchObject({ code: 'endpoint_not_found', retryable: false, message: expect.stringMatching(/redirects \(301\) to https:\/\/api\.example\.com\/v1\/chat\/completions, and a call is not sent on through a redirect: set providers\.p\.base_url to where it leads/) });
+  });
+
   it('does not retry a scheme or certificate mistake, and says which it is', () => {
     const plain = new APIConnectionError({ cause: Object.assign(new Error('write EPROTO 0000:error:0A00010B:SSL routines:ssl3_get_record:wrong version number'), { code: 'EPROTO' }) });
     expect(classifyModelError(plain, ctx)).toMatchObject({ code: 'connection_error', retryable: false, message: expect.stringMatching(/the server speaks plain HTTP, not HTTPS: use http:\/\/ in providers\.\S+\.base_url$/) });
