@@ -128,7 +128,15 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   }
   const passedOver = report.errors.no_model_available ?? 0;
   const modelsDown = passedOver > 0 && /circuit open/.test(report.error_examples.no_model_available ?? '');
-  if (modelsDown) {
+  // Circuits that 404s shut: a model name or base_url the provider does not know, which no wait mends.
+  const notFound = modelsDown && /\(404\b/.test(report.error_examples.no_model_available ?? '');
+  if (notFound) {
+    say('');
+    say(
+      `Models not found: ${counted(passedOver, 'row')} found every model of their chain shut after 404 answers (a model name the provider does not know, or a base_url without its path), and were not sent: waiting would not help. ` +
+        `Fix the name (models.<model>.upstream) or base_url as results.jsonl's error says, then: switchyard run --resume ${batchId} --config <the fixed config> (a resume runs on the config saved with the batch unless given one).`,
+    );
+  } else if (modelsDown) {
     say('');
     // Breakers are shared through Redis: a batch that made no call met circuits that earlier runs' failures opened.
     const earlier = report.totals.calls === 0 ? ' This batch made no call: earlier failures (another run on this Redis, or the one before this) shut them, and each lets one call test its provider when breaker.cooldown_ms has passed (the rows\' errors say when).' : '';
@@ -147,6 +155,12 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   }
   // Rows that went on to another provider's model succeed, and a refused key would go unnoticed in the exit code.
   // (Rows that failed with such an error are in the Errors lines already.)
+  const missing = NOT_FOUND.flatMap((code) => (report.call_errors[code] && !report.errors[code] ? [`${code} ${counted(report.call_errors[code], 'call')}`] : []));
+  if (missing.length > 0 && report.extra_calls.rows_on_fallback > 0) {
+    // Rows answered by a fallback hide a misspelt first choice in a batch that exits 0.
+    say('');
+    say(`Not found at a provider: ${missing.join(', ')} (a model name it does not know, or a base_url without its path). Their rows went on to other models; results.jsonl's fallback_reason names the model: fix its name (models.<model>.upstream) or base_url.`);
+  }
   const refused = ACCOUNT_REFUSALS.flatMap((code) => (report.call_errors[code] && !report.errors[code] ? [`${code} ${counted(report.call_errors[code], 'call')}`] : []));
   if (refused.length > 0) {
     say('');
@@ -184,11 +198,16 @@ function sayOtherFailures(report: Report, batchId: string, spokenOf: ReadonlySet
   const paced = others.some(([code]) => code === 'rate_limited') ? " Set models.<model>.rpm (and tpm) to the provider's limits first, so the calls are paced instead of refused." : '';
   const when = others.every(([code]) => PASSING_ERRORS.has(code)) ? `${paced.trimStart()}${paced ? ' Then run' : 'Run'} them again` : "Once what their errors say is fixed (results.jsonl's error, report.md's Errors), run them again";
   say('');
-  say(`Failed: ${counted(rows, 'row')} (${codes}). ${when}: switchyard run --resume ${batchId} (the rows that succeeded are kept, not paid for again).`);
+  const configNote = others.some(([code]) => CONFIG_FIXES.has(code)) ? '; a resume runs on the config saved with the batch: add --config <file> when the fix is in it' : '';
+  say(`Failed: ${counted(rows, 'row')} (${codes}). ${when}: switchyard run --resume ${batchId} (the rows that succeeded are kept, not paid for again${configNote}).`);
 }
 
 /** Call errors that say the provider refused the key or the account, not the request. */
 const ACCOUNT_REFUSALS = ['unauthorized', 'forbidden', 'quota_exceeded'] as const;
+/** Calls that found no model or no API at the URL: the config's name or base_url is wrong. */
+const NOT_FOUND = ['model_not_found', 'endpoint_not_found'] as const;
+/** Failures whose fix is often in the config file, which a resume does not read again unless given it. */
+const CONFIG_FIXES = new Set(['model_not_found', 'endpoint_not_found', 'bad_request', 'forbidden']);
 
 /** The resume that gets past the cap that refused the rows: the batch's (--budget) or the month's (the config's). */
 function budgetResume(batchId: string, refusal: string | undefined): string {

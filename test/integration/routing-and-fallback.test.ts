@@ -12,7 +12,7 @@ import { startSimulator } from '../../src/sim/server.ts';
 const price = { input_per_mtok: 0.2, output_per_mtok: 0.4 };
 
 describe('routing, context windows, fallback, circuit breaker and auth errors, end to end', () => {
-  const h = useSimulatorAndRedis('routing', { api_key: 'right-key', latency_ms: 1, models: { dead: { fail_status: 500 } } });
+  const h = useSimulatorAndRedis('routing', { api_key: 'right-key', latency_ms: 1, models: { dead: { fail_status: 500 }, 'gpt-typo': { fail_status: 404 }, 'gpt-typo2': { fail_status: 404 } } });
 
   async function config(dir: string, body: Record<string, unknown>): Promise<string> {
     const path = join(dir, 'switchyard.yaml');
@@ -175,6 +175,23 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(byId['long-on-big']).toMatchObject({ status: 'succeeded', final_model: 'big', fallback_reason: null });
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
     expect(report.extra_calls.rows_on_fallback).toBe(1);
+  });
+
+  it("a misspelt model is said to be not found, not down, and with a fallback it is still named (QA: \"Models down\", \"once the provider is back\")", async () => {
+    const dir = await tempDir('typo');
+    const alone = await config(dir, { models: { typo: { provider: 'sim', upstream: 'gpt-typo', price } }, default_model: 'typo', breaker: { failure_threshold: 3, cooldown_ms: 60_000 } });
+    const input = await writePromptsCsv(dir, 40);
+    const run = await runCli(['run', input, '--config', alone, '--out', join(dir, 'alone'), '--batch-id', 'typo', '--concurrency', '4'], h.env({ SIM_KEY: 'right-key' }));
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(/^Models not found: \d+ rows found every model of their chain shut after 404 answers .* waiting would not help\. Fix the name \(models\.<model>\.upstream\) or base_url as results\.jsonl's error says, then: switchyard run --resume typo --config <the fixed config>/m);
+    expect(run.stdout).not.toContain('Models down');
+    expect(run.stdout).toMatch(/^Failed: \d+ rows? \(model_not_found \d+\)\. .*a resume runs on the config saved with the batch: add --config <file> when the fix is in it\)\.$/m);
+
+    const withFallback = join(dir, 'fallback.yaml');
+    await writeFile(withFallback, stringify({ providers: { sim: { base_url: h.sim.url, api_key_env: 'SIM_KEY' } }, retry: { max_attempts: 2, base_delay_ms: 5, max_delay_ms: 20 }, models: { typo: { provider: 'sim', upstream: 'gpt-typo2', price, fallbacks: ['good'] }, good: { provider: 'sim', price } }, default_model: 'typo', breaker: { failure_threshold: 3, cooldown_ms: 60_000 } }));
+    const fellBack = await runCli(['run', input, '--config', withFallback, '--out', join(dir, 'fb'), '--batch-id', 'typo-fb', '--concurrency', '4'], h.env({ SIM_KEY: 'right-key' }));
+    expect(fellBack.code, fellBack.stdout).toBe(0);
+    expect(fellBack.stdout).toMatch(/^Not found at a provider: model_not_found \d+ calls? \(a model name it does not know, or a base_url without its path\)\. Their rows went on to other models/m);
   });
 
   it('a model answering only 500s: every row finishes on its fallback, and the breaker stops calling the dead model', async () => {
