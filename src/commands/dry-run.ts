@@ -4,7 +4,7 @@ import { loadConfigFile } from '../config/load.ts';
 import { answerableNames, DEFAULT_MIN_ANSWERS, type JudgeConfig, type SwitchyardConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
 import { lookalikeColumnsText, unsentBodyFieldsText, unsentRequestFieldsText } from '../batch/run-messages.ts';
-import { missingKeys, notSet } from '../batch/config-checks.ts';
+import { missingKeys, notSet, refuseWithoutKeys } from '../batch/config-checks.ts';
 import { countUnsentBodyFields } from '../queue/producer.ts';
 import { pinnedCallProgress } from '../execution/pinned-call.ts';
 import { readRows } from '../input/read-rows.ts';
@@ -181,8 +181,11 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   const routesByTaskType = !abSplit || abSplit.some((arm) => arm.model === AUTO_ROUTE);
   if (config.routing?.classifier === 'llm' && routesByTaskType) say(`Note: routing uses the rules here; the LLM classifier would add one cheap call per row routed by task type${abSplit ? ` (the arm ${AUTO_ROUTE}'s rows)` : ''}, not in these estimates.`);
   if (config.cache && options.cache !== false) say('Note: the answer cache is on (cache in the config): rows whose request was answered before, in any batch on this Redis and key prefix, are not called; the estimate counts every row as called.');
-  // As run would: 1 when rows could not run (invalid, or no model fits them).
-  return invalid > 0 || unroutable > 0 ? 1 : 0;
+  // As run would stop: no model the rows may use has its key here (a worker elsewhere with it is not known here).
+  const keyless = refusalWithoutKeys(config, pinned);
+  if (keyless) say(`A run here would stop before queueing, unless a worker on its Redis has the key: ${keyless}`);
+  // As run would: 1 when rows could not run (invalid, or no model fits them, or no key).
+  return invalid > 0 || unroutable > 0 || keyless !== null ? 1 : 0;
 }
 
 /**
@@ -225,4 +228,15 @@ function printTable(label: string, tallies: Map<string, Tally>, say: (line: stri
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   say(line(header));
   for (const r of body) say(line(r));
+}
+
+/** What `run` would refuse for want of API keys, with no other worker known to have them; null when some model can be called. */
+function refusalWithoutKeys(config: SwitchyardConfig, pinned: string | undefined): string | null {
+  try {
+    refuseWithoutKeys(config, pinned, new Set(), 'run');
+    return null;
+  } catch (error) {
+    if (error instanceof UsageError) return error.message;
+    throw error;
+  }
 }

@@ -104,10 +104,14 @@ describe('run --dry-run of OpenAI Batch lines', () => {
     await writeFile(input, 'prompt\nhello\n');
     const unset = await runCli(['run', input, '--config', config, '--dry-run'], h.env());
     expect(unset.stdout).toContain('Warning: $SY_DRY_KEY is not set here: calls to flash would fail with missing_api_key (a run stops before calling anything when no model its rows may use has its key, here or on a worker on its Redis).');
+    // As the run would stop, so a preflight in a script fails (QA: it exited 0).
+    expect(unset.code).toBe(1);
+    expect(unset.stdout).toContain('A run here would stop before queueing, unless a worker on its Redis has the key: $SY_DRY_KEY is not set, and every model in the config needs one');
     const empty = await runCli(['run', input, '--config', config, '--dry-run'], h.env({ SY_DRY_KEY: '' }));
     expect(empty.stdout).toContain('Warning: $SY_DRY_KEY is set but empty here: calls to flash would fail');
     const set = await runCli(['run', input, '--config', config, '--dry-run'], h.env({ SY_DRY_KEY: 'k' }));
     expect(set.stdout).not.toContain('SY_DRY_KEY');
+    expect(set.code).toBe(0);
   });
 
   it('shows the A/B split it prices the rows by, as the run says it', async () => {
