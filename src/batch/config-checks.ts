@@ -134,7 +134,7 @@ function hasFallbackElsewhere(config: SwitchyardConfig, model: string): boolean 
 
 /** "$NAME is not set", or "is set but empty": an empty key is as good as none. */
 export function notSet(key: string, env: NodeJS.ProcessEnv = process.env): string {
-  return env[key] === undefined ? `$${key} is not set` : `$${key} is set but empty`;
+  return env[key] === undefined ? `$${key} is not set` : `$${key} is set but empty${env[key] === '' ? '' : ' (spaces only)'}`;
 }
 
 /** The key variables missing here that another worker process on this Redis has set (their rows are left to it). */

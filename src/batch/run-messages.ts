@@ -146,6 +146,6 @@ export function readText(counts: EnqueueCounts, local: number | 'elsewhere' | nu
     (counts.goneFromFile > 0 ? `, ${formatCount(counts.goneFromFile)} of the last run no longer in the file (left out of the outputs; given back unchanged, they keep their answers)` : '') +
     `; ${formatCount(counts.enqueued)} queued` +
     keptAnswersText(counts) +
-    `, ${local === null ? 'no workers here (--detach)' : local === 'elsewhere' ? 'for the workers on this Redis that have the keys' : `workers here making up to ${local} calls at a time`}.`
+    `, ${local === null ? 'no workers here (--detach)' : local === 'elsewhere' ? 'for the workers on this Redis that have the keys' : `workers here making up to ${counted(local, 'call')} at a time`}.`
   );
 }

@@ -40,7 +40,8 @@ export function createProviderClients(config: SwitchyardConfig, env: NodeJS.Proc
 /** The key variable a provider names but the environment lacks; null when it has its key or needs none. */
 function missingKeyEnv(provider: ProviderConfig, env: NodeJS.ProcessEnv): string | null {
   const name = provider.api_key_env;
-  return name && !env[name] ? name : null;
+  // A key of spaces alone (a stray `export KEY=" "`) is as good as none: it would only earn 401s.
+  return name && !env[name]?.trim() ? name : null;
 }
 
 /** The key variable a model's provider names but the environment lacks; null when it can be called. */

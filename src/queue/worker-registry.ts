@@ -128,7 +128,7 @@ export async function releaseRowsOfDeadWorkers(redis: Redis, space: KeySpace, wo
  * it. Names only: a name says nothing a key would.
  */
 export function keyVariableNames(env: NodeJS.ProcessEnv = process.env): string[] {
-  return Object.keys(env).filter((name) => KEY_LIKE_NAME.test(name) && Boolean(env[name])).sort();
+  return Object.keys(env).filter((name) => KEY_LIKE_NAME.test(name) && Boolean(env[name]?.trim())).sort();
 }
 
 /** Variable names workers advertise (keyVariableNames); a provider's api_key_env outside it is not told of. */
