@@ -6,6 +6,7 @@ import { callCostNanos, formatUsd, nanosToUsd, usdToNanos } from '../models/pric
 import { monthKey } from '../limits/budget.ts';
 import type { Session } from '../queue/session.ts';
 import { keyHolders } from '../queue/worker-registry.ts';
+import { closestName } from '../config/closest-name.ts';
 import { formatDuration } from '../output/report-markdown.ts';
 
 /**
@@ -30,8 +31,10 @@ export function refuseWithoutKeys(config: SwitchyardConfig, pinned: string | und
     );
   }
   const needs = pinned ? `model "${pinned}"${chain.length > 1 ? ' and its fallbacks need' : ' needs'} ${them}` : 'every model in the config needs one';
+  const meant = names.flatMap((name) => similarSetVariable(name.slice(1), process.env) ?? []);
+  const hint = meant.length > 0 ? ` (did you mean ${meant.map((name) => `$${name}`).join(', ')}, which ${meant.length === 1 ? 'is' : 'are'} set?)` : '';
   throw new UsageError(
-    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set, and ${needs}: no call could succeed (nor does a worker on this Redis have ${them}). ` +
+    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set${hint}, and ${needs}: no call could succeed (nor does a worker on this Redis have ${them}). ` +
       `Set ${them} (e.g. export ${names[0]!.slice(1)}=...) and run again, or use --detach and start "switchyard worker" where ${whereSet} set.`,
   );
 }
@@ -134,7 +137,16 @@ function hasFallbackElsewhere(config: SwitchyardConfig, model: string): boolean 
 
 /** "$NAME is not set", or "is set but empty": an empty key is as good as none. */
 export function notSet(key: string, env: NodeJS.ProcessEnv = process.env): string {
-  return env[key] === undefined ? `$${key} is not set` : `$${key} is set but empty${env[key] === '' ? '' : ' (spaces only)'}`;
+  const meant = similarSetVariable(key, env);
+  const hint = meant ? ` (did you mean $${meant}, which is set? api_key_env names the variable)` : '';
+  return env[key] === undefined ? `$${key} is not set${hint}` : `$${key} is set but empty${env[key] === '' ? '' : ' (spaces only)'}${hint}`;
+}
+
+/** A set variable that `key` was likely meant to name: a typo of it, or one holding all its words (OPENAI_KEY for OPENAI_API_KEY). */
+function similarSetVariable(key: string, env: NodeJS.ProcessEnv): string | null {
+  const words = key.toUpperCase().split('_').filter(Boolean);
+  const set = Object.keys(env).filter((name) => name !== key && /KEY|TOKEN|SECRET/i.test(name) && env[name]?.trim());
+  return closestName(key, set) ?? set.find((name) => words.every((word) => name.toUpperCase().split('_').includes(word))) ?? null;
 }
 
 /** The key variables missing here that another worker process on this Redis has set (their rows are left to it). */
