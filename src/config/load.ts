@@ -31,7 +31,11 @@ const COMMAND_LINE_ONLY: Record<string, string> = { ab: '--ab', model: '--model'
 /** 'unknown key "concurency" (did you mean "concurrency"?)', or the keys allowed there when none is close. */
 function unknownKeyText(key: string, known: readonly string[]): string {
   const flag = COMMAND_LINE_ONLY[key];
-  if (flag && known.includes('default_model')) return `unknown key "${key}" (${flag} is a flag of switchyard run, not a config key)`;
+  if (flag && known.includes('default_model')) return `unknown key "${key}" (${flag} is a flag of switchyard run, not a config key${key === 'model' ? '; models are defined under "models", and "default_model" names the one rows go to' : ''})`;
+  // Keys never go in the config: it is saved with each batch and travels through Redis.
+  if (/^(api_?key|key|token|secret)$/i.test(key) && known.includes('api_key_env')) {
+    return `unknown key "${key}" (the key itself never goes in the config: put it in an environment variable, e.g. export OPENAI_API_KEY=..., and name that variable with api_key_env: OPENAI_API_KEY)`;
+  }
   const meant = closestName(key, known);
   if (meant) return `unknown key "${key}" (did you mean "${meant}"?)`;
   // Often a block of YAML anchors for the rest of the file.

@@ -93,6 +93,9 @@ describe('a config with mistakes', () => {
     );
     expect(() => parseConfig({ ...valid, max_tokens: 100, models: { flash: { provider: 'local', context_window: 500 } } }, 'c.yaml')).not.toThrow();
     expect(problems({ ...valid, ab: 'flash,pro' })).toContain('(top level): unknown key "ab" (--ab is a flag of switchyard run, not a config key)');
+    expect(problems({ ...valid, model: 'flash' })).toContain('unknown key "model" (--model is a flag of switchyard run, not a config key; models are defined under "models", and "default_model" names the one rows go to)');
+    // QA: a key pasted into the config was met with the list of allowed keys.
+    expect(problems({ ...valid, providers: { local: { base_url: 'http://127.0.0.1:8787/v1', api_key: 'sk-x' } } })).toContain('unknown key "api_key" (the key itself never goes in the config: put it in an environment variable');
     const council = (synthesis_max_tokens: number) => ({ ...valid, models: { flash: { provider: 'local' }, pro: { provider: 'local', context_window: 128_000 } }, ensembles: { council: { members: ['flash', 'flash'], synthesizer: 'pro', synthesis_max_tokens } } });
     expect(problems(council(200_000))).toContain('ensembles.council.synthesis_max_tokens: 200000 leaves no room for the synthesis prompt in its synthesizer\'s context_window of 128000 (models.pro): every row would pay its members and then fail');
     expect(() => parseConfig(council(2000), 'c.yaml')).not.toThrow();
