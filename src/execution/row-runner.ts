@@ -280,30 +280,36 @@ async function takeSlot(model: string, estimatedTokens: number, onLimit: 'wait' 
   // busy) books again: the slots passed meanwhile would otherwise all be used at once, a burst over
   // the rate limit. The old one is past, so there is nothing to give back.
   if (progress.reservedModel === model && progress.wakeAt - now() < -WAKE_LEAD_MS) Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
+  // Asked of a row back for its booked slot too: the circuit may have opened while it waited, and
+  // a row let through then would call a provider that is down at the pace of its rate limit.
+  const breaker = await gate.breaker(model);
+  if (!breaker.allowed) {
+    if (progress.reservedModel === model) await releaseHeldSlot(progress, gate);
+    const why = breaker.lastError ? `last error: ${breaker.lastError}` : '';
+    if (breaker.probing) {
+      fallBack(progress, `${model}: one call is testing it after repeated failures${why ? ` (${why})` : ''}`);
+      progress.awaitingProbe = true;
+      progress.circuitProbeAt = Math.min(progress.circuitProbeAt ?? Number.POSITIVE_INFINITY, now() + Math.min(breaker.retryInMs, PROBE_POLL_MS));
+    } else {
+      fallBack(progress, `${model}: circuit open after repeated failures (${why ? `${why}; ` : ''}next probe in ${seconds(breaker.retryInMs)})`);
+      progress.circuitProbeAt = Math.min(progress.circuitProbeAt ?? Number.POSITIVE_INFINITY, now() + breaker.retryInMs);
+    }
+    return 'passed over';
+  }
+  // Let through as the probe, a row that does not call now gives it up: the next caller probes, not one cooldown later.
+  const giveUpProbe = async () => {
+    if (breaker.probe) await gate.releaseProbe(model, breaker.probe);
+  };
   if (progress.reservedModel === model) {
     const untilSlot = progress.wakeAt - now();
-    if (untilSlot > WAKE_LEAD_MS + config.limits.inline_wait_ms) return { kind: 'park', waitMs: untilSlot - WAKE_LEAD_MS, progress };
+    if (untilSlot > WAKE_LEAD_MS + config.limits.inline_wait_ms) {
+      await giveUpProbe();
+      return { kind: 'park', waitMs: untilSlot - WAKE_LEAD_MS, progress };
+    }
     if (untilSlot > 0) await deps.sleep(untilSlot);
   } else {
-    const breaker = await gate.breaker(model);
-    if (!breaker.allowed) {
-      const why = breaker.lastError ? `last error: ${breaker.lastError}` : '';
-      if (breaker.probing) {
-        fallBack(progress, `${model}: one call is testing it after repeated failures${why ? ` (${why})` : ''}`);
-        progress.awaitingProbe = true;
-        progress.circuitProbeAt = Math.min(progress.circuitProbeAt ?? Number.POSITIVE_INFINITY, now() + Math.min(breaker.retryInMs, PROBE_POLL_MS));
-      } else {
-        fallBack(progress, `${model}: circuit open after repeated failures (${why ? `${why}; ` : ''}next probe in ${seconds(breaker.retryInMs)})`);
-        progress.circuitProbeAt = Math.min(progress.circuitProbeAt ?? Number.POSITIVE_INFINITY, now() + breaker.retryInMs);
-      }
-      return 'passed over';
-    }
     const maxWait = onLimit === 'fallback' ? config.limits.max_wait_ms : Number.POSITIVE_INFINITY;
     const capacity = await gate.reserveCapacity(model, estimatedTokens, maxWait);
-    // Let through as the probe, a row that does not call now gives it up: the next caller probes, not one cooldown later.
-    const giveUpProbe = async () => {
-      if (breaker.probe) await gate.releaseProbe(model, breaker.probe);
-    };
     if (!capacity.reserved) {
       await giveUpProbe();
       fallBack(progress, `${model}: rate limited (${capacity.limitedBy}) for ${seconds(capacity.waitMs)}, over limits.max_wait_ms`);
@@ -318,8 +324,8 @@ async function takeSlot(model: string, estimatedTokens: number, onLimit: 'wait' 
       return { kind: 'park', waitMs: Math.max(config.limits.inline_wait_ms, capacity.waitMs - WAKE_LEAD_MS), progress };
     }
     if (capacity.waitMs > 0) await deps.sleep(capacity.waitMs);
-    if (breaker.probe) held.probe = breaker.probe;
   }
+  if (breaker.probe) held.probe = breaker.probe;
   Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
   return 'ready';
 }

@@ -110,6 +110,26 @@ describe('advanceRow', () => {
     expect(reservations).toBe(1);
   });
 
+  it("asks the breaker again when it comes back for its slot (QA: a down provider was called at the pace of its rpm)", async () => {
+    let clock = 1_000_000;
+    const released: string[] = [];
+    const { deps } = setup(['limited', 'ok'], {
+      breaker: async (model) => (model === 'limited' && clock > 1_000_000 ? { allowed: false, retryInMs: 20_000, lastError: 'connect ECONNREFUSED' } : { allowed: true, retryInMs: 0 }),
+      reserveCapacity: async (model) => (model === 'limited' ? { reserved: true, waitMs: 5_000, slotAt: 7 } : { reserved: true, waitMs: 0, slotAt: 0 }),
+      releaseSlot: async (model) => void released.push(model),
+    });
+    deps.now = () => clock;
+    deps.sleep = async () => undefined;
+    const first = await advanceRow(row, freshProgress(), deps);
+    if (first.kind !== 'park') throw new Error('expected park');
+    clock += 4_100; // the circuit opened meanwhile
+    const second = await advanceRow(row, JSON.parse(JSON.stringify(first.progress)), deps);
+    if (second.kind !== 'finished') throw new Error('expected finished');
+    expect(second.event.calls.map((c) => c.model)).toEqual(['ok']);
+    expect(second.event.result.fallback_reason).toContain('limited: circuit open after repeated failures');
+    expect(released).toEqual(['limited']);
+  });
+
   it("books again when it wakes well after its slot (QA: every slot passed while the workers were stopped was used at once, over rpm)", async () => {
     let reservations = 0;
     let clock = 1_000_000;
