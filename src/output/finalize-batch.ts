@@ -2,7 +2,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { BatchMeta, BatchStore } from '../queue/batch-state.ts';
 import { refusedByMonthlyCap } from '../execution/redis-row-gate.ts';
-import { rebuildCsvJournal, shortCollectedFiles, unrecoverable, type ShortFile } from './collected-files.ts';
+import { LostOutputError, rebuildCsvJournal, shortCollectedFiles, unrecoverable, type ShortFile } from './collected-files.ts';
 import { writeOpenAiBatchFiles } from './openai-batch-output.ts';
 import { writeOrderedResults, type RowFilter } from './ordered-results.ts';
 import type { OutputPaths } from './paths.ts';
@@ -69,6 +69,14 @@ export async function writeOutputsSoFar(options: FinalizeOptions, validRows: num
 
 async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number) => number | null): Promise<{ report: Report; finishedAt: Date }> {
   const { store, meta, paths } = options;
+  // The folder deleted, or a collected file cut, while the batch ran: what is lost and the ways on
+  // (exit 2), not a stack trace; a CSV journal alone is made again from the results journal.
+  const checkpointKey = store.keys(meta.batch_id).checkpoint;
+  const checkpoint = await store.redis.hgetall(checkpointKey);
+  const short = await shortCollectedFiles(paths, checkpoint);
+  const lost = unrecoverable(short);
+  if (lost.length > 0) throw new LostOutputError(meta, lost, `switchyard run --resume ${meta.batch_id}`);
+  if (short.length > 0) await rebuildCsvJournal(store.redis, checkpointKey, paths, Number(checkpoint.journal_bytes ?? 0), await store.metadataKeys(meta.batch_id), meta.csv_delimiter);
   const keep = await notWithdrawn(store, meta.batch_id);
   writeOrderedResults(paths.journal, paths.results, keep);
   writeResultsCsv(paths.csvJournal, paths.resultsCsv, await store.metadataKeys(meta.batch_id), { separator: meta.csv_delimiter, bom: meta.csv_bom === true }, keep);

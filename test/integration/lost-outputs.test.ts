@@ -131,3 +131,21 @@ describe('outputs deleted or cut after a batch wrote them: collect writes again 
     expect(await exists(join(out, 'report.json'))).toBe(true);
   });
 });
+
+describe('the output folder deleted while the batch runs', () => {
+  const h = useSimulatorAndRedis('lost-midrun', { latency_ms: 300 });
+
+  it('ends with what is lost and the ways on (exit 2), not a stack trace (QA: exit 4, "unexpected error: ENOENT")', async () => {
+    const dir = await tempDir('lost-midrun');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 12);
+    const out = join(dir, 'out');
+    const running = runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'lost-midrun', '--concurrency', '2'], h.env());
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    await rm(out, { recursive: true, force: true });
+    const run = await running;
+    expect(run.code, run.stdout + run.stderr).toBe(2);
+    expect(run.stderr).toMatch(/batch lost-midrun cannot go on: \S+\.results-journal\.jsonl is (missing|shorter than the batch's checkpoint)/);
+    expect(run.stderr).not.toContain('unexpected error');
+  });
+});
