@@ -2,7 +2,7 @@
 import './node-version-check.ts';
 import * as nodeModule from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { createLogger, logLevelProblem } from './log.ts';
+import { createLogger, logFormatProblem, logLevelProblem } from './log.ts';
 import { writeLines } from './progress/terminal-lines.ts';
 import { describeFileTrouble, describeRedisTrouble, SetupError, UsageError } from './errors.ts';
 import { LOCK_TOO_SHORT, MIN_LOCK_MS } from './queue/claim-lock.ts';
@@ -34,7 +34,7 @@ for (const stream of [process.stdout, process.stderr]) {
 }
 
 const say = (line: string) => writeLines(process.stdout, `${line}\n`);
-const logLevelTrouble = logLevelProblem(process.env.LOG_LEVEL);
+const logLevelTrouble = logLevelProblem(process.env.LOG_LEVEL) ?? logFormatProblem(process.env.LOG_FORMAT);
 if (logLevelTrouble) {
   process.stderr.write(`switchyard: ${logLevelTrouble}\n`);
   process.exit(2);

@@ -16,8 +16,14 @@ export function logLevelProblem(level: string | undefined): string | null {
   return `LOG_LEVEL "${level}" is not a log level: use one of ${LOG_LEVELS.join(', ')} (or leave it unset for warn)`;
 }
 
+/** What is wrong with a LOG_FORMAT value (json, or readable lines), or null; any case is taken. */
+export function logFormatProblem(format: string | undefined): string | null {
+  if (format === undefined || ['json', 'text', ''].includes(format.toLowerCase())) return null;
+  return `LOG_FORMAT "${format}" is not a log format: use json (one JSON object a line, for log collectors), or leave it unset for readable lines`;
+}
+
 export function createLogger(level = process.env.LOG_LEVEL ?? 'warn', options: { readable?: boolean } = {}): Logger {
-  const readable = options.readable ?? process.env.LOG_FORMAT !== 'json';
+  const readable = options.readable ?? process.env.LOG_FORMAT?.toLowerCase() !== 'json';
   return pino(
     {
       level,

@@ -168,11 +168,15 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       throw new UsageError(`${error.message}\nNothing was queued: batch ${batchId} was not created.`);
     });
     host?.onQueuing?.();
-    return await runPreparedBatch(batch, { options, session, logger, say, host, lease: held.lease }).catch((error: unknown) => {
+    // For log collectors (LOG_LEVEL=info, LOG_FORMAT=json): a batch's start and end as events of their own.
+    logger.info({ batch: batchId, resumed: batch.resumed, out: batch.outDir }, `batch ${batchId} started`);
+    const outcome = await runPreparedBatch(batch, { options, session, logger, say, host, lease: held.lease }).catch((error: unknown) => {
       // The batch is saved: its resume goes on (the same command makes a new batch without --batch-id).
       if (!host && error instanceof Error && describeRedisTrouble(error) !== null) throw new RedisStoppedRunError(batchId, error);
       throw error;
     });
+    logger.info({ batch: batchId, exit_code: outcome.exitCode, out: outcome.outDir }, `batch ${batchId} ended`);
+    return outcome;
   } finally {
     await held.reader?.return?.();
     await held.lease?.release();

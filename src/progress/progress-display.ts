@@ -37,6 +37,8 @@ export interface ProgressDisplayOptions {
   stalledAfterMs?: number;
   /** No model the batch may call has a price: its cost is unknown, not $0. */
   unpriced?: boolean;
+  /** Plain output as JSON lines, pino's shape with the figures as fields (LOG_FORMAT=json: stderr stays one JSON object a line). */
+  json?: boolean;
   now?: () => number;
 }
 
@@ -135,7 +137,9 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
     const done = progress.total !== null && progress.finished >= progress.total;
     // Done before the first reading (a short batch, a resume with little to do): no rate was measured, and "0 rows/s" would say the rows never moved.
     const ratePart = done && rate === 0 ? '' : `${rateText(rate)} rows/s, `;
-    stream.write(`progress: ${formatCount(progress.finished)}/${totalText} rows, ${formatCount(progress.failed)} failed, ${ratePart}${etaPart(done, etaText)}, cost ${costText(progress)}\n`);
+    const line = `progress: ${formatCount(progress.finished)}/${totalText} rows, ${formatCount(progress.failed)} failed, ${ratePart}${etaPart(done, etaText)}, cost ${costText(progress)}`;
+    const fields = { finished: progress.finished, total: progress.total, failed: progress.failed, rows_per_second: Math.round(rate * 10) / 10, cost_usd: options.unpriced ? null : progress.costUsd };
+    stream.write(options.json ? `${JSON.stringify({ level: 30, time: Date.now(), ...fields, msg: line })}\n` : `${line}\n`);
     lastLineAt = at;
     lastLineFinished = progress.finished;
   };

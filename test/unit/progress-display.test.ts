@@ -259,3 +259,15 @@ describe('progress display when rows stop finishing', () => {
     expect(out.lines.at(-1)).toBe('progress: 250/300 rows, 0 failed, 10 rows/s, ETA 5.0 s, cost $0.0250');
   });
 });
+
+describe('progress display with LOG_FORMAT=json', () => {
+  it('writes each plain line as a JSON object with its figures, so stderr stays one JSON object a line (QA)', () => {
+    const out = plainOutput();
+    const display = createProgressDisplay(out.stream, { now: out.now, json: true });
+    display.update(progress(0, 300));
+    out.advance(5000);
+    display.update(progress(200, 300, 2));
+    const entry = JSON.parse(out.lines.at(-1)!) as Record<string, unknown>;
+    expect(entry).toMatchObject({ level: 30, finished: 200, total: 300, failed: 2, rows_per_second: 40, msg: 'progress: 200/300 rows, 2 failed, 40 rows/s, ETA 2.5 s, cost $0.0200' });
+  });
+});
