@@ -145,7 +145,8 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     const waiting = maxWaitMs > 0
       ? `each row waited for the circuits as long as their next test call fell within breaker.max_wait_ms (${formatDuration(maxWaitMs)}) of its first wait, so it gave up earlier when the next one fell past it: raise it to ride out a longer outage`
       : 'with breaker.max_wait_ms in the config, rows wait for it instead of failing';
-    say(`Models down: ${counted(passedOver, 'row')} found every model of their chain shut after repeated failures (its circuit breaker), and were not sent.${earlier} Once the provider is back: switchyard run --resume ${batchId} (${waiting}).`);
+    const cooldown = formatDuration(config?.breaker.cooldown_ms ?? 30_000);
+    say(`Models down: ${counted(passedOver, 'row')} found every model of their chain shut after repeated failures (its circuit breaker), and were not sent.${earlier} Once the provider is back: switchyard run --resume ${batchId} (${waiting}; a circuit lets its next test call through ${cooldown} after it shut, breaker.cooldown_ms, so a resume sooner finds it shut still).`);
   }
   sayOtherFailures(report, batchId, new Set(['budget_exceeded', 'missing_api_key', ...(modelsDown ? ['no_model_available'] : [])]), say);
   if (invalid > 0 && report.totals.unfinished_rows === 0 && options.resumeHint !== 'api') {
