@@ -101,10 +101,10 @@ export async function refuseSpentMonth(session: Pick<Session, 'redis' | 'space'>
   const models = modelsTheRowsMayCall(config, pinned);
   const smallest = smallestReservationNanos(config, models);
   if (leftNanos > 0 && (smallest === null || leftNanos >= smallest.nanos)) return;
-  const short =
-    leftNanos > 0 && smallest
-      ? ` (the ${formatUsd(nanosToUsd(leftNanos))} left is less than the least a call reserves: ${formatUsd(nanosToUsd(smallest.nanos))} on ${smallest.model}, max_tokens ${config.max_tokens} at its output price)`
-      : '';
+  // Figures that round alike are given to the nano-dollar: "$0.000287 is less than $0.000287" says nothing.
+  const [left, least] = [leftNanos, smallest?.nanos ?? 0].map((nanos) => formatUsd(nanosToUsd(nanos)));
+  const exact = (nanos: number) => (left === least ? `$${(nanos / 1e9).toFixed(9)}` : formatUsd(nanosToUsd(nanos)));
+  const short = leftNanos > 0 && smallest ? ` (the ${exact(leftNanos)} left is less than the least a call reserves: ${exact(smallest.nanos)} on ${smallest.model}, max_tokens ${config.max_tokens} at its output price)` : '';
   const spent = `the month's budget is spent: calls on this Redis cost ${formatUsd(nanosToUsd(spentNanos))} in ${now.toISOString().slice(0, 7)} (UTC), and budget.monthly_usd is ${formatUsd(cap)}${short}`;
   const raise = 'Raise budget.monthly_usd in the config and run again, or run it next month.';
   const unpriced = models.some((model) => !config.models[model]!.price);

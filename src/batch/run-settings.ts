@@ -140,7 +140,7 @@ function sayBudgetStillSpent(existing: BatchMeta | null, budgetUsd: number | und
     if (monthRaised) return;
     const cap = storedConfig?.budget.monthly_usd;
     say(
-      `Warning: batch ${existing.batch_id} stopped at the month's cap (budget.monthly_usd${cap === undefined ? '' : ` ${formatUsd(cap)}`}) and this run's config raises it not: its rows that still need a call may end budget_exceeded again. ` +
+      `Warning: batch ${existing.batch_id} stopped at the month's cap (budget.monthly_usd${cap === undefined ? '' : ` ${formatUsd(cap)}`}) and this run's config does not raise it: its rows that still need a call may end budget_exceeded again. ` +
         'Run it with a config with a higher budget.monthly_usd (or next month) to finish it.',
     );
     return;

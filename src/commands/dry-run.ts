@@ -3,6 +3,7 @@ import { builtInConfig } from '../config/defaults.ts';
 import { loadConfigFile } from '../config/load.ts';
 import { answerableNames, DEFAULT_MIN_ANSWERS, type JudgeConfig, type SwitchyardConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
+import { batchIdRule, isValidBatchId } from '../queue/keys.ts';
 import { lookalikeColumnsText, unsentBodyFieldsText, unsentRequestFieldsText } from '../batch/run-messages.ts';
 import { missingKeys, notSet, refuseWithoutKeys } from '../batch/config-checks.ts';
 import { countUnsentBodyFields } from '../queue/producer.ts';
@@ -34,6 +35,8 @@ export interface DryRunOptions {
   cache?: boolean;
   /** --resume: a dry run reads no batch, and says so (it estimates the file as a new batch). */
   resume?: string;
+  /** --batch-id: checked as the run would (a pre-check in a script should fail where the run would). */
+  batchId?: string;
 }
 
 interface Tally {
@@ -55,6 +58,7 @@ const CALL_FIELDS = ['inputTokens', 'maxOutputTokens', 'costNanos', 'unpriced'] 
  * the batch can cost.
  */
 export async function runDryRun(options: DryRunOptions, say: (line: string) => void): Promise<number> {
+  for (const id of [options.batchId, options.resume]) if (id !== undefined && !isValidBatchId(id)) throw new UsageError(batchIdRule('batch id', id));
   if (!options.file) {
     const batch = options.resume ? ` (it reads no batch: give the file of ${options.resume}, and its --config, --ab or --judge)` : '';
     throw new UsageError(`--dry-run needs an input file${batch}`);

@@ -317,7 +317,7 @@ describe('budget.monthly_usd counts every batch on this Redis', () => {
       expect(first.code, first.stderr).toBe(1);
       expect(await h.redis.hget(`${h.prefix}:batch:{monthstop}`, 'budget_stop')).toBe('month');
       const resumed = await runCli(['run', '--resume', 'monthstop', '--budget', '5'], h.env());
-      expect(resumed.stdout + resumed.stderr).toContain("Warning: batch monthstop stopped at the month's cap (budget.monthly_usd $0.500) and this run's config raises it not");
+      expect(resumed.stdout + resumed.stderr).toContain("Warning: batch monthstop stopped at the month's cap (budget.monthly_usd $0.500) and this run's config does not raise it");
       const status = await runCli(['status', 'monthstop'], h.env());
       expect(status.stdout).toContain("next      the month's cap stopped it: `switchyard run --resume monthstop --config <a config with a higher budget.monthly_usd>` finishes it");
     } finally {

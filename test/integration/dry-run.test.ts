@@ -112,6 +112,10 @@ describe('run --dry-run of OpenAI Batch lines', () => {
     const set = await runCli(['run', input, '--config', config, '--dry-run'], h.env({ SY_DRY_KEY: 'k' }));
     expect(set.stdout).not.toContain('SY_DRY_KEY');
     expect(set.code).toBe(0);
+    // The batch id is checked as the run would (QA: a dry run passed "a/b", the run refused it).
+    const badId = await runCli(['run', input, '--config', config, '--dry-run', '--batch-id', 'a/b'], h.env({ SY_DRY_KEY: 'k' }));
+    expect(badId.code).toBe(2);
+    expect(badId.stderr).toContain('batch id "a/b" may only use letters, digits');
   });
 
   it('shows the A/B split it prices the rows by, as the run says it', async () => {
