@@ -161,7 +161,8 @@ program
   .command('status')
   .description("show a batch's state, or the most recent batches")
   .argument('[batch-id]')
-  .action((batchId: string | undefined) => exitWith(async () => (await import('./commands/status.ts')).runStatusCommand(batchId, logger, say)));
+  .option('--json', 'one JSON object (or an array of them, newest first) for scripts, instead of the lines for a person')
+  .action((batchId: string | undefined, opts: { json?: boolean }) => exitWith(async () => (await import('./commands/status.ts')).runStatusCommand(batchId, logger, say, { json: opts.json === true })));
 
 program
   .command('collect')

@@ -11,6 +11,7 @@ import { totalOf } from '../progress/progress-display.ts';
 import { connectedWorkerCount, workersConnectedText } from '../queue/connected-workers.ts';
 import { workerProcesses } from '../queue/worker-registry.ts';
 import { readWrittenReport } from '../output/write-report.ts';
+import { batchView } from '../api/batch-view.ts';
 
 const RECENT = 10;
 
@@ -36,7 +37,7 @@ interface BatchState {
 }
 
 /** `switchyard status [batch id]`: one batch in detail, or a table of the most recent ones. */
-export async function runStatusCommand(batchId: string | undefined, logger: Logger, say: (line: string) => void): Promise<number> {
+export async function runStatusCommand(batchId: string | undefined, logger: Logger, say: (line: string) => void, options: { json?: boolean } = {}): Promise<number> {
   const session = await openSession(logger, say);
   try {
     if (batchId) {
@@ -54,7 +55,9 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
       const [workers, workerNames, rowsWrittenSoFar] = finished
         ? [undefined, undefined, undefined]
         : await Promise.all([connectedWorkerCount(session.openPromptQueue()), workerProcesses(session.redis, session.space), outputsSoFar(state.meta)]);
-      for (const line of describeBatch({ ...state, runBy, workers, ...(workerNames ? { workerNames } : {}), rowsWrittenSoFar, keptAnswers, overApi: overApi === 1, unpriced, cancelling: cancelling === 1 })) say(line);
+      const described: BatchState = { ...state, runBy, workers, ...(workerNames ? { workerNames } : {}), rowsWrittenSoFar, keptAnswers, overApi: overApi === 1, unpriced, cancelling: cancelling === 1 };
+      if (options.json) say(JSON.stringify(statusJson(described), null, 2));
+      else for (const line of describeBatch(described)) say(line);
       return 0;
     }
     const [ids, count] = await Promise.all([session.store.recentBatchIds(RECENT), session.store.batchCount()]);
@@ -85,6 +88,10 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
         return isFinishedStatus(state.meta.status) ? { ...state, unpriced } : { ...state, unpriced, runBy: await leaseHolder(session, state.meta.batch_id), workers };
       }),
     );
+    if (options.json) {
+      say(JSON.stringify(states.map(statusJson), null, 2));
+      return 0;
+    }
     for (const line of batchTable(states, count)) say(line);
     sayDamaged();
     return 0;
@@ -111,6 +118,28 @@ async function unpricedBatch(session: Session, batchId: string): Promise<boolean
 async function leaseHolder(session: Session, batchId: string): Promise<string | null> {
   const lease = await session.redis.get(session.store.keys(batchId).lease);
   return lease === null || leaseHolderAlive(lease) === false ? null : holderName(lease);
+}
+
+/**
+ * `status --json`: the batch as the HTTP API shows it (docs/api.md), less the API's links, with
+ * what `status` adds: `state` (the status, and `, stopped` or the like when nothing works on it),
+ * the process running it, the workers connected, the cap a budget stop met, and the next step.
+ */
+export function statusJson(state: BatchState): Record<string, unknown> {
+  const { meta, progress, runBy, workers, overApi = false, unpriced = false, cancelling = false } = state;
+  const { files: _files, links: _links, ...view } = batchView(meta, progress, new Set(), cancelling);
+  const beingCancelled = cancelling && !isFinishedStatus(meta.status);
+  return {
+    ...view,
+    cost_usd: unpriced ? null : view.cost_usd,
+    state: beingCancelled ? `${meta.status}, cancelling` : statusText(meta.status, runBy, workers, meta.detached),
+    detached: meta.detached ?? null,
+    over_api: overApi,
+    run_by: runBy ?? null,
+    workers: workers ?? null,
+    budget_stop: meta.budget_stop ?? null,
+    next: describeBatch(state).find((line) => line.startsWith('  next'))?.replace(/^ {2}next {6}/, '') ?? null,
+  };
 }
 
 /** The lines `status <batch id>` prints. */

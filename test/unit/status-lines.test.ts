@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { batchTable, describeBatch } from '../../src/commands/status.ts';
+import { batchTable, describeBatch, statusJson } from '../../src/commands/status.ts';
 import type { BatchMeta, BatchProgress } from '../../src/queue/batch-state.ts';
 
 const meta: BatchMeta = {
@@ -118,5 +118,25 @@ describe('status <batch id>: a --detach batch being collected', () => {
   it('names its process as the collector, the workers doing the calls (QA: "run by" read as the process doing the work)', () => {
     const lines = describeBatch({ meta: { ...meta, detached: true }, progress, runBy: 'vm pid 9', workers: 2, workerNames: [] });
     expect(lines.find((line) => line.startsWith('  next'))).toBe('  next      in progress: workers take its rows, and vm pid 9 collects its outputs');
+  });
+});
+
+describe('status --json', () => {
+  it("gives a script the API's view of the batch with status's own state and next step (QA: no machine-readable form)", () => {
+    const json = statusJson({ meta: { ...meta, detached: false }, progress, runBy: null, workers: 0, workerNames: [] });
+    expect(json).toMatchObject({
+      batch_id: 'b1',
+      status: 'running',
+      state: 'running, stopped',
+      finished: false,
+      rows: { total: 10, finished: 4, succeeded: 4, failed: 0, invalid: 0 },
+      cost_usd: 0.001,
+      run_by: null,
+      workers: 0,
+      budget_stop: null,
+      next: 'its run stopped before the end: `switchyard run --resume b1` finishes it',
+    });
+    expect(json).not.toHaveProperty('links');
+    expect(JSON.parse(JSON.stringify(json))).toEqual(json);
   });
 });
