@@ -88,6 +88,7 @@ async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number
   const finishedAt = lastRow !== null && lastRow < now && lastRow > options.startedAt ? lastRow : now;
   const report = tally.build({ batchId: meta.batch_id, startedAt: options.startedAt, finishedAt }, meta.invalid_codes, null);
   report.totals.unfinished_rows = rowsLeft(report.totals.rows);
+  if (meta.ab_split) report.ab_split = meta.ab_split;
   writeReport(report, options.outDir, options.resumeHint);
   return { report, finishedAt };
 }

@@ -223,6 +223,8 @@ export interface Report {
   ensembles: Record<string, EnsembleReport>;
   /** Per arm of the batch's A/B split (`--ab`), by name; empty without one. */
   ab_arms: Record<string, AbArmReport>;
+  /** The split the batch runs with (`--ab`, its arms in order with their weights), so reports of two runs can be checked for the same arms; absent without one. */
+  ab_split?: Array<{ model: string; weight: number }>;
   extra_calls: ExtraCallsReport;
   cache: CacheReport;
   /** Present when rows were judged (config `judge`). */

@@ -30,6 +30,8 @@ describe('run --ab: an A/B split of the rows between models', () => {
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
     expect(report.models.fast!.rows + report.models.slow!.rows).toBe(40);
     expect(report.models.slow!.rows).toBeGreaterThan(3);
+    // The split itself, so two runs' reports can be checked for the same arms (QA).
+    expect(report.ab_split).toEqual(arms);
 
     const meta = `${h.prefix}:batch:{ab}`;
     expect(JSON.parse((await h.redis.hget(meta, 'ab_split'))!)).toEqual(arms);
