@@ -64,7 +64,8 @@ export function resultCsvRecord(result: RowResult, metadataKeys: readonly string
     result.task_type,
     result.route_reason,
     result.ab_arm ?? null,
-    result.models_tried.join(' > '),
+    // An ensemble's models answered side by side: a list, not a chain.
+    result.models_tried.join(result.ensemble ? ', ' : ' > '),
     result.fallback_reason,
     result.ensemble?.name ?? null,
     result.judge?.score ?? null,

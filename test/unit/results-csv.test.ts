@@ -117,7 +117,7 @@ describe('writeResultsCsv', () => {
 
     expect(d.cost_usd).toBe('0.00000012'); // no exponent form
     expect(d.delta).toBe('-5'); // numeric text is not a formula
-    expect([d.finish_reason, d.models_tried, d.fallback_reason, d.ensemble, d.request_id]).toEqual(['length', 'model-a > model-b', 'model-a: server_error after 4 attempts', 'council', 'req_9']);
+    expect([d.finish_reason, d.models_tried, d.fallback_reason, d.ensemble, d.request_id]).toEqual(['length', 'model-a, model-b', 'model-a: server_error after 4 attempts', 'council', 'req_9']);
   });
 
   it('writes only the header for an empty journal', async () => {
