@@ -108,13 +108,6 @@ export function handBackMs(handBacks: number, ownerRunning: boolean): number {
 /** Long enough that this worker's next fetches find other rows, short enough that the row hardly waits. */
 const OWNER_RUNNING_HAND_BACK_MS = 20;
 
-/**
- * A row whose model needs a key this worker lacks goes back to the queue while another worker has
- * it. BullMQ cannot steer a job to a given worker, so the row may come back here: each round it
- * waits KEY_HAND_BACK_HOLD_MS here first (so an idle keyless worker does not spin through the queue,
- * parking everything), then KEY_HAND_BACK_PARK_MS in the queue, where any worker may take it; after
- * MAX_KEY_HAND_BACKS rounds (about 3 minutes) it fails with missing_api_key.
- */
 /** A row's fallback_reason naming a model passed over for its open circuit (row-runner.ts), the model first. */
 const OPEN_CIRCUIT = /(?:^|; )([^:;]+): circuit open after repeated failures/;
 
@@ -127,6 +120,13 @@ const OPEN_CIRCUIT = /(?:^|; )([^:;]+): circuit open after repeated failures/;
 const KEY_WAIT_MS = 5_000;
 const KEY_WAIT_ROUNDS = 24;
 
+/**
+ * A row whose model needs a key this worker lacks goes back to the queue while another worker has
+ * it. BullMQ cannot steer a job to a given worker, so the row may come back here: each round it
+ * waits KEY_HAND_BACK_HOLD_MS here first (so an idle keyless worker does not spin through the queue,
+ * parking everything), then KEY_HAND_BACK_PARK_MS in the queue, where any worker may take it; after
+ * MAX_KEY_HAND_BACKS rounds (about 3 minutes) it fails with missing_api_key.
+ */
 const KEY_HAND_BACK_HOLD_MS = 500;
 const KEY_HAND_BACK_PARK_MS = 500;
 const MAX_KEY_HAND_BACKS = 180;

@@ -72,6 +72,20 @@ export function tokenSpanUs(charged: number, capacity: number): number {
 }
 
 /**
+ * The longest x-ratelimit-reset-requests / -tokens of an answer, in ms; only of the limits it says
+ * are used up (x-ratelimit-remaining-* 0) when `exhaustedOnly`. Null when it sent none.
+ */
+export function rateLimitResetMs(headers: Headers | undefined, exhaustedOnly: boolean): number | null {
+  let wait: number | null = null;
+  for (const kind of ['requests', 'tokens']) {
+    if (exhaustedOnly && headers?.get(`x-ratelimit-remaining-${kind}`)?.trim() !== '0') continue;
+    const reset = parseResetDuration(headers?.get(`x-ratelimit-reset-${kind}`) ?? '');
+    if (reset !== null) wait = Math.max(wait ?? 0, reset);
+  }
+  return wait;
+}
+
+/**
  * Milliseconds from an x-ratelimit-reset-* header: OpenAI-style durations ("1s", "6m0s", "20ms",
  * "1h2m3.5s") or plain seconds ("0.5"). Null when it is neither.
  */

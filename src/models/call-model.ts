@@ -4,7 +4,7 @@ import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParams
 import type { ChatMessage } from '../input/row.ts';
 import type { Usage } from '../output/records.ts';
 import { countMessageTokens, countTextTokens } from '../routing/token-count.ts';
-import { parseResetDuration } from '../limits/pacing.ts';
+import { rateLimitResetMs } from '../limits/pacing.ts';
 import { classifyModelError, htmlPageText, ModelCallError } from './model-error.ts';
 import type { ProviderClient } from './provider-clients.ts';
 import { readStreamedAnswer } from './streamed-answer.ts';
@@ -49,13 +49,7 @@ export interface ModelAnswer {
  * 429: returns the matching reset time, so every worker can hold off. The answer itself is kept.
  */
 export function exhaustedLimitResetMs(headers: Headers): number | null {
-  let wait: number | null = null;
-  for (const kind of ['requests', 'tokens']) {
-    if (headers.get(`x-ratelimit-remaining-${kind}`)?.trim() !== '0') continue;
-    const reset = parseResetDuration(headers.get(`x-ratelimit-reset-${kind}`) ?? '');
-    if (reset !== null) wait = Math.max(wait ?? 0, reset);
-  }
-  return wait;
+  return rateLimitResetMs(headers, true);
 }
 
 /**

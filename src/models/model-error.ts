@@ -1,6 +1,6 @@
 import { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
 import type { Usage } from '../output/records.ts';
-import { parseResetDuration } from '../limits/pacing.ts';
+import { rateLimitResetMs } from '../limits/pacing.ts';
 
 export type ModelErrorCode =
   | 'rate_limited'
@@ -34,8 +34,9 @@ export class ModelCallError extends Error {
   /** False when the request never went out (no key, or a key just rejected): no call to record. */
   readonly sent: boolean;
   /**
-   * What the failed call is charged, estimated (set by callModel on a timeout: see
-   * chargedUsage there), with the time the count took; null when it costs nothing.
+   * What the failed call is charged (set by callModel: see chargedUsage there): counted here, with
+   * the time the count took, or `reported` by the provider in a body or stream that failed all the
+   * same; null when it costs nothing.
    */
   estimatedUsage: { usage: Usage; countingMs: number; reported?: boolean } | null = null;
   /** A streamed answer that failed part-way: the text it had sent, and the usage chunk if one came. */
@@ -122,7 +123,7 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
     }
     if (status === 429) {
       // No retry-after: the x-ratelimit-reset-* headers OpenAI sends say when the limit resets.
-      const retryAfterMs = retryAfterFromHeaders(error.headers) ?? limitResetFromHeaders(error.headers);
+      const retryAfterMs = retryAfterFromHeaders(error.headers) ?? rateLimitResetMs(error.headers, false);
       return new ModelCallError({ ...base, code: 'rate_limited', retryable: true, retryAfterMs, message: `${where} is rate limited (429): ${withoutFinalStop(detail)}; models.${ctx.model}.rpm and tpm, set to the provider's limits, pace every worker's calls below them` });
     }
     if (status === 401) {
@@ -195,17 +196,6 @@ export function asSentence(text: string): string {
   return /[.!?]$/.test(trimmed) ? trimmed : `${trimmed}.`;
 }
 
-/** What to do about the two connection failures that are nearly always the setup's, not the network's. */
-/** The longest x-ratelimit-reset-requests / -tokens ("1s", "6m0s", "20ms") of an answer, in ms; null when it sent none. */
-function limitResetFromHeaders(headers: Headers | undefined): number | null {
-  let wait: number | null = null;
-  for (const kind of ['requests', 'tokens']) {
-    const reset = parseResetDuration(headers?.get(`x-ratelimit-reset-${kind}`) ?? '');
-    if (reset !== null) wait = Math.max(wait ?? 0, reset);
-  }
-  return wait;
-}
-
 /** The provider's words without the key itself, should it quote it whole (OpenAI masks it; not every provider may). */
 function withoutKey(text: string, apiKeyEnv: string | undefined): string {
   const key = apiKeyEnv ? process.env[apiKeyEnv]?.trim() : undefined;
@@ -222,6 +212,7 @@ function tlsProblem(cause: unknown, ctx: { provider: string; baseUrl: string }):
   return null;
 }
 
+/** What to do about the two connection failures that are nearly always the setup's, not the network's. */
 function connectionHint(cause: unknown, ctx: { provider: string; baseUrl: string }): string {
   const code = typeof cause === 'object' && cause !== null && 'code' in cause ? String(cause.code) : '';
   const message = cause instanceof Error ? cause.message : '';

@@ -139,7 +139,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
     const ratePart = done && rate === 0 ? '' : `${rateText(rate)} rows/s, `;
     const line = `progress: ${formatCount(progress.finished)}/${totalText} rows, ${formatCount(progress.failed)} failed, ${ratePart}${etaPart(done, etaText)}, cost ${costText(progress)}`;
     const fields = { finished: progress.finished, total: progress.total, failed: progress.failed, rows_per_second: Math.round(rate * 10) / 10, cost_usd: options.unpriced ? null : progress.costUsd };
-    stream.write(options.json ? `${JSON.stringify({ level: 30, time: Date.now(), ...fields, msg: line })}\n` : `${line}\n`);
+    stream.write(options.json ? `${JSON.stringify({ level: 30, time: at, ...fields, msg: line })}\n` : `${line}\n`);
     lastLineAt = at;
     lastLineFinished = progress.finished;
   };

@@ -2,7 +2,7 @@
 import type { BatchStore } from './batch-state.ts';
 import { runScript, type LuaScript } from './lua-script.ts';
 
-/** Rows withdrawn per pipeline when a file got shorter. */
+/** Rows withdrawn per script call when a file got shorter. */
 const WITHDRAW_CHUNK = 10_000;
 
 /** Invalid rows gathered before they are withdrawn together (the producer also withdraws them before each chunk). */
