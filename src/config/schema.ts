@@ -11,10 +11,17 @@ const positiveInt = z.number().int().positive();
 /** What API keys look like (OpenAI's sk-..., Anthropic's sk-ant-..., OpenRouter's sk-or-..., Google's AIza...), pasted where a variable's name goes. */
 const LOOKS_LIKE_A_KEY = /^(sk-|sk_|AIza|gsk_|xai-|pplx-|hf_)|^[A-Za-z0-9_-]{32,}$/;
 
+/** `${VLLM_HOST}` or `$VLLM_HOST`, as a shell or docker compose would fill in; nothing here does. */
+const ENV_REFERENCE = /\$\{[A-Za-z_][A-Za-z0-9_]*\}|\$[A-Z_][A-Z0-9_]*/;
+const envReferenceText = (input: unknown) =>
+  `${ENV_REFERENCE.exec(String(input))?.[0] ?? '$'} is not filled in: the config is read as written, with no environment variables (only api_key_env names one); write the URL itself, or fill the file in before the run (envsubst < switchyard.template.yaml > switchyard.yaml)`;
+
 export const providerSchema = z.strictObject({
   // The SDK adds /chat/completions itself: a URL ending in it would 404 on every call.
   base_url: z
-    .url({ protocol: /^https?$/, message: 'expected an http(s) URL such as http://127.0.0.1:8787/v1' })
+    .url({ protocol: /^https?$/, error: (issue) => (ENV_REFERENCE.test(String(issue.input)) ? envReferenceText(issue.input) : 'expected an http(s) URL such as http://127.0.0.1:8787/v1') })
+    // `http://${HOST}:8000/v1` parses as a URL, and its calls would go to a host named "${host}".
+    .refine((url) => !ENV_REFERENCE.test(url), { error: (issue) => envReferenceText(issue.input) })
     .refine((url) => !/\/chat\/completions\/?$|\/completions\/?$/.test(url), { error: (issue) => `expected the API's root, e.g. ${String(issue.input).replace(/\/(chat\/)?completions\/?$/, '')}: the SDK adds /chat/completions itself` }),
   /** Name of the environment variable holding the key; the key itself never enters config. */
   api_key_env: z

@@ -25,6 +25,11 @@ describe('a config with mistakes', () => {
   it('refuses what could not work or do anything (QA): an endpoint path in base_url, a key where its variable goes, a backoff above its cap, a model twice in a chain, a task type no prompt can get', () => {
     const provider = (extra: Record<string, unknown>) => ({ ...valid, providers: { local: { base_url: 'http://127.0.0.1:8787/v1', ...extra } } });
     expect(problems(provider({ base_url: 'https://api.example.com/v1/chat/completions' }))).toContain("providers.local.base_url: expected the API's root, e.g. https://api.example.com/v1: the SDK adds /chat/completions itself");
+    // An environment variable in the URL, as in a docker compose file: nothing expands it (QA).
+    expect(problems(provider({ base_url: '${VLLM_URL}' }))).toContain('providers.local.base_url: ${VLLM_URL} is not filled in: the config is read as written');
+    expect(problems(provider({ base_url: 'http://${VLLM_HOST}:8000/v1' }))).toContain('providers.local.base_url: ${VLLM_HOST} is not filled in');
+    expect(problems(provider({ base_url: '$BASE/v1' }))).toContain('providers.local.base_url: $BASE is not filled in');
+    expect(() => parseConfig(provider({ base_url: 'https://api.example.com/v1?tag=$x' }), 'switchyard.yaml')).not.toThrow();
     expect(problems(provider({ api_key_env: 'sk-proj-abc123def456' }))).toContain('providers.local.api_key_env: this looks like an API key itself: put the key in an environment variable');
     expect(() => parseConfig(provider({ api_key_env: 'OPENAI_API_KEY' }), 'switchyard.yaml')).not.toThrow();
     expect(problems({ ...valid, retry: { base_delay_ms: 50_000, max_delay_ms: 100 } })).toContain('retry.base_delay_ms: 50000 is above max_delay_ms (100), which caps every backoff');
