@@ -21,7 +21,8 @@ export const providerSchema = z.strictObject({
   base_url: z
     .url({ protocol: /^https?$/, error: (issue) => (ENV_REFERENCE.test(String(issue.input)) ? envReferenceText(issue.input) : 'expected an http(s) URL such as http://127.0.0.1:8787/v1') })
     // `http://${HOST}:8000/v1` parses as a URL, and its calls would go to a host named "${host}".
-    .refine((url) => !ENV_REFERENCE.test(url), { error: (issue) => envReferenceText(issue.input) })
+    // (One that does not parse was said above, once.)
+    .refine((url) => !(ENV_REFERENCE.test(url) && URL.canParse(url)), { error: (issue) => envReferenceText(issue.input) })
     .refine((url) => !/\/chat\/completions\/?$|\/completions\/?$/.test(url), { error: (issue) => `expected the API's root, e.g. ${String(issue.input).replace(/\/(chat\/)?completions\/?$/, '')}: the SDK adds /chat/completions itself` }),
   /** Name of the environment variable holding the key; the key itself never enters config. */
   api_key_env: z

@@ -26,6 +26,7 @@ describe('a config with mistakes', () => {
     const provider = (extra: Record<string, unknown>) => ({ ...valid, providers: { local: { base_url: 'http://127.0.0.1:8787/v1', ...extra } } });
     expect(problems(provider({ base_url: 'https://api.example.com/v1/chat/completions' }))).toContain("providers.local.base_url: expected the API's root, e.g. https://api.example.com/v1: the SDK adds /chat/completions itself");
     // An environment variable in the URL, as in a docker compose file: nothing expands it (QA).
+    expect(problems(provider({ base_url: '${VLLM_URL}' })).match(/is not filled in/g)).toHaveLength(1);
     expect(problems(provider({ base_url: '${VLLM_URL}' }))).toContain('providers.local.base_url: ${VLLM_URL} is not filled in: the config is read as written');
     expect(problems(provider({ base_url: 'http://${VLLM_HOST}:8000/v1' }))).toContain('providers.local.base_url: ${VLLM_HOST} is not filled in');
     expect(problems(provider({ base_url: '$BASE/v1' }))).toContain('providers.local.base_url: $BASE is not filled in');
