@@ -73,6 +73,20 @@ export function createHttpFetch(fallback: FetchFunction = globalThis.fetch): Fet
   };
 }
 
+/**
+ * The global fetch (used when Node sends requests through the environment's proxy), but not
+ * following a 301, 302 or 303 that would turn a model call into a GET without its body, as
+ * createHttpFetch does not; a 307 or 308, which keeps the body, it follows.
+ */
+export function createProxyFetch(base: FetchFunction = globalThis.fetch): FetchFunction {
+  return async function proxyFetch(input, init = {}) {
+    if ((init.method ?? 'GET') === 'GET' || init.redirect !== undefined) return base(input, init);
+    const response = await base(input, { ...init, redirect: 'manual' });
+    const resendable = init.body === undefined || init.body === null || typeof init.body === 'string' || init.body instanceof Uint8Array;
+    return response.status === 307 || response.status === 308 ? (resendable ? base(input, init) : response) : response;
+  };
+}
+
 /** What http.request needs of a URL. */
 interface Target {
   protocol: string;

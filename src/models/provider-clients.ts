@@ -1,6 +1,6 @@
 import OpenAI from 'openai';
 import type { ProviderConfig, SwitchyardConfig } from '../config/schema.ts';
-import { createHttpFetch, nodeUsesEnvProxy } from './http-fetch.ts';
+import { createHttpFetch, createProxyFetch, nodeUsesEnvProxy } from './http-fetch.ts';
 import { KeyRejection } from './key-rejection.ts';
 
 /**
@@ -8,7 +8,7 @@ import { KeyRejection } from './key-rejection.ts';
  * (src/execution/row-runner.ts, with models/retry-policy.ts) owns every retry. Keys come from the
  * environment only. Requests go out through Node's http client (models/http-fetch.ts), which costs
  * less CPU per call than the global fetch; with Node's environment proxy on, through the global
- * fetch, which honours it.
+ * fetch, which honours it (createProxyFetch: redirects handled as the adapter handles them).
  */
 export interface ProviderClient {
   name: string;
@@ -22,7 +22,7 @@ export interface ProviderClient {
 
 export function createProviderClients(config: SwitchyardConfig, env: NodeJS.ProcessEnv = process.env): Map<string, ProviderClient> {
   const clients = new Map<string, ProviderClient>();
-  const fetch = nodeUsesEnvProxy(env) ? undefined : createHttpFetch();
+  const fetch = nodeUsesEnvProxy(env) ? createProxyFetch() : createHttpFetch();
   for (const [name, provider] of Object.entries(config.providers)) {
     const apiKey = provider.api_key_env ? env[provider.api_key_env] : undefined;
     clients.set(name, {
@@ -31,7 +31,7 @@ export function createProviderClients(config: SwitchyardConfig, env: NodeJS.Proc
       missingKeyEnv: missingKeyEnv(provider, env),
       keyRejection: new KeyRejection(),
       // Local endpoints (the simulator, vLLM, Ollama) accept any key; the SDK insists on one.
-      client: new OpenAI({ apiKey: apiKey ?? 'no-key', baseURL: provider.base_url, maxRetries: 0, timeout: provider.timeout_ms, ...(fetch ? { fetch } : {}) }),
+      client: new OpenAI({ apiKey: apiKey ?? 'no-key', baseURL: provider.base_url, maxRetries: 0, timeout: provider.timeout_ms, fetch }),
     });
   }
   return clients;

@@ -5,7 +5,7 @@ import { brotliCompressSync, createGzip, deflateRawSync, gzipSync } from 'node:z
 import type { AddressInfo } from 'node:net';
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, AuthenticationError, RateLimitError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHttpFetch, nodeUsesEnvProxy, type FetchFunction } from '../../src/models/http-fetch.ts';
+import { createHttpFetch, createProxyFetch, nodeUsesEnvProxy, type FetchFunction } from '../../src/models/http-fetch.ts';
 import { createProviderClients } from '../../src/models/provider-clients.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { classifyModelError } from '../../src/models/model-error.ts';
@@ -187,6 +187,21 @@ describe('createHttpFetch', () => {
     const moved = await fetch(`${rawUrl}/moved-301`, { method: 'POST', body: '{}' });
     expect(moved.status).toBe(301);
     expect(handed).toEqual([]);
+  });
+
+  it("through the environment's proxy, Node's fetch does not turn a POST into a GET on a 301, and follows a 307 with the body", async () => {
+    const fetch = createProxyFetch();
+    seen.length = 0;
+    const moved = await fetch(`${rawUrl}/moved-301`, { method: 'POST', body: '{"model":"m"}' });
+    expect(moved.status).toBe(301);
+    expect(moved.headers.get('location')).toBe('/multi');
+    expect(seen.map((request) => `${request.method} ${request.url}`)).toEqual(['POST /moved-301']);
+    seen.length = 0;
+    const kept = await fetch(`${rawUrl}/moved`, { method: 'POST', body: '{"model":"m"}' });
+    expect(await kept.json()).toEqual({ ok: true });
+    expect(seen.map((request) => `${request.method} ${request.url} ${request.body}`)).toEqual(['POST /moved {"model":"m"}', 'POST /moved {"model":"m"}', 'POST /multi {"model":"m"}']);
+    seen.length = 0;
+    expect((await fetch(`${rawUrl}/moved-301`)).status).toBe(200); // a GET follows, as fetch does
   });
 
   it("leaves requests to Node's fetch when Node is told to use the environment's proxy", () => {
