@@ -28,11 +28,13 @@ export function createMonthSpend(redis: Redis, prefix: string, flushEveryMs = FL
       entries.map(async ([key, nanos]) => {
         try {
           await redis.hincrby(key, 'spent', nanos);
-          const expiresAt = monthKeyExpiresAt(key);
-          if (expiresAt !== null) await redis.pexpireat(key, expiresAt);
         } catch {
           pending.set(key, (pending.get(key) ?? 0) + nanos);
+          return;
         }
+        // Counted now: a failed expiry must not count it again (the next flush sets the expiry).
+        const expiresAt = monthKeyExpiresAt(key);
+        if (expiresAt !== null) await redis.pexpireat(key, expiresAt).catch(() => undefined);
       }),
     );
   }
