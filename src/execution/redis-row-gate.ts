@@ -196,7 +196,7 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
 
     async releaseSlot(model, slotAt, tokens): Promise<void> {
       const limits = config.models[model];
-      await limiter.release({ model: endpointOf(model), rpm: limits?.rpm, tpm: limits?.tpm, headroom: config.limits.headroom, reservations: [{ slotAt, tokens }] });
+      await limiter.release({ model: endpointOf(model), rpm: limits?.rpm, tpm: limits?.tpm, headroom: config.limits.headroom, reservations: [{ slotAt, tokens, due: true }] });
     },
 
     async budgetRefusal(estimateNanos): Promise<string | null> {

@@ -59,7 +59,11 @@ export interface RowGate {
    * once instead of each waiting its turn to be refused.
    */
   budgetRefusal(estimateNanos: number): Promise<string | null>;
-  /** Gives back a rate-limit slot booked ahead that no call will use (its row was refused meanwhile), so later calls need not wait behind it. */
+  /**
+   * Gives back a rate-limit slot this row booked and will not call in (it was refused, found its
+   * answer in the cache, or must wait for the budget), so later calls need not wait behind it: its
+   * request interval and tokens, even when its start has come.
+   */
   releaseSlot(model: string, slotAt: number, tokens: number): Promise<void>;
   /** Returns 'open' when the call's failure left the model's circuit open (it opened it, or it was). */
   settle(settlement: CallSettlement): Promise<'open' | void>;

@@ -166,13 +166,15 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     const { probe } = held;
 
     const budget = await holdBudget(estimateNanos, progress, deps);
-    if (budget.kind === 'park') {
+    if (budget.kind !== 'held') {
+      // The slot is now and goes unused: it comes back whole, so that rows waiting for the budget
+      // do not book and waste one every time they wake (review: each wake pushed the model's next
+      // call a request interval later for every batch on it).
       if (probe) await gate.releaseProbe(model, probe);
-      return budget;
+      await gate.releaseSlot(model, progress.slotAt, estimatedTokens);
     }
+    if (budget.kind === 'park') return budget;
     if (budget.kind === 'refused') {
-      // The slot is now and goes unused: its booked tokens come back.
-      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: null, actualNanos: 0, health: 'neutral', coolDownMs: null, probe });
       if (passedForCheaper(row, progress, config, estimateNanos, budget.message)) continue;
       return finish(row, progress, model, null, new ModelCallError({ code: 'budget_exceeded', model, message: budget.message }));
     }

@@ -161,12 +161,12 @@ return 1
 };
 
 /**
- * Gives back reservations nobody will use (rows a stopped run took off the queue): each one still
- * ahead moves next_request_at back by the request interval, next_token_at by its token span, the
+ * Gives back reservations nobody will use (rows a stopped run took off the queue; a row at its slot
+ * that will not call, flagged due): each one still ahead, or due, moves next_request_at back by the request interval, next_token_at by its token span, the
  * latest start by the larger of the two, never before now, and takes its tokens out of its bucket.
  * Exact when they were the latest reservations (one batch on the model); with another batch's
  * reservations among them, new ones may start beside those for a while, which a 429 would cool.
- * ARGV: request interval us (0: no rpm), then per reservation: start us, window tokens, token span us.
+ * ARGV: request interval us (0: no rpm), then per reservation: start us, window tokens, token span us, due (1/0).
  * Returns the number of reservations given back.
  */
 export const RELEASE: LuaScript = {
@@ -178,9 +178,9 @@ local req_iv = tonumber(ARGV[1])
 local now = now_us()
 local req, tok, cool, last, sum = read_state()
 local req_back, tok_back, last_back, released = 0, 0, 0, 0
-for i = 2, #ARGV, 3 do
+for i = 2, #ARGV, 4 do
   local start = tonumber(ARGV[i])
-  if start > now then
+  if start > now or ARGV[i + 3] == '1' then
     local charged = tonumber(ARGV[i + 1])
     local span = tonumber(ARGV[i + 2])
     released = released + 1

@@ -49,8 +49,12 @@ export interface ReleaseInput {
   rpm?: number | undefined;
   tpm?: number | undefined;
   headroom: number;
-  /** Reservations that will not be used: their start (Redis clock, epoch ms) and the tokens they were made for. */
-  reservations: ReadonlyArray<{ slotAt: number; tokens: number }>;
+  /**
+   * Reservations that will not be used: their start (Redis clock, epoch ms) and the tokens they were
+   * made for. Only those still ahead come back, unless `due`: the row holding it came to its start
+   * and knows it makes no call (the budget made it wait, say), so it comes back all the same.
+   */
+  reservations: ReadonlyArray<{ slotAt: number; tokens: number; due?: boolean }>;
 }
 
 export interface CoolDownInput {
@@ -133,9 +137,10 @@ export class ModelLimiter {
   }
 
   /**
-   * Gives back reservations that no call will use (rows taken off the queue by a stopped run), so
-   * the next ones, a resume's, do not wait behind them. Those already started are left as they
-   * are. Returns how many were given back; no round trip for a model without limits.
+   * Gives back reservations that no call will use (rows taken off the queue by a stopped run, a row
+   * that came to its slot and will not call), so the next ones do not wait behind them. Those
+   * already started are left as they are, unless `due`. Returns how many were given back; no round
+   * trip for a model without limits.
    */
   async release(input: ReleaseInput): Promise<number> {
     const { rpm, tpm, headroom } = input;
@@ -143,9 +148,9 @@ export class ModelLimiter {
     const intervalUs = rpm === undefined ? 0 : requestIntervalUs(rpm, headroom);
     const capacity = tpm === undefined ? 0 : tokenCapacity(tpm, headroom);
     const args: number[] = [intervalUs];
-    for (const { slotAt, tokens } of input.reservations) {
+    for (const { slotAt, tokens, due } of input.reservations) {
       const charged = tpm === undefined ? 0 : windowTokens(tokens, capacity);
-      args.push(Math.floor(slotAt) * 1000, charged, tpm === undefined ? 0 : tokenSpanUs(charged, capacity));
+      args.push(Math.floor(slotAt) * 1000, charged, tpm === undefined ? 0 : tokenSpanUs(charged, capacity), due ? 1 : 0);
     }
     return Number(await runScript(this.#redis, RELEASE, [this.#key(input.model)], args));
   }

@@ -125,6 +125,16 @@ describe('ModelLimiter requests per minute', () => {
     expect(await limiter(3).release({ ...base, rpm: undefined, reservations: [{ slotAt: next, tokens: 10 }] })).toBe(0); // no limits: nothing to give back
   });
 
+  it('gives back a slot whose start has come when its row says it will not call (due)', async () => {
+    const base = { model: 'released-due', rpm: 60, tpm: 6000, tokens: 100, headroom: 1, maxWaitMs: 60_000 };
+    const first = slotOf(await limiter(0).reserve(base));
+    await new Promise((resolve) => setTimeout(resolve, 20)); // its start has passed
+    expect(await limiter(1).release({ ...base, reservations: [{ slotAt: first, tokens: 100 }] })).toBe(0); // not due: it may have been used
+    expect(await limiter(1).release({ ...base, reservations: [{ slotAt: first, tokens: 100, due: true }] })).toBe(1);
+    const next = slotOf(await limiter(2).reserve(base));
+    expect(next - first).toBeLessThan(1000); // now, not a request interval after the unused one
+  });
+
   it('makes no Redis round trip for a model without rpm or tpm', async () => {
     const offline = new Redis(testRedisUrl(), { lazyConnect: true, enableOfflineQueue: false });
     try {

@@ -411,16 +411,32 @@ describe('advanceRow', () => {
     const refusedStep = await advanceRow(row, freshProgress(), refused.deps);
     if (refusedStep.kind !== 'finished') throw new Error('expected finished');
     expect(refusedStep.event.result).toMatchObject({ status: 'failed', error: { code: 'budget_exceeded' } });
-    expect(settlements.map((s) => [s.model, s.health, s.probe])).toEqual([['ok', 'neutral', 'token-1']]);
+    expect(settlements).toEqual([]);
+    expect(released).toEqual(['ok:token-1']);
 
     const limited = setup(['ok'], { ...probeGate, reserveCapacity: async () => ({ reserved: false, waitMs: 90_000, limitedBy: 'requests' as const }) }, { limits: { on_limit: 'fallback', max_wait_ms: 1000 } });
     await advanceRow(row, freshProgress(), limited.deps);
-    expect(released).toEqual(['ok:token-1']);
+    expect(released).toEqual(['ok:token-1', 'ok:token-1']);
 
     // A probe that calls settles with its token, whatever the answer.
     const answered = setup(['ok'], { ...probeGate, settle: async (settlement) => void settlements.push(settlement) });
     await advanceRow(row, freshProgress(), answered.deps);
     expect(settlements.at(-1)).toMatchObject({ model: 'ok', health: 'success', probe: 'token-1' });
+  });
+
+  it('gives back the rate-limit slot it came to when the budget makes it wait or refuses it (review: each wake used up a slot with no call)', async () => {
+    for (const outcome of ['held', 'spent'] as const) {
+      const released: string[] = [];
+      const { deps } = setup(['limited'], {
+        reserveCapacity: async () => ({ reserved: true, waitMs: 0, slotAt: 55 }),
+        reserveBudget: async () => ({ ok: false, message: outcome, heldByCallsInFlight: outcome === 'held' }),
+        releaseSlot: async (model, slotAt, tokens) => void released.push(`${model}@${slotAt}:${tokens}`),
+      }, { models: { limited: { provider: 'sim', rpm: 60, price: { input_per_mtok: 1, output_per_mtok: 2 } } }, default_model: 'limited' });
+      const step = await advanceRow(row, freshProgress(), deps);
+      expect(step.kind).toBe(outcome === 'held' ? 'park' : 'finished');
+      expect(released).toEqual([`limited@55:${5 + 1024}`]);
+      if (step.kind === 'park') expect(step.progress.reservedModel).toBeUndefined(); // it books again when it wakes
+    }
   });
 
   it('waits for budget that calls in flight hold on their estimates, and calls once it comes back', async () => {
