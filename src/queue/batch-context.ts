@@ -94,10 +94,13 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
   }
 
   function remember(batchId: string, loaded: Promise<Loaded>, reloadAt: number): Promise<BatchContext | 'elsewhere'> {
-    loaded.catch(() => cache.delete(batchId));
     cache.delete(batchId);
     if (cache.size >= maxCached) cache.delete(cache.keys().next().value as string);
     const entry: Entry = { loaded, context: loaded.then((done) => done.context), reloadAt, runAt: null };
+    // A failed load is forgotten, but not a newer entry that replaced it meanwhile.
+    loaded.catch(() => {
+      if (cache.get(batchId) === entry) cache.delete(batchId);
+    });
     void loaded.then((done) => (entry.runAt = done.runAt), () => undefined);
     cache.set(batchId, entry);
     return entry.context;
