@@ -274,7 +274,12 @@ async function saveBatch(batchId: string, options: RunOptions, existing: BatchMe
   await createOutputDir(outDir);
   const startedAt = new Date();
   const createdAt = existing?.created_at ?? startedAt.toISOString();
-  await claimOutputDir(outDir, batchId, createdAt);
+  await claimOutputDir(outDir, batchId, createdAt, async (owner) => {
+    const ownerMeta = await session.store.load(owner);
+    if (!ownerMeta || ownerMeta.status === 'completed' || ownerMeta.status === 'completed_with_failures') return null;
+    if (ownerMeta.input_error) return `batch ${owner} stopped at a line of its file it could not read: to finish it there without repeating its finished rows, run this command with --batch-id ${owner} once the file is fixed`;
+    return `batch ${owner} did not finish (${ownerMeta.status}): \`switchyard run --resume ${owner}\` finishes it there without repeating its finished rows`;
+  });
   const meta: Omit<BatchMeta, 'cost_nanos'> = {
     batch_id: batchId,
     status: 'enqueuing',

@@ -56,12 +56,14 @@ export async function createOutputDir(dir: string): Promise<void> {
  * prefix), or one made again after Redis lost or forgot the first, is another batch. Folders from
  * before the mark are known by their report.json, marks without a creation time by their id.
  */
-export async function claimOutputDir(dir: string, batchId: string, createdAt: string): Promise<void> {
+export async function claimOutputDir(dir: string, batchId: string, createdAt: string, resumeHint?: (owner: string) => Promise<string | null>): Promise<void> {
   const paths = outputPaths(dir);
   const { owner, markedCreated } = await folderOwner(dir);
   if (owner && owner !== batchId) {
+    // The same command run again after a stop (an unclosed quote fixed, say) is a new batch: it most likely meant the old one.
+    const hint = (await resumeHint?.(owner).catch(() => null)) ?? null;
     throw new UsageError(
-      `${dir} holds the outputs of batch ${owner}, which batch ${batchId} would replace: give it another --out ` +
+      `${dir} holds the outputs of batch ${owner}, which batch ${batchId} would replace: ${hint ? `${hint}; or ` : ''}give it another --out ` +
         `(without one, each batch writes to out/<batch id>), or delete that folder first if you no longer need them`,
     );
   }

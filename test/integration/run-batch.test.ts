@@ -214,6 +214,11 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(await readJsonLines<RowResult>(join(out, 'results.jsonl'))).toHaveLength(5);
     // The batch that owns the folder goes on using it.
     expect((await runCli(['run', '--resume', 'first-out'], h.env())).code).toBe(0);
+    // One that did not finish is named with the resume that would finish it.
+    await h.redis.hset(`${h.prefix}:batch:{first-out}`, 'status', 'running');
+    const unfinished = await runCli(['run', other, '--config', config, '--out', out, '--batch-id', 'third-out'], h.env());
+    expect(unfinished.stderr).toContain('would replace: batch first-out did not finish (running): `switchyard run --resume first-out` finishes it there without repeating its finished rows; or give it another --out');
+    await h.redis.hset(`${h.prefix}:batch:{first-out}`, 'status', 'completed');
     // A batch of the same id kept under another key prefix (another server's) is another batch.
     const elsewhere = await runCli(['run', other, '--config', config, '--out', out, '--batch-id', 'first-out'], { ...h.env(), SWITCHYARD_PREFIX: `${h.prefix}-other` });
     expect(elsewhere.code).toBe(2);

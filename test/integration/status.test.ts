@@ -97,6 +97,11 @@ describe('switchyard status', () => {
     expect(stopped.stdout).not.toContain('--resume');
 
     await writeFile(input, 'id,prompt\na,fine\nb,\nc,"closed"\nd,more\n');
+    // Run again without its --batch-id, the command is another batch: the folder's says which to name (QA: it paid for every row again elsewhere).
+    const anotherBatch = await runCli(args.slice(0, -2), h.env());
+    expect(anotherBatch.code).toBe(2);
+    expect(anotherBatch.stderr).toContain('holds the outputs of batch status-unreadable, which batch');
+    expect(anotherBatch.stderr).toContain('would replace: batch status-unreadable stopped at a line of its file it could not read: to finish it there without repeating its finished rows, run this command with --batch-id status-unreadable once the file is fixed; or give it another --out');
     const fixed = await runCli(args, h.env());
     expect(fixed.code, fixed.stderr).toBe(1); // its invalid row
     const done = await runCli(['status', 'status-unreadable'], h.env());
