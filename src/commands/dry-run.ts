@@ -48,8 +48,8 @@ interface Tally {
 }
 
 const emptyTally = (): Tally => ({ rows: 0, inputTokens: 0, maxOutputTokens: 0, costNanos: 0, unpriced: 0 });
-/** What a call beside a row's answer (the judge's) adds to the totals: all but a row. */
-const CALL_FIELDS = ['inputTokens', 'maxOutputTokens', 'costNanos', 'unpriced'] as const;
+/** What a call beside a row's answer (the judge's) adds to the totals: all but a row (an unpriced judge is said apart: `unpriced` counts rows). */
+const CALL_FIELDS = ['inputTokens', 'maxOutputTokens', 'costNanos'] as const;
 
 /**
  * `switchyard run --dry-run`: reads and routes every row (with the rules classifier: a dry run
@@ -81,6 +81,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   const byArm = new Map<string, Tally>();
   const total = emptyTally();
   let invalid = 0;
+  let unpricedJudgeCalls = 0;
   const invalidByCode: InvalidRowCounts = {};
   let unroutable = 0;
   let firstUnroutable: string | null = null;
@@ -113,6 +114,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
       const judged = judgeCallTally(config, config.judge, row, answerTokens);
       add(byModel, `${config.judge.model} (judge)`, judged);
       for (const field of CALL_FIELDS) total[field] += judged[field];
+      unpricedJudgeCalls += judged.unpriced;
     };
     if (ensemble) {
       // Each member on the first of its models (its own, then its fallbacks) that can hold the prompt, as the run would.
@@ -176,8 +178,9 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     printTable('A/B arm', byArm, say);
     say('');
   }
-  const judged = config.judge ? `; a ${config.judge.model} judge call per row included` : '';
-  say(`Estimated cost: ${total.unpriced === total.rows ? formatUsd(null) : `at most ${formatUsd(nanosToUsd(total.costNanos))}`} (input tokens counted, output at max_tokens; retries and fallbacks not included${judged})` + (total.unpriced > 0 ? `; ${total.unpriced} rows on unpriced models` : ''));
+  const judged = !config.judge ? '' : unpricedJudgeCalls > 0 ? `; the ${config.judge.model} judge has no price: its calls are not in it` : `; a ${config.judge.model} judge call per row included`;
+  const nothingPriced = total.unpriced === total.rows && (!config.judge || unpricedJudgeCalls > 0);
+  say(`Estimated cost: ${nothingPriced ? formatUsd(null) : `at most ${formatUsd(nanosToUsd(total.costNanos))}`} (input tokens counted, output at max_tokens; retries and fallbacks not included${judged})` + (total.unpriced > 0 ? `; ${counted(total.unpriced, 'row')} on unpriced models` : ''));
   const budgetUsd = options.budget ?? config.budget.batch_usd;
   if (budgetUsd !== undefined && nanosToUsd(total.costNanos) > budgetUsd) {
     say(`Budget: the batch budget of ${formatUsd(budgetUsd)} is below this estimate; the calls stop where it runs out (answers are usually shorter than max_tokens), and the rows left end budget_exceeded.`);
