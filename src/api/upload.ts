@@ -108,6 +108,8 @@ export async function saveJsonRows(body: Readable, path: string, maxBytes: numbe
   }
   const rows = Array.isArray(parsed) ? parsed : typeof parsed === 'object' && parsed !== null && Array.isArray((parsed as { rows?: unknown }).rows) ? (parsed as { rows: unknown[] }).rows : null;
   if (rows === null) throw new ApiError(400, 'invalid_json', 'a JSON body must be an array of rows, [{"prompt": "..."}, ...], or {"rows": [...]}; each row as a JSONL line would hold it');
+  // Saved as JSONL, a first row that is an array would read as a JSON array file (jsonl-reader.ts) and get that file's advice.
+  if (Array.isArray(rows[0])) throw new ApiError(400, 'invalid_json', 'row 1 is an array: each row is an object, as a JSONL line would hold it, e.g. [{"prompt": "..."}, ...]');
   const partial = `${path}.part`;
   await writeFile(partial, rows.map((row) => `${JSON.stringify(row) ?? 'null'}\n`).join(''));
   await rename(partial, path);

@@ -160,6 +160,9 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     // Windows tools start a file with a byte order mark: taken as the CSV and JSONL readers take it.
     const withBom = await postFile(server, '?batch_id=api-json-bom', `\uFEFF${JSON.stringify([{ prompt: 'hi' }])}`, 'application/json');
     expect(withBom.status, JSON.stringify(withBom.body)).toBe(202);
+    const arrayRow = await postFile(server, '', JSON.stringify([['What is 2+2?'], { prompt: 'hi' }]), 'application/json');
+    expect(arrayRow.status).toBe(400);
+    expect(arrayRow.body.error).toMatchObject({ code: 'invalid_json', message: 'row 1 is an array: each row is an object, as a JSONL line would hold it, e.g. [{"prompt": "..."}, ...]' });
     const notJson = await postFile(server, '', '{"rows": [', 'application/json');
     expect(notJson.status).toBe(400);
     expect(notJson.body.error).toMatchObject({ code: 'invalid_json', message: expect.stringContaining('{"rows": [...]}') });
