@@ -5,9 +5,9 @@ import { DEFAULT_TASK_TYPES } from './default-task-types.ts';
 /**
  * The rules classifier: keywords and length decide a prompt's task type.
  *
- * Scoring, per task type in config order: score = distinct words of the prompt that match its
- * keywords x weight (a word matched by two of a type's keywords, "programming" by "programming" and
- * "programm*", counts once); a prompt of at
+ * Scoring, per task type in config order: score = its keywords the prompt matches x weight, each
+ * keyword once however many words it matches ("analyze" and "analysis" for "analy*": 1), and a word
+ * matched by two of a type's keywords ("programming" by "programming" and "programm*") once; a prompt of at
  * least `min_chars` characters scores at least `min_score`. Types scoring `min_score` or more are
  * candidates; the highest score wins and a tie goes to the earlier type; no candidate gives
  * `default_task_type`.
