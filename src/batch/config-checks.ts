@@ -180,6 +180,10 @@ export function warnAboutConfig(config: SwitchyardConfig, pinned: readonly strin
     ];
     say(`Warning: ${notSet(key)}${detached ? ' here: the workers that take its rows need it, or' : ':'} ${outcomes.join('; ')}.`);
   }
+  // The opposite mistake (classifier: llm without it) is refused by the schema; this one would just never call it.
+  if (config.routing?.llm_classifier && config.routing.classifier !== 'llm') {
+    say(`Warning: routing.llm_classifier (${config.routing.llm_classifier.model}) is not used: routing.classifier is "rules"; set routing.classifier: llm to have it label the rows.`);
+  }
   // Said each run: answers that are not asked for again may be a surprise at a temperature that varies them.
   if (config.cache) say(`Note: the answer cache is on: a request made before (same endpoint and upstream model, messages, temperature, max_tokens and body fields), in the last ${formatDuration(config.cache.ttl_hours * 3_600_000)}, gets the answer it had, with no call (cache in the config).`);
 }
