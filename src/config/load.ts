@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { LineCounter, parseDocument, parse as parseYaml, visit } from 'yaml';
 import { z } from 'zod';
 import { configSchema, type SwitchyardConfig } from './schema.ts';
 import { issueText } from './issue-text.ts';
@@ -68,12 +68,34 @@ export async function loadConfigFile(path: string): Promise<SwitchyardConfig> {
     // `<<: *defaults` merges a mapping in, as YAML 1.1 tools (docker compose, GitHub Actions) do.
     raw = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text, { merge: true });
   } catch (error) {
+    // A merge of a misspelt anchor (`<<: *defualts`) fails without a line: name the alias.
+    const unresolved = /Merge sources/.test((error as Error).message) ? unresolvedAliases(text) : [];
+    if (unresolved.length > 0) throw new UsageError(`Config file ${path} is not valid YAML: ${unresolved.join('; ')}`);
     // The yaml library's advice on several documents names its own API: say it in the config's terms.
     const message = (error as Error).message.replace(/Source contains multiple documents; please use YAML\.parseAllDocuments\(\)/, 'it holds several YAML documents (a --- line between them): keep one');
     throw new UsageError(`Config file ${path} is not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${message}`);
   }
   if (raw === null || raw === undefined) throw new UsageError(`Config file ${path} is empty (or only comments): examples/switchyard.yaml is one to start from`);
   return parseConfig(withoutExtensionKeys(raw), path);
+}
+
+/** Aliases (`*name`) that no anchor (`&name`) before them defines, each with its line and the anchors there are. */
+function unresolvedAliases(text: string): string[] {
+  const lines = new LineCounter();
+  const document = parseDocument(text, { lineCounter: lines });
+  const anchors: string[] = [];
+  visit(document, (_key, node) => {
+    if (node && typeof node === 'object' && 'anchor' in node && typeof node.anchor === 'string') anchors.push(node.anchor);
+  });
+  const found: string[] = [];
+  visit(document, {
+    Alias(_key, alias) {
+      if (alias.resolve(document) !== undefined) return;
+      const where = alias.range ? `line ${lines.linePos(alias.range[0]).line}: ` : '';
+      found.push(`${where}*${alias.source} names no anchor${anchors.length > 0 ? ` (the anchors are ${anchors.map((a) => `&${a}`).join(', ')})` : ''}: an anchor is set with &${alias.source} before its first use`);
+    },
+  });
+  return found;
 }
 
 /** Top-level keys starting with `x-` are the config's own to ignore: a place for YAML anchors (`x-defaults: &defaults`), as in docker compose. */

@@ -24,6 +24,9 @@ describe('the configs in the docs', () => {
     );
     const config = await loadConfigFile(path);
     expect(config.models['flash']).toMatchObject({ provider: 'local', context_window: 64000, price: { input_per_mtok: 1, output_per_mtok: 2 } });
+    // A misspelt anchor is named with its line (QA: "Merge sources must be maps or map aliases", no line, no name).
+    await writeFile(path, (await readFile(path, 'utf8')).replace('<<: *local', '<<: *locl'));
+    await expect(loadConfigFile(path)).rejects.toThrow(`Config file ${path} is not valid YAML: line 8: *locl names no anchor (the anchors are &local): an anchor is set with &locl before its first use`);
   });
 
   it("README's config block is valid", async () => {
