@@ -15,6 +15,11 @@ const TYPE_NAMES: Record<string, string> = {
 
 const named = (type: string): string => TYPE_NAMES[type] ?? type;
 
+/** What goes where an object was expected, for the keys whose shape is not plain from their name. */
+const OBJECT_EXAMPLES: Record<string, string> = {
+  price: '{ input_per_mtok: 0.14, output_per_mtok: 0.28 } (USD per million input and output tokens)',
+};
+
 /**
  * What a zod issue says, in the words a person fixing a file needs: "missing (expected a number)"
  * rather than zod's "Invalid input: expected number, received undefined", "must be 0 or more"
@@ -25,9 +30,13 @@ export function issueText(issue: z.core.$ZodIssue): string {
   if (issue.code === 'invalid_type' && issue.message.startsWith('Invalid input:')) {
     const received = /received (\w+)$/.exec(issue.message)?.[1];
     if (received === 'undefined') return `missing (expected ${named(issue.expected)})`;
+    const key = issue.path.at(-1);
+    // `cache:` with nothing (or only a comment) under it reads as null: the defaults are `{}`.
+    if (received === 'null' && issue.expected === 'object' && typeof key === 'string') return `expected an object (key: value fields), got nothing: \`${key}: {}\` takes the defaults, or remove the key`;
     // A number where a whole one belongs: the number itself says what is wrong.
-    const got = received === 'number' && typeof issue.input === 'number' ? String(issue.input) : received ? named(received) : null;
-    return `expected ${named(issue.expected)}${got ? `, got ${got}` : ''}`;
+    const got = (received === 'number' || received === 'string') && (typeof issue.input === 'number' || typeof issue.input === 'string') ? JSON.stringify(issue.input) : received ? named(received) : null;
+    const expected = issue.expected === 'object' && typeof key === 'string' && OBJECT_EXAMPLES[key] ? OBJECT_EXAMPLES[key] : named(issue.expected);
+    return `expected ${expected}${got ? `, got ${got}` : ''}`;
   }
   if (issue.code === 'invalid_value' && issue.message.startsWith('Invalid option:')) {
     const allowed = issue.values.map((value) => JSON.stringify(value));

@@ -27,7 +27,7 @@ export const providerSchema = z.strictObject({
   /** Name of the environment variable holding the key; the key itself never enters config. */
   api_key_env: z
     .string()
-    .refine((name) => !LOOKS_LIKE_A_KEY.test(name) || /^[A-Z][A-Z0-9_]*$/.test(name), { error: 'this looks like an API key itself: put the key in an environment variable (export OPENAI_API_KEY=...) and its name here (api_key_env: OPENAI_API_KEY); a key in the config would travel with the batch to Redis' })
+    .refine((name) => !LOOKS_LIKE_A_KEY.test(name) || /^[A-Z][A-Z0-9_]*$/.test(name), { error: 'this looks like an API key itself: put the key in an environment variable (export OPENAI_API_KEY=...) and its name here (api_key_env: OPENAI_API_KEY); a key in the config would travel with the batch to Redis', abort: true })
     .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name, e.g. OPENAI_API_KEY')
     .optional(),
   timeout_ms: positiveInt.default(60_000),

@@ -31,6 +31,10 @@ describe('a config with mistakes', () => {
     expect(problems(provider({ base_url: 'http://${VLLM_HOST}:8000/v1' }))).toContain('providers.local.base_url: ${VLLM_HOST} is not filled in');
     expect(problems(provider({ base_url: '$BASE/v1' }))).toContain('providers.local.base_url: $BASE is not filled in');
     expect(() => parseConfig(provider({ base_url: 'https://api.example.com/v1?tag=$x' }), 'switchyard.yaml')).not.toThrow();
+    // One message for a key pasted in, not a second that it is no variable name; an empty section and a bare price say what goes there (QA).
+    expect(problems(provider({ api_key_env: 'sk-proj-abc123def456' })).match(/providers\.local\.api_key_env:/g)).toHaveLength(1);
+    expect(problems({ ...valid, cache: null })).toContain('cache: expected an object (key: value fields), got nothing: `cache: {}` takes the defaults, or remove the key');
+    expect(problems({ ...valid, models: { flash: { provider: 'local', price: 0.5 } } })).toContain('models.flash.price: expected { input_per_mtok: 0.14, output_per_mtok: 0.28 } (USD per million input and output tokens), got 0.5');
     expect(problems(provider({ api_key_env: 'sk-proj-abc123def456' }))).toContain('providers.local.api_key_env: this looks like an API key itself: put the key in an environment variable');
     expect(() => parseConfig(provider({ api_key_env: 'OPENAI_API_KEY' }), 'switchyard.yaml')).not.toThrow();
     expect(problems({ ...valid, retry: { base_delay_ms: 50_000, max_delay_ms: 100 } })).toContain('retry.base_delay_ms: 50000 is above max_delay_ms (100), which caps every backoff');
@@ -55,7 +59,7 @@ describe('a config with mistakes', () => {
     expect(message.split('\n')).toEqual([
       'Config switchyard.yaml is not valid:',
       '  providers.local.base_url: expected an http(s) URL such as http://127.0.0.1:8787/v1',
-      '  providers.local.timeout_ms: expected a number, got a string',
+      '  providers.local.timeout_ms: expected a number, got "fast"',
       '  models.flash.price.output_per_mtok: missing (expected a number)',
       '  models.flash: unknown key "max_output_token" (did you mean "max_output_tokens"?)',
       '  models.pro.provider: missing (expected a string)',
