@@ -7,6 +7,7 @@ import { writeLines } from './progress/terminal-lines.ts';
 import { describeFileTrouble, describeRedisTrouble, SetupError, UsageError } from './errors.ts';
 import { LOCK_TOO_SHORT, MIN_LOCK_MS } from './queue/claim-lock.ts';
 import { parseDecimal } from './decimal-text.ts';
+import { BUDGET_TOO_LARGE, MAX_BUDGET_USD } from './models/pricing.ts';
 import packageJson from '../package.json' with { type: 'json' };
 
 /**
@@ -71,6 +72,12 @@ function positiveNumber(value: string): number {
   return n;
 }
 
+function budgetUsd(value: string): number {
+  const usd = positiveNumber(value);
+  if (usd > MAX_BUDGET_USD) throw new InvalidArgumentError(BUDGET_TOO_LARGE);
+  return usd;
+}
+
 function nonNegativeNumber(value: string): number {
   const n = parseDecimal(value);
   if (n === null) throw new InvalidArgumentError('expected a number of 0 or more');
@@ -123,7 +130,7 @@ program
   .option('-m, --model <name>', 'model for rows that do not name one (skips routing)', text)
   .option('--route <auto|model>', 'auto: route each row by task type (the default with routing in config); or a model name, as --model', text)
   .option('--ab <models>', 'A/B test: each row that names no model goes to one of these by a hash of its id, e.g. a,b or a=0.8,b=0.2; the arm auto routes by task type', text)
-  .option('--budget <usd>', 'stop spending at this many USD for the batch; --resume with a higher one finishes it', positiveNumber)
+  .option('--budget <usd>', 'stop spending at this many USD for the batch; --resume with a higher one finishes it', budgetUsd)
   .option('--judge <model>', 'score every answer from 1 to 10 with this model (config judge.model); the report gives each model\'s mean score', text)
   .option('--cache', 'use the answer cache again on a resume of a batch run with --no-cache')
   .option('--no-cache', 'neither take answers from the answer cache (cache in the config) nor keep this batch\'s in it; a resume keeps it so')

@@ -12,6 +12,7 @@ import { batchPath, isOutputFileName, OUTPUT_FILES, type OutputFileName } from '
 import { bearerToken, hasBearerToken, mediaType, sendError, sendFile, sendJson } from './http-io.ts';
 import { saveJsonRows, saveUpload, uploadEncoding } from './upload.ts';
 import { parseDecimal } from '../decimal-text.ts';
+import { BUDGET_TOO_LARGE, MAX_BUDGET_USD } from '../models/pricing.ts';
 
 /**
  * Switchyard's HTTP API: submit a CSV or JSONL batch, follow it, fetch its outputs.
@@ -69,7 +70,7 @@ const submitQuery = z.strictObject({
   model: optionalText,
   route: optionalText,
   ab: optionalText,
-  budget: decimalText('expected a number of USD above 0, e.g. 5 or 2.50').pipe(z.number().positive({ error: 'expected a number of USD above 0' })).optional(),
+  budget: decimalText('expected a number of USD above 0, e.g. 5 or 2.50').pipe(z.number().positive({ error: 'expected a number of USD above 0' }).max(MAX_BUDGET_USD, { error: BUDGET_TOO_LARGE })).optional(),
   judge: optionalText,
   cache: z.enum(['true', 'false'], { error: 'expected true or false (false: the batch neither takes nor keeps cached answers)' }).optional(),
   prompt_column: optionalText,

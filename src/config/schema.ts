@@ -3,6 +3,7 @@ import { DEFAULT_TASK_TYPES } from '../routing/default-task-types.ts';
 import { LOCK_TOO_SHORT, MIN_LOCK_MS } from '../queue/claim-lock.ts';
 import { closestName, meantHint } from './closest-name.ts';
 import { AUTO_ROUTE } from '../routing/pinned-model.ts';
+import { BUDGET_TOO_LARGE, MAX_BUDGET_USD } from '../models/pricing.ts';
 
 /** Everything a batch needs to know about its models, checked at the edge (DESIGN principle 7). */
 
@@ -150,9 +151,9 @@ export const breakerSchema = z.strictObject({
 
 export const budgetSchema = z.strictObject({
   /** Cap per batch in USD (`--budget` overrides). */
-  batch_usd: z.number().positive().optional(),
+  batch_usd: z.number().positive().max(MAX_BUDGET_USD, { error: BUDGET_TOO_LARGE }).optional(),
   /** Cap per calendar month (UTC) across all batches sharing this Redis, in USD. */
-  monthly_usd: z.number().positive().optional(),
+  monthly_usd: z.number().positive().max(MAX_BUDGET_USD, { error: BUDGET_TOO_LARGE }).optional(),
 });
 
 /** Member answers an ensemble needs before it synthesizes, unless it says otherwise. */

@@ -18,6 +18,13 @@ export function nanosToUsd(nanos: number): number {
   return nanos / NANOS_PER_USD;
 }
 
+/**
+ * The largest budget taken: money is counted in whole nano-dollars, exact only below 2^53 of them
+ * (about $9.007M); a larger one failed every row of its batch.
+ */
+export const MAX_BUDGET_USD = 9_000_000;
+export const BUDGET_TOO_LARGE = `at most ${MAX_BUDGET_USD} (costs are counted in whole nano-dollars); for no limit, set none`;
+
 export function usdToNanos(usd: number): number {
   return Math.round(usd * NANOS_PER_USD);
 }

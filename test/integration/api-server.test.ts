@@ -240,6 +240,8 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     for (const budget of ['lots', '0x10', '1e3']) {
       expect(await error(postFile(server, `?budget=${budget}`, 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'invalid_parameter', message: 'query parameter "budget": expected a number of USD above 0, e.g. 5 or 2.50' });
     }
+    // A budget past what nano-dollars count exactly failed every row (QA): refused with the largest taken.
+    expect(await error(postFile(server, '?budget=10000000', 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'invalid_parameter', message: 'query parameter "budget": at most 9000000 (costs are counted in whole nano-dollars); for no limit, set none' });
     expect((await getJson<ErrorBody>(`${server.url}/v1/batches?limit=abc`)).body.error).toMatchObject({ code: 'invalid_parameter', message: 'query parameter "limit": expected a whole number from 1 to 100' });
     expect(await error(postFile(server, '?model=', 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'invalid_parameter', message: 'query parameter "model": must not be empty' });
     expect(await error(postFile(server, '?model=gpt-9', 'prompt\nhi\n'))).toMatchObject({ status: 400, message: expect.stringContaining('"gpt-9" is not in the config') });

@@ -33,6 +33,7 @@ describe('a config with mistakes', () => {
     expect(() => parseConfig(provider({ base_url: 'https://api.example.com/v1?tag=$x' }), 'switchyard.yaml')).not.toThrow();
     // One message for a key pasted in, not a second that it is no variable name; an empty section and a bare price say what goes there (QA).
     expect(problems(provider({ api_key_env: 'sk-proj-abc123def456' })).match(/providers\.local\.api_key_env:/g)).toHaveLength(1);
+    expect(problems({ ...valid, budget: { monthly_usd: 1e7 } })).toContain('budget.monthly_usd: at most 9000000 (costs are counted in whole nano-dollars); for no limit, set none');
     expect(problems({ ...valid, cache: null })).toContain('cache: expected an object (key: value fields), got nothing: `cache: {}` takes the defaults, or remove the key');
     expect(problems({ ...valid, models: { flash: { provider: 'local', price: 0.5 } } })).toContain('models.flash.price: expected { input_per_mtok: 0.14, output_per_mtok: 0.28 } (USD per million input and output tokens), got 0.5');
     expect(problems(provider({ api_key_env: 'sk-proj-abc123def456' }))).toContain('providers.local.api_key_env: this looks like an API key itself: put the key in an environment variable');
