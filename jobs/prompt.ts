@@ -9,6 +9,7 @@ import { chatMessageSchema } from '../src/input/row.ts';
 import { fingerprintDiffers } from '../src/input/row-fingerprint.ts';
 import { publishRowEvent } from '../src/output/row-events.ts';
 import { carryRow } from '../src/queue/carried-rows.ts';
+import { isRedisRefusal } from '../src/queue/redis-outage.ts';
 import type { BatchContexts } from '../src/queue/batch-context.ts';
 import { batchKeys, type BatchKeys, type KeySpace } from '../src/queue/keys.ts';
 
@@ -64,6 +65,32 @@ export interface PromptJobDeps {
    * resume: another batch's run or a worker does not spend on it meanwhile.
    */
   orphanedRows?: { isOrphaned(batchId: string): Promise<boolean>; withdraw(job: PromptJob): Promise<unknown> };
+  /** Told each time Redis refuses to record a row's result (out of memory, say): the outage watch says it once a minute. */
+  onRefusal?: (source: string, error: Error) => void;
+  /** How long a finished row's result is offered again while Redis refuses it (PUBLISH_REFUSED_WAIT_MS). */
+  refusedWaitMs?: number;
+}
+
+/**
+ * A row's result that Redis refuses (a full Redis under noeviction) is offered again for this long
+ * before the row is given up as crashed: its calls are paid for, and a crashed row runs them again.
+ * Redis frees memory as the collector writes rows out, or once someone raises maxmemory.
+ */
+const PUBLISH_REFUSED_WAIT_MS = 10 * 60_000;
+const PUBLISH_RETRY_MS = [250, 500, 1000, 2000, 5000];
+
+/** publish(), again while Redis refuses it, for up to `waitMs`; other errors, and the last refusal, are thrown. */
+async function publishWhileRefused<T>(publish: () => Promise<T>, waitMs: number, onRefusal: ((error: Error) => void) | undefined, sleep: (ms: number) => Promise<void>): Promise<T> {
+  const started = Date.now();
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await publish();
+    } catch (error) {
+      if (!isRedisRefusal(error) || Date.now() - started >= waitMs) throw error;
+      onRefusal?.(error as Error);
+      await sleep(PUBLISH_RETRY_MS[Math.min(attempt, PUBLISH_RETRY_MS.length - 1)]!);
+    }
+  }
 }
 
 /**
@@ -202,7 +229,9 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     if (openCircuit) noteOnce(job.batchId, `${openCircuit[1]}'s circuit is open after repeated failures: rows go on to their fallbacks, and a test call now and then tells when it is back (fallback_reason in results.jsonl)`);
     let publication: { published: boolean; costNanos: number };
     try {
-      publication = await publishRowEvent(deps.redis, keys, step.event, step.costNanos, job.fingerprint);
+      // The row's calls are paid for: a refusal is waited out rather than the row run (and paid for) again.
+      const onRefusal = deps.onRefusal && ((error: Error) => deps.onRefusal!('recording a row', error));
+      publication = await publishWhileRefused(() => publishRowEvent(deps.redis, keys, step.event, step.costNanos, job.fingerprint), deps.refusedWaitMs ?? PUBLISH_REFUSED_WAIT_MS, onRefusal, ctx.runner.sleep);
     } catch (error) {
       return crashed(error);
     }
