@@ -43,15 +43,18 @@ export function refuseWithoutKeys(config: SwitchyardConfig, pinned: string | und
  * A judge whose model and fallbacks all lack their key would score nothing, and the answers would
  * be paid for and kept unscored until a resume with a judge that can be called: stop before that.
  */
-export function refuseJudgeWithoutKey(config: SwitchyardConfig): void {
+export function refuseJudgeWithoutKey(config: SwitchyardConfig, keysElsewhere: ReadonlySet<string> = new Set(), mode: 'run' | 'server' = 'run'): void {
   if (!config.judge) return;
   const chain = [config.judge.model, ...(config.models[config.judge.model]?.fallbacks ?? [])];
   const names = keysAllMissing(config, chain);
-  if (!names) return;
+  // A worker on this Redis with one of the keys can score the answers.
+  if (!names || names.some((name) => keysElsewhere.has(name.slice(1)))) return;
   const them = names.length === 1 ? 'it' : 'them';
+  const where = mode === 'server' ? "in the server's environment (or a worker's on its Redis)" : '';
+  const fix = mode === 'server' ? `set ${them} there and restart it, or post the batch with another judge (judge=<model>)` : `set ${them} (e.g. export ${names[0]!.slice(1)}=...) and run again, or give another judge (--judge <model>)`;
   throw new UsageError(
-    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set, and the judge (${chain.join(', then ')}) needs ${them}: no answer could be scored, and the answers would be paid for unscored. ` +
-      `Set ${them} (e.g. export ${names[0]!.slice(1)}=...) and run again, or give another judge (--judge <model>).`,
+    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set${where ? ` ${where}` : ''}, and the judge (${chain.join(', then ')}) needs ${them}: no answer could be scored, and the answers would be paid for unscored. ` +
+      `${fix[0]!.toUpperCase()}${fix.slice(1)}.`,
   );
 }
 

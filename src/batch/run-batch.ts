@@ -248,11 +248,14 @@ function refuseWhatCannotRun(config: SwitchyardConfig, model: string | undefined
   refuseUnknownPinned(model, answerableNames(config));
   if (!options.detach) {
     const callable = refuseWithoutKeys(config, model, keysElsewhere, 'run');
-    refuseJudgeWithoutKey(config);
+    refuseJudgeWithoutKey(config, keysElsewhere);
     return callable === 'elsewhere';
   }
   // A server with workers of its own (it primes them): refused when neither they nor any worker on record could call a model.
-  if (host?.prime) refuseWithoutKeys(config, model, keysElsewhere, 'server');
+  if (host?.prime) {
+    refuseWithoutKeys(config, model, keysElsewhere, 'server');
+    refuseJudgeWithoutKey(config, keysElsewhere, 'server');
+  }
   return false;
 }
 

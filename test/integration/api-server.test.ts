@@ -501,6 +501,22 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect((await getJson(`${server.url}/v1/batches/no-key`)).status).toBe(404);
   });
 
+  it('refuses a judge whose key neither it nor any worker on record has, as run does (QA: every answer paid for unscored, status completed)', async () => {
+    const dir = await tempDir('api-judge-no-key');
+    const config = await writeSimConfig(dir, h.sim.url, {
+      providers: { sim: { base_url: h.sim.url }, keyed: { base_url: h.sim.url, api_key_env: 'SY_TEST_API_NO_SUCH_KEY' } },
+      models: { fast: { provider: 'sim' }, critic: { provider: 'keyed' } },
+      default_model: 'fast',
+    });
+    const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
+    const refused = await postFile(server, '?batch_id=judge-no-key&judge=critic', 'prompt\nhi\n');
+    expect(refused.status).toBe(400);
+    expect(refused.body.error?.message).toBe(
+      "$SY_TEST_API_NO_SUCH_KEY is not set in the server's environment (or a worker's on its Redis), and the judge (critic) needs it: no answer could be scored, and the answers would be paid for unscored. Set it there and restart it, or post the batch with another judge (judge=<model>).",
+    );
+    expect((await postFile(server, '?batch_id=judge-no-key', 'prompt\nhi\n')).status).toBe(202);
+  });
+
   it('with SWITCHYARD_API_TOKEN set, asks every request but /healthz for it', async () => {
     const dir = await tempDir('api-token');
     const config = await writeSimConfig(dir, h.sim.url);
