@@ -9,7 +9,7 @@ import { chatMessageSchema } from '../src/input/row.ts';
 import { fingerprintDiffers } from '../src/input/row-fingerprint.ts';
 import { publishRowEvent } from '../src/output/row-events.ts';
 import { carryRow } from '../src/queue/carried-rows.ts';
-import { isRedisRefusal } from '../src/queue/redis-outage.ts';
+import { whileRedisRefuses } from '../src/queue/redis-outage.ts';
 import type { BatchContexts } from '../src/queue/batch-context.ts';
 import { batchKeys, type BatchKeys, type KeySpace } from '../src/queue/keys.ts';
 
@@ -74,24 +74,8 @@ export interface PromptJobDeps {
 /**
  * A row's result that Redis refuses (a full Redis under noeviction) is offered again for this long
  * before the row is given up as crashed: its calls are paid for, and a crashed row runs them again.
- * Redis frees memory as the collector writes rows out, or once someone raises maxmemory.
  */
 const PUBLISH_REFUSED_WAIT_MS = 10 * 60_000;
-const PUBLISH_RETRY_MS = [250, 500, 1000, 2000, 5000];
-
-/** publish(), again while Redis refuses it, for up to `waitMs`; other errors, and the last refusal, are thrown. */
-async function publishWhileRefused<T>(publish: () => Promise<T>, waitMs: number, onRefusal: ((error: Error) => void) | undefined, sleep: (ms: number) => Promise<void>): Promise<T> {
-  const started = Date.now();
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await publish();
-    } catch (error) {
-      if (!isRedisRefusal(error) || Date.now() - started >= waitMs) throw error;
-      onRefusal?.(error as Error);
-      await sleep(PUBLISH_RETRY_MS[Math.min(attempt, PUBLISH_RETRY_MS.length - 1)]!);
-    }
-  }
-}
 
 /**
  * How a job ended: its row's result, or nothing to do: the row had succeeded already (a
@@ -230,8 +214,8 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     let publication: { published: boolean; costNanos: number };
     try {
       // The row's calls are paid for: a refusal is waited out rather than the row run (and paid for) again.
-      const onRefusal = deps.onRefusal && ((error: Error) => deps.onRefusal!('recording a row', error));
-      publication = await publishWhileRefused(() => publishRowEvent(deps.redis, keys, step.event, step.costNanos, job.fingerprint), deps.refusedWaitMs ?? PUBLISH_REFUSED_WAIT_MS, onRefusal, ctx.runner.sleep);
+      const wait = deps.onRefusal && { waitMs: deps.refusedWaitMs ?? PUBLISH_REFUSED_WAIT_MS, onRefusal: deps.onRefusal };
+      publication = await whileRedisRefuses('recording a row', () => publishRowEvent(deps.redis, keys, step.event, step.costNanos, job.fingerprint), wait, ctx.runner.sleep);
     } catch (error) {
       return crashed(error);
     }

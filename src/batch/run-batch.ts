@@ -463,6 +463,7 @@ async function queueRows(batch: PreparedBatch, context: RunContext, underway: Un
       localWorkers: worker ? { firstChunk: concurrency, untilStarted: (rows) => Promise.race([callSlots.started(rows), delay(FIRST_CALLS_WAIT_MS, undefined, { ref: false })]) } : undefined,
       signal: stops.stopReading,
       carriedFits: (row, progress, answered) => carriedProgressFits(progress, carriedTarget(row, batch), answered),
+      refusals: context.session.refusals,
     });
   } catch (error) {
     return await stopOnEnqueueError(error, batchId, context, underway);

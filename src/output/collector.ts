@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { CsvDelimiter } from '../input/csv-delimiter.ts';
 import { SetupError } from '../errors.ts';
 import { DamagedBatchError, type BatchStore } from '../queue/batch-state.ts';
+import { whileRedisRefuses, type RefusalWait } from '../queue/redis-outage.ts';
 import type { CollectionTally } from './collection-tally.ts';
 import { LostOutputError, rebuildCsvJournal, shortCollectedFiles, unrecoverable } from './collected-files.ts';
 import { formatCsvJournalEntry, formatJournalLine } from './ordered-results.ts';
@@ -40,6 +41,8 @@ export interface CollectOptions {
   tally?: CollectionTally | undefined;
   /** Reports the errors of the collector's own connection (a lost Redis is said once there). */
   onConnectionError?: (source: string, error: Error) => void;
+  /** A checkpoint Redis refuses (full, say) is waited out this long, rather than ending the run: the rows are in the files already. */
+  refusals?: RefusalWait | undefined;
 }
 
 interface OpenOutput {
@@ -187,11 +190,8 @@ async function writeEntries(options: CollectOptions, files: CollectedFiles, entr
   await Promise.all([append(files.journal, journalText), append(files.costs, costsText), append(files.csv, csvText)]);
   const lastId = entries.at(-1)!.id;
   const keys = options.store.keys(options.batchId);
-  await options.redis
-    .multi()
-    .hset(keys.checkpoint, { last_id: lastId, journal_bytes: files.journal.bytes, costs_bytes: files.costs.bytes, csv_journal_bytes: files.csv.bytes })
-    .xtrim(keys.events, 'MINID', lastId)
-    .exec();
+  const checkpoint = { last_id: lastId, journal_bytes: files.journal.bytes, costs_bytes: files.costs.bytes, csv_journal_bytes: files.csv.bytes };
+  await whileRedisRefuses('recording what was written', () => options.redis.multi().hset(keys.checkpoint, checkpoint).xtrim(keys.events, 'MINID', lastId).exec(), options.refusals);
   return lastId;
 }
 

@@ -9,6 +9,7 @@ import type { BatchStore } from './batch-state.ts';
 import { promptJobId } from './keys.ts';
 import { carriedRows, dropCarried, type CarriedRows } from './carried-rows.ts';
 import { reopenRows } from './reopen-rows.ts';
+import { whileRedisRefuses, type RefusalWait } from './redis-outage.ts';
 import { invalidRowsToWithdraw, withdrawRowsPast } from './withdraw-rows.ts';
 import { fingerprintDiffers, rowFingerprint } from '../input/row-fingerprint.ts';
 
@@ -46,6 +47,8 @@ export interface EnqueueOptions {
    * Without it, all are taken.
    */
   carriedFits?: ((row: InputRow, progress: RowProgress, answered: boolean) => boolean) | undefined;
+  /** Writes Redis refuses (full, say) are waited out this long, the file held where it is, rather than ending the run. */
+  refusals?: RefusalWait | undefined;
 }
 
 export interface EnqueueCounts {
@@ -146,7 +149,7 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
     // The invalid rows before it are counted too (the report's and status' figures; errors.jsonl has them).
     if (error instanceof UsageError && !stop?.aborted) {
       await flush();
-      await options.store.update(options.batchId, { invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode });
+      await whileRedisRefuses('queueing the file', () => options.store.update(options.batchId, { invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode }), options.refusals);
     }
     throw error;
   } finally {
@@ -222,11 +225,12 @@ function countValidRow(row: InputRow, counts: EnqueueCounts): void {
  * their new metadata keys, their fingerprints and the estimated row count recorded beside it.
  */
 async function enqueueChunk(options: EnqueueOptions, rows: InputRow[], counts: EnqueueCounts, holdings: BatchHoldings): Promise<void> {
-  await options.store.addMetadataKeys(options.batchId, newMetadataKeys(rows, holdings.metadataKeys));
+  const newKeys = newMetadataKeys(rows, holdings.metadataKeys);
+  await refusedWaitedOut(options, () => options.store.addMetadataKeys(options.batchId, newKeys));
   const fingerprinted = await recordFingerprints(options, rows, counts, holdings.anyCarried);
   const { carried, toRun } = fingerprinted;
   const estimate = estimatedTotal(counts.total, options.position);
-  const recordEstimate = () => (estimate === null ? undefined : options.store.update(options.batchId, { estimated_total: estimate }));
+  const recordEstimate = () => (estimate === null ? undefined : refusedWaitedOut(options, () => options.store.update(options.batchId, { estimated_total: estimate })));
   if (toRun.length > 0) {
     if (options.maxPending !== undefined) await waitForRoom(options, counts.enqueued);
     if (options.signal?.aborted) {
@@ -236,13 +240,13 @@ async function enqueueChunk(options: EnqueueOptions, rows: InputRow[], counts: E
     }
     // The estimate and fingerprints go out beside the chunk (on another connection), not one round trip after it.
     const jobs = toRun.map((row) => queuedJob(options, row, fingerprinted, counts));
-    await Promise.all([options.queue.addBulk(jobs), recordEstimate(), fingerprinted.written]);
+    await Promise.all([refusedWaitedOut(options, addJobsOnce(options, toRun, jobs)), recordEstimate(), fingerprinted.written]);
     counts.enqueued += toRun.length;
   } else {
     await Promise.all([recordEstimate(), fingerprinted.written]);
   }
   // Deleted once their jobs hold them (or, for rows not run, as out of date); a run killed before this only finds them again.
-  if (carried) await dropCarried(options.store.redis, options.store.keys(options.batchId), carried.found);
+  if (carried) await refusedWaitedOut(options, () => dropCarried(options.store.redis, options.store.keys(options.batchId), carried.found));
 }
 
 /** A row's job for addBulk, counted by what it carries: an answer for the judge alone, a task type label, a failed ensemble row's answers, or a stopped run's. */
@@ -280,6 +284,30 @@ function newMetadataKeys(rows: readonly InputRow[], known: Set<string>): string[
     }
   }
   return added;
+}
+
+/**
+ * addBulk for the chunk, to be repeated after a refusal: a job id still in the queue is not added
+ * twice, but a refused addBulk may have queued part of the chunk, and a job that has finished since
+ * is gone (removeOnComplete), so the rows that finished meanwhile are left out of the next try
+ * (QA: each was run, and paid for, again).
+ */
+function addJobsOnce(options: EnqueueOptions, rows: readonly InputRow[], jobs: Parameters<Queue['addBulk']>[0]): () => Promise<unknown> {
+  let tried = false;
+  return async () => {
+    if (!tried) {
+      tried = true;
+      return options.queue.addBulk(jobs);
+    }
+    const first = rows[0]!.row;
+    const finished = await options.store.finishedRows(options.batchId, first, rows.at(-1)!.row - first + 1);
+    return options.queue.addBulk(jobs.filter((_job, i) => !finished.has(rows[i]!.row)));
+  };
+}
+
+/** A write of the file's rows, again while Redis refuses it (options.refusals). */
+function refusedWaitedOut<T>(options: EnqueueOptions, write: () => Promise<T>): Promise<T> {
+  return whileRedisRefuses('queueing the file', write, options.refusals);
 }
 
 /** Rows enqueued before this run (resume) are not counted, so this is a soft bound; it only needs to be flat. */
@@ -326,7 +354,7 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
   const of = (row: InputRow) => fingerprints.readUInt32BE((row.row - first) * 4);
   if (!options.resume) {
     // A new batch: nothing to compare, so the write need not hold up the chunk (it is awaited with it).
-    const written = options.store.redis.setrange(keys.fingerprints, first * 4, fingerprints);
+    const written = refusedWaitedOut(options, () => options.store.redis.setrange(keys.fingerprints, first * 4, fingerprints));
     written.catch(() => undefined); // observed now, awaited later
     return { toRun: rows, of, written, carried: null, rescored: new Set(), failedBefore: new Set() };
   }
@@ -342,11 +370,11 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
   const unscored = (row: InputRow) => carried?.progress.get(row.row)?.judging !== undefined;
   const { failed, unfinished, changed, restored, supersededJobs, candidates, rescored } = sortRowsToRunAgain(rows, { batchId: options.batchId, first, fingerprints, recorded, succeeded, finished, setAside, unscored }, counts);
   // A job the earlier run left in the queue may have finished a row since the read above.
-  const finishedMeanwhile = await reopenRows(options.store.redis, keys, { firstRow: first, fingerprints, failed, unfinished, changed, restored });
+  const finishedMeanwhile = await refusedWaitedOut(options, () => reopenRows(options.store.redis, keys, { firstRow: first, fingerprints, failed, unfinished, changed, restored }));
   const toRun = candidates.filter((row) => !finishedMeanwhile.has(row.row));
   counts.alreadySucceeded += rows.length - toRun.length - restored.length; // those are said apart (backInFile)
   // After the reopening wrote the new fingerprints: a superseded job that runs now drops its result.
-  const written = Promise.all(supersededJobs.map((jobId) => options.queue.remove(jobId)));
+  const written = Promise.all(supersededJobs.map((jobId) => refusedWaitedOut(options, () => options.queue.remove(jobId))));
   written.catch(() => undefined); // observed now, awaited with the chunk
   return { toRun, of, written, carried, rescored, failedBefore: new Set(failed) };
 }

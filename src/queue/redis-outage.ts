@@ -23,7 +23,40 @@ export function isConnectionError(error: unknown): boolean {
 }
 
 export function isRedisRefusal(error: unknown): boolean {
-  return error instanceof Error && /^ReplyError/.test(error.name) && REFUSAL.test(error.message);
+  if (!(error instanceof Error) || !/^ReplyError/.test(error.name)) return false;
+  // A MULTI one of whose commands was refused as it was queued fails as a whole, EXECABORT.
+  if (/^EXECABORT\b/.test(error.message)) {
+    const because = /because of: (.*)$/s.exec(error.message)?.[1];
+    return (because !== undefined && REFUSAL.test(because)) || ((error as { previousErrors?: unknown[] }).previousErrors ?? []).some(isRedisRefusal);
+  }
+  return REFUSAL.test(error.message);
+}
+
+/** How long a write that Redis refuses is waited out, and who is told of each refusal (the outage watch says it once a minute). */
+export interface RefusalWait {
+  waitMs: number;
+  onRefusal: (source: string, error: Error) => void;
+}
+
+const REFUSED_RETRY_MS = [250, 500, 1000, 2000, 5000];
+
+/**
+ * write(), again while Redis refuses it (full under noeviction, a replica, loading), for up to
+ * `waitMs`: Redis frees memory as rows are written out, or once someone raises maxmemory, and the
+ * work in hand (a paid answer, a chunk of the file) is kept meanwhile. Other errors, and the
+ * refusal after `waitMs`, are thrown. `write` must be safe to repeat.
+ */
+export async function whileRedisRefuses<T>(source: string, write: () => Promise<T>, wait: RefusalWait | undefined, sleep: (ms: number) => Promise<void> = (ms) => new Promise((resolve) => setTimeout(resolve, ms))): Promise<T> {
+  const started = Date.now();
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await write();
+    } catch (error) {
+      if (!wait || !isRedisRefusal(error) || Date.now() - started >= wait.waitMs) throw error;
+      wait.onRefusal(source, error as Error);
+      await sleep(REFUSED_RETRY_MS[Math.min(attempt, REFUSED_RETRY_MS.length - 1)]!);
+    }
+  }
 }
 
 /**

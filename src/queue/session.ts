@@ -6,7 +6,10 @@ import { BatchStore } from './batch-state.ts';
 import { PROMPT_QUEUE, type KeySpace } from './keys.ts';
 import { UsageError } from '../errors.ts';
 import { connectRedis, credentialsRefusedMessage, ensureRedis, pingRedis, redactUrl } from './redis-connection.ts';
-import { formatWait, REDIS_WAIT_ENV, redisWaitLimitMs, watchRedisOutages, type RedisOutageWatch } from './redis-outage.ts';
+import { formatWait, REDIS_WAIT_ENV, redisWaitLimitMs, watchRedisOutages, type RedisOutageWatch, type RefusalWait } from './redis-outage.ts';
+
+/** How long a command that waits for ever for a lost Redis (worker, serve) waits out writes it refuses. */
+const REFUSED_WRITES_WAIT_MS = 10 * 60_000;
 import { whenRedisStaysAway } from './redis-stays-away.ts';
 import { watchForSilence } from './silent-redis.ts';
 import { warnIfRedisEvicts } from './eviction-policy.ts';
@@ -35,6 +38,8 @@ export interface Session {
    * as long as it takes, a worker's or a server's).
    */
   redisWaitLimitMs: number | null;
+  /** Writes Redis refuses (full, say) are waited out this long (redisWaitLimitMs, else 10 min), said through the outage watch. */
+  refusals: RefusalWait;
   /**
    * What the command says and does about a Redis that stays away: `goOn` is the command that goes on
    * from where it stopped (the outage message names it), `giveUp` what it does once Redis has not
@@ -128,6 +133,7 @@ export async function openSession(logger: Logger, say: (line: string) => void, o
     outages,
     monthSpend,
     redisWaitLimitMs: waitLimitMs,
+    refusals: { waitMs: waitLimitMs ?? REFUSED_WRITES_WAIT_MS, onRefusal: outages.failed },
     whenRedisStaysAway(goOn, onAway) {
       outages.goOnWith(goOn);
       giveUp = onAway;
