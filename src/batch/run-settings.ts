@@ -37,6 +37,10 @@ export async function resolveConfig(options: RunOptions, existing: BatchMeta | n
   if (host) return { ...host.config, simulator: null };
   if (options.config) return { config: await loadConfigFile(options.config), builtIn: false, simulator: null };
   if (existing && storedConfig && !existing.builtin_config) return { config: storedConfig, builtIn: false, simulator: null };
+  // Its config was evicted or deleted from Redis: the built-in models would answer its rows instead, at other prices (QA).
+  if (existing && !existing.builtin_config) {
+    throw new UsageError(`batch ${existing.batch_id}'s config is gone from Redis (evicted, or deleted): give it again with --config to go on with the batch, or run the file as a new batch`);
+  }
   if (options.detach) {
     throw new UsageError('--detach needs --config: the built-in models are a simulator inside this process, which stops when it exits. Give a config (examples/switchyard.yaml runs on "switchyard sim").');
   }

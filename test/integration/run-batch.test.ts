@@ -200,6 +200,19 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect((await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).length).toBe(calls);
   });
 
+  it("refuses to resume a batch whose config is gone from Redis on the built-in models (QA: evicted, its resume ran on the simulator's models at their prices)", async () => {
+    const dir = await tempDir('config-gone');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 3);
+    expect((await runCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--batch-id', 'config-gone'], h.env())).code).toBe(0);
+    await h.redis.del(`${h.prefix}:batch:{config-gone}:config`);
+    const resumed = await runCli(['run', '--resume', 'config-gone'], h.env());
+    expect(resumed.code).toBe(2);
+    expect(resumed.stderr).toContain("batch config-gone's config is gone from Redis (evicted, or deleted): give it again with --config to go on with the batch, or run the file as a new batch");
+    expect(resumed.stdout).not.toContain('built-in models');
+    expect((await runCli(['run', '--resume', 'config-gone', '--config', config], h.env())).code).toBe(0);
+  });
+
   it("refuses to write a new batch's outputs over another batch's in the same --out", async () => {
     const dir = await tempDir('shared-out');
     const config = await writeSimConfig(dir, h.sim.url);
