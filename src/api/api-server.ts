@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { describeFileTrouble, describeRedisTrouble } from '../errors.ts';
+import { describeRedisTrouble } from '../errors.ts';
 import { listenTrouble, urlHost } from '../listen-address.ts';
 import { issueText } from '../config/issue-text.ts';
 import { ApiError } from './api-error.ts';
@@ -10,7 +10,7 @@ import type { BatchService } from './batch-service.ts';
 import type { InputFormat } from './batch-submission.ts';
 import { batchPath, isOutputFileName, OUTPUT_FILES, type OutputFileName } from './batch-view.ts';
 import { bearerToken, hasBearerToken, mediaType, sendError, sendFile, sendJson } from './http-io.ts';
-import { saveJsonRows, saveUpload, uploadEncoding } from './upload.ts';
+import { saveJsonRows, saveUpload, storageTrouble, uploadEncoding } from './upload.ts';
 import { parseDecimal } from '../decimal-text.ts';
 import { BUDGET_TOO_LARGE, MAX_BUDGET_USD } from '../models/pricing.ts';
 
@@ -206,8 +206,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       if (error instanceof ApiError) return sendError(res, error);
       const redis = describeRedisTrouble(error);
       if (redis) return sendError(res, new ApiError(503, 'redis_unavailable', redis.replace(/run the same command again: it goes on from where it stopped\.$/, 'send the request again.')));
-      const file = describeFileTrouble(error);
-      if (file) return sendError(res, new ApiError(507, 'storage_trouble', `the server ${file}`));
+      const storage = storageTrouble(error);
+      if (storage) return sendError(res, storage);
       logger.error({ err: error, method: req.method, path: url.pathname }, 'request failed');
       sendError(res, new ApiError(500, 'internal_error', `the server failed on this request (its log has the details): ${error instanceof Error ? error.message : String(error)}`));
     });

@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import { FILE_TROUBLE } from '../errors.ts';
 import { ApiError } from './api-error.ts';
 
 /** The Content-Encodings an upload may come in (a large CSV or JSONL file compresses several times over). */
@@ -60,7 +61,8 @@ export async function saveUpload(body: Readable, path: string, maxBytes: number,
     if (error instanceof ApiError) throw error;
     const undecodable = decoder.failure(error);
     if (undecodable) throw undecodable;
-    throw brokenOff(bytes, error);
+    // The server's disk, not the client's upload: a 507, not "send the file again" (QA).
+    throw storageTrouble(error) ?? brokenOff(bytes, error);
   }
   await rename(partial, path);
   return bytes;
@@ -111,9 +113,23 @@ export async function saveJsonRows(body: Readable, path: string, maxBytes: numbe
   // Saved as JSONL, a first row that is an array would read as a JSON array file (jsonl-reader.ts) and get that file's advice.
   if (Array.isArray(rows[0])) throw new ApiError(400, 'invalid_json', 'row 1 is an array: each row is an object, as a JSONL line would hold it, e.g. [{"prompt": "..."}, ...]');
   const partial = `${path}.part`;
-  await writeFile(partial, rows.map((row) => `${JSON.stringify(row) ?? 'null'}\n`).join(''));
-  await rename(partial, path);
+  try {
+    await writeFile(partial, rows.map((row) => `${JSON.stringify(row) ?? 'null'}\n`).join(''));
+    await rename(partial, path);
+  } catch (error) {
+    // Left behind, a part file would keep a full disk full (QA).
+    await rm(partial, { force: true });
+    throw storageTrouble(error) ?? error;
+  }
   return bytes;
+}
+
+/** A 507 for the server's own file trouble (a full disk, no permission), said for an API client; null for other errors. */
+export function storageTrouble(error: unknown): ApiError | null {
+  const { code, path } = (error ?? {}) as NodeJS.ErrnoException;
+  const reason = code === undefined ? undefined : FILE_TROUBLE[code];
+  if (!reason) return null;
+  return new ApiError(507, 'storage_trouble', `the server could not store this batch's files${path ? ` (${path})` : ''}: ${reason} [${code}]; send the request again once the server's operator has fixed that`);
 }
 
 function tooLarge(maxBytes: number, encoding: string | null): string {
