@@ -42,6 +42,7 @@ export function createBatchCancel(options: BatchCancelOptions): BatchCancel {
     async request(batchId) {
       const state = await loadBatchState(session.store, batchId);
       if (!state) throw batchNotFound(batchId);
+      if (state.meta.input_error && !isFinishedStatus(state.meta.status) && !collection.isCollecting(batchId)) return stopWhileWaitingForFile(session, batchId, say);
       refuseUnlessRunningHere(batchId, state.meta, collection.isCollecting(batchId));
       if (cancelling.has(batchId)) return;
       cancelling.add(batchId);
@@ -57,10 +58,24 @@ export function createBatchCancel(options: BatchCancelOptions): BatchCancel {
   };
 }
 
+/**
+ * A batch whose file broke part-way waits for the fixed file, while the rows queued before the bad
+ * line run on (QA: a cancel was refused, and they went on costing): a cancel takes them off the
+ * queue. The rows in hand finish; the fixed file, posted with the batch_id, runs the rest.
+ */
+async function stopWhileWaitingForFile(session: Session, batchId: string, say: (line: string) => void): Promise<void> {
+  const queue = session.openPromptQueue();
+  try {
+    const { removed } = await unqueueBatch(queue, session.store, batchId);
+    say(`[${batchId}] Cancel: ${removed} queued row${removed === 1 ? '' : 's'} came off the queue; it waits for its fixed file, posted with its batch_id, which runs the rest.`);
+  } finally {
+    await queue.close();
+  }
+}
+
 /** Only a batch still running, and collected by this server, can be cancelled here. */
 function refuseUnlessRunningHere(batchId: string, meta: BatchMeta, collectedHere: boolean): void {
   if (isFinishedStatus(meta.status)) throw new ApiError(409, 'batch_finished', `batch ${batchId} is ${meta.status} already: there is nothing to cancel`);
-  if (meta.input_error && !collectedHere) throw new ApiError(409, 'batch_waiting_for_file', `batch ${batchId} is not running: it waits for its fixed file, posted with its batch_id: ${meta.input_error}`);
   if (!collectedHere) {
     throw new ApiError(409, 'batch_not_running_here', `batch ${batchId} is not being run by this server (only the server a batch was posted to, or started again after it, can cancel it); \`switchyard status ${batchId}\` shows who runs it`);
   }

@@ -292,6 +292,10 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     // Its outputs and a cancel are answered with what it waits for, not "its file is still being read".
     const waiting = await fetch(`${server.url}/v1/batches/api-large/results`);
     expect([waiting.status, ((await waiting.json()) as { error: { code: string } }).error.code]).toEqual([409, 'batch_waiting_for_file']);
+    // A cancel stops the rows queued before the bad line, which ran on costing money (QA: it was refused); the fixed file runs the rest.
+    const cancel = await fetch(`${server.url}/v1/batches/api-large/cancel`, { method: 'POST' });
+    expect(cancel.status).toBe(202);
+    await waitFor(async () => /\[api-large\] Cancel: \d+ queued rows? came off the queue; it waits for its fixed file, posted with its batch_id, which runs the rest\./.test(server.output().stdout), 10_000);
     const fixed = await postFile(server, '?batch_id=api-large', good);
     expect(fixed.body).toMatchObject({ resumed: true, input_error: null });
     const finished = await waitUntilFinished(server, 'api-large');
