@@ -52,6 +52,10 @@ export function createBatchLookup(store: BatchStore, isCancelling: (batchId: str
         // A file that could not be read to its end waits for the fixed one: say that, not that it is being read.
         if (meta.input_error) throw new ApiError(409, 'batch_waiting_for_file', `batch ${batchId} waits for its fixed file: ${meta.input_error}`);
         const total = progress.total === null ? 'its file is still being read' : `${progress.finished} of ${progress.total} rows finished`;
+        // A `run --detach` batch's outputs come from `switchyard collect`: with none running they never would (QA).
+        if (meta.detached === true && (await store.redis.exists(store.keys(batchId).lease)) === 0) {
+          throw new ApiError(409, 'batch_not_finished', `batch ${batchId} is ${progress.status}: ${total}, and no process collects it (it was started with run --detach): \`switchyard collect ${batchId}\` writes its outputs once its rows are done.`);
+        }
         throw new ApiError(409, 'batch_not_finished', `batch ${batchId} is ${progress.status}: ${total}. Its outputs are written when it finishes (every row done, or a cancel's rows in hand finished); GET ${batchPath(batchId)} shows its progress.`);
       }
       return { path: join(meta.out_dir, name), contentType: OUTPUT_FILES[name] };

@@ -521,6 +521,17 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect((await postFile(server, '?batch_id=judge-no-key', 'prompt\nhi\n')).status).toBe(202);
   });
 
+  it("says a `run --detach` batch's outputs wait for `switchyard collect`, not for its end (QA: they never came)", async () => {
+    const dir = await tempDir('api-detached');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
+    const input = await writePromptsCsv(dir, 3);
+    expect((await runCli(['run', input, '--config', config, '--out', join(dir, 'cli-out'), '--batch-id', 'cli-detached', '--detach'], h.env())).code).toBe(0);
+    const results = await getJson<ErrorBody>(`${server.url}/v1/batches/cli-detached/results`);
+    expect(results.status).toBe(409);
+    expect(results.body.error).toMatchObject({ code: 'batch_not_finished', message: expect.stringContaining('no process collects it (it was started with run --detach): `switchyard collect cli-detached` writes its outputs once its rows are done.') });
+  });
+
   it('with SWITCHYARD_API_TOKEN set, asks every request but /healthz for it', async () => {
     const dir = await tempDir('api-token');
     const config = await writeSimConfig(dir, h.sim.url);
