@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report.ts';
-import { runCli } from '../helpers/cli.ts';
+import { runCli, waitFor } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
@@ -141,7 +141,9 @@ describe('the output folder deleted while the batch runs', () => {
     const input = await writePromptsCsv(dir, 12);
     const out = join(dir, 'out');
     const running = runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'lost-midrun', '--concurrency', '2'], h.env());
-    await new Promise((resolve) => setTimeout(resolve, 1200));
+    // Deleted once the collector has written rows (not at a fixed time: a slow start would create the folder after it).
+    const journal = join(out, '.results-journal.jsonl');
+    await waitFor(async () => ((await stat(journal).catch(() => null))?.size ?? 0) > 0, 20_000);
     await rm(out, { recursive: true, force: true });
     const run = await running;
     expect(run.code, run.stdout + run.stderr).toBe(2);
