@@ -151,14 +151,16 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
 
     // The whole file back (QA: a shorter file by mistake, then the right one, paid again for rows that never changed):
     // the rows past the short file's end are as they were, and keep their answers; only the edited ones run.
-    const callsBefore = (await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).length;
+    // Answers paid for (the simulator fails some calls at random: their retries are not the point here).
+    const answersPaid = async () => (await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).filter((c) => c.status === 'succeeded').length;
+    const callsBefore = await answersPaid();
     await write(['zero', 'one', 'two', 'THREE reworded', 'four', 'five']);
     const whole = await runCli(['run', '--resume', 'edited'], h.env());
     expect(whole.code, whole.stderr).toBe(0);
     expect(whole.stdout).toContain('3 changed in the file since they succeeded (they run again), 3 back in the file as they were (their answers kept); 3 queued');
     const back = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(back.map((r) => r.output?.match(/Answer to "([\w ]+)"/)?.[1])).toEqual(['zero', 'one', 'two', 'THREE reworded', 'four', 'five']);
-    expect((await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).length).toBe(callsBefore + 3);
+    expect(await answersPaid()).toBe(callsBefore + 3);
     expect((JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report).totals).toMatchObject({ rows: 6, succeeded: 6, rows_this_run: 3 });
   });
 
@@ -301,9 +303,11 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(results.map((r) => r.output?.match(/Answer to "([\w ]+)"/)?.[1])).toEqual(['one', 'two', 'THREE reworded', 'four']);
     // The resume removes the old job. Its workers may take that job first, before the producer has
     // read row 3 again: the old answer is then paid for (and in costs.jsonl) but never in the results.
+    // Answers, that is: the simulator's injected failures (an earlier test's settings) add retries.
     const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
-    expect(calls.filter((c) => c.row !== 3).map((c) => c.row).sort()).toEqual([1, 2, 4]);
-    expect(calls.filter((c) => c.row === 3).length).toBeLessThanOrEqual(2);
+    const answered = calls.filter((c) => c.status === 'succeeded');
+    expect(answered.filter((c) => c.row !== 3).map((c) => c.row).sort()).toEqual([1, 2, 4]);
+    expect(answered.filter((c) => c.row === 3).length).toBeLessThanOrEqual(2);
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
     expect(report.totals).toMatchObject({ rows: 4, succeeded: 4, calls: calls.length });
   });
