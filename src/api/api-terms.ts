@@ -16,6 +16,9 @@ export function inApiTerms(message: string, inputPath: string): string {
   return message
     .replaceAll(`input file ${inputPath}`, 'the uploaded file')
     .replaceAll(inputPath, 'the uploaded file')
+    // A client posts; it runs no command.
+    .replaceAll('run the same command again', 'post the file again')
+    .replace(/--batch-id ([A-Za-z0-9][\w.-]*)/g, '?batch_id=$1')
     .replace(/(--[a-z-]+)( <[^>]+>)?/g, (text, flag: string, value: string | undefined) => {
       const parameter = FLAG_TO_PARAMETER[flag];
       if (!parameter) return text;

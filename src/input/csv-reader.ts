@@ -94,7 +94,7 @@ async function* readCsvInput(path: string, input: TextInput, rules: RowRules, po
   } finally {
     parser.destroy();
   }
-  if (header === undefined) throw new UsageError(`input file is empty (no header row): ${path}`);
+  if (header === undefined) throw new UsageError(`input file ${path} is empty (no header row): nothing to run`);
   if (row === 0) throw new UsageError(`input file has a header but no data rows: ${path}`);
 }
 

@@ -30,7 +30,7 @@ export async function openInputFile(path: string): Promise<{ handle: FileHandle;
   try {
     const stats = await handle.stat();
     refuseUnlessRegular(path, stats);
-    if (stats.size === 0) throw new UsageError(`input file is empty: ${path}`);
+    if (stats.size === 0) throw new UsageError(`input file ${path} is empty: nothing to run`);
     const buffer = Buffer.alloc(Math.min(stats.size, OPENING_BYTES));
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
     const opening = buffer.subarray(0, bytesRead);

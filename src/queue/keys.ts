@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 /**
  * A batch's Redis keys, the queue's and BullMQ's names. Batch keys share a `{batchId}` hash tag so
  * a Redis Cluster keeps one batch's keys on one slot (MULTI and Lua need that). Keys shared across
@@ -89,7 +90,13 @@ export function batchIdRule(label: string, id: string): string {
   return `${label} "${id}" may only use letters, digits, '.', '_' and '-' (at most 64 characters), starting with a letter or digit`;
 }
 
+/**
+ * A batch id of its time and 8 random base-36 characters: two given out in the same second (a
+ * server's clients posting at once) would be taken for one batch posted twice, its input replaced,
+ * so the odds of that are kept at one in 2.8e12, not 1.7e6 (QA).
+ */
 export function newBatchId(now = new Date()): string {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
-  return `b${stamp}-${Math.random().toString(36).slice(2, 6)}`;
+  const random = [...randomBytes(8)].map((byte) => (byte % 36).toString(36)).join('');
+  return `b${stamp}-${random}`;
 }

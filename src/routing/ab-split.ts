@@ -18,7 +18,7 @@ export function armTarget(arm: string | undefined): string | undefined {
 }
 
 /** Why `--ab` is refused beside `--model` or `--route <model>`. */
-export const AB_BESIDE_PINNED = 'give either --ab or --model/--route <model>, not both (an arm of --ab may be auto, routed by task type)';
+export const AB_BESIDE_PINNED = 'give either --ab or --model <model> (or --route <model>), not both (an arm of --ab may be auto, routed by task type)';
 
 /**
  * `--ab a,b,c` (equal shares) or `--ab a=0.8,b=0.2` (weights, any positive numbers: they are

@@ -157,6 +157,6 @@ describe('run --ab: an A/B split of the rows between models', () => {
     expect(unknown.stderr).toContain('--ab: "fastest" is not in the config; models and ensembles: fast, slow');
     const both = await runCli(['run', input, '--config', config, '--ab', 'fast,slow', '--model', 'fast'], h.env());
     expect(both.code).toBe(2);
-    expect(both.stderr).toContain('give either --ab or --model/--route <model>, not both (an arm of --ab may be auto, routed by task type)');
+    expect(both.stderr).toContain('give either --ab or --model <model> (or --route <model>), not both (an arm of --ab may be auto, routed by task type)');
   });
 });

@@ -247,10 +247,10 @@ describe('whole-file problems throw a UsageError before any item', () => {
 
   it('empty file, BOM-only file, header without data rows', async () => {
     const empty = await csvFile('empty.csv', '');
-    await expect(collect(readRows(empty, rules))).rejects.toThrow(new UsageError(`input file is empty: ${empty}`));
-    await expect(checkInputFile(empty)).rejects.toThrow(new UsageError(`input file is empty: ${empty}`));
+    await expect(collect(readRows(empty, rules))).rejects.toThrow(new UsageError(`input file ${empty} is empty: nothing to run`));
+    await expect(checkInputFile(empty)).rejects.toThrow(new UsageError(`input file ${empty} is empty: nothing to run`));
     const bom = await csvFile('bom.csv', '\uFEFF\r\n\r\n');
-    await expect(collect(readRows(bom, rules))).rejects.toThrow(new UsageError(`input file is empty (no header row): ${bom}`));
+    await expect(collect(readRows(bom, rules))).rejects.toThrow(new UsageError(`input file ${bom} is empty (no header row): nothing to run`));
     const header = await csvFile('header.csv', 'id,prompt\r\n');
     await expect(collect(readRows(header, rules))).rejects.toThrow(
       new UsageError(`input file has a header but no data rows: ${header}`),

@@ -416,7 +416,7 @@ describe('whole-file problems throw a UsageError', () => {
 
   it('empty file and a file of blank lines only', async () => {
     const empty = await file('empty.jsonl', '');
-    await expect(collect(readRows(empty, rules))).rejects.toThrow(new UsageError(`input file is empty: ${empty}`));
+    await expect(collect(readRows(empty, rules))).rejects.toThrow(new UsageError(`input file ${empty} is empty: nothing to run`));
     const blank = await file('blank.jsonl', '\uFEFF\r\n\n   \n');
     await expect(collect(readRows(blank, rules))).rejects.toThrow(
       new UsageError(`input file has no records (only blank lines): ${blank}`),
