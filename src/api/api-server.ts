@@ -122,18 +122,20 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   async function route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     // HEAD is a GET whose body Node leaves out (a client checking that outputs are there).
     const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
+    const notAllowed = (allowed: 'GET' | 'POST' | 'GET, POST') => methodNotAllowed(req.method ?? 'GET', allowed);
     const unavailable = service.unavailable();
     // HEAD too: load balancers' health checks use it.
-    if (url.pathname === '/healthz' && method === 'GET') {
+    if (url.pathname === '/healthz') {
+      if (method !== 'GET') throw notAllowed('GET');
       const unhealthy = await service.unhealthy(HEALTH_PING_MS);
-      return sendJson(res, unhealthy ? 503 : 200, unhealthy ? { ok: false, reason: unhealthy } : { ok: true });
+      return sendJson(res, unhealthy ? 503 : 200, unhealthy ? { ok: false, reason: unhealthy } : { ok: true }, unhealthy ? RETRY_LATER : {});
     }
     // The token first: a caller without it learns nothing of the server, not even where its Redis is.
     if (options.token !== null && !hasBearerToken(req, options.token)) {
       const message = bearerToken(req) === null ? 'this server needs its API token: send it as "Authorization: Bearer <token>"' : 'the bearer token is not this server\'s (it is set by SWITCHYARD_API_TOKEN where the server runs)';
       throw new ApiError(401, 'unauthorized', message, { 'www-authenticate': 'Bearer realm="switchyard"' });
     }
-    if (unavailable) throw new ApiError(503, 'redis_unavailable', unavailable);
+    if (unavailable) throw new ApiError(503, 'redis_unavailable', unavailable, RETRY_LATER);
     /**
      * A request that changes a batch first hears Redis answer: one that holds its connection open and
      * answers nothing (paused, stuck) would leave the request hanging, then carry it out later, after
@@ -141,7 +143,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
      */
     const requireAnsweringRedis = async () => {
       const silent = await service.unhealthy(HEALTH_PING_MS);
-      if (silent) throw new ApiError(503, 'redis_unavailable', `${silent}: nothing was done; send the request again once it answers`);
+      if (silent) throw new ApiError(503, 'redis_unavailable', `${silent}: nothing was done; send the request again once it answers`, RETRY_LATER);
     };
     if (url.pathname === '/v1/batches') {
       if (method === 'POST') {
@@ -167,19 +169,19 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         const { limit } = parseQuery(url, listQuery);
         return sendJson(res, 200, { object: 'list', ...(await withinDeadline(service.list(limit))) });
       }
-      throw methodNotAllowed(method, 'GET, POST');
+      throw notAllowed('GET, POST');
     }
     const match = BATCH_ROUTE.exec(url.pathname);
     if (!match) throw new ApiError(404, 'not_found', `no such endpoint: ${method} ${url.pathname} (the API is under /v1/batches)`);
     const batchId = decodedPathPart(match[1]!);
     const [, , part, fileName] = match;
     if (part === 'cancel') {
-      if (method !== 'POST') throw methodNotAllowed(method, 'POST');
+      if (method !== 'POST') throw notAllowed('POST');
       parseQuery(url, noQuery);
       await requireAnsweringRedis();
       return sendJson(res, 202, await service.cancel(batchId));
     }
-    if (method !== 'GET') throw methodNotAllowed(method, 'GET');
+    if (method !== 'GET') throw notAllowed('GET');
     if (part === undefined) {
       parseQuery(url, noQuery);
       return sendJson(res, 200, await withinDeadline(service.get(batchId)));
@@ -199,13 +201,14 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   }
 
   const server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    // "/v1/batches/b1/" is "/v1/batches/b1".
-    if (url.pathname.length > 1) url.pathname = url.pathname.replace(/\/+$/, '');
+    // A path starting "//" would parse as a host ("//v1/batches": host v1, path /batches).
+    const url = new URL((req.url ?? '/').replace(/^\/{2,}/, '/'), 'http://localhost');
+    // "/v1/batches/b1/" is "/v1/batches/b1", and "//v1/batches" (a base URL ending in "/") "/v1/batches".
+    if (url.pathname.length > 1) url.pathname = url.pathname.replace(/\/{2,}/g, '/').replace(/\/+$/, '');
     route(req, res, url).catch((error: unknown) => {
       if (error instanceof ApiError) return sendError(res, error);
       const redis = describeRedisTrouble(error);
-      if (redis) return sendError(res, new ApiError(503, 'redis_unavailable', redis.replace(/run the same command again: it goes on from where it stopped\.$/, 'send the request again.')));
+      if (redis) return sendError(res, new ApiError(503, 'redis_unavailable', redis.replace(/run the same command again: it goes on from where it stopped\.$/, 'send the request again.'), RETRY_LATER));
       const storage = storageTrouble(error);
       if (storage) return sendError(res, storage);
       logger.error({ err: error, method: req.method, path: url.pathname }, 'request failed');
@@ -249,9 +252,14 @@ function withinDeadline<T>(reading: Promise<T>): Promise<T> {
   return Promise.race([reading, late]).finally(() => clearTimeout(timer));
 }
 
+/** `allowed` as the endpoint says it; the Allow header adds HEAD wherever GET is (it answers HEAD). */
 function methodNotAllowed(method: string, allowed: string): ApiError {
-  return new ApiError(405, 'method_not_allowed', `${method} is not allowed here; this endpoint takes ${allowed}`, { allow: allowed });
+  const allow = allowed.includes('GET') ? allowed.replace('GET', 'GET, HEAD') : allowed;
+  return new ApiError(405, 'method_not_allowed', `${method} is not allowed here; this endpoint takes ${allowed}`, { allow });
 }
+
+/** On a 503 for Redis: when a client might try again (the server goes on by itself once Redis is back). */
+const RETRY_LATER = { 'retry-after': '5' };
 
 /** A %-encoded part of the path; one that does not decode (%E0%A4%A) is the client's mistake, a 400. */
 function decodedPathPart(part: string): string {

@@ -255,7 +255,11 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(await error(getJson(`${server.url}/v2/anything`))).toMatchObject({ status: 404, code: 'not_found' });
     expect(await error(getJson(`${server.url}/v1/batches/%E0%A4%A/results`))).toMatchObject({ status: 400, code: 'invalid_path', message: expect.stringContaining('"%E0%A4%A"') });
     expect(await error(postFile(server, '?batch_id=q1&batch_id=q2', 'prompt\nhi\n'))).toMatchObject({ status: 400, code: 'invalid_parameter', message: 'query parameter "batch_id" is given 2 times: give it once' });
-    expect((await fetch(`${server.url}/v1/batches/x`, { method: 'DELETE' })).headers.get('allow')).toBe('GET');
+    expect((await fetch(`${server.url}/v1/batches/x`, { method: 'DELETE' })).headers.get('allow')).toBe('GET, HEAD');
+    // QA: /healthz answered other methods 404 "the API is under /v1/batches"; a base URL ending in "/" turned /v1/batches into "/batches".
+    const health = await fetch(`${server.url}/healthz`, { method: 'POST' });
+    expect([health.status, health.headers.get('allow')]).toEqual([405, 'GET, HEAD']);
+    expect((await getJson(`${server.url}//v1/batches`)).status).toBe(200);
     // A file where the batch's output folder would go: another batch_id avoids it.
     await mkdir(out, { recursive: true });
     await writeFile(join(out, 'collide'), 'not a folder\n');
@@ -571,9 +575,11 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
       // Once the server has seen it go (a request racing the disconnect waits out ioredis' retries instead).
       await waitFor(async () => (await fetch(`${server.url}/healthz`)).status === 503, 10_000);
       const started = Date.now();
-      const away = await getJson<ErrorBody>(`${server.url}/v1/batches`);
+      const awayResponse = await fetch(`${server.url}/v1/batches`);
+      const away = { status: awayResponse.status, body: (await awayResponse.json()) as ErrorBody };
       expect(Date.now() - started).toBeLessThan(2000);
       expect(away.status).toBe(503);
+      expect(awayResponse.headers.get('retry-after')).toBe('5');
       expect(away.body.error).toMatchObject({ code: 'redis_unavailable', message: expect.stringContaining('goes on by itself once it is back') });
 
       redisServer = await startRedisServer({ dir: join(dir, 'redis'), persist: false, port: own.port });
