@@ -15,6 +15,7 @@ import { startSessionWorker } from '../../workers/session-worker.ts';
 import { startBuiltInModels } from '../batch/built-in-models.ts';
 import type { RunHost } from '../batch/run-batch.ts';
 import { openSession } from '../queue/session.ts';
+import { createOutputDir } from '../output/output-dir.ts';
 
 export interface ServeOptions {
   host: string;
@@ -43,6 +44,8 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
     throw new UsageError('--no-worker needs --config: the built-in models are a simulator inside the server, which only its own workers can call. Give a config (examples/switchyard.yaml runs on "switchyard sim"), or drop --no-worker.');
   }
   const token = process.env.SWITCHYARD_API_TOKEN?.trim() || null;
+  // Checked now, not at the first POST (QA: a file given as --out started a server that failed every batch with a 500).
+  await createOutputDir(resolve(options.out));
   const session = await openSession(logger, say, { waitForRedis: 'for ever' });
   let simulator: Simulator | null = null;
   try {

@@ -622,5 +622,11 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     const refused = await spawnCli(['serve', '--port', '0', '--no-worker'], h.env()).done;
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain('--no-worker needs --config');
+    // An --out it cannot write to stops it at the start, not every batch later with a 500 (QA).
+    const file = join(await tempDir('api-out-file'), 'out');
+    await writeFile(file, 'not a folder\n');
+    const blocked = await spawnCli(['serve', '--port', '0', '--out', file], h.env()).done;
+    expect(blocked.code).toBe(2);
+    expect(blocked.stderr).toContain(`cannot write the outputs to ${file}: a file of that name is in the way [EEXIST]. Give another folder with --out.`);
   });
 });
