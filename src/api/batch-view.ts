@@ -73,7 +73,8 @@ export function batchView(meta: BatchMeta, progress: BatchProgress, present: Rea
     created_at: meta.created_at,
     started_at: meta.started_at ?? null,
     finished_at: meta.finished_at ?? null,
-    rows: { total: progress.total, finished: progress.finished, succeeded: progress.succeeded, failed: progress.failed, invalid: meta.invalid_rows },
+    // While the file is read (again), an earlier run's total is not this one's (QA: a re-post showed the last run's 200 of 200).
+    rows: { total: progress.status === 'enqueuing' ? null : progress.total, finished: progress.finished, succeeded: progress.succeeded, failed: progress.failed, invalid: meta.invalid_rows },
     cost_usd: progress.costUsd,
     budget_usd: meta.budget_usd ?? null,
     model: meta.model_override ?? null,

@@ -109,6 +109,8 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     // The same batch again: every row is kept, nothing is paid for twice.
     const again = await postFile(server, '?batch_id=api-csv', await readFile(input, 'utf8'));
     expect(again.body).toMatchObject({ batch_id: 'api-csv', resumed: true });
+    // Its file is read again: the last run's row count is not given as this one's (QA).
+    if (again.body.status === 'enqueuing') expect(again.body.rows.total).toBeNull();
     await waitUntilFinished(server, 'api-csv');
     const callsAfter = await readJsonLines<CallRecord>(join(dir, 'out', 'api-csv', 'costs.jsonl'));
     expect(callsAfter.length).toBe(calls.length);
