@@ -7,7 +7,7 @@ import { crashedRowStep, type RowInput } from '../src/execution/row-runner.ts';
 import { freshProgress, type RowProgress } from '../src/execution/row-progress.ts';
 import { publishRowEvent } from '../src/output/row-events.ts';
 import type { FinishedRow } from '../src/progress/worker-activity.ts';
-import { isRedisRefusal } from '../src/queue/redis-outage.ts';
+import { isRedisRefusal, whileRedisRefuses, type RefusalWait } from '../src/queue/redis-outage.ts';
 import { batchKeys, parsePromptJobId, PROMPT_QUEUE, type KeySpace } from '../src/queue/keys.ts';
 import type { BatchContexts } from '../src/queue/batch-context.ts';
 import { registerWorker, releaseRowsOfDeadWorkers, type ReleasedRows } from '../src/queue/worker-registry.ts';
@@ -31,6 +31,8 @@ export interface PromptWorkerOptions {
   onRowsOfDeadProcess?: (released: ReleasedRows) => void;
   /** Where the Worker's own errors go (a lost Redis among them); logged when not given. */
   onWorkerError?: (source: string, error: Error) => void;
+  /** Writes a full Redis refuses (a row's result, a parked row's progress) are waited out this long, said through the outage watch. */
+  refusals?: RefusalWait;
   /** Told when a batch's budget refuses a call for good (batch-context.ts): the host wakes the batch's parked rows. */
   onBudgetSpent?: (batchId: string | null) => void;
 }
@@ -62,6 +64,7 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
     logger,
     orphanedRows: { isOrphaned: (batchId) => isOrphaned(store, batchId), withdraw: (job) => withdrawJobData(store, job.batchId, job) },
     onRefusal: (source, error) => (options.onWorkerError ? options.onWorkerError(source, error) : logger.warn({ err: error }, `${source}: Redis refuses; the row's result is offered again`)),
+    ...(options.refusals ? { refusedWaitMs: options.refusals.waitMs } : {}),
   });
   if (options.onBudgetSpent) options.batches.whenBudgetSpent(options.onBudgetSpent);
   const worker = new Worker(
@@ -69,8 +72,9 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
     async (job: Job, token?: string) => {
       const outcome = await processJob(job.data, { jobId: job.id, redelivered: job.stalledCounter > 0 || job.attemptsMade > 0, saveData: (data) => job.updateData(data) });
       if (outcome.kind === 'park') {
-        await job.updateData(outcome.data);
-        await job.moveToDelayed(Date.now() + outcome.waitMs, token);
+        // A parked row holds the calls it paid for: a full Redis is waited out, not the row failed and run again.
+        await whileRedisRefuses('parking a row', () => job.updateData(outcome.data), options.refusals);
+        await whileRedisRefuses('parking a row', () => job.moveToDelayed(Date.now() + outcome.waitMs, token), options.refusals);
         throw new DelayedError();
       }
       if (outcome.kind === 'crashed') {

@@ -11,5 +11,5 @@ import { createParkedRowWaker } from '../src/queue/wake-parked-rows.ts';
 export function startSessionWorker(session: Session, options: Omit<PromptWorkerOptions, 'connection' | 'redis' | 'space' | 'onWorkerError' | 'onBudgetSpent'>): PromptWorkerHandle {
   let queue: Queue | null = null;
   const onBudgetSpent = createParkedRowWaker(() => (queue ??= session.openPromptQueue()), options.logger);
-  return startPromptWorker({ ...options, connection: session.connectWorker(), redis: session.redis, space: session.space, onWorkerError: session.outages.failed, onBudgetSpent });
+  return startPromptWorker({ ...options, connection: session.connectWorker(), redis: session.redis, space: session.space, onWorkerError: session.outages.failed, refusals: session.refusals, onBudgetSpent });
 }
