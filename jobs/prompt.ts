@@ -9,7 +9,7 @@ import { chatMessageSchema } from '../src/input/row.ts';
 import { fingerprintDiffers } from '../src/input/row-fingerprint.ts';
 import { publishRowEvent } from '../src/output/row-events.ts';
 import { carryRow } from '../src/queue/carried-rows.ts';
-import { whileRedisRefuses } from '../src/queue/redis-outage.ts';
+import { isRedisRefusal, whileRedisRefuses } from '../src/queue/redis-outage.ts';
 import type { BatchContexts } from '../src/queue/batch-context.ts';
 import { batchKeys, type BatchKeys, type KeySpace } from '../src/queue/keys.ts';
 
@@ -177,7 +177,9 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     const progress = job.progress ?? freshProgress();
     const callsBefore = everyCall(progress).length;
     const crashed = (error: unknown): PromptJobOutcome => {
-      deps.logger.error({ batch: job.batchId, row: job.row, job: delivery.jobId, err: error }, 'row failed unexpectedly');
+      // A full Redis refusing a limiter's or budget's write: said once a minute by the outage watch, and the job is tried again.
+      if (isRedisRefusal(error) && deps.onRefusal) deps.onRefusal('running a row', error as Error);
+      else deps.logger.error({ batch: job.batchId, row: job.row, job: delivery.jobId, err: error }, 'row failed unexpectedly');
       return { kind: 'crashed', error, data: everyCall(progress).length > callsBefore ? { ...job, progress } : null };
     };
     const { saveData } = delivery;
