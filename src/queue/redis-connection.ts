@@ -255,7 +255,8 @@ export function redisUnreachableMessage(url: string, explicit: boolean, detail =
     '  1. Docker: `docker compose up -d redis` in the project folder (see docker-compose.yml)',
     '  2. a package: `apt-get install redis-server` (Debian/Ubuntu) or `brew install redis` (macOS);',
     '     with redis-server on PATH and REDIS_URL unset, Switchyard starts a private one itself',
-    '  3. an existing Redis: set REDIS_URL, e.g. REDIS_URL=redis://host:6379',
+    // Set already (and the trouble): say what to change in it rather than to set it.
+    explicit ? '  3. an existing Redis: point REDIS_URL at it (redis://host:port), or unset it for 1 or 2' : '  3. an existing Redis: set REDIS_URL, e.g. REDIS_URL=redis://host:6379',
   ].join('\n');
 }
 

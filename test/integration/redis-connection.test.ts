@@ -156,7 +156,8 @@ describe('ensureRedis', () => {
     expect(message).toContain('docker compose up -d redis');
     expect(message).toContain('apt-get install redis-server');
     expect(message).toContain('brew install redis');
-    expect(message).toContain('REDIS_URL');
+    // It is set already: not told to set it (QA).
+    expect(message).toContain('3. an existing Redis: point REDIS_URL at it (redis://host:port), or unset it for 1 or 2');
     expect(logs).toEqual([]);
     expect(existsSync(path.join(dataDir, 'redis'))).toBe(false);
   });
