@@ -151,7 +151,9 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   }
   sayOtherFailures(report, batchId, new Set(['budget_exceeded', 'missing_api_key', ...(modelsDown ? ['no_model_available'] : [])]), say);
   if (invalid > 0 && report.totals.unfinished_rows === 0 && options.resumeHint !== 'api') {
-    const [first] = Object.values(report.invalid_input_examples);
+    // Each code's example is its first row: the one with the lowest line is the file's first (codes come in no set order).
+    const lineOf = (example: string) => Number(/^line (\d+)/.exec(example)?.[1] ?? Number.POSITIVE_INFINITY);
+    const [first] = Object.values(report.invalid_input_examples).sort((a, b) => lineOf(a) - lineOf(b));
     say('');
     say(`Invalid: ${counted(invalid, 'row')} not run${first ? ` (the first: ${first})` : ''}. Fix them in place in the file (errors.jsonl lists them with their lines), then: switchyard run --resume ${batchId} (only they run).`);
   }
