@@ -10,6 +10,7 @@ import type { Report } from '../output/report.ts';
 import { createProgressDisplay, type ProgressDisplay } from '../progress/progress-display.ts';
 import type { BatchProgress } from '../queue/batch-state.ts';
 import type { Session } from '../queue/session.ts';
+import { rateLimitPaceText } from './rate-limit-pace.ts';
 
 export interface CollectAndReportOptions {
   session: Session;
@@ -116,6 +117,11 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const invalid = report.totals.invalid_rows;
   if (invalid > 0) say(`Errors   ${paths.errors} (${counted(invalid, 'invalid row')}, not run)`);
   say(`Report   ${paths.reportMd}`);
+  const pace = config ? rateLimitPaceText(report, config) : null;
+  if (pace) {
+    say('');
+    say(pace);
+  }
   const overBudget = report.errors.budget_exceeded ?? 0;
   if (overBudget > 0) {
     say('');
