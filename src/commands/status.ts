@@ -254,7 +254,7 @@ function nextStep(batchId: string, status: BatchStatus, invalidRows: number, run
       if (runBy) return detached === true ? `in progress: workers take its rows, and ${runBy} collects its outputs` : `in progress, run by ${runBy}`;
       if (runBy === null && detached === false) {
         // A run killed outright leaves its queued rows to whoever meets them first: connected workers may still be running (and paying for) some.
-        const meanwhile = typeof workers === 'number' && workers > 0 ? ' (the workers connected may still finish some rows it left queued; their answers are kept, not paid for again)' : '';
+        const meanwhile = typeof workers === 'number' && workers > 0 ? ' (if it was killed outright rather than stopped, the workers connected may still finish some rows it left queued; their answers are kept, not paid for again)' : '';
         return `its run stopped before the end: \`switchyard run --resume ${batchId}\` finishes it${meanwhile}`;
       }
       if (runBy === null && typeof workers === 'number' && workers > 0) {

@@ -55,7 +55,7 @@ describe('status <batch id>: what to do next about an unfinished batch nothing r
     const stopped = describeBatch({ meta: { ...meta, detached: false }, progress, runBy: null, workers: 2 });
     expect(stopped[0]).toBe('b1  running, stopped');
     expect(nextLine(stopped)).toBe(
-      '  next      its run stopped before the end: `switchyard run --resume b1` finishes it (the workers connected may still finish some rows it left queued; their answers are kept, not paid for again)',
+      '  next      its run stopped before the end: `switchyard run --resume b1` finishes it (if it was killed outright rather than stopped, the workers connected may still finish some rows it left queued; their answers are kept, not paid for again)',
     );
     const detached = describeBatch({ meta: { ...meta, detached: true }, progress, runBy: null, workers: 2 });
     expect(detached[0]).toBe('b1  running, not collected');
