@@ -115,13 +115,13 @@ export async function openSession(logger: Logger, say: (line: string) => void, o
   const stopSilenceWatch = watchForSilence(redis, { onSilent: (waitedMs) => outages.silent('redis connection', waitedMs), onAnswer: () => outages.answering() });
   warnIfRedisEvicts(redis, redisLabel, say); // not awaited: it must not hold up the start
   const space = keySpaceFromEnv();
-  const extra: Redis[] = [];
-  const queues: Queue[] = [];
+  const extra = new Set<Redis>();
+  const queues = new Set<Queue>();
   const monthSpend = createMonthSpend(redis, space.prefix);
   const connectWorker = () => {
     const connection = connectRedis(ensured.url, { role: 'worker' });
     outages.watch(connection, 'redis worker connection');
-    extra.push(connection);
+    extra.add(connection);
     return connection;
   };
   return {
@@ -140,17 +140,30 @@ export async function openSession(logger: Logger, say: (line: string) => void, o
     },
     connectWorker,
     openPromptQueue() {
-      const queue = new Queue(PROMPT_QUEUE, { connection: connectWorker(), prefix: space.prefix });
+      const connection = connectWorker();
+      const queue = new Queue(PROMPT_QUEUE, { connection, prefix: space.prefix });
       // Without a listener BullMQ prints each connection error as a raw dump (a Redis outage: one a reconnect attempt).
       queue.on('error', (error) => outages.failed('redis queue connection', error));
-      queues.push(queue);
+      queues.add(queue);
+      // BullMQ leaves a connection it was given open when the queue closes: the queue's close ends it
+      // too, or a server that opens a queue per batch keeps a Redis client per batch for good (QA soak).
+      const closeQueue = queue.close.bind(queue);
+      queue.close = async () => {
+        queues.delete(queue);
+        extra.delete(connection);
+        try {
+          await closeQueue();
+        } finally {
+          connection.disconnect();
+        }
+      };
       return queue;
     },
     async close() {
       stopSilenceWatch();
       stopWaiting?.();
       await monthSpend.flush();
-      await Promise.all(queues.map((queue) => queue.close().catch(() => undefined)));
+      await Promise.all([...queues].map((queue) => queue.close().catch(() => undefined)));
       for (const connection of extra) connection.disconnect();
       await redis.quit().catch(() => redis.disconnect());
       await ensured.stop();

@@ -1,0 +1,38 @@
+import pino from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openSession } from '../../src/queue/session.ts';
+import { cleanupPrefix, testRedisUrl, trackedConnections, uniquePrefix } from '../helpers/redis.ts';
+
+describe("a session's prompt queues", () => {
+  const prefix = uniquePrefix('session-queues');
+  const connections = trackedConnections();
+  const redis = connections.connect();
+  afterAll(async () => {
+    await cleanupPrefix(redis, prefix);
+    connections.disconnectAll();
+  });
+
+  it('close their own Redis connection (QA soak: serve kept one per batch, 213 after 200 batches)', async () => {
+    const saved = { url: process.env.REDIS_URL, prefix: process.env.SWITCHYARD_PREFIX };
+    process.env.REDIS_URL = testRedisUrl();
+    process.env.SWITCHYARD_PREFIX = prefix;
+    const session = await openSession(pino({ level: 'silent' }), () => undefined);
+    try {
+      const clients = async () => (await redis.client('LIST')).toString().split('\n').filter((line) => line.trim() !== '').length;
+      const before = await clients();
+      for (let i = 0; i < 5; i++) {
+        const queue = session.openPromptQueue();
+        await queue.getJobCounts('waiting'); // connected and used, as a batch's queue is
+        await queue.close();
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100)); // Redis drops a closed client at once, but say when
+      expect(await clients()).toBe(before);
+    } finally {
+      await session.close();
+      process.env.REDIS_URL = saved.url;
+      process.env.SWITCHYARD_PREFIX = saved.prefix;
+      if (saved.url === undefined) delete process.env.REDIS_URL;
+      if (saved.prefix === undefined) delete process.env.SWITCHYARD_PREFIX;
+    }
+  });
+});
