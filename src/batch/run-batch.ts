@@ -175,7 +175,9 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
       if (!host && error instanceof Error && describeRedisTrouble(error) !== null) throw new RedisStoppedRunError(batchId, error);
       throw error;
     });
-    logger.info({ batch: batchId, exit_code: outcome.exitCode, out: outcome.outDir }, `batch ${batchId} ended`);
+    // A host's batch has only been read here: its rows run on, and the host writes its outputs (QA: "ended, exit_code 0" as it began).
+    if (host) logger.info({ batch: batchId, out: outcome.outDir }, `batch ${batchId} queued`);
+    else logger.info({ batch: batchId, exit_code: outcome.exitCode, out: outcome.outDir }, `batch ${batchId} ended`);
     return outcome;
   } finally {
     await held.reader?.return?.();

@@ -518,13 +518,16 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
       models: { fast: { provider: 'sim' }, critic: { provider: 'keyed' } },
       default_model: 'fast',
     });
-    const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
+    const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env({ LOG_LEVEL: 'info' }));
     const refused = await postFile(server, '?batch_id=judge-no-key&judge=critic', 'prompt\nhi\n');
     expect(refused.status).toBe(400);
     expect(refused.body.error?.message).toBe(
       "$SY_TEST_API_NO_SUCH_KEY is not set in the server's environment (or a worker's on its Redis), and the judge (critic) needs it: no answer could be scored, and the answers would be paid for unscored. Set it there and restart it, or post the batch with another judge (judge=<model>).",
     );
     expect((await postFile(server, '?batch_id=judge-no-key', 'prompt\nhi\n')).status).toBe(202);
+    // LOG_LEVEL=info: the batch's file read is "queued", not "ended, exit_code 0" as it starts (QA soak).
+    await waitForOutput(() => server.output().stderr, 'batch judge-no-key queued', 10_000);
+    expect(server.output().stderr).not.toContain('batch judge-no-key ended');
   });
 
   it("says a `run --detach` batch's outputs wait for `switchyard collect`, not for its end (QA: they never came)", async () => {

@@ -18,7 +18,7 @@ describe("a session's prompt queues", () => {
     process.env.SWITCHYARD_PREFIX = prefix;
     const session = await openSession(pino({ level: 'silent' }), () => undefined);
     try {
-      const clients = async () => (await redis.client('LIST')).toString().split('\n').filter((line) => line.trim() !== '').length;
+      const clients = async () => String(await redis.client('LIST')).split('\n').filter((line: string) => line.trim() !== '').length;
       const before = await clients();
       for (let i = 0; i < 5; i++) {
         const queue = session.openPromptQueue();
