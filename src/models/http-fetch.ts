@@ -32,17 +32,25 @@ export function nodeUsesEnvProxy(env: NodeJS.ProcessEnv = process.env, execArgv:
   return env.NODE_USE_ENV_PROXY === '1' || execArgv.includes('--use-env-proxy') || /(^|\s)--use-env-proxy(\s|$)/.test(env.NODE_OPTIONS ?? '');
 }
 
+/**
+ * The process's keep-alive agents, shared by every SDK client: each batch (and each reload of its
+ * config) builds its own clients, and an agent apiece kept every batch's idle sockets open until
+ * the provider closed them (QA soak: a server given 240 small batches held 4,000 sockets to its
+ * provider). LIFO reuses the most recently used sockets, so idle ones age out instead of all
+ * staying warm.
+ */
+let plainTransport: Transport | undefined;
+// node:https loads TLS; only pay for it when a provider is actually https.
+let secureTransport: Promise<Transport> | undefined;
+
+function transportFor(protocol: string): Transport | Promise<Transport> | null {
+  if (protocol === 'http:') return (plainTransport ??= { module: http, agent: new http.Agent({ keepAlive: true, scheduling: 'lifo' }) });
+  if (protocol !== 'https:') return null;
+  secureTransport ??= import('node:https').then((https) => ({ module: https, agent: new https.Agent({ keepAlive: true, scheduling: 'lifo' }) }));
+  return secureTransport;
+}
+
 export function createHttpFetch(fallback: FetchFunction = globalThis.fetch): FetchFunction {
-  // LIFO reuses the most recently used sockets, so idle ones age out instead of all staying warm.
-  const plain: Transport = { module: http, agent: new http.Agent({ keepAlive: true, scheduling: 'lifo' }) };
-  // node:https loads TLS; only pay for it when a provider is actually https.
-  let secure: Promise<Transport> | undefined;
-  const transportFor = (protocol: string): Transport | Promise<Transport> | null => {
-    if (protocol === 'http:') return plain;
-    if (protocol !== 'https:') return null;
-    secure ??= import('node:https').then((https) => ({ module: https, agent: new https.Agent({ keepAlive: true, scheduling: 'lifo' }) }));
-    return secure;
-  };
 
   // The SDK calls a handful of URLs over and over: parse each once (bounded, in case query strings vary).
   const targets = new Map<string, Target>();

@@ -204,6 +204,21 @@ describe('createHttpFetch', () => {
     expect((await fetch(`${rawUrl}/moved-301`)).status).toBe(200); // a GET follows, as fetch does
   });
 
+  it('shares its keep-alive sockets across SDK clients, one batch after another (QA soak: an agent per batch kept 4,000 idle sockets open)', async () => {
+    let connections = 0;
+    const server = createServer((_req, res) => res.end('{}'));
+    server.on('connection', () => connections++);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/x`;
+      for (let batch = 0; batch < 3; batch++) await (await createHttpFetch()(url, { method: 'POST', body: '{}' })).text();
+      expect(connections).toBe(1);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
   it("leaves requests to Node's fetch when Node is told to use the environment's proxy", () => {
     expect(nodeUsesEnvProxy({}, [])).toBe(false);
     expect(nodeUsesEnvProxy({ NODE_USE_ENV_PROXY: '1' }, [])).toBe(true);
