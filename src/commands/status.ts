@@ -138,7 +138,7 @@ export function statusJson(state: BatchState): Record<string, unknown> {
     run_by: runBy ?? null,
     workers: workers ?? null,
     budget_stop: meta.budget_stop ?? null,
-    next: describeBatch(state).find((line) => line.startsWith('  next'))?.replace(/^ {2}next {6}/, '') ?? null,
+    next: nextText(state),
   };
 }
 
@@ -161,11 +161,17 @@ export function describeBatch({ meta, progress, runBy, workers, workerNames = []
   if (typeof workers === 'number') lines.push(`  workers   ${workersConnectedText(workers)} to this Redis${workers === 0 ? ' (rows finish only while one runs)' : names}`);
   // A Redis that will not list its clients (some managed ones): the processes on record say it instead.
   else if (workers === null && workerNames.length > 0) lines.push(`  workers   ${counted(workerNames.length, 'worker process')} on record: ${workerNames.join(', ')}`);
-  const next = beingCancelled
-    ? `being cancelled over the HTTP API: its queued rows come off the queue, the rows in hand finish, then its outputs are written${runBy ? ` (by ${runBy})` : ' (by the server, when it runs again)'}`
-    : nextLine(meta, runBy, workers, overApi);
+  const next = nextText({ meta, runBy, workers, overApi, cancelling });
   if (next) lines.push(`  next      ${next}`);
   return lines;
+}
+
+/** What to do next with the batch, or null when nothing is to be done (status's `next` line, status --json's `next`). */
+function nextText({ meta, runBy, workers, overApi = false, cancelling = false }: Pick<BatchState, 'meta' | 'runBy' | 'workers' | 'overApi' | 'cancelling'>): string | null {
+  if (cancelling && !isFinishedStatus(meta.status)) {
+    return `being cancelled over the HTTP API: its queued rows come off the queue, the rows in hand finish, then its outputs are written${runBy ? ` (by ${runBy})` : ' (by the server, when it runs again)'}`;
+  }
+  return nextLine(meta, runBy, workers, overApi);
 }
 
 /** The models a run chose for the batch (--model, --ab, --judge), and --no-cache, which its resume keeps: a line each, or none (`overApi`: said in the API's terms). */
