@@ -9,7 +9,7 @@ import { chatMessageSchema } from '../src/input/row.ts';
 import { fingerprintDiffers } from '../src/input/row-fingerprint.ts';
 import { publishRowEvent } from '../src/output/row-events.ts';
 import { carryRow } from '../src/queue/carried-rows.ts';
-import { isRedisRefusal, whileRedisRefuses } from '../src/queue/redis-outage.ts';
+import { isRedisRefusal, whileRedisRefuses, type RefusalWait } from '../src/queue/redis-outage.ts';
 import type { BatchContexts } from '../src/queue/batch-context.ts';
 import { batchKeys, type BatchKeys, type KeySpace } from '../src/queue/keys.ts';
 
@@ -65,17 +65,13 @@ export interface PromptJobDeps {
    * resume: another batch's run or a worker does not spend on it meanwhile.
    */
   orphanedRows?: { isOrphaned(batchId: string): Promise<boolean>; withdraw(job: PromptJob): Promise<unknown> };
-  /** Told each time Redis refuses to record a row's result (out of memory, say): the outage watch says it once a minute. */
-  onRefusal?: (source: string, error: Error) => void;
-  /** How long a finished row's result is offered again while Redis refuses it (PUBLISH_REFUSED_WAIT_MS). */
-  refusedWaitMs?: number;
+  /**
+   * A row's result that Redis refuses (full, under noeviction) is offered again this long, each
+   * refusal told (the outage watch says it once a minute), before the row is given up as crashed:
+   * its calls are paid for, and a crashed row runs them again. Without it, given up at once.
+   */
+  refusals?: RefusalWait;
 }
-
-/**
- * A row's result that Redis refuses (a full Redis under noeviction) is offered again for this long
- * before the row is given up as crashed: its calls are paid for, and a crashed row runs them again.
- */
-const PUBLISH_REFUSED_WAIT_MS = 10 * 60_000;
 
 /**
  * How a job ended: its row's result, or nothing to do: the row had succeeded already (a
@@ -178,7 +174,7 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     const callsBefore = everyCall(progress).length;
     const crashed = (error: unknown): PromptJobOutcome => {
       // A full Redis refusing a limiter's or budget's write: said once a minute by the outage watch, and the job is tried again.
-      if (isRedisRefusal(error) && deps.onRefusal) deps.onRefusal('running a row', error as Error);
+      if (isRedisRefusal(error) && deps.refusals) deps.refusals.onRefusal('running a row', error as Error);
       else deps.logger.error({ batch: job.batchId, row: job.row, job: delivery.jobId, err: error }, 'row failed unexpectedly');
       return { kind: 'crashed', error, data: everyCall(progress).length > callsBefore ? { ...job, progress } : null };
     };
@@ -216,8 +212,7 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     let publication: { published: boolean; costNanos: number };
     try {
       // The row's calls are paid for: a refusal is waited out rather than the row run (and paid for) again.
-      const wait = deps.onRefusal && { waitMs: deps.refusedWaitMs ?? PUBLISH_REFUSED_WAIT_MS, onRefusal: deps.onRefusal };
-      publication = await whileRedisRefuses('recording a row', () => publishRowEvent(deps.redis, keys, step.event, step.costNanos, job.fingerprint), wait, ctx.runner.sleep);
+      publication = await whileRedisRefuses('recording a row', () => publishRowEvent(deps.redis, keys, step.event, step.costNanos, job.fingerprint), deps.refusals, ctx.runner.sleep);
     } catch (error) {
       return crashed(error);
     }

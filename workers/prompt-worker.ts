@@ -63,8 +63,7 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
     batches: options.batches,
     logger,
     orphanedRows: { isOrphaned: (batchId) => isOrphaned(store, batchId), withdraw: (job) => withdrawJobData(store, job.batchId, job) },
-    onRefusal: (source, error) => (options.onWorkerError ? options.onWorkerError(source, error) : logger.warn({ err: error }, `${source}: Redis refuses; the row's result is offered again`)),
-    ...(options.refusals ? { refusedWaitMs: options.refusals.waitMs } : {}),
+    ...(options.refusals ? { refusals: options.refusals } : {}),
   });
   if (options.onBudgetSpent) options.batches.whenBudgetSpent(options.onBudgetSpent);
   const worker = new Worker(

@@ -7,12 +7,12 @@ import { PROMPT_QUEUE, type KeySpace } from './keys.ts';
 import { UsageError } from '../errors.ts';
 import { connectRedis, credentialsRefusedMessage, ensureRedis, pingRedis, redactUrl } from './redis-connection.ts';
 import { formatWait, REDIS_WAIT_ENV, redisWaitLimitMs, watchRedisOutages, type RedisOutageWatch, type RefusalWait } from './redis-outage.ts';
-
-/** How long a command that waits for ever for a lost Redis (worker, serve) waits out writes it refuses. */
-const REFUSED_WRITES_WAIT_MS = 10 * 60_000;
 import { whenRedisStaysAway } from './redis-stays-away.ts';
 import { watchForSilence } from './silent-redis.ts';
 import { warnIfRedisEvicts } from './eviction-policy.ts';
+
+/** How long a command that waits for ever for a lost Redis (worker, serve) waits out writes it refuses. */
+const REFUSED_WRITES_WAIT_MS = 10 * 60_000;
 
 /** A command's link to Redis: the connection, the batch store and the key prefix in use. */
 export interface Session {

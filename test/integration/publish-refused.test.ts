@@ -57,7 +57,7 @@ describe("a row's result that a full Redis refuses", () => {
     const advanced = { calls: 0 };
     const full = refusingScripts(redis, 3);
     const refusals: string[] = [];
-    const process = createPromptProcessor({ redis: full.redis, space, batches: contexts(advanced), logger: pino({ level: 'silent' }), onRefusal: (source) => void refusals.push(source) });
+    const process = createPromptProcessor({ redis: full.redis, space, batches: contexts(advanced), logger: pino({ level: 'silent' }), refusals: { waitMs: 60_000, onRefusal: (source) => void refusals.push(source) } });
     expect(await process(job, { jobId: 'j1', redelivered: false })).toEqual({ kind: 'done', batchId: 'full', row: 'succeeded', costNanos: 1000 });
     expect(full.refused()).toBe(3);
     expect(refusals).toEqual(['recording a row', 'recording a row', 'recording a row']);
@@ -68,7 +68,7 @@ describe("a row's result that a full Redis refuses", () => {
 
   it('is given up as crashed once it has waited refusedWaitMs', async () => {
     const full = refusingScripts(redis, 1000);
-    const process = createPromptProcessor({ redis: full.redis, space, batches: contexts({ calls: 0 }), logger: pino({ level: 'silent' }), refusedWaitMs: 0 });
+    const process = createPromptProcessor({ redis: full.redis, space, batches: contexts({ calls: 0 }), logger: pino({ level: 'silent' }), refusals: { waitMs: 0, onRefusal: () => undefined } });
     expect(await process({ ...job, batchId: 'still-full' }, { jobId: 'j2', redelivered: false })).toMatchObject({ kind: 'crashed' });
     expect(full.refused()).toBe(1);
   });
