@@ -173,7 +173,7 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     const progress = job.progress ?? freshProgress();
     const callsBefore = everyCall(progress).length;
     const crashed = (error: unknown): PromptJobOutcome => {
-      // A full Redis refusing a limiter's or budget's write: said once a minute by the outage watch, and the job is tried again.
+      // A full Redis refusing past the session's wait (the gate's scripts wait it out first): said by the outage watch, and the job is tried again.
       if (isRedisRefusal(error) && deps.refusals) deps.refusals.onRefusal('running a row', error as Error);
       else deps.logger.error({ batch: job.batchId, row: job.row, job: delivery.jobId, err: error }, 'row failed unexpectedly');
       return { kind: 'crashed', error, data: everyCall(progress).length > callsBefore ? { ...job, progress } : null };

@@ -105,7 +105,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   }
   // Read again once: the producer has since recorded the row counts (invalid rows among them).
   const finalMeta = (await session.store.load(batchId)) ?? meta;
-  const finalizing = { store: session.store, meta: finalMeta, paths, outDir: meta.out_dir, startedAt: options.startedAt, baseline, collectedTally: tally.complete, resumeHint: options.resumeHint, endsAtLastRow: options.endsAtLastRow };
+  const finalizing = { store: session.store, meta: finalMeta, paths, outDir: meta.out_dir, startedAt: options.startedAt, baseline, collectedTally: tally.complete, resumeHint: options.resumeHint, endsAtLastRow: options.endsAtLastRow, refusals: session.refusals };
   // Stopped early, the rows so far; a stop that came as the last row finished, with every row written, still ends the batch as usual.
   const report = stoppedWith === null ? await finalizeBatch(finalizing) : await writeOutputsSoFar(finalizing, stoppedWith.validRows);
   say('');

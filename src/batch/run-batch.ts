@@ -22,7 +22,7 @@ import { refuseLostCollectedFiles } from '../output/collected-files.ts';
 import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from '../queue/session.ts';
 import { lookalikeColumnsText, orphanedBatchText, readText, redisStayedAwayText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText, unsentRequestFieldsText } from './run-messages.ts';
-import { formatWait, REDIS_WAIT_ENV } from '../queue/redis-outage.ts';
+import { formatWait, REDIS_WAIT_ENV, whileRedisRefuses } from '../queue/redis-outage.ts';
 import { keysHeldElsewhere, refuseJudgeWithoutKey, refuseSpentMonth, refuseWithoutKeys, warnAboutConfig } from './config-checks.ts';
 import { isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, cacheTurnedOff, withRunCache, withRunJudge, type RunSettings } from './run-settings.ts';
 import { watchForStops, type RunStops } from './run-stops.ts';
@@ -371,7 +371,8 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     if (batch.rescoreWith) await carryAnswersForJudge(session.store, batchId, outputPaths(outDir).results, batch.rescoreWith.model, batch.rescoreWith.all);
     const counts = await queueRows(batch, context, underway, callSlots);
     if (counts.stopped) return await endStoppedWhileReading(batch, context, underway);
-    await session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
+    const fileRead = () => session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
+    await whileRedisRefuses('queueing the file', fileRead, session.refusals);
     say(readText(counts, worker ? concurrency : batch.callsElsewhere ? 'elsewhere' : null));
     for (const note of [unsentBodyFieldsText(counts.unsentBodyFields), unsentRequestFieldsText(batch.position.unsentRequestFields)]) if (note) say(note);
     const workersNow = collecting ? null : await connectedWorkerCount(queue);
@@ -423,7 +424,7 @@ async function watchWorkersElsewhere(session: Session, say: (line: string) => vo
 function startWorker(batch: PreparedBatch, context: RunContext, callSlots: CallSlots): PromptWorkerHandle | null {
   const { options, session, logger, say, host, lease } = context;
   const { batchId, config } = batch;
-  const batches = createBatchContexts(session.store, { callSlots, monthSpend: session.monthSpend });
+  const batches = createBatchContexts(session.store, { callSlots, monthSpend: session.monthSpend, refusals: session.refusals });
   // Built now, from the config in hand, while the worker connects.
   if (!options.detach) batches.prime(batchId, config, batch.model, batch.abSplit, batch.startedAt.getTime());
   else if (batch.builtIn) host?.prime?.(batchId, config, batch.model, batch.abSplit, batch.startedAt.getTime());

@@ -59,7 +59,7 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
     }
     const stop = new AbortController();
     const concurrency = options.concurrency ?? config.config.concurrency;
-    const batches = createBatchContexts(session.store, { callSlots: createCallSlots(concurrency), monthSpend: session.monthSpend });
+    const batches = createBatchContexts(session.store, { callSlots: createCallSlots(concurrency), monthSpend: session.monthSpend, refusals: session.refusals });
     const host: RunHost = { session, config, stop: stop.signal, ...(options.worker ? { prime: batches.prime } : {}) };
     const worker = options.worker
       ? startSessionWorker(session, {

@@ -26,7 +26,7 @@ export async function runWorkerCommand(options: WorkerCommandOptions, logger: Lo
   const session = await openSession(logger, say, { waitForRedis: 'for ever' });
   const activity = createWorkerActivity();
   const host = startSessionWorker(session, {
-    batches: createBatchContexts(session.store, { callSlots: createCallSlots(options.concurrency), monthSpend: session.monthSpend }),
+    batches: createBatchContexts(session.store, { callSlots: createCallSlots(options.concurrency), monthSpend: session.monthSpend, refusals: session.refusals }),
     logger,
     concurrency: options.concurrency,
     lockMs: options.lockMs,

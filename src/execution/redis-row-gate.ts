@@ -8,6 +8,7 @@ import { modelEndpoint } from '../limits/model-endpoint.ts';
 import { formatUsd, nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import type { BatchStore } from '../queue/batch-state.ts';
 import type { KeySpace } from '../queue/keys.ts';
+import type { RefusalWait } from '../queue/redis-outage.ts';
 import type { BudgetDecision, CallSettlement, CapacityDecision, RowGate } from './row-gate.ts';
 
 export interface RedisRowGateOptions {
@@ -24,6 +25,8 @@ export interface RedisRowGateOptions {
    * every batch under the same cap shares.
    */
   onBudgetSpent?: (scope: 'batch' | 'month') => void;
+  /** A full Redis refusing the breaker's, limiter's or budget's scripts: waited out, so that a paid call is still booked (and the row not run again). */
+  refusals?: RefusalWait | undefined;
 }
 
 /** How long a worker trusts its copy of the batch's budget before reading it again (resume may raise it). */
@@ -63,11 +66,11 @@ export function refusedByMonthlyCap(message: string | undefined): boolean {
  * keyed by the endpoint a model name stands for (model-endpoint.ts), not by the name alone.
  */
 export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
-  const { redis, space, config, batchId } = options;
-  const limiter = new ModelLimiter(redis, { prefix: space.prefix });
-  const breaker = new CircuitBreaker(redis, { prefix: space.prefix, breaker: config.breaker });
+  const { redis, space, config, batchId, refusals } = options;
+  const limiter = new ModelLimiter(redis, { prefix: space.prefix, refusals });
+  const breaker = new CircuitBreaker(redis, { prefix: space.prefix, breaker: config.breaker, refusals });
   const holdTtlMs = budgetHoldTtlMs(config);
-  const budget = new Budget(redis, { holdTtlMs });
+  const budget = new Budget(redis, { holdTtlMs, refusals });
   const batchKey = batchBudgetKey(space.prefix, batchId);
   const monthLimitNanos = config.budget.monthly_usd === undefined ? undefined : usdToNanos(config.budget.monthly_usd);
   let batchLimit: { nanos: number | undefined; readAt: number } = { nanos: undefined, readAt: 0 };

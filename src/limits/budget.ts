@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { integers, LUA_PRELUDE, runScript, type LuaScript, type RedisClient } from '../queue/lua-script.ts';
+import { integers, LUA_PRELUDE, scriptRunner, type LuaScript, type RedisClient, type ScriptRunner } from '../queue/lua-script.ts';
+import type { RefusalWait } from '../queue/redis-outage.ts';
 
 /**
  * Spending caps per batch and per calendar month (UTC), shared by every worker through Redis.
@@ -64,6 +65,11 @@ export interface BudgetOptions {
    * outlast the longest call (the provider's timeout), or calls in flight stop counting early.
    */
   holdTtlMs?: number;
+  /**
+   * A full Redis refusing one of its scripts: waited out (the session's bound), not thrown, so a
+   * row that has paid for a call still books it. Omitted: thrown at once.
+   */
+  refusals?: RefusalWait | undefined;
 }
 
 const DAY_MS = 86_400_000;
@@ -174,6 +180,7 @@ interface ScopeCall {
 
 export class Budget {
   readonly #redis: RedisClient;
+  readonly #run: ScriptRunner;
   readonly #batchTtlMs: number;
   readonly #holdTtlMs: number;
   /** Hold ids: this instance's random prefix and a counter. */
@@ -182,6 +189,7 @@ export class Budget {
 
   constructor(redis: RedisClient, options: BudgetOptions = {}) {
     this.#redis = redis;
+    this.#run = scriptRunner(redis, options.refusals, 'the budget');
     this.#batchTtlMs = options.batchKeyTtlMs ?? 30 * DAY_MS;
     this.#holdTtlMs = options.holdTtlMs ?? 5 * 60_000;
   }
@@ -196,7 +204,7 @@ export class Budget {
     const replies = await Promise.all(
       scopes.map(async (call) => {
         const args = [call.limit ?? -1, input.estimateNanos, ...this.#expiry(call.key, call.scope), member, this.#holdTtlMs];
-        const reply = await runScript(this.#redis, RESERVE, [call.key, holdsKey(call.key)], args);
+        const reply = await this.#run(RESERVE, [call.key, holdsKey(call.key)], args);
         const [ok, spent, reserved] = integers(reply, 3, RESERVE.name) as [number, number, number];
         return { ...call, ok: ok === 1, spent, reserved };
       }),
@@ -223,7 +231,7 @@ export class Budget {
   }
 
   async #settleOne(key: string, scope: BudgetScope, member: string, estimate: number, actual: number): Promise<void> {
-    await runScript(this.#redis, SETTLE, [key, holdsKey(key)], [member, estimate, actual, ...this.#expiry(key, scope)]);
+    await this.#run(SETTLE, [key, holdsKey(key)], [member, estimate, actual, ...this.#expiry(key, scope)]);
   }
 
   #expiry(key: string, scope: BudgetScope): [string, number] {

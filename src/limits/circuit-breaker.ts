@@ -1,5 +1,6 @@
 import type { BreakerConfig } from '../config/schema.ts';
-import { integers, LUA_PRELUDE, runScript, type LuaScript, type RedisClient } from '../queue/lua-script.ts';
+import { integers, LUA_PRELUDE, scriptRunner, type LuaScript, type RedisClient, type ScriptRunner } from '../queue/lua-script.ts';
+import type { RefusalWait } from '../queue/redis-outage.ts';
 
 /**
  * A circuit breaker per model, shared by every worker through Redis. Closed: calls go. After
@@ -39,6 +40,11 @@ export interface CircuitBreakerOptions {
   breaker: Pick<BreakerConfig, 'failure_threshold' | 'cooldown_ms'>;
   /** How long a probe may run before another caller may probe; default `cooldown_ms`. */
   probeLockMs?: number;
+  /**
+   * A full Redis refusing one of its scripts: waited out (the session's bound), not thrown, so a
+   * row that has paid for a call still books it. Omitted: thrown at once.
+   */
+  refusals?: RefusalWait | undefined;
 }
 
 const STATES: readonly BreakerState[] = ['closed', 'open', 'half_open'];
@@ -116,6 +122,7 @@ return {0}
 
 export class CircuitBreaker {
   readonly #redis: RedisClient;
+  readonly #run: ScriptRunner;
   readonly #prefix: string;
   readonly #threshold: number;
   readonly #cooldownMs: number;
@@ -125,6 +132,7 @@ export class CircuitBreaker {
 
   constructor(redis: RedisClient, options: CircuitBreakerOptions) {
     this.#redis = redis;
+    this.#run = scriptRunner(redis, options.refusals, 'the circuit breaker');
     this.#prefix = options.prefix;
     this.#threshold = options.breaker.failure_threshold;
     this.#cooldownMs = options.breaker.cooldown_ms;
@@ -134,7 +142,7 @@ export class CircuitBreaker {
 
   /** May a call to `model` go now? In half-open state only one caller, anywhere, gets `allowed`. */
   async check(model: string): Promise<BreakerCheck> {
-    const reply = await runScript(this.#redis, CHECK, [breakerKey(this.#prefix, model)], [this.#cooldownMs * 1000, this.#probeLockMs * 1000, this.#ttlMs]);
+    const reply = await this.#run(CHECK, [breakerKey(this.#prefix, model)], [this.#cooldownMs * 1000, this.#probeLockMs * 1000, this.#ttlMs]);
     const lastError = Array.isArray(reply) && typeof reply[4] === 'string' ? reply[4] : undefined;
     const probe = Array.isArray(reply) && typeof reply[5] === 'string' ? reply[5] : undefined;
     const [allowed, state, retryInUs, failures] = integers(Array.isArray(reply) ? reply.slice(0, 4) : reply, 4, CHECK.name) as [number, number, number, number];
@@ -146,7 +154,7 @@ export class CircuitBreaker {
    * cached meanwhile, the call was a 400): the next caller may probe now, not once the lock expires.
    */
   async releaseProbe(model: string, probe: string): Promise<void> {
-    await runScript(this.#redis, RELEASE_PROBE, [breakerKey(this.#prefix, model)], [probe]);
+    await this.#run(RELEASE_PROBE, [breakerKey(this.#prefix, model)], [probe]);
   }
 
   /** A call to `model` succeeded: the circuit closes and the failure count starts again. */
@@ -160,7 +168,7 @@ export class CircuitBreaker {
    */
   async recordFailure(model: string, reason = ''): Promise<'closed' | 'open'> {
     const kept = reason.length > MAX_REASON_CHARS ? `${reason.slice(0, MAX_REASON_CHARS - 1)}…` : reason;
-    const reply = await runScript(this.#redis, FAILURE, [breakerKey(this.#prefix, model)], [this.#threshold, this.#ttlMs, kept]);
+    const reply = await this.#run(FAILURE, [breakerKey(this.#prefix, model)], [this.#threshold, this.#ttlMs, kept]);
     const [open] = integers(reply, 1, FAILURE.name) as [number];
     return open === 1 ? 'open' : 'closed';
   }

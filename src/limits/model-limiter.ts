@@ -1,5 +1,6 @@
 import { COOL_DOWN, COOLDOWN_LEFT, OBSERVE, RELEASE, RESERVE, SETTLE } from './limiter-scripts.ts';
-import { integers, runScript, type RedisClient } from '../queue/lua-script.ts';
+import { integers, scriptRunner, type RedisClient, type ScriptRunner } from '../queue/lua-script.ts';
+import type { RefusalWait } from '../queue/redis-outage.ts';
 import { requestIntervalUs, tokenCapacity, tokenSpanUs, windowTokens } from './pacing.ts';
 
 /**
@@ -77,6 +78,11 @@ export interface ModelLimiterOptions {
   prefix: string;
   /** How often a model without rpm/tpm checks Redis for a cooldown; default 1000 ms, Infinity: never. */
   cooldownPollMs?: number;
+  /**
+   * A full Redis refusing one of its scripts: waited out (the session's bound), not thrown, so a
+   * row that has paid for a call still books it. Omitted: thrown at once.
+   */
+  refusals?: RefusalWait | undefined;
 }
 
 const LIMITED_BY: readonly (LimitKind | null)[] = [null, 'requests', 'tokens', 'cooldown'];
@@ -93,14 +99,14 @@ interface KnownCooldown {
 }
 
 export class ModelLimiter {
-  readonly #redis: RedisClient;
+  readonly #run: ScriptRunner;
   readonly #prefix: string;
   readonly #pollMs: number;
   readonly #cooldowns = new Map<string, KnownCooldown>();
   readonly #cooldownReads = new Map<string, Promise<number>>();
 
   constructor(redis: RedisClient, options: ModelLimiterOptions) {
-    this.#redis = redis;
+    this.#run = scriptRunner(redis, options.refusals, 'the rate limiter');
     this.#prefix = options.prefix;
     this.#pollMs = options.cooldownPollMs ?? 1000;
   }
@@ -113,7 +119,7 @@ export class ModelLimiter {
     const capacity = tpm === undefined ? 0 : tokenCapacity(tpm, headroom);
     const charged = tpm === undefined ? 0 : windowTokens(input.tokens, capacity);
     const spanUs = tpm === undefined ? 0 : tokenSpanUs(charged, capacity);
-    const reply = await runScript(this.#redis, RESERVE, [this.#key(input.model)], [intervalUs, capacity, charged, spanUs, Math.floor(input.maxWaitMs * 1000)]);
+    const reply = await this.#run(RESERVE, [this.#key(input.model)], [intervalUs, capacity, charged, spanUs, Math.floor(input.maxWaitMs * 1000)]);
     const [reserved, startUs, nowUs, code] = integers(reply, 4, RESERVE.name) as [number, number, number, number];
     const waitMs = Math.max(0, Math.ceil((startUs - nowUs) / 1000));
     const limitedBy = LIMITED_BY[code] ?? null;
@@ -133,7 +139,7 @@ export class ModelLimiter {
     const actual = windowTokens(input.actualTokens, capacity);
     if (estimated === actual) return;
     const spanDelta = tokenSpanUs(actual, capacity) - tokenSpanUs(estimated, capacity);
-    await runScript(this.#redis, SETTLE, [this.#key(input.model)], [spanDelta, actual - estimated, Math.floor(input.slotAt) * 1000]);
+    await this.#run(SETTLE, [this.#key(input.model)], [spanDelta, actual - estimated, Math.floor(input.slotAt) * 1000]);
   }
 
   /**
@@ -152,7 +158,7 @@ export class ModelLimiter {
       const charged = tpm === undefined ? 0 : windowTokens(tokens, capacity);
       args.push(Math.floor(slotAt) * 1000, charged, tpm === undefined ? 0 : tokenSpanUs(charged, capacity), due ? 1 : 0);
     }
-    return Number(await runScript(this.#redis, RELEASE, [this.#key(input.model)], args));
+    return Number(await this.#run(RELEASE, [this.#key(input.model)], args));
   }
 
   /**
@@ -162,7 +168,7 @@ export class ModelLimiter {
    */
   async coolDown(input: CoolDownInput): Promise<{ untilMs: number }> {
     if (!(input.forMs >= 0)) throw new RangeError(`forMs must be >= 0, got ${input.forMs}`);
-    const reply = await runScript(this.#redis, COOL_DOWN, [this.#key(input.model)], [Math.ceil(input.forMs * 1000)]);
+    const reply = await this.#run(COOL_DOWN, [this.#key(input.model)], [Math.ceil(input.forMs * 1000)]);
     const [untilUs, nowUs] = integers(reply, 2, COOL_DOWN.name) as [number, number];
     this.#remember(input.model, untilUs - nowUs);
     return { untilMs: Math.ceil(untilUs / 1000) };
@@ -170,7 +176,7 @@ export class ModelLimiter {
 
   /** Milliseconds left of the model's cooldown (0: none): check it before starting a call reserved earlier. */
   async cooldownRemainingMs(model: string): Promise<number> {
-    const reply = await runScript(this.#redis, COOLDOWN_LEFT, [this.#key(model)], []);
+    const reply = await this.#run(COOLDOWN_LEFT, [this.#key(model)], []);
     const [untilUs, nowUs] = integers(reply, 2, COOLDOWN_LEFT.name) as [number, number];
     const leftUs = Math.max(0, untilUs - nowUs);
     this.#remember(model, leftUs);
@@ -187,7 +193,7 @@ export class ModelLimiter {
     const tokensReset = input.remainingTokens === 0 && input.resetTokensMs !== undefined ? input.resetTokensMs : -1;
     if (requestsReset < 0 && tokensReset < 0) return;
     const toUs = (ms: number) => (ms < 0 ? -1 : Math.ceil(ms * 1000));
-    await runScript(this.#redis, OBSERVE, [this.#key(input.model)], [toUs(requestsReset), toUs(tokensReset)]);
+    await this.#run(OBSERVE, [this.#key(input.model)], [toUs(requestsReset), toUs(tokensReset)]);
   }
 
   #key(model: string): string {

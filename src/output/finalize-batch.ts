@@ -1,6 +1,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { BatchMeta, BatchStore } from '../queue/batch-state.ts';
+import { whileRedisRefuses, type RefusalWait } from '../queue/redis-outage.ts';
 import { refusedByMonthlyCap } from '../execution/redis-row-gate.ts';
 import { LostOutputError, rebuildCsvJournal, shortCollectedFiles, unrecoverable, type ShortFile } from './collected-files.ts';
 import { writeOpenAiBatchFiles } from './openai-batch-output.ts';
@@ -30,14 +31,16 @@ export interface FinalizeOptions {
    * finished it (the next morning, say) would otherwise report the wait as its run time.
    */
   endsAtLastRow?: boolean | undefined;
+  /** A full Redis refusing the batch's closing status: waited out (every output is written by then), not a crash at the last step. */
+  refusals?: RefusalWait | undefined;
 }
 
 /** Turns the collected journals into the batch's final files and report, and closes the batch. */
 export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
-  const { store, meta } = options;
-  await store.update(meta.batch_id, { status: 'finalizing' });
+  const { store, meta, refusals } = options;
+  await whileRedisRefuses('finishing the batch', () => store.update(meta.batch_id, { status: 'finalizing' }), refusals);
   const { report, finishedAt } = await writeOutputs(options, () => 0);
-  await closeBatch(store, meta.batch_id, report, finishedAt);
+  await whileRedisRefuses('finishing the batch', () => closeBatch(store, meta.batch_id, report, finishedAt), refusals);
   return report;
 }
 

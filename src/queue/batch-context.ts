@@ -13,6 +13,7 @@ import { rowTarget } from '../routing/row-target.ts';
 import type { MonthSpend } from '../limits/month-spend.ts';
 import { createProviderClients } from '../models/provider-clients.ts';
 import type { BatchStore } from './batch-state.ts';
+import type { RefusalWait } from './redis-outage.ts';
 import { keyHolders } from './worker-registry.ts';
 
 /** What a worker needs to run one batch's rows: its config (from Redis), SDK clients, gate and planner. */
@@ -39,10 +40,14 @@ const RELOAD_AFTER_MS = 30_000;
  * a run that started after the context was loaded (a resume with another config reaches
  * long-running workers that way, before they run its rows). `callSlots` are the process's model-call slots, shared by
  * every batch. A worker on another machine needs no local config file: the batch's config travels
- * in Redis (without keys, which each worker reads from its env).
+ * in Redis (without keys, which each worker reads from its env). `refusals`: how long the rows'
+ * breaker, limiter and budget scripts wait out a full Redis (the session's bound).
  */
-export function createBatchContexts(store: BatchStore, options: { callSlots?: CallSlots; monthSpend?: MonthSpend; maxCached?: number; reloadAfterMs?: number; now?: () => number } = {}) {
-  const { callSlots, monthSpend, maxCached = 32, reloadAfterMs = RELOAD_AFTER_MS, now = Date.now } = options;
+export function createBatchContexts(
+  store: BatchStore,
+  options: { callSlots?: CallSlots; monthSpend?: MonthSpend; refusals?: RefusalWait; maxCached?: number; reloadAfterMs?: number; now?: () => number } = {},
+) {
+  const { callSlots, monthSpend, refusals, maxCached = 32, reloadAfterMs = RELOAD_AFTER_MS, now = Date.now } = options;
   /** Told when a budget refuses a call for good (whenBudgetSpent): the batch's, or the month's (null: every batch's parked rows may be under that cap). */
   let budgetSpent: ((batchId: string | null) => void) | undefined;
   const callSlot = callSlots?.slot ?? unlimitedCallSlot;
@@ -56,7 +61,7 @@ export function createBatchContexts(store: BatchStore, options: { callSlots?: Ca
 
   function build(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined, abSplit: readonly AbArm[] | undefined, detached: boolean): BatchContext {
     const providers = createProviderClients(config);
-    const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config, monthSpend, onBudgetSpent: (scope) => budgetSpent?.(scope === 'batch' ? batchId : null) });
+    const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config, monthSpend, refusals, onBudgetSpent: (scope) => budgetSpent?.(scope === 'batch' ? batchId : null) });
     const answerCache = config.cache ? createAnswerCache(store.redis, store.space, config.cache.ttl_hours) : undefined;
     const runner: RowRunnerDeps = { config, providers, gate, plan: createRowPlanner(config, providers, modelOverride, gate, callSlot), sleep, callSlot, answerCache, keyHeldElsewhere };
     const rules = compileTaskRules(config.routing);

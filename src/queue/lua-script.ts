@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
+import { whileRedisRefuses, type RefusalWait } from './redis-outage.ts';
 
 /**
  * A Lua script run by EVALSHA, falling back to EVAL when the server does not know it yet
@@ -49,6 +50,18 @@ export async function runScript(redis: RedisClient, script: LuaScript, keys: rea
     if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
     return redis.eval(script.lua, keys.length, ...keys, ...args);
   }
+}
+
+export type ScriptRunner = (script: LuaScript, keys: readonly string[], args: readonly (string | number | Buffer)[]) => Promise<unknown>;
+
+/**
+ * runScript on one connection. With `refusals`, a script that a full Redis refuses is run again
+ * until Redis takes it (whileRedisRefuses, said as `source`): Redis refuses a script at its first
+ * write, so a refused one changed nothing and is safe to run again.
+ */
+export function scriptRunner(redis: RedisClient, refusals?: RefusalWait, source = 'a script'): ScriptRunner {
+  if (!refusals) return (script, keys, args) => runScript(redis, script, keys, args);
+  return (script, keys, args) => whileRedisRefuses(source, () => runScript(redis, script, keys, args), refusals);
 }
 
 /** The reply of a script that returns an array of integers. */
