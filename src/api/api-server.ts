@@ -76,6 +76,8 @@ const submitQuery = z.strictObject({
   prompt_column: optionalText,
   format: z.enum(['csv', 'tsv', 'jsonl', 'json']).optional(),
 });
+/** The batch settings a POST takes in its query string (named when a JSON body holds one beside its rows). */
+const SUBMIT_SETTINGS = Object.keys(submitQuery.shape);
 const LIMIT_RULE = 'expected a whole number from 1 to 100';
 const listQuery = z.strictObject({ limit: decimalText(LIMIT_RULE).pipe(z.number().int({ error: LIMIT_RULE }).min(1, { error: LIMIT_RULE }).max(100, { error: LIMIT_RULE })).default(20) });
 const resultsQuery = z.strictObject({ format: z.enum(['jsonl', 'csv']).default('jsonl') });
@@ -153,7 +155,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         const encoding = uploadEncoding(req.headers['content-encoding']);
         const outcome = await service.submit({
           format: format === 'json' ? 'jsonl' : format,
-          saveInput: async (path) => void (await (format === 'json' ? saveJsonRows : saveUpload)(req, path, options.maxUploadBytes, encoding)),
+          saveInput: async (path) => void (await (format === 'json' ? saveJsonRows(req, path, options.maxUploadBytes, encoding, SUBMIT_SETTINGS) : saveUpload(req, path, options.maxUploadBytes, encoding))),
           ...(query.batch_id !== undefined ? { batchId: query.batch_id } : {}),
           ...(query.model !== undefined ? { model: query.model } : {}),
           ...(query.route !== undefined ? { route: query.route } : {}),

@@ -81,9 +81,10 @@ const JSON_BODY_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
  * A JSON body, `[row, ...]` or `{"rows": [row, ...]}` (each row what a JSONL line holds), saved
- * as the JSONL file the readers take: row N is line N, in errors.jsonl too.
+ * as the JSONL file the readers take: row N is line N, in errors.jsonl too. `queryParameters`:
+ * the batch settings the request takes in its query string, named when the body holds one.
  */
-export async function saveJsonRows(body: Readable, path: string, maxBytes: number, encoding: string | null = null): Promise<number> {
+export async function saveJsonRows(body: Readable, path: string, maxBytes: number, encoding: string | null = null, queryParameters: readonly string[] = []): Promise<number> {
   const limit = Math.min(maxBytes, JSON_BODY_MAX_BYTES);
   const chunks: Buffer[] = [];
   let bytes = 0;
@@ -110,6 +111,7 @@ export async function saveJsonRows(body: Readable, path: string, maxBytes: numbe
   }
   const rows = Array.isArray(parsed) ? parsed : typeof parsed === 'object' && parsed !== null && Array.isArray((parsed as { rows?: unknown }).rows) ? (parsed as { rows: unknown[] }).rows : null;
   if (rows === null) throw new ApiError(400, 'invalid_json', 'a JSON body must be an array of rows, [{"prompt": "..."}, ...], or {"rows": [...]}; each row as a JSONL line would hold it');
+  refuseKeysBesideRows(parsed, queryParameters);
   // Saved as JSONL, a first row that is an array would read as a JSON array file (jsonl-reader.ts) and get that file's advice.
   if (Array.isArray(rows[0])) throw new ApiError(400, 'invalid_json', 'row 1 is an array: each row is an object, as a JSONL line would hold it, e.g. [{"prompt": "..."}, ...]');
   const partial = `${path}.part`;
@@ -122,6 +124,20 @@ export async function saveJsonRows(body: Readable, path: string, maxBytes: numbe
     throw storageTrouble(error) ?? error;
   }
   return bytes;
+}
+
+/**
+ * `{"rows": [...], "model": "pro"}`: the batch would run as if "model" were not there (on the
+ * default model, say), so a key beside "rows" is refused, with the query parameter it was meant as.
+ */
+function refuseKeysBesideRows(parsed: unknown, queryParameters: readonly string[]): void {
+  if (Array.isArray(parsed) || typeof parsed !== 'object' || parsed === null) return;
+  const extra = Object.keys(parsed).filter((key) => key !== 'rows');
+  if (extra.length === 0) return;
+  const named = extra.map((key) => `"${key}"`).join(', ');
+  const asQuery = extra.filter((key) => queryParameters.includes(key));
+  const way = asQuery.length > 0 ? `give ${asQuery.join(' and ')} in the query string instead (?${asQuery.map((key) => `${key}=...`).join('&')})` : `batch settings go in the query string (${queryParameters.join(', ')})`;
+  throw new ApiError(400, 'invalid_json', `the body's ${extra.length === 1 ? 'key' : 'keys'} ${named} beside "rows" ${extra.length === 1 ? 'is' : 'are'} not read: a JSON body holds its rows alone; ${way}`);
 }
 
 /** A 507 for the server's own file trouble (a full disk, no permission), said for an API client; null for other errors. */

@@ -165,6 +165,13 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     const arrayRow = await postFile(server, '', JSON.stringify([['What is 2+2?'], { prompt: 'hi' }]), 'application/json');
     expect(arrayRow.status).toBe(400);
     expect(arrayRow.body.error).toMatchObject({ code: 'invalid_json', message: 'row 1 is an array: each row is an object, as a JSONL line would hold it, e.g. [{"prompt": "..."}, ...]' });
+    // A setting beside the rows would have been ignored, the batch run on the default model (QA): refused, with where it goes.
+    const modelInBody = await postFile(server, '?batch_id=api-json-model', JSON.stringify({ rows: [{ prompt: 'hi' }], model: 'slow' }), 'application/json');
+    expect(modelInBody.status).toBe(400);
+    expect(modelInBody.body.error).toMatchObject({ code: 'invalid_json', message: 'the body\'s key "model" beside "rows" is not read: a JSON body holds its rows alone; give model in the query string instead (?model=...)' });
+    expect((await getJson(`${server.url}/v1/batches/api-json-model`)).status).toBe(404);
+    const strayKeys = await postFile(server, '', JSON.stringify({ rows: [{ prompt: 'hi' }], priority: 1, budget: 2 }), 'application/json');
+    expect(strayKeys.body.error?.message).toBe('the body\'s keys "priority", "budget" beside "rows" are not read: a JSON body holds its rows alone; give budget in the query string instead (?budget=...)');
     const notJson = await postFile(server, '', '{"rows": [', 'application/json');
     expect(notJson.status).toBe(400);
     expect(notJson.body.error).toMatchObject({ code: 'invalid_json', message: expect.stringContaining('{"rows": [...]}') });
