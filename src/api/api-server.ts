@@ -9,8 +9,8 @@ import { ApiError } from './api-error.ts';
 import type { BatchService } from './batch-service.ts';
 import type { InputFormat } from './batch-submission.ts';
 import { batchPath, isOutputFileName, OUTPUT_FILES, type OutputFileName } from './batch-view.ts';
-import { bearerToken, hasBearerToken, mediaType, sendError, sendFile, sendJson } from './http-io.ts';
-import { saveJsonRows, saveUpload, storageTrouble, uploadEncoding } from './upload.ts';
+import { bearerToken, bodyCharset, hasBearerToken, mediaType, sendError, sendFile, sendJson } from './http-io.ts';
+import { saveJsonRows, saveUpload, storageTrouble, uploadCoding } from './upload.ts';
 import { parseDecimal } from '../decimal-text.ts';
 import { BUDGET_TOO_LARGE, MAX_BUDGET_USD } from '../models/pricing.ts';
 
@@ -152,10 +152,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         await requireAnsweringRedis();
         const query = parseQuery(url, submitQuery);
         const format = bodyFormat(req, query.format);
-        const encoding = uploadEncoding(req.headers['content-encoding']);
+        const coding = uploadCoding(req.headers['content-encoding'], bodyCharset(req));
         const outcome = await service.submit({
           format: format === 'json' ? 'jsonl' : format,
-          saveInput: async (path) => void (await (format === 'json' ? saveJsonRows(req, path, options.maxUploadBytes, encoding, SUBMIT_SETTINGS) : saveUpload(req, path, options.maxUploadBytes, encoding))),
+          saveInput: async (path) => void (await (format === 'json' ? saveJsonRows(req, path, options.maxUploadBytes, coding, SUBMIT_SETTINGS) : saveUpload(req, path, options.maxUploadBytes, coding))),
           ...(query.batch_id !== undefined ? { batchId: query.batch_id } : {}),
           ...(query.model !== undefined ? { model: query.model } : {}),
           ...(query.route !== undefined ? { route: query.route } : {}),

@@ -47,3 +47,9 @@ export function mediaType(req: IncomingMessage): string | null {
   const value = req.headers['content-type'];
   return value ? (value.split(';', 1)[0] ?? '').trim().toLowerCase() || null : null;
 }
+
+/** The charset parameter of a request's Content-Type, lower-cased and unquoted ("text/csv; charset=\"UTF-8\"" -> "utf-8"), or null. */
+export function bodyCharset(req: IncomingMessage): string | null {
+  const match = /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(req.headers['content-type'] ?? '');
+  return match?.[1]?.toLowerCase() ?? null;
+}

@@ -1,7 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { Transform } from 'node:stream';
+import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { FILE_TROUBLE } from '../errors.ts';
@@ -11,14 +11,59 @@ import { ApiError } from './api-error.ts';
 const DECODERS: Record<string, () => Transform> = { gzip: createGunzip, 'x-gzip': createGunzip, deflate: createInflate, br: createBrotliDecompress };
 
 /**
- * The body's Content-Encoding (null: none), or a 415 naming the ones this server reads; checked
- * before anything is saved, so a wrong one leaves no batch behind.
+ * How a body came: its Content-Encoding (null: uncompressed) and the character set its
+ * Content-Type names when that is not UTF-8 (null: UTF-8, or none said; the readers take UTF-8,
+ * and UTF-16 told by its byte order mark).
  */
-export function uploadEncoding(header: string | undefined): string | null {
+export interface BodyCoding {
+  encoding: string | null;
+  charset: string | null;
+}
+
+export const PLAIN_BODY: BodyCoding = { encoding: null, charset: null };
+
+/**
+ * The body's coding from its headers, or a 415 naming what this server reads; checked before
+ * anything is saved, so a wrong one leaves no batch behind.
+ */
+export function uploadCoding(contentEncoding: string | undefined, charset: string | null): BodyCoding {
+  return { encoding: uploadEncoding(contentEncoding), charset: uploadCharset(charset) };
+}
+
+function uploadEncoding(header: string | undefined): string | null {
   const name = header?.trim().toLowerCase() || null;
   if (name === null || name === 'identity') return null;
   if (!(name in DECODERS)) throw new ApiError(415, 'unsupported_encoding', `Content-Encoding "${header}" is not one this server reads: send the file uncompressed, or compressed with gzip, deflate or br`);
   return name;
+}
+
+/**
+ * A charset other than UTF-8 (Excel saves "CSV" in the system's code page, windows-1252 say):
+ * the body is turned into UTF-8 as it is saved, rather than its accented letters failing rows as
+ * bad_encoding. The name as the WHATWG Encoding Standard has it (TextDecoder's), null for UTF-8.
+ */
+function uploadCharset(label: string | null): string | null {
+  if (label === null) return null;
+  let name: string;
+  try {
+    name = new TextDecoder(label).encoding;
+  } catch {
+    throw new ApiError(415, 'unsupported_charset', `charset "${label}" in the Content-Type is not one this server knows: send the file as UTF-8 (or name its charset as the Encoding Standard does, e.g. windows-1252, iso-8859-2, shift_jis)`);
+  }
+  return name === 'utf-8' ? null : name;
+}
+
+/** UTF-8 from a body in `charset`; a byte that is not of it fails the stream (CharsetMismatch). */
+function toUtf8(charset: string): Transform {
+  const decoder = new TextDecoder(charset, { fatal: true });
+  const decode = (chunk: Buffer | undefined, done: (error?: Error | null, data?: Buffer) => void) => {
+    try {
+      done(null, Buffer.from(chunk === undefined ? decoder.decode() : decoder.decode(chunk, { stream: true }), 'utf8'));
+    } catch {
+      done(new ApiError(400, 'invalid_charset', `the body is not valid ${charset}, the charset its Content-Type names: send it with the charset it was saved in (or as UTF-8)`));
+    }
+  };
+  return new Transform({ transform: (chunk: Buffer, _encoding, done) => decode(chunk, done), flush: (done) => decode(undefined, done) });
 }
 
 /**
@@ -43,7 +88,8 @@ function decoding(encoding: string | null): { stream: Transform | null; failure(
  * sent compressed), through a `.part` file renamed once complete, so a cut-off upload never looks
  * like a whole input file. Past `maxBytes` of file the upload stops with a 413.
  */
-export async function saveUpload(body: Readable, path: string, maxBytes: number, encoding: string | null = null): Promise<number> {
+export async function saveUpload(body: Readable, path: string, maxBytes: number, coding: BodyCoding = PLAIN_BODY): Promise<number> {
+  const { encoding, charset } = coding;
   const partial = `${path}.part`;
   const decoder = decoding(encoding);
   let bytes = 0;
@@ -55,7 +101,7 @@ export async function saveUpload(body: Readable, path: string, maxBytes: number,
     },
   });
   try {
-    await pipeline([body, ...(decoder.stream ? [decoder.stream] : []), limit, createWriteStream(partial)]);
+    await pipeline([body, ...(decoder.stream ? [decoder.stream] : []), ...(charset ? [toUtf8(charset)] : []), limit, createWriteStream(partial)]);
   } catch (error) {
     await rm(partial, { force: true });
     if (error instanceof ApiError) throw error;
@@ -84,20 +130,22 @@ const JSON_BODY_MAX_BYTES = 64 * 1024 * 1024;
  * as the JSONL file the readers take: row N is line N, in errors.jsonl too. `queryParameters`:
  * the batch settings the request takes in its query string, named when the body holds one.
  */
-export async function saveJsonRows(body: Readable, path: string, maxBytes: number, encoding: string | null = null, queryParameters: readonly string[] = []): Promise<number> {
+export async function saveJsonRows(body: Readable, path: string, maxBytes: number, coding: BodyCoding = PLAIN_BODY, queryParameters: readonly string[] = []): Promise<number> {
+  const { encoding, charset } = coding;
   const limit = Math.min(maxBytes, JSON_BODY_MAX_BYTES);
   const chunks: Buffer[] = [];
   let bytes = 0;
-  const collect = async (source: AsyncIterable<Buffer>) => {
-    for await (const chunk of source) {
+  const collect = new Writable({
+    write(chunk: Buffer, _encoding, done) {
       bytes += chunk.length;
-      if (bytes > limit) throw new ApiError(413, 'upload_too_large', limit < maxBytes ? `a JSON body is read whole, and this one is larger than ${formatMegabytes(limit)}${encoding ? ' (uncompressed)' : ''}: send the rows as JSONL (Content-Type application/jsonl, one row per line), which is streamed` : tooLarge(maxBytes, encoding));
+      if (bytes > limit) return done(new ApiError(413, 'upload_too_large', limit < maxBytes ? `a JSON body is read whole, and this one is larger than ${formatMegabytes(limit)}${encoding ? ' (uncompressed)' : ''}: send the rows as JSONL (Content-Type application/jsonl, one row per line), which is streamed` : tooLarge(maxBytes, encoding)));
       chunks.push(chunk);
-    }
-  };
+      done();
+    },
+  });
   const decoder = decoding(encoding);
   try {
-    await (decoder.stream ? pipeline(body, decoder.stream, collect) : pipeline(body, collect));
+    await pipeline([body, ...(decoder.stream ? [decoder.stream] : []), ...(charset ? [toUtf8(charset)] : []), collect]);
   } catch (error) {
     if (error instanceof ApiError) throw error;
     throw decoder.failure(error) ?? brokenOff(bytes, error);

@@ -184,6 +184,23 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     const brotli = await postFile(server, '?batch_id=api-br', new Uint8Array(brotliCompressSync(JSON.stringify([{ prompt: 'one' }]))), 'application/json', { 'content-encoding': 'br' });
     expect(brotli.status).toBe(202);
     expect((await waitUntilFinished(server, 'api-br')).rows).toMatchObject({ total: 1, succeeded: 1 });
+
+    // A file in another charset (Excel saves CSV in the system's code page) is saved as UTF-8, not failed row by row as bad_encoding.
+    const latin1 = await postFile(server, '?batch_id=api-latin1', new Uint8Array(Buffer.from('id,prompt,note\nl1,Café crème?,Zürich\n', 'latin1')), 'text/csv; charset="ISO-8859-1"');
+    expect(latin1.status, JSON.stringify(latin1.body)).toBe(202);
+    expect((await waitUntilFinished(server, 'api-latin1')).rows).toMatchObject({ total: 1, succeeded: 1, invalid: 0 });
+    expect(await readFile(join(dir, 'out', 'api-latin1', 'input.csv'), 'utf8')).toBe('id,prompt,note\nl1,Café crème?,Zürich\n');
+    const latin1Rows = (await (await fetch(`${server.url}/v1/batches/api-latin1/results`)).text()).trim().split('\n').map((line) => JSON.parse(line) as RowResult);
+    expect(latin1Rows.map((r) => r.metadata)).toEqual([{ note: 'Zürich' }]);
+    const utf16Json = await postFile(server, '?batch_id=api-utf16', new Uint8Array(Buffer.from(JSON.stringify([{ prompt: 'naïve' }]), 'utf16le')), 'application/json; charset=utf-16le');
+    expect(utf16Json.status, JSON.stringify(utf16Json.body)).toBe(202);
+    const unknownCharset = await postFile(server, '', 'prompt\nhi\n', 'text/csv; charset=klingon');
+    expect(unknownCharset.status).toBe(415);
+    expect(unknownCharset.body.error).toMatchObject({ code: 'unsupported_charset', message: expect.stringContaining('charset "klingon" in the Content-Type is not one this server knows: send the file as UTF-8') });
+    const notThatCharset = await postFile(server, '?batch_id=api-odd-utf16', new Uint8Array([0x70, 0x00, 0x0a]), 'text/csv; charset=utf-16le');
+    expect(notThatCharset.status).toBe(400);
+    expect(notThatCharset.body.error).toMatchObject({ code: 'invalid_charset', message: 'the body is not valid utf-16le, the charset its Content-Type names: send it with the charset it was saved in (or as UTF-8)' });
+    expect((await getJson(`${server.url}/v1/batches/api-odd-utf16`)).status).toBe(404);
   });
 
   it('takes cache=false: that batch neither takes nor keeps answers in the configured answer cache', async () => {
