@@ -9,7 +9,7 @@ import { ApiError } from './api-error.ts';
 import type { BatchService } from './batch-service.ts';
 import type { InputFormat } from './batch-submission.ts';
 import { batchPath, isOutputFileName, OUTPUT_FILES, type OutputFileName } from './batch-view.ts';
-import { bearerToken, bodyCharset, hasBearerToken, mediaType, sendError, sendFile, sendJson } from './http-io.ts';
+import { bearerToken, bodyCharset, drainBody, hasBearerToken, mediaType, sendError, sendFile, sendJson } from './http-io.ts';
 import { saveJsonRows, saveUpload, storageTrouble, uploadCoding } from './upload.ts';
 import { parseDecimal } from '../decimal-text.ts';
 import { BUDGET_TOO_LARGE, MAX_BUDGET_USD } from '../models/pricing.ts';
@@ -202,19 +202,26 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     await sendFile(res, file.path, file.contentType, `batch ${batchId} has no ${name}${why}; GET ${batchPath(batchId)} lists its files`);
   }
 
+  function errorAnswer(error: unknown, req: IncomingMessage, url: URL): ApiError {
+    if (error instanceof ApiError) return error;
+    const redis = describeRedisTrouble(error);
+    if (redis) return new ApiError(503, 'redis_unavailable', redis.replace(/run the same command again: it goes on from where it stopped\.$/, 'send the request again.'), RETRY_LATER);
+    const storage = storageTrouble(error);
+    if (storage) return storage;
+    logger.error({ err: error, method: req.method, path: url.pathname }, 'request failed');
+    return new ApiError(500, 'internal_error', `the server failed on this request (its log has the details): ${error instanceof Error ? error.message : String(error)}`);
+  }
+
   const server = createServer((req, res) => {
     // A path starting "//" would parse as a host ("//v1/batches": host v1, path /batches).
     const url = new URL((req.url ?? '/').replace(/^\/{2,}/, '/'), 'http://localhost');
     // "/v1/batches/b1/" is "/v1/batches/b1", and "//v1/batches" (a base URL ending in "/") "/v1/batches".
     if (url.pathname.length > 1) url.pathname = url.pathname.replace(/\/{2,}/g, '/').replace(/\/+$/, '');
-    route(req, res, url).catch((error: unknown) => {
-      if (error instanceof ApiError) return sendError(res, error);
-      const redis = describeRedisTrouble(error);
-      if (redis) return sendError(res, new ApiError(503, 'redis_unavailable', redis.replace(/run the same command again: it goes on from where it stopped\.$/, 'send the request again.'), RETRY_LATER));
-      const storage = storageTrouble(error);
-      if (storage) return sendError(res, storage);
-      logger.error({ err: error, method: req.method, path: url.pathname }, 'request failed');
-      sendError(res, new ApiError(500, 'internal_error', `the server failed on this request (its log has the details): ${error instanceof Error ? error.message : String(error)}`));
+    route(req, res, url).catch(async (error: unknown) => {
+      const answer = errorAnswer(error, req, url);
+      // The body a refused upload still has on its way is read first (up to the upload limit), so that the client hears why.
+      await drainBody(req, options.maxUploadBytes);
+      sendError(res, answer);
     });
   });
   // Uploads of large files and long enqueues: no whole-request time limit, only an idle one.

@@ -17,6 +17,30 @@ export function sendError(res: ServerResponse, error: ApiError): void {
   sendJson(res, error.status, errorBody(error), error.headers);
 }
 
+/**
+ * Reads and drops what is left of a request's body, up to `maxBytes`, before an error answer goes
+ * out: Node closes the connection of a request whose body was not read once its answer ends, and a
+ * client that sends its whole body before reading the answer (Python's urllib and requests) then
+ * gets a broken pipe instead of the error's message. Past `maxBytes` the connection closes as before.
+ */
+export function drainBody(req: IncomingMessage, maxBytes: number): Promise<void> {
+  if (req.complete || req.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    let bytes = 0;
+    const done = () => {
+      req.off('data', onData).off('end', done).off('close', done).off('error', done);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes <= maxBytes) return;
+      req.pause();
+      done();
+    };
+    req.on('data', onData).once('end', done).once('close', done).once('error', done);
+  });
+}
+
 /** Streams a file as the answer; a file that is not there is a 404 naming it. */
 export async function sendFile(res: ServerResponse, path: string, contentType: string, missing: string): Promise<void> {
   const info = await stat(path).catch(() => null);

@@ -1,6 +1,8 @@
 import { existsSync, realpathSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { connect } from 'node:net';
+import { once } from 'node:events';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -28,6 +30,26 @@ async function startServer(args: string[], env: Record<string, string>): Promise
   const server = Object.assign(child, { url });
   running.push(server);
   return server;
+}
+
+/** POSTs `body` over a plain socket, all of it before reading a byte of the answer (as Python's urllib does, with its Connection: close), and returns the answer as text. */
+async function sendWholeThenRead(base: string, path: string, body: Buffer): Promise<string> {
+  const { hostname, port } = new URL(base);
+  const socket = connect(Number(port), hostname);
+  await once(socket, 'connect');
+  const received: Buffer[] = [];
+  socket.pause();
+  const head = `POST ${path} HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: text/csv\r\nConnection: close\r\nContent-Length: ${body.length}\r\n\r\n`;
+  const chunks: Buffer[] = [Buffer.from(head)];
+  for (let offset = 0; offset < body.length; offset += 64 * 1024) chunks.push(body.subarray(offset, offset + 64 * 1024));
+  for (const chunk of chunks) {
+    if (!socket.write(chunk)) await Promise.race([once(socket, 'drain'), once(socket, 'close').then(() => Promise.reject(new Error('the server closed the connection before the body was sent')))]);
+  }
+  socket.on('data', (chunk: Buffer) => received.push(chunk));
+  socket.resume();
+  await Promise.race([once(socket, 'end'), new Promise((resolve) => setTimeout(resolve, 2000))]);
+  socket.destroy();
+  return Buffer.concat(received).toString('utf8');
 }
 
 async function getJson<T>(url: string, init: RequestInit = {}): Promise<{ status: number; body: T }> {
@@ -578,6 +600,9 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect((await getJson(`${server.url}/v1/batches`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
     expect((await getJson(`${server.url}/v1/batches`, { headers: { authorization: 'Bearer s3cret' } })).status).toBe(200);
     expect(server.output().stdout).toContain('No workers here (--no-worker)');
+    // A client that sends its whole upload before reading the answer (Python's urllib) hears the 401, not a broken pipe (QA).
+    const refusedUpload = await sendWholeThenRead(server.url, '/v1/batches?format=csv', Buffer.alloc(24 * 1024 * 1024, 'a'));
+    expect(refusedUpload).toMatch(/^HTTP\/1\.1 401 [^]*"code": "unauthorized"/);
 
     // The rows are any worker's: a `switchyard worker` on the same Redis runs them, the server writes the outputs.
     const worker = spawnCli(['worker', '--concurrency', '8'], h.env());
