@@ -18,7 +18,7 @@ import { BUDGET_TOO_LARGE, MAX_BUDGET_USD } from '../models/pricing.ts';
  * Switchyard's HTTP API: submit a CSV or JSONL batch, follow it, fetch its outputs.
  *
  *   POST /v1/batches?batch_id=&model=&route=&ab=&budget=&judge=&cache=&prompt_column=&format=   body: the file, or JSON rows
- *   GET  /v1/batches?limit=N                      the most recent batches
+ *   GET  /v1/batches?limit=N&after=<id>          the most recent batches, or the page after <id>
  *   GET  /v1/batches/<id>                         one batch: status, rows, cost, file links
  *   GET  /v1/batches/<id>/results?format=jsonl|csv
  *   GET  /v1/batches/<id>/report?format=json|md
@@ -79,7 +79,7 @@ const submitQuery = z.strictObject({
 /** The batch settings a POST takes in its query string (named when a JSON body holds one beside its rows). */
 const SUBMIT_SETTINGS = Object.keys(submitQuery.shape);
 const LIMIT_RULE = 'expected a whole number from 1 to 100';
-const listQuery = z.strictObject({ limit: decimalText(LIMIT_RULE).pipe(z.number().int({ error: LIMIT_RULE }).min(1, { error: LIMIT_RULE }).max(100, { error: LIMIT_RULE })).default(20) });
+const listQuery = z.strictObject({ limit: decimalText(LIMIT_RULE).pipe(z.number().int({ error: LIMIT_RULE }).min(1, { error: LIMIT_RULE }).max(100, { error: LIMIT_RULE })).default(20), after: optionalText });
 const resultsQuery = z.strictObject({ format: z.enum(['jsonl', 'csv']).default('jsonl') });
 const reportQuery = z.strictObject({ format: z.enum(['json', 'md']).default('json') });
 const noQuery = z.strictObject({});
@@ -168,8 +168,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         return sendJson(res, 202, { ...outcome.view, resumed: outcome.resumed, notes: outcome.notes }, { location: outcome.view.links.self });
       }
       if (method === 'GET') {
-        const { limit } = parseQuery(url, listQuery);
-        return sendJson(res, 200, { object: 'list', ...(await withinDeadline(service.list(limit))) });
+        const { limit, after } = parseQuery(url, listQuery);
+        return sendJson(res, 200, { object: 'list', ...(await withinDeadline(service.list(limit, after))) });
       }
       throw notAllowed('GET, POST');
     }

@@ -7,8 +7,18 @@ import { batchPath, batchView, OUTPUT_FILES, type BatchView, type OutputFileName
 /** What the API reads of its batches: one as JSON, the recent ones, a finished one's output files. */
 export interface BatchLookup {
   view(batchId: string): Promise<BatchView>;
-  list(limit: number): Promise<{ data: BatchView[]; total: number }>;
+  list(limit: number, after?: string): Promise<BatchList>;
   outputFile(batchId: string, name: OutputFileName): Promise<{ path: string; contentType: string }>;
+}
+
+/** A page of the batches, newest first, in the shape of OpenAI's lists; `total` counts every batch in Redis. */
+export interface BatchList {
+  data: BatchView[];
+  first_id: string | null;
+  last_id: string | null;
+  /** Older batches follow: ask again with `after` = last_id. */
+  has_more: boolean;
+  total: number;
 }
 
 /** A batch's meta and progress, or null when there is none; a damaged one is the client's 409. */
@@ -37,11 +47,12 @@ export function createBatchLookup(store: BatchStore, isCancelling: (batchId: str
   return {
     view,
 
-    async list(limit) {
-      const [ids, total] = await Promise.all([store.recentBatchIds(limit), store.batchCount()]);
-      // One deleted meanwhile, or damaged, is left out; Redis trouble fails the whole list.
-      const views = await Promise.all(ids.map((id) => view(id).catch((error: unknown) => (error instanceof ApiError ? null : Promise.reject(error)))));
-      return { data: views.filter((one): one is BatchView => one !== null), total };
+    async list(limit, after) {
+      const [page, total] = await Promise.all([store.batchIdsAfter(after ?? null, limit), store.batchCount()]);
+      if (!page) throw new ApiError(404, 'batch_not_found', `no batch "${after}" to list after: give the last_id of the page before (it may have been forgotten since; GET /v1/batches starts again from the newest)`);
+      // One deleted meanwhile, or damaged, is left out (the page's ids still say where it ends); Redis trouble fails the whole list.
+      const views = await Promise.all(page.ids.map((id) => view(id).catch((error: unknown) => (error instanceof ApiError ? null : Promise.reject(error)))));
+      return { data: views.filter((one): one is BatchView => one !== null), first_id: page.ids[0] ?? null, last_id: page.ids.at(-1) ?? null, has_more: page.more, total };
     },
 
     async outputFile(batchId, name) {

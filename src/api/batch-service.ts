@@ -3,7 +3,7 @@ import type { RunHost } from '../batch/run-batch.ts';
 import { apiCancellingBatchesKey, apiOpenBatchesKey } from '../queue/keys.ts';
 import type { BackgroundCollection } from './background-collection.ts';
 import { createBatchCancel } from './batch-cancel.ts';
-import { createBatchLookup } from './batch-lookup.ts';
+import { createBatchLookup, type BatchList } from './batch-lookup.ts';
 import { createBatchStarter } from './batch-start.ts';
 import { createBatchSubmission, type Submission, type SubmitOutcome } from './batch-submission.ts';
 import type { BatchView, OutputFileName } from './batch-view.ts';
@@ -13,7 +13,7 @@ import { redisUnavailable, redisUnhealthy } from './redis-health.ts';
 export interface BatchService {
   submit(submission: Submission): Promise<SubmitOutcome>;
   get(batchId: string): Promise<BatchView>;
-  list(limit: number): Promise<{ data: BatchView[]; total: number }>;
+  list(limit: number, after?: string): Promise<BatchList>;
   /** A finished batch's output file: its path and media type. */
   outputFile(batchId: string, name: OutputFileName): Promise<{ path: string; contentType: string }>;
   /**

@@ -224,6 +224,18 @@ export class BatchStore {
     return this.redis.zrevrange(batchIndexKey(this.space), 0, limit - 1);
   }
 
+  /**
+   * `limit` batches, newest first: the newest, or (`afterId`) those created before that one; and
+   * whether older ones follow. Null when `afterId` is no batch (forgotten since, say).
+   */
+  async batchIdsAfter(afterId: string | null, limit: number): Promise<{ ids: string[]; more: boolean } | null> {
+    const rank = afterId === null ? -1 : await this.redis.zrevrank(batchIndexKey(this.space), afterId);
+    if (rank === null) return null;
+    // One more than asked for tells whether more follow.
+    const ids = await this.redis.zrevrange(batchIndexKey(this.space), rank + 1, rank + limit + 1);
+    return { ids: ids.slice(0, limit), more: ids.length > limit };
+  }
+
   async batchCount(): Promise<number> {
     return this.redis.zcard(batchIndexKey(this.space));
   }

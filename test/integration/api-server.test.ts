@@ -223,6 +223,23 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(notThatCharset.status).toBe(400);
     expect(notThatCharset.body.error).toMatchObject({ code: 'invalid_charset', message: 'the body is not valid utf-16le, the charset its Content-Type names: send it with the charset it was saved in (or as UTF-8)' });
     expect((await getJson(`${server.url}/v1/batches/api-odd-utf16`)).status).toBe(404);
+
+    // The list pages on past any limit: after=<last_id> gives the next older ones, until has_more is false.
+    type Page = { data: BatchView[]; first_id: string | null; last_id: string | null; has_more: boolean; total: number };
+    const whole = (await getJson<Page>(`${server.url}/v1/batches?limit=100`)).body;
+    expect(whole.data.length).toBeGreaterThanOrEqual(5);
+    const paged: string[] = [];
+    let after: string | null = null;
+    for (let pages = 0; pages < 50; pages++) {
+      const page: Page = (await getJson<Page>(`${server.url}/v1/batches?limit=2${after ? `&after=${after}` : ''}`)).body;
+      paged.push(...page.data.map((b) => b.batch_id));
+      expect(page.first_id).toBe(page.data[0]?.batch_id ?? null);
+      if (!page.has_more) break;
+      after = page.last_id;
+    }
+    expect(paged).toEqual(whole.data.map((b) => b.batch_id));
+    const lost = await getJson<ErrorBody>(`${server.url}/v1/batches?after=no-such-batch`);
+    expect([lost.status, lost.body.error.code]).toEqual([404, 'batch_not_found']);
   });
 
   it('takes cache=false: that batch neither takes nor keeps answers in the configured answer cache', async () => {
