@@ -35,13 +35,26 @@ export function batchNotFound(batchId: string): ApiError {
   return new ApiError(404, 'batch_not_found', `no batch "${batchId}": GET /v1/batches lists the recent ones`);
 }
 
-/** `isCancelling`: whether a cancel asked of this server is under way for the batch (its view says so). */
-export function createBatchLookup(store: BatchStore, isCancelling: (batchId: string) => boolean): BatchLookup {
+/** How long a count of the connected workers serves every view asked for (a client polling many batches asks Redis once). */
+const WORKERS_FRESH_MS = 2000;
+
+/**
+ * `isCancelling`: whether a cancel asked of this server is under way for the batch (its view says
+ * so); `connectedWorkers`: the worker processes on the queue now (null: Redis will not say).
+ */
+export function createBatchLookup(store: BatchStore, isCancelling: (batchId: string) => boolean, connectedWorkers: () => Promise<number | null>): BatchLookup {
+  let workersSeen: { count: Promise<number | null>; at: number } | null = null;
+  function workersNow(): Promise<number | null> {
+    if (!workersSeen || Date.now() - workersSeen.at > WORKERS_FRESH_MS) workersSeen = { count: connectedWorkers(), at: Date.now() };
+    return workersSeen.count;
+  }
+
   async function view(batchId: string): Promise<BatchView> {
     const state = await loadBatchState(store, batchId);
     if (!state) throw batchNotFound(batchId);
-    const present = isFinishedStatus(state.progress.status) ? await filesIn(state.meta.out_dir) : new Set<OutputFileName>();
-    return batchView(state.meta, state.progress, present, isCancelling(batchId));
+    const finished = isFinishedStatus(state.progress.status);
+    const [present, workers] = finished ? [await filesIn(state.meta.out_dir), null] : [new Set<OutputFileName>(), await workersNow()];
+    return batchView(state.meta, state.progress, present, isCancelling(batchId), workers);
   }
 
   return {

@@ -1,5 +1,7 @@
+import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import type { RunHost } from '../batch/run-batch.ts';
+import { connectedWorkerCount } from '../queue/connected-workers.ts';
 import { apiCancellingBatchesKey, apiOpenBatchesKey } from '../queue/keys.ts';
 import type { BackgroundCollection } from './background-collection.ts';
 import { createBatchCancel } from './batch-cancel.ts';
@@ -49,7 +51,8 @@ export function createBatchService({ host, outRoot, collection, logger, say }: B
   const starter = createBatchStarter({ host, collection, logger, say, openKey });
   const cancellingKey = apiCancellingBatchesKey(session.space);
   const cancels = createBatchCancel({ session, collection, stopReading: starter.stopReading, say, openKey, cancellingKey });
-  const lookup = createBatchLookup(session.store, cancels.isCancelling);
+  let queue: Queue | null = null;
+  const lookup = createBatchLookup(session.store, cancels.isCancelling, () => connectedWorkerCount((queue ??= session.openPromptQueue())));
   const openBatches = { host, collection, starter, say, openKey, cancellingKey, cancel: cancels.request };
   collection.onRolledBack((batchId) => void requeueRolledBack(openBatches, batchId));
 

@@ -48,6 +48,11 @@ export interface BatchView {
   cache: false | null;
   /** Why its file could not be read to the end; the rows before are queued or done, and posting the fixed file finishes it. */
   input_error: string | null;
+  /**
+   * Worker processes connected to the queue now, while the batch is unfinished (0: its rows wait for
+   * a `switchyard worker`); null once finished, or where Redis does not list its clients.
+   */
+  workers: number | null;
   out_dir: string;
   /** URLs of the output files, once the batch is finished. */
   files: Partial<Record<OutputFileName, string>>;
@@ -59,7 +64,7 @@ export function batchPath(batchId: string): string {
 }
 
 /** `present`: the output files that exist in the batch's folder (only looked at once it is finished). */
-export function batchView(meta: BatchMeta, progress: BatchProgress, present: ReadonlySet<OutputFileName> = new Set(), cancelling = false): BatchView {
+export function batchView(meta: BatchMeta, progress: BatchProgress, present: ReadonlySet<OutputFileName> = new Set(), cancelling = false, workers: number | null = null): BatchView {
   const self = batchPath(meta.batch_id);
   const finished = isFinishedStatus(progress.status);
   const files: Partial<Record<OutputFileName, string>> = {};
@@ -82,6 +87,7 @@ export function batchView(meta: BatchMeta, progress: BatchProgress, present: Rea
     judge: meta.judge_model ?? null,
     cache: meta.cache_off ? false : null,
     input_error: meta.input_error ?? null,
+    workers: finished ? null : workers,
     out_dir: meta.out_dir,
     files,
     links: { self, results: `${self}/results`, report: `${self}/report` },

@@ -569,7 +569,7 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     const config = await writeSimConfig(dir, h.sim.url, { providers: { sim: { base_url: h.sim.url, api_key_env: 'SY_TEST_API_NO_SUCH_KEY' } } });
     const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
     const refused = await postFile(server, '?batch_id=no-key', 'prompt\nhi\n');
-    expect(refused.status).toBe(400);
+    expect(refused.status, JSON.stringify(refused.body)).toBe(400);
     expect(refused.body.error?.message).toContain('$SY_TEST_API_NO_SUCH_KEY is not set where this server runs, and no worker on this Redis has it: every row would fail with missing_api_key.');
     expect((await getJson(`${server.url}/v1/batches/no-key`)).status).toBe(404);
   });
@@ -622,11 +622,13 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(refusedUpload).toMatch(/^HTTP\/1\.1 401 [^]*"code": "unauthorized"/);
 
     // The rows are any worker's: a `switchyard worker` on the same Redis runs them, the server writes the outputs.
+    // Until one connects, the batch's view says none is (QA: a client saw it "running" with nothing to run it).
+    const submitted = await postFile(server, '?batch_id=api-remote', 'prompt\nfirst\nsecond\n', 'text/csv', { authorization: 'Bearer s3cret' });
+    expect(submitted.status).toBe(202);
+    expect(submitted.body.workers).toBe(0);
     const worker = spawnCli(['worker', '--concurrency', '8'], h.env());
     try {
-      const submitted = await postFile(server, '?batch_id=api-remote', 'prompt\nfirst\nsecond\n', 'text/csv', { authorization: 'Bearer s3cret' });
-      expect(submitted.status).toBe(202);
-      expect(await waitUntilFinished(server, 'api-remote', { authorization: 'Bearer s3cret' })).toMatchObject({ status: 'completed', rows: { succeeded: 2 } });
+      expect(await waitUntilFinished(server, 'api-remote', { authorization: 'Bearer s3cret' })).toMatchObject({ status: 'completed', rows: { succeeded: 2 }, workers: null });
     } finally {
       worker.kill('SIGTERM');
       await worker.done;
