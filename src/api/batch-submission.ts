@@ -13,7 +13,8 @@ import { loadBatchState } from './batch-lookup.ts';
 import type { BatchRun, BatchStarter } from './batch-start.ts';
 import { batchPath, type BatchView } from './batch-view.ts';
 
-export type InputFormat = 'csv' | 'tsv' | 'jsonl';
+const INPUT_FORMATS = ['csv', 'tsv', 'jsonl'] as const;
+export type InputFormat = (typeof INPUT_FORMATS)[number];
 
 /** A batch to run, as a POST asks for it: the run options a CLI user gives as flags. */
 export interface Submission {
@@ -123,6 +124,8 @@ export function createBatchSubmission(options: BatchSubmissionOptions): (submiss
       const stoppingError = () => new ApiError(503, 'server_stopping', `the server is stopping: batch ${batchId}'s file is saved, and its rows are read and run when the server starts again (GET ${batchPath(batchId)} then shows it)`);
       if (ended === 'stopped') throw stoppingError();
       lease = null; // the collector holds it now
+      // Posted again in another format: the file it ran on before is not its input any more (QA: both were left side by side).
+      if (existing) await Promise.all(INPUT_FORMATS.filter((format) => format !== submission.format).map((format) => rm(join(outDir, `input.${format}`), { force: true })));
       // Stopped while the file came in, after its first rows were queued: a 202 would tell the client its batch runs here now.
       if (options.stopping()) throw stoppingError();
       say(`[${batchId}] Submitted; its rows are being queued.`);

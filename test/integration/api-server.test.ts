@@ -203,6 +203,11 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(gzipped.status).toBe(202);
     expect((await waitUntilFinished(server, 'api-gzip')).rows).toMatchObject({ total: 2, succeeded: 2 });
     expect(await readFile(join(dir, 'out', 'api-gzip', 'input.csv'), 'utf8')).toBe('id,prompt\ng1,first\ng2,second\n');
+    // Posted again in another format, it runs on the new file alone, and the old one goes.
+    const asJson = await postFile(server, '?batch_id=api-gzip', JSON.stringify([{ id: 'g1', prompt: 'first' }, { id: 'g2', prompt: 'second' }]), 'application/json');
+    expect(asJson.status, JSON.stringify(asJson.body)).toBe(202);
+    expect((await waitUntilFinished(server, 'api-gzip')).rows).toMatchObject({ total: 2, succeeded: 2 });
+    expect((await readdir(join(dir, 'out', 'api-gzip'))).filter((name) => name.startsWith('input.'))).toEqual(['input.jsonl']);
     const brotli = await postFile(server, '?batch_id=api-br', new Uint8Array(brotliCompressSync(JSON.stringify([{ prompt: 'one' }]))), 'application/json', { 'content-encoding': 'br' });
     expect(brotli.status).toBe(202);
     expect((await waitUntilFinished(server, 'api-br')).rows).toMatchObject({ total: 1, succeeded: 1 });
