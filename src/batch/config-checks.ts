@@ -26,7 +26,7 @@ export function refuseWithoutKeys(config: SwitchyardConfig, pinned: string | und
   const whereSet = names.length === 1 ? 'it is' : 'they are';
   if (where === 'server') {
     throw new UsageError(
-      `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set where this server runs, and no worker on this Redis has ${them}: every row would fail with missing_api_key. ` +
+      `${names.join(', ')} ${notSetWords(names)} where this server runs, and no worker on this Redis has ${them}: every row would fail with missing_api_key. ` +
         `Set ${them} where the server runs (and start it again), or start "switchyard worker" where ${whereSet} set.`,
     );
   }
@@ -34,7 +34,7 @@ export function refuseWithoutKeys(config: SwitchyardConfig, pinned: string | und
   const meant = names.flatMap((name) => similarSetVariable(name.slice(1), process.env) ?? []);
   const hint = meant.length > 0 ? ` (did you mean ${meant.map((name) => `$${name}`).join(', ')}, which ${meant.length === 1 ? 'is' : 'are'} set?)` : '';
   throw new UsageError(
-    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set${hint}, and ${needs}: no call could succeed (nor does a worker on this Redis have ${them}). ` +
+    `${names.join(', ')} ${notSetWords(names)}${hint}, and ${needs}: no call could succeed (nor does a worker on this Redis have ${them}). ` +
       `Set ${them} (e.g. export ${names[0]!.slice(1)}=...) and run again, or use --detach and start "switchyard worker" where ${whereSet} set.`,
   );
 }
@@ -53,7 +53,7 @@ export function refuseJudgeWithoutKey(config: SwitchyardConfig, keysElsewhere: R
   const where = mode === 'server' ? "in the server's environment (or a worker's on its Redis)" : '';
   const fix = mode === 'server' ? `set ${them} there and restart it, or post the batch with another judge (judge=<model>)` : `set ${them} (e.g. export ${names[0]!.slice(1)}=...) and run again, or give another judge (--judge <model>)`;
   throw new UsageError(
-    `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not set${where ? ` ${where}` : ''}, and the judge (${chain.join(', then ')}) needs ${them}: no answer could be scored, and the answers would be paid for unscored. ` +
+    `${names.join(', ')} ${notSetWords(names)}${where ? ` ${where}` : ''}, and the judge (${chain.join(', then ')}) needs ${them}: no answer could be scored, and the answers would be paid for unscored. ` +
       `${fix[0]!.toUpperCase()}${fix.slice(1)}.`,
   );
 }
@@ -136,6 +136,14 @@ export function missingKeys(config: SwitchyardConfig, models: Iterable<string>, 
 function hasFallbackElsewhere(config: SwitchyardConfig, model: string): boolean {
   const provider = config.models[model]?.provider;
   return (config.models[model]?.fallbacks ?? []).some((fallback) => config.models[fallback]?.provider !== provider);
+}
+
+/** "is not set", "are set but empty" ...: said of key variables (`$NAME`s) none of which holds a key. */
+function notSetWords(names: readonly string[], env: NodeJS.ProcessEnv = process.env): string {
+  const empty = names.filter((name) => env[name.slice(1)] !== undefined).length;
+  const verb = names.length === 1 ? 'is' : 'are';
+  if (empty === 0) return `${verb} not set`;
+  return empty === names.length ? `${verb} set but empty` : `${verb} not set or empty`;
 }
 
 /** "$NAME is not set", or "is set but empty": an empty key is as good as none. */

@@ -109,6 +109,7 @@ describe('run --dry-run of OpenAI Batch lines', () => {
     expect(unset.stdout).toContain('A run here would stop before queueing, unless a worker on its Redis has the key: $SY_DRY_KEY is not set, and every model in the config needs one');
     const empty = await runCli(['run', input, '--config', config, '--dry-run'], h.env({ SY_DRY_KEY: '' }));
     expect(empty.stdout).toContain('Warning: $SY_DRY_KEY is set but empty here: calls to flash would fail');
+    expect(empty.stdout).toContain('$SY_DRY_KEY is set but empty, and every model in the config needs one'); // not "is not set", beside the warning
     const set = await runCli(['run', input, '--config', config, '--dry-run'], h.env({ SY_DRY_KEY: 'k' }));
     expect(set.stdout).not.toContain('SY_DRY_KEY');
     expect(set.code).toBe(0);
