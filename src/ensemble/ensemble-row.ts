@@ -10,7 +10,7 @@ import { synthesisMessages } from './synthesis-prompt.ts';
 type EnsembleState = NonNullable<RowProgress['ensemble']>;
 
 export interface EnsembleRowOptions {
-  /** Saves the row's progress once its members have answered, before the synthesis call. */
+  /** Saves the row's progress: each member's answer as it comes while others still work, every failed call, and the members' answers before the synthesis call. */
   checkpoint?: ProgressCheckpoint | undefined;
   /** The row's task type by the routing rules: an ensemble row is not routed, but its result and its calls' cost records carry it, as a pinned row's do. */
   taskType?: string | undefined;
@@ -54,15 +54,23 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
     return finishEnsemble(row, progress, ensemble, null, failure, taskType);
   }
 
+  const saveRow = checkpoint && (() => checkpoint(progress));
   const pending = state.members.filter((member) => !member.outcome);
   if (pending.length > 0) {
-    const steps = await Promise.all(pending.map((member) => advanceRow({ ...row, model: member.model, temperature }, member.progress, withoutCache(deps))));
-    steps.forEach((step, i) => {
-      if (step.kind === 'finished') {
-        const { status, output, error, final_model, fallback_reason } = step.event.result;
-        pending[i]!.outcome = { status, output, final_model, ...(error ? { error } : {}), ...(fallback_reason ? { fallback_reason } : {}) };
-      }
-    });
+    let running = pending.length;
+    const steps = await Promise.all(
+      pending.map(async (member) => {
+        const step = await advanceRow({ ...row, model: member.model, temperature }, member.progress, withoutCache(deps), saveRow);
+        running--;
+        if (step.kind === 'finished') {
+          const { status, output, error, final_model, fallback_reason } = step.event.result;
+          member.outcome = { status, output, final_model, ...(error ? { error } : {}), ...(fallback_reason ? { fallback_reason } : {}) };
+          // Kept as it comes while other members still work (one may retry for a minute): a worker killed then leaves this paid answer on record, not to be bought again.
+          if (running > 0) await saveRow?.();
+        }
+        return step;
+      }),
+    );
     // Woken for the member due first; one due later parks the row again for the rest of its wait.
     const firstDue = steps.reduce<RowStep | null>((first, step) => (step.kind === 'park' && (first?.kind !== 'park' || step.waitMs < first.waitMs) ? step : first), null);
     if (firstDue?.kind === 'park') return { ...firstDue, progress };
@@ -78,7 +86,7 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
     // Calls kept: a synthesis of a failed row carried over (carried-progress.ts keptAfterFinish) was paid for; it is planned again on the answers it has now.
     state.synthesis = { ...pinnedCallProgress(deps.config, { model: config.synthesizer, messages, maxTokens: synthesisMaxTokens, taskType, reason: `ensemble "${name}" synthesis`, notTo: [] }), calls: state.synthesis?.calls ?? [] };
   }
-  const step = await advanceRow({ ...row, messages, model: config.synthesizer, temperature, max_tokens: synthesisMaxTokens }, state.synthesis, withoutCache(deps));
+  const step = await advanceRow({ ...row, messages, model: config.synthesizer, temperature, max_tokens: synthesisMaxTokens }, state.synthesis, withoutCache(deps), saveRow);
   if (step.kind === 'park') return { ...step, progress };
   return finishEnsemble(row, progress, ensemble, step.event.result, null, taskType);
 }

@@ -108,9 +108,12 @@ function health(error: ModelCallError): 'failure' | 'neutral' {
  * Moves a row forward: route it, then call its chain's models in order, each behind the breaker,
  * the shared rate limits and the budget, retrying what is worth retrying and falling back when a
  * model is dead, missing, limited for too long or out of attempts. Waits longer than
- * `limits.inline_wait_ms` return a `park` step instead of sleeping in the worker.
+ * `limits.inline_wait_ms` return a `park` step instead of sleeping in the worker. `saveRow` keeps
+ * the row's progress where the queue has it after each failed call, before the row retries or
+ * falls back: a worker killed meanwhile leaves those calls (a timed-out one is billed) on record,
+ * not only the calls in flight unrecorded.
  */
-export async function advanceRow(row: RowInput, progress: RowProgress, deps: RowRunnerDeps): Promise<RowStep> {
+export async function advanceRow(row: RowInput, progress: RowProgress, deps: RowRunnerDeps, saveRow?: () => Promise<void>): Promise<RowStep> {
   const { config, gate } = deps;
   const now = deps.now ?? Date.now;
   if (!progress.plan) {
@@ -244,6 +247,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     if (answer) return finish(row, progress, model, answer, null);
     // Its failure opened the model's circuit (or found it open): with breaker.max_wait_ms the row may wait for the probe.
     if (circuit === 'open') progress.circuitProbeAt = Math.min(progress.circuitProbeAt ?? Number.POSITIVE_INFINITY, now() + config.breaker.cooldown_ms);
+    await saveRow?.();
     const next = await retryOrFallBack(row, model, error!, onLimit, progress, deps);
     if (next) return next;
   }

@@ -37,7 +37,7 @@ export async function advanceJudgedRow(row: RowInput, progress: RowProgress, dep
     await checkpoint?.(progress);
   }
   const judgeRow: RowInput = { batchId: row.batchId, row: row.row, id: row.id, messages, model: judge.model, temperature: 0, max_tokens: judge.max_tokens, metadata: row.metadata, abArm: row.abArm };
-  const step = await advanceRow(judgeRow, judging.progress, withoutCache(deps));
+  const step = await advanceRow(judgeRow, judging.progress, withoutCache(deps), checkpoint && (() => checkpoint(progress)));
   if (step.kind === 'park') return { ...step, progress };
   const calls = everyCall(progress);
   // The row is done once scored, which may be a run after its answer (a stopped run's, carried over).

@@ -78,7 +78,8 @@ export function createBatchContexts(
         // An arm's row carries it to every call it makes (their cost records name it) and to its answer's result,
         // which keeps it: a later run that only scores the answer leaves it the arm it was answered in.
         const armed = abArm === undefined ? row : { ...row, abArm };
-        const answer = () => (ensemble ? advanceEnsembleRow(armed, progress, runner, ensemble, { checkpoint, taskType: rulesLabel(row) }) : advanceRow(armed, progress, runner));
+        const saveRow = checkpoint && (() => checkpoint(progress));
+        const answer = () => (ensemble ? advanceEnsembleRow(armed, progress, runner, ensemble, { checkpoint, taskType: rulesLabel(row) }) : advanceRow(armed, progress, runner, saveRow));
         return config.judge ? advanceJudgedRow(armed, progress, runner, config.judge, answer, checkpoint) : answer();
       },
     };
