@@ -68,6 +68,11 @@ for _, jobId in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
     redis.call('DEL', lockKey)
     redis.call('SADD', KEYS[2], jobId)
     released = released + 1
+  elseif not token and ARGV[3] == '1' then
+    -- Active with its lock expired already (the process died longer ago than lock_ms): stalled, as
+    -- BullMQ's own check would find on its next pass but one, up to two stalledIntervals away.
+    redis.call('SADD', KEYS[2], jobId)
+    released = released + 1
   end
 end
 if released > 0 then redis.call('DEL', KEYS[3]) end
@@ -108,11 +113,15 @@ async function readRegistrations(redis: Redis, space: KeySpace): Promise<Array<{
  */
 export async function releaseRowsOfDeadWorkers(redis: Redis, space: KeySpace, worker: Worker): Promise<ReleasedRows> {
   const released: ReleasedRows = { rowsFrom: new Map(), dead: [] };
+  let lapsedLocksAsked = false;
   for (const { workerId, registration, alive } of await readRegistrations(redis, space)) {
     if (workerId === worker.id) continue;
     if (registration && alive === false) {
       if (!released.dead.includes(registration.process)) released.dead.push(registration.process);
-      const rows = Number(await runScript(redis, RELEASE_LOCKS, [worker.keys.active!, worker.keys.stalled!, worker.keys['stalled-check']!], [worker.toKey(''), `${workerId}:`]));
+      // Rows whose locks have lapsed are counted once, with the first dead process found: most likely theirs.
+      const withLapsed = lapsedLocksAsked ? '0' : '1';
+      lapsedLocksAsked = true;
+      const rows = Number(await runScript(redis, RELEASE_LOCKS, [worker.keys.active!, worker.keys.stalled!, worker.keys['stalled-check']!], [worker.toKey(''), `${workerId}:`, withLapsed]));
       if (rows > 0) released.rowsFrom.set(registration.process, (released.rowsFrom.get(registration.process) ?? 0) + rows);
     }
     if (!registration || alive === false || (alive === null && Date.now() - registration.seen > FORGET_AFTER_MS)) await redis.hdel(workerRegistryKey(space), workerId);

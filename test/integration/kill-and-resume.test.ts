@@ -68,6 +68,29 @@ describe('crash safety: killed processes lose no row and double none', () => {
     expect(h.sim.stats().models.fast!.requests).toBeLessThanOrEqual(600 + rowsHeldFor(16));
   });
 
+  it('kill -9 longer ago than queue.lock_ms: the resume hands back the rows whose locks lapsed at once, not two stalled checks later (QA: 11.5 s without a call)', async () => {
+    const dir = await tempDir('kill-lapsed');
+    // A stalled check every 30 s: rows left to BullMQ's own checks would wait up to a minute.
+    const config = await writeSimConfig(dir, h.sim.url, { queue: { lock_ms: 60_000 } });
+    const input = await writePromptsCsv(dir, 300);
+    const out = join(dir, 'out');
+    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'lapsed', '--concurrency', '8'], h.env());
+    await untilFinished('lapsed', 40);
+    first.kill('SIGKILL');
+    await first.done;
+    // As if lock_ms had passed since the kill: the locks of the rows it held are gone.
+    const active = await h.redis.lrange(`${h.prefix}:prompts:active`, 0, -1);
+    expect(active.length).toBeGreaterThan(0);
+    await h.redis.del(...active.map((id) => `${h.prefix}:prompts:${id}:lock`));
+
+    const resumeStarted = Date.now();
+    const resumed = await runCli(['run', '--resume', 'lapsed', '--config', config], h.env());
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(Date.now() - resumeStarted).toBeLessThan(15_000);
+    expect(resumed.stdout).toMatch(/The batch's last run \(\S+ pid \d+\) stopped without finishing; the \d+ rows it held are back in the queue\./);
+    expectEachRowOnce(await readJsonLines<RowResult>(join(out, 'results.jsonl')), 300);
+  });
+
   it("the next run of another batch takes a killed run's queued rows off the queue instead of paying for them, and leaves a detached batch's alone", async () => {
     h.sim.reset();
     const dir = await tempDir('orphan');
