@@ -133,6 +133,7 @@ export function createBackgroundCollection(session: Session, say: (line: string)
     } finally {
       await lease.release();
       running.delete(batchId);
+      toldNoWorker.delete(batchId); // a --no-worker server that never sees a worker kept every batch's id
       if (rolledBack) rolledBackHandler?.(batchId);
     }
   }

@@ -19,6 +19,13 @@ interface Counts {
 /** A line names the batches it counts up to this many. */
 const NAMED_BATCHES = 3;
 
+/**
+ * The batches a tally tells apart, at most: past this many the line says "10,000+ batches". A
+ * worker runs for months, and the tally of its whole run kept every batch id it ever saw (about
+ * 110 bytes each, never freed: 11 MB after 100,000 batches).
+ */
+export const MAX_COUNTED_BATCHES = 10_000;
+
 const emptyCounts = (): Counts => ({ rows: 0, failed: 0, costNanos: 0, batches: new Set() });
 
 /**
@@ -37,7 +44,8 @@ export function createWorkerActivity(now: () => number = Date.now) {
     const rate = ms > 0 ? (counts.rows * 1000) / ms : 0;
     // Named when few: an operator reading the log looks for the batch it is waiting on.
     const names = counts.batches.size <= NAMED_BATCHES ? ` (${[...counts.batches].join(', ')})` : '';
-    const batches = (counts.batches.size === 1 ? '1 batch' : `${formatCount(counts.batches.size)} batches`) + names;
+    const more = counts.batches.size >= MAX_COUNTED_BATCHES ? '+' : '';
+    const batches = (counts.batches.size === 1 ? '1 batch' : `${formatCount(counts.batches.size)}${more} batches`) + names;
     return `${counted(counts.rows, 'row')} (${formatCount(counts.failed)} failed) of ${batches}, ${rate.toFixed(1)} rows/s, ${formatUsd(nanosToUsd(counts.costNanos))}`;
   };
 
@@ -49,7 +57,7 @@ export function createWorkerActivity(now: () => number = Date.now) {
         if (finished.row === 'superseded' || finished.row === 'withdrawn') continue;
         counts.rows++;
         if (finished.row === 'failed') counts.failed++;
-        counts.batches.add(finished.batchId);
+        if (counts.batches.size < MAX_COUNTED_BATCHES) counts.batches.add(finished.batchId);
       }
     },
     /** The line for the period since the last call, or null when no row finished in it. */

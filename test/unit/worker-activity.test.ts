@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createWorkerActivity } from '../../src/progress/worker-activity.ts';
+import { createWorkerActivity, MAX_COUNTED_BATCHES } from '../../src/progress/worker-activity.ts';
 
 describe('worker activity tally', () => {
   it('reports each period once, only when rows finished in it, and sums everything at the end', () => {
@@ -37,6 +37,17 @@ describe('worker activity tally', () => {
     for (const batchId of ['a', 'b', 'c', 'd']) activity.rowFinished({ batchId, row: 'succeeded', costNanos: 0 });
     clock += 30_000;
     expect(activity.periodLine()).toBe('worker: 4 rows (0 failed) of 4 batches, 0.1 rows/s, $0 in the last 30 s');
+  });
+
+  it('keeps no more than MAX_COUNTED_BATCHES batch ids for the whole run (a worker runs for months)', () => {
+    let clock = 0;
+    const activity = createWorkerActivity(() => clock);
+    for (let batch = 0; batch < MAX_COUNTED_BATCHES + 500; batch++) {
+      activity.rowFinished({ batchId: `b${batch}`, row: 'succeeded', costNanos: 0 });
+      if (batch % 100 === 99) activity.periodLine();
+    }
+    clock += 30_000;
+    expect(activity.summaryLine()).toBe(`Worker stopped after 30 s: 10,500 rows (0 failed) of 10,000+ batches, 350.0 rows/s, $0.`);
   });
 
   it('says so when it stopped without finishing a row', () => {
