@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { counted } from '../output/report-markdown.ts';
 import { readWrittenReport } from '../output/write-report.ts';
@@ -5,7 +6,8 @@ import { batchExitCode } from '../output/report.ts';
 import { isFinishedStatus, type BatchMeta } from '../queue/batch-state.ts';
 import { LostOutputError, refuseLostCollectedFiles } from '../output/collected-files.ts';
 import { rewriteMissingOutputs } from '../output/finalize-batch.ts';
-import { outputPaths } from '../output/paths.ts';
+import { outputPaths, type OutputPaths } from '../output/paths.ts';
+import { appendLateCalls, lateEventCount } from '../output/late-calls.ts';
 import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { collectAndReport } from '../batch/collect-and-report.ts';
 import { noBatchMessage, openSession, type Session } from '../queue/session.ts';
@@ -27,7 +29,12 @@ async function checkFinishedOutputs(session: Session, meta: BatchMeta, say: (lin
   const baselineModel = config?.report.baseline_model;
   const baselinePrice = baselineModel ? config?.models[baselineModel]?.price : undefined;
   const paths = outputPaths(meta.out_dir);
+  const late = await addLateCalls(session, meta, paths);
   const found = await rewriteMissingOutputs({ store: session.store, meta, paths, outDir: meta.out_dir, baseline: baselineModel && baselinePrice ? { model: baselineModel, price: baselinePrice } : undefined });
+  if (late > 0) {
+    found.rewritten = found.rewritten.filter((name) => !name.startsWith('report.'));
+    say(`Added to costs.jsonl: ${counted(late, 'call')} of rows finished again after the outputs were written (a worker paused past queue.lock_ms while another did them); report.json and report.md count them now.`);
+  }
   const written = await readWrittenReport(meta.out_dir);
   const status = meta.status.replaceAll('_', ' ');
   // With a file lost, "its outputs are in" would be contradicted by the error that follows.
@@ -41,6 +48,15 @@ async function checkFinishedOutputs(session: Session, meta: BatchMeta, say: (lin
     throw new LostOutputError(meta, found.lost, again, `batch ${meta.batch_id}'s outputs are not whole`);
   }
   return written ? batchExitCode(written, meta.invalid_rows) : 1;
+}
+
+/** The calls of rows finished after the outputs were written (late-calls.ts), added when costs.jsonl is whole; how many. */
+async function addLateCalls(session: Session, meta: BatchMeta, paths: OutputPaths): Promise<number> {
+  if ((await lateEventCount(session.store, meta.batch_id)) === 0) return 0;
+  const collectedBytes = Number((await session.redis.hget(session.store.keys(meta.batch_id).checkpoint, 'costs_bytes')) ?? -1);
+  // A costs.jsonl not as collected is said by rewriteMissingOutputs; nothing is added to it.
+  if ((await stat(paths.costs).catch(() => null))?.size !== collectedBytes) return 0;
+  return appendLateCalls(session.store, meta.batch_id, paths);
 }
 
 /**

@@ -12,6 +12,7 @@ import { connectedWorkerCount, workersConnectedText } from '../queue/connected-w
 import { workerProcesses } from '../queue/worker-registry.ts';
 import { readWrittenReport } from '../output/write-report.ts';
 import { batchView } from '../api/batch-view.ts';
+import { lateCallsText, lateEventCount } from '../output/late-calls.ts';
 
 const RECENT = 10;
 
@@ -34,6 +35,8 @@ interface BatchState {
   unpriced?: boolean;
   /** A cancel over the HTTP API is under way (its rows in hand finishing); only read for one batch. */
   cancelling?: boolean;
+  /** Rows' events published after a finished batch's outputs were written (late-calls.ts); only read for one finished batch. */
+  lateEvents?: number;
 }
 
 /** `switchyard status [batch id]`: one batch in detail, or a table of the most recent ones. */
@@ -55,7 +58,8 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
       const [workers, workerNames, rowsWrittenSoFar] = finished
         ? [undefined, undefined, undefined]
         : await Promise.all([connectedWorkerCount(session.openPromptQueue()), workerProcesses(session.redis, session.space), outputsSoFar(state.meta)]);
-      const described: BatchState = { ...state, runBy, workers, ...(workerNames ? { workerNames } : {}), rowsWrittenSoFar, keptAnswers, overApi: overApi === 1, unpriced, cancelling: cancelling === 1 };
+      const lateEvents = finished ? await lateEventCount(session.store, batchId) : 0;
+      const described: BatchState = { ...state, runBy, workers, ...(workerNames ? { workerNames } : {}), rowsWrittenSoFar, keptAnswers, overApi: overApi === 1, unpriced, cancelling: cancelling === 1, lateEvents };
       if (options.json) say(JSON.stringify(statusJson(described), null, 2));
       else for (const line of describeBatch(described)) say(line);
       return 0;
@@ -126,7 +130,7 @@ async function leaseHolder(session: Session, batchId: string): Promise<string | 
  * the process running it, the workers connected, the cap a budget stop met, and the next step.
  */
 export function statusJson(state: BatchState): Record<string, unknown> {
-  const { meta, progress, runBy, workers, overApi = false, unpriced = false, cancelling = false } = state;
+  const { meta, progress, runBy, workers, overApi = false, unpriced = false, cancelling = false, lateEvents = 0 } = state;
   const { files: _files, links: _links, ...view } = batchView(meta, progress, new Set(), cancelling);
   const beingCancelled = cancelling && !isFinishedStatus(meta.status);
   return {
@@ -138,12 +142,14 @@ export function statusJson(state: BatchState): Record<string, unknown> {
     run_by: runBy ?? null,
     workers: workers ?? null,
     budget_stop: meta.budget_stop ?? null,
+    // Rows finished again after the outputs were written, whose calls `collect` adds to them.
+    late_rows: lateEvents,
     next: nextText(state),
   };
 }
 
 /** The lines `status <batch id>` prints. */
-export function describeBatch({ meta, progress, runBy, workers, workerNames = [], rowsWrittenSoFar = null, keptAnswers = 0, overApi = false, unpriced = false, cancelling = false }: BatchState): string[] {
+export function describeBatch({ meta, progress, runBy, workers, workerNames = [], rowsWrittenSoFar = null, keptAnswers = 0, overApi = false, unpriced = false, cancelling = false, lateEvents = 0 }: BatchState): string[] {
   // The API says "cancelling" from the cancel's request to its end; status says the same.
   const beingCancelled = cancelling && !isFinishedStatus(meta.status);
   const lines = [
@@ -155,6 +161,7 @@ export function describeBatch({ meta, progress, runBy, workers, workerNames = []
     `  output    ${meta.out_dir}${rowsWrittenSoFar === null ? '' : ` (the ${counted(rowsWrittenSoFar, 'row')} finished when a run of it stopped; all of them once it finishes)`}`,
     // When the batch started; a resume's start is said beside it (each run of the batch sets started_at).
     `  started   ${timestamp(meta.created_at)}${meta.started_at && timestamp(meta.started_at) !== timestamp(meta.created_at) ? `, last run started ${timestamp(meta.started_at)}` : ''}${meta.finished_at ? `, finished ${timestamp(meta.finished_at)}` : ''}`,
+    ...(lateEvents > 0 ? [`  late      ${lateCallsText(lateEvents)}: \`switchyard collect ${meta.batch_id}\` adds them`] : []),
     ...(keptAnswers > 0 ? [`  kept      the answers of ${counted(keptAnswers, 'row')} (stopped waiting for a judge or synthesis, not scored, or an ensemble row that failed after some members answered): \`switchyard run --resume ${meta.batch_id}\` goes on from them`] : []),
   ];
   const names = workerNames.length > 0 ? ` (${workerNames.join(', ')})` : '';
