@@ -53,7 +53,7 @@ function uploadCharset(label: string | null): string | null {
   return name === 'utf-8' ? null : name;
 }
 
-/** UTF-8 from a body in `charset`; a byte that is not of it fails the stream (CharsetMismatch). */
+/** UTF-8 from a body in `charset`; a byte that is not of it fails the stream with a 400 invalid_charset. */
 function toUtf8(charset: string): Transform {
   const decoder = new TextDecoder(charset, { fatal: true });
   const decode = (chunk: Buffer | undefined, done: (error?: Error | null, data?: Buffer) => void) => {
