@@ -219,12 +219,12 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     if (url.pathname.length > 1) url.pathname = url.pathname.replace(/\/{2,}/g, '/').replace(/\/+$/, '');
     route(req, res, url).catch(async (error: unknown) => {
       const answer = errorAnswer(error, req, url);
-      // The body a refused upload still has on its way is read first (up to the upload limit), so that the client hears why.
-      await drainBody(req, options.maxUploadBytes);
-      sendError(res, answer);
+      // The body a refused upload still has on its way is read first (within bounds), so that the client hears why.
+      const whole = await drainBody(req);
+      sendError(res, whole ? answer : new ApiError(answer.status, answer.code, answer.message, { ...answer.headers, connection: 'close' }));
     });
   });
-  // Uploads of large files and long enqueues: no whole-request time limit, only an idle one.
+  // Uploads of large files and long enqueues: no whole-request time limit.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
 

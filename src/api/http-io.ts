@@ -17,27 +17,37 @@ export function sendError(res: ServerResponse, error: ApiError): void {
   sendJson(res, error.status, errorBody(error), error.headers);
 }
 
+/** How much of a refused upload's body is read before its error answer: a client sending it whole first hears why, a stalled or endless one does not hold the answer. */
+const DRAIN_LIMITS = { bytes: 64 * 1024 * 1024, idleMs: 5_000, totalMs: 30_000 };
+
 /**
- * Reads and drops what is left of a request's body, up to `maxBytes`, before an error answer goes
- * out: Node closes the connection of a request whose body was not read once its answer ends, and a
- * client that sends its whole body before reading the answer (Python's urllib and requests) then
- * gets a broken pipe instead of the error's message. Past `maxBytes` the connection closes as before.
+ * Reads and drops what is left of a request's body before an error answer goes out: Node closes
+ * the connection of a request whose body was not read once its answer ends, and a client that
+ * sends its whole body before reading the answer (Python's urllib and requests) then gets a broken
+ * pipe instead of the error's message. Bounded (DRAIN_LIMITS): past 64 MB, 5 s without a byte or
+ * 30 s in all it stops, and answers false (the answer then closes the connection).
  */
-export function drainBody(req: IncomingMessage, maxBytes: number): Promise<void> {
-  if (req.complete || req.destroyed) return Promise.resolve();
+export function drainBody(req: IncomingMessage, limits = DRAIN_LIMITS): Promise<boolean> {
+  if (req.complete || req.destroyed) return Promise.resolve(true);
   return new Promise((resolve) => {
     let bytes = 0;
-    const done = () => {
-      req.off('data', onData).off('end', done).off('close', done).off('error', done);
-      resolve();
+    const stop = (whole: boolean) => {
+      clearTimeout(idle);
+      clearTimeout(total);
+      req.off('data', onData).off('end', ended).off('close', closed).off('error', closed);
+      if (!whole) req.pause();
+      resolve(whole);
     };
+    const ended = () => stop(true);
+    const closed = () => stop(false);
+    let idle = setTimeout(closed, limits.idleMs);
+    const total = setTimeout(closed, limits.totalMs);
     const onData = (chunk: Buffer) => {
       bytes += chunk.length;
-      if (bytes <= maxBytes) return;
-      req.pause();
-      done();
+      if (bytes > limits.bytes) return stop(false);
+      idle.refresh();
     };
-    req.on('data', onData).once('end', done).once('close', done).once('error', done);
+    req.on('data', onData).once('end', ended).once('close', closed).once('error', closed);
   });
 }
 
