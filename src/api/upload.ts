@@ -2,6 +2,7 @@ import { createWriteStream } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { Transform, Writable } from 'node:stream';
+import { TextDecoder } from 'node:util';
 import { pipeline } from 'node:stream/promises';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { FILE_TROUBLE } from '../errors.ts';
@@ -53,17 +54,37 @@ function uploadCharset(label: string | null): string | null {
   return name === 'utf-8' ? null : name;
 }
 
-/** UTF-8 from a body in `charset`; a byte that is not of it fails the stream with a 400 invalid_charset. */
+/**
+ * UTF-8 from a body in `charset`; a byte that is not of it fails the stream with a 400
+ * invalid_charset. A byte order mark at its start says more than the label: "utf-16" is
+ * little-endian to TextDecoder, but a file that starts FE FF is big-endian.
+ */
 function toUtf8(charset: string): Transform {
-  const decoder = new TextDecoder(charset, { fatal: true });
+  let decoder: TextDecoder | null = null;
+  let head = Buffer.alloc(0);
   const decode = (chunk: Buffer | undefined, done: (error?: Error | null, data?: Buffer) => void) => {
+    if (!decoder) {
+      head = chunk ? Buffer.concat([head, chunk]) : head;
+      // Three bytes tell every mark apart; a body shorter than that has come whole when `chunk` is undefined.
+      if (head.length < 3 && chunk) return done();
+      decoder = new TextDecoder(charsetByMark(head) ?? charset, { fatal: true });
+      chunk = head;
+    }
     try {
       done(null, Buffer.from(chunk === undefined ? decoder.decode() : decoder.decode(chunk, { stream: true }), 'utf8'));
     } catch {
-      done(new ApiError(400, 'invalid_charset', `the body is not valid ${charset}, the charset its Content-Type names: send it with the charset it was saved in (or as UTF-8)`));
+      done(new ApiError(400, 'invalid_charset', `the body is not valid ${decoder.encoding}, the charset ${decoder.encoding === charset ? 'its Content-Type names' : 'its byte order mark says'}: send it with the charset it was saved in (or as UTF-8)`));
     }
   };
   return new Transform({ transform: (chunk: Buffer, _encoding, done) => decode(chunk, done), flush: (done) => decode(undefined, done) });
+}
+
+/** The charset a byte order mark at the start of `head` says, or null. */
+function charsetByMark(head: Buffer): string | null {
+  if (head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf) return 'utf-8';
+  if (head[0] === 0xfe && head[1] === 0xff) return 'utf-16be';
+  if (head[0] === 0xff && head[1] === 0xfe) return 'utf-16le';
+  return null;
 }
 
 /**

@@ -221,6 +221,10 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(latin1Rows.map((r) => r.metadata)).toEqual([{ note: 'Zürich' }]);
     const utf16Json = await postFile(server, '?batch_id=api-utf16', new Uint8Array(Buffer.from(JSON.stringify([{ prompt: 'naïve' }]), 'utf16le')), 'application/json; charset=utf-16le');
     expect(utf16Json.status, JSON.stringify(utf16Json.body)).toBe(202);
+    // "utf-16" is little-endian to a decoder, but a file that starts with FE FF is big-endian (review: saved as garbage).
+    const bigEndian = Buffer.from('\ufeffid,prompt\nbe1,Hello there\n', 'utf16le').swap16();
+    expect((await postFile(server, '?batch_id=api-utf16be', new Uint8Array(bigEndian), 'text/csv; charset=utf-16')).status).toBe(202);
+    expect(await readFile(join(dir, 'out', 'api-utf16be', 'input.csv'), 'utf8')).toBe('id,prompt\nbe1,Hello there\n');
     const unknownCharset = await postFile(server, '', 'prompt\nhi\n', 'text/csv; charset=klingon');
     expect(unknownCharset.status).toBe(415);
     expect(unknownCharset.body.error).toMatchObject({ code: 'unsupported_charset', message: expect.stringContaining('charset "klingon" in the Content-Type is not one this server knows: send the file as UTF-8') });
