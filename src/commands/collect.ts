@@ -53,9 +53,11 @@ async function checkFinishedOutputs(session: Session, meta: BatchMeta, say: (lin
 /** The calls of rows finished after the outputs were written (late-calls.ts), added when costs.jsonl is whole; how many. */
 async function addLateCalls(session: Session, meta: BatchMeta, paths: OutputPaths): Promise<number> {
   if ((await lateEventCount(session.store, meta.batch_id)) === 0) return 0;
-  const collectedBytes = Number((await session.redis.hget(session.store.keys(meta.batch_id).checkpoint, 'costs_bytes')) ?? -1);
-  // A costs.jsonl not as collected is said by rewriteMissingOutputs; nothing is added to it.
-  if ((await stat(paths.costs).catch(() => null))?.size !== collectedBytes) return 0;
+  const collected = await session.redis.hget(session.store.keys(meta.batch_id).checkpoint, 'costs_bytes');
+  if (collected === null) return 0;
+  const collectedBytes = Number(collected);
+  // A costs.jsonl shorter than collected has lost records (rewriteMissingOutputs says so): nothing is added to it.
+  if (((await stat(paths.costs).catch(() => null))?.size ?? -1) < collectedBytes) return 0;
   return appendLateCalls(session.store, meta.batch_id, paths);
 }
 
