@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { configSchema, type SwitchyardConfig } from '../config/schema.ts';
 import { SetupError } from '../errors.ts';
 import { batchIndexKey, batchKeys, type KeySpace } from './keys.ts';
+import { runScript, type LuaScript } from './lua-script.ts';
 import { storedJson } from './stored-json.ts';
 
 /** `cancelled`: stopped over the HTTP API; its outputs hold the rows finished before, and running it again runs the rest. */
@@ -229,17 +230,28 @@ export class BatchStore {
    * whether older ones follow. Null when `afterId` is no batch (forgotten since, say).
    */
   async batchIdsAfter(afterId: string | null, limit: number): Promise<{ ids: string[]; more: boolean } | null> {
-    const rank = afterId === null ? -1 : await this.redis.zrevrank(batchIndexKey(this.space), afterId);
-    if (rank === null) return null;
     // One more than asked for tells whether more follow.
-    const ids = await this.redis.zrevrange(batchIndexKey(this.space), rank + 1, rank + limit + 1);
-    return { ids: ids.slice(0, limit), more: ids.length > limit };
+    const ids = afterId === null ? await this.redis.zrevrange(batchIndexKey(this.space), 0, limit) : await runScript(this.redis, IDS_AFTER, [batchIndexKey(this.space)], [afterId, limit]);
+    if (!Array.isArray(ids)) return null;
+    const page = ids.map(String);
+    return { ids: page.slice(0, limit), more: page.length > limit };
   }
 
   async batchCount(): Promise<number> {
     return this.redis.zcard(batchIndexKey(this.space));
   }
 }
+
+/** The index's ids after ARGV[1], ARGV[2] + 1 of them, newest first; false when ARGV[1] is not in it. One script: a batch created between the rank and the range would shift the page. */
+const IDS_AFTER: LuaScript = {
+  name: 'batch_ids_after',
+  numberOfKeys: 1,
+  lua: `
+local rank = redis.call('ZREVRANK', KEYS[1], ARGV[1])
+if not rank then return false end
+return redis.call('ZREVRANGE', KEYS[1], rank + 1, rank + 1 + tonumber(ARGV[2]))
+`,
+};
 
 /**
  * A batch record in Redis that is not one Switchyard wrote whole, or none at all under a batch in
