@@ -58,7 +58,7 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
   const pending = state.members.filter((member) => !member.outcome);
   if (pending.length > 0) {
     let running = pending.length;
-    const steps = await Promise.all(
+    const settled = await Promise.allSettled(
       pending.map(async (member) => {
         const step = await advanceRow({ ...row, model: member.model, temperature }, member.progress, withoutCache(deps), saveRow);
         running--;
@@ -71,6 +71,10 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
         return step;
       }),
     );
+    // A member that crashed (Redis, a bug) crashes the row once the others have stopped, so that none writes the row's progress after the crash's.
+    const crashed = settled.find((one) => one.status === 'rejected');
+    if (crashed) throw crashed.reason;
+    const steps = settled.map((one) => (one as PromiseFulfilledResult<RowStep>).value);
     // Woken for the member due first; one due later parks the row again for the rest of its wait.
     const firstDue = steps.reduce<RowStep | null>((first, step) => (step.kind === 'park' && (first?.kind !== 'park' || step.waitMs < first.waitMs) ? step : first), null);
     if (firstDue?.kind === 'park') return { ...firstDue, progress };
