@@ -66,7 +66,7 @@ export async function writeOutputsSoFar(options: FinalizeOptions, validRows: num
   const finishedBits = validRows === null ? 0 : ((await options.store.progress(options.meta.batch_id))?.finished ?? 0);
   const { report, finishedAt } = await writeOutputs({ ...options, collectedTally: null }, (written) => (validRows === null ? null : Math.max(0, validRows - written, validRows - finishedBits)));
   // The stop came as the last row finished: every row is written, and the batch ends as usual.
-  if (report.totals.unfinished_rows === 0) await closeBatch(options.store, options.meta.batch_id, report, finishedAt);
+  if (report.totals.unfinished_rows === 0) await whileRedisRefuses('finishing the batch', () => closeBatch(options.store, options.meta.batch_id, report, finishedAt), options.refusals);
   return report;
 }
 
