@@ -35,7 +35,12 @@ export interface ApiServerOptions {
   maxUploadBytes: number;
   service: BatchService;
   logger: Logger;
+  /** A connection that sends nothing for this long is closed (default 2 minutes): a stalled upload frees its batch id. */
+  idleTimeoutMs?: number;
 }
+
+/** How long a connection may send nothing before it is closed: a stalled upload holds its batch id (a re-post gets 409) until then. */
+const IDLE_TIMEOUT_MS = 120_000;
 
 export interface ApiServer {
   url: string;
@@ -224,9 +229,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       sendError(res, whole ? answer : new ApiError(answer.status, answer.code, answer.message, { ...answer.headers, connection: 'close' }));
     });
   });
-  // Uploads of large files and long enqueues: no whole-request time limit.
+  // Uploads of large files and long enqueues: no whole-request time limit, only an idle one.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
+  server.timeout = options.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => reject(listenTrouble(error, options.host, options.port) ?? error));
