@@ -102,9 +102,12 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
     });
     await service.resumeOpenBatches();
     await stopped;
+    // The workers stop starting calls at once, beside the server's close: an upload still coming in
+    // (a stalled client) kept them taking rows and calling models after the stop (QA).
+    const workersClosed = worker?.close();
     await server.close();
     await service.whenReadingsEnd();
-    await worker?.close();
+    await workersClosed;
     await collection.stop();
     return 0;
   } finally {

@@ -475,6 +475,34 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect((await waitUntilFinished(second, 'api-stop-upload')).rows).toMatchObject({ total: 50, succeeded: 50 });
   });
 
+  it('stops on SIGTERM while an upload stalls: its workers start no call after it, and it exits once the grace for requests under way is over (QA: it ran on, calling models, for 10 minutes)', async () => {
+    const dir = await tempDir('api-stop-stalled');
+    const config = await writeSimConfig(dir, h.sim.url, { concurrency: 4 });
+    h.sim.setOptions({ latency_ms: 100 });
+    try {
+      const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
+      expect((await postFile(server, '?batch_id=api-running', await readFile(await writePromptsCsv(dir, 400), 'utf8'))).status).toBe(202);
+      await waitFor(async () => (await getJson<BatchView>(`${server.url}/v1/batches/api-running`)).body.rows.finished >= 8, 30_000);
+      // An upload that sends half its body and then nothing more.
+      const stalled = connect(Number(new URL(server.url).port), '127.0.0.1');
+      await once(stalled, 'connect');
+      stalled.on('error', () => undefined);
+      stalled.write('POST /v1/batches?batch_id=api-stalled HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 1000\r\n\r\nprompt\nhello\n');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const stoppedAt = Date.now();
+      server.kill('SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, 500)); // the calls in flight then finish
+      const callsAtStop = h.sim.stats().requests;
+      const ended = await server.done;
+      expect(ended.code, ended.stdout + ended.stderr).toBe(0);
+      expect(Date.now() - stoppedAt).toBeLessThan(20_000);
+      expect(h.sim.stats().requests).toBe(callsAtStop);
+      stalled.destroy();
+    } finally {
+      h.sim.setOptions({ latency_ms: 2 });
+    }
+  });
+
   it('cancels a running batch: queued rows come off the queue, the outputs hold the rows finished, and posting it again runs the rest', async () => {
     const dir = await tempDir('api-cancel');
     // Read only a few rows ahead of the workers, from a file of many reads: the cancel comes while it is still being read.
