@@ -64,7 +64,7 @@ export interface PromptJobDeps {
    * isOrphaned), and taking it off the queue as a stopped run's rows are. Such a row waits for its
    * resume: another batch's run or a worker does not spend on it meanwhile.
    */
-  orphanedRows?: { isOrphaned(batchId: string): Promise<boolean>; withdraw(job: PromptJob): Promise<unknown> };
+  orphanedRows?: { isOrphaned(batchId: string): Promise<boolean>; withdraw(job: PromptJob, jobId: string): Promise<unknown> };
   /**
    * A row's result that Redis refuses (full, under noeviction) is offered again this long, each
    * refusal told (the outage watch says it once a minute), before the row is given up as crashed:
@@ -161,7 +161,7 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       if (before !== null) return { kind: 'done', batchId: job.batchId, row: before, costNanos: 0 };
     }
     if (delivery.redelivered && deps.orphanedRows && (await deps.orphanedRows.isOrphaned(job.batchId))) {
-      await deps.orphanedRows.withdraw(job);
+      await deps.orphanedRows.withdraw(job, delivery.jobId ?? '');
       return { kind: 'done', batchId: job.batchId, row: 'withdrawn', costNanos: 0 };
     }
     const ctx = await deps.batches.get(job.batchId, job.queuedBy);
@@ -212,7 +212,7 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     let publication: { published: boolean; costNanos: number };
     try {
       // The row's calls are paid for: a refusal is waited out rather than the row run (and paid for) again.
-      publication = await whileRedisRefuses('recording a row', () => publishRowEvent(deps.redis, keys, step.event, step.costNanos, job.fingerprint), deps.refusals, ctx.runner.sleep);
+      publication = await whileRedisRefuses('recording a row', () => publishRowEvent(deps.redis, keys, step.event, step.costNanos, job.fingerprint, delivery.jobId), deps.refusals, ctx.runner.sleep);
     } catch (error) {
       return crashed(error);
     }

@@ -62,7 +62,7 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
     space: options.space,
     batches: options.batches,
     logger,
-    orphanedRows: { isOrphaned: (batchId) => isOrphaned(store, batchId), withdraw: (job) => withdrawJobData(store, job.batchId, job) },
+    orphanedRows: { isOrphaned: (batchId) => isOrphaned(store, batchId), withdraw: (job, jobId) => withdrawJobData(store, job.batchId, job, jobId) },
     ...(options.refusals ? { refusals: options.refusals } : {}),
   });
   if (options.onBudgetSpent) options.batches.whenBudgetSpent(options.onBudgetSpent);
@@ -190,7 +190,7 @@ async function publishCrashedRow(options: PromptWorkerOptions, job: Job, error: 
   const crashed = crashedRowOf(job, error);
   if (!crashed) return;
   const step = crashedRowStep(crashed.row, crashed.progress, crashed.error);
-  if (step.kind === 'finished') await publishRowEvent(options.redis, batchKeys(options.space, crashed.row.batchId), step.event, step.costNanos, crashed.fingerprint);
+  if (step.kind === 'finished') await publishRowEvent(options.redis, batchKeys(options.space, crashed.row.batchId), step.event, step.costNanos, crashed.fingerprint, job.id ?? '');
 }
 
 /**

@@ -4,6 +4,7 @@ import type { CsvDelimiter } from '../input/csv-delimiter.ts';
 import { SetupError } from '../errors.ts';
 import { DamagedBatchError, type BatchStore } from '../queue/batch-state.ts';
 import { whileRedisRefuses, type RefusalWait } from '../queue/redis-outage.ts';
+import { finishWithdrawals } from '../queue/unqueue-batch.ts';
 import type { CollectionTally } from './collection-tally.ts';
 import { LostOutputError, rebuildCsvJournal, shortCollectedFiles, unrecoverable } from './collected-files.ts';
 import { formatCsvJournalEntry, formatJournalLine } from './ordered-results.ts';
@@ -101,6 +102,8 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
   const csv = await openAt(options.paths.csvJournal, resumed ? Number(checkpoint.csv_journal_bytes ?? 0) : null);
   if (resumed) options.tally?.giveUp();
   const files: CollectedFiles = { journal, costs, csv, metadataKeys: await options.store.metadataKeys(options.batchId) };
+  // Calls of rows a stop took off the queue, left unpublished by a process killed in the middle: into the stream first.
+  await finishWithdrawals(options.store, options.batchId);
   // XREAD BLOCK holds its connection, so the collector reads on a connection of its own.
   const reader = options.redis.duplicate();
   // Without a listener ioredis prints every reconnect failure to stderr as an "unhandled error event".

@@ -5,9 +5,11 @@ import { usdToNanos } from '../models/pricing.ts';
 import type { CallRecord, RowEvent } from './records.ts';
 
 /**
- * KEYS: events, finished, succeeded, meta, withdrawn, fingerprints. ARGV: result JSON, row,
- * succeeded (0/1), cost nanos, calls as JSON lines, the job's row fingerprint (4 bytes, or empty
- * for a job from before jobs carried one).
+ * KEYS: events, finished, succeeded, meta, withdrawn, fingerprints, withdrawing. ARGV: result JSON,
+ * row, succeeded (0/1), cost nanos, calls as JSON lines, the job's row fingerprint (4 bytes, or
+ * empty for a job from before jobs carried one), the job's id (or empty).
+ * - The job's note in `withdrawing`, if a stop killed before it removed the job left one, goes:
+ *   the job's calls go out here (unqueue-batch.ts finishWithdrawals).
  * - A withdrawn row (invalid in the file now, or past its end) can still be finished by a job an
  *   earlier run left queued: its calls are recorded and paid for, but it does not count as
  *   finished, or the batch would look done while a valid row is still running.
@@ -19,9 +21,10 @@ import type { CallRecord, RowEvent } from './records.ts';
  */
 const PUBLISH: LuaScript = {
   name: 'publish_row',
-  numberOfKeys: 6,
+  numberOfKeys: 7,
   lua: `
 local result = ARGV[1]
+if ARGV[7] ~= '' then redis.call('HDEL', KEYS[7], ARGV[7]) end
 if ARGV[6] ~= '' then
   local at = tonumber(ARGV[2]) * 4
   local recorded = redis.call('GETRANGE', KEYS[6], at, at + 3)
@@ -38,7 +41,27 @@ return 1
 `,
 };
 
-const publishKeys = (keys: BatchKeys) => [keys.events, keys.finished, keys.succeeded, keys.meta, keys.withdrawn, keys.fingerprints];
+const publishKeys = (keys: BatchKeys) => [keys.events, keys.finished, keys.succeeded, keys.meta, keys.withdrawn, keys.fingerprints, keys.withdrawing];
+
+/**
+ * KEYS: events, meta, withdrawing. ARGV: row, cost nanos, calls as JSON lines, the job's id (or
+ * empty), '1' when the job's note in `withdrawing` must be there. A job taken off the queue by a
+ * stop was noted first (unqueue-batch.ts): its calls go out with the note, once, whoever publishes
+ * them first (the stop, or the collector finishing a stop that was killed).
+ */
+const PUBLISH_CALLS: LuaScript = {
+  name: 'publish_calls',
+  numberOfKeys: 3,
+  lua: `
+local noted = ARGV[4] ~= '' and redis.call('HDEL', KEYS[3], ARGV[4]) == 1
+if ARGV[5] == '1' and not noted then return 0 end
+if ARGV[3] ~= '' then
+  redis.call('XADD', KEYS[1], '*', 'row', ARGV[1], 'result', '', 'calls', ARGV[3])
+  if ARGV[2] ~= '0' then redis.call('HINCRBY', KEYS[2], 'cost_nanos', ARGV[2]) end
+end
+return 1
+`,
+};
 
 /**
  * The calls to publish and what they add to the batch's cost: a row carried over from a stopped
@@ -68,23 +91,24 @@ export function fingerprintBytes(fingerprint: number): Buffer {
  * in one round trip and one socket write. Returns whether the result was published (not when the
  * job was superseded: only its calls were recorded) and what its calls added to the batch's cost.
  */
-export async function publishRowEvent(redis: Redis, keys: BatchKeys, event: RowEvent, costNanos: number, fingerprint: number | undefined): Promise<{ published: boolean; costNanos: number }> {
+export async function publishRowEvent(redis: Redis, keys: BatchKeys, event: RowEvent, costNanos: number, fingerprint: number | undefined, jobId = ''): Promise<{ published: boolean; costNanos: number }> {
   const succeeded = event.result.status === 'succeeded' ? 1 : 0;
   const jobFingerprint = fingerprint === undefined ? '' : fingerprintBytes(fingerprint);
   const fresh = unrecorded(event.calls, costNanos);
-  const published = await runScript(redis, PUBLISH, publishKeys(keys), [JSON.stringify(event.result), event.result.row, succeeded, fresh.costNanos, fresh.callsJsonl, jobFingerprint]);
+  const published = await runScript(redis, PUBLISH, publishKeys(keys), [JSON.stringify(event.result), event.result.row, succeeded, fresh.costNanos, fresh.callsJsonl, jobFingerprint, jobId]);
   return { published: published === 1, costNanos: fresh.costNanos };
 }
 
 /**
  * A row's calls without a result: those of a parked row taken off the queue when its run stopped
  * (they were paid for; the row itself runs again on resume). The collector writes them to
- * costs.jsonl only, as it does a superseded job's.
+ * costs.jsonl only, as it does a superseded job's. `job`: the job's id, and whether its stop noted
+ * it (the calls then go out only with the note, PUBLISH_CALLS).
  */
-export async function publishCallsOnly(redis: Redis, keys: BatchKeys, row: number, calls: readonly CallRecord[], costNanos: number): Promise<void> {
+export async function publishCallsOnly(redis: Redis, keys: BatchKeys, row: number, calls: readonly CallRecord[], costNanos: number, job: { id: string; noted: boolean } = { id: '', noted: false }): Promise<void> {
   const fresh = unrecorded(calls, costNanos);
-  if (fresh.callsJsonl === '') return;
-  await runScript(redis, PUBLISH, publishKeys(keys), ['', row, 0, fresh.costNanos, fresh.callsJsonl, '']);
+  if (fresh.callsJsonl === '' && job.id === '') return;
+  await runScript(redis, PUBLISH_CALLS, [keys.events, keys.meta, keys.withdrawing], [row, fresh.costNanos, fresh.callsJsonl, job.id, job.noted ? '1' : '0']);
 }
 
 /** A row's event as stored: already serialized, so the collector writes it without re-encoding. */

@@ -36,6 +36,8 @@ export function batchKeys(space: KeySpace, batchId: string) {
     fingerprints: `${base}:fingerprints`,
     /** Hash by row: answers kept for the resume (carried-rows.ts): a stopped run's parked rows', unscored ones, failed ensemble rows' members'. */
     carried: `${base}:carried`,
+    /** Hash by job id: a parked row's job being taken off the queue, noted until its calls are published (unqueue-batch.ts). */
+    withdrawing: `${base}:withdrawing`,
     /** String with a TTL: which process collects the batch now (batch-lease.ts). */
     lease: `${base}:lease`,
     /** String: present for a batch submitted over the HTTP API (`switchyard serve`), which owns its input file. */

@@ -9,7 +9,7 @@ import { isFinishedStatus, type BatchStore } from './batch-state.ts';
 import { leaseHolderAlive } from './batch-lease.ts';
 import { carryRow } from './carried-rows.ts';
 import { storedJson } from './stored-json.ts';
-import { batchOfJobId, parsePromptJobId } from './keys.ts';
+import { batchOfJobId, parsePromptJobId, PROMPT_QUEUE } from './keys.ts';
 import { fingerprintDiffers } from '../input/row-fingerprint.ts';
 
 /** Jobs looked at per round: their data is read, then they are removed, a round trip each way. */
@@ -98,23 +98,31 @@ export async function isOrphaned(store: BatchStore, batchId: string): Promise<bo
  * What a row taken off the queue leaves: the calls its job holds go to the batch's stream (paid
  * for), and answers worth keeping to the resume. 'removed' when it held none worth keeping.
  */
-export async function withdrawJobData(store: BatchStore, batchId: string, data: unknown): Promise<'removed' | 'carried'> {
-  return withdrawParkedRow(store, batchId, parkedRow(data));
+export async function withdrawJobData(store: BatchStore, batchId: string, data: unknown, jobId = ''): Promise<'removed' | 'carried'> {
+  const parked = parkedRow(data);
+  if (!parked || !holdsRecords(parked) || (await rowWrittenFrom(store, batchId, parked))) {
+    // A note a stop left on it (killed before removing it) goes with it.
+    if (jobId !== '') await store.redis.hdel(store.keys(batchId).withdrawing, jobId);
+    return 'removed';
+  }
+  return withdrawParkedRow(store, batchId, parked, { id: jobId, noted: false });
 }
 
-async function withdrawParkedRow(store: BatchStore, batchId: string, parked: ParkedRow | null): Promise<'removed' | 'carried'> {
-  if (!parked) return 'removed';
-  const calls = everyCall(parked.progress);
+/** Whether a parked row's job holds what must not be lost with it: calls (paid for) or answers (kept for the resume). */
+function holdsRecords(parked: ParkedRow): boolean {
   // A row a resume queued for its judge alone holds its earlier run's answer, but no call of its own yet.
-  if (calls.length === 0 && !holdsAnswers(parked.progress)) return 'removed';
+  return everyCall(parked.progress).length > 0 || holdsAnswers(parked.progress);
+}
+
+/**
+ * Publishes a removed job's calls and carries its answers. `job.noted`: its stop noted it in the
+ * batch's `withdrawing` hash before removing it; the calls then go out with the note, once.
+ */
+async function withdrawParkedRow(store: BatchStore, batchId: string, parked: ParkedRow, job: { id: string; noted: boolean }): Promise<'removed' | 'carried'> {
+  const calls = everyCall(parked.progress);
   const keys = store.keys(batchId);
-  // A job can be back in the queue after its row was written: its worker published the row, then
-  // lost its claim before BullMQ marked the job done (the stalled check of another worker moved it
-  // back). Its calls went out with the row: publishing them again would double their cost records,
-  // and carrying its answers would have the resume pay for a judge or synthesis already done.
-  if (await rowWrittenFrom(store, batchId, parked)) return 'removed';
   // Recorded first: answers carried without their cost records would be paid for unrecorded.
-  if (calls.length > 0) await publishCallsOnly(store.redis, keys, parked.row, calls, callTotals(calls).costNanos);
+  await publishCallsOnly(store.redis, keys, parked.row, calls, callTotals(calls).costNanos, job);
   if (parked.fingerprint === undefined || !holdsAnswers(parked.progress)) return 'removed';
   await carryRow(store.redis, keys, parked.row, parked.fingerprint, parked.progress);
   return 'carried';
@@ -129,6 +137,7 @@ async function rowWrittenFrom(store: BatchStore, batchId: string, parked: Parked
 }
 
 async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids: readonly string[]): Promise<Unqueued> {
+  const keys = store.keys(batchId);
   const result: Unqueued = { removed: 0, kept: 0, carried: 0 };
   const slots: BookedSlot[] = [];
   for (let start = 0; start < ids.length; start += CHUNK) {
@@ -136,12 +145,20 @@ async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids
     const jobs = await Promise.all(chunk.map((id) => queue.getJob(id)));
     const outcomes = await Promise.all(
       jobs.map(async (job): Promise<'removed' | 'carried' | 'kept' | 'gone'> => {
-        if (!job) return 'gone'; // finished meanwhile
-        // Removed first: a job a worker took meanwhile keeps its calls, and publishes them itself.
-        if ((await queue.remove(job.id!)) !== 1) return 'kept';
+        if (!job?.id) return 'gone'; // finished meanwhile
         const parked = parkedRow(job.data);
+        // A job can be back in the queue after its row was written: its worker published the row, then
+        // lost its claim before BullMQ marked the job done (the stalled check of another worker moved it
+        // back). Its calls went out with the row: publishing them again would double their cost records,
+        // and carrying its answers would have the resume pay for a judge or synthesis already done.
+        const keep = parked !== null && holdsRecords(parked) && !(await rowWrittenFrom(store, batchId, parked));
+        // Once removed, its calls live only in its data: noted first, so that a stop killed before
+        // their publish leaves them to the batch's next collector (finishWithdrawals).
+        if (keep) await store.redis.hset(keys.withdrawing, job.id, JSON.stringify({ timestamp: job.timestamp, data: job.data }));
+        // Removed first: a job a worker took meanwhile keeps its calls, and publishes them itself (its publish clears the note).
+        if ((await queue.remove(job.id)) !== 1) return 'kept';
         if (parked) slots.push(...bookedSlots(parked.progress));
-        return withdrawParkedRow(store, batchId, parked);
+        return keep ? withdrawParkedRow(store, batchId, parked, { id: job.id, noted: true }) : 'removed';
       }),
     );
     for (const outcome of outcomes) {
@@ -152,6 +169,28 @@ async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids
   }
   if (slots.length > 0) await releaseBatchSlots(store, batchId, slots);
   return result;
+}
+
+/**
+ * Publishes the calls of jobs a stop removed but was killed before publishing (their notes in the
+ * batch's `withdrawing` hash), and carries their answers: run by the batch's collector as it starts.
+ * A noted job still queued (the same job: its creation time) was not removed, and is left to
+ * whoever removes or runs it (its publish clears the note); a job of that id queued since (a
+ * resume's) is another one. A note's calls go out once, whoever publishes them first.
+ */
+export async function finishWithdrawals(store: BatchStore, batchId: string): Promise<number> {
+  const keys = store.keys(batchId);
+  let finished = 0;
+  for (const [jobId, noteJson] of Object.entries(await store.redis.hgetall(keys.withdrawing))) {
+    const note = storedJson(noteJson) as { timestamp?: unknown; data?: unknown } | null;
+    const queuedAt = await store.redis.hget(`${store.space.prefix}:${PROMPT_QUEUE}:${jobId}`, 'timestamp');
+    if (queuedAt !== null && Number(queuedAt) === note?.timestamp) continue;
+    const parked = parkedRow(note?.data);
+    if (parked) await withdrawParkedRow(store, batchId, parked, { id: jobId, noted: true });
+    else await store.redis.hdel(keys.withdrawing, jobId);
+    finished++;
+  }
+  return finished;
 }
 
 /** The rate-limit slots the removed rows had booked go back, under the limits of the batch's config. */
