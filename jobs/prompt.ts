@@ -7,7 +7,7 @@ import { createRowFailureLog } from '../src/execution/row-failure-log.ts';
 import { keptAfterFinish } from '../src/execution/carried-progress.ts';
 import { chatMessageSchema } from '../src/input/row.ts';
 import { fingerprintDiffers } from '../src/input/row-fingerprint.ts';
-import { publishRowEvent } from '../src/output/row-events.ts';
+import { publishRowEvent, type NotedJob } from '../src/output/row-events.ts';
 import { carryRow } from '../src/queue/carried-rows.ts';
 import { isRedisRefusal, whileRedisRefuses, type RefusalWait } from '../src/queue/redis-outage.ts';
 import type { BatchContexts } from '../src/queue/batch-context.ts';
@@ -64,7 +64,7 @@ export interface PromptJobDeps {
    * isOrphaned), and taking it off the queue as a stopped run's rows are. Such a row waits for its
    * resume: another batch's run or a worker does not spend on it meanwhile.
    */
-  orphanedRows?: { isOrphaned(batchId: string): Promise<boolean>; withdraw(job: PromptJob, jobId: string): Promise<unknown> };
+  orphanedRows?: { isOrphaned(batchId: string): Promise<boolean>; withdraw(job: PromptJob, noted: NotedJob | undefined): Promise<unknown> };
   /**
    * A row's result that Redis refuses (full, under noeviction) is offered again this long, each
    * refusal told (the outage watch says it once a minute), before the row is given up as crashed:
@@ -82,9 +82,16 @@ export type FinishedRowKind = 'succeeded' | 'failed' | 'already-succeeded' | 'su
 /** How BullMQ is delivering this job: a re-delivery may follow a run whose result was already published. */
 export interface Delivery {
   jobId: string | undefined;
+  /** The job's BullMQ creation time: with its id, what a stop's note on it names (unqueue-batch.ts). */
+  queuedAt?: number;
   redelivered: boolean;
   /** Replaces the job's data in the queue, for a checkpoint mid-row. */
   saveData?: (data: PromptJob) => Promise<void>;
+}
+
+/** The job as a stop's note would name it, when the host says. */
+function notedJob(delivery: Delivery): NotedJob | undefined {
+  return delivery.jobId !== undefined && delivery.queuedAt !== undefined ? { id: delivery.jobId, timestamp: delivery.queuedAt } : undefined;
 }
 
 /**
@@ -161,7 +168,7 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       if (before !== null) return { kind: 'done', batchId: job.batchId, row: before, costNanos: 0 };
     }
     if (delivery.redelivered && deps.orphanedRows && (await deps.orphanedRows.isOrphaned(job.batchId))) {
-      await deps.orphanedRows.withdraw(job, delivery.jobId ?? '');
+      await deps.orphanedRows.withdraw(job, notedJob(delivery));
       return { kind: 'done', batchId: job.batchId, row: 'withdrawn', costNanos: 0 };
     }
     const ctx = await deps.batches.get(job.batchId, job.queuedBy);
@@ -212,7 +219,7 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     let publication: { published: boolean; costNanos: number };
     try {
       // The row's calls are paid for: a refusal is waited out rather than the row run (and paid for) again.
-      publication = await whileRedisRefuses('recording a row', () => publishRowEvent(deps.redis, keys, step.event, step.costNanos, job.fingerprint, delivery.jobId), deps.refusals, ctx.runner.sleep);
+      publication = await whileRedisRefuses('recording a row', () => publishRowEvent(deps.redis, keys, step.event, step.costNanos, job.fingerprint, notedJob(delivery)), deps.refusals, ctx.runner.sleep);
     } catch (error) {
       return crashed(error);
     }

@@ -62,14 +62,14 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
     space: options.space,
     batches: options.batches,
     logger,
-    orphanedRows: { isOrphaned: (batchId) => isOrphaned(store, batchId), withdraw: (job, jobId) => withdrawJobData(store, job.batchId, job, jobId) },
+    orphanedRows: { isOrphaned: (batchId) => isOrphaned(store, batchId), withdraw: (job, noted) => withdrawJobData(store, job.batchId, job, noted) },
     ...(options.refusals ? { refusals: options.refusals } : {}),
   });
   if (options.onBudgetSpent) options.batches.whenBudgetSpent(options.onBudgetSpent);
   const worker = new Worker(
     PROMPT_QUEUE,
     async (job: Job, token?: string) => {
-      const outcome = await processJob(job.data, { jobId: job.id, redelivered: job.stalledCounter > 0 || job.attemptsMade > 0, saveData: (data) => job.updateData(data) });
+      const outcome = await processJob(job.data, { jobId: job.id, queuedAt: job.timestamp, redelivered: job.stalledCounter > 0 || job.attemptsMade > 0, saveData: (data) => job.updateData(data) });
       if (outcome.kind === 'park') {
         // A parked row holds the calls it paid for: a full Redis is waited out, not the row failed and run again.
         await whileRedisRefuses('parking a row', () => job.updateData(outcome.data), options.refusals);
@@ -190,7 +190,7 @@ async function publishCrashedRow(options: PromptWorkerOptions, job: Job, error: 
   const crashed = crashedRowOf(job, error);
   if (!crashed) return;
   const step = crashedRowStep(crashed.row, crashed.progress, crashed.error);
-  if (step.kind === 'finished') await publishRowEvent(options.redis, batchKeys(options.space, crashed.row.batchId), step.event, step.costNanos, crashed.fingerprint, job.id ?? '');
+  if (step.kind === 'finished') await publishRowEvent(options.redis, batchKeys(options.space, crashed.row.batchId), step.event, step.costNanos, crashed.fingerprint, job.id === undefined ? undefined : { id: job.id, timestamp: job.timestamp });
 }
 
 /**

@@ -7,7 +7,7 @@ import type { CallRecord, RowEvent } from './records.ts';
 /**
  * KEYS: events, finished, succeeded, meta, withdrawn, fingerprints, withdrawing. ARGV: result JSON,
  * row, succeeded (0/1), cost nanos, calls as JSON lines, the job's row fingerprint (4 bytes, or
- * empty for a job from before jobs carried one), the job's id (or empty).
+ * empty for a job from before jobs carried one), the job's id and creation time (or empty).
  * - The job's note in `withdrawing`, if a stop killed before it removed the job left one, goes:
  *   the job's calls go out here (unqueue-batch.ts finishWithdrawals).
  * - A withdrawn row (invalid in the file now, or past its end) can still be finished by a job an
@@ -19,12 +19,26 @@ import type { CallRecord, RowEvent } from './records.ts';
  *   row's taken off the queue (publishCallsOnly). The row's bits stay as they are.
  * Returns 1 when the result was published, 0 for calls only.
  */
+/**
+ * Lua: clears job `id`'s note in `withdrawing` (unqueue-batch.ts) if it is that very job's (its
+ * creation time `stamp` starts the note): a job a resume queued since under the same id is another
+ * one, and must not clear the note of the one a stop removed. True when it cleared one.
+ */
+const CLEAR_NOTE_FN = `
+local function clear_note(key, id, stamp)
+  local note = redis.call('HGET', key, id)
+  if not note or string.sub(note, 1, #stamp + 1) ~= stamp .. ' ' then return false end
+  redis.call('HDEL', key, id)
+  return true
+end
+`;
+
 const PUBLISH: LuaScript = {
   name: 'publish_row',
   numberOfKeys: 7,
-  lua: `
+  lua: `${CLEAR_NOTE_FN}
 local result = ARGV[1]
-if ARGV[7] ~= '' then redis.call('HDEL', KEYS[7], ARGV[7]) end
+if ARGV[7] ~= '' then clear_note(KEYS[7], ARGV[7], ARGV[8]) end
 if ARGV[6] ~= '' then
   local at = tonumber(ARGV[2]) * 4
   local recorded = redis.call('GETRANGE', KEYS[6], at, at + 3)
@@ -45,15 +59,15 @@ const publishKeys = (keys: BatchKeys) => [keys.events, keys.finished, keys.succe
 
 /**
  * KEYS: events, meta, withdrawing. ARGV: row, cost nanos, calls as JSON lines, the job's id (or
- * empty), '1' when the job's note in `withdrawing` must be there. A job taken off the queue by a
- * stop was noted first (unqueue-batch.ts): its calls go out with the note, once, whoever publishes
- * them first (the stop, or the collector finishing a stop that was killed).
+ * empty), '1' when the job's note in `withdrawing` must be there, the job's creation time. A job
+ * taken off the queue by a stop was noted first (unqueue-batch.ts): its calls go out with the note,
+ * once, whoever publishes them first (the stop, or the collector finishing a stop that was killed).
  */
 const PUBLISH_CALLS: LuaScript = {
   name: 'publish_calls',
   numberOfKeys: 3,
-  lua: `
-local noted = ARGV[4] ~= '' and redis.call('HDEL', KEYS[3], ARGV[4]) == 1
+  lua: `${CLEAR_NOTE_FN}
+local noted = ARGV[4] ~= '' and clear_note(KEYS[3], ARGV[4], ARGV[6])
 if ARGV[5] == '1' and not noted then return 0 end
 if ARGV[3] ~= '' then
   redis.call('XADD', KEYS[1], '*', 'row', ARGV[1], 'result', '', 'calls', ARGV[3])
@@ -91,24 +105,40 @@ export function fingerprintBytes(fingerprint: number): Buffer {
  * in one round trip and one socket write. Returns whether the result was published (not when the
  * job was superseded: only its calls were recorded) and what its calls added to the batch's cost.
  */
-export async function publishRowEvent(redis: Redis, keys: BatchKeys, event: RowEvent, costNanos: number, fingerprint: number | undefined, jobId = ''): Promise<{ published: boolean; costNanos: number }> {
+/** Clears `job`'s note in the batch's `withdrawing` hash, if it is that very job's (a job it left in the queue ended another way). */
+export async function clearWithdrawalNote(redis: Redis, keys: BatchKeys, job: NotedJob): Promise<void> {
+  await runScript(redis, PUBLISH_CALLS, [keys.events, keys.meta, keys.withdrawing], [0, 0, '', job.id, '0', job.timestamp]);
+}
+
+/** A job as its note in the batch's `withdrawing` hash names it: its id and BullMQ creation time. */
+export interface NotedJob {
+  id: string;
+  timestamp: number;
+}
+
+/** The note a stop writes for a job it is about to remove (see CLEAR_NOTE_FN): its creation time first. */
+export function withdrawalNote(job: NotedJob, data: unknown): string {
+  return `${job.timestamp} ${JSON.stringify(data)}`;
+}
+
+export async function publishRowEvent(redis: Redis, keys: BatchKeys, event: RowEvent, costNanos: number, fingerprint: number | undefined, job?: NotedJob): Promise<{ published: boolean; costNanos: number }> {
   const succeeded = event.result.status === 'succeeded' ? 1 : 0;
   const jobFingerprint = fingerprint === undefined ? '' : fingerprintBytes(fingerprint);
   const fresh = unrecorded(event.calls, costNanos);
-  const published = await runScript(redis, PUBLISH, publishKeys(keys), [JSON.stringify(event.result), event.result.row, succeeded, fresh.costNanos, fresh.callsJsonl, jobFingerprint, jobId]);
+  const published = await runScript(redis, PUBLISH, publishKeys(keys), [JSON.stringify(event.result), event.result.row, succeeded, fresh.costNanos, fresh.callsJsonl, jobFingerprint, job?.id ?? '', job?.timestamp ?? '']);
   return { published: published === 1, costNanos: fresh.costNanos };
 }
 
 /**
  * A row's calls without a result: those of a parked row taken off the queue when its run stopped
  * (they were paid for; the row itself runs again on resume). The collector writes them to
- * costs.jsonl only, as it does a superseded job's. `job`: the job's id, and whether its stop noted
- * it (the calls then go out only with the note, PUBLISH_CALLS).
+ * costs.jsonl only, as it does a superseded job's. `job`: the job, and whether its stop noted it
+ * (the calls then go out only with the note, PUBLISH_CALLS).
  */
-export async function publishCallsOnly(redis: Redis, keys: BatchKeys, row: number, calls: readonly CallRecord[], costNanos: number, job: { id: string; noted: boolean } = { id: '', noted: false }): Promise<void> {
+export async function publishCallsOnly(redis: Redis, keys: BatchKeys, row: number, calls: readonly CallRecord[], costNanos: number, job?: NotedJob & { noted: boolean }): Promise<void> {
   const fresh = unrecorded(calls, costNanos);
-  if (fresh.callsJsonl === '' && job.id === '') return;
-  await runScript(redis, PUBLISH_CALLS, [keys.events, keys.meta, keys.withdrawing], [row, fresh.costNanos, fresh.callsJsonl, job.id, job.noted ? '1' : '0']);
+  if (fresh.callsJsonl === '' && !job) return;
+  await runScript(redis, PUBLISH_CALLS, [keys.events, keys.meta, keys.withdrawing], [row, fresh.costNanos, fresh.callsJsonl, job?.id ?? '', job?.noted ? '1' : '0', job?.timestamp ?? '']);
 }
 
 /** A row's event as stored: already serialized, so the collector writes it without re-encoding. */

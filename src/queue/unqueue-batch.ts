@@ -4,7 +4,7 @@ import { holdsAnswers } from '../execution/carried-progress.ts';
 import { bookedSlots, everyCall, rowProgressSchema, type RowProgress } from '../execution/row-progress.ts';
 import { configSchema } from '../config/schema.ts';
 import { releaseSlots, type BookedSlot } from '../limits/slot-release.ts';
-import { publishCallsOnly } from '../output/row-events.ts';
+import { clearWithdrawalNote, publishCallsOnly, withdrawalNote, type NotedJob } from '../output/row-events.ts';
 import { isFinishedStatus, type BatchStore } from './batch-state.ts';
 import { leaseHolderAlive } from './batch-lease.ts';
 import { carryRow } from './carried-rows.ts';
@@ -98,14 +98,14 @@ export async function isOrphaned(store: BatchStore, batchId: string): Promise<bo
  * What a row taken off the queue leaves: the calls its job holds go to the batch's stream (paid
  * for), and answers worth keeping to the resume. 'removed' when it held none worth keeping.
  */
-export async function withdrawJobData(store: BatchStore, batchId: string, data: unknown, jobId = ''): Promise<'removed' | 'carried'> {
+export async function withdrawJobData(store: BatchStore, batchId: string, data: unknown, job?: NotedJob): Promise<'removed' | 'carried'> {
   const parked = parkedRow(data);
   if (!parked || !holdsRecords(parked) || (await rowWrittenFrom(store, batchId, parked))) {
-    // A note a stop left on it (killed before removing it) goes with it.
-    if (jobId !== '') await store.redis.hdel(store.keys(batchId).withdrawing, jobId);
+    // A note a stop killed before removing it left on this job goes with it.
+    if (job) await clearWithdrawalNote(store.redis, store.keys(batchId), job);
     return 'removed';
   }
-  return withdrawParkedRow(store, batchId, parked, { id: jobId, noted: false });
+  return withdrawParkedRow(store, batchId, parked, job && { ...job, noted: false });
 }
 
 /** Whether a parked row's job holds what must not be lost with it: calls (paid for) or answers (kept for the resume). */
@@ -118,7 +118,7 @@ function holdsRecords(parked: ParkedRow): boolean {
  * Publishes a removed job's calls and carries its answers. `job.noted`: its stop noted it in the
  * batch's `withdrawing` hash before removing it; the calls then go out with the note, once.
  */
-async function withdrawParkedRow(store: BatchStore, batchId: string, parked: ParkedRow, job: { id: string; noted: boolean }): Promise<'removed' | 'carried'> {
+async function withdrawParkedRow(store: BatchStore, batchId: string, parked: ParkedRow, job: (NotedJob & { noted: boolean }) | undefined): Promise<'removed' | 'carried'> {
   const calls = everyCall(parked.progress);
   const keys = store.keys(batchId);
   // Recorded first: answers carried without their cost records would be paid for unrecorded.
@@ -154,11 +154,12 @@ async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids
         const keep = parked !== null && holdsRecords(parked) && !(await rowWrittenFrom(store, batchId, parked));
         // Once removed, its calls live only in its data: noted first, so that a stop killed before
         // their publish leaves them to the batch's next collector (finishWithdrawals).
-        if (keep) await store.redis.hset(keys.withdrawing, job.id, JSON.stringify({ timestamp: job.timestamp, data: job.data }));
+        const noted = { id: job.id, timestamp: job.timestamp };
+        if (keep) await store.redis.hset(keys.withdrawing, job.id, withdrawalNote(noted, job.data));
         // Removed first: a job a worker took meanwhile keeps its calls, and publishes them itself (its publish clears the note).
         if ((await queue.remove(job.id)) !== 1) return 'kept';
         if (parked) slots.push(...bookedSlots(parked.progress));
-        return keep ? withdrawParkedRow(store, batchId, parked, { id: job.id, noted: true }) : 'removed';
+        return keep ? withdrawParkedRow(store, batchId, parked, { ...noted, noted: true }) : 'removed';
       }),
     );
     for (const outcome of outcomes) {
@@ -181,13 +182,14 @@ async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids
 export async function finishWithdrawals(store: BatchStore, batchId: string): Promise<number> {
   const keys = store.keys(batchId);
   let finished = 0;
-  for (const [jobId, noteJson] of Object.entries(await store.redis.hgetall(keys.withdrawing))) {
-    const note = storedJson(noteJson) as { timestamp?: unknown; data?: unknown } | null;
+  for (const [jobId, note] of Object.entries(await store.redis.hgetall(keys.withdrawing))) {
+    const space = note.indexOf(' ');
+    const timestamp = Number(note.slice(0, space));
     const queuedAt = await store.redis.hget(`${store.space.prefix}:${PROMPT_QUEUE}:${jobId}`, 'timestamp');
-    if (queuedAt !== null && Number(queuedAt) === note?.timestamp) continue;
-    const parked = parkedRow(note?.data);
-    if (parked) await withdrawParkedRow(store, batchId, parked, { id: jobId, noted: true });
-    else await store.redis.hdel(keys.withdrawing, jobId);
+    if (queuedAt !== null && Number(queuedAt) === timestamp) continue;
+    const parked = parkedRow(storedJson(note.slice(space + 1)));
+    if (parked) await withdrawParkedRow(store, batchId, parked, { id: jobId, timestamp, noted: true });
+    else await clearWithdrawalNote(store.redis, keys, { id: jobId, timestamp });
     finished++;
   }
   return finished;

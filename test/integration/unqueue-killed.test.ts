@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
+import { withdrawalNote } from '../../src/output/row-events.ts';
 import { BatchStore } from '../../src/queue/batch-state.ts';
 import { batchKeys, PROMPT_QUEUE } from '../../src/queue/keys.ts';
 import { finishWithdrawals } from '../../src/queue/unqueue-batch.ts';
@@ -44,7 +45,7 @@ describe('a stop killed while it takes parked rows off the queue', () => {
       const ids = await h.redis.zrange(delayedKey, '0', '-1');
       for (const id of ids) {
         const [timestamp, data] = await h.redis.hmget(`${h.prefix}:${PROMPT_QUEUE}:${id}`, 'timestamp', 'data');
-        await h.redis.hset(keys.withdrawing, id, JSON.stringify({ timestamp: Number(timestamp), data: JSON.parse(data!) as unknown }));
+        await h.redis.hset(keys.withdrawing, id, withdrawalNote({ id, timestamp: Number(timestamp) }, JSON.parse(data!) as unknown));
       }
       // Killed before the removals: the jobs keep their calls, and the notes are left for their own ends.
       expect(await finishWithdrawals(store, 'cut-stop')).toBe(0);
