@@ -156,8 +156,11 @@ async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids
         // their publish leaves them to the batch's next collector (finishWithdrawals).
         const noted = { id: job.id, timestamp: job.timestamp };
         if (keep) await store.redis.hset(keys.withdrawing, job.id, withdrawalNote(noted, job.data));
-        // Removed first: a job a worker took meanwhile keeps its calls, and publishes them itself (its publish clears the note).
-        if ((await queue.remove(job.id)) !== 1) return 'kept';
+        // Removed first: a job a worker took meanwhile keeps its calls, and publishes them itself.
+        if ((await queue.remove(job.id)) !== 1) {
+          if (keep) await clearWithdrawalNote(store.redis, keys, noted);
+          return 'kept';
+        }
         if (parked) slots.push(...bookedSlots(parked.progress));
         return keep ? withdrawParkedRow(store, batchId, parked, { ...noted, noted: true }) : 'removed';
       }),
