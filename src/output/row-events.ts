@@ -5,21 +5,6 @@ import { usdToNanos } from '../models/pricing.ts';
 import type { CallRecord, RowEvent } from './records.ts';
 
 /**
- * KEYS: events, finished, succeeded, meta, withdrawn, fingerprints, withdrawing. ARGV: result JSON,
- * row, succeeded (0/1), cost nanos, calls as JSON lines, the job's row fingerprint (4 bytes, or
- * empty for a job from before jobs carried one), the job's id and creation time (or empty).
- * - The job's note in `withdrawing`, if a stop killed before it removed the job left one, goes:
- *   the job's calls go out here (unqueue-batch.ts finishWithdrawals).
- * - A withdrawn row (invalid in the file now, or past its end) can still be finished by a job an
- *   earlier run left queued: its calls are recorded and paid for, but it does not count as
- *   finished, or the batch would look done while a valid row is still running.
- * - An event with an empty result carries calls only: they were paid for, but there is no answer to
- *   keep. That is a superseded job's (its row was edited in the file after it was queued; a resume
- *   queued the new content under another job id: its answer is to another prompt), and a parked
- *   row's taken off the queue (publishCallsOnly). The row's bits stay as they are.
- * Returns 1 when the result was published, 0 for calls only.
- */
-/**
  * Lua: clears job `id`'s note in `withdrawing` (unqueue-batch.ts) if it is that very job's (its
  * creation time `stamp` starts the note): a job a resume queued since under the same id is another
  * one, and must not clear the note of the one a stop removed. True when it cleared one.
@@ -33,6 +18,21 @@ local function clear_note(key, id, stamp)
 end
 `;
 
+/**
+ * KEYS: events, finished, succeeded, meta, withdrawn, fingerprints, withdrawing. ARGV: result JSON,
+ * row, succeeded (0/1), cost nanos, calls as JSON lines, the job's row fingerprint (4 bytes, or
+ * empty for a job from before jobs carried one), the job's id and creation time (or empty).
+ * - The job's note in `withdrawing`, left by a stop killed before it removed the job, is cleared:
+ *   the job's calls go out here, not again from the note (unqueue-batch.ts finishWithdrawals).
+ * - A withdrawn row (invalid in the file now, or past its end) can still be finished by a job an
+ *   earlier run left queued: its calls are recorded and paid for, but it does not count as
+ *   finished, or the batch would look done while a valid row is still running.
+ * - An event with an empty result carries calls only: they were paid for, but there is no answer to
+ *   keep. That is a superseded job's (its row was edited in the file after it was queued; a resume
+ *   queued the new content under another job id: its answer is to another prompt). The row's bits
+ *   stay as they are. (A parked row's calls, taken off the queue, go out by PUBLISH_CALLS.)
+ * Returns 1 when the result was published, 0 for calls only.
+ */
 const PUBLISH: LuaScript = {
   name: 'publish_row',
   numberOfKeys: 7,
