@@ -1,13 +1,13 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import type { RowRunnerDeps, RowStep } from '../src/execution/row-runner.ts';
-import { everyCall, freshProgress, rowProgressSchema, type RowProgress } from '../src/execution/row-progress.ts';
+import { callTotals, type RowRunnerDeps, type RowStep } from '../src/execution/row-runner.ts';
+import { everyCall, freshProgress, markSavedCalls, rowProgressSchema, type RowProgress } from '../src/execution/row-progress.ts';
 import { createRowFailureLog } from '../src/execution/row-failure-log.ts';
 import { keptAfterFinish } from '../src/execution/carried-progress.ts';
 import { chatMessageSchema } from '../src/input/row.ts';
 import { fingerprintDiffers } from '../src/input/row-fingerprint.ts';
-import { publishRowEvent, type NotedJob } from '../src/output/row-events.ts';
+import { publishCallsOnly, publishRowEvent, type NotedJob } from '../src/output/row-events.ts';
 import { carryRow } from '../src/queue/carried-rows.ts';
 import { isRedisRefusal, whileRedisRefuses, type RefusalWait } from '../src/queue/redis-outage.ts';
 import type { BatchContexts } from '../src/queue/batch-context.ts';
@@ -75,9 +75,10 @@ export interface PromptJobDeps {
 
 /**
  * How a job ended: its row's result, or nothing to do: the row had succeeded already (a
- * re-delivery), or the job is superseded by a newer one for the row's edited content.
+ * re-delivery), or the job is superseded by a newer one for the row's edited content, or this
+ * worker lost its claim on the job to another (its calls recorded, the row is the other's now).
  */
-export type FinishedRowKind = 'succeeded' | 'failed' | 'already-succeeded' | 'superseded' | 'withdrawn';
+export type FinishedRowKind = 'succeeded' | 'failed' | 'already-succeeded' | 'superseded' | 'withdrawn' | 'handed-over';
 
 /** How BullMQ is delivering this job: a re-delivery may follow a run whose result was already published. */
 export interface Delivery {
@@ -85,8 +86,8 @@ export interface Delivery {
   /** The job's BullMQ creation time: with its id, what a stop's note on it names (unqueue-batch.ts). */
   queuedAt?: number;
   redelivered: boolean;
-  /** Replaces the job's data in the queue, for a checkpoint mid-row. */
-  saveData?: (data: PromptJob) => Promise<void>;
+  /** Replaces the job's data in the queue, for a checkpoint mid-row; false when this worker's claim on the job is lost. */
+  saveData?: (data: PromptJob) => Promise<boolean>;
 }
 
 /** The job as a stop's note would name it, when the host says. */
@@ -187,15 +188,21 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     };
     const { saveData } = delivery;
     const checkpoint = saveData
-      ? (saved: RowProgress) =>
-          saveData({ ...job, progress: saved }).catch((error: unknown) => {
+      ? async (saved: RowProgress) => {
+          markSavedCalls(saved);
+          const held = await saveData({ ...job, progress: saved }).catch((error: unknown) => {
             deps.logger.debug({ batch: job.batchId, row: job.row, err: error }, 'could not save the row\'s progress; a worker killed now would redo its calls');
-          })
+            return true;
+          });
+          // Paused past its claim while another worker took the job: no further call of this row is this worker's to pay for.
+          if (!held) throw new ClaimLostError();
+        }
       : undefined;
     let step: RowStep;
     try {
       step = await ctx.advance(job, progress, checkpoint);
     } catch (error) {
+      if (error instanceof ClaimLostError) return { kind: 'done', batchId: job.batchId, row: 'handed-over', costNanos: await recordCallsOfLostClaim(deps.redis, deps.space, { ...job, progress }) };
       return crashed(error);
     }
     if (step.kind === 'park') {
@@ -234,6 +241,24 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     }
     return { kind: 'done', batchId: job.batchId, row: !publication.published ? 'superseded' : failure ? 'failed' : 'succeeded', costNanos: publication.costNanos };
   };
+}
+
+/** A checkpoint found the job's claim gone: another worker has the job now. */
+class ClaimLostError extends Error {
+  constructor() {
+    super("this worker's claim on the row lapsed and another worker has it now");
+  }
+}
+
+/**
+ * Records the calls of a row whose claim this worker lost (paused past queue.lock_ms while the
+ * stalled check gave the job to another): they were paid for, and the other worker's publish has
+ * only those the job had saved (published once, whoever is first: row-events.ts). The row is the
+ * other worker's. Returns what they added to the batch's cost (nanos).
+ */
+export async function recordCallsOfLostClaim(redis: Redis, space: KeySpace, job: PromptJob): Promise<number> {
+  const calls = everyCall(job.progress ?? freshProgress());
+  return publishCallsOnly(redis, batchKeys(space, job.batchId), job.row, calls, callTotals(calls).costNanos);
 }
 
 /** Why the job has nothing to do, if so: its row succeeded already, or was edited in the file since the job was queued. */

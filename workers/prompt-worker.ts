@@ -1,7 +1,7 @@
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { createPromptProcessor, promptJobSchema } from '../jobs/prompt.ts';
+import { createPromptProcessor, promptJobSchema, recordCallsOfLostClaim, type PromptJob } from '../jobs/prompt.ts';
 import { rowsHeldFor } from '../src/execution/call-slots.ts';
 import { crashedRowStep, type RowInput } from '../src/execution/row-runner.ts';
 import { freshProgress, type RowProgress } from '../src/execution/row-progress.ts';
@@ -12,6 +12,7 @@ import { batchKeys, parsePromptJobId, PROMPT_QUEUE, type KeySpace } from '../src
 import type { BatchContexts } from '../src/queue/batch-context.ts';
 import { registerWorker, releaseRowsOfDeadWorkers, type ReleasedRows } from '../src/queue/worker-registry.ts';
 import { BatchStore } from '../src/queue/batch-state.ts';
+import { saveWhileHeld } from '../src/queue/job-claim.ts';
 import { isOrphaned, withdrawJobData } from '../src/queue/unqueue-batch.ts';
 
 export interface PromptWorkerOptions {
@@ -66,19 +67,33 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
     ...(options.refusals ? { refusals: options.refusals } : {}),
   });
   if (options.onBudgetSpent) options.batches.whenBudgetSpent(options.onBudgetSpent);
+  // The job went to another worker while this one held it: its calls are recorded, the row left to that worker.
+  const handedOver = async (data: PromptJob) => {
+    const costNanos = await recordCallsOfLostClaim(options.redis, options.space, data);
+    options.onRowFinished?.({ batchId: data.batchId, row: 'handed-over', costNanos });
+  };
   const worker = new Worker(
     PROMPT_QUEUE,
     async (job: Job, token?: string) => {
-      const outcome = await processJob(job.data, { jobId: job.id, queuedAt: job.timestamp, redelivered: job.stalledCounter > 0 || job.attemptsMade > 0, saveData: (data) => job.updateData(data) });
+      // Only while this worker still holds the job: one paused past its lock (a laptop asleep) must not overwrite the data of the worker that took the job over.
+      const jobKey = worker.toKey(job.id ?? '');
+      const saveData = async (data: PromptJob) => {
+        if (token === undefined) await job.updateData(data);
+        else if (!(await saveWhileHeld(options.redis, jobKey, token, data))) return false;
+        // As updateData does: BullMQ's 'failed' handler reads the job as this worker last saved it (publishCrashedRow).
+        job.data = data;
+        return true;
+      };
+      const outcome = await processJob(job.data, { jobId: job.id, queuedAt: job.timestamp, redelivered: job.stalledCounter > 0 || job.attemptsMade > 0, saveData });
       if (outcome.kind === 'park') {
         // A parked row holds the calls it paid for: a full Redis is waited out, not the row failed and run again.
-        await whileRedisRefuses('parking a row', () => job.updateData(outcome.data), options.refusals);
+        if (!(await whileRedisRefuses('parking a row', () => saveData(outcome.data), options.refusals))) return handedOver(outcome.data);
         await whileRedisRefuses('parking a row', () => job.moveToDelayed(Date.now() + outcome.waitMs, token), options.refusals);
         throw new DelayedError();
       }
       if (outcome.kind === 'crashed') {
         // Best effort: with Redis away this fails too, and those calls go unrecorded.
-        if (outcome.data) await job.updateData(outcome.data).catch(() => undefined);
+        if (outcome.data && !(await saveData(outcome.data).catch(() => true))) return handedOver(outcome.data);
         throw outcome.error;
       }
       options.onRowFinished?.(outcome);

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { CallRecord, RowResult } from '../output/records.ts';
 
@@ -100,6 +101,16 @@ export function everyCall(progress: RowProgress): CallRecord[] {
     ...(ensemble?.synthesis?.calls ?? []).map((call) => ({ ...call, purpose: 'synthesis' as const })),
     ...(judging?.progress.calls ?? []).map((call) => ({ ...call, purpose: 'judge' as const })),
   ];
+}
+
+/**
+ * Gives each call of the row not yet saved an id (`saved_as`), in place, just before its progress is
+ * saved in the job while the row goes on: the worker running it and one that takes the job over
+ * may then both publish the call, and the id tells the second publish that it is on record.
+ */
+export function markSavedCalls(progress: RowProgress): void {
+  const stages = [progress, ...(progress.ensemble?.members.map((member) => member.progress) ?? []), progress.ensemble?.synthesis, progress.judging?.progress];
+  for (const stage of stages) for (const call of stage?.calls ?? []) call.saved_as ??= randomBytes(6).toString('base64url');
 }
 
 /** The rate-limit slots a parked row holds, one per stage waiting for its slot (the answer, members, synthesis, judge). */

@@ -7,6 +7,7 @@ import type { ProviderClient } from '../models/provider-clients.ts';
 import { retryDelayMs } from '../models/retry-policy.ts';
 import type { CallRecord, RowEvent, RowResult } from '../output/records.ts';
 import { noModelMessage as noModelMessageForPlan } from '../routing/route-plan.ts';
+import { maxMessageTokens } from '../routing/token-count.ts';
 import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
 import type { RowGate } from './row-gate.ts';
 import type { BudgetHold } from '../limits/budget.ts';
@@ -147,13 +148,17 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     }
     const estimatedTokens = plan.promptTokens + request.maxTokens;
     const onLimit = modelConfig.on_limit ?? config.limits.on_limit;
-    const estimateNanos = callCostNanos(modelConfig.price, { input_tokens: plan.promptTokens, output_tokens: request.maxTokens }) ?? 0;
+    // The budget holds the most the call can cost: its prompt at a bound no tokenizer exceeds (its
+    // UTF-8 bytes), not the rate limits' estimate, which IDs, JSON or base64 exceed 2-3 times (QA:
+    // a $0.10 cap spent $0.24). What the call did not use comes back when it settles.
+    const promptBound = maxMessageTokens(row.messages);
+    const estimateNanos = callCostNanos(modelConfig.price, { input_tokens: promptBound, output_tokens: request.maxTokens }) ?? 0;
 
     // A rate-limited model's slot can be minutes away: a row the budget must refuse is refused before it waits for one.
     const refused = modelConfig.rpm !== undefined || modelConfig.tpm !== undefined ? await gate.budgetRefusal(estimateNanos) : null;
     if (refused) {
       await releaseHeldSlot(progress, gate);
-      if (passedForCheaper(row, progress, config, estimateNanos, refused)) continue;
+      if (passedForCheaper(row, progress, config, promptBound, estimateNanos, refused)) continue;
       return finish(row, progress, model, null, new ModelCallError({ code: 'budget_exceeded', model, message: refused }));
     }
     // Woken before its backoff ended (its batch's parked rows are woken once the budget is spent: prompt-worker.ts), a row waits out the rest.
@@ -178,7 +183,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     }
     if (budget.kind === 'park') return budget;
     if (budget.kind === 'refused') {
-      if (passedForCheaper(row, progress, config, estimateNanos, budget.message)) continue;
+      if (passedForCheaper(row, progress, config, promptBound, estimateNanos, budget.message)) continue;
       return finish(row, progress, model, null, new ModelCallError({ code: 'budget_exceeded', model, message: budget.message }));
     }
 
@@ -493,13 +498,13 @@ async function passedMissingKey(unsent: ModelCallError, model: string, provider:
  * (a premium model's fallback to a cheap one), the row goes on to it (true), as a user capping
  * spend would want, rather than ending budget_exceeded with money left for the cheaper answer.
  */
-function passedForCheaper(row: RowInput, progress: RowProgress, config: SwitchyardConfig, estimateNanos: number, refusal: string): boolean {
+function passedForCheaper(row: RowInput, progress: RowProgress, config: SwitchyardConfig, promptBound: number, estimateNanos: number, refusal: string): boolean {
   const plan = progress.plan!;
   const cheaper = plan.chain.slice(progress.chainIndex + 1).some((later) => {
     const price = config.models[later]?.price;
     if (!price) return false; // an unpriced model is not known to be cheaper, and a budget cannot bound it
     const maxTokens = requestFor(row, later, plan.taskType, config).maxTokens;
-    return (callCostNanos(price, { input_tokens: plan.promptTokens, output_tokens: maxTokens }) ?? Infinity) < estimateNanos;
+    return (callCostNanos(price, { input_tokens: promptBound, output_tokens: maxTokens }) ?? Infinity) < estimateNanos;
   });
   if (!cheaper) return false;
   fallBack(progress, `${plan.chain[progress.chainIndex]}: the budget has no room for its call (${refusal}), so a cheaper model of the chain is tried`);

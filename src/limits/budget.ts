@@ -9,9 +9,10 @@ import type { RefusalWait } from '../queue/redis-outage.ts';
  * is admitted only if spent + reserved + estimate stays within every cap that is set, so
  * concurrent workers can never together start more than the caps allow on estimates.
  *
- * The actual cost may exceed the estimate (an estimate from max_tokens is an upper bound for
- * output, but prices and token counts can still differ), so `spent` may end slightly above a cap:
- * by at most the sum of the underestimates of the calls in flight. Nothing is refused after the
+ * The row runner's estimate is the call's most (max_tokens for the output, the prompt's UTF-8
+ * bytes for its tokens), but a provider's usage can still differ (a timed-out call's prompt is
+ * charged as counted, a chat template's overhead), so `spent` may end slightly above a cap: by at
+ * most the sum of the underestimates of the calls in flight. Nothing is refused after the
  * fact; the next reservation sees the overrun and is refused.
  *
  * Each scope is one hash, fields `spent` and `reserved`: the batch's (`batchBudgetKey`, which lives

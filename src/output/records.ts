@@ -39,6 +39,13 @@ export interface CallRecord {
    * published when a stopped run took the row off the queue (src/queue/carried-rows.ts).
    */
   recorded?: true;
+  /**
+   * Only in a row's progress, never written out: the call's own id, given when the progress was
+   * first saved in the row's job while the row went on (its worker may lose the job meanwhile,
+   * paused past its lock, and the worker that takes it over carries the call). Both may publish it;
+   * the batch's `published_calls` set lets only the first (row-events.ts).
+   */
+  saved_as?: string;
 }
 
 export interface RowFailure {

@@ -32,7 +32,8 @@ const emptyCounts = (): Counts => ({ rows: 0, failed: 0, costNanos: 0, batches: 
  * What a standalone `switchyard worker` has done: a line per reporting period while rows come
  * (a worker can run for hours with nothing else on its terminal), and a summary when it stops.
  * Rows that had already succeeded before a re-delivery are not counted: nothing was done for them.
- * A superseded job's calls count in the cost, but not as a row (the row's new job is the one).
+ * A superseded job's calls count in the cost, but not as a row (the row's new job is the one), as
+ * do those of a row whose claim this worker lost to another (the other finishes it).
  */
 export function createWorkerActivity(now: () => number = Date.now) {
   const startedAt = now();
@@ -54,7 +55,7 @@ export function createWorkerActivity(now: () => number = Date.now) {
       if (finished.row === 'already-succeeded') return;
       for (const counts of [period, total]) {
         counts.costNanos += finished.costNanos;
-        if (finished.row === 'superseded' || finished.row === 'withdrawn') continue;
+        if (finished.row === 'superseded' || finished.row === 'withdrawn' || finished.row === 'handed-over') continue;
         counts.rows++;
         if (finished.row === 'failed') counts.failed++;
         if (counts.batches.size < MAX_COUNTED_BATCHES) counts.batches.add(finished.batchId);

@@ -38,6 +38,8 @@ export function batchKeys(space: KeySpace, batchId: string) {
     carried: `${base}:carried`,
     /** Hash by job id: a parked row's job being taken off the queue, noted until its calls are published (unqueue-batch.ts). */
     withdrawing: `${base}:withdrawing`,
+    /** Set: ids of the calls published that a row had saved in its job while it went on, so none goes out twice (row-events.ts). */
+    publishedCalls: `${base}:published_calls`,
     /** String with a TTL: which process collects the batch now (batch-lease.ts). */
     lease: `${base}:lease`,
     /** String: present for a batch submitted over the HTTP API (`switchyard serve`), which owns its input file. */

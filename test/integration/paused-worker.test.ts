@@ -1,0 +1,130 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { usdToNanos } from '../../src/models/pricing.ts';
+import type { CallRecord, RowResult } from '../../src/output/records.ts';
+import type { Report } from '../../src/output/report.ts';
+import { runCli, spawnCli, waitFor, waitForOutput } from '../helpers/cli.ts';
+import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
+import { useSimulatorAndRedis } from '../helpers/harness.ts';
+
+/**
+ * A worker paused past its lock (SIGSTOP here; a laptop asleep, a long GC) while its ensemble rows
+ * wait for a slow member: it had saved the fast member's answer in each row's job, another worker
+ * takes the jobs over with those answers and finishes the rows, then the paused one wakes. Both
+ * publish the fast member's call: costs.jsonl held it twice (bought once, billed in the report
+ * twice), and the woken worker went on to buy a synthesis of each row. Also a worker woken with its
+ * calls timed out (QA): it retried them, paying again for rows another worker had finished, and
+ * the records of the calls it parked with were lost.
+ */
+describe('a worker paused past its lock while another finishes its rows', () => {
+  const h = useSimulatorAndRedis('paused-worker', { latency_ms: 5, models: { slow: { latency_ms: 3000 } } });
+  const requestsTo = (model: string) => h.sim.stats().models[model]?.requests ?? 0;
+
+  it('records each call once: the saved member answer is not published again by the late worker', async () => {
+    const dir = await tempDir('paused-worker');
+    const price = { input_per_mtok: 1, output_per_mtok: 2 };
+    const config = await writeSimConfig(dir, h.sim.url, {
+      models: { fast: { provider: 'sim', price }, slow: { provider: 'sim', price, fallbacks: [] }, judge: { provider: 'sim', price } },
+      ensembles: { council: { members: ['fast', 'slow'], synthesizer: 'judge' } },
+      default_model: 'fast',
+    });
+    const rows = 3;
+    const input = await writePromptsCsv(dir, rows);
+    const out = join(dir, 'out');
+    const env = h.env();
+    const paused = spawnCli(['worker', '--lock-ms', '5000'], env);
+    let taking: ReturnType<typeof spawnCli> | null = null;
+    try {
+      await waitForOutput(() => paused.output().stdout + paused.output().stderr, 'Worker', 20_000);
+      const queued = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'paused', '--detach', '--model', 'council'], env);
+      expect(queued.code, queued.stdout + queued.stderr).toBe(0);
+      // Every row's fast member has answered (and been saved in the row's job); the slow one is on its way.
+      await waitFor(async () => requestsTo('fast') >= rows && requestsTo('slow') >= rows, 20_000);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      paused.kill('SIGSTOP');
+
+      taking = spawnCli(['worker', '--lock-ms', '5000'], env);
+      await waitFor(async () => requestsTo('judge') >= rows, 40_000);
+      const collected = await runCli(['collect', 'paused'], env);
+      expect(collected.code, collected.stdout + collected.stderr).toBe(0);
+
+      paused.kill('SIGCONT');
+      // The woken worker's slow calls (answered or timed out: paid either way) are late calls, which collect adds.
+      await waitFor(async () => JSON.parse((await runCli(['status', 'paused', '--json'], env)).stdout).late_rows >= rows, 30_000);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const added = await runCli(['collect', 'paused'], env);
+      expect(added.code, added.stdout + added.stderr).toBe(0);
+    } finally {
+      paused.kill('SIGCONT');
+      paused.kill('SIGTERM');
+      taking?.kill('SIGTERM');
+      await Promise.all([paused.done, taking?.done]);
+    }
+
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => [r.row, r.status])).toEqual(Array.from({ length: rows }, (_, i) => [i + 1, 'succeeded']));
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    // One record per request the simulator answered: the fast member was asked once per row, and
+    // the synthesis only by the worker that holds the row (the woken one finds its claim gone first).
+    expect(requestsTo('fast')).toBe(rows);
+    expect(requestsTo('judge')).toBe(rows);
+    expect(calls.filter((call) => call.model === 'fast')).toHaveLength(rows);
+    expect(calls.filter((call) => call.model === 'slow')).toHaveLength(requestsTo('slow'));
+    expect(calls.filter((call) => call.model === 'judge')).toHaveLength(requestsTo('judge'));
+    expect(calls.some((call) => 'saved_as' in call)).toBe(false);
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    const sum = calls.reduce((total, call) => total + usdToNanos(call.cost_usd ?? 0), 0);
+    expect(usdToNanos(report.totals.cost_usd ?? 0)).toBe(sum);
+    expect(Number(await h.redis.hget(`${h.prefix}:batch:{paused}`, 'cost_nanos'))).toBe(sum);
+  });
+
+  it('records the woken worker\'s calls and makes no new ones for rows it no longer holds', async () => {
+    h.sim.reset();
+    const dir = await tempDir('paused-retry');
+    // The calls take 3 s; a worker stopped for longer finds them timed out when it wakes (its clock ran on) and would retry them.
+    const config = await writeSimConfig(dir, h.sim.url, { providers: { sim: { base_url: h.sim.url, timeout_ms: 5000 } } });
+    const rows = 4;
+    const input = await writePromptsCsv(dir, rows);
+    const out = join(dir, 'out');
+    const env = h.env();
+    const paused = spawnCli(['worker', '--lock-ms', '5000'], env);
+    let taking: ReturnType<typeof spawnCli> | null = null;
+    try {
+      await waitForOutput(() => paused.output().stdout + paused.output().stderr, 'Worker', 20_000);
+      const queued = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'paused-retry', '--detach', '--model', 'slow'], env);
+      expect(queued.code, queued.stdout + queued.stderr).toBe(0);
+      await waitFor(async () => requestsTo('slow') >= rows, 20_000);
+      paused.kill('SIGSTOP');
+
+      taking = spawnCli(['worker', '--lock-ms', '5000'], env);
+      await waitFor(async () => requestsTo('slow') >= 2 * rows, 40_000);
+      const collected = await runCli(['collect', 'paused-retry'], env);
+      expect(collected.code, collected.stdout + collected.stderr).toBe(0);
+
+      paused.kill('SIGCONT');
+      // The woken worker's calls (timed out, or answered: either way paid) reach the batch's records: collect adds them.
+      let late = 0;
+      await waitFor(async () => (late = JSON.parse((await runCli(['status', 'paused-retry', '--json'], env)).stdout).late_rows) >= rows, 45_000).catch(() => {
+        throw new Error(`${late} late rows of ${rows}; the woken worker said:\n${paused.output().stdout}${paused.output().stderr}`);
+      });
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const added = await runCli(['collect', 'paused-retry'], env);
+      expect(added.code, added.stdout + added.stderr).toBe(0);
+    } finally {
+      paused.kill('SIGCONT');
+      paused.kill('SIGTERM');
+      taking?.kill('SIGTERM');
+      await Promise.all([paused.done, taking?.done]);
+    }
+
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => [r.row, r.status])).toEqual(Array.from({ length: rows }, (_, i) => [i + 1, 'succeeded']));
+    // Each row asked twice, once by each worker: the woken one did not try again rows the other had.
+    expect(requestsTo('slow')).toBe(2 * rows);
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    expect(calls.filter((call) => call.model === 'slow')).toHaveLength(2 * rows);
+    const sum = calls.reduce((total, call) => total + usdToNanos(call.cost_usd ?? 0), 0);
+    expect(Number(await h.redis.hget(`${h.prefix}:batch:{paused-retry}`, 'cost_nanos'))).toBe(sum);
+  });
+});
