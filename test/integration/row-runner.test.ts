@@ -236,6 +236,20 @@ describe('advanceRow', () => {
     expect(brokeStep.event.result).toMatchObject({ status: 'failed', error: { code: 'budget_exceeded' }, attempts: 0 });
   });
 
+  it('holds budget for the most a call can cost: its prompt at one token per UTF-8 byte, whatever the routing estimate', async () => {
+    // UUIDs: o200k counts ~2.5 times the chars/4 estimate; the plan says 5 tokens (QA: a $0.10 cap spent $0.24).
+    const prompt = Array.from({ length: 20 }, (_, i) => `3f2b${i}c9e-8d1a-4b7f-a0e2-5c6d7e8f9a0b`).join(' ');
+    const held: number[] = [];
+    const { deps } = setup(['ok'], { reserveBudget: async (estimateNanos) => (held.push(estimateNanos), { ok: true, hold: null }) }, { max_tokens: 100 });
+    const step = await advanceRow({ ...row, messages: [{ role: 'user', content: prompt }] }, freshProgress(), deps);
+    expect(step.kind).toBe('finished');
+    const bytes = Buffer.byteLength(prompt, 'utf8');
+    expect(held).toHaveLength(1);
+    // At least the prompt's bytes as input tokens (plus the chat overhead), and max_tokens as output, at $1 / $2 per Mtok.
+    expect(held[0]).toBeGreaterThanOrEqual(callCostNanos({ input_per_mtok: 1, output_per_mtok: 2 }, { input_tokens: bytes, output_tokens: 100 })!);
+    expect(held[0]).toBeGreaterThanOrEqual(callCostNanos({ input_per_mtok: 1, output_per_mtok: 2 }, { input_tokens: countMessageTokens([{ role: 'user', content: prompt }]), output_tokens: 100 })!);
+  });
+
   it('with breaker.max_wait_ms, a row whose chain ended on open circuits waits for the probe and runs its chain again', async () => {
     let clock = 1_000_000;
     let openUntil = clock + 30_000;
