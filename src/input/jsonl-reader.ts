@@ -151,8 +151,8 @@ function parseLine(text: string, pos: RecordPosition, rules: RowRules, position:
     return rowError(pos, 'bad_field', `a line must be a JSON object; ${expected(promptKey)}`);
   }
   const object = value as Record<string, unknown>;
-  const id = idOf(object);
-  const batchLine = looksLikeOpenAiBatchLine(object);
+  const batchLine = looksLikeOpenAiBatchLine(object, promptKey);
+  const id = idOf(object, batchLine);
   const fields = batchLine ? batchFields(object) : promptFields(object, promptKey);
   if (!batchLine && !('code' in fields)) countUnsentRequestFields(object, position);
   if ('code' in fields) return rowError(pos, fields.code, fields.message, id, batchLine ? customIdOf(object) : undefined);
@@ -248,8 +248,9 @@ function noPromptMessage(object: Record<string, unknown>, promptKey: string): st
   return `${has}: if "${text}" holds the prompt, name it with --prompt-column ${text} (prompt_column=${text} in the HTTP API)`;
 }
 
-function idOf(object: Record<string, unknown>): string | undefined {
-  const id = object['custom_id'] ?? object['id'];
+/** The id a line's error is given: a Batch line's custom_id, a prompt line's id (its custom_id, if any, is metadata). */
+function idOf(object: Record<string, unknown>, batchLine: boolean): string | undefined {
+  const id = (batchLine ? object['custom_id'] : undefined) ?? object['id'];
   // A rounded integer would name another row.
   return typeof id === 'string' || (typeof id === 'number' && (Number.isSafeInteger(id) || !Number.isInteger(id))) ? String(id) : undefined;
 }
@@ -274,8 +275,9 @@ function undecodedLine(text: string, pos: RecordPosition): ReadItem {
     // Not JSON either: refused for its bytes all the same.
   }
   const fields = typeof object === 'object' && object !== null && !Array.isArray(object) ? (object as Record<string, unknown>) : {};
+  const batchLine = looksLikeOpenAiBatchLine(fields);
   const readable = (value: string | undefined) => (value !== undefined && !hasReplacementChar(value) ? value : undefined);
-  return rowError(pos, 'bad_encoding', message, readable(idOf(fields)), readable(customIdOf(fields)));
+  return rowError(pos, 'bad_encoding', message, readable(idOf(fields, batchLine)), batchLine ? readable(customIdOf(fields)) : undefined);
 }
 
 function rowError(pos: RecordPosition, code: RowError['code'], message: string, id?: string, customId?: string): ReadItem {

@@ -22,8 +22,13 @@ export const openAiBatchLineSchema = z.object({
 });
 export type OpenAiBatchLine = z.infer<typeof openAiBatchLineSchema>;
 
-/** A JSON object is read as a Batch API line when it has any of the keys only that shape uses. */
-export function looksLikeOpenAiBatchLine(value: Record<string, unknown>): boolean {
+/**
+ * A JSON object is read as a Batch API line when it has any of the keys that shape uses and no
+ * prompt of its own: a line with `prompt` (or `promptKey`, --prompt-column) or `messages` is a
+ * prompt line, whose `url`, `body`... are metadata like any other extra key.
+ */
+export function looksLikeOpenAiBatchLine(value: Record<string, unknown>, promptKey = 'prompt'): boolean {
+  if ('prompt' in value || promptKey in value || 'messages' in value) return false;
   return 'custom_id' in value || 'body' in value || 'url' in value;
 }
 

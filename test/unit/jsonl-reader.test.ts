@@ -381,6 +381,33 @@ describe('an OpenAI Batch line whose custom_id is a number', () => {
   });
 });
 
+describe('a prompt line with keys an OpenAI Batch line uses (url, body, method, custom_id)', () => {
+  it('is a prompt line: those keys go to metadata, as other extra keys do', async () => {
+    const lines = [
+      { id: 'u1', prompt: 'Summarise', url: 'https://example.com/a' },
+      { id: 'u2', prompt: 'Summarise', method: 'scrape', body: 'the page text' },
+      { id: 'u3', messages: [{ role: 'user', content: 'Hi' }], custom_id: 'crm-7' },
+    ];
+    const items = await collect(readJsonlRows(await file('prompt-with-batch-keys.jsonl', lines.map((line) => JSON.stringify(line)).join('\n')), rules));
+    expect(items).toEqual([
+      { kind: 'row', value: { row: 1, line: 1, id: 'u1', messages: [{ role: 'user', content: 'Summarise' }], metadata: { url: 'https://example.com/a' } } },
+      { kind: 'row', value: { row: 2, line: 2, id: 'u2', messages: [{ role: 'user', content: 'Summarise' }], metadata: { method: 'scrape', body: 'the page text' } } },
+      { kind: 'row', value: { row: 3, line: 3, id: 'u3', messages: [{ role: 'user', content: 'Hi' }], metadata: { custom_id: 'crm-7' } } },
+    ]);
+  });
+
+  it('is a prompt line under --prompt-column too, and its errors carry its own id', async () => {
+    const lines = [
+      { id: 't1', text: 'Summarise', url: 'https://example.com/a' },
+      { id: 't2', text: 'Summarise', custom_id: 'crm-8', temperature: 'hot' },
+    ];
+    const items = await collect(readJsonlRows(await file('text-with-batch-keys.jsonl', lines.map((line) => JSON.stringify(line)).join('\n')), { ...rules, promptColumn: 'text' }));
+    expect(items[0]).toEqual({ kind: 'row', value: { row: 1, line: 1, id: 't1', messages: [{ role: 'user', content: 'Summarise' }], metadata: { url: 'https://example.com/a' } } });
+    expect(items[1]).toMatchObject({ kind: 'error', value: { row: 2, id: 't2', code: 'bad_field' } });
+    expect(items[1]?.value).not.toHaveProperty('custom_id');
+  });
+});
+
 describe('--prompt-column on JSONL', () => {
   it('takes the prompt from the field it names, and says so when a line lacks it or sets "prompt" too', async () => {
     const lines = [{ id: 'a', question: 'What is 2+2?', topic: 'math' }, { id: 'b', question: 'hi', prompt: 'also' }, { id: 'c', q: 'none' }, { id: 'd', question: 5 }].map((line) => JSON.stringify(line));
