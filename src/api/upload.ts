@@ -6,6 +6,7 @@ import { TextDecoder } from 'node:util';
 import { pipeline } from 'node:stream/promises';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { FILE_TROUBLE } from '../errors.ts';
+import { cutTooDeep, nestedTooDeep } from '../input/json-depth.ts';
 import { ApiError } from './api-error.ts';
 
 /** The Content-Encodings an upload may come in (a large CSV or JSONL file compresses several times over). */
@@ -185,7 +186,8 @@ export async function saveJsonRows(body: Readable, path: string, maxBytes: numbe
   if (Array.isArray(rows[0])) throw new ApiError(400, 'invalid_json', 'row 1 is an array: each row is an object, as a JSONL line would hold it, e.g. [{"prompt": "..."}, ...]');
   const partial = `${path}.part`;
   try {
-    await writeFile(partial, rows.map((row) => `${JSON.stringify(row) ?? 'null'}\n`).join(''));
+    // A row nested too deep is written cut short (JSON.stringify would run out of stack), still too deep: the reader refuses it as that row.
+    await writeFile(partial, rows.map((row) => `${JSON.stringify(nestedTooDeep(row) ? cutTooDeep(row) : row) ?? 'null'}\n`).join(''));
     await rename(partial, path);
   } catch (error) {
     // Left behind, a part file would keep a full disk full (QA).

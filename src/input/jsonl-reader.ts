@@ -5,6 +5,7 @@ import { looksLikeOpenAiBatchLine, openAiBatchLineFields, openAiBatchLineSchema,
 import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosition } from './row-fields.ts';
 import { chatMessageSchema, type ReadItem, type ReadPosition, type RowError, type RowRules } from './row.ts';
 import { issueText } from '../config/issue-text.ts';
+import { nestedTooDeep, TOO_DEEP_MESSAGE } from './json-depth.ts';
 
 /**
  * A prompt line: exactly one of `prompt` or `messages`. Keys not listed here are carried
@@ -153,6 +154,7 @@ function parseLine(text: string, pos: RecordPosition, rules: RowRules, position:
   const object = value as Record<string, unknown>;
   const batchLine = looksLikeOpenAiBatchLine(object, promptKey);
   const id = idOf(object, batchLine);
+  if (nestedTooDeep(object)) return rowError(pos, 'bad_field', TOO_DEEP_MESSAGE, id, batchLine ? customIdOf(object) : undefined);
   const fields = batchLine ? batchFields(object) : promptFields(object, promptKey);
   if (!batchLine && !('code' in fields)) countUnsentRequestFields(object, position);
   if ('code' in fields) return rowError(pos, fields.code, fields.message, id, batchLine ? customIdOf(object) : undefined);

@@ -282,6 +282,24 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(refused.body.error).toMatchObject({ code: 'invalid_parameter', message: 'query parameter "cache": expected true or false (false: the batch neither takes nor keeps cached answers)' });
   });
 
+  it('takes a row nested thousands of levels deep, in JSONL or a JSON body, as a bad row and runs the rest (QA: the batch stuck in enqueuing, the JSON body got a 500)', async () => {
+    const dir = await tempDir('api-deep');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
+    // Written out by hand: JSON.stringify itself runs out of stack on such a row.
+    const deep = `{"id":"deep","prompt":"x","metadata":${'{"a":'.repeat(6000)}1${'}'.repeat(6000)}}`;
+    const tooDeep = expect.stringContaining('"line":2,"id":"deep","code":"bad_field","message":"the row nests objects or arrays more than 100 levels deep');
+    for (const [batchId, body, contentType] of [
+      ['api-deep-jsonl', `{"prompt":"before"}\n${deep}\n{"prompt":"after"}\n`, 'application/jsonl'],
+      ['api-deep-json', `[{"prompt":"before"},${deep},{"prompt":"after"}]`, 'application/json'],
+    ]) {
+      const submitted = await postFile(server, `?batch_id=${batchId}`, body!, contentType);
+      expect(submitted.status, JSON.stringify(submitted.body)).toBe(202);
+      expect((await waitUntilFinished(server, batchId!)).rows).toMatchObject({ total: 2, succeeded: 2, invalid: 1 });
+      expect(await (await fetch(`${server.url}/v1/batches/${batchId}/files/errors.jsonl`)).text()).toEqual(tooDeep);
+    }
+  });
+
   it('refuses bad requests with a status, a code and a message that says what to do', async () => {
     const dir = await tempDir('api-errors');
     const config = await writeSimConfig(dir, h.sim.url);

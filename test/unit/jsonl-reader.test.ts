@@ -408,6 +408,21 @@ describe('a prompt line with keys an OpenAI Batch line uses (url, body, method, 
   });
 });
 
+describe('a line nested thousands of levels deep', () => {
+  const nested = (levels: number) => `{"id":"deep","prompt":"x","metadata":${'{"a":'.repeat(levels)}1${'}'.repeat(levels)}}`;
+
+  it('is a bad row with its line number, the lines around it read (QA: JSON.stringify ran out of stack and stopped the run)', async () => {
+    const text = ['{"prompt":"before"}', nested(6000), '{"prompt":"after"}', nested(99)].join('\n');
+    const items = await collect(readJsonlRows(await file('deep.jsonl', text), rules));
+    expect(items.map((item) => item.kind)).toEqual(['row', 'error', 'row', 'row']);
+    expect(items[1]).toEqual({
+      kind: 'error',
+      value: { row: 2, line: 2, id: 'deep', code: 'bad_field', message: 'the row nests objects or arrays more than 100 levels deep, which no prompt needs: flatten its fields (or leave the deep data out of the row)' },
+    });
+    expect(() => JSON.stringify(items[3])).not.toThrow();
+  });
+});
+
 describe('--prompt-column on JSONL', () => {
   it('takes the prompt from the field it names, and says so when a line lacks it or sets "prompt" too', async () => {
     const lines = [{ id: 'a', question: 'What is 2+2?', topic: 'math' }, { id: 'b', question: 'hi', prompt: 'also' }, { id: 'c', q: 'none' }, { id: 'd', question: 5 }].map((line) => JSON.stringify(line));
