@@ -207,9 +207,12 @@ function undecodedLine(record: string[], startLine: number): number {
   return line;
 }
 
-/** A line holding only spaces reads as one blank field: skip it like an empty line. */
+/**
+ * A line holding only spaces, or only separators (spreadsheet exports often end with `,,` lines),
+ * has no field with text: skip it like an empty line.
+ */
 function isBlank(record: string[]): boolean {
-  return record.length === 1 && (record[0] ?? '').trim() === '';
+  return record.every((field) => field.trim() === '');
 }
 
 /**

@@ -129,6 +129,18 @@ describe('readCsvRows line numbers and options', () => {
     ]);
   });
 
+  it('skips lines of separators alone, as spreadsheets end their exports with, as it skips blank lines (QA: they were missing_prompt rows)', async () => {
+    const comma = await csvFile('trailing-commas.csv', 'id,prompt,note\na,Why?,x\n,,\n , ,\nb,How?,y\n,,\n,,\n');
+    const semicolon = await csvFile('trailing-semicolons.csv', 'id;prompt;note\na;Why?;x\n;;\r\n;;\r\n');
+    const rows = async (path: string) => (await collect(readCsvRows(path, rules))).map((item) => [item.kind, item.value.row, item.value.line, item.value.id]);
+    expect(await rows(comma)).toEqual([
+      ['row', 1, 2, 'a'],
+      ['row', 2, 5, 'b'],
+    ]);
+    expect(await rows(semicolon)).toEqual([['row', 1, 2, 'a']]);
+    await expect(collect(readCsvRows(await csvFile('only-commas.csv', 'id,prompt\n,\n,\n'), rules))).rejects.toThrow('input file has a header but no data rows');
+  });
+
   it('keeps a stray quote inside an unquoted field as text instead of stopping the file', async () => {
     const path = await csvFile('quotes.csv', 'prompt,note\nsay "hi" now,x\nnext,y\n');
     const items = await collect(readCsvRows(path, rules));
