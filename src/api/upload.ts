@@ -58,21 +58,27 @@ function uploadCharset(label: string | null): string | null {
 /**
  * UTF-8 from a body in `charset`; a byte that is not of it fails the stream with a 400
  * invalid_charset. A byte order mark at its start says more than the label: "utf-16" is
- * little-endian to TextDecoder, but a file that starts FE FF is big-endian.
+ * little-endian to TextDecoder, but a file that starts FE FF is big-endian. The UTF-8 starts
+ * with a byte order mark, whether the body had one or not: a body in another charset is from a
+ * Windows tool (Excel), and the CSV reader gives results.csv the mark then, as it does for a UTF-16
+ * file run from the command line, so that Excel reads the results as UTF-8.
  */
 function toUtf8(charset: string): Transform {
   let decoder: TextDecoder | null = null;
   let head = Buffer.alloc(0);
   const decode = (chunk: Buffer | undefined, done: (error?: Error | null, data?: Buffer) => void) => {
+    let mark = '';
     if (!decoder) {
       head = chunk ? Buffer.concat([head, chunk]) : head;
       // Three bytes tell every mark apart; a body shorter than that has come whole when `chunk` is undefined.
       if (head.length < 3 && chunk) return done();
+      // The body's own mark is dropped (TextDecoder's default), so that it is not written twice.
       decoder = new TextDecoder(charsetByMark(head) ?? charset, { fatal: true });
       chunk = head;
+      mark = '\ufeff';
     }
     try {
-      done(null, Buffer.from(chunk === undefined ? decoder.decode() : decoder.decode(chunk, { stream: true }), 'utf8'));
+      done(null, Buffer.from(mark + (chunk === undefined ? decoder.decode() : decoder.decode(chunk, { stream: true })), 'utf8'));
     } catch {
       done(new ApiError(400, 'invalid_charset', `the body is not valid ${decoder.encoding}, the charset ${decoder.encoding === charset ? 'its Content-Type names' : 'its byte order mark says'}: send it with the charset it was saved in (or as UTF-8)`));
     }

@@ -216,7 +216,8 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     const latin1 = await postFile(server, '?batch_id=api-latin1', new Uint8Array(Buffer.from('id,prompt,note\nl1,Café crème?,Zürich\n', 'latin1')), 'text/csv; charset="ISO-8859-1"');
     expect(latin1.status, JSON.stringify(latin1.body)).toBe(202);
     expect((await waitUntilFinished(server, 'api-latin1')).rows).toMatchObject({ total: 1, succeeded: 1, invalid: 0 });
-    expect(await readFile(join(dir, 'out', 'api-latin1', 'input.csv'), 'utf8')).toBe('id,prompt,note\nl1,Café crème?,Zürich\n');
+    // With a byte order mark, so that results.csv gets one for Excel (it is saved as UTF-8, no longer in Excel's code page).
+    expect(await readFile(join(dir, 'out', 'api-latin1', 'input.csv'), 'utf8')).toBe('\ufeffid,prompt,note\nl1,Café crème?,Zürich\n');
     const latin1Rows = (await (await fetch(`${server.url}/v1/batches/api-latin1/results`)).text()).trim().split('\n').map((line) => JSON.parse(line) as RowResult);
     expect(latin1Rows.map((r) => r.metadata)).toEqual([{ note: 'Zürich' }]);
     const utf16Json = await postFile(server, '?batch_id=api-utf16', new Uint8Array(Buffer.from(JSON.stringify([{ prompt: 'naïve' }]), 'utf16le')), 'application/json; charset=utf-16le');
@@ -224,7 +225,7 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     // "utf-16" is little-endian to a decoder, but a file that starts with FE FF is big-endian (review: saved as garbage).
     const bigEndian = Buffer.from('\ufeffid,prompt\nbe1,Hello there\n', 'utf16le').swap16();
     expect((await postFile(server, '?batch_id=api-utf16be', new Uint8Array(bigEndian), 'text/csv; charset=utf-16')).status).toBe(202);
-    expect(await readFile(join(dir, 'out', 'api-utf16be', 'input.csv'), 'utf8')).toBe('id,prompt\nbe1,Hello there\n');
+    expect(await readFile(join(dir, 'out', 'api-utf16be', 'input.csv'), 'utf8')).toBe('\ufeffid,prompt\nbe1,Hello there\n');
     const unknownCharset = await postFile(server, '', 'prompt\nhi\n', 'text/csv; charset=klingon');
     expect(unknownCharset.status).toBe(415);
     expect(unknownCharset.body.error).toMatchObject({ code: 'unsupported_charset', message: expect.stringContaining('charset "klingon" in the Content-Type is not one this server knows: send the file as UTF-8') });
@@ -298,6 +299,32 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
       expect((await waitUntilFinished(server, batchId!)).rows).toMatchObject({ total: 2, succeeded: 2, invalid: 1 });
       expect(await (await fetch(`${server.url}/v1/batches/${batchId}/files/errors.jsonl`)).text()).toEqual(tooDeep);
     }
+  });
+
+  it('writes results.csv with a UTF-8 byte order mark for a CSV uploaded with one, or in UTF-16 or another charset, as run does (QA: Excel garbled the results)', async () => {
+    const dir = await tempDir('api-bom');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
+    const csv = 'id,prompt,note\nb1,Café?,Zürich\n';
+    const uploads: [string, Buffer, string][] = [
+      ['api-bom-utf16le', Buffer.from(`\ufeff${csv}`, 'utf16le'), 'text/csv; charset=utf-16le'],
+      ['api-bom-utf16', Buffer.from(`\ufeff${csv}`, 'utf16le'), 'text/csv; charset=utf-16'],
+      ['api-bom-cp1252', Buffer.from(csv, 'latin1'), 'text/csv; charset=windows-1252'],
+      ['api-bom-utf8', Buffer.from(`\ufeff${csv}`), 'text/csv'],
+      ['api-bom-utf8-labelled', Buffer.from(`\ufeff${csv}`), 'text/csv; charset=windows-1252'],
+    ];
+    for (const [batchId, body, contentType] of uploads) {
+      const submitted = await postFile(server, `?batch_id=${batchId}`, new Uint8Array(body), contentType);
+      expect(submitted.status, JSON.stringify(submitted.body)).toBe(202);
+      expect((await waitUntilFinished(server, batchId)).rows, batchId).toMatchObject({ total: 1, succeeded: 1 });
+      const results = await readFile(join(dir, 'out', batchId, 'results.csv'), 'utf8');
+      expect([batchId, results.startsWith('\ufeffid,')]).toEqual([batchId, true]);
+      expect(results).toContain('Zürich');
+    }
+    // A plain UTF-8 upload's results.csv has none, as run's.
+    await postFile(server, '?batch_id=api-bom-none', csv);
+    await waitUntilFinished(server, 'api-bom-none');
+    expect(await readFile(join(dir, 'out', 'api-bom-none', 'results.csv'), 'utf8')).toMatch(/^id,/);
   });
 
   it('refuses bad requests with a status, a code and a message that says what to do', async () => {
