@@ -120,19 +120,30 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
 
   const stop = options.signal;
   let lastRow = 0;
+  // Said as soon as the file shows it, not once it is read: a stop part-way writes the outputs, batch_output.jsonl among them.
+  let kindSaved = false;
+  const saveKind = async () => {
+    kindSaved = true;
+    await whileRedisRefuses('queueing the file', () => options.store.update(options.batchId, { input_kind: 'openai-batch' }), options.refusals);
+  };
+  // The invalid rows read so far, for the outputs a stop or an unreadable line ends the read with (the report's and status' figures; errors.jsonl has them).
+  const saveInvalidCounts = () => whileRedisRefuses('queueing the file', () => options.store.update(options.batchId, { invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode }), options.refusals);
   try {
     for await (const item of options.items) {
       if (stop?.aborted) {
         counts.stopped = true;
+        await saveInvalidCounts();
         return counts;
       }
       lastRow = item.value.row;
       if (item.kind === 'error') {
         await recordInvalidRow(item.value, counts, errors);
+        if (!kindSaved && counts.openAiBatchRows > 0) await saveKind();
         await invalidNow.add(item.value.row);
         continue;
       }
       countValidRow(item.value, counts);
+      if (!kindSaved && counts.openAiBatchRows > 0) await saveKind();
       chunk.push(item.value);
       if (pacing.isFull(chunk)) {
         await flush();
@@ -146,10 +157,9 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
   } catch (error) {
     // The file turned unreadable part-way (an unclosed quote): the rows read before it are queued
     // still, as the message about it says, not left in a chunk that never went out.
-    // The invalid rows before it are counted too (the report's and status' figures; errors.jsonl has them).
     if (error instanceof UsageError && !stop?.aborted) {
       await flush();
-      await whileRedisRefuses('queueing the file', () => options.store.update(options.batchId, { invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode }), options.refusals);
+      await saveInvalidCounts();
     }
     throw error;
   } finally {

@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/cli.ts';
+import { runCli, spawnCli, waitFor } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
@@ -36,6 +36,28 @@ describe('OpenAI Batch API input, end to end', () => {
     const errors = await readJsonLines<{ line: number; code: string }>(join(out, 'errors.jsonl'));
     expect(errors.map((e) => [e.line, e.code])).toEqual([[3, 'bad_json'], [5, 'unknown_model']]);
     expect(await readFile(join(out, 'results.jsonl'), 'utf8')).toContain('"custom_id":"c"');
+  });
+
+  it('a run stopped while the file is still being read writes batch_output.jsonl and counts the invalid lines read so far', async () => {
+    const dir = await tempDir('oaibatch-stopped');
+    // A small max_pending keeps most of the file unread while the first rows run.
+    const config = await writeSimConfig(dir, h.sim.url, { queue: { max_pending: 40, enqueue_chunk: 20 } }, ['fast']);
+    const line = (i: number) => JSON.stringify({ custom_id: `c${i}`, method: 'POST', url: '/v1/chat/completions', body: { model: 'fast', messages: [{ role: 'user', content: `Say hi to ${i}` }] } });
+    const input = join(dir, 'batch.jsonl');
+    await writeFile(input, Array.from({ length: 3000 }, (_, i) => (i % 10 === 4 ? '{not json' : line(i))).join('\n'));
+    const out = join(dir, 'out');
+    const run = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'oai-stopped', '--concurrency', '4'], h.env());
+    await waitFor(async () => (await h.redis.bitcount(`${h.prefix}:batch:{oai-stopped}:finished`)) >= 20, 20_000);
+    run.kill('SIGINT');
+    const ended = await run.done;
+    expect(ended.code, ended.stdout + ended.stderr).toBe(130);
+    const results = await readJsonLines<{ custom_id: string }>(join(out, 'results.jsonl'));
+    const ok = await readJsonLines<{ custom_id: string }>(join(out, 'batch_output.jsonl'));
+    expect(ok.map((l) => l.custom_id)).toEqual(results.map((r) => r.custom_id));
+    const errors = await readJsonLines<{ code: string }>(join(out, 'errors.jsonl'));
+    expect(errors.length).toBeGreaterThan(0);
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as { totals: { invalid_rows: number } };
+    expect(report.totals.invalid_rows).toBe(errors.length);
   });
 
   it('writes batch_errors.jsonl for a file of invalid request lines alone, and leaves prompt lines among Batch lines out of both files', async () => {
