@@ -268,7 +268,7 @@ const READ_DEADLINE_MS = 10_000;
 function withinDeadline<T>(reading: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ApiError(503, 'redis_unavailable', `Redis did not answer within ${READ_DEADLINE_MS / 1000} s: if it is away, the server goes on by itself once it is back; send the request again then`)), READ_DEADLINE_MS);
+    timer = setTimeout(() => reject(new ApiError(503, 'redis_unavailable', `Redis did not answer within ${READ_DEADLINE_MS / 1000} s: if it is away, the server goes on by itself once it is back; send the request again then`, RETRY_LATER)), READ_DEADLINE_MS);
   });
   reading.catch(() => undefined); // answered late, or failed after the deadline: nobody waits for it any more
   return Promise.race([reading, late]).finally(() => clearTimeout(timer));

@@ -748,9 +748,11 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
       process.kill(frozen, 'SIGSTOP');
       try {
         const slow = Date.now();
-        const stuck = await getJson<ErrorBody>(`${server.url}/v1/batches/anything`);
+        const stuckResponse = await fetch(`${server.url}/v1/batches/anything`);
+        const stuck = { status: stuckResponse.status, body: (await stuckResponse.json()) as ErrorBody };
         expect(stuck.status).toBe(503);
         expect(stuck.body.error.message).toContain('did not answer within 10 s');
+        expect(stuckResponse.headers.get('retry-after')).toBe('5'); // as every redis_unavailable (docs/api.md)
         expect(Date.now() - slow).toBeLessThan(12_000);
         // A health check sees it too, within its PING's 2 s, though the connections look fine.
         const health = await getJson<{ ok: boolean; reason: string }>(`${server.url}/healthz`);
