@@ -91,7 +91,7 @@ export function createBatchSubmission(options: BatchSubmissionOptions): (submiss
   return async function submit(submission) {
     const batchId = submission.batchId ?? newBatchId();
     if (!isValidBatchId(batchId)) throw new ApiError(400, 'invalid_batch_id', batchIdRule('batch_id', batchId));
-    if (submitting.has(batchId)) throw runningError(batchId);
+    if (submitting.has(batchId)) throw submittingError(batchId);
     submitting.add(batchId);
     let lease: BatchLease | null = null;
     try {
@@ -160,6 +160,11 @@ function runOptions(submission: Submission, inputPath: string, outDir: string): 
     ...(submission.cache !== undefined ? { cache: submission.cache } : {}),
     ...(submission.promptColumn !== undefined ? { promptColumn: submission.promptColumn } : {}),
   };
+}
+
+/** Another POST of it is under way: its file still coming in, or its rows being queued (GET may answer 404 until then). */
+function submittingError(batchId: string): ApiError {
+  return new ApiError(409, 'batch_running', `batch ${batchId} is being submitted to this server by another request: its file is still coming in, or its rows are being queued; send it again once that request has been answered (GET ${batchPath(batchId)} shows the batch once it is queued)`);
 }
 
 function runningError(batchId: string): ApiError {

@@ -520,6 +520,33 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect((await waitUntilFinished(second, 'api-stop-upload')).rows).toMatchObject({ total: 50, succeeded: 50 });
   });
 
+  it('answers a re-post of a batch whose upload is still coming in 409 batch_running, saying so (QA: it pointed at a GET that answers 404 then)', async () => {
+    const dir = await tempDir('api-upload-twice');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await readFile(await writePromptsCsv(dir, 20), 'utf8');
+    const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
+    // The file's first half, then the same batch_id again while the rest has not come.
+    let finish = () => undefined as void;
+    const first = new Promise<number>((resolve, reject) => {
+      const req = request(`${server.url}/v1/batches?batch_id=api-upload-twice`, { method: 'POST', headers: { 'content-type': 'text/csv' } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.write(input.slice(0, input.length / 2));
+      finish = () => void req.end(input.slice(input.length / 2));
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const again = await postFile(server, '?batch_id=api-upload-twice', input);
+    expect(again.status).toBe(409);
+    expect(again.body.error).toMatchObject({ code: 'batch_running', message: expect.stringContaining('its file is still coming in') });
+    expect(again.body.error?.message).toContain('send it again once that request has been answered');
+    expect((await getJson(`${server.url}/v1/batches/api-upload-twice`)).status).toBe(404);
+    finish();
+    expect(await first).toBe(202);
+    expect((await getJson(`${server.url}/v1/batches/api-upload-twice`)).status).toBe(200);
+  });
+
   it('stops on SIGTERM while an upload stalls: its workers start no call after it, and it exits once the grace for requests under way is over (QA: it ran on, calling models, for 10 minutes)', async () => {
     const dir = await tempDir('api-stop-stalled');
     const config = await writeSimConfig(dir, h.sim.url, { concurrency: 4 });
