@@ -123,7 +123,7 @@ const program = new Command('switchyard')
 program
   .command('run')
   .description('run a CSV or JSONL batch: validate, enqueue, process with workers in this process, write results and a report')
-  .argument('[file]', 'input .csv, .tsv or .jsonl (optional with --resume)')
+  .argument('[file]', 'input .csv, .tsv or .txt (read as CSV), .jsonl, .ndjson or .json (read as JSONL) (optional with --resume)')
   .option('-c, --config <file>', 'switchyard.yaml or .json (default: built-in models on the simulator)', text)
   .option('-o, --out <dir>', 'output folder (default: out/<batch id>)', text)
   .option('--concurrency <n>', 'model calls in flight in this process', positiveInt)
