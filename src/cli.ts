@@ -48,6 +48,11 @@ function text(value: string): string {
   return value;
 }
 
+/** The text as given, beside a number default: whoever takes it checks it and quotes it in a refusal (`got "abc"`, not `got "NaN"`). */
+function asGiven(value: string): string | number {
+  return value;
+}
+
 function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a whole number above 0');
@@ -205,13 +210,13 @@ program
   .description('start the built-in OpenAI-compatible simulator')
   .option('--port <n>', 'port (0 picks a free one)', portNumber, 8787)
   .option('--host <host>', 'address to listen on', '127.0.0.1')
-  .option('--latency-ms <ms>', 'mean answer latency', (v) => Number(v), 0)
-  .option('--latency-jitter-ms <ms>', 'latency varies by up to this much either way', (v) => Number(v), 0)
-  .option('--tokens-per-second <n>', 'answer writing speed after the latency: streamed answers come word by word (default 0: at once)', (v) => Number(v), 0)
-  .option('--failure-rate <p>', 'share of calls answered 500', (v) => Number(v), 0)
-  .option('--rpm <n>', 'requests per minute per model (429 beyond)', (v) => Number(v))
-  .option('--tpm <n>', 'tokens per minute per model (429 beyond)', (v) => Number(v))
-  .option('--seed <n>', 'seed for failures and jitter', (v) => Number(v))
+  .option('--latency-ms <ms>', 'mean answer latency', asGiven, 0)
+  .option('--latency-jitter-ms <ms>', 'latency varies by up to this much either way', asGiven, 0)
+  .option('--tokens-per-second <n>', 'answer writing speed after the latency: streamed answers come word by word (0: at once)', asGiven, 0)
+  .option('--failure-rate <p>', 'share of calls answered 500', asGiven, 0)
+  .option('--rpm <n>', 'requests per minute per model (429 beyond)')
+  .option('--tpm <n>', 'tokens per minute per model (429 beyond)')
+  .option('--seed <n>', 'seed for failures and jitter')
   .option('--tpm-counts <requested|usage>', 'count tokens per minute as prompt + max_tokens (OpenAI-like) or as actual usage')
   .option('--model-limits <json>', 'per-model overrides, e.g. {"m":{"rpm":60,"fail_status":500}}')
   .option('--models <names>', 'serve only these models (comma-separated); others get 404 model_not_found, as a real provider answers a misspelt name (default: any name is served)')

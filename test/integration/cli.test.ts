@@ -46,6 +46,15 @@ describe('switchyard (no command)', () => {
       expect(result.stderr, option).toMatch(new RegExp(`^error: option '.*${option} <\\w+>' argument '' is invalid\\. expected a value, not an empty one`));
     }
   });
+
+  it('sim: quotes a bad number as it was given, and states each default once in --help (QA: got "NaN"; "(default 0: at once) (default: 0)")', async () => {
+    const result = await runCli(['sim', '--port', '0', '--latency-ms', 'abc'], {});
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe('switchyard: --latency-ms expects a number, got "abc"\n');
+    const help = (await runCli(['sim', '--help'], {})).stdout.replace(/\s+/g, ' ');
+    expect(help).toContain('word by word (0: at once) (default: 0)');
+    expect(help).not.toContain('(default 0');
+  });
 });
 
 describe('switchyard demo', () => {
