@@ -65,7 +65,7 @@ describe('switchyard status', () => {
   it('gives the reasons for invalid rows and says how to run them once fixed', async () => {
     const dir = await tempDir('status-invalid');
     const input = join(dir, 'in.csv');
-    await writeFile(input, 'prompt,temperature\nfine,0.5\nhot,9\n,\n');
+    await writeFile(input, 'prompt,temperature\nfine,0.5\nhot,9\n,0.7\n');
     const run = await runCli(['run', input, '--config', await writeSimConfig(dir, h.sim.url), '--out', join(dir, 'out'), '--batch-id', 'status-invalid'], h.env());
     expect(run.code, run.stderr).toBe(1);
     const one = await runCli(['status', 'status-invalid'], h.env());
