@@ -24,7 +24,7 @@ import { openSession, type Session } from '../queue/session.ts';
 import { lookalikeColumnsText, orphanedBatchText, readText, redisStayedAwayText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText, unsentRequestFieldsText } from './run-messages.ts';
 import { formatWait, REDIS_WAIT_ENV, whileRedisRefuses } from '../queue/redis-outage.ts';
 import { keysHeldElsewhere, refuseJudgeWithoutKey, refuseSpentMonth, refuseWithoutKeys, warnAboutConfig } from './config-checks.ts';
-import { isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, cacheTurnedOff, withRunCache, withRunJudge, type RunSettings } from './run-settings.ts';
+import { isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, cacheTurnedOff, NO_INPUT_FILE, withRunCache, withRunJudge, type RunSettings } from './run-settings.ts';
 import { watchForStops, type RunStops } from './run-stops.ts';
 import { collectAndReport } from './collect-and-report.ts';
 import { batchExitCode, type Report } from '../output/report.ts';
@@ -153,6 +153,8 @@ interface RunContext {
  */
 export async function runBatch(options: RunOptions, logger: Logger, say: (line: string) => void, host?: RunHost): Promise<RunOutcome> {
   limitHeapGrowth();
+  // Only a batch run before can go on without a file: a new one is refused before it gets an id (or the simulator starts).
+  if (!options.file && options.resume === undefined && options.batchId === undefined) throw new UsageError(NO_INPUT_FILE);
   const batchId = options.resume ?? options.batchId ?? newBatchId();
   if (!isValidBatchId(batchId)) throw new UsageError(batchIdRule('batch id', batchId));
   // A mistyped path names no batch (nor starts the built-in models' simulator).

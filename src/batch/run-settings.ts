@@ -104,10 +104,12 @@ export interface RunSettings {
   concurrency: number | undefined;
 }
 
+export const NO_INPUT_FILE = 'no input file: give one, e.g. "switchyard run prompts.csv"';
+
 /** The run's settings; refuses a run with no input file or with --ab beside a pinned model, and says what its A/B split or pinned model means for its rows. */
 export function chooseRunSettings(options: RunOptions, existing: BatchMeta | null, config: SwitchyardConfig, storedConfig: SwitchyardConfig | null, say: (line: string) => void): RunSettings {
   const file = options.file ?? existing?.input;
-  if (!file) throw new UsageError('no input file: give one, e.g. "switchyard run prompts.csv"');
+  if (!file) throw new UsageError(NO_INPUT_FILE);
   const inputPath = resolve(file);
   const promptColumn = options.promptColumn ?? existing?.prompt_column ?? 'prompt';
   const { model, abSplit } = chooseRowModels(options, existing, config);

@@ -87,6 +87,13 @@ describe('switchyard run with a mistyped input path', () => {
     expect(result.stdout).toBe('');
     expect(await h.redis.keys(`${h.prefix}:*`)).toEqual([]);
   });
+
+  it('refuses run with no file at all the same way (QA: it named a batch and started the simulator first)', async () => {
+    const result = await runCli(['run'], h.env(), { cwd: await tempDir('no-file-at-all') });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('no input file: give one, e.g. "switchyard run prompts.csv"');
+    expect(result.stdout).toBe('');
+  });
 });
 
 describe('switchyard with its output piped to a reader that goes away (| head)', () => {
