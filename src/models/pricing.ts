@@ -7,11 +7,44 @@ import type { Usage } from '../output/records.ts';
  */
 const NANOS_PER_USD = 1e9;
 
-/** Cost of one call in nano-dollars, or null when the model has no configured price (never a guess). */
+/**
+ * Cost of one call in nano-dollars, or null when the model has no configured price (never a guess).
+ * A price is USD per 1e6 tokens, so a token costs price x 1e3 nano-dollars; the sum is rounded half
+ * up, in exact decimal arithmetic: in floating point 17 tokens at 0.0003 and 112 at 0.0007 came to
+ * 83.49999999999999 nanos, not 83.5, and rounded down (QA).
+ */
 export function callCostNanos(price: ModelConfig['price'], usage: Usage): number | null {
   if (!price) return null;
-  // price is USD per 1e6 tokens, so one token costs price * 1e3 nano-dollars.
-  return Math.round(usage.input_tokens * price.input_per_mtok * 1e3 + usage.output_tokens * price.output_per_mtok * 1e3);
+  const input = exactPrice(price.input_per_mtok);
+  const output = exactPrice(price.output_per_mtok);
+  const places = Math.max(input.places, output.places);
+  const scaled = (tokens: number, exact: ExactPrice) => BigInt(tokens) * exact.digits * 10n ** BigInt(places - exact.places);
+  // Nano-dollars x 10^places / 1e3, so the tokens' cost in nano-dollars is this x 1e3 / 10^places.
+  const thousandths = (scaled(usage.input_tokens, input) + scaled(usage.output_tokens, output)) * 1000n;
+  const unit = 10n ** BigInt(places);
+  return Number((thousandths * 2n + unit) / (unit * 2n));
+}
+
+/** A price as its decimal digits and places: 0.0003 is 3 at 4 places. */
+interface ExactPrice {
+  digits: bigint;
+  places: number;
+}
+
+const exactPrices = new Map<number, ExactPrice>();
+
+function exactPrice(price: number): ExactPrice {
+  let exact = exactPrices.get(price);
+  if (!exact) {
+    // The shortest decimal that reads back as this number: what the config said (1e-7 included).
+    const [mantissa = '0', exponent = '0'] = String(price).split('e');
+    const [whole = '0', fraction = ''] = mantissa.split('.');
+    const places = Math.max(0, fraction.length - Number(exponent));
+    const digits = BigInt(whole + fraction) * 10n ** BigInt(Math.max(0, Number(exponent) - fraction.length));
+    exact = { digits, places };
+    exactPrices.set(price, exact);
+  }
+  return exact;
 }
 
 export function nanosToUsd(nanos: number): number {

@@ -9,6 +9,16 @@ describe('pricing', () => {
     expect(callCostNanos(undefined, { input_tokens: 1, output_tokens: 1 })).toBeNull();
   });
 
+  it('rounds half a nano-dollar up, exactly, whatever floating point makes of the product (QA: 83.49999999999999)', () => {
+    // 17 x 0.0003 + 112 x 0.0007 = 0.0835 USD per million = 83.5 nano-dollars.
+    expect(callCostNanos({ input_per_mtok: 0.0003, output_per_mtok: 0.0007 }, { input_tokens: 17, output_tokens: 112 })).toBe(84);
+    expect(callCostNanos({ input_per_mtok: 0.0001, output_per_mtok: 0 }, { input_tokens: 5, output_tokens: 0 })).toBe(1);
+    expect(callCostNanos({ input_per_mtok: 0.0001, output_per_mtok: 0 }, { input_tokens: 4, output_tokens: 0 })).toBe(0);
+    expect(callCostNanos({ input_per_mtok: 1e-7, output_per_mtok: 1234.5678 }, { input_tokens: 10_000_000, output_tokens: 3 })).toBe(3_704_703); // 1,000 + 3,703,703.4
+    expect(callCostNanos({ input_per_mtok: 15, output_per_mtok: 60 }, { input_tokens: 128_000, output_tokens: 32_768 })).toBe(128_000 * 15_000 + 32_768 * 60_000);
+    expect(callCostNanos({ input_per_mtok: 0.14, output_per_mtok: 0.28 }, { input_tokens: 0, output_tokens: 0 })).toBe(0);
+  });
+
   it('turns the USD amounts written to the files back into the same whole nano-dollars', () => {
     // Sums are made in nano-dollars from what costs.jsonl says in USD: the round trip must be exact.
     for (let i = 0; i < 1000; i++) expect(usdToNanos(nanosToUsd(137 + i * 7919))).toBe(137 + i * 7919);
