@@ -180,8 +180,9 @@ export async function saveJsonRows(body: Readable, path: string, maxBytes: numbe
   }
   let parsed: unknown;
   try {
-    // A byte order mark (Windows tools write one) is no JSON, but says nothing against the rest.
-    parsed = JSON.parse(Buffer.concat(chunks).toString('utf8').replace(/^\uFEFF/, ''));
+    // As for a CSV or JSONL body, a byte order mark tells UTF-16 (Windows PowerShell's Out-File writes it) without a charset; the mark itself is no JSON.
+    const whole = Buffer.concat(chunks);
+    parsed = JSON.parse(new TextDecoder(charsetByMark(whole) ?? 'utf-8').decode(whole).replace(/^\uFEFF/, ''));
   } catch (error) {
     throw new ApiError(400, 'invalid_json', `the body is not JSON (${(error as Error).message}): send [{"prompt": "..."}, ...] or {"rows": [...]}`);
   }

@@ -1,0 +1,24 @@
+import { readFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { saveJsonRows } from '../../src/api/upload.ts';
+import { useTempFiles } from '../helpers/reader-fixtures.ts';
+
+const temp = useTempFiles('json-rows');
+
+/** Saves `body` as a JSON body would be, and gives the JSONL file it became. */
+async function savedRows(body: Uint8Array | string, name: string): Promise<string> {
+  const path = await temp.file(name, '');
+  await saveJsonRows(Readable.from([Buffer.from(body)]), path, 1024 * 1024);
+  return readFile(path, 'utf8');
+}
+
+describe('a JSON body saved as JSONL rows', () => {
+  it("is read in the UTF-16 its byte order mark says, as a CSV or JSONL body is (QA: PowerShell's Out-File was refused as invalid_json)", async () => {
+    const text = '[{"prompt":"héllo"}]';
+    const little = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]);
+    const big = Buffer.from(`\uFEFF${text}`, 'utf16le').swap16();
+    expect(await savedRows(little, 'le.jsonl')).toBe('{"prompt":"héllo"}\n');
+    expect(await savedRows(big, 'be.jsonl')).toBe('{"prompt":"héllo"}\n');
+  });
+});
