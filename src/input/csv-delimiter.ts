@@ -32,9 +32,18 @@ export function excelSeparator(line: string): CsvDelimiter | { unsupported: stri
   return (CANDIDATES as readonly string[]).includes(named) ? (named as CsvDelimiter) : { unsupported: named };
 }
 
-/** The first line of a file's opening bytes (no BOM, no line ending). */
-export function firstLine(opening: string): string {
+/**
+ * The first line of a file's opening bytes with anything on it but spaces and separators (no BOM,
+ * no line ending): the header, or Excel's `sep=` line. The reader skips the lines before it as
+ * blank, so the separator is not guessed from them (QA: a `;` file that started with an empty line
+ * was read as commas).
+ */
+export function headerLine(opening: string): string {
   const text = opening.charCodeAt(0) === 0xfeff ? opening.slice(1) : opening;
-  const end = text.search(/\r?\n/);
-  return end === -1 ? text : text.slice(0, end);
+  return text.split(/\r?\n/).find((line) => !isBlankLine(line)) ?? '';
+}
+
+/** A line of spaces and separators alone: no field on it has text. */
+export function isBlankLine(line: string): boolean {
+  return /^[\s,;]*$/.test(line);
 }

@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream';
 import { CsvError, parse, type Options } from 'csv-parse';
 import { parse as parseStrictly } from 'csv-parse/sync';
 import { UsageError } from '../errors.ts';
-import { excelSeparator, firstLine, sniffCsvDelimiter, type CsvDelimiter } from './csv-delimiter.ts';
+import { excelSeparator, headerLine, sniffCsvDelimiter, type CsvDelimiter } from './csv-delimiter.ts';
 import { readTextInput, type TextInput } from './text-input.ts';
 import { lookalikeColumns } from './row-field-lookalikes.ts';
 import { recordsBeforeError } from './records-before-error.ts';
@@ -78,7 +78,9 @@ async function* readCsvInput(path: string, input: TextInput, rules: RowRules, po
     for await (const record of recordsBeforeError<ParsedRecord>(parser)) {
       const { fields, line } = record;
       if (position) position.bytesRead = record.endByte;
-      if (skipSepLine) {
+      if (header === undefined && isBlank(fields)) {
+        // Before the header as after it, a line of spaces or separators is no record (headerLine skips it too).
+      } else if (skipSepLine) {
         skipSepLine = false;
       } else if (header === undefined) {
         header = readHeader(fields, rules.promptColumn || 'prompt', path, delimiter);
@@ -112,12 +114,13 @@ async function headerDelimiter(handle: FileHandle, bytes: number, path: string):
   const { bytesRead } = await handle.read(opening, 0, opening.length, 0);
   const text = opening.toString('utf8', 0, bytesRead);
   const bom = text.charCodeAt(0) === 0xfeff;
-  const named = excelSeparator(firstLine(text));
+  const header = headerLine(text);
+  const named = excelSeparator(header);
   if (named !== null && typeof named === 'object') {
     throw new UsageError(`input file ${path}: its first line, sep=${named.unsupported}, names a separator that is not read; separate the fields with commas, semicolons or tabs (e.g. sep=;)`);
   }
   if (named !== null) return { delimiter: named, bom, sepLine: true };
-  return { delimiter: sniffCsvDelimiter(firstLine(text)), bom, sepLine: false };
+  return { delimiter: sniffCsvDelimiter(header), bom, sepLine: false };
 }
 
 const DELIMITER_NAMES: Record<CsvDelimiter, string> = { ',': 'commas', ';': 'semicolons', '\t': 'tabs' };

@@ -446,6 +446,20 @@ describe('whole-file problems throw a UsageError before any item', () => {
     if (existsSync('/proc/self/fd')) expect(descriptorsOn(realpathSync(pipe))).toEqual([]);
   });
 
+  it('finds the separator on the header line, after blank lines before it (QA: a ; file with a leading blank line was read as commas)', async () => {
+    const semicolons = await csvFile('blank-first.csv', '\r\n  \r\n;;\nid;prompt\na;hello, world\n');
+    const position = { bytesRead: 0, fileBytes: 0 };
+    expect(await collect(readRows(semicolons, rules, position))).toEqual([
+      { kind: 'row', value: { id: 'a', row: 1, line: 5, messages: [{ role: 'user', content: 'hello, world' }], metadata: {} } },
+    ]);
+    expect(position).toMatchObject({ csvDelimiter: ';' });
+    const tabs = await csvFile('blank-first.tsv', '\nid\tprompt\nb\thi, there\n');
+    expect(await collect(readRows(tabs, rules))).toEqual([{ kind: 'row', value: expect.objectContaining({ id: 'b', line: 3, messages: [{ role: 'user', content: 'hi, there' }] }) }]);
+    // Excel's sep= line, too, is the first line with anything on it.
+    const named = await csvFile('blank-sep.csv', '\nsep=;\nprompt;x\nhi;1,5\n');
+    expect(await collect(readRows(named, rules))).toEqual([{ kind: 'row', value: expect.objectContaining({ line: 4, metadata: { x: '1,5' } }) }]);
+  });
+
   it('records the columns that look meant as row fields but are metadata (another case, spacing or a typo)', async () => {
     const path = await csvFile('lookalikes.csv', 'ID,Prompt text,Model,Temprature,maxTokens,System,mode,idx,id2,model_name\na,hi,m,1,5,s,x,1,2,n\n');
     const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
