@@ -170,6 +170,7 @@ function toItem(record: string[], header: Header, pos: RecordPosition, rules: Ro
     return { kind: 'error', value: { ...pos, ...readableId, code: 'bad_encoding', message: `line ${pos.line} holds a NUL byte (0x00), which no text has: remove it, or check that the file is the CSV meant` } };
   }
   const fields: RawFields = { metadata: {} };
+  const metadata: [string, string][] = [];
   header.names.forEach((name, i) => {
     const value = record[i] ?? '';
     if (name === header.promptColumn) fields.prompt = value;
@@ -178,8 +179,10 @@ function toItem(record: string[], header: Header, pos: RecordPosition, rules: Ro
     else if (name === 'system') fields.system = value;
     else if (name === 'temperature') fields.temperature = value;
     else if (name === 'max_tokens') fields.max_tokens = value;
-    else if (value !== '' || !header.unnamed.has(name)) fields.metadata[name] = value;
+    else if (value !== '' || !header.unnamed.has(name)) metadata.push([name, value]);
   });
+  // Made from entries, a column named __proto__ is a key like any other; assigned, it would set the object's prototype and vanish (QA).
+  fields.metadata = Object.fromEntries(metadata);
   return buildRow(fields, pos, rules);
 }
 

@@ -185,7 +185,9 @@ function promptFields(object: Record<string, unknown>, promptKey: string): Field
     const shapeWrong = parsed.error.issues.some((issue) => issue.path.length === 0 || (issue.path.length === 1 && (issue.path[0] === 'prompt' || issue.path[0] === 'messages')));
     return { code: 'bad_field', message: shapeWrong ? `${describeIssues(parsed.error, promptKey)}; ${expected(promptKey)}` : describeIssues(parsed.error, promptKey) };
   }
-  const { id, prompt, messages, model, system, temperature, max_tokens, max_completion_tokens, metadata, ...extra } = parsed.data;
+  const { id, prompt, messages, model, system, temperature, max_tokens, max_completion_tokens } = parsed.data;
+  // Taken from the line as parsed, not from zod's copy, which leaves out a key named __proto__ (QA: it silently disappeared from metadata).
+  const { metadata, ...extra } = Object.fromEntries(Object.entries(object).filter(([key]) => !PROMPT_LINE_FIELDS.has(key)));
   if (prompt !== undefined && messages !== undefined) {
     return { code: 'bad_field', message: `set either "${promptKey}" or "messages", not both` };
   }
@@ -193,12 +195,13 @@ function promptFields(object: Record<string, unknown>, promptKey: string): Field
   // As on an OpenAI Batch line, max_completion_tokens is the token limit, and wins over max_tokens.
   const common = { id: id === undefined ? undefined : String(id), model, system, temperature, max_tokens: max_completion_tokens ?? max_tokens };
   let params: Record<string, unknown> | undefined;
-  const carried: Record<string, unknown> = {};
+  const carried: [string, unknown][] = [];
   for (const [key, value] of Object.entries(extra)) {
     if (PROMPT_LINE_PARAMS.has(key)) (params ??= {})[key] = value;
-    else carried[key] = value;
+    else carried.push([key, value]);
   }
-  return { ...common, prompt, messages, metadata: { ...carried, ...metadata }, ...(params && { params }) };
+  // Spread and made from entries, a __proto__ key is kept as a key; assigned, it would set the object's prototype.
+  return { ...common, prompt, messages, metadata: { ...Object.fromEntries(carried), ...(metadata as Record<string, unknown> | undefined) }, ...(params && { params }) };
 }
 
 /**
@@ -207,6 +210,9 @@ function promptFields(object: Record<string, unknown>, promptKey: string): Field
  * metadata here, where it is more likely a column of the user's own.
  */
 const PROMPT_LINE_PARAMS: ReadonlySet<string> = new Set([...SENT_BODY_FIELDS].filter((key) => key !== 'user'));
+
+/** The fields promptLineSchema reads; the line's other keys go to its metadata. */
+const PROMPT_LINE_FIELDS: ReadonlySet<string> = new Set(Object.keys(promptLineSchema.shape).filter((key) => key !== 'metadata'));
 
 /** Fields of a prompt line that are never its prompt. */
 const SETTING_KEYS: ReadonlySet<string> = new Set(['id', 'model', 'system', 'temperature', 'max_tokens', 'max_completion_tokens', 'metadata']);

@@ -250,6 +250,18 @@ describe('readCsvRows line numbers and options', () => {
   });
 });
 
+describe('a column named as an Object.prototype property', () => {
+  it('is metadata like any other, and stays so as JSON (QA: __proto__ silently disappeared)', async () => {
+    const path = await csvFile('proto.csv', 'id,prompt,__proto__,toString,constructor\np1,hello,protoval,tsval,cval\n');
+    const [item] = await collect(readCsvRows(path, rules));
+    const metadata = item?.kind === 'row' ? item.value.metadata : {};
+    expect(Object.keys(metadata)).toEqual(['__proto__', 'toString', 'constructor']);
+    expect(JSON.parse(JSON.stringify(metadata))).toEqual({ ['__proto__']: 'protoval', toString: 'tsval', constructor: 'cval' });
+    // Kept as a key: the object's prototype is not swapped for the text.
+    expect(Object.getPrototypeOf(metadata)).toBe(Object.prototype);
+  });
+});
+
 describe('whole-file problems throw a UsageError before any item', () => {
   it('missing file', async () => {
     const path = join(temp.dir(), 'missing.csv');

@@ -408,6 +408,18 @@ describe('a prompt line with keys an OpenAI Batch line uses (url, body, method, 
   });
 });
 
+describe('a key named __proto__', () => {
+  it('is metadata like any other key, beside and inside "metadata" (QA: it silently disappeared)', async () => {
+    const lines = ['{"prompt":"x","__proto__":{"polluted":1},"k":1}', '{"prompt":"y","metadata":{"__proto__":"m","n":2}}'];
+    const items = await collect(readJsonlRows(await file('proto.jsonl', lines.join('\n')), rules));
+    const metadata = items.map((item) => (item.kind === 'row' ? item.value.metadata : {}));
+    expect(metadata.map((each) => JSON.stringify(each))).toEqual(['{"__proto__":{"polluted":1},"k":1}', '{"__proto__":"m","n":2}']);
+    // Kept as a key: no object's prototype is swapped for the value.
+    expect(metadata.map((each) => Object.getPrototypeOf(each))).toEqual([Object.prototype, Object.prototype]);
+    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+  });
+});
+
 describe('a line nested thousands of levels deep', () => {
   const nested = (levels: number) => `{"id":"deep","prompt":"x","metadata":${'{"a":'.repeat(levels)}1${'}'.repeat(levels)}}`;
 
