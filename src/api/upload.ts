@@ -194,7 +194,7 @@ export async function saveJsonRows(body: Readable, path: string, maxBytes: numbe
   const partial = `${path}.part`;
   try {
     // A row nested too deep is written cut short (JSON.stringify would run out of stack), still too deep: the reader refuses it as that row.
-    await writeFile(partial, rows.map((row) => `${JSON.stringify(nestedTooDeep(row) ? cutTooDeep(row) : row) ?? 'null'}\n`).join(''));
+    await writeFile(partial, rows.map((row) => `${JSON.stringify(nestedTooDeep(row) ? cutTooDeep(row) : row, keepTooLarge) ?? 'null'}\n`).join(''));
     await rename(partial, path);
   } catch (error) {
     // Left behind, a part file would keep a full disk full (QA).
@@ -202,6 +202,19 @@ export async function saveJsonRows(body: Readable, path: string, maxBytes: numbe
     throw storageTrouble(error) ?? error;
   }
   return bytes;
+}
+
+/** JSON.rawJSON (Node 21 and later), which the TypeScript library this project builds with does not declare yet. */
+const { rawJSON } = JSON as JSON & { rawJSON(text: string): unknown };
+
+/**
+ * A number too large for a double (1e999, which JSON.parse reads as Infinity) is written back as
+ * 1e999 rather than JSON.stringify's null, "not set": the reader then refuses its row as it does
+ * the same JSONL line (QA: max_tokens 1e999 ran with the default).
+ */
+function keepTooLarge(_key: string, value: unknown): unknown {
+  if (typeof value !== 'number' || Number.isFinite(value)) return value;
+  return rawJSON(value > 0 ? '1e999' : '-1e999');
 }
 
 /**

@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { saveJsonRows } from '../../src/api/upload.ts';
-import { useTempFiles } from '../helpers/reader-fixtures.ts';
+import { readJsonlRows } from '../../src/input/jsonl-reader.ts';
+import { collect, rules, useTempFiles } from '../helpers/reader-fixtures.ts';
 
 const temp = useTempFiles('json-rows');
 
@@ -20,5 +21,14 @@ describe('a JSON body saved as JSONL rows', () => {
     const big = Buffer.from(`\uFEFF${text}`, 'utf16le').swap16();
     expect(await savedRows(little, 'le.jsonl')).toBe('{"prompt":"héllo"}\n');
     expect(await savedRows(big, 'be.jsonl')).toBe('{"prompt":"héllo"}\n');
+  });
+
+  it('keeps a number too large for a double recognisable, so its row is bad_field as the same JSONL line is (QA: 1e999 was saved as null and ran with the default)', async () => {
+    const body = '[{"id":"inf","prompt":"x","max_tokens":1e999},{"id":"neg","prompt":"x","temperature":-1e999,"metadata":{"n":1e999}}]';
+    const path = await temp.file('inf.jsonl', '');
+    await saveJsonRows(Readable.from([Buffer.from(body)]), path, 1024 * 1024);
+    expect(await readFile(path, 'utf8')).toBe('{"id":"inf","prompt":"x","max_tokens":1e999}\n{"id":"neg","prompt":"x","temperature":-1e999,"metadata":{"n":1e999}}\n');
+    const items = await collect(readJsonlRows(path, rules));
+    expect(items.map((item) => item.kind === 'error' && item.value.message)).toEqual(['max_tokens must be a positive integer, got Infinity', 'temperature must be a number from 0 to 2, got -Infinity']);
   });
 });
