@@ -1,3 +1,6 @@
+import { extname } from 'node:path';
+import { GUNZIP, lineEndsCommand, SAVE_AS_UTF8 } from '../input/input-file.ts';
+
 /** Run flags named in the run's messages, as the API's query parameters. */
 const FLAG_TO_PARAMETER: Record<string, string> = {
   '--batch-id': 'batch_id',
@@ -14,6 +17,10 @@ const FLAG_TO_PARAMETER: Record<string, string> = {
 /** A run's message in the API's terms: its flags become query parameters, the server's copy of the file "the uploaded file". */
 export function inApiTerms(message: string, inputPath: string): string {
   return message
+    // Fixed in the request, not on the server's copy (QA: a shell command was given "< the uploaded file >").
+    .replace(`convert it: ${lineEndsCommand(inputPath)}`, `convert its line endings before posting it (e.g. ${lineEndsCommand(`prompts${extname(inputPath)}`)}) and post the converted file`)
+    .replace(SAVE_AS_UTF8, 'name its charset in the Content-Type (charset=utf-16le, as Windows writes it; utf-16be otherwise) and post it again, or send it as UTF-8')
+    .replace(GUNZIP, 'send it with the header Content-Encoding: gzip (the server decompresses it as it comes), or uncompressed')
     .replaceAll(`input file ${inputPath}`, 'the uploaded file')
     .replaceAll(inputPath, 'the uploaded file')
     // A client posts; it runs no command.

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { answerableNames, type SwitchyardConfig } from '../config/schema.ts';
 import { describeRedisTrouble, exitCodeForSignal, RedisStoppedRunError, UsageError } from '../errors.ts';
 import { checkInputFile, readRows } from '../input/read-rows.ts';
-import type { InputRow, ReadItem, ReadPosition } from '../input/row.ts';
+import type { InputRow, ReadItem, ReadPosition, RowRules } from '../input/row.ts';
 import { carriedProgressFits, type CarriedTarget } from '../execution/carried-progress.ts';
 import { refuseUnknownPinned } from '../routing/pinned-model.ts';
 import { rowTarget } from '../routing/row-target.ts';
@@ -87,8 +87,8 @@ export interface RunHost {
  * enqueued; its first row goes to `onFirstRow`. The reader goes into `held`: a run that ends before
  * reading the file to its end (a refusal after this, a stop, a cancel) closes it there.
  */
-async function checkedRows(path: string, promptColumn: string, config: SwitchyardConfig, position: ReadPosition, held: Held, onFirstRow: (row: InputRow) => void): Promise<AsyncIterable<ReadItem>> {
-  const iterator = readRows(path, { promptColumn, knownModels: new Set(answerableNames(config)) }, position)[Symbol.asyncIterator]();
+async function checkedRows(path: string, rules: Omit<RowRules, 'knownModels'>, config: SwitchyardConfig, position: ReadPosition, held: Held, onFirstRow: (row: InputRow) => void): Promise<AsyncIterable<ReadItem>> {
+  const iterator = readRows(path, { ...rules, knownModels: new Set(answerableNames(config)) }, position)[Symbol.asyncIterator]();
   held.reader = iterator;
   const first = await iterator.next();
   if (!first.done && first.value.kind === 'row') onFirstRow(first.value.value);
@@ -219,7 +219,9 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   warnAboutConfig(config, pinned, isBudgeted(options, existing, config), options.detach === true, keysElsewhere, say);
   if (callsElsewhere) say('Note: no model its rows may use has its key set here: the workers on this Redis that have the keys answer them, and this run writes the outputs.');
   const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
-  const items = await checkedRows(settings.inputPath, settings.promptColumn, config, position, held, (first) => sayNoReferenceField(config, first, say));
+  // A host's batch was posted to its HTTP API: the readers' advice is for the request then (a charset to name in its Content-Type).
+  const rules = { promptColumn: settings.promptColumn, overHttp: host !== undefined };
+  const items = await checkedRows(settings.inputPath, rules, config, position, held, (first) => sayNoReferenceField(config, first, say));
   const lookalikes = lookalikeColumnsText(position.csvLookalikeColumns);
   if (lookalikes) say(lookalikes);
 

@@ -83,7 +83,7 @@ async function* readCsvInput(path: string, input: TextInput, rules: RowRules, po
       } else if (skipSepLine) {
         skipSepLine = false;
       } else if (header === undefined) {
-        header = readHeader(fields, rules.promptColumn || 'prompt', path, delimiter);
+        header = readHeader(fields, rules, path, delimiter);
         if (position) position.csvLookalikeColumns = lookalikeColumns(header.names, header.promptColumn);
       } else if (!isBlank(fields)) {
         if (fields.some(mayHaveRunOn) && (await quoteRunsOn(readPath, record, delimiter))) throw runOnQuote(path, record);
@@ -129,9 +129,10 @@ const DELIMITER_NAMES: Record<CsvDelimiter, string> = { ',': 'commas', ';': 'sem
 const COLUMNS_LISTED = 30;
 const NAME_SHOWN = 40;
 
-function readHeader(record: string[], promptColumn: string, path: string, delimiter: CsvDelimiter): Header {
+function readHeader(record: string[], rules: RowRules, path: string, delimiter: CsvDelimiter): Header {
+  const promptColumn = rules.promptColumn || 'prompt';
   // Column names become results.csv's columns and metadata keys: mangled ones would be carried through every row.
-  if (record.some(hasReplacementChar)) throw new UsageError(`input file ${path}: its header ${notUtf8(1).message.replace(/^line 1 /, '')}`);
+  if (record.some(hasReplacementChar)) throw new UsageError(`input file ${path}: its header ${notUtf8(1, 'csv', rules.overHttp).message.replace(/^line 1 /, '')}`);
   const names = record.map((name, i) => name.trim() || `column_${i + 1}`);
   const unnamed = new Set(names.filter((_, i) => record[i]!.trim() === ''));
   const duplicate = names.find((name, i) => names.indexOf(name) !== i);
@@ -164,7 +165,7 @@ function toItem(record: string[], header: Header, pos: RecordPosition, rules: Ro
   if (record.length !== header.names.length) {
     return { kind: 'error', value: { ...pos, ...readableId, code: 'bad_csv', message: fieldCountMessage(pos.line, header.names.length, record.length, delimiter) } };
   }
-  if (record.some(hasReplacementChar)) return { kind: 'error', value: { ...pos, ...readableId, ...notUtf8(undecodedLine(record, pos.line)) } };
+  if (record.some(hasReplacementChar)) return { kind: 'error', value: { ...pos, ...readableId, ...notUtf8(undecodedLine(record, pos.line), 'csv', rules.overHttp) } };
   // No text holds a NUL: a field with one is a binary file's bytes, or a file cut and pasted wrong; a model would be paid to answer it.
   if (record.some((field) => field.includes('\0'))) {
     return { kind: 'error', value: { ...pos, ...readableId, code: 'bad_encoding', message: `line ${pos.line} holds a NUL byte (0x00), which no text has: remove it, or check that the file is the CSV meant` } };

@@ -38,13 +38,13 @@ export async function openInputFile(path: string): Promise<{ handle: FileHandle;
     if (packed) throw new UsageError(`input file ${path} is ${packed}, not text: ${PACKED_FIX[packed]}`);
     const encoding = textEncoding(opening);
     if (encoding === 'utf-16 without bom') {
-      throw new UsageError(`input file ${path} looks like UTF-16 text without a byte order mark (every other byte is 0): save it as UTF-8 (in Excel: "CSV UTF-8") and give that file`);
+      throw new UsageError(`input file ${path} looks like UTF-16 text without a byte order mark (every other byte is 0): ${SAVE_AS_UTF8}`);
     }
     if (encoding === 'utf-8' && crOnlyLineEnds(opening)) {
       const sheet = /\.(csv|tsv|txt)$/i.test(path);
       throw new UsageError(
         `input file ${path} ends its lines with a carriage return alone (old Mac line endings${sheet ? ', as Excel for Mac\'s "CSV (Macintosh)" writes' : ''}), so it reads as one line: ` +
-          `${sheet ? 'save it as "CSV UTF-8", or ' : ''}convert it: tr '\\r' '\\n' < ${path} > fixed.${path.split('.').pop() ?? 'csv'}`,
+          `${sheet ? 'save it as "CSV UTF-8", or ' : ''}convert it: ${lineEndsCommand(path)}`,
       );
     }
     return { handle, bytes: stats.size, encoding };
@@ -71,11 +71,20 @@ export function stdinRefusal(path: string): UsageError | null {
   return new UsageError('reading the input from stdin ("-") is not supported: save it to a file first (e.g. ... > prompts.csv) and give that file\'s path');
 }
 
+/** Advice the HTTP API gives its own way (api-terms.ts): a client fixes the request, not a file on the server. */
+export const SAVE_AS_UTF8 = 'save it as UTF-8 (in Excel: "CSV UTF-8") and give that file';
+export const GUNZIP = 'decompress it first (gunzip)';
+
+/** The command that gives a copy of a file with carriage-return line ends "\n" ones. */
+export function lineEndsCommand(path: string): string {
+  return `tr '\\r' '\\n' < ${path} > fixed.${path.split('.').pop() ?? 'csv'}`;
+}
+
 type PackedFormat = 'gzip-compressed' | 'a zip archive (an .xlsx workbook?)' | 'a PDF';
 
 /** What to do about a file that is no text, by what it is. */
 const PACKED_FIX: Record<PackedFormat, string> = {
-  'gzip-compressed': 'decompress it first (gunzip)',
+  'gzip-compressed': GUNZIP,
   'a zip archive (an .xlsx workbook?)': 'save the sheet as "CSV UTF-8" (or unzip the archive) and give that file',
   'a PDF': 'give the prompts as CSV or JSONL',
 };

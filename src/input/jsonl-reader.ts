@@ -6,6 +6,7 @@ import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosit
 import { chatMessageSchema, type ReadItem, type ReadPosition, type RowError, type RowRules } from './row.ts';
 import { issueText } from '../config/issue-text.ts';
 import { nestedTooDeep, TOO_DEEP_MESSAGE } from './json-depth.ts';
+import { sniffCsvDelimiter, type CsvDelimiter } from './csv-delimiter.ts';
 
 /**
  * A prompt line: exactly one of `prompt` or `messages`. Keys not listed here are carried
@@ -56,7 +57,8 @@ async function* readJsonlInput(path: string, input: TextInput, rules: RowRules, 
     // A byte order mark starts the file, or a later line where two files were joined.
     const text = raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw;
     if (text.trim() === '') continue;
-    if (records === 0 && text.trimStart().startsWith('[')) throw jsonArrayFile(path, line);
+    if (records === 0 && text.trimStart().startsWith('[')) throw jsonArrayFile(path, line, rules);
+    if (records === 0) refuseCsvFile(text, path, rules);
     records += 1;
     const item = parseLine(text, { row: line, line }, rules, position);
     const customId = item.value.custom_id;
@@ -78,11 +80,28 @@ async function* readJsonlInput(path: string, input: TextInput, rules: RowRules, 
  * would otherwise run the lines that happen to be whole objects and fail the rest): refused as a
  * whole, before any row is queued.
  */
-function jsonArrayFile(path: string, line: number): UsageError {
-  return new UsageError(
-    `input file ${path} is a JSON array (line ${line} starts with "["), not JSON Lines, which has one object per line; ` +
-      "convert it, e.g. jq -c '.[]' in.json > in.jsonl, and run that file",
-  );
+function jsonArrayFile(path: string, line: number, rules: RowRules): UsageError {
+  const fix = rules.overHttp ? 'send it as JSON, with Content-Type application/json (or ?format=json)' : "convert it, e.g. jq -c '.[]' in.json > in.jsonl, and run that file";
+  return new UsageError(`input file ${path} is a JSON array (line ${line} starts with "["), not JSON Lines, which has one object per line; ${fix}`);
+}
+
+const SEPARATOR_NAMES: Record<CsvDelimiter, string> = { ',': 'commas', ';': 'semicolons', '\t': 'tabs' };
+
+/**
+ * A CSV file read as JSONL (posted as application/jsonl, or saved as .jsonl) would have every line
+ * a bad_json row, and a batch "completed" with none run (QA): a first line that is no JSON but
+ * reads as a header, several column names or the prompt column alone, refuses the file before any
+ * row. A first line that only looks broken (a comment, `key: value` pairs) stays that line's error.
+ */
+function refuseCsvFile(text: string, path: string, rules: RowRules): void {
+  const line = text.trim();
+  if (/^([{[]|\/\/|#)/.test(line) || parses(line)) return;
+  const separator = sniffCsvDelimiter(line);
+  const names = line.split(separator).map((name) => name.trim().replace(/^"(.*)"$/, '$1'));
+  const header = names.length > 1 ? names.every((name) => !/[{}:]/.test(name)) : names[0] === (rules.promptColumn || 'prompt');
+  if (!header) return;
+  const fix = rules.overHttp ? 'send it as CSV, with Content-Type text/csv (or ?format=csv)' : `give it a ${separator === '\t' ? '.tsv' : '.csv'} name and run that file`;
+  throw new UsageError(`input file ${path} is CSV, not JSON Lines: its first line, ${line}, is no JSON object but a header of columns separated by ${SEPARATOR_NAMES[separator]}; ${fix}`);
 }
 
 /**
@@ -140,7 +159,7 @@ function parses(text: string): boolean {
 
 function parseLine(text: string, pos: RecordPosition, rules: RowRules, position: ReadPosition | undefined): ReadItem {
   // Checked on the raw line, so a "\ufffd" escape written on purpose is not mistaken for bad bytes.
-  if (hasReplacementChar(text)) return undecodedLine(text, pos);
+  if (hasReplacementChar(text)) return undecodedLine(text, pos, rules.overHttp);
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -274,8 +293,8 @@ function customIdOf(object: Record<string, unknown>): string | undefined {
 }
 
 /** A line with bytes that are not UTF-8, refused with its id (and custom_id) when they are readable whole: errors are matched to rows by them. */
-function undecodedLine(text: string, pos: RecordPosition): ReadItem {
-  const { message } = notUtf8(pos.line, 'jsonl');
+function undecodedLine(text: string, pos: RecordPosition, overHttp: boolean | undefined): ReadItem {
+  const { message } = notUtf8(pos.line, 'jsonl', overHttp);
   let object: unknown = null;
   try {
     object = JSON.parse(text);

@@ -127,12 +127,15 @@ export function unknownModel(model: string, known: ReadonlySet<string>): Problem
  * export from Excel, say) into U+FFFD. Such a row is refused rather than sent: the model would be
  * paid to answer mangled text. A file that really holds U+FFFD has lost those characters already.
  */
-export function notUtf8(line: number, format: 'csv' | 'jsonl' = 'csv'): Pick<RowError, 'code' | 'message'> {
+export function notUtf8(line: number, format: 'csv' | 'jsonl' = 'csv', overHttp = false): Pick<RowError, 'code' | 'message'> {
+  const head = `line ${line} is not UTF-8 text (some bytes cannot be decoded)`;
+  // A posted file is turned into UTF-8 from the charset its Content-Type names (QA: the advice was to save the file and run it again).
+  if (overHttp) {
+    const contentType = format === 'csv' ? 'text/csv; charset=windows-1252, as Excel saves "CSV" on Windows' : 'application/jsonl; charset=windows-1252, say';
+    return { code: 'bad_encoding', message: `${head}; name the file's charset in the Content-Type (${contentType}) and post it again, or send it as UTF-8` };
+  }
   const how = format === 'csv' ? ' (in Excel: "CSV UTF-8")' : '';
-  return {
-    code: 'bad_encoding',
-    message: `line ${line} is not UTF-8 text (some bytes cannot be decoded); save the file as UTF-8${how} and run it again`,
-  };
+  return { code: 'bad_encoding', message: `${head}; save the file as UTF-8${how} and run it again` };
 }
 
 export const hasReplacementChar = (text: string): boolean => text.includes('\uFFFD');

@@ -92,4 +92,6 @@ export interface RowRules {
   knownModels: ReadonlySet<string>;
   /** Numeric text may have a decimal comma ("0,7"): a `;` CSV file, as Excel writes where that is the decimal mark. */
   decimalComma?: boolean;
+  /** The file was posted to the HTTP API (`serve`): advice names what to change in the request, not what to run. */
+  overHttp?: boolean;
 }

@@ -1,5 +1,18 @@
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { inApiTerms } from '../../src/api/api-terms.ts';
+import { checkInputFile } from '../../src/input/read-rows.ts';
+import { useTempFiles } from '../helpers/reader-fixtures.ts';
+
+const temp = useTempFiles('api-terms');
+
+/** What the run says of the file when it refuses it. */
+async function refusal(path: string): Promise<string> {
+  return checkInputFile(path).then(
+    () => 'no refusal',
+    (error: unknown) => (error as Error).message,
+  );
+}
 import { AB_BESIDE_PINNED } from '../../src/routing/ab-split.ts';
 
 describe("a run's message in the HTTP API's terms", () => {
@@ -7,5 +20,21 @@ describe("a run's message in the HTTP API's terms", () => {
     expect(inApiTerms(AB_BESIDE_PINNED, '/srv/out/b1/input.csv')).toBe('give either ab or ?model=<model> (or ?route=<model>), not both (an arm of ab may be auto, routed by task type)');
     expect(inApiTerms('input file /srv/out/b1/input.csv is empty: nothing to run', '/srv/out/b1/input.csv')).toBe('the uploaded file is empty: nothing to run');
     expect(inApiTerms('fix the file and run the same command again (--batch-id b1)', '/srv/out/b1/input.csv')).toBe('fix the file and post the file again (?batch_id=b1)');
+  });
+});
+
+describe('advice on a refused file, said for a client that posted it', () => {
+  it('names the request headers to set, and pastes no server path into a shell command (QA)', async () => {
+    const gzipped = await temp.file('input.csv', gzipSync('prompt\nhi\n'));
+    expect(inApiTerms(await refusal(gzipped), gzipped)).toBe('the uploaded file is gzip-compressed, not text: send it with the header Content-Encoding: gzip (the server decompresses it as it comes), or uncompressed');
+    const utf16 = await temp.file('input.jsonl', Buffer.from('{"prompt":"hi"}\n', 'utf16le'));
+    expect(inApiTerms(await refusal(utf16), utf16)).toBe(
+      "the uploaded file looks like UTF-16 text without a byte order mark (every other byte is 0): name its charset in the Content-Type (charset=utf-16le, as Windows writes it; utf-16be otherwise) and post it again, or send it as UTF-8",
+    );
+    const crOnly = await temp.file('mac.csv', 'prompt\rhi\rho\r');
+    expect(inApiTerms(await refusal(crOnly), crOnly)).toBe(
+      'the uploaded file ends its lines with a carriage return alone (old Mac line endings, as Excel for Mac\'s "CSV (Macintosh)" writes), so it reads as one line: ' +
+        "save it as \"CSV UTF-8\", or convert its line endings before posting it (e.g. tr '\\r' '\\n' < prompts.csv > fixed.csv) and post the converted file",
+    );
   });
 });

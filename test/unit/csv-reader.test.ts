@@ -250,6 +250,20 @@ describe('readCsvRows line numbers and options', () => {
   });
 });
 
+describe('a posted CSV with bytes that are not UTF-8', () => {
+  it('has bad_encoding rows, and a refused header, whose advice names the Content-Type charset (QA: they said to save the file as UTF-8 and run it again)', async () => {
+    const latin1 = (text: string) => Buffer.from(text, 'latin1');
+    const row = await csvFile('w1252.csv', latin1('id,prompt\na,café\n'));
+    expect(await collect(readCsvRows(row, { ...rules, overHttp: true }))).toMatchObject([
+      { kind: 'error', value: { id: 'a', code: 'bad_encoding', message: "line 2 is not UTF-8 text (some bytes cannot be decoded); name the file's charset in the Content-Type (text/csv; charset=windows-1252, as Excel saves \"CSV\" on Windows) and post it again, or send it as UTF-8" } },
+    ]);
+    const header = await csvFile('w1252-header.csv', latin1('id,café\na,b\n'));
+    await expect(collect(readCsvRows(header, { ...rules, overHttp: true }))).rejects.toThrow(
+      new UsageError(`input file ${header}: its header is not UTF-8 text (some bytes cannot be decoded); name the file's charset in the Content-Type (text/csv; charset=windows-1252, as Excel saves "CSV" on Windows) and post it again, or send it as UTF-8`),
+    );
+  });
+});
+
 describe('a column named as an Object.prototype property', () => {
   it('is metadata like any other, and stays so as JSON (QA: __proto__ silently disappeared)', async () => {
     const path = await csvFile('proto.csv', 'id,prompt,__proto__,toString,constructor\np1,hello,protoval,tsval,cval\n');

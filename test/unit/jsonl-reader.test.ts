@@ -408,6 +408,19 @@ describe('a prompt line with keys an OpenAI Batch line uses (url, body, method, 
   });
 });
 
+describe('bytes that are not UTF-8', () => {
+  it('are a bad_encoding row whose advice, for a posted file, names the Content-Type charset (QA: it said to save the file as UTF-8 and run it again)', async () => {
+    const path = await file('latin1.jsonl', Buffer.concat([Buffer.from('{"id":"a","prompt":"caf'), Buffer.from([0xe9]), Buffer.from('"}\n')]));
+    const [overCli] = await collect(readJsonlRows(path, rules));
+    const [overHttp] = await collect(readJsonlRows(path, { ...rules, overHttp: true }));
+    expect(overCli).toMatchObject({ kind: 'error', value: { id: 'a', code: 'bad_encoding', message: 'line 1 is not UTF-8 text (some bytes cannot be decoded); save the file as UTF-8 and run it again' } });
+    expect(overHttp).toMatchObject({
+      kind: 'error',
+      value: { id: 'a', code: 'bad_encoding', message: "line 1 is not UTF-8 text (some bytes cannot be decoded); name the file's charset in the Content-Type (application/jsonl; charset=windows-1252, say) and post it again, or send it as UTF-8" },
+    });
+  });
+});
+
 describe('a key named __proto__', () => {
   it('is metadata like any other key, beside and inside "metadata" (QA: it silently disappeared)', async () => {
     const lines = ['{"prompt":"x","__proto__":{"polluted":1},"k":1}', '{"prompt":"y","metadata":{"__proto__":"m","n":2}}'];
@@ -461,6 +474,28 @@ describe('whole-file problems throw a UsageError', () => {
     })();
     await expect(reading).rejects.toThrow(refusal(pretty, 2));
     expect(items).toEqual([]);
+  });
+
+  it('refuses a CSV file, told by its header line, before any row, saying how to send it over HTTP too (QA: a CSV posted as application/jsonl completed with 0 rows run)', async () => {
+    const csv = await file('csv.jsonl', '\nid,prompt\na,"hello, world"\n');
+    const oneColumn = await file('one-column.jsonl', 'prompt\nhello\n');
+    const semicolons = await file('semicolons.jsonl', '"id";"Question"\na;hi\n');
+    const said = (path: string, line: string, separator: string) => `input file ${path} is CSV, not JSON Lines: its first line, ${line}, is no JSON object but a header of columns separated by ${separator}`;
+    await expect(collect(readJsonlRows(csv, rules))).rejects.toThrow(new UsageError(`${said(csv, 'id,prompt', 'commas')}; give it a .csv name and run that file`));
+    await expect(collect(readJsonlRows(oneColumn, rules))).rejects.toThrow(new UsageError(`${said(oneColumn, 'prompt', 'commas')}; give it a .csv name and run that file`));
+    await expect(collect(readJsonlRows(semicolons, { ...rules, promptColumn: 'Question', overHttp: true }))).rejects.toThrow(
+      new UsageError(`${said(semicolons, '"id";"Question"', 'semicolons')}; send it as CSV, with Content-Type text/csv (or ?format=csv)`),
+    );
+    // A broken first line of a JSONL file is that line's error, as before.
+    const broken = await file('broken-first.jsonl', '{"prompt": "hi",}\n// prompts, v2\nprompt: "x", id: 1\n{"prompt": "ok"}\n');
+    expect((await collect(readJsonlRows(broken, rules))).map((item) => item.kind)).toEqual(['error', 'error', 'error', 'row']);
+  });
+
+  it('says to send a JSON array as application/json when it was posted as JSONL', async () => {
+    const array = await file('posted-array.jsonl', '[{"prompt": "hi"}]\n');
+    await expect(collect(readJsonlRows(array, { ...rules, overHttp: true }))).rejects.toThrow(
+      new UsageError(`input file ${array} is a JSON array (line 1 starts with "["), not JSON Lines, which has one object per line; send it as JSON, with Content-Type application/json (or ?format=json)`),
+    );
   });
 
   it('missing file', async () => {
