@@ -9,8 +9,9 @@ import { sendLinesToBar } from './terminal-lines.ts';
 /**
  * Shows a running batch: a bar on a terminal, a plain line every few seconds otherwise (CI logs,
  * pipes). Rates and ETA count the rows finished over the last 20 s (since the first update until
- * then), so the caller gives the first one as the display starts (rows a resumed batch finished
- * before then do not count). When no row has finished for a while the ETA says so instead of
+ * then; 2 s after a stall of 15 s or more ended, since its end, and no ETA in those 2 s), so the
+ * caller gives the first one as the display starts (rows a resumed batch finished before then do
+ * not count). When no row has finished for a while the ETA says so instead of
  * growing, and plain lines that would repeat the last one come every 30 s, not every few seconds;
  * the moment a stall begins to show (15 s) gets its line, so a log shows it as it happens.
  */
@@ -86,7 +87,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
   /** Every update feeds the rate; the first is where it counts from. */
   const figures = (progress: BatchProgress, at: number) => {
     if (finishRate) finishRate.observe(progress.finished, at);
-    else finishRate = new FinishRate(RATE_WINDOW_MS, startedAt, progress.finished, undefined, stalledAfterMs);
+    else finishRate = new FinishRate(RATE_WINDOW_MS, startedAt, progress.finished, undefined, stalledAfterMs, MIN_ETA_SPAN_MS);
     return figuresOf(progress, finishRate, at, stalledAfterMs);
   };
   if (stream.isTTY) {
@@ -130,6 +131,8 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
   // The first line comes after one interval, when the rate means something; the last at stop().
   let lastLineAt = startedAt;
   let lastLineFinished: number | null = null;
+  /** What the last line showed, so that stop() does not print it again (the run's last read often printed it just now). */
+  let lastLine: { progress: BatchProgress; stopping: boolean } | null = null;
   let latest: BatchProgress | null = null;
   let stallShown = false;
   const print = (progress: BatchProgress, at: number) => {
@@ -142,6 +145,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
     stream.write(options.json ? `${JSON.stringify({ level: 30, time: at, ...fields, msg: line })}\n` : `${line}\n`);
     lastLineAt = at;
     lastLineFinished = progress.finished;
+    lastLine = { progress, stopping };
   };
   return {
     update(progress) {
@@ -160,7 +164,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
       stopping = true;
     },
     stop() {
-      if (latest) print(latest, now());
+      if (latest && (latest !== lastLine?.progress || stopping !== lastLine.stopping)) print(latest, now());
     },
   };
 }

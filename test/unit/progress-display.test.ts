@@ -258,6 +258,44 @@ describe('progress display when rows stop finishing', () => {
     // The pace since the stall ended, not averaged with it (QA: an ETA of an hour for rows done seconds later).
     expect(out.lines.at(-1)).toBe('progress: 250/300 rows, 0 failed, 10 rows/s, ETA 5.0 s, cost $0.0250');
   });
+
+  it('gives the row that ends a stall the rate over the last 20 s, not one over the moment since the last poll, and its done line once (QA: "1/1 rows, 18 rows/s, done" twice)', () => {
+    const out = plainOutput();
+    const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 5000 });
+    display.update(progress(0, 1));
+    for (let step = 0; step < 80; step++) {
+      out.advance(250); // polls every 250 ms; the one row takes 20 s
+      display.update(progress(0, 1));
+    }
+    out.advance(55);
+    display.update(progress(1, 1)); // the read after the run's end, 55 ms after the last poll
+    display.stop();
+    expect(out.lines.slice(-2)).toEqual([
+      'progress: 0/1 rows, 0 failed, 0 rows/s, ETA ? (no row finished for 15.0 s), cost $0',
+      // 1 row in 20.1 s, as the summary's "0 rows/s".
+      'progress: 1/1 rows, 0 failed, 0 rows/s, done, cost $0.000100',
+    ]);
+  });
+
+  it('waits 2 s after a stall before giving the pace since it ended, and no ETA meanwhile', () => {
+    const out = plainOutput();
+    const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 500 });
+    display.update(progress(0, 100));
+    out.advance(20_000);
+    display.update(progress(0, 100));
+    out.advance(500);
+    display.update(progress(10, 100)); // the stall ends: 10 rows in 0.5 s
+    out.advance(1000);
+    display.update(progress(20, 100));
+    out.advance(1000);
+    display.update(progress(30, 100));
+    expect(out.lines.slice(-3)).toEqual([
+      // Over the last 20 s, which holds the stall: not 20 rows/s from half a second.
+      'progress: 10/100 rows, 0 failed, 0.5 rows/s, ETA ?, cost $0.00100',
+      'progress: 20/100 rows, 0 failed, 0.9 rows/s, ETA ?, cost $0.00200',
+      'progress: 30/100 rows, 0 failed, 12 rows/s, ETA 5.8 s, cost $0.00300',
+    ]);
+  });
 });
 
 describe('progress display with LOG_FORMAT=json', () => {
