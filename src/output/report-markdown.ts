@@ -60,13 +60,25 @@ export function renderHeadline(report: Report): string {
   const { totals } = report;
   const invalid = totals.invalid_rows > 0 ? `; ${counted(totals.invalid_rows, 'invalid row')} not run` : '';
   const unfinished = unfinishedText(totals);
-  return `${unfinished ? 'Stopped early: ' : ''}${count(totals.succeeded)} of ${counted(totals.rows, 'row')} succeeded in ${timeAndRate(totals)}, ${counted(totals.calls, 'call')}, ${formatCost(totals.cost_usd, totals.unpriced_calls, totals.calls)}${invalid}${unfinished ? `; ${unfinished}` : ''}`;
+  // Stopped before any row finished: "0 of 0 rows succeeded" says nothing.
+  const rows = unfinished && totals.rows === 0 ? '0 rows finished' : `${count(totals.succeeded)} of ${counted(totals.rows, 'row')} succeeded`;
+  return `${unfinished ? 'Stopped early: ' : ''}${rows} in ${timeAndRate(totals)}, ${counted(totals.calls, 'call')}, ${formatCost(totals.cost_usd, totals.unpriced_calls, totals.calls)}${invalid}${unfinished ? `; ${unfinished}` : ''}`;
 }
 
 /** The rows a run stopped early did not get to ('' for a finished batch). */
 function unfinishedText(totals: Report['totals']): string {
   if (totals.unfinished_rows === 0) return '';
   return totals.unfinished_rows === null ? 'the rest of the file not run yet' : `${counted(totals.unfinished_rows, 'row')} not run yet`;
+}
+
+/**
+ * The summary's Rows line: "1,998 of 2,000 succeeded, 2 failed", which scripts look for; a run
+ * stopped before any row finished, "0 finished; 100 not run yet" (not "0 of 0 succeeded, 0 failed").
+ */
+function rowsText(totals: Report['totals']): string {
+  const unfinished = unfinishedText(totals);
+  if (unfinished && totals.rows === 0) return `0 finished; ${totals.unfinished_rows === null ? unfinished : `${count(totals.unfinished_rows)} not run yet`}`;
+  return `${count(totals.succeeded)} of ${count(totals.rows)} succeeded, ${count(totals.failed)} failed${unfinished ? `; ${unfinished}` : ''}`;
 }
 
 /** One line of at most `max` characters: whitespace runs become one space, the rest is cut with "…". */
@@ -500,9 +512,8 @@ function clearness(pair: PairedComparison): number {
 /** A short terminal summary: aligned label/value lines, then one aligned line per model. */
 export function renderSummaryLines(report: Report): string[] {
   const { totals } = report;
-  const unfinished = unfinishedText(totals);
   const pairs: Array<[string, string]> = [
-    ['Rows', `${count(totals.succeeded)} of ${count(totals.rows)} succeeded, ${count(totals.failed)} failed${unfinished ? `; ${unfinished}` : ''}`],
+    ['Rows', rowsText(totals)],
     ['Time', timeAndRate(totals)],
     ['Calls', `${count(totals.calls)}, ${count(totals.failed_calls)} failed${failedCallCodes(report.call_errors)}`],
     ['Tokens', `${count(totals.input_tokens)} in, ${count(totals.output_tokens)} out`],

@@ -238,7 +238,7 @@ describe('switchyard worker, on its own beside a detached run', () => {
     const stopped = await collect.done;
     expect(stopped.code).toBe(143);
     // The outputs say where it stands, no row done yet, rather than not being there.
-    expect(stopped.stdout).toContain('Rows    0 of 0 succeeded, 0 failed; 3 rows not run yet');
+    expect(stopped.stdout).toContain('Rows    0 finished; 3 not run yet');
     expect(stopped.stdout).toContain('Stopped. The outputs above hold the 0 rows finished so far. Nothing is lost: "switchyard collect nobody-works" goes on from here and writes them whole.');
   });
 });

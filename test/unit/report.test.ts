@@ -337,6 +337,20 @@ describe('buildReport on an empty batch', () => {
   });
 });
 
+describe('a run stopped before any row finished', () => {
+  it('says 0 rows finished and how many are not run yet, not "0 of 0 succeeded, 0 failed" (QA)', () => {
+    const built = new ReportTally().build({ batchId: 'b1', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:03.000Z' }, {});
+    const stopped: Report = { ...built, totals: { ...built.totals, unfinished_rows: 100 } };
+    expect(renderSummaryLines(stopped)[0]).toBe('Rows    0 finished; 100 not run yet');
+    expect(renderHeadline(stopped)).toBe('Stopped early: 0 rows finished in 3.0 s (0 rows/s), 0 calls, $0; 100 rows not run yet');
+    const readToNoEnd: Report = { ...built, totals: { ...built.totals, unfinished_rows: null } };
+    expect(renderSummaryLines(readToNoEnd)[0]).toBe('Rows    0 finished; the rest of the file not run yet');
+    // A row finished: the line scripts look for ("Rows +N of N succeeded, F failed") is as before.
+    const oneDone: Report = { ...built, totals: { ...built.totals, rows: 1, succeeded: 1, unfinished_rows: 99 } };
+    expect(renderSummaryLines(oneDone)[0]).toBe('Rows    1 of 1 succeeded, 0 failed; 99 rows not run yet');
+  });
+});
+
 describe('invalid input rows', () => {
   it('are counted by code beside the rows, with their first message, in report.md and the summary', () => {
     const invalid: InvalidRowCounts = {};
