@@ -136,7 +136,11 @@ export const limitsSchema = z.strictObject({
 });
 
 export const breakerSchema = z.strictObject({
-  /** Consecutive failed calls (5xx, timeouts, connection errors) that open a model's circuit. */
+  /**
+   * Consecutive failed calls that open a model's circuit: server_error (a 5xx or 409), timeout,
+   * connection_error, model_not_found and endpoint_not_found (a 404 or a redirect), empty_response
+   * and bad_response (a 2xx that is no chat completion); see health() in execution/row-runner.ts.
+   */
   failure_threshold: positiveInt.default(5),
   /** How long an open circuit skips the model before one probe call is let through. */
   cooldown_ms: positiveInt.default(30_000),
