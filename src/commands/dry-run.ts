@@ -70,6 +70,8 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     );
   }
   const loaded = options.config ? await loadConfigFile(options.config) : builtInConfig('http://127.0.0.1:8787/v1');
+  // As run says it (QA: a switchyard.yaml in the folder was ignored without a word). No simulator: nothing is called.
+  if (!options.config) say('No --config given: estimating with the built-in models (a run would start their simulator; a dry run starts none and calls nothing).');
   const config = options.judge ? withJudge(loaded, options.judge) : loaded;
   const pinned = pinnedModel(options);
   refuseUnknownPinned(pinned, answerableNames(config));

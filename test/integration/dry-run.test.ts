@@ -2,6 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { runDryRun } from '../../src/commands/dry-run.ts';
 import { countMessageTokens } from '../../src/routing/token-count.ts';
 import { runCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/files.ts';
@@ -129,5 +130,17 @@ describe('run --dry-run of OpenAI Batch lines', () => {
     const result = await runCli(['run', input, '--config', config, '--dry-run', '--ab', 'flash=3,pro=1'], h.env());
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain('A/B split: each row that names no model goes to flash 75%, pro 25%, by its id.');
+  });
+});
+
+describe('run --dry-run without --config', () => {
+  it('says it estimates with the built-in models, as run says it uses them (QA), and starts no simulator', async () => {
+    const dir = await tempDir('dry-builtin');
+    const input = join(dir, 'in.csv');
+    await writeFile(input, "prompt\nWhat's the capital of France?\n");
+    const lines: string[] = [];
+    expect(await runDryRun({ file: input }, (line) => lines.push(line))).toBe(0);
+    expect(lines[0]).toBe('No --config given: estimating with the built-in models (a run would start their simulator; a dry run starts none and calls nothing).');
+    expect(lines.find((line) => line.startsWith('deepseek-v4-flash'))).toMatch(/^deepseek-v4-flash +1 /);
   });
 });

@@ -20,4 +20,13 @@ describe("the simulator's stop summary", () => {
       '  slow: 12 requests (2 x 200, 10 x 429), 12,345 prompt + 67,890 completion tokens served, peak 1,180 requests/min',
     ]);
   });
+
+  it('says "1 request/min", and no "at most 0 chat requests in flight" when every request was refused before it counted (two 401s) (QA)', () => {
+    const model = { requests: 1, by_status: { '200': 1 }, prompt_tokens: 5, completion_tokens: 7, peak_rpm: 1, peak_tpm: 0, first_request_at: 0, last_request_at: 1 };
+    expect(simStatsSummary({ requests: 1, by_status: { '200': 1 }, peak_in_flight: 1, models: { m: model } })).toEqual([
+      'Simulator stopped after 1 request (1 x 200); at most 1 chat request in flight at once.',
+      '  m: 1 request (1 x 200), 5 prompt + 7 completion tokens served, peak 1 request/min',
+    ]);
+    expect(simStatsSummary({ requests: 2, by_status: { '401': 2 }, peak_in_flight: 0, models: {} })).toEqual(['Simulator stopped after 2 requests (2 x 401).']);
+  });
 });
