@@ -97,13 +97,24 @@ function smallestReservationNanos(config: SwitchyardConfig, models: readonly str
  * which the cap cannot count, or the answer cache): then said.
  */
 export async function refuseSpentMonth(session: Pick<Session, 'redis' | 'space'>, config: SwitchyardConfig, pinned: readonly string[] | undefined, say: (line: string) => void, now = new Date()): Promise<void> {
-  const cap = config.budget.monthly_usd;
-  if (cap === undefined) return;
+  if (config.budget.monthly_usd === undefined) return;
   const spentNanos = Number((await session.redis.hget(monthKey(session.space.prefix, now), 'spent')) ?? 0);
+  const check = spentMonthCheck(config, pinned, spentNanos, now);
+  if (check?.kind === 'refuse') throw new UsageError(check.message);
+  if (check) say(check.message);
+}
+
+/**
+ * What `refuseSpentMonth` does with the month's spend read (a dry run reads it too): refuse the run,
+ * warn that only some rows can run, or nothing (null; also when the config sets no monthly cap).
+ */
+export function spentMonthCheck(config: SwitchyardConfig, pinned: readonly string[] | undefined, spentNanos: number, now = new Date()): { kind: 'refuse' | 'warn'; message: string } | null {
+  const cap = config.budget.monthly_usd;
+  if (cap === undefined) return null;
   const leftNanos = usdToNanos(cap) - spentNanos;
   const models = modelsTheRowsMayCall(config, pinned);
   const smallest = smallestReservationNanos(config, models);
-  if (leftNanos > 0 && (smallest === null || leftNanos >= smallest.nanos)) return;
+  if (leftNanos > 0 && (smallest === null || leftNanos >= smallest.nanos)) return null;
   // Figures that round alike are given to the nano-dollar: "$0.000287 is less than $0.000287" says nothing.
   const [left, least] = [leftNanos, smallest?.nanos ?? 0].map((nanos) => formatUsd(nanosToUsd(nanos)));
   const exact = (nanos: number) => (left === least ? `$${(nanos / 1e9).toFixed(9)}` : formatUsd(nanosToUsd(nanos)));
@@ -111,8 +122,8 @@ export async function refuseSpentMonth(session: Pick<Session, 'redis' | 'space'>
   const spent = `the month's budget is spent: calls on this Redis cost ${formatUsd(nanosToUsd(spentNanos))} in ${now.toISOString().slice(0, 7)} (UTC), and budget.monthly_usd is ${formatUsd(cap)}${short}`;
   const raise = 'Raise budget.monthly_usd in the config and run again, or run it next month.';
   const unpriced = models.some((model) => !config.models[model]!.price);
-  if (!unpriced && !config.cache) throw new UsageError(`${spent}, so every row that needs a call would end budget_exceeded. ${raise}`);
-  say(`Warning: ${spent}: only rows answered ${[...(config.cache ? ['from the answer cache'] : []), ...(unpriced ? ['by a model with no price'] : [])].join(' or ')} can run, the others end budget_exceeded. ${raise}`);
+  if (!unpriced && !config.cache) return { kind: 'refuse', message: `${spent}, so every row that needs a call would end budget_exceeded. ${raise}` };
+  return { kind: 'warn', message: `Warning: ${spent}: only rows answered ${[...(config.cache ? ['from the answer cache'] : []), ...(unpriced ? ['by a model with no price'] : [])].join(' or ')} can run, the others end budget_exceeded. ${raise}` };
 }
 
 /** The key variables ("$NAME") these models need, when not one of them can be called here; null when one can. */

@@ -5,11 +5,13 @@ import { answerableNames, DEFAULT_MIN_ANSWERS, type JudgeConfig, type Switchyard
 import { UsageError } from '../errors.ts';
 import { batchIdRule, isValidBatchId } from '../queue/keys.ts';
 import { lookalikeColumnsText, unsentBodyFieldsText, unsentRequestFieldsText } from '../batch/run-messages.ts';
-import { missingKeys, notSet, refuseWithoutKeys } from '../batch/config-checks.ts';
+import { missingKeys, notSet, refuseWithoutKeys, spentMonthCheck } from '../batch/config-checks.ts';
+import { withoutAnswerCache } from '../execution/answer-cache.ts';
+import { readMonthSpent } from './dry-run-month.ts';
 import { countUnsentBodyFields } from '../queue/producer.ts';
 import { pinnedCallProgress } from '../execution/pinned-call.ts';
 import { readRows } from '../input/read-rows.ts';
-import { callCostNanos, formatUsd, nanosToUsd } from '../models/pricing.ts';
+import { callCostNanos, formatUsd, nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import { AB_BESIDE_PINNED, autoArmUnroutedNote, formatAbSplit, parseAbSplit } from '../routing/ab-split.ts';
 import { rowTarget } from '../routing/row-target.ts';
 import { AUTO_ROUTE, pinnedModel, refuseUnknownPinned } from '../routing/pinned-model.ts';
@@ -187,14 +189,42 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   if (budgetUsd !== undefined && nanosToUsd(total.costNanos) > budgetUsd) {
     say(`Budget: the batch budget of ${formatUsd(budgetUsd)} is below this estimate; the calls stop where it runs out (answers are usually shorter than max_tokens), and the rows left end budget_exceeded.`);
   }
+  const monthRefused = await checkMonth(options.cache === false ? withoutAnswerCache(config) : config, abSplit ? abSplit.map((arm) => arm.model) : pinned ? [pinned] : undefined, total.costNanos, say);
   const routesByTaskType = !abSplit || abSplit.some((arm) => arm.model === AUTO_ROUTE);
   if (config.routing?.classifier === 'llm' && routesByTaskType) say(`Note: routing uses the rules here; the LLM classifier would add one cheap call per row routed by task type${abSplit ? ` (the arm ${AUTO_ROUTE}'s rows)` : ''}, not in these estimates.`);
   if (config.cache && options.cache !== false) say('Note: the answer cache is on (cache in the config): rows whose request was answered before, in any batch on this Redis and key prefix, are not called; the estimate counts every row as called.');
   // As run would stop: no model the rows may use has its key here (a worker elsewhere with it is not known here).
   const keyless = refusalWithoutKeys(config, pinned);
   if (keyless) say(`A run here would stop before queueing, unless a worker on its Redis has the key: ${keyless}`);
-  // As run would: 1 when rows could not run (invalid, or no model fits them, or no key).
-  return invalid > 0 || unroutable > 0 || keyless !== null ? 1 : 0;
+  // As run would: 1 when rows could not run (invalid, or no model fits them, or no key, or the month's budget is spent).
+  return invalid > 0 || unroutable > 0 || keyless !== null || monthRefused ? 1 : 0;
+}
+
+/**
+ * With budget.monthly_usd, the month's spend as the run would read it (QA: a dry run passed, the run
+ * then refused with exit 2): what is left, and whether the run would stop before queueing (true).
+ * A Redis that does not answer at once is said, not waited for; none is started.
+ */
+async function checkMonth(config: SwitchyardConfig, pinned: readonly string[] | undefined, estimateNanos: number, say: (line: string) => void): Promise<boolean> {
+  const cap = config.budget.monthly_usd;
+  if (cap === undefined) return false;
+  const now = new Date();
+  const month = now.toISOString().slice(0, 7);
+  const read = await readMonthSpent(now);
+  if (!read.ok) {
+    say(`Month: the month's spend could not be checked against budget.monthly_usd ${formatUsd(cap)} (${read.why}); a run refuses to start when it is spent.`);
+    return false;
+  }
+  const leftNanos = Math.max(0, usdToNanos(cap) - read.spentNanos);
+  say(`Month: ${formatUsd(nanosToUsd(read.spentNanos))} spent in ${month} (UTC) of budget.monthly_usd ${formatUsd(cap)}, ${formatUsd(nanosToUsd(leftNanos))} left (${read.where}).`);
+  const check = spentMonthCheck(config, pinned, read.spentNanos, now);
+  if (check?.kind === 'refuse') {
+    say(`A run here would stop before queueing: ${check.message}`);
+    return true;
+  }
+  if (check) say(check.message);
+  else if (estimateNanos > leftNanos) say("Month: what is left of the month's budget is below this estimate; the calls stop where it runs out (answers are usually shorter than max_tokens), and the rows left end budget_exceeded.");
+  return false;
 }
 
 /**

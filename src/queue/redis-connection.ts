@@ -13,6 +13,8 @@ import { plainPing } from './plain-ping.ts';
 import { findRedisServerBinary, isPortFree, startRedisServer } from './redis-server-process.ts';
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+/** Where a private redis-server keeps its data and port (in the current folder). */
+export const PRIVATE_REDIS_DIR = '.switchyard';
 /** Where a private redis-server listens by default (next free port after it if taken). */
 export const PRIVATE_REDIS_PORT = 6390;
 
@@ -199,7 +201,7 @@ export async function ensureRedis(options: EnsureRedisOptions): Promise<EnsuredR
 
   const dir = path.join(options.dataDir, 'redis');
   mkdirSync(dir, { recursive: true });
-  const portFile = path.join(dir, 'port');
+  const portFile = privatePortFile(options.dataDir);
   const recorded = readPort(portFile);
   if (recorded !== null) {
     const running = `redis://127.0.0.1:${recorded}`;
@@ -270,6 +272,21 @@ export function redactUrl(url: string): string {
   } catch {
     return url.replace(/\/\/[^@/]*@/, '//***@');
   }
+}
+
+/** Where `ensureRedis` records the port of the private redis-server it started in `dataDir`. */
+function privatePortFile(dataDir: string): string {
+  return path.join(dataDir, 'redis', 'port');
+}
+
+/**
+ * The URL of the private redis-server `ensureRedis` last started in `dataDir` (it may not be
+ * running), or null when none was: for a command that starts no Redis but reads the one a run
+ * would use (a dry run).
+ */
+export function recordedPrivateRedisUrl(dataDir: string): string | null {
+  const port = readPort(privatePortFile(dataDir));
+  return port === null ? null : `redis://127.0.0.1:${port}`;
 }
 
 function readPort(file: string): number | null {

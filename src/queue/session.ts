@@ -5,7 +5,7 @@ import { createMonthSpend, type MonthSpend } from '../limits/month-spend.ts';
 import { BatchStore } from './batch-state.ts';
 import { PROMPT_QUEUE, type KeySpace } from './keys.ts';
 import { UsageError } from '../errors.ts';
-import { connectRedis, credentialsRefusedMessage, ensureRedis, pingRedis, redactUrl } from './redis-connection.ts';
+import { connectRedis, credentialsRefusedMessage, ensureRedis, pingRedis, PRIVATE_REDIS_DIR, redactUrl } from './redis-connection.ts';
 import { formatWait, REDIS_WAIT_ENV, redisWaitLimitMs, watchRedisOutages, type RedisOutageWatch, type RefusalWait } from './redis-outage.ts';
 import { whenRedisStaysAway } from './redis-stays-away.ts';
 import { watchForSilence } from './silent-redis.ts';
@@ -75,7 +75,7 @@ export async function openSession(logger: Logger, say: (line: string) => void, o
   if (waitLimitMs === null && options.waitForRedis !== 'for ever') {
     throw new UsageError(`${REDIS_WAIT_ENV}=${process.env[REDIS_WAIT_ENV] ?? ''} is not a number of seconds above 0 (how long a command waits for a Redis that stopped answering; 600 unless set)`);
   }
-  const ensured = await ensureRedis({ dataDir: '.switchyard', log: say });
+  const ensured = await ensureRedis({ dataDir: PRIVATE_REDIS_DIR, log: say });
   const redisLabel = redactUrl(ensured.url);
   // Commands wait in the client for a Redis that went away (connectRedis); how long is decided here,
   // on a PING of a connection of its own, from the moment a connection lost it.

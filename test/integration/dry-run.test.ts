@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { runDryRun } from '../../src/commands/dry-run.ts';
+import { usdToNanos } from '../../src/models/pricing.ts';
 import { countMessageTokens } from '../../src/routing/token-count.ts';
 import { runCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/files.ts';
@@ -142,5 +143,43 @@ describe('run --dry-run without --config', () => {
     expect(await runDryRun({ file: input }, (line) => lines.push(line))).toBe(0);
     expect(lines[0]).toBe('No --config given: estimating with the built-in models (a run would start their simulator; a dry run starts none and calls nothing).');
     expect(lines.find((line) => line.startsWith('deepseek-v4-flash'))).toMatch(/^deepseek-v4-flash +1 /);
+  });
+});
+
+describe('run --dry-run with budget.monthly_usd', () => {
+  const h = useSimulatorAndRedis('dry-run-month', { latency_ms: 1 });
+
+  it("reads the month's spend as the run would: what is left, exit 1 when the run would refuse it spent (QA: the dry run passed, the run exited 2), and goes on when Redis cannot be reached", async () => {
+    const dir = await tempDir('dry-month');
+    const cfg = join(dir, 'switchyard.yaml');
+    await writeFile(cfg, stringify({ providers: { sim: { base_url: h.sim.url } }, models: { pricey: { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 1 } } }, default_model: 'pricey', max_tokens: 100, budget: { monthly_usd: 3.5 } }));
+    const input = join(dir, 'in.csv');
+    await writeFile(input, 'prompt\nhello\n');
+    const month = new Date().toISOString().slice(0, 7);
+    const key = `${h.prefix}:budget:month:${month}`;
+    const before = h.sim.stats().requests;
+    try {
+      await h.redis.hset(key, 'spent', usdToNanos(11.69));
+      const spent = await runCli(['run', input, '--config', cfg, '--dry-run'], h.env());
+      expect(spent.code, spent.stderr).toBe(1);
+      expect(spent.stdout).toContain(`Month: $11.69 spent in ${month} (UTC) of budget.monthly_usd $3.50, $0 left (Redis at `);
+      expect(spent.stdout).toContain(`A run here would stop before queueing: the month's budget is spent: calls on this Redis cost $11.69 in ${month} (UTC), and budget.monthly_usd is $3.50, so every row that needs a call would end budget_exceeded.`);
+
+      await h.redis.hset(key, 'spent', usdToNanos(1.25));
+      const left = await runCli(['run', input, '--config', cfg, '--dry-run'], h.env());
+      expect(left.code, left.stderr).toBe(0);
+      expect(left.stdout).toContain(`Month: $1.25 spent in ${month} (UTC) of budget.monthly_usd $3.50, $2.25 left (Redis at `);
+      expect(left.stdout).toContain(`key prefix "${h.prefix}").`);
+      expect(left.stdout).not.toContain('would stop before queueing');
+
+      // No Redis there (a socket path that does not exist): said, and the dry run goes on; it starts none.
+      const away = await runCli(['run', input, '--config', cfg, '--dry-run'], h.env({ REDIS_URL: join(dir, 'no-redis.sock') }));
+      expect(away.code, away.stderr).toBe(0);
+      expect(away.stdout).toMatch(/^Month: the month's spend could not be checked against budget\.monthly_usd \$3\.50 \(Redis at .*no-redis\.sock: .+\); a run refuses to start when it is spent\.$/m);
+      expect(away.stdout).toContain('Estimated cost: at most $');
+    } finally {
+      await h.redis.del(key);
+    }
+    expect(h.sim.stats().requests).toBe(before);
   });
 });
