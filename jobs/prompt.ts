@@ -2,7 +2,8 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { callTotals, type RowRunnerDeps, type RowStep } from '../src/execution/row-runner.ts';
-import { everyCall, freshProgress, markSavedCalls, rowProgressSchema, type RowProgress } from '../src/execution/row-progress.ts';
+import { ClaimLostError } from '../src/execution/claim-lost.ts';
+import { everyCall, freshProgress, rowProgressSchema, type RowProgress } from '../src/execution/row-progress.ts';
 import { createRowFailureLog } from '../src/execution/row-failure-log.ts';
 import { keptAfterFinish } from '../src/execution/carried-progress.ts';
 import { chatMessageSchema } from '../src/input/row.ts';
@@ -88,6 +89,8 @@ export interface Delivery {
   redelivered: boolean;
   /** Replaces the job's data in the queue, for a checkpoint mid-row; false when this worker's claim on the job is lost. */
   saveData?: (data: PromptJob) => Promise<boolean>;
+  /** Whether this worker still holds the job, asked before each call (the host asks Redis only once a while has passed since it last knew). */
+  holdsClaim?: () => Promise<boolean>;
 }
 
 /** The job as a stop's note would name it, when the host says. */
@@ -186,10 +189,14 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       else deps.logger.error({ batch: job.batchId, row: job.row, job: delivery.jobId, err: error }, 'row failed unexpectedly');
       return { kind: 'crashed', error, data: everyCall(progress).length > callsBefore ? { ...job, progress } : null };
     };
-    const { saveData } = delivery;
+    const { saveData, holdsClaim } = delivery;
+    const confirmClaim = holdsClaim
+      ? async () => {
+          if (!(await holdsClaim())) throw new ClaimLostError();
+        }
+      : undefined;
     const checkpoint = saveData
       ? async (saved: RowProgress) => {
-          markSavedCalls(saved);
           const held = await saveData({ ...job, progress: saved }).catch((error: unknown) => {
             deps.logger.debug({ batch: job.batchId, row: job.row, err: error }, 'could not save the row\'s progress; a worker killed now would redo its calls');
             return true;
@@ -200,9 +207,9 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       : undefined;
     let step: RowStep;
     try {
-      step = await ctx.advance(job, progress, checkpoint);
+      step = await ctx.advance(job, progress, checkpoint, confirmClaim);
     } catch (error) {
-      if (error instanceof ClaimLostError) return { kind: 'done', batchId: job.batchId, row: 'handed-over', costNanos: await recordCallsOfLostClaim(deps.redis, deps.space, { ...job, progress }) };
+      if (error instanceof ClaimLostError) return { kind: 'done', batchId: job.batchId, row: 'handed-over', costNanos: await recordCallsOfLostClaim(deps.redis, deps.space, { ...job, progress }, deps.refusals) };
       return crashed(error);
     }
     if (step.kind === 'park') {
@@ -243,22 +250,16 @@ export function createPromptProcessor(deps: PromptJobDeps) {
   };
 }
 
-/** A checkpoint found the job's claim gone: another worker has the job now. */
-class ClaimLostError extends Error {
-  constructor() {
-    super("this worker's claim on the row lapsed and another worker has it now");
-  }
-}
-
 /**
  * Records the calls of a row whose claim this worker lost (paused past queue.lock_ms while the
  * stalled check gave the job to another): they were paid for, and the other worker's publish has
  * only those the job had saved (published once, whoever is first: row-events.ts). The row is the
  * other worker's. Returns what they added to the batch's cost (nanos).
  */
-export async function recordCallsOfLostClaim(redis: Redis, space: KeySpace, job: PromptJob): Promise<number> {
+export async function recordCallsOfLostClaim(redis: Redis, space: KeySpace, job: PromptJob, refusals: RefusalWait | undefined): Promise<number> {
   const calls = everyCall(job.progress ?? freshProgress());
-  return publishCallsOnly(redis, batchKeys(space, job.batchId), job.row, calls, callTotals(calls).costNanos);
+  // Paid for, and no one else has the unsaved ones: a full Redis is waited out, as a row's result is.
+  return whileRedisRefuses('recording a row', () => publishCallsOnly(redis, batchKeys(space, job.batchId), job.row, calls, callTotals(calls).costNanos), refusals);
 }
 
 /** Why the job has nothing to do, if so: its row succeeded already, or was edited in the file since the job was queued. */

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { createPromptProcessor, promptJobSchema, recordCallsOfLostClaim, type PromptJob } from '../jobs/prompt.ts';
 import { rowsHeldFor } from '../src/execution/call-slots.ts';
 import { crashedRowStep, type RowInput } from '../src/execution/row-runner.ts';
-import { freshProgress, type RowProgress } from '../src/execution/row-progress.ts';
+import { freshProgress, markSavedCalls, type RowProgress } from '../src/execution/row-progress.ts';
 import { publishRowEvent } from '../src/output/row-events.ts';
 import type { FinishedRow } from '../src/progress/worker-activity.ts';
 import { isRedisRefusal, whileRedisRefuses, type RefusalWait } from '../src/queue/redis-outage.ts';
@@ -12,7 +12,7 @@ import { batchKeys, parsePromptJobId, PROMPT_QUEUE, type KeySpace } from '../src
 import type { BatchContexts } from '../src/queue/batch-context.ts';
 import { registerWorker, releaseRowsOfDeadWorkers, type ReleasedRows } from '../src/queue/worker-registry.ts';
 import { BatchStore } from '../src/queue/batch-state.ts';
-import { saveWhileHeld } from '../src/queue/job-claim.ts';
+import { holdsJobClaim, saveWhileHeld } from '../src/queue/job-claim.ts';
 import { isOrphaned, withdrawJobData } from '../src/queue/unqueue-batch.ts';
 
 export interface PromptWorkerOptions {
@@ -69,7 +69,7 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
   if (options.onBudgetSpent) options.batches.whenBudgetSpent(options.onBudgetSpent);
   // The job went to another worker while this one held it: its calls are recorded, the row left to that worker.
   const handedOver = async (data: PromptJob) => {
-    const costNanos = await recordCallsOfLostClaim(options.redis, options.space, data);
+    const costNanos = await recordCallsOfLostClaim(options.redis, options.space, data, options.refusals);
     options.onRowFinished?.({ batchId: data.batchId, row: 'handed-over', costNanos });
   };
   const worker = new Worker(
@@ -77,14 +77,25 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
     async (job: Job, token?: string) => {
       // Only while this worker still holds the job: one paused past its lock (a laptop asleep) must not overwrite the data of the worker that took the job over.
       const jobKey = worker.toKey(job.id ?? '');
+      // Known held since: BullMQ renews the lock every lockMs / 2, so within a third of it nothing needs asking; a worker woken from a pause finds this long past.
+      let heldAt = Date.now();
       const saveData = async (data: PromptJob) => {
+        // Every save names its calls (checkpoint, park, crash), so every copy of the job names them alike.
+        if (data.progress) markSavedCalls(data.progress, data.row);
         if (token === undefined) await job.updateData(data);
         else if (!(await saveWhileHeld(options.redis, jobKey, token, data))) return false;
         // As updateData does: BullMQ's 'failed' handler reads the job as this worker last saved it (publishCrashedRow).
         job.data = data;
+        heldAt = Date.now();
         return true;
       };
-      const outcome = await processJob(job.data, { jobId: job.id, queuedAt: job.timestamp, redelivered: job.stalledCounter > 0 || job.attemptsMade > 0, saveData });
+      const holdsClaim = async () => {
+        if (token === undefined || Date.now() - heldAt < options.lockMs / 3) return true;
+        if (!(await holdsJobClaim(options.redis, jobKey, token))) return false;
+        heldAt = Date.now();
+        return true;
+      };
+      const outcome = await processJob(job.data, { jobId: job.id, queuedAt: job.timestamp, redelivered: job.stalledCounter > 0 || job.attemptsMade > 0, saveData, holdsClaim });
       if (outcome.kind === 'park') {
         // A parked row holds the calls it paid for: a full Redis is waited out, not the row failed and run again.
         if (!(await whileRedisRefuses('parking a row', () => saveData(outcome.data), options.refusals))) return handedOver(outcome.data);
@@ -174,7 +185,7 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
 /** BullMQ's error for a job whose keys are gone from Redis. */
 /** BullMQ's word that a job's lock lapsed (Redis was away longer than it, or the process stalled): the job is delivered again. */
 export function isLapsedLock(error: unknown): boolean {
-  return error instanceof Error && /^Missing lock for job |could not renew lock for job/i.test(error.message);
+  return error instanceof Error && /^Missing lock for job |could not renew lock for job|^Lock mismatch for job /i.test(error.message);
 }
 
 /** How often the lapsed-claims warning is said again while they go on. */

@@ -105,12 +105,14 @@ export function everyCall(progress: RowProgress): CallRecord[] {
 
 /**
  * Gives each call of the row not yet saved an id (`saved_as`), in place, just before its progress is
- * saved in the job while the row goes on: the worker running it and one that takes the job over
- * may then both publish the call, and the id tells the second publish that it is on record.
+ * saved in the job (a checkpoint, a park, a crash): every copy of the job's data then names the call
+ * alike, so when a worker that lost its claim and the one that took the job over both publish it,
+ * the id tells the second publish that it is on record. The row's number in it keeps ids of a large
+ * batch apart (48 random bits alone would collide once in a few hundred at a million saved calls).
  */
-export function markSavedCalls(progress: RowProgress): void {
+export function markSavedCalls(progress: RowProgress, row: number): void {
   const stages = [progress, ...(progress.ensemble?.members.map((member) => member.progress) ?? []), progress.ensemble?.synthesis, progress.judging?.progress];
-  for (const stage of stages) for (const call of stage?.calls ?? []) call.saved_as ??= randomBytes(6).toString('base64url');
+  for (const stage of stages) for (const call of stage?.calls ?? []) call.saved_as ??= `${row}.${randomBytes(6).toString('base64url')}`;
 }
 
 /** The rate-limit slots a parked row holds, one per stage waiting for its slot (the answer, members, synthesis, judge). */

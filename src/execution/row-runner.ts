@@ -9,6 +9,7 @@ import type { CallRecord, RowEvent, RowResult } from '../output/records.ts';
 import { noModelMessage as noModelMessageForPlan } from '../routing/route-plan.ts';
 import { maxMessageTokens } from '../routing/token-count.ts';
 import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
+import { ClaimLostError } from './claim-lost.ts';
 import type { RowGate } from './row-gate.ts';
 import type { BudgetHold } from '../limits/budget.ts';
 import { isCacheable, type AnswerCache, type CachedAnswer } from './answer-cache.ts';
@@ -44,6 +45,8 @@ export interface RowRunnerDeps {
   answerCache?: AnswerCache | undefined;
   /** Whether another worker process has this key variable set (worker-registry.ts keyHolders); none: no other. */
   keyHeldElsewhere?: (name: string) => Promise<boolean>;
+  /** Throws ClaimLostError when the row's worker no longer holds its job: asked right before each call. */
+  confirmClaim?: () => Promise<void>;
   now?: () => number;
 }
 
@@ -192,7 +195,9 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     let error: ModelCallError | null = null;
     const meanwhile: { cached: CachedAnswer | null } = { cached: null };
     try {
-      const call = () => {
+      const call = async () => {
+        // A worker that paused past its claim while the row waited (for this slot, a backoff) must not pay for a row another worker has.
+        await deps.confirmClaim?.();
         started = now();
         return callModel(provider, request);
       };
@@ -210,9 +215,10 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
         : call;
       answer = await (deps.callSlot ?? unlimitedCallSlot)(callUnlessCached);
     } catch (thrown) {
-      if (thrown instanceof CallsStopped) {
-        // Stopping: the row waits, its calls so far kept, for the resume (or another worker).
+      if (thrown instanceof CallsStopped || thrown instanceof ClaimLostError) {
+        // Nothing went out: the slot and the budget hold are handed back. Stopping, the row waits, its calls so far kept, for the resume (or another worker).
         await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null, probe });
+        if (thrown instanceof ClaimLostError) throw thrown;
         return { kind: 'park', waitMs: STOPPED_PARK_MS, progress };
       }
       error = thrown instanceof ModelCallError ? thrown : new ModelCallError({ code: 'unexpected_error', model, message: String(thrown) });

@@ -159,7 +159,7 @@ function parses(text: string): boolean {
 
 function parseLine(text: string, pos: RecordPosition, rules: RowRules, position: ReadPosition | undefined): ReadItem {
   // Checked on the raw line, so a "\ufffd" escape written on purpose is not mistaken for bad bytes.
-  if (hasReplacementChar(text)) return undecodedLine(text, pos, rules.overHttp);
+  if (hasReplacementChar(text)) return undecodedLine(text, pos, rules);
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -293,8 +293,8 @@ function customIdOf(object: Record<string, unknown>): string | undefined {
 }
 
 /** A line with bytes that are not UTF-8, refused with its id (and custom_id) when they are readable whole: errors are matched to rows by them. */
-function undecodedLine(text: string, pos: RecordPosition, overHttp: boolean | undefined): ReadItem {
-  const { message } = notUtf8(pos.line, 'jsonl', overHttp);
+function undecodedLine(text: string, pos: RecordPosition, rules: RowRules): ReadItem {
+  const { message } = notUtf8(pos.line, 'jsonl', rules.overHttp);
   let object: unknown = null;
   try {
     object = JSON.parse(text);
@@ -302,7 +302,7 @@ function undecodedLine(text: string, pos: RecordPosition, overHttp: boolean | un
     // Not JSON either: refused for its bytes all the same.
   }
   const fields = typeof object === 'object' && object !== null && !Array.isArray(object) ? (object as Record<string, unknown>) : {};
-  const batchLine = looksLikeOpenAiBatchLine(fields);
+  const batchLine = looksLikeOpenAiBatchLine(fields, rules.promptColumn || 'prompt');
   const readable = (value: string | undefined) => (value !== undefined && !hasReplacementChar(value) ? value : undefined);
   return rowError(pos, 'bad_encoding', message, readable(idOf(fields, batchLine)), batchLine ? readable(customIdOf(fields)) : undefined);
 }

@@ -25,9 +25,10 @@ export interface BatchContext {
   /**
    * Moves a row forward: through an ensemble when the row, or the batch (--model), names one; else
    * routed; then, when the config has a judge, to its score. `checkpoint` saves the row's progress
-   * mid-row where work worth keeping is done.
+   * mid-row where work worth keeping is done; `confirmClaim` throws before a call when the row's job
+   * is no longer this worker's (RowRunnerDeps).
    */
-  advance(row: RowInput, progress: RowProgress, checkpoint?: ProgressCheckpoint): Promise<RowStep>;
+  advance(row: RowInput, progress: RowProgress, checkpoint?: ProgressCheckpoint, confirmClaim?: () => Promise<void>): Promise<RowStep>;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -73,14 +74,15 @@ export function createBatchContexts(
       config,
       runner,
       detached,
-      advance(row, progress, checkpoint) {
+      advance(row, progress, checkpoint, confirmClaim) {
+        const deps = confirmClaim ? { ...runner, confirmClaim } : runner;
         const { abArm, ensemble } = rowTarget(row, config, abSplit, modelOverride);
         // An arm's row carries it to every call it makes (their cost records name it) and to its answer's result,
         // which keeps it: a later run that only scores the answer leaves it the arm it was answered in.
         const armed = abArm === undefined ? row : { ...row, abArm };
         const saveRow = checkpoint && (() => checkpoint(progress));
-        const answer = () => (ensemble ? advanceEnsembleRow(armed, progress, runner, ensemble, { checkpoint, taskType: rulesLabel(row) }) : advanceRow(armed, progress, runner, saveRow));
-        return config.judge ? advanceJudgedRow(armed, progress, runner, config.judge, answer, checkpoint) : answer();
+        const answer = () => (ensemble ? advanceEnsembleRow(armed, progress, deps, ensemble, { checkpoint, taskType: rulesLabel(row) }) : advanceRow(armed, progress, deps, saveRow));
+        return config.judge ? advanceJudgedRow(armed, progress, deps, config.judge, answer, checkpoint) : answer();
       },
     };
   }

@@ -23,3 +23,8 @@ return 1
 export async function saveWhileHeld(redis: Redis, jobKey: string, token: string, data: unknown): Promise<boolean> {
   return (await runScript(redis, SAVE_WHILE_HELD, [jobKey, `${jobKey}:lock`], [token, JSON.stringify(data)])) === 1;
 }
+
+/** Whether `token` still holds the job's lock (one GET). */
+export async function holdsJobClaim(redis: Redis, jobKey: string, token: string): Promise<boolean> {
+  return (await redis.get(`${jobKey}:lock`)) === token;
+}

@@ -127,4 +127,80 @@ describe('a worker paused past its lock while another finishes its rows', () => 
     const sum = calls.reduce((total, call) => total + usdToNanos(call.cost_usd ?? 0), 0);
     expect(Number(await h.redis.hget(`${h.prefix}:batch:{paused-retry}`, 'cost_nanos'))).toBe(sum);
   });
+  /** Runs `steps` with a worker that is paused (SIGSTOP) meanwhile, and a second worker started; both stopped at the end. */
+  async function withPausedWorker(args: string[], steps: (paused: ReturnType<typeof spawnCli>, startTaker: () => void) => Promise<void>): Promise<void> {
+    const env = h.env();
+    const paused = spawnCli(['worker', '--lock-ms', '5000', ...args], env);
+    let taking: ReturnType<typeof spawnCli> | null = null;
+    try {
+      await waitForOutput(() => paused.output().stdout + paused.output().stderr, 'Worker', 20_000);
+      await steps(paused, () => (taking = spawnCli(['worker', '--lock-ms', '5000'], env)));
+    } finally {
+      paused.kill('SIGCONT');
+      paused.kill('SIGTERM');
+      const taker = taking as ReturnType<typeof spawnCli> | null;
+      taker?.kill('SIGTERM');
+      await Promise.all([paused.done, taker?.done]);
+    }
+  }
+
+  it('makes no call, once woken, for rows that waited in it for a call slot while another worker did them (review)', async () => {
+    h.sim.reset();
+    const dir = await tempDir('paused-slot');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const rows = 3;
+    const input = await writePromptsCsv(dir, rows);
+    const out = join(dir, 'out');
+    let afterTakeover = 0;
+    // One call slot: the worker holds the 3 rows, 1 calling and 2 waiting for the slot.
+    await withPausedWorker(['--concurrency', '1'], async (paused, startTaker) => {
+      const queued = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'paused-slot', '--detach', '--model', 'slow'], h.env());
+      expect(queued.code, queued.stdout + queued.stderr).toBe(0);
+      await waitFor(async () => requestsTo('slow') >= 1, 20_000);
+      paused.kill('SIGSTOP');
+      const before = requestsTo('slow');
+      startTaker();
+      await waitFor(async () => requestsTo('slow') >= before + rows, 40_000);
+      expect((await runCli(['collect', 'paused-slot'], h.env())).code).toBe(0);
+      afterTakeover = requestsTo('slow');
+      paused.kill('SIGCONT');
+      // Long enough for the woken worker's rows to get its one call slot in turn, had they still called.
+      await new Promise((resolve) => setTimeout(resolve, 8000));
+      expect((await runCli(['collect', 'paused-slot'], h.env())).code).toBe(0);
+    });
+    // The woken worker may finish the call it had in flight; it starts none.
+    expect(requestsTo('slow')).toBe(afterTakeover);
+    expect(await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).toHaveLength(afterTakeover);
+  });
+
+  it("records once a member's answer that a parked row saved, when the worker that took it up pauses and another finishes it (review)", async () => {
+    h.sim.reset();
+    const dir = await tempDir('paused-park');
+    const price = { input_per_mtok: 1, output_per_mtok: 2 };
+    const config = await writeSimConfig(dir, h.sim.url, {
+      // slow: one call per 2 s, so row 2's slow member parks the row while its fast member has answered.
+      models: { fast: { provider: 'sim', price }, slow: { provider: 'sim', price, fallbacks: [], rpm: 30 }, judge: { provider: 'sim', price } },
+      ensembles: { council: { members: ['fast', 'slow'], synthesizer: 'judge' } },
+      default_model: 'fast',
+    });
+    const rows = 2;
+    const input = await writePromptsCsv(dir, rows);
+    const out = join(dir, 'out');
+    await withPausedWorker([], async (paused, startTaker) => {
+      const queued = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'paused-park', '--detach', '--model', 'council'], h.env());
+      expect(queued.code, queued.stdout + queued.stderr).toBe(0);
+      await waitFor(async () => requestsTo('slow') >= rows, 20_000);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      paused.kill('SIGSTOP');
+      startTaker();
+      await waitFor(async () => requestsTo('judge') >= rows, 40_000);
+      expect((await runCli(['collect', 'paused-park'], h.env())).code).toBe(0);
+      paused.kill('SIGCONT');
+      await new Promise((resolve) => setTimeout(resolve, 8000));
+      expect((await runCli(['collect', 'paused-park'], h.env())).code).toBe(0);
+    });
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    for (const model of ['fast', 'slow', 'judge']) expect(calls.filter((call) => call.model === model), model).toHaveLength(requestsTo(model));
+    expect(Number(await h.redis.hget(`${h.prefix}:batch:{paused-park}`, 'cost_nanos'))).toBe(calls.reduce((total, call) => total + usdToNanos(call.cost_usd ?? 0), 0));
+  });
 });

@@ -421,6 +421,15 @@ describe('bytes that are not UTF-8', () => {
   });
 });
 
+describe('a line with bytes that are not UTF-8 and a custom_id key', () => {
+  it('is a prompt line when it has the prompt column, its error named by its id (review: read as an OpenAI Batch line under --prompt-column)', async () => {
+    const path = await file('latin1-text.jsonl', Buffer.concat([Buffer.from('{"id":"p2","custom_id":"c2","text":"caf'), Buffer.from([0xe9]), Buffer.from('"}\n')]));
+    const [item] = await collect(readJsonlRows(path, { ...rules, promptColumn: 'text' }));
+    expect(item).toMatchObject({ kind: 'error', value: { id: 'p2', code: 'bad_encoding' } });
+    expect(item?.value).not.toHaveProperty('custom_id');
+  });
+});
+
 describe('a key named __proto__', () => {
   it('is metadata like any other key, beside and inside "metadata" (QA: it silently disappeared)', async () => {
     const lines = ['{"prompt":"x","__proto__":{"polluted":1},"k":1}', '{"prompt":"y","metadata":{"__proto__":"m","n":2}}'];
