@@ -32,35 +32,21 @@ describe('a worker paused past its lock while another finishes its rows', () => 
     const rows = 3;
     const input = await writePromptsCsv(dir, rows);
     const out = join(dir, 'out');
-    const env = h.env();
-    const paused = spawnCli(['worker', '--lock-ms', '5000'], env);
-    let taking: ReturnType<typeof spawnCli> | null = null;
-    try {
-      await waitForOutput(() => paused.output().stdout + paused.output().stderr, 'Worker', 20_000);
-      const queued = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'paused', '--detach', '--model', 'council'], env);
+    await withPausedWorker([], async (paused, startTaker) => {
+      const queued = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'paused', '--detach', '--model', 'council'], h.env());
       expect(queued.code, queued.stdout + queued.stderr).toBe(0);
       // Every row's fast member has answered (and been saved in the row's job); the slow one is on its way.
       await waitFor(async () => requestsTo('fast') >= rows && requestsTo('slow') >= rows, 20_000);
       await new Promise((resolve) => setTimeout(resolve, 300));
       paused.kill('SIGSTOP');
-
-      taking = spawnCli(['worker', '--lock-ms', '5000'], env);
+      startTaker();
       await waitFor(async () => requestsTo('judge') >= rows, 40_000);
-      const collected = await runCli(['collect', 'paused'], env);
-      expect(collected.code, collected.stdout + collected.stderr).toBe(0);
-
+      expect((await runCli(['collect', 'paused'], h.env())).code).toBe(0);
       paused.kill('SIGCONT');
       // The woken worker's slow calls (answered or timed out: paid either way) are late calls, which collect adds.
-      await waitFor(async () => JSON.parse((await runCli(['status', 'paused', '--json'], env)).stdout).late_rows >= rows, 30_000);
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      const added = await runCli(['collect', 'paused'], env);
-      expect(added.code, added.stdout + added.stderr).toBe(0);
-    } finally {
-      paused.kill('SIGCONT');
-      paused.kill('SIGTERM');
-      taking?.kill('SIGTERM');
-      await Promise.all([paused.done, taking?.done]);
-    }
+      await untilLate('paused', rows, paused);
+      expect((await runCli(['collect', 'paused'], h.env())).code).toBe(0);
+    });
 
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(results.map((r) => [r.row, r.status])).toEqual(Array.from({ length: rows }, (_, i) => [i + 1, 'succeeded']));
@@ -87,36 +73,19 @@ describe('a worker paused past its lock while another finishes its rows', () => 
     const rows = 4;
     const input = await writePromptsCsv(dir, rows);
     const out = join(dir, 'out');
-    const env = h.env();
-    const paused = spawnCli(['worker', '--lock-ms', '5000'], env);
-    let taking: ReturnType<typeof spawnCli> | null = null;
-    try {
-      await waitForOutput(() => paused.output().stdout + paused.output().stderr, 'Worker', 20_000);
-      const queued = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'paused-retry', '--detach', '--model', 'slow'], env);
+    await withPausedWorker([], async (paused, startTaker) => {
+      const queued = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'paused-retry', '--detach', '--model', 'slow'], h.env());
       expect(queued.code, queued.stdout + queued.stderr).toBe(0);
       await waitFor(async () => requestsTo('slow') >= rows, 20_000);
       paused.kill('SIGSTOP');
-
-      taking = spawnCli(['worker', '--lock-ms', '5000'], env);
+      startTaker();
       await waitFor(async () => requestsTo('slow') >= 2 * rows, 40_000);
-      const collected = await runCli(['collect', 'paused-retry'], env);
-      expect(collected.code, collected.stdout + collected.stderr).toBe(0);
-
+      expect((await runCli(['collect', 'paused-retry'], h.env())).code).toBe(0);
       paused.kill('SIGCONT');
       // The woken worker's calls (timed out, or answered: either way paid) reach the batch's records: collect adds them.
-      let late = 0;
-      await waitFor(async () => (late = JSON.parse((await runCli(['status', 'paused-retry', '--json'], env)).stdout).late_rows) >= rows, 45_000).catch(() => {
-        throw new Error(`${late} late rows of ${rows}; the woken worker said:\n${paused.output().stdout}${paused.output().stderr}`);
-      });
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      const added = await runCli(['collect', 'paused-retry'], env);
-      expect(added.code, added.stdout + added.stderr).toBe(0);
-    } finally {
-      paused.kill('SIGCONT');
-      paused.kill('SIGTERM');
-      taking?.kill('SIGTERM');
-      await Promise.all([paused.done, taking?.done]);
-    }
+      await untilLate('paused-retry', rows, paused);
+      expect((await runCli(['collect', 'paused-retry'], h.env())).code).toBe(0);
+    });
 
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(results.map((r) => [r.row, r.status])).toEqual(Array.from({ length: rows }, (_, i) => [i + 1, 'succeeded']));
@@ -127,6 +96,15 @@ describe('a worker paused past its lock while another finishes its rows', () => 
     const sum = calls.reduce((total, call) => total + usdToNanos(call.cost_usd ?? 0), 0);
     expect(Number(await h.redis.hget(`${h.prefix}:batch:{paused-retry}`, 'cost_nanos'))).toBe(sum);
   });
+  /** Waits until `rows` rows' events came after the batch's outputs were written (status' late_rows), and a second more. */
+  async function untilLate(batchId: string, rows: number, paused: ReturnType<typeof spawnCli>): Promise<void> {
+    let late = 0;
+    await waitFor(async () => (late = JSON.parse((await runCli(['status', batchId, '--json'], h.env())).stdout).late_rows) >= rows, 45_000).catch(() => {
+      throw new Error(`${late} late rows of ${rows}; the woken worker said:\n${paused.output().stdout}${paused.output().stderr}`);
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+
   /** Runs `steps` with a worker that is paused (SIGSTOP) meanwhile, and a second worker started; both stopped at the end. */
   async function withPausedWorker(args: string[], steps: (paused: ReturnType<typeof spawnCli>, startTaker: () => void) => Promise<void>): Promise<void> {
     const env = h.env();
