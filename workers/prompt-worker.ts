@@ -8,7 +8,7 @@ import { freshProgress, markSavedCalls, type RowProgress } from '../src/executio
 import { publishRowEvent } from '../src/output/row-events.ts';
 import type { FinishedRow } from '../src/progress/worker-activity.ts';
 import { isRedisRefusal, whileRedisRefuses, type RefusalWait } from '../src/queue/redis-outage.ts';
-import { batchKeys, parsePromptJobId, PROMPT_QUEUE, type KeySpace } from '../src/queue/keys.ts';
+import { batchKeys, parsePromptJobId, promptJobKey, PROMPT_QUEUE, type KeySpace } from '../src/queue/keys.ts';
 import type { BatchContexts } from '../src/queue/batch-context.ts';
 import { registerWorker, releaseRowsOfDeadWorkers, type ReleasedRows } from '../src/queue/worker-registry.ts';
 import { BatchStore } from '../src/queue/batch-state.ts';
@@ -76,7 +76,7 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
     PROMPT_QUEUE,
     async (job: Job, token?: string) => {
       // Only while this worker still holds the job: one paused past its lock (a laptop asleep) must not overwrite the data of the worker that took the job over.
-      const jobKey = worker.toKey(job.id ?? '');
+      const jobKey = promptJobKey(options.space, job.id ?? '');
       // Known held since: BullMQ renews the lock every lockMs / 2, so within a third of it nothing needs asking; a worker woken from a pause finds this long past.
       let heldAt = Date.now();
       const saveData = async (data: PromptJob) => {

@@ -1,8 +1,5 @@
 import type { CallRecord, RowResult } from '../output/records.ts';
-import { freshProgress, type RowProgress } from './row-progress.ts';
-
-/** What every stage's progress has: its calls and the waits a parked row holds. */
-type StageProgress = Omit<RowProgress, 'ensemble' | 'judging'>;
+import { freshProgress, type RowProgress, type StageProgress } from './row-progress.ts';
 
 /**
  * Whether a parked row holds answers that a resume can use instead of paying for them again: a

@@ -78,6 +78,9 @@ export const rowProgressSchema = z.object({
 });
 export type RowProgress = z.infer<typeof rowProgressSchema>;
 
+/** What every stage's progress has (the answer's, a member's, the synthesis', the judge's): its calls and the waits it holds. */
+export type StageProgress = Omit<RowProgress, 'ensemble' | 'judging'>;
+
 /**
  * Saves a row's progress in its job while the row goes on, so that a worker killed later (kill -9,
  * out of memory) does not cost the work done so far again. Best effort: it never fails the row.
@@ -111,12 +114,16 @@ export function everyCall(progress: RowProgress): CallRecord[] {
  * batch apart (48 random bits alone would collide once in a few hundred at a million saved calls).
  */
 export function markSavedCalls(progress: RowProgress, row: number): void {
+  for (const stage of stagesOf(progress)) for (const call of stage.calls) call.saved_as ??= `${row}.${randomBytes(6).toString('base64url')}`;
+}
+
+/** The row's stages that make calls: its answer, an ensemble's members and synthesis, the judge. */
+function stagesOf(progress: RowProgress): StageProgress[] {
   const stages = [progress, ...(progress.ensemble?.members.map((member) => member.progress) ?? []), progress.ensemble?.synthesis, progress.judging?.progress];
-  for (const stage of stages) for (const call of stage?.calls ?? []) call.saved_as ??= `${row}.${randomBytes(6).toString('base64url')}`;
+  return stages.filter((stage): stage is StageProgress => stage !== undefined);
 }
 
 /** The rate-limit slots a parked row holds, one per stage waiting for its slot (the answer, members, synthesis, judge). */
 export function bookedSlots(progress: RowProgress): Array<{ model: string; slotAt: number; tokens: number }> {
-  const stages = [progress, ...(progress.ensemble?.members.map((member) => member.progress) ?? []), progress.ensemble?.synthesis, progress.judging?.progress];
-  return stages.flatMap((stage) => (stage?.reservedModel === undefined ? [] : [{ model: stage.reservedModel, slotAt: stage.slotAt, tokens: stage.reservedTokens ?? 0 }]));
+  return stagesOf(progress).flatMap((stage) => (stage.reservedModel === undefined ? [] : [{ model: stage.reservedModel, slotAt: stage.slotAt, tokens: stage.reservedTokens ?? 0 }]));
 }

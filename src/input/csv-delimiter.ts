@@ -32,6 +32,9 @@ export function excelSeparator(line: string): CsvDelimiter | { unsupported: stri
   return (CANDIDATES as readonly string[]).includes(named) ? (named as CsvDelimiter) : { unsupported: named };
 }
 
+/** The separators by name, as messages say them: "separated by semicolons". */
+export const DELIMITER_NAMES: Record<CsvDelimiter, string> = { ',': 'commas', ';': 'semicolons', '\t': 'tabs' };
+
 /**
  * The first line of a file's opening bytes with anything on it but spaces and separators (no BOM,
  * no line ending): the header, or Excel's `sep=` line. The reader skips the lines before it as

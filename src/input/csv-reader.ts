@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream';
 import { CsvError, parse, type Options } from 'csv-parse';
 import { parse as parseStrictly } from 'csv-parse/sync';
 import { UsageError } from '../errors.ts';
-import { excelSeparator, headerLine, sniffCsvDelimiter, type CsvDelimiter } from './csv-delimiter.ts';
+import { DELIMITER_NAMES, excelSeparator, headerLine, sniffCsvDelimiter, type CsvDelimiter } from './csv-delimiter.ts';
 import { readTextInput, type TextInput } from './text-input.ts';
 import { lookalikeColumns } from './row-field-lookalikes.ts';
 import { recordsBeforeError } from './records-before-error.ts';
@@ -123,7 +123,6 @@ async function headerDelimiter(handle: FileHandle, bytes: number, path: string):
   return { delimiter: sniffCsvDelimiter(header), bom, sepLine: false };
 }
 
-const DELIMITER_NAMES: Record<CsvDelimiter, string> = { ',': 'commas', ';': 'semicolons', '\t': 'tabs' };
 
 /** The "no prompt column" message lists this many columns at most, each cut to NAME_SHOWN characters: a file that is no CSV would print a screenful. */
 const COLUMNS_LISTED = 30;

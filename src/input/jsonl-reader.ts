@@ -6,7 +6,7 @@ import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosit
 import { chatMessageSchema, type ReadItem, type ReadPosition, type RowError, type RowRules } from './row.ts';
 import { issueText } from '../config/issue-text.ts';
 import { nestedTooDeep, TOO_DEEP_MESSAGE } from './json-depth.ts';
-import { sniffCsvDelimiter, type CsvDelimiter } from './csv-delimiter.ts';
+import { DELIMITER_NAMES, sniffCsvDelimiter } from './csv-delimiter.ts';
 
 /**
  * A prompt line: exactly one of `prompt` or `messages`. Keys not listed here are carried
@@ -85,8 +85,6 @@ function jsonArrayFile(path: string, line: number, rules: RowRules): UsageError 
   return new UsageError(`input file ${path} is a JSON array (line ${line} starts with "["), not JSON Lines, which has one object per line; ${fix}`);
 }
 
-const SEPARATOR_NAMES: Record<CsvDelimiter, string> = { ',': 'commas', ';': 'semicolons', '\t': 'tabs' };
-
 /**
  * A CSV file read as JSONL (posted as application/jsonl, or saved as .jsonl) would have every line
  * a bad_json row, and a batch "completed" with none run (QA): a first line that is no JSON but
@@ -101,7 +99,7 @@ function refuseCsvFile(text: string, path: string, rules: RowRules): void {
   const header = names.length > 1 ? names.every((name) => !/[{}:]/.test(name)) : names[0] === (rules.promptColumn || 'prompt');
   if (!header) return;
   const fix = rules.overHttp ? 'send it as CSV, with Content-Type text/csv (or ?format=csv)' : `give it a ${separator === '\t' ? '.tsv' : '.csv'} name and run that file`;
-  throw new UsageError(`input file ${path} is CSV, not JSON Lines: its first line, ${line}, is no JSON object but a header of columns separated by ${SEPARATOR_NAMES[separator]}; ${fix}`);
+  throw new UsageError(`input file ${path} is CSV, not JSON Lines: its first line, ${line}, is no JSON object but a header of columns separated by ${DELIMITER_NAMES[separator]}; ${fix}`);
 }
 
 /**

@@ -72,6 +72,11 @@ export function promptJobId(batchId: string, row: number, fingerprint: number): 
   return `${batchId}_${row}_${fingerprint.toString(36)}`;
 }
 
+/** BullMQ's hash of a prompt job (its data, its creation time); its lock is this key + ':lock'. */
+export function promptJobKey(space: KeySpace, jobId: string): string {
+  return `${space.prefix}:${PROMPT_QUEUE}:${jobId}`;
+}
+
 /** A prompt job id's parts (a batch id may itself hold '_'), or null for another id. */
 export function parsePromptJobId(jobId: string): { batchId: string; row: number; fingerprint: number } | null {
   const match = /^(.+)_(\d+)_([0-9a-z]+)$/.exec(jobId);

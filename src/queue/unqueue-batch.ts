@@ -9,7 +9,7 @@ import { isFinishedStatus, type BatchStore } from './batch-state.ts';
 import { leaseHolderAlive } from './batch-lease.ts';
 import { carryRow } from './carried-rows.ts';
 import { storedJson } from './stored-json.ts';
-import { batchOfJobId, parsePromptJobId, PROMPT_QUEUE } from './keys.ts';
+import { batchOfJobId, parsePromptJobId, promptJobKey } from './keys.ts';
 import { fingerprintDiffers } from '../input/row-fingerprint.ts';
 
 /** Jobs looked at per round: their data is read, then they are removed, a round trip each way. */
@@ -100,12 +100,22 @@ export async function isOrphaned(store: BatchStore, batchId: string): Promise<bo
  */
 export async function withdrawJobData(store: BatchStore, batchId: string, data: unknown, job?: NotedJob): Promise<'removed' | 'carried'> {
   const parked = parkedRow(data);
-  if (!parked || !holdsRecords(parked) || (await rowWrittenFrom(store, batchId, parked))) {
+  if (!(await worthWithdrawing(store, batchId, parked))) {
     // A note a stop killed before removing it left on this job goes with it.
     if (job) await clearWithdrawalNote(store.redis, store.keys(batchId), job);
     return 'removed';
   }
-  return withdrawParkedRow(store, batchId, parked, job && { ...job, noted: false });
+  return withdrawParkedRow(store, batchId, parked!, job && { ...job, noted: false });
+}
+
+/**
+ * Whether a removed job's data holds what must not be lost with it, calls or answers. Not when its
+ * row is written already from this content: its worker published the row, then lost its claim before
+ * BullMQ marked the job done (the stalled check of another worker moved it back); its calls went out
+ * with the row, and carrying its answers would have the resume pay for a judge or synthesis again.
+ */
+async function worthWithdrawing(store: BatchStore, batchId: string, parked: ParkedRow | null): Promise<boolean> {
+  return parked !== null && holdsRecords(parked) && !(await rowWrittenFrom(store, batchId, parked));
 }
 
 /** Whether a parked row's job holds what must not be lost with it: calls (paid for) or answers (kept for the resume). */
@@ -147,11 +157,7 @@ async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids
       jobs.map(async (job): Promise<'removed' | 'carried' | 'kept' | 'gone'> => {
         if (!job?.id) return 'gone'; // finished meanwhile
         const parked = parkedRow(job.data);
-        // A job can be back in the queue after its row was written: its worker published the row, then
-        // lost its claim before BullMQ marked the job done (the stalled check of another worker moved it
-        // back). Its calls went out with the row: publishing them again would double their cost records,
-        // and carrying its answers would have the resume pay for a judge or synthesis already done.
-        const keep = parked !== null && holdsRecords(parked) && !(await rowWrittenFrom(store, batchId, parked));
+        const keep = await worthWithdrawing(store, batchId, parked);
         // Once removed, its calls live only in its data: noted first, so that a stop killed before
         // their publish leaves them to the batch's next collector (finishWithdrawals).
         const noted = { id: job.id, timestamp: job.timestamp };
@@ -162,7 +168,7 @@ async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids
           return 'kept';
         }
         if (parked) slots.push(...bookedSlots(parked.progress));
-        return keep ? withdrawParkedRow(store, batchId, parked, { ...noted, noted: true }) : 'removed';
+        return keep ? withdrawParkedRow(store, batchId, parked!, { ...noted, noted: true }) : 'removed';
       }),
     );
     for (const outcome of outcomes) {
@@ -188,7 +194,7 @@ export async function finishWithdrawals(store: BatchStore, batchId: string): Pro
   for (const [jobId, note] of Object.entries(await store.redis.hgetall(keys.withdrawing))) {
     const space = note.indexOf(' ');
     const timestamp = Number(note.slice(0, space));
-    const queuedAt = await store.redis.hget(`${store.space.prefix}:${PROMPT_QUEUE}:${jobId}`, 'timestamp');
+    const queuedAt = await store.redis.hget(promptJobKey(store.space, jobId), 'timestamp');
     if (queuedAt !== null && Number(queuedAt) === timestamp) continue;
     const parked = parkedRow(storedJson(note.slice(space + 1)));
     if (parked) await withdrawParkedRow(store, batchId, parked, { id: jobId, timestamp, noted: true });
