@@ -17,7 +17,10 @@ import { sendLinesToBar } from './terminal-lines.ts';
  */
 export interface ProgressDisplay {
   update(progress: BatchProgress): void;
-  /** The run is stopping (Ctrl-C): it says so where the ETA was, until it stops. */
+  /**
+   * The run is stopping (Ctrl-C): it says so where the ETA was, until it stops, with how long it
+   * has waited once that is as long as a stall; no stall line meanwhile (rows stop finishing on purpose).
+   */
   stopping(): void;
   stop(): void;
 }
@@ -81,9 +84,16 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
   const costText = (progress: BatchProgress) => formatUsd(options.unpriced ? null : progress.costUsd);
   const startedAt = now();
   let finishRate: FinishRate | null = null;
-  let stopping = false;
+  /** When stopping() came, null before. */
+  let stoppingSince: number | null = null;
   /** Where the ETA goes: done, stopping, or the ETA. */
-  const etaPart = (done: boolean, etaText: string) => (done ? 'done' : stopping ? 'stopping: the calls in flight finish' : `ETA ${etaText}`);
+  const etaPart = (done: boolean, etaText: string, at: number) => {
+    if (done) return 'done';
+    if (stoppingSince === null) return `ETA ${etaText}`;
+    // A stop that waits on slow calls says for how long, so it does not look hung; the stall text would say only that no row finished, which is the point of stopping.
+    const waited = at - stoppingSince;
+    return `stopping: the calls in flight finish${waited >= stalledAfterMs ? ` (${formatDuration(waited)} so far)` : ''}`;
+  };
   /** Every update feeds the rate; the first is where it counts from. */
   const figures = (progress: BatchProgress, at: number) => {
     if (finishRate) finishRate.observe(progress.finished, at);
@@ -99,12 +109,13 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
     let bar: ReturnType<MultiBar['create']> | null = null;
     return {
       update(progress) {
-        const { rows, totalText, rate, etaText } = figures(progress, now());
+        const at = now();
+        const { rows, totalText, rate, etaText } = figures(progress, at);
         const done = rows !== null && progress.total !== null && progress.finished >= rows;
         const payload: BarFigures = {
           rows: `${formatCount(progress.finished)}/${totalText} rows`,
           failed: `${formatCount(progress.failed)} failed`,
-          eta: etaPart(done, etaText),
+          eta: etaPart(done, etaText, at),
           cost: costText(progress),
           rate: `${rateText(rate)} rows/s`,
         };
@@ -118,7 +129,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
         }
       },
       stopping() {
-        stopping = true;
+        stoppingSince ??= now();
       },
       stop() {
         if (!bar) return;
@@ -140,12 +151,12 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
     const done = progress.total !== null && progress.finished >= progress.total;
     // Done before the first reading (a short batch, a resume with little to do): no rate was measured, and "0 rows/s" would say the rows never moved.
     const ratePart = done && rate === 0 ? '' : `${rateText(rate)} rows/s, `;
-    const line = `progress: ${formatCount(progress.finished)}/${totalText} rows, ${formatCount(progress.failed)} failed, ${ratePart}${etaPart(done, etaText)}, cost ${costText(progress)}`;
+    const line = `progress: ${formatCount(progress.finished)}/${totalText} rows, ${formatCount(progress.failed)} failed, ${ratePart}${etaPart(done, etaText, at)}, cost ${costText(progress)}`;
     const fields = { finished: progress.finished, total: progress.total, failed: progress.failed, rows_per_second: Math.round(rate * 10) / 10, cost_usd: options.unpriced ? null : progress.costUsd };
     stream.write(options.json ? `${JSON.stringify({ level: 30, time: at, ...fields, msg: line })}\n` : `${line}\n`);
     lastLineAt = at;
     lastLineFinished = progress.finished;
-    lastLine = { progress, stopping };
+    lastLine = { progress, stopping: stoppingSince !== null };
   };
   return {
     update(progress) {
@@ -153,7 +164,8 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
       const { etaText } = figures(progress, at);
       latest = progress;
       const unchanged = progress.finished === lastLineFinished;
-      const stalled = etaText.startsWith('? (no row finished');
+      // While stopping the line does not show the stall, so it gets no line of its own.
+      const stalled = stoppingSince === null && etaText.startsWith('? (no row finished');
       if (!stalled) stallShown = false;
       if (stalled && !stallShown) {
         stallShown = true;
@@ -161,10 +173,10 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
       } else if (at - lastLineAt >= (unchanged ? plainUnchangedEveryMs : plainEveryMs)) print(progress, at);
     },
     stopping() {
-      stopping = true;
+      stoppingSince ??= now();
     },
     stop() {
-      if (latest && (latest !== lastLine?.progress || stopping !== lastLine.stopping)) print(latest, now());
+      if (latest && (latest !== lastLine?.progress || (stoppingSince !== null) !== lastLine.stopping)) print(latest, now());
     },
   };
 }

@@ -174,6 +174,42 @@ describe('progress display of a run that is stopping', () => {
     display.stop();
     expect(out.lines.at(-1)).toBe('progress: 44/100 rows, 0 failed, 4.4 rows/s, stopping: the calls in flight finish, cost $0.00440');
   });
+
+  it('keeps saying it is stopping when no row finishes for a while, with how long it has waited, rather than a stall line and the same line again (QA)', () => {
+    const out = plainOutput();
+    const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 5000 });
+    display.update(progress(0, 100));
+    out.advance(5000);
+    display.update(progress(40, 100));
+    display.stopping();
+    for (let step = 0; step < 12; step++) {
+      out.advance(5000);
+      display.update(progress(40, 100)); // a minute of calls in flight that do not end, a poll every 5 s
+    }
+    display.stop();
+    expect(out.lines).toEqual([
+      'progress: 40/100 rows, 0 failed, 8 rows/s, ETA 7.5 s, cost $0.00400',
+      // An unchanged line every 30 s, as in a stall; no stall line at 15 s.
+      'progress: 40/100 rows, 0 failed, 0 rows/s, stopping: the calls in flight finish (30.0 s so far), cost $0.00400',
+      'progress: 40/100 rows, 0 failed, 0 rows/s, stopping: the calls in flight finish (1 min 0 s so far), cost $0.00400',
+    ]);
+  });
+
+  it('shows the wait on the bar too, once the stop has taken as long as a stall', () => {
+    const bar = terminal(160);
+    let time = 1_000_000;
+    const display = createProgressDisplay(bar.stream as unknown as NodeJS.WriteStream, { now: () => time });
+    display.update(progress(0, 100));
+    time += 5000;
+    display.update(progress(40, 100));
+    display.stopping();
+    time += 20_000;
+    display.update(progress(40, 100));
+    display.stop();
+    const drawn = bar.text().split(/\r|\n|\x1b\[[0-9;?]*[A-Za-z]/).filter((line) => line.includes('rows'));
+    expect(drawn.at(-1)).toContain('| stopping: the calls in flight finish (20.0 s so far) |');
+    expect(bar.text()).not.toContain('no row finished');
+  });
 });
 
 describe('the bar fitted to the terminal', () => {
