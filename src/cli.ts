@@ -48,6 +48,11 @@ function text(value: string): string {
   return value;
 }
 
+/** A column name, trimmed as the CSV header's names are (and the API's prompt_column): " question " would match no column. */
+function columnName(value: string): string {
+  return text(value).trim();
+}
+
 /** The text as given, beside a number default: whoever takes it checks it and quotes it in a refusal (`got "abc"`, not `got "NaN"`). */
 function asGiven(value: string): string | number {
   return value;
@@ -142,7 +147,7 @@ program
   .option('--dry-run', 'read and route the whole file, call no model, print estimated tokens and cost')
   .option('--batch-id <id>', 'name the batch; running the same id again resumes it', text)
   .option('--resume <id>', 'resume a batch: rows that succeeded are kept, the rest run', text)
-  .option('--prompt-column <name>', "CSV column (or JSONL field) holding the prompt (default: prompt; a resume keeps the batch's)", text)
+  .option('--prompt-column <name>', "CSV column (or JSONL field) holding the prompt (default: prompt; a resume keeps the batch's)", columnName)
   .option('--detach', 'only enqueue; workers elsewhere process the rows ("switchyard collect" writes outputs)')
   .action((file: string | undefined, opts: Record<string, unknown>) =>
     exitWith(async () => {

@@ -144,6 +144,15 @@ describe('run --dry-run without --config', () => {
     expect(lines[0]).toBe('No --config given: estimating with the built-in models (a run would start their simulator; a dry run starts none and calls nothing).');
     expect(lines.find((line) => line.startsWith('deepseek-v4-flash'))).toMatch(/^deepseek-v4-flash +1 /);
   });
+
+  it('trims --prompt-column as the header\'s column names are, so " question " is the question column (QA: refused as no such column)', async () => {
+    const dir = await tempDir('dry-column-spaces');
+    const input = join(dir, 'in.csv');
+    await writeFile(input, 'id, question ,notes\nq1,What is 2 + 2?,x\n');
+    const result = await runCli(['run', input, '--dry-run', '--prompt-column', ' question '], {});
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^deepseek-v4-flash +1 /m);
+  });
 });
 
 describe('run --dry-run with budget.monthly_usd', () => {
