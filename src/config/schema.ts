@@ -5,7 +5,7 @@ import { closestName, meantHint } from './closest-name.ts';
 import { AUTO_ROUTE } from '../routing/pinned-model.ts';
 import { BUDGET_TOO_LARGE, MAX_BUDGET_USD } from '../models/pricing.ts';
 
-/** Everything a batch needs to know about its models, checked at the edge (DESIGN principle 7). */
+/** Everything a batch needs to know about its models, checked at the edge: a bad config is refused as it is loaded, every problem named, not met mid-batch. */
 
 const positiveInt = z.number().int().positive();
 

@@ -4,10 +4,11 @@ import type { RefusalWait } from '../queue/redis-outage.ts';
 import { requestIntervalUs, tokenCapacity, tokenSpanUs, windowTokens } from './pacing.ts';
 
 /**
- * Per-model requests and tokens per minute, shared by every worker through Redis (DESIGN
- * principle 5). Instead of yes/no it hands out reserved start times, so a row that must wait can
- * park its job until its slot instead of sleeping in a worker slot. See pacing.ts for why the
- * pacing keeps a provider that counts over a rolling 60 s window within its limits.
+ * Per-model requests and tokens per minute, shared by every worker through Redis, the only state
+ * workers share: the limits hold however many workers run, on however many machines. Instead of
+ * yes/no it hands out reserved start times, so a row that must wait can park its job until its
+ * slot instead of sleeping in a worker slot. See pacing.ts for why the pacing keeps a provider
+ * that counts over a rolling 60 s window within its limits.
  *
  * Each operation is one Redis round trip (one Lua script, atomic, on Redis' clock). A model with
  * neither rpm nor tpm costs no round trip, except at most one per `cooldownPollMs` to learn about

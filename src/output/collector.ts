@@ -15,7 +15,8 @@ import { readRowEvents, type StreamEntry } from './row-events.ts';
 import { writeFully } from './write-fully.ts';
 
 /**
- * The one writer of a batch's files (DESIGN principle 2). It drains the batch's event stream into
+ * The one writer of a batch's files: workers only publish events, so processing at least once
+ * still gives output exactly once. It drains the batch's event stream into
  * the results journal, the CSV journal (each result already as a results.csv record) and
  * costs.jsonl, then checkpoints in Redis, in one MULTI, the stream position and the files' sizes,
  * and trims what it wrote from the stream. After a crash it cuts the files back to the checkpoint
