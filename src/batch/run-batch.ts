@@ -204,15 +204,15 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   const storedConfig = existing ? ((await session.store.loadConfig(batchId))?.config ?? null) : null;
   const resolved = await resolveConfig(options, existing, storedConfig, say, host);
   held.simulator = resolved.simulator;
-  const judged = withRunJudge(resolved.config, options, existing, say);
+  const judged = withRunJudge(resolved, options, existing, say);
   const cacheOff = cacheTurnedOff(options, existing);
   // Saved with its cache settings (the meta's cache_off leaves them out), so that --cache on a resume finds them.
   const { judgeModel, config: savedConfig } = judged;
   const config = withRunCache(savedConfig, cacheOff, options, say);
   // The worker registry read once, for the warnings and the refusal: keys missing here that other workers have.
   const keysElsewhere = await keysHeldElsewhere(session, config);
-  const settings = chooseRunSettings(options, existing, config, storedConfig, say);
-  const callsElsewhere = refuseWhatCannotRun(config, settings.model, options, keysElsewhere, host);
+  const settings = chooseRunSettings(options, existing, config, resolved.builtIn, storedConfig, say);
+  const callsElsewhere = refuseWhatCannotRun(config, resolved.builtIn, settings.model, options, keysElsewhere, host);
   const pinned = settings.abSplit ? settings.abSplit.map((arm) => arm.model) : settings.model ? [settings.model] : undefined;
   await refuseSpentMonth(session, config, pinned, say);
   // After the refusals: a warning that a key is missing says nothing more when the run stops for it.
@@ -250,8 +250,8 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
  * has the keys to call. True when only other workers have keys for the rows' models: this run then
  * starts no worker of its own (it would only take rows to hand them back) and collects theirs.
  */
-function refuseWhatCannotRun(config: SwitchyardConfig, model: string | undefined, options: RunOptions, keysElsewhere: ReadonlySet<string>, host: RunHost | undefined): boolean {
-  refuseUnknownPinned(model, answerableNames(config));
+function refuseWhatCannotRun(config: SwitchyardConfig, builtIn: boolean, model: string | undefined, options: RunOptions, keysElsewhere: ReadonlySet<string>, host: RunHost | undefined): boolean {
+  refuseUnknownPinned(model, answerableNames(config), builtIn);
   if (!options.detach) {
     const callable = refuseWithoutKeys(config, model, keysElsewhere, 'run');
     refuseJudgeWithoutKey(config, keysElsewhere);

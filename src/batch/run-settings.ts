@@ -50,10 +50,10 @@ export async function resolveConfig(options: RunOptions, existing: BatchMeta | n
 }
 
 /** The config with the run's judge in it (`judgeModel`: the one named by --judge or kept from before, if any), said when there is one. */
-export function withRunJudge(resolvedConfig: SwitchyardConfig, options: RunOptions, existing: BatchMeta | null, say: (line: string) => void): { config: SwitchyardConfig; judgeModel: string | undefined } {
+export function withRunJudge(resolved: Pick<ResolvedConfig, 'config' | 'builtIn'>, options: RunOptions, existing: BatchMeta | null, say: (line: string) => void): { config: SwitchyardConfig; judgeModel: string | undefined } {
   // A resume keeps the judge it was given, as it keeps --ab.
   const judgeModel = options.judge ?? existing?.judge_model;
-  const config = judgeModel ? withJudge(resolvedConfig, judgeModel) : resolvedConfig;
+  const config = judgeModel ? withJudge(resolved.config, judgeModel, resolved.builtIn) : resolved.config;
   if (config.judge) say(`Judge: ${config.judge.model} scores every answer from 1 to 10 (against the "${config.judge.reference_column}" field where a row has one).`);
   return { config, judgeModel };
 }
@@ -107,12 +107,12 @@ export interface RunSettings {
 export const NO_INPUT_FILE = 'no input file: give one, e.g. "switchyard run prompts.csv"';
 
 /** The run's settings; refuses a run with no input file or with --ab beside a pinned model, and says what its A/B split or pinned model means for its rows. */
-export function chooseRunSettings(options: RunOptions, existing: BatchMeta | null, config: SwitchyardConfig, storedConfig: SwitchyardConfig | null, say: (line: string) => void): RunSettings {
+export function chooseRunSettings(options: RunOptions, existing: BatchMeta | null, config: SwitchyardConfig, builtIn: boolean, storedConfig: SwitchyardConfig | null, say: (line: string) => void): RunSettings {
   const file = options.file ?? existing?.input;
   if (!file) throw new UsageError(NO_INPUT_FILE);
   const inputPath = resolve(file);
   const promptColumn = options.promptColumn ?? existing?.prompt_column ?? 'prompt';
-  const { model, abSplit } = chooseRowModels(options, existing, config);
+  const { model, abSplit } = chooseRowModels(options, existing, config, builtIn);
   sayAbSplitNotes(options, existing, config, model, abSplit, say);
   sayJudgeAnswersToo(config, abSplit ? abSplit.map((arm) => arm.model) : model ? [model] : [], say);
   const budget = chooseBudget(options, existing, config);
@@ -157,10 +157,10 @@ function sayBudgetStillSpent(existing: BatchMeta | null, budgetUsd: number | und
 }
 
 /** Where rows that name no model go: --model or --route, --ab, or what the batch was given before (a resume that names neither keeps it). */
-function chooseRowModels(options: RunOptions, existing: BatchMeta | null, config: SwitchyardConfig): { model: string | undefined; abSplit: AbArm[] | undefined } {
+function chooseRowModels(options: RunOptions, existing: BatchMeta | null, config: SwitchyardConfig, builtIn: boolean): { model: string | undefined; abSplit: AbArm[] | undefined } {
   if (options.ab && (options.model || (options.route && options.route !== AUTO_ROUTE))) throw new UsageError(AB_BESIDE_PINNED);
   const model = pinnedModel(options) ?? (options.route === AUTO_ROUTE || options.ab ? undefined : existing?.model_override);
-  const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config)) : !options.model && !options.route ? existing?.ab_split : undefined;
+  const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config), builtIn) : !options.model && !options.route ? existing?.ab_split : undefined;
   return { model, abSplit };
 }
 

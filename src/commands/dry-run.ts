@@ -74,11 +74,12 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   const loaded = options.config ? await loadConfigFile(options.config) : builtInConfig('http://127.0.0.1:8787/v1');
   // As run says it (QA: a switchyard.yaml in the folder was ignored without a word). No simulator: nothing is called.
   if (!options.config) say('No --config given: estimating with the built-in models (a run would start their simulator; a dry run starts none and calls nothing).');
-  const config = options.judge ? withJudge(loaded, options.judge) : loaded;
+  const builtIn = !options.config;
+  const config = options.judge ? withJudge(loaded, options.judge, builtIn) : loaded;
   const pinned = pinnedModel(options);
-  refuseUnknownPinned(pinned, answerableNames(config));
+  refuseUnknownPinned(pinned, answerableNames(config), builtIn);
   if (options.ab && pinned) throw new UsageError(AB_BESIDE_PINNED);
-  const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config)) : undefined;
+  const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config), builtIn) : undefined;
   const rules = compileTaskRules(config.routing);
   const byModel = new Map<string, Tally>();
   const byTask = new Map<string, Tally>();

@@ -1,5 +1,6 @@
 import { UsageError } from '../errors.ts';
 import { meantHint } from '../config/closest-name.ts';
+import { listedModels, notAmongModels } from '../config/unknown-model-text.ts';
 import { AUTO_ROUTE } from './pinned-model.ts';
 
 /** One arm of an A/B split: a model, an ensemble or the routing (AUTO_ROUTE), and its share of the rows (the shares sum to 1). */
@@ -22,14 +23,17 @@ export const AB_BESIDE_PINNED = 'give either --ab or --model <model> (or --route
 
 /**
  * `--ab a,b,c` (equal shares) or `--ab a=0.8,b=0.2` (weights, any positive numbers: they are
- * scaled to sum to 1). `names` are the models and ensembles a row may go to.
+ * scaled to sum to 1). `names` are the models and ensembles a row may go to (the built-in ones when
+ * `builtIn`: no --config).
  */
-export function parseAbSplit(text: string, names: readonly string[]): AbArm[] {
+export function parseAbSplit(text: string, names: readonly string[], builtIn = false): AbArm[] {
   const parts = text.split(',').map((part) => part.trim()).filter((part) => part.length > 0);
   const arms = parts.map((part) => {
     const [model = '', weightText] = part.split('=').map((piece) => piece.trim());
     if (!names.includes(model) && model !== AUTO_ROUTE) {
-      throw new UsageError(`--ab: "${model}" is not in the config${meantHint(model, [...names, AUTO_ROUTE])}; models and ensembles: ${names.join(', ')} (or ${AUTO_ROUTE}, to route the arm's rows by task type)`);
+      throw new UsageError(
+        `--ab: "${model}" ${notAmongModels(builtIn)}${meantHint(model, [...names, AUTO_ROUTE])}; ${listedModels(builtIn, 'models and ensembles')}: ${names.join(', ')} (or ${AUTO_ROUTE}, to route the arm's rows by task type)`,
+      );
     }
     const weight = weightText === undefined ? 1 : Number(weightText);
     if (!(weight > 0) || !Number.isFinite(weight)) throw new UsageError(`--ab: the weight of "${model}" must be a positive number, not "${weightText}"`);

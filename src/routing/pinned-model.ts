@@ -1,4 +1,5 @@
 import { meantHint } from '../config/closest-name.ts';
+import { listedModels, notAmongModels } from '../config/unknown-model-text.ts';
 import { UsageError } from '../errors.ts';
 
 /** The word for routing each row by its task type: `--route auto`, and an `--ab` arm (ab-split.ts). */
@@ -14,7 +15,14 @@ export function pinnedModel(options: { model?: string | undefined; route?: strin
   return options.model;
 }
 
-/** Refuses a pinned model that is not among `names` (the config's models and ensembles), with the one meant. */
-export function refuseUnknownPinned(pinned: string | undefined, names: readonly string[]): void {
-  if (pinned && !names.includes(pinned)) throw new UsageError(`--model/--route "${pinned}" is not in the config${meantHint(pinned, [...names, AUTO_ROUTE])}; models and ensembles: ${names.join(', ')} (or --route ${AUTO_ROUTE}, to route each row by its task type)`);
+/**
+ * Refuses a pinned model that is not among `names` (the config's models and ensembles, or the
+ * built-in ones when `builtIn`: no --config), with the one meant.
+ */
+export function refuseUnknownPinned(pinned: string | undefined, names: readonly string[], builtIn = false): void {
+  if (pinned && !names.includes(pinned)) {
+    throw new UsageError(
+      `--model/--route "${pinned}" ${notAmongModels(builtIn)}${meantHint(pinned, [...names, AUTO_ROUTE])}; ${listedModels(builtIn, 'models and ensembles')}: ${names.join(', ')} (or --route ${AUTO_ROUTE}, to route each row by its task type)`,
+    );
+  }
 }

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Report } from '../../src/output/report.ts';
@@ -86,6 +86,15 @@ describe('switchyard run with a mistyped input path', () => {
     expect(result.stderr).toContain(`input file not found: ${join(cwd, 'promts.csv')}`);
     expect(result.stdout).toBe('');
     expect(await h.redis.keys(`${h.prefix}:*`)).toEqual([]);
+  });
+
+  it('refuses a --model the built-in models lack by naming them, not a config the run was not given (QA)', async () => {
+    const cwd = await tempDir('builtin-model');
+    await writeFile(join(cwd, 'in.csv'), 'prompt\nhi\n');
+    const result = await runCli(['run', 'in.csv', '--model', 'gpt-4o'], h.env(), { cwd });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^switchyard: --model\/--route "gpt-4o" is not a built-in model \(no --config was given: to call other models, give a config that names them\); built-in models and ensembles: deepseek-v4-flash, /m);
+    expect(result.stderr).not.toContain('in the config');
   });
 
   it('refuses run with no file at all the same way (QA: it named a batch and started the simulator first)', async () => {

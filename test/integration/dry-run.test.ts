@@ -145,6 +145,16 @@ describe('run --dry-run without --config', () => {
     expect(lines.find((line) => line.startsWith('deepseek-v4-flash'))).toMatch(/^deepseek-v4-flash +1 /);
   });
 
+  it('refuses a --judge or --ab the built-in models lack by naming them, not a config it was not given (QA)', async () => {
+    const dir = await tempDir('dry-builtin-unknown');
+    const input = join(dir, 'in.csv');
+    await writeFile(input, 'prompt\nhi\n');
+    const say = () => {};
+    await expect(runDryRun({ file: input, judge: 'gpt-4o' }, say)).rejects.toThrow(/^--judge "gpt-4o" is not a built-in model \(no --config was given: to call other models, give a config that names them\); built-in models: deepseek-v4-flash, /);
+    await expect(runDryRun({ file: input, ab: 'deepseek-v4-flash,gpt-4o' }, say)).rejects.toThrow(/^--ab: "gpt-4o" is not a built-in model \(no --config was given/);
+    await expect(runDryRun({ file: input, model: 'gpt-4o' }, say)).rejects.toThrow(/^--model\/--route "gpt-4o" is not a built-in model \(no --config was given/);
+  });
+
   it('trims --prompt-column as the header\'s column names are, so " question " is the question column (QA: refused as no such column)', async () => {
     const dir = await tempDir('dry-column-spaces');
     const input = join(dir, 'in.csv');

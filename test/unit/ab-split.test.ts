@@ -20,6 +20,10 @@ describe('A/B split', () => {
 
   it('says what is wrong with a split', () => {
     expect(() => parseAbSplit('flash,nope', NAMES)).toThrow('--ab: "nope" is not in the config; models and ensembles: flash, pro, glm, council');
+    // No --config: the names are the built-in models', and the refusal says so.
+    expect(() => parseAbSplit('flash,nope', NAMES, true)).toThrow(
+      '--ab: "nope" is not a built-in model (no --config was given: to call other models, give a config that names them); built-in models and ensembles: flash, pro, glm, council',
+    );
     expect(() => parseAbSplit('flash', NAMES)).toThrow('--ab needs two arms or more (models, ensembles, or auto for the routing), e.g. deepseek-v4-flash,glm-4, auto,deepseek-v4-pro, or with weights a=0.8,b=0.2 (to send every row to flash, give --model flash)');
     expect(() => parseAbSplit('auto', NAMES)).toThrow('(to route every row by task type, give --route auto; to test the routing against a model, auto,<model>)');
     expect(() => parseAbSplit('flash=0.8,pro', NAMES)).toThrow('give every model a weight');

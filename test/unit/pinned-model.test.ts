@@ -16,4 +16,12 @@ describe('--model and --route', () => {
     );
     expect(() => refuseUnknownPinned('flash', ['flash', 'pro'])).not.toThrow();
   });
+
+  it('names the built-in models, not a config, when the run has no --config (QA: "not in the config" with no config given)', () => {
+    expect(() => refuseUnknownPinned('gpt-4o', ['flash', 'pro'], true)).toThrow(
+      new UsageError(
+        '--model/--route "gpt-4o" is not a built-in model (no --config was given: to call other models, give a config that names them); built-in models and ensembles: flash, pro (or --route auto, to route each row by its task type)',
+      ),
+    );
+  });
 });
