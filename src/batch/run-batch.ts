@@ -454,6 +454,7 @@ async function queueRows(batch: PreparedBatch, context: RunContext, underway: Un
   const { batchId, config, outDir, concurrency } = batch;
   const { queue, worker, stops } = underway;
   try {
+    // Ended before a failure's stop (stopOnEnqueueError), which waits for it.
     return await enqueueBatch({
       queue,
       store: context.session.store,
@@ -471,7 +472,7 @@ async function queueRows(batch: PreparedBatch, context: RunContext, underway: Un
       signal: stops.stopReading,
       carriedFits: (row, progress, answered) => carriedProgressFits(progress, carriedTarget(row, batch), answered),
       refusals: context.session.refusals,
-    });
+    }).finally(stops.readingEnded);
   } catch (error) {
     return await stopOnEnqueueError(error, batchId, context, underway);
   }

@@ -28,6 +28,8 @@ export interface RunStops {
   stoppedBy(): NodeJS.Signals | null;
   /** What became of the batch's queued rows once stopped (null: not yet, or Redis was away). */
   unqueued(): Unqueued | 'failed' | null;
+  /** The file's reading has ended (read whole, stopped or failed): a stop's last unqueue and the outputs wait for it. */
+  readingEnded(): void;
   stopListening(): void;
 }
 
@@ -59,6 +61,7 @@ export function watchForStops(watched: {
   const drainCollector = new AbortController();
   let stoppedBy: NodeJS.Signals | null = null;
   let unqueued: Unqueued | 'failed' | null = null;
+  const reading = Promise.withResolvers<void>();
   // The batch's rows still queued come off the queue, or the next run of another batch (or any
   // worker) would run them, and pay for them, with nobody collecting this one.
   // At once, so that other processes' workers take none of them while this one's calls in flight
@@ -102,8 +105,10 @@ export function watchForStops(watched: {
         },
       });
     }
-    // A close that fails is seen again where the run closes the worker for good.
-    const closed = (worker?.close() ?? Promise.resolve()).catch(() => undefined);
+    // A close that fails is seen again where the run closes the worker for good. The read ends
+    // too: the chunk it was queueing comes off the queue in the last pass, and the outputs count
+    // the invalid lines it read (it saves them as it stops; under load the report was written first).
+    const closed = Promise.all([(worker?.close() ?? Promise.resolve()).catch(() => undefined), reading.promise]);
     void (watched.collects ? unqueueRest(closed) : closed).then(() => drainCollector.abort());
   };
   // A second signal quits at once: say what that leaves, since no summary follows.
@@ -130,6 +135,7 @@ export function watchForStops(watched: {
     drainCollecting: () => drainCollector.abort(),
     stoppedBy: () => stoppedBy,
     unqueued: () => unqueued,
+    readingEnded: () => reading.resolve(),
     stopListening,
   };
 }

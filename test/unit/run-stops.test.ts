@@ -1,0 +1,27 @@
+import { describe, expect, it } from 'vitest';
+import { setTimeout as delay } from 'node:timers/promises';
+import { watchForStops } from '../../src/batch/run-stops.ts';
+import type { Session } from '../../src/queue/session.ts';
+
+// The stop of a host's run (no process signal, no worker, nothing to unqueue): only the outages
+// watch of the session is told about it.
+const session = { outages: { stopping: () => undefined } } as unknown as Session;
+
+describe('a run stopping', () => {
+  it('has the outputs written only once the file has stopped being read (the read saves the invalid lines it counted as it stops)', async () => {
+    const hostStop = new AbortController();
+    const stops = watchForStops({ session, batchId: 'b', say: () => undefined, worker: null, collects: false, lease: null, hostStop: hostStop.signal });
+    try {
+      hostStop.abort();
+      await delay(20);
+      expect(stops.stopReading.aborted).toBe(true);
+      expect(stops.drainCollector.aborted).toBe(false);
+      stops.readingEnded();
+      await delay(0);
+      expect(stops.drainCollector.aborted).toBe(true);
+      expect(stops.stoppedBy()).toBe('SIGTERM');
+    } finally {
+      stops.stopListening();
+    }
+  });
+});
