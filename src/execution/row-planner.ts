@@ -12,6 +12,7 @@ import { planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { countMessageTokens, maxMessageTokens } from '../routing/token-count.ts';
 import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
+import { ClaimLostError } from './claim-lost.ts';
 import type { RowGate } from './row-gate.ts';
 import type { RoutePlan, RowProgress } from './row-progress.ts';
 import { releaseHeldSlot, type RowInput } from './row-runner.ts';
@@ -86,7 +87,8 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
   }
 
   /** The row's plan and the classifier's call record, or how long the row waits for the classifier's slot. */
-  return async function planRow(row: RowInput, progress: RowProgress): Promise<{ plan: RoutePlan; calls: CallRecord[] } | { waitMs: number }> {
+  /** `confirmClaim` throws ClaimLostError when the row's worker no longer holds its job: asked right before the classifier's call, as before an answer's. */
+  return async function planRow(row: RowInput, progress: RowProgress, confirmClaim?: () => Promise<void>): Promise<{ plan: RoutePlan; calls: CallRecord[] } | { waitMs: number }> {
     const { text, chars } = classificationInput(row.messages);
     const byRules = classifyByRules(text, rules, chars);
     let taskType = byRules.taskType;
@@ -106,7 +108,14 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
     if (admitted && 'skipped' in admitted) reason = `llm classifier skipped (${admitted.skipped}); ${byRules.reason}`;
     if (admitted && 'slotAt' in admitted && llm && classifierModel && classifierProvider) {
       const verdict = await classifyWithLlm(
-        { call: (request) => callSlot(() => callModel(classifierProvider, request)) },
+        {
+          call: (request) =>
+            callSlot(async () => {
+              // A worker that paused past its claim while the row waited for this slot must not pay for a row another worker has.
+              await confirmClaim?.();
+              return callModel(classifierProvider, request);
+            }),
+        },
         { text, taskTypes: rules.labels, model: llm.model, upstream: classifierModel.upstream ?? llm.model, reasoning: classifierModel.reasoning, maxTokens: llm.max_tokens, descriptions },
       );
       if (verdict.taskType) {
@@ -133,6 +142,8 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
         coolDownMs: null,
         probe: admitted.probe,
       });
+      // The row is another worker's now: nothing went out, and that worker records what the row made before.
+      if (verdict.error instanceof ClaimLostError) throw verdict.error;
       // A request that never went out (no key, a key just rejected, the process stopping) is no call: no cost record.
       const sent = !(verdict.error instanceof ModelCallError && !verdict.error.sent) && !(verdict.error instanceof CallsStopped);
       if (sent) {

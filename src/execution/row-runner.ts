@@ -37,7 +37,7 @@ export interface RowRunnerDeps {
   gate: RowGate;
   /** Decides the row's task type and model chain (may call a classifier model: its calls are returned). */
   /** The row's route, or how long it waits for the classifier's rate-limit slot (it holds the slot in `progress`). */
-  plan: (row: RowInput, progress: RowProgress) => Promise<{ plan: RoutePlan; calls: CallRecord[] } | { waitMs: number }>;
+  plan: (row: RowInput, progress: RowProgress, confirmClaim?: () => Promise<void>) => Promise<{ plan: RoutePlan; calls: CallRecord[] } | { waitMs: number }>;
   sleep: (ms: number) => Promise<void>;
   /** Waits for one of the process's model-call slots around each call (none: no limit). */
   callSlot?: CallSlot;
@@ -121,7 +121,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
   const { config, gate } = deps;
   const now = deps.now ?? Date.now;
   if (!progress.plan) {
-    const planned = await deps.plan(row, progress);
+    const planned = await deps.plan(row, progress, deps.confirmClaim);
     if ('waitMs' in planned) return { kind: 'park', waitMs: Math.max(config.limits.inline_wait_ms, planned.waitMs - WAKE_LEAD_MS), progress };
     progress.plan = planned.plan;
     progress.calls.push(...planned.calls);

@@ -2,6 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
+import { ClaimLostError } from '../../src/execution/claim-lost.ts';
 import type { CallSettlement } from '../../src/execution/row-gate.ts';
 import { createRowPlanner } from '../../src/execution/row-planner.ts';
 import { freshProgress } from '../../src/execution/row-progress.ts';
@@ -70,6 +71,19 @@ describe('LLM classifier against the simulator', () => {
     expect(planned.calls).toEqual([]);
     expect(planned.plan.routeReason).toContain('llm call failed: not sent, the key was just rejected');
     expect(settled).toEqual(['classifier:neutral']); // its slot and budget hold handed back
+  });
+
+  it('makes no classifier call for a row whose worker lost its claim while it waited (paused past its lock): the row is handed over, its slot given back', async () => {
+    const { gate, settled } = openRowGate();
+    const planRow = createRowPlanner(config, createProviderClients(config), undefined, gate);
+    const before = sim.stats().models['tiny-labeler']?.requests ?? 0;
+    const claimLost = async () => {
+      throw new ClaimLostError();
+    };
+    const row = { batchId: 'b', row: 1, id: 'r1', messages: [{ role: 'user' as const, content: 'Write a poem about rain.' }], metadata: {} };
+    await expect(planRow(row, freshProgress(), claimLost)).rejects.toBeInstanceOf(ClaimLostError);
+    expect(sim.stats().models['tiny-labeler']?.requests ?? 0).toBe(before);
+    expect(settled).toEqual(['classifier:neutral']);
   });
 
   it('charges a classifier call that timed out its prompt, counted, in its classify record and the budget: the rules decide', async () => {
