@@ -47,14 +47,25 @@ console.log(`  node -e 0                        ${ms(bare)}`);
 console.log(`  switchyard --help                ${ms(help)}`);
 console.log(`  node -e "import(src/batch/run-batch.ts)" ${ms(importRun)}  (sources, type-stripped; bullmq, ioredis, openai, zod, pino, csv ... loaded)`);
 
-/** Polls Redis for the first job's hash; resolves with ms since `t0` (or NaN after the limit). */
-function firstJobSeen(url: string, key: string, t0: number, limitMs: number): { promise: Promise<number>; stop: () => void } {
+/** Scans the (small) keyspace for a key matching `pattern`. */
+async function anyKeyMatches(redis: Redis, pattern: string): Promise<boolean> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    if (keys.length > 0) return true;
+    cursor = next;
+  } while (cursor !== '0');
+  return false;
+}
+
+/** Polls Redis for the first job's hash (its id ends with the row's fingerprint, hence the pattern); resolves with ms since `t0` (or NaN after the limit). */
+function firstJobSeen(url: string, pattern: string, t0: number, limitMs: number): { promise: Promise<number>; stop: () => void } {
   const redis = new Redis(url, { maxRetriesPerRequest: 1 });
   let stopped = false;
   const promise = (async () => {
     try {
       while (!stopped && performance.now() - t0 < limitMs) {
-        if ((await redis.exists(key)) === 1) return performance.now() - t0;
+        if (await anyKeyMatches(redis, pattern)) return performance.now() - t0;
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
       return Number.NaN;
@@ -91,7 +102,7 @@ async function phases(env: BenchEnv): Promise<void> {
   for (let rep = 1; rep <= repetitions; rep++) {
     const batchId = `phases-${rep}`;
     const t0 = performance.now();
-    const watch = firstJobSeen(env.redis.url, `${env.prefix}:prompts:${batchId}_1`, t0, 120_000);
+    const watch = firstJobSeen(env.redis.url, `${env.prefix}:prompts:${batchId}_1_*`, t0, 120_000);
     const run = await runSwitchyard({ csv, config, outDir: path.join(env.dir, `phases-${rep}`), batchId, concurrency: 50, redisUrl: env.redis.url, prefix: env.prefix, timeoutMs: 120_000 });
     watch.stop();
     checkRun('phases run', run, rows);
