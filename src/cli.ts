@@ -8,6 +8,7 @@ import { describeFileTrouble, describeRedisTrouble, SetupError, UsageError } fro
 import { LOCK_TOO_SHORT, MIN_LOCK_MS } from './queue/claim-lock.ts';
 import { parseDecimal } from './decimal-text.ts';
 import { BUDGET_TOO_LARGE, MAX_BUDGET_USD } from './models/pricing.ts';
+import { endEarlyStop, stopEarly } from './early-stop.ts';
 import packageJson from '../package.json' with { type: 'json' };
 
 /**
@@ -120,6 +121,8 @@ async function exitWith(run: () => Promise<number>): Promise<void> {
       process.exitCode = redis ? 3 : 4;
     }
   }
+  // A signal now comes after what the command said as it ended.
+  endEarlyStop();
   // Lingering sockets (SDK keep-alive, Redis) must not keep a finished command alive.
   setTimeout(() => process.exit(), 200).unref();
 }
@@ -156,9 +159,12 @@ program
         throw new UsageError(`--resume ${opts.resume} and --batch-id ${opts.batchId} name two batches: give --resume <id> to go on with a batch, or --batch-id <id> to name a new one (running it again resumes it)`);
       }
       if (opts.dryRun) {
+        stopEarly(say, 'during the dry run: nothing was queued or called.');
         const { runDryRun } = await import('./commands/dry-run.ts');
         return runDryRun({ ...opts, file } as Parameters<typeof runDryRun>[0], say);
       }
+      // Until the run's own stop handling is installed (run-stops.ts), it says what it has changed so far.
+      stopEarly(say, 'before anything was queued: nothing to resume.');
       const { runBatch } = await import('./batch/run-batch.ts');
       const outcome = await runBatch({ ...opts, file } as Parameters<typeof runBatch>[0], logger, say);
       return outcome.exitCode;
@@ -171,7 +177,10 @@ program
   .option('--concurrency <n>', 'model calls in flight in this process', positiveInt, 64)
   .option('--lock-ms <ms>', `how long a claimed row stays claimed without renewal (${MIN_LOCK_MS} or more)`, lockMs, 30_000)
   .action((opts: { concurrency: number; lockMs: number }) =>
-    exitWith(async () => (await import('./commands/worker.ts')).runWorkerCommand(opts, logger, say)),
+    exitWith(async () => {
+      stopEarly(say, 'before the worker started: it took no rows.');
+      return (await import('./commands/worker.ts')).runWorkerCommand(opts, logger, say);
+    }),
   );
 
 program
@@ -237,6 +246,11 @@ program
 program
   .command('demo')
   .description('run examples/prompts.csv end to end on the built-in models and simulator')
-  .action(() => exitWith(async () => (await import('./commands/demo.ts')).runDemoCommand(logger, say)));
+  .action(() =>
+    exitWith(async () => {
+      stopEarly(say, 'before anything was queued: nothing to resume.');
+      return (await import('./commands/demo.ts')).runDemoCommand(logger, say);
+    }),
+  );
 
 await program.parseAsync(process.argv);

@@ -34,6 +34,7 @@ import { createBatchContexts, type BatchContexts } from '../queue/batch-context.
 import { createCallSlots, type CallSlots } from '../execution/call-slots.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
 import { carryAnswersForJudge } from '../judge/rescore-answers.ts';
+import { holdingEarlyStop, saysWhenStopped } from '../early-stop.ts';
 
 export interface RunOptions {
   file?: string;
@@ -160,6 +161,8 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
   // A mistyped path names no batch (nor starts the built-in models' simulator).
   if (options.file) await checkInputFile(resolve(options.file));
   say(`Batch ${batchId}`);
+  // Said by a Ctrl-C before the run's own stop handling is installed (early-stop.ts); whether the batch exists is known below.
+  saysWhenStopped(options.resume === undefined && options.batchId === undefined ? `before anything was queued: batch ${batchId} was not created, so there is nothing to resume.` : 'before anything was queued or changed: the same command can simply be run again.');
 
   const session = host?.session ?? (await openSession(logger, say));
   const held: Held = { lease: null, simulator: null, reader: null };
@@ -196,6 +199,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
  */
 async function prepareBatch(batchId: string, options: RunOptions, session: Session, held: Held, say: (line: string) => void, host: RunHost | undefined): Promise<PreparedBatch> {
   const existing = await loadEarlierBatch(batchId, options, session);
+  saysWhenStopped(existing ? `before anything was queued: batch ${batchId} is as it was, and \`switchyard run --resume ${batchId}\` goes on with it.` : `before anything was queued: batch ${batchId} was not created, so there is nothing to resume.`);
   // Before anything is written: another process may be running this batch now. (A server holds
   // the lease of the batches it queues itself; a --detach from the command line holds it while it queues.)
   if (!host) held.lease = await acquireBatchLease(session.redis, session.store.keys(batchId).lease, batchId);
@@ -283,12 +287,6 @@ async function saveBatch(batchId: string, options: RunOptions, existing: BatchMe
   await createOutputDir(outDir);
   const startedAt = new Date();
   const createdAt = existing?.created_at ?? startedAt.toISOString();
-  await claimOutputDir(outDir, batchId, createdAt, async (owner) => {
-    const ownerMeta = await session.store.load(owner);
-    if (!ownerMeta || ownerMeta.status === 'completed' || ownerMeta.status === 'completed_with_failures') return null;
-    if (ownerMeta.input_error) return `batch ${owner} stopped at a line of its file it could not read: to finish it there without repeating its finished rows, run this command with --batch-id ${owner} once the file is fixed`;
-    return `batch ${owner} did not finish (${ownerMeta.status}): \`switchyard run --resume ${owner}\` finishes it there without repeating its finished rows`;
-  });
   const meta: Omit<BatchMeta, 'cost_nanos'> = {
     batch_id: batchId,
     status: 'enqueuing',
@@ -313,7 +311,21 @@ async function saveBatch(batchId: string, options: RunOptions, existing: BatchMe
     ...(settings.concurrency !== undefined ? { concurrency: settings.concurrency } : {}),
     ...(fingerprintsHoldIds(existing) ? { fingerprint_ids: true } : {}),
   };
-  await session.store.save(meta, record.config);
+  // The folder claimed and the batch saved, or neither: a Ctrl-C between would leave a folder marked
+  // as a batch's that no Redis has, which a later run with the same --out would refuse to replace.
+  const claimAndSave = async () => {
+    await claimOutputDir(outDir, batchId, createdAt, async (owner) => {
+      const ownerMeta = await session.store.load(owner);
+      if (!ownerMeta || ownerMeta.status === 'completed' || ownerMeta.status === 'completed_with_failures') return null;
+      if (ownerMeta.input_error) return `batch ${owner} stopped at a line of its file it could not read: to finish it there without repeating its finished rows, run this command with --batch-id ${owner} once the file is fixed`;
+      return `batch ${owner} did not finish (${ownerMeta.status}): \`switchyard run --resume ${owner}\` finishes it there without repeating its finished rows`;
+    });
+    await session.store.save(meta, record.config);
+  };
+  await holdingEarlyStop(claimAndSave, {
+    during: `while batch ${batchId} was being saved: nothing was queued; if \`switchyard status ${batchId}\` finds it, \`switchyard run --resume ${batchId}\` runs it.`,
+    after: `before any row was queued: batch ${batchId} is saved, and \`switchyard run --resume ${batchId}\` runs it.`,
+  });
   return { outDir, startedAt };
 }
 

@@ -2,6 +2,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { PromptWorkerHandle } from '../../workers/prompt-worker.ts';
 import { exitCodeForSignal } from '../errors.ts';
+import { endEarlyStop } from '../early-stop.ts';
 import type { BatchLease } from '../queue/batch-lease.ts';
 import type { BatchProgress } from '../queue/batch-state.ts';
 import { pingRedis } from '../queue/redis-connection.ts';
@@ -151,6 +152,8 @@ function listenForStop(onStop: (signal: NodeJS.Signals) => void, hostStop: Abort
     else hostStop.addEventListener('abort', onAbort, { once: true });
     return () => hostStop.removeEventListener('abort', onAbort);
   }
+  // The command's early handling (early-stop.ts) said what a stop before this one left.
+  endEarlyStop();
   // After the first, either signal quits at once.
   const stopListening = () => {
     process.off('SIGINT', onFirst);

@@ -8,6 +8,7 @@ import { createWorkerActivity } from '../progress/worker-activity.ts';
 import { deadProcessRowsText } from '../queue/worker-registry.ts';
 import { exitCodeForSignal } from '../errors.ts';
 import { exitWhenRedisStaysAway } from '../queue/redis-stays-away.ts';
+import { endEarlyStop } from '../early-stop.ts';
 
 /** How often a running worker says what it has done (only when it has done something). */
 const ACTIVITY_EVERY_MS = 30_000;
@@ -40,6 +41,8 @@ export async function runWorkerCommand(options: WorkerCommandOptions, logger: Lo
     if (line) say(line);
   }, ACTIVITY_EVERY_MS);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    // In the tick the worker started in: no signal comes between the two.
+    endEarlyStop();
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
@@ -9,7 +10,7 @@ import { PROMPT_QUEUE } from '../../src/queue/keys.ts';
 import { unqueueBatch } from '../../src/queue/unqueue-batch.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report.ts';
-import { runCli, spawnCli, waitFor } from '../helpers/cli.ts';
+import { runCli, spawnCli, waitFor, waitForOutput } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
@@ -354,5 +355,93 @@ describe('a stop while the provider is slow', () => {
     expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
     expectEachRowOnce(await readJsonLines<RowResult>(join(out, 'results.jsonl')), 8);
     expect(h.sim.stats().models.fast?.requests).toBe(8);
+  }, 40_000);
+
+  it('a second Ctrl-C quits at once, without waiting for the calls in flight', async () => {
+    h.sim.reset();
+    const dir = await tempDir('stop-twice');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 4);
+    const run = spawnCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--batch-id', 'stop-twice', '--concurrency', '2'], h.env());
+    await waitFor(async () => (h.sim.stats().models.fast?.requests ?? 0) >= 2, 20_000);
+    run.kill('SIGINT');
+    await waitForOutput(() => run.output().stdout, 'a second Ctrl-C quits at once', 10_000);
+    const quitAt = Date.now();
+    run.kill('SIGINT');
+    const ended = await run.done;
+    expect(ended.code, ended.stdout + ended.stderr).toBe(130);
+    expect(Date.now() - quitAt).toBeLessThan(1000);
+    expect(ended.stdout).toContain('Quit at once (SIGINT): the calls in flight are not recorded, and their rows run again on `switchyard run --resume stop-twice`.');
+  }, 40_000);
+});
+
+describe('a stop while the command starts, before its own stop handling is installed', () => {
+  const h = useSimulatorAndRedis('stop-at-start');
+
+  /** A "Redis" that takes connections and never answers: the command waits there, at its start. */
+  async function silentRedis(): Promise<{ url: string; connected: () => boolean; close: () => void }> {
+    const sockets: Socket[] = [];
+    const server = createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    return {
+      url: `redis://127.0.0.1:${port}`,
+      connected: () => sockets.length > 0,
+      close: () => {
+        for (const socket of sockets) socket.destroy();
+        server.close();
+      },
+    };
+  }
+
+  it('Ctrl-C while run waits for Redis says nothing was queued and exits 130, not killed by the signal (QA: ended silently)', async () => {
+    const dir = await tempDir('stop-at-start');
+    const input = await writePromptsCsv(dir, 3);
+    const redis = await silentRedis();
+    try {
+      const run = spawnCli(['run', input, '--out', join(dir, 'out')], h.env({ REDIS_URL: redis.url }));
+      await waitFor(async () => redis.connected(), 20_000);
+      run.kill('SIGINT');
+      const ended = await run.done;
+      expect(ended.code, ended.stdout + ended.stderr).toBe(130);
+      expect(ended.stdout).toMatch(/\nInterrupted before anything was queued: batch \S+ was not created, so there is nothing to resume\.\n/);
+      expect(ended.stderr).toBe('');
+    } finally {
+      redis.close();
+    }
+  });
+
+  it('SIGTERM while a worker waits for Redis exits 143 saying it took no rows', async () => {
+    const redis = await silentRedis();
+    try {
+      const worker = spawnCli(['worker'], h.env({ REDIS_URL: redis.url }));
+      await waitFor(async () => redis.connected(), 20_000);
+      worker.kill('SIGTERM');
+      const ended = await worker.done;
+      expect(ended.code, ended.stdout + ended.stderr).toBe(143);
+      expect(ended.stdout).toContain('Interrupted (SIGTERM) before the worker started: it took no rows.');
+      expect(ended.stderr).toBe('');
+    } finally {
+      redis.close();
+    }
+  });
+
+  it('Ctrl-C as run starts leaves nothing the same command trips over when run again', async () => {
+    const dir = await tempDir('stop-at-start-again');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 3);
+    const out = join(dir, 'out');
+    const run = spawnCli(['run', input, '--config', config, '--out', out], h.env());
+    await waitForOutput(() => run.output().stdout, 'Batch ', 20_000);
+    run.kill('SIGINT');
+    const ended = await run.done;
+    expect(ended.code, ended.stdout + ended.stderr).toBe(130);
+    expect(ended.stdout).toMatch(/\nInterrupted\b/);
+    expect(ended.stderr).not.toMatch(/error|at \S+ \(/i);
+    // Whatever point the signal came at: the batch resumes, or was never made and the folder takes a new one.
+    const resume = /switchyard run --resume (\S+?)`? /.exec(ended.stdout)?.[1];
+    const again = await runCli(resume ? ['run', '--resume', resume] : ['run', input, '--config', config, '--out', out], h.env());
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    expect(await readJsonLines<RowResult>(join(out, 'results.jsonl'))).toHaveLength(3);
   }, 40_000);
 });

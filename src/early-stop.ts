@@ -1,0 +1,72 @@
+import { exitCodeForSignal } from './errors.ts';
+
+/**
+ * Ctrl-C or SIGTERM while `run` or `worker` starts (its modules load, Redis connects, the file's
+ * first record is read), before the command's own stop handling is installed: the command ends at
+ * once, saying what that left, with 130 (143). Node's default ended the process by the signal,
+ * saying nothing. The command says what the stop would leave as it goes (`saysWhenStopped`), and
+ * hands over to its own handling (`endEarlyStop`) in the same tick as it installs it.
+ */
+let state: { say: (line: string) => void; text: string; holding: number; pending: NodeJS.Signals | null } | null = null;
+
+const onSignal = (signal: NodeJS.Signals): void => {
+  if (!state) return;
+  // A step that must not be cut in two (the batch's folder claimed, then the batch saved) ends first;
+  // a second signal does not wait for it (it may be waiting for a Redis that went away).
+  if (state.holding > 0 && state.pending === null) {
+    state.pending = signal;
+    return;
+  }
+  quit(signal);
+};
+
+function quit(signal: NodeJS.Signals): never {
+  const { say, text } = state!;
+  say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''} ${text}`);
+  process.exit(exitCodeForSignal(signal));
+}
+
+/** Listens for an early Ctrl-C or SIGTERM; `text` follows "Interrupted" in what it says. */
+export function stopEarly(say: (line: string) => void, text: string): void {
+  if (state) return;
+  state = { say, text, holding: 0, pending: null };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+
+/** What an early stop says from now on (nothing when none is listened for: a server's runs). */
+export function saysWhenStopped(text: string): void {
+  if (state) state.text = text;
+}
+
+/**
+ * Runs `work` with an early signal waiting for it to end; `after` is what a stop then says, and
+ * `during` what a second signal says, which quits before it ends.
+ */
+export async function holdingEarlyStop<T>(work: () => Promise<T>, texts: { during: string; after: string }): Promise<T> {
+  if (!state) return work();
+  const before = state.text;
+  state.holding += 1;
+  state.text = texts.during;
+  try {
+    const done = await work();
+    if (state) state.text = texts.after;
+    return done;
+  } catch (error) {
+    if (state) state.text = before;
+    throw error;
+  } finally {
+    if (state) {
+      state.holding -= 1;
+      if (state.holding === 0 && state.pending) quit(state.pending);
+    }
+  }
+}
+
+/** The command's own stop handling takes over: early signals are no longer listened for. */
+export function endEarlyStop(): void {
+  if (!state) return;
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  state = null;
+}
