@@ -92,6 +92,7 @@ async function* readCsvInput(path: string, input: TextInput, rules: RowRules, po
       }
     }
   } catch (error) {
+    if (error instanceof CsvError && error.code === 'CSV_MAX_RECORD_SIZE') throw await tooLargeRecord(path, readPath, { startByte: endOfLast, line: lines.peek(emptyLinesOf(error)) }, delimiter, header);
     throw describeAbort(error, path, lines);
   } finally {
     parser.destroy();
@@ -287,18 +288,54 @@ function runOnQuote(path: string, record: ParsedRecord): UsageError {
   );
 }
 
+const emptyLinesOf = (error: CsvError): number => (typeof error['empty_lines'] === 'number' ? error['empty_lines'] : 0);
+
 function describeAbort(error: unknown, path: string, lines: LineCounter): unknown {
   if (!(error instanceof CsvError)) return error;
-  const emptyLines = typeof error['empty_lines'] === 'number' ? error['empty_lines'] : 0;
-  const where = `at line ${lines.peek(emptyLines)}`;
+  const where = `at line ${lines.peek(emptyLinesOf(error))}`;
   if (error.code === 'CSV_QUOTE_NOT_CLOSED') {
     return new UsageError(`input file ${path}: the quoted field ${where} is never closed (close it; a quote inside a quoted field is written twice, "")`);
   }
-  if (error.code === 'CSV_MAX_RECORD_SIZE') {
-    return new UsageError(
-      `input file ${path}: the record ${where} is longer than ${MAX_RECORD_CHARS} characters ` +
-        '(often an unclosed quote)',
-    );
-  }
   return new UsageError(`input file ${path}: unreadable CSV ${where}: ${error.message}`);
+}
+
+/** How far from its start a record over MAX_RECORD_CHARS is read again, to tell a field that large from a quote never closed. */
+const RECHECK_BYTES = 4 * MAX_RECORD_CHARS;
+
+const MIB = `${MAX_RECORD_CHARS / (1024 * 1024)} MiB`;
+
+/**
+ * A record over MAX_RECORD_CHARS stops the parser wherever it is. Read again strictly from its
+ * start (up to RECHECK_BYTES), it is either whole, a field that large (a document pasted into a
+ * cell), or a quoted field never closed that took the lines after it.
+ */
+async function tooLargeRecord(path: string, readPath: string, record: { startByte: number; line: number }, delimiter: CsvDelimiter, header: Header | undefined): Promise<UsageError> {
+  const unclosed = (within: string) =>
+    new UsageError(`input file ${path}: the quoted field at line ${record.line} is never closed${within}, so it takes the lines after it into its text, past the ${MIB} a record may hold (close it; a quote inside a quoted field is written twice, "")`);
+  const file = await open(readPath, 'r');
+  let fields: string[] | undefined;
+  let cut = false;
+  try {
+    const length = Math.min((await file.stat()).size - record.startByte, RECHECK_BYTES);
+    cut = length === RECHECK_BYTES;
+    const raw = Buffer.alloc(Math.max(length, 0));
+    await file.read(raw, 0, raw.length, record.startByte);
+    [fields] = parseStrictly(raw, { delimiter, bom: true, relax_column_count: true, skip_empty_lines: true, record_delimiter: ['\r\n', '\n'], max_record_size: 0, to: 1 }) as string[][];
+  } catch (error) {
+    if (!(error instanceof CsvError)) throw error;
+    if (error.code === 'CSV_QUOTE_NOT_CLOSED') return unclosed(cut ? ` within ${RECHECK_BYTES / (1024 * 1024)} MiB` : '');
+    if (error.code === 'CSV_INVALID_CLOSING_QUOTE') return unclosed('');
+  } finally {
+    await file.close();
+  }
+  const limit = `larger than the ${MIB} a record may hold`;
+  if (!fields) return new UsageError(`input file ${path}: the record at line ${record.line} is ${limit}; if a quoted field in it is never closed, close it (a quote inside a quoted field is written twice, "")`);
+  if (!header) return new UsageError(`input file ${path}: its header, at line ${record.line}, is ${limit}: is the file a CSV with a header row?`);
+  const whole = fields;
+  const largest = whole.reduce((at, field, i) => (field.length > whole[at]!.length ? i : at), 0);
+  const name = header.names[largest] ?? `field ${largest + 1}`;
+  const size = `its "${name}" field alone holds ${whole[largest]!.length.toLocaleString('en-US')} characters`;
+  // The limit is no model's: a prompt that large is beyond their context windows anyway.
+  const why = name === header.promptColumn ? `: no model's context window takes a prompt that large (${MIB} of text is some 2 million tokens)` : '';
+  return new UsageError(`input file ${path}: the record at line ${record.line} is ${limit}; ${size}. Shorten it or take that row out of the file${why}`);
 }

@@ -211,6 +211,32 @@ describe('readCsvRows line numbers and options', () => {
     expect(seen).toBe(3000);
   });
 
+  it('names a record over the 8 MiB limit as that, with its largest field, not as an unclosed quote (QA: "often an unclosed quote" for a pasted document)', async () => {
+    const big = 'word '.repeat(1_800_000); // 9,000,000 characters
+    for (const field of [`"${big}"`, big]) {
+      const path = await csvFile('large-field.csv', `id,prompt,note\n1,ok,a\n2,${field},b\n3,after,c\n`);
+      const seen: ReadItem[] = [];
+      const read = async (): Promise<void> => {
+        for await (const item of readCsvRows(path, rules)) seen.push(item);
+      };
+      await expect(read()).rejects.toThrow(
+        new UsageError(
+          `input file ${path}: the record at line 3 is larger than the 8 MiB a record may hold; its "prompt" field alone holds 9,000,000 characters. ` +
+            "Shorten it or take that row out of the file: no model's context window takes a prompt that large (8 MiB of text is some 2 million tokens)",
+        ),
+      );
+      expect(seen).toHaveLength(1);
+    }
+  });
+
+  it('says an unclosed quote that runs on past the 8 MiB limit is one', async () => {
+    const lines = Array.from({ length: 300_000 }, (_, i) => `${i + 3},prompt number ${i + 3} of the file`);
+    const path = await csvFile('unclosed-large.csv', `id,prompt\n1,ok\n2,"never closed\n${lines.join('\n')}\n`);
+    await expect(collect(readCsvRows(path, rules))).rejects.toThrow(
+      new UsageError(`input file ${path}: the quoted field at line 3 is never closed, so it takes the lines after it into its text, past the 8 MiB a record may hold (close it; a quote inside a quoted field is written twice, "")`),
+    );
+  });
+
   it('stops at an unclosed quote that a later stray quote would end, instead of merging the rows between into one prompt', async () => {
     // Unchecked, row 1's prompt would run on over row 2 (to the quote before "Translate") and row 2 would vanish.
     const swallowing = await csvFile('swallowing.csv', 'id,prompt,category\n1,"Summarize: great phone,reviews\n2,"Translate: good morning",translation\n3,What is 2+2?,math\n');
