@@ -133,7 +133,10 @@ function readHeader(record: string[], rules: RowRules, path: string, delimiter: 
   const promptColumn = rules.promptColumn || 'prompt';
   // Column names become results.csv's columns and metadata keys: mangled ones would be carried through every row.
   if (record.some(hasReplacementChar)) throw new UsageError(`input file ${path}: its header ${notUtf8(1, 'csv', rules.overHttp).message.replace(/^line 1 /, '')}`);
-  const names = record.map((name, i) => name.trim() || `column_${i + 1}`);
+  // An unnamed column is column_<n>, or column_<n>.2 (.3, ...) when a named column has that name: the
+  // header's own names win, and two columns are never refused as one name twice that the file does not hold.
+  const given = new Set(record.map((name) => name.trim()).filter((name) => name !== ''));
+  const names = record.map((name, i) => name.trim() || unusedName(`column_${i + 1}`, given));
   const unnamed = new Set(names.filter((_, i) => record[i]!.trim() === ''));
   const duplicate = names.find((name, i) => names.indexOf(name) !== i);
   if (duplicate !== undefined) {
@@ -148,6 +151,13 @@ function readHeader(record: string[], rules: RowRules, path: string, delimiter: 
     );
   }
   return { names, promptColumn, unnamed };
+}
+
+function unusedName(name: string, taken: Set<string>): string {
+  let free = name;
+  for (let n = 2; taken.has(free); n += 1) free = `${name}.${n}`;
+  taken.add(free);
+  return free;
 }
 
 function listedColumns(names: readonly string[]): string {

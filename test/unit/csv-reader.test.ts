@@ -167,6 +167,11 @@ describe('readCsvRows line numbers and options', () => {
     expect((await collect(readCsvRows(extra, rules)))[0]?.value).toMatchObject({ code: 'bad_csv' });
   });
 
+  it('names an unnamed column column_<n>.2 when the header names another column column_<n>, instead of refusing it as a name given twice (QA)', async () => {
+    const path = await csvFile('unnamed-taken.csv', 'prompt,,column_2\nhello,a,b\n');
+    expect((await collect(readCsvRows(path, rules))).map((item) => (item.kind === 'row' ? item.value.metadata : item.value.message))).toEqual([{ 'column_2.2': 'a', column_2: 'b' }]);
+  });
+
   it('refuses a row holding a NUL byte as bad_encoding, and reads the others', async () => {
     const path = await csvFile('nul.csv', 'id,prompt\na,hel\0lo\nb,world\n');
     expect((await collect(readCsvRows(path, rules))).map((item) => (item.kind === 'row' ? item.value.id : `${item.value.code}: ${item.value.message}`))).toEqual([
