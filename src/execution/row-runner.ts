@@ -325,7 +325,7 @@ async function takeSlot(model: string, estimatedTokens: number, onLimit: 'wait' 
     }
     if (untilSlot > 0) await deps.sleep(untilSlot);
   } else {
-    const maxWait = onLimit === 'fallback' ? config.limits.max_wait_ms : Number.POSITIVE_INFINITY;
+    const maxWait = fallsBackOnLimit(onLimit, progress) ? config.limits.max_wait_ms : Number.POSITIVE_INFINITY;
     const capacity = await gate.reserveCapacity(model, estimatedTokens, maxWait);
     if (!capacity.reserved) {
       await giveUpProbe();
@@ -439,7 +439,7 @@ async function retryOrFallBack(row: RowInput, model: string, failure: ModelCallE
     return null;
   }
   const delay = retryDelayMs(progress.attempt, config.retry, failure.retryAfterMs);
-  if (failure.code === 'rate_limited' && onLimit === 'fallback' && delay > config.limits.max_wait_ms) {
+  if (failure.code === 'rate_limited' && fallsBackOnLimit(onLimit, progress) && delay > config.limits.max_wait_ms) {
     fallBack(progress, `${model}: rate limited for ${seconds(delay)}, over limits.max_wait_ms`);
     return null;
   }
@@ -582,6 +582,16 @@ function waitForCircuits(progress: RowProgress, maxWaitMs: number, now: number):
 /** The models of the pass through the chain that just ended: each fallback reason starts with its model's name. */
 function modelsPassedOver(progress: RowProgress): string[] {
   return [...new Set(progress.fallbackReasons.map((reason) => reason.slice(0, reason.indexOf(':'))))];
+}
+
+/**
+ * Whether a rate limit past limits.max_wait_ms sends the row on to its chain's next model. The last
+ * model (an ensemble's synthesizer and a judge are chains of one) waits for its slot as under
+ * `wait`: there is no model to go on to, and failing the row for a limit a wait would meet is not
+ * what `fallback` asks for (QA: 366 of 400 rows failed no_model_available at rpm limits).
+ */
+function fallsBackOnLimit(onLimit: 'wait' | 'fallback', progress: RowProgress): boolean {
+  return onLimit === 'fallback' && progress.chainIndex < (progress.plan?.chain.length ?? 0) - 1;
 }
 
 function fallBack(progress: RowProgress, reason: string): void {

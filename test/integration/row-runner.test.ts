@@ -69,11 +69,24 @@ describe('advanceRow', () => {
     expect(gated.event.result).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'forbidden', http_status: 403 } });
     expect(gated.event.result.error?.message).toMatch(/refused access \(403\): .*; check that the key may use this model/);
 
-    // A retry-after past max_wait_ms ends the chain rather than parking the row.
-    const throttled = await advanceRow(row, freshProgress(), setup(['throttled'], {}, { limits: { on_limit: 'fallback', max_wait_ms: 0 } }).deps);
+    // With on_limit fallback, a retry-after past max_wait_ms sends the row on to the next model rather than parking it...
+    const fallback = { limits: { on_limit: 'fallback', max_wait_ms: 0 } };
+    const throttled = await advanceRow(row, freshProgress(), setup(['throttled', 'ok'], {}, fallback).deps);
     if (throttled.kind !== 'finished') throw new Error('expected finished');
-    expect(throttled.event.result).toMatchObject({ status: 'failed', error: { code: 'rate_limited', http_status: 429 } });
-    expect(throttled.event.result.error?.message).toMatch(/is rate limited \(429\): .*; models\.throttled\.rpm and tpm, set to the provider's limits, pace every worker's calls below them\. By model: throttled: rate limited for /);
+    expect(throttled.event.result).toMatchObject({ status: 'succeeded', final_model: 'ok' });
+    expect(throttled.event.result.fallback_reason).toMatch(/^throttled: rate limited for \S+ s, over limits\.max_wait_ms$/);
+    expect(throttled.event.calls.map((call) => call.model)).toEqual(['throttled', 'ok']);
+    // ...but the chain's last model has none to send it to: the row waits out the retry-after (parked) and calls it again, as under `wait`.
+    const last = await advanceRow(row, freshProgress(), setup(['throttled'], {}, fallback).deps);
+    if (last.kind !== 'park') throw new Error(`expected park, got ${last.kind}`);
+    expect(last.progress.calls.map((call) => call.model)).toEqual(['throttled']);
+    expect(last.progress).toMatchObject({ chainIndex: 0, retryAt: expect.any(Number) });
+
+    // Under `wait`, a 429 whose attempts are used up fails the row, saying what paces the calls.
+    const spent = await advanceRow(row, freshProgress(), setup(['throttled'], {}, { limits: { inline_wait_ms: 60_000 } }).deps);
+    if (spent.kind !== 'finished') throw new Error(`expected finished, got ${spent.kind}`);
+    expect(spent.event.result).toMatchObject({ status: 'failed', error: { code: 'rate_limited', http_status: 429 } });
+    expect(spent.event.result.error?.message).toMatch(/is rate limited \(429\): .*; models\.throttled\.rpm and tpm, set to the provider's limits, pace every worker's calls below them\. By model: throttled: rate_limited after 3 attempts/);
   });
 
   it('records no call and no attempt when the key is rejected while the row waits for its call slot', async () => {
@@ -200,6 +213,20 @@ describe('advanceRow', () => {
     if (step.kind !== 'finished') throw new Error('expected finished');
     expect(step.event.result).toMatchObject({ final_model: 'ok', models_tried: ['ok'] });
     expect(step.event.result.fallback_reason).toMatch(/limited: rate limited \(requests\)/);
+  });
+
+  it("with on_limit fallback, the chain's last model waits for its rate-limit slot: it has no model to send the row to (QA: rows failed no_model_available at limits a wait would meet)", async () => {
+    const asked: Array<[string, number]> = [];
+    const { deps } = setup(['limited'], {
+      reserveCapacity: async (model, _tokens, maxWaitMs) => {
+        asked.push([model, maxWaitMs]);
+        return { reserved: true, waitMs: 0, slotAt: 0 };
+      },
+    }, { limits: { on_limit: 'fallback', max_wait_ms: 1000 } });
+    const step = await advanceRow(row, freshProgress(), deps);
+    if (step.kind !== 'finished') throw new Error('expected finished');
+    expect(step.event.result).toMatchObject({ status: 'succeeded', final_model: 'limited' });
+    expect(asked).toEqual([['limited', Number.POSITIVE_INFINITY]]);
   });
 
   it("says what the last call said when the whole chain failed, and that no model was available when none could be called", async () => {
