@@ -52,6 +52,8 @@ export interface ModelReport {
   failed: number;
   /** Calls to this model (costs.jsonl), failed attempts and fallbacks included. */
   calls: number;
+  /** Of them, those this run made (started since it began): a resume's pace, not its batch's. */
+  calls_this_run: number;
   failed_calls: number;
   input_tokens: number;
   output_tokens: number;
@@ -244,6 +246,7 @@ interface ModelTally {
   succeeded: number;
   failed: number;
   calls: number;
+  callsThisRun: number;
   failedCalls: number;
   inputTokens: number;
   outputTokens: number;
@@ -354,7 +357,7 @@ export function batchExitCode(report: Report, invalidRows: number): 0 | 1 {
 }
 
 function newModelTally(): ModelTally {
-  return { rows: 0, succeeded: 0, failed: 0, calls: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costNanos: 0, unpricedCalls: 0, latency: new LatencyHistogram(), ttft: null, scores: noScores() };
+  return { rows: 0, succeeded: 0, failed: 0, calls: 0, callsThisRun: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costNanos: 0, unpricedCalls: 0, latency: new LatencyHistogram(), ttft: null, scores: noScores() };
 }
 
 /** The task-type lines holding the LLM classifier's calls and the judge's: neither is the answering of a row of some type. */
@@ -491,6 +494,8 @@ export class ReportTally {
     const entry = this.#model(call.model);
     const nanos = call.cost_usd === null || call.cost_usd === undefined ? null : usdToNanos(call.cost_usd);
     entry.calls += 1;
+    // As for rows: a call with a missing or bad stamp (NaN) counts as this run's.
+    if (!(Date.parse(call.started_at) < this.#runStartedAt)) entry.callsThisRun += 1;
     entry.inputTokens += call.input_tokens;
     entry.outputTokens += call.output_tokens;
     if (nanos === null) entry.unpricedCalls += 1;
@@ -599,6 +604,7 @@ export class ReportTally {
         succeeded: entry.succeeded,
         failed: entry.failed,
         calls: entry.calls,
+        calls_this_run: entry.callsThisRun,
         failed_calls: entry.failedCalls,
         input_tokens: entry.inputTokens,
         output_tokens: entry.outputTokens,

@@ -11,8 +11,12 @@ const config = parseConfig(
   },
   'switchyard.yaml',
 );
-const report = (elapsedMs: number, calls: Record<string, number>, rowsThisRun = 300) =>
-  ({ totals: { elapsed_ms: elapsedMs, rows: 300, rows_this_run: rowsThisRun }, models: Object.fromEntries(Object.entries(calls).map(([name, n]) => [name, { calls: n }])) }) as unknown as Report;
+/** `calls`: each model's calls this run; `earlier`: those earlier runs of the batch made. */
+const report = (elapsedMs: number, calls: Record<string, number>, earlier: Record<string, number> = {}) =>
+  ({
+    totals: { elapsed_ms: elapsedMs, rows: 300, rows_this_run: 300 },
+    models: Object.fromEntries(Object.entries({ ...earlier, ...calls }).map(([name]) => [name, { calls: (calls[name] ?? 0) + (earlier[name] ?? 0), calls_this_run: calls[name] ?? 0 }])),
+  }) as unknown as Report;
 
 describe('what a run says of the rate limits that set its pace', () => {
   it('names the models whose calls came near their rpm (QA: 8 rows/s with --concurrency 32 said nothing of rpm 500)', () => {
@@ -24,6 +28,8 @@ describe('what a run says of the rate limits that set its pace', () => {
   it('says nothing of models well under their rpm, of short runs, or of an earlier run\'s calls', () => {
     expect(rateLimitPaceText(report(36_000, { flash: 100, pro: 200 }), config)).toBeNull();
     expect(rateLimitPaceText(report(5_000, { flash: 290 }), config)).toBeNull();
-    expect(rateLimitPaceText(report(36_000, { flash: 290 }, 30), config)).toBeNull(); // a resume that ran 30 of the 300 rows
+    // A resume that only judged the rows (QA): the answers' 290 calls were the first run's.
+    expect(rateLimitPaceText(report(36_000, { pro: 20 }, { flash: 290 }), config)).toBeNull();
+    expect(rateLimitPaceText(report(36_000, { flash: 290 }, { flash: 1000 }), config)).toContain('flash (483 calls a minute');
   });
 });

@@ -398,6 +398,21 @@ describe('a resumed batch', () => {
     expect(renderHeadline(report)).toBe('1,000 of 1,000 rows succeeded in 2.0 s (400 rows this run, 200 rows/s), 0 calls, $0');
     expect(renderSummaryLines(report)).toContain('Time    2.0 s (400 rows this run, 200 rows/s)');
   });
+
+  it("counts each model's calls this run apart from the batch's (a resume's pace)", () => {
+    const runStartedAt = new Date('2026-11-02T10:00:00.000Z');
+    const tally = new ReportTally(undefined, runStartedAt);
+    const call = (row: number, model: string, startedAt: string): CallRecord => ({
+      batch_id: 'resumed', row, id: String(row), model, attempt: 1, purpose: 'answer', task_type: 'simple', chain_position: 0,
+      status: 'succeeded', http_status: 200, input_tokens: 1, output_tokens: 1, cost_usd: 0, latency_ms: 1, started_at: startedAt,
+    });
+    for (let row = 1; row <= 5; row++) tally.addCall(call(row, 'answerer', '2026-11-01T09:00:00.000Z')); // the earlier run
+    for (let row = 1; row <= 5; row++) tally.addCall(call(row, 'judge', '2026-11-02T10:00:01.000Z'));
+    tally.addCall(call(6, 'answerer', 'not a time')); // counted as this run's, as a row with no stamp is
+    const report = tally.build({ batchId: 'resumed', startedAt: runStartedAt, finishedAt: '2026-11-02T10:00:02.000Z' });
+    expect(report.models.answerer).toMatchObject({ calls: 6, calls_this_run: 1 });
+    expect(report.models.judge).toMatchObject({ calls: 5, calls_this_run: 5 });
+  });
 });
 
 describe('savings against report.baseline_model', () => {
