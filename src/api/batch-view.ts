@@ -43,6 +43,8 @@ export interface BatchView {
   /** What the batch was posted with (model=, ab=, judge=), which a repost keeps: null when not given. */
   model: string | null;
   ab: string | null;
+  /** The splits (as `ab`) earlier runs of the batch ran under, oldest first, when a repost or resume changed or dropped it: their rows keep their arms. */
+  ab_before: string[];
   judge: string | null;
   /** false when posted with cache=false (kept by a repost until cache=true); null otherwise: the config's answer cache, if it has one. */
   cache: false | null;
@@ -84,6 +86,7 @@ export function batchView(meta: BatchMeta, progress: BatchProgress, present: Rea
     budget_usd: meta.budget_usd ?? null,
     model: meta.model_override ?? null,
     ab: meta.ab_split ? abSplitParameter(meta.ab_split) : null,
+    ab_before: (meta.ab_splits_before ?? []).map(abSplitParameter),
     judge: meta.judge_model ?? null,
     cache: meta.cache_off ? false : null,
     input_error: meta.input_error ?? null,

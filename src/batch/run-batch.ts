@@ -15,7 +15,7 @@ import { enqueueBatch, type EnqueueCounts } from '../queue/producer.ts';
 import { unqueueBatch, unqueueOrphanedBatches } from '../queue/unqueue-batch.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { connectedWorkerCount, watchConnectedWorkers, workersConnectedText } from '../queue/connected-workers.ts';
-import type { AbArm } from '../routing/ab-split.ts';
+import { formatAbSplit, type AbArm } from '../routing/ab-split.ts';
 import { claimOutputDir, createOutputDir } from '../output/output-dir.ts';
 import { outputPaths } from '../output/paths.ts';
 import { refuseLostCollectedFiles } from '../output/collected-files.ts';
@@ -304,6 +304,7 @@ async function saveBatch(batchId: string, options: RunOptions, existing: BatchMe
     detached: options.detach === true,
     ...(settings.model ? { model_override: settings.model } : {}),
     ...(settings.abSplit ? { ab_split: settings.abSplit } : {}),
+    ...abSplitsBefore(existing, settings.abSplit),
     ...(record.judgeModel ? { judge_model: record.judgeModel } : {}),
     ...(record.cacheOff ? { cache_off: true } : {}),
     ...(settings.budgetUsd !== undefined ? { budget_usd: settings.budgetUsd } : {}),
@@ -330,6 +331,14 @@ async function saveBatch(batchId: string, options: RunOptions, existing: BatchMe
 }
 
 /** A new batch's row fingerprints include the rows' ids; one created before they did keeps comparing without them. */
+/** The splits the batch's earlier runs ran under, one more when this run changes or drops the split: its rows answered before keep their arms. */
+function abSplitsBefore(existing: BatchMeta | null, abSplit: AbArm[] | undefined): Pick<BatchMeta, 'ab_splits_before'> {
+  const before = existing?.ab_splits_before ?? [];
+  const changed = existing?.ab_split !== undefined && (abSplit === undefined || formatAbSplit(abSplit) !== formatAbSplit(existing.ab_split));
+  const splits = changed ? [...before, existing.ab_split!] : before;
+  return splits.length > 0 ? { ab_splits_before: splits } : {};
+}
+
 const fingerprintsHoldIds = (existing: BatchMeta | null): boolean => existing === null || existing.fingerprint_ids === true;
 
 /** What a run has going while its rows are queued: this process's worker and collector (none when detached), and what stops them. */

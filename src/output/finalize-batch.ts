@@ -92,6 +92,7 @@ async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number
   const report = tally.build({ batchId: meta.batch_id, startedAt: options.startedAt, finishedAt }, meta.invalid_codes, null);
   report.totals.unfinished_rows = rowsLeft(report.totals.rows);
   if (meta.ab_split) report.ab_split = meta.ab_split;
+  if (meta.ab_splits_before) report.ab_splits_before = meta.ab_splits_before;
   writeReport(report, options.outDir, options.resumeHint);
   return { report, finishedAt };
 }

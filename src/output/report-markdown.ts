@@ -1,6 +1,7 @@
 import { formatUsd } from '../models/pricing.ts';
 import type { PairedComparison } from './paired-scores.ts';
 import { EMPTY_ANSWER, REFUSED_ANSWER, type AbArmReport, type ModelReport, type Report, type RowGroupReport } from './report.ts';
+import { formatAbSplit } from '../routing/ab-split.ts';
 
 /**
  * 1234567.8 -> "1,234,567.8": en-US digit grouping, at most `maxFractionDigits` decimals (trailing
@@ -309,6 +310,14 @@ function answeredByText(arm: AbArmReport): string {
   return Object.entries(arm.answered_by).map(([name, rows]) => `${name} ${count(rows)}`).join(', ') || '—';
 }
 
+/** A resume changed the split: the rows answered before kept the arms of the earlier one(s), and the table mixes them. */
+function splitsBeforeText(report: Report): string {
+  const before = report.ab_splits_before ?? [];
+  if (before.length === 0) return '';
+  const now = report.ab_split ? `; the rows run since follow ${formatAbSplit(report.ab_split)}` : '';
+  return ` The split changed between runs: rows answered earlier kept their arms of ${before.map(formatAbSplit).join(', then ')}${now}.`;
+}
+
 function abArmsSection(report: Report): string[] {
   const arms = Object.entries(report.ab_arms ?? {});
   if (arms.length === 0) return [];
@@ -324,7 +333,8 @@ function abArmsSection(report: Report): string[] {
     ...(withCache ? ['Rows from the cache were answered by an earlier call (an earlier batch\'s, or an earlier row\'s of this one), which was paid for then: they are left out of cost / answer and latency, so the arms compare on the calls made for their own rows.', ''] : []),
     "Each row that names no model of its own went to one arm, by a hash of its id (`--ab`); `auto` routes its rows by task type, as the config's routing does. An arm's cost is every call made for its rows while in it, in every run of the batch (retries, fallbacks, the task classifier, an ensemble's members and synthesis), the judge's excepted; cost / answer divides it by the rows that succeeded, so failures' calls count against it. p50 / p95 are the succeeded rows' latency." +
       (withScore ? ' Score: the mean of the judge\'s scores ± its 95% margin of error; the arms answered different prompts, so compare them over many rows.' : '') +
-      armCoverage(report, arms),
+      armCoverage(report, arms) +
+      splitsBeforeText(report),
   ]);
 }
 

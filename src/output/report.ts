@@ -227,6 +227,8 @@ export interface Report {
   ab_arms: Record<string, AbArmReport>;
   /** The split the batch runs with (`--ab`, its arms in order with their weights), so reports of two runs can be checked for the same arms; absent without one. */
   ab_split?: Array<{ model: string; weight: number }>;
+  /** The splits earlier runs of the batch ran under, oldest first, when a resume changed or dropped it (their rows keep their arms). */
+  ab_splits_before?: Array<Array<{ model: string; weight: number }>>;
   extra_calls: ExtraCallsReport;
   cache: CacheReport;
   /** Present when rows were judged (config `judge`). */

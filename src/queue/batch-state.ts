@@ -43,6 +43,8 @@ export const batchMetaSchema = z.object({
   model_override: z.string().optional(),
   /** --ab: each row that names no model goes to one of these, by a hash of its id (JSON in the hash). */
   ab_split: z.preprocess(parseJsonText, z.array(z.object({ model: z.string(), weight: z.number().positive() })).min(2)).optional(),
+  /** The splits earlier runs of the batch ran under, oldest first, when a resume changed or dropped it: their rows keep their arms (JSON in the hash). */
+  ab_splits_before: z.preprocess(parseJsonText, z.array(z.array(z.object({ model: z.string(), weight: z.number().positive() })).min(2))).optional(),
   /** --judge: the model that scores every answer, kept for a resume as --ab is. */
   judge_model: z.string().optional(),
   /** --no-cache: the batch neither takes nor keeps answers in the config's answer cache; a resume keeps it until --cache. */

@@ -137,6 +137,15 @@ describe('run --ab: an A/B split of the rows between models', () => {
     expect(after.every((r) => r.status === 'succeeded' && typeof r.judge?.score === 'number')).toBe(true);
     // Answered before: the same answer, model and arm, now scored.
     for (const row of unscored) expect(after[row.row - 1]).toMatchObject({ output: row.output, final_model: row.final_model, ab_arm: row.ab_arm });
+    // The report, status and the API view say the rows answered before ran under the first split (QA: they named the new one alone).
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    const split = (...models: string[]) => models.map((model) => ({ model, weight: 0.5 }));
+    expect({ now: report.ab_split, before: report.ab_splits_before }).toEqual({ now: split('lite', 'fast'), before: [split('fast', 'lite')] });
+    expect(await readFile(join(out, 'report.md'), 'utf8')).toContain('The split changed between runs: rows answered earlier kept their arms of fast 50%, lite 50%; the rows run since follow lite 50%, fast 50%.');
+    const status = await runCli(['status', 'ab-rescore'], h.env());
+    expect(status.stdout).toMatch(/A\/B split lite 50%, fast 50% \(--ab\); rows answered before kept their arms of fast 50%, lite 50%/);
+    const json = await runCli(['status', 'ab-rescore', '--json'], h.env());
+    expect(JSON.parse(json.stdout)).toMatchObject({ ab: 'lite=0.5,fast=0.5', ab_before: ['fast=0.5,lite=0.5'] });
   });
 
   it('says so when no row took part in the split, every row naming its own model', async () => {
