@@ -137,7 +137,8 @@ export function statusJson(state: BatchState): Record<string, unknown> {
     ...view,
     cost_usd: unpriced ? null : view.cost_usd,
     state: beingCancelled ? `${meta.status}, cancelling` : statusText(meta.status, runBy, workers, meta.detached),
-    detached: meta.detached ?? null,
+    // As README says it: started with --detach. A batch posted to `serve` is queued that way too, but its server collects it.
+    detached: overApi ? false : (meta.detached ?? null),
     over_api: overApi,
     run_by: runBy ?? null,
     workers: workers ?? null,
@@ -158,7 +159,7 @@ export function describeBatch({ meta, progress, runBy, workers, workerNames = []
     `  cost      ${formatUsd(unpriced ? null : progress.costUsd)}${meta.budget_usd === undefined ? '' : ` of a ${formatUsd(meta.budget_usd)} budget`}`,
     ...runChoices(meta, overApi),
     `  input     ${meta.input}`,
-    `  output    ${meta.out_dir}${rowsWrittenSoFar === null ? '' : ` (the ${counted(rowsWrittenSoFar, 'row')} finished when a run of it stopped; all of them once it finishes)`}`,
+    `  output    ${meta.out_dir}${rowsWrittenSoFar === null ? '' : ` (the ${counted(rowsWrittenSoFar, 'row')} finished when a run or collect of it stopped; all of them once it finishes)`}`,
     // When the batch started; a resume's start is said beside it (each run of the batch sets started_at).
     `  started   ${timestamp(meta.created_at)}${meta.started_at && timestamp(meta.started_at) !== timestamp(meta.created_at) ? `, last run started ${timestamp(meta.started_at)}` : ''}${meta.finished_at ? `, finished ${timestamp(meta.finished_at)}` : ''}`,
     ...(lateEvents > 0 ? [`  late      ${lateCallsText(lateEvents)}: \`switchyard collect ${meta.batch_id}\` adds them`] : []),

@@ -186,7 +186,7 @@ describe('crash safety: killed processes lose no row and double none', () => {
     expect(await h.redis.hget(`${h.prefix}:batch:{interrupted}`, 'total')).toBeNull();
     const status = await runCli(['status', 'interrupted'], h.env());
     expect(status.stdout).toContain('workers   no worker is connected to this Redis');
-    expect(status.stdout).toContain(`output    ${out} (the ${finishedAtStop.toLocaleString('en-US')} rows finished when a run of it stopped; all of them once it finishes)`);
+    expect(status.stdout).toContain(`output    ${out} (the ${finishedAtStop.toLocaleString('en-US')} rows finished when a run or collect of it stopped; all of them once it finishes)`);
     expect(status.stdout).toContain('next      its run stopped before the end: `switchyard run --resume interrupted` finishes it');
     expect(status.stdout.split('\n')[0]).toBe('interrupted  enqueuing, stopped');
     expect((await runCli(['status'], h.env())).stdout).toMatch(/\n {2}interrupted +enqueuing, stopped +/);

@@ -139,4 +139,9 @@ describe('status --json', () => {
     expect(json).not.toHaveProperty('links');
     expect(JSON.parse(JSON.stringify(json))).toEqual(json);
   });
+
+  it('says a batch posted to the API was not started with --detach, though its server queues it that way (QA: a script ran collect on it)', () => {
+    const json = statusJson({ meta: { ...meta, detached: true }, progress, runBy: 'vm pid 9', workers: 1, workerNames: [], overApi: true });
+    expect(json).toMatchObject({ detached: false, over_api: true });
+  });
 });
