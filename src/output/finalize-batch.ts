@@ -180,6 +180,9 @@ export async function rewriteMissingOutputs(options: Omit<FinalizeOptions, 'coll
     const startedAt = new Date(meta.started_at ?? meta.created_at);
     const tally = await tallyFromFiles(paths, options.baseline, startedAt);
     const report = tally.build({ batchId: meta.batch_id, startedAt, finishedAt: new Date(meta.finished_at ?? Date.now()) }, meta.invalid_codes, 0);
+    // As the run wrote it: the split, and the ones the rows answered before kept (writeOutputs).
+    if (meta.ab_split) report.ab_split = meta.ab_split;
+    if (meta.ab_splits_before) report.ab_splits_before = meta.ab_splits_before;
     writeReport(report, options.outDir);
     rewritten.push(basename(paths.reportJson), basename(paths.reportMd));
   } else if (written && missing(paths.reportMd)) {

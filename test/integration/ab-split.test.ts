@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
@@ -146,6 +146,14 @@ describe('run --ab: an A/B split of the rows between models', () => {
     expect(status.stdout).toMatch(/A\/B split lite 50%, fast 50% \(--ab\); rows answered before kept their arms of fast 50%, lite 50%/);
     const json = await runCli(['status', 'ab-rescore', '--json'], h.env());
     expect(JSON.parse(json.stdout)).toMatchObject({ ab: 'lite=0.5,fast=0.5', ab_before: ['fast=0.5,lite=0.5'] });
+    // A report deleted since is written again by collect with the same splits (review: it had neither).
+    await rm(join(out, 'report.json'));
+    await rm(join(out, 'report.md'));
+    const collected = await runCli(['collect', 'ab-rescore'], h.env());
+    expect(collected.code, collected.stdout + collected.stderr).toBe(0);
+    const rewritten = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect({ now: rewritten.ab_split, before: rewritten.ab_splits_before }).toEqual({ now: split('lite', 'fast'), before: [split('fast', 'lite')] });
+    expect(await readFile(join(out, 'report.md'), 'utf8')).toContain('The split changed between runs: rows answered earlier kept their arms of fast 50%, lite 50%; the rows run since follow lite 50%, fast 50%.');
   });
 
   it('says so when no row took part in the split, every row naming its own model', async () => {
