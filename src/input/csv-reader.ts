@@ -333,7 +333,14 @@ async function tooLargeRecord(path: string, readPath: string, record: { startByt
     [fields] = parseStrictly(raw, { delimiter, bom: true, relax_column_count: true, skip_empty_lines: true, record_delimiter: ['\r\n', '\n'], max_record_size: 0, to: 1 }) as string[][];
   } catch (error) {
     if (!(error instanceof CsvError)) throw error;
-    if (error.code === 'CSV_QUOTE_NOT_CLOSED') return unclosed(cut ? ` within ${RECHECK_BYTES / (1024 * 1024)} MiB` : '');
+    // Read only in part, an open quote is either one never closed or a field larger than the part read: it says both.
+    if (error.code === 'CSV_QUOTE_NOT_CLOSED' && cut) {
+      return new UsageError(
+        `input file ${path}: the record at line ${record.line} is larger than the ${MIB} a record may hold, and its quoted field does not close within the ${RECHECK_BYTES / (1024 * 1024)} MiB after its start: ` +
+          'if its closing quote is missing, close it (a quote inside a quoted field is written twice, ""); if the field is that large, shorten it or take that row out of the file',
+      );
+    }
+    if (error.code === 'CSV_QUOTE_NOT_CLOSED') return unclosed('');
     if (error.code === 'CSV_INVALID_CLOSING_QUOTE') return unclosed('');
   } finally {
     await file.close();

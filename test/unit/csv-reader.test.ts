@@ -234,6 +234,13 @@ describe('readCsvRows line numbers and options', () => {
     }
   });
 
+  it('does not call a quoted field that is closed, but larger than the 32 MiB read again, never closed (review)', async () => {
+    const path = await csvFile('huge-closed.csv', `id,prompt\n1,ok\n2,"${'word '.repeat(7_000_000)}"\n3,after\n`);
+    const read = collect(readCsvRows(path, rules));
+    await expect(read).rejects.toThrow(/^input file .*: the record at line 3 is larger than the 8 MiB a record may hold, and its quoted field does not close within the 32 MiB after its start: /);
+    await expect(read).rejects.not.toThrow(/is never closed/);
+  });
+
   it('says an unclosed quote that runs on past the 8 MiB limit is one', async () => {
     const lines = Array.from({ length: 300_000 }, (_, i) => `${i + 3},prompt number ${i + 3} of the file`);
     const path = await csvFile('unclosed-large.csv', `id,prompt\n1,ok\n2,"never closed\n${lines.join('\n')}\n`);
