@@ -325,8 +325,10 @@ async function takeSlot(model: string, estimatedTokens: number, onLimit: 'wait' 
     }
     if (untilSlot > 0) await deps.sleep(untilSlot);
   } else {
-    const maxWait = fallsBackOnLimit(onLimit, progress) ? config.limits.max_wait_ms : Number.POSITIVE_INFINITY;
-    const capacity = await gate.reserveCapacity(model, estimatedTokens, maxWait);
+    const fallsBack = fallsBackOnLimit(onLimit, progress);
+    let capacity = await gate.reserveCapacity(model, estimatedTokens, fallsBack ? config.limits.max_wait_ms : Number.POSITIVE_INFINITY);
+    // Every later model's circuit is open: going on would fail the row for a limit a wait here meets.
+    if (!capacity.reserved && fallsBack && !(await laterModelOpenToCalls(progress, deps))) capacity = await gate.reserveCapacity(model, estimatedTokens, Number.POSITIVE_INFINITY);
     if (!capacity.reserved) {
       await giveUpProbe();
       fallBack(progress, `${model}: rate limited (${capacity.limitedBy}) for ${seconds(capacity.waitMs)}, over limits.max_wait_ms`);
@@ -439,7 +441,7 @@ async function retryOrFallBack(row: RowInput, model: string, failure: ModelCallE
     return null;
   }
   const delay = retryDelayMs(progress.attempt, config.retry, failure.retryAfterMs);
-  if (failure.code === 'rate_limited' && fallsBackOnLimit(onLimit, progress) && delay > config.limits.max_wait_ms) {
+  if (failure.code === 'rate_limited' && fallsBackOnLimit(onLimit, progress) && delay > config.limits.max_wait_ms && (await laterModelOpenToCalls(progress, deps))) {
     fallBack(progress, `${model}: rate limited for ${seconds(delay)}, over limits.max_wait_ms`);
     return null;
   }
@@ -592,6 +594,22 @@ function modelsPassedOver(progress: RowProgress): string[] {
  */
 function fallsBackOnLimit(onLimit: 'wait' | 'fallback', progress: RowProgress): boolean {
   return onLimit === 'fallback' && progress.chainIndex < (progress.plan?.chain.length ?? 0) - 1;
+}
+
+/**
+ * Whether a model after the current one in the row's chain may be called now (its circuit lets
+ * calls through): with none, on_limit fallback would only pass the row over to circuits that are
+ * open and fail it no_model_available, for a limit a wait on this model meets (review). A probe
+ * `breaker` grants here is given back: the row asks again if it goes on to that model.
+ */
+async function laterModelOpenToCalls(progress: RowProgress, deps: RowRunnerDeps): Promise<boolean> {
+  for (const later of (progress.plan?.chain ?? []).slice(progress.chainIndex + 1)) {
+    if (!deps.config.models[later]) continue;
+    const breaker = await deps.gate.breaker(later);
+    if (breaker.probe) await deps.gate.releaseProbe(later, breaker.probe);
+    if (breaker.allowed) return true;
+  }
+  return false;
 }
 
 function fallBack(progress: RowProgress, reason: string): void {

@@ -229,6 +229,27 @@ describe('advanceRow', () => {
     expect(asked).toEqual([['limited', Number.POSITIVE_INFINITY]]);
   });
 
+  it('with on_limit fallback, a model limited past max_wait_ms whose later models all have their circuits open waits for its slot rather than failing the row (review)', async () => {
+    const open = { breaker: async (model: string) => (model === 'broken' ? { allowed: false, retryInMs: 30_000 } : { allowed: true, retryInMs: 0 }) };
+    const asked: number[] = [];
+    const limited = setup(['limited', 'broken'], {
+      ...open,
+      reserveCapacity: async (_model, _tokens, maxWaitMs) => {
+        asked.push(maxWaitMs);
+        return maxWaitMs < 5000 ? { reserved: false, waitMs: 5000, limitedBy: 'requests' } : { reserved: true, waitMs: 5000, slotAt: 0 };
+      },
+    }, { limits: { on_limit: 'fallback', max_wait_ms: 1000 } });
+    const step = await advanceRow(row, freshProgress(), limited.deps);
+    if (step.kind !== 'park') throw new Error(`expected park, got ${step.kind === 'finished' ? step.event.result.error?.message : 'another step'}`);
+    expect(step.progress).toMatchObject({ chainIndex: 0, reservedModel: 'limited' });
+    expect(asked).toEqual([1000, Number.POSITIVE_INFINITY]);
+
+    // A 429 whose retry-after is past max_wait_ms: waited out on the model, as its fallback is down.
+    const throttled = await advanceRow(row, freshProgress(), setup(['throttled', 'broken'], open, { limits: { on_limit: 'fallback', max_wait_ms: 0 } }).deps);
+    if (throttled.kind !== 'park') throw new Error(`expected park, got ${throttled.kind}`);
+    expect(throttled.progress).toMatchObject({ chainIndex: 0, retryAt: expect.any(Number) });
+  });
+
   it("says what the last call said when the whole chain failed, and that no model was available when none could be called", async () => {
     // The circuit opens after broken's three 500s: the next model's reason alone would hide the cause.
     const failing = setup(['broken', 'limited'], { breaker: async (model) => ({ allowed: model === 'broken', retryInMs: 30_000 }) });
