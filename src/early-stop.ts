@@ -7,29 +7,34 @@ import { exitCodeForSignal } from './errors.ts';
  * saying nothing. The command says what the stop would leave as it goes (`saysWhenStopped`), and
  * hands over to its own handling (`endEarlyStop`) in the same tick as it installs it.
  */
-let state: { say: (line: string) => void; text: string; holding: number; pending: NodeJS.Signals | null } | null = null;
+let state: { say: (line: string) => void; text: string; holding: number; pending: NodeJS.Signals | null; waitingFor: string } | null = null;
 
 const onSignal = (signal: NodeJS.Signals): void => {
   if (!state) return;
   // A step that must not be cut in two (the batch's folder claimed, then the batch saved) ends first;
-  // a second signal does not wait for it (it may be waiting for a Redis that went away).
+  // a second signal does not wait for it (it may be waiting for a Redis that went away). Said at
+  // once: the step may wait on Redis, and a signal that seems ignored is sent again (review).
   if (state.holding > 0 && state.pending === null) {
     state.pending = signal;
+    state.say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''} ${state.waitingFor}: the command stops once it is (a second Ctrl-C or SIGTERM quits at once).`);
     return;
   }
   quit(signal);
 };
 
 function quit(signal: NodeJS.Signals): never {
-  const { say, text } = state!;
-  say(`\nInterrupted${signal === 'SIGTERM' ? ' (SIGTERM)' : ''} ${text}`);
+  const { say, text, pending } = state!;
+  const named = signal === 'SIGTERM' ? ' (SIGTERM)' : '';
+  // After the line that said the first signal waits: what it left, or what a second one leaves.
+  const said = pending === null ? `\nInterrupted${named} ${text}` : pending === signal && state!.holding === 0 ? `Stopped ${text}` : `Quit${named} ${text}`;
+  say(said);
   process.exit(exitCodeForSignal(signal));
 }
 
 /** Listens for an early Ctrl-C or SIGTERM; `text` follows "Interrupted" in what it says. */
 export function stopEarly(say: (line: string) => void, text: string): void {
   if (state) return;
-  state = { say, text, holding: 0, pending: null };
+  state = { say, text, holding: 0, pending: null, waitingFor: '' };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 }
@@ -40,14 +45,16 @@ export function saysWhenStopped(text: string): void {
 }
 
 /**
- * Runs `work` with an early signal waiting for it to end; `after` is what a stop then says, and
+ * Runs `work` with an early signal waiting for it to end; `waitingFor` is what a first signal then
+ * says it waits for ("while batch X is being saved"), `after` what the stop says once it ended, and
  * `during` what a second signal says, which quits before it ends.
  */
-export async function holdingEarlyStop<T>(work: () => Promise<T>, texts: { during: string; after: string }): Promise<T> {
+export async function holdingEarlyStop<T>(work: () => Promise<T>, texts: { waitingFor: string; during: string; after: string }): Promise<T> {
   if (!state) return work();
   const before = state.text;
   state.holding += 1;
   state.text = texts.during;
+  state.waitingFor = texts.waitingFor;
   try {
     const done = await work();
     if (state) state.text = texts.after;

@@ -324,6 +324,7 @@ async function saveBatch(batchId: string, options: RunOptions, existing: BatchMe
     await session.store.save(meta, record.config);
   };
   await holdingEarlyStop(claimAndSave, {
+    waitingFor: `while batch ${batchId} is being saved`,
     during: `while batch ${batchId} was being saved: nothing was queued; if \`switchyard status ${batchId}\` finds it, \`switchyard run --resume ${batchId}\` runs it.`,
     after: `before any row was queued: batch ${batchId} is saved, and \`switchyard run --resume ${batchId}\` runs it.`,
   });

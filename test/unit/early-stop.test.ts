@@ -1,0 +1,50 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { endEarlyStop, holdingEarlyStop, stopEarly } from '../../src/early-stop.ts';
+
+/** As the process delivers a signal: its listeners get its name. */
+const signal = (name: NodeJS.Signals) => (process.emit as (event: string, ...args: unknown[]) => boolean)(name, name);
+
+describe('a signal while the command starts (early-stop.ts)', () => {
+  afterEach(() => {
+    endEarlyStop();
+    vi.restoreAllMocks();
+  });
+
+  it('says at once that it stops once the batch is saved, when the save holds it up (review: nothing was said while Redis held the save)', async () => {
+    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+    const said: string[] = [];
+    stopEarly((line) => said.push(line), 'before anything was queued: nothing to resume.');
+    const saved = Promise.withResolvers<void>();
+    const holding = holdingEarlyStop(() => saved.promise, { waitingFor: 'while batch b is being saved', during: 'while batch b was being saved: x.', after: 'before any row was queued: batch b is saved.' });
+    signal('SIGINT');
+    expect(said).toEqual(['\nInterrupted while batch b is being saved: the command stops once it is (a second Ctrl-C or SIGTERM quits at once).']);
+    expect(exit).not.toHaveBeenCalled();
+    saved.resolve();
+    await holding;
+    expect(said.at(-1)).toBe('Stopped before any row was queued: batch b is saved.');
+    expect(exit).toHaveBeenCalledWith(130);
+  });
+
+  it('a second signal while the save holds it up quits at once, saying the batch may be saved', async () => {
+    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+    const said: string[] = [];
+    stopEarly((line) => said.push(line), 'before anything was queued: nothing to resume.');
+    const saved = Promise.withResolvers<void>();
+    const holding = holdingEarlyStop(() => saved.promise, { waitingFor: 'while batch b is being saved', during: 'while batch b was being saved: x.', after: 'before any row was queued: batch b is saved.' });
+    signal('SIGINT');
+    signal('SIGTERM');
+    expect(said.at(-1)).toBe('Quit (SIGTERM) while batch b was being saved: x.');
+    expect(exit).toHaveBeenCalledWith(143);
+    saved.resolve();
+    await holding.catch(() => undefined);
+  });
+
+  it('a signal outside the save quits at once with one line', () => {
+    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+    const said: string[] = [];
+    stopEarly((line) => said.push(line), 'before anything was queued: nothing to resume.');
+    signal('SIGTERM');
+    expect(said).toEqual(['\nInterrupted (SIGTERM) before anything was queued: nothing to resume.']);
+    expect(exit).toHaveBeenCalledWith(143);
+  });
+});
