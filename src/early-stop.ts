@@ -7,7 +7,7 @@ import { exitCodeForSignal } from './errors.ts';
  * saying nothing. The command says what the stop would leave as it goes (`saysWhenStopped`), and
  * hands over to its own handling (`endEarlyStop`) in the same tick as it installs it.
  */
-let state: { say: (line: string) => void; text: string; holding: number; pending: NodeJS.Signals | null; waitingFor: string } | null = null;
+let state: { say: (line: string) => void; text: string; holding: number; pending: NodeJS.Signals | null; waitingFor: string; atQuit: Array<() => void> } | null = null;
 
 const onSignal = (signal: NodeJS.Signals): void => {
   if (!state) return;
@@ -28,15 +28,30 @@ function quit(signal: NodeJS.Signals): never {
   // After the line that said the first signal waits: what it left, or what a second one leaves.
   const said = pending === null ? `\nInterrupted${named} ${text}` : pending === signal && state!.holding === 0 ? `Stopped ${text}` : `Quit${named} ${text}`;
   say(said);
+  for (const hook of state!.atQuit) {
+    try {
+      hook();
+    } catch {
+      // what it gives back is only spared a wait; the process ends all the same
+    }
+  }
   process.exit(exitCodeForSignal(signal));
 }
 
 /** Listens for an early Ctrl-C or SIGTERM; `text` follows "Interrupted" in what it says. */
 export function stopEarly(say: (line: string) => void, text: string): void {
   if (state) return;
-  state = { say, text, holding: 0, pending: null, waitingFor: '' };
+  state = { say, text, holding: 0, pending: null, waitingFor: '', atQuit: [] };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+}
+
+/**
+ * Called, synchronously, as an early stop quits: what the command holds that the next one would
+ * otherwise wait out (the batch's lease). Nothing when no early stop is listened for (a server's runs).
+ */
+export function atEarlyQuit(hook: () => void): void {
+  state?.atQuit.push(hook);
 }
 
 /** What an early stop says from now on (nothing when none is listened for: a server's runs). */

@@ -34,7 +34,7 @@ import { createBatchContexts, type BatchContexts } from '../queue/batch-context.
 import { createCallSlots, type CallSlots } from '../execution/call-slots.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
 import { carryAnswersForJudge } from '../judge/rescore-answers.ts';
-import { holdingEarlyStop, saysWhenStopped } from '../early-stop.ts';
+import { atEarlyQuit, holdingEarlyStop, saysWhenStopped } from '../early-stop.ts';
 
 export interface RunOptions {
   file?: string;
@@ -203,6 +203,8 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   // Before anything is written: another process may be running this batch now. (A server holds
   // the lease of the batches it queues itself; a --detach from the command line holds it while it queues.)
   if (!host) held.lease = await acquireBatchLease(session.redis, session.store.keys(batchId).lease, batchId);
+  // An early Ctrl-C gives it back as it quits: the same command run again would take it over as from a run that held rows.
+  if (held.lease) atEarlyQuit(held.lease.releaseNow);
   // Results or call records its earlier runs collected and that are lost now: refused before the batch is touched.
   if (existing) await refuseLostCollectedFiles(session.store, existing, outputPaths(existing.out_dir), 'run the same command again');
   const storedConfig = existing ? ((await session.store.loadConfig(batchId))?.config ?? null) : null;

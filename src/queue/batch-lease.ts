@@ -1,4 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
+import { Command } from 'ioredis';
 import { UsageError } from '../errors.ts';
 import { localProcessAlive, pidNamespace, thisProcessName } from './local-process.ts';
 import { runScript, type LuaScript, type RedisClient } from './lua-script.ts';
@@ -15,6 +16,12 @@ export interface BatchLease {
   /** "host pid N" of a process on this machine that died holding the lease, which this one took over. */
   readonly tookOverFrom: string | null;
   release(): Promise<void>;
+  /**
+   * The release sent without waiting for it, for a process about to exit (an early Ctrl-C: early-stop.ts):
+   * as EVAL, written to the connection at once (EVALSHA may need a second round trip), so the
+   * next run neither waits for the lease to expire nor takes it over as from a run that held rows.
+   */
+  releaseNow(): void;
 }
 
 const LEASE_MS = 5000;
@@ -124,6 +131,13 @@ export async function acquireBatchLease(redis: RedisClient, key: string, batchId
     async release() {
       clearInterval(renewal);
       await runScript(redis, RELEASE, [key], [token]).catch(() => undefined);
+    },
+    releaseNow() {
+      clearInterval(renewal);
+      // Sent as a Command of its own: the session's clients pipeline their methods' commands to the next tick, after the exit.
+      const command = new Command('eval', [RELEASE.lua, 1, key, token]);
+      command.promise.catch(() => undefined);
+      redis.sendCommand(command);
     },
   };
 }

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
@@ -424,6 +424,21 @@ describe('a stop while the command starts, before its own stop handling is insta
     } finally {
       redis.close();
     }
+  });
+
+  it('Ctrl-C as run starts gives the batch lease back: the same command run again does not hear of a last run that held rows (review)', async () => {
+    const dir = await tempDir('stop-at-start-lease');
+    // A first record of 7 MB: reading it keeps the run in its start, past the lease, while the signal comes.
+    const input = join(dir, 'in.csv');
+    await writeFile(input, `prompt\n"${'word '.repeat(1_400_000)}"\nq2\n`);
+    const run = spawnCli(['run', input, '--out', join(dir, 'out'), '--batch-id', 'stop-at-start-lease'], h.env());
+    await waitForOutput(() => run.output().stdout, 'No --config given', 20_000);
+    run.kill('SIGINT');
+    const ended = await run.done;
+    expect(ended.code, ended.stdout + ended.stderr).toBe(130);
+    expect(ended.stdout).toMatch(/\nInterrupted before anything was queued/);
+    // Released as it quit, not left to expire (5 s): a new run on this machine took it over and said "the rows it held come back".
+    await waitFor(async () => (await h.redis.exists(`${h.prefix}:batch:{stop-at-start-lease}:lease`)) === 0, 1000);
   });
 
   it('Ctrl-C as run starts leaves nothing the same command trips over when run again', async () => {
