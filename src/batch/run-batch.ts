@@ -199,7 +199,7 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
  */
 async function prepareBatch(batchId: string, options: RunOptions, session: Session, held: Held, say: (line: string) => void, host: RunHost | undefined): Promise<PreparedBatch> {
   const existing = await loadEarlierBatch(batchId, options, session);
-  saysWhenStopped(existing ? `before anything was queued: batch ${batchId} is as it was, and \`switchyard run --resume ${batchId}\` goes on with it.` : `before anything was queued: batch ${batchId} was not created, so there is nothing to resume.`);
+  saysWhenStopped(existing ? `before anything was queued: batch ${batchId} is as it was, and \`${resumeCommand(batchId, options)}\` goes on with it.` : `before anything was queued: batch ${batchId} was not created, so there is nothing to resume.`);
   // Before anything is written: another process may be running this batch now. (A server holds
   // the lease of the batches it queues itself; a --detach from the command line holds it while it queues.)
   if (!host) held.lease = await acquireBatchLease(session.redis, session.store.keys(batchId).lease, batchId);
@@ -327,11 +327,14 @@ async function saveBatch(batchId: string, options: RunOptions, existing: BatchMe
   };
   await holdingEarlyStop(claimAndSave, {
     waitingFor: `while batch ${batchId} is being saved`,
-    during: `while batch ${batchId} was being saved: nothing was queued; if \`switchyard status ${batchId}\` finds it, \`switchyard run --resume ${batchId}\` runs it.`,
-    after: `before any row was queued: batch ${batchId} is saved, and \`switchyard run --resume ${batchId}\` runs it.`,
+    during: `while batch ${batchId} was being saved: nothing was queued; if \`switchyard status ${batchId}\` finds it, \`${resumeCommand(batchId, options)}\` runs it.`,
+    after: `before any row was queued: batch ${batchId} is saved, and \`${resumeCommand(batchId, options)}\` runs it.`,
   });
   return { outDir, startedAt };
 }
+
+/** The command that goes on with the batch: a `--detach`ed one's leaves its rows to the workers, as it was started (not to this machine). */
+const resumeCommand = (batchId: string, options: RunOptions): string => `switchyard run --resume ${batchId}${options.detach ? ' --detach' : ''}`;
 
 /** A new batch's row fingerprints include the rows' ids; one created before they did keeps comparing without them. */
 /** The splits the batch's earlier runs ran under, one more when this run changes or drops the split: its rows answered before keep their arms. */
@@ -373,7 +376,7 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
   // runs wait on its terms.
   const waitLimitMs = session.redisWaitLimitMs;
   if (!host && waitLimitMs !== null) {
-    const resume = `switchyard run --resume ${batchId}${options.detach ? ' --detach' : ''}`;
+    const resume = resumeCommand(batchId, options);
     const during = `(a run waits ${formatWait(waitLimitMs)} for it: ${REDIS_WAIT_ENV})`;
     session.whenRedisStaysAway(resume, (awayMs) => {
       const text = options.detach

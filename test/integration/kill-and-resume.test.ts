@@ -441,6 +441,25 @@ describe('a stop while the command starts, before its own stop handling is insta
     await waitFor(async () => (await h.redis.exists(`${h.prefix}:batch:{stop-at-start-lease}:lease`)) === 0, 1000);
   });
 
+  it('Ctrl-C as a --detach resume starts names the resume that goes on with it with --detach (review: the rows would run here)', async () => {
+    const dir = await tempDir('stop-at-start-detach');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = join(dir, 'in.csv');
+    await writeFile(input, `prompt\n"${'word '.repeat(1_400_000)}"\nq2\n`);
+    const queued = await runCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--batch-id', 'stop-at-start-detach', '--detach'], h.env());
+    expect(queued.code, queued.stdout + queued.stderr).toBe(0);
+    // The judge's line is said before the file's first record (7 MB) is read: the signal comes while it is.
+    const run = spawnCli(['run', '--resume', 'stop-at-start-detach', '--detach', '--judge', 'fast'], h.env());
+    await waitForOutput(() => run.output().stdout, 'Judge: ', 20_000);
+    run.kill('SIGINT');
+    const ended = await run.done;
+    expect(ended.code, ended.stdout + ended.stderr).toBe(130);
+    expect(ended.stdout).toContain('`switchyard run --resume stop-at-start-detach --detach`');
+    const queue = new Queue(PROMPT_QUEUE, { connection: h.redis.duplicate(), prefix: h.prefix });
+    await unqueueBatch(queue, new BatchStore(h.redis, { prefix: h.prefix }), 'stop-at-start-detach'); // not for the tests after this one
+    await queue.close();
+  });
+
   it('Ctrl-C as run starts leaves nothing the same command trips over when run again', async () => {
     const dir = await tempDir('stop-at-start-again');
     const config = await writeSimConfig(dir, h.sim.url);
