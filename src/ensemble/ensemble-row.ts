@@ -77,7 +77,7 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
     const steps = settled.map((one) => (one as PromiseFulfilledResult<RowStep>).value);
     // Woken for the member due first; one due later parks the row again for the rest of its wait.
     const firstDue = steps.reduce<RowStep | null>((first, step) => (step.kind === 'park' && (first?.kind !== 'park' || step.waitMs < first.waitMs) ? step : first), null);
-    if (firstDue?.kind === 'park') return { ...firstDue, progress };
+    if (firstDue?.kind === 'park' && !(await gaveUpLimitedMembers(state, pending, steps, needed, deps))) return { ...firstDue, progress };
   }
 
   const answers = state.members.flatMap((member) => (member.outcome?.status === 'succeeded' ? [{ model: member.model, output: member.outcome.output ?? '' }] : []));
@@ -93,6 +93,38 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
   const step = await advanceRow({ ...row, messages, model: config.synthesizer, temperature, max_tokens: synthesisMaxTokens }, state.synthesis, withoutCache(deps), saveRow);
   if (step.kind === 'park') return { ...step, progress };
   return finishEnsemble(row, progress, ensemble, step.event.result, null, taskType);
+}
+
+/**
+ * Under on_limit fallback, members that wait for a rate limit past limits.max_wait_ms (a slot, or a
+ * 429's retry-after) are given up once the other members have answered min_answers: the row goes on
+ * to its synthesis rather than wait, its answers paid for, as it did before the chain's last model
+ * waited (review: a member with no fallbacks is a chain of one). True when every member still
+ * parked was given up (their booked slots go back); else the row parks as before.
+ */
+async function gaveUpLimitedMembers(state: EnsembleState, pending: EnsembleState['members'], steps: readonly RowStep[], needed: number, deps: RowRunnerDeps): Promise<boolean> {
+  const answered = state.members.filter((member) => member.outcome?.status === 'succeeded').length;
+  if (answered < needed) return false;
+  const { limits } = deps.config;
+  const parked = pending.flatMap((member, i) => {
+    const step = steps[i]!;
+    return step.kind === 'park' ? [{ member, waitMs: step.waitMs }] : [];
+  });
+  const limitedPast = ({ member, waitMs }: (typeof parked)[number]): boolean => {
+    const { progress } = member;
+    const model = progress.plan?.chain[progress.chainIndex];
+    const onLimit = (model !== undefined ? deps.config.models[model]?.on_limit : undefined) ?? limits.on_limit;
+    const limited = !progress.waitingForBudget && (progress.reservedModel !== undefined || progress.lastError?.code === 'rate_limited');
+    return onLimit === 'fallback' && limited && waitMs > limits.max_wait_ms;
+  };
+  if (!parked.every(limitedPast)) return false;
+  for (const { member, waitMs } of parked) {
+    const model = member.progress.plan?.chain[member.progress.chainIndex] ?? member.model;
+    await releaseHeldSlot(member.progress, deps.gate);
+    const message = `${model}: rate limited, its next call ${Math.ceil(waitMs / 1000)} s away, over limits.max_wait_ms; given up, as ${answered} other members answered (min_answers ${needed})`;
+    member.outcome = { status: 'failed', output: null, final_model: null, error: { code: 'no_model_available', message } };
+  }
+  return true;
 }
 
 /** Why the row has too few answers for its synthesis: each member's failure; budget_exceeded when the budget refused one, so the summary says how to finish it (a higher budget). */

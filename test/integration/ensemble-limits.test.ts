@@ -1,0 +1,50 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.ts';
+import { advanceEnsembleRow } from '../../src/ensemble/ensemble-row.ts';
+import { freshProgress } from '../../src/execution/row-progress.ts';
+import type { RowInput, RowRunnerDeps } from '../../src/execution/row-runner.ts';
+import { createProviderClients } from '../../src/models/provider-clients.ts';
+import { startSimulator, type Simulator } from '../../src/sim/server.ts';
+import { openRowGate } from '../helpers/open-row-gate.ts';
+
+/** An ensemble row's members against rate limits, with the simulator over HTTP and an in-memory gate. */
+describe('an ensemble member limited past limits.max_wait_ms', () => {
+  let sim: Simulator;
+  beforeAll(async () => {
+    sim = await startSimulator({ models: {} });
+  });
+  afterAll(() => sim.close());
+
+  const row: RowInput = { batchId: 'b', row: 1, id: 'r1', messages: [{ role: 'user', content: 'Hello' }], metadata: {} };
+
+  /** Members a, b and slow; slow's next slot is a minute away. */
+  function advance(limits: Record<string, unknown>, minAnswers: number) {
+    const models = Object.fromEntries(['a', 'b', 'slow', 'synth'].map((m) => [m, { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 2 } }]));
+    const config = parseConfig({ providers: { sim: { base_url: sim.url } }, models, default_model: 'a', limits, ensembles: { council: { members: ['a', 'b', 'slow'], synthesizer: 'synth', min_answers: minAnswers } } }, 'test');
+    const released: string[] = [];
+    const { gate } = openRowGate({
+      reserveCapacity: async (model, _tokens, maxWaitMs) => (model !== 'slow' ? { reserved: true, waitMs: 0, slotAt: 0 } : maxWaitMs < 60_000 ? { reserved: false, waitMs: 60_000, limitedBy: 'requests' } : { reserved: true, waitMs: 60_000, slotAt: 7 }),
+      releaseSlot: async (model) => {
+        released.push(model);
+      },
+    });
+    const deps: RowRunnerDeps = { config, providers: createProviderClients(config), gate, plan: async () => ({ waitMs: 0 }), sleep: async () => undefined };
+    return { step: advanceEnsembleRow(row, freshProgress(), deps, { name: 'council', config: config.ensembles!.council! }), released };
+  }
+
+  it('under on_limit fallback, is given up once the other members have answered min_answers: the row is synthesized, not parked (review: it waited a minute with its answers paid for)', async () => {
+    const { step: stepping, released } = advance({ on_limit: 'fallback', max_wait_ms: 1000 }, 2);
+    const step = await stepping;
+    if (step.kind !== 'finished') throw new Error(`expected finished, got ${step.kind}`);
+    expect(step.event.result).toMatchObject({ status: 'succeeded', final_model: 'synth' });
+    const slow = step.event.result.ensemble?.members.find((member) => member.model === 'slow');
+    expect(slow).toMatchObject({ status: 'failed', error: { code: 'no_model_available' } });
+    expect(slow?.error?.message).toMatch(/^slow: rate limited, its next call \S+ s away, over limits\.max_wait_ms; given up, as 2 other members answered \(min_answers 2\)$/);
+    expect(released).toEqual(['slow']); // the slot it booked goes back
+  });
+
+  it('still waits for it when the others are too few without it, or under on_limit wait', async () => {
+    expect((await advance({ on_limit: 'fallback', max_wait_ms: 1000 }, 3).step).kind).toBe('park');
+    expect((await advance({ on_limit: 'wait', max_wait_ms: 1000 }, 2).step).kind).toBe('park');
+  });
+});
