@@ -23,8 +23,8 @@ export interface BatchCancel {
 export interface BatchCancelOptions {
   session: Session;
   collection: BackgroundCollection;
-  /** Stops reading the batch's file (BatchStarter.stopReading). */
-  stopReading: (batchId: string) => void;
+  /** Stops reading the batch's file (BatchStarter.stopReading); resolves once the reading has ended. */
+  stopReading: (batchId: string) => Promise<void>;
   say: (line: string) => void;
   /** The set of batches submitted over the API whose outputs are not written yet. */
   openKey: string;
@@ -47,11 +47,11 @@ export function createBatchCancel(options: BatchCancelOptions): BatchCancel {
       if (cancelling.has(batchId)) return;
       cancelling.add(batchId);
       // No more of its rows queued: a reading left on would wait for room in the queue for ever (and queue more as rows in hand finish).
-      options.stopReading(batchId);
+      const readingEnded = options.stopReading(batchId);
       // Kept open until the cancel is done: a server stopped before then finishes the cancel when it starts again.
       await session.redis.sadd(cancellingKey, batchId);
       say(`[${batchId}] Cancelling: its queued rows come off the queue; the rows in hand finish, then its outputs are written.`);
-      void finishCancel(options, batchId)
+      void finishCancel(options, batchId, readingEnded)
         .catch((error: unknown) => say(`[${batchId}] The cancel stopped: ${(error instanceof Error ? error.message : String(error)).replace(/\.$/, '')}. The server finishes it when it starts again.`))
         .finally(() => cancelling.delete(batchId));
     },
@@ -82,7 +82,9 @@ function refuseUnlessRunningHere(batchId: string, meta: BatchMeta, collectedHere
 }
 
 /** The cancel's slow part: wait out the rows in hand (re-taking any that parked meanwhile), then write the outputs. */
-async function finishCancel({ session, collection, say, openKey, cancellingKey }: BatchCancelOptions, batchId: string): Promise<void> {
+async function finishCancel({ session, collection, say, openKey, cancellingKey }: BatchCancelOptions, batchId: string, readingEnded: Promise<void>): Promise<void> {
+  // The chunk the reading was queueing as the cancel came comes off the queue with the rest, not after the last unqueue (review).
+  await readingEnded;
   await waitOutRowsInHand(session, batchId);
   const report = await collection.finishEarly(batchId);
   if (report === null) {

@@ -18,8 +18,11 @@ export interface BatchStarter {
   start(batchId: string, lease: BatchLease, run: BatchRun, said: string[]): Promise<'collecting' | 'stopped'>;
   /** Resolves once no file is being read (the server stopping waits for the runs it started). */
   whenReadingsEnd(): Promise<void>;
-  /** Stops reading the batch's file, if it is still being read (a cancel): no more of its rows are queued. */
-  stopReading(batchId: string): void;
+  /**
+   * Stops reading the batch's file, if it is still being read (a cancel): no more of its rows are
+   * queued. Resolves once the reading has ended, its last chunk queued or not.
+   */
+  stopReading(batchId: string): Promise<void>;
 }
 
 export interface BatchStarterOptions {
@@ -35,8 +38,8 @@ export function createBatchStarter({ host, collection, logger, say, openKey }: B
   const { store, redis } = host.session;
   // Files still being read after their POST was answered; the server waits for them as it stops.
   const readings = new Set<Promise<void>>();
-  // Each reading's own stop, beside the server's: a cancelled batch's file is read no further.
-  const readingStops = new Map<string, AbortController>();
+  // Each reading's own stop, beside the server's (a cancelled batch's file is read no further), and its end.
+  const readingStops = new Map<string, { stop: AbortController; ended: Promise<void> }>();
 
   /** The file turned unreadable part-way: the rows before stay queued or done; the batch waits for the fixed file. */
   async function readingFailed(batchId: string, error: unknown, inputPath: string): Promise<void> {
@@ -53,12 +56,13 @@ export function createBatchStarter({ host, collection, logger, say, openKey }: B
     async start(batchId, lease, run, said) {
       const queuing = Promise.withResolvers<null>();
       const readingStop = new AbortController();
-      readingStops.set(batchId, readingStop);
       const stop = AbortSignal.any([host.stop, readingStop.signal]);
       const reading = runBatch({ ...run, batchId, detach: true }, logger, (line) => said.push(line), { ...host, stop, onQueuing: () => queuing.resolve(null) });
-      void reading.finally(() => {
-        if (readingStops.get(batchId) === readingStop) readingStops.delete(batchId);
-      }).catch(() => undefined);
+      const entry = { stop: readingStop, ended: reading.then(() => undefined, () => undefined) };
+      readingStops.set(batchId, entry);
+      void entry.ended.then(() => {
+        if (readingStops.get(batchId) === entry) readingStops.delete(batchId);
+      });
       reading.catch(() => undefined); // observed below, whichever settles first
       const early = await Promise.race([queuing.promise, reading]);
       if (early !== null) return 'stopped'; // the server stopped before a row was queued
@@ -83,7 +87,9 @@ export function createBatchStarter({ host, collection, logger, say, openKey }: B
     },
 
     stopReading(batchId) {
-      readingStops.get(batchId)?.abort();
+      const entry = readingStops.get(batchId);
+      entry?.stop.abort();
+      return entry?.ended ?? Promise.resolve();
     },
   };
 }
