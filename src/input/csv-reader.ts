@@ -312,7 +312,8 @@ function describeAbort(error: unknown, path: string, lines: LineCounter): unknow
 /** How far from its start a record over MAX_RECORD_CHARS is read again, to tell a field that large from a quote never closed. */
 const RECHECK_BYTES = 4 * MAX_RECORD_CHARS;
 
-const MIB = `${MAX_RECORD_CHARS / (1024 * 1024)} MiB`;
+/** The limit as said: csv-parse counts a record's characters (UTF-16 units), not its bytes. */
+const LIMIT_TEXT = `${MAX_RECORD_CHARS.toLocaleString('en-US')} characters`;
 
 /**
  * A record over MAX_RECORD_CHARS stops the parser wherever it is. Read again strictly from its
@@ -321,7 +322,7 @@ const MIB = `${MAX_RECORD_CHARS / (1024 * 1024)} MiB`;
  */
 async function tooLargeRecord(path: string, readPath: string, record: { startByte: number; line: number }, delimiter: CsvDelimiter, header: Header | undefined): Promise<UsageError> {
   const unclosed = (within: string) =>
-    new UsageError(`input file ${path}: the quoted field at line ${record.line} is never closed${within}, so it takes the lines after it into its text, past the ${MIB} a record may hold (close it; a quote inside a quoted field is written twice, "")`);
+    new UsageError(`input file ${path}: the quoted field at line ${record.line} is never closed${within}, so it takes the lines after it into its text, past the ${LIMIT_TEXT} a record may hold (close it; a quote inside a quoted field is written twice, "")`);
   const file = await open(readPath, 'r');
   let fields: string[] | undefined;
   let cut = false;
@@ -336,7 +337,7 @@ async function tooLargeRecord(path: string, readPath: string, record: { startByt
     // Read only in part, an open quote is either one never closed or a field larger than the part read: it says both.
     if (error.code === 'CSV_QUOTE_NOT_CLOSED' && cut) {
       return new UsageError(
-        `input file ${path}: the record at line ${record.line} is larger than the ${MIB} a record may hold, and its quoted field does not close within the ${RECHECK_BYTES / (1024 * 1024)} MiB after its start: ` +
+        `input file ${path}: the record at line ${record.line} is larger than the ${LIMIT_TEXT} a record may hold, and its quoted field does not close within the ${RECHECK_BYTES / (1024 * 1024)} MiB after its start: ` +
           'if its closing quote is missing, close it (a quote inside a quoted field is written twice, ""); if the field is that large, shorten it or take that row out of the file',
       );
     }
@@ -345,7 +346,7 @@ async function tooLargeRecord(path: string, readPath: string, record: { startByt
   } finally {
     await file.close();
   }
-  const limit = `larger than the ${MIB} a record may hold`;
+  const limit = `larger than the ${LIMIT_TEXT} a record may hold`;
   if (!fields) return new UsageError(`input file ${path}: the record at line ${record.line} is ${limit}; if a quoted field in it is never closed, close it (a quote inside a quoted field is written twice, "")`);
   if (!header) return new UsageError(`input file ${path}: its header, at line ${record.line}, is ${limit}: is the file a CSV with a header row?`);
   const whole = fields;
@@ -353,6 +354,6 @@ async function tooLargeRecord(path: string, readPath: string, record: { startByt
   const name = header.names[largest] ?? `field ${largest + 1}`;
   const size = `its "${name}" field alone holds ${whole[largest]!.length.toLocaleString('en-US')} characters`;
   // The limit is no model's: a prompt that large is beyond their context windows anyway.
-  const why = name === header.promptColumn ? `: no model's context window takes a prompt that large (${MIB} of text is some 2 million tokens)` : '';
+  const why = name === header.promptColumn ? `: no model's context window takes a prompt that large (that much text is some 2 million tokens)` : '';
   return new UsageError(`input file ${path}: the record at line ${record.line} is ${limit}; ${size}. Shorten it or take that row out of the file${why}`);
 }

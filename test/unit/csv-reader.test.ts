@@ -226,8 +226,8 @@ describe('readCsvRows line numbers and options', () => {
       };
       await expect(read()).rejects.toThrow(
         new UsageError(
-          `input file ${path}: the record at line 3 is larger than the 8 MiB a record may hold; its "prompt" field alone holds 9,000,000 characters. ` +
-            "Shorten it or take that row out of the file: no model's context window takes a prompt that large (8 MiB of text is some 2 million tokens)",
+          `input file ${path}: the record at line 3 is larger than the 8,388,608 characters a record may hold; its "prompt" field alone holds 9,000,000 characters. ` +
+            "Shorten it or take that row out of the file: no model's context window takes a prompt that large (that much text is some 2 million tokens)",
         ),
       );
       expect(seen).toHaveLength(1);
@@ -237,7 +237,7 @@ describe('readCsvRows line numbers and options', () => {
   it('does not call a quoted field that is closed, but larger than the 32 MiB read again, never closed (review)', async () => {
     const path = await csvFile('huge-closed.csv', `id,prompt\n1,ok\n2,"${'word '.repeat(7_000_000)}"\n3,after\n`);
     const read = collect(readCsvRows(path, rules));
-    await expect(read).rejects.toThrow(/^input file .*: the record at line 3 is larger than the 8 MiB a record may hold, and its quoted field does not close within the 32 MiB after its start: /);
+    await expect(read).rejects.toThrow(/^input file .*: the record at line 3 is larger than the 8,388,608 characters a record may hold, and its quoted field does not close within the 32 MiB after its start: /);
     await expect(read).rejects.not.toThrow(/is never closed/);
   });
 
@@ -245,7 +245,7 @@ describe('readCsvRows line numbers and options', () => {
     const lines = Array.from({ length: 300_000 }, (_, i) => `${i + 3},prompt number ${i + 3} of the file`);
     const path = await csvFile('unclosed-large.csv', `id,prompt\n1,ok\n2,"never closed\n${lines.join('\n')}\n`);
     await expect(collect(readCsvRows(path, rules))).rejects.toThrow(
-      new UsageError(`input file ${path}: the quoted field at line 3 is never closed, so it takes the lines after it into its text, past the 8 MiB a record may hold (close it; a quote inside a quoted field is written twice, "")`),
+      new UsageError(`input file ${path}: the quoted field at line 3 is never closed, so it takes the lines after it into its text, past the 8,388,608 characters a record may hold (close it; a quote inside a quoted field is written twice, "")`),
     );
   });
 
