@@ -106,9 +106,13 @@ async function gaveUpLimitedMembers(state: EnsembleState, pending: EnsembleState
   const answered = state.members.filter((member) => member.outcome?.status === 'succeeded').length;
   if (answered < needed) return false;
   const { limits } = deps.config;
+  const now = (deps.now ?? Date.now)();
+  // How long until the member's call, not its park: a slot's park ends WAKE_LEAD_MS before the slot (row-runner.ts takeSlot).
   const parked = pending.flatMap((member, i) => {
     const step = steps[i]!;
-    return step.kind === 'park' ? [{ member, waitMs: step.waitMs }] : [];
+    if (step.kind !== 'park') return [];
+    const { reservedModel, wakeAt } = member.progress;
+    return [{ member, waitMs: reservedModel !== undefined ? Math.max(step.waitMs, wakeAt - now) : step.waitMs }];
   });
   const limitedPast = ({ member, waitMs }: (typeof parked)[number]): boolean => {
     const { progress } = member;
