@@ -149,6 +149,12 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       };
     },
 
+    async opensToCalls(model) {
+      const seenHealthy = healthySince.get(model);
+      if (seenHealthy !== undefined && Date.now() - seenHealthy < HEALTHY_BREAKER_TRUST_MS && !failing.has(model)) return true;
+      return breaker.opensToCalls(endpointOf(model));
+    },
+
     async releaseProbe(model, probe) {
       await breaker.releaseProbe(endpointOf(model), probe);
     },

@@ -45,6 +45,11 @@ export interface RowGate {
    * it, or gives it up with releaseProbe when no call goes out, so that the next caller may probe now.
    */
   breaker(model: string): Promise<{ allowed: boolean; retryInMs: number; lastError?: string; probing?: boolean; probe?: string }>;
+  /**
+   * Whether the model's circuit would let a call through now, asked without taking a half-open
+   * circuit's probe (`breaker` would take it: a caller that only asks would turn away the row that calls).
+   */
+  opensToCalls(model: string): Promise<boolean>;
   /** Gives up the probe `breaker` granted, without a call: another caller may probe at once. */
   releaseProbe(model: string, probe: string): Promise<void>;
   /** Books the model's next free slot for this call, unless that is more than maxWaitMs away. */

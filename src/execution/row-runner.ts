@@ -599,15 +599,14 @@ function fallsBackOnLimit(onLimit: 'wait' | 'fallback', progress: RowProgress): 
 /**
  * Whether a model after the current one in the row's chain may be called now (its circuit lets
  * calls through): with none, on_limit fallback would only pass the row over to circuits that are
- * open and fail it no_model_available, for a limit a wait on this model meets (review). A probe
- * `breaker` grants here is given back: the row asks again if it goes on to that model.
+ * open and fail it no_model_available, for a limit a wait on this model meets (review). Asked
+ * without taking a half-open circuit's probe: taking it, even for a moment, turned away the row
+ * whose model it is ("one call is testing it"), on to its fallback (review).
  */
 async function laterModelOpenToCalls(progress: RowProgress, deps: RowRunnerDeps): Promise<boolean> {
   for (const later of (progress.plan?.chain ?? []).slice(progress.chainIndex + 1)) {
     if (!deps.config.models[later]) continue;
-    const breaker = await deps.gate.breaker(later);
-    if (breaker.probe) await deps.gate.releaseProbe(later, breaker.probe);
-    if (breaker.allowed) return true;
+    if (await deps.gate.opensToCalls(later)) return true;
   }
   return false;
 }

@@ -81,6 +81,25 @@ return {1, 2, 0, fails, false, token}
 `,
 };
 
+/**
+ * ARGV: cooldown us. Whether a call could go now (closed, or half-open with no probe out), without
+ * taking the probe: 1 or 0. For a caller that only asks (row-runner.ts laterModelOpenToCalls).
+ */
+const PEEK: LuaScript = {
+  name: 'breaker_peek',
+  numberOfKeys: 1,
+  lua: `${LUA_PRELUDE}
+local f = redis.call('HMGET', KEYS[1], 'opened', 'probe')
+local opened = tonumber(f[1])
+if not opened then return 1 end
+local now = now_us()
+if now < opened + tonumber(ARGV[1]) then return 0 end
+local probe = tonumber(f[2])
+if probe and probe > now then return 0 end
+return 1
+`,
+};
+
 /** ARGV: the probe's token. Lets the next caller probe now, if the lock is still this probe's. */
 const RELEASE_PROBE: LuaScript = {
   name: 'breaker_release_probe',
@@ -147,6 +166,14 @@ export class CircuitBreaker {
     const probe = Array.isArray(reply) && typeof reply[5] === 'string' ? reply[5] : undefined;
     const [allowed, state, retryInUs, failures] = integers(Array.isArray(reply) ? reply.slice(0, 4) : reply, 4, CHECK.name) as [number, number, number, number];
     return { allowed: allowed === 1, state: STATES[state] ?? 'closed', retryInMs: Math.ceil(retryInUs / 1000), failures, ...(lastError !== undefined && { lastError }), ...(probe !== undefined && { probe }) };
+  }
+
+  /**
+   * Whether a call to `model` could go now, as `check` would answer, but without taking a half-open
+   * circuit's probe: asking must not turn away the caller that would make the probe call.
+   */
+  async opensToCalls(model: string): Promise<boolean> {
+    return (await this.#run(PEEK, [breakerKey(this.#prefix, model)], [this.#cooldownMs * 1000])) === 1;
   }
 
   /**

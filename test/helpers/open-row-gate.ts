@@ -16,6 +16,8 @@ export function openRowGate(overrides: Partial<RowGate> = {}): { gate: RowGate; 
     releaseSlot: async () => undefined,
     releaseProbe: async () => undefined,
     settle: async (settlement: CallSettlement) => void settled.push(`${settlement.model}:${settlement.health}`),
+    // As `breaker` answers (a test's override included), without a probe.
+    opensToCalls: async (model) => (await gate.breaker(model)).allowed,
     ...overrides,
   };
   return { gate, settled };

@@ -167,4 +167,18 @@ describe('CircuitBreaker', () => {
     await breaker(0).recordSuccess(model);
     expect(await (clients[0] as Redis).exists(key)).toBe(0);
   });
+  it('is asked whether a half-open circuit lets calls through without taking its probe: the row whose model it is still gets it (review: laterModelOpenToCalls took it and turned that row away)', async () => {
+    const model = 'peeked';
+    const { config, gate } = rowGateFor(model);
+    const endpoint = modelEndpoint(config, model);
+    await openCircuit(endpoint);
+    expect(await gate.opensToCalls(model)).toBe(false); // open, cooling down
+    await sleep(COOLDOWN_MS + 50);
+    const asked = gate.opensToCalls(model);
+    const caller = breaker(1).check(endpoint); // the row, on another worker, whose model it is
+    expect(await asked).toBe(true);
+    expect(await caller).toMatchObject({ allowed: true, state: 'half_open', probe: expect.any(String) });
+    // Its probe out: no further call goes.
+    expect(await gate.opensToCalls(model)).toBe(false);
+  });
 });
