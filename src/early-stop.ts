@@ -75,7 +75,12 @@ export async function holdingEarlyStop<T>(work: () => Promise<T>, texts: { waiti
     if (state) state.text = texts.after;
     return done;
   } catch (error) {
-    if (state) state.text = before;
+    if (state) {
+      state.text = before;
+      // A first signal waited for a step that failed: the command stops on its failure, said as any
+      // failure is (quitting here said "Stopped <what it left before>" and hid why, review2).
+      if (state.holding === 1) state.pending = null;
+    }
     throw error;
   } finally {
     if (state) {

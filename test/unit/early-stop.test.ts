@@ -47,4 +47,16 @@ describe('a signal while the command starts (early-stop.ts)', () => {
     expect(said).toEqual(['\nInterrupted (SIGTERM) before anything was queued: nothing to resume.']);
     expect(exit).toHaveBeenCalledWith(143);
   });
+  it('a step that fails after a first signal ends the command on its failure, not with a stop that hides it (review2)', async () => {
+    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+    const said: string[] = [];
+    stopEarly((line) => said.push(line), 'before anything was queued: nothing to resume.');
+    const saved = Promise.withResolvers<void>();
+    const holding = holdingEarlyStop(() => saved.promise, { waitingFor: 'while batch b is being saved', during: 'while batch b was being saved: x.', after: 'before any row was queued: batch b is saved.' });
+    signal('SIGTERM');
+    saved.reject(new Error('out/ is batch a\'s, which did not finish'));
+    await expect(holding).rejects.toThrow("batch a's");
+    expect(said).toHaveLength(1);
+    expect(exit).not.toHaveBeenCalled();
+  });
 });
