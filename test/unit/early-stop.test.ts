@@ -4,6 +4,22 @@ import { endEarlyStop, holdingEarlyStop, stopEarly } from '../../src/early-stop.
 /** As the process delivers a signal: its listeners get its name. */
 const signal = (name: NodeJS.Signals) => (process.emit as (event: string, ...args: unknown[]) => boolean)(name, name);
 
+/** An early stop listened for, process.exit stubbed, and what it says kept. */
+function listening() {
+  const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+  const said: string[] = [];
+  stopEarly((line) => said.push(line), 'before anything was queued: nothing to resume.');
+  return { exit, said };
+}
+
+/** The same, inside a held save that ends when `saved` settles. */
+function duringSave() {
+  const listened = listening();
+  const saved = Promise.withResolvers<void>();
+  const holding = holdingEarlyStop(() => saved.promise, { waitingFor: 'while batch b is being saved', during: 'while batch b was being saved: x.', after: 'before any row was queued: batch b is saved.' });
+  return { ...listened, saved, holding };
+}
+
 describe('a signal while the command starts (early-stop.ts)', () => {
   afterEach(() => {
     endEarlyStop();
@@ -11,11 +27,7 @@ describe('a signal while the command starts (early-stop.ts)', () => {
   });
 
   it('says at once that it stops once the batch is saved, when the save holds it up (review: nothing was said while Redis held the save)', async () => {
-    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
-    const said: string[] = [];
-    stopEarly((line) => said.push(line), 'before anything was queued: nothing to resume.');
-    const saved = Promise.withResolvers<void>();
-    const holding = holdingEarlyStop(() => saved.promise, { waitingFor: 'while batch b is being saved', during: 'while batch b was being saved: x.', after: 'before any row was queued: batch b is saved.' });
+    const { exit, said, saved, holding } = duringSave();
     signal('SIGINT');
     expect(said).toEqual(['\nInterrupted while batch b is being saved: the command stops once it is (a second Ctrl-C or SIGTERM quits at once).']);
     expect(exit).not.toHaveBeenCalled();
@@ -26,11 +38,7 @@ describe('a signal while the command starts (early-stop.ts)', () => {
   });
 
   it('a second signal while the save holds it up quits at once, saying the batch may be saved', async () => {
-    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
-    const said: string[] = [];
-    stopEarly((line) => said.push(line), 'before anything was queued: nothing to resume.');
-    const saved = Promise.withResolvers<void>();
-    const holding = holdingEarlyStop(() => saved.promise, { waitingFor: 'while batch b is being saved', during: 'while batch b was being saved: x.', after: 'before any row was queued: batch b is saved.' });
+    const { exit, said, saved, holding } = duringSave();
     signal('SIGINT');
     signal('SIGTERM');
     expect(said.at(-1)).toBe('Quit (SIGTERM) while batch b was being saved: x.');
@@ -40,19 +48,14 @@ describe('a signal while the command starts (early-stop.ts)', () => {
   });
 
   it('a signal outside the save quits at once with one line', () => {
-    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
-    const said: string[] = [];
-    stopEarly((line) => said.push(line), 'before anything was queued: nothing to resume.');
+    const { exit, said } = listening();
     signal('SIGTERM');
     expect(said).toEqual(['\nInterrupted (SIGTERM) before anything was queued: nothing to resume.']);
     expect(exit).toHaveBeenCalledWith(143);
   });
+
   it('a step that fails after a first signal ends the command on its failure, not with a stop that hides it (review2)', async () => {
-    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
-    const said: string[] = [];
-    stopEarly((line) => said.push(line), 'before anything was queued: nothing to resume.');
-    const saved = Promise.withResolvers<void>();
-    const holding = holdingEarlyStop(() => saved.promise, { waitingFor: 'while batch b is being saved', during: 'while batch b was being saved: x.', after: 'before any row was queued: batch b is saved.' });
+    const { exit, said, saved, holding } = duringSave();
     signal('SIGTERM');
     saved.reject(new Error('out/ is batch a\'s, which did not finish'));
     await expect(holding).rejects.toThrow("batch a's");
