@@ -17,13 +17,13 @@ describe('an ensemble member limited past limits.max_wait_ms', () => {
 
   const row: RowInput = { batchId: 'b', row: 1, id: 'r1', messages: [{ role: 'user', content: 'Hello' }], metadata: {} };
 
-  /** Members a, b and slow; slow's next slot is a minute away. */
-  function advance(limits: Record<string, unknown>, minAnswers: number) {
+  /** Members a, b and slow; slow's next slot is `slowSlotMs` away (a minute unless said). */
+  function advance(limits: Record<string, unknown>, minAnswers: number, slowSlotMs = 60_000) {
     const models = Object.fromEntries(['a', 'b', 'slow', 'synth'].map((m) => [m, { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 2 } }]));
     const config = parseConfig({ providers: { sim: { base_url: sim.url } }, models, default_model: 'a', limits, ensembles: { council: { members: ['a', 'b', 'slow'], synthesizer: 'synth', min_answers: minAnswers } } }, 'test');
     const released: string[] = [];
     const { gate } = openRowGate({
-      reserveCapacity: async (model, _tokens, maxWaitMs) => (model !== 'slow' ? { reserved: true, waitMs: 0, slotAt: 0 } : maxWaitMs < 60_000 ? { reserved: false, waitMs: 60_000, limitedBy: 'requests' } : { reserved: true, waitMs: 60_000, slotAt: 7 }),
+      reserveCapacity: async (model, _tokens, maxWaitMs) => (model !== 'slow' ? { reserved: true, waitMs: 0, slotAt: 0 } : maxWaitMs < slowSlotMs ? { reserved: false, waitMs: slowSlotMs, limitedBy: 'requests' } : { reserved: true, waitMs: slowSlotMs, slotAt: 7 }),
       releaseSlot: async (model) => {
         released.push(model);
       },
@@ -46,5 +46,17 @@ describe('an ensemble member limited past limits.max_wait_ms', () => {
   it('still waits for it when the others are too few without it, or under on_limit wait', async () => {
     expect((await advance({ on_limit: 'fallback', max_wait_ms: 1000 }, 3).step).kind).toBe('park');
     expect((await advance({ on_limit: 'wait', max_wait_ms: 1000 }, 2).step).kind).toBe('park');
+  });
+
+  it('is given up when its slot is 10.5 s away and max_wait_ms is 10 s (the park is WAKE_LEAD_MS shorter than the wait)', async () => {
+    const step = await advance({ on_limit: 'fallback', max_wait_ms: 10_000 }, 2, 10_500).step;
+    expect(step.kind).toBe('finished');
+  });
+
+  it('says how far its slot really is (60 s, not 59 s)', async () => {
+    const step = await advance({ on_limit: 'fallback', max_wait_ms: 10_000 }, 2).step;
+    if (step.kind !== 'finished') throw new Error(step.kind);
+    const slow = step.event.result.ensemble?.members.find((member) => member.model === 'slow');
+    expect(slow?.error?.message).toMatch(/next call 60 s away/);
   });
 });
