@@ -162,13 +162,19 @@ describe('progress bar on a terminal', () => {
 });
 
 describe('progress display of a run that is stopping', () => {
-  it('says it is stopping where the ETA was, so a Ctrl-C does not look ignored', () => {
+  /** Plain lines; 40 of 100 rows done 5 s in, then Ctrl-C. */
+  function stoppingAt40() {
     const out = plainOutput();
     const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 5000 });
     display.update(progress(0, 100));
     out.advance(5000);
     display.update(progress(40, 100));
     display.stopping();
+    return { out, display };
+  }
+
+  it('says it is stopping where the ETA was, so a Ctrl-C does not look ignored', () => {
+    const { out, display } = stoppingAt40();
     out.advance(5000);
     display.update(progress(44, 100));
     display.stop();
@@ -176,12 +182,7 @@ describe('progress display of a run that is stopping', () => {
   });
 
   it('keeps saying it is stopping when no row finishes for a while, with how long it has waited, rather than a stall line and the same line again (QA)', () => {
-    const out = plainOutput();
-    const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 5000 });
-    display.update(progress(0, 100));
-    out.advance(5000);
-    display.update(progress(40, 100));
-    display.stopping();
+    const { out, display } = stoppingAt40();
     for (let step = 0; step < 12; step++) {
       out.advance(5000);
       display.update(progress(40, 100)); // a minute of calls in flight that do not end, a poll every 5 s
