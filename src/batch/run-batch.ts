@@ -15,7 +15,7 @@ import { enqueueBatch, type EnqueueCounts } from '../queue/producer.ts';
 import { unqueueBatch, unqueueOrphanedBatches } from '../queue/unqueue-batch.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { connectedWorkerCount, watchConnectedWorkers, workersConnectedText } from '../queue/connected-workers.ts';
-import { formatAbSplit, type AbArm } from '../routing/ab-split.ts';
+import type { AbArm } from '../routing/ab-split.ts';
 import { claimOutputDir, createOutputDir } from '../output/output-dir.ts';
 import { outputPaths } from '../output/paths.ts';
 import { refuseLostCollectedFiles } from '../output/collected-files.ts';
@@ -24,7 +24,7 @@ import { openSession, type Session } from '../queue/session.ts';
 import { lookalikeColumnsText, orphanedBatchText, readText, redisStayedAwayText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText, unsentRequestFieldsText } from './run-messages.ts';
 import { formatWait, REDIS_WAIT_ENV, whileRedisRefuses } from '../queue/redis-outage.ts';
 import { keysHeldElsewhere, refuseJudgeWithoutKey, refuseSpentMonth, refuseWithoutKeys, warnAboutConfig } from './config-checks.ts';
-import { isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, cacheTurnedOff, NO_INPUT_FILE, withRunCache, withRunJudge, type RunSettings } from './run-settings.ts';
+import { abSplitsBefore, isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, cacheTurnedOff, NO_INPUT_FILE, withRunCache, withRunJudge, type RunSettings } from './run-settings.ts';
 import { watchForStops, type RunStops } from './run-stops.ts';
 import { collectAndReport } from './collect-and-report.ts';
 import { batchExitCode, type Report } from '../output/report.ts';
@@ -337,14 +337,6 @@ async function saveBatch(batchId: string, options: RunOptions, existing: BatchMe
 const resumeCommand = (batchId: string, options: RunOptions): string => `switchyard run --resume ${batchId}${options.detach ? ' --detach' : ''}`;
 
 /** A new batch's row fingerprints include the rows' ids; one created before they did keeps comparing without them. */
-/** The splits the batch's earlier runs ran under, one more when this run changes or drops the split: its rows answered before keep their arms. */
-function abSplitsBefore(existing: BatchMeta | null, abSplit: AbArm[] | undefined): Pick<BatchMeta, 'ab_splits_before'> {
-  const before = existing?.ab_splits_before ?? [];
-  const changed = existing?.ab_split !== undefined && (abSplit === undefined || formatAbSplit(abSplit) !== formatAbSplit(existing.ab_split));
-  const splits = changed ? [...before, existing.ab_split!] : before;
-  return splits.length > 0 ? { ab_splits_before: splits } : {};
-}
-
 const fingerprintsHoldIds = (existing: BatchMeta | null): boolean => existing === null || existing.fingerprint_ids === true;
 
 /** What a run has going while its rows are queued: this process's worker and collector (none when detached), and what stops them. */

@@ -179,6 +179,14 @@ function sayAbSplitNotes(options: RunOptions, existing: BatchMeta | null, config
   }
 }
 
+/** The splits the batch's earlier runs ran under, one more when this run changes or drops the split: its rows answered before keep their arms. */
+export function abSplitsBefore(existing: BatchMeta | null, abSplit: AbArm[] | undefined): Pick<BatchMeta, 'ab_splits_before'> {
+  const before = existing?.ab_splits_before ?? [];
+  const changed = existing?.ab_split !== undefined && (abSplit === undefined || formatAbSplit(abSplit) !== formatAbSplit(existing.ab_split));
+  const splits = changed ? [...before, existing.ab_split!] : before;
+  return splits.length > 0 ? { ab_splits_before: splits } : {};
+}
+
 /** `answering`: the models rows that name none go to (none: they are routed). */
 function sayJudgeAnswersToo(config: SwitchyardConfig, answering: readonly string[], say: (line: string) => void): void {
   if (!config.judge) return;
