@@ -82,7 +82,7 @@ export function resultCsvRecord(result: RowResult, metadataKeys: readonly string
  * ordered-results.ts), with a column per metadata key (`metadataKeys`: the producer records them,
  * in first-seen order). Text cells are guarded against formula injection (see csv-safe.ts), the
  * header row included. A metadata key that repeats a fixed column name is written as
- * `metadata.<key>`. Returns how many rows it holds.
+ * `metadata.<key>`, one with no name as `column_<n>`, its position. Returns how many rows it holds.
  */
 export function writeResultsCsv(csvJournalPath: string, csvPath: string, metadataKeys: readonly string[], format: { separator: CsvDelimiter; bom: boolean } = { separator: ',', bom: false }, keep?: RowFilter): number {
   const { separator } = format;
@@ -93,12 +93,18 @@ export function writeResultsCsv(csvJournalPath: string, csvPath: string, metadat
 function metadataHeaders(keys: readonly string[]): string[] {
   const taken = new Set<string>(RESULTS_CSV_COLUMNS);
   for (const key of keys) taken.add(key);
-  return keys.map((key) => {
+  const unused = (name: string): string => {
+    let free = name;
+    for (let n = 2; taken.has(free); n += 1) free = `${name}.${n}`;
+    taken.add(free);
+    return free;
+  };
+  return keys.map((key, i) => {
+    // A key with no name (a JSONL line's "", from a CSV whose header cell was empty, say) would be an empty header
+    // cell no spreadsheet or script can pick: it is named for its column, as the CSV reader names such a cell.
+    if (key.trim() === '') return unused(`column_${RESULTS_CSV_COLUMNS.length + i + 1}`);
     if (!(RESULTS_CSV_COLUMNS as readonly string[]).includes(key)) return key;
-    let name = `metadata.${key}`;
-    for (let n = 2; taken.has(name); n += 1) name = `metadata.${key}.${n}`;
-    taken.add(name);
-    return name;
+    return unused(`metadata.${key}`);
   });
 }
 

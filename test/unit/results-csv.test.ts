@@ -120,6 +120,18 @@ describe('writeResultsCsv', () => {
     expect([d.finish_reason, d.models_tried, d.fallback_reason, d.ensemble, d.request_id]).toEqual(['length', 'model-a, model-b', 'model-a: server_error after 4 attempts', 'council', 'req_9']);
   });
 
+  it('names a metadata key with no name for its column, as the CSV reader names an empty header cell (QA: a JSONL line\'s "" key gave results.csv an empty header cell)', async () => {
+    const journal = join(dir, 'csv-journal');
+    const csvPath = join(dir, 'results.csv');
+    // The 27th column is already a key's name: the unnamed key there is column_27.2, as the CSV reader's column_<n>.2.
+    const keys = ['b', '', 'column_27', ' '];
+    await writeFile(journal, formatCsvJournalEntry(1, keys.length, resultCsvRecord(result({ metadata: { b: 'y', '': 'x', column_27: 'z', ' ': 'w' } }), keys)));
+    expect(writeResultsCsv(journal, csvPath, keys)).toBe(1);
+    const [row] = parse(await readFile(csvPath, 'utf8'), { columns: true }) as Array<Record<string, string>>;
+    expect(Object.keys(row!).slice(RESULTS_CSV_COLUMNS.length)).toEqual(['b', 'column_27.2', 'column_27', 'column_29']);
+    expect([row!.b, row!['column_27.2'], row!.column_27, row!.column_29]).toEqual(['y', 'x', 'z', 'w']);
+  });
+
   it('writes only the header for an empty journal', async () => {
     const journal = join(dir, 'csv-journal');
     const csvPath = join(dir, 'results.csv');
