@@ -331,7 +331,15 @@ async function tooLargeRecord(path: string, readPath: string, record: { startByt
     cut = length === RECHECK_BYTES;
     const raw = Buffer.alloc(Math.max(length, 0));
     await file.read(raw, 0, raw.length, record.startByte);
-    [fields] = parseStrictly(raw, { delimiter, bom: true, relax_column_count: true, skip_empty_lines: true, record_delimiter: ['\r\n', '\n'], max_record_size: 0, to: 1 }) as string[][];
+    const firstRecord = (relaxQuotes: boolean) =>
+      (parseStrictly(raw, { delimiter, bom: true, relax_quotes: relaxQuotes, relax_column_count: true, skip_empty_lines: true, record_delimiter: ['\r\n', '\n'], max_record_size: 0, to: 1 }) as string[][])[0];
+    try {
+      fields = firstRecord(false);
+    } catch (error) {
+      // A quote inside an unquoted field (a 27" screen) is text to the reader (relax_quotes): read so, the record is whole, and only that large.
+      if (!(error instanceof CsvError && error.code === 'INVALID_OPENING_QUOTE')) throw error;
+      fields = firstRecord(true);
+    }
   } catch (error) {
     if (!(error instanceof CsvError)) throw error;
     // Read only in part, an open quote is either one never closed or a field larger than the part read: it says both.

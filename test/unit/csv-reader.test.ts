@@ -234,6 +234,20 @@ describe('readCsvRows line numbers and options', () => {
     }
   });
 
+  it('names an unquoted field over the 8 MiB limit that holds a stray quote as that large, not as a quote never closed', async () => {
+    const big = 'word '.repeat(1_800_000); // 9,000,000 characters
+    // A quote inside an unquoted field is text to the reader (relax_quotes), but not to the strict reading again of the record.
+    for (const field of [`${big.slice(0, 4_000_000)}say "hi" ${big.slice(4_000_000)}`, `${big}a 27" screen`]) {
+      const path = await csvFile('large-stray-quote.csv', `id,prompt,note\n1,ok,a\n2,${field},b\n3,after,c\n`);
+      await expect(collect(readCsvRows(path, rules))).rejects.toThrow(
+        new UsageError(
+          `input file ${path}: the record at line 3 is larger than the 8,388,608 characters a record may hold; its "prompt" field alone holds ${field.length.toLocaleString('en-US')} characters. ` +
+            "Shorten it or take that row out of the file: no model's context window takes a prompt that large (that much text is some 2 million tokens)",
+        ),
+      );
+    }
+  });
+
   it('does not call a quoted field that is closed, but larger than the 32 MiB read again, never closed (review)', async () => {
     const path = await csvFile('huge-closed.csv', `id,prompt\n1,ok\n2,"${'word '.repeat(7_000_000)}"\n3,after\n`);
     const read = collect(readCsvRows(path, rules));
