@@ -194,7 +194,12 @@ program
   .command('collect')
   .description('write the outputs of a batch run with --detach, waiting for its rows to finish')
   .argument('<batch-id>')
-  .action((batchId: string) => exitWith(async () => (await import('./commands/collect.ts')).runCollectCommand(batchId, logger, say)));
+  .action((batchId: string) =>
+    exitWith(async () => {
+      stopEarly(say, `before collecting batch ${batchId}: nothing was written, and the same command can simply be run again.`);
+      return (await import('./commands/collect.ts')).runCollectCommand(batchId, logger, say);
+    }),
+  );
 
 program
   .command('forget')
@@ -216,7 +221,10 @@ program
   .option('--no-worker', 'run no workers here: "switchyard worker" processes on the same Redis run the rows')
   .option('--max-upload-mb <n>', 'largest input file taken', positiveNumber, 1024)
   .action((opts: { port: number; host: string; config?: string; out: string; concurrency?: number; worker: boolean; maxUploadMb: number }) =>
-    exitWith(async () => (await import('./commands/serve.ts')).runServeCommand(opts, logger, say)),
+    exitWith(async () => {
+      stopEarly(say, 'before the server started: it took no batch and no row; the batches not finished go on when it starts again.');
+      return (await import('./commands/serve.ts')).runServeCommand(opts, logger, say);
+    }),
   );
 
 program

@@ -1,10 +1,10 @@
 import { exitCodeForSignal } from './errors.ts';
 
 /**
- * Ctrl-C or SIGTERM while `run` or `worker` starts (its modules load, Redis connects, the file's
- * first record is read), before the command's own stop handling is installed: the command ends at
- * once, saying what that left, with 130 (143). Node's default ended the process by the signal,
- * saying nothing. The command says what the stop would leave as it goes (`saysWhenStopped`), and
+ * Ctrl-C or SIGTERM while `run`, `worker`, `collect` or `serve` starts (its modules load, Redis
+ * connects, the file's first record is read), before the command's own stop handling is installed:
+ * the command ends at once, saying what that left, with 130 (143). Node's default ended the process
+ * by the signal, saying nothing. The command says what the stop would leave as it goes (`saysWhenStopped`), and
  * hands over to its own handling (`endEarlyStop`) in the same tick as it installs it.
  */
 let state: { say: (line: string) => void; text: string; holding: number; pending: NodeJS.Signals | null; waitingFor: string; atQuit: Array<() => void> } | null = null;

@@ -13,6 +13,7 @@ import { collectAndReport } from '../batch/collect-and-report.ts';
 import { noBatchMessage, openSession, type Session } from '../queue/session.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
+import { endEarlyStop } from '../early-stop.ts';
 import { exitWhenRedisStaysAway } from '../queue/redis-stays-away.ts';
 import { connectedWorkerCount, watchConnectedWorkers, workersConnectedText } from '../queue/connected-workers.ts';
 
@@ -88,6 +89,8 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
     session.outages.stopping(signal);
     stopWatchingRedis = exitWhenRedisStaysAway(session.url, session.redisLabel, signal, `The outputs of the rows finished so far are not written; "switchyard collect ${batchId}" goes on once Redis is back.`);
   };
+  // In the tick its own handling is installed: no signal comes between the two.
+  endEarlyStop();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   let lease: BatchLease | null = null;

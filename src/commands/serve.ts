@@ -8,6 +8,7 @@ import { loadConfigFile } from '../config/load.ts';
 import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { createCallSlots } from '../execution/call-slots.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
+import { endEarlyStop } from '../early-stop.ts';
 import { createBatchContexts } from '../queue/batch-context.ts';
 import { deadProcessRowsText } from '../queue/worker-registry.ts';
 import type { Simulator } from '../sim/server.ts';
@@ -61,6 +62,10 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
     const concurrency = options.concurrency ?? config.config.concurrency;
     const batches = createBatchContexts(session.store, { callSlots: createCallSlots(concurrency), monthSpend: session.monthSpend, refusals: session.refusals });
     const host: RunHost = { session, config, stop: stop.signal, ...(options.worker ? { prime: batches.prime } : {}) };
+    const collection = createBackgroundCollection(session, say);
+    const service = createBatchService({ host, outRoot: resolve(options.out), collection, logger, say });
+    const server = await startApiServer({ host: options.host, port: options.port, token, maxUploadBytes: options.maxUploadMb * 1024 * 1024, service, logger });
+    // Started once the server listens, in the tick its stop handling is installed: an early stop (early-stop.ts) quits with no row in hand.
     const worker = options.worker
       ? startSessionWorker(session, {
           batches,
@@ -70,9 +75,6 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
           onRowsOfDeadProcess: (released) => say(deadProcessRowsText(released)),
         })
       : null;
-    const collection = createBackgroundCollection(session, say);
-    const service = createBatchService({ host, outRoot: resolve(options.out), collection, logger, say });
-    const server = await startApiServer({ host: options.host, port: options.port, token, maxUploadBytes: options.maxUploadMb * 1024 * 1024, service, logger });
     const where = options.host === '0.0.0.0' || options.host === '::' ? `every interface (${options.host}), on this machine ${server.url}` : server.url;
     say(`Switchyard API listening on ${where} (POST ${server.url}/v1/batches with a CSV or JSONL file; outputs under ${resolve(options.out)}).`);
     say(worker ? `Workers here make up to ${concurrency} model calls at a time; Redis ${session.redisLabel}, prefix "${session.space.prefix}".` : `No workers here (--no-worker): start "switchyard worker" processes on Redis ${session.redisLabel}, prefix "${session.space.prefix}".`);
@@ -97,6 +99,7 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
         say(`Quit at once (${signal}): the calls in flight are not recorded, and their rows run again when the server starts again.`);
         process.exit(exitCodeForSignal(signal));
       };
+      endEarlyStop();
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
     });

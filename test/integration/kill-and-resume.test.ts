@@ -426,6 +426,37 @@ describe('a stop while the command starts, before its own stop handling is insta
     }
   });
 
+  it('Ctrl-C while collect waits for Redis exits 130 saying nothing was written, not killed by the signal (QA: ended silently)', async () => {
+    const redis = await silentRedis();
+    try {
+      const collect = spawnCli(['collect', 'not-yet-collected'], h.env({ REDIS_URL: redis.url }));
+      await waitFor(async () => redis.connected(), 20_000);
+      collect.kill('SIGINT');
+      const ended = await collect.done;
+      expect(ended.code, ended.stdout + ended.stderr).toBe(130);
+      expect(ended.stdout).toContain('Interrupted before collecting batch not-yet-collected: nothing was written, and the same command can simply be run again.');
+      expect(ended.stderr).toBe('');
+    } finally {
+      redis.close();
+    }
+  });
+
+  it('SIGTERM while serve waits for Redis exits 143 saying it took no batch (QA: ended silently)', async () => {
+    const dir = await tempDir('serve-stop-at-start');
+    const redis = await silentRedis();
+    try {
+      const serve = spawnCli(['serve', '--port', '0', '--out', join(dir, 'out')], h.env({ REDIS_URL: redis.url }));
+      await waitFor(async () => redis.connected(), 20_000);
+      serve.kill('SIGTERM');
+      const ended = await serve.done;
+      expect(ended.code, ended.stdout + ended.stderr).toBe(143);
+      expect(ended.stdout).toContain('Interrupted (SIGTERM) before the server started: it took no batch and no row; the batches not finished go on when it starts again.');
+      expect(ended.stderr).toBe('');
+    } finally {
+      redis.close();
+    }
+  });
+
   it('Ctrl-C as run starts gives the batch lease back: the same command run again does not hear of a last run that held rows (review)', async () => {
     const dir = await tempDir('stop-at-start-lease');
     // A first record of 7 MB: reading it keeps the run in its start, past the lease, while the signal comes.
