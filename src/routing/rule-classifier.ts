@@ -16,7 +16,8 @@ import { DEFAULT_TASK_TYPES } from './default-task-types.ts';
  * matches a word prefix ("strateg*" matches "strategic"); spaces inside a keyword match any
  * whitespace ("stack trace"). Words are runs of letters, digits, marks and `_`. A keyword that
  * starts or ends in a script written without spaces (Chinese, Japanese, Thai) needs no word
- * boundary on that side, so "代码" is found inside "写一段代码".
+ * boundary on that side, so "代码" is found inside "写一段代码"; and such a script's characters end
+ * the words of others, so "python" is found in "用Python写".
  *
  * A prompt is scanned once whatever the number of types (classification runs for every row): at
  * each position only the keywords that start with that character are tried, longest first. (One
@@ -27,7 +28,8 @@ import { DEFAULT_TASK_TYPES } from './default-task-types.ts';
 /** A word character exactly at `lastIndex` (sticky, so no substring is made to test one). */
 const WORD_CHAR_AT = /[\p{L}\p{N}\p{M}_]/uy;
 const SPACE = /\s/;
-const NO_SPACE_SCRIPT = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Thai}\p{Script=Lao}\p{Script=Khmer}\p{Script=Myanmar}]/u;
+/** A character of a script written without spaces exactly at `lastIndex`. */
+const NO_SPACE_SCRIPT_AT = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Thai}\p{Script=Lao}\p{Script=Khmer}\p{Script=Myanmar}]/uy;
 /** How many matched words a reason lists before it says "+N more". */
 const REASON_WORDS = 4;
 
@@ -128,6 +130,18 @@ function isWordCharAt(text: string, index: number): boolean {
   return WORD_CHAR_AT.test(text);
 }
 
+/**
+ * Whether a word character that a word of a script written with spaces runs on into starts at
+ * `index`. A character of a script written without spaces is not one: "用Python写" holds the word
+ * "Python", as Chinese and Japanese put Latin words straight beside their own characters.
+ */
+function isBoundingWordCharAt(text: string, index: number): boolean {
+  if (!isWordCharAt(text, index)) return false;
+  if (text.charCodeAt(index) < 128) return true;
+  NO_SPACE_SCRIPT_AT.lastIndex = index;
+  return !NO_SPACE_SCRIPT_AT.test(text);
+}
+
 /** Where the code point starting at `index` ends. */
 function nextCodePoint(text: string, index: number): number {
   const code = text.charCodeAt(index);
@@ -148,10 +162,9 @@ function previousCodePoint(text: string, index: number): number {
 function buildMatchers(keywords: readonly Keyword[]): KeywordMatchers {
   // Word characters and scripts are judged by whole code points (an emoji or a CJK Extension B
   // character is one, though it takes two UTF-16 units).
-  const bounded = (text: string, index: number) => isWordCharAt(text, index) && !NO_SPACE_SCRIPT.test(String.fromCodePoint(text.codePointAt(index) ?? 0));
   const entries = keywords.map((keyword) => {
-    const boundedStart = bounded(keyword.text, 0);
-    const boundedEnd = bounded(keyword.text, previousCodePoint(keyword.text, keyword.text.length));
+    const boundedStart = isBoundingWordCharAt(keyword.text, 0);
+    const boundedEnd = isBoundingWordCharAt(keyword.text, previousCodePoint(keyword.text, keyword.text.length));
     const matcher: KeywordMatcher = { text: keyword.text, prefix: keyword.prefix, wordStart: boundedStart, wordEnd: boundedEnd && !keyword.prefix };
     return { matcher, plain: boundedStart && (boundedEnd || keyword.prefix) };
   });
@@ -185,8 +198,8 @@ function matchEnd(text: string, start: number, matcher: KeywordMatcher, atWordSt
     }
   }
   if (matcher.prefix) {
-    while (isWordCharAt(text, at)) at = nextCodePoint(text, at);
-  } else if (matcher.wordEnd && isWordCharAt(text, at)) {
+    while (isBoundingWordCharAt(text, at)) at = nextCodePoint(text, at);
+  } else if (matcher.wordEnd && isBoundingWordCharAt(text, at)) {
     return -1;
   }
   return at;
@@ -204,7 +217,7 @@ function keywordMatches(text: string, matchers: KeywordMatchers): string[] {
     let end = -1;
     const tried = candidates(afterAsciiWordChar ? matchers.midWord : matchers.all, code);
     if (tried) {
-      const atWordStart = at === 0 || !isWordCharAt(lower, previousCodePoint(lower, at));
+      const atWordStart = at === 0 || !isBoundingWordCharAt(lower, previousCodePoint(lower, at));
       for (const matcher of tried) {
         end = matchEnd(lower, at, matcher, atWordStart);
         if (end > at) break;

@@ -32,6 +32,14 @@ describe('built-in rules: the design source examples', () => {
     expect(classify('The API returns 500 errors').taskType).toBe('coding');
   });
 
+  it('finds Latin keywords written straight beside Chinese or Japanese characters (QA: "用Python写..." went to simple)', () => {
+    expect(classify('用Python写一个快速排序函数。')).toEqual({ taskType: 'coding', reason: 'rules: coding (python; score 1)' });
+    expect(classify('PythonでJSONを解析する関数を書いてください').reason).toBe('rules: coding (python, json; score 2)');
+    expect(classify('请debug这段JavaScript代码').reason).toBe('rules: coding (debug, javascript; score 2)');
+    expect(classify('用Pythonic的写法').taskType).toBe('simple'); // still whole words: "Pythonic" is not "python"
+    expect(classify('这个function写得不好').reason).toBe('rules: coding (function; score 1)'); // a prefix ends where the Chinese starts
+  });
+
   it('takes a proof or a derivation for reasoning, however short the prompt (QA: both went to the cheap model)', () => {
     expect(classify('Prove that there are infinitely many primes and explain each step rigorously.').taskType).toBe('complex');
     expect(classify('Derive the Black-Scholes equation from first principles with full mathematical rigor').taskType).toBe('complex');
