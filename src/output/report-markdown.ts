@@ -242,7 +242,7 @@ function modelsSection(report: Report): string[] {
     '',
     'Rows are counted under the model that gave their final result (a failed row: the last model it called, or its first choice when it could call none; an ensemble row that failed before its synthesis: under its ensemble only); calls, tokens, cost and latency (of succeeded calls) under the model called.' +
       (withTtft ? ' TTFT: time to the first token of streamed calls (models.<name>.stream).' : '') +
-      (withScore ? " Score: the judge's mean score (1 to 10) of the model's own answers (an ensemble's syntheses are scored under the ensemble) ± its 95% margin of error (means closer than their margins are no clear difference), and how many it scored." : ''),
+      (withScore ? " Score: the judge's mean score (1 to 10) of the model's own answers (an ensemble's syntheses are scored under the ensemble) ± its 95% margin of error (two means differ clearly only when they are further apart than √(a² + b²) of their margins a and b, not merely than each margin), and how many it scored." : ''),
   ]);
 }
 
@@ -318,21 +318,46 @@ function splitsBeforeText(report: Report): string {
   return ` The split changed between runs: rows answered earlier kept their arms of ${before.map(formatAbSplit).join(', then ')}${now}.`;
 }
 
+/**
+ * The arm the others' scores are set against: the split's first (`--ab control,candidate`), or
+ * the first listed when that one has no rows here.
+ */
+function referenceArm(report: Report, arms: ReadonlyArray<[string, AbArmReport]>): [string, AbArmReport] | undefined {
+  const first = report.ab_split?.[0]?.model;
+  return arms.find(([name]) => name === first) ?? arms[0];
+}
+
+/**
+ * "+0.50 ± 0.80": an arm's mean score minus the reference arm's. The arms answered different
+ * prompts, so the difference's margin is √(a² + b²) of their margins (the standard errors add in
+ * quadrature): two means each outside the other's margin may still be no clear difference.
+ */
+function armScoreDifference(arm: AbArmReport, reference: AbArmReport): string {
+  if (arm.mean_score === null || reference.mean_score === null) return '—';
+  const difference = arm.mean_score - reference.mean_score;
+  const mean = `${difference > 0 ? '+' : ''}${difference.toFixed(2)}`;
+  if (arm.score_margin === null || reference.score_margin === null) return mean;
+  return `${mean} ± ${Math.hypot(arm.score_margin, reference.score_margin).toFixed(2)}`;
+}
+
 function abArmsSection(report: Report): string[] {
   const arms = Object.entries(report.ab_arms ?? {});
   if (arms.length === 0) return [];
   const withScore = report.judge != null;
   const withCache = arms.some(([, arm]) => (arm.cached_rows ?? 0) > 0);
+  const reference = withScore && arms.length > 1 ? referenceArm(report, arms) : undefined;
+  const versus = (name: string, arm: AbArmReport) => (reference === undefined ? [] : [name === reference[0] ? '—' : armScoreDifference(arm, reference[1])]);
   return section('A/B arms', [
     ...table(
-      ['Arm', 'Rows', 'OK', 'Failed', ...(withCache ? ['From cache'] : []), 'Cost', 'Cost / answer', 'p50', 'p95', ...(withScore ? ['Score (rows)'] : []), 'Answered by'],
-      ['l', 'r', 'r', 'r', ...(withCache ? (['r'] as const) : []), 'r', 'r', 'r', 'r', ...(withScore ? (['r'] as const) : []), 'l'],
-      arms.map(([name, arm]) => [name, count(arm.rows), count(arm.succeeded), count(arm.failed), ...(withCache ? [count(arm.cached_rows)] : []), armCost(arm), costPerAnswer(arm), formatLatency(arm.latency_p50_ms), formatLatency(arm.latency_p95_ms), ...(withScore ? [formatScore(arm)] : []), answeredByText(arm)]),
+      ['Arm', 'Rows', 'OK', 'Failed', ...(withCache ? ['From cache'] : []), 'Cost', 'Cost / answer', 'p50', 'p95', ...(withScore ? ['Score (rows)'] : []), ...(reference ? [`Score vs ${reference[0]}`] : []), 'Answered by'],
+      ['l', 'r', 'r', 'r', ...(withCache ? (['r'] as const) : []), 'r', 'r', 'r', 'r', ...(withScore ? (['r'] as const) : []), ...(reference ? (['r'] as const) : []), 'l'],
+      arms.map(([name, arm]) => [name, count(arm.rows), count(arm.succeeded), count(arm.failed), ...(withCache ? [count(arm.cached_rows)] : []), armCost(arm), costPerAnswer(arm), formatLatency(arm.latency_p50_ms), formatLatency(arm.latency_p95_ms), ...(withScore ? [formatScore(arm)] : []), ...versus(name, arm), answeredByText(arm)]),
     ),
     '',
     ...(withCache ? ['Rows from the cache were answered by an earlier call (an earlier batch\'s, or an earlier row\'s of this one), which was paid for then: they are left out of cost / answer and latency, so the arms compare on the calls made for their own rows.', ''] : []),
     "Each row that names no model of its own went to one arm, by a hash of its id (`--ab`); `auto` routes its rows by task type, as the config's routing does. An arm's cost is every call made for its rows while in it, in every run of the batch (retries, fallbacks, the task classifier, an ensemble's members and synthesis), the judge's excepted; cost / answer divides it by the rows that succeeded, so failures' calls count against it. p50 / p95 are the succeeded rows' latency." +
       (withScore ? ' Score: the mean of the judge\'s scores ± its 95% margin of error; the arms answered different prompts, so compare them over many rows.' : '') +
+      (reference ? ` Score vs ${reference[0]}: the arm's mean score minus ${reference[0]}'s, ± the 95% margin of that difference (√(a² + b²) of the two margins a and b): a difference within it is no clear winner, though each mean may lie outside the other's margin.` : '') +
       armCoverage(report, arms) +
       splitsBeforeText(report),
   ]);

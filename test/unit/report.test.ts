@@ -718,7 +718,7 @@ describe('judge scores', () => {
     });
     expect(report.ab_arms.pro).toMatchObject({ rows: 2, cost_usd: 0.0012, cost_per_answer_usd: 0.0006, unpriced_calls: 0, answered_by: { pro: 2 }, judged_rows: 2, mean_score: 7.5 });
     const markdown = renderReportMarkdown(report);
-    expect(markdown).toContain('| auto | 4 | 3 | 1 | $0.00100 + 1 unpriced call | $0.000333 | 59 ms | 200 ms | 7.7 ± 1.7 (3) | flash 2, pro 1 |');
+    expect(markdown).toContain('| auto | 4 | 3 | 1 | $0.00100 + 1 unpriced call | $0.000333 | 59 ms | 200 ms | 7.7 ± 1.7 (3) | — | flash 2, pro 1 |');
     expect(markdown).toContain('| pro | 2 | 2 | 0 | $0.00120 | $0.000600 |');
     expect(markdown).toContain('The arms hold 6 of the 7 rows: the others named a model of their own');
     const summary = renderSummaryLines(report);
@@ -733,6 +733,26 @@ describe('judge scores', () => {
     expect(free.build(span).ab_arms.free).toMatchObject({ cost_usd: 0, unpriced_calls: 1, cost_per_answer_usd: null });
     const freeSummary = renderSummaryLines(free.build(span));
     expect(freeSummary[freeSummary.indexOf("A/B arms (every call of their rows but the judge's)") + 1]).toMatch(/^ {2}free +1 row +0 failed +n\/a \(no price configured\) +n\/a per answer/);
+  });
+
+  it("set each A/B arm's score against the split's first arm, with the margin of the difference, not of each mean (QA: 4.8 ± 2.0 against 7.1 ± 1.8, noise, read as a clear winner)", () => {
+    const tally = new ReportTally();
+    const armRow = (row: number, arm: string, score: number): RowResult => ({ ...result(row, arm, scored(score)), ab_arm: arm });
+    [6, 8, 9].forEach((score, i) => tally.addResult(armRow(i + 1, 'auto', score)));
+    [8, 7].forEach((score, i) => tally.addResult(armRow(i + 4, 'pro', score)));
+    const report = { ...tally.build(span), ab_split: [{ model: 'pro', weight: 0.5 }, { model: 'auto', weight: 0.5 }] };
+    expect(report.ab_arms.auto).toMatchObject({ mean_score: 7.67, score_margin: 1.73 });
+    expect(report.ab_arms.pro).toMatchObject({ mean_score: 7.5, score_margin: 0.98 });
+    const markdown = renderReportMarkdown(report);
+    // 7.67 - 7.5, ± √(1.73² + 0.98²): each mean lies outside the other's margin, the difference within its own.
+    expect(markdown).toMatch(/\| auto \| 3 \|.*\| 7\.7 ± 1\.7 \(3\) \| \+0\.17 ± 1\.99 \| auto 3 \|/);
+    expect(markdown).toMatch(/\| pro \| 2 \|.*\| 7\.5 ± 1\.0 \(2\) \| — \| pro 2 \|/);
+    expect(markdown).toContain('| Score vs pro |');
+    expect(markdown).not.toContain('means closer than their margins');
+    // Without a judge, or with one arm, there is nothing to set against.
+    const single = new ReportTally();
+    single.addResult(armRow(1, 'auto', 6));
+    expect(renderReportMarkdown(single.build(span))).not.toContain('Score vs');
   });
 
   it('leave the report without scores when there is no judge', () => {
