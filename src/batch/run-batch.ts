@@ -21,7 +21,7 @@ import { outputPaths } from '../output/paths.ts';
 import { refuseLostCollectedFiles } from '../output/collected-files.ts';
 import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from '../queue/session.ts';
-import { lookalikeColumnsText, orphanedBatchText, readText, redisStayedAwayText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText, unsentRequestFieldsText } from './run-messages.ts';
+import { lookalikeColumnsText, orphanedBatchText, readText, redisStayedAwayText, releasedRowsText, requestFieldColumnsText, stoppedText, unreadableFileText, unsentBodyFieldsText, unsentRequestFieldsText } from './run-messages.ts';
 import { formatWait, REDIS_WAIT_ENV, whileRedisRefuses } from '../queue/redis-outage.ts';
 import { keysHeldElsewhere, refuseJudgeWithoutKey, refuseSpentMonth, refuseWithoutKeys, warnAboutConfig } from './config-checks.ts';
 import { abSplitsBefore, isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, cacheTurnedOff, NO_INPUT_FILE, withRunCache, withRunJudge, type RunSettings } from './run-settings.ts';
@@ -228,8 +228,7 @@ async function prepareBatch(batchId: string, options: RunOptions, session: Sessi
   // A host's batch was posted to its HTTP API: the readers' advice is for the request then (a charset to name in its Content-Type).
   const rules = { promptColumn: settings.promptColumn, overHttp: host !== undefined };
   const items = await checkedRows(settings.inputPath, rules, config, position, held, (first) => sayNoReferenceField(config, first, say));
-  const lookalikes = lookalikeColumnsText(position.csvLookalikeColumns);
-  if (lookalikes) say(lookalikes);
+  for (const note of [lookalikeColumnsText(position.csvLookalikeColumns), requestFieldColumnsText(position.csvRequestFieldColumns)]) if (note) say(note);
 
   const { outDir, startedAt } = await saveBatch(batchId, options, existing, session, { config: savedConfig, builtIn: resolved.builtIn, judgeModel, cacheOff, settings, position });
   sayResuming(batchId, existing, settings.inputPath, say);

@@ -108,6 +108,18 @@ export function lookalikeColumnsText(columns: readonly LookalikeColumn[] | undef
   );
 }
 
+/** The note about CSV columns named as request fields (`response_format`) that only JSONL lines send; null for none. */
+export function requestFieldColumnsText(columns: readonly string[] | undefined): string | null {
+  if (columns === undefined || columns.length === 0) return null;
+  const one = columns.length === 1;
+  const quoted = columns.map((column) => `"${column}"`);
+  const names = one ? quoted[0]! : `${quoted.slice(0, -1).join(', ')} and ${quoted.at(-1)!}`;
+  return (
+    `Note: column${one ? '' : 's'} ${names} ${one ? 'is' : 'are'} metadata, not sent with the calls: a CSV row sends its prompt, system, temperature and max_tokens alone. ` +
+    `To send ${one ? 'it' : 'them'} (structured output, a seed...), give the rows as JSONL lines with ${one ? 'that field' : 'those fields'} (docs/formats.md).`
+  );
+}
+
 /** The note about OpenAI Batch body fields that are not sent (kept in metadata.body_extra), by how many lines had each; null for none. */
 export function unsentBodyFieldsText(unsent: Record<string, number>): string | null {
   const entries = Object.entries(unsent);

@@ -4,7 +4,7 @@ import { loadConfigFile } from '../config/load.ts';
 import { answerableNames, DEFAULT_MIN_ANSWERS, type JudgeConfig, type SwitchyardConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
 import { batchIdRule, isValidBatchId } from '../queue/keys.ts';
-import { lookalikeColumnsText, unsentBodyFieldsText, unsentRequestFieldsText } from '../batch/run-messages.ts';
+import { lookalikeColumnsText, requestFieldColumnsText, unsentBodyFieldsText, unsentRequestFieldsText } from '../batch/run-messages.ts';
 import { missingKeys, notSet, refuseWithoutKeys, spentMonthCheck } from '../batch/config-checks.ts';
 import { withoutAnswerCache } from '../execution/answer-cache.ts';
 import { readMonthSpent } from './dry-run-month.ts';
@@ -164,8 +164,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   say(`${counted(total.rows, 'row')} routed, ${formatCount(invalid)} invalid (they would go to errors.jsonl), ${formatCount(unroutable)} with no model that fits.`);
   if (firstUnroutable) say(`  no model that fits ${formatCount(unroutable)}, the first: ${firstUnroutable}`);
   for (const note of [unsentBodyFieldsText(unsentBodyFields), unsentRequestFieldsText(position.unsentRequestFields)]) if (note) say(note);
-  const lookalikes = lookalikeColumnsText(position.csvLookalikeColumns);
-  if (lookalikes) say(lookalikes);
+  for (const note of [lookalikeColumnsText(position.csvLookalikeColumns), requestFieldColumnsText(position.csvRequestFieldColumns)]) if (note) say(note);
   // What is wrong with the file, so it can be fixed before anything is spent.
   for (const [code, entry] of Object.entries(invalidByCode).sort(([, a], [, b]) => b.rows - a.rows)) {
     say(`  ${code} ${formatCount(entry.rows)}, the first: ${entry.example}`);

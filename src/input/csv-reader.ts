@@ -5,7 +5,7 @@ import { parse as parseStrictly } from 'csv-parse/sync';
 import { UsageError } from '../errors.ts';
 import { DELIMITER_NAMES, excelSeparator, headerLine, sniffCsvDelimiter, type CsvDelimiter } from './csv-delimiter.ts';
 import { readTextInput, type TextInput } from './text-input.ts';
-import { lookalikeColumns } from './row-field-lookalikes.ts';
+import { lookalikeColumns, requestFieldColumns } from './row-field-lookalikes.ts';
 import { recordsBeforeError } from './records-before-error.ts';
 import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosition } from './row-fields.ts';
 import type { ReadItem, ReadPosition, RowRules } from './row.ts';
@@ -84,7 +84,10 @@ async function* readCsvInput(path: string, input: TextInput, rules: RowRules, po
         skipSepLine = false;
       } else if (header === undefined) {
         header = readHeader(fields, rules, path, delimiter);
-        if (position) position.csvLookalikeColumns = lookalikeColumns(header.names, header.promptColumn);
+        if (position) {
+          position.csvLookalikeColumns = lookalikeColumns(header.names, header.promptColumn);
+          position.csvRequestFieldColumns = requestFieldColumns(header.names);
+        }
       } else if (!isBlank(fields)) {
         if (fields.some(mayHaveRunOn) && (await quoteRunsOn(readPath, record, delimiter))) throw runOnQuote(path, record);
         row += 1;

@@ -1,4 +1,5 @@
 import { closestName } from '../config/closest-name.ts';
+import { SENT_BODY_FIELDS } from './openai-batch-line.ts';
 
 /** The CSV columns read as a row's own fields; any other column is metadata. */
 export const ROW_FIELD_COLUMNS = ['id', 'model', 'system', 'temperature', 'max_tokens'] as const;
@@ -26,4 +27,17 @@ export function lookalikeColumns(names: readonly string[], promptColumn: string)
     if (field !== null && !names.includes(field)) found.push({ column, field });
   }
   return found;
+}
+
+/**
+ * Header columns named as a request field a JSONL line sends with its call (`response_format`,
+ * `seed`, `top_p`, `stop`...): a CSV row sends none of them, so such a column is metadata, which a
+ * structured-output run would not notice until its answers came back as prose. `user` is left out:
+ * in a spreadsheet it is far more often who asked.
+ */
+export function requestFieldColumns(names: readonly string[]): string[] {
+  return names.filter((column) => {
+    const name = column.trim().toLowerCase();
+    return name !== 'user' && SENT_BODY_FIELDS.has(name);
+  });
 }

@@ -81,6 +81,8 @@ export interface ReadPosition {
   csvBom?: boolean;
   /** CSV header columns that look meant as row fields (`Model`, `Max_Tokens`) but, not named exactly so, are metadata. */
   csvLookalikeColumns?: LookalikeColumn[];
+  /** CSV header columns named as a request field that JSONL lines send (`response_format`, `seed`): metadata in a CSV. */
+  csvRequestFieldColumns?: string[];
   /** OpenAI request fields at a JSONL prompt line's top level that are not sent (`n`, `stream`, `tools`...), kept as metadata: how many lines had each. */
   unsentRequestFields?: Record<string, number>;
 }

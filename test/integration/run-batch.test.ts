@@ -384,10 +384,10 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(ran.stdout).toMatch(/Usage +6 calls had no token usage from the provider \(an answer sent without it, or a call that timed out or whose stream broke off, charged for its prompt and what it sent\): their tokens and cost are Switchyard's estimate/);
   });
 
-  it('says before the run which columns look meant as row fields but are metadata (ID, Model, Max Tokens)', async () => {
+  it('says before the run which columns look meant as row fields but are metadata (ID, Model, Max Tokens; response_format, which only a JSONL line sends)', async () => {
     const dir = await tempDir('lookalikes');
     const input = join(dir, 'in.csv');
-    await import('node:fs/promises').then((fs) => fs.writeFile(input, 'ID,prompt,Model,Max Tokens,mode\na,hello,flash,5,x\n'));
+    await import('node:fs/promises').then((fs) => fs.writeFile(input, 'ID,prompt,Model,Max Tokens,mode,response_format\na,hello,flash,5,x,json_object\n'));
     const config = await writeSimConfig(dir, h.sim.url);
     const out = join(dir, 'out');
     const result = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'lookalikes'], h.env());
@@ -398,8 +398,12 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
       '(rename "ID" to id, "Model" to model and "Max Tokens" to max_tokens to use them).';
     expect(lines.indexOf(note)).toBeGreaterThan(0);
     expect(lines.indexOf(note)).toBeLessThan(lines.findIndex((line) => line.startsWith('Read 1 row')));
+    expect(lines).toContain(
+      'Note: column "response_format" is metadata, not sent with the calls: a CSV row sends its prompt, system, temperature and max_tokens alone. ' +
+        'To send it (structured output, a seed...), give the rows as JSONL lines with that field (docs/formats.md).',
+    );
     const [result1] = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
-    expect(result1).toMatchObject({ id: '1', metadata: { ID: 'a', Model: 'flash', 'Max Tokens': '5', mode: 'x' } });
+    expect(result1).toMatchObject({ id: '1', metadata: { ID: 'a', Model: 'flash', 'Max Tokens': '5', mode: 'x', response_format: 'json_object' } });
   });
 
   it('runs the valid rows of a file with bad ones, lists the bad ones with their lines, and exits 1', async () => {

@@ -556,6 +556,14 @@ describe('whole-file problems throw a UsageError before any item', () => {
     expect(bothPosition.csvLookalikeColumns).toEqual([]);
   });
 
+  it('records the columns named as request fields that only JSONL lines send (QA: a response_format column was metadata, unsaid)', async () => {
+    const path = await csvFile('request-fields.csv', 'id,prompt,response_format,Seed,top_p,user,format\na,hi,"{""type"":""json_object""}",7,0.9,ann,x\n');
+    const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
+    await collect(readRows(path, rules, position));
+    // `user` is who asked far more often than OpenAI's end-user id; `format` is no request field.
+    expect(position.csvRequestFieldColumns).toEqual(['response_format', 'Seed', 'top_p']);
+  });
+
   it('a header naming a column twice', async () => {
     const path = await csvFile('dup.csv', 'prompt,a,a\nhi,1,2\n');
     await expect(collect(readRows(path, rules))).rejects.toThrow(/column "a" appears twice/);
