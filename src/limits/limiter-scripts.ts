@@ -222,28 +222,3 @@ export const COOLDOWN_LEFT: LuaScript = {
 return {tonumber(redis.call('HGET', KEYS[1], 'cool')) or 0, now_us()}
 `,
 };
-
-/**
- * The provider said a limit is used up until a reset: no request (or tokens) before then.
- * ARGV: requests reset us, tokens reset us (-1: not given). Only moves times later.
- */
-export const OBSERVE: LuaScript = {
-  name: 'limiter_observe',
-  numberOfKeys: 1,
-  lua: `${COMMON}
-local now = now_us()
-local req, tok, cool, last = read_state()
-local req_reset = tonumber(ARGV[1])
-local tok_reset = tonumber(ARGV[2])
-if req_reset >= 0 then
-  req = math.max(req, now + req_reset)
-  redis.call('HSET', key, 'req', int_str(req))
-end
-if tok_reset >= 0 then
-  tok = math.max(tok, now + tok_reset)
-  redis.call('HSET', key, 'tok', int_str(tok))
-end
-expire(now, req, tok, cool, last)
-return 1
-`,
-};

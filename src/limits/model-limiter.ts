@@ -1,4 +1,4 @@
-import { COOL_DOWN, COOLDOWN_LEFT, OBSERVE, RELEASE, RESERVE, SETTLE } from './limiter-scripts.ts';
+import { COOL_DOWN, COOLDOWN_LEFT, RELEASE, RESERVE, SETTLE } from './limiter-scripts.ts';
 import { integers, scriptRunner, type RedisClient, type ScriptRunner } from '../queue/lua-script.ts';
 import type { RefusalWait } from '../queue/redis-outage.ts';
 import { requestIntervalUs, tokenCapacity, tokenSpanUs, windowTokens } from './pacing.ts';
@@ -63,15 +63,6 @@ export interface CoolDownInput {
   model: string;
   /** How long no call may start, from now on Redis' clock (a 429's retry-after). Relative, so skewed clocks agree. */
   forMs: number;
-}
-
-export interface ObservedLimits {
-  model: string;
-  /** x-ratelimit-remaining-requests / -tokens and the matching x-ratelimit-reset-* in ms (see parseResetDuration). */
-  remainingRequests?: number | undefined;
-  resetRequestsMs?: number | undefined;
-  remainingTokens?: number | undefined;
-  resetTokensMs?: number | undefined;
 }
 
 export interface ModelLimiterOptions {
@@ -182,19 +173,6 @@ export class ModelLimiter {
     const leftUs = Math.max(0, untilUs - nowUs);
     this.#remember(model, leftUs);
     return Math.ceil(leftUs / 1000);
-  }
-
-  /**
-   * Slows down before a 429: when a response says a limit has nothing left, no reservation for that
-   * limit starts before its reset. Only for models with that limit configured; it never revokes a
-   * call already made, and nothing in a response is ever discarded because of it.
-   */
-  async observeHeaders(input: ObservedLimits): Promise<void> {
-    const requestsReset = input.remainingRequests === 0 && input.resetRequestsMs !== undefined ? input.resetRequestsMs : -1;
-    const tokensReset = input.remainingTokens === 0 && input.resetTokensMs !== undefined ? input.resetTokensMs : -1;
-    if (requestsReset < 0 && tokensReset < 0) return;
-    const toUs = (ms: number) => (ms < 0 ? -1 : Math.ceil(ms * 1000));
-    await this.#run(OBSERVE, [this.#key(input.model)], [toUs(requestsReset), toUs(tokensReset)]);
   }
 
   #key(model: string): string {
