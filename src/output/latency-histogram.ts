@@ -56,19 +56,6 @@ export class LatencyHistogram {
     if (ms > this.#max) this.#max = ms;
   }
 
-  /** Adds another histogram's values (it must have been built with the same options). */
-  merge(other: LatencyHistogram): void {
-    if (other.#counts.length !== this.#counts.length || other.#gamma !== this.#gamma || other.#minMs !== this.#minMs) {
-      throw new RangeError('cannot merge histograms built with different options');
-    }
-    for (let i = 0; i < this.#counts.length; i += 1) {
-      this.#counts[i] = (this.#counts[i] ?? 0) + (other.#counts[i] ?? 0);
-    }
-    this.#count += other.#count;
-    this.#min = Math.min(this.#min, other.#min);
-    this.#max = Math.max(this.#max, other.#max);
-  }
-
   /** The q-quantile (0 <= q <= 1) in ms, or null when nothing was recorded. */
   quantile(q: number): number | null {
     if (this.#count === 0) return null;

@@ -62,19 +62,4 @@ describe('LatencyHistogram', () => {
     // values at or below minMs (0.01 ms) are told apart only to within minMs
     expect(histogram.quantile(0.1)).toBeLessThanOrEqual(0.01);
   });
-
-  it('merges histograms', () => {
-    const a = new LatencyHistogram();
-    const b = new LatencyHistogram();
-    const all = new LatencyHistogram();
-    for (let i = 1; i <= 1000; i += 1) {
-      (i % 2 === 0 ? a : b).record(i);
-      all.record(i);
-    }
-    a.merge(b);
-    expect(a.count).toBe(1000);
-    expect(a.quantile(0.5)).toBe(all.quantile(0.5));
-    expect(a.quantile(0.95)).toBe(all.quantile(0.95));
-    expect(() => a.merge(new LatencyHistogram({ relativeAccuracy: 0.05 }))).toThrow(RangeError);
-  });
 });
