@@ -9,9 +9,6 @@ import { RateLimiter } from './rate-limit.ts';
 import { streamParts, streamPayload } from './sse.ts';
 import { StatsCollector, type SimStats } from './stats.ts';
 
-export type { SimStats, ModelStats } from './stats.ts';
-export type { SimOptions, SimOptionsInput } from './options.ts';
-
 /**
  * The built-in OpenAI-compatible simulator: POST /v1/chat/completions (JSON or SSE),
  * GET /v1/models, and JSON errors shaped like OpenAI's for everything else.
