@@ -37,8 +37,6 @@ export interface ApiServerOptions {
   logger: Logger;
   /** A connection that sends nothing for this long is closed (default 2 minutes): a stalled upload frees its batch id. */
   idleTimeoutMs?: number;
-  /** On close, requests still under way (an upload coming in) are cut off after this long (default 10 s). */
-  closeGraceMs?: number;
 }
 
 /** How long a stopping server lets the requests under way finish before it cuts them off: a scheduler's SIGKILL follows its SIGTERM (30 s in Kubernetes). */
@@ -254,7 +252,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         server.close(() => resolve());
         server.closeIdleConnections();
         // An upload still coming in gets its answer (503 server_stopping) if it ends within the grace; a stalled one does not hold the stop for ever.
-        setTimeout(() => server.closeAllConnections(), options.closeGraceMs ?? CLOSE_GRACE_MS).unref();
+        setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS).unref();
       }),
   };
 }

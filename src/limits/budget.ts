@@ -59,8 +59,6 @@ export interface BudgetUsage {
 }
 
 export interface BudgetOptions {
-  /** A batch's budget key expires after this long without a reservation or settlement; default 30 days. */
-  batchKeyTtlMs?: number;
   /**
    * How long a hold lasts unsettled before a later reservation frees it; default 5 minutes. It must
    * outlast the longest call (the provider's timeout), or calls in flight stop counting early.
@@ -76,6 +74,8 @@ export interface BudgetOptions {
 const DAY_MS = 86_400_000;
 /** A month's key is kept this long after the month ends, for reports. */
 const MONTH_KEPT_MS = 40 * DAY_MS;
+/** A batch's budget key expires after this long without a reservation or settlement. */
+const BATCH_KEY_TTL_MS = 30 * DAY_MS;
 
 export function batchBudgetKey(prefix: string, batchId: string): string {
   return `${prefix}:batch:{${batchId}}:budget`;
@@ -182,7 +182,6 @@ interface ScopeCall {
 export class Budget {
   readonly #redis: RedisClient;
   readonly #run: ScriptRunner;
-  readonly #batchTtlMs: number;
   readonly #holdTtlMs: number;
   /** Hold ids: this instance's random prefix and a counter. */
   readonly #holdPrefix = randomBytes(6).toString('hex');
@@ -191,7 +190,6 @@ export class Budget {
   constructor(redis: RedisClient, options: BudgetOptions = {}) {
     this.#redis = redis;
     this.#run = scriptRunner(redis, options.refusals, 'the budget');
-    this.#batchTtlMs = options.batchKeyTtlMs ?? 30 * DAY_MS;
     this.#holdTtlMs = options.holdTtlMs ?? 5 * 60_000;
   }
 
@@ -238,6 +236,6 @@ export class Budget {
   #expiry(key: string, scope: BudgetScope): [string, number] {
     const at = scope === 'month' ? monthKeyExpiresAt(key) : null;
     if (at !== null) return ['at', at];
-    return ['in', scope === 'month' ? 71 * DAY_MS : this.#batchTtlMs];
+    return ['in', scope === 'month' ? 71 * DAY_MS : BATCH_KEY_TTL_MS];
   }
 }

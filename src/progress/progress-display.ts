@@ -31,14 +31,14 @@ const RATE_WINDOW_MS = 20_000;
  * made "1 row in 0.3 s" an ETA of ten minutes for a batch that took ten seconds.
  */
 const MIN_ETA_SPAN_MS = 2000;
+/** Plain output: a line with the same rows finished as the last one waits this long. */
+const PLAIN_UNCHANGED_EVERY_MS = 30_000;
+/** No row finished for this long: the ETA gives way to how long it has been. */
+const STALLED_AFTER_MS = 15_000;
 
 export interface ProgressDisplayOptions {
   /** Plain output: at most one line per this many ms (and one at stop). */
   plainEveryMs?: number;
-  /** Plain output: a line with the same rows finished as the last one waits this long. */
-  plainUnchangedEveryMs?: number;
-  /** No row finished for this long: the ETA gives way to how long it has been. */
-  stalledAfterMs?: number;
   /** No model the batch may call has a price: its cost is unknown, not $0. */
   unpriced?: boolean;
   /** Plain output as JSON lines, pino's shape with the figures as fields (LOG_FORMAT=json: stderr stays one JSON object a line). */
@@ -63,14 +63,14 @@ interface Figures {
   etaText: string;
 }
 
-function figuresOf(progress: BatchProgress, finishRate: FinishRate, at: number, stalledAfterMs: number): Figures {
+function figuresOf(progress: BatchProgress, finishRate: FinishRate, at: number): Figures {
   const { rows, text } = totalOf(progress);
   const rate = finishRate.perSecond(at);
   const idle = finishRate.idleMs(at);
   const remaining = rows === null ? NaN : rows - progress.finished;
   const eta = rate > 0 && finishRate.spanMs(at) >= MIN_ETA_SPAN_MS ? (remaining / rate) * 1000 : NaN;
   let etaText = Number.isFinite(eta) && eta >= 0 ? formatDuration(eta) : '?';
-  if (idle >= stalledAfterMs && remaining !== 0) etaText = `? (no row finished for ${formatDuration(idle)})`;
+  if (idle >= STALLED_AFTER_MS && remaining !== 0) etaText = `? (no row finished for ${formatDuration(idle)})`;
   return { rows, totalText: text, rate, etaText };
 }
 
@@ -80,7 +80,7 @@ function rateText(rowsPerSecond: number): string {
 }
 
 export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: boolean }, options: ProgressDisplayOptions = {}): ProgressDisplay {
-  const { plainEveryMs = 5000, plainUnchangedEveryMs = 30_000, stalledAfterMs = 15_000, now = Date.now } = options;
+  const { plainEveryMs = 5000, now = Date.now } = options;
   const costText = (progress: BatchProgress) => formatUsd(options.unpriced ? null : progress.costUsd);
   const startedAt = now();
   let finishRate: FinishRate | null = null;
@@ -92,13 +92,13 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
     if (stoppingSince === null) return `ETA ${etaText}`;
     // A stop that waits on slow calls says for how long, so it does not look hung; the stall text would say only that no row finished, which is the point of stopping.
     const waited = at - stoppingSince;
-    return `stopping: the calls in flight finish${waited >= stalledAfterMs ? ` (${formatDuration(waited)} so far)` : ''}`;
+    return `stopping: the calls in flight finish${waited >= STALLED_AFTER_MS ? ` (${formatDuration(waited)} so far)` : ''}`;
   };
   /** Every update feeds the rate; the first is where it counts from. */
   const figures = (progress: BatchProgress, at: number) => {
     if (finishRate) finishRate.observe(progress.finished, at);
-    else finishRate = new FinishRate(RATE_WINDOW_MS, startedAt, progress.finished, undefined, stalledAfterMs, MIN_ETA_SPAN_MS);
-    return figuresOf(progress, finishRate, at, stalledAfterMs);
+    else finishRate = new FinishRate(RATE_WINDOW_MS, startedAt, progress.finished, undefined, STALLED_AFTER_MS, MIN_ETA_SPAN_MS);
+    return figuresOf(progress, finishRate, at);
   };
   if (stream.isTTY) {
     // A MultiBar of one bar, for its log(): lines said while the bar is up print above it (terminal-lines.ts).
@@ -170,7 +170,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
       if (stalled && !stallShown) {
         stallShown = true;
         print(progress, at);
-      } else if (at - lastLineAt >= (unchanged ? plainUnchangedEveryMs : plainEveryMs)) print(progress, at);
+      } else if (at - lastLineAt >= (unchanged ? PLAIN_UNCHANGED_EVERY_MS : plainEveryMs)) print(progress, at);
     },
     stopping() {
       stoppingSince ??= now();

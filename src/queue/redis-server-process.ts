@@ -18,8 +18,6 @@ export interface RedisServerOptions {
   persist: boolean;
   /** Where the server's output goes; without it the last few KiB are kept in memory for errors. */
   logFile?: string;
-  /** How long to wait for the first PONG; default 10 s. */
-  startTimeoutMs?: number;
   /** The binary; default `findRedisServerBinary()`. */
   binary?: string;
 }
@@ -34,6 +32,8 @@ export interface RedisServerHandle {
 
 const HOST = '127.0.0.1';
 const TAIL_BYTES = 4096;
+/** How long a started server has to answer its first PING. */
+const START_TIMEOUT_MS = 10_000;
 
 /** The `redis-server` executable on PATH, or null. */
 export function findRedisServerBinary(): string | null {
@@ -111,8 +111,7 @@ async function startOnce(binary: string, port: number, options: RedisServerOptio
   });
   output.closeParentCopy();
 
-  const timeoutMs = options.startTimeoutMs ?? 10_000;
-  const deadline = Date.now() + timeoutMs;
+  const deadline = Date.now() + START_TIMEOUT_MS;
   let exitReason: string | null = null;
   void exited.then((reason) => (exitReason = reason));
   while (!isDone(exitReason)) {
@@ -130,7 +129,7 @@ async function startOnce(binary: string, port: number, options: RedisServerOptio
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       await settlesWithin(exited, 1000);
-      exitReason = `did not answer PING within ${timeoutMs} ms`;
+      exitReason = `did not answer PING within ${START_TIMEOUT_MS} ms`;
       break;
     }
     await sleep(50);

@@ -2,6 +2,8 @@ import { pingRedis } from './redis-connection.ts';
 
 /** How long a stopping command waits for a Redis that does not answer before it gives up. */
 export const STOP_WAITS_FOR_REDIS_MS = 30_000;
+/** How often Redis is asked meanwhile (each PING waits as long for its answer). */
+const ASK_EVERY_MS = 1000;
 
 export interface RedisStaysAwayOptions {
   /** True if Redis answered within `timeoutMs` (pingRedis, on a connection of its own). */
@@ -9,8 +11,6 @@ export interface RedisStaysAwayOptions {
   limitMs: number;
   /** When Redis last answered, if before now (epoch ms; a connection silent for a while before it was told). */
   since?: number;
-  /** How often Redis is asked; default 1 s. */
-  everyMs?: number;
   /** Called once, when Redis has not answered for `limitMs`. */
   onAway: (awayMs: number) => void;
   now?: () => number;
@@ -25,14 +25,13 @@ export interface RedisStaysAwayOptions {
  */
 export function whenRedisStaysAway(options: RedisStaysAwayOptions): () => void {
   const now = options.now ?? Date.now;
-  const everyMs = options.everyMs ?? 1000;
   let lastAnswer = Math.min(options.since ?? now(), now());
   let asking = false;
   let done = false;
   const timer = setInterval(() => {
     if (asking || done) return;
     asking = true;
-    void options.ping(everyMs).then((answered) => {
+    void options.ping(ASK_EVERY_MS).then((answered) => {
       asking = false;
       if (done) return;
       if (answered) lastAnswer = now();
@@ -41,7 +40,7 @@ export function whenRedisStaysAway(options: RedisStaysAwayOptions): () => void {
         options.onAway(now() - lastAnswer);
       }
     });
-  }, everyMs);
+  }, ASK_EVERY_MS);
   // Only a stop in progress waits for this: it must not keep a finished command alive.
   timer.unref();
   function stop(): void {

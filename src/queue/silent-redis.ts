@@ -7,11 +7,10 @@ const LOOK_EVERY_MS = 1000;
 export const SILENT_AFTER_MS = 10_000;
 
 export interface SilenceWatchOptions {
-  /** Called once when a PING has gone unanswered for `silentAfterMs`, with how long it has waited. */
+  /** Called once when a PING has gone unanswered for SILENT_AFTER_MS, with how long it has waited. */
   onSilent: (waitedMs: number) => void;
   /** Called when that PING is answered at last. */
   onAnswer: () => void;
-  silentAfterMs?: number;
   now?: () => number;
 }
 
@@ -24,7 +23,6 @@ export interface SilenceWatchOptions {
  */
 export function watchForSilence(redis: Redis, options: SilenceWatchOptions): () => void {
   const now = options.now ?? Date.now;
-  const silentAfterMs = options.silentAfterMs ?? SILENT_AFTER_MS;
   let askedAt: number | null = null;
   let lastAnswerAt = now();
   let saidSilent = false;
@@ -38,7 +36,7 @@ export function watchForSilence(redis: Redis, options: SilenceWatchOptions): () 
   };
   const timer = setInterval(() => {
     if (askedAt !== null) {
-      if (!saidSilent && now() - askedAt >= silentAfterMs) {
+      if (!saidSilent && now() - askedAt >= SILENT_AFTER_MS) {
         saidSilent = true;
         options.onSilent(now() - askedAt);
       }
