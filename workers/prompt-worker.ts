@@ -182,7 +182,6 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
   };
 }
 
-/** BullMQ's error for a job whose keys are gone from Redis. */
 /** BullMQ's word that a job's lock lapsed (Redis was away longer than it, or the process stalled): the job is delivered again. */
 export function isLapsedLock(error: unknown): boolean {
   return error instanceof Error && /^Missing lock for job |could not renew lock for job|^Lock mismatch for job /i.test(error.message);
@@ -208,6 +207,7 @@ export function lapsedClaimsNote(logger: Logger, now: () => number = Date.now): 
   };
 }
 
+/** BullMQ's error for a job whose keys are gone from Redis. */
 function isMissingJobKey(error: unknown): boolean {
   return error instanceof Error && /^Missing key for job /.test(error.message);
 }

@@ -146,8 +146,10 @@ function keptAnswersText(counts: EnqueueCounts): string {
   return parts.length > 0 ? ` (${parts.join('; ')})` : '';
 }
 
-/** "Read 2,000 rows: 1,998 valid, 2 invalid (see errors.jsonl); 1,998 queued, ..." */
-/** `local`: the calls in flight this process's workers make; 'elsewhere' when only other workers can call its models; null for --detach. */
+/**
+ * "Read 2,000 rows: 1,998 valid, 2 invalid (see errors.jsonl); 1,998 queued, ..."
+ * `local`: the calls in flight this process's workers make; 'elsewhere' when only other workers can call its models; null for --detach.
+ */
 export function readText(counts: EnqueueCounts, local: number | 'elsewhere' | null): string {
   return (
     `Read ${counted(counts.total + counts.invalid, 'row')}: ${formatCount(counts.total)} valid, ${formatCount(counts.invalid)} invalid${counts.invalid > 0 ? ' (see errors.jsonl)' : ''}` +

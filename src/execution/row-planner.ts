@@ -86,8 +86,10 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
     return { slotAt: progress.slotAt, budgetHold: budget.hold, estimatedTokens, probe };
   }
 
-  /** The row's plan and the classifier's call record, or how long the row waits for the classifier's slot. */
-  /** `confirmClaim` throws ClaimLostError when the row's worker no longer holds its job: asked right before the classifier's call, as before an answer's. */
+  /**
+   * The row's plan and the classifier's call record, or how long the row waits for the classifier's slot.
+   * `confirmClaim` throws ClaimLostError when the row's worker no longer holds its job: asked right before the classifier's call, as before an answer's.
+   */
   return async function planRow(row: RowInput, progress: RowProgress, confirmClaim?: () => Promise<void>): Promise<{ plan: RoutePlan; calls: CallRecord[] } | { waitMs: number }> {
     const { text, chars } = classificationInput(row.messages);
     const byRules = classifyByRules(text, rules, chars);

@@ -35,8 +35,7 @@ export interface RowRunnerDeps {
   config: SwitchyardConfig;
   providers: Map<string, ProviderClient>;
   gate: RowGate;
-  /** Decides the row's task type and model chain (may call a classifier model: its calls are returned). */
-  /** The row's route, or how long it waits for the classifier's rate-limit slot (it holds the slot in `progress`). */
+  /** The row's task type and model chain, with the calls a classifier model made for it; or how long the row waits for the classifier's rate-limit slot (it holds the slot in `progress`). */
   plan: (row: RowInput, progress: RowProgress, confirmClaim?: () => Promise<void>) => Promise<{ plan: RoutePlan; calls: CallRecord[] } | { waitMs: number }>;
   sleep: (ms: number) => Promise<void>;
   /** Waits for one of the process's model-call slots around each call (none: no limit). */

@@ -266,7 +266,6 @@ function bothCounted(extra: Report['extra_calls']): string {
   return extra.retry_calls > 0 && extra.fallback_calls > 0 ? '; a retry on a fallback model counts in both' : '';
 }
 
-/** "($0.0012)", or "(no price configured)" rather than "(n/a (no price configured))". */
 /**
  * " after a failed one, any answers they gave included": a retry is any call after a row's first to its
  * model, so its cost holds the answers that retries gave, not only what failures wasted.
@@ -275,6 +274,7 @@ function retriedAnswers(extra: Report['extra_calls']): string {
   return extra.retry_calls > 0 ? ' after a failed one, any answers they gave included' : '';
 }
 
+/** "($0.0012)", or "(no price configured)" rather than "(n/a (no price configured))". */
 function inParentheses(cost: string): string {
   return cost === formatUsd(null) ? '(no price configured)' : `(${cost})`;
 }

@@ -136,12 +136,6 @@ export function fingerprintBytes(fingerprint: number): Buffer {
   return bytes;
 }
 
-/**
- * Hands a finished row to the batch's collector. One script, so the event, the row's bits and the
- * batch's running cost change together ("all rows finished" implies "all events are in the stream"),
- * in one round trip and one socket write. Returns whether the result was published (not when the
- * job was superseded: only its calls were recorded) and what its calls added to the batch's cost.
- */
 /** Clears `job`'s note in the batch's `withdrawing` hash, if it is that very job's (a job it left in the queue ended another way). */
 export async function clearWithdrawalNote(redis: Redis, keys: BatchKeys, job: NotedJob): Promise<void> {
   await runScript(redis, PUBLISH_CALLS, [keys.events, keys.meta, keys.withdrawing, keys.publishedCalls], [0, 0, '', job.id, '0', job.timestamp]);
@@ -158,6 +152,12 @@ export function withdrawalNote(job: NotedJob, data: unknown): string {
   return `${job.timestamp} ${JSON.stringify(data)}`;
 }
 
+/**
+ * Hands a finished row to the batch's collector. One script, so the event, the row's bits and the
+ * batch's running cost change together ("all rows finished" implies "all events are in the stream"),
+ * in one round trip and one socket write. Returns whether the result was published (not when the
+ * job was superseded: only its calls were recorded) and what its calls added to the batch's cost.
+ */
 export async function publishRowEvent(redis: Redis, keys: BatchKeys, event: RowEvent, costNanos: number, fingerprint: number | undefined, job?: NotedJob): Promise<{ published: boolean; costNanos: number }> {
   const succeeded = event.result.status === 'succeeded' ? 1 : 0;
   const jobFingerprint = fingerprint === undefined ? '' : fingerprintBytes(fingerprint);

@@ -400,7 +400,6 @@ function keepInvalidRowsFingerprints(fingerprints: Buffer, recorded: Buffer): vo
   }
 }
 
-/** A batch from before fingerprints were kept has none (0): its rows count as unchanged. */
 /** What earlier runs left for the chunk's rows, kept only where it suits the row as this run runs it; the rest is dropped with the entries read. */
 function carriedThatFits(found: CarriedRows, rows: InputRow[], succeeded: Set<number>, fits: EnqueueOptions['carriedFits']): CarriedRows {
   const progress = new Map<number, RowProgress>();
@@ -464,6 +463,7 @@ function sortRowsToRunAgain(rows: InputRow[], before: RowsBefore, counts: Enqueu
   return { failed, unfinished, changed, restored, supersededJobs, candidates, rescored };
 }
 
+/** A batch from before fingerprints were kept has none (0): its rows count as unchanged. */
 function fingerprintChanged(recorded: Buffer, current: Buffer, offset: number): boolean {
   if (recorded.length < offset + 4) return false;
   return fingerprintDiffers(recorded.readUInt32BE(offset), current.readUInt32BE(offset));
