@@ -174,7 +174,7 @@ export const ensembleSchema = z.strictObject({
   min_answers: positiveInt.optional(),
   /** The synthesizer's instructions, with {question} and {answers} where those go (a default is built in). */
   synthesis_prompt: z.string().min(1).optional(),
-  /** The members' and the synthesizer's temperature for rows that set none (default: the config's `temperature`). */
+  /** The members' and the synthesizer's temperature for rows that set none (default: the row's task type's in routing.temperatures, else the config's `temperature`). */
   temperature: z.number().min(0).max(2).optional(),
   /** The synthesis answer's max_tokens (default: the row's, else the config's): a merged answer may need more room than each member's. */
   synthesis_max_tokens: positiveInt.optional(),

@@ -61,7 +61,7 @@ export interface ReleaseInput {
 
 export interface CoolDownInput {
   model: string;
-  /** How long no call may start, from now on Redis' clock (a 429's retry-after). Relative, so skewed clocks agree. */
+  /** How long no call may start, from now on Redis' clock (a 429's retry-after, or the reset of a limit a 200's x-ratelimit headers say is used up). Relative, so skewed clocks agree. */
   forMs: number;
 }
 

@@ -152,7 +152,7 @@ export function maxMessageTokens(messages: readonly ChatMessage[]): number {
   return total;
 }
 
-/** Whether this process has loaded the tokenizer, and how long the load took (for logs and benchmarks). */
+/** Whether this process has loaded the tokenizer, and how long the load took: the tests check that only a real count loads it. */
 export function tokenizerStatus(): { encoding: string; loaded: boolean; loadMs: number | null } {
   return { encoding: TOKENIZER_ENCODING, loaded: encoding !== null, loadMs };
 }
