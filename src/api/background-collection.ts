@@ -4,7 +4,7 @@ import { LostOutputError, shortFileText } from '../output/collected-files.ts';
 import { RedisWentBackError } from '../output/collector.ts';
 import type { Session } from '../queue/session.ts';
 import { formatUsd } from '../models/pricing.ts';
-import { counted, formatCount, formatDuration } from '../output/report-markdown.ts';
+import { counted, formatCount, formatDuration } from '../figure-text.ts';
 import type { Report } from '../output/report.ts';
 import type { BatchLease } from '../queue/batch-lease.ts';
 import { apiOpenBatchesKey } from '../queue/keys.ts';

@@ -7,7 +7,7 @@ import { monthKey } from '../limits/budget.ts';
 import type { Session } from '../queue/session.ts';
 import { keyHolders } from '../queue/worker-registry.ts';
 import { closestName } from '../config/closest-name.ts';
-import { formatDuration } from '../output/report-markdown.ts';
+import { formatDuration } from '../figure-text.ts';
 
 /**
  * With workers in this process (a run's, or a server's) and no API key here for any model the rows

@@ -1,6 +1,6 @@
 import { formatUsd } from '../models/pricing.ts';
 import type { Report } from '../output/report.ts';
-import { counted, formatCount, formatDuration } from '../output/report-markdown.ts';
+import { counted, formatCount, formatDuration } from '../figure-text.ts';
 import type { BatchProgress } from '../queue/batch-state.ts';
 import type { EnqueueCounts } from '../queue/producer.ts';
 import type { Session } from '../queue/session.ts';

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { counted } from '../output/report-markdown.ts';
+import { counted } from '../figure-text.ts';
 import { readWrittenReport } from '../output/write-report.ts';
 import { batchExitCode } from '../output/report.ts';
 import { isFinishedStatus, type BatchMeta } from '../queue/batch-state.ts';

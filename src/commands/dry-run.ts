@@ -22,7 +22,7 @@ import { countInvalidRow, type InputRow, type InvalidRowCounts, type ReadPositio
 import { judgeMessages } from '../judge/judge-prompt.ts';
 import { withJudge } from '../judge/judge-override.ts';
 import { referenceAnswer } from '../judge/judge-row.ts';
-import { counted, formatCount } from '../output/report-markdown.ts';
+import { counted, formatCount } from '../figure-text.ts';
 
 export interface DryRunOptions {
   file?: string;

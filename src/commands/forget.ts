@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { UsageError } from '../errors.ts';
-import { counted } from '../output/report-markdown.ts';
+import { counted } from '../figure-text.ts';
 import { batchesOlderThan, forgetBatch } from '../queue/forget-batch.ts';
 import { openSession } from '../queue/session.ts';
 

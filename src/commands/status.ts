@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { formatUsd, noModelPriced } from '../models/pricing.ts';
 import { formatAbSplit } from '../routing/ab-split.ts';
-import { counted, formatCount } from '../output/report-markdown.ts';
+import { counted, formatCount } from '../figure-text.ts';
 import { UsageError } from '../errors.ts';
 import { DamagedBatchError, isFinishedStatus, type BatchMeta, type BatchProgress, type BatchStatus } from '../queue/batch-state.ts';
 import { noBatchMessage, openSession, type Session } from '../queue/session.ts';

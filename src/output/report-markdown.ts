@@ -2,32 +2,9 @@ import { formatUsd } from '../models/pricing.ts';
 import type { PairedComparison } from './paired-scores.ts';
 import { EMPTY_ANSWER, REFUSED_ANSWER, type AbArmReport, type ModelReport, type Report, type RowGroupReport } from './report.ts';
 import { formatAbSplit } from '../routing/ab-split.ts';
-
-/**
- * 1234567.8 -> "1,234,567.8": en-US digit grouping, at most `maxFractionDigits` decimals (trailing
- * zeros dropped). Written out instead of toLocaleString, whose first call loads ICU number
- * formatting: about 20 ms of every run's start-up.
- */
-export function formatCount(n: number, maxFractionDigits = 0): string {
-  const [whole = '0', fraction = ''] = Math.abs(n).toFixed(maxFractionDigits).split('.');
-  const grouped = whole.replace(/\B(?=(\d{3})+$)/g, ',');
-  const decimals = fraction.replace(/0+$/, '');
-  return `${n < 0 ? '-' : ''}${grouped}${decimals ? `.${decimals}` : ''}`;
-}
+import { counted, formatCount, formatDuration } from '../figure-text.ts';
 
 const count = (n: number): string => formatCount(n);
-/** "1 row", "2,000 rows". */
-export const counted = (n: number, noun: string): string => `${count(n)} ${noun}${n === 1 ? '' : 's'}`;
-
-/** "850 ms", "4.1 s", "3 min 12 s", "2 h 05 min". */
-export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
-  const totalSeconds = Math.round(ms / 1000);
-  if (totalSeconds < 3600) return `${Math.floor(totalSeconds / 60)} min ${totalSeconds % 60} s`;
-  const totalMinutes = Math.round(ms / 60_000);
-  return `${Math.floor(totalMinutes / 60)} h ${String(totalMinutes % 60).padStart(2, '0')} min`;
-}
 
 /** A latency: "4.2 ms", "820 ms", "1.92 s", "—" when unknown. */
 export function formatLatency(ms: number | null): string {

@@ -1,7 +1,7 @@
 import { MultiBar } from 'cli-progress';
 import type { BatchProgress } from '../queue/batch-state.ts';
 import { formatUsd } from '../models/pricing.ts';
-import { formatCount, formatDuration } from '../output/report-markdown.ts';
+import { formatCount, formatDuration } from '../figure-text.ts';
 import { FinishRate } from './finish-rate.ts';
 import { barLine, wrapToWidth, type BarFigures } from './bar-line.ts';
 import { sendLinesToBar } from './terminal-lines.ts';

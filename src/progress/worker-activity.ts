@@ -1,6 +1,6 @@
 import type { FinishedRowKind } from '../../jobs/prompt.ts';
 import { formatUsd, nanosToUsd } from '../models/pricing.ts';
-import { counted, formatCount } from '../output/report-markdown.ts';
+import { counted, formatCount } from '../figure-text.ts';
 
 /** What one finished row tells the tally (see jobs/prompt.ts). */
 export interface FinishedRow {

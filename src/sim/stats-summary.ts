@@ -1,4 +1,4 @@
-import { counted, formatCount as count } from '../output/report-markdown.ts';
+import { counted, formatCount as count } from '../figure-text.ts';
 import type { SimStats } from './stats.ts';
 
 const byStatus = (counts: Record<string, number>) =>
