@@ -1,7 +1,8 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { callTotals, type RowRunnerDeps, type RowStep } from '../src/execution/row-runner.ts';
+import type { RowRunnerDeps, RowStep } from '../src/execution/row-runner.ts';
+import { callTotals } from '../src/execution/row-result.ts';
 import { ClaimLostError } from '../src/execution/claim-lost.ts';
 import { everyCall, freshProgress, rowProgressSchema, type RowProgress } from '../src/execution/row-progress.ts';
 import { createRowFailureLog } from '../src/execution/row-failure-log.ts';

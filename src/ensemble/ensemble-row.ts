@@ -1,5 +1,6 @@
 import { DEFAULT_MIN_ANSWERS } from '../config/schema.ts';
-import { advanceRow, callTotals, releaseHeldSlot, withoutCache, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
+import { advanceRow, releaseHeldSlot, withoutCache, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
+import { callTotals } from '../execution/row-result.ts';
 import { pinnedCallProgress } from '../execution/pinned-call.ts';
 import { everyCall, type ProgressCheckpoint, type RowProgress } from '../execution/row-progress.ts';
 import type { RowFailure, RowResult } from '../output/records.ts';

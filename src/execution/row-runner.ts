@@ -1,11 +1,11 @@
-import type { ModelConfig, SwitchyardConfig } from '../config/schema.ts';
+import type { SwitchyardConfig } from '../config/schema.ts';
 import type { ChatMessage } from '../input/row.ts';
 import { callModel, chargedUsage, whyNotSendable, type ModelAnswer, type ModelRequest } from '../models/call-model.ts';
 import { asSentence, ModelCallError } from '../models/model-error.ts';
-import { callCostNanos, nanosToUsd, usdToNanos } from '../models/pricing.ts';
+import { callCostNanos, nanosToUsd } from '../models/pricing.ts';
 import type { ProviderClient } from '../models/provider-clients.ts';
 import { retryDelayMs } from '../models/retry-policy.ts';
-import type { CallRecord, RowEvent, RowResult } from '../output/records.ts';
+import type { CallRecord, RowEvent } from '../output/records.ts';
 import { noModelMessage as noModelMessageForPlan } from '../routing/route-plan.ts';
 import { maxMessageTokens } from '../routing/token-count.ts';
 import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
@@ -13,7 +13,8 @@ import { ClaimLostError } from './claim-lost.ts';
 import type { RowGate } from './row-gate.ts';
 import type { BudgetHold } from '../limits/budget.ts';
 import { isCacheable, type AnswerCache, type CachedAnswer } from './answer-cache.ts';
-import { everyCall, type RoutePlan, type RowProgress } from './row-progress.ts';
+import type { RoutePlan, RowProgress } from './row-progress.ts';
+import { finish, finishFromCache } from './row-result.ts';
 
 /** The row as the runner needs it (the prompt job's payload). */
 export interface RowInput {
@@ -621,90 +622,6 @@ function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
 }
 
-/** The failed result of a row whose job crashed more often than BullMQ retries it. */
-export function crashedRowStep(row: RowInput, progress: RowProgress, error: Error): RowStep {
-  const failure = new ModelCallError({ code: 'unexpected_error', model: '', message: `worker failed on this row: ${error.message}` });
-  return finish(row, progress, progress.plan?.chain[progress.chainIndex] ?? row.model ?? '', null, failure);
-}
-
-/** What a row's calls add up to: its cost (null when a model had no price), tokens, time and answer calls. */
-export function callTotals(calls: readonly CallRecord[]): { costNanos: number; costUsd: number | null; usage: RowResult['usage']; latencyMs: number; answerCalls: number } {
-  let costNanos = 0;
-  let unpriced = false;
-  let inputTokens = 0;
-  let outputTokens = 0;
-  let latency = 0;
-  let answerCalls = 0;
-  for (const call of calls) {
-    if (call.cost_usd === null) unpriced = true;
-    else costNanos += usdToNanos(call.cost_usd);
-    inputTokens += call.input_tokens;
-    outputTokens += call.output_tokens;
-    latency += call.latency_ms;
-    if (call.purpose !== 'classify') answerCalls++;
-  }
-  return { costNanos, costUsd: unpriced ? null : nanosToUsd(costNanos), usage: { input_tokens: inputTokens, output_tokens: outputTokens }, latencyMs: latency, answerCalls };
-}
-
-/**
- * Why the row did not end on its route's first model, or null when it did. A model skipped (its
- * context window too small) after the one that answered is no reason: the row never got that far.
- */
-function fallbackReason(plan: Pick<RoutePlan, 'skipped'>, progress: RowProgress, answered: boolean): string | null {
-  const skipped = answered ? plan.skipped.filter((skip) => (skip.at ?? 0) <= progress.chainIndex) : plan.skipped;
-  const reasons = [...skipped.map((skip) => `${skip.model}: skipped, ${skip.reason}`), ...progress.fallbackReasons];
-  return reasons.length > 0 ? reasons.join('; ') : null;
-}
-
 function cachedFrom(row: RowInput, answer: ModelAnswer): CachedAnswer {
   return { output: answer.output, finish_reason: answer.finishReason, usage: answer.usage, request_id: answer.requestId, batch_id: row.batchId, row: row.row, cached_at: new Date().toISOString() };
-}
-
-/** The row answered from the cache: no call was made for the answer, so no tokens, latency or cost of it are the row's. */
-function finishFromCache(row: RowInput, progress: RowProgress, model: string, cached: CachedAnswer, price: ModelConfig['price']): RowStep {
-  const answer: ModelAnswer = { output: cached.output, usage: { input_tokens: 0, output_tokens: 0 }, usageEstimated: false, countingMs: 0, finishReason: cached.finish_reason, requestId: cached.request_id, httpStatus: 200, ttftMs: null };
-  return finish(row, progress, model, answer, null, { ...cached, price });
-}
-
-function finish(row: RowInput, progress: RowProgress, model: string, answer: ModelAnswer | null, error: ModelCallError | null, cached?: CachedAnswer & { price: ModelConfig['price'] }): RowStep {
-  const plan = progress.plan ?? { taskType: '', routeReason: 'not routed', chain: [], skipped: [], promptTokens: 0 };
-  const calls = everyCall(progress);
-  const totals = callTotals(calls);
-  const costNanos = totals.costNanos;
-  const tried = [...new Set(progress.calls.filter((c) => c.purpose === 'answer').map((c) => c.model))];
-  const result: RowResult = {
-    id: row.id,
-    row: row.row,
-    status: answer ? 'succeeded' : 'failed',
-    model,
-    output: answer?.output ?? null,
-    usage: totals.usage,
-    cost_usd: totals.costUsd,
-    latency_ms: totals.latencyMs,
-    attempts: totals.answerCalls,
-    metadata: row.metadata,
-    task_type: plan.taskType || null,
-    route_reason: plan.routeReason,
-    ...(row.abArm !== undefined && { ab_arm: row.abArm }),
-    models_tried: tried,
-    final_model: answer ? model : null,
-    fallback_reason: fallbackReason(plan, progress, answer !== null),
-    completed_at: new Date().toISOString(),
-  };
-  if (row.custom_id !== undefined) result.custom_id = row.custom_id;
-  if (answer) {
-    result.finish_reason = answer.finishReason;
-    result.request_id = answer.requestId;
-    if (answer.refusal) result.refusal = answer.refusal;
-  }
-  if (cached) {
-    // What the call would have cost now: the answer's tokens when it was given, at today's price.
-    const savedNanos = callCostNanos(cached.price, cached.usage);
-    result.cached = { batch_id: cached.batch_id, row: cached.row, cached_at: cached.cached_at, usage: cached.usage, saved_usd: savedNanos === null ? null : nanosToUsd(savedNanos) };
-  }
-  if (error) {
-    result.error = { code: error.code, message: error.message, http_status: error.status };
-    if (error.requestId) result.request_id = error.requestId;
-  }
-  return { kind: 'finished', event: { result, calls }, costNanos };
 }

@@ -1,7 +1,8 @@
 import type { JudgeConfig } from '../config/schema.ts';
 import { pinnedCallProgress } from '../execution/pinned-call.ts';
 import { everyCall, freshProgress, type ProgressCheckpoint, type RowProgress } from '../execution/row-progress.ts';
-import { advanceRow, callTotals, withoutCache, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
+import { advanceRow, withoutCache, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
+import { callTotals } from '../execution/row-result.ts';
 import type { JudgeOutcome, RowResult } from '../output/records.ts';
 import { judgeMessages, readJudgeReply } from './judge-prompt.ts';
 

@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import { callTotals } from '../execution/row-runner.ts';
+import { callTotals } from '../execution/row-result.ts';
 import { holdsAnswers } from '../execution/carried-progress.ts';
 import { bookedSlots, everyCall, rowProgressSchema, type RowProgress } from '../execution/row-progress.ts';
 import { configSchema } from '../config/schema.ts';

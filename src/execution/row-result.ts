@@ -1,0 +1,95 @@
+import type { ModelConfig } from '../config/schema.ts';
+import type { ModelAnswer } from '../models/call-model.ts';
+import { ModelCallError } from '../models/model-error.ts';
+import { callCostNanos, nanosToUsd, usdToNanos } from '../models/pricing.ts';
+import type { CallRecord, RowResult } from '../output/records.ts';
+import type { CachedAnswer } from './answer-cache.ts';
+import { everyCall, type RoutePlan, type RowProgress } from './row-progress.ts';
+import type { RowInput, RowStep } from './row-runner.ts';
+
+/** A finished row's result, made from its progress: what its calls add up to, why it left its first model, how it ended. */
+
+/** The failed result of a row whose job crashed more often than BullMQ retries it. */
+export function crashedRowStep(row: RowInput, progress: RowProgress, error: Error): RowStep {
+  const failure = new ModelCallError({ code: 'unexpected_error', model: '', message: `worker failed on this row: ${error.message}` });
+  return finish(row, progress, progress.plan?.chain[progress.chainIndex] ?? row.model ?? '', null, failure);
+}
+
+/** What a row's calls add up to: its cost (null when a model had no price), tokens, time and answer calls. */
+export function callTotals(calls: readonly CallRecord[]): { costNanos: number; costUsd: number | null; usage: RowResult['usage']; latencyMs: number; answerCalls: number } {
+  let costNanos = 0;
+  let unpriced = false;
+  let inputTokens = 0;
+  let outputTokens = 0;
+  let latency = 0;
+  let answerCalls = 0;
+  for (const call of calls) {
+    if (call.cost_usd === null) unpriced = true;
+    else costNanos += usdToNanos(call.cost_usd);
+    inputTokens += call.input_tokens;
+    outputTokens += call.output_tokens;
+    latency += call.latency_ms;
+    if (call.purpose !== 'classify') answerCalls++;
+  }
+  return { costNanos, costUsd: unpriced ? null : nanosToUsd(costNanos), usage: { input_tokens: inputTokens, output_tokens: outputTokens }, latencyMs: latency, answerCalls };
+}
+
+/**
+ * Why the row did not end on its route's first model, or null when it did. A model skipped (its
+ * context window too small) after the one that answered is no reason: the row never got that far.
+ */
+function fallbackReason(plan: Pick<RoutePlan, 'skipped'>, progress: RowProgress, answered: boolean): string | null {
+  const skipped = answered ? plan.skipped.filter((skip) => (skip.at ?? 0) <= progress.chainIndex) : plan.skipped;
+  const reasons = [...skipped.map((skip) => `${skip.model}: skipped, ${skip.reason}`), ...progress.fallbackReasons];
+  return reasons.length > 0 ? reasons.join('; ') : null;
+}
+
+/** The row answered from the cache: no call was made for the answer, so no tokens, latency or cost of it are the row's. */
+export function finishFromCache(row: RowInput, progress: RowProgress, model: string, cached: CachedAnswer, price: ModelConfig['price']): RowStep {
+  const answer: ModelAnswer = { output: cached.output, usage: { input_tokens: 0, output_tokens: 0 }, usageEstimated: false, countingMs: 0, finishReason: cached.finish_reason, requestId: cached.request_id, httpStatus: 200, ttftMs: null };
+  return finish(row, progress, model, answer, null, { ...cached, price });
+}
+
+/** The row's finished step: its result (succeeded with `answer`, else failed with `error`, or answered from the cache) and every call it made. */
+export function finish(row: RowInput, progress: RowProgress, model: string, answer: ModelAnswer | null, error: ModelCallError | null, cached?: CachedAnswer & { price: ModelConfig['price'] }): RowStep {
+  const plan = progress.plan ?? { taskType: '', routeReason: 'not routed', chain: [], skipped: [], promptTokens: 0 };
+  const calls = everyCall(progress);
+  const totals = callTotals(calls);
+  const costNanos = totals.costNanos;
+  const tried = [...new Set(progress.calls.filter((c) => c.purpose === 'answer').map((c) => c.model))];
+  const result: RowResult = {
+    id: row.id,
+    row: row.row,
+    status: answer ? 'succeeded' : 'failed',
+    model,
+    output: answer?.output ?? null,
+    usage: totals.usage,
+    cost_usd: totals.costUsd,
+    latency_ms: totals.latencyMs,
+    attempts: totals.answerCalls,
+    metadata: row.metadata,
+    task_type: plan.taskType || null,
+    route_reason: plan.routeReason,
+    ...(row.abArm !== undefined && { ab_arm: row.abArm }),
+    models_tried: tried,
+    final_model: answer ? model : null,
+    fallback_reason: fallbackReason(plan, progress, answer !== null),
+    completed_at: new Date().toISOString(),
+  };
+  if (row.custom_id !== undefined) result.custom_id = row.custom_id;
+  if (answer) {
+    result.finish_reason = answer.finishReason;
+    result.request_id = answer.requestId;
+    if (answer.refusal) result.refusal = answer.refusal;
+  }
+  if (cached) {
+    // What the call would have cost now: the answer's tokens when it was given, at today's price.
+    const savedNanos = callCostNanos(cached.price, cached.usage);
+    result.cached = { batch_id: cached.batch_id, row: cached.row, cached_at: cached.cached_at, usage: cached.usage, saved_usd: savedNanos === null ? null : nanosToUsd(savedNanos) };
+  }
+  if (error) {
+    result.error = { code: error.code, message: error.message, http_status: error.status };
+    if (error.requestId) result.request_id = error.requestId;
+  }
+  return { kind: 'finished', event: { result, calls }, costNanos };
+}
