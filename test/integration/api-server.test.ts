@@ -692,7 +692,7 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     });
     const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env({ LOG_LEVEL: 'info' }));
     const refused = await postFile(server, '?batch_id=judge-no-key&judge=critic', 'prompt\nhi\n');
-    expect(refused.status).toBe(400);
+    expect(refused.status, JSON.stringify(refused.body)).toBe(400);
     expect(refused.body.error?.message).toBe(
       "$SY_TEST_API_NO_SUCH_KEY is not set in the server's environment (or a worker's on its Redis), and the judge (critic) needs it: no answer could be scored, and the answers would be paid for unscored. Set it there and restart it, or post the batch with another judge (judge=<model>).",
     );
