@@ -411,46 +411,21 @@ describe('a stop while the command starts, before its own stop handling is insta
     }
   });
 
-  it('SIGTERM while a worker waits for Redis exits 143 saying it took no rows', async () => {
+  it.each([
+    { command: 'worker', args: [], signal: 'SIGTERM', code: 143, says: 'Interrupted (SIGTERM) before the worker started: it took no rows.' },
+    // QA: collect and serve ended silently, killed by the signal.
+    { command: 'collect', args: ['not-yet-collected'], signal: 'SIGINT', code: 130, says: 'Interrupted before collecting batch not-yet-collected: nothing was written, and the same command can simply be run again.' },
+    { command: 'serve', args: ['--port', '0'], signal: 'SIGTERM', code: 143, says: 'Interrupted (SIGTERM) before the server started: it took no batch and no row; the batches not finished go on when it starts again.' },
+  ] as const)('$signal while $command waits for Redis exits $code saying what it left', async ({ command, args, signal, code, says }) => {
+    const dir = await tempDir(`${command}-stop-at-start`);
     const redis = await silentRedis();
     try {
-      const worker = spawnCli(['worker'], h.env({ REDIS_URL: redis.url }));
+      const child = spawnCli([command, ...args, ...(command === 'serve' ? ['--out', join(dir, 'out')] : [])], h.env({ REDIS_URL: redis.url }));
       await waitFor(async () => redis.connected(), 20_000);
-      worker.kill('SIGTERM');
-      const ended = await worker.done;
-      expect(ended.code, ended.stdout + ended.stderr).toBe(143);
-      expect(ended.stdout).toContain('Interrupted (SIGTERM) before the worker started: it took no rows.');
-      expect(ended.stderr).toBe('');
-    } finally {
-      redis.close();
-    }
-  });
-
-  it('Ctrl-C while collect waits for Redis exits 130 saying nothing was written, not killed by the signal (QA: ended silently)', async () => {
-    const redis = await silentRedis();
-    try {
-      const collect = spawnCli(['collect', 'not-yet-collected'], h.env({ REDIS_URL: redis.url }));
-      await waitFor(async () => redis.connected(), 20_000);
-      collect.kill('SIGINT');
-      const ended = await collect.done;
-      expect(ended.code, ended.stdout + ended.stderr).toBe(130);
-      expect(ended.stdout).toContain('Interrupted before collecting batch not-yet-collected: nothing was written, and the same command can simply be run again.');
-      expect(ended.stderr).toBe('');
-    } finally {
-      redis.close();
-    }
-  });
-
-  it('SIGTERM while serve waits for Redis exits 143 saying it took no batch (QA: ended silently)', async () => {
-    const dir = await tempDir('serve-stop-at-start');
-    const redis = await silentRedis();
-    try {
-      const serve = spawnCli(['serve', '--port', '0', '--out', join(dir, 'out')], h.env({ REDIS_URL: redis.url }));
-      await waitFor(async () => redis.connected(), 20_000);
-      serve.kill('SIGTERM');
-      const ended = await serve.done;
-      expect(ended.code, ended.stdout + ended.stderr).toBe(143);
-      expect(ended.stdout).toContain('Interrupted (SIGTERM) before the server started: it took no batch and no row; the batches not finished go on when it starts again.');
+      child.kill(signal);
+      const ended = await child.done;
+      expect(ended.code, ended.stdout + ended.stderr).toBe(code);
+      expect(ended.stdout).toContain(says);
       expect(ended.stderr).toBe('');
     } finally {
       redis.close();
