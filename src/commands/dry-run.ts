@@ -15,7 +15,7 @@ import { callCostNanos, formatUsd, nanosToUsd, usdToNanos } from '../models/pric
 import { AB_BESIDE_PINNED, autoArmUnroutedNote, formatAbSplit, parseAbSplit } from '../routing/ab-split.ts';
 import { rowTarget } from '../routing/row-target.ts';
 import { AUTO_ROUTE, pinnedModel, refuseUnknownPinned } from '../routing/pinned-model.ts';
-import { noModelMessage, planRoute } from '../routing/route-plan.ts';
+import { maxTokensOfRow, noModelMessage, planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { countMessageTokens } from '../routing/token-count.ts';
 import { countInvalidRow, type InputRow, type InvalidRowCounts, type ReadPosition } from '../input/row.ts';
@@ -112,7 +112,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     if (row.custom_id !== undefined) countUnsentBodyFields(unsentBodyFields, row.metadata['body_extra']);
     const { text, chars } = classificationInput(row.messages);
     const { taskType, reason } = classifyByRules(text, rules, chars);
-    const maxTokens = row.max_tokens ?? config.max_tokens;
+    const { maxTokens, maxTokensFrom } = maxTokensOfRow(row, config);
     const { abArm, ensemble } = rowTarget(row, config, abSplit, pinned);
     const judgeCall = (answerTokens: number) => {
       if (!config.judge) return;
@@ -123,7 +123,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     };
     if (ensemble) {
       // Each member on the first of its models (its own, then its fallbacks) that can hold the prompt, as the run would.
-      const members = ensemble.config.members.flatMap((model) => pinnedCallProgress(config, { model, messages: row.messages, maxTokens, reason: 'dry run', notTo: ensemble.config.members }).plan?.chain[0] ?? []);
+      const members = ensemble.config.members.flatMap((model) => pinnedCallProgress(config, { model, messages: row.messages, maxTokens, maxTokensFrom, reason: 'dry run', notTo: ensemble.config.members }).plan?.chain[0] ?? []);
       const needed = ensemble.config.min_answers ?? DEFAULT_MIN_ANSWERS;
       if (members.length < needed) {
         noFit(row, `ensemble "${ensemble.name}": ${members.length} of ${ensemble.config.members.length} members can take this prompt, ${needed} needed`);
@@ -139,7 +139,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
       judgeCall(Math.min(synthesisMaxTokens, config.models[ensemble.config.synthesizer]?.max_output_tokens ?? synthesisMaxTokens));
       continue;
     }
-    const plan = planRoute({ messages: row.messages, rowModel: row.model, abArm, pinnedModel: pinned, maxTokens, taskType, routeReason: reason }, config, countMessageTokens);
+    const plan = planRoute({ messages: row.messages, rowModel: row.model, abArm, pinnedModel: pinned, maxTokens, maxTokensFrom, taskType, routeReason: reason }, config, countMessageTokens);
     const model = plan.chain[0];
     if (!model) {
       noFit(row, noModelMessage(plan));

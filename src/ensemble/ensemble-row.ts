@@ -4,7 +4,7 @@ import { callTotals } from '../execution/row-result.ts';
 import { pinnedCallProgress } from '../execution/pinned-call.ts';
 import { everyCall, type ProgressCheckpoint, type RowProgress } from '../execution/row-progress.ts';
 import type { RowFailure, RowResult } from '../output/records.ts';
-import { noModelMessage } from '../routing/route-plan.ts';
+import { maxTokensOfRow, noModelMessage } from '../routing/route-plan.ts';
 import type { NamedEnsemble } from '../routing/row-target.ts';
 import { synthesisMessages } from './synthesis-prompt.ts';
 
@@ -29,13 +29,13 @@ export interface EnsembleRowOptions {
 export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, deps: RowRunnerDeps, ensemble: NamedEnsemble, options: EnsembleRowOptions = {}): Promise<RowStep> {
   const { name, config } = ensemble;
   const { checkpoint, taskType = '' } = options;
-  const maxTokens = row.max_tokens ?? deps.config.max_tokens;
+  const { maxTokens, maxTokensFrom } = maxTokensOfRow(row, deps.config);
   // The ensemble's temperature goes to its members and synthesizer as the row's own would (a row's own still wins).
   const temperature = row.temperature ?? config.temperature;
   const state: EnsembleState = (progress.ensemble ??= {
     members: config.members.map((model) => ({
       model,
-      progress: pinnedCallProgress(deps.config, { model, messages: row.messages, maxTokens, taskType, reason: `ensemble "${name}" member`, notTo: config.members }),
+      progress: pinnedCallProgress(deps.config, { model, messages: row.messages, maxTokens, maxTokensFrom, taskType, reason: `ensemble "${name}" member`, notTo: config.members }),
     })),
   });
 
@@ -89,7 +89,7 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
   const synthesisMaxTokens = config.synthesis_max_tokens ?? maxTokens;
   if (!state.synthesis?.plan) {
     // Calls kept: a synthesis of a failed row carried over (carried-progress.ts keptAfterFinish) was paid for; it is planned again on the answers it has now.
-    state.synthesis = { ...pinnedCallProgress(deps.config, { model: config.synthesizer, messages, maxTokens: synthesisMaxTokens, taskType, reason: `ensemble "${name}" synthesis`, notTo: [] }), calls: state.synthesis?.calls ?? [] };
+    state.synthesis = { ...pinnedCallProgress(deps.config, { model: config.synthesizer, messages, maxTokens: synthesisMaxTokens, maxTokensFrom: `ensembles.${name}.synthesis_max_tokens`, taskType, reason: `ensemble "${name}" synthesis`, notTo: [] }), calls: state.synthesis?.calls ?? [] };
   }
   const step = await advanceRow({ ...row, messages, model: config.synthesizer, temperature, max_tokens: synthesisMaxTokens }, state.synthesis, withoutCache(deps), saveRow);
   if (step.kind === 'park') return { ...step, progress };

@@ -9,6 +9,8 @@ export interface PinnedCall {
   model: string;
   messages: readonly ChatMessage[];
   maxTokens: number;
+  /** What sets maxTokens, for the advice of a message that no model has room (RouteInput.maxTokensFrom). */
+  maxTokensFrom: string;
   /** The row's task type, so the call's cost counts under it. */
   taskType?: string;
   reason: string;
@@ -22,7 +24,7 @@ export interface PinnedCall {
  * carries answers, so it is the one most likely not to fit).
  */
 export function pinnedCallProgress(config: SwitchyardConfig, call: PinnedCall): RowProgress {
-  const routed = planRoute({ messages: call.messages, pinnedModel: call.model, maxTokens: call.maxTokens, taskType: call.taskType ?? '', routeReason: call.reason }, config, countMessageTokens);
+  const routed = planRoute({ messages: call.messages, pinnedModel: call.model, maxTokens: call.maxTokens, maxTokensFrom: call.maxTokensFrom, taskType: call.taskType ?? '', routeReason: call.reason }, config, countMessageTokens);
   const plan: RoutePlan = { ...routed, chain: [], skipped: [...routed.skipped] };
   for (const model of routed.chain) {
     // Where the chain would have reached it: a member that answers on its own model has no fallback to explain.

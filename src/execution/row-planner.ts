@@ -8,7 +8,7 @@ import type { CallRecord } from '../output/records.ts';
 import { DEFAULT_TASK_TYPE_DESCRIPTIONS } from '../routing/default-task-types.ts';
 import { classifierMessages, classifyWithLlm } from '../routing/llm-classifier.ts';
 import { armTarget } from '../routing/ab-split.ts';
-import { planRoute } from '../routing/route-plan.ts';
+import { maxTokensOfRow, planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { countMessageTokens, maxMessageTokens } from '../routing/token-count.ts';
 import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
@@ -173,7 +173,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
       }
     }
     const plan = planRoute(
-      { messages: row.messages, rowModel: row.model, abArm: row.abArm, pinnedModel, maxTokens: row.max_tokens ?? config.max_tokens, taskType, routeReason: reason },
+      { messages: row.messages, rowModel: row.model, abArm: row.abArm, pinnedModel, ...maxTokensOfRow(row, config), taskType, routeReason: reason },
       config,
       countMessageTokens,
     );

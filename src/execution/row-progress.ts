@@ -12,9 +12,10 @@ export const routePlanSchema = z.object({
   taskType: z.string(),
   routeReason: z.string(),
   chain: z.array(z.string()),
-  skipped: z.array(z.object({ model: z.string(), reason: z.string(), at: z.number().int().nonnegative().optional() })),
+  skipped: z.array(z.object({ model: z.string(), reason: z.string(), at: z.number().int().nonnegative().optional(), contextWindow: z.number().int().positive().optional() })),
   promptTokens: z.number().int().nonnegative(),
   promptTokensCounted: z.boolean().default(false),
+  maxTokensFrom: z.string().optional(),
 });
 export type RoutePlan = z.infer<typeof routePlanSchema>;
 

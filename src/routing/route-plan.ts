@@ -31,6 +31,8 @@ export interface RouteInput {
   pinnedModel?: string | undefined;
   /** The max_tokens the call will request. */
   maxTokens: number;
+  /** What sets it, as the advice of noModelMessage names it: "the row's max_tokens", "judge.max_tokens"... (maxTokensOfRow). */
+  maxTokensFrom: string;
   taskType: string;
   /** Why the row got its task type (the classifier's reason). */
   routeReason: string;
@@ -41,6 +43,8 @@ export interface SkippedModel {
   reason: string;
   /** Where it stood in the route: how many models of `chain` come before it. */
   at?: number;
+  /** Its context_window, when that is why it was skipped. */
+  contextWindow?: number;
 }
 
 export interface RoutePlan {
@@ -53,9 +57,16 @@ export interface RoutePlan {
   promptTokens: number;
   /** True when promptTokens came from the tokenizer, false when it is the chars/4 estimate. */
   promptTokensCounted: boolean;
+  /** The input's maxTokensFrom (absent from a plan saved before it was kept). */
+  maxTokensFrom?: string;
 }
 
 export type CountTokens = (messages: readonly ChatMessage[]) => number;
+
+/** A row's answer's max_tokens (its own, else the config's), and which of them it is. */
+export function maxTokensOfRow(row: { max_tokens?: number | undefined }, config: Pick<SwitchyardConfig, 'max_tokens'>): { maxTokens: number; maxTokensFrom: string } {
+  return row.max_tokens !== undefined ? { maxTokens: row.max_tokens, maxTokensFrom: "the row's max_tokens" } : { maxTokens: config.max_tokens, maxTokensFrom: "the config's max_tokens" };
+}
 
 function unique(models: readonly string[]): string[] {
   return [...new Set(models)];
@@ -97,16 +108,32 @@ export function planRoute(input: RouteInput, config: SwitchyardConfig, countToke
     }
     const output = outputTokens(model, input.maxTokens);
     if (needsCount && model.context_window !== undefined && promptTokens + output > model.context_window) {
-      skipped.push({ model: name, reason: `context window ${model.context_window} < ${promptTokens} prompt + ${output} output tokens`, at: chain.length });
+      skipped.push({ model: name, reason: `context window ${model.context_window} < ${promptTokens} prompt + ${output} output tokens`, at: chain.length, contextWindow: model.context_window });
     } else {
       chain.push(name);
     }
   }
-  return { taskType: input.taskType, routeReason: reason, chain, skipped, promptTokens, promptTokensCounted: needsCount };
+  return { taskType: input.taskType, routeReason: reason, chain, skipped, promptTokens, promptTokensCounted: needsCount, maxTokensFrom: input.maxTokensFrom };
 }
 
-/** The row error for an empty chain: every model tried and why it could not take the prompt. */
+/**
+ * The row error for an empty chain: every model tried and why it could not take the prompt, then
+ * what to change. Where the prompt alone fits a window, the room asked for the answer is what does
+ * not (QA: a 9-token prompt with max_tokens 9000 was said to be what no model could take).
+ */
 export function noModelMessage(plan: RoutePlan): string {
-  const why = plan.skipped.map((skip) => `${skip.model}: ${skip.reason}`).join('; ');
-  return `no model can take this prompt (${plan.promptTokens} tokens): ${why || 'the chain is empty'}`;
+  const why = plan.skipped.map((skip) => `${skip.model}: ${skip.reason}`).join('; ') || 'the chain is empty';
+  const tooSmall = plan.skipped.flatMap((skip) => (skip.contextWindow === undefined ? [] : [{ model: skip.model, room: skip.contextWindow - plan.promptTokens }]));
+  if (tooSmall.length === 0) return `no model can take this prompt (${plan.promptTokens} tokens): ${why}`;
+  // The model with the most room beside the prompt: the least change lets the call go there.
+  const roomiest = tooSmall.reduce((best, model) => (model.room > best.room ? model : best));
+  if (roomiest.room <= 0) {
+    const windows = tooSmall.length === 1 ? 'that context window' : 'any of these context windows';
+    return `no model can take this prompt (${plan.promptTokens} tokens): ${why}. The prompt alone leaves no room for an answer in ${windows}: shorten it, or add a model with a larger context window to the chain`;
+  }
+  const from = plan.maxTokensFrom ?? 'max_tokens';
+  return (
+    `no model has room for this prompt (${plan.promptTokens} tokens) and its answer: ${why}. ` +
+    `The prompt fits ${roomiest.model}'s context window, the answer's max_tokens does not: set ${from} (or models.${roomiest.model}.max_output_tokens) to ${roomiest.room} or less, or add a model with a larger context window to the chain`
+  );
 }

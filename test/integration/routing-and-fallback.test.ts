@@ -160,7 +160,14 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     const input = join(dir, 'in.jsonl');
     const long = 'Tell me about lighthouses. '.repeat(60);
     const huge = `Analyze and compare these: ${'lighthouse keepers and ships '.repeat(300)}`;
-    const rows = [{ id: 'short', prompt: 'Hello there' }, { id: 'long', prompt: long }, { id: 'huge', prompt: huge }, { id: 'long-on-big', prompt: long, model: 'big' }];
+    const rows = [
+      { id: 'short', prompt: 'Hello there' },
+      { id: 'long', prompt: long },
+      { id: 'huge', prompt: huge },
+      { id: 'long-on-big', prompt: long, model: 'big' },
+      // A short prompt whose answer asks more room than the window has (QA: said as the prompt no model could take).
+      { id: 'greedy', prompt: 'Hello there', model: 'small', max_tokens: 9000 },
+    ];
     await writeFile(input, rows.map((row) => JSON.stringify(row)).join('\n'));
     const out = join(dir, 'out');
     const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'ctx'], h.env({ SIM_KEY: 'right-key' }));
@@ -170,7 +177,11 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(byId.long).toMatchObject({ status: 'succeeded', final_model: 'big', models_tried: ['big'] });
     expect(byId.long!.fallback_reason).toMatch(/small: skipped, context window 400/);
     expect(byId.huge).toMatchObject({ status: 'failed', error: { code: 'no_model_available' } });
-    expect(byId.huge!.error!.message).toMatch(/context window/);
+    expect(byId.huge!.error!.message).toMatch(/^no model can take this prompt \(\d+ tokens\): small: context window 400 < \d+ prompt \+ 100 output tokens\. The prompt alone leaves no room for an answer in that context window: shorten it, or add a model with a larger context window to the chain$/);
+    expect(byId.greedy).toMatchObject({ status: 'failed', error: { code: 'no_model_available' } });
+    expect(byId.greedy!.error!.message).toMatch(
+      /^no model has room for this prompt \((\d+) tokens\) and its answer: small: context window 400 < \1 prompt \+ 9000 output tokens\. The prompt fits small's context window, the answer's max_tokens does not: set the row's max_tokens \(or models\.small\.max_output_tokens\) to \d+ or less, or add a model with a larger context window to the chain$/,
+    );
     // Its fallback, too small, comes after the model that answered: the row never fell back.
     expect(byId['long-on-big']).toMatchObject({ status: 'succeeded', final_model: 'big', fallback_reason: null });
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import type { ChatMessage } from '../../src/input/row.ts';
+import { routePlanSchema } from '../../src/execution/row-progress.ts';
 import { noModelMessage, planRoute, type RouteInput } from '../../src/routing/route-plan.ts';
 import {
   countMessageTokens,
@@ -62,7 +63,7 @@ function fixedCount(tokens: number) {
 
 function plan(input: Partial<RouteInput>, tokens = 10) {
   const counter = fixedCount(tokens);
-  const result = planRoute({ messages: ask('hi'), maxTokens: 1024, taskType: 'simple', routeReason: 'rules: no keyword matched -> simple', ...input }, config, counter.count);
+  const result = planRoute({ messages: ask('hi'), maxTokens: 1024, maxTokensFrom: "the row's max_tokens", taskType: 'simple', routeReason: 'rules: no keyword matched -> simple', ...input }, config, counter.count);
   return { result, countCalls: counter.calls.length };
 }
 
@@ -79,7 +80,7 @@ describe('planRoute: where the chain comes from', () => {
 
   it("follows default_model's own fallbacks for a type without a route, as for a row pinned to it", () => {
     const withFallbacks = parseConfig({ ...config, default_model: 'qwen', routing: undefined }, 'test');
-    const route = (taskType: string) => planRoute({ messages: ask('hi'), maxTokens: 1024, taskType, routeReason: 'r' }, withFallbacks, () => 10).chain;
+    const route = (taskType: string) => planRoute({ messages: ask('hi'), maxTokens: 1024, maxTokensFrom: "the row's max_tokens", taskType, routeReason: 'r' }, withFallbacks, () => 10).chain;
     expect(route('simple')).toEqual(['qwen', 'glm']);
   });
 
@@ -124,7 +125,7 @@ describe('planRoute: context windows', () => {
     expect(countCalls).toBe(1);
     expect(result).toMatchObject({
       chain: ['glm'],
-      skipped: [{ model: 'qwen', reason: 'context window 32000 < 31000 prompt + 2048 output tokens' }],
+      skipped: [{ model: 'qwen', reason: 'context window 32000 < 31000 prompt + 2048 output tokens', contextWindow: 32_000 }],
       promptTokens: 31_000,
       promptTokensCounted: true,
     });
@@ -134,22 +135,41 @@ describe('planRoute: context windows', () => {
     const long = ask('x'.repeat(40_000));
     expect(plan({ taskType: 'creative', maxTokens: 20_000, messages: long }, 23_000).result.chain).toEqual(['qwen', 'glm']); // 23000 + 8192 <= 32000
     expect(plan({ taskType: 'creative', maxTokens: 20_000, messages: long }, 24_000).result.skipped).toEqual([
-      { model: 'qwen', reason: 'context window 32000 < 24000 prompt + 8192 output tokens', at: 0 },
+      { model: 'qwen', reason: 'context window 32000 < 24000 prompt + 8192 output tokens', at: 0, contextWindow: 32_000 },
     ]);
     // pro has no max_output_tokens: the whole max_tokens is reserved.
     expect(plan({ pinnedModel: 'pro', maxTokens: 20_000, messages: ask('y'.repeat(200_000)) }, 110_000).result.skipped).toEqual([
-      { model: 'pro', reason: 'context window 128000 < 110000 prompt + 20000 output tokens', at: 0 },
+      { model: 'pro', reason: 'context window 128000 < 110000 prompt + 20000 output tokens', at: 0, contextWindow: 128_000 },
     ]);
   });
 
-  it('leaves an empty chain when every model is skipped, with a message naming each', () => {
+  it('leaves an empty chain when every model is skipped, with a message naming each and saying to shorten the prompt when it alone is too long', () => {
     const { result } = plan({ pinnedModel: 'small', maxTokens: 1000, messages: ask('z'.repeat(600_000)) }, 200_000);
     expect(result.chain).toEqual([]);
     expect(result.skipped.map((skip) => skip.model)).toEqual(['small', 'qwen', 'flash']);
     expect(noModelMessage(result)).toBe(
       'no model can take this prompt (200000 tokens): small: context window 4096 < 200000 prompt + 1000 output tokens; ' +
-        'qwen: context window 32000 < 200000 prompt + 1000 output tokens; flash: context window 128000 < 200000 prompt + 1000 output tokens',
+        'qwen: context window 32000 < 200000 prompt + 1000 output tokens; flash: context window 128000 < 200000 prompt + 1000 output tokens. ' +
+        'The prompt alone leaves no room for an answer in any of these context windows: shorten it, or add a model with a larger context window to the chain',
     );
+  });
+
+  it("says the answer's max_tokens is what does not fit when the prompt alone does, and what to set (QA: a 9-token prompt was blamed)", () => {
+    const { result } = plan({ pinnedModel: 'pro', maxTokens: 200_000, maxTokensFrom: "the row's max_tokens" }, 9);
+    expect(result.chain).toEqual([]);
+    expect(noModelMessage(result)).toBe(
+      'no model has room for this prompt (9 tokens) and its answer: pro: context window 128000 < 9 prompt + 200000 output tokens. ' +
+        "The prompt fits pro's context window, the answer's max_tokens does not: set the row's max_tokens (or models.pro.max_output_tokens) to 127991 or less, " +
+        'or add a model with a larger context window to the chain',
+    );
+    // small's window cannot hold the prompt, qwen's and flash's can beside less of an answer: flash's has the most room.
+    const mixed = plan({ pinnedModel: 'small', maxTokens: 10_000, maxTokensFrom: "the config's max_tokens" }, 125_000).result;
+    expect(mixed.chain).toEqual([]);
+    expect(noModelMessage(mixed)).toMatch(/^no model has room for this prompt \(125000 tokens\) and its answer: small: .*\. The prompt fits flash's context window, the answer's max_tokens does not: set the config's max_tokens \(or models\.flash\.max_output_tokens\) to 3000 or less, or add/);
+    // A plan saved in a parked row's progress (a synthesis's, checkpointed before its call) keeps what the advice needs.
+    expect(noModelMessage(routePlanSchema.parse(JSON.parse(JSON.stringify(result))))).toBe(noModelMessage(result));
+    // A chain empty for another reason than a window is said as before.
+    expect(noModelMessage(plan({ rowModel: 'nope' }).result)).toMatch(/^no model can take this prompt \(\d+ tokens\): nope: not a configured model$/);
   });
 
   it('has not loaded the tokenizer so far: nothing above needed a real count', () => {
@@ -158,7 +178,7 @@ describe('planRoute: context windows', () => {
 
   it('works with the real tokenizer, loading it on first use', () => {
     const result = planRoute(
-      { messages: ask('hello world '.repeat(3000)), pinnedModel: 'small', maxTokens: 512, taskType: 'simple', routeReason: 'x' },
+      { messages: ask('hello world '.repeat(3000)), pinnedModel: 'small', maxTokens: 512, maxTokensFrom: "the row's max_tokens", taskType: 'simple', routeReason: 'x' },
       config,
       countMessageTokens,
     );
