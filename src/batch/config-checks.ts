@@ -179,6 +179,32 @@ export async function keysHeldElsewhere(session: Session, config: SwitchyardConf
   return held;
 }
 
+/**
+ * A synthesis_max_tokens or judge.max_tokens set above its model's max_output_tokens: each call is
+ * sent the model's cap (row-runner.ts), so the key asks for room no answer gets (QA: a synthesis of
+ * 2000 went out as 512, unsaid). Not refused: the calls run, shorter. Only the ensembles the rows
+ * may reach, as for the unpriced models; the synthesizer's and the judge's own model, not their fallbacks.
+ */
+function cutMaxTokensWarnings(config: SwitchyardConfig, pinned: readonly string[] | undefined): string[] {
+  const everyEnsemble = !pinned || pinned.includes('auto');
+  const keys = [
+    ...Object.entries(config.ensembles).flatMap(([name, ensemble]) =>
+      (everyEnsemble || pinned.includes(name)) && ensemble.synthesis_max_tokens !== undefined
+        ? [{ key: `ensembles.${name}.synthesis_max_tokens`, value: ensemble.synthesis_max_tokens, model: ensemble.synthesizer, whose: "its synthesizer's", call: 'synthesis' }]
+        : [],
+    ),
+    ...(config.judge ? [{ key: 'judge.max_tokens', value: config.judge.max_tokens, model: config.judge.model, whose: "the judge's", call: 'judge' }] : []),
+  ];
+  return keys.flatMap(({ key, value, model, whose, call }) => {
+    const cap = config.models[model]?.max_output_tokens;
+    if (cap === undefined || value <= cap) return [];
+    return [
+      `Warning: ${key} (${value}) is above ${whose} models.${model}.max_output_tokens (${cap}): each ${call} call asks ${model} for ${cap} tokens at most. ` +
+        `Raise models.${model}.max_output_tokens if ${model} can write more, or lower ${key} to ${cap}.`,
+    ];
+  });
+}
+
 /** `keysElsewhere`: keys missing here that other workers have (keysHeldElsewhere). */
 export function warnAboutConfig(config: SwitchyardConfig, pinned: readonly string[] | undefined, budgeted: boolean, detached: boolean, keysElsewhere: ReadonlySet<string>, say: (line: string) => void): void {
   // Only the models the rows may call: an unpriced model no row reaches costs nothing unknown.
@@ -206,6 +232,7 @@ export function warnAboutConfig(config: SwitchyardConfig, pinned: readonly strin
   if (config.routing?.llm_classifier && config.routing.classifier !== 'llm') {
     say(`Warning: routing.llm_classifier (${config.routing.llm_classifier.model}) is not used: routing.classifier is "rules"; set routing.classifier: llm to have it label the rows.`);
   }
+  for (const line of cutMaxTokensWarnings(config, pinned)) say(line);
   // Said each run: answers that are not asked for again may be a surprise at a temperature that varies them.
   if (config.cache) say(`Note: the answer cache is on: a request made before (same endpoint and upstream model, messages, temperature, max_tokens and body fields), in the last ${formatDuration(config.cache.ttl_hours * 3_600_000)}, gets the answer it had, with no call (cache in the config).`);
 }

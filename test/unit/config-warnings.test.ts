@@ -8,9 +8,9 @@ const base = {
   default_model: 'flash',
 };
 
-function warnings(config: Record<string, unknown>): string[] {
+function warnings(config: Record<string, unknown>, pinned?: string[]): string[] {
   const said: string[] = [];
-  warnAboutConfig(parseConfig(config, 'switchyard.yaml'), undefined, false, false, new Set(), (line) => said.push(line));
+  warnAboutConfig(parseConfig(config, 'switchyard.yaml'), pinned, false, false, new Set(), (line) => said.push(line));
   return said;
 }
 
@@ -20,5 +20,21 @@ describe('what a run warns of in its config', () => {
       'Warning: routing.llm_classifier (flash) is not used: routing.classifier is "rules"; set routing.classifier: llm to have it label the rows.',
     ]);
     expect(warnings({ ...base, routing: { classifier: 'llm', llm_classifier: { model: 'flash' } } })).toEqual([]);
+  });
+
+  it("says a synthesis_max_tokens or judge.max_tokens above its model's max_output_tokens, which each call is cut to (QA: 2000 sent as 512, unsaid)", () => {
+    const price = { input_per_mtok: 0.1, output_per_mtok: 0.2 };
+    const models = { flash: { provider: 'local', price }, short: { provider: 'local', price, max_output_tokens: 512 }, terse: { provider: 'local', price, max_output_tokens: 100 } };
+    const ensembles = { duo: { members: ['flash', 'flash'], synthesizer: 'short', synthesis_max_tokens: 2000 }, fits: { members: ['flash', 'short'], synthesizer: 'short', synthesis_max_tokens: 512 } };
+    const config = { ...base, models, ensembles, judge: { model: 'terse', max_tokens: 300 } };
+    expect(warnings(config)).toEqual([
+      "Warning: ensembles.duo.synthesis_max_tokens (2000) is above its synthesizer's models.short.max_output_tokens (512): each synthesis call asks short for 512 tokens at most. " +
+        'Raise models.short.max_output_tokens if short can write more, or lower ensembles.duo.synthesis_max_tokens to 512.',
+      "Warning: judge.max_tokens (300) is above the judge's models.terse.max_output_tokens (100): each judge call asks terse for 100 tokens at most. " +
+        'Raise models.terse.max_output_tokens if terse can write more, or lower judge.max_tokens to 100.',
+    ]);
+    // Only the ensembles the rows may reach: a batch pinned to another model or ensemble is not told of duo's.
+    expect(warnings({ ...config, judge: undefined }, ['fits'])).toEqual([]);
+    expect(warnings({ ...config, judge: undefined }, ['duo'])).toHaveLength(1);
   });
 });
