@@ -9,6 +9,8 @@ import { LOCK_TOO_SHORT, MIN_LOCK_MS } from './queue/claim-lock.ts';
 import { parseDecimal } from './decimal-text.ts';
 import { BUDGET_TOO_LARGE, MAX_BUDGET_USD } from './models/pricing.ts';
 import { endEarlyStop, stopEarly } from './early-stop.ts';
+import type { RunOptions } from './batch/run-batch.ts';
+import type { DryRunOptions } from './commands/dry-run.ts';
 import packageJson from '../package.json' with { type: 'json' };
 
 /**
@@ -103,6 +105,64 @@ function givenBoth(flag: string, other: string): boolean {
   return args.includes(flag) && args.includes(other);
 }
 
+/**
+ * What commander parses for `run`: one field per option declared on it, named as commander names
+ * it (`--batch-id` -> batchId). The conversions below copy it field by field, so a field renamed on
+ * either side fails to compile instead of dropping the flag.
+ */
+interface RunFlags {
+  config?: string;
+  out?: string;
+  concurrency?: number;
+  model?: string;
+  route?: string;
+  ab?: string;
+  budget?: number;
+  judge?: string;
+  cache?: boolean;
+  dryRun?: boolean;
+  batchId?: string;
+  resume?: string;
+  promptColumn?: string;
+  detach?: boolean;
+}
+
+function runOptions(file: string | undefined, flags: RunFlags): RunOptions {
+  return {
+    file,
+    config: flags.config,
+    out: flags.out,
+    concurrency: flags.concurrency,
+    model: flags.model,
+    route: flags.route,
+    ab: flags.ab,
+    budget: flags.budget,
+    judge: flags.judge,
+    cache: flags.cache,
+    batchId: flags.batchId,
+    resume: flags.resume,
+    promptColumn: flags.promptColumn,
+    detach: flags.detach,
+  };
+}
+
+/** A dry run queues nothing, so --out, --concurrency and --detach have nothing to act on. */
+function dryRunOptions(file: string | undefined, flags: RunFlags): DryRunOptions {
+  return {
+    file,
+    config: flags.config,
+    model: flags.model,
+    route: flags.route,
+    ab: flags.ab,
+    judge: flags.judge,
+    promptColumn: flags.promptColumn,
+    budget: flags.budget,
+    cache: flags.cache,
+    resume: flags.resume,
+    batchId: flags.batchId,
+  };
+}
+
 async function exitWith(run: () => Promise<number>): Promise<void> {
   try {
     process.exitCode = await run();
@@ -152,21 +212,21 @@ program
   .option('--resume <id>', 'resume a batch: rows that succeeded are kept, the rest run', text)
   .option('--prompt-column <name>', "CSV column (or JSONL field) holding the prompt (default: prompt; a resume keeps the batch's)", columnName)
   .option('--detach', 'only enqueue; workers elsewhere process the rows ("switchyard collect" writes outputs)')
-  .action((file: string | undefined, opts: Record<string, unknown>) =>
+  .action((file: string | undefined, flags: RunFlags) =>
     exitWith(async () => {
       if (givenBoth('--cache', '--no-cache')) throw new UsageError('--cache and --no-cache were both given: give --no-cache to leave the answer cache out of this batch, or --cache to use it again');
-      if (typeof opts.resume === 'string' && typeof opts.batchId === 'string' && opts.resume !== opts.batchId) {
-        throw new UsageError(`--resume ${opts.resume} and --batch-id ${opts.batchId} name two batches: give --resume <id> to go on with a batch, or --batch-id <id> to name a new one (running it again resumes it)`);
+      if (flags.resume !== undefined && flags.batchId !== undefined && flags.resume !== flags.batchId) {
+        throw new UsageError(`--resume ${flags.resume} and --batch-id ${flags.batchId} name two batches: give --resume <id> to go on with a batch, or --batch-id <id> to name a new one (running it again resumes it)`);
       }
-      if (opts.dryRun) {
+      if (flags.dryRun) {
         stopEarly(say, 'during the dry run: nothing was queued or called.');
         const { runDryRun } = await import('./commands/dry-run.ts');
-        return runDryRun({ ...opts, file } as Parameters<typeof runDryRun>[0], say);
+        return runDryRun(dryRunOptions(file, flags), say);
       }
       // Until the run's own stop handling is installed (run-stops.ts), it says what it has changed so far.
       stopEarly(say, 'before anything was queued: nothing to resume.');
       const { runBatch } = await import('./batch/run-batch.ts');
-      const outcome = await runBatch({ ...opts, file } as Parameters<typeof runBatch>[0], logger, say);
+      const outcome = await runBatch(runOptions(file, flags), logger, say);
       return outcome.exitCode;
     }),
   );
