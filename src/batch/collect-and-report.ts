@@ -1,9 +1,8 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
-import { refusedByMonthlyCap } from '../execution/redis-row-gate.ts';
 import { noModelPriced } from '../models/pricing.ts';
 import { CollectionTally } from '../output/collection-tally.ts';
 import { collectBatch } from '../output/collector.ts';
-import { finalizeBatch, writeOutputsSoFar } from '../output/finalize-batch.ts';
+import { budgetStop, finalizeBatch, writeOutputsSoFar } from '../output/finalize-batch.ts';
 import { outputPaths } from '../output/paths.ts';
 import { counted, formatCount, formatDuration } from '../figure-text.ts';
 import { renderSummaryLines, type ResumeHint } from '../output/report-markdown.ts';
@@ -127,7 +126,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   if (overBudget > 0) {
     say('');
     // "Not run" would be wrong for an ensemble row whose members answered before its synthesis was refused.
-    say(`Budget reached: ${counted(overBudget, 'row')} not finished (calls already made for them are kept, not paid for again). Finish them with: ${budgetResume(batchId, report.error_examples.budget_exceeded)}`);
+    say(`Budget reached: ${counted(overBudget, 'row')} not finished (calls already made for them are kept, not paid for again). Finish them with: ${budgetResume(batchId, budgetStop(finalMeta))}`);
   }
   const keyless = report.errors.missing_api_key ?? 0;
   if (keyless > 0) {
@@ -186,7 +185,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   if (unscored > 0) {
     say('');
     const codes = Object.keys(report.judge?.unscored ?? {});
-    const resume = report.judge?.unscored.budget_exceeded ? budgetResume(batchId, report.error_examples.budget_exceeded) : `switchyard run --resume ${batchId}`;
+    const resume = report.judge?.unscored.budget_exceeded ? budgetResume(batchId, budgetStop(finalMeta)) : `switchyard run --resume ${batchId}`;
     // The same judge would meet the same refusal (a model its provider does not have, a key it refuses): what to fix first.
     const lasting = codes.filter((code) => !PASSING_ERRORS.has(code) && code !== 'budget_exceeded' && code !== 'no_score');
     const fix = lasting.length > 0 ? ` once what judge.error says is fixed (${lasting.join(', ')}), or with another judge (--judge <model>)` : '';
@@ -221,8 +220,8 @@ const NOT_FOUND = ['model_not_found', 'endpoint_not_found'] as const;
 const CONFIG_FIXES = new Set(['model_not_found', 'endpoint_not_found', 'bad_request', 'forbidden']);
 
 /** The resume that gets past the cap that refused the rows: the batch's (--budget) or the month's (the config's). */
-function budgetResume(batchId: string, refusal: string | undefined): string {
-  if (refusedByMonthlyCap(refusal)) return `switchyard run --resume ${batchId} --config <a config with a higher budget.monthly_usd> (or the same command next month)`;
+function budgetResume(batchId: string, cap: 'batch' | 'month'): string {
+  if (cap === 'month') return `switchyard run --resume ${batchId} --config <a config with a higher budget.monthly_usd> (or the same command next month)`;
   return `switchyard run --resume ${batchId} --budget <higher USD>`;
 }
 

@@ -8,7 +8,7 @@ import { modelEndpoint } from '../limits/model-endpoint.ts';
 import { formatUsd, nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import type { BatchStore } from '../queue/batch-state.ts';
 import type { KeySpace } from '../queue/keys.ts';
-import type { RefusalWait } from '../queue/redis-outage.ts';
+import { whileRedisRefuses, type RefusalWait } from '../queue/redis-outage.ts';
 import type { BudgetDecision, CallSettlement, CapacityDecision, RowGate } from './row-gate.ts';
 
 export interface RedisRowGateOptions {
@@ -48,16 +48,9 @@ function budgetHoldTtlMs(config: SwitchyardConfig): number {
   return 2 * longestCallMs + 30_000;
 }
 
-const MONTH_REFUSAL_FIX = 'raise budget.monthly_usd or wait for next month';
-
 /** "the batch budget of $5.00", "the monthly budget of $200". */
 function budgetName(scope: 'batch' | 'month', limitNanos: number): string {
   return `the ${scope === 'batch' ? 'batch' : 'monthly'} budget of ${formatUsd(nanosToUsd(limitNanos))}`;
-}
-
-/** Whether a row's budget_exceeded message says the month's cap refused it (not the batch's). */
-export function refusedByMonthlyCap(message: string | undefined): boolean {
-  return message?.endsWith(MONTH_REFUSAL_FIX) === true;
 }
 
 /**
@@ -129,8 +122,18 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
     return (
       `not run: it could cost up to ${formatUsd(nanosToUsd(estimateNanos))} and ${formatUsd(nanosToUsd(spentNanos))} of ${budgetName(scope, limitNanos)} is spent ` +
       `(${formatUsd(nanosToUsd(heldNanos))} more held by calls in flight); ` +
-      (scope === 'batch' ? 'resume with a higher --budget to finish' : MONTH_REFUSAL_FIX)
+      (scope === 'batch' ? 'resume with a higher --budget to finish' : 'raise budget.monthly_usd or wait for next month')
     );
+  }
+
+  /**
+   * A budget refused a call for good. The month's refusal is noted on the batch before the row can
+   * end on it, so that closing the batch names the cap to raise (BatchMeta.month_cap_refused); a
+   * refusal by the batch's own cap is what a budget_exceeded batch without that note met.
+   */
+  async function refusedForGood(scope: 'batch' | 'month'): Promise<void> {
+    if (scope === 'month') await whileRedisRefuses("recording the month's budget refusal", () => options.store.update(batchId, { month_cap_refused: true }), refusals);
+    options.onBudgetSpent?.(scope);
   }
 
   return {
@@ -192,7 +195,7 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       if (!result.ok && result.scope === 'batch' && (await batchLimitChanged())) result = await reserve();
       if (result.ok) return result;
       const heldByCallsInFlight = result.reservedNanos > 0 && result.spentNanos + estimateNanos <= result.limitNanos;
-      if (!heldByCallsInFlight) options.onBudgetSpent?.(result.scope);
+      if (!heldByCallsInFlight) await refusedForGood(result.scope);
       return {
         ok: false,
         heldByCallsInFlight,
@@ -222,7 +225,7 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       };
       let refused = await refusal();
       if (refused?.scope === 'batch' && (await batchLimitChanged())) refused = await refusal();
-      if (refused) options.onBudgetSpent?.(refused.scope);
+      if (refused) await refusedForGood(refused.scope);
       return refused?.message ?? null;
     },
 

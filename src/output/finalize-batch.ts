@@ -2,7 +2,6 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { BatchMeta, BatchStore } from '../queue/batch-state.ts';
 import { whileRedisRefuses, type RefusalWait } from '../queue/redis-outage.ts';
-import { refusedByMonthlyCap } from '../execution/redis-row-gate.ts';
 import { LostOutputError, rebuildCsvJournal, shortCollectedFiles, unrecoverable, type ShortFile } from './collected-files.ts';
 import { writeOpenAiBatchFiles } from './openai-batch-output.ts';
 import { writeOrderedResults, type RowFilter } from './ordered-results.ts';
@@ -40,18 +39,27 @@ export async function finalizeBatch(options: FinalizeOptions): Promise<Report> {
   const { store, meta, refusals } = options;
   await whileRedisRefuses('finishing the batch', () => store.update(meta.batch_id, { status: 'finalizing' }), refusals);
   const { report, finishedAt } = await writeOutputs(options, () => 0);
-  await whileRedisRefuses('finishing the batch', () => closeBatch(store, meta.batch_id, report, finishedAt), refusals);
+  await whileRedisRefuses('finishing the batch', () => closeBatch(store, meta, report, finishedAt), refusals);
   return report;
 }
 
-async function closeBatch(store: BatchStore, batchId: string, report: Report, finishedAt: Date): Promise<void> {
+/** `meta` as read once every row had finished: with the month's refusals its rows' gates noted. */
+async function closeBatch(store: BatchStore, meta: BatchMeta, report: Report, finishedAt: Date): Promise<void> {
   const overBudget = (report.errors.budget_exceeded ?? 0) > 0;
-  await store.update(batchId, {
+  await store.update(meta.batch_id, {
     status: overBudget ? 'budget_exceeded' : report.totals.failed > 0 ? 'completed_with_failures' : 'completed',
     // Which cap to raise: a resume and `status` say so.
-    ...(overBudget && { budget_stop: refusedByMonthlyCap(report.error_examples['budget_exceeded']) ? 'month' : 'batch' }),
+    ...(overBudget && { budget_stop: budgetStop(meta) }),
     finished_at: finishedAt.toISOString(),
   });
+}
+
+/**
+ * The cap a batch whose rows ended budget_exceeded met: the month's when it refused any of this run's
+ * calls (raising the batch's alone would not finish the batch), else the batch's own.
+ */
+export function budgetStop(meta: Pick<BatchMeta, 'month_cap_refused'>): 'batch' | 'month' {
+  return meta.month_cap_refused === true ? 'month' : 'batch';
 }
 
 /**
@@ -66,7 +74,7 @@ export async function writeOutputsSoFar(options: FinalizeOptions, validRows: num
   const finishedBits = validRows === null ? 0 : ((await options.store.progress(options.meta.batch_id))?.finished ?? 0);
   const { report, finishedAt } = await writeOutputs({ ...options, collectedTally: null }, (written) => (validRows === null ? null : Math.max(0, validRows - written, validRows - finishedBits)));
   // The stop came as the last row finished: every row is written, and the batch ends as usual.
-  if (report.totals.unfinished_rows === 0) await whileRedisRefuses('finishing the batch', () => closeBatch(options.store, options.meta.batch_id, report, finishedAt), options.refusals);
+  if (report.totals.unfinished_rows === 0) await whileRedisRefuses('finishing the batch', () => closeBatch(options.store, options.meta, report, finishedAt), options.refusals);
   return report;
 }
 

@@ -57,6 +57,11 @@ export const batchMetaSchema = z.object({
   budget_from_config: z.stringbool().optional(),
   /** Which cap a budget_exceeded batch met: its own (`batch`) or the month's (`month`), for what to raise. */
   budget_stop: z.enum(['batch', 'month']).optional(),
+  /**
+   * The month's cap refused one of this run's calls for good: set by the worker's budget gate before
+   * the row can end budget_exceeded, so closing the batch knows which cap stopped it (`budget_stop`).
+   */
+  month_cap_refused: z.stringbool().optional(),
   /** Its rows' fingerprints include their ids (batches created since ids counted): older batches' leave them out, and keep doing so. */
   fingerprint_ids: z.stringbool().optional(),
   prompt_column: z.string().default('prompt'),
@@ -85,10 +90,11 @@ function parseJsonText(value: unknown): unknown {
 
 /**
  * Fields a run sets afresh each time: absent from its meta, they are deleted from the stored one
- * (its choices of model, A/B split and budget; the last run's finish, which a run going on would show, and
- * why it could not read its file).
+ * (its choices of model, A/B split and budget; the last run's finish, which a run going on would show,
+ * why it could not read its file, and whether the month's cap refused its calls: a resume runs every
+ * row that cap stopped again).
  */
-const CLEARABLE_FIELDS = ['model_override', 'ab_split', 'cache_off', 'budget_usd', 'budget_from_config', 'finished_at', 'input_error'] as const;
+const CLEARABLE_FIELDS = ['model_override', 'ab_split', 'cache_off', 'budget_usd', 'budget_from_config', 'finished_at', 'input_error', 'month_cap_refused'] as const;
 
 /** Hash fields are text: objects go in as JSON. */
 const fieldText = (value: unknown): string => (typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value));
@@ -139,7 +145,7 @@ export class BatchStore {
       .exec();
   }
 
-  async update(batchId: string, fields: Partial<Pick<BatchMeta, 'status' | 'total' | 'estimated_total' | 'invalid_rows' | 'invalid_codes' | 'input_kind' | 'started_at' | 'finished_at' | 'input_error' | 'budget_stop'>>): Promise<void> {
+  async update(batchId: string, fields: Partial<Pick<BatchMeta, 'status' | 'total' | 'estimated_total' | 'invalid_rows' | 'invalid_codes' | 'input_kind' | 'started_at' | 'finished_at' | 'input_error' | 'budget_stop' | 'month_cap_refused'>>): Promise<void> {
     const entries = Object.entries(fields).filter(([, value]) => value !== undefined).map(([k, v]) => [k, fieldText(v)]);
     if (entries.length > 0) await this.redis.hset(this.keys(batchId).meta, Object.fromEntries(entries));
   }

@@ -52,6 +52,9 @@ describe('budgets and rate limits shared through Redis', () => {
     const spent = (await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).reduce((sum, c) => sum + usdToNanos(c.cost_usd ?? 0), 0);
     expect(spent).toBeLessThanOrEqual(usdToNanos(1));
     expect(await h.redis.hget(`${h.prefix}:batch:{budget}`, 'status')).toBe('budget_exceeded');
+    // The batch's own cap stopped it: status says to raise --budget.
+    expect(await h.redis.hget(`${h.prefix}:batch:{budget}`, 'budget_stop')).toBe('batch');
+    expect((await runCli(['status', 'budget'], h.env())).stdout).toContain('next      `switchyard run --resume budget --budget <more USD>` finishes it');
 
     // Resumed without more budget, it is told why its rows will stop again, before any is queued.
     const again = await runCli(['run', '--resume', 'budget'], h.env());
@@ -170,8 +173,11 @@ describe('budgets and rate limits shared through Redis', () => {
     // Not --budget, which a month's cap does not heed.
     expect(first.stdout).toContain(`Budget reached: ${stopped.length} rows not finished (calls already made for them are kept, not paid for again). Finish them with: switchyard run --resume month --config <a config with a higher budget.monthly_usd> (or the same command next month)`);
 
+    expect(await h.redis.hget(`${h.prefix}:batch:{month}`, 'month_cap_refused')).toBe('true');
     const resumed = await runCli(['run', '--resume', 'month', '--config', roomy], h.env());
     expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+    // The first run's note that the month's cap refused it is not the resume's, which it did not refuse.
+    expect(await h.redis.hget(`${h.prefix}:batch:{month}`, 'month_cap_refused')).toBeNull();
     expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).every((r) => r.status === 'succeeded')).toBe(true);
   });
 
@@ -304,7 +310,7 @@ describe('waiting for a rate-limit slot parks the row instead of holding a worke
 });
 
 describe('budget.monthly_usd counts every batch on this Redis', () => {
-  const h = useSimulatorAndRedis('budget-month-all', { latency_ms: 2 });
+  const h = useSimulatorAndRedis('budget-month-all', { latency_ms: 2, models: { 'broken-400': { fail_status: 400 } } });
 
   it("says the month's cap, not --budget, is what to raise when it stopped the batch (QA: both pointed at --budget)", async () => {
     const dir = await tempDir('budget-month-stop');
@@ -320,6 +326,31 @@ describe('budget.monthly_usd counts every batch on this Redis', () => {
       expect(resumed.stdout + resumed.stderr).toContain("Warning: batch monthstop stopped at the month's cap (budget.monthly_usd $0.500) and this run's config does not raise it");
       const status = await runCli(['status', 'monthstop'], h.env());
       expect(status.stdout).toContain("next      the month's cap stopped it: `switchyard run --resume monthstop --config <a config with a higher budget.monthly_usd>` finishes it");
+    } finally {
+      await h.redis.del(month);
+    }
+  });
+
+  it("names the month's cap for an ensemble row whose member it refused, whatever another member's failure says after it (review: the cap was read off the end of the row's message)", async () => {
+    const dir = await tempDir('budget-month-ensemble');
+    const month = `${h.prefix}:budget:month:${new Date().toISOString().slice(0, 7)}`;
+    await h.redis.del(month);
+    try {
+      const cfg = join(dir, 'capped.yaml');
+      // pricey's call could cost about $0.1, past the month's cap; broken answers every call 400. The row's
+      // message lists pricey's refusal, then broken's 400, so it ends with the 400, not with the cap.
+      const models = { pricey: { provider: 'sim', price: { input_per_mtok: 1000, output_per_mtok: 1000 } }, broken: { provider: 'sim', upstream: 'broken-400' }, free: { provider: 'sim' } };
+      const ensembles = { both: { members: ['pricey', 'broken'], synthesizer: 'free', min_answers: 1 } };
+      await writeFile(cfg, stringify({ providers: { sim: { base_url: h.sim.url } }, models, ensembles, default_model: 'free', max_tokens: 100, budget: { monthly_usd: 0.01 } }));
+      const out = join(dir, 'out');
+      const run = await runCli(['run', await writePromptsCsv(dir, 2), '--config', cfg, '--out', out, '--batch-id', 'monthensemble', '--model', 'both'], h.env());
+      expect(run.code, run.stderr).toBe(1);
+      const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+      expect(results.map((r) => r.error?.code)).toEqual(['budget_exceeded', 'budget_exceeded']);
+      expect(results[0]!.error!.message).toMatch(/^ensemble "both": .*pricey: not run: .*the monthly budget of \$0\.01.*; broken: /);
+      expect(run.stdout).toContain('Finish them with: switchyard run --resume monthensemble --config <a config with a higher budget.monthly_usd> (or the same command next month)');
+      expect(await h.redis.hget(`${h.prefix}:batch:{monthensemble}`, 'budget_stop')).toBe('month');
+      expect((await runCli(['status', 'monthensemble'], h.env())).stdout).toContain("next      the month's cap stopped it");
     } finally {
       await h.redis.del(month);
     }
