@@ -36,7 +36,7 @@ async function checkFinishedOutputs(session: Session, meta: BatchMeta, say: (lin
     found.rewritten = found.rewritten.filter((name) => !name.startsWith('report.'));
     say(`Added to costs.jsonl: ${counted(late, 'call')} of rows finished again after the outputs were written (a worker paused past queue.lock_ms while another did them); report.json and report.md count them now.`);
   }
-  const written = await readWrittenReport(meta.out_dir);
+  const written = await readWrittenReport(meta.out_dir, meta.batch_id);
   const status = meta.status.replaceAll('_', ' ');
   // With a file lost, "its outputs are in" would be contradicted by the error that follows.
   if (written && found.lost.length > 0) say(`${meta.batch_id} is already ${status}: ${written.totals.succeeded} of ${written.totals.rows} rows succeeded, but its outputs in ${meta.out_dir} are not whole (see below).`);

@@ -106,10 +106,9 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
 
 /** The rows in the outputs of an unfinished batch, written when a run of it was stopped; null when there are none. */
 async function outputsSoFar(meta: BatchMeta): Promise<number | null> {
-  const report = await readWrittenReport(meta.out_dir);
-  // Reports from before unfinished_rows existed have none: they were a finished run's.
-  const unfinished: number | null | undefined = report?.totals.unfinished_rows;
-  return report?.batch_id === meta.batch_id && unfinished !== undefined && unfinished !== 0 ? report.totals.rows : null;
+  // One that is not the batch's report (edited, another tool's, from before unfinished_rows existed) counts as none: collect says what is wrong with it.
+  const report = await readWrittenReport(meta.out_dir, meta.batch_id).catch(() => null);
+  return report && report.totals.unfinished_rows !== 0 ? report.totals.rows : null;
 }
 
 /** Whether no model of the batch's config has a price (a config unreadable here counts as priced). */

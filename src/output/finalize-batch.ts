@@ -140,6 +140,8 @@ export interface MissingOutputs {
  */
 export async function rewriteMissingOutputs(options: Omit<FinalizeOptions, 'collectedTally' | 'startedAt'>): Promise<MissingOutputs> {
   const { store, meta, paths } = options;
+  // Before anything is written: a report.json that is not the batch's stops it, saying what to do.
+  const written = await readWrittenReport(options.outDir, meta.batch_id);
   const checkpointKey = store.keys(meta.batch_id).checkpoint;
   const checkpoint = await store.redis.hgetall(checkpointKey);
   const short = await shortCollectedFiles(paths, checkpoint);
@@ -182,7 +184,6 @@ export async function rewriteMissingOutputs(options: Omit<FinalizeOptions, 'coll
     await writeOpenAiBatchFiles(paths.results, paths.errors, options.outDir, meta.batch_id);
     rewritten.push(basename(paths.batchOutput), basename(paths.batchErrors));
   }
-  const written = await readWrittenReport(options.outDir);
   if (!written && costsWhole && !missing(paths.results)) {
     // Timed as the run that wrote it was: from its start to the batch's end.
     const startedAt = new Date(meta.started_at ?? meta.created_at);

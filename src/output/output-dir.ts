@@ -3,7 +3,7 @@ import { access, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { FILE_TROUBLE, UsageError } from '../errors.ts';
 import { outputPaths } from './paths.ts';
-import { readWrittenReport } from './write-report.ts';
+import { writtenReportBatchId } from './write-report.ts';
 
 const REASONS: Record<string, string> = {
   ...FILE_TROUBLE,
@@ -79,5 +79,5 @@ export async function claimOutputDir(dir: string, batchId: string, createdAt: st
 /** Whose outputs the folder holds, by its mark (with when that batch was created) or its report.json; nobody's when neither is there. */
 export async function folderOwner(dir: string): Promise<{ owner: string | undefined; markedCreated: string | undefined }> {
   const [markedId, markedCreated] = ((await readFile(outputPaths(dir).owner, 'utf8').catch(() => null)) ?? '').split('\n').map((line) => line.trim());
-  return { owner: markedId || (await readWrittenReport(dir))?.batch_id, markedCreated: markedCreated || undefined };
+  return { owner: markedId || (await writtenReportBatchId(dir)), markedCreated: markedCreated || undefined };
 }

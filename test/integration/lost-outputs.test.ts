@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report.ts';
-import { runCli, waitFor } from '../helpers/cli.ts';
+import { runCli, spawnCli, waitFor } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
@@ -129,6 +129,49 @@ describe('outputs deleted or cut after a batch wrote them: collect writes again 
     expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => r.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
     expect(await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).toHaveLength(3);
     expect(await exists(join(out, 'report.json'))).toBe(true);
+  });
+
+  it("collect of a detached batch whose report.json is not its report (edited, cut short, another tool's) says which file, what is wrong and what to do, exit 2 (review: exit 4 and a stack trace)", async () => {
+    const dir = await tempDir('not-a-report');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const out = join(dir, 'out');
+    const worker = spawnCli(['worker', '--concurrency', '4'], h.env());
+    try {
+      const run = await runCli(['run', await writePromptsCsv(dir, 4), '--config', config, '--out', out, '--batch-id', 'not-a-report', '--detach'], h.env());
+      expect(run.code, run.stderr).toBe(0);
+      const collected = await runCli(['collect', 'not-a-report'], h.env());
+      expect(collected.code, collected.stderr).toBe(0);
+    } finally {
+      worker.kill('SIGTERM');
+      await worker.done;
+    }
+    const path = join(out, 'report.json');
+    const written = await readFile(path, 'utf8');
+    const todo = "Delete it (or move it away, if it is another tool's) and run `switchyard collect not-a-report` again: it writes report.json and report.md again from results.jsonl and costs.jsonl.";
+    const replacements: Array<[string, string]> = [
+      ['{"batch_id":"not-a-report"}\n', 'it does not hold what a report does (started_at: missing (expected a string), and 16 more)'],
+      [written.slice(0, 200), 'it is not JSON ('],
+      ['{"tool":"other","results":[]}\n', 'it does not hold what a report does (batch_id: missing (expected a string), and 17 more)'],
+      [written.replace('"batch_id": "not-a-report"', '"batch_id": "another"'), 'it is the report of batch another'],
+    ];
+    for (const [text, problem] of replacements) {
+      await writeFile(path, text);
+      const again = await runCli(['collect', 'not-a-report'], h.env());
+      expect(again.code, again.stderr).toBe(2);
+      expect(again.stderr).toContain(`switchyard: ${path} is not batch not-a-report's report: ${problem}`);
+      expect(again.stderr).toContain(todo);
+      expect(again.stderr).not.toMatch(/unexpected error|\n\s+at /);
+      // Left as it was, and status still answers.
+      expect(await readFile(path, 'utf8')).toBe(text);
+      expect((await runCli(['status', 'not-a-report'], h.env())).code).toBe(0);
+    }
+    // As the message says: deleted, collect writes it again.
+    await rm(path);
+    const rewritten = await runCli(['collect', 'not-a-report'], h.env());
+    expect(rewritten.code, rewritten.stderr).toBe(0);
+    expect(rewritten.stdout).toContain('not-a-report is already completed: 4 of 4 rows succeeded.');
+    expect(rewritten.stdout).toContain('Written again, as they were missing: report.json, report.md.');
+    expect((JSON.parse(await readFile(path, 'utf8')) as Report).totals).toEqual((JSON.parse(written) as Report).totals);
   });
 });
 

@@ -9,7 +9,7 @@ import { countInvalidRow, type InvalidRowCounts, type RowError } from '../../src
 import { readJsonl } from '../../src/output/read-jsonl.ts';
 import { ReportTally, type Report, type ReportSpan } from '../../src/output/report.ts';
 import { renderHeadline, renderReportMarkdown, renderSummaryLines } from '../../src/output/report-markdown.ts';
-import { writeReport } from '../../src/output/write-report.ts';
+import { readWrittenReport, writeReport } from '../../src/output/write-report.ts';
 
 /** Deterministic, so failures are reproducible. */
 const rng = mulberry32;
@@ -311,6 +311,8 @@ describe('buildReport', () => {
     expect(paths).toEqual({ jsonPath: join(dir, 'report.json'), markdownPath: join(dir, 'report.md') });
     expect(JSON.parse(await readFile(paths.jsonPath, 'utf8'))).toEqual(report);
     expect(await readFile(paths.markdownPath, 'utf8')).toBe(renderReportMarkdown(report));
+    // Read back, it passes the check collect makes of it (report-schema.ts) unchanged.
+    expect(await readWrittenReport(dir, report.batch_id)).toEqual(report);
   });
 });
 
@@ -666,6 +668,26 @@ describe('judge scores', () => {
     expect(report.judge?.paired).toEqual([{ a: 'council', b: 'flash', prompts: 3, a_better: 0, ties: 1, b_better: 2, mean_difference: -2.33, difference_margin: 2.85 }]);
     expect(renderSummaryLines(report).find((line) => line.startsWith('Paired'))).toMatch(/^Paired +council vs flash: 3 prompts, council better in 0, tie 1, flash better in 2; council − flash -2\.33 ± 2\.85$/);
     expect(renderReportMarkdown(report)).toContain('| council | flash | 3 | 0 | 1 | 2 | -2.33 ± 2.85 |');
+  });
+
+  it('read back from report.json as written, with a judge, an ensemble, pairs, A/B arms and the split (the check collect makes of it, report-schema.ts)', async () => {
+    const tally = new ReportTally();
+    [[1, 'q1', 'flash', 8], [2, 'q1', 'pro', 6], [3, 'q2', 'flash', 5], [4, 'q2', 'pro', 5]].forEach(([row, id, model, score]) => {
+      tally.addResult({ ...result(row as number, model as string, scored(score as number), model === 'pro' ? 'council' : undefined), id: id as string, ab_arm: model === 'pro' ? 'council' : 'flash' });
+      tally.addCall({ ...judgeCall(row as number, 'succeeded'), model: model as string, purpose: 'answer', ab_arm: model === 'pro' ? 'council' : 'flash' });
+    });
+    tally.addCall(judgeCall(1, 'failed'));
+    const report = tally.build(span);
+    report.ab_split = [{ model: 'flash', weight: 1 }, { model: 'council', weight: 1 }];
+    expect(report.judge?.paired).toHaveLength(1);
+    expect(Object.keys(report.ensembles)).toEqual(['council']);
+    const dir = await mkdtemp(join(tmpdir(), 'switchyard-report-read-'));
+    try {
+      writeReport(report, dir);
+      expect(await readWrittenReport(dir, span.batchId)).toEqual(report);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('show the three clearest pairs in the summary, and say how many more report.md has (QA: the one clear difference was dropped)', () => {
