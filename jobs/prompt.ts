@@ -12,7 +12,7 @@ import { fingerprintDiffers } from '../src/input/row-fingerprint.ts';
 import { publishCallsOnly, publishRowEvent, type NotedJob } from '../src/output/row-events.ts';
 import { carryRow } from '../src/queue/carried-rows.ts';
 import { isRedisRefusal, whileRedisRefuses, type RefusalWait } from '../src/queue/redis-outage.ts';
-import type { BatchContexts } from '../src/queue/batch-context.ts';
+import type { BatchContexts } from '../workers/batch-context.ts';
 import { batchKeys, type BatchKeys, type KeySpace } from '../src/queue/keys.ts';
 
 /** The prompt job: one input row, routed, answered (with retries and fallbacks) and handed to the collector. */

@@ -10,7 +10,7 @@ import { publishRowEvent } from '../src/output/row-events.ts';
 import type { FinishedRow } from '../src/progress/worker-activity.ts';
 import { isRedisRefusal, whileRedisRefuses, type RefusalWait } from '../src/queue/redis-outage.ts';
 import { batchKeys, parsePromptJobId, promptJobKey, PROMPT_QUEUE, type KeySpace } from '../src/queue/keys.ts';
-import type { BatchContexts } from '../src/queue/batch-context.ts';
+import type { BatchContexts } from './batch-context.ts';
 import { registerWorker, releaseRowsOfDeadWorkers, type ReleasedRows } from '../src/queue/worker-registry.ts';
 import { BatchStore } from '../src/queue/batch-state.ts';
 import { holdsJobClaim, saveWhileHeld } from '../src/queue/job-claim.ts';

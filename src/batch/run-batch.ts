@@ -30,7 +30,7 @@ import { collectAndReport } from './collect-and-report.ts';
 import { batchExitCode, type Report } from '../output/report.ts';
 import { startSessionWorker } from '../../workers/session-worker.ts';
 import type { PromptWorkerHandle } from '../../workers/prompt-worker.ts';
-import { createBatchContexts, type BatchContexts } from '../queue/batch-context.ts';
+import { createBatchContexts, type BatchContexts } from '../../workers/batch-context.ts';
 import { createCallSlots, type CallSlots } from '../execution/call-slots.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
 import { carryAnswersForJudge } from '../judge/rescore-answers.ts';

@@ -9,7 +9,7 @@ import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { createCallSlots } from '../execution/call-slots.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
 import { endEarlyStop } from '../early-stop.ts';
-import { createBatchContexts } from '../queue/batch-context.ts';
+import { createBatchContexts } from '../../workers/batch-context.ts';
 import { deadProcessRowsText } from '../queue/worker-registry.ts';
 import type { Simulator } from '../sim/server.ts';
 import { startSessionWorker } from '../../workers/session-worker.ts';

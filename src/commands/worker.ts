@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { createCallSlots } from '../execution/call-slots.ts';
-import { createBatchContexts } from '../queue/batch-context.ts';
+import { createBatchContexts } from '../../workers/batch-context.ts';
 import { startSessionWorker } from '../../workers/session-worker.ts';
 import { openSession } from '../queue/session.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';

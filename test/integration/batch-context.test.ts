@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.ts';
-import { createBatchContexts } from '../../src/queue/batch-context.ts';
+import { createBatchContexts } from '../../workers/batch-context.ts';
 import { BatchStore } from '../../src/queue/batch-state.ts';
 import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 

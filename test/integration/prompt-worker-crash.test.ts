@@ -6,7 +6,7 @@ import { advanceRow, type RowRunnerDeps } from '../../src/execution/row-runner.t
 import { createProviderClients } from '../../src/models/provider-clients.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import { readRowEvents, type StreamEntry } from '../../src/output/row-events.ts';
-import type { BatchContexts } from '../../src/queue/batch-context.ts';
+import type { BatchContexts } from '../../workers/batch-context.ts';
 import { batchKeys, PROMPT_QUEUE, promptJobId } from '../../src/queue/keys.ts';
 import { startSimulator, type Simulator } from '../../src/sim/server.ts';
 import { startPromptWorker, type PromptWorkerHandle } from '../../workers/prompt-worker.ts';

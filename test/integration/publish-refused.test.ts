@@ -2,7 +2,7 @@ import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { createPromptProcessor, type PromptJob } from '../../jobs/prompt.ts';
-import type { BatchContext, BatchContexts } from '../../src/queue/batch-context.ts';
+import type { BatchContext, BatchContexts } from '../../workers/batch-context.ts';
 import { batchKeys } from '../../src/queue/keys.ts';
 import type { RowResult } from '../../src/output/records.ts';
 import type { RowRunnerDeps } from '../../src/execution/row-runner.ts';

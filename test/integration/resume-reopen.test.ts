@@ -4,7 +4,7 @@ import { Queue } from 'bullmq';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createPromptProcessor, type PromptJob } from '../../jobs/prompt.ts';
-import type { BatchContexts } from '../../src/queue/batch-context.ts';
+import type { BatchContexts } from '../../workers/batch-context.ts';
 import { builtInConfig } from '../../src/config/defaults.ts';
 import type { InputRow, ReadItem } from '../../src/input/row.ts';
 import { rowFingerprint } from '../../src/input/row-fingerprint.ts';

@@ -1,20 +1,20 @@
-import type { SwitchyardConfig } from '../config/schema.ts';
-import { createRedisRowGate } from '../execution/redis-row-gate.ts';
-import { createAnswerCache, withoutAnswerCache } from '../execution/answer-cache.ts';
-import { unlimitedCallSlot, type CallSlots } from '../execution/call-slots.ts';
-import { createRowPlanner } from '../execution/row-planner.ts';
-import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
-import { advanceRow, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
-import type { ProgressCheckpoint, RowProgress } from '../execution/row-progress.ts';
-import { advanceEnsembleRow } from '../ensemble/ensemble-row.ts';
-import { advanceJudgedRow } from '../judge/judge-row.ts';
-import type { AbArm } from '../routing/ab-split.ts';
-import { rowTarget } from '../routing/row-target.ts';
-import type { MonthSpend } from '../limits/month-spend.ts';
-import { createProviderClients } from '../models/provider-clients.ts';
-import type { BatchStore } from './batch-state.ts';
-import type { RefusalWait } from './redis-outage.ts';
-import { keyHolders } from './worker-registry.ts';
+import type { SwitchyardConfig } from '../src/config/schema.ts';
+import { createRedisRowGate } from '../src/execution/redis-row-gate.ts';
+import { createAnswerCache, withoutAnswerCache } from '../src/execution/answer-cache.ts';
+import { unlimitedCallSlot, type CallSlots } from '../src/execution/call-slots.ts';
+import { createRowPlanner } from '../src/execution/row-planner.ts';
+import { classificationInput, classifyByRules, compileTaskRules } from '../src/routing/rule-classifier.ts';
+import { advanceRow, type RowInput, type RowRunnerDeps, type RowStep } from '../src/execution/row-runner.ts';
+import type { ProgressCheckpoint, RowProgress } from '../src/execution/row-progress.ts';
+import { advanceEnsembleRow } from '../src/ensemble/ensemble-row.ts';
+import { advanceJudgedRow } from '../src/judge/judge-row.ts';
+import type { AbArm } from '../src/routing/ab-split.ts';
+import { rowTarget } from '../src/routing/row-target.ts';
+import type { MonthSpend } from '../src/limits/month-spend.ts';
+import { createProviderClients } from '../src/models/provider-clients.ts';
+import type { BatchStore } from '../src/queue/batch-state.ts';
+import type { RefusalWait } from '../src/queue/redis-outage.ts';
+import { keyHolders } from '../src/queue/worker-registry.ts';
 
 /** What a worker needs to run one batch's rows: its config (from Redis), SDK clients, gate and planner. */
 export interface BatchContext {
