@@ -6,7 +6,6 @@ import { issueText } from '../config/issue-text.ts';
 import { UsageError } from '../errors.ts';
 import { renderReportMarkdown, type ResumeHint } from './report-markdown.ts';
 import type { Report } from './report.ts';
-import { reportSchema } from './report-schema.ts';
 
 export interface ReportPaths {
   jsonPath: string;
@@ -62,6 +61,8 @@ export async function readWrittenReport(outDir: string, batchId: string): Promis
   } catch (error) {
     throw new UnreadableReportError(path, batchId, `it is not JSON (${error instanceof Error ? error.message : String(error)})`);
   }
+  // Imported here: building the schema costs start-up time that a run which never reads a report back need not pay.
+  const { reportSchema } = await import('./report-schema.ts');
   const parsed = reportSchema.safeParse(raw);
   if (!parsed.success) {
     const [first, ...more] = parsed.error.issues;
