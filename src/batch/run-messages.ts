@@ -37,7 +37,7 @@ function notWrittenElsewhere(unqueued: Unqueued | 'failed' | null, report: Repor
  * What a run that gave up on a Redis that stayed away (in its stop, or mid-run past its wait limit)
  * leaves: the rows finished are kept there (as last seen, when they were), the calls in flight and
  * the answers waiting for Redis are not recorded, the queued rows stay queued; the resume, once
- * Redis is back, goes on and writes the outputs. `during`: "of the stop (SIGTERM)", or the limit.
+ * Redis is back, goes on and writes the outputs. `during`: "of the stop (SIGTERM; a stop waits 30 s for it: SWITCHYARD_STOP_WAIT_S)", or the limit.
  */
 export function redisStayedAwayText(redisLabel: string, batchId: string, during: string, awayMs: number, lastSeen: BatchProgress | null): string {
   const done =

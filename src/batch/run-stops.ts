@@ -6,7 +6,7 @@ import { endEarlyStop } from '../early-stop.ts';
 import type { BatchLease } from '../queue/batch-lease.ts';
 import type { BatchProgress } from '../queue/batch-state.ts';
 import { pingRedis } from '../queue/redis-connection.ts';
-import { STOP_WAITS_FOR_REDIS_MS, whenRedisStaysAway } from '../queue/redis-stays-away.ts';
+import { stopWaitText, whenRedisStaysAway } from '../queue/redis-stays-away.ts';
 import type { Session } from '../queue/session.ts';
 import { unqueueBatch, unqueueQueuedRows, type Unqueued } from '../queue/unqueue-batch.ts';
 import { redisStayedAwayText } from './run-messages.ts';
@@ -40,7 +40,7 @@ export interface RunStops {
  * come off the queue, then the outputs are written for the rows finished so far (nothing is lost
  * either way). A lease lost to another process while Redis was away stops everything without
  * writing. A stop waits for a Redis that is away, but on the command line not for ever: once it
- * has not answered for STOP_WAITS_FOR_REDIS_MS, the run says what is left and exits 3 (a server
+ * has not answered for the session's stopWaitMs (SWITCHYARD_STOP_WAIT_S), the run says what is left and exits 3 (a server
  * stopping its runs has its own way out).
  */
 export function watchForStops(watched: {
@@ -99,9 +99,9 @@ export function watchForStops(watched: {
     if (!watched.hostStop) {
       stopWatchingRedis = whenRedisStaysAway({
         ping: (timeoutMs) => pingRedis(session.url, timeoutMs),
-        limitMs: STOP_WAITS_FOR_REDIS_MS,
+        limitMs: session.stopWaitMs,
         onAway: (awayMs) => {
-          process.stderr.write(`switchyard: ${redisStayedAwayText(session.redisLabel, batchId, `of the stop (${signal})`, awayMs, watched.lastProgress?.() ?? null)}\n`);
+          process.stderr.write(`switchyard: ${redisStayedAwayText(session.redisLabel, batchId, `of the stop (${stopWaitText(signal, session.stopWaitMs)})`, awayMs, watched.lastProgress?.() ?? null)}\n`);
           process.exit(3);
         },
       });

@@ -87,7 +87,7 @@ export async function runCollectCommand(batchId: string, logger: Logger, say: (l
     stoppedBy = signal;
     drain.abort();
     session.outages.stopping(signal);
-    stopWatchingRedis = exitWhenRedisStaysAway(session.url, session.redisLabel, signal, `The outputs of the rows finished so far are not written; "switchyard collect ${batchId}" goes on once Redis is back.`);
+    stopWatchingRedis = exitWhenRedisStaysAway(session, signal, `The outputs of the rows finished so far are not written; "switchyard collect ${batchId}" goes on once Redis is back.`);
   };
   // In the tick its own handling is installed: no signal comes between the two.
   endEarlyStop();

@@ -91,7 +91,7 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
         process.once('SIGINT', quitNow);
         session.outages.stopping(signal);
         process.once('SIGTERM', quitNow);
-        exitWhenRedisStaysAway(session.url, session.redisLabel, signal, 'The calls in flight are not recorded (their rows run again); the batches not finished go on when the server starts again with Redis back.');
+        exitWhenRedisStaysAway(session, signal, 'The calls in flight are not recorded (their rows run again); the batches not finished go on when the server starts again with Redis back.');
         stop.abort();
         resolve();
       };

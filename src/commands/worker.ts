@@ -48,7 +48,7 @@ export async function runWorkerCommand(options: WorkerCommandOptions, logger: Lo
   });
   session.outages.stopping(signal);
   // The stop waits for Redis to take the rows in hand back, but not for ever (a scheduler's single SIGTERM).
-  const stopWatchingRedis = exitWhenRedisStaysAway(session.url, session.redisLabel, signal, `The calls in flight are not recorded (their rows run again), and the rows in hand stay claimed until their lock runs out (${Math.round(options.lockMs / 1000)} s), or until a run or worker on this machine starts and hands them back.`);
+  const stopWatchingRedis = exitWhenRedisStaysAway(session, signal, `The calls in flight are not recorded (their rows run again), and the rows in hand stay claimed until their lock runs out (${Math.round(options.lockMs / 1000)} s), or until a run or worker on this machine starts and hands them back.`);
   // A second signal quits at once; the rows in hand stay claimed until someone hands them back.
   const quitNow = (signal: NodeJS.Signals) => {
     say(`Quit at once: the calls in flight are not recorded, and the rows in hand stay claimed until their lock runs out (${Math.round(options.lockMs / 1000)} s), or until a run or worker on this machine starts and hands them back.`);

@@ -184,8 +184,13 @@ export const DEFAULT_REDIS_WAIT_MS = 600_000;
  * Null for a value that is not a number above 0 (the caller says so).
  */
 export function redisWaitLimitMs(env: Record<string, string | undefined> = process.env): number | null {
-  const raw = env[REDIS_WAIT_ENV]?.trim();
-  if (raw === undefined || raw === '') return DEFAULT_REDIS_WAIT_MS;
+  return secondsFromEnv(env, REDIS_WAIT_ENV, DEFAULT_REDIS_WAIT_MS);
+}
+
+/** `name`'s value, seconds above 0, in ms; `defaultMs` when unset or empty; null for anything else (the caller says so). */
+export function secondsFromEnv(env: Record<string, string | undefined>, name: string, defaultMs: number): number | null {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === '') return defaultMs;
   const seconds = Number(raw);
   return Number.isFinite(seconds) && seconds > 0 ? Math.round(seconds * 1000) : null;
 }

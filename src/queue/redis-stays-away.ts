@@ -1,7 +1,25 @@
 import { pingRedis } from './redis-connection.ts';
+import { formatWait, secondsFromEnv } from './redis-outage.ts';
 
-/** How long a stopping command waits for a Redis that does not answer before it gives up. */
-export const STOP_WAITS_FOR_REDIS_MS = 30_000;
+/** The environment variable that sets how long a stopping command waits for a Redis that does not answer, in seconds. */
+export const STOP_WAIT_ENV = 'SWITCHYARD_STOP_WAIT_S';
+/**
+ * How long a stopping command waits for a Redis that does not answer before it gives up, unless
+ * STOP_WAIT_ENV says otherwise. A scheduler's grace period may be as short (Kubernetes' is 30 s):
+ * set below it, the command says what it leaves before the SIGKILL comes.
+ */
+export const DEFAULT_STOP_WAIT_MS = 30_000;
+
+/** How long a stop waits for a Redis that does not answer: SWITCHYARD_STOP_WAIT_S seconds, 30 unless set; null for a value that is not a number above 0. */
+export function stopWaitForRedisMs(env: Record<string, string | undefined> = process.env): number | null {
+  return secondsFromEnv(env, STOP_WAIT_ENV, DEFAULT_STOP_WAIT_MS);
+}
+
+/** How a stop's limit is said in its giving-up message: "SIGTERM; a stop waits 30 s for it: SWITCHYARD_STOP_WAIT_S". */
+export function stopWaitText(signal: NodeJS.Signals, limitMs: number): string {
+  return `${signal}; a stop waits ${formatWait(limitMs)} for it: ${STOP_WAIT_ENV}`;
+}
+
 /** How often Redis is asked meanwhile (each PING waits as long for its answer). */
 const ASK_EVERY_MS = 1000;
 
@@ -51,15 +69,15 @@ export function whenRedisStaysAway(options: RedisStaysAwayOptions): () => void {
 }
 
 /**
- * For a command's stop (worker, collect, serve): exits 3 once Redis has not answered for
- * STOP_WAITS_FOR_REDIS_MS, saying what is left (`leaves`: what the command leaves undone, and how to go on).
+ * For a command's stop (worker, collect, serve): exits 3 once Redis has not answered for the
+ * session's stopWaitMs, saying what is left (`leaves`: what the command leaves undone, and how to go on).
  */
-export function exitWhenRedisStaysAway(url: string, redisLabel: string, signal: NodeJS.Signals, leaves: string): () => void {
+export function exitWhenRedisStaysAway(session: { url: string; redisLabel: string; stopWaitMs: number }, signal: NodeJS.Signals, leaves: string): () => void {
   return whenRedisStaysAway({
-    ping: (timeoutMs) => pingRedis(url, timeoutMs),
-    limitMs: STOP_WAITS_FOR_REDIS_MS,
+    ping: (timeoutMs) => pingRedis(session.url, timeoutMs),
+    limitMs: session.stopWaitMs,
     onAway: (awayMs) => {
-      process.stderr.write(`switchyard: Redis at ${redisLabel} has not answered for ${Math.round(awayMs / 1000)} s of the stop (${signal}): giving up. ${leaves}\n`);
+      process.stderr.write(`switchyard: Redis at ${session.redisLabel} has not answered for ${Math.round(awayMs / 1000)} s of the stop (${stopWaitText(signal, session.stopWaitMs)}): giving up. ${leaves}\n`);
       process.exit(3);
     },
   });

@@ -7,7 +7,7 @@ import { PROMPT_QUEUE, type KeySpace } from './keys.ts';
 import { UsageError } from '../errors.ts';
 import { connectRedis, credentialsRefusedMessage, ensureRedis, pingRedis, PRIVATE_REDIS_DIR, redactUrl } from './redis-connection.ts';
 import { formatWait, REDIS_WAIT_ENV, redisWaitLimitMs, watchRedisOutages, type RedisOutageWatch, type RefusalWait } from './redis-outage.ts';
-import { whenRedisStaysAway } from './redis-stays-away.ts';
+import { STOP_WAIT_ENV, stopWaitForRedisMs, whenRedisStaysAway } from './redis-stays-away.ts';
 import { watchForSilence } from './silent-redis.ts';
 import { warnIfRedisEvicts } from './eviction-policy.ts';
 
@@ -38,6 +38,8 @@ export interface Session {
    * as long as it takes, a worker's or a server's).
    */
   redisWaitLimitMs: number | null;
+  /** How long the command's stop (Ctrl-C, SIGTERM) waits for a Redis that does not answer before it gives up (SWITCHYARD_STOP_WAIT_S). */
+  stopWaitMs: number;
   /** Writes Redis refuses (full, say) are waited out this long (redisWaitLimitMs, else 10 min), said through the outage watch. */
   refusals: RefusalWait;
   /**
@@ -74,6 +76,10 @@ export async function openSession(logger: Logger, say: (line: string) => void, o
   const waitLimitMs = options.waitForRedis === 'for ever' ? null : redisWaitLimitMs();
   if (waitLimitMs === null && options.waitForRedis !== 'for ever') {
     throw new UsageError(`${REDIS_WAIT_ENV}=${process.env[REDIS_WAIT_ENV] ?? ''} is not a number of seconds above 0 (how long a command waits for a Redis that stopped answering; 600 unless set)`);
+  }
+  const stopWaitMs = stopWaitForRedisMs();
+  if (stopWaitMs === null) {
+    throw new UsageError(`${STOP_WAIT_ENV}=${process.env[STOP_WAIT_ENV] ?? ''} is not a number of seconds above 0 (how long a stopping command waits for a Redis that does not answer; 30 unless set)`);
   }
   const ensured = await ensureRedis({ dataDir: PRIVATE_REDIS_DIR, log: say });
   const redisLabel = redactUrl(ensured.url);
@@ -133,6 +139,7 @@ export async function openSession(logger: Logger, say: (line: string) => void, o
     outages,
     monthSpend,
     redisWaitLimitMs: waitLimitMs,
+    stopWaitMs,
     refusals: { waitMs: waitLimitMs ?? REFUSED_WRITES_WAIT_MS, onRefusal: outages.failed },
     whenRedisStaysAway(goOn, onAway) {
       outages.goOnWith(goOn);

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { whenRedisStaysAway } from '../../src/queue/redis-stays-away.ts';
+import { stopWaitForRedisMs, stopWaitText, whenRedisStaysAway } from '../../src/queue/redis-stays-away.ts';
 
 describe('whenRedisStaysAway', () => {
   beforeEach(() => vi.useFakeTimers());
@@ -55,5 +55,15 @@ describe('whenRedisStaysAway', () => {
     whenRedisStaysAway({ ping: (timeoutMs) => ((asked += 1), new Promise((resolve) => setTimeout(() => resolve(false), timeoutMs * 3))), limitMs: 60_000, onAway: () => undefined, now: Date.now });
     await vi.advanceTimersByTimeAsync(10_000);
     expect(asked).toBeLessThanOrEqual(4);
+  });
+
+  it("reads a stop's wait from SWITCHYARD_STOP_WAIT_S, 30 s unless set, and names it in the message", () => {
+    expect(stopWaitForRedisMs({})).toBe(30_000);
+    expect(stopWaitForRedisMs({ SWITCHYARD_STOP_WAIT_S: '' })).toBe(30_000);
+    expect(stopWaitForRedisMs({ SWITCHYARD_STOP_WAIT_S: ' 20 ' })).toBe(20_000);
+    expect(stopWaitForRedisMs({ SWITCHYARD_STOP_WAIT_S: '0.5' })).toBe(500);
+    expect(stopWaitForRedisMs({ SWITCHYARD_STOP_WAIT_S: '0' })).toBeNull();
+    expect(stopWaitForRedisMs({ SWITCHYARD_STOP_WAIT_S: 'ten' })).toBeNull();
+    expect(stopWaitText('SIGTERM', 30_000)).toBe('SIGTERM; a stop waits 30 s for it: SWITCHYARD_STOP_WAIT_S');
   });
 });
