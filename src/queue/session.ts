@@ -8,7 +8,7 @@ import { UsageError } from '../errors.ts';
 import { connectRedis, credentialsRefusedMessage, ensureRedis, pingRedis, PRIVATE_REDIS_DIR, redactUrl } from './redis-connection.ts';
 import { formatWait, REDIS_WAIT_ENV, redisWaitLimitMs, watchRedisOutages, type RedisOutageWatch, type RefusalWait } from './redis-outage.ts';
 import { STOP_WAIT_ENV, stopWaitForRedisMs, whenRedisStaysAway } from './redis-stays-away.ts';
-import { watchForSilence } from './silent-redis.ts';
+import { SILENT_AFTER_ENV, silentAfterFromEnv, watchForSilence } from './silent-redis.ts';
 import { warnIfRedisEvicts } from './eviction-policy.ts';
 
 /** How long a command that waits for ever for a lost Redis (worker, serve) waits out writes it refuses. */
@@ -81,6 +81,10 @@ export async function openSession(logger: Logger, say: (line: string) => void, o
   if (stopWaitMs === null) {
     throw new UsageError(`${STOP_WAIT_ENV}=${process.env[STOP_WAIT_ENV] ?? ''} is not a number of seconds above 0 (how long a stopping command waits for a Redis that does not answer; 30 unless set)`);
   }
+  const silentAfter = silentAfterFromEnv();
+  if (silentAfter === null) {
+    throw new UsageError(`${SILENT_AFTER_ENV}=${process.env[SILENT_AFTER_ENV] ?? ''} is not a number of seconds above 0 (how long a PING may go unanswered before Redis is treated as gone; 10 unless set)`);
+  }
   const ensured = await ensureRedis({ dataDir: PRIVATE_REDIS_DIR, log: say });
   const redisLabel = redactUrl(ensured.url);
   // Commands wait in the client for a Redis that went away (connectRedis); how long is decided here,
@@ -118,7 +122,7 @@ export async function openSession(logger: Logger, say: (line: string) => void, o
   });
   const redis = connectRedis(ensured.url);
   outages.watch(redis, 'redis connection');
-  const stopSilenceWatch = watchForSilence(redis, { onSilent: (waitedMs) => outages.silent('redis connection', waitedMs), onAnswer: () => outages.answering() });
+  const stopSilenceWatch = watchForSilence(redis, { silentAfterMs: silentAfter, onSilent: (waitedMs) => outages.silent('redis connection', waitedMs), onAnswer: () => outages.answering() });
   warnIfRedisEvicts(redis, redisLabel, say); // not awaited: it must not hold up the start
   const space = keySpaceFromEnv();
   const extra = new Set<Redis>();

@@ -1,16 +1,33 @@
 import type { Redis } from 'ioredis';
+import { secondsFromEnv } from './redis-outage.ts';
 
-/** How often the connection is asked (a PING, when none is out), and how often an unanswered one is looked at. */
+/**
+ * How often the connection is asked (a PING, when none is out; at most half of silentAfterMs, so a
+ * shorter one tells sooner too), and how often an unanswered one is looked at.
+ */
 const PING_EVERY_MS = 5000;
 const LOOK_EVERY_MS = 1000;
 /** A PING unanswered this long: Redis is treated as gone, as a dropped connection is. */
 export const SILENT_AFTER_MS = 10_000;
+/** The environment variable that sets SILENT_AFTER_MS, in seconds. */
+export const SILENT_AFTER_ENV = 'SWITCHYARD_REDIS_SILENT_S';
+
+/**
+ * How long a PING may go unanswered before Redis is treated as gone: SWITCHYARD_REDIS_SILENT_S seconds,
+ * 10 unless set (longer where Redis may stall a while without being gone); null for a value that is
+ * not a number above 0.
+ */
+export function silentAfterFromEnv(env: Record<string, string | undefined> = process.env): number | null {
+  return secondsFromEnv(env, SILENT_AFTER_ENV, SILENT_AFTER_MS);
+}
 
 export interface SilenceWatchOptions {
-  /** Called once when a PING has gone unanswered for SILENT_AFTER_MS, with how long it has waited. */
+  /** Called once when a PING has gone unanswered for `silentAfterMs`, with how long it has waited. */
   onSilent: (waitedMs: number) => void;
   /** Called when that PING is answered at last. */
   onAnswer: () => void;
+  /** SILENT_AFTER_MS unless given (the session gives SWITCHYARD_REDIS_SILENT_S's). */
+  silentAfterMs?: number;
   now?: () => number;
 }
 
@@ -23,6 +40,8 @@ export interface SilenceWatchOptions {
  */
 export function watchForSilence(redis: Redis, options: SilenceWatchOptions): () => void {
   const now = options.now ?? Date.now;
+  const silentAfterMs = options.silentAfterMs ?? SILENT_AFTER_MS;
+  const pingEveryMs = Math.min(PING_EVERY_MS, silentAfterMs / 2);
   let askedAt: number | null = null;
   let lastAnswerAt = now();
   let saidSilent = false;
@@ -36,13 +55,13 @@ export function watchForSilence(redis: Redis, options: SilenceWatchOptions): () 
   };
   const timer = setInterval(() => {
     if (askedAt !== null) {
-      if (!saidSilent && now() - askedAt >= SILENT_AFTER_MS) {
+      if (!saidSilent && now() - askedAt >= silentAfterMs) {
         saidSilent = true;
         options.onSilent(now() - askedAt);
       }
       return;
     }
-    if (redis.status !== 'ready' || now() - lastAnswerAt < PING_EVERY_MS) return;
+    if (redis.status !== 'ready' || now() - lastAnswerAt < pingEveryMs) return;
     askedAt = now();
     redis.ping().then(() => answered(true), () => answered(false));
   }, LOOK_EVERY_MS);

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { watchForSilence } from '../../src/queue/silent-redis.ts';
+import { silentAfterFromEnv, watchForSilence } from '../../src/queue/silent-redis.ts';
 
 /** A connection whose PINGs are answered (or failed) when the test says. */
 function fakeConnection() {
@@ -66,5 +66,26 @@ describe('watchForSilence', () => {
     await vi.advanceTimersByTimeAsync(30_000);
     expect(pending).toHaveLength(0);
     stop();
+  });
+
+  it('asks at least twice within a shorter limit, and says so once the PING has waited that long', async () => {
+    const { redis, pending } = fakeConnection();
+    const silent = vi.fn();
+    const stop = watchForSilence(redis, { silentAfterMs: 2_000, onSilent: silent, onAnswer: () => undefined, now: Date.now });
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(pending).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(silent).not.toHaveBeenCalled();
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(silent).toHaveBeenCalledTimes(1);
+    expect(silent.mock.calls[0]![0]).toBeGreaterThanOrEqual(2_000);
+    stop();
+  });
+
+  it('reads the limit from SWITCHYARD_REDIS_SILENT_S, 10 s unless set', () => {
+    expect(silentAfterFromEnv({})).toBe(10_000);
+    expect(silentAfterFromEnv({ SWITCHYARD_REDIS_SILENT_S: ' 3 ' })).toBe(3_000);
+    expect(silentAfterFromEnv({ SWITCHYARD_REDIS_SILENT_S: '-1' })).toBeNull();
+    expect(silentAfterFromEnv({ SWITCHYARD_REDIS_SILENT_S: 'ten' })).toBeNull();
   });
 });
