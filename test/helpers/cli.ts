@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { inject } from 'vitest';
+import type {} from './test-cli.ts'; // the ProvidedContext declaration
 
-/** Runs the real `switchyard` CLI as a separate process, as a user would. */
-export const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
+/** Runs the real `switchyard` CLI as a separate process, as a user would: bundled by the global setup (./test-cli.ts). */
+export const CLI = inject('cliPath');
 
 export interface CliResult {
   code: number | null;

@@ -1,6 +1,7 @@
 /**
  * Vitest global setup: finds a Redis for the whole run and provides its URL as `redisUrl`
- * (tests read it with `inject('redisUrl')`, or `testRedisUrl()` from ./redis.ts).
+ * (tests read it with `inject('redisUrl')`, or `testRedisUrl()` from ./redis.ts), and bundles the
+ * CLI the tests start, provided as `cliPath` (./test-cli.ts; bundled again on a watch-mode rerun).
  * Order: REDIS_URL when set; else a throwaway redis:7-alpine container through testcontainers
  * where Docker answers; else a private redis-server on a free port in a temp dir.
  * Whatever it starts, it stops at teardown; it never flushes a Redis it did not start.
@@ -12,6 +13,7 @@ import type { TestProject } from 'vitest/node';
 import { pingRedis, redactUrl } from '../../src/queue/redis-connection.ts';
 import { findRedisServerBinary, startRedisServer } from '../../src/queue/redis-server-process.ts';
 import type {} from './redis.ts'; // the ProvidedContext declaration
+import { prepareTestCli } from './test-cli.ts';
 
 interface TestRedis {
   url: string;
@@ -26,7 +28,20 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const redis = await provideRedis();
   project.provide('redisUrl', redis.url);
   console.log(`[switchyard tests] Redis: ${redis.description}`);
-  return redis.stop;
+  try {
+    const started = performance.now();
+    const cli = await prepareTestCli();
+    console.log(`[switchyard tests] CLI: ${cli.bundled ? `bundled in ${((performance.now() - started) / 1000).toFixed(1)} s` : cli.path} (SWITCHYARD_TEST_CLI=src: src/cli.ts)`);
+    project.provide('cliPath', cli.path);
+    project.onTestsRerun(cli.rebuild);
+    return async () => {
+      await cli.remove();
+      await redis.stop();
+    };
+  } catch (error) {
+    await redis.stop();
+    throw error;
+  }
 }
 
 async function provideRedis(): Promise<TestRedis> {
