@@ -284,23 +284,30 @@ describe('crash safety: killed processes lose no row and double none', () => {
     const rows = 400;
     const input = await writePromptsCsv(dir, rows);
     const out = join(dir, 'out');
-    // Two calls at a time: slow enough (about 5 s) to still be running while the other commands start.
+    // Two calls at a time (about 5 s), and answers of 2 s while the other commands start: still running
+    // however long their starts take (under the full suite's load, they once took longer than its 5 s).
     const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'twice', '--concurrency', '2'], h.env());
     await untilFinished('twice', 20);
-    expect((await runCli(['status', 'twice'], h.env())).stdout).toMatch(/next {6}in progress, run by \S+ pid \d+/);
-    // The same command again, in another terminal: refused at once, the first process being alive.
-    const second = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'twice'], h.env());
-    expect(second.code, second.stderr).toBe(2);
-    expect(second.stderr).toMatch(/batch twice is being run by another process right now \(\S+ pid \d+\), which writes its outputs; wait for it to finish or stop it first/);
-    // A --detach of it would rewrite its settings (--model here) under the running process: refused too.
-    const detached = await runCli(['run', input, '--config', config, '--batch-id', 'twice', '--detach', '--model', 'slow'], h.env());
-    expect(detached.code, detached.stdout).toBe(2);
-    expect(detached.stderr).toMatch(/batch twice is being run by another process right now/);
-    expect(await h.redis.hget(`${h.prefix}:batch:{twice}`, 'model_override')).toBeNull();
-    // Another --out for the same batch would split its outputs: refused too.
-    const elsewhere = await runCli(['run', input, '--config', config, '--out', join(dir, 'out2'), '--batch-id', 'twice'], h.env());
-    expect(elsewhere.code).toBe(2);
-    expect(elsewhere.stderr).toContain(`batch twice writes its outputs to ${out}, not ${join(dir, 'out2')}: leave --out off to go on with it`);
+    const latency = h.sim.options().latency_ms;
+    h.sim.setOptions({ latency_ms: 2000 });
+    try {
+      expect((await runCli(['status', 'twice'], h.env())).stdout).toMatch(/next {6}in progress, run by \S+ pid \d+/);
+      // The same command again, in another terminal: refused at once, the first process being alive.
+      const second = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'twice'], h.env());
+      expect(second.code, second.stderr).toBe(2);
+      expect(second.stderr).toMatch(/batch twice is being run by another process right now \(\S+ pid \d+\), which writes its outputs; wait for it to finish or stop it first/);
+      // A --detach of it would rewrite its settings (--model here) under the running process: refused too.
+      const detached = await runCli(['run', input, '--config', config, '--batch-id', 'twice', '--detach', '--model', 'slow'], h.env());
+      expect(detached.code, detached.stdout).toBe(2);
+      expect(detached.stderr).toMatch(/batch twice is being run by another process right now/);
+      expect(await h.redis.hget(`${h.prefix}:batch:{twice}`, 'model_override')).toBeNull();
+      // Another --out for the same batch would split its outputs: refused too.
+      const elsewhere = await runCli(['run', input, '--config', config, '--out', join(dir, 'out2'), '--batch-id', 'twice'], h.env());
+      expect(elsewhere.code).toBe(2);
+      expect(elsewhere.stderr).toContain(`batch twice writes its outputs to ${out}, not ${join(dir, 'out2')}: leave --out off to go on with it`);
+    } finally {
+      h.sim.setOptions({ latency_ms: latency });
+    }
     const done = await first.done;
     expect(done.code, done.stderr).toBe(0);
     expectEachRowOnce(await readJsonLines<RowResult>(join(out, 'results.jsonl')), rows);
