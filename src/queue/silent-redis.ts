@@ -56,8 +56,14 @@ export function watchForSilence(redis: Redis, options: SilenceWatchOptions): () 
   const timer = setInterval(() => {
     if (askedAt !== null) {
       if (!saidSilent && now() - askedAt >= silentAfterMs) {
-        saidSilent = true;
-        options.onSilent(now() - askedAt);
+        // Judged after one more turn of the event loop: after a stall of this process's own, a reply that came
+        // meanwhile is read first (timers run before I/O), and a Redis that answered is not called silent.
+        const asked = askedAt;
+        setImmediate(() => {
+          if (askedAt !== asked || saidSilent) return;
+          saidSilent = true;
+          options.onSilent(now() - asked);
+        });
       }
       return;
     }

@@ -77,6 +77,7 @@ describe('watchForSilence', () => {
     await vi.advanceTimersByTimeAsync(1_000);
     expect(silent).not.toHaveBeenCalled();
     await vi.advanceTimersByTimeAsync(1_000);
+    await vi.advanceTimersByTimeAsync(1); // judged after one more turn of the event loop (setImmediate)
     expect(silent).toHaveBeenCalledTimes(1);
     expect(silent.mock.calls[0]![0]).toBeGreaterThanOrEqual(2_000);
     stop();
