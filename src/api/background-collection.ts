@@ -5,7 +5,7 @@ import { RedisWentBackError } from '../output/collector.ts';
 import type { Session } from '../queue/session.ts';
 import { formatUsd } from '../models/pricing.ts';
 import { counted, formatCount, formatDuration } from '../figure-text.ts';
-import type { Report } from '../output/report.ts';
+import type { Report } from '../output/report-json.ts';
 import type { BatchLease } from '../queue/batch-lease.ts';
 import { apiOpenBatchesKey } from '../queue/keys.ts';
 import { totalOf } from '../progress/progress-display.ts';

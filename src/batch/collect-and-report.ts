@@ -6,7 +6,7 @@ import { budgetStop, finalizeBatch, writeOutputsSoFar } from '../output/finalize
 import { outputPaths } from '../output/paths.ts';
 import { counted, formatCount, formatDuration } from '../figure-text.ts';
 import { renderSummaryLines, type ResumeHint } from '../output/report-markdown.ts';
-import type { Report } from '../output/report.ts';
+import type { Report } from '../output/report-json.ts';
 import { createProgressDisplay, type ProgressDisplay } from '../progress/progress-display.ts';
 import type { BatchProgress } from '../queue/batch-state.ts';
 import type { Session } from '../queue/session.ts';

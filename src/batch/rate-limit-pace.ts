@@ -1,5 +1,5 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
-import type { Report } from '../output/report.ts';
+import type { Report } from '../output/report-json.ts';
 
 /** A model's share of the calls at which its rpm is taken to be what set the pace (its slots were spaced that close). */
 const PACED_SHARE = 0.8;

@@ -27,7 +27,8 @@ import { keysHeldElsewhere, refuseJudgeWithoutKey, refuseSpentMonth, refuseWitho
 import { abSplitsBefore, isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, cacheTurnedOff, NO_INPUT_FILE, withRunCache, withRunJudge, type RunSettings } from './run-settings.ts';
 import { watchForStops, type RunStops } from './run-stops.ts';
 import { collectAndReport } from './collect-and-report.ts';
-import { batchExitCode, type Report } from '../output/report.ts';
+import { batchExitCode } from '../output/report.ts';
+import type { Report } from '../output/report-json.ts';
 import { startSessionWorker } from '../../workers/session-worker.ts';
 import type { PromptWorkerHandle } from '../../workers/prompt-worker.ts';
 import { createBatchContexts, type BatchContexts } from '../../workers/batch-context.ts';

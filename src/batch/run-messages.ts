@@ -1,5 +1,5 @@
 import { formatUsd } from '../models/pricing.ts';
-import type { Report } from '../output/report.ts';
+import type { Report } from '../output/report-json.ts';
 import { counted, formatCount, formatDuration } from '../figure-text.ts';
 import type { BatchProgress } from '../queue/batch-state.ts';
 import type { EnqueueCounts } from '../queue/producer.ts';

@@ -1,6 +1,7 @@
 import { formatUsd } from '../models/pricing.ts';
 import type { PairedComparison } from './paired-scores.ts';
-import { EMPTY_ANSWER, REFUSED_ANSWER, type AbArmReport, type ModelReport, type Report, type RowGroupReport } from './report.ts';
+import { EMPTY_ANSWER, REFUSED_ANSWER } from './report.ts';
+import type { AbArmReport, ModelReport, Report, RowGroupReport } from './report-json.ts';
 import { formatAbSplit } from '../routing/ab-split.ts';
 import { counted, formatCount, formatDuration } from '../figure-text.ts';
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Report } from './report.ts';
+import type { Report } from './report-json.ts';
 
 /**
  * report.json's shape, to check a report read back from disk (write-report.ts): the file may have

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { issueText } from '../config/issue-text.ts';
 import { UsageError } from '../errors.ts';
 import { renderReportMarkdown, type ResumeHint } from './report-markdown.ts';
-import type { Report } from './report.ts';
+import type { Report } from './report-json.ts';
 
 export interface ReportPaths {
   jsonPath: string;

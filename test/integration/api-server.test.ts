@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { usdToNanos } from '../../src/models/pricing.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
-import type { Report } from '../../src/output/report.ts';
+import type { Report } from '../../src/output/report-json.ts';
 import type { BatchView } from '../../src/api/batch-view.ts';
 import { startRedisServer, type RedisServerHandle } from '../../src/queue/redis-server-process.ts';
 import { runCli, spawnCli, waitFor, waitForOutput } from '../helpers/cli.ts';

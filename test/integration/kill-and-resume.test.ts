@@ -9,7 +9,7 @@ import { BatchStore } from '../../src/queue/batch-state.ts';
 import { PROMPT_QUEUE } from '../../src/queue/keys.ts';
 import { unqueueBatch } from '../../src/queue/unqueue-batch.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
-import type { Report } from '../../src/output/report.ts';
+import type { Report } from '../../src/output/report-json.ts';
 import { runCli, spawnCli, waitFor, waitForOutput } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { findRedisServerBinary, startRedisServer, type RedisServerHandle } from '../../src/queue/redis-server-process.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
-import type { Report } from '../../src/output/report.ts';
+import type { Report } from '../../src/output/report-json.ts';
 import { usdToNanos } from '../../src/models/pricing.ts';
 import { runCli, spawnCli, waitFor, waitForOutput, type CliResult } from '../helpers/cli.ts';
 import { connectRedis } from '../../src/queue/redis-connection.ts';

@@ -9,7 +9,7 @@ import { ModelCallError } from '../../src/models/model-error.ts';
 import { createProviderClients } from '../../src/models/provider-clients.ts';
 import { countMessageTokens } from '../../src/routing/token-count.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
-import type { Report } from '../../src/output/report.ts';
+import type { Report } from '../../src/output/report-json.ts';
 import { startSimulator, type Simulator } from '../../src/sim/server.ts';
 import { runCli } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv } from '../helpers/files.ts';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { rateLimitPaceText } from '../../src/batch/rate-limit-pace.ts';
 import { parseConfig } from '../../src/config/load.ts';
-import type { Report } from '../../src/output/report.ts';
+import type { Report } from '../../src/output/report-json.ts';
 
 const config = parseConfig(
   {

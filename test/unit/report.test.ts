@@ -7,7 +7,8 @@ import { callCostNanos, formatUsd, nanosToUsd, usdToNanos } from '../../src/mode
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import { countInvalidRow, type InvalidRowCounts, type RowError } from '../../src/input/row.ts';
 import { readJsonl } from '../../src/output/read-jsonl.ts';
-import { ReportTally, type Report, type ReportSpan } from '../../src/output/report.ts';
+import { ReportTally, type ReportSpan } from '../../src/output/report.ts';
+import type { Report } from '../../src/output/report-json.ts';
 import { renderHeadline, renderReportMarkdown, renderSummaryLines } from '../../src/output/report-markdown.ts';
 import { readWrittenReport, writeReport } from '../../src/output/write-report.ts';
 
