@@ -136,10 +136,15 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
     options.onBudgetSpent?.(scope);
   }
 
+  /** A model this worker saw closed and unfailed within the last HEALTHY_BREAKER_TRUST_MS: its breaker is not asked again yet. */
+  const trustedHealthy = (model: string): boolean => {
+    const seenHealthy = healthySince.get(model);
+    return seenHealthy !== undefined && Date.now() - seenHealthy < HEALTHY_BREAKER_TRUST_MS && !failing.has(model);
+  };
+
   return {
     async breaker(model) {
-      const seenHealthy = healthySince.get(model);
-      if (seenHealthy !== undefined && Date.now() - seenHealthy < HEALTHY_BREAKER_TRUST_MS && !failing.has(model)) return { allowed: true, retryInMs: 0 };
+      if (trustedHealthy(model)) return { allowed: true, retryInMs: 0 };
       const check = await checkBreaker(model);
       if (check.state !== 'closed' || check.failures > 0) failing.add(model);
       else healthySince.set(model, Date.now());
@@ -153,8 +158,7 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
     },
 
     async opensToCalls(model) {
-      const seenHealthy = healthySince.get(model);
-      if (seenHealthy !== undefined && Date.now() - seenHealthy < HEALTHY_BREAKER_TRUST_MS && !failing.has(model)) return true;
+      if (trustedHealthy(model)) return true;
       return breaker.opensToCalls(endpointOf(model));
     },
 
