@@ -7,7 +7,7 @@ import type { CachedAnswer } from './answer-cache.ts';
 import { everyCall, type RoutePlan, type RowProgress } from './row-progress.ts';
 import type { RowInput, RowStep } from './row-runner.ts';
 
-/** A finished row's result, made from its progress: what its calls add up to, why it left its first model, how it ended. */
+// A finished row's result, made from its progress: what its calls add up to, why it left its first model, how it ended.
 
 /** The failed result of a row whose job crashed more often than BullMQ retries it. */
 export function crashedRowStep(row: RowInput, progress: RowProgress, error: Error): RowStep {

@@ -7,6 +7,7 @@ import { DELIMITER_NAMES, excelSeparator, headerLine, sniffCsvDelimiter, type Cs
 import { readTextInput, type TextInput } from './text-input.ts';
 import { lookalikeColumns, requestFieldColumns } from './row-field-lookalikes.ts';
 import { recordsBeforeError } from './records-before-error.ts';
+import { unusedName } from '../unused-name.ts';
 import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosition } from './row-fields.ts';
 import type { ReadItem, ReadPosition, RowRules } from './row.ts';
 
@@ -154,13 +155,6 @@ function readHeader(record: string[], rules: RowRules, path: string, delimiter: 
     );
   }
   return { names, promptColumn, unnamed };
-}
-
-function unusedName(name: string, taken: Set<string>): string {
-  let free = name;
-  for (let n = 2; taken.has(free); n += 1) free = `${name}.${n}`;
-  taken.add(free);
-  return free;
 }
 
 function listedColumns(names: readonly string[]): string {
@@ -324,8 +318,8 @@ const LIMIT_TEXT = `${MAX_RECORD_CHARS.toLocaleString('en-US')} characters`;
  * cell), or a quoted field never closed that took the lines after it.
  */
 async function tooLargeRecord(path: string, readPath: string, record: { startByte: number; line: number }, delimiter: CsvDelimiter, header: Header | undefined): Promise<UsageError> {
-  const unclosed = (within: string) =>
-    new UsageError(`input file ${path}: the quoted field at line ${record.line} is never closed${within}, so it takes the lines after it into its text, past the ${LIMIT_TEXT} a record may hold (close it; a quote inside a quoted field is written twice, "")`);
+  const unclosed = () =>
+    new UsageError(`input file ${path}: the quoted field at line ${record.line} is never closed, so it takes the lines after it into its text, past the ${LIMIT_TEXT} a record may hold (close it; a quote inside a quoted field is written twice, "")`);
   const file = await open(readPath, 'r');
   let fields: string[] | undefined;
   let cut = false;
@@ -352,8 +346,7 @@ async function tooLargeRecord(path: string, readPath: string, record: { startByt
           'if its closing quote is missing, close it (a quote inside a quoted field is written twice, ""); if the field is that large, shorten it or take that row out of the file',
       );
     }
-    if (error.code === 'CSV_QUOTE_NOT_CLOSED') return unclosed('');
-    if (error.code === 'CSV_INVALID_CLOSING_QUOTE') return unclosed('');
+    if (error.code === 'CSV_QUOTE_NOT_CLOSED' || error.code === 'CSV_INVALID_CLOSING_QUOTE') return unclosed();
   } finally {
     await file.close();
   }

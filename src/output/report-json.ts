@@ -1,9 +1,7 @@
 import type { PairedComparison } from './paired-scores.ts';
 
-/**
- * The shape of report.json, as the collector writes it (report.ts tallies it) and report.md,
- * the summary, status and the API read it. Fields are snake_case as in the file.
- */
+// The shape of report.json, as the collector writes it (report.ts tallies it) and report.md, the
+// summary, status and the API read it. Fields are snake_case as in the file.
 
 /** Batch-wide figures. Row counts come from results.jsonl; calls, tokens and cost from costs.jsonl. */
 export interface ReportTotals {

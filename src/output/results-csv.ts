@@ -3,6 +3,7 @@ import type { CsvDelimiter } from '../input/csv-delimiter.ts';
 import { csvRecord, type CsvCell } from './csv-safe.ts';
 import { writeOrderedCsv, type RowFilter } from './ordered-results.ts';
 import type { RowResult } from './records.ts';
+import { unusedName } from '../unused-name.ts';
 
 /**
  * The fixed columns of results.csv: results.jsonl's fields, flattened (usage and error split into
@@ -93,18 +94,12 @@ export function writeResultsCsv(csvJournalPath: string, csvPath: string, metadat
 function metadataHeaders(keys: readonly string[]): string[] {
   const taken = new Set<string>(RESULTS_CSV_COLUMNS);
   for (const key of keys) taken.add(key);
-  const unused = (name: string): string => {
-    let free = name;
-    for (let n = 2; taken.has(free); n += 1) free = `${name}.${n}`;
-    taken.add(free);
-    return free;
-  };
   return keys.map((key, i) => {
     // A key with no name (a JSONL line's "", from a CSV whose header cell was empty, say) would be an empty header
     // cell no spreadsheet or script can pick: it is named for its column, as the CSV reader names such a cell.
-    if (key.trim() === '') return unused(`column_${RESULTS_CSV_COLUMNS.length + i + 1}`);
+    if (key.trim() === '') return unusedName(`column_${RESULTS_CSV_COLUMNS.length + i + 1}`, taken);
     if (!(RESULTS_CSV_COLUMNS as readonly string[]).includes(key)) return key;
-    return unused(`metadata.${key}`);
+    return unusedName(`metadata.${key}`, taken);
   });
 }
 
