@@ -63,6 +63,12 @@ export function budgetStop(meta: Pick<BatchMeta, 'month_cap_refused'>): 'batch' 
   return meta.month_cap_refused === true ? 'month' : 'batch';
 }
 
+/** The batch's A/B split, and the splits its rows were answered under before a resume changed it, which the tally cannot know. */
+function addSplits(report: Report, meta: Pick<BatchMeta, 'ab_split' | 'ab_splits_before'>): void {
+  if (meta.ab_split) report.ab_split = meta.ab_split;
+  if (meta.ab_splits_before) report.ab_splits_before = meta.ab_splits_before;
+}
+
 /**
  * A run stopped early (Ctrl-C, SIGTERM): the files and report for the rows finished so far, the
  * rest of the batch's `validRows` counted as not run (null while the file was not read to its end).
@@ -100,8 +106,7 @@ async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number
   const finishedAt = lastRow !== null && lastRow < now && lastRow > options.startedAt ? lastRow : now;
   const report = tally.build({ batchId: meta.batch_id, startedAt: options.startedAt, finishedAt }, meta.invalid_codes, null);
   report.totals.unfinished_rows = rowsLeft(report.totals.rows);
-  if (meta.ab_split) report.ab_split = meta.ab_split;
-  if (meta.ab_splits_before) report.ab_splits_before = meta.ab_splits_before;
+  addSplits(report, meta);
   writeReport(report, options.outDir, options.resumeHint);
   return { report, finishedAt };
 }
@@ -190,9 +195,7 @@ export async function rewriteMissingOutputs(options: Omit<FinalizeOptions, 'coll
     const startedAt = new Date(meta.started_at ?? meta.created_at);
     const tally = await tallyFromFiles(paths, options.baseline, startedAt);
     const report = tally.build({ batchId: meta.batch_id, startedAt, finishedAt: new Date(meta.finished_at ?? Date.now()) }, meta.invalid_codes, 0);
-    // As the run wrote it: the split, and the ones the rows answered before kept (writeOutputs).
-    if (meta.ab_split) report.ab_split = meta.ab_split;
-    if (meta.ab_splits_before) report.ab_splits_before = meta.ab_splits_before;
+    addSplits(report, meta); // as the run wrote it
     writeReport(report, options.outDir);
     rewritten.push(basename(paths.reportJson), basename(paths.reportMd));
   } else if (written && missing(paths.reportMd)) {
