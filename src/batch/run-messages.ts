@@ -97,10 +97,14 @@ export function releasedRowsText(released: ReleasedRows, tookOverFrom: string | 
   return `The batch's last run (${tookOverFrom}) stopped without finishing${ownText}${others ? ` ${others}` : ''}`;
 }
 
+/** "a", "a and b", "a, b and c". */
+function list(names: readonly string[]): string {
+  return names.length === 1 ? names[0]! : `${names.slice(0, -1).join(', ')} and ${names.at(-1)!}`;
+}
+
 /** The note about CSV columns that look meant as row fields but are metadata (`Model` for `model`); null for none. */
 export function lookalikeColumnsText(columns: readonly LookalikeColumn[] | undefined): string | null {
   if (columns === undefined || columns.length === 0) return null;
-  const list = (names: string[]) => (names.length === 1 ? names[0]! : `${names.slice(0, -1).join(', ')} and ${names.at(-1)!}`);
   const one = columns.length === 1;
   return (
     `Note: column${one ? '' : 's'} ${list(columns.map(({ column }) => `"${column}"`))} ${one ? 'is' : 'are'} metadata, not ${one ? 'a row field' : 'row fields'}: ` +
@@ -112,10 +116,8 @@ export function lookalikeColumnsText(columns: readonly LookalikeColumn[] | undef
 export function requestFieldColumnsText(columns: readonly string[] | undefined): string | null {
   if (columns === undefined || columns.length === 0) return null;
   const one = columns.length === 1;
-  const quoted = columns.map((column) => `"${column}"`);
-  const names = one ? quoted[0]! : `${quoted.slice(0, -1).join(', ')} and ${quoted.at(-1)!}`;
   return (
-    `Note: column${one ? '' : 's'} ${names} ${one ? 'is' : 'are'} metadata, not sent with the calls: a CSV row sends its prompt, system, temperature and max_tokens alone. ` +
+    `Note: column${one ? '' : 's'} ${list(columns.map((column) => `"${column}"`))} ${one ? 'is' : 'are'} metadata, not sent with the calls: a CSV row sends its prompt, system, temperature and max_tokens alone. ` +
     `To send ${one ? 'it' : 'them'} (structured output, a seed...), give the rows as JSONL lines with ${one ? 'that field' : 'those fields'} (docs/formats.md).`
   );
 }
