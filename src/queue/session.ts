@@ -72,19 +72,18 @@ export function noBatchMessage(session: Pick<Session, 'redisLabel' | 'space'>, b
   return `no batch "${batchId}" in Redis at ${session.redisLabel} with key prefix "${session.space.prefix}" (SWITCHYARD_PREFIX); \`switchyard status\` lists the recent ones`;
 }
 
+/** The refusal of an environment variable that should hold seconds above 0; `what` says what it sets. */
+function notSeconds(name: string, what: string): UsageError {
+  return new UsageError(`${name}=${process.env[name] ?? ''} is not a number of seconds above 0 (${what})`);
+}
+
 export async function openSession(logger: Logger, say: (line: string) => void, options: SessionOptions = {}): Promise<Session> {
   const waitLimitMs = options.waitForRedis === 'for ever' ? null : redisWaitLimitMs();
-  if (waitLimitMs === null && options.waitForRedis !== 'for ever') {
-    throw new UsageError(`${REDIS_WAIT_ENV}=${process.env[REDIS_WAIT_ENV] ?? ''} is not a number of seconds above 0 (how long a command waits for a Redis that stopped answering; 600 unless set)`);
-  }
+  if (waitLimitMs === null && options.waitForRedis !== 'for ever') throw notSeconds(REDIS_WAIT_ENV, 'how long a command waits for a Redis that stopped answering; 600 unless set');
   const stopWaitMs = stopWaitForRedisMs();
-  if (stopWaitMs === null) {
-    throw new UsageError(`${STOP_WAIT_ENV}=${process.env[STOP_WAIT_ENV] ?? ''} is not a number of seconds above 0 (how long a stopping command waits for a Redis that does not answer; 30 unless set)`);
-  }
+  if (stopWaitMs === null) throw notSeconds(STOP_WAIT_ENV, 'how long a stopping command waits for a Redis that does not answer; 30 unless set');
   const silentAfter = silentAfterFromEnv();
-  if (silentAfter === null) {
-    throw new UsageError(`${SILENT_AFTER_ENV}=${process.env[SILENT_AFTER_ENV] ?? ''} is not a number of seconds above 0 (how long a PING may go unanswered before Redis is treated as gone; 10 unless set)`);
-  }
+  if (silentAfter === null) throw notSeconds(SILENT_AFTER_ENV, 'how long a PING may go unanswered before Redis is treated as gone; 10 unless set');
   const ensured = await ensureRedis({ dataDir: PRIVATE_REDIS_DIR, log: say });
   const redisLabel = redactUrl(ensured.url);
   // Commands wait in the client for a Redis that went away (connectRedis); how long is decided here,
