@@ -312,10 +312,8 @@ function referenceArm(report: Report, arms: ReadonlyArray<[string, AbArmReport]>
  */
 function armScoreDifference(arm: AbArmReport, reference: AbArmReport): string {
   if (arm.mean_score === null || reference.mean_score === null) return '—';
-  const difference = arm.mean_score - reference.mean_score;
-  const mean = `${difference > 0 ? '+' : ''}${difference.toFixed(2)}`;
-  if (arm.score_margin === null || reference.score_margin === null) return mean;
-  return `${mean} ± ${Math.hypot(arm.score_margin, reference.score_margin).toFixed(2)}`;
+  const margin = arm.score_margin === null || reference.score_margin === null ? null : Math.hypot(arm.score_margin, reference.score_margin);
+  return signedDifference(arm.mean_score - reference.mean_score, margin);
 }
 
 function abArmsSection(report: Report): string[] {
@@ -343,8 +341,13 @@ function abArmsSection(report: Report): string[] {
 
 /** "+0.30 ± 0.81" (a − b), or without the margin under two prompts. */
 function formatDifference(pair: PairedComparison): string {
-  const mean = `${pair.mean_difference > 0 ? '+' : ''}${pair.mean_difference.toFixed(2)}`;
-  return pair.difference_margin === null ? mean : `${mean} ± ${pair.difference_margin.toFixed(2)}`;
+  return signedDifference(pair.mean_difference, pair.difference_margin);
+}
+
+/** "+0.30 ± 0.81", "-0.12", with its sign: a difference of scores, and its margin when known. */
+function signedDifference(difference: number, margin: number | null): string {
+  const mean = `${difference > 0 ? '+' : ''}${difference.toFixed(2)}`;
+  return margin === null ? mean : `${mean} ± ${margin.toFixed(2)}`;
 }
 
 /** "flash vs glm: 24 prompts, flash better in 10, tie 4, glm better in 10; flash − glm +0.30 ± 0.81". */
