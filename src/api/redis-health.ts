@@ -2,7 +2,8 @@ import type { Session } from '../queue/session.ts';
 
 /** Why requests cannot be served now (Redis is away), or null: said at once rather than after the client's retries. */
 export function redisUnavailable(session: Pick<Session, 'redis' | 'redisLabel'>): string | null {
-  if (session.redis.status === 'ready') return null;
+  // 'connect': the server took the connection and its ready check is under way (commands wait for it): not away.
+  if (session.redis.status === 'ready' || session.redis.status === 'connect') return null;
   return `Redis at ${session.redisLabel} is not answering (${session.redis.status}), and every batch's state lives there: the server goes on by itself once it is back; send the request again then`;
 }
 
