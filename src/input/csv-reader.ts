@@ -8,6 +8,7 @@ import { readTextInput, type TextInput } from './text-input.ts';
 import { lookalikeColumns, requestFieldColumns } from './row-field-lookalikes.ts';
 import { recordsBeforeError } from './records-before-error.ts';
 import { unusedName } from '../unused-name.ts';
+import { formatCount } from '../figure-text.ts';
 import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosition } from './row-fields.ts';
 import type { ReadItem, ReadPosition, RowRules } from './row.ts';
 
@@ -310,7 +311,7 @@ function describeAbort(error: unknown, path: string, lines: LineCounter): unknow
 const RECHECK_BYTES = 4 * MAX_RECORD_CHARS;
 
 /** The limit as said: csv-parse counts a record's characters (UTF-16 units), not its bytes. */
-const LIMIT_TEXT = `${MAX_RECORD_CHARS.toLocaleString('en-US')} characters`;
+const LIMIT_TEXT = `${formatCount(MAX_RECORD_CHARS)} characters`;
 
 /**
  * A record over MAX_RECORD_CHARS stops the parser wherever it is. Read again strictly from its
@@ -356,7 +357,7 @@ async function tooLargeRecord(path: string, readPath: string, record: { startByt
   const whole = fields;
   const largest = whole.reduce((at, field, i) => (field.length > whole[at]!.length ? i : at), 0);
   const name = header.names[largest] ?? `field ${largest + 1}`;
-  const size = `its "${name}" field alone holds ${whole[largest]!.length.toLocaleString('en-US')} characters`;
+  const size = `its "${name}" field alone holds ${formatCount(whole[largest]!.length)} characters`;
   // The limit is no model's: a prompt that large is beyond their context windows anyway.
   const why = name === header.promptColumn ? `: no model's context window takes a prompt that large (that much text is some 2 million tokens)` : '';
   return new UsageError(`input file ${path}: the record at line ${record.line} is ${limit}; ${size}. Shorten it or take that row out of the file${why}`);

@@ -1,5 +1,6 @@
 import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { counted } from '../figure-text.ts';
 import { localProcessAlive, pidNamespace, thisProcessName } from './local-process.ts';
 import { runScript, type LuaScript } from './lua-script.ts';
 import type { KeySpace } from './keys.ts';
@@ -179,6 +180,6 @@ export async function workerProcesses(redis: Redis, space: KeySpace): Promise<st
 export function deadProcessRowsText(released: ReleasedRows, except: string | null = null): string {
   return [...released.rowsFrom]
     .filter(([name]) => name !== except)
-    .map(([name, rows]) => `${rows.toLocaleString('en-US')} ${rows === 1 ? 'row' : 'rows'} held by ${name}, which died on this machine, ${rows === 1 ? 'is' : 'are'} back in the queue (a row of a batch whose run died too waits for that batch's resume).`)
+    .map(([name, rows]) => `${counted(rows, 'row')} held by ${name}, which died on this machine, ${rows === 1 ? 'is' : 'are'} back in the queue (a row of a batch whose run died too waits for that batch's resume).`)
     .join(' ');
 }
