@@ -1,30 +1,29 @@
+/**
+ * `switchyard run` from the batch id to its exit code: prepare-batch.ts makes the batch ready, then
+ * its rows are queued while this process's workers take them and its collector writes the outputs.
+ */
 import { setTimeout as delay } from 'node:timers/promises';
 import { resolve } from 'node:path';
 import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
-import { answerableNames, type SwitchyardConfig } from '../config/schema.ts';
+import type { SwitchyardConfig } from '../config/schema.ts';
 import { describeRedisTrouble, exitCodeForSignal, RedisStoppedRunError, UsageError } from '../errors.ts';
-import { checkInputFile, readRows } from '../input/read-rows.ts';
-import type { InputRow, ReadItem, ReadPosition, RowRules } from '../input/row.ts';
+import { checkInputFile } from '../input/read-rows.ts';
+import type { InputRow } from '../input/row.ts';
 import { carriedProgressFits, type CarriedTarget } from '../execution/carried-progress.ts';
-import { refuseUnknownPinned } from '../routing/pinned-model.ts';
 import { rowTarget } from '../routing/row-target.ts';
-import type { BatchMeta, BatchProgress } from '../queue/batch-state.ts';
+import type { BatchProgress } from '../queue/batch-state.ts';
 import { batchIdRule, isValidBatchId, newBatchId } from '../queue/keys.ts';
 import { enqueueBatch, type EnqueueCounts } from '../queue/producer.ts';
 import { unqueueBatch, unqueueOrphanedBatches } from '../queue/unqueue-batch.ts';
-import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
+import type { BatchLease } from '../queue/batch-lease.ts';
 import { connectedWorkerCount, watchConnectedWorkers, workersConnectedText } from '../queue/connected-workers.ts';
-import type { AbArm } from '../routing/ab-split.ts';
-import { claimOutputDir, createOutputDir } from '../output/output-dir.ts';
 import { outputPaths } from '../output/paths.ts';
-import { refuseLostCollectedFiles } from '../output/collected-files.ts';
-import type { Simulator } from '../sim/server.ts';
 import { openSession, type Session } from '../queue/session.ts';
-import { lookalikeColumnsText, orphanedBatchText, readText, redisStayedAwayText, releasedRowsText, requestFieldColumnsText, stoppedText, unreadableFileText, unsentBodyFieldsText, unsentRequestFieldsText } from './run-messages.ts';
+import { orphanedBatchText, readText, redisStayedAwayText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText, unsentRequestFieldsText } from './run-messages.ts';
 import { formatWait, REDIS_WAIT_ENV, whileRedisRefuses } from '../queue/redis-outage.ts';
-import { keysHeldElsewhere, refuseJudgeWithoutKey, refuseSpentMonth, refuseWithoutKeys, warnAboutConfig } from './config-checks.ts';
-import { abSplitsBefore, isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, cacheTurnedOff, NO_INPUT_FILE, withRunCache, withRunJudge, type RunSettings } from './run-settings.ts';
+import { NO_INPUT_FILE } from './run-settings.ts';
+import { prepareBatch, resumeCommand, type Held, type PreparedBatch } from './prepare-batch.ts';
 import { watchForStops, type RunStops } from './run-stops.ts';
 import { collectAndReport } from './collect-and-report.ts';
 import { batchExitCode } from '../output/report.ts';
@@ -35,7 +34,7 @@ import { createBatchContexts, type BatchContexts } from '../../workers/batch-con
 import { createCallSlots, type CallSlots } from '../execution/call-slots.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
 import { carryAnswersForJudge } from '../judge/rescore-answers.ts';
-import { atEarlyQuit, holdingEarlyStop, saysWhenStopped } from '../early-stop.ts';
+import { saysWhenStopped } from '../early-stop.ts';
 
 export interface RunOptions {
   file?: string;
@@ -84,59 +83,8 @@ export interface RunHost {
   onQueuing?: () => void;
 }
 
-/**
- * Pulls the first record now, so a bad file (no prompt column, empty) stops before anything is
- * enqueued; its first row goes to `onFirstRow`. The reader goes into `held`: a run that ends before
- * reading the file to its end (a refusal after this, a stop, a cancel) closes it there.
- */
-async function checkedRows(path: string, rules: Omit<RowRules, 'knownModels'>, config: SwitchyardConfig, position: ReadPosition, held: Held, onFirstRow: (row: InputRow) => void): Promise<AsyncIterable<ReadItem>> {
-  const iterator = readRows(path, { ...rules, knownModels: new Set(answerableNames(config)) }, position)[Symbol.asyncIterator]();
-  held.reader = iterator;
-  const first = await iterator.next();
-  if (!first.done && first.value.kind === 'row') onFirstRow(first.value.value);
-  return {
-    async *[Symbol.asyncIterator]() {
-      if (first.done) return;
-      yield first.value;
-      for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
-    },
-  };
-}
-
 /** How long the rest of the file waits for this process's first calls to start (rows may park instead). */
 const FIRST_CALLS_WAIT_MS = 1000;
-
-/** What a run holds until it ends, whatever happens: released by runBatch. */
-interface Held {
-  lease: BatchLease | null;
-  /** The simulator this run started for the built-in models. */
-  simulator: Simulator | null;
-  /** The input file's reader (its file stays open until it is read to the end or returned). */
-  reader: AsyncIterator<ReadItem> | null;
-}
-
-/** A batch checked and saved in Redis, with what its run needs. */
-interface PreparedBatch {
-  batchId: string;
-  resumed: boolean;
-  config: SwitchyardConfig;
-  builtIn: boolean;
-  model: string | undefined;
-  abSplit: AbArm[] | undefined;
-  /** Model calls in flight in this process. */
-  concurrency: number;
-  /** No model the rows may use can be called here: workers elsewhere run them, and this run only collects. */
-  callsElsewhere: boolean;
-  /** The file's rows, its first record already read (a bad file stopped before this). */
-  items: AsyncIterable<ReadItem>;
-  position: ReadPosition;
-  outDir: string;
-  startedAt: Date;
-  /** A resume's judge, when the rows answered before were scored by another one or none: they are scored again. */
-  rescoreWith: { model: string; all: boolean } | undefined;
-  /** Whether the rows' fingerprints include their ids (the batch's meta says). */
-  fingerprintIds: boolean;
-}
 
 /** What the stages of a run share. */
 interface RunContext {
@@ -192,152 +140,6 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
     await held.simulator?.close();
   }
 }
-
-/**
- * Everything before the first row is queued: the batch's lease, its config and settings (a resume
- * keeps the ones it was given), the file's first record checked, the output folder claimed, and
- * the batch saved in Redis. Whatever it takes into `held` is released by the caller.
- */
-async function prepareBatch(batchId: string, options: RunOptions, session: Session, held: Held, say: (line: string) => void, host: RunHost | undefined): Promise<PreparedBatch> {
-  const existing = await loadEarlierBatch(batchId, options, session);
-  saysWhenStopped(existing ? `before anything was queued: batch ${batchId} is as it was, and \`${resumeCommand(batchId, options)}\` goes on with it.` : `before anything was queued: batch ${batchId} was not created, so there is nothing to resume.`);
-  // Before anything is written: another process may be running this batch now. (A server holds
-  // the lease of the batches it queues itself; a --detach from the command line holds it while it queues.)
-  if (!host) held.lease = await acquireBatchLease(session.redis, session.store.keys(batchId).lease, batchId);
-  // An early Ctrl-C gives it back as it quits: the same command run again would take it over as from a run that held rows.
-  if (held.lease) atEarlyQuit(held.lease.releaseNow);
-  // Results or call records its earlier runs collected and that are lost now: refused before the batch is touched.
-  if (existing) await refuseLostCollectedFiles(session.store, existing, outputPaths(existing.out_dir), 'run the same command again');
-  const storedConfig = existing ? ((await session.store.loadConfig(batchId))?.config ?? null) : null;
-  const resolved = await resolveConfig(options, existing, storedConfig, say, host);
-  held.simulator = resolved.simulator;
-  const judged = withRunJudge(resolved, options, existing, say);
-  const cacheOff = cacheTurnedOff(options, existing);
-  // Saved with its cache settings (the meta's cache_off leaves them out), so that --cache on a resume finds them.
-  const { judgeModel, config: savedConfig } = judged;
-  const config = withRunCache(savedConfig, cacheOff, options, say);
-  // The worker registry read once, for the warnings and the refusal: keys missing here that other workers have.
-  const keysElsewhere = await keysHeldElsewhere(session, config);
-  const settings = chooseRunSettings(options, existing, config, resolved.builtIn, storedConfig, say);
-  const callsElsewhere = refuseWhatCannotRun(config, resolved.builtIn, settings.model, options, keysElsewhere, host);
-  const pinned = settings.abSplit ? settings.abSplit.map((arm) => arm.model) : settings.model ? [settings.model] : undefined;
-  await refuseSpentMonth(session, config, pinned, say);
-  // After the refusals: a warning that a key is missing says nothing more when the run stops for it.
-  warnAboutConfig(config, pinned, isBudgeted(options, existing, config), options.detach === true, keysElsewhere, say);
-  if (callsElsewhere) say('Note: no model its rows may use has its key set here: the workers on this Redis that have the keys answer them, and this run writes the outputs.');
-  const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
-  // A host's batch was posted to its HTTP API: the readers' advice is for the request then (a charset to name in its Content-Type).
-  const rules = { promptColumn: settings.promptColumn, overHttp: host !== undefined };
-  const items = await checkedRows(settings.inputPath, rules, config, position, held, (first) => sayNoReferenceField(config, first, say));
-  for (const note of [lookalikeColumnsText(position.csvLookalikeColumns), requestFieldColumnsText(position.csvRequestFieldColumns)]) if (note) say(note);
-
-  const { outDir, startedAt } = await saveBatch(batchId, options, existing, session, { config: savedConfig, builtIn: resolved.builtIn, judgeModel, cacheOff, settings, position });
-  sayResuming(batchId, existing, settings.inputPath, say);
-  return {
-    batchId,
-    resumed: existing !== null,
-    rescoreWith: rescoringJudge(existing, config, storedConfig?.judge),
-    fingerprintIds: fingerprintsHoldIds(existing),
-    config,
-    builtIn: resolved.builtIn,
-    model: settings.model,
-    abSplit: settings.abSplit,
-    concurrency: settings.concurrency ?? config.concurrency,
-    callsElsewhere,
-    items,
-    position,
-    outDir,
-    startedAt,
-  };
-}
-
-/**
- * Refuses, before anything is queued, a pinned model the config lacks, and a run whose models no one
- * has the keys to call. True when only other workers have keys for the rows' models: this run then
- * starts no worker of its own (it would only take rows to hand them back) and collects theirs.
- */
-function refuseWhatCannotRun(config: SwitchyardConfig, builtIn: boolean, model: string | undefined, options: RunOptions, keysElsewhere: ReadonlySet<string>, host: RunHost | undefined): boolean {
-  refuseUnknownPinned(model, answerableNames(config), builtIn);
-  if (!options.detach) {
-    const callable = refuseWithoutKeys(config, model, keysElsewhere, 'run');
-    refuseJudgeWithoutKey(config, keysElsewhere);
-    return callable === 'elsewhere';
-  }
-  // A server with workers of its own (it primes them): refused when neither they nor any worker on record could call a model.
-  if (host?.prime) {
-    refuseWithoutKeys(config, model, keysElsewhere, 'server');
-    refuseJudgeWithoutKey(config, keysElsewhere, 'server');
-  }
-  return false;
-}
-
-/** What the batch's meta records of this run, beside its id and output folder. */
-interface BatchRecord {
-  config: SwitchyardConfig;
-  builtIn: boolean;
-  judgeModel: string | undefined;
-  cacheOff: boolean;
-  settings: RunSettings;
-  /** The reader's, its first record read: the file's CSV delimiter and BOM. */
-  position: ReadPosition;
-}
-
-/** Creates and claims the output folder, then saves the batch's meta and config in Redis; the run starts now. */
-async function saveBatch(batchId: string, options: RunOptions, existing: BatchMeta | null, session: Session, record: BatchRecord): Promise<{ outDir: string; startedAt: Date }> {
-  const { settings, position } = record;
-  const outDir = resolve(options.out ?? existing?.out_dir ?? `out/${batchId}`);
-  await createOutputDir(outDir);
-  const startedAt = new Date();
-  const createdAt = existing?.created_at ?? startedAt.toISOString();
-  const meta: Omit<BatchMeta, 'cost_nanos'> = {
-    batch_id: batchId,
-    status: 'enqueuing',
-    input: settings.inputPath,
-    input_kind: existing?.input_kind ?? 'rows',
-    out_dir: outDir,
-    created_at: createdAt,
-    invalid_rows: 0,
-    prompt_column: settings.promptColumn,
-    // The first run's: the CSV journal already holds records with it.
-    csv_delimiter: existing?.csv_delimiter ?? position.csvDelimiter ?? ',',
-    ...((existing?.csv_bom ?? position.csvBom) ? { csv_bom: true } : {}),
-    started_at: startedAt.toISOString(),
-    builtin_config: record.builtIn,
-    detached: options.detach === true,
-    ...(settings.model ? { model_override: settings.model } : {}),
-    ...(settings.abSplit ? { ab_split: settings.abSplit } : {}),
-    ...abSplitsBefore(existing, settings.abSplit),
-    ...(record.judgeModel ? { judge_model: record.judgeModel } : {}),
-    ...(record.cacheOff ? { cache_off: true } : {}),
-    ...(settings.budgetUsd !== undefined ? { budget_usd: settings.budgetUsd } : {}),
-    ...(settings.budgetFromConfig ? { budget_from_config: true } : {}),
-    ...(settings.concurrency !== undefined ? { concurrency: settings.concurrency } : {}),
-    ...(fingerprintsHoldIds(existing) ? { fingerprint_ids: true } : {}),
-  };
-  // The folder claimed and the batch saved, or neither: a Ctrl-C between would leave a folder marked
-  // as a batch's that no Redis has, which a later run with the same --out would refuse to replace.
-  const claimAndSave = async () => {
-    await claimOutputDir(outDir, batchId, createdAt, async (owner) => {
-      const ownerMeta = await session.store.load(owner);
-      if (!ownerMeta || ownerMeta.status === 'completed' || ownerMeta.status === 'completed_with_failures') return null;
-      if (ownerMeta.input_error) return `batch ${owner} stopped at a line of its file it could not read: to finish it there without repeating its finished rows, run this command with --batch-id ${owner} once the file is fixed`;
-      return `batch ${owner} did not finish (${ownerMeta.status}): \`switchyard run --resume ${owner}\` finishes it there without repeating its finished rows`;
-    });
-    await session.store.save(meta, record.config);
-  };
-  await holdingEarlyStop(claimAndSave, {
-    waitingFor: `while batch ${batchId} is being saved`,
-    during: `while batch ${batchId} was being saved: nothing was queued; if \`switchyard status ${batchId}\` finds it, \`${resumeCommand(batchId, options)}\` runs it.`,
-    after: `before any row was queued: batch ${batchId} is saved, and \`${resumeCommand(batchId, options)}\` runs it.`,
-  });
-  return { outDir, startedAt };
-}
-
-/** The command that goes on with the batch: a `--detach`ed one's leaves its rows to the workers, as it was started (not to this machine). */
-const resumeCommand = (batchId: string, options: RunOptions): string => `switchyard run --resume ${batchId}${options.detach ? ' --detach' : ''}`;
-
-/** A new batch's row fingerprints include the rows' ids; one created before they did keeps comparing without them. */
-const fingerprintsHoldIds = (existing: BatchMeta | null): boolean => existing === null || existing.fingerprint_ids === true;
 
 /** What a run has going while its rows are queued: this process's worker and collector (none when detached), and what stops them. */
 interface Underway {
