@@ -11,7 +11,8 @@ import { carriedRows, dropCarried, type CarriedRows } from './carried-rows.ts';
 import { reopenRows } from './reopen-rows.ts';
 import { whileRedisRefuses, type RefusalWait } from './redis-outage.ts';
 import { invalidRowsToWithdraw, withdrawRowsPast } from './withdraw-rows.ts';
-import { fingerprintDiffers, rowFingerprint } from '../input/row-fingerprint.ts';
+import { rowFingerprint } from '../input/row-fingerprint.ts';
+import { carriedThatFits, keepInvalidRowsFingerprints, sortRowsToRunAgain, type CarriedFits } from './rows-to-run-again.ts';
 
 export interface EnqueueOptions {
   queue: Queue;
@@ -46,7 +47,7 @@ export interface EnqueueOptions {
    * starts afresh. `answered`: the row succeeded before (its answer waits for its judge alone).
    * Without it, all are taken.
    */
-  carriedFits?: ((row: InputRow, progress: RowProgress, answered: boolean) => boolean) | undefined;
+  carriedFits?: CarriedFits | undefined;
   /** Writes Redis refuses (full, say) are waited out this long, the file held where it is, rather than ending the run. */
   refusals?: RefusalWait | undefined;
 }
@@ -387,84 +388,4 @@ async function recordFingerprints(options: EnqueueOptions, rows: InputRow[], cou
   const written = Promise.all(supersededJobs.map((jobId) => refusedWaitedOut(options, () => options.queue.remove(jobId))));
   written.catch(() => undefined); // observed now, awaited with the chunk
   return { toRun, of, written, carried, rescored, failedBefore: new Set(failed) };
-}
-
-/**
- * An invalid row between the chunk's valid ones has no fingerprint of its own (0): it keeps the one
- * recorded, which its withdrawal kept when it had succeeded (withdraw-rows.ts), so that put back as
- * it was, it keeps its answer.
- */
-function keepInvalidRowsFingerprints(fingerprints: Buffer, recorded: Buffer): void {
-  for (let offset = 0; offset + 4 <= Math.min(fingerprints.length, recorded.length); offset += 4) {
-    if (fingerprints.readUInt32BE(offset) === 0) recorded.copy(fingerprints, offset, offset, offset + 4);
-  }
-}
-
-/** What earlier runs left for the chunk's rows, kept only where it suits the row as this run runs it; the rest is dropped with the entries read. */
-function carriedThatFits(found: CarriedRows, rows: InputRow[], succeeded: Set<number>, fits: EnqueueOptions['carriedFits']): CarriedRows {
-  const progress = new Map<number, RowProgress>();
-  for (const row of rows) {
-    const left = found.progress.get(row.row);
-    if (left && (fits?.(row, left, succeeded.has(row.row)) ?? true)) progress.set(row.row, left);
-  }
-  return { found: found.found, progress };
-}
-
-/** A resumed chunk's rows as Redis holds them: what each finished with, and what the file held when it was queued. */
-interface RowsBefore {
-  batchId: string;
-  first: number;
-  fingerprints: Buffer;
-  recorded: Buffer;
-  succeeded: Set<number>;
-  finished: Set<number>;
-  /** Rows withdrawn (past the file's end, or invalid) with their answer set aside (withdraw-rows.ts). */
-  setAside: Set<number>;
-  /** A row that succeeded before but left its answer unscored (its judge failed). */
-  unscored: (row: InputRow) => boolean;
-}
-
-/**
- * The rows of a resumed chunk that get another round, by why: failed, never finished, or changed
- * since they succeeded or were queued (their bits are cleared before they run again); a row that
- * succeeded unscored is scored again if this run has a judge for it. A row that succeeded with the
- * same content is left out.
- */
-function sortRowsToRunAgain(rows: InputRow[], before: RowsBefore, counts: EnqueueCounts) {
-  const { first, fingerprints, recorded, succeeded, finished, setAside } = before;
-  const failed: number[] = [];
-  const unfinished: number[] = [];
-  const changed: number[] = [];
-  const restored: number[] = [];
-  const supersededJobs: string[] = [];
-  const candidates: InputRow[] = [];
-  const rescored = new Set<number>();
-  for (const row of rows) {
-    const offset = (row.row - first) * 4;
-    const edited = fingerprintChanged(recorded, fingerprints, offset);
-    if (!finished.has(row.row) && setAside.has(row.row) && !edited && recorded.length >= offset + 4 && recorded.readUInt32BE(offset) !== 0) {
-      restored.push(row.row); // back in the file as it was when it succeeded: its answer is kept
-      counts.backInFile++;
-      continue;
-    }
-    if (!finished.has(row.row)) {
-      if (edited) supersededJobs.push(promptJobId(before.batchId, row.row, recorded.readUInt32BE(offset)));
-      (edited ? changed : unfinished).push(row.row);
-    } else if (!succeeded.has(row.row)) failed.push(row.row);
-    else if (edited) {
-      changed.push(row.row);
-      counts.changedSinceSucceeded++;
-    } else if (before.unscored(row)) {
-      changed.push(row.row); // its result is replaced by the scored one
-      rescored.add(row.row);
-    } else continue; // succeeded before, with the same content
-    candidates.push(row);
-  }
-  return { failed, unfinished, changed, restored, supersededJobs, candidates, rescored };
-}
-
-/** A batch from before fingerprints were kept has none (0): its rows count as unchanged. */
-function fingerprintChanged(recorded: Buffer, current: Buffer, offset: number): boolean {
-  if (recorded.length < offset + 4) return false;
-  return fingerprintDiffers(recorded.readUInt32BE(offset), current.readUInt32BE(offset));
 }
