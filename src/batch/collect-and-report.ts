@@ -208,7 +208,8 @@ function sayOtherFailures(report: Report, batchId: string, spokenOf: ReadonlySet
   const paced = others.some(([code]) => code === 'rate_limited') ? " Set models.<model>.rpm (and tpm) to the provider's limits first, so the calls are paced instead of refused." : '';
   const when = others.every(([code]) => PASSING_ERRORS.has(code)) ? `${paced.trimStart()}${paced ? ' Then run' : 'Run'} them again` : "Once what their errors say is fixed (results.jsonl's error, report.md's Errors), run them again";
   say('');
-  const configNote = others.some(([code]) => CONFIG_FIXES.has(code)) ? '; a resume runs on the config saved with the batch: add --config <file> when the fix is in it' : '';
+  const fixInConfig = (code: string) => CONFIG_FIXES.has(code) || (code === 'unauthorized' && KEYLESS_REFUSAL.test(report.error_examples.unauthorized ?? ''));
+  const configNote = others.some(([code]) => fixInConfig(code)) ? '; a resume runs on the config saved with the batch: add --config <file> when the fix is in it' : '';
   say(`Failed: ${counted(rows, 'row')} (${codes}). ${when}: switchyard run --resume ${batchId} (the rows that succeeded are kept, not paid for again${configNote}).`);
 }
 
@@ -216,8 +217,10 @@ function sayOtherFailures(report: Report, batchId: string, spokenOf: ReadonlySet
 const ACCOUNT_REFUSALS = ['unauthorized', 'forbidden', 'quota_exceeded'] as const;
 /** Calls that found no model or no API at the URL: the config's name or base_url is wrong. */
 const NOT_FOUND = ['model_not_found', 'endpoint_not_found'] as const;
-/** Failures whose fix is often in the config file, which a resume does not read again unless given it. */
-const CONFIG_FIXES = new Set(['model_not_found', 'endpoint_not_found', 'bad_request', 'forbidden']);
+/** Failures whose fix is often in the config file, which a resume does not read again unless given it (429s: the line says to set rpm). */
+const CONFIG_FIXES = new Set(['model_not_found', 'endpoint_not_found', 'bad_request', 'forbidden', 'rate_limited']);
+/** A 401 whose provider names no key variable: its message says to set providers.<name>.api_key_env, in the config (model-error.ts). */
+const KEYLESS_REFUSAL = /\bapi_key_env to the variable\b/;
 
 /** The resume that gets past the cap that refused the rows: the batch's (--budget) or the month's (the config's). */
 function budgetResume(batchId: string, cap: 'batch' | 'month'): string {

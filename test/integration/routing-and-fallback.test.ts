@@ -12,7 +12,7 @@ import { startSimulator } from '../../src/sim/server.ts';
 const price = { input_per_mtok: 0.2, output_per_mtok: 0.4 };
 
 describe('routing, context windows, fallback, circuit breaker and auth errors, end to end', () => {
-  const h = useSimulatorAndRedis('routing', { api_key: 'right-key', latency_ms: 1, models: { dead: { fail_status: 500 }, 'gpt-typo': { fail_status: 404 }, 'gpt-typo2': { fail_status: 404 } } });
+  const h = useSimulatorAndRedis('routing', { api_key: 'right-key', latency_ms: 1, models: { dead: { fail_status: 500 }, 'gpt-typo': { fail_status: 404 }, 'gpt-typo2': { fail_status: 404 }, 'gpt-busy': { fail_status: 429 } } });
 
   async function config(dir: string, body: Record<string, unknown>): Promise<string> {
     const path = join(dir, 'switchyard.yaml');
@@ -203,6 +203,23 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     const fellBack = await runCli(['run', input, '--config', withFallback, '--out', join(dir, 'fb'), '--batch-id', 'typo-fb', '--concurrency', '4'], h.env({ SIM_KEY: 'right-key' }));
     expect(fellBack.code, fellBack.stdout).toBe(0);
     expect(fellBack.stdout).toMatch(/^Not found at a provider: model_not_found \d+ calls? \(a model name it does not know, or a base_url without its path\)\. Their rows went on to other models/m);
+  });
+
+  it("failures whose fix is in the config (a key no api_key_env names, 429s without rpm) say that their resume needs --config (QA: the resume ran on the saved config and failed again)", async () => {
+    const dir = await tempDir('cfgfix');
+    const input = await writePromptsCsv(dir, 2);
+    // No api_key_env: the 401's message says to set one, in the config.
+    const keyless = join(dir, 'keyless.yaml');
+    await writeFile(keyless, stringify({ providers: { sim: { base_url: h.sim.url } }, retry: { max_attempts: 2, base_delay_ms: 5, max_delay_ms: 20 }, models: { m: { provider: 'sim', price } }, default_model: 'm' }));
+    const refused = await runCli(['run', input, '--config', keyless, '--out', join(dir, 'keyless'), '--batch-id', 'cfgfix-401'], h.env());
+    expect(refused.code, refused.stderr).toBe(1);
+    expect(refused.stdout).toMatch(/^Failed: 2 rows \(unauthorized 2\)\. .*a resume runs on the config saved with the batch: add --config <file> when the fix is in it\)\.$/m);
+
+    // 429s: the message says to set models.<model>.rpm, in the config.
+    const busy = await config(dir, { models: { busy: { provider: 'sim', upstream: 'gpt-busy', price } }, default_model: 'busy' });
+    const limited = await runCli(['run', input, '--config', busy, '--out', join(dir, 'busy'), '--batch-id', 'cfgfix-429'], h.env({ SIM_KEY: 'right-key' }));
+    expect(limited.code, limited.stderr).toBe(1);
+    expect(limited.stdout).toMatch(/^Failed: 2 rows \(rate_limited 2\)\. Set models\.<model>\.rpm .*a resume runs on the config saved with the batch: add --config <file> when the fix is in it\)\.$/m);
   });
 
   it('a model answering only 500s: every row finishes on its fallback, and the breaker stops calling the dead model', async () => {
