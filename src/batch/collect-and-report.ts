@@ -84,6 +84,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
       tally,
       csvDelimiter: meta.csv_delimiter,
       onConnectionError: session.outages.failed,
+      warn: (message) => session.logger.warn(message),
       refusals: session.refusals,
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.drain ? { drain: options.drain } : {}),

@@ -21,10 +21,10 @@ export class CollectionTally {
   }
 
   /**
-   * One finished row: its result and its calls (JSON lines, each ending in a newline). A superseded
-   * job's calls come without a result: they are paid for, and the row's result comes with its new job.
+   * One finished row: its result and its calls. A superseded job's calls come without a result:
+   * they are paid for, and the row's result comes with its new job.
    */
-  add(row: number, result: RowResult | null, callsJsonl: string): void {
+  add(row: number, result: RowResult | null, calls: readonly CallRecord[]): void {
     const tally = this.#tally;
     if (!tally) return;
     if (result !== null) {
@@ -34,9 +34,7 @@ export class CollectionTally {
       }
       tally.addResult(result);
     }
-    for (let start = 0, end = callsJsonl.indexOf('\n'); end !== -1; start = end + 1, end = callsJsonl.indexOf('\n', start)) {
-      tally.addCall(JSON.parse(callsJsonl.slice(start, end)) as CallRecord);
-    }
+    for (const call of calls) tally.addCall(call);
   }
 
   /** The tally when every row so far came exactly once, else null. */

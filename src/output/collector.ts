@@ -9,7 +9,8 @@ import type { CollectionTally } from './collection-tally.ts';
 import { LostOutputError, rebuildCsvJournal, shortCollectedFiles, unrecoverable } from './collected-files.ts';
 import { formatCsvJournalEntry, formatJournalLine } from './ordered-results.ts';
 import type { OutputPaths } from './paths.ts';
-import type { RowResult } from './records.ts';
+import { MALFORMED_RESULT, malformedResult, readPublishedCalls, readPublishedResult } from './published-event.ts';
+import type { CallRecord, RowResult } from './records.ts';
 import { resultCsvRecord } from './results-csv.ts';
 import { readRowEvents, type StreamEntry } from './row-events.ts';
 import { writeFully } from './write-fully.ts';
@@ -45,6 +46,12 @@ export interface CollectOptions {
   onConnectionError?: (source: string, error: Error) => void;
   /** A checkpoint Redis refuses (full, say) is waited out this long, rather than ending the run: the rows are in the files already. */
   refusals?: RefusalWait | undefined;
+  /**
+   * Told (the first few times) of a result or call record a worker published that this version
+   * does not read: another version's, or a damaged key. Such a result is written as a failed row
+   * (malformed_result), such a call record left out, and the collection goes on.
+   */
+  warn?: (message: string) => void;
 }
 
 interface OpenOutput {
@@ -111,12 +118,13 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
   reader.on('error', (error: Error) => options.onConnectionError?.('redis collector connection', error));
   let totalKnown = false;
   const seen: SeenProgress = { finishedOnceRead: null };
+  const warnings = new MalformedWarnings(options.batchId, options.warn);
   try {
     for (;;) {
       if (options.signal?.aborted) return false;
       if (options.drain?.aborted) {
         for (let rest = await readRowEvents(reader, keys, lastId, readCount, 0); rest.length > 0; rest = await readRowEvents(reader, keys, lastId, readCount, 0)) {
-          lastId = await writeEntries(options, files, rest);
+          lastId = await writeEntries(options, files, rest, warnings);
         }
         return false;
       }
@@ -126,14 +134,14 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
       // it says none are left, the drain below still sees every event.
       const counting = entries.length < readCount ? unfinishedRows(options, seen) : null;
       counting?.catch(() => undefined); // awaited below; a failed write must not leave it unobserved
-      if (entries.length > 0) lastId = await writeEntries(options, files, entries);
+      if (entries.length > 0) lastId = await writeEntries(options, files, entries, warnings);
       if (counting) {
         const rowsLeft = await counting;
         totalKnown = Number.isFinite(rowsLeft);
         if (rowsLeft === 0) {
           // Every row's event was added with its "finished" bit, so one more read drains the rest.
           const rest = await readRowEvents(reader, keys, lastId, 1_000_000, 0);
-          if (rest.length > 0) lastId = await writeEntries(options, files, rest);
+          if (rest.length > 0) lastId = await writeEntries(options, files, rest, warnings);
           return true;
         }
         // Near the end a full window would only delay the summary. When the last read held at least
@@ -175,28 +183,82 @@ interface CollectedFiles {
   metadataKeys: string[];
 }
 
-async function writeEntries(options: CollectOptions, files: CollectedFiles, entries: StreamEntry[]): Promise<string> {
-  // A superseded job's event carries its calls only (row-events.ts): they go to costs.jsonl alone.
-  const results = entries.map((entry) => (entry.resultJson === '' ? null : (JSON.parse(entry.resultJson) as RowResult)));
-  if (results.some((result) => result !== null && hasUnknownKey(result, files.metadataKeys))) files.metadataKeys = await options.store.metadataKeys(options.batchId);
+async function writeEntries(options: CollectOptions, files: CollectedFiles, entries: StreamEntry[], warnings: MalformedWarnings): Promise<string> {
+  const checked = entries.map((entry) => checkEntry(options.batchId, entry, warnings));
+  if (checked.some(({ result }) => result !== null && hasUnknownKey(result, files.metadataKeys))) files.metadataKeys = await options.store.metadataKeys(options.batchId);
   let journalText = '';
   let costsText = '';
   let csvText = '';
+  // Rows whose last result here is one written for a malformed one (a good one after it leaves its bits as they are).
+  const malformedRows = new Set<number>();
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i] as StreamEntry;
-    const result = results[i] ?? null;
-    costsText += entry.callsJsonl;
-    options.tally?.add(entry.row, result, entry.callsJsonl);
+    const { result, resultJson, calls, callsJsonl, malformed } = checked[i] as CheckedEntry;
+    costsText += callsJsonl;
+    options.tally?.add(entry.row, result, calls);
     if (result === null) continue;
-    journalText += formatJournalLine(entry.row, entry.resultJson);
+    if (malformed) malformedRows.add(entry.row);
+    else malformedRows.delete(entry.row);
+    journalText += formatJournalLine(entry.row, resultJson);
     csvText += formatCsvJournalEntry(entry.row, files.metadataKeys.length, resultCsvRecord(result, files.metadataKeys, options.csvDelimiter));
   }
   await Promise.all([append(files.journal, journalText), append(files.costs, costsText), append(files.csv, csvText)]);
   const lastId = entries.at(-1)!.id;
   const keys = options.store.keys(options.batchId);
   const checkpoint = { last_id: lastId, journal_bytes: files.journal.bytes, costs_bytes: files.costs.bytes, csv_journal_bytes: files.csv.bytes };
-  await whileRedisRefuses('recording what was written', () => options.redis.multi().hset(keys.checkpoint, checkpoint).xtrim(keys.events, 'MINID', lastId).exec(), options.refusals);
+  await whileRedisRefuses('recording what was written', () => {
+    const multi = options.redis.multi().hset(keys.checkpoint, checkpoint).xtrim(keys.events, 'MINID', lastId);
+    // Written as failed, so counted as failed: a resume runs such a row again.
+    for (const row of malformedRows) multi.setbit(keys.succeeded, row, 0);
+    return multi.exec();
+  }, options.refusals);
   return lastId;
+}
+
+/** An event as it is written: checked, a result that is not one replaced by a failed result, call records that are not ones left out. */
+interface CheckedEntry {
+  result: RowResult | null;
+  resultJson: string;
+  calls: CallRecord[];
+  callsJsonl: string;
+  /** `result` stands for a published result that is not one (malformed_result). */
+  malformed: boolean;
+}
+
+const MALFORMED_CAUSE = 'a worker of another Switchyard version published it (run the same version everywhere), or its key in Redis was damaged.';
+
+function checkEntry(batchId: string, entry: StreamEntry, warnings: MalformedWarnings): CheckedEntry {
+  const calls = readPublishedCalls(entry.callsJsonl);
+  for (const problem of calls.problems) {
+    warnings.warn(`batch ${batchId}, row ${entry.row}: a call record published for the row is not one this Switchyard reads (${problem}), so it is left out of costs.jsonl and the report (the batch's cost and budget counted it already): ${MALFORMED_CAUSE}`);
+  }
+  if (entry.resultJson === '') return { result: null, resultJson: '', calls: calls.calls, callsJsonl: calls.jsonl, malformed: false };
+  const read = readPublishedResult(entry.resultJson, entry.row);
+  if ('result' in read) return { result: read.result, resultJson: entry.resultJson, calls: calls.calls, callsJsonl: calls.jsonl, malformed: false };
+  const what = `the result published for this row is not one this Switchyard reads (${read.problem}): ${MALFORMED_CAUSE}`;
+  warnings.warn(`batch ${batchId}, row ${entry.row}: ${what} It is written as failed (${MALFORMED_RESULT}); \`switchyard run --resume ${batchId}\` runs it again (for a batch posted to \`switchyard serve\`: posting its file again with \`batch_id=${batchId}\`).`);
+  const message = `${what} Resuming the batch runs the row again.`;
+  const result = malformedResult(entry.row, read.salvaged, message);
+  return { result, resultJson: JSON.stringify(result), calls: calls.calls, callsJsonl: calls.jsonl, malformed: true };
+}
+
+/** Lines logged per collection about malformed events before the rest are only counted (each such row is in results.jsonl). */
+const MALFORMED_LOGGED = 3;
+
+/** Says the first few malformed events of a collection, then that there are more: a worker of another version makes every row one. */
+class MalformedWarnings {
+  #count = 0;
+  readonly #batchId: string;
+  readonly #say: ((message: string) => void) | undefined;
+  constructor(batchId: string, say: ((message: string) => void) | undefined) {
+    this.#batchId = batchId;
+    this.#say = say;
+  }
+  warn(message: string): void {
+    this.#count += 1;
+    if (this.#count <= MALFORMED_LOGGED) this.#say?.(message);
+    else if (this.#count === MALFORMED_LOGGED + 1) this.#say?.(`batch ${this.#batchId}: more published rows or calls are not ones this Switchyard reads; not logged one by one (such rows are in results.jsonl as failed with ${MALFORMED_RESULT}, and the report counts them)`);
+  }
 }
 
 function hasUnknownKey(result: RowResult, known: readonly string[]): boolean {

@@ -31,6 +31,8 @@ export interface Session {
   openPromptQueue(): Queue;
   /** Where connection errors go: a lost Redis is said once, not logged at every reconnect attempt. */
   outages: RedisOutageWatch;
+  /** The command's logger, for warnings of its parts that have none of their own (the collector's). */
+  logger: Logger;
   /** Spending no monthly cap reserved for, counted toward the month (written before the session closes). */
   monthSpend: MonthSpend;
   /**
@@ -140,6 +142,7 @@ export async function openSession(logger: Logger, say: (line: string) => void, o
     url: ensured.url,
     redisLabel,
     outages,
+    logger,
     monthSpend,
     redisWaitLimitMs: waitLimitMs,
     stopWaitMs,

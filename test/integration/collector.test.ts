@@ -92,4 +92,64 @@ describe('collector', () => {
     const report = tally.complete!.build({ batchId, startedAt: new Date(now), finishedAt: new Date() });
     expect(report.totals).toMatchObject({ rows: 1, succeeded: 1, calls: 2, cost_usd: 0.002 });
   });
+
+  it('writes a published result this version does not read as a failed row (malformed_result), says which and what to do, and goes on; a call record it does not read is left out', async () => {
+    const store = new BatchStore(redis, { prefix });
+    const outDir = await tempDir('collector-malformed');
+    const batchId = 'malformed';
+    const now = new Date().toISOString();
+    await store.save({ batch_id: batchId, status: 'running', total: 3, input: 'in.csv', input_kind: 'rows', builtin_config: false, out_dir: outDir, created_at: now, invalid_rows: 0, prompt_column: 'prompt', csv_delimiter: ',' }, builtInConfig('http://127.0.0.1:1/v1'));
+    const keys = store.keys(batchId);
+    const result = (row: number): RowResult => ({ id: `r${row}`, row, status: 'succeeded', model: 'm', output: 'ok', usage: { input_tokens: 3, output_tokens: 5 }, cost_usd: 0.001, latency_ms: 5, attempts: 1, metadata: { team: 'a' }, task_type: null, route_reason: 'test', models_tried: ['m'], final_model: 'm', fallback_reason: null, completed_at: now });
+    const call = (row: number): CallRecord => ({ batch_id: batchId, row, id: `r${row}`, model: 'm', attempt: 1, purpose: 'answer', task_type: null, chain_position: 0, status: 'succeeded', http_status: 200, input_tokens: 3, output_tokens: 5, cost_usd: 0.001, latency_ms: 5, started_at: now });
+    await publishRowEvent(redis, keys, { result: result(1), calls: [call(1)] }, 1_000_000, undefined);
+    // Row 2 as a worker of another version might publish it: its usage under another name.
+    const { usage: _usage, ...otherVersion } = result(2);
+    await publishRowEvent(redis, keys, { result: { ...otherVersion, tokens: 8 } as unknown as RowResult, calls: [call(2)] }, 1_000_000, undefined);
+    // Row 3's event damaged: its result cut short, one of its two call lines not JSON.
+    await redis.xadd(keys.events, '*', 'row', '3', 'result', JSON.stringify(result(3)).slice(0, 40), 'calls', `${JSON.stringify(call(3))}\n{"model": "m", "inpu\n`);
+    await redis.setbit(keys.finished, 3, 1);
+    await redis.setbit(keys.succeeded, 3, 1);
+
+    const warnings: string[] = [];
+    const tally = new CollectionTally();
+    const paths = outputPaths(outDir);
+    expect(await collectBatch({ redis, store, batchId, paths, tally, warn: (message) => warnings.push(message) })).toBe(true);
+
+    const results = (await import('node:fs/promises').then((fs) => fs.readFile(paths.journal, 'utf8'))).trim().split('\n').map((line) => JSON.parse(line.slice(line.indexOf('\t') + 1)) as RowResult);
+    expect(results.map((r) => [r.row, r.status, r.error?.code])).toEqual([[1, 'succeeded', undefined], [2, 'failed', 'malformed_result'], [3, 'failed', 'malformed_result']]);
+    expect(results[1]).toMatchObject({ id: 'r2', model: 'm', metadata: { team: 'a' } });
+    expect(results[1]?.error?.message).toMatch(/^the result published for this row is not one this Switchyard reads \(`usage` is missing \(expected an object\)\): a worker of another Switchyard version published it/);
+    expect(results[2]?.error?.message).toMatch(/\(not JSON \(/);
+    expect(warnings).toEqual([
+      expect.stringMatching(/^batch malformed, row 2: the result published for this row is not one .* It is written as failed \(malformed_result\); `switchyard run --resume malformed` runs it again/),
+      expect.stringMatching(/^batch malformed, row 3: a call record published for the row is not one this Switchyard reads \(not JSON .*left out of costs.jsonl/),
+      expect.stringMatching(/^batch malformed, row 3: the result published for this row is not one this Switchyard reads \(not JSON/),
+    ]);
+    // Counted as failed in Redis too, so a resume runs them again.
+    expect([await redis.getbit(keys.succeeded, 1), await redis.getbit(keys.succeeded, 2), await redis.getbit(keys.succeeded, 3)]).toEqual([1, 0, 0]);
+    expect(await readJsonLines<CallRecord>(paths.costs)).toHaveLength(3);
+    const report = tally.complete!.build({ batchId, startedAt: new Date(now), finishedAt: new Date() });
+    expect(report.totals).toMatchObject({ rows: 3, succeeded: 1, failed: 2, calls: 3 });
+    expect(report.errors).toEqual({ malformed_result: 2 });
+  });
+
+  it('leaves the succeeded bit of a row whose good result came after a malformed one, and says only the first few malformed events', async () => {
+    const store = new BatchStore(redis, { prefix });
+    const outDir = await tempDir('collector-malformed-then-good');
+    const batchId = 'malformed-then-good';
+    const now = new Date().toISOString();
+    await store.save({ batch_id: batchId, status: 'running', total: 5, input: 'in.csv', input_kind: 'rows', builtin_config: false, out_dir: outDir, created_at: now, invalid_rows: 0, prompt_column: 'prompt', csv_delimiter: ',' }, builtInConfig('http://127.0.0.1:1/v1'));
+    const keys = store.keys(batchId);
+    const result = (row: number): RowResult => ({ id: `r${row}`, row, status: 'succeeded', model: 'm', output: 'ok', usage: { input_tokens: 3, output_tokens: 5 }, cost_usd: 0.001, latency_ms: 5, attempts: 1, metadata: {}, task_type: null, route_reason: 'test', models_tried: ['m'], final_model: 'm', fallback_reason: null, completed_at: now });
+    for (let row = 1; row <= 5; row++) await redis.xadd(keys.events, '*', 'row', String(row), 'result', '{"row": "not this version"}', 'calls', '');
+    await publishRowEvent(redis, keys, { result: result(5), calls: [] }, 0, undefined); // row 5 again, whole this time
+    for (let row = 1; row <= 4; row++) await redis.setbit(keys.finished, row, 1);
+
+    const warnings: string[] = [];
+    expect(await collectBatch({ redis, store, batchId, paths: outputPaths(outDir), warn: (message) => warnings.push(message) })).toBe(true);
+    expect(await redis.getbit(keys.succeeded, 5)).toBe(1);
+    expect(warnings).toHaveLength(4);
+    expect(warnings[3]).toBe('batch malformed-then-good: more published rows or calls are not ones this Switchyard reads; not logged one by one (such rows are in results.jsonl as failed with malformed_result, and the report counts them)');
+  });
 });

@@ -4,14 +4,14 @@ import type { CallRecord, RowResult } from '../../src/output/records.ts';
 
 const span = { batchId: 'b', startedAt: '2026-11-24T10:00:00.000Z', finishedAt: '2026-11-24T10:00:10.000Z' };
 
-function row(n: number, status: 'succeeded' | 'failed'): { result: RowResult; calls: string } {
+function row(n: number, status: 'succeeded' | 'failed'): { result: RowResult; calls: CallRecord[] } {
   const result = { id: `r${n}`, row: n, status, model: 'm', output: status === 'succeeded' ? 'ok' : null, usage: { input_tokens: 10, output_tokens: 5 }, cost_usd: 0.000002, latency_ms: 100, attempts: 1, metadata: {}, ...(status === 'failed' ? { error: { code: 'server_error', message: 'x', http_status: 500 } } : {}) } as RowResult;
   const call = { batch_id: 'b', row: n, id: `r${n}`, model: 'm', attempt: 1, status, http_status: status === 'succeeded' ? 200 : 500, input_tokens: 10, output_tokens: 5, cost_usd: 0.000002, latency_ms: 100, started_at: span.startedAt } as CallRecord;
-  return { result, calls: `${JSON.stringify(call)}\n${JSON.stringify({ ...call, attempt: 2 })}\n` };
+  return { result, calls: [call, { ...call, attempt: 2 }] };
 }
 
 describe('CollectionTally', () => {
-  it('tallies rows and every call line as they come', () => {
+  it('tallies rows and every call as they come', () => {
     const tally = new CollectionTally();
     for (let n = 1; n <= 3; n++) {
       const { result, calls } = row(n, n === 2 ? 'failed' : 'succeeded');
