@@ -180,7 +180,7 @@ export async function keysHeldElsewhere(session: Session, config: SwitchyardConf
 }
 
 /**
- * A synthesis_max_tokens or judge.max_tokens set above its model's max_output_tokens: each call is
+ * A synthesis_max_tokens or judge.max_tokens set (not a default) above its model's max_output_tokens: each call is
  * sent the model's cap (row-runner.ts), so the key asks for room no answer gets (QA: a synthesis of
  * 2000 went out as 512, unsaid). Not refused: the calls run, shorter. Only the ensembles the rows
  * may reach, as for the unpriced models; the synthesizer's and the judge's own model, not their fallbacks.
@@ -193,7 +193,8 @@ function cutMaxTokensWarnings(config: SwitchyardConfig, pinned: readonly string[
         ? [{ key: `ensembles.${name}.synthesis_max_tokens`, value: ensemble.synthesis_max_tokens, model: ensemble.synthesizer, whose: "its synthesizer's", call: 'synthesis' }]
         : [],
     ),
-    ...(config.judge ? [{ key: 'judge.max_tokens', value: config.judge.max_tokens, model: config.judge.model, whose: "the judge's", call: 'judge' }] : []),
+    // Unset, its default is cut to the model's cap unsaid: the config asked for nothing more.
+    ...(config.judge?.max_tokens !== undefined ? [{ key: 'judge.max_tokens', value: config.judge.max_tokens, model: config.judge.model, whose: "the judge's", call: 'judge' }] : []),
   ];
   return keys.flatMap(({ key, value, model, whose, call }) => {
     const cap = config.models[model]?.max_output_tokens;

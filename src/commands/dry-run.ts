@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { builtInConfig } from '../config/defaults.ts';
 import { loadConfigFile } from '../config/load.ts';
-import { answerableNames, DEFAULT_MIN_ANSWERS, type JudgeConfig, type SwitchyardConfig } from '../config/schema.ts';
+import { answerableNames, DEFAULT_MIN_ANSWERS, judgeMaxTokens, type JudgeConfig, type SwitchyardConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
 import { batchIdRule, isValidBatchId } from '../queue/keys.ts';
 import { lookalikeColumnsText, requestFieldColumnsText, unsentBodyFieldsText, unsentRequestFieldsText } from '../batch/run-messages.ts';
@@ -248,7 +248,7 @@ function ensembleRowTally(config: SwitchyardConfig, memberModels: readonly strin
 /** A judge's call at most: its instructions, the request, the reference and an answer of `answerTokens` read; its max_tokens written. */
 function judgeCallTally(config: SwitchyardConfig, judge: JudgeConfig, row: InputRow, answerTokens: number): Tally {
   const instructions = countMessageTokens(judgeMessages({ request: row.messages, answer: '', reference: referenceAnswer(row, judge), criteria: judge.criteria }));
-  return callTally(config, judge.model, instructions + answerTokens, judge.max_tokens);
+  return callTally(config, judge.model, instructions + answerTokens, judgeMaxTokens(judge));
 }
 
 /** One call at most: the prompt read, max_tokens written (capped by the model's max_output_tokens), priced. */

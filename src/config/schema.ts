@@ -190,9 +190,19 @@ export const judgeSchema = z.strictObject({
   criteria: z.string().min(1).optional(),
   /** The input column (CSV) or field (JSONL, or a key of its metadata) holding a row's reference answer. */
   reference_column: z.string().min(1).default('expected'),
-  /** For the judge's reply: a score and a sentence or two. */
-  max_tokens: positiveInt.default(200),
+  /**
+   * For the judge's reply: a score and a sentence or two. Unset, JUDGE_MAX_TOKENS (judgeMaxTokens),
+   * kept apart from a value set so that only a value set is warned of above the model's max_output_tokens.
+   */
+  max_tokens: positiveInt.optional(),
 });
+
+/** The judge's max_tokens when the config sets none; capped, as any call's, at the judge model's max_output_tokens (row-runner.ts). */
+const JUDGE_MAX_TOKENS = 200;
+
+export function judgeMaxTokens(judge: Pick<JudgeConfig, 'max_tokens'>): number {
+  return judge.max_tokens ?? JUDGE_MAX_TOKENS;
+}
 
 /** Answers kept in Redis and given again for the same request (execution/answer-cache.ts); present: on. */
 export const cacheSchema = z.strictObject({

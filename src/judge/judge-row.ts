@@ -1,4 +1,4 @@
-import type { JudgeConfig } from '../config/schema.ts';
+import { judgeMaxTokens, type JudgeConfig } from '../config/schema.ts';
 import { pinnedCallProgress } from '../execution/pinned-call.ts';
 import { everyCall, freshProgress, type ProgressCheckpoint, type RowProgress } from '../execution/row-progress.ts';
 import { advanceRow, withoutCache, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
@@ -34,10 +34,10 @@ export async function advanceJudgedRow(row: RowInput, progress: RowProgress, dep
   const messages = judgeMessages({ request: row.messages, answer: judging.answer.output ?? '', reference: referenceAnswer(row, judge), criteria: judge.criteria });
   if (!judging.progress.plan) {
     // Calls kept: a judge call of a stopped run, carried over (carried-progress.ts), was paid for.
-    judging.progress = { ...pinnedCallProgress(deps.config, { model: judge.model, messages, maxTokens: judge.max_tokens, maxTokensFrom: 'judge.max_tokens', taskType: judging.answer.task_type ?? '', reason: 'judge' }), calls: judging.progress.calls };
+    judging.progress = { ...pinnedCallProgress(deps.config, { model: judge.model, messages, maxTokens: judgeMaxTokens(judge), maxTokensFrom: 'judge.max_tokens', taskType: judging.answer.task_type ?? '', reason: 'judge' }), calls: judging.progress.calls };
     await checkpoint?.(progress);
   }
-  const judgeRow: RowInput = { batchId: row.batchId, row: row.row, id: row.id, messages, model: judge.model, temperature: 0, max_tokens: judge.max_tokens, metadata: row.metadata, abArm: row.abArm };
+  const judgeRow: RowInput = { batchId: row.batchId, row: row.row, id: row.id, messages, model: judge.model, temperature: 0, max_tokens: judgeMaxTokens(judge), metadata: row.metadata, abArm: row.abArm };
   const step = await advanceRow(judgeRow, judging.progress, withoutCache(deps), checkpoint && (() => checkpoint(progress)));
   if (step.kind === 'park') return { ...step, progress };
   const calls = everyCall(progress);

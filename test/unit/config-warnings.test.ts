@@ -37,4 +37,10 @@ describe('what a run warns of in its config', () => {
     expect(warnings({ ...config, judge: undefined }, ['fits'])).toEqual([]);
     expect(warnings({ ...config, judge: undefined }, ['duo'])).toHaveLength(1);
   });
+
+  it("says nothing of judge.max_tokens left unset, whose default (200) a model's smaller max_output_tokens cuts (review: warned of a value nobody set)", () => {
+    const models = { ...base.models, terse: { provider: 'local', price: { input_per_mtok: 0.1, output_per_mtok: 0.2 }, max_output_tokens: 100 } };
+    expect(warnings({ ...base, models, judge: { model: 'terse' } })).toEqual([]);
+    expect(warnings({ ...base, models, judge: { model: 'terse', max_tokens: 200 } })).toEqual([expect.stringMatching(/^Warning: judge\.max_tokens \(200\) is above the judge's models\.terse\.max_output_tokens \(100\)/)]);
+  });
 });
