@@ -2,6 +2,7 @@
 import './node-version-check.ts';
 import * as nodeModule from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { optionsFor } from './cli-flags.ts';
 import { createLogger, logFormatProblem, logLevelProblem } from './log.ts';
 import { writeLines } from './progress/terminal-lines.ts';
 import { describeFileTrouble, describeRedisTrouble, SetupError, UsageError } from './errors.ts';
@@ -106,8 +107,9 @@ function givenBoth(flag: string, other: string): boolean {
 }
 
 /**
- * What commander parses for `run`: one field per option declared on it, named as commander names
- * it (`--batch-id` -> batchId). The conversions below copy it field by field, so a field renamed on
+ * What commander parses for `run`: one field per option declared on it (through runOption, which
+ * checks each flag names a field and is parsed to its type), named as commander names it
+ * (`--batch-id` -> batchId). The conversions below copy it field by field, so a field renamed on
  * either side fails to compile instead of dropping the flag.
  */
 interface RunFlags {
@@ -126,6 +128,8 @@ interface RunFlags {
   promptColumn?: string;
   detach?: boolean;
 }
+
+const runOption = optionsFor<RunFlags>();
 
 function runOptions(file: string | undefined, flags: RunFlags): RunOptions {
   return {
@@ -197,21 +201,21 @@ program
   .command('run')
   .description('run a CSV or JSONL batch: validate, enqueue, process with workers in this process, write results and a report')
   .argument('[file]', 'input .csv, .tsv or .txt (read as CSV), .jsonl, .ndjson or .json (read as JSONL) (optional with --resume)')
-  .option('-c, --config <file>', 'switchyard.yaml or .json (default: built-in models on the simulator)', text)
-  .option('-o, --out <dir>', 'output folder (default: out/<batch id>)', text)
-  .option('--concurrency <n>', 'model calls in flight in this process', positiveInt)
-  .option('-m, --model <name>', 'model for rows that do not name one (skips routing)', text)
-  .option('--route <auto|model>', 'auto: route each row by task type (the default with routing in config); or a model name, as --model', text)
-  .option('--ab <models>', 'A/B test: each row that names no model goes to one of these by a hash of its id, e.g. a,b or a=0.8,b=0.2; the arm auto routes by task type', text)
-  .option('--budget <usd>', 'stop spending at this many USD for the batch; --resume with a higher one finishes it', budgetUsd)
-  .option('--judge <model>', 'score every answer from 1 to 10 with this model (config judge.model); the report gives each model\'s mean score', text)
-  .option('--cache', 'use the answer cache again on a resume of a batch run with --no-cache')
-  .option('--no-cache', 'neither take answers from the answer cache (cache in the config) nor keep this batch\'s in it; a resume keeps it so')
-  .option('--dry-run', 'read and route the whole file, call no model, print estimated tokens and cost')
-  .option('--batch-id <id>', 'name the batch; running the same id again resumes it', text)
-  .option('--resume <id>', 'resume a batch: rows that succeeded are kept, the rest run', text)
-  .option('--prompt-column <name>', "CSV column (or JSONL field) holding the prompt (default: prompt; a resume keeps the batch's)", columnName)
-  .option('--detach', 'only enqueue; workers elsewhere process the rows ("switchyard collect" writes outputs)')
+  .addOption(runOption('-c, --config <file>', 'switchyard.yaml or .json (default: built-in models on the simulator)', text))
+  .addOption(runOption('-o, --out <dir>', 'output folder (default: out/<batch id>)', text))
+  .addOption(runOption('--concurrency <n>', 'model calls in flight in this process', positiveInt))
+  .addOption(runOption('-m, --model <name>', 'model for rows that do not name one (skips routing)', text))
+  .addOption(runOption('--route <auto|model>', 'auto: route each row by task type (the default with routing in config); or a model name, as --model', text))
+  .addOption(runOption('--ab <models>', 'A/B test: each row that names no model goes to one of these by a hash of its id, e.g. a,b or a=0.8,b=0.2; the arm auto routes by task type', text))
+  .addOption(runOption('--budget <usd>', 'stop spending at this many USD for the batch; --resume with a higher one finishes it', budgetUsd))
+  .addOption(runOption('--judge <model>', 'score every answer from 1 to 10 with this model (config judge.model); the report gives each model\'s mean score', text))
+  .addOption(runOption('--cache', 'use the answer cache again on a resume of a batch run with --no-cache'))
+  .addOption(runOption('--no-cache', 'neither take answers from the answer cache (cache in the config) nor keep this batch\'s in it; a resume keeps it so'))
+  .addOption(runOption('--dry-run', 'read and route the whole file, call no model, print estimated tokens and cost'))
+  .addOption(runOption('--batch-id <id>', 'name the batch; running the same id again resumes it', text))
+  .addOption(runOption('--resume <id>', 'resume a batch: rows that succeeded are kept, the rest run', text))
+  .addOption(runOption('--prompt-column <name>', "CSV column (or JSONL field) holding the prompt (default: prompt; a resume keeps the batch's)", columnName))
+  .addOption(runOption('--detach', 'only enqueue; workers elsewhere process the rows ("switchyard collect" writes outputs)'))
   .action((file: string | undefined, flags: RunFlags) =>
     exitWith(async () => {
       if (givenBoth('--cache', '--no-cache')) throw new UsageError('--cache and --no-cache were both given: give --no-cache to leave the answer cache out of this batch, or --cache to use it again');
