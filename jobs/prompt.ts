@@ -119,7 +119,7 @@ export type PromptJobOutcome =
  * (its lease), briefly: it is there to take the row. Else 1 s, doubling to a minute, so rows whose
  * process has gone cost little until a resume serves them.
  */
-export function handBackMs(handBacks: number, ownerRunning: boolean): number {
+function handBackMs(handBacks: number, ownerRunning: boolean): number {
   if (ownerRunning) return OWNER_RUNNING_HAND_BACK_MS;
   return Math.min(60_000, 500 * 2 ** handBacks);
 }

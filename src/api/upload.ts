@@ -22,7 +22,7 @@ export interface BodyCoding {
   charset: string | null;
 }
 
-export const PLAIN_BODY: BodyCoding = { encoding: null, charset: null };
+const PLAIN_BODY: BodyCoding = { encoding: null, charset: null };
 
 /**
  * The body's coding from its headers, or a 415 naming what this server reads; checked before

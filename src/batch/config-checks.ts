@@ -64,7 +64,7 @@ export function refuseJudgeWithoutKey(config: SwitchyardConfig, keysElsewhere: R
  * classifier's; otherwise every model of the config. A row that names its own model is not
  * foreseen: such rows are rare beside a pinned model, and what this decides is only said or refused.
  */
-export function modelsTheRowsMayCall(config: SwitchyardConfig, pinned: readonly string[] | undefined): string[] {
+function modelsTheRowsMayCall(config: SwitchyardConfig, pinned: readonly string[] | undefined): string[] {
   if (!pinned || pinned.includes('auto')) return Object.keys(config.models);
   const named = pinned.flatMap((name) => {
     const ensemble = config.ensembles[name];

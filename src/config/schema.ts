@@ -17,7 +17,7 @@ const ENV_REFERENCE = /\$\{[A-Za-z_][A-Za-z0-9_]*\}|\$[A-Z_][A-Z0-9_]*/;
 const envReferenceText = (input: unknown) =>
   `${ENV_REFERENCE.exec(String(input))?.[0] ?? '$'} is not filled in: the config is read as written, with no environment variables (only api_key_env names one); write the URL itself, or fill the file in before the run (envsubst < switchyard.template.yaml > switchyard.yaml)`;
 
-export const providerSchema = z.strictObject({
+const providerSchema = z.strictObject({
   // The SDK adds /chat/completions itself: a URL ending in it would 404 on every call.
   base_url: z
     .url({ protocol: /^https?$/, error: (issue) => (ENV_REFERENCE.test(String(issue.input)) ? envReferenceText(issue.input) : 'expected an http(s) URL such as http://127.0.0.1:8787/v1') })
@@ -34,12 +34,12 @@ export const providerSchema = z.strictObject({
   timeout_ms: positiveInt.default(60_000),
 });
 
-export const priceSchema = z.strictObject({
+const priceSchema = z.strictObject({
   input_per_mtok: z.number().nonnegative(),
   output_per_mtok: z.number().nonnegative(),
 });
 
-export const modelSchema = z.strictObject({
+const modelSchema = z.strictObject({
   provider: z.string().min(1),
   /** The name sent to the endpoint; defaults to the model's key. */
   upstream: z.string().min(1).optional(),
@@ -74,7 +74,7 @@ export const modelSchema = z.strictObject({
   reasoning: z.boolean().default(false),
 });
 
-export const retrySchema = z
+const retrySchema = z
   .strictObject({
     /** Calls to one model for one row before the row fails (or falls back). */
     max_attempts: positiveInt.default(4),
@@ -83,7 +83,7 @@ export const retrySchema = z
   })
   .refine((retry) => retry.base_delay_ms <= retry.max_delay_ms, { path: ['base_delay_ms'], error: (issue) => `${(issue.input as { base_delay_ms: number }).base_delay_ms} is above max_delay_ms (${(issue.input as { max_delay_ms: number }).max_delay_ms}), which caps every backoff: lower it, or raise max_delay_ms` });
 
-export const queueSchema = z.strictObject({
+const queueSchema = z.strictObject({
   /** How long a worker's claim on a job lasts without renewal; a dead worker's rows re-run after it. */
   lock_ms: z.number().int().min(MIN_LOCK_MS, { error: LOCK_TOO_SHORT }).default(30_000),
   /** Rows per addBulk call. */
@@ -125,7 +125,7 @@ export const routingSchema = z.strictObject({
   temperatures: z.record(z.string().min(1), z.number().min(0).max(2)).default({}),
 });
 
-export const limitsSchema = z.strictObject({
+const limitsSchema = z.strictObject({
   /** `wait`: a limited model makes rows wait for it; `fallback`: rows that would wait longer than max_wait_ms go to the next model. */
   on_limit: z.enum(['wait', 'fallback']).default('wait'),
   max_wait_ms: z.number().int().nonnegative().default(10_000),
@@ -135,7 +135,7 @@ export const limitsSchema = z.strictObject({
   headroom: z.number().min(0.5).max(1).default(0.98),
 });
 
-export const breakerSchema = z.strictObject({
+const breakerSchema = z.strictObject({
   /**
    * Consecutive failed calls that open a model's circuit: server_error (a 5xx or 409), timeout,
    * connection_error, model_not_found and endpoint_not_found (a 404 or a redirect), empty_response
@@ -153,7 +153,7 @@ export const breakerSchema = z.strictObject({
   max_wait_ms: z.number().int().nonnegative().default(0),
 });
 
-export const budgetSchema = z.strictObject({
+const budgetSchema = z.strictObject({
   /** Cap per batch in USD (`--budget` overrides). */
   batch_usd: z.number().positive().max(MAX_BUDGET_USD, { error: BUDGET_TOO_LARGE }).optional(),
   /** Cap per calendar month (UTC) across all batches sharing this Redis, in USD. */
@@ -167,7 +167,7 @@ export const DEFAULT_MIN_ANSWERS = 2;
  * An ensemble: its members answer a row one beside the other, then the synthesizer writes one answer
  * from theirs. A row (its `model` column) or a batch (`--model`) names it like a model.
  */
-export const ensembleSchema = z.strictObject({
+const ensembleSchema = z.strictObject({
   members: z.array(z.string().min(1)).min(2),
   synthesizer: z.string().min(1),
   /** Member answers needed to synthesize; with fewer the row fails (ensemble_failed). Default: DEFAULT_MIN_ANSWERS. */
@@ -205,12 +205,12 @@ export function judgeMaxTokens(judge: Pick<JudgeConfig, 'max_tokens'>): number {
 }
 
 /** Answers kept in Redis and given again for the same request (execution/answer-cache.ts); present: on. */
-export const cacheSchema = z.strictObject({
+const cacheSchema = z.strictObject({
   /** How long an answer is kept, and the oldest one a batch takes. At most 10 years: Redis refuses longer expiries. */
   ttl_hours: z.number().positive().max(87_600).default(168),
 });
 
-export const reportSchema = z.strictObject({
+const reportSchema = z.strictObject({
   /** The report compares the batch's cost with what every answer would have cost on this model. */
   baseline_model: z.string().min(1).optional(),
 });

@@ -47,6 +47,6 @@ export function headerLine(opening: string): string {
 }
 
 /** A line of spaces and separators alone: no field on it has text. */
-export function isBlankLine(line: string): boolean {
+function isBlankLine(line: string): boolean {
   return /^[\s,;]*$/.test(line);
 }

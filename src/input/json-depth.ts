@@ -4,7 +4,7 @@
  * room for any of those, and is far below the thousands of levels at which JSON.stringify (the
  * row's fingerprint, its job data) runs out of stack and would stop the whole run.
  */
-export const MAX_ROW_DEPTH = 100;
+const MAX_ROW_DEPTH = 100;
 
 /** Whether `value` nests objects or arrays deeper than MAX_ROW_DEPTH; looks no deeper than that. */
 export function nestedTooDeep(value: unknown, depth = 1): boolean {

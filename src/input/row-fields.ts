@@ -114,7 +114,7 @@ function badField(column: string, expected: string, value: unknown): Problem {
   return { code: 'bad_field', message: `${column} must be ${expected}, got ${shown}` };
 }
 
-export function unknownModel(model: string, known: ReadonlySet<string>): Problem {
+function unknownModel(model: string, known: ReadonlySet<string>): Problem {
   const names = [...known];
   const listed = names.slice(0, MAX_LISTED_MODELS).join(', ');
   const more = names.length > MAX_LISTED_MODELS ? ` and ${names.length - MAX_LISTED_MODELS} more` : '';

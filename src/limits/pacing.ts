@@ -29,7 +29,7 @@
  *   "request too large" otherwise, which no waiting would fix).
  */
 
-export const WINDOW_MS = 60_000;
+const WINDOW_MS = 60_000;
 export const WINDOW_US = WINDOW_MS * 1000;
 /**
  * Width of one bucket of the tokens window. A bucket is held one bucket longer than the window, so
@@ -38,7 +38,7 @@ export const WINDOW_US = WINDOW_MS * 1000;
  */
 export const BUCKET_US = 250_000;
 
-export function checkHeadroom(headroom: number): void {
+function checkHeadroom(headroom: number): void {
   if (!(headroom > 0 && headroom <= 1)) throw new RangeError(`headroom must be in (0, 1], got ${headroom}`);
 }
 

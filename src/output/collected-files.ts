@@ -133,7 +133,7 @@ export function shortFileText(short: ShortFile): string {
 }
 
 /** The ways on for a batch whose collected files are lost: restore them, or start a new batch. */
-export function waysForwardText(meta: Pick<BatchMeta, 'batch_id' | 'input' | 'builtin_config'>, short: readonly ShortFile[], again: string): string {
+function waysForwardText(meta: Pick<BatchMeta, 'batch_id' | 'input' | 'builtin_config'>, short: readonly ShortFile[], again: string): string {
   const names = short.map((s) => basename(s.path)).join(' and ');
   const config = meta.builtin_config ? '' : ' --config <its config>';
   return (

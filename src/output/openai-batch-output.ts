@@ -36,7 +36,7 @@ export interface OpenAiBatchFiles {
   failed: number;
 }
 
-export interface ChatCompletionBody {
+interface ChatCompletionBody {
   id: string;
   object: 'chat.completion';
   created: number;
@@ -51,19 +51,19 @@ export interface ChatCompletionBody {
   system_fingerprint: null;
 }
 
-export interface OpenAiErrorBody {
+interface OpenAiErrorBody {
   error: { message: string; type: string; param: null; code: string };
 }
 
-export interface BatchRequestOutputLine {
+interface BatchRequestOutputLine {
   id: string;
   custom_id: string;
   response: { status_code: number; request_id: string; body: ChatCompletionBody | OpenAiErrorBody } | null;
   error: { code: string; message: string } | null;
 }
 
-export const BATCH_OUTPUT_FILE = 'batch_output.jsonl';
-export const BATCH_ERRORS_FILE = 'batch_errors.jsonl';
+const BATCH_OUTPUT_FILE = 'batch_output.jsonl';
+const BATCH_ERRORS_FILE = 'batch_errors.jsonl';
 
 export async function writeOpenAiBatchFiles(
   resultsJsonlPath: string,
@@ -123,7 +123,7 @@ async function* invalidRequestLines(path: string): AsyncGenerator<RowError & { c
 }
 
 /** An invalid request line as OpenAI reports a request it could not run: no response, an error. */
-export function invalidRequestLine(error: RowError & { custom_id: string }, batchId: string): BatchRequestOutputLine {
+function invalidRequestLine(error: RowError & { custom_id: string }, batchId: string): BatchRequestOutputLine {
   const message = error.message.startsWith('line ') ? error.message : `line ${error.line}: ${error.message}`;
   return { id: `batch_req_${lineHash(batchId, error.row).slice(0, 32)}`, custom_id: error.custom_id, response: null, error: { code: error.code, message } };
 }
@@ -133,7 +133,7 @@ function lineHash(batchId: string, row: number): string {
 }
 
 /** One result as an OpenAI Batch output line (see the module comment for the format). */
-export function toBatchOutputLine(result: RowResult, batchId: string): BatchRequestOutputLine {
+function toBatchOutputLine(result: RowResult, batchId: string): BatchRequestOutputLine {
   const hash = lineHash(batchId, result.row);
   const customId = result.custom_id ?? result.id;
   const requestId = result.request_id ?? `req_${hash.slice(32, 64)}`;

@@ -8,7 +8,7 @@ import { counted, formatCount, formatDuration } from '../figure-text.ts';
 const count = (n: number): string => formatCount(n);
 
 /** A latency: "4.2 ms", "820 ms", "1.92 s", "—" when unknown. */
-export function formatLatency(ms: number | null): string {
+function formatLatency(ms: number | null): string {
   if (ms === null) return '—';
   if (ms < 10) return `${ms.toFixed(1)} ms`;
   if (ms < 1000) return `${Math.round(ms)} ms`;
@@ -430,7 +430,7 @@ function invalidRowsSection(report: Report, resume: string): string[] {
  * answers cost" with a judge, whose calls are left out), or null without a baseline or without a
  * succeeded row to compare ("it would have cost $0" says nothing).
  */
-export function renderSavings(report: Report): string | null {
+function renderSavings(report: Report): string | null {
   const baseline = report.baseline;
   // The comparison is of the calls made: answers from the cache had none, on either side.
   const cachedRows = report.cache?.answered_rows ?? 0;
@@ -468,7 +468,7 @@ function renderEnsembleCalls(extra: Report['extra_calls']): string | null {
 }
 
 /** A note when some calls came without token usage, so their tokens and cost are estimates; else null. */
-export function renderEstimatedUsage(totals: Report['totals']): string | null {
+function renderEstimatedUsage(totals: Report['totals']): string | null {
   const calls = totals.usage_estimated_calls ?? 0;
   if (calls === 0) return null;
   return `${counted(calls, 'call')} had no token usage from the provider (an answer sent without it, or a call that timed out or whose stream broke off, charged for its prompt and what it sent): their tokens and cost are Switchyard's estimate (marked usage_estimated in costs.jsonl)`;
@@ -478,7 +478,7 @@ export function renderEstimatedUsage(totals: Report['totals']): string | null {
  * "20 answers stopped at max_tokens (finish_reason "length"): raise ...", and the other reasons
  * answers ended early; null when every answer was finished.
  */
-export function renderCutOff(report: Report): string | null {
+function renderCutOff(report: Report): string | null {
   const reasons = Object.entries(report.cut_off ?? {});
   if (reasons.length === 0) return null;
   return reasons

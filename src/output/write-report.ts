@@ -26,7 +26,7 @@ export function writeReport(report: Report, outDir: string, hint: ResumeHint = '
 }
 
 /** report.json is there but is not the batch's report as this version writes it (exit 2). */
-export class UnreadableReportError extends UsageError {
+class UnreadableReportError extends UsageError {
   override name = 'UnreadableReportError';
   constructor(path: string, batchId: string, problem: string) {
     super(

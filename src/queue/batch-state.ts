@@ -7,7 +7,7 @@ import { runScript, type LuaScript } from './lua-script.ts';
 import { storedJson } from './stored-json.ts';
 
 /** `cancelled`: stopped over the HTTP API; its outputs hold the rows finished before, and running it again runs the rest. */
-export const batchStatusSchema = z.enum(['enqueuing', 'running', 'finalizing', 'completed', 'completed_with_failures', 'budget_exceeded', 'cancelled']);
+const batchStatusSchema = z.enum(['enqueuing', 'running', 'finalizing', 'completed', 'completed_with_failures', 'budget_exceeded', 'cancelled']);
 export type BatchStatus = z.infer<typeof batchStatusSchema>;
 
 /** A batch whose outputs are written and of which nothing is in the queue: every row has a result, or it was cancelled. */
@@ -16,7 +16,7 @@ export function isFinishedStatus(status: BatchStatus): boolean {
 }
 
 /** What Redis remembers about a batch, so any process can resume, collect or report on it. */
-export const batchMetaSchema = z.object({
+const batchMetaSchema = z.object({
   batch_id: z.string(),
   status: batchStatusSchema,
   input: z.string(),

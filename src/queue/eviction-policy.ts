@@ -18,7 +18,7 @@ export function warnIfRedisEvicts(redis: Redis, redisLabel: string, say: (line: 
     .catch(() => undefined); // an unreachable Redis is reported by the connection's own watch
 }
 
-export function evictionWarning(policy: string, redisLabel: string): string {
+function evictionWarning(policy: string, redisLabel: string): string {
   return (
     `Warning: Redis at ${redisLabel} evicts keys when its memory is full (maxmemory-policy ${policy}): a batch's queued rows and records could vanish mid-run. ` +
     'Set it to noeviction: redis-cli config set maxmemory-policy noeviction (and maxmemory-policy noeviction in redis.conf to keep it).'

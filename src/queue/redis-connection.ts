@@ -16,7 +16,7 @@ export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 /** Where a private redis-server keeps its data and port (in the current folder). */
 export const PRIVATE_REDIS_DIR = '.switchyard';
 /** Where a private redis-server listens by default (next free port after it if taken). */
-export const PRIVATE_REDIS_PORT = 6390;
+const PRIVATE_REDIS_PORT = 6390;
 
 type Env = Record<string, string | undefined>;
 
@@ -229,7 +229,7 @@ export function credentialsRefusedMessage(url: string, detail: string): string {
 }
 
 /** The message for a rediss:// URL whose server does not answer TLS. */
-export function noTlsMessage(url: string, detail: string, plainRedis: boolean): string {
+function noTlsMessage(url: string, detail: string, plainRedis: boolean): string {
   if (plainRedis) return `Redis at ${redactUrl(url)} did not answer TLS (${detail}); it answers without: use redis://, REDIS_URL=${withScheme(url, 'redis')}`;
   return `something at ${redactUrl(url)} took the connection but did not answer TLS (${detail}): a plain Redis? Then use redis://, REDIS_URL=${withScheme(url, 'redis')}; otherwise check the host and port in REDIS_URL`;
 }
@@ -248,7 +248,7 @@ export function databaseRefusedMessage(url: string, db: number, detail: string, 
 }
 
 /** The message for an unreachable Redis: the URL tried, why (a mistyped host reads ENOTFOUND), and the three ways to get one. */
-export function redisUnreachableMessage(url: string, explicit: boolean, detail = ''): string {
+function redisUnreachableMessage(url: string, explicit: boolean, detail = ''): string {
   const why = detail ? ` (${detail})` : '';
   // A URL given on purpose is more likely mistyped, or its Redis down, than missing: that comes first.
   const given = explicit ? ' It was set explicitly (REDIS_URL), so no private redis-server is started in its place: check its host and port, and that its Redis runs. Or' : ' Switchyard needs a Redis server;';

@@ -176,7 +176,7 @@ export type RedisOutageWatch = ReturnType<typeof watchRedisOutages>;
 /** The environment variable that sets how long a command waits for a Redis that stopped answering, in seconds. */
 export const REDIS_WAIT_ENV = 'SWITCHYARD_REDIS_WAIT_S';
 /** How long a command waits for a Redis that stopped answering mid-command, unless REDIS_WAIT_ENV says otherwise. */
-export const DEFAULT_REDIS_WAIT_MS = 600_000;
+const DEFAULT_REDIS_WAIT_MS = 600_000;
 
 /**
  * How long a command (`run`, `collect`, `status`, `forget`) waits for a Redis that stopped

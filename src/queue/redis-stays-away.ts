@@ -8,7 +8,7 @@ export const STOP_WAIT_ENV = 'SWITCHYARD_STOP_WAIT_S';
  * STOP_WAIT_ENV says otherwise. A scheduler's grace period may be as short (Kubernetes' is 30 s):
  * set below it, the command says what it leaves before the SIGKILL comes.
  */
-export const DEFAULT_STOP_WAIT_MS = 30_000;
+const DEFAULT_STOP_WAIT_MS = 30_000;
 
 /** How long a stop waits for a Redis that does not answer: SWITCHYARD_STOP_WAIT_S seconds, 30 unless set; null for a value that is not a number above 0. */
 export function stopWaitForRedisMs(env: Record<string, string | undefined> = process.env): number | null {

@@ -8,7 +8,7 @@ import { secondsFromEnv } from './redis-outage.ts';
 const PING_EVERY_MS = 5000;
 const LOOK_EVERY_MS = 1000;
 /** A PING unanswered this long: Redis is treated as gone, as a dropped connection is. */
-export const SILENT_AFTER_MS = 10_000;
+const SILENT_AFTER_MS = 10_000;
 /** The environment variable that sets SILENT_AFTER_MS, in seconds. */
 export const SILENT_AFTER_ENV = 'SWITCHYARD_REDIS_SILENT_S';
 

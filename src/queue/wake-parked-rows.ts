@@ -15,7 +15,7 @@ const WAKE_EVERY_MS = 1000;
  * every batch's (the month's cap refused, which other batches may share; a row of a batch under no
  * cap parks again). Returns how many rows were woken.
  */
-export async function wakeParkedRows(queue: Queue, batchId: string | null): Promise<number> {
+async function wakeParkedRows(queue: Queue, batchId: string | null): Promise<number> {
   const ids = (await queue.getRanges(['delayed'], 0, -1)).filter((id) => batchId === null || batchOfJobId(id) === batchId);
   let woken = 0;
   for (let at = 0; at < ids.length; at += CHUNK) {

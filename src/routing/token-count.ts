@@ -21,7 +21,7 @@ import type { ChatMessage } from '../input/row.ts';
 
 export const MESSAGE_OVERHEAD_TOKENS = 4;
 export const REPLY_PRIMING_TOKENS = 3;
-export const TOKENIZER_ENCODING = 'o200k_base';
+const TOKENIZER_ENCODING = 'o200k_base';
 
 type Encoding = typeof import('gpt-tokenizer/encoding/o200k_base');
 

@@ -31,7 +31,7 @@ export interface SimCliOptions {
   apiKey?: string;
 }
 
-export const DEFAULT_SIM_PORT = 8787;
+const DEFAULT_SIM_PORT = 8787;
 
 function numberOption(flag: string, value: string | number | undefined): number | undefined {
   if (value === undefined) return undefined;

@@ -36,7 +36,7 @@ export const simModelSchema = z.strictObject({
   omit_usage: z.boolean().optional(),
 });
 
-export const outputTokensSchema = z
+const outputTokensSchema = z
   .strictObject({ min: positiveInt, max: positiveInt })
   .refine((range) => range.min <= range.max, { message: 'min must not exceed max' });
 

@@ -7,7 +7,7 @@ import { z } from 'zod';
 
 const textPartSchema = z.looseObject({ type: z.string(), text: z.string().optional() });
 
-export const chatMessageSchema = z.looseObject({
+const chatMessageSchema = z.looseObject({
   role: z.enum(['system', 'developer', 'user', 'assistant', 'tool', 'function']),
   content: z.union([z.string(), z.array(textPartSchema), z.null()]).optional(),
 });
