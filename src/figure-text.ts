@@ -18,6 +18,15 @@ export function formatCount(n: number, maxFractionDigits = 0): string {
 /** "1 row", "2,000 rows". */
 export const counted = (n: number, noun: string): string => `${formatCount(n)} ${noun}${n === 1 ? '' : 's'}`;
 
+/**
+ * "02:30:15 UTC": the time of day a line of a log was written, for a person reading a log that
+ * many nights append to (when did Redis go away, when did the rows stall). UTC, as report.md's
+ * timestamps and `date -u`.
+ */
+export function clockTime(ms: number): string {
+  return `${new Date(ms).toISOString().slice(11, 19)} UTC`;
+}
+
 /** "850 ms", "4.1 s", "3 min 12 s", "2 h 05 min". */
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)} ms`;

@@ -52,7 +52,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const tally = new CollectionTally(baseline, options.startedAt);
   const shown = options.progressStream !== null;
   const unpriced = config != null && noModelPriced(config);
-  const display = shown ? createProgressDisplay(options.progressStream ?? process.stderr, { unpriced, json: process.env.LOG_FORMAT?.toLowerCase() === 'json' }) : NO_DISPLAY;
+  const display = shown ? createProgressDisplay(options.progressStream ?? process.stderr, { unpriced, clock: true, json: process.env.LOG_FORMAT?.toLowerCase() === 'json' }) : NO_DISPLAY;
   // The display's first update is its baseline for rows/s and the ETA: give it now, not at the first poll.
   display.update(initial);
   options.onProgress?.(initial);

@@ -34,6 +34,20 @@ function timeAndRate(totals: Report['totals']): string {
   return `${formatDuration(totals.elapsed_ms)} (${resumed}${formatRate(totals.rows_per_second)})`;
 }
 
+/**
+ * "2026-12-05 02:30:01 to 02:30:49 UTC" (the end's date too when it differs; one time for a run within a second): when the run ran, for
+ * the summary a log keeps night after night. Empty when either time is not one (an older report).
+ */
+function clockSpan(startedAt: string, finishedAt: string): string {
+  const start = Date.parse(startedAt);
+  const end = Date.parse(finishedAt);
+  if (!Number.isFinite(start) || !Number.isFinite(end)) return '';
+  const [startDay, startTime] = new Date(start).toISOString().slice(0, 19).split('T');
+  const [endDay, endTime] = new Date(end).toISOString().slice(0, 19).split('T');
+  if (endDay === startDay && endTime === startTime) return `${startDay} ${startTime} UTC`;
+  return `${startDay} ${startTime} to ${endDay === startDay ? '' : `${endDay} `}${endTime} UTC`;
+}
+
 /** "1,998 of 2,000 rows succeeded in 4.1 s (487 rows/s), 2,013 calls, $0.0123", then any invalid rows. */
 export function renderHeadline(report: Report): string {
   const { totals } = report;
@@ -530,7 +544,7 @@ export function renderSummaryLines(report: Report): string[] {
   const { totals } = report;
   const pairs: Array<[string, string]> = [
     ['Rows', rowsText(totals)],
-    ['Time', timeAndRate(totals)],
+    ['Time', [timeAndRate(totals), clockSpan(report.started_at, report.finished_at)].filter(Boolean).join(', ')],
     ['Calls', `${count(totals.calls)}, ${count(totals.failed_calls)} failed${failedCallCodes(report.call_errors)}`],
     ['Tokens', `${count(totals.input_tokens)} in, ${count(totals.output_tokens)} out`],
     ['Cost', formatCost(totals.cost_usd, totals.unpriced_calls, totals.calls)],

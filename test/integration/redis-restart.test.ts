@@ -46,7 +46,7 @@ describe.runIf(findRedisServerBinary() !== null)('Redis restarting in the middle
 
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(new RegExp(`Redis at redis://127\\.0\\.0\\.1:${first.port} is not answering \\(\\w+\\); waiting for it to come back`));
-    expect(result.stdout).toMatch(/Redis is answering again after [\d.]+ s; going on\./);
+    expect(result.stdout).toMatch(/Redis is answering again after [\d.]+ s, at \d\d:\d\d:\d\d UTC; going on\./);
     expect(result.stdout.match(/is not answering/g)).toHaveLength(1);
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(results.map((r) => r.row)).toEqual(Array.from({ length: 600 }, (_, i) => i + 1));
@@ -102,7 +102,7 @@ describe.runIf(findRedisServerBinary() !== null)('a stop while Redis is down', (
     const result = await doneWithin(run, 40_000);
 
     expect(result.code, result.stdout + result.stderr).toBe(143);
-    expect(result.stdout).toMatch(/Redis is answering again after [\d.]+ s; going on\./);
+    expect(result.stdout).toMatch(/Redis is answering again after [\d.]+ s, at \d\d:\d\d:\d\d UTC; going on\./);
     expect(result.stdout).toMatch(/Stopped early: the outputs above hold the \d+ rows finished so far\. \d+ queued rows came off the queue/);
     const redis = connectRedis(second.url);
     try {
@@ -271,8 +271,8 @@ describe.runIf(findRedisServerBinary() !== null)('a Redis that holds its connect
     const result = await doneWithin(run, 60_000);
 
     expect(result.code, result.stdout + result.stderr).toBe(0);
-    expect(result.stdout).toMatch(new RegExp(`Redis at redis://127\\.0\\.0\\.1:${server.port} has not answered for [2-5] s, though its connection is open \\(the server paused or stuck, or the network to it cut\\); waiting for it \\(for up to 10 min, SWITCHYARD_REDIS_WAIT_S\\)`));
-    expect(result.stdout).toMatch(/Redis is answering again after [\d.]+ s; going on\./);
+    expect(result.stdout).toMatch(new RegExp(`Redis at redis://127\\.0\\.0\\.1:${server.port} has not answered for [2-5] s \\(since \\d\\d:\\d\\d:\\d\\d UTC\\), though its connection is open \\(the server paused or stuck, or the network to it cut\\); waiting for it \\(for up to 10 min, SWITCHYARD_REDIS_WAIT_S\\)`));
+    expect(result.stdout).toMatch(/Redis is answering again after [\d.]+ s, at \d\d:\d\d:\d\d UTC; going on\./);
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(results.map((r) => r.row)).toEqual(Array.from({ length: 400 }, (_, i) => i + 1));
     expect(results.every((r) => r.status === 'succeeded')).toBe(true);

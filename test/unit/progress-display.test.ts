@@ -51,6 +51,15 @@ describe('progress display (plain lines)', () => {
     expect(out.lines).toEqual(['progress: 24/24 rows, 0 failed, 37 rows/s, done, cost $0.00240']);
   });
 
+  it("ends the CLI's lines with the time of day, for a log that many nights append to (QA)", () => {
+    const out = plainOutput();
+    const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 5000, clock: true });
+    display.update(progress(0, 10));
+    out.advance(5000);
+    display.update(progress(4, 10));
+    expect(out.lines).toEqual(['progress: 4/10 rows, 0 failed, 0.8 rows/s, ETA 7.5 s, cost $0.000400, at 00:16:45 UTC']);
+  });
+
   it('leaves the rate out of a batch already done at its first reading, rather than saying 0 rows/s (QA)', () => {
     const out = plainOutput();
     const display = createProgressDisplay(out.stream, { now: out.now, plainEveryMs: 5000 });

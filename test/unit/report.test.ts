@@ -399,7 +399,10 @@ describe('a resumed batch', () => {
     const report = tally.build({ batchId: 'resumed', startedAt: runStartedAt, finishedAt: '2026-11-02T10:00:02.000Z' });
     expect(report.totals).toMatchObject({ rows: 1000, rows_this_run: 400, elapsed_ms: 2000, rows_per_second: 200 });
     expect(renderHeadline(report)).toBe('1,000 of 1,000 rows succeeded in 2.0 s (400 rows this run, 200 rows/s), 0 calls, $0');
-    expect(renderSummaryLines(report)).toContain('Time    2.0 s (400 rows this run, 200 rows/s)');
+    // When this run ran, for a log that many nights append to (QA).
+    expect(renderSummaryLines(report)).toContain('Time    2.0 s (400 rows this run, 200 rows/s), 2026-11-02 10:00:00 to 10:00:02 UTC');
+    expect(renderSummaryLines({ ...report, started_at: '2026-11-02T23:59:59.000Z', finished_at: '2026-11-03T00:00:01.000Z' })).toContain('Time    2.0 s (400 rows this run, 200 rows/s), 2026-11-02 23:59:59 to 2026-11-03 00:00:01 UTC');
+    expect(renderSummaryLines({ ...report, finished_at: '2026-11-02T10:00:00.400Z' })).toContain('Time    2.0 s (400 rows this run, 200 rows/s), 2026-11-02 10:00:00 UTC');
   });
 
   it("counts each model's calls this run apart from the batch's (a resume's pace)", () => {
