@@ -16,15 +16,29 @@ export interface PairedComparison {
   b_better: number;
   /** Mean of a's score minus b's, to two decimals. */
   mean_difference: number;
-  /** Its 95% margin of error (1.96 standard errors); null under two prompts. */
+  /** Its 95% margin of error (marginOfError); null under two prompts. */
   difference_margin: number | null;
 }
 
-/** 1.96 sample standard errors of a mean, to two decimals: its 95% margin of error; null under 2 values. */
-export function marginOfError({ count, sum, sumOfSquares }: { count: number; sum: number; sumOfSquares: number }): number | null {
+/** Student's t for a two-sided 95% interval, by degrees of freedom 1-30 (past 30: 1.96 + 2.4 / df, within 0.01). */
+const T_95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042];
+const t95 = (degrees: number): number => T_95[degrees - 1] ?? 1.96 + 2.4 / degrees;
+
+/**
+ * The judge's scores are whole numbers: each carries up to half a point of rounding, a variance of
+ * 1/12 (a difference of two scores 2/12). A sample's variance is taken as at least that, or a few
+ * equal scores would claim a margin of 0 (QA: "8.0 ± 0.0" from two rows).
+ */
+export const SCORE_ROUNDING_VARIANCE = 1 / 12;
+
+/**
+ * A mean's 95% margin of error, to two decimals: t standard errors (Student's t, not 1.96, so that a
+ * handful of scores gets the wide margin it has), the variance at least `minVariance`; null under 2 values.
+ */
+export function marginOfError({ count, sum, sumOfSquares }: { count: number; sum: number; sumOfSquares: number }, minVariance = SCORE_ROUNDING_VARIANCE): number | null {
   if (count < 2) return null;
-  const variance = Math.max(0, (sumOfSquares - (sum * sum) / count) / (count - 1));
-  return Math.round(1.96 * Math.sqrt(variance / count) * 100) / 100;
+  const variance = Math.max(minVariance, (sumOfSquares - (sum * sum) / count) / (count - 1));
+  return Math.round(t95(count - 1) * Math.sqrt(variance / count) * 100) / 100;
 }
 
 /** An id's scores: one answerer's as a pair, more as a list of pairs (most ids have one). */
@@ -79,7 +93,7 @@ export class PairedScores {
         ties: t.ties,
         b_better: t.n - t.aBetter - t.ties,
         mean_difference: Math.round((t.sum / t.n) * 100) / 100,
-        difference_margin: marginOfError({ count: t.n, sum: t.sum, sumOfSquares: t.sumOfSquares }),
+        difference_margin: marginOfError({ count: t.n, sum: t.sum, sumOfSquares: t.sumOfSquares }, 2 * SCORE_ROUNDING_VARIANCE),
       }));
   }
 }

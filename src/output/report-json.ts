@@ -67,7 +67,7 @@ export interface ModelReport {
   /** Rows of this model's answers the judge scored (config `judge`), and their mean score; null when none. */
   judged_rows: number;
   mean_score: number | null;
-  /** The mean's 95% margin of error (1.96 standard errors), so close means read as a tie; null under 2 scores. */
+  /** The mean's 95% margin of error (Student's t standard errors; paired-scores.ts marginOfError), so close means read as a tie; null under 2 scores. */
   score_margin: number | null;
 }
 

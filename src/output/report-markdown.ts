@@ -353,15 +353,18 @@ function abArmsSection(report: Report): string[] {
   ]);
 }
 
-/** "+0.30 ± 0.81" (a − b), or without the margin under two prompts. */
+/** "+0.30 ± 0.81" (a − b); under two prompts, no margin. */
 function formatDifference(pair: PairedComparison): string {
   return signedDifference(pair.mean_difference, pair.difference_margin);
 }
 
-/** "+0.30 ± 0.81", "-0.12", with its sign: a difference of scores, and its margin when known. */
+/**
+ * "+0.30 ± 0.81", with its sign: a difference of scores and its margin. Without a margin (a side
+ * with a single score) it says so: a bare "+3.91" read as a clear win (QA).
+ */
 function signedDifference(difference: number, margin: number | null): string {
   const mean = `${difference > 0 ? '+' : ''}${difference.toFixed(2)}`;
-  return margin === null ? mean : `${mean} ± ${margin.toFixed(2)}`;
+  return margin === null ? `${mean} (1 score: no margin)` : `${mean} ± ${margin.toFixed(2)}`;
 }
 
 /** "flash vs glm: 24 prompts, flash better in 10, tie 4, glm better in 10; flash − glm +0.30 ± 0.81". */

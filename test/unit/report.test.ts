@@ -640,22 +640,22 @@ describe('judge scores', () => {
     for (const row of [1, 2, 3]) tally.addCall(judgeCall(row, 'succeeded'));
     tally.addCall(judgeCall(4, 'failed'));
     const report = tally.build(span);
-    expect(report.models.flash).toMatchObject({ judged_rows: 2, mean_score: 6.5, score_margin: 2.94 }); // 1.96 x sd 2.12 / sqrt 2
+    expect(report.models.flash).toMatchObject({ judged_rows: 2, mean_score: 6.5, score_margin: 19.06 }); // t(1) 12.71 x sd 2.12 / sqrt 2
     // Row 3 is the ensemble's synthesis, by pro: scored under the ensemble alone.
     expect(report.models.pro).toMatchObject({ rows: 2, judged_rows: 0, mean_score: null, score_margin: null });
     expect(report.models.judge).toMatchObject({ rows: 0, calls: 4, judged_rows: 0, mean_score: null });
     expect(report.ensembles.council).toMatchObject({ judged_rows: 1, mean_score: 9 });
-    expect(report.judge).toEqual({ model: 'judge', rows_scored: 3, mean_score: 7.33, score_margin: 2.36, rows_unscored: 1, unscored: { server_error: 1 }, scored_by_fallback: {}, calls_by_model: { judge: 4 }, paired: [] });
+    expect(report.judge).toEqual({ model: 'judge', rows_scored: 3, mean_score: 7.33, score_margin: 5.17, rows_unscored: 1, unscored: { server_error: 1 }, scored_by_fallback: {}, calls_by_model: { judge: 4 }, paired: [] });
     expect(report.extra_calls).toMatchObject({ judge_calls: 4, judge_cost_usd: 0.00006, retry_calls: 0, fallback_calls: 0 });
     // Judging would cost the same on the baseline: the comparison leaves it out on both sides.
     expect(report.baseline).toMatchObject({ baseline_cost_usd: 0, batch_cost_usd: 0 });
 
     const summary = renderSummaryLines(report);
-    expect(summary.find((line) => line.startsWith('Judge'))).toMatch(/^Judge +3 rows scored by judge, mean 7\.33 ± 2\.36 of 10; 1 not scored \(server_error 1\); 4 calls \(\$0\.0000600\)$/);
-    expect(summary.find((line) => line.startsWith('  flash'))).toMatch(/ score 6\.5 ± 2\.9 \(2\)$/);
+    expect(summary.find((line) => line.startsWith('Judge'))).toMatch(/^Judge +3 rows scored by judge, mean 7\.33 ± 5\.17 of 10; 1 not scored \(server_error 1\); 4 calls \(\$0\.0000600\)$/);
+    expect(summary.find((line) => line.startsWith('  flash'))).toMatch(/ score 6\.5 ± 19\.1 \(2\)$/);
     const markdown = renderReportMarkdown(report);
-    expect(markdown).toContain('- Judge: 3 rows scored by judge, mean 7.33 ± 2.36 of 10');
-    expect(markdown).toMatch(/\| flash \| 2 \|.*\| 6\.5 ± 2\.9 \(2\) \|/);
+    expect(markdown).toContain('- Judge: 3 rows scored by judge, mean 7.33 ± 5.17 of 10');
+    expect(markdown).toMatch(/\| flash \| 2 \|.*\| 6\.5 ± 19\.1 \(2\) \|/);
     expect(markdown).toMatch(/\| council \| 1 \|.*\| 9\.0 \(1\) \|/);
   });
 
@@ -669,9 +669,9 @@ describe('judge scores', () => {
     tally.addResult({ ...result(8, 'pro', scored(1)), id: 'q4', models_tried: ['flash', 'pro'], fallback_reason: 'flash: server_error after 3 attempts' });
     const report = tally.build(span);
     // council - flash over q1-q3: -2, 0, -5: mean -2.33, sd 2.52, margin 1.96 x 2.52 / sqrt 3.
-    expect(report.judge?.paired).toEqual([{ a: 'council', b: 'flash', prompts: 3, a_better: 0, ties: 1, b_better: 2, mean_difference: -2.33, difference_margin: 2.85 }]);
-    expect(renderSummaryLines(report).find((line) => line.startsWith('Paired'))).toMatch(/^Paired +council vs flash: 3 prompts, council better in 0, tie 1, flash better in 2; council − flash -2\.33 ± 2\.85$/);
-    expect(renderReportMarkdown(report)).toContain('| council | flash | 3 | 0 | 1 | 2 | -2.33 ± 2.85 |');
+    expect(report.judge?.paired).toEqual([{ a: 'council', b: 'flash', prompts: 3, a_better: 0, ties: 1, b_better: 2, mean_difference: -2.33, difference_margin: 6.25 }]);
+    expect(renderSummaryLines(report).find((line) => line.startsWith('Paired'))).toMatch(/^Paired +council vs flash: 3 prompts, council better in 0, tie 1, flash better in 2; council − flash -2\.33 ± 6\.25$/);
+    expect(renderReportMarkdown(report)).toContain('| council | flash | 3 | 0 | 1 | 2 | -2.33 ± 6.25 |');
   });
 
   it('read back from report.json as written, with a judge, an ensemble, pairs, A/B arms and the split (the check collect makes of it, report-schema.ts)', async () => {
@@ -740,16 +740,16 @@ describe('judge scores', () => {
     // Latency quantiles come from a bucketed histogram (latency-histogram.ts): 59.4 for the 60 ms row.
     expect(report.ab_arms.auto).toEqual({
       rows: 4, succeeded: 3, failed: 1, cached_rows: 0, cost_usd: 0.001, unpriced_calls: 1, cost_per_answer_usd: 0.000333333,
-      latency_p50_ms: 59.4, latency_p95_ms: 200, answered_by: { flash: 2, pro: 1 }, judged_rows: 3, mean_score: 7.67, score_margin: 1.73,
+      latency_p50_ms: 59.4, latency_p95_ms: 200, answered_by: { flash: 2, pro: 1 }, judged_rows: 3, mean_score: 7.67, score_margin: 3.79,
     });
     expect(report.ab_arms.pro).toMatchObject({ rows: 2, cost_usd: 0.0012, cost_per_answer_usd: 0.0006, unpriced_calls: 0, answered_by: { pro: 2 }, judged_rows: 2, mean_score: 7.5 });
     const markdown = renderReportMarkdown(report);
-    expect(markdown).toContain('| auto | 4 | 3 | 1 | $0.00100 + 1 unpriced call | $0.000333 | 59 ms | 200 ms | 7.7 ± 1.7 (3) | — | flash 2, pro 1 |');
+    expect(markdown).toContain('| auto | 4 | 3 | 1 | $0.00100 + 1 unpriced call | $0.000333 | 59 ms | 200 ms | 7.7 ± 3.8 (3) | — | flash 2, pro 1 |');
     expect(markdown).toContain('| pro | 2 | 2 | 0 | $0.00120 | $0.000600 |');
     expect(markdown).toContain('The arms hold 6 of the 7 rows: the others named a model of their own');
     const summary = renderSummaryLines(report);
     expect(summary).toContain("A/B arms (every call of their rows but the judge's)");
-    expect(summary.find((line) => line.startsWith('  auto'))).toMatch(/^ {2}auto +4 rows +1 failed +\$0\.00100 \+ 1 unpriced call +\$0\.000333\/answer +p50 59 ms +p95 200 ms +score 7\.7 ± 1\.7 \(3\) +answered by flash 2, pro 1$/);
+    expect(summary.find((line) => line.startsWith('  auto'))).toMatch(/^ {2}auto +4 rows +1 failed +\$0\.00100 \+ 1 unpriced call +\$0\.000333\/answer +p50 59 ms +p95 200 ms +score 7\.7 ± 3\.8 \(3\) +answered by flash 2, pro 1$/);
     expect(new ReportTally().build(span).ab_arms).toEqual({});
 
     // Every call unpriced: the cost of an answer is unknown, not $0.
@@ -767,14 +767,20 @@ describe('judge scores', () => {
     [6, 8, 9].forEach((score, i) => tally.addResult(armRow(i + 1, 'auto', score)));
     [8, 7].forEach((score, i) => tally.addResult(armRow(i + 4, 'pro', score)));
     const report = { ...tally.build(span), ab_split: [{ model: 'pro', weight: 0.5 }, { model: 'auto', weight: 0.5 }] };
-    expect(report.ab_arms.auto).toMatchObject({ mean_score: 7.67, score_margin: 1.73 });
-    expect(report.ab_arms.pro).toMatchObject({ mean_score: 7.5, score_margin: 0.98 });
+    expect(report.ab_arms.auto).toMatchObject({ mean_score: 7.67, score_margin: 3.79 });
+    expect(report.ab_arms.pro).toMatchObject({ mean_score: 7.5, score_margin: 6.35 });
     const markdown = renderReportMarkdown(report);
-    // 7.67 - 7.5, ± √(1.73² + 0.98²): each mean lies outside the other's margin, the difference within its own.
-    expect(markdown).toMatch(/\| auto \| 3 \|.*\| 7\.7 ± 1\.7 \(3\) \| \+0\.17 ± 1\.99 \| auto 3 \|/);
-    expect(markdown).toMatch(/\| pro \| 2 \|.*\| 7\.5 ± 1\.0 \(2\) \| — \| pro 2 \|/);
+    // 7.67 - 7.5, ± √(3.79² + 6.35²): the margin of the difference, not of either mean.
+    expect(markdown).toMatch(/\| auto \| 3 \|.*\| 7\.7 ± 3\.8 \(3\) \| \+0\.17 ± 7\.40 \| auto 3 \|/);
+    expect(markdown).toMatch(/\| pro \| 2 \|.*\| 7\.5 ± 6\.3 \(2\) \| — \| pro 2 \|/);
     expect(markdown).toContain('| Score vs pro |');
     expect(markdown).not.toContain('means closer than their margins');
+    // An arm with a single score has no margin, and its difference says so rather than read as a clear win (QA: a bare +3.91).
+    const lone = new ReportTally();
+    [6, 8, 9].forEach((score, i) => lone.addResult(armRow(i + 1, 'pro', score)));
+    lone.addResult(armRow(4, 'auto', 10));
+    const loneMarkdown = renderReportMarkdown({ ...lone.build(span), ab_split: [{ model: 'pro', weight: 0.5 }, { model: 'auto', weight: 0.5 }] });
+    expect(loneMarkdown).toMatch(/\| auto \| 1 \|.*\| 10\.0 \(1\) \| \+2\.33 \(1 score: no margin\) \| auto 1 \|/);
     // Without a judge, or with one arm, there is nothing to set against.
     const single = new ReportTally();
     single.addResult(armRow(1, 'auto', 6));
