@@ -1,10 +1,11 @@
 import { hostname } from 'node:os';
-import { APIError } from 'openai';
+import { APIConnectionTimeoutError, APIError } from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat';
 import type { ChatMessage } from '../input/row.ts';
 import type { Usage } from '../output/records.ts';
 import { countMessageTokens, countTextTokens } from '../routing/token-count.ts';
 import { rateLimitResetMs } from '../limits/pacing.ts';
+import { cameLate, watchLoop } from './late-arrival.ts';
 import { classifyModelError, htmlPageText, ModelCallError } from './model-error.ts';
 import type { ProviderClient } from './provider-clients.ts';
 import { readStreamedAnswer } from './streamed-answer.ts';
@@ -233,14 +234,25 @@ async function wholeCompletion(provider: ProviderClient, request: ModelRequest, 
 
 async function streamedCompletion(provider: ProviderClient, request: ModelRequest, ctx: CallContext, signal: AbortSignal | undefined): Promise<Completion> {
   const startedAt = performance.now();
-  // include_usage: the last chunk then carries the call's usage (providers that ignore it get counted here).
-  const params: ChatCompletionCreateParamsStreaming = { ...body(request), stream: true, stream_options: { include_usage: true } };
-  const { data, response, request_id } = await provider.client.chat.completions.create(params, signal ? { signal } : undefined).withResponse();
-  if (!response.headers.get('content-type')?.startsWith('text/event-stream')) {
-    data.controller.abort();
-    const type = response.headers.get('content-type') ?? 'no content-type';
-    throw new ModelCallError({ code: 'bad_response', model: request.model, status: response.status, message: `model "${request.model}" at ${ctx.baseUrl} answered a streamed request with ${type}, not an event stream: set models.${request.model}.stream to false if the provider cannot stream` });
+  // From the request on, so that the headers' lateness is judged as a chunk's is.
+  const stopWatchingLoop = watchLoop();
+  try {
+    // include_usage: the last chunk then carries the call's usage (providers that ignore it get counted here).
+    const params: ChatCompletionCreateParamsStreaming = { ...body(request), stream: true, stream_options: { include_usage: true } };
+    const { data, response, request_id } = await provider.client.chat.completions.create(params, signal ? { signal } : undefined).withResponse();
+    // The SDK's timer can lose the race to headers that came after it was due, as a chunk's can (streamed-answer.ts).
+    if (cameLate(startedAt + ctx.timeoutMs)) {
+      data.controller.abort();
+      throw new APIConnectionTimeoutError();
+    }
+    if (!response.headers.get('content-type')?.startsWith('text/event-stream')) {
+      data.controller.abort();
+      const type = response.headers.get('content-type') ?? 'no content-type';
+      throw new ModelCallError({ code: 'bad_response', model: request.model, status: response.status, message: `model "${request.model}" at ${ctx.baseUrl} answered a streamed request with ${type}, not an event stream: set models.${request.model}.stream to false if the provider cannot stream` });
+    }
+    const streamed = await readStreamedAnswer(data, { model: request.model, provider: ctx.provider, baseUrl: ctx.baseUrl, idleTimeoutMs: ctx.timeoutMs, startedAt });
+    return { output: streamed.output, reported: reportedUsage(streamed.usage), finishReason: streamed.finishReason, refusal: streamed.refusal, requestId: request_id ?? null, response, ttftMs: streamed.ttftMs };
+  } finally {
+    stopWatchingLoop();
   }
-  const streamed = await readStreamedAnswer(data, { model: request.model, provider: ctx.provider, baseUrl: ctx.baseUrl, idleTimeoutMs: ctx.timeoutMs, startedAt });
-  return { output: streamed.output, reported: reportedUsage(streamed.usage), finishReason: streamed.finishReason, refusal: streamed.refusal, requestId: request_id ?? null, response, ttftMs: streamed.ttftMs };
 }

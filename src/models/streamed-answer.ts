@@ -1,6 +1,7 @@
 import { APIError } from 'openai';
 import type { Stream } from 'openai/core/streaming';
 import type { ChatCompletionChunk } from 'openai/resources/chat';
+import { cameLate, watchLoop } from './late-arrival.ts';
 import { ModelCallError } from './model-error.ts';
 
 /** What a streamed answer adds up to, once its last chunk is in. */
@@ -28,7 +29,11 @@ interface StreamContext {
 /**
  * Reads a chat completion stream to its end. The SDK's timeout stops at the response's headers, so
  * a stream that stalls would hang the row for ever: a chunk must arrive every `idleTimeoutMs`, or the
- * request is aborted and the call fails as a (retryable) timeout. A stream cut off or ended with an
+ * request is aborted and the call fails as a (retryable) timeout. Whether a chunk came in time is
+ * judged by when it was read against its deadline (late-arrival.ts), not by whether it was read
+ * before the deadline's timer ran: after a stall of this process's own, either can come first
+ * (QA: a first chunk 100 ms late was taken, at times, after the tokenizer's load had blocked the
+ * loop over the deadline). A stream cut off or ended with an
  * error event is retryable too: what came before is dropped, as a partial answer is no answer, but
  * the failure carries it (`streamedPart`), since the provider bills what it generated. A stream that
  * stalls or breaks after its finish_reason has its whole answer: it is kept.
@@ -42,17 +47,29 @@ export async function readStreamedAnswer(stream: Stream<ChatCompletionChunk>, ct
   let chunks = 0;
   let stalled = false;
   let idle: NodeJS.Timeout | undefined;
+  let deadline = 0;
+  const stallAt = () => {
+    stalled = true;
+    stream.controller.abort();
+  };
   const watch = () => {
     clearTimeout(idle);
-    idle = setTimeout(() => {
-      stalled = true;
-      stream.controller.abort();
-    }, ctx.idleTimeoutMs);
+    deadline = performance.now() + ctx.idleTimeoutMs;
+    const due = deadline;
+    // Called a stall after one more turn of the event loop: after a stall of this process's own, a
+    // chunk that came meanwhile is read first, and judged by when it came (cameLate).
+    idle = setTimeout(() => setImmediate(() => deadline === due && !stalled && stallAt()), ctx.idleTimeoutMs);
   };
+  const stopWatchingLoop = watchLoop();
   const where = `model "${ctx.model}" at ${ctx.baseUrl}`;
   try {
     watch();
     for await (const chunk of stream) {
+      if (cameLate(deadline)) {
+        // Past its deadline: the stream is dropped, as the timer would have dropped it.
+        stallAt();
+        break;
+      }
       chunks++;
       watch();
       const choice = chunk.choices[0];
@@ -77,6 +94,8 @@ export async function readStreamedAnswer(stream: Stream<ChatCompletionChunk>, ct
     throw withPart(new ModelCallError({ code: 'connection_error', model: ctx.model, retryable: true, message: `${where} broke off its streamed answer after ${chunkCount(chunks)}: ${reason}` }));
   } finally {
     clearTimeout(idle);
+    deadline = Number.POSITIVE_INFINITY;
+    stopWatchingLoop();
   }
   // The SDK ends the iteration quietly when its request is aborted: by the stall watch, or by the caller.
   if (stalled && finishReason !== null) return answer();
