@@ -64,7 +64,7 @@ export function createBatchContexts(
     const providers = createProviderClients(config);
     const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config, monthSpend, refusals, onBudgetSpent: (scope) => budgetSpent?.(scope === 'batch' ? batchId : null) });
     const answerCache = config.cache ? createAnswerCache(store.redis, store.space, config.cache.ttl_hours) : undefined;
-    const runner: RowRunnerDeps = { config, providers, gate, plan: createRowPlanner(config, providers, modelOverride, gate, callSlot), sleep, callSlot, answerCache, keyHeldElsewhere };
+    const runner: RowRunnerDeps = { config, providers, gate, plan: createRowPlanner(config, providers, modelOverride, gate, callSlot), sleep, callSlot, stopping: () => callSlots?.stopping() ?? false, answerCache, keyHeldElsewhere };
     const rules = compileTaskRules(config.routing);
     const rulesLabel = (row: RowInput): string => {
       const { text, chars } = classificationInput(row.messages);

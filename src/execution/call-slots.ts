@@ -19,6 +19,8 @@ export interface CallSlots {
    * flight finish.
    */
   stop(): void;
+  /** Whether stop() was called: a row then parks before asking its next model's breaker, limits or budget. */
+  stopping(): boolean;
 }
 
 /** A call not made because the process is stopping (CallSlots.stop). */
@@ -50,6 +52,7 @@ export function createCallSlots(concurrency: number): CallSlots {
     stop() {
       stopped = true;
     },
+    stopping: () => stopped,
     started(count) {
       if (startedCalls >= count) return Promise.resolve();
       const { promise, resolve } = Promise.withResolvers<void>();

@@ -41,6 +41,8 @@ export interface RowRunnerDeps {
   sleep: (ms: number) => Promise<void>;
   /** Waits for one of the process's model-call slots around each call (none: no limit). */
   callSlot?: CallSlot;
+  /** The process is stopping (CallSlots.stopping): the row makes no new call, and waits for the resume. */
+  stopping?: () => boolean;
   /** Answers given before to the same request (config `cache`); none: every row calls its model. */
   answerCache?: AnswerCache | undefined;
   /** Whether another worker process has this key variable set (worker-registry.ts keyHolders); none: no other. */
@@ -129,6 +131,11 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
   const plan = progress.plan;
 
   while (progress.chainIndex < plan.chain.length) {
+    // Stopping, the row's next call would not start (CallSlots.stop): it parks, its calls so far kept,
+    // before its model's breaker is asked. Its own failed call, in flight at the stop, may have
+    // opened the circuit, and the row would be failed for it instead of waiting for the resume (QA:
+    // a Ctrl-C with every stream stalled ended with the rows failed, exit 1).
+    if (deps.stopping?.()) return { kind: 'park', waitMs: STOPPED_PARK_MS, progress };
     const model = plan.chain[progress.chainIndex]!;
     const modelConfig = config.models[model];
     const provider = modelConfig ? deps.providers.get(modelConfig.provider) : undefined;

@@ -103,6 +103,30 @@ describe('advanceRow', () => {
     expect(settled).toEqual(['ok:neutral']); // its rate-limit slot and budget hold handed back
   });
 
+  it('parks for the resume a row whose call failed while the process was stopping, though the failure opened the circuit (QA: a Ctrl-C with every stream stalled failed the rows, exit 1)', async () => {
+    let stopping = false;
+    let open = false;
+    const { deps, settled } = setup(['broken', 'ok'], {
+      breaker: async () => (open ? { allowed: false, retryInMs: 30_000, lastError: 'failed with 500' } : { allowed: true, retryInMs: 0 }),
+      settle: async (settlement) => {
+        settled.push(`${settlement.model}:${settlement.health}`);
+        open = settlement.health === 'failure';
+        return open ? 'open' : undefined;
+      },
+    });
+    // The stop comes while the call is in flight; the call ends (a 500) and its failure opens the circuit.
+    deps.callSlot = async (call) => {
+      stopping = true;
+      return call();
+    };
+    deps.stopping = () => stopping;
+    const step = await advanceRow(row, freshProgress(), deps);
+    if (step.kind !== 'park') throw new Error(`expected park, got ${step.kind}`);
+    expect(step.progress.calls.map((call) => `${call.model}:${call.status}`)).toEqual(['broken:failed']);
+    expect(step.progress).toMatchObject({ chainIndex: 0, attempt: 1 });
+    expect(settled).toEqual(['broken:failure']);
+  });
+
   it('parks the row until shortly before its slot, then sleeps the rest and calls without re-booking', async () => {
     let reservations = 0;
     let clock = 1_000_000;
