@@ -36,3 +36,8 @@ export function formatDuration(ms: number): string {
   const totalMinutes = Math.round(ms / 60_000);
   return `${Math.floor(totalMinutes / 60)} h ${String(totalMinutes % 60).padStart(2, '0')} min`;
 }
+
+/** A moment as a clock time in UTC, to the second: "06:30:25 UTC" (a circuit's next test call, say). */
+export function formatClockTime(epochMs: number): string {
+  return `${new Date(epochMs).toISOString().slice(11, 19)} UTC`;
+}

@@ -11,6 +11,7 @@ import { createProgressDisplay, type ProgressDisplay } from '../progress/progres
 import type { BatchProgress } from '../queue/batch-state.ts';
 import type { Session } from '../queue/session.ts';
 import { rateLimitPaceText } from './rate-limit-pace.ts';
+import { shutCircuits, shutCircuitsText } from './shut-circuits.ts';
 
 export interface CollectAndReportOptions {
   session: Session;
@@ -154,7 +155,19 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
       ? `each row waited for the circuits as long as their next test call fell within breaker.max_wait_ms (${formatDuration(maxWaitMs)}) of its first wait, so it gave up earlier when the next one fell past it: raise it to ride out a longer outage`
       : 'with breaker.max_wait_ms in the config, rows wait for it instead of failing';
     const cooldown = formatDuration(config?.breaker.cooldown_ms ?? 30_000);
-    say(`Models down: ${counted(passedOver, 'row')} found every model of their chain shut after repeated failures (its circuit breaker), and were not sent.${earlier} Once the provider is back: switchyard run --resume ${batchId} (${waiting}; a circuit lets its next test call through ${cooldown} after it shut, breaker.cooldown_ms, so a resume sooner finds it shut still).`);
+    const shut = config ? await shutCircuits(session.redis, session.space.prefix, config) : [];
+    // When, by the clock: a resume sooner fails the rows again at once (QA: a resume 10 s after a stop made no call, every row no_model_available).
+    const until = shut.length > 0
+      ? ` ${shutCircuitsText(shut)}, breaker.cooldown_ms (${cooldown}) after it shut; then one call tests the provider, and a resume sooner fails these rows again with no call. Wait until then; once the provider is back: switchyard run --resume ${batchId} (${waiting}).`
+      : ` Once the provider is back: switchyard run --resume ${batchId} (${waiting}; a circuit lets its next test call through ${cooldown} after it shut, breaker.cooldown_ms, so a resume sooner finds it shut still).`;
+    say(`Models down: ${counted(passedOver, 'row')} found every model of their chain shut after repeated failures (its circuit breaker), and were not sent.${earlier}${until}`);
+  } else if (report.totals.unfinished_rows !== 0 && config && config.breaker.max_wait_ms === 0) {
+    // A stop whose calls in flight failed may have shut a circuit: the resume it names would fail those rows at once.
+    const shut = await shutCircuits(session.redis, session.space.prefix, config);
+    if (shut.length > 0) {
+      say('');
+      say(`Circuits open after repeated failures (the circuit breaker): ${shutCircuitsText(shut)}. A resume sooner fails the rows bound for ${shut.length === 1 ? 'it' : 'them'} at once, with no call (breaker.max_wait_ms is 0): resume after that.`);
+    }
   }
   sayOtherFailures(report, batchId, new Set(['budget_exceeded', 'missing_api_key', ...(modelsDown ? ['no_model_available'] : [])]), say);
   if (invalid > 0 && report.totals.unfinished_rows === 0 && options.resumeHint !== 'api') {

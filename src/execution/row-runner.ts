@@ -1,5 +1,6 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import type { ChatMessage } from '../input/row.ts';
+import { formatClockTime } from '../figure-text.ts';
 import { callModel, chargedUsage, whyNotSendable, type ModelAnswer, type ModelRequest } from '../models/call-model.ts';
 import { asSentence, ModelCallError } from '../models/model-error.ts';
 import { callCostNanos, nanosToUsd } from '../models/pricing.ts';
@@ -315,7 +316,8 @@ async function takeSlot(model: string, estimatedTokens: number, onLimit: 'wait' 
       progress.awaitingProbe = true;
       progress.circuitProbeAt = Math.min(progress.circuitProbeAt ?? Number.POSITIVE_INFINITY, now() + Math.min(breaker.retryInMs, PROBE_POLL_MS));
     } else {
-      fallBack(progress, `${model}: circuit open after repeated failures (${why ? `${why}; ` : ''}next probe in ${seconds(breaker.retryInMs)})`);
+      // The time as well: results.jsonl is read later, when "in 29 s" no longer says when.
+      fallBack(progress, `${model}: circuit open after repeated failures (${why ? `${why}; ` : ''}next probe in ${seconds(breaker.retryInMs)}, at ${formatClockTime(now() + breaker.retryInMs)})`);
       progress.circuitProbeAt = Math.min(progress.circuitProbeAt ?? Number.POSITIVE_INFINITY, now() + breaker.retryInMs);
     }
     return 'passed over';

@@ -82,8 +82,9 @@ return {1, 2, 0, fails, false, token}
 };
 
 /**
- * ARGV: cooldown us. Whether a call could go now (closed, or half-open with no probe out), without
- * taking the probe: 1 or 0. For a caller that only asks (row-runner.ts laterModelOpenToCalls).
+ * ARGV: cooldown us. How long until a call could go (closed, or half-open with no probe out), in
+ * us, 0 when it could now; without taking the probe. For a caller that only asks (row-runner.ts
+ * laterModelOpenToCalls, the summary of a run whose rows found circuits open).
  */
 const PEEK: LuaScript = {
   name: 'breaker_peek',
@@ -91,12 +92,13 @@ const PEEK: LuaScript = {
   lua: `${LUA_PRELUDE}
 local f = redis.call('HMGET', KEYS[1], 'opened', 'probe')
 local opened = tonumber(f[1])
-if not opened then return 1 end
+if not opened then return 0 end
 local now = now_us()
-if now < opened + tonumber(ARGV[1]) then return 0 end
+local reopen_at = opened + tonumber(ARGV[1])
+if now < reopen_at then return reopen_at - now end
 local probe = tonumber(f[2])
-if probe and probe > now then return 0 end
-return 1
+if probe and probe > now then return probe - now end
+return 0
 `,
 };
 
@@ -173,7 +175,14 @@ export class CircuitBreaker {
    * circuit's probe: asking must not turn away the caller that would make the probe call.
    */
   async opensToCalls(model: string): Promise<boolean> {
-    return (await this.#run(PEEK, [breakerKey(this.#prefix, model)], [this.#cooldownMs * 1000])) === 1;
+    return (await this.shutForMs(model)) === 0;
+  }
+
+  /** How long until `model`'s circuit lets a call through (its probe, if half-open), asked as opensToCalls asks; 0 when it would now. */
+  async shutForMs(model: string): Promise<number> {
+    const reply = await this.#run(PEEK, [breakerKey(this.#prefix, model)], [this.#cooldownMs * 1000]);
+    const [waitUs] = integers([reply], 1, PEEK.name) as [number];
+    return Math.ceil(waitUs / 1000);
   }
 
   /**

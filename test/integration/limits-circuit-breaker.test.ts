@@ -4,6 +4,7 @@ import { breakerKey, CircuitBreaker } from '../../src/limits/circuit-breaker.ts'
 import { modelEndpoint } from '../../src/limits/model-endpoint.ts';
 import { configSchema } from '../../src/config/schema.ts';
 import { createRedisRowGate } from '../../src/execution/redis-row-gate.ts';
+import { shutCircuits, shutCircuitsText } from '../../src/batch/shut-circuits.ts';
 import { BatchStore } from '../../src/queue/batch-state.ts';
 import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 
@@ -180,5 +181,26 @@ describe('CircuitBreaker', () => {
     expect(await caller).toMatchObject({ allowed: true, state: 'half_open', probe: expect.any(String) });
     // Its probe out: no further call goes.
     expect(await gate.opensToCalls(model)).toBe(false);
+  });
+
+  it('says how long a circuit stays shut, and which of a batch\'s models are shut until when (QA: a resume within the cooldown failed every row, and nothing said until when)', async () => {
+    const model = 'shut-for';
+    const { config } = rowGateFor(model);
+    const endpoint = modelEndpoint(config, model);
+    expect(await breaker().shutForMs(endpoint)).toBe(0); // closed
+    await openCircuit(endpoint);
+    const left = await breaker().shutForMs(endpoint);
+    expect(left).toBeGreaterThan(COOLDOWN_MS - 100);
+    expect(left).toBeLessThanOrEqual(COOLDOWN_MS);
+    const now = Date.now();
+    const shut = await shutCircuits(clients[0] as Redis, prefix, config, now);
+    expect(shut).toEqual([{ model, opensAt: expect.any(Number) }]);
+    expect(shut[0]!.opensAt - now).toBeGreaterThan(COOLDOWN_MS - 100);
+    expect(shutCircuitsText([{ model, opensAt: Date.UTC(2026, 11, 5, 6, 30, 25) }], Date.UTC(2026, 11, 5, 6, 29, 56))).toBe(`${model}'s circuit stays shut until 06:30:25 UTC (in 29.0 s)`);
+    // Once the cooldown is over, a call may go: nothing is shut (its probe not taken by asking).
+    await sleep(COOLDOWN_MS + 50);
+    expect(await breaker().shutForMs(endpoint)).toBe(0);
+    expect(await shutCircuits(clients[0] as Redis, prefix, config)).toEqual([]);
+    expect(await breaker(1).check(endpoint)).toMatchObject({ allowed: true, state: 'half_open' });
   });
 });

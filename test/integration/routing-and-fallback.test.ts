@@ -259,7 +259,8 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     const run = await runCli(['run', input, '--config', cfg, '--out', join(dir, 'out'), '--batch-id', 'all-dead', '--concurrency', '2'], h.env({ SIM_KEY: 'right-key' }));
     expect(run.code).toBe(1);
     // (An earlier test may have shut this endpoint's circuit already: then this run says so too.)
-    expect(run.stdout).toMatch(/^Models down: \d+ rows found every model of their chain shut after repeated failures \(its circuit breaker\), and were not sent\.( This batch made no call: .*\.)? Once the provider is back: switchyard run --resume all-dead/m);
+    // Until when, by the clock, and that a resume sooner fails them again (QA: a resume within the cooldown made no call, and nothing said until when).
+    expect(run.stdout).toMatch(/^Models down: \d+ rows found every model of their chain shut after repeated failures \(its circuit breaker\), and were not sent\.( This batch made no call: .*\.)? dead's circuit stays shut until \d\d:\d\d:\d\d UTC \(in [^)]+\), breaker\.cooldown_ms \(1 min 0 s\) after it shut; then one call tests the provider, and a resume sooner fails these rows again with no call\. Wait until then; once the provider is back: switchyard run --resume all-dead \(with breaker\.max_wait_ms in the config, rows wait for it instead of failing\)\.$/m);
     // The next batch makes no call while the circuit is open: it says the breaker was shut before it.
     const next = await runCli(['run', input, '--config', cfg, '--out', join(dir, 'next'), '--batch-id', 'all-dead-next'], h.env({ SIM_KEY: 'right-key' }));
     expect(next.code).toBe(1);

@@ -282,7 +282,7 @@ describe('advanceRow', () => {
     expect(failed.event.result.error?.code).toBe('server_error');
     expect(failed.event.result.model).toBe('broken'); // the model it called, not "limited", which it could not
     expect(failed.event.result.error?.message).toMatch(
-      /^every model in the chain failed; the last call's error: model "broken" at \S+ failed with 500: The server had an error while processing your request\. Sorry about that! By model: broken: server_error after 3 attempts; limited: circuit open after repeated failures \(next probe in 30 s\)$/,
+      /^every model in the chain failed; the last call's error: model "broken" at \S+ failed with 500: The server had an error while processing your request\. Sorry about that! By model: broken: server_error after 3 attempts; limited: circuit open after repeated failures \(next probe in 30 s, at \d\d:\d\d:\d\d UTC\)$/,
     );
 
     const closed = setup(['broken', 'limited'], { breaker: async () => ({ allowed: false, retryInMs: 30_000 }) });
@@ -291,7 +291,7 @@ describe('advanceRow', () => {
     expect(none.event.result.model).toBe('broken'); // its first choice
     expect(none.event.result.error).toMatchObject({
       code: 'no_model_available',
-      message: 'no model was available: broken: circuit open after repeated failures (next probe in 30 s); limited: circuit open after repeated failures (next probe in 30 s)',
+      message: expect.stringMatching(/^no model was available: broken: circuit open after repeated failures \(next probe in 30 s, at \d\d:\d\d:\d\d UTC\); limited: circuit open after repeated failures \(next probe in 30 s, at \d\d:\d\d:\d\d UTC\)$/),
     });
   });
 
@@ -360,7 +360,7 @@ describe('advanceRow', () => {
     expect(parks).toBe(3);
     expect(clock - started).toBeLessThanOrEqual(120_000);
     expect(step.event.result).toMatchObject({ status: 'failed', error: { code: 'no_model_available' } });
-    expect(step.event.result.error?.message).toMatch(/ok: circuit open after repeated failures \(next probe in 30 s\); waited 9\d s in all for open circuits \(breaker.max_wait_ms: 120 s\)/);
+    expect(step.event.result.error?.message).toMatch(/ok: circuit open after repeated failures \(next probe in 30 s, at \d\d:\d\d:\d\d UTC\); waited 9\d s in all for open circuits \(breaker.max_wait_ms: 120 s\)/);
   });
 
   it("waits for another row's probe of a model (a half-open circuit) instead of failing, even without breaker.max_wait_ms", async () => {
@@ -395,7 +395,7 @@ describe('advanceRow', () => {
       clock += step.waitMs;
       step = await advanceRow(row, step.progress, deps);
     }
-    expect(step.event.result).toMatchObject({ status: 'failed', attempts: 0, error: { code: 'no_model_available', message: 'no model was available: ok: circuit open after repeated failures (last error: connect ECONNREFUSED; next probe in 30 s)' } });
+    expect(step.event.result).toMatchObject({ status: 'failed', attempts: 0, error: { code: 'no_model_available', message: expect.stringMatching(/^no model was available: ok: circuit open after repeated failures \(last error: connect ECONNREFUSED; next probe in 30 s, at \d\d:\d\d:\d\d UTC\)$/) } });
 
     // A row with another model to go to does not wait: it falls back.
     probeEndsAt = Number.POSITIVE_INFINITY;

@@ -1,6 +1,6 @@
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
@@ -11,7 +11,7 @@ import { countMessageTokens } from '../../src/routing/token-count.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report-json.ts';
 import { startSimulator, type Simulator } from '../../src/sim/server.ts';
-import { runCli } from '../helpers/cli.ts';
+import { runCli, spawnCli, waitFor } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
@@ -168,5 +168,47 @@ describe('switchyard run with a streaming model', () => {
     expect(report.models.whole!.ttft_p50_ms).toBeNull();
     expect(await readFile(join(out, 'report.md'), 'utf8')).toContain('| TTFT p50 | TTFT p95 |');
     expect(run.stdout).toMatch(/streamed .* first token p50 \d/);
+  });
+});
+
+describe('a run stopped while every stream is stalled', () => {
+  const h = useSimulatorAndRedis('stalled-stop');
+  let requests = 0;
+  // Headers, then nothing: each call runs to its timeout_ms, after the stop.
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      requests++;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+    });
+  });
+  let base = '';
+  beforeAll(async () => {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+
+  it('leaves the rows for the resume though their timeouts opened the circuit, and says until when it stays shut (QA: a Ctrl-C failed the rows, exit 1; a resume within the cooldown failed them all)', async () => {
+    const dir = await tempDir('stalled-stop');
+    const config = join(dir, 'stalled.yaml');
+    await writeFile(config, `providers: {p: {base_url: "${base}/v1", timeout_ms: 1500}}\nmodels:\n  s: {provider: p, stream: true, price: {input_per_mtok: 1, output_per_mtok: 2}}\ndefault_model: s\nbreaker: {failure_threshold: 2, cooldown_ms: 60000}\n`);
+    const input = await writePromptsCsv(dir, 4);
+    const out = join(dir, 'out');
+    const run = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'stalled-stop', '--concurrency', '8'], h.env());
+    await waitFor(async () => requests >= 4, 20_000);
+    run.kill('SIGINT');
+    const ended = await run.done;
+    expect(ended.code, ended.stdout + ended.stderr).toBe(130);
+    expect(await readJsonLines<RowResult>(join(out, 'results.jsonl'))).toEqual([]);
+    // The calls in flight were not cut short: they timed out, and are recorded.
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    expect(calls.map((call) => call.error_code)).toEqual(['timeout', 'timeout', 'timeout', 'timeout']);
+    expect(ended.stdout).toMatch(/^Circuits open after repeated failures \(the circuit breaker\): s's circuit stays shut until \d\d:\d\d:\d\d UTC \(in [^)]+\)\. A resume sooner fails the rows bound for it at once, with no call \(breaker\.max_wait_ms is 0\): resume after that\.$/m);
+    expect(ended.stdout).toContain('Stopped early: the outputs above hold the 0 rows finished so far.');
   });
 });
