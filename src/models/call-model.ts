@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { APIConnectionTimeoutError, APIError } from 'openai';
+import { APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat';
 import type { ChatMessage } from '../input/row.ts';
 import type { Usage } from '../output/records.ts';
@@ -239,8 +239,8 @@ async function streamedCompletion(provider: ProviderClient, request: ModelReques
   try {
     // include_usage: the last chunk then carries the call's usage (providers that ignore it get counted here).
     const params: ChatCompletionCreateParamsStreaming = { ...body(request), stream: true, stream_options: { include_usage: true } };
-    const { data, response, request_id } = await provider.client.chat.completions.create(params, signal ? { signal } : undefined).withResponse();
-    // The SDK's timer can lose the race to headers that came after it was due, as a chunk's can (streamed-answer.ts).
+    const { data, response, request_id } = await withHeadersDeadline(ctx.timeoutMs, signal, (sent) => provider.client.chat.completions.create(params, sent).withResponse());
+    // Headers that came after the deadline but were read before its timer ran (streamed-answer.ts says when that happens).
     if (cameLate(startedAt + ctx.timeoutMs)) {
       data.controller.abort();
       throw new APIConnectionTimeoutError();
@@ -254,5 +254,28 @@ async function streamedCompletion(provider: ProviderClient, request: ModelReques
     return { output: streamed.output, reported: reportedUsage(streamed.usage), finishReason: streamed.finishReason, refusal: streamed.refusal, requestId: request_id ?? null, response, ttftMs: streamed.ttftMs };
   } finally {
     stopWatchingLoop();
+  }
+}
+
+/**
+ * A streamed request's wait for its headers, bounded here rather than by the SDK's timer, which
+ * aborts the moment it runs: after a stall of this process's own, headers that came in time but
+ * were not read yet were taken for a timeout. As a chunk's (streamed-answer.ts), the deadline calls
+ * a timeout only after one more turn of the event loop, and headers read past it are judged by
+ * cameLate. The SDK's timeout stays, twice as long, as a backstop.
+ */
+async function withHeadersDeadline<T>(timeoutMs: number, signal: AbortSignal | undefined, send: (options: { signal: AbortSignal; timeout: number }) => Promise<T>): Promise<T> {
+  const due = new AbortController();
+  let answered = false;
+  const timer = setTimeout(() => setImmediate(() => answered || due.abort()), timeoutMs);
+  try {
+    return await send({ signal: signal ? AbortSignal.any([signal, due.signal]) : due.signal, timeout: 2 * timeoutMs });
+  } catch (error) {
+    if (error instanceof APIUserAbortError && due.signal.aborted && !signal?.aborted) throw new APIConnectionTimeoutError();
+    throw error;
+  } finally {
+    // The signal stays tied to the stream's body: it must not abort once the headers are in.
+    answered = true;
+    clearTimeout(timer);
   }
 }

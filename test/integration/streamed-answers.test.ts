@@ -1,5 +1,7 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { once } from 'node:events';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -142,6 +144,38 @@ describe('a streamed call that goes wrong', () => {
 
   it('says to turn streaming off when the provider answers with a whole JSON body', async () => {
     expect(await failure('/json')).toMatchObject({ code: 'bad_response', message: expect.stringContaining('not an event stream: set models.m.stream to false if the provider cannot stream') });
+  });
+});
+
+describe('a streamed call while this process is busy', () => {
+  // The provider in a process of its own, so that it answers on time while this one is busy.
+  const script = `
+    const chunk = (delta, finish) => JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 0, model: 'm', choices: [{ index: 0, delta, finish_reason: finish }] });
+    require('node:http').createServer((req, res) => {
+      req.resume();
+      req.on('end', () => setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.end('data: ' + chunk({ content: 'Hello' }, null) + '\\n\\ndata: ' + chunk({}, 'stop') + '\\n\\ndata: [DONE]\\n\\n');
+      }, 50));
+    }).listen(0, '127.0.0.1', function () { console.log(this.address().port); });
+  `;
+  let provider: ChildProcess | undefined;
+  let base = '';
+  beforeAll(async () => {
+    provider = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const [port] = (await once(provider.stdout!, 'data')) as [Buffer];
+    base = `http://127.0.0.1:${port.toString().trim()}`;
+  });
+  afterAll(() => void provider?.kill());
+
+  it('takes headers that came in time though this process was busy past the deadline (the SDK\'s timer ran first and called it a timeout)', async () => {
+    const start = performance.now();
+    // Busy (after the poll) from 20 ms until past the 1 s deadline: the answer, sent at 50 ms, waits in the socket.
+    setTimeout(() => setImmediate(() => {
+      while (performance.now() < start + 1300) Math.sqrt(start);
+    }), 20);
+    const answer = await callModel(providerAt(`${base}/v1`, 1000), request);
+    expect(answer).toMatchObject({ output: 'Hello', finishReason: 'stop' });
   });
 });
 
