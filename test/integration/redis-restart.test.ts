@@ -45,7 +45,7 @@ describe.runIf(findRedisServerBinary() !== null)('Redis restarting in the middle
     const result = await run.done;
 
     expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout).toMatch(new RegExp(`Redis at redis://127\\.0\\.0\\.1:${first.port} is not answering \\(\\w+\\); waiting for it to come back`));
+    expect(result.stdout).toMatch(new RegExp(`Redis at redis://127\\.0\\.0\\.1:${first.port} is not answering \\(\\w+, since \\d\\d:\\d\\d:\\d\\d UTC\\); waiting for it to come back`));
     expect(result.stdout).toMatch(/Redis is answering again after [\d.]+ s, at \d\d:\d\d:\d\d UTC; going on\./);
     expect(result.stdout.match(/is not answering/g)).toHaveLength(1);
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
@@ -225,7 +225,7 @@ describe.runIf(findRedisServerBinary() !== null)('a Redis that stays away longer
     const result = await doneWithin(run, 30_000);
 
     expect(result.code, result.stdout + result.stderr).toBe(3);
-    expect(result.stdout).toMatch(/is not answering \(\w+\); waiting for it to come back \(for up to 3 s, SWITCHYARD_REDIS_WAIT_S\)/);
+    expect(result.stdout).toMatch(/is not answering \(\w+, since \d\d:\d\d:\d\d UTC\); waiting for it to come back \(for up to 3 s, SWITCHYARD_REDIS_WAIT_S\)/);
     expect(result.stdout).toContain(`Ctrl-C stops; \`switchyard run --resume ${batchId}\` later goes on from where it stopped.`);
     expect(result.stderr).toMatch(new RegExp(`switchyard: Redis at redis://127\\.0\\.0\\.1:${first.port} has not answered for \\d+ s \\(a run waits 3 s for it: SWITCHYARD_REDIS_WAIT_S\\): giving up without writing the outputs\\.`));
     expect(result.stderr).toContain(`switchyard run --resume ${batchId} runs the rest`);
