@@ -4,7 +4,7 @@ import { callModel, chargedUsage } from '../models/call-model.ts';
 import { ModelCallError } from '../models/model-error.ts';
 import { callCostNanos, nanosToUsd } from '../models/pricing.ts';
 import type { ProviderClient } from '../models/provider-clients.ts';
-import type { CallRecord } from '../output/records.ts';
+import { callErrorMessage, type CallRecord } from '../output/records.ts';
 import { DEFAULT_TASK_TYPE_DESCRIPTIONS } from '../routing/default-task-types.ts';
 import { classifierMessages, classifyWithLlm } from '../routing/llm-classifier.ts';
 import { armTarget } from '../routing/ab-split.ts';
@@ -167,7 +167,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
           latency_ms: verdict.latencyMs,
           started_at: verdict.startedAt,
           // The failure's own code (timeout, rate_limited...), as an answer call's record gives it.
-          ...(verdict.error ? { error_code: verdict.error instanceof ModelCallError ? verdict.error.code : 'classifier_failed' } : {}),
+          ...(verdict.error ? { error_code: verdict.error instanceof ModelCallError ? verdict.error.code : 'classifier_failed', error_message: callErrorMessage(verdict.error.message) } : {}),
           ...(charged.estimated ? { usage_estimated: true as const } : {}),
         });
       }

@@ -6,7 +6,7 @@ import { asSentence, ModelCallError } from '../models/model-error.ts';
 import { callCostNanos, nanosToUsd } from '../models/pricing.ts';
 import type { ProviderClient } from '../models/provider-clients.ts';
 import { retryDelayMs } from '../models/retry-policy.ts';
-import type { CallRecord, RowEvent } from '../output/records.ts';
+import { callErrorMessage, type CallRecord, type RowEvent } from '../output/records.ts';
 import { noModelMessage as noModelMessageForPlan } from '../routing/route-plan.ts';
 import { maxMessageTokens } from '../routing/token-count.ts';
 import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
@@ -415,7 +415,7 @@ function answerCallRecord(
     cost_usd: call.actualNanos === null ? null : nanosToUsd(call.actualNanos),
     latency_ms: call.ended - call.started - charged.countingMs,
     started_at: new Date(call.started).toISOString(),
-    ...(error ? { error_code: error.code } : {}),
+    ...(error ? { error_code: error.code, error_message: callErrorMessage(error.message) } : {}),
     ...(charged.estimated ? { usage_estimated: true as const } : {}),
     ...(answer?.ttftMs != null ? { ttft_ms: answer.ttftMs } : {}),
   };

@@ -97,6 +97,7 @@ function callRecordProblem(value: unknown): string | null {
     field(value, 'started_at', isText, 'a time as text') ??
     optional(value, 'ab_arm', isText, 'text') ??
     optional(value, 'error_code', isText, 'text') ??
+    optional(value, 'error_message', isText, 'text') ??
     optional(value, 'ttft_ms', isNumber, 'a number')
   );
 }

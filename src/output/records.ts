@@ -30,6 +30,8 @@ export interface CallRecord {
   latency_ms: number;
   started_at: string;
   error_code?: string;
+  /** A failed call's error, as a row's would say it (which model, at which URL, what went wrong); at most CALL_ERROR_CHARS long. */
+  error_message?: string;
   /** The provider sent no token usage: the tokens (and so the cost) are Switchyard's count. */
   usage_estimated?: true;
   /** A streamed call (models.<name>.stream): ms from its start to the first token of the answer. */
@@ -46,6 +48,14 @@ export interface CallRecord {
    * the batch's `published_calls` set lets only the first (row-events.ts).
    */
   saved_as?: string;
+}
+
+/** How much of a failed call's error its record keeps: the failure in full, a provider's long body cut (it is kept in every failed call's record, and in a parked row's job). */
+const CALL_ERROR_CHARS = 500;
+
+/** A failed call's error message as its record keeps it (error_message). */
+export function callErrorMessage(message: string): string {
+  return message.length <= CALL_ERROR_CHARS ? message : `${message.slice(0, CALL_ERROR_CHARS - 1)}…`;
 }
 
 export interface RowFailure {

@@ -209,6 +209,12 @@ export interface Report {
   /** Failed calls (retried ones included) by error code, most frequent first. */
   call_errors: Record<string, number>;
   /**
+   * One failed call's message for each code in `call_errors` (the first seen): which model at which
+   * URL, and what went wrong, for calls whose rows went on to succeed too (an outage ridden out).
+   * Absent in reports written before calls recorded their message, and for codes whose calls have none.
+   */
+  call_error_examples?: Record<string, string>;
+  /**
    * Succeeded rows whose answer the model did not finish, by finish_reason, most frequent first:
    * "length" (it stopped at max_tokens), "content_filter", ... A cut-off answer still counts as
    * succeeded (it was paid for, and may be enough), so this is where it shows.

@@ -428,8 +428,17 @@ function errorsSection(report: Report): string[] {
   const rows = Object.keys(report.errors).length === 0
     ? ['No rows failed.']
     : table(['Code', 'Rows', 'Example'], ['l', 'r', 'l'], Object.entries(report.errors).map(([code, n]) => [code, count(n), shorten(examples[code] ?? '', 300)]));
-  const calls = Object.keys(report.call_errors).length > 0 ? ['', '### Failed calls by code', '', ...countTable('Calls', report.call_errors)] : [];
-  return section('Errors by code', [...rows, ...calls]);
+  return section('Errors by code', [...rows, ...failedCallsTable(report)]);
+}
+
+/** Failed calls by code, each with the first one's message when the report has them (an outage its rows rode out is named there alone). */
+function failedCallsTable(report: Report): string[] {
+  const codes = Object.entries(report.call_errors);
+  if (codes.length === 0) return [];
+  const examples = report.call_error_examples;
+  // A report from before calls kept their message has none: the table it always had.
+  const rows = examples === undefined ? countTable('Calls', report.call_errors) : table(['Code', 'Calls', 'Example'], ['l', 'r', 'l'], codes.map(([code, n]) => [code, count(n), shorten(examples[code] ?? '', 300)]));
+  return ['', '### Failed calls by code', '', ...rows];
 }
 
 function invalidRowsSection(report: Report, resume: string): string[] {
@@ -534,6 +543,19 @@ function failedCallCodes(callErrors: Record<string, number>): string {
   return ` (${shown.join(', ')}${codes.length > 3 ? ', ...' : ''})`;
 }
 
+/**
+ * Under the Calls line, the first message of each failed-call code that no row failed with (a
+ * row's own is under Errors), two at most: an outage the rows rode out, or calls a fallback
+ * answered for, then name the model, the URL and the error in the log too (QA: "connection_error 43" alone).
+ */
+function failedCallExamples(report: Report): Array<[string, string]> {
+  const examples = report.call_error_examples ?? {};
+  return Object.keys(report.call_errors)
+    .filter((code) => report.errors[code] === undefined && examples[code] !== undefined)
+    .slice(0, 2)
+    .map((code) => ['', `${code}: ${shorten(examples[code]!, 200)}`]);
+}
+
 /** Paired comparisons the terminal summary shows. */
 const SUMMARY_PAIRS = 3;
 
@@ -549,6 +571,7 @@ export function renderSummaryLines(report: Report): string[] {
     ['Rows', rowsText(totals)],
     ['Time', [timeAndRate(totals), clockSpan(report.started_at, report.finished_at)].filter(Boolean).join(', ')],
     ['Calls', `${count(totals.calls)}, ${count(totals.failed_calls)} failed${failedCallCodes(report.call_errors)}`],
+    ...failedCallExamples(report),
     ['Tokens', `${count(totals.input_tokens)} in, ${count(totals.output_tokens)} out`],
     ['Cost', formatCost(totals.cost_usd, totals.unpriced_calls, totals.calls)],
   ];

@@ -73,6 +73,8 @@ export const reportSchema: z.ZodType<Report> = z.object({
   errors: counts,
   error_examples: z.record(z.string(), z.string()),
   call_errors: counts,
+  // Optional: reports written before calls kept their message have none, and `collect` reads them back.
+  call_error_examples: z.record(z.string(), z.string()).optional(),
   cut_off: counts,
   invalid_input: counts,
   invalid_input_examples: z.record(z.string(), z.string()),

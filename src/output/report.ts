@@ -155,6 +155,8 @@ export class ReportTally {
   readonly #rowErrors = new Map<string, number>();
   readonly #errorExamples = new Map<string, string>();
   readonly #callErrors = new Map<string, number>();
+  /** One message per call error code: bounded by the codes, whatever the number of calls. */
+  readonly #callErrorExamples = new Map<string, string>();
   readonly #cutOff = new Map<string, number>();
   readonly #cached = { rows: 0, savedNanos: 0, unpriced: 0 };
   readonly #extra = { retry: callTally(), fallback: callTally(), classifier: callTally(), member: callTally(), synthesis: callTally(), judge: callTally() };
@@ -298,7 +300,9 @@ export class ReportTally {
       if (call.ttft_ms !== undefined) (entry.ttft ??= new LatencyHistogram()).record(call.ttft_ms);
     } else {
       entry.failedCalls += 1;
-      increment(this.#callErrors, call.error_code ?? (call.http_status === null ? 'unknown' : `http_${call.http_status}`));
+      const code = call.error_code ?? (call.http_status === null ? 'unknown' : `http_${call.http_status}`);
+      increment(this.#callErrors, code);
+      if (call.error_message && !this.#callErrorExamples.has(code)) this.#callErrorExamples.set(code, call.error_message);
     }
   }
 
@@ -312,6 +316,7 @@ export class ReportTally {
     const invalidEntries = Object.entries(invalid).sort(([a, x], [b, y]) => y.rows - x.rows || byCodePoint(a, b));
     const { models, sums } = this.#modelReports();
     const errors = byCountDescending(this.#rowErrors);
+    const callErrors = byCountDescending(this.#callErrors);
     const rows = this.#rows;
     const startedAt = new Date(span.startedAt);
     const finishedAt = new Date(span.finishedAt);
@@ -340,11 +345,9 @@ export class ReportTally {
       // fromEntries defines own properties, so a model named "__proto__" stays a plain key.
       models: Object.fromEntries(models),
       errors,
-      error_examples: Object.fromEntries(Object.keys(errors).flatMap((code) => {
-        const example = this.#errorExamples.get(code);
-        return example === undefined ? [] : [[code, example]];
-      })),
-      call_errors: byCountDescending(this.#callErrors),
+      error_examples: examplesOf(errors, this.#errorExamples),
+      call_errors: callErrors,
+      call_error_examples: examplesOf(callErrors, this.#callErrorExamples),
       cut_off: byCountDescending(this.#cutOff),
       invalid_input: Object.fromEntries(invalidEntries.map(([code, entry]) => [code, entry.rows])),
       invalid_input_examples: Object.fromEntries(invalidEntries.map(([code, entry]) => [code, entry.example])),
@@ -479,6 +482,14 @@ function answeredOnFallback(result: RowResult): boolean {
   if (!ensemble) return (result.models_tried?.length ?? 1) > 1 || (result.fallback_reason ?? null) !== null;
   const member = ensemble.members.some((m) => m.status === 'succeeded' && m.final_model !== null && m.final_model !== m.model);
   return member || (result.final_model !== null && result.final_model !== ensemble.synthesizer);
+}
+
+/** The example of each code in `counts` that has one, in the counts' order. */
+function examplesOf(counts: Record<string, number>, examples: ReadonlyMap<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.keys(counts).flatMap((code) => {
+    const example = examples.get(code);
+    return example === undefined ? [] : [[code, example]];
+  }));
 }
 
 function increment(counts: Map<string, number>, key: string): void {

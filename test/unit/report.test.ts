@@ -385,6 +385,64 @@ describe('invalid input rows', () => {
   });
 });
 
+describe('failed calls', () => {
+  const span = { batchId: 'outage', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:30.000Z' };
+  const refused = 'model "flash" at http://127.0.0.1:18916/v1 failed: connect ECONNREFUSED 127.0.0.1:18916 (nothing listens there)';
+  const call = (row: number, status: CallRecord['status'], error?: { code: string; message?: string }): CallRecord => ({
+    batch_id: 'outage', row, id: `r${row}`, model: 'flash', attempt: 1, purpose: 'answer', task_type: null, chain_position: 0, status, http_status: status === 'succeeded' ? 200 : null,
+    input_tokens: status === 'succeeded' ? 10 : 0, output_tokens: status === 'succeeded' ? 5 : 0, cost_usd: 0, latency_ms: 5, started_at: span.startedAt,
+    ...(error ? { error_code: error.code, ...(error.message !== undefined && { error_message: error.message }) } : {}),
+  });
+  const succeeded = (row: number): RowResult => ({
+    id: `r${row}`, row, status: 'succeeded', model: 'flash', output: 'ok', usage: { input_tokens: 10, output_tokens: 5 }, cost_usd: 0, latency_ms: 5, attempts: 2,
+    metadata: {}, task_type: null, route_reason: 'default', models_tried: ['flash'], final_model: 'flash', fallback_reason: null, completed_at: span.finishedAt,
+  });
+
+  it("name an outage the rows rode out: the first message of each code, in report.json, report.md and the summary (QA: \"connection_error | 43\" alone)", () => {
+    const tally = new ReportTally();
+    for (let row = 1; row <= 3; row++) {
+      tally.addResult(succeeded(row));
+      tally.addCall(call(row, 'failed', { code: 'connection_error', message: row === 1 ? refused : `another refusal ${row}` }));
+      tally.addCall(call(row, 'succeeded'));
+    }
+    // A call recorded before calls kept their message (an older costs.jsonl): counted, no example from it.
+    tally.addCall(call(4, 'failed', { code: 'timeout' }));
+    const report = tally.build(span);
+    expect(report.call_errors).toEqual({ connection_error: 3, timeout: 1 });
+    expect(report.call_error_examples).toEqual({ connection_error: refused });
+    expect(renderReportMarkdown(report)).toMatch(/### Failed calls by code\n\n\| Code +\| Calls \| Example +\|\n.*\n\| connection_error \| +3 \| model "flash" at http:\/\/127\.0\.0\.1:18916\/v1 failed: connect ECONNREFUSED .*\|\n\| timeout +\| +1 \| +\|/);
+    const lines = renderSummaryLines(report);
+    const calls = lines.findIndex((line) => line.startsWith('Calls'));
+    expect(lines[calls]).toBe('Calls   7, 4 failed (connection_error 3, timeout 1)');
+    expect(lines[calls + 1]).toBe(`        connection_error: ${refused}`);
+  });
+
+  it("leave a code some row failed with to the Errors line, which gives that row's message", () => {
+    const tally = new ReportTally();
+    tally.addResult({ ...succeeded(1), status: 'failed', output: null, final_model: null, error: { code: 'connection_error', message: `every model in the chain failed; the last call's error: ${refused}` } });
+    tally.addCall(call(1, 'failed', { code: 'connection_error', message: refused }));
+    const lines = renderSummaryLines(tally.build(span));
+    expect(lines.filter((line) => line.includes(refused))).toHaveLength(1);
+    expect(lines.find((line) => line.includes(refused))).toMatch(/^ +connection_error: every model in the chain failed/);
+  });
+
+  it('read back a report.json written before calls kept their message, and render it as before', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'switchyard-report-old-'));
+    try {
+      const tally = new ReportTally();
+      tally.addCall(call(1, 'failed', { code: 'timeout' }));
+      const { call_error_examples: _none, ...older } = tally.build(span);
+      await writeFile(join(dir, 'report.json'), JSON.stringify(older));
+      const read = await readWrittenReport(dir, 'outage');
+      expect(read?.call_error_examples).toBeUndefined();
+      expect(renderReportMarkdown(read!)).toMatch(/### Failed calls by code\n\n\| Code +\| Calls \|\n.*\n\| timeout \| +1 \|/);
+      expect(renderSummaryLines(read!).some((line) => line.includes('timeout:'))).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('a resumed batch', () => {
   it('rates only the rows this run finished, and says how many they were', () => {
     const runStartedAt = new Date('2026-11-02T10:00:00.000Z');
