@@ -10,6 +10,7 @@ import type { Report } from '../output/report-json.ts';
 import { createProgressDisplay, type ProgressDisplay } from '../progress/progress-display.ts';
 import type { BatchProgress } from '../queue/batch-state.ts';
 import type { Session } from '../queue/session.ts';
+import { CIRCUIT_FAILURES } from '../execution/row-runner.ts';
 import { rateLimitPaceText } from './rate-limit-pace.ts';
 import { shutCircuits, shutCircuitsText } from './shut-circuits.ts';
 
@@ -139,10 +140,12 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const modelsDown = passedOver > 0 && /circuit open/.test(report.error_examples.no_model_available ?? '');
   // Circuits that 404s shut: a model name or base_url the provider does not know, which no wait mends.
   const notFound = modelsDown && /\(404\b/.test(report.error_examples.no_model_available ?? '');
+  // "1 row found every model of its chain shut ... and was not sent"; "5 rows ... their chain ... were".
+  const [their, were, these] = passedOver === 1 ? ['its', 'was', 'this row'] : ['their', 'were', 'these rows'];
   if (notFound) {
     say('');
     say(
-      `Models not found: ${counted(passedOver, 'row')} found every model of their chain shut after 404 answers (a model name the provider does not know, or a base_url without its path), and were not sent: waiting would not help. ` +
+      `Models not found: ${counted(passedOver, 'row')} found every model of ${their} chain shut after 404 answers (a model name the provider does not know, or a base_url without its path), and ${were} not sent: waiting would not help. ` +
         `Fix the name (models.<model>.upstream) or base_url as results.jsonl's error says, then: switchyard run --resume ${batchId} --config <the fixed config> (a resume runs on the config saved with the batch unless given one).`,
     );
   } else if (modelsDown) {
@@ -151,16 +154,18 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     const earlier = report.totals.calls === 0 ? ' This batch made no call: earlier failures (another run on this Redis, or the one before this) shut them, and each lets one call test its provider when breaker.cooldown_ms has passed (the rows\' errors say when).' : '';
     const maxWaitMs = config?.breaker.max_wait_ms ?? 0;
     // Said of the setting as the batch has it: a user who set it needs the figure to raise, not to be told to set it.
+    // A resume runs on the config saved with the batch: the setting changed in the file alone would not be read (as for 429s and 404s).
+    const withConfig = 'and add --config <file> to the resume, which runs on the config saved with the batch unless given one';
     const waiting = maxWaitMs > 0
-      ? `each row waited for the circuits as long as their next test call fell within breaker.max_wait_ms (${formatDuration(maxWaitMs)}) of its first wait, so it gave up earlier when the next one fell past it: raise it to ride out a longer outage`
-      : 'with breaker.max_wait_ms in the config, rows wait for it instead of failing';
+      ? `each row waited for the circuits as long as their next test call fell within breaker.max_wait_ms (${formatDuration(maxWaitMs)}) of its first wait, so it gave up earlier when the next one fell past it: to ride out a longer outage, raise it in the config ${withConfig}`
+      : `to have rows wait for the circuits instead of failing, set breaker.max_wait_ms in the config ${withConfig}`;
     const cooldown = formatDuration(config?.breaker.cooldown_ms ?? 30_000);
     const shut = config ? await shutCircuits(session.redis, session.space.prefix, config) : [];
     // When, by the clock: a resume sooner fails the rows again at once (QA: a resume 10 s after a stop made no call, every row no_model_available).
     const until = shut.length > 0
-      ? ` ${shutCircuitsText(shut)}, breaker.cooldown_ms (${cooldown}) after it shut; then one call tests the provider, and a resume sooner fails these rows again with no call. Wait until then; once the provider is back: switchyard run --resume ${batchId} (${waiting}).`
+      ? ` ${shutCircuitsText(shut)}, breaker.cooldown_ms (${cooldown}) after it shut; then one call tests the provider, and a resume sooner fails ${these} again with no call. Wait until then; once the provider is back: switchyard run --resume ${batchId} (${waiting}).`
       : ` Once the provider is back: switchyard run --resume ${batchId} (${waiting}; a circuit lets its next test call through ${cooldown} after it shut, breaker.cooldown_ms, so a resume sooner finds it shut still).`;
-    say(`Models down: ${counted(passedOver, 'row')} found every model of their chain shut after repeated failures (its circuit breaker), and were not sent.${earlier}${until}`);
+    say(`Models down: ${counted(passedOver, 'row')} found every model of ${their} chain shut after repeated failures (the circuit breaker), and ${were} not sent.${earlier}${until}`);
   } else if (report.totals.unfinished_rows !== 0 && config && config.breaker.max_wait_ms === 0) {
     // A stop whose calls in flight failed may have shut a circuit: the resume it names would fail those rows at once.
     const shut = await shutCircuits(session.redis, session.space.prefix, config);
@@ -169,7 +174,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
       say(`Circuits open after repeated failures (the circuit breaker): ${shutCircuitsText(shut)}. A resume sooner fails the rows bound for ${shut.length === 1 ? 'it' : 'them'} at once, with no call (breaker.max_wait_ms is 0): resume after that.`);
     }
   }
-  sayOtherFailures(report, batchId, new Set(['budget_exceeded', 'missing_api_key', ...(modelsDown ? ['no_model_available'] : [])]), say);
+  sayOtherFailures(report, batchId, new Set(['budget_exceeded', 'missing_api_key', ...(modelsDown ? ['no_model_available'] : [])]), modelsDown, say);
   if (invalid > 0 && report.totals.unfinished_rows === 0 && options.resumeHint !== 'api') {
     // Each code's example is its first row: the one with the lowest line is the file's first (codes come in no set order).
     const lineOf = (example: string) => Number(/^line (\d+)/.exec(example)?.[1] ?? Number.POSITIVE_INFINITY);
@@ -211,13 +216,23 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
 /** Errors that a later try may not meet: the provider was busy, slow or down. */
 const PASSING_ERRORS = new Set(['rate_limited', 'server_error', 'timeout', 'connection_error', 'empty_response', 'bad_response']);
 
-/** The failed rows no line above spoke of, by error code, and the resume that runs them again (after a fix, unless their errors pass by themselves). */
-function sayOtherFailures(report: Report, batchId: string, spokenOf: ReadonlySet<string>, say: (line: string) => void): void {
+/**
+ * The failed rows no line above spoke of, by error code, and the resume that runs them again (after
+ * a fix, unless their errors pass by themselves). `circuitsShut`: a Models down (or not found) line
+ * came before; failures of the kinds that shut circuits are then that same outage's, said so rather
+ * than read as a second cause (QA).
+ */
+function sayOtherFailures(report: Report, batchId: string, spokenOf: ReadonlySet<string>, circuitsShut: boolean, say: (line: string) => void): void {
   if (report.totals.unfinished_rows !== 0) return; // a stopped run says how to go on already
   const others = Object.entries(report.errors).filter(([code]) => !spokenOf.has(code));
   const rows = others.reduce((sum, [, n]) => sum + n, 0);
   if (rows === 0) return;
   const codes = others.map(([code, n]) => `${code} ${formatCount(n)}`).join(', ');
+  if (circuitsShut && others.every(([code]) => CIRCUIT_FAILURES.has(code))) {
+    say('');
+    say(`Failed: ${counted(rows, 'row')} (${codes}), the failures that shut the circuits above: the same resume runs ${rows === 1 ? 'it' : 'them'} again (the rows that succeeded are kept, not paid for again).`);
+    return;
+  }
   // A resume would meet the same 429s unless the calls are paced: the fix is in the config, and the Errors line cuts it off.
   const paced = others.some(([code]) => code === 'rate_limited') ? " Set models.<model>.rpm (and tpm) to the provider's limits first, so the calls are paced instead of refused." : '';
   const when = others.every(([code]) => PASSING_ERRORS.has(code)) ? `${paced.trimStart()}${paced ? ' Then run' : 'Run'} them again` : "Once what their errors say is fixed (results.jsonl's error, report.md's Errors), run them again";

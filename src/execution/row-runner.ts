@@ -106,9 +106,12 @@ function requestFor(row: RowInput, model: string, taskType: string, config: Swit
   };
 }
 
+/** The call errors that count toward a model's circuit breaker (health): what shuts a circuit. */
+export const CIRCUIT_FAILURES: ReadonlySet<string> = new Set(['server_error', 'timeout', 'connection_error', 'model_not_found', 'endpoint_not_found', 'empty_response', 'bad_response']);
+
 /** Which failures should count toward opening a model's circuit. */
 function health(error: ModelCallError): 'failure' | 'neutral' {
-  return ['server_error', 'timeout', 'connection_error', 'model_not_found', 'endpoint_not_found', 'empty_response', 'bad_response'].includes(error.code) ? 'failure' : 'neutral';
+  return CIRCUIT_FAILURES.has(error.code) ? 'failure' : 'neutral';
 }
 
 /**

@@ -196,7 +196,8 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(run.code).toBe(1);
     expect(run.stdout).toMatch(/^Models not found: \d+ rows found every model of their chain shut after 404 answers .* waiting would not help\. Fix the name \(models\.<model>\.upstream\) or base_url as results\.jsonl's error says, then: switchyard run --resume typo --config <the fixed config>/m);
     expect(run.stdout).not.toContain('Models down');
-    expect(run.stdout).toMatch(/^Failed: \d+ rows? \(model_not_found \d+\)\. .*a resume runs on the config saved with the batch: add --config <file> when the fix is in it\)\.$/m);
+    // The rows whose 404s shut the circuits are the same cause, not a second one (QA).
+    expect(run.stdout).toMatch(/^Failed: \d+ rows? \(model_not_found \d+\), the failures that shut the circuits above: the same resume runs (it|them) again \(the rows that succeeded are kept, not paid for again\)\.$/m);
 
     const withFallback = join(dir, 'fallback.yaml');
     await writeFile(withFallback, stringify({ providers: { sim: { base_url: h.sim.url, api_key_env: 'SIM_KEY' } }, retry: { max_attempts: 2, base_delay_ms: 5, max_delay_ms: 20 }, models: { typo: { provider: 'sim', upstream: 'gpt-typo2', price, fallbacks: ['good'] }, good: { provider: 'sim', price } }, default_model: 'typo', breaker: { failure_threshold: 3, cooldown_ms: 60_000 } }));
@@ -260,11 +261,44 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(run.code).toBe(1);
     // (An earlier test may have shut this endpoint's circuit already: then this run says so too.)
     // Until when, by the clock, and that a resume sooner fails them again (QA: a resume within the cooldown made no call, and nothing said until when).
-    expect(run.stdout).toMatch(/^Models down: \d+ rows found every model of their chain shut after repeated failures \(its circuit breaker\), and were not sent\.( This batch made no call: .*\.)? dead's circuit stays shut until \d\d:\d\d:\d\d UTC \(in [^)]+\), breaker\.cooldown_ms \(1 min 0 s\) after it shut; then one call tests the provider, and a resume sooner fails these rows again with no call\. Wait until then; once the provider is back: switchyard run --resume all-dead \(with breaker\.max_wait_ms in the config, rows wait for it instead of failing\)\.$/m);
+    expect(run.stdout).toMatch(/^Models down: \d+ rows found every model of their chain shut after repeated failures \(the circuit breaker\), and were not sent\.( This batch made no call: .*\.)? dead's circuit stays shut until \d\d:\d\d:\d\d UTC \(in [^)]+\), breaker\.cooldown_ms \(1 min 0 s\) after it shut; then one call tests the provider, and a resume sooner fails these rows again with no call\. Wait until then; once the provider is back: switchyard run --resume all-dead \(to have rows wait for the circuits instead of failing, set breaker\.max_wait_ms in the config and add --config <file> to the resume, which runs on the config saved with the batch unless given one\)\.$/m);
     // The next batch makes no call while the circuit is open: it says the breaker was shut before it.
     const next = await runCli(['run', input, '--config', cfg, '--out', join(dir, 'next'), '--batch-id', 'all-dead-next'], h.env({ SIM_KEY: 'right-key' }));
     expect(next.code).toBe(1);
     expect(next.stdout).toContain('were not sent. This batch made no call: earlier failures (another run on this Redis, or the one before this) shut them');
+  });
+
+  it('one outage is said as one: the rows that shut the circuit as the same cause, a single row not sent in the singular, and an example of each failed call code (QA)', async () => {
+    const dir = await tempDir('one-outage');
+    // A provider of its own: no earlier test has shut its circuit.
+    const down = await startSimulator({ latency_ms: 1, models: { down: { fail_status: 500 } } });
+    try {
+      const cfg = join(dir, 'down.yaml');
+      await writeFile(cfg, stringify({ providers: { sim: { base_url: down.url } }, models: { down: { provider: 'sim', price } }, default_model: 'down', retry: { max_attempts: 2, base_delay_ms: 5, max_delay_ms: 20 }, breaker: { failure_threshold: 1, cooldown_ms: 60_000 } }));
+      const out = join(dir, 'out');
+      // The first 500s shut the circuit: their rows fail server_error, the rows after them are not sent.
+      const run = await runCli(['run', await writePromptsCsv(dir, 20), '--config', cfg, '--out', out, '--batch-id', 'one-outage', '--concurrency', '1'], h.env());
+      expect(run.code, run.stderr).toBe(1);
+      expect(run.stdout).toMatch(/^Models down: \d+ rows found every model of their chain shut after repeated failures \(the circuit breaker\), and were not sent\./m);
+      expect(run.stdout).toMatch(/^Failed: \d+ rows? \(server_error \d+\), the failures that shut the circuits above: the same resume runs (it|them) again \(the rows that succeeded are kept, not paid for again\)\.$/m);
+
+      // Which URL failed, and how: in each failed call's record, and one example per code in the report (QA: "connection_error | 43" alone).
+      const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+      expect(calls.length).toBeGreaterThan(0);
+      for (const call of calls) expect(call.error_message).toContain(`model "down" at ${down.url} failed with 500`);
+      const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+      expect(report.call_errors).toEqual({ server_error: calls.length });
+      expect(report.call_error_examples).toEqual({ server_error: calls[0]!.error_message });
+      const markdown = await readFile(join(out, 'report.md'), 'utf8');
+      expect(markdown).toMatch(/### Failed calls by code\n\n\| Code +\| Calls \| Example +\|\n.*\n\| server_error \| +\d+ \| model "down" at http:\S+ failed with 500/);
+
+      // A batch of one row, while the circuit is shut: said in the singular (QA: "1 row ... and were not sent").
+      const one = await runCli(['run', await writePromptsCsv(await tempDir('one-row'), 1), '--config', cfg, '--out', join(dir, 'one-out'), '--batch-id', 'one-row', '--concurrency', '1'], h.env());
+      expect(one.code, one.stderr).toBe(1);
+      expect(one.stdout).toMatch(/^Models down: 1 row found every model of its chain shut after repeated failures \(the circuit breaker\), and was not sent\. This batch made no call: .* a resume sooner fails this row again with no call\. .*set breaker\.max_wait_ms in the config and add --config <file> to the resume/m);
+    } finally {
+      await down.close();
+    }
   });
 
   it('a circuit opened for a model name at one endpoint does not stop the same name at another', async () => {
