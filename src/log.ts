@@ -50,7 +50,24 @@ export function readableLogLine(jsonLine: string): string {
   }
   const { level, time: _time, msg, err, ...fields } = entry;
   const name = (typeof level === 'number' && LEVEL_NAMES[level]) || String(level ?? 'log');
-  const details = Object.entries(fields).map(([key, value]) => `${key} ${typeof value === 'string' ? value : JSON.stringify(value)}`);
+  const message = String(msg ?? '');
+  // A detail the message says already ("batch b1: rows wait ..." with batch b1) is not said again (QA).
+  const details = Object.entries(fields)
+    .map(([key, value]) => `${key} ${typeof value === 'string' ? value : JSON.stringify(value)}`)
+    .filter((detail) => !mentions(message, detail));
   const errorText = err && typeof err === 'object' && 'message' in err ? `: ${String(err.message)}` : '';
-  return `${name}: ${String(msg ?? '')}${errorText}${details.length > 0 ? ` (${details.join(', ')})` : ''}\n`;
+  return `${name}: ${message}${errorText}${details.length > 0 ? ` (${details.join(', ')})` : ''}\n`;
+}
+
+/** Whether `text` holds `phrase` as words of its own: "batch b1" is in "batch b1: ..." and "... batch b1.", not in "batch b12" or "batch b1.2". */
+function mentions(text: string, phrase: string): boolean {
+  const word = /[\p{L}\p{N}_-]/u;
+  const joins = (char: string | undefined) => char !== undefined && (word.test(char) || char === '.');
+  for (let at = text.indexOf(phrase); at !== -1; at = text.indexOf(phrase, at + 1)) {
+    const after = text[at + phrase.length];
+    // A full stop ends the phrase unless a word goes on after it (an id with a dot).
+    const endsThere = !joins(after) || (after === '.' && !joins(text[at + phrase.length + 1]));
+    if (!joins(text[at - 1]) && endsThere) return true;
+  }
+  return false;
 }

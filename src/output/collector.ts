@@ -115,7 +115,7 @@ export async function collectBatch(options: CollectOptions): Promise<boolean> {
   // XREAD BLOCK holds its connection, so the collector reads on a connection of its own.
   const reader = options.redis.duplicate();
   // Without a listener ioredis prints every reconnect failure to stderr as an "unhandled error event".
-  reader.on('error', (error: Error) => options.onConnectionError?.('redis collector connection', error));
+  reader.on('error', (error: Error) => options.onConnectionError?.('collector', error));
   let totalKnown = false;
   const seen: SeenProgress = { finishedOnceRead: null };
   const warnings = new MalformedWarnings(options.batchId, options.warn);

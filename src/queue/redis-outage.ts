@@ -110,21 +110,23 @@ export function watchRedisOutages(options: {
   function failed(source: string, error: unknown): void {
     if (isRedisRefusal(error)) return refused(source, error as Error);
     if (isCredentialsRefusal(error) && options.onCredentialsRefused) {
-      options.logger.debug({ err: error }, `${source}: Redis refuses the credentials`);
+      options.logger.debug({ err: error, connection: source }, 'Redis refuses the credentials');
       if (credentialsRefused) return;
       credentialsRefused = true;
       return options.onCredentialsRefused((error as Error).message.split('\n', 1)[0] ?? '');
     }
+    // One wording whichever connection met it, the connection a detail (QA: "worker lost Redis",
+    // "redis worker connection lost Redis" and "redis connection lost Redis" for one outage).
     if (!isConnectionError(error)) {
-      options.logger.error({ err: error }, `${source} error`);
+      options.logger.error({ err: error, connection: source }, 'Redis connection error');
       return;
     }
     if (outage) {
-      options.logger.debug({ err: error }, `${source} still cannot reach Redis`);
+      options.logger.debug({ err: error, connection: source }, 'Redis connection still lost');
       return;
     }
     outage = { since: now() };
-    options.logger.error({ err: error }, `${source} lost Redis`);
+    options.logger.error({ err: error, connection: source }, 'Redis connection lost');
     const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
     const limit = options.waitLimitMs == null ? '' : ` (for up to ${formatWait(options.waitLimitMs)}, ${REDIS_WAIT_ENV})`;
     options.say(`Redis at ${options.label} is not answering (${code}, since ${clockTime(outage.since)}); waiting for it to come back${limit}: ${stateOf} state lives there, and the answers in hand are recorded once it is. ${howToStop}; ${goOn} goes on from where it stopped.`);
@@ -135,7 +137,7 @@ export function watchRedisOutages(options: {
   function silent(source: string, waitedMs: number): void {
     if (outage) return;
     outage = { since: now() - waitedMs };
-    options.logger.error({ waited_ms: waitedMs }, `${source}: Redis does not answer`);
+    options.logger.error({ waited_ms: waitedMs, connection: source }, 'Redis does not answer');
     const limit = options.waitLimitMs == null ? '' : ` (for up to ${formatWait(options.waitLimitMs)}, ${REDIS_WAIT_ENV})`;
     options.say(
       `Redis at ${options.label} has not answered for ${Math.round(waitedMs / 1000)} s (since ${clockTime(outage.since)}), though its connection is open (the server paused or stuck, or the network to it cut); ` +

@@ -122,8 +122,9 @@ export async function openSession(logger: Logger, say: (line: string) => void, o
     },
   });
   const redis = connectRedis(ensured.url);
-  outages.watch(redis, 'redis connection');
-  const stopSilenceWatch = watchForSilence(redis, { silentAfterMs: silentAfter, onSilent: (waitedMs) => outages.silent('redis connection', waitedMs), onAnswer: () => outages.answering() });
+  // Connections are named by what they serve, the detail of the outage watch's log lines ("connection worker").
+  outages.watch(redis, 'main');
+  const stopSilenceWatch = watchForSilence(redis, { silentAfterMs: silentAfter, onSilent: (waitedMs) => outages.silent('main', waitedMs), onAnswer: () => outages.answering() });
   warnIfRedisEvicts(redis, redisLabel, say); // not awaited: it must not hold up the start
   const space = keySpaceFromEnv();
   const extra = new Set<Redis>();
@@ -131,7 +132,7 @@ export async function openSession(logger: Logger, say: (line: string) => void, o
   const monthSpend = createMonthSpend(redis, space.prefix);
   const connectWorker = () => {
     const connection = connectRedis(ensured.url, { role: 'worker' });
-    outages.watch(connection, 'redis worker connection');
+    outages.watch(connection, 'worker');
     extra.add(connection);
     return connection;
   };
@@ -156,7 +157,7 @@ export async function openSession(logger: Logger, say: (line: string) => void, o
       const connection = connectWorker();
       const queue = new Queue(PROMPT_QUEUE, { connection, prefix: space.prefix });
       // Without a listener BullMQ prints each connection error as a raw dump (a Redis outage: one a reconnect attempt).
-      queue.on('error', (error) => outages.failed('redis queue connection', error));
+      queue.on('error', (error) => outages.failed('queue', error));
       queues.add(queue);
       // BullMQ leaves a connection it was given open when the queue closes: the queue's close ends it
       // too, or a server that opens a queue per batch keeps a Redis client per batch for good (QA soak).

@@ -8,9 +8,20 @@ describe('log lines on a terminal', () => {
   });
 
   it("give an error's message, and leave a line that is not JSON as it is", () => {
-    const json = JSON.stringify({ level: 50, time: 1, err: { type: 'Error', message: 'connect ECONNREFUSED 127.0.0.1:6379', stack: 'Error: ...' }, msg: 'redis connection lost Redis' });
-    expect(readableLogLine(json)).toBe('error: redis connection lost Redis: connect ECONNREFUSED 127.0.0.1:6379\n');
+    const json = JSON.stringify({ level: 50, time: 1, err: { type: 'Error', message: 'connect ECONNREFUSED 127.0.0.1:6379', stack: 'Error: ...' }, connection: 'worker', msg: 'Redis connection lost' });
+    expect(readableLogLine(json)).toBe('error: Redis connection lost: connect ECONNREFUSED 127.0.0.1:6379 (connection worker)\n');
     expect(readableLogLine('plain text\n')).toBe('plain text\n');
+  });
+
+  it('leave out a detail the message says already (QA: "batch nightly-outage: rows wait ... (batch nightly-outage)")', () => {
+    const line = (msg: string, fields: Record<string, unknown>) => readableLogLine(JSON.stringify({ level: 40, time: 1, ...fields, msg }));
+    expect(line('batch nightly-outage: rows wait for the circuits of flash to close', { batch: 'nightly-outage' })).toBe('warning: batch nightly-outage: rows wait for the circuits of flash to close\n');
+    expect(line('more rows of batch b1 failed with server_error; not logged one by one', { batch: 'b1', code: 'server_error' })).toBe('warning: more rows of batch b1 failed with server_error; not logged one by one (code server_error)\n');
+    expect(line('rows wait, as batch b1.', { batch: 'b1' })).toBe('warning: rows wait, as batch b1.\n');
+    // Another batch whose id starts the same is not this one.
+    expect(line('batch b12: rows wait', { batch: 'b1' })).toBe('warning: batch b12: rows wait (batch b1)\n');
+    expect(line('batch b1.2: rows wait', { batch: 'b1' })).toBe('warning: batch b1.2: rows wait (batch b1)\n');
+    expect(line('batch nightly-b1: rows wait', { batch: 'b1' })).toBe('warning: batch nightly-b1: rows wait (batch b1)\n');
   });
 });
 

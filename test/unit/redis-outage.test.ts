@@ -35,6 +35,16 @@ describe('watchRedisOutages', () => {
     expect(said).toHaveLength(3);
   });
 
+  it('logs a lost connection in one wording whichever connection met it, naming the connection as a detail (QA: three phrasings for one outage)', () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+    for (const connection of ['worker', 'main', 'queue']) {
+      const watch = watchRedisOutages({ label: 'r', logger, say: () => undefined });
+      watch.failed(connection, refused());
+    }
+    expect(lines.map((line) => [line.msg, line.connection])).toEqual([['Redis connection lost', 'worker'], ['Redis connection lost', 'main'], ['Redis connection lost', 'queue']]);
+  });
+
   it('no longer says "Ctrl-C stops" to a command that is already stopping', () => {
     const said: string[] = [];
     const watch = watchRedisOutages({ label: 'r', logger: pino({ level: 'silent' }), say: (line) => said.push(line) });
