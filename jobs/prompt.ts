@@ -68,6 +68,12 @@ export interface PromptJobDeps {
    */
   orphanedRows?: { isOrphaned(batchId: string): Promise<boolean>; withdraw(job: PromptJob, noted: NotedJob | undefined): Promise<unknown> };
   /**
+   * Whether a batch's run is gone with rows still queued (it stopped without taking them off: exit 3,
+   * killed) and no server will take it up: the rows of it this process runs are said, once per batch.
+   */
+  runGone?: (batchId: string) => Promise<boolean>;
+  now?: () => number;
+  /**
    * A row's result that Redis refuses (full, under noeviction) is offered again this long, each
    * refusal told (the outage watch says it once a minute), before the row is given up as crashed:
    * its calls are paid for, and a crashed row runs them again. Without it, given up at once.
@@ -150,8 +156,55 @@ const KEY_HAND_BACK_HOLD_MS = 500;
 const KEY_HAND_BACK_PARK_MS = 500;
 const MAX_KEY_HAND_BACKS = 180;
 
+/** How long a batch's run, found there (or gone but not yet for long), goes unasked after again. */
+const GONE_RUN_RECHECK_MS = 30_000;
+/** How long a run must stay gone before its rows are said to be run here: a run whose Redis was away a while (its lease lapsed) renews it within a second of its return. */
+const GONE_RUN_GRACE_MS = 3_000;
+
+/**
+ * Tells, once per batch, when the rows this process takes are of a batch whose run is gone (QA: a
+ * `serve` ran a stopped nightly's queued rows and its log named only its own batches). Asked of
+ * each batch at most every GONE_RUN_RECHECK_MS, so a row costs no extra round trip to Redis; a run
+ * is called gone only once seen gone for GONE_RUN_GRACE_MS, across two questions at least.
+ */
+function newlyGoneRuns(runGone: (batchId: string) => Promise<boolean>, now: () => number): (batchId: string) => Promise<boolean> {
+  const batches = new Map<string, { askAfter: number; goneSince: number | null; said: boolean }>();
+  return async (batchId) => {
+    let seen = batches.get(batchId);
+    if (seen?.said || (seen && now() < seen.askAfter)) return false;
+    if (!seen) {
+      if (batches.size >= 1000) batches.clear();
+      seen = { askAfter: 0, goneSince: null, said: false };
+      batches.set(batchId, seen);
+    }
+    const asked = now();
+    seen.askAfter = asked + GONE_RUN_RECHECK_MS;
+    const gone = await runGone(batchId).catch(() => false); // Redis away: asked again later
+    if (!gone) {
+      seen.goneSince = null;
+      return false;
+    }
+    seen.goneSince ??= asked;
+    if (asked - seen.goneSince < GONE_RUN_GRACE_MS) {
+      seen.askAfter = seen.goneSince + GONE_RUN_GRACE_MS;
+      return false;
+    }
+    seen.said = true;
+    return true;
+  };
+}
+
+/** What the note on a gone run's rows says (after "batch <id>: "): that they run here, and what that means for the batch and the money. */
+function goneRunNote(batchId: string): string {
+  return (
+    `its run is gone with rows still queued (it stopped without taking them off the queue: Redis away at its stop, or killed): this process runs them meanwhile. ` +
+    `Their answers are kept for \`switchyard run --resume ${batchId}\`, which writes them without paying again; what they cost counts toward the month's spend (budget.monthly_usd)`
+  );
+}
+
 export function createPromptProcessor(deps: PromptJobDeps) {
   const logFailure = createRowFailureLog(deps.logger);
+  const goneRun = deps.runGone ? newlyGoneRuns(deps.runGone, deps.now ?? Date.now) : null;
   // Why rows wait parked, or leave their model, said once per batch and kind of note (its figures
   // aside): a row parked for minutes would otherwise look stuck, an outage like a slow batch.
   const noted = new Set<string>();
@@ -182,6 +235,8 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       const ownerRunning = (await deps.redis.exists(keys.lease)) === 1;
       return { kind: 'park', waitMs: handBackMs(handBacks, ownerRunning), data: { ...job, handBacks } };
     }
+    // Not awaited: the row need not wait for the question, asked of a batch every GONE_RUN_RECHECK_MS at most.
+    if (goneRun) void goneRun(job.batchId).then((gone) => gone && noteOnce(job.batchId, goneRunNote(job.batchId)));
     const progress = job.progress ?? freshProgress();
     const callsBefore = everyCall(progress).length;
     const crashed = (error: unknown): PromptJobOutcome => {

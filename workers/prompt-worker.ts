@@ -9,7 +9,7 @@ import { freshProgress, markSavedCalls, type RowProgress } from '../src/executio
 import { publishRowEvent } from '../src/output/row-events.ts';
 import type { FinishedRow } from '../src/progress/worker-activity.ts';
 import { isRedisRefusal, whileRedisRefuses, type RefusalWait } from '../src/queue/redis-outage.ts';
-import { batchKeys, parsePromptJobId, promptJobKey, PROMPT_QUEUE, type KeySpace } from '../src/queue/keys.ts';
+import { apiOpenBatchesKey, batchKeys, parsePromptJobId, promptJobKey, PROMPT_QUEUE, type KeySpace } from '../src/queue/keys.ts';
 import type { BatchContexts } from './batch-context.ts';
 import { registerWorker, releaseRowsOfDeadWorkers, type ReleasedRows } from '../src/queue/worker-registry.ts';
 import { BatchStore } from '../src/queue/batch-state.ts';
@@ -65,6 +65,8 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
     batches: options.batches,
     logger,
     orphanedRows: { isOrphaned: (batchId) => isOrphaned(store, batchId), withdraw: (job, noted) => withdrawJobData(store, job.batchId, job, noted) },
+    // A batch submitted to a server that is stopped is not gone: that server goes on with it when it starts again.
+    runGone: async (batchId) => (await isOrphaned(store, batchId)) && (await options.redis.sismember(apiOpenBatchesKey(options.space), batchId)) === 0,
     ...(options.refusals ? { refusals: options.refusals } : {}),
   });
   if (options.onBudgetSpent) options.batches.whenBudgetSpent(options.onBudgetSpent);

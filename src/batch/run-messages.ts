@@ -34,6 +34,13 @@ function notWrittenElsewhere(unqueued: Unqueued | 'failed' | null, report: Repor
 }
 
 /**
+ * What becomes of a gone run's queued rows meanwhile: a worker or server on the same Redis serves
+ * every batch's rows, and would run them (QA: a `serve` ran a stopped nightly's rows, unsaid).
+ */
+const QUEUED_ROWS_SERVED =
+  "Until then, a `switchyard worker` or `switchyard serve` on this Redis (and prefix) runs them if one is running: their answers are kept for the resume, which writes them without paying again, and what they cost counts toward the month's spend (budget.monthly_usd).";
+
+/**
  * What a run that gave up on a Redis that stayed away (in its stop, or mid-run past its wait limit)
  * leaves: the rows finished are kept there (as last seen, when they were), the calls in flight and
  * the answers waiting for Redis are not recorded, the queued rows stay queued; the resume, once
@@ -48,7 +55,7 @@ export function redisStayedAwayText(redisLabel: string, batchId: string, during:
         : `${formatCount(lastSeen.finished)}${lastSeen.total === null ? '' : ` of ${formatCount(lastSeen.total)}`} rows were done when last seen (${formatCount(lastSeen.failed)} failed, ${formatUsd(lastSeen.costUsd)} spent) and stay done`;
   return (
     `Redis at ${redisLabel} has not answered for ${Math.round(awayMs / 1000)} s ${during}: giving up without writing the outputs.\n` +
-    `${done}; the calls in flight are not recorded, nor the answers that waited for Redis (their rows run again, and are paid for again), and the batch's rows still queued stay in the queue (the next \`switchyard run\` on this Redis takes them off, this run being gone).\n` +
+    `${done}; the calls in flight are not recorded, nor the answers that waited for Redis (their rows run again, and are paid for again), and the batch's rows still queued stay in the queue (the next \`switchyard run\` on this Redis takes them off, this run being gone). ${QUEUED_ROWS_SERVED}\n` +
     `Once Redis is back (check that it is running and reachable): switchyard run --resume ${batchId} runs the rest and writes the outputs whole.`
   );
 }
@@ -73,7 +80,7 @@ export function orphanedBatchText(batchId: string, unqueued: Unqueued): string {
 
 /** What became of the stopped batch's queued rows, as a sentence (with a leading space), or ''. */
 function unqueuedText(unqueued: Unqueued | 'failed' | null): string {
-  if (unqueued === 'failed') return " Its queued rows could not be taken off the queue (Redis did not answer): the next `switchyard run` on this Redis takes them off, this run being gone.";
+  if (unqueued === 'failed') return ` Its queued rows could not be taken off the queue (Redis did not answer): the next \`switchyard run\` on this Redis takes them off, this run being gone. ${QUEUED_ROWS_SERVED}`;
   if (unqueued === null || unqueued.removed + unqueued.kept + (unqueued.elsewhere ?? 0) === 0) return '';
   const carried = unqueued.carried > 0 ? ` (${formatCount(unqueued.carried)} ${unqueued.carried === 1 ? 'keeps the answers it' : 'keep the answers they'} had for the resume)` : '';
   const removed = unqueued.removed > 0 ? ` ${counted(unqueued.removed, 'queued row')} came off the queue${carried}, so no other run or worker takes ${unqueued.removed === 1 ? 'it' : 'them'} meanwhile.` : '';

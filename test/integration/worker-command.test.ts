@@ -241,6 +241,32 @@ describe('switchyard worker, on its own beside a detached run', () => {
     expect(stopped.stdout).toContain('Rows    0 finished; 3 not run yet');
     expect(stopped.stdout).toContain('Stopped. The outputs above hold the 0 rows finished so far. Nothing is lost: "switchyard collect nobody-works" goes on from here and writes them whole.');
   });
+
+  it("says once that it runs the queued rows of a batch whose run is gone, and what that means (QA: a serve ran a stopped night's rows, unsaid)", async () => {
+    const dir = await tempDir('worker-gone-run');
+    const config = await writeSimConfig(dir, h.sim.url, {}, ['sluggish']);
+    const out = join(dir, 'out');
+    const first = spawnCli(['run', await writePromptsCsv(dir, 24), '--config', config, '--out', out, '--batch-id', 'gone-run', '--concurrency', '2'], h.env());
+    await waitForOutput(() => first.output().stdout, 'Read 24 rows', 20_000);
+    // Gone without taking its rows off the queue, as a run that gave up on Redis in its stop (exit 3) leaves them.
+    first.kill('SIGKILL');
+    await first.done;
+    const worker = spawnCli(['worker', '--concurrency', '8'], h.env({ LOG_LEVEL: 'warn' }));
+    const note = "batch gone-run: its run is gone with rows still queued (it stopped without taking them off the queue: Redis away at its stop, or killed): this process runs them meanwhile. Their answers are kept for `switchyard run --resume gone-run`, which writes them without paying again; what they cost counts toward the month's spend (budget.monthly_usd)";
+    try {
+      await waitForOutput(() => worker.output().stderr, note, 40_000);
+      // Its resume takes it up: the rest of its rows are its own again, and the worker says nothing more of it.
+      const resumed = await runCli(['run', '--resume', 'gone-run'], h.env());
+      expect(resumed.code, resumed.stderr).toBe(0);
+      expect(resumed.stderr).not.toContain('its run is gone');
+      const results = await readJsonLines<{ row: number }>(join(out, 'results.jsonl'));
+      expect(results.map((r) => r.row).sort((a, b) => a - b)).toEqual(Array.from({ length: 24 }, (_, i) => i + 1));
+    } finally {
+      worker.kill('SIGTERM');
+    }
+    const stopped = await worker.done;
+    expect(stopped.stderr.split(note)).toHaveLength(2);
+  });
 });
 
 describe('switchyard worker beside a run on the built-in models', () => {

@@ -1,5 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { stopWaitForRedisMs, stopWaitText, whenRedisStaysAway } from '../../src/queue/redis-stays-away.ts';
+import { redisStayedAwayText } from '../../src/batch/run-messages.ts';
+import type { BatchProgress } from '../../src/queue/batch-state.ts';
 
 describe('whenRedisStaysAway', () => {
   beforeEach(() => vi.useFakeTimers());
@@ -65,5 +67,13 @@ describe('whenRedisStaysAway', () => {
     expect(stopWaitForRedisMs({ SWITCHYARD_STOP_WAIT_S: '0' })).toBeNull();
     expect(stopWaitForRedisMs({ SWITCHYARD_STOP_WAIT_S: 'ten' })).toBeNull();
     expect(stopWaitText('SIGTERM', 30_000)).toBe('SIGTERM; a stop waits 30 s for it: SWITCHYARD_STOP_WAIT_S');
+  });
+});
+
+describe("a run's message when it gives up on Redis (exit 3)", () => {
+  it("says that a worker or server on this Redis runs its queued rows meanwhile, and what that costs (QA: a serve ran a stopped night's rows, unsaid)", () => {
+    const text = redisStayedAwayText('redis://127.0.0.1:6421', 'nightly-tdown', 'of the stop (SIGTERM; a stop waits 5 s for it: SWITCHYARD_STOP_WAIT_S)', 6000, { finished: 33, total: 300, failed: 0, costUsd: 0.0012 } as BatchProgress);
+    expect(text).toContain("the batch's rows still queued stay in the queue (the next `switchyard run` on this Redis takes them off, this run being gone). Until then, a `switchyard worker` or `switchyard serve` on this Redis (and prefix) runs them if one is running: their answers are kept for the resume, which writes them without paying again, and what they cost counts toward the month's spend (budget.monthly_usd).\n");
+    expect(text).toMatch(/\nOnce Redis is back \(check that it is running and reachable\): switchyard run --resume nightly-tdown runs the rest and writes the outputs whole\.$/);
   });
 });
