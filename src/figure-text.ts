@@ -18,15 +18,6 @@ export function formatCount(n: number, maxFractionDigits = 0): string {
 /** "1 row", "2,000 rows". */
 export const counted = (n: number, noun: string): string => `${formatCount(n)} ${noun}${n === 1 ? '' : 's'}`;
 
-/**
- * "02:30:15 UTC": the time of day a line of a log was written, for a person reading a log that
- * many nights append to (when did Redis go away, when did the rows stall). UTC, as report.md's
- * timestamps and `date -u`.
- */
-export function clockTime(ms: number): string {
-  return `${new Date(ms).toISOString().slice(11, 19)} UTC`;
-}
-
 /** "850 ms", "4.1 s", "3 min 12 s", "2 h 05 min". */
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)} ms`;
@@ -37,7 +28,11 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(totalMinutes / 60)} h ${String(totalMinutes % 60).padStart(2, '0')} min`;
 }
 
-/** A moment as a clock time in UTC, to the second: "06:30:25 UTC" (a circuit's next test call, say). */
+/**
+ * "02:30:15 UTC": a moment as the time of day, to the second, for a person reading a log that many
+ * nights append to (when a progress line was written, when Redis went away, until when a circuit
+ * stays shut). UTC, as report.md's timestamps and `date -u`.
+ */
 export function formatClockTime(epochMs: number): string {
   return `${new Date(epochMs).toISOString().slice(11, 19)} UTC`;
 }

@@ -1,7 +1,7 @@
 import { MultiBar } from 'cli-progress';
 import type { BatchProgress } from '../queue/batch-state.ts';
 import { formatUsd } from '../models/pricing.ts';
-import { clockTime, formatCount, formatDuration } from '../figure-text.ts';
+import { formatClockTime, formatCount, formatDuration } from '../figure-text.ts';
 import { FinishRate } from './finish-rate.ts';
 import { barLine, wrapToWidth, type BarFigures } from './bar-line.ts';
 import { sendLinesToBar } from './terminal-lines.ts';
@@ -153,7 +153,7 @@ export function createProgressDisplay(stream: NodeJS.WritableStream & { isTTY?: 
     const done = progress.total !== null && progress.finished >= progress.total;
     // Done before the first reading (a short batch, a resume with little to do): no rate was measured, and "0 rows/s" would say the rows never moved.
     const ratePart = done && rate === 0 ? '' : `${rateText(rate)} rows/s, `;
-    const clock = options.clock && !options.json ? `, at ${clockTime(at)}` : '';
+    const clock = options.clock && !options.json ? `, at ${formatClockTime(at)}` : '';
     const line = `progress: ${formatCount(progress.finished)}/${totalText} rows, ${formatCount(progress.failed)} failed, ${ratePart}${etaPart(done, etaText, at)}, cost ${costText(progress)}${clock}`;
     const fields = { finished: progress.finished, total: progress.total, failed: progress.failed, rows_per_second: Math.round(rate * 10) / 10, cost_usd: options.unpriced ? null : progress.costUsd };
     stream.write(options.json ? `${JSON.stringify({ level: 30, time: at, ...fields, msg: line })}\n` : `${line}\n`);

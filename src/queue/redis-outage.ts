@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { clockTime } from '../figure-text.ts';
+import { formatClockTime } from '../figure-text.ts';
 
 /** Error codes of a lost or refused connection (as opposed to a command that failed). */
 const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
@@ -129,7 +129,7 @@ export function watchRedisOutages(options: {
     options.logger.error({ err: error, connection: source }, 'Redis connection lost');
     const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
     const limit = options.waitLimitMs == null ? '' : ` (for up to ${formatWait(options.waitLimitMs)}, ${REDIS_WAIT_ENV})`;
-    options.say(`Redis at ${options.label} is not answering (${code}, since ${clockTime(outage.since)}); waiting for it to come back${limit}: ${stateOf} state lives there, and the answers in hand are recorded once it is. ${howToStop}; ${goOn} goes on from where it stopped.`);
+    options.say(`Redis at ${options.label} is not answering (${code}, since ${formatClockTime(outage.since)}); waiting for it to come back${limit}: ${stateOf} state lives there, and the answers in hand are recorded once it is. ${howToStop}; ${goOn} goes on from where it stopped.`);
     options.onOutage?.began(outage.since);
   }
 
@@ -140,7 +140,7 @@ export function watchRedisOutages(options: {
     options.logger.error({ waited_ms: waitedMs, connection: source }, 'Redis does not answer');
     const limit = options.waitLimitMs == null ? '' : ` (for up to ${formatWait(options.waitLimitMs)}, ${REDIS_WAIT_ENV})`;
     options.say(
-      `Redis at ${options.label} has not answered for ${Math.round(waitedMs / 1000)} s (since ${clockTime(outage.since)}), though its connection is open (the server paused or stuck, or the network to it cut); ` +
+      `Redis at ${options.label} has not answered for ${Math.round(waitedMs / 1000)} s (since ${formatClockTime(outage.since)}), though its connection is open (the server paused or stuck, or the network to it cut); ` +
         `waiting for it${limit}: ${stateOf} state lives there, and the answers in hand are recorded once it answers. ${howToStop}; ${goOn} goes on from where it stopped.`,
     );
     options.onOutage?.began(outage.since);
@@ -149,7 +149,7 @@ export function watchRedisOutages(options: {
   function answering(): void {
     if (!outage) return;
     const back = now();
-    options.say(`Redis is answering again after ${((back - outage.since) / 1000).toFixed(1)} s, at ${clockTime(back)}; going on.`);
+    options.say(`Redis is answering again after ${((back - outage.since) / 1000).toFixed(1)} s, at ${formatClockTime(back)}; going on.`);
     outage = null;
     options.onOutage?.ended();
   }

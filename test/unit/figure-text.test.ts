@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { counted, formatCount, formatDuration } from '../../src/figure-text.ts';
+import { counted, formatClockTime, formatCount, formatDuration } from '../../src/figure-text.ts';
 
 describe('formatCount', () => {
   it('groups digits as en-US does and drops trailing zeros', () => {
@@ -27,6 +27,13 @@ describe('formatDuration', () => {
     expect(formatDuration(4100)).toBe('4.1 s');
     expect(formatDuration(192_000)).toBe('3 min 12 s');
     expect(formatDuration(7_500_000)).toBe('2 h 05 min');
+  });
+});
+
+describe('formatClockTime', () => {
+  it('says a moment as the time of day in UTC, to the second', () => {
+    expect(formatClockTime(Date.UTC(2026, 11, 5, 2, 30, 15, 999))).toBe('02:30:15 UTC');
+    expect(formatClockTime(Date.UTC(2026, 11, 5, 23, 59, 59))).toBe('23:59:59 UTC');
   });
 });
 
