@@ -29,7 +29,7 @@ const t95 = (degrees: number): number => T_95[degrees - 1] ?? 1.96 + 2.4 / degre
  * 1/12 (a difference of two scores 2/12). A sample's variance is taken as at least that, or a few
  * equal scores would claim a margin of 0 (QA: "8.0 ± 0.0" from two rows).
  */
-export const SCORE_ROUNDING_VARIANCE = 1 / 12;
+const SCORE_ROUNDING_VARIANCE = 1 / 12;
 
 /**
  * A mean's 95% margin of error, to two decimals: t standard errors (Student's t, not 1.96, so that a
