@@ -149,13 +149,16 @@ export function chargedUsage(answer: ModelAnswer | null, error: unknown): { usag
   return { usage: { input_tokens: 0, output_tokens: 0 }, estimated: false, countingMs: 0 };
 }
 
-/** One chat completion through the `openai` SDK; throws ModelCallError on any failure. */
-export async function callModel(provider: ProviderClient, request: ModelRequest, signal?: AbortSignal): Promise<ModelAnswer> {
+/**
+ * One chat completion through the `openai` SDK; throws ModelCallError on any failure. A call is not
+ * cancelled once sent: a stopping process lets its calls in flight finish (their answers are paid for).
+ */
+export async function callModel(provider: ProviderClient, request: ModelRequest): Promise<ModelAnswer> {
   const ctx = { model: request.model, upstream: request.upstream, provider: provider.name, baseUrl: provider.config.base_url, apiKeyEnv: provider.config.api_key_env, timeoutMs: provider.config.timeout_ms, stream: request.stream };
   const unsendable = whyNotSendable(provider, request.model);
   if (unsendable) throw unsendable;
   try {
-    const answer = request.stream ? await streamedCompletion(provider, request, ctx, signal) : await wholeCompletion(provider, request, ctx, signal);
+    const answer = request.stream ? await streamedCompletion(provider, request, ctx) : await wholeCompletion(provider, request, ctx);
     const { usage, ms } = answer.reported === null ? estimatedUsage(request, answer.output) : { usage: answer.reported, ms: 0 };
     return {
       output: answer.output,
@@ -215,8 +218,8 @@ function body(request: ModelRequest) {
   };
 }
 
-async function wholeCompletion(provider: ProviderClient, request: ModelRequest, ctx: CallContext, signal: AbortSignal | undefined): Promise<Completion> {
-  const { data, response, request_id } = await provider.client.chat.completions.create(body(request), signal ? { signal } : undefined).withResponse();
+async function wholeCompletion(provider: ProviderClient, request: ModelRequest, ctx: CallContext): Promise<Completion> {
+  const { data, response, request_id } = await provider.client.chat.completions.create(body(request)).withResponse();
   // The SDK hands back any 2xx body: a proxy's login page or a non-OpenAI API is not a completion.
   if (!isCompletionShaped(data)) throw charged(notACompletion(data, response, ctx), data);
   const choice = data.choices[0];
@@ -232,14 +235,14 @@ async function wholeCompletion(provider: ProviderClient, request: ModelRequest, 
   return { output: choice.message.content ?? '', reported: reportedUsage(data.usage), finishReason: choice.finish_reason ?? null, refusal, requestId: request_id ?? null, response, ttftMs: null };
 }
 
-async function streamedCompletion(provider: ProviderClient, request: ModelRequest, ctx: CallContext, signal: AbortSignal | undefined): Promise<Completion> {
+async function streamedCompletion(provider: ProviderClient, request: ModelRequest, ctx: CallContext): Promise<Completion> {
   const startedAt = performance.now();
   // From the request on, so that the headers' lateness is judged as a chunk's is.
   const stopWatchingLoop = watchLoop();
   try {
     // include_usage: the last chunk then carries the call's usage (providers that ignore it get counted here).
     const params: ChatCompletionCreateParamsStreaming = { ...body(request), stream: true, stream_options: { include_usage: true } };
-    const { data, response, request_id } = await withHeadersDeadline(ctx.timeoutMs, signal, (sent) => provider.client.chat.completions.create(params, sent).withResponse());
+    const { data, response, request_id } = await withHeadersDeadline(ctx.timeoutMs, (sent) => provider.client.chat.completions.create(params, sent).withResponse());
     // Headers that came after the deadline but were read before its timer ran (streamed-answer.ts says when that happens).
     if (cameLate(startedAt + ctx.timeoutMs)) {
       data.controller.abort();
@@ -264,14 +267,14 @@ async function streamedCompletion(provider: ProviderClient, request: ModelReques
  * a timeout only after one more turn of the event loop, and headers read past it are judged by
  * cameLate. The SDK's timeout stays, twice as long, as a backstop.
  */
-async function withHeadersDeadline<T>(timeoutMs: number, signal: AbortSignal | undefined, send: (options: { signal: AbortSignal; timeout: number }) => Promise<T>): Promise<T> {
+async function withHeadersDeadline<T>(timeoutMs: number, send: (options: { signal: AbortSignal; timeout: number }) => Promise<T>): Promise<T> {
   const due = new AbortController();
   let answered = false;
   const timer = setTimeout(() => setImmediate(() => answered || due.abort()), timeoutMs);
   try {
-    return await send({ signal: signal ? AbortSignal.any([signal, due.signal]) : due.signal, timeout: 2 * timeoutMs });
+    return await send({ signal: due.signal, timeout: 2 * timeoutMs });
   } catch (error) {
-    if (error instanceof APIUserAbortError && due.signal.aborted && !signal?.aborted) throw new APIConnectionTimeoutError();
+    if (error instanceof APIUserAbortError && due.signal.aborted) throw new APIConnectionTimeoutError();
     throw error;
   } finally {
     // The signal stays tied to the stream's body: it must not abort once the headers are in.
