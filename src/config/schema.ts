@@ -17,6 +17,9 @@ const ENV_REFERENCE = /\$\{[A-Za-z_][A-Za-z0-9_]*\}|\$[A-Z_][A-Z0-9_]*/;
 const envReferenceText = (input: unknown) =>
   `${ENV_REFERENCE.exec(String(input))?.[0] ?? '$'} is not filled in: the config is read as written, with no environment variables (only api_key_env names one); write the URL itself, or fill the file in before the run (envsubst < switchyard.template.yaml > switchyard.yaml)`;
 
+/** The longest delay setTimeout takes (2^31 - 1 ms); past it Node.js sets 1 ms instead, with a warning. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 const providerSchema = z.strictObject({
   // The SDK adds /chat/completions itself: a URL ending in it would 404 on every call.
   base_url: z
@@ -31,7 +34,7 @@ const providerSchema = z.strictObject({
     .refine((name) => !LOOKS_LIKE_A_KEY.test(name) || /^[A-Z][A-Z0-9_]*$/.test(name), { error: 'this looks like an API key itself: put the key in an environment variable (export OPENAI_API_KEY=...) and its name here (api_key_env: OPENAI_API_KEY); a key in the config would travel with the batch to Redis', abort: true })
     .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name, e.g. OPENAI_API_KEY')
     .optional(),
-  timeout_ms: positiveInt.default(60_000),
+  timeout_ms: positiveInt.max(MAX_TIMER_MS, { error: `at most ${MAX_TIMER_MS} (24.8 days), the longest timer Node.js sets: a longer one would fire at once, and every call would time out` }).default(60_000),
 });
 
 const priceSchema = z.strictObject({

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParamsStreaming } from 'openai/resources/chat';
+import { MAX_TIMER_MS } from '../config/schema.ts';
 import type { ChatMessage } from '../input/row.ts';
 import type { Usage } from '../output/records.ts';
 import { countMessageTokens, countTextTokens } from '../routing/token-count.ts';
@@ -272,7 +273,8 @@ async function withHeadersDeadline<T>(timeoutMs: number, send: (options: { signa
   let answered = false;
   const timer = setTimeout(() => setImmediate(() => answered || due.abort()), timeoutMs);
   try {
-    return await send({ signal: due.signal, timeout: 2 * timeoutMs });
+    // Capped at the longest timer: past it Node.js would fire the backstop at once (timeout_ms of 2^30 ms or more).
+    return await send({ signal: due.signal, timeout: Math.min(2 * timeoutMs, MAX_TIMER_MS) });
   } catch (error) {
     if (error instanceof APIUserAbortError && due.signal.aborted) throw new APIConnectionTimeoutError();
     throw error;

@@ -49,6 +49,13 @@ describe('a streamed call (models.<name>.stream)', () => {
     expect(streamed.ttftMs!).toBeLessThan(streamMs - 50);
   });
 
+  it('waits for an answer under a timeout_ms of weeks (review: the SDK\'s backstop, at twice it, was past the longest timer Node.js sets, so it fired at once)', async () => {
+    // 1.5e9 ms, 17 days: twice it does not fit a timer's 32 bits, which Node.js sets to 1 ms instead.
+    const answer = await callModel(providerAt(sim.url, 1_500_000_000), request);
+    expect(answer.output).not.toBe('');
+    expect(answer.finishReason).toBe('stop');
+  });
+
   it('counts the tokens itself when the stream carries no usage', async () => {
     const answer = await callModel(providerAt(sim.url), { ...request, model: 'm', upstream: 'bare' });
     expect(answer.usageEstimated).toBe(true);

@@ -72,6 +72,12 @@ describe('a config with mistakes', () => {
     ]);
   });
 
+  it('refuses a timeout_ms longer than a timer Node.js sets (review: it fired at once, and every call was a timeout)', () => {
+    const message = problems({ providers: { p: { base_url: 'http://127.0.0.1:8787/v1', timeout_ms: 3_000_000_000 } }, models: { m: { provider: 'p' } }, default_model: 'm' });
+    expect(message).toContain('  providers.p.timeout_ms: at most 2147483647 (24.8 days), the longest timer Node.js sets: a longer one would fire at once, and every call would time out');
+    expect(() => parseConfig({ providers: { p: { base_url: 'http://127.0.0.1:8787/v1', timeout_ms: 2_147_483_647 } }, models: { m: { provider: 'p' } }, default_model: 'm' }, 'switchyard.yaml')).not.toThrow();
+  });
+
   it('refuses a model or an ensemble named "auto": --route and --ab use that word for routing by task type', () => {
     const message = problems({ ...valid, models: { flash: { provider: 'local' }, auto: { provider: 'local' } }, ensembles: { auto: { members: ['flash', 'flash'], synthesizer: 'flash' } } });
     expect(message).toContain('models.auto: "auto" is the word --route and --ab use for routing by task type: give it another name (its upstream can stay "auto")');
