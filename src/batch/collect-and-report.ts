@@ -167,11 +167,13 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
       : ` Once the provider is back: switchyard run --resume ${batchId} (${waiting}; a circuit lets its next test call through ${cooldown} after it shut, breaker.cooldown_ms, so a resume sooner finds it shut still).`;
     say(`Models down: ${counted(passedOver, 'row')} found every model of ${their} chain shut after repeated failures (the circuit breaker), and ${were} not sent.${earlier}${until}`);
   } else if (report.totals.unfinished_rows !== 0 && config && config.breaker.max_wait_ms === 0) {
-    // A stop whose calls in flight failed may have shut a circuit: the resume it names would fail those rows at once.
+    // A stop whose calls in flight failed may have shut a circuit: the resume it names would pass it over at once.
+    // Not "fails the rows": a row whose chain has another model open goes on to it (review: a resume 4 s after such a stop answered every row on the fallback).
     const shut = await shutCircuits(session.redis, session.space.prefix, config);
     if (shut.length > 0) {
+      const it = shut.length === 1 ? 'it' : 'them';
       say('');
-      say(`Circuits open after repeated failures (the circuit breaker): ${shutCircuitsText(shut)}. A resume sooner fails the rows bound for ${shut.length === 1 ? 'it' : 'them'} at once, with no call (breaker.max_wait_ms is 0): resume after that.`);
+      say(`Circuits open after repeated failures (the circuit breaker): ${shutCircuitsText(shut)}. A resume sooner passes ${it} over with no call (breaker.max_wait_ms is 0): a row goes on to the next model of its chain that is open, or fails when none is. To run the rows on ${it}, resume after that.`);
     }
   }
   sayOtherFailures(report, batchId, new Set(['budget_exceeded', 'missing_api_key', ...(modelsDown ? ['no_model_available'] : [])]), modelsDown, say);
