@@ -12,7 +12,7 @@ import type { BatchProgress } from '../queue/batch-state.ts';
 import type { Session } from '../queue/session.ts';
 import { CIRCUIT_FAILURES } from '../execution/row-runner.ts';
 import { rateLimitPaceText } from './rate-limit-pace.ts';
-import { shutCircuits, shutCircuitsText } from './shut-circuits.ts';
+import { reachableModels, reportedNames, shutCircuits, shutCircuitsText } from './shut-circuits.ts';
 
 export interface CollectAndReportOptions {
   session: Session;
@@ -160,7 +160,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
       ? `each row waited for the circuits as long as their next test call fell within breaker.max_wait_ms (${formatDuration(maxWaitMs)}) of its first wait, so it gave up earlier when the next one fell past it: to ride out a longer outage, raise it in the config ${withConfig}`
       : `to have rows wait for the circuits instead of failing, set breaker.max_wait_ms in the config ${withConfig}`;
     const cooldown = formatDuration(config?.breaker.cooldown_ms ?? 30_000);
-    const shut = config ? await shutCircuits(session.redis, session.space.prefix, config) : [];
+    const shut = config ? await shutCircuits(session.redis, session.space.prefix, config, reachableModels(reportedNames(report), config)) : [];
     // When, by the clock: a resume sooner fails the rows again at once (QA: a resume 10 s after a stop made no call, every row no_model_available).
     const until = shut.length > 0
       ? ` ${shutCircuitsText(shut)}, breaker.cooldown_ms (${cooldown}) after it shut; then one call tests the provider, and a resume sooner fails ${these} again with no call. Wait until then; once the provider is back: switchyard run --resume ${batchId} (${waiting}).`
@@ -169,7 +169,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   } else if (report.totals.unfinished_rows !== 0 && config && config.breaker.max_wait_ms === 0) {
     // A stop whose calls in flight failed may have shut a circuit: the resume it names would pass it over at once.
     // Not "fails the rows": a row whose chain has another model open goes on to it (review: a resume 4 s after such a stop answered every row on the fallback).
-    const shut = await shutCircuits(session.redis, session.space.prefix, config);
+    const shut = await shutCircuits(session.redis, session.space.prefix, config, reachableModels(reportedNames(report), config));
     if (shut.length > 0) {
       const it = shut.length === 1 ? 'it' : 'them';
       say('');

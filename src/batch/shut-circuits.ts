@@ -3,6 +3,7 @@ import { formatClockTime, formatDuration } from '../figure-text.ts';
 import { CircuitBreaker } from '../limits/circuit-breaker.ts';
 import { modelEndpoint } from '../limits/model-endpoint.ts';
 import type { RedisClient } from '../queue/lua-script.ts';
+import type { Report } from '../output/report-json.ts';
 
 /** A summary does not wait on Redis for this: past it, it says what it knew without the circuits. */
 const ASK_LIMIT_MS = 2000;
@@ -13,14 +14,39 @@ interface ShutCircuit {
   opensAt: number;
 }
 
+/** The names a report counts rows or calls under: models and ensembles. */
+export const reportedNames = (report: Pick<Report, 'models' | 'ensembles'>): string[] => [...Object.keys(report.models), ...Object.keys(report.ensembles)];
+
+/**
+ * The models a batch's rows went to or could have gone on to: those its report counts (`used`: rows
+ * or calls, an ensemble's under its name), an ensemble's members and synthesizer, the rest of a route
+ * that holds one of them, and their fallbacks, all the way down. A circuit another batch shut on a
+ * model this one never reaches is not this batch's to mention (review).
+ */
+export function reachableModels(used: Iterable<string>, config: SwitchyardConfig): string[] {
+  const reached = new Set<string>();
+  const pending = [...used];
+  const reach = (name: string) => {
+    const ensemble = config.ensembles[name];
+    if (ensemble) pending.push(...ensemble.members, ensemble.synthesizer);
+    const model = config.models[name];
+    if (!model || reached.has(name)) return;
+    reached.add(name);
+    pending.push(...(model.fallbacks ?? []));
+    for (const chain of Object.values(config.routing?.routes ?? {})) if (chain.includes(name)) pending.push(...chain);
+  };
+  for (let name = pending.pop(); name !== undefined; name = pending.pop()) reach(name);
+  return [...reached].sort();
+}
+
 /**
  * The batch's models whose circuit is shut now (breakers are kept in Redis, per endpoint, for every
  * batch: a resume within breaker.cooldown_ms finds the one its run's failures opened), soonest to
  * open first; none when Redis does not answer within ASK_LIMIT_MS.
  */
-export async function shutCircuits(redis: RedisClient, prefix: string, config: SwitchyardConfig, now = Date.now()): Promise<ShutCircuit[]> {
+export async function shutCircuits(redis: RedisClient, prefix: string, config: SwitchyardConfig, models: Iterable<string> = Object.keys(config.models), now = Date.now()): Promise<ShutCircuit[]> {
   const breaker = new CircuitBreaker(redis, { prefix, breaker: config.breaker });
-  const asked = Promise.all(Object.keys(config.models).map(async (model) => ({ model, opensAt: now + (await breaker.shutForMs(modelEndpoint(config, model))) })));
+  const asked = Promise.all([...models].map(async (model) => ({ model, opensAt: now + (await breaker.shutForMs(modelEndpoint(config, model))) })));
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ASK_LIMIT_MS)));
   const circuits = await Promise.race([asked.catch(() => null), late]).finally(() => clearTimeout(timer));

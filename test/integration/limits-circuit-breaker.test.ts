@@ -193,7 +193,9 @@ describe('CircuitBreaker', () => {
     expect(left).toBeGreaterThan(COOLDOWN_MS - 100);
     expect(left).toBeLessThanOrEqual(COOLDOWN_MS);
     const now = Date.now();
-    const shut = await shutCircuits(clients[0] as Redis, prefix, config, now);
+    const shut = await shutCircuits(clients[0] as Redis, prefix, config, [model], now);
+    // A model the batch does not reach is not asked about.
+    expect(await shutCircuits(clients[0] as Redis, prefix, config, [], now)).toEqual([]);
     expect(shut).toEqual([{ model, opensAt: expect.any(Number) }]);
     expect(shut[0]!.opensAt - now).toBeGreaterThan(COOLDOWN_MS - 100);
     expect(shutCircuitsText([{ model, opensAt: Date.UTC(2026, 11, 5, 6, 30, 25) }], Date.UTC(2026, 11, 5, 6, 29, 56))).toBe(`${model}'s circuit stays shut until 06:30:25 UTC (in 29.0 s)`);
