@@ -1,6 +1,8 @@
 import type { RunHost } from '../batch/run-batch.ts';
 import { acquireBatchLease, holderName, leaseHolderAlive, type BatchLease } from '../queue/batch-lease.ts';
 import { isFinishedStatus } from '../queue/batch-state.ts';
+import { parsePromptJobId } from '../queue/keys.ts';
+import { counted } from '../figure-text.ts';
 import type { BackgroundCollection } from './background-collection.ts';
 import { loadBatchState } from './batch-lookup.ts';
 import type { BatchStarter } from './batch-start.ts';
@@ -43,8 +45,12 @@ async function resumeOpenBatch({ host, collection, starter, say, openKey, cancel
       return;
     }
     lease = await acquireBatchLease(redis, store.keys(batchId).lease, batchId);
-    if (state.meta.status === 'enqueuing' && !cancelling) {
-      // Stopped while its file was being read: read the rest (rows already queued or done are kept).
+    // Rows neither finished nor queued were taken off the queue while no server ran the batch (a
+    // `run --resume` of it that stopped, or a run that took them for a dead run's): collecting alone would wait for them for good.
+    const missing = state.meta.status === 'enqueuing' || cancelling ? 0 : await rowsOffTheQueue(host, batchId);
+    if (missing > 0) say(`[${batchId}] ${counted(missing, 'row')} ${missing === 1 ? 'was' : 'were'} neither finished nor queued (taken off the queue while no server ran the batch): queuing them again from its file.`);
+    if ((state.meta.status === 'enqueuing' && !cancelling) || missing > 0) {
+      // Stopped while its file was being read, or rows taken off: read the file again (rows already queued or done are kept).
       const ended = await starter.start(batchId, lease, { resume: batchId }, []);
       if (ended === 'collecting') lease = null;
     } else {
@@ -64,6 +70,36 @@ async function resumeOpenBatch({ host, collection, starter, say, openKey, cancel
   } finally {
     await lease?.release();
   }
+}
+
+/**
+ * How many of the batch's rows are neither finished nor in the queue (waiting, parked or being run
+ * by any worker). The queue is read first: a row that finishes after it is then in both reads, and
+ * counted once, while one missing from it stays missing (this server holds the lease: no run queues it).
+ */
+async function rowsOffTheQueue(host: RunHost, batchId: string): Promise<number> {
+  const { store } = host.session;
+  const queue = host.session.openPromptQueue();
+  const queuedRows = new Set<number>();
+  try {
+    for (const id of await queue.getRanges(['waiting', 'prioritized', 'delayed', 'active'], 0, -1)) {
+      const job = parsePromptJobId(id);
+      if (job?.batchId === batchId) queuedRows.add(job.row);
+    }
+  } finally {
+    await queue.close();
+  }
+  const progress = await store.progress(batchId);
+  if (progress?.total == null) return 0;
+  let queuedUnfinished = queuedRows.size;
+  if (queuedRows.size > 0) {
+    let first = Infinity;
+    let last = -Infinity;
+    for (const row of queuedRows) [first, last] = [Math.min(first, row), Math.max(last, row)];
+    const finished = await store.finishedRows(batchId, first, last - first + 1);
+    for (const row of queuedRows) if (finished.has(row)) queuedUnfinished--;
+  }
+  return Math.max(0, progress.total - progress.finished - queuedUnfinished);
 }
 
 /**

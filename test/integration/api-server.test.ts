@@ -490,6 +490,44 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(new Set(succeeded).size).toBe(succeeded.length); // no row paid for twice
   });
 
+  it('a server started again queues the rows of its batch that a `run --resume` of it took off the queue as it stopped, and finishes it: every row once (QA: it stayed running for good)', async () => {
+    const dir = await tempDir('api-handover');
+    const config = await writeSimConfig(dir, h.sim.url, { concurrency: 2 });
+    const out = join(dir, 'out');
+    const input = await writePromptsCsv(dir, 200);
+    const env = h.env();
+    h.sim.setOptions({ latency_ms: 20 });
+    try {
+      const first = await startServer(['--config', config, '--out', out], env);
+      expect((await postFile(first, '?batch_id=api-handover', await readFile(input, 'utf8'))).status).toBe(202);
+      await waitFor(async () => (await getJson<BatchView>(`${first.url}/v1/batches/api-handover`)).body.rows.finished >= 10, 30_000);
+      first.kill('SIGTERM');
+      expect((await first.done).code).toBe(0);
+
+      // The server is down, so its user goes on from the command line, and stops that too: its stop takes the queued rows off the queue.
+      h.sim.setOptions({ latency_ms: 50 });
+      const resume = spawnCli(['run', '--resume', 'api-handover', '--concurrency', '2'], env);
+      await waitForOutput(() => resume.output().stdout, 'Read 200 rows', 20_000);
+      resume.kill('SIGINT');
+      const stopped = await resume.done;
+      expect(stopped.code).toBe(130);
+      expect(stopped.stdout).toMatch(/\d+ queued rows came off the queue/);
+
+      h.sim.setOptions({ latency_ms: 2 });
+      const second = await startServer(['--config', config, '--out', out], env);
+      await waitForOutput(() => second.output().stdout, '[api-handover] ', 10_000);
+      const finished = await waitUntilFinished(second, 'api-handover');
+      expect(finished).toMatchObject({ status: 'completed', rows: { total: 200, finished: 200 } });
+      expect(second.output().stdout).toMatch(/\[api-handover\] \d+ rows were neither finished nor queued/);
+    } finally {
+      h.sim.setOptions({ latency_ms: 2 });
+    }
+    const results = await readJsonLines<RowResult>(join(out, 'api-handover', 'results.jsonl'));
+    expect(results.map((r) => r.row)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+    const succeeded = (await readJsonLines<CallRecord>(join(out, 'api-handover', 'costs.jsonl'))).filter((c) => c.status === 'succeeded').map((c) => c.row);
+    expect(new Set(succeeded).size).toBe(succeeded.length); // no row paid for twice
+  });
+
   it('answers 503 server_stopping to an upload the server was stopped during, and runs its rows when started again', async () => {
     const dir = await tempDir('api-stop-upload');
     const config = await writeSimConfig(dir, h.sim.url);
