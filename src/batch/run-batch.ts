@@ -20,7 +20,7 @@ import type { BatchLease } from '../queue/batch-lease.ts';
 import { connectedWorkerCount, watchConnectedWorkers, workersConnectedText } from '../queue/connected-workers.ts';
 import { outputPaths } from '../output/paths.ts';
 import { openSession, type Session } from '../queue/session.ts';
-import { orphanedBatchText, readText, redisStayedAwayText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText, unsentRequestFieldsText } from './run-messages.ts';
+import { orphanedBatchText, queuedAheadText, readText, redisStayedAwayText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText, unsentRequestFieldsText } from './run-messages.ts';
 import { formatWait, REDIS_WAIT_ENV, whileRedisRefuses } from '../queue/redis-outage.ts';
 import { NO_INPUT_FILE } from './run-settings.ts';
 import { prepareBatch, resumeCommand, type Held, type PreparedBatch } from './prepare-batch.ts';
@@ -160,6 +160,12 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
   // Rows of batches whose run was killed would come first here, paid for and collected by nobody.
   if (!options.detach) {
     for (const [orphan, unqueued] of await unqueueOrphanedBatches(queue, session.store, batchId)) if (unqueued.removed > 0) say(orphanedBatchText(orphan, unqueued));
+    // Rows queued before this run's (a --detach'ed batch's, a server's) are taken first: a run slowed by them says why (QA: 10 rows took 25 s, unexplained).
+    if (!batch.callsElsewhere) {
+      const ahead = await queue.getJobCounts('wait', 'prioritized');
+      const rows = (ahead['wait'] ?? 0) + (ahead['prioritized'] ?? 0);
+      if (rows > 0) say(queuedAheadText(rows));
+    }
   }
   const callSlots = createCallSlots(concurrency);
   const worker = startWorker(batch, context, callSlots);

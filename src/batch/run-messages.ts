@@ -72,6 +72,11 @@ export async function unreadableFileText(session: Session, batchId: string, unqu
   return `${done}${unqueuedText(unqueued)}`;
 }
 
+/** Rows already in the queue when a run starts (other batches', or this one's left by a --detach'ed run): its workers take them first. */
+export function queuedAheadText(rows: number): string {
+  return `Note: ${counted(rows, 'row')} already queued on this Redis (other batches', from --detach or \`switchyard serve\`, or this one's from an earlier run) ${rows === 1 ? 'comes' : 'come'} first: the workers here take ${rows === 1 ? 'it' : 'them'} before this run's rows, each answer going to its own batch.`;
+}
+
 /** What this run did with the queued rows of a batch whose run is gone. */
 export function orphanedBatchText(batchId: string, unqueued: Unqueued): string {
   const kept = unqueued.kept > 0 ? ` (${counted(unqueued.kept, 'row')} taken by a worker meanwhile stay)` : '';

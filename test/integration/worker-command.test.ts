@@ -49,6 +49,24 @@ describe('switchyard worker, on its own beside a detached run', () => {
     expect(results.filter((r) => r.status === 'failed').map((r) => r.row)).toEqual([20]);
   });
 
+  it("a run whose workers find other batches' rows queued ahead of its own says so (QA: 10 rows took 25 s behind a server's, unexplained)", async () => {
+    const dir = await tempDir('queued-ahead');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const earlier = await writePromptsCsv(dir, 15);
+    const detached = await runCli(['run', earlier, '--config', config, '--out', join(dir, 'out-earlier'), '--batch-id', 'queued-earlier', '--detach'], h.env());
+    expect(detached.code, detached.stderr).toBe(0);
+    const own = await writePromptsCsv(await tempDir('queued-own'), 3);
+    const run = await runCli(['run', own, '--config', config, '--out', join(dir, 'out-own'), '--batch-id', 'queued-own'], h.env());
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toContain("Note: 15 rows already queued on this Redis (other batches', from --detach or `switchyard serve`, or this one's from an earlier run) come first: the workers here take them before this run's rows, each answer going to its own batch.");
+    // The earlier batch's rows were answered for it, and its collect writes them.
+    expect((await runCli(['collect', 'queued-earlier'], h.env())).code).toBe(0);
+    // With nothing queued ahead, nothing is said.
+    const alone = await runCli(['run', own, '--config', config, '--out', join(dir, 'out-alone'), '--batch-id', 'queued-alone'], h.env());
+    expect(alone.code).toBe(0);
+    expect(alone.stdout).not.toContain('already queued on this Redis');
+  });
+
   it('a --detach resume of a batch whose every row is done writes its outputs again itself, instead of leaving it running uncollected', async () => {
     const dir = await tempDir('detach-done');
     const config = await writeSimConfig(dir, h.sim.url);
