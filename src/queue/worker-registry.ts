@@ -180,6 +180,6 @@ export async function workerProcesses(redis: Redis, space: KeySpace): Promise<st
 export function deadProcessRowsText(released: ReleasedRows, except: string | null = null): string {
   return [...released.rowsFrom]
     .filter(([name]) => name !== except)
-    .map(([name, rows]) => `${counted(rows, 'row')} held by ${name}, which died on this machine, ${rows === 1 ? 'is' : 'are'} back in the queue (a row of a batch whose run died too waits for that batch's resume).`)
+    .map(([name, rows]) => `${counted(rows, 'row')} held by ${name}, which died on this machine, ${rows === 1 ? 'is' : 'are'} back in the queue (one of a batch whose run died too waits for that batch's resume; one of a --detach'ed batch or a server's is run).`)
     .join(' ');
 }
