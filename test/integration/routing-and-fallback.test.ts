@@ -1,4 +1,5 @@
 import { readFile, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
@@ -266,6 +267,24 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     const next = await runCli(['run', input, '--config', cfg, '--out', join(dir, 'next'), '--batch-id', 'all-dead-next'], h.env({ SIM_KEY: 'right-key' }));
     expect(next.code).toBe(1);
     expect(next.stdout).toContain('were not sent. This batch made no call: earlier failures (another run on this Redis, or the one before this) shut them');
+  });
+
+  it("a model with no fallback whose provider is unreachable: the warning says its rows fail, not that they go on to fallbacks (docs review)", async () => {
+    const dir = await tempDir('no-fallback');
+    // A port nothing listens on: taken from the system, then let go.
+    const port = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port: free } = server.address() as AddressInfo;
+        server.close(() => resolve(free));
+      });
+    });
+    const cfg = join(dir, 'down.yaml');
+    await writeFile(cfg, `providers:\n  p: { base_url: "http://127.0.0.1:${port}/v1", timeout_ms: 2000 }\nmodels:\n  lonely: { provider: p, price: { input_per_mtok: 1, output_per_mtok: 2 } }\ndefault_model: lonely\nbreaker: { failure_threshold: 2, cooldown_ms: 60000 }\n`);
+    const input = await writePromptsCsv(dir, 12);
+    const run = await runCli(['run', input, '--config', cfg, '--out', join(dir, 'out'), '--batch-id', 'no-fallback', '--concurrency', '2'], h.env({ LOG_LEVEL: 'warn' }));
+    expect(run.code).toBe(1);
+    expect(run.stdout + run.stderr).toContain("lonely's circuit is open after repeated failures: rows with no other model open in their chain fail (no_model_available; the summary says until when)");
+    expect(run.stdout + run.stderr).not.toContain('rows go on to their fallbacks');
   });
 
   it('one outage is said as one: the rows that shut the circuit as the same cause, a single row not sent in the singular, and an example of each failed call code (QA)', async () => {
