@@ -8,6 +8,7 @@ import type { BatchMeta } from '../queue/batch-state.ts';
 import { noBatchMessage, type Session } from '../queue/session.ts';
 import { AB_BESIDE_PINNED, autoArmUnroutedNote, formatAbSplit, parseAbSplit, type AbArm } from '../routing/ab-split.ts';
 import { AUTO_ROUTE, pinnedModel } from '../routing/pinned-model.ts';
+import { mayAnswer } from '../routing/may-answer.ts';
 import type { Simulator } from '../sim/server.ts';
 import { formatUsd, nanosToUsd } from '../models/pricing.ts';
 import { withJudge } from '../judge/judge-override.ts';
@@ -200,24 +201,6 @@ function sayJudgeAnswersToo(config: SwitchyardConfig, answering: readonly string
   const answeringToo = fallbacks.filter((model) => answerers.has(model));
   const own = answeringToo.length === 0 ? '' : ` (${answeringToo.join(', ')} may answer rows here too, and would score its own answers)`;
   say(`Note: the judge, ${judge}, falls back to ${fallbacks.join(', ')} when it fails: the rows they score get another judge's scores${own}; the report counts them apart. For one judge throughout, give ${judge} no fallbacks in this run's config.`);
-}
-
-/** Every model a row sent to one of `answering` (a model, an ensemble, or routing) may be answered by, fallbacks included. */
-function mayAnswer(config: SwitchyardConfig, answering: readonly string[]): Set<string> {
-  const routed = [config.default_model, ...Object.values(config.routing?.routes ?? {}).flat()];
-  const first = (answering.length === 0 ? [AUTO_ROUTE] : answering).flatMap((name) => {
-    if (name === AUTO_ROUTE) return routed;
-    const ensemble = config.ensembles[name];
-    return ensemble ? [...ensemble.members, ensemble.synthesizer] : [name];
-  });
-  const models = new Set<string>();
-  const add = (model: string) => {
-    if (models.has(model)) return;
-    models.add(model);
-    for (const fallback of config.models[model]?.fallbacks ?? []) add(fallback);
-  };
-  first.forEach(add);
-  return models;
 }
 
 /** Said of the file's first row when it lacks the field the judge compares answers with. */

@@ -2,6 +2,7 @@ import type { SwitchyardConfig } from '../config/schema.ts';
 import { formatClockTime, formatDuration } from '../figure-text.ts';
 import { CircuitBreaker } from '../limits/circuit-breaker.ts';
 import { modelEndpoint } from '../limits/model-endpoint.ts';
+import { mayAnswer } from '../routing/may-answer.ts';
 import type { RedisClient } from '../queue/lua-script.ts';
 import type { Report } from '../output/report-json.ts';
 
@@ -24,19 +25,12 @@ export const reportedNames = (report: Pick<Report, 'models' | 'ensembles'>): str
  * model this one never reaches is not this batch's to mention (review).
  */
 export function reachableModels(used: Iterable<string>, config: SwitchyardConfig): string[] {
-  const reached = new Set<string>();
-  const pending = [...used];
-  const reach = (name: string) => {
-    const ensemble = config.ensembles[name];
-    if (ensemble) pending.push(...ensemble.members, ensemble.synthesizer);
-    const model = config.models[name];
-    if (!model || reached.has(name)) return;
-    reached.add(name);
-    pending.push(...(model.fallbacks ?? []));
-    for (const chain of Object.values(config.routing?.routes ?? {})) if (chain.includes(name)) pending.push(...chain);
-  };
-  for (let name = pending.pop(); name !== undefined; name = pending.pop()) reach(name);
-  return [...reached].sort();
+  const names = [...used];
+  // An empty list would mean "routing" to mayAnswer: every routed model.
+  if (names.length === 0) return [];
+  const routes = Object.values(config.routing?.routes ?? {});
+  const withRoutes = names.flatMap((name) => [name, ...routes.filter((chain) => chain.includes(name)).flat()]);
+  return [...mayAnswer(config, withRoutes)].filter((model) => config.models[model] !== undefined).sort();
 }
 
 /**
