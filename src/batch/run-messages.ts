@@ -67,7 +67,12 @@ export function redisStayedAwayText(redisLabel: string, batchId: string, during:
  */
 export async function unreadableFileText(session: Session, batchId: string, unqueued: Unqueued | 'failed' | null): Promise<string> {
   const progress = await session.store.progress(batchId).catch(() => null);
-  const done = progress ? `Stopped there: ${counted(progress.finished, 'row')} before it finished (${formatCount(progress.failed)} failed, ${formatUsd(progress.costUsd)} spent) and ${progress.finished === 1 ? 'is' : 'are'} kept.` : 'Stopped there: the rows before it that finished are kept.';
+  const done =
+    progress === null
+      ? 'Stopped there: the rows before that line that had finished are kept.'
+      : progress.finished === 0
+        ? 'Stopped there: no row before that line had finished yet.'
+        : `Stopped there: ${counted(progress.finished, 'row')} before that line had finished (${formatCount(progress.failed)} failed, ${formatUsd(progress.costUsd)} spent) and ${progress.finished === 1 ? 'is' : 'are'} kept.`;
   if (unqueued === null) return `${done} Rows before it that were queued stay queued for the workers.`;
   return `${done}${unqueuedText(unqueued)}`;
 }
