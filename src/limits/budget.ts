@@ -74,8 +74,6 @@ export interface BudgetOptions {
 const DAY_MS = 86_400_000;
 /** A month's key is kept this long after the month ends, for reports. */
 const MONTH_KEPT_MS = 40 * DAY_MS;
-/** A batch's budget key expires after this long without a reservation or settlement. */
-const BATCH_KEY_TTL_MS = 30 * DAY_MS;
 
 export function batchBudgetKey(prefix: string, batchId: string): string {
   return `${prefix}:batch:{${batchId}}:budget`;
@@ -126,10 +124,12 @@ if #stale > 0 then
 end
 `;
 
-/** Sets both keys' expiry from ARGV[mode] ('at' | 'in') and ARGV[mode + 1] (ms). */
+/** Sets both keys' expiry from ARGV[mode] ('at' | 'in' | 'never') and ARGV[mode + 1] (ms); 'never' takes an expiry off. */
 const EXPIRE_BOTH = (mode: number) => `
 for i = 1, 2 do
-  if ARGV[${mode}] == 'at' then redis.call('PEXPIREAT', KEYS[i], ARGV[${mode + 1}]) else redis.call('PEXPIRE', KEYS[i], ARGV[${mode + 1}]) end
+  if ARGV[${mode}] == 'at' then redis.call('PEXPIREAT', KEYS[i], ARGV[${mode + 1}])
+  elseif ARGV[${mode}] == 'in' then redis.call('PEXPIRE', KEYS[i], ARGV[${mode + 1}])
+  else redis.call('PERSIST', KEYS[i]) end
 end
 `;
 
@@ -234,8 +234,11 @@ export class Budget {
   }
 
   #expiry(key: string, scope: BudgetScope): [string, number] {
-    const at = scope === 'month' ? monthKeyExpiresAt(key) : null;
-    if (at !== null) return ['at', at];
-    return ['in', scope === 'month' ? 71 * DAY_MS : BATCH_KEY_TTL_MS];
+    // A batch's spend lasts as long as the batch (`switchyard forget` deletes it with the batch's
+    // other keys): one that expired would let a resume after weeks spend its --budget again in full.
+    // 'never' also takes off the 30-day expiry earlier versions set.
+    if (scope === 'batch') return ['never', 0];
+    const at = monthKeyExpiresAt(key);
+    return at !== null ? ['at', at] : ['in', 71 * DAY_MS];
   }
 }

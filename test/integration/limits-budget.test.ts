@@ -137,7 +137,7 @@ describe('Budget', () => {
     expect(await budget().usage(tight)).toEqual({ spentNanos: 90, reservedNanos: 0 });
   });
 
-  it('names months in UTC and expires keys: months 40 days after they end, batches after 30 idle days', async () => {
+  it("names months in UTC and expires month keys 40 days after they end; a batch's keys last as long as the batch", async () => {
     expect(monthKey('p', new Date('2026-11-30T23:59:59Z'))).toBe('p:budget:month:2026-11');
     expect(monthKey('p', new Date('2026-12-01T00:00:00Z'))).toBe('p:budget:month:2026-12');
     expect(monthKeyExpiresAt('p:budget:month:2026-11')).toBe(Date.UTC(2026, 11, 1) + 40 * 86_400_000);
@@ -152,9 +152,17 @@ describe('Budget', () => {
     const monthTtl = await redis.pttl(month);
     expect(monthTtl).toBeGreaterThan(40 * 86_400_000 - 60_000);
     expect(monthTtl).toBeLessThanOrEqual(72 * 86_400_000);
-    const batchTtl = await redis.pttl(batchKey);
-    expect(batchTtl).toBeGreaterThan(29 * 86_400_000);
-    expect(batchTtl).toBeLessThanOrEqual(30 * 86_400_000);
+    // A batch's spend lives until `switchyard forget` deletes the batch (QA: with a 30-day expiry, a
+    // --resume after 30 idle days found it spent at $0 and could spend its --budget again in full).
+    expect(await redis.pttl(batchKey)).toBe(-1);
+    expect(await redis.pttl(holdsKey(batchKey))).toBe(-1);
+    // A key an earlier version left with an expiry loses it at the batch's next reservation.
+    await redis.pexpire(batchKey, 86_400_000);
+    const hold = holdOf(await budget().reserve({ batchKey, estimateNanos: 5 }));
+    expect(await redis.pttl(batchKey)).toBe(-1);
+    await budget().settle(hold, 5);
+    expect(await redis.pttl(batchKey)).toBe(-1);
+    expect(await budget().usage(batchKey)).toEqual({ spentNanos: 5, reservedNanos: 1 });
   });
 
   it('rejects amounts that are not whole nano-dollars', async () => {
