@@ -7,7 +7,8 @@ import type { BuildOptions } from 'rolldown';
  * a few files in dist/. One bundle starts about 0.2 s faster than Node resolving and loading the
  * ~400 module files of bullmq, ioredis, openai, zod and pino one by one, and start-up is part of
  * every batch's wall time. Commands stay lazily loaded (each `import()` becomes its own chunk).
- * gpt-tokenizer stays outside: its rank table is loaded on the first token count only.
+ * gpt-tokenizer stays outside: its rank table is loaded on the first token count only (during a run, by
+ * path in token-count-thread.ts's worker thread).
  */
 const config = {
   input: { cli: 'src/cli.ts' },

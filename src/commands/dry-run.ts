@@ -18,7 +18,7 @@ import { AUTO_ROUTE, pinnedModel, refuseUnknownPinned } from '../routing/pinned-
 import { maxTokensOfRow, noModelMessage, planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { countMessageTokens } from '../routing/token-count.ts';
-import { countInvalidRow, type InputRow, type InvalidRowCounts, type ReadPosition } from '../input/row.ts';
+import { countInvalidRow, type ChatMessage, type InputRow, type InvalidRowCounts, type ReadPosition } from '../input/row.ts';
 import { judgeMessages } from '../judge/judge-prompt.ts';
 import { withJudge } from '../judge/judge-override.ts';
 import { referenceAnswer } from '../judge/judge-row.ts';
@@ -52,6 +52,9 @@ interface Tally {
 const emptyTally = (): Tally => ({ rows: 0, inputTokens: 0, maxOutputTokens: 0, costNanos: 0, unpriced: 0 });
 /** What a call beside a row's answer (the judge's) adds to the totals: all but a row (an unpriced judge is said apart: `unpriced` counts rows). */
 const CALL_FIELDS = ['inputTokens', 'maxOutputTokens', 'costNanos'] as const;
+
+/** A dry run calls nothing, so it counts in its own thread (token-count.ts), with no thread to start. */
+const countHere = async (messages: readonly ChatMessage[]): Promise<number> => countMessageTokens(messages);
 
 /**
  * `switchyard run --dry-run`: reads and routes every row (with the rules classifier: a dry run
@@ -123,7 +126,11 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     };
     if (ensemble) {
       // Each member on the first of its models (its own, then its fallbacks) that can hold the prompt, as the run would.
-      const members = ensemble.config.members.flatMap((model) => pinnedCallProgress(config, { model, messages: row.messages, maxTokens, maxTokensFrom, reason: 'dry run', notTo: ensemble.config.members }).plan?.chain[0] ?? []);
+      const members: string[] = [];
+      for (const model of ensemble.config.members) {
+        const first = (await pinnedCallProgress(config, { model, messages: row.messages, maxTokens, maxTokensFrom, reason: 'dry run', notTo: ensemble.config.members }, countHere)).plan?.chain[0];
+        if (first !== undefined) members.push(first);
+      }
       const needed = ensemble.config.min_answers ?? DEFAULT_MIN_ANSWERS;
       if (members.length < needed) {
         noFit(row, `ensemble "${ensemble.name}": ${members.length} of ${ensemble.config.members.length} members can take this prompt, ${needed} needed`);

@@ -33,10 +33,12 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
   // The ensemble's temperature goes to its members and synthesizer as the row's own would (a row's own still wins).
   const temperature = row.temperature ?? config.temperature;
   const state: EnsembleState = (progress.ensemble ??= {
-    members: config.members.map((model) => ({
-      model,
-      progress: pinnedCallProgress(deps.config, { model, messages: row.messages, maxTokens, maxTokensFrom, taskType, reason: `ensemble "${name}" member`, notTo: config.members }),
-    })),
+    members: await Promise.all(
+      config.members.map(async (model) => ({
+        model,
+        progress: await pinnedCallProgress(deps.config, { model, messages: row.messages, maxTokens, maxTokensFrom, taskType, reason: `ensemble "${name}" member`, notTo: config.members }),
+      })),
+    ),
   });
 
   const needed = config.min_answers ?? DEFAULT_MIN_ANSWERS;
@@ -89,7 +91,7 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
   const synthesisMaxTokens = config.synthesis_max_tokens ?? maxTokens;
   if (!state.synthesis?.plan) {
     // Calls kept: a synthesis of a failed row carried over (carried-progress.ts keptAfterFinish) was paid for; it is planned again on the answers it has now.
-    state.synthesis = { ...pinnedCallProgress(deps.config, { model: config.synthesizer, messages, maxTokens: synthesisMaxTokens, maxTokensFrom: `ensembles.${name}.synthesis_max_tokens`, taskType, reason: `ensemble "${name}" synthesis`, notTo: [] }), calls: state.synthesis?.calls ?? [] };
+    state.synthesis = { ...(await pinnedCallProgress(deps.config, { model: config.synthesizer, messages, maxTokens: synthesisMaxTokens, maxTokensFrom: `ensembles.${name}.synthesis_max_tokens`, taskType, reason: `ensemble "${name}" synthesis`, notTo: [] })), calls: state.synthesis?.calls ?? [] };
   }
   const step = await advanceRow({ ...row, messages, model: config.synthesizer, temperature, max_tokens: synthesisMaxTokens }, state.synthesis, withoutCache(deps), saveRow);
   if (step.kind === 'park') return { ...step, progress };

@@ -1,7 +1,7 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import type { ChatMessage } from '../input/row.ts';
-import { planRoute, type RoutePlan } from '../routing/route-plan.ts';
-import { countMessageTokens } from '../routing/token-count.ts';
+import { planRouteCountingLater, type CountTokensLater, type RoutePlan } from '../routing/route-plan.ts';
+import { countMessageTokensOffThread } from '../routing/token-count-thread.ts';
 import { freshProgress, type RowProgress } from './row-progress.ts';
 
 /** A call a row makes beside its answer (an ensemble member, a synthesis, a judge), to a named model. */
@@ -21,10 +21,11 @@ export interface PinnedCall {
 /**
  * The progress of such a call, not routed by task type: its model, then that model's own
  * fallbacks, each kept only if its context window holds the prompt (a synthesis or judge prompt
- * carries answers, so it is the one most likely not to fit).
+ * carries answers, so it is the one most likely not to fit). Counted off the event loop unless
+ * `countTokens` says otherwise (--dry-run, which has no calls in flight, counts in its thread).
  */
-export function pinnedCallProgress(config: SwitchyardConfig, call: PinnedCall): RowProgress {
-  const routed = planRoute({ messages: call.messages, pinnedModel: call.model, maxTokens: call.maxTokens, maxTokensFrom: call.maxTokensFrom, taskType: call.taskType ?? '', routeReason: call.reason }, config, countMessageTokens);
+export async function pinnedCallProgress(config: SwitchyardConfig, call: PinnedCall, countTokens: CountTokensLater = countMessageTokensOffThread): Promise<RowProgress> {
+  const routed = await planRouteCountingLater({ messages: call.messages, pinnedModel: call.model, maxTokens: call.maxTokens, maxTokensFrom: call.maxTokensFrom, taskType: call.taskType ?? '', routeReason: call.reason }, config, countTokens);
   const plan: RoutePlan = { ...routed, chain: [], skipped: [...routed.skipped] };
   for (const model of routed.chain) {
     // Where the chain would have reached it: a member that answers on its own model has no fallback to explain.

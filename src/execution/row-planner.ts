@@ -8,9 +8,10 @@ import { callErrorMessage, type CallRecord } from '../output/records.ts';
 import { DEFAULT_TASK_TYPE_DESCRIPTIONS } from '../routing/default-task-types.ts';
 import { classifierMessages, classifyWithLlm } from '../routing/llm-classifier.ts';
 import { armTarget } from '../routing/ab-split.ts';
-import { maxTokensOfRow, planRoute } from '../routing/route-plan.ts';
+import { maxTokensOfRow, planRouteCountingLater } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
-import { countMessageTokens, maxMessageTokens } from '../routing/token-count.ts';
+import { maxMessageTokens } from '../routing/token-count.ts';
+import { countMessageTokensOffThread } from '../routing/token-count-thread.ts';
 import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
 import { ClaimLostError } from './claim-lost.ts';
 import type { RowGate } from './row-gate.ts';
@@ -172,10 +173,10 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
         });
       }
     }
-    const plan = planRoute(
+    const plan = await planRouteCountingLater(
       { messages: row.messages, rowModel: row.model, abArm: row.abArm, pinnedModel, ...maxTokensOfRow(row, config), taskType, routeReason: reason },
       config,
-      countMessageTokens,
+      countMessageTokensOffThread,
     );
     return { plan, calls };
   };

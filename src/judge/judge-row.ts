@@ -34,7 +34,7 @@ export async function advanceJudgedRow(row: RowInput, progress: RowProgress, dep
   const messages = judgeMessages({ request: row.messages, answer: judging.answer.output ?? '', reference: referenceAnswer(row, judge), criteria: judge.criteria });
   if (!judging.progress.plan) {
     // Calls kept: a judge call of a stopped run, carried over (carried-progress.ts), was paid for.
-    judging.progress = { ...pinnedCallProgress(deps.config, { model: judge.model, messages, maxTokens: judgeMaxTokens(judge), maxTokensFrom: 'judge.max_tokens', taskType: judging.answer.task_type ?? '', reason: 'judge' }), calls: judging.progress.calls };
+    judging.progress = { ...(await pinnedCallProgress(deps.config, { model: judge.model, messages, maxTokens: judgeMaxTokens(judge), maxTokensFrom: 'judge.max_tokens', taskType: judging.answer.task_type ?? '', reason: 'judge' })), calls: judging.progress.calls };
     await checkpoint?.(progress);
   }
   const judgeRow: RowInput = { batchId: row.batchId, row: row.row, id: row.id, messages, model: judge.model, temperature: 0, max_tokens: judgeMaxTokens(judge), metadata: row.metadata, abArm: row.abArm };

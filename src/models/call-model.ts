@@ -4,7 +4,8 @@ import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionCreateParams
 import { MAX_TIMER_MS } from '../config/schema.ts';
 import type { ChatMessage } from '../input/row.ts';
 import type { Usage } from '../output/records.ts';
-import { countMessageTokens, countTextTokens } from '../routing/token-count.ts';
+import { chatTokens } from '../routing/token-count.ts';
+import { countTextsOffThread } from '../routing/token-count-thread.ts';
 import { rateLimitResetMs } from '../limits/pacing.ts';
 import { cameLate, watchLoop } from './late-arrival.ts';
 import { classifyModelError, htmlPageText, ModelCallError } from './model-error.ts';
@@ -118,11 +119,14 @@ function reportedUsage(usage: unknown): Usage | null {
 
 /**
  * Without the provider's usage, the call would cost $0 and slip past budgets: count the tokens
- * here instead (o200k_base; another vocabulary than most providers', so a close estimate).
+ * here instead (o200k_base; another vocabulary than most providers', so a close estimate), off the
+ * event loop, where the other calls in flight go on (token-count-thread.ts). `ms`, the wait for
+ * the count (the first one's includes the tokenizer's load), is not the call's latency.
  */
-function estimatedUsage(request: ModelRequest, output: string): { usage: Usage; ms: number } {
+async function estimatedUsage(request: ModelRequest, output: string): Promise<{ usage: Usage; ms: number }> {
   const from = performance.now();
-  const usage = { input_tokens: countMessageTokens(request.messages), output_tokens: countTextTokens(output) };
+  const [outputTokens = 0, ...contentTokens] = await countTextsOffThread([output, ...request.messages.map((message) => message.content)]);
+  const usage = { input_tokens: chatTokens(contentTokens), output_tokens: outputTokens };
   return { usage, ms: Math.round(performance.now() - from) };
 }
 
@@ -160,7 +164,7 @@ export async function callModel(provider: ProviderClient, request: ModelRequest)
   if (unsendable) throw unsendable;
   try {
     const answer = request.stream ? await streamedCompletion(provider, request, ctx) : await wholeCompletion(provider, request, ctx);
-    const { usage, ms } = answer.reported === null ? estimatedUsage(request, answer.output) : { usage: answer.reported, ms: 0 };
+    const { usage, ms } = answer.reported === null ? await estimatedUsage(request, answer.output) : { usage: answer.reported, ms: 0 };
     return {
       output: answer.output,
       usage,
@@ -183,7 +187,7 @@ export async function callModel(provider: ProviderClient, request: ModelRequest)
       failure.estimatedUsage = { usage: reported, countingMs: 0, reported: true };
     } else if (part || mayHaveBeenProcessed(failure)) {
       // The provider generated what it sent before the failure, and bills it.
-      const { usage, ms } = estimatedUsage(request, part?.output ?? '');
+      const { usage, ms } = await estimatedUsage(request, part?.output ?? '');
       failure.estimatedUsage = { usage, countingMs: ms };
     }
     throw failure;

@@ -62,6 +62,8 @@ export interface RoutePlan {
 }
 
 export type CountTokens = (messages: readonly ChatMessage[]) => number;
+/** A count made off the event loop (token-count-thread.ts). */
+export type CountTokensLater = (messages: readonly ChatMessage[]) => Promise<number>;
 
 /** A row's answer's max_tokens (its own, else the config's), and which of them it is. */
 export function maxTokensOfRow(row: { max_tokens?: number | undefined }, config: Pick<SwitchyardConfig, 'max_tokens'>): { maxTokens: number; maxTokensFrom: string } {
@@ -92,11 +94,28 @@ function fitsAll(models: readonly ModelConfig[], promptTokens: number, maxTokens
   return models.every((model) => model.context_window === undefined || promptTokens + outputTokens(model, maxTokens) <= model.context_window);
 }
 
+/**
+ * Whether the prompt must be counted to route it: when its chain has a model with a context window
+ * that the prompt's UTF-8 bytes (a bound its tokens never exceed) plus the answer do not fit.
+ */
+function needsCount(input: RouteInput, config: SwitchyardConfig): boolean {
+  const windowed = candidateChain(input, config).models.map((name) => config.models[name]).filter((model): model is ModelConfig => model?.context_window !== undefined);
+  return windowed.length > 0 && !fitsAll(windowed, maxMessageTokens(input.messages), input.maxTokens);
+}
+
 export function planRoute(input: RouteInput, config: SwitchyardConfig, countTokens: CountTokens): RoutePlan {
+  return planWithCount(input, config, needsCount(input, config) ? countTokens(input.messages) : null);
+}
+
+/** planRoute for processes with calls in flight: a count it needs is made off the event loop, and waited for. */
+export async function planRouteCountingLater(input: RouteInput, config: SwitchyardConfig, countTokens: CountTokensLater): Promise<RoutePlan> {
+  return planWithCount(input, config, needsCount(input, config) ? await countTokens(input.messages) : null);
+}
+
+/** The plan, given the prompt's count when needsCount said it is needed (else null: the prompt is estimated). */
+function planWithCount(input: RouteInput, config: SwitchyardConfig, counted: number | null): RoutePlan {
   const { models, reason } = candidateChain(input, config);
-  const windowed = models.map((name) => config.models[name]).filter((model): model is ModelConfig => model?.context_window !== undefined);
-  const needsCount = windowed.length > 0 && !fitsAll(windowed, maxMessageTokens(input.messages), input.maxTokens);
-  const promptTokens = needsCount ? countTokens(input.messages) : estimateMessageTokens(input.messages);
+  const promptTokens = counted ?? estimateMessageTokens(input.messages);
 
   const chain: string[] = [];
   const skipped: SkippedModel[] = [];
@@ -107,13 +126,13 @@ export function planRoute(input: RouteInput, config: SwitchyardConfig, countToke
       continue;
     }
     const output = outputTokens(model, input.maxTokens);
-    if (needsCount && model.context_window !== undefined && promptTokens + output > model.context_window) {
+    if (counted !== null && model.context_window !== undefined && promptTokens + output > model.context_window) {
       skipped.push({ model: name, reason: `context window ${model.context_window} < ${promptTokens} prompt + ${output} output tokens`, at: chain.length, contextWindow: model.context_window });
     } else {
       chain.push(name);
     }
   }
-  return { taskType: input.taskType, routeReason: reason, chain, skipped, promptTokens, promptTokensCounted: needsCount, maxTokensFrom: input.maxTokensFrom };
+  return { taskType: input.taskType, routeReason: reason, chain, skipped, promptTokens, promptTokensCounted: counted !== null, maxTokensFrom: input.maxTokensFrom };
 }
 
 /**

@@ -7,11 +7,11 @@ import type { ChatMessage } from '../input/row.ts';
  * Qwen, GLM...) use their own vocabularies, so for them the count is a close estimate, not their
  * billing figure; it is used to keep prompts out of context windows they would overflow.
  *
- * The encoding's rank table is large: loading it takes roughly 0.3-1 s of CPU. It is therefore
- * loaded on the first count only (then cached for the process), so commands and rows that never
- * count tokens never pay for it. The load is synchronous (`require` of the package's CommonJS
- * build) so that counting stays a plain function call; an `import()` would block the event loop
- * for the same time while it evaluates the table anyway.
+ * The encoding's rank table is large: loading it takes 0.3-2 s of CPU in one synchronous stretch
+ * (an `import()` would block as long while it evaluates the table) and about 75 MB. The counts here
+ * load it in this thread, on the first count only: for `--dry-run` and tests, which have no model
+ * calls in flight. Processes that do (run, worker, serve) count with token-count-thread.ts, which
+ * loads it in a worker thread instead, so that the load does not hold up their calls.
  *
  * A chat's count = each message's content tokens + MESSAGE_OVERHEAD_TOKENS per message (the role
  * and the separators around it) + REPLY_PRIMING_TOKENS once (the assistant turn the model starts),
@@ -22,11 +22,13 @@ import type { ChatMessage } from '../input/row.ts';
 export const MESSAGE_OVERHEAD_TOKENS = 4;
 export const REPLY_PRIMING_TOKENS = 3;
 const TOKENIZER_ENCODING = 'o200k_base';
+/** The module the counts load, here or in token-count-thread.ts's thread. */
+export const ENCODING_MODULE = 'gpt-tokenizer/encoding/o200k_base';
 
 type Encoding = typeof import('gpt-tokenizer/encoding/o200k_base');
 
 const requireFromHere = createRequire(import.meta.url);
-/** Treat special tokens in user text as text (the library throws on them by default). */
+/** Treat special tokens in user text as text (the library throws on them by default; token-count-thread.ts passes the same). */
 const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
 
 let encoding: Encoding | null = null;
@@ -35,7 +37,7 @@ let loadMs: number | null = null;
 function loadEncoding(): Encoding {
   if (encoding) return encoding;
   const started = performance.now();
-  encoding = requireFromHere('gpt-tokenizer/encoding/o200k_base') as Encoding;
+  encoding = requireFromHere(ENCODING_MODULE) as Encoding;
   loadMs = performance.now() - started;
   return encoding;
 }
@@ -62,14 +64,21 @@ const MAX_RUN_CHARS = 256;
 export function countTextTokens(text: string): number {
   if (text.length === 0) return 0;
   const { countTokens } = loadEncoding();
-  if (text.length <= MAX_RUN_CHARS) return countTokens(text, PLAIN_TEXT);
   let total = 0;
+  for (const piece of textPieces(text)) total += countTokens(piece, PLAIN_TEXT);
+  return total;
+}
+
+/** The pieces countTextTokens counts apart (see there), whose counts add up to the text's. */
+export function textPieces(text: string): string[] {
+  if (text.length <= MAX_RUN_CHARS) return [text];
+  const pieces: string[] = [];
   for (let start = 0; start < text.length; ) {
     const end = pieceEnd(text, start);
-    total += countTokens(text.slice(start, end), PLAIN_TEXT);
+    pieces.push(text.slice(start, end));
     start = end;
   }
-  return total;
+  return pieces;
 }
 
 /**
@@ -119,8 +128,13 @@ function isLowSurrogate(code: number): boolean {
 
 /** Prompt tokens of a chat request: contents + per-message and reply overheads (see above). */
 export function countMessageTokens(messages: readonly ChatMessage[]): number {
+  return chatTokens(messages.map((message) => countTextTokens(message.content)));
+}
+
+/** A chat's prompt tokens from its messages' content tokens: with the overheads above. */
+export function chatTokens(contentTokens: readonly number[]): number {
   let total = REPLY_PRIMING_TOKENS;
-  for (const message of messages) total += countTextTokens(message.content) + MESSAGE_OVERHEAD_TOKENS;
+  for (const tokens of contentTokens) total += tokens + MESSAGE_OVERHEAD_TOKENS;
   return total;
 }
 
@@ -152,7 +166,7 @@ export function maxMessageTokens(messages: readonly ChatMessage[]): number {
   return total;
 }
 
-/** Whether this process has loaded the tokenizer, and how long the load took: the tests check that only a real count loads it. */
+/** Whether this thread has loaded the tokenizer, and how long the load took: the tests check that only a real count loads it, and a run's counts not here. */
 export function tokenizerStatus(): { encoding: string; loaded: boolean; loadMs: number | null } {
   return { encoding: TOKENIZER_ENCODING, loaded: encoding !== null, loadMs };
 }
