@@ -274,7 +274,8 @@ describe('crash safety: killed processes lose no row and double none', () => {
     expect(resumed.code, resumed.stderr).toBe(0);
     expectEachRowOnce(await readJsonLines<RowResult>(join(out, 'results.jsonl')), 200);
     const resumeCalls = (await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).map((c) => Date.parse(c.started_at)).filter((at) => at >= resumeStarted);
-    expect(Math.min(...resumeCalls) - resumeStarted).toBeLessThan(3000);
+    // Waiting behind the parked rows' bookings would put the first call 8 s out; the rest is the resume's start-up, slow on a loaded machine.
+    expect(Math.min(...resumeCalls) - resumeStarted).toBeLessThan(5000);
   });
 
   it('a second run of a batch that is running now stops before writing anything; the first finishes every row once', async () => {

@@ -17,6 +17,7 @@ describe('switchyard worker, on its own beside a detached run', () => {
     const worker = spawnCli(['worker', '--concurrency', '8'], h.env());
     try {
       await waitForOutput(() => worker.output().stdout, 'Worker running', 20_000);
+      const detachedAt = Date.now();
       const detached = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'standalone', '--detach'], h.env());
       expect(detached.code, detached.stderr).toBe(0);
       expect(detached.stdout).toContain('Detached; 1 worker is connected to this Redis and will take its rows. Write the outputs with "switchyard collect standalone".');
@@ -25,13 +26,16 @@ describe('switchyard worker, on its own beside a detached run', () => {
       expect((await runCli(['status', 'standalone'], h.env())).stdout).toMatch(new RegExp(`workers {3}1 worker is connected to this Redis \\(\\S+ pid ${worker.pid}\\)`));
       // Collected a while after its worker finished it: the report times the rows, not the wait.
       await waitFor(async () => (await h.redis.bitcount(`${h.prefix}:batch:{standalone}:finished`)) >= 20, 30_000);
-      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const rowsDoneWithin = Date.now() - detachedAt;
+      await new Promise((resolve) => setTimeout(resolve, 3000));
       const collected = await runCli(['collect', 'standalone'], h.env());
       expect(collected.code, collected.stderr).toBe(1); // the "broken" row failed
       const timed = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as { finished_at: string; totals: { elapsed_ms: number } };
       const lastRow = Math.max(...(await readJsonLines<{ completed_at: string }>(join(out, 'results.jsonl'))).map((r) => Date.parse(r.completed_at)));
       expect(timed.finished_at).toBe(new Date(lastRow).toISOString());
-      expect(timed.totals.elapsed_ms).toBeLessThan(1500);
+      // The batch began after detachedAt and its last row finished before rowsDoneWithin was taken;
+      // timed to the collect, it would be about 3 s more.
+      expect(timed.totals.elapsed_ms).toBeLessThanOrEqual(rowsDoneWithin);
       // Once written, collecting again says so, and leaves the report as it was.
       const report = await readFile(join(out, 'report.json'), 'utf8');
       const again = await runCli(['collect', 'standalone'], h.env());
@@ -302,8 +306,8 @@ describe('switchyard worker beside a run on the built-in models', () => {
       expect(run.code, run.stderr).toBe(0);
       expect(await readJsonLines(join(dir, 'out', 'results.jsonl'))).toHaveLength(300);
       // The worker takes about half the rows and gives them back: each waits a moment (2.3 s in all
-      // here), not a backoff doubling from 1 s (past a minute).
-      expect(took).toBeLessThan(10_000);
+      // here), not a backoff doubling from 1 s (past a minute; the bound leaves room for a loaded machine).
+      expect(took).toBeLessThan(30_000);
     } finally {
       worker.kill('SIGINT');
       await worker.done;
