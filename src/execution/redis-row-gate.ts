@@ -239,7 +239,10 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       const work: Promise<unknown>[] = [];
       // A provider that counts requested tokens keeps counting them: only extra usage is booked.
       const settlesDown = limits?.tpm_counts !== 'requested';
-      if (limits?.tpm !== undefined && (settlesDown || settlement.actualTokens > settlement.estimatedTokens)) {
+      if (settlement.unsent) {
+        // Settling its tokens to none would leave its request booked: a stop that found rows waiting for call slots kept one slot each.
+        work.push(limiter.release({ model: endpointOf(model), rpm: limits?.rpm, tpm: limits?.tpm, headroom: config.limits.headroom, reservations: [{ slotAt: settlement.slotAt, tokens: settlement.estimatedTokens, due: true }] }));
+      } else if (limits?.tpm !== undefined && (settlesDown || settlement.actualTokens > settlement.estimatedTokens)) {
         work.push(limiter.settle({ model: endpointOf(model), tpm: limits.tpm, headroom: config.limits.headroom, slotAt: settlement.slotAt, estimatedTokens: settlement.estimatedTokens, actualTokens: settlement.actualTokens }));
       }
       if (settlement.coolDownMs !== null && settlement.coolDownMs > 0) work.push(limiter.coolDown({ model: endpointOf(model), forMs: settlement.coolDownMs }));

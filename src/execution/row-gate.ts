@@ -34,6 +34,12 @@ export interface CallSettlement {
   coolDownMs: number | null;
   /** The call was the model's probe (`breaker` gave this token): settled 'neutral', it lets the next caller probe. */
   probe?: string | undefined;
+  /**
+   * No request went out (the process stopping, the claim lost, the key just rejected, the answer
+   * cached meanwhile): the rate-limit slot comes back whole, its request as well as its tokens, so
+   * the next call need not wait behind it.
+   */
+  unsent?: true;
 }
 
 export interface RowGate {

@@ -134,6 +134,8 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
       const charged = chargedUsage(verdict.answer, verdict.error);
       const usage = charged.usage;
       const nanos = callCostNanos(classifierModel.price, usage);
+      // A request that never went out (no key, a key just rejected, the process stopping, the claim lost) is no call: no cost record, and its slot comes back whole.
+      const sent = !(verdict.error instanceof ModelCallError && !verdict.error.sent) && !(verdict.error instanceof CallsStopped) && !(verdict.error instanceof ClaimLostError);
       await gate.settle({
         model: llm.model,
         slotAt: admitted.slotAt,
@@ -144,11 +146,10 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
         health: verdict.answer ? 'success' : 'neutral',
         coolDownMs: null,
         probe: admitted.probe,
+        ...(!sent && { unsent: true as const }),
       });
       // The row is another worker's now: nothing went out, and that worker records what the row made before.
       if (verdict.error instanceof ClaimLostError) throw verdict.error;
-      // A request that never went out (no key, a key just rejected, the process stopping) is no call: no cost record.
-      const sent = !(verdict.error instanceof ModelCallError && !verdict.error.sent) && !(verdict.error instanceof CallsStopped);
       if (sent) {
         calls.push({
           batch_id: row.batchId,

@@ -228,7 +228,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     } catch (thrown) {
       if (thrown instanceof CallsStopped || thrown instanceof ClaimLostError) {
         // Nothing went out: the slot and the budget hold are handed back. Stopping, the row waits, its calls so far kept, for the resume (or another worker).
-        await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null, probe });
+        await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null, probe, unsent: true });
         if (thrown instanceof ClaimLostError) throw thrown;
         return { kind: 'park', waitMs: STOPPED_PARK_MS, progress };
       }
@@ -236,13 +236,13 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     }
     if (meanwhile.cached) {
       // Nothing went out: the slot and the budget hold are handed back.
-      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null, probe });
+      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null, probe, unsent: true });
       return finishFromCache(row, progress, model, meanwhile.cached, modelConfig.price);
     }
     if (error && !error.sent) {
       // The key was rejected (by another row's call) while this one waited for its call slot:
       // nothing went out, so no cost record and no attempt; its slot and budget hold are handed back.
-      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null, probe });
+      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null, probe, unsent: true });
       if (passedRejectedKey(error, model, progress, config)) continue;
       return finish(row, progress, model, null, error);
     }

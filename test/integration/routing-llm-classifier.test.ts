@@ -2,6 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
+import { CallsStopped } from '../../src/execution/call-slots.ts';
 import { ClaimLostError } from '../../src/execution/claim-lost.ts';
 import type { CallSettlement } from '../../src/execution/row-gate.ts';
 import { createRowPlanner } from '../../src/execution/row-planner.ts';
@@ -84,6 +85,19 @@ describe('LLM classifier against the simulator', () => {
     await expect(planRow(row, freshProgress(), claimLost)).rejects.toBeInstanceOf(ClaimLostError);
     expect(sim.stats().models['tiny-labeler']?.requests ?? 0).toBe(before);
     expect(settled).toEqual(['classifier:neutral']);
+  });
+
+  it('gives its rate-limit slot back whole when the process stops while the classifier call waits for a call slot (review: a stop kept one slot per such row)', async () => {
+    const settlements: CallSettlement[] = [];
+    const { gate } = openRowGate({ settle: async (settlement) => void settlements.push(settlement) });
+    const stopped = async () => {
+      throw new CallsStopped();
+    };
+    const planRow = createRowPlanner(config, createProviderClients(config), undefined, gate, stopped);
+    const planned = await planRow({ batchId: 'b', row: 1, id: 'r1', messages: [{ role: 'user', content: 'Write a poem about rain.' }], metadata: {} }, freshProgress());
+    if ('waitMs' in planned) throw new Error('expected a plan');
+    expect(planned.calls).toEqual([]);
+    expect(settlements).toEqual([expect.objectContaining({ model: 'classifier', health: 'neutral', unsent: true })]);
   });
 
   it('charges a classifier call that timed out its prompt, counted, in its classify record and the budget: the rules decide', async () => {

@@ -1,7 +1,10 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
+import { CallsStopped } from '../../src/execution/call-slots.ts';
+import { createRedisRowGate } from '../../src/execution/redis-row-gate.ts';
 import type { CallSettlement, RowGate } from '../../src/execution/row-gate.ts';
 import { freshProgress, type RoutePlan } from '../../src/execution/row-progress.ts';
 import { advanceRow, type RowInput, type RowRunnerDeps } from '../../src/execution/row-runner.ts';
@@ -9,7 +12,9 @@ import { callCostNanos, nanosToUsd, usdToNanos } from '../../src/models/pricing.
 import { createProviderClients } from '../../src/models/provider-clients.ts';
 import { countMessageTokens } from '../../src/routing/token-count.ts';
 import { startSimulator, type Simulator } from '../../src/sim/server.ts';
+import { BatchStore } from '../../src/queue/batch-state.ts';
 import { openRowGate } from '../helpers/open-row-gate.ts';
+import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 
 /** The row runner's decisions, against the simulator over HTTP, with an in-memory gate. */
 describe('advanceRow', () => {
@@ -125,6 +130,28 @@ describe('advanceRow', () => {
     expect(step.progress.calls.map((call) => `${call.model}:${call.status}`)).toEqual(['broken:failed']);
     expect(step.progress).toMatchObject({ chainIndex: 0, attempt: 1 });
     expect(settled).toEqual(['broken:failure']);
+  });
+
+  it('gives back the rate-limit slot it booked when the process stops while the row waits for a call slot (review: each such row kept one, and the resume waited behind them)', async () => {
+    const redis = new Redis(testRedisUrl());
+    const prefix = uniquePrefix('row-runner-stop-slot');
+    try {
+      // rpm 6: one request every 10 s; the stop comes as the row waits for a call slot.
+      const { deps } = setup(['limited'], {}, { models: { limited: { provider: 'sim', rpm: 6, price: { input_per_mtok: 1, output_per_mtok: 2 } } }, default_model: 'limited' });
+      deps.gate = createRedisRowGate({ redis, space: { prefix }, store: new BatchStore(redis, { prefix }), batchId: 'b', config: deps.config });
+      deps.callSlot = async () => {
+        throw new CallsStopped();
+      };
+      const step = await advanceRow(row, freshProgress(), deps);
+      expect(step.kind).toBe('park');
+      expect(step.kind === 'park' && step.progress.calls).toEqual([]);
+      // The slot it booked is free again: the resume's first call need not wait 10 s behind nobody.
+      const next = await deps.gate.reserveCapacity('limited', 5 + 1024, Number.POSITIVE_INFINITY);
+      expect(next).toMatchObject({ reserved: true, waitMs: 0 });
+    } finally {
+      await cleanupPrefix(redis, prefix);
+      redis.disconnect();
+    }
   });
 
   it('parks the row until shortly before its slot, then sleeps the rest and calls without re-booking', async () => {
