@@ -103,11 +103,15 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
  * 429's retry-after) are given up once the other members have answered min_answers: the row goes on
  * to its synthesis rather than wait, its answers paid for, as it did before the chain's last model
  * waited (review: a member with no fallbacks is a chain of one). True when every member still
- * parked was given up (their booked slots go back); else the row parks as before.
+ * parked was given up (their booked slots go back); else the row parks as before, as it does in a
+ * process that is stopping.
  */
 async function gaveUpLimitedMembers(state: EnsembleState, pending: EnsembleState['members'], steps: readonly RowStep[], needed: number, deps: RowRunnerDeps): Promise<boolean> {
   const answered = state.members.filter((member) => member.outcome?.status === 'succeeded').length;
   if (answered < needed) return false;
+  // A stopping process parks members for the stop (STOPPED_PARK_MS, 1 s), not for a limit: under a max_wait_ms
+  // below that, one whose last error was a 429 was read as limited and failed (review). The resume judges its limit afresh.
+  if (deps.stopping?.()) return false;
   const { limits } = deps.config;
   const now = (deps.now ?? Date.now)();
   // How long until the member's call, not its park: a slot's park ends WAKE_LEAD_MS before the slot (row-runner.ts takeSlot).

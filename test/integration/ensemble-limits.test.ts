@@ -3,6 +3,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import { advanceEnsembleRow } from '../../src/ensemble/ensemble-row.ts';
 import { freshProgress } from '../../src/execution/row-progress.ts';
 import type { RowInput, RowRunnerDeps } from '../../src/execution/row-runner.ts';
+import { ModelCallError } from '../../src/models/model-error.ts';
 import { createProviderClients } from '../../src/models/provider-clients.ts';
 import { startSimulator, type Simulator } from '../../src/sim/server.ts';
 import { openRowGate } from '../helpers/open-row-gate.ts';
@@ -11,7 +12,7 @@ import { openRowGate } from '../helpers/open-row-gate.ts';
 describe('an ensemble member limited past limits.max_wait_ms', () => {
   let sim: Simulator;
   beforeAll(async () => {
-    sim = await startSimulator({ models: {} });
+    sim = await startSimulator({ models: { throttled: { fail_status: 429 } } });
   });
   afterAll(() => sim.close());
 
@@ -51,6 +52,31 @@ describe('an ensemble member limited past limits.max_wait_ms', () => {
   it('is given up when its slot is 10.5 s away and max_wait_ms is 10 s (the park is WAKE_LEAD_MS shorter than the wait)', async () => {
     const step = await advance({ on_limit: 'fallback', max_wait_ms: 10_000 }, 2, 10_500).step;
     expect(step.kind).toBe('finished');
+  });
+
+  it('is not given up as the process stops: a park for the stop is no rate limit, whatever its last error (review: a member answered 429, under max_wait_ms < 1 s, was failed at a Ctrl-C)', async () => {
+    const models = Object.fromEntries(['a', 'b', 'throttled', 'synth'].map((m) => [m, { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 2 } }]));
+    // The simulator's 429 asks for 1 s, waited out in the worker (inline_wait_ms); a limit past 0.5 s sends rows on.
+    const limits = { on_limit: 'fallback', max_wait_ms: 500, inline_wait_ms: 2000 };
+    const config = parseConfig({ providers: { sim: { base_url: sim.url } }, models, default_model: 'a', limits, ensembles: { council: { members: ['a', 'b', 'throttled'], synthesizer: 'synth', min_answers: 2 } } }, 'test');
+    let stopping = false;
+    const { gate } = openRowGate();
+    const deps: RowRunnerDeps = { config, providers: createProviderClients(config), gate, plan: async () => ({ waitMs: 0 }), sleep: async () => undefined, stopping: () => stopping };
+    // Ctrl-C while throttled's call is in flight: it comes back 429, and its retry finds the process stopping.
+    deps.callSlot = async (call) => {
+      try {
+        return await call();
+      } catch (error) {
+        if (error instanceof ModelCallError && error.code === 'rate_limited') stopping = true;
+        throw error;
+      }
+    };
+    const progress = freshProgress();
+    const step = await advanceEnsembleRow(row, progress, deps, { name: 'council', config: config.ensembles!.council! });
+    expect(step.kind).toBe('park');
+    const members = progress.ensemble?.members.map((member) => [member.model, member.outcome?.status ?? 'waiting']);
+    // The resume runs throttled (its limit may be gone by then) rather than synthesize without it.
+    expect(members).toEqual([['a', 'succeeded'], ['b', 'succeeded'], ['throttled', 'waiting']]);
   });
 
   it('says how far its slot really is (60 s, not 59 s)', async () => {
