@@ -20,20 +20,25 @@ export class CollectionTally {
     this.#tally = null;
   }
 
-  /**
-   * One finished row: its result and its calls. A superseded job's calls come without a result:
-   * they are paid for, and the row's result comes with its new job.
-   */
-  add(row: number, result: RowResult | null, calls: readonly CallRecord[]): void {
+  /** One finished row: its result and its calls. */
+  add(row: number, result: RowResult, calls: readonly CallRecord[]): void {
     const tally = this.#tally;
     if (!tally) return;
-    if (result !== null) {
-      if (this.#alreadySeen(row)) {
-        this.giveUp();
-        return;
-      }
-      tally.addResult(result);
+    if (this.#alreadySeen(row)) {
+      this.giveUp();
+      return;
     }
+    tally.addResult(result);
+    this.addCalls(calls);
+  }
+
+  /**
+   * Calls that come without a result: a superseded job's (they are paid for, and the row's result
+   * comes with its new job), or those of an event that names no row the collector could write.
+   */
+  addCalls(calls: readonly CallRecord[]): void {
+    const tally = this.#tally;
+    if (!tally) return;
     for (const call of calls) tally.addCall(call);
   }
 

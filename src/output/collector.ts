@@ -9,7 +9,7 @@ import type { CollectionTally } from './collection-tally.ts';
 import { LostOutputError, rebuildCsvJournal, shortCollectedFiles, unrecoverable } from './collected-files.ts';
 import { formatCsvJournalEntry, formatJournalLine } from './ordered-results.ts';
 import type { OutputPaths } from './paths.ts';
-import { MALFORMED_RESULT, malformedResult, readPublishedCalls, readPublishedResult } from './published-event.ts';
+import { MALFORMED_RESULT, malformedResult, readPublishedCalls, readPublishedResult, rowNamedByEvent } from './published-event.ts';
 import type { CallRecord, RowResult } from './records.ts';
 import { resultCsvRecord } from './results-csv.ts';
 import { readRowEvents, type StreamEntry } from './row-events.ts';
@@ -185,22 +185,24 @@ interface CollectedFiles {
 
 async function writeEntries(options: CollectOptions, files: CollectedFiles, entries: StreamEntry[], warnings: MalformedWarnings): Promise<string> {
   const checked = entries.map((entry) => checkEntry(options.batchId, entry, warnings));
-  if (checked.some(({ result }) => result !== null && hasUnknownKey(result, files.metadataKeys))) files.metadataKeys = await options.store.metadataKeys(options.batchId);
+  if (checked.some(({ written }) => written !== null && hasUnknownKey(written.result, files.metadataKeys))) files.metadataKeys = await options.store.metadataKeys(options.batchId);
   let journalText = '';
   let costsText = '';
   let csvText = '';
   // Rows whose last result here is one written for a malformed one (a good one after it leaves its bits as they are).
   const malformedRows = new Set<number>();
-  for (let i = 0; i < entries.length; i++) {
-    const entry = entries[i] as StreamEntry;
-    const { result, resultJson, calls, callsJsonl, malformed } = checked[i] as CheckedEntry;
+  for (const { written, calls, callsJsonl } of checked) {
     costsText += callsJsonl;
-    options.tally?.add(entry.row, result, calls);
-    if (result === null) continue;
-    if (malformed) malformedRows.add(entry.row);
-    else malformedRows.delete(entry.row);
-    journalText += formatJournalLine(entry.row, resultJson);
-    csvText += formatCsvJournalEntry(entry.row, files.metadataKeys.length, resultCsvRecord(result, files.metadataKeys, options.csvDelimiter));
+    if (written === null) {
+      options.tally?.addCalls(calls);
+      continue;
+    }
+    const { row, result, resultJson, malformed } = written;
+    options.tally?.add(row, result, calls);
+    if (malformed) malformedRows.add(row);
+    else malformedRows.delete(row);
+    journalText += formatJournalLine(row, resultJson);
+    csvText += formatCsvJournalEntry(row, files.metadataKeys.length, resultCsvRecord(result, files.metadataKeys, options.csvDelimiter));
   }
   await Promise.all([append(files.journal, journalText), append(files.costs, costsText), append(files.csv, csvText)]);
   const lastId = entries.at(-1)!.id;
@@ -217,12 +219,10 @@ async function writeEntries(options: CollectOptions, files: CollectedFiles, entr
 
 /** An event as it is written: checked, a result that is not one replaced by a failed result, call records that are not ones left out. */
 interface CheckedEntry {
-  result: RowResult | null;
-  resultJson: string;
+  /** The result and the row it is written under; null for calls without a result (a superseded job's, or an event that names no row). */
+  written: { row: number; result: RowResult; resultJson: string; malformed: boolean } | null;
   calls: CallRecord[];
   callsJsonl: string;
-  /** `result` stands for a published result that is not one (malformed_result). */
-  malformed: boolean;
 }
 
 const MALFORMED_CAUSE = 'a worker of another Switchyard version published it (run the same version everywhere), or its key in Redis was damaged.';
@@ -230,16 +230,29 @@ const MALFORMED_CAUSE = 'a worker of another Switchyard version published it (ru
 function checkEntry(batchId: string, entry: StreamEntry, warnings: MalformedWarnings): CheckedEntry {
   const calls = readPublishedCalls(entry.callsJsonl);
   for (const problem of calls.problems) {
-    warnings.warn(`batch ${batchId}, row ${entry.row}: a call record published for the row is not one this Switchyard reads (${problem}), so it is left out of costs.jsonl and the report (the batch's cost and budget counted it already): ${MALFORMED_CAUSE}`);
+    warnings.warn(`batch ${batchId}, row ${entry.row ?? JSON.stringify(entry.rowField)}: a call record published for the row is not one this Switchyard reads (${problem}), so it is left out of costs.jsonl and the report (the batch's cost and budget counted it already): ${MALFORMED_CAUSE}`);
   }
-  if (entry.resultJson === '') return { result: null, resultJson: '', calls: calls.calls, callsJsonl: calls.jsonl, malformed: false };
+  const kept = { calls: calls.calls, callsJsonl: calls.jsonl };
+  if (entry.resultJson === '') return { written: null, ...kept };
+  if (entry.row === null) {
+    // Never written under row NaN (or 0, for an empty field): under the row its result or calls name, as failed, or not at all.
+    const damaged = `has a damaged \`row\` field (${JSON.stringify(entry.rowField)}, expected a row number)`;
+    const named = rowNamedByEvent(entry.resultJson, calls.calls);
+    if (named) return { written: malformedEntry(batchId, named.row, `the event published for this row ${damaged}`, named.salvaged, warnings), ...kept };
+    warnings.warn(`batch ${batchId}: a published row event ${damaged}, and neither its result nor its calls name a row: its result is left out of results.jsonl (its calls are kept in costs.jsonl), so the batch's outputs lack that row. ${MALFORMED_CAUSE}`);
+    return { written: null, ...kept };
+  }
   const read = readPublishedResult(entry.resultJson, entry.row);
-  if ('result' in read) return { result: read.result, resultJson: entry.resultJson, calls: calls.calls, callsJsonl: calls.jsonl, malformed: false };
-  const what = `the result published for this row is not one this Switchyard reads (${read.problem}): ${MALFORMED_CAUSE}`;
-  warnings.warn(`batch ${batchId}, row ${entry.row}: ${what} It is written as failed (${MALFORMED_RESULT}); \`switchyard run --resume ${batchId}\` runs it again (for a batch posted to \`switchyard serve\`: posting its file again with \`batch_id=${batchId}\`).`);
-  const message = `${what} Resuming the batch runs the row again.`;
-  const result = malformedResult(entry.row, read.salvaged, message);
-  return { result, resultJson: JSON.stringify(result), calls: calls.calls, callsJsonl: calls.jsonl, malformed: true };
+  if ('result' in read) return { written: { row: entry.row, result: read.result, resultJson: entry.resultJson, malformed: false }, ...kept };
+  return { written: malformedEntry(batchId, entry.row, `the result published for this row is not one this Switchyard reads (${read.problem})`, read.salvaged, warnings), ...kept };
+}
+
+/** A failed result (malformed_result) in place of a published one that is not one, said in the log: a resume runs the row again. */
+function malformedEntry(batchId: string, row: number, problem: string, salvaged: Record<string, unknown>, warnings: MalformedWarnings): NonNullable<CheckedEntry['written']> {
+  const what = `${problem}: ${MALFORMED_CAUSE}`;
+  warnings.warn(`batch ${batchId}, row ${row}: ${what} It is written as failed (${MALFORMED_RESULT}); \`switchyard run --resume ${batchId}\` runs it again (for a batch posted to \`switchyard serve\`: posting its file again with \`batch_id=${batchId}\`).`);
+  const result = malformedResult(row, salvaged, `${what} Resuming the batch runs the row again.`);
+  return { row, result, resultJson: JSON.stringify(result), malformed: true };
 }
 
 /** Lines logged per collection about malformed events before the rest are only counted (each such row is in results.jsonl). */

@@ -122,6 +122,25 @@ export function readPublishedResult(json: string, row: number): ReadResult {
   return { problem, salvaged: isFields(read.value) ? read.value : {} };
 }
 
+/** A row number as a result or call record holds it. */
+const isRowNumber = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+
+/**
+ * The row an event whose own `row` field is damaged is about: the one its result names, else the one
+ * all its call records name; with what is left of the result, to write in its place. Null when
+ * neither names one.
+ */
+export function rowNamedByEvent(resultJson: string, calls: readonly CallRecord[]): { row: number; salvaged: Fields } | null {
+  const read = parsed(resultJson);
+  const salvaged = 'value' in read && isFields(read.value) ? read.value : {};
+  if (isRowNumber(salvaged.row)) return { row: salvaged.row, salvaged };
+  const rows = new Set(calls.map((call) => call.row));
+  const [row] = rows;
+  if (rows.size !== 1 || !isRowNumber(row)) return null;
+  // The row's id too, for the failed result written in its place.
+  return { row, salvaged: typeof salvaged.id === 'string' ? salvaged : { ...salvaged, id: calls[0]!.id } };
+}
+
 /** A row's published calls (JSON lines): those that are call records, their lines as written, and what was wrong with the others. */
 export function readPublishedCalls(jsonl: string): { calls: CallRecord[]; jsonl: string; problems: string[] } {
   const calls: CallRecord[] = [];

@@ -183,7 +183,9 @@ export async function publishCallsOnly(redis: Redis, keys: BatchKeys, row: numbe
 /** A row's event as stored: already serialized, so the collector writes it without re-encoding. */
 export interface StreamEntry {
   id: string;
-  row: number;
+  /** null when the event's `row` field is no row number (a damaged key, another version's event): `rowField` says what it was. */
+  row: number | null;
+  rowField: string;
   /** Empty for a superseded job's event, which carries only its calls. */
   resultJson: string;
   /** One JSON line per call, each ending in a newline. */
@@ -198,6 +200,13 @@ export async function readRowEvents(redis: Redis, keys: BatchKeys, afterId: stri
   const entries = reply?.[0]?.[1] ?? [];
   return entries.map(([id, fields]) => {
     const field = (name: string) => fields[fields.indexOf(name) + 1] ?? '';
-    return { id, row: Number(field('row')), resultJson: field('result'), callsJsonl: field('calls') };
+    const rowField = field('row');
+    return { id, row: rowNumber(rowField), rowField, resultJson: field('result'), callsJsonl: field('calls') };
   });
+}
+
+/** A row number as an event's field holds it (decimal digits), or null: Number() would read "" as row 0 and "2x" as NaN. */
+function rowNumber(text: string): number | null {
+  if (!/^\d{1,15}$/.test(text)) return null;
+  return Number(text);
 }

@@ -134,6 +134,47 @@ describe('collector', () => {
     expect(report.errors).toEqual({ malformed_result: 2 });
   });
 
+  it("writes no row NaN (or 0) for an event whose `row` field is damaged: the row its result or calls name is written as failed (malformed_result); naming none, its result is left out, said so (review)", async () => {
+    const store = new BatchStore(redis, { prefix });
+    const outDir = await tempDir('collector-damaged-row');
+    const batchId = 'damaged-row';
+    const now = new Date().toISOString();
+    await store.save({ batch_id: batchId, status: 'running', total: 3, input: 'in.csv', input_kind: 'rows', builtin_config: false, out_dir: outDir, created_at: now, invalid_rows: 0, prompt_column: 'prompt', csv_delimiter: ',' }, builtInConfig('http://127.0.0.1:1/v1'));
+    const keys = store.keys(batchId);
+    const result = (row: number): RowResult => ({ id: `r${row}`, row, status: 'succeeded', model: 'm', output: 'ok', usage: { input_tokens: 3, output_tokens: 5 }, cost_usd: 0.001, latency_ms: 5, attempts: 1, metadata: {}, task_type: null, route_reason: 'test', models_tried: ['m'], final_model: 'm', fallback_reason: null, completed_at: now });
+    const call = (row: number): CallRecord => ({ batch_id: batchId, row, id: `r${row}`, model: 'm', attempt: 1, purpose: 'answer', task_type: null, chain_position: 0, status: 'succeeded', http_status: 200, input_tokens: 3, output_tokens: 5, cost_usd: 0.001, latency_ms: 5, started_at: now });
+    await publishRowEvent(redis, keys, { result: result(1), calls: [call(1)] }, 1_000_000, undefined);
+    // Row 2's event with its `row` field damaged, its result whole; row 3's empty, its result cut short but its call whole; one naming no row anywhere.
+    await redis.xadd(keys.events, '*', 'row', '2x', 'result', JSON.stringify(result(2)), 'calls', `${JSON.stringify(call(2))}\n`);
+    await redis.xadd(keys.events, '*', 'row', '', 'result', '{"id": "r3"', 'calls', `${JSON.stringify(call(3))}\n`);
+    await redis.xadd(keys.events, '*', 'row', 'NaN', 'result', '{"id": "r4"}', 'calls', '');
+    for (const row of [2, 3]) {
+      await redis.setbit(keys.finished, row, 1);
+      await redis.setbit(keys.succeeded, row, 1);
+    }
+
+    const warnings: string[] = [];
+    const tally = new CollectionTally();
+    const paths = outputPaths(outDir);
+    expect(await collectBatch({ redis, store, batchId, paths, tally, warn: (message) => warnings.push(message) })).toBe(true);
+    const journal = (await import('node:fs/promises').then((fs) => fs.readFile(paths.journal, 'utf8'))).trim().split('\n');
+    expect(journal.map((line) => line.slice(0, line.indexOf('\t')))).toEqual(['1', '2', '3']);
+    const written = journal.map((line) => JSON.parse(line.slice(line.indexOf('\t') + 1)) as RowResult);
+    expect(written[1]).toMatchObject({ row: 2, id: 'r2', model: 'm', status: 'failed', error: { code: 'malformed_result' } });
+    expect(written[1]?.error?.message).toMatch(/^the event published for this row has a damaged `row` field \("2x", expected a row number\): a worker of another Switchyard version/);
+    expect(written[2]).toMatchObject({ row: 3, id: 'r3', status: 'failed', error: { code: 'malformed_result' } });
+    expect(warnings).toEqual([
+      expect.stringMatching(/^batch damaged-row, row 2: the event published for this row has a damaged `row` field \("2x", .* It is written as failed \(malformed_result\)/),
+      expect.stringMatching(/^batch damaged-row, row 3: the event published for this row has a damaged `row` field \(""/),
+      expect.stringMatching(/^batch damaged-row: a published row event has a damaged `row` field \("NaN", expected a row number\), and neither its result nor its calls name a row: its result is left out of results.jsonl/),
+    ]);
+    // Counted as failed, so a resume runs them again; every call is on record.
+    expect([await redis.getbit(keys.succeeded, 2), await redis.getbit(keys.succeeded, 3)]).toEqual([0, 0]);
+    expect(await readJsonLines<CallRecord>(paths.costs)).toHaveLength(3);
+    const report = tally.complete!.build({ batchId, startedAt: new Date(now), finishedAt: new Date() });
+    expect(report.totals).toMatchObject({ rows: 3, succeeded: 1, failed: 2, calls: 3 });
+  });
+
   it('leaves the succeeded bit of a row whose good result came after a malformed one, and says only the first few malformed events', async () => {
     const store = new BatchStore(redis, { prefix });
     const outDir = await tempDir('collector-malformed-then-good');
