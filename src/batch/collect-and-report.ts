@@ -176,7 +176,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
       say(`Circuits open after repeated failures (the circuit breaker): ${shutCircuitsText(shut)}. A resume sooner passes ${it} over with no call (breaker.max_wait_ms is 0): a row goes on to the next model of its chain that is open, or fails when none is. To run the rows on ${it}, resume after that.`);
     }
   }
-  sayOtherFailures(report, batchId, new Set(['budget_exceeded', 'missing_api_key', ...(modelsDown ? ['no_model_available'] : [])]), modelsDown, say);
+  sayOtherFailures(report, batchId, new Set(['budget_exceeded', 'missing_api_key', ...(modelsDown ? ['no_model_available'] : [])]), modelsDown, config, say);
   if (invalid > 0 && report.totals.unfinished_rows === 0 && options.resumeHint !== 'api') {
     // Each code's example is its first row: the one with the lowest line is the file's first (codes come in no set order).
     const lineOf = (example: string) => Number(/^line (\d+)/.exec(example)?.[1] ?? Number.POSITIVE_INFINITY);
@@ -224,7 +224,7 @@ const PASSING_ERRORS = new Set(['rate_limited', 'server_error', 'timeout', 'conn
  * came before; failures of the kinds that shut circuits are then that same outage's, said so rather
  * than read as a second cause (QA).
  */
-function sayOtherFailures(report: Report, batchId: string, spokenOf: ReadonlySet<string>, circuitsShut: boolean, say: (line: string) => void): void {
+function sayOtherFailures(report: Report, batchId: string, spokenOf: ReadonlySet<string>, circuitsShut: boolean, config: SwitchyardConfig | null, say: (line: string) => void): void {
   if (report.totals.unfinished_rows !== 0) return; // a stopped run says how to go on already
   const others = Object.entries(report.errors).filter(([code]) => !spokenOf.has(code));
   const rows = others.reduce((sum, [, n]) => sum + n, 0);
@@ -239,7 +239,7 @@ function sayOtherFailures(report: Report, batchId: string, spokenOf: ReadonlySet
   const paced = others.some(([code]) => code === 'rate_limited') ? " Set models.<model>.rpm (and tpm) to the provider's limits first, so the calls are paced instead of refused." : '';
   const when = others.every(([code]) => PASSING_ERRORS.has(code)) ? `${paced.trimStart()}${paced ? ' Then run' : 'Run'} them again` : "Once what their errors say is fixed (results.jsonl's error, report.md's Errors), run them again";
   say('');
-  const fixInConfig = (code: string) => CONFIG_FIXES.has(code) || (code === 'unauthorized' && KEYLESS_REFUSAL.test(report.error_examples.unauthorized ?? ''));
+  const fixInConfig = (code: string) => CONFIG_FIXES.has(code) || (code === 'unauthorized' && (report.error_models?.unauthorized ?? []).some((model) => keyNamedByNoProvider(config, model)));
   const configNote = others.some(([code]) => fixInConfig(code)) ? '; a resume runs on the config saved with the batch: add --config <file> when the fix is in it' : '';
   say(`Failed: ${counted(rows, 'row')} (${codes}). ${when}: switchyard run --resume ${batchId} (the rows that succeeded are kept, not paid for again${configNote}).`);
 }
@@ -250,8 +250,11 @@ const ACCOUNT_REFUSALS = ['unauthorized', 'forbidden', 'quota_exceeded'] as cons
 const NOT_FOUND = ['model_not_found', 'endpoint_not_found'] as const;
 /** Failures whose fix is often in the config file, which a resume does not read again unless given it (429s: the line says to set rpm). */
 const CONFIG_FIXES = new Set(['model_not_found', 'endpoint_not_found', 'bad_request', 'forbidden', 'rate_limited']);
-/** A 401 whose provider names no key variable: its message says to set providers.<name>.api_key_env, in the config (model-error.ts). */
-const KEYLESS_REFUSAL = /\bapi_key_env to the variable\b/;
+/** The model's provider names no key variable: a 401 from it is fixed by setting providers.<name>.api_key_env, in the config (its message says so: model-error.ts). */
+function keyNamedByNoProvider(config: SwitchyardConfig | null, model: string): boolean {
+  const provider = config?.models[model]?.provider;
+  return provider !== undefined && !config?.providers[provider]?.api_key_env;
+}
 
 /** The resume that gets past the cap that refused the rows: the batch's (--budget) or the month's (the config's). */
 function budgetResume(batchId: string, cap: 'batch' | 'month'): string {

@@ -206,6 +206,11 @@ export interface Report {
   errors: Record<string, number>;
   /** One failed row's message for each code in `errors` (the first seen), so the fix is in view. */
   error_examples: Record<string, string>;
+  /**
+   * For each code in `errors`, the models its rows failed on (a result's `model`), by name: whose
+   * config the fix is in (a 401 from a provider with no api_key_env, say). Absent in reports written before it.
+   */
+  error_models?: Record<string, string[]>;
   /** Failed calls (retried ones included) by error code, most frequent first. */
   call_errors: Record<string, number>;
   /**

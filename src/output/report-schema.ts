@@ -72,6 +72,8 @@ export const reportSchema: z.ZodType<Report> = z.object({
   ),
   errors: counts,
   error_examples: z.record(z.string(), z.string()),
+  // Optional: reports written before it have none, and `collect` reads them back.
+  error_models: z.record(z.string(), z.array(z.string())).optional(),
   call_errors: counts,
   // Optional: reports written before calls kept their message have none, and `collect` reads them back.
   call_error_examples: z.record(z.string(), z.string()).optional(),

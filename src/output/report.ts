@@ -154,6 +154,8 @@ export class ReportTally {
   #judge: { model: string; scores: ScoreTally; unscored: Map<string, number>; paired: PairedScores; byFallback: Map<string, number> } | null = null;
   readonly #rowErrors = new Map<string, number>();
   readonly #errorExamples = new Map<string, string>();
+  /** The models failed rows ended on, per code: bounded by the codes and the models, whatever the rows. */
+  readonly #errorModels = new Map<string, Set<string>>();
   readonly #callErrors = new Map<string, number>();
   /** One message per call error code: bounded by the codes, whatever the number of calls. */
   readonly #callErrorExamples = new Map<string, string>();
@@ -239,6 +241,8 @@ export class ReportTally {
       task.failed += 1;
       const code = result.error?.code ?? 'unknown';
       increment(this.#rowErrors, code);
+      const models = this.#errorModels.get(code) ?? new Set<string>();
+      this.#errorModels.set(code, models.add(result.model));
       if (result.error?.message && !this.#errorExamples.has(code)) this.#errorExamples.set(code, result.error.message);
     }
   }
@@ -346,6 +350,7 @@ export class ReportTally {
       models: Object.fromEntries(models),
       errors,
       error_examples: examplesOf(errors, this.#errorExamples),
+      error_models: Object.fromEntries(Object.keys(errors).map((code) => [code, [...(this.#errorModels.get(code) ?? [])].sort(byCodePoint)])),
       call_errors: callErrors,
       call_error_examples: examplesOf(callErrors, this.#callErrorExamples),
       cut_off: byCountDescending(this.#cutOff),

@@ -224,6 +224,21 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(limited.stdout).toMatch(/^Failed: 2 rows \(rate_limited 2\)\. Set models\.<model>\.rpm .*a resume runs on the config saved with the batch: add --config <file> when the fix is in it\)\.$/m);
   });
 
+  it("says a resume needs --config for 401s from a provider with no api_key_env, whichever row's 401 the report's example is (review: its wording was matched, in the first example only)", async () => {
+    const dir = await tempDir('cfgfix-mixed');
+    // Row 1 on a provider whose key ($SIM_KEY) is wrong, row 2 on one that names no key: both 401, row 1's first.
+    const input = join(dir, 'mixed.csv');
+    await writeFile(input, 'id,prompt,model\nwrong-key,Say hi,keyed\nno-key,Say hi,keyless\n');
+    const cfg = join(dir, 'mixed.yaml');
+    await writeFile(cfg, stringify({ providers: { withkey: { base_url: h.sim.url, api_key_env: 'SIM_KEY' }, nokey: { base_url: h.sim.url } }, retry: { max_attempts: 2, base_delay_ms: 5, max_delay_ms: 20 }, models: { keyed: { provider: 'withkey', price }, keyless: { provider: 'nokey', price } }, default_model: 'keyed' }));
+    const run = await runCli(['run', input, '--config', cfg, '--out', join(dir, 'out'), '--batch-id', 'cfgfix-mixed', '--concurrency', '1'], h.env({ SIM_KEY: 'wrong-key' }));
+    expect(run.code, run.stderr).toBe(1);
+    const report = JSON.parse(await readFile(join(dir, 'out', 'report.json'), 'utf8')) as Report;
+    expect(report.error_examples.unauthorized).toMatch(/check the key in \$SIM_KEY$/);
+    expect(report.error_models).toEqual({ unauthorized: ['keyed', 'keyless'] });
+    expect(run.stdout).toMatch(/^Failed: 2 rows \(unauthorized 2\)\. .*a resume runs on the config saved with the batch: add --config <file> when the fix is in it\)\.$/m);
+  });
+
   it('a model answering only 500s: every row finishes on its fallback, and the breaker stops calling the dead model', async () => {
     const dir = await tempDir('dead');
     const cfg = await config(dir, {
