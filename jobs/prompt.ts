@@ -165,20 +165,12 @@ const GONE_RUN_GRACE_MS = 3_000;
  * Tells, once per batch, when the rows this process takes are of a batch whose run is gone (QA: a
  * `serve` ran a stopped nightly's queued rows and its log named only its own batches). Asked of
  * each batch at most every GONE_RUN_RECHECK_MS, so a row costs no extra round trip to Redis; a run
- * is called gone only once seen gone for GONE_RUN_GRACE_MS, across two questions at least.
+ * is called gone only once seen gone for GONE_RUN_GRACE_MS, across two questions at least. Called
+ * for every row: between questions it only reads the batch's entry, no promise made (review).
  */
-function newlyGoneRuns(runGone: (batchId: string) => Promise<boolean>, now: () => number): (batchId: string) => Promise<boolean> {
+function newlyGoneRuns(runGone: (batchId: string) => Promise<boolean>, now: () => number): (batchId: string, onGone: () => void) => void {
   const batches = new Map<string, { askAfter: number; goneSince: number | null; said: boolean }>();
-  return async (batchId) => {
-    let seen = batches.get(batchId);
-    if (seen?.said || (seen && now() < seen.askAfter)) return false;
-    if (!seen) {
-      if (batches.size >= 1000) batches.clear();
-      seen = { askAfter: 0, goneSince: null, said: false };
-      batches.set(batchId, seen);
-    }
-    const asked = now();
-    seen.askAfter = asked + GONE_RUN_RECHECK_MS;
+  const ask = async (batchId: string, seen: { askAfter: number; goneSince: number | null; said: boolean }, asked: number): Promise<boolean> => {
     const gone = await runGone(batchId).catch(() => false); // Redis away: asked again later
     if (!gone) {
       seen.goneSince = null;
@@ -191,6 +183,19 @@ function newlyGoneRuns(runGone: (batchId: string) => Promise<boolean>, now: () =
     }
     seen.said = true;
     return true;
+  };
+  return (batchId, onGone) => {
+    let seen = batches.get(batchId);
+    if (seen?.said) return;
+    const asked = now();
+    if (seen && asked < seen.askAfter) return;
+    if (!seen) {
+      if (batches.size >= 1000) batches.clear();
+      seen = { askAfter: 0, goneSince: null, said: false };
+      batches.set(batchId, seen);
+    }
+    seen.askAfter = asked + GONE_RUN_RECHECK_MS;
+    void ask(batchId, seen, asked).then((gone) => gone && onGone());
   };
 }
 
@@ -235,8 +240,8 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       const ownerRunning = (await deps.redis.exists(keys.lease)) === 1;
       return { kind: 'park', waitMs: handBackMs(handBacks, ownerRunning), data: { ...job, handBacks } };
     }
-    // Not awaited: the row need not wait for the question, asked of a batch every GONE_RUN_RECHECK_MS at most.
-    if (goneRun) void goneRun(job.batchId).then((gone) => gone && noteOnce(job.batchId, goneRunNote(job.batchId)));
+    // The row need not wait for the question, asked of a batch every GONE_RUN_RECHECK_MS at most.
+    goneRun?.(job.batchId, () => noteOnce(job.batchId, goneRunNote(job.batchId)));
     const progress = job.progress ?? freshProgress();
     const callsBefore = everyCall(progress).length;
     const crashed = (error: unknown): PromptJobOutcome => {
