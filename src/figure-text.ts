@@ -36,3 +36,17 @@ export function formatDuration(ms: number): string {
 export function formatClockTime(epochMs: number): string {
   return `${new Date(epochMs).toISOString().slice(11, 19)} UTC`;
 }
+
+/**
+ * "2026-12-05 02:30:01 to 02:30:49 UTC" (the end's date too when it differs; one time for a run within a second): when the run ran, for
+ * the summary a log keeps night after night, and a server's line for a batch that finished. Empty when either time is not one (an older report).
+ */
+export function formatClockSpan(startedAt: string, finishedAt: string): string {
+  const start = Date.parse(startedAt);
+  const end = Date.parse(finishedAt);
+  if (!Number.isFinite(start) || !Number.isFinite(end)) return '';
+  const [startDay, startTime] = new Date(start).toISOString().slice(0, 19).split('T');
+  const [endDay, endTime] = new Date(end).toISOString().slice(0, 19).split('T');
+  if (endDay === startDay && endTime === startTime) return `${startDay} ${startTime} UTC`;
+  return `${startDay} ${startTime} to ${endDay === startDay ? '' : `${endDay} `}${endTime} UTC`;
+}

@@ -4,7 +4,7 @@ import { LostOutputError, shortFileText } from '../output/collected-files.ts';
 import { RedisWentBackError } from '../output/collector.ts';
 import type { Session } from '../queue/session.ts';
 import { formatUsd } from '../models/pricing.ts';
-import { counted, formatCount, formatDuration } from '../figure-text.ts';
+import { counted, formatClockSpan, formatClockTime, formatCount, formatDuration } from '../figure-text.ts';
 import type { Report } from '../output/report-json.ts';
 import type { BatchLease } from '../queue/batch-lease.ts';
 import { apiOpenBatchesKey } from '../queue/keys.ts';
@@ -44,7 +44,7 @@ export interface CollectedBatch {
   config?: SwitchyardConfig;
 }
 
-/** How often the server says how far each batch it collects has got (when it moved). */
+/** How often the server says how far each batch it collects has got (when it moved), with the time of day. */
 const PROGRESS_EVERY_MS = 30_000;
 
 export function createBackgroundCollection(session: Session, say: (line: string) => void, progressEveryMs = PROGRESS_EVERY_MS): BackgroundCollection {
@@ -74,7 +74,8 @@ export function createBackgroundCollection(session: Session, say: (line: string)
       const perSecond = before === null ? null : ((progress.finished - before) * 1000) / progressEveryMs;
       // A slow batch (a row every few seconds) reads "0.2 rows/s", not "0 rows/s".
       const rate = perSecond === null ? '' : `, ${formatCount(perSecond, perSecond < 10 ? 1 : 0)} rows/s`;
-      say(`[${batchId}] ${formatCount(progress.finished)}${total} rows done${failed}, ${formatUsd(progress.costUsd)} so far${rate}`);
+      // When, as run's plain progress lines say it: a server's log runs for days, its batches side by side.
+      say(`[${batchId}] ${formatCount(progress.finished)}${total} rows done${failed}, ${formatUsd(progress.costUsd)} so far${rate}, at ${formatClockTime(Date.now())}`);
     }
     if (stalled.length === 0) return;
     const workers = await connectedWorkerCount((queue ??= session.openPromptQueue()));
@@ -171,7 +172,10 @@ export function createBackgroundCollection(session: Session, say: (line: string)
   };
 }
 
-/** "Finished: 24 of 24 rows succeeded, 26 calls, $0.00110, in 557 ms; outputs in out/t1." (", 3 of them run by this post" when posted again) */
+/**
+ * "Finished: 24 of 24 rows succeeded, 26 calls, $0.00110, in 557 ms (2026-12-05 02:30:01 to 02:30:02 UTC); outputs in out/t1."
+ * (", 3 of them run by this post" when posted again): when, as run's summary says it on its Time line.
+ */
 export function finishedLine(what: string, report: Report, outDir: string): string {
   const { totals } = report;
   // The budget is the usual reason for many failures at once, and the one re-posting with a higher `budget` fixes.
@@ -181,6 +185,7 @@ export function finishedLine(what: string, report: Report, outDir: string): stri
   const notRun = totals.unfinished_rows === null ? ', the rest of its file not run' : totals.unfinished_rows > 0 ? `, ${counted(totals.unfinished_rows, 'row')} not run` : '';
   // Posted again, the totals are the batch's and the time this post's: say how many rows it ran.
   const thisPost = totals.rows_this_run < totals.rows ? `, ${formatCount(totals.rows_this_run)} of them run by this post` : '';
+  const span = formatClockSpan(report.started_at, report.finished_at);
   const rows = totals.rows === 0 ? 'no row finished' : `${formatCount(totals.succeeded)} of ${counted(totals.rows, 'row')} succeeded`;
-  return `${what}: ${rows}${failed}${notRun}${thisPost}, ${counted(totals.calls, 'call')}, ${formatUsd(totals.cost_usd)}, in ${formatDuration(totals.elapsed_ms)}; outputs in ${outDir}.`;
+  return `${what}: ${rows}${failed}${notRun}${thisPost}, ${counted(totals.calls, 'call')}, ${formatUsd(totals.cost_usd)}, in ${formatDuration(totals.elapsed_ms)}${span ? ` (${span})` : ''}; outputs in ${outDir}.`;
 }

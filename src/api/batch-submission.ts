@@ -1,6 +1,7 @@
 import { rm, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { UsageError } from '../errors.ts';
+import { formatClockTime } from '../figure-text.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import { isFinishedStatus } from '../queue/batch-state.ts';
 import { batchIdRule, isValidBatchId, newBatchId } from '../queue/keys.ts';
@@ -128,7 +129,7 @@ export function createBatchSubmission(options: BatchSubmissionOptions): (submiss
       if (existing) await Promise.all(INPUT_FORMATS.filter((format) => format !== submission.format).map((format) => rm(join(outDir, `input.${format}`), { force: true })));
       // Stopped while the file came in, after its first rows were queued: a 202 would tell the client its batch runs here now.
       if (options.stopping()) throw stoppingError();
-      say(`[${batchId}] Submitted; its rows are being queued.`);
+      say(`[${batchId}] Submitted at ${formatClockTime(Date.now())}; its rows are being queued.`);
       return { view: await view(batchId), resumed: existing !== null, notes: said.filter((line) => /^(Note|Warning|Resuming|A\/B split)\b/.test(line)).map((line) => inApiTerms(line, inputPath)) };
     } finally {
       submitting.delete(batchId);

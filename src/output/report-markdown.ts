@@ -3,7 +3,7 @@ import type { PairedComparison } from './paired-scores.ts';
 import { EMPTY_ANSWER, REFUSED_ANSWER } from './report.ts';
 import type { AbArmReport, ModelReport, Report, RowGroupReport } from './report-json.ts';
 import { formatAbSplit } from '../routing/ab-split.ts';
-import { counted, formatCount, formatDuration } from '../figure-text.ts';
+import { counted, formatClockSpan, formatCount, formatDuration } from '../figure-text.ts';
 
 const count = (n: number): string => formatCount(n);
 
@@ -32,20 +32,6 @@ function formatCost(costUsd: number, unpricedCalls: number, calls: number): stri
 function timeAndRate(totals: Report['totals']): string {
   const resumed = totals.rows_this_run < totals.rows ? `${counted(totals.rows_this_run, 'row')} this run, ` : '';
   return `${formatDuration(totals.elapsed_ms)} (${resumed}${formatRate(totals.rows_per_second)})`;
-}
-
-/**
- * "2026-12-05 02:30:01 to 02:30:49 UTC" (the end's date too when it differs; one time for a run within a second): when the run ran, for
- * the summary a log keeps night after night. Empty when either time is not one (an older report).
- */
-function clockSpan(startedAt: string, finishedAt: string): string {
-  const start = Date.parse(startedAt);
-  const end = Date.parse(finishedAt);
-  if (!Number.isFinite(start) || !Number.isFinite(end)) return '';
-  const [startDay, startTime] = new Date(start).toISOString().slice(0, 19).split('T');
-  const [endDay, endTime] = new Date(end).toISOString().slice(0, 19).split('T');
-  if (endDay === startDay && endTime === startTime) return `${startDay} ${startTime} UTC`;
-  return `${startDay} ${startTime} to ${endDay === startDay ? '' : `${endDay} `}${endTime} UTC`;
 }
 
 /** "1,998 of 2,000 rows succeeded in 4.1 s (487 rows/s), 2,013 calls, $0.0123", then any invalid rows. */
@@ -569,7 +555,7 @@ export function renderSummaryLines(report: Report): string[] {
   const { totals } = report;
   const pairs: Array<[string, string]> = [
     ['Rows', rowsText(totals)],
-    ['Time', [timeAndRate(totals), clockSpan(report.started_at, report.finished_at)].filter(Boolean).join(', ')],
+    ['Time', [timeAndRate(totals), formatClockSpan(report.started_at, report.finished_at)].filter(Boolean).join(', ')],
     ['Calls', `${count(totals.calls)}, ${count(totals.failed_calls)} failed${failedCallCodes(report.call_errors)}`],
     ...failedCallExamples(report),
     ['Tokens', `${count(totals.input_tokens)} in, ${count(totals.output_tokens)} out`],

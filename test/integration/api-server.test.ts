@@ -141,6 +141,9 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     const exit = await server.done;
     expect(exit.code).toBe(0);
     expect(exit.stdout).toContain('[api-csv] Finished: 119 of 119 rows succeeded, ');
+    // When, as run's log says it: a server's log runs for days (review: its lines had no time).
+    expect(exit.stdout).toMatch(/\[api-csv\] Submitted at \d\d:\d\d:\d\d UTC; its rows are being queued\./);
+    expect(exit.stdout).toMatch(/\[api-csv\] Finished: 119 of 119 rows succeeded, [^\n]* in [^;\n]+ \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d( to [\d: -]+)? UTC\); outputs in /);
     // The post that ran nothing says so beside the batch's totals.
     expect(exit.stdout).toContain('[api-csv] Finished: 119 of 119 rows succeeded, 0 of them run by this post, ');
   });
