@@ -69,7 +69,7 @@ describe('switchyard status', () => {
     const run = await runCli(['run', input, '--config', await writeSimConfig(dir, h.sim.url), '--out', join(dir, 'out'), '--batch-id', 'status-invalid'], h.env());
     expect(run.code, run.stderr).toBe(1);
     const one = await runCli(['status', 'status-invalid'], h.env());
-    expect(one.stdout).toContain('status-invalid  completed');
+    expect(one.stdout).toContain('status-invalid  completed, 2 invalid rows\n');
     expect(one.stdout).toContain('rows      1/1 finished: 1 succeeded, 0 failed; 2 invalid (bad_field 1, missing_prompt 1; see errors.jsonl)');
     expect(one.stdout).toContain('next      fix the invalid rows in place in its input, then `switchyard run --resume status-invalid` runs them');
   });

@@ -145,3 +145,24 @@ describe('status --json', () => {
     expect(json).toMatchObject({ detached: false, over_api: true });
   });
 });
+
+describe('status: a finished batch whose file had invalid rows', () => {
+  const done = { ...meta, status: 'completed' as const, invalid_rows: 2, finished_at: '2026-12-02T08:01:00.000Z' };
+  const all = { ...progress, finished: 10, succeeded: 10, status: 'completed' as const };
+
+  it('says so beside "completed", in the table and in detail (QA: "completed" beside a FAILED count of rows that never ran)', () => {
+    const table = batchTable([{ meta: done, progress: all }], 1);
+    expect(table.find((line) => line.includes('b1'))).toMatch(/^ {2}b1 +completed, 2 invalid rows {2}10\/10 {2}2 /);
+    expect(describeBatch({ meta: done, progress: all })[0]).toBe('b1  completed, 2 invalid rows');
+    expect(describeBatch({ meta: { ...done, invalid_rows: 1, status: 'completed_with_failures' }, progress: { ...all, succeeded: 9, failed: 1 } })[0]).toBe('b1  completed_with_failures, 1 invalid row');
+    // Nothing to add to a batch without them, nor to one still running (its file may be read on).
+    expect(describeBatch({ meta: { ...done, invalid_rows: 0 }, progress: all })[0]).toBe('b1  completed');
+    expect(describeBatch({ meta: { ...meta, invalid_rows: 2 }, progress })[0]).toBe('b1  running');
+  });
+
+  it("leaves status --json's state as it was, for scripts that compare it: rows.invalid counts them", () => {
+    const json = statusJson({ meta: done, progress: all });
+    expect(json.state).toBe('completed');
+    expect(json.rows).toMatchObject({ invalid: 2 });
+  });
+});
