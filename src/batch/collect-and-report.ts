@@ -212,7 +212,25 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     const fix = lasting.length > 0 ? ` once what judge.error says is fixed (${lasting.join(', ')}), or with another judge (--judge <model>)` : '';
     say(`Not scored: ${counted(unscored, 'answer')} the judge could not score (judge.error in results.jsonl). Score them without paying for the answers again${fix}: ${resume}`);
   }
+  const noneSucceeded = noneSucceededText(report);
+  if (noneSucceeded) {
+    say('');
+    say(noneSucceeded);
+  }
   return report;
+}
+
+/**
+ * The summary's last line when a whole batch came to nothing: exit 1 is the same for a few failed
+ * rows and for none answered, and a nightly log read at a glance took one for the other (QA). Null
+ * when a row succeeded, or the run stopped early (its stop line says where it stands).
+ */
+export function noneSucceededText(report: Report): string | null {
+  const { rows, succeeded, failed, invalid_rows: invalid, unfinished_rows: unfinished } = report.totals;
+  if (succeeded > 0 || unfinished !== 0 || rows + invalid === 0) return null;
+  const why = [...(failed > 0 ? [`${formatCount(failed)} failed`] : []), ...(invalid > 0 ? [`${formatCount(invalid)} invalid`] : [])].join(', ');
+  const none = rows + invalid === 1 ? 'its one row has no answer' : `none of the ${counted(rows + invalid, 'row')} has an answer`;
+  return `No row succeeded: ${none} (${why}). The lines above say why, and what to do before running ${rows + invalid === 1 ? 'it' : 'them'} again. (Exit code 1, as when only some rows fail: report.json's totals.succeeded, 0, tells the two apart.)`;
 }
 
 /** Errors that a later try may not meet: the provider was busy, slow or down. */
@@ -232,7 +250,7 @@ function sayOtherFailures(report: Report, batchId: string, spokenOf: ReadonlySet
   const codes = others.map(([code, n]) => `${code} ${formatCount(n)}`).join(', ');
   if (circuitsShut && others.every(([code]) => CIRCUIT_FAILURES.has(code))) {
     say('');
-    say(`Failed: ${counted(rows, 'row')} (${codes}), the failures that shut the circuits above: the same resume runs ${rows === 1 ? 'it' : 'them'} again (the rows that succeeded are kept, not paid for again).`);
+    say(`Failed: ${counted(rows, 'row')} (${codes}), the failures that shut the circuits above: the same resume runs ${rows === 1 ? 'it' : 'them'} again${report.totals.succeeded > 0 ? ' (the rows that succeeded are kept, not paid for again)' : ''}.`);
     return;
   }
   // A resume would meet the same 429s unless the calls are paced: the fix is in the config, and the Errors line cuts it off.
@@ -241,7 +259,9 @@ function sayOtherFailures(report: Report, batchId: string, spokenOf: ReadonlySet
   say('');
   const fixInConfig = (code: string) => CONFIG_FIXES.has(code) || (code === 'unauthorized' && (report.error_models?.unauthorized ?? []).some((model) => keyNamedByNoProvider(config, model)));
   const configNote = others.some(([code]) => fixInConfig(code)) ? '; a resume runs on the config saved with the batch: add --config <file> when the fix is in it' : '';
-  say(`Failed: ${counted(rows, 'row')} (${codes}). ${when}: switchyard run --resume ${batchId} (the rows that succeeded are kept, not paid for again${configNote}).`);
+  // "The rows that succeeded are kept" of a batch where none did read as if some had (QA).
+  const kept = report.totals.succeeded > 0 ? `the rows that succeeded are kept, not paid for again${configNote}` : configNote.replace(/^; /, '');
+  say(`Failed: ${counted(rows, 'row')} (${codes}). ${when}: switchyard run --resume ${batchId}${kept ? ` (${kept})` : ''}.`);
 }
 
 /** Call errors that say the provider refused the key or the account, not the request. */
