@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { formatClockTime } from '../figure-text.ts';
+import { formatClockTime, formatDuration } from '../figure-text.ts';
 
 /** Error codes of a lost or refused connection (as opposed to a command that failed). */
 const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
@@ -13,6 +13,12 @@ const CREDENTIALS_REFUSAL = /^(NOAUTH|WRONGPASS)\b|invalid password|AUTH failed/
 
 /** How often a refusal that goes on is said again. */
 const REFUSAL_REPEAT_MS = 60_000;
+
+/**
+ * How often an outage that goes on is said again, with how long so far: the progress lines stop
+ * meanwhile (they read Redis), and a log silent for minutes looked like a hung command.
+ */
+export const OUTAGE_REPEAT_MS = 60_000;
 
 export function isCredentialsRefusal(error: unknown): boolean {
   return error instanceof Error && CREDENTIALS_REFUSAL.test(error.message);
@@ -86,13 +92,28 @@ export function watchRedisOutages(options: {
 }) {
   const now = options.now ?? Date.now;
   const stateOf = options.manyBatches ? "the batches'" : "the batch's";
-  let outage: { since: number } | null = null;
+  let outage: { since: number; reminder: NodeJS.Timeout } | null = null;
   let refusalSaidAt = -Infinity;
   let credentialsRefused = false;
   /** What goes on after a stop, for the message: the command's own name for it once it has one (a run's resume). */
   let goOn = 'running the same command again later';
   /** How the command is stopped, for the message: a command already stopping (a signal came) says so instead. */
   let howToStop = 'Ctrl-C stops';
+  /** A signal came: the stop's own, shorter wait (SWITCHYARD_STOP_WAIT_S) bounds the outage, and says so when it ends it. */
+  let stopping = false;
+
+  /** An outage begins (since `since`): said again every minute until it ends. */
+  function begin(since: number): { since: number } {
+    const reminder = setInterval(() => {
+      if (!outage) return;
+      const away = now() - outage.since;
+      const until = stopping || options.waitLimitMs == null ? '' : `; it gives up at ${formatClockTime(outage.since + options.waitLimitMs)} (${formatWait(options.waitLimitMs)} in all, ${REDIS_WAIT_ENV}) unless Redis answers by then`;
+      options.say(`Redis at ${options.label} has still not answered, ${formatDuration(away)} since ${formatClockTime(outage.since)}: no row is taken meanwhile, and the answers in hand wait to be recorded${until}.`);
+    }, OUTAGE_REPEAT_MS);
+    reminder.unref();
+    outage = { since, reminder };
+    return outage;
+  }
 
   function refused(source: string, error: Error): void {
     if (now() - refusalSaidAt < REFUSAL_REPEAT_MS) {
@@ -125,31 +146,32 @@ export function watchRedisOutages(options: {
       options.logger.debug({ err: error, connection: source }, 'Redis connection still lost');
       return;
     }
-    outage = { since: now() };
+    const began = begin(now());
     options.logger.error({ err: error, connection: source }, 'Redis connection lost');
     const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
     const limit = options.waitLimitMs == null ? '' : ` (for up to ${formatWait(options.waitLimitMs)}, ${REDIS_WAIT_ENV})`;
-    options.say(`Redis at ${options.label} is not answering (${code}, since ${formatClockTime(outage.since)}); waiting for it to come back${limit}: ${stateOf} state lives there, and the answers in hand are recorded once it is. ${howToStop}; ${goOn} goes on from where it stopped.`);
-    options.onOutage?.began(outage.since);
+    options.say(`Redis at ${options.label} is not answering (${code}, since ${formatClockTime(began.since)}); waiting for it to come back${limit}: ${stateOf} state lives there, and the answers in hand are recorded once it is. ${howToStop}; ${goOn} goes on from where it stopped.`);
+    options.onOutage?.began(began.since);
   }
 
   /** A connection that is up but whose PING has gone unanswered for `waitedMs` (silent-redis.ts). */
   function silent(source: string, waitedMs: number): void {
     if (outage) return;
-    outage = { since: now() - waitedMs };
+    const began = begin(now() - waitedMs);
     options.logger.error({ waited_ms: waitedMs, connection: source }, 'Redis does not answer');
     const limit = options.waitLimitMs == null ? '' : ` (for up to ${formatWait(options.waitLimitMs)}, ${REDIS_WAIT_ENV})`;
     options.say(
-      `Redis at ${options.label} has not answered for ${Math.round(waitedMs / 1000)} s (since ${formatClockTime(outage.since)}), though its connection is open (the server paused or stuck, or the network to it cut); ` +
+      `Redis at ${options.label} has not answered for ${Math.round(waitedMs / 1000)} s (since ${formatClockTime(began.since)}), though its connection is open (the server paused or stuck, or the network to it cut); ` +
         `waiting for it${limit}: ${stateOf} state lives there, and the answers in hand are recorded once it answers. ${howToStop}; ${goOn} goes on from where it stopped.`,
     );
-    options.onOutage?.began(outage.since);
+    options.onOutage?.began(began.since);
   }
 
   function answering(): void {
     if (!outage) return;
     const back = now();
     options.say(`Redis is answering again after ${((back - outage.since) / 1000).toFixed(1)} s, at ${formatClockTime(back)}; going on.`);
+    clearInterval(outage.reminder);
     outage = null;
     options.onOutage?.ended();
   }
@@ -163,6 +185,7 @@ export function watchRedisOutages(options: {
     silent,
     /** The command is stopping on `signal`: the outage message no longer tells how to stop it. */
     stopping(signal: NodeJS.Signals): void {
+      stopping = true;
       howToStop = `It is stopping (${signal}) and ends once Redis answers; a second ${signal === 'SIGTERM' ? 'SIGTERM or Ctrl-C' : 'Ctrl-C'} quits at once`;
     },
     /** The PING that `silent` was told of is answered. */

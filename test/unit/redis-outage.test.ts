@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { ReplyError, type Redis } from 'ioredis';
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { formatWait, isConnectionError, isCredentialsRefusal, isRedisRefusal, redisWaitLimitMs, watchRedisOutages } from '../../src/queue/redis-outage.ts';
 
 const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' });
@@ -153,5 +153,46 @@ describe('a Redis that refuses the credentials mid-run', () => {
     expect(isCredentialsRefusal(noauth())).toBe(true);
     expect(isCredentialsRefusal(new ReplyError('ERR invalid password'))).toBe(true);
     expect(isCredentialsRefusal(new ReplyError('ERR unknown command'))).toBe(false);
+  });
+});
+
+describe('an outage that goes on', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('is said again every minute, with how long so far and when the command gives up (QA: a log silent for minutes, no progress line meanwhile, looked hung)', async () => {
+    vi.useFakeTimers();
+    vi.setSystemTime(Date.UTC(2026, 11, 5, 2, 30, 15));
+    const said: string[] = [];
+    const watch = watchRedisOutages({ label: 'redis://r', logger: pino({ level: 'silent' }), say: (line) => said.push(line), waitLimitMs: 600_000 });
+    watch.failed('client', refused());
+    await vi.advanceTimersByTimeAsync(59_000);
+    expect(said).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(said[1]).toBe('Redis at redis://r has still not answered, 1 min 0 s since 02:30:15 UTC: no row is taken meanwhile, and the answers in hand wait to be recorded; it gives up at 02:40:15 UTC (10 min in all, SWITCHYARD_REDIS_WAIT_S) unless Redis answers by then.');
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(said[2]).toMatch(/^Redis at redis:\/\/r has still not answered, 2 min 0 s since 02:30:15 UTC: /);
+    // Back: no more of them.
+    watch.answering();
+    await vi.advanceTimersByTimeAsync(180_000);
+    expect(said).toHaveLength(4);
+    expect(said[3]).toMatch(/^Redis is answering again after 120\.0 s/);
+  });
+
+  it('says no end for a command that waits for ever (a worker, a server), nor once a stop bounds the wait', async () => {
+    vi.useFakeTimers();
+    vi.setSystemTime(Date.UTC(2026, 11, 5, 2, 30, 15));
+    const said: string[] = [];
+    const forEver = watchRedisOutages({ label: 'r', logger: pino({ level: 'silent' }), say: (line) => said.push(line), manyBatches: true });
+    forEver.silent('client', 12_000);
+    const stopped = watchRedisOutages({ label: 'r', logger: pino({ level: 'silent' }), say: (line) => said.push(line), waitLimitMs: 600_000 });
+    stopped.failed('client', refused());
+    stopped.stopping('SIGTERM');
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(said.slice(2)).toEqual([
+      'Redis at r has still not answered, 1 min 12 s since 02:30:03 UTC: no row is taken meanwhile, and the answers in hand wait to be recorded.',
+      'Redis at r has still not answered, 1 min 0 s since 02:30:15 UTC: no row is taken meanwhile, and the answers in hand wait to be recorded.',
+    ]);
   });
 });
