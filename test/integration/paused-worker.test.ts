@@ -2,6 +2,10 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { usdToNanos } from '../../src/models/pricing.ts';
+import { lateEventCount } from '../../src/output/late-calls.ts';
+import { BatchStore } from '../../src/queue/batch-state.ts';
+import { batchKeys } from '../../src/queue/keys.ts';
+import { readRowEvents } from '../../src/output/row-events.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report-json.ts';
 import { runCli, spawnCli, waitFor, waitForOutput } from '../helpers/cli.ts';
@@ -96,11 +100,35 @@ describe('a worker paused past its lock while another finishes its rows', () => 
     const sum = calls.reduce((total, call) => total + usdToNanos(call.cost_usd ?? 0), 0);
     expect(Number(await h.redis.hget(`${h.prefix}:batch:{paused-retry}`, 'cost_nanos'))).toBe(sum);
   });
-  /** Waits until `rows` rows' events came after the batch's outputs were written (status' late_rows), and a second more. */
+  /**
+   * Waits until `rows` rows' events came after the batch's outputs were written (status' late_rows),
+   * and a second more. Read in Redis as status reads it, not by a status command each turn (one CLI
+   * start a poll made the wait seconds late); status says it once, within that second.
+   */
   async function untilLate(batchId: string, rows: number, paused: ReturnType<typeof spawnCli>): Promise<void> {
+    const store = new BatchStore(h.redis, { prefix: h.prefix });
     let late = 0;
-    await waitFor(async () => (late = JSON.parse((await runCli(['status', batchId, '--json'], h.env())).stdout).late_rows) >= rows, 45_000).catch(() => {
+    await waitFor(async () => (late = await lateEventCount(store, batchId)) >= rows, 45_000).catch(() => {
       throw new Error(`${late} late rows of ${rows}; the woken worker said:\n${paused.output().stdout}${paused.output().stderr}`);
+    });
+    const [status] = await Promise.all([runCli(['status', batchId, '--json'], h.env()), new Promise((resolve) => setTimeout(resolve, 1000))]);
+    expect(JSON.parse(status.stdout).late_rows).toBeGreaterThanOrEqual(rows);
+  }
+
+  /**
+   * Waits until every request the simulator answered has its call recorded, in the outputs collected
+   * or in the batch's late events (the woken worker's), and a second more for any call after them.
+   */
+  async function untilRecorded(batchId: string, out: string, paused: ReturnType<typeof spawnCli>): Promise<void> {
+    const keys = batchKeys({ prefix: h.prefix }, batchId);
+    const requests = () => Object.values(h.sim.stats().models).reduce((sum, model) => sum + (model?.requests ?? 0), 0);
+    let recorded = 0;
+    await waitFor(async () => {
+      const late = await readRowEvents(h.redis, keys, (await h.redis.hget(keys.checkpoint, 'last_id')) ?? '0-0', 1000, 0);
+      recorded = (await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).length + late.reduce((sum, event) => sum + event.callsJsonl.split('\n').length - 1, 0);
+      return recorded >= requests();
+    }, 45_000).catch(() => {
+      throw new Error(`${recorded} calls recorded of ${requests()} answered; the woken worker said:\n${paused.output().stdout}${paused.output().stderr}`);
     });
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
@@ -142,8 +170,9 @@ describe('a worker paused past its lock while another finishes its rows', () => 
       expect((await runCli(['collect', 'paused-slot'], h.env())).code).toBe(0);
       afterTakeover = requestsTo('slow');
       paused.kill('SIGCONT');
-      // Long enough for the woken worker's rows to get its one call slot in turn, had they still called.
-      await new Promise((resolve) => setTimeout(resolve, 8000));
+      // Its call in flight, answered while it slept, is a late call: once that is recorded, its slot
+      // has been free for the rows that waited for it (a second more), had they still called.
+      await untilLate('paused-slot', 1, paused);
       expect((await runCli(['collect', 'paused-slot'], h.env())).code).toBe(0);
     });
     // The woken worker may finish the call it had in flight; it starts none.
@@ -174,7 +203,8 @@ describe('a worker paused past its lock while another finishes its rows', () => 
       await waitFor(async () => requestsTo('judge') >= rows, 40_000);
       expect((await runCli(['collect', 'paused-park'], h.env())).code).toBe(0);
       paused.kill('SIGCONT');
-      await new Promise((resolve) => setTimeout(resolve, 8000));
+      // Which rows it woke with calls in flight depends on when it was stopped: wait for every call the simulator answered.
+      await untilRecorded('paused-park', out, paused);
       expect((await runCli(['collect', 'paused-park'], h.env())).code).toBe(0);
     });
     const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
