@@ -1,6 +1,6 @@
 import type { FinishedRowKind } from '../../jobs/prompt.ts';
 import { formatUsd, nanosToUsd } from '../models/pricing.ts';
-import { counted, formatCount } from '../figure-text.ts';
+import { counted, formatClockTime, formatCount } from '../figure-text.ts';
 
 /** What one finished row tells the tally (see jobs/prompt.ts). */
 export interface FinishedRow {
@@ -64,7 +64,8 @@ export function createWorkerActivity(now: () => number = Date.now) {
     /** The line for the period since the last call, or null when no row finished in it. */
     periodLine(): string | null {
       const at = now();
-      const line = period.rows === 0 ? null : `worker: ${describe(period, at - periodStartedAt)} in the last ${seconds(at - periodStartedAt)}`;
+      // When, as run's plain progress lines say it: a worker's log runs for days.
+      const line = period.rows === 0 ? null : `worker: ${describe(period, at - periodStartedAt)} in the last ${seconds(at - periodStartedAt)}, at ${formatClockTime(at)}`;
       period = emptyCounts();
       periodStartedAt = at;
       return line;
