@@ -181,11 +181,13 @@ export function finishedLine(what: string, report: Report, outDir: string): stri
   // The budget is the usual reason for many failures at once, and the one re-posting with a higher `budget` fixes.
   const overBudget = report.errors.budget_exceeded ?? 0;
   const failed = totals.failed > 0 ? ` (${formatCount(totals.failed)} failed${overBudget > 0 ? `, ${formatCount(overBudget)} of them at the budget: posting the file again with a higher budget finishes them` : ''})` : '';
+  // Rows refused as the file was read: "2 of 2 rows succeeded" alone read as a batch with nothing wrong (QA).
+  const invalid = totals.invalid_rows > 0 ? `, ${counted(totals.invalid_rows, 'invalid row')} not run` : '';
   // null: stopped while its file was still being read, so how many rows are left is not known.
   const notRun = totals.unfinished_rows === null ? ', the rest of its file not run' : totals.unfinished_rows > 0 ? `, ${counted(totals.unfinished_rows, 'row')} not run` : '';
   // Posted again, the totals are the batch's and the time this post's: say how many rows it ran.
   const thisPost = totals.rows_this_run < totals.rows ? `, ${formatCount(totals.rows_this_run)} of them run by this post` : '';
   const span = formatClockSpan(report.started_at, report.finished_at);
   const rows = totals.rows === 0 ? 'no row finished' : `${formatCount(totals.succeeded)} of ${counted(totals.rows, 'row')} succeeded`;
-  return `${what}: ${rows}${failed}${notRun}${thisPost}, ${counted(totals.calls, 'call')}, ${formatUsd(totals.cost_usd)}, in ${formatDuration(totals.elapsed_ms)}${span ? ` (${span})` : ''}; outputs in ${outDir}.`;
+  return `${what}: ${rows}${failed}${notRun}${thisPost}${invalid}, ${counted(totals.calls, 'call')}, ${formatUsd(totals.cost_usd)}, in ${formatDuration(totals.elapsed_ms)}${span ? ` (${span})` : ''}; outputs in ${outDir}.`;
 }

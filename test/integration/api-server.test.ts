@@ -140,12 +140,12 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     server.kill('SIGTERM');
     const exit = await server.done;
     expect(exit.code).toBe(0);
-    expect(exit.stdout).toContain('[api-csv] Finished: 119 of 119 rows succeeded, ');
+    expect(exit.stdout).toContain('[api-csv] Finished: 119 of 119 rows succeeded, 1 invalid row not run, ');
     // When, as run's log says it: a server's log runs for days (review: its lines had no time).
     expect(exit.stdout).toMatch(/\[api-csv\] Submitted at \d\d:\d\d:\d\d UTC; its rows are being queued\./);
     expect(exit.stdout).toMatch(/\[api-csv\] Finished: 119 of 119 rows succeeded, [^\n]* in [^;\n]+ \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d( to [\d: -]+)? UTC\); outputs in /);
     // The post that ran nothing says so beside the batch's totals.
-    expect(exit.stdout).toContain('[api-csv] Finished: 119 of 119 rows succeeded, 0 of them run by this post, ');
+    expect(exit.stdout).toContain('[api-csv] Finished: 119 of 119 rows succeeded, 0 of them run by this post, 1 invalid row not run, ');
   });
 
   it('takes JSONL (and OpenAI Batch API lines, answering with batch_output.jsonl) or JSON rows, with the model and budget as query parameters', async () => {
@@ -301,6 +301,9 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
       expect(submitted.status, JSON.stringify(submitted.body)).toBe(202);
       expect((await waitUntilFinished(server, batchId!)).rows).toMatchObject({ total: 2, succeeded: 2, invalid: 1 });
       expect(await (await fetch(`${server.url}/v1/batches/${batchId}/files/errors.jsonl`)).text()).toEqual(tooDeep);
+      // The server's log says so where the batch ends, not only as its file is read (QA: "2 of 2 rows succeeded" alone read as a batch with nothing wrong).
+      await waitForOutput(() => server.output().stdout, `[${batchId}] Finished:`, 10_000);
+      expect(server.output().stdout).toContain(`[${batchId}] Finished: 2 of 2 rows succeeded, 1 invalid row not run, `);
     }
   });
 
