@@ -569,6 +569,13 @@ describe('whole-file problems throw a UsageError before any item', () => {
     await expect(collect(readRows(path, rules))).rejects.toThrow(/column "a" appears twice/);
   });
 
+  // QA: a 14 MB upload of a million columns kept a server from answering anything (its health check too) for hours.
+  it('a header of 300,000 columns is checked for a repeated name in linear time', { timeout: 30_000 }, async () => {
+    const columns = Array.from({ length: 300_000 }, (_, i) => `c${i}`);
+    const path = await csvFile('wide.csv', `prompt,${columns.join(',')},c0\nhi\n`);
+    await expect(collect(readRows(path, rules))).rejects.toThrow(/column "c0" appears twice/);
+  });
+
   it('an unsupported extension names the supported ones', async () => {
     const path = await csvFile('input.xml', '<prompt>hi</prompt>\n');
     expect(() => readRows(path, rules)).toThrow(
