@@ -6,6 +6,9 @@ import { batchIndexKey, batchKeys, type KeySpace } from './keys.ts';
 import { runScript, type LuaScript } from './lua-script.ts';
 import { storedJson } from './stored-json.ts';
 
+/** Metadata keys pushed to Redis per command. */
+const METADATA_KEYS_CHUNK = 10_000;
+
 /** `cancelled`: stopped over the HTTP API; its outputs hold the rows finished before, and running it again runs the rest. */
 const batchStatusSchema = z.enum(['enqueuing', 'running', 'finalizing', 'completed', 'completed_with_failures', 'budget_exceeded', 'cancelled']);
 export type BatchStatus = z.infer<typeof batchStatusSchema>;
@@ -226,7 +229,8 @@ export class BatchStore {
   }
 
   async addMetadataKeys(batchId: string, keys: readonly string[]): Promise<void> {
-    if (keys.length > 0) await this.redis.rpush(this.keys(batchId).metadataKeys, ...keys);
+    // In chunks: spread as one call's arguments, a CSV's 150,000 columns overflowed the stack and stopped its file (QA).
+    for (let start = 0; start < keys.length; start += METADATA_KEYS_CHUNK) await this.redis.rpush(this.keys(batchId).metadataKeys, ...keys.slice(start, start + METADATA_KEYS_CHUNK));
   }
 
   async recentBatchIds(limit: number): Promise<string[]> {

@@ -453,6 +453,20 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(await h.redis.exists(`${h.prefix}:batch:{nocol}`)).toBe(0);
   });
 
+  // QA: the columns' names went to Redis as one command's arguments, which overflowed the stack and stopped the file.
+  it('runs a CSV of 150,000 columns, each a column of results.csv', { timeout: 120_000 }, async () => {
+    const dir = await tempDir('wide');
+    const input = join(dir, 'in.csv');
+    const columns = Array.from({ length: 150_000 }, (_, i) => `c${i}`);
+    await writeFile(input, `prompt,${columns.join(',')}\nhello,${columns.join(',')}\n`);
+    const out = join(dir, 'out');
+    const result = await runCli(['run', input, '--config', await writeSimConfig(dir, h.sim.url), '--out', out, '--batch-id', 'wide'], h.env());
+    expect(result.code, result.stderr).toBe(0);
+    const [header, row] = (await readFile(join(out, 'results.csv'), 'utf8')).split('\n');
+    expect(header?.split(',').slice(RESULTS_CSV_COLUMNS.length)).toEqual(columns);
+    expect(row?.split(',').slice(-2)).toEqual(['c149998', 'c149999']);
+  });
+
   it('a resume reads the prompt column the batch was started with', async () => {
     const dir = await tempDir('column-kept');
     const input = join(dir, 'in.csv');
