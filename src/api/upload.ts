@@ -154,6 +154,31 @@ function formatMegabytes(bytes: number): string {
 const JSON_BODY_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
+ * The most values (objects, arrays, strings, numbers, ...) a JSON body may hold, for the same
+ * reason: parsed whole, a value takes up to about 170 bytes, so 64 MB of `[{},{},...]` took the
+ * server to 3.8 GB (QA). A million rows of a prompt alone; a larger batch is sent as JSONL.
+ */
+const JSON_BODY_MAX_VALUES = 2_000_000;
+
+/**
+ * How many values JSON `text` holds, at most (its commas and opening brackets outside strings, and
+ * one), counted no further than past `limit`: without parsing it, so without the memory it would take.
+ */
+function jsonValuesAtMost(text: string, limit: number): number {
+  let values = 1;
+  let inString = false;
+  for (let i = 0; i < text.length && values <= limit; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i += 1; // a backslash: the next character is escaped
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x2c || c === 0x5b || c === 0x7b) values += 1;
+  }
+  return values;
+}
+
+/**
  * A JSON body, `[row, ...]` or `{"rows": [row, ...]}` (each row what a JSONL line holds), saved
  * as the JSONL file the readers take: row N is line N, in errors.jsonl too. `queryParameters`:
  * the batch settings the request takes in its query string, named when the body holds one.
@@ -178,11 +203,15 @@ export async function saveJsonRows(body: Readable, path: string, maxBytes: numbe
     if (error instanceof ApiError) throw error;
     throw decoder.failure(error) ?? brokenOff(bytes, error);
   }
+  // As for a CSV or JSONL body, a byte order mark tells UTF-16 (Windows PowerShell's Out-File writes it) without a charset; the mark itself is no JSON.
+  const whole = Buffer.concat(chunks);
+  const text = new TextDecoder(charsetByMark(whole) ?? 'utf-8').decode(whole).replace(/^\uFEFF/, '');
+  if (jsonValuesAtMost(text, JSON_BODY_MAX_VALUES) > JSON_BODY_MAX_VALUES) {
+    throw new ApiError(413, 'upload_too_large', `a JSON body is read whole, and this one holds more than ${JSON_BODY_MAX_VALUES.toLocaleString('en-US')} values (objects, arrays, strings, numbers): send the rows as JSONL (Content-Type application/jsonl, one row per line), which is streamed`);
+  }
   let parsed: unknown;
   try {
-    // As for a CSV or JSONL body, a byte order mark tells UTF-16 (Windows PowerShell's Out-File writes it) without a charset; the mark itself is no JSON.
-    const whole = Buffer.concat(chunks);
-    parsed = JSON.parse(new TextDecoder(charsetByMark(whole) ?? 'utf-8').decode(whole).replace(/^\uFEFF/, ''));
+    parsed = JSON.parse(text);
   } catch (error) {
     throw new ApiError(400, 'invalid_json', `the body is not JSON (${(error as Error).message}): send [{"prompt": "..."}, ...] or {"rows": [...]}`);
   }
