@@ -206,6 +206,31 @@ function cutMaxTokensWarnings(config: SwitchyardConfig, pinned: readonly string[
   });
 }
 
+/**
+ * A warning per provider whose key, set here, would go over plain http beyond the user's own
+ * network, where anyone on the way reads it (the key is sent as `Authorization: Bearer ...`).
+ */
+function keysSentInTheClear(config: SwitchyardConfig, env: NodeJS.ProcessEnv = process.env): string[] {
+  const used = new Set(Object.values(config.models).map((model) => model.provider));
+  return Object.entries(config.providers).flatMap(([name, provider]) => {
+    const url = new URL(provider.base_url);
+    const key = provider.api_key_env;
+    if (!used.has(name) || url.protocol !== 'http:' || !key || !env[key]?.trim() || ownNetwork(url.hostname)) return [];
+    return [`Warning: providers.${name}.base_url is plain http to ${url.host}: $${key} goes there unencrypted, readable by anyone on the way; use https:// (a key is only safe over http on a network of your own).`];
+  });
+}
+
+/**
+ * Whether a host is this machine or a network of the user's own: loopback, a private or link-local
+ * address, a name of one label (a docker compose service, a LAN host) or under .local / .internal.
+ */
+function ownNetwork(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  if (host.includes(':')) return host === '::1' || /^(f[cd][0-9a-f]{2}|fe80):/.test(host);
+  if (!host.includes('.')) return true;
+  return /^(127\.|10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|169\.254\.)/.test(host) || /\.(localhost|local|internal)$/.test(host);
+}
+
 /** `keysElsewhere`: keys missing here that other workers have (keysHeldElsewhere). */
 export function warnAboutConfig(config: SwitchyardConfig, pinned: readonly string[] | undefined, budgeted: boolean, detached: boolean, keysElsewhere: ReadonlySet<string>, say: (line: string) => void): void {
   // Only the models the rows may call: an unpriced model no row reaches costs nothing unknown.
@@ -229,6 +254,7 @@ export function warnAboutConfig(config: SwitchyardConfig, pinned: readonly strin
     ];
     say(`Warning: ${notSet(key)}${detached ? ' here: the workers that take its rows need it, or' : ':'} ${outcomes.join('; ')}.`);
   }
+  for (const line of keysSentInTheClear(config)) say(line);
   // The opposite mistake (classifier: llm without it) is refused by the schema; this one would just never call it.
   if (config.routing?.llm_classifier && config.routing.classifier !== 'llm') {
     say(`Warning: routing.llm_classifier (${config.routing.llm_classifier.model}) is not used: routing.classifier is "rules"; set routing.classifier: llm to have it label the rows.`);

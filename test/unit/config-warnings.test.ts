@@ -15,6 +15,25 @@ function warnings(config: Record<string, unknown>, pinned?: string[]): string[] 
 }
 
 describe('what a run warns of in its config', () => {
+  it('says a key that goes over plain http beyond loopback and private networks (security QA: sent unencrypted, unsaid)', () => {
+    process.env.SWITCHYARD_TEST_CLEAR_KEY = 'sk-test';
+    try {
+      const on = (base_url: string) => warnings({ ...base, providers: { local: { base_url, api_key_env: 'SWITCHYARD_TEST_CLEAR_KEY' } } });
+      expect(on('http://api.example.com/v1')).toEqual([
+        'Warning: providers.local.base_url is plain http to api.example.com: $SWITCHYARD_TEST_CLEAR_KEY goes there unencrypted, readable by anyone on the way; use https:// (a key is only safe over http on a network of your own).',
+      ]);
+      expect(on('http://203.0.113.7:8000/v1')).toHaveLength(1);
+      for (const own of ['https://api.example.com/v1', 'http://127.0.0.1:8000/v1', 'http://localhost:8000/v1', 'http://[::1]:8000/v1', 'http://10.1.2.3/v1', 'http://192.168.0.9/v1', 'http://172.20.0.2/v1', 'http://vllm:8000/v1', 'http://gpu1.internal/v1']) {
+        expect(on(own), own).toEqual([]);
+      }
+      // No key set: nothing is sent but the SDK's placeholder (the warning is that it is not set).
+      delete process.env.SWITCHYARD_TEST_CLEAR_KEY;
+      expect(on('http://api.example.com/v1').join('\n')).not.toContain('plain http');
+    } finally {
+      delete process.env.SWITCHYARD_TEST_CLEAR_KEY;
+    }
+  });
+
   it('says an llm_classifier is unused while the classifier is the rules (QA: accepted and silently never called)', () => {
     expect(warnings({ ...base, routing: { llm_classifier: { model: 'flash' } } })).toEqual([
       'Warning: routing.llm_classifier (flash) is not used: routing.classifier is "rules"; set routing.classifier: llm to have it label the rows.',
