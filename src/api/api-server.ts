@@ -138,7 +138,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     if (url.pathname === '/healthz') {
       if (method !== 'GET') throw notAllowed('GET');
       const unhealthy = await service.unhealthy(HEALTH_PING_MS);
-      return sendJson(res, unhealthy ? 503 : 200, unhealthy ? { ok: false, reason: unhealthy } : { ok: true }, unhealthy ? RETRY_LATER : {});
+      // Asked without the token a server has, the reason leaves out where its Redis is: a load balancer needs only the status.
+      const reason = unhealthy && options.token !== null && !hasBearerToken(req, options.token) ? 'Redis is not answering' : unhealthy;
+      return sendJson(res, unhealthy ? 503 : 200, reason ? { ok: false, reason } : { ok: true }, unhealthy ? RETRY_LATER : {});
     }
     // The token first: a caller without it learns nothing of the server, not even where its Redis is.
     if (options.token !== null && !hasBearerToken(req, options.token)) {

@@ -846,6 +846,22 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     }
   });
 
+  it("with a token, tells /healthz callers without it that Redis is away, not where it is (security QA: its host and port)", async () => {
+    const dir = await tempDir('api-health-token');
+    const own = await startRedisServer({ dir: join(dir, 'redis'), persist: false });
+    try {
+      const server = await startServer(['--config', await writeSimConfig(dir, h.sim.url), '--out', join(dir, 'out'), '--no-worker'], h.env({ REDIS_URL: own.url, SWITCHYARD_API_TOKEN: 's3cret' }));
+      await own.stop();
+      await waitFor(async () => (await fetch(`${server.url}/healthz`)).status === 503, 10_000);
+      const anyone = await getJson<{ ok: boolean; reason: string }>(`${server.url}/healthz`);
+      expect(anyone).toMatchObject({ status: 503, body: { ok: false, reason: 'Redis is not answering' } });
+      const operator = await getJson<{ ok: boolean; reason: string }>(`${server.url}/healthz`, { headers: { authorization: 'Bearer s3cret' } });
+      expect(operator.body.reason).toContain(`:${own.port} is not answering`);
+    } finally {
+      await own.stop();
+    }
+  });
+
   it('refuses --no-worker on the built-in models, which only the server itself can call', async () => {
     const refused = await spawnCli(['serve', '--port', '0', '--no-worker'], h.env()).done;
     expect(refused.code).toBe(2);
