@@ -133,9 +133,21 @@ async function headerDelimiter(handle: FileHandle, bytes: number, path: string):
 /** The "no prompt column" message lists this many columns at most, each cut to NAME_SHOWN characters: a file that is no CSV would print a screenful. */
 const COLUMNS_LISTED = 30;
 const NAME_SHOWN = 40;
+/**
+ * The most columns a header may have: a spreadsheet's (Excel's and LibreOffice's 16,384). Each
+ * column is a metadata key carried by every row into results.csv; a header of a million columns
+ * (a 14 MB upload, QA) held `serve`'s event loop for half a minute on the rows after it.
+ */
+export const MAX_CSV_COLUMNS = 16_384;
 
 function readHeader(record: string[], rules: RowRules, path: string, delimiter: CsvDelimiter): Header {
   const promptColumn = rules.promptColumn || 'prompt';
+  if (record.length > MAX_CSV_COLUMNS) {
+    throw new UsageError(
+      `input file ${path}: its header has ${formatCount(record.length)} columns (separated by ${DELIMITER_NAMES[delimiter]}), more than the ${formatCount(MAX_CSV_COLUMNS)} Switchyard reads (a spreadsheet's limit too): ` +
+        'keep the prompt column and the columns you want beside the answers in results.csv.',
+    );
+  }
   // Column names become results.csv's columns and metadata keys: mangled ones would be carried through every row.
   if (record.some(hasReplacementChar)) throw new UsageError(`input file ${path}: its header ${notUtf8(1, 'csv', rules.overHttp).message.replace(/^line 1 /, '')}`);
   // An unnamed column is column_<n>, or column_<n>.2 (.3, ...) when a named column has that name: the

@@ -6,6 +6,7 @@ import { usdToNanos } from '../../src/models/pricing.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report-json.ts';
 import { RESULTS_CSV_COLUMNS } from '../../src/output/results-csv.ts';
+import { MAX_CSV_COLUMNS } from '../../src/input/csv-reader.ts';
 import { runCli } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
@@ -453,18 +454,29 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(await h.redis.exists(`${h.prefix}:batch:{nocol}`)).toBe(0);
   });
 
-  // QA: the columns' names went to Redis as one command's arguments, which overflowed the stack and stopped the file.
-  it('runs a CSV of 150,000 columns, each a column of results.csv', { timeout: 120_000 }, async () => {
+  // QA: the metadata keys went to Redis as one command's arguments, which overflowed the stack and stopped the file.
+  it('runs JSONL rows of 150,000 metadata keys, each a column of results.csv', { timeout: 120_000 }, async () => {
     const dir = await tempDir('wide');
-    const input = join(dir, 'in.csv');
-    const columns = Array.from({ length: 150_000 }, (_, i) => `c${i}`);
-    await writeFile(input, `prompt,${columns.join(',')}\nhello,${columns.join(',')}\n`);
+    const input = join(dir, 'in.jsonl');
+    const keys = Array.from({ length: 150_000 }, (_, i) => `c${i}`);
+    await writeFile(input, JSON.stringify({ prompt: 'hello', ...Object.fromEntries(keys.map((key) => [key, key])) }) + '\n');
     const out = join(dir, 'out');
     const result = await runCli(['run', input, '--config', await writeSimConfig(dir, h.sim.url), '--out', out, '--batch-id', 'wide'], h.env());
     expect(result.code, result.stderr).toBe(0);
     const [header, row] = (await readFile(join(out, 'results.csv'), 'utf8')).split('\n');
-    expect(header?.split(',').slice(RESULTS_CSV_COLUMNS.length)).toEqual(columns);
+    expect(header?.split(',').slice(RESULTS_CSV_COLUMNS.length)).toEqual(keys);
     expect(row?.split(',').slice(-2)).toEqual(['c149998', 'c149999']);
+  });
+
+  it("refuses a CSV whose header has more columns than a spreadsheet's 16,384, before any row", async () => {
+    const dir = await tempDir('too-wide');
+    const input = join(dir, 'in.csv');
+    const columns = Array.from({ length: MAX_CSV_COLUMNS }, (_, i) => `c${i}`);
+    await writeFile(input, `prompt,${columns.join(',')}\nhello,${columns.join(',')}\n`);
+    const result = await runCli(['run', input, '--config', await writeSimConfig(dir, h.sim.url), '--out', join(dir, 'out'), '--batch-id', 'too-wide'], h.env());
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`input file ${input}: its header has 16,385 columns (separated by commas), more than the 16,384 Switchyard reads (a spreadsheet's limit too): keep the prompt column and the columns you want beside the answers in results.csv.`);
+    expect(await h.redis.exists(`${h.prefix}:batch:{too-wide}`)).toBe(0);
   });
 
   it('a resume reads the prompt column the batch was started with', async () => {
