@@ -9,6 +9,7 @@ import { countTextsOffThread } from '../routing/token-count-thread.ts';
 import { rateLimitResetMs } from '../limits/pacing.ts';
 import { cameLate, watchLoop } from './late-arrival.ts';
 import { classifyModelError, htmlPageText, ModelCallError } from './model-error.ts';
+import { urlWithoutPassword } from './url-without-password.ts';
 import type { ProviderClient } from './provider-clients.ts';
 import { readStreamedAnswer } from './streamed-answer.ts';
 
@@ -159,7 +160,7 @@ export function chargedUsage(answer: ModelAnswer | null, error: unknown): { usag
  * cancelled once sent: a stopping process lets its calls in flight finish (their answers are paid for).
  */
 export async function callModel(provider: ProviderClient, request: ModelRequest): Promise<ModelAnswer> {
-  const ctx = { model: request.model, upstream: request.upstream, provider: provider.name, baseUrl: provider.config.base_url, apiKeyEnv: provider.config.api_key_env, timeoutMs: provider.config.timeout_ms, stream: request.stream };
+  const ctx = { model: request.model, upstream: request.upstream, provider: provider.name, baseUrl: urlWithoutPassword(provider.config.base_url), apiKeyEnv: provider.config.api_key_env, timeoutMs: provider.config.timeout_ms, stream: request.stream };
   const unsendable = whyNotSendable(provider, request.model);
   if (unsendable) throw unsendable;
   try {

@@ -151,6 +151,21 @@ describe('a 200 answer that is no chat completion', () => {
 });
 
 describe('provider failures worded for a person', () => {
+  it("never quote a password in the provider's base_url (they go to results, costs.jsonl and the report)", async () => {
+    const server = createHttpServer((_request, response) => response.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'The model `m` does not exist', code: 'model_not_found' } })));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const config = parseConfig({ providers: { p: { base_url: `http://proxyuser:s3cret@127.0.0.1:${port}/v1` } }, models: { m: { provider: 'p' } }, default_model: 'm' }, 'test');
+      const error = (await callModel(createProviderClients(config).get('p')!, { model: 'm', upstream: 'm', messages: [{ role: 'user', content: 'hi' }], temperature: 0, maxTokens: 10 }).catch((e: unknown) => e)) as ModelCallError;
+      expect(error.code).toBe('model_not_found');
+      expect(error.message).toContain(`at http://proxyuser:***@127.0.0.1:${port}/v1 (404`);
+      expect(error.message).not.toContain('s3cret');
+    } finally {
+      server.close();
+    }
+  });
+
   it("gives a proxy's HTML error page as its title, not kilobytes of markup", async () => {
     const page = `<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>${'<!-- padding -->'.repeat(400)}</body></html>`;
     const error = await failureFrom(502, page, 'text/html');
