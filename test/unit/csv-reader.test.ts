@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.ts';
-import { readCsvRows } from '../../src/input/csv-reader.ts';
+import { MAX_CSV_COLUMNS, readCsvRows } from '../../src/input/csv-reader.ts';
 import { checkInputFile, readRows } from '../../src/input/read-rows.ts';
 import type { ReadItem, ReadPosition } from '../../src/input/row.ts';
 import { collect, fixture, rules, useTempFiles } from '../helpers/reader-fixtures.ts';
@@ -570,8 +570,9 @@ describe('whole-file problems throw a UsageError before any item', () => {
   });
 
   // QA: a 14 MB upload of a million columns kept a server from answering anything (its health check too) for hours.
-  it('a header of 300,000 columns is checked for a repeated name in linear time', { timeout: 30_000 }, async () => {
-    const columns = Array.from({ length: 300_000 }, (_, i) => `c${i}`);
+  // Looked up with indexOf per column, 20,000 columns took 5 s of the event loop on a busy machine (a million, hours).
+  it('a header at the column limit is checked for a repeated name in linear time', { timeout: 10_000 }, async () => {
+    const columns = Array.from({ length: MAX_CSV_COLUMNS - 2 }, (_, i) => `c${i}`);
     const path = await csvFile('wide.csv', `prompt,${columns.join(',')},c0\nhi\n`);
     await expect(collect(readRows(path, rules))).rejects.toThrow(/column "c0" appears twice/);
   });
