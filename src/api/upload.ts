@@ -8,6 +8,7 @@ import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { FILE_TROUBLE } from '../errors.ts';
 import { cutTooDeep, nestedTooDeep } from '../input/json-depth.ts';
 import { ApiError } from './api-error.ts';
+import { formatCount } from '../figure-text.ts';
 
 /** The Content-Encodings an upload may come in (a large CSV or JSONL file compresses several times over). */
 const DECODERS: Record<string, () => Transform> = { gzip: createGunzip, 'x-gzip': createGunzip, deflate: createInflate, br: createBrotliDecompress };
@@ -207,7 +208,7 @@ export async function saveJsonRows(body: Readable, path: string, maxBytes: numbe
   const whole = Buffer.concat(chunks);
   const text = new TextDecoder(charsetByMark(whole) ?? 'utf-8').decode(whole).replace(/^\uFEFF/, '');
   if (jsonValuesAtMost(text, JSON_BODY_MAX_VALUES) > JSON_BODY_MAX_VALUES) {
-    throw new ApiError(413, 'upload_too_large', `a JSON body is read whole, and this one holds more than ${JSON_BODY_MAX_VALUES.toLocaleString('en-US')} values (objects, arrays, strings, numbers): send the rows as JSONL (Content-Type application/jsonl, one row per line), which is streamed`);
+    throw new ApiError(413, 'upload_too_large', `a JSON body is read whole, and this one holds more than ${formatCount(JSON_BODY_MAX_VALUES)} values (objects, arrays, strings, numbers): send the rows as JSONL (Content-Type application/jsonl, one row per line), which is streamed`);
   }
   let parsed: unknown;
   try {

@@ -99,6 +99,8 @@ describe('crash safety: killed processes lose no row and double none', () => {
     const big = await writePromptsCsv(dir, 600);
     const first = spawnCli(['run', big, '--config', config, '--out', join(dir, 'killed'), '--batch-id', 'orphaned', '--concurrency', '4'], h.env());
     await untilFinished('orphaned', 20);
+    // On a loaded machine the file may not be all queued yet: the point is a killed run's queued rows.
+    await waitFor(async () => (await queuedJobsOf('orphaned')).length > 300, 30_000);
     first.kill('SIGKILL');
     await first.done;
     const detached = await runCli(['run', await writePromptsCsv(await tempDir('orphan-detached'), 50), '--config', config, '--out', join(dir, 'detached'), '--batch-id', 'for-workers', '--detach'], h.env());
