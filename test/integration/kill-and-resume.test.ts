@@ -157,7 +157,8 @@ describe('crash safety: killed processes lose no row and double none', () => {
     const dir = await tempDir('interrupt');
     // A small max_pending keeps most of the file unread while the first rows run.
     const config = await writeSimConfig(dir, h.sim.url, { queue: { max_pending: 100, enqueue_chunk: 50 } });
-    const rows = 3000;
+    // Far more rows than are read by the time the stop comes (it comes after 100 finished; the calls stay under 600).
+    const rows = 1200;
     const input = await writePromptsCsv(dir, rows);
     const out = join(dir, 'out');
 
@@ -182,7 +183,7 @@ describe('crash safety: killed processes lose no row and double none', () => {
     );
     expect(await queuedJobsOf('interrupted')).toEqual([]);
     expect(await readFile(join(out, 'report.md'), 'utf8')).toContain('**Stopped early: ');
-    expect(ended.stdout).not.toContain('Read 3,000 rows');
+    expect(ended.stdout).not.toContain(`Read ${rows.toLocaleString('en-US')} rows`);
     // Well short of the file: what was in flight or queued when Ctrl-C came, not the rest.
     expect(h.sim.stats().models.fast!.requests).toBeLessThan(600);
     expect(await h.redis.hget(`${h.prefix}:batch:{interrupted}`, 'total')).toBeNull();
@@ -228,7 +229,8 @@ describe('crash safety: killed processes lose no row and double none', () => {
     h.sim.reset();
     const dir = await tempDir('sigterm');
     const config = await writeSimConfig(dir, h.sim.url);
-    const rows = 2000;
+    // Four calls at a time: the 600 rows would take some 4 s, and the stop comes after 50.
+    const rows = 600;
     const input = await writePromptsCsv(dir, rows);
     const out = join(dir, 'out');
     const finishedKey = finishedKeyOf('terminated');

@@ -301,10 +301,10 @@ describe('switchyard worker beside a run on the built-in models', () => {
       await waitForOutput(() => worker.output().stdout, 'Worker running', 20_000);
       const started = Date.now();
       // No --config: the built-in simulator inside the run, which the worker cannot call.
-      const run = await runCli(['run', await writePromptsCsv(dir, 300), '--out', join(dir, 'out'), '--batch-id', 'builtin-beside', '--concurrency', '16'], h.env());
+      const run = await runCli(['run', await writePromptsCsv(dir, 150), '--out', join(dir, 'out'), '--batch-id', 'builtin-beside', '--concurrency', '16'], h.env());
       const took = Date.now() - started;
       expect(run.code, run.stderr).toBe(0);
-      expect(await readJsonLines(join(dir, 'out', 'results.jsonl'))).toHaveLength(300);
+      expect(await readJsonLines(join(dir, 'out', 'results.jsonl'))).toHaveLength(150);
       // The worker takes about half the rows and gives them back: each waits a moment (2.3 s in all
       // here), not a backoff doubling from 1 s (past a minute; the bound leaves room for a loaded machine).
       expect(took).toBeLessThan(30_000);
