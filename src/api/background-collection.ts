@@ -7,7 +7,7 @@ import { formatUsd } from '../models/pricing.ts';
 import { counted, formatClockSpan, formatClockTime, formatCount, formatDuration } from '../figure-text.ts';
 import type { Report } from '../output/report-json.ts';
 import type { BatchLease } from '../queue/batch-lease.ts';
-import { apiOpenBatchesKey } from '../queue/keys.ts';
+import { apiCancellingBatchesKey, apiOpenBatchesKey } from '../queue/keys.ts';
 import { totalOf } from '../progress/progress-display.ts';
 import { connectedWorkerCount } from '../queue/connected-workers.ts';
 
@@ -26,8 +26,11 @@ export interface BackgroundCollection {
   /**
    * Writes a batch's outputs now, for the rows finished so far (the report counts the rest as not
    * run), and ends its collector. The report, or null when it was not being collected here.
+   * `closeEarly` gets the report when rows are left unfinished, before the collector lets go of the
+   * batch's lease: what it writes is done before the batch can be posted again (one posted at the
+   * first sight of the status it writes would otherwise have its writes after the new run's).
    */
-  finishEarly(batchId: string): Promise<Report | null>;
+  finishEarly(batchId: string, closeEarly: (report: Report) => Promise<void>): Promise<Report | null>;
   /** Ends a batch's collector without writing outputs (its file could not be read to the end). */
   abandon(batchId: string): Promise<void>;
   /** Stops every collector, without writing outputs for the rows done so far. */
@@ -49,7 +52,7 @@ const PROGRESS_EVERY_MS = 30_000;
 
 export function createBackgroundCollection(session: Session, say: (line: string) => void, progressEveryMs = PROGRESS_EVERY_MS): BackgroundCollection {
   const stopAll = new AbortController();
-  const running = new Map<string, { drain: AbortController; abandon: AbortController; done: Promise<Report | null>; saidFinished: number | null }>();
+  const running = new Map<string, { drain: AbortController; abandon: AbortController; done: Promise<Report | null>; saidFinished: number | null; closeEarly?: (report: Report) => Promise<void> }>();
 
   // Long batches show progress: one line per batch whose rows moved since the last one. A batch
   // whose rows do not move while no worker is connected (serve --no-worker) says why, once.
@@ -113,9 +116,11 @@ export function createBackgroundCollection(session: Session, say: (line: string)
         ...(config ? { config } : {}),
       });
       if (report && report.totals.unfinished_rows === 0) {
-        await session.redis.srem(apiOpenBatchesKey(session.space), batchId);
+        // A cancel that came as its last rows finished is over too: cleared while the lease is held, a post of the batch at once is not taken for it.
+        await session.redis.multi().srem(apiOpenBatchesKey(session.space), batchId).srem(apiCancellingBatchesKey(session.space), batchId).exec();
         say(`[${batchId}] ${finishedLine('Finished', report, outDir)}`);
       } else if (lease.lost.aborted) say(`[${batchId}] Another process took over this batch's outputs while Redis was unreachable; it writes them.`);
+      else if (report) await running.get(batchId)?.closeEarly?.(report);
       return report;
     } catch (error) {
       if (error instanceof RedisWentBackError) {
@@ -153,9 +158,10 @@ export function createBackgroundCollection(session: Session, say: (line: string)
     async whenCollected(batchId) {
       await running.get(batchId)?.done;
     },
-    async finishEarly(batchId) {
+    async finishEarly(batchId, closeEarly) {
       const collector = running.get(batchId);
       if (!collector) return null;
+      collector.closeEarly = closeEarly;
       collector.drain.abort();
       return collector.done;
     },
