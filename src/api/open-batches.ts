@@ -2,6 +2,7 @@ import type { RunHost } from '../batch/run-batch.ts';
 import { acquireBatchLease, holderName, leaseHolderAlive, type BatchLease } from '../queue/batch-lease.ts';
 import { isFinishedStatus } from '../queue/batch-state.ts';
 import { parsePromptJobId } from '../queue/keys.ts';
+import { runScript, type LuaScript } from '../queue/lua-script.ts';
 import { counted } from '../figure-text.ts';
 import type { BackgroundCollection } from './background-collection.ts';
 import { loadBatchState } from './batch-lookup.ts';
@@ -20,6 +21,23 @@ export interface OpenBatchesOptions {
   cancel: (batchId: string) => Promise<void>;
 }
 
+/**
+ * Takes a batch out of the open sets only if its status is still the one read (ARGV[2], '' for
+ * none). Read, then removed in two steps, the batch posted again meanwhile (to another server on
+ * this Redis: its status is `enqueuing` before it is marked open) lost its new run's open mark, and
+ * a restart of that server never took the run up again.
+ */
+const FORGET_IF_STILL_ENDED: LuaScript = {
+  name: 'forget-ended-open-batch',
+  numberOfKeys: 3,
+  lua: `
+if (redis.call('HGET', KEYS[1], 'status') or '') ~= ARGV[2] then return 0 end
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+return 1
+`,
+};
+
 /** Collects the batches submitted here whose outputs a stopped server left unwritten. */
 export async function resumeOpenBatches(options: OpenBatchesOptions): Promise<void> {
   for (const batchId of await options.host.session.redis.smembers(options.openKey)) {
@@ -32,9 +50,11 @@ async function resumeOpenBatch({ host, collection, starter, say, openKey, cancel
   const { store, redis } = host.session;
   let lease: BatchLease | null = null;
   try {
+    const metaKey = store.keys(batchId).meta;
+    const statusSeen = (await redis.hget(metaKey, 'status')) ?? '';
     const state = await loadBatchState(store, batchId).catch(() => null);
     if (!state || isFinishedStatus(state.meta.status)) {
-      await redis.multi().srem(openKey, batchId).srem(cancellingKey, batchId).exec();
+      await runScript(redis, FORGET_IF_STILL_ENDED, [metaKey, openKey, cancellingKey], [batchId, statusSeen]);
       return;
     }
     const cancelling = (await redis.sismember(cancellingKey, batchId)) === 1;
