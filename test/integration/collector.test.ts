@@ -60,9 +60,18 @@ describe('collector', () => {
       const keys = store.keys(batchId);
       await redis.setbit(keys.finished, 1, 1);
       await redis.setbit(keys.finished, 2, 1);
-      const collecting = collectBatch({ redis, store, batchId, paths: outputPaths(outDir), blockMs: 20 });
+      // Redis goes back once the collector has seen 2 of 5 rows finished, the file read (a fixed wait was not enough on a loaded machine).
+      let sawProgress!: () => void;
+      const seen = new Promise<void>((resolve) => (sawProgress = resolve));
+      const watched = Object.create(store) as BatchStore;
+      watched.progress = async (id) => {
+        const progress = await store.progress(id);
+        setImmediate(sawProgress);
+        return progress;
+      };
+      const collecting = collectBatch({ redis, store: watched, batchId, paths: outputPaths(outDir), blockMs: 20 });
       collecting.catch(() => undefined);
-      await new Promise((resolve) => setTimeout(resolve, 150)); // it has seen 2 of 5 rows finished, the file read
+      await seen;
       await goBack(keys);
       await expect(collecting).rejects.toThrow(new RegExp(`^batch ${batchId}: Redis came back with older data than it had \\(2 rows finished before, [12] now: .*\`switchyard run --resume ${batchId}\` writes every row once`));
     }
