@@ -42,7 +42,12 @@ describe('kill -9 while rows are between calls', () => {
     // Every call the simulator answered has its record; a call cut off by the kill may not (rows sleep 0-3 s between calls: rarely one).
     expect(beforeKill).toBeGreaterThanOrEqual(8);
     expect(requestsTo('down') - calls.filter((call) => call.model === 'down').length).toBeLessThanOrEqual(1);
-    expect(calls.filter((call) => call.model === 'fast')).toHaveLength(requestsTo('fast'));
+    // Rows whose 503 came once down's circuit had opened (5 failures) go on to fast before the kill: on a
+    // loaded machine one such call can be the one the kill cuts off (CI: 9 requests, 8 records). None twice.
+    const fastCalls = calls.filter((call) => call.model === 'fast').length;
+    expect(fastCalls).toBeLessThanOrEqual(requestsTo('fast'));
+    expect(requestsTo('fast') - fastCalls).toBeLessThanOrEqual(1);
+    expect(new Set(calls.filter((call) => call.model === 'fast' && call.status === 'succeeded').map((call) => call.row)).size).toBe(8);
   });
 
   it("keeps an ensemble member's answer while another member still works: it is not bought again", async () => {
