@@ -94,27 +94,30 @@ function fitsAll(models: readonly ModelConfig[], promptTokens: number, maxTokens
   return models.every((model) => model.context_window === undefined || promptTokens + outputTokens(model, maxTokens) <= model.context_window);
 }
 
+type CandidateChain = ReturnType<typeof candidateChain>;
+
 /**
  * Whether the prompt must be counted to route it: when its chain has a model with a context window
  * that the prompt's UTF-8 bytes (a bound its tokens never exceed) plus the answer do not fit.
  */
-function needsCount(input: RouteInput, config: SwitchyardConfig): boolean {
-  const windowed = candidateChain(input, config).models.map((name) => config.models[name]).filter((model): model is ModelConfig => model?.context_window !== undefined);
+function needsCount({ models }: CandidateChain, input: RouteInput, config: SwitchyardConfig): boolean {
+  const windowed = models.map((name) => config.models[name]).filter((model): model is ModelConfig => model?.context_window !== undefined);
   return windowed.length > 0 && !fitsAll(windowed, maxMessageTokens(input.messages), input.maxTokens);
 }
 
 export function planRoute(input: RouteInput, config: SwitchyardConfig, countTokens: CountTokens): RoutePlan {
-  return planWithCount(input, config, needsCount(input, config) ? countTokens(input.messages) : null);
+  const candidates = candidateChain(input, config);
+  return planWithCount(input, config, candidates, needsCount(candidates, input, config) ? countTokens(input.messages) : null);
 }
 
 /** planRoute for processes with calls in flight: a count it needs is made off the event loop, and waited for. */
 export async function planRouteCountingLater(input: RouteInput, config: SwitchyardConfig, countTokens: CountTokensLater): Promise<RoutePlan> {
-  return planWithCount(input, config, needsCount(input, config) ? await countTokens(input.messages) : null);
+  const candidates = candidateChain(input, config);
+  return planWithCount(input, config, candidates, needsCount(candidates, input, config) ? await countTokens(input.messages) : null);
 }
 
 /** The plan, given the prompt's count when needsCount said it is needed (else null: the prompt is estimated). */
-function planWithCount(input: RouteInput, config: SwitchyardConfig, counted: number | null): RoutePlan {
-  const { models, reason } = candidateChain(input, config);
+function planWithCount(input: RouteInput, config: SwitchyardConfig, { models, reason }: CandidateChain, counted: number | null): RoutePlan {
   const promptTokens = counted ?? estimateMessageTokens(input.messages);
 
   const chain: string[] = [];
