@@ -8,7 +8,7 @@ import type { ProviderClient } from '../models/provider-clients.ts';
 import { retryDelayMs } from '../models/retry-policy.ts';
 import { callErrorMessage, type CallRecord, type RowEvent } from '../output/records.ts';
 import { noModelMessage as noModelMessageForPlan } from '../routing/route-plan.ts';
-import { maxMessageTokens } from '../routing/token-count.ts';
+import { maxMessageTokens, maxParamsTokens } from '../routing/token-count.ts';
 import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
 import { ClaimLostError } from './claim-lost.ts';
 import type { RowGate } from './row-gate.ts';
@@ -164,8 +164,9 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     const onLimit = modelConfig.on_limit ?? config.limits.on_limit;
     // The budget holds the most the call can cost: its prompt at a bound no tokenizer exceeds (its
     // UTF-8 bytes), not the rate limits' estimate, which IDs, JSON or base64 exceed 2-3 times (QA:
-    // a $0.10 cap spent $0.24). What the call did not use comes back when it settles.
-    const promptBound = maxMessageTokens(row.messages);
+    // a $0.10 cap spent $0.24), and the request fields sent with it, a structured output's schema
+    // (QA: a $0.02 cap spent $0.128). What the call did not use comes back when it settles.
+    const promptBound = maxMessageTokens(row.messages) + maxParamsTokens(row.params);
     const estimateNanos = callCostNanos(modelConfig.price, { input_tokens: promptBound, output_tokens: request.maxTokens }) ?? 0;
 
     // A rate-limited model's slot can be minutes away: a row the budget must refuse is refused before it waits for one.

@@ -166,6 +166,14 @@ export function maxMessageTokens(messages: readonly ChatMessage[]): number {
   return total;
 }
 
+/**
+ * The same bound for the request fields sent beside the messages (`response_format`, `stop`,
+ * `logit_bias`...): providers read a structured output's JSON schema as prompt, and bill it so.
+ */
+export function maxParamsTokens(params: Readonly<Record<string, unknown>> | undefined): number {
+  return params === undefined ? 0 : Buffer.byteLength(JSON.stringify(params), 'utf8');
+}
+
 /** Whether this thread has loaded the tokenizer, and how long the load took: the tests check that only a real count loads it, and a run's counts not here. */
 export function tokenizerStatus(): { encoding: string; loaded: boolean; loadMs: number | null } {
   return { encoding: TOKENIZER_ENCODING, loaded: encoding !== null, loadMs };

@@ -349,6 +349,19 @@ describe('advanceRow', () => {
     expect(held[0]).toBeGreaterThanOrEqual(callCostNanos({ input_per_mtok: 1, output_per_mtok: 2 }, { input_tokens: countMessageTokens([{ role: 'user', content: prompt }]), output_tokens: 100 })!);
   });
 
+  it("holds budget for the request fields sent beside the prompt too: a response_format's JSON schema is read, and billed, as prompt", async () => {
+    // QA: a $0.02 cap spent $0.128 on ten rows whose 53 KB schema the hold left out (it held 20 tokens of prompt each).
+    const schema = { type: 'object', properties: Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`field_${i}`, { type: 'string', description: `What field ${i} holds, in a sentence.` }])) };
+    const params = { response_format: { type: 'json_schema', json_schema: { name: 'form', schema } } };
+    const held: number[] = [];
+    const { deps } = setup(['ok'], { reserveBudget: async (estimateNanos) => (held.push(estimateNanos), { ok: true, hold: null }) }, { max_tokens: 100 });
+    const step = await advanceRow({ ...row, params }, freshProgress(), deps);
+    expect(step.kind).toBe('finished');
+    const bytes = Buffer.byteLength('Hello', 'utf8') + Buffer.byteLength(JSON.stringify(params), 'utf8');
+    expect(held).toHaveLength(1);
+    expect(held[0]).toBeGreaterThanOrEqual(callCostNanos({ input_per_mtok: 1, output_per_mtok: 2 }, { input_tokens: bytes, output_tokens: 100 })!);
+  });
+
   it('with breaker.max_wait_ms, a row whose chain ended on open circuits waits for the probe and runs its chain again', async () => {
     let clock = 1_000_000;
     let openUntil = clock + 30_000;
