@@ -6,6 +6,7 @@ import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosit
 import { chatMessageSchema, type ReadItem, type ReadPosition, type RowError, type RowRules } from './row.ts';
 import { issueText } from '../config/issue-text.ts';
 import { nestedTooDeep, TOO_DEEP_MESSAGE } from './json-depth.ts';
+import { loneSurrogateMessage, loneSurrogatePath } from './lone-surrogate.ts';
 import { DELIMITER_NAMES, sniffCsvDelimiter } from './csv-delimiter.ts';
 
 /**
@@ -172,6 +173,8 @@ function parseLine(text: string, pos: RecordPosition, rules: RowRules, position:
   const batchLine = looksLikeOpenAiBatchLine(object, promptKey);
   const id = idOf(object, batchLine);
   if (nestedTooDeep(object)) return rowError(pos, 'bad_field', TOO_DEEP_MESSAGE, id, batchLine ? customIdOf(object) : undefined);
+  const halfCharacter = loneSurrogatePath(text, object);
+  if (halfCharacter !== null) return rowError(pos, 'bad_encoding', loneSurrogateMessage(halfCharacter), id, batchLine ? customIdOf(object) : undefined);
   const fields = batchLine ? batchFields(object) : promptFields(object, promptKey);
   if (!batchLine && !('code' in fields)) countUnsentRequestFields(object, position);
   if ('code' in fields) return rowError(pos, fields.code, fields.message, id, batchLine ? customIdOf(object) : undefined);

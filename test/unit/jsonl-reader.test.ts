@@ -421,6 +421,26 @@ describe('bytes that are not UTF-8', () => {
   });
 });
 
+describe('half of a UTF-16 surrogate pair written as an escape', () => {
+  it('is a bad_encoding row naming the field, not a request every provider refuses (QA: "\\ud800" in a prompt was sent as it was)', async () => {
+    const lines = [
+      String.raw`{"id":"a","prompt":"lone \ud800 here"}`,
+      String.raw`{"id":"b","messages":[{"role":"user","content":"x"},{"role":"user","content":"low \udc00"}]}`,
+      String.raw`{"custom_id":"c","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[{"role":"user","content":"\uDBFF!"}]}}`,
+      String.raw`{"id":"d","prompt":"x","metadata":{"\ud800":1}}`,
+      String.raw`{"id":"e","prompt":"a pair \ud83d\ude00 and an escaped backslash \\ud800"}`,
+    ];
+    const items = await collect(readJsonlRows(await file('surrogates.jsonl', lines.join('\n')), rules));
+    expect(items.slice(0, 4)).toMatchObject([
+      { kind: 'error', value: { row: 1, id: 'a', code: 'bad_encoding', message: expect.stringMatching(/^prompt holds half of a UTF-16 surrogate pair .*: providers refuse such a request \(400\)/) } },
+      { kind: 'error', value: { row: 2, id: 'b', code: 'bad_encoding', message: expect.stringMatching(/^messages\[1\]\.content holds half/) } },
+      { kind: 'error', value: { row: 3, custom_id: 'c', code: 'bad_encoding', message: expect.stringMatching(/^body\.messages\[0\]\.content holds half/) } },
+      { kind: 'error', value: { row: 4, id: 'd', code: 'bad_encoding', message: expect.stringMatching(/^the key "\\ud800" in metadata holds half/) } },
+    ]);
+    expect(items[4]).toEqual({ kind: 'row', value: { row: 5, line: 5, id: 'e', messages: [{ role: 'user', content: 'a pair \u{1F600} and an escaped backslash \\ud800' }], metadata: {} } });
+  });
+});
+
 describe('a line with bytes that are not UTF-8 and a custom_id key', () => {
   it('is a prompt line when it has the prompt column, its error named by its id (review: read as an OpenAI Batch line under --prompt-column)', async () => {
     const path = await file('latin1-text.jsonl', Buffer.concat([Buffer.from('{"id":"p2","custom_id":"c2","text":"caf'), Buffer.from([0xe9]), Buffer.from('"}\n')]));
