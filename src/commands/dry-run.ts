@@ -17,7 +17,7 @@ import { rowTarget } from '../routing/row-target.ts';
 import { AUTO_ROUTE, pinnedModel, refuseUnknownPinned } from '../routing/pinned-model.ts';
 import { maxTokensOfRow, noModelMessage, planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
-import { countMessageTokens } from '../routing/token-count.ts';
+import { countMessageTokens, countTextTokens } from '../routing/token-count.ts';
 import { countInvalidRow, type ChatMessage, type InputRow, type InvalidRowCounts, type ReadPosition } from '../input/row.ts';
 import { judgeMessages } from '../judge/judge-prompt.ts';
 import { withJudge } from '../judge/judge-override.ts';
@@ -117,6 +117,8 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     const { taskType, reason } = classifyByRules(text, rules, chars);
     const { maxTokens, maxTokensFrom } = maxTokensOfRow(row, config);
     const { abArm, ensemble } = rowTarget(row, config, abSplit, pinned);
+    // The request fields sent beside the prompt are read as prompt too: a structured output's JSON schema is billed so.
+    const fieldTokens = row.params === undefined ? 0 : countTextTokens(JSON.stringify(row.params));
     const judgeCall = (answerTokens: number) => {
       if (!config.judge) return;
       const judged = judgeCallTally(config, config.judge, row, answerTokens);
@@ -137,7 +139,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
         continue;
       }
       const synthesisMaxTokens = ensemble.config.synthesis_max_tokens ?? maxTokens;
-      const rowTally = ensembleRowTally(config, members, ensemble.config.synthesizer, countMessageTokens(row.messages), maxTokens, synthesisMaxTokens);
+      const rowTally = ensembleRowTally(config, members, ensemble.config.synthesizer, countMessageTokens(row.messages) + fieldTokens, maxTokens, synthesisMaxTokens);
       add(byModel, `${ensemble.name} (ensemble)`, rowTally);
       // Labelled by the rules, as the run records it (results.jsonl's task_type, the report's task-type table).
       add(byTask, taskType, rowTally);
@@ -152,7 +154,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
       noFit(row, noModelMessage(plan));
       continue;
     }
-    const rowTally = callTally(config, model, plan.promptTokensCounted ? plan.promptTokens : countMessageTokens(row.messages), maxTokens);
+    const rowTally = callTally(config, model, (plan.promptTokensCounted ? plan.promptTokens : countMessageTokens(row.messages)) + fieldTokens, maxTokens);
     add(byModel, model, rowTally);
     add(byTask, plan.taskType, rowTally);
     if (abArm !== undefined) add(byArm, abArm, rowTally);

@@ -53,6 +53,24 @@ describe('run --dry-run', () => {
   });
 });
 
+describe('run --dry-run of structured-output rows', () => {
+  const h = useSimulatorAndRedis('dry-run-schema', { latency_ms: 1 });
+
+  it("counts a response_format's JSON schema as prompt, as providers bill it (QA: \"at most $0.000500\" for ten rows that cost $0.128)", async () => {
+    const dir = await tempDir('dry-schema');
+    const config = join(dir, 'switchyard.yaml');
+    await writeFile(config, stringify({ providers: { sim: { base_url: h.sim.url } }, models: { flash: { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 2 } } }, default_model: 'flash', max_tokens: 100 }));
+    const schema = { type: 'object', properties: Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`field_${i}`, { type: 'string', description: `What field ${i} holds, in a sentence.` }])) };
+    const params = { response_format: { type: 'json_schema', json_schema: { name: 'form', schema } } };
+    const input = join(dir, 'in.jsonl');
+    await writeFile(input, `${JSON.stringify({ prompt: 'Fill the form', ...params })}\n`);
+    const result = await runCli(['run', input, '--config', config, '--dry-run'], h.env());
+    expect(result.code, result.stderr).toBe(0);
+    const inputTokens = Number(/^flash +1 +([\d,]+) /m.exec(result.stdout)?.[1]?.replaceAll(',', ''));
+    expect(inputTokens).toBeGreaterThan(countMessageTokens([{ role: 'user', content: 'Fill the form' }]) + countMessageTokens([{ role: 'user', content: JSON.stringify(params) }]) - 10);
+  });
+});
+
 describe('run --dry-run of ensemble rows', () => {
   const h = useSimulatorAndRedis('dry-run-ensemble', { latency_ms: 1 });
 
