@@ -4,7 +4,7 @@ import * as nodeModule from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { optionsFor } from './cli-flags.ts';
 import { createLogger, logFormatProblem, logLevelProblem } from './log.ts';
-import { writeLines } from './progress/terminal-lines.ts';
+import { withControlsShown, writeLines } from './progress/terminal-lines.ts';
 import { describeFileTrouble, describeRedisTrouble, SetupError, UsageError } from './errors.ts';
 import { LOCK_TOO_SHORT, MIN_LOCK_MS } from './queue/claim-lock.ts';
 import { parseDecimal } from './decimal-text.ts';
@@ -172,16 +172,16 @@ async function exitWith(run: () => Promise<number>): Promise<void> {
     process.exitCode = await run();
   } catch (error) {
     if (error instanceof UsageError) {
-      process.stderr.write(`switchyard: ${error.message}\n`);
+      process.stderr.write(`switchyard: ${withControlsShown(error.message)}\n`);
       process.exitCode = 2;
     } else if (error instanceof SetupError) {
-      process.stderr.write(`switchyard: ${error.message}\n`);
+      process.stderr.write(`switchyard: ${withControlsShown(error.message)}\n`);
       process.exitCode = 3;
     } else {
       // Redis trouble is the environment's (3); a full disk names itself, anything else is a bug (4).
       const redis = describeRedisTrouble(error);
       const told = redis ?? describeFileTrouble(error) ?? `unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`;
-      process.stderr.write(`switchyard: ${told}\n`);
+      process.stderr.write(`switchyard: ${withControlsShown(told)}\n`);
       process.exitCode = redis ? 3 : 4;
     }
   }

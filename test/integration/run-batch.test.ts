@@ -454,6 +454,22 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(await h.redis.exists(`${h.prefix}:batch:{nocol}`)).toBe(0);
   });
 
+  it("shows the control characters of the file's text it quotes, rather than send them to the terminal (QA: an unknown model's name recoloured it and rang its bell)", async () => {
+    const dir = await tempDir('controls');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const header = join(dir, 'header.csv');
+    await writeFile(header, 'question\x1b]0;pwned\x07,answer\nhello,world\n');
+    const refused = await runCli(['run', header, '--config', config, '--batch-id', 'controls-header'], h.env());
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('question\\x1b]0;pwned\\x07');
+    const model = join(dir, 'model.jsonl');
+    await writeFile(model, `${JSON.stringify({ prompt: 'hi', model: 'evil\x1b[31mRED\x1b[0m\x07' })}\n${JSON.stringify({ prompt: 'hi' })}\n`);
+    const ran = await runCli(['run', model, '--config', config, '--batch-id', 'controls-model', '--out', join(dir, 'out')], h.env());
+    expect(ran.code, ran.stderr).toBe(1);
+    expect(ran.stdout).toContain('unknown model "evil\\x1b[31mRED\\x1b[0m\\x07"');
+    expect(`${ran.stdout}${ran.stderr}${refused.stderr}`).not.toMatch(/[\x07\x1b]/);
+  });
+
   // QA: the metadata keys went to Redis as one command's arguments, which overflowed the stack and stopped the file.
   it('runs JSONL rows of 150,000 metadata keys, each a column of results.csv', { timeout: 120_000 }, async () => {
     const dir = await tempDir('wide');
