@@ -4,6 +4,7 @@ import { EMPTY_ANSWER, REFUSED_ANSWER } from './report.ts';
 import type { AbArmReport, ModelReport, Report, RowGroupReport } from './report-json.ts';
 import { formatAbSplit } from '../routing/ab-split.ts';
 import { counted, formatClockSpan, formatCount, formatDuration } from '../figure-text.ts';
+import { withControlsShown } from '../control-characters.ts';
 
 const count = (n: number): string => formatCount(n);
 
@@ -66,9 +67,9 @@ function shorten(text: string, max: number): string {
   return line.length <= max ? line : `${line.slice(0, max - 1)}…`;
 }
 
-/** Text for a table cell: no row break, no column break, and no markup a viewer would render (a provider's HTML). */
+/** Text for a table cell: no row break, no column break, no markup a viewer would render (a provider's HTML), and no control character a terminal would run. */
 function cell(text: string): string {
-  return text.replace(/\|/g, '\\|').replace(/</g, '&lt;').replace(/\r?\n|\r/g, ' ');
+  return withControlsShown(text.replace(/\|/g, '\\|').replace(/</g, '&lt;').replace(/\r?\n|\r/g, ' '));
 }
 
 function table(headers: string[], align: Array<'l' | 'r'>, rows: string[][]): string[] {

@@ -376,6 +376,14 @@ describe('invalid input rows', () => {
     expect(lines).toContain('         bad_json: line 2: invalid JSON: Unexpected token');
   });
 
+  it("show the control characters of the text they quote in report.md, which `cat` would otherwise send to the terminal (QA: a provider's error cleared the screen)", () => {
+    const invalid: InvalidRowCounts = {};
+    countInvalidRow(invalid, { row: 1, line: 1, code: 'unknown_model', message: 'unknown model "evil\x1b[2J\x1b]0;owned\x07"' });
+    const md = renderReportMarkdown(new ReportTally().build({ batchId: 'b1', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:01.000Z' }, invalid));
+    expect(md).toContain('| unknown_model | 1 | line 1: unknown model "evil\\x1b[2J\\x1b]0;owned\\x07" |');
+    expect(md).not.toMatch(/[\x07\x1b]/);
+  });
+
   it('leave the report as it was when there are none', () => {
     const report = new ReportTally().build({ batchId: 'b2', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:01.000Z' });
     expect(report.totals.invalid_rows).toBe(0);
