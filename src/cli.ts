@@ -279,13 +279,14 @@ program
   .command('serve')
   .description('HTTP API: take CSV/JSONL batches by POST /v1/batches, run them on workers here, serve their status and outputs')
   .option('--port <n>', 'port (0 picks a free one)', portNumber, 8080)
-  .option('--host <host>', 'address to listen on (set SWITCHYARD_API_TOKEN before going beyond 127.0.0.1)', '127.0.0.1')
+  .option('--host <host>', 'address to listen on; beyond this machine (e.g. 0.0.0.0) it needs SWITCHYARD_API_TOKEN set, or --no-auth', '127.0.0.1')
   .option('-c, --config <file>', 'switchyard.yaml or .json for every batch (default: built-in models on the simulator)', text)
   .option('-o, --out <dir>', 'folder for each batch\'s input and outputs, as <dir>/<batch id>/', 'out')
   .option('--concurrency <n>', 'model calls in flight in this process (default: the config\'s concurrency)', positiveInt)
   .option('--no-worker', 'run no workers here: "switchyard worker" processes on the same Redis run the rows')
   .option('--max-upload-mb <n>', 'largest input file taken', positiveNumber, 1024)
-  .action((opts: { port: number; host: string; config?: string; out: string; concurrency?: number; worker: boolean; maxUploadMb: number }) =>
+  .option('--no-auth', 'serve beyond this machine without SWITCHYARD_API_TOKEN: anyone who reaches it can run batches (a network you trust only)')
+  .action((opts: { port: number; host: string; config?: string; out: string; concurrency?: number; worker: boolean; maxUploadMb: number; auth: boolean }) =>
     exitWith(async () => {
       stopEarly(say, 'before the server started: it took no batch and no row; the batches not finished go on when it starts again.');
       return (await import('./commands/serve.ts')).runServeCommand(opts, logger, say);

@@ -6,6 +6,16 @@ export function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
+/**
+ * Whether `host` only takes connections from this machine: localhost, ::1 or any of 127.0.0.0/8
+ * (also written as an IPv4-mapped IPv6 address). Any other name or address may be reached from
+ * the network.
+ */
+export function isLoopback(host: string): boolean {
+  const address = host.toLowerCase().replace(/^::ffff:(?=\d+\.)/, '');
+  return address === 'localhost' || address === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(address);
+}
+
 /** A port that is taken or not allowed, or a host that is not this machine's, said as such instead of a stack trace; null for other errors. */
 export function listenTrouble(error: unknown, host: string, port: number): UsageError | null {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;

@@ -2,12 +2,14 @@ import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { exitWhenRedisStaysAway } from '../queue/redis-stays-away.ts';
 import { startApiServer } from '../api/api-server.ts';
+import { API_TOKEN_ENV, apiToken } from '../api/api-token.ts';
 import { createBackgroundCollection } from '../api/background-collection.ts';
 import { createBatchService } from '../api/batch-service.ts';
 import { loadConfigFile } from '../config/load.ts';
 import { exitCodeForSignal, UsageError } from '../errors.ts';
 import { createCallSlots } from '../execution/call-slots.ts';
 import { limitHeapGrowth } from '../heap-growth.ts';
+import { isLoopback } from '../listen-address.ts';
 import { endEarlyStop } from '../early-stop.ts';
 import { createBatchContexts } from '../../workers/batch-context.ts';
 import { deadProcessRowsText } from '../queue/worker-registry.ts';
@@ -29,9 +31,9 @@ export interface ServeOptions {
   /** false: only take batches and write their outputs; `switchyard worker` processes run the rows. */
   worker: boolean;
   maxUploadMb: number;
+  /** false (--no-auth): serve beyond this machine without SWITCHYARD_API_TOKEN, on a network the operator trusts. */
+  auth: boolean;
 }
-
-const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
 /**
  * `switchyard serve`: the HTTP API (src/api/) in front of the same producer, queue and collector as
@@ -44,7 +46,8 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
   if (!options.worker && !options.config) {
     throw new UsageError('--no-worker needs --config: the built-in models are a simulator inside the server, which only its own workers can call. Give a config (examples/switchyard.yaml runs on "switchyard sim"), or drop --no-worker.');
   }
-  const token = process.env.SWITCHYARD_API_TOKEN?.trim() || null;
+  // Before anything starts: an open server without a token is refused, not warned about.
+  const token = apiToken(process.env, options.host, options.auth);
   // Checked now, not at the first POST (QA: a file given as --out started a server that failed every batch with a 500).
   await createOutputDir(resolve(options.out));
   const session = await openSession(logger, say, { waitForRedis: 'for ever' });
@@ -78,9 +81,8 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
     const where = options.host === '0.0.0.0' || options.host === '::' ? `every interface (${options.host}), on this machine ${server.url}` : server.url;
     say(`Switchyard API listening on ${where} (POST ${server.url}/v1/batches with a CSV or JSONL file; outputs under ${resolve(options.out)}).`);
     say(worker ? `Workers here make up to ${concurrency} model calls at a time; Redis ${session.redisLabel}, prefix "${session.space.prefix}".` : `No workers here (--no-worker): start "switchyard worker" processes on Redis ${session.redisLabel}, prefix "${session.space.prefix}".`);
-    if (token === null && !LOOPBACK.has(options.host)) {
-      say('Warning: no SWITCHYARD_API_TOKEN is set, and the server listens beyond this machine: anyone who reaches it can run batches that spend money. Set one and send it as a bearer token.');
-    } else if (token !== null) say('Every request but GET /healthz needs SWITCHYARD_API_TOKEN as a bearer token (Authorization: Bearer ...).');
+    if (token !== null) say(`Every request but GET /healthz needs ${API_TOKEN_ENV} as a bearer token (Authorization: Bearer ...).`);
+    else if (!isLoopback(options.host)) say('No API token (--no-auth): anyone who reaches the server can run batches, spending money, and read their files.');
     say(`Ctrl-C stops it${worker ? ' once the calls in flight finish' : ''}; started again, it goes on with the batches not finished.`);
     // Listening before the resume below, which may read a long file: a stop then ends that too.
     const stopped = new Promise<void>((resolve) => {

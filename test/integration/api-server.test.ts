@@ -863,6 +863,16 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     }
   });
 
+  it('starts beyond this machine without a token only with --no-auth, and says so', async () => {
+    const out = join(await tempDir('api-no-auth'), 'out');
+    const child = spawnCli(['serve', '--port', '0', '--host', '0.0.0.0', '--no-auth', '--out', out], { ...h.env(), SWITCHYARD_API_TOKEN: '' });
+    running.push(Object.assign(child, { url: '' }));
+    await waitForOutput(() => child.output().stdout, 'No API token (--no-auth)', 20_000);
+    expect(child.output().stdout).toContain('No API token (--no-auth): anyone who reaches the server can run batches, spending money, and read their files.');
+    const url = /on this machine (http:\/\/\S+) /.exec(child.output().stdout)![1]!;
+    expect((await fetch(`${url}/v1/batches`)).status).toBe(200);
+  });
+
   it('refuses --no-worker on the built-in models, which only the server itself can call', async () => {
     const refused = await spawnCli(['serve', '--port', '0', '--no-worker'], h.env()).done;
     expect(refused.code).toBe(2);

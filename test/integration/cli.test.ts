@@ -57,6 +57,20 @@ describe('switchyard (no command)', () => {
   });
 });
 
+describe('switchyard serve beyond this machine', () => {
+  it('refuses to start without SWITCHYARD_API_TOKEN (exit 2), naming the variable and --no-auth, before starting anything (QA: a warning, and anyone on the network could spend money)', async () => {
+    const child = spawnCli(['serve', '--host', '0.0.0.0', '--port', '0'], { SWITCHYARD_API_TOKEN: '', REDIS_URL: 'redis://127.0.0.1:1' });
+    // A server that starts anyway is stopped here, not left listening.
+    const started = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    const result = await child.done.finally(() => clearTimeout(started));
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^switchyard: --host 0\.0\.0\.0 listens beyond this machine and SWITCHYARD_API_TOKEN is empty: .* Set SWITCHYARD_API_TOKEN in the server's environment .* Or, on a network you trust, give --no-auth to serve without a token\.\n$/);
+    expect(result.stdout).toBe('');
+    const help = (await runCli(['serve', '--help'], {})).stdout.replace(/\s+/g, ' ');
+    expect(help).toContain('--no-auth serve beyond this machine without SWITCHYARD_API_TOKEN');
+  });
+});
+
 describe('switchyard demo', () => {
   const h = useSimulatorAndRedis('demo');
 
