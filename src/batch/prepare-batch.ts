@@ -19,6 +19,7 @@ import { refuseLostCollectedFiles } from '../output/collected-files.ts';
 import type { Simulator } from '../sim/server.ts';
 import { atEarlyQuit, holdingEarlyStop, saysWhenStopped } from '../early-stop.ts';
 import { lookalikeColumnsText, requestFieldColumnsText } from './run-messages.ts';
+import { createAnsweringModels } from './answering-models.ts';
 import { keysHeldElsewhere, refuseJudgeWithoutKey, refuseSpentMonth, refuseWithoutKeys, warnAboutConfig } from './config-checks.ts';
 import { abSplitsBefore, isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, cacheTurnedOff, withRunCache, withRunJudge, type RunSettings } from './run-settings.ts';
 import type { RunHost, RunOptions } from './run-batch.ts';
@@ -46,6 +47,8 @@ export interface PreparedBatch {
   callsElsewhere: boolean;
   /** The file's rows, its first record already read (a bad file stopped before this). */
   items: AsyncIterable<ReadItem>;
+  /** What the rows read so far go to (their own model, arm, the pinned model, or auto): all of them once `items` is read to its end. */
+  answering: ReadonlySet<string>;
   position: ReadPosition;
   outDir: string;
   startedAt: Date;
@@ -90,7 +93,8 @@ export async function prepareBatch(batchId: string, options: RunOptions, session
   const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
   // A host's batch was posted to its HTTP API: the readers' advice is for the request then (a charset to name in its Content-Type).
   const rules = { promptColumn: settings.promptColumn, overHttp: host !== undefined };
-  const items = await checkedRows(settings.inputPath, rules, config, position, held, (first) => sayNoReferenceField(config, first, say));
+  const answering = createAnsweringModels(config, settings.abSplit, settings.model);
+  const items = await checkedRows(settings.inputPath, rules, config, position, held, { first: (first) => sayNoReferenceField(config, first, say), each: answering.see });
   for (const note of [lookalikeColumnsText(position.csvLookalikeColumns), requestFieldColumnsText(position.csvRequestFieldColumns)]) if (note) say(note);
 
   const { outDir, startedAt } = await saveBatch(batchId, options, existing, session, { config: savedConfig, builtIn: resolved.builtIn, judgeModel, cacheOff, settings, position });
@@ -107,6 +111,7 @@ export async function prepareBatch(batchId: string, options: RunOptions, session
     concurrency: settings.concurrency ?? config.concurrency,
     callsElsewhere,
     items,
+    answering: answering.names,
     position,
     outDir,
     startedAt,
@@ -115,19 +120,22 @@ export async function prepareBatch(batchId: string, options: RunOptions, session
 
 /**
  * Pulls the first record now, so a bad file (no prompt column, empty) stops before anything is
- * enqueued; its first row goes to `onFirstRow`. The reader goes into `held`: a run that ends before
- * reading the file to its end (a refusal after this, a stop, a cancel) closes it there.
+ * enqueued; its first row goes to `onRow.first`, and every row, as it is read, to `onRow.each`. The
+ * reader goes into `held`: a run that ends before reading the file to its end (a refusal after
+ * this, a stop, a cancel) closes it there.
  */
-async function checkedRows(path: string, rules: Omit<RowRules, 'knownModels'>, config: SwitchyardConfig, position: ReadPosition, held: Held, onFirstRow: (row: InputRow) => void): Promise<AsyncIterable<ReadItem>> {
+async function checkedRows(path: string, rules: Omit<RowRules, 'knownModels'>, config: SwitchyardConfig, position: ReadPosition, held: Held, onRow: { first: (row: InputRow) => void; each: (row: InputRow) => void }): Promise<AsyncIterable<ReadItem>> {
   const iterator = readRows(path, { ...rules, knownModels: new Set(answerableNames(config)) }, position)[Symbol.asyncIterator]();
   held.reader = iterator;
   const first = await iterator.next();
-  if (!first.done && first.value.kind === 'row') onFirstRow(first.value.value);
+  if (!first.done && first.value.kind === 'row') onRow.first(first.value.value);
   return {
     async *[Symbol.asyncIterator]() {
       if (first.done) return;
-      yield first.value;
-      for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+      for (let next: IteratorResult<ReadItem> = first; !next.done; next = await iterator.next()) {
+        if (next.value.kind === 'row') onRow.each(next.value.value);
+        yield next.value;
+      }
     },
   };
 }

@@ -22,7 +22,7 @@ import { outputPaths } from '../output/paths.ts';
 import { openSession, type Session } from '../queue/session.ts';
 import { orphanedBatchText, queuedAheadText, readText, redisStayedAwayText, releasedRowsText, stoppedText, unreadableFileText, unsentBodyFieldsText, unsentRequestFieldsText } from './run-messages.ts';
 import { formatWait, REDIS_WAIT_ENV, whileRedisRefuses } from '../queue/redis-outage.ts';
-import { NO_INPUT_FILE } from './run-settings.ts';
+import { NO_INPUT_FILE, sayJudgeAnswersToo } from './run-settings.ts';
 import { prepareBatch, resumeCommand, type Held, type PreparedBatch } from './prepare-batch.ts';
 import { watchForStops, type RunStops } from './run-stops.ts';
 import { collectAndReport } from './collect-and-report.ts';
@@ -206,6 +206,8 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     await whileRedisRefuses('queueing the file', fileRead, session.refusals);
     say(readText(counts, worker ? concurrency : batch.callsElsewhere ? 'elsewhere' : null));
     for (const note of [unsentBodyFieldsText(counts.unsentBodyFields), unsentRequestFieldsText(batch.position.unsentRequestFields)]) if (note) say(note);
+    // Once the rows are known: a row's own model may send it to the judge, or keep every row from a route that does.
+    sayJudgeAnswersToo(config, batch.answering, say);
     const workersNow = collecting ? null : await connectedWorkerCount(queue);
     await queue.close();
 

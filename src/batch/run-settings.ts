@@ -115,7 +115,6 @@ export function chooseRunSettings(options: RunOptions, existing: BatchMeta | nul
   const promptColumn = options.promptColumn ?? existing?.prompt_column ?? 'prompt';
   const { model, abSplit } = chooseRowModels(options, existing, config, builtIn);
   sayAbSplitNotes(options, existing, config, model, abSplit, say);
-  sayJudgeAnswersToo(config, abSplit ? abSplit.map((arm) => arm.model) : model ? [model] : [], say);
   const budget = chooseBudget(options, existing, config);
   sayBudgetStillSpent(existing, budget.usd, config, storedConfig, say);
   // A resume goes on at the pace the batch was given (a provider's limits may be why it was low).
@@ -188,12 +187,16 @@ export function abSplitsBefore(existing: BatchMeta | null, abSplit: AbArm[] | un
   return splits.length > 0 ? { ab_splits_before: splits } : {};
 }
 
-/** `answering`: the models rows that name none go to (none: they are routed). */
-function sayJudgeAnswersToo(config: SwitchyardConfig, answering: readonly string[], say: (line: string) => void): void {
-  if (!config.judge) return;
+/**
+ * Said once the file is read: whether the judge answers rows too, and whom it falls back to.
+ * `answering`: what the rows went to (answering-models.ts; `auto` for those routed), none for a
+ * file without a valid row.
+ */
+export function sayJudgeAnswersToo(config: SwitchyardConfig, answering: ReadonlySet<string>, say: (line: string) => void): void {
+  if (!config.judge || answering.size === 0) return;
   const judge = config.judge.model;
-  const answerers = mayAnswer(config, answering);
-  const how = answering.includes(judge) ? 'answers rows here too' : answerers.has(judge) ? 'may answer rows here too (a route or a fallback goes to it)' : null;
+  const answerers = mayAnswer(config, [...answering]);
+  const how = answering.has(judge) ? 'answers rows here too' : answerers.has(judge) ? 'may answer rows here too (a route or a fallback goes to it)' : null;
   if (how) say(`Note: the judge, ${judge}, ${how}: it scores its own answers (judges tend to favour them), and its judge calls count under it in the Models table (the Judge line shows them apart).`);
   // A judge that fails scores through its fallbacks: another judge, maybe one that answered the row.
   const fallbacks = [...mayAnswer(config, [judge])].filter((model) => model !== judge);

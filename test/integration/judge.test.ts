@@ -217,6 +217,19 @@ describe('a judge scores every answer', () => {
     const routed = await runCli(['run', input, '--config', fallingBack, '--out', join(dir, 'out-fallback'), '--judge', 'pro'], h.env());
     expect(routed.stdout).toContain('Note: the judge, pro, may answer rows here too (a route or a fallback goes to it): it scores its own answers');
 
+    // Rows that each name their model, none the judge: no route the others would take is told of (QA: examples/eval.csv heard "may answer rows here too").
+    const routedToJudge = await writeSimConfig(dir, h.sim.url, { models: { flash: sim(0.1), pro: sim(0.5) }, default_model: 'pro' });
+    const named = join(dir, 'named.csv');
+    await writeFile(named, 'id,model,prompt\nq1,flash,What is 2 + 2?\nq2,flash,What is 3 + 3?\n');
+    const ownModels = await runCli(['run', named, '--config', routedToJudge, '--out', join(dir, 'out-named'), '--judge', 'pro'], h.env());
+    expect(ownModels.code, ownModels.stderr).toBe(0);
+    expect(ownModels.stdout).toContain('Read 2 rows');
+    expect(ownModels.stdout).not.toContain('rows here too');
+    // The same rows with one left to routing: the note is said once the file is read, after the count.
+    await writeFile(named, 'id,model,prompt\nq1,flash,What is 2 + 2?\nq2,,What is 3 + 3?\n');
+    const oneRouted = await runCli(['run', named, '--config', routedToJudge, '--out', join(dir, 'out-one-routed'), '--judge', 'pro'], h.env());
+    expect(oneRouted.stdout).toMatch(/Read 2 rows[^\n]*\nNote: the judge, pro, may answer rows here too \(a route or a fallback goes to it\)/);
+
     // A judge with fallbacks scores through them when it fails: another judge, here one that answers the rows (QA: unsaid).
     const judgeFallsBack = await writeSimConfig(dir, h.sim.url, { models: { flash: sim(0.1), pro: sim(0.5, { fallbacks: ['flash'] }) }, default_model: 'flash' });
     const judged = await runCli(['run', input, '--config', judgeFallsBack, '--out', join(dir, 'out-judge-fallback'), '--judge', 'pro'], h.env());
