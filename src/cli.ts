@@ -1,5 +1,6 @@
 #!/usr/bin/env -S MALLOC_ARENA_MAX=2 GLIBC_TUNABLES=glibc.malloc.hugetlb=1 node --max-semi-space-size=8
 import './node-version-check.ts';
+import './starting-stop.ts';
 import * as nodeModule from 'node:module';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { optionsFor } from './cli-flags.ts';
@@ -196,7 +197,10 @@ const program = new Command('switchyard')
   .description('Run batches of LLM prompts across OpenAI-compatible models, through BullMQ workers on Redis.')
   .version(packageJson.version, '-V, --version')
   .showHelpAfterError('(add --help for the options)')
-  .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
+  .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2))
+  // The start-up's early stop (starting-stop.ts) ends as a command's action starts, in the same tick: the
+  // commands with one of their own (stopEarly) say what they left, the others end by the signal.
+  .hook('preAction', () => endEarlyStop());
 
 program
   .command('run')

@@ -4,13 +4,28 @@ import { exitCodeForSignal } from './errors.ts';
  * Ctrl-C or SIGTERM while `run`, `worker`, `collect` or `serve` starts (its modules load, Redis
  * connects, the file's first record is read), before the command's own stop handling is installed:
  * the command ends at once, saying what that left, with 130 (143). Node's default ended the process
- * by the signal, saying nothing. The command says what the stop would leave as it goes (`saysWhenStopped`), and
+ * by the signal, saying nothing. Listened for from the CLI's first line of code (starting-stop.ts),
+ * each command then says what the stop would leave as it goes (`stopEarly`, `saysWhenStopped`), and
  * hands over to its own handling (`endEarlyStop`) in the same tick as it installs it.
  */
 let state: { say: (line: string) => void; text: string; holding: number; pending: NodeJS.Signals | null; waitingFor: string; atQuit: Array<() => void> } | null = null;
 
+/**
+ * Whether onSignal is among the process's signal listeners. Once on, it stays on while anything
+ * else listens: taking a signal's last listener off closes Node's handle for it, which drops a
+ * signal caught while the current tick runs (its delivery waits for the event loop), so a Ctrl-C
+ * landing just before a command's own handling took over (installed in the same tick) was lost.
+ */
+let listening = false;
+
 const onSignal = (signal: NodeJS.Signals): void => {
-  if (!state) return;
+  if (!state) {
+    // The command's own handling has it; with none, it ends the process as it would have without this listener.
+    if (process.listenerCount(signal) > 1) return;
+    stopListening();
+    process.kill(process.pid, signal);
+    return;
+  }
   // A step that must not be cut in two (the batch's folder claimed, then the batch saved) ends first;
   // a second signal does not wait for it (it may be waiting for a Redis that went away). Said at
   // once: the step may wait on Redis, and a signal that seems ignored is sent again (review).
@@ -42,8 +57,16 @@ function quit(signal: NodeJS.Signals): never {
 export function stopEarly(say: (line: string) => void, text: string): void {
   if (state) return;
   state = { say, text, holding: 0, pending: null, waitingFor: '', atQuit: [] };
+  if (listening) return;
+  listening = true;
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+}
+
+function stopListening(): void {
+  listening = false;
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
 }
 
 /**
@@ -90,10 +113,10 @@ export async function holdingEarlyStop<T>(work: () => Promise<T>, texts: { waiti
   }
 }
 
-/** The command's own stop handling takes over: early signals are no longer listened for. */
+/**
+ * The command's own stop handling takes over (or, for a command without any, the signals' default:
+ * the process ends by the signal). The listener stays on, passing signals on (see `listening`).
+ */
 export function endEarlyStop(): void {
-  if (!state) return;
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
   state = null;
 }

@@ -71,6 +71,37 @@ describe('switchyard serve beyond this machine', () => {
   });
 });
 
+describe('a signal while the CLI\'s own modules start (starting-stop.ts)', () => {
+  /** Node preloads this: the signal named by SIGNAL_AT_START, sent to itself at the CLI's first read of LOG_LEVEL (its start, before any command runs). */
+  async function signalAtStart(args: string[], signal: NodeJS.Signals) {
+    const preload = join(await tempDir('signal-at-start'), 'signal-at-start.mjs');
+    await writeFile(
+      preload,
+      `let sent = false;\nconst env = process.env;\nprocess.env = new Proxy(env, { get(target, key) { if (key === 'LOG_LEVEL' && !sent) { sent = true; process.kill(process.pid, ${JSON.stringify(signal)}); } return Reflect.get(target, key); } });\n`,
+    );
+    return runCli(args, { NODE_OPTIONS: `--import ${preload}`, REDIS_URL: 'redis://127.0.0.1:1' });
+  }
+
+  it('ends a run with one line and 130 (143), not by the signal, silently (QA: a Ctrl-C in its first 0.1 s said nothing)', async () => {
+    // A file that is there: the run then waits on Redis (none at that URL), where a signal is answered.
+    const input = join(await tempDir('signal-at-start-input'), 'in.csv');
+    await writeFile(input, 'prompt\nhi\n');
+    const term = await signalAtStart(['run', input], 'SIGTERM');
+    expect(term.code).toBe(143);
+    expect(term.stdout).toBe('\nInterrupted (SIGTERM) before anything was queued: nothing to resume.\n');
+    const int = await signalAtStart(['run', input], 'SIGINT');
+    expect(int.code).toBe(130);
+    expect(int.stdout).toBe('\nInterrupted before anything was queued: nothing to resume.\n');
+  });
+
+  it('leaves a command without an early stop of its own (status) to end by the signal, as it did', async () => {
+    const ended = await signalAtStart(['status'], 'SIGINT');
+    // Ended by the signal: no exit code of its own.
+    expect(ended.code).toBeNull();
+    expect(ended.stdout).toBe('');
+  });
+});
+
 describe('switchyard demo', () => {
   const h = useSimulatorAndRedis('demo');
 

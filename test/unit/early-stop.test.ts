@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { endEarlyStop, holdingEarlyStop, stopEarly } from '../../src/early-stop.ts';
 
@@ -61,5 +62,39 @@ describe('a signal while the command starts (early-stop.ts)', () => {
     await expect(holding).rejects.toThrow("batch a's");
     expect(said).toHaveLength(1);
     expect(exit).not.toHaveBeenCalled();
+  });
+});
+
+/** Runs `body` in a node process of its own after importing early-stop.ts (real signals, which a test's process must not get). */
+function inOwnProcess(body: string) {
+  const script = `import { endEarlyStop, stopEarly } from ${JSON.stringify(new URL('../../src/early-stop.ts', import.meta.url).href)};\n${body}`;
+  const busy = (ms: number) => `{ const until = Date.now() + ${ms}; while (Date.now() < until); }`;
+  return spawnSync(process.execPath, ['--input-type=module', '-e', script.replaceAll('BUSY', busy(50))], { encoding: 'utf8', timeout: 10_000 });
+}
+
+describe('the early stop handing over to the command\'s own handling', () => {
+  it('a signal caught in the tick the command takes over reaches its handling (QA: taking the last listener off dropped it: the Ctrl-C was lost)', () => {
+    const ran = inOwnProcess(`
+      stopEarly((line) => console.log(line), 'before anything was queued.');
+      process.kill(process.pid, 'SIGINT');
+      BUSY // caught by Node, not yet delivered
+      endEarlyStop();
+      process.on('SIGINT', () => { console.log('own handling'); process.exit(0); });
+      setTimeout(() => { console.log('lost'); process.exit(3); }, 1000);
+    `);
+    expect(ran.stdout).toBe('own handling\n');
+    expect(ran.status).toBe(0);
+  });
+
+  it('with no handling of the command\'s own, a signal ends the process as it would have, saying nothing', () => {
+    const ran = inOwnProcess(`
+      stopEarly((line) => console.log(line), 'before anything was queued.');
+      endEarlyStop();
+      process.kill(process.pid, 'SIGTERM');
+      BUSY
+      setTimeout(() => { console.log('lived on'); process.exit(3); }, 1000);
+    `);
+    expect(ran.signal).toBe('SIGTERM');
+    expect(ran.stdout).toBe('');
   });
 });
