@@ -146,15 +146,26 @@ const KEY_WAIT_MS = 5_000;
 const KEY_WAIT_ROUNDS = 24;
 
 /**
- * A row whose model needs a key this worker lacks goes back to the queue while another worker has
- * it. BullMQ cannot steer a job to a given worker, so the row may come back here: each round it
- * waits KEY_HAND_BACK_HOLD_MS here first (so an idle keyless worker does not spin through the queue,
- * parking everything), then KEY_HAND_BACK_PARK_MS in the queue, where any worker may take it; after
- * MAX_KEY_HAND_BACKS rounds (about 3 minutes) it fails with missing_api_key.
+ * A row whose model needs a key this worker lacks goes back to the queue while another worker
+ * process that has it is alive (worker-registry.ts): BullMQ cannot steer a job to a given worker,
+ * so the row may come back here many times while that worker is busy (a slow model, a small
+ * concurrency), and it waits for as long as that worker is there; a count of hand-backs failed
+ * rows a busy keyed worker would have answered (QA: after about 3 minutes). Each round it waits
+ * here first (so an idle keyless worker does not spin through the queue, parking everything), then
+ * in the queue, where any worker may take it: half a second each for the first
+ * KEY_HAND_BACK_QUICK_ROUNDS, which a keyed worker that is free (a small queue, fast calls) takes
+ * it within, as a row held or parked is out of its reach; then both double, up to the caps, so a
+ * row that a busy keyed worker has not taken for a while cycles every few seconds rather than
+ * every second, and the keyless worker's Redis commands and CPU fall to match.
  */
-const KEY_HAND_BACK_HOLD_MS = 500;
-const KEY_HAND_BACK_PARK_MS = 500;
-const MAX_KEY_HAND_BACKS = 180;
+function keyHandBackWaits(handBacks: number): { holdMs: number; parkMs: number } {
+  const factor = 2 ** Math.min(Math.max(0, handBacks - KEY_HAND_BACK_QUICK_ROUNDS), 3);
+  return { holdMs: Math.min(KEY_HAND_BACK_MAX_HOLD_MS, KEY_HAND_BACK_MS * factor), parkMs: Math.min(KEY_HAND_BACK_MAX_PARK_MS, KEY_HAND_BACK_MS * factor) };
+}
+const KEY_HAND_BACK_MS = 500;
+const KEY_HAND_BACK_QUICK_ROUNDS = 15;
+const KEY_HAND_BACK_MAX_HOLD_MS = 2_000;
+const KEY_HAND_BACK_MAX_PARK_MS = 4_000;
 
 /** How long a batch's run, found there (or gone but not yet for long), goes unasked after again. */
 const GONE_RUN_RECHECK_MS = 30_000;
@@ -279,10 +290,13 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     }
     const failure = step.event.result.error;
     const keyName = failure?.code === 'missing_api_key' ? missingKeyOf(ctx.runner, step.event.result.model) : null;
-    if (keyName && (job.handBacks ?? 0) < MAX_KEY_HAND_BACKS && (await ctx.runner.keyHeldElsewhere?.(keyName).catch(() => false))) {
-      noteOnce(job.batchId, `rows that need $${keyName}, which is not set here, are left to the worker processes that have it (each such row this worker takes waits about a second before going back to the queue: set $${keyName} here, or stop this worker, if the batch runs slower than it should)`);
-      await ctx.runner.sleep(KEY_HAND_BACK_HOLD_MS);
-      return { kind: 'park', waitMs: KEY_HAND_BACK_PARK_MS, data: { ...job, progress, handBacks: (job.handBacks ?? 0) + 1 } };
+    if (keyName && (await ctx.runner.keyHeldElsewhere?.(keyName).catch(() => false))) {
+      noteOnce(job.batchId, `rows that need $${keyName}, which is not set here, are left to the worker processes that have it, for as long as one is connected (each such row this worker takes waits here half a second, up to 2 s once it has come back often, before going back to the queue: set $${keyName} here, or stop this worker, if the batch runs slower than it should)`);
+      const handBacks = (job.handBacks ?? 0) + 1;
+      const { holdMs, parkMs } = keyHandBackWaits(handBacks);
+      await ctx.runner.sleep(holdMs);
+      // A wait for a keyed worker to start (KEY_WAIT_MS) counts from when the last one left.
+      return { kind: 'park', waitMs: parkMs, data: { ...job, progress, handBacks, keyWaits: undefined } };
     }
     if (keyName && ctx.detached && (job.keyWaits ?? 0) < KEY_WAIT_ROUNDS) {
       noteOnce(job.batchId, `rows that need $${keyName} wait for a worker that has it, and none is connected: start one with it set (the rows fail with missing_api_key after about ${Math.round((KEY_WAIT_MS * KEY_WAIT_ROUNDS) / 60_000)} min of this)`);

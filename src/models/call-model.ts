@@ -67,7 +67,7 @@ export function whyNotSendable(provider: ProviderClient, model: string): ModelCa
       model,
       sent: false,
       // Workers on several machines share a queue: name the one without the key.
-      message: `provider "${provider.name}" needs an API key in $${provider.missingKeyEnv}, which is not set (or is empty) for the worker on ${hostname()} (pid ${process.pid}), nor did a worker connected then have it: set it where the workers run (a worker without it hands such rows to one that has it while one is connected, and a --detach batch's rows wait a while for one)`,
+      message: `provider "${provider.name}" needs an API key in $${provider.missingKeyEnv}, which is not set (or is empty) for the worker on ${hostname()} (pid ${process.pid}), and no worker connected to this Redis had it: set $${provider.missingKeyEnv} for that worker, or start a worker with it set (a worker without it leaves such rows to one that has it for as long as one is connected, and a --detach batch's rows wait about 2 minutes for one to start)`,
     });
   }
   const refused = provider.keyRejection.current();

@@ -98,7 +98,7 @@ describe('a provider key missing from a worker', () => {
     const error = whyNotSendable(provider, 'm');
     expect(error?.code).toBe('missing_api_key');
     expect(error?.message).toBe(
-      `provider "paid" needs an API key in $SWITCHYARD_TEST_KEY_NOBODY_SETS, which is not set (or is empty) for the worker on ${hostname()} (pid ${process.pid}), nor did a worker connected then have it: set it where the workers run (a worker without it hands such rows to one that has it while one is connected, and a --detach batch's rows wait a while for one)`,
+      `provider "paid" needs an API key in $SWITCHYARD_TEST_KEY_NOBODY_SETS, which is not set (or is empty) for the worker on ${hostname()} (pid ${process.pid}), and no worker connected to this Redis had it: set $SWITCHYARD_TEST_KEY_NOBODY_SETS for that worker, or start a worker with it set (a worker without it leaves such rows to one that has it for as long as one is connected, and a --detach batch's rows wait about 2 minutes for one to start)`,
     );
   });
 });
