@@ -2,12 +2,14 @@ import { composeAnswer, type Answer } from './answer.ts';
 import { invalidRequest, retryHeaders, statusError, errorAnswer, type ErrorAnswer } from './openai-error.ts';
 import { effectiveModel, tpmCounting, type SimOptions } from './options.ts';
 import type { RateLimiter } from './rate-limit.ts';
-import { chatRequestSchema, describeRequestError, messageText, requestedMaxTokens } from './request.ts';
+import { describeRequestError, messageText, parseChatRequest, requestedFormat, requestedMaxTokens, stopSequences } from './request.ts';
+import { SchemaError } from './schema-value.ts';
 import type { StatsCollector } from './stats.ts';
-import { promptTokens as countPromptTokens } from './tokens.ts';
+import { promptTokens as countPromptTokens, estimateTokens } from './tokens.ts';
 
 /**
- * Decides what one chat-completions request gets, in this order: bad body 400, unknown model 404
+ * Decides what one chat-completions request gets, in this order: bad body 400 (a json_schema the
+ * simulator cannot answer included), unknown model 404
  * (strict_models only), forced fail_status, context window 400, rate limit 429, random 500, answer.
  * Rejections before the rate limit are immediate; a random 500 and an answer wait the latency.
  */
@@ -43,7 +45,7 @@ function rejection(model: string | undefined, answer: ErrorAnswer, delayMs = 0):
 }
 
 export function planChat(env: ChatEnv, body: unknown): ChatPlan {
-  const parsed = chatRequestSchema.safeParse(body);
+  const parsed = parseChatRequest(body);
   if (!parsed.success) {
     const { message, param } = describeRequestError(parsed.error);
     return rejection(undefined, invalidRequest(message, 'invalid_request_body', param));
@@ -51,9 +53,19 @@ export function planChat(env: ChatEnv, body: unknown): ChatPlan {
   const request = parsed.data;
   const { model } = request;
   const messages = request.messages.map((message) => ({ role: message.role, text: messageText(message) }));
-  const prompt = countPromptTokens(messages.map((message) => message.text));
+  const format = request.response_format;
+  // Providers read a json_schema as prompt, and bill it so.
+  const schemaTokens = format?.type === 'json_schema' ? estimateTokens(JSON.stringify(format.json_schema)) : 0;
+  const prompt = countPromptTokens(messages.map((message) => message.text)) + schemaTokens;
   const maxTokens = requestedMaxTokens(request);
-  const answer = composeAnswer({ model, messages, maxTokens, outputTokens: env.options.output_tokens });
+  let answer: Answer;
+  try {
+    const input = { model, messages, maxTokens, outputTokens: env.options.output_tokens, format: requestedFormat(request), stop: stopSequences(request), seed: request.seed ?? undefined };
+    answer = composeAnswer(input);
+  } catch (error) {
+    if (!(error instanceof SchemaError) || format?.type !== 'json_schema') throw error;
+    return rejection(undefined, invalidRequest(`Invalid schema for response_format '${format.json_schema.name}': ${error.message}`, error.code, 'response_format'));
+  }
   // The answer is deterministic, so its actual length is known at admission ('usage' counting).
   const limitTokens = prompt + (tpmCounting(env.options, model) === 'usage' ? answer.completionTokens : (maxTokens ?? answer.completionTokens));
   env.stats.received(model, limitTokens, env.now);
@@ -62,7 +74,7 @@ export function planChat(env: ChatEnv, body: unknown): ChatPlan {
   const settings = effectiveModel(env.options, model);
   if (settings.fail_status !== undefined) return rejection(model, statusError(settings.fail_status, model));
   if (settings.context_window !== undefined && prompt + (maxTokens ?? 0) > settings.context_window) {
-    const message = `This model's maximum context length is ${settings.context_window} tokens. However, you requested ${prompt + (maxTokens ?? 0)} tokens (${prompt} in the messages, ${maxTokens ?? 0} in the completion). Please reduce the length of the messages or completion.`;
+    const message = `This model's maximum context length is ${settings.context_window} tokens. However, you requested ${prompt + (maxTokens ?? 0)} tokens (${prompt} in the messages${schemaTokens > 0 ? ' and the response_format schema' : ''}, ${maxTokens ?? 0} in the completion). Please reduce the length of the messages or completion.`;
     return rejection(model, invalidRequest(message, 'context_length_exceeded', 'messages'));
   }
 

@@ -85,7 +85,7 @@ export async function startSimulator(input: SimulatorOptions = {}): Promise<Simu
     const created = Math.floor(Date.now() / 1000);
     const common = { 'x-request-id': requestId, ...plan.headers };
     if (plan.stream) {
-      const input = { id, created, model, content: answer.content, finishReason: answer.finishReason, usage: plan.includeUsage ? usage : undefined };
+      const input = { id, created, model, content: answer.content, json: answer.json, finishReason: answer.finishReason, usage: plan.includeUsage ? usage : undefined };
       const headers = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...common };
       if (plan.wordIntervalMs > 0) return writePaced(res, headers, streamParts(input), plan.wordIntervalMs);
       send(res, 200, headers, streamPayload(input));

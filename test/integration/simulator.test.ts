@@ -3,6 +3,8 @@ import OpenAI, { AuthenticationError, BadRequestError, InternalServerError, NotF
 import { afterEach, describe, expect, it } from 'vitest';
 import { runSimulatorFromCli } from '../../src/sim/cli-options.ts';
 import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/sim/server.ts';
+import { estimateTokens } from '../../src/sim/tokens.ts';
+import { schemaProblems } from '../helpers/json-schema-check.ts';
 
 const open: Simulator[] = [];
 
@@ -91,6 +93,79 @@ describe('simulator over HTTP with the openai SDK', () => {
     let finish: string | null = null;
     for await (const chunk of stream) finish = chunk.choices[0]?.finish_reason ?? finish;
     expect(finish).toBe('length');
+  });
+
+  it('answers a json_schema response_format with JSON of the schema, streamed or not, billing the schema as prompt', async () => {
+    const { client } = await simulator();
+    const schema = {
+      type: 'object',
+      properties: {
+        city: { type: 'string' },
+        population: { type: 'integer', minimum: 0 },
+        founded: { type: ['string', 'null'], format: 'date' },
+        districts: { type: 'array', items: { $ref: '#/$defs/district' }, maxItems: 3 },
+      },
+      required: ['city', 'population', 'founded', 'districts'],
+      additionalProperties: false,
+      $defs: { district: { type: 'object', properties: { name: { type: 'string' }, kind: { enum: ['urban', 'rural'] } }, required: ['name', 'kind'], additionalProperties: false } },
+    };
+    const response_format = { type: 'json_schema' as const, json_schema: { name: 'city', schema, strict: true } };
+    const plain = await client.chat.completions.create({ model: 'glm-4', messages: question });
+    const answer = await client.chat.completions.create({ model: 'glm-4', messages: question, response_format });
+    const content = answer.choices[0]?.message.content ?? '';
+    expect(schemaProblems(schema, JSON.parse(content)), content).toEqual([]);
+    expect(answer.choices[0]?.finish_reason).toBe('stop');
+    expect(answer.usage?.prompt_tokens).toBe((plain.usage?.prompt_tokens ?? 0) + estimateTokens(JSON.stringify(response_format.json_schema)));
+    expect(answer.usage?.completion_tokens).toBe(estimateTokens(content));
+
+    const stream = await client.chat.completions.create({ model: 'glm-4', messages: question, response_format, stream: true, stream_options: { include_usage: true } });
+    let text = '';
+    let deltas = 0;
+    let usage: OpenAI.CompletionUsage | null | undefined;
+    for await (const chunk of stream) {
+      if (chunk.choices[0]?.delta.content) deltas++;
+      text += chunk.choices[0]?.delta.content ?? '';
+      if (chunk.usage) usage = chunk.usage;
+    }
+    expect(text).toBe(content);
+    expect(deltas).toBeGreaterThan(5);
+    expect(usage).toEqual(answer.usage);
+
+    const object = await client.chat.completions.create({ model: 'glm-4', messages: question, response_format: { type: 'json_object' } });
+    expect(JSON.parse(object.choices[0]?.message.content ?? '')).toMatchObject({ model: 'glm-4', question: 'What is the capital of France?', answer: expect.any(String) });
+    const textFormat = await client.chat.completions.create({ model: 'glm-4', messages: question, response_format: { type: 'text' } });
+    expect(textFormat.choices[0]?.message.content).toBe(plain.choices[0]?.message.content);
+  });
+
+  it('answers a 400 naming the keyword of a schema it does not support, and for a malformed response_format or seed', async () => {
+    const { sim, client } = await simulator();
+    const schema = { type: 'object', properties: { code: { type: 'string', pattern: '^[A-Z]{3}$' } }, required: ['code'], additionalProperties: false };
+    const error = await expectError(client.chat.completions.create({ model: 'm', messages: question, response_format: { type: 'json_schema', json_schema: { name: 'iata', schema } } }), BadRequestError);
+    expect(error.param).toBe('response_format');
+    expect(error.code).toBe('unsupported_schema');
+    expect(error.message).toMatch(/^400 Invalid schema for response_format 'iata': keyword 'pattern' \(at #\/properties\/code\) is not supported by the simulator/);
+    const malformed = await fetch(`${sim.url}/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'm', messages: question, response_format: 'json' }) });
+    expect(malformed.status).toBe(400);
+    expect(await malformed.json()).toMatchObject({ error: { type: 'invalid_request_error', param: 'response_format' } });
+    const seed = await fetch(`${sim.url}/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'm', messages: question, seed: 'abc' }) });
+    expect(await seed.json()).toMatchObject({ error: { param: 'seed' } });
+    expect(sim.stats().by_status).toEqual({ '400': 3 });
+  });
+
+  it('honours stop, streamed or not, and varies the answer with seed', async () => {
+    const { client } = await simulator();
+    const full = (await client.chat.completions.create({ model: 'm', messages: question })).choices[0]?.message.content ?? '';
+    const stopAt = full.split(' ')[8]!;
+    const cut = await client.chat.completions.create({ model: 'm', messages: question, stop: [stopAt, 'never there'] });
+    expect(cut.choices[0]?.message.content).toBe(full.slice(0, full.indexOf(stopAt)));
+    expect(cut.choices[0]?.finish_reason).toBe('stop');
+    const stream = await client.chat.completions.create({ model: 'm', messages: question, stop: stopAt, stream: true });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    expect(text).toBe(cut.choices[0]?.message.content);
+    const seeded = await client.chat.completions.create({ model: 'm', messages: question, seed: 42 });
+    expect(seeded.choices[0]?.message.content).not.toBe(full);
+    expect((await client.chat.completions.create({ model: 'm', messages: question, seed: 42 })).choices[0]?.message.content).toBe(seeded.choices[0]?.message.content);
   });
 
   it('rejects a wrong or missing API key with 401 when one is set', async () => {
@@ -207,6 +282,11 @@ describe('simulator over HTTP with the openai SDK', () => {
     const error = await expectError(client.chat.completions.create({ model: 'tiny', messages: question, max_tokens: 100 }), BadRequestError);
     expect(error.code).toBe('context_length_exceeded');
     await expect(client.chat.completions.create({ model: 'tiny', messages: question, max_tokens: 10 })).resolves.toBeDefined();
+    // A json_schema is prompt too, as on a provider.
+    const schema = { type: 'object', description: 'x'.repeat(200), properties: { a: { type: 'string' } } };
+    const withSchema = await expectError(client.chat.completions.create({ model: 'tiny', messages: question, max_tokens: 10, response_format: { type: 'json_schema', json_schema: { name: 's', schema } } }), BadRequestError);
+    expect(withSchema.code).toBe('context_length_exceeded');
+    expect(withSchema.message).toMatch(/in the messages and the response_format schema, 10 in the completion/);
   });
 
   it('waits about latency_ms before answering', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { splitDeltas, streamPayload } from '../../src/sim/sse.ts';
+import { splitDeltas, splitJsonDeltas, streamPayload } from '../../src/sim/sse.ts';
 
 function events(payload: string): string[] {
   expect(payload.endsWith('\n\n')).toBe(true);
@@ -39,5 +39,16 @@ describe('simulator SSE stream', () => {
     expect(chunks.at(-1)).toMatchObject({ choices: [], usage });
     expect(chunks.at(-2).choices[0].finish_reason).toBe('length');
     expect(chunks.slice(0, -1).every((chunk) => chunk.usage === null)).toBe(true);
+  });
+
+  it('splits JSON at commas and colons too, into pieces that join back exactly', () => {
+    const json = '{"answer":"Lorem ipsum, dolor","n":[1,2,3],"ok":true,"t":"12:30"}';
+    const pieces = splitJsonDeltas(json);
+    expect(pieces.join('')).toBe(json);
+    expect(pieces).toEqual(['{"answer":', '"Lorem', ' ipsum,', ' dolor",', '"n":', '[1,', '2,', '3],', '"ok":', 'true,', '"t":', '"12:', '30"}']);
+    for (const text of ['', ' ', ':', ',,', '{ "a" : 1 }\n', '  x  ']) expect(splitJsonDeltas(text).join('')).toBe(text);
+    const streamed = events(streamPayload({ id: 'x', created: 1, model: 'm', content: json, json: true, finishReason: 'stop' }));
+    const deltas = streamed.slice(1, -2).map((line) => JSON.parse(line).choices[0].delta.content);
+    expect(deltas).toEqual(pieces);
   });
 });

@@ -1,0 +1,148 @@
+import { describe, expect, it } from 'vitest';
+import { mulberry32 } from '../../src/sim/prng.ts';
+import { SchemaError, valueForSchema } from '../../src/sim/schema-value.ts';
+import { schemaProblems } from '../helpers/json-schema-check.ts';
+
+/** The simulator's values for a json_schema response_format: valid, deterministic, or a clear refusal. */
+
+const node = {
+  type: 'object',
+  properties: { label: { type: 'string' }, children: { type: 'array', items: { $ref: '#/$defs/node' } } },
+  required: ['label', 'children'],
+  additionalProperties: false,
+};
+
+const schemas = {
+  person: {
+    type: 'object',
+    properties: {
+      name: { type: 'string', minLength: 40 },
+      code: { type: 'string', maxLength: 3 },
+      born: { type: 'integer', minimum: 1800, maximum: 1900 },
+      ratio: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 },
+      score: { type: 'number', minimum: -5.5, maximum: -5.5 },
+      count: { type: 'integer', exclusiveMinimum: 7 },
+      below: { type: 'number', maximum: -1000 },
+      active: { type: 'boolean' },
+      nothing: { type: 'null' },
+      nickname: { type: ['string', 'null'] },
+      kind: { const: 'person' },
+      status: { type: 'string', enum: ['active', 'retired', 'unknown'] },
+      mixed: { enum: [1, 'two', null] },
+      tags: { type: 'array', items: { type: 'string' }, minItems: 2, maxItems: 4 },
+      empty: { type: 'array', items: { type: 'integer' }, maxItems: 0 },
+    },
+    required: ['name', 'born', 'tags'],
+    additionalProperties: false,
+  },
+  formats: {
+    type: 'object',
+    properties: Object.fromEntries(['date-time', 'date', 'time', 'email', 'uuid', 'uri'].map((format) => [format, { type: 'string', format }])),
+    required: ['date-time', 'date', 'time', 'email', 'uuid', 'uri'],
+    additionalProperties: false,
+  },
+  unions: {
+    type: 'object',
+    properties: {
+      either: { anyOf: [{ type: 'integer', minimum: 1 }, { type: 'string' }] },
+      one: { oneOf: [{ type: 'object', properties: { a: { type: 'boolean' } }, required: ['a'] }, { type: 'string' }] },
+      nullFirst: { type: ['null', 'integer'] },
+    },
+    required: ['either', 'one', 'nullFirst'],
+  },
+  tree: { $defs: { node }, $ref: '#/$defs/node' },
+  treeWithDefinitions: { definitions: { node: { ...node, properties: { ...node.properties, children: { type: 'array', items: { $ref: '#/definitions/node' } } } } }, $ref: '#/definitions/node' },
+  linkedList: {
+    type: 'object',
+    properties: { value: { type: 'integer' }, next: { anyOf: [{ $ref: '#' }, { type: 'null' }] } },
+    required: ['value', 'next'],
+    additionalProperties: false,
+  },
+  annotated: { $schema: 'https://json-schema.org/draft/2020-12/schema', title: 'T', description: 'd', type: 'object', properties: { a: { type: 'string', description: 'x', default: 'y', examples: ['z'] } }, required: ['a'] },
+  untyped: { properties: { list: { items: { minimum: 3 } }, any: {}, text: { maxLength: 2 } }, required: ['list', 'any', 'text'] },
+  topArray: { type: 'array', items: { type: 'object', properties: { id: { type: 'integer' } }, required: ['id'] }, minItems: 1 },
+  proto: { type: 'object', properties: { ['__proto__']: { type: 'string' }, constructor: { type: 'integer' } }, required: ['__proto__', 'constructor'] },
+} satisfies Record<string, Record<string, unknown>>;
+
+function schemaError(schema: unknown): SchemaError {
+  try {
+    valueForSchema(schema, mulberry32(1));
+  } catch (error) {
+    expect(error).toBeInstanceOf(SchemaError);
+    return error as SchemaError;
+  }
+  throw new Error('expected a SchemaError');
+}
+
+describe('simulator JSON schema values', () => {
+  it.each(Object.entries(schemas))('gives %s values that validate, for many seeds', (_name, schema) => {
+    for (let seed = 0; seed < 200; seed++) {
+      const value = valueForSchema(schema, mulberry32(seed));
+      const reparsed: unknown = JSON.parse(JSON.stringify(value));
+      expect(schemaProblems(schema, reparsed), JSON.stringify(value)).toEqual([]);
+    }
+  });
+
+  it('is deterministic for a seed, and varies with it', () => {
+    const values = new Set<string>();
+    for (let seed = 0; seed < 20; seed++) {
+      const value = JSON.stringify(valueForSchema(schemas.person, mulberry32(seed)));
+      expect(JSON.stringify(valueForSchema(schemas.person, mulberry32(seed)))).toBe(value);
+      values.add(value);
+    }
+    expect(values.size).toBe(20);
+  });
+
+  it('fills every property, and takes the first branch of anyOf, oneOf and a type list (null last)', () => {
+    const person = valueForSchema(schemas.person, mulberry32(3)) as Record<string, unknown>;
+    expect(Object.keys(person)).toEqual(Object.keys(schemas.person.properties as object));
+    expect(person.score).toBe(-5.5);
+    expect(person.kind).toBe('person');
+    expect(typeof person.nickname).toBe('string');
+    const unions = valueForSchema(schemas.unions, mulberry32(3)) as Record<string, unknown>;
+    expect(Number.isInteger(unions.either)).toBe(true);
+    expect(unions.one).toEqual({ a: expect.any(Boolean) });
+    expect(Number.isInteger(unions.nullFirst)).toBe(true);
+  });
+
+  it('ends a recursive $ref: the inner copy gets its required properties and fewest items', () => {
+    const tree = valueForSchema(schemas.tree, mulberry32(5)) as { children: { children: unknown[] }[] };
+    expect(tree.children.length).toBeGreaterThan(0);
+    for (const child of tree.children) expect(child.children).toEqual([]);
+    const list = valueForSchema(schemas.linkedList, mulberry32(5)) as { next: { next: unknown } };
+    expect(list.next.next).toBeNull();
+  });
+
+  it('keeps "__proto__" an ordinary property', () => {
+    const value = valueForSchema(schemas.proto, mulberry32(1));
+    expect(JSON.parse(JSON.stringify(value))).toEqual({ ['__proto__']: expect.any(String), constructor: expect.any(Number) });
+  });
+
+  it('names a keyword or format outside its subset, and where it is', () => {
+    const pattern = schemaError({ type: 'object', properties: { code: { type: 'string', pattern: '^[A-Z]+$' } } });
+    expect(pattern.code).toBe('unsupported_schema');
+    expect(pattern.message).toMatch(/^keyword 'pattern' \(at #\/properties\/code\) is not supported by the simulator, which understands type, properties, .*Leave it out/);
+    // Only reachable through an anyOf branch it would not take: still refused, so the answer does not depend on the branch.
+    expect(schemaError({ anyOf: [{ type: 'string' }, { type: 'string', allOf: [] }] }).message).toMatch(/^keyword 'allOf' \(at #\/anyOf\/1\)/);
+    expect(schemaError({ $defs: { unused: { not: {} } }, type: 'string' }).message).toMatch(/^keyword 'not' \(at #\/\$defs\/unused\)/);
+    expect(schemaError({ type: 'string', format: 'hostname' }).message).toMatch(/^format "hostname" \(at #\)/);
+    expect(schemaError({ type: 'array', items: [{ type: 'string' }] }).message).toMatch(/'items' as a list/);
+    expect(schemaError({ $ref: 'https://example.com/schema.json' }).message).toMatch(/only local "#\/\.\.\." references/);
+    expect(schemaError({ type: 'array', minItems: 5000 }).message).toMatch(/'minItems' above 1000/);
+  });
+
+  it('refuses a malformed or unsatisfiable schema with what is wrong', () => {
+    expect(schemaError({ type: 'strnig' })).toMatchObject({ code: 'invalid_schema', message: "'type' \"strnig\" is not a JSON Schema type (at #)." });
+    expect(schemaError({ $ref: '#/$defs/missing' }).message).toBe('$ref "#/$defs/missing" points at nothing (at #).');
+    expect(schemaError({ type: 'string', minLength: 5, maxLength: 2 }).message).toBe("'minLength' 5 is above 'maxLength' 2 (at #).");
+    expect(schemaError({ type: 'integer', enum: ['a'] }).message).toBe("no 'enum' value is of its 'type' integer (at #).");
+    expect(schemaError({ type: 'integer', minimum: 1.2, maximum: 1.8 }).message).toBe('No value satisfies the schema: no integer lies between 1.2 and 1.8.');
+    expect(schemaError({ type: 'object', properties: { a: false }, required: ['a'] }).message).toBe('No value satisfies the schema: a false schema allows none.');
+    const endless = { $defs: { a: { type: 'object', properties: { a: { $ref: '#/$defs/a' } }, required: ['a'] } }, $ref: '#/$defs/a' };
+    expect(schemaError(endless).message).toBe('No value satisfies the schema: #/$defs/a contains itself with no way to end.');
+    expect(schemaError({ type: 'array', minItems: 1000, items: { type: 'array', minItems: 1000 } }).message).toMatch(/more than 10,000 values/);
+    let deep: Record<string, unknown> = { type: 'string' };
+    for (let i = 0; i < 100; i++) deep = { type: 'array', items: deep };
+    expect(schemaError(deep).message).toMatch(/nesting deeper than 64 levels/);
+  });
+});
