@@ -1,5 +1,6 @@
 import type { ChatMessage, ReadItem, RowError, RowRules } from './row.ts';
 import { meantHint } from '../config/closest-name.ts';
+import { requestFieldProblem } from './request-fields.ts';
 
 /** What a reader found in one record, before the checks every reader shares. */
 export interface RawFields {
@@ -43,6 +44,9 @@ export function buildRow(fields: RawFields, pos: RecordPosition, rules: RowRules
   if (typeof temperature === 'object') return fail(temperature);
   const maxTokens = parseMaxTokens(fields.max_tokens);
   if (typeof maxTokens === 'object') return fail(maxTokens);
+  // Sent as written: a wrong type would be refused by the provider on every call of the row.
+  const fieldProblem = fields.params === undefined ? null : requestFieldProblem(fields.params);
+  if (fieldProblem !== null) return fail({ code: 'bad_field', message: fieldProblem });
   const model = emptyToUndefined(fields.model)?.trim();
   if (model !== undefined && !rules.knownModels.has(model)) {
     return fail(unknownModel(model, rules.knownModels));
@@ -96,7 +100,11 @@ function parseMaxTokens(value: unknown): number | undefined | Problem {
 
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)$/;
 
-/** undefined for "not set"; NaN for anything that is not a number, so the range check rejects it. */
+/**
+ * undefined for "not set"; NaN for anything that is not a number, so the range check rejects it.
+ * Numeric text is a number in every format, JSONL too: a CSV cell is text, and a JSONL file made
+ * from a sheet often quotes its numbers; the number read is what the call sends.
+ */
 function toNumber(value: unknown): number | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value === 'number') return value;

@@ -236,6 +236,33 @@ describe('request fields of a prompt line', () => {
     });
   });
 
+  it('refuses a sent field of the wrong type as bad_field, naming it, what was given and what is expected (QA: "seed": "abc" and "response_format": "json" were sent, and a provider refuses each call)', async () => {
+    const lines = [
+      { id: 'rf', prompt: 'p', response_format: 'json' },
+      { id: 'seed', prompt: 'p', seed: 'abc' },
+      { id: 'schema', prompt: 'p', response_format: { type: 'json_schema' } },
+      { id: 'stop', prompt: 'p', stop: [1, 2] },
+      { id: 'top', prompt: 'p', top_p: 1.5 },
+      { id: 'ok', prompt: 'p', response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {} } }, seed: null, stop: 'END', top_p: 1, logit_bias: { '50256': -100 } },
+      { id: 'text', prompt: 'p', max_tokens: '100', temperature: '0.5' },
+    ];
+    const batchLine = { custom_id: 'b', method: 'POST', url: '/v1/chat/completions', body: { model: 'gpt-a', messages: [{ role: 'user', content: 'hi' }], seed: 1.5 } };
+    const path = await file('wrong-types.jsonl', [...lines, batchLine].map((line) => JSON.stringify(line)).join('\n'));
+    const items = await collect(readJsonlRows(path, rules));
+    expect(items.map((item) => (item.kind === 'row' ? `row ${item.value.id}` : `${item.value.line} ${item.value.code}: ${item.value.message}`))).toEqual([
+      '1 bad_field: response_format must be an object with a "type": {"type": "json_object"}, or {"type": "json_schema", "json_schema": {"name", "schema"}}, got "json"',
+      '2 bad_field: seed must be an integer, got "abc"',
+      '3 bad_field: response_format must be an object with a "type": {"type": "json_object"}, or {"type": "json_schema", "json_schema": {"name", "schema"}}, got {"type":"json_schema"}',
+      '4 bad_field: stop must be a string or a list of strings, got [1,2]',
+      '5 bad_field: top_p must be a number from 0 to 1, got 1.5',
+      'row ok',
+      // Numeric text is read as the number, as a CSV cell's is, and the number is sent.
+      'row text',
+      '8 bad_field: seed must be an integer, got 1.5',
+    ]);
+    expect(items[6]).toMatchObject({ kind: 'row', value: { max_tokens: 100, temperature: 0.5 } });
+  });
+
   it('takes max_completion_tokens as the token limit, and counts the OpenAI fields it does not send (kept as metadata) for the run to say', async () => {
     const lines = [{ id: 'y', prompt: 'p', max_completion_tokens: 12, max_tokens: 99, stream: true, n: 3 }, { prompt: 'q', stream: false }, { prompt: 'r', metadata: { n: 1 } }];
     const path = await file('prompt-unsent.jsonl', lines.map((line) => JSON.stringify(line)).join('\n'));
