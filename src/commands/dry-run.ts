@@ -17,7 +17,7 @@ import { rowTarget } from '../routing/row-target.ts';
 import { AUTO_ROUTE, pinnedModel, refuseUnknownPinned } from '../routing/pinned-model.ts';
 import { maxTokensOfRow, noModelMessage, planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
-import { countMessageTokens, countTextTokens } from '../routing/token-count.ts';
+import { countMessageTokens, countPromptTokens, countTextTokens, requestFieldsText, type PromptCount } from '../routing/token-count.ts';
 import { countInvalidRow, type ChatMessage, type InputRow, type InvalidRowCounts, type ReadPosition } from '../input/row.ts';
 import { judgeMessages } from '../judge/judge-prompt.ts';
 import { withJudge } from '../judge/judge-override.ts';
@@ -54,7 +54,7 @@ const emptyTally = (): Tally => ({ rows: 0, inputTokens: 0, maxOutputTokens: 0, 
 const CALL_FIELDS = ['inputTokens', 'maxOutputTokens', 'costNanos'] as const;
 
 /** A dry run calls nothing, so it counts in its own thread (token-count.ts), with no thread to start. */
-const countHere = async (messages: readonly ChatMessage[]): Promise<number> => countMessageTokens(messages);
+const countHere = async (messages: readonly ChatMessage[], fieldsText: string): Promise<PromptCount> => countPromptTokens(messages, fieldsText);
 
 /**
  * `switchyard run --dry-run`: reads and routes every row (with the rules classifier: a dry run
@@ -118,7 +118,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     const { maxTokens, maxTokensFrom } = maxTokensOfRow(row, config);
     const { abArm, ensemble } = rowTarget(row, config, abSplit, pinned);
     // The request fields sent beside the prompt are read as prompt too: a structured output's JSON schema is billed so.
-    const fieldTokens = row.params === undefined ? 0 : countTextTokens(JSON.stringify(row.params));
+    const fieldTokens = countTextTokens(requestFieldsText(row.params));
     const judgeCall = (answerTokens: number) => {
       if (!config.judge) return;
       const judged = judgeCallTally(config, config.judge, row, answerTokens);
@@ -130,7 +130,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
       // Each member on the first of its models (its own, then its fallbacks) that can hold the prompt, as the run would.
       const members: string[] = [];
       for (const model of ensemble.config.members) {
-        const first = (await pinnedCallProgress(config, { model, messages: row.messages, maxTokens, maxTokensFrom, reason: 'dry run', notTo: ensemble.config.members }, countHere)).plan?.chain[0];
+        const first = (await pinnedCallProgress(config, { model, messages: row.messages, params: row.params, maxTokens, maxTokensFrom, reason: 'dry run', notTo: ensemble.config.members }, countHere)).plan?.chain[0];
         if (first !== undefined) members.push(first);
       }
       const needed = ensemble.config.min_answers ?? DEFAULT_MIN_ANSWERS;
@@ -148,13 +148,13 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
       judgeCall(Math.min(synthesisMaxTokens, config.models[ensemble.config.synthesizer]?.max_output_tokens ?? synthesisMaxTokens));
       continue;
     }
-    const plan = planRoute({ messages: row.messages, rowModel: row.model, abArm, pinnedModel: pinned, maxTokens, maxTokensFrom, taskType, routeReason: reason }, config, countMessageTokens);
+    const plan = planRoute({ messages: row.messages, params: row.params, rowModel: row.model, abArm, pinnedModel: pinned, maxTokens, maxTokensFrom, taskType, routeReason: reason }, config, countPromptTokens);
     const model = plan.chain[0];
     if (!model) {
       noFit(row, noModelMessage(plan));
       continue;
     }
-    const rowTally = callTally(config, model, (plan.promptTokensCounted ? plan.promptTokens : countMessageTokens(row.messages)) + fieldTokens, maxTokens);
+    const rowTally = callTally(config, model, plan.promptTokensCounted ? plan.promptTokens : countMessageTokens(row.messages) + fieldTokens, maxTokens);
     add(byModel, model, rowTally);
     add(byTask, plan.taskType, rowTally);
     if (abArm !== undefined) add(byArm, abArm, rowTally);

@@ -36,7 +36,7 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
     members: await Promise.all(
       config.members.map(async (model) => ({
         model,
-        progress: await pinnedCallProgress(deps.config, { model, messages: row.messages, maxTokens, maxTokensFrom, taskType, reason: `ensemble "${name}" member`, notTo: config.members }),
+        progress: await pinnedCallProgress(deps.config, { model, messages: row.messages, params: row.params, maxTokens, maxTokensFrom, taskType, reason: `ensemble "${name}" member`, notTo: config.members }),
       })),
     ),
   });
@@ -91,7 +91,7 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
   const synthesisMaxTokens = config.synthesis_max_tokens ?? maxTokens;
   if (!state.synthesis?.plan) {
     // Calls kept: a synthesis of a failed row carried over (carried-progress.ts keptAfterFinish) was paid for; it is planned again on the answers it has now.
-    state.synthesis = { ...(await pinnedCallProgress(deps.config, { model: config.synthesizer, messages, maxTokens: synthesisMaxTokens, maxTokensFrom: `ensembles.${name}.synthesis_max_tokens`, taskType, reason: `ensemble "${name}" synthesis`, notTo: [] })), calls: state.synthesis?.calls ?? [] };
+    state.synthesis = { ...(await pinnedCallProgress(deps.config, { model: config.synthesizer, messages, params: row.params, maxTokens: synthesisMaxTokens, maxTokensFrom: `ensembles.${name}.synthesis_max_tokens`, taskType, reason: `ensemble "${name}" synthesis`, notTo: [] })), calls: state.synthesis?.calls ?? [] };
   }
   const step = await advanceRow({ ...row, messages, model: config.synthesizer, temperature, max_tokens: synthesisMaxTokens }, state.synthesis, withoutCache(deps), saveRow);
   if (step.kind === 'park') return { ...step, progress };

@@ -1,13 +1,15 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import type { ChatMessage } from '../input/row.ts';
 import { planRouteCountingLater, type CountTokensLater, type RoutePlan } from '../routing/route-plan.ts';
-import { countMessageTokensOffThread } from '../routing/token-count-thread.ts';
+import { countPromptTokensOffThread } from '../routing/token-count-thread.ts';
 import { freshProgress, type RowProgress } from './row-progress.ts';
 
 /** A call a row makes beside its answer (an ensemble member, a synthesis, a judge), to a named model. */
 export interface PinnedCall {
   model: string;
   messages: readonly ChatMessage[];
+  /** The request fields sent beside the messages (the row's, for a member or a synthesis; none for a judge). */
+  params?: Readonly<Record<string, unknown>> | undefined;
   maxTokens: number;
   /** What sets maxTokens, for the advice of a message that no model has room (RouteInput.maxTokensFrom). */
   maxTokensFrom: string;
@@ -24,8 +26,8 @@ export interface PinnedCall {
  * carries answers, so it is the one most likely not to fit). Counted off the event loop unless
  * `countTokens` says otherwise (--dry-run, which has no calls in flight, counts in its thread).
  */
-export async function pinnedCallProgress(config: SwitchyardConfig, call: PinnedCall, countTokens: CountTokensLater = countMessageTokensOffThread): Promise<RowProgress> {
-  const routed = await planRouteCountingLater({ messages: call.messages, pinnedModel: call.model, maxTokens: call.maxTokens, maxTokensFrom: call.maxTokensFrom, taskType: call.taskType ?? '', routeReason: call.reason }, config, countTokens);
+export async function pinnedCallProgress(config: SwitchyardConfig, call: PinnedCall, countTokens: CountTokensLater = countPromptTokensOffThread): Promise<RowProgress> {
+  const routed = await planRouteCountingLater({ messages: call.messages, params: call.params, pinnedModel: call.model, maxTokens: call.maxTokens, maxTokensFrom: call.maxTokensFrom, taskType: call.taskType ?? '', routeReason: call.reason }, config, countTokens);
   const plan: RoutePlan = { ...routed, chain: [], skipped: [...routed.skipped] };
   for (const model of routed.chain) {
     // Where the chain would have reached it: a member that answers on its own model has no fallback to explain.

@@ -11,7 +11,7 @@ import { armTarget } from '../routing/ab-split.ts';
 import { maxTokensOfRow, planRouteCountingLater } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
 import { maxMessageTokens } from '../routing/token-count.ts';
-import { countMessageTokensOffThread } from '../routing/token-count-thread.ts';
+import { countPromptTokensOffThread } from '../routing/token-count-thread.ts';
 import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
 import { ClaimLostError } from './claim-lost.ts';
 import type { RowGate } from './row-gate.ts';
@@ -175,9 +175,9 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
       }
     }
     const plan = await planRouteCountingLater(
-      { messages: row.messages, rowModel: row.model, abArm: row.abArm, pinnedModel, ...maxTokensOfRow(row, config), taskType, routeReason: reason },
+      { messages: row.messages, params: row.params, rowModel: row.model, abArm: row.abArm, pinnedModel, ...maxTokensOfRow(row, config), taskType, routeReason: reason },
       config,
-      countMessageTokensOffThread,
+      countPromptTokensOffThread,
     );
     return { plan, calls };
   };

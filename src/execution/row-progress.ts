@@ -16,6 +16,7 @@ export const routePlanSchema = z.object({
   promptTokens: z.number().int().nonnegative(),
   promptTokensCounted: z.boolean().default(false),
   maxTokensFrom: z.string().optional(),
+  fields: z.object({ names: z.array(z.string()), tokens: z.number().int().nonnegative() }).optional(),
 });
 export type RoutePlan = z.infer<typeof routePlanSchema>;
 

@@ -1,6 +1,6 @@
 import type { ModelConfig, SwitchyardConfig } from '../config/schema.ts';
 import type { ChatMessage } from '../input/row.ts';
-import { estimateMessageTokens, maxMessageTokens } from './token-count.ts';
+import { estimatePromptTokens, maxMessageTokens, maxParamsTokens, requestFieldsText, type PromptCount } from './token-count.ts';
 import { armTarget } from './ab-split.ts';
 
 /**
@@ -12,7 +12,9 @@ import { armTarget } from './ab-split.ts';
  *   (or there is no routing), `[default_model, ...models[default_model].fallbacks]`.
  *
  * Then every model whose `context_window` cannot hold the prompt plus its answer is dropped (and
- * listed in `skipped`): prompt tokens + min(max_tokens, the model's max_output_tokens). When every
+ * listed in `skipped`): prompt tokens + min(max_tokens, the model's max_output_tokens). The prompt
+ * is the messages and the request fields sent beside them (`params`: a response_format's JSON
+ * schema is read, and billed, as prompt), counted alike. When every
  * model is dropped the chain is empty and the caller fails the row with `noModelMessage(plan)`.
  *
  * Counting tokens costs CPU (and loading the tokenizer, once), so it is done only when needed: not
@@ -23,6 +25,8 @@ import { armTarget } from './ab-split.ts';
 
 export interface RouteInput {
   messages: readonly ChatMessage[];
+  /** The request fields sent beside the messages (the row's `params`). */
+  params?: Readonly<Record<string, unknown>> | undefined;
   /** The row's own `model` field. */
   rowModel?: string | undefined;
   /** The arm an A/B split gave the row (it names no model of its own): a model, an ensemble or `auto` (routed). */
@@ -59,11 +63,14 @@ export interface RoutePlan {
   promptTokensCounted: boolean;
   /** The input's maxTokensFrom (absent from a plan saved before it was kept). */
   maxTokensFrom?: string;
+  /** The request fields sent beside the messages, by name, and their tokens, part of promptTokens; absent without any. */
+  fields?: { names: string[]; tokens: number };
 }
 
-export type CountTokens = (messages: readonly ChatMessage[]) => number;
+/** Counts a request's prompt: its messages, and the JSON of the request fields beside them ("" for none), apart. */
+export type CountTokens = (messages: readonly ChatMessage[], fieldsText: string) => PromptCount;
 /** A count made off the event loop (token-count-thread.ts). */
-export type CountTokensLater = (messages: readonly ChatMessage[]) => Promise<number>;
+export type CountTokensLater = (messages: readonly ChatMessage[], fieldsText: string) => Promise<PromptCount>;
 
 /** A row's answer's max_tokens (its own, else the config's), and which of them it is. */
 export function maxTokensOfRow(row: { max_tokens?: number | undefined }, config: Pick<SwitchyardConfig, 'max_tokens'>): { maxTokens: number; maxTokensFrom: string } {
@@ -98,27 +105,30 @@ type CandidateChain = ReturnType<typeof candidateChain>;
 
 /**
  * Whether the prompt must be counted to route it: when its chain has a model with a context window
- * that the prompt's UTF-8 bytes (a bound its tokens never exceed) plus the answer do not fit.
+ * that the prompt's UTF-8 bytes (a bound its tokens never exceed), fields included, plus the answer do not fit.
  */
 function needsCount({ models }: CandidateChain, input: RouteInput, config: SwitchyardConfig): boolean {
   const windowed = models.map((name) => config.models[name]).filter((model): model is ModelConfig => model?.context_window !== undefined);
-  return windowed.length > 0 && !fitsAll(windowed, maxMessageTokens(input.messages), input.maxTokens);
+  return windowed.length > 0 && !fitsAll(windowed, maxMessageTokens(input.messages) + maxParamsTokens(input.params), input.maxTokens);
 }
 
 export function planRoute(input: RouteInput, config: SwitchyardConfig, countTokens: CountTokens): RoutePlan {
   const candidates = candidateChain(input, config);
-  return planWithCount(input, config, candidates, needsCount(candidates, input, config) ? countTokens(input.messages) : null);
+  return planWithCount(input, config, candidates, needsCount(candidates, input, config) ? countTokens(input.messages, requestFieldsText(input.params)) : null);
 }
 
 /** planRoute for processes with calls in flight: a count it needs is made off the event loop, and waited for. */
 export async function planRouteCountingLater(input: RouteInput, config: SwitchyardConfig, countTokens: CountTokensLater): Promise<RoutePlan> {
   const candidates = candidateChain(input, config);
-  return planWithCount(input, config, candidates, needsCount(candidates, input, config) ? await countTokens(input.messages) : null);
+  return planWithCount(input, config, candidates, needsCount(candidates, input, config) ? await countTokens(input.messages, requestFieldsText(input.params)) : null);
 }
 
 /** The plan, given the prompt's count when needsCount said it is needed (else null: the prompt is estimated). */
-function planWithCount(input: RouteInput, config: SwitchyardConfig, { models, reason }: CandidateChain, counted: number | null): RoutePlan {
-  const promptTokens = counted ?? estimateMessageTokens(input.messages);
+function planWithCount(input: RouteInput, config: SwitchyardConfig, { models, reason }: CandidateChain, counted: PromptCount | null): RoutePlan {
+  const count = counted ?? estimatePromptTokens(input.messages, requestFieldsText(input.params));
+  const promptTokens = count.messages + count.fields;
+  const fields = input.params !== undefined && count.fields > 0 ? { names: Object.keys(input.params), tokens: count.fields } : undefined;
+  const promptText = fields ? `${promptTokens} prompt (${fields.tokens} of them ${fieldsText(fields.names)})` : `${promptTokens} prompt`;
 
   const chain: string[] = [];
   const skipped: SkippedModel[] = [];
@@ -130,12 +140,17 @@ function planWithCount(input: RouteInput, config: SwitchyardConfig, { models, re
     }
     const output = outputTokens(model, input.maxTokens);
     if (counted !== null && model.context_window !== undefined && promptTokens + output > model.context_window) {
-      skipped.push({ model: name, reason: `context window ${model.context_window} < ${promptTokens} prompt + ${output} output tokens`, at: chain.length, contextWindow: model.context_window });
+      skipped.push({ model: name, reason: `context window ${model.context_window} < ${promptText} + ${output} output tokens`, at: chain.length, contextWindow: model.context_window });
     } else {
       chain.push(name);
     }
   }
-  return { taskType: input.taskType, routeReason: reason, chain, skipped, promptTokens, promptTokensCounted: counted !== null, maxTokensFrom: input.maxTokensFrom };
+  return { taskType: input.taskType, routeReason: reason, chain, skipped, promptTokens, promptTokensCounted: counted !== null, maxTokensFrom: input.maxTokensFrom, ...(fields && { fields }) };
+}
+
+/** "its response_format", "its seed and response_format". */
+function fieldsText(names: readonly string[]): string {
+  return `its ${names.length <= 1 ? names.join('') : `${names.slice(0, -1).join(', ')} and ${names.at(-1)}`}`;
 }
 
 /**
@@ -145,17 +160,20 @@ function planWithCount(input: RouteInput, config: SwitchyardConfig, { models, re
  */
 export function noModelMessage(plan: RoutePlan): string {
   const why = plan.skipped.map((skip) => `${skip.model}: ${skip.reason}`).join('; ') || 'the chain is empty';
+  // The fields sent beside the messages are named: a prompt of a few words is not what is too long (a 50 KB schema is).
+  const prompt = plan.fields ? `${plan.promptTokens} tokens, ${plan.fields.tokens} of them ${fieldsText(plan.fields.names)}` : `${plan.promptTokens} tokens`;
   const tooSmall = plan.skipped.flatMap((skip) => (skip.contextWindow === undefined ? [] : [{ model: skip.model, room: skip.contextWindow - plan.promptTokens }]));
-  if (tooSmall.length === 0) return `no model can take this prompt (${plan.promptTokens} tokens): ${why}`;
+  if (tooSmall.length === 0) return `no model can take this prompt (${prompt}): ${why}`;
   // The model with the most room beside the prompt: the least change lets the call go there.
   const roomiest = tooSmall.reduce((best, model) => (model.room > best.room ? model : best));
   if (roomiest.room <= 0) {
     const windows = tooSmall.length === 1 ? 'that context window' : 'any of these context windows';
-    return `no model can take this prompt (${plan.promptTokens} tokens): ${why}. The prompt alone leaves no room for an answer in ${windows}: shorten it, or add a model with a larger context window to the chain`;
+    const shorten = plan.fields ? `shorten it or ${fieldsText(plan.fields.names)}` : 'shorten it';
+    return `no model can take this prompt (${prompt}): ${why}. The prompt alone leaves no room for an answer in ${windows}: ${shorten}, or add a model with a larger context window to the chain`;
   }
   const from = plan.maxTokensFrom ?? 'max_tokens';
   return (
-    `no model has room for this prompt (${plan.promptTokens} tokens) and its answer: ${why}. ` +
+    `no model has room for this prompt (${prompt}) and its answer: ${why}. ` +
     `The prompt fits ${roomiest.model}'s context window, the answer's max_tokens does not: set ${from} (or models.${roomiest.model}.max_output_tokens) to ${roomiest.room} or less, or add a model with a larger context window to the chain`
   );
 }

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import type { ChatMessage } from '../input/row.ts';
-import { chatTokens, countTextTokens, ENCODING_MODULE, textPieces } from './token-count.ts';
+import { chatTokens, countTextTokens, ENCODING_MODULE, textPieces, type PromptCount } from './token-count.ts';
 
 /**
  * Token counts for processes with model calls in flight (run, worker, serve), made in a worker
@@ -97,9 +97,10 @@ export function countTextsOffThread(texts: readonly string[]): Promise<number[]>
   });
 }
 
-/** countMessageTokens's count, made in the thread. */
-export async function countMessageTokensOffThread(messages: readonly ChatMessage[]): Promise<number> {
-  return chatTokens(await countTextsOffThread(messages.map((message) => message.content)));
+/** countPromptTokens's count (the messages', the request fields' apart), made in the thread in one go. */
+export async function countPromptTokensOffThread(messages: readonly ChatMessage[], fieldsText: string): Promise<PromptCount> {
+  const counts = await countTextsOffThread([...messages.map((message) => message.content), fieldsText]);
+  return { messages: chatTokens(counts.slice(0, -1)), fields: counts.at(-1) ?? 0 };
 }
 
 /** Whether the thread was started, and how long its load of the encoding took (null until done): for the tests. */

@@ -139,6 +139,31 @@ export function chatTokens(contentTokens: readonly number[]): number {
 }
 
 /**
+ * A request's prompt tokens, apart: its messages' (with the overheads above), and those of the
+ * request fields sent beside them, as their JSON (`requestFieldsText`): providers read a structured
+ * output's JSON schema as prompt, in the context window and the bill alike.
+ */
+export interface PromptCount {
+  messages: number;
+  fields: number;
+}
+
+/** The JSON of the request fields sent beside the messages, as counted; "" for none. */
+export function requestFieldsText(params: Readonly<Record<string, unknown>> | undefined): string {
+  return params === undefined ? '' : JSON.stringify(params);
+}
+
+/** countMessageTokens's count, and the fields' (requestFieldsText) with the same tokenizer. */
+export function countPromptTokens(messages: readonly ChatMessage[], fieldsText: string): PromptCount {
+  return { messages: countMessageTokens(messages), fields: countTextTokens(fieldsText) };
+}
+
+/** The same apart count, estimated as estimateMessageTokens estimates (no tokenizer). */
+export function estimatePromptTokens(messages: readonly ChatMessage[], fieldsText: string): PromptCount {
+  return { messages: estimateMessageTokens(messages), fields: estimateTextTokens(fieldsText) };
+}
+
+/**
  * A cheap estimate with no tokenizer, plus the same overheads: a quarter token per ASCII character
  * (English runs about four to a token), a token per other UTF-16 unit. A quarter per character
  * alone put Chinese or Japanese text at a quarter of its tokens, and the budget and tpm limits held
@@ -171,7 +196,7 @@ export function maxMessageTokens(messages: readonly ChatMessage[]): number {
  * `logit_bias`...): providers read a structured output's JSON schema as prompt, and bill it so.
  */
 export function maxParamsTokens(params: Readonly<Record<string, unknown>> | undefined): number {
-  return params === undefined ? 0 : Buffer.byteLength(JSON.stringify(params), 'utf8');
+  return Buffer.byteLength(requestFieldsText(params), 'utf8');
 }
 
 /** Whether this thread has loaded the tokenizer, and how long the load took: the tests check that only a real count loads it, and a run's counts not here. */

@@ -160,6 +160,8 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     });
     const input = join(dir, 'in.jsonl');
     const long = 'Tell me about lighthouses. '.repeat(60);
+    const schema = { type: 'object', properties: Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`field_${i}`, { type: 'string', description: `What field ${i} holds, in a sentence.` }])) };
+    const formSchema = { type: 'json_schema', json_schema: { name: 'form', schema } };
     const huge = `Analyze and compare these: ${'lighthouse keepers and ships '.repeat(300)}`;
     const rows = [
       { id: 'short', prompt: 'Hello there' },
@@ -168,6 +170,9 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
       { id: 'long-on-big', prompt: long, model: 'big' },
       // A short prompt whose answer asks more room than the window has (QA: said as the prompt no model could take).
       { id: 'greedy', prompt: 'Hello there', model: 'small', max_tokens: 9000 },
+      // A short prompt with a structured output's schema that small's window cannot hold: providers read the schema as prompt (QA: it was sent, and refused 400).
+      { id: 'schema', prompt: 'Hello there', response_format: formSchema },
+      { id: 'schema-on-small', prompt: 'Hello there', model: 'small', response_format: formSchema },
     ];
     await writeFile(input, rows.map((row) => JSON.stringify(row)).join('\n'));
     const out = join(dir, 'out');
@@ -183,10 +188,17 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(byId.greedy!.error!.message).toMatch(
       /^no model has room for this prompt \((\d+) tokens\) and its answer: small: context window 400 < \1 prompt \+ 9000 output tokens\. The prompt fits small's context window, the answer's max_tokens does not: set the row's max_tokens \(or models\.small\.max_output_tokens\) to \d+ or less, or add a model with a larger context window to the chain$/,
     );
+    expect(byId.schema).toMatchObject({ status: 'succeeded', final_model: 'big', models_tried: ['big'] });
+    expect(byId.schema!.fallback_reason).toMatch(/^small: skipped, context window 400 < \d+ prompt \(\d+ of them its response_format\) \+ 100 output tokens$/);
+    // Pinned to small, which has no fallback: failed before any call, at $0, the fields named.
+    expect(byId['schema-on-small']).toMatchObject({ status: 'failed', attempts: 0, cost_usd: 0, error: { code: 'no_model_available' } });
+    expect(byId['schema-on-small']!.error!.message).toMatch(
+      /^no model can take this prompt \(\d+ tokens, \d+ of them its response_format\): small: context window 400 < .*\. The prompt alone leaves no room for an answer in that context window: shorten it or its response_format, or add a model with a larger context window to the chain$/,
+    );
     // Its fallback, too small, comes after the model that answered: the row never fell back.
     expect(byId['long-on-big']).toMatchObject({ status: 'succeeded', final_model: 'big', fallback_reason: null });
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
-    expect(report.extra_calls.rows_on_fallback).toBe(1);
+    expect(report.extra_calls.rows_on_fallback).toBe(2);
   });
 
   it("a misspelt model is said to be not found, not down, and with a fallback it is still named (QA: \"Models down\", \"once the provider is back\")", async () => {

@@ -6,6 +6,7 @@ import { routePlanSchema } from '../../src/execution/row-progress.ts';
 import { noModelMessage, planRoute, type RouteInput } from '../../src/routing/route-plan.ts';
 import {
   countMessageTokens,
+  countPromptTokens,
   countTextTokens,
   estimateMessageTokens,
   maxMessageTokens,
@@ -50,19 +51,19 @@ function randomText(alphabet: string, length: number): string {
 }
 
 /** A countTokens that records its calls and answers a fixed number. */
-function fixedCount(tokens: number) {
+function fixedCount(tokens: number, fieldTokens = 0) {
   const calls: number[] = [];
   return {
     calls,
-    count: (messages: readonly ChatMessage[]) => {
+    count: (messages: readonly ChatMessage[], fieldsText: string) => {
       calls.push(messages.length);
-      return tokens;
+      return { messages: tokens, fields: fieldsText === '' ? 0 : fieldTokens };
     },
   };
 }
 
-function plan(input: Partial<RouteInput>, tokens = 10) {
-  const counter = fixedCount(tokens);
+function plan(input: Partial<RouteInput>, tokens = 10, fieldTokens = 0) {
+  const counter = fixedCount(tokens, fieldTokens);
   const result = planRoute({ messages: ask('hi'), maxTokens: 1024, maxTokensFrom: "the row's max_tokens", taskType: 'simple', routeReason: 'rules: no keyword matched -> simple', ...input }, config, counter.count);
   return { result, countCalls: counter.calls.length };
 }
@@ -80,7 +81,7 @@ describe('planRoute: where the chain comes from', () => {
 
   it("follows default_model's own fallbacks for a type without a route, as for a row pinned to it", () => {
     const withFallbacks = parseConfig({ ...config, default_model: 'qwen', routing: undefined }, 'test');
-    const route = (taskType: string) => planRoute({ messages: ask('hi'), maxTokens: 1024, maxTokensFrom: "the row's max_tokens", taskType, routeReason: 'r' }, withFallbacks, () => 10).chain;
+    const route = (taskType: string) => planRoute({ messages: ask('hi'), maxTokens: 1024, maxTokensFrom: "the row's max_tokens", taskType, routeReason: 'r' }, withFallbacks, () => ({ messages: 10, fields: 0 })).chain;
     expect(route('simple')).toEqual(['qwen', 'glm']);
   });
 
@@ -172,6 +173,32 @@ describe('planRoute: context windows', () => {
     expect(noModelMessage(plan({ rowModel: 'nope' }).result)).toMatch(/^no model can take this prompt \(\d+ tokens\): nope: not a configured model$/);
   });
 
+  it("counts the request fields sent beside the messages as prompt: a response_format's schema that a window cannot hold skips the model, named (QA: it was sent, and refused 400)", () => {
+    // A short prompt whose schema's bytes pass small's window: counted, it does not fit beside the answer.
+    const params = { response_format: { type: 'json_schema', json_schema: { name: 'form', schema: { description: 'x'.repeat(5000) } } } };
+    const { result, countCalls } = plan({ rowModel: 'small', params }, 10, 3500);
+    expect(countCalls).toBe(1);
+    expect(result).toMatchObject({
+      chain: ['qwen', 'flash'],
+      skipped: [{ model: 'small', reason: 'context window 4096 < 3510 prompt (3500 of them its response_format) + 1024 output tokens', contextWindow: 4096 }],
+      promptTokens: 3510,
+      fields: { names: ['response_format'], tokens: 3500 },
+    });
+    // None with room: the row fails naming the fields, which are what to shorten; the plan saved in a row's progress keeps them.
+    const bigSchema = { response_format: { type: 'json_schema', json_schema: { name: 'form', schema: { description: 'x'.repeat(130_000) } } } };
+    const pinned = plan({ pinnedModel: 'pro', params: { seed: 1, ...bigSchema }, maxTokens: 100 }, 10, 130_000).result;
+    expect(pinned.chain).toEqual([]);
+    const message =
+      'no model can take this prompt (130010 tokens, 130000 of them its seed and response_format): pro: context window 128000 < 130010 prompt (130000 of them its seed and response_format) + 100 output tokens. ' +
+      'The prompt alone leaves no room for an answer in that context window: shorten it or its seed and response_format, or add a model with a larger context window to the chain';
+    expect(noModelMessage(pinned)).toBe(message);
+    expect(noModelMessage(routePlanSchema.parse(JSON.parse(JSON.stringify(pinned))))).toBe(message);
+    // Not counted (no window to check), the fields are estimated into the prompt as the messages are.
+    const estimated = plan({ pinnedModel: 'glm', params }).result;
+    expect(estimated.promptTokensCounted).toBe(false);
+    expect(estimated.promptTokens).toBeGreaterThan(estimateMessageTokens(ask('hi')) + 1000);
+  });
+
   it('has not loaded the tokenizer so far: nothing above needed a real count', () => {
     expect(tokenizerStatus()).toEqual({ encoding: 'o200k_base', loaded: false, loadMs: null });
   });
@@ -180,7 +207,7 @@ describe('planRoute: context windows', () => {
     const result = planRoute(
       { messages: ask('hello world '.repeat(3000)), pinnedModel: 'small', maxTokens: 512, maxTokensFrom: "the row's max_tokens", taskType: 'simple', routeReason: 'x' },
       config,
-      countMessageTokens,
+      countPromptTokens,
     );
     expect(result.promptTokensCounted).toBe(true);
     expect(result.promptTokens).toBeGreaterThan(5000);

@@ -3,8 +3,8 @@ import { parseConfig } from '../../src/config/load.ts';
 import { callModel } from '../../src/models/call-model.ts';
 import { createProviderClients } from '../../src/models/provider-clients.ts';
 import { planRouteCountingLater } from '../../src/routing/route-plan.ts';
-import { countMessageTokens, countTextTokens, tokenizerStatus } from '../../src/routing/token-count.ts';
-import { countMessageTokensOffThread, countTextsOffThread, tokenThreadStatus } from '../../src/routing/token-count-thread.ts';
+import { countPromptTokens, countTextTokens, tokenizerStatus } from '../../src/routing/token-count.ts';
+import { countPromptTokensOffThread, countTextsOffThread, tokenThreadStatus } from '../../src/routing/token-count-thread.ts';
 import { startSimulator, type Simulator } from '../../src/sim/server.ts';
 
 // The tests run in order: the last one loads the tokenizer in this thread too, to compare the counts.
@@ -52,7 +52,7 @@ describe('token counts with calls in flight (token-count-thread.ts)', () => {
     const plan = await planRouteCountingLater(
       { messages: [{ role: 'user', content: 'lorem ipsum '.repeat(1000) }], pinnedModel: 'small', maxTokens: 100, maxTokensFrom: "the row's max_tokens", taskType: 'simple', routeReason: 'test' },
       config(),
-      countMessageTokensOffThread,
+      countPromptTokensOffThread,
     );
     expect(plan.promptTokensCounted).toBe(true);
     expect(plan.chain).toEqual(['m']);
@@ -64,9 +64,9 @@ describe('token counts with calls in flight (token-count-thread.ts)', () => {
     const texts = ['', 'The quick brown fox jumps over the lazy dog.', '请分析人工智能服务提供商的竞争格局。', 'ACGT'.repeat(5000), 'a<|endoftext|>b', `${'='.repeat(700)}\n${'word '.repeat(400)}`];
     const counts = await countTextsOffThread(texts);
     const chat = [{ role: 'system' as const, content: texts[1]! }, { role: 'user' as const, content: texts[3]! }];
-    const chatCount = await countMessageTokensOffThread(chat);
+    const chatCount = await countPromptTokensOffThread(chat, texts[2]!);
     expect(tokenizerStatus().loaded).toBe(false);
     expect(counts).toEqual(texts.map(countTextTokens));
-    expect(chatCount).toBe(countMessageTokens(chat));
+    expect(chatCount).toEqual(countPromptTokens(chat, texts[2]!));
   });
 });
