@@ -22,6 +22,8 @@ export interface FinalizeOptions {
   /** When this round of the batch started (the report's elapsed time). */
   startedAt: Date;
   baseline?: ReportBaseline | undefined;
+  /** Each model's max_output_tokens (modelOutputCaps), for a report tallied from the files. */
+  outputCaps?: Readonly<Record<string, number>> | undefined;
   /** The report as tallied while collecting, when that collection saw every row exactly once. */
   collectedTally?: ReportTally | null | undefined;
   /** How report.md says to run the rest: `switchyard run --resume` (default), or posting the file again (a batch posted to the API). */
@@ -100,7 +102,7 @@ async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number
   writeResultsCsv(paths.csvJournal, paths.resultsCsv, await store.metadataKeys(meta.batch_id), { separator: meta.csv_delimiter, bom: meta.csv_bom === true }, keep);
   if (meta.input_kind === 'openai-batch') await writeOpenAiBatchFiles(paths.results, paths.errors, options.outDir, meta.batch_id);
   // With rows withdrawn, the report comes from the files as written, which leave them out.
-  const tally = (keep === undefined ? options.collectedTally : null) ?? (await tallyFromFiles(paths, options.baseline, options.startedAt));
+  const tally = (keep === undefined ? options.collectedTally : null) ?? (await tallyFromFiles(paths, options.baseline, options.startedAt, options.outputCaps));
   const now = new Date();
   const lastRow = options.endsAtLastRow ? tally.lastCompletedAt : null;
   const finishedAt = lastRow !== null && lastRow < now && lastRow > options.startedAt ? lastRow : now;
@@ -120,8 +122,8 @@ async function notWithdrawn(store: BatchStore, batchId: string): Promise<RowFilt
 }
 
 /** The report from the final files: the results (newest of each row) and every call. */
-async function tallyFromFiles(paths: OutputPaths, baseline: ReportBaseline | undefined, runStartedAt: Date): Promise<ReportTally> {
-  const tally = new ReportTally(baseline, runStartedAt);
+async function tallyFromFiles(paths: OutputPaths, baseline: ReportBaseline | undefined, runStartedAt: Date, outputCaps: Readonly<Record<string, number>> | undefined): Promise<ReportTally> {
+  const tally = new ReportTally(baseline, runStartedAt, outputCaps);
   for await (const result of readJsonl<RowResult>(paths.results)) tally.addResult(result);
   for await (const call of readJsonl<CallRecord>(paths.costs)) tally.addCall(call);
   return tally;
@@ -193,7 +195,7 @@ export async function rewriteMissingOutputs(options: Omit<FinalizeOptions, 'coll
   if (!written && costsWhole && !missing(paths.results)) {
     // Timed as the run that wrote it was: from its start to the batch's end.
     const startedAt = new Date(meta.started_at ?? meta.created_at);
-    const tally = await tallyFromFiles(paths, options.baseline, startedAt);
+    const tally = await tallyFromFiles(paths, options.baseline, startedAt, options.outputCaps);
     const report = tally.build({ batchId: meta.batch_id, startedAt, finishedAt: new Date(meta.finished_at ?? Date.now()) }, meta.invalid_codes, 0);
     addSplits(report, meta); // as the run wrote it
     writeReport(report, options.outDir);

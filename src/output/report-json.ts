@@ -225,6 +225,12 @@ export interface Report {
    * succeeded (it was paid for, and may be enough), so this is where it shows.
    */
   cut_off: Record<string, number>;
+  /**
+   * Of `cut_off.length`, the answers stopped at their model's max_output_tokens (which caps a row's
+   * max_tokens, so a higher max_tokens would not help them), by the model that answered. Absent in
+   * reports written before it was told apart.
+   */
+  cut_off_at_model_cap?: Record<string, number>;
   /** Invalid input rows (errors.jsonl) by reason code, most frequent first. */
   invalid_input: Record<string, number>;
   /** The first invalid row's message for each code in `invalid_input`, with its line. */

@@ -495,13 +495,31 @@ function renderCutOff(report: Report): string | null {
   const reasons = Object.entries(report.cut_off ?? {});
   if (reasons.length === 0) return null;
   return reasons
-    .map(([reason, rows]) => {
-      if (reason === 'length') return `${counted(rows, 'answer')} stopped at max_tokens (finish_reason "length"): give those rows a higher max_tokens in the file and run the batch again (only edited rows run again)`;
+    .flatMap(([reason, rows]) => {
+      if (reason === 'length') return stoppedAtTokenLimit(rows, report.cut_off_at_model_cap ?? {});
       if (reason === REFUSED_ANSWER) return `${counted(rows, 'answer')} ${rows === 1 ? 'was a refusal' : 'were refusals'} (the model declined: its words are the row's refusal in results.jsonl and results.csv, output "")`;
       if (reason === EMPTY_ANSWER) return `${counted(rows, 'answer')} finished with no text (output "" in results.jsonl: the model sent none, or only tool calls)`;
       return `${counted(rows, 'answer')} ended by finish_reason "${reason}"`;
     })
     .join('; ');
+}
+
+/**
+ * Answers stopped by their token limit: at the row's own max_tokens, which a higher one in the file
+ * lets go on, or at the model's max_output_tokens, which caps it, so that a higher one only paid for
+ * the same cut answer again (QA): for those, the cap or another model is what to change.
+ */
+function stoppedAtTokenLimit(rows: number, atModelCap: Record<string, number>): string[] {
+  const capped = Object.entries(atModelCap);
+  const own = rows - capped.reduce((sum, [, n]) => sum + n, 0);
+  const lines = own > 0 ? [`${counted(own, 'answer')} stopped at max_tokens (finish_reason "length"): give those rows a higher max_tokens in the file and run the batch again (only edited rows run again)`] : [];
+  for (const [model, n] of capped) {
+    lines.push(
+      `${counted(n, 'answer')} stopped at models.${model}.max_output_tokens (finish_reason "length"), which caps a row's max_tokens, so a higher one does not help: ` +
+        `raise it if ${model} can write more, or give those rows another model, then run them again (a resume runs only rows edited in the file)`,
+    );
+  }
+  return lines;
 }
 
 /**

@@ -52,6 +52,14 @@ function addToTally(tally: CallTally, nanos: number | null): void {
   else tally.nanos += nanos;
 }
 
+/**
+ * Each model's max_output_tokens, which caps a row's max_tokens (row-runner.ts): an answer cut off
+ * there is not helped by a higher max_tokens, and the report tells it apart.
+ */
+export function modelOutputCaps(config: { models: Readonly<Record<string, { max_output_tokens?: number | undefined }>> } | null | undefined): Record<string, number> {
+  return Object.fromEntries(Object.entries(config?.models ?? {}).flatMap(([name, model]) => (model.max_output_tokens === undefined ? [] : [[name, model.max_output_tokens]])));
+}
+
 /** What a report is about, beside the figures: the batch and its time span. */
 export interface ReportSpan {
   batchId: string;
@@ -160,6 +168,9 @@ export class ReportTally {
   /** One message per call error code: bounded by the codes, whatever the number of calls. */
   readonly #callErrorExamples = new Map<string, string>();
   readonly #cutOff = new Map<string, number>();
+  /** Answers cut off ("length") at their model's max_output_tokens, by model: bounded by the models. */
+  readonly #cutAtModelCap = new Map<string, number>();
+  readonly #outputCaps: Readonly<Record<string, number>>;
   readonly #cached = { rows: 0, savedNanos: 0, unpriced: 0 };
   readonly #extra = { retry: callTally(), fallback: callTally(), classifier: callTally(), member: callTally(), synthesis: callTally(), judge: callTally() };
   readonly #runStartedAt: number;
@@ -176,10 +187,14 @@ export class ReportTally {
   #usageEstimatedCalls = 0;
   #lastCompletedAt = Number.NaN;
 
-  /** `runStartedAt`: when this run began; rows completed before it were done by an earlier run. */
-  constructor(baseline?: ReportBaseline, runStartedAt?: Date) {
+  /**
+   * `runStartedAt`: when this run began; rows completed before it were done by an earlier run.
+   * `outputCaps`: each model's max_output_tokens (modelOutputCaps), to tell answers cut off there.
+   */
+  constructor(baseline?: ReportBaseline, runStartedAt?: Date, outputCaps: Readonly<Record<string, number>> = {}) {
     this.#baseline = baseline;
     this.#runStartedAt = runStartedAt?.getTime() ?? -Infinity;
+    this.#outputCaps = outputCaps;
   }
 
   #model(model: string): ModelTally {
@@ -232,8 +247,11 @@ export class ReportTally {
       if (entry) entry.succeeded += 1;
       task.succeeded += 1;
       if (answeredOnFallback(result)) this.#rowsOnFallback += 1;
-      if (result.finish_reason && !FINISHED_ANSWER.has(result.finish_reason)) increment(this.#cutOff, result.finish_reason);
-      else if (result.refusal !== undefined) increment(this.#cutOff, REFUSED_ANSWER);
+      if (result.finish_reason && !FINISHED_ANSWER.has(result.finish_reason)) {
+        increment(this.#cutOff, result.finish_reason);
+        const capped = result.finish_reason === 'length' ? this.#cappedModel(result) : null;
+        if (capped !== null) increment(this.#cutAtModelCap, capped);
+      } else if (result.refusal !== undefined) increment(this.#cutOff, REFUSED_ANSWER);
       // A finished answer with no text (content null, tool calls only) succeeded, but says nothing.
       else if (result.output !== null && result.output.trim() === '') increment(this.#cutOff, EMPTY_ANSWER);
     } else {
@@ -245,6 +263,20 @@ export class ReportTally {
       this.#errorModels.set(code, models.add(result.model));
       if (result.error?.message && !this.#errorExamples.has(code)) this.#errorExamples.set(code, result.error.message);
     }
+  }
+
+  /**
+   * The model whose max_output_tokens stopped a cut-off answer, or null when the row's own max_tokens
+   * (below the cap) did: the answer's tokens reached the cap, which only a limit at the cap allows.
+   * A row's usage is its calls' (a failed call before the answer has, at most, a broken stream's
+   * few); an ensemble's adds its members', so its synthesis is not told apart.
+   */
+  #cappedModel(result: RowResult): string | null {
+    if (result.ensemble) return null;
+    const model = result.final_model ?? result.model;
+    const cap = Object.hasOwn(this.#outputCaps, model) ? this.#outputCaps[model] : undefined;
+    const tokens = result.cached ? result.cached.usage.output_tokens : result.usage.output_tokens;
+    return cap !== undefined && tokens >= cap ? model : null;
   }
 
   #addJudged(result: RowResult, judged: NonNullable<RowResult['judge']>, ...scoreTallies: Array<ScoreTally | undefined>): void {
@@ -354,6 +386,7 @@ export class ReportTally {
       call_errors: callErrors,
       call_error_examples: examplesOf(callErrors, this.#callErrorExamples),
       cut_off: byCountDescending(this.#cutOff),
+      cut_off_at_model_cap: byCountDescending(this.#cutAtModelCap),
       invalid_input: Object.fromEntries(invalidEntries.map(([code, entry]) => [code, entry.rows])),
       invalid_input_examples: Object.fromEntries(invalidEntries.map(([code, entry]) => [code, entry.example])),
       task_types: Object.fromEntries(

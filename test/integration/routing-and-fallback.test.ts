@@ -201,6 +201,25 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(report.extra_calls.rows_on_fallback).toBe(2);
   });
 
+  it("tells answers cut off at the model's max_output_tokens from those cut at their own max_tokens, on the run and on its resume (QA: the advice to raise max_tokens paid for the same cut answer again)", async () => {
+    const dir = await tempDir('cap');
+    const cfg = await config(dir, { models: { small: { provider: 'sim', price, max_output_tokens: 30 } }, default_model: 'small', max_tokens: 50 });
+    const input = join(dir, 'in.jsonl');
+    const lines = (asked: number) => [{ id: 'asks-more', prompt: 'Write a long essay about rivers and their deltas.', max_tokens: asked }, { id: 'asks-10', prompt: 'Write a long essay about mountains and glaciers.', max_tokens: 10 }];
+    await writeFile(input, lines(5000).map((row) => JSON.stringify(row)).join('\n'));
+    const out = join(dir, 'out');
+    const capLine = /^Cut off +1 answer stopped at max_tokens \(finish_reason "length"\): give those rows a higher max_tokens .*; 1 answer stopped at models\.small\.max_output_tokens \(finish_reason "length"\), which caps a row's max_tokens, so a higher one does not help: raise it if small can write more, or give those rows another model/m;
+    const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'cap'], h.env({ SIM_KEY: 'right-key' }));
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(capLine);
+    expect((JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report).cut_off_at_model_cap).toEqual({ small: 1 });
+    // Edited as the old advice said and resumed: the report is tallied from the files then, and still tells them apart.
+    await writeFile(input, lines(20_000).map((row) => JSON.stringify(row)).join('\n'));
+    const resumed = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'cap'], h.env({ SIM_KEY: 'right-key' }));
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toMatch(capLine);
+  });
+
   it("a misspelt model is said to be not found, not down, and with a fallback it is still named (QA: \"Models down\", \"once the provider is back\")", async () => {
     const dir = await tempDir('typo');
     const alone = await config(dir, { models: { typo: { provider: 'sim', upstream: 'gpt-typo', price } }, default_model: 'typo', breaker: { failure_threshold: 3, cooldown_ms: 60_000 } });

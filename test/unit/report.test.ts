@@ -7,7 +7,7 @@ import { callCostNanos, formatUsd, nanosToUsd, usdToNanos } from '../../src/mode
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import { countInvalidRow, type InvalidRowCounts, type RowError } from '../../src/input/row.ts';
 import { readJsonl } from '../../src/output/read-jsonl.ts';
-import { ReportTally, type ReportSpan } from '../../src/output/report.ts';
+import { modelOutputCaps, ReportTally, type ReportSpan } from '../../src/output/report.ts';
 import type { Report } from '../../src/output/report-json.ts';
 import { renderHeadline, renderReportMarkdown, renderSummaryLines } from '../../src/output/report-markdown.ts';
 import { readWrittenReport, writeReport } from '../../src/output/write-report.ts';
@@ -883,6 +883,42 @@ describe('answers the model did not finish', () => {
       '2 answers stopped at max_tokens (finish_reason "length"): give those rows a higher max_tokens in the file and run the batch again (only edited rows run again); 1 answer ended by finish_reason "content_filter"',
     );
     expect(renderReportMarkdown(report)).toContain('- Cut off: 2 answers stopped at max_tokens');
+  });
+
+  it("tell those stopped at their model's max_output_tokens from those stopped at their own max_tokens: a higher max_tokens does not help the first (QA: following the advice paid for the same cut answer again)", async () => {
+    const tally = new ReportTally(undefined, undefined, modelOutputCaps({ models: { alpha: { max_output_tokens: 30 }, beta: {} } }));
+    const cut = (row: number, outputTokens: number, extra: Partial<RowResult> = {}): RowResult => ({ ...result(row, 'length'), usage: { input_tokens: 5, output_tokens: outputTokens }, ...extra });
+    [
+      cut(1, 30), // max_tokens 5000 capped at alpha's 30
+      cut(2, 30),
+      cut(3, 10), // its own max_tokens of 10
+      cut(4, 0, { cached: { batch_id: 'b0', row: 4, cached_at: '2026-11-01T10:00:00.000Z', usage: { input_tokens: 5, output_tokens: 30 }, saved_usd: null } }), // the cached call's tokens
+      cut(5, 500, { model: 'beta', final_model: 'beta', models_tried: ['beta'] }), // beta has no cap: its row's own max_tokens
+      // An ensemble's usage holds its members' calls too: not told apart.
+      cut(6, 90, { ensemble: { name: 'council', synthesizer: 'alpha', members: [] } }),
+    ].forEach((r) => tally.addResult(r));
+    const report = tally.build({ batchId: 'b', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:01.000Z' });
+    expect(report.cut_off).toEqual({ length: 6 });
+    expect(report.cut_off_at_model_cap).toEqual({ alpha: 3 });
+    const cutLine = renderSummaryLines(report).find((line) => line.startsWith('Cut off'))?.replace(/^Cut off +/, '');
+    expect(cutLine).toBe(
+      '3 answers stopped at max_tokens (finish_reason "length"): give those rows a higher max_tokens in the file and run the batch again (only edited rows run again); ' +
+        "3 answers stopped at models.alpha.max_output_tokens (finish_reason \"length\"), which caps a row's max_tokens, so a higher one does not help: " +
+        'raise it if alpha can write more, or give those rows another model, then run them again (a resume runs only rows edited in the file)',
+    );
+    expect(renderReportMarkdown(report)).toContain('- Cut off: 3 answers stopped at max_tokens (finish_reason "length"): give those rows a higher max_tokens in the file and run the batch again (only edited rows run again); 3 answers stopped at models.alpha.max_output_tokens');
+    // Without caps (a report of before, read back), every length-cut answer is its rows' max_tokens, as said before.
+    const { cut_off_at_model_cap: _, ...older } = report;
+    expect(renderSummaryLines(older).find((line) => line.startsWith('Cut off'))).toMatch(/^Cut off +6 answers stopped at max_tokens \(finish_reason "length"\): give those rows a higher max_tokens in the file and run the batch again \(only edited rows run again\)$/);
+    const dir = await mkdtemp(join(tmpdir(), 'sy-cut-'));
+    try {
+      writeReport(older, dir);
+      expect(await readWrittenReport(dir, 'b')).toEqual(older);
+      writeReport(report, dir);
+      expect(await readWrittenReport(dir, 'b')).toEqual(report);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('count a finished answer with no text (content null, tool calls only) apart: it succeeded, but says nothing', () => {
