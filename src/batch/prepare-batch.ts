@@ -20,6 +20,7 @@ import type { Simulator } from '../sim/server.ts';
 import { atEarlyQuit, holdingEarlyStop, saysWhenStopped } from '../early-stop.ts';
 import { lookalikeColumnsText, requestFieldColumnsText } from './run-messages.ts';
 import { createAnsweringModels } from './answering-models.ts';
+import { CappedMaxTokens, firstModel } from './capped-max-tokens.ts';
 import { keysHeldElsewhere, refuseJudgeWithoutKey, refuseSpentMonth, refuseWithoutKeys, warnAboutConfig } from './config-checks.ts';
 import { abSplitsBefore, isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, cacheTurnedOff, withRunCache, withRunJudge, type RunSettings } from './run-settings.ts';
 import type { RunHost, RunOptions } from './run-batch.ts';
@@ -49,6 +50,8 @@ export interface PreparedBatch {
   items: AsyncIterable<ReadItem>;
   /** What the rows read so far go to (their own model, arm, the pinned model, or auto): all of them once `items` is read to its end. */
   answering: ReadonlySet<string>;
+  /** The rows read so far whose own max_tokens is above their model's max_output_tokens: its note, said once the file is read. */
+  capped: CappedMaxTokens;
   position: ReadPosition;
   outDir: string;
   startedAt: Date;
@@ -94,7 +97,12 @@ export async function prepareBatch(batchId: string, options: RunOptions, session
   // A host's batch was posted to its HTTP API: the readers' advice is for the request then (a charset to name in its Content-Type).
   const rules = { promptColumn: settings.promptColumn, overHttp: host !== undefined };
   const answering = createAnsweringModels(config, settings.abSplit, settings.model);
-  const items = await checkedRows(settings.inputPath, rules, config, position, held, { first: (first) => sayNoReferenceField(config, first, say), each: answering.see });
+  const capped = new CappedMaxTokens(config);
+  const each = (row: InputRow): void => {
+    answering.see(row);
+    capped.add(firstModel(row, config, settings.abSplit, settings.model), row.max_tokens);
+  };
+  const items = await checkedRows(settings.inputPath, rules, config, position, held, { first: (first) => sayNoReferenceField(config, first, say), each });
   for (const note of [lookalikeColumnsText(position.csvLookalikeColumns), requestFieldColumnsText(position.csvRequestFieldColumns)]) if (note) say(note);
 
   const { outDir, startedAt } = await saveBatch(batchId, options, existing, session, { config: savedConfig, builtIn: resolved.builtIn, judgeModel, cacheOff, settings, position });
@@ -112,6 +120,7 @@ export async function prepareBatch(batchId: string, options: RunOptions, session
     callsElsewhere,
     items,
     answering: answering.names,
+    capped,
     position,
     outDir,
     startedAt,

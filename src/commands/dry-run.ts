@@ -4,6 +4,7 @@ import { loadConfigFile } from '../config/load.ts';
 import { answerableNames, DEFAULT_MIN_ANSWERS, judgeMaxTokens, type JudgeConfig, type SwitchyardConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
 import { batchIdRule, isValidBatchId } from '../queue/keys.ts';
+import { CappedMaxTokens } from '../batch/capped-max-tokens.ts';
 import { lookalikeColumnsText, requestFieldColumnsText, unsentBodyFieldsText, unsentRequestFieldsText } from '../batch/run-messages.ts';
 import { missingKeys, notSet, refuseWithoutKeys, spentMonthCheck } from '../batch/config-checks.ts';
 import { withoutAnswerCache } from '../execution/answer-cache.ts';
@@ -94,6 +95,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   let unroutable = 0;
   let firstUnroutable: string | null = null;
   const unsentBodyFields: Record<string, number> = {};
+  const capped = new CappedMaxTokens(config);
   const noFit = (row: InputRow, why: string) => {
     unroutable++;
     firstUnroutable ??= `line ${row.line}: ${why}`;
@@ -154,6 +156,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
       noFit(row, noModelMessage(plan));
       continue;
     }
+    capped.add(model, row.max_tokens);
     const rowTally = callTally(config, model, plan.promptTokensCounted ? plan.promptTokens : countMessageTokens(row.messages) + fieldTokens, maxTokens);
     add(byModel, model, rowTally);
     add(byTask, plan.taskType, rowTally);
@@ -172,7 +175,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   if (unrouted) say(unrouted);
   say(`${counted(total.rows, 'row')} routed, ${formatCount(invalid)} invalid (they would go to errors.jsonl), ${formatCount(unroutable)} with no model that fits.`);
   if (firstUnroutable) say(`  no model that fits ${formatCount(unroutable)}, the first: ${firstUnroutable}`);
-  for (const note of [unsentBodyFieldsText(unsentBodyFields), unsentRequestFieldsText(position.unsentRequestFields)]) if (note) say(note);
+  for (const note of [unsentBodyFieldsText(unsentBodyFields), unsentRequestFieldsText(position.unsentRequestFields), capped.text()]) if (note) say(note);
   for (const note of [lookalikeColumnsText(position.csvLookalikeColumns), requestFieldColumnsText(position.csvRequestFieldColumns)]) if (note) say(note);
   // What is wrong with the file, so it can be fixed before anything is spent.
   for (const [code, entry] of Object.entries(invalidByCode).sort(([, a], [, b]) => b.rows - a.rows)) {

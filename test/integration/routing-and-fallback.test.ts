@@ -212,12 +212,15 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     const run = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'cap'], h.env({ SIM_KEY: 'right-key' }));
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toMatch(capLine);
+    // The cap applied to the row's max_tokens is said before, once per model.
+    expect(run.stdout).toContain("Note: rows ask for a max_tokens above their model's max_output_tokens, which caps it: small 30 (1 row asking up to 5000). Their answers stop there at most; raise models.small.max_output_tokens if small can write more.");
     expect((JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report).cut_off_at_model_cap).toEqual({ small: 1 });
     // Edited as the old advice said and resumed: the report is tallied from the files then, and still tells them apart.
     await writeFile(input, lines(20_000).map((row) => JSON.stringify(row)).join('\n'));
     const resumed = await runCli(['run', input, '--config', cfg, '--out', out, '--batch-id', 'cap'], h.env({ SIM_KEY: 'right-key' }));
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stdout).toMatch(capLine);
+    expect(resumed.stdout).toContain('small 30 (1 row asking up to 20000)');
   });
 
   it("a misspelt model is said to be not found, not down, and with a fallback it is still named (QA: \"Models down\", \"once the provider is back\")", async () => {
