@@ -9,6 +9,7 @@ import { lookalikeColumns, requestFieldColumns } from './row-field-lookalikes.ts
 import { recordsBeforeError } from './records-before-error.ts';
 import { unusedName } from '../unused-name.ts';
 import { formatCount } from '../figure-text.ts';
+import { MAX_ROW_KEYS } from './row-keys.ts';
 import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosition } from './row-fields.ts';
 import type { ReadItem, ReadPosition, RowRules } from './row.ts';
 
@@ -138,7 +139,7 @@ const NAME_SHOWN = 40;
  * column is a metadata key carried by every row into results.csv; a header of a million columns
  * (a 14 MB upload, QA) held `serve`'s event loop for half a minute on the rows after it.
  */
-export const MAX_CSV_COLUMNS = 16_384;
+export const MAX_CSV_COLUMNS = MAX_ROW_KEYS;
 
 function readHeader(record: string[], rules: RowRules, path: string, delimiter: CsvDelimiter): Header {
   const promptColumn = rules.promptColumn || 'prompt';

@@ -307,6 +307,23 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     }
   });
 
+  it('takes a row of more keys than a row may have (16,384), in JSONL or a JSON body, as a bad row and runs the rest (QA: 500,000 keys held the server, its health check too, for seconds)', async () => {
+    const dir = await tempDir('api-wide');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
+    const wide = JSON.stringify({ id: 'wide', prompt: 'x', metadata: Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`k${i}`, i])) });
+    const tooWide = '{"row":2,"line":2,"code":"bad_field","message":"the row has 20,002 keys (its fields and its metadata object\'s), more than the 16,384 a row may have (a CSV header\'s limit too: each becomes a results.csv column): keep the fields you want beside the answers, and leave the rest out of the row, or nest them under one key, which is one column"}\n';
+    for (const [batchId, body, contentType] of [
+      ['api-wide-jsonl', `{"prompt":"before"}\n${wide}\n{"prompt":"after"}\n`, 'application/jsonl'],
+      ['api-wide-json', `[{"prompt":"before"},${wide},{"prompt":"after"}]`, 'application/json'],
+    ]) {
+      const submitted = await postFile(server, `?batch_id=${batchId}`, body!, contentType);
+      expect(submitted.status, JSON.stringify(submitted.body)).toBe(202);
+      expect((await waitUntilFinished(server, batchId!)).rows).toMatchObject({ total: 2, succeeded: 2, invalid: 1 });
+      expect(await (await fetch(`${server.url}/v1/batches/${batchId}/files/errors.jsonl`)).text()).toBe(tooWide);
+    }
+  });
+
   it('writes results.csv with a UTF-8 byte order mark for a CSV uploaded with one, or in UTF-16 or another charset, as run does (QA: Excel garbled the results)', async () => {
     const dir = await tempDir('api-bom');
     const config = await writeSimConfig(dir, h.sim.url);

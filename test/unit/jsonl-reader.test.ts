@@ -1,9 +1,10 @@
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { UsageError } from '../../src/errors.ts';
 import { readJsonlRows } from '../../src/input/jsonl-reader.ts';
 import { readRows } from '../../src/input/read-rows.ts';
-import type { ReadPosition } from '../../src/input/row.ts';
+import type { InputRow, ReadPosition } from '../../src/input/row.ts';
+import { MAX_ROW_KEYS } from '../../src/input/row-keys.ts';
 import { unsentRequestFieldsText } from '../../src/batch/run-messages.ts';
 import { collect, fixture, rules, useTempFiles } from '../helpers/reader-fixtures.ts';
 
@@ -501,6 +502,57 @@ describe('a line nested thousands of levels deep', () => {
       value: { row: 2, line: 2, id: 'deep', code: 'bad_field', message: 'the row nests objects or arrays more than 100 levels deep, which no prompt needs: flatten its fields (or leave the deep data out of the row)' },
     });
     expect(() => JSON.stringify(items[3])).not.toThrow();
+  });
+});
+
+describe('a line of more keys than a row may have', () => {
+  const keys = (count: number, from = 0) => Object.fromEntries(Array.from({ length: count }, (_, i) => [`k${from + i}`, i]));
+  const refused = (count: number) =>
+    `the row has ${count.toLocaleString('en-US')} keys (its fields and its metadata object's), more than the 16,384 a row may have (a CSV header's limit too: each becomes a results.csv column): ` +
+    'keep the fields you want beside the answers, and leave the rest out of the row, or nest them under one key, which is one column';
+
+  it('is a bad row naming how many and the limit, refused before JSON.parse; the lines around it read (QA: 500,000 keys held serve for seconds)', async () => {
+    expect(MAX_ROW_KEYS).toBe(16_384);
+    const lines = [
+      { prompt: 'before' },
+      { prompt: 'many', metadata: keys(20_000) }, // the metadata object's keys
+      { prompt: 'top', ...keys(MAX_ROW_KEYS) }, // top-level keys, which become metadata, with the prompt: one over
+      { prompt: 'split', ...keys(10_000), metadata: keys(10_000, 10_000) }, // both together
+      { prompt: 'at the limit', ...keys(MAX_ROW_KEYS - 2), metadata: { a: 1 } }, // prompt + 16,382 + a = 16,384
+      { prompt: 'nested', metadata: { wide: keys(100_000) } }, // one key, one column
+      { prompt: 'after' },
+    ].map((line) => JSON.stringify(line));
+    const path = await file('wide.jsonl', `${lines.join('\n')}\n`);
+    const parse = vi.spyOn(JSON, 'parse');
+    try {
+      const items = await collect(readJsonlRows(path, rules));
+      expect(items.map((item) => item.kind)).toEqual(['row', 'error', 'error', 'error', 'row', 'row', 'row']);
+      expect(items.slice(1, 4).map((item) => item.value)).toEqual([
+        { row: 2, line: 2, code: 'bad_field', message: refused(20_001) },
+        { row: 3, line: 3, code: 'bad_field', message: refused(16_385) },
+        { row: 4, line: 4, code: 'bad_field', message: refused(20_001) },
+      ]);
+      expect(items[4]).toMatchObject({ kind: 'row', value: { row: 5, id: '5' } });
+      expect(Object.keys((items[4]!.value as InputRow).metadata)).toHaveLength(MAX_ROW_KEYS - 1);
+      // The refused lines were never parsed: building an object of that many keys is the slow part.
+      const parsedTexts = parse.mock.calls.map(([text]) => text);
+      expect(parsedTexts).not.toContain(lines[1]);
+      expect(parsedTexts).not.toContain(lines[2]);
+      expect(parsedTexts).not.toContain(lines[3]);
+    } finally {
+      parse.mockRestore();
+    }
+  });
+
+  it('counts keys as JSON.parse reads them: escapes and strings holding colons, braces or quotes', async () => {
+    const many = Object.keys(keys(MAX_ROW_KEYS + 1)).map((key) => `"${key}":"a:{[\\\"b"`).join(',');
+    const lines = [
+      `{"prompt":"x","metad\\u0061ta":{${many}}}`, // "metadata" written with an escape
+      `{"prompt":"x:{}","text":"${'\\":{'.repeat(MAX_ROW_KEYS + 1)}"}`, // colons and braces inside a string, after escaped quotes
+    ];
+    const items = await collect(readJsonlRows(await file('escaped.jsonl', lines.join('\n')), rules));
+    expect(items[0]).toMatchObject({ kind: 'error', value: { code: 'bad_field', message: refused(MAX_ROW_KEYS + 2) } });
+    expect(items[1]).toMatchObject({ kind: 'row', value: { metadata: { text: '":{'.repeat(MAX_ROW_KEYS + 1) } } });
   });
 });
 
