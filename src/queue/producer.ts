@@ -12,6 +12,8 @@ import { reopenRows } from './reopen-rows.ts';
 import { whileRedisRefuses, type RefusalWait } from './redis-outage.ts';
 import { invalidRowsToWithdraw, withdrawRowsPast } from './withdraw-rows.ts';
 import { rowFingerprint } from '../input/row-fingerprint.ts';
+import { MAX_ROW_KEYS } from '../input/row-keys.ts';
+import { formatCount } from '../figure-text.ts';
 import { carriedThatFits, keepInvalidRowsFingerprints, sortRowsToRunAgain, type CarriedFits } from './rows-to-run-again.ts';
 
 export interface EnqueueOptions {
@@ -84,6 +86,13 @@ export interface EnqueueCounts {
   failedWithAnswers: number;
 }
 
+/**
+ * The most metadata keys a batch's rows may have in all, each a results.csv column: a CSV header's
+ * limit, and a row's. Rows of 16,000 keys each, every row's its own, made 496,000 columns of 31 rows
+ * (22 s) and every further row wider still.
+ */
+const MAX_BATCH_METADATA_KEYS = MAX_ROW_KEYS;
+
 /** BullMQ attempts cover crashed workers only; model errors are retried by the prompt job itself. */
 const JOB_OPTIONS = { removeOnComplete: true, removeOnFail: true, attempts: 3, backoff: { type: 'exponential', delay: 1000 } } as const;
 
@@ -143,6 +152,12 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
         await invalidNow.add(item.value.row);
         continue;
       }
+      const tooWide = takeMetadataKeys(item.value, holdings);
+      if (tooWide) {
+        await recordInvalidRow(tooWide, counts, errors);
+        await invalidNow.add(item.value.row);
+        continue;
+      }
       countValidRow(item.value, counts);
       if (!kindSaved && counts.openAiBatchRows > 0) await saveKind();
       chunk.push(item.value);
@@ -176,8 +191,10 @@ function noRowsCounted(): EnqueueCounts {
 
 /** What the batch holds already that each chunk needs, read once before the first. */
 interface BatchHoldings {
-  /** The metadata keys recorded so far; each chunk records its new ones. */
+  /** The metadata keys recorded so far, and those of the rows taken since; each chunk records its new ones. */
   metadataKeys: Set<string>;
+  /** Keys of the rows taken since the last chunk was queued that the batch did not have, in first-seen order: the chunk records them. */
+  newKeys: string[];
   /** An earlier run left answers for some rows (carried-rows.ts). */
   anyCarried: boolean;
 }
@@ -188,7 +205,7 @@ async function readBatchHoldings(options: EnqueueOptions): Promise<BatchHoldings
   const keys = options.store.keys(options.batchId);
   // Looked up by chunk only when an earlier run left answers (a round trip per resume otherwise).
   const anyCarried = options.resume && (await options.store.redis.exists(keys.carried)) === 1;
-  return { metadataKeys, anyCarried };
+  return { metadataKeys, newKeys: [], anyCarried };
 }
 
 /** How many rows a chunk holds, and what happens once one is queued (see EnqueueOptions.localWorkers). */
@@ -236,7 +253,8 @@ function countValidRow(row: InputRow, counts: EnqueueCounts): void {
  * their new metadata keys, their fingerprints and the estimated row count recorded beside it.
  */
 async function enqueueChunk(options: EnqueueOptions, rows: InputRow[], counts: EnqueueCounts, holdings: BatchHoldings): Promise<void> {
-  const newKeys = newMetadataKeys(rows, holdings.metadataKeys);
+  const newKeys = holdings.newKeys;
+  holdings.newKeys = [];
   await refusedWaitedOut(options, () => options.store.addMetadataKeys(options.batchId, newKeys));
   const fingerprinted = await recordFingerprints(options, rows, counts, holdings.anyCarried);
   const { carried, toRun } = fingerprinted;
@@ -284,17 +302,23 @@ export function estimatedTotal(rowsSoFar: number, position: ReadPosition | undef
   return Math.max(rowsSoFar, Math.round((rowsSoFar * position.fileBytes) / Math.min(position.bytesRead, position.fileBytes)));
 }
 
-/** Keys of these rows' metadata not in `known` yet, in first-seen order; adds them to `known`. */
-function newMetadataKeys(rows: readonly InputRow[], known: Set<string>): string[] {
-  const added: string[] = [];
-  for (const row of rows) {
-    for (const key of Object.keys(row.metadata)) {
-      if (known.has(key)) continue;
-      known.add(key);
-      added.push(key);
-    }
+/**
+ * Adds the row's metadata keys that the batch does not have yet to it; or, when they would make
+ * more than MAX_BATCH_METADATA_KEYS in all, leaves the batch's keys as they are and gives the
+ * row's error.
+ */
+function takeMetadataKeys(row: InputRow, holdings: BatchHoldings): RowError | null {
+  const known = holdings.metadataKeys;
+  const added = Object.keys(row.metadata).filter((key) => !known.has(key));
+  if (known.size + added.length > MAX_BATCH_METADATA_KEYS) {
+    const message = `the row's metadata has ${formatCount(added.length)} keys that the rows before it do not, which would make ${formatCount(known.size + added.length)} results.csv columns, more than the ${formatCount(MAX_BATCH_METADATA_KEYS)} a batch may have (a CSV header's limit too): give the rows the same keys, or nest those that differ under one key, which is one column`;
+    return { row: row.row, line: row.line, id: row.id, ...(row.custom_id !== undefined && { custom_id: row.custom_id }), code: 'bad_field', message };
   }
-  return added;
+  for (const key of added) {
+    known.add(key);
+    holdings.newKeys.push(key);
+  }
+  return null;
 }
 
 /**

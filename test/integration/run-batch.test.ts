@@ -470,21 +470,24 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(`${ran.stdout}${ran.stderr}${refused.stderr}`).not.toMatch(/[\x07\x1b]/);
   });
 
-  // QA: the metadata keys went to Redis as one command's arguments, which overflowed the stack and stopped the file.
-  // A row may have 16,384 keys (row-keys.ts), so these are 10 rows of 15,000 keys each, none of them another row's.
-  it('runs JSONL rows of 150,000 metadata keys in all, each a column of results.csv', { timeout: 120_000 }, async () => {
+  // QA: the metadata keys went to Redis as one command's arguments, which overflowed the stack and stopped the file;
+  // then rows of 16,000 keys each, none of them another row's, made 496,000 columns of 31 rows (22 s, and wider with every row).
+  it('runs JSONL rows up to 16,384 metadata keys in all, each a column of results.csv; a row that would take the batch past that is a bad row', { timeout: 120_000 }, async () => {
     const dir = await tempDir('wide');
     const input = join(dir, 'in.jsonl');
-    const keys = Array.from({ length: 150_000 }, (_, i) => `c${i}`);
-    const rows = Array.from({ length: 10 }, (_, r) => keys.slice(r * 15_000, (r + 1) * 15_000));
-    await writeFile(input, rows.map((own, r) => JSON.stringify({ prompt: `hello ${r}`, ...Object.fromEntries(own.map((key) => [key, key])) })).join('\n') + '\n');
+    const named = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => `${prefix}${i}`);
+    // Row 3 has 16,384 keys with its prompt, a row's most; row 4 would make 16,385 columns, row 5 makes 16,384.
+    const rows = [named('a', 15_000), named('b', 15_000), [...named('a', 15_000), ...named('c', 1_383)], ['d0', 'd1'], ['d0'], ['a0']];
+    await writeFile(input, rows.map((keys, r) => JSON.stringify({ prompt: `hello ${r}`, ...Object.fromEntries(keys.map((key) => [key, key])) })).join('\n') + '\n');
     const out = join(dir, 'out');
     const result = await runCli(['run', input, '--config', await writeSimConfig(dir, h.sim.url), '--out', out, '--batch-id', 'wide'], h.env());
-    expect(result.code, result.stderr).toBe(0);
+    expect(result.code, result.stderr).toBe(1); // rows not run
     const [header, ...records] = parse(await readFile(join(out, 'results.csv'), 'utf8')) as string[][];
-    expect(header!.slice(RESULTS_CSV_COLUMNS.length)).toEqual(keys);
-    // Each row's cells under its own keys' columns, empty under the others'.
-    expect(records.map((record) => record.slice(RESULTS_CSV_COLUMNS.length).filter((cell) => cell !== ''))).toEqual(rows);
+    expect(header!.slice(RESULTS_CSV_COLUMNS.length)).toEqual([...named('a', 15_000), ...named('c', 1_383), 'd0']);
+    expect(records.map((record) => record.slice(RESULTS_CSV_COLUMNS.length).filter((cell) => cell !== '').length)).toEqual([15_000, 16_383, 1, 1]);
+    const tooWide = (row: number, added: string, columns: string) =>
+      `{"row":${row},"line":${row},"id":"${row}","code":"bad_field","message":"the row's metadata has ${added} keys that the rows before it do not, which would make ${columns} results.csv columns, more than the 16,384 a batch may have (a CSV header's limit too): give the rows the same keys, or nest those that differ under one key, which is one column"}`;
+    expect((await readFile(join(out, 'errors.jsonl'), 'utf8')).trim().split('\n')).toEqual([tooWide(2, '15,000', '30,000'), tooWide(4, '2', '16,385')]);
   });
 
   it("refuses a CSV whose header has more columns than a spreadsheet's 16,384, before any row", async () => {
