@@ -7,7 +7,7 @@ import { chatMessageSchema, type ReadItem, type ReadPosition, type RowError, typ
 import { issueText } from '../config/issue-text.ts';
 import { nestedTooDeep, TOO_DEEP_MESSAGE } from './json-depth.ts';
 import { loneSurrogateMessage, loneSurrogatePath } from './lone-surrogate.ts';
-import { rowKeysOverLimit, tooManyKeysMessage } from './row-keys.ts';
+import { tooManyKeysMessage, wideLine } from './row-keys.ts';
 import { DELIMITER_NAMES, sniffCsvDelimiter } from './csv-delimiter.ts';
 
 /**
@@ -159,8 +159,11 @@ function parses(text: string): boolean {
 
 function parseLine(text: string, pos: RecordPosition, rules: RowRules, position: ReadPosition | undefined): ReadItem {
   // Before any JSON.parse, which on a line of 500,000 keys alone held the event loop for half a second.
-  const keys = rowKeysOverLimit(text);
-  if (keys !== null) return rowError(pos, 'bad_field', tooManyKeysMessage(keys));
+  const wide = wideLine(text, rules.promptColumn || 'prompt');
+  if (wide !== null) {
+    const batchLine = looksLikeOpenAiBatchLine(wide.fields, rules.promptColumn || 'prompt');
+    return rowError(pos, 'bad_field', tooManyKeysMessage(wide.keys), idOf(wide.fields, batchLine), batchLine ? customIdOf(wide.fields) : undefined);
+  }
   // Checked on the raw line, so a "\ufffd" escape written on purpose is not mistaken for bad bytes.
   if (hasReplacementChar(text)) return undecodedLine(text, pos, rules);
   let value: unknown;

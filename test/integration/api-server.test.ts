@@ -312,7 +312,7 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     const config = await writeSimConfig(dir, h.sim.url);
     const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
     const wide = JSON.stringify({ id: 'wide', prompt: 'x', metadata: Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`k${i}`, i])) });
-    const tooWide = '{"row":2,"line":2,"code":"bad_field","message":"the row has 20,002 keys (its fields and its metadata object\'s), more than the 16,384 a row may have (a CSV header\'s limit too: each becomes a results.csv column): keep the fields you want beside the answers, and leave the rest out of the row, or nest them under one key, which is one column"}\n';
+    const tooWide = '{"row":2,"line":2,"id":"wide","code":"bad_field","message":"the row has 20,002 keys (its fields and those of its metadata or body object), more than the 16,384 a row may have (a CSV header\'s limit too: each becomes a results.csv column): keep the fields you want beside the answers, and leave the rest out of the row, or nest them under one key, which is one column"}\n';
     for (const [batchId, body, contentType] of [
       ['api-wide-jsonl', `{"prompt":"before"}\n${wide}\n{"prompt":"after"}\n`, 'application/jsonl'],
       ['api-wide-json', `[{"prompt":"before"},${wide},{"prompt":"after"}]`, 'application/json'],
