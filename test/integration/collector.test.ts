@@ -95,7 +95,8 @@ describe('collector', () => {
     const started = performance.now();
     expect(await collectBatch({ redis, store, batchId, paths: outputPaths(outDir) })).toBe(true);
     // Measured at nice 19, load 5 on 2 cores: 3.2 s; looked up in the list of the batch's keys, 19 s.
-    expect(performance.now() - started).toBeLessThan(8_000);
+    // The bound leaves room for a machine busier still (the suite's timing bounds failed at load 10).
+    expect(performance.now() - started).toBeLessThan(12_000);
   });
 
   it("writes a superseded job's calls to costs.jsonl and counts them in the report, but not its answer", async () => {
