@@ -10,3 +10,15 @@ const CONTROL_CHARACTERS = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
 export function withControlsShown(text: string): string {
   return text.replace(CONTROL_CHARACTERS, (char) => `\\x${char.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
+
+/** The control characters JSON.stringify leaves as they are (it escapes C0 itself): DEL and C1. */
+const UNESCAPED_IN_JSON = /[\x7f-\x9f]/g;
+
+/**
+ * JSON text (a LOG_FORMAT=json line, `status --json`) with DEL and the C1 controls escaped as JSON
+ * does (`\u009b`): still the same JSON, and nothing a terminal runs. withControlsShown's `\x9b`
+ * would make it invalid JSON, which a log collector or `jq` refuses.
+ */
+export function jsonWithControlsEscaped(json: string): string {
+  return json.replace(UNESCAPED_IN_JSON, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}

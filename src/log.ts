@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import { jsonWithControlsEscaped } from './control-characters.ts';
 import { writeLines } from './progress/terminal-lines.ts';
 
 /**
@@ -34,7 +35,7 @@ export function createLogger(level = process.env.LOG_LEVEL ?? 'warn', options: {
       },
     },
     // Through writeLines, so a warning printed while run's progress bar is up lands above the bar.
-    { write: (line: string) => writeLines(process.stderr, readable ? readableLogLine(line) : line) },
+    { write: (line: string) => writeLines(process.stderr, readable ? readableLogLine(line) : jsonWithControlsEscaped(line)) },
   );
 }
 

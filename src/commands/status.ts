@@ -3,6 +3,7 @@ import { formatUsd, noModelPriced } from '../models/pricing.ts';
 import { formatAbSplit } from '../routing/ab-split.ts';
 import { counted, formatCount } from '../figure-text.ts';
 import { UsageError } from '../errors.ts';
+import { jsonWithControlsEscaped } from '../control-characters.ts';
 import { DamagedBatchError, isFinishedStatus, type BatchMeta, type BatchProgress, type BatchStatus } from '../queue/batch-state.ts';
 import { noBatchMessage, openSession, type Session } from '../queue/session.ts';
 import { apiCancellingBatchesKey } from '../queue/keys.ts';
@@ -60,7 +61,7 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
         : await Promise.all([connectedWorkerCount(session.openPromptQueue()), workerProcesses(session.redis, session.space), outputsSoFar(state.meta)]);
       const lateEvents = finished ? await lateEventCount(session.store, batchId) : 0;
       const described: BatchState = { ...state, runBy, workers, ...(workerNames ? { workerNames } : {}), rowsWrittenSoFar, keptAnswers, overApi: overApi === 1, unpriced, cancelling: cancelling === 1, lateEvents };
-      if (options.json) say(JSON.stringify(statusJson(described), null, 2));
+      if (options.json) say(jsonWithControlsEscaped(JSON.stringify(statusJson(described), null, 2)));
       else for (const line of describeBatch(described)) say(line);
       return 0;
     }
@@ -93,7 +94,7 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
       }),
     );
     if (options.json) {
-      say(JSON.stringify(states.map(statusJson), null, 2));
+      say(jsonWithControlsEscaped(JSON.stringify(states.map(statusJson), null, 2)));
       return 0;
     }
     for (const line of batchTable(states, count)) say(line);

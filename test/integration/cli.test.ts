@@ -167,3 +167,23 @@ describe('switchyard with its output piped to a reader that goes away (| head)',
     expect((await readFile(join(out, 'results.jsonl'), 'utf8')).trim().split('\n')).toHaveLength(40);
   });
 });
+
+describe('switchyard status --json', () => {
+  const h = useSimulatorAndRedis('cli-status-json');
+
+  it('stays valid JSON when a batch\'s text holds DEL or a C1 control (review: the CLI wrote it out as \\x7f, and JSON.parse refused the whole answer)', async () => {
+    const dir = await tempDir('status-json');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 2);
+    const out = join(dir, 'out\x7f\x9b');
+    const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'controls'], h.env());
+    expect(ran.code, ran.stderr).toBe(0);
+    for (const args of [['status', 'controls', '--json'], ['status', '--json']]) {
+      const status = await runCli(args, h.env());
+      expect(status.code, status.stderr).toBe(0);
+      expect(status.stdout).not.toMatch(/[\x7f-\x9f]/);
+      const parsed = JSON.parse(status.stdout) as { out_dir: string } | Array<{ out_dir: string }>;
+      expect(Array.isArray(parsed) ? parsed[0]!.out_dir : parsed.out_dir).toBe(out);
+    }
+  });
+});

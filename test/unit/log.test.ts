@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
-import { logFormatProblem, readableLogLine } from '../../src/log.ts';
+import { describe, expect, it, vi } from 'vitest';
+import { createLogger, logFormatProblem, readableLogLine } from '../../src/log.ts';
 
 describe('log lines on a terminal', () => {
   it('read as a sentence with its details after it, not as JSON', () => {
@@ -30,5 +30,21 @@ describe('LOG_FORMAT', () => {
     expect(logFormatProblem('JSON')).toBeNull();
     expect(logFormatProblem(undefined)).toBeNull();
     expect(logFormatProblem('jsonl')).toBe('LOG_FORMAT "jsonl" is not a log format: use json (one JSON object a line, for log collectors), or leave it unset for readable lines');
+  });
+});
+
+describe('LOG_FORMAT=json lines', () => {
+  it('stay valid JSON with DEL and C1 controls in a message (review: written out as \\x9b, a log collector could not read the line)', () => {
+    const written: string[] = [];
+    vi.spyOn(process.stderr, 'write').mockImplementation(((chunk: string) => written.push(chunk)) as never);
+    try {
+      createLogger('warn', { readable: false }).warn({ row: 1 }, 'model "m" refused: bad \x7f\x9b31m here \x1b[2J');
+    } finally {
+      vi.restoreAllMocks();
+    }
+    expect(written).toHaveLength(1);
+    const line = written[0]!;
+    expect(line).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+    expect((JSON.parse(line) as { msg: string }).msg).toBe('model "m" refused: bad \x7f\x9b31m here \x1b[2J');
   });
 });
