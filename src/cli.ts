@@ -316,7 +316,8 @@ program
   .action((opts: Record<string, unknown>) =>
     exitWith(async () => {
       const { runSimulatorFromCli } = await import('./sim/cli-options.ts');
-      await runSimulatorFromCli(opts);
+      // Through say: its summary quotes the model names clients sent (writeLines shows their control characters).
+      await runSimulatorFromCli(opts, { log: say });
       return 0;
     }),
   );

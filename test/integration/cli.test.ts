@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Report } from '../../src/output/report-json.ts';
-import { runCli, spawnCli } from '../helpers/cli.ts';
+import { runCli, spawnCli, waitForOutput } from '../helpers/cli.ts';
 import { tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
 
@@ -54,6 +54,19 @@ describe('switchyard (no command)', () => {
     const help = (await runCli(['sim', '--help'], {})).stdout.replace(/\s+/g, ' ');
     expect(help).toContain('word by word (0: at once) (default: 0)');
     expect(help).not.toContain('(default 0');
+  });
+
+  it('sim: shows the control characters of a model name a client sent in its summary, rather than run them (review: its lines bypassed writeLines)', async () => {
+    const child = spawnCli(['sim', '--port', '0'], {});
+    await waitForOutput(() => child.output().stdout, '/v1\n', 20_000);
+    const url = /Simulator listening on (\S+)/.exec(child.output().stdout)![1]!;
+    const body = { model: 'evil\x1b[31mRED\x07', messages: [{ role: 'user', content: 'hi' }] };
+    expect((await fetch(`${url}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).status).toBe(200);
+    child.kill('SIGINT');
+    const ended = await child.done;
+    expect(ended.code).toBe(0);
+    expect(ended.stdout).toContain('  evil\\x1b[31mRED\\x07: 1 request (1 x 200)');
+    expect(ended.stdout).not.toMatch(/[\x00-\x09\x0b-\x1f]/);
   });
 });
 
