@@ -351,9 +351,17 @@ function formatted(format: string, random: () => number): string {
 
 function stringValue(schema: Schema, random: () => number): string {
   const format = own(schema, 'format');
-  if (typeof format === 'string') return formatted(format, random);
   const minLength = (own(schema, 'minLength') as number | undefined) ?? 0;
   const maxLength = own(schema, 'maxLength') as number | undefined;
+  if (typeof format === 'string') {
+    const value = formatted(format, random);
+    // Its values are made whole, not fitted to a length: one that does not fit is refused, not answered invalid.
+    if (value.length >= minLength && (maxLength === undefined || value.length <= maxLength)) return value;
+    throw new SchemaError(
+      `format ${JSON.stringify(format)} with minLength ${minLength}${maxLength === undefined ? '' : ` and maxLength ${maxLength}`} is not supported by the simulator: its ${format} values (${JSON.stringify(value)}) do not fit those lengths. Leave minLength/maxLength out to rehearse this schema on the simulator; a real provider may accept it.`,
+      'unsupported_schema',
+    );
+  }
   let text = words(random);
   while (text.length < minLength) text += ` ${randomWord(random)}`;
   return maxLength === undefined ? text : text.slice(0, maxLength);

@@ -131,6 +131,15 @@ describe('simulator JSON schema values', () => {
     expect(schemaError({ type: 'array', minItems: 5000 }).message).toMatch(/'minItems' above 1000/);
   });
 
+  it('refuses a format whose values do not fit its minLength/maxLength, rather than answer JSON the schema rejects (review: an email of 24 characters for maxLength 5)', () => {
+    for (const schema of [{ type: 'string', format: 'email', maxLength: 5 }, { type: 'string', format: 'date', maxLength: 4 }, { type: 'string', format: 'uuid', minLength: 40 }]) {
+      expect(schemaError(schema).message).toMatch(new RegExp(`^format "${schema.format}" with minLength .* is not supported by the simulator: its ${schema.format} values \\(".*"\\) do not fit those lengths`));
+    }
+    // Lengths its values fit are answered, and validate.
+    const roomy = { type: 'object', properties: { email: { type: 'string', format: 'email', maxLength: 254 }, day: { type: 'string', format: 'date', minLength: 10, maxLength: 10 } }, required: ['email', 'day'] };
+    expect(schemaProblems(roomy, valueForSchema(roomy, mulberry32(2)))).toEqual([]);
+  });
+
   it('refuses a malformed or unsatisfiable schema with what is wrong', () => {
     expect(schemaError({ type: 'strnig' })).toMatchObject({ code: 'invalid_schema', message: "'type' \"strnig\" is not a JSON Schema type (at #)." });
     expect(schemaError({ $ref: '#/$defs/missing' }).message).toBe('$ref "#/$defs/missing" points at nothing (at #).');
