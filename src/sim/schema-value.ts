@@ -40,6 +40,12 @@ const MAX_COUNT = 1000; // minItems, minLength
 const MAX_VALUES = 10_000;
 /** How often one $ref may be open inside itself before that branch is given up. */
 const MAX_REF_REPEATS = 3;
+/**
+ * How deep a value may nest, $refs and anyOf branches counted: checkSchema bounds each schema's
+ * nesting, but a chain of $refs to other $defs is not, and thousands ran the stack out, which
+ * ended the simulator, and a run or server it was built into, on one request (review).
+ */
+const MAX_VALUE_DEPTH = 256;
 
 type Schema = Record<string, unknown>;
 
@@ -166,13 +172,14 @@ interface Walk {
   /** The $refs being expanded, outermost first. */
   refs: string[];
   valuesLeft: number;
+  depth: number;
 }
 
 /** A value for `schema`; throws a SchemaError when it is outside the subset or nothing satisfies it. */
 export function valueForSchema(schema: unknown, random: () => number): JsonValue {
   checkSchema(schema);
   // The root counts as open: a "#" inside it is a recursion.
-  const walk: Walk = { root: schema, random, refs: ['#'], valuesLeft: MAX_VALUES };
+  const walk: Walk = { root: schema, random, refs: ['#'], valuesLeft: MAX_VALUES, depth: 0 };
   try {
     return valueOf(schema, walk, false);
   } catch (error) {
@@ -183,6 +190,16 @@ export function valueForSchema(schema: unknown, random: () => number): JsonValue
 
 function valueOf(node: unknown, walk: Walk, closing: boolean): JsonValue {
   if (--walk.valuesLeft < 0) throw new SchemaError(`The schema asks for more than 10,000 values; the simulator answers smaller ones.`, 'unsupported_schema');
+  if (walk.depth >= MAX_VALUE_DEPTH) throw new SchemaError(`The schema's values nest deeper than ${MAX_VALUE_DEPTH} levels, its $refs and anyOf/oneOf branches counted; the simulator answers shallower ones.`, 'unsupported_schema');
+  walk.depth += 1;
+  try {
+    return nodeValue(node, walk, closing);
+  } finally {
+    walk.depth -= 1;
+  }
+}
+
+function nodeValue(node: unknown, walk: Walk, closing: boolean): JsonValue {
   if (node === false) throw new NoValue('a false schema allows none');
   if (!isSchemaObject(node)) return words(walk.random); // `true`: anything
   const ref = own(node, '$ref');

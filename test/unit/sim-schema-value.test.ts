@@ -154,4 +154,13 @@ describe('simulator JSON schema values', () => {
     for (let i = 0; i < 100; i++) deep = { type: 'array', items: deep };
     expect(schemaError(deep).message).toMatch(/nesting deeper than 64 levels/);
   });
+
+  it('refuses a chain of $refs through thousands of $defs, rather than run the stack out (review: one request ended the simulator, and a run built on it)', () => {
+    const $defs: Record<string, unknown> = { d3000: { type: 'string' } };
+    for (let i = 0; i < 3000; i++) $defs[`d${i}`] = { $ref: `#/$defs/d${i + 1}` };
+    expect(schemaError({ $defs, $ref: '#/$defs/d0' })).toMatchObject({ code: 'unsupported_schema', message: expect.stringMatching(/^The schema's values nest deeper than 256 levels/) });
+    // A chain well within it is answered.
+    const short = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`d${i}`, { $ref: `#/$defs/d${i + 1}` }]));
+    expect(valueForSchema({ $defs: { ...short, d50: { type: 'integer', const: 7 } }, $ref: '#/$defs/d0' }, mulberry32(1))).toBe(7);
+  });
 });
