@@ -126,6 +126,7 @@ describe('switchyard demo', () => {
     expect(result.stdout).toContain('Rows     24 of 24 succeeded, 0 failed');
     const reportPath = /Demo finished\. Open (\S+) for the report\./.exec(result.stdout)?.[1];
     expect(reportPath?.startsWith(join(cwd, 'out', 'demo-'))).toBe(true);
+    expect(result.stdout.trimEnd().split('\n').at(-1)).toMatch(/^Next: your own prompts the same way, `npx switchyard run <file\.csv or \.jsonl>`/);
     const report = JSON.parse(await readFile(reportPath!.replace(/report\.md$/, 'report.json'), 'utf8')) as Report;
     expect(report.totals).toMatchObject({ rows: 24, succeeded: 24, invalid_rows: 0 });
     // The built-in simulator fails a few calls on purpose: the retries show in the report.
