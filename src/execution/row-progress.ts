@@ -17,6 +17,7 @@ export const routePlanSchema = z.object({
   promptTokensCounted: z.boolean().default(false),
   maxTokensFrom: z.string().optional(),
   fields: z.object({ names: z.array(z.string()), tokens: z.number().int().nonnegative() }).optional(),
+  chainFrom: z.string().optional(),
 });
 export type RoutePlan = z.infer<typeof routePlanSchema>;
 

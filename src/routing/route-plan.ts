@@ -65,6 +65,12 @@ export interface RoutePlan {
   maxTokensFrom?: string;
   /** The request fields sent beside the messages, by name, and their tokens, part of promptTokens; absent without any. */
   fields?: { names: string[]; tokens: number };
+  /**
+   * The config key that lists the chain's models, for advice to add one (`models.small.fallbacks`,
+   * `routing.routes.complex`): the user configured fallbacks or a route, not a "chain". Absent from a
+   * plan saved before it was kept.
+   */
+  chainFrom?: string;
 }
 
 /** Counts a request's prompt: its messages, and the JSON of the request fields beside them ("" for none), apart. */
@@ -81,15 +87,16 @@ function unique(models: readonly string[]): string[] {
   return [...new Set(models)];
 }
 
-function candidateChain(input: RouteInput, config: SwitchyardConfig): { models: string[]; reason: string } {
+function candidateChain(input: RouteInput, config: SwitchyardConfig): { models: string[]; reason: string; from: string } {
   const pinned = input.rowModel ?? (input.abArm === undefined ? input.pinnedModel : armTarget(input.abArm));
   if (pinned !== undefined) {
     const reason = input.rowModel !== undefined ? `row model "${pinned}"` : input.abArm !== undefined ? `A/B arm "${pinned}"` : `pinned model "${pinned}"`;
-    return { models: unique([pinned, ...(config.models[pinned]?.fallbacks ?? [])]), reason };
+    return { models: unique([pinned, ...(config.models[pinned]?.fallbacks ?? [])]), reason, from: `models.${pinned}.fallbacks` };
   }
   const route = config.routing?.routes[input.taskType];
   const reason = input.abArm === undefined ? input.routeReason : `A/B arm "${input.abArm}": ${input.routeReason}`;
-  return { models: unique(route ?? [config.default_model, ...(config.models[config.default_model]?.fallbacks ?? [])]), reason };
+  if (route) return { models: unique(route), reason, from: `routing.routes.${input.taskType}` };
+  return { models: unique([config.default_model, ...(config.models[config.default_model]?.fallbacks ?? [])]), reason, from: `models.${config.default_model}.fallbacks` };
 }
 
 /** Tokens a call reserves for its answer on this model. */
@@ -124,7 +131,7 @@ export async function planRouteCountingLater(input: RouteInput, config: Switchya
 }
 
 /** The plan, given the prompt's count when needsCount said it is needed (else null: the prompt is estimated). */
-function planWithCount(input: RouteInput, config: SwitchyardConfig, { models, reason }: CandidateChain, counted: PromptCount | null): RoutePlan {
+function planWithCount(input: RouteInput, config: SwitchyardConfig, { models, reason, from }: CandidateChain, counted: PromptCount | null): RoutePlan {
   const count = counted ?? estimatePromptTokens(input.messages, requestFieldsText(input.params));
   const promptTokens = count.messages + count.fields;
   const fields = input.params !== undefined && count.fields > 0 ? { names: Object.keys(input.params), tokens: count.fields } : undefined;
@@ -145,12 +152,17 @@ function planWithCount(input: RouteInput, config: SwitchyardConfig, { models, re
       chain.push(name);
     }
   }
-  return { taskType: input.taskType, routeReason: reason, chain, skipped, promptTokens, promptTokensCounted: counted !== null, maxTokensFrom: input.maxTokensFrom, ...(fields && { fields }) };
+  return { taskType: input.taskType, routeReason: reason, chain, skipped, promptTokens, promptTokensCounted: counted !== null, maxTokensFrom: input.maxTokensFrom, ...(fields && { fields }), chainFrom: from };
 }
 
 /** "its response_format", "its seed and response_format". */
 function fieldsText(names: readonly string[]): string {
   return `its ${names.length <= 1 ? names.join('') : `${names.slice(0, -1).join(', ')} and ${names.at(-1)}`}`;
+}
+
+/** What to add a model to: the config key the user wrote the chain in (a plan saved without it: "the chain"). */
+function addLargerModel(plan: Pick<RoutePlan, 'chainFrom'>): string {
+  return `add a model with a larger context window to ${plan.chainFrom ?? 'the chain'}`;
 }
 
 /**
@@ -169,11 +181,11 @@ export function noModelMessage(plan: RoutePlan): string {
   if (roomiest.room <= 0) {
     const windows = tooSmall.length === 1 ? 'that context window' : 'any of these context windows';
     const shorten = plan.fields ? `shorten it or ${fieldsText(plan.fields.names)}` : 'shorten it';
-    return `no model can take this prompt (${prompt}): ${why}. The prompt alone leaves no room for an answer in ${windows}: ${shorten}, or add a model with a larger context window to the chain`;
+    return `no model can take this prompt (${prompt}): ${why}. The prompt alone leaves no room for an answer in ${windows}: ${shorten}, or ${addLargerModel(plan)}`;
   }
   const from = plan.maxTokensFrom ?? 'max_tokens';
   return (
     `no model has room for this prompt (${prompt}) and its answer: ${why}. ` +
-    `The prompt fits ${roomiest.model}'s context window, the answer's max_tokens does not: set ${from} (or models.${roomiest.model}.max_output_tokens) to ${roomiest.room} or less, or add a model with a larger context window to the chain`
+    `The prompt fits ${roomiest.model}'s context window, the answer's max_tokens does not: set ${from} (or models.${roomiest.model}.max_output_tokens) to ${roomiest.room} or less, or ${addLargerModel(plan)}`
   );
 }

@@ -274,7 +274,7 @@ describe('ensembles: members answer, a synthesizer writes one answer from theirs
     const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'unfit', '--model', 'council'], h.env());
     expect(ran.code).toBe(1);
     const [first] = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
-    expect(first!.error!.message).toMatch(/^ensemble "council": 1 of 2 members can still answer, 2 needed; tiny: no model can take this prompt \(\d+ tokens\): tiny: context window 12 < \d+ prompt \+ 4 output tokens\. The prompt alone leaves no room for an answer in that context window: shorten it, or add a model with a larger context window to the chain$/);
+    expect(first!.error!.message).toMatch(/^ensemble "council": 1 of 2 members can still answer, 2 needed; tiny: no model can take this prompt \(\d+ tokens\): tiny: context window 12 < \d+ prompt \+ 4 output tokens\. The prompt alone leaves no room for an answer in that context window: shorten it, or add a model with a larger context window to models\.tiny\.fallbacks$/);
     expect(first!.ensemble?.members.map((m) => [m.model, m.status, m.error?.code ?? null])).toEqual([
       ['alpha', 'failed', 'ensemble_failed'],
       ['tiny', 'failed', 'no_model_available'],
@@ -327,7 +327,7 @@ describe('ensembles: members answer, a synthesizer writes one answer from theirs
     expect(third).toMatchObject({ status: 'failed', model: 'narrow', error: { code: 'no_model_available' } });
     // The answers fit narrow's window, the synthesis's max_tokens beside them does not: the ensemble's key for it is named.
     expect(third.error!.message).toMatch(
-      /^ensemble "tight", synthesis of 2 answers: no model has room for this prompt \(\d+ tokens\) and its answer: narrow: context window 200 < \d+ prompt \+ 50 output tokens\. The prompt fits narrow's context window, the answer's max_tokens does not: set ensembles\.tight\.synthesis_max_tokens \(or models\.narrow\.max_output_tokens\) to \d+ or less, or add a model with a larger context window to the chain$/,
+      /^ensemble "tight", synthesis of 2 answers: no model has room for this prompt \(\d+ tokens\) and its answer: narrow: context window 200 < \d+ prompt \+ 50 output tokens\. The prompt fits narrow's context window, the answer's max_tokens does not: set ensembles\.tight\.synthesis_max_tokens \(or models\.narrow\.max_output_tokens\) to \d+ or less, or add a model with a larger context window to models\.narrow\.fallbacks$/,
     );
 
     // alpha is called once per row (as a member, not again as down's fallback); judge and narrow never.

@@ -363,6 +363,23 @@ describe('a judge that fails', () => {
     expect(ran.stdout).toMatch(/^Judge +0 rows scored by judge; 4 not scored \(server_error 4\); 8 calls/m);
   });
 
+  it("says what to change when the judge's context window, and its fallbacks', cannot hold the prompt: the judge model's fallbacks, by their config key (QA: \"the chain\")", async () => {
+    const dir = await tempDir('judge-narrow');
+    const config = await writeSimConfig(dir, h.sim.url, {
+      models: { flash: sim(0.1), narrow: sim(2, { context_window: 60, max_output_tokens: 10, fallbacks: ['wider'] }), wider: sim(2, { context_window: 80, max_output_tokens: 10 }) },
+      default_model: 'flash',
+      judge: { model: 'narrow', max_tokens: 10 },
+    });
+    const input = join(dir, 'in.jsonl');
+    await writeFile(input, `${JSON.stringify({ id: 'long', prompt: 'Tell me about lighthouses. '.repeat(20) })}\n`);
+    const out = join(dir, 'out');
+    const ran = await runCli(['run', input, '--config', config, '--out', out], h.env());
+    expect(ran.code, ran.stdout + ran.stderr).toBe(1);
+    const [result] = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(result).toMatchObject({ status: 'succeeded', judge: { score: null, error: { code: 'no_model_available' } } });
+    expect(result!.judge!.error!.message).toMatch(/^no model can take this prompt \(\d+ tokens\): narrow: context window 60 < .*; wider: context window 80 < .*, or add a model with a larger context window to models\.narrow\.fallbacks$/);
+  });
+
   it('a resume scores the answers the judge could not, without answering them again', async () => {
     const dir = await tempDir('judge-rescore');
     // The judge model's upstream name is the one the simulator fails (503); the resume points it at one it answers.

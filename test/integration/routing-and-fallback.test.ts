@@ -183,17 +183,17 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(byId.long).toMatchObject({ status: 'succeeded', final_model: 'big', models_tried: ['big'] });
     expect(byId.long!.fallback_reason).toMatch(/small: skipped, context window 400/);
     expect(byId.huge).toMatchObject({ status: 'failed', error: { code: 'no_model_available' } });
-    expect(byId.huge!.error!.message).toMatch(/^no model can take this prompt \(\d+ tokens\): small: context window 400 < \d+ prompt \+ 100 output tokens\. The prompt alone leaves no room for an answer in that context window: shorten it, or add a model with a larger context window to the chain$/);
+    expect(byId.huge!.error!.message).toMatch(/^no model can take this prompt \(\d+ tokens\): small: context window 400 < \d+ prompt \+ 100 output tokens\. The prompt alone leaves no room for an answer in that context window: shorten it, or add a model with a larger context window to routing\.routes\.complex$/);
     expect(byId.greedy).toMatchObject({ status: 'failed', error: { code: 'no_model_available' } });
     expect(byId.greedy!.error!.message).toMatch(
-      /^no model has room for this prompt \((\d+) tokens\) and its answer: small: context window 400 < \1 prompt \+ 9000 output tokens\. The prompt fits small's context window, the answer's max_tokens does not: set the row's max_tokens \(or models\.small\.max_output_tokens\) to \d+ or less, or add a model with a larger context window to the chain$/,
+      /^no model has room for this prompt \((\d+) tokens\) and its answer: small: context window 400 < \1 prompt \+ 9000 output tokens\. The prompt fits small's context window, the answer's max_tokens does not: set the row's max_tokens \(or models\.small\.max_output_tokens\) to \d+ or less, or add a model with a larger context window to models\.small\.fallbacks$/,
     );
     expect(byId.schema).toMatchObject({ status: 'succeeded', final_model: 'big', models_tried: ['big'] });
     expect(byId.schema!.fallback_reason).toMatch(/^small: skipped, context window 400 < \d+ prompt \(\d+ of them its response_format\) \+ 100 output tokens$/);
     // Pinned to small, which has no fallback: failed before any call, at $0, the fields named.
     expect(byId['schema-on-small']).toMatchObject({ status: 'failed', attempts: 0, cost_usd: 0, error: { code: 'no_model_available' } });
     expect(byId['schema-on-small']!.error!.message).toMatch(
-      /^no model can take this prompt \(\d+ tokens, \d+ of them its response_format\): small: context window 400 < .*\. The prompt alone leaves no room for an answer in that context window: shorten it or its response_format, or add a model with a larger context window to the chain$/,
+      /^no model can take this prompt \(\d+ tokens, \d+ of them its response_format\): small: context window 400 < .*\. The prompt alone leaves no room for an answer in that context window: shorten it or its response_format, or add a model with a larger context window to models\.small\.fallbacks$/,
     );
     // Its fallback, too small, comes after the model that answered: the row never fell back.
     expect(byId['long-on-big']).toMatchObject({ status: 'succeeded', final_model: 'big', fallback_reason: null });

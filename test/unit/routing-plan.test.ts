@@ -151,8 +151,22 @@ describe('planRoute: context windows', () => {
     expect(noModelMessage(result)).toBe(
       'no model can take this prompt (200000 tokens): small: context window 4096 < 200000 prompt + 1000 output tokens; ' +
         'qwen: context window 32000 < 200000 prompt + 1000 output tokens; flash: context window 128000 < 200000 prompt + 1000 output tokens. ' +
-        'The prompt alone leaves no room for an answer in any of these context windows: shorten it, or add a model with a larger context window to the chain',
+        'The prompt alone leaves no room for an answer in any of these context windows: shorten it, or add a model with a larger context window to models.small.fallbacks',
     );
+  });
+
+  it('names the config key that lists the models, to add a larger one to, not "the chain" (QA: a judge was told of a chain it has not)', () => {
+    const huge = ask('z'.repeat(600_000));
+    // Pinned (a row's model, --model, an A/B arm; the judge, a synthesizer and an ensemble member are pinned calls): that model's fallbacks.
+    expect(noModelMessage(plan({ pinnedModel: 'small', messages: huge }, 200_000).result)).toMatch(/, or add a model with a larger context window to models\.small\.fallbacks$/);
+    expect(noModelMessage(plan({ rowModel: 'pro', messages: huge }, 200_000).result)).toMatch(/to models\.pro\.fallbacks$/);
+    // Routed: the task type's route, or default_model's fallbacks for a type without one.
+    expect(noModelMessage(plan({ taskType: 'complex', messages: huge }, 200_000).result)).toMatch(/to routing\.routes\.complex$/);
+    expect(noModelMessage(plan({ taskType: 'coding', messages: huge }, 200_000).result)).toMatch(/to models\.flash\.fallbacks$/);
+    // A plan saved in a parked row's progress keeps it; one saved before it was kept says "the chain", as it did.
+    const saved = plan({ taskType: 'complex', maxTokens: 200_000 }, 9).result;
+    expect(routePlanSchema.parse(JSON.parse(JSON.stringify(saved))).chainFrom).toBe('routing.routes.complex');
+    expect(noModelMessage(routePlanSchema.parse({ ...saved, chainFrom: undefined }))).toMatch(/, or add a model with a larger context window to the chain$/);
   });
 
   it("says the answer's max_tokens is what does not fit when the prompt alone does, and what to set (QA: a 9-token prompt was blamed)", () => {
@@ -161,7 +175,7 @@ describe('planRoute: context windows', () => {
     expect(noModelMessage(result)).toBe(
       'no model has room for this prompt (9 tokens) and its answer: pro: context window 128000 < 9 prompt + 200000 output tokens. ' +
         "The prompt fits pro's context window, the answer's max_tokens does not: set the row's max_tokens (or models.pro.max_output_tokens) to 127991 or less, " +
-        'or add a model with a larger context window to the chain',
+        'or add a model with a larger context window to models.pro.fallbacks',
     );
     // small's window cannot hold the prompt, qwen's and flash's can beside less of an answer: flash's has the most room.
     const mixed = plan({ pinnedModel: 'small', maxTokens: 10_000, maxTokensFrom: "the config's max_tokens" }, 125_000).result;
@@ -190,7 +204,7 @@ describe('planRoute: context windows', () => {
     expect(pinned.chain).toEqual([]);
     const message =
       'no model can take this prompt (130010 tokens, 130000 of them its seed and response_format): pro: context window 128000 < 130010 prompt (130000 of them its seed and response_format) + 100 output tokens. ' +
-      'The prompt alone leaves no room for an answer in that context window: shorten it or its seed and response_format, or add a model with a larger context window to the chain';
+      'The prompt alone leaves no room for an answer in that context window: shorten it or its seed and response_format, or add a model with a larger context window to models.pro.fallbacks';
     expect(noModelMessage(pinned)).toBe(message);
     expect(noModelMessage(routePlanSchema.parse(JSON.parse(JSON.stringify(pinned))))).toBe(message);
     // Not counted (no window to check), the fields are estimated into the prompt as the messages are.
