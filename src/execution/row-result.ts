@@ -35,12 +35,25 @@ export function callTotals(calls: readonly CallRecord[]): { costNanos: number; c
 }
 
 /**
- * Why the row did not end on its route's first model, or null when it did. A model skipped (its
- * context window too small) after the one that answered is no reason: the row never got that far.
+ * What became of each model the row passed, in the route's order: a model skipped (its context
+ * window too small) where it stood, between the models called (QA: `b: skipped` was said before
+ * `bad: server_error`, though bad came first and was called). `fallbackReasons[i]` is the chain's
+ * i-th model's (fallBack adds one per model passed); a note after the last (a wait for open
+ * circuits) comes last. A model skipped after the one that answered is left out: the row never got
+ * that far. A skip saved without its place comes first, as before it was kept.
  */
-function fallbackReason(plan: Pick<RoutePlan, 'skipped'>, progress: RowProgress, answered: boolean): string | null {
+export function reasonsInOrder(plan: Pick<RoutePlan, 'skipped'>, progress: Pick<RowProgress, 'fallbackReasons' | 'chainIndex'>, answered: boolean): string[] {
   const skipped = answered ? plan.skipped.filter((skip) => (skip.at ?? 0) <= progress.chainIndex) : plan.skipped;
-  const reasons = [...skipped.map((skip) => `${skip.model}: skipped, ${skip.reason}`), ...progress.fallbackReasons];
+  const reasons: string[] = [];
+  const skippedAt = (index: number) => skipped.filter((skip) => (skip.at ?? 0) === index).map((skip) => `${skip.model}: skipped, ${skip.reason}`);
+  progress.fallbackReasons.forEach((reason, index) => reasons.push(...skippedAt(index), reason));
+  reasons.push(...skipped.filter((skip) => (skip.at ?? 0) >= progress.fallbackReasons.length).map((skip) => `${skip.model}: skipped, ${skip.reason}`));
+  return reasons;
+}
+
+/** Why the row did not end on its route's first model, or null when it did. */
+function fallbackReason(plan: Pick<RoutePlan, 'skipped'>, progress: RowProgress, answered: boolean): string | null {
+  const reasons = reasonsInOrder(plan, progress, answered);
   return reasons.length > 0 ? reasons.join('; ') : null;
 }
 

@@ -15,7 +15,7 @@ import type { RowGate } from './row-gate.ts';
 import type { BudgetHold } from '../limits/budget.ts';
 import { isCacheable, type AnswerCache, type CachedAnswer } from './answer-cache.ts';
 import type { RoutePlan, RowProgress } from './row-progress.ts';
-import { finish, finishFromCache } from './row-result.ts';
+import { finish, finishFromCache, reasonsInOrder } from './row-result.ts';
 
 /** The row as the runner needs it (the prompt job's payload). */
 export interface RowInput {
@@ -281,7 +281,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
   const failedOn = progress.calls.findLast((call) => call.purpose === 'answer')?.model ?? plan.chain[0] ?? plan.skipped[0]?.model ?? '';
   const last = progress.lastError;
   const error = last
-    ? new ModelCallError({ code: last.code as ModelCallError['code'], model: failedOn, status: last.status, message: chainFailedMessage(progress, last.message) })
+    ? new ModelCallError({ code: last.code as ModelCallError['code'], model: failedOn, status: last.status, message: chainFailedMessage(plan, progress, last.message) })
     : new ModelCallError({
         code: 'no_model_available',
         model: '',
@@ -541,22 +541,38 @@ function laterModelElsewhere(model: string, progress: RowProgress, config: Switc
 /**
  * Why the whole chain failed: first what the last call itself said, which is what to fix
  * ("connect ECONNREFUSED ...") and what a shortened summary line keeps, then each model's reason
- * (where they repeat that error, as "as above", since every model on one dead provider says it).
+ * in the order the row met them, skips included (where they repeat that error, as "as above",
+ * since every model on one dead provider says it). Said in the user's terms: a model and its
+ * `fallbacks`, or a route; a row pinned to one model with none was no chain (QA: "every model in
+ * the chain failed" for a lone model).
  */
-function chainFailedMessage(progress: RowProgress, lastMessage: string): string {
-  const reasons = progress.fallbackReasons.map((reason) => (lastMessage ? reason.split(lastMessage).join('as above') : reason)).join('; ');
-  return `every model in the chain failed; the last call's error: ${asSentence(lastMessage)} By model: ${reasons}`;
+function chainFailedMessage(plan: RoutePlan, progress: RowProgress, lastMessage: string): string {
+  const inOrder = reasonsInOrder(plan, progress, false);
+  const only = plan.chain.length === 1 && plan.skipped.length === 0 ? plan.chain[0]! : null;
+  if (only !== null && inOrder[0]?.startsWith(`${only}: `)) {
+    const [own, ...after] = inOrder;
+    return `${only} failed: ${[own!.slice(only.length + 2), ...after].join('; ')}; the last call's error: ${asSentence(lastMessage)}`;
+  }
+  const reasons = inOrder.map((reason) => (lastMessage ? reason.split(lastMessage).join('as above') : reason)).join('; ');
+  return `${chainFailedWords(plan)}; the last call's error: ${asSentence(lastMessage)} By model: ${reasons}`;
+}
+
+/** "bad and its fallbacks failed", "every model of routing.routes.complex failed": what the user configured. */
+function chainFailedWords(plan: RoutePlan): string {
+  const fallbacksOf = /^models\.(.+)\.fallbacks$/.exec(plan.chainFrom ?? '')?.[1];
+  if (fallbacksOf !== undefined) return `${fallbacksOf} and its fallbacks (${plan.chainFrom}) failed`;
+  return plan.chainFrom ? `every model of ${plan.chainFrom} failed` : 'every model in the chain failed';
 }
 
 /**
  * Why no model answered without a call being made: the route's skipped models (route-plan.ts words
- * them), then the models passed over (an open circuit, a rate limit past max_wait_ms).
+ * them), then the models passed over (an open circuit, a rate limit past max_wait_ms), in the
+ * route's order.
  */
 function noModelMessage(plan: RoutePlan, progress: RowProgress): string {
-  // A model of the chain passed over is why, not the prompt's size: those skipped are said after it.
+  // A model of the chain passed over is why, not the prompt's size: those skipped are said in their place beside it.
   if (progress.fallbackReasons.length === 0) return noModelMessageForPlan(plan);
-  const skipped = plan.skipped.map((skip) => `${skip.model}: ${skip.reason}`);
-  return `no model was available: ${[...progress.fallbackReasons, ...skipped].join('; ')}`;
+  return `no model was available: ${reasonsInOrder(plan, progress, false).join('; ')}`;
 }
 
 /**

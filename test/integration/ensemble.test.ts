@@ -320,8 +320,9 @@ describe('ensembles: members answer, a synthesizer writes one answer from theirs
         ['beta', 'succeeded', 'beta'],
         ['down', 'succeeded', 'spare'],
       ]);
+      // In the order it happened: down was called and failed, then alpha passed over (QA: alpha's skip was said first).
       expect(result.fallback_reason).toMatch(
-        /^member down: alpha: skipped, another member of the ensemble; down: server_error after 2 attempts; synthesis: judge: skipped, context window 200 < \d+ prompt \+ 50 output tokens$/,
+        /^member down: down: server_error after 2 attempts; alpha: skipped, another member of the ensemble; synthesis: judge: skipped, context window 200 < \d+ prompt \+ 50 output tokens$/,
       );
     }
     expect(third).toMatchObject({ status: 'failed', model: 'narrow', error: { code: 'no_model_available' } });

@@ -355,6 +355,8 @@ describe('a judge that fails', () => {
     for (const result of results) {
       expect(result).toMatchObject({ status: 'succeeded', model: 'flash', output: expect.any(String) });
       expect(result.judge).toMatchObject({ score: null, final_model: null, error: { code: 'server_error', message: expect.stringContaining('503') } });
+      // The judge model has no fallbacks: its own failure, not a chain's (QA).
+      expect(result.judge!.error!.message).toMatch(/^judge failed: server_error after 2 attempts; the last call's error: /);
     }
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
     expect(report.judge).toMatchObject({ rows_scored: 0, mean_score: null, rows_unscored: 4, unscored: { server_error: 4 } });

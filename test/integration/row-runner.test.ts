@@ -26,10 +26,10 @@ describe('advanceRow', () => {
 
   const row: RowInput = { batchId: 'b', row: 1, id: 'r1', messages: [{ role: 'user', content: 'Hello' }], metadata: {} };
 
-  function setup(chain: string[], gate: Partial<RowGate> = {}, extra: Record<string, unknown> = {}) {
+  function setup(chain: string[], gate: Partial<RowGate> = {}, extra: Record<string, unknown> = {}, planExtra: Partial<RoutePlan> = {}) {
     const models = Object.fromEntries(['ok', 'broken', 'invalid', 'missing', 'limited', 'gated', 'throttled'].map((m) => [m, { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 2 } }]));
     const config = parseConfig({ providers: { sim: { base_url: sim.url } }, models, default_model: 'ok', retry: { max_attempts: 3, base_delay_ms: 1, max_delay_ms: 5 }, ...extra }, 'test');
-    const plan: RoutePlan = { taskType: 'simple', routeReason: 'test', chain, skipped: [], promptTokens: 5, promptTokensCounted: false };
+    const plan: RoutePlan = { taskType: 'simple', routeReason: 'test', chain, skipped: [], promptTokens: 5, promptTokensCounted: false, ...planExtra };
     const { gate: fullGate, settled } = openRowGate(gate);
     const deps: RowRunnerDeps = { config, providers: createProviderClients(config), gate: fullGate, plan: async () => ({ plan, calls: [] }), sleep: async () => undefined };
     return { deps, settled };
@@ -91,7 +91,7 @@ describe('advanceRow', () => {
     const spent = await advanceRow(row, freshProgress(), setup(['throttled'], {}, { limits: { inline_wait_ms: 60_000 } }).deps);
     if (spent.kind !== 'finished') throw new Error(`expected finished, got ${spent.kind}`);
     expect(spent.event.result).toMatchObject({ status: 'failed', error: { code: 'rate_limited', http_status: 429 } });
-    expect(spent.event.result.error?.message).toMatch(/is rate limited \(429\): .*; models\.throttled\.rpm and tpm, set to the provider's limits, pace every worker's calls below them\. By model: throttled: rate_limited after 3 attempts/);
+    expect(spent.event.result.error?.message).toMatch(/^throttled failed: rate_limited after 3 attempts; the last call's error: .* is rate limited \(429\): .*; models\.throttled\.rpm and tpm, set to the provider's limits, pace every worker's calls below them\.$/);
   });
 
   it('records no call and no attempt when the key is rejected while the row waits for its call slot', async () => {
@@ -320,6 +320,35 @@ describe('advanceRow', () => {
       code: 'no_model_available',
       message: expect.stringMatching(/^no model was available: broken: circuit open after repeated failures \(next probe in 30 s, at \d\d:\d\d:\d\d UTC\); limited: circuit open after repeated failures \(next probe in 30 s, at \d\d:\d\d:\d\d UTC\)$/),
     });
+  });
+
+  it('says what became of each model in the order the row met them, skips included, in the terms of the config (QA: "b: skipped" came before "bad: server_error", bad being called first)', async () => {
+    const skip = { model: 'wide', reason: 'context window 800 < 1207 prompt + 64 output tokens', at: 1, contextWindow: 800 };
+    // Pinned to broken, whose fallbacks are [wide, ok]: broken is called and fails, wide is skipped, ok answers.
+    const pinned = { routeReason: 'row model "broken"', skipped: [skip], chainFrom: 'models.broken.fallbacks' };
+    const answered = await advanceRow(row, freshProgress(), setup(['broken', 'ok'], {}, {}, pinned).deps);
+    if (answered.kind !== 'finished') throw new Error('expected finished');
+    expect(answered.event.result).toMatchObject({ status: 'succeeded', final_model: 'ok' });
+    expect(answered.event.result.fallback_reason).toBe(`broken: server_error after 3 attempts; wide: skipped, ${skip.reason}`);
+
+    // Its fallbacks all skipped: the row fails on broken, and its error's "By model" names the skip too, after broken.
+    const failed = await advanceRow(row, freshProgress(), setup(['broken'], {}, {}, pinned).deps);
+    if (failed.kind !== 'finished') throw new Error('expected finished');
+    expect(failed.event.result.fallback_reason).toBe(`broken: server_error after 3 attempts; wide: skipped, ${skip.reason}`);
+    expect(failed.event.result.error?.message).toMatch(
+      /^broken and its fallbacks \(models\.broken\.fallbacks\) failed; the last call's error: model "broken" at \S+ failed with 500: .*! By model: broken: server_error after 3 attempts; wide: skipped, context window 800 < 1207 prompt \+ 64 output tokens$/,
+    );
+
+    // A skip before the first model called comes first, one between two called models between them.
+    const routed = { skipped: [{ ...skip, at: 0 }, { ...skip, model: 'mid', at: 1 }], chainFrom: 'routing.routes.simple' };
+    const both = await advanceRow(row, freshProgress(), setup(['broken', 'missing'], {}, {}, routed).deps);
+    if (both.kind !== 'finished') throw new Error('expected finished');
+    expect(both.event.result.error?.message).toMatch(/^every model of routing\.routes\.simple failed; the last call's error: .* By model: wide: skipped, .*; broken: server_error after 3 attempts; mid: skipped, .*; missing: .*not found/);
+
+    // One model, no fallbacks: no chain to speak of, that model's failure is said.
+    const alone = await advanceRow(row, freshProgress(), setup(['broken'], {}, {}, { routeReason: 'row model "broken"', chainFrom: 'models.broken.fallbacks' }).deps);
+    if (alone.kind !== 'finished') throw new Error('expected finished');
+    expect(alone.event.result.error?.message).toMatch(/^broken failed: server_error after 3 attempts; the last call's error: model "broken" at \S+ failed with 500: The server had an error while processing your request\. Sorry about that!$/);
   });
 
   it('skips a model whose circuit is open, and stops with budget_exceeded when the budget refuses', async () => {
