@@ -34,15 +34,27 @@ export type CsvCell = string | number | boolean | null | undefined | object;
 
 const NEEDS_QUOTES: Record<CsvDelimiter, RegExp> = { ',': /[",\r\n]/, ';': /[";\r\n]/, '\t': /["\t\r\n]/ };
 
+/**
+ * A NUL in a cell (a model's answer, a provider's error, JSONL metadata, all of which may hold
+ * `\u0000`) is written as U+2400 (␀, the symbol for NUL): Switchyard's CSV reader refuses a
+ * record with a NUL (no text holds one), so results.csv fed back in (to run its failed rows again)
+ * lost those rows (QA). Not U+FFFD, which the reader takes for bytes that are not UTF-8 and refuses
+ * too; not `\x00`, which a model may write as text (code). Only in results.csv: results.jsonl keeps
+ * the text exact. Other control characters are text the reader takes, and are kept.
+ */
+function withoutNul(text: string): string {
+  return text.includes('\0') ? text.replaceAll('\0', '\u2400') : text;
+}
+
 function formatCell(value: CsvCell, needsQuotes: RegExp): string {
   if (value === null || value === undefined) return '';
-  const text = typeof value === 'string' ? csvSafe(value) : typeof value === 'object' ? csvSafe(JSON.stringify(value)) : String(value);
+  const text = typeof value === 'string' ? csvSafe(withoutNul(value)) : typeof value === 'object' ? csvSafe(JSON.stringify(value)) : String(value);
   return needsQuotes.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
 /**
  * One CSV record (RFC 4180: a field with a separator, quote or line break is quoted, quotes doubled),
- * with the formula guard on every text cell, ending in "\n". With the comma, the same bytes as
+ * with the formula guard on every text cell and its NULs as U+2400, ending in "\n". With the comma, the same bytes as
  * csv-stringify's defaults with the guard as its `cast` (a test holds them to that), but written out
  * here: it is 5-7 times faster, and results.csv is written while the user waits for the summary.
  * `separator` is the input CSV's, so a spreadsheet set up for the one opens the other alike.

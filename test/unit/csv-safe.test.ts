@@ -33,6 +33,10 @@ describe('csvRecord', () => {
     expect(csv).toBe(`'=cmd,-3,1.5,true,"{""a"":1}",\n'-x,0,-0.25,false,"[""=x""]",'@y\n`);
   });
 
+  it("writes a NUL as U+2400, which Switchyard's CSV reader takes back (QA), and keeps other control characters", () => {
+    expect(csvRecord(['a\0b', '\0\0', '=\0', 'bell\u0007', { k: '\0' }])).toBe(`a\u2400b,\u2400\u2400,'=\u2400,bell\u0007,"{""k"":""\\u0000""}"\n`);
+  });
+
   it('writes the same bytes as csv-stringify with the guard as its cast', () => {
     const oracleCast = { string: (value: string) => csvSafe(value), boolean: (value: boolean) => String(value), object: (value: object) => csvSafe(JSON.stringify(value)) };
     const rows = [

@@ -3,9 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { readCsvRows } from '../../src/input/csv-reader.ts';
 import { formatCsvJournalEntry } from '../../src/output/ordered-results.ts';
 import { RESULTS_CSV_COLUMNS, resultCsvRecord, writeResultsCsv } from '../../src/output/results-csv.ts';
 import type { RowResult } from '../../src/output/records.ts';
+import { collect } from '../helpers/reader-fixtures.ts';
 
 function result(overrides: Partial<RowResult>): RowResult {
   return {
@@ -130,6 +132,27 @@ describe('writeResultsCsv', () => {
     const [row] = parse(await readFile(csvPath, 'utf8'), { columns: true }) as Array<Record<string, string>>;
     expect(Object.keys(row!).slice(RESULTS_CSV_COLUMNS.length)).toEqual(['b', 'column_27.2', 'column_27', 'column_29']);
     expect([row!.b, row!['column_27.2'], row!.column_27, row!.column_29]).toEqual(['y', 'x', 'z', 'w']);
+  });
+
+  it("writes a NUL (a model's answer, a provider's error, metadata) as U+2400, so the CSV reader takes results.csv back in (QA: it refused the row)", async () => {
+    const journal = join(dir, 'csv-journal');
+    const csvPath = join(dir, 'results.csv');
+    const keys = ['question', 'note'];
+    const rows = [
+      result({ id: 'a', row: 1, output: 'before\0after', metadata: { question: 'q1', note: 'x\0y' } }),
+      result({ id: 'b', row: 2, status: 'failed', output: null, error: { code: 'bad_request', message: 'bad byte \0 here', http_status: 400 }, metadata: { question: 'q2', note: '\0=1+1' } }),
+      // Other control characters are text the reader takes: kept as they are.
+      result({ id: 'c', row: 3, output: 'ring\u0007bell\u001b[0m', metadata: { question: 'q3', note: 'tab\there' } }),
+    ];
+    await writeFile(journal, rows.map((row) => formatCsvJournalEntry(row.row, keys.length, resultCsvRecord(row, keys))).join(''));
+    expect(writeResultsCsv(journal, csvPath, keys)).toBe(3);
+    const text = await readFile(csvPath, 'utf8');
+    expect(text).not.toContain('\0');
+    const read = await collect(readCsvRows(csvPath, { promptColumn: 'question', knownModels: new Set(['model-a']) }));
+    expect(read.map((item) => (item.kind === 'error' ? item.value.message : item.kind))).toEqual(['row', 'row', 'row']);
+    const byId = Object.fromEntries((parse(text, { columns: true }) as Array<Record<string, string>>).map((row) => [row.id, row]));
+    expect([byId.a!.output, byId.a!.note, byId.b!.error_message, byId.b!.note]).toEqual(['before\u2400after', 'x\u2400y', 'bad byte \u2400 here', '\u2400=1+1']);
+    expect([byId.c!.output, byId.c!.note]).toEqual(['ring\u0007bell\u001b[0m', 'tab\there']);
   });
 
   it('writes only the header for an empty journal', async () => {
