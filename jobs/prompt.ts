@@ -307,7 +307,7 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     if (openCircuit) {
       // Only a row another model answered went on to a fallback: one whose chain had none open failed (review of the docs: said of a model with no fallback).
       const fellBack = step.event.result.status === 'succeeded';
-      const what = fellBack ? 'rows go on to their fallbacks' : 'rows with no other model open in their chain fail (no_model_available; the summary says until when)';
+      const what = fellBack ? 'rows go on to their fallbacks' : 'rows with no fallback open fail (no_model_available; the summary says until when)';
       noteOnce(job.batchId, `${openCircuit[1]}'s circuit is open after repeated failures: ${what}, and a test call now and then tells when it is back (fallback_reason in results.jsonl)`);
     }
     let publication: { published: boolean; costNanos: number };

@@ -142,12 +142,12 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const modelsDown = passedOver > 0 && /circuit open/.test(report.error_examples.no_model_available ?? '');
   // Circuits that 404s shut: a model name or base_url the provider does not know, which no wait mends.
   const notFound = modelsDown && /\(404\b/.test(report.error_examples.no_model_available ?? '');
-  // "1 row found every model of its chain shut ... and was not sent"; "5 rows ... their chain ... were".
+  // "1 row found its model and every fallback shut ... and was not sent"; "5 rows ... their model ... were".
   const [their, were, these] = passedOver === 1 ? ['its', 'was', 'this row'] : ['their', 'were', 'these rows'];
   if (notFound) {
     say('');
     say(
-      `Models not found: ${counted(passedOver, 'row')} found every model of ${their} chain shut after 404 answers (a model name the provider does not know, or a base_url without its path), and ${were} not sent: waiting would not help. ` +
+      `Models not found: ${counted(passedOver, 'row')} found ${their} model and every fallback shut after 404 answers (a model name the provider does not know, or a base_url without its path), and ${were} not sent: waiting would not help. ` +
         `Fix the name (models.<model>.upstream) or base_url as results.jsonl's error says, then: switchyard run --resume ${batchId} --config <the fixed config> (a resume runs on the config saved with the batch unless given one).`,
     );
   } else if (modelsDown) {
@@ -167,7 +167,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     const until = shut.length > 0
       ? ` ${shutCircuitsText(shut)}, breaker.cooldown_ms (${cooldown}) after it shut; then one call tests the provider, and a resume sooner fails ${these} again with no call. Wait until then; once the provider is back: switchyard run --resume ${batchId} (${waiting}).`
       : ` Once the provider is back: switchyard run --resume ${batchId} (${waiting}; a circuit lets its next test call through ${cooldown} after it shut, breaker.cooldown_ms, so a resume sooner finds it shut still).`;
-    say(`Models down: ${counted(passedOver, 'row')} found every model of ${their} chain shut after repeated failures (the circuit breaker), and ${were} not sent.${earlier}${until}`);
+    say(`Models down: ${counted(passedOver, 'row')} found ${their} model and every fallback shut after repeated failures (the circuit breaker), and ${were} not sent.${earlier}${until}`);
   } else if (report.totals.unfinished_rows !== 0 && config && config.breaker.max_wait_ms === 0) {
     // A stop whose calls in flight failed may have shut a circuit: the resume it names would pass it over at once.
     // Not "fails the rows": a row whose chain has another model open goes on to it (review: a resume 4 s after such a stop answered every row on the fallback).
@@ -175,7 +175,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     if (shut.length > 0) {
       const it = shut.length === 1 ? 'it' : 'them';
       say('');
-      say(`Circuits open after repeated failures (the circuit breaker): ${shutCircuitsText(shut)}. A resume sooner passes ${it} over with no call (breaker.max_wait_ms is 0): a row goes on to the next model of its chain that is open, or fails when none is. To run the rows on ${it}, resume after that.`);
+      say(`Circuits open after repeated failures (the circuit breaker): ${shutCircuitsText(shut)}. A resume sooner passes ${it} over with no call (breaker.max_wait_ms is 0): a row goes on to the next of its fallbacks that is open, or fails when none is. To run the rows on ${it}, resume after that.`);
     }
   }
   sayOtherFailures(report, batchId, new Set(['budget_exceeded', 'missing_api_key', ...(modelsDown ? ['no_model_available'] : [])]), modelsDown, config, say);

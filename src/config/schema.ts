@@ -272,7 +272,7 @@ export const configSchema = z
       }
     }
     for (const [type, chain] of Object.entries(config.routing?.routes ?? {})) {
-      chain.forEach((m, i) => (chain.indexOf(m) < i ? ctx.addIssue({ code: 'custom', path: ['routing', 'routes', type, i], message: `"${m}" is in this chain already: a model is tried once in a chain (its retries are retry.max_attempts)` }) : checkModel(m, ['routing', 'routes', type, i])));
+      chain.forEach((m, i) => (chain.indexOf(m) < i ? ctx.addIssue({ code: 'custom', path: ['routing', 'routes', type, i], message: `"${m}" is in this route already: a model is tried once in a route (its retries are retry.max_attempts)` }) : checkModel(m, ['routing', 'routes', type, i])));
     }
     for (const [type, rule] of Object.entries(config.routing?.task_types ?? {})) {
       if (rule.keywords.length === 0 && rule.min_chars === undefined) ctx.addIssue({ code: 'custom', path: ['routing', 'task_types', type], message: 'no prompt can get this type: give it keywords, or min_chars' });

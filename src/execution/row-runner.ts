@@ -528,7 +528,7 @@ function passedForCheaper(row: RowInput, progress: RowProgress, config: Switchya
     return (callCostNanos(price, { input_tokens: promptBound, output_tokens: maxTokens }) ?? Infinity) < estimateNanos;
   });
   if (!cheaper) return false;
-  fallBack(progress, `${plan.chain[progress.chainIndex]}: the budget has no room for its call (${refusal}), so a cheaper model of the chain is tried`);
+  fallBack(progress, `${plan.chain[progress.chainIndex]}: the budget has no room for its call (${refusal}), so a cheaper fallback is tried`);
   return true;
 }
 

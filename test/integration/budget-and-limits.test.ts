@@ -27,7 +27,7 @@ describe('budgets and rate limits shared through Redis', () => {
     expect(results.every((r) => r.status === 'succeeded')).toBe(true);
     const onCheap = results.filter((r) => r.final_model === 'cheap');
     expect(onCheap.length).toBeGreaterThan(20); // pricey answered the rows until its calls no longer fit
-    expect(onCheap[0]!.fallback_reason).toMatch(/^pricey: the budget has no room for its call \(.*\), so a cheaper model of the chain is tried/);
+    expect(onCheap[0]!.fallback_reason).toMatch(/^pricey: the budget has no room for its call \(.*\), so a cheaper fallback is tried/);
     const spent = (await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).reduce((sum, c) => sum + usdToNanos(c.cost_usd ?? 0), 0);
     expect(spent).toBeLessThanOrEqual(usdToNanos(1));
   });

@@ -229,7 +229,7 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     const input = await writePromptsCsv(dir, 40);
     const run = await runCli(['run', input, '--config', alone, '--out', join(dir, 'alone'), '--batch-id', 'typo', '--concurrency', '4'], h.env({ SIM_KEY: 'right-key' }));
     expect(run.code).toBe(1);
-    expect(run.stdout).toMatch(/^Models not found: \d+ rows found every model of their chain shut after 404 answers .* waiting would not help\. Fix the name \(models\.<model>\.upstream\) or base_url as results\.jsonl's error says, then: switchyard run --resume typo --config <the fixed config>/m);
+    expect(run.stdout).toMatch(/^Models not found: \d+ rows found their model and every fallback shut after 404 answers .* waiting would not help\. Fix the name \(models\.<model>\.upstream\) or base_url as results\.jsonl's error says, then: switchyard run --resume typo --config <the fixed config>/m);
     expect(run.stdout).not.toContain('Models down');
     // The rows whose 404s shut the circuits are the same cause, not a second one (QA).
     // No row succeeded: the resume keeps none (QA: "the rows that succeeded are kept" read as if some had).
@@ -312,7 +312,7 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(run.code).toBe(1);
     // (An earlier test may have shut this endpoint's circuit already: then this run says so too.)
     // Until when, by the clock, and that a resume sooner fails them again (QA: a resume within the cooldown made no call, and nothing said until when).
-    expect(run.stdout).toMatch(/^Models down: \d+ rows found every model of their chain shut after repeated failures \(the circuit breaker\), and were not sent\.( This batch made no call: .*\.)? dead's circuit stays shut until \d\d:\d\d:\d\d UTC \(in [^)]+\), breaker\.cooldown_ms \(1 min 0 s\) after it shut; then one call tests the provider, and a resume sooner fails these rows again with no call\. Wait until then; once the provider is back: switchyard run --resume all-dead \(to have rows wait for the circuits instead of failing, set breaker\.max_wait_ms in the config and add --config <file> to the resume, which runs on the config saved with the batch unless given one\)\.$/m);
+    expect(run.stdout).toMatch(/^Models down: \d+ rows found their model and every fallback shut after repeated failures \(the circuit breaker\), and were not sent\.( This batch made no call: .*\.)? dead's circuit stays shut until \d\d:\d\d:\d\d UTC \(in [^)]+\), breaker\.cooldown_ms \(1 min 0 s\) after it shut; then one call tests the provider, and a resume sooner fails these rows again with no call\. Wait until then; once the provider is back: switchyard run --resume all-dead \(to have rows wait for the circuits instead of failing, set breaker\.max_wait_ms in the config and add --config <file> to the resume, which runs on the config saved with the batch unless given one\)\.$/m);
     // The next batch makes no call while the circuit is open: it says the breaker was shut before it.
     const next = await runCli(['run', input, '--config', cfg, '--out', join(dir, 'next'), '--batch-id', 'all-dead-next'], h.env({ SIM_KEY: 'right-key' }));
     expect(next.code).toBe(1);
@@ -333,7 +333,7 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     const input = await writePromptsCsv(dir, 12);
     const run = await runCli(['run', input, '--config', cfg, '--out', join(dir, 'out'), '--batch-id', 'no-fallback', '--concurrency', '2'], h.env({ LOG_LEVEL: 'warn' }));
     expect(run.code).toBe(1);
-    expect(run.stdout + run.stderr).toContain("lonely's circuit is open after repeated failures: rows with no other model open in their chain fail (no_model_available; the summary says until when)");
+    expect(run.stdout + run.stderr).toContain("lonely's circuit is open after repeated failures: rows with no fallback open fail (no_model_available; the summary says until when)");
     expect(run.stdout + run.stderr).not.toContain('rows go on to their fallbacks');
   });
 
@@ -348,7 +348,7 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
       // The first 500s shut the circuit: their rows fail server_error, the rows after them are not sent.
       const run = await runCli(['run', await writePromptsCsv(dir, 20), '--config', cfg, '--out', out, '--batch-id', 'one-outage', '--concurrency', '1'], h.env());
       expect(run.code, run.stderr).toBe(1);
-      expect(run.stdout).toMatch(/^Models down: \d+ rows found every model of their chain shut after repeated failures \(the circuit breaker\), and were not sent\./m);
+      expect(run.stdout).toMatch(/^Models down: \d+ rows found their model and every fallback shut after repeated failures \(the circuit breaker\), and were not sent\./m);
       expect(run.stdout).toMatch(/^Failed: \d+ rows? \(server_error \d+\), the failures that shut the circuits above: the same resume runs (it|them) again\.$/m);
 
       // Which URL failed, and how: in each failed call's record, and one example per code in the report (QA: "connection_error | 43" alone).
@@ -364,7 +364,7 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
       // A batch of one row, while the circuit is shut: said in the singular (QA: "1 row ... and were not sent").
       const one = await runCli(['run', await writePromptsCsv(await tempDir('one-row'), 1), '--config', cfg, '--out', join(dir, 'one-out'), '--batch-id', 'one-row', '--concurrency', '1'], h.env());
       expect(one.code, one.stderr).toBe(1);
-      expect(one.stdout).toMatch(/^Models down: 1 row found every model of its chain shut after repeated failures \(the circuit breaker\), and was not sent\. This batch made no call: .* a resume sooner fails this row again with no call\. .*set breaker\.max_wait_ms in the config and add --config <file> to the resume/m);
+      expect(one.stdout).toMatch(/^Models down: 1 row found its model and every fallback shut after repeated failures \(the circuit breaker\), and was not sent\. This batch made no call: .* a resume sooner fails this row again with no call\. .*set breaker\.max_wait_ms in the config and add --config <file> to the resume/m);
     } finally {
       await down.close();
     }

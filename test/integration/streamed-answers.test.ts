@@ -249,7 +249,7 @@ describe('a run stopped while every stream is stalled', () => {
     // The calls in flight were not cut short: they timed out, and are recorded.
     const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
     expect(calls.map((call) => call.error_code)).toEqual(['timeout', 'timeout', 'timeout', 'timeout']);
-    expect(ended.stdout).toMatch(/^Circuits open after repeated failures \(the circuit breaker\): s's circuit stays shut until \d\d:\d\d:\d\d UTC \(in [^)]+\)\. A resume sooner passes it over with no call \(breaker\.max_wait_ms is 0\): a row goes on to the next model of its chain that is open, or fails when none is\. To run the rows on it, resume after that\.$/m);
+    expect(ended.stdout).toMatch(/^Circuits open after repeated failures \(the circuit breaker\): s's circuit stays shut until \d\d:\d\d:\d\d UTC \(in [^)]+\)\. A resume sooner passes it over with no call \(breaker\.max_wait_ms is 0\): a row goes on to the next of its fallbacks that is open, or fails when none is\. To run the rows on it, resume after that\.$/m);
     expect(ended.stdout).toContain('Stopped early: the outputs above hold the 0 rows finished so far.');
   });
 });

@@ -39,7 +39,7 @@ describe('a config with mistakes', () => {
     expect(problems(provider({ api_key_env: 'sk-proj-abc123def456' }))).toContain('providers.local.api_key_env: this looks like an API key itself: put the key in an environment variable');
     expect(() => parseConfig(provider({ api_key_env: 'OPENAI_API_KEY' }), 'switchyard.yaml')).not.toThrow();
     expect(problems({ ...valid, retry: { base_delay_ms: 50_000, max_delay_ms: 100 } })).toContain('retry.base_delay_ms: 50000 is above max_delay_ms (100), which caps every backoff');
-    expect(problems({ ...valid, routing: { routes: { simple: ['flash', 'flash'] } } })).toContain('routing.routes.simple.1: "flash" is in this chain already');
+    expect(problems({ ...valid, routing: { routes: { simple: ['flash', 'flash'] } } })).toContain('routing.routes.simple.1: "flash" is in this route already');
     expect(problems({ ...valid, routing: { task_types: { foo: { keywords: [] } }, routes: { foo: ['flash'] } } })).toContain('routing.task_types.foo: no prompt can get this type: give it keywords, or min_chars');
     expect(problems({ ...valid, ensembles: { team: { members: ['flash'], synthesizer: 'flash', min_answers: 1 } }, judge: { model: 'team' } })).toMatch(/judge\.model: "team" is an ensemble, and only a model can go here\n/);
   });
