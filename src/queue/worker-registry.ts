@@ -2,7 +2,7 @@ import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { counted } from '../figure-text.ts';
 import { localProcessAlive, pidNamespace, thisProcessName } from './local-process.ts';
-import { runScript, type LuaScript } from './lua-script.ts';
+import { LUA_PRELUDE, runScript, type LuaScript } from './lua-script.ts';
 import type { KeySpace } from './keys.ts';
 
 /**
@@ -15,7 +15,7 @@ import type { KeySpace } from './keys.ts';
 interface Registration {
   /** "host pid N" of the process. */
   process: string;
-  /** Epoch ms of its last heartbeat. */
+  /** Epoch ms of its last heartbeat, by Redis' clock (TIME), so a machine whose clock is off does not stretch it. */
   seen: number;
   /** Its PID namespace, when known (local-process.ts): only a process in the same one is judged by its pid. */
   pid_namespace?: string;
@@ -24,8 +24,42 @@ interface Registration {
 }
 
 const HEARTBEAT_MS = 60_000;
+/**
+ * A process heard from within this long is taken to be serving; one not, is not (gone, or stopped:
+ * Ctrl-Z or SIGSTOP leaves a pid that answers but a worker that takes no row).
+ */
+const LIVE_WITHIN_MS = 3 * HEARTBEAT_MS;
+/**
+ * How far ahead of Redis' clock a heartbeat may be and still count: Redis' own clocks (a failover,
+ * a Cluster's nodes) may differ by a little. One further ahead was stamped by its writer's clock
+ * (a Switchyard before Redis stamped them), which says nothing about when it was written.
+ */
+const AHEAD_TOLERANCE_MS = 10_000;
 /** An entry not renewed for this long belongs to a process gone from another machine: its locks lapsed long ago. */
 const FORGET_AFTER_MS = 10 * 60_000;
+
+/**
+ * KEYS: the registry. ARGV: the worker's id, its registration as JSON without `seen`. Writes the
+ * entry with `seen` from Redis' clock (TIME), the one every reader judges it by.
+ */
+const WRITE_REGISTRATION: LuaScript = {
+  name: 'write_worker_registration',
+  numberOfKeys: 1,
+  lua: `${LUA_PRELUDE}
+local seen = int_str(math.floor(now_us() / 1000))
+redis.call('HSET', KEYS[1], ARGV[1], '{"seen":' .. seen .. ',' .. string.sub(ARGV[2], 2))
+return seen
+`,
+};
+
+/** KEYS: the registry. Returns Redis' clock in epoch ms (as text) and the registry's entries, flat. */
+const READ_REGISTRY: LuaScript = {
+  name: 'read_worker_registry',
+  numberOfKeys: 1,
+  lua: `${LUA_PRELUDE}
+return {int_str(math.floor(now_us() / 1000)), redis.call('HGETALL', KEYS[1])}
+`,
+};
 
 export const workerRegistryKey = (space: KeySpace): string => `${space.prefix}:worker-processes`;
 
@@ -38,8 +72,9 @@ export function registerWorker(redis: Redis, space: KeySpace, workerId: string):
   const key = workerRegistryKey(space);
   const namespace = pidNamespace();
   const keys = keyVariableNames();
-  const registration = (): Registration => ({ process: thisProcessName(), seen: Date.now(), ...(namespace ? { pid_namespace: namespace } : {}), keys });
-  const write = () => redis.hset(key, workerId, JSON.stringify(registration())).catch(() => undefined);
+  // `seen` is Redis' to stamp (WRITE_REGISTRATION): the rest is the same at every heartbeat.
+  const registration = JSON.stringify({ process: thisProcessName(), ...(namespace ? { pid_namespace: namespace } : {}), keys } satisfies Omit<Registration, 'seen'>);
+  const write = () => runScript(redis, WRITE_REGISTRATION, [key], [workerId, registration]).catch(() => undefined);
   const written = write();
   const heartbeat = setInterval(() => void write(), HEARTBEAT_MS);
   heartbeat.unref();
@@ -99,12 +134,29 @@ function parseRegistration(value: string): Registration | null {
   }
 }
 
-/** Every entry on record, parsed (null when unreadable), with whether its process is alive (null: elsewhere). */
-async function readRegistrations(redis: Redis, space: KeySpace): Promise<Array<{ workerId: string; registration: Registration | null; alive: boolean | null }>> {
-  return Object.entries(await redis.hgetall(workerRegistryKey(space))).map(([workerId, value]) => {
-    const registration = parseRegistration(value);
-    return { workerId, registration, alive: registration ? localProcessAlive(registration.process, registration.pid_namespace) : null };
-  });
+interface RegistryEntry {
+  workerId: string;
+  /** Null when unreadable. */
+  registration: Registration | null;
+  /** Whether its process is alive, by its pid; null: elsewhere (only its heartbeats can tell). */
+  alive: boolean | null;
+  /** Whether it beat within LIVE_WITHIN_MS, by Redis' clock. */
+  recent: boolean;
+  /** Ms since its last heartbeat, by Redis' clock (negative: stamped ahead of it). */
+  age: number;
+}
+
+/** Every entry on record, parsed, with whether its process is alive and has beaten recently, judged by Redis' clock. */
+async function readRegistrations(redis: Redis, space: KeySpace): Promise<RegistryEntry[]> {
+  const [now, flat] = (await runScript(redis, READ_REGISTRY, [workerRegistryKey(space)], [])) as [string, string[]];
+  const entries: RegistryEntry[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const registration = parseRegistration(flat[i + 1]!);
+    const age = registration ? Number(now) - registration.seen : Infinity;
+    const recent = age < LIVE_WITHIN_MS && age > -AHEAD_TOLERANCE_MS;
+    entries.push({ workerId: flat[i]!, registration, alive: registration ? localProcessAlive(registration.process, registration.pid_namespace) : null, recent, age });
+  }
+  return entries;
 }
 
 /**
@@ -115,7 +167,7 @@ async function readRegistrations(redis: Redis, space: KeySpace): Promise<Array<{
 export async function releaseRowsOfDeadWorkers(redis: Redis, space: KeySpace, worker: Worker): Promise<ReleasedRows> {
   const released: ReleasedRows = { rowsFrom: new Map(), dead: [] };
   let lapsedLocksAsked = false;
-  for (const { workerId, registration, alive } of await readRegistrations(redis, space)) {
+  for (const { workerId, registration, alive, age } of await readRegistrations(redis, space)) {
     if (workerId === worker.id) continue;
     if (registration && alive === false) {
       if (!released.dead.includes(registration.process)) released.dead.push(registration.process);
@@ -125,7 +177,7 @@ export async function releaseRowsOfDeadWorkers(redis: Redis, space: KeySpace, wo
       const rows = Number(await runScript(redis, RELEASE_LOCKS, [worker.keys.active!, worker.keys.stalled!, worker.keys['stalled-check']!], [worker.toKey(''), `${workerId}:`, withLapsed]));
       if (rows > 0) released.rowsFrom.set(registration.process, (released.rowsFrom.get(registration.process) ?? 0) + rows);
     }
-    if (!registration || alive === false || (alive === null && Date.now() - registration.seen > FORGET_AFTER_MS)) await redis.hdel(workerRegistryKey(space), workerId);
+    if (!registration || alive === false || (alive === null && age > FORGET_AFTER_MS)) await redis.hdel(workerRegistryKey(space), workerId);
   }
   if (released.rowsFrom.size > 0) await worker.startStalledCheckTimer();
   return released;
@@ -144,11 +196,12 @@ export function keyVariableNames(env: NodeJS.ProcessEnv = process.env): string[]
 /** Variable names workers advertise (keyVariableNames); a provider's api_key_env outside it is not told of. */
 const KEY_LIKE_NAME = /KEY|TOKEN|SECRET/i;
 
-/** Registrations of processes alive now: alive on this machine, or recently heard from elsewhere. */
+/**
+ * Registrations of processes serving now: heard from recently, by Redis' clock, and on this machine
+ * alive too. A live pid alone is not enough: a stopped process (Ctrl-Z) has one and takes no row.
+ */
 async function liveRegistrations(redis: Redis, space: KeySpace): Promise<Registration[]> {
-  return (await readRegistrations(redis, space)).flatMap(({ registration, alive }) =>
-    registration && (alive === true || (alive === null && Date.now() - registration.seen < 3 * HEARTBEAT_MS)) ? [registration] : [],
-  );
+  return (await readRegistrations(redis, space)).flatMap(({ registration, alive, recent }) => (registration && recent && alive !== false ? [registration] : []));
 }
 
 /**
@@ -169,8 +222,8 @@ export function keyHolders(redis: Redis, space: KeySpace, cacheMs = 5000): (name
 }
 
 /**
- * "host pid N" of each process with a worker registered now: on this machine, those alive; from
- * elsewhere, those whose heartbeat is recent. For `status`, beside Redis' own count of connections.
+ * "host pid N" of each process with a worker registered now whose heartbeat is recent (and, on this
+ * machine, whose pid is alive). For `status`, beside Redis' own count of connections.
  */
 export async function workerProcesses(redis: Redis, space: KeySpace): Promise<string[]> {
   return [...new Set((await liveRegistrations(redis, space)).map((registration) => registration.process))].sort();
