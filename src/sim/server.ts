@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { urlHost } from '../listen-address.ts';
 import { planChat, type ChatPlan } from './chat.ts';
-import { invalidRequest, type ErrorAnswer } from './openai-error.ts';
+import { errorAnswer, invalidRequest, type ErrorAnswer } from './openai-error.ts';
 import { parseSimOptions, type SimOptions, type SimOptionsInput } from './options.ts';
 import { mulberry32 } from './prng.ts';
 import { RateLimiter } from './rate-limit.ts';
@@ -68,11 +68,26 @@ export async function startSimulator(input: SimulatorOptions = {}): Promise<Simu
     send(res, answer.status, headers, JSON.stringify(answer.body));
   }
 
-  function later(delayMs: number, action: () => void): void {
+  /**
+   * Runs what answers one request; an error it throws (a bug of the simulator's) is that request's
+   * 500, as a provider answers its own failures. The simulator also runs inside `run` and `serve`
+   * (the built-in models): thrown on, it would end the user's whole run.
+   */
+  function answering(res: ServerResponse, requestId: string, action: () => void): void {
+    try {
+      action();
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (res.headersSent) return void res.destroy(); // part of an answer out: cut it off, as a failing provider does
+      sendError(res, requestId, errorAnswer(500, { message: `The simulator failed on this request: ${message}`, type: 'server_error', code: 'internal_error' }));
+    }
+  }
+
+  function later(res: ServerResponse, requestId: string, delayMs: number, action: () => void): void {
     if (delayMs <= 0) return action();
     const timer = setTimeout(() => {
       timers.delete(timer);
-      action();
+      answering(res, requestId, action);
     }, delayMs);
     timers.add(timer);
   }
@@ -87,7 +102,7 @@ export async function startSimulator(input: SimulatorOptions = {}): Promise<Simu
     if (plan.stream) {
       const input = { id, created, model, content: answer.content, json: answer.json, finishReason: answer.finishReason, usage: plan.includeUsage ? usage : undefined };
       const headers = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...common };
-      if (plan.wordIntervalMs > 0) return writePaced(res, headers, streamParts(input), plan.wordIntervalMs);
+      if (plan.wordIntervalMs > 0) return writePaced(res, requestId, headers, streamParts(input), plan.wordIntervalMs);
       send(res, 200, headers, streamPayload(input));
       return;
     }
@@ -103,7 +118,7 @@ export async function startSimulator(input: SimulatorOptions = {}): Promise<Simu
   }
 
   /** A stream written word by word: the role chunk and first word now, then one event per interval. */
-  function writePaced(res: ServerResponse, headers: Record<string, string>, parts: string[], intervalMs: number): void {
+  function writePaced(res: ServerResponse, requestId: string, headers: Record<string, string>, parts: string[], intervalMs: number): void {
     if (res.destroyed) return;
     res.writeHead(200, headers);
     res.write(parts[0]! + (parts[1] ?? ''));
@@ -112,9 +127,9 @@ export async function startSimulator(input: SimulatorOptions = {}): Promise<Simu
       if (res.destroyed) return;
       if (next >= parts.length) return void res.end();
       res.write(parts[next++]!);
-      later(intervalMs, writeNext);
+      later(res, requestId, intervalMs, writeNext);
     };
-    later(intervalMs, writeNext);
+    later(res, requestId, intervalMs, writeNext);
   }
 
   function onChat(res: ServerResponse, requestId: string, text: string | null): void {
@@ -126,7 +141,7 @@ export async function startSimulator(input: SimulatorOptions = {}): Promise<Simu
       return sendError(res, requestId, invalidRequest('We could not parse the JSON body of your request.', 'invalid_json'));
     }
     const plan = planChat({ options, limiter, stats, random, now: Date.now() }, body);
-    later(plan.delayMs, () => (plan.kind === 'answer' ? answerChat(res, requestId, plan) : sendError(res, requestId, plan.answer, plan.model)));
+    later(res, requestId, plan.delayMs, () => (plan.kind === 'answer' ? answerChat(res, requestId, plan) : sendError(res, requestId, plan.answer, plan.model)));
   }
 
   function authorized(req: IncomingMessage): boolean {
@@ -138,7 +153,7 @@ export async function startSimulator(input: SimulatorOptions = {}): Promise<Simu
     const requestId = `req_sim_${sequence.toString(36)}`;
     const path = (req.url ?? '/').split('?', 1)[0];
     const route = `${req.method} ${path}`;
-    readBody(req, (text) => {
+    readBody(req, (text) => answering(res, requestId, () => {
       if (!authorized(req)) {
         const message = req.headers.authorization ? 'Incorrect API key provided.' : "You didn't provide an API key. Provide it as a Bearer token in the Authorization header.";
         return sendError(res, requestId, invalidRequest(message, 'invalid_api_key', null, 401));
@@ -154,7 +169,7 @@ export async function startSimulator(input: SimulatorOptions = {}): Promise<Simu
         return send(res, 200, { 'content-type': 'application/json', 'x-request-id': requestId }, JSON.stringify({ object: 'list', data }));
       }
       sendError(res, requestId, invalidRequest(`Unknown request URL: ${route}.`, 'unknown_url', null, 404));
-    });
+    }));
   });
   // Longer than clients' idle timeout (undici: 4 s, or the server's hint), so the client closes first.
   server.keepAliveTimeout = 30_000;
