@@ -92,6 +92,8 @@ export function finish(row: RowInput, progress: RowProgress, model: string, answ
   if (row.custom_id !== undefined) result.custom_id = row.custom_id;
   if (answer) {
     result.finish_reason = answer.finishReason;
+    // Whether the model's max_output_tokens cut it is told from the answer call's tokens alone (report.ts).
+    if (answer.finishReason === 'length' && !cached) result.answer_output_tokens = answer.usage.output_tokens;
     result.request_id = answer.requestId;
     if (answer.refusal) result.refusal = answer.refusal;
   }

@@ -75,6 +75,7 @@ function rowResultProblem(value: unknown, row: number): string | null {
     nested(value, 'cached', (cached, path) => field(cached, 'batch_id', isText, 'text', path) ?? field(cached, 'row', isNumber, 'a number', path) ?? field(cached, 'saved_usd', isNumberOrNull, 'a number or null', path), false) ??
     optional(value, 'ab_arm', isText, 'text') ??
     optional(value, 'finish_reason', isTextOrNull, 'text or null') ??
+    optional(value, 'answer_output_tokens', isNumber, 'a number') ??
     optional(value, 'refusal', isText, 'text')
   );
 }

@@ -88,6 +88,12 @@ export interface RowResult {
   /** Why the row left its first-choice model(s), e.g. "deepseek-v4-pro: server_error after 4 attempts"; null when it did not. */
   fallback_reason: string | null;
   finish_reason?: string | null;
+  /**
+   * A row cut off at a token limit (finish_reason "length"): its answer call's output tokens, which
+   * `usage` may exceed (an LLM classifier's call, a broken stream's, counted there too). Absent in
+   * results written before it, and for a row answered from the cache (`cached.usage` has them).
+   */
+  answer_output_tokens?: number;
   /** The model declined to answer (its message's `refusal`): why, in its words; `output` is then "". */
   refusal?: string;
   request_id?: string | null;

@@ -267,15 +267,17 @@ export class ReportTally {
 
   /**
    * The model whose max_output_tokens stopped a cut-off answer, or null when the row's own max_tokens
-   * (below the cap) did: the answer's tokens reached the cap, which only a limit at the cap allows.
-   * A row's usage is its calls' (a failed call before the answer has, at most, a broken stream's
-   * few); an ensemble's adds its members', so its synthesis is not told apart.
+   * (below the cap) did: the answer call's tokens reached the cap, which only a limit at the cap
+   * allows. Its usage adds the row's other calls (an LLM classifier's, a broken stream's), so a row
+   * cut at its own max_tokens just under the cap would pass for capped by them; a result written
+   * before `answer_output_tokens` has only its usage. An ensemble's adds its members', so its
+   * synthesis is not told apart.
    */
   #cappedModel(result: RowResult): string | null {
     if (result.ensemble) return null;
     const model = result.final_model ?? result.model;
     const cap = Object.hasOwn(this.#outputCaps, model) ? this.#outputCaps[model] : undefined;
-    const tokens = result.cached ? result.cached.usage.output_tokens : result.usage.output_tokens;
+    const tokens = result.cached ? result.cached.usage.output_tokens : (result.answer_output_tokens ?? result.usage.output_tokens);
     return cap !== undefined && tokens >= cap ? model : null;
   }
 
