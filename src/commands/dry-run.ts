@@ -120,7 +120,8 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     const { maxTokens, maxTokensFrom } = maxTokensOfRow(row, config);
     const { abArm, ensemble } = rowTarget(row, config, abSplit, pinned);
     // The request fields sent beside the prompt are read as prompt too: a structured output's JSON schema is billed so.
-    const fieldTokens = countTextTokens(requestFieldsText(row.params));
+    // Counted only where the route plan has not (it counts them with the prompt when a context window asks it to).
+    const fieldTokens = () => countTextTokens(requestFieldsText(row.params));
     const judgeCall = (answerTokens: number) => {
       if (!config.judge) return;
       const judged = judgeCallTally(config, config.judge, row, answerTokens);
@@ -141,7 +142,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
         continue;
       }
       const synthesisMaxTokens = ensemble.config.synthesis_max_tokens ?? maxTokens;
-      const rowTally = ensembleRowTally(config, members, ensemble.config.synthesizer, countMessageTokens(row.messages) + fieldTokens, maxTokens, synthesisMaxTokens);
+      const rowTally = ensembleRowTally(config, members, ensemble.config.synthesizer, countMessageTokens(row.messages) + fieldTokens(), maxTokens, synthesisMaxTokens);
       add(byModel, `${ensemble.name} (ensemble)`, rowTally);
       // Labelled by the rules, as the run records it (results.jsonl's task_type, the report's task-type table).
       add(byTask, taskType, rowTally);
@@ -157,7 +158,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
       continue;
     }
     capped.add(model, row.max_tokens);
-    const rowTally = callTally(config, model, plan.promptTokensCounted ? plan.promptTokens : countMessageTokens(row.messages) + fieldTokens, maxTokens);
+    const rowTally = callTally(config, model, plan.promptTokensCounted ? plan.promptTokens : countMessageTokens(row.messages) + fieldTokens(), maxTokens);
     add(byModel, model, rowTally);
     add(byTask, plan.taskType, rowTally);
     if (abArm !== undefined) add(byArm, abArm, rowTally);
