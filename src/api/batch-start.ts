@@ -70,12 +70,16 @@ export function createBatchStarter({ host, collection, logger, say, openKey }: B
       const meta = await store.load(batchId);
       if (!meta) throw new Error(`batch ${batchId} has no state in Redis after its run started`);
       collection.start(batchId, lease, { outDir: meta.out_dir, startedAt: new Date(meta.started_at ?? meta.created_at), config: host.config.config });
+      const inputPath = run.file ?? meta.input;
       const done = reading.then(
-        (outcome) => {
+        async (outcome) => {
           if (outcome.exitCode !== 0) return; // stopped with the server: the next one reads on
-          sayFileRead(batchId, said, say);
+          const notes = notesOnceRead(said).map((note) => inApiTerms(note, inputPath));
+          sayFileRead(batchId, said, notes, say);
+          // The POST was answered before the file was read, most often: its client finds them in the batch's view.
+          if (notes.length > 0) await store.update(batchId, { file_notes: notes }).catch(() => undefined);
         },
-        (error: unknown) => readingFailed(batchId, error, run.file ?? meta.input),
+        (error: unknown) => readingFailed(batchId, error, inputPath),
       );
       readings.add(done);
       void done.finally(() => readings.delete(done));
@@ -94,9 +98,15 @@ export function createBatchStarter({ host, collection, logger, say, openKey }: B
   };
 }
 
-/** The run's count of rows read, and its notes on request body fields, in the server's log. */
-function sayFileRead(batchId: string, said: string[], say: (line: string) => void): void {
+/** The run's count of rows read, and the notes it said then, in the server's log. */
+function sayFileRead(batchId: string, said: string[], notes: readonly string[], say: (line: string) => void): void {
   const read = said.find((line) => line.startsWith('Read '))?.split(';', 1)[0];
   if (read) say(`[${batchId}] ${read}.`);
-  for (const note of said.filter((line) => line.startsWith('Note: request body fields'))) say(`[${batchId}] ${note}`);
+  for (const note of notes) say(`[${batchId}] ${note}`);
+}
+
+/** The notes and warnings the run said after its Read line: those only the whole file shows (run-batch.ts). */
+function notesOnceRead(said: readonly string[]): string[] {
+  const read = said.findIndex((line) => line.startsWith('Read '));
+  return read === -1 ? [] : said.slice(read + 1).filter((line) => /^(Note|Warning)\b/.test(line));
 }

@@ -51,6 +51,12 @@ export interface BatchView {
   /** Why its file could not be read to the end; the rows before are queued or done, and posting the fixed file finishes it. */
   input_error: string | null;
   /**
+   * What the run noted once the file was read, which the POST's `notes` could not hold when the answer
+   * came first (the judge answering rows too, request fields not sent, max_tokens above a model's
+   * cap): [] until then, and when it noted nothing.
+   */
+  file_notes: string[];
+  /**
    * Worker processes connected to the queue now, while the batch is unfinished (0: its rows wait for
    * a `switchyard worker`); null once finished, or where Redis does not list its clients.
    */
@@ -90,6 +96,7 @@ export function batchView(meta: BatchMeta, progress: BatchProgress, present: Rea
     judge: meta.judge_model ?? null,
     cache: meta.cache_off ? false : null,
     input_error: meta.input_error ?? null,
+    file_notes: meta.file_notes ?? [],
     workers: finished ? null : workers,
     out_dir: meta.out_dir,
     files,

@@ -76,6 +76,12 @@ const batchMetaSchema = z.object({
   cost_nanos: z.coerce.number().int().default(0),
   /** Why the last run stopped reading the input part-way (the HTTP API's runs, which have nobody to tell at once). */
   input_error: z.string().optional(),
+  /**
+   * The notes the last run said once its file was read (the judge answering rows too, request fields
+   * not sent, max_tokens above a model's cap): an HTTP API run's POST is answered before, so they are
+   * kept here for its batch view (JSON in the hash).
+   */
+  file_notes: z.preprocess(parseJsonText, z.array(z.string())).optional(),
   started_at: z.string().optional(),
   finished_at: z.string().optional(),
 });
@@ -94,10 +100,10 @@ function parseJsonText(value: unknown): unknown {
 /**
  * Fields a run sets afresh each time: absent from its meta, they are deleted from the stored one
  * (its choices of model, A/B split and budget; the last run's finish, which a run going on would show,
- * why it could not read its file, and whether the month's cap refused its calls: a resume runs every
+ * why it could not read its file and what it noted once it had, and whether the month's cap refused its calls: a resume runs every
  * row that cap stopped again).
  */
-const CLEARABLE_FIELDS = ['model_override', 'ab_split', 'cache_off', 'budget_usd', 'budget_from_config', 'finished_at', 'input_error', 'month_cap_refused'] as const;
+const CLEARABLE_FIELDS = ['model_override', 'ab_split', 'cache_off', 'budget_usd', 'budget_from_config', 'finished_at', 'input_error', 'month_cap_refused', 'file_notes'] as const;
 
 /** Hash fields are text: objects go in as JSON. */
 const fieldText = (value: unknown): string => (typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value));
@@ -148,7 +154,7 @@ export class BatchStore {
       .exec();
   }
 
-  async update(batchId: string, fields: Partial<Pick<BatchMeta, 'status' | 'total' | 'estimated_total' | 'invalid_rows' | 'invalid_codes' | 'input_kind' | 'started_at' | 'finished_at' | 'input_error' | 'budget_stop' | 'month_cap_refused'>>): Promise<void> {
+  async update(batchId: string, fields: Partial<Pick<BatchMeta, 'status' | 'total' | 'estimated_total' | 'invalid_rows' | 'invalid_codes' | 'input_kind' | 'started_at' | 'finished_at' | 'input_error' | 'file_notes' | 'budget_stop' | 'month_cap_refused'>>): Promise<void> {
     const entries = Object.entries(fields).filter(([, value]) => value !== undefined).map(([k, v]) => [k, fieldText(v)]);
     if (entries.length > 0) await this.redis.hset(this.keys(batchId).meta, Object.fromEntries(entries));
   }

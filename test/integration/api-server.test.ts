@@ -286,6 +286,26 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(refused.body.error).toMatchObject({ code: 'invalid_parameter', message: 'query parameter "cache": expected true or false (false: the batch neither takes nor keeps cached answers)' });
   });
 
+  it("shows in the batch's file_notes what the run noted once the file was read, after the POST was answered (review: the judge's \"answers rows here too\" note reached no API client)", async () => {
+    const dir = await tempDir('api-file-notes');
+    // A few rows queued ahead of the workers: the POST is answered long before the file's end is read.
+    const config = await writeSimConfig(dir, h.sim.url, { queue: { max_pending: 5 } });
+    const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
+    const csv = await readFile(await writePromptsCsv(dir, 60, { model: () => 'fast' }), 'utf8');
+    const posted = await postFile(server, '?batch_id=api-file-notes&judge=fast', csv);
+    expect(posted.status, JSON.stringify(posted.body)).toBe(202);
+    expect(posted.body.file_notes).toEqual([]);
+    const judgeNote = 'Note: the judge, fast, answers rows here too: it scores its own answers (judges tend to favour them), and its judge calls count under it in the Models table (the Judge line shows them apart).';
+    const view = await waitUntilFinished(server, 'api-file-notes');
+    expect(view.file_notes).toContain(judgeNote);
+    expect(server.output().stdout).toContain(`[api-file-notes] ${judgeNote}`);
+    // Posted again, the run's notes are its own: none until its file is read again.
+    const again = await postFile(server, '?batch_id=api-file-notes&judge=slow', csv);
+    expect(again.status, JSON.stringify(again.body)).toBe(202);
+    expect(again.body.file_notes).not.toContain(judgeNote);
+    expect((await waitUntilFinished(server, 'api-file-notes')).file_notes).not.toContain(judgeNote);
+  });
+
   it('takes a row nested thousands of levels deep, in JSONL or a JSON body, as a bad row and runs the rest (QA: the batch stuck in enqueuing, the JSON body got a 500)', async () => {
     const dir = await tempDir('api-deep');
     const config = await writeSimConfig(dir, h.sim.url);
