@@ -230,8 +230,7 @@ export async function saveJsonRows(body: Readable, path: string, maxBytes: numbe
 function parseJsonBody(chunks: Buffer[]): unknown {
   let whole: Buffer | null = Buffer.concat(chunks);
   chunks.length = 0;
-  // As for a CSV or JSONL body, a byte order mark tells UTF-16 (Windows PowerShell's Out-File writes it) without a charset; the mark itself is no JSON.
-  const text = new TextDecoder(charsetByMark(whole) ?? 'utf-8').decode(whole).replace(/^\uFEFF/, '');
+  const text = decodeJsonBody(whole);
   whole = null; // free for the garbage collector while the parse below fills the heap
   if (jsonValuesAtMost(text, JSON_BODY_MAX_VALUES) > JSON_BODY_MAX_VALUES) {
     throw new ApiError(413, 'upload_too_large', `a JSON body is read whole, and this one holds more than ${formatCount(JSON_BODY_MAX_VALUES)} values (objects, arrays, strings, numbers): send the rows as JSONL (Content-Type application/jsonl, one row per line), which is streamed`);
@@ -240,6 +239,23 @@ function parseJsonBody(chunks: Buffer[]): unknown {
     return JSON.parse(text);
   } catch (error) {
     throw new ApiError(400, 'invalid_json', `the body is not JSON (${(error as Error).message}): send [{"prompt": "..."}, ...] or {"rows": [...]}`);
+  }
+}
+
+/**
+ * A JSON body's text. Decoded strictly: a byte the body's encoding has no character for would be
+ * U+FFFD in the saved JSONL, which the reader takes for the character itself, written so, and the
+ * row would be sent with its accents mangled (a body without a charset is a file sent as is, one
+ * exported as Windows-1252, say). A JSON body's rows are no lines of a file the client can fix, so
+ * the body is refused whole, as one with a charset that does not fit is (toUtf8).
+ */
+function decodeJsonBody(whole: Buffer): string {
+  const encoding = charsetByMark(whole) ?? 'utf-8';
+  try {
+    // As for a CSV or JSONL body, a byte order mark tells UTF-16 (Windows PowerShell's Out-File writes it) without a charset; the mark itself is no JSON.
+    return new TextDecoder(encoding, { fatal: true }).decode(whole).replace(/^\uFEFF/, '');
+  } catch {
+    throw new ApiError(400, 'invalid_charset', `the body is not valid ${encoding}${encoding === 'utf-8' ? '' : ', the charset its byte order mark says'}: name its charset in the Content-Type (application/json; charset=windows-1252, say) and post it again, or send it as UTF-8`);
   }
 }
 

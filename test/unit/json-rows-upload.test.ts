@@ -24,6 +24,16 @@ describe('a JSON body saved as JSONL rows', () => {
     expect(await savedRows(big, 'be.jsonl')).toBe('{"prompt":"héllo"}\n');
   });
 
+  it('keeps U+FFFD written as such, and refuses a body whose bytes are not UTF-8 (saved, they would have become U+FFFD and been sent as text)', async () => {
+    expect(await savedRows('[{"prompt":"was \uFFFD"}]', 'fffd.jsonl')).toBe('{"prompt":"was \uFFFD"}\n');
+    const latin1 = Buffer.from('[{"prompt":"caf\u00e9"}]', 'latin1');
+    await expect(savedRows(latin1, 'latin1.jsonl')).rejects.toMatchObject({
+      status: 400,
+      code: 'invalid_charset',
+      message: 'the body is not valid utf-8: name its charset in the Content-Type (application/json; charset=windows-1252, say) and post it again, or send it as UTF-8',
+    });
+  });
+
   it('keeps a number too large for a double recognisable, so its row is bad_field as the same JSONL line is (QA: 1e999 was saved as null and ran with the default)', async () => {
     const body = '[{"id":"inf","prompt":"x","max_tokens":1e999},{"id":"neg","prompt":"x","temperature":-1e999,"metadata":{"n":1e999}}]';
     const path = await temp.file('inf.jsonl', '');
