@@ -11,6 +11,7 @@ import { unusedName } from '../unused-name.ts';
 import { formatCount } from '../figure-text.ts';
 import { MAX_ROW_KEYS } from './row-keys.ts';
 import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosition } from './row-fields.ts';
+import { undecodableAt } from './undecodable-bytes.ts';
 import type { ReadItem, ReadPosition, RowRules } from './row.ts';
 
 /** Guards against a runaway unclosed quote while still allowing long prompts (csv-parse's default is 128k). */
@@ -77,6 +78,11 @@ async function* readCsvInput(path: string, input: TextInput, rules: RowRules, po
   const rowRules: RowRules = { ...rules, decimalComma: delimiter === ';' };
   // Excel's `sep=;` line is a record of its own (its line is counted), before the header.
   let skipSepLine = sepLine;
+  const bytesOf = recordBytes(readPath);
+  // The bytes of a record holding U+FFFD tell whether it is the character, written in the file, or bytes that are not UTF-8;
+  // only such a record's are read again, and a record without one is not awaited for it (callers check first).
+  // A UTF-16 file's UTF-8 copy holds U+FFFD for what was not UTF-16 (text-input.ts): there every one is taken for such.
+  const undecodable = async (record: ParsedRecord): Promise<number | null> => (input.utf16 ? 0 : undecodableAt(await bytesOf.read(record.startByte, record.endByte)));
   try {
     for await (const record of recordsBeforeError<ParsedRecord>(parser)) {
       const { fields, line } = record;
@@ -86,7 +92,7 @@ async function* readCsvInput(path: string, input: TextInput, rules: RowRules, po
       } else if (skipSepLine) {
         skipSepLine = false;
       } else if (header === undefined) {
-        header = readHeader(fields, rules, path, delimiter);
+        header = readHeader(fields, rules, path, delimiter, fields.some(hasReplacementChar) ? await undecodable(record) : null);
         if (position) {
           position.csvLookalikeColumns = lookalikeColumns(header.names, header.promptColumn);
           position.csvRequestFieldColumns = requestFieldColumns(header.names);
@@ -94,7 +100,7 @@ async function* readCsvInput(path: string, input: TextInput, rules: RowRules, po
       } else if (!isBlank(fields)) {
         if (fields.some(mayHaveRunOn) && (await quoteRunsOn(readPath, record, delimiter))) throw runOnQuote(path, record);
         row += 1;
-        yield toItem(fields, header, { row, line }, rowRules, delimiter);
+        yield toItem(fields, header, { row, line }, rowRules, delimiter, fields.some(hasReplacementChar) ? await undecodable(record) : null);
       }
     }
   } catch (error) {
@@ -102,6 +108,7 @@ async function* readCsvInput(path: string, input: TextInput, rules: RowRules, po
     throw describeAbort(error, path, lines);
   } finally {
     parser.destroy();
+    await bytesOf.close();
   }
   if (header === undefined) throw new UsageError(`input file ${path} is empty (no header row): nothing to run`);
   if (row === 0) throw new UsageError(`input file has a header but no data rows: ${path}`);
@@ -141,7 +148,7 @@ const NAME_SHOWN = 40;
  */
 export const MAX_CSV_COLUMNS = MAX_ROW_KEYS;
 
-function readHeader(record: string[], rules: RowRules, path: string, delimiter: CsvDelimiter): Header {
+function readHeader(record: string[], rules: RowRules, path: string, delimiter: CsvDelimiter, undecodable: number | null): Header {
   const promptColumn = rules.promptColumn || 'prompt';
   if (record.length > MAX_CSV_COLUMNS) {
     throw new UsageError(
@@ -150,7 +157,7 @@ function readHeader(record: string[], rules: RowRules, path: string, delimiter: 
     );
   }
   // Column names become results.csv's columns and metadata keys: mangled ones would be carried through every row.
-  if (record.some(hasReplacementChar)) throw new UsageError(`input file ${path}: its header ${notUtf8(1, 'csv', rules.overHttp).message.replace(/^line 1 /, '')}`);
+  if (undecodable !== null) throw new UsageError(`input file ${path}: its header ${notUtf8(1, 'csv', rules.overHttp).message.replace(/^line 1 /, '')}`);
   // An unnamed column is column_<n>, or column_<n>.2 (.3, ...) when a named column has that name: the
   // header's own names win, and two columns are never refused as one name twice that the file does not hold.
   const given = new Set(record.map((name) => name.trim()).filter((name) => name !== ''));
@@ -178,17 +185,18 @@ function listedColumns(names: readonly string[]): string {
   return shown.join(', ') + (names.length > COLUMNS_LISTED ? ` and ${names.length - COLUMNS_LISTED} more` : '');
 }
 
-function toItem(record: string[], header: Header, pos: RecordPosition, rules: RowRules, delimiter: CsvDelimiter): ReadItem {
+/** `undecodable`: undecodableAt of the record's bytes (null: they are UTF-8, any U+FFFD in it is the character itself). */
+function toItem(record: string[], header: Header, pos: RecordPosition, rules: RowRules, delimiter: CsvDelimiter, undecodable: number | null): ReadItem {
   // A refused row's id, as a valid row's would be (its row number when it has none), unless its own bytes are unreadable:
   // errors.jsonl lines are matched to rows by it.
   const id = record[header.names.indexOf('id')]?.trim() || String(pos.row);
-  const readableId = hasReplacementChar(id) ? {} : { id };
+  const readableId = undecodable !== null && hasReplacementChar(id) ? {} : { id };
   // Separators at the end of a line (a spreadsheet's export of empty columns) add no field worth refusing the row for.
   if (record.length > header.names.length && record.slice(header.names.length).every((field) => field.trim() === '')) record = record.slice(0, header.names.length);
   if (record.length !== header.names.length) {
     return { kind: 'error', value: { ...pos, ...readableId, code: 'bad_csv', message: fieldCountMessage(pos.line, header.names.length, record.length, delimiter) } };
   }
-  if (record.some(hasReplacementChar)) return { kind: 'error', value: { ...pos, ...readableId, ...notUtf8(undecodedLine(record, pos.line), 'csv', rules.overHttp) } };
+  if (undecodable !== null) return { kind: 'error', value: { ...pos, ...readableId, ...notUtf8(undecodedLine(record, pos.line, undecodable), 'csv', rules.overHttp) } };
   // No text holds a NUL: a field with one is a binary file's bytes, or a file cut and pasted wrong; a model would be paid to answer it.
   if (record.some((field) => field.includes('\0'))) {
     return { kind: 'error', value: { ...pos, ...readableId, code: 'bad_encoding', message: `line ${pos.line} holds a NUL byte (0x00), which no text has: remove it, or check that the file is the CSV meant` } };
@@ -226,15 +234,49 @@ function fieldCountMessage(line: number, expected: number, got: number, delimite
   return `${head}; give each column a field (an empty one is fine: a${delimiter}${delimiter}c), and quote a field that holds a line break`;
 }
 
-/** The file line of a record's first undecodable byte (its U+FFFD): a record's quoted fields may span lines. */
-function undecodedLine(record: string[], startLine: number): number {
+/**
+ * The file line of a record's first undecodable byte, its U+FFFD after the `written` ones the file
+ * holds as such (undecodableAt): a record's quoted fields may span lines.
+ */
+function undecodedLine(record: string[], startLine: number, written: number): number {
   let line = startLine;
+  let skip = written;
   for (const field of record) {
-    const at = field.indexOf('\uFFFD');
+    let at = field.indexOf('\uFFFD');
+    for (; at !== -1 && skip > 0; skip -= 1) at = field.indexOf('\uFFFD', at + 1);
     line += countNewlines(at === -1 ? field : field.slice(0, at));
     if (at !== -1) break;
   }
   return line;
+}
+
+/** How much of the file is read at once for records' bytes: a Latin-1 export has U+FFFD in every record, and a read for each took 10 times as long. */
+const RECORD_BYTES_WINDOW = 64 * 1024;
+
+/**
+ * Reads records' bytes again from the file, opened on the first read and kept open for the next
+ * ones. Records are read in file order, so a window of the file read for one serves those after it.
+ */
+function recordBytes(path: string): { read(start: number, end: number): Promise<Buffer>; close(): Promise<void> } {
+  let file: Promise<FileHandle> | undefined;
+  let window = Buffer.alloc(0);
+  let windowStart = 0;
+  return {
+    async read(start, end) {
+      if (start < windowStart || end > windowStart + window.length) {
+        const handle = await (file ??= open(path, 'r'));
+        const bytes = Buffer.alloc(Math.max(end - start, RECORD_BYTES_WINDOW));
+        const { bytesRead } = await handle.read(bytes, 0, bytes.length, start);
+        window = bytes.subarray(0, bytesRead);
+        windowStart = start;
+      }
+      return window.subarray(start - windowStart, Math.min(end, windowStart + window.length) - windowStart);
+    },
+    async close() {
+      // One that failed to open has its error thrown by the read already.
+      await file?.then((handle) => handle.close(), () => {});
+    },
+  };
 }
 
 /**

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { z } from 'zod';
 import { UsageError } from '../errors.ts';
 import { readTextInput, type TextInput } from './text-input.ts';
@@ -46,14 +47,14 @@ export function readJsonlRows(path: string, rules: RowRules, position?: ReadPosi
 async function* readJsonlInput(path: string, input: TextInput, rules: RowRules, position: ReadPosition | undefined): AsyncGenerator<ReadItem> {
   const { handle, bytes } = input;
   if (position) position.fileBytes = bytes;
-  const source = handle.createReadStream({ encoding: 'utf8' }) as AsyncIterable<string>;
+  const source = handle.createReadStream() as AsyncIterable<Buffer>;
   let line = 0;
   let records = 0;
   // OpenAI Batch lines only: custom_id -> the line that used it first, valid or not (an invalid
   // line's id is in batch_errors.jsonl). OpenAI refuses a file that repeats one, and tools reading
   // batch_output.jsonl match answers to requests by it.
   const customIdLines = new Map<string, number>();
-  for await (const raw of splitLines(source)) {
+  for await (const { raw, undecodable } of splitLines(source)) {
     line += 1;
     if (position) position.bytesRead += Buffer.byteLength(raw) + 1; // + its newline (a CRLF line counts one short: fine for an estimate)
     // A byte order mark starts the file, or a later line where two files were joined.
@@ -62,7 +63,8 @@ async function* readJsonlInput(path: string, input: TextInput, rules: RowRules, 
     if (records === 0 && text.trimStart().startsWith('[')) throw jsonArrayFile(path, line, rules);
     if (records === 0) refuseCsvFile(text, path, rules);
     records += 1;
-    const item = parseLine(text, { row: line, line }, rules, position);
+    // A UTF-16 file's UTF-8 copy holds U+FFFD for what was not UTF-16 (text-input.ts): there every one is taken for such.
+    const item = parseLine(text, { row: line, line }, rules, position, undecodable || (input.utf16 && hasReplacementChar(text)));
     const customId = item.value.custom_id;
     if (customId !== undefined) {
       const first = customIdLines.get(customId);
@@ -157,15 +159,14 @@ function parses(text: string): boolean {
   }
 }
 
-function parseLine(text: string, pos: RecordPosition, rules: RowRules, position: ReadPosition | undefined): ReadItem {
+function parseLine(text: string, pos: RecordPosition, rules: RowRules, position: ReadPosition | undefined, undecodable: boolean): ReadItem {
   // Before any JSON.parse, which on a line of 500,000 keys alone held the event loop for half a second.
   const wide = wideLine(text, rules.promptColumn || 'prompt');
   if (wide !== null) {
     const batchLine = looksLikeOpenAiBatchLine(wide.fields, rules.promptColumn || 'prompt');
     return rowError(pos, 'bad_field', tooManyKeysMessage(wide.keys), idOf(wide.fields, batchLine), batchLine ? customIdOf(wide.fields) : undefined);
   }
-  // Checked on the raw line, so a "\ufffd" escape written on purpose is not mistaken for bad bytes.
-  if (hasReplacementChar(text)) return undecodedLine(text, pos, rules);
+  if (undecodable) return undecodedLine(text, pos, rules);
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -330,22 +331,49 @@ function describeIssues(error: z.ZodError, promptKey = 'prompt'): string {
     .join('; ');
 }
 
-/** Splits a text stream on "\n", dropping a "\r" before it; a last line without "\n" is kept. */
-async function* splitLines(source: AsyncIterable<string>): AsyncGenerator<string> {
-  let pending: string[] = [];
-  const finish = (): string => {
-    const text = pending.join('');
-    pending = [];
-    return text.endsWith('\r') ? text.slice(0, -1) : text;
-  };
+/** A line's text, and whether it holds U+FFFD for bytes that are not UTF-8 (not only U+FFFD written as such). */
+interface Line {
+  raw: string;
+  undecodable: boolean;
+}
+
+/**
+ * Splits a byte stream on "\n", dropping a "\r" before it; a last line without "\n" is kept. The
+ * lines a chunk ends are decoded at once, as a text stream would; only when their text holds U+FFFD
+ * are they split as bytes too, to tell each one's by its bytes (undecodable-bytes.ts). A "\n" is
+ * never part of a multi-byte character, nor taken into a U+FFFD, so text and bytes split alike.
+ */
+async function* splitLines(source: AsyncIterable<Buffer>): AsyncGenerator<Line> {
+  let pending: Buffer[] = [];
   for await (const chunk of source) {
-    let start = 0;
-    for (let nl = chunk.indexOf('\n'); nl !== -1; nl = chunk.indexOf('\n', start)) {
-      pending.push(chunk.slice(start, nl));
-      start = nl + 1;
-      yield finish();
+    const last = chunk.lastIndexOf(0x0a);
+    if (last === -1) {
+      pending.push(chunk);
+      continue;
     }
-    if (start < chunk.length) pending.push(chunk.slice(start));
+    const lines = pending.length === 0 ? chunk.subarray(0, last) : Buffer.concat([...pending, chunk.subarray(0, last)]);
+    pending = last + 1 < chunk.length ? [chunk.subarray(last + 1)] : [];
+    yield* linesOf(lines);
   }
-  if (pending.length > 0) yield finish();
+  if (pending.length > 0) yield* linesOf(Buffer.concat(pending));
+}
+
+function* linesOf(bytes: Buffer): Generator<Line> {
+  const text = bytes.toString('utf8');
+  const checked = text.includes('\uFFFD');
+  let start = 0;
+  let byteStart = 0;
+  for (;;) {
+    const nl = text.indexOf('\n', start);
+    const raw = text.slice(start, nl === -1 ? undefined : nl);
+    let undecodable = false;
+    if (checked) {
+      const byteEnd = nl === -1 ? bytes.length : bytes.indexOf(0x0a, byteStart);
+      undecodable = raw.includes('\uFFFD') && !isUtf8(bytes.subarray(byteStart, byteEnd));
+      byteStart = byteEnd + 1;
+    }
+    yield { raw: raw.endsWith('\r') ? raw.slice(0, -1) : raw, undecodable };
+    if (nl === -1) return;
+    start = nl + 1;
+  }
 }

@@ -133,7 +133,8 @@ function unknownModel(model: string, known: ReadonlySet<string>): Problem {
 /**
  * Readers decode files as UTF-8, which turns bytes that are not UTF-8 (a Windows-1252 or Latin-1
  * export from Excel, say) into U+FFFD. Such a row is refused rather than sent: the model would be
- * paid to answer mangled text. A file that really holds U+FFFD has lost those characters already.
+ * paid to answer mangled text. U+FFFD written as such (EF BF BD) is text like any other, and its
+ * row is read (undecodable-bytes.ts tells them apart).
  */
 export function notUtf8(line: number, format: 'csv' | 'jsonl' = 'csv', overHttp = false): Pick<RowError, 'code' | 'message'> {
   const head = `line ${line} is not UTF-8 text (some bytes cannot be decoded)`;

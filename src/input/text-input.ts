@@ -24,7 +24,8 @@ export interface TextInput {
  * Opens an input file for a reader (openInputFile's checks). A UTF-16 file is copied to a temporary
  * UTF-8 file first, and the copy is read: the readers count and re-read records by their UTF-8
  * bytes, so every offset stays the file's own. Characters that are not valid UTF-16 become U+FFFD,
- * which the readers refuse as bad_encoding rows.
+ * which the readers refuse as bad_encoding rows: in a copy they cannot be told from a U+FFFD the
+ * file held, so there every U+FFFD is refused (a UTF-8 file's is read, by its bytes).
  */
 async function openTextInput(path: string): Promise<TextInput> {
   const { handle, bytes, encoding } = await openInputFile(path);

@@ -38,8 +38,8 @@ const NEEDS_QUOTES: Record<CsvDelimiter, RegExp> = { ',': /[",\r\n]/, ';': /[";\
  * A NUL in a cell (a model's answer, a provider's error, JSONL metadata, all of which may hold
  * `\u0000`) is written as U+2400 (␀, the symbol for NUL): Switchyard's CSV reader refuses a
  * record with a NUL (no text holds one), so results.csv fed back in (to run its failed rows again)
- * lost those rows (QA). Not U+FFFD, which the reader takes for bytes that are not UTF-8 and refuses
- * too; not `\x00`, which a model may write as text (code). Only in results.csv: results.jsonl keeps
+ * lost those rows (QA). Not U+FFFD, which says a character was lost in decoding, not that a NUL
+ * was there; not `\x00`, which a model may write as text (code). Only in results.csv: results.jsonl keeps
  * the text exact. Other control characters are text the reader takes, and are kept.
  */
 function withoutNul(text: string): string {

@@ -429,6 +429,46 @@ describe('whole-file problems throw a UsageError before any item', () => {
     expect(good).toMatchObject({ kind: 'row', value: { id: 'b', line: 5 } });
   });
 
+  it('reads a row holding U+FFFD written as such (EF BF BD), as results.csv fed back in does (QA: refused as bad_encoding)', async () => {
+    const text = 'id,prompt,note\na,"the answer was \uFFFD garbled",\uFFFD\n\uFFFDb,plain,x\n';
+    const items = await collect(readCsvRows(await csvFile('fffd.csv', text), rules));
+    expect(items).toEqual([
+      { kind: 'row', value: expect.objectContaining({ id: 'a', line: 2, messages: [{ role: 'user', content: 'the answer was \uFFFD garbled' }], metadata: { note: '\uFFFD' } }) },
+      { kind: 'row', value: expect.objectContaining({ id: '\uFFFDb', line: 3 }) },
+    ]);
+    // A header may hold it too.
+    await expect(collect(readCsvRows(await csvFile('fffd-header.csv', 'prompt,note\uFFFD\nhi,x\n'), rules))).resolves.toMatchObject([{ kind: 'row', value: { metadata: { 'note\uFFFD': 'x' } } }]);
+  });
+
+  it('still refuses a UTF-16 file\'s row with half of a surrogate pair: its UTF-8 copy holds U+FFFD for it, as for one written as such', async () => {
+    const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('id,prompt\na,fine\nb,half ', 'utf16le'), Buffer.from([0x00, 0xd8]), Buffer.from(' here\n', 'utf16le')]);
+    const items = await collect(readCsvRows(await csvFile('half-pair.csv', utf16), rules));
+    expect(items).toEqual([
+      { kind: 'row', value: expect.objectContaining({ id: 'a' }) },
+      { kind: 'error', value: { row: 2, line: 3, id: 'b', code: 'bad_encoding', message: expect.stringMatching(/^line 3 is not UTF-8 text/) } },
+    ]);
+  });
+
+  it('tells bad bytes from U+FFFD written as such in one record, and names the bad byte\'s line', async () => {
+    // A lone 0xFF, a cut multi-byte sequence, and a Latin-1 é after a U+FFFD of the text's own on an earlier line of the record.
+    const bytes = Buffer.concat([
+      Buffer.from('id,prompt\nr1,lone '),
+      Buffer.from([0xff]),
+      Buffer.from(' byte\nr2,cut '),
+      Buffer.from([0xe2, 0x82]),
+      Buffer.from('\nr3,"kept \uFFFD\nthen caf'),
+      Buffer.from([0xe9]),
+      Buffer.from('"\nr4,ok\n'),
+    ]);
+    const items = await collect(readCsvRows(await csvFile('mixed.csv', bytes), rules));
+    expect(items).toEqual([
+      { kind: 'error', value: { row: 1, line: 2, id: 'r1', code: 'bad_encoding', message: 'line 2 is not UTF-8 text (some bytes cannot be decoded); save the file as UTF-8 (in Excel: "CSV UTF-8") and run it again' } },
+      { kind: 'error', value: { row: 2, line: 3, id: 'r2', code: 'bad_encoding', message: expect.stringMatching(/^line 3 is not UTF-8 text/) } },
+      { kind: 'error', value: { row: 3, line: 4, id: 'r3', code: 'bad_encoding', message: expect.stringMatching(/^line 5 is not UTF-8 text/) } },
+      { kind: 'row', value: expect.objectContaining({ id: 'r4', line: 6 }) },
+    ]);
+  });
+
   it('decodes multi-byte characters that straddle read chunks (no false encoding errors)', async () => {
     // 3- and 4-byte characters in rows that are not a multiple of the 16 KiB chunk size.
     const prompts = Array.from({ length: 3000 }, (_, i) => `行${i} 🚀 «ünïcödé» ${'語'.repeat(i % 7)}`);

@@ -324,6 +324,23 @@ describe('readJsonlRows details', () => {
     ]);
   });
 
+  it('reads a line holding U+FFFD written as such (EF BF BD), and still refuses bad bytes on the lines around it (QA: refused as bad_encoding)', async () => {
+    const bytes = Buffer.concat([
+      Buffer.from('{"id": "k1", "prompt": "lone '),
+      Buffer.from([0xff]),
+      Buffer.from('"}\r\n{"id": "j2", "prompt": "literal \uFFFD here"}\r\n{"id": "k3", "prompt": "kept \uFFFD, cut '),
+      Buffer.from([0xe2, 0x82]),
+      Buffer.from('"}\n{"id": "\uFFFD4", "prompt": "ok"}\n'),
+    ]);
+    const items = await collect(readJsonlRows(await file('fffd.jsonl', bytes), rules));
+    expect(items).toEqual([
+      { kind: 'error', value: { row: 1, line: 1, id: 'k1', code: 'bad_encoding', message: 'line 1 is not UTF-8 text (some bytes cannot be decoded); save the file as UTF-8 and run it again' } },
+      { kind: 'row', value: expect.objectContaining({ id: 'j2', line: 2, messages: [{ role: 'user', content: 'literal \uFFFD here' }] }) },
+      { kind: 'error', value: { row: 3, line: 3, id: 'k3', code: 'bad_encoding', message: expect.stringMatching(/^line 3 is not UTF-8 text/) } },
+      { kind: 'row', value: expect.objectContaining({ id: '\uFFFD4', line: 4 }) },
+    ]);
+  });
+
   it('reports a field of the wrong type as bad_field, in JSON words', async () => {
     const path = await file('types.jsonl', '{"prompt": 42}\n{"prompt": "p", "metadata": "x"}\n');
     const [prompt, metadata] = await collect(readJsonlRows(path, rules));
