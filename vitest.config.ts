@@ -5,7 +5,7 @@ import { defineConfig } from 'vitest/config';
  * (the tokenizer is loaded by the first real count only), or replace a module with vi.mock (which a
  * module another file imported first in the same process would not see).
  */
-const OWN_PROCESS = ['test/unit/routing-plan.test.ts', 'test/unit/token-count-thread.test.ts', 'test/unit/serve-progress-lines.test.ts', 'test/unit/cancel-closing.test.ts'];
+export const OWN_PROCESS = ['test/unit/routing-plan.test.ts', 'test/unit/token-count-thread.test.ts', 'test/unit/serve-progress-lines.test.ts', 'test/unit/cancel-closing.test.ts', 'test/unit/sim-server-errors.test.ts'];
 
 export default defineConfig({
   test: {
