@@ -7,7 +7,9 @@ import { randomWord } from './lorem.ts';
  * from the caller's seeded PRNG, so the same schema and seed give the same value. anyOf, oneOf and
  * type lists take their first branch that can end; a $ref met again inside itself gives the
  * smallest value it can (required properties only, minItems items, null or a branch that is no $ref
- * when allowed), and one that cannot end (a required property holding itself) is refused.
+ * when allowed), and one that cannot end (a required property holding itself) is refused. Keywords
+ * beside anyOf, oneOf and $ref, and beside enum/const all but type, lengths and bounds, are refused:
+ * they would go unread.
  */
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
@@ -64,6 +66,23 @@ function unsupported(what: string, at: string): SchemaError {
   );
 }
 
+/**
+ * Keywords beside one the simulator answers on its own: a branch of anyOf/oneOf or the target of a
+ * $ref is answered as it stands, and an enum/const value is checked for its type, lengths and bounds
+ * only, so keywords beside them would go unread and the answer could fail the schema (review).
+ */
+function besideError(keyword: string, beside: string[], at: string): SchemaError {
+  const names = beside.map((key) => `'${key}'`).join(', ');
+  const advice = keyword === '$ref' ? 'Move them into the schema it points at' : keyword === 'enum' || keyword === 'const' ? 'Leave them out' : 'Move them into each branch';
+  return new SchemaError(
+    `${names} beside '${keyword}' (at ${at}) ${beside.length === 1 ? 'is' : 'are'} not supported by the simulator, which answers '${keyword}' without reading them. ${advice} to rehearse this schema on the simulator; a real provider may accept it.`,
+    'unsupported_schema',
+  );
+}
+
+/** Beside enum or const, the keywords a picked value is not checked against. */
+const NOT_READ_BESIDE_VALUES = ['properties', 'required', 'additionalProperties', 'items', 'format'];
+
 function invalid(what: string, at: string): SchemaError {
   return new SchemaError(`${what} (at ${at}).`, 'invalid_schema');
 }
@@ -101,6 +120,18 @@ export function checkSchema(root: unknown): void {
     if (depth > MAX_DEPTH) throw unsupported(`nesting deeper than ${MAX_DEPTH} levels`, at);
     for (const key of Object.keys(node)) {
       if (!SUPPORTED_KEYWORDS.has(key) && !ANNOTATIONS.has(key)) throw unsupported(`keyword '${key}'`, at);
+    }
+    for (const keyword of ['anyOf', 'oneOf', '$ref'] as const) {
+      if (!Object.hasOwn(node, keyword)) continue;
+      const beside = Object.keys(node).filter((key) => key !== keyword && SUPPORTED_KEYWORDS.has(key));
+      if (beside.length > 0) throw besideError(keyword, beside, at);
+    }
+    if (Object.hasOwn(node, 'const')) {
+      const beside = ['enum', ...NOT_READ_BESIDE_VALUES].filter((key) => Object.hasOwn(node, key));
+      if (beside.length > 0) throw besideError('const', beside, at);
+    } else if (Object.hasOwn(node, 'enum')) {
+      const beside = NOT_READ_BESIDE_VALUES.filter((key) => Object.hasOwn(node, key));
+      if (beside.length > 0) throw besideError('enum', beside, at);
     }
     const type = own(node, 'type');
     if (type !== undefined) {
@@ -204,11 +235,14 @@ function nodeValue(node: unknown, walk: Walk, closing: boolean): JsonValue {
   if (!isSchemaObject(node)) return words(walk.random); // `true`: anything
   const ref = own(node, '$ref');
   if (typeof ref === 'string') return refValue(ref, walk, closing);
-  if (Object.hasOwn(node, 'const')) return node.const as JsonValue;
-  const types = declaredTypes(node);
+  if (Object.hasOwn(node, 'const')) {
+    if (!fitsLimits(node.const, node)) throw new NoValue(`its 'const' does not meet the ${limitsOf(node)} beside it`);
+    return node.const as JsonValue;
+  }
   const values = own(node, 'enum');
   if (Array.isArray(values)) {
-    const allowed = types ? values.filter((value) => types.some((each) => typeMatches(value, each))) : values;
+    const allowed = values.filter((value) => fitsLimits(value, node));
+    if (allowed.length === 0) throw new NoValue(`no 'enum' value meets the ${limitsOf(node)} beside it`);
     return allowed[Math.floor(walk.random() * allowed.length)] as JsonValue;
   }
   const branches = own(node, 'anyOf') ?? own(node, 'oneOf');
@@ -217,10 +251,34 @@ function nodeValue(node: unknown, walk: Walk, closing: boolean): JsonValue {
     const ordered = closing ? [...branches.filter((branch) => !isRef(branch)), ...branches.filter(isRef)] : branches;
     return firstValue(ordered, (branch) => valueOf(branch, walk, closing));
   }
+  const types = declaredTypes(node);
   const candidates = types ?? [impliedType(node)];
   // A value is more telling than null; when closing a recursion, null ends it soonest.
   const ordered = candidates.includes('null') ? (closing ? ['null', ...candidates.filter((t) => t !== 'null')] : [...candidates.filter((t) => t !== 'null'), 'null']) : candidates;
   return firstValue(ordered, (type) => typedValue(type, node, walk, closing));
+}
+
+function within(schema: Schema, count: number, min: string, max: string): boolean {
+  const low = own(schema, min);
+  const high = own(schema, max);
+  return !(typeof low === 'number' && count < low) && !(typeof high === 'number' && count > high);
+}
+
+/** Whether an enum or const value meets the type, lengths and bounds beside it (checkSchema refuses the rest). */
+function fitsLimits(value: unknown, schema: Schema): boolean {
+  const types = declaredTypes(schema);
+  if (types && !types.some((each) => typeMatches(value, each))) return false;
+  // Lengths count code points, as validators do.
+  if (typeof value === 'string') return within(schema, [...value].length, 'minLength', 'maxLength');
+  if (Array.isArray(value)) return within(schema, value.length, 'minItems', 'maxItems');
+  if (typeof value !== 'number') return true;
+  const exclusiveMinimum = own(schema, 'exclusiveMinimum');
+  const exclusiveMaximum = own(schema, 'exclusiveMaximum');
+  return within(schema, value, 'minimum', 'maximum') && !(typeof exclusiveMinimum === 'number' && value <= exclusiveMinimum) && !(typeof exclusiveMaximum === 'number' && value >= exclusiveMaximum);
+}
+
+function limitsOf(schema: Schema): string {
+  return ['type', ...LENGTH_KEYWORDS, ...BOUND_KEYWORDS].filter((key) => Object.hasOwn(schema, key)).join(', ');
 }
 
 function isRef(schema: unknown): boolean {

@@ -62,6 +62,18 @@ const schemas = {
   untyped: { properties: { list: { items: { minimum: 3 } }, any: {}, text: { maxLength: 2 } }, required: ['list', 'any', 'text'] },
   topArray: { type: 'array', items: { type: 'object', properties: { id: { type: 'integer' } }, required: ['id'] }, minItems: 1 },
   proto: { type: 'object', properties: { ['__proto__']: { type: 'string' }, constructor: { type: 'integer' } }, required: ['__proto__', 'constructor'] },
+  limitedValues: {
+    type: 'object',
+    properties: {
+      short: { enum: ['abcdef', 'ab', '😀😀'], maxLength: 2 },
+      long: { type: 'string', enum: ['a', 'abcd'], minLength: 3 },
+      small: { type: 'integer', enum: [1, 50, 200], exclusiveMinimum: 1, maximum: 100 },
+      pair: { enum: [[1, 2, 3], [1, 2]], maxItems: 2 },
+      seven: { const: 7, minimum: 5 },
+      either: { anyOf: [{ const: 'abcdef', maxLength: 3 }, { type: 'integer' }], description: 'annotations beside anyOf are fine' },
+    },
+    required: ['short', 'long', 'small', 'pair', 'seven', 'either'],
+  },
 } satisfies Record<string, Record<string, unknown>>;
 
 function schemaError(schema: unknown): SchemaError {
@@ -138,6 +150,27 @@ describe('simulator JSON schema values', () => {
     // Lengths its values fit are answered, and validate.
     const roomy = { type: 'object', properties: { email: { type: 'string', format: 'email', maxLength: 254 }, day: { type: 'string', format: 'date', minLength: 10, maxLength: 10 } }, required: ['email', 'day'] };
     expect(schemaProblems(roomy, valueForSchema(roomy, mulberry32(2)))).toEqual([]);
+  });
+
+  it('refuses keywords beside anyOf, oneOf or $ref, which it would not read (review: a required "a" beside an anyOf was answered {"b":63})', () => {
+    const review = { type: 'object', required: ['a'], properties: { a: { type: 'integer' } }, anyOf: [{ required: ['b'], properties: { b: { type: 'integer' } } }] };
+    expect(schemaError(review)).toMatchObject({
+      code: 'unsupported_schema',
+      message: "'type', 'required', 'properties' beside 'anyOf' (at #) are not supported by the simulator, which answers 'anyOf' without reading them. Move them into each branch to rehearse this schema on the simulator; a real provider may accept it.",
+    });
+    expect(schemaError({ type: 'object', properties: { s: { oneOf: [{ type: 'string' }], maxLength: 2 } } }).message).toMatch(/^'maxLength' beside 'oneOf' \(at #\/properties\/s\) is not supported/);
+    expect(schemaError({ anyOf: [{ type: 'string' }], oneOf: [{ type: 'integer' }] }).message).toMatch(/^'oneOf' beside 'anyOf' \(at #\)/);
+    expect(schemaError({ $defs: { s: { type: 'string' } }, $ref: '#/$defs/s', maxLength: 2 }).message).toMatch(/^'maxLength' beside '\$ref' \(at #\) is not supported .* Move them into the schema it points at/);
+  });
+
+  it('answers enum and const within the type, lengths and bounds beside them, and refuses other keywords there (review: enum ["abcdef"] with maxLength 2 gave "abcdef")', () => {
+    expect(schemaError({ enum: ['abcdef'], maxLength: 2 })).toMatchObject({ code: 'invalid_schema', message: "No value satisfies the schema: no 'enum' value meets the maxLength beside it." });
+    expect(schemaError({ const: 'a', type: 'integer' }).message).toBe("No value satisfies the schema: its 'const' does not meet the type beside it.");
+    expect(schemaError({ const: 3, exclusiveMinimum: 3 }).message).toBe("No value satisfies the schema: its 'const' does not meet the exclusiveMinimum beside it.");
+    expect(schemaError({ type: 'string', enum: ['x'], format: 'email' }).message).toMatch(/^'format' beside 'enum' \(at #\) is not supported .* Leave them out/);
+    expect(schemaError({ const: { a: 1 }, enum: [{ a: 1 }], required: ['a'] }).message).toMatch(/^'enum', 'required' beside 'const' \(at #\)/);
+    const values = valueForSchema(schemas.limitedValues, mulberry32(1));
+    expect(values).toMatchObject({ long: 'abcd', small: 50, pair: [1, 2], seven: 7, either: expect.any(Number) });
   });
 
   it('refuses a malformed or unsatisfiable schema with what is wrong', () => {
