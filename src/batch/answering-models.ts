@@ -1,8 +1,4 @@
-import type { SwitchyardConfig } from '../config/schema.ts';
-import type { InputRow } from '../input/row.ts';
-import type { AbArm } from '../routing/ab-split.ts';
 import { AUTO_ROUTE } from '../routing/pinned-model.ts';
-import { rowTarget } from '../routing/row-target.ts';
 
 /**
  * What the batch's rows go to before routing (a row's own model, its A/B arm, the pinned model,
@@ -10,16 +6,16 @@ import { rowTarget } from '../routing/row-target.ts';
  * is known only once the row is read: told before, the judge's note named routes no row took (QA:
  * examples/eval.csv, each row naming its model, heard that the judge "may answer rows here too").
  */
-export interface AnsweringModels {
-  see(row: InputRow): void;
-  /** The targets seen so far: once the file is read, all of them (none for a file without a valid row). */
-  readonly names: ReadonlySet<string>;
-}
+export class AnsweringModels {
+  readonly #names = new Set<string>();
 
-export function createAnsweringModels(config: SwitchyardConfig, abSplit: readonly AbArm[] | undefined, pinned: string | undefined): AnsweringModels {
-  const names = new Set<string>();
-  return {
-    see: (row) => void names.add(rowTarget(row, config, abSplit, pinned).name ?? AUTO_ROUTE),
-    names,
-  };
+  /** A row going to `name`, its rowTarget's (undefined: routed by task type). */
+  see(name: string | undefined): void {
+    this.#names.add(name ?? AUTO_ROUTE);
+  }
+
+  /** The targets seen so far: once the file is read, all of them (none for a file without a valid row). */
+  get names(): ReadonlySet<string> {
+    return this.#names;
+  }
 }

@@ -1,7 +1,5 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import { counted } from '../figure-text.ts';
-import { rowTarget } from '../routing/row-target.ts';
-import type { AbArm } from '../routing/ab-split.ts';
 
 /**
  * Rows whose own max_tokens is above their model's max_output_tokens, which caps it at the call
@@ -35,15 +33,4 @@ export class CappedMaxTokens {
     const raise = entries.length === 1 ? `models.${entries[0]![0]}.max_output_tokens if ${entries[0]![0]} can write more` : 'models.<name>.max_output_tokens where the model can write more';
     return `Note: rows ask for a max_tokens above their model's max_output_tokens, which caps it: ${models}. Their answers stop there at most; raise ${raise}.`;
   }
-}
-
-/**
- * The model a row is sent to first, where the file and the run's settings say it (its own model, its
- * A/B arm's, the pinned one, or the default model when there is no routing); undefined for a routed row
- * or an ensemble's (each member has its own cap).
- */
-export function firstModel(row: { id: string; model?: string | undefined }, config: SwitchyardConfig, abSplit: readonly AbArm[] | undefined, pinned: string | undefined): string | undefined {
-  const { name, ensemble } = rowTarget(row, config, abSplit, pinned);
-  if (ensemble) return undefined;
-  return name ?? (config.routing === undefined ? config.default_model : undefined);
 }

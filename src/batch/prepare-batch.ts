@@ -9,6 +9,7 @@ import { answerableNames, type SwitchyardConfig } from '../config/schema.ts';
 import { readRows } from '../input/read-rows.ts';
 import type { InputRow, ReadItem, ReadPosition, RowRules } from '../input/row.ts';
 import { refuseUnknownPinned } from '../routing/pinned-model.ts';
+import { firstModel, rowTarget } from '../routing/row-target.ts';
 import type { AbArm } from '../routing/ab-split.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
@@ -19,8 +20,8 @@ import { refuseLostCollectedFiles } from '../output/collected-files.ts';
 import type { Simulator } from '../sim/server.ts';
 import { atEarlyQuit, holdingEarlyStop, saysWhenStopped } from '../early-stop.ts';
 import { lookalikeColumnsText, requestFieldColumnsText } from './run-messages.ts';
-import { createAnsweringModels } from './answering-models.ts';
-import { CappedMaxTokens, firstModel } from './capped-max-tokens.ts';
+import { AnsweringModels } from './answering-models.ts';
+import { CappedMaxTokens } from './capped-max-tokens.ts';
 import { keysHeldElsewhere, refuseJudgeWithoutKey, refuseSpentMonth, refuseWithoutKeys, warnAboutConfig } from './config-checks.ts';
 import { abSplitsBefore, isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, cacheTurnedOff, withRunCache, withRunJudge, type RunSettings } from './run-settings.ts';
 import type { RunHost, RunOptions } from './run-batch.ts';
@@ -96,11 +97,12 @@ export async function prepareBatch(batchId: string, options: RunOptions, session
   const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
   // A host's batch was posted to its HTTP API: the readers' advice is for the request then (a charset to name in its Content-Type).
   const rules = { promptColumn: settings.promptColumn, overHttp: host !== undefined };
-  const answering = createAnsweringModels(config, settings.abSplit, settings.model);
+  const answering = new AnsweringModels();
   const capped = new CappedMaxTokens(config);
   const each = (row: InputRow): void => {
-    answering.see(row);
-    capped.add(firstModel(row, config, settings.abSplit, settings.model), row.max_tokens);
+    const target = rowTarget(row, config, settings.abSplit, settings.model);
+    answering.see(target.name);
+    capped.add(firstModel(target, config), row.max_tokens);
   };
   const items = await checkedRows(settings.inputPath, rules, config, position, held, { first: (first) => sayNoReferenceField(config, first, say), each });
   for (const note of [lookalikeColumnsText(position.csvLookalikeColumns), requestFieldColumnsText(position.csvRequestFieldColumns)]) if (note) say(note);

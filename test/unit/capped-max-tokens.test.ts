@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
-import { CappedMaxTokens, firstModel } from '../../src/batch/capped-max-tokens.ts';
+import { CappedMaxTokens } from '../../src/batch/capped-max-tokens.ts';
+import { firstModel, rowTarget } from '../../src/routing/row-target.ts';
 
 const models = { small: { provider: 'sim', max_output_tokens: 30 }, mid: { provider: 'sim', max_output_tokens: 300 }, big: { provider: 'sim' } };
 const config = parseConfig({ providers: { sim: { base_url: 'http://127.0.0.1:9/v1' } }, models, default_model: 'small', ensembles: { council: { members: ['small', 'mid'], synthesizer: 'big' } } }, 'test');
@@ -21,11 +22,11 @@ describe('rows asking for more than their model max_output_tokens', () => {
   });
 
   it("takes a row's model from the row, its pinned model or the default one without routing; none for an ensemble's", () => {
-    expect(firstModel({ id: '1', model: 'mid' }, config, undefined, 'big')).toBe('mid');
-    expect(firstModel({ id: '1' }, config, undefined, 'big')).toBe('big');
-    expect(firstModel({ id: '1' }, config, undefined, undefined)).toBe('small');
-    expect(firstModel({ id: '1', model: 'council' }, config, undefined, undefined)).toBeUndefined();
+    expect(firstModel(rowTarget({ id: '1', model: 'mid' }, config, undefined, 'big'), config)).toBe('mid');
+    expect(firstModel(rowTarget({ id: '1' }, config, undefined, 'big'), config)).toBe('big');
+    expect(firstModel(rowTarget({ id: '1' }, config, undefined, undefined), config)).toBe('small');
+    expect(firstModel(rowTarget({ id: '1', model: 'council' }, config, undefined, undefined), config)).toBeUndefined();
     const routed = parseConfig({ providers: { sim: { base_url: 'http://127.0.0.1:9/v1' } }, models, default_model: 'small', routing: { routes: { complex: ['mid'] } } }, 'test');
-    expect(firstModel({ id: '1' }, routed, undefined, undefined)).toBeUndefined();
+    expect(firstModel(rowTarget({ id: '1' }, routed, undefined, undefined), routed)).toBeUndefined();
   });
 });
