@@ -44,5 +44,9 @@ export function requestFieldProblem(params: Readonly<Record<string, unknown>>): 
 /** The value as the line wrote it, cut to a readable length (a schema can be kilobytes). */
 function shown(value: unknown): string {
   const text = JSON.stringify(value) ?? String(value);
-  return text.length > 80 ? `${text.slice(0, 79)}…` : text;
+  if (text.length <= 80) return text;
+  // Not inside a surrogate pair: half an emoji is a lone surrogate, which the readers refuse in input.
+  const last = text.charCodeAt(78);
+  const end = last >= 0xd800 && last <= 0xdbff ? 78 : 79;
+  return `${text.slice(0, end)}…`;
 }
