@@ -132,7 +132,7 @@ export async function planRouteCountingLater(input: RouteInput, config: Switchya
 
 /** The plan, given the prompt's count when needsCount said it is needed (else null: the prompt is estimated). */
 function planWithCount(input: RouteInput, config: SwitchyardConfig, { models, reason, from }: CandidateChain, counted: PromptCount | null): RoutePlan {
-  const count = counted ?? estimatePromptTokens(input.messages, requestFieldsText(input.params));
+  const count = counted ?? estimatePromptTokens(input.messages, input.params);
   const promptTokens = count.messages + count.fields;
   const fields = input.params !== undefined && count.fields > 0 ? { names: Object.keys(input.params), tokens: count.fields } : undefined;
   const promptText = fields ? `${promptTokens} prompt (${fields.tokens} of them ${fieldsText(fields.names)})` : `${promptTokens} prompt`;

@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import type { ChatMessage } from '../../src/input/row.ts';
 import { routePlanSchema } from '../../src/execution/row-progress.ts';
@@ -331,5 +331,27 @@ describe("a row's request fields", () => {
     expect(serialized).toBe(1);
     // Rows without fields have none to serialize.
     expect([maxParamsTokens(undefined), requestFieldsText(undefined)]).toEqual([0, '']);
+  });
+
+  it("are estimated once for all the row's plans, as an ensemble's members and synthesis each plan (review: the estimate scanned an 88 KB schema each time)", () => {
+    const size = 50_000;
+    const params = { response_format: { type: 'json_schema', json_schema: { name: 'big', schema: { type: 'string', description: 'x'.repeat(size) } } } };
+    const input = { messages: ask('hi'), params, maxTokens: 100, maxTokensFrom: "the row's max_tokens", taskType: 'simple', routeReason: 'r' };
+    const noCount = () => {
+      throw new Error('no count needed');
+    };
+    // The estimate reads each UTF-16 unit of the fields' JSON with charCodeAt.
+    const scan = vi.spyOn(String.prototype, 'charCodeAt');
+    let plans: ReturnType<typeof planRoute>[];
+    let reads: number;
+    try {
+      plans = [1, 2, 3].map(() => planRoute(input, config, noCount));
+      reads = scan.mock.calls.length;
+    } finally {
+      scan.mockRestore();
+    }
+    expect(plans.map((plan) => plan.fields?.tokens)).toEqual(Array(3).fill(Math.ceil(JSON.stringify(params).length / 4)));
+    expect(reads).toBeGreaterThan(size);
+    expect(reads).toBeLessThan(size * 1.5);
   });
 });
