@@ -100,7 +100,8 @@ export function createBatchStarter({ host, collection, logger, say, openKey }: B
 
 /** The run's count of rows read, and the notes it said then, in the server's log. */
 function sayFileRead(batchId: string, said: string[], notes: readonly string[], say: (line: string) => void): void {
-  const read = said.find((line) => line.startsWith('Read '))?.split(';', 1)[0];
+  // Up to its "; N queued" part (of the run's workers): a ';' before it may be inside a parenthesis (rows no longer in the file).
+  const read = said.find((line) => line.startsWith('Read '))?.replace(/; [\d,]+ queued\b[\s\S]*$/, '');
   if (read) say(`[${batchId}] ${read}.`);
   for (const note of notes) say(`[${batchId}] ${note}`);
 }

@@ -306,6 +306,18 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect((await waitUntilFinished(server, 'api-file-notes')).file_notes).not.toContain(judgeNote);
   });
 
+  it("logs the whole Read line of a batch posted again without some of its rows (QA: the line was cut at the ';' inside its parenthesis)", async () => {
+    const dir = await tempDir('api-read-line');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
+    expect((await postFile(server, '?batch_id=api-read-line', 'id,prompt\na,first\nb,second\n')).status).toBe(202);
+    await waitUntilFinished(server, 'api-read-line');
+    expect((await postFile(server, '?batch_id=api-read-line', 'id,prompt\na,first\n')).status).toBe(202);
+    await waitUntilFinished(server, 'api-read-line');
+    await waitForOutput(() => server.output().stdout, '[api-read-line] Read 1 row', 10_000);
+    expect(server.output().stdout).toContain('[api-read-line] Read 1 row: 1 valid, 0 invalid, 1 already done, 1 of the last run no longer in the file (left out of the outputs; given back unchanged, they keep their answers).\n');
+  });
+
   it('takes a row nested thousands of levels deep, in JSONL or a JSON body, as a bad row and runs the rest (QA: the batch stuck in enqueuing, the JSON body got a 500)', async () => {
     const dir = await tempDir('api-deep');
     const config = await writeSimConfig(dir, h.sim.url);
