@@ -6,18 +6,18 @@ export interface NamedEnsemble {
   config: EnsembleConfig;
 }
 
-/**
- * What a row goes to before any routing: its own model, else its A/B arm (`--ab`), else the batch's
- * pinned model; and the ensemble that name stands for, when it is one. No name: the row is routed
- * by task type (the arm `auto` among them). Shared by the workers and `--dry-run`, so both send a
- * row to the same place.
- */
 export interface RowTarget {
   name: string | undefined;
   abArm: string | undefined;
   ensemble: NamedEnsemble | null;
 }
 
+/**
+ * What a row goes to before any routing: its own model, else its A/B arm (`--ab`), else the batch's
+ * pinned model; and the ensemble that name stands for, when it is one. No name: the row is routed
+ * by task type (the arm `auto` among them). Shared by the workers and `--dry-run`, so both send a
+ * row to the same place.
+ */
 export function rowTarget(row: { id: string; model?: string | undefined }, config: SwitchyardConfig, abSplit: readonly AbArm[] | undefined, pinned: string | undefined): RowTarget {
   const abArm = row.model === undefined && abSplit ? abArmFor(row.id, abSplit) : undefined;
   const name = row.model ?? (abArm === undefined ? pinned : armTarget(abArm));
