@@ -7,6 +7,7 @@ import type { PromptJob } from '../../jobs/prompt.ts';
 import type { RowProgress } from '../execution/row-progress.ts';
 import type { BatchStore } from './batch-state.ts';
 import { promptJobId } from './keys.ts';
+import { rowPriorities, type RowPriorities } from './row-priority.ts';
 import { carriedRows, dropCarried, type CarriedRows } from './carried-rows.ts';
 import { reopenRows } from './reopen-rows.ts';
 import { whileRedisRefuses, type RefusalWait } from './redis-outage.ts';
@@ -197,6 +198,8 @@ interface BatchHoldings {
   newKeys: string[];
   /** An earlier run left answers for some rows (carried-rows.ts). */
   anyCarried: boolean;
+  /** Where the batch's rows stand in the queue among other batches' (row-priority.ts). */
+  priorities: RowPriorities;
 }
 
 async function readBatchHoldings(options: EnqueueOptions): Promise<BatchHoldings> {
@@ -205,7 +208,7 @@ async function readBatchHoldings(options: EnqueueOptions): Promise<BatchHoldings
   const keys = options.store.keys(options.batchId);
   // Looked up by chunk only when an earlier run left answers (a round trip per resume otherwise).
   const anyCarried = options.resume && (await options.store.redis.exists(keys.carried)) === 1;
-  return { metadataKeys, newKeys: [], anyCarried };
+  return { metadataKeys, newKeys: [], anyCarried, priorities: rowPriorities(options.queue, options.store.redis) };
 }
 
 /** How many rows a chunk holds, and what happens once one is queued (see EnqueueOptions.localWorkers). */
@@ -268,7 +271,8 @@ async function enqueueChunk(options: EnqueueOptions, rows: InputRow[], counts: E
       return;
     }
     // The estimate and fingerprints go out beside the chunk (on another connection), not one round trip after it.
-    const jobs = toRun.map((row) => queuedJob(options, row, fingerprinted, counts));
+    const priorities = await refusedWaitedOut(options, () => holdings.priorities.forChunk(toRun.length));
+    const jobs = toRun.map((row, index) => queuedJob(options, row, priorities[index]!, fingerprinted, counts));
     await Promise.all([refusedWaitedOut(options, addJobsOnce(options, toRun, jobs)), recordEstimate(), fingerprinted.written]);
     counts.enqueued += toRun.length;
   } else {
@@ -279,7 +283,7 @@ async function enqueueChunk(options: EnqueueOptions, rows: InputRow[], counts: E
 }
 
 /** A row's job for addBulk, counted by what it carries: an answer for the judge alone, a task type label, a failed ensemble row's answers, or a stopped run's. */
-function queuedJob(options: EnqueueOptions, row: InputRow, fingerprinted: FingerprintedChunk, counts: EnqueueCounts) {
+function queuedJob(options: EnqueueOptions, row: InputRow, priority: number, fingerprinted: FingerprintedChunk, counts: EnqueueCounts) {
   const fingerprint = fingerprinted.of(row);
   const progress = fingerprinted.carried?.progress.get(row.row);
   if (fingerprinted.rescored.has(row.row)) counts.rescored++;
@@ -287,7 +291,7 @@ function queuedJob(options: EnqueueOptions, row: InputRow, fingerprinted: Finger
   else if (progress && fingerprinted.failedBefore.has(row.row)) counts.failedWithAnswers++;
   else if (progress) counts.carriedAnswers++;
   const job = toJob(options, row, fingerprint, progress);
-  return { name: 'prompt', data: job, opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row, fingerprint) } };
+  return { name: 'prompt', data: job, opts: { ...JOB_OPTIONS, jobId: promptJobId(options.batchId, row.row, fingerprint), priority } };
 }
 
 /** Counts, by field name, the request body fields an OpenAI Batch line had that are not sent (its metadata.body_extra). */

@@ -77,7 +77,7 @@ describe('writes a full Redis refuses', () => {
     });
     expect(counts).toMatchObject({ enqueued: 4 });
     expect(said).toEqual(['queueing the file']);
-    expect((await real.getJobs(['waiting'])).map((job) => (job.data as { row: number }).row).sort()).toEqual([3, 4]);
+    expect((await real.getJobs(['waiting', 'prioritized'])).map((job) => (job.data as { row: number }).row).sort()).toEqual([3, 4]);
     await real.close();
   });
 });

@@ -24,8 +24,8 @@ describe('crash safety: killed processes lose no row and double none', () => {
   const finishedKeyOf = (batchId: string) => `${h.prefix}:batch:{${batchId}}:finished`;
   /** The batch's jobs waiting in the prompts queue, or parked there. */
   const queuedJobsOf = async (batchId: string) => {
-    const [waiting, delayed] = await Promise.all([h.redis.lrange(`${h.prefix}:prompts:wait`, 0, -1), h.redis.zrange(`${h.prefix}:prompts:delayed`, '0', '-1')]);
-    return [...waiting, ...delayed].filter((id) => id.startsWith(`${batchId}_`));
+    const [waiting, prioritized, delayed] = await Promise.all([h.redis.lrange(`${h.prefix}:prompts:wait`, 0, -1), h.redis.zrange(`${h.prefix}:prompts:prioritized`, '0', '-1'), h.redis.zrange(`${h.prefix}:prompts:delayed`, '0', '-1')]);
+    return [...waiting, ...prioritized, ...delayed].filter((id) => id.startsWith(`${batchId}_`));
   };
 
   /** Waits until `rows` of the batch's rows have finished (rows a killed process may not have reached). */

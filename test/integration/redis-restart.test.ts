@@ -107,6 +107,7 @@ describe.runIf(findRedisServerBinary() !== null)('a stop while Redis is down', (
     const redis = connectRedis(second.url);
     try {
       expect(await redis.llen(`${h.prefix}:prompts:wait`)).toBe(0);
+      expect(await redis.zcard(`${h.prefix}:prompts:prioritized`)).toBe(0);
       expect(await redis.zcard(`${h.prefix}:prompts:delayed`)).toBe(0);
     } finally {
       redis.disconnect();

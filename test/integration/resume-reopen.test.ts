@@ -140,7 +140,7 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     const after = [row(1, 'one'), row(2, 'TWO reworded'), row(3, 'three')];
     const counts = await enqueue(after, true);
     expect(counts).toMatchObject({ enqueued: 3, alreadySucceeded: 0, changedSinceSucceeded: 0 });
-    const ids = (await queue.getJobs(['waiting'])).map((job) => job.id).sort();
+    const ids = (await queue.getJobs(['waiting', 'prioritized'])).map((job) => job.id).sort();
     expect(ids).toEqual([promptJobId(batchId, 1, rowFingerprint(after[0]!, true)), promptJobId(batchId, 2, rowFingerprint(after[1]!, true)), promptJobId(batchId, 3, rowFingerprint(after[2]!, true))].sort());
     expect((await queue.getJob(promptJobId(batchId, 2, rowFingerprint(after[1]!, true))))?.data).toMatchObject({ messages: [{ content: 'TWO reworded' }], fingerprint: rowFingerprint(after[1]!, true), reopened: true });
     await queue.close();
@@ -155,7 +155,7 @@ describe('a resume reopening rows that jobs left in the queue are finishing mean
     await queue.add('prompt', { batchId: 'stopped', row: 3, progress: { calls: [call] } }, { jobId: promptJobId('stopped', 3, 1003), delay: 60_000 });
     await queue.add('prompt', { batchId: 'stopped', row: 4 }, { jobId: promptJobId('stopped', 4, 1004), delay: 60_000 });
     expect(await unqueueBatch(queue, new BatchStore(redis, space), 'stopped')).toEqual({ removed: 4, kept: 0, carried: 0, elsewhere: 0 });
-    const left = (await queue.getRanges(['waiting', 'delayed'], 0, -1)).filter((id) => !id.startsWith('edited-queued_')); // the test above's
+    const left = (await queue.getRanges(['waiting', 'prioritized', 'delayed'], 0, -1)).filter((id) => !id.startsWith('edited-queued_')); // the test above's
     expect(left.sort()).toEqual([promptJobId('other', 1, 1001), promptJobId('stopped_2', 1, 1001)].sort());
     // The parked row's call is in the batch's stream, without a result, and in its running cost.
     const keys = batchKeys(space, 'stopped');
