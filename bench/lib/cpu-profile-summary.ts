@@ -120,7 +120,7 @@ export function printProfileSummary(summary: ProfileSummary, log: (line: string)
 }
 
 /** Self time of the functions named `name`, split by their nearest `depth` callers outside Node's internals. */
-export function callersOf(file: string, name: string, depth = 4, top = 10): Array<{ stack: string; ms: number }> {
+function callersOf(file: string, name: string, depth = 4, top = 10): Array<{ stack: string; ms: number }> {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const parent = new Map<number, number>();

@@ -12,7 +12,7 @@ export interface BenchRedis {
 }
 
 /** True if Redis at `url` answers PING within `timeoutMs`; never throws, leaves no connection open. */
-export async function pings(url: string, timeoutMs: number): Promise<boolean> {
+async function pings(url: string, timeoutMs: number): Promise<boolean> {
   const redis = new Redis(url, { lazyConnect: true, retryStrategy: () => null, connectTimeout: timeoutMs, commandTimeout: timeoutMs, maxRetriesPerRequest: 0, enableOfflineQueue: false });
   redis.on('error', () => undefined);
   try {

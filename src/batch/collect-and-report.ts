@@ -227,7 +227,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
  * rows and for none answered, and a nightly log read at a glance took one for the other (QA). Null
  * when a row succeeded, or the run stopped early (its stop line says where it stands).
  */
-export function noneSucceededText(report: Report): string | null {
+function noneSucceededText(report: Report): string | null {
   const { rows, succeeded, failed, invalid_rows: invalid, unfinished_rows: unfinished } = report.totals;
   if (succeeded > 0 || unfinished !== 0 || rows + invalid === 0) return null;
   const why = [...(failed > 0 ? [`${formatCount(failed)} failed`] : []), ...(invalid > 0 ? [`${formatCount(invalid)} invalid`] : [])].join(', ');

@@ -18,7 +18,7 @@ const REFUSAL_REPEAT_MS = 60_000;
  * How often an outage that goes on is said again, with how long so far: the progress lines stop
  * meanwhile (they read Redis), and a log silent for minutes looked like a hung command.
  */
-export const OUTAGE_REPEAT_MS = 60_000;
+const OUTAGE_REPEAT_MS = 60_000;
 
 export function isCredentialsRefusal(error: unknown): boolean {
   return error instanceof Error && CREDENTIALS_REFUSAL.test(error.message);

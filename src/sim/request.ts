@@ -39,7 +39,7 @@ const plainRequestSchema = z.looseObject({
 });
 
 /** With the fields that change what the answer is, beside the messages. */
-export const chatRequestSchema = plainRequestSchema.extend({
+const chatRequestSchema = plainRequestSchema.extend({
   response_format: responseFormatSchema.nullish(),
   stop: z.union([z.string(), z.array(z.string())]).nullish(),
   seed: z.number().int().nullish(),

@@ -113,7 +113,7 @@ function declaredTypes(schema: Schema): string[] | undefined {
 }
 
 /** Throws a SchemaError for the first keyword or value outside the subset, anywhere in the schema. */
-export function checkSchema(root: unknown): void {
+function checkSchema(root: unknown): void {
   const visit = (node: unknown, at: string, depth: number): void => {
     if (typeof node === 'boolean') return;
     if (!isSchemaObject(node)) throw invalid('a schema must be an object or true/false', at);

@@ -3,7 +3,7 @@ import { inject } from 'vitest';
 import type {} from './test-cli.ts'; // the ProvidedContext declaration
 
 /** Runs the real `switchyard` CLI as a separate process, as a user would: bundled by the global setup (./test-cli.ts). */
-export const CLI = inject('cliPath');
+const CLI = inject('cliPath');
 
 export interface CliResult {
   code: number | null;

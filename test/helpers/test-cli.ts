@@ -20,7 +20,7 @@ declare module 'vitest' {
 }
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const SOURCE_CLI = join(ROOT, 'src', 'cli.ts');
+const SOURCE_CLI = join(ROOT, 'src', 'cli.ts');
 
 export interface TestCli {
   path: string;
