@@ -6,7 +6,8 @@ import { budgetStop, finalizeBatch, writeOutputsSoFar } from '../output/finalize
 import { outputPaths } from '../output/paths.ts';
 import { modelOutputCaps } from '../output/report.ts';
 import { counted, formatCount, formatDuration } from '../figure-text.ts';
-import { renderSummaryLines, type ResumeHint } from '../output/report-markdown.ts';
+import type { ResumeHint } from '../output/report-markdown.ts';
+import { renderSummaryLines } from '../output/report-summary.ts';
 import type { Report } from '../output/report-json.ts';
 import { createProgressDisplay, type ProgressDisplay } from '../progress/progress-display.ts';
 import type { BatchProgress } from '../queue/batch-state.ts';

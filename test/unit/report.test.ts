@@ -9,7 +9,8 @@ import { countInvalidRow, type InvalidRowCounts, type RowError } from '../../src
 import { readJsonl } from '../../src/output/read-jsonl.ts';
 import { modelOutputCaps, ReportTally, type ReportSpan } from '../../src/output/report.ts';
 import type { Report } from '../../src/output/report-json.ts';
-import { renderHeadline, renderReportMarkdown, renderSummaryLines } from '../../src/output/report-markdown.ts';
+import { renderHeadline, renderReportMarkdown } from '../../src/output/report-markdown.ts';
+import { renderSummaryLines } from '../../src/output/report-summary.ts';
 import { readWrittenReport, writeReport } from '../../src/output/write-report.ts';
 
 /** Deterministic, so failures are reproducible. */
