@@ -3,7 +3,7 @@ import { counted } from '../figure-text.ts';
 
 /**
  * Rows whose own max_tokens is above their model's max_output_tokens, which caps it at the call
- * (row-runner.ts) with no word in the results: counted per model, and said in one note, once per
+ * (model-request.ts) with no word in the results: counted per model, and said in one note, once per
  * model (QA: a row's max_tokens of 5000 went out as 30, unsaid, and its answer stopped there).
  */
 export class CappedMaxTokens {

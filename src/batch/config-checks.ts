@@ -181,7 +181,7 @@ export async function keysHeldElsewhere(session: Session, config: SwitchyardConf
 
 /**
  * A synthesis_max_tokens or judge.max_tokens set (not a default) above its model's max_output_tokens: each call is
- * sent the model's cap (row-runner.ts), so the key asks for room no answer gets (QA: a synthesis of
+ * sent the model's cap (model-request.ts), so the key asks for room no answer gets (QA: a synthesis of
  * 2000 went out as 512, unsaid). Not refused: the calls run, shorter. Only the ensembles the rows
  * may reach, as for the unpriced models; the synthesizer's and the judge's own model, not their fallbacks.
  */

@@ -200,7 +200,7 @@ export const judgeSchema = z.strictObject({
   max_tokens: positiveInt.optional(),
 });
 
-/** The judge's max_tokens when the config sets none; capped, as any call's, at the judge model's max_output_tokens (row-runner.ts). */
+/** The judge's max_tokens when the config sets none; capped, as any call's, at the judge model's max_output_tokens (model-request.ts). */
 const JUDGE_MAX_TOKENS = 200;
 
 export function judgeMaxTokens(judge: Pick<JudgeConfig, 'max_tokens'>): number {

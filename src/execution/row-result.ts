@@ -1,8 +1,9 @@
 import type { ModelConfig } from '../config/schema.ts';
 import type { ModelAnswer } from '../models/call-model.ts';
-import { ModelCallError } from '../models/model-error.ts';
+import { asSentence, ModelCallError } from '../models/model-error.ts';
 import { callCostNanos, nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import type { CallRecord, RowResult } from '../output/records.ts';
+import { noModelMessage as noModelMessageForPlan } from '../routing/route-plan.ts';
 import type { CachedAnswer } from './answer-cache.ts';
 import { everyCall, type RoutePlan, type RowProgress } from './row-progress.ts';
 import type { RowInput, RowStep } from './row-runner.ts';
@@ -42,7 +43,7 @@ export function callTotals(calls: readonly CallRecord[]): { costNanos: number; c
  * circuits) comes last. A model skipped after the one that answered is left out: the row never got
  * that far. A skip saved without its place comes first, as before it was kept.
  */
-export function reasonsInOrder(plan: Pick<RoutePlan, 'skipped'>, progress: Pick<RowProgress, 'fallbackReasons' | 'chainIndex'>, answered: boolean): string[] {
+function reasonsInOrder(plan: Pick<RoutePlan, 'skipped'>, progress: Pick<RowProgress, 'fallbackReasons' | 'chainIndex'>, answered: boolean): string[] {
   const skipped = answered ? plan.skipped.filter((skip) => (skip.at ?? 0) <= progress.chainIndex) : plan.skipped;
   const reasons: string[] = [];
   const skippedAt = (index: number) => skipped.filter((skip) => (skip.at ?? 0) === index).map((skip) => `${skip.model}: skipped, ${skip.reason}`);
@@ -107,4 +108,41 @@ export function finish(row: RowInput, progress: RowProgress, model: string, answ
     if (error.requestId) result.request_id = error.requestId;
   }
   return { kind: 'finished', event: { result, calls }, costNanos };
+}
+
+/**
+ * Why the whole chain failed: first what the last call itself said, which is what to fix
+ * ("connect ECONNREFUSED ...") and what a shortened summary line keeps, then each model's reason
+ * in the order the row met them, skips included (where they repeat that error, as "as above",
+ * since every model on one dead provider says it). Said in the user's terms: a model and its
+ * `fallbacks`, or a route; a row pinned to one model with none was no chain (QA: "every model in
+ * the chain failed" for a lone model).
+ */
+export function chainFailedMessage(plan: RoutePlan, progress: RowProgress, lastMessage: string): string {
+  const inOrder = reasonsInOrder(plan, progress, false);
+  const only = plan.chain.length === 1 && plan.skipped.length === 0 ? plan.chain[0]! : null;
+  if (only !== null && inOrder[0]?.startsWith(`${only}: `)) {
+    const [own, ...after] = inOrder;
+    return `${only} failed: ${[own!.slice(only.length + 2), ...after].join('; ')}; the last call's error: ${asSentence(lastMessage)}`;
+  }
+  const reasons = inOrder.map((reason) => (lastMessage ? reason.split(lastMessage).join('as above') : reason)).join('; ');
+  return `${chainFailedWords(plan)}; the last call's error: ${asSentence(lastMessage)} By model: ${reasons}`;
+}
+
+/** "bad and its fallbacks failed", "every model of routing.routes.complex failed": what the user configured. */
+function chainFailedWords(plan: RoutePlan): string {
+  const fallbacksOf = /^models\.(.+)\.fallbacks$/.exec(plan.chainFrom ?? '')?.[1];
+  if (fallbacksOf !== undefined) return `${fallbacksOf} and its fallbacks (${plan.chainFrom}) failed`;
+  return plan.chainFrom ? `every model of ${plan.chainFrom} failed` : 'every model in the chain failed';
+}
+
+/**
+ * Why no model answered without a call being made: the route's skipped models (route-plan.ts words
+ * them), then the models passed over (an open circuit, a rate limit past max_wait_ms), in the
+ * route's order.
+ */
+export function noModelMessage(plan: RoutePlan, progress: RowProgress): string {
+  // A model of the chain passed over is why, not the prompt's size: those skipped are said in their place beside it.
+  if (progress.fallbackReasons.length === 0) return noModelMessageForPlan(plan);
+  return `no model was available: ${reasonsInOrder(plan, progress, false).join('; ')}`;
 }

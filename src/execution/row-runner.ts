@@ -1,13 +1,12 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import type { ChatMessage } from '../input/row.ts';
 import { formatClockTime } from '../figure-text.ts';
-import { callModel, chargedUsage, whyNotSendable, type ModelAnswer, type ModelRequest } from '../models/call-model.ts';
-import { asSentence, ModelCallError } from '../models/model-error.ts';
+import { callModel, chargedUsage, whyNotSendable, type ModelAnswer } from '../models/call-model.ts';
+import { ModelCallError } from '../models/model-error.ts';
 import { callCostNanos, nanosToUsd } from '../models/pricing.ts';
 import type { ProviderClient } from '../models/provider-clients.ts';
 import { retryDelayMs } from '../models/retry-policy.ts';
 import { callErrorMessage, type CallRecord, type RowEvent } from '../output/records.ts';
-import { noModelMessage as noModelMessageForPlan } from '../routing/route-plan.ts';
 import { maxMessageTokens, maxParamsTokens } from '../routing/token-count.ts';
 import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
 import { ClaimLostError } from './claim-lost.ts';
@@ -15,7 +14,9 @@ import type { RowGate } from './row-gate.ts';
 import type { BudgetHold } from '../limits/budget.ts';
 import { isCacheable, type AnswerCache, type CachedAnswer } from './answer-cache.ts';
 import type { RoutePlan, RowProgress } from './row-progress.ts';
-import { finish, finishFromCache, reasonsInOrder } from './row-result.ts';
+import { chainFailedMessage, finish, finishFromCache, noModelMessage } from './row-result.ts';
+import { fallBack, fallsBackOnLimit, laterModelOpenToCalls, passedForCheaper, passedMissingKey, passedRejectedKey, refusalAnotherModelMayNotMeet } from './fallback-rules.ts';
+import { requestFor } from './model-request.ts';
 
 /** The row as the runner needs it (the prompt job's payload). */
 export interface RowInput {
@@ -75,8 +76,10 @@ const WAKE_LEAD_MS = 1000;
 
 /** The shortest wait for a circuit: while one caller probes it, the others hear "not yet" with little time left. */
 const CIRCUIT_MIN_WAIT_MS = 1000;
+
 /** A row parked because its process stops comes back after this long, for a worker that goes on. */
 const STOPPED_PARK_MS = 1000;
+
 /** How often a row waiting for another row's probe of a model looks again: a call's time, about. */
 const PROBE_POLL_MS = 250;
 
@@ -88,23 +91,10 @@ const PROBE_POLL_MS = 250;
  * lapses, so the row either gets its room or finds the budget spent.
  */
 const BUDGET_INLINE_WAIT_MS = 30_000;
-const BUDGET_RECHECK_MS = 100;
-const BUDGET_PARK_MS = 5_000;
 
-function requestFor(row: RowInput, model: string, taskType: string, config: SwitchyardConfig): ModelRequest {
-  const modelConfig = config.models[model]!;
-  return {
-    model,
-    upstream: modelConfig.upstream ?? model,
-    messages: row.messages,
-    // A reasoning model takes no temperature but its own (it refuses the request otherwise).
-    temperature: modelConfig.reasoning ? null : (row.temperature ?? config.routing?.temperatures[taskType] ?? config.temperature),
-    maxTokens: Math.min(row.max_tokens ?? config.max_tokens, modelConfig.max_output_tokens ?? Number.MAX_SAFE_INTEGER),
-    ...(row.params !== undefined && { params: row.params }),
-    ...(modelConfig.stream && { stream: true }),
-    ...(modelConfig.reasoning && { reasoning: true }),
-  };
-}
+const BUDGET_RECHECK_MS = 100;
+
+const BUDGET_PARK_MS = 5_000;
 
 /** The call errors that count toward a model's circuit breaker (health): what shuts a circuit. */
 export const CIRCUIT_FAILURES: ReadonlySet<string> = new Set(['server_error', 'timeout', 'connection_error', 'model_not_found', 'endpoint_not_found', 'empty_response', 'bad_response']);
@@ -469,112 +459,6 @@ async function retryOrFallBack(row: RowInput, model: string, failure: ModelCallE
   return null;
 }
 
-/** The prompt is longer than the model takes: providers word it many ways. */
-const CONTEXT_TOO_LONG = /context[ _]length|context window|maximum context|too many tokens|prompt is too long|input is too long|reduce the length/i;
-
-/**
- * A refusal that says nothing against another model, as the reason to go on to it, or null: the
- * provider refused the key or the account (401, 403, out of quota), which a model on another provider may
- * not; the prompt is too long for this model's context, which a later model's may hold. Other
- * 4xx (a malformed request) would fail anywhere: the row fails at once.
- */
-function refusalAnotherModelMayNotMeet(failure: ModelCallError, model: string, progress: RowProgress, config: SwitchyardConfig): string | null {
-  const chain = progress.plan?.chain ?? [];
-  if (failure.code === 'bad_request' && CONTEXT_TOO_LONG.test(failure.message) && progress.chainIndex + 1 < chain.length) return `the prompt is too long for it (${failure.status ?? 400})`;
-  const accountRefused = failure.code === 'unauthorized' || failure.code === 'forbidden' || failure.code === 'quota_exceeded';
-  // The provider's message names the key's variable: with it the fallback reason says what to fix, not only that the row went on.
-  if (accountRefused && laterModelElsewhere(model, progress, config)) return `${failure.code} (${failure.status}) at its provider: ${failure.message}`;
-  return null;
-}
-
-/**
- * A request not sent because its provider had just rejected the key (found before booking a slot,
- * or while waiting for a call slot): when the chain goes on to a model on another provider, the
- * row falls back to it (true); otherwise the row fails with this error.
- */
-function passedRejectedKey(unsent: ModelCallError, model: string, progress: RowProgress, config: SwitchyardConfig): boolean {
-  if ((unsent.code !== 'unauthorized' && unsent.code !== 'quota_exceeded') || !laterModelElsewhere(model, progress, config)) return false;
-  progress.lastError = { code: unsent.code, message: unsent.message, status: null };
-  const why = unsent.code === 'unauthorized' ? 'rejected the key just before (401)' : 'said just before that the account is out of quota';
-  fallBack(progress, `${model}: not sent, its provider ${why}`);
-  return true;
-}
-
-/**
- * A key missing here that no other worker has either: the row goes on to its chain's next provider,
- * as for a rejected key. Held by another worker, the row fails missing_api_key here, and its job
- * hands it back to the queue for that worker (jobs/prompt.ts), which calls the model it was meant for.
- */
-async function passedMissingKey(unsent: ModelCallError, model: string, provider: ProviderClient, progress: RowProgress, deps: RowRunnerDeps): Promise<boolean> {
-  const keyName = provider.missingKeyEnv;
-  if (unsent.code !== 'missing_api_key' || keyName === null || !laterModelElsewhere(model, progress, deps.config)) return false;
-  if (await deps.keyHeldElsewhere?.(keyName).catch(() => false)) return false;
-  progress.lastError = { code: unsent.code, message: unsent.message, status: null };
-  fallBack(progress, `${model}: not sent, $${keyName} is not set here, and no worker on this Redis says it has it`);
-  return true;
-}
-
-/**
- * A call the budget has no room for: when a later model of the row's chain would cost less at most
- * (a premium model's fallback to a cheap one), the row goes on to it (true), as a user capping
- * spend would want, rather than ending budget_exceeded with money left for the cheaper answer.
- */
-function passedForCheaper(row: RowInput, progress: RowProgress, config: SwitchyardConfig, promptBound: number, estimateNanos: number, refusal: string): boolean {
-  const plan = progress.plan!;
-  const cheaper = plan.chain.slice(progress.chainIndex + 1).some((later) => {
-    const price = config.models[later]?.price;
-    if (!price) return false; // an unpriced model is not known to be cheaper, and a budget cannot bound it
-    const maxTokens = requestFor(row, later, plan.taskType, config).maxTokens;
-    return (callCostNanos(price, { input_tokens: promptBound, output_tokens: maxTokens }) ?? Infinity) < estimateNanos;
-  });
-  if (!cheaper) return false;
-  fallBack(progress, `${plan.chain[progress.chainIndex]}: the budget has no room for its call (${refusal}), so a cheaper fallback is tried`);
-  return true;
-}
-
-/** Whether the row's chain goes on to a model on another provider than `model`'s. */
-function laterModelElsewhere(model: string, progress: RowProgress, config: SwitchyardConfig): boolean {
-  const provider = config.models[model]?.provider;
-  return (progress.plan?.chain ?? []).slice(progress.chainIndex + 1).some((later) => config.models[later]?.provider !== provider);
-}
-
-/**
- * Why the whole chain failed: first what the last call itself said, which is what to fix
- * ("connect ECONNREFUSED ...") and what a shortened summary line keeps, then each model's reason
- * in the order the row met them, skips included (where they repeat that error, as "as above",
- * since every model on one dead provider says it). Said in the user's terms: a model and its
- * `fallbacks`, or a route; a row pinned to one model with none was no chain (QA: "every model in
- * the chain failed" for a lone model).
- */
-function chainFailedMessage(plan: RoutePlan, progress: RowProgress, lastMessage: string): string {
-  const inOrder = reasonsInOrder(plan, progress, false);
-  const only = plan.chain.length === 1 && plan.skipped.length === 0 ? plan.chain[0]! : null;
-  if (only !== null && inOrder[0]?.startsWith(`${only}: `)) {
-    const [own, ...after] = inOrder;
-    return `${only} failed: ${[own!.slice(only.length + 2), ...after].join('; ')}; the last call's error: ${asSentence(lastMessage)}`;
-  }
-  const reasons = inOrder.map((reason) => (lastMessage ? reason.split(lastMessage).join('as above') : reason)).join('; ');
-  return `${chainFailedWords(plan)}; the last call's error: ${asSentence(lastMessage)} By model: ${reasons}`;
-}
-
-/** "bad and its fallbacks failed", "every model of routing.routes.complex failed": what the user configured. */
-function chainFailedWords(plan: RoutePlan): string {
-  const fallbacksOf = /^models\.(.+)\.fallbacks$/.exec(plan.chainFrom ?? '')?.[1];
-  if (fallbacksOf !== undefined) return `${fallbacksOf} and its fallbacks (${plan.chainFrom}) failed`;
-  return plan.chainFrom ? `every model of ${plan.chainFrom} failed` : 'every model in the chain failed';
-}
-
-/**
- * Why no model answered without a call being made: the route's skipped models (route-plan.ts words
- * them), then the models passed over (an open circuit, a rate limit past max_wait_ms), in the
- * route's order.
- */
-function noModelMessage(plan: RoutePlan, progress: RowProgress): string {
-  // A model of the chain passed over is why, not the prompt's size: those skipped are said in their place beside it.
-  if (progress.fallbackReasons.length === 0) return noModelMessageForPlan(plan);
-  return `no model was available: ${reasonsInOrder(plan, progress, false).join('; ')}`;
-}
-
 /**
  * A chain that ended without calling any model because one was being tested by another row's call
  * (a half-open circuit): the row waits for that call's outcome and runs its chain again. Whatever
@@ -613,38 +497,6 @@ function waitForCircuits(progress: RowProgress, maxWaitMs: number, now: number):
 /** The models of the pass through the chain that just ended: each fallback reason starts with its model's name. */
 function modelsPassedOver(progress: RowProgress): string[] {
   return [...new Set(progress.fallbackReasons.map((reason) => reason.slice(0, reason.indexOf(':'))))];
-}
-
-/**
- * Whether a rate limit past limits.max_wait_ms sends the row on to its chain's next model. The last
- * model (an ensemble's synthesizer and a judge are chains of one) waits for its slot as under
- * `wait`: there is no model to go on to, and failing the row for a limit a wait would meet is not
- * what `fallback` asks for (QA: 366 of 400 rows failed no_model_available at rpm limits).
- */
-function fallsBackOnLimit(onLimit: 'wait' | 'fallback', progress: RowProgress): boolean {
-  return onLimit === 'fallback' && progress.chainIndex < (progress.plan?.chain.length ?? 0) - 1;
-}
-
-/**
- * Whether a model after the current one in the row's chain may be called now (its circuit lets
- * calls through): with none, on_limit fallback would only pass the row over to circuits that are
- * open and fail it no_model_available, for a limit a wait on this model meets (review). Asked
- * without taking a half-open circuit's probe: taking it, even for a moment, turned away the row
- * whose model it is ("one call is testing it"), on to its fallback (review).
- */
-async function laterModelOpenToCalls(progress: RowProgress, deps: RowRunnerDeps): Promise<boolean> {
-  for (const later of (progress.plan?.chain ?? []).slice(progress.chainIndex + 1)) {
-    if (!deps.config.models[later]) continue;
-    if (await deps.gate.opensToCalls(later)) return true;
-  }
-  return false;
-}
-
-function fallBack(progress: RowProgress, reason: string): void {
-  progress.fallbackReasons.push(reason);
-  progress.chainIndex++;
-  progress.attempt = 0;
-  Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
 }
 
 function seconds(ms: number): string {

@@ -53,7 +53,7 @@ function addToTally(tally: CallTally, nanos: number | null): void {
 }
 
 /**
- * Each model's max_output_tokens, which caps a row's max_tokens (row-runner.ts): an answer cut off
+ * Each model's max_output_tokens, which caps a row's max_tokens (model-request.ts): an answer cut off
  * there is not helped by a higher max_tokens, and the report tells it apart.
  */
 export function modelOutputCaps(config: { models: Readonly<Record<string, { max_output_tokens?: number | undefined }>> } | null | undefined): Record<string, number> {
