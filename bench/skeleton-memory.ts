@@ -11,12 +11,7 @@ import { machineLine, withBenchEnv } from './lib/bench-env.ts';
 import { writePromptsCsv } from './lib/prompts-csv.ts';
 import { deletePrefix } from './lib/redis.ts';
 import { megabytes, passFail, seconds } from './lib/stats.ts';
-import { runSwitchyard, writeBenchConfig, type SwitchyardRunResult } from './lib/switchyard-run.ts';
-
-/** When a stdout line arrived, in ms since spawn (about the same clock as the probe's, which starts a few ms later). */
-function lineAt(run: SwitchyardRunResult, pattern: RegExp): number {
-  return run.lines.find((line) => pattern.test(line.text))?.ms ?? Number.NaN;
-}
+import { lineAt, runSwitchyard, writeBenchConfig, type SwitchyardRunResult } from './lib/switchyard-run.ts';
 
 const sizes = [Number(process.argv[2] ?? 20_000), Number(process.argv[3] ?? 200_000)];
 const CONCURRENCY = 64;

@@ -25,7 +25,7 @@ import { writePromptsCsv } from './lib/prompts-csv.ts';
 import { deletePrefix } from './lib/redis.ts';
 import { runCommand } from './lib/run-command.ts';
 import { median, megabytes } from './lib/stats.ts';
-import { checkRun, runSwitchyard, writeBenchConfig, type SwitchyardRunResult } from './lib/switchyard-run.ts';
+import { checkRun, lineAt, runSwitchyard, writeBenchConfig, type SwitchyardRunResult } from './lib/switchyard-run.ts';
 
 const repetitions = Number(process.argv[2] ?? 3);
 const ms = (value: number) => `${value.toFixed(0)} ms`;
@@ -74,10 +74,6 @@ function firstJobSeen(url: string, pattern: string, t0: number, limitMs: number)
     }
   })();
   return { promise, stop: () => (stopped = true) };
-}
-
-function lineAt(run: SwitchyardRunResult, pattern: RegExp): number {
-  return run.lines.find((line) => pattern.test(line.text))?.ms ?? Number.NaN;
 }
 
 async function fixedCost(env: BenchEnv): Promise<void> {

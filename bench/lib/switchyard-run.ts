@@ -68,6 +68,11 @@ async function readJson<T>(file: string): Promise<T | null> {
   }
 }
 
+/** When the first stdout line matching `pattern` arrived, in ms since spawn (about the same clock as the usage probe's, which starts a few ms later); NaN for none. */
+export function lineAt(run: SwitchyardRunResult, pattern: RegExp): number {
+  return run.lines.find((line) => pattern.test(line.text))?.ms ?? Number.NaN;
+}
+
 /** Throws with the command's output when a run did not finish cleanly with every row succeeded. */
 export function checkRun(label: string, result: SwitchyardRunResult, rows: number): void {
   const ok = !result.timedOut && result.exitCode === 0 && result.report?.totals.succeeded === rows;
