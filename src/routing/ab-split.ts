@@ -27,20 +27,14 @@ export const AB_BESIDE_PINNED = 'give either --ab or --model <model> (or --route
  * `builtIn`: no --config).
  */
 export function parseAbSplit(text: string, names: readonly string[], builtIn = false): AbArm[] {
-  const parts = text.split(',').map((part) => part.trim()).filter((part) => part.length > 0);
-  const arms = parts.map((part) => {
+  const arms = listedNames(text).map((part) => {
     const [model = '', weightText] = part.split('=').map((piece) => piece.trim());
-    if (!names.includes(model) && model !== AUTO_ROUTE) {
-      throw new UsageError(
-        `--ab: "${model}" ${notAmongModels(builtIn)}${meantHint(model, [...names, AUTO_ROUTE])}; ${listedModels(builtIn, 'models and ensembles')}: ${names.join(', ')} (or ${AUTO_ROUTE}, to route the arm's rows by task type)`,
-      );
-    }
+    if (model !== AUTO_ROUTE) refuseUnknownName('--ab', model, names, builtIn, { names: [AUTO_ROUTE], text: ` (or ${AUTO_ROUTE}, to route the arm's rows by task type)` });
     const weight = weightText === undefined ? 1 : Number(weightText);
     if (!(weight > 0) || !Number.isFinite(weight)) throw new UsageError(`--ab: the weight of "${model}" must be a positive number, not "${weightText}"`);
     return { model, weight, weighted: weightText !== undefined };
   });
-  const repeated = arms.find((arm, i) => arms.findIndex((other) => other.model === arm.model) !== i);
-  if (repeated) throw new UsageError(`--ab: "${repeated.model}" is named twice; each arm may appear once`);
+  refuseRepeatedName('--ab', arms.map((arm) => arm.model), 'each arm may appear once');
   if (arms.length < 2) {
     const alone = arms[0]?.model;
     const instead = alone === AUTO_ROUTE ? ' (to route every row by task type, give --route auto; to test the routing against a model, auto,<model>)' : alone ? ` (to send every row to ${alone}, give --model ${alone})` : '';
@@ -49,6 +43,27 @@ export function parseAbSplit(text: string, names: readonly string[], builtIn = f
   if (arms.some((arm) => arm.weighted) && !arms.every((arm) => arm.weighted)) throw new UsageError('--ab: give every model a weight (a=0.8,b=0.2) or none (equal shares)');
   const total = arms.reduce((sum, arm) => sum + arm.weight, 0);
   return arms.map((arm) => ({ model: arm.model, weight: arm.weight / total }));
+}
+
+/** The comma-separated names of a flag's list (`--ab`, `--compare`), blanks dropped. */
+export function listedNames(text: string): string[] {
+  return text.split(',').map((part) => part.trim()).filter((part) => part.length > 0);
+}
+
+/**
+ * Refuses a name a list flag (`--ab`, `--compare`) gives that is not among `names` (the config's
+ * models and ensembles, the built-in ones when `builtIn`), with the one meant; `more`: the other
+ * words the flag takes (offered as meant too) and the text that ends the list of names with them.
+ */
+export function refuseUnknownName(flag: string, model: string, names: readonly string[], builtIn: boolean, more: { names: readonly string[]; text: string } = { names: [], text: '' }): void {
+  if (names.includes(model)) return;
+  throw new UsageError(`${flag}: "${model}" ${notAmongModels(builtIn)}${meantHint(model, [...names, ...more.names])}; ${listedModels(builtIn, 'models and ensembles')}: ${names.join(', ')}${more.text}`);
+}
+
+/** Refuses a list flag's name given twice (`rule`: what the flag allows instead). */
+export function refuseRepeatedName(flag: string, models: readonly string[], rule: string): void {
+  const repeated = models.find((model, i) => models.indexOf(model) !== i);
+  if (repeated !== undefined) throw new UsageError(`${flag}: "${repeated}" is named twice; ${rule}`);
 }
 
 /**
