@@ -69,6 +69,13 @@ export function countInvalidRow(counts: InvalidRowCounts, error: RowError): void
 
 export type ReadItem = { kind: 'row'; value: InputRow } | { kind: 'error'; value: RowError };
 
+/**
+ * What the producer queues: the reader's items, and row numbers the batch leaves empty this run
+ * (`vacant`: the other models' numbers of a --compare record that is invalid or names its own
+ * model). A resume withdraws what an earlier run left at a vacant number, as at an invalid row's.
+ */
+export type QueueItem = ReadItem | { kind: 'vacant'; value: { row: number } };
+
 /** How far a reader is into its file, so the row count can be estimated before the end. */
 export interface ReadPosition {
   /** Bytes up to the end of the last record handed out. */
