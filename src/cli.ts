@@ -121,6 +121,7 @@ interface RunFlags {
   model?: string;
   route?: string;
   ab?: string;
+  compare?: string;
   budget?: number;
   judge?: string;
   cache?: boolean;
@@ -142,6 +143,7 @@ function runOptions(file: string | undefined, flags: RunFlags): RunOptions {
     model: flags.model,
     route: flags.route,
     ab: flags.ab,
+    compare: flags.compare,
     budget: flags.budget,
     judge: flags.judge,
     cache: flags.cache,
@@ -160,6 +162,7 @@ function dryRunOptions(file: string | undefined, flags: RunFlags): DryRunOptions
     model: flags.model,
     route: flags.route,
     ab: flags.ab,
+    compare: flags.compare,
     judge: flags.judge,
     promptColumn: flags.promptColumn,
     budget: flags.budget,
@@ -212,6 +215,7 @@ program
   .addOption(runOption('-m, --model <name>', 'model for rows that do not name one (skips routing)', text))
   .addOption(runOption('--route <auto|model>', 'auto: route each row by task type (the default with routing in config); or a model name, as --model', text))
   .addOption(runOption('--ab <models>', 'A/B test: each row that names no model goes to one of these by a hash of its id, e.g. a,b or a=0.8,b=0.2; the arm auto routes by task type', text))
+  .addOption(runOption('--compare <models>', 'put every row that names no model to each of these models (or ensembles), one answer each, e.g. a,b; with --judge, the report compares them answer against answer', text))
   .addOption(runOption('--budget <usd>', 'stop spending at this many USD for the batch; --resume with a higher one finishes it', budgetUsd))
   .addOption(runOption('--judge <model>', 'score every answer from 1 to 10 with this model (config judge.model); the report gives each model\'s mean score', text))
   .addOption(runOption('--cache', 'use the answer cache again on a resume of a batch run with --no-cache'))

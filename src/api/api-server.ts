@@ -17,7 +17,7 @@ import { BUDGET_TOO_LARGE, MAX_BUDGET_USD } from '../models/pricing.ts';
 /**
  * Switchyard's HTTP API: submit a CSV or JSONL batch, follow it, fetch its outputs.
  *
- *   POST /v1/batches?batch_id=&model=&route=&ab=&budget=&judge=&cache=&prompt_column=&format=   body: the file, or JSON rows
+ *   POST /v1/batches?batch_id=&model=&route=&ab=&compare=&budget=&judge=&cache=&prompt_column=&format=   body: the file, or JSON rows
  *   GET  /v1/batches?limit=N&after=<id>          the most recent batches, or the page after <id>
  *   GET  /v1/batches/<id>                         one batch: status, rows, cost, file links
  *   GET  /v1/batches/<id>/results?format=jsonl|csv
@@ -78,6 +78,7 @@ const submitQuery = z.strictObject({
   model: optionalText,
   route: optionalText,
   ab: optionalText,
+  compare: optionalText,
   budget: decimalText('expected a number of USD above 0, e.g. 5 or 2.50').pipe(z.number().positive({ error: 'expected a number of USD above 0' }).max(MAX_BUDGET_USD, { error: BUDGET_TOO_LARGE })).optional(),
   judge: optionalText,
   cache: z.enum(['true', 'false'], { error: 'expected true or false (false: the batch neither takes nor keeps cached answers)' }).optional(),
@@ -170,6 +171,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
           ...(query.model !== undefined ? { model: query.model } : {}),
           ...(query.route !== undefined ? { route: query.route } : {}),
           ...(query.ab !== undefined ? { ab: query.ab } : {}),
+          ...(query.compare !== undefined ? { compare: query.compare } : {}),
           ...(query.budget !== undefined ? { budget: query.budget } : {}),
           ...(query.judge !== undefined ? { judge: query.judge } : {}),
           ...(query.cache !== undefined ? { cache: query.cache === 'true' } : {}),

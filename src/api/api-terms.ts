@@ -8,6 +8,7 @@ const FLAG_TO_PARAMETER: Record<string, string> = {
   '--model': 'model',
   '--route': 'route',
   '--ab': 'ab',
+  '--compare': 'compare',
   '--budget': 'budget',
   '--judge': 'judge',
   '--no-cache': 'cache=false',

@@ -109,5 +109,5 @@ function sayFileRead(batchId: string, said: string[], notes: readonly string[], 
 /** The notes and warnings the run said after its Read line: those only the whole file shows (run-batch.ts). */
 function notesOnceRead(said: readonly string[]): string[] {
   const read = said.findIndex((line) => line.startsWith('Read '));
-  return read === -1 ? [] : said.slice(read + 1).filter((line) => /^(Note|Warning)\b/.test(line));
+  return read === -1 ? [] : said.slice(read + 1).filter((line) => /^(Note|Warning|Comparison)\b/.test(line));
 }

@@ -23,6 +23,8 @@ export interface Submission {
   model?: string;
   route?: string;
   ab?: string;
+  /** As `--compare`: every row that names no model is put to each of these models. */
+  compare?: string;
   budget?: number;
   judge?: string;
   /** false: the batch neither takes nor keeps answers in the answer cache. */
@@ -130,7 +132,7 @@ export function createBatchSubmission(options: BatchSubmissionOptions): (submiss
       // Stopped while the file came in, after its first rows were queued: a 202 would tell the client its batch runs here now.
       if (options.stopping()) throw stoppingError();
       say(`[${batchId}] Submitted at ${formatClockTime(Date.now())}; its rows are being queued.`);
-      return { view: await view(batchId), resumed: existing !== null, notes: said.filter((line) => /^(Note|Warning|Resuming|A\/B split)\b/.test(line)).map((line) => inApiTerms(line, inputPath)) };
+      return { view: await view(batchId), resumed: existing !== null, notes: said.filter((line) => /^(Note|Warning|Resuming|A\/B split|Comparison)\b/.test(line)).map((line) => inApiTerms(line, inputPath)) };
     } finally {
       submitting.delete(batchId);
       await lease?.release();
@@ -156,6 +158,7 @@ function runOptions(submission: Submission, inputPath: string, outDir: string): 
     ...(submission.model !== undefined ? { model: submission.model } : {}),
     ...(submission.route !== undefined ? { route: submission.route } : {}),
     ...(submission.ab !== undefined ? { ab: submission.ab } : {}),
+    ...(submission.compare !== undefined ? { compare: submission.compare } : {}),
     ...(submission.budget !== undefined ? { budget: submission.budget } : {}),
     ...(submission.judge !== undefined ? { judge: submission.judge } : {}),
     ...(submission.cache !== undefined ? { cache: submission.cache } : {}),

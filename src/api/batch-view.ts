@@ -45,6 +45,8 @@ export interface BatchView {
   ab: string | null;
   /** The splits (as `ab`) earlier runs of the batch ran under, oldest first, when a repost or resume changed or dropped it: their rows keep their arms. */
   ab_before: string[];
+  /** The models the batch compares (compare=, as given: "a,b"), which every run of it keeps; null when not given. */
+  compare: string | null;
   judge: string | null;
   /** false when posted with cache=false (kept by a repost until cache=true); null otherwise: the config's answer cache, if it has one. */
   cache: false | null;
@@ -93,6 +95,7 @@ export function batchView(meta: BatchMeta, progress: BatchProgress, present: Rea
     model: meta.model_override ?? null,
     ab: meta.ab_split ? abSplitParameter(meta.ab_split) : null,
     ab_before: (meta.ab_splits_before ?? []).map(abSplitParameter),
+    compare: meta.compare ? meta.compare.join(',') : null,
     judge: meta.judge_model ?? null,
     cache: meta.cache_off ? false : null,
     input_error: meta.input_error ?? null,

@@ -7,10 +7,11 @@
 import { resolve } from 'node:path';
 import { answerableNames, type SwitchyardConfig } from '../config/schema.ts';
 import { readRows } from '../input/read-rows.ts';
-import type { InputRow, ReadItem, ReadPosition, RowRules } from '../input/row.ts';
+import type { InputRow, QueueItem, ReadItem, ReadPosition, RowRules } from '../input/row.ts';
 import { refuseUnknownPinned } from '../routing/pinned-model.ts';
 import { firstModel, rowTarget } from '../routing/row-target.ts';
 import type { AbArm } from '../routing/ab-split.ts';
+import { fanOutItem, noneCompared, type CompareTally } from '../routing/compare-fan-out.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import type { Session } from '../queue/session.ts';
@@ -47,8 +48,10 @@ export interface PreparedBatch {
   concurrency: number;
   /** No model the rows may use can be called here: workers elsewhere run them, and this run only collects. */
   callsElsewhere: boolean;
-  /** The file's rows, its first record already read (a bad file stopped before this). */
-  items: AsyncIterable<ReadItem>;
+  /** --compare's models (the batch's, on a resume), and what its fan-out met in the file so far. */
+  compare: { models: string[]; tally: CompareTally } | undefined;
+  /** The file's rows (under --compare, one per record and model), its first record already read (a bad file stopped before this). */
+  items: AsyncIterable<QueueItem>;
   /** What the rows read so far go to (their own model, arm, the pinned model, or auto): all of them once `items` is read to its end. */
   answering: ReadonlySet<string>;
   /** The rows read so far whose own max_tokens is above their model's max_output_tokens: its note, said once the file is read. */
@@ -89,7 +92,7 @@ export async function prepareBatch(batchId: string, options: RunOptions, session
   const keysElsewhere = await keysHeldElsewhere(session, config);
   const settings = chooseRunSettings(options, existing, config, resolved.builtIn, storedConfig, say);
   const callsElsewhere = refuseWhatCannotRun(config, resolved.builtIn, settings.model, options, keysElsewhere, host);
-  const pinned = settings.abSplit ? settings.abSplit.map((arm) => arm.model) : settings.model ? [settings.model] : undefined;
+  const pinned = settings.compare ?? (settings.abSplit ? settings.abSplit.map((arm) => arm.model) : settings.model ? [settings.model] : undefined);
   await refuseSpentMonth(session, config, pinned, say);
   // After the refusals: a warning that a key is missing says nothing more when the run stops for it.
   warnAboutConfig(config, pinned, isBudgeted(options, existing, config), options.detach === true, keysElsewhere, say);
@@ -104,7 +107,9 @@ export async function prepareBatch(batchId: string, options: RunOptions, session
     answering.see(target.name);
     capped.add(firstModel(target, config), row.max_tokens);
   };
-  const items = await checkedRows(settings.inputPath, rules, config, position, held, { first: (first) => sayNoReferenceField(config, first, say), each });
+  const compare = settings.compare && { models: settings.compare, tally: noneCompared() };
+  const fanOut = compare && ((item: ReadItem) => fanOutItem(item, compare.models, compare.tally));
+  const items = await checkedRows(settings.inputPath, rules, config, position, held, { first: (first) => sayNoReferenceField(config, first, say), each }, fanOut);
   for (const note of [lookalikeColumnsText(position.csvLookalikeColumns), requestFieldColumnsText(position.csvRequestFieldColumns)]) if (note) say(note);
 
   const { outDir, startedAt } = await saveBatch(batchId, options, existing, session, { config: savedConfig, builtIn: resolved.builtIn, judgeModel, cacheOff, settings, position });
@@ -118,6 +123,7 @@ export async function prepareBatch(batchId: string, options: RunOptions, session
     builtIn: resolved.builtIn,
     model: settings.model,
     abSplit: settings.abSplit,
+    compare,
     concurrency: settings.concurrency ?? config.concurrency,
     callsElsewhere,
     items,
@@ -130,22 +136,34 @@ export async function prepareBatch(batchId: string, options: RunOptions, session
 }
 
 /**
- * Pulls the first record now, so a bad file (no prompt column, empty) stops before anything is
- * enqueued; its first row goes to `onRow.first`, and every row, as it is read, to `onRow.each`. The
+ * Pulls the first record now, so a bad file (no prompt column, empty, a record --compare cannot
+ * put to its models) stops before anything is enqueued; its first row goes to `onRow.first`, and
+ * every row, as it is read (and made into `fanOut`'s rows, under --compare), to `onRow.each`. The
  * reader goes into `held`: a run that ends before reading the file to its end (a refusal after
  * this, a stop, a cancel) closes it there.
  */
-async function checkedRows(path: string, rules: Omit<RowRules, 'knownModels'>, config: SwitchyardConfig, position: ReadPosition, held: Held, onRow: { first: (row: InputRow) => void; each: (row: InputRow) => void }): Promise<AsyncIterable<ReadItem>> {
+async function checkedRows(
+  path: string,
+  rules: Omit<RowRules, 'knownModels'>,
+  config: SwitchyardConfig,
+  position: ReadPosition,
+  held: Held,
+  onRow: { first: (row: InputRow) => void; each: (row: InputRow) => void },
+  fanOut: ((item: ReadItem) => QueueItem[]) | undefined,
+): Promise<AsyncIterable<QueueItem>> {
   const iterator = readRows(path, { ...rules, knownModels: new Set(answerableNames(config)) }, position)[Symbol.asyncIterator]();
   held.reader = iterator;
   const first = await iterator.next();
+  const firstItems = first.done ? [] : fanOut ? fanOut(first.value) : [first.value];
   if (!first.done && first.value.kind === 'row') onRow.first(first.value.value);
   return {
     async *[Symbol.asyncIterator]() {
       if (first.done) return;
       for (let next: IteratorResult<ReadItem> = first; !next.done; next = await iterator.next()) {
-        if (next.value.kind === 'row') onRow.each(next.value.value);
-        yield next.value;
+        for (const item of next === first ? firstItems : fanOut ? fanOut(next.value) : [next.value]) {
+          if (item.kind === 'row') onRow.each(item.value);
+          yield item;
+        }
       }
     },
   };
@@ -207,6 +225,7 @@ async function saveBatch(batchId: string, options: RunOptions, existing: BatchMe
     ...(settings.model ? { model_override: settings.model } : {}),
     ...(settings.abSplit ? { ab_split: settings.abSplit } : {}),
     ...abSplitsBefore(existing, settings.abSplit),
+    ...(settings.compare ? { compare: settings.compare } : {}),
     ...(record.judgeModel ? { judge_model: record.judgeModel } : {}),
     ...(record.cacheOff ? { cache_off: true } : {}),
     ...(settings.budgetUsd !== undefined ? { budget_usd: settings.budgetUsd } : {}),

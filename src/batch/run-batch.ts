@@ -12,6 +12,7 @@ import { checkInputFile } from '../input/read-rows.ts';
 import type { InputRow } from '../input/row.ts';
 import { carriedProgressFits, type CarriedTarget } from '../execution/carried-progress.ts';
 import { rowTarget } from '../routing/row-target.ts';
+import { comparedText } from '../routing/compare-fan-out.ts';
 import type { BatchProgress } from '../queue/batch-state.ts';
 import { batchIdRule, isValidBatchId, newBatchId } from '../queue/keys.ts';
 import { enqueueBatch, type EnqueueCounts } from '../queue/producer.ts';
@@ -46,6 +47,8 @@ export interface RunOptions {
   route?: string;
   /** A/B split: "a,b" or "a=0.8,b=0.2"; rows that name no model go to one by a hash of their id. */
   ab?: string;
+  /** "a,b[,c...]": every row that names no model is put to each of these models, one row per model (compare-fan-out.ts). */
+  compare?: string;
   /** USD cap for this batch (config budget.batch_usd otherwise). */
   budget?: number;
   /** A model that scores every answer (config judge.model otherwise). */
@@ -202,9 +205,11 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     if (batch.rescoreWith) await carryAnswersForJudge(session.store, batchId, outputPaths(outDir).results, batch.rescoreWith.model, batch.rescoreWith.all);
     const counts = await queueRows(batch, context, underway, callSlots);
     if (counts.stopped) return await endStoppedWhileReading(batch, context, underway);
-    const fileRead = () => session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}) });
+    const compared = batch.compare && { compare_prompts: batch.compare.tally.prompts };
+    const fileRead = () => session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}), ...compared });
     await whileRedisRefuses('queueing the file', fileRead, session.refusals);
     say(readText(counts, worker ? concurrency : batch.callsElsewhere ? 'elsewhere' : null));
+    if (batch.compare) for (const line of comparedText(batch.compare.models, batch.compare.tally)) say(line);
     for (const note of [unsentBodyFieldsText(counts.unsentBodyFields), unsentRequestFieldsText(batch.position.unsentRequestFields), batch.capped.text()]) if (note) say(note);
     // Once the rows are known: a row's own model may send it to the judge, or keep every row from a route that does.
     sayJudgeAnswersToo(config, batch.answering, say);

@@ -9,6 +9,7 @@ import { noBatchMessage, type Session } from '../queue/session.ts';
 import { AB_BESIDE_PINNED, autoArmUnroutedNote, formatAbSplit, parseAbSplit, type AbArm } from '../routing/ab-split.ts';
 import { AUTO_ROUTE, pinnedModel } from '../routing/pinned-model.ts';
 import { mayAnswer } from '../routing/may-answer.ts';
+import { chooseCompareModels, modelListText } from '../routing/compare-models.ts';
 import type { Simulator } from '../sim/server.ts';
 import { formatUsd, nanosToUsd } from '../models/pricing.ts';
 import { withJudge } from '../judge/judge-override.ts';
@@ -98,6 +99,8 @@ export interface RunSettings {
   /** Where every row that names no model goes (--model, or --route with a model name). */
   model: string | undefined;
   abSplit: AbArm[] | undefined;
+  /** --compare's models, or the batch's on a resume: every row that names no model goes to each. */
+  compare: string[] | undefined;
   budgetUsd: number | undefined;
   /** `budgetUsd` is the config's budget.batch_usd (no --budget, now or before). */
   budgetFromConfig: boolean;
@@ -107,19 +110,22 @@ export interface RunSettings {
 
 export const NO_INPUT_FILE = 'no input file: give one, e.g. "switchyard run prompts.csv"';
 
-/** The run's settings; refuses a run with no input file or with --ab beside a pinned model, and says what its A/B split or pinned model means for its rows. */
+/** The run's settings; refuses a run with no input file, with --ab beside a pinned model or --compare beside either, and says what its A/B split, comparison or pinned model means for its rows. */
 export function chooseRunSettings(options: RunOptions, existing: BatchMeta | null, config: SwitchyardConfig, builtIn: boolean, storedConfig: SwitchyardConfig | null, say: (line: string) => void): RunSettings {
   const file = options.file ?? existing?.input;
   if (!file) throw new UsageError(NO_INPUT_FILE);
   const inputPath = resolve(file);
   const promptColumn = options.promptColumn ?? existing?.prompt_column ?? 'prompt';
-  const { model, abSplit } = chooseRowModels(options, existing, config, builtIn);
-  sayAbSplitNotes(options, existing, config, model, abSplit, say);
+  const compare = chooseCompareModels(options, existing && { id: existing.batch_id, compare: existing.compare }, answerableNames(config), builtIn);
+  // A comparison pins each row's copies to their models: no split, no pinned model.
+  const { model, abSplit } = compare ? { model: undefined, abSplit: undefined } : chooseRowModels(options, existing, config, builtIn);
+  if (compare) say(`Comparison: each row that names no model is put to ${modelListText(compare)}, one row for each (numbered as if the file held each record once per model).`);
+  else sayAbSplitNotes(options, existing, config, model, abSplit, say);
   const budget = chooseBudget(options, existing, config);
   sayBudgetStillSpent(existing, budget.usd, config, storedConfig, say);
   // A resume goes on at the pace the batch was given (a provider's limits may be why it was low).
   const concurrency = options.concurrency ?? existing?.concurrency;
-  return { inputPath, promptColumn, model, abSplit, budgetUsd: budget.usd, budgetFromConfig: budget.fromConfig, concurrency };
+  return { inputPath, promptColumn, model, abSplit, compare, budgetUsd: budget.usd, budgetFromConfig: budget.fromConfig, concurrency };
 }
 
 /**

@@ -15,6 +15,8 @@ import { readRows } from '../input/read-rows.ts';
 import { callCostNanos, formatUsd, nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import { AB_BESIDE_PINNED, autoArmUnroutedNote, formatAbSplit, parseAbSplit } from '../routing/ab-split.ts';
 import { rowTarget } from '../routing/row-target.ts';
+import { comparedText, fanOutItem, noneCompared } from '../routing/compare-fan-out.ts';
+import { parseCompareModels, refuseCompareBesideOneModel } from '../routing/compare-models.ts';
 import { AUTO_ROUTE, pinnedModel, refuseUnknownPinned } from '../routing/pinned-model.ts';
 import { maxTokensOfRow, noModelMessage, planRoute } from '../routing/route-plan.ts';
 import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
@@ -31,6 +33,7 @@ export interface DryRunOptions {
   model?: string;
   route?: string;
   ab?: string;
+  compare?: string;
   judge?: string;
   promptColumn?: string;
   budget?: number;
@@ -80,10 +83,13 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   if (!options.config) say('No --config given: estimating with the built-in models (a run would start their simulator; a dry run starts none and calls nothing).');
   const builtIn = !options.config;
   const config = options.judge ? withJudge(loaded, options.judge, builtIn) : loaded;
+  refuseCompareBesideOneModel(options);
   const pinned = pinnedModel(options);
   refuseUnknownPinned(pinned, answerableNames(config), builtIn);
   if (options.ab && pinned) throw new UsageError(AB_BESIDE_PINNED);
   const abSplit = options.ab ? parseAbSplit(options.ab, answerableNames(config), builtIn) : undefined;
+  const compare = options.compare !== undefined ? parseCompareModels(options.compare, answerableNames(config), builtIn) : undefined;
+  const compareTally = noneCompared();
   const rules = compileTaskRules(config.routing);
   const byModel = new Map<string, Tally>();
   const byTask = new Map<string, Tally>();
@@ -107,63 +113,69 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   };
 
   const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
-  for await (const item of readRows(resolve(options.file), { promptColumn: options.promptColumn ?? 'prompt', knownModels: new Set(answerableNames(config)) }, position)) {
-    if (item.kind === 'error') {
-      invalid++;
-      countInvalidRow(invalidByCode, item.value);
-      continue;
-    }
-    const row = item.value;
-    if (row.custom_id !== undefined) countUnsentBodyFields(unsentBodyFields, row.metadata['body_extra']);
-    const { text, chars } = classificationInput(row.messages);
-    const { taskType, reason } = classifyByRules(text, rules, chars);
-    const { maxTokens, maxTokensFrom } = maxTokensOfRow(row, config);
-    const { abArm, ensemble } = rowTarget(row, config, abSplit, pinned);
-    // The request fields sent beside the prompt are read as prompt too: a structured output's JSON schema is billed so.
-    // Counted only where the route plan has not (it counts them with the prompt when a context window asks it to).
-    const fieldTokens = () => countTextTokens(requestFieldsText(row.params));
-    const judgeCall = (answerTokens: number) => {
-      if (!config.judge) return;
-      const judged = judgeCallTally(config, config.judge, row, answerTokens);
-      add(byModel, `${config.judge.model} (judge)`, judged);
-      for (const field of CALL_FIELDS) total[field] += judged[field];
-      unpricedJudgeCalls += judged.unpriced;
-    };
-    if (ensemble) {
-      // Each member on the first of its models (its own, then its fallbacks) that can hold the prompt, as the run would.
-      const members: string[] = [];
-      for (const model of ensemble.config.members) {
-        const first = (await pinnedCallProgress(config, { model, messages: row.messages, params: row.params, maxTokens, maxTokensFrom, reason: 'dry run', notTo: ensemble.config.members }, countHere)).plan?.chain[0];
-        if (first !== undefined) members.push(first);
-      }
-      const needed = ensemble.config.min_answers ?? DEFAULT_MIN_ANSWERS;
-      if (members.length < needed) {
-        noFit(row, `ensemble "${ensemble.name}": ${members.length} of ${ensemble.config.members.length} members can take this prompt, ${needed} needed`);
+  for await (const read of readRows(resolve(options.file), { promptColumn: options.promptColumn ?? 'prompt', knownModels: new Set(answerableNames(config)) }, position)) {
+    // Under --compare, a record is a row per model (a vacant number is no row), as the run queues it.
+    for (const item of compare ? fanOutItem(read, compare, compareTally) : [read]) {
+      if (item.kind === 'vacant') continue;
+      if (item.kind === 'error') {
+        invalid++;
+        countInvalidRow(invalidByCode, item.value);
         continue;
       }
-      const synthesisMaxTokens = ensemble.config.synthesis_max_tokens ?? maxTokens;
-      const rowTally = ensembleRowTally(config, members, ensemble.config.synthesizer, countMessageTokens(row.messages) + fieldTokens(), maxTokens, synthesisMaxTokens);
-      add(byModel, `${ensemble.name} (ensemble)`, rowTally);
-      // Labelled by the rules, as the run records it (results.jsonl's task_type, the report's task-type table).
-      add(byTask, taskType, rowTally);
-      if (abArm !== undefined) add(byArm, abArm, rowTally);
+      const row = item.value;
+      if (row.custom_id !== undefined) countUnsentBodyFields(unsentBodyFields, row.metadata['body_extra']);
+      const { text, chars } = classificationInput(row.messages);
+      const { taskType, reason } = classifyByRules(text, rules, chars);
+      const { maxTokens, maxTokensFrom } = maxTokensOfRow(row, config);
+      const { abArm, ensemble } = rowTarget(row, config, abSplit, pinned);
+      // A compared copy's arm is its model, for the table per compared model.
+      const arm = abArm ?? (compare && read.kind === 'row' && read.value.model === undefined ? row.model : undefined);
+      // The request fields sent beside the prompt are read as prompt too: a structured output's JSON schema is billed so.
+      // Counted only where the route plan has not (it counts them with the prompt when a context window asks it to).
+      const fieldTokens = () => countTextTokens(requestFieldsText(row.params));
+      const judgeCall = (answerTokens: number) => {
+        if (!config.judge) return;
+        const judged = judgeCallTally(config, config.judge, row, answerTokens);
+        add(byModel, `${config.judge.model} (judge)`, judged);
+        for (const field of CALL_FIELDS) total[field] += judged[field];
+        unpricedJudgeCalls += judged.unpriced;
+      };
+      if (ensemble) {
+        // Each member on the first of its models (its own, then its fallbacks) that can hold the prompt, as the run would.
+        const members: string[] = [];
+        for (const model of ensemble.config.members) {
+          const first = (await pinnedCallProgress(config, { model, messages: row.messages, params: row.params, maxTokens, maxTokensFrom, reason: 'dry run', notTo: ensemble.config.members }, countHere)).plan?.chain[0];
+          if (first !== undefined) members.push(first);
+        }
+        const needed = ensemble.config.min_answers ?? DEFAULT_MIN_ANSWERS;
+        if (members.length < needed) {
+          noFit(row, `ensemble "${ensemble.name}": ${members.length} of ${ensemble.config.members.length} members can take this prompt, ${needed} needed`);
+          continue;
+        }
+        const synthesisMaxTokens = ensemble.config.synthesis_max_tokens ?? maxTokens;
+        const rowTally = ensembleRowTally(config, members, ensemble.config.synthesizer, countMessageTokens(row.messages) + fieldTokens(), maxTokens, synthesisMaxTokens);
+        add(byModel, `${ensemble.name} (ensemble)`, rowTally);
+        // Labelled by the rules, as the run records it (results.jsonl's task_type, the report's task-type table).
+        add(byTask, taskType, rowTally);
+        if (arm !== undefined) add(byArm, arm, rowTally);
+        for (const field of Object.keys(total) as (keyof Tally)[]) total[field] += rowTally[field];
+        judgeCall(Math.min(synthesisMaxTokens, config.models[ensemble.config.synthesizer]?.max_output_tokens ?? synthesisMaxTokens));
+        continue;
+      }
+      const plan = planRoute({ messages: row.messages, params: row.params, rowModel: row.model, abArm, pinnedModel: pinned, maxTokens, maxTokensFrom, taskType, routeReason: reason }, config, countPromptTokens);
+      const model = plan.chain[0];
+      if (!model) {
+        noFit(row, noModelMessage(plan));
+        continue;
+      }
+      capped.add(model, row.max_tokens);
+      const rowTally = callTally(config, model, plan.promptTokensCounted ? plan.promptTokens : countMessageTokens(row.messages) + fieldTokens(), maxTokens);
+      add(byModel, model, rowTally);
+      add(byTask, plan.taskType, rowTally);
+      if (arm !== undefined) add(byArm, arm, rowTally);
       for (const field of Object.keys(total) as (keyof Tally)[]) total[field] += rowTally[field];
-      judgeCall(Math.min(synthesisMaxTokens, config.models[ensemble.config.synthesizer]?.max_output_tokens ?? synthesisMaxTokens));
-      continue;
+      judgeCall(rowTally.maxOutputTokens);
     }
-    const plan = planRoute({ messages: row.messages, params: row.params, rowModel: row.model, abArm, pinnedModel: pinned, maxTokens, maxTokensFrom, taskType, routeReason: reason }, config, countPromptTokens);
-    const model = plan.chain[0];
-    if (!model) {
-      noFit(row, noModelMessage(plan));
-      continue;
-    }
-    capped.add(model, row.max_tokens);
-    const rowTally = callTally(config, model, plan.promptTokensCounted ? plan.promptTokens : countMessageTokens(row.messages) + fieldTokens(), maxTokens);
-    add(byModel, model, rowTally);
-    add(byTask, plan.taskType, rowTally);
-    if (abArm !== undefined) add(byArm, abArm, rowTally);
-    for (const field of Object.keys(total) as (keyof Tally)[]) total[field] += rowTally[field];
-    judgeCall(rowTally.maxOutputTokens);
   }
 
   say(`Dry run of ${options.file}: no model was called.`);
@@ -172,6 +184,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
     say(`Warning: ${notSet(key)} here: calls to ${models.join(', ')} would fail with missing_api_key (a run stops before calling anything when no model its rows may use has its key, here or on a worker on its Redis).`);
   }
   if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id.`);
+  if (compare) for (const line of comparedText(compare, compareTally)) say(line);
   const unrouted = autoArmUnroutedNote(abSplit, config);
   if (unrouted) say(unrouted);
   say(`${counted(total.rows, 'row')} routed, ${formatCount(invalid)} invalid (they would go to errors.jsonl), ${formatCount(unroutable)} with no model that fits.`);
@@ -192,7 +205,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   printTable('Task type', byTask, say);
   say('');
   if (byArm.size > 0) {
-    printTable('A/B arm', byArm, say);
+    printTable(compare ? 'Compared model' : 'A/B arm', byArm, say);
     say('');
   }
   const judged = !config.judge ? '' : unpricedJudgeCalls > 0 ? `; the ${config.judge.model} judge has no price: its calls are not in it` : `; a ${config.judge.model} judge call per row included`;
@@ -202,8 +215,8 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   if (budgetUsd !== undefined && nanosToUsd(total.costNanos) > budgetUsd) {
     say(`Budget: the batch budget of ${formatUsd(budgetUsd)} is below this estimate; the calls stop where it runs out (answers are usually shorter than max_tokens), and the rows left end budget_exceeded.`);
   }
-  const monthRefused = await checkMonth(options.cache === false ? withoutAnswerCache(config) : config, abSplit ? abSplit.map((arm) => arm.model) : pinned ? [pinned] : undefined, total.costNanos, say);
-  const routesByTaskType = !abSplit || abSplit.some((arm) => arm.model === AUTO_ROUTE);
+  const monthRefused = await checkMonth(options.cache === false ? withoutAnswerCache(config) : config, compare ?? (abSplit ? abSplit.map((arm) => arm.model) : pinned ? [pinned] : undefined), total.costNanos, say);
+  const routesByTaskType = !compare && (!abSplit || abSplit.some((arm) => arm.model === AUTO_ROUTE));
   if (config.routing?.classifier === 'llm' && routesByTaskType) say(`Note: routing uses the rules here; the LLM classifier would add one cheap call per row routed by task type${abSplit ? ` (the arm ${AUTO_ROUTE}'s rows)` : ''}, not in these estimates.`);
   if (config.cache && options.cache !== false) say('Note: the answer cache is on (cache in the config): rows whose request was answered before, in any batch on this Redis and key prefix, are not called; the estimate counts every row as called.');
   // As run would stop: no model the rows may use has its key here (a worker elsewhere with it is not known here).

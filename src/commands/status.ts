@@ -187,6 +187,7 @@ function runChoices(meta: BatchMeta, overApi: boolean): string[] {
   const choices = [
     ...(meta.model_override ? [`rows that name no model go to ${meta.model_override} (--model)`] : []),
     ...(meta.ab_split ? [`A/B split ${formatAbSplit(meta.ab_split)} (--ab)`] : []),
+    ...(meta.compare ? [`rows that name no model go to each of ${meta.compare.join(', ')} (--compare)`] : []),
     ...(meta.ab_splits_before ? [`rows answered before kept their arms of ${meta.ab_splits_before.map(formatAbSplit).join(', then ')}`] : []),
     ...(meta.judge_model ? [`answers scored by ${meta.judge_model} (--judge)`] : []),
   ];

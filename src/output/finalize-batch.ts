@@ -65,10 +65,14 @@ export function budgetStop(meta: Pick<BatchMeta, 'month_cap_refused'>): 'batch' 
   return meta.month_cap_refused === true ? 'month' : 'batch';
 }
 
-/** The batch's A/B split, and the splits its rows were answered under before a resume changed it, which the tally cannot know. */
-function addSplits(report: Report, meta: Pick<BatchMeta, 'ab_split' | 'ab_splits_before'>): void {
+/**
+ * What the batch's rows were sent by that the tally cannot know: its A/B split, and the splits its
+ * rows were answered under before a resume changed it; or the models it compares, over how many prompts.
+ */
+function addModelChoices(report: Report, meta: Pick<BatchMeta, 'ab_split' | 'ab_splits_before' | 'compare' | 'compare_prompts'>): void {
   if (meta.ab_split) report.ab_split = meta.ab_split;
   if (meta.ab_splits_before) report.ab_splits_before = meta.ab_splits_before;
+  if (meta.compare) report.compare = { models: meta.compare, prompts: meta.compare_prompts ?? null };
 }
 
 /**
@@ -108,7 +112,7 @@ async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number
   const finishedAt = lastRow !== null && lastRow < now && lastRow > options.startedAt ? lastRow : now;
   const report = tally.build({ batchId: meta.batch_id, startedAt: options.startedAt, finishedAt }, meta.invalid_codes, null);
   report.totals.unfinished_rows = rowsLeft(report.totals.rows);
-  addSplits(report, meta);
+  addModelChoices(report, meta);
   writeReport(report, options.outDir, options.resumeHint);
   return { report, finishedAt };
 }
@@ -197,7 +201,7 @@ export async function rewriteMissingOutputs(options: Omit<FinalizeOptions, 'coll
     const startedAt = new Date(meta.started_at ?? meta.created_at);
     const tally = await tallyFromFiles(paths, options.baseline, startedAt, options.outputCaps);
     const report = tally.build({ batchId: meta.batch_id, startedAt, finishedAt: new Date(meta.finished_at ?? Date.now()) }, meta.invalid_codes, 0);
-    addSplits(report, meta); // as the run wrote it
+    addModelChoices(report, meta); // as the run wrote it
     writeReport(report, options.outDir);
     rewritten.push(basename(paths.reportJson), basename(paths.reportMd));
   } else if (written && missing(paths.reportMd)) {

@@ -245,6 +245,11 @@ export interface Report {
   ab_split?: Array<{ model: string; weight: number }>;
   /** The splits earlier runs of the batch ran under, oldest first, when a resume changed or dropped it (their rows keep their arms). */
   ab_splits_before?: Array<Array<{ model: string; weight: number }>>;
+  /**
+   * The models the batch compares (`--compare`), in order, and the prompts put to each (null while
+   * the file was not read to its end): `prompts` × the models' count rows. Absent without one.
+   */
+  compare?: { models: string[]; prompts: number | null };
   extra_calls: ExtraCallsReport;
   cache: CacheReport;
   /** Present when rows were judged (config `judge`). */

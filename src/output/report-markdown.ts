@@ -14,6 +14,7 @@ import {
   armCost,
   bothCounted,
   classifierDecidedText,
+  compareText,
   extraCost,
   formatCost,
   formatDifference,
@@ -115,6 +116,7 @@ function overviewBullets(report: Report, resume: string): string[] {
       (totals.invalid_rows > 0 ? `; ${counted(totals.invalid_rows, 'invalid input row')} not run (errors.jsonl)` : '') +
       (unfinished ? `; ${unfinished}: the run stopped early, and ${resume} finishes the batch` : '') +
       (!unfinished && totals.failed > 0 ? `; ${resume} runs the failed rows again (once what their errors say is fixed, if it needs fixing: see Errors)` : ''),
+    ...bullet('Comparison: ', compareText(report)),
     `- Calls: ${count(totals.calls)} (${count(totals.failed_calls)} failed), retries and fallbacks included`,
     `- Tokens: ${count(totals.input_tokens)} in, ${count(totals.output_tokens)} out`,
     `- Cost: ${formatUsd(totals.cost_usd)}, the sum of costs.jsonl`,

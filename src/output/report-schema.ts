@@ -87,6 +87,7 @@ export const reportSchema: z.ZodType<Report> = z.object({
   ab_arms: z.record(z.string(), z.object({ ...rowFigures, cost_usd: usd, unpriced_calls: count, cost_per_answer_usd: usd.nullable(), answered_by: counts })),
   ab_split: abSplit.optional(),
   ab_splits_before: z.array(abSplit).optional(),
+  compare: z.object({ models: z.array(z.string()).min(2), prompts: count.nullable() }).optional(),
   extra_calls: z.object({
     retry_calls: count,
     retry_cost_usd: usd,

@@ -13,6 +13,7 @@ import {
   armCost,
   bothCounted,
   classifierDecidedText,
+  compareText,
   extraCost,
   formatCost,
   formatDifference,
@@ -98,8 +99,10 @@ function clearness(pair: PairedComparison): number {
 /** A short terminal summary: aligned label/value lines, then one aligned line per model. */
 export function renderSummaryLines(report: Report): string[] {
   const { totals } = report;
+  const compared = compareText(report);
   const pairs: Array<[string, string]> = [
     ['Rows', rowsText(totals)],
+    ...(compared ? [['Compared', compared] as [string, string]] : []),
     ['Time', [timeAndRate(totals), formatClockSpan(report.started_at, report.finished_at)].filter(Boolean).join(', ')],
     ['Calls', `${count(totals.calls)}, ${count(totals.failed_calls)} failed${failedCallCodes(report.call_errors)}`],
     ...failedCallExamples(report),

@@ -26,6 +26,15 @@ function formatRate(rowsPerSecond: number | null): string {
   return `${formatCount(rowsPerSecond, digits)} rows/s`;
 }
 
+/** "5 prompts, each put to all 2 models (a, b): 10 rows": a comparison's size (--compare); null without one. */
+export function compareText(report: Report): string | null {
+  const compare = report.compare;
+  if (!compare) return null;
+  const models = `${compare.models.length} models (${compare.models.join(', ')})`;
+  if (compare.prompts === null) return `each prompt put to all ${models}`;
+  return `${counted(compare.prompts, 'prompt')}, each put to all ${models}: ${counted(compare.prompts * compare.models.length, 'row')}`;
+}
+
 /** Cost with a note for calls that had no price (and are therefore not in the sum). */
 export function formatCost(costUsd: number, unpricedCalls: number, calls: number): string {
   if (calls > 0 && unpricedCalls === calls) return formatUsd(null);

@@ -48,6 +48,10 @@ const batchMetaSchema = z.object({
   ab_split: z.preprocess(parseJsonText, z.array(z.object({ model: z.string(), weight: z.number().positive() })).min(2)).optional(),
   /** The splits earlier runs of the batch ran under, oldest first, when a resume changed or dropped it: their rows keep their arms (JSON in the hash). */
   ab_splits_before: z.preprocess(parseJsonText, z.array(z.array(z.object({ model: z.string(), weight: z.number().positive() })).min(2))).optional(),
+  /** --compare: every row that names no model is put to each of these, one row per model (compare-fan-out.ts); kept as it is by every run of the batch (JSON in the hash). */
+  compare: z.preprocess(parseJsonText, z.array(z.string()).min(2)).optional(),
+  /** The records the last run that read the whole file put to every compared model. */
+  compare_prompts: z.coerce.number().int().nonnegative().optional(),
   /** --judge: the model that scores every answer, kept for a resume as --ab is. */
   judge_model: z.string().optional(),
   /** --no-cache: the batch neither takes nor keeps answers in the config's answer cache; a resume keeps it until --cache. */

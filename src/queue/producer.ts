@@ -2,7 +2,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Queue } from 'bullmq';
 import { UsageError } from '../errors.ts';
-import { countInvalidRow, type InputRow, type InvalidRowCounts, type ReadItem, type ReadPosition, type RowError } from '../input/row.ts';
+import { countInvalidRow, type InputRow, type InvalidRowCounts, type QueueItem, type ReadPosition, type RowError } from '../input/row.ts';
 import type { PromptJob } from '../../jobs/prompt.ts';
 import type { RowProgress } from '../execution/row-progress.ts';
 import type { BatchStore } from './batch-state.ts';
@@ -21,7 +21,7 @@ export interface EnqueueOptions {
   queue: Queue;
   store: BatchStore;
   batchId: string;
-  items: AsyncIterable<ReadItem>;
+  items: AsyncIterable<QueueItem>;
   /** errors.jsonl: one line per row that could not become a job. */
   errorsPath: string;
   chunkSize: number;
@@ -147,6 +147,11 @@ export async function enqueueBatch(options: EnqueueOptions): Promise<EnqueueCoun
         return counts;
       }
       lastRow = item.value.row;
+      // A number --compare leaves empty: withdrawn on a resume, as an invalid row's is.
+      if (item.kind === 'vacant') {
+        await invalidNow.add(item.value.row);
+        continue;
+      }
       if (item.kind === 'error') {
         await recordInvalidRow(item.value, counts, errors);
         if (!kindSaved && counts.openAiBatchRows > 0) await saveKind();
