@@ -44,13 +44,16 @@ export function fanOutItem(item: ReadItem, models: readonly string[], tally: Com
     );
   }
   const at = (k: number) => compareRowNumber(record.row, k, models.length);
-  const vacant = (): QueueItem[] => models.slice(1).map((_model, i) => ({ kind: 'vacant', value: { row: at(i + 2) } }));
-  if (item.kind === 'error') return [{ kind: 'error', value: { ...item.value, row: at(1) } }, ...vacant()];
+  // The record as one row at its k-th number, the others vacant.
+  const alone = (k: number, one: QueueItem): QueueItem[] => models.map((_model, i) => (i + 1 === k ? one : { kind: 'vacant', value: { row: at(i + 1) } }));
+  if (item.kind === 'error') return alone(1, { kind: 'error', value: { ...item.value, row: at(1) } });
   const row = item.value;
   if (row.model !== undefined) {
     tally.ownModel++;
     tally.firstOwnModelLine ??= row.line;
-    return [{ kind: 'row', value: { ...row, row: at(1) } }, ...vacant()];
+    // A compared model's own number, so its answer is kept should the model column be cleared later.
+    const k = models.indexOf(row.model) + 1 || 1;
+    return alone(k, { kind: 'row', value: { ...row, row: at(k) } });
   }
   tally.prompts++;
   return models.map((model, i) => ({ kind: 'row', value: { ...row, row: at(i + 1), model } }));

@@ -36,14 +36,18 @@ describe('--compare fan-out', () => {
     expect(tally).toEqual({ prompts: 1, ownModel: 0, firstOwnModelLine: null });
   });
 
-  it('keeps a record that names its own model as one row, at its first number, the others vacant', () => {
+  it("keeps a record that names its own model as one row, at that model's number (its first for another model), the others vacant", () => {
     const tally = noneCompared();
     expect(shape(fanOutItem(row(3, { model: 'pro' }), MODELS, tally))).toEqual([
-      ['row', 7, 'pro'],
-      ['vacant', 8, null],
+      ['vacant', 7, null],
+      ['row', 8, 'pro'],
       ['vacant', 9, null],
     ]);
-    fanOutItem(row(4, { model: 'flash' }), MODELS, tally);
+    expect(shape(fanOutItem(row(4, { model: 'council' }), MODELS, tally))).toEqual([
+      ['row', 10, 'council'],
+      ['vacant', 11, null],
+      ['vacant', 12, null],
+    ]);
     expect(tally).toEqual({ prompts: 0, ownModel: 2, firstOwnModelLine: 4 });
     expect(comparedText(MODELS, tally)[1]).toBe(
       'Note: 2 records name their own model (the first on line 4): answered by it alone, once, and not compared, as --model and --ab leave such rows. Clear the model column (or field) to put them to every compared model.',

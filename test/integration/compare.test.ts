@@ -1,0 +1,164 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { CallRecord, RowResult } from '../../src/output/records.ts';
+import type { Report } from '../../src/output/report-json.ts';
+import type { RowError } from '../../src/input/row.ts';
+import { runCli, spawnCli, waitFor } from '../helpers/cli.ts';
+import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
+import { useSimulatorAndRedis } from '../helpers/harness.ts';
+
+const nanos = (usd: number) => Math.round(usd * 1e9);
+
+describe('run --compare: every prompt put to every named model', () => {
+  const h = useSimulatorAndRedis('compare', { latency_ms: 20, latency_jitter_ms: 5, seed: 5 });
+
+  it('answers each record by each model, in order, the ids paired; the judge compares them pairwise, and the costs add up', async () => {
+    const dir = await tempDir('compare');
+    const config = await writeSimConfig(dir, h.sim.url, {}, ['fast', 'slow', 'judge']);
+    // Record 4 has no prompt (invalid), record 6 names its own model: each is one row, the other number of it vacant.
+    const lines = ['id,prompt,model,expected'];
+    for (let r = 1; r <= 8; r++) lines.push(`q${r},${r === 4 ? '' : `"What is ${r} + ${r}?"`},${r === 6 ? 'slow' : ''},${2 * r}`);
+    const input = join(dir, 'in.csv');
+    await writeFile(input, `${lines.join('\n')}\n`);
+    const out = join(dir, 'out');
+    const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'cmp', '--compare', 'fast,slow', '--judge', 'judge'], h.env());
+    expect(ran.code, ran.stdout + ran.stderr).toBe(1); // the invalid record
+    expect(ran.stdout).toContain('Comparison: each row that names no model is put to fast and slow, one row for each (numbered as if the file held each record once per model).');
+    expect(ran.stdout).toContain('Comparison: 6 prompts, each put to all 2 models (fast, slow): 12 rows, one per prompt and model.');
+    expect(ran.stdout).toContain('Note: 1 record names its own model (the first on line 7): answered by it alone, once, and not compared');
+    expect(ran.stdout).toMatch(/\nCompared +6 prompts, each put to all 2 models \(fast, slow\): 12 rows\n/);
+
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    // Record r's k-th model is row (r-1)*2+k; record 4's rows are none, record 6's is slow's row 12 alone.
+    const expected = [1, 2, 3, 5, 7, 8].flatMap((r) => [{ row: 2 * r - 1, id: `q${r}`, model: 'fast' }, { row: 2 * r, id: `q${r}`, model: 'slow' }]);
+    expected.splice(8, 0, { row: 12, id: 'q6', model: 'slow' });
+    expect(results.map((r) => ({ row: r.row, id: r.id, model: r.model }))).toEqual(expected);
+    expect(results.every((r) => r.status === 'succeeded' && typeof r.judge?.score === 'number')).toBe(true);
+    // results.csv in the same order.
+    const csvIds = (await readFile(join(out, 'results.csv'), 'utf8')).trim().split('\n').slice(1).map((line) => line.split(',')[1]);
+    expect(csvIds).toEqual(expected.map((r) => String(r.row)));
+
+    // The invalid record is written once, with its line in the file.
+    const errors = await readJsonLines<RowError>(join(out, 'errors.jsonl'));
+    expect(errors).toEqual([expect.objectContaining({ row: 7, line: 5, id: 'q4', code: 'missing_prompt' })]);
+
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(report.compare).toEqual({ models: ['fast', 'slow'], prompts: 6 });
+    expect(report.totals).toMatchObject({ rows: 13, succeeded: 13, invalid_rows: 1 });
+    expect(report.models.fast!.rows).toBe(6);
+    expect(report.models.slow!.rows).toBe(7);
+    // Paired on the six prompts both answered (q6, answered by slow alone, pairs with nothing).
+    const scoreOf = (id: string, model: string) => results.find((r) => r.id === id && r.model === model)!.judge!.score!;
+    const differences = [1, 2, 3, 5, 7, 8].map((r) => scoreOf(`q${r}`, 'fast') - scoreOf(`q${r}`, 'slow'));
+    expect(report.judge?.paired).toEqual([
+      expect.objectContaining({ a: 'fast', b: 'slow', prompts: 6, a_better: differences.filter((d) => d > 0).length, b_better: differences.filter((d) => d < 0).length }),
+    ]);
+    const markdown = await readFile(join(out, 'report.md'), 'utf8');
+    expect(markdown).toContain('- Comparison: 6 prompts, each put to all 2 models (fast, slow): 12 rows');
+    expect(markdown).toContain('## Judge: models compared on the same prompts');
+
+    // Every call is in costs.jsonl, under its row: the answers, one per row and model, and the judge's; they sum to the report's cost.
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    expect(calls.reduce((sum, call) => sum + nanos(call.cost_usd ?? 0), 0)).toBe(nanos(report.totals.cost_usd));
+    const answered = calls.filter((c) => c.status === 'succeeded' && c.purpose !== 'judge');
+    expect(answered.map((c) => [c.row, c.model]).sort((a, b) => Number(a[0]) - Number(b[0]))).toEqual(expected.map((r) => [r.row, r.model]));
+
+    // The batch keeps its list: status says it, a resume goes on with it and pays for nothing again.
+    expect(JSON.parse((await h.redis.hget(`${h.prefix}:batch:{cmp}`, 'compare'))!)).toEqual(['fast', 'slow']);
+    expect((await runCli(['status', 'cmp'], h.env())).stdout).toContain('rows that name no model go to each of fast, slow (--compare)');
+    const again = await runCli(['run', '--resume', 'cmp'], h.env());
+    expect(again.stdout).toContain('Read 14 rows: 13 valid, 1 invalid (see errors.jsonl), 13 already done; 0 queued');
+    expect((await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).length).toBe(calls.length);
+
+    // The record given its prompt and its own model cleared: its rows join the comparison, the others are kept.
+    await writeFile(input, `${lines.join('\n').replace('q4,,', 'q4,"What is 4 + 4?",').replace('"What is 6 + 6?",slow', '"What is 6 + 6?",')}\n`);
+    const fixed = await runCli(['run', '--resume', 'cmp'], h.env());
+    expect(fixed.code, fixed.stdout + fixed.stderr).toBe(0);
+    expect(fixed.stdout).toContain('Comparison: 8 prompts, each put to all 2 models (fast, slow): 16 rows');
+    const all = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(all.map((r) => [r.row, r.id, r.model])).toEqual([1, 2, 3, 4, 5, 6, 7, 8].flatMap((r) => [[2 * r - 1, `q${r}`, 'fast'], [2 * r, `q${r}`, 'slow']]));
+    // Only the new rows were called: q4's two, q6's fast one (its slow one, row 12, is the same request as before: its answer is kept).
+    const newCalls = (await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).slice(calls.length).filter((c) => c.purpose !== 'judge' && c.status === 'succeeded');
+    expect(newCalls.map((c) => c.row).sort((a, b) => a - b)).toEqual([7, 8, 11]);
+  });
+
+  it('kill -9 mid-comparison, then --resume: every row of every model is there once, none paid twice', async () => {
+    const dir = await tempDir('compare-kill');
+    const config = await writeSimConfig(dir, h.sim.url, { queue: { lock_ms: 60_000 } });
+    const input = await writePromptsCsv(dir, 200);
+    const out = join(dir, 'out');
+    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'cmp-kill', '--compare', 'slow,fast', '--concurrency', '16'], h.env());
+    await waitFor(async () => (await h.redis.bitcount(`${h.prefix}:batch:{cmp-kill}:finished`)) >= 100, 30_000);
+    first.kill('SIGKILL');
+    await first.done;
+
+    const resumed = await runCli(['run', '--resume', 'cmp-kill'], h.env());
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+    expect(resumed.stdout).toMatch(/already done/);
+    expect(resumed.stdout).toContain('Comparison: 200 prompts, each put to all 2 models (slow, fast): 400 rows');
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    expect(results.map((r) => [r.row, r.id, r.model])).toEqual(Array.from({ length: 200 }, (_, i) => [[2 * i + 1, `r${i + 1}`, 'slow'], [2 * i + 2, `r${i + 1}`, 'fast']]).flat());
+    expect(results.every((r) => r.status === 'succeeded')).toBe(true);
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    const succeededPerRow = new Map<number, number>();
+    for (const call of calls.filter((c) => c.status === 'succeeded')) succeededPerRow.set(call.row, (succeededPerRow.get(call.row) ?? 0) + 1);
+    expect([...succeededPerRow].filter(([, n]) => n > 1)).toEqual([]);
+    expect(succeededPerRow.size).toBe(400);
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(calls.reduce((sum, call) => sum + nanos(call.cost_usd ?? 0), 0)).toBe(nanos(report.totals.cost_usd));
+  });
+
+  it('estimates each compared model in a dry run, and counts every model\'s calls against the budget', async () => {
+    const dir = await tempDir('compare-dry');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 5);
+    const dry = await runCli(['run', input, '--config', config, '--compare', 'fast,slow', '--dry-run'], h.env());
+    expect(dry.code, dry.stdout + dry.stderr).toBe(0);
+    expect(dry.stdout).toContain('Comparison: 5 prompts, each put to all 2 models (fast, slow): 10 rows, one per prompt and model.');
+    expect(dry.stdout).toContain('10 rows routed, 0 invalid');
+    expect(dry.stdout).toMatch(/\nCompared model +Rows +Input tokens/);
+    expect(dry.stdout).toMatch(/\nfast +5 /);
+    expect(dry.stdout).toMatch(/\nslow +5 /);
+
+    // A budget that holds the cheap model's five calls and not the dearer one's too: the run stops at it, whatever the order of the models.
+    const cost = (model: string) => Number(new RegExp(`\\n${model} +5 +[\\d,]+ +[\\d,]+ +\\$([\\d.]+)`).exec(dry.stdout)![1]);
+    expect(cost('slow')).toBeGreaterThan(cost('fast'));
+    const budget = await runCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--compare', 'fast,slow', '--budget', String(cost('fast') / 4)], h.env());
+    expect(budget.code).toBe(1);
+    expect(budget.stdout).toMatch(/budget_exceeded/);
+  });
+
+  it('refuses an unknown model (with the one meant), fewer than two, one named twice, auto, and --ab or --model beside it', async () => {
+    const dir = await tempDir('compare-bad');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const input = await writePromptsCsv(dir, 2);
+    const refused = async (args: string[], message: string) => {
+      const ran = await runCli(['run', input, '--config', config, ...args], h.env());
+      expect(ran.code, ran.stdout + ran.stderr).toBe(2);
+      expect(ran.stderr).toContain(message);
+    };
+    await refused(['--compare', 'fast,slwo'], '--compare: "slwo" is not in the config (did you mean "slow"?); models and ensembles: fast, slow');
+    await refused(['--compare', 'fast'], '--compare needs two models or more (models or ensembles), e.g. deepseek-v4-flash,deepseek-v4-pro (to send every row to fast, give --model fast)');
+    await refused(['--compare', 'fast,slow,fast'], '--compare: "fast" is named twice; each model is compared once');
+    await refused(['--compare', 'auto,slow'], '--compare: auto (routing by task type) is not a model to compare');
+    await refused(['--compare', 'fast,slow', '--ab', 'fast,slow'], 'give --compare alone, without --ab, --model or --route');
+    await refused(['--compare', 'fast,slow', '--model', 'fast'], 'give --compare alone, without --ab, --model or --route');
+    await refused(['--compare', 'fast,slow', '--dry-run', '--route', 'auto'], 'give --compare alone, without --ab, --model or --route');
+
+    // A batch run without --compare cannot take it up; one run with it keeps its list.
+    expect((await runCli(['run', input, '--config', config, '--out', join(dir, 'plain'), '--batch-id', 'plain'], h.env())).code).toBe(0);
+    await refused(['--batch-id', 'plain', '--compare', 'fast,slow'], 'batch plain was run without --compare, one row for each record of its file');
+    expect((await runCli(['run', input, '--config', config, '--out', join(dir, 'compared'), '--batch-id', 'compared', '--compare', 'fast,slow'], h.env())).code).toBe(0);
+    await refused(['--batch-id', 'compared', '--compare', 'slow,fast'], 'batch compared compares fast,slow (--compare fast,slow), not slow,fast');
+    await refused(['--batch-id', 'compared', '--ab', 'fast,slow'], 'batch compared compares fast,slow (--compare): --ab, --model and --route cannot go on with it');
+
+    // An OpenAI Batch file's lines are answered once per custom_id.
+    const batchFile = join(dir, 'batch.jsonl');
+    await writeFile(batchFile, `${JSON.stringify({ custom_id: 'a', method: 'POST', url: '/v1/chat/completions', body: { model: 'fast', messages: [{ role: 'user', content: 'hi' }] } })}\n`);
+    const openAi = await runCli(['run', batchFile, '--config', config, '--compare', 'fast,slow'], h.env());
+    expect(openAi.code).toBe(2);
+    expect(openAi.stderr).toContain('--compare cannot run OpenAI Batch request lines (line 1 has custom_id "a")');
+    expect(openAi.stderr).toContain('was not created');
+  });
+});
