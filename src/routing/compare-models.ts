@@ -60,7 +60,7 @@ export function chooseCompareModels(options: RowModelOptions, batch: { id: strin
     throw new UsageError(`batch ${batch.id} compares ${list} (--compare): --ab, --model and --route cannot go on with it. Leave them off to go on with the comparison, or run them in a new batch (another --batch-id, or none)`);
   }
   if (given && given.join(',') !== list) {
-    throw new UsageError(`batch ${batch.id} compares ${list} (--compare ${list}), not ${given.join(',')}: its rows' numbers say which model answers each, so the list stays as it began. Leave --compare off (or give the same list) to go on with it, or ${newBatch}`);
+    throw new UsageError(`batch ${batch.id} compares ${list}, not ${given.join(',')}: its rows' numbers say which model answers each, so the list stays as it began. Leave --compare off (or give the same list) to go on with it, or ${newBatch}`);
   }
   const gone = before.find((model) => !names.includes(model));
   if (gone !== undefined) throw new UsageError(`batch ${batch.id} compares ${list} (--compare), but "${gone}" is not in this run's config: give a config that has it (or leave --config off to use the batch's)`);

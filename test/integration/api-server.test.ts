@@ -148,6 +148,45 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(exit.stdout).toContain('[api-csv] Finished: 119 of 119 rows succeeded, 0 of them run by this post, 1 invalid row not run, ');
   });
 
+  it('takes compare= as --compare: every row put to each model, the list kept by a repost; refused beside ab= or model=, or naming an unknown model, as 400s', async () => {
+    const dir = await tempDir('api-compare');
+    const config = await writeSimConfig(dir, h.sim.url, {}, ['fast', 'slow', 'judge']);
+    const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
+    const file = 'id,prompt,expected\nc1,One plus one?,2\nc2,Two plus two?,4\n';
+    const posted = await postFile(server, '?batch_id=api-compare&compare=fast,slow&judge=judge', file);
+    expect(posted.status, JSON.stringify(posted.body)).toBe(202);
+    expect(posted.body).toMatchObject({ model: null, ab: null, compare: 'fast,slow', judge: 'judge' });
+    expect(posted.body.notes).toContain('Comparison: each row that names no model is put to fast and slow, one row for each (numbered as if the file held each record once per model).');
+    const finished = await waitUntilFinished(server, 'api-compare');
+    expect(finished.rows).toMatchObject({ total: 4, succeeded: 4 });
+    expect(finished.file_notes).toContain('Comparison: 2 prompts, each put to all 2 models (fast, slow): 4 rows, one per prompt and model.');
+    const results = (await (await fetch(`${server.url}/v1/batches/api-compare/results`)).text()).trim().split('\n').map((line) => JSON.parse(line) as RowResult);
+    expect(results.map((r) => [r.row, r.id, r.model])).toEqual([[1, 'c1', 'fast'], [2, 'c1', 'slow'], [3, 'c2', 'fast'], [4, 'c2', 'slow']]);
+    const report = (await getJson<Report>(`${server.url}/v1/batches/api-compare/report`)).body;
+    expect(report.compare).toEqual({ models: ['fast', 'slow'], prompts: 2 });
+    expect(report.judge?.paired).toEqual([expect.objectContaining({ a: 'fast', b: 'slow', prompts: 2 })]);
+    // Posted again without compare=, it goes on with its list; with another list, it is refused.
+    const again = await postFile(server, '?batch_id=api-compare', file);
+    expect(again.status).toBe(202);
+    expect(again.body).toMatchObject({ compare: 'fast,slow', resumed: true });
+    await waitUntilFinished(server, 'api-compare');
+    const otherList = await postFile(server, '?batch_id=api-compare&compare=slow,fast', file);
+    expect(otherList.status).toBe(400);
+    expect(otherList.body.error?.message).toContain('batch api-compare compares fast,slow, not slow,fast: its rows\' numbers say which model answers each, so the list stays as it began. Leave compare off (or give the same list) to go on with it, or compare in a new batch (another batch_id, or none)');
+
+    for (const [query, message] of [
+      ['?compare=fast,slow&ab=fast,slow', 'give compare alone, without ab, model or route'],
+      ['?compare=fast,slow&model=fast', 'give compare alone, without ab, model or route'],
+      ['?compare=fast,slwo', 'compare: "slwo" is not in the config (did you mean "slow"?)'],
+      ['?compare=fast', 'compare needs two models or more'],
+    ] as const) {
+      const refused = await postFile(server, query, file);
+      expect(refused.status, query).toBe(400);
+      expect(refused.body.error).toMatchObject({ code: 'invalid_input' });
+      expect(refused.body.error?.message).toContain(message);
+    }
+  });
+
   it('takes JSONL (and OpenAI Batch API lines, answering with batch_output.jsonl) or JSON rows, with the model and budget as query parameters', async () => {
     const dir = await tempDir('api-jsonl');
     const config = await writeSimConfig(dir, h.sim.url);

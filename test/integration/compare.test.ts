@@ -150,7 +150,7 @@ describe('run --compare: every prompt put to every named model', () => {
     expect((await runCli(['run', input, '--config', config, '--out', join(dir, 'plain'), '--batch-id', 'plain'], h.env())).code).toBe(0);
     await refused(['--batch-id', 'plain', '--compare', 'fast,slow'], 'batch plain was run without --compare, one row for each record of its file');
     expect((await runCli(['run', input, '--config', config, '--out', join(dir, 'compared'), '--batch-id', 'compared', '--compare', 'fast,slow'], h.env())).code).toBe(0);
-    await refused(['--batch-id', 'compared', '--compare', 'slow,fast'], 'batch compared compares fast,slow (--compare fast,slow), not slow,fast');
+    await refused(['--batch-id', 'compared', '--compare', 'slow,fast'], 'batch compared compares fast,slow, not slow,fast: its rows\' numbers say which model answers each');
     await refused(['--batch-id', 'compared', '--ab', 'fast,slow'], 'batch compared compares fast,slow (--compare): --ab, --model and --route cannot go on with it');
 
     // An OpenAI Batch file's lines are answered once per custom_id.

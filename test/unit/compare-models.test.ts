@@ -33,7 +33,7 @@ describe('--compare models', () => {
     const batch = { id: 'b1', compare: ['glm-4', 'council'] };
     expect(chooseCompareModels({}, batch, NAMES, false)).toEqual(['glm-4', 'council']);
     expect(chooseCompareModels({ compare: 'glm-4,council' }, batch, NAMES, false)).toEqual(['glm-4', 'council']);
-    expect(() => chooseCompareModels({ compare: 'council,glm-4' }, batch, NAMES, false)).toThrow("batch b1 compares glm-4,council (--compare glm-4,council), not council,glm-4: its rows' numbers say which model answers each");
+    expect(() => chooseCompareModels({ compare: 'council,glm-4' }, batch, NAMES, false)).toThrow("batch b1 compares glm-4,council, not council,glm-4: its rows' numbers say which model answers each");
     expect(() => chooseCompareModels({ model: 'glm-4' }, batch, NAMES, false)).toThrow('batch b1 compares glm-4,council (--compare): --ab, --model and --route cannot go on with it');
     expect(() => chooseCompareModels({}, batch, ['glm-4'], false)).toThrow('"council" is not in this run\'s config');
   });
