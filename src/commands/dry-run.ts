@@ -69,12 +69,12 @@ const countHere = async (messages: readonly ChatMessage[], fieldsText: string): 
 export async function runDryRun(options: DryRunOptions, say: (line: string) => void): Promise<number> {
   for (const id of [options.batchId, options.resume]) if (id !== undefined && !isValidBatchId(id)) throw new UsageError(batchIdRule('batch id', id));
   if (!options.file) {
-    const batch = options.resume ? ` (it reads no batch: give the file of ${options.resume}, and its --config, --ab or --judge)` : '';
+    const batch = options.resume ? ` (it reads no batch: give the file of ${options.resume}, and its --config, --ab, --compare or --judge)` : '';
     throw new UsageError(`--dry-run needs an input file${batch}`);
   }
   if (options.resume) {
     say(
-      `Note: --dry-run reads no batch: this estimates ${options.file} as a new batch, with the options given here, not ${options.resume}'s split, judge or config. ` +
+      `Note: --dry-run reads no batch: this estimates ${options.file} as a new batch, with the options given here, not ${options.resume}'s split, comparison, judge or config. ` +
         `A resume pays only for the rows it runs (not those that succeeded), and adding a judge only for its calls${options.judge ? ' (the Judge line below)' : ''}.`,
     );
   }

@@ -182,7 +182,7 @@ function nextText({ meta, runBy, workers, overApi = false, cancelling = false }:
   return nextLine(meta, runBy, workers, overApi);
 }
 
-/** The models a run chose for the batch (--model, --ab, --judge), and --no-cache, which its resume keeps: a line each, or none (`overApi`: said in the API's terms). */
+/** The models a run chose for the batch (--model, --ab, --compare, --judge), and --no-cache, which its resume keeps: a line each, or none (`overApi`: said in the API's terms). */
 function runChoices(meta: BatchMeta, overApi: boolean): string[] {
   const choices = [
     ...(meta.model_override ? [`rows that name no model go to ${meta.model_override} (--model)`] : []),

@@ -96,7 +96,7 @@ describe('a judge scores every answer', () => {
     // Given --resume, it says it reads no batch, rather than estimate a fresh one as if it were the resume (QA).
     const dryResume = await runCli(['run', input, '--config', config, '--dry-run', '--judge', 'judge', '--resume', 'some-batch'], h.env());
     expect(dryResume.stdout.split('\n')[0]).toBe(
-      `Note: --dry-run reads no batch: this estimates ${input} as a new batch, with the options given here, not some-batch's split, judge or config. A resume pays only for the rows it runs (not those that succeeded), and adding a judge only for its calls (the Judge line below).`,
+      `Note: --dry-run reads no batch: this estimates ${input} as a new batch, with the options given here, not some-batch's split, comparison, judge or config. A resume pays only for the rows it runs (not those that succeeded), and adding a judge only for its calls (the Judge line below).`,
     );
 
     const out = join(dir, 'out');
