@@ -54,6 +54,17 @@ function budgetName(scope: 'batch' | 'month', limitNanos: number): string {
 }
 
 /**
+ * What finishes a batch posted to the HTTP API that a budget stopped: posting its file again with
+ * its batch_id (docs/api.md), with a higher `budget` query parameter, or once the server's config
+ * allows the month more.
+ */
+function apiWayOut(scope: 'batch' | 'month', batchId: string): string {
+  return scope === 'batch'
+    ? `post the file again with batch_id=${batchId} and a higher budget (its query parameter, in USD) to finish`
+    : `the server's config needs a higher budget.monthly_usd (or wait for next month), then post the file again with batch_id=${batchId} to finish`;
+}
+
+/**
  * The row gate over Redis, shared by every worker: breaker, rpm/tpm limiter and budgets. Pieces a
  * config does not use cost no round trip (no limits, no budget). Breaker and limiter state is
  * keyed by the endpoint a model name stands for (model-endpoint.ts), not by the name alone.
@@ -117,12 +128,27 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
     return (await batchLimitNanos(true)) !== before;
   }
 
+  /**
+   * Whether the batch was posted to the HTTP API (its marker key, set before its first row is queued):
+   * its way past a budget is another POST, not a resume its client may have no shell for. Read once,
+   * at the first refusal: a batch's origin never changes (the API refuses a `run` batch's id).
+   */
+  let overApi: Promise<boolean> | null = null;
+  const postedOverApi = (): Promise<boolean> =>
+    (overApi ??= redis.exists(options.store.keys(batchId).submittedOverApi).then(
+      (count) => count === 1,
+      (error: unknown) => {
+        overApi = null; // asked again at the next refusal
+        throw error;
+      },
+    ));
+
   /** Why the budget refuses a call of `estimateNanos`: what it could cost, what is spent and held, and what to do. */
-  function refusalMessage(scope: 'batch' | 'month', limitNanos: number, spentNanos: number, heldNanos: number, estimateNanos: number): string {
+  async function refusalMessage(scope: 'batch' | 'month', limitNanos: number, spentNanos: number, heldNanos: number, estimateNanos: number): Promise<string> {
     return (
       `not run: it could cost up to ${formatUsd(nanosToUsd(estimateNanos))} and ${formatUsd(nanosToUsd(spentNanos))} of ${budgetName(scope, limitNanos)} is spent ` +
       `(${formatUsd(nanosToUsd(heldNanos))} more held by calls in flight); ` +
-      (scope === 'batch' ? 'resume with a higher --budget to finish' : 'raise budget.monthly_usd or wait for next month')
+      ((await postedOverApi()) ? apiWayOut(scope, batchId) : scope === 'batch' ? 'resume with a higher --budget to finish' : 'raise budget.monthly_usd or wait for next month')
     );
   }
 
@@ -206,7 +232,7 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
         waitNote:
           `rows wait for ${budgetName(result.scope, result.limitNanos)}: ${formatUsd(nanosToUsd(result.spentNanos))} is spent and ${formatUsd(nanosToUsd(result.reservedNanos))} held by calls in flight until they settle ` +
           `(a worker stopped mid-call leaves its holds until they lapse, within ${Math.round(holdTtlMs / 1000)} s)`,
-        message: refusalMessage(result.scope, result.limitNanos, result.spentNanos, result.reservedNanos, estimateNanos),
+        message: await refusalMessage(result.scope, result.limitNanos, result.spentNanos, result.reservedNanos, estimateNanos),
       };
     },
 
@@ -223,8 +249,8 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
           batchLimit === undefined ? null : budget.usage(batchKey),
           monthLimitNanos === undefined ? null : budget.usage(monthKey(space.prefix, new Date())),
         ]);
-        if (batch && batchLimit !== undefined && batch.spentNanos + estimateNanos > batchLimit) return { scope: 'batch', message: refusalMessage('batch', batchLimit, batch.spentNanos, batch.reservedNanos, estimateNanos) };
-        if (month && monthLimitNanos !== undefined && month.spentNanos + estimateNanos > monthLimitNanos) return { scope: 'month', message: refusalMessage('month', monthLimitNanos, month.spentNanos, month.reservedNanos, estimateNanos) };
+        if (batch && batchLimit !== undefined && batch.spentNanos + estimateNanos > batchLimit) return { scope: 'batch', message: await refusalMessage('batch', batchLimit, batch.spentNanos, batch.reservedNanos, estimateNanos) };
+        if (month && monthLimitNanos !== undefined && month.spentNanos + estimateNanos > monthLimitNanos) return { scope: 'month', message: await refusalMessage('month', monthLimitNanos, month.spentNanos, month.reservedNanos, estimateNanos) };
         return null;
       };
       let refused = await refusal();

@@ -325,6 +325,25 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(refused.body.error).toMatchObject({ code: 'invalid_parameter', message: 'query parameter "cache": expected true or false (false: the batch neither takes nor keeps cached answers)' });
   });
 
+  it('a batch its budget stopped tells its rows to be posted again with a higher budget, which finishes it (QA: they said "--budget", a flag no API client has)', async () => {
+    const dir = await tempDir('api-budget');
+    // An absurd price makes each call cost about $0.1, so a $1 budget runs out after a handful of rows.
+    const config = await writeSimConfig(dir, h.sim.url, { models: { pricey: { provider: 'sim', price: { input_per_mtok: 1000, output_per_mtok: 1000 } } }, default_model: 'pricey', max_tokens: 100 });
+    const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
+    const csv = await readFile(await writePromptsCsv(dir, 30), 'utf8');
+    expect((await postFile(server, '?batch_id=api-budget&budget=1', csv)).status).toBe(202);
+    expect((await waitUntilFinished(server, 'api-budget')).status).toBe('budget_exceeded');
+    const stopped = (await readJsonLines<RowResult>(join(dir, 'out', 'api-budget', 'results.jsonl'))).filter((r) => r.error?.code === 'budget_exceeded');
+    expect(stopped.length).toBeGreaterThan(0);
+    for (const row of stopped) expect(row.error!.message).toMatch(/ of the batch budget of \$1(\.00)? is spent \(.*\); post the file again with batch_id=api-budget and a higher budget \(its query parameter, in USD\) to finish$/);
+    const reportMd = await (await fetch(`${server.url}/v1/batches/api-budget/report?format=md`)).text();
+    expect(reportMd).toContain('post the file again with batch_id=api-budget and a higher budget (its query parameter, in USD) to finish |');
+    expect(reportMd).not.toContain('--budget');
+    // The way out the message names: the same file, a higher budget.
+    expect((await postFile(server, '?batch_id=api-budget&budget=100', csv)).status).toBe(202);
+    expect(await waitUntilFinished(server, 'api-budget')).toMatchObject({ status: 'completed', rows: { succeeded: 30, failed: 0 } });
+  });
+
   it("shows in the batch's file_notes what the run noted once the file was read, after the POST was answered (review: the judge's \"answers rows here too\" note reached no API client)", async () => {
     const dir = await tempDir('api-file-notes');
     // A few rows queued ahead of the workers: the POST is answered long before the file's end is read.

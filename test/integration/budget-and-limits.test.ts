@@ -4,7 +4,10 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.ts';
+import { createRedisRowGate } from '../../src/execution/redis-row-gate.ts';
 import { usdToNanos } from '../../src/models/pricing.ts';
+import { BatchStore } from '../../src/queue/batch-state.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report-json.ts';
 import { runCli, spawnCli } from '../helpers/cli.ts';
@@ -179,6 +182,22 @@ describe('budgets and rate limits shared through Redis', () => {
     // The first run's note that the month's cap refused it is not the resume's, which it did not refuse.
     expect(await h.redis.hget(`${h.prefix}:batch:{month}`, 'month_cap_refused')).toBeNull();
     expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).every((r) => r.status === 'succeeded')).toBe(true);
+  });
+
+  it("tells a batch posted to the HTTP API that the month's cap stopped it what the server needs and to post its file again, not what to run", async () => {
+    const config = parseConfig({ providers: { sim: { base_url: h.sim.url } }, models: { pricey: { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 1 } } }, default_model: 'pricey', budget: { monthly_usd: 1 } }, 'test');
+    const space = { prefix: h.prefix };
+    const store = new BatchStore(h.redis, space);
+    const month = new Date().toISOString().slice(0, 7);
+    await h.redis.hset(`${h.prefix}:budget:month:${month}`, 'spent', usdToNanos(1));
+    await h.redis.set(store.keys('gate-api').submittedOverApi, '1');
+    try {
+      const refusal = (batchId: string) => createRedisRowGate({ redis: h.redis, space, store, batchId, config }).budgetRefusal(usdToNanos(0.01));
+      expect(await refusal('gate-api')).toMatch(/ of the monthly budget of \$1\.00 is spent \(.*\); the server's config needs a higher budget\.monthly_usd \(or wait for next month\), then post the file again with batch_id=gate-api to finish$/);
+      expect(await refusal('gate-cli')).toMatch(/; raise budget\.monthly_usd or wait for next month$/);
+    } finally {
+      await h.redis.del(`${h.prefix}:budget:month:${month}`, store.keys('gate-api').submittedOverApi, store.keys('gate-api').meta, store.keys('gate-cli').meta);
+    }
   });
 
   it('a model with no price runs under a budget (which cannot limit it, and the run says so)', async () => {
