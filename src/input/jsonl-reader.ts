@@ -186,7 +186,26 @@ function parseLine(text: string, pos: RecordPosition, rules: RowRules, position:
   const fields = batchLine ? batchFields(object) : promptFields(object, promptKey);
   if (!batchLine && !('code' in fields)) countUnsentRequestFields(object, position);
   if ('code' in fields) return rowError(pos, fields.code, fields.message, id, batchLine ? customIdOf(object) : undefined);
+  // A Batch line's request fields are its body's.
+  fields.numberWritten = (key) => numberWrittenAs(text, batchLine ? ['body', key] : [key]);
   return buildRow(fields, pos, rules);
+}
+
+/**
+ * The text `line` wrote the number at `path` as, which JSON.parse's reviver is given beside the
+ * number (its source text): one past 2^53-1 has lost digits in the number. Parsed again only for
+ * a row refused for such a number, so a file of good rows pays nothing for it. Told apart by the
+ * object holding it, not by its value: a metadata field of the same name may round to the same number.
+ */
+function numberWrittenAs(line: string, path: readonly [...string[], string]): string | undefined {
+  const key = path[path.length - 1];
+  const written = new Map<unknown, string>();
+  const root: unknown = JSON.parse(line, function (this: unknown, name: string, value: unknown, context?: { source?: string }) {
+    if (name === key && typeof value === 'number' && context?.source !== undefined) written.set(this, context.source);
+    return value;
+  });
+  const holder = path.slice(0, -1).reduce<unknown>((object, step) => (typeof object === 'object' && object !== null ? (object as Record<string, unknown>)[step] : undefined), root);
+  return written.get(holder);
 }
 
 type FieldsOrProblem = RawFields | Pick<RowError, 'code' | 'message'>;
@@ -221,7 +240,8 @@ function promptFields(object: Record<string, unknown>, promptKey: string): Field
   }
   if (prompt === undefined && messages === undefined) return { code: 'missing_prompt', message: noPromptMessage(object, promptKey) };
   // As on an OpenAI Batch line, max_completion_tokens is the token limit, and wins over max_tokens.
-  const common = { id: id === undefined ? undefined : String(id), model, system, temperature, max_tokens: max_completion_tokens ?? max_tokens };
+  const limitKey = max_completion_tokens === undefined || max_completion_tokens === null ? undefined : 'max_completion_tokens';
+  const common = { id: id === undefined ? undefined : String(id), model, system, temperature, max_tokens: max_completion_tokens ?? max_tokens, maxTokensKey: limitKey };
   let params: Record<string, unknown> | undefined;
   const carried: [string, unknown][] = [];
   for (const [key, value] of Object.entries(extra)) {

@@ -56,6 +56,7 @@ export function openAiBatchLineFields(line: OpenAiBatchLine): RawFields {
     messages,
     temperature,
     max_tokens: max_completion_tokens ?? max_tokens,
+    maxTokensKey: max_completion_tokens === undefined || max_completion_tokens === null ? undefined : 'max_completion_tokens',
     metadata: Object.keys(unsent).length > 0 ? { body_extra: unsent } : {},
     ...(Object.keys(params).length > 0 && { params }),
   };

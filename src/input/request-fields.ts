@@ -7,10 +7,17 @@
  * type, a reasoning_effort) is the provider's to say. null is "not set", as OpenAI takes it.
  */
 
+import { EXACT_INTEGER_RANGE, inexactIntegerText, isInexactInteger } from './inexact-integer.ts';
+
 interface FieldRule {
   expected: string;
   fits: (value: unknown) => boolean;
+  /** An integer field: what it takes, said when it is given one too large to be read exactly. */
+  exactly?: string;
 }
+
+/** The text a line wrote a field's number as, when the reader has it (JSON.parse keeps only the number, rounded past 2^53-1). */
+export type NumberWritten = (key: string) => string | undefined;
 
 const isNumberIn = (low: number, high: number) => (value: unknown): boolean => typeof value === 'number' && value >= low && value <= high;
 const isString = (value: unknown): boolean => typeof value === 'string';
@@ -20,7 +27,7 @@ const RULES: Readonly<Record<string, FieldRule>> = {
   top_p: { expected: 'a number from 0 to 1', fits: isNumberIn(0, 1) },
   presence_penalty: { expected: 'a number from -2 to 2', fits: isNumberIn(-2, 2) },
   frequency_penalty: { expected: 'a number from -2 to 2', fits: isNumberIn(-2, 2) },
-  seed: { expected: 'an integer', fits: (value) => Number.isSafeInteger(value) },
+  seed: { expected: 'an integer', fits: (value) => Number.isSafeInteger(value), exactly: `an integer from ${EXACT_INTEGER_RANGE}` },
   stop: { expected: 'a string or a list of strings', fits: (value) => isString(value) || (Array.isArray(value) && value.every(isString)) },
   logit_bias: { expected: 'an object of token ids to numbers from -100 to 100 ({"50256": -100})', fits: (value) => isObject(value) && Object.values(value).every(isNumberIn(-100, 100)) },
   user: { expected: 'a string', fits: isString },
@@ -31,11 +38,15 @@ const RULES: Readonly<Record<string, FieldRule>> = {
   },
 };
 
-/** The first sent field of a wrong type, as a bad_field message ("seed must be an integer, got \"abc\""); null when all fit. */
-export function requestFieldProblem(params: Readonly<Record<string, unknown>>): string | null {
+/**
+ * The first sent field of a wrong type, as a bad_field message ("seed must be an integer, got \"abc\""); null when all fit.
+ * `written`: how the line wrote a number, so that one past 2^53-1 is shown as written rather than rounded.
+ */
+export function requestFieldProblem(params: Readonly<Record<string, unknown>>, written?: NumberWritten): string | null {
   for (const [key, value] of Object.entries(params)) {
     const rule = RULES[key];
     if (!rule || value === null || rule.fits(value)) continue;
+    if (rule.exactly !== undefined && isInexactInteger(value)) return `${key} must be ${rule.exactly}, got ${inexactIntegerText(value, written?.(key))}`;
     return `${key} must be ${rule.expected}, got ${shown(value)}`;
   }
   return null;

@@ -1,6 +1,7 @@
 import type { ChatMessage, ReadItem, RowError, RowRules } from './row.ts';
 import { meantHint } from '../config/closest-name.ts';
-import { requestFieldProblem } from './request-fields.ts';
+import { isInexactInteger, inexactIntegerText } from './inexact-integer.ts';
+import { requestFieldProblem, type NumberWritten } from './request-fields.ts';
 
 /** What a reader found in one record, before the checks every reader shares. */
 export interface RawFields {
@@ -15,6 +16,10 @@ export interface RawFields {
   /** A number or numeric text; empty text, null and undefined mean "not set". */
   temperature?: unknown;
   max_tokens?: unknown;
+  /** The field `max_tokens` came from, when not `max_tokens` (a JSONL line's max_completion_tokens): messages name the field written. */
+  maxTokensKey?: string | undefined;
+  /** How the record wrote a field's number (a JSONL line: JSON.parse rounds one past 2^53-1), for a message that shows it as written. */
+  numberWritten?: NumberWritten | undefined;
   metadata: Record<string, unknown>;
   custom_id?: string | undefined;
   params?: Record<string, unknown> | undefined;
@@ -42,10 +47,10 @@ export function buildRow(fields: RawFields, pos: RecordPosition, rules: RowRules
   }
   const temperature = parseTemperature(fields.temperature, rules.decimalComma === true);
   if (typeof temperature === 'object') return fail(temperature);
-  const maxTokens = parseMaxTokens(fields.max_tokens);
+  const maxTokens = parseMaxTokens(fields.max_tokens, fields.maxTokensKey ?? 'max_tokens', fields.numberWritten);
   if (typeof maxTokens === 'object') return fail(maxTokens);
   // Sent as written: a wrong type would be refused by the provider on every call of the row.
-  const fieldProblem = fields.params === undefined ? null : requestFieldProblem(fields.params);
+  const fieldProblem = fields.params === undefined ? null : requestFieldProblem(fields.params, fields.numberWritten);
   if (fieldProblem !== null) return fail({ code: 'bad_field', message: fieldProblem });
   const model = emptyToUndefined(fields.model)?.trim();
   if (model !== undefined && !rules.knownModels.has(model)) {
@@ -91,11 +96,16 @@ function parseTemperature(value: unknown, decimalComma: boolean): number | undef
   return badField('temperature', 'a number from 0 to 2', value);
 }
 
-function parseMaxTokens(value: unknown): number | undefined | Problem {
+function parseMaxTokens(value: unknown, key: string, numberWritten: NumberWritten | undefined): number | undefined | Problem {
   const n = toNumber(value);
   if (n === undefined) return undefined;
   if (Number.isSafeInteger(n) && n > 0) return n;
-  return badField('max_tokens', 'a positive integer', value);
+  // Past 2^53-1 the number read is not the one written: said so, as written, rather than shown rounded.
+  if (n > 0 && isInexactInteger(n)) {
+    const written = typeof value === 'string' ? value.trim() : numberWritten?.(key);
+    return { code: 'bad_field', message: `${key} must be a positive integer up to ${Number.MAX_SAFE_INTEGER} (2^53-1), got ${inexactIntegerText(n, written)}` };
+  }
+  return badField(key, 'a positive integer', value);
 }
 
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)$/;

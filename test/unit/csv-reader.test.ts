@@ -546,6 +546,14 @@ describe('whole-file problems throw a UsageError before any item', () => {
     ]);
   });
 
+  it('refuses a max_tokens past 2^53-1 as the cell wrote it, saying it is too large to be read exactly (QA: "must be a positive integer" of a positive integer)', async () => {
+    const path = await csvFile('huge.csv', 'prompt,max_tokens\na,12345678901234567890\nb,9007199254740991\n');
+    expect((await collect(readRows(path, rules))).map((item) => (item.kind === 'row' ? item.value.max_tokens : item.value.message))).toEqual([
+      'max_tokens must be a positive integer up to 9007199254740991 (2^53-1), got 12345678901234567890, which is too large to be read exactly (it reads as 12345678901234567000)',
+      9007199254740991,
+    ]);
+  });
+
   it('honours an Excel sep= first line: its separator is used, the line is skipped but counted', async () => {
     const semicolons = await csvFile('sep.csv', '\uFEFFsep=;\r\nid;prompt;note\r\n1;Hello, world;a,b\r\n');
     const position = { bytesRead: 0, fileBytes: 0 };

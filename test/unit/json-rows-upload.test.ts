@@ -43,6 +43,13 @@ describe('a JSON body saved as JSONL rows', () => {
     expect(items.map((item) => item.kind === 'error' && item.value.message)).toEqual(['max_tokens must be a positive integer, got Infinity', 'temperature must be a number from 0 to 2, got -Infinity']);
   });
 
+  it("refuses a seed past 2^53-1, which the body's parse has rounded before it is saved, saying so rather than showing the rounded number as given", async () => {
+    const path = await temp.file('big-seed.jsonl', '');
+    await saveJsonRows(Readable.from([Buffer.from('[{"id":"s","prompt":"x","seed":12345678901234567890}]')]), path, 1024 * 1024);
+    const [item] = await collect(readJsonlRows(path, rules));
+    expect(item).toMatchObject({ kind: 'error', value: { code: 'bad_field', message: 'seed must be an integer from -9007199254740991 to 9007199254740991 (2^53-1), got an integer too large to be read exactly (it reads as 12345678901234567000, which may have lost digits already)' } });
+  });
+
   // QA: 64 MB of `[{},{},...]`, 22 million rows, took the server to 3.8 GB and 2 minutes before its answer.
   it('refuses a body of more values than it may hold in memory, with 413 and the advice to send JSONL', async () => {
     const path = await temp.file('many.jsonl', '');

@@ -264,6 +264,38 @@ describe('request fields of a prompt line', () => {
     expect(items[6]).toMatchObject({ kind: 'row', value: { max_tokens: 100, temperature: 0.5 } });
   });
 
+  it('refuses a seed or token limit past 2^53-1 as the line wrote it, not as JSON.parse rounds it, with the range taken (QA: the message showed another number than the one written)', async () => {
+    const lines = [
+      '{"id": "seed", "prompt": "p", "seed": 12345678901234567890}',
+      '{"id": "neg", "prompt": "p", "seed": -9007199254740993}',
+      // The metadata's seed rounds to the same number: the line's own is the one shown.
+      '{"id": "meta", "prompt": "p", "metadata": {"seed": 12345678901234567890}, "seed": 12345678901234567891}',
+      '{"id": "limit", "prompt": "p", "max_completion_tokens": 9007199254740993}',
+      '{"id": "edge", "prompt": "p", "seed": 9007199254740991, "max_tokens": 9007199254740991}',
+      '{"custom_id": "batch", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "gpt-a", "messages": [{"role": "user", "content": "hi"}], "seed": 1e20}}',
+    ];
+    const items = await collect(readJsonlRows(await file('big-numbers.jsonl', lines.join('\n')), rules));
+    const range = 'must be an integer from -9007199254740991 to 9007199254740991 (2^53-1)';
+    expect(items.map((item) => (item.kind === 'row' ? `row ${item.value.id}` : `${item.value.id} ${item.value.code}: ${item.value.message}`))).toEqual([
+      `seed bad_field: seed ${range}, got 12345678901234567890, which is too large to be read exactly (it reads as 12345678901234567000)`,
+      `neg bad_field: seed ${range}, got -9007199254740993, which is too large to be read exactly (it reads as -9007199254740992)`,
+      `meta bad_field: seed ${range}, got 12345678901234567891, which is too large to be read exactly (it reads as 12345678901234567000)`,
+      'limit bad_field: max_completion_tokens must be a positive integer up to 9007199254740991 (2^53-1), got 9007199254740993, which is too large to be read exactly (it reads as 9007199254740992)',
+      'row edge',
+      `batch bad_field: seed ${range}, got 1e20, which is too large to be read exactly (it reads as 100000000000000000000)`,
+    ]);
+  });
+
+  it('names max_completion_tokens, not max_tokens, in the message of a line that wrote it wrong', async () => {
+    const lines = [{ id: 'p', prompt: 'p', max_completion_tokens: -1, max_tokens: 5 }, { custom_id: 'b', method: 'POST', url: '/v1/chat/completions', body: { model: 'gpt-a', messages: [{ role: 'user', content: 'hi' }], max_completion_tokens: 'lots' } }, { id: 'q', prompt: 'p', max_completion_tokens: null, max_tokens: 0 }];
+    const items = await collect(readJsonlRows(await file('limit-names.jsonl', lines.map((line) => JSON.stringify(line)).join('\n')), rules));
+    expect(items.map((item) => item.kind === 'error' && item.value.message)).toEqual([
+      'max_completion_tokens must be a positive integer, got -1',
+      'max_completion_tokens must be a positive integer, got "lots"',
+      'max_tokens must be a positive integer, got 0',
+    ]);
+  });
+
   it('takes max_completion_tokens as the token limit, and counts the OpenAI fields it does not send (kept as metadata) for the run to say', async () => {
     const lines = [{ id: 'y', prompt: 'p', max_completion_tokens: 12, max_tokens: 99, stream: true, n: 3 }, { prompt: 'q', stream: false }, { prompt: 'r', metadata: { n: 1 } }];
     const path = await file('prompt-unsent.jsonl', lines.map((line) => JSON.stringify(line)).join('\n'));
