@@ -9,7 +9,7 @@ import { promptTokens as countPromptTokens, estimateTokens } from './tokens.ts';
 
 /**
  * Decides what one chat-completions request gets, in this order: bad body 400 (a json_schema the
- * simulator cannot answer included), unknown model 404
+ * simulator cannot answer, a json_object asked for by messages without the word "json"), unknown model 404
  * (strict_models only), forced fail_status, context window 400, rate limit 429, random 500, answer.
  * Rejections before the rate limit are immediate; a random 500 and an answer wait the latency.
  */
@@ -54,6 +54,10 @@ export function planChat(env: ChatEnv, body: unknown): ChatPlan {
   const { model } = request;
   const messages = request.messages.map((message) => ({ role: message.role, text: messageText(message) }));
   const format = request.response_format;
+  // As OpenAI and DeepSeek refuse it: a row that would fail there on every call fails here too, before it is paid for.
+  if (format?.type === 'json_object' && !messages.some((message) => /json/i.test(message.text))) {
+    return rejection(undefined, invalidRequest("'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.", null, 'messages'));
+  }
   // Providers read a json_schema as prompt, and bill it so.
   const schemaTokens = format?.type === 'json_schema' ? estimateTokens(JSON.stringify(format.json_schema)) : 0;
   const prompt = countPromptTokens(messages.map((message) => message.text)) + schemaTokens;

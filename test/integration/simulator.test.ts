@@ -131,7 +131,11 @@ describe('simulator over HTTP with the openai SDK', () => {
     expect(deltas).toBeGreaterThan(5);
     expect(usage).toEqual(answer.usage);
 
-    const object = await client.chat.completions.create({ model: 'glm-4', messages: question, response_format: { type: 'json_object' } });
+    // As OpenAI and DeepSeek do, json_object needs the word "json" in the messages (any case, any message).
+    const refused = await expectError(client.chat.completions.create({ model: 'glm-4', messages: question, response_format: { type: 'json_object' } }), BadRequestError);
+    expect([refused.param, refused.message]).toEqual(['messages', "400 'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'."]);
+    const asked = [{ role: 'system' as const, content: 'Reply in JSON.' }, ...question];
+    const object = await client.chat.completions.create({ model: 'glm-4', messages: asked, response_format: { type: 'json_object' } });
     expect(JSON.parse(object.choices[0]?.message.content ?? '')).toMatchObject({ model: 'glm-4', question: 'What is the capital of France?', answer: expect.any(String) });
     const textFormat = await client.chat.completions.create({ model: 'glm-4', messages: question, response_format: { type: 'text' } });
     expect(textFormat.choices[0]?.message.content).toBe(plain.choices[0]?.message.content);
