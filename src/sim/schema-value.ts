@@ -5,7 +5,8 @@ import { randomWord } from './lorem.ts';
  * Only the common subset below is understood: `checkSchema` refuses anything else up front, naming
  * the keyword, rather than answering JSON that might not match what it did not read. Values come
  * from the caller's seeded PRNG, so the same schema and seed give the same value. anyOf, oneOf and
- * type lists take their first branch that can end; a $ref met again inside itself gives the
+ * type lists take their first branch that can end (oneOf, the first with a value no other branch
+ * takes: a value of overlapping branches would match two); a $ref met again inside itself gives the
  * smallest value it can (required properties only, minItems items, null or a branch that is no $ref
  * when allowed), and one that cannot end (a required property holding itself) is refused. Keywords
  * beside anyOf, oneOf and $ref, and beside enum/const all but type, lengths and bounds, are refused:
@@ -245,10 +246,12 @@ function nodeValue(node: unknown, walk: Walk, closing: boolean): JsonValue {
     if (allowed.length === 0) throw new NoValue(`no 'enum' value meets the ${limitsOf(node)} beside it`);
     return allowed[Math.floor(walk.random() * allowed.length)] as JsonValue;
   }
-  const branches = own(node, 'anyOf') ?? own(node, 'oneOf');
+  const oneOf = own(node, 'oneOf');
+  const branches = own(node, 'anyOf') ?? oneOf;
   if (Array.isArray(branches)) {
     // Closing a recursion, a branch that is no $ref ends it soonest.
     const ordered = closing ? [...branches.filter((branch) => !isRef(branch)), ...branches.filter(isRef)] : branches;
+    if (branches === oneOf) return oneBranchValue(ordered, walk, closing);
     return firstValue(ordered, (branch) => valueOf(branch, walk, closing));
   }
   const types = declaredTypes(node);
@@ -296,6 +299,79 @@ function firstValue<T>(options: readonly T[], value: (option: T) => JsonValue): 
     }
   }
   throw last ?? new NoValue('no branch');
+}
+
+/** How many values of each oneOf branch are tried for one that no other branch also takes. */
+const ONE_OF_TRIES = 4;
+
+/**
+ * A value of one of `branches` that no other branch takes: a oneOf's value must match exactly one
+ * (branches may overlap: a string and a short string, an object and one with no required property).
+ * Refused when none is found, rather than answered with a value the schema does not allow.
+ */
+function oneBranchValue(branches: readonly unknown[], walk: Walk, closing: boolean): JsonValue {
+  let found = false;
+  for (const [index, branch] of branches.entries()) {
+    const others = branches.filter((_, other) => other !== index);
+    for (let attempt = 0; attempt < ONE_OF_TRIES; attempt++) {
+      let value: JsonValue;
+      try {
+        value = valueOf(branch, walk, closing);
+      } catch (error) {
+        if (!(error instanceof NoValue)) throw error;
+        break;
+      }
+      found = true;
+      if (!others.some((other) => mayMatch(value, other, walk.root, MAX_VALUE_DEPTH))) return value;
+    }
+  }
+  if (!found) throw new NoValue("no 'oneOf' branch has a value");
+  throw new SchemaError(
+    "'oneOf' branches that overlap are not supported by the simulator: each value it made for one branch matched another too, and a oneOf value must match exactly one. Make the branches exclusive (a 'const' property that tells them apart, 'required' properties, additionalProperties: false) to rehearse this schema on the simulator; a real provider may accept it.",
+    'unsupported_schema',
+  );
+}
+
+/**
+ * Whether `value` may validate against `schema`: never false for a value that does (a format is
+ * taken as met, and so is whatever lies more than `stepsLeft` schemas deep, $refs counted: a value
+ * nests at most MAX_VALUE_DEPTH levels), so a value it rules out is surely not the schema's. A
+ * nested oneOf is taken as met by any of its branches, for the same reason.
+ */
+function mayMatch(value: JsonValue, schema: unknown, root: unknown, stepsLeft: number): boolean {
+  if (typeof schema === 'boolean') return schema;
+  if (!isSchemaObject(schema) || stepsLeft <= 0) return true;
+  const deeper = (item: JsonValue, sub: unknown) => mayMatch(item, sub, root, stepsLeft - 1);
+  const ref = own(schema, '$ref');
+  if (typeof ref === 'string') return deeper(value, resolveRef(root, ref, ref));
+  if (Object.hasOwn(schema, 'const') && !sameJson(value, schema.const)) return false;
+  const values = own(schema, 'enum');
+  if (Array.isArray(values) && !values.some((each) => sameJson(value, each))) return false;
+  const branches = own(schema, 'anyOf') ?? own(schema, 'oneOf');
+  if (Array.isArray(branches)) return branches.some((branch) => deeper(value, branch));
+  const types = declaredTypes(schema);
+  if (types && !types.some((each) => typeMatches(value, each))) return false;
+  if (typeof value === 'string') return within(schema, [...value].length, 'minLength', 'maxLength');
+  if (typeof value === 'number') return fitsLimits(value, schema);
+  if (Array.isArray(value)) {
+    const items = own(schema, 'items');
+    return within(schema, value.length, 'minItems', 'maxItems') && (items === undefined || value.every((item) => deeper(item, items)));
+  }
+  if (value === null || typeof value !== 'object') return true;
+  const properties = (own(schema, 'properties') ?? {}) as Schema;
+  const required = (own(schema, 'required') ?? []) as string[];
+  if (required.some((name) => !Object.hasOwn(value, name))) return false;
+  const additional = own(schema, 'additionalProperties');
+  return Object.entries(value).every(([name, item]) => (Object.hasOwn(properties, name) ? deeper(item, properties[name]) : additional === undefined || deeper(item, additional)));
+}
+
+/** Equal as JSON: what const and enum compare by. */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Array.isArray(a) || Array.isArray(b)) return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((item, i) => sameJson(item, b[i]));
+  if (!isSchemaObject(a) || !isSchemaObject(b)) return false;
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((key) => Object.hasOwn(b, key) && sameJson(a[key], b[key]));
 }
 
 function refValue(ref: string, walk: Walk, closing: boolean): JsonValue {

@@ -117,6 +117,34 @@ describe('simulator JSON schema values', () => {
     expect(Number.isInteger(unions.nullFirst)).toBe(true);
   });
 
+  it('answers a oneOf whose branches overlap with a value of exactly one branch, or refuses it when it finds none (QA: a value matched two, which oneOf forbids)', () => {
+    const overlapping = {
+      // Any object with "a" is also an object of the second branch, which requires nothing.
+      loose: { oneOf: [{ type: 'object', properties: { a: { type: 'string' } }, required: ['a'] }, { type: 'object', properties: { b: { type: 'integer' } } }] },
+      short: { oneOf: [{ type: 'string', maxLength: 8 }, { type: 'string', minLength: 4 }] },
+      numbers: { oneOf: [{ type: 'integer' }, { type: 'number', minimum: 1, maximum: 3 }] },
+      nested: { type: 'array', minItems: 2, items: { oneOf: [{ $ref: '#/$defs/named' }, { type: 'object', properties: { id: { type: 'integer' } } }] }, $defs: { named: { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] } } },
+    };
+    for (const [name, schema] of Object.entries(overlapping)) {
+      for (let seed = 0; seed < 100; seed++) {
+        let value: unknown;
+        try {
+          value = valueForSchema(schema, mulberry32(seed));
+        } catch (error) {
+          // Refused, not answered wrong: only when each value tried matched both branches.
+          expect((error as SchemaError).code, `${name}, seed ${seed}`).toBe('unsupported_schema');
+          continue;
+        }
+        expect(schemaProblems(schema, JSON.parse(JSON.stringify(value))), `${name}, seed ${seed}: ${JSON.stringify(value)}`).toEqual([]);
+      }
+    }
+    expect(valueForSchema(overlapping.loose, mulberry32(1))).toEqual({ b: expect.any(Number) });
+    const same = schemaError({ oneOf: [{ type: 'string' }, { type: ['string', 'null'] }] });
+    expect(same).toMatchObject({ code: 'unsupported_schema', message: expect.stringMatching(/^'oneOf' branches that overlap are not supported by the simulator: .* Make the branches exclusive/) });
+    // Branches that exclude each other keep their first branch's value.
+    expect(valueForSchema({ oneOf: [{ type: 'string' }, { type: 'integer' }] }, mulberry32(1))).toEqual(expect.any(String));
+  });
+
   it('ends a recursive $ref: the inner copy gets its required properties and fewest items', () => {
     const tree = valueForSchema(schemas.tree, mulberry32(5)) as { children: { children: unknown[] }[] };
     expect(tree.children.length).toBeGreaterThan(0);
