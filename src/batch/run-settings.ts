@@ -138,6 +138,10 @@ function chooseBudget(options: RunOptions, existing: BatchMeta | null, config: S
   return { usd: config.budget.batch_usd, fromConfig: config.budget.batch_usd !== undefined };
 }
 
+/** What finishes a batch a budget stopped, as a resume that raises no cap is told (api-terms.ts says them for a batch posted again). */
+export const RAISE_MONTH_CAP = 'Run it with a config with a higher budget.monthly_usd (or next month) to finish it.';
+export const RAISE_A_BUDGET = "Give a higher --budget (or a config with a higher budget.monthly_usd, if the month's cap stopped it) to finish it.";
+
 /**
  * A resume of a batch a budget stopped that raises neither its cap (`budgetUsd`) nor the month's
  * (the config's budget.monthly_usd against the batch's earlier config): its rows that still need a
@@ -153,13 +157,13 @@ function sayBudgetStillSpent(existing: BatchMeta | null, budgetUsd: number | und
     const cap = storedConfig?.budget.monthly_usd;
     say(
       `Warning: batch ${existing.batch_id} stopped at the month's cap (budget.monthly_usd${cap === undefined ? '' : ` ${formatUsd(cap)}`}) and this run's config does not raise it: its rows that still need a call may end budget_exceeded again. ` +
-        'Run it with a config with a higher budget.monthly_usd (or next month) to finish it.',
+        RAISE_MONTH_CAP,
     );
     return;
   }
   if (raised(existing.budget_usd, budgetUsd) || monthRaised) return;
   const own = existing.budget_usd === undefined ? '' : ` (its own is ${formatUsd(existing.budget_usd)}, ${formatUsd(nanosToUsd(existing.cost_nanos))} spent)`;
-  say(`Warning: batch ${existing.batch_id} stopped at a budget${own} and this run raises none: its rows that still need a call may end budget_exceeded again. Give a higher --budget (or a config with a higher budget.monthly_usd, if the month's cap stopped it) to finish it.`);
+  say(`Warning: batch ${existing.batch_id} stopped at a budget${own} and this run raises none: its rows that still need a call may end budget_exceeded again. ${RAISE_A_BUDGET}`);
 }
 
 /** Where rows that name no model go: --model or --route, --ab, or what the batch was given before (a resume that names neither keeps it). */

@@ -1,6 +1,10 @@
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { inApiTerms } from '../../src/api/api-terms.ts';
+import { chooseRunSettings } from '../../src/batch/run-settings.ts';
+import type { RunOptions } from '../../src/batch/run-batch.ts';
+import { parseConfig } from '../../src/config/load.ts';
+import type { BatchMeta } from '../../src/queue/batch-state.ts';
 import { checkInputFile } from '../../src/input/read-rows.ts';
 import { useTempFiles } from '../helpers/reader-fixtures.ts';
 
@@ -20,6 +24,18 @@ describe("a run's message in the HTTP API's terms", () => {
     expect(inApiTerms(AB_BESIDE_PINNED, '/srv/out/b1/input.csv')).toBe('give either ab or ?model=<model> (or ?route=<model>), not both (an arm of ab may be auto, routed by task type)');
     expect(inApiTerms('input file /srv/out/b1/input.csv is empty: nothing to run', '/srv/out/b1/input.csv')).toBe('the uploaded file is empty: nothing to run');
     expect(inApiTerms('fix the file and run the same command again (--batch-id b1)', '/srv/out/b1/input.csv')).toBe('fix the file and post the file again (?batch_id=b1)');
+  });
+
+  it("tells a batch posted again that its budget stopped, raising none, to post it with a higher budget, and that the month's cap is the server's config (QA: \"Run it with a config\" to a client)", () => {
+    const notes: string[] = [];
+    const existing = { batch_id: 'b1', status: 'budget_exceeded', budget_usd: 1, cost_nanos: 990_000_000, prompt_column: 'prompt' } as BatchMeta;
+    const config = parseConfig({ providers: { p: { base_url: 'http://127.0.0.1:1' } }, models: { m: { provider: 'p' } }, default_model: 'm', budget: { monthly_usd: 5 } }, 'test');
+    chooseRunSettings({ file: '/srv/out/b1/input.csv' } as RunOptions, existing, config, false, config, (line) => notes.push(line));
+    chooseRunSettings({ file: '/srv/out/b1/input.csv' } as RunOptions, { ...existing, budget_stop: 'month' }, config, false, config, (line) => notes.push(line));
+    expect(notes.map((note) => inApiTerms(note, '/srv/out/b1/input.csv'))).toEqual([
+      "Warning: batch b1 stopped at a budget (its own is $1.00, $0.990 spent) and this run raises none: its rows that still need a call may end budget_exceeded again. Post it again with a higher budget (its query parameter, in USD) to finish it (when the month's cap stopped it, the server needs a config with a higher budget.monthly_usd).",
+      "Warning: batch b1 stopped at the month's cap (budget.monthly_usd $5.00) and this run's config does not raise it: its rows that still need a call may end budget_exceeded again. Posting it again finishes it once the server runs with a config with a higher budget.monthly_usd (or next month).",
+    ]);
   });
 });
 
