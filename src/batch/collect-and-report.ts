@@ -169,8 +169,10 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
       ? ` ${shutCircuitsText(shut)}, breaker.cooldown_ms (${cooldown}) after it shut; then one call tests the provider, and a resume sooner fails ${these} again with no call. Wait until then; once the provider is back: switchyard run --resume ${batchId} (${waiting}).`
       : ` Once the provider is back: switchyard run --resume ${batchId} (${waiting}; a circuit lets its next test call through ${cooldown} after it shut, breaker.cooldown_ms, so a resume sooner finds it shut still).`;
     say(`Models down: ${counted(passedOver, 'row')} found ${their} model and every fallback shut after repeated failures (the circuit breaker), and ${were} not sent.${earlier}${until}`);
-  } else if (report.totals.unfinished_rows !== 0 && config && config.breaker.max_wait_ms === 0) {
+  } else if ((report.totals.unfinished_rows !== 0 || failuresACircuitMayExplain(report)) && config && config.breaker.max_wait_ms === 0) {
     // A stop whose calls in flight failed may have shut a circuit: the resume it names would pass it over at once.
+    // So may a finished batch's failures that no Models down line tells of: an ensemble's members, a judge (QA: every
+    // row ensemble_failed on members' shut circuits, and the resume the summary named, 10 s later, failed them all again with no call).
     // Not "fails the rows": a row whose chain has another model open goes on to it (review: a resume 4 s after such a stop answered every row on the fallback).
     const shut = await shutCircuits(session.redis, session.space.prefix, config, reachableModels(reportedNames(report), config));
     if (shut.length > 0) {
@@ -234,6 +236,17 @@ function noneSucceededText(report: Report): string | null {
   const why = [...(failed > 0 ? [`${formatCount(failed)} failed`] : []), ...(invalid > 0 ? [`${formatCount(invalid)} invalid`] : [])].join(', ');
   const none = rows + invalid === 1 ? 'its one row has no answer' : `none of the ${counted(rows + invalid, 'row')} has an answer`;
   return `No row succeeded: ${none} (${why}). The lines above say why, and what to do before running ${rows + invalid === 1 ? 'it' : 'them'} again. (Exit code 1, as when only some rows fail: report.json's totals.succeeded, 0, tells the two apart.)`;
+}
+
+/**
+ * A finished batch's failures a shut circuit may be behind, which no Models down line speaks of: an
+ * ensemble's members', the judge's. (Each code's example is its first row's, from before the circuit
+ * shut as often as not, so the codes are asked, not the words.) The budget's and a missing key's
+ * have lines of their own, and a circuit has nothing to do with them.
+ */
+function failuresACircuitMayExplain(report: Report): boolean {
+  const owned = new Set(['budget_exceeded', 'missing_api_key', 'no_score']);
+  return [...Object.keys(report.errors), ...Object.keys(report.judge?.unscored ?? {})].some((code) => !owned.has(code));
 }
 
 /** Errors that a later try may not meet: the provider was busy, slow or down. */

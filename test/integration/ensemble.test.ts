@@ -7,6 +7,7 @@ import type { Report } from '../../src/output/report-json.ts';
 import { killRunThenResume, runCli, spawnCli, waitFor } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
+import { startSimulator } from '../../src/sim/server.ts';
 
 const MODELS = ['alpha', 'beta', 'down', 'judge'];
 
@@ -370,5 +371,23 @@ describe('ensembles: a process killed during the synthesis', () => {
     expect(calls.filter((c) => c.purpose === 'synthesis')).toHaveLength(4);
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
     expect(report.totals.cost_usd).toBe(calls.reduce((sum, c) => sum + usdToNanos(c.cost_usd!), 0) / 1e9);
+  });
+
+  it("rows that failed on members' shut circuits: the summary says until when, since a resume sooner fails them again with no call (QA)", async () => {
+    const dir = await tempDir('ensemble-circuit');
+    // A provider of its own: the shared one's "down" keeps its circuit closed for the other tests.
+    const own = await startSimulator({ latency_ms: 1, models: { down: { fail_status: 503 } } });
+    try {
+      const config = await writeSimConfig(dir, own.url, { breaker: { failure_threshold: 2, cooldown_ms: 60_000 }, ensembles: { pair: { members: ['alpha', 'down'], synthesizer: 'judge' } } }, MODELS);
+      const input = await writePromptsCsv(dir, 6);
+      const ran = await runCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--batch-id', 'pair-down', '--model', 'pair', '--concurrency', '1'], h.env());
+      expect(ran.code, ran.stderr).toBe(1);
+      const results = await readJsonLines<RowResult>(join(dir, 'out', 'results.jsonl'));
+      expect(results.every((r) => r.error?.code === 'ensemble_failed')).toBe(true);
+      expect(results.some((r) => r.error?.message.includes('circuit open'))).toBe(true);
+      expect(ran.stdout).toMatch(/^Circuits open after repeated failures \(the circuit breaker\): down's circuit stays shut until \d\d:\d\d:\d\d UTC \(in [^)]+\)\. A resume sooner passes it over with no call \(breaker\.max_wait_ms is 0\)/m);
+    } finally {
+      await own.close();
+    }
   });
 });
