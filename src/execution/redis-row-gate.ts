@@ -206,7 +206,7 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
         maxWaitMs: Number.isFinite(maxWaitMs) ? maxWaitMs : Number.MAX_SAFE_INTEGER,
         headroom: config.limits.headroom,
       });
-      if (reservation.reserved) return { reserved: true, waitMs: reservation.waitMs, slotAt: reservation.slotAt };
+      if (reservation.reserved) return { reserved: true, waitMs: reservation.waitMs, slotAt: reservation.slotAt, limitedBy: reservation.limitedBy };
       return { reserved: false, waitMs: reservation.waitMs, limitedBy: reservation.limitedBy };
     },
 

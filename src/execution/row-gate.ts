@@ -6,8 +6,11 @@ import type { BudgetHold } from '../limits/budget.ts';
  * only sees this interface.
  */
 export type CapacityDecision =
-  /** slotAt: the reserved start on Redis' clock, needed to settle the call's tokens later. */
-  | { reserved: true; waitMs: number; slotAt: number }
+  /**
+   * slotAt: the reserved start on Redis' clock, needed to settle the call's tokens later; limitedBy:
+   * what made it wait, when it waits (for the note a long wait gets).
+   */
+  | { reserved: true; waitMs: number; slotAt: number; limitedBy?: 'requests' | 'tokens' | 'cooldown' | null }
   | { reserved: false; waitMs: number; limitedBy: 'requests' | 'tokens' | 'cooldown' };
 
 /**

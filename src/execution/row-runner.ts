@@ -1,6 +1,6 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import type { ChatMessage } from '../input/row.ts';
-import { formatClockTime } from '../figure-text.ts';
+import { formatClockTime, formatCount } from '../figure-text.ts';
 import { callModel, chargedUsage, whyNotSendable, type ModelAnswer } from '../models/call-model.ts';
 import { ModelCallError } from '../models/model-error.ts';
 import { callCostNanos, nanosToUsd } from '../models/pricing.ts';
@@ -343,13 +343,36 @@ async function takeSlot(model: string, estimatedTokens: number, onLimit: 'wait' 
       progress.reservedModel = model;
       progress.reservedTokens = estimatedTokens;
       progress.wakeAt = now() + capacity.waitMs;
-      return { kind: 'park', waitMs: Math.max(config.limits.inline_wait_ms, capacity.waitMs - WAKE_LEAD_MS), progress };
+      const note = slotWaitNote(model, estimatedTokens, capacity.waitMs, capacity.limitedBy, config);
+      return { kind: 'park', waitMs: Math.max(config.limits.inline_wait_ms, capacity.waitMs - WAKE_LEAD_MS), progress, ...(note && { note }) };
     }
     if (capacity.waitMs > 0) await deps.sleep(capacity.waitMs);
   }
   if (breaker.probe) held.probe = breaker.probe;
   Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
   return 'ready';
+}
+
+/** A wait for a rate-limit slot this long is said (once per batch): the progress line calls 15 s without a row a stall. */
+const SLOT_WAIT_NOTED_MS = 15_000;
+
+/**
+ * Why rows wait long for their slots, in words (QA: a run paced by tpm at 0.6 rows/s, and one queued
+ * behind another batch's slots on the same endpoint for 75 s, said only "no row finished"). Null for
+ * short waits, and for a 429's cooldown, which its own note tells of.
+ */
+export function slotWaitNote(model: string, tokens: number, waitMs: number, limitedBy: 'requests' | 'tokens' | 'cooldown' | null | undefined, config: SwitchyardConfig): string | null {
+  if (waitMs < SLOT_WAIT_NOTED_MS) return null;
+  const limits = config.models[model];
+  const shared = 'for every batch and worker on its endpoint, first come, first served';
+  if (limitedBy === 'requests' && limits?.rpm !== undefined) {
+    return `rows wait for ${model}'s rate limit: models.${model}.rpm (${formatCount(limits.rpm)}, ${shared}) lets one call start every ${seconds(60_000 / (limits.rpm * config.limits.headroom))}, and the next free slot is ${seconds(waitMs)} away`;
+  }
+  if (limitedBy === 'tokens' && limits?.tpm !== undefined) {
+    const perMinute = Math.max(1, Math.floor((limits.tpm * config.limits.headroom) / Math.max(1, tokens)));
+    return `rows wait for ${model}'s rate limit: each call books its prompt and max_tokens (${formatCount(tokens)} tokens for this row) against models.${model}.tpm (${formatCount(limits.tpm)}, ${shared}), so about ${formatCount(perMinute)} such calls start a minute, and the next free slot is ${seconds(waitMs)} away; a max_tokens nearer the answers' length lets more calls start`;
+  }
+  return null;
 }
 
 /** A row that will not make the call it booked a slot for gives the slot back (nothing when it holds none). */

@@ -174,6 +174,25 @@ describe('advanceRow', () => {
     expect(reservations).toBe(1);
   });
 
+  it("says why a row waits long for its slot, tpm or rpm, once the wait is long enough to pass for a stall (QA: runs at 0.6 rows/s said only \"no row finished\")", async () => {
+    const limitedModels = { models: { ok: { provider: 'sim' }, limited: { provider: 'sim', rpm: 60, tpm: 40_000 } } };
+    const parkedFor = async (waitMs: number, limitedBy: 'requests' | 'tokens') => {
+      const { deps } = setup(['limited'], { reserveCapacity: async () => ({ reserved: true, waitMs, slotAt: 1, limitedBy }) }, limitedModels);
+      const step = await advanceRow(row, freshProgress(), deps);
+      if (step.kind !== 'park') throw new Error('expected park');
+      return step.note;
+    };
+    // The row books its prompt (5) and the config's max_tokens (1024): 39,200 tokens a minute hold 38 such calls.
+    expect(await parkedFor(40_000, 'tokens')).toBe(
+      "rows wait for limited's rate limit: each call books its prompt and max_tokens (1,029 tokens for this row) against models.limited.tpm (40,000, for every batch and worker on its endpoint, first come, first served), so about 38 such calls start a minute, and the next free slot is 40 s away; a max_tokens nearer the answers' length lets more calls start",
+    );
+    expect(await parkedFor(75_000, 'requests')).toBe(
+      "rows wait for limited's rate limit: models.limited.rpm (60, for every batch and worker on its endpoint, first come, first served) lets one call start every 1.0 s, and the next free slot is 75 s away",
+    );
+    // A short wait is the pace working as it should: nothing to say.
+    expect(await parkedFor(5_000, 'tokens')).toBeUndefined();
+  });
+
   it("asks the breaker again when it comes back for its slot (QA: a down provider was called at the pace of its rpm)", async () => {
     let clock = 1_000_000;
     const released: string[] = [];
