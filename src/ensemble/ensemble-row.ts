@@ -141,7 +141,11 @@ async function gaveUpLimitedMembers(state: EnsembleState, pending: EnsembleState
 /** Why the row has too few answers for its synthesis: each member's failure; budget_exceeded when the budget refused one, so the summary says how to finish it (a higher budget). */
 function tooFewAnswers(state: EnsembleState, name: string, needed: number, what: string): RowFailure {
   const failed = state.members.filter((member) => member.outcome?.status === 'failed');
-  const reasons = failed.map((member) => `${member.model}: ${member.outcome?.error?.message ?? 'no answer'}`);
+  // "m failed: ..." names its model already ("m: m failed: ..." read as a stutter, QA).
+  const reasons = failed.map(({ model, outcome }) => {
+    const message = outcome?.error?.message ?? 'no answer';
+    return message.startsWith(`${model} failed: `) ? message : `${model}: ${message}`;
+  });
   const byBudget = failed.some((member) => member.outcome?.error?.code === 'budget_exceeded');
   return { code: byBudget ? 'budget_exceeded' : 'ensemble_failed', message: `ensemble "${name}": ${what}, ${needed} needed; ${reasons.join('; ')}`, http_status: null };
 }

@@ -123,7 +123,10 @@ export function chainFailedMessage(plan: RoutePlan, progress: RowProgress, lastM
   const only = plan.chain.length === 1 && plan.skipped.length === 0 ? plan.chain[0]! : null;
   if (only !== null && inOrder[0]?.startsWith(`${only}: `)) {
     const [own, ...after] = inOrder;
-    return `${only} failed: ${[own!.slice(only.length + 2), ...after].join('; ')}; the last call's error: ${asSentence(lastMessage)}`;
+    const reasons = [own!.slice(only.length + 2), ...after].join('; ');
+    // A circuit's reason quotes the error that shut it, the last call's: said twice, it pushed what came after it out of the summary's line (QA).
+    if (lastMessage && reasons.includes(lastMessage)) return `${only} failed: ${reasons}`;
+    return `${only} failed: ${reasons}; the last call's error: ${asSentence(lastMessage)}`;
   }
   const reasons = inOrder.map((reason) => (lastMessage ? reason.split(lastMessage).join('as above') : reason)).join('; ');
   return `${chainFailedWords(plan)}; the last call's error: ${asSentence(lastMessage)} By model: ${reasons}`;

@@ -234,7 +234,7 @@ describe('ensembles: members answer, a synthesizer writes one answer from theirs
     expect(ran.code).toBe(1);
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(results.map((r) => r.error?.code)).toEqual(['ensemble_failed', 'ensemble_failed']);
-    expect(results[0]!.error!.message).toMatch(/^ensemble "council": 2 of 3 members answered, 3 needed; down: /);
+    expect(results[0]!.error!.message).toMatch(/^ensemble "council": 2 of 3 members answered, 3 needed; down failed: /);
     expect(h.sim.stats().models.judge).toBeUndefined();
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
     expect(report.ensembles.council).toMatchObject({ rows: 2, succeeded: 0, failed: 2, latency_p50_ms: null });
@@ -385,6 +385,9 @@ describe('ensembles: a process killed during the synthesis', () => {
       const results = await readJsonLines<RowResult>(join(dir, 'out', 'results.jsonl'));
       expect(results.every((r) => r.error?.code === 'ensemble_failed')).toBe(true);
       expect(results.some((r) => r.error?.message.includes('circuit open'))).toBe(true);
+      // Each member's failure names its model once (QA: "down: down failed: ...").
+      expect(results.some((r) => r.error?.message.includes('needed; down failed: '))).toBe(true);
+      expect(results.every((r) => !r.error?.message.includes('down: down failed'))).toBe(true);
       expect(ran.stdout).toMatch(/^Circuits open after repeated failures \(the circuit breaker\): down's circuit stays shut until \d\d:\d\d:\d\d UTC \(in [^)]+\)\. A resume sooner passes it over with no call \(breaker\.max_wait_ms is 0\)/m);
     } finally {
       await own.close();

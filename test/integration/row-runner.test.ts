@@ -368,6 +368,16 @@ describe('advanceRow', () => {
     const alone = await advanceRow(row, freshProgress(), setup(['broken'], {}, {}, { routeReason: 'row model "broken"', chainFrom: 'models.broken.fallbacks' }).deps);
     if (alone.kind !== 'finished') throw new Error('expected finished');
     expect(alone.event.result.error?.message).toMatch(/^broken failed: server_error after 3 attempts; the last call's error: model "broken" at \S+ failed with 500: The server had an error while processing your request\. Sorry about that!$/);
+
+    // Its circuit shut by its first failure: the reason quotes that error, which is not said a second time (QA).
+    let shutBy: string | undefined;
+    const shut = setup(['broken'], {
+      breaker: async () => (shutBy ? { allowed: false, retryInMs: 20_000, lastError: shutBy } : { allowed: true, retryInMs: 0 }),
+      settle: async (settlement) => void (shutBy = settlement.failureMessage ?? shutBy),
+    }, {}, { routeReason: 'row model "broken"', chainFrom: 'models.broken.fallbacks' });
+    const shutStep = await advanceRow(row, freshProgress(), shut.deps);
+    if (shutStep.kind !== 'finished') throw new Error('expected finished');
+    expect(shutStep.event.result.error?.message).toMatch(/^broken failed: circuit open after repeated failures \(last error: model "broken" at \S+ failed with 500: The server had an error while processing your request\. Sorry about that!; next probe in 20 s, at \d\d:\d\d:\d\d UTC\)$/);
   });
 
   it('skips a model whose circuit is open, and stops with budget_exceeded when the budget refuses', async () => {
