@@ -13,6 +13,7 @@ import { createProgressDisplay, type ProgressDisplay } from '../progress/progres
 import type { BatchProgress } from '../queue/batch-state.ts';
 import type { Session } from '../queue/session.ts';
 import { CIRCUIT_FAILURES } from '../execution/row-runner.ts';
+import { CONTEXT_TOO_LONG } from '../execution/fallback-rules.ts';
 import { rateLimitPaceText } from './rate-limit-pace.ts';
 import { reachableModels, reportedNames, shutCircuits, shutCircuitsText } from './shut-circuits.ts';
 
@@ -196,6 +197,12 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
     // Rows answered by a fallback hide a misspelt first choice in a batch that exits 0.
     say('');
     say(`Not found at a provider: ${missing.join(', ')} (a model name it does not know, or a base_url without its path). Their rows went on to other models; results.jsonl's fallback_reason names the model: fix its name (models.<model>.upstream) or base_url.`);
+  }
+  const tooLong = report.call_errors.bad_request ?? 0;
+  if (tooLong > 0 && !report.errors.bad_request && report.extra_calls.rows_on_fallback > 0 && CONTEXT_TOO_LONG.test(report.call_error_examples?.bad_request ?? '')) {
+    // Answered by a later (often pricier) model, each after a refused call, in a batch that exits 0 (QA: a 20-token prompt and a max_tokens of 600 at a window of 600).
+    say('');
+    say(`Too long for a model: bad_request ${counted(tooLong, 'call')} refused by a model's context window (the prompt and max_tokens over it; the Calls line above quotes the first). Their rows went on to later models of their chains, at those models' prices; results.jsonl's fallback_reason names the model. Set its models.<model>.context_window, so that rows it cannot hold skip it without a call, or lower max_tokens if the prompts are short.`);
   }
   const refused = ACCOUNT_REFUSALS.flatMap((code) => (report.call_errors[code] && !report.errors[code] ? [`${code} ${counted(report.call_errors[code], 'call')}`] : []));
   if (refused.length > 0) {

@@ -18,7 +18,7 @@ export function fallBack(progress: RowProgress, reason: string): void {
 }
 
 /** The prompt is longer than the model takes: providers word it many ways. */
-const CONTEXT_TOO_LONG = /context[ _]length|context window|maximum context|too many tokens|prompt is too long|input is too long|reduce the length/i;
+export const CONTEXT_TOO_LONG = /context[ _]length|context window|maximum context|too many tokens|prompt is too long|input is too long|reduce the length/i;
 
 /**
  * A refusal that says nothing against another model, as the reason to go on to it, or null: the
@@ -28,11 +28,22 @@ const CONTEXT_TOO_LONG = /context[ _]length|context window|maximum context|too m
  */
 export function refusalAnotherModelMayNotMeet(failure: ModelCallError, model: string, progress: RowProgress, config: SwitchyardConfig): string | null {
   const chain = progress.plan?.chain ?? [];
-  if (failure.code === 'bad_request' && CONTEXT_TOO_LONG.test(failure.message) && progress.chainIndex + 1 < chain.length) return `the prompt is too long for it (${failure.status ?? 400})`;
+  if (failure.code === 'bad_request' && CONTEXT_TOO_LONG.test(failure.message) && progress.chainIndex + 1 < chain.length) return contextRefusal(failure, model, config);
   const accountRefused = failure.code === 'unauthorized' || failure.code === 'forbidden' || failure.code === 'quota_exceeded';
   // The provider's message names the key's variable: with it the fallback reason says what to fix, not only that the row went on.
   if (accountRefused && laterModelElsewhere(model, progress, config)) return `${failure.code} (${failure.status}) at its provider: ${failure.message}`;
   return null;
+}
+
+/**
+ * Why a model's context refused the row, in the provider's words, which say how the tokens split: a
+ * 20-token prompt with a max_tokens of 600 at a window of 600 read as "the prompt is too long for it"
+ * (QA: every row of a batch went on to a fallback 10 times the price, each after a refused call).
+ * Without a context_window in the config, Switchyard cannot skip the model by itself: said so.
+ */
+function contextRefusal(failure: ModelCallError, model: string, config: SwitchyardConfig): string {
+  const window = config.models[model]?.context_window === undefined ? `; set models.${model}.context_window, and rows it cannot hold skip it without a call` : '';
+  return `its context window refused the prompt and max_tokens (${failure.status ?? 400}: ${failure.message})${window}`;
 }
 
 /**

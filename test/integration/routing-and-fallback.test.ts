@@ -274,6 +274,27 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     expect(run.stdout).toMatch(/^Failed: 2 rows \(unauthorized 2\)\. .*a resume runs on the config saved with the batch: add --config <file> when the fix is in it\)\.$/m);
   });
 
+  it("a model whose context window refuses every row's prompt and max_tokens: the rows go on, and the summary says how to skip it without a call (QA: all went to a fallback at 10 times the price, exit 0, unsaid)", async () => {
+    const dir = await tempDir('context-refused');
+    const own = await startSimulator({ latency_ms: 1, models: { small: { context_window: 600 } } });
+    try {
+      const cfg = join(dir, 'ctx.yaml');
+      await writeFile(cfg, stringify({ providers: { sim: { base_url: own.url } }, models: { small: { provider: 'sim', price, fallbacks: ['big'] }, big: { provider: 'sim', price } }, default_model: 'small', max_tokens: 600 }));
+      const out = join(dir, 'out');
+      const run = await runCli(['run', await writePromptsCsv(dir, 10), '--config', cfg, '--out', out, '--batch-id', 'context-refused'], h.env());
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stdout).toMatch(/^Too long for a model: bad_request 10 calls refused by a model's context window \(the prompt and max_tokens over it; .*\)\. .* Set its models\.<model>\.context_window, so that rows it cannot hold skip it without a call, or lower max_tokens if the prompts are short\.$/m);
+      const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+      for (const result of results) {
+        expect(result).toMatchObject({ status: 'succeeded', final_model: 'big' });
+        // The provider's words say the prompt is short and max_tokens fills the window.
+        expect(result.fallback_reason).toMatch(/^small: its context window refused the prompt and max_tokens \(400: .*maximum context length is 600 tokens\. However, you requested \d+ tokens \(\d+ in the messages, 600 in the completion\).*; set models\.small\.context_window, and rows it cannot hold skip it without a call$/);
+      }
+    } finally {
+      await own.close();
+    }
+  });
+
   it('a model answering only 500s: every row finishes on its fallback, and the breaker stops calling the dead model', async () => {
     const dir = await tempDir('dead');
     const cfg = await config(dir, {
