@@ -208,9 +208,15 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   if (refused.length > 0) {
     say('');
     // The report counts every run's calls: refusals of a run before the key was fixed failed rows that have succeeded since.
+    // The judge's refused calls went on to its fallbacks, which no row's fallback_reason tells of (QA: a judge whose key was wrong all along was said to have been refused "in an earlier run").
+    const judge = report.judge;
+    const judgeRefused = judge !== null && ACCOUNT_REFUSALS.some((code) => report.call_error_examples?.[code]?.startsWith(`model "${judge.model}" `));
+    const byFallback = Object.entries(judge?.scored_by_fallback ?? {});
     const after = report.extra_calls.rows_on_fallback > 0
       ? "Their rows went on to other models; results.jsonl's fallback_reason names the model and what to check."
-      : 'No row failed for it: they were refused in an earlier run of this batch, or before the key was taken again, and their rows have succeeded since.';
+      : judgeRefused && byFallback.length > 0
+        ? `${ACCOUNT_REFUSALS.reduce((sum, code) => sum + (report.call_errors[code] ?? 0), 0) === 1 ? 'It was' : 'They were'} the judge's (${judge!.model}): its fallbacks scored those answers instead (${byFallback.map(([model, rows]) => `${counted(rows, 'answer')} by ${model}`).join(', ')}); the Calls line above says what to check.`
+        : 'No row failed for it: they were refused in an earlier run of this batch, or before the key was taken again, and their rows have succeeded since.';
     say(`Refused by a provider: ${refused.join(', ')} (a key or account it would not take). ${after}`);
   }
   // A finished batch's unscored answers are kept for a resume (jobs/prompt.ts); say so where the user looks.

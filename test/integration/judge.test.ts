@@ -8,6 +8,7 @@ import type { Report } from '../../src/output/report-json.ts';
 import { killRunThenResume, runCli, spawnCli, waitFor } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
+import { startSimulator } from '../../src/sim/server.ts';
 
 const sim = (price: number, extra: Record<string, unknown> = {}) => ({ provider: 'sim', price: { input_per_mtok: price, output_per_mtok: 2 * price }, ...extra });
 
@@ -344,6 +345,25 @@ describe('a judge scores every answer', () => {
 
 describe('a judge that fails', () => {
   const h = useSimulatorAndRedis('judge-down', { latency_ms: 2, models: { judge: { fail_status: 503 } } });
+
+  it("a judge whose provider refuses its key: the summary says its fallback scored the answers instead, not that the refusals were an earlier run's (QA)", async () => {
+    const dir = await tempDir('judge-refused');
+    const keyed = await startSimulator({ latency_ms: 1, api_key: 'right-key' });
+    try {
+      const config = await writeSimConfig(dir, h.sim.url, {
+        providers: { sim: { base_url: h.sim.url }, keyed: { base_url: keyed.url, api_key_env: 'QA_JUDGE_KEY' } },
+        models: { flash: sim(0.1), judge: { provider: 'keyed', price: { input_per_mtok: 1, output_per_mtok: 2 }, fallbacks: ['backup'] }, backup: sim(1) },
+        default_model: 'flash',
+        judge: { model: 'judge' },
+      });
+      const ran = await runCli(['run', await writeQuestions(dir, 4), '--config', config, '--out', join(dir, 'out'), '--concurrency', '1'], h.env({ QA_JUDGE_KEY: 'wrong-key' }));
+      expect(ran.code, ran.stdout + ran.stderr).toBe(0);
+      expect(ran.stdout).toMatch(/^Refused by a provider: unauthorized \d+ calls? \(a key or account it would not take\)\. (It was|They were) the judge's \(judge\): its fallbacks scored those answers instead \(4 answers by backup\); the Calls line above says what to check\.$/m);
+      expect(ran.stdout).not.toContain('in an earlier run of this batch');
+    } finally {
+      await keyed.close();
+    }
+  });
 
   it('leaves every answer as it was, says why it gave no score, and does not fail the rows (the exit code says the evaluation has gaps)', async () => {
     const dir = await tempDir('judge-down');
