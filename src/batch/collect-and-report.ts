@@ -14,7 +14,7 @@ import type { BatchProgress } from '../queue/batch-state.ts';
 import type { Session } from '../queue/session.ts';
 import { CIRCUIT_FAILURES } from '../execution/row-runner.ts';
 import { CONTEXT_TOO_LONG } from '../execution/fallback-rules.ts';
-import { rateLimitPaceText } from './rate-limit-pace.ts';
+import { pastRateLimitText, rateLimitPaceText } from './rate-limit-pace.ts';
 import { reachableModels, reportedNames, shutCircuits, shutCircuitsText } from './shut-circuits.ts';
 
 export interface CollectAndReportOptions {
@@ -128,6 +128,11 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   if (pace) {
     say('');
     say(pace);
+  }
+  const pastLimit = pastRateLimitText(report, config);
+  if (pastLimit) {
+    say('');
+    say(pastLimit);
   }
   const overBudget = report.errors.budget_exceeded ?? 0;
   if (overBudget > 0) {

@@ -1,5 +1,7 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import type { Report } from '../output/report-json.ts';
+import { pastRateLimitWords } from '../output/report-markdown.ts';
+import { formatDuration } from '../figure-text.ts';
 
 /** A model's share of the calls at which its rpm is taken to be what set the pace (its slots were spaced that close). */
 const PACED_SHARE = 0.8;
@@ -22,4 +24,18 @@ export function rateLimitPaceText(report: Report, config: SwitchyardConfig): str
   });
   if (paced.length === 0) return null;
   return `Rate limits: ${paced.join(', ')} set the pace: rows waited for their slots, so --concurrency could not speed them up. Raise the rpm if your provider allows more.`;
+}
+
+/**
+ * The rows a model's rate limit sent on to their fallbacks (on_limit: fallback), at the fallbacks'
+ * prices, and what would keep them on it (QA: 293 of 300 rows answered by a fallback 5 times the price,
+ * the summary saying only "fallbacks 320 calls"). Null when none went on so.
+ */
+export function pastRateLimitText(report: Report, config: SwitchyardConfig | null): string | null {
+  const words = pastRateLimitWords(report.extra_calls);
+  if (words === null) return null;
+  const models = Object.keys(report.extra_calls.rows_past_rate_limit ?? {});
+  const rpm = models.length === 1 ? `models.${models[0]}.rpm (or tpm)` : 'their rpm (or tpm)';
+  const wait = config ? ` (${formatDuration(config.limits.max_wait_ms)})` : '';
+  return `Rate limits: ${words}; their answers cost what their fallbacks charge. Raise ${rpm} if the provider allows more, or limits.max_wait_ms${wait} to have rows wait for the slots instead.`;
 }

@@ -161,6 +161,12 @@ export interface ExtraCallsReport {
   fallback_unpriced_calls: number;
   /** Rows answered by a model other than their first choice. */
   rows_on_fallback: number;
+  /**
+   * Rows that went on past a model because its rate limit would have made them wait over
+   * limits.max_wait_ms (on_limit: fallback), by that model: fallbacks a higher rpm or max_wait_ms
+   * would have spared. Absent from reports written before it was counted.
+   */
+  rows_past_rate_limit?: Record<string, number>;
   /** Task-type classifier calls (routing.classifier: llm). */
   classifier_calls: number;
   classifier_cost_usd: number;

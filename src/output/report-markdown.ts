@@ -4,7 +4,7 @@
  * wording shared with the terminal summary (report-summary.ts) is in report-text.ts.
  */
 import { formatUsd } from '../models/pricing.ts';
-import type { AbArmReport, ModelReport, Report, RowGroupReport } from './report-json.ts';
+import type { AbArmReport, ExtraCallsReport, ModelReport, Report, RowGroupReport } from './report-json.ts';
 import { formatAbSplit } from '../routing/ab-split.ts';
 import { counted, formatCount as count } from '../figure-text.ts';
 import { withControlsShown } from '../control-characters.ts';
@@ -124,6 +124,7 @@ function overviewBullets(report: Report, resume: string): string[] {
     ...bullet('', renderEstimatedUsage(totals)),
     ...bullet('', renderSavings(report)),
     `- Retries: ${counted(extra.retry_calls, 'call')}${retriedAnswers(extra)}, ${extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls)}; fallbacks: ${counted(extra.fallback_calls, 'call')}, ${extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls)}, ${counted(extra.rows_on_fallback, 'row')} answered by a fallback model${bothCounted(extra)}`,
+    ...bullet('Rate limits: ', pastRateLimitWords(extra)),
     ...bullet('Cache: ', renderCache(report)),
     ...(extra.classifier_calls > 0 ? [`- Task classifier: ${counted(extra.classifier_calls, 'call')}, ${extraCost(extra.classifier_calls, extra.classifier_cost_usd, extra.classifier_unpriced_calls)}; ${classifierDecidedText(report)}`] : []),
     ...bullet('Ensembles: ', renderEnsembleCalls(extra)),
@@ -315,4 +316,11 @@ function invalidRowsSection(report: Report, resume: string): string[] {
     '',
     ...table(['Code', 'Rows', 'First'], ['l', 'r', 'l'], Object.entries(report.invalid_input).map(([code, n]) => [code, count(n), shorten(examples[code] ?? '', 300)])),
   ]);
+}
+
+/** "293 rows went on past lim for its rate limit": the fallbacks a wait would have spared (on_limit: fallback). Null when none did. */
+export function pastRateLimitWords(extra: Pick<ExtraCallsReport, 'rows_past_rate_limit'>): string | null {
+  const past = Object.entries(extra.rows_past_rate_limit ?? {});
+  if (past.length === 0) return null;
+  return `${past.map(([model, rows]) => `${counted(rows, 'row')} went on past ${model}`).join(', ')} for ${past.length === 1 ? 'its rate limit' : 'their rate limits'} (on_limit: fallback: the next slot was further than limits.max_wait_ms away)`;
 }

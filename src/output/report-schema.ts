@@ -96,6 +96,7 @@ export const reportSchema: z.ZodType<Report> = z.object({
     fallback_cost_usd: usd,
     fallback_unpriced_calls: count,
     rows_on_fallback: count,
+    rows_past_rate_limit: counts.optional(),
     classifier_calls: count,
     classifier_cost_usd: usd,
     classifier_unpriced_calls: count,

@@ -178,6 +178,8 @@ export class ReportTally {
   #rowsThisRun = 0;
   #succeeded = 0;
   #rowsOnFallback = 0;
+  /** Rows that went on past a model for its rate limit, by that model (fallback_reason). */
+  readonly #pastRateLimit = new Map<string, number>();
   #classifierDecided = 0;
   /** Judge calls by the model that made them: an earlier judge's (a resume that changed it) or a fallback's are not the judge's. */
   readonly #judgeCallsByModel = new Map<string, number>();
@@ -242,6 +244,7 @@ export class ReportTally {
       if (result.cached.saved_usd === null) this.#cached.unpriced += 1;
       else this.#cached.savedNanos += usdToNanos(result.cached.saved_usd);
     }
+    for (const model of passedForRateLimit(result.fallback_reason ?? null)) this.#pastRateLimit.set(model, (this.#pastRateLimit.get(model) ?? 0) + 1);
     if (result.status === 'succeeded') {
       this.#succeeded += 1;
       if (entry) entry.succeeded += 1;
@@ -443,6 +446,7 @@ export class ReportTally {
       fallback_cost_usd: nanosToUsd(extra.fallback.nanos),
       fallback_unpriced_calls: extra.fallback.unpriced,
       rows_on_fallback: this.#rowsOnFallback,
+      rows_past_rate_limit: byCountDescending(this.#pastRateLimit),
       classifier_calls: extra.classifier.calls,
       classifier_cost_usd: nanosToUsd(extra.classifier.nanos),
       classifier_decided_rows: this.#classifierDecided,
@@ -517,6 +521,17 @@ export class ReportTally {
  * A row whose answer came from a fallback model. An ensemble row calls several models by design:
  * only a synthesis or a member answered by another model than the one configured is a fallback.
  */
+/**
+ * The models a row went on past for their rate limits, as its fallback_reason words it (row-runner.ts
+ * takeSlot and its 429 wait: "m: rate limited (requests) for 12 s, over limits.max_wait_ms"); an
+ * ensemble member's reasons, "member m: ...", name the member's model.
+ */
+const PAST_RATE_LIMIT = /(?:^|; )(?:member )?([^;]+?): rate limited(?: \((?:requests|tokens|cooldown)\))? for [\d.]+ s, over limits\.max_wait_ms/g;
+export function passedForRateLimit(fallbackReason: string | null): string[] {
+  if (fallbackReason === null) return [];
+  return [...new Set([...fallbackReason.matchAll(PAST_RATE_LIMIT)].map((match) => match[1]!))];
+}
+
 function answeredOnFallback(result: RowResult): boolean {
   const { ensemble } = result;
   if (!ensemble) return (result.models_tried?.length ?? 1) > 1 || (result.fallback_reason ?? null) !== null;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { rateLimitPaceText } from '../../src/batch/rate-limit-pace.ts';
+import { pastRateLimitText, rateLimitPaceText } from '../../src/batch/rate-limit-pace.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import type { Report } from '../../src/output/report-json.ts';
 
@@ -31,5 +31,13 @@ describe('what a run says of the rate limits that set its pace', () => {
     // A resume that only judged the rows (QA): the answers' 290 calls were the first run's.
     expect(rateLimitPaceText(report(36_000, { pro: 20 }, { flash: 290 }), config)).toBeNull();
     expect(rateLimitPaceText(report(36_000, { flash: 290 }, { flash: 1000 }), config)).toContain('flash (483 calls a minute');
+  });
+
+  it('says what the rows a rate limit sent on to their fallbacks cost, and what keeps them on the model', () => {
+    const past = (rows: Record<string, number>) => ({ ...report(36_000, { flash: 10 }), extra_calls: { rows_past_rate_limit: rows } }) as unknown as Report;
+    expect(pastRateLimitText(past({ flash: 293 }), config)).toBe(
+      'Rate limits: 293 rows went on past flash for its rate limit (on_limit: fallback: the next slot was further than limits.max_wait_ms away); their answers cost what their fallbacks charge. Raise models.flash.rpm (or tpm) if the provider allows more, or limits.max_wait_ms (10.0 s) to have rows wait for the slots instead.',
+    );
+    expect(pastRateLimitText(past({}), config)).toBeNull();
   });
 });

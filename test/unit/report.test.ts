@@ -426,6 +426,20 @@ describe('failed calls', () => {
     expect(lines[calls + 1]).toBe(`        connection_error: ${refused}`);
   });
 
+  it("count the rows a model's rate limit sent on to their fallbacks (on_limit: fallback), in report.json and report.md (QA: 293 of 300 rows on a fallback 5 times the price, said nowhere)", () => {
+    const tally = new ReportTally();
+    const past = (row: number, reason: string): RowResult => ({ ...succeeded(row), model: 'ok', final_model: 'ok', models_tried: ['ok'], fallback_reason: reason });
+    tally.addResult(past(1, 'lim: rate limited (requests) for 12 s, over limits.max_wait_ms'));
+    tally.addResult(past(2, 'lim: rate limited (tokens) for 3.5 s, over limits.max_wait_ms'));
+    tally.addResult(past(3, 'fast: server_error after 3 attempts; lim: rate limited for 30 s, over limits.max_wait_ms'));
+    tally.addResult(past(4, 'lim: circuit open after repeated failures (next probe in 20 s, at 10:00:20 UTC)'));
+    tally.addResult(succeeded(5));
+    const report = tally.build(span);
+    expect(report.extra_calls.rows_past_rate_limit).toEqual({ lim: 3 });
+    expect(renderReportMarkdown(report)).toContain('\n- Rate limits: 3 rows went on past lim for its rate limit (on_limit: fallback: the next slot was further than limits.max_wait_ms away)\n');
+    expect(renderReportMarkdown(new ReportTally().build(span))).not.toContain('- Rate limits:');
+  });
+
   it("leave a code some row failed with to the Errors line, which gives that row's message", () => {
     const tally = new ReportTally();
     tally.addResult({ ...succeeded(1), status: 'failed', output: null, final_model: null, error: { code: 'connection_error', message: `every model in the chain failed; the last call's error: ${refused}` } });
