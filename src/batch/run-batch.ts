@@ -163,7 +163,7 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
   // Rows of batches whose run was killed would come first here, paid for and collected by nobody.
   if (!options.detach) {
     for (const [orphan, unqueued] of await unqueueOrphanedBatches(queue, session.store, batchId)) if (unqueued.removed > 0) say(orphanedBatchText(orphan, unqueued));
-    // Rows queued before this run's (a --detach'ed batch's, a server's) are taken first: a run slowed by them says why (QA: 10 rows took 25 s, unexplained).
+    // Rows queued before this run's (a --detach'ed batch's, a server's) take turns with its rows: a run slowed by them says why (QA: 10 rows took 25 s, unexplained).
     if (!batch.callsElsewhere) {
       const ahead = await queue.getJobCounts('wait', 'prioritized');
       const rows = (ahead['wait'] ?? 0) + (ahead['prioritized'] ?? 0);

@@ -62,7 +62,8 @@ describe('switchyard worker, on its own beside a detached run', () => {
     const own = await writePromptsCsv(await tempDir('queued-own'), 3);
     const run = await runCli(['run', own, '--config', config, '--out', join(dir, 'out-own'), '--batch-id', 'queued-own'], h.env());
     expect(run.code, run.stdout + run.stderr).toBe(0);
-    expect(run.stdout).toContain("Note: 15 rows already queued on this Redis (other batches', from --detach or `switchyard serve`, or this one's from an earlier run) come first: the workers here take them before this run's rows, each answer going to its own batch.");
+    // Not "taken first": the batches take turns (row-priority.ts), so the note says that.
+    expect(run.stdout).toContain("Note: 15 rows already queued on this Redis (other batches', from --detach or `switchyard serve`, or this one's from an earlier run) share the workers here with this run's rows: the batches take turns, 64 rows at a time, so this run ends later than it would alone, and each answer goes to its own batch (README.md, \"Several batches at once\").");
     // The earlier batch's rows were answered for it, and its collect writes them.
     expect((await runCli(['collect', 'queued-earlier'], h.env())).code).toBe(0);
     // With nothing queued ahead, nothing is said.
