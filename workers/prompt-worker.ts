@@ -14,6 +14,7 @@ import type { BatchContexts } from './batch-context.ts';
 import { registerWorker, releaseRowsOfDeadWorkers, type ReleasedRows } from '../src/queue/worker-registry.ts';
 import { BatchStore } from '../src/queue/batch-state.ts';
 import { holdsJobClaim, saveWhileHeld } from '../src/queue/job-claim.ts';
+import { keepClockAtParkedRow, rowClockKey } from '../src/queue/row-priority.ts';
 import { isOrphaned, withdrawJobData } from '../src/queue/unqueue-batch.ts';
 
 export interface PromptWorkerOptions {
@@ -102,7 +103,10 @@ export function startPromptWorker(options: PromptWorkerOptions): PromptWorkerHan
       if (outcome.kind === 'park') {
         // A parked row holds the calls it paid for: a full Redis is waited out, not the row failed and run again.
         if (!(await whileRedisRefuses('parking a row', () => saveData(outcome.data), options.refusals))) return handedOver(outcome.data);
+        // The clock beside the move, best effort: it orders batches fairly, and a row parks again whatever became of it.
+        const clockKept = keepClockAtParkedRow(options.redis, rowClockKey(worker), job.priority).catch(() => undefined);
         await whileRedisRefuses('parking a row', () => job.moveToDelayed(Date.now() + outcome.waitMs, token), options.refusals);
+        await clockKept;
         throw new DelayedError();
       }
       if (outcome.kind === 'crashed') {

@@ -7,8 +7,13 @@ export const MAX_JOB_PRIORITY = 2_097_151;
 /** Rows of one batch that share a priority: batches side by side take turns by this many rows. */
 export const ROWS_PER_PRIORITY = 64;
 
-/** The clock outlives a quiet hour at most: then nothing was queued, so nothing waits to be ordered against it. */
+/** The clock outlives a quiet hour at most: then nothing was queued or parked, so nothing waits to be ordered against it. */
 const CLOCK_TTL_S = 3600;
+
+/** Where the queue's clock is kept, beside the queue's own keys (a Queue's or a Worker's `toKey`). */
+export function rowClockKey(queue: { toKey(type: string): string }): string {
+  return queue.toKey('row-clock');
+}
 
 /**
  * The queue's clock: the lowest priority waiting in BullMQ's prioritized set (its score is
@@ -46,7 +51,7 @@ export function rowPriorities(queue: Queue, redis: RedisClient): RowPriorities {
   // Where the batch's next row goes: a priority, and how many rows have it already.
   let priority = 1;
   let rowsAtPriority = 0;
-  const keys = [queue.keys['prioritized']!, queue.toKey('row-clock')];
+  const keys = [queue.keys['prioritized']!, rowClockKey(queue)];
   return {
     async forChunk(rows) {
       const clock = Number(await runScript(redis, READ_CLOCK, keys, [CLOCK_TTL_S]));
@@ -65,4 +70,29 @@ export function rowPriorities(queue: Queue, redis: RedisClient): RowPriorities {
       return priorities;
     },
   };
+}
+
+/** Moves the queue's clock up to a priority (never back), its expiry renewed. */
+const CLOCK_UP_TO_PARKED: LuaScript = {
+  name: 'moving the queue clock up to a parked row',
+  numberOfKeys: 1,
+  lua: `
+local clock = tonumber(redis.call('GET', KEYS[1]) or '1')
+local parked = tonumber(ARGV[1])
+if parked > clock then clock = parked end
+redis.call('SET', KEYS[1], string.format('%.0f', clock), 'EX', ARGV[2])
+return clock`,
+};
+
+/**
+ * Called as a row parks (its job delayed until its wait ends). The clock is read from the rows
+ * waiting, and a parked row is not among them: with every other row done or parked, a batch
+ * queued meanwhile would start at the clock as last read, turns behind the parked row, and its
+ * early turns would go before the row once it wakes. Moved up to the row's priority, the clock starts
+ * such a batch level with it (the woken row behind one turn of the batch's at most). Rows queued
+ * without a priority (0) leave it as it is.
+ */
+export async function keepClockAtParkedRow(redis: RedisClient, clockKey: string, priority: number): Promise<void> {
+  if (priority <= 0) return;
+  await runScript(redis, CLOCK_UP_TO_PARKED, [clockKey], [priority, CLOCK_TTL_S]);
 }
