@@ -69,8 +69,9 @@ export type RowStep =
 
 /**
  * A parked row is woken this long before its slot and sleeps the rest in the worker: BullMQ puts a
- * delayed job that comes due behind the jobs already waiting, so a row woken exactly on time would
- * start late, and late starts bunch up (a burst a rolling-window provider can answer with 429s).
+ * delayed job that comes due behind the jobs already waiting with its priority number or a
+ * smaller one (row-priority.ts), so a row woken exactly on time would start late, and late starts
+ * bunch up (a burst a rolling-window provider can answer with 429s).
  */
 const WAKE_LEAD_MS = 1000;
 
