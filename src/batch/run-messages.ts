@@ -5,8 +5,8 @@ import type { BatchProgress } from '../queue/batch-state.ts';
 import type { EnqueueCounts } from '../queue/producer.ts';
 import type { Session } from '../queue/session.ts';
 import type { Unqueued } from '../queue/unqueue-batch.ts';
-import { deadProcessRowsText, type ReleasedRows } from '../queue/worker-registry.ts';
 import { ROWS_PER_PRIORITY } from '../queue/row-priority.ts';
+import { deadProcessRowsText, type ReleasedRows } from '../queue/worker-registry.ts';
 import { ROW_FIELD_COLUMNS, type LookalikeColumn } from '../input/row-field-lookalikes.ts';
 
 /**
@@ -80,7 +80,10 @@ export async function unreadableFileText(session: Session, batchId: string, unqu
 
 /** Rows already in the queue when a run starts (other batches', or this one's left by a --detach'ed run): its rows take turns with them (row-priority.ts). */
 export function queuedAheadText(rows: number): string {
-  return `Note: ${counted(rows, 'row')} already queued on this Redis (other batches', from --detach or \`switchyard serve\`, or this one's from an earlier run) share${rows === 1 ? 's' : ''} the workers here with this run's rows: the batches take turns, ${ROWS_PER_PRIORITY} rows at a time, so this run ends later than it would alone, and each answer goes to its own batch (README.md, "Several batches at once").`;
+  return (
+    `Note: ${counted(rows, 'row')} of other batches (from --detach, \`switchyard serve\` or another run) ${rows === 1 ? 'is' : 'are'} queued on this Redis: ` +
+    `this run's rows take turns with ${rows === 1 ? 'it' : 'them'}, ${ROWS_PER_PRIORITY} at a time, and the workers here take ${rows === 1 ? 'it' : 'theirs'} too (each answer going to its own batch), so this run takes longer than alone.`
+  );
 }
 
 /** What this run did with the queued rows of a batch whose run is gone. */

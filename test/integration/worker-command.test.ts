@@ -62,14 +62,20 @@ describe('switchyard worker, on its own beside a detached run', () => {
     const own = await writePromptsCsv(await tempDir('queued-own'), 3);
     const run = await runCli(['run', own, '--config', config, '--out', join(dir, 'out-own'), '--batch-id', 'queued-own'], h.env());
     expect(run.code, run.stdout + run.stderr).toBe(0);
-    // Not "taken first": the batches take turns (row-priority.ts), so the note says that.
-    expect(run.stdout).toContain("Note: 15 rows already queued on this Redis (other batches', from --detach or `switchyard serve`, or this one's from an earlier run) share the workers here with this run's rows: the batches take turns, 64 rows at a time, so this run ends later than it would alone, and each answer goes to its own batch (README.md, \"Several batches at once\").");
+    // They do not come first (batches take turns, row-priority.ts): the note says they share the workers.
+    expect(run.stdout).toContain("Note: 15 rows of other batches (from --detach, `switchyard serve` or another run) are queued on this Redis: this run's rows take turns with them, 64 at a time, and the workers here take theirs too (each answer going to its own batch), so this run takes longer than alone.");
     // The earlier batch's rows were answered for it, and its collect writes them.
     expect((await runCli(['collect', 'queued-earlier'], h.env())).code).toBe(0);
     // With nothing queued ahead, nothing is said.
     const alone = await runCli(['run', own, '--config', config, '--out', join(dir, 'out-alone'), '--batch-id', 'queued-alone'], h.env());
     expect(alone.code).toBe(0);
-    expect(alone.stdout).not.toContain('already queued on this Redis');
+    expect(alone.stdout).not.toContain('queued on this Redis');
+    // A batch's own queued rows, which its resume runs, are not other batches' (QA: a resume was told its own rows came first).
+    const own2 = await writePromptsCsv(await tempDir('queued-resumed'), 5);
+    expect((await runCli(['run', own2, '--config', config, '--out', join(dir, 'out-resumed'), '--batch-id', 'queued-resumed', '--detach'], h.env())).code).toBe(0);
+    const resumed = await runCli(['run', '--resume', 'queued-resumed'], h.env());
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+    expect(resumed.stdout).not.toContain('queued on this Redis');
   });
 
   it('a --detach resume of a batch whose every row is done writes its outputs again itself, instead of leaving it running uncollected', async () => {
