@@ -28,6 +28,8 @@ export const promptJobSchema = z.object({
   custom_id: z.string().optional(),
   /** Request fields sent with each answer call (an OpenAI Batch line's top_p, stop, ...). */
   params: z.record(z.string(), z.unknown()).optional(),
+  /** Its `model` was put to it by --compare, not named by its record (InputRow.compared). */
+  compared: z.literal(true).optional(),
   /** Set when the job was parked mid-row (rate-limit slot, backoff). */
   progress: rowProgressSchema.optional(),
   /**

@@ -175,7 +175,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
       }
     }
     const plan = await planRouteCountingLater(
-      { messages: row.messages, params: row.params, rowModel: row.model, abArm: row.abArm, pinnedModel, ...maxTokensOfRow(row, config), taskType, routeReason: reason },
+      { messages: row.messages, params: row.params, rowModel: row.model, compared: row.compared, abArm: row.abArm, pinnedModel, ...maxTokensOfRow(row, config), taskType, routeReason: reason },
       config,
       countPromptTokensOffThread,
     );

@@ -32,6 +32,8 @@ export interface RowInput {
   params?: Record<string, unknown> | undefined;
   /** The model an A/B split (--ab) gave this row, which names none of its own. */
   abArm?: string | undefined;
+  /** Its `model` was put to it by --compare, not named by its record. */
+  compared?: true | undefined;
 }
 
 export interface RowRunnerDeps {

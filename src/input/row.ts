@@ -44,6 +44,8 @@ export interface InputRow {
   custom_id?: string;
   /** Other request fields sent with the call as given (an OpenAI Batch line's top_p, stop, ...). */
   params?: Record<string, unknown>;
+  /** Put to `model` by --compare (compare-fan-out.ts), not named by the record: its route_reason says so. */
+  compared?: true;
 }
 
 /** A record that could not become a job; it is written to errors.jsonl and the batch goes on. */

@@ -106,6 +106,7 @@ function toJob(options: EnqueueOptions, row: InputRow, fingerprint: number, carr
   if (row.max_tokens !== undefined) job.max_tokens = row.max_tokens;
   if (row.custom_id !== undefined) job.custom_id = row.custom_id;
   if (row.params !== undefined) job.params = row.params;
+  if (row.compared) job.compared = true;
   return job;
 }
 

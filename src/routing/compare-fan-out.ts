@@ -56,7 +56,7 @@ export function fanOutItem(item: ReadItem, models: readonly string[], tally: Com
     return alone(k, { kind: 'row', value: { ...row, row: at(k) } });
   }
   tally.prompts++;
-  return models.map((model, i) => ({ kind: 'row', value: { ...row, row: at(i + 1), model } }));
+  return models.map((model, i) => ({ kind: 'row', value: { ...row, row: at(i + 1), model, compared: true } }));
 }
 
 /** Said once the file is read: how many prompts went to every model, and the records left to their own model. */

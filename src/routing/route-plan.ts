@@ -29,6 +29,8 @@ export interface RouteInput {
   params?: Readonly<Record<string, unknown>> | undefined;
   /** The row's own `model` field. */
   rowModel?: string | undefined;
+  /** rowModel was put to the row by --compare, not named by its record. */
+  compared?: boolean | undefined;
   /** The arm an A/B split gave the row (it names no model of its own): a model, an ensemble or `auto` (routed). */
   abArm?: string | undefined;
   /** A model the whole batch is pinned to (`--model`, `--route <model>`). */
@@ -90,7 +92,7 @@ function unique(models: readonly string[]): string[] {
 function candidateChain(input: RouteInput, config: SwitchyardConfig): { models: string[]; reason: string; from: string } {
   const pinned = input.rowModel ?? (input.abArm === undefined ? input.pinnedModel : armTarget(input.abArm));
   if (pinned !== undefined) {
-    const reason = input.rowModel !== undefined ? `row model "${pinned}"` : input.abArm !== undefined ? `A/B arm "${pinned}"` : `pinned model "${pinned}"`;
+    const reason = input.rowModel !== undefined ? `${input.compared ? 'compared' : 'row'} model "${pinned}"` : input.abArm !== undefined ? `A/B arm "${pinned}"` : `pinned model "${pinned}"`;
     return { models: unique([pinned, ...(config.models[pinned]?.fallbacks ?? [])]), reason, from: `models.${pinned}.fallbacks` };
   }
   const route = config.routing?.routes[input.taskType];

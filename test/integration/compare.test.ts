@@ -35,6 +35,8 @@ describe('run --compare: every prompt put to every named model', () => {
     expected.splice(8, 0, { row: 12, id: 'q6', model: 'slow' });
     expect(results.map((r) => ({ row: r.row, id: r.id, model: r.model }))).toEqual(expected);
     expect(results.every((r) => r.status === 'succeeded' && typeof r.judge?.score === 'number')).toBe(true);
+    // A compared row says it was put to its model; the record that named its own says so (QA: both read `row model "..."`, so a spreadsheet could not tell them apart).
+    expect(results.map((r) => r.route_reason)).toEqual(expected.map((r) => (r.id === 'q6' ? 'row model "slow"' : `compared model "${r.model}"`)));
     // results.csv in the same order.
     const csvIds = (await readFile(join(out, 'results.csv'), 'utf8')).trim().split('\n').slice(1).map((line) => line.split(',')[1]);
     expect(csvIds).toEqual(expected.map((r) => String(r.row)));

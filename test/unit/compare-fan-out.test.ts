@@ -31,7 +31,7 @@ describe('--compare fan-out', () => {
     for (const item of items) {
       if (item.kind !== 'row') throw new Error('a row');
       // The same id on each: the judge's pairwise comparison pairs the answers by it. Copies hold no duplicate_id error (that check is the reader's, before).
-      expect(item.value).toMatchObject({ id: 'q2', line: 3, metadata: { topic: 't' }, messages: [{ role: 'user', content: 'prompt 2' }] });
+      expect(item.value).toMatchObject({ id: 'q2', line: 3, metadata: { topic: 't' }, messages: [{ role: 'user', content: 'prompt 2' }], compared: true });
     }
     expect(tally).toEqual({ prompts: 1, ownModel: 0, firstOwnModelLine: null });
   });

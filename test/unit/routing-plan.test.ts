@@ -91,6 +91,10 @@ describe('planRoute: where the chain comes from', () => {
     expect(plan({ rowModel: 'qwen', pinnedModel: 'pro', taskType: 'complex' }).result).toMatchObject({ chain: ['qwen', 'glm'], routeReason: 'row model "qwen"', taskType: 'complex' });
   });
 
+  it('says a model put to the row by --compare is a compared model, not the row\'s own', () => {
+    expect(plan({ rowModel: 'qwen', compared: true }).result).toMatchObject({ chain: ['qwen', 'glm'], routeReason: 'compared model "qwen"' });
+  });
+
   it('uses a pinned model (--model / --route) with its fallbacks, without duplicates', () => {
     expect(plan({ pinnedModel: 'pro', taskType: 'creative' }).result).toMatchObject({ chain: ['pro'], routeReason: 'pinned model "pro"' });
     expect(plan({ pinnedModel: 'small' }).result.chain).toEqual(['small', 'qwen', 'flash']);
