@@ -12,6 +12,7 @@ import { refuseUnknownPinned } from '../routing/pinned-model.ts';
 import { firstModel, rowTarget } from '../routing/row-target.ts';
 import type { AbArm } from '../routing/ab-split.ts';
 import { fanOutItem, noneCompared, type CompareTally } from '../routing/compare-fan-out.ts';
+import { comparedFromCacheText } from '../routing/compare-models.ts';
 import type { BatchMeta } from '../queue/batch-state.ts';
 import { acquireBatchLease, type BatchLease } from '../queue/batch-lease.ts';
 import type { Session } from '../queue/session.ts';
@@ -96,6 +97,7 @@ export async function prepareBatch(batchId: string, options: RunOptions, session
   await refuseSpentMonth(session, config, pinned, say);
   // After the refusals: a warning that a key is missing says nothing more when the run stops for it.
   warnAboutConfig(config, pinned, isBudgeted(options, existing, config), options.detach === true, keysElsewhere, say);
+  if (config.cache && settings.compare) say(comparedFromCacheText(host ? 'cache=false' : '--no-cache', config.judge !== undefined));
   if (callsElsewhere) say('Note: no model its rows may use has its key set here: the workers on this Redis that have the keys answer them, and this run writes the outputs.');
   const position: ReadPosition = { bytesRead: 0, fileBytes: 0 };
   // A host's batch was posted to its HTTP API: the readers' advice is for the request then (a charset to name in its Content-Type).

@@ -67,6 +67,16 @@ export function chooseCompareModels(options: RowModelOptions, batch: { id: strin
   return [...before];
 }
 
+/**
+ * Said of a comparison run with the answer cache on (`noCache`: how to turn it off, the flag or the
+ * API's parameter): a prompt the models were asked before comes back free and at once, so a rerun
+ * compares no cost or latency, and its judge (`judged`) is paid to score the same answers again.
+ */
+export function comparedFromCacheText(noCache: string, judged: boolean): string {
+  const judge = judged ? ', and the judge scores the same answers again' : '';
+  return `Note: this comparison runs with the answer cache on: a prompt a model answered before gets that answer back at $0 and in no time, so the models' costs and latencies compare only over the prompts new to them${judge}. To compare the models afresh, give ${noCache}.`;
+}
+
 /** "deepseek-v4-flash, deepseek-v4-pro and glm-4". */
 export function modelListText(models: readonly string[]): string {
   return models.length < 2 ? (models[0] ?? '') : `${models.slice(0, -1).join(', ')} and ${models.at(-1)!}`;

@@ -131,6 +131,18 @@ describe('run --compare: every prompt put to every named model', () => {
     expect(budget.stdout).toMatch(/budget_exceeded/);
   });
 
+  it('says that a comparison with the answer cache on compares the models afresh only with --no-cache (QA: a nightly rerun compared $0 and 0 ms answers, unsaid)', async () => {
+    const dir = await tempDir('compare-cache');
+    const config = await writeSimConfig(dir, h.sim.url, { cache: { ttl_hours: 1 } });
+    const input = await writePromptsCsv(dir, 2);
+    const cached = await runCli(['run', input, '--config', config, '--out', join(dir, 'out-cached'), '--compare', 'fast,slow'], h.env());
+    expect(cached.code, cached.stdout + cached.stderr).toBe(0);
+    expect(cached.stdout).toContain("Note: this comparison runs with the answer cache on: a prompt a model answered before gets that answer back at $0 and in no time, so the models' costs and latencies compare only over the prompts new to them. To compare the models afresh, give --no-cache.");
+    const afresh = await runCli(['run', input, '--config', config, '--out', join(dir, 'out-afresh'), '--compare', 'fast,slow', '--no-cache'], h.env());
+    expect(afresh.code, afresh.stdout + afresh.stderr).toBe(0);
+    expect(afresh.stdout).not.toContain('this comparison runs with the answer cache on');
+  });
+
   it('refuses an unknown model (with the one meant), fewer than two, one named twice, auto, and --ab or --model beside it', async () => {
     const dir = await tempDir('compare-bad');
     const config = await writeSimConfig(dir, h.sim.url);
