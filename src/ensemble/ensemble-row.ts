@@ -183,7 +183,7 @@ function finishEnsemble(row: RowInput, progress: RowProgress, ensemble: NamedEns
     attempts: totals.answerCalls,
     metadata: row.metadata,
     task_type: taskType || null,
-    route_reason: `${row.abArm !== undefined ? 'A/B arm: ' : ''}ensemble "${ensemble.name}": ${answered} of ${state.members.length} members answered${synthesisText}`,
+    route_reason: `${row.abArm !== undefined ? 'A/B arm: ' : row.compared ? 'compared: ' : ''}ensemble "${ensemble.name}": ${answered} of ${state.members.length} members answered${synthesisText}`,
     ...(row.abArm !== undefined && { ab_arm: row.abArm }),
     models_tried: [...new Set(calls.map((call) => call.model))],
     final_model: succeeded ? synthesizedBy : null,

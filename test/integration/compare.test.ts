@@ -143,6 +143,23 @@ describe('run --compare: every prompt put to every named model', () => {
     expect(afresh.stdout).not.toContain('this comparison runs with the answer cache on');
   });
 
+  it("tells a compared ensemble's rows by their ensemble and route_reason: their model is its synthesizer, which may be compared too", async () => {
+    const dir = await tempDir('compare-ensemble');
+    const config = await writeSimConfig(dir, h.sim.url, { ensembles: { council: { members: ['fast', 'slow'], synthesizer: 'slow' } } });
+    const input = await writePromptsCsv(dir, 2);
+    const out = join(dir, 'out');
+    const ran = await runCli(['run', input, '--config', config, '--out', out, '--compare', 'slow,council'], h.env());
+    expect(ran.code, ran.stdout + ran.stderr).toBe(0);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    // Both rows of a prompt have model "slow" (an ensemble row's is its synthesizer): the route_reason says which was put to which.
+    expect(results.map((r) => [r.model, r.ensemble?.name ?? null, r.route_reason.replace(/: \d.*/, '')])).toEqual([
+      ['slow', null, 'compared model "slow"'],
+      ['slow', 'council', 'compared: ensemble "council"'],
+      ['slow', null, 'compared model "slow"'],
+      ['slow', 'council', 'compared: ensemble "council"'],
+    ]);
+  });
+
   it('refuses an unknown model (with the one meant), fewer than two, one named twice, auto, and --ab or --model beside it', async () => {
     const dir = await tempDir('compare-bad');
     const config = await writeSimConfig(dir, h.sim.url);
