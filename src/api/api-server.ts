@@ -210,7 +210,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       name = asked;
     }
     const file = await withinDeadline(service.outputFile(batchId, name));
-    const why = name.startsWith('batch_') ? ' (only a batch of OpenAI Batch API lines has one)' : '';
+    const why = name.startsWith('batch_') ? ' (only a batch of OpenAI Batch API lines has one)' : name === 'compare.csv' ? ' (only a batch posted with compare= has one)' : '';
     await sendFile(res, file.path, file.contentType, `batch ${batchId} has no ${name}${why}; GET ${batchPath(batchId)} lists its files`);
   }
 

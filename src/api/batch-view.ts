@@ -6,6 +6,7 @@ import { abSplitParameter } from '../routing/ab-split.ts';
 export const OUTPUT_FILES = {
   'results.jsonl': 'application/x-ndjson; charset=utf-8',
   'results.csv': 'text/csv; charset=utf-8',
+  'compare.csv': 'text/csv; charset=utf-8',
   'costs.jsonl': 'application/x-ndjson; charset=utf-8',
   'errors.jsonl': 'application/x-ndjson; charset=utf-8',
   'report.json': 'application/json; charset=utf-8',

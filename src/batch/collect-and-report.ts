@@ -120,6 +120,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   say('');
   say(`Results  ${paths.results}`);
   say(`         ${paths.resultsCsv}`);
+  if (finalMeta.compare) say(`         ${paths.compareCsv} (the compared models' answers side by side)`);
   say(`Costs    ${paths.costs}`);
   const invalid = report.totals.invalid_rows;
   if (invalid > 0) say(`Errors   ${paths.errors} (${counted(invalid, 'invalid row')}, not run)`);

@@ -11,6 +11,7 @@ import type { CallRecord, RowResult } from './records.ts';
 import { ReportTally, type ReportBaseline } from './report.ts';
 import type { Report } from './report-json.ts';
 import { writeResultsCsv } from './results-csv.ts';
+import { writeCompareCsv } from './compare-csv.ts';
 import { renderReportMarkdown, type ResumeHint } from './report-markdown.ts';
 import { readWrittenReport, writeReport } from './write-report.ts';
 
@@ -104,6 +105,7 @@ async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number
   const keep = await notWithdrawn(store, meta.batch_id);
   writeOrderedResults(paths.journal, paths.results, keep);
   writeResultsCsv(paths.csvJournal, paths.resultsCsv, await store.metadataKeys(meta.batch_id), { separator: meta.csv_delimiter, bom: meta.csv_bom === true }, keep);
+  if (meta.compare) await writeComparison(store, meta, meta.compare, paths);
   if (meta.input_kind === 'openai-batch') await writeOpenAiBatchFiles(paths.results, paths.errors, options.outDir, meta.batch_id);
   // With rows withdrawn, the report comes from the files as written, which leave them out.
   const tally = (keep === undefined ? options.collectedTally : null) ?? (await tallyFromFiles(paths, options.baseline, options.startedAt, options.outputCaps));
@@ -115,6 +117,12 @@ async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number
   addModelChoices(report, meta);
   writeReport(report, options.outDir, options.resumeHint);
   return { report, finishedAt };
+}
+
+/** compare.csv from results.jsonl, with a score column per model when the batch has a judge. */
+async function writeComparison(store: BatchStore, meta: BatchMeta, models: readonly string[], paths: OutputPaths): Promise<void> {
+  const judged = (await store.loadConfig(meta.batch_id))?.config.judge !== undefined;
+  await writeCompareCsv(paths.results, paths.compareCsv, models, judged, await store.metadataKeys(meta.batch_id), { separator: meta.csv_delimiter, bom: meta.csv_bom === true });
 }
 
 /** Rows to write: all but those made invalid in the file since they had a result (withdraw-rows.ts). */
@@ -183,6 +191,10 @@ export async function rewriteMissingOutputs(options: Omit<FinalizeOptions, 'coll
   if (journalWhole && missing(paths.resultsCsv)) {
     writeResultsCsv(paths.csvJournal, paths.resultsCsv, await store.metadataKeys(meta.batch_id), { separator: meta.csv_delimiter, bom: meta.csv_bom === true }, keep);
     wrote(paths.resultsCsv);
+  }
+  if (meta.compare && !missing(paths.results) && missing(paths.compareCsv)) {
+    await writeComparison(store, meta, meta.compare, paths);
+    wrote(paths.compareCsv);
   }
   if (missing(paths.errors)) {
     if (meta.invalid_rows === 0) {

@@ -5,6 +5,8 @@ export function outputPaths(outDir: string) {
   return {
     results: join(outDir, 'results.jsonl'),
     resultsCsv: join(outDir, 'results.csv'),
+    /** A --compare batch's answers side by side, one line per record (compare-csv.ts). */
+    compareCsv: join(outDir, 'compare.csv'),
     costs: join(outDir, 'costs.jsonl'),
     errors: join(outDir, 'errors.jsonl'),
     reportJson: join(outDir, 'report.json'),

@@ -91,20 +91,21 @@ export function writeResultsCsv(csvJournalPath: string, csvPath: string, metadat
   return writeOrderedCsv(csvJournalPath, csvPath, header, metadataKeys.length, separator, keep);
 }
 
-function metadataHeaders(keys: readonly string[]): string[] {
-  const taken = new Set<string>(RESULTS_CSV_COLUMNS);
+/** The metadata keys' column names after the `fixed` columns (results.csv's unless given). */
+export function metadataHeaders(keys: readonly string[], fixed: readonly string[] = RESULTS_CSV_COLUMNS): string[] {
+  const taken = new Set<string>(fixed);
   for (const key of keys) taken.add(key);
   return keys.map((key, i) => {
     // A key with no name (a JSONL line's "", from a CSV whose header cell was empty, say) would be an empty header
     // cell no spreadsheet or script can pick: it is named for its column, as the CSV reader names such a cell.
-    if (key.trim() === '') return unusedName(`column_${RESULTS_CSV_COLUMNS.length + i + 1}`, taken);
-    if (!(RESULTS_CSV_COLUMNS as readonly string[]).includes(key)) return key;
+    if (key.trim() === '') return unusedName(`column_${fixed.length + i + 1}`, taken);
+    if (!fixed.includes(key)) return key;
     return unusedName(`metadata.${key}`, taken);
   });
 }
 
 /** USD as a plain decimal with up to 9 places (exact nano-dollars), never in exponent form. */
-function formatUsdDecimal(usd: number | null, decimalMark: '.' | ','): string | null {
+export function formatUsdDecimal(usd: number | null, decimalMark: '.' | ','): string | null {
   if (usd === null) return null;
   const nanos = usdToNanos(usd);
   const sign = nanos < 0 ? '-' : '';

@@ -165,6 +165,13 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     const report = (await getJson<Report>(`${server.url}/v1/batches/api-compare/report`)).body;
     expect(report.compare).toEqual({ models: ['fast', 'slow'], prompts: 2 });
     expect(report.judge?.paired).toEqual([expect.objectContaining({ a: 'fast', b: 'slow', prompts: 2 })]);
+    // compare.csv, listed among the files and served: a line per prompt, the two answers side by side.
+    expect(finished.files['compare.csv']).toBe('/v1/batches/api-compare/files/compare.csv');
+    const compareCsv = await fetch(`${server.url}/v1/batches/api-compare/files/compare.csv`);
+    expect(compareCsv.headers.get('content-type')).toBe('text/csv; charset=utf-8');
+    const lines = (await compareCsv.text()).trim().split('\n');
+    expect(lines[0]).toBe('id,fast,fast score,fast cost_usd,fast latency_ms,fast error,slow,slow score,slow cost_usd,slow latency_ms,slow error,expected');
+    expect(lines.slice(1).map((line) => line.split(',')[0])).toEqual(['c1', 'c2']);
     // Posted again without compare=, it goes on with its list; with another list, it is refused.
     const again = await postFile(server, '?batch_id=api-compare', file);
     expect(again.status).toBe(202);

@@ -1,5 +1,6 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parse } from 'csv-parse/sync';
 import { describe, expect, it } from 'vitest';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report-json.ts';
@@ -60,6 +61,19 @@ describe('run --compare: every prompt put to every named model', () => {
     expect(markdown).toContain('- Comparison: 6 prompts, each put to all 2 models (fast, slow): 12 rows');
     expect(markdown).toContain('## Judge: models compared on the same prompts');
 
+    // compare.csv: one line per record, the models' answers side by side (QA: lining them up in a spreadsheet took a pivot of results.csv).
+    expect(ran.stdout).toContain(`${join(out, 'compare.csv')} (the compared models' answers side by side)`);
+    const compared = parse(await readFile(join(out, 'compare.csv'), 'utf8')) as string[][];
+    expect(compared[0]).toEqual(['id', 'fast', 'fast score', 'fast cost_usd', 'fast latency_ms', 'fast error', 'slow', 'slow score', 'slow cost_usd', 'slow latency_ms', 'slow error', 'expected']);
+    // Each model's cells as results.csv has them.
+    const csvRows = parse(await readFile(join(out, 'results.csv'), 'utf8'), { columns: true }) as Record<string, string>[];
+    const cellsOf = (id: string, model: string) => {
+      const r = csvRows.find((row) => row.id === id && row.model === model);
+      return r ? [r.output!, r.judge_score!, r.cost_usd!, r.latency_ms!, ''] : ['', '', '', '', ''];
+    };
+    // Record 4 was invalid (no line); record 6 named slow, its own model: its line has slow's answer alone.
+    expect(compared.slice(1)).toEqual([1, 2, 3, 5, 6, 7, 8].map((r) => [`q${r}`, ...cellsOf(`q${r}`, 'fast'), ...cellsOf(`q${r}`, 'slow'), String(2 * r)]));
+
     // Every call is in costs.jsonl, under its row: the answers, one per row and model, and the judge's; they sum to the report's cost.
     const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
     expect(calls.reduce((sum, call) => sum + nanos(call.cost_usd ?? 0), 0)).toBe(nanos(report.totals.cost_usd));
@@ -109,6 +123,14 @@ describe('run --compare: every prompt put to every named model', () => {
     expect(succeededPerRow.size).toBe(400);
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
     expect(calls.reduce((sum, call) => sum + nanos(call.cost_usd ?? 0), 0)).toBe(nanos(report.totals.cost_usd));
+    // compare.csv has each prompt once, both models' answers on its line; deleted, collect writes it again as it was.
+    const compareCsv = await readFile(join(out, 'compare.csv'), 'utf8');
+    const lines = parse(compareCsv) as string[][];
+    expect(lines.slice(1).map((line) => [line[0], line[1] === results[2 * Number(line[0]!.slice(1)) - 2]!.output, line[5] === results[2 * Number(line[0]!.slice(1)) - 1]!.output])).toEqual(Array.from({ length: 200 }, (_, i) => [`r${i + 1}`, true, true]));
+    await unlink(join(out, 'compare.csv'));
+    const collected = await runCli(['collect', 'cmp-kill'], h.env());
+    expect(collected.stdout + collected.stderr).toContain('compare.csv');
+    expect(await readFile(join(out, 'compare.csv'), 'utf8')).toBe(compareCsv);
   });
 
   it('estimates each compared model in a dry run, and counts every model\'s calls against the budget', async () => {

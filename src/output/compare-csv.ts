@@ -1,0 +1,70 @@
+import { closeSync, openSync, renameSync, writeSync } from 'node:fs';
+import type { CsvDelimiter } from '../input/csv-delimiter.ts';
+import { csvRecord, type CsvCell } from './csv-safe.ts';
+import { readJsonl } from './read-jsonl.ts';
+import type { RowResult } from './records.ts';
+import { formatUsdDecimal, metadataHeaders } from './results-csv.ts';
+
+/** Lines written at a time. */
+const FLUSH_LINES = 1000;
+
+/** A compared model's cells on a line: its answer (or why it has none), its score with a judge, cost and latency. */
+function modelHeaders(model: string, judged: boolean): string[] {
+  return [model, ...(judged ? [`${model} score`] : []), `${model} cost_usd`, `${model} latency_ms`, `${model} error`];
+}
+
+function modelCells(result: RowResult | undefined, judged: boolean, separator: CsvDelimiter): CsvCell[] {
+  if (!result) return [null, ...(judged ? [null] : []), null, null, null];
+  const error = result.error ? `${result.error.code}: ${result.error.message}` : null;
+  return [result.output, ...(judged ? [result.judge?.score ?? null] : []), formatUsdDecimal(result.cost_usd, separator === ';' ? ',' : '.'), result.latency_ms, error];
+}
+
+/**
+ * compare.csv, for a `--compare` batch: one line per record, each compared model's answer beside
+ * the others' (with its judge's score, cost, latency and error), then the record's metadata, so a
+ * spreadsheet reads the models side by side without regrouping results.csv. Made from results.jsonl,
+ * which is in row order: record r's rows are (r-1)*N+1 to r*N (compare-fan-out.ts), so one record's
+ * rows are held at a time. A row goes under the model of its number when it is that model's answer
+ * (an ensemble's by its name); a record that named another model has no line. Returns the lines
+ * written.
+ */
+export async function writeCompareCsv(resultsPath: string, comparePath: string, models: readonly string[], judged: boolean, metadataKeys: readonly string[], format: { separator: CsvDelimiter; bom: boolean }): Promise<number> {
+  const { separator } = format;
+  const fixed = ['id', ...models.flatMap((model) => modelHeaders(model, judged))];
+  const temporary = `${comparePath}.tmp`;
+  const fd = openSync(temporary, 'w');
+  let pending = [`${format.bom ? '\ufeff' : ''}${csvRecord([...fixed, ...metadataHeaders(metadataKeys, fixed)], separator)}`];
+  let lines = 0;
+  const flush = () => {
+    writeSync(fd, pending.join(''));
+    pending = [];
+  };
+  let record: number | null = null;
+  let placed: (RowResult | undefined)[] = [];
+  const writeRecord = () => {
+    const first = placed.find((result) => result !== undefined);
+    if (!first) return;
+    const metadata = first.metadata ?? {};
+    pending.push(csvRecord([first.id, ...placed.flatMap((result) => modelCells(result, judged, separator)), ...metadataKeys.map((key) => metadata[key] as CsvCell)], separator));
+    lines++;
+    if (pending.length >= FLUSH_LINES) flush();
+  };
+  try {
+    for await (const result of readJsonl<RowResult>(resultsPath)) {
+      const recordOf = Math.floor((result.row - 1) / models.length);
+      if (recordOf !== record) {
+        writeRecord();
+        record = recordOf;
+        placed = models.map(() => undefined);
+      }
+      const k = (result.row - 1) % models.length;
+      if ((result.ensemble?.name ?? result.model) === models[k]) placed[k] = result;
+    }
+    writeRecord();
+    flush();
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temporary, comparePath);
+  return lines;
+}
