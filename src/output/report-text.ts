@@ -157,14 +157,16 @@ export function signedDifference(difference: number, margin: number | null): str
 
 /**
  * "This batch cost $X: Z% less (or more) than the $Y it would have cost on <baseline>" ("Its
- * answers cost" with a judge, whose calls are left out), or null without a baseline or without a
- * succeeded row to compare ("it would have cost $0" says nothing).
+ * answers cost" with a judge, whose calls are left out), or null without a baseline, without a
+ * succeeded row to compare ("it would have cost $0" says nothing), or in a comparison (--compare),
+ * whose Models table gives each model's cost: all its answers against one model, itself maybe
+ * among them, say little (QA). report.json keeps the figures.
  */
 export function renderSavings(report: Report): string | null {
   const baseline = report.baseline;
   // The comparison is of the calls made: answers from the cache had none, on either side.
   const cachedRows = report.cache?.answered_rows ?? 0;
-  if (!baseline || report.totals.succeeded - cachedRows <= 0) return null;
+  if (!baseline || report.compare || report.totals.succeeded - cachedRows <= 0) return null;
   const cost = formatUsd(baseline.batch_cost_usd);
   const wouldHave = formatUsd(baseline.baseline_cost_usd);
   const savings = baseline.savings_percent;

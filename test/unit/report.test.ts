@@ -595,6 +595,18 @@ describe('savings against report.baseline_model', () => {
     expect(renderSummaryLines(report).find((line) => line.startsWith('Retries'))).toMatch(/; a retry on a fallback model counts in both$/);
   });
 
+  it('are left out of a comparison (--compare): the models are weighed against each other, not against one of them (QA)', () => {
+    const tally = new ReportTally(baseline);
+    tally.addResult(result(1, 'succeeded'));
+    tally.addCall(call(1, 1, 'succeeded', 0.0004, [1000, 500]));
+    const report = tally.build(span);
+    report.compare = { models: ['flash', 'pro'], prompts: 1 };
+    // report.json keeps the figures; the summary and report.md do not claim a saving.
+    expect(report.baseline).toMatchObject({ model: 'pro', savings_percent: 80 });
+    expect(renderSummaryLines(report).some((line) => /^(Savings|Extra cost|Baseline)\b/.test(line))).toBe(false);
+    expect(renderReportMarkdown(report)).not.toContain('would have cost');
+  });
+
   it('are left out when no row succeeded: "it would have cost $0" compares nothing', () => {
     const tally = new ReportTally(baseline);
     tally.addResult(result(1, 'failed'));
