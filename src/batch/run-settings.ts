@@ -9,7 +9,7 @@ import { noBatchMessage, type Session } from '../queue/session.ts';
 import { AB_BESIDE_PINNED, autoArmUnroutedNote, formatAbSplit, parseAbSplit, type AbArm } from '../routing/ab-split.ts';
 import { AUTO_ROUTE, pinnedModel } from '../routing/pinned-model.ts';
 import { mayAnswer } from '../routing/may-answer.ts';
-import { chooseCompareModels, modelListText } from '../routing/compare-models.ts';
+import { chooseCompareModels } from '../routing/compare-models.ts';
 import type { Simulator } from '../sim/server.ts';
 import { formatUsd, nanosToUsd } from '../models/pricing.ts';
 import { withJudge } from '../judge/judge-override.ts';
@@ -119,8 +119,8 @@ export function chooseRunSettings(options: RunOptions, existing: BatchMeta | nul
   const compare = chooseCompareModels(options, existing && { id: existing.batch_id, compare: existing.compare }, answerableNames(config), builtIn);
   // A comparison pins each row's copies to their models: no split, no pinned model.
   const { model, abSplit } = compare ? { model: undefined, abSplit: undefined } : chooseRowModels(options, existing, config, builtIn);
-  if (compare) say(`Comparison: each row that names no model is put to ${modelListText(compare)}, one row for each (numbered as if the file held each record once per model).`);
-  else sayAbSplitNotes(options, existing, config, model, abSplit, say);
+  // A comparison is said once the file is read, with its counts (comparedText).
+  if (!compare) sayAbSplitNotes(options, existing, config, model, abSplit, say);
   const budget = chooseBudget(options, existing, config);
   sayBudgetStillSpent(existing, budget.usd, config, storedConfig, say);
   // A resume goes on at the pace the batch was given (a provider's limits may be why it was low).

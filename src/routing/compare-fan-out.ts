@@ -61,7 +61,7 @@ export function fanOutItem(item: ReadItem, models: readonly string[], tally: Com
 
 /** Said once the file is read: how many prompts went to every model, and the records left to their own model. */
 export function comparedText(models: readonly string[], tally: CompareTally): string[] {
-  const lines = [`Comparison: ${counted(tally.prompts, 'prompt')}, each put to all ${models.length} models (${models.join(', ')}): ${counted(tally.prompts * models.length, 'row')}, one per prompt and model.`];
+  const lines = [`Comparison: ${counted(tally.prompts, 'prompt')}, each put to all ${models.length} models (${models.join(', ')}): ${counted(tally.prompts * models.length, 'row')}, one per prompt and model (numbered as if the file held each record once per model).`];
   if (tally.ownModel > 0) {
     lines.push(
       `Note: ${formatCount(tally.ownModel)} record${tally.ownModel === 1 ? ' names its' : 's name their'} own model (the first on line ${tally.firstOwnModelLine}): ` +

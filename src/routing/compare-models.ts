@@ -76,8 +76,3 @@ export function comparedFromCacheText(noCache: string, judged: boolean): string 
   const judge = judged ? ', and the judge scores the same answers again' : '';
   return `Note: this comparison runs with the answer cache on: a prompt a model answered before gets that answer back at $0 and in no time, so the models' costs and latencies compare only over the prompts new to them${judge}. To compare the models afresh, give ${noCache}.`;
 }
-
-/** "deepseek-v4-flash, deepseek-v4-pro and glm-4". */
-export function modelListText(models: readonly string[]): string {
-  return models.length < 2 ? (models[0] ?? '') : `${models.slice(0, -1).join(', ')} and ${models.at(-1)!}`;
-}

@@ -25,8 +25,9 @@ describe('run --compare: every prompt put to every named model', () => {
     const out = join(dir, 'out');
     const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'cmp', '--compare', 'fast,slow', '--judge', 'judge'], h.env());
     expect(ran.code, ran.stdout + ran.stderr).toBe(1); // the invalid record
-    expect(ran.stdout).toContain('Comparison: each row that names no model is put to fast and slow, one row for each (numbered as if the file held each record once per model).');
-    expect(ran.stdout).toContain('Comparison: 6 prompts, each put to all 2 models (fast, slow): 12 rows, one per prompt and model.');
+    // Said once, with its counts, once the file is read (QA: an earlier "Comparison: each row ..." line said it twice).
+    expect(ran.stdout.match(/^Comparison: /gm)).toHaveLength(1);
+    expect(ran.stdout).toContain('Comparison: 6 prompts, each put to all 2 models (fast, slow): 12 rows, one per prompt and model (numbered as if the file held each record once per model).');
     expect(ran.stdout).toContain('Note: 1 record names its own model (the first on line 7): answered by it alone, once, and not compared');
     expect(ran.stdout).toMatch(/\nCompared +6 prompts, each put to all 2 models \(fast, slow\): 12 rows\n/);
 
@@ -139,7 +140,8 @@ describe('run --compare: every prompt put to every named model', () => {
     const input = await writePromptsCsv(dir, 5);
     const dry = await runCli(['run', input, '--config', config, '--compare', 'fast,slow', '--dry-run'], h.env());
     expect(dry.code, dry.stdout + dry.stderr).toBe(0);
-    expect(dry.stdout).toContain('Comparison: 5 prompts, each put to all 2 models (fast, slow): 10 rows, one per prompt and model.');
+    expect(dry.stdout).toContain('Comparison: 5 prompts, each put to all 2 models (fast, slow): 10 rows, one per prompt and model (numbered as if the file held each record once per model).');
+    expect(dry.stdout.match(/^Comparison: /gm)).toHaveLength(1);
     expect(dry.stdout).toContain('10 rows routed, 0 invalid');
     expect(dry.stdout).toMatch(/\nCompared model +Rows +Input tokens/);
     expect(dry.stdout).toMatch(/\nfast +5 /);

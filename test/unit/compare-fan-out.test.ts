@@ -72,6 +72,6 @@ describe('--compare fan-out', () => {
   it('says how many prompts went to every model', () => {
     const tally = noneCompared();
     for (let r = 1; r <= 5; r++) fanOutItem(row(r), ['flash', 'pro'], tally);
-    expect(comparedText(['flash', 'pro'], tally)).toEqual(['Comparison: 5 prompts, each put to all 2 models (flash, pro): 10 rows, one per prompt and model.']);
+    expect(comparedText(['flash', 'pro'], tally)).toEqual(['Comparison: 5 prompts, each put to all 2 models (flash, pro): 10 rows, one per prompt and model (numbered as if the file held each record once per model).']);
   });
 });
