@@ -208,7 +208,7 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     const compared = batch.compare && { compare_prompts: batch.compare.tally.prompts };
     const fileRead = () => session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}), ...compared });
     await whileRedisRefuses('queueing the file', fileRead, session.refusals);
-    say(readText(counts, worker ? concurrency : batch.callsElsewhere ? 'elsewhere' : null));
+    say(readText(counts, worker ? concurrency : batch.callsElsewhere ? 'elsewhere' : null, batch.compare));
     if (batch.compare) for (const line of comparedText(batch.compare.models, batch.compare.tally)) say(line);
     for (const note of [unsentBodyFieldsText(counts.unsentBodyFields), unsentRequestFieldsText(batch.position.unsentRequestFields), batch.capped.text()]) if (note) say(note);
     // Once the rows are known: a row's own model may send it to the judge, or keep every row from a route that does.

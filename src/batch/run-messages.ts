@@ -3,6 +3,7 @@ import type { Report } from '../output/report-json.ts';
 import { counted, formatCount, formatDuration } from '../figure-text.ts';
 import type { BatchProgress } from '../queue/batch-state.ts';
 import type { EnqueueCounts } from '../queue/producer.ts';
+import type { CompareTally } from '../routing/compare-fan-out.ts';
 import type { Session } from '../queue/session.ts';
 import type { Unqueued } from '../queue/unqueue-batch.ts';
 import { ROWS_PER_PRIORITY } from '../queue/row-priority.ts';
@@ -170,12 +171,23 @@ function keptAnswersText(counts: EnqueueCounts): string {
 }
 
 /**
- * "Read 2,000 rows: 1,998 valid, 2 invalid (see errors.jsonl); 1,998 queued, ..."
+ * "Read 2,000 rows: 1,998 valid, 2 invalid (see errors.jsonl); 1,998 queued, ..."; under --compare
+ * (`compared`: its models and what the fan-out met) the file's records first, then the rows they
+ * make: "Read 300 records: 297 valid, 3 invalid (...); they make 875 rows (...)" (QA: "Read 878
+ * rows" for a 300-record file counted each model's copy). An invalid record is one row either way.
  * `local`: the calls in flight this process's workers make; 'elsewhere' when only other workers can call its models; null for --detach.
  */
-export function readText(counts: EnqueueCounts, local: number | 'elsewhere' | null): string {
+export function readText(counts: EnqueueCounts, local: number | 'elsewhere' | null, compared?: { models: readonly string[]; tally: CompareTally }): string {
+  const invalid = `${formatCount(counts.invalid)} invalid${counts.invalid > 0 ? ' (see errors.jsonl)' : ''}`;
+  let read = `Read ${counted(counts.total + counts.invalid, 'row')}: ${formatCount(counts.total)} valid, ${invalid}`;
+  if (compared) {
+    const records = compared.tally.prompts + compared.tally.ownModel;
+    read =
+      `Read ${counted(records + counts.invalid, 'record')}: ${formatCount(records)} valid, ${invalid}; ` +
+      `they make ${counted(counts.total, 'row')} (each record put to the ${compared.models.length} compared models, one row per model, unless it names its own)`;
+  }
   return (
-    `Read ${counted(counts.total + counts.invalid, 'row')}: ${formatCount(counts.total)} valid, ${formatCount(counts.invalid)} invalid${counts.invalid > 0 ? ' (see errors.jsonl)' : ''}` +
+    read +
     (counts.alreadySucceeded > 0 ? `, ${formatCount(counts.alreadySucceeded)} already done` : '') +
     (counts.rescored > 0 ? `, ${formatCount(counts.rescored)} answered before but not scored by this judge: scored now, their answers kept` : '') +
     (counts.changedSinceSucceeded > 0 ? `, ${formatCount(counts.changedSinceSucceeded)} changed in the file since they succeeded (they run again)` : '') +

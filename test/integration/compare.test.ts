@@ -85,7 +85,8 @@ describe('run --compare: every prompt put to every named model', () => {
     expect(JSON.parse((await h.redis.hget(`${h.prefix}:batch:{cmp}`, 'compare'))!)).toEqual(['fast', 'slow']);
     expect((await runCli(['status', 'cmp'], h.env())).stdout).toContain('rows that name no model go to each of fast, slow (--compare)');
     const again = await runCli(['run', '--resume', 'cmp'], h.env());
-    expect(again.stdout).toContain('Read 14 rows: 13 valid, 1 invalid (see errors.jsonl), 13 already done; 0 queued');
+    // Records, then the rows they make (QA: "Read 878 rows" for a 300-record file counted each model's copy).
+    expect(again.stdout).toContain('Read 8 records: 7 valid, 1 invalid (see errors.jsonl); they make 13 rows (each record put to the 2 compared models, one row per model, unless it names its own), 13 already done; 0 queued');
     expect((await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).length).toBe(calls.length);
 
     // The record given its prompt and its own model cleared: its rows join the comparison, the others are kept.
