@@ -26,6 +26,7 @@ import {
   renderEnsembleCalls,
   renderEstimatedUsage,
   renderJudge,
+  pairsInOrder,
   renderSavings,
   retriedAnswers,
   shorten,
@@ -240,7 +241,7 @@ function abArmsSection(report: Report): string[] {
 }
 
 function pairedSection(report: Report): string[] {
-  const pairs = report.judge?.paired ?? [];
+  const pairs = pairsInOrder(report);
   if (pairs.length === 0) return [];
   return section('Judge: models compared on the same prompts', [
     ...table(

@@ -26,6 +26,7 @@ import {
   renderEnsembleCalls,
   renderEstimatedUsage,
   renderJudge,
+  pairsInOrder,
   renderSavings,
   retriedAnswers,
   scoreText,
@@ -124,10 +125,10 @@ export function renderSummaryLines(report: Report): string[] {
   if (ensembleCalls) pairs.push(['Ensemble', ensembleCalls]);
   const judge = renderJudge(report);
   if (judge) pairs.push(['Judge', judge]);
-  // The pairs with the most prompts in common; report.md lists them all.
-  // The clearest differences first (by how far the mean difference passes its margin): the rest are in report.md.
-  const paired = [...(report.judge?.paired ?? [])].sort((x, y) => clearness(y) - clearness(x));
-  paired.slice(0, SUMMARY_PAIRS).forEach((pair, i) => pairs.push([i === 0 ? 'Paired' : '', pairedText(pair)]));
+  // The clearest differences (by how far the mean difference passes its margin), listed in report.md's order (QA: two orders); the rest are in report.md.
+  const paired = pairsInOrder(report);
+  const clearest = new Set([...paired].sort((x, y) => clearness(y) - clearness(x)).slice(0, SUMMARY_PAIRS));
+  paired.filter((pair) => clearest.has(pair)).forEach((pair, i) => pairs.push([i === 0 ? 'Paired' : '', pairedText(pair)]));
   if (paired.length > SUMMARY_PAIRS) pairs.push(['', `and ${count(paired.length - SUMMARY_PAIRS)} more pairs in report.md`]);
   const estimated = renderEstimatedUsage(totals);
   if (estimated) pairs.push(['Usage', estimated]);

@@ -156,6 +156,25 @@ export function signedDifference(difference: number, margin: number | null): str
 }
 
 /**
+ * The judge's pairs in the order the summary and report.md both list them: a comparison's by
+ * their models' places in --compare (first the pairs with its first model), others as report.json
+ * has them (the most prompts first). Each pair keeps its a and b, as report.json names them.
+ */
+export function pairsInOrder(report: Report): PairedComparison[] {
+  const pairs = [...(report.judge?.paired ?? [])];
+  const models = report.compare?.models;
+  if (!models) return pairs;
+  // A name outside the list (none is expected: a row naming its own model pairs with nothing) goes last.
+  const place = (name: string) => (models.includes(name) ? models.indexOf(name) : models.length);
+  const places = (pair: PairedComparison) => [place(pair.a), place(pair.b)].sort((x, y) => x - y) as [number, number];
+  return pairs.sort((x, y) => {
+    const [x1, x2] = places(x);
+    const [y1, y2] = places(y);
+    return x1 - y1 || x2 - y2;
+  });
+}
+
+/**
  * "This batch cost $X: Z% less (or more) than the $Y it would have cost on <baseline>" ("Its
  * answers cost" with a judge, whose calls are left out), or null without a baseline, without a
  * succeeded row to compare ("it would have cost $0" says nothing), or in a comparison (--compare),

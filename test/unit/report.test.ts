@@ -801,6 +801,22 @@ describe('judge scores', () => {
     expect(summary).toContainEqual(expect.stringMatching(/^ +and 3 more pairs in report\.md$/));
   });
 
+  it('list the pairs of a comparison in its --compare order, in the summary as in report.md (QA: the summary ordered them by how clear their difference was)', () => {
+    const tally = new ReportTally();
+    let row = 0;
+    // a and b far apart (the clearest pair), c between them, noisy.
+    for (const [model, scores] of [['a', [9, 9, 9, 9, 9]], ['b', [2, 2, 2, 2, 2]], ['c', [4, 7, 5, 8, 6]]] as const) {
+      scores.forEach((score, i) => tally.addResult({ ...result(++row, model, scored(score)), id: `q${i}` }));
+    }
+    const report = tally.build(span);
+    report.compare = { models: ['c', 'a', 'b'], prompts: 5 };
+    // Each pair is named in code-point order (report.json's a and b); the pairs go by their models' places in --compare.
+    const inCompareOrder = ['a vs c', 'b vs c', 'a vs b'];
+    expect(renderSummaryLines(report).filter((line) => / vs /.test(line)).map((line) => / (\w vs \w):/.exec(line)![1])).toEqual(inCompareOrder);
+    const tableRows = renderReportMarkdown(report).split('\n').filter((line) => /^\| [abc] \| [abc] \|/.test(line));
+    expect(tableRows.map((line) => line.split(' | ').slice(0, 2).join(' vs ').replace('| ', ''))).toEqual(inCompareOrder);
+  });
+
   it('set the arms of an A/B split side by side: their rows, and the cost of every call made for them in any run but the judge\'s', () => {
     const tally = new ReportTally();
     const armRow = (row: number, arm: string, model: string, latency: number, score: number | null, status: RowResult['status'] = 'succeeded'): RowResult => ({
