@@ -60,9 +60,9 @@ export function createBatchContexts(
   type Entry = { loaded: Promise<Loaded>; context: Promise<BatchContext | 'elsewhere'>; reloadAt: number; runAt: number | null };
   const cache = new Map<string, Entry>();
 
-  function build(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined, abSplit: readonly AbArm[] | undefined, detached: boolean): BatchContext {
+  function build(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined, abSplit: readonly AbArm[] | undefined, detached: boolean, served: boolean): BatchContext {
     const providers = createProviderClients(config);
-    const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config, monthSpend, refusals, onBudgetSpent: (scope) => budgetSpent?.(scope === 'batch' ? batchId : null) });
+    const gate = createRedisRowGate({ redis: store.redis, space: store.space, store, batchId, config, monthSpend, refusals, served, onBudgetSpent: (scope) => budgetSpent?.(scope === 'batch' ? batchId : null) });
     const answerCache = config.cache ? createAnswerCache(store.redis, store.space, config.cache.ttl_hours) : undefined;
     const runner: RowRunnerDeps = { config, providers, gate, plan: createRowPlanner(config, providers, modelOverride, gate, callSlot), sleep, callSlot, stopping: () => callSlots?.stopping() ?? false, answerCache, keyHeldElsewhere };
     const rules = compileTaskRules(config.routing);
@@ -91,14 +91,14 @@ export function createBatchContexts(
   async function load(batchId: string, previous: Promise<Loaded> | undefined): Promise<Loaded> {
     const [meta, stored] = await Promise.all([store.load(batchId), store.loadConfig(batchId)]);
     if (!meta || !stored) throw new Error(`batch ${batchId} has no state in Redis (was it deleted?)`);
-    const source = `${meta.builtin_config}\n${meta.model_override ?? ''}\n${JSON.stringify(meta.ab_split ?? null)}\n${meta.cache_off === true}\n${meta.detached === true}\n${stored.json}`;
+    const source = `${meta.builtin_config}\n${meta.model_override ?? ''}\n${JSON.stringify(meta.ab_split ?? null)}\n${meta.cache_off === true}\n${meta.detached === true}\n${meta.served === true}\n${stored.json}`;
     const runAt = Date.parse(meta.started_at ?? meta.created_at);
     const before = await previous?.catch(() => undefined);
     if (before?.source === source) return { ...before, runAt };
     // Its models are a simulator inside the process that runs it (which primed its context): only that process can call them.
     if (meta.builtin_config) return { context: 'elsewhere', source, runAt };
     const config = meta.cache_off ? withoutAnswerCache(stored.config) : stored.config;
-    return { context: build(batchId, config, meta.model_override, meta.ab_split, meta.detached === true), source, runAt };
+    return { context: build(batchId, config, meta.model_override, meta.ab_split, meta.detached === true, meta.served === true), source, runAt };
   }
 
   function remember(batchId: string, loaded: Promise<Loaded>, reloadAt: number): Promise<BatchContext | 'elsewhere'> {
@@ -138,10 +138,11 @@ export function createBatchContexts(
     },
     /**
      * The process that saved the batch, for its run that started at `runAt`, already holds its
-     * config: build the context from it now (reloaded only for a job of a later run).
+     * config: build the context from it now (reloaded only for a job of a later run). `served`:
+     * the run is `switchyard serve`'s (BatchMeta.served).
      */
-    prime(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined, abSplit: readonly AbArm[] | undefined, runAt: number): void {
-      remember(batchId, Promise.resolve({ context: build(batchId, config, modelOverride, abSplit, false), source: 'primed', runAt }), Number.POSITIVE_INFINITY);
+    prime(batchId: string, config: SwitchyardConfig, modelOverride: string | undefined, abSplit: readonly AbArm[] | undefined, runAt: number, served: boolean): void {
+      remember(batchId, Promise.resolve({ context: build(batchId, config, modelOverride, abSplit, false, served), source: 'primed', runAt }), Number.POSITIVE_INFINITY);
     },
   };
 }

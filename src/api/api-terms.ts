@@ -1,5 +1,5 @@
 import { extname } from 'node:path';
-import { RAISE_A_BUDGET, RAISE_MONTH_CAP } from '../batch/run-settings.ts';
+import { postAgainWayOut, RAISE_A_BUDGET, RAISE_MONTH_CAP, SERVER_MONTH_CAP } from '../limits/budget-way-out.ts';
 import { GUNZIP, lineEndsCommand, SAVE_AS_UTF8 } from '../input/input-file.ts';
 
 /** Run flags named in the run's messages, as the API's query parameters. */
@@ -24,8 +24,8 @@ export function inApiTerms(message: string, inputPath: string): string {
     .replace(SAVE_AS_UTF8, 'name its charset in the Content-Type (charset=utf-16le, as Windows writes it; utf-16be otherwise) and post it again, or send it as UTF-8')
     .replace(GUNZIP, 'send it with the header Content-Encoding: gzip (the server decompresses it as it comes), or uncompressed')
     // The server's config is its operator's, and a client finishes a batch by posting it.
-    .replace(RAISE_MONTH_CAP, "Posting it again finishes it once the server runs with a config with a higher budget.monthly_usd (or next month).")
-    .replace(RAISE_A_BUDGET, "Post it again with a higher budget (its query parameter, in USD) to finish it (when the month's cap stopped it, the server needs a config with a higher budget.monthly_usd).")
+    .replace(RAISE_MONTH_CAP, `${capitalized(postAgainWayOut('month'))}.`)
+    .replace(RAISE_A_BUDGET, `${capitalized(postAgainWayOut('batch'))} (if the month's cap stopped it: ${SERVER_MONTH_CAP}).`)
     .replaceAll(`input file ${inputPath}`, 'the uploaded file')
     .replaceAll(inputPath, 'the uploaded file')
     // A client posts; it runs no command.
@@ -37,3 +37,5 @@ export function inApiTerms(message: string, inputPath: string): string {
       return value ? `?${parameter}=${value.trim()}` : parameter;
     });
 }
+
+const capitalized = (text: string): string => text.charAt(0).toUpperCase() + text.slice(1);

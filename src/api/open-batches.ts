@@ -76,7 +76,7 @@ async function resumeOpenBatch({ host, collection, starter, say, openKey, cancel
     } else {
       const { meta } = state;
       // The built-in models' simulator is this process's now: its workers call them.
-      if (meta.builtin_config && host.config.builtIn) host.prime?.(batchId, host.config.config, meta.model_override, meta.ab_split, Date.parse(meta.started_at ?? meta.created_at));
+      if (meta.builtin_config && host.config.builtIn) host.prime?.(batchId, host.config.config, meta.model_override, meta.ab_split, Date.parse(meta.started_at ?? meta.created_at), true);
       collection.start(batchId, lease, { outDir: meta.out_dir, startedAt: new Date(meta.started_at ?? meta.created_at) });
       lease = null;
     }

@@ -114,7 +114,7 @@ export async function prepareBatch(batchId: string, options: RunOptions, session
   const items = await checkedRows(settings.inputPath, rules, config, position, held, { first: (first) => sayNoReferenceField(config, first, say), each }, fanOut);
   for (const note of [lookalikeColumnsText(position.csvLookalikeColumns), requestFieldColumnsText(position.csvRequestFieldColumns)]) if (note) say(note);
 
-  const { outDir, startedAt } = await saveBatch(batchId, options, existing, session, { config: savedConfig, builtIn: resolved.builtIn, judgeModel, cacheOff, settings, position });
+  const { outDir, startedAt } = await saveBatch(batchId, options, existing, session, { config: savedConfig, builtIn: resolved.builtIn, judgeModel, cacheOff, settings, position, served: host !== undefined });
   sayResuming(batchId, existing, settings.inputPath, say);
   return {
     batchId,
@@ -200,6 +200,8 @@ interface BatchRecord {
   settings: RunSettings;
   /** The reader's, its first record read: the file's CSV delimiter and BOM. */
   position: ReadPosition;
+  /** The run is `switchyard serve`'s (it has a host), whose clients post files rather than run commands. */
+  served: boolean;
 }
 
 /** Creates and claims the output folder, then saves the batch's meta and config in Redis; the run starts now. */
@@ -224,6 +226,7 @@ async function saveBatch(batchId: string, options: RunOptions, existing: BatchMe
     started_at: startedAt.toISOString(),
     builtin_config: record.builtIn,
     detached: options.detach === true,
+    served: record.served,
     ...(settings.model ? { model_override: settings.model } : {}),
     ...(settings.abSplit ? { ab_split: settings.abSplit } : {}),
     ...abSplitsBefore(existing, settings.abSplit),

@@ -264,8 +264,8 @@ function startWorker(batch: PreparedBatch, context: RunContext, callSlots: CallS
   const { batchId, config } = batch;
   const batches = createBatchContexts(session.store, { callSlots, monthSpend: session.monthSpend, refusals: session.refusals });
   // Built now, from the config in hand, while the worker connects.
-  if (!options.detach) batches.prime(batchId, config, batch.model, batch.abSplit, batch.startedAt.getTime());
-  else if (batch.builtIn) host?.prime?.(batchId, config, batch.model, batch.abSplit, batch.startedAt.getTime());
+  if (!options.detach) batches.prime(batchId, config, batch.model, batch.abSplit, batch.startedAt.getTime(), host !== undefined);
+  else if (batch.builtIn) host?.prime?.(batchId, config, batch.model, batch.abSplit, batch.startedAt.getTime(), true);
   const worker = options.detach || batch.callsElsewhere
     ? null
     : startSessionWorker(session, {

@@ -12,6 +12,7 @@ import { mayAnswer } from '../routing/may-answer.ts';
 import { chooseCompareModels } from '../routing/compare-models.ts';
 import type { Simulator } from '../sim/server.ts';
 import { formatUsd, nanosToUsd } from '../models/pricing.ts';
+import { RAISE_A_BUDGET, RAISE_MONTH_CAP } from '../limits/budget-way-out.ts';
 import { withJudge } from '../judge/judge-override.ts';
 import { withoutAnswerCache } from '../execution/answer-cache.ts';
 import { startBuiltInModels } from './built-in-models.ts';
@@ -137,10 +138,6 @@ function chooseBudget(options: RunOptions, existing: BatchMeta | null, config: S
   if (existing?.budget_usd !== undefined && existing.budget_from_config !== true) return { usd: existing.budget_usd, fromConfig: false };
   return { usd: config.budget.batch_usd, fromConfig: config.budget.batch_usd !== undefined };
 }
-
-/** What finishes a batch a budget stopped, as a resume that raises no cap is told (api-terms.ts says them for a batch posted again). */
-export const RAISE_MONTH_CAP = 'Run it with a config with a higher budget.monthly_usd (or next month) to finish it.';
-export const RAISE_A_BUDGET = "Give a higher --budget (or a config with a higher budget.monthly_usd, if the month's cap stopped it) to finish it.";
 
 /**
  * A resume of a batch a budget stopped that raises neither its cap (`budgetUsd`) nor the month's

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { formatUsd, noModelPriced } from '../models/pricing.ts';
+import { postAgainWayOut, SERVER_MONTH_CAP } from '../limits/budget-way-out.ts';
 import { formatAbSplit } from '../routing/ab-split.ts';
 import { counted, formatCount } from '../figure-text.ts';
 import { UsageError } from '../errors.ts';
@@ -255,7 +256,7 @@ function nextLine(meta: BatchMeta, runBy: string | null | undefined, workers: nu
     const again = `posting its file again with batch_id=${meta.batch_id}`;
     if (meta.status === 'completed_with_failures') return `${again} runs the failed rows again (the succeeded ones are kept)`;
     if (meta.status === 'budget_exceeded') {
-      return meta.budget_stop === 'month' ? "the month's cap stopped it: the server needs a config with a higher budget.monthly_usd (or the next month), then posting its file again with the same batch_id finishes it" : `${again} and a higher budget finishes it (when the month's cap stopped it, the server needs a config with a higher budget.monthly_usd)`;
+      return meta.budget_stop === 'month' ? `the month's cap stopped it: ${postAgainWayOut('month', meta.batch_id)}` : `${postAgainWayOut('batch', meta.batch_id)} (if the month's cap stopped it: ${SERVER_MONTH_CAP})`;
     }
     if (meta.status === 'completed' && meta.invalid_rows > 0) return `fix the invalid rows in its file, then post it again with batch_id=${meta.batch_id}: only they run`;
   }

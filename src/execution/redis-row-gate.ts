@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { SwitchyardConfig } from '../config/schema.ts';
 import { Budget, batchBudgetKey, monthKey } from '../limits/budget.ts';
+import { postAgainWayOut } from '../limits/budget-way-out.ts';
 import type { MonthSpend } from '../limits/month-spend.ts';
 import { CircuitBreaker, type BreakerCheck } from '../limits/circuit-breaker.ts';
 import { ModelLimiter } from '../limits/model-limiter.ts';
@@ -27,6 +28,12 @@ export interface RedisRowGateOptions {
   onBudgetSpent?: (scope: 'batch' | 'month') => void;
   /** A full Redis refusing the breaker's, limiter's or budget's scripts: waited out, so that a paid call is still booked (and the row not run again). */
   refusals?: RefusalWait | undefined;
+  /**
+   * The batch's run is `switchyard serve`'s (BatchMeta.served): a refused row says to post the file
+   * again, not to resume it. Whoever runs it now, not where it was first posted: a CLI `run
+   * --resume` of a posted batch is told about --budget.
+   */
+  served?: boolean;
 }
 
 /** How long a worker trusts its copy of the batch's budget before reading it again (resume may raise it). */
@@ -51,17 +58,6 @@ function budgetHoldTtlMs(config: SwitchyardConfig): number {
 /** "the batch budget of $5.00", "the monthly budget of $200". */
 function budgetName(scope: 'batch' | 'month', limitNanos: number): string {
   return `the ${scope === 'batch' ? 'batch' : 'monthly'} budget of ${formatUsd(nanosToUsd(limitNanos))}`;
-}
-
-/**
- * What finishes a batch posted to the HTTP API that a budget stopped: posting its file again with
- * its batch_id (docs/api.md), with a higher `budget` query parameter, or once the server's config
- * allows the month more.
- */
-function apiWayOut(scope: 'batch' | 'month', batchId: string): string {
-  return scope === 'batch'
-    ? `post the file again with batch_id=${batchId} and a higher budget (its query parameter, in USD) to finish`
-    : `the server's config needs a higher budget.monthly_usd (or wait for next month), then post the file again with batch_id=${batchId} to finish`;
 }
 
 /**
@@ -128,27 +124,12 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
     return (await batchLimitNanos(true)) !== before;
   }
 
-  /**
-   * Whether the batch was posted to the HTTP API (its marker key, set before its first row is queued):
-   * its way past a budget is another POST, not a resume its client may have no shell for. Read once,
-   * at the first refusal: a batch's origin never changes (the API refuses a `run` batch's id).
-   */
-  let overApi: Promise<boolean> | null = null;
-  const postedOverApi = (): Promise<boolean> =>
-    (overApi ??= redis.exists(options.store.keys(batchId).submittedOverApi).then(
-      (count) => count === 1,
-      (error: unknown) => {
-        overApi = null; // asked again at the next refusal
-        throw error;
-      },
-    ));
-
   /** Why the budget refuses a call of `estimateNanos`: what it could cost, what is spent and held, and what to do. */
-  async function refusalMessage(scope: 'batch' | 'month', limitNanos: number, spentNanos: number, heldNanos: number, estimateNanos: number): Promise<string> {
+  function refusalMessage(scope: 'batch' | 'month', limitNanos: number, spentNanos: number, heldNanos: number, estimateNanos: number): string {
     return (
       `not run: it could cost up to ${formatUsd(nanosToUsd(estimateNanos))} and ${formatUsd(nanosToUsd(spentNanos))} of ${budgetName(scope, limitNanos)} is spent ` +
       `(${formatUsd(nanosToUsd(heldNanos))} more held by calls in flight); ` +
-      ((await postedOverApi()) ? apiWayOut(scope, batchId) : scope === 'batch' ? 'resume with a higher --budget to finish' : 'raise budget.monthly_usd or wait for next month')
+      (options.served ? postAgainWayOut(scope, batchId) : scope === 'batch' ? 'resume with a higher --budget to finish' : 'raise budget.monthly_usd or wait for next month')
     );
   }
 
@@ -232,7 +213,7 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
         waitNote:
           `rows wait for ${budgetName(result.scope, result.limitNanos)}: ${formatUsd(nanosToUsd(result.spentNanos))} is spent and ${formatUsd(nanosToUsd(result.reservedNanos))} held by calls in flight until they settle ` +
           `(a worker stopped mid-call leaves its holds until they lapse, within ${Math.round(holdTtlMs / 1000)} s)`,
-        message: await refusalMessage(result.scope, result.limitNanos, result.spentNanos, result.reservedNanos, estimateNanos),
+        message: refusalMessage(result.scope, result.limitNanos, result.spentNanos, result.reservedNanos, estimateNanos),
       };
     },
 
@@ -249,8 +230,8 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
           batchLimit === undefined ? null : budget.usage(batchKey),
           monthLimitNanos === undefined ? null : budget.usage(monthKey(space.prefix, new Date())),
         ]);
-        if (batch && batchLimit !== undefined && batch.spentNanos + estimateNanos > batchLimit) return { scope: 'batch', message: await refusalMessage('batch', batchLimit, batch.spentNanos, batch.reservedNanos, estimateNanos) };
-        if (month && monthLimitNanos !== undefined && month.spentNanos + estimateNanos > monthLimitNanos) return { scope: 'month', message: await refusalMessage('month', monthLimitNanos, month.spentNanos, month.reservedNanos, estimateNanos) };
+        if (batch && batchLimit !== undefined && batch.spentNanos + estimateNanos > batchLimit) return { scope: 'batch', message: refusalMessage('batch', batchLimit, batch.spentNanos, batch.reservedNanos, estimateNanos) };
+        if (month && monthLimitNanos !== undefined && month.spentNanos + estimateNanos > monthLimitNanos) return { scope: 'month', message: refusalMessage('month', monthLimitNanos, month.spentNanos, month.reservedNanos, estimateNanos) };
         return null;
       };
       let refused = await refusal();

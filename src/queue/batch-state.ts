@@ -33,6 +33,11 @@ const batchMetaSchema = z.object({
    * Unset in batches from before it was recorded.
    */
   detached: z.stringbool().optional(),
+  /**
+   * Its last run is `switchyard serve`'s (posted over the HTTP API), not a CLI run's (a `run
+   * --resume` of a posted batch is one): its rows' budget advice is worded for an API client.
+   */
+  served: z.stringbool().optional(),
   out_dir: z.string(),
   created_at: z.string(),
   /** Valid rows; unset until the producer has read the whole file. */

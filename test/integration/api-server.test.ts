@@ -343,9 +343,9 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect((await waitUntilFinished(server, 'api-budget')).status).toBe('budget_exceeded');
     const stopped = (await readJsonLines<RowResult>(join(dir, 'out', 'api-budget', 'results.jsonl'))).filter((r) => r.error?.code === 'budget_exceeded');
     expect(stopped.length).toBeGreaterThan(0);
-    for (const row of stopped) expect(row.error!.message).toMatch(/ of the batch budget of \$1(\.00)? is spent \(.*\); post the file again with batch_id=api-budget and a higher budget \(its query parameter, in USD\) to finish$/);
+    for (const row of stopped) expect(row.error!.message).toMatch(/ of the batch budget of \$1(\.00)? is spent \(.*\); post the file again with batch_id=api-budget and a higher budget \(its query parameter, in USD\) to finish it$/);
     const reportMd = await (await fetch(`${server.url}/v1/batches/api-budget/report?format=md`)).text();
-    expect(reportMd).toContain('post the file again with batch_id=api-budget and a higher budget (its query parameter, in USD) to finish |');
+    expect(reportMd).toContain('post the file again with batch_id=api-budget and a higher budget (its query parameter, in USD) to finish it |');
     expect(reportMd).not.toContain('--budget');
     // The way out the message names: the same file, a higher budget.
     expect((await postFile(server, '?batch_id=api-budget&budget=100', csv)).status).toBe(202);

@@ -49,7 +49,7 @@ describe('batch contexts in a long-running worker', () => {
     const contexts = createBatchContexts(store, { reloadAfterMs: 1000, now: () => time });
     await save('builtin', 8, true);
     expect(await contexts.get('builtin')).toBe('elsewhere');
-    contexts.prime('builtin', configWith(4), undefined, undefined, 5_000); // the process that runs it
+    contexts.prime('builtin', configWith(4), undefined, undefined, 5_000, false); // the process that runs it
     const primed = await contexts.get('builtin', 5_000);
     time += 10_000;
     expect(await contexts.get('builtin', 5_000)).toBe(primed);

@@ -184,19 +184,22 @@ describe('budgets and rate limits shared through Redis', () => {
     expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).every((r) => r.status === 'succeeded')).toBe(true);
   });
 
-  it("tells a batch posted to the HTTP API that the month's cap stopped it what the server needs and to post its file again, not what to run", async () => {
+  it("tells a batch run by `switchyard serve` that the month's cap stopped it what the server needs and to post its file again, not what to run; a posted batch resumed by the CLI what to run (review: it was told to post it again)", async () => {
     const config = parseConfig({ providers: { sim: { base_url: h.sim.url } }, models: { pricey: { provider: 'sim', price: { input_per_mtok: 1, output_per_mtok: 1 } } }, default_model: 'pricey', budget: { monthly_usd: 1 } }, 'test');
     const space = { prefix: h.prefix };
     const store = new BatchStore(h.redis, space);
     const month = new Date().toISOString().slice(0, 7);
     await h.redis.hset(`${h.prefix}:budget:month:${month}`, 'spent', usdToNanos(1));
     await h.redis.set(store.keys('gate-api').submittedOverApi, '1');
+    await h.redis.set(store.keys('gate-resumed').submittedOverApi, '1');
     try {
-      const refusal = (batchId: string) => createRedisRowGate({ redis: h.redis, space, store, batchId, config }).budgetRefusal(usdToNanos(0.01));
-      expect(await refusal('gate-api')).toMatch(/ of the monthly budget of \$1\.00 is spent \(.*\); the server's config needs a higher budget\.monthly_usd \(or wait for next month\), then post the file again with batch_id=gate-api to finish$/);
+      const refusal = (batchId: string, served?: boolean) => createRedisRowGate({ redis: h.redis, space, store, batchId, config, served }).budgetRefusal(usdToNanos(0.01));
+      expect(await refusal('gate-api', true)).toMatch(/ of the monthly budget of \$1\.00 is spent \(.*\); the server needs a config with a higher budget\.monthly_usd, or the next month; then post the file again with batch_id=gate-api to finish it$/);
+      // Posted over the API (its marker is set), now resumed by `switchyard run --resume`: its user has a shell and a config.
+      expect(await refusal('gate-resumed', false)).toMatch(/; raise budget\.monthly_usd or wait for next month$/);
       expect(await refusal('gate-cli')).toMatch(/; raise budget\.monthly_usd or wait for next month$/);
     } finally {
-      await h.redis.del(`${h.prefix}:budget:month:${month}`, store.keys('gate-api').submittedOverApi, store.keys('gate-api').meta, store.keys('gate-cli').meta);
+      await h.redis.del(`${h.prefix}:budget:month:${month}`, store.keys('gate-api').submittedOverApi, store.keys('gate-api').meta, store.keys('gate-resumed').submittedOverApi, store.keys('gate-resumed').meta, store.keys('gate-cli').meta);
     }
   });
 

@@ -33,8 +33,8 @@ describe("a run's message in the HTTP API's terms", () => {
     chooseRunSettings({ file: '/srv/out/b1/input.csv' } as RunOptions, existing, config, false, config, (line) => notes.push(line));
     chooseRunSettings({ file: '/srv/out/b1/input.csv' } as RunOptions, { ...existing, budget_stop: 'month' }, config, false, config, (line) => notes.push(line));
     expect(notes.map((note) => inApiTerms(note, '/srv/out/b1/input.csv'))).toEqual([
-      "Warning: batch b1 stopped at a budget (its own is $1.00, $0.990 spent) and this run raises none: its rows that still need a call may end budget_exceeded again. Post it again with a higher budget (its query parameter, in USD) to finish it (when the month's cap stopped it, the server needs a config with a higher budget.monthly_usd).",
-      "Warning: batch b1 stopped at the month's cap (budget.monthly_usd $5.00) and this run's config does not raise it: its rows that still need a call may end budget_exceeded again. Posting it again finishes it once the server runs with a config with a higher budget.monthly_usd (or next month).",
+      "Warning: batch b1 stopped at a budget (its own is $1.00, $0.990 spent) and this run raises none: its rows that still need a call may end budget_exceeded again. Post the file again with the same batch_id and a higher budget (its query parameter, in USD) to finish it (if the month's cap stopped it: the server needs a config with a higher budget.monthly_usd, or the next month).",
+      "Warning: batch b1 stopped at the month's cap (budget.monthly_usd $5.00) and this run's config does not raise it: its rows that still need a call may end budget_exceeded again. The server needs a config with a higher budget.monthly_usd, or the next month; then post the file again with the same batch_id to finish it.",
     ]);
   });
 });

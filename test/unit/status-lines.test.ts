@@ -96,7 +96,7 @@ describe('status <batch id>: a finished batch submitted over the HTTP API', () =
   it('says to post its file again, not to run `switchyard run --resume` (QA: its client may have no shell on the server)', () => {
     const next = (status: BatchMeta['status'], invalid = 0) => describeBatch({ meta: { ...meta, status, invalid_rows: invalid, detached: true }, progress: { ...progress, status }, runBy: null, overApi: true }).find((line) => line.startsWith('  next'));
     expect(next('completed_with_failures')).toBe('  next      posting its file again with batch_id=b1 runs the failed rows again (the succeeded ones are kept)');
-    expect(next('budget_exceeded')).toMatch(/^ {2}next {6}posting its file again with batch_id=b1 and a higher budget finishes it/);
+    expect(next('budget_exceeded')).toBe("  next      post the file again with batch_id=b1 and a higher budget (its query parameter, in USD) to finish it (if the month's cap stopped it: the server needs a config with a higher budget.monthly_usd, or the next month)");
     expect(next('completed', 2)).toBe('  next      fix the invalid rows in its file, then post it again with batch_id=b1: only they run');
     expect(next('completed')).toBeUndefined();
   });
