@@ -1,6 +1,7 @@
 import { extname } from 'node:path';
 import { postAgainWayOut, RAISE_A_BUDGET, RAISE_MONTH_CAP, SERVER_MONTH_CAP } from '../limits/budget-way-out.ts';
 import { GUNZIP, lineEndsCommand, SAVE_AS_UTF8 } from '../input/input-file.ts';
+import { COMPARED_MODEL_NOT_IN_CONFIG } from '../routing/compare-models.ts';
 
 /** Run flags named in the run's messages, as the API's query parameters. */
 const FLAG_TO_PARAMETER: Record<string, string> = {
@@ -25,6 +26,8 @@ export function inApiTerms(message: string, inputPath: string): string {
     .replace(GUNZIP, 'send it with the header Content-Encoding: gzip (the server decompresses it as it comes), or uncompressed')
     // The server's config is its operator's, and a client finishes a batch by posting it.
     .replace(RAISE_MONTH_CAP, `${capitalized(postAgainWayOut('month'))}.`)
+    // The server's config is its operator's: a client can only post elsewhere or start anew.
+    .replace(COMPARED_MODEL_NOT_IN_CONFIG, "is not in the server's config (it was started with another one since): the batch goes on only on a server whose config has it, or post the file as a new batch (another batch_id, or none) to compare models the server has")
     .replace(RAISE_A_BUDGET, `${capitalized(postAgainWayOut('batch'))} (if the month's cap stopped it: ${SERVER_MONTH_CAP}).`)
     .replaceAll(`input file ${inputPath}`, 'the uploaded file')
     .replaceAll(inputPath, 'the uploaded file')

@@ -7,6 +7,9 @@ import { UsageError } from '../errors.ts';
 import { listedNames, refuseRepeatedName, refuseUnknownName } from './ab-split.ts';
 import { AUTO_ROUTE } from './pinned-model.ts';
 
+/** What a resume whose config lacks one of the batch's compared models is told (api-terms.ts words it for a client, who has no --config). */
+export const COMPARED_MODEL_NOT_IN_CONFIG = "is not in this run's config: give a config that has it (or leave --config off to use the batch's)";
+
 /** Why `--compare` is refused beside the flags that choose one model per row. */
 export const COMPARE_BESIDE_ONE_MODEL = 'give --compare alone, without --ab, --model or --route: those send each row to one model, --compare puts each row to every model it names';
 
@@ -63,7 +66,7 @@ export function chooseCompareModels(options: RowModelOptions, batch: { id: strin
     throw new UsageError(`batch ${batch.id} compares ${list}, not ${given.join(',')}: its rows' numbers say which model answers each, so the list stays as it began. Leave --compare off (or give the same list) to go on with it, or ${newBatch}`);
   }
   const gone = before.find((model) => !names.includes(model));
-  if (gone !== undefined) throw new UsageError(`batch ${batch.id} compares ${list} (--compare), but "${gone}" is not in this run's config: give a config that has it (or leave --config off to use the batch's)`);
+  if (gone !== undefined) throw new UsageError(`batch ${batch.id} compares ${list} (--compare), but "${gone}" ${COMPARED_MODEL_NOT_IN_CONFIG}`);
   return [...before];
 }
 

@@ -18,6 +18,7 @@ async function refusal(path: string): Promise<string> {
   );
 }
 import { AB_BESIDE_PINNED } from '../../src/routing/ab-split.ts';
+import { chooseCompareModels } from '../../src/routing/compare-models.ts';
 
 describe("a run's message in the HTTP API's terms", () => {
   it('names query parameters for flags and the uploaded file for the server\'s copy of it (QA: "give either ab or model/?route=<model>")', () => {
@@ -36,6 +37,21 @@ describe("a run's message in the HTTP API's terms", () => {
       "Warning: batch b1 stopped at a budget (its own is $1.00, $0.990 spent) and this run raises none: its rows that still need a call may end budget_exceeded again. Post the file again with the same batch_id and a higher budget (its query parameter, in USD) to finish it (if the month's cap stopped it: the server needs a config with a higher budget.monthly_usd, or the next month).",
       "Warning: batch b1 stopped at the month's cap (budget.monthly_usd $5.00) and this run's config does not raise it: its rows that still need a call may end budget_exceeded again. The server needs a config with a higher budget.monthly_usd, or the next month; then post the file again with the same batch_id to finish it.",
     ]);
+  });
+});
+
+describe('a comparison posted again to a server whose config lacks one of its models', () => {
+  it('says what the server lacks and what the client can do, not to give a config (review: an API client has no --config)', () => {
+    let message = '';
+    try {
+      chooseCompareModels({}, { id: 'b1', compare: ['fast', 'slow'] }, ['fast'], false);
+    } catch (error) {
+      message = inApiTerms((error as Error).message, '/srv/out/b1/input.csv');
+    }
+    expect(message).toBe(
+      'batch b1 compares fast,slow (compare), but "slow" is not in the server\'s config (it was started with another one since): the batch goes on only on a server whose config has it, ' +
+        'or post the file as a new batch (another batch_id, or none) to compare models the server has',
+    );
   });
 });
 
