@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { UsageError } from '../errors.ts';
 import { readTextInput, type TextInput } from './text-input.ts';
 import { looksLikeOpenAiBatchLine, openAiBatchLineFields, openAiBatchLineSchema, SENT_BODY_FIELDS } from './openai-batch-line.ts';
-import { buildRow, hasReplacementChar, notUtf8, type RawFields, type RecordPosition } from './row-fields.ts';
+import { buildRow, hasReplacementChar, notUtf8, tokenLimitFields, type RawFields, type RecordPosition } from './row-fields.ts';
 import { chatMessageSchema, type ReadItem, type ReadPosition, type RowError, type RowRules } from './row.ts';
 import { issueText } from '../config/issue-text.ts';
 import { nestedTooDeep, TOO_DEEP_MESSAGE } from './json-depth.ts';
@@ -239,9 +239,7 @@ function promptFields(object: Record<string, unknown>, promptKey: string): Field
     return { code: 'bad_field', message: `set either "${promptKey}" or "messages", not both` };
   }
   if (prompt === undefined && messages === undefined) return { code: 'missing_prompt', message: noPromptMessage(object, promptKey) };
-  // As on an OpenAI Batch line, max_completion_tokens is the token limit, and wins over max_tokens.
-  const limitKey = max_completion_tokens === undefined || max_completion_tokens === null ? undefined : 'max_completion_tokens';
-  const common = { id: id === undefined ? undefined : String(id), model, system, temperature, max_tokens: max_completion_tokens ?? max_tokens, maxTokensKey: limitKey };
+  const common = { id: id === undefined ? undefined : String(id), model, system, temperature, ...tokenLimitFields(max_tokens, max_completion_tokens) };
   let params: Record<string, unknown> | undefined;
   const carried: [string, unknown][] = [];
   for (const [key, value] of Object.entries(extra)) {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { chatMessageSchema } from './row.ts';
-import type { RawFields } from './row-fields.ts';
+import { tokenLimitFields, type RawFields } from './row-fields.ts';
 
 /**
  * One request line of an OpenAI Batch API input file (chat completions only):
@@ -55,8 +55,7 @@ export function openAiBatchLineFields(line: OpenAiBatchLine): RawFields {
     model,
     messages,
     temperature,
-    max_tokens: max_completion_tokens ?? max_tokens,
-    maxTokensKey: max_completion_tokens === undefined || max_completion_tokens === null ? undefined : 'max_completion_tokens',
+    ...tokenLimitFields(max_tokens, max_completion_tokens),
     metadata: Object.keys(unsent).length > 0 ? { body_extra: unsent } : {},
     ...(Object.keys(params).length > 0 && { params }),
   };

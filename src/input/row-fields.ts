@@ -25,6 +25,15 @@ export interface RawFields {
   params?: Record<string, unknown> | undefined;
 }
 
+/**
+ * A record's token limit from its max_tokens and max_completion_tokens (OpenAI's newer name,
+ * which wins, as on an OpenAI Batch line), and the field it came from for messages to name.
+ */
+export function tokenLimitFields(maxTokens: unknown, maxCompletionTokens: unknown): Pick<RawFields, 'max_tokens' | 'maxTokensKey'> {
+  const completion = maxCompletionTokens !== undefined && maxCompletionTokens !== null;
+  return { max_tokens: completion ? maxCompletionTokens : maxTokens, maxTokensKey: completion ? 'max_completion_tokens' : undefined };
+}
+
 export interface RecordPosition {
   row: number;
   line: number;

@@ -91,6 +91,9 @@ export function registerWorker(redis: Redis, space: KeySpace, workerId: string):
  * KEYS: active list, stalled set, stalled-check key. ARGV: the queue's key prefix, the dead worker's
  * token prefix ("<id>:"). Drops the locks that worker held and marks its jobs stalled, so BullMQ's
  * next stalled check (which the caller runs now) moves them back to wait, counting the redelivery.
+ * Not at their priority (row-priority.ts): BullMQ (6.7) pushes a stalled job onto the plain wait
+ * list, which workers empty before the prioritized set, so a released row is taken next, ahead of
+ * every batch's turns (it was taken once already, so it jumps no turn it had not reached).
  */
 const RELEASE_LOCKS: LuaScript = {
   name: 'release_dead_worker_locks',

@@ -11,7 +11,7 @@ import { AUTO_ROUTE } from './pinned-model.ts';
 export const COMPARED_MODEL_NOT_IN_CONFIG = "is not in this run's config: give a config that has it (or leave --config off to use the batch's)";
 
 /** Why `--compare` is refused beside the flags that choose one model per row. */
-export const COMPARE_BESIDE_ONE_MODEL = 'give --compare alone, without --ab, --model or --route: those send each row to one model, --compare puts each row to every model it names';
+const COMPARE_BESIDE_ONE_MODEL = 'give --compare alone, without --ab, --model or --route: those send each row to one model, --compare puts each row to every model it names';
 
 /** The models `--compare` names, each a model or ensemble among `names` (the built-in ones when `builtIn`: no --config). */
 export function parseCompareModels(text: string, names: readonly string[], builtIn = false): string[] {
@@ -31,7 +31,7 @@ export function parseCompareModels(text: string, names: readonly string[], built
 }
 
 /** What chooses where a batch's rows go, from a run's options. */
-export interface RowModelOptions {
+interface RowModelOptions {
   compare?: string | undefined;
   ab?: string | undefined;
   model?: string | undefined;
