@@ -180,7 +180,8 @@ function nextText({ meta, runBy, workers, overApi = false, cancelling = false }:
   if (cancelling && !isFinishedStatus(meta.status)) {
     return `being cancelled over the HTTP API: its queued rows come off the queue, the rows in hand finish, then its outputs are written${runBy ? ` (by ${runBy})` : ' (by the server, when it runs again)'}`;
   }
-  return nextLine(meta, runBy, workers, overApi);
+  // What to do follows who runs the batch now: a posted batch last run by `switchyard run --resume` goes on that way.
+  return nextLine(meta, runBy, workers, overApi && meta.served !== false);
 }
 
 /** The models a run chose for the batch (--model, --ab, --compare, --judge), and --no-cache, which its resume keeps: a line each, or none (`overApi`: said in the API's terms). */

@@ -100,6 +100,13 @@ describe('status <batch id>: a finished batch submitted over the HTTP API', () =
     expect(next('completed', 2)).toBe('  next      fix the invalid rows in its file, then post it again with batch_id=b1: only they run');
     expect(next('completed')).toBeUndefined();
   });
+
+  it('says what a CLI resume does once `switchyard run --resume` ran it last (served false), as its rows do (review: they were told to post it again)', () => {
+    const lines = describeBatch({ meta: { ...meta, status: 'budget_exceeded', served: false }, progress: { ...progress, status: 'budget_exceeded' }, runBy: null, overApi: true });
+    const next = lines.find((line) => line.startsWith('  next'));
+    expect(next).toContain('switchyard run --resume b1');
+    expect(next).not.toContain('post');
+  });
 });
 
 describe('status <batch id>: a cancel over the HTTP API under way', () => {
