@@ -57,7 +57,15 @@ export function createBatchStarter({ host, collection, logger, say, openKey }: B
       const queuing = Promise.withResolvers<null>();
       const readingStop = new AbortController();
       const stop = AbortSignal.any([host.stop, readingStop.signal]);
-      const reading = runBatch({ ...run, batchId, detach: true }, logger, (line) => said.push(line), { ...host, stop, onQueuing: () => queuing.resolve(null) });
+      // Kept before the batch's row count is saved (RunHost.onFileRead): a client that sees it finished finds them in its view.
+      const onFileRead = async () => {
+        // A batch a restarted server reads on names its file only in its state.
+        const inputPath = run.file ?? (await store.load(batchId).catch(() => null))?.input ?? '';
+        const notes = notesOnceRead(said).map((note) => inApiTerms(note, inputPath));
+        sayFileRead(batchId, said, notes, say);
+        if (notes.length > 0) await store.update(batchId, { file_notes: notes }).catch(() => undefined);
+      };
+      const reading = runBatch({ ...run, batchId, detach: true }, logger, (line) => said.push(line), { ...host, stop, onQueuing: () => queuing.resolve(null), onFileRead });
       const entry = { stop: readingStop, ended: reading.then(() => undefined, () => undefined) };
       readingStops.set(batchId, entry);
       void entry.ended.then(() => {
@@ -71,14 +79,9 @@ export function createBatchStarter({ host, collection, logger, say, openKey }: B
       if (!meta) throw new Error(`batch ${batchId} has no state in Redis after its run started`);
       collection.start(batchId, lease, { outDir: meta.out_dir, startedAt: new Date(meta.started_at ?? meta.created_at), config: host.config.config });
       const inputPath = run.file ?? meta.input;
+      // Read to its end, its notes are kept already (onFileRead); stopped with the server, the next one reads on.
       const done = reading.then(
-        async (outcome) => {
-          if (outcome.exitCode !== 0) return; // stopped with the server: the next one reads on
-          const notes = notesOnceRead(said).map((note) => inApiTerms(note, inputPath));
-          sayFileRead(batchId, said, notes, say);
-          // The POST was answered before the file was read, most often: its client finds them in the batch's view.
-          if (notes.length > 0) await store.update(batchId, { file_notes: notes }).catch(() => undefined);
-        },
+        () => undefined,
         (error: unknown) => readingFailed(batchId, error, inputPath),
       );
       readings.add(done);

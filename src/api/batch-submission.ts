@@ -132,12 +132,21 @@ export function createBatchSubmission(options: BatchSubmissionOptions): (submiss
       // Stopped while the file came in, after its first rows were queued: a 202 would tell the client its batch runs here now.
       if (options.stopping()) throw stoppingError();
       say(`[${batchId}] Submitted at ${formatClockTime(Date.now())}; its rows are being queued.`);
-      return { view: await view(batchId), resumed: existing !== null, notes: said.filter((line) => /^(Note|Warning|Resuming|A\/B split|Comparison)\b/.test(line)).map((line) => inApiTerms(line, inputPath)) };
+      return { view: await view(batchId), resumed: existing !== null, notes: notesBeforeRead(said).map((line) => inApiTerms(line, inputPath)) };
     } finally {
       submitting.delete(batchId);
       await lease?.release();
     }
   };
+}
+
+/**
+ * The notes the run said before it read the file through: those it says once read (the Read line
+ * on) are the batch's file_notes, and a small file is often read before the answer goes out.
+ */
+function notesBeforeRead(said: readonly string[]): string[] {
+  const read = said.findIndex((line) => line.startsWith('Read '));
+  return (read === -1 ? said : said.slice(0, read)).filter((line) => /^(Note|Warning|Resuming|A\/B split)\b/.test(line));
 }
 
 /** Creates the batch's output folder, or says whose it is to fix when it cannot. */

@@ -84,6 +84,12 @@ export interface RunHost {
    * than `queue.max_pending` rows ahead of the workers.
    */
   onQueuing?: () => void;
+  /**
+   * Called once the whole file is read and its Read line and notes said, before the batch's row
+   * count is saved: until then no collector can finish the batch, so what the host keeps of those
+   * notes is there by the time the batch shows as finished.
+   */
+  onFileRead?: () => Promise<void>;
 }
 
 /** How long the rest of the file waits for this process's first calls to start (rows may park instead). */
@@ -207,12 +213,14 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     if (counts.stopped) return await endStoppedWhileReading(batch, context, underway);
     const compared = batch.compare && { compare_prompts: batch.compare.tally.prompts };
     const fileRead = () => session.store.update(batchId, { status: 'running', total: counts.total, invalid_rows: counts.invalid, invalid_codes: counts.invalidByCode, ...(counts.openAiBatchRows > 0 ? { input_kind: 'openai-batch' } : {}), ...compared });
-    await whileRedisRefuses('queueing the file', fileRead, session.refusals);
     say(readText(counts, worker ? concurrency : batch.callsElsewhere ? 'elsewhere' : null, batch.compare));
     if (batch.compare) for (const line of comparedText(batch.compare.models, batch.compare.tally)) say(line);
     for (const note of [unsentBodyFieldsText(counts.unsentBodyFields), unsentRequestFieldsText(batch.position.unsentRequestFields), batch.capped.text()]) if (note) say(note);
     // Once the rows are known: a row's own model may send it to the judge, or keep every row from a route that does.
     sayJudgeAnswersToo(config, batch.answering, say);
+    // The row count last: with it saved, the batch's last rows may finish it at once (a server's client saw it finished without its file_notes).
+    await host?.onFileRead?.();
+    await whileRedisRefuses('queueing the file', fileRead, session.refusals);
     const workersNow = collecting ? null : await connectedWorkerCount(queue);
     await queue.close();
 
