@@ -112,16 +112,15 @@ export async function acquireBatchLease(redis: RedisClient, key: string, batchId
 
   const lost = new AbortController();
   // One renewal at a time: while Redis is away, it waits in the client rather than pile up there.
-  let renewing = false;
+  let renewing: Promise<void> | null = null;
   const renewal = setInterval(() => {
     if (renewing) return;
-    renewing = true;
-    runScript(redis, RENEW, [key], [token, leaseMs]).then(
+    renewing = runScript(redis, RENEW, [key], [token, leaseMs]).then(
       (held) => {
-        renewing = false;
+        renewing = null;
         if (held !== 1) lost.abort();
       },
-      () => (renewing = false), // Redis away: the outage handling says so; the next renewal tries again
+      () => void (renewing = null), // Redis away: the outage handling says so; the next renewal tries again
     );
   }, Math.min(RENEW_EVERY_MS, leaseMs / 3));
   renewal.unref();
@@ -130,6 +129,9 @@ export async function acquireBatchLease(redis: RedisClient, key: string, batchId
     tookOverFrom,
     async release() {
       clearInterval(renewal);
+      // A renewal still in flight would set the lease again after the release deleted it (its script
+      // takes back a missing key), leaving the batch "being run" until it expired: let it land first.
+      await renewing;
       await runScript(redis, RELEASE, [key], [token]).catch(() => undefined);
     },
     releaseNow() {

@@ -47,6 +47,31 @@ describe('batch lease: one collector per batch', () => {
     expect(await redis.get(key)).toBe('other-host pid 7 taken'); // release leaves another's lease alone
   });
 
+  it('stays released when a renewal in flight is answered after the release (NOSCRIPT, then EVAL)', async () => {
+    const key = `${prefix}:e`;
+    const client = new Redis(testRedisUrl());
+    const lease = await acquireBatchLease(client, key, 'e', { leaseMs: 300 });
+    // The next renewal's EVALSHA is answered NOSCRIPT only once the release has gone out: its EVAL
+    // fallback then reaches Redis after the release's DEL, and the renewal script sets a missing key.
+    const evalsha = client.evalsha.bind(client);
+    let answerRenewal = (): void => undefined;
+    const renewalAsked = new Promise<void>((asked) => {
+      client.evalsha = (async () => {
+        client.evalsha = evalsha;
+        asked();
+        await new Promise<void>((resolve) => (answerRenewal = resolve));
+        throw new Error('NOSCRIPT No matching script. Please use EVAL.');
+      }) as typeof client.evalsha;
+    });
+    await renewalAsked;
+    const released = lease.release();
+    setTimeout(() => answerRenewal(), 50);
+    await released;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await redis.exists(key)).toBe(0);
+    client.disconnect();
+  });
+
   it('takes over at once from a dead process on this machine', async () => {
     const key = `${prefix}:b`;
     await redis.set(key, `${hostname()} pid 2147483646 dead01`, 'PX', 60_000);
