@@ -1,5 +1,6 @@
 import { closeSync, openSync, renameSync, writeSync } from 'node:fs';
 import type { CsvDelimiter } from '../input/csv-delimiter.ts';
+import type { PromptSource } from './compare-prompts.ts';
 import { csvRecord, type CsvCell } from './csv-safe.ts';
 import { readJsonl } from './read-jsonl.ts';
 import type { RowResult } from './records.ts';
@@ -20,17 +21,26 @@ function modelCells(result: RowResult | undefined, judged: boolean, separator: C
 }
 
 /**
- * compare.csv, for a `--compare` batch: one line per record, each compared model's answer beside
- * the others' (with its judge's score, cost, latency and error), then the record's metadata, so a
- * spreadsheet reads the models side by side without regrouping results.csv. Made from results.jsonl,
+ * compare.csv, for a `--compare` batch: one line per record, its id and prompt (`prompts`, read
+ * again from the input file: compare-prompts.ts), each compared model's answer beside the others'
+ * (with its judge's score, cost, latency and error), then the record's metadata, so a spreadsheet
+ * reads what was asked and the models' answers side by side without regrouping results.csv. Made from results.jsonl,
  * which is in row order: record r's rows are (r-1)*N+1 to r*N (compare-fan-out.ts), so one record's
  * rows are held at a time. A row goes under the model of its number when it is that model's answer
  * (an ensemble's by its name); a record that named another model has no line. Returns the lines
  * written.
  */
-export async function writeCompareCsv(resultsPath: string, comparePath: string, models: readonly string[], judged: boolean, metadataKeys: readonly string[], format: { separator: CsvDelimiter; bom: boolean }): Promise<number> {
+export async function writeCompareCsv(
+  resultsPath: string,
+  comparePath: string,
+  models: readonly string[],
+  judged: boolean,
+  metadataKeys: readonly string[],
+  format: { separator: CsvDelimiter; bom: boolean },
+  prompts: PromptSource,
+): Promise<number> {
   const { separator } = format;
-  const fixed = ['id', ...models.flatMap((model) => modelHeaders(model, judged))];
+  const fixed = ['id', 'prompt', ...models.flatMap((model) => modelHeaders(model, judged))];
   const temporary = `${comparePath}.tmp`;
   const fd = openSync(temporary, 'w');
   let pending = [`${format.bom ? '\ufeff' : ''}${csvRecord([...fixed, ...metadataHeaders(metadataKeys, fixed)], separator)}`];
@@ -41,11 +51,12 @@ export async function writeCompareCsv(resultsPath: string, comparePath: string, 
   };
   let record: number | null = null;
   let placed: (RowResult | undefined)[] = [];
-  const writeRecord = () => {
+  const writeRecord = async () => {
     const first = placed.find((result) => result !== undefined);
-    if (!first) return;
+    if (!first || record === null) return;
     const metadata = first.metadata ?? {};
-    pending.push(csvRecord([first.id, ...placed.flatMap((result) => modelCells(result, judged, separator)), ...metadataKeys.map((key) => metadata[key] as CsvCell)], separator));
+    const prompt = await prompts.promptOf(record + 1, { row: first.row, model: models[placed.indexOf(first)]! });
+    pending.push(csvRecord([first.id, prompt, ...placed.flatMap((result) => modelCells(result, judged, separator)), ...metadataKeys.map((key) => metadata[key] as CsvCell)], separator));
     lines++;
     if (pending.length >= FLUSH_LINES) flush();
   };
@@ -53,17 +64,18 @@ export async function writeCompareCsv(resultsPath: string, comparePath: string, 
     for await (const result of readJsonl<RowResult>(resultsPath)) {
       const recordOf = Math.floor((result.row - 1) / models.length);
       if (recordOf !== record) {
-        writeRecord();
+        await writeRecord();
         record = recordOf;
         placed = models.map(() => undefined);
       }
       const k = (result.row - 1) % models.length;
       if ((result.ensemble?.name ?? result.model) === models[k]) placed[k] = result;
     }
-    writeRecord();
+    await writeRecord();
     flush();
   } finally {
     closeSync(fd);
+    await prompts.close();
   }
   renameSync(temporary, comparePath);
   return lines;

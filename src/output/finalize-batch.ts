@@ -12,6 +12,8 @@ import { ReportTally, type ReportBaseline } from './report.ts';
 import type { Report } from './report-json.ts';
 import { writeResultsCsv } from './results-csv.ts';
 import { writeCompareCsv } from './compare-csv.ts';
+import { readComparedPrompts } from './compare-prompts.ts';
+import { answerableNames } from '../config/schema.ts';
 import { renderReportMarkdown, type ResumeHint } from './report-markdown.ts';
 import { readWrittenReport, writeReport } from './write-report.ts';
 
@@ -119,10 +121,18 @@ async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number
   return { report, finishedAt };
 }
 
-/** compare.csv from results.jsonl, with a score column per model when the batch has a judge. */
+/** compare.csv from results.jsonl and the input file's prompts, with a score column per model when the batch has a judge. */
 async function writeComparison(store: BatchStore, meta: BatchMeta, models: readonly string[], paths: OutputPaths): Promise<void> {
-  const judged = (await store.loadConfig(meta.batch_id))?.config.judge !== undefined;
-  await writeCompareCsv(paths.results, paths.compareCsv, models, judged, await store.metadataKeys(meta.batch_id), { separator: meta.csv_delimiter, bom: meta.csv_bom === true });
+  const config = (await store.loadConfig(meta.batch_id))?.config;
+  const prompts = readComparedPrompts({
+    path: meta.input,
+    // As the run read the file: a record naming a model the config lacks is no row there either.
+    rules: { promptColumn: meta.prompt_column, knownModels: new Set(config ? answerableNames(config) : models) },
+    fingerprintIds: meta.fingerprint_ids === true,
+    redis: store.redis,
+    fingerprintsKey: store.keys(meta.batch_id).fingerprints,
+  });
+  await writeCompareCsv(paths.results, paths.compareCsv, models, config?.judge !== undefined, await store.metadataKeys(meta.batch_id), { separator: meta.csv_delimiter, bom: meta.csv_bom === true }, prompts);
 }
 
 /** Rows to write: all but those made invalid in the file since they had a result (withdraw-rows.ts). */

@@ -173,8 +173,8 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     const compareCsv = await fetch(`${server.url}/v1/batches/api-compare/files/compare.csv`);
     expect(compareCsv.headers.get('content-type')).toBe('text/csv; charset=utf-8');
     const lines = (await compareCsv.text()).trim().split('\n');
-    expect(lines[0]).toBe('id,fast,fast score,fast cost_usd,fast latency_ms,fast error,slow,slow score,slow cost_usd,slow latency_ms,slow error,expected');
-    expect(lines.slice(1).map((line) => line.split(',')[0])).toEqual(['c1', 'c2']);
+    expect(lines[0]).toBe('id,prompt,fast,fast score,fast cost_usd,fast latency_ms,fast error,slow,slow score,slow cost_usd,slow latency_ms,slow error,expected');
+    expect(lines.slice(1).map((line) => line.split(',').slice(0, 2))).toEqual([['c1', 'One plus one?'], ['c2', 'Two plus two?']]);
     // Posted again without compare=, it goes on with its list; with another list, it is refused.
     const again = await postFile(server, '?batch_id=api-compare', file);
     expect(again.status).toBe(202);

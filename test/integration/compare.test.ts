@@ -65,7 +65,8 @@ describe('run --compare: every prompt put to every named model', () => {
     // compare.csv: one line per record, the models' answers side by side (QA: lining them up in a spreadsheet took a pivot of results.csv).
     expect(ran.stdout).toContain(`${join(out, 'compare.csv')} (the compared models' answers side by side)`);
     const compared = parse(await readFile(join(out, 'compare.csv'), 'utf8')) as string[][];
-    expect(compared[0]).toEqual(['id', 'fast', 'fast score', 'fast cost_usd', 'fast latency_ms', 'fast error', 'slow', 'slow score', 'slow cost_usd', 'slow latency_ms', 'slow error', 'expected']);
+    // The prompt beside the id (QA: a reader had to join results.csv to the input file by id to see what was asked).
+    expect(compared[0]).toEqual(['id', 'prompt', 'fast', 'fast score', 'fast cost_usd', 'fast latency_ms', 'fast error', 'slow', 'slow score', 'slow cost_usd', 'slow latency_ms', 'slow error', 'expected']);
     // Each model's cells as results.csv has them.
     const csvRows = parse(await readFile(join(out, 'results.csv'), 'utf8'), { columns: true }) as Record<string, string>[];
     const cellsOf = (id: string, model: string) => {
@@ -73,7 +74,7 @@ describe('run --compare: every prompt put to every named model', () => {
       return r ? [r.output!, r.judge_score!, r.cost_usd!, r.latency_ms!, ''] : ['', '', '', '', ''];
     };
     // Record 4 was invalid (no line); record 6 named slow, its own model: its line has slow's answer alone.
-    expect(compared.slice(1)).toEqual([1, 2, 3, 5, 6, 7, 8].map((r) => [`q${r}`, ...cellsOf(`q${r}`, 'fast'), ...cellsOf(`q${r}`, 'slow'), String(2 * r)]));
+    expect(compared.slice(1)).toEqual([1, 2, 3, 5, 6, 7, 8].map((r) => [`q${r}`, `What is ${r} + ${r}?`, ...cellsOf(`q${r}`, 'fast'), ...cellsOf(`q${r}`, 'slow'), String(2 * r)]));
 
     // Every call is in costs.jsonl, under its row: the answers, one per row and model, and the judge's; they sum to the report's cost.
     const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
@@ -128,11 +129,30 @@ describe('run --compare: every prompt put to every named model', () => {
     // compare.csv has each prompt once, both models' answers on its line; deleted, collect writes it again as it was.
     const compareCsv = await readFile(join(out, 'compare.csv'), 'utf8');
     const lines = parse(compareCsv) as string[][];
-    expect(lines.slice(1).map((line) => [line[0], line[1] === results[2 * Number(line[0]!.slice(1)) - 2]!.output, line[5] === results[2 * Number(line[0]!.slice(1)) - 1]!.output])).toEqual(Array.from({ length: 200 }, (_, i) => [`r${i + 1}`, true, true]));
+    expect(lines.slice(1).map((line) => [line[0], line[2] === results[2 * Number(line[0]!.slice(1)) - 2]!.output, line[6] === results[2 * Number(line[0]!.slice(1)) - 1]!.output])).toEqual(Array.from({ length: 200 }, (_, i) => [`r${i + 1}`, true, true]));
+    expect(lines.slice(1).every((line) => line[1] !== '')).toBe(true);
     await unlink(join(out, 'compare.csv'));
     const collected = await runCli(['collect', 'cmp-kill'], h.env());
     expect(collected.stdout + collected.stderr).toContain('compare.csv');
     expect(await readFile(join(out, 'compare.csv'), 'utf8')).toBe(compareCsv);
+
+    // A record edited since it was answered: its line keeps its answers, but not a prompt they were not given.
+    const text = await readFile(input, 'utf8');
+    const edited = text.split('\n');
+    const firstRecord = parse(edited[1]!) as string[][];
+    edited[1] = edited[1]!.replace(firstRecord[0]![1]!, 'An edited prompt');
+    await writeFile(input, edited.join('\n'));
+    await unlink(join(out, 'compare.csv'));
+    await runCli(['collect', 'cmp-kill'], h.env());
+    const afterEdit = parse(await readFile(join(out, 'compare.csv'), 'utf8')) as string[][];
+    expect(afterEdit[1]!.slice(0, 2)).toEqual(['r1', '']);
+    expect(afterEdit[2]![1]).toBe(lines[2]![1]);
+    // The file gone: compare.csv is written all the same, its prompts empty.
+    await unlink(input);
+    await unlink(join(out, 'compare.csv'));
+    expect((await runCli(['collect', 'cmp-kill'], h.env())).code).toBe(0);
+    const withoutFile = parse(await readFile(join(out, 'compare.csv'), 'utf8')) as string[][];
+    expect(withoutFile.slice(1).map((line) => line[1])).toEqual(Array.from({ length: 200 }, () => ''));
   });
 
   it('estimates each compared model in a dry run, and counts every model\'s calls against the budget', async () => {

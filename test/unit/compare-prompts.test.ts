@@ -1,0 +1,100 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { parse } from 'csv-parse/sync';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { rowFingerprint } from '../../src/input/row-fingerprint.ts';
+import type { InputRow } from '../../src/input/row.ts';
+import { writeCompareCsv } from '../../src/output/compare-csv.ts';
+import { promptText, readComparedPrompts } from '../../src/output/compare-prompts.ts';
+import type { RowResult } from '../../src/output/records.ts';
+
+const models = ['fast', 'slow'];
+
+function result(row: number, id: string, model: string): RowResult {
+  return {
+    id,
+    row,
+    status: 'succeeded',
+    model,
+    output: `${model} says ${id}`,
+    usage: { input_tokens: 1, output_tokens: 1 },
+    cost_usd: 0.000001,
+    latency_ms: 10,
+    attempts: 1,
+    metadata: {},
+    task_type: null,
+    route_reason: `compared model "${model}"`,
+    models_tried: [model],
+    final_model: model,
+    fallback_reason: null,
+    completed_at: '2026-12-05T10:00:00.000Z',
+  };
+}
+
+/** A Redis holding the batch's fingerprints key as `bytes`: all the prompt source asks of it. */
+function fingerprintRedis(bytes: Buffer): Redis {
+  return {
+    getrangeBuffer: async (_key: string, start: number, end: number) => bytes.subarray(start, end + 1),
+  } as unknown as Redis;
+}
+
+/** The fingerprints the producer recorded for these records, each put to every model (row (r-1)*N+k). */
+function fingerprintsOf(records: InputRow[]): Buffer {
+  const bytes = Buffer.alloc((records.length * models.length + 1) * 4);
+  records.forEach((record, r) => models.forEach((model, k) => bytes.writeUInt32BE(rowFingerprint({ ...record, model }, true), (r * models.length + k + 1) * 4)));
+  return bytes;
+}
+
+const userRow = (row: number, id: string, content: string, system?: string): InputRow => ({
+  row,
+  line: row,
+  id,
+  messages: [...(system ? [{ role: 'system' as const, content: system }] : []), { role: 'user', content }],
+  metadata: {},
+});
+
+describe('compare.csv prompt column', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'switchyard-compare-prompts-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("shows a message list's last user message", () => {
+    expect(promptText([{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'First?' }, { role: 'assistant', content: 'One.' }, { role: 'user', content: 'And then?' }])).toBe('And then?');
+    expect(promptText([{ role: 'system', content: 'Only a system message.' }])).toBe('Only a system message.');
+  });
+
+  it('puts each record\'s prompt after its id, formula-guarded, and leaves it empty for a record edited since it was answered', async () => {
+    const input = join(dir, 'in.jsonl');
+    const answered = [userRow(1, 'a', 'What is 2 + 2?', 'Answer in a word.'), userRow(2, 'b', '=HYPERLINK("http://x")'), userRow(3, 'c', 'Before the edit')];
+    // Record 3 edited after it was answered; record 2 kept.
+    const now = [answered[0]!, answered[1]!, userRow(3, 'c', 'After the edit')];
+    await writeFile(input, now.map((row) => JSON.stringify({ id: row.id, messages: row.messages })).join('\n') + '\n');
+    const results = join(dir, 'results.jsonl');
+    await writeFile(results, answered.flatMap((row, r) => models.map((model, k) => JSON.stringify(result(r * 2 + k + 1, row.id, model)))).join('\n') + '\n');
+    const prompts = readComparedPrompts({ path: input, rules: { promptColumn: 'prompt', knownModels: new Set(models) }, fingerprintIds: true, redis: fingerprintRedis(fingerprintsOf(answered)), fingerprintsKey: 'fp' });
+    const out = join(dir, 'compare.csv');
+    expect(await writeCompareCsv(results, out, models, false, [], { separator: ',', bom: false }, prompts)).toBe(3);
+    const lines = parse(await readFile(out, 'utf8')) as string[][];
+    expect(lines[0]!.slice(0, 3)).toEqual(['id', 'prompt', 'fast']);
+    expect(lines.slice(1).map((line) => line.slice(0, 3))).toEqual([
+      ['a', 'What is 2 + 2?', 'fast says a'],
+      ['b', '\'=HYPERLINK("http://x")', 'fast says b'],
+      ['c', '', 'fast says c'],
+    ]);
+  });
+
+  it('leaves the prompts empty when the input file is gone, and writes compare.csv all the same', async () => {
+    const results = join(dir, 'results.jsonl');
+    await writeFile(results, models.map((model, k) => JSON.stringify(result(k + 1, 'a', model))).join('\n') + '\n');
+    const prompts = readComparedPrompts({ path: join(dir, 'gone.csv'), rules: { promptColumn: 'prompt', knownModels: new Set(models) }, fingerprintIds: true, redis: fingerprintRedis(Buffer.alloc(0)), fingerprintsKey: 'fp' });
+    const out = join(dir, 'compare.csv');
+    expect(await writeCompareCsv(results, out, models, false, [], { separator: ',', bom: false }, prompts)).toBe(1);
+    expect((parse(await readFile(out, 'utf8')) as string[][])[1]!.slice(0, 3)).toEqual(['a', '', 'fast says a']);
+  });
+});
