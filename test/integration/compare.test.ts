@@ -209,10 +209,15 @@ describe('run --compare: every prompt put to every named model', () => {
     const dir = await tempDir('compare-bad');
     const config = await writeSimConfig(dir, h.sim.url);
     const input = await writePromptsCsv(dir, 2);
-    const refused = async (args: string[], message: string) => {
-      const ran = await runCli(['run', input, '--config', config, ...args], h.env());
+    // `early`: refused before the batch id line, as the usage error it is (QA: "Batch <id>" came first, as if a batch had begun).
+    const refused = async (args: string[], message: string, early = true) => {
+      const ran = await runCli(['run', input, ...(args.includes('--config') ? [] : ['--config', config]), ...args], h.env());
       expect(ran.code, ran.stdout + ran.stderr).toBe(2);
       expect(ran.stderr).toContain(message);
+      if (early) {
+        expect(ran.stdout).toBe('');
+        expect(ran.stderr).not.toContain('was not created');
+      }
     };
     await refused(['--compare', 'fast,slwo'], '--compare: "slwo" is not in the config (did you mean "slow"?); models and ensembles: fast, slow');
     await refused(['--compare', 'fast'], '--compare needs two models or more (models or ensembles), e.g. deepseek-v4-flash,deepseek-v4-pro (to send every row to fast, give --model fast)');
@@ -221,13 +226,35 @@ describe('run --compare: every prompt put to every named model', () => {
     await refused(['--compare', 'fast,slow', '--ab', 'fast,slow'], 'give --compare alone, without --ab, --model or --route');
     await refused(['--compare', 'fast,slow', '--model', 'fast'], 'give --compare alone, without --ab, --model or --route');
     await refused(['--compare', 'fast,slow', '--dry-run', '--route', 'auto'], 'give --compare alone, without --ab, --model or --route');
+    await refused(['--ab', 'fast,slwo'], '--ab: "slwo" is not in the config (did you mean "slow"?)');
+    await refused(['--ab', 'fast,slow', '--model', 'slow'], 'give either --ab or --model <model>');
+    await refused(['--model', 'slwo'], '--model/--route "slwo" is not in the config');
+    await refused(['--compare', 'fast,slow', '--judge', 'jugde'], '--judge "jugde" is not a model in the config');
+    // Without --config, against the built-in models, before their simulator starts.
+    const batchKeys = async () => (await h.redis.keys(`${h.prefix}:batch:*`)).length;
+    const keysBefore = await batchKeys();
+    const builtIn = await runCli(['run', input, '--compare', 'deepseek-v4-flash,deepseek-v4-prro'], h.env());
+    expect(builtIn.code).toBe(2);
+    expect(builtIn.stdout).toBe('');
+    expect(builtIn.stderr).toContain('"deepseek-v4-prro" is not a built-in model');
+    expect(await batchKeys()).toBe(keysBefore);
 
     // A batch run without --compare cannot take it up; one run with it keeps its list.
     expect((await runCli(['run', input, '--config', config, '--out', join(dir, 'plain'), '--batch-id', 'plain'], h.env())).code).toBe(0);
-    await refused(['--batch-id', 'plain', '--compare', 'fast,slow'], 'batch plain was run without --compare, one row for each record of its file');
+    await refused(['--batch-id', 'plain', '--compare', 'fast,slow'], 'batch plain was run without --compare, one row for each record of its file', false);
     expect((await runCli(['run', input, '--config', config, '--out', join(dir, 'compared'), '--batch-id', 'compared', '--compare', 'fast,slow'], h.env())).code).toBe(0);
-    await refused(['--batch-id', 'compared', '--compare', 'slow,fast'], 'batch compared compares fast,slow, not slow,fast: its rows\' numbers say which model answers each');
-    await refused(['--batch-id', 'compared', '--ab', 'fast,slow'], 'batch compared compares fast,slow (--compare): --ab, --model and --route cannot go on with it');
+    await refused(['--batch-id', 'compared', '--compare', 'slow,fast'], 'batch compared compares fast,slow, not slow,fast: its rows\' numbers say which model answers each', false);
+    await refused(['--batch-id', 'compared', '--ab', 'fast,slow'], 'batch compared compares fast,slow (--compare): --ab, --model and --route cannot go on with it', false);
+    // Named by --batch-id without --config: read against the config the batch runs on (its own, from Redis; the built-in models' for a new one), still before its id.
+    const named = await runCli(['run', input, '--batch-id', 'compared', '--compare', 'fast,slwo'], h.env());
+    expect(named.code, named.stdout + named.stderr).toBe(2);
+    expect(named.stdout).toBe('');
+    expect(named.stderr).toContain('--compare: "slwo" is not in the config (did you mean "slow"?)');
+    const fresh = await runCli(['run', input, '--batch-id', 'compare-fresh', '--ab', 'deepseek-v4-flash,deepseek-v4-prro'], h.env());
+    expect(fresh.code, fresh.stdout + fresh.stderr).toBe(2);
+    expect(fresh.stdout).toBe('');
+    expect(fresh.stderr).toContain('--ab: "deepseek-v4-prro" is not a built-in model');
+    expect(await h.redis.exists(`${h.prefix}:batch:{compare-fresh}`)).toBe(0);
 
     // An OpenAI Batch file's lines are answered once per custom_id.
     const batchFile = join(dir, 'batch.jsonl');
