@@ -8,17 +8,23 @@ import type { Session } from '../queue/session.ts';
 import { keyHolders } from '../queue/worker-registry.ts';
 import { closestName } from '../config/closest-name.ts';
 import { formatDuration } from '../figure-text.ts';
+import { mayAnswer } from '../routing/may-answer.ts';
+import { AUTO_ROUTE } from '../routing/pinned-model.ts';
 
 /**
  * With workers in this process (a run's, or a server's) and no API key here for any model the rows
- * could use, and no other worker process on record with one either, every row would fail with
+ * could be answered by, and no other worker process on record with one either, every row would fail with
  * missing_api_key: stop before enqueueing instead. (Some keys missing is only a warning; a row whose
  * key another worker has is left to it.) A server without workers of its own (--no-worker) does
- * not ask: workers that start later could take the rows. Says where the rows can be called: 'here'
+ * not ask: workers that start later could take the rows. `answering`: the models or ensembles the
+ * rows go to (--model, --ab's arms, --compare's models), undefined or with `auto` when they are
+ * routed; the models asked are those and their fallbacks (an ensemble's members and synthesizer),
+ * or with routing every model of the config. Says where the rows can be called: 'here'
  * (by some model), or only 'elsewhere', by the workers that have the keys (`keysElsewhere`: keysHeldElsewhere).
  */
-export function refuseWithoutKeys(config: SwitchyardConfig, pinned: string | undefined, keysElsewhere: ReadonlySet<string>, where: 'run' | 'server'): 'here' | 'elsewhere' {
-  const chain = pinned ? [pinned, ...(config.models[pinned]?.fallbacks ?? [])] : Object.keys(config.models);
+export function refuseWithoutKeys(config: SwitchyardConfig, answering: readonly string[] | undefined, keysElsewhere: ReadonlySet<string>, where: 'run' | 'server'): 'here' | 'elsewhere' {
+  const named = answering && !answering.includes(AUTO_ROUTE) ? answering : undefined;
+  const chain = named ? [...mayAnswer(config, named)].filter((model) => config.models[model] !== undefined) : Object.keys(config.models);
   const names = keysAllMissing(config, chain);
   if (!names) return 'here';
   if (names.some((name) => keysElsewhere.has(name.slice(1)))) return 'elsewhere';
@@ -30,7 +36,10 @@ export function refuseWithoutKeys(config: SwitchyardConfig, pinned: string | und
         `Set ${them} where the server runs (and start it again), or start "switchyard worker" where ${whereSet} set.`,
     );
   }
-  const needs = pinned ? `model "${pinned}"${chain.length > 1 ? ' and its fallbacks need' : ' needs'} ${them}` : 'every model in the config needs one';
+  const fallbacks = named !== undefined && chain.length > named.length;
+  const needs = named
+    ? `${named.length === 1 ? `model "${named[0]}"` : `the models the rows go to (${named.join(', ')})`}${fallbacks ? ` and ${named.length === 1 ? 'its' : 'their'} fallbacks need` : named.length === 1 ? ' needs' : ' need'} ${them}`
+    : 'every model in the config needs one';
   const meant = names.flatMap((name) => similarSetVariable(name.slice(1), process.env) ?? []);
   const hint = meant.length > 0 ? ` (did you mean ${meant.map((name) => `$${name}`).join(', ')}, which ${meant.length === 1 ? 'is' : 'are'} set?)` : '';
   throw new UsageError(
@@ -59,13 +68,13 @@ export function refuseJudgeWithoutKey(config: SwitchyardConfig, keysElsewhere: R
 }
 
 /**
- * The models a run's rows may call: with a pinned model (--model) or an A/B split of named arms,
- * those (an ensemble's members and synthesizer) and their fallbacks, the judge's and the LLM
+ * The models a run's rows may call: with a pinned model (--model), an A/B split of named arms or the
+ * models --compare names, those (an ensemble's members and synthesizer) and their fallbacks, the judge's and the LLM
  * classifier's; otherwise every model of the config. A row that names its own model is not
  * foreseen: such rows are rare beside a pinned model, and what this decides is only said or refused.
  */
-function modelsTheRowsMayCall(config: SwitchyardConfig, pinned: readonly string[] | undefined): string[] {
-  if (!pinned || pinned.includes('auto')) return Object.keys(config.models);
+export function modelsTheRowsMayCall(config: SwitchyardConfig, pinned: readonly string[] | undefined): string[] {
+  if (!pinned || pinned.includes(AUTO_ROUTE)) return Object.keys(config.models);
   const named = pinned.flatMap((name) => {
     const ensemble = config.ensembles[name];
     return ensemble ? [...ensemble.members, ensemble.synthesizer] : [name];
@@ -238,8 +247,9 @@ export function warnAboutConfig(config: SwitchyardConfig, pinned: readonly strin
   // A budget counts priced calls only: an unpriced model's calls would run past it unnoticed.
   const unbounded = budgeted ? ', and no budget limits them' : '';
   if (unpriced.length > 0) say(`Warning: no price for ${unpriced.join(', ')}: their calls get cost_usd null in costs.jsonl and the report${unbounded}.`);
-  // A detached batch's calls are made by the workers, with their own environment.
-  for (const [key, models] of missingKeys(config, Object.keys(config.models))) {
+  // A detached batch's calls are made by the workers, with their own environment. Only the models
+  // the rows may call: a key missing for a model no row goes to holds nothing back.
+  for (const [key, models] of missingKeys(config, modelsTheRowsMayCall(config, pinned))) {
     if (keysElsewhere.has(key)) {
       say(`Note: ${notSet(key)} here: rows for ${models.join(', ')} are left to the workers on this Redis that have it.`);
       continue;

@@ -92,8 +92,9 @@ export async function prepareBatch(batchId: string, options: RunOptions, session
   // The worker registry read once, for the warnings and the refusal: keys missing here that other workers have.
   const keysElsewhere = await keysHeldElsewhere(session, config);
   const settings = chooseRunSettings(options, existing, config, resolved.builtIn, storedConfig, say);
-  const callsElsewhere = refuseWhatCannotRun(config, resolved.builtIn, settings.model, options, keysElsewhere, host);
+  // The models or ensembles the rows go to (undefined: routed), which the key checks look at rather than every model of the config.
   const pinned = settings.compare ?? (settings.abSplit ? settings.abSplit.map((arm) => arm.model) : settings.model ? [settings.model] : undefined);
+  const callsElsewhere = refuseWhatCannotRun(config, resolved.builtIn, settings.model, pinned, options, keysElsewhere, host);
   await refuseSpentMonth(session, config, pinned, say);
   // After the refusals: a warning that a key is missing says nothing more when the run stops for it.
   warnAboutConfig(config, pinned, isBudgeted(options, existing, config), options.detach === true, keysElsewhere, say);
@@ -176,16 +177,16 @@ async function checkedRows(
  * has the keys to call. True when only other workers have keys for the rows' models: this run then
  * starts no worker of its own (it would only take rows to hand them back) and collects theirs.
  */
-function refuseWhatCannotRun(config: SwitchyardConfig, builtIn: boolean, model: string | undefined, options: RunOptions, keysElsewhere: ReadonlySet<string>, host: RunHost | undefined): boolean {
+function refuseWhatCannotRun(config: SwitchyardConfig, builtIn: boolean, model: string | undefined, answering: readonly string[] | undefined, options: RunOptions, keysElsewhere: ReadonlySet<string>, host: RunHost | undefined): boolean {
   refuseUnknownPinned(model, answerableNames(config), builtIn);
   if (!options.detach) {
-    const callable = refuseWithoutKeys(config, model, keysElsewhere, 'run');
+    const callable = refuseWithoutKeys(config, answering, keysElsewhere, 'run');
     refuseJudgeWithoutKey(config, keysElsewhere);
     return callable === 'elsewhere';
   }
   // A server with workers of its own (it primes them): refused when neither they nor any worker on record could call a model.
   if (host?.prime) {
-    refuseWithoutKeys(config, model, keysElsewhere, 'server');
+    refuseWithoutKeys(config, answering, keysElsewhere, 'server');
     refuseJudgeWithoutKey(config, keysElsewhere, 'server');
   }
   return false;

@@ -6,7 +6,7 @@ import { UsageError } from '../errors.ts';
 import { batchIdRule, isValidBatchId } from '../queue/keys.ts';
 import { CappedMaxTokens } from '../batch/capped-max-tokens.ts';
 import { lookalikeColumnsText, requestFieldColumnsText, unsentBodyFieldsText, unsentRequestFieldsText } from '../batch/run-messages.ts';
-import { missingKeys, notSet, refuseWithoutKeys, spentMonthCheck } from '../batch/config-checks.ts';
+import { missingKeys, modelsTheRowsMayCall, notSet, refuseWithoutKeys, spentMonthCheck } from '../batch/config-checks.ts';
 import { withoutAnswerCache } from '../execution/answer-cache.ts';
 import { readMonthSpent } from './dry-run-month.ts';
 import { countUnsentBodyFields } from '../queue/producer.ts';
@@ -180,7 +180,9 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
 
   say(`Dry run of ${options.file}: no model was called.`);
   // What the run would say first: a preflight that passes a run which then refuses to start helps no one.
-  for (const [key, models] of missingKeys(config, Object.keys(config.models))) {
+  // The models or ensembles the rows go to (undefined: routed): a key missing for a model none goes to is not said.
+  const answering = compare ?? (abSplit ? abSplit.map((arm) => arm.model) : pinned ? [pinned] : undefined);
+  for (const [key, models] of missingKeys(config, modelsTheRowsMayCall(config, answering))) {
     say(`Warning: ${notSet(key)} here: calls to ${models.join(', ')} would fail with missing_api_key (a run stops before calling anything when no model its rows may use has its key, here or on a worker on its Redis).`);
   }
   if (abSplit) say(`A/B split: each row that names no model goes to ${formatAbSplit(abSplit)}, by its id.`);
@@ -215,12 +217,12 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   if (budgetUsd !== undefined && nanosToUsd(total.costNanos) > budgetUsd) {
     say(`Budget: the batch budget of ${formatUsd(budgetUsd)} is below this estimate; the calls stop where it runs out (answers are usually shorter than max_tokens), and the rows left end budget_exceeded.`);
   }
-  const monthRefused = await checkMonth(options.cache === false ? withoutAnswerCache(config) : config, compare ?? (abSplit ? abSplit.map((arm) => arm.model) : pinned ? [pinned] : undefined), total.costNanos, say);
+  const monthRefused = await checkMonth(options.cache === false ? withoutAnswerCache(config) : config, answering, total.costNanos, say);
   const routesByTaskType = !compare && (!abSplit || abSplit.some((arm) => arm.model === AUTO_ROUTE));
   if (config.routing?.classifier === 'llm' && routesByTaskType) say(`Note: routing uses the rules here; the LLM classifier would add one cheap call per row routed by task type${abSplit ? ` (the arm ${AUTO_ROUTE}'s rows)` : ''}, not in these estimates.`);
   if (config.cache && options.cache !== false) say('Note: the answer cache is on (cache in the config): rows whose request was answered before, in any batch on this Redis and key prefix, are not called; the estimate counts every row as called.');
   // As run would stop: no model the rows may use has its key here (a worker elsewhere with it is not known here).
-  const keyless = refusalWithoutKeys(config, pinned);
+  const keyless = refusalWithoutKeys(config, answering);
   if (keyless) say(`A run here would stop before queueing, unless a worker on its Redis has the key: ${keyless}`);
   // As run would: 1 when rows could not run (invalid, or no model fits them, or no key, or the month's budget is spent).
   return invalid > 0 || unroutable > 0 || keyless !== null || monthRefused ? 1 : 0;
@@ -296,9 +298,9 @@ function printTable(label: string, tallies: Map<string, Tally>, say: (line: stri
 }
 
 /** What `run` would refuse for want of API keys, with no other worker known to have them; null when some model can be called. */
-function refusalWithoutKeys(config: SwitchyardConfig, pinned: string | undefined): string | null {
+function refusalWithoutKeys(config: SwitchyardConfig, answering: readonly string[] | undefined): string | null {
   try {
-    refuseWithoutKeys(config, pinned, new Set(), 'run');
+    refuseWithoutKeys(config, answering, new Set(), 'run');
     return null;
   } catch (error) {
     if (error instanceof UsageError) return error.message;

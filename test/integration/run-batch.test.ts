@@ -261,10 +261,14 @@ describe('switchyard run, end to end through Redis, BullMQ and the simulator ove
     expect(pinned.code).toBe(2);
     expect(pinned.stderr).toContain('$SY_TEST_NO_SUCH_KEY is not set, and model "keyed" needs it: no call could succeed (nor does a worker on this Redis have it). Set it (e.g. export SY_TEST_NO_SUCH_KEY=...)');
     expect(await h.redis.exists(`${h.prefix}:batch:{nokey}`)).toBe(0);
-    // With a model that needs no key, the missing one is only a warning.
+    // With a model that needs no key, the missing one of a model no row goes to is not even a warning (QA: --compare and --model runs warned of every model's key).
     const routed = await runCli(['run', input, '--config', config, '--out', join(dir, 'out'), '--batch-id', 'nokey-free', '--model', 'free'], h.env());
     expect(routed.code).toBe(0);
-    expect(routed.stdout).toContain('Warning: $SY_TEST_NO_SUCH_KEY is not set: keyed cannot be called (missing_api_key): a row that reaches it with no other model to go on to fails.');
+    expect(routed.stdout).not.toContain('SY_TEST_NO_SUCH_KEY');
+    // Routed, any model may be called: warned (and its rows, routed to keyed, the default model, fail).
+    const anyModel = await runCli(['run', input, '--config', config, '--out', join(dir, 'out-routed'), '--batch-id', 'nokey-routed', '--route', 'auto'], h.env());
+    expect(anyModel.code).toBe(1);
+    expect(anyModel.stdout).toContain('Warning: $SY_TEST_NO_SUCH_KEY is not set: keyed cannot be called (missing_api_key): a row that reaches it with no other model to go on to fails.');
     // A row that names the keyed model fails; the summary says how to finish it.
     const mixed = await writePromptsCsv(await tempDir('nokey-mixed'), 3, { model: (row) => (row === 2 ? 'keyed' : undefined) });
     const partly = await runCli(['run', mixed, '--config', config, '--out', join(dir, 'mixed'), '--batch-id', 'nokey-mixed', '--model', 'free'], h.env());
