@@ -55,7 +55,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const baselinePrice = baselineModel ? config?.models[baselineModel]?.price : undefined;
   const baseline = baselineModel && baselinePrice ? { model: baselineModel, price: baselinePrice } : undefined;
   const outputCaps = modelOutputCaps(config);
-  const tally = new CollectionTally(baseline, options.startedAt, outputCaps);
+  const tally = new CollectionTally(baseline, options.startedAt, outputCaps, meta.compare);
   const shown = options.progressStream !== null;
   const unpriced = config != null && noModelPriced(config);
   const display = shown ? createProgressDisplay(options.progressStream ?? process.stderr, { unpriced, clock: true, json: process.env.LOG_FORMAT?.toLowerCase() === 'json' }) : NO_DISPLAY;

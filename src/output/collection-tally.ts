@@ -12,8 +12,8 @@ export class CollectionTally {
   #tally: ReportTally | null;
   #seen = new Uint8Array(1024);
 
-  constructor(baseline?: ReportBaseline, runStartedAt?: Date, outputCaps?: Readonly<Record<string, number>>) {
-    this.#tally = new ReportTally(baseline, runStartedAt, outputCaps);
+  constructor(baseline?: ReportBaseline, runStartedAt?: Date, outputCaps?: Readonly<Record<string, number>>, compared?: readonly string[]) {
+    this.#tally = new ReportTally(baseline, runStartedAt, outputCaps, compared);
   }
 
   giveUp(): void {

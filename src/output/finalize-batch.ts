@@ -110,7 +110,7 @@ async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number
   if (meta.compare) await writeComparison(store, meta, meta.compare, paths);
   if (meta.input_kind === 'openai-batch') await writeOpenAiBatchFiles(paths.results, paths.errors, options.outDir, meta.batch_id);
   // With rows withdrawn, the report comes from the files as written, which leave them out.
-  const tally = (keep === undefined ? options.collectedTally : null) ?? (await tallyFromFiles(paths, options.baseline, options.startedAt, options.outputCaps));
+  const tally = (keep === undefined ? options.collectedTally : null) ?? (await tallyFromFiles(paths, options.baseline, options.startedAt, options.outputCaps, meta.compare));
   const now = new Date();
   const lastRow = options.endsAtLastRow ? tally.lastCompletedAt : null;
   const finishedAt = lastRow !== null && lastRow < now && lastRow > options.startedAt ? lastRow : now;
@@ -144,8 +144,8 @@ async function notWithdrawn(store: BatchStore, batchId: string): Promise<RowFilt
 }
 
 /** The report from the final files: the results (newest of each row) and every call. */
-async function tallyFromFiles(paths: OutputPaths, baseline: ReportBaseline | undefined, runStartedAt: Date, outputCaps: Readonly<Record<string, number>> | undefined): Promise<ReportTally> {
-  const tally = new ReportTally(baseline, runStartedAt, outputCaps);
+async function tallyFromFiles(paths: OutputPaths, baseline: ReportBaseline | undefined, runStartedAt: Date, outputCaps: Readonly<Record<string, number>> | undefined, compared: readonly string[] | undefined): Promise<ReportTally> {
+  const tally = new ReportTally(baseline, runStartedAt, outputCaps, compared);
   for await (const result of readJsonl<RowResult>(paths.results)) tally.addResult(result);
   for await (const call of readJsonl<CallRecord>(paths.costs)) tally.addCall(call);
   return tally;
@@ -221,7 +221,7 @@ export async function rewriteMissingOutputs(options: Omit<FinalizeOptions, 'coll
   if (!written && costsWhole && !missing(paths.results)) {
     // Timed as the run that wrote it was: from its start to the batch's end.
     const startedAt = new Date(meta.started_at ?? meta.created_at);
-    const tally = await tallyFromFiles(paths, options.baseline, startedAt, options.outputCaps);
+    const tally = await tallyFromFiles(paths, options.baseline, startedAt, options.outputCaps, meta.compare);
     const report = tally.build({ batchId: meta.batch_id, startedAt, finishedAt: new Date(meta.finished_at ?? Date.now()) }, meta.invalid_codes, 0);
     addModelChoices(report, meta); // as the run wrote it
     writeReport(report, options.outDir);

@@ -41,24 +41,51 @@ export function marginOfError({ count, sum, sumOfSquares }: { count: number; sum
   return Math.round(t95(count - 1) * Math.sqrt(variance / count) * 100) / 100;
 }
 
+/** An answerer's score of an id; null for an answer left out of the pairs (a fallback gave it: leaveOut). */
+type Scored = [string, number | null];
 /** An id's scores: one answerer's as a pair, more as a list of pairs (most ids have one). */
-type IdScores = [string, number] | Array<[string, number]>;
+type IdScores = Scored | Scored[];
 
 export class PairedScores {
   readonly #byId = new Map<string, IdScores>();
 
   /** The judge's score of `answerer`'s answer to row `id`; a second score for the same pair replaces the first. */
   add(id: string, answerer: string, score: number): void {
+    this.#hold(id, answerer, score);
+  }
+
+  /**
+   * A scored answer to row `id` that a fallback gave in place of `answerer` (the model or ensemble
+   * the row was put to): not `answerer`'s answer, so in none of its pairs, but counted by leftOut.
+   */
+  leaveOut(id: string, answerer: string): void {
+    this.#hold(id, answerer, null);
+  }
+
+  #hold(id: string, answerer: string, score: number | null): void {
     const held = this.#byId.get(id);
     if (held === undefined) {
       this.#byId.set(id, [answerer, score]);
       return;
     }
-    const list: Array<[string, number]> = typeof held[0] === 'string' ? [held as [string, number]] : (held as Array<[string, number]>);
+    const list: Scored[] = typeof held[0] === 'string' ? [held as Scored] : (held as Scored[]);
     const same = list.find(([name]) => name === answerer);
     if (same) same[1] = score;
     else list.push([answerer, score]);
     this.#byId.set(id, list);
+  }
+
+  /**
+   * The answers left out of the pairs (leaveOut) whose prompt another answerer was scored on too,
+   * so that they would have made pairs, by the answerer they were put to, the most first.
+   */
+  leftOut(): Record<string, number> {
+    const byAnswerer = new Map<string, number>();
+    for (const held of this.#byId.values()) {
+      if (typeof held[0] === 'string') continue;
+      for (const [name, score] of held as Scored[]) if (score === null) byAnswerer.set(name, (byAnswerer.get(name) ?? 0) + 1);
+    }
+    return Object.fromEntries([...byAnswerer].sort(([x, m], [y, n]) => n - m || (x < y ? -1 : x > y ? 1 : 0)));
   }
 
   /** Every pair of answerers with a prompt in common, the most prompts first (names in code-point order within a pair). */
@@ -66,7 +93,7 @@ export class PairedScores {
     const tallies = new Map<string, { a: string; b: string; n: number; aBetter: number; ties: number; sum: number; sumOfSquares: number }>();
     for (const held of this.#byId.values()) {
       if (typeof held[0] === 'string') continue;
-      const list = [...(held as Array<[string, number]>)].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
+      const list = (held as Scored[]).filter((scored): scored is [string, number] => scored[1] !== null).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
       for (let i = 0; i < list.length; i++) {
         for (let j = i + 1; j < list.length; j++) {
           const [a, scoreA] = list[i]!;

@@ -146,6 +146,12 @@ export interface JudgeReport {
    * layout that gives every prompt to every model (a row per model, same id). Empty otherwise.
    */
   paired: PairedComparison[];
+  /**
+   * Scored answers left out of `paired`, by the model (or ensemble) their row was put to: a fallback
+   * gave them, so they are not that model's answers. Only those whose prompt another answerer was
+   * scored on (they would have made pairs). Absent in reports written before it.
+   */
+  paired_left_out?: Record<string, number>;
 }
 
 /** Calls that were not a row's first try on its first-choice model, and what they cost. */

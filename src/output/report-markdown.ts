@@ -9,6 +9,7 @@ import { formatAbSplit } from '../routing/ab-split.ts';
 import { counted, formatCount as count } from '../figure-text.ts';
 import { withControlsShown } from '../control-characters.ts';
 import {
+  pairedLeftOutText,
   anyTtft,
   answeredByText,
   armCost,
@@ -242,15 +243,17 @@ function abArmsSection(report: Report): string[] {
 
 function pairedSection(report: Report): string[] {
   const pairs = pairsInOrder(report);
-  if (pairs.length === 0) return [];
+  const leftOut = pairedLeftOutText(report);
+  if (pairs.length === 0 && !leftOut) return [];
   return section('Judge: models compared on the same prompts', [
-    ...table(
+    ...(pairs.length === 0 ? [] : table(
       ['A', 'B', 'Prompts', 'A better', 'Tie', 'B better', 'Score A − B'],
       ['l', 'l', 'r', 'r', 'r', 'r', 'r'],
       pairs.map((pair) => [pair.a, pair.b, count(pair.prompts), count(pair.a_better), count(pair.ties), count(pair.b_better), formatDifference(pair)]),
-    ),
+    )),
     '',
-    'Rows with the same id answered by two models (or ensembles), scored by the judge: the difference of their scores over those prompts alone, ± its 95% margin of error. A difference within its margin is no clear winner.',
+    'Rows with the same id answered by two models (or ensembles), scored by the judge: the difference of their scores over those prompts alone, ± its 95% margin of error. A difference within its margin is no clear winner.' +
+      (leftOut ? ` ${leftOut[0]!.toUpperCase()}${leftOut.slice(1)}.` : ''),
   ]);
 }
 

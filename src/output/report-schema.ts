@@ -125,6 +125,7 @@ export const reportSchema: z.ZodType<Report> = z.object({
       paired: z.array(
         z.object({ a: z.string(), b: z.string(), prompts: count, a_better: count, ties: count, b_better: count, mean_difference: z.number(), difference_margin: z.number().nullable() }),
       ),
+      paired_left_out: counts.optional(),
     })
     .nullable(),
   baseline: z

@@ -8,6 +8,7 @@ import type { PairedComparison } from './paired-scores.ts';
 import type { Report } from './report-json.ts';
 import { counted, formatClockSpan, formatCount as count } from '../figure-text.ts';
 import {
+  pairedLeftOutText,
   anyTtft,
   answeredByText,
   armCost,
@@ -130,6 +131,8 @@ export function renderSummaryLines(report: Report): string[] {
   const clearest = new Set([...paired].sort((x, y) => clearness(y) - clearness(x)).slice(0, SUMMARY_PAIRS));
   paired.filter((pair) => clearest.has(pair)).forEach((pair, i) => pairs.push([i === 0 ? 'Paired' : '', pairedText(pair)]));
   if (paired.length > SUMMARY_PAIRS) pairs.push(['', `and ${count(paired.length - SUMMARY_PAIRS)} more pairs in report.md`]);
+  const leftOut = pairedLeftOutText(report);
+  if (leftOut) pairs.push([paired.length === 0 ? 'Paired' : '', leftOut]);
   const estimated = renderEstimatedUsage(totals);
   if (estimated) pairs.push(['Usage', estimated]);
   const cutOff = renderCutOff(report);

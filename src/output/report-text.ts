@@ -156,6 +156,18 @@ export function signedDifference(difference: number, margin: number | null): str
 }
 
 /**
+ * "3 answers left out: a fallback gave them in place of the model they were put to (fast 2, slow 1)",
+ * or null when none was: the answers judge.paired_left_out counts, which are in none of the pairs.
+ */
+export function pairedLeftOutText(report: Report): string | null {
+  const leftOut = Object.entries(report.judge?.paired_left_out ?? {});
+  const total = leftOut.reduce((sum, [, n]) => sum + n, 0);
+  if (total === 0) return null;
+  const them = total === 1 ? 'it' : 'them';
+  return `${counted(total, 'answer')} left out: a fallback gave ${them} in place of the model ${total === 1 ? 'it was' : 'they were'} put to (${leftOut.map(([name, n]) => `${name} ${count(n)}`).join(', ')}), so ${total === 1 ? 'its prompt counts' : 'their prompts count'} in none of that model's pairs`;
+}
+
+/**
  * The judge's pairs in the order the summary and report.md both list them: a comparison's by
  * their models' places in --compare (first the pairs with its first model), others as report.json
  * has them (the most prompts first). Each pair keeps its a and b, as report.json names them.

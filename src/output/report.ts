@@ -171,6 +171,8 @@ export class ReportTally {
   /** Answers cut off ("length") at their model's max_output_tokens, by model: bounded by the models. */
   readonly #cutAtModelCap = new Map<string, number>();
   readonly #outputCaps: Readonly<Record<string, number>>;
+  /** A --compare batch's models, in its order: which one a row was put to is told by its number (compare-fan-out.ts). */
+  readonly #compared: readonly string[] | undefined;
   readonly #cached = { rows: 0, savedNanos: 0, unpriced: 0 };
   readonly #extra = { retry: callTally(), fallback: callTally(), classifier: callTally(), member: callTally(), synthesis: callTally(), judge: callTally() };
   readonly #runStartedAt: number;
@@ -193,10 +195,24 @@ export class ReportTally {
    * `runStartedAt`: when this run began; rows completed before it were done by an earlier run.
    * `outputCaps`: each model's max_output_tokens (modelOutputCaps), to tell answers cut off there.
    */
-  constructor(baseline?: ReportBaseline, runStartedAt?: Date, outputCaps: Readonly<Record<string, number>> = {}) {
+  constructor(baseline?: ReportBaseline, runStartedAt?: Date, outputCaps: Readonly<Record<string, number>> = {}, compared?: readonly string[]) {
     this.#baseline = baseline;
     this.#runStartedAt = runStartedAt?.getTime() ?? -Infinity;
     this.#outputCaps = outputCaps;
+    this.#compared = compared;
+  }
+
+  /**
+   * The model (or ensemble) a row answered by a fallback was put to: a compared row's by its number;
+   * else its A/B arm, or the first model it called (one passed over unsent, its context window too
+   * small, is not among them: the fallback is named then).
+   */
+  #putTo(result: RowResult): string {
+    if (result.ensemble) return result.ensemble.name;
+    const compared = this.#compared;
+    if (compared && result.row >= 1) return compared[(result.row - 1) % compared.length]!;
+    const arm = result.ab_arm !== undefined && result.ab_arm !== 'auto' ? result.ab_arm : undefined;
+    return arm ?? result.models_tried?.[0] ?? result.model;
   }
 
   #model(model: string): ModelTally {
@@ -293,7 +309,8 @@ export class ReportTally {
     if (judged.final_model && judged.final_model !== judged.model) increment(judge.byFallback, judged.final_model);
     // An ensemble's rows compare as the ensemble, not as its synthesizer. A row a fallback answered
     // is neither its model's answer nor the fallback's own row for that prompt: it is left out.
-    if (!answeredOnFallback(result)) judge.paired.add(result.id, result.ensemble?.name ?? result.model, judged.score);
+    if (answeredOnFallback(result)) judge.paired.leaveOut(result.id, this.#putTo(result));
+    else judge.paired.add(result.id, result.ensemble?.name ?? result.model, judged.score);
     for (const tally of [judge.scores, ...scoreTallies]) {
       if (!tally) continue;
       tally.count += 1;
@@ -476,6 +493,7 @@ export class ReportTally {
       scored_by_fallback: byCountDescending(judge.byFallback),
       calls_by_model: byCountDescending(this.#judgeCallsByModel),
       paired: judge.paired.comparisons(),
+      paired_left_out: judge.paired.leftOut(),
     };
   }
 

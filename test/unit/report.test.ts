@@ -738,7 +738,7 @@ describe('judge scores', () => {
     expect(report.models.pro).toMatchObject({ rows: 2, judged_rows: 0, mean_score: null, score_margin: null });
     expect(report.models.judge).toMatchObject({ rows: 0, calls: 4, judged_rows: 0, mean_score: null });
     expect(report.ensembles.council).toMatchObject({ judged_rows: 1, mean_score: 9 });
-    expect(report.judge).toEqual({ model: 'judge', rows_scored: 3, mean_score: 7.33, score_margin: 5.17, rows_unscored: 1, unscored: { server_error: 1 }, scored_by_fallback: {}, calls_by_model: { judge: 4 }, paired: [] });
+    expect(report.judge).toEqual({ model: 'judge', rows_scored: 3, mean_score: 7.33, score_margin: 5.17, rows_unscored: 1, unscored: { server_error: 1 }, scored_by_fallback: {}, calls_by_model: { judge: 4 }, paired: [], paired_left_out: {} });
     expect(report.extra_calls).toMatchObject({ judge_calls: 4, judge_cost_usd: 0.00006, retry_calls: 0, fallback_calls: 0 });
     // Judging would cost the same on the baseline: the comparison leaves it out on both sides.
     expect(report.baseline).toMatchObject({ baseline_cost_usd: 0, batch_cost_usd: 0 });
@@ -765,6 +765,44 @@ describe('judge scores', () => {
     expect(report.judge?.paired).toEqual([{ a: 'council', b: 'flash', prompts: 3, a_better: 0, ties: 1, b_better: 2, mean_difference: -2.33, difference_margin: 6.25 }]);
     expect(renderSummaryLines(report).find((line) => line.startsWith('Paired'))).toMatch(/^Paired +council vs flash: 3 prompts, council better in 0, tie 1, flash better in 2; council − flash -2\.33 ± 6\.25$/);
     expect(renderReportMarkdown(report)).toContain('| council | flash | 3 | 0 | 1 | 2 | -2.33 ± 6.25 |');
+  });
+
+  it("say how many answers a fallback gave were left out of the pairs, and whose (QA: the pairs counted fewer prompts than the comparison had, unsaid)", () => {
+    const tally = new ReportTally();
+    // A row put to slow and answered by fast, its fallback: its model is the one that answered.
+    const byFallback = (row: number, id: string): RowResult => ({ ...result(row, 'fast', scored(3)), id, models_tried: ['slow', 'fast'], fallback_reason: 'slow: server_error after 3 attempts' });
+    [[1, 'q1', 'fast', 8], [2, 'q1', 'slow', 6], [3, 'q2', 'fast', 5], [4, 'q2', 'slow', 7], [5, 'q3', 'fast', 9]].forEach(([row, id, model, score]) => {
+      tally.addResult({ ...result(row as number, model as string, scored(score as number)), id: id as string });
+    });
+    // q3's slow row answered by fast, slow's fallback: not slow's answer, so q3 is in no pair.
+    tally.addResult(byFallback(6, 'q3'));
+    // q9 has no other answer: it would have paired with nothing, and is not counted.
+    tally.addResult(byFallback(7, 'q9'));
+    const report = tally.build(span);
+    expect(report.judge?.paired).toEqual([expect.objectContaining({ a: 'fast', b: 'slow', prompts: 2 })]);
+    expect(report.judge?.paired_left_out).toEqual({ slow: 1 });
+    const said = "1 answer left out: a fallback gave it in place of the model it was put to (slow 1), so its prompt counts in none of that model's pairs";
+    const summary = renderSummaryLines(report);
+    const paired = summary.findIndex((line) => line.startsWith('Paired'));
+    expect(summary[paired + 1]).toMatch(new RegExp(`^ +${said.replace(/[()]/g, '\\$&')}$`));
+    expect(renderReportMarkdown(report)).toContain(`A difference within its margin is no clear winner. ${said[0]!.toUpperCase()}${said.slice(1)}.`);
+
+    // Every pair left out: no table, but the reason there is none.
+    const none = new ReportTally();
+    none.addResult({ ...result(1, 'fast', scored(8)), id: 'q1' });
+    none.addResult(byFallback(2, 'q1'));
+    const noPairs = none.build(span);
+    expect(noPairs.judge?.paired).toEqual([]);
+    expect(renderSummaryLines(noPairs).find((line) => line.startsWith('Paired'))).toMatch(/^Paired +1 answer left out: a fallback gave it/);
+    const markdown = renderReportMarkdown(noPairs);
+    expect(markdown).toContain('## Judge: models compared on the same prompts');
+    expect(markdown).not.toContain('| A | B |');
+
+    // A --compare batch's row is put to the model its number says, even when that model was passed over unsent (its context window too small).
+    const compared = new ReportTally(undefined, undefined, {}, ['fast', 'slow']);
+    compared.addResult({ ...result(1, 'fast', scored(8)), id: 'q1' });
+    compared.addResult({ ...result(2, 'backup', scored(4)), id: 'q1', models_tried: ['backup'], fallback_reason: 'slow: context window too small' });
+    expect(compared.build(span).judge?.paired_left_out).toEqual({ slow: 1 });
   });
 
   it('read back from report.json as written, with a judge, an ensemble, pairs, A/B arms and the split (the check collect makes of it, report-schema.ts)', async () => {
