@@ -9,13 +9,21 @@ import { formatUsdDecimal, metadataHeaders } from './results-csv.ts';
 /** Lines written at a time. */
 const FLUSH_LINES = 1000;
 
+/** The code a compared model's error cell gives when a fallback answered its row. */
+export const ANSWERED_BY_FALLBACK = 'answered_by_fallback';
+
 /** A compared model's cells on a line: its answer (or why it has none), its score with a judge, cost and latency. */
 function modelHeaders(model: string, judged: boolean): string[] {
   return [model, ...(judged ? [`${model} score`] : []), `${model} cost_usd`, `${model} latency_ms`, `${model} error`];
 }
 
-function modelCells(result: RowResult | undefined, judged: boolean, separator: CsvDelimiter): CsvCell[] {
+function modelCells(result: RowResult | undefined, model: string, judged: boolean, separator: CsvDelimiter): CsvCell[] {
   if (!result) return [null, ...(judged ? [null] : []), null, null, null];
+  // A fallback answered in the model's place: not its answer (nor its cost or time), as the report's pairs leave it out; only why it has none.
+  if (result.status === 'succeeded' && !result.ensemble && result.model !== model) {
+    const why = result.fallback_reason === null ? '' : ` (${result.fallback_reason})`;
+    return [null, ...(judged ? [null] : []), null, null, `${ANSWERED_BY_FALLBACK}: ${result.model} answered in its place${why}`];
+  }
   const error = result.error ? `${result.error.code}: ${result.error.message}` : null;
   return [result.output, ...(judged ? [result.judge?.score ?? null] : []), formatUsdDecimal(result.cost_usd, separator === ';' ? ',' : '.'), result.latency_ms, error];
 }
@@ -27,8 +35,9 @@ function modelCells(result: RowResult | undefined, judged: boolean, separator: C
  * reads what was asked and the models' answers side by side without regrouping results.csv. Made from results.jsonl,
  * which is in row order: record r's rows are (r-1)*N+1 to r*N (compare-fan-out.ts), so one record's
  * rows are held at a time. A row goes under the model of its number when it is that model's answer
- * (an ensemble's by its name); a record that named another model has no line. Returns the lines
- * written.
+ * (an ensemble's by its name), or the model was called for it first: a row that failed on a
+ * fallback shows its error, one a fallback answered only that it did (ANSWERED_BY_FALLBACK); a
+ * record that named another model has no line. Returns the lines written.
  */
 export async function writeCompareCsv(
   resultsPath: string,
@@ -56,7 +65,7 @@ export async function writeCompareCsv(
     if (!first || record === null) return;
     const metadata = first.metadata ?? {};
     const prompt = await prompts.promptOf(record + 1, { row: first.row, model: models[placed.indexOf(first)]! });
-    pending.push(csvRecord([first.id, prompt, ...placed.flatMap((result) => modelCells(result, judged, separator)), ...metadataKeys.map((key) => metadata[key] as CsvCell)], separator));
+    pending.push(csvRecord([first.id, prompt, ...placed.flatMap((result, k) => modelCells(result, models[k]!, judged, separator)), ...metadataKeys.map((key) => metadata[key] as CsvCell)], separator));
     lines++;
     if (pending.length >= FLUSH_LINES) flush();
   };
@@ -69,7 +78,8 @@ export async function writeCompareCsv(
         placed = models.map(() => undefined);
       }
       const k = (result.row - 1) % models.length;
-      if ((result.ensemble?.name ?? result.model) === models[k]) placed[k] = result;
+      // The model's own answer (an ensemble's by its name), or its row failed or answered on a fallback (its first model called is it).
+      if ((result.ensemble?.name ?? result.model) === models[k] || (!result.ensemble && result.models_tried?.[0] === models[k])) placed[k] = result;
     }
     await writeRecord();
     flush();

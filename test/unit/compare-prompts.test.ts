@@ -98,3 +98,33 @@ describe('compare.csv prompt column', () => {
     expect((parse(await readFile(out, 'utf8')) as string[][])[1]!.slice(0, 3)).toEqual(['a', '', 'fast says a']);
   });
 });
+
+describe("compare.csv cells of a compared model's row that went on to a fallback", () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'switchyard-compare-fallback-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("says a fallback answered in the model's place, not its answer; and shows a row that failed on one (QA: both cells left empty, unsaid)", async () => {
+    const results = join(dir, 'results.jsonl');
+    const lines = [
+      result(1, 'a', 'fast'),
+      // slow's row, answered by backup, its fallback: the result's model is the one that answered.
+      { ...result(2, 'a', 'backup'), models_tried: ['slow', 'backup'], fallback_reason: 'slow: server_error after 3 attempts' },
+      result(3, 'b', 'fast'),
+      // slow's row that failed on its fallback too, the failure credited to the last model called.
+      { ...result(4, 'b', 'backup'), status: 'failed' as const, output: null, final_model: null, models_tried: ['slow', 'backup'], error: { code: 'server_error', message: 'backup: 500' }, fallback_reason: 'slow: server_error after 3 attempts' },
+    ];
+    await writeFile(results, lines.map((line) => JSON.stringify(line)).join('\n') + '\n');
+    const noPrompts = { promptOf: async () => null, close: async () => undefined };
+    const out = join(dir, 'compare.csv');
+    expect(await writeCompareCsv(results, out, models, true, [], { separator: ',', bom: false }, noPrompts)).toBe(2);
+    const [header, a, b] = parse(await readFile(out, 'utf8')) as string[][];
+    const slow = (line: string[]) => line.slice(header!.indexOf('slow'), header!.indexOf('slow error') + 1);
+    expect(slow(a!)).toEqual(['', '', '', '', 'answered_by_fallback: backup answered in its place (slow: server_error after 3 attempts)']);
+    expect(slow(b!)).toEqual(['', '', '0.000001', '10', 'server_error: backup: 500']);
+  });
+});
