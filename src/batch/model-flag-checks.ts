@@ -24,9 +24,14 @@ const BUILT_IN = (): { config: SwitchyardConfig; builtIn: boolean } => ({ config
  */
 async function configKnownNow(options: RunOptions): Promise<{ config: SwitchyardConfig; builtIn: boolean } | null> {
   if (options.config) return { config: await loadConfigFile(options.config), builtIn: false };
-  if (options.resume !== undefined || options.batchId !== undefined) return null;
+  if (namesNeedStoredConfig(options)) return null;
   // Only its names are read: no simulator is started for them (its address is never called).
   return BUILT_IN();
+}
+
+/** Whether the flags' names can only be read once Redis is open: a batch named by --resume or --batch-id without --config. */
+export function namesNeedStoredConfig(options: RunOptions): boolean {
+  return !options.config && (options.resume !== undefined || options.batchId !== undefined);
 }
 
 /** Refuses flags that cannot go together, and a model or ensemble name the config lacks when that config is known without Redis. */
@@ -43,7 +48,7 @@ export async function refuseBadModelFlags(options: RunOptions): Promise<void> {
  * A batch whose config is gone from Redis is left to prepare-batch.ts, which refuses it.
  */
 export async function refuseUnknownNamesOfBatch(options: RunOptions, store: BatchStore, batchId: string): Promise<void> {
-  if (options.config || (options.resume === undefined && options.batchId === undefined)) return;
+  if (!namesNeedStoredConfig(options)) return;
   const existing = await store.load(batchId);
   if (existing && !existing.builtin_config) {
     const stored = await store.loadConfig(batchId);

@@ -25,7 +25,7 @@ import { orphanedBatchText, queuedAheadText, readText, redisStayedAwayText, rele
 import { formatWait, REDIS_WAIT_ENV, whileRedisRefuses } from '../queue/redis-outage.ts';
 import { NO_INPUT_FILE, sayJudgeAnswersToo } from './run-settings.ts';
 import { prepareBatch, resumeCommand, type Held, type PreparedBatch } from './prepare-batch.ts';
-import { refuseBadModelFlags, refuseUnknownNamesOfBatch } from './model-flag-checks.ts';
+import { namesNeedStoredConfig, refuseBadModelFlags, refuseUnknownNamesOfBatch } from './model-flag-checks.ts';
 import { watchForStops, type RunStops } from './run-stops.ts';
 import { collectAndReport } from './collect-and-report.ts';
 import { batchExitCode } from '../output/report.ts';
@@ -121,15 +121,20 @@ export async function runBatch(options: RunOptions, logger: Logger, say: (line: 
   if (options.file) await checkInputFile(resolve(options.file));
   // A flag refused (a misspelt model, --compare beside --ab) is a usage error, said before anything suggests a batch began.
   if (!host) await refuseBadModelFlags(options);
+  // The id is said first, before Redis is found or started; only a batch named without --config has its flags'
+  // names read first, against the config it keeps in Redis.
+  const namesFromRedis = !host && namesNeedStoredConfig(options);
+  if (!namesFromRedis) say(`Batch ${batchId}`);
   // Said by a Ctrl-C before the run's own stop handling is installed (early-stop.ts); whether the batch exists is known below.
   saysWhenStopped(options.resume === undefined && options.batchId === undefined ? `before anything was queued: batch ${batchId} was not created, so there is nothing to resume.` : 'before anything was queued or changed: the same command can simply be run again.');
 
   const session = host?.session ?? (await openSession(logger, say));
   const held: Held = { lease: null, simulator: null, reader: null };
   try {
-    // A batch named without --config: its names against the config it runs on, which only Redis tells.
-    if (!host) await refuseUnknownNamesOfBatch(options, session.store, batchId);
-    say(`Batch ${batchId}`);
+    if (namesFromRedis) {
+      await refuseUnknownNamesOfBatch(options, session.store, batchId);
+      say(`Batch ${batchId}`);
+    }
     const batch = await prepareBatch(batchId, options, session, held, say, host).catch(async (error: unknown) => {
       // The id was printed first: a refusal before the batch was saved says that it names nothing.
       if (host || !(error instanceof UsageError) || (await session.store.load(batchId).catch(() => undefined)) !== null) throw error;
