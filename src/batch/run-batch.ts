@@ -320,6 +320,7 @@ async function queueRows(batch: PreparedBatch, context: RunContext, underway: Un
       position: batch.position,
       // A --detach'ed run queues the whole file and exits; a host's run reads on as workers take rows.
       maxPending: options.detach && !host ? undefined : config.queue.max_pending,
+      maxPendingBytes: config.queue.max_pending_mb * 1024 * 1024,
       localWorkers: worker ? { firstChunk: concurrency, untilStarted: (rows) => Promise.race([callSlots.started(rows), delay(FIRST_CALLS_WAIT_MS, undefined, { ref: false })]) } : undefined,
       signal: stops.stopReading,
       carriedFits: (row, progress, answered) => carriedProgressFits(progress, carriedTarget(row, batch), answered),

@@ -96,6 +96,11 @@ const queueSchema = z.strictObject({
    * disk, so Redis and the process stay small however long the batch (not with --detach).
    */
   max_pending: positiveInt.default(5000),
+  /**
+   * The most prompt text (MB, UTF-8) `run` keeps queued ahead, as rows of the batch's average
+   * prompt size: 5,000 rows of 100 KB contracts put 500 MB in Redis. At least 16 rows whatever it says.
+   */
+  max_pending_mb: positiveInt.default(64),
 });
 
 const taskTypeSchema = z.strictObject({
