@@ -208,7 +208,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   if (tooLong > 0 && !report.errors.bad_request && report.extra_calls.rows_on_fallback > 0 && CONTEXT_TOO_LONG.test(report.call_error_examples?.bad_request ?? '')) {
     // Answered by a later (often pricier) model, each after a refused call, in a batch that exits 0 (QA: a 20-token prompt and a max_tokens of 600 at a window of 600).
     say('');
-    say(`Too long for a model: bad_request ${counted(tooLong, 'call')} refused by a model's context window (the prompt and max_tokens over it; the Calls line above quotes the first). Their rows went on to later models of their chains, at those models' prices; results.jsonl's fallback_reason names the model. Set its models.<model>.context_window, so that rows it cannot hold skip it without a call, or lower max_tokens if the prompts are short.`);
+    say(`Too long for a model: bad_request ${counted(tooLong, 'call')} refused by a model's context window (the prompt and max_tokens over it; the Calls line above quotes the first). Their rows went on to later models of their chains, at those models' prices; results.jsonl's fallback_reason names the model. ${contextWindowAdvice(report.call_error_examples?.bad_request ?? '', config)}`);
   }
   const refused = ACCOUNT_REFUSALS.flatMap((code) => (report.call_errors[code] && !report.errors[code] ? [`${code} ${counted(report.call_errors[code], 'call')}`] : []));
   if (refused.length > 0) {
@@ -249,6 +249,19 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
  * rows and for none answered, and a nightly log read at a glance took one for the other (QA). Null
  * when a row succeeded, or the run stopped early (its stop line says where it stands).
  */
+/**
+ * What to do about calls a model's context window refused. The model the example names may have a
+ * context_window already, which Switchyard checked the prompts against: its provider's tokenizer then
+ * counts more than Switchyard's count (o200k_base) for these prompts, and setting it, as the advice for
+ * a model without one says, is no help (QA: German and Japanese contracts at a 32,000 window, 146 calls).
+ */
+function contextWindowAdvice(example: string, config: SwitchyardConfig | null): string {
+  const model = /^model "([^"]+)"/.exec(example)?.[1];
+  const window = model === undefined ? undefined : config?.models[model]?.context_window;
+  if (window === undefined) return 'Set its models.<model>.context_window, so that rows it cannot hold skip it without a call, or lower max_tokens if the prompts are short.';
+  return `models.${model}.context_window is set (${formatCount(window)}), and these prompts fitted it as Switchyard counts tokens (OpenAI's o200k_base tokenizer), but its provider counted more: its own tokenizer counts the same text differently. Lower its context_window to leave that margin (the provider's figures in the Calls line above show how far over it counted), so that rows it cannot hold skip it without a call, or lower max_tokens if the prompts are short.`;
+}
+
 function noneSucceededText(report: Report): string | null {
   const { rows, succeeded, failed, invalid_rows: invalid, unfinished_rows: unfinished } = report.totals;
   if (succeeded > 0 || unfinished !== 0 || rows + invalid === 0) return null;

@@ -295,6 +295,22 @@ describe('routing, context windows, fallback, circuit breaker and auth errors, e
     }
   });
 
+  it("a model whose context_window is set but its provider counts more tokens: the summary says to lower it, not to set it (QA: German and Japanese contracts refused at a 32,000 window that was set)", async () => {
+    const dir = await tempDir('context-miscounted');
+    const own = await startSimulator({ latency_ms: 1, models: { small: { context_window: 600 } } });
+    try {
+      const cfg = join(dir, 'ctx.yaml');
+      // The config's window is what the model's page says; the provider's tokenizer fills it sooner.
+      await writeFile(cfg, stringify({ providers: { sim: { base_url: own.url } }, models: { small: { provider: 'sim', price, context_window: 4000, fallbacks: ['big'] }, big: { provider: 'sim', price } }, default_model: 'small', max_tokens: 600 }));
+      const run = await runCli(['run', await writePromptsCsv(dir, 4), '--config', cfg, '--out', join(dir, 'out'), '--batch-id', 'context-miscounted'], h.env());
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stdout).toMatch(/^Too long for a model: bad_request 4 calls refused .* models\.small\.context_window is set \(4,000\), .* but its provider counted more: .* Lower its context_window to leave that margin .*$/m);
+      expect(run.stdout).not.toMatch(/Set its models\.<model>\.context_window/);
+    } finally {
+      await own.close();
+    }
+  });
+
   it('a model answering only 500s: every row finishes on its fallback, and the breaker stops calling the dead model', async () => {
     const dir = await tempDir('dead');
     const cfg = await config(dir, {
