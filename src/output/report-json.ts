@@ -243,6 +243,12 @@ export interface Report {
    * reports written before it was told apart.
    */
   cut_off_at_model_cap?: Record<string, number>;
+  /**
+   * Answers longer than an Excel cell holds (32,767 characters), which Excel cuts when it opens
+   * results.csv (results.jsonl has them whole): how many, the first one's row id and the longest's
+   * length. Absent when there are none.
+   */
+  long_outputs?: { rows: number; first_id: string; longest_chars: number };
   /** Invalid input rows (errors.jsonl) by reason code, most frequent first. */
   invalid_input: Record<string, number>;
   /** The first invalid row's message for each code in `invalid_input`, with its line. */

@@ -24,6 +24,7 @@ import {
   groupCost,
   renderCache,
   renderCutOff,
+  renderLongOutputs,
   renderEnsembleCalls,
   renderEstimatedUsage,
   renderJudge,
@@ -132,6 +133,7 @@ function overviewBullets(report: Report, resume: string): string[] {
     ...bullet('Ensembles: ', renderEnsembleCalls(extra)),
     ...bullet('Judge: ', renderJudge(report)),
     ...bullet('Cut off: ', renderCutOff(report)),
+    ...bullet('Long answers: ', renderLongOutputs(report)),
   ];
 }
 

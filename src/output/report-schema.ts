@@ -80,6 +80,7 @@ export const reportSchema: z.ZodType<Report> = z.object({
   cut_off: counts,
   // Optional: reports written before answers cut at a model's max_output_tokens were told apart have none.
   cut_off_at_model_cap: counts.optional(),
+  long_outputs: z.object({ rows: count, first_id: z.string(), longest_chars: count }).optional(),
   invalid_input: counts,
   invalid_input_examples: z.record(z.string(), z.string()),
   task_types: z.record(z.string(), z.object({ rows: count, succeeded: count, failed: count, calls: count, cost_usd: usd, by_model: z.record(z.string(), rowGroupSchema) })),

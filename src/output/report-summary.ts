@@ -24,6 +24,7 @@ import {
   inParentheses,
   renderCache,
   renderCutOff,
+  renderLongOutputs,
   renderEnsembleCalls,
   renderEstimatedUsage,
   renderJudge,
@@ -137,6 +138,8 @@ export function renderSummaryLines(report: Report): string[] {
   if (estimated) pairs.push(['Usage', estimated]);
   const cutOff = renderCutOff(report);
   if (cutOff) pairs.push(['Cut off', cutOff]);
+  const long = renderLongOutputs(report);
+  if (long) pairs.push(['Long', long]);
   pairs.push(...codePairs('Errors', '', report.errors, report.error_examples));
   pairs.push(...codePairs('Invalid', `${counted(totals.invalid_rows, 'row')} not run (errors.jsonl): `, report.invalid_input, report.invalid_input_examples));
   const labelWidth = Math.max(...pairs.map(([label]) => label.length)) + 2;

@@ -6,7 +6,7 @@
  */
 import { formatUsd } from '../models/pricing.ts';
 import type { PairedComparison } from './paired-scores.ts';
-import { EMPTY_ANSWER, REFUSED_ANSWER } from './report.ts';
+import { EMPTY_ANSWER, EXCEL_CELL_MAX_CHARS, REFUSED_ANSWER } from './report.ts';
 import type { AbArmReport, ModelReport, Report, RowGroupReport } from './report-json.ts';
 import { counted, formatCount, formatDuration } from '../figure-text.ts';
 
@@ -241,6 +241,17 @@ export function renderEstimatedUsage(totals: Report['totals']): string | null {
  * "20 answers stopped at max_tokens (finish_reason "length"): raise ...", and the other reasons
  * answers ended early; null when every answer was finished.
  */
+/**
+ * Answers longer than an Excel cell holds: Excel cuts them, unsaid, when it opens results.csv (whose
+ * separator and byte order mark are chosen for it), so a summary of a contract there ends mid-sentence.
+ */
+export function renderLongOutputs(report: Report): string | null {
+  const long = report.long_outputs;
+  if (!long) return null;
+  const them = long.rows === 1 ? 'it' : 'them';
+  return `${counted(long.rows, 'answer')} over ${formatCount(EXCEL_CELL_MAX_CHARS)} characters, the most an Excel cell holds (the first: row id ${long.first_id}; the longest ${formatCount(long.longest_chars)}): Excel cuts ${them} when it opens results.csv; results.jsonl has ${them} whole`;
+}
+
 export function renderCutOff(report: Report): string | null {
   const reasons = Object.entries(report.cut_off ?? {});
   if (reasons.length === 0) return null;

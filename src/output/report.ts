@@ -125,6 +125,9 @@ interface TaskTally {
 
 /** finish_reason values of an answer the model ended itself (a tool call is one too). */
 const FINISHED_ANSWER = new Set(['stop', 'tool_calls', 'function_call']);
+
+/** The most characters an Excel cell holds: a longer answer in results.csv is cut when Excel opens it. */
+export const EXCEL_CELL_MAX_CHARS = 32_767;
 /**
  * A finished batch's exit code: 1 when a row failed, was invalid, or was answered but not scored
  * by its judge (an evaluation with gaps; a resume scores them), else 0. Invalid rows did not
@@ -170,6 +173,9 @@ export class ReportTally {
   readonly #cutOff = new Map<string, number>();
   /** Answers cut off ("length") at their model's max_output_tokens, by model: bounded by the models. */
   readonly #cutAtModelCap = new Map<string, number>();
+  /** Answers longer than an Excel cell holds (EXCEL_CELL_MAX_CHARS): the first row's id, and the longest. */
+  #longOutputs: { rows: number; first_id: string; longest_chars: number } | null = null;
+  #longOutputFirstRow = Number.POSITIVE_INFINITY;
   readonly #outputCaps: Readonly<Record<string, number>>;
   /** A --compare batch's models, in its order: which one a row was put to is told by its number (compare-fan-out.ts). */
   readonly #compared: readonly string[] | undefined;
@@ -261,6 +267,7 @@ export class ReportTally {
       else this.#cached.savedNanos += usdToNanos(result.cached.saved_usd);
     }
     for (const model of passedForRateLimit(result.fallback_reason ?? null)) this.#pastRateLimit.set(model, (this.#pastRateLimit.get(model) ?? 0) + 1);
+    if (result.output !== null && result.output.length > EXCEL_CELL_MAX_CHARS) this.#addLongOutput(result.row, result.id, result.output.length);
     if (result.status === 'succeeded') {
       this.#succeeded += 1;
       if (entry) entry.succeeded += 1;
@@ -317,6 +324,14 @@ export class ReportTally {
       tally.sum += judged.score;
       tally.sumOfSquares += judged.score * judged.score;
     }
+  }
+
+  #addLongOutput(row: number, id: string, chars: number): void {
+    const long = (this.#longOutputs ??= { rows: 0, first_id: id, longest_chars: 0 });
+    long.rows += 1;
+    long.longest_chars = Math.max(long.longest_chars, chars);
+    // Rows come as they finish: the first is the file's first, as when tallied from results.jsonl.
+    if (row < this.#longOutputFirstRow) [this.#longOutputFirstRow, long.first_id] = [row, id];
   }
 
   addCall(call: CallRecord): void {
@@ -409,6 +424,7 @@ export class ReportTally {
       call_error_examples: examplesOf(callErrors, this.#callErrorExamples),
       cut_off: byCountDescending(this.#cutOff),
       cut_off_at_model_cap: byCountDescending(this.#cutAtModelCap),
+      ...(this.#longOutputs && { long_outputs: { ...this.#longOutputs } }),
       invalid_input: Object.fromEntries(invalidEntries.map(([code, entry]) => [code, entry.rows])),
       invalid_input_examples: Object.fromEntries(invalidEntries.map(([code, entry]) => [code, entry.example])),
       task_types: Object.fromEntries(

@@ -945,6 +945,38 @@ describe('judge scores', () => {
   });
 });
 
+describe('answers longer than an Excel cell holds', () => {
+  // Rows in the order they finish: row 5 first.
+  const result = (row: number, output: string | null): RowResult => ({
+    id: `c${row}`, row, status: output === null ? 'failed' : 'succeeded', model: 'alpha', output,
+    usage: { input_tokens: 1, output_tokens: 1 }, cost_usd: null, latency_ms: 1, attempts: 1, metadata: {},
+    completed_at: '2026-11-02T10:00:00.000Z', finish_reason: output === null ? null : 'stop',
+    task_type: null, route_reason: 'pinned', models_tried: ['alpha'], final_model: output === null ? null : 'alpha', fallback_reason: null,
+  });
+
+  it('are counted, and the summary and report.md say Excel cuts them in results.csv (QA: 46,131-character contract summaries, unsaid)', async () => {
+    const tally = new ReportTally();
+    [result(1, 'short'), result(5, 'y'.repeat(46_131)), result(2, 'x'.repeat(32_767)), result(3, 'ü'.repeat(40_000)), result(4, null)].forEach((r) => tally.addResult(r));
+    const report = tally.build({ batchId: 'b', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:01.000Z' });
+    expect(report.long_outputs).toEqual({ rows: 2, first_id: 'c3', longest_chars: 46_131 });
+    const text = '2 answers over 32,767 characters, the most an Excel cell holds (the first: row id c3; the longest 46,131): Excel cuts them when it opens results.csv; results.jsonl has them whole';
+    expect(renderSummaryLines(report).find((line) => line.startsWith('Long'))?.replace(/^Long +/, '')).toBe(text);
+    expect(renderReportMarkdown(report)).toContain(`- Long answers: ${text}`);
+    const dir = await mkdtemp(join(tmpdir(), 'sy-long-'));
+    try {
+      writeReport(report, dir);
+      expect(await readWrittenReport(dir, 'b')).toEqual(report);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    const none = new ReportTally();
+    none.addResult(result(1, 'x'.repeat(32_767)));
+    const short = none.build({ batchId: 'b', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:01.000Z' });
+    expect(short.long_outputs).toBeUndefined();
+    expect(renderSummaryLines(short).some((line) => line.startsWith('Long'))).toBe(false);
+  });
+});
+
 describe('answers the model did not finish', () => {
   const result = (row: number, finish: string | null, status: 'succeeded' | 'failed' = 'succeeded'): RowResult => ({
     id: String(row), row, status, model: 'alpha', output: status === 'succeeded' ? 'text' : null,
