@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import { routingSchema, type RoutingConfig } from '../../src/config/schema.ts';
 import { DEFAULT_TASK_TYPES } from '../../src/routing/default-task-types.ts';
-import { classificationInput, classifyByRules, compileTaskRules } from '../../src/routing/rule-classifier.ts';
+import { classificationInput, classifyByRules, compileTaskRules, RULES_READ_CHARS } from '../../src/routing/rule-classifier.ts';
 
 const builtIn = compileTaskRules(undefined);
 const classify = (text: string) => classifyByRules(text, builtIn);
@@ -167,6 +167,24 @@ describe('what the rules read from a row', () => {
     ]);
     expect(input).toEqual({ text: 'You are a Python expert.\nHow do I reverse a list?', chars: 24 });
     expect(classifyByRules(input.text, builtIn, input.chars).taskType).toBe('coding');
+  });
+
+  it("reads each message's first RULES_READ_CHARS characters only, cut at whitespace, while min_chars counts the whole message (QA: a 50 MB document held `serve` 2.8 s, most of it in the rules)", () => {
+    const rules = compileTaskRules(routing({ task_types: { legal: { keywords: ['indemnification'] }, huge: { keywords: [], min_chars: 150_000 } } }));
+    const filler = 'Die Vertragsparteien vereinbaren Folgendes über Schäden. '; // 57 characters
+    const body = filler.repeat(Math.ceil(RULES_READ_CHARS / filler.length));
+    const early = classificationInput([{ role: 'user', content: `indemnification ${body}${body}` }]);
+    expect(early.text.length).toBeLessThanOrEqual(RULES_READ_CHARS);
+    expect(early.chars).toBe(`indemnification ${body}${body}`.length);
+    expect(classifyByRules(early.text, rules, early.chars).reason).toBe('rules: legal (indemnification; score 1)');
+    // A keyword only past the first RULES_READ_CHARS is not read; the length still counts for min_chars.
+    const late = classificationInput([{ role: 'user', content: `${body}${body} indemnification` }]);
+    expect(classifyByRules(late.text, rules, late.chars).taskType).toBe('huge');
+    // Cut at a space, not inside a word that a keyword could then match half of.
+    expect(filler.split(' ')).toContain(late.text.split(' ').at(-1));
+    // A system prompt and the question each get their own share.
+    const both = classificationInput([{ role: 'system', content: body + body }, { role: 'user', content: 'Check the indemnification clause' }]);
+    expect(classifyByRules(both.text, rules, both.chars).taskType).toBe('legal');
   });
 
   it('does not let a long shared system prompt make every row complex', () => {
