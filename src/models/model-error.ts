@@ -96,7 +96,7 @@ export function classifyModelError(error: unknown, ctx: ErrorContext): ModelCall
   if (error instanceof ModelCallError) return error;
   const where = `model "${ctx.model}" at ${ctx.baseUrl}`;
   if (error instanceof APIConnectionTimeoutError) {
-    const limit = ctx.timeoutMs === undefined ? "the provider's timeout_ms" : `${ctx.timeoutMs} ms (providers.${ctx.provider}.timeout_ms; ${ctx.stream ? 'for a streamed answer the longest wait for its first chunk' : 'raise it for long answers'})`;
+    const limit = ctx.timeoutMs === undefined ? "the provider's timeout_ms" : `${ctx.timeoutMs} ms (providers.${ctx.provider}.timeout_ms; ${ctx.stream ? 'for a streamed answer the longest wait for its first chunk' : `raise it for long answers, or stream them (models.${ctx.model}.stream: true): it then bounds the silences between chunks, not the whole answer`})`;
     return new ModelCallError({ code: 'timeout', model: ctx.model, retryable: true, message: `${where} did not ${ctx.stream ? 'start its streamed answer' : 'answer'} within ${limit}` });
   }
   if (error instanceof APIConnectionError) {

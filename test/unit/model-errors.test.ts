@@ -16,7 +16,7 @@ describe('classifyModelError', () => {
     expect(classifyModelError(apiError(400), ctx)).toMatchObject({ code: 'bad_request', retryable: false });
     expect(classifyModelError(noSuchModel('m'), ctx)).toMatchObject({ code: 'model_not_found', retryable: false });
     expect(classifyModelError(new APIConnectionTimeoutError(), ctx)).toMatchObject({ code: 'timeout', retryable: true, status: null });
-    expect(classifyModelError(new APIConnectionTimeoutError(), { ...ctx, timeoutMs: 1000 }).message).toMatch(/did not answer within 1000 ms \(providers\.\S+\.timeout_ms; raise it for long answers\)$/);
+    expect(classifyModelError(new APIConnectionTimeoutError(), { ...ctx, timeoutMs: 1000 }).message).toMatch(/did not answer within 1000 ms \(providers\.\S+\.timeout_ms; raise it for long answers, or stream them \(models\.\S+\.stream: true\): it then bounds the silences between chunks, not the whole answer\)$/);
     expect(classifyModelError(new APIConnectionError({ message: 'refused' }), ctx)).toMatchObject({ code: 'connection_error', retryable: true });
   });
 
