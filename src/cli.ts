@@ -310,6 +310,7 @@ program
   .option('--latency-jitter-ms <ms>', 'latency varies by up to this much either way', asGiven, 0)
   .option('--tokens-per-second <n>', 'answer writing speed after the latency: streamed answers come word by word (0: at once)', asGiven, 0)
   .option('--failure-rate <p>', 'share of calls answered 500', asGiven, 0)
+  .option('--output-tokens <min-max>', 'answer length in tokens, picked per prompt in this range, e.g. 2000-4000 (default: 20-120)')
   .option('--rpm <n>', 'requests per minute per model (429 beyond)')
   .option('--tpm <n>', 'tokens per minute per model (429 beyond)')
   .option('--seed <n>', 'seed for failures and jitter')

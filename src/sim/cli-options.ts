@@ -17,6 +17,8 @@ export interface SimCliOptions {
   latencyJitterMs?: string | number;
   tokensPerSecond?: string | number;
   failureRate?: string | number;
+  /** Answer length range in tokens, "min-max" or one number (default 20-120). */
+  outputTokens?: string;
   /** Default limits for every model without its own. */
   rpm?: string | number;
   tpm?: string | number;
@@ -61,6 +63,15 @@ function modelLimits(json: string | undefined): SimulatorOptions['models'] {
   return result.data;
 }
 
+/** "2000-4000" (or "3000", both ends the same) as the simulator's output_tokens range. */
+function outputTokensOption(value: string | undefined): { min: number; max: number } | undefined {
+  if (value === undefined) return undefined;
+  const match = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(value);
+  if (!match) throw new UsageError(`--output-tokens expects a range of tokens such as 2000-4000 (or one number), got "${value}"`);
+  const min = Number(match[1]);
+  return { min, max: match[2] === undefined ? min : Number(match[2]) };
+}
+
 function servedModels(names: string | undefined): NonNullable<SimulatorOptions['models']> {
   if (names === undefined) return {};
   const list = names.split(',').map((name) => name.trim()).filter(Boolean);
@@ -76,6 +87,7 @@ export function simOptionsFromCli(cli: SimCliOptions): SimulatorOptions & { port
     latency_jitter_ms: numberOption('--latency-jitter-ms', cli.latencyJitterMs),
     tokens_per_second: numberOption('--tokens-per-second', cli.tokensPerSecond),
     failure_rate: numberOption('--failure-rate', cli.failureRate),
+    output_tokens: outputTokensOption(cli.outputTokens),
     rpm: numberOption('--rpm', cli.rpm),
     tpm: numberOption('--tpm', cli.tpm),
     tpm_counts: tpmCountsOption(cli.tpmCounts),

@@ -71,6 +71,12 @@ describe('simulator command-line options', () => {
     expect(simOptionsFromCli({}).strict_models).toBe(false); // without --models, any name is served
   });
 
+  it('takes the answers\' length in tokens from --output-tokens (QA: long contract summaries could not be simulated from the command line)', () => {
+    expect(simOptionsFromCli({ outputTokens: '9000-12000' }).output_tokens).toEqual({ min: 9000, max: 12000 });
+    expect(simOptionsFromCli({ outputTokens: ' 3000 ' }).output_tokens).toEqual({ min: 3000, max: 3000 });
+    expect(simOptionsFromCli({}).output_tokens).toBeUndefined();
+  });
+
   it('defaults the port to 8787 and leaves unset flags to the defaults', () => {
     const options = simOptionsFromCli({});
     expect(options.port).toBe(8787);
@@ -86,6 +92,9 @@ describe('simulator command-line options', () => {
     expect(() => simOptionsFromCli({ models: ' , ' })).toThrow(/--models expects model names separated by commas/);
     expect(() => simOptionsFromCli({ failureRate: '1.5' })).toThrow(UsageError);
     expect(() => simOptionsFromCli({ modelLimits: '{nope' })).toThrow(/--model-limits expects JSON/);
+    expect(() => simOptionsFromCli({ outputTokens: 'long' })).toThrow(/--output-tokens expects a range of tokens such as 2000-4000/);
+    expect(() => simOptionsFromCli({ outputTokens: '4000-2000' })).toThrow(/min must not exceed max/);
+    expect(() => simOptionsFromCli({ outputTokens: '0' })).toThrow(UsageError);
     expect(() => simOptionsFromCli({ modelLimits: '{"m":{"rpm":-1}}' })).toThrow(/m\.rpm/);
   });
 });
