@@ -304,7 +304,7 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       noteOnce(job.batchId, `rows that need $${keyName} wait for a worker that has it, and none is connected: start one with it set (the rows fail with missing_api_key after about ${Math.round((KEY_WAIT_MS * KEY_WAIT_ROUNDS) / 60_000)} min of this)`);
       return { kind: 'park', waitMs: KEY_WAIT_MS, data: { ...job, progress, keyWaits: (job.keyWaits ?? 0) + 1 } };
     }
-    if (failure) logFailure({ batchId: job.batchId, row: job.row, code: failure.code, attempts: step.event.result.attempts, message: failure.message });
+    if (failure) logFailure({ batchId: job.batchId, row: job.row, id: job.id, code: failure.code, attempts: step.event.result.attempts, message: failure.message });
     const openCircuit = OPEN_CIRCUIT.exec(step.event.result.fallback_reason ?? '');
     if (openCircuit) {
       // Only a row another model answered went on to a fallback: one whose chain had none open failed (review of the docs: said of a model with no fallback).

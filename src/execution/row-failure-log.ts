@@ -8,6 +8,8 @@ import type { Logger } from 'pino';
 export interface RowFailure {
   batchId: string;
   row: number;
+  /** The row's id (its `id` field, else its number): named beside the number when it is another, which is what the file's user looks the row up by. */
+  id?: string | undefined;
   code: string;
   attempts: number;
   message: string;
@@ -20,13 +22,13 @@ const MAX_TRACKED = 10_000;
 
 export function createRowFailureLog(logger: Logger): (failure: RowFailure) => void {
   const seen = new Map<string, number>();
-  return ({ batchId, row, code, attempts, message }) => {
+  return ({ batchId, row, id, code, attempts, message }) => {
     const key = `${batchId}\u0000${code}`;
     const count = (seen.get(key) ?? 0) + 1;
     if (seen.size >= MAX_TRACKED && !seen.has(key)) seen.clear();
     seen.set(key, count);
     if (count <= ROW_FAILURES_LOGGED) {
-      logger.warn({ batch: batchId, row, code, attempts }, message);
+      logger.warn({ batch: batchId, row, ...(id !== undefined && id !== String(row) && { id }), code, attempts }, message);
     } else if (count === ROW_FAILURES_LOGGED + 1) {
       logger.warn({ batch: batchId, code }, `more rows of batch ${batchId} failed with ${code}; not logged one by one (each is in results.jsonl, the report counts them)`);
     }

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { createRowFailureLog, ROW_FAILURES_LOGGED } from '../../src/execution/row-failure-log.ts';
 
 function capturingLogger() {
-  const lines: Array<{ msg: string; batch?: string; row?: number; code?: string }> = [];
+  const lines: Array<{ msg: string; batch?: string; row?: number; id?: string; code?: string }> = [];
   const stream = new Writable({
     write(chunk: Buffer, _encoding, done) {
       for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line));
@@ -33,5 +33,17 @@ describe('row failure log', () => {
     expect(b1Unauthorized.at(-1)?.msg).toBe('more rows of batch b1 failed with unauthorized; not logged one by one (each is in results.jsonl, the report counts them)');
     expect(lines.filter((line) => line.code === 'timeout').map((line) => line.msg)).toEqual(['timed out']);
     expect(lines.filter((line) => line.batch === 'b2').map((line) => line.row)).toEqual([1]);
+  });
+
+  it("names the row's id beside its number when the file gave it one (QA: 'row 10' of a file of contracts c1..c30, no_model_available)", async () => {
+    const { logger, lines } = capturingLogger();
+    const log = createRowFailureLog(logger);
+    log({ batchId: 'b1', row: 10, id: 'c10', code: 'no_model_available', attempts: 0, message: 'no model can take this prompt' });
+    log({ batchId: 'b1', row: 11, id: '11', code: 'no_model_available', attempts: 0, message: 'no model can take this prompt' });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(lines.map((line) => [line.row, line.id])).toEqual([
+      [10, 'c10'],
+      [11, undefined], // an id that is only its number is not said twice
+    ]);
   });
 });
