@@ -212,7 +212,7 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
   }
   const judged = !config.judge ? '' : unpricedJudgeCalls > 0 ? `; the ${config.judge.model} judge has no price: its calls are not in it` : `; a ${config.judge.model} judge call per row included`;
   const nothingPriced = total.unpriced === total.rows && (!config.judge || unpricedJudgeCalls > 0);
-  say(`Estimated cost: ${nothingPriced ? formatUsd(null) : `at most ${formatUsd(nanosToUsd(total.costNanos))}`} (input tokens counted, output at max_tokens; retries and fallbacks not included${judged})` + (total.unpriced > 0 ? `; ${counted(total.unpriced, 'row')} on unpriced models` : ''));
+  say(`Estimated cost: ${nothingPriced ? formatUsd(null) : `at most ${formatUsd(nanosToUsd(total.costNanos))} as counted here`} (input tokens by the o200k tokenizer, which a model with a tokenizer of its own may count higher; output at max_tokens; retries and fallbacks not included${judged})` + (total.unpriced > 0 ? `; ${counted(total.unpriced, 'row')} on unpriced models` : ''));
   const budgetUsd = options.budget ?? config.budget.batch_usd;
   if (budgetUsd !== undefined && nanosToUsd(total.costNanos) > budgetUsd) {
     say(`Budget: the batch budget of ${formatUsd(budgetUsd)} is below this estimate; the calls stop where it runs out (answers are usually shorter than max_tokens), and the rows left end budget_exceeded.`);

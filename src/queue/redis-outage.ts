@@ -121,7 +121,8 @@ export function watchRedisOutages(options: {
       return;
     }
     refusalSaidAt = now();
-    options.logger.error({ err: error }, `${source}: Redis refuses`);
+    // A warning, not an error: the write waits and is tried again (QA: "error:" read as fatal).
+    options.logger.warn({ err: error }, `${source}: Redis refuses`);
     options.say(
       `Redis at ${options.label} refuses writes: ${error.message.split('\n', 1)[0]}\n` +
         'Rows wait and are tried again. Free Redis memory or disk (see its log), or stop with Ctrl-C and run the same command again later.',

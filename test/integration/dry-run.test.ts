@@ -114,7 +114,7 @@ describe('run --dry-run of OpenAI Batch lines', () => {
     expect(result.stdout).toContain("Note: request body fields not sent to the models: n (2 lines), tools (1 line). They are kept in each result's metadata.body_extra.");
     expect(result.stdout).not.toContain('Warning: $');
     // Its model has no price: the estimate is unknown, not a bound.
-    expect(result.stdout).toContain('Estimated cost: n/a (no price configured) (input tokens counted');
+    expect(result.stdout).toContain('Estimated cost: n/a (no price configured) (input tokens by the o200k tokenizer');
   });
   it('warns of a key variable not set, or set empty, as the run would refuse to start without it', async () => {
     const dir = await tempDir('dry-keys');

@@ -93,7 +93,7 @@ describe('a judge scores every answer', () => {
     // A judge without a price leaves the answers' estimate standing, and is said apart (review: "n/a", "5 rows on unpriced models").
     const unpricedJudge = await writeSimConfig(await tempDir('judge-unpriced'), h.sim.url, { models: { flash: sim(0.1), judge: { provider: 'sim' } }, default_model: 'flash' });
     const dryUnpriced = await runCli(['run', input, '--config', unpricedJudge, '--dry-run', '--judge', 'judge'], h.env());
-    expect(dryUnpriced.stdout).toMatch(/^Estimated cost: at most \$[\d.]+ \(input tokens counted, output at max_tokens; retries and fallbacks not included; the judge judge has no price: its calls are not in it\)$/m);
+    expect(dryUnpriced.stdout).toMatch(/^Estimated cost: at most \$[\d.]+ as counted here \(input tokens by the o200k tokenizer, which a model with a tokenizer of its own may count higher; output at max_tokens; retries and fallbacks not included; the judge judge has no price: its calls are not in it\)$/m);
     // Given --resume, it says it reads no batch, rather than estimate a fresh one as if it were the resume (QA).
     const dryResume = await runCli(['run', input, '--config', config, '--dry-run', '--judge', 'judge', '--resume', 'some-batch'], h.env());
     expect(dryResume.stdout.split('\n')[0]).toBe(

@@ -133,6 +133,14 @@ describe('a Redis that refuses writes', () => {
     expect(isRedisRefusal(oom())).toBe(true);
     expect(isRedisRefusal(new ReplyError('ERR unknown command'))).toBe(false);
   });
+
+  it('is logged as a warning, not an error: the write waits and is tried again', () => {
+    const levels: number[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void levels.push((JSON.parse(line) as { level: number }).level) });
+    const watch = watchRedisOutages({ label: 'redis://r', logger, say: () => undefined, now: () => 0 });
+    watch.failed('queueing the file', new ReplyError("OOM command not allowed when used memory > 'maxmemory'."));
+    expect(levels).toEqual([pino.levels.values.warn]);
+  });
 });
 
 describe('a Redis that refuses the credentials mid-run', () => {
