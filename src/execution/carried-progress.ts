@@ -85,7 +85,7 @@ export function carriedProgressFits(progress: RowProgress, target: CarriedTarget
 }
 
 function withoutWaits<P extends StageProgress>(progress: P): P {
-  const { reservedModel: _slot, reservedTokens: _tokens, waitingForBudget: _budget, circuitProbeAt: _probe, circuitWaitSince: _since, retryAt: _retry, ...rest } = progress;
+  const { reservedModel: _slot, reservedTokens: _tokens, turnTicket: _turn, waitingForBudget: _budget, circuitProbeAt: _probe, circuitWaitSince: _since, retryAt: _retry, ...rest } = progress;
   return { ...rest, slotAt: 0, wakeAt: 0, calls: progress.calls.map(asRecorded) } as P;
 }
 

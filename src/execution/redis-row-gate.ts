@@ -177,18 +177,21 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
       return limiter.cooldownRemainingMs(endpointOf(model));
     },
 
-    async reserveCapacity(model, tokens, maxWaitMs): Promise<CapacityDecision> {
+    async reserveCapacity(model, tokens, maxWaitMs, call): Promise<CapacityDecision> {
       const limits = config.models[model];
       const reservation = await limiter.reserve({
         model: endpointOf(model),
         rpm: limits?.rpm,
         tpm: limits?.tpm,
         tokens,
+        // A provider that counts requested tokens counts max_tokens whatever the answer: booked whole, as before.
+        meteredPromptTokens: limits?.tpm_counts === 'requested' ? undefined : call?.promptTokens,
+        turnTicket: call?.turnTicket,
         maxWaitMs: Number.isFinite(maxWaitMs) ? maxWaitMs : Number.MAX_SAFE_INTEGER,
         headroom: config.limits.headroom,
       });
-      if (reservation.reserved) return { reserved: true, waitMs: reservation.waitMs, slotAt: reservation.slotAt, limitedBy: reservation.limitedBy };
-      return { reserved: false, waitMs: reservation.waitMs, limitedBy: reservation.limitedBy };
+      if (reservation.reserved) return { reserved: true, waitMs: reservation.waitMs, slotAt: reservation.slotAt, limitedBy: reservation.limitedBy, tokens: reservation.tokens };
+      return { reserved: false, waitMs: reservation.waitMs, limitedBy: reservation.limitedBy, ...(reservation.deferred && { deferred: true as const, turnTicket: reservation.ticket, tokens: reservation.tokens }) };
     },
 
     async reserveBudget(estimateNanos): Promise<BudgetDecision> {
@@ -250,7 +253,9 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
         // Settling its tokens to none would leave its request booked: a stop that found rows waiting for call slots kept one slot each.
         work.push(limiter.release({ model: endpointOf(model), rpm: limits?.rpm, tpm: limits?.tpm, headroom: config.limits.headroom, reservations: [{ slotAt: settlement.slotAt, tokens: settlement.estimatedTokens, due: true }] }));
       } else if (limits?.tpm !== undefined && (settlesDown || settlement.actualTokens > settlement.estimatedTokens)) {
-        work.push(limiter.settle({ model: endpointOf(model), tpm: limits.tpm, headroom: config.limits.headroom, slotAt: settlement.slotAt, estimatedTokens: settlement.estimatedTokens, actualTokens: settlement.actualTokens }));
+        // An answer teaches the limiter how long the model's answers run (a failed call's usage says nothing of it).
+        const metered = settlesDown && settlement.health === 'success' ? settlement.promptTokens : undefined;
+        work.push(limiter.settle({ model: endpointOf(model), tpm: limits.tpm, headroom: config.limits.headroom, slotAt: settlement.slotAt, estimatedTokens: settlement.estimatedTokens, actualTokens: settlement.actualTokens, meteredPromptTokens: metered }));
       }
       if (settlement.coolDownMs !== null && settlement.coolDownMs > 0) work.push(limiter.coolDown({ model: endpointOf(model), forMs: settlement.coolDownMs }));
       if (settlement.budgetHold) work.push(budget.settle(settlement.budgetHold, settlement.actualNanos));

@@ -8,10 +8,16 @@ import type { BudgetHold } from '../limits/budget.ts';
 export type CapacityDecision =
   /**
    * slotAt: the reserved start on Redis' clock, needed to settle the call's tokens later; limitedBy:
-   * what made it wait, when it waits (for the note a long wait gets).
+   * what made it wait, when it waits (for the note a long wait gets); tokens: what was booked, when
+   * not the tokens asked for (a provider that meters usage: the prompt and the answer expected), to
+   * settle and give back from.
    */
-  | { reserved: true; waitMs: number; slotAt: number; limitedBy?: 'requests' | 'tokens' | 'cooldown' | null }
-  | { reserved: false; waitMs: number; limitedBy: 'requests' | 'tokens' | 'cooldown' };
+  | { reserved: true; waitMs: number; slotAt: number; limitedBy?: 'requests' | 'tokens' | 'cooldown' | null; tokens?: number }
+  /**
+   * deferred: nothing booked, the slot being further ahead than a call to a provider that meters
+   * usage books (model-limiter.ts): ask again in waitMs, which is before the slot, with turnTicket.
+   */
+  | { reserved: false; waitMs: number; limitedBy: 'requests' | 'tokens' | 'cooldown'; deferred?: true; turnTicket?: number; tokens?: number };
 
 /**
  * hold: what the call's settlement hands back (null when no budget is tracked).
@@ -26,6 +32,8 @@ export interface CallSettlement {
   slotAt: number;
   estimatedTokens: number;
   actualTokens: number;
+  /** The prompt's estimate within estimatedTokens, for an answered call: what the call used beyond it teaches the limiter the answers' length. */
+  promptTokens?: number;
   /** The call's budget reservation, released as the call settles. */
   budgetHold: BudgetHold | null;
   actualNanos: number;
@@ -61,8 +69,12 @@ export interface RowGate {
   opensToCalls(model: string): Promise<boolean>;
   /** Gives up the probe `breaker` granted, without a call: another caller may probe at once. */
   releaseProbe(model: string, probe: string): Promise<void>;
-  /** Books the model's next free slot for this call, unless that is more than maxWaitMs away. */
-  reserveCapacity(model: string, tokens: number, maxWaitMs: number): Promise<CapacityDecision>;
+  /**
+   * Books the model's next free slot for this call (`tokens`: prompt + max_tokens, of which
+   * `call.promptTokens` is the prompt; `call.turnTicket`: what an earlier deferred ask gave), unless
+   * that is more than maxWaitMs away.
+   */
+  reserveCapacity(model: string, tokens: number, maxWaitMs: number, call?: { promptTokens: number; turnTicket?: number | undefined }): Promise<CapacityDecision>;
   /** Time left on a cooldown set (by any worker) after a 429; 0 when none. */
   coolingDownMs(model: string): Promise<number>;
   reserveBudget(estimateNanos: number): Promise<BudgetDecision>;

@@ -47,9 +47,9 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
    * Passes the classifier call through breaker, limiter and budget: its slot, a wait for a slot
    * booked too far ahead to sleep through (the row parks holding it), or why it cannot run.
    */
-  async function admitClassifierCall(model: string, maxTokens: number, text: string, progress: RowProgress): Promise<{ slotAt: number; budgetHold: BudgetHold | null; estimatedTokens: number; probe: string | undefined } | { skipped: string } | { waitMs: number }> {
+  async function admitClassifierCall(model: string, maxTokens: number, text: string, progress: RowProgress): Promise<{ slotAt: number; budgetHold: BudgetHold | null; estimatedTokens: number; promptTokens: number; probe: string | undefined } | { skipped: string } | { waitMs: number }> {
     const prompt = promptTokens(text);
-    const estimatedTokens = prompt + maxTokens;
+    let estimatedTokens = prompt + maxTokens;
     const estimateNanos = callCostNanos(config.models[model]?.price, { input_tokens: prompt, output_tokens: maxTokens }) ?? 0;
     // As for an answer (row-runner.ts): no waiting for a rate-limited classifier's slot when the budget must refuse the call.
     const limited = config.models[model]?.rpm !== undefined || config.models[model]?.tpm !== undefined;
@@ -62,17 +62,26 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
     // Woken well after its slot (workers stopped or busy): booked again, or the slots passed meanwhile would all be used at once (row-runner.ts does the same).
     if (progress.reservedModel === model && progress.wakeAt - Date.now() < -LATE_SLOT_MS) Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
     if (progress.reservedModel === model) {
-      // Back from parking: the slot booked before is this row's.
+      // Back from parking: the slot booked before is this row's, for the tokens it was booked for.
       untilSlot = progress.wakeAt - Date.now();
+      estimatedTokens = progress.reservedTokens ?? estimatedTokens;
     } else {
       const breaker = await gate.breaker(model);
       if (!breaker.allowed) return { skipped: `circuit open on ${model}${breaker.lastError ? ` (last error: ${breaker.lastError})` : ''}` };
       const onLimit = config.models[model]?.on_limit ?? config.limits.on_limit;
-      const capacity = await gate.reserveCapacity(model, estimatedTokens, onLimit === 'fallback' ? config.limits.max_wait_ms : Number.POSITIVE_INFINITY);
+      const turnTicket = progress.turnTicket?.model === model ? progress.turnTicket.ticket : undefined;
+      progress.turnTicket = undefined;
+      const capacity = await gate.reserveCapacity(model, estimatedTokens, onLimit === 'fallback' ? config.limits.max_wait_ms : Number.POSITIVE_INFINITY, { promptTokens: prompt, turnTicket });
       // Let through as the circuit's probe, a call that does not go now gives it up (row-runner.ts does the same).
       if (breaker.probe && (!capacity.reserved || capacity.waitMs > config.limits.inline_wait_ms)) await gate.releaseProbe(model, breaker.probe);
       else probe = breaker.probe;
+      // Too far ahead to book yet (a provider that meters usage): the row parks holding nothing and asks again.
+      if (!capacity.reserved && capacity.deferred) {
+        if (capacity.turnTicket !== undefined) progress.turnTicket = { model, ticket: capacity.turnTicket };
+        return { waitMs: capacity.waitMs };
+      }
       if (!capacity.reserved) return { skipped: `${model} rate limited for ${Math.ceil(capacity.waitMs / 1000)} s, over limits.max_wait_ms` };
+      estimatedTokens = capacity.tokens ?? estimatedTokens;
       Object.assign(progress, { reservedModel: model, reservedTokens: estimatedTokens, slotAt: capacity.slotAt, wakeAt: Date.now() + capacity.waitMs });
       untilSlot = capacity.waitMs;
     }
@@ -84,7 +93,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
       return { skipped: 'budget' };
     }
     if (untilSlot > 0) await new Promise((resolve) => setTimeout(resolve, untilSlot));
-    return { slotAt: progress.slotAt, budgetHold: budget.hold, estimatedTokens, probe };
+    return { slotAt: progress.slotAt, budgetHold: budget.hold, estimatedTokens, promptTokens: prompt, probe };
   }
 
   /**
@@ -141,6 +150,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
         slotAt: admitted.slotAt,
         estimatedTokens: admitted.estimatedTokens,
         actualTokens: usage.input_tokens + usage.output_tokens,
+        promptTokens: admitted.promptTokens,
         budgetHold: admitted.budgetHold,
         actualNanos: nanos ?? 0,
         health: verdict.answer ? 'success' : 'neutral',

@@ -175,11 +175,13 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     if (backoffLeft > 0) await deps.sleep(backoffLeft);
     progress.retryAt = undefined;
 
-    const held: HeldProbe = {};
-    const slot = await takeSlot(model, estimatedTokens, onLimit, progress, deps, held);
+    const held: HeldSlot = {};
+    const slot = await takeSlot(model, { tokens: estimatedTokens, promptTokens: plan.promptTokens }, onLimit, progress, deps, held);
     if (slot === 'passed over') continue;
     if (slot !== 'ready') return slot;
     const { probe } = held;
+    // What the slot was booked for: the call settles from it (prompt + the expected answer, where the provider meters usage).
+    const bookedTokens = held.tokens ?? estimatedTokens;
 
     const budget = await holdBudget(estimateNanos, progress, deps);
     if (budget.kind !== 'held') {
@@ -187,7 +189,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
       // do not book and waste one every time they wake (review: each wake pushed the model's next
       // call a request interval later for every batch on it).
       if (probe) await gate.releaseProbe(model, probe);
-      await gate.releaseSlot(model, progress.slotAt, estimatedTokens);
+      await gate.releaseSlot(model, progress.slotAt, bookedTokens);
     }
     if (budget.kind === 'park') return budget;
     if (budget.kind === 'refused') {
@@ -222,7 +224,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     } catch (thrown) {
       if (thrown instanceof CallsStopped || thrown instanceof ClaimLostError) {
         // Nothing went out: the slot and the budget hold are handed back. Stopping, the row waits, its calls so far kept, for the resume (or another worker).
-        await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null, probe, unsent: true });
+        await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens: bookedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null, probe, unsent: true });
         if (thrown instanceof ClaimLostError) throw thrown;
         return { kind: 'park', waitMs: STOPPED_PARK_MS, progress };
       }
@@ -230,13 +232,13 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     }
     if (meanwhile.cached) {
       // Nothing went out: the slot and the budget hold are handed back.
-      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null, probe, unsent: true });
+      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens: bookedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null, probe, unsent: true });
       return finishFromCache(row, progress, model, meanwhile.cached, modelConfig.price);
     }
     if (error && !error.sent) {
       // The key was rejected (by another row's call) while this one waited for its call slot:
       // nothing went out, so no cost record and no attempt; its slot and budget hold are handed back.
-      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null, probe, unsent: true });
+      await gate.settle({ model, slotAt: progress.slotAt, estimatedTokens: bookedTokens, actualTokens: 0, budgetHold: budget.hold, actualNanos: 0, health: 'neutral', coolDownMs: null, probe, unsent: true });
       if (passedRejectedKey(error, model, progress, config)) continue;
       return finish(row, progress, model, null, error);
     }
@@ -251,8 +253,9 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     const circuit = await gate.settle({
       model,
       slotAt: progress.slotAt,
-      estimatedTokens,
+      estimatedTokens: bookedTokens,
       actualTokens: usage.input_tokens + usage.output_tokens,
+      promptTokens: plan.promptTokens,
       budgetHold: budget.hold,
       actualNanos: actualNanos ?? 0,
       health: answer ? 'success' : health(error!),
@@ -283,18 +286,21 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
   return finish(row, progress, failedOn, null, error);
 }
 
-/** The probe of a half-open circuit a row was let through as (RowGate.breaker), for its call's settlement. */
-interface HeldProbe {
+/** The probe of a half-open circuit a row was let through as (RowGate.breaker), and the tokens its slot was booked for, for its call's settlement. */
+interface HeldSlot {
   probe?: string;
+  tokens?: number;
 }
 
 /**
  * The model's breaker and its shared rate limits: 'ready' once the call may start (after a short
  * wait in the worker, if any), 'passed over' when the row fell back past the model (open circuit,
  * or limited past limits.max_wait_ms), or a park step until a slot booked further away. A parked
- * row comes back holding its slot, unless a 429 meanwhile cooled the model down.
+ * row comes back holding its slot, unless a 429 meanwhile cooled the model down. A slot too far
+ * ahead for a provider that meters usage is not booked (model-limiter.ts): the row parks holding
+ * nothing, and books when it comes back nearer its turn.
  */
-async function takeSlot(model: string, estimatedTokens: number, onLimit: 'wait' | 'fallback', progress: RowProgress, deps: RowRunnerDeps, held: HeldProbe): Promise<'ready' | 'passed over' | RowStep> {
+async function takeSlot(model: string, call: { tokens: number; promptTokens: number }, onLimit: 'wait' | 'fallback', progress: RowProgress, deps: RowRunnerDeps, held: HeldSlot): Promise<'ready' | 'passed over' | RowStep> {
   const { config, gate } = deps;
   const now = deps.now ?? Date.now;
   if (progress.reservedModel === model && (await gate.coolingDownMs(model)) > 0) Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
@@ -329,24 +335,37 @@ async function takeSlot(model: string, estimatedTokens: number, onLimit: 'wait' 
       await giveUpProbe();
       return { kind: 'park', waitMs: untilSlot - WAKE_LEAD_MS, progress };
     }
+    held.tokens = progress.reservedTokens;
     if (untilSlot > 0) await deps.sleep(untilSlot);
   } else {
     const fallsBack = fallsBackOnLimit(onLimit, progress);
-    let capacity = await gate.reserveCapacity(model, estimatedTokens, fallsBack ? config.limits.max_wait_ms : Number.POSITIVE_INFINITY);
+    const asked = { promptTokens: call.promptTokens, turnTicket: progress.turnTicket?.model === model ? progress.turnTicket.ticket : undefined };
+    progress.turnTicket = undefined;
+    let capacity = await gate.reserveCapacity(model, call.tokens, fallsBack ? config.limits.max_wait_ms : Number.POSITIVE_INFINITY, asked);
     // Every later model's circuit is open: going on would fail the row for a limit a wait here meets.
-    if (!capacity.reserved && fallsBack && !(await laterModelOpenToCalls(progress, deps))) capacity = await gate.reserveCapacity(model, estimatedTokens, Number.POSITIVE_INFINITY);
+    if (!capacity.reserved && !capacity.deferred && fallsBack && !(await laterModelOpenToCalls(progress, deps))) capacity = await gate.reserveCapacity(model, call.tokens, Number.POSITIVE_INFINITY, asked);
+    if (!capacity.reserved && capacity.deferred) {
+      // Its slot is too far ahead to book yet (the provider meters usage): the row waits holding
+      // nothing and asks again nearer its turn, keeping its place, when the calls before it have
+      // settled what they used.
+      await giveUpProbe();
+      if (capacity.turnTicket !== undefined) progress.turnTicket = { model, ticket: capacity.turnTicket };
+      const note = slotWaitNote(model, call.tokens, capacity.waitMs, capacity.limitedBy, config, capacity.tokens);
+      return { kind: 'park', waitMs: Math.max(config.limits.inline_wait_ms, capacity.waitMs), progress, ...(note && { note }) };
+    }
     if (!capacity.reserved) {
       await giveUpProbe();
       fallBack(progress, `${model}: rate limited (${capacity.limitedBy}) for ${seconds(capacity.waitMs)}, over limits.max_wait_ms`);
       return 'passed over';
     }
     progress.slotAt = capacity.slotAt;
+    held.tokens = capacity.tokens ?? call.tokens;
     if (capacity.waitMs > config.limits.inline_wait_ms) {
       await giveUpProbe();
       progress.reservedModel = model;
-      progress.reservedTokens = estimatedTokens;
+      progress.reservedTokens = held.tokens;
       progress.wakeAt = now() + capacity.waitMs;
-      const note = slotWaitNote(model, estimatedTokens, capacity.waitMs, capacity.limitedBy, config);
+      const note = slotWaitNote(model, call.tokens, capacity.waitMs, capacity.limitedBy, config, capacity.tokens);
       return { kind: 'park', waitMs: Math.max(config.limits.inline_wait_ms, capacity.waitMs - WAKE_LEAD_MS), progress, ...(note && { note }) };
     }
     if (capacity.waitMs > 0) await deps.sleep(capacity.waitMs);
@@ -364,12 +383,16 @@ const SLOT_WAIT_NOTED_MS = 15_000;
  * behind another batch's slots on the same endpoint for 75 s, said only "no row finished"). Null for
  * short waits, and for a 429's cooldown, which its own note tells of.
  */
-export function slotWaitNote(model: string, tokens: number, waitMs: number, limitedBy: 'requests' | 'tokens' | 'cooldown' | null | undefined, config: SwitchyardConfig): string | null {
+export function slotWaitNote(model: string, tokens: number, waitMs: number, limitedBy: 'requests' | 'tokens' | 'cooldown' | null | undefined, config: SwitchyardConfig, bookedTokens?: number): string | null {
   if (waitMs < SLOT_WAIT_NOTED_MS) return null;
   const limits = config.models[model];
   const shared = 'for every batch and worker on its endpoint, first come, first served';
   if (limitedBy === 'requests' && limits?.rpm !== undefined) {
     return `rows wait for ${model}'s rate limit: models.${model}.rpm (${formatCount(limits.rpm)}, ${shared}) lets one call start every ${seconds(60_000 / (limits.rpm * config.limits.headroom))}, and the next free slot is ${seconds(waitMs)} away`;
+  }
+  if (limitedBy === 'tokens' && limits?.tpm !== undefined && limits.tpm_counts !== 'requested' && bookedTokens !== undefined) {
+    const perMinute = Math.max(1, Math.floor((limits.tpm * config.limits.headroom) / Math.max(1, bookedTokens)));
+    return `rows wait for ${model}'s rate limit: models.${model}.tpm (${formatCount(limits.tpm)}, ${shared}) counts what calls use (tpm_counts: usage), and calls are booked at their prompt and the answers' length so far (${formatCount(bookedTokens)} tokens for this row), so about ${formatCount(perMinute)} such calls start a minute, and this row's turn is ${seconds(waitMs)} away or more`;
   }
   if (limitedBy === 'tokens' && limits?.tpm !== undefined) {
     const perMinute = Math.max(1, Math.floor((limits.tpm * config.limits.headroom) / Math.max(1, tokens)));

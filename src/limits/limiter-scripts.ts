@@ -1,5 +1,5 @@
 import { LUA_PRELUDE, type LuaScript } from '../queue/lua-script.ts';
-import { BUCKET_US, WINDOW_US } from './pacing.ts';
+import { BUCKET_US, CREDIT_CAP_US, FIGURE_ANSWERS, WINDOW_US } from './pacing.ts';
 
 /**
  * The model limiter's Lua, one hash per model (KEYS[1]). Times are integer microseconds of Redis'
@@ -10,6 +10,13 @@ import { BUCKET_US, WINDOW_US } from './pacing.ts';
  *   last  the latest reserved start; starts never go backwards (FIFO, and the window needs it)
  *   b<k>  tokens reserved to start in bucket k = floor(start / BUCKET_US), for the 60 s window
  *   sum, lo, hi  the total of the b<k> fields and the lowest and highest k present
+ *   tkt, srv  calls deferred past the book-ahead horizon (nothing booked) hold a ticket, tkt the
+ *         next one handed out; srv counts bookings (a ticket's booking counts every ticket before it):
+ *         ticket - srv is how many bookings come before a deferred call's turn
+ *   ask   the latest turn a deferred call was told (the hash is kept until then)
+ *   ans   the running figure of answer tokens, in thousandths (a provider that meters usage)
+ *   anc   how many answers the figure rests on (counted up to FIGURE_ANSWERS)
+ *   crd   settled credit (us of token span) that could not move next_token_at back, carried to the next bookings
  * Buckets older than the window before `last` are dropped, so there are about 241 of them however
  * far ahead reservations reach, and every loop over them is short.
  * Limited-by codes: 0 none, 1 requests, 2 tokens, 3 cooldown.
@@ -37,14 +44,19 @@ local function adjust_bucket(start, delta, sum)
 end
 -- Keep the hash while anything in it can still matter: future times, or buckets inside a window.
 local function expire(now, req, tok, cool, last)
-  local horizon = math.max(req, tok, cool, last + WINDOW + BUCKET)
+  local horizon = math.max(req, tok, cool, last + WINDOW + BUCKET, tonumber(redis.call('HGET', key, 'ask')) or 0)
   redis.call('PEXPIRE', key, math.max(1000, math.ceil((horizon - now) / 1000) + 1000))
 end
 `;
 
 /**
  * ARGV: request interval us (0: no rpm), token capacity (0: no tpm), window tokens, token span us,
- * max wait us. Returns {reserved 0/1, start us, now us, limited-by code}.
+ * max wait us, book-ahead us (-1: none), turn step us, ticket (-1: none). Returns {outcome, start us,
+ * now us, limited-by code, answer figure in thousandths or -1, ticket or -1, answers the figure rests on}. Outcome 1: booked at
+ * start. 0: nothing booked, start past max wait. 2 (with a book-ahead only): nothing booked, start
+ * past the book-ahead; `start` is then the call's turn, a turn step per booking still before its
+ * ticket after the first start free, and the call keeps its ticket (a new one when it held none) to
+ * ask again with: deferred calls ask again in the order they first asked, not all at once.
  */
 export const RESERVE: LuaScript = {
   name: 'limiter_reserve',
@@ -55,6 +67,9 @@ local cap = tonumber(ARGV[2])
 local charged = tonumber(ARGV[3])
 local span = tonumber(ARGV[4])
 local max_wait = tonumber(ARGV[5])
+local book_ahead = tonumber(ARGV[6])
+local turn_step = tonumber(ARGV[7])
+local ticket = tonumber(ARGV[8])
 local now = now_us()
 local req, tok, cool, last, sum, lo, hi = read_state()
 
@@ -113,7 +128,24 @@ else
   at_least(last, 1)
 end
 
-if start - now > max_wait then return {0, start, now, by} end
+local figure = tonumber(redis.call('HGET', key, 'ans')) or -1
+local answers = tonumber(redis.call('HGET', key, 'anc')) or 0
+if start - now > max_wait then return {0, start, now, by, figure, -1, answers} end
+local served = tonumber(redis.call('HGET', key, 'srv')) or 0
+if book_ahead >= 0 and start - now > book_ahead then
+  local next_ticket = math.max(tonumber(redis.call('HGET', key, 'tkt')) or 0, served)
+  -- A ticket from before the hash was lost or its turns forgotten (a stop) is given a new one.
+  if ticket < 0 or ticket >= next_ticket then
+    ticket = next_ticket
+    next_ticket = next_ticket + 1
+  end
+  local turn = start + math.max(0, ticket - served) * turn_step
+  if turn - now > max_wait then return {0, turn, now, by, figure, -1, answers} end
+  redis.call('HSET', key, 'tkt', int_str(next_ticket), 'ask', int_str(math.max(turn, tonumber(redis.call('HGET', key, 'ask')) or 0)))
+  expire(now, req, tok, cool, last)
+  return {2, turn, now, by, figure, ticket, answers}
+end
+if book_ahead >= 0 then redis.call('HSET', key, 'srv', int_str(math.max(served + 1, ticket + 1))) end
 
 last = start
 redis.call('HSET', key, 'last', int_str(last))
@@ -122,7 +154,11 @@ if req_iv > 0 then
   redis.call('HSET', key, 'req', int_str(req))
 end
 if cap > 0 then
-  tok = start + span
+  -- Credit a settle could not give back (next_token_at goes before neither the latest start nor now) shortens this span.
+  local credit = tonumber(redis.call('HGET', key, 'crd')) or 0
+  local used = math.min(credit, span)
+  if used > 0 then redis.call('HSET', key, 'crd', int_str(credit - used)) end
+  tok = start + span - used
   local k = math.floor(start / BUCKET)
   if charged > 0 then
     redis.call('HINCRBY', key, bucket_field(k), charged)
@@ -134,14 +170,15 @@ if cap > 0 then
   redis.call('HSET', key, 'tok', int_str(tok))
 end
 expire(now, req, tok, cool, last)
-return {1, start, now, by}
+return {1, start, now, by, figure, -1, answers}
 `,
 };
 
 /**
  * After a call: moves next_token_at by the token span difference (never before now) and corrects
- * the start's bucket by the window tokens difference (never below 0). A key that expired stays gone.
- * ARGV: span delta us, window tokens delta, start us.
+ * the start's bucket by the window tokens difference (never below 0). With answer tokens (>= 0),
+ * moves the running figure of answers toward them (the first sets it). A key that expired stays gone.
+ * ARGV: span delta us, window tokens delta, start us, answer tokens (-1: none), figure weight.
  */
 export const SETTLE: LuaScript = {
   name: 'limiter_settle',
@@ -151,10 +188,37 @@ if redis.call('EXISTS', key) == 0 then return 0 end
 local span_delta = tonumber(ARGV[1])
 local tokens_delta = tonumber(ARGV[2])
 local start = tonumber(ARGV[3])
+local answer = tonumber(ARGV[4])
+local weight = tonumber(ARGV[5])
 local now = now_us()
 local req, tok, cool, last, sum = read_state()
-tok = math.max(tok + span_delta, now)
-redis.call('HSET', key, 'tok', int_str(tok), 'sum', int_str(adjust_bucket(start, tokens_delta, sum)))
+-- No start comes before the latest booked one or now. While calls are paced (next_token_at ahead),
+-- the part of a credit that cannot move next_token_at back past them is kept (up to CREDIT_CAP) for
+-- the next bookings, and a debit is paid from it first: otherwise a call that used less than it
+-- booked gave nothing back whenever a later call had booked meanwhile, while one that used more
+-- always took its extra, and the pace ran below the limit. Idle, a credit is not kept (no burst).
+local credit = tonumber(redis.call('HGET', key, 'crd')) or 0
+if span_delta > 0 and credit > 0 then
+  local paid = math.min(credit, span_delta)
+  credit = credit - paid
+  span_delta = span_delta - paid
+end
+if span_delta < 0 and tok > now then
+  local floor = math.max(now, last)
+  credit = math.min(${CREDIT_CAP_US}, credit + math.max(0, -span_delta - math.max(0, tok - floor)))
+  tok = math.max(tok + span_delta, floor)
+else
+  tok = math.max(tok + span_delta, now)
+end
+redis.call('HSET', key, 'tok', int_str(tok), 'crd', int_str(credit), 'sum', int_str(adjust_bucket(start, tokens_delta, sum)))
+if answer >= 0 then
+  -- A plain mean of the first answers (an exponential one started at the first answer was that one
+  -- answer for a while, and the first seconds' bookings were made at it), then the exponential mean.
+  local figure = tonumber(redis.call('HGET', key, 'ans')) or 0
+  local answers = math.min(${FIGURE_ANSWERS}, (tonumber(redis.call('HGET', key, 'anc')) or 0) + 1)
+  figure = figure + (answer * 1000 - figure) * math.max(weight, 1 / answers)
+  redis.call('HSET', key, 'ans', int_str(math.floor(figure + 0.5)), 'anc', int_str(answers))
+end
 expire(now, req, tok, cool, last)
 return 1
 `,
@@ -166,7 +230,10 @@ return 1
  * latest start by the larger of the two, never before now, and takes its tokens out of its bucket.
  * Exact when they were the latest reservations (one batch on the model); with another batch's
  * reservations among them, new ones may start beside those for a while, which a 429 would cool.
- * ARGV: request interval us (0: no rpm), then per reservation: start us, window tokens, token span us, due (1/0).
+ * With `forget turns` (a stop), the tickets handed to deferred calls are dropped too: the stopped
+ * rows held most of them, and a resume's rows would otherwise be told to wait behind them. Rows of
+ * other batches holding one ask again at their turn as before, and are booked or given a new ticket.
+ * ARGV: request interval us (0: no rpm), forget turns (1/0), then per reservation: start us, window tokens, token span us, due (1/0).
  * Returns the number of reservations given back.
  */
 export const RELEASE: LuaScript = {
@@ -175,10 +242,11 @@ export const RELEASE: LuaScript = {
   lua: `${COMMON}
 if redis.call('EXISTS', key) == 0 then return 0 end
 local req_iv = tonumber(ARGV[1])
+if ARGV[2] == '1' then redis.call('HDEL', key, 'tkt', 'ask') end
 local now = now_us()
 local req, tok, cool, last, sum = read_state()
 local req_back, tok_back, last_back, released = 0, 0, 0, 0
-for i = 2, #ARGV, 4 do
+for i = 3, #ARGV, 4 do
   local start = tonumber(ARGV[i])
   if start > now or ARGV[i + 3] == '1' then
     local charged = tonumber(ARGV[i + 1])

@@ -1,7 +1,7 @@
 import { COOL_DOWN, COOLDOWN_LEFT, RELEASE, RESERVE, SETTLE } from './limiter-scripts.ts';
 import { integers, scriptRunner, type RedisClient, type ScriptRunner } from '../queue/lua-script.ts';
 import type { RefusalWait } from '../queue/redis-outage.ts';
-import { requestIntervalUs, tokenCapacity, tokenSpanUs, windowTokens } from './pacing.ts';
+import { ANSWER_FIGURE_WEIGHT, BOOK_AHEAD_US, FIGURE_ANSWERS, TURN_STEP_SHARE, expectedAnswerTokens, requestIntervalUs, tokenCapacity, tokenSpanUs, windowTokens } from './pacing.ts';
 
 /**
  * Per-model requests and tokens per minute, shared by every worker through Redis, the only state
@@ -23,6 +23,14 @@ export interface ReserveInput {
   tpm?: number | undefined;
   /** The call's tokens as the provider will count them before it runs: prompt + max_tokens. */
   tokens: number;
+  /**
+   * The provider meters what calls use (`tpm_counts: usage`), and this is the prompt's share of
+   * `tokens`: with a tpm, the call is booked at its prompt + the endpoint's expected answer (see
+   * pacing.ts), and a start more than BOOK_AHEAD_US away is not booked (`deferred`).
+   */
+  meteredPromptTokens?: number | undefined;
+  /** The ticket an earlier ask of this call was deferred with (`deferred`): it keeps its place among the deferred calls. */
+  turnTicket?: number | undefined;
   /** Reserve nothing when the start would be further away than this. */
   maxWaitMs: number;
   /** Share of rpm/tpm to use, in (0, 1] (`limits.headroom`). */
@@ -30,10 +38,18 @@ export interface ReserveInput {
 }
 
 export type Reservation =
-  /** Start the call at `slotAt` (Redis clock, epoch ms), i.e. in `waitMs`; `limitedBy` says what made it wait. */
-  | { reserved: true; slotAt: number; waitMs: number; limitedBy: LimitKind | null }
-  /** Nothing reserved: the earliest start is `waitMs` away, held back by `limitedBy`. */
-  | { reserved: false; waitMs: number; limitedBy: LimitKind };
+  /**
+   * Start the call at `slotAt` (Redis clock, epoch ms), i.e. in `waitMs`; `limitedBy` says what made
+   * it wait. `tokens`: what was booked, which the call settles (or gives back) from.
+   */
+  | { reserved: true; slotAt: number; waitMs: number; limitedBy: LimitKind | null; tokens: number }
+  /**
+   * Nothing reserved: the earliest start is `waitMs` away, held back by `limitedBy`. `deferred`:
+   * it is within the max wait, but further than a metered call books ahead; `waitMs` is then when to
+   * ask again (half the book-ahead before the call's turn, so that it is booked then), `ticket` the
+   * place to ask again with (`turnTicket`), and `tokens` what it would be booked for now.
+   */
+  | { reserved: false; waitMs: number; limitedBy: LimitKind; deferred?: true; ticket?: number; tokens?: number };
 
 export interface SettleInput {
   model: string;
@@ -44,6 +60,11 @@ export interface SettleInput {
   estimatedTokens: number;
   /** What the call used (prompt + completion); 0 for a call that never reached the provider. */
   actualTokens: number;
+  /**
+   * An answered call to a provider that meters usage: the prompt's estimate it was booked with, so
+   * that what it used beyond it goes into the endpoint's running figure of answers.
+   */
+  meteredPromptTokens?: number | undefined;
 }
 
 export interface ReleaseInput {
@@ -57,6 +78,8 @@ export interface ReleaseInput {
    * and knows it makes no call (the budget made it wait, say), so it comes back all the same.
    */
   reservations: ReadonlyArray<{ slotAt: number; tokens: number; due?: boolean }>;
+  /** A stop: the turns handed to deferred calls go too (limiter-scripts.ts RELEASE). */
+  forgetTurns?: boolean;
 }
 
 export interface CoolDownInput {
@@ -96,6 +119,9 @@ export class ModelLimiter {
   readonly #pollMs: number;
   readonly #cooldowns = new Map<string, KnownCooldown>();
   readonly #cooldownReads = new Map<string, Promise<number>>();
+  /** Each endpoint's running figure of answer tokens and how many answers it rests on, as Redis last said them (a reservation's reply). */
+  readonly #figures = new Map<string, number>();
+  readonly #figureAnswers = new Map<string, number>();
 
   constructor(redis: RedisClient, options: ModelLimiterOptions) {
     this.#run = scriptRunner(redis, options.refusals, 'the rate limiter');
@@ -106,32 +132,52 @@ export class ModelLimiter {
   async reserve(input: ReserveInput): Promise<Reservation> {
     const { rpm, tpm, headroom } = input;
     if (!(input.maxWaitMs >= 0)) throw new RangeError(`maxWaitMs must be >= 0, got ${input.maxWaitMs}`);
-    if (rpm === undefined && tpm === undefined) return this.#reserveUnlimited(input.model, input.maxWaitMs);
+    if (rpm === undefined && tpm === undefined) return this.#reserveUnlimited(input.model, input.maxWaitMs, input.tokens);
     const intervalUs = rpm === undefined ? 0 : requestIntervalUs(rpm, headroom);
     const capacity = tpm === undefined ? 0 : tokenCapacity(tpm, headroom);
-    const charged = tpm === undefined ? 0 : windowTokens(input.tokens, capacity);
+    const metered = tpm === undefined ? undefined : input.meteredPromptTokens;
+    const tokens = metered === undefined ? input.tokens : this.#meteredBooking(input.model, metered, input.tokens);
+    const charged = tpm === undefined ? 0 : windowTokens(tokens, capacity);
     const spanUs = tpm === undefined ? 0 : tokenSpanUs(charged, capacity);
-    const reply = await this.#run(RESERVE, [this.#key(input.model)], [intervalUs, capacity, charged, spanUs, Math.floor(input.maxWaitMs * 1000)]);
-    const [reserved, startUs, nowUs, code] = integers(reply, 4, RESERVE.name) as [number, number, number, number];
+    // A deferred call's turn comes a turn step per booking before its ticket: a booking's span at the figure (its prompt alone while none is known), a little short, since a turn told too soon costs one more ask and one too late the limit's use.
+    const turnUs = metered === undefined ? 0 : Math.floor(TURN_STEP_SHARE * Math.max(intervalUs, tokenSpanUs(windowTokens(metered + Math.min(input.tokens - metered, this.#figures.get(input.model) ?? 0), capacity), capacity)));
+    // Before any answer has said how long answers run, a call is booked at max_tokens: only one due now is, so that the first answers set the figure before a few seconds of bookings at max_tokens hold up the calls behind them. On few answers, a shorter way ahead.
+    const answers = this.#figures.has(input.model) ? (this.#figureAnswers.get(input.model) ?? 0) : 0;
+    const bookAheadUs = metered === undefined ? -1 : Math.floor((BOOK_AHEAD_US * Math.min(FIGURE_ANSWERS, answers)) / FIGURE_ANSWERS);
+    const args = [intervalUs, capacity, charged, spanUs, Math.floor(input.maxWaitMs * 1000), bookAheadUs, turnUs, metered === undefined ? -1 : (input.turnTicket ?? -1)];
+    const reply = await this.#run(RESERVE, [this.#key(input.model)], args);
+    const [outcome, startUs, nowUs, code, figure, ticket, figureAnswers] = integers(reply, 7, RESERVE.name) as [number, number, number, number, number, number, number];
+    if (figure >= 0) {
+      this.#figures.set(input.model, figure / 1000);
+      this.#figureAnswers.set(input.model, figureAnswers);
+    }
     const waitMs = Math.max(0, Math.ceil((startUs - nowUs) / 1000));
     const limitedBy = LIMITED_BY[code] ?? null;
-    if (reserved === 1) return { reserved: true, slotAt: Math.floor(startUs / 1000), waitMs, limitedBy: waitMs > 0 ? limitedBy : null };
+    if (outcome === 1) return { reserved: true, slotAt: Math.floor(startUs / 1000), waitMs, limitedBy: waitMs > 0 ? limitedBy : null, tokens };
+    if (outcome === 2) return { reserved: false, waitMs: Math.max(0, waitMs - bookAheadUs / 2000), limitedBy: limitedBy ?? 'tokens', deferred: true, ticket, tokens };
     return { reserved: false, waitMs, limitedBy: limitedBy ?? 'requests' };
   }
 
   /**
    * Corrects a reservation's tokens to what the call used: unused tokens come back (the next
-   * reservations may start sooner, never before now), extra ones push them later. No round trip
-   * when the model has no tpm or the estimate was exact.
+   * reservations may start sooner, never before now), extra ones push them later. An answered
+   * metered call also moves the endpoint's running figure of answers. No round trip when the model
+   * has no tpm, or the estimate was exact and there is no figure to move.
    */
   async settle(input: SettleInput): Promise<void> {
     if (input.tpm === undefined) return;
     const capacity = tokenCapacity(input.tpm, input.headroom);
     const estimated = windowTokens(input.estimatedTokens, capacity);
     const actual = windowTokens(input.actualTokens, capacity);
-    if (estimated === actual) return;
+    const answer = input.meteredPromptTokens === undefined ? -1 : Math.max(0, Math.round(input.actualTokens - input.meteredPromptTokens));
+    if (estimated === actual && answer < 0) return;
     const spanDelta = tokenSpanUs(actual, capacity) - tokenSpanUs(estimated, capacity);
-    await this.#run(SETTLE, [this.#key(input.model)], [spanDelta, actual - estimated, Math.floor(input.slotAt) * 1000]);
+    await this.#run(SETTLE, [this.#key(input.model)], [spanDelta, actual - estimated, Math.floor(input.slotAt) * 1000, answer, ANSWER_FIGURE_WEIGHT]);
+  }
+
+  /** What a metered call books: its prompt and the answer expected of it (pacing.ts), the figure as last heard from Redis. */
+  #meteredBooking(model: string, promptTokens: number, tokens: number): number {
+    return promptTokens + expectedAnswerTokens(this.#figures.get(model) ?? null, Math.max(0, tokens - promptTokens));
   }
 
   /**
@@ -142,10 +188,10 @@ export class ModelLimiter {
    */
   async release(input: ReleaseInput): Promise<number> {
     const { rpm, tpm, headroom } = input;
-    if ((rpm === undefined && tpm === undefined) || input.reservations.length === 0) return 0;
+    if ((rpm === undefined && tpm === undefined) || (input.reservations.length === 0 && !input.forgetTurns)) return 0;
     const intervalUs = rpm === undefined ? 0 : requestIntervalUs(rpm, headroom);
     const capacity = tpm === undefined ? 0 : tokenCapacity(tpm, headroom);
-    const args: number[] = [intervalUs];
+    const args: number[] = [intervalUs, input.forgetTurns ? 1 : 0];
     for (const { slotAt, tokens, due } of input.reservations) {
       const charged = tpm === undefined ? 0 : windowTokens(tokens, capacity);
       args.push(Math.floor(slotAt) * 1000, charged, tpm === undefined ? 0 : tokenSpanUs(charged, capacity), due ? 1 : 0);
@@ -194,7 +240,7 @@ export class ModelLimiter {
     return pending;
   }
 
-  async #reserveUnlimited(model: string, maxWaitMs: number): Promise<Reservation> {
+  async #reserveUnlimited(model: string, maxWaitMs: number, tokens: number): Promise<Reservation> {
     const known = this.#cooldowns.get(model);
     const stale = !known || Date.now() - known.checkedAt >= this.#pollMs;
     if (stale && this.#pollMs !== Number.POSITIVE_INFINITY) await this.#refreshCooldown(model);
@@ -202,6 +248,6 @@ export class ModelLimiter {
     const waitMs = Math.max(0, Math.ceil((this.#cooldowns.get(model)?.untilLocal ?? 0) - now));
     if (waitMs > maxWaitMs) return { reserved: false, waitMs, limitedBy: 'cooldown' };
     // No Redis time here: the slot is on this machine's clock (only waitMs matters to the caller).
-    return { reserved: true, slotAt: now + waitMs, waitMs, limitedBy: waitMs > 0 ? 'cooldown' : null };
+    return { reserved: true, slotAt: now + waitMs, waitMs, limitedBy: waitMs > 0 ? 'cooldown' : null, tokens };
   }
 }

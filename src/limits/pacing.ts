@@ -27,6 +27,25 @@
  * - A request above the whole capacity would wait forever; it is charged as the whole capacity
  *   instead, so it gets a window to itself (a provider takes it if it is within tpm, and answers
  *   "request too large" otherwise, which no waiting would fix).
+ *
+ * - A provider that meters what calls use (`tpm_counts: usage`) counts prompt + answer, not
+ *   prompt + max_tokens. The bound above holds for what was booked; to pace by use, a call is booked
+ *   at prompt + the endpoint's expected answer (`expectedAnswerTokens`: a running figure of what
+ *   answers used beyond their prompt's estimate, capped at max_tokens; max_tokens until one is
+ *   known) and its booking is settled to what it used, up or down, once it ends. A settle changes
+ *   the bucket the call started in, so the window again holds what the provider counted; and no
+ *   call books more than BOOK_AHEAD_US ahead (a later one is told when to ask again, nothing booked:
+ *   starts never go backwards, so credit settled after a booking is lost to it, and bookings made
+ *   minutes ahead, as a queued batch's parked rows did, kept the pace at max_tokens). So at any
+ *   time only the calls booked in the last BOOK_AHEAD_US and those in flight can be counted wrong,
+ *   by their answers' deviation from the figure; `limits.headroom` absorbs that, and a 429 cools it.
+ *   A credit that cannot move next_token_at back (no start goes before the latest booked one) is
+ *   carried to the next bookings, up to CREDIT_CAP_US, and a debit is paid from it first, so the
+ *   pace follows the calls' use and not use plus its upward deviations. This changes the spacing
+ *   only: the bucket window still holds every start's settled tokens and still bounds the minute.
+ *   Before the endpoint's first answer, calls are booked at max_tokens, and only one due now is;
+ *   the figure is a plain mean of the first FIGURE_ANSWERS answers, and calls book ahead a share of
+ *   BOOK_AHEAD_US per answer it rests on until then.
  */
 
 const WINDOW_MS = 60_000;
@@ -37,6 +56,45 @@ export const WINDOW_US = WINDOW_MS * 1000;
  * of the limit (at headroom 0.98); 250 ms buckets allow 97.6%, at up to 241 buckets per model.
  */
 export const BUCKET_US = 250_000;
+
+/**
+ * How far ahead a call to a model whose provider meters usage may book its start. Long enough that
+ * the calls booked ahead and in flight keep a binding limit busy; short, so that what they book
+ * (the figure's guess) is soon settled to what they used and the figure follows the answers.
+ */
+export const BOOK_AHEAD_US = 4_000_000;
+
+/**
+ * A deferred call is told its turn as if each booking before it took this share of its own span at
+ * the figure: bookings differ, and the figure moves, and a call that asks again a little early is
+ * told again (keeping its place), while one that comes late leaves the limit unused.
+ */
+export const TURN_STEP_SHARE = 0.8;
+
+/**
+ * Most settled credit (token span, us) kept for the next bookings when it could not move the next
+ * start back (limiter-scripts.ts SETTLE): a second of the minute, so that it makes no burst.
+ */
+export const CREDIT_CAP_US = 1_000_000;
+
+/** Weight of the newest answer in the running figure of answers' tokens (an exponential mean). */
+export const ANSWER_FIGURE_WEIGHT = 0.1;
+
+/**
+ * The figure is a plain mean of the first answers, up to this many (then the exponential mean), and
+ * calls book only this share of BOOK_AHEAD_US ahead per answer it rests on: bookings made on the first
+ * answer or two, one of 120 tokens say where they average 70, set the pace of their seconds.
+ */
+export const FIGURE_ANSWERS = 10;
+
+/**
+ * The answer tokens a call is booked for where the provider meters usage: the endpoint's running
+ * figure, at most what the call may use (max_tokens); max_tokens while no figure is known.
+ */
+export function expectedAnswerTokens(figure: number | null, maxAnswerTokens: number): number {
+  if (figure === null || !(figure >= 0)) return maxAnswerTokens;
+  return Math.min(maxAnswerTokens, Math.ceil(figure));
+}
 
 function checkHeadroom(headroom: number): void {
   if (!(headroom > 0 && headroom <= 1)) throw new RangeError(`headroom must be in (0, 1], got ${headroom}`);

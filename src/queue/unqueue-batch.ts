@@ -177,7 +177,8 @@ async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids
       result[outcome]++;
     }
   }
-  if (slots.length > 0) await releaseBatchSlots(store, batchId, slots);
+  // Rows removed without a slot may hold a turn of a metered tpm (model-limiter.ts), given back too.
+  if (slots.length > 0 || result.removed > 0) await releaseBatchSlots(store, batchId, slots);
   return result;
 }
 
@@ -204,7 +205,7 @@ export async function finishWithdrawals(store: BatchStore, batchId: string): Pro
   return finished;
 }
 
-/** The rate-limit slots the removed rows had booked go back, under the limits of the batch's config. */
+/** The rate-limit slots the removed rows had booked (and the turns of rows deferred) go back, under the limits of the batch's config. */
 async function releaseBatchSlots(store: BatchStore, batchId: string, slots: readonly BookedSlot[]): Promise<void> {
   const configJson = await store.loadConfigJson(batchId);
   // Without its config the slots only lapse: a resume then waits behind them, nothing worse.

@@ -174,6 +174,39 @@ describe('advanceRow', () => {
     expect(reservations).toBe(1);
   });
 
+  it('parks holding nothing when its slot is too far ahead to book (a provider that meters usage), then books, and settles from what it booked', async () => {
+    const limitedModels = { models: { ok: { provider: 'sim' }, limited: { provider: 'sim', tpm: 40_000 } } };
+    let clock = 1_000_000;
+    const asked: Array<{ promptTokens: number; turnTicket?: number | undefined } | undefined> = [];
+    const settlements: CallSettlement[] = [];
+    const { deps } = setup(
+      ['limited'],
+      {
+        reserveCapacity: async (_model, _tokens, _maxWaitMs, call) => {
+          asked.push(call);
+          // The first ask: its turn is 30 s away, nothing booked; the second (with its ticket): booked at its prompt + the answers' running length.
+          return asked.length === 1 ? { reserved: false, waitMs: 30_000, limitedBy: 'tokens', deferred: true, turnTicket: 7, tokens: 5 + 70 } : { reserved: true, waitMs: 0, slotAt: 42, tokens: 5 + 70 };
+        },
+        settle: async (settlement) => void settlements.push(settlement),
+      },
+      limitedModels,
+    );
+    deps.now = () => clock;
+    const first = await advanceRow(row, freshProgress(), deps);
+    if (first.kind !== 'park') throw new Error(`expected park, got ${first.kind}`);
+    expect(first.waitMs).toBe(30_000);
+    expect(first.progress.reservedModel).toBeUndefined();
+    expect(first.progress.turnTicket).toEqual({ model: 'limited', ticket: 7 });
+    expect(first.note).toContain('tpm_counts: usage');
+    clock += 30_000;
+    const second = await advanceRow(row, JSON.parse(JSON.stringify(first.progress)), deps);
+    expect(second.kind).toBe('finished');
+    expect(asked).toEqual([{ promptTokens: 5, turnTicket: undefined }, { promptTokens: 5, turnTicket: 7 }]);
+    expect(second.kind === 'finished' && second.event.calls).toHaveLength(1);
+    expect(settlements).toHaveLength(1);
+    expect(settlements[0]).toMatchObject({ slotAt: 42, estimatedTokens: 75, promptTokens: 5, health: 'success' });
+  });
+
   it("says why a row waits long for its slot, tpm or rpm, once the wait is long enough to pass for a stall (QA: runs at 0.6 rows/s said only \"no row finished\")", async () => {
     const limitedModels = { models: { ok: { provider: 'sim' }, limited: { provider: 'sim', rpm: 60, tpm: 40_000 } } };
     const parkedFor = async (waitMs: number, limitedBy: 'requests' | 'tokens') => {
