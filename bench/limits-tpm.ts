@@ -7,9 +7,10 @@
  * How tokens are counted matters, and the simulator can do both (`--tpm-counts`):
  *   requested  prompt + max_tokens at admission, whatever the answer uses (OpenAI-like);
  *   usage      prompt + the answer's actual tokens (providers that meter usage).
- * Switchyard books prompt + max_tokens when it reserves a slot (its chars/4 prompt estimate is the
- * simulator's own count for ASCII prompts when no model has a context_window) and settles the
- * booking to the call's actual usage afterwards. Each mode therefore gets its own run, with the
+ * The config's `tpm_counts` says the same as the simulator's. With `requested`, Switchyard books
+ * prompt + max_tokens (its chars/4 prompt estimate is the simulator's own count for ASCII prompts
+ * when no model has a context_window) and gives none of it back; with `usage`, prompt + the answers'
+ * running length, settled to the call's actual usage afterwards. Each mode gets its own run, with the
  * limit chosen so that it binds at about TARGET_RPM requests per minute *as that mode counts*:
  * tpm = TARGET_RPM x the mean tokens per request of these rows, worked out here with the
  * simulator's own token functions (and checked against the calls' logged usage afterwards).
@@ -102,7 +103,8 @@ async function switchyardRun(env: LimitsEnv, csv: string, scenario: Scenario, tp
     'providers:',
     `  sim: { base_url: ${sim.url}, timeout_ms: 30000 }`,
     'models:',
-    `  ${MODEL}: { provider: sim, tpm: ${tpm}, price: { input_per_mtok: 0.14, output_per_mtok: 0.28 } }`,
+    // The config says how the provider counts, as a user is told to (docs/config.md, tpm_counts).
+    `  ${MODEL}: { provider: sim, tpm: ${tpm}, tpm_counts: ${scenario.mode}, price: { input_per_mtok: 0.14, output_per_mtok: 0.28 } }`,
     `default_model: ${MODEL}`,
     `concurrency: ${scenario.concurrency}`,
     `max_tokens: ${MAX_TOKENS}`,
@@ -127,7 +129,10 @@ async function switchyardRun(env: LimitsEnv, csv: string, scenario: Scenario, tp
   const mean = (f: (c: LoggedCall) => number) => accepted.reduce((sum, c) => sum + f(c), 0) / Math.max(1, accepted.length);
   const notes = [
     `tokens per accepted call: prompt ${mean((c) => c.inputTokens).toFixed(1)}, answer ${mean((c) => c.outputTokens).toFixed(1)}; ` +
-      `counted by this simulator ${mean(countedAs(mode)).toFixed(1)}, booked by Switchyard before the call ${(mean((c) => c.inputTokens) + MAX_TOKENS).toFixed(1)}, settled to ${mean((c) => c.inputTokens + c.outputTokens).toFixed(1)}`,
+      `counted by this simulator ${mean(countedAs(mode)).toFixed(1)}, ` +
+      (mode === 'requested'
+        ? `booked by Switchyard before the call ${(mean((c) => c.inputTokens) + MAX_TOKENS).toFixed(1)} (prompt + max_tokens), kept`
+        : `booked by Switchyard before the call at prompt + the answers' running length (prompt + max_tokens, ${(mean((c) => c.inputTokens) + MAX_TOKENS).toFixed(1)}, before the first answer), settled to ${mean((c) => c.inputTokens + c.outputTokens).toFixed(1)}`),
     `run process: exit ${run.exitCode ?? run.signal}${run.timedOut ? ' (TIMED OUT: figures are from the calls it logged)' : ''}, wall ${(run.wallMs / 1000).toFixed(1)} s against ${(idealMs / 1000).toFixed(1)} s at ${HEADROOM * 100}% of the limit, ` +
       `CPU ${(cpuMs(run.usage) / 1000).toFixed(1)} s; report call_errors ${JSON.stringify(await callErrors(outDir))}`,
   ];
