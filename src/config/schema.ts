@@ -54,11 +54,13 @@ const modelSchema = z.strictObject({
   rpm: positiveInt.optional(),
   tpm: positiveInt.optional(),
   /**
-   * How the provider counts tokens per minute: `usage` (actual prompt + completion tokens: a call's
-   * booking of prompt + max_tokens is settled down to its usage) or `requested` (prompt +
-   * max_tokens at admission, as OpenAI does: unused tokens are not given back).
+   * How the provider counts tokens per minute: `requested` (prompt + max_tokens at admission, as
+   * OpenAI does: unused tokens are not given back) or `usage` (prompt + the answer's tokens: a call
+   * is booked at its prompt + the endpoint's running answer length and settled to what it used;
+   * pacing.ts). `requested` by default: it never overshoots either kind of provider, while `usage`
+   * paced against a provider that counts max_tokens draws 429s.
    */
-  tpm_counts: z.enum(['usage', 'requested']).default('usage'),
+  tpm_counts: z.enum(['usage', 'requested']).default('requested'),
   /** What to do when this model's limit would make a row wait: overrides `limits.on_limit`. */
   on_limit: z.enum(['wait', 'fallback']).optional(),
   /** Models to try next when a row pinned to this model (row `model`, --model) fails over. */

@@ -396,7 +396,7 @@ export function slotWaitNote(model: string, tokens: number, waitMs: number, limi
   }
   if (limitedBy === 'tokens' && limits?.tpm !== undefined) {
     const perMinute = Math.max(1, Math.floor((limits.tpm * config.limits.headroom) / Math.max(1, tokens)));
-    return `rows wait for ${model}'s rate limit: each call books its prompt and max_tokens (${formatCount(tokens)} tokens for this row) against models.${model}.tpm (${formatCount(limits.tpm)}, ${shared}), so about ${formatCount(perMinute)} such calls start a minute, and the next free slot is ${seconds(waitMs)} away; a max_tokens nearer the answers' length lets more calls start`;
+    return `rows wait for ${model}'s rate limit: each call books its prompt and max_tokens (${formatCount(tokens)} tokens for this row) against models.${model}.tpm (${formatCount(limits.tpm)}, ${shared}), so about ${formatCount(perMinute)} such calls start a minute, and the next free slot is ${seconds(waitMs)} away; a max_tokens nearer the answers' length lets more calls start, and so does models.${model}.tpm_counts: usage where the provider counts the tokens calls use rather than max_tokens (OpenAI counts max_tokens)`;
   }
   return null;
 }

@@ -217,7 +217,7 @@ describe('advanceRow', () => {
     };
     // The row books its prompt (5) and the config's max_tokens (1024): 39,200 tokens a minute hold 38 such calls.
     expect(await parkedFor(40_000, 'tokens')).toBe(
-      "rows wait for limited's rate limit: each call books its prompt and max_tokens (1,029 tokens for this row) against models.limited.tpm (40,000, for every batch and worker on its endpoint, first come, first served), so about 38 such calls start a minute, and the next free slot is 40 s away; a max_tokens nearer the answers' length lets more calls start",
+      "rows wait for limited's rate limit: each call books its prompt and max_tokens (1,029 tokens for this row) against models.limited.tpm (40,000, for every batch and worker on its endpoint, first come, first served), so about 38 such calls start a minute, and the next free slot is 40 s away; a max_tokens nearer the answers' length lets more calls start, and so does models.limited.tpm_counts: usage where the provider counts the tokens calls use rather than max_tokens (OpenAI counts max_tokens)",
     );
     expect(await parkedFor(75_000, 'requests')).toBe(
       "rows wait for limited's rate limit: models.limited.rpm (60, for every batch and worker on its endpoint, first come, first served) lets one call start every 1.0 s, and the next free slot is 75 s away",
