@@ -558,9 +558,10 @@ export class ReportTally {
 /**
  * The models a row went on past for their rate limits, as its fallback_reason words it (row-runner.ts
  * takeSlot and its 429 wait: "m: rate limited (requests) for 12 s, over limits.max_wait_ms"); an
- * ensemble member's reasons, "member m: ...", name the member's model.
+ * ensemble's reasons carry a prefix before the model's own, "member <member>: m: ..." and
+ * "synthesis: m: ..." (ensemble-row.ts), which is not part of the model's name.
  */
-const PAST_RATE_LIMIT = /(?:^|; )(?:member )?([^;]+?): rate limited(?: \((?:requests|tokens|cooldown)\))? for [\d.]+ s, over limits\.max_wait_ms/g;
+const PAST_RATE_LIMIT = /(?:^|; )(?:(?:member [^;]+?|synthesis): )?([^;]+?): rate limited(?: \((?:requests|tokens|cooldown)\))? for [\d.]+ s, over limits\.max_wait_ms/g;
 export function passedForRateLimit(fallbackReason: string | null): string[] {
   if (fallbackReason === null) return [];
   return [...new Set([...fallbackReason.matchAll(PAST_RATE_LIMIT)].map((match) => match[1]!))];

@@ -440,6 +440,18 @@ describe('failed calls', () => {
     expect(renderReportMarkdown(new ReportTally().build(span))).not.toContain('- Rate limits:');
   });
 
+  it("count an ensemble's rows past a rate limit under the model's name, not \"flash: flash\" (QA: `75 rows went on past flash: flash`)", () => {
+    const tally = new ReportTally();
+    const past = (row: number, reason: string): RowResult => ({ ...succeeded(row), model: 'ok', final_model: 'ok', models_tried: ['ok'], fallback_reason: reason });
+    // As ensemble-row.ts words them: the member's name, then its own fallback_reason, whose first model is the member's.
+    tally.addResult(past(1, 'member flash: flash: rate limited (requests) for 2.0 s, over limits.max_wait_ms'));
+    tally.addResult(past(2, 'member qwen: qwen: server_error after 3 attempts; flash: rate limited for 3 s, over limits.max_wait_ms'));
+    tally.addResult(past(3, 'member glm: glm: server_error after 3 attempts; synthesis: pro: rate limited (requests) for 33 s, over limits.max_wait_ms'));
+    tally.addResult(past(4, 'member llama3:8b: llama3:8b: rate limited (tokens) for 4 s, over limits.max_wait_ms'));
+    const report = tally.build(span);
+    expect(report.extra_calls.rows_past_rate_limit).toEqual({ flash: 2, 'llama3:8b': 1, pro: 1 });
+  });
+
   it("leave a code some row failed with to the Errors line, which gives that row's message", () => {
     const tally = new ReportTally();
     tally.addResult({ ...succeeded(1), status: 'failed', output: null, final_model: null, error: { code: 'connection_error', message: `every model in the chain failed; the last call's error: ${refused}` } });
