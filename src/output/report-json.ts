@@ -89,7 +89,10 @@ export interface TaskTypeReport {
  * An ensemble's rows as a whole: their cost is every member and synthesis call, their latency the
  * slowest member, then the synthesis.
  */
-export type EnsembleReport = RowGroupReport;
+export interface EnsembleReport extends RowGroupReport {
+  /** Succeeded rows synthesized from fewer answers than the ensemble has members (absent in reports written before it was counted). */
+  rows_short_of_members?: number;
+}
 
 /** What some rows have in common, whatever they are grouped by: how many, how fast, how good. */
 export interface RowFigures {

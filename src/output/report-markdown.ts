@@ -4,7 +4,7 @@
  * wording shared with the terminal summary (report-summary.ts) is in report-text.ts.
  */
 import { formatUsd } from '../models/pricing.ts';
-import type { AbArmReport, ExtraCallsReport, ModelReport, Report, RowGroupReport } from './report-json.ts';
+import type { AbArmReport, EnsembleReport, ExtraCallsReport, ModelReport, Report, RowGroupReport } from './report-json.ts';
 import { formatAbSplit } from '../routing/ab-split.ts';
 import { counted, formatCount as count } from '../figure-text.ts';
 import { withControlsShown } from '../control-characters.ts';
@@ -165,6 +165,14 @@ function modelsSection(report: Report): string[] {
   ]);
 }
 
+/** The ensembles whose succeeded rows were synthesized from fewer answers than their members, each in a sentence. */
+function shortEnsembleRows(ensembles: ReadonlyArray<readonly [string, EnsembleReport]>): string[] {
+  const short = ensembles.filter(([, e]) => (e.rows_short_of_members ?? 0) > 0);
+  if (short.length === 0) return [];
+  const what = short.map(([name, e]) => `${name}: ${count(e.rows_short_of_members!)} of its ${count(e.succeeded)} succeeded rows`);
+  return ['', `Synthesized from fewer answers than the ensemble has members (a member failed after its retries and fallbacks, or was given up for its rate limit): ${what.join('; ')}. Each row's \`ensemble.members\` in results.jsonl says which and why.`];
+}
+
 function ensemblesSection(report: Report): string[] {
   const ensembles = Object.entries(report.ensembles ?? {});
   if (ensembles.length === 0) return [];
@@ -177,6 +185,7 @@ function ensemblesSection(report: Report): string[] {
     ),
     '',
     "A row's cost and latency cover its members and its synthesis (the slowest member, then the synthesis); its calls are also under each model above.",
+    ...shortEnsembleRows(ensembles),
   ]);
 }
 

@@ -84,7 +84,7 @@ export const reportSchema: z.ZodType<Report> = z.object({
   invalid_input: counts,
   invalid_input_examples: z.record(z.string(), z.string()),
   task_types: z.record(z.string(), z.object({ rows: count, succeeded: count, failed: count, calls: count, cost_usd: usd, by_model: z.record(z.string(), rowGroupSchema) })),
-  ensembles: z.record(z.string(), rowGroupSchema),
+  ensembles: z.record(z.string(), rowGroupSchema.extend({ rows_short_of_members: count.optional() })),
   ab_arms: z.record(z.string(), z.object({ ...rowFigures, cost_usd: usd, unpriced_calls: count, cost_per_answer_usd: usd.nullable(), answered_by: counts })),
   ab_split: abSplit.optional(),
   ab_splits_before: z.array(abSplit).optional(),

@@ -170,6 +170,8 @@ export function renderSummaryLines(report: Report): string[] {
     `p50 ${formatLatency(e.latency_p50_ms)}`,
     `p95 ${formatLatency(e.latency_p95_ms)}`,
     ...(e.mean_score != null ? [`score ${scoreText(e)}`] : []),
+    // Each member was paid for: rows answered from fewer of them are worth saying beside the cost.
+    ...((e.rows_short_of_members ?? 0) > 0 ? [`${count(e.rows_short_of_members!)} from fewer answers than members`] : []),
   ]);
   lines.push(...alignedBlock('Ensembles (members and synthesis together)', ensembleRows));
   const arms = Object.entries(report.ab_arms ?? {});

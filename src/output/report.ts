@@ -161,6 +161,8 @@ export class ReportTally {
   readonly #models = new Map<string, ModelTally>();
   readonly #taskTypes = new Map<string, TaskTally>();
   readonly #ensembles = new Map<string, RowGroupTally>();
+  /** Per ensemble, its succeeded rows synthesized from fewer answers than it has members. */
+  readonly #ensembleRowsShort = new Map<string, number>();
   readonly #abArms = new Map<string, RowGroupTally>();
   #judge: { model: string; scores: ScoreTally; unscored: Map<string, number>; paired: PairedScores; byFallback: Map<string, number> } | null = null;
   readonly #rowErrors = new Map<string, number>();
@@ -258,6 +260,8 @@ export class ReportTally {
     const arm = result.ab_arm === undefined ? undefined : rowGroup(this.#abArms, result.ab_arm);
     const taskOnModel = rowGroup(task.byModel, countedUnder(result));
     for (const group of [ensemble, taskOnModel]) if (group) addToRowGroup(group, result, 'result');
+    // Paid for every member, answered from fewer: a member failed, or was given up for its rate limit.
+    if (result.ensemble && result.status === 'succeeded' && result.ensemble.members.some((member) => member.status !== 'succeeded')) increment(this.#ensembleRowsShort, result.ensemble.name);
     if (arm) addToRowGroup(arm, result, 'calls');
     // A synthesis is the ensemble's answer: scored under the ensemble, not mixed into its synthesizer's own answers.
     if (result.judge) this.#addJudged(result, result.judge, ensemble ? undefined : entry?.scores, ensemble?.scores, arm?.scores, taskOnModel.scores);
@@ -432,7 +436,7 @@ export class ReportTally {
           .sort(([a, x], [b, y]) => y.rows - x.rows || byCodePoint(a, b))
           .map(([type, t]) => [type, { rows: t.rows, succeeded: t.succeeded, failed: t.failed, calls: t.calls, cost_usd: nanosToUsd(t.costNanos), by_model: rowGroupReports(t.byModel) }]),
       ),
-      ensembles: rowGroupReports(this.#ensembles),
+      ensembles: Object.fromEntries(Object.entries(rowGroupReports(this.#ensembles)).map(([name, group]) => [name, { ...group, rows_short_of_members: this.#ensembleRowsShort.get(name) ?? 0 }])),
       ab_arms: Object.fromEntries([...this.#abArms.entries()].sort(([a], [b]) => byCodePoint(a, b)).map(([name, arm]) => [name, abArmReport(arm)])),
       extra_calls: this.#extraCallsReport(),
       cache: { answered_rows: this.#cached.rows, saved_usd: nanosToUsd(this.#cached.savedNanos), unpriced_rows: this.#cached.unpriced },

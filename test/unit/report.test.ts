@@ -452,6 +452,23 @@ describe('failed calls', () => {
     expect(report.extra_calls.rows_past_rate_limit).toEqual({ flash: 2, 'llama3:8b': 1, pro: 1 });
   });
 
+  it("count an ensemble's succeeded rows synthesized from fewer answers than its members, in report.json, report.md and the summary (QA: 28 of 28 council rows on 2 of 3 answers, said nowhere)", () => {
+    const tally = new ReportTally();
+    const member = (model: string, ok: boolean) => ({ model, status: ok ? 'succeeded' as const : 'failed' as const, output: ok ? 'a' : null, final_model: ok ? model : null, ...(ok ? {} : { error: { code: 'server_error', message: `${model} failed` } }) });
+    const councilRow = (row: number, glmAnswered: boolean, status: RowResult['status'] = 'succeeded'): RowResult => ({
+      ...succeeded(row), model: 'pro', final_model: 'pro', status,
+      ensemble: { name: 'council', synthesizer: 'pro', members: [member('flash', true), member('qwen', true), member('glm', glmAnswered)] },
+    });
+    tally.addResult(councilRow(1, false));
+    tally.addResult(councilRow(2, false));
+    tally.addResult(councilRow(3, true));
+    tally.addResult({ ...councilRow(4, false, 'failed'), output: null, error: { code: 'budget_exceeded', message: 'spent' } }); // no answer: not "short"
+    const report = tally.build(span);
+    expect(report.ensembles.council).toMatchObject({ rows: 4, succeeded: 3, rows_short_of_members: 2 });
+    expect(renderReportMarkdown(report)).toContain('Synthesized from fewer answers than the ensemble has members (a member failed after its retries and fallbacks, or was given up for its rate limit): council: 2 of its 3 succeeded rows.');
+    expect(renderSummaryLines(report).find((line) => line.startsWith('  council'))).toMatch(/ 2 from fewer answers than members$/);
+  });
+
   it("leave a code some row failed with to the Errors line, which gives that row's message", () => {
     const tally = new ReportTally();
     tally.addResult({ ...succeeded(1), status: 'failed', output: null, final_model: null, error: { code: 'connection_error', message: `every model in the chain failed; the last call's error: ${refused}` } });
