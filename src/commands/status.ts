@@ -143,7 +143,8 @@ export function statusJson(state: BatchState): Record<string, unknown> {
     over_api: overApi,
     run_by: runBy ?? null,
     workers: workers ?? null,
-    budget_stop: meta.budget_stop ?? null,
+    // Kept in the batch's meta after a resume finished it: it tells of the last run's stop alone.
+    budget_stop: meta.status === 'budget_exceeded' ? (meta.budget_stop ?? null) : null,
     // Rows finished again after the outputs were written, whose calls `collect` adds to them.
     late_rows: lateEvents,
     next: nextText(state),

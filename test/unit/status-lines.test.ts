@@ -147,6 +147,12 @@ describe('status --json', () => {
     expect(JSON.parse(JSON.stringify(json))).toEqual(json);
   });
 
+  it("names the cap a budget stop met only while the batch stands stopped by it, not once a resume finished it (QA: a completed batch said budget_stop \"batch\")", () => {
+    const finished = { ...progress, status: 'completed' as const };
+    expect(statusJson({ meta: { ...meta, status: 'budget_exceeded', budget_stop: 'batch' }, progress: { ...progress, status: 'budget_exceeded' }, runBy: null })).toMatchObject({ budget_stop: 'batch' });
+    expect(statusJson({ meta: { ...meta, status: 'completed', budget_stop: 'batch' }, progress: finished, runBy: null })).toMatchObject({ status: 'completed', budget_stop: null });
+  });
+
   it('says a batch posted to the API was not started with --detach, though its server queues it that way (QA: a script ran collect on it)', () => {
     const json = statusJson({ meta: { ...meta, detached: true }, progress, runBy: 'vm pid 9', workers: 1, workerNames: [], overApi: true });
     expect(json).toMatchObject({ detached: false, over_api: true });
