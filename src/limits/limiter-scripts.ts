@@ -127,6 +127,9 @@ if cap > 0 then
 else
   at_least(last, 1)
 end
+-- After a 429, the pace restarts at the cooldown's end: a start behind it that waits at least as
+-- long for the cooldown as for the pace after it waits for the provider's limit, not for rpm/tpm.
+if by ~= 3 and cool > now and cool - now >= start - cool then by = 3 end
 
 local figure = tonumber(redis.call('HGET', key, 'ans')) or -1
 local answers = tonumber(redis.call('HGET', key, 'anc')) or 0

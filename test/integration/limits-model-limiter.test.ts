@@ -241,6 +241,25 @@ describe('ModelLimiter cooldown and headers', () => {
     expect((await limiter(2).coolDown({ model, forMs: 10 })).untilMs).toBe(untilMs);
   });
 
+  it("says the rows queued behind a 429's cooldown wait for the cooldown, not for rpm, unless the pace's queue is the longer part (QA: 'models.pro.rpm (600) lets one call start every 0.1 s, and the next free slot is 33 s away')", async () => {
+    const model = 'cooled-queue';
+    const base = { model, rpm: 600, tokens: 1, headroom: 1, maxWaitMs: 60_000 };
+    await limiter(0).coolDown({ model, forMs: 5000 });
+    const first = await limiter(1).reserve(base);
+    const second = await limiter(2).reserve(base);
+    expect(first).toMatchObject({ reserved: true, limitedBy: 'cooldown' });
+    expect(second).toMatchObject({ reserved: true, limitedBy: 'cooldown' });
+    expect(slotOf(second) - slotOf(first)).toBeGreaterThanOrEqual(99);
+
+    // A queue of 10 s at 6 rpm: a 1 s cooldown is the smaller part of the wait; rpm stays named.
+    const paced = 'paced-then-cooled';
+    const slow = { model: paced, rpm: 6, tokens: 1, headroom: 1, maxWaitMs: 60_000 };
+    await limiter(0).reserve(slow);
+    await limiter(0).reserve(slow);
+    await limiter(1).coolDown({ model: paced, forMs: 1000 });
+    expect(await limiter(2).reserve(slow)).toMatchObject({ reserved: true, limitedBy: 'requests' });
+  });
+
   it('a model without limits learns of another worker\'s cooldown within cooldownPollMs', async () => {
     const model = 'free-but-429';
     const polling = new ModelLimiter(clients[0] as Redis, { prefix, cooldownPollMs: 100 });
