@@ -195,8 +195,7 @@ export interface ExtraCallsReport {
   judge_unpriced_calls: number;
 }
 
-export interface BaselineReport {
-  model: string;
+export interface SavingsFigures {
   /** What the succeeded answers' tokens would have cost at the baseline model's price. */
   baseline_cost_usd: number;
   /** What the batch paid for its answers: every call but the judge's (scoring would cost the same on the baseline). */
@@ -205,8 +204,18 @@ export interface BaselineReport {
   savings_usd: number | null;
   /** Percent saved against the baseline (negative: the batch cost more); null when not known (as savings_usd) or the baseline cost nothing. */
   savings_percent: number | null;
+}
+
+export interface BaselineReport extends SavingsFigures {
+  model: string;
   /** Calls for the answers (the judge's aside) to models with no configured price: batch_cost_usd leaves them out. */
   unpriced_calls: number;
+  /**
+   * The same figures for the rows outside ensembles (their answer calls, and the LLM classifier's),
+   * when the batch has ensemble rows beside them: what routing saved, apart from what the ensembles
+   * cost. Absent otherwise, and in reports written before it.
+   */
+  outside_ensembles?: SavingsFigures;
 }
 
 export interface Report {

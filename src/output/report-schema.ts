@@ -137,6 +137,7 @@ export const reportSchema: z.ZodType<Report> = z.object({
       savings_usd: usd.nullable(),
       savings_percent: z.number().nullable(),
       unpriced_calls: count,
+      outside_ensembles: z.object({ baseline_cost_usd: usd, batch_cost_usd: usd, savings_usd: usd.nullable(), savings_percent: z.number().nullable() }).optional(),
     })
     .nullable(),
 });

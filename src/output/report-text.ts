@@ -7,7 +7,7 @@
 import { formatUsd } from '../models/pricing.ts';
 import type { PairedComparison } from './paired-scores.ts';
 import { EMPTY_ANSWER, EXCEL_CELL_MAX_CHARS, REFUSED_ANSWER } from './report.ts';
-import type { AbArmReport, ModelReport, Report, RowGroupReport } from './report-json.ts';
+import type { AbArmReport, BaselineReport, ModelReport, Report, RowGroupReport } from './report-json.ts';
 import { counted, formatCount, formatDuration } from '../figure-text.ts';
 
 const count = (n: number): string => formatCount(n);
@@ -212,7 +212,22 @@ export function renderSavings(report: Report): string | null {
   if (savings === null) return `${paid}; on ${baseline.model} ${it} would have cost ${wouldHave}`;
   if (savings === 0) return `${paid}, what ${it} would have cost on ${baseline.model}`;
   // In words: a bare "(-41.6%)" reads as the saving or as the baseline's extra cost alike.
-  return `${paid}: ${Math.abs(savings)}% ${savings >= 0 ? 'less' : 'more'} than the ${wouldHave} ${it} would have cost on ${baseline.model}`;
+  return `${paid}: ${lessOrMore(savings)} than the ${wouldHave} ${it} would have cost on ${baseline.model}${outsideEnsembles(baseline)}`;
+}
+
+function lessOrMore(percent: number): string {
+  return `${Math.abs(percent)}% ${percent >= 0 ? 'less' : 'more'}`;
+}
+
+/**
+ * "; the rows outside ensembles cost $A, 79.4% less than the $B on <baseline>": ensembles pay several
+ * calls per row by design, so the whole alone hides what routing saved (QA: "19.6% more" for a batch
+ * whose routed rows saved 79.4% beside 8% of rows on ensembles).
+ */
+function outsideEnsembles(baseline: BaselineReport): string {
+  const outside = baseline.outside_ensembles;
+  if (!outside || outside.savings_percent === null) return '';
+  return `; the rows outside ensembles cost ${formatUsd(outside.batch_cost_usd)}, ${lessOrMore(outside.savings_percent)} than the ${formatUsd(outside.baseline_cost_usd)} on ${baseline.model}`;
 }
 
 /** "120 rows answered from the cache ($0.0123 saved)", or null when none was. */

@@ -3,7 +3,7 @@ import { LatencyHistogram } from './latency-histogram.ts';
 import { marginOfError, PairedScores } from './paired-scores.ts';
 import type { CallRecord, RowResult } from './records.ts';
 import type { InvalidRowCounts } from '../input/row.ts';
-import type { AbArmReport, BaselineReport, ExtraCallsReport, JudgeReport, ModelReport, Report, RowFigures, RowGroupReport } from './report-json.ts';
+import type { AbArmReport, BaselineReport, ExtraCallsReport, JudgeReport, ModelReport, Report, RowFigures, RowGroupReport, SavingsFigures } from './report-json.ts';
 
 /** Compare the batch's cost with what its answers would have cost on this model. */
 export interface ReportBaseline {
@@ -194,6 +194,8 @@ export class ReportTally {
   /** Judge calls by the model that made them: an earlier judge's (a resume that changed it) or a fallback's are not the judge's. */
   readonly #judgeCallsByModel = new Map<string, number>();
   #baselineNanos = 0;
+  /** The part of the baseline comparison outside ensembles: the answer calls' (and the classifier's) cost, and their answers on the baseline. */
+  readonly #outsideEnsembles = { nanos: 0, unpriced: 0, baselineNanos: 0 };
   /** An ensemble row's prompt tokens (its first answered member call's input), until its synthesis call comes. */
   readonly #ensemblePromptTokens = new Map<string, number>();
   #usageEstimatedCalls = 0;
@@ -353,6 +355,11 @@ export class ReportTally {
     const task = this.#task(call.purpose === 'classify' ? CLASSIFIER_TASK_LINE : call.purpose === 'judge' ? JUDGE_TASK_LINE : call.task_type);
     task.calls += 1;
     task.costNanos += nanos ?? 0;
+    // What routing saved, apart from what ensembles cost: the calls of rows outside ensembles (the classifier's routes them).
+    if (call.purpose === 'answer' || call.purpose === 'classify') {
+      if (nanos === null) this.#outsideEnsembles.unpriced += 1;
+      else this.#outsideEnsembles.nanos += nanos;
+    }
     if (call.purpose === 'classify') addToTally(extra.classifier, nanos);
     else if (call.purpose === 'judge') {
       addToTally(extra.judge, nanos);
@@ -535,24 +542,35 @@ export class ReportTally {
       usage = { input_tokens: this.#ensemblePromptTokens.get(key) ?? 0, output_tokens: call.output_tokens };
       this.#ensemblePromptTokens.delete(key);
     }
-    this.#baselineNanos += callCostNanos(price, usage) ?? 0;
+    const nanos = callCostNanos(price, usage) ?? 0;
+    this.#baselineNanos += nanos;
+    if (call.purpose === 'answer') this.#outsideEnsembles.baselineNanos += nanos;
   }
 
   /** What the answers (`answersNanos`) cost against what they would have cost on the baseline model. */
   #baselineReport(answersNanos: number, unpricedCalls: number): BaselineReport | null {
     if (!this.#baseline) return null;
-    const baselineNanos = this.#baselineNanos;
-    // An unpriced call cost something unknown: "100% less" would claim the batch was free.
-    const known = unpricedCalls === 0;
+    const outside = this.#outsideEnsembles;
+    const ensembleCalls = this.#extra.member.calls + this.#extra.synthesis.calls;
     return {
       model: this.#baseline.model,
-      baseline_cost_usd: nanosToUsd(baselineNanos),
-      batch_cost_usd: nanosToUsd(answersNanos),
-      savings_usd: known ? nanosToUsd(baselineNanos - answersNanos) : null,
-      savings_percent: known && baselineNanos > 0 ? Math.round(((baselineNanos - answersNanos) / baselineNanos) * 1000) / 10 : null,
+      ...savingsFigures(this.#baselineNanos, answersNanos, unpricedCalls),
       unpriced_calls: unpricedCalls,
+      // Beside ensembles, whose several calls per row cost more than one answer by design, the whole says little of routing.
+      ...(ensembleCalls > 0 && outside.baselineNanos > 0 && { outside_ensembles: savingsFigures(outside.baselineNanos, outside.nanos, outside.unpriced) }),
     };
   }
+}
+
+/** What `paidNanos` cost against `baselineNanos`; the saving null when some calls had no price (unknown cost: "100% less" would claim them free). */
+function savingsFigures(baselineNanos: number, paidNanos: number, unpricedCalls: number): SavingsFigures {
+  const known = unpricedCalls === 0;
+  return {
+    baseline_cost_usd: nanosToUsd(baselineNanos),
+    batch_cost_usd: nanosToUsd(paidNanos),
+    savings_usd: known ? nanosToUsd(baselineNanos - paidNanos) : null,
+    savings_percent: known && baselineNanos > 0 ? Math.round(((baselineNanos - paidNanos) / baselineNanos) * 1000) / 10 : null,
+  };
 }
 
 /**

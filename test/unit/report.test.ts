@@ -593,6 +593,28 @@ describe('savings against report.baseline_model', () => {
     expect(report.baseline).toMatchObject({ baseline_cost_usd: 0.002, batch_cost_usd: 0.0005 });
   });
 
+  it("give the rows outside ensembles their own saving beside the whole's (QA: \"19.6% more than on pro\" for a batch whose routed rows saved 79.4%)", () => {
+    const tally = new ReportTally(baseline);
+    // A routed row: $0.0004 paid, $0.002 on pro.
+    tally.addResult(result(1, 'succeeded'));
+    tally.addCall(call(1, 1, 'succeeded', 0.0004, [1000, 500]));
+    // An ensemble row: $0.005 paid for two members and a synthesis, $0.002 on pro.
+    tally.addResult({ ...result(2, 'succeeded'), ensemble: { name: 'council', synthesizer: 'flash', members: [] } });
+    tally.addCall({ ...call(2, 1, 'succeeded', 0.001, [1000, 400]), purpose: 'ensemble_member' });
+    tally.addCall({ ...call(2, 1, 'succeeded', 0.001, [1000, 600]), model: 'glm', purpose: 'ensemble_member' });
+    tally.addCall({ ...call(2, 1, 'succeeded', 0.003, [2200, 500]), purpose: 'synthesis' });
+    const report = tally.build(span);
+    expect(report.baseline).toMatchObject({ baseline_cost_usd: 0.004, batch_cost_usd: 0.0054, savings_percent: -35 });
+    expect(report.baseline?.outside_ensembles).toEqual({ baseline_cost_usd: 0.002, batch_cost_usd: 0.0004, savings_usd: 0.0016, savings_percent: 80 });
+    expect(renderSummaryLines(report)).toContain('Extra cost  This batch cost $0.00540: 35% more than the $0.00400 it would have cost on pro; the rows outside ensembles cost $0.000400, 80% less than the $0.00200 on pro');
+    expect(renderReportMarkdown(report)).toContain('; the rows outside ensembles cost $0.000400, 80% less than the $0.00200 on pro');
+    // A batch without ensemble rows has no such part.
+    const plain = new ReportTally(baseline);
+    plain.addResult(result(1, 'succeeded'));
+    plain.addCall(call(1, 1, 'succeeded', 0.0004, [1000, 500]));
+    expect(plain.build(span).baseline).not.toHaveProperty('outside_ensembles');
+  });
+
   it("count an ensemble row answered by its synthesizer's fallback, or a member's, as answered by a fallback model; one answered as configured not (QA)", () => {
     const tally = new ReportTally(baseline);
     const member = (model: string, finalModel: string) => ({ model, status: 'succeeded' as const, output: 'a', final_model: finalModel });
