@@ -39,8 +39,12 @@ const progressFields = {
   reservedTokens: z.number().optional(),
   /** The same start on the parking worker's clock (epoch ms), for the last stretch of the wait. */
   wakeAt: z.number().default(0),
-  /** Parked without a slot, its slot too far ahead to book (a provider that meters usage): its place among such rows, to ask again with. */
-  turnTicket: z.object({ model: z.string(), ticket: z.number().int() }).optional(),
+  /**
+   * Parked without a slot, its slot too far ahead to book (a provider that meters usage): its place
+   * among such rows, to ask again with, and when it was first deferred (epoch ms), so that
+   * limits.max_wait_ms bounds its whole wait, not each ask's.
+   */
+  turnTicket: z.object({ model: z.string(), ticket: z.number().int(), since: z.number().optional() }).optional(),
   lastError: z.object({ code: z.string(), message: z.string(), status: z.number().nullable() }).optional(),
   /** Parked for a retry's backoff: not to call before this (epoch ms), should the row be woken early. */
   retryAt: z.number().optional(),

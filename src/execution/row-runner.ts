@@ -339,9 +339,13 @@ async function takeSlot(model: string, call: { tokens: number; promptTokens: num
     if (untilSlot > 0) await deps.sleep(untilSlot);
   } else {
     const fallsBack = fallsBackOnLimit(onLimit, progress);
-    const asked = { promptTokens: call.promptTokens, turnTicket: progress.turnTicket?.model === model ? progress.turnTicket.ticket : undefined };
+    const turn = progress.turnTicket?.model === model ? progress.turnTicket : undefined;
+    const asked = { promptTokens: call.promptTokens, turnTicket: turn?.ticket };
     progress.turnTicket = undefined;
-    let capacity = await gate.reserveCapacity(model, call.tokens, fallsBack ? config.limits.max_wait_ms : Number.POSITIVE_INFINITY, asked);
+    // A deferred row has waited since its first ask: max_wait_ms bounds the whole wait, as a slot booked at once would.
+    // One back far later than that allowed (its run killed and resumed, its workers stopped) was not waiting for a slot meanwhile: it asks afresh.
+    const deferredSince = turn?.since !== undefined && now() - turn.since <= config.limits.max_wait_ms + WAKE_LEAD_MS ? turn.since : now();
+    let capacity = await gate.reserveCapacity(model, call.tokens, fallsBack ? Math.max(0, config.limits.max_wait_ms - (now() - deferredSince)) : Number.POSITIVE_INFINITY, asked);
     // Every later model's circuit is open: going on would fail the row for a limit a wait here meets.
     if (!capacity.reserved && !capacity.deferred && fallsBack && !(await laterModelOpenToCalls(progress, deps))) capacity = await gate.reserveCapacity(model, call.tokens, Number.POSITIVE_INFINITY, asked);
     if (!capacity.reserved && capacity.deferred) {
@@ -349,7 +353,7 @@ async function takeSlot(model: string, call: { tokens: number; promptTokens: num
       // nothing and asks again nearer its turn, keeping its place, when the calls before it have
       // settled what they used.
       await giveUpProbe();
-      if (capacity.turnTicket !== undefined) progress.turnTicket = { model, ticket: capacity.turnTicket };
+      if (capacity.turnTicket !== undefined) progress.turnTicket = { model, ticket: capacity.turnTicket, since: deferredSince };
       const note = slotWaitNote(model, call.tokens, capacity.waitMs, capacity.limitedBy, config, capacity.tokens);
       return { kind: 'park', waitMs: Math.max(config.limits.inline_wait_ms, capacity.waitMs), progress, ...(note && { note }) };
     }

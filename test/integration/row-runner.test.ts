@@ -196,7 +196,7 @@ describe('advanceRow', () => {
     if (first.kind !== 'park') throw new Error(`expected park, got ${first.kind}`);
     expect(first.waitMs).toBe(30_000);
     expect(first.progress.reservedModel).toBeUndefined();
-    expect(first.progress.turnTicket).toEqual({ model: 'limited', ticket: 7 });
+    expect(first.progress.turnTicket).toEqual({ model: 'limited', ticket: 7, since: 1_000_000 });
     expect(first.note).toContain('tpm_counts: usage');
     clock += 30_000;
     const second = await advanceRow(row, JSON.parse(JSON.stringify(first.progress)), deps);
@@ -205,6 +205,38 @@ describe('advanceRow', () => {
     expect(second.kind === 'finished' && second.event.calls).toHaveLength(1);
     expect(settlements).toHaveLength(1);
     expect(settlements[0]).toMatchObject({ slotAt: 42, estimatedTokens: 75, promptTokens: 5, health: 'success' });
+  });
+
+  it('with on_limit fallback, a row deferred by a metered tpm waits max_wait_ms in all, not max_wait_ms at each ask (review: 15 of 115 rows waited up to 11.5 s at max_wait_ms 10 s)', async () => {
+    const limitedModels = { models: { ok: { provider: 'sim' }, limited: { provider: 'sim', tpm: 40_000 } }, limits: { on_limit: 'fallback', max_wait_ms: 30_000 } };
+    let clock = 1_000_000;
+    const asked: number[] = [];
+    const { deps } = setup(
+      ['limited', 'ok'],
+      {
+        // Its turn keeps coming 25 s away (the calls before it used more than the running mean): within the wait it is given, each time.
+        reserveCapacity: async (model, _tokens, maxWaitMs) => {
+          if (model !== 'limited') return { reserved: true, waitMs: 0, slotAt: 0 };
+          asked.push(maxWaitMs);
+          return maxWaitMs >= 25_000 ? { reserved: false, waitMs: 25_000, limitedBy: 'tokens', deferred: true, turnTicket: 7, tokens: 75 } : { reserved: false, waitMs: 25_000, limitedBy: 'tokens' };
+        },
+      },
+      limitedModels,
+    );
+    deps.now = () => clock;
+    const first = await advanceRow(row, freshProgress(), deps);
+    if (first.kind !== 'park') throw new Error(`expected park, got ${first.kind}`);
+    clock += 25_000;
+    const second = await advanceRow(row, JSON.parse(JSON.stringify(first.progress)), deps);
+    if (second.kind !== 'finished') throw new Error(`expected finished, got ${second.kind}`);
+    expect(asked).toEqual([30_000, 5_000]);
+    expect(second.event.result).toMatchObject({ status: 'succeeded', final_model: 'ok' });
+    expect(second.event.result.fallback_reason).toMatch(/limited: rate limited \(tokens\)/);
+    // Back an hour after it was deferred (its run killed, then resumed): that was no wait for a slot, and it asks afresh.
+    clock += 3_600_000;
+    const resumed = await advanceRow(row, JSON.parse(JSON.stringify(first.progress)), deps);
+    expect(resumed.kind).toBe('park');
+    expect(asked.at(-1)).toBe(30_000);
   });
 
   it("says why a row waits long for its slot, tpm or rpm, once the wait is long enough to pass for a stall (QA: runs at 0.6 rows/s said only \"no row finished\")", async () => {
