@@ -9,7 +9,7 @@ import { DEFAULT_TASK_TYPE_DESCRIPTIONS } from '../routing/default-task-types.ts
 import { classifierMessages, classifyWithLlm } from '../routing/llm-classifier.ts';
 import { armTarget } from '../routing/ab-split.ts';
 import { maxTokensOfRow, planRouteCountingLater } from '../routing/route-plan.ts';
-import { classificationInput, classifyByRules, compileTaskRules } from '../routing/rule-classifier.ts';
+import { classificationInput, classifyByRules, compileTaskRules, llmClassifierInput } from '../routing/rule-classifier.ts';
 import { maxMessageTokens } from '../routing/token-count.ts';
 import { countPromptTokensOffThread } from '../routing/token-count-thread.ts';
 import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
@@ -118,7 +118,9 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
       taskType = labelled.taskType;
       reason = labelled.reason;
     }
-    const admitted = classified && llm && classifierModel && classifierProvider && !labelled ? await admitClassifierCall(llm.model, llm.max_tokens, text, progress) : null;
+    // The classifier reads the messages whole (its own excerpt: start and end), not the rules' share.
+    const llmText = classified && llm && classifierModel && classifierProvider && !labelled ? llmClassifierInput(row.messages) : null;
+    const admitted = llmText !== null && llm ? await admitClassifierCall(llm.model, llm.max_tokens, llmText, progress) : null;
     if (admitted && 'waitMs' in admitted) return admitted;
     if (admitted && 'skipped' in admitted) reason = `llm classifier skipped (${admitted.skipped}); ${byRules.reason}`;
     if (admitted && 'slotAt' in admitted && llm && classifierModel && classifierProvider) {
@@ -131,7 +133,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
               return callModel(classifierProvider, request);
             }),
         },
-        { text, taskTypes: rules.labels, model: llm.model, upstream: classifierModel.upstream ?? llm.model, reasoning: classifierModel.reasoning, maxTokens: llm.max_tokens, descriptions },
+        { text: llmText ?? text, taskTypes: rules.labels, model: llm.model, upstream: classifierModel.upstream ?? llm.model, reasoning: classifierModel.reasoning, maxTokens: llm.max_tokens, descriptions },
       );
       if (verdict.taskType) {
         taskType = verdict.taskType;

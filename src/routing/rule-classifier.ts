@@ -277,19 +277,31 @@ export function compileTaskRules(routing: RoutingConfig | undefined): CompiledRu
  * and assistant messages are left out.
  */
 export function classificationInput(messages: readonly ChatMessage[]): { text: string; chars: number } {
+  const { read, lastUser } = classifiedMessages(messages);
+  return { text: read.map((message) => readByRules(message.content)).join('\n'), chars: lastUser?.content.length ?? 0 };
+}
+
+/**
+ * The same messages whole, for the LLM classifier, which shows its model the text's start and its
+ * end and says how much it left out (llm-classifier.ts): the rules' share would end mid-document,
+ * where a long document's closing instruction ("Translate the above...") is not.
+ */
+export function llmClassifierInput(messages: readonly ChatMessage[]): string {
+  return classifiedMessages(messages)
+    .read.map((message) => message.content)
+    .join('\n');
+}
+
+function classifiedMessages(messages: readonly ChatMessage[]): { read: ChatMessage[]; lastUser: ChatMessage | undefined } {
   const lastUser = messages.findLast((message) => message.role === 'user') ?? messages.at(-1);
-  const parts: string[] = [];
-  for (const message of messages) {
-    if (message.role === 'system' || message.role === 'developer' || message === lastUser) parts.push(readByRules(message.content));
-  }
-  return { text: parts.join('\n'), chars: lastUser?.content.length ?? 0 };
+  return { read: messages.filter((message) => message.role === 'system' || message.role === 'developer' || message === lastUser), lastUser };
 }
 
 /**
  * The most characters of each message the rules read. Matching is linear in the text, but on the
  * event loop: a 50 MB document held `serve` for 2.8 s, most of it here (QA: other batches' status
- * went unanswered meanwhile). What kind of work a prompt is shows in its first pages, as the LLM
- * classifier, which reads 4,000 characters, assumes too; `chars` still counts the whole message.
+ * went unanswered meanwhile). What kind of work a prompt is shows in its first pages; `chars`
+ * still counts the whole message, and the LLM classifier gets the messages whole (llmClassifierInput).
  */
 export const RULES_READ_CHARS = 100_000;
 

@@ -13,7 +13,7 @@ import { callCostNanos, nanosToUsd } from '../../src/models/pricing.ts';
 import { createProviderClients, type ProviderClient } from '../../src/models/provider-clients.ts';
 import { DEFAULT_TASK_TYPE_DESCRIPTIONS } from '../../src/routing/default-task-types.ts';
 import { classifierMessages, classifyWithLlm } from '../../src/routing/llm-classifier.ts';
-import { classificationInput, classifyByRules, compileTaskRules } from '../../src/routing/rule-classifier.ts';
+import { classificationInput, classifyByRules, compileTaskRules, RULES_READ_CHARS } from '../../src/routing/rule-classifier.ts';
 import { countMessageTokens } from '../../src/routing/token-count.ts';
 import { startSimulator, type Simulator } from '../../src/sim/server.ts';
 import { openRowGate } from '../helpers/open-row-gate.ts';
@@ -162,6 +162,45 @@ describe('LLM classifier against the simulator', () => {
 
     // The caller then uses the rules.
     expect(classifyByRules(text, rules(), chars)).toEqual({ taskType: 'simple', reason: 'rules: no keyword matched -> simple' });
+  });
+
+  it("shows the classifier a long document's end, and its whole length, not the end of the rules' first RULES_READ_CHARS (review: a closing instruction was cut off)", async () => {
+    const bodies: string[] = [];
+    const capturing = createServer((request, response) => {
+      let body = '';
+      request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      request.on('end', () => {
+        bodies.push(body);
+        response.setHeader('content-type', 'application/json');
+        response.end(JSON.stringify({ id: 'c', object: 'chat.completion', created: 0, model: 'classifier', choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'translation' } }], usage: { prompt_tokens: 900, completion_tokens: 1, total_tokens: 901 } }));
+      });
+    });
+    await new Promise<void>((resolve) => capturing.listen(0, '127.0.0.1', resolve));
+    try {
+      const capturingConfig = parseConfig(
+        {
+          providers: { local: { base_url: `http://127.0.0.1:${(capturing.address() as AddressInfo).port}/v1` } },
+          models: { answerer: { provider: 'local' }, classifier: { provider: 'local' } },
+          default_model: 'answerer',
+          routing: { classifier: 'llm', llm_classifier: { model: 'classifier' } },
+        },
+        'test',
+      );
+      const { gate } = openRowGate();
+      const planRow = createRowPlanner(capturingConfig, createProviderClients(capturingConfig), undefined, gate);
+      const document = 'Die Vertragsparteien vereinbaren Folgendes über Schäden. '.repeat(Math.ceil((1.5 * RULES_READ_CHARS) / 57));
+      const content = `${document}\n\nTranslate the above into English.`;
+      const planned = await planRow({ batchId: 'b', row: 1, id: 'r1', messages: [{ role: 'user', content }], metadata: {} }, freshProgress());
+      if ('waitMs' in planned) throw new Error('expected a plan');
+      const sent = JSON.parse(bodies[0] ?? '{}') as { messages: Array<{ role: string; content: string }> };
+      const shown = sent.messages.findLast((message) => message.role === 'user')?.content ?? '';
+      expect(shown).toContain('Translate the above into English.');
+      const leftOut = Number(/\[\.\.\. (\d+) characters left out/.exec(shown)?.[1]);
+      expect(leftOut).toBe(content.length - 4000);
+    } finally {
+      capturing.closeAllConnections();
+      capturing.close();
+    }
   });
 
   it('parks a row holding the classifier slot booked too far ahead, then classifies it with that slot', async () => {
