@@ -12,6 +12,9 @@ const FLUSH_LINES = 1000;
 /** The code a compared model's error cell gives when a fallback answered its row. */
 export const ANSWERED_BY_FALLBACK = 'answered_by_fallback';
 
+/** The route_reason of a row --compare put to `model` (route-plan.ts). */
+const comparedReason = (model: string): string => `compared model "${model}"`;
+
 /** A compared model's cells on a line: its answer (or why it has none), its score with a judge, cost and latency. */
 function modelHeaders(model: string, judged: boolean): string[] {
   return [model, ...(judged ? [`${model} score`] : []), `${model} cost_usd`, `${model} latency_ms`, `${model} error`];
@@ -78,8 +81,9 @@ export async function writeCompareCsv(
         placed = models.map(() => undefined);
       }
       const k = (result.row - 1) % models.length;
-      // The model's own answer (an ensemble's by its name), or its row failed or answered on a fallback (its first model called is it).
-      if ((result.ensemble?.name ?? result.model) === models[k] || (!result.ensemble && result.models_tried?.[0] === models[k])) placed[k] = result;
+      // The model's own answer (an ensemble's by its name), or its row failed or answered on a fallback: the first model called
+      // is it, or, passed over unsent (circuit open, limited past max_wait_ms, context window), the row was put to it.
+      if ((result.ensemble?.name ?? result.model) === models[k] || (!result.ensemble && (result.models_tried?.[0] === models[k] || result.route_reason === comparedReason(models[k]!)))) placed[k] = result;
     }
     await writeRecord();
     flush();

@@ -127,4 +127,15 @@ describe("compare.csv cells of a compared model's row that went on to a fallback
     expect(slow(a!)).toEqual(['', '', '', '', 'answered_by_fallback: backup answered in its place (slow: server_error after 3 attempts)']);
     expect(slow(b!)).toEqual(['', '', '0.000001', '10', 'server_error: backup: 500']);
   });
+
+  it('says so too when the model was passed over without a call, so that the fallback is the first model called (review: rate limited past max_wait_ms, cells left empty)', async () => {
+    const results = join(dir, 'results.jsonl');
+    const passedOver = 'slow: rate limited (tokens) for 12 s, over limits.max_wait_ms';
+    const lines = [result(1, 'a', 'fast'), { ...result(2, 'a', 'backup'), route_reason: 'compared model "slow"', models_tried: ['backup'], fallback_reason: passedOver }];
+    await writeFile(results, lines.map((line) => JSON.stringify(line)).join('\n') + '\n');
+    const out = join(dir, 'compare.csv');
+    expect(await writeCompareCsv(results, out, models, false, [], { separator: ',', bom: false }, { promptOf: async () => null, close: async () => undefined })).toBe(1);
+    const [header, a] = parse(await readFile(out, 'utf8')) as string[][];
+    expect(a![header!.indexOf('slow error')]).toBe(`answered_by_fallback: backup answered in its place (${passedOver})`);
+  });
 });
