@@ -11,8 +11,9 @@ import { BUCKET_US, CREDIT_CAP_US, FIGURE_ANSWERS, WINDOW_US } from './pacing.ts
  *   b<k>  tokens reserved to start in bucket k = floor(start / BUCKET_US), for the 60 s window
  *   sum, lo, hi  the total of the b<k> fields and the lowest and highest k present
  *   tkt, srv  calls deferred past the book-ahead horizon (nothing booked) hold a ticket, tkt the
- *         next one handed out; srv counts bookings (a ticket's booking counts every ticket before it):
- *         ticket - srv is how many bookings come before a deferred call's turn
+ *         next one handed out; srv counts bookings (while calls run short, a ticket's booking counts
+ *         every ticket before it, those of rows that went elsewhere among them): ticket - srv is how
+ *         many bookings come before a deferred call's turn
  *   ask   the latest turn a deferred call was told (the hash is kept until then)
  *   ans   the running figure of answer tokens, in thousandths (a provider that meters usage)
  *   anc   how many answers the figure rests on (counted up to FIGURE_ANSWERS)
@@ -148,7 +149,15 @@ if book_ahead >= 0 and start - now > book_ahead then
   expire(now, req, tok, cool, last)
   return {2, turn, now, by, figure, ticket, answers}
 end
-if book_ahead >= 0 then redis.call('HSET', key, 'srv', int_str(math.max(served + 1, ticket + 1))) end
+if book_ahead >= 0 then
+  -- A booking counts one. Rows ask again out of their order (each is told its turn a little early), and
+  -- counting every ticket before each booking soon told the whole line its turn was now: it asked again
+  -- every 2 s. Only when calls ran short (the next start within a quarter of the book-ahead) does a
+  -- ticket's booking count the tickets before it, those of rows that left the line (a fallback, the
+  -- cache) among them, which would otherwise keep the turns told late.
+  local starved = start - now <= book_ahead / 4
+  redis.call('HSET', key, 'srv', int_str(starved and math.max(served + 1, ticket + 1) or served + 1))
+end
 
 last = start
 redis.call('HSET', key, 'last', int_str(last))

@@ -146,6 +146,30 @@ describe('tpm_counts: usage, a queued batch with max_tokens far above its answer
     expect(lastUs - (Number(seconds) * 1_000_000 + Number(micros))).toBeLessThanOrEqual(4_000_000);
   });
 
+  it('counts a ticket booked out of its order as one booking: the calls deferred before it keep their places (review: every ticket before it was told its turn was now, and the whole line asked again every 2 s)', async () => {
+    const limiter = new ModelLimiter(redis, { prefix });
+    const model = 'out-of-order';
+    const input = { model, tpm: TPM, headroom: 1, tokens: PROMPT + MAX_TOKENS, meteredPromptTokens: PROMPT, maxWaitMs: 600_000 };
+    const first = await limiter.reserve(input);
+    if (!first.reserved) throw new Error('first not reserved');
+    for (let i = 0; i < 10; i++) await limiter.settle({ model, tpm: TPM, headroom: 1, slotAt: first.slotAt, estimatedTokens: first.tokens, actualTokens: PROMPT + MAX_TOKENS, meteredPromptTokens: PROMPT });
+    const replies = [];
+    for (let i = 0; i < 12; i++) replies.push(await limiter.reserve(input));
+    const tickets = replies.flatMap((reply) => (!reply.reserved && reply.ticket !== undefined ? [reply.ticket] : []));
+    expect(tickets.length).toBeGreaterThanOrEqual(6);
+    const served = Number(await redis.hget(limiterKey(prefix, model), 'srv'));
+    // 1.5 s on, the calls booked ahead still hold 2.5 s or more: room for one more booking, and no shortage.
+    await sleep(1500);
+    // The line's last call asks first (rows come back out of their order) and is booked...
+    const last = await limiter.reserve({ ...input, turnTicket: tickets.at(-1) });
+    expect(last.reserved).toBe(true);
+    // ...which is one booking: the calls before it in the line are still before it, not all due at once.
+    expect(Number(await redis.hget(limiterKey(prefix, model), 'srv'))).toBe(served + 1);
+    const second = await limiter.reserve({ ...input, turnTicket: tickets[1] });
+    const secondLast = await limiter.reserve({ ...input, turnTicket: tickets.at(-2) });
+    if (!second.reserved && !secondLast.reserved) expect(secondLast.waitMs).toBeGreaterThan(second.waitMs);
+  });
+
   it('a stop that gives back its rows\' slots forgets the turns told to its deferred rows, so a resume is not sent behind them', async () => {
     const limiter = new ModelLimiter(redis, { prefix });
     const model = 'forgotten';
