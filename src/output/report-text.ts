@@ -253,10 +253,6 @@ export function renderEstimatedUsage(totals: Report['totals']): string | null {
 }
 
 /**
- * "20 answers stopped at max_tokens (finish_reason "length"): raise ...", and the other reasons
- * answers ended early; null when every answer was finished.
- */
-/**
  * Answers longer than an Excel cell holds: Excel cuts them, unsaid, when it opens results.csv (whose
  * separator and byte order mark are chosen for it), so a summary of a contract there ends mid-sentence.
  */
@@ -267,6 +263,10 @@ export function renderLongOutputs(report: Report): string | null {
   return `${counted(long.rows, 'answer')} over ${formatCount(EXCEL_CELL_MAX_CHARS)} characters, the most an Excel cell holds (the first: row id ${long.first_id}; the longest ${formatCount(long.longest_chars)}): Excel cuts ${them} when it opens results.csv; results.jsonl has ${them} whole`;
 }
 
+/**
+ * "20 answers stopped at max_tokens (finish_reason "length"): raise ...", and the other reasons
+ * answers ended early; null when every answer was finished.
+ */
 export function renderCutOff(report: Report): string | null {
   const reasons = Object.entries(report.cut_off ?? {});
   if (reasons.length === 0) return null;

@@ -9,8 +9,8 @@ import { BatchStore } from '../../src/queue/batch-state.ts';
 import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 
 /**
- * tpm against a provider that meters what calls use (`tpm_counts: usage`, the default) and one
- * that counts prompt + max_tokens (`requested`), on real Redis. The user's case: max_tokens 1,024,
+ * tpm against a provider that meters what calls use (`tpm_counts: usage`) and one
+ * that counts prompt + max_tokens (`requested`, the default), on real Redis. The user's case: max_tokens 1,024,
  * answers of about 70 tokens. Booked at prompt + max_tokens, a queued batch started about as many
  * calls a minute as whole max_tokens fit in the tpm, whatever the answers used.
  */
