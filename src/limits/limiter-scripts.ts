@@ -208,7 +208,8 @@ local req, tok, cool, last, sum = read_state()
 -- the part of a credit that cannot move next_token_at back past them is kept (up to CREDIT_CAP) for
 -- the next bookings, and a debit is paid from it first: otherwise a call that used less than it
 -- booked gave nothing back whenever a later call had booked meanwhile, while one that used more
--- always took its extra, and the pace ran below the limit. Idle, a credit is not kept (no burst).
+-- always took its extra, and the pace ran below the limit. Idle, no new credit is kept (no burst);
+-- what was kept before goes to the next booking, at most CREDIT_CAP of span, and the window still bounds the minute.
 local credit = tonumber(redis.call('HGET', key, 'crd')) or 0
 if span_delta > 0 and credit > 0 then
   local paid = math.min(credit, span_delta)
