@@ -1,12 +1,16 @@
 import { DEFAULT_MIN_ANSWERS } from '../config/schema.ts';
-import { advanceRow, releaseHeldSlot, withoutCache, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
+import { advanceRow, budgetAfterCallsInFlight, BUDGET_PARK_MS, releaseHeldSlot, withoutCache, type RowInput, type RowRunnerDeps, type RowStep } from '../execution/row-runner.ts';
+import { requestFor } from '../execution/model-request.ts';
+import { callCostNanos } from '../models/pricing.ts';
+import { maxMessageTokens, maxParamsTokens } from '../routing/token-count.ts';
 import { callTotals } from '../execution/row-result.ts';
 import { pinnedCallProgress } from '../execution/pinned-call.ts';
-import { everyCall, type ProgressCheckpoint, type RowProgress } from '../execution/row-progress.ts';
+import { everyCall, keptBudgetHolds, type ProgressCheckpoint, type RowProgress } from '../execution/row-progress.ts';
 import type { RowFailure, RowResult } from '../output/records.ts';
 import { maxTokensOfRow, noModelMessage } from '../routing/route-plan.ts';
 import type { NamedEnsemble } from '../routing/row-target.ts';
 import { synthesisMessages } from './synthesis-prompt.ts';
+import type { RowGate } from '../execution/row-gate.ts';
 
 type EnsembleState = NonNullable<RowProgress['ensemble']>;
 
@@ -54,11 +58,22 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
       member.outcome = { status: 'failed', output: null, final_model: null, error: { code: 'ensemble_failed', message: `given up: too few other members can answer (${needed} needed)` } };
       await releaseHeldSlot(member.progress, deps.gate); // a rate-limit slot it waited for goes back
     }
-    return finishEnsemble(row, progress, ensemble, null, failure, taskType);
+    return finishReleasing(deps.gate, row, progress, ensemble, null, failure, taskType);
   }
 
   const saveRow = checkpoint && (() => checkpoint(progress));
   const pending = state.members.filter((member) => !member.outcome);
+  const started = state.members.some((member) => member.outcome?.status === 'succeeded' || member.progress.calls.length > 0);
+  if (!started && !state.budgetAsked) {
+    // Not one member paid for yet: the row starts only if the budget holds all of it, members and synthesis.
+    const whole = await reserveWholeRow(row, state, pending, deps, ensemble, { maxTokens, temperature, taskType });
+    if (whole.kind === 'park') return { ...whole, progress };
+    if (whole.kind === 'refused') {
+      for (const member of pending) member.outcome = { status: 'failed', output: null, final_model: null, error: { code: 'budget_exceeded', message: 'not run: the budget could not hold the whole row' } };
+      const failure: RowFailure = { code: 'budget_exceeded', message: `ensemble "${name}", its ${pending.length} members and synthesis: ${whole.message}`, http_status: null };
+      return finishReleasing(deps.gate, row, progress, ensemble, null, failure, taskType);
+    }
+  }
   if (pending.length > 0) {
     let running = pending.length;
     const settled = await Promise.allSettled(
@@ -84,7 +99,7 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
   }
 
   const answers = state.members.flatMap((member) => (member.outcome?.status === 'succeeded' ? [{ model: member.model, output: member.outcome.output ?? '' }] : []));
-  if (answers.length < needed) return finishEnsemble(row, progress, ensemble, null, tooFewAnswers(state, name, needed, `${answers.length} of ${config.members.length} members answered`), taskType);
+  if (answers.length < needed) return finishReleasing(deps.gate, row, progress, ensemble, null, tooFewAnswers(state, name, needed, `${answers.length} of ${config.members.length} members answered`), taskType);
 
   if (pending.length > 0) await checkpoint?.(progress);
   const messages = synthesisMessages(row.messages, answers, config.synthesis_prompt);
@@ -93,9 +108,82 @@ export async function advanceEnsembleRow(row: RowInput, progress: RowProgress, d
     // Calls kept: a synthesis of a failed row carried over (carried-progress.ts keptAfterFinish) was paid for; it is planned again on the answers it has now.
     state.synthesis = { ...(await pinnedCallProgress(deps.config, { model: config.synthesizer, messages, params: row.params, maxTokens: synthesisMaxTokens, maxTokensFrom: `ensembles.${name}.synthesis_max_tokens`, taskType, reason: `ensemble "${name}" synthesis`, notTo: [] })), calls: state.synthesis?.calls ?? [] };
   }
+  // The synthesis' share of the row's reservation becomes its call's hold.
+  if (state.synthesisHold) {
+    state.synthesis.budgetHold ??= state.synthesisHold;
+    state.synthesisHold = undefined;
+  }
   const step = await advanceRow({ ...row, messages, model: config.synthesizer, temperature, max_tokens: synthesisMaxTokens }, state.synthesis, withoutCache(deps), saveRow);
   if (step.kind === 'park') return { ...step, progress };
-  return finishEnsemble(row, progress, ensemble, step.event.result, null, taskType);
+  return finishReleasing(deps.gate, row, progress, ensemble, step.event.result, null, taskType);
+}
+
+/**
+ * How many bytes of a synthesis prompt a member's answer is taken to fill per token of its max_tokens,
+ * in the reservation made before the members answer: English text runs about 4 bytes a token. The
+ * synthesis' own call holds what its prompt, answers in, may cost (its UTF-8 bytes, as any call's):
+ * its share grows to that then if the budget has room (row-runner.ts keptHold), and only a row whose
+ * answers run longer than this can still be refused its synthesis.
+ */
+const ANSWER_BYTES_PER_TOKEN = 4;
+
+type WholeRow = { kind: 'held' } | { kind: 'refused'; message: string } | { kind: 'park'; waitMs: number; note?: string };
+
+/**
+ * Holds, in one reservation, what the row may cost before any member is paid for: each member's
+ * call at its first model's most (its prompt's UTF-8 bytes and max_tokens, as row-runner.ts holds a
+ * call), and the synthesis' at the synthesizer's, its prompt taken to hold every answer at its
+ * max_tokens. Each share is kept in its stage's progress for that stage's first call, which takes it
+ * as its hold; what is not used is released when the row ends (finishReleasing), and a stop
+ * releases those of a row it takes off the queue. Refused once, or when no budget is tracked, the
+ * row is never asked again: a resumed row with answers runs what it lacks, each call on its own.
+ */
+async function reserveWholeRow(row: RowInput, state: EnsembleState, pending: EnsembleState['members'], deps: RowRunnerDeps, ensemble: NamedEnsemble, asked: { maxTokens: number; temperature: number | undefined; taskType: string }): Promise<WholeRow> {
+  const { config: ensembleConfig } = ensemble;
+  const { config } = deps;
+  const promptBound = maxMessageTokens(row.messages) + maxParamsTokens(row.params);
+  const callMost = (model: string | undefined, input: RowInput, inputTokens: number): { nanos: number; maxTokens: number } => {
+    const modelConfig = model === undefined ? undefined : config.models[model];
+    if (!modelConfig || model === undefined) return { nanos: 0, maxTokens: 0 };
+    const request = requestFor(input, model, asked.taskType, config);
+    return { nanos: callCostNanos(modelConfig.price, { input_tokens: inputTokens, output_tokens: request.maxTokens }) ?? 0, maxTokens: request.maxTokens };
+  };
+  const members = pending.map((member) => callMost(member.progress.plan?.chain[0], { ...row, model: member.model, temperature: asked.temperature }, promptBound));
+  const synthesisPrompt = synthesisMessages(row.messages, pending.map((member) => ({ model: member.model, output: '' })), ensembleConfig.synthesis_prompt);
+  const answersBound = members.reduce((sum, member) => sum + member.maxTokens * ANSWER_BYTES_PER_TOKEN, 0);
+  const synthesisInput: RowInput = { ...row, messages: synthesisPrompt, model: ensembleConfig.synthesizer, temperature: asked.temperature, max_tokens: ensembleConfig.synthesis_max_tokens ?? asked.maxTokens };
+  const synthesis = callMost(ensembleConfig.synthesizer, synthesisInput, maxMessageTokens(synthesisPrompt) + maxParamsTokens(row.params) + answersBound);
+  const decision = await budgetAfterCallsInFlight(() => deps.gate.reserveBudgetTogether([...members.map((member) => member.nanos), synthesis.nanos]), state.waitingForBudget === true, deps);
+  if (!decision.ok && decision.heldByCallsInFlight) {
+    state.waitingForBudget = true;
+    return { kind: 'park', waitMs: BUDGET_PARK_MS, ...(decision.waitNote !== undefined && { note: decision.waitNote }) };
+  }
+  state.waitingForBudget = undefined;
+  state.budgetAsked = true;
+  if (!decision.ok) return { kind: 'refused', message: decision.message };
+  if (decision.holds.length > 0) {
+    pending.forEach((member, i) => (member.progress.budgetHold = decision.holds[i]));
+    state.synthesisHold = decision.holds[pending.length];
+  }
+  return { kind: 'held' };
+}
+
+/** The row's result, once the holds it kept for calls it did not make are released. */
+async function finishReleasing(gate: RowGate, row: RowInput, progress: RowProgress, ensemble: NamedEnsemble, synthesis: RowResult | null, failure: RowFailure | null, taskType: string): Promise<RowStep> {
+  await releaseKeptHolds(progress, gate);
+  return finishEnsemble(row, progress, ensemble, synthesis, failure, taskType);
+}
+
+/** Releases the budget an ensemble row holds for calls still to come, and forgets it. */
+export async function releaseKeptHolds(progress: RowProgress, gate: RowGate): Promise<void> {
+  const holds = keptBudgetHolds(progress);
+  if (holds.length === 0) return;
+  await Promise.all(holds.map((hold) => gate.releaseBudget(hold)));
+  const state = progress.ensemble;
+  if (!state) return;
+  state.synthesisHold = undefined;
+  for (const member of state.members) member.progress.budgetHold = undefined;
+  if (state.synthesis) state.synthesis.budgetHold = undefined;
 }
 
 /**

@@ -85,7 +85,8 @@ export function carriedProgressFits(progress: RowProgress, target: CarriedTarget
 }
 
 function withoutWaits<P extends StageProgress>(progress: P): P {
-  const { reservedModel: _slot, reservedTokens: _tokens, turnTicket: _turn, waitingForBudget: _budget, circuitProbeAt: _probe, circuitWaitSince: _since, retryAt: _retry, ...rest } = progress;
+  // A budget hold kept for a call (an ensemble's share) was released by the stop that carried the row.
+  const { reservedModel: _slot, reservedTokens: _tokens, turnTicket: _turn, waitingForBudget: _budget, budgetHold: _hold, circuitProbeAt: _probe, circuitWaitSince: _since, retryAt: _retry, ...rest } = progress;
   return { ...rest, slotAt: 0, wakeAt: 0, calls: progress.calls.map(asRecorded) } as P;
 }
 

@@ -10,7 +10,7 @@ import { formatUsd, nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import type { BatchStore } from '../queue/batch-state.ts';
 import type { KeySpace } from '../queue/keys.ts';
 import { whileRedisRefuses, type RefusalWait } from '../queue/redis-outage.ts';
-import type { BudgetDecision, CallSettlement, CapacityDecision, RowGate } from './row-gate.ts';
+import type { BudgetDecision, BudgetTogetherDecision, CallSettlement, CapacityDecision, RowGate } from './row-gate.ts';
 
 export interface RedisRowGateOptions {
   redis: Redis;
@@ -149,6 +149,34 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
     return seenHealthy !== undefined && Date.now() - seenHealthy < HEALTHY_BREAKER_TRUST_MS && !failing.has(model);
   };
 
+  /** Holds for every estimate, admitted together or refused together (one estimate: a call's). */
+  async function reserveTogether(estimatesNanos: readonly number[]): Promise<BudgetTogetherDecision> {
+    const estimateNanos = estimatesNanos.reduce((sum, estimate) => sum + estimate, 0);
+    // A call that costs nothing (an unpriced or free model) takes nothing from any budget, spent or not.
+    if (estimateNanos === 0 || !(await tracksBudget())) return { ok: true, holds: [] };
+    const reserve = async () =>
+      budget.reserveTogether({
+        batchKey,
+        monthKey: monthLimitNanos === undefined ? undefined : monthKey(space.prefix, new Date()),
+        batchLimitNanos: await batchLimitNanos(),
+        monthLimitNanos,
+        estimatesNanos,
+      });
+    let result = await reserve();
+    if (!result.ok && result.scope === 'batch' && (await batchLimitChanged())) result = await reserve();
+    if (result.ok) return result;
+    const heldByCallsInFlight = result.reservedNanos > 0 && result.spentNanos + estimateNanos <= result.limitNanos;
+    if (!heldByCallsInFlight) await refusedForGood(result.scope);
+    return {
+      ok: false,
+      heldByCallsInFlight,
+      waitNote:
+        `rows wait for ${budgetName(result.scope, result.limitNanos)}: ${formatUsd(nanosToUsd(result.spentNanos))} is spent and ${formatUsd(nanosToUsd(result.reservedNanos))} held by calls in flight until they settle ` +
+        `(a worker stopped mid-call leaves its holds until they lapse, within ${Math.round(holdTtlMs / 1000)} s)`,
+      message: refusalMessage(result.scope, result.limitNanos, result.spentNanos, result.reservedNanos, estimateNanos),
+    };
+  }
+
   return {
     async breaker(model) {
       if (trustedHealthy(model)) return { allowed: true, retryInMs: 0 };
@@ -195,29 +223,18 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
     },
 
     async reserveBudget(estimateNanos): Promise<BudgetDecision> {
-      // A call that costs nothing (an unpriced or free model) takes nothing from any budget, spent or not.
-      if (estimateNanos === 0 || !(await tracksBudget())) return { ok: true, hold: null };
-      const reserve = async () =>
-        budget.reserve({
-          batchKey,
-          monthKey: monthLimitNanos === undefined ? undefined : monthKey(space.prefix, new Date()),
-          batchLimitNanos: await batchLimitNanos(),
-          monthLimitNanos,
-          estimateNanos,
-        });
-      let result = await reserve();
-      if (!result.ok && result.scope === 'batch' && (await batchLimitChanged())) result = await reserve();
-      if (result.ok) return result;
-      const heldByCallsInFlight = result.reservedNanos > 0 && result.spentNanos + estimateNanos <= result.limitNanos;
-      if (!heldByCallsInFlight) await refusedForGood(result.scope);
-      return {
-        ok: false,
-        heldByCallsInFlight,
-        waitNote:
-          `rows wait for ${budgetName(result.scope, result.limitNanos)}: ${formatUsd(nanosToUsd(result.spentNanos))} is spent and ${formatUsd(nanosToUsd(result.reservedNanos))} held by calls in flight until they settle ` +
-          `(a worker stopped mid-call leaves its holds until they lapse, within ${Math.round(holdTtlMs / 1000)} s)`,
-        message: refusalMessage(result.scope, result.limitNanos, result.spentNanos, result.reservedNanos, estimateNanos),
-      };
+      const decision = await reserveTogether([estimateNanos]);
+      return decision.ok ? { ok: true, hold: decision.holds[0] ?? null } : decision;
+    },
+
+    reserveBudgetTogether: reserveTogether,
+
+    async renewBudget(hold, estimateNanos) {
+      return budget.renew(hold, { batchLimitNanos: await batchLimitNanos(), monthLimitNanos, estimateNanos });
+    },
+
+    async releaseBudget(hold): Promise<void> {
+      await budget.settle(hold, 0);
     },
 
     async releaseSlot(model, slotAt, tokens): Promise<void> {

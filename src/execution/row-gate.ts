@@ -27,6 +27,9 @@ export type CapacityDecision =
  */
 export type BudgetDecision = { ok: true; hold: BudgetHold | null } | { ok: false; message: string; heldByCallsInFlight: boolean; waitNote?: string };
 
+/** Several estimates held together: one hold each, in their order (none when no budget is tracked, or they cost nothing). */
+export type BudgetTogetherDecision = { ok: true; holds: BudgetHold[] } | Extract<BudgetDecision, { ok: false }>;
+
 export interface CallSettlement {
   model: string;
   slotAt: number;
@@ -78,6 +81,19 @@ export interface RowGate {
   /** Time left on a cooldown set (by any worker) after a 429; 0 when none. */
   coolingDownMs(model: string): Promise<number>;
   reserveBudget(estimateNanos: number): Promise<BudgetDecision>;
+  /**
+   * Holds every estimate or none, in one reservation: an ensemble row's members' and synthesis'
+   * calls before its first (ensemble-row.ts). Each hold is handed to its call, which settles it.
+   */
+  reserveBudgetTogether(estimatesNanos: readonly number[]): Promise<BudgetTogetherDecision>;
+  /**
+   * Moves on the deadline of a hold kept for a call still to come, grown to the call's estimate if
+   * that is more and the budgets leave room: the hold as it now is. Null (the hold released) when it
+   * lapsed meanwhile or could not grow: the call then reserves as any call does.
+   */
+  renewBudget(hold: BudgetHold, estimateNanos: number): Promise<BudgetHold | null>;
+  /** Releases a hold kept for a call that will not be made. */
+  releaseBudget(hold: BudgetHold): Promise<void>;
   /**
    * Why a budget refuses a call of this estimate now whatever the calls in flight turn out to cost
    * (what is spent alone leaves no room), or null. A read: nothing is reserved. Asked before a row

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import type { BudgetHold } from '../limits/budget.ts';
 import type { CallRecord, RowResult } from '../output/records.ts';
 
 /**
@@ -20,6 +21,9 @@ export const routePlanSchema = z.object({
   chainFrom: z.string().optional(),
 });
 export type RoutePlan = z.infer<typeof routePlanSchema>;
+
+/** A budget hold (limits/budget.ts BudgetHold) kept in a row's progress for a call still to come. */
+const budgetHoldSchema = z.object({ member: z.string(), estimateNanos: z.number().int().nonnegative(), scopes: z.array(z.object({ scope: z.enum(['batch', 'month']), key: z.string() })) });
 
 const callRecordSchema = z.custom<CallRecord>((value) => typeof value === 'object' && value !== null && 'model' in value && 'attempt' in value);
 
@@ -50,6 +54,11 @@ const progressFields = {
   retryAt: z.number().optional(),
   /** Parked while budget held by calls in flight comes back (it has had its wait in the worker). */
   waitingForBudget: z.boolean().optional(),
+  /**
+   * Budget held for this stage's next call before it came to it: an ensemble member's or synthesis'
+   * share of the row's reservation (ensemble-row.ts), which that call takes as its own hold.
+   */
+  budgetHold: budgetHoldSchema.optional(),
   /** This pass through the chain found a model's circuit open (passed over, or opened by the row's own failure): the soonest probe (epoch ms). */
   circuitProbeAt: z.number().optional(),
   /** When the row first waited for open circuits (epoch ms): breaker.max_wait_ms counts from here. */
@@ -81,7 +90,18 @@ const rowResultSchema = z.custom<RowResult>((value) => typeof value === 'object'
 export const rowProgressSchema = z.object({
   ...progressFields,
   /** An ensemble row (src/ensemble/): its members' progress, then the synthesis call's. */
-  ensemble: z.object({ members: z.array(ensembleMemberSchema), synthesis: z.object(progressFields).optional() }).optional(),
+  ensemble: z
+    .object({
+      members: z.array(ensembleMemberSchema),
+      synthesis: z.object(progressFields).optional(),
+      /** The whole row was reserved for before its members started: the synthesis' share, until its progress is planned. */
+      synthesisHold: budgetHoldSchema.optional(),
+      /** Whether the row's members started (or the row was refused) after the whole row was asked of the budget. */
+      budgetAsked: z.boolean().optional(),
+      /** Parked while budget held by calls in flight comes back, before the members start. */
+      waitingForBudget: z.boolean().optional(),
+    })
+    .optional(),
   /** A judged row (src/judge/) once answered: the answer's result, and the judge call's progress. */
   judging: z.object({ answer: rowResultSchema, progress: z.object(progressFields) }).optional(),
 });
@@ -130,6 +150,12 @@ export function markSavedCalls(progress: RowProgress, row: number): void {
 function stagesOf(progress: RowProgress): StageProgress[] {
   const stages = [progress, ...(progress.ensemble?.members.map((member) => member.progress) ?? []), progress.ensemble?.synthesis, progress.judging?.progress];
   return stages.filter((stage): stage is StageProgress => stage !== undefined);
+}
+
+/** The budget holds a parked row keeps for calls still to come (an ensemble's members' and synthesis'), for a stop to release. */
+export function keptBudgetHolds(progress: RowProgress): BudgetHold[] {
+  const holds = stagesOf(progress).flatMap((stage) => (stage.budgetHold ? [stage.budgetHold] : []));
+  return progress.ensemble?.synthesisHold ? [...holds, progress.ensemble.synthesisHold] : holds;
 }
 
 /** The rate-limit slots a parked row holds, one per stage waiting for its slot (the answer, members, synthesis, judge). */

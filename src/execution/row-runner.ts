@@ -10,7 +10,7 @@ import { callErrorMessage, type CallRecord, type RowEvent } from '../output/reco
 import { maxMessageTokens, maxParamsTokens } from '../routing/token-count.ts';
 import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
 import { ClaimLostError } from './claim-lost.ts';
-import type { RowGate } from './row-gate.ts';
+import type { BudgetDecision, BudgetTogetherDecision, RowGate } from './row-gate.ts';
 import type { BudgetHold } from '../limits/budget.ts';
 import { isCacheable, type AnswerCache, type CachedAnswer } from './answer-cache.ts';
 import type { RoutePlan, RowProgress } from './row-progress.ts';
@@ -97,7 +97,7 @@ const BUDGET_INLINE_WAIT_MS = 30_000;
 
 const BUDGET_RECHECK_MS = 100;
 
-const BUDGET_PARK_MS = 5_000;
+export const BUDGET_PARK_MS = 5_000;
 
 /** The call errors that count toward a model's circuit breaker (health): what shuts a circuit. */
 export const CIRCUIT_FAILURES: ReadonlySet<string> = new Set(['server_error', 'timeout', 'connection_error', 'model_not_found', 'endpoint_not_found', 'empty_response', 'bad_response']);
@@ -420,18 +420,44 @@ type BudgetOutcome = { kind: 'held'; hold: BudgetHold | null } | { kind: 'refuse
  * instead of ending budget_exceeded with money left: in the worker first, then parked.
  */
 async function holdBudget(estimateNanos: number, progress: RowProgress, deps: RowRunnerDeps): Promise<BudgetOutcome> {
-  let budget = await deps.gate.reserveBudget(estimateNanos);
-  const inlineWaitMs = progress.waitingForBudget ? 0 : BUDGET_INLINE_WAIT_MS; // a parked row has had its turn
-  for (let waited = 0; !budget.ok && budget.heldByCallsInFlight && waited < inlineWaitMs; waited += BUDGET_RECHECK_MS) {
-    await deps.sleep(BUDGET_RECHECK_MS);
-    budget = await deps.gate.reserveBudget(estimateNanos);
-  }
+  const kept = await keptHold(estimateNanos, progress, deps.gate);
+  if (kept) return { kind: 'held', hold: kept };
+  const budget = await budgetAfterCallsInFlight(() => deps.gate.reserveBudget(estimateNanos), progress.waitingForBudget === true, deps);
   if (!budget.ok && budget.heldByCallsInFlight) {
     progress.waitingForBudget = true;
     return { kind: 'park', waitMs: BUDGET_PARK_MS, progress, ...(budget.waitNote !== undefined && { note: budget.waitNote }) };
   }
   progress.waitingForBudget = undefined;
   return budget.ok ? { kind: 'held', hold: budget.hold } : { kind: 'refused', message: budget.message };
+}
+
+/**
+ * A reservation asked again while it would fit once the calls in flight settle, for up to
+ * BUDGET_INLINE_WAIT_MS in the worker (none for a row parked for it before: it has had its turn).
+ * Still so after that, the caller parks the row BUDGET_PARK_MS.
+ */
+export async function budgetAfterCallsInFlight<D extends BudgetDecision | BudgetTogetherDecision>(reserve: () => Promise<D>, parkedBefore: boolean, deps: Pick<RowRunnerDeps, 'sleep'>): Promise<D> {
+  let budget = await reserve();
+  const inlineWaitMs = parkedBefore ? 0 : BUDGET_INLINE_WAIT_MS;
+  for (let waited = 0; !budget.ok && budget.heldByCallsInFlight && waited < inlineWaitMs; waited += BUDGET_RECHECK_MS) {
+    await deps.sleep(BUDGET_RECHECK_MS);
+    budget = await reserve();
+  }
+  return budget;
+}
+
+/**
+ * The hold reserved for this call before it came to it (an ensemble row's, for each member and its
+ * synthesis: ensemble-row.ts), if it has not lapsed meanwhile (a row parked past the holds'
+ * deadline); grown first when the call may cost more (a synthesis of long answers, a dearer
+ * fallback), if the budget leaves room. Taken once: the call settles it, and a later call of the
+ * stage reserves its own. Null: the call reserves alone, as any call does.
+ */
+async function keptHold(estimateNanos: number, progress: RowProgress, gate: RowGate): Promise<BudgetHold | null> {
+  const hold = progress.budgetHold;
+  if (!hold) return null;
+  progress.budgetHold = undefined;
+  return gate.renewBudget(hold, estimateNanos);
 }
 
 /** The cost record of one answer call. */

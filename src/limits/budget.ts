@@ -28,6 +28,12 @@ import type { RefusalWait } from '../queue/redis-outage.ts';
  * worker would shrink the batch's or the month's budget for as long as the key lives. A settle
  * names its hold, so it settles in the scopes (and the month) it reserved in, and a call that
  * outlives its deadline still books its cost but releases nothing twice.
+ *
+ * Several estimates can be reserved together (`reserveTogether`, an ensemble row's calls before its
+ * first), admitted or refused as one, each its own hold, kept for a call still to come: `renew`
+ * moves such a hold's deadline on (and grows it, if the call may cost more and the caps have room)
+ * just before its call, and tells when it lapsed meanwhile, so that a call never goes out on a hold
+ * already freed.
  */
 
 export type BudgetScope = 'batch' | 'month';
@@ -52,6 +58,8 @@ export interface BudgetHold {
 export type BudgetReservation =
   | { ok: true; hold: BudgetHold }
   | { ok: false; scope: BudgetScope; limitNanos: number; spentNanos: number; reservedNanos: number };
+
+export type BudgetTogether = { ok: true; holds: BudgetHold[] } | Extract<BudgetReservation, { ok: false }>;
 
 export interface BudgetUsage {
   spentNanos: number;
@@ -134,8 +142,8 @@ end
 `;
 
 /**
- * KEYS: the scope's hash, its holds. ARGV: limit (-1: none), estimate, expire mode, ms, hold
- * member, hold ttl ms. Returns {ok 0/1, spent, reserved}.
+ * KEYS: the scope's hash, its holds. ARGV: limit (-1: none), estimate (all the members' together),
+ * expire mode, ms, hold ttl ms, then one hold member or more. Returns {ok 0/1, spent, reserved}.
  */
 const RESERVE: LuaScript = {
   name: 'budget_reserve',
@@ -148,7 +156,7 @@ local limit = tonumber(ARGV[1])
 local estimate = tonumber(ARGV[2])
 if limit >= 0 and spent + reserved + estimate > limit then return {0, spent, reserved} end
 reserved = redis.call('HINCRBY', KEYS[1], 'reserved', ARGV[2])
-redis.call('ZADD', KEYS[2], int_str(now + tonumber(ARGV[6])), ARGV[5])
+for i = 6, #ARGV do redis.call('ZADD', KEYS[2], int_str(now + tonumber(ARGV[5])), ARGV[i]) end
 ${EXPIRE_BOTH(3)}
 return {1, spent, reserved}
 `,
@@ -165,6 +173,32 @@ const SETTLE: LuaScript = {
 if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then release(tonumber(ARGV[2])) end
 if tonumber(ARGV[3]) > 0 then redis.call('HINCRBY', KEYS[1], 'spent', ARGV[3]) end
 ${EXPIRE_BOTH(4)}
+return 1
+`,
+};
+
+/**
+ * KEYS: the scope's hash, its holds. ARGV: hold member, its new member (its id with the new
+ * estimate), the estimate's growth (>= 0), limit (-1: none), hold ttl ms. Moves a live hold's
+ * deadline on, grown to its new estimate if that fits the limit as a reservation would. Returns 1;
+ * 0 when the hold lapsed (or was settled); 2 when its growth does not fit (the hold left as it was).
+ */
+const RENEW: LuaScript = {
+  name: 'budget_renew',
+  numberOfKeys: 2,
+  lua: `${LUA_PRELUDE}
+local now = math.floor(now_us() / 1000)
+local deadline = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not deadline or tonumber(deadline) <= now then return 0 end
+local growth = tonumber(ARGV[3])
+if growth > 0 then
+  local f = redis.call('HMGET', KEYS[1], 'spent', 'reserved')
+  local limit = tonumber(ARGV[4])
+  if limit >= 0 and (tonumber(f[1]) or 0) + (tonumber(f[2]) or 0) + growth > limit then return 2 end
+  redis.call('HINCRBY', KEYS[1], 'reserved', ARGV[3])
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[2], int_str(now + tonumber(ARGV[5])), ARGV[2])
 return 1
 `,
 };
@@ -194,23 +228,35 @@ export class Budget {
   }
 
   async reserve(input: BudgetReserveInput): Promise<BudgetReservation> {
-    checkNanos('estimateNanos', input.estimateNanos);
+    const reservation = await this.reserveTogether({ ...input, estimatesNanos: [input.estimateNanos] });
+    return reservation.ok ? { ok: true, hold: reservation.holds[0]! } : reservation;
+  }
+
+  /**
+   * Several estimates admitted together or not at all, each its own hold (settled on its own): an
+   * ensemble row's members and synthesis, reserved before its first call (ensemble-row.ts).
+   */
+  async reserveTogether(input: Omit<BudgetReserveInput, 'estimateNanos'> & { estimatesNanos: readonly number[] }): Promise<BudgetTogether> {
+    for (const estimate of input.estimatesNanos) checkNanos('estimateNanos', estimate);
+    const estimateNanos = input.estimatesNanos.reduce((sum, estimate) => sum + estimate, 0);
+    checkNanos('estimateNanos', estimateNanos);
     if (input.batchLimitNanos !== undefined) checkNanos('batchLimitNanos', input.batchLimitNanos);
     if (input.monthLimitNanos !== undefined) checkNanos('monthLimitNanos', input.monthLimitNanos);
     const scopes: ScopeCall[] = [{ scope: 'batch', key: input.batchKey, limit: input.batchLimitNanos }];
     if (input.monthKey !== undefined) scopes.push({ scope: 'month', key: input.monthKey, limit: input.monthLimitNanos });
-    const member = `${this.#holdPrefix}.${++this.#holds}:${input.estimateNanos}`;
+    const members = input.estimatesNanos.map((estimate) => `${this.#holdPrefix}.${++this.#holds}:${estimate}`);
     const replies = await Promise.all(
       scopes.map(async (call) => {
-        const args = [call.limit ?? -1, input.estimateNanos, ...this.#expiry(call.key, call.scope), member, this.#holdTtlMs];
+        const args = [call.limit ?? -1, estimateNanos, ...this.#expiry(call.key, call.scope), this.#holdTtlMs, ...members];
         const reply = await this.#run(RESERVE, [call.key, holdsKey(call.key)], args);
         const [ok, spent, reserved] = integers(reply, 3, RESERVE.name) as [number, number, number];
         return { ...call, ok: ok === 1, spent, reserved };
       }),
     );
     const refused = replies.find((reply) => !reply.ok);
-    if (!refused) return { ok: true, hold: { member, estimateNanos: input.estimateNanos, scopes: scopes.map(({ scope, key }) => ({ scope, key })) } };
-    await Promise.all(replies.filter((reply) => reply.ok).map((reply) => this.#settleOne(reply.key, reply.scope, member, input.estimateNanos, 0)));
+    const held = scopes.map(({ scope, key }) => ({ scope, key }));
+    if (!refused) return { ok: true, holds: members.map((member, i) => ({ member, estimateNanos: input.estimatesNanos[i]!, scopes: held })) };
+    await Promise.all(replies.filter((reply) => reply.ok).flatMap((reply) => members.map((member, i) => this.#settleOne(reply.key, reply.scope, member, input.estimatesNanos[i]!, 0))));
     return { ok: false, scope: refused.scope, limitNanos: refused.limit ?? 0, spentNanos: refused.spent, reservedNanos: refused.reserved };
   }
 
@@ -218,6 +264,28 @@ export class Budget {
   async settle(hold: BudgetHold, actualNanos: number): Promise<void> {
     checkNanos('actualNanos', actualNanos);
     await Promise.all(hold.scopes.map(({ scope, key }) => this.#settleOne(key, scope, hold.member, hold.estimateNanos, actualNanos)));
+  }
+
+  /**
+   * Moves a hold's deadline on, for a hold kept while its row waits (an ensemble's, for a call still
+   * to come), grown to `estimateNanos` when the call may cost more than it holds, if the limits
+   * (as `reserve` takes them) leave room: the hold as it is now. Null when it lapsed meanwhile or
+   * cannot grow: whatever is left of it is then released.
+   */
+  async renew(hold: BudgetHold, input: Pick<BudgetReserveInput, 'batchLimitNanos' | 'monthLimitNanos' | 'estimateNanos'>): Promise<BudgetHold | null> {
+    checkNanos('estimateNanos', input.estimateNanos);
+    const estimateNanos = Math.max(hold.estimateNanos, input.estimateNanos);
+    const member = `${hold.member.slice(0, hold.member.lastIndexOf(':'))}:${estimateNanos}`;
+    const replies = await Promise.all(
+      hold.scopes.map(async ({ scope, key }) => {
+        const limit = (scope === 'batch' ? input.batchLimitNanos : input.monthLimitNanos) ?? -1;
+        return (await this.#run(RENEW, [key, holdsKey(key)], [hold.member, member, estimateNanos - hold.estimateNanos, limit, this.#holdTtlMs])) === 1;
+      }),
+    );
+    if (replies.every(Boolean)) return { ...hold, member, estimateNanos };
+    // Released in every scope, as it now stands there: grown, or as it was (lapsed ones are gone already).
+    await Promise.all(hold.scopes.map(({ scope, key }, i) => (replies[i] ? this.#settleOne(key, scope, member, estimateNanos, 0) : this.#settleOne(key, scope, hold.member, hold.estimateNanos, 0))));
+    return null;
   }
 
   async usage(key: string): Promise<BudgetUsage> {

@@ -1,7 +1,8 @@
 import type { Queue } from 'bullmq';
 import { callTotals } from '../execution/row-result.ts';
 import { holdsAnswers } from '../execution/carried-progress.ts';
-import { bookedSlots, everyCall, rowProgressSchema, type RowProgress } from '../execution/row-progress.ts';
+import { bookedSlots, everyCall, keptBudgetHolds, rowProgressSchema, type RowProgress } from '../execution/row-progress.ts';
+import { Budget, type BudgetHold } from '../limits/budget.ts';
 import { configSchema } from '../config/schema.ts';
 import { releaseSlots, type BookedSlot } from '../limits/slot-release.ts';
 import { clearWithdrawalNote, publishCallsOnly, withdrawalNote, type NotedJob } from '../output/row-events.ts';
@@ -150,6 +151,7 @@ async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids
   const keys = store.keys(batchId);
   const result: Unqueued = { removed: 0, kept: 0, carried: 0 };
   const slots: BookedSlot[] = [];
+  const holds: BudgetHold[] = [];
   for (let start = 0; start < ids.length; start += CHUNK) {
     const chunk = ids.slice(start, start + CHUNK);
     const jobs = await Promise.all(chunk.map((id) => queue.getJob(id)));
@@ -168,6 +170,7 @@ async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids
           return 'kept';
         }
         if (parked) slots.push(...bookedSlots(parked.progress));
+        if (parked) holds.push(...keptBudgetHolds(parked.progress));
         return keep ? withdrawParkedRow(store, batchId, parked!, { ...noted, noted: true }) : 'removed';
       }),
     );
@@ -179,6 +182,11 @@ async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids
   }
   // Rows removed without a slot may hold a turn of a metered tpm (model-limiter.ts), given back too.
   if (slots.length > 0 || result.removed > 0) await releaseBatchSlots(store, batchId, slots);
+  // The budget an ensemble row held for its calls still to come goes back (else it would lapse only after minutes).
+  if (holds.length > 0) {
+    const budget = new Budget(store.redis);
+    await Promise.all(holds.map((hold) => budget.settle(hold, 0)));
+  }
   return result;
 }
 

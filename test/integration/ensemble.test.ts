@@ -86,16 +86,18 @@ describe('ensembles: members answer, a synthesizer writes one answer from theirs
     const config = await writeSimConfig(dir, h.sim.url, settings({ rpm: 60 }), MODELS);
     const input = await writePromptsCsv(dir, 6);
     const out = join(dir, 'out');
-    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'council-stopped', '--model', 'council'], h.env());
+    // Under a budget, each row holds its calls to come (ensemble-row.ts reserveWholeRow): the stop releases those of the rows it takes off the queue.
+    const first = spawnCli(['run', input, '--config', config, '--out', out, '--batch-id', 'council-stopped', '--model', 'council', '--budget', '100'], h.env());
     const stats = () => h.sim.stats().models;
     await waitFor(async () => stats().alpha?.requests === 6 && stats().beta?.requests === 6 && stats().down?.requests === 12 && (stats().judge?.requests ?? 0) >= 1, 20_000);
     first.kill('SIGINT');
     expect((await first.done).code).toBe(130);
     const carriedRows = await h.redis.hlen(`${h.prefix}:batch:{council-stopped}:carried`);
     expect(carriedRows).toBeGreaterThan(0);
+    expect(await h.redis.hget(`${h.prefix}:batch:{council-stopped}:budget`, 'reserved')).toBe('0');
 
     await writeSimConfig(dir, h.sim.url, settings({}), MODELS);
-    const resumed = await runCli(['run', '--resume', 'council-stopped', '--config', config], h.env());
+    const resumed = await runCli(['run', '--resume', 'council-stopped', '--config', config, '--budget', '100'], h.env());
     expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
     // The members that answered were not called again; the failed one was retried, as a failed row is on resume.
     expect([stats().alpha?.requests, stats().beta?.requests, stats().down?.requests, stats().judge?.requests]).toEqual([6, 6, 12 + 2 * carriedRows, 6]);
@@ -109,7 +111,7 @@ describe('ensembles: members answer, a synthesizer writes one answer from theirs
     expect(report.totals.cost_usd).toBe(calls.reduce((sum, c) => sum + usdToNanos(c.cost_usd!), 0) / 1e9);
   });
 
-  it("a row whose synthesis the budget refused keeps its members' answers: the resume with a higher budget pays only for the synthesis", async () => {
+  it('a row whose whole ensemble the budget cannot hold is refused before any member is paid; the resume with a higher budget runs it', async () => {
     h.sim.reset();
     const dir = await tempDir('ensemble-budget');
     const cheap = { input_per_mtok: 0.1, output_per_mtok: 0.2 };
@@ -121,29 +123,82 @@ describe('ensembles: members answer, a synthesizer writes one answer from theirs
     const first = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'council-budget', '--model', 'council', '--budget', '0.1'], h.env());
     expect(first.code, first.stdout + first.stderr).toBe(1);
     const failed = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
-    expect(failed.map((r) => [r.status, r.error?.code, r.ensemble?.members.map((m) => m.status)])).toEqual(Array(4).fill(['failed', 'budget_exceeded', ['succeeded', 'succeeded']]));
+    expect(failed.map((r) => [r.status, r.error?.code, r.cost_usd, r.ensemble?.members.map((m) => m.error?.code)])).toEqual(Array(4).fill(['failed', 'budget_exceeded', 0, ['budget_exceeded', 'budget_exceeded']]));
+    expect(failed[0]!.error?.message).toMatch(/^ensemble "council", its 2 members and synthesis: not run: it could cost up to \$[\d.]+ and \$0 of the batch budget of \$0\.100 is spent .*resume with a higher --budget to finish$/);
     const stats = () => h.sim.stats().models;
-    expect([stats().alpha?.requests, stats().beta?.requests, stats().judge]).toEqual([4, 4, undefined]);
-    expect(await h.redis.hlen(`${h.prefix}:batch:{council-budget}:carried`)).toBe(4);
-    expect((await runCli(['status', 'council-budget'], h.env())).stdout).toContain('  kept      the answers of 4 rows');
+    expect([stats().alpha, stats().beta, stats().judge]).toEqual([undefined, undefined, undefined]);
+    expect(await readJsonLines<CallRecord>(join(out, 'costs.jsonl'))).toEqual([]);
+    // Nothing held is left behind: the refused reservation took nothing.
+    expect(Number((await h.redis.hget(`${h.prefix}:batch:{council-budget}:budget`, 'reserved')) ?? 0)).toBe(0);
 
     const resumed = await runCli(['run', '--resume', 'council-budget', '--budget', '1000'], h.env());
     expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
-    expect(resumed.stdout).toContain('4 queued (4 failed ensemble rows keep the answers their members gave: only the members that did not answer, and the synthesis, run again)');
-    // The members were not called again: only the synthesis went out.
     expect([stats().alpha?.requests, stats().beta?.requests, stats().judge?.requests]).toEqual([4, 4, 4]);
     const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
     expect(results.map((r) => [r.row, r.status, r.model, r.ensemble?.members.map((m) => m.status)])).toEqual([1, 2, 3, 4].map((row) => [row, 'succeeded', 'judge', ['succeeded', 'succeeded']]));
-    // Each call once in costs.jsonl; each row's cost adds up its calls of both runs, and the batch's all of them.
     const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
     expect(calls.map((c) => `${c.row}:${c.model}`).sort()).toEqual([1, 2, 3, 4].flatMap((row) => [`${row}:alpha`, `${row}:beta`, `${row}:judge`]));
-    for (const result of results) expect(usdToNanos(result.cost_usd!)).toBe(calls.filter((c) => c.row === result.row).reduce((sum, c) => sum + usdToNanos(c.cost_usd!), 0));
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
     expect(report.totals.cost_usd).toBe(calls.reduce((sum, c) => sum + usdToNanos(c.cost_usd!), 0) / 1e9);
     expect(report.ensembles.council).toMatchObject({ rows: 4, succeeded: 4, failed: 0 });
-    expect(report.extra_calls).toMatchObject({ ensemble_member_calls: 8, synthesis_calls: 4 });
-    expect(await h.redis.hlen(`${h.prefix}:batch:{council-budget}:carried`)).toBe(0);
+    // Every hold was settled or released: what is spent is the batch's cost, nothing is held.
+    const budget = await h.redis.hgetall(`${h.prefix}:batch:{council-budget}:budget`);
+    expect([Number(budget.spent), budget.reserved]).toEqual([usdToNanos(report.totals.cost_usd), '0']);
     expect((await runCli(['status', 'council-budget'], h.env())).stdout).toContain('4/4 finished: 4 succeeded, 0 failed');
+  });
+
+  it('a budget that holds a few whole rows at a time: the rows it starts answer, and no row pays members without an answer (QA: 57 of 60 rows did)', async () => {
+    h.sim.reset();
+    const dir = await tempDir('ensemble-budget-edge');
+    const cheap = { input_per_mtok: 1, output_per_mtok: 1 };
+    // A row holds about $1.1 before its members start (the synthesis' prompt taken to hold both answers
+    // at their max_tokens, 50) and spends about $0.3: $5 starts 4 rows at a time, and more as they settle.
+    const models = { alpha: { provider: 'sim', price: cheap }, beta: { provider: 'sim', price: cheap }, judge: { provider: 'sim', price: { input_per_mtok: 1000, output_per_mtok: 1000 } } };
+    const config = await writeSimConfig(dir, h.sim.url, { models, max_tokens: 50, ensembles: { council: { members: ['alpha', 'beta'], synthesizer: 'judge' } } }, Object.keys(models));
+    const input = await writePromptsCsv(dir, 40);
+    const out = join(dir, 'out');
+    const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'council-budget-edge', '--model', 'council', '--budget', '5'], h.env());
+    expect(ran.code, ran.stdout + ran.stderr).toBe(1);
+    const results = await readJsonLines<RowResult>(join(out, 'results.jsonl'));
+    const calls = await readJsonLines<CallRecord>(join(out, 'costs.jsonl'));
+    const succeeded = results.filter((r) => r.status === 'succeeded');
+    const failed = results.filter((r) => r.status === 'failed');
+    expect(succeeded.length).toBeGreaterThanOrEqual(4);
+    expect(failed.length).toBeGreaterThan(0);
+    expect(new Set(failed.map((r) => r.error?.code))).toEqual(new Set(['budget_exceeded']));
+    // The rows the budget could not finish made no call: nothing was bought for them.
+    const paidWithoutAnswer = calls.filter((c) => failed.some((r) => r.row === c.row));
+    expect(paidWithoutAnswer.map((c) => `${c.row}:${c.purpose}`)).toEqual([]);
+    for (const result of succeeded) expect(calls.filter((c) => c.row === result.row).map((c) => c.purpose).sort()).toEqual(['ensemble_member', 'ensemble_member', 'synthesis']);
+    const spent = calls.reduce((sum, c) => sum + usdToNanos(c.cost_usd!), 0);
+    expect(spent).toBeLessThanOrEqual(usdToNanos(5));
+    const budget = await h.redis.hgetall(`${h.prefix}:batch:{council-budget-edge}:budget`);
+    expect([Number(budget.spent), budget.reserved]).toEqual([spent, '0']);
+  });
+
+  it("a resumed row that holds its members' answers runs its synthesis alone under a budget that could not hold the whole row", async () => {
+    h.sim.reset();
+    const dir = await tempDir('ensemble-budget-carried');
+    const cheap = { input_per_mtok: 0.1, output_per_mtok: 0.2 };
+    const dear = { input_per_mtok: 10_000, output_per_mtok: 10_000 };
+    // The members cost about $0.58 each at most, more than the resume's $0.5; the synthesis next to nothing.
+    // The first run's synthesizer answers 500s (the simulator's "down"), so the rows fail holding their answers.
+    const settings = (judge: Record<string, unknown>) => ({
+      models: { alpha: { provider: 'sim', price: dear }, beta: { provider: 'sim', price: dear }, judge: { provider: 'sim', price: cheap, ...judge } },
+      retry: { max_attempts: 2, base_delay_ms: 1, max_delay_ms: 5 },
+      ensembles: { council: { members: ['alpha', 'beta'], synthesizer: 'judge' } },
+    });
+    const config = await writeSimConfig(dir, h.sim.url, settings({ upstream: 'down' }), MODELS);
+    const input = await writePromptsCsv(dir, 3);
+    const out = join(dir, 'out');
+    expect((await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'council-budget-carried', '--model', 'council'], h.env())).code).toBe(1);
+    expect(await h.redis.hlen(`${h.prefix}:batch:{council-budget-carried}:carried`)).toBe(3);
+    await writeSimConfig(dir, h.sim.url, settings({}), MODELS);
+    const resumed = await runCli(['run', '--resume', 'council-budget-carried', '--config', config, '--budget', '0.5'], h.env());
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+    const stats = h.sim.stats().models;
+    expect([stats.alpha?.requests, stats.beta?.requests, stats.judge?.requests]).toEqual([3, 3, 3]);
+    expect((await readJsonLines<RowResult>(join(out, 'results.jsonl'))).map((r) => r.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
   });
 
   it('a row that failed because a member did not answer keeps the answers of the others for a re-run, unless the row was edited or its ensemble has other members', async () => {

@@ -90,6 +90,34 @@ describe('Budget', () => {
     expect(await living.usage(batchKey)).toEqual({ spentNanos: 250, reservedNanos: 1 });
   });
 
+  it('reserves several holds together or none, each settled on its own; renew moves a live hold on, grows it if there is room, and releases a lapsed one', async () => {
+    const batchKey = batchBudgetKey(prefix, 'together');
+    const monthScope = monthKey(`${prefix}-together`, new Date());
+    const limits = { batchLimitNanos: 1000, monthLimitNanos: 5000 };
+    const quick = new Budget(clients[0] as Redis, { holdTtlMs: 300 });
+    const row = await quick.reserveTogether({ batchKey, monthKey: monthScope, ...limits, estimatesNanos: [100, 100, 500] });
+    if (!row.ok) throw new Error('refused');
+    expect(row.holds.map((hold) => hold.estimateNanos)).toEqual([100, 100, 500]);
+    // All or nothing: 700 held, so a row of 400 more is refused whole, and takes nothing.
+    expect(await budget().reserveTogether({ batchKey, monthKey: monthScope, ...limits, estimatesNanos: [100, 300] })).toMatchObject({ ok: false, scope: 'batch', reservedNanos: 700 });
+    expect(await budget().usage(batchKey)).toEqual({ spentNanos: 0, reservedNanos: 700 });
+    await quick.settle(row.holds[0]!, 60);
+    // Grown from 500 to 700: 100 + 700 held and 60 spent fit 1000; to 900 they would not (the hold stays as it was, then released).
+    const grown = await quick.renew(row.holds[2]!, { ...limits, estimateNanos: 700 });
+    expect(grown?.estimateNanos).toBe(700);
+    expect(await budget().usage(batchKey)).toEqual({ spentNanos: 60, reservedNanos: 800 });
+    expect(await budget().usage(monthScope)).toEqual({ spentNanos: 60, reservedNanos: 800 });
+    expect(await quick.renew(grown!, { ...limits, estimateNanos: 900 })).toBeNull();
+    expect(await budget().usage(batchKey)).toEqual({ spentNanos: 60, reservedNanos: 100 });
+    expect(await budget().usage(monthScope)).toEqual({ spentNanos: 60, reservedNanos: 100 });
+    // A hold past its deadline is not renewed; whatever a later reservation has not freed of it is released.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(await quick.renew(row.holds[1]!, { ...limits, estimateNanos: 100 })).toBeNull();
+    expect(await budget().usage(batchKey)).toEqual({ spentNanos: 60, reservedNanos: 0 });
+    expect(await budget().usage(monthScope)).toEqual({ spentNanos: 60, reservedNanos: 0 });
+    await clients[0]!.del(monthScope, holdsKey(monthScope));
+  });
+
   it('settles calls with no estimate (an unpriced model) and amounts too large for Lua to print plainly', async () => {
     const batchKey = batchBudgetKey(prefix, 'amounts');
     // Lua writes 0 negated as "-0" and 1e15 as "1e+15"; Redis' HINCRBY refuses both.
