@@ -68,6 +68,14 @@ export function refuseJudgeWithoutKey(config: SwitchyardConfig, keysElsewhere: R
 }
 
 /**
+ * The models or ensembles a run's rows go to: --compare's models, --ab's arms or the pinned --model /
+ * --route model; undefined when the rows are routed. What the key and month checks look at.
+ */
+export function modelsTheRowsGoTo(compare: readonly string[] | undefined, abSplit: readonly { model: string }[] | undefined, model: string | undefined): readonly string[] | undefined {
+  return compare ?? (abSplit ? abSplit.map((arm) => arm.model) : model ? [model] : undefined);
+}
+
+/**
  * The models a run's rows may call: with a pinned model (--model), an A/B split of named arms or the
  * models --compare names, those (an ensemble's members and synthesizer) and their fallbacks, the judge's and the LLM
  * classifier's; otherwise every model of the config. A row that names its own model is not

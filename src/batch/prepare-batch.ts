@@ -24,7 +24,7 @@ import { atEarlyQuit, holdingEarlyStop, saysWhenStopped } from '../early-stop.ts
 import { lookalikeColumnsText, requestFieldColumnsText } from './run-messages.ts';
 import { AnsweringModels } from './answering-models.ts';
 import { CappedMaxTokens } from './capped-max-tokens.ts';
-import { keysHeldElsewhere, refuseJudgeWithoutKey, refuseSpentMonth, refuseWithoutKeys, warnAboutConfig } from './config-checks.ts';
+import { keysHeldElsewhere, modelsTheRowsGoTo, refuseJudgeWithoutKey, refuseSpentMonth, refuseWithoutKeys, warnAboutConfig } from './config-checks.ts';
 import { abSplitsBefore, isBudgeted, loadEarlierBatch, rescoringJudge, resolveConfig, sayNoReferenceField, sayResuming, chooseRunSettings, cacheTurnedOff, withRunCache, withRunJudge, type RunSettings } from './run-settings.ts';
 import type { RunHost, RunOptions } from './run-batch.ts';
 
@@ -92,8 +92,8 @@ export async function prepareBatch(batchId: string, options: RunOptions, session
   // The worker registry read once, for the warnings and the refusal: keys missing here that other workers have.
   const keysElsewhere = await keysHeldElsewhere(session, config);
   const settings = chooseRunSettings(options, existing, config, resolved.builtIn, storedConfig, say);
-  // The models or ensembles the rows go to (undefined: routed), which the key checks look at rather than every model of the config.
-  const pinned = settings.compare ?? (settings.abSplit ? settings.abSplit.map((arm) => arm.model) : settings.model ? [settings.model] : undefined);
+  // The key checks look at these rather than every model of the config.
+  const pinned = modelsTheRowsGoTo(settings.compare, settings.abSplit, settings.model);
   const callsElsewhere = refuseWhatCannotRun(config, resolved.builtIn, settings.model, pinned, options, keysElsewhere, host);
   await refuseSpentMonth(session, config, pinned, say);
   // After the refusals: a warning that a key is missing says nothing more when the run stops for it.

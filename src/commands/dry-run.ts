@@ -6,7 +6,7 @@ import { UsageError } from '../errors.ts';
 import { batchIdRule, isValidBatchId } from '../queue/keys.ts';
 import { CappedMaxTokens } from '../batch/capped-max-tokens.ts';
 import { lookalikeColumnsText, requestFieldColumnsText, unsentBodyFieldsText, unsentRequestFieldsText } from '../batch/run-messages.ts';
-import { missingKeys, modelsTheRowsMayCall, notSet, refuseWithoutKeys, spentMonthCheck } from '../batch/config-checks.ts';
+import { missingKeys, modelsTheRowsGoTo, modelsTheRowsMayCall, notSet, refuseWithoutKeys, spentMonthCheck } from '../batch/config-checks.ts';
 import { withoutAnswerCache } from '../execution/answer-cache.ts';
 import { readMonthSpent } from './dry-run-month.ts';
 import { countUnsentBodyFields } from '../queue/producer.ts';
@@ -180,8 +180,8 @@ export async function runDryRun(options: DryRunOptions, say: (line: string) => v
 
   say(`Dry run of ${options.file}: no model was called.`);
   // What the run would say first: a preflight that passes a run which then refuses to start helps no one.
-  // The models or ensembles the rows go to (undefined: routed): a key missing for a model none goes to is not said.
-  const answering = compare ?? (abSplit ? abSplit.map((arm) => arm.model) : pinned ? [pinned] : undefined);
+  // A key missing for a model no row goes to is not said.
+  const answering = modelsTheRowsGoTo(compare, abSplit, pinned);
   for (const [key, models] of missingKeys(config, modelsTheRowsMayCall(config, answering))) {
     say(`Warning: ${notSet(key)} here: calls to ${models.join(', ')} would fail with missing_api_key (a run stops before calling anything when no model its rows may use has its key, here or on a worker on its Redis).`);
   }

@@ -13,6 +13,7 @@ import { classificationInput, classifyByRules, compileTaskRules, llmClassifierIn
 import { maxMessageTokens } from '../routing/token-count.ts';
 import { countPromptTokensOffThread } from '../routing/token-count-thread.ts';
 import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
+import { keepTurn, takeTurn, waitLeftMs } from './deferred-turn.ts';
 import { ClaimLostError } from './claim-lost.ts';
 import type { RowGate } from './row-gate.ts';
 import type { RoutePlan, RowProgress } from './row-progress.ts';
@@ -69,18 +70,16 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
       const breaker = await gate.breaker(model);
       if (!breaker.allowed) return { skipped: `circuit open on ${model}${breaker.lastError ? ` (last error: ${breaker.lastError})` : ''}` };
       const onLimit = config.models[model]?.on_limit ?? config.limits.on_limit;
-      const turn = progress.turnTicket?.model === model ? progress.turnTicket : undefined;
-      progress.turnTicket = undefined;
       // As for an answer (row-runner.ts): max_wait_ms bounds a deferred row's whole wait, from its first ask.
-      const deferredSince = turn?.since !== undefined && Date.now() - turn.since <= config.limits.max_wait_ms + LATE_SLOT_MS ? turn.since : Date.now();
-      const maxWaitMs = onLimit === 'fallback' ? Math.max(0, config.limits.max_wait_ms - (Date.now() - deferredSince)) : Number.POSITIVE_INFINITY;
-      const capacity = await gate.reserveCapacity(model, estimatedTokens, maxWaitMs, { promptTokens: prompt, turnTicket: turn?.ticket });
+      const turn = takeTurn(progress, model, config.limits.max_wait_ms, Date.now());
+      const maxWaitMs = onLimit === 'fallback' ? waitLeftMs(turn, config.limits.max_wait_ms, Date.now()) : Number.POSITIVE_INFINITY;
+      const capacity = await gate.reserveCapacity(model, estimatedTokens, maxWaitMs, { promptTokens: prompt, turnTicket: turn.ticket });
       // Let through as the circuit's probe, a call that does not go now gives it up (row-runner.ts does the same).
       if (breaker.probe && (!capacity.reserved || capacity.waitMs > config.limits.inline_wait_ms)) await gate.releaseProbe(model, breaker.probe);
       else probe = breaker.probe;
       // Too far ahead to book yet (a provider that meters usage): the row parks holding nothing and asks again.
       if (!capacity.reserved && capacity.deferred) {
-        if (capacity.turnTicket !== undefined) progress.turnTicket = { model, ticket: capacity.turnTicket, since: deferredSince };
+        keepTurn(progress, model, capacity.turnTicket, turn);
         return { waitMs: capacity.waitMs };
       }
       if (!capacity.reserved) return { skipped: `${model} rate limited for ${Math.ceil(capacity.waitMs / 1000)} s, over limits.max_wait_ms` };

@@ -10,6 +10,7 @@ import { callErrorMessage, type CallRecord, type RowEvent } from '../output/reco
 import { maxMessageTokens, maxParamsTokens } from '../routing/token-count.ts';
 import { CallsStopped, unlimitedCallSlot, type CallSlot } from './call-slots.ts';
 import { ClaimLostError } from './claim-lost.ts';
+import { keepTurn, takeTurn, waitLeftMs } from './deferred-turn.ts';
 import type { BudgetDecision, BudgetTogetherDecision, RowGate } from './row-gate.ts';
 import type { BudgetHold } from '../limits/budget.ts';
 import { isCacheable, type AnswerCache, type CachedAnswer } from './answer-cache.ts';
@@ -339,13 +340,9 @@ async function takeSlot(model: string, call: { tokens: number; promptTokens: num
     if (untilSlot > 0) await deps.sleep(untilSlot);
   } else {
     const fallsBack = fallsBackOnLimit(onLimit, progress);
-    const turn = progress.turnTicket?.model === model ? progress.turnTicket : undefined;
-    const asked = { promptTokens: call.promptTokens, turnTicket: turn?.ticket };
-    progress.turnTicket = undefined;
-    // A deferred row has waited since its first ask: max_wait_ms bounds the whole wait, as a slot booked at once would.
-    // One back far later than that allowed (its run killed and resumed, its workers stopped) was not waiting for a slot meanwhile: it asks afresh.
-    const deferredSince = turn?.since !== undefined && now() - turn.since <= config.limits.max_wait_ms + WAKE_LEAD_MS ? turn.since : now();
-    let capacity = await gate.reserveCapacity(model, call.tokens, fallsBack ? Math.max(0, config.limits.max_wait_ms - (now() - deferredSince)) : Number.POSITIVE_INFINITY, asked);
+    const turn = takeTurn(progress, model, config.limits.max_wait_ms, now());
+    const asked = { promptTokens: call.promptTokens, turnTicket: turn.ticket };
+    let capacity = await gate.reserveCapacity(model, call.tokens, fallsBack ? waitLeftMs(turn, config.limits.max_wait_ms, now()) : Number.POSITIVE_INFINITY, asked);
     // Every later model's circuit is open: going on would fail the row for a limit a wait here meets.
     if (!capacity.reserved && !capacity.deferred && fallsBack && !(await laterModelOpenToCalls(progress, deps))) capacity = await gate.reserveCapacity(model, call.tokens, Number.POSITIVE_INFINITY, asked);
     if (!capacity.reserved && capacity.deferred) {
@@ -353,7 +350,7 @@ async function takeSlot(model: string, call: { tokens: number; promptTokens: num
       // nothing and asks again nearer its turn, keeping its place, when the calls before it have
       // settled what they used.
       await giveUpProbe();
-      if (capacity.turnTicket !== undefined) progress.turnTicket = { model, ticket: capacity.turnTicket, since: deferredSince };
+      keepTurn(progress, model, capacity.turnTicket, turn);
       const note = slotWaitNote(model, call.tokens, capacity.waitMs, capacity.limitedBy, config, capacity.tokens);
       return { kind: 'park', waitMs: Math.max(config.limits.inline_wait_ms, capacity.waitMs), progress, ...(note && { note }) };
     }

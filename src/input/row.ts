@@ -27,6 +27,11 @@ export const chatMessageSchema = z.strictObject({
 });
 export type ChatMessage = z.infer<typeof chatMessageSchema>;
 
+/** The message that asks: the last user message, else the last message (a record of system text alone). */
+export function askingMessage(messages: readonly ChatMessage[]): ChatMessage | undefined {
+  return messages.findLast((message) => message.role === 'user') ?? messages.at(-1);
+}
+
 /** One valid prompt read from an input file, before it becomes a job. */
 export interface InputRow {
   /** 1-based position among the file's records (CSV data rows, JSONL lines); the job id is built from it. */

@@ -9,12 +9,11 @@
 import type { Redis } from 'ioredis';
 import { readRows } from '../input/read-rows.ts';
 import { fingerprintDiffers, rowFingerprint } from '../input/row-fingerprint.ts';
-import type { ChatMessage, InputRow, ReadItem, RowRules } from '../input/row.ts';
+import { askingMessage, type ChatMessage, type InputRow, type ReadItem, type RowRules } from '../input/row.ts';
 
 /** The prompt a message list shows a reader: its last user message, else its last message (a record of system text alone). */
 export function promptText(messages: readonly ChatMessage[]): string {
-  const shown = messages.findLast((message) => message.role === 'user') ?? messages.at(-1);
-  return shown?.content ?? '';
+  return askingMessage(messages)?.content ?? '';
 }
 
 /** Row fingerprints read from Redis this many rows at a time (4 bytes each). */

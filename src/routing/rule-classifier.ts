@@ -1,5 +1,5 @@
 import type { RoutingConfig, TaskTypeRule } from '../config/schema.ts';
-import type { ChatMessage } from '../input/row.ts';
+import { askingMessage, type ChatMessage } from '../input/row.ts';
 import { DEFAULT_TASK_TYPES } from './default-task-types.ts';
 
 /**
@@ -293,7 +293,7 @@ export function llmClassifierInput(messages: readonly ChatMessage[]): string {
 }
 
 function classifiedMessages(messages: readonly ChatMessage[]): { read: ChatMessage[]; lastUser: ChatMessage | undefined } {
-  const lastUser = messages.findLast((message) => message.role === 'user') ?? messages.at(-1);
+  const lastUser = askingMessage(messages);
   return { read: messages.filter((message) => message.role === 'system' || message.role === 'developer' || message === lastUser), lastUser };
 }
 

@@ -114,17 +114,25 @@ describe('tpm_counts: usage, a queued batch with max_tokens far above its answer
     else expect(third).toMatchObject({ deferred: true, tokens: PROMPT + ANSWER });
   });
 
-  it('books nothing past the book-ahead: a deferred call is told when to ask again, the turns one after another', async () => {
+  /**
+   * A metered limiter whose figure rests on ten answers of max_tokens (one call settled ten times,
+   * each settling nothing but the figure), so calls book the whole way ahead; then twelve asks at once.
+   */
+  async function twelveAsksAtFullAnswers(model: string) {
     const limiter = new ModelLimiter(redis, { prefix });
-    const model = 'deferred';
     const input = { model, tpm: TPM, headroom: 1, tokens: PROMPT + MAX_TOKENS, meteredPromptTokens: PROMPT, maxWaitMs: 600_000 };
     const first = await limiter.reserve(input);
     if (!first.reserved) throw new Error('first not reserved');
-    // Ten answers of max_tokens (the same call settled ten times, each settling nothing but the figure): the figure now books the whole way ahead.
     for (let i = 0; i < 10; i++) await limiter.settle({ model, tpm: TPM, headroom: 1, slotAt: first.slotAt, estimatedTokens: first.tokens, actualTokens: PROMPT + MAX_TOKENS, meteredPromptTokens: PROMPT });
-    // Answers run to max_tokens: each call holds 1.05 s of the minute, so a few fit in the 4 s book-ahead.
     const replies = [];
     for (let i = 0; i < 12; i++) replies.push(await limiter.reserve(input));
+    return { limiter, input, replies };
+  }
+
+  it('books nothing past the book-ahead: a deferred call is told when to ask again, the turns one after another', async () => {
+    const model = 'deferred';
+    // Answers run to max_tokens: each call holds 1.05 s of the minute, so a few fit in the 4 s book-ahead.
+    const { limiter, input, replies } = await twelveAsksAtFullAnswers(model);
     const booked = replies.filter((reply) => reply.reserved);
     const deferred = replies.filter((reply) => !reply.reserved);
     expect(booked.length).toBeGreaterThanOrEqual(2);
@@ -147,14 +155,8 @@ describe('tpm_counts: usage, a queued batch with max_tokens far above its answer
   });
 
   it('counts a ticket booked out of its order as one booking: the calls deferred before it keep their places (review: every ticket before it was told its turn was now, and the whole line asked again every 2 s)', async () => {
-    const limiter = new ModelLimiter(redis, { prefix });
     const model = 'out-of-order';
-    const input = { model, tpm: TPM, headroom: 1, tokens: PROMPT + MAX_TOKENS, meteredPromptTokens: PROMPT, maxWaitMs: 600_000 };
-    const first = await limiter.reserve(input);
-    if (!first.reserved) throw new Error('first not reserved');
-    for (let i = 0; i < 10; i++) await limiter.settle({ model, tpm: TPM, headroom: 1, slotAt: first.slotAt, estimatedTokens: first.tokens, actualTokens: PROMPT + MAX_TOKENS, meteredPromptTokens: PROMPT });
-    const replies = [];
-    for (let i = 0; i < 12; i++) replies.push(await limiter.reserve(input));
+    const { limiter, input, replies } = await twelveAsksAtFullAnswers(model);
     const tickets = replies.flatMap((reply) => (!reply.reserved && reply.ticket !== undefined ? [reply.ticket] : []));
     expect(tickets.length).toBeGreaterThanOrEqual(6);
     const served = Number(await redis.hget(limiterKey(prefix, model), 'srv'));
