@@ -221,8 +221,13 @@ async function gaveUpLimitedMembers(state: EnsembleState, pending: EnsembleState
   for (const { member, waitMs } of parked) {
     const model = member.progress.plan?.chain[member.progress.chainIndex] ?? member.model;
     await releaseHeldSlot(member.progress, deps.gate);
-    const message = `${model}: rate limited, its next call ${Math.ceil(waitMs / 1000)} s away, over limits.max_wait_ms; given up, as ${answered} other members answered (min_answers ${needed})`;
-    member.outcome = { status: 'failed', output: null, final_model: null, error: { code: 'no_model_available', message } };
+    const limitedFor = `${model}: rate limited, its next call ${Math.ceil(waitMs / 1000)} s away, over limits.max_wait_ms`;
+    const message = `${limitedFor}; given up, as ${answered} other members answered (min_answers ${needed})`;
+    // The row's fallback_reason says it too, after whatever the member met before (QA: it read null,
+    // though the row was synthesized from one answer fewer). No ';' inside: the reasons are split on it.
+    const givenUp = `${limitedFor}, given up as ${answered} other members answered (min_answers ${needed})`;
+    const fallbackReason = [...member.progress.fallbackReasons, givenUp].join('; ');
+    member.outcome = { status: 'failed', output: null, final_model: null, error: { code: 'no_model_available', message }, fallback_reason: fallbackReason };
   }
   return true;
 }

@@ -42,6 +42,8 @@ describe('an ensemble member limited past limits.max_wait_ms', () => {
     expect(slow).toMatchObject({ status: 'failed', error: { code: 'no_model_available' } });
     expect(slow?.error?.message).toMatch(/^slow: rate limited, its next call \S+ s away, over limits\.max_wait_ms; given up, as 2 other members answered \(min_answers 2\)$/);
     expect(released).toEqual(['slow']); // the slot it booked goes back
+    // The row's fallback_reason says so too (QA: it read null for a row synthesized from one answer fewer).
+    expect(step.event.result.fallback_reason).toMatch(/^member slow: slow: rate limited, its next call \S+ s away, over limits\.max_wait_ms, given up as 2 other members answered \(min_answers 2\)$/);
   });
 
   it('still waits for it when the others are too few without it, or under on_limit wait', async () => {
