@@ -17,6 +17,17 @@ export function fallBack(progress: RowProgress, reason: string): void {
   Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
 }
 
+/**
+ * Passes the model over without a call (its circuit open or being probed, its rate limit too far
+ * away): as fallBack, and a chain that ends here ends on this refusal, which no provider answered,
+ * so the row's error keeps the last call's code but no HTTP status (QA: an ensemble member refused
+ * by an open circuit read `http_status: 500`, the status of the call that came before the refusal).
+ */
+export function passOverUnsent(progress: RowProgress, reason: string): void {
+  if (progress.lastError) progress.lastError = { ...progress.lastError, status: null };
+  fallBack(progress, reason);
+}
+
 /** The prompt is longer than the model takes: providers word it many ways. */
 export const CONTEXT_TOO_LONG = /context[ _]length|context window|maximum context|too many tokens|prompt is too long|input is too long|reduce the length/i;
 

@@ -16,7 +16,7 @@ import type { BudgetHold } from '../limits/budget.ts';
 import { isCacheable, type AnswerCache, type CachedAnswer } from './answer-cache.ts';
 import type { RoutePlan, RowProgress } from './row-progress.ts';
 import { chainFailedMessage, finish, finishFromCache, noModelMessage } from './row-result.ts';
-import { fallBack, fallsBackOnLimit, laterModelOpenToCalls, passedForCheaper, passedMissingKey, passedRejectedKey, refusalAnotherModelMayNotMeet } from './fallback-rules.ts';
+import { fallBack, fallsBackOnLimit, laterModelOpenToCalls, passedForCheaper, passedMissingKey, passedRejectedKey, passOverUnsent, refusalAnotherModelMayNotMeet } from './fallback-rules.ts';
 import { requestFor } from './model-request.ts';
 
 /** The row as the runner needs it (the prompt job's payload). */
@@ -316,12 +316,12 @@ async function takeSlot(model: string, call: { tokens: number; promptTokens: num
     if (progress.reservedModel === model) await releaseHeldSlot(progress, gate);
     const why = breaker.lastError ? `last error: ${breaker.lastError}` : '';
     if (breaker.probing) {
-      fallBack(progress, `${model}: one call is testing it after repeated failures${why ? ` (${why})` : ''}`);
+      passOverUnsent(progress, `${model}: one call is testing it after repeated failures${why ? ` (${why})` : ''}`);
       progress.awaitingProbe = true;
       progress.circuitProbeAt = Math.min(progress.circuitProbeAt ?? Number.POSITIVE_INFINITY, now() + Math.min(breaker.retryInMs, PROBE_POLL_MS));
     } else {
       // The time as well: results.jsonl is read later, when "in 29 s" no longer says when.
-      fallBack(progress, `${model}: circuit open after repeated failures (${why ? `${why}; ` : ''}next probe in ${seconds(breaker.retryInMs)}, at ${formatClockTime(now() + breaker.retryInMs)})`);
+      passOverUnsent(progress, `${model}: circuit open after repeated failures (${why ? `${why}; ` : ''}next probe in ${seconds(breaker.retryInMs)}, at ${formatClockTime(now() + breaker.retryInMs)})`);
       progress.circuitProbeAt = Math.min(progress.circuitProbeAt ?? Number.POSITIVE_INFINITY, now() + breaker.retryInMs);
     }
     return 'passed over';
@@ -356,7 +356,7 @@ async function takeSlot(model: string, call: { tokens: number; promptTokens: num
     }
     if (!capacity.reserved) {
       await giveUpProbe();
-      fallBack(progress, `${model}: rate limited (${capacity.limitedBy}) for ${seconds(capacity.waitMs)}, over limits.max_wait_ms`);
+      passOverUnsent(progress, `${model}: rate limited (${capacity.limitedBy}) for ${seconds(capacity.waitMs)}, over limits.max_wait_ms`);
       return 'passed over';
     }
     progress.slotAt = capacity.slotAt;
