@@ -284,7 +284,9 @@ function finishEnsemble(row: RowInput, progress: RowProgress, ensemble: NamedEns
     fallback_reason: fallbackReasons.length > 0 ? fallbackReasons.join('; ') : null,
     ensemble: {
       name: ensemble.name,
-      synthesizer: ensemble.config.synthesizer,
+      // The model that wrote the synthesis, a fallback of the configured synthesizer's included (QA: it named the configured one
+      // beside a final_model that was its fallback); the configured one when none was written.
+      synthesizer: succeeded ? synthesizedBy : ensemble.config.synthesizer,
       members: state.members.map((member) => ({
         model: member.model,
         status: member.outcome?.status ?? 'failed',

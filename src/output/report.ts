@@ -593,8 +593,15 @@ function answeredOnFallback(result: RowResult): boolean {
   const { ensemble } = result;
   if (!ensemble) return (result.models_tried?.length ?? 1) > 1 || (result.fallback_reason ?? null) !== null;
   const member = ensemble.members.some((m) => m.status === 'succeeded' && m.final_model !== null && m.final_model !== m.model);
-  return member || (result.final_model !== null && result.final_model !== ensemble.synthesizer);
+  return member || (result.final_model !== null && result.final_model !== ensemble.synthesizer) || SYNTHESIS_LEFT_ITS_MODEL.test(result.fallback_reason ?? '');
 }
+
+/**
+ * A synthesis that went on past its synthesizer (ensemble-row.ts prefixes its reasons "synthesis: "):
+ * `ensemble.synthesizer` names the model that wrote it, so it no longer tells a fallback's synthesis
+ * apart; results written before that named the configured synthesizer, which the comparison above reads.
+ */
+const SYNTHESIS_LEFT_ITS_MODEL = /(?:^|; )synthesis: /;
 
 /** The example of each code in `counts` that has one, in the counts' order. */
 function examplesOf(counts: Record<string, number>, examples: ReadonlyMap<string, string>): Record<string, string> {

@@ -43,4 +43,14 @@ describe("an ensemble row's record", () => {
     expect(dead).toMatchObject({ status: 'failed', error: { code: 'server_error', http_status: null } });
     expect(dead?.error?.message).toMatch(/^dead failed: circuit open after repeated failures \(last error: model "dead" failed with 500; next probe in 30 s, at /);
   });
+
+  it("names the model that wrote the synthesis as its synthesizer, a fallback of the configured one's included (QA: it named the configured one)", async () => {
+    const models = { a: { provider: 'sim', price }, b: { provider: 'sim', price }, dead: { provider: 'sim', price, fallbacks: ['spare'] }, spare: { provider: 'sim', price } };
+    const { gate } = openRowGate();
+    const config = deps(models, { members: ['a', 'b'], synthesizer: 'dead' }, gate);
+    const step = await advanceEnsembleRow(row, freshProgress(), config, { name: 'council', config: config.config.ensembles!.council! });
+    if (step.kind !== 'finished') throw new Error(`expected finished, got ${step.kind}`);
+    expect(step.event.result).toMatchObject({ status: 'succeeded', model: 'spare', final_model: 'spare', ensemble: { synthesizer: 'spare' } });
+    expect(step.event.result.fallback_reason).toBe('synthesis: dead: server_error after 2 attempts');
+  });
 });

@@ -625,6 +625,16 @@ describe('savings against report.baseline_model', () => {
     expect(tally.build(span).extra_calls.rows_on_fallback).toBe(2);
   });
 
+  it("count an ensemble row as answered by a fallback when its synthesizer names the fallback that wrote the synthesis (QA: it named the configured one), by the synthesis' fallback_reason", () => {
+    const tally = new ReportTally(baseline);
+    const members = [{ model: 'glm', status: 'succeeded' as const, output: 'a', final_model: 'glm' }];
+    const byFallback: RowResult = { ...result(1, 'succeeded'), model: 'pro', final_model: 'pro', fallback_reason: 'synthesis: flash: server_error after 4 attempts', ensemble: { name: 'council', synthesizer: 'pro', members } };
+    const asConfigured: RowResult = { ...result(2, 'succeeded'), model: 'flash', final_model: 'flash', fallback_reason: null, ensemble: { name: 'council', synthesizer: 'flash', members } };
+    tally.addResult(byFallback);
+    tally.addResult(asConfigured);
+    expect(tally.build(span).extra_calls.rows_on_fallback).toBe(1);
+  });
+
   it('are an extra cost when the baseline is cheaper (QA: "Savings ... 150.1% more")', () => {
     const tally = new ReportTally(baseline);
     tally.addResult(result(1, 'succeeded'));
