@@ -216,6 +216,13 @@ export interface BaselineReport extends SavingsFigures {
    * cost. Absent otherwise, and in reports written before it.
    */
   outside_ensembles?: SavingsFigures;
+  /**
+   * When the budget stopped rows: the same four figures for the rows that have an answer, their own
+   * calls (results.jsonl's cost_usd) against their answers on the baseline, and how many they are.
+   * The batch's figures above set every paid call (the stopped rows' members, say) against the
+   * answers alone (QA: "2276% more"). Absent otherwise, and in reports written before it.
+   */
+  answered_rows?: SavingsFigures & { rows: number; unpriced_rows: number };
 }
 
 export interface Report {

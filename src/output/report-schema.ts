@@ -138,6 +138,7 @@ export const reportSchema: z.ZodType<Report> = z.object({
       savings_percent: z.number().nullable(),
       unpriced_calls: count,
       outside_ensembles: z.object({ baseline_cost_usd: usd, batch_cost_usd: usd, savings_usd: usd.nullable(), savings_percent: z.number().nullable() }).optional(),
+      answered_rows: z.object({ rows: count, unpriced_rows: count, baseline_cost_usd: usd, batch_cost_usd: usd, savings_usd: usd.nullable(), savings_percent: z.number().nullable() }).optional(),
     })
     .nullable(),
 });

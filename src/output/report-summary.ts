@@ -114,7 +114,7 @@ export function renderSummaryLines(report: Report): string[] {
   ];
   const savings = renderSavings(report);
   // A baseline cheaper than the batch is an extra cost, not a saving.
-  if (savings) pairs.push([(report.baseline?.unpriced_calls ?? 0) > 0 ? 'Baseline' : (report.baseline?.savings_percent ?? 0) < 0 ? 'Extra cost' : 'Savings', savings]);
+  if (savings) pairs.push([savingsLabel(report.baseline), savings]);
   if (report.extra_calls.fallback_calls > 0 || report.extra_calls.retry_calls > 0) {
     const extra = report.extra_calls;
     pairs.push(['Retries', `${counted(extra.retry_calls, 'call')}${retriedAnswers(extra)} ${inParentheses(extraCost(extra.retry_calls, extra.retry_cost_usd, extra.retry_unpriced_calls))}; fallbacks ${counted(extra.fallback_calls, 'call')} ${inParentheses(extraCost(extra.fallback_calls, extra.fallback_cost_usd, extra.fallback_unpriced_calls))}${bothCounted(extra)}`]);
@@ -199,4 +199,12 @@ function alignedBlock(title: string, rows: string[][]): string[] {
   // Rows may differ in length (a model that streamed has one figure more).
   const widths = Array.from({ length: Math.max(...rows.map((row) => row.length)) }, (_, i) => Math.max(...rows.map((row) => row[i]?.length ?? 0)));
   return [title, ...rows.map((row) => `  ${row.map((text, i) => (i === 0 ? text.padEnd(widths[i]!) : text.padStart(widths[i]!))).join('  ')}`.trimEnd())];
+}
+
+/** The summary's label for the saving's line: after a budget stop, the answered rows' comparison decides it (renderSavings). */
+function savingsLabel(baseline: Report['baseline']): string {
+  const answered = baseline?.answered_rows;
+  const unknown = answered ? answered.unpriced_rows > 0 : (baseline?.unpriced_calls ?? 0) > 0;
+  if (unknown) return 'Baseline';
+  return ((answered ?? baseline)?.savings_percent ?? 0) < 0 ? 'Extra cost' : 'Savings';
 }

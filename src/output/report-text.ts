@@ -205,6 +205,7 @@ export function renderSavings(report: Report): string | null {
   const asides = [...(report.extra_calls.judge_calls > 0 ? ['the judge'] : []), ...(cachedRows > 0 ? [`the ${counted(cachedRows, 'row')} answered from the cache`] : [])];
   const aside = asides.length > 0 ? ` (${asides.join(' and ')} aside)` : '';
   const [paid, it] = report.extra_calls.judge_calls > 0 ? [`Its answers cost ${cost}${aside}`, 'they'] : [`This batch cost ${cost}${aside}`, 'it'];
+  if (baseline.answered_rows) return answeredRowsSavings(report, baseline, baseline.answered_rows, aside);
   if (baseline.unpriced_calls > 0) {
     const what = report.extra_calls.judge_calls > 0 ? 'its answers' : 'this batch';
     return `On ${baseline.model} ${what} would have cost ${wouldHave}; what ${it} cost is not known in full (${counted(baseline.unpriced_calls, 'call')} to models with no price configured)`;
@@ -213,6 +214,27 @@ export function renderSavings(report: Report): string | null {
   if (savings === 0) return `${paid}, what ${it} would have cost on ${baseline.model}`;
   // In words: a bare "(-41.6%)" reads as the saving or as the baseline's extra cost alike.
   return `${paid}: ${lessOrMore(savings)} than the ${wouldHave} ${it} would have cost on ${baseline.model}${outsideEnsembles(baseline)}`;
+}
+
+/**
+ * After a budget stop: the answered rows' own calls against their answers on the baseline, like for
+ * like, and what the rest of the batch paid, left out (QA: all the paid calls, the members of rows
+ * whose synthesis the budget refused among them, against the answered rows alone read "2276% more").
+ */
+function answeredRowsSavings(report: Report, baseline: BaselineReport, answered: NonNullable<BaselineReport['answered_rows']>, aside: string): string {
+  const rows = `${counted(answered.rows, 'answered row')}`;
+  const they = answered.rows === 1 ? 'it' : 'they';
+  const wouldHave = formatUsd(answered.baseline_cost_usd);
+  const stopped = report.errors['budget_exceeded'] ?? 0;
+  const rest = Math.max(0, baseline.batch_cost_usd - answered.batch_cost_usd);
+  const restText = rest > 0 ? `; left out: the other ${formatUsd(rest)} paid, for rows with no answer yet (${count(stopped)} stopped by the budget)` : '';
+  if (answered.unpriced_rows > 0) {
+    return `On ${baseline.model} the ${rows} would have cost ${wouldHave}; what ${they} cost cannot be compared with it (${counted(answered.unpriced_rows, 'row')} called models with no price configured)${restText}`;
+  }
+  const paid = `The ${rows} cost ${formatUsd(answered.batch_cost_usd)}${aside}`;
+  if (answered.savings_percent === null) return `${paid}; on ${baseline.model} ${they} would have cost ${wouldHave}${restText}`;
+  if (answered.savings_percent === 0) return `${paid}, what ${they} would have cost on ${baseline.model}${restText}`;
+  return `${paid}: ${lessOrMore(answered.savings_percent)} than the ${wouldHave} ${they} would have cost on ${baseline.model}${restText}`;
 }
 
 function lessOrMore(percent: number): string {

@@ -194,6 +194,8 @@ export class ReportTally {
   /** Judge calls by the model that made them: an earlier judge's (a resume that changed it) or a fallback's are not the judge's. */
   readonly #judgeCallsByModel = new Map<string, number>();
   #baselineNanos = 0;
+  /** What the rows with an answer cost (their results' cost_usd; a row from the cache none), for a comparison with the baseline that leaves out the calls of rows without one. */
+  readonly #answeredRows = { rows: 0, nanos: 0, unpriced: 0 };
   /** The part of the baseline comparison outside ensembles: the answer calls' (and the classifier's) cost, and their answers on the baseline. */
   readonly #outsideEnsembles = { nanos: 0, unpriced: 0, baselineNanos: 0 };
   /** An ensemble row's prompt tokens (its first answered member call's input), until its synthesis call comes. */
@@ -276,6 +278,10 @@ export class ReportTally {
     if (result.output !== null && result.output.length > EXCEL_CELL_MAX_CHARS) this.#addLongOutput(result.row, result.id, result.output.length);
     if (result.status === 'succeeded') {
       this.#succeeded += 1;
+      // An answer from the cache had no call, on either side of the comparison: it is aside, as in the batch's.
+      if (!result.cached) this.#answeredRows.rows += 1;
+      if (result.cost_usd === null) this.#answeredRows.unpriced += 1;
+      else this.#answeredRows.nanos += usdToNanos(result.cost_usd);
       if (entry) entry.succeeded += 1;
       task.succeeded += 1;
       if (answeredOnFallback(result)) this.#rowsOnFallback += 1;
@@ -552,12 +558,15 @@ export class ReportTally {
     if (!this.#baseline) return null;
     const outside = this.#outsideEnsembles;
     const ensembleCalls = this.#extra.member.calls + this.#extra.synthesis.calls;
+    const answered = this.#answeredRows;
     return {
       model: this.#baseline.model,
       ...savingsFigures(this.#baselineNanos, answersNanos, unpricedCalls),
       unpriced_calls: unpricedCalls,
       // Beside ensembles, whose several calls per row cost more than one answer by design, the whole says little of routing.
       ...(ensembleCalls > 0 && outside.baselineNanos > 0 && { outside_ensembles: savingsFigures(outside.baselineNanos, outside.nanos, outside.unpriced) }),
+      // Rows the budget stopped may hold paid calls (an ensemble's members) with no answer to set against the baseline's.
+      ...((this.#rowErrors.get('budget_exceeded') ?? 0) > 0 && { answered_rows: { rows: answered.rows, unpriced_rows: answered.unpriced, ...savingsFigures(this.#baselineNanos, answered.nanos, answered.unpriced) } }),
     };
   }
 }

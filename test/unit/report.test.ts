@@ -593,6 +593,31 @@ describe('savings against report.baseline_model', () => {
     expect(report.baseline).toMatchObject({ baseline_cost_usd: 0.002, batch_cost_usd: 0.0005 });
   });
 
+  it('after a budget stop, set the answered rows\' own calls against their answers on the baseline, leaving out what rows with no answer paid (QA: "2276% more")', () => {
+    const tally = new ReportTally(baseline);
+    // An answered ensemble row: $0.0005 for its members and synthesis, $0.002 on pro.
+    tally.addResult({ ...result(1, 'succeeded'), cost_usd: 0.0005, ensemble: { name: 'council', synthesizer: 'flash', members: [] } });
+    tally.addCall({ ...call(1, 1, 'succeeded', 0.0001, [1000, 400]), purpose: 'ensemble_member' });
+    tally.addCall({ ...call(1, 1, 'succeeded', 0.0004, [2200, 500]), purpose: 'synthesis' });
+    // Nine rows whose members answered ($0.004 each) before the budget refused their synthesis.
+    for (let row = 2; row <= 10; row++) {
+      tally.addResult({ ...result(row, 'failed'), cost_usd: 0.004, error: { code: 'budget_exceeded', message: 'synthesis: not run' }, ensemble: { name: 'council', synthesizer: 'flash', members: [] } });
+      tally.addCall({ ...call(row, 1, 'succeeded', 0.004, [1000, 400]), purpose: 'ensemble_member' });
+    }
+    const report = tally.build(span);
+    // Every paid call against the one answer: 1,825% more. The answered row alone: 75% less.
+    expect(report.baseline).toMatchObject({ baseline_cost_usd: 0.002, batch_cost_usd: 0.0365, savings_percent: -1725 });
+    expect(report.baseline?.answered_rows).toEqual({ rows: 1, unpriced_rows: 0, baseline_cost_usd: 0.002, batch_cost_usd: 0.0005, savings_usd: 0.0015, savings_percent: 75 });
+    const line = 'The 1 answered row cost $0.000500: 75% less than the $0.00200 it would have cost on pro; left out: the other $0.0360 paid, for rows with no answer yet (9 stopped by the budget)';
+    expect(renderSummaryLines(report)).toContainEqual(expect.stringMatching(new RegExp(`^Savings +${line.replace(/[.*+?^${}()|[\]\\$]/g, '\\$&')}$`)));
+    expect(renderReportMarkdown(report)).toContain(`- ${line}`);
+    // Without a budget stop the batch's comparison stands, and report.json has no answered_rows.
+    const plain = new ReportTally(baseline);
+    plain.addResult(result(1, 'succeeded'));
+    plain.addCall(call(1, 1, 'succeeded', 0.0004, [1000, 500]));
+    expect(plain.build(span).baseline).not.toHaveProperty('answered_rows');
+  });
+
   it("give the rows outside ensembles their own saving beside the whole's (QA: \"19.6% more than on pro\" for a batch whose routed rows saved 79.4%)", () => {
     const tally = new ReportTally(baseline);
     // A routed row: $0.0004 paid, $0.002 on pro.
