@@ -4,7 +4,7 @@ import { CollectionTally } from '../output/collection-tally.ts';
 import { collectBatch } from '../output/collector.ts';
 import { budgetStop, finalizeBatch, writeOutputsSoFar } from '../output/finalize-batch.ts';
 import { outputPaths } from '../output/paths.ts';
-import { modelOutputCaps } from '../output/report.ts';
+import { reportModels } from '../output/report.ts';
 import { counted, formatCount, formatDuration } from '../figure-text.ts';
 import type { ResumeHint } from '../output/report-markdown.ts';
 import { renderSummaryLines } from '../output/report-summary.ts';
@@ -54,8 +54,8 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const baselineModel = config?.report.baseline_model;
   const baselinePrice = baselineModel ? config?.models[baselineModel]?.price : undefined;
   const baseline = baselineModel && baselinePrice ? { model: baselineModel, price: baselinePrice } : undefined;
-  const outputCaps = modelOutputCaps(config);
-  const tally = new CollectionTally(baseline, options.startedAt, outputCaps, meta.compare);
+  const models = reportModels(config);
+  const tally = new CollectionTally(baseline, options.startedAt, models, meta.compare);
   const shown = options.progressStream !== null;
   const unpriced = config != null && noModelPriced(config);
   const display = shown ? createProgressDisplay(options.progressStream ?? process.stderr, { unpriced, clock: true, json: process.env.LOG_FORMAT?.toLowerCase() === 'json' }) : NO_DISPLAY;
@@ -112,7 +112,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   }
   // Read again once: the producer has since recorded the row counts (invalid rows among them).
   const finalMeta = (await session.store.load(batchId)) ?? meta;
-  const finalizing = { store: session.store, meta: finalMeta, paths, outDir: meta.out_dir, startedAt: options.startedAt, baseline, outputCaps, collectedTally: tally.complete, resumeHint: options.resumeHint, endsAtLastRow: options.endsAtLastRow, refusals: session.refusals };
+  const finalizing = { store: session.store, meta: finalMeta, paths, outDir: meta.out_dir, startedAt: options.startedAt, baseline, reportModels: models, collectedTally: tally.complete, resumeHint: options.resumeHint, endsAtLastRow: options.endsAtLastRow, refusals: session.refusals };
   // Stopped early, the rows so far; a stop that came as the last row finished, with every row written, still ends the batch as usual.
   const report = stoppedWith === null ? await finalizeBatch(finalizing) : await writeOutputsSoFar(finalizing, stoppedWith.validRows);
   say('');

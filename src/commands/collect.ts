@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { counted } from '../figure-text.ts';
 import { readWrittenReport } from '../output/write-report.ts';
-import { batchExitCode, modelOutputCaps } from '../output/report.ts';
+import { batchExitCode, reportModels } from '../output/report.ts';
 import { isFinishedStatus, type BatchMeta } from '../queue/batch-state.ts';
 import { LostOutputError, refuseLostCollectedFiles } from '../output/collected-files.ts';
 import { rewriteMissingOutputs } from '../output/finalize-batch.ts';
@@ -31,7 +31,7 @@ async function checkFinishedOutputs(session: Session, meta: BatchMeta, say: (lin
   const baselinePrice = baselineModel ? config?.models[baselineModel]?.price : undefined;
   const paths = outputPaths(meta.out_dir);
   const late = await addLateCalls(session, meta, paths);
-  const found = await rewriteMissingOutputs({ store: session.store, meta, paths, outDir: meta.out_dir, baseline: baselineModel && baselinePrice ? { model: baselineModel, price: baselinePrice } : undefined, outputCaps: modelOutputCaps(config) });
+  const found = await rewriteMissingOutputs({ store: session.store, meta, paths, outDir: meta.out_dir, baseline: baselineModel && baselinePrice ? { model: baselineModel, price: baselinePrice } : undefined, reportModels: reportModels(config) });
   if (late > 0) {
     found.rewritten = found.rewritten.filter((name) => !name.startsWith('report.'));
     say(`Added to costs.jsonl: ${counted(late, 'call')} of rows finished again after the outputs were written (a worker paused past queue.lock_ms while another did them); report.json and report.md count them now.`);

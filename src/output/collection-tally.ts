@@ -1,5 +1,5 @@
 import type { CallRecord, RowResult } from './records.ts';
-import { ReportTally, type ReportBaseline } from './report.ts';
+import { ReportTally, type ReportBaseline, type ReportModels } from './report.ts';
 
 /**
  * The report, tallied while the collector writes the rows, so that finishing a batch does not read
@@ -12,8 +12,8 @@ export class CollectionTally {
   #tally: ReportTally | null;
   #seen = new Uint8Array(1024);
 
-  constructor(baseline?: ReportBaseline, runStartedAt?: Date, outputCaps?: Readonly<Record<string, number>>, compared?: readonly string[]) {
-    this.#tally = new ReportTally(baseline, runStartedAt, outputCaps, compared);
+  constructor(baseline?: ReportBaseline, runStartedAt?: Date, models?: ReportModels, compared?: readonly string[]) {
+    this.#tally = new ReportTally(baseline, runStartedAt, models, compared);
   }
 
   giveUp(): void {

@@ -8,7 +8,7 @@ import { writeOrderedResults, type RowFilter } from './ordered-results.ts';
 import type { OutputPaths } from './paths.ts';
 import { readJsonl } from './read-jsonl.ts';
 import type { CallRecord, RowResult } from './records.ts';
-import { ReportTally, type ReportBaseline } from './report.ts';
+import { ReportTally, type ReportBaseline, type ReportModels } from './report.ts';
 import type { Report } from './report-json.ts';
 import { writeResultsCsv } from './results-csv.ts';
 import { writeCompareCsv } from './compare-csv.ts';
@@ -25,8 +25,8 @@ export interface FinalizeOptions {
   /** When this round of the batch started (the report's elapsed time). */
   startedAt: Date;
   baseline?: ReportBaseline | undefined;
-  /** Each model's max_output_tokens (modelOutputCaps), for a report tallied from the files. */
-  outputCaps?: Readonly<Record<string, number>> | undefined;
+  /** Each model's max_output_tokens and price (reportModels), for a report tallied from the files. */
+  reportModels?: ReportModels | undefined;
   /** The report as tallied while collecting, when that collection saw every row exactly once. */
   collectedTally?: ReportTally | null | undefined;
   /** How report.md says to run the rest: `switchyard run --resume` (default), or posting the file again (a batch posted to the API). */
@@ -110,7 +110,7 @@ async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number
   if (meta.compare) await writeComparison(store, meta, meta.compare, paths);
   if (meta.input_kind === 'openai-batch') await writeOpenAiBatchFiles(paths.results, paths.errors, options.outDir, meta.batch_id);
   // With rows withdrawn, the report comes from the files as written, which leave them out.
-  const tally = (keep === undefined ? options.collectedTally : null) ?? (await tallyFromFiles(paths, options.baseline, options.startedAt, options.outputCaps, meta.compare));
+  const tally = (keep === undefined ? options.collectedTally : null) ?? (await tallyFromFiles(paths, options.baseline, options.startedAt, options.reportModels, meta.compare));
   const now = new Date();
   const lastRow = options.endsAtLastRow ? tally.lastCompletedAt : null;
   const finishedAt = lastRow !== null && lastRow < now && lastRow > options.startedAt ? lastRow : now;
@@ -144,8 +144,8 @@ async function notWithdrawn(store: BatchStore, batchId: string): Promise<RowFilt
 }
 
 /** The report from the final files: the results (newest of each row) and every call. */
-async function tallyFromFiles(paths: OutputPaths, baseline: ReportBaseline | undefined, runStartedAt: Date, outputCaps: Readonly<Record<string, number>> | undefined, compared: readonly string[] | undefined): Promise<ReportTally> {
-  const tally = new ReportTally(baseline, runStartedAt, outputCaps, compared);
+async function tallyFromFiles(paths: OutputPaths, baseline: ReportBaseline | undefined, runStartedAt: Date, models: ReportModels | undefined, compared: readonly string[] | undefined): Promise<ReportTally> {
+  const tally = new ReportTally(baseline, runStartedAt, models, compared);
   for await (const result of readJsonl<RowResult>(paths.results)) tally.addResult(result);
   for await (const call of readJsonl<CallRecord>(paths.costs)) tally.addCall(call);
   return tally;
@@ -221,7 +221,7 @@ export async function rewriteMissingOutputs(options: Omit<FinalizeOptions, 'coll
   if (!written && costsWhole && !missing(paths.results)) {
     // Timed as the run that wrote it was: from its start to the batch's end.
     const startedAt = new Date(meta.started_at ?? meta.created_at);
-    const tally = await tallyFromFiles(paths, options.baseline, startedAt, options.outputCaps, meta.compare);
+    const tally = await tallyFromFiles(paths, options.baseline, startedAt, options.reportModels, meta.compare);
     const report = tally.build({ batchId: meta.batch_id, startedAt, finishedAt: new Date(meta.finished_at ?? Date.now()) }, meta.invalid_codes, 0);
     addModelChoices(report, meta); // as the run wrote it
     writeReport(report, options.outDir);

@@ -157,6 +157,14 @@ export interface JudgeReport {
   paired_left_out?: Record<string, number>;
 }
 
+/** The rows that went on past a model for its rate limit: what they cost, and what the same tokens cost at its price. */
+export interface PastRateLimitCost {
+  rows: number;
+  cost_usd: number;
+  unpriced_rows: number;
+  cost_at_its_price_usd: number | null;
+}
+
 /** Calls that were not a row's first try on its first-choice model, and what they cost. */
 export interface ExtraCallsReport {
   /** Calls after the first to the same model (attempt > 1). */
@@ -176,6 +184,13 @@ export interface ExtraCallsReport {
    * would have spared. Absent from reports written before it was counted.
    */
   rows_past_rate_limit?: Record<string, number>;
+  /**
+   * By the same model: what those rows cost on the models that answered them and what their tokens
+   * would have cost at its price (null when it has none), for the rows outside ensembles (an
+   * ensemble row's cost is all its calls'); `unpriced_rows` of them called a model with no price and
+   * are not in `cost_usd`. Absent from reports written before it was counted.
+   */
+  past_rate_limit_cost?: Record<string, PastRateLimitCost>;
   /** Task-type classifier calls (routing.classifier: llm). */
   classifier_calls: number;
   classifier_cost_usd: number;

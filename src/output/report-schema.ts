@@ -98,6 +98,7 @@ export const reportSchema: z.ZodType<Report> = z.object({
     fallback_unpriced_calls: count,
     rows_on_fallback: count,
     rows_past_rate_limit: counts.optional(),
+    past_rate_limit_cost: z.record(z.string(), z.object({ rows: count, cost_usd: usd, unpriced_rows: count, cost_at_its_price_usd: usd.nullable() })).optional(),
     classifier_calls: count,
     classifier_cost_usd: usd,
     classifier_unpriced_calls: count,

@@ -1,3 +1,4 @@
+import type { ModelConfig } from '../config/schema.ts';
 import { callCostNanos, nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import { LatencyHistogram } from './latency-histogram.ts';
 import { marginOfError, PairedScores } from './paired-scores.ts';
@@ -44,6 +45,14 @@ interface CallTally {
   unpriced: number;
 }
 
+/** The rows that went on past one model for its rate limit: their cost, and their tokens at its price (null once one is unknown: it has no price). */
+interface PastRateLimitTally {
+  rows: number;
+  nanos: number;
+  unpriced: number;
+  atItsPriceNanos: number | null;
+}
+
 const callTally = (): CallTally => ({ calls: 0, nanos: 0, unpriced: 0 });
 
 function addToTally(tally: CallTally, nanos: number | null): void {
@@ -53,11 +62,15 @@ function addToTally(tally: CallTally, nanos: number | null): void {
 }
 
 /**
- * Each model's max_output_tokens, which caps a row's max_tokens (model-request.ts): an answer cut off
- * there is not helped by a higher max_tokens, and the report tells it apart.
+ * What the report needs of each configured model: its max_output_tokens, which caps a row's
+ * max_tokens (model-request.ts), so that an answer cut off there, which a higher max_tokens does not
+ * help, is told apart; and its price, so that rows a rate limit sent to a fallback are set against
+ * what the model they went on past would have charged for the same tokens.
  */
-export function modelOutputCaps(config: { models: Readonly<Record<string, { max_output_tokens?: number | undefined }>> } | null | undefined): Record<string, number> {
-  return Object.fromEntries(Object.entries(config?.models ?? {}).flatMap(([name, model]) => (model.max_output_tokens === undefined ? [] : [[name, model.max_output_tokens]])));
+export type ReportModels = Readonly<Record<string, { max_output_tokens?: number | undefined; price?: ModelConfig['price'] }>>;
+
+export function reportModels(config: { models: ReportModels } | null | undefined): ReportModels {
+  return Object.fromEntries(Object.entries(config?.models ?? {}).map(([name, model]) => [name, { max_output_tokens: model.max_output_tokens, price: model.price }]));
 }
 
 /** What a report is about, beside the figures: the batch and its time span. */
@@ -178,7 +191,7 @@ export class ReportTally {
   /** Answers longer than an Excel cell holds (EXCEL_CELL_MAX_CHARS): the first row's id, and the longest. */
   #longOutputs: { rows: number; first_id: string; longest_chars: number } | null = null;
   #longOutputFirstRow = Number.POSITIVE_INFINITY;
-  readonly #outputCaps: Readonly<Record<string, number>>;
+  readonly #configModels: ReportModels;
   /** A --compare batch's models, in its order: which one a row was put to is told by its number (compare-fan-out.ts). */
   readonly #compared: readonly string[] | undefined;
   readonly #cached = { rows: 0, savedNanos: 0, unpriced: 0 };
@@ -190,6 +203,8 @@ export class ReportTally {
   #rowsOnFallback = 0;
   /** Rows that went on past a model for its rate limit, by that model (fallback_reason). */
   readonly #pastRateLimit = new Map<string, number>();
+  /** By the model passed over: what those rows (outside ensembles) cost, and their tokens at its price. */
+  readonly #pastRateLimitCost = new Map<string, PastRateLimitTally>();
   #classifierDecided = 0;
   /** Judge calls by the model that made them: an earlier judge's (a resume that changed it) or a fallback's are not the judge's. */
   readonly #judgeCallsByModel = new Map<string, number>();
@@ -205,12 +220,12 @@ export class ReportTally {
 
   /**
    * `runStartedAt`: when this run began; rows completed before it were done by an earlier run.
-   * `outputCaps`: each model's max_output_tokens (modelOutputCaps), to tell answers cut off there.
+   * `models`: each model's max_output_tokens and price (reportModels), to tell answers cut off there and price the rows a rate limit sent on.
    */
-  constructor(baseline?: ReportBaseline, runStartedAt?: Date, outputCaps: Readonly<Record<string, number>> = {}, compared?: readonly string[]) {
+  constructor(baseline?: ReportBaseline, runStartedAt?: Date, models: ReportModels = {}, compared?: readonly string[]) {
     this.#baseline = baseline;
     this.#runStartedAt = runStartedAt?.getTime() ?? -Infinity;
-    this.#outputCaps = outputCaps;
+    this.#configModels = models;
     this.#compared = compared;
   }
 
@@ -274,7 +289,10 @@ export class ReportTally {
       if (result.cached.saved_usd === null) this.#cached.unpriced += 1;
       else this.#cached.savedNanos += usdToNanos(result.cached.saved_usd);
     }
-    for (const model of passedForRateLimit(result.fallback_reason ?? null)) this.#pastRateLimit.set(model, (this.#pastRateLimit.get(model) ?? 0) + 1);
+    for (const model of passedForRateLimit(result.fallback_reason ?? null)) {
+      this.#pastRateLimit.set(model, (this.#pastRateLimit.get(model) ?? 0) + 1);
+      this.#addPastRateLimitCost(model, result);
+    }
     if (result.output !== null && result.output.length > EXCEL_CELL_MAX_CHARS) this.#addLongOutput(result.row, result.id, result.output.length);
     if (result.status === 'succeeded') {
       this.#succeeded += 1;
@@ -314,9 +332,31 @@ export class ReportTally {
   #cappedModel(result: RowResult): string | null {
     if (result.ensemble) return null;
     const model = result.final_model ?? result.model;
-    const cap = Object.hasOwn(this.#outputCaps, model) ? this.#outputCaps[model] : undefined;
+    const cap = Object.hasOwn(this.#configModels, model) ? this.#configModels[model]?.max_output_tokens : undefined;
     const tokens = result.cached ? result.cached.usage.output_tokens : (result.answer_output_tokens ?? result.usage.output_tokens);
     return cap !== undefined && tokens >= cap ? model : null;
+  }
+
+  /**
+   * What a row that went on past `model` for its rate limit cost, and its tokens at `model`'s price:
+   * what the wait on_limit: fallback spared was paid for (QA: 584 FAQ rows answered by a model 34
+   * times the price, the summary saying only how many). An ensemble row's cost and tokens are every
+   * member's and the synthesis', not the one call that went on: it is counted in rows_past_rate_limit
+   * only. So is a row answered from the cache, which cost nothing either way.
+   */
+  #addPastRateLimitCost(model: string, result: RowResult): void {
+    if (result.ensemble || result.cached) return;
+    let tally = this.#pastRateLimitCost.get(model);
+    if (!tally) {
+      tally = { rows: 0, nanos: 0, unpriced: 0, atItsPriceNanos: 0 };
+      this.#pastRateLimitCost.set(model, tally);
+    }
+    tally.rows += 1;
+    if (result.cost_usd === null) tally.unpriced += 1;
+    else tally.nanos += usdToNanos(result.cost_usd);
+    // The row's usage: its answer's tokens (and its retries', and an LLM classifier's, which are few), as the skipped model would have billed them.
+    const atItsPrice = callCostNanos(this.#configModels[model]?.price, result.usage);
+    tally.atItsPriceNanos = atItsPrice === null || tally.atItsPriceNanos === null ? null : tally.atItsPriceNanos + atItsPrice;
   }
 
   #addJudged(result: RowResult, judged: NonNullable<RowResult['judge']>, ...scoreTallies: Array<ScoreTally | undefined>): void {
@@ -497,6 +537,9 @@ export class ReportTally {
       fallback_unpriced_calls: extra.fallback.unpriced,
       rows_on_fallback: this.#rowsOnFallback,
       rows_past_rate_limit: byCountDescending(this.#pastRateLimit),
+      past_rate_limit_cost: Object.fromEntries(
+        [...this.#pastRateLimitCost].map(([model, tally]) => [model, { rows: tally.rows, cost_usd: nanosToUsd(tally.nanos), unpriced_rows: tally.unpriced, cost_at_its_price_usd: tally.atItsPriceNanos === null ? null : nanosToUsd(tally.atItsPriceNanos) }]),
+      ),
       classifier_calls: extra.classifier.calls,
       classifier_cost_usd: nanosToUsd(extra.classifier.nanos),
       classifier_decided_rows: this.#classifierDecided,

@@ -7,7 +7,7 @@ import { callCostNanos, formatUsd, nanosToUsd, usdToNanos } from '../../src/mode
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import { countInvalidRow, type InvalidRowCounts, type RowError } from '../../src/input/row.ts';
 import { readJsonl } from '../../src/output/read-jsonl.ts';
-import { modelOutputCaps, ReportTally, type ReportSpan } from '../../src/output/report.ts';
+import { reportModels, ReportTally, type ReportSpan } from '../../src/output/report.ts';
 import type { Report } from '../../src/output/report-json.ts';
 import { renderHeadline, renderReportMarkdown } from '../../src/output/report-markdown.ts';
 import { renderSummaryLines } from '../../src/output/report-summary.ts';
@@ -426,9 +426,10 @@ describe('failed calls', () => {
     expect(lines[calls + 1]).toBe(`        connection_error: ${refused}`);
   });
 
-  it("count the rows a model's rate limit sent on to their fallbacks (on_limit: fallback), in report.json and report.md (QA: 293 of 300 rows on a fallback 5 times the price, said nowhere)", () => {
-    const tally = new ReportTally();
-    const past = (row: number, reason: string): RowResult => ({ ...succeeded(row), model: 'ok', final_model: 'ok', models_tried: ['ok'], fallback_reason: reason });
+  it("count the rows a model's rate limit sent on to their fallbacks (on_limit: fallback), in report.json and report.md, with what they cost against the same tokens at its price (QA: 293 of 300 rows on a fallback 5 times the price, said nowhere; 584 FAQ rows at 34 times, the cost said nowhere)", () => {
+    // lim: $1 in, $2 out a million tokens; each row's 10,000 in and 5,000 out cost $0.02 there, and $0.68 on ok.
+    const tally = new ReportTally(undefined, undefined, reportModels({ models: { lim: { price: { input_per_mtok: 1, output_per_mtok: 2 } } } }));
+    const past = (row: number, reason: string): RowResult => ({ ...succeeded(row), model: 'ok', final_model: 'ok', models_tried: ['ok'], fallback_reason: reason, usage: { input_tokens: 10_000, output_tokens: 5_000 }, cost_usd: 0.68 });
     tally.addResult(past(1, 'lim: rate limited (requests) for 12 s, over limits.max_wait_ms'));
     tally.addResult(past(2, 'lim: rate limited (tokens) for 3.5 s, over limits.max_wait_ms'));
     tally.addResult(past(3, 'fast: server_error after 3 attempts; lim: rate limited for 30 s, over limits.max_wait_ms'));
@@ -436,7 +437,10 @@ describe('failed calls', () => {
     tally.addResult(succeeded(5));
     const report = tally.build(span);
     expect(report.extra_calls.rows_past_rate_limit).toEqual({ lim: 3 });
-    expect(renderReportMarkdown(report)).toContain('\n- Rate limits: 3 rows went on past lim for its rate limit (on_limit: fallback: the next slot was further than limits.max_wait_ms away)\n');
+    expect(report.extra_calls.past_rate_limit_cost).toEqual({ lim: { rows: 3, cost_usd: 2.04, unpriced_rows: 0, cost_at_its_price_usd: 0.06 } });
+    expect(renderReportMarkdown(report)).toContain(
+      "\n- Rate limits: 3 rows went on past lim for its rate limit (on_limit: fallback: the next slot was further than limits.max_wait_ms away); their answers cost $2.04 on the models that answered them, 34x the $0.0600 the same tokens cost at lim's price\n",
+    );
     expect(renderReportMarkdown(new ReportTally().build(span))).not.toContain('- Rate limits:');
   });
 
@@ -1085,7 +1089,7 @@ describe('answers the model did not finish', () => {
   });
 
   it("tell those stopped at their model's max_output_tokens from those stopped at their own max_tokens: a higher max_tokens does not help the first (QA: following the advice paid for the same cut answer again)", async () => {
-    const tally = new ReportTally(undefined, undefined, modelOutputCaps({ models: { alpha: { max_output_tokens: 30 }, beta: {} } }));
+    const tally = new ReportTally(undefined, undefined, reportModels({ models: { alpha: { max_output_tokens: 30 }, beta: {} } }));
     const cut = (row: number, outputTokens: number, extra: Partial<RowResult> = {}): RowResult => ({ ...result(row, 'length'), usage: { input_tokens: 5, output_tokens: outputTokens }, ...extra });
     [
       cut(1, 30), // max_tokens 5000 capped at alpha's 30

@@ -3,7 +3,7 @@ import { finish } from '../../src/execution/row-result.ts';
 import { freshProgress } from '../../src/execution/row-progress.ts';
 import type { ModelAnswer } from '../../src/models/call-model.ts';
 import type { CallRecord } from '../../src/output/records.ts';
-import { modelOutputCaps, ReportTally } from '../../src/output/report.ts';
+import { reportModels, ReportTally } from '../../src/output/report.ts';
 
 const call = (purpose: CallRecord['purpose'], outputTokens: number): CallRecord => ({
   batch_id: 'b', row: 1, id: 'q1', model: 'alpha', attempt: 1, purpose, task_type: purpose === 'classify' ? null : 'general', chain_position: purpose === 'classify' ? null : 0,
@@ -19,7 +19,7 @@ describe("a row's result cut off at a token limit", () => {
     const { result } = step.event;
     expect(result.usage.output_tokens).toBe(30);
     expect(result.answer_output_tokens).toBe(25);
-    const tally = new ReportTally(undefined, undefined, modelOutputCaps({ models: { alpha: { max_output_tokens: 30 } } }));
+    const tally = new ReportTally(undefined, undefined, reportModels({ models: { alpha: { max_output_tokens: 30 } } }));
     tally.addResult(result);
     const report = tally.build({ batchId: 'b', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:01.000Z' });
     expect(report.cut_off).toEqual({ length: 1 });
