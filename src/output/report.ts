@@ -297,9 +297,7 @@ export class ReportTally {
     if (result.status === 'succeeded') {
       this.#succeeded += 1;
       // An answer from the cache had no call, on either side of the comparison: it is aside, as in the batch's.
-      if (!result.cached) this.#answeredRows.rows += 1;
-      if (result.cost_usd === null) this.#answeredRows.unpriced += 1;
-      else this.#answeredRows.nanos += usdToNanos(result.cost_usd);
+      if (!result.cached) this.#addAnsweredRow(result.cost_usd);
       if (entry) entry.succeeded += 1;
       task.succeeded += 1;
       if (answeredOnFallback(result)) this.#rowsOnFallback += 1;
@@ -335,6 +333,12 @@ export class ReportTally {
     const cap = Object.hasOwn(this.#configModels, model) ? this.#configModels[model]?.max_output_tokens : undefined;
     const tokens = result.cached ? result.cached.usage.output_tokens : (result.answer_output_tokens ?? result.usage.output_tokens);
     return cap !== undefined && tokens >= cap ? model : null;
+  }
+
+  #addAnsweredRow(costUsd: number | null): void {
+    this.#answeredRows.rows += 1;
+    if (costUsd === null) this.#answeredRows.unpriced += 1;
+    else this.#answeredRows.nanos += usdToNanos(costUsd);
   }
 
   /**
