@@ -37,11 +37,7 @@ export function pastRateLimitText(report: Report, config: SwitchyardConfig | nul
   const models = Object.keys(report.extra_calls.rows_past_rate_limit ?? {});
   const one = models.length === 1 ? models[0]! : null;
   const wait = config ? ` (now ${formatDuration(config.limits.max_wait_ms)})` : '';
-  const onLimit = one !== null ? `models.${one}.on_limit: wait (or limits.on_limit: wait)` : 'on_limit: wait on those models (or limits.on_limit: wait)';
-  const rpm = one !== null ? `models.${one}.rpm (or tpm)` : 'their rpm (or tpm)';
-  const fallbacks = one !== null ? `models.${one}.fallbacks` : 'models.<name>.fallbacks';
-  return (
-    `Rate limits: ${words}. To keep such rows on ${one ?? 'those models'}: ${onLimit} has them wait for the slots (or raise limits.max_wait_ms${wait}); ` +
-    `raise ${rpm} if the provider allows more; or make the next model in the chain one priced near ${one ?? 'them'} (${fallbacks}, or the route in routing.routes).`
-  );
+  const where = one !== null ? `models.${one}.` : 'models.<name>.';
+  return `Rate limits: ${words}. To keep such rows on ${one ?? 'those models'}: ${where}on_limit: wait, a higher limits.max_wait_ms${wait} or ${where}rpm (if the provider allows more), or a next model priced near it (${where}fallbacks, or its route in routing.routes).`;
 }
+

@@ -334,8 +334,8 @@ function invalidRowsSection(report: Report, resume: string): string[] {
 }
 
 /**
- * "293 rows went on past lim for its rate limit (...); their answers cost $0.612 on the models that
- * answered them, 35x the $0.0177 the same tokens cost at lim's price": the fallbacks a wait would
+ * "293 rows went on past lim for its rate limit (...); their answers cost $0.612, 35x the $0.0177 of
+ * the same tokens at lim's price": the fallbacks a wait would
  * have spared, and what they cost (on_limit: fallback). Null when none went on so.
  */
 export function pastRateLimitWords(extra: Pick<ExtraCallsReport, 'rows_past_rate_limit' | 'past_rate_limit_cost'>): string | null {
@@ -345,16 +345,16 @@ export function pastRateLimitWords(extra: Pick<ExtraCallsReport, 'rows_past_rate
     const cost = extra.past_rate_limit_cost?.[model];
     return cost && cost.rows > 0 ? [pastRateLimitCostWords(model, rows, cost)] : [];
   });
-  return `${past.map(([model, rows]) => `${counted(rows, 'row')} went on past ${model}`).join(', ')} for ${past.length === 1 ? 'its rate limit' : 'their rate limits'} (on_limit: fallback: the next slot was further than limits.max_wait_ms away)${costs.length > 0 ? `; ${costs.join('; ')}` : ''}`;
+  return `${past.map(([model, rows]) => `${counted(rows, 'row')} went on past ${model}`).join(', ')} for ${past.length === 1 ? 'its rate limit' : 'their rate limits'} (on_limit: fallback; the next slot over limits.max_wait_ms away)${costs.length > 0 ? `; ${costs.join('; ')}` : ''}`;
 }
 
 /** What the rows that went on past `model` cost against their tokens at its price, in words. */
 function pastRateLimitCostWords(model: string, rows: number, cost: NonNullable<ExtraCallsReport['past_rate_limit_cost']>[string]): string {
   // The rows outside ensembles only: an ensemble row's cost is all its calls' (report.ts).
   const answers = cost.rows === rows ? (rows === 1 ? 'its answer' : 'their answers') : `the answers of the ${count(cost.rows)} outside ensembles`;
-  const paid = `${answers} cost ${formatUsd(cost.cost_usd)}${cost.unpriced_rows > 0 ? ` (and ${counted(cost.unpriced_rows, 'row')} on models with no price)` : ''} on the models that answered ${cost.rows === 1 ? 'it' : 'them'}`;
+  const paid = `${answers} cost ${formatUsd(cost.cost_usd)}${cost.unpriced_rows > 0 ? ` (and ${counted(cost.unpriced_rows, 'row')} on models with no price)` : ''}`;
   if (cost.cost_at_its_price_usd === null) return `${paid} (${model} has no price to compare with)`;
-  const atItsPrice = `${formatUsd(cost.cost_at_its_price_usd)} the same tokens cost at ${model}'s price`;
+  const atItsPrice = `${formatUsd(cost.cost_at_its_price_usd)} of the same tokens at ${model}'s price`;
   if (cost.unpriced_rows > 0 || cost.cost_at_its_price_usd === 0) return `${paid}, beside the ${atItsPrice}`;
   return `${paid}, ${timesAsMuch(cost.cost_usd / cost.cost_at_its_price_usd)} the ${atItsPrice}`;
 }

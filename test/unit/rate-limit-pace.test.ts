@@ -37,13 +37,13 @@ describe('what a run says of the rate limits that set its pace', () => {
     const past = (rows: Record<string, number>, cost?: object) => ({ ...report(36_000, { flash: 10 }), extra_calls: { rows_past_rate_limit: rows, ...(cost && { past_rate_limit_cost: cost }) } }) as unknown as Report;
     const cost = { flash: { rows: 293, cost_usd: 0.5, unpriced_rows: 0, cost_at_its_price_usd: 0.0147 } };
     expect(pastRateLimitText(past({ flash: 293 }, cost), config)).toBe(
-      'Rate limits: 293 rows went on past flash for its rate limit (on_limit: fallback: the next slot was further than limits.max_wait_ms away); their answers cost $0.500 on the models that answered them, 34x the $0.0147 the same tokens cost at flash\'s price. ' +
-        'To keep such rows on flash: models.flash.on_limit: wait (or limits.on_limit: wait) has them wait for the slots (or raise limits.max_wait_ms (now 10.0 s)); raise models.flash.rpm (or tpm) if the provider allows more; ' +
-        'or make the next model in the chain one priced near flash (models.flash.fallbacks, or the route in routing.routes).',
+      "Rate limits: 293 rows went on past flash for its rate limit (on_limit: fallback; the next slot over limits.max_wait_ms away); their answers cost $0.500, 34x the $0.0147 of the same tokens at flash's price. " +
+        'To keep such rows on flash: models.flash.on_limit: wait, a higher limits.max_wait_ms (now 10.0 s) or models.flash.rpm (if the provider allows more), ' +
+        'or a next model priced near it (models.flash.fallbacks, or its route in routing.routes).',
     );
     // A report written before the cost was counted, or a model with no price: the rows alone, or the cost alone.
-    expect(pastRateLimitText(past({ flash: 293 }), config)).toMatch(/^Rate limits: 293 rows went on past flash for its rate limit \(on_limit: fallback: the next slot was further than limits\.max_wait_ms away\)\. To keep such rows on flash: /);
-    expect(pastRateLimitText(past({ flash: 1 }, { flash: { ...cost.flash, rows: 1, cost_at_its_price_usd: null } }), config)).toContain('; its answer cost $0.500 on the models that answered it (flash has no price to compare with). To keep');
+    expect(pastRateLimitText(past({ flash: 293 }), config)).toMatch(/^Rate limits: 293 rows went on past flash for its rate limit \(on_limit: fallback; the next slot over limits\.max_wait_ms away\)\. To keep such rows on flash: /);
+    expect(pastRateLimitText(past({ flash: 1 }, { flash: { ...cost.flash, rows: 1, cost_at_its_price_usd: null } }), config)).toContain('; its answer cost $0.500 (flash has no price to compare with). To keep');
     expect(pastRateLimitText(past({}), config)).toBeNull();
   });
 });

@@ -439,7 +439,7 @@ describe('failed calls', () => {
     expect(report.extra_calls.rows_past_rate_limit).toEqual({ lim: 3 });
     expect(report.extra_calls.past_rate_limit_cost).toEqual({ lim: { rows: 3, cost_usd: 2.04, unpriced_rows: 0, cost_at_its_price_usd: 0.06 } });
     expect(renderReportMarkdown(report)).toContain(
-      "\n- Rate limits: 3 rows went on past lim for its rate limit (on_limit: fallback: the next slot was further than limits.max_wait_ms away); their answers cost $2.04 on the models that answered them, 34x the $0.0600 the same tokens cost at lim's price\n",
+      "\n- Rate limits: 3 rows went on past lim for its rate limit (on_limit: fallback; the next slot over limits.max_wait_ms away); their answers cost $2.04, 34x the $0.0600 of the same tokens at lim's price\n",
     );
     expect(renderReportMarkdown(new ReportTally().build(span))).not.toContain('- Rate limits:');
   });
