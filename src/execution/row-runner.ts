@@ -1,6 +1,6 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import type { ChatMessage } from '../input/row.ts';
-import { formatClockTime, formatCount } from '../figure-text.ts';
+import { counted, formatClockTime, formatCount } from '../figure-text.ts';
 import { callModel, chargedUsage, whyNotSendable, type ModelAnswer } from '../models/call-model.ts';
 import { ModelCallError } from '../models/model-error.ts';
 import { callCostNanos, nanosToUsd } from '../models/pricing.ts';
@@ -516,7 +516,7 @@ async function retryOrFallBack(row: RowInput, model: string, failure: ModelCallE
   }
   if (!failure.retryable) return finish(row, progress, model, null, failure);
   if (progress.attempt >= config.retry.max_attempts) {
-    fallBack(progress, `${model}: ${failure.code} after ${progress.attempt} attempts`);
+    fallBack(progress, `${model}: ${failure.code} after ${counted(progress.attempt, 'attempt')}`);
     return null;
   }
   const delay = retryDelayMs(progress.attempt, config.retry, failure.retryAfterMs);

@@ -55,6 +55,13 @@ describe('advanceRow', () => {
     expect(settled.filter((s) => s === 'broken:failure')).toHaveLength(3);
   });
 
+  it('says a model left after its one attempt in the singular', async () => {
+    const { deps } = setup(['broken', 'ok'], {}, { retry: { max_attempts: 1, base_delay_ms: 1, max_delay_ms: 5 } });
+    const step = await advanceRow(row, freshProgress(), deps);
+    if (step.kind !== 'finished') throw new Error('expected finished');
+    expect(step.event.result.fallback_reason).toBe('broken: server_error after 1 attempt');
+  });
+
   it('fails at once on a 400 (no retry, no fallback) and goes on after a 404', async () => {
     const bad = setup(['invalid', 'ok']);
     const badStep = await advanceRow(row, freshProgress(), bad.deps);
