@@ -389,7 +389,7 @@ export function slotWaitNote(model: string, tokens: number, waitMs: number, limi
   const limits = config.models[model];
   const shared = 'for every batch and worker on its endpoint, first come, first served';
   if (limitedBy === 'requests' && limits?.rpm !== undefined) {
-    return `rows wait for ${model}'s rate limit: models.${model}.rpm (${formatCount(limits.rpm)}, ${shared}) lets one call start every ${seconds(60_000 / (limits.rpm * config.limits.headroom))}, and the next free slot is ${seconds(waitMs)} away`;
+    return `rows wait for ${model}'s rate limit: models.${model}.rpm (${formatCount(limits.rpm)}, ${shared}) ${rpmPace(limits.rpm * config.limits.headroom)}, and the next free slot is ${seconds(waitMs)} away`;
   }
   if (limitedBy === 'tokens' && limits?.tpm !== undefined && limits.tpm_counts !== 'requested' && bookedTokens !== undefined) {
     const perMinute = Math.max(1, Math.floor((limits.tpm * config.limits.headroom) / Math.max(1, bookedTokens)));
@@ -400,6 +400,16 @@ export function slotWaitNote(model: string, tokens: number, waitMs: number, limi
     return `rows wait for ${model}'s rate limit: each call books its prompt and max_tokens (${formatCount(tokens)} tokens for this row) against models.${model}.tpm (${formatCount(limits.tpm)}, ${shared}), so about ${formatCount(perMinute)} such calls start a minute, and the next free slot is ${seconds(waitMs)} away; a max_tokens nearer the answers' length lets more calls start, and so does models.${model}.tpm_counts: usage where the provider counts the tokens calls use rather than max_tokens (OpenAI counts max_tokens)`;
   }
   return null;
+}
+
+/**
+ * The pace an rpm sets, in words. Under one call a second it is said as calls a second: an interval
+ * in seconds to one decimal read "every 0.0 s" at 6,000 rpm (QA), which says no pace at all.
+ */
+function rpmPace(callsPerMinute: number): string {
+  const intervalMs = 60_000 / callsPerMinute;
+  if (intervalMs >= 1_000) return `lets one call start every ${seconds(intervalMs)}`;
+  return `lets about ${formatCount(Math.round(callsPerMinute / 60))} calls start a second`;
 }
 
 /** A row that will not make the call it booked a slot for gives the slot back (nothing when it holds none). */

@@ -261,6 +261,12 @@ describe('advanceRow', () => {
     expect(await parkedFor(75_000, 'requests')).toBe(
       "rows wait for limited's rate limit: models.limited.rpm (60, for every batch and worker on its endpoint, first come, first served) lets one call start every 1.0 s, and the next free slot is 75 s away",
     );
+    // A fast pace is said as calls a second, at limits.headroom (0.98) of rpm (QA: 6,000 rpm read "lets one call start every 0.0 s").
+    const { deps: fastDeps } = setup(['fast'], { reserveCapacity: async () => ({ reserved: true, waitMs: 34_000, slotAt: 1, limitedBy: 'requests' }) }, { models: { ok: { provider: 'sim' }, fast: { provider: 'sim', rpm: 6_000 } } });
+    const fastStep = await advanceRow(row, freshProgress(), fastDeps);
+    expect(fastStep.kind === 'park' && fastStep.note).toBe(
+      "rows wait for fast's rate limit: models.fast.rpm (6,000, for every batch and worker on its endpoint, first come, first served) lets about 98 calls start a second, and the next free slot is 34 s away",
+    );
     // A short wait is the pace working as it should: nothing to say.
     expect(await parkedFor(5_000, 'tokens')).toBeUndefined();
   });
