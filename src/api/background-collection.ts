@@ -111,6 +111,8 @@ export function createBackgroundCollection(session: Session, say: (line: string)
         say: () => undefined,
         signal: AbortSignal.any([stopAll.signal, lease.lost, abandon]),
         drain,
+        // Only a cancel drains a batch here (finishEarly): its report says it was cancelled.
+        drainIsCancel: true,
         progressStream: null,
         resumeHint: 'api',
         ...(config ? { config } : {}),

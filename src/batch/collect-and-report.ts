@@ -25,6 +25,8 @@ export interface CollectAndReportOptions {
   signal?: AbortSignal;
   /** Stop early but write the outputs of the rows finished so far (see collectBatch's drain). */
   drain?: AbortSignal;
+  /** `drain` comes from a cancel of the batch: its report says it was cancelled. */
+  drainIsCancel?: boolean;
   /** Aborted as the run begins to stop (Ctrl-C): the progress display says so. */
   stopping?: AbortSignal;
   /** Where the progress display goes (stderr by default); null for none (a server collecting many batches). */
@@ -112,7 +114,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   }
   // Read again once: the producer has since recorded the row counts (invalid rows among them).
   const finalMeta = (await session.store.load(batchId)) ?? meta;
-  const finalizing = { store: session.store, meta: finalMeta, paths, outDir: meta.out_dir, startedAt: options.startedAt, baseline, reportModels: models, collectedTally: tally.complete, resumeHint: options.resumeHint, endsAtLastRow: options.endsAtLastRow, refusals: session.refusals };
+  const finalizing = { store: session.store, meta: finalMeta, paths, outDir: meta.out_dir, startedAt: options.startedAt, baseline, reportModels: models, collectedTally: tally.complete, resumeHint: options.resumeHint, endsAtLastRow: options.endsAtLastRow, refusals: session.refusals, cancelled: options.drainIsCancel === true };
   // Stopped early, the rows so far; a stop that came as the last row finished, with every row written, still ends the batch as usual.
   const report = stoppedWith === null ? await finalizeBatch(finalizing) : await writeOutputsSoFar(finalizing, stoppedWith.validRows);
   say('');

@@ -38,6 +38,8 @@ export interface FinalizeOptions {
   endsAtLastRow?: boolean | undefined;
   /** A full Redis refusing the batch's closing status: waited out (every output is written by then), not a crash at the last step. */
   refusals?: RefusalWait | undefined;
+  /** The outputs so far are written because the batch was cancelled: the report says so, rather than that its run stopped early. */
+  cancelled?: boolean | undefined;
 }
 
 /** Turns the collected journals into the batch's final files and report, and closes the batch. */
@@ -116,6 +118,8 @@ async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number
   const finishedAt = lastRow !== null && lastRow < now && lastRow > options.startedAt ? lastRow : now;
   const report = tally.build({ batchId: meta.batch_id, startedAt: options.startedAt, finishedAt }, meta.invalid_codes, null);
   report.totals.unfinished_rows = rowsLeft(report.totals.rows);
+  // A cancel that came as the last row finished left nothing out: the batch simply ended.
+  if (options.cancelled && report.totals.unfinished_rows !== 0) report.cancelled = true;
   addModelChoices(report, meta);
   writeReport(report, options.outDir, options.resumeHint);
   return { report, finishedAt };

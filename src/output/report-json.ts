@@ -257,6 +257,11 @@ export interface Report {
    * config the fix is in (a 401 from a provider with no api_key_env, say). Absent in reports written before it.
    */
   error_models?: Record<string, string[]>;
+  /**
+   * The batch was cancelled (`POST /v1/batches/<id>/cancel`) with rows left: they are `totals.unfinished_rows`.
+   * Absent otherwise: a run stopped by a signal, or by Redis going away, is not a cancel.
+   */
+  cancelled?: true;
   /** Failed calls (retried ones included) by error code, most frequent first. */
   call_errors: Record<string, number>;
   /**

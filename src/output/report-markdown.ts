@@ -44,7 +44,8 @@ export function renderHeadline(report: Report): string {
   const unfinished = unfinishedText(totals);
   // Stopped before any row finished: "0 of 0 rows succeeded" says nothing.
   const rows = unfinished && totals.rows === 0 ? '0 rows finished' : `${count(totals.succeeded)} of ${counted(totals.rows, 'row')} succeeded`;
-  return `${unfinished ? 'Stopped early: ' : ''}${rows} in ${timeAndRate(totals)}, ${counted(totals.calls, 'call')}, ${formatCost(totals.cost_usd, totals.unpriced_calls, totals.calls)}${invalid}${unfinished ? `; ${unfinished}` : ''}`;
+  const stopped = report.cancelled ? 'Cancelled: ' : 'Stopped early: ';
+  return `${unfinished ? stopped : ''}${rows} in ${timeAndRate(totals)}, ${counted(totals.calls, 'call')}, ${formatCost(totals.cost_usd, totals.unpriced_calls, totals.calls)}${invalid}${unfinished ? `; ${unfinished}` : ''}`;
 }
 
 /** Text for a table cell: no row break, no column break, no markup a viewer would render (a provider's HTML), and no control character a terminal would run. */
@@ -117,7 +118,7 @@ function overviewBullets(report: Report, resume: string): string[] {
     `- Started ${report.started_at}, finished ${report.finished_at}`,
     `- Rows: ${count(totals.rows)} (${count(totals.succeeded)} succeeded, ${count(totals.failed)} failed)` +
       (totals.invalid_rows > 0 ? `; ${counted(totals.invalid_rows, 'invalid input row')} not run (errors.jsonl)` : '') +
-      (unfinished ? `; ${unfinished}: the run stopped early, and ${resume} finishes the batch` : '') +
+      (unfinished ? `; ${unfinished}: ${report.cancelled ? `the batch was cancelled, and ${resume} runs the rest` : `the run stopped early, and ${resume} finishes the batch`}` : '') +
       (!unfinished && totals.failed > 0 ? `; ${resume} runs the failed rows again (once what their errors say is fixed, if it needs fixing: see Errors)` : ''),
     ...bullet('Comparison: ', compareText(report)),
     `- Calls: ${count(totals.calls)} (${count(totals.failed_calls)} failed), retries and fallbacks included`,

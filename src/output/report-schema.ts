@@ -74,6 +74,7 @@ export const reportSchema: z.ZodType<Report> = z.object({
   error_examples: z.record(z.string(), z.string()),
   // Optional: reports written before it have none, and `collect` reads them back.
   error_models: z.record(z.string(), z.array(z.string())).optional(),
+  cancelled: z.literal(true).optional(),
   call_errors: counts,
   // Optional: reports written before calls kept their message have none, and `collect` reads them back.
   call_error_examples: z.record(z.string(), z.string()).optional(),

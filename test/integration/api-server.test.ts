@@ -769,8 +769,12 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
       const report = (await getJson<Report>(`${server.url}/v1/batches/api-cancel/report`)).body;
       // The rest of the file was not read: how many rows it holds is not known.
       expect(report.totals.unfinished_rows).toBeNull();
-      // Its report.md says what an API user does next, not the CLI's resume.
-      expect(await readFile(join(out, 'api-cancel', 'report.md'), 'utf8')).toContain('the rest of the file not run yet: the run stopped early, and posting the file again with `batch_id=api-cancel` finishes the batch');
+      // Its report says it was cancelled, not that its run "stopped early" as a crash would (QA: a team's cancelled batch read as
+      // one that broke), and what an API user does next, not the CLI's resume.
+      expect(report.cancelled).toBe(true);
+      const reportMd = await readFile(join(out, 'api-cancel', 'report.md'), 'utf8');
+      expect(reportMd).toMatch(/^\*\*Cancelled: /m);
+      expect(reportMd).toContain('the rest of the file not run yet: the batch was cancelled, and posting the file again with `batch_id=api-cancel` runs the rest');
       expect(server.output().stdout).toMatch(/\[api-cancel\] Cancelled: \d+ of \d+ rows succeeded, the rest of its file not run/);
       expect((await getJson<ErrorBody>(`${server.url}/v1/batches/api-cancel/cancel`, { method: 'POST' })).body.error.code).toBe('batch_finished');
 
@@ -828,6 +832,8 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
       expect(ended.rows.finished).toBeLessThan(60);
       const results = await readJsonLines<RowResult>(join(out, 'api-cancel-stop', 'results.jsonl'));
       expect(results.length).toBe(ended.rows.finished);
+      // Finished by the next server, the cancel is still the report's word for it.
+      expect((await getJson<Report>(`${second.url}/v1/batches/api-cancel-stop/report`)).body.cancelled).toBe(true);
       expect(await h.redis.sismember(`${h.prefix}:api:open`, 'api-cancel-stop')).toBe(0);
       expect(await h.redis.sismember(`${h.prefix}:api:cancelling`, 'api-cancel-stop')).toBe(0);
     } finally {

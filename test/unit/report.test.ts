@@ -12,6 +12,7 @@ import type { Report } from '../../src/output/report-json.ts';
 import { renderHeadline, renderReportMarkdown } from '../../src/output/report-markdown.ts';
 import { renderSummaryLines } from '../../src/output/report-summary.ts';
 import { readWrittenReport, writeReport } from '../../src/output/write-report.ts';
+import { reportSchema } from '../../src/output/report-schema.ts';
 
 /** Deterministic, so failures are reproducible. */
 const rng = mulberry32;
@@ -352,6 +353,16 @@ describe('a run stopped before any row finished', () => {
     // A row finished: the line scripts look for ("Rows +N of N succeeded, F failed") is as before.
     const oneDone: Report = { ...built, totals: { ...built.totals, rows: 1, succeeded: 1, unfinished_rows: 99 } };
     expect(renderSummaryLines(oneDone)[0]).toBe('Rows    1 of 1 succeeded, 0 failed; 99 rows not run yet');
+  });
+});
+
+describe('a cancelled batch', () => {
+  it('says it was cancelled, not that its run stopped early (QA: a team read its cancelled batch as one that broke)', () => {
+    const built = new ReportTally().build({ batchId: 'b1', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:03.000Z' }, {});
+    const cancelled: Report = { ...built, cancelled: true, totals: { ...built.totals, rows: 4, succeeded: 4, unfinished_rows: 96 } };
+    expect(renderHeadline(cancelled)).toBe('Cancelled: 4 of 4 rows succeeded in 3.0 s (0 rows this run, 0 rows/s), 0 calls, $0; 96 rows not run yet');
+    expect(renderReportMarkdown(cancelled, 'api')).toContain('96 rows not run yet: the batch was cancelled, and posting the file again with `batch_id=b1` runs the rest');
+    expect(reportSchema.safeParse(JSON.parse(JSON.stringify(cancelled))).success).toBe(true);
   });
 });
 
