@@ -3,6 +3,7 @@ import { collectAndReport } from '../batch/collect-and-report.ts';
 import { LostOutputError, shortFileText } from '../output/collected-files.ts';
 import { RedisWentBackError } from '../output/collector.ts';
 import type { Session } from '../queue/session.ts';
+import { DamagedBatchError } from '../queue/batch-state.ts';
 import { formatUsd } from '../models/pricing.ts';
 import { counted, formatClockSpan, formatClockTime, formatCount, formatDuration } from '../figure-text.ts';
 import type { Report } from '../output/report-json.ts';
@@ -133,6 +134,12 @@ export function createBackgroundCollection(session: Session, say: (line: string)
       // The batch stays open: once the files are back, the next server to start collects it again.
       if (error instanceof LostOutputError) {
         say(`[${batchId}] Writing the outputs stopped: ${error.short.map(shortFileText).join(' ')} Put ${error.short.length === 1 ? 'it' : 'them'} back, then restart the server; or post the file again as a new batch.`);
+        return null;
+      }
+      // No restart brings back what Redis lost (QA: the log said "Restart the server to try again" after the
+      // message that says to post the file as a new batch).
+      if (error instanceof DamagedBatchError) {
+        say(`[${batchId}] Stopped: ${error.forApi()}`);
         return null;
       }
       // The batch stays open: the next server to start collects it again.

@@ -26,7 +26,7 @@ export async function loadBatchState(store: BatchStore, batchId: string): Promis
   try {
     return await store.loadWithProgress(batchId);
   } catch (error) {
-    if (error instanceof DamagedBatchError) throw new ApiError(409, 'batch_damaged', error.message);
+    if (error instanceof DamagedBatchError) throw new ApiError(409, 'batch_damaged', error.forApi());
     throw error;
   }
 }

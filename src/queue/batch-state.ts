@@ -288,16 +288,26 @@ return redis.call('ZREVRANGE', KEYS[1], rank + 1, rank + 1 + tonumber(ARGV[2]))
  */
 export class DamagedBatchError extends SetupError {
   override name = 'DamagedBatchError';
+  readonly #batchId: string;
+  /** What happened to the record and what Redis must do, without the way on, which depends on who reads it. */
+  readonly #damage: string;
   /** `error`: what does not parse in the record; 'gone' when the record is not there at all. */
   constructor(batchId: string, error: z.ZodError | 'gone') {
     const what =
       error === 'gone'
         ? 'its record in Redis is gone while it was in use: Redis lost its data (restarted without persistence, or from an older snapshot), or its keys were deleted or evicted. '
         : `its record in Redis is incomplete (${[...new Set(error.issues.map((issue) => String(issue.path[0] ?? '?')))].join(', ')}): Redis lost its data while it was in use (restarted without persistence, or from an older snapshot), or its keys were deleted or evicted. `;
-    super(
-      `batch ${batchId}: ${what}` +
-        'Redis must keep them: persistence on, maxmemory-policy noeviction, and no deleting the keys of a batch in use. ' +
-        `Then run the file again as a new batch (a new --batch-id, and a new --out: the folder is this batch's); \`switchyard forget ${batchId}\` removes what is left of this one.`,
-    );
+    const damage = `batch ${batchId}: ${what}Redis must keep them: persistence on, maxmemory-policy noeviction, and no deleting the keys of a batch in use. `;
+    super(`${damage}Then run the file again as a new batch (a new --batch-id, and a new --out: the folder is this batch's); \`switchyard forget ${batchId}\` removes what is left of this one.`);
+    this.#batchId = batchId;
+    this.#damage = damage;
+  }
+
+  /**
+   * The same for a batch posted over the API, whose client has no --batch-id or --out to give (QA: it was told
+   * them): it posts the file again under another batch_id; forgetting the rest is the server's operator's.
+   */
+  forApi(): string {
+    return `${this.#damage}Then post the file again as a new batch, under another batch_id (this one's folder holds its outputs); \`switchyard forget ${this.#batchId}\`, where the server runs, removes what is left of this one.`;
   }
 }

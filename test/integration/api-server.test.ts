@@ -811,6 +811,31 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(await readJsonLines<RowResult>(join(out, 'api-forgotten', 'results.jsonl'))).toHaveLength(2);
   });
 
+  it("tells an API client whose batch Redis lost to post the file again under another batch_id, and does not log that a restart retries it (QA: it was told --batch-id and --out, and the log said 'Restart the server to try again')", async () => {
+    const dir = await tempDir('api-damaged');
+    const config = await writeSimConfig(dir, h.sim.url, { concurrency: 2 });
+    const out = join(dir, 'out');
+    h.sim.setOptions({ latency_ms: 300 });
+    try {
+      const server = await startServer(['--config', config, '--out', out], h.env());
+      expect((await postFile(server, '?batch_id=api-damaged', `prompt\n${Array.from({ length: 40 }, (_, i) => `Question ${i + 1}`).join('\n')}\n`)).status).toBe(202);
+      await waitFor(async () => (await getJson<BatchView>(`${server.url}/v1/batches/api-damaged`)).body.rows.finished >= 2, 30_000);
+      // What a Redis restarted without persistence, or an evicting maxmemory policy, does to the batch's keys.
+      const keys = await h.redis.keys(`${h.prefix}:batch:{api-damaged}*`);
+      expect(keys.length).toBeGreaterThan(0);
+      await h.redis.del(...keys);
+      await waitForOutput(() => server.output().stdout, '[api-damaged] Stopped: batch api-damaged:', 30_000);
+      expect(server.output().stdout).not.toContain('Restart the server to try again');
+      const answer = await getJson<ErrorBody>(`${server.url}/v1/batches/api-damaged`);
+      expect(answer.status).toBe(409);
+      expect(answer.body.error.code).toBe('batch_damaged');
+      expect(answer.body.error.message).toContain('post the file again as a new batch, under another batch_id');
+      expect(answer.body.error.message).not.toContain('--batch-id');
+    } finally {
+      h.sim.setOptions({ latency_ms: 2 });
+    }
+  });
+
   it('a cancel the server stopped in the middle of is finished when it starts again (QA: the batch stayed running for good)', async () => {
     const dir = await tempDir('api-cancel-stop');
     const config = await writeSimConfig(dir, h.sim.url, { concurrency: 4 });
