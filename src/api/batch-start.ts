@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import { runBatch, type RunHost } from '../batch/run-batch.ts';
+import { runBatch, type ReplacedRows, type RunHost } from '../batch/run-batch.ts';
+import { counted } from '../figure-text.ts';
 import type { BatchLease } from '../queue/batch-lease.ts';
 import { inApiTerms } from './api-terms.ts';
 import type { BackgroundCollection } from './background-collection.ts';
@@ -58,10 +59,11 @@ export function createBatchStarter({ host, collection, logger, say, openKey }: B
       const readingStop = new AbortController();
       const stop = AbortSignal.any([host.stop, readingStop.signal]);
       // Kept before the batch's row count is saved (RunHost.onFileRead): a client that sees it finished finds them in its view.
-      const onFileRead = async () => {
+      const onFileRead = async (replaced: ReplacedRows) => {
         // A batch a restarted server reads on names its file only in its state.
         const inputPath = run.file ?? (await store.load(batchId).catch(() => null))?.input ?? '';
-        const notes = notesOnceRead(said).map((note) => inApiTerms(note, inputPath));
+        const replacedNote = replacedRowsNote(batchId, replaced);
+        const notes = [...(replacedNote ? [replacedNote] : []), ...notesOnceRead(said).map((note) => inApiTerms(note, inputPath))];
         sayFileRead(batchId, said, notes, say);
         if (notes.length > 0) await store.update(batchId, { file_notes: notes }).catch(() => undefined);
       };
@@ -99,6 +101,23 @@ export function createBatchStarter({ host, collection, logger, say, openKey }: B
       return entry?.ended ?? Promise.resolve();
     },
   };
+}
+
+/**
+ * A post whose file replaced rows of the batch's last one: said in file_notes, where the client reads, since a
+ * batch_id another client used already (another team's "nightly", say) runs as that batch again, and its
+ * POST answer said only that succeeded rows are kept (QA: a team's results were replaced by another's).
+ */
+function replacedRowsNote(batchId: string, { changedSinceSucceeded: changed, goneFromFile: gone }: ReplacedRows): string | null {
+  if (changed === 0 && gone === 0) return null;
+  const parts = [
+    ...(changed > 0 ? [`${counted(changed, 'row')} changed since ${changed === 1 ? 'it' : 'they'} succeeded ${changed === 1 ? 'runs' : 'run'} again (${changed === 1 ? 'its earlier answer is' : 'their earlier answers are'} left out of the outputs)`] : []),
+    ...(gone > 0 ? [`${counted(gone, 'row')} of the last run ${gone === 1 ? 'is' : 'are'} no longer in the file (left out of the outputs, though costs.jsonl and the report keep their calls)`] : []),
+  ];
+  return (
+    `Note: this post replaced rows of the file batch ${batchId} ran before: ${parts.join('; ')}. ` +
+    `If batch_id=${batchId} was not meant to name that batch, post your file under a batch_id of your own; posting the earlier file again with this batch_id brings its unchanged rows back with their answers.`
+  );
 }
 
 /** The run's count of rows read, and the notes it said then, in the server's log. */

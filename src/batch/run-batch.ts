@@ -90,7 +90,15 @@ export interface RunHost {
    * count is saved: until then no collector can finish the batch, so what the host keeps of those
    * notes is there by the time the batch shows as finished.
    */
-  onFileRead?: () => Promise<void>;
+  onFileRead?: (counts: ReplacedRows) => Promise<void>;
+}
+
+/** Rows of the batch's last run that the file read now replaced (its Read line's counts of them). */
+export interface ReplacedRows {
+  /** Succeeded before, changed in the file since: they run again. */
+  changedSinceSucceeded: number;
+  /** In the last run's file, past this file's end or invalid in it now: left out of the outputs. */
+  goneFromFile: number;
 }
 
 /** How long the rest of the file waits for this process's first calls to start (rows may park instead). */
@@ -229,7 +237,7 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
     // Once the rows are known: a row's own model may send it to the judge, or keep every row from a route that does.
     sayJudgeAnswersToo(config, batch.answering, say);
     // The row count last: with it saved, the batch's last rows may finish it at once (a server's client saw it finished without its file_notes).
-    await host?.onFileRead?.();
+    await host?.onFileRead?.({ changedSinceSucceeded: counts.changedSinceSucceeded, goneFromFile: counts.goneFromFile });
     await whileRedisRefuses('queueing the file', fileRead, session.refusals);
     const workersNow = collecting ? null : await connectedWorkerCount(queue);
     await queue.close();

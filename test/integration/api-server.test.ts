@@ -386,6 +386,19 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(server.output().stdout).toContain('[api-read-line] Read 1 row: 1 valid, 0 invalid, 1 already done, 1 of the last run no longer in the file (left out of the outputs; given back unchanged, they keep their answers).\n');
   });
 
+  it("tells the client in file_notes when a post replaced rows of the batch's last file (QA: another team's batch_id, posted again with its own file, said only 'Resuming: rows that already succeeded are kept')", async () => {
+    const dir = await tempDir('api-replaced');
+    const config = await writeSimConfig(dir, h.sim.url);
+    const server = await startServer(['--config', config, '--out', join(dir, 'out')], h.env());
+    expect((await postFile(server, '?batch_id=api-replaced', 'id,prompt\na1,Team A one\na2,Team A two\na3,Team A three\n')).status).toBe(202);
+    expect((await waitUntilFinished(server, 'api-replaced')).file_notes).toEqual([]);
+    expect((await postFile(server, '?batch_id=api-replaced', 'id,prompt\nb1,Team B one\n')).status).toBe(202);
+    const replaced = await waitUntilFinished(server, 'api-replaced');
+    expect(replaced.file_notes).toEqual([
+      'Note: this post replaced rows of the file batch api-replaced ran before: 1 row changed since it succeeded runs again (its earlier answer is left out of the outputs); 2 rows of the last run are no longer in the file (left out of the outputs, though costs.jsonl and the report keep their calls). If batch_id=api-replaced was not meant to name that batch, post your file under a batch_id of your own; posting the earlier file again with this batch_id brings its unchanged rows back with their answers.',
+    ]);
+  });
+
   it('takes a row nested thousands of levels deep, in JSONL or a JSON body, as a bad row and runs the rest (QA: the batch stuck in enqueuing, the JSON body got a 500)', async () => {
     const dir = await tempDir('api-deep');
     const config = await writeSimConfig(dir, h.sim.url);
