@@ -14,7 +14,7 @@ import { carriedProgressFits, type CarriedTarget } from '../execution/carried-pr
 import { rowTarget } from '../routing/row-target.ts';
 import { comparedText } from '../routing/compare-fan-out.ts';
 import type { BatchProgress } from '../queue/batch-state.ts';
-import { batchIdRule, batchOfJobId, isValidBatchId, newBatchId } from '../queue/keys.ts';
+import { batchIdRule, isValidBatchId, newBatchId } from '../queue/keys.ts';
 import { enqueueBatch, type EnqueueCounts } from '../queue/producer.ts';
 import { unqueueBatch, unqueueOrphanedBatches } from '../queue/unqueue-batch.ts';
 import type { BatchLease } from '../queue/batch-lease.ts';
@@ -186,13 +186,11 @@ async function runPreparedBatch(batch: PreparedBatch, context: RunContext): Prom
   const queue = session.openPromptQueue();
   // Rows of batches whose run was killed would be run here, paid for and collected by nobody.
   if (!options.detach) {
-    for (const [orphan, unqueued] of await unqueueOrphanedBatches(queue, session.store, batchId)) if (unqueued.removed > 0) say(orphanedBatchText(orphan, unqueued));
+    const start = await unqueueOrphanedBatches(queue, session.store, batchId);
+    for (const [orphan, unqueued] of start.orphans) if (unqueued.removed > 0) say(orphanedBatchText(orphan, unqueued));
     // Other batches' queued rows (a --detach'ed batch's, a server's) share the workers here: a run slowed by them says why (QA: 10 rows took 25 s, unexplained).
     // This batch's own rows, left queued by an earlier run, are not among them.
-    if (!batch.callsElsewhere) {
-      const rows = (await queue.getRanges(['waiting', 'prioritized'], 0, -1)).filter((jobId) => batchOfJobId(jobId) !== batchId).length;
-      if (rows > 0) say(queuedAheadText(rows));
-    }
+    if (!batch.callsElsewhere && start.othersWaiting > 0) say(queuedAheadText(start.othersWaiting));
   }
   const callSlots = createCallSlots(concurrency);
   const worker = startWorker(batch, context, callSlots);
