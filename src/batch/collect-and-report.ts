@@ -14,7 +14,7 @@ import type { BatchProgress } from '../queue/batch-state.ts';
 import type { Session } from '../queue/session.ts';
 import { CIRCUIT_FAILURES } from '../execution/row-runner.ts';
 import { CONTEXT_TOO_LONG } from '../execution/fallback-rules.ts';
-import { pastRateLimitText, rateLimitPaceText } from './rate-limit-pace.ts';
+import { pastRateLimitText, rateLimitPaceLines } from './rate-limit-pace.ts';
 import { reachableModels, reportedNames, shutCircuits, shutCircuitsText } from './shut-circuits.ts';
 
 export interface CollectAndReportOptions {
@@ -127,8 +127,7 @@ export async function collectAndReport(options: CollectAndReportOptions): Promis
   const invalid = report.totals.invalid_rows;
   if (invalid > 0) say(`Errors   ${paths.errors} (${counted(invalid, 'invalid row')}, not run)`);
   say(`Report   ${paths.reportMd}`);
-  const pace = config ? rateLimitPaceText(report, config) : null;
-  if (pace) {
+  for (const pace of config ? rateLimitPaceLines(report, config) : []) {
     say('');
     say(pace);
   }

@@ -1,29 +1,57 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
 import type { Report } from '../output/report-json.ts';
 import { pastRateLimitWords } from '../output/report-markdown.ts';
-import { formatDuration } from '../figure-text.ts';
+import { formatCount, formatDuration } from '../figure-text.ts';
 
 /** A model's share of the calls at which its rpm is taken to be what set the pace (its slots were spaced that close). */
 const PACED_SHARE = 0.8;
 
+/** This run's calls to a model waiting this long in all for their rate-limit slots are worth a line in the summary. */
+const WAITED_NOTED_MS = 10_000;
+
 /**
- * The models whose `rpm` set the batch's pace (QA: a run at 8 rows/s with --concurrency 32 said
- * nothing of the example config's rpm 500): their calls this run came at PACED_SHARE or more of the
- * rate the limiter allows. Null when none did, or the run was too short to tell.
+ * The models whose rate limits slowed this run's rows: those whose `rpm` this batch's own calls
+ * nearly used up (QA: a run at 8 rows/s with --concurrency 32 said nothing of the example config's
+ * rpm 500), then those whose calls waited for their slots anyway (the limits are shared, through
+ * Redis, by every batch and worker calling the endpoint: another batch may have set the pace, and
+ * this batch's own rate then shows nothing). A line for each kind; none when no model did.
  */
-export function rateLimitPaceText(report: Report, config: SwitchyardConfig): string | null {
+export function rateLimitPaceLines(report: Report, config: SwitchyardConfig): string[] {
   const { elapsed_ms: elapsedMs } = report.totals;
-  if (elapsedMs < 10_000) return null;
+  // A run too short to tell its rate from is judged by its waits alone.
+  const perMinute = (calls: number) => (elapsedMs < 10_000 ? null : calls / (elapsedMs / 60_000));
   // This run's calls alone: a resume that only judged its rows made none of the answers' calls (QA: an
   // estimate from its share of the rows named five models at rates over their rpm, four of them never called).
   const paced = Object.entries(report.models).flatMap(([name, model]) => {
     const rpm = config.models[name]?.rpm;
-    if (rpm === undefined) return [];
-    const perMinute = model.calls_this_run / (elapsedMs / 60_000);
-    return perMinute >= PACED_SHARE * rpm * config.limits.headroom ? [`${name} (${Math.round(perMinute)} calls a minute, models.${name}.rpm ${rpm})`] : [];
+    const rate = perMinute(model.calls_this_run);
+    if (rpm === undefined || rate === null) return [];
+    return rate >= PACED_SHARE * rpm * config.limits.headroom ? [[name, `${name} (${Math.round(rate)} calls a minute, models.${name}.rpm ${rpm})`]] : [];
   });
-  if (paced.length === 0) return null;
-  return `Rate limits: ${paced.join(', ')} set the pace: rows waited for their slots, so --concurrency could not speed them up. Raise the rpm if your provider allows more.`;
+  const pacedNames = new Set(paced.map(([name]) => name));
+  const waited = Object.entries(report.models).flatMap(([name, model]) => {
+    const waits = model.limit_waits_this_run;
+    if (pacedNames.has(name) || waits === undefined || waits.wait_ms < WAITED_NOTED_MS) return [];
+    const rate = perMinute(model.calls_this_run);
+    const own = rate === null ? '' : `, this batch's own at ${formatCount(rate, rate < 10 ? 1 : 0)} a minute`;
+    return [`${name} (${formatCount(waits.calls)} of ${formatCount(model.calls_this_run)} calls waited, ${formatDuration(waits.wait_ms / waits.calls)} on average, under ${limitsOf(name, config)}${own})`];
+  });
+  const lines: string[] = [];
+  if (paced.length > 0) lines.push(`Rate limits: ${paced.map(([, text]) => text).join(', ')} set the pace: rows waited for their slots, so --concurrency could not speed them up. Raise the rpm if your provider allows more.`);
+  if (waited.length > 0) {
+    lines.push(
+      `Rate limits: ${waited.join(', ')}: every batch and worker on the same endpoint shares these limits (through Redis), and other calls took slots too; --concurrency cannot speed these rows up. Raise the limit if the provider allows more, or run the batches one after another.`,
+    );
+  }
+  return lines;
+}
+
+/** The limits a model's calls wait under, as the config names them. */
+function limitsOf(name: string, config: SwitchyardConfig): string {
+  const model = config.models[name];
+  const limits = [model?.rpm !== undefined && `models.${name}.rpm ${formatCount(model.rpm)}`, model?.tpm !== undefined && `models.${name}.tpm ${formatCount(model.tpm)}`].filter((limit) => limit !== false);
+  // Neither: its waits were a 429's cooldown, which every caller of the endpoint keeps.
+  return limits.length > 0 ? limits.join(' and ') : `the provider's 429s (their cooldown)`;
 }
 
 /**

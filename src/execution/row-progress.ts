@@ -50,6 +50,12 @@ const progressFields = {
    */
   turnTicket: z.object({ model: z.string(), ticket: z.number().int(), since: z.number().optional() }).optional(),
   lastError: z.object({ code: z.string(), message: z.string(), status: z.number().nullable() }).optional(),
+  /**
+   * How long the model's shared rate limits have made this call wait for its slot so far (ms, the
+   * waits the limiter gave, over every park): its call record's limit_wait_ms. Limits are shared by
+   * every batch on an endpoint, so a batch's own call rate does not show that it waited on them.
+   */
+  limitWait: z.object({ model: z.string(), ms: z.number().nonnegative() }).optional(),
   /** Parked for a retry's backoff: not to call before this (epoch ms), should the row be woken early. */
   retryAt: z.number().optional(),
   /** Parked while budget held by calls in flight comes back (it has had its wait in the worker). */

@@ -248,7 +248,7 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     const charged = chargedUsage(answer, error);
     const usage = charged.usage;
     const actualNanos = callCostNanos(modelConfig.price, usage);
-    progress.calls.push(answerCallRecord(row, progress, model, { answer, error, charged, actualNanos, started, ended: now() }));
+    progress.calls.push(answerCallRecord(row, progress, model, { answer, error, charged, actualNanos, started, ended: now(), limitWaitMs: held.limitWaitMs }));
     // A 429's retry-after, or a 200 saying the limit is used up: all workers hold off that long.
     const coolDownMs = error?.code === 'rate_limited' ? (error.retryAfterMs ?? null) : (answer?.limitExhaustedForMs ?? null);
     const circuit = await gate.settle({
@@ -291,6 +291,15 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
 interface HeldSlot {
   probe?: string;
   tokens?: number;
+  /** How long the rate limits made the call wait for this slot (ms), for its call record. */
+  limitWaitMs?: number;
+}
+
+/** Adds a wait the limiter gave for the model's slot to the call's (a wait for another model's was that call's, not this one's). */
+function addLimitWait(progress: RowProgress, model: string, waitMs: number): void {
+  if (waitMs <= 0) return;
+  const before = progress.limitWait?.model === model ? progress.limitWait.ms : 0;
+  progress.limitWait = { model, ms: before + waitMs };
 }
 
 /**
@@ -351,6 +360,7 @@ async function takeSlot(model: string, call: { tokens: number; promptTokens: num
       // settled what they used.
       await giveUpProbe();
       keepTurn(progress, model, capacity.turnTicket, turn);
+      addLimitWait(progress, model, capacity.waitMs);
       const note = slotWaitNote(model, call.tokens, capacity.waitMs, capacity.limitedBy, config, capacity.tokens);
       return { kind: 'park', waitMs: Math.max(config.limits.inline_wait_ms, capacity.waitMs), progress, ...(note && { note }) };
     }
@@ -361,6 +371,7 @@ async function takeSlot(model: string, call: { tokens: number; promptTokens: num
     }
     progress.slotAt = capacity.slotAt;
     held.tokens = capacity.tokens ?? call.tokens;
+    addLimitWait(progress, model, capacity.waitMs);
     if (capacity.waitMs > config.limits.inline_wait_ms) {
       await giveUpProbe();
       progress.reservedModel = model;
@@ -372,7 +383,8 @@ async function takeSlot(model: string, call: { tokens: number; promptTokens: num
     if (capacity.waitMs > 0) await deps.sleep(capacity.waitMs);
   }
   if (breaker.probe) held.probe = breaker.probe;
-  Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined });
+  if (progress.limitWait?.model === model) held.limitWaitMs = Math.round(progress.limitWait.ms);
+  Object.assign(progress, { reservedModel: undefined, reservedTokens: undefined, limitWait: undefined });
   return 'ready';
 }
 
@@ -472,7 +484,7 @@ function answerCallRecord(
   row: RowInput,
   progress: RowProgress,
   model: string,
-  call: { answer: ModelAnswer | null; error: ModelCallError | null; charged: ReturnType<typeof chargedUsage>; actualNanos: number | null; started: number; ended: number },
+  call: { answer: ModelAnswer | null; error: ModelCallError | null; charged: ReturnType<typeof chargedUsage>; actualNanos: number | null; started: number; ended: number; limitWaitMs: number | undefined },
 ): CallRecord {
   const { answer, error, charged } = call;
   return {
@@ -498,6 +510,7 @@ function answerCallRecord(
     ...(error ? { error_code: error.code, error_message: callErrorMessage(error.message) } : {}),
     ...(charged.estimated ? { usage_estimated: true as const } : {}),
     ...(answer?.ttftMs != null ? { ttft_ms: answer.ttftMs } : {}),
+    ...(call.limitWaitMs ? { limit_wait_ms: call.limitWaitMs } : {}),
   };
 }
 

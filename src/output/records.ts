@@ -37,6 +37,11 @@ export interface CallRecord {
   /** A streamed call (models.<name>.stream): ms from its start to the first token of the answer. */
   ttft_ms?: number;
   /**
+   * How long the model's rate limits (rpm, tpm or a 429's cooldown, shared by every batch and worker
+   * on its endpoint) made the call wait for its slot, in ms; absent when it did not wait.
+   */
+  limit_wait_ms?: number;
+  /**
    * Only in a row's saved progress, never written out: the call is in the batch's costs already,
    * published when a stopped run took the row off the queue (src/queue/carried-rows.ts).
    */

@@ -53,6 +53,11 @@ export interface ModelReport {
   calls: number;
   /** Of them, those this run made (started since it began): a resume's pace, not its batch's. */
   calls_this_run: number;
+  /**
+   * Of this run's calls, those the model's rate limits (shared by every batch and worker on its
+   * endpoint) made wait for their slots, and their waits summed (ms); absent when none waited.
+   */
+  limit_waits_this_run?: { calls: number; wait_ms: number };
   failed_calls: number;
   input_tokens: number;
   output_tokens: number;

@@ -56,6 +56,7 @@ export const reportSchema: z.ZodType<Report> = z.object({
       failed: count,
       calls: count,
       calls_this_run: count,
+      limit_waits_this_run: z.object({ calls: count, wait_ms: ms }).optional(),
       failed_calls: count,
       input_tokens: count,
       output_tokens: count,

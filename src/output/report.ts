@@ -18,6 +18,9 @@ interface ModelTally {
   failed: number;
   calls: number;
   callsThisRun: number;
+  /** Of this run's calls, those the model's rate limits made wait for their slots, and how long in all (ms). */
+  limitWaitedCalls: number;
+  limitWaitMs: number;
   failedCalls: number;
   inputTokens: number;
   outputTokens: number;
@@ -151,7 +154,7 @@ export function batchExitCode(report: Report, invalidRows: number): 0 | 1 {
 }
 
 function newModelTally(): ModelTally {
-  return { rows: 0, succeeded: 0, failed: 0, calls: 0, callsThisRun: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costNanos: 0, unpricedCalls: 0, latency: new LatencyHistogram(), ttft: null, scores: noScores() };
+  return { rows: 0, succeeded: 0, failed: 0, calls: 0, callsThisRun: 0, limitWaitedCalls: 0, limitWaitMs: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costNanos: 0, unpricedCalls: 0, latency: new LatencyHistogram(), ttft: null, scores: noScores() };
 }
 
 /** The task-type lines holding the LLM classifier's calls and the judge's: neither is the answering of a row of some type. */
@@ -396,7 +399,13 @@ export class ReportTally {
     const nanos = call.cost_usd === null || call.cost_usd === undefined ? null : usdToNanos(call.cost_usd);
     entry.calls += 1;
     // As for rows: a call with a missing or bad stamp (NaN) counts as this run's.
-    if (!(Date.parse(call.started_at) < this.#runStartedAt)) entry.callsThisRun += 1;
+    if (!(Date.parse(call.started_at) < this.#runStartedAt)) {
+      entry.callsThisRun += 1;
+      if (call.limit_wait_ms) {
+        entry.limitWaitedCalls += 1;
+        entry.limitWaitMs += call.limit_wait_ms;
+      }
+    }
     entry.inputTokens += call.input_tokens;
     entry.outputTokens += call.output_tokens;
     if (nanos === null) entry.unpricedCalls += 1;
@@ -515,6 +524,7 @@ export class ReportTally {
         failed: entry.failed,
         calls: entry.calls,
         calls_this_run: entry.callsThisRun,
+        ...(entry.limitWaitedCalls > 0 && { limit_waits_this_run: { calls: entry.limitWaitedCalls, wait_ms: entry.limitWaitMs } }),
         failed_calls: entry.failedCalls,
         input_tokens: entry.inputTokens,
         output_tokens: entry.outputTokens,

@@ -181,6 +181,26 @@ describe('advanceRow', () => {
     expect(reservations).toBe(1);
   });
 
+  it("records in the call how long the model's rate limits made it wait, over parks and asks, for the summary (QA: another batch on the same limits set the pace, and the summary said nothing)", async () => {
+    let clock = 1_000_000;
+    let asks = 0;
+    // Deferred 30 s (a metered tpm), then booked 5 s ahead: 35 s waited in all.
+    const { deps } = setup(['limited'], {
+      reserveCapacity: async () => (++asks === 1 ? { reserved: false, waitMs: 30_000, limitedBy: 'tokens', deferred: true, turnTicket: 3 } : { reserved: true, waitMs: 5_000, slotAt: 9, limitedBy: 'requests' }),
+    });
+    deps.now = () => clock;
+    let step = await advanceRow(row, freshProgress(), deps);
+    while (step.kind === 'park') {
+      clock += step.waitMs;
+      step = await advanceRow(row, JSON.parse(JSON.stringify(step.progress)), deps);
+    }
+    expect(step.kind === 'finished' && step.event.calls.map((call) => call.limit_wait_ms)).toEqual([35_000]);
+    // A call that waited for no slot says nothing of it.
+    const { deps: open } = setup(['ok']);
+    const unlimited = await advanceRow(row, freshProgress(), open);
+    expect(unlimited.kind === 'finished' && unlimited.event.calls[0]).not.toHaveProperty('limit_wait_ms');
+  });
+
   it('parks holding nothing when its slot is too far ahead to book (a provider that meters usage), then books, and settles from what it booked', async () => {
     const limitedModels = { models: { ok: { provider: 'sim' }, limited: { provider: 'sim', tpm: 40_000 } } };
     let clock = 1_000_000;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { pastRateLimitText, rateLimitPaceText } from '../../src/batch/rate-limit-pace.ts';
+import { pastRateLimitText, rateLimitPaceLines } from '../../src/batch/rate-limit-pace.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import type { Report } from '../../src/output/report-json.ts';
 
@@ -20,17 +20,32 @@ const report = (elapsedMs: number, calls: Record<string, number>, earlier: Recor
 
 describe('what a run says of the rate limits that set its pace', () => {
   it('names the models whose calls came near their rpm (QA: 8 rows/s with --concurrency 32 said nothing of rpm 500)', () => {
-    expect(rateLimitPaceText(report(36_000, { flash: 290, pro: 10, free: 400 }), config)).toBe(
+    expect(rateLimitPaceLines(report(36_000, { flash: 290, pro: 10, free: 400 }), config)).toEqual([
       'Rate limits: flash (483 calls a minute, models.flash.rpm 500) set the pace: rows waited for their slots, so --concurrency could not speed them up. Raise the rpm if your provider allows more.',
-    );
+    ]);
   });
 
   it('says nothing of models well under their rpm, of short runs, or of an earlier run\'s calls', () => {
-    expect(rateLimitPaceText(report(36_000, { flash: 100, pro: 200 }), config)).toBeNull();
-    expect(rateLimitPaceText(report(5_000, { flash: 290 }), config)).toBeNull();
+    expect(rateLimitPaceLines(report(36_000, { flash: 100, pro: 200 }), config)).toEqual([]);
+    expect(rateLimitPaceLines(report(5_000, { flash: 290 }), config)).toEqual([]);
     // A resume that only judged the rows (QA): the answers' 290 calls were the first run's.
-    expect(rateLimitPaceText(report(36_000, { pro: 20 }, { flash: 290 }), config)).toBeNull();
-    expect(rateLimitPaceText(report(36_000, { flash: 290 }, { flash: 1000 }), config)).toContain('flash (483 calls a minute');
+    expect(rateLimitPaceLines(report(36_000, { pro: 20 }, { flash: 290 }), config)).toEqual([]);
+    expect(rateLimitPaceLines(report(36_000, { flash: 290 }, { flash: 1000 }), config)[0]).toContain('flash (483 calls a minute');
+  });
+
+  it("says when this run's calls waited on a model's limits that another batch's calls used (QA: shared through Redis, the other batch set the pace, and the summary said nothing)", () => {
+    const waited = (elapsedMs: number, calls: Record<string, number>, waits: Record<string, { calls: number; wait_ms: number }>) => {
+      const base = report(elapsedMs, calls);
+      for (const [name, wait] of Object.entries(waits)) Object.assign(base.models[name]!, { limit_waits_this_run: wait });
+      return base;
+    };
+    // 100 calls in 60 s is a fifth of flash's rpm 500: its own rate shows nothing, its waits do.
+    expect(rateLimitPaceLines(waited(60_000, { flash: 100, pro: 50 }, { flash: { calls: 96, wait_ms: 1_500_000 }, pro: { calls: 3, wait_ms: 900 } }), config)).toEqual([
+      "Rate limits: flash (96 of 100 calls waited, 15.6 s on average, under models.flash.rpm 500, this batch's own at 100 a minute): every batch and worker on the same endpoint shares these limits (through Redis), and other calls took slots too; --concurrency cannot speed these rows up. Raise the limit if the provider allows more, or run the batches one after another.",
+    ]);
+    // A short run's rate is not told, its waits are; a model that set the pace itself is said once, as such.
+    expect(rateLimitPaceLines(waited(5_000, { flash: 20 }, { flash: { calls: 20, wait_ms: 40_000 } }), config)).toEqual([expect.stringMatching(/^Rate limits: flash \(20 of 20 calls waited, 2\.0 s on average, under models\.flash\.rpm 500\): every batch and worker on the same endpoint shares these limits/)]);
+    expect(rateLimitPaceLines(waited(36_000, { flash: 290 }, { flash: { calls: 290, wait_ms: 600_000 } }), config)).toEqual([expect.stringContaining('flash (483 calls a minute, models.flash.rpm 500) set the pace')]);
   });
 
   it('says what the rows a rate limit sent on to their fallbacks cost, and what keeps them on the model', () => {

@@ -543,6 +543,23 @@ describe('a resumed batch', () => {
     const report = tally.build({ batchId: 'resumed', startedAt: runStartedAt, finishedAt: '2026-11-02T10:00:02.000Z' });
     expect(report.models.answerer).toMatchObject({ calls: 6, calls_this_run: 1 });
     expect(report.models.judge).toMatchObject({ calls: 5, calls_this_run: 5 });
+    // Neither waited for a rate-limit slot.
+    expect(report.models.judge).not.toHaveProperty('limit_waits_this_run');
+  });
+
+  it("sums how long this run's calls waited on each model's rate limits (the summary says so when other batches set the pace)", () => {
+    const runStartedAt = new Date('2026-11-02T10:00:00.000Z');
+    const tally = new ReportTally(undefined, runStartedAt);
+    const call = (row: number, startedAt: string, waitMs?: number): CallRecord => ({
+      batch_id: 'shared', row, id: String(row), model: 'm', attempt: 1, purpose: 'answer', task_type: 'simple', chain_position: 0,
+      status: 'succeeded', http_status: 200, input_tokens: 1, output_tokens: 1, cost_usd: 0, latency_ms: 1, started_at: startedAt, ...(waitMs !== undefined && { limit_wait_ms: waitMs }),
+    });
+    tally.addCall(call(1, '2026-11-01T09:00:00.000Z', 60_000)); // the earlier run's
+    tally.addCall(call(2, '2026-11-02T10:00:01.000Z', 1_500));
+    tally.addCall(call(3, '2026-11-02T10:00:01.000Z', 2_500));
+    tally.addCall(call(4, '2026-11-02T10:00:01.000Z'));
+    const report = tally.build({ batchId: 'shared', startedAt: runStartedAt, finishedAt: '2026-11-02T10:00:02.000Z' });
+    expect(report.models.m).toMatchObject({ calls: 4, calls_this_run: 3, limit_waits_this_run: { calls: 2, wait_ms: 4_000 } });
   });
 });
 
