@@ -75,7 +75,11 @@ export function watchForStops(watched: {
     let carried = 0;
     let last: Unqueued | 'failed' = 'failed';
     let done = false;
-    void closed.then(() => (done = true));
+    const closedNow = new AbortController();
+    void closed.then(() => {
+      done = true;
+      closedNow.abort();
+    });
     for (;;) {
       const wasDone = done;
       // Only the last pass, this process's workers closed, counts the rows other processes run.
@@ -86,7 +90,8 @@ export function watchForStops(watched: {
         carried += last.carried;
       }
       if (wasDone) break;
-      await Promise.race([closed, delay(UNQUEUE_AGAIN_MS)]);
+      // Cut short once closed: its timer left running held the process up to UNQUEUE_AGAIN_MS after the stop was done.
+      await delay(UNQUEUE_AGAIN_MS, undefined, { signal: closedNow.signal }).catch(() => undefined);
     }
     unqueued = last === 'failed' ? 'failed' : { ...last, removed, carried };
     await stoppedQueue.close().catch(() => undefined);

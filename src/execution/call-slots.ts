@@ -11,7 +11,7 @@ export type CallSlot = <T>(call: () => Promise<T>) => Promise<T>;
 
 export interface CallSlots {
   slot: CallSlot;
-  /** Resolves once `count` calls have started through these slots. */
+  /** Resolves once `count` calls have started through these slots, or no call will start any more (stop). */
   started(count: number): Promise<void>;
   /**
    * The process is stopping (Ctrl-C, SIGTERM): no call starts any more; each slot taken from now
@@ -51,10 +51,14 @@ export function createCallSlots(concurrency: number): CallSlots {
       }),
     stop() {
       stopped = true;
+      // No call starts from now on: whoever waits for calls to start (run's producer, before it
+      // queues the rest of the file) goes on now, to see the stop, rather than wait out its timeout
+      // (QA: a Ctrl-C just as a run queued its first rows took 1.2 s to exit, 1 s of it this wait).
+      for (const waiter of waiting.splice(0)) waiter.resolve();
     },
     stopping: () => stopped,
     started(count) {
-      if (startedCalls >= count) return Promise.resolve();
+      if (startedCalls >= count || stopped) return Promise.resolve();
       const { promise, resolve } = Promise.withResolvers<void>();
       waiting.push({ count, resolve });
       return promise;
