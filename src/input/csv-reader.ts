@@ -40,7 +40,7 @@ interface Header {
  * also when a later stray quote would have ended it (runOnQuote).
  */
 export function readCsvRows(path: string, rules: RowRules, position?: ReadPosition): AsyncGenerator<ReadItem> {
-  return readTextInput(path, (input) => readCsvInput(path, input, rules, position));
+  return readTextInput(path, (input) => readCsvInput(path, input, input.utf16 ? { ...rules, utf16: true } : rules, position));
 }
 
 async function* readCsvInput(path: string, input: TextInput, rules: RowRules, position: ReadPosition | undefined): AsyncGenerator<ReadItem> {
@@ -81,8 +81,8 @@ async function* readCsvInput(path: string, input: TextInput, rules: RowRules, po
   const bytesOf = recordBytes(readPath);
   // The bytes of a record holding U+FFFD tell whether it is the character, written in the file, or bytes that are not UTF-8;
   // only such a record's are read again, and a record without one is not awaited for it (callers check first).
-  // A UTF-16 file's UTF-8 copy holds U+FFFD for what was not UTF-16 (text-input.ts): there every one is taken for such.
-  const undecodable = async (record: ParsedRecord): Promise<number | null> => (input.utf16 ? 0 : undecodableAt(await bytesOf.read(record.startByte, record.endByte)));
+  // A UTF-16 file's UTF-8 copy has such bytes where the file was not UTF-16 (text-input.ts).
+  const undecodable = async (record: ParsedRecord): Promise<number | null> => undecodableAt(await bytesOf.read(record.startByte, record.endByte));
   try {
     for await (const record of recordsBeforeError<ParsedRecord>(parser)) {
       const { fields, line } = record;
@@ -157,7 +157,7 @@ function readHeader(record: string[], rules: RowRules, path: string, delimiter: 
     );
   }
   // Column names become results.csv's columns and metadata keys: mangled ones would be carried through every row.
-  if (undecodable !== null) throw new UsageError(`input file ${path}: its header ${notUtf8(1, 'csv', rules.overHttp).message.replace(/^line 1 /, '')}`);
+  if (undecodable !== null) throw new UsageError(`input file ${path}: its header ${notUtf8(1, 'csv', rules).message.replace(/^line 1 /, '')}`);
   // An unnamed column is column_<n>, or column_<n>.2 (.3, ...) when a named column has that name: the
   // header's own names win, and two columns are never refused as one name twice that the file does not hold.
   const given = new Set(record.map((name) => name.trim()).filter((name) => name !== ''));
@@ -196,7 +196,7 @@ function toItem(record: string[], header: Header, pos: RecordPosition, rules: Ro
   if (record.length !== header.names.length) {
     return { kind: 'error', value: { ...pos, ...readableId, code: 'bad_csv', message: fieldCountMessage(pos.line, header.names.length, record.length, delimiter) } };
   }
-  if (undecodable !== null) return { kind: 'error', value: { ...pos, ...readableId, ...notUtf8(undecodedLine(record, pos.line, undecodable), 'csv', rules.overHttp) } };
+  if (undecodable !== null) return { kind: 'error', value: { ...pos, ...readableId, ...notUtf8(undecodedLine(record, pos.line, undecodable), 'csv', rules) } };
   // No text holds a NUL: a field with one is a binary file's bytes, or a file cut and pasted wrong; a model would be paid to answer it.
   if (record.some((field) => field.includes('\0'))) {
     return { kind: 'error', value: { ...pos, ...readableId, code: 'bad_encoding', message: `line ${pos.line} holds a NUL byte (0x00), which no text has: remove it, or check that the file is the CSV meant` } };

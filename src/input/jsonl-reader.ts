@@ -41,7 +41,7 @@ const expected = (promptKey: string): string =>
 
 /** Streams a JSONL file: one record per non-blank line; `row` and `line` are the 1-based line number. */
 export function readJsonlRows(path: string, rules: RowRules, position?: ReadPosition): AsyncGenerator<ReadItem> {
-  return readTextInput(path, (input) => readJsonlInput(path, input, rules, position));
+  return readTextInput(path, (input) => readJsonlInput(path, input, input.utf16 ? { ...rules, utf16: true } : rules, position));
 }
 
 async function* readJsonlInput(path: string, input: TextInput, rules: RowRules, position: ReadPosition | undefined): AsyncGenerator<ReadItem> {
@@ -63,8 +63,7 @@ async function* readJsonlInput(path: string, input: TextInput, rules: RowRules, 
     if (records === 0 && text.trimStart().startsWith('[')) throw jsonArrayFile(path, line, rules);
     if (records === 0) refuseCsvFile(text, path, rules);
     records += 1;
-    // A UTF-16 file's UTF-8 copy holds U+FFFD for what was not UTF-16 (text-input.ts): there every one is taken for such.
-    const item = parseLine(text, { row: line, line }, rules, position, undecodable || (input.utf16 && hasReplacementChar(text)));
+    const item = parseLine(text, { row: line, line }, rules, position, undecodable);
     const customId = item.value.custom_id;
     if (customId !== undefined) {
       const first = customIdLines.get(customId);
@@ -321,7 +320,7 @@ function customIdOf(object: Record<string, unknown>): string | undefined {
 
 /** A line with bytes that are not UTF-8, refused with its id (and custom_id) when they are readable whole: errors are matched to rows by them. */
 function undecodedLine(text: string, pos: RecordPosition, rules: RowRules): ReadItem {
-  const { message } = notUtf8(pos.line, 'jsonl', rules.overHttp);
+  const { message } = notUtf8(pos.line, 'jsonl', rules);
   let object: unknown = null;
   try {
     object = JSON.parse(text);

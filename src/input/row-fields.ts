@@ -155,8 +155,10 @@ function unknownModel(model: string, known: ReadonlySet<string>): Problem {
  * paid to answer mangled text. U+FFFD written as such (EF BF BD) is text like any other, and its
  * row is read (undecodable-bytes.ts tells them apart).
  */
-export function notUtf8(line: number, format: 'csv' | 'jsonl' = 'csv', overHttp = false): Pick<RowError, 'code' | 'message'> {
-  const head = `line ${line} is not UTF-8 text (some bytes cannot be decoded)`;
+export function notUtf8(line: number, format: 'csv' | 'jsonl' = 'csv', file: Pick<RowRules, 'overHttp' | 'utf16'> = {}): Pick<RowError, 'code' | 'message'> {
+  const { overHttp = false } = file;
+  // A UTF-16 file's: half of a surrogate pair (an export cut a character in two), or an odd last byte (a file cut short).
+  const head = file.utf16 ? `line ${line} is not UTF-16 text (half of a surrogate pair, or a last byte without its pair, cannot be decoded)` : `line ${line} is not UTF-8 text (some bytes cannot be decoded)`;
   // A posted file is turned into UTF-8 from the charset its Content-Type names (QA: the advice was to save the file and run it again).
   if (overHttp) {
     const contentType = format === 'csv' ? 'text/csv; charset=windows-1252, as Excel saves "CSV" on Windows' : 'application/jsonl; charset=windows-1252, say';

@@ -110,4 +110,6 @@ export interface RowRules {
   decimalComma?: boolean;
   /** The file was posted to the HTTP API (`serve`): advice names what to change in the request, not what to run. */
   overHttp?: boolean;
+  /** The file was UTF-16 (read from a UTF-8 copy): a record refused for its code units is said to be no UTF-16 text. */
+  utf16?: boolean;
 }

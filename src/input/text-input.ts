@@ -2,10 +2,9 @@ import { createWriteStream } from 'node:fs';
 import { mkdtemp, open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { openInputFile } from './input-file.ts';
-import type { TextEncoding } from './text-encoding.ts';
+import { utf16ToUtf8 } from './utf16-to-utf8.ts';
 
 /** An input file opened as UTF-8 text for a reader, and what it must do when done with it. */
 export interface TextInput {
@@ -23,9 +22,9 @@ export interface TextInput {
 /**
  * Opens an input file for a reader (openInputFile's checks). A UTF-16 file is copied to a temporary
  * UTF-8 file first, and the copy is read: the readers count and re-read records by their UTF-8
- * bytes, so every offset stays the file's own. Characters that are not valid UTF-16 become U+FFFD,
- * which the readers refuse as bad_encoding rows: in a copy they cannot be told from a U+FFFD the
- * file held, so there every U+FFFD is refused (a UTF-8 file's is read, by its bytes).
+ * bytes, so every offset stays the file's own. A code unit that is not UTF-16 text (half of a
+ * surrogate pair) becomes a byte that is not UTF-8 in the copy, and a U+FFFD the file holds stays
+ * the character: the readers tell them apart by the bytes, as in a UTF-8 file (utf16-to-utf8.ts).
  */
 async function openTextInput(path: string): Promise<TextInput> {
   const { handle, bytes, encoding } = await openInputFile(path);
@@ -34,7 +33,7 @@ async function openTextInput(path: string): Promise<TextInput> {
   const dispose = () => rm(dir, { recursive: true, force: true });
   try {
     const copy = join(dir, 'input');
-    await pipeline(handle.createReadStream(), toUtf8(encoding), createWriteStream(copy));
+    await pipeline(handle.createReadStream(), utf16ToUtf8(encoding), createWriteStream(copy));
     return { handle: await open(copy, 'r'), bytes: (await stat(copy)).size, readPath: copy, utf16: true, dispose };
   } catch (error) {
     await handle.close().catch(() => {});
@@ -56,17 +55,4 @@ export async function* readTextInput<T>(path: string, read: (input: TextInput) =
     await input.handle.close();
     await input.dispose();
   }
-}
-
-/** UTF-16 bytes to UTF-8 bytes, its byte order mark dropped (TextDecoder's default). */
-function toUtf8(encoding: Exclude<TextEncoding, 'utf-8'>): Transform {
-  const decoder = new TextDecoder(encoding);
-  return new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      done(null, Buffer.from(decoder.decode(chunk, { stream: true }), 'utf8'));
-    },
-    flush(done) {
-      done(null, Buffer.from(decoder.decode(), 'utf8'));
-    },
-  });
 }

@@ -440,13 +440,31 @@ describe('whole-file problems throw a UsageError before any item', () => {
     await expect(collect(readCsvRows(await csvFile('fffd-header.csv', 'prompt,note\uFFFD\nhi,x\n'), rules))).resolves.toMatchObject([{ kind: 'row', value: { metadata: { 'note\uFFFD': 'x' } } }]);
   });
 
-  it('still refuses a UTF-16 file\'s row with half of a surrogate pair: its UTF-8 copy holds U+FFFD for it, as for one written as such', async () => {
-    const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('id,prompt\na,fine\nb,half ', 'utf16le'), Buffer.from([0x00, 0xd8]), Buffer.from(' here\n', 'utf16le')]);
-    const items = await collect(readCsvRows(await csvFile('half-pair.csv', utf16), rules));
-    expect(items).toEqual([
-      { kind: 'row', value: expect.objectContaining({ id: 'a' }) },
-      { kind: 'error', value: { row: 2, line: 3, id: 'b', code: 'bad_encoding', message: expect.stringMatching(/^line 3 is not UTF-8 text/) } },
-    ]);
+  it("reads a UTF-16 file's U+FFFD written as such, and refuses only what is no UTF-16 text: half of a surrogate pair, a last byte without its pair (QA: every U+FFFD was refused)", async () => {
+    const utf16 = (text: string) => Buffer.from(text, 'utf16le');
+    const le = Buffer.concat([Buffer.from([0xff, 0xfe]), utf16('id,prompt\na,fine \uFFFD kept\nb,half '), Buffer.from([0x00, 0xd8]), utf16(' here\nc,"also \uFFFD\nkept, \uD83C\uDF0D"\nd,cut')]);
+    const odd = Buffer.concat([le, Buffer.from([0x41])]);
+    const be = Buffer.from(le).swap16();
+    for (const [name, bytes] of [['le.csv', le], ['be.csv', be]] as const) {
+      const items = await collect(readCsvRows(await csvFile(name, bytes), rules));
+      expect(items).toEqual([
+        { kind: 'row', value: expect.objectContaining({ id: 'a', messages: [{ role: 'user', content: 'fine \uFFFD kept' }] }) },
+        { kind: 'error', value: { row: 2, line: 3, id: 'b', code: 'bad_encoding', message: 'line 3 is not UTF-16 text (half of a surrogate pair, or a last byte without its pair, cannot be decoded); save the file as UTF-8 (in Excel: "CSV UTF-8") and run it again' } },
+        { kind: 'row', value: expect.objectContaining({ id: 'c', messages: [{ role: 'user', content: 'also \uFFFD\nkept, \uD83C\uDF0D' }] }) },
+        { kind: 'row', value: expect.objectContaining({ id: 'd', messages: [{ role: 'user', content: 'cut' }] }) },
+      ]);
+    }
+    const items = await collect(readCsvRows(await csvFile('odd.csv', odd), rules));
+    expect(items.at(-1)).toEqual({ kind: 'error', value: { row: 4, line: 6, id: 'd', code: 'bad_encoding', message: expect.stringMatching(/^line 6 is not UTF-16 text/) } });
+  });
+
+  it("reads a UTF-16 file's characters split between the chunks it is read in: a surrogate pair, a code unit's two bytes", async () => {
+    // A pair of surrogates (an emoji) at every offset around 64 KiB, the size of a file stream's chunks.
+    const rows = Array.from({ length: 4_000 }, (_, i) => `r${i},${'x'.repeat(i % 7)}\uD83D\uDE00 ${i}`);
+    const bytes = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(`id,prompt\n${rows.join('\n')}\n`, 'utf16le')]);
+    const items = await collect(readCsvRows(await csvFile('chunks.csv', bytes), rules));
+    expect(items.filter((item) => item.kind !== 'row')).toEqual([]);
+    expect(items.map((item) => item.kind === 'row' && item.value.messages[0]?.content)).toEqual(rows.map((row) => row.slice(row.indexOf(',') + 1)));
   });
 
   it('tells bad bytes from U+FFFD written as such in one record, and names the bad byte\'s line', async () => {

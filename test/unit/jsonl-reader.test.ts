@@ -435,6 +435,15 @@ describe('UTF-16 JSONL (Windows PowerShell writes UTF-16LE with a byte order mar
       new UsageError(`input file ${bare} looks like UTF-16 text without a byte order mark (every other byte is 0): save it as UTF-8 (in Excel: "CSV UTF-8") and give that file`),
     );
   });
+
+  it('reads a U+FFFD written as such, and refuses a line with half of a surrogate pair (QA: every U+FFFD was refused)', async () => {
+    const bytes = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('{"id": "a", "prompt": "kept \uFFFD"}\n{"id": "b", "prompt": "half ', 'utf16le'), Buffer.from([0x3d, 0xd8]), Buffer.from('"}\n', 'utf16le')]);
+    const items = await collect(readJsonlRows(await file('fffd.jsonl', bytes), rules));
+    expect(items).toEqual([
+      { kind: 'row', value: expect.objectContaining({ id: 'a', messages: [{ role: 'user', content: 'kept \uFFFD' }] }) },
+      { kind: 'error', value: expect.objectContaining({ line: 2, id: 'b', code: 'bad_encoding', message: expect.stringMatching(/^line 2 is not UTF-16 text/) }) },
+    ]);
+  });
 });
 
 describe('two JSONL files joined into one', () => {
