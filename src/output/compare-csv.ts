@@ -4,6 +4,8 @@ import type { PromptSource } from './compare-prompts.ts';
 import { csvRecord, type CsvCell } from './csv-safe.ts';
 import { readJsonl } from './read-jsonl.ts';
 import type { RowResult } from './records.ts';
+import type { LongCells } from './report-json.ts';
+import { EXCEL_CELL_MAX_CHARS } from './report.ts';
 import { formatUsdDecimal, metadataHeaders } from './results-csv.ts';
 
 /** Lines written at a time. */
@@ -40,7 +42,9 @@ function modelCells(result: RowResult | undefined, model: string, judged: boolea
  * rows are held at a time. A row goes under the model of its number when it is that model's answer
  * (an ensemble's by its name), or the model was called for it first: a row that failed on a
  * fallback shows its error, one a fallback answered only that it did (ANSWERED_BY_FALLBACK); a
- * record that named another model has no line. Returns the lines written.
+ * record that named another model has no line. Returns the lines written, and the prompts longer
+ * than an Excel cell holds, which Excel cuts when it opens the file (null when none): the report
+ * says so, as it does of such answers (long_outputs).
  */
 export async function writeCompareCsv(
   resultsPath: string,
@@ -50,13 +54,14 @@ export async function writeCompareCsv(
   metadataKeys: readonly string[],
   format: { separator: CsvDelimiter; bom: boolean },
   prompts: PromptSource,
-): Promise<number> {
+): Promise<{ lines: number; longPrompts: LongCells | null }> {
   const { separator } = format;
   const fixed = ['id', 'prompt', ...models.flatMap((model) => modelHeaders(model, judged))];
   const temporary = `${comparePath}.tmp`;
   const fd = openSync(temporary, 'w');
   let pending = [`${format.bom ? '\ufeff' : ''}${csvRecord([...fixed, ...metadataHeaders(metadataKeys, fixed)], separator)}`];
   let lines = 0;
+  let longPrompts: LongCells | null = null;
   const flush = () => {
     writeSync(fd, pending.join(''));
     pending = [];
@@ -68,6 +73,12 @@ export async function writeCompareCsv(
     if (!first || record === null) return;
     const metadata = first.metadata ?? {};
     const prompt = await prompts.promptOf(record + 1, { row: first.row, model: models[placed.indexOf(first)]! });
+    // Lines go in the file's order: the first long one is the file's first.
+    if (prompt !== null && prompt.length > EXCEL_CELL_MAX_CHARS) {
+      longPrompts ??= { rows: 0, first_id: first.id, longest_chars: 0 };
+      longPrompts.rows += 1;
+      longPrompts.longest_chars = Math.max(longPrompts.longest_chars, prompt.length);
+    }
     pending.push(csvRecord([first.id, prompt, ...placed.flatMap((result, k) => modelCells(result, models[k]!, judged, separator)), ...metadataKeys.map((key) => metadata[key] as CsvCell)], separator));
     lines++;
     if (pending.length >= FLUSH_LINES) flush();
@@ -92,5 +103,5 @@ export async function writeCompareCsv(
     await prompts.close();
   }
   renameSync(temporary, comparePath);
-  return lines;
+  return { lines, longPrompts };
 }

@@ -9,7 +9,7 @@ import type { OutputPaths } from './paths.ts';
 import { readJsonl } from './read-jsonl.ts';
 import type { CallRecord, RowResult } from './records.ts';
 import { ReportTally, type ReportBaseline, type ReportModels } from './report.ts';
-import type { Report } from './report-json.ts';
+import type { LongCells, Report } from './report-json.ts';
 import { writeResultsCsv } from './results-csv.ts';
 import { writeCompareCsv } from './compare-csv.ts';
 import { readComparedPrompts } from './compare-prompts.ts';
@@ -109,7 +109,7 @@ async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number
   const keep = await notWithdrawn(store, meta.batch_id);
   writeOrderedResults(paths.journal, paths.results, keep);
   writeResultsCsv(paths.csvJournal, paths.resultsCsv, await store.metadataKeys(meta.batch_id), { separator: meta.csv_delimiter, bom: meta.csv_bom === true }, keep);
-  if (meta.compare) await writeComparison(store, meta, meta.compare, paths);
+  const longPrompts = meta.compare ? await writeComparison(store, meta, meta.compare, paths) : null;
   if (meta.input_kind === 'openai-batch') await writeOpenAiBatchFiles(paths.results, paths.errors, options.outDir, meta.batch_id);
   // With rows withdrawn, the report comes from the files as written, which leave them out.
   const tally = (keep === undefined ? options.collectedTally : null) ?? (await tallyFromFiles(paths, options.baseline, options.startedAt, options.reportModels, meta.compare));
@@ -121,12 +121,16 @@ async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number
   // A cancel that came as the last row finished left nothing out: the batch simply ended.
   if (options.cancelled && report.totals.unfinished_rows !== 0) report.cancelled = true;
   addModelChoices(report, meta);
+  if (report.compare && longPrompts) report.compare.long_prompts = longPrompts;
   writeReport(report, options.outDir, options.resumeHint);
   return { report, finishedAt };
 }
 
-/** compare.csv from results.jsonl and the input file's prompts, with a score column per model when the batch has a judge. */
-async function writeComparison(store: BatchStore, meta: BatchMeta, models: readonly string[], paths: OutputPaths): Promise<void> {
+/**
+ * compare.csv from results.jsonl and the input file's prompts, with a score column per model when
+ * the batch has a judge. Returns its prompts too long for an Excel cell (null when none).
+ */
+async function writeComparison(store: BatchStore, meta: BatchMeta, models: readonly string[], paths: OutputPaths): Promise<LongCells | null> {
   const config = (await store.loadConfig(meta.batch_id))?.config;
   const prompts = readComparedPrompts({
     path: meta.input,
@@ -136,7 +140,8 @@ async function writeComparison(store: BatchStore, meta: BatchMeta, models: reado
     redis: store.redis,
     fingerprintsKey: store.keys(meta.batch_id).fingerprints,
   });
-  await writeCompareCsv(paths.results, paths.compareCsv, models, config?.judge !== undefined, await store.metadataKeys(meta.batch_id), { separator: meta.csv_delimiter, bom: meta.csv_bom === true }, prompts);
+  const written = await writeCompareCsv(paths.results, paths.compareCsv, models, config?.judge !== undefined, await store.metadataKeys(meta.batch_id), { separator: meta.csv_delimiter, bom: meta.csv_bom === true }, prompts);
+  return written.longPrompts;
 }
 
 /** Rows to write: all but those made invalid in the file since they had a result (withdraw-rows.ts). */

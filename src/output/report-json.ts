@@ -44,6 +44,13 @@ export interface CacheReport {
   unpriced_rows: number;
 }
 
+/** Cells longer than an Excel cell holds (32,767 characters): how many, the first one's row id, and the longest's length. */
+export interface LongCells {
+  rows: number;
+  first_id: string;
+  longest_chars: number;
+}
+
 export interface ModelReport {
   /** Rows whose final result came from this model (results.jsonl). */
   rows: number;
@@ -292,7 +299,7 @@ export interface Report {
    * results.csv (results.jsonl has them whole): how many, the first one's row id and the longest's
    * length. Absent when there are none.
    */
-  long_outputs?: { rows: number; first_id: string; longest_chars: number };
+  long_outputs?: LongCells;
   /** Invalid input rows (errors.jsonl) by reason code, most frequent first. */
   invalid_input: Record<string, number>;
   /** The first invalid row's message for each code in `invalid_input`, with its line. */
@@ -310,8 +317,10 @@ export interface Report {
   /**
    * The models the batch compares (`--compare`), in order, and the prompts put to each (null while
    * the file was not read to its end): `prompts` × the models' count rows. Absent without one.
+   * `long_prompts`: compare.csv's prompt cells longer than an Excel cell holds (32,767 characters),
+   * which Excel cuts when it opens the file, counted as `long_outputs` counts answers; absent when none.
    */
-  compare?: { models: string[]; prompts: number | null };
+  compare?: { models: string[]; prompts: number | null; long_prompts?: LongCells };
   extra_calls: ExtraCallsReport;
   cache: CacheReport;
   /** Present when rows were judged (config `judge`). */

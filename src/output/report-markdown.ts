@@ -25,6 +25,7 @@ import {
   renderCache,
   renderCutOff,
   renderLongOutputs,
+  renderLongPrompts,
   renderEnsembleCalls,
   renderEstimatedUsage,
   renderJudge,
@@ -135,6 +136,7 @@ function overviewBullets(report: Report, resume: string): string[] {
     ...bullet('Judge: ', renderJudge(report)),
     ...bullet('Cut off: ', renderCutOff(report)),
     ...bullet('Long answers: ', renderLongOutputs(report)),
+    ...bullet('Long prompts: ', renderLongPrompts(report)),
   ];
 }
 

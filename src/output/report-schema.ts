@@ -12,6 +12,7 @@ const usd = z.number();
 const ms = z.number();
 const counts = z.record(z.string(), count);
 const abSplit = z.array(z.object({ model: z.string(), weight: z.number() }));
+const longCells = z.object({ rows: count, first_id: z.string(), longest_chars: count });
 
 const rowFigures = {
   rows: count,
@@ -82,7 +83,7 @@ export const reportSchema: z.ZodType<Report> = z.object({
   cut_off: counts,
   // Optional: reports written before answers cut at a model's max_output_tokens were told apart have none.
   cut_off_at_model_cap: counts.optional(),
-  long_outputs: z.object({ rows: count, first_id: z.string(), longest_chars: count }).optional(),
+  long_outputs: longCells.optional(),
   invalid_input: counts,
   invalid_input_examples: z.record(z.string(), z.string()),
   task_types: z.record(z.string(), z.object({ rows: count, succeeded: count, failed: count, calls: count, cost_usd: usd, by_model: z.record(z.string(), rowGroupSchema) })),
@@ -90,7 +91,7 @@ export const reportSchema: z.ZodType<Report> = z.object({
   ab_arms: z.record(z.string(), z.object({ ...rowFigures, cost_usd: usd, unpriced_calls: count, cost_per_answer_usd: usd.nullable(), answered_by: counts })),
   ab_split: abSplit.optional(),
   ab_splits_before: z.array(abSplit).optional(),
-  compare: z.object({ models: z.array(z.string()).min(2), prompts: count.nullable() }).optional(),
+  compare: z.object({ models: z.array(z.string()).min(2), prompts: count.nullable(), long_prompts: longCells.optional() }).optional(),
   extra_calls: z.object({
     retry_calls: count,
     retry_cost_usd: usd,

@@ -25,6 +25,7 @@ import {
   renderCache,
   renderCutOff,
   renderLongOutputs,
+  renderLongPrompts,
   renderEnsembleCalls,
   renderEstimatedUsage,
   renderJudge,
@@ -140,6 +141,8 @@ export function renderSummaryLines(report: Report): string[] {
   if (cutOff) pairs.push(['Cut off', cutOff]);
   const long = renderLongOutputs(report);
   if (long) pairs.push(['Long', long]);
+  const longPrompts = renderLongPrompts(report);
+  if (longPrompts) pairs.push([long ? '' : 'Long', longPrompts]);
   pairs.push(...codePairs('Errors', '', report.errors, report.error_examples));
   pairs.push(...codePairs('Invalid', `${counted(totals.invalid_rows, 'row')} not run (errors.jsonl): `, report.invalid_input, report.invalid_input_examples));
   const labelWidth = Math.max(...pairs.map(([label]) => label.length)) + 2;

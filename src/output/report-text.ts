@@ -286,6 +286,17 @@ export function renderLongOutputs(report: Report): string | null {
 }
 
 /**
+ * compare.csv's prompts longer than an Excel cell holds (--compare): Excel cuts them, unsaid, when
+ * it opens the file, as it does long answers (renderLongOutputs).
+ */
+export function renderLongPrompts(report: Report): string | null {
+  const long = report.compare?.long_prompts;
+  if (!long) return null;
+  const them = long.rows === 1 ? 'it' : 'them';
+  return `${counted(long.rows, 'prompt')} over ${formatCount(EXCEL_CELL_MAX_CHARS)} characters, the most an Excel cell holds (the first: row id ${long.first_id}; the longest ${formatCount(long.longest_chars)}): Excel cuts ${them} when it opens compare.csv; the input file has ${them} whole`;
+}
+
+/**
  * "20 answers stopped at max_tokens (finish_reason "length"): raise ...", and the other reasons
  * answers ended early; null when every answer was finished.
  */

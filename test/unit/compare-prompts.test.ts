@@ -79,7 +79,7 @@ describe('compare.csv prompt column', () => {
     await writeFile(results, answered.flatMap((row, r) => models.map((model, k) => JSON.stringify(result(r * 2 + k + 1, row.id, model)))).join('\n') + '\n');
     const prompts = readComparedPrompts({ path: input, rules: { promptColumn: 'prompt', knownModels: new Set(models) }, fingerprintIds: true, redis: fingerprintRedis(fingerprintsOf(answered)), fingerprintsKey: 'fp' });
     const out = join(dir, 'compare.csv');
-    expect(await writeCompareCsv(results, out, models, false, [], { separator: ',', bom: false }, prompts)).toBe(3);
+    expect(await writeCompareCsv(results, out, models, false, [], { separator: ',', bom: false }, prompts)).toEqual({ lines: 3, longPrompts: null });
     const lines = parse(await readFile(out, 'utf8')) as string[][];
     expect(lines[0]!.slice(0, 3)).toEqual(['id', 'prompt', 'fast']);
     expect(lines.slice(1).map((line) => line.slice(0, 3))).toEqual([
@@ -89,12 +89,27 @@ describe('compare.csv prompt column', () => {
     ]);
   });
 
+  it("counts the prompts longer than an Excel cell holds, which Excel cuts when it opens compare.csv (QA: said of long answers only)", async () => {
+    const results = join(dir, 'results.jsonl');
+    const ids = ['short', 'long', 'longer'];
+    await writeFile(results, ids.flatMap((id, r) => models.map((model, k) => JSON.stringify(result(r * 2 + k + 1, id, model)))).join('\n') + '\n');
+    const texts = ['a question', 'x'.repeat(32_768), 'y'.repeat(40_000)];
+    const prompts = { promptOf: async (record: number) => texts[record - 1]!, close: async () => undefined };
+    const out = join(dir, 'compare.csv');
+    expect(await writeCompareCsv(results, out, models, false, [], { separator: ',', bom: false }, prompts)).toEqual({ lines: 3, longPrompts: { rows: 2, first_id: 'long', longest_chars: 40_000 } });
+    // Written whole all the same: the file has them, Excel is what cuts them.
+    expect((parse(await readFile(out, 'utf8')) as string[][]).map((line) => line[1]!.length)).toEqual([6, 10, 32_768, 40_000]);
+    // 32,767 characters fit.
+    const fits = { promptOf: async () => 'z'.repeat(32_767), close: async () => undefined };
+    expect((await writeCompareCsv(results, out, models, false, [], { separator: ',', bom: false }, fits)).longPrompts).toBeNull();
+  });
+
   it('leaves the prompts empty when the input file is gone, and writes compare.csv all the same', async () => {
     const results = join(dir, 'results.jsonl');
     await writeFile(results, models.map((model, k) => JSON.stringify(result(k + 1, 'a', model))).join('\n') + '\n');
     const prompts = readComparedPrompts({ path: join(dir, 'gone.csv'), rules: { promptColumn: 'prompt', knownModels: new Set(models) }, fingerprintIds: true, redis: fingerprintRedis(Buffer.alloc(0)), fingerprintsKey: 'fp' });
     const out = join(dir, 'compare.csv');
-    expect(await writeCompareCsv(results, out, models, false, [], { separator: ',', bom: false }, prompts)).toBe(1);
+    expect(await writeCompareCsv(results, out, models, false, [], { separator: ',', bom: false }, prompts)).toEqual({ lines: 1, longPrompts: null });
     expect((parse(await readFile(out, 'utf8')) as string[][])[1]!.slice(0, 3)).toEqual(['a', '', 'fast says a']);
   });
 });
@@ -121,7 +136,7 @@ describe("compare.csv cells of a compared model's row that went on to a fallback
     await writeFile(results, lines.map((line) => JSON.stringify(line)).join('\n') + '\n');
     const noPrompts = { promptOf: async () => null, close: async () => undefined };
     const out = join(dir, 'compare.csv');
-    expect(await writeCompareCsv(results, out, models, true, [], { separator: ',', bom: false }, noPrompts)).toBe(2);
+    expect(await writeCompareCsv(results, out, models, true, [], { separator: ',', bom: false }, noPrompts)).toEqual({ lines: 2, longPrompts: null });
     const [header, a, b] = parse(await readFile(out, 'utf8')) as string[][];
     const slow = (line: string[]) => line.slice(header!.indexOf('slow'), header!.indexOf('slow error') + 1);
     expect(slow(a!)).toEqual(['', '', '', '', 'answered_by_fallback: backup answered in its place (slow: server_error after 3 attempts)']);
@@ -134,7 +149,7 @@ describe("compare.csv cells of a compared model's row that went on to a fallback
     const lines = [result(1, 'a', 'fast'), { ...result(2, 'a', 'backup'), route_reason: 'compared model "slow"', models_tried: ['backup'], fallback_reason: passedOver }];
     await writeFile(results, lines.map((line) => JSON.stringify(line)).join('\n') + '\n');
     const out = join(dir, 'compare.csv');
-    expect(await writeCompareCsv(results, out, models, false, [], { separator: ',', bom: false }, { promptOf: async () => null, close: async () => undefined })).toBe(1);
+    expect(await writeCompareCsv(results, out, models, false, [], { separator: ',', bom: false }, { promptOf: async () => null, close: async () => undefined })).toEqual({ lines: 1, longPrompts: null });
     const [header, a] = parse(await readFile(out, 'utf8')) as string[][];
     expect(a![header!.indexOf('slow error')]).toBe(`answered_by_fallback: backup answered in its place (${passedOver})`);
   });

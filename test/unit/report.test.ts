@@ -1093,6 +1093,26 @@ describe('answers longer than an Excel cell holds', () => {
     expect(short.long_outputs).toBeUndefined();
     expect(renderSummaryLines(short).some((line) => line.startsWith('Long'))).toBe(false);
   });
+
+  it("and compare.csv's prompts as long are said too (--compare), read back from report.json as written", async () => {
+    const tally = new ReportTally();
+    tally.addResult(result(1, 'y'.repeat(40_000)));
+    const report = tally.build({ batchId: 'b', startedAt: '2026-11-02T10:00:00.000Z', finishedAt: '2026-11-02T10:00:01.000Z' });
+    report.compare = { models: ['alpha', 'beta'], prompts: 3, long_prompts: { rows: 1, first_id: 'p2', longest_chars: 33_000 } };
+    const text = '1 prompt over 32,767 characters, the most an Excel cell holds (the first: row id p2; the longest 33,000): Excel cuts it when it opens compare.csv; the input file has it whole';
+    const lines = renderSummaryLines(report);
+    const at = lines.findIndex((line) => line.startsWith('Long'));
+    expect(lines[at]).toMatch(/^Long +1 answer over/);
+    expect(lines[at + 1]?.trim()).toBe(text);
+    expect(renderReportMarkdown(report)).toContain(`- Long prompts: ${text}`);
+    const dir = await mkdtemp(join(tmpdir(), 'sy-long-'));
+    try {
+      writeReport(report, dir);
+      expect(await readWrittenReport(dir, 'b')).toEqual(report);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('answers the model did not finish', () => {
