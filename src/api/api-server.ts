@@ -12,6 +12,7 @@ import { batchPath, isOutputFileName, OUTPUT_FILES, type OutputFileName } from '
 import { bearerToken, bodyCharset, drainBody, hasBearerToken, mediaType, sendError, sendFile, sendJson } from './http-io.ts';
 import { saveJsonRows, saveUpload, storageTrouble, uploadCoding } from './upload.ts';
 import { parseDecimal } from '../decimal-text.ts';
+import { EXPOSITION_CONTENT_TYPE } from '../metrics/exposition.ts';
 import { BUDGET_TOO_LARGE, MAX_BUDGET_USD } from '../models/pricing.ts';
 
 /**
@@ -24,6 +25,7 @@ import { BUDGET_TOO_LARGE, MAX_BUDGET_USD } from '../models/pricing.ts';
  *   GET  /v1/batches/<id>/report?format=json|md
  *   GET  /v1/batches/<id>/files/<name>            any output file (costs.jsonl, errors.jsonl, ...)
  *   POST /v1/batches/<id>/cancel                  stop it; its outputs hold the rows finished
+ *   GET  /metrics                                 Prometheus metrics (behind the token like the rest)
  *   GET  /healthz
  */
 export interface ApiServerOptions {
@@ -148,6 +150,14 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       const message = bearerToken(req) === null ? 'this server needs its API token: send it as "Authorization: Bearer <token>"' : 'the bearer token is not this server\'s (it is set by SWITCHYARD_API_TOKEN where the server runs)';
       throw new ApiError(401, 'unauthorized', message, { 'www-authenticate': 'Bearer realm="switchyard"' });
     }
+    // Before the Redis check: with Redis away the page still comes, saying so (switchyard_redis_up 0) beside this process's figures.
+    if (url.pathname === '/metrics') {
+      if (method !== 'GET') throw notAllowed('GET');
+      parseQuery(url, noQuery);
+      const page = await service.metrics();
+      res.writeHead(200, { 'content-type': EXPOSITION_CONTENT_TYPE, 'content-length': String(Buffer.byteLength(page)) });
+      return void res.end(page);
+    }
     if (unavailable) throw new ApiError(503, 'redis_unavailable', unavailable, RETRY_LATER);
     /**
      * A request that changes a batch first hears Redis answer: one that holds its connection open and
@@ -186,7 +196,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       throw notAllowed('GET, POST');
     }
     const match = BATCH_ROUTE.exec(url.pathname);
-    if (!match) throw new ApiError(404, 'not_found', `no such endpoint: ${method} ${url.pathname} (the API is under /v1/batches)`);
+    if (!match) throw new ApiError(404, 'not_found', `no such endpoint: ${method} ${url.pathname} (the API is under /v1/batches; /metrics and /healthz beside it)`);
     const batchId = decodedPathPart(match[1]!);
     const [, , part, fileName] = match;
     if (part === 'cancel') {

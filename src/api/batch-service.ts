@@ -11,6 +11,7 @@ import { createBatchSubmission, type Submission, type SubmitOutcome } from './ba
 import type { BatchView, OutputFileName } from './batch-view.ts';
 import { requeueRolledBack, resumeOpenBatches } from './open-batches.ts';
 import { redisUnavailable, redisUnhealthy } from './redis-health.ts';
+import { createMetricsPage } from './metrics-page.ts';
 
 export interface BatchService {
   submit(submission: Submission): Promise<SubmitOutcome>;
@@ -32,6 +33,8 @@ export interface BatchService {
   unavailable(): string | null;
   /** Why the server is not healthy: Redis away, or not answering a PING within `timeoutMs` (a frozen server keeps its connections); null when healthy. */
   unhealthy(timeoutMs: number): Promise<string | null>;
+  /** The Prometheus exposition of GET /metrics: this process's calls, and the batches' figures from Redis. */
+  metrics(): Promise<string>;
 }
 
 export interface BatchServiceOptions {
@@ -52,9 +55,18 @@ export function createBatchService({ host, outRoot, collection, logger, say }: B
   const cancellingKey = apiCancellingBatchesKey(session.space);
   const cancels = createBatchCancel({ session, collection, stopReading: starter.stopReading, say, openKey, cancellingKey });
   let queue: Queue | null = null;
-  const lookup = createBatchLookup(session.store, cancels.isCancelling, () => connectedWorkerCount((queue ??= session.openPromptQueue())));
+  const connectedWorkers = () => connectedWorkerCount((queue ??= session.openPromptQueue()));
+  const lookup = createBatchLookup(session.store, cancels.isCancelling, connectedWorkers);
   const openBatches = { host, collection, starter, say, openKey, cancellingKey, cancel: cancels.request };
   collection.onRolledBack((batchId) => void requeueRolledBack(openBatches, batchId));
+  const metricsPage = createMetricsPage({
+    store: session.store,
+    openKey,
+    connectedWorkers,
+    monthlyBudgetUsd: host.config.config.budget.monthly_usd,
+    unavailable: () => redisUnavailable(session),
+    readFailed: (error) => logger.warn({ err: error }, 'GET /metrics could not read the batches from Redis'),
+  });
 
   return {
     submit: createBatchSubmission({ session, outRoot, collection, starter, say, view: lookup.view, stopping: () => host.stop.aborted }),
@@ -69,5 +81,6 @@ export function createBatchService({ host, outRoot, collection, logger, say }: B
     whenReadingsEnd: starter.whenReadingsEnd,
     unavailable: () => redisUnavailable(session),
     unhealthy: (timeoutMs) => redisUnhealthy(session, timeoutMs),
+    metrics: metricsPage,
   };
 }

@@ -5,6 +5,7 @@ import { ModelCallError } from '../models/model-error.ts';
 import { callCostNanos, nanosToUsd } from '../models/pricing.ts';
 import type { ProviderClient } from '../models/provider-clients.ts';
 import { callErrorMessage, type CallRecord } from '../output/records.ts';
+import { processCallMetrics } from '../metrics/process-calls.ts';
 import { DEFAULT_TASK_TYPE_DESCRIPTIONS } from '../routing/default-task-types.ts';
 import { classifierMessages, classifyWithLlm } from '../routing/llm-classifier.ts';
 import { armTarget } from '../routing/ab-split.ts';
@@ -165,7 +166,7 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
       // The row is another worker's now: nothing went out, and that worker records what the row made before.
       if (verdict.error instanceof ClaimLostError) throw verdict.error;
       if (sent) {
-        calls.push({
+        const record: CallRecord = {
           batch_id: row.batchId,
           row: row.row,
           id: row.id,
@@ -185,7 +186,9 @@ export function createRowPlanner(config: SwitchyardConfig, providers: Map<string
           // The failure's own code (timeout, rate_limited...), as an answer call's record gives it.
           ...(verdict.error ? { error_code: verdict.error instanceof ModelCallError ? verdict.error.code : 'classifier_failed', error_message: callErrorMessage(verdict.error.message) } : {}),
           ...(charged.estimated ? { usage_estimated: true as const } : {}),
-        });
+        };
+        calls.push(record);
+        processCallMetrics.record(record);
       }
     }
     const plan = await planRouteCountingLater(

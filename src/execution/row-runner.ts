@@ -18,6 +18,7 @@ import type { RoutePlan, RowProgress } from './row-progress.ts';
 import { chainFailedMessage, finish, finishFromCache, noModelMessage } from './row-result.ts';
 import { fallBack, fallsBackOnLimit, laterModelOpenToCalls, passedForCheaper, passedMissingKey, passedRejectedKey, passOverUnsent, refusalAnotherModelMayNotMeet } from './fallback-rules.ts';
 import { requestFor } from './model-request.ts';
+import { processCallMetrics } from '../metrics/process-calls.ts';
 
 /** The row as the runner needs it (the prompt job's payload). */
 export interface RowInput {
@@ -248,7 +249,9 @@ export async function advanceRow(row: RowInput, progress: RowProgress, deps: Row
     const charged = chargedUsage(answer, error);
     const usage = charged.usage;
     const actualNanos = callCostNanos(modelConfig.price, usage);
-    progress.calls.push(answerCallRecord(row, progress, model, { answer, error, charged, actualNanos, started, ended: now(), limitWaitMs: held.limitWaitMs }));
+    const record = answerCallRecord(row, progress, model, { answer, error, charged, actualNanos, started, ended: now(), limitWaitMs: held.limitWaitMs });
+    progress.calls.push(record);
+    processCallMetrics.record(record);
     // A 429's retry-after, or a 200 saying the limit is used up: all workers hold off that long.
     const coolDownMs = error?.code === 'rate_limited' ? (error.retryAfterMs ?? null) : (answer?.limitExhaustedForMs ?? null);
     const circuit = await gate.settle({
