@@ -418,13 +418,16 @@ export function slotWaitNote(model: string, tokens: number, waitMs: number, limi
 }
 
 /**
- * The pace an rpm sets, in words. Under one call a second it is said as calls a second: an interval
- * in seconds to one decimal read "every 0.0 s" at 6,000 rpm (QA), which says no pace at all.
+ * The pace an rpm sets, in words. Faster than a call a second it is said as calls a second: an
+ * interval in seconds to one decimal read "every 0.0 s" at 6,000 rpm (QA), which says no pace at
+ * all. Under ten a second with its tenth, which a whole number rounds away ("about 1 calls" at 70 rpm).
  */
 function rpmPace(callsPerMinute: number): string {
   const intervalMs = 60_000 / callsPerMinute;
-  if (intervalMs >= 1_000) return `lets one call start every ${seconds(intervalMs)}`;
-  return `lets about ${formatCount(Math.round(callsPerMinute / 60))} calls start a second`;
+  const perSecond = callsPerMinute / 60;
+  // Up to 1.05 a second the tenth reads "1": the interval ("every 1.0 s") says it in the singular.
+  if (perSecond < 1.05) return `lets one call start every ${seconds(intervalMs)}`;
+  return `lets about ${formatCount(perSecond, perSecond < 10 ? 1 : 0)} calls start a second`;
 }
 
 /** A row that will not make the call it booked a slot for gives the slot back (nothing when it holds none). */

@@ -287,6 +287,13 @@ describe('advanceRow', () => {
     expect(fastStep.kind === 'park' && fastStep.note).toBe(
       "rows wait for fast's rate limit: models.fast.rpm (6,000, for every batch and worker on its endpoint, first come, first served) lets about 98 calls start a second, and the next free slot is 34 s away",
     );
+    // Between one and a few calls a second: said with its tenth, never "about 1 calls" (70 rpm at 0.98 is 1.14 a second).
+    const { deps: briskDeps } = setup(['brisk'], { reserveCapacity: async () => ({ reserved: true, waitMs: 34_000, slotAt: 1, limitedBy: 'requests' }) }, { models: { ok: { provider: 'sim' }, brisk: { provider: 'sim', rpm: 70 } } });
+    const briskStep = await advanceRow(row, freshProgress(), briskDeps);
+    expect(briskStep.kind === 'park' && briskStep.note).toContain('models.brisk.rpm (70, for every batch and worker on its endpoint, first come, first served) lets about 1.1 calls start a second,');
+    const { deps: steadyDeps } = setup(['steady'], { reserveCapacity: async () => ({ reserved: true, waitMs: 34_000, slotAt: 1, limitedBy: 'requests' }) }, { models: { ok: { provider: 'sim' }, steady: { provider: 'sim', rpm: 62 } } });
+    const steadyStep = await advanceRow(row, freshProgress(), steadyDeps);
+    expect(steadyStep.kind === 'park' && steadyStep.note).toContain('lets one call start every 1.0 s,');
     // A short wait is the pace working as it should: nothing to say.
     expect(await parkedFor(5_000, 'tokens')).toBeUndefined();
   });
