@@ -34,13 +34,18 @@ export function rateLimitPaceLines(report: Report, config: SwitchyardConfig): st
     if (pacedNames.has(name) || waits === undefined || waits.wait_ms < WAITED_NOTED_MS) return [];
     const rate = perMinute(model.calls_this_run);
     const own = rate === null ? '' : `, this batch's own at ${formatCount(rate, rate < 10 ? 1 : 0)} a minute`;
-    return [`${name} (${formatCount(waits.calls)} of ${formatCount(model.calls_this_run)} calls waited, ${formatDuration(waits.wait_ms / waits.calls)} on average, under ${limitsOf(name, config)}${own})`];
+    const limits = config.models[name];
+    // Only an rpm alone, with this batch's rate known and well under it, shows that other calls took the slots: a
+    // tpm's tokens, or a 429's cooldown, may have been used up by this batch's own calls.
+    const othersTookSlots = rate !== null && limits?.rpm !== undefined && limits.tpm === undefined;
+    return [{ othersTookSlots, text: `${name} (${formatCount(waits.calls)} of ${formatCount(model.calls_this_run)} calls waited, ${formatDuration(waits.wait_ms / waits.calls)} on average, under ${limitsOf(name, config)}${own})` }];
   });
   const lines: string[] = [];
   if (paced.length > 0) lines.push(`Rate limits: ${paced.map(([, text]) => text).join(', ')} set the pace: rows waited for their slots, so --concurrency could not speed them up. Raise the rpm if your provider allows more.`);
   if (waited.length > 0) {
+    const whose = waited.every((model) => model.othersTookSlots) ? 'and other calls took slots too' : "this batch's calls among them";
     lines.push(
-      `Rate limits: ${waited.join(', ')}: every batch and worker on the same endpoint shares these limits (through Redis), and other calls took slots too; --concurrency cannot speed these rows up. Raise the limit if the provider allows more, or run the batches one after another.`,
+      `Rate limits: ${waited.map((model) => model.text).join(', ')}: every batch and worker on the same endpoint shares these limits (through Redis), ${whose}; --concurrency cannot speed these rows up. Raise the limit if the provider allows more, or run the batches one after another.`,
     );
   }
   return lines;

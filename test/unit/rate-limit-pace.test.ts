@@ -48,6 +48,28 @@ describe('what a run says of the rate limits that set its pace', () => {
     expect(rateLimitPaceLines(waited(36_000, { flash: 290 }, { flash: { calls: 290, wait_ms: 600_000 } }), config)).toEqual([expect.stringContaining('flash (483 calls a minute, models.flash.rpm 500) set the pace')]);
   });
 
+  it("does not say other calls took the slots when this batch's own may have used them: a tpm, a 429's cooldown, a run too short to tell its rate", () => {
+    const tpmConfig = parseConfig(
+      { providers: { p: { base_url: 'http://127.0.0.1:8787/v1' } }, models: { big: { provider: 'p', tpm: 40_000 }, flaky: { provider: 'p' }, flash: { provider: 'p', rpm: 500 } }, default_model: 'big' },
+      'switchyard.yaml',
+    );
+    const waited = (elapsedMs: number, calls: Record<string, number>, waits: Record<string, { calls: number; wait_ms: number }>) => {
+      const base = report(elapsedMs, calls);
+      for (const [name, wait] of Object.entries(waits)) Object.assign(base.models[name]!, { limit_waits_this_run: wait });
+      return base;
+    };
+    // 30 calls a minute of 1,300 tokens each use up tpm 40,000 alone: nothing says another batch was there.
+    for (const lines of [
+      rateLimitPaceLines(waited(60_000, { big: 30 }, { big: { calls: 29, wait_ms: 60_000 } }), tpmConfig),
+      rateLimitPaceLines(waited(60_000, { flaky: 30 }, { flaky: { calls: 30, wait_ms: 45_000 } }), tpmConfig),
+      rateLimitPaceLines(waited(5_000, { flash: 20 }, { flash: { calls: 20, wait_ms: 40_000 } }), tpmConfig),
+    ]) {
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).not.toContain('other calls took slots too');
+      expect(lines[0]).toContain("every batch and worker on the same endpoint shares these limits (through Redis), this batch's calls among them; --concurrency cannot speed these rows up.");
+    }
+  });
+
   it('says what the rows a rate limit sent on to their fallbacks cost, and what keeps them on the model', () => {
     const past = (rows: Record<string, number>, cost?: object) => ({ ...report(36_000, { flash: 10 }), extra_calls: { rows_past_rate_limit: rows, ...(cost && { past_rate_limit_cost: cost }) } }) as unknown as Report;
     const cost = { flash: { rows: 293, cost_usd: 0.5, unpriced_rows: 0, cost_at_its_price_usd: 0.0147 } };
