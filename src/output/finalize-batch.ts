@@ -232,8 +232,13 @@ export async function rewriteMissingOutputs(options: Omit<FinalizeOptions, 'coll
     const startedAt = new Date(meta.started_at ?? meta.created_at);
     const tally = await tallyFromFiles(paths, options.baseline, startedAt, options.reportModels, meta.compare);
     const report = tally.build({ batchId: meta.batch_id, startedAt, finishedAt: new Date(meta.finished_at ?? Date.now()) }, meta.invalid_codes, 0);
+    // A cancelled batch ended with rows not run (null: its file was not read to the end), as its run's report said (QA review: it read none).
+    if (meta.status === 'cancelled') {
+      report.totals.unfinished_rows = meta.total === undefined ? null : Math.max(0, meta.total - report.totals.rows);
+      if (report.totals.unfinished_rows !== 0) report.cancelled = true;
+    }
     addModelChoices(report, meta); // as the run wrote it
-    writeReport(report, options.outDir);
+    writeReport(report, options.outDir, meta.served ? 'api' : 'cli');
     rewritten.push(basename(paths.reportJson), basename(paths.reportMd));
   } else if (written && missing(paths.reportMd)) {
     writeFileSync(paths.reportMd, renderReportMarkdown(written), 'utf8');

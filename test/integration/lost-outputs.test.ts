@@ -46,6 +46,23 @@ describe('outputs deleted or cut after a batch wrote them: collect writes again 
     expect(again.stdout).not.toContain('Written again');
   });
 
+  it("collect writes a cancelled batch's deleted report again as cancelled, with the rows it left not run (it read 0 not run, and no Cancelled)", async () => {
+    const { out, kept } = await finishedBatch('lost-cancelled', 6);
+    // As a cancel over the API leaves a batch posted there: 6 of its 10 rows done, its status final.
+    await h.redis.hset(`${h.prefix}:batch:{lost-cancelled}`, { status: 'cancelled', total: '10', served: 'true' });
+    for (const file of ['report.json', 'report.md']) await rm(join(out, file));
+    const collected = await runCli(['collect', 'lost-cancelled'], h.env());
+    expect(collected.code, collected.stderr).toBe(0);
+    expect(collected.stdout).toContain('Written again, as they were missing: report.json, report.md.');
+    const before = JSON.parse(await readFile(join(kept, 'report.json'), 'utf8')) as Report;
+    const after = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    expect(after.cancelled).toBe(true);
+    expect(after.totals).toEqual({ ...before.totals, unfinished_rows: 4 });
+    const reportMd = await readFile(join(out, 'report.md'), 'utf8');
+    expect(reportMd).toMatch(/^\*\*Cancelled: 6 of 6 rows succeeded/m);
+    expect(reportMd).toContain('4 rows not run yet: the batch was cancelled, and posting the file again with `batch_id=lost-cancelled` runs the rest');
+  });
+
   it('a deleted costs.jsonl is named as lost for good: collect writes the rest and exits 2, a resume stops before touching the batch; put back, both go on', async () => {
     const { out, kept, input } = await finishedBatch('lost-costs', 5);
     const checkpointed = (await stat(join(kept, 'costs.jsonl'))).size;
