@@ -5,7 +5,7 @@ import { csvRecord, type CsvCell } from './csv-safe.ts';
 import { readJsonl } from './read-jsonl.ts';
 import type { RowResult } from './records.ts';
 import type { LongCells } from './report-json.ts';
-import { EXCEL_CELL_MAX_CHARS } from './report.ts';
+import { EXCEL_CELL_MAX_CHARS, withLongCell } from './report.ts';
 import { formatUsdDecimal, metadataHeaders } from './results-csv.ts';
 
 /** Lines written at a time. */
@@ -74,11 +74,7 @@ export async function writeCompareCsv(
     const metadata = first.metadata ?? {};
     const prompt = await prompts.promptOf(record + 1, { row: first.row, model: models[placed.indexOf(first)]! });
     // Lines go in the file's order: the first long one is the file's first.
-    if (prompt !== null && prompt.length > EXCEL_CELL_MAX_CHARS) {
-      longPrompts ??= { rows: 0, first_id: first.id, longest_chars: 0 };
-      longPrompts.rows += 1;
-      longPrompts.longest_chars = Math.max(longPrompts.longest_chars, prompt.length);
-    }
+    if (prompt !== null && prompt.length > EXCEL_CELL_MAX_CHARS) longPrompts = withLongCell(longPrompts, first.id, prompt.length);
     pending.push(csvRecord([first.id, prompt, ...placed.flatMap((result, k) => modelCells(result, models[k]!, judged, separator)), ...metadataKeys.map((key) => metadata[key] as CsvCell)], separator));
     lines++;
     if (pending.length >= FLUSH_LINES) flush();

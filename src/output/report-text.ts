@@ -7,7 +7,7 @@
 import { formatUsd } from '../models/pricing.ts';
 import type { PairedComparison } from './paired-scores.ts';
 import { EMPTY_ANSWER, EXCEL_CELL_MAX_CHARS, REFUSED_ANSWER } from './report.ts';
-import type { AbArmReport, BaselineReport, ModelReport, Report, RowGroupReport } from './report-json.ts';
+import type { AbArmReport, BaselineReport, LongCells, ModelReport, Report, RowGroupReport } from './report-json.ts';
 import { counted, formatCount, formatDuration } from '../figure-text.ts';
 
 const count = (n: number): string => formatCount(n);
@@ -279,10 +279,7 @@ export function renderEstimatedUsage(totals: Report['totals']): string | null {
  * separator and byte order mark are chosen for it), so a summary of a contract there ends mid-sentence.
  */
 export function renderLongOutputs(report: Report): string | null {
-  const long = report.long_outputs;
-  if (!long) return null;
-  const them = long.rows === 1 ? 'it' : 'them';
-  return `${counted(long.rows, 'answer')} over ${formatCount(EXCEL_CELL_MAX_CHARS)} characters, the most an Excel cell holds (the first: row id ${long.first_id}; the longest ${formatCount(long.longest_chars)}): Excel cuts ${them} when it opens results.csv; results.jsonl has ${them} whole`;
+  return report.long_outputs ? longCellsText(report.long_outputs, 'answer', 'results.csv', 'results.jsonl') : null;
 }
 
 /**
@@ -291,9 +288,13 @@ export function renderLongOutputs(report: Report): string | null {
  */
 export function renderLongPrompts(report: Report): string | null {
   const long = report.compare?.long_prompts;
-  if (!long) return null;
+  return long ? longCellsText(long, 'prompt', 'compare.csv', 'the input file') : null;
+}
+
+/** "2 answers over 32,767 characters, ...: Excel cuts them when it opens results.csv; results.jsonl has them whole". */
+function longCellsText(long: LongCells, noun: string, csvFile: string, wholeIn: string): string {
   const them = long.rows === 1 ? 'it' : 'them';
-  return `${counted(long.rows, 'prompt')} over ${formatCount(EXCEL_CELL_MAX_CHARS)} characters, the most an Excel cell holds (the first: row id ${long.first_id}; the longest ${formatCount(long.longest_chars)}): Excel cuts ${them} when it opens compare.csv; the input file has ${them} whole`;
+  return `${counted(long.rows, noun)} over ${formatCount(EXCEL_CELL_MAX_CHARS)} characters, the most an Excel cell holds (the first: row id ${long.first_id}; the longest ${formatCount(long.longest_chars)}): Excel cuts ${them} when it opens ${csvFile}; ${wholeIn} has ${them} whole`;
 }
 
 /**

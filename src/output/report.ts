@@ -4,7 +4,7 @@ import { LatencyHistogram } from './latency-histogram.ts';
 import { marginOfError, PairedScores } from './paired-scores.ts';
 import type { CallRecord, RowResult } from './records.ts';
 import type { InvalidRowCounts } from '../input/row.ts';
-import type { AbArmReport, BaselineReport, ExtraCallsReport, JudgeReport, ModelReport, Report, RowFigures, RowGroupReport, SavingsFigures } from './report-json.ts';
+import type { AbArmReport, BaselineReport, ExtraCallsReport, JudgeReport, LongCells, ModelReport, Report, RowFigures, RowGroupReport, SavingsFigures } from './report-json.ts';
 
 /** Compare the batch's cost with what its answers would have cost on this model. */
 export interface ReportBaseline {
@@ -64,14 +64,15 @@ function addToTally(tally: CallTally, nanos: number | null): void {
   else tally.nanos += nanos;
 }
 
+/** Each configured model's figures that the report reads, by name (reportModels). */
+export type ReportModels = Readonly<Record<string, { max_output_tokens?: number | undefined; price?: ModelConfig['price'] }>>;
+
 /**
  * What the report needs of each configured model: its max_output_tokens, which caps a row's
  * max_tokens (model-request.ts), so that an answer cut off there, which a higher max_tokens does not
  * help, is told apart; and its price, so that rows a rate limit sent to a fallback are set against
  * what the model they went on past would have charged for the same tokens.
  */
-export type ReportModels = Readonly<Record<string, { max_output_tokens?: number | undefined; price?: ModelConfig['price'] }>>;
-
 export function reportModels(config: { models: ReportModels } | null | undefined): ReportModels {
   return Object.fromEntries(Object.entries(config?.models ?? {}).map(([name, model]) => [name, { max_output_tokens: model.max_output_tokens, price: model.price }]));
 }
@@ -144,6 +145,14 @@ const FINISHED_ANSWER = new Set(['stop', 'tool_calls', 'function_call']);
 
 /** The most characters an Excel cell holds: a longer answer in results.csv is cut when Excel opens it. */
 export const EXCEL_CELL_MAX_CHARS = 32_767;
+
+/** Counts a cell longer than EXCEL_CELL_MAX_CHARS into `long` (made at the first, whose id it keeps), for long_outputs and compare.long_prompts alike. */
+export function withLongCell(long: LongCells | null, id: string, chars: number): LongCells {
+  const cells = long ?? { rows: 0, first_id: id, longest_chars: 0 };
+  cells.rows += 1;
+  cells.longest_chars = Math.max(cells.longest_chars, chars);
+  return cells;
+}
 /**
  * A finished batch's exit code: 1 when a row failed, was invalid, or was answered but not scored
  * by its judge (an evaluation with gaps; a resume scores them), else 0. Invalid rows did not
@@ -192,7 +201,7 @@ export class ReportTally {
   /** Answers cut off ("length") at their model's max_output_tokens, by model: bounded by the models. */
   readonly #cutAtModelCap = new Map<string, number>();
   /** Answers longer than an Excel cell holds (EXCEL_CELL_MAX_CHARS): the first row's id, and the longest. */
-  #longOutputs: { rows: number; first_id: string; longest_chars: number } | null = null;
+  #longOutputs: LongCells | null = null;
   #longOutputFirstRow = Number.POSITIVE_INFINITY;
   readonly #configModels: ReportModels;
   /** A --compare batch's models, in its order: which one a row was put to is told by its number (compare-fan-out.ts). */
@@ -386,9 +395,7 @@ export class ReportTally {
   }
 
   #addLongOutput(row: number, id: string, chars: number): void {
-    const long = (this.#longOutputs ??= { rows: 0, first_id: id, longest_chars: 0 });
-    long.rows += 1;
-    long.longest_chars = Math.max(long.longest_chars, chars);
+    const long = (this.#longOutputs = withLongCell(this.#longOutputs, id, chars));
     // Rows come as they finish: the first is the file's first, as when tallied from results.jsonl.
     if (row < this.#longOutputFirstRow) [this.#longOutputFirstRow, long.first_id] = [row, id];
   }
