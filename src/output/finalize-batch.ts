@@ -110,6 +110,8 @@ async function writeOutputs(options: FinalizeOptions, rowsLeft: (written: number
   writeOrderedResults(paths.journal, paths.results, keep);
   writeResultsCsv(paths.csvJournal, paths.resultsCsv, await store.metadataKeys(meta.batch_id), { separator: meta.csv_delimiter, bom: meta.csv_bom === true }, keep);
   const longPrompts = meta.compare ? await writeComparison(store, meta, meta.compare, paths) : null;
+  // Kept for a report written again from the files, which cannot count them without reading the input file.
+  if (meta.compare) await store.update(meta.batch_id, { compare_long_prompts: longPrompts });
   if (meta.input_kind === 'openai-batch') await writeOpenAiBatchFiles(paths.results, paths.errors, options.outDir, meta.batch_id);
   // With rows withdrawn, the report comes from the files as written, which leave them out.
   const tally = (keep === undefined ? options.collectedTally : null) ?? (await tallyFromFiles(paths, options.baseline, options.startedAt, options.reportModels, meta.compare));
@@ -211,8 +213,9 @@ export async function rewriteMissingOutputs(options: Omit<FinalizeOptions, 'coll
     writeResultsCsv(paths.csvJournal, paths.resultsCsv, await store.metadataKeys(meta.batch_id), { separator: meta.csv_delimiter, bom: meta.csv_bom === true }, keep);
     wrote(paths.resultsCsv);
   }
+  let longPrompts = meta.compare_long_prompts ?? null;
   if (meta.compare && !missing(paths.results) && missing(paths.compareCsv)) {
-    await writeComparison(store, meta, meta.compare, paths);
+    longPrompts = await writeComparison(store, meta, meta.compare, paths);
     wrote(paths.compareCsv);
   }
   if (missing(paths.errors)) {
@@ -238,6 +241,7 @@ export async function rewriteMissingOutputs(options: Omit<FinalizeOptions, 'coll
       if (report.totals.unfinished_rows !== 0) report.cancelled = true;
     }
     addModelChoices(report, meta); // as the run wrote it
+    if (report.compare && longPrompts) report.compare.long_prompts = longPrompts;
     writeReport(report, options.outDir, meta.served ? 'api' : 'cli');
     rewritten.push(basename(paths.reportJson), basename(paths.reportMd));
   } else if (written && missing(paths.reportMd)) {

@@ -57,6 +57,11 @@ const batchMetaSchema = z.object({
   compare: z.preprocess(parseJsonText, z.array(z.string()).min(2)).optional(),
   /** The records the last run that read the whole file put to every compared model. */
   compare_prompts: z.coerce.number().int().nonnegative().optional(),
+  /**
+   * compare.csv's prompts longer than an Excel cell, as its last writing counted them (null: none), for a report
+   * written again from the files (collect), which reads no input file (JSON in the hash).
+   */
+  compare_long_prompts: z.preprocess(parseJsonText, z.object({ rows: z.number().int().nonnegative(), first_id: z.string(), longest_chars: z.number().int().nonnegative() }).nullable()).optional(),
   /** --judge: the model that scores every answer, kept for a resume as --ab is. */
   judge_model: z.string().optional(),
   /** --no-cache: the batch neither takes nor keeps answers in the config's answer cache; a resume keeps it until --cache. */
@@ -163,7 +168,7 @@ export class BatchStore {
       .exec();
   }
 
-  async update(batchId: string, fields: Partial<Pick<BatchMeta, 'status' | 'total' | 'estimated_total' | 'invalid_rows' | 'invalid_codes' | 'input_kind' | 'started_at' | 'finished_at' | 'input_error' | 'file_notes' | 'budget_stop' | 'month_cap_refused'>>): Promise<void> {
+  async update(batchId: string, fields: Partial<Pick<BatchMeta, 'status' | 'total' | 'estimated_total' | 'invalid_rows' | 'invalid_codes' | 'input_kind' | 'started_at' | 'finished_at' | 'input_error' | 'file_notes' | 'budget_stop' | 'month_cap_refused' | 'compare_long_prompts'>>): Promise<void> {
     const entries = Object.entries(fields).filter(([, value]) => value !== undefined).map(([k, v]) => [k, fieldText(v)]);
     if (entries.length > 0) await this.redis.hset(this.keys(batchId).meta, Object.fromEntries(entries));
   }

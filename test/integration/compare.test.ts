@@ -102,6 +102,25 @@ describe('run --compare: every prompt put to every named model', () => {
     expect(newCalls.map((c) => c.row).sort((a, b) => a - b)).toEqual([7, 8, 11]);
   });
 
+  it("counts compare.csv's prompts longer than an Excel cell, and a report collect writes again from the files keeps them (it left them out)", async () => {
+    const dir = await tempDir('compare-long');
+    const config = await writeSimConfig(dir, h.sim.url, {}, ['fast', 'slow']);
+    const long = `Summarise: ${'lorem ipsum '.repeat(2_800)}`.trim();
+    const input = join(dir, 'in.csv');
+    await writeFile(input, `id,prompt\nshort,"What is 2 + 2?"\nlong,"${long}"\n`);
+    const out = join(dir, 'out');
+    const ran = await runCli(['run', input, '--config', config, '--out', out, '--batch-id', 'cmp-long', '--compare', 'fast,slow'], h.env());
+    expect(ran.code, ran.stdout + ran.stderr).toBe(0);
+    const reportOf = async () => (JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report).compare;
+    const written = { models: ['fast', 'slow'], prompts: 2, long_prompts: { rows: 1, first_id: 'long', longest_chars: long.length } };
+    expect(await reportOf()).toEqual(written);
+    for (const file of ['report.json', 'report.md']) await unlink(join(out, file));
+    const collected = await runCli(['collect', 'cmp-long'], h.env());
+    expect(collected.code, collected.stdout + collected.stderr).toBe(0);
+    expect(await reportOf()).toEqual(written);
+    expect(await readFile(join(out, 'report.md'), 'utf8')).toContain('- Long prompts: 1 prompt over 32,767 characters');
+  });
+
   it('kill -9 mid-comparison, then --resume: every row of every model is there once, none paid twice', async () => {
     const dir = await tempDir('compare-kill');
     const config = await writeSimConfig(dir, h.sim.url, { queue: { lock_ms: 60_000 } });
