@@ -362,7 +362,12 @@ function pastRateLimitCostWords(model: string, rows: number, cost: NonNullable<E
   return `${paid}, ${timesAsMuch(cost.cost_usd / cost.cost_at_its_price_usd)} the ${atItsPrice}`;
 }
 
-/** "35x", "2.4x", "0.8x": a ratio of two costs, to the precision it is read at. */
+/**
+ * "35x", "2.4x", "0.8x", "0.03x": a ratio of two costs, to the precision it is read at. Under a tenth
+ * (rows sent past a premium model to a cheap one) to one significant figure, which one decimal read "0x".
+ */
 function timesAsMuch(ratio: number): string {
-  return `${ratio >= 10 ? Math.round(ratio) : Math.round(ratio * 10) / 10}x`;
+  if (ratio >= 10) return `${Math.round(ratio)}x`;
+  if (ratio >= 0.1 || ratio === 0) return `${Math.round(ratio * 10) / 10}x`;
+  return `${Number(ratio.toPrecision(1))}x`;
 }
