@@ -54,8 +54,9 @@ const progressFields = {
    * How long the model's shared rate limits have made this call wait for its slot so far (ms, the
    * waits the limiter gave, over every park): its call record's limit_wait_ms. Limits are shared by
    * every batch on an endpoint, so a batch's own call rate does not show that it waited on them.
+   * `until`: when the last wait given ends (epoch ms), so that one cut short counts only as far as it went.
    */
-  limitWait: z.object({ model: z.string(), ms: z.number().nonnegative() }).optional(),
+  limitWait: z.object({ model: z.string(), ms: z.number().nonnegative(), until: z.number().optional() }).optional(),
   /** Parked for a retry's backoff: not to call before this (epoch ms), should the row be woken early. */
   retryAt: z.number().optional(),
   /** Parked while budget held by calls in flight comes back (it has had its wait in the worker). */

@@ -298,11 +298,17 @@ interface HeldSlot {
   limitWaitMs?: number;
 }
 
-/** Adds a wait the limiter gave for the model's slot to the call's (a wait for another model's was that call's, not this one's). */
-function addLimitWait(progress: RowProgress, model: string, waitMs: number): void {
-  if (waitMs <= 0) return;
-  const before = progress.limitWait?.model === model ? progress.limitWait.ms : 0;
-  progress.limitWait = { model, ms: before + waitMs };
+/**
+ * Adds a wait the limiter gave for the model's slot to the call's (a wait for another model's was that call's, not
+ * this one's). A wait it gave before and the row did not see out (woken early, and told again) counts as far as it
+ * went: counted whole, it was counted twice with the wait told after it.
+ */
+function addLimitWait(progress: RowProgress, model: string, waitMs: number, nowMs: number): void {
+  const earlier = progress.limitWait?.model === model ? progress.limitWait : undefined;
+  const wait = Math.max(0, waitMs);
+  if (wait === 0 && earlier?.until === undefined) return;
+  const notWaited = earlier?.until === undefined ? 0 : Math.max(0, earlier.until - nowMs);
+  progress.limitWait = { model, ms: Math.max(0, (earlier?.ms ?? 0) - notWaited) + wait, until: nowMs + wait };
 }
 
 /**
@@ -363,7 +369,7 @@ async function takeSlot(model: string, call: { tokens: number; promptTokens: num
       // settled what they used.
       await giveUpProbe();
       keepTurn(progress, model, capacity.turnTicket, turn);
-      addLimitWait(progress, model, capacity.waitMs);
+      addLimitWait(progress, model, capacity.waitMs, now());
       const note = slotWaitNote(model, call.tokens, capacity.waitMs, capacity.limitedBy, config, capacity.tokens);
       return { kind: 'park', waitMs: Math.max(config.limits.inline_wait_ms, capacity.waitMs), progress, ...(note && { note }) };
     }
@@ -374,7 +380,7 @@ async function takeSlot(model: string, call: { tokens: number; promptTokens: num
     }
     progress.slotAt = capacity.slotAt;
     held.tokens = capacity.tokens ?? call.tokens;
-    addLimitWait(progress, model, capacity.waitMs);
+    addLimitWait(progress, model, capacity.waitMs, now());
     if (capacity.waitMs > config.limits.inline_wait_ms) {
       await giveUpProbe();
       progress.reservedModel = model;

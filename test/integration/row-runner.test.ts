@@ -195,6 +195,21 @@ describe('advanceRow', () => {
       step = await advanceRow(row, JSON.parse(JSON.stringify(step.progress)), deps);
     }
     expect(step.kind === 'finished' && step.event.calls.map((call) => call.limit_wait_ms)).toEqual([35_000]);
+    // Woken 5 s into a 30 s wait (another batch's budget refusal wakes every parked row) and let through at once: 5 s
+    // waited, not the 30 s it was first told (review: a wait cut short was counted whole, and again when told anew).
+    clock = 1_000_000;
+    asks = 0;
+    const { deps: early } = setup(['limited'], {
+      reserveCapacity: async () => (++asks === 1 ? { reserved: false, waitMs: 30_000, limitedBy: 'tokens', deferred: true, turnTicket: 3 } : asks === 2 ? { reserved: false, waitMs: 20_000, limitedBy: 'tokens', deferred: true, turnTicket: 3 } : { reserved: true, waitMs: 0, slotAt: 9, limitedBy: null }),
+    });
+    early.now = () => clock;
+    let earlyStep = await advanceRow(row, freshProgress(), early);
+    for (const after of [5_000, 20_000]) {
+      if (earlyStep.kind !== 'park') throw new Error('expected park');
+      clock += after;
+      earlyStep = await advanceRow(row, JSON.parse(JSON.stringify(earlyStep.progress)), early);
+    }
+    expect(earlyStep.kind === 'finished' && earlyStep.event.calls.map((call) => call.limit_wait_ms)).toEqual([25_000]);
     // A call that waited for no slot says nothing of it.
     const { deps: open } = setup(['ok']);
     const unlimited = await advanceRow(row, freshProgress(), open);
