@@ -158,7 +158,12 @@ function unknownModel(model: string, known: ReadonlySet<string>): Problem {
 export function notUtf8(line: number, format: 'csv' | 'jsonl' = 'csv', file: Pick<RowRules, 'overHttp' | 'utf16'> = {}): Pick<RowError, 'code' | 'message'> {
   const { overHttp = false } = file;
   // A UTF-16 file's: half of a surrogate pair (an export cut a character in two), or an odd last byte (a file cut short).
-  const head = file.utf16 ? `line ${line} is not UTF-16 text (half of a surrogate pair, or a last byte without its pair, cannot be decoded)` : `line ${line} is not UTF-8 text (some bytes cannot be decoded)`;
+  // Its encoding is not what is wrong, so saving it as UTF-8 is no way on (UTF-8 cannot hold half a pair either).
+  if (file.utf16) {
+    const head = `line ${line} is not UTF-16 text (half of a surrogate pair, or a last byte without its pair, cannot be decoded)`;
+    return { code: 'bad_encoding', message: `${head}; fix that line (or export the file again) and ${overHttp ? 'post it' : 'run it'} again` };
+  }
+  const head = `line ${line} is not UTF-8 text (some bytes cannot be decoded)`;
   // A posted file is turned into UTF-8 from the charset its Content-Type names (QA: the advice was to save the file and run it again).
   if (overHttp) {
     const contentType = format === 'csv' ? 'text/csv; charset=windows-1252, as Excel saves "CSV" on Windows' : 'application/jsonl; charset=windows-1252, say';

@@ -449,7 +449,7 @@ describe('whole-file problems throw a UsageError before any item', () => {
       const items = await collect(readCsvRows(await csvFile(name, bytes), rules));
       expect(items).toEqual([
         { kind: 'row', value: expect.objectContaining({ id: 'a', messages: [{ role: 'user', content: 'fine \uFFFD kept' }] }) },
-        { kind: 'error', value: { row: 2, line: 3, id: 'b', code: 'bad_encoding', message: 'line 3 is not UTF-16 text (half of a surrogate pair, or a last byte without its pair, cannot be decoded); save the file as UTF-8 (in Excel: "CSV UTF-8") and run it again' } },
+        { kind: 'error', value: { row: 2, line: 3, id: 'b', code: 'bad_encoding', message: 'line 3 is not UTF-16 text (half of a surrogate pair, or a last byte without its pair, cannot be decoded); fix that line (or export the file again) and run it again' } },
         { kind: 'row', value: expect.objectContaining({ id: 'c', messages: [{ role: 'user', content: 'also \uFFFD\nkept, \uD83C\uDF0D' }] }) },
         { kind: 'row', value: expect.objectContaining({ id: 'd', messages: [{ role: 'user', content: 'cut' }] }) },
       ]);

@@ -441,7 +441,7 @@ describe('UTF-16 JSONL (Windows PowerShell writes UTF-16LE with a byte order mar
     const items = await collect(readJsonlRows(await file('fffd.jsonl', bytes), rules));
     expect(items).toEqual([
       { kind: 'row', value: expect.objectContaining({ id: 'a', messages: [{ role: 'user', content: 'kept \uFFFD' }] }) },
-      { kind: 'error', value: expect.objectContaining({ line: 2, id: 'b', code: 'bad_encoding', message: expect.stringMatching(/^line 2 is not UTF-16 text/) }) },
+      { kind: 'error', value: expect.objectContaining({ line: 2, id: 'b', code: 'bad_encoding', message: expect.stringMatching(/^line 2 is not UTF-16 text .*; fix that line \(or export the file again\) and run it again$/) }) },
     ]);
   });
 });
