@@ -49,8 +49,11 @@ async function queuedJobsByBatch(queue: Queue): Promise<Map<string, QueuedJobs>>
     const batchId = batchOfJobId(id);
     if (batchId === null || seen.has(id)) return;
     seen.add(id);
-    const jobs = byBatch.get(batchId) ?? { ids: [], waiting: 0 };
-    if (jobs.ids.length === 0) byBatch.set(batchId, jobs);
+    let jobs = byBatch.get(batchId);
+    if (!jobs) {
+      jobs = { ids: [], waiting: 0 };
+      byBatch.set(batchId, jobs);
+    }
     jobs.ids.push(id);
     if (isWaiting) jobs.waiting++;
   };
