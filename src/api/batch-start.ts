@@ -111,14 +111,13 @@ export function createBatchStarter({ host, collection, logger, say, openKey }: B
 function replacedRowsNote(batchId: string, { changedSinceSucceeded: changed, goneFromFile: gone }: ReplacedRows): string | null {
   if (changed === 0 && gone === 0) return null;
   const parts = [
-    ...(changed > 0 ? [`${counted(changed, 'row')} changed since ${changed === 1 ? 'it' : 'they'} succeeded ${changed === 1 ? 'runs' : 'run'} again (${changed === 1 ? 'its earlier answer is' : 'their earlier answers are'} left out of the outputs)`] : []),
-    ...(gone > 0 ? [`${counted(gone, 'row')} of the last run ${gone === 1 ? 'is' : 'are'} no longer in the file (left out of the outputs, though costs.jsonl and the report keep their calls)`] : []),
+    ...(changed > 0 ? [`${counted(changed, 'changed row')} ${changed === 1 ? 'runs' : 'run'} again (${changed === 1 ? 'its earlier answer' : 'their earlier answers'} dropped)`] : []),
+    ...(gone > 0 ? [`${counted(gone, 'row')} no longer in the file ${gone === 1 ? 'is' : 'are'} left out (${gone === 1 ? 'its calls stay' : 'their calls stay'} in costs.jsonl and the report)`] : []),
   ];
-  return (
-    `Note: this post replaced rows of the file batch ${batchId} ran before: ${parts.join('; ')}. ` +
-    `If batch_id=${batchId} was not meant to name that batch, post your file under a batch_id of your own; posting the earlier file again with this batch_id brings its unchanged rows back with their answers.`
-  );
+  // A batch_id is one namespace for every client of the server: say it, since the post may have meant a new batch.
+  return `Note: this file replaced rows of batch ${batchId}'s last one: ${parts.join('; ')}. Not meant? Post under a batch_id of your own (posting the earlier file again brings its unchanged rows back with their answers).`;
 }
+
 
 /** The run's count of rows read, and the notes it said then, in the server's log. */
 function sayFileRead(batchId: string, said: string[], notes: readonly string[], say: (line: string) => void): void {

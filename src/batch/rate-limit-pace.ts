@@ -1,5 +1,5 @@
 import type { SwitchyardConfig } from '../config/schema.ts';
-import type { Report } from '../output/report-json.ts';
+import type { PastRateLimitCost, Report } from '../output/report-json.ts';
 import { pastRateLimitWords } from '../output/report-markdown.ts';
 import { formatCount, formatDuration } from '../figure-text.ts';
 
@@ -71,6 +71,12 @@ export function pastRateLimitText(report: Report, config: SwitchyardConfig | nul
   const one = models.length === 1 ? models[0]! : null;
   const wait = config ? ` (now ${formatDuration(config.limits.max_wait_ms)})` : '';
   const where = one !== null ? `models.${one}.` : 'models.<name>.';
+  // Sent on to fallbacks that cost less than the model passed over, the rows were cheaper for it: no advice to keep them there.
+  if (models.every((model) => fallbacksCostLess(report.extra_calls.past_rate_limit_cost?.[model]))) return `Rate limits: ${words}.`;
   return `Rate limits: ${words}. To keep such rows on ${one ?? 'those models'}: ${where}on_limit: wait, a higher limits.max_wait_ms${wait} or ${where}rpm (if the provider allows more), or a next model priced near it (${where}fallbacks, or its route in routing.routes).`;
 }
 
+/** Every priced row that went on past the model cost less than its tokens at the model's price (false when unknown). */
+function fallbacksCostLess(cost: PastRateLimitCost | undefined): boolean {
+  return cost !== undefined && cost.rows > 0 && cost.unpriced_rows === 0 && cost.cost_at_its_price_usd !== null && cost.cost_usd < cost.cost_at_its_price_usd;
+}

@@ -395,7 +395,7 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect((await postFile(server, '?batch_id=api-replaced', 'id,prompt\nb1,Team B one\n')).status).toBe(202);
     const replaced = await waitUntilFinished(server, 'api-replaced');
     expect(replaced.file_notes).toEqual([
-      'Note: this post replaced rows of the file batch api-replaced ran before: 1 row changed since it succeeded runs again (its earlier answer is left out of the outputs); 2 rows of the last run are no longer in the file (left out of the outputs, though costs.jsonl and the report keep their calls). If batch_id=api-replaced was not meant to name that batch, post your file under a batch_id of your own; posting the earlier file again with this batch_id brings its unchanged rows back with their answers.',
+      "Note: this file replaced rows of batch api-replaced's last one: 1 changed row runs again (its earlier answer dropped); 2 rows no longer in the file are left out (their calls stay in costs.jsonl and the report). Not meant? Post under a batch_id of your own (posting the earlier file again brings its unchanged rows back with their answers).",
     ]);
   });
 
