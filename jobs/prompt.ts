@@ -14,6 +14,7 @@ import { carryRow } from '../src/queue/carried-rows.ts';
 import { isRedisRefusal, whileRedisRefuses, type RefusalWait } from '../src/queue/redis-outage.ts';
 import type { BatchContexts } from '../workers/batch-context.ts';
 import { batchKeys, type BatchKeys, type KeySpace } from '../src/queue/keys.ts';
+import { createWaitingNotes, type WaitingNotes } from '../src/queue/batch-waiting.ts';
 
 /** The prompt job: one input row, routed, answered (with retries and fallbacks) and handed to the collector. */
 export const promptJobSchema = z.object({
@@ -75,6 +76,8 @@ export interface PromptJobDeps {
    */
   runGone?: (batchId: string) => Promise<boolean>;
   now?: () => number;
+  /** Where the reason rows park is kept on their batch for its views (default: on the batch in Redis, batch-waiting.ts). */
+  waitingNotes?: WaitingNotes;
   /**
    * A row's result that Redis refuses (full, under noeviction) is offered again this long, each
    * refusal told (the outage watch says it once a minute), before the row is given up as crashed:
@@ -233,6 +236,12 @@ export function createPromptProcessor(deps: PromptJobDeps) {
     noted.add(key);
     deps.logger.warn({ batch: batchId }, `batch ${batchId}: ${note}`);
   };
+  // The same reasons, kept on the batch, where its views read them: this log may be on another machine.
+  const waiting = deps.waitingNotes ?? createWaitingNotes(deps.redis, (batchId) => batchKeys(deps.space, batchId), deps.logger, deps.now);
+  const parkedFor = (batchId: string, note: string, waitMs: number) => {
+    noteOnce(batchId, note);
+    waiting.note(batchId, note, waitMs);
+  };
   return async function processPromptJob(data: unknown, delivery: Delivery): Promise<PromptJobOutcome> {
     const job = promptJobSchema.parse(data);
     const keys = batchKeys(deps.space, job.batchId);
@@ -287,7 +296,7 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       return crashed(error);
     }
     if (step.kind === 'park') {
-      if (step.note) noteOnce(job.batchId, step.note);
+      if (step.note) parkedFor(job.batchId, step.note, step.waitMs);
       return { kind: 'park', waitMs: step.waitMs, data: { ...job, progress: step.progress } };
     }
     const failure = step.event.result.error;
@@ -301,7 +310,7 @@ export function createPromptProcessor(deps: PromptJobDeps) {
       return { kind: 'park', waitMs: parkMs, data: { ...job, progress, handBacks, keyWaits: undefined } };
     }
     if (keyName && ctx.detached && (job.keyWaits ?? 0) < KEY_WAIT_ROUNDS) {
-      noteOnce(job.batchId, `rows that need $${keyName} wait for a worker that has it, and none is connected: start one with it set (the rows fail with missing_api_key after about ${Math.round((KEY_WAIT_MS * KEY_WAIT_ROUNDS) / 60_000)} min of this)`);
+      parkedFor(job.batchId, `rows that need $${keyName} wait for a worker that has it, and none is connected: start one with it set (the rows fail with missing_api_key after about ${Math.round((KEY_WAIT_MS * KEY_WAIT_ROUNDS) / 60_000)} min of this)`, KEY_WAIT_MS);
       return { kind: 'park', waitMs: KEY_WAIT_MS, data: { ...job, progress, keyWaits: (job.keyWaits ?? 0) + 1 } };
     }
     if (failure) logFailure({ batchId: job.batchId, row: job.row, id: job.id, code: failure.code, attempts: step.event.result.attempts, message: failure.message });

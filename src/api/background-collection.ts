@@ -11,6 +11,7 @@ import type { BatchLease } from '../queue/batch-lease.ts';
 import { apiCancellingBatchesKey, apiOpenBatchesKey } from '../queue/keys.ts';
 import { totalOf } from '../progress/progress-display.ts';
 import { connectedWorkerCount } from '../queue/connected-workers.ts';
+import { batchWaitingNow, batchWaitingText, waitingKind } from '../queue/batch-waiting.ts';
 
 /**
  * The collectors a server runs, one per submitted batch, side by side: each is the batch's one
@@ -59,16 +60,29 @@ export function createBackgroundCollection(session: Session, say: (line: string)
   // whose rows do not move while no worker is connected (serve --no-worker) says why, once.
   let queue: ReturnType<Session['openPromptQueue']> | null = null;
   const toldNoWorker = new Set<string>();
+  // The reason (its kind: figures left out) last said of each batch whose rows did not move.
+  const toldWaiting = new Map<string, string>();
   const progressTick = async () => {
     const stalled: string[] = [];
     for (const [batchId, collector] of running) {
       const progress = await session.store.progress(batchId).catch(() => null); // Redis away: the outage is said once elsewhere
       if (!progress || collector.drain.signal.aborted) continue;
+      // Why its rows wait, which the workers (maybe on other machines) keep on the batch: the log says it too.
+      const waiting = await waitingOf(batchId, progress.finished);
+      const because = waiting ? `; ${batchWaitingText(waiting)}` : '';
       // Nothing said yet: a batch with no row done has not moved.
       if (progress.finished === (collector.saidFinished ?? 0)) {
         if (progress.total === null || progress.finished < progress.total) stalled.push(batchId);
+        // Not moving while it waits: said once per reason, not every tick.
+        if (waiting && toldWaiting.get(batchId) !== waitingKind(waiting.reason)) {
+          toldWaiting.set(batchId, waitingKind(waiting.reason));
+          const total = progress.total === null ? '' : ` of ${formatCount(progress.total)}`;
+          say(`[${batchId}] ${formatCount(progress.finished)}${total} rows done, at ${formatClockTime(Date.now())}${because}`);
+        }
         continue;
       }
+      if (waiting) toldWaiting.set(batchId, waitingKind(waiting.reason));
+      else toldWaiting.delete(batchId);
       const before = collector.saidFinished;
       collector.saidFinished = progress.finished;
       // "~N" while the file is still being read: the producer's estimate from the bytes read so far.
@@ -79,7 +93,7 @@ export function createBackgroundCollection(session: Session, say: (line: string)
       // A slow batch (a row every few seconds) reads "0.2 rows/s", not "0 rows/s".
       const rate = perSecond === null ? '' : `, ${formatCount(perSecond, perSecond < 10 ? 1 : 0)} rows/s`;
       // When, as run's plain progress lines say it: a server's log runs for days, its batches side by side.
-      say(`[${batchId}] ${formatCount(progress.finished)}${total} rows done${failed}, ${formatUsd(progress.costUsd)} so far${rate}, at ${formatClockTime(Date.now())}`);
+      say(`[${batchId}] ${formatCount(progress.finished)}${total} rows done${failed}, ${formatUsd(progress.costUsd)} so far${rate}, at ${formatClockTime(Date.now())}${because}`);
     }
     if (stalled.length === 0) return;
     const workers = await connectedWorkerCount((queue ??= session.openPromptQueue()));
@@ -91,6 +105,14 @@ export function createBackgroundCollection(session: Session, say: (line: string)
       if (toldNoWorker.has(batchId)) continue;
       toldNoWorker.add(batchId);
       say(`[${batchId}] No worker is connected to this Redis: its rows wait until one runs ("switchyard worker" with the same REDIS_URL and SWITCHYARD_PREFIX).`);
+    }
+  };
+  // Advice only: Redis trouble is said once elsewhere, and the line goes without it.
+  const waitingOf = async (batchId: string, finished: number) => {
+    try {
+      return await batchWaitingNow(session.redis, session.store.keys(batchId), finished);
+    } catch {
+      return null;
     }
   };
   let ticking = false;
@@ -149,6 +171,7 @@ export function createBackgroundCollection(session: Session, say: (line: string)
       await lease.release();
       running.delete(batchId);
       toldNoWorker.delete(batchId); // a --no-worker server that never sees a worker kept every batch's id
+      toldWaiting.delete(batchId);
       if (rolledBack) rolledBackHandler?.(batchId);
     }
   }

@@ -1,6 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DamagedBatchError, isFinishedStatus, type BatchMeta, type BatchProgress, type BatchStore } from '../queue/batch-state.ts';
+import { batchWaitingNow } from '../queue/batch-waiting.ts';
 import { ApiError } from './api-error.ts';
 import { batchPath, batchView, OUTPUT_FILES, type BatchView, type OutputFileName } from './batch-view.ts';
 
@@ -53,8 +54,9 @@ export function createBatchLookup(store: BatchStore, isCancelling: (batchId: str
     const state = await loadBatchState(store, batchId);
     if (!state) throw batchNotFound(batchId);
     const finished = isFinishedStatus(state.progress.status);
-    const [present, workers] = finished ? [await filesIn(state.meta.out_dir), null] : [new Set<OutputFileName>(), await workersNow()];
-    return batchView(state.meta, state.progress, present, isCancelling(batchId), workers);
+    if (finished) return batchView(state.meta, state.progress, await filesIn(state.meta.out_dir), isCancelling(batchId));
+    const [workers, waiting] = await Promise.all([workersNow(), batchWaitingNow(store.redis, store.keys(batchId), state.progress.finished)]);
+    return batchView(state.meta, state.progress, new Set(), isCancelling(batchId), workers, waiting);
   }
 
   return {

@@ -1,6 +1,7 @@
 import type { BatchMeta, BatchProgress } from '../queue/batch-state.ts';
 import { isFinishedStatus } from '../queue/batch-state.ts';
 import { abSplitParameter } from '../routing/ab-split.ts';
+import type { BatchWaiting } from '../queue/batch-waiting.ts';
 
 /** The output files the API serves, by the name a client asks for, with their media types. */
 export const OUTPUT_FILES = {
@@ -64,6 +65,12 @@ export interface BatchView {
    * a `switchyard worker`); null once finished, or where Redis does not list its clients.
    */
   workers: number | null;
+  /**
+   * Why its rows wait, as a worker said it last (a rate limit's next free slot, a budget held by calls
+   * in flight, a 429's cooldown, an open circuit), with since when: while that is current (said in the
+   * last minute or its wait not over, and no row finished since a few seconds after it); null otherwise.
+   */
+  waiting: BatchWaiting | null;
   out_dir: string;
   /** URLs of the output files, once the batch is finished. */
   files: Partial<Record<OutputFileName, string>>;
@@ -75,7 +82,7 @@ export function batchPath(batchId: string): string {
 }
 
 /** `present`: the output files that exist in the batch's folder (only looked at once it is finished). */
-export function batchView(meta: BatchMeta, progress: BatchProgress, present: ReadonlySet<OutputFileName> = new Set(), cancelling = false, workers: number | null = null): BatchView {
+export function batchView(meta: BatchMeta, progress: BatchProgress, present: ReadonlySet<OutputFileName> = new Set(), cancelling = false, workers: number | null = null, waiting: BatchWaiting | null = null): BatchView {
   const self = batchPath(meta.batch_id);
   const finished = isFinishedStatus(progress.status);
   const files: Partial<Record<OutputFileName, string>> = {};
@@ -102,6 +109,7 @@ export function batchView(meta: BatchMeta, progress: BatchProgress, present: Rea
     input_error: meta.input_error ?? null,
     file_notes: meta.file_notes ?? [],
     workers: finished ? null : workers,
+    waiting: finished ? null : waiting,
     out_dir: meta.out_dir,
     files,
     links: { self, results: `${self}/results`, report: `${self}/report` },

@@ -15,6 +15,7 @@ import { workerProcesses } from '../queue/worker-registry.ts';
 import { readWrittenReport } from '../output/write-report.ts';
 import { batchView } from '../api/batch-view.ts';
 import { lateCallsText, lateEventCount } from '../output/late-calls.ts';
+import { batchWaitingNow, batchWaitingText, type BatchWaiting } from '../queue/batch-waiting.ts';
 
 const RECENT = 10;
 
@@ -39,6 +40,8 @@ interface BatchState {
   cancelling?: boolean;
   /** Rows' events published after a finished batch's outputs were written (late-calls.ts); only read for one finished batch. */
   lateEvents?: number;
+  /** Why its rows wait, as a worker last said it, while current (batch-waiting.ts); only read for one unfinished batch. */
+  waiting?: BatchWaiting | null;
 }
 
 /** `switchyard status [batch id]`: one batch in detail, or a table of the most recent ones. */
@@ -57,11 +60,11 @@ export async function runStatusCommand(batchId: string | undefined, logger: Logg
       ]);
       if (!state) throw new UsageError(noBatchMessage(session, batchId));
       const finished = isFinishedStatus(state.meta.status);
-      const [workers, workerNames, rowsWrittenSoFar] = finished
-        ? [undefined, undefined, undefined]
-        : await Promise.all([connectedWorkerCount(session.openPromptQueue()), workerProcesses(session.redis, session.space), outputsSoFar(state.meta)]);
+      const [workers, workerNames, rowsWrittenSoFar, waiting] = finished
+        ? [undefined, undefined, undefined, null]
+        : await Promise.all([connectedWorkerCount(session.openPromptQueue()), workerProcesses(session.redis, session.space), outputsSoFar(state.meta), batchWaitingNow(session.redis, keys, state.progress.finished)]);
       const lateEvents = finished ? await lateEventCount(session.store, batchId) : 0;
-      const described: BatchState = { ...state, runBy, workers, ...(workerNames ? { workerNames } : {}), rowsWrittenSoFar, keptAnswers, overApi: overApi === 1, unpriced, cancelling: cancelling === 1, lateEvents };
+      const described: BatchState = { ...state, runBy, workers, ...(workerNames ? { workerNames } : {}), rowsWrittenSoFar, keptAnswers, overApi: overApi === 1, unpriced, cancelling: cancelling === 1, lateEvents, waiting };
       if (options.json) say(jsonWithControlsEscaped(JSON.stringify(statusJson(described), null, 2)));
       else for (const line of describeBatch(described)) say(line);
       return 0;
@@ -131,8 +134,8 @@ async function leaseHolder(session: Session, batchId: string): Promise<string | 
  * the process running it, the workers connected, the cap a budget stop met, and the next step.
  */
 export function statusJson(state: BatchState): Record<string, unknown> {
-  const { meta, progress, runBy, workers, overApi = false, unpriced = false, cancelling = false, lateEvents = 0 } = state;
-  const { files: _files, links: _links, ...view } = batchView(meta, progress, new Set(), cancelling);
+  const { meta, progress, runBy, workers, overApi = false, unpriced = false, cancelling = false, lateEvents = 0, waiting = null } = state;
+  const { files: _files, links: _links, ...view } = batchView(meta, progress, new Set(), cancelling, null, waiting);
   const beingCancelled = cancelling && !isFinishedStatus(meta.status);
   return {
     ...view,
@@ -152,7 +155,7 @@ export function statusJson(state: BatchState): Record<string, unknown> {
 }
 
 /** The lines `status <batch id>` prints. */
-export function describeBatch({ meta, progress, runBy, workers, workerNames = [], rowsWrittenSoFar = null, keptAnswers = 0, overApi = false, unpriced = false, cancelling = false, lateEvents = 0 }: BatchState): string[] {
+export function describeBatch({ meta, progress, runBy, workers, workerNames = [], rowsWrittenSoFar = null, keptAnswers = 0, overApi = false, unpriced = false, cancelling = false, lateEvents = 0, waiting = null }: BatchState): string[] {
   // The API says "cancelling" from the cancel's request to its end; status says the same.
   const beingCancelled = cancelling && !isFinishedStatus(meta.status);
   const lines = [
@@ -164,6 +167,7 @@ export function describeBatch({ meta, progress, runBy, workers, workerNames = []
     `  output    ${meta.out_dir}${rowsWrittenSoFar === null ? '' : ` (the ${counted(rowsWrittenSoFar, 'row')} finished when a run or collect of it stopped; all of them once it finishes)`}`,
     // When the batch started; a resume's start is said beside it (each run of the batch sets started_at).
     `  started   ${timestamp(meta.created_at)}${meta.started_at && timestamp(meta.started_at) !== timestamp(meta.created_at) ? `, last run started ${timestamp(meta.started_at)}` : ''}${meta.finished_at ? `, finished ${timestamp(meta.finished_at)}` : ''}`,
+    ...(waiting ? [`  waiting   ${batchWaitingText(waiting)}`] : []),
     ...(lateEvents > 0 ? [`  late      ${lateCallsText(lateEvents)}: \`switchyard collect ${meta.batch_id}\` adds them`] : []),
     ...(keptAnswers > 0 ? [`  kept      the answers of ${counted(keptAnswers, 'row')} (stopped waiting for a judge or synthesis, not scored, or an ensemble row that failed after some members answered): \`switchyard run --resume ${meta.batch_id}\` goes on from them`] : []),
   ];

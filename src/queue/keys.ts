@@ -42,6 +42,8 @@ export function batchKeys(space: KeySpace, batchId: string) {
     publishedCalls: `${base}:published_calls`,
     /** String with a TTL: which process collects the batch now (batch-lease.ts). */
     lease: `${base}:lease`,
+    /** Hash with a TTL: why the batch's rows wait, as a worker last said it, and when (batch-waiting.ts). */
+    waiting: `${base}:waiting`,
     /** String: present for a batch submitted over the HTTP API (`switchyard serve`), which owns its input file. */
     submittedOverApi: `${base}:api`,
   };

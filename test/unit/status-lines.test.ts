@@ -179,3 +179,14 @@ describe('status: a finished batch whose file had invalid rows', () => {
     expect(json.rows).toMatchObject({ invalid: 2 });
   });
 });
+
+describe('status <batch id>: why its rows wait', () => {
+  const waiting = { reason: "rows wait for fast's rate limit: the next free slot is 55 s away", since: '2026-12-02T08:00:05.000Z', said_at: '2026-12-02T08:00:35.000Z' };
+  it('says what the workers keep on the batch, and when they said it (QA: only in the workers\' logs)', () => {
+    const lines = describeBatch({ meta, progress, runBy: 'vm pid 9', workers: 1, waiting });
+    expect(lines.find((line) => line.startsWith('  waiting'))).toBe("  waiting   rows wait for fast's rate limit: the next free slot is 55 s away (a worker said so at 08:00:35 UTC; so since 08:00:05 UTC)");
+    expect(describeBatch({ meta, progress, runBy: 'vm pid 9', workers: 1 }).some((line) => line.startsWith('  waiting'))).toBe(false);
+    expect(statusJson({ meta, progress, runBy: 'vm pid 9', workers: 1, waiting }).waiting).toEqual(waiting);
+    expect(statusJson({ meta, progress, runBy: 'vm pid 9', workers: 1 }).waiting).toBeNull();
+  });
+});
