@@ -1,6 +1,6 @@
 import type { RunHost } from '../batch/run-batch.ts';
 import { acquireBatchLease, holderName, leaseHolderAlive, type BatchLease } from '../queue/batch-lease.ts';
-import { isFinishedStatus } from '../queue/batch-state.ts';
+import { isFinishedStatus, type BatchMeta } from '../queue/batch-state.ts';
 import { parsePromptJobId } from '../queue/keys.ts';
 import { runScript, type LuaScript } from '../queue/lua-script.ts';
 import { counted } from '../figure-text.ts';
@@ -64,6 +64,11 @@ async function resumeOpenBatch({ host, collection, starter, say, openKey, cancel
       say(`[${batchId}] Left to ${holderName(holder)}, which runs it now.`);
       return;
     }
+    const elsewhere = cancelling ? null : anotherConfigsBatch(state.meta, host, state.progress.total === null ? null : state.progress.total - state.progress.finished);
+    if (elsewhere) {
+      say(`[${batchId}] ${elsewhere}`);
+      return;
+    }
     lease = await acquireBatchLease(redis, store.keys(batchId).lease, batchId);
     // Rows neither finished nor queued were taken off the queue while no server ran the batch (a
     // `run --resume` of it that stopped, or a run that took them for a dead run's): collecting alone would wait for them for good.
@@ -90,6 +95,24 @@ async function resumeOpenBatch({ host, collection, starter, say, openKey, cancel
   } finally {
     await lease?.release();
   }
+}
+
+/**
+ * Why a batch posted to a server with another config is left to it, or null when it is this
+ * server's to go on with: the same config (its fingerprint), or a batch from before servers
+ * recorded theirs. Going on here would run its rows left with this config's providers, limits and
+ * prices (QA: a team's server ran another team's batch on its own provider). A batch being
+ * cancelled is finished whatever the config: a cancel runs no row.
+ */
+function anotherConfigsBatch(meta: BatchMeta, host: RunHost, rowsLeft: number | null): string | null {
+  const own = host.serverConfig;
+  if (!own || meta.server_config === undefined || meta.server_config === own.fingerprint) return null;
+  const left = rowsLeft === null ? 'its rows not run yet' : `its ${counted(rowsLeft, 'row')} not finished`;
+  return (
+    `Left as it is: it was posted to a server with another config (${meta.server_config_from ?? 'not recorded'}; config ${meta.server_config}), and this server's ` +
+    `(${own.from}; config ${own.fingerprint}) would run ${left} with other providers, limits and prices. To finish it as it was posted, start \`switchyard serve\` ` +
+    `with that config on this Redis and prefix; to run the rest with this server's config instead, post its file again here with batch_id=${meta.batch_id}.`
+  );
 }
 
 /**

@@ -83,6 +83,10 @@ export async function prepareBatch(batchId: string, options: RunOptions, session
   if (existing) await refuseLostCollectedFiles(session.store, existing, outputPaths(existing.out_dir), 'run the same command again');
   const storedConfig = existing ? ((await session.store.loadConfig(batchId))?.config ?? null) : null;
   const resolved = await resolveConfig(options, existing, storedConfig, say, host);
+  // Posted again to a server with another config: the client chose it (a server starting up leaves such a batch, open-batches.ts); said all the same.
+  if (existing?.server_config !== undefined && host?.serverConfig && existing.server_config !== host.serverConfig.fingerprint) {
+    say(`Note: batch ${batchId} was posted before to a server with another config (${existing.server_config_from ?? 'not recorded'}): its rows not finished run now with this server's (${host.serverConfig.from}), its providers, limits and prices.`);
+  }
   held.simulator = resolved.simulator;
   const judged = withRunJudge(resolved, options, existing, say);
   const cacheOff = cacheTurnedOff(options, existing);
@@ -115,7 +119,7 @@ export async function prepareBatch(batchId: string, options: RunOptions, session
   const items = await checkedRows(settings.inputPath, rules, config, position, held, { first: (first) => sayNoReferenceField(config, first, say), each }, fanOut);
   for (const note of [lookalikeColumnsText(position.csvLookalikeColumns), requestFieldColumnsText(position.csvRequestFieldColumns)]) if (note) say(note);
 
-  const { outDir, startedAt } = await saveBatch(batchId, options, existing, session, { config: savedConfig, builtIn: resolved.builtIn, judgeModel, cacheOff, settings, position, served: host !== undefined });
+  const { outDir, startedAt } = await saveBatch(batchId, options, existing, session, { config: savedConfig, builtIn: resolved.builtIn, judgeModel, cacheOff, settings, position, served: host !== undefined, serverConfig: host?.serverConfig });
   sayResuming(batchId, existing, settings.inputPath, say);
   return {
     batchId,
@@ -203,6 +207,8 @@ interface BatchRecord {
   position: ReadPosition;
   /** The run is `switchyard serve`'s (it has a host), whose clients post files rather than run commands. */
   served: boolean;
+  /** That server's config, which alone goes on with the batch after a restart (RunHost.serverConfig). */
+  serverConfig: RunHost['serverConfig'];
 }
 
 /** Creates and claims the output folder, then saves the batch's meta and config in Redis; the run starts now. */
@@ -228,6 +234,7 @@ async function saveBatch(batchId: string, options: RunOptions, existing: BatchMe
     builtin_config: record.builtIn,
     detached: options.detach === true,
     served: record.served,
+    ...(record.serverConfig ? { server_config: record.serverConfig.fingerprint, server_config_from: record.serverConfig.from } : {}),
     ...(settings.model ? { model_override: settings.model } : {}),
     ...(settings.abSplit ? { ab_split: settings.abSplit } : {}),
     ...abSplitsBefore(existing, settings.abSplit),

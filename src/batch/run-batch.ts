@@ -76,6 +76,11 @@ export interface RunHost {
   session: Session;
   /** `builtIn`: the built-in models, on a simulator the host runs (a CLI resume starts its own). */
   config: { config: SwitchyardConfig; builtIn: boolean };
+  /**
+   * The host's config as its batches record it (`configFingerprint`, and where it comes from, for
+   * messages): a server starting again goes on only with the batches posted with the same config.
+   */
+  serverConfig?: { fingerprint: string; from: string };
   stop: AbortSignal;
   /** Hands the batch's context to the host's own workers before its rows are queued (a batch on the built-in models only they can call). */
   prime?: BatchContexts['prime'];

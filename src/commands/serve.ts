@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { exitWhenRedisStaysAway } from '../queue/redis-stays-away.ts';
@@ -19,6 +20,7 @@ import { startBuiltInModels } from '../batch/built-in-models.ts';
 import type { RunHost } from '../batch/run-batch.ts';
 import { openSession } from '../queue/session.ts';
 import { createOutputDir } from '../output/output-dir.ts';
+import { configFingerprint } from '../config/config-fingerprint.ts';
 
 export interface ServeOptions {
   host: string;
@@ -64,7 +66,9 @@ export async function runServeCommand(options: ServeOptions, logger: Logger, say
     const stop = new AbortController();
     const concurrency = options.concurrency ?? config.config.concurrency;
     const batches = createBatchContexts(session.store, { callSlots: createCallSlots(concurrency), monthSpend: session.monthSpend, refusals: session.refusals });
-    const host: RunHost = { session, config, stop: stop.signal, ...(options.worker ? { prime: batches.prime } : {}) };
+    // What its batches record, so that a server started with another config leaves them (open-batches.ts).
+    const serverConfig = { fingerprint: configFingerprint(config.config, config.builtIn), from: `${options.config ? `--config ${resolve(options.config)}` : 'the built-in models'} on host ${hostname()}` };
+    const host: RunHost = { session, config, serverConfig, stop: stop.signal, ...(options.worker ? { prime: batches.prime } : {}) };
     const collection = createBackgroundCollection(session, say);
     const service = createBatchService({ host, outRoot: resolve(options.out), collection, logger, say });
     const server = await startApiServer({ host: options.host, port: options.port, token, maxUploadBytes: options.maxUploadMb * 1024 * 1024, service, logger });

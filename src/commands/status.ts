@@ -256,7 +256,11 @@ function nextLine(meta: BatchMeta, runBy: string | null | undefined, workers: nu
   // A file that could not be read to its end waits for the fixed one, whatever else is going on.
   if (meta.input_error) return `its file could not be read to its end: ${meta.input_error}`;
   // A server that stops goes on with the unfinished batches it was given when started again.
-  if (overApi && runBy === null && !isFinishedStatus(meta.status)) return 'no server is running it: start `switchyard serve` again (same Redis and SWITCHYARD_PREFIX), and it goes on with it';
+  // Only a server with the config it was posted with goes on with it (open-batches.ts): say which.
+  if (overApi && runBy === null && !isFinishedStatus(meta.status)) {
+    const config = meta.server_config_from ? ` with the config it was posted with (${meta.server_config_from}), on the same Redis and SWITCHYARD_PREFIX,` : ' again (same Redis and SWITCHYARD_PREFIX),';
+    return `no server is running it: start \`switchyard serve\`${config} and it goes on with it`;
+  }
   // A batch posted over the API goes on by being posted again: its client may have no shell on the server.
   if (overApi) {
     const again = `posting its file again with batch_id=${meta.batch_id}`;

@@ -38,6 +38,13 @@ const batchMetaSchema = z.object({
    * --resume` of a posted batch is one): its rows' budget advice is worded for an API client.
    */
   served: z.stringbool().optional(),
+  /**
+   * The config of the server it was posted to (config-fingerprint.ts), and where that config came
+   * from ("--config /srv/team-a.yaml on host a1"): a server started with another config leaves the
+   * batch rather than run its rows with other providers, limits and prices. Unset for a CLI run's.
+   */
+  server_config: z.string().optional(),
+  server_config_from: z.string().optional(),
   out_dir: z.string(),
   created_at: z.string(),
   /** Valid rows; unset until the producer has read the whole file. */
@@ -113,11 +120,11 @@ function parseJsonText(value: unknown): unknown {
 
 /**
  * Fields a run sets afresh each time: absent from its meta, they are deleted from the stored one
- * (its choices of model, A/B split and budget; the last run's finish, which a run going on would show,
+ * (the server it was posted to, which a CLI resume is not; its choices of model, A/B split and budget; the last run's finish, which a run going on would show,
  * why it could not read its file and what it noted once it had, and whether the month's cap refused its calls: a resume runs every
  * row that cap stopped again).
  */
-const CLEARABLE_FIELDS = ['model_override', 'ab_split', 'cache_off', 'budget_usd', 'budget_from_config', 'finished_at', 'input_error', 'month_cap_refused', 'file_notes'] as const;
+const CLEARABLE_FIELDS = ['server_config', 'server_config_from', 'model_override', 'ab_split', 'cache_off', 'budget_usd', 'budget_from_config', 'finished_at', 'input_error', 'month_cap_refused', 'file_notes'] as const;
 
 /** Hash fields are text: objects go in as JSON. */
 const fieldText = (value: unknown): string => (typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value));

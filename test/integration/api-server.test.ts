@@ -626,6 +626,42 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
     expect(new Set(succeeded).size).toBe(succeeded.length); // no row paid for twice
   });
 
+  it("a server started with another config leaves a stopped server's batch, saying whose it is and what to do; posted to it again, it runs the rest, saying so (QA: it ran another team's rows on its own provider, limits and prices)", async () => {
+    const [dirA, dirB] = [await tempDir('api-config-a'), await tempDir('api-config-b')];
+    const configA = await writeSimConfig(dirA, h.sim.url, { concurrency: 4 });
+    const configB = await writeSimConfig(dirB, h.sim.url, { concurrency: 8 });
+    const out = join(dirA, 'out');
+    const input = await writePromptsCsv(dirA, 200);
+    const env = h.env();
+    h.sim.setOptions({ latency_ms: 20 });
+    try {
+      const first = await startServer(['--config', configA, '--out', out], env);
+      expect((await postFile(first, '?batch_id=api-config', await readFile(input, 'utf8'))).status).toBe(202);
+      await waitFor(async () => (await getJson<BatchView>(`${first.url}/v1/batches/api-config`)).body.rows.finished >= 20, 30_000);
+      first.kill('SIGTERM');
+      expect((await first.done).code).toBe(0);
+
+      const second = await startServer(['--config', configB, '--out', join(dirB, 'out')], env);
+      await waitForOutput(() => second.output().stdout, '[api-config] Left as it is', 10_000);
+      const left = second.output().stdout.split('\n').find((line) => line.startsWith('[api-config]'))!;
+      expect(left).toContain(`it was posted to a server with another config (--config ${configA} on host `);
+      expect(left).toContain(`and this server's (--config ${configB} on host `);
+      expect(left).toContain('To finish it as it was posted, start `switchyard serve` with that config on this Redis and prefix; to run the rest with this server\'s config instead, post its file again here with batch_id=api-config.');
+      expect(second.output().stdout).not.toContain('[api-config] Going on with it');
+
+      h.sim.setOptions({ latency_ms: 2 });
+      const again = await postFile(second, '?batch_id=api-config', await readFile(input, 'utf8'));
+      expect(again.status).toBe(202);
+      expect(again.body.notes.some((note) => note.includes(`was posted before to a server with another config (--config ${configA} on host `))).toBe(true);
+      const finished = await waitUntilFinished(second, 'api-config');
+      expect(finished.rows).toMatchObject({ total: 200, succeeded: 200 });
+    } finally {
+      h.sim.setOptions({ latency_ms: 2 });
+    }
+    const results = await readJsonLines<RowResult>(join(out, 'api-config', 'results.jsonl'));
+    expect(results.map((r) => r.row)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+  });
+
   it('a server started again queues the rows of its batch that a `run --resume` of it took off the queue as it stopped, and finishes it: every row once (QA: it stayed running for good)', async () => {
     const dir = await tempDir('api-handover');
     const config = await writeSimConfig(dir, h.sim.url, { concurrency: 2 });

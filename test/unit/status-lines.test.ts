@@ -90,6 +90,12 @@ describe('status <batch id>: a batch submitted over the HTTP API whose server st
     const lines = describeBatch({ meta: { ...meta, detached: true }, progress, runBy: null, workers: 0, overApi: true });
     expect(lines.find((line) => line.startsWith('  next'))).toBe('  next      no server is running it: start `switchyard serve` again (same Redis and SWITCHYARD_PREFIX), and it goes on with it');
   });
+
+  it('names the config it was posted with, the only one a server goes on with it under', () => {
+    const posted = { ...meta, detached: true, server_config: '3f2a9c1b20aa', server_config_from: '--config /srv/team-a.yaml on host a1' };
+    const lines = describeBatch({ meta: posted, progress, runBy: null, workers: 0, overApi: true });
+    expect(lines.find((line) => line.startsWith('  next'))).toBe('  next      no server is running it: start `switchyard serve` with the config it was posted with (--config /srv/team-a.yaml on host a1), on the same Redis and SWITCHYARD_PREFIX, and it goes on with it');
+  });
 });
 
 describe('status <batch id>: a finished batch submitted over the HTTP API', () => {
