@@ -130,7 +130,7 @@ async function leaseHolder(session: Session, batchId: string): Promise<string | 
 
 /**
  * `status --json`: the batch as the HTTP API shows it (docs/api.md), less the API's links, with
- * what `status` adds: `state` (the status, and `, stopped` or the like when nothing works on it),
+ * what `status` adds: `state` (the status, `stopped while running` or the like when nothing works on it),
  * the process running it, the workers connected, the cap a budget stop met, and the next step.
  */
 export function statusJson(state: BatchState): Record<string, unknown> {
@@ -222,16 +222,17 @@ export function batchTable(states: BatchState[], count: number): string[] {
 }
 
 /**
- * An unfinished batch that nothing works on says so ("running, stopped": an interrupted run that
- * needs its resume; "running, no worker": a --detach batch whose rows wait for one); one whose rows
+ * An unfinished batch that nothing works on says so ("stopped while running": an interrupted run that
+ * needs its resume, its stored status the stage it stopped in, as "running, stopped" read as both at
+ * once (QA); "running, no worker": a --detach batch whose rows wait for one); one whose rows
  * workers take but nobody collects, "running, not collected". A batch run without --detach whose
  * run is gone is stopped whatever workers there are: its rows came off the queue with its run (or
  * do when the next run or worker meets them).
  */
 function statusText(status: BatchStatus, runBy?: string | null, workers?: number | null, detached?: boolean): string {
   if (isFinishedStatus(status) || runBy !== null || workers === undefined) return status;
-  if (detached === false) return `${status}, stopped`;
-  if (workers === 0) return detached === true ? `${status}, no worker` : `${status}, stopped`;
+  if (detached === false) return `stopped while ${status}`;
+  if (workers === 0) return detached === true ? `${status}, no worker` : `stopped while ${status}`;
   return workers === null ? status : `${status}, not collected`;
 }
 

@@ -190,7 +190,7 @@ describe('a judge scores every answer', () => {
     expect(stopped.code, stopped.stdout + stopped.stderr).toBe(130);
     expect(stopped.stdout).toMatch(/Rows +8 of 8 succeeded, 0 failed; [1-7] rows? not run yet/);
     const status = await runCli(['status', 'judge-added-stop'], h.env());
-    expect(status.stdout).toMatch(/judge-added-stop +running, stopped/);
+    expect(status.stdout).toMatch(/judge-added-stop +stopped while running/);
 
     await writeSimConfig(dir, h.sim.url, { models: models({}), default_model: 'flash', judge: { model: 'judge' } });
     const resumed = await runCli(['run', '--resume', 'judge-added-stop', '--config', config], h.env());

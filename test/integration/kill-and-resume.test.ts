@@ -191,8 +191,8 @@ describe('crash safety: killed processes lose no row and double none', () => {
     expect(status.stdout).toContain('workers   no worker is connected to this Redis');
     expect(status.stdout).toContain(`output    ${out} (the ${finishedAtStop.toLocaleString('en-US')} rows finished when a run or collect of it stopped; all of them once it finishes)`);
     expect(status.stdout).toContain('next      its run stopped before the end: `switchyard run --resume interrupted` finishes it');
-    expect(status.stdout.split('\n')[0]).toBe('interrupted  enqueuing, stopped');
-    expect((await runCli(['status'], h.env())).stdout).toMatch(/\n {2}interrupted +enqueuing, stopped +/);
+    expect(status.stdout.split('\n')[0]).toBe('interrupted  stopped while enqueuing');
+    expect((await runCli(['status'], h.env())).stdout).toMatch(/\n {2}interrupted +stopped while enqueuing +/);
     // collect would wait for ever: no worker finishes a stopped run's rows (they came off the queue).
     const collect = await runCli(['collect', 'interrupted'], h.env());
     expect(collect.code).toBe(2);

@@ -53,7 +53,8 @@ describe('status <batch id>: what to do next about an unfinished batch nothing r
   const nextLine = (lines: string[]) => lines.find((line) => line.startsWith('  next'));
   it('sends a batch whose run stopped to its resume, even with workers connected (its rows left the queue with its run)', () => {
     const stopped = describeBatch({ meta: { ...meta, detached: false }, progress, runBy: null, workers: 2 });
-    expect(stopped[0]).toBe('b1  running, stopped');
+    // Not "running, stopped", which read as both at once (QA).
+    expect(stopped[0]).toBe('b1  stopped while running');
     expect(nextLine(stopped)).toBe(
       '  next      its run stopped before the end: `switchyard run --resume b1` finishes it (if it was killed outright rather than stopped, the workers connected may still finish some rows it left queued; their answers are kept, not paid for again)',
     );
@@ -140,7 +141,7 @@ describe('status --json', () => {
     expect(json).toMatchObject({
       batch_id: 'b1',
       status: 'running',
-      state: 'running, stopped',
+      state: 'stopped while running',
       finished: false,
       rows: { total: 10, finished: 4, succeeded: 4, failed: 0, invalid: 0 },
       cost_usd: 0.001,
@@ -194,5 +195,15 @@ describe('status <batch id>: why its rows wait', () => {
     expect(describeBatch({ meta, progress, runBy: 'vm pid 9', workers: 1 }).some((line) => line.startsWith('  waiting'))).toBe(false);
     expect(statusJson({ meta, progress, runBy: 'vm pid 9', workers: 1, waiting }).waiting).toEqual(waiting);
     expect(statusJson({ meta, progress, runBy: 'vm pid 9', workers: 1 }).waiting).toBeNull();
+  });
+});
+
+describe('status: a batch whose run stopped part-way (QA: "running, stopped" read as both at once)', () => {
+  it('says it stopped, and in which stage, in the list, the detail and --json alike', () => {
+    const killed = { meta: { ...meta, detached: false }, progress, runBy: null, workers: 0 };
+    expect(batchTable([killed], 1).find((line) => line.includes('b1'))).toMatch(/^ {2}b1 +stopped while running +4\/10 /);
+    expect(describeBatch({ ...killed, meta: { ...killed.meta, status: 'enqueuing' } })[0]).toBe('b1  stopped while enqueuing');
+    // A batch from before runs recorded --detach, nothing connected: stopped as well.
+    expect(statusJson({ meta, progress, runBy: null, workers: 0 }).state).toBe('stopped while running');
   });
 });
