@@ -276,10 +276,12 @@ export function renderEstimatedUsage(totals: Report['totals']): string | null {
 
 /**
  * Answers longer than an Excel cell holds: Excel cuts them, unsaid, when it opens results.csv (whose
- * separator and byte order mark are chosen for it), so a summary of a contract there ends mid-sentence.
+ * separator and byte order mark are chosen for it), so a summary of a contract there ends mid-sentence;
+ * and compare.csv, in a --compare batch, where the compared models' answers are too (QA: only results.csv was named).
  */
 export function renderLongOutputs(report: Report): string | null {
-  return report.long_outputs ? longCellsText(report.long_outputs, 'answer', 'results.csv', 'results.jsonl') : null;
+  const csvFiles = report.compare ? "results.csv, and compare.csv, which holds the compared models' answers too" : 'results.csv';
+  return report.long_outputs ? longCellsText(report.long_outputs, 'answer', csvFiles, 'results.jsonl') : null;
 }
 
 /**

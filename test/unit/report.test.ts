@@ -1102,7 +1102,9 @@ describe('answers longer than an Excel cell holds', () => {
     const text = '1 prompt over 32,767 characters, the most an Excel cell holds (the first: row id p2; the longest 33,000): Excel cuts it when it opens compare.csv; the input file has it whole';
     const lines = renderSummaryLines(report);
     const at = lines.findIndex((line) => line.startsWith('Long'));
-    expect(lines[at]).toMatch(/^Long +1 answer over/);
+    // The long answer is in compare.csv too, beside the other model's (QA: only results.csv was named).
+    expect(lines[at]).toMatch(/^Long +1 answer over .*: Excel cuts it when it opens results\.csv, and compare\.csv, which holds the compared models' answers too; results\.jsonl has it whole$/);
+    expect(renderReportMarkdown(report)).toContain("Excel cuts it when it opens results.csv, and compare.csv, which holds the compared models' answers too; results.jsonl has it whole");
     expect(lines[at + 1]?.trim()).toBe(text);
     expect(renderReportMarkdown(report)).toContain(`- Long prompts: ${text}`);
     const dir = await mkdtemp(join(tmpdir(), 'sy-long-'));
