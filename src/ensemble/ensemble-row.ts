@@ -213,7 +213,7 @@ async function gaveUpLimitedMembers(state: EnsembleState, pending: EnsembleState
     const { progress } = member;
     const model = progress.plan?.chain[progress.chainIndex];
     const onLimit = (model !== undefined ? deps.config.models[model]?.on_limit : undefined) ?? limits.on_limit;
-    // A member deferred by a metered tpm (its turnTicket) waits for its slot as one holding it does.
+    // A member deferred past the book-ahead (its turnTicket) waits for its slot as one holding it does.
     const limited = !progress.waitingForBudget && (progress.reservedModel !== undefined || progress.turnTicket !== undefined || progress.lastError?.code === 'rate_limited');
     return onLimit === 'fallback' && limited && waitMs > limits.max_wait_ms;
   };

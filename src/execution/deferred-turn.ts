@@ -1,9 +1,9 @@
 import type { RowProgress } from './row-progress.ts';
 
 /**
- * A row's place among the rows whose rate-limit slot was too far ahead to book (a provider that
- * meters usage: model-limiter.ts), as an answer call (row-runner.ts) and the LLM classifier's call
- * (row-planner.ts) both ask for a slot with it.
+ * A row's place in its batch's line of rows whose rate-limit turn was too far ahead to book
+ * (model-limiter.ts: the batches' lines take turns), as an answer call (row-runner.ts) and the LLM
+ * classifier's call (row-planner.ts) both ask for a slot with it.
  */
 export interface DeferredTurn {
   /** The ticket to ask with, when the row holds one for this model. */

@@ -215,6 +215,8 @@ export function createRedisRowGate(options: RedisRowGateOptions): RowGate {
         // A provider that counts requested tokens counts max_tokens whatever the answer: booked whole, as before.
         meteredPromptTokens: limits?.tpm_counts === 'requested' ? undefined : call?.promptTokens,
         turnTicket: call?.turnTicket,
+        // The batches on one model take turns for its slots, as for the queue's workers.
+        line: batchId,
         maxWaitMs: Number.isFinite(maxWaitMs) ? maxWaitMs : Number.MAX_SAFE_INTEGER,
         headroom: config.limits.headroom,
       });

@@ -364,9 +364,9 @@ async function takeSlot(model: string, call: { tokens: number; promptTokens: num
     // Every later model's circuit is open: going on would fail the row for a limit a wait here meets.
     if (!capacity.reserved && !capacity.deferred && fallsBack && !(await laterModelOpenToCalls(progress, deps))) capacity = await gate.reserveCapacity(model, call.tokens, Number.POSITIVE_INFINITY, asked);
     if (!capacity.reserved && capacity.deferred) {
-      // Its slot is too far ahead to book yet (the provider meters usage): the row waits holding
-      // nothing and asks again nearer its turn, keeping its place, when the calls before it have
-      // settled what they used.
+      // Its turn is too far ahead to book yet: the row waits holding nothing and asks again nearer
+      // it, keeping its place in its batch's line (the batches on the model take turns), and, where
+      // the provider meters usage, once the calls before it have settled what they used.
       await giveUpProbe();
       keepTurn(progress, model, capacity.turnTicket, turn);
       addLimitWait(progress, model, capacity.waitMs, now());
@@ -408,9 +408,9 @@ const SLOT_WAIT_NOTED_MS = 15_000;
 export function slotWaitNote(model: string, tokens: number, waitMs: number, limitedBy: 'requests' | 'tokens' | 'cooldown' | null | undefined, config: SwitchyardConfig, bookedTokens?: number): string | null {
   if (waitMs < SLOT_WAIT_NOTED_MS) return null;
   const limits = config.models[model];
-  const shared = 'for every batch and worker on its endpoint, first come, first served';
+  const shared = 'shared by every worker on its endpoint, the batches on it taking turns';
   if (limitedBy === 'requests' && limits?.rpm !== undefined) {
-    return `rows wait for ${model}'s rate limit: models.${model}.rpm (${formatCount(limits.rpm)}, ${shared}) ${rpmPace(limits.rpm * config.limits.headroom)}, and the next free slot is ${seconds(waitMs)} away`;
+    return `rows wait for ${model}'s rate limit: models.${model}.rpm (${formatCount(limits.rpm)}, ${shared}) ${rpmPace(limits.rpm * config.limits.headroom)}, and this row's turn is ${seconds(waitMs)} away`;
   }
   if (limitedBy === 'tokens' && limits?.tpm !== undefined && limits.tpm_counts !== 'requested' && bookedTokens !== undefined) {
     const perMinute = Math.max(1, Math.floor((limits.tpm * config.limits.headroom) / Math.max(1, bookedTokens)));
@@ -418,7 +418,7 @@ export function slotWaitNote(model: string, tokens: number, waitMs: number, limi
   }
   if (limitedBy === 'tokens' && limits?.tpm !== undefined) {
     const perMinute = Math.max(1, Math.floor((limits.tpm * config.limits.headroom) / Math.max(1, tokens)));
-    return `rows wait for ${model}'s rate limit: each call books its prompt and max_tokens (${formatCount(tokens)} tokens for this row) against models.${model}.tpm (${formatCount(limits.tpm)}, ${shared}), so about ${formatCount(perMinute)} such calls start a minute, and the next free slot is ${seconds(waitMs)} away; a max_tokens nearer the answers' length lets more calls start, and so does models.${model}.tpm_counts: usage where the provider counts the tokens calls use rather than max_tokens (OpenAI counts max_tokens)`;
+    return `rows wait for ${model}'s rate limit: each call books its prompt and max_tokens (${formatCount(tokens)} tokens for this row) against models.${model}.tpm (${formatCount(limits.tpm)}, ${shared}), so about ${formatCount(perMinute)} such calls start a minute, and this row's turn is ${seconds(waitMs)} away; a max_tokens nearer the answers' length lets more calls start, and so does models.${model}.tpm_counts: usage where the provider counts the tokens calls use rather than max_tokens (OpenAI counts max_tokens)`;
   }
   return null;
 }

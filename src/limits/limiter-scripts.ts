@@ -1,5 +1,5 @@
 import { LUA_PRELUDE, type LuaScript } from '../queue/lua-script.ts';
-import { BUCKET_US, CREDIT_CAP_US, FIGURE_ANSWERS, WINDOW_US } from './pacing.ts';
+import { BUCKET_US, CREDIT_CAP_US, FIGURE_ANSWERS, LINE_IDLE_MS, WINDOW_US } from './pacing.ts';
 
 /**
  * The model limiter's Lua, one hash per model (KEYS[1]). Times are integer microseconds of Redis'
@@ -10,10 +10,11 @@ import { BUCKET_US, CREDIT_CAP_US, FIGURE_ANSWERS, WINDOW_US } from './pacing.ts
  *   last  the latest reserved start; starts never go backwards (FIFO, and the window needs it)
  *   b<k>  tokens reserved to start in bucket k = floor(start / BUCKET_US), for the 60 s window
  *   sum, lo, hi  the total of the b<k> fields and the lowest and highest k present
- *   tkt, srv  calls deferred past the book-ahead horizon (nothing booked) hold a ticket, tkt the
- *         next one handed out; srv counts bookings (while calls run short, a ticket's booking counts
- *         every ticket before it, those of rows that went elsewhere among them): ticket - srv is how
- *         many bookings come before a deferred call's turn
+ *   lines  calls deferred past the book-ahead horizon (nothing booked) hold a ticket in their
+ *         batch's line: JSON {batch: [next ticket, bookings served, last ask ms]}. Within a batch,
+ *         ticket - served is how many of its own calls come before a deferred one; across batches
+ *         the lines are served in turn (round robin), so a small batch's calls are not queued behind
+ *         a large one's. A line none of whose calls asked for LINE_IDLE_MS is dropped.
  *   ask   the latest turn a deferred call was told (the hash is kept until then)
  *   ans   the running figure of answer tokens, in thousandths (a provider that meters usage)
  *   anc   how many answers the figure rests on (counted up to FIGURE_ANSWERS)
@@ -52,12 +53,17 @@ end
 
 /**
  * ARGV: request interval us (0: no rpm), token capacity (0: no tpm), window tokens, token span us,
- * max wait us, book-ahead us (-1: none), turn step us, ticket (-1: none). Returns {outcome, start us,
- * now us, limited-by code, answer figure in thousandths or -1, ticket or -1, answers the figure rests on}. Outcome 1: booked at
- * start. 0: nothing booked, start past max wait. 2 (with a book-ahead only): nothing booked, start
- * past the book-ahead; `start` is then the call's turn, a turn step per booking still before its
- * ticket after the first start free, and the call keeps its ticket (a new one when it held none) to
- * ask again with: deferred calls ask again in the order they first asked, not all at once.
+ * max wait us, book-ahead us (-1: none), turn step us, ticket (-1: none), line (the call's batch).
+ * Returns {outcome, start us, now us, limited-by code, answer figure in thousandths or -1, ticket or
+ * -1, answers the figure rests on}. Outcome 1: booked at start. 0: nothing booked, start past max
+ * wait. 2 (with a book-ahead only): nothing booked, its turn past the book-ahead; `start` is then the
+ * call's turn: the first start free, and a turn step per booking still before it with the batches'
+ * lines served in turn (the calls before its ticket in its own line, and as many of each other line's
+ * as come before its place, at most that line's length). The call keeps its ticket (a new one at its
+ * line's end when it held none) to ask again with: deferred calls ask again in the order of their
+ * turns, not all at once, and one asking before its turn (calls of other batches came meanwhile) is
+ * told its turn again. While the first start free is within a quarter of the book-ahead (calls run
+ * short), whoever asks is booked.
  */
 export const RESERVE: LuaScript = {
   name: 'limiter_reserve',
@@ -71,6 +77,7 @@ local max_wait = tonumber(ARGV[5])
 local book_ahead = tonumber(ARGV[6])
 local turn_step = tonumber(ARGV[7])
 local ticket = tonumber(ARGV[8])
+local line_id = ARGV[9]
 local now = now_us()
 local req, tok, cool, last, sum, lo, hi = read_state()
 
@@ -135,28 +142,59 @@ if by ~= 3 and cool > now and cool - now >= start - cool then by = 3 end
 local figure = tonumber(redis.call('HGET', key, 'ans')) or -1
 local answers = tonumber(redis.call('HGET', key, 'anc')) or 0
 if start - now > max_wait then return {0, start, now, by, figure, -1, answers} end
-local served = tonumber(redis.call('HGET', key, 'srv')) or 0
-if book_ahead >= 0 and start - now > book_ahead then
-  local next_ticket = math.max(tonumber(redis.call('HGET', key, 'tkt')) or 0, served)
-  -- A ticket from before the hash was lost or its turns forgotten (a stop) is given a new one.
-  if ticket < 0 or ticket >= next_ticket then
-    ticket = next_ticket
-    next_ticket = next_ticket + 1
-  end
-  local turn = start + math.max(0, ticket - served) * turn_step
-  if turn - now > max_wait then return {0, turn, now, by, figure, -1, answers} end
-  redis.call('HSET', key, 'tkt', int_str(next_ticket), 'ask', int_str(math.max(turn, tonumber(redis.call('HGET', key, 'ask')) or 0)))
-  expire(now, req, tok, cool, last)
-  return {2, turn, now, by, figure, ticket, answers}
-end
 if book_ahead >= 0 then
-  -- A booking counts one. Rows ask again out of their order (each is told its turn a little early), and
-  -- counting every ticket before each booking soon told the whole line its turn was now: it asked again
-  -- every 2 s. Only when calls ran short (the next start within a quarter of the book-ahead) does a
-  -- ticket's booking count the tickets before it, those of rows that left the line (a fallback, the
-  -- cache) among them, which would otherwise keep the turns told late.
+  -- The batches' lines of calls deferred past the book-ahead: {next ticket, bookings served, last ask ms} per batch.
+  local lines = {}
+  local stored = redis.call('HGET', key, 'lines')
+  if stored then lines = cjson.decode(stored) end
+  local now_ms = math.floor(now / 1000)
+  -- A line none of whose calls asked for a while is dropped: its batch left (cancelled, its rows gone
+  -- to fallbacks or the cache) or its workers stopped; a call of it that comes back takes a new ticket.
+  local idle_ms = ${LINE_IDLE_MS} + math.floor(math.max(0, start - now) / 1000)
+  for id, held in pairs(lines) do
+    if now_ms - held[3] > idle_ms then lines[id] = nil end
+  end
+  local mine = lines[line_id]
+  -- A ticket from before the line was dropped or forgotten (a stop) is no place: a new one is given if deferred.
+  local fresh = mine == nil or ticket < 0 or ticket >= mine[1]
+  -- Calls of its own batch before it, then the others' as if the lines were served in turn: as many
+  -- of each other batch's waiting calls as come before its place, at most all of them.
+  local place = 0
+  if mine then place = math.max(0, (fresh and mine[1] or ticket) - mine[2]) end
+  local before = place
+  for id, held in pairs(lines) do
+    if id ~= line_id then before = before + math.min(place, math.max(0, held[1] - held[2])) end
+  end
+  local turn = start + before * turn_step
+  -- Calls running short (the next start within a quarter of the book-ahead): whoever asks is booked,
+  -- so that the limit is used while the calls whose turn it is are late or gone.
   local starved = start - now <= book_ahead / 4
-  redis.call('HSET', key, 'srv', int_str(starved and math.max(served + 1, ticket + 1) or served + 1))
+  if turn - now > book_ahead and not starved then
+    if turn - now > max_wait then return {0, turn, now, by, figure, -1, answers} end
+    if fresh then
+      if not mine then
+        mine = {0, 0, now_ms}
+        lines[line_id] = mine
+      end
+      ticket = mine[1]
+      mine[1] = mine[1] + 1
+    end
+    mine[3] = now_ms
+    redis.call('HSET', key, 'lines', cjson.encode(lines), 'ask', int_str(math.max(turn, tonumber(redis.call('HGET', key, 'ask')) or 0)))
+    expire(now, req, tok, cool, last)
+    return {2, turn, now, by, figure, ticket, answers}
+  end
+  if mine and not fresh then
+    -- A booking counts one. Rows ask again out of their order (each is told its turn a little early),
+    -- and counting every ticket before each booking soon told the whole line its turn was now. Only
+    -- when calls ran short does a ticket's booking count the tickets before it, those of rows that
+    -- left the line (a fallback, the cache) among them, which would otherwise keep the turns told late.
+    mine[2] = starved and math.max(mine[2] + 1, ticket + 1) or mine[2] + 1
+    -- Served past its last ticket (bookings out of order): the next ticket is at the line's head.
+    mine[1] = math.max(mine[1], mine[2])
+    mine[3] = now_ms
+  end
+  if next(lines) ~= nil then redis.call('HSET', key, 'lines', cjson.encode(lines)) elseif stored then redis.call('HDEL', key, 'lines') end
 end
 
 last = start
@@ -243,10 +281,11 @@ return 1
  * latest start by the larger of the two, never before now, and takes its tokens out of its bucket.
  * Exact when they were the latest reservations (one batch on the model); with another batch's
  * reservations among them, new ones may start beside those for a while, which a 429 would cool.
- * With `forget turns` (a stop), the tickets handed to deferred calls are dropped too: the stopped
- * rows held most of them, and a resume's rows would otherwise be told to wait behind them. Rows of
- * other batches holding one ask again at their turn as before, and are booked or given a new ticket.
- * ARGV: request interval us (0: no rpm), forget turns (1/0), then per reservation: start us, window tokens, token span us, due (1/0).
+ * With `forget turns` (a stop), the stopped batch's line of deferred calls is dropped too: its rows
+ * held those tickets, and they would otherwise count before other batches' calls (and a resume's)
+ * until the line went idle. Other batches' lines keep their places.
+ * ARGV: request interval us (0: no rpm), forget turns (1/0), the line (batch) whose turns to forget,
+ * then per reservation: start us, window tokens, token span us, due (1/0).
  * Returns the number of reservations given back.
  */
 export const RELEASE: LuaScript = {
@@ -255,11 +294,18 @@ export const RELEASE: LuaScript = {
   lua: `${COMMON}
 if redis.call('EXISTS', key) == 0 then return 0 end
 local req_iv = tonumber(ARGV[1])
-if ARGV[2] == '1' then redis.call('HDEL', key, 'tkt', 'ask') end
+if ARGV[2] == '1' then
+  local stored = redis.call('HGET', key, 'lines')
+  if stored then
+    local lines = cjson.decode(stored)
+    lines[ARGV[3]] = nil
+    if next(lines) ~= nil then redis.call('HSET', key, 'lines', cjson.encode(lines)) else redis.call('HDEL', key, 'lines') end
+  end
+end
 local now = now_us()
 local req, tok, cool, last, sum = read_state()
 local req_back, tok_back, last_back, released = 0, 0, 0, 0
-for i = 3, #ARGV, 4 do
+for i = 4, #ARGV, 4 do
   local start = tonumber(ARGV[i])
   if start > now or ARGV[i + 3] == '1' then
     local charged = tonumber(ARGV[i + 1])

@@ -26,11 +26,13 @@ export interface ReserveInput {
   /**
    * The provider meters what calls use (`tpm_counts: usage`), and this is the prompt's share of
    * `tokens`: with a tpm, the call is booked at its prompt + the endpoint's expected answer (see
-   * pacing.ts), and a start more than BOOK_AHEAD_US away is not booked (`deferred`).
+   * pacing.ts). Metered or not, a start more than BOOK_AHEAD_US away is not booked (`deferred`).
    */
   meteredPromptTokens?: number | undefined;
   /** The ticket an earlier ask of this call was deferred with (`deferred`): it keeps its place among the deferred calls. */
   turnTicket?: number | undefined;
+  /** The line the call's deferred turn is kept in: its batch. Batches' lines take turns for the model's slots. */
+  line?: string | undefined;
   /** Reserve nothing when the start would be further away than this. */
   maxWaitMs: number;
   /** Share of rpm/tpm to use, in (0, 1] (`limits.headroom`). */
@@ -45,7 +47,7 @@ export type Reservation =
   | { reserved: true; slotAt: number; waitMs: number; limitedBy: LimitKind | null; tokens: number }
   /**
    * Nothing reserved: the earliest start is `waitMs` away, held back by `limitedBy`. `deferred`:
-   * it is within the max wait, but further than a metered call books ahead; `waitMs` is then when to
+   * it is within the max wait, but its turn is further than a call books ahead; `waitMs` is then when to
    * ask again (half the book-ahead before the call's turn, so that it is booked then), `ticket` the
    * place to ask again with (`turnTicket`), and `tokens` what it would be booked for now.
    */
@@ -78,8 +80,8 @@ export interface ReleaseInput {
    * and knows it makes no call (the budget made it wait, say), so it comes back all the same.
    */
   reservations: ReadonlyArray<{ slotAt: number; tokens: number; due?: boolean }>;
-  /** A stop: the turns handed to deferred calls go too (limiter-scripts.ts RELEASE). */
-  forgetTurns?: boolean;
+  /** A stop: the turns handed to this line's (batch's) deferred calls go too (limiter-scripts.ts RELEASE). */
+  forgetTurns?: { line: string } | undefined;
 }
 
 export interface CoolDownInput {
@@ -98,6 +100,13 @@ export interface ModelLimiterOptions {
    * row that has paid for a call still books it. Omitted: thrown at once.
    */
   refusals?: RefusalWait | undefined;
+  /**
+   * How far ahead a call whose provider counts what it requests (rpm, `tpm_counts: requested`) may
+   * book its start; default BOOK_AHEAD_US. Infinity: a start any distance within the max wait is
+   * booked, first come, first served, with no turns between batches (the pacing checked over
+   * minutes of bookings made at once, in tests).
+   */
+  bookAheadMs?: number;
 }
 
 const LIMITED_BY: readonly (LimitKind | null)[] = [null, 'requests', 'tokens', 'cooldown'];
@@ -117,6 +126,8 @@ export class ModelLimiter {
   readonly #run: ScriptRunner;
   readonly #prefix: string;
   readonly #pollMs: number;
+  /** BOOK_AHEAD_US unless the options said otherwise; -1: none. */
+  readonly #requestedBookAheadUs: number;
   readonly #cooldowns = new Map<string, KnownCooldown>();
   readonly #cooldownReads = new Map<string, Promise<number>>();
   /** Each endpoint's running figure of answer tokens and how many answers it rests on, as Redis last said them (a reservation's reply). */
@@ -127,6 +138,9 @@ export class ModelLimiter {
     this.#run = scriptRunner(redis, options.refusals, 'the rate limiter');
     this.#prefix = options.prefix;
     this.#pollMs = options.cooldownPollMs ?? 1000;
+    const bookAheadMs = options.bookAheadMs ?? BOOK_AHEAD_US / 1000;
+    if (!(bookAheadMs >= 0)) throw new RangeError(`bookAheadMs must be >= 0, got ${bookAheadMs}`);
+    this.#requestedBookAheadUs = bookAheadMs === Number.POSITIVE_INFINITY ? -1 : Math.floor(bookAheadMs * 1000);
   }
 
   async reserve(input: ReserveInput): Promise<Reservation> {
@@ -139,12 +153,13 @@ export class ModelLimiter {
     const tokens = metered === undefined ? input.tokens : this.#meteredBooking(input.model, metered, input.tokens);
     const charged = tpm === undefined ? 0 : windowTokens(tokens, capacity);
     const spanUs = tpm === undefined ? 0 : tokenSpanUs(charged, capacity);
-    // A deferred call's turn comes a turn step per booking before its ticket: a booking's span at the figure (its prompt alone while none is known), a little short, since a turn told too soon costs one more ask and one too late the limit's use.
-    const turnUs = metered === undefined ? 0 : Math.floor(TURN_STEP_SHARE * Math.max(intervalUs, tokenSpanUs(windowTokens(metered + Math.min(input.tokens - metered, this.#figures.get(input.model) ?? 0), capacity), capacity)));
-    // Before any answer has said how long answers run, a call is booked at max_tokens: only one due now is, so that the first answers set the figure before a few seconds of bookings at max_tokens hold up the calls behind them. On few answers, a shorter way ahead.
+    // A deferred call's turn comes a turn step per booking before it: a booking's interval or span (at the figure where the provider meters usage, its prompt alone while none is known), a little short, since a turn told too soon costs one more ask and one too late the limit's use.
+    const turnTokens = metered === undefined ? charged : windowTokens(metered + Math.min(input.tokens - metered, this.#figures.get(input.model) ?? 0), capacity);
+    const turnUs = Math.floor(TURN_STEP_SHARE * Math.max(intervalUs, tpm === undefined ? 0 : tokenSpanUs(turnTokens, capacity)));
+    // Before any answer has said how long answers run, a metered call is booked at max_tokens: only one due now is, so that the first answers set the figure before a few seconds of bookings at max_tokens hold up the calls behind them. On few answers, a shorter way ahead.
     const answers = this.#figures.has(input.model) ? (this.#figureAnswers.get(input.model) ?? 0) : 0;
-    const bookAheadUs = metered === undefined ? -1 : Math.floor((BOOK_AHEAD_US * Math.min(FIGURE_ANSWERS, answers)) / FIGURE_ANSWERS);
-    const args = [intervalUs, capacity, charged, spanUs, Math.floor(input.maxWaitMs * 1000), bookAheadUs, turnUs, metered === undefined ? -1 : (input.turnTicket ?? -1)];
+    const bookAheadUs = metered === undefined ? this.#requestedBookAheadUs : Math.floor((BOOK_AHEAD_US * Math.min(FIGURE_ANSWERS, answers)) / FIGURE_ANSWERS);
+    const args = [intervalUs, capacity, charged, spanUs, Math.floor(input.maxWaitMs * 1000), bookAheadUs, turnUs, input.turnTicket ?? -1, input.line ?? ''];
     const reply = await this.#run(RESERVE, [this.#key(input.model)], args);
     const [outcome, startUs, nowUs, code, figure, ticket, figureAnswers] = integers(reply, 7, RESERVE.name) as [number, number, number, number, number, number, number];
     if (figure >= 0) {
@@ -154,7 +169,7 @@ export class ModelLimiter {
     const waitMs = Math.max(0, Math.ceil((startUs - nowUs) / 1000));
     const limitedBy = LIMITED_BY[code] ?? null;
     if (outcome === 1) return { reserved: true, slotAt: Math.floor(startUs / 1000), waitMs, limitedBy: waitMs > 0 ? limitedBy : null, tokens };
-    if (outcome === 2) return { reserved: false, waitMs: Math.max(0, waitMs - bookAheadUs / 2000), limitedBy: limitedBy ?? 'tokens', deferred: true, ticket, tokens };
+    if (outcome === 2) return { reserved: false, waitMs: Math.max(0, waitMs - bookAheadUs / 2000), limitedBy: limitedBy ?? (tpm === undefined ? 'requests' : 'tokens'), deferred: true, ticket, tokens };
     return { reserved: false, waitMs, limitedBy: limitedBy ?? 'requests' };
   }
 
@@ -191,7 +206,7 @@ export class ModelLimiter {
     if ((rpm === undefined && tpm === undefined) || (input.reservations.length === 0 && !input.forgetTurns)) return 0;
     const intervalUs = rpm === undefined ? 0 : requestIntervalUs(rpm, headroom);
     const capacity = tpm === undefined ? 0 : tokenCapacity(tpm, headroom);
-    const args: number[] = [intervalUs, input.forgetTurns ? 1 : 0];
+    const args: (number | string)[] = [intervalUs, input.forgetTurns ? 1 : 0, input.forgetTurns?.line ?? ''];
     for (const { slotAt, tokens, due } of input.reservations) {
       const charged = tpm === undefined ? 0 : windowTokens(tokens, capacity);
       args.push(Math.floor(slotAt) * 1000, charged, tpm === undefined ? 0 : tokenSpanUs(charged, capacity), due ? 1 : 0);

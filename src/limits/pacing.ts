@@ -58,11 +58,22 @@ export const WINDOW_US = WINDOW_MS * 1000;
 export const BUCKET_US = 250_000;
 
 /**
- * How far ahead a call to a model whose provider meters usage may book its start. Long enough that
- * the calls booked ahead and in flight keep a binding limit busy; short, so that what they book
- * (the figure's guess) is soon settled to what they used and the figure follows the answers.
+ * How far ahead a call to a rate-limited model may book its start. Long enough that the calls booked
+ * ahead and in flight keep a binding limit busy; short, so that where the provider meters usage what
+ * they book (the figure's guess) is soon settled to what they used and the figure follows the
+ * answers, and so that batches take turns for the model's slots: a call beyond it is told its turn
+ * with the batches' lines served in turn (limiter-scripts.ts RESERVE), where slots booked minutes
+ * ahead, first come, first served, kept a small batch posted beside a large one waiting until the
+ * large one's queued rows had all started (QA: 20 rows waited 94 s behind 1,000 at 600 rpm).
  */
 export const BOOK_AHEAD_US = 4_000_000;
+
+/**
+ * A batch's line of deferred calls that no call of it asked in for this long (beyond how far the
+ * model's next free start is) is dropped: its batch left (cancelled, its rows gone to a fallback or
+ * the cache) or its workers stopped. A line's first call asks about every BOOK_AHEAD_US / 2.
+ */
+export const LINE_IDLE_MS = 30_000;
 
 /**
  * A deferred call is told its turn as if each booking before it took this share of its own span at

@@ -46,7 +46,7 @@ return 1
 `,
 };
 
-/** A note's text with its figures left out: "next free slot is 55 s away" and "... 54 s away" are one reason. */
+/** A note's text with its figures left out: "this row's turn is 55 s away" and "... 54 s away" are one reason. */
 export function waitingKind(reason: string): string {
   return reason.replace(/\d+(\.\d+)?/g, '#');
 }

@@ -209,7 +209,7 @@ async function unqueueJobs(queue: Queue, store: BatchStore, batchId: string, ids
       result[outcome]++;
     }
   }
-  // Rows removed without a slot may hold a turn of a metered tpm (model-limiter.ts), given back too.
+  // Rows removed without a slot may hold a turn in the batch's line for a rate-limited model (model-limiter.ts), given back too.
   if (slots.length > 0 || result.removed > 0) await releaseBatchSlots(store, batchId, slots);
   // The budget an ensemble row held for its calls still to come goes back (else it would lapse only after minutes).
   if (holds.length > 0) {
@@ -247,7 +247,7 @@ async function releaseBatchSlots(store: BatchStore, batchId: string, slots: read
   const configJson = await store.loadConfigJson(batchId);
   // Without its config the slots only lapse: a resume then waits behind them, nothing worse.
   const parsed = configSchema.safeParse(storedJson(configJson));
-  if (parsed.success) await releaseSlots(store.redis, store.space.prefix, parsed.data, slots);
+  if (parsed.success) await releaseSlots(store.redis, store.space.prefix, parsed.data, batchId, slots);
 }
 
 /** A parked row's job: its row, fingerprint and progress (what it has done, and any slot it holds). */

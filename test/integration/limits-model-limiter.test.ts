@@ -9,7 +9,8 @@ import { cleanupPrefix, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 
 /**
  * The shared limiter against real Redis. Reservations are start times, so most checks reserve far
- * ahead (a large maxWaitMs) and look at the slots handed out, without waiting for them.
+ * ahead (a large maxWaitMs, and no book-ahead: `bookAheadMs: Infinity`) and look at the slots handed
+ * out, without waiting for them. The book-ahead and the batches' turns: limits-fair-turns.test.ts.
  */
 
 const prefix = uniquePrefix('limits-model-limiter');
@@ -18,7 +19,7 @@ let limiters: ModelLimiter[] = [];
 
 beforeAll(() => {
   for (let i = 0; i < 4; i++) clients.push(new Redis(testRedisUrl()));
-  limiters = clients.map((redis) => new ModelLimiter(redis, { prefix }));
+  limiters = clients.map((redis) => new ModelLimiter(redis, { prefix, bookAheadMs: Number.POSITIVE_INFINITY }));
 });
 
 afterAll(async () => {
@@ -60,7 +61,7 @@ async function reserveInChild(input: ReserveInput, count: number): Promise<numbe
     import { Redis } from 'ioredis';
     import { ModelLimiter } from ${JSON.stringify(MODULE)};
     const redis = new Redis(process.env.REDIS_URL);
-    const limiter = new ModelLimiter(redis, { prefix: process.env.PREFIX });
+    const limiter = new ModelLimiter(redis, { prefix: process.env.PREFIX, bookAheadMs: Infinity });
     const input = JSON.parse(process.env.INPUT);
     const results = await Promise.all(Array.from({ length: ${count} }, () => limiter.reserve(input)));
     console.log(JSON.stringify(results.map((r) => (r.reserved ? r.slotAt : null))));

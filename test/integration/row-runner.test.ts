@@ -291,21 +291,21 @@ describe('advanceRow', () => {
     };
     // The row books its prompt (5) and the config's max_tokens (1024): 39,200 tokens a minute hold 38 such calls.
     expect(await parkedFor(40_000, 'tokens')).toBe(
-      "rows wait for limited's rate limit: each call books its prompt and max_tokens (1,029 tokens for this row) against models.limited.tpm (40,000, for every batch and worker on its endpoint, first come, first served), so about 38 such calls start a minute, and the next free slot is 40 s away; a max_tokens nearer the answers' length lets more calls start, and so does models.limited.tpm_counts: usage where the provider counts the tokens calls use rather than max_tokens (OpenAI counts max_tokens)",
+      "rows wait for limited's rate limit: each call books its prompt and max_tokens (1,029 tokens for this row) against models.limited.tpm (40,000, shared by every worker on its endpoint, the batches on it taking turns), so about 38 such calls start a minute, and this row's turn is 40 s away; a max_tokens nearer the answers' length lets more calls start, and so does models.limited.tpm_counts: usage where the provider counts the tokens calls use rather than max_tokens (OpenAI counts max_tokens)",
     );
     expect(await parkedFor(75_000, 'requests')).toBe(
-      "rows wait for limited's rate limit: models.limited.rpm (60, for every batch and worker on its endpoint, first come, first served) lets one call start every 1.0 s, and the next free slot is 75 s away",
+      "rows wait for limited's rate limit: models.limited.rpm (60, shared by every worker on its endpoint, the batches on it taking turns) lets one call start every 1.0 s, and this row's turn is 75 s away",
     );
     // A fast pace is said as calls a second, at limits.headroom (0.98) of rpm (QA: 6,000 rpm read "lets one call start every 0.0 s").
     const { deps: fastDeps } = setup(['fast'], { reserveCapacity: async () => ({ reserved: true, waitMs: 34_000, slotAt: 1, limitedBy: 'requests' }) }, { models: { ok: { provider: 'sim' }, fast: { provider: 'sim', rpm: 6_000 } } });
     const fastStep = await advanceRow(row, freshProgress(), fastDeps);
     expect(fastStep.kind === 'park' && fastStep.note).toBe(
-      "rows wait for fast's rate limit: models.fast.rpm (6,000, for every batch and worker on its endpoint, first come, first served) lets about 98 calls start a second, and the next free slot is 34 s away",
+      "rows wait for fast's rate limit: models.fast.rpm (6,000, shared by every worker on its endpoint, the batches on it taking turns) lets about 98 calls start a second, and this row's turn is 34 s away",
     );
     // Between one and a few calls a second: said with its tenth, never "about 1 calls" (70 rpm at 0.98 is 1.14 a second).
     const { deps: briskDeps } = setup(['brisk'], { reserveCapacity: async () => ({ reserved: true, waitMs: 34_000, slotAt: 1, limitedBy: 'requests' }) }, { models: { ok: { provider: 'sim' }, brisk: { provider: 'sim', rpm: 70 } } });
     const briskStep = await advanceRow(row, freshProgress(), briskDeps);
-    expect(briskStep.kind === 'park' && briskStep.note).toContain('models.brisk.rpm (70, for every batch and worker on its endpoint, first come, first served) lets about 1.1 calls start a second,');
+    expect(briskStep.kind === 'park' && briskStep.note).toContain('models.brisk.rpm (70, shared by every worker on its endpoint, the batches on it taking turns) lets about 1.1 calls start a second,');
     const { deps: steadyDeps } = setup(['steady'], { reserveCapacity: async () => ({ reserved: true, waitMs: 34_000, slotAt: 1, limitedBy: 'requests' }) }, { models: { ok: { provider: 'sim' }, steady: { provider: 'sim', rpm: 62 } } });
     const steadyStep = await advanceRow(row, freshProgress(), steadyDeps);
     expect(steadyStep.kind === 'park' && steadyStep.note).toContain('lets one call start every 1.0 s,');
