@@ -39,7 +39,8 @@ describe('a run stopping', () => {
       stops.readingEnded();
       while (!stops.drainCollector.aborted) await delay(1);
       await delay(0);
-      expect(timers()).toBe(before);
+      // At most as many: a timer of the file's earlier test may end meanwhile (CI: 1 before, 0 after).
+      expect(timers()).toBeLessThanOrEqual(before);
     } finally {
       stops.stopListening();
     }
