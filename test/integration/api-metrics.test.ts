@@ -1,32 +1,17 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { BatchView } from '../../src/api/batch-view.ts';
 import type { CallRecord } from '../../src/output/records.ts';
 import { startRedisServer, type RedisServerHandle } from '../../src/queue/redis-server-process.ts';
-import { spawnCli, waitFor, waitForOutput } from '../helpers/cli.ts';
+import { waitFor } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
+import { useServers } from '../helpers/serve.ts';
 
-type Server = ReturnType<typeof spawnCli> & { url: string };
-const running: Server[] = [];
 
-async function startServer(args: string[], env: Record<string, string>): Promise<Server> {
-  const child = spawnCli(['serve', '--port', '0', ...args], env);
-  await waitForOutput(() => child.output().stdout, 'listening on', 20_000);
-  const url = /listening on (http:\/\/\S+) /.exec(child.output().stdout)?.[1];
-  if (!url) throw new Error(`no URL in: ${child.output().stdout}`);
-  const server = Object.assign(child, { url });
-  running.push(server);
-  return server;
-}
-
-afterEach(async () => {
-  for (const server of running.splice(0)) {
-    if (server.exitCode === null) server.kill('SIGKILL');
-    await server.done;
-  }
-});
+const servers = useServers();
+const startServer = servers.start;
 
 /** The samples of a scrape, by their name and labels as written ('m{a="b"}'). */
 function samples(page: string): Map<string, number> {

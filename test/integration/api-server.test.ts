@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { once } from 'node:events';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { usdToNanos } from '../../src/models/pricing.ts';
 import type { CallRecord, RowResult } from '../../src/output/records.ts';
 import type { Report } from '../../src/output/report-json.ts';
@@ -14,23 +14,14 @@ import { startRedisServer, type RedisServerHandle } from '../../src/queue/redis-
 import { runCli, spawnCli, waitFor, waitForOutput } from '../helpers/cli.ts';
 import { readJsonLines, tempDir, writePromptsCsv, writeSimConfig } from '../helpers/files.ts';
 import { useSimulatorAndRedis } from '../helpers/harness.ts';
+import { useServers, type Server } from '../helpers/serve.ts';
 import { descriptorsOn } from '../helpers/open-files.ts';
 
-type Server = ReturnType<typeof spawnCli> & { url: string };
 type ErrorBody = { error: { code: string; message: string } };
 
-const running: Server[] = [];
 
-/** `switchyard serve` as its own process on a free port; resolves once it listens. */
-async function startServer(args: string[], env: Record<string, string>): Promise<Server> {
-  const child = spawnCli(['serve', '--port', '0', ...args], env);
-  await waitForOutput(() => child.output().stdout, 'listening on', 20_000);
-  const url = /listening on (http:\/\/\S+) /.exec(child.output().stdout)?.[1];
-  if (!url) throw new Error(`no URL in: ${child.output().stdout}`);
-  const server = Object.assign(child, { url });
-  running.push(server);
-  return server;
-}
+const servers = useServers();
+const startServer = servers.start;
 
 /** POSTs `body` over a plain socket, all of it before reading a byte of the answer (as Python's urllib does, with its Connection: close), and returns the answer as text. */
 async function sendWholeThenRead(base: string, path: string, body: Buffer): Promise<string> {
@@ -73,13 +64,6 @@ async function waitUntilFinished(server: Server, batchId: string, headers: Recor
   }, 60_000);
   return last!;
 }
-
-afterEach(async () => {
-  for (const server of running.splice(0)) {
-    if (server.exitCode === null) server.kill('SIGKILL');
-    await server.done;
-  }
-});
 
 describe('switchyard serve: batches submitted over HTTP, through the same queue, workers and collector', () => {
   const h = useSimulatorAndRedis('api', { failure_rate: 0.1, latency_ms: 2, seed: 5 });
@@ -1063,7 +1047,7 @@ describe('switchyard serve: batches submitted over HTTP, through the same queue,
   it('starts beyond this machine without a token only with --no-auth, and says so', async () => {
     const out = join(await tempDir('api-no-auth'), 'out');
     const child = spawnCli(['serve', '--port', '0', '--host', '0.0.0.0', '--no-auth', '--out', out], { ...h.env(), SWITCHYARD_API_TOKEN: '' });
-    running.push(Object.assign(child, { url: '' }));
+    servers.track(Object.assign(child, { url: '' }));
     await waitForOutput(() => child.output().stdout, 'No API token (--no-auth)', 20_000);
     expect(child.output().stdout).toContain('No API token (--no-auth): anyone who reaches the server can run batches, spending money, and read their files.');
     const url = /on this machine (http:\/\/\S+) /.exec(child.output().stdout)![1]!;
