@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { urlWithoutPassword } from '../models/url-without-password.ts';
+import { withSortedKeys } from '../sorted-keys.ts';
 import type { SwitchyardConfig } from './schema.ts';
 
 /**
@@ -13,15 +14,6 @@ export function configFingerprint(config: SwitchyardConfig, builtIn: boolean): s
   const providers = Object.fromEntries(
     Object.entries(config.providers).map(([name, provider]) => [name, { ...provider, base_url: builtIn ? '(the built-in simulator)' : urlWithoutPassword(provider.base_url) }]),
   );
-  return createHash('sha256').update(canonicalJson({ ...config, providers })).digest('hex').slice(0, 12);
+  return createHash('sha256').update(JSON.stringify(withSortedKeys({ ...config, providers }))).digest('hex').slice(0, 12);
 }
 
-/** JSON with every object's keys sorted. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, field]) => field !== undefined);
-    return `{${entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, field]) => `${JSON.stringify(key)}:${canonicalJson(field)}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
-}

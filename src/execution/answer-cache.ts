@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { withSortedKeys } from '../sorted-keys.ts';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { SwitchyardConfig } from '../config/schema.ts';
@@ -49,15 +50,8 @@ export function isCacheable(answer: { output: string; finishReason: string | nul
 }
 
 export function answerCacheKey(space: KeySpace, baseUrl: string, request: ModelRequest): string {
-  const identity = [baseUrl.replace(/\/+$/, ''), request.upstream, request.messages, request.temperature, request.maxTokens, sortedKeys(request.params ?? {})];
+  const identity = [baseUrl.replace(/\/+$/, ''), request.upstream, request.messages, request.temperature, request.maxTokens, withSortedKeys(request.params ?? {})];
   return `${space.prefix}:answer-cache:${createHash('sha256').update(JSON.stringify(identity)).digest('base64url')}`;
-}
-
-/** The same body fields in another order are the same request. */
-function sortedKeys(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(sortedKeys);
-  if (value === null || typeof value !== 'object') return value;
-  return Object.fromEntries(Object.keys(value).sort().map((key) => [key, sortedKeys((value as Record<string, unknown>)[key])]));
 }
 
 export function createAnswerCache(redis: Redis, space: KeySpace, ttlHours: number, now: () => number = Date.now): AnswerCache {
