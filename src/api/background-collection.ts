@@ -68,7 +68,7 @@ export function createBackgroundCollection(session: Session, say: (line: string)
       const progress = await session.store.progress(batchId).catch(() => null); // Redis away: the outage is said once elsewhere
       if (!progress || collector.drain.signal.aborted) continue;
       // Why its rows wait, which the workers (maybe on other machines) keep on the batch: the log says it too.
-      const waiting = await waitingOf(batchId, progress.finished);
+      const waiting = await batchWaitingNow(session.redis, session.store.keys(batchId), progress.finished).catch(() => null); // advice only
       const because = waiting ? `; ${batchWaitingText(waiting)}` : '';
       // Nothing said yet: a batch with no row done has not moved.
       if (progress.finished === (collector.saidFinished ?? 0)) {
@@ -105,14 +105,6 @@ export function createBackgroundCollection(session: Session, say: (line: string)
       if (toldNoWorker.has(batchId)) continue;
       toldNoWorker.add(batchId);
       say(`[${batchId}] No worker is connected to this Redis: its rows wait until one runs ("switchyard worker" with the same REDIS_URL and SWITCHYARD_PREFIX).`);
-    }
-  };
-  // Advice only: Redis trouble is said once elsewhere, and the line goes without it.
-  const waitingOf = async (batchId: string, finished: number) => {
-    try {
-      return await batchWaitingNow(session.redis, session.store.keys(batchId), finished);
-    } catch {
-      return null;
     }
   };
   let ticking = false;

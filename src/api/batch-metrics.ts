@@ -1,4 +1,5 @@
 import { monthKey } from '../limits/budget.ts';
+import { nanosToUsd } from '../models/pricing.ts';
 import { DamagedBatchError, isFinishedStatus, type BatchMeta, type BatchProgress, type BatchStatus, type BatchStore } from '../queue/batch-state.ts';
 import type { MetricFamily, Sample } from '../metrics/exposition.ts';
 
@@ -62,7 +63,7 @@ export async function readBatchMetrics({ store, openKey, connectedWorkers, month
     { name: 'switchyard_batches', type: 'gauge', help: `Batches by status, among the ${RECENT_BATCHES} newest in Redis and every batch posted to a server whose outputs are not written yet.`, samples: [...byStatus].map(([status, count]) => ({ labels: { status }, value: count })) },
     { name: 'switchyard_batches_in_redis', type: 'gauge', help: 'Batches Redis holds (of any status; `switchyard forget` removes finished ones).', samples: [{ value: inRedis }] },
     ...batchFamilies(states),
-    { name: 'switchyard_month_spent_usd', type: 'gauge', help: "What this UTC month's model calls cost so far, every batch on this Redis and prefix, in USD (what budget.monthly_usd is held against).", samples: [{ value: Number(monthSpent ?? 0) / 1e9 }] },
+    { name: 'switchyard_month_spent_usd', type: 'gauge', help: "What this UTC month's model calls cost so far, every batch on this Redis and prefix, in USD (what budget.monthly_usd is held against).", samples: [{ value: nanosToUsd(Number(monthSpent ?? 0)) }] },
     { name: 'switchyard_month_budget_usd', type: 'gauge', help: "This server's budget.monthly_usd, in USD (absent when its config sets none).", samples: monthlyBudgetUsd === undefined ? [] : [{ value: monthlyBudgetUsd }] },
     { name: 'switchyard_workers_connected', type: 'gauge', help: 'Worker processes connected to the prompts queue (serve and run with their own workers among them), from Redis\' CLIENT LIST; absent where Redis refuses it.', samples: workers === null ? [] : [{ value: workers }] },
   ];

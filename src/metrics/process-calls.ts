@@ -1,3 +1,4 @@
+import { nanosToUsd, usdToNanos } from '../models/pricing.ts';
 import type { CallRecord } from '../output/records.ts';
 import type { HistogramSample, MetricFamily, Sample } from './exposition.ts';
 
@@ -43,7 +44,7 @@ export class ProcessCallMetrics {
     if (call.attempt > 1) tally.retries++;
     if (call.chain_position !== null && call.chain_position > 0) tally.fallbackCalls++;
     // Summed in nano-dollars (pricing.ts): floating-point USD drifts after millions of additions.
-    if (call.cost_usd !== null) tally.costNanos += Math.round(call.cost_usd * 1e9);
+    if (call.cost_usd !== null) tally.costNanos += usdToNanos(call.cost_usd);
     const ms = Math.max(0, call.latency_ms);
     const bucket = CALL_SECONDS_BUCKETS.findIndex((bound) => ms <= bound * 1000);
     tally.latencyBuckets[bucket === -1 ? CALL_SECONDS_BUCKETS.length : bucket]!++;
@@ -61,7 +62,7 @@ export class ProcessCallMetrics {
       for (const { outcome, code, count } of tally.calls.values()) calls.push({ labels: { model, outcome, code }, value: count });
       retries.push({ labels: { model }, value: tally.retries });
       fallbacks.push({ labels: { model }, value: tally.fallbackCalls });
-      cost.push({ labels: { model }, value: tally.costNanos / 1e9 });
+      cost.push({ labels: { model }, value: nanosToUsd(tally.costNanos) });
       let running = 0;
       const cumulativeCounts = CALL_SECONDS_BUCKETS.map((_, i) => (running += tally.latencyBuckets[i]!));
       latency.push({ labels: { model }, buckets: CALL_SECONDS_BUCKETS, cumulativeCounts, count: tally.latencyCount, sum: tally.latencyMs / 1000 });
